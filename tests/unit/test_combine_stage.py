@@ -1,0 +1,109 @@
+"""Echo handling stage: known T2* recovered by tedana t2smap, single echo copied, inputs checked."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from echoprep.stages.combine import StageInputError, run_optcom, write_single_echo
+
+TES = [0.011, 0.02882, 0.04662]
+
+
+def _write_echoes(tmp_path, t2s, s0=1000.0, n_t=30, noise=2.0, seed=0):
+    """Mono-exponential echoes of a block 'brain' (zero background) with known T2* (s)."""
+    rng = np.random.default_rng(seed)
+    shape = t2s.shape
+    files = []
+    affine = np.diag([3.0, 3.0, 3.0, 1.0])
+    for te in TES:
+        sig = s0 * np.exp(-te / np.where(t2s > 0, t2s, 1.0))
+        sig = np.where(t2s > 0, sig, 0.0)[..., None] * np.ones(n_t)
+        data = np.abs(sig + noise * rng.standard_normal(shape + (n_t,)))
+        img = nib.Nifti1Image(data.astype(np.float32), affine)
+        img.header.set_xyzt_units("mm", "sec")
+        f = tmp_path / f"echo-{len(files) + 1}.nii.gz"
+        nib.save(img, f)
+        files.append(f)
+    return files
+
+
+@pytest.fixture
+def t2s_truth():
+    t2s = np.zeros((14, 14, 8))
+    t2s[2:12, 2:12, 1:7] = np.linspace(0.02, 0.06, 10)[:, None, None]  # 20-60 ms along x
+    return t2s
+
+
+def test_optcom_recovers_known_t2star_and_combines(tmp_path, t2s_truth):
+    files = _write_echoes(tmp_path, t2s_truth)
+    out = {k: tmp_path / "out" / f"{k}.nii.gz" for k in ("bold", "t2star", "s0", "mask")}
+    run_optcom(files, TES, out, work_dir=tmp_path / "work", repetition_time=1.9)
+    t2s = nib.load(out["t2star"]).get_fdata()
+    inner = np.zeros_like(t2s_truth, bool)
+    inner[3:11, 3:11, 2:6] = True
+    err_ms = np.abs(t2s[inner] - t2s_truth[inner]) * 1000
+    assert np.median(err_ms) < 0.5, np.median(err_ms)
+    combined = nib.load(out["bold"]).get_fdata()
+    assert combined.shape == (14, 14, 8, 30)
+    # T2*-weighted combination: weights TE·exp(-TE/T2*) normalised, with tedana's T2* map
+    in_mask = inner & (nib.load(out["mask"]).get_fdata() > 0)
+    assert in_mask.sum() >= 0.9 * inner.sum()
+    echoes = np.stack([nib.load(f).get_fdata()[in_mask] for f in files])  # (echo, vox, t)
+    tes = np.asarray(TES)[:, None]
+    w = tes * np.exp(-tes / t2s[in_mask][None, :])
+    expected = (w[..., None] * echoes).sum(0) / w.sum(0)[:, None]
+    np.testing.assert_allclose(combined[in_mask], expected, rtol=1e-3)
+    side = json.loads((tmp_path / "out" / "bold.json").read_text())
+    assert side["Sources"] == [str(f) for f in files]
+    assert side["RepetitionTime"] == 1.9 and side["EchoTime"] == TES
+    assert side["Parameters"]["fittype"] == "loglin"
+    assert "tedana" in side["SoftwareVersions"]
+    assert json.loads((tmp_path / "out" / "t2star.json").read_text())["Units"] == "s"
+    assert not list((tmp_path / "work").iterdir()), "tedana working folder left behind"
+
+
+def test_single_echo_is_the_chosen_echo_unchanged(tmp_path, t2s_truth):
+    files = _write_echoes(tmp_path, t2s_truth, n_t=5)
+    out = tmp_path / "single.nii.gz"
+    write_single_echo(files, TES, {"bold": out}, echo=3, repetition_time=1.9)
+    np.testing.assert_array_equal(nib.load(out).get_fdata(), nib.load(files[2]).get_fdata())
+    side = json.loads((tmp_path / "single.json").read_text())
+    assert side["EchoTime"] == TES[2] and side["Parameters"] == {"echo": 3}
+
+
+def test_echo_out_of_range_is_explained(tmp_path, t2s_truth):
+    files = _write_echoes(tmp_path, t2s_truth, n_t=3)
+    with pytest.raises(StageInputError, match=r"expected single_echo.echo between 1 and 3; found 4"):
+        write_single_echo(files, TES, {"bold": tmp_path / "x.nii.gz"}, echo=4)
+
+
+def test_echo_times_in_ms_are_rejected_with_the_fix(tmp_path, t2s_truth):
+    files = _write_echoes(tmp_path, t2s_truth, n_t=3)
+    with pytest.raises(StageInputError, match=r"echo times in seconds.*divide milliseconds by 1000"):
+        write_single_echo(files, [11.0, 28.82, 46.62], {"bold": tmp_path / "x.nii.gz"})
+
+
+def test_mismatched_echo_shapes_name_the_file(tmp_path, t2s_truth):
+    files = _write_echoes(tmp_path, t2s_truth, n_t=3)
+    bad = tmp_path / "echo-2.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((14, 14, 8, 4), np.float32), np.diag([3.0, 3, 3, 1])), bad)
+    with pytest.raises(StageInputError, match=r"echo-2.nii.gz: expected the same shape as echo-1"):
+        write_single_echo(files, TES, {"bold": tmp_path / "x.nii.gz"})
+
+
+def test_a_3d_image_is_not_a_bold_series(tmp_path):
+    f = tmp_path / "e1.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)), f)
+    with pytest.raises(StageInputError, match=r"expected a 4D BOLD series .* found shape \(4, 4, 4\)"):
+        write_single_echo([f], [0.028], {"bold": tmp_path / "x.nii.gz"}, echo=1)
+
+
+def test_unreadable_file_is_named(tmp_path):
+    f = tmp_path / "broken.nii.gz"
+    f.write_bytes(b"not a nifti")
+    with pytest.raises(StageInputError, match=r"broken.nii.gz: expected a readable NIfTI image"):
+        write_single_echo([f], [0.028], {"bold": tmp_path / "x.nii.gz"}, echo=1)

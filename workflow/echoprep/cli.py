@@ -1,0 +1,171 @@
+"""The ``echoprep`` command line: simulate data, check inputs, run single stages.
+
+The Snakemake rules call the stage sub-commands (``python -m echoprep combine ...``), so every
+rule can also be run by hand on one run for debugging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from echoprep import __version__
+
+
+def _key_paths(items: Sequence[str]) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise SystemExit(f"--out expects KEY=PATH, got {item!r}")
+        out[key] = Path(value)
+    return out
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from echoprep.simulate import simulate_dataset
+
+    out = simulate_dataset(
+        args.out,
+        args.preset,
+        seed=args.seed,
+        subjects=args.subjects,
+        sessions=args.sessions,
+        runs=args.runs,
+        motion=args.motion,
+        fieldmap=args.fieldmap,
+        phase=not args.no_phase,
+        subject_offset=args.subject_offset,
+    )
+    print(out)
+    return 0
+
+
+def _cmd_discover(args: argparse.Namespace) -> int:
+    from echoprep.io.bids import BIDSInputError, discover
+
+    try:
+        ds = discover(
+            args.bids_dir,
+            participant_label=args.participant_label or None,
+            sessions=args.sessions or None,
+            task=args.task,
+        )
+    except BIDSInputError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for sub in ds.subjects():
+        for ses in ds.sessions(sub):
+            runs = ds.runs_of(sub, ses)
+            tes = ", ".join(f"{t * 1000:.2f}" for t in runs[0].echo_times)
+            phase = "mag+phase" if all(r.has_phase for r in runs) else "magnitude only"
+            print(
+                f"sub-{sub} ses-{ses}: {len(runs)} runs, {len(runs[0].echoes)} echoes "
+                f"(TE {tes} ms), {phase}, TR {runs[0].repetition_time} s"
+            )
+    return 0
+
+
+def _cmd_combine(args: argparse.Namespace) -> int:
+    from echoprep.stages import combine
+
+    outputs = _key_paths(args.out)
+    common = {"repetition_time": args.tr}
+    if args.variant == "single":
+        combine.write_single_echo(args.echo, args.te, outputs, echo=args.single_echo, **common)
+    elif args.variant == "optcom":
+        combine.run_optcom(
+            args.echo,
+            args.te,
+            outputs,
+            fittype=args.fittype,
+            masktype=args.masktype,
+            work_dir=args.work_dir,
+            n_threads=args.threads,
+            **common,
+        )
+    else:
+        combine.run_tedana(
+            args.echo,
+            args.te,
+            outputs,
+            fittype=args.fittype,
+            masktype=args.masktype,
+            tedpca=args.tedpca,
+            tree=args.tree,
+            ica_method=args.ica_method,
+            n_robust_runs=args.n_robust_runs,
+            maxit=args.maxit,
+            maxrestart=args.maxrestart,
+            seed=args.seed,
+            work_dir=args.work_dir,
+            n_threads=args.threads,
+            **common,
+        )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``echoprep`` command."""
+    parser = argparse.ArgumentParser(prog="echoprep", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"echoprep {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sim = sub.add_parser("simulate", help="write a simulated multi-echo BIDS dataset")
+    sim.add_argument("out", type=Path, help="folder to create")
+    sim.add_argument("--preset", choices=["tiny", "demo", "laion"], default="tiny")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--subjects", type=int, default=None, help="number of subjects")
+    sim.add_argument("--sessions", type=int, default=None, help="sessions per subject")
+    sim.add_argument("--runs", type=int, default=None, help="runs per session")
+    sim.add_argument("--subject-offset", type=int, default=0,
+                     help="number new subjects from OFFSET+1 and add them to OUT")
+    sim.add_argument("--motion", action=argparse.BooleanOptionalAction, default=None)
+    sim.add_argument("--fieldmap", action=argparse.BooleanOptionalAction, default=None)
+    sim.add_argument("--no-phase", action="store_true", help="magnitude-only dataset")
+    sim.set_defaults(func=_cmd_simulate)
+
+    dis = sub.add_parser("discover", help="check a BIDS dataset and summarise its runs")
+    dis.add_argument("bids_dir", type=Path)
+    dis.add_argument("--participant-label", nargs="*", default=[])
+    dis.add_argument("--sessions", nargs="*", default=[])
+    dis.add_argument("--task", default=None)
+    dis.set_defaults(func=_cmd_discover)
+
+    com = sub.add_parser("combine", help="echo handling of one run (single/optcom/denoised)")
+    com.add_argument("variant", choices=["single", "optcom", "denoised"])
+    com.add_argument("--echo", nargs="+", required=True, type=Path,
+                     help="4D magnitude image per echo, in echo-time order")
+    com.add_argument("--te", nargs="+", required=True, type=float, help="echo times in s")
+    com.add_argument("--out", nargs="+", required=True, metavar="KEY=PATH",
+                     help="output paths by key (see echoprep.stages.combine.OUTPUTS)")
+    com.add_argument("--tr", type=float, default=None, help="repetition time in s")
+    com.add_argument("--single-echo", type=int, default=2, help="1-based echo for 'single'")
+    com.add_argument("--fittype", default="loglin")
+    com.add_argument("--masktype", nargs="+", default=["dropout"])
+    com.add_argument("--tedpca", default="aic")
+    com.add_argument("--tree", default="tedana_orig")
+    com.add_argument("--ica-method", default="fastica")
+    com.add_argument("--n-robust-runs", type=int, default=30)
+    com.add_argument("--maxit", type=int, default=500)
+    com.add_argument("--maxrestart", type=int, default=10)
+    com.add_argument("--seed", type=int, default=0)
+    com.add_argument("--work-dir", type=Path, default=None)
+    com.add_argument("--threads", type=int, default=1)
+    com.set_defaults(func=_cmd_combine)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``echoprep``; returns the process exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return int(args.func(args) or 0)

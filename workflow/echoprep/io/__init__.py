@@ -1,0 +1,1 @@
+"""Input discovery, derivative path building, sidecars and provenance."""

@@ -1,0 +1,1 @@
+"""Stage layer: validate inputs, load, call a kernel or tool, write outputs with sidecars."""
