@@ -22,7 +22,7 @@ def _write_echoes(tmp_path, t2s, s0=1000.0, n_t=30, noise=2.0, seed=0):
     for te in TES:
         sig = s0 * np.exp(-te / np.where(t2s > 0, t2s, 1.0))
         sig = np.where(t2s > 0, sig, 0.0)[..., None] * np.ones(n_t)
-        data = np.abs(sig + noise * rng.standard_normal(shape + (n_t,)))
+        data = np.abs(sig + noise * rng.standard_normal((*shape, n_t)))
         img = nib.Nifti1Image(data.astype(np.float32), affine)
         img.header.set_xyzt_units("mm", "sec")
         f = tmp_path / f"echo-{len(files) + 1}.nii.gz"
@@ -77,13 +77,17 @@ def test_single_echo_is_the_chosen_echo_unchanged(tmp_path, t2s_truth):
 
 def test_echo_out_of_range_is_explained(tmp_path, t2s_truth):
     files = _write_echoes(tmp_path, t2s_truth, n_t=3)
-    with pytest.raises(StageInputError, match=r"expected single_echo.echo between 1 and 3; found 4"):
+    with pytest.raises(
+        StageInputError, match=r"expected single_echo.echo between 1 and 3; found 4"
+    ):
         write_single_echo(files, TES, {"bold": tmp_path / "x.nii.gz"}, echo=4)
 
 
 def test_echo_times_in_ms_are_rejected_with_the_fix(tmp_path, t2s_truth):
     files = _write_echoes(tmp_path, t2s_truth, n_t=3)
-    with pytest.raises(StageInputError, match=r"echo times in seconds.*divide milliseconds by 1000"):
+    with pytest.raises(
+        StageInputError, match=r"echo times in seconds.*divide milliseconds by 1000"
+    ):
         write_single_echo(files, [11.0, 28.82, 46.62], {"bold": tmp_path / "x.nii.gz"})
 
 
@@ -98,7 +102,9 @@ def test_mismatched_echo_shapes_name_the_file(tmp_path, t2s_truth):
 def test_a_3d_image_is_not_a_bold_series(tmp_path):
     f = tmp_path / "e1.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)), f)
-    with pytest.raises(StageInputError, match=r"expected a 4D BOLD series .* found shape \(4, 4, 4\)"):
+    with pytest.raises(
+        StageInputError, match=r"expected a 4D BOLD series .* found shape \(4, 4, 4\)"
+    ):
         write_single_echo([f], [0.028], {"bold": tmp_path / "x.nii.gz"}, echo=1)
 
 

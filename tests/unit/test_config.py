@@ -52,8 +52,14 @@ def test_defaults_are_filled():
 
 def test_unknown_keys_and_bad_values_are_all_reported():
     with pytest.raises(ConfigError) as err:
-        validate_config({"bids_dir": "/d", "outptu_dir": "x", "tedana": {"tedpac": "aic"},
-                         "single_echo": {"echo": 0}})
+        validate_config(
+            {
+                "bids_dir": "/d",
+                "outptu_dir": "x",
+                "tedana": {"tedpac": "aic"},
+                "single_echo": {"echo": 0},
+            }
+        )
     msg = str(err.value)
     assert msg.startswith("3 problem(s) in the echoprep configuration")
     assert "'outptu_dir' was unexpected" in msg and "Allowed keys here" in msg

@@ -12,22 +12,32 @@ RUN = {"sub": "01", "ses": "01", "task": "images", "run": "01"}
 
 
 def test_entities_are_ordered_as_bids_whatever_the_input_order():
-    name = bids_name({"desc": "optcom", "run": "01", "sub": "01", "task": "images"}, "bold",
-                     ".nii.gz")
+    name = bids_name(
+        {"desc": "optcom", "run": "01", "sub": "01", "task": "images"}, "bold", ".nii.gz"
+    )
     assert name == "sub-01_task-images_run-01_desc-optcom_bold.nii.gz"
 
 
 def test_laion_names_are_reproduced():
-    name = bids_name({**RUN, "run": None, "space": "T1w", "stat": "effect",
-                      "desc": "SingletrialBetas"}, "statmap", "nii.gz")
-    assert name == "sub-01_ses-01_task-images_space-T1w_stat-effect_desc-SingletrialBetas_statmap.nii.gz"
+    name = bids_name(
+        {**RUN, "run": None, "space": "T1w", "stat": "effect", "desc": "SingletrialBetas"},
+        "statmap",
+        "nii.gz",
+    )
+    assert (
+        name
+        == "sub-01_ses-01_task-images_space-T1w_stat-effect_desc-SingletrialBetas_statmap.nii.gz"
+    )
 
 
 def test_bids_path_places_files_in_subject_session_datatype():
     p = bids_path("/out", {**RUN, "desc": "optcom"}, "bold", ".nii.gz")
-    assert p == Path("/out/sub-01/ses-01/func/sub-01_ses-01_task-images_run-01_desc-optcom_bold.nii.gz")
+    assert p == Path(
+        "/out/sub-01/ses-01/func/sub-01_ses-01_task-images_run-01_desc-optcom_bold.nii.gz"
+    )
     assert bids_path("/o", {"sub": "02"}, "T1w", ".nii.gz", datatype="anat") == Path(
-        "/o/sub-02/anat/sub-02_T1w.nii.gz")
+        "/o/sub-02/anat/sub-02_T1w.nii.gz"
+    )
 
 
 def test_run_output_equals_bids_path_and_gives_snakemake_patterns():
@@ -36,7 +46,8 @@ def test_run_output_equals_bids_path_and_gives_snakemake_patterns():
     pattern = run_output("/o", ("{run_dir}", "{run_prefix}"), "bold", ".nii.gz", desc="optcom")
     assert str(pattern) == "/o/{run_dir}/{run_prefix}_desc-optcom_bold.nii.gz"
     assert str(pattern).format(run_dir=run_dir(RUN), run_prefix=run_prefix(RUN)) == str(
-        run_output("/o", RUN, "bold", ".nii.gz", desc="optcom"))
+        run_output("/o", RUN, "bold", ".nii.gz", desc="optcom")
+    )
 
 
 def test_sessionless_runs():

@@ -122,8 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--subjects", type=int, default=None, help="number of subjects")
     sim.add_argument("--sessions", type=int, default=None, help="sessions per subject")
     sim.add_argument("--runs", type=int, default=None, help="runs per session")
-    sim.add_argument("--subject-offset", type=int, default=0,
-                     help="number new subjects from OFFSET+1 and add them to OUT")
+    sim.add_argument(
+        "--subject-offset",
+        type=int,
+        default=0,
+        help="number new subjects from OFFSET+1 and add them to OUT",
+    )
     sim.add_argument("--motion", action=argparse.BooleanOptionalAction, default=None)
     sim.add_argument("--fieldmap", action=argparse.BooleanOptionalAction, default=None)
     sim.add_argument("--no-phase", action="store_true", help="magnitude-only dataset")
@@ -138,11 +142,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     com = sub.add_parser("combine", help="echo handling of one run (single/optcom/denoised)")
     com.add_argument("variant", choices=["single", "optcom", "denoised"])
-    com.add_argument("--echo", nargs="+", required=True, type=Path,
-                     help="4D magnitude image per echo, in echo-time order")
+    com.add_argument(
+        "--echo",
+        nargs="+",
+        required=True,
+        type=Path,
+        help="4D magnitude image per echo, in echo-time order",
+    )
     com.add_argument("--te", nargs="+", required=True, type=float, help="echo times in s")
-    com.add_argument("--out", nargs="+", required=True, metavar="KEY=PATH",
-                     help="output paths by key (see echoprep.stages.combine.OUTPUTS)")
+    com.add_argument(
+        "--out",
+        nargs="+",
+        required=True,
+        metavar="KEY=PATH",
+        help="output paths by key (see echoprep.stages.combine.OUTPUTS)",
+    )
     com.add_argument("--tr", type=float, default=None, help="repetition time in s")
     com.add_argument("--single-echo", type=int, default=2, help="1-based echo for 'single'")
     com.add_argument("--fittype", default="loglin")

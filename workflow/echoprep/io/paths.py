@@ -70,9 +70,7 @@ def bids_name(entities: Mapping[str, object], suffix: str, extension: str) -> st
     """
     unknown = set(entities) - set(ENTITY_ORDER)
     if unknown:
-        raise ValueError(
-            f"unknown BIDS entities {sorted(unknown)}; known are {list(ENTITY_ORDER)}"
-        )
+        raise ValueError(f"unknown BIDS entities {sorted(unknown)}; known are {list(ENTITY_ORDER)}")
     parts = []
     for key in ENTITY_ORDER:
         value = entities.get(key)
@@ -80,9 +78,7 @@ def bids_name(entities: Mapping[str, object], suffix: str, extension: str) -> st
             continue
         label = str(value)
         if not _is_label(label):
-            raise ValueError(
-                f"BIDS label for '{key}' must be alphanumeric, got {label!r}"
-            )
+            raise ValueError(f"BIDS label for '{key}' must be alphanumeric, got {label!r}")
         parts.append(f"{key}-{label}")
     if not suffix or not _is_label(suffix):
         raise ValueError(f"BIDS suffix must be alphanumeric, got {suffix!r}")
@@ -135,8 +131,10 @@ def run_prefix(entities: Mapping[str, object]) -> str:
 
 def run_dir(entities: Mapping[str, object], datatype: str = "func") -> str:
     """Relative folder of a run's files, e.g. ``"sub-01/ses-01/func"``."""
-    return bids_path(".", dict(entities), "x", "", datatype=datatype).parent.as_posix().removeprefix(
-        "./"
+    return (
+        bids_path(".", dict(entities), "x", "", datatype=datatype)
+        .parent.as_posix()
+        .removeprefix("./")
     )
 
 

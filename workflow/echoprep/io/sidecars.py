@@ -105,9 +105,17 @@ def write_dataset_description(
     Derivatives carry ``GeneratedBy`` (name, version, code URL) and, when given, the
     workflow configuration that produced them.
     """
-    content: dict[str, Any] = {"Name": name, "BIDSVersion": BIDS_VERSION, "DatasetType": dataset_type}
+    content: dict[str, Any] = {
+        "Name": name,
+        "BIDSVersion": BIDS_VERSION,
+        "DatasetType": dataset_type,
+    }
     if dataset_type == "derivative":
-        generated: dict[str, Any] = {"Name": "echoprep", "Version": __version__, "CodeURL": CODE_URL}
+        generated: dict[str, Any] = {
+            "Name": "echoprep",
+            "Version": __version__,
+            "CodeURL": CODE_URL,
+        }
         if description:
             generated["Description"] = description
         content["GeneratedBy"] = [generated]

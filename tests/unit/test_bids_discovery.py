@@ -1,0 +1,707 @@
+"""BIDS input discovery: the data model, filters, the index cache and every pinned problem."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from echoprep.io.bids import BIDSInputError, Dataset, EchoFiles, InputProblem, Run, discover
+from echoprep.io.paths import sidecar_path
+from helpers.bidstree import (
+    bold_path,
+    corrupt,
+    default_affine,
+    edit_sidecar,
+    events_path,
+    make_bids_tree,
+    remove,
+    set_read_only,
+    t1w_path,
+    write_json,
+    write_nifti,
+)
+
+TES = (0.011, 0.02882, 0.04662)
+SHAPE = (6, 7, 5)
+NVOL = 12
+FUNC = "sub-01/ses-01/func/"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """sub-01, ses-01, runs 01 and 02, three echoes, magnitude and phase."""
+    return make_bids_tree(tmp_path / "ds")
+
+
+@pytest.fixture
+def root3(tmp_path: Path) -> Path:
+    """Like ``root`` with three runs (so that a majority defines the reference)."""
+    return make_bids_tree(tmp_path / "ds", runs=("01", "02", "03"))
+
+
+def rel(root: Path, path: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+def problems_of(root: Path, n: int | None = 1, **kwargs) -> list[InputProblem]:
+    """Run discover, expect a BIDSInputError with ``n`` problems, return them."""
+    with pytest.raises(BIDSInputError) as info:
+        discover(root, **kwargs)
+    found = info.value.problems
+    if n is not None:
+        assert len(found) == n, "\n".join(str(p) for p in found)
+    return found
+
+
+def replace_echo(root: Path, run: str, echo: int, te: float, parts=("mag", "phase")) -> None:
+    for part in parts:
+        edit_sidecar(bold_path(root, run=run, echo=echo, part=part), EchoTime=te)
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames]:
+            st = os.stat(Path(dirpath) / name)
+            out[rel(root, Path(dirpath) / name)] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# valid datasets
+# --------------------------------------------------------------------------------------
+
+
+def test_valid_dataset(root: Path) -> None:
+    ds = discover(root)
+    assert isinstance(ds, Dataset)
+    assert ds.root == root
+    assert ds.subjects() == ["01"]
+    assert ds.sessions("01") == ["01"]
+    assert [r.run for r in ds.runs] == ["01", "02"]
+    run = ds.get_run("01", "01", "02")
+    assert isinstance(run, Run)
+    assert run.entities == {"sub": "01", "ses": "01", "task": "images", "run": "02"}
+    assert run.echo_times == TES
+    assert run.has_phase
+    assert run.repetition_time == pytest.approx(1.9)
+    assert run.n_volumes == NVOL
+    assert run.shape == SHAPE
+    assert run.slice_timing is not None and len(run.slice_timing) == SHAPE[2]
+    assert run.events == events_path(root, run="02")
+    e2 = run.echoes[1]
+    assert e2 == EchoFiles(
+        2,
+        0.02882,
+        bold_path(root, run="02", echo=2),
+        bold_path(root, run="02", echo=2, part="phase"),
+    )
+    assert ds.t1w == {"01": t1w_path(root, "01", "01")}
+    assert ds.runs_of("sub-01", "ses-01") == list(ds.runs)
+    with pytest.raises(KeyError, match="runs of sub-01: sub-01 ses-01 task-images run-01"):
+        ds.get_run("01", "01", "07")
+
+
+def test_no_sessions_no_run_entity_magnitude_only(tmp_path: Path) -> None:
+    root = make_bids_tree(tmp_path / "ds", sessions=(None,), runs=(None,), phase=False)
+    assert bold_path(root, ses=None, run=None, part=None).name == (
+        "sub-01_task-images_echo-1_bold.nii.gz"
+    )
+    ds = discover(root)
+    (run,) = ds.runs
+    assert (run.session, run.run) == (None, None)
+    assert run.entities == {"sub": "01", "task": "images"}
+    assert not run.has_phase and all(e.phase is None for e in run.echoes)
+    assert run.events == events_path(root, ses=None, run=None)
+    assert ds.sessions("01") == [None]
+    assert ds.t1w["01"] == t1w_path(root, "01")
+
+
+def test_runs_sorted_and_filters(tmp_path: Path) -> None:
+    root = make_bids_tree(
+        tmp_path / "ds",
+        subjects=("02", "01", "03"),
+        sessions=("02", "01"),
+        runs=("02", "01"),
+        data=False,
+    )
+    ds = discover(root)
+    keys = [(r.subject, r.session, r.run) for r in ds.runs]
+    assert keys == sorted(keys) and len(keys) == 12
+    ds = discover(root, participant_label=["sub-02", "01"], exclude=["01"], sessions=["ses-02"])
+    assert [(r.subject, r.session) for r in ds.runs] == [("02", "02"), ("02", "02")]
+    assert set(ds.t1w) == {"02"}
+    assert discover(root, task="task-images").runs[0].task == "images"
+
+
+def test_sidecar_inheritance(root: Path) -> None:
+    for path in root.rglob("*_bold.json"):
+        edit_sidecar(path, RepetitionTime=None)
+    write_json(root / "task-images_bold.json", {"RepetitionTime": 2.5, "TaskName": "images"})
+    assert {r.repetition_time for r in discover(root).runs} == {2.5}
+
+
+def test_t1w_prefers_no_session_anat(tmp_path: Path) -> None:
+    root = make_bids_tree(tmp_path / "ds", sessions=("01", "02"), t1w="PrismaAnat")
+    assert discover(root).t1w["01"] == t1w_path(root, "01", "PrismaAnat")
+    write_nifti(t1w_path(root, "01"), (8, 9, 7), default_affine((8, 9, 7), 1.0))
+    assert discover(root).t1w["01"] == t1w_path(root, "01")
+
+
+def test_derivatives_and_sourcedata_ignored(root: Path) -> None:
+    for folder in ("derivatives/echoprep", "sourcedata"):
+        bad = bold_path(root / folder, run="09", echo=1)
+        corrupt(bad)
+    ds = discover(root)
+    assert [r.run for r in ds.runs] == ["01", "02"]
+
+
+def test_header_only_tree_at_laion_size(tmp_path: Path) -> None:
+    root = make_bids_tree(
+        tmp_path / "ds", subjects=("01", "02"), shape=(90, 110, 72), n_volumes=160, data=False
+    )
+    assert bold_path(root).stat().st_size < 1000
+    ds = discover(root)
+    assert {(r.shape, r.n_volumes) for r in ds.runs} == {((90, 110, 72), 160)}
+
+
+def test_require_events_false(root: Path) -> None:
+    remove(events_path(root, run="02"))
+    ds = discover(root, require_events=False)
+    assert ds.get_run("01", "01", "02").events is None
+
+
+# --------------------------------------------------------------------------------------
+# the report
+# --------------------------------------------------------------------------------------
+
+
+def test_problem_and_error_format(tmp_path: Path) -> None:
+    p = InputProblem("a.json", "X", "Y", "do Z")
+    assert str(p) == "a.json: expected X; found Y. Fix: do Z"
+    err = BIDSInputError([p, InputProblem("b", "1", "2", "3")], tmp_path)
+    assert isinstance(err, ValueError)
+    assert str(err) == (
+        f"2 problem(s) in the BIDS input {tmp_path}:\n"
+        "  1. a.json: expected X; found Y. Fix: do Z\n"
+        "  2. b: expected 1; found 2. Fix: 3"
+    )
+    again = pickle.loads(pickle.dumps(err))
+    assert again.problems == err.problems and str(again) == str(err)
+
+
+def test_all_problems_reported_at_once(tmp_path: Path) -> None:
+    root = make_bids_tree(tmp_path / "ds", subjects=("01", "02"))
+    remove(
+        bold_path(root, "01", run="01", echo=2),
+        bold_path(root, "01", run="01", echo=2, part="phase"),
+    )
+    edit_sidecar(bold_path(root, "02", run="02", echo=3), EchoTime=46.62)
+    remove(events_path(root, "02", run="01"))
+    corrupt(bold_path(root, "02", run="01", echo=1, part="phase"))
+    with pytest.raises(BIDSInputError) as info:
+        discover(root, participant_label=["01", "02", "09"])
+    text = str(info.value)
+    assert text.startswith(f"5 problem(s) in the BIDS input {root}:\n  1. sub-09/: expected")
+    assert all(f"\n  {i}. " in text for i in range(1, 6))
+    files = [p.file for p in info.value.problems]
+    assert files == [
+        "sub-09/",
+        rel(root, bold_path(root, "02", run="01", echo=1, part="phase")),
+        rel(root, events_path(root, "02", run="01")),
+        rel(root, sidecar_path(bold_path(root, "02", run="02", echo=3))),
+        rel(root, bold_path(root, "01", run="01", echo=2)),
+    ]
+
+
+# --------------------------------------------------------------------------------------
+# 1. missing echo
+# --------------------------------------------------------------------------------------
+
+
+def test_missing_echo_gap(root: Path) -> None:
+    remove(bold_path(root, run="01", echo=2), bold_path(root, run="01", echo=2, part="phase"))
+    (p,) = problems_of(root)
+    assert p.file == FUNC + "sub-01_ses-01_task-images_run-01_echo-2_part-mag_bold.nii.gz"
+    assert "echo-2 of sub-01 ses-01 task-images run-01 (echoes 1 to 3)" in p.expected
+    assert p.found == "no such file; the run has echo(es) 1, 3"
+    assert "add the missing echo-2 image (part-mag and part-phase) with its JSON sidecar" in p.fix
+    assert "sourcedata/" in p.fix
+
+
+def test_run_with_fewer_echoes_than_the_others(root3: Path) -> None:
+    root = root3
+    remove(bold_path(root, run="02", echo=3), bold_path(root, run="02", echo=3, part="phase"))
+    (p,) = problems_of(root)
+    assert p.file.endswith("sub-01_ses-01_task-images_run-02_echo-3_part-mag_bold.nii.gz")
+    assert "2 of the 3 runs of sub-01 have 3 echoes" in p.expected
+    assert p.found == "no such file; the run has echo(es) 1, 2"
+    assert "add the missing echo-3 image" in p.fix
+
+
+# --------------------------------------------------------------------------------------
+# 2. echo counts differ between runs
+# --------------------------------------------------------------------------------------
+
+
+def test_run_with_more_echoes_than_the_others(root3: Path) -> None:
+    root = root3
+    for part in ("mag", "phase"):
+        extra = bold_path(root, run="03", echo=4, part=part)
+        write_nifti(extra, (*SHAPE, NVOL), tr=1.9)
+        write_json(sidecar_path(extra), {"EchoTime": 0.0644, "RepetitionTime": 1.9})
+    (p,) = problems_of(root)
+    assert p.file.endswith("run-03_echo-4_part-mag_bold.nii.gz")
+    assert p.expected == "3 echoes per run, like 2 of the 3 runs of sub-01 task-images"
+    assert p.found == "4 echoes in sub-01 ses-01 task-images run-03"
+    assert "delete echo files that do not belong to it" in p.fix
+
+
+# --------------------------------------------------------------------------------------
+# 3. echo times
+# --------------------------------------------------------------------------------------
+
+
+def test_echo_time_missing(root: Path) -> None:
+    edit_sidecar(bold_path(root, run="02", echo=2), EchoTime=None)
+    (p,) = problems_of(root)
+    assert p.file.endswith("run-02_echo-2_part-mag_bold.json")
+    assert p.expected.startswith("EchoTime (echo time of echo-2, in seconds) in the JSON sidecar")
+    assert p.found == "no EchoTime"
+    assert p.fix.startswith('add "EchoTime": 0.02882 (the echo-2 time in the other runs of sub-01')
+
+
+def test_echo_time_in_milliseconds(root: Path) -> None:
+    edit_sidecar(bold_path(root, run="01", echo=2), EchoTime=28.82)
+    (p,) = problems_of(root)
+    assert p.file.endswith("run-01_echo-2_part-mag_bold.json")
+    assert p.expected == "EchoTime in seconds (BIDS)"
+    assert p.found == "EchoTime = 28.82, which looks like milliseconds"
+    assert p.fix == 'write it in seconds: "EchoTime": 0.02882 (divide by 1000)'
+
+
+def test_echo_time_not_a_number(root: Path) -> None:
+    edit_sidecar(bold_path(root, run="01", echo=1), EchoTime="11 ms")
+    (p,) = problems_of(root)
+    assert p.expected == "EchoTime as a positive number of seconds"
+    assert p.found == 'EchoTime = "11 ms"'
+
+
+def test_echo_times_not_increasing(root: Path) -> None:
+    replace_echo(root, "01", 1, 0.02882)
+    replace_echo(root, "01", 2, 0.011)
+    (p,) = problems_of(root)
+    assert p.file.endswith("run-01_echo-2_part-mag_bold.json")
+    assert p.expected == (
+        "EchoTime increasing with the echo index in sub-01 ses-01 task-images run-01"
+    )
+    assert p.found == "echo-1 0.02882 s, echo-2 0.011 s, echo-3 0.04662 s"
+    assert "labels or the EchoTime values are swapped" in p.fix
+
+
+def test_echo_time_differs_across_runs(root3: Path) -> None:
+    root = root3
+    replace_echo(root, "02", 3, 0.048)
+    replace_echo(root, "03", 3, 0.04665)  # within 1e-4 s: accepted
+    (p,) = problems_of(root)
+    assert p.file.endswith("run-02_echo-3_part-mag_bold.json")
+    assert p.expected == (
+        "EchoTime 0.04662 s for echo-3, as in 2 of the 3 runs of sub-01 (tolerance 1e-4 s)"
+    )
+    assert p.found == "EchoTime 0.048 in sub-01 ses-01 task-images run-02"
+    assert "correct the sidecar" in p.fix
+
+
+def test_phase_echo_time_differs_from_magnitude(root: Path) -> None:
+    edit_sidecar(bold_path(root, run="01", echo=2, part="phase"), EchoTime=0.03)
+    (p,) = problems_of(root)
+    assert p.file.endswith("run-01_echo-2_part-phase_bold.json")
+    assert p.expected == "EchoTime 0.02882 s as in the magnitude sidecar of echo-2"
+    assert p.found == "EchoTime 0.03"
+
+
+# --------------------------------------------------------------------------------------
+# 4. magnitude / phase geometry
+# --------------------------------------------------------------------------------------
+
+
+def test_magnitude_phase_shape_mismatch(root: Path) -> None:
+    write_nifti(bold_path(root, run="01", echo=2, part="phase"), (6, 7, 6, NVOL), tr=1.9)
+    (p,) = problems_of(root)
+    assert p.file.endswith("run-01_echo-2_part-phase_bold.nii.gz")
+    assert p.expected == (
+        "the shape (6, 7, 5, 12) of its magnitude "
+        "sub-01_ses-01_task-images_run-01_echo-2_part-mag_bold.nii.gz"
+    )
+    assert p.found == "shape (6, 7, 6, 12)"
+    assert "same series and reconstruction" in p.fix
+
+
+def test_magnitude_phase_affine_mismatch(root: Path) -> None:
+    shifted = default_affine(SHAPE)
+    shifted[0, 3] += 0.5
+    write_nifti(bold_path(root, run="02", echo=1, part="phase"), (*SHAPE, NVOL), shifted)
+    tiny = default_affine(SHAPE)
+    tiny[1, 3] += 5e-4  # below the 1e-3 mm tolerance
+    write_nifti(bold_path(root, run="02", echo=2, part="phase"), (*SHAPE, NVOL), tiny)
+    (p,) = problems_of(root)
+    assert p.file.endswith("run-02_echo-1_part-phase_bold.nii.gz")
+    assert p.expected.startswith("the affine of its magnitude sub-01_ses-01_task-images_run-02")
+    assert "tolerance 1e-3 mm" in p.expected
+    assert p.found.startswith("an affine differing by up to 0.5 mm")
+    assert "origin (-4, -5.4, -3.6) vs (-4.5, -5.4, -3.6)" in p.found
+    assert "share one grid" in p.fix
+
+
+def test_echo_affine_mismatch(root: Path) -> None:
+    for part in ("mag", "phase"):
+        write_nifti(
+            bold_path(root, run="01", echo=3, part=part), (*SHAPE, NVOL), default_affine(SHAPE, 2.0)
+        )
+    (p,) = problems_of(root)
+    assert p.file.endswith("run-01_echo-3_part-mag_bold.nii.gz")
+    assert p.expected.startswith("the affine of sub-01_ses-01_task-images_run-01_echo-1_part-mag")
+    assert "voxel size 2×2×2 mm vs 1.8×1.8×1.8 mm" in p.found
+
+
+# --------------------------------------------------------------------------------------
+# 5. events
+# --------------------------------------------------------------------------------------
+
+
+def test_missing_events(root: Path) -> None:
+    remove(events_path(root, run="02"))
+    (p,) = problems_of(root)
+    assert str(p) == (
+        "sub-01/ses-01/func/sub-01_ses-01_task-images_run-02_events.tsv: expected the events "
+        "file of sub-01 ses-01 task-images run-02 (TSV with columns onset, duration, "
+        "trial_type, stim_name); found no such file. Fix: add "
+        "sub-01_ses-01_task-images_run-02_events.tsv next to the BOLD files, or move the run "
+        "out of the dataset (e.g. to sourcedata/); without events use require_events=False"
+    )
+
+
+def test_events_not_tab_separated(root: Path) -> None:
+    events_path(root, run="01").write_text("onset,duration,trial_type\n0,2.5,new\n")
+    (p,) = problems_of(root)
+    assert p.file.endswith("run-01_events.tsv")
+    assert "columns 'onset,duration,trial_type' (missing onset, duration)" in p.found
+    assert "tabs" in p.fix
+
+
+# --------------------------------------------------------------------------------------
+# 6. not 4-D, echoes of a run differ
+# --------------------------------------------------------------------------------------
+
+
+def test_three_d_bold(root: Path) -> None:
+    write_nifti(bold_path(root, run="01", echo=1), SHAPE)
+    (p,) = problems_of(root)
+    assert p.file.endswith("run-01_echo-1_part-mag_bold.nii.gz")
+    assert p.expected == "a 4-D BOLD time series (x, y, z, volumes) with at least 2 volumes"
+    assert p.found == "a 3-D image of shape (6, 7, 5)"
+    assert "full series" in p.fix
+
+
+def test_single_volume_bold(root: Path) -> None:
+    write_nifti(bold_path(root, run="02", echo=2, part="phase"), (*SHAPE, 1))
+    (p,) = problems_of(root)
+    assert p.file.endswith("run-02_echo-2_part-phase_bold.nii.gz")
+    assert p.found == "a 4-D image with 1 volume, shape (6, 7, 5, 1)"
+
+
+def test_echo_volume_counts_differ(root: Path) -> None:
+    for part in ("mag", "phase"):
+        write_nifti(bold_path(root, run="01", echo=3, part=part), (*SHAPE, 10), tr=1.9)
+    (p,) = problems_of(root)
+    assert p.file.endswith("run-01_echo-3_part-mag_bold.nii.gz")
+    assert p.expected.startswith(
+        "shape (6, 7, 5, 12) like sub-01_ses-01_task-images_run-01_echo-1_part-mag_bold.nii.gz"
+    )
+    assert p.found == "shape (6, 7, 5, 10)"
+    assert "re-convert the run" in p.fix
+
+
+# --------------------------------------------------------------------------------------
+# 7. unreadable files
+# --------------------------------------------------------------------------------------
+
+
+def test_corrupt_gzip(root: Path) -> None:
+    corrupt(bold_path(root, run="01", echo=2))
+    (p,) = problems_of(root)
+    assert p.file == FUNC + "sub-01_ses-01_task-images_run-01_echo-2_part-mag_bold.nii.gz"
+    assert p.expected == "a readable NIfTI image (.nii or .nii.gz)"
+    assert p.found.startswith("nibabel could not read it (ImageFileError:")
+    assert "is not a gzip file" in p.found
+    assert "gzip -t" in p.fix
+
+
+def test_not_nifti_and_truncated(root: Path) -> None:
+    mag = bold_path(root, run="02", echo=1)
+    plain = mag.with_name(mag.name.replace(".nii.gz", ".nii"))
+    remove(mag, sidecar=False)
+    write_nifti(plain, (*SHAPE, NVOL), tr=1.9)
+    plain.write_bytes(plain.read_bytes()[:-100])
+    phase = bold_path(root, run="02", echo=3, part="phase")
+    remove(phase, sidecar=False)
+    text = phase.with_name(phase.name.replace(".nii.gz", ".nii"))
+    corrupt(text)
+    p1, p2 = problems_of(root, n=2)
+    assert p1.file.endswith("run-02_echo-1_part-mag_bold.nii")
+    assert p1.found.startswith("a truncated file:")
+    assert p2.file.endswith("run-02_echo-3_part-phase_bold.nii")
+    assert p2.found.startswith("nibabel could not read it (")
+
+
+def test_broken_json_sidecar(tmp_path: Path, root: Path) -> None:
+    side = sidecar_path(bold_path(root, run="01", echo=1))
+    side.write_text('{"EchoTime": 0.011,,}')
+    (p,) = problems_of(root, cache_dir=tmp_path / "cache")
+    assert p.file.endswith("run-01_echo-1_part-mag_bold.json")
+    assert p.expected == "valid JSON (UTF-8 text)"
+    assert p.found.startswith("a file that does not parse (JSONDecodeError:")
+    assert "python -m json.tool" in p.fix
+    assert not list((tmp_path / "cache").glob("[0-9a-f]*"))  # a failed index is not cached
+    edit_sidecar(bold_path(root, run="02", echo=1), EchoTime=0.011)
+    side.write_text('{"EchoTime": 0.011, "RepetitionTime": 1.9}')
+    assert len(discover(root, cache_dir=tmp_path / "cache").runs) == 2
+
+
+# --------------------------------------------------------------------------------------
+# 8. subjects, sessions, tasks
+# --------------------------------------------------------------------------------------
+
+
+def test_participant_label_not_found(root: Path) -> None:
+    (p,) = problems_of(root, participant_label=["01", "sub-05"])
+    assert p.file == "sub-05/"
+    assert p.expected == "the subject sub-05 (requested by participant_label)"
+    assert p.found == "no such subject; the dataset has sub-01"
+    assert "with or without the 'sub-' prefix" in p.fix
+
+
+def test_exclude_everything(root: Path) -> None:
+    (p,) = problems_of(root, exclude=["sub-01"])
+    assert p.expected == "at least one subject to process"
+    assert "every subject excluded" in p.found
+
+
+def test_session_not_found(root: Path) -> None:
+    (p,) = problems_of(root, sessions=["03"])
+    assert p.file == "ses-03/"
+    assert p.found == "no such session; the selected subjects have ses-01"
+
+
+def test_several_tasks(root: Path) -> None:
+    make_bids_tree(root, task="rest", runs=("01",), t1w=False)
+    (p,) = problems_of(root)
+    assert p.expected == "BOLD runs of one task, or the task to process chosen with task=..."
+    assert p.found == "several tasks: task-images (2 runs), task-rest (1 runs)"
+    assert p.fix == "choose one, e.g. task='images'"
+    assert len(discover(root, task="rest").runs) == 1
+
+
+def test_task_not_found(root: Path) -> None:
+    (p,) = problems_of(root, task="movie")
+    assert p.expected == "BOLD runs of task-movie (requested by task)"
+    assert p.found == "no such task; the selected data have task-images (2 runs)"
+
+
+def test_subject_without_bold_runs(tmp_path: Path) -> None:
+    root = make_bids_tree(tmp_path / "ds", subjects=("01", "02"))
+    shutil.rmtree(root / "sub-02" / "ses-01" / "func")
+    (p,) = problems_of(root)
+    assert p.file == "sub-02/"
+    assert p.expected.startswith("at least one BOLD run of task-images (sub-02/[ses-<label>/]func/")
+    assert p.found == "no func/*_bold.nii[.gz] files"
+    assert p.fix == "add the subject's BOLD runs, or leave the subject out with exclude=['02']"
+    assert discover(root, exclude=["02"]).subjects() == ["01"]
+
+
+def test_dataset_without_bold_files(tmp_path: Path) -> None:
+    root = make_bids_tree(tmp_path / "ds", subjects=("01", "02"))
+    for func in root.glob("sub-*/ses-*/func"):
+        shutil.rmtree(func)
+    p1, p2 = problems_of(root, n=2)
+    assert (p1.file, p2.file) == ("sub-01/", "sub-02/")
+    assert p1.expected.startswith("at least one BOLD run of task-<label>")
+    assert p1.found == "no func/*_bold.nii[.gz] files"
+
+
+def test_subject_without_runs_in_selected_session(tmp_path: Path) -> None:
+    root = make_bids_tree(tmp_path / "ds", subjects=("01",), sessions=("01", "02"))
+    make_bids_tree(root, subjects=("02",), sessions=("01",))
+    (p,) = problems_of(root, sessions=["02"])
+    assert p.file == "sub-02/"
+    assert p.found == "BOLD runs of task-images only in session(s) 01 (selected: 02)"
+
+
+# --------------------------------------------------------------------------------------
+# other problems
+# --------------------------------------------------------------------------------------
+
+
+def test_repetition_time_missing(root: Path) -> None:
+    edit_sidecar(bold_path(root, run="02", echo=1), RepetitionTime=None)
+    (p,) = problems_of(root)
+    assert p.file.endswith("run-02_echo-1_part-mag_bold.json")
+    assert p.expected.startswith("RepetitionTime (repetition time, in seconds) in the JSON")
+    assert p.found == "no RepetitionTime"
+    assert p.fix.startswith('add "RepetitionTime": <repetition time in s, e.g. 1.9>')
+
+
+def test_repetition_time_differs_within_session(root3: Path) -> None:
+    root = root3
+    for echo in (1, 2, 3):
+        edit_sidecar(bold_path(root, run="03", echo=echo), RepetitionTime=2.0)
+    (p,) = problems_of(root)
+    assert p.file.endswith("run-03_echo-1_part-mag_bold.json")
+    assert p.expected.startswith("RepetitionTime 1.9 s, as in 2 of the 3 runs of sub-01 ses-01")
+    assert p.found == "RepetitionTime 2 in sub-01 ses-01 task-images run-03"
+
+
+def test_phase_without_magnitude(root: Path) -> None:
+    remove(bold_path(root, run="01", echo=2))
+    (p,) = problems_of(root)
+    assert p.file.endswith("run-01_echo-2_part-phase_bold.nii.gz")
+    assert p.expected.startswith(
+        "its magnitude image sub-01_ses-01_task-images_run-01_echo-2_part-mag_bold.nii.gz"
+    )
+    assert p.found == "no magnitude image for echo-2"
+    assert "delete the orphan phase image" in p.fix
+
+
+def test_magnitude_without_phase(root: Path) -> None:
+    remove(bold_path(root, run="02", echo=3, part="phase"))
+    (p,) = problems_of(root)
+    assert p.file.endswith("run-02_echo-3_part-phase_bold.nii.gz")
+    assert p.expected == (
+        "a part-phase image for every echo, because sub-01 ses-01 task-images run-02 has "
+        "phase for echo(es) 1, 2"
+    )
+    assert p.found == "no part-phase image for echo-3"
+    assert "process it magnitude-only" in p.fix
+
+
+def test_duplicate_echo_file(root: Path) -> None:
+    mag = bold_path(root, run="01", echo=1)
+    shutil.copy(mag, mag.with_name(mag.name.replace(".nii.gz", ".nii")))
+    (p,) = problems_of(root)
+    assert p.file.endswith("run-01_echo-1_part-mag_bold.nii")
+    assert p.expected == "one magnitude image for echo-1 of sub-01 ses-01 task-images run-01"
+    assert "delete the duplicate" in p.fix
+
+
+def test_names_without_echo_or_with_other_parts(root: Path) -> None:
+    mag = bold_path(root, run="01", echo=1)
+    shutil.copy(mag, bold_path(root, run="01", echo=None, part=None))
+    shutil.copy(mag, bold_path(root, run="02", echo=1, part="real"))
+    p1, p2 = problems_of(root, n=2)
+    assert p1.file.endswith("sub-01_ses-01_task-images_run-01_bold.nii.gz")
+    assert p1.found == "no echo-<index> in the name"
+    assert p2.file.endswith("run-02_echo-1_part-real_bold.nii.gz")
+    assert p2.found == "part-real"
+
+
+def test_two_acquisitions_for_one_run(root: Path) -> None:
+    for echo in (1, 2, 3):
+        mag = bold_path(root, run="02", echo=echo)
+        shutil.copy(mag, mag.with_name(mag.name.replace("_run-02", "_acq-fast_run-02")))
+    (p,) = problems_of(root)
+    assert p.expected == "one acquisition per run (sub-01 ses-01 task-images run-02)"
+    assert p.found == "files of 2 acquisitions: (none), acq-fast"
+
+
+def test_require_t1w(root: Path) -> None:
+    remove(t1w_path(root, "01", "01"))
+    assert discover(root).t1w == {}
+    (p,) = problems_of(root, require_t1w=True)
+    assert p.file == "sub-01/anat/sub-01_T1w.nii.gz"
+    assert p.found == "no *_T1w.nii[.gz] for this subject"
+    assert "require_t1w=False" in p.fix
+
+
+def test_slice_timing_length(root: Path) -> None:
+    edit_sidecar(bold_path(root, run="01", echo=1), SliceTiming=[0.0, 0.5])
+    (p,) = problems_of(root)
+    assert p.expected == "SliceTiming with one entry per slice (5 slices)"
+    assert p.found == "2 entries"
+
+
+def test_not_a_folder(tmp_path: Path) -> None:
+    (p,) = problems_of(tmp_path / "nope")
+    assert p.found == "no such folder"
+
+
+# --------------------------------------------------------------------------------------
+# the index cache; the input stays untouched
+# --------------------------------------------------------------------------------------
+
+
+def test_cache_reused_and_invalidated(tmp_path: Path, root: Path) -> None:
+    cache = tmp_path / "work" / "bids_index"
+    first = discover(root, cache_dir=cache)
+    (folder,) = [p for p in cache.iterdir() if not p.name.startswith(".")]
+    assert len(folder.name) == 16
+    db = folder / "layout_index.sqlite"
+    stamp = db.stat().st_mtime_ns
+    assert discover(root, cache_dir=cache) == first
+    assert db.stat().st_mtime_ns == stamp
+    assert [p.name for p in cache.iterdir()] == [folder.name]
+
+    make_bids_tree(root, subjects=("02",))  # a new subject
+    second = discover(root, cache_dir=cache)
+    assert second.subjects() == ["01", "02"]
+    (new_folder,) = list(cache.iterdir())
+    assert new_folder.name != folder.name  # the stale index was removed
+
+    for run in ("01", "02"):
+        replace_echo(root, run, 1, 0.0105)
+    third = discover(root, cache_dir=cache, participant_label=["01"])
+    assert third.runs[0].echo_times[0] == pytest.approx(0.0105)
+    assert len(list(cache.iterdir())) == 1
+
+    (cache.iterdir().__next__() / "layout_index.sqlite").unlink()  # a damaged cache
+    assert discover(root, cache_dir=cache) == discover(root)
+
+
+def test_cache_inside_dataset_is_not_indexed(root: Path) -> None:
+    cache = root / "derivatives" / "work" / "bids_index"
+    discover(root, cache_dir=cache)
+    discover(root, cache_dir=cache)
+    assert len(list(cache.iterdir())) == 1
+
+
+def test_read_only_input_is_not_written(tmp_path: Path, root: Path) -> None:
+    ro = tmp_path / "readonly"
+    shutil.copytree(root, ro)
+    set_read_only(ro)
+    try:
+        before = snapshot(ro)
+        assert len(discover(ro).runs) == 2
+        assert len(discover(ro, cache_dir=tmp_path / "cache").runs) == 2
+        assert len(discover(ro, cache_dir=tmp_path / "cache").runs) == 2
+        assert snapshot(ro) == before
+        assert not (ro.stat().st_mode & 0o222)
+    finally:
+        set_read_only(ro, read_only=False)
+
+
+def test_helper_events_and_sidecars(root: Path) -> None:
+    header = events_path(root).read_text().splitlines()[0]
+    assert header.split("\t") == ["onset", "duration", "trial_type", "stim_name"]
+    import json
+
+    meta = json.loads(sidecar_path(bold_path(root, echo=2)).read_text())
+    assert meta["EchoTime"] == 0.02882 and meta["RepetitionTime"] == 1.9
+    assert {"SliceTiming", "PhaseEncodingDirection", "TotalReadoutTime"} <= set(meta)
+    import nibabel as nib
+
+    img = nib.load(bold_path(root))
+    assert img.shape == (*SHAPE, NVOL) and img.get_data_dtype() == np.int16
+    assert np.allclose(img.affine, default_affine(SHAPE))

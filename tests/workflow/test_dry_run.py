@@ -1,0 +1,113 @@
+"""Snakemake dry runs on generated BIDS trees: the DAG, its job counts, profiles, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from helpers.bidstree import make_bids_tree
+from helpers.snake import ROOT, dry_run, job_counts, scheduled_wildcards, snakemake
+
+
+def _config(tmp_path, bids, **more):
+    return {"bids_dir": bids, "output_dir": tmp_path / "out", "work_dir": tmp_path / "work", **more}
+
+
+@pytest.fixture
+def two_subjects(tmp_path):
+    return make_bids_tree(
+        tmp_path / "bids", subjects=("01", "02"), sessions=("01",), runs=("01", "02"), data=False
+    )
+
+
+def test_job_counts_per_rule(tmp_path, two_subjects):
+    out = dry_run(_config(tmp_path, two_subjects))
+    assert job_counts(out) == {
+        "single_echo": 4,
+        "optcom": 4,
+        "tedana": 4,
+        "combine_description": 1,
+        "all": 1,
+    }
+
+
+def test_variants_and_participant_selection_change_the_dag(tmp_path, two_subjects):
+    out = dry_run(
+        _config(
+            tmp_path, two_subjects, participant_label="[sub-02]", variants="{combine: [optcom]}"
+        )
+    )
+    assert job_counts(out) == {"optcom": 2, "combine_description": 1, "all": 1}
+    assert all("sub-02" in w for w in scheduled_wildcards(out) if "run_prefix" in w)
+
+
+def test_sessionless_dataset(tmp_path):
+    bids = make_bids_tree(tmp_path / "bids", sessions=(None,), runs=("01", "02", "03"), data=False)
+    out = dry_run(_config(tmp_path, bids))
+    assert job_counts(out)["tedana"] == 3
+    assert "run_dir=sub-01/func" in out
+
+
+def test_new_subject_schedules_only_its_jobs(tmp_path, two_subjects):
+    """Outputs of sub-01/sub-02 exist; adding sub-03 schedules sub-03's jobs only."""
+    cfg = _config(tmp_path, two_subjects)
+    summary = snakemake("--detailed-summary", config=cfg)
+    assert summary.returncode == 0, summary.stderr
+    outputs = [line.split("\t")[0] for line in summary.stdout.splitlines()[1:] if line]
+    assert len(outputs) == 4 * 2 * (1 + 4 + 3) + 1  # runs x (files + sidecars) + description
+    for f in outputs:  # pretend every job ran
+        Path(f).parent.mkdir(parents=True, exist_ok=True)
+        Path(f).touch()
+    assert "Nothing to be done" in dry_run(cfg)
+    make_bids_tree(two_subjects, subjects=("03",), sessions=("01",), runs=("01", "02"), data=False)
+    out = dry_run(cfg)
+    counts = job_counts(out)
+    assert counts == {"single_echo": 2, "optcom": 2, "tedana": 2, "all": 1}
+    run_jobs = [w for w in scheduled_wildcards(out) if "run_prefix" in w]
+    assert len(run_jobs) == 6 and all("sub-03" in w for w in run_jobs)
+
+
+def test_slurm_profile_dry_run(tmp_path, two_subjects):
+    out = dry_run(
+        _config(tmp_path, two_subjects),
+        "--profile",
+        str(ROOT / "profiles" / "slurm"),
+        "--sdm",
+        "env-modules",
+    )
+    assert job_counts(out)["tedana"] == 4
+
+
+def test_bids_problems_stop_the_dag_with_every_message(tmp_path, two_subjects):
+    removed = []
+    for f in sorted(two_subjects.rglob("*echo-2_part-mag_bold.nii.gz")):
+        if "sub-02" in f.name or "run-02" in f.name:
+            f.unlink()
+            removed.append(f.name)
+    res = snakemake("-n", config=_config(tmp_path, two_subjects))
+    err = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "problem(s) in the BIDS input" in err, err
+    for name in removed:  # every broken run is named, not only the first
+        assert name.split("_echo-")[0] in err
+
+
+def test_unknown_participant_lists_the_subjects_that_exist(tmp_path, two_subjects):
+    res = snakemake("-n", config=_config(tmp_path, two_subjects, participant_label="[05]"))
+    err = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "problem(s) in the BIDS input" in err
+    assert "05" in err and "sub-01" in err and "sub-02" in err
+
+
+def test_unknown_config_key_is_reported(tmp_path, two_subjects):
+    res = snakemake("-n", config={**_config(tmp_path, two_subjects), "outptu_dir": "x"})
+    assert res.returncode != 0
+    assert "'outptu_dir' was unexpected" in res.stdout + res.stderr
+
+
+def test_input_dataset_is_untouched_by_a_dry_run(tmp_path, two_subjects):
+    before = sorted(p.relative_to(two_subjects) for p in two_subjects.rglob("*"))
+    dry_run(_config(tmp_path, two_subjects))
+    assert sorted(p.relative_to(two_subjects) for p in two_subjects.rglob("*")) == before

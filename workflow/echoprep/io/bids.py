@@ -1,0 +1,843 @@
+"""BIDS input discovery: multi-echo BOLD runs, events and T1w of a raw BIDS dataset.
+
+:func:`discover` indexes the dataset with pybids, reads only NIfTI headers, checks everything
+the workflow relies on and either returns a :class:`Dataset` or raises one
+:class:`BIDSInputError` that lists *all* problems (file, expected, found, fix).
+
+Expected input (LAION-fMRI layout)::
+
+    sub-X[/ses-Y]/func/sub-X[_ses-Y]_task-T[_acq-A][_run-R]_echo-E_part-{mag,phase}_bold.nii[.gz]
+    sub-X[/ses-Y]/func/sub-X[_ses-Y]_task-T[_acq-A][_run-R]_echo-E_bold.nii[.gz]   (magnitude only)
+    sub-X[/ses-Y]/func/sub-X[_ses-Y]_task-T[_acq-A][_run-R]_events.tsv
+    sub-X[/ses-Y]/anat/sub-X[_ses-Y]_T1w.nii[.gz]
+
+with ``EchoTime`` and ``RepetitionTime`` (seconds) in the JSON sidecars (BIDS inheritance
+applies, as pybids resolves it).
+
+The pybids index is cached in ``cache_dir/<key>/`` where ``key`` is a fingerprint of the
+dataset's file tree (relative paths, sizes, modification times), so adding, removing or editing
+a file rebuilds the index; stale index folders are removed. Nothing is ever written into the
+input dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from echoprep.io.bids_checks import (
+    FILE_ENTITIES,
+    NIFTI_EXTENSIONS,
+    RUN_ENTITIES,
+    BidsFile,
+    BIDSInputError,
+    ImageHeader,
+    InputProblem,
+    ProblemLog,
+    RunScan,
+    check_echo_counts,
+    check_echo_times_across,
+    check_events,
+    check_headers,
+    check_json_files,
+    check_metadata,
+    check_parts,
+    check_tr_across,
+    fmt_list,
+    group_echo_files,
+    parse_name,
+    read_header,
+    run_title,
+)
+
+__all__ = [
+    "BIDSInputError",
+    "Dataset",
+    "EchoFiles",
+    "InputProblem",
+    "Run",
+    "discover",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Bumped whenever the cached content changes meaning.
+_CACHE_VERSION = "1"
+_DB_FILE = "layout_index.sqlite"
+_HEADERS_FILE = "headers.json"
+_KEY_RE = re.compile(r"^[0-9a-f]{16}$")
+#: Top-level folders that are not part of the raw input (pybids ignores them too).
+_SKIP_TOP = frozenset({"derivatives", "sourcedata", "code", "models", "stimuli"})
+
+
+# --------------------------------------------------------------------------------------
+# public data model
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EchoFiles:
+    """The files of one echo of one run.
+
+    Attributes
+    ----------
+    echo
+        1-based echo index as in the file name.
+    echo_time
+        Echo time in seconds, from the sidecar.
+    mag
+        Magnitude image (``part-mag`` or part-less).
+    phase
+        Phase image, ``None`` for magnitude-only data.
+    """
+
+    echo: int
+    echo_time: float
+    mag: Path
+    phase: Path | None = None
+
+
+@dataclass(frozen=True)
+class Run:
+    """One multi-echo BOLD run.
+
+    Labels are as written in the file names (``"01"``); ``session``/``run`` are ``None`` when
+    the dataset has no such level. ``echoes`` are sorted by echo time. ``events`` is ``None``
+    only when discovery ran with ``require_events=False`` and the file is absent.
+    """
+
+    subject: str
+    session: str | None
+    task: str
+    run: str | None
+    echoes: tuple[EchoFiles, ...]
+    events: Path | None
+    repetition_time: float
+    n_volumes: int
+    shape: tuple[int, int, int]
+    slice_timing: tuple[float, ...] | None = None
+
+    @property
+    def entities(self) -> dict[str, str]:
+        """``{"sub": ..., "ses": ..., "task": ..., "run": ...}`` without ``None`` values."""
+        ents = {"sub": self.subject, "ses": self.session, "task": self.task, "run": self.run}
+        return {k: v for k, v in ents.items() if v is not None}
+
+    @property
+    def echo_times(self) -> tuple[float, ...]:
+        """Echo times in seconds, ascending."""
+        return tuple(e.echo_time for e in self.echoes)
+
+    @property
+    def has_phase(self) -> bool:
+        """Whether every echo has a phase image."""
+        return bool(self.echoes) and all(e.phase is not None for e in self.echoes)
+
+
+def _strip(label: str | None, prefix: str) -> str | None:
+    if label is None:
+        return None
+    label = str(label).strip()
+    return label[len(prefix) + 1 :] if label.startswith(f"{prefix}-") else label
+
+
+def _labels(values: Sequence[str] | str | None, prefix: str) -> list[str] | None:
+    if values is None:
+        return None
+    if isinstance(values, str):
+        values = [values]
+    out: list[str] = []
+    for v in values:
+        label = _strip(str(v), prefix)
+        if label and label not in out:
+            out.append(label)
+    return out
+
+
+def _run_sort_key(run: Run) -> tuple[str, str, str]:
+    return (run.subject, run.session or "", run.run or "")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The runs and anatomy selected from a BIDS dataset.
+
+    Attributes
+    ----------
+    root
+        Dataset folder (absolute).
+    runs
+        Sorted by (subject, session, run).
+    t1w
+        Subject → T1w image (the first found in sorted order, preferring ``sub-X/anat``).
+    """
+
+    root: Path
+    runs: tuple[Run, ...]
+    t1w: dict[str, Path] = field(default_factory=dict)
+
+    def subjects(self) -> list[str]:
+        """Subject labels with at least one run, sorted."""
+        return sorted({r.subject for r in self.runs})
+
+    def sessions(self, subject: str) -> list[str | None]:
+        """Session labels of a subject (``[None]`` for a dataset without sessions)."""
+        subject = _strip(subject, "sub") or ""
+        found = {r.session for r in self.runs if r.subject == subject}
+        return sorted(found, key=lambda s: (s is not None, s or ""))
+
+    def runs_of(self, subject: str, session: str | None) -> list[Run]:
+        """Runs of one subject and session, sorted by run label."""
+        subject = _strip(subject, "sub") or ""
+        session = _strip(session, "ses")
+        return [r for r in self.runs if r.subject == subject and r.session == session]
+
+    def get_run(self, subject: str, session: str | None, run: str | None) -> Run:
+        """The run with these labels.
+
+        Raises
+        ------
+        KeyError
+            When there is no such run (the message lists the runs of that subject).
+        """
+        subject = _strip(subject, "sub") or ""
+        session = _strip(session, "ses")
+        run = _strip(run, "run")
+        for r in self.runs:
+            if (r.subject, r.session, r.run) == (subject, session, run):
+                return r
+        have = [run_title(r.subject, r.session, r.task, r.run) for r in self.runs]
+        have = [h for h in have if h.startswith(f"sub-{subject} ")]
+        raise KeyError(
+            f"no run sub-{subject} ses-{session} run-{run} in {self.root}; "
+            f"runs of sub-{subject}: {fmt_list(have)}"
+        )
+
+
+# --------------------------------------------------------------------------------------
+# the pybids index and its cache
+# --------------------------------------------------------------------------------------
+
+
+def _fingerprint(root: Path, skip: Iterable[Path] = ()) -> tuple[str, list[Path]]:
+    """SHA-1 of the file tree (relative paths, sizes, mtimes) and the JSON files in it.
+
+    Dot-entries, the top-level ``derivatives/``, ``sourcedata/``, ``code/``, ``models/``,
+    ``stimuli/`` and the paths in ``skip`` are left out (pybids does not index them either).
+    Symbolic links are followed (DataLad / git-annex datasets).
+    """
+    import bids
+
+    skip_set = {str(p) for p in skip}
+    digest = hashlib.sha1()
+    digest.update(f"echoprep-bids-index {_CACHE_VERSION}\0{root}\0{bids.__version__}\n".encode())
+    jsons: list[Path] = []
+    seen_dirs: set[tuple[int, int]] = set()
+    stack: list[tuple[str, str]] = [(str(root), "")]
+    while stack:
+        folder, rel = stack.pop()
+        try:
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in seen_dirs:
+                continue
+            seen_dirs.add((st.st_dev, st.st_ino))
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            digest.update(f"{rel}\0unreadable {exc.errno}\n".encode())
+            continue
+        subdirs = []
+        for entry in entries:
+            name = entry.name
+            if name.startswith(".") or (not rel and name in _SKIP_TOP):
+                continue
+            if entry.path in skip_set:
+                continue
+            relpath = f"{rel}{name}"
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                subdirs.append((entry.path, f"{relpath}/"))
+                continue
+            try:
+                st = entry.stat()
+                digest.update(f"{relpath}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            except OSError:
+                digest.update(f"{relpath}\0missing\n".encode())
+            if name.endswith(".json"):
+                jsons.append(Path(entry.path))
+        stack.extend(reversed(subdirs))
+    return digest.hexdigest(), jsons
+
+
+def _close_layout(layout: Any) -> None:
+    """Release pybids' SQLite connections (before the database folder is renamed)."""
+    manager = getattr(layout, "connection_manager", None)
+    if manager is None:
+        return
+    session = getattr(manager, "_session", None)
+    if session is not None:
+        session.close()
+    engine = getattr(manager, "engine", None)
+    if engine is not None:
+        engine.dispose()
+
+
+def _remove_stale(cache: Path, key: str) -> None:
+    """Remove index folders of other fingerprints and abandoned temporary folders."""
+    try:
+        entries = list(os.scandir(cache))
+    except OSError:
+        return
+    now = time.time()
+    for entry in entries:
+        if not entry.is_dir(follow_symlinks=False):
+            continue
+        stale = _KEY_RE.match(entry.name) and entry.name != key
+        try:
+            abandoned = entry.name.startswith(".tmp-") and now - entry.stat().st_mtime > 3600
+        except OSError:
+            abandoned = False
+        if stale or abandoned:
+            shutil.rmtree(entry.path, ignore_errors=True)
+
+
+class _Index:
+    """The pybids layout of a dataset plus a cache of NIfTI header facts."""
+
+    def __init__(self, layout: Any, folder: Path | None, broken: Iterable[Path] = ()) -> None:
+        self.layout = layout
+        self.folder = folder
+        #: JSON files that do not parse (left out of the index, reported as problems).
+        self.broken = set(broken)
+        self.headers: dict[str, ImageHeader] = {}
+        self._dirty = False
+        if folder is not None:
+            try:
+                raw = json.loads((folder / _HEADERS_FILE).read_text())
+                self.headers = {k: ImageHeader.from_json(v) for k, v in raw.items()}
+            except (OSError, ValueError, KeyError, TypeError):
+                self.headers = {}
+
+    @classmethod
+    def open(cls, root: Path, cache_dir: str | Path | None, log: ProblemLog) -> _Index:
+        """Index ``root`` (or load the cached index that matches its current file tree)."""
+        from bids.layout import BIDSLayout, BIDSLayoutIndexer
+        from bids.layout.validation import DEFAULT_LOCATIONS_TO_IGNORE
+
+        cache = Path(cache_dir).expanduser().absolute() if cache_dir is not None else None
+        digest, jsons = _fingerprint(root, [cache] if cache is not None else [])
+        key = digest[:16]
+        folder = cache / key if cache is not None else None
+
+        if folder is not None and (folder / _DB_FILE).is_file():
+            try:
+                layout = BIDSLayout(root, validate=False, derivatives=False, database_path=folder)
+                logger.debug("reusing the BIDS index in %s", folder)
+                _remove_stale(folder.parent, key)
+                return cls(layout, folder)
+            except Exception as exc:  # a damaged cache is rebuilt, never trusted
+                logger.warning("rebuilding the BIDS index in %s (%s)", folder, exc)
+                shutil.rmtree(folder, ignore_errors=True)
+
+        broken = check_json_files(jsons)
+        for path, error in broken.items():
+            log.add(
+                path,
+                "valid JSON (UTF-8 text)",
+                f"a file that does not parse ({error})",
+                f"correct the syntax (`python -m json.tool {log.rel(path)}` points at the "
+                "error) or re-create the file",
+            )
+        ignore: list[Any] = list(DEFAULT_LOCATIONS_TO_IGNORE)
+        ignore += [re.compile("^/" + re.escape(log.rel(p)) + "$") for p in broken]
+        if cache is not None and cache.is_relative_to(root):
+            ignore.append(re.compile("^/" + re.escape(log.rel(cache)) + "(/|$)"))
+        indexer = BIDSLayoutIndexer(validate=False, ignore=ignore)
+
+        if folder is not None and not broken:
+            if folder.exists():  # a key folder without its database is not trusted
+                shutil.rmtree(folder, ignore_errors=True)
+            try:
+                return cls(cls._build_cached(root, folder, key, indexer), folder)
+            except OSError as exc:
+                logger.warning(
+                    "cannot cache the BIDS index in %s (%s); indexing in memory", folder, exc
+                )
+        layout = BIDSLayout(root, validate=False, derivatives=False, indexer=indexer)
+        return cls(layout, None, broken)
+
+    @staticmethod
+    def _build_cached(root: Path, folder: Path, key: str, indexer: Any) -> Any:
+        """Index into a temporary folder, then rename it to ``folder`` (atomic; race-safe)."""
+        from bids.layout import BIDSLayout
+
+        cache = folder.parent
+        cache.mkdir(parents=True, exist_ok=True)
+        _remove_stale(cache, key)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=cache))
+        try:
+            layout = BIDSLayout(
+                root, validate=False, derivatives=False, database_path=tmp, indexer=indexer
+            )
+            _close_layout(layout)
+            info = {"root": str(root), "key": key, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            (tmp / "index.json").write_text(json.dumps(info, indent=2) + "\n")
+            try:
+                os.rename(tmp, folder)
+                logger.info("indexed the BIDS dataset %s into %s", root, folder)
+            except OSError:  # another process finished the same index first
+                shutil.rmtree(tmp, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return BIDSLayout(root, validate=False, derivatives=False, database_path=folder)
+
+    def header(self, path: Path, root: Path) -> ImageHeader:
+        """Header facts of an image (read once per index version)."""
+        rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+        if rel not in self.headers:
+            self.headers[rel] = read_header(path)
+            self._dirty = True
+        return self.headers[rel]
+
+    def metadata(self, path: Path) -> dict[str, Any]:
+        """Sidecar metadata with BIDS inheritance, as pybids resolves it."""
+        try:
+            return dict(self.layout.get_metadata(str(path)))
+        except Exception:  # a file pybids does not know has no metadata
+            return {}
+
+    def save(self) -> None:
+        """Write the header cache (atomically) when something new was read."""
+        if self.folder is None or not self._dirty or not self.folder.is_dir():
+            return
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".headers.", suffix=".tmp")
+            with os.fdopen(fd, "w") as fh:
+                json.dump({k: v.to_json() for k, v in self.headers.items()}, fh)
+            os.replace(tmp, self.folder / _HEADERS_FILE)
+            self._dirty = False
+        except OSError as exc:
+            logger.debug("could not write the header cache (%s)", exc)
+
+
+# --------------------------------------------------------------------------------------
+# discover
+# --------------------------------------------------------------------------------------
+
+
+def _list_files(layout: Any) -> list[BidsFile]:
+    """Every indexed file whose name parses as BIDS and names a subject."""
+    files = []
+    for name in layout.get(return_type="filename"):
+        path = Path(name)
+        parsed = parse_name(path.name)
+        if parsed is None or "sub" not in parsed[0]:
+            continue
+        ents, suffix, ext = parsed
+        files.append(BidsFile(path, ents, suffix, ext, path.parent.name))
+    return sorted(files, key=lambda f: str(f.path))
+
+
+def _select_subjects(
+    log: ProblemLog,
+    all_subjects: list[str],
+    participant_label: Sequence[str] | None,
+    exclude: Sequence[str],
+) -> list[str]:
+    if not all_subjects:
+        log.add(
+            "sub-*/",
+            "subject folders sub-<label>/ with func/ BOLD runs",
+            "no subject files",
+            "point the workflow at the root folder of the raw BIDS dataset (the one with "
+            "dataset_description.json and sub-*/ folders)",
+        )
+        return []
+    existing = fmt_list(f"sub-{s}" for s in all_subjects)
+    wanted = _labels(participant_label, "sub")
+    if wanted is None:
+        selected = list(all_subjects)
+    else:
+        selected = []
+        for label in wanted:
+            if label in all_subjects:
+                selected.append(label)
+            else:
+                log.add(
+                    f"sub-{label}/",
+                    f"the subject sub-{label} (requested by participant_label)",
+                    f"no such subject; the dataset has {existing}",
+                    "use subject labels that exist (with or without the 'sub-' prefix)",
+                )
+    dropped = _labels(exclude, "sub") or []
+    unknown = [s for s in dropped if s not in all_subjects]
+    if unknown:
+        logger.warning(
+            "exclude names subjects that are not in the dataset: %s (the dataset has %s)",
+            fmt_list(unknown),
+            existing,
+        )
+    selected = sorted(s for s in selected if s not in dropped)
+    if not selected and not log:
+        log.add(
+            "sub-*/",
+            "at least one subject to process",
+            f"every subject excluded (dataset: {existing}; participant_label: "
+            f"{fmt_list(wanted or ['all'])}; exclude: {fmt_list(dropped)})",
+            "remove subjects from exclude or widen participant_label",
+        )
+    return selected
+
+
+def discover(
+    bids_dir: str | Path,
+    *,
+    participant_label: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
+    sessions: Sequence[str] | None = None,
+    task: str | None = None,
+    cache_dir: str | Path | None = None,
+    require_events: bool = True,
+    require_t1w: bool = False,
+) -> Dataset:
+    """Find and check the multi-echo BOLD runs of a raw BIDS dataset.
+
+    Parameters
+    ----------
+    bids_dir
+        Root of the raw BIDS dataset (read-only; nothing is written into it).
+    participant_label
+        Subjects to process (with or without ``sub-``); ``None``: all.
+    exclude
+        Subjects to leave out (labels not in the dataset are logged as a warning).
+    sessions
+        Sessions to process (with or without ``ses-``); ``None``: all.
+    task
+        Task label; ``None``: the only task with BOLD runs (several → a problem).
+    cache_dir
+        Folder for the pybids index (``<work_dir>/bids_index``); ``None``: in memory.
+    require_events
+        A run without ``events.tsv`` is a problem (else ``Run.events`` is ``None``).
+    require_t1w
+        A subject without a T1w is a problem.
+
+    Returns
+    -------
+    Dataset
+        The selected runs, sorted by (subject, session, run), and the T1w per subject.
+
+    Raises
+    ------
+    BIDSInputError
+        Listing every problem found (file, expected, found, fix).
+    """
+    root = Path(bids_dir).expanduser().absolute()
+    log = ProblemLog(root)
+    if not root.is_dir():
+        log.add(
+            str(root),
+            "a BIDS dataset folder (with dataset_description.json and sub-*/ folders)",
+            "no such folder" if not root.exists() else "a file, not a folder",
+            "pass the root folder of the raw BIDS dataset",
+        )
+        raise BIDSInputError(log.problems, root)
+
+    index = _Index.open(root, cache_dir, log)
+    try:
+        dataset = _discover(
+            log,
+            index,
+            root,
+            participant_label=participant_label,
+            exclude=exclude,
+            sessions=sessions,
+            task=task,
+            require_events=require_events,
+            require_t1w=require_t1w,
+        )
+    finally:
+        index.save()
+        _close_layout(index.layout)
+    if log:
+        raise BIDSInputError(log.problems, root)
+    assert dataset is not None
+    logger.info(
+        "BIDS input %s: %d run(s) of %d subject(s)",
+        root,
+        len(dataset.runs),
+        len(dataset.subjects()),
+    )
+    return dataset
+
+
+def _discover(
+    log: ProblemLog,
+    index: _Index,
+    root: Path,
+    *,
+    participant_label: Sequence[str] | None,
+    exclude: Sequence[str],
+    sessions: Sequence[str] | None,
+    task: str | None,
+    require_events: bool,
+    require_t1w: bool,
+) -> Dataset | None:
+    files = _list_files(index.layout)
+    all_subjects = sorted({f.entities["sub"] for f in files})
+    subjects = _select_subjects(log, all_subjects, participant_label, exclude)
+    if not subjects:
+        return None
+    chosen = set(subjects)
+    mine = [f for f in files if f.entities["sub"] in chosen]
+
+    # sessions
+    wanted_sessions = _labels(sessions, "ses")
+    present_sessions = sorted({f.ent("ses") for f in mine if f.ent("ses") is not None})
+    if wanted_sessions is not None:
+        for label in wanted_sessions:
+            if label not in present_sessions:
+                log.add(
+                    f"ses-{label}/",
+                    f"the session ses-{label} (requested by sessions) in sub-{fmt_list(subjects)}",
+                    "no such session; the selected subjects have "
+                    + (
+                        fmt_list(f"ses-{s}" for s in present_sessions)
+                        if present_sessions
+                        else "no sessions"
+                    ),
+                    "use session labels that exist (with or without the 'ses-' prefix), or no "
+                    "session filter",
+                )
+
+    def in_sessions(f: BidsFile) -> bool:
+        return wanted_sessions is None or f.ent("ses") in wanted_sessions
+
+    bolds_any = [
+        f for f in mine if f.suffix == "bold" and f.ext in NIFTI_EXTENSIONS and f.datatype == "func"
+    ]
+    bolds = [f for f in bolds_any if in_sessions(f)]
+
+    # task
+    runs_per_task: dict[str, set[tuple[str, str | None, str | None]]] = defaultdict(set)
+    for f in bolds:
+        if f.ent("task") is not None:
+            runs_per_task[f.entities["task"]].add((f.entities["sub"], f.ent("ses"), f.ent("run")))
+    tasks = sorted(runs_per_task)
+    listing = fmt_list(f"task-{t} ({len(runs_per_task[t])} runs)" for t in tasks)
+    task_label = _strip(task, "task")
+    if task_label is None and len(tasks) > 1:
+        log.add(
+            "sub-*/[ses-*/]func/*_bold.nii.gz",
+            "BOLD runs of one task, or the task to process chosen with task=...",
+            f"several tasks: {listing}",
+            f"choose one, e.g. task={tasks[0]!r}",
+        )
+        task_label = None
+        task_ok = False
+    elif task_label is not None and task_label not in tasks:
+        log.add(
+            f"sub-*/[ses-*/]func/*_task-{task_label}_*_bold.nii.gz",
+            f"BOLD runs of task-{task_label} (requested by task)",
+            f"no such task; the selected data have {listing if tasks else 'no BOLD runs'}",
+            "set task to a label that exists (with or without the 'task-' prefix)"
+            if tasks
+            else "add the BOLD runs",
+        )
+        task_ok = False
+    else:
+        task_ok = True
+        if task_label is None and tasks:
+            task_label = tasks[0]
+
+    # events and T1w, indexed by name
+    events: dict[tuple[str, str | None, str | None, str | None, str | None], Path] = {}
+    for f in mine:
+        if f.suffix == "events" and f.ext == ".tsv" and f.datatype == "func":
+            key = (f.entities["sub"], f.ent("ses"), f.ent("task"), f.ent("run"), f.ent("acq"))
+            events.setdefault(key, f.path)
+
+    # group the task's BOLD files by run
+    scans: list[RunScan] = []
+    if task_ok:  # task_label is None only when no selected subject has BOLD files
+        groups: dict[tuple[str, str | None, str | None], list[BidsFile]] = defaultdict(list)
+        for f in bolds:
+            if task_label is not None and f.ent("task") == task_label:
+                groups[(f.entities["sub"], f.ent("ses"), f.ent("run"))].append(f)
+        for (sub, ses, run), group in sorted(
+            groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "", kv[0][2] or "")
+        ):
+            assert task_label is not None
+            scan = RunScan(sub, ses, task_label, run)
+            variants: dict[tuple[tuple[str, str], ...], list[BidsFile]] = defaultdict(list)
+            for f in group:
+                other = tuple(
+                    (k, v)
+                    for k, v in f.entities.items()
+                    if k not in RUN_ENTITIES and k not in FILE_ENTITIES
+                )
+                variants[other].append(f)
+            if len(variants) > 1:
+                names = [
+                    "_".join(f"{k}-{v}" for k, v in var) or "(none)" for var in sorted(variants)
+                ]
+                pattern = run_title(sub, ses, task_label, run).replace(" ", "_")
+                log.add(
+                    group[0].path.parent / f"*{pattern}*",
+                    f"one acquisition per run ({scan.title})",
+                    f"files of {len(variants)} acquisitions: {fmt_list(names)}",
+                    "move the acquisition you do not want to process out of the dataset "
+                    "(e.g. to sourcedata/)",
+                )
+                continue
+            acq = dict(next(iter(variants))).get("acq")
+            group_echo_files(log, scan, group)
+            if not scan.mags and not scan.phases:
+                continue
+            check_parts(log, scan)
+            check_headers(log, lambda p: index.header(p, root), scan)
+            check_metadata(log, index.metadata, scan, index.broken)
+            ev = events.get((sub, ses, task_label, run, acq)) or events.get(
+                (sub, ses, task_label, run, None)
+            )
+            check_events(log, scan, ev, require_events)
+            scans.append(scan)
+
+        by_subject: dict[str, list[RunScan]] = defaultdict(list)
+        for s in scans:
+            by_subject[s.sub].append(s)
+        for sub in subjects:
+            check_echo_counts(log, sub, by_subject.get(sub, []))
+            check_echo_times_across(log, sub, by_subject.get(sub, []))
+        check_tr_across(log, scans)
+
+        # subjects without runs (not when the session filter matched nothing at all: that
+        # problem is already reported)
+        shown = task_label or "<label>"
+        of_task = f" of task-{task_label}" if task_label else ""
+        no_session_matches = wanted_sessions is not None and not (
+            set(wanted_sessions) & set(present_sessions)
+        )
+        for sub in subjects:
+            if by_subject.get(sub) or no_session_matches:
+                continue
+            sub_bolds = [f for f in bolds_any if f.entities["sub"] == sub]
+            relevant = [f for f in sub_bolds if task_label is None or f.ent("task") == task_label]
+            other_tasks = sorted({f.ent("task") or "?" for f in sub_bolds} - {task_label or ""})
+            if relevant and wanted_sessions is not None and not any(map(in_sessions, relevant)):
+                task_sessions = sorted({f.ent("ses") or "(none)" for f in relevant})
+                found = (
+                    f"BOLD runs{of_task} only in session(s) {fmt_list(task_sessions)} "
+                    f"(selected: {fmt_list(wanted_sessions)})"
+                )
+            elif task_label is not None and other_tasks and not relevant:
+                found = f"BOLD files only of task(s) {fmt_list(other_tasks)}"
+            elif sub_bolds:
+                found = "BOLD files without usable echo files (see the problems above)"
+            else:
+                found = "no func/*_bold.nii[.gz] files"
+            log.add(
+                f"sub-{sub}/",
+                f"at least one BOLD run of task-{shown} (sub-{sub}/[ses-<label>/]func/"
+                f"sub-{sub}_[ses-<label>_]task-{shown}_run-<label>_echo-<index>_part-mag"
+                "_bold.nii.gz)",
+                found,
+                f"add the subject's BOLD runs, or leave the subject out with exclude=['{sub}']",
+            )
+
+    # T1w
+    t1w: dict[str, Path] = {}
+    for sub in subjects:
+        candidates = sorted(
+            (
+                f
+                for f in mine
+                if f.entities["sub"] == sub
+                and f.suffix == "T1w"
+                and f.ext in NIFTI_EXTENSIONS
+                and f.datatype == "anat"
+            ),
+            key=lambda f: (f.ent("ses") is not None, f.ent("ses") or "", f.path.name),
+        )
+        if not candidates:
+            if require_t1w:
+                log.add(
+                    f"sub-{sub}/anat/sub-{sub}_T1w.nii.gz",
+                    f"a T1w image of sub-{sub} (sub-{sub}/anat/ or any sub-{sub}/ses-<label>/"
+                    "anat/)",
+                    "no *_T1w.nii[.gz] for this subject",
+                    "add the T1w (a separate anatomical session such as ses-PrismaAnat is "
+                    "fine), or run without requiring a T1w (require_t1w=False)",
+                )
+            continue
+        path = candidates[0].path
+        hdr = index.header(path, root)
+        if hdr.error is not None:
+            log.add(
+                path,
+                "a readable NIfTI image (.nii or .nii.gz)",
+                hdr.error,
+                "replace it with a good copy (re-download or re-convert it)",
+            )
+        elif hdr.shape is not None and not (
+            len(hdr.shape) == 3 or (len(hdr.shape) == 4 and hdr.shape[3] == 1)
+        ):
+            log.add(
+                path,
+                "a 3-D anatomical image",
+                f"shape {hdr.shape}",
+                "keep one T1w volume per file (split or average the repetitions)",
+            )
+        t1w[sub] = path
+
+    if log:
+        return None
+    runs = [_make_run(s) for s in scans]
+    return Dataset(root=root, runs=tuple(sorted(runs, key=_run_sort_key)), t1w=t1w)
+
+
+def _make_run(scan: RunScan) -> Run:
+    """A :class:`Run` from a scan without problems."""
+    assert scan.ref_header is not None and scan.ref_header.shape is not None
+    assert scan.repetition_time is not None
+    echoes = tuple(
+        sorted(
+            (
+                EchoFiles(
+                    echo=e,
+                    echo_time=scan.echo_times[e],
+                    mag=scan.mags[e],
+                    phase=scan.phases.get(e),
+                )
+                for e in scan.mags
+            ),
+            key=lambda ef: ef.echo_time,
+        )
+    )
+    shape = scan.ref_header.shape
+    return Run(
+        subject=scan.sub,
+        session=scan.ses,
+        task=scan.task,
+        run=scan.run,
+        echoes=echoes,
+        events=scan.events,
+        repetition_time=scan.repetition_time,
+        n_volumes=int(shape[3]),
+        shape=(int(shape[0]), int(shape[1]), int(shape[2])),
+        slice_timing=scan.slice_timing,
+    )
