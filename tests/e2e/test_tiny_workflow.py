@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import sys
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -82,13 +84,31 @@ def test_every_output_has_a_sidecar_and_the_folder_a_description(demo):
             )
             assert img.is_file()
             assert side["Sources"] and all(str(demo["bids"]) in s for s in side["Sources"])
-            assert side["SoftwareVersions"]["echoprep"]
+            assert side["SoftwareVersions"].startswith("echoprep ")
         assert (
             nib.load(
                 run_output(demo["out"], run.entities, "bold", ".nii.gz", desc="denoised")
             ).shape[3]
             == run.n_volumes
         )
+
+
+def _validator_errors(dataset):
+    exe = Path(sys.executable).with_name("bids-validator-deno")
+    res = subprocess.run(
+        [str(exe), "--format", "json", str(dataset)], capture_output=True, text=True, timeout=300
+    )
+    issues = json.loads(res.stdout)["issues"]["issues"]
+    return [
+        f"{i['code']} {i.get('subCode')} {i.get('location')}"
+        for i in issues
+        if i.get("severity") == "error"
+    ]
+
+
+def test_raw_and_derivative_datasets_pass_the_bids_validator(demo):
+    assert _validator_errors(demo["bids"]) == []
+    assert _validator_errors(demo["out"]) == []
 
 
 def test_t2star_matches_truth(demo):

@@ -23,6 +23,7 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
+
 from echoprep.io.paths import bids_path, sidecar_path
 
 #: Voxel size (mm) of the functional images, as in LAION-fMRI.

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from echoprep.io.bids import BIDSInputError, Dataset, EchoFiles, InputProblem, Run, discover
 from echoprep.io.paths import sidecar_path
 from helpers.bidstree import (

@@ -61,7 +61,8 @@ def test_optcom_recovers_known_t2star_and_combines(tmp_path, t2s_truth):
     assert side["Sources"] == [str(f) for f in files]
     assert side["RepetitionTime"] == 1.9 and side["EchoTime"] == TES
     assert side["Parameters"]["fittype"] == "loglin"
-    assert "tedana" in side["SoftwareVersions"]
+    assert "tedana 26.0.3" in side["SoftwareVersions"]
+    assert side["SkullStripped"] is True
     assert json.loads((tmp_path / "out" / "t2star.json").read_text())["Units"] == "s"
     assert not list((tmp_path / "work").iterdir()), "tedana working folder left behind"
 

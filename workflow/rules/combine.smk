@@ -1,5 +1,6 @@
 # Echo handling per run: single-echo baseline, tedana optimal combination, tedana ICA denoising.
 
+from echoprep.stages.combine import BIDSIGNORE as COMBINE_BIDSIGNORE
 from echoprep.stages.combine import OUTPUTS as COMBINE_OUTPUTS
 
 
@@ -54,7 +55,8 @@ rule combine_description:
         OUT / "combine-{nordic}" / "dataset_description.json",
     localrule: True
     params:
-        config=config,
+        # sorted JSON: the same config read in another key order is not a change
+        config=json.dumps(config, sort_keys=True),
     run:
         from echoprep.io.sidecars import write_dataset_description
 
@@ -62,8 +64,9 @@ rule combine_description:
             Path(output[0]).parent,
             f"echoprep echo handling ({wildcards.nordic})",
             description="single-echo baseline, tedana optimal combination and ICA denoising",
-            config=params.config,
+            config=json.loads(params.config),
             source_datasets=[str(Path(config["bids_dir"]).resolve())],
+            bidsignore=COMBINE_BIDSIGNORE,
         )
 
 

@@ -1,6 +1,6 @@
 # Input discovery, derivative path helpers and the command prefix shared by every rule.
 
-import os
+import json
 import sys
 from pathlib import Path
 
@@ -41,9 +41,11 @@ wildcard_constraints:
 
 
 # Inside a conda env or module, "python" is the env's; without a deployment method, the
-# interpreter running Snakemake (its venv holds echoprep's dependencies).
+# environment running Snakemake (its venv holds echoprep's dependencies). sys.prefix, not
+# sys.executable: `snakemake` and `python -m snakemake` must give the same command, or
+# Snakemake would see changed code and rerun finished jobs.
 _deploy = workflow.deployment_settings.deployment_method
-PYTHON = "python" if _deploy else sys.executable
+PYTHON = "python" if _deploy else str(Path(sys.prefix) / "bin" / "python")
 #: Prefix of every echoprep command: the package from this checkout, BLAS threads = rule threads.
 ECHOPREP = (
     f"OMP_NUM_THREADS={{threads}} OPENBLAS_NUM_THREADS={{threads}} MKL_NUM_THREADS={{threads}} "

@@ -35,6 +35,11 @@ def software_versions(extra: Iterable[str] = ()) -> dict[str, str]:
     return out
 
 
+def format_versions(versions: Mapping[str, str]) -> str:
+    """BIDS ``SoftwareVersions`` is a string: ``"echoprep 0.1.0, numpy 2.3.5, ..."``."""
+    return ", ".join(f"{name} {version}" for name, version in versions.items())
+
+
 def _jsonable(obj: Any) -> Any:
     if isinstance(obj, Mapping):
         return {str(k): _jsonable(v) for k, v in obj.items()}
@@ -57,6 +62,7 @@ def write_json(path: str | Path, content: Mapping[str, Any]) -> Path:
     with os.fdopen(fd, "w") as fh:
         json.dump(_jsonable(content), fh, indent=2, sort_keys=True)
         fh.write("\n")
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are meant to be shared
     os.replace(tmp, path)
     return path
 
@@ -87,7 +93,7 @@ def write_sidecar(
     content: dict[str, Any] = dict(extra or {})
     content["Sources"] = [str(s) for s in sources]
     content["Parameters"] = dict(parameters or {})
-    content["SoftwareVersions"] = software_versions(software)
+    content["SoftwareVersions"] = format_versions(software_versions(software))
     return write_json(sidecar_path(image), content)
 
 
@@ -99,11 +105,13 @@ def write_dataset_description(
     description: str | None = None,
     config: Mapping[str, Any] | None = None,
     source_datasets: Iterable[str] = (),
+    bidsignore: Iterable[str] = (),
 ) -> Path:
     """Write ``dataset_description.json`` at a derivative (or raw) dataset root.
 
     Derivatives carry ``GeneratedBy`` (name, version, code URL) and, when given, the
-    workflow configuration that produced them.
+    workflow configuration that produced them. ``bidsignore`` patterns (outputs the BIDS
+    specification has no name for yet, e.g. tedana's component tables) go to ``.bidsignore``.
     """
     content: dict[str, Any] = {
         "Name": name,
@@ -126,4 +134,8 @@ def write_dataset_description(
             content["echoprepConfig"] = dict(config)
     elif description:
         content["Description"] = description
+    patterns = list(bidsignore)
+    if patterns:
+        Path(root).mkdir(parents=True, exist_ok=True)
+        (Path(root) / ".bidsignore").write_text("\n".join(patterns) + "\n")
     return write_json(Path(root) / "dataset_description.json", content)

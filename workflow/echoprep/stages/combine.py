@@ -46,6 +46,9 @@ OUTPUTS: dict[str, dict[str, tuple[str, dict[str, str], str, str | None]]] = {
     },
 }
 
+#: Output names the BIDS specification does not (yet) define; listed in ``.bidsignore``.
+BIDSIGNORE = ("*_T2starmap.*", "*_S0map.*", "*_mixing.*", "*_metrics.*")
+
 #: Units and descriptions written into the sidecars of each output key.
 _DESCRIPTIONS: dict[str, dict[str, Any]] = {
     "t2star": {"Units": "s", "Description": "T2* map from tedana (full, unlimited fit)"},
@@ -189,6 +192,7 @@ def write_single_echo(
     extra: dict[str, Any] = {
         "EchoTime": float(echo_times[echo - 1]),
         "Description": f"Single-echo baseline: echo {echo} of {len(echo_files)}, unchanged",
+        "SkullStripped": False,
     }
     if repetition_time is not None:
         extra["RepetitionTime"] = float(repetition_time)
@@ -219,6 +223,8 @@ def _collect_tedana(
         shutil.move(produced, out)
         side = dict(extra) if key == "bold" else {}
         side.update(_DESCRIPTIONS.get(key, {}))
+        if out.name.endswith(".nii.gz") and key != "mask":
+            side["SkullStripped"] = True  # tedana zeroes voxels outside its adaptive mask
         write_sidecar(out, sources=sources, parameters=parameters, extra=side, software=["tedana"])
         written[key] = out
     return written

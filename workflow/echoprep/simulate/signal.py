@@ -1,0 +1,339 @@
+"""The multi-echo complex signal of one run, generated in volume chunks.
+
+For voxel v, echo time TE and volume k (acquired at ``k*TR + slice_time(z)`` for the task):
+
+``S = S0(v) (1 + dS0(v,k)) exp(-TE (R2*(v) + dR2*(v,k))) exp(i phi)``,
+``phi = phi0(v) + 2 pi TE (df(v) + df_drift(v,k))``,
+
+then complex Gaussian thermal noise of SD ``sigma * g(v)`` on the real and imaginary parts;
+magnitude and phase of the noisy complex value are stored. Terms:
+
+- ``dR2*`` = physiological noise (4 low-rank components: aliased cardiac and respiratory
+  sinusoids, slow and faster smooth random courses; about 0.3 s^-1 SD in grey matter, i.e.
+  ~0.9 % of the echo-2 signal, scaling with TE) minus the task response
+  ``sum_trials beta(v, trial) h_v(t - onset)``.
+- ``dS0`` = non-BOLD fluctuations (2 components, 0.3 % SD, TE-independent) plus a slow
+  Legendre (order 1–2) drift of about 1 %.
+- ``df_drift`` = a global linear frequency drift (~1 Hz SD over a run) and a respiratory
+  frequency oscillation, larger in inferior slices.
+- Head motion (optional): the noise-free complex image of each volume is moved rigidly
+  (trilinear interpolation) before the noise is added. A volume's parameters
+  ``(trans_x, trans_y, trans_z, rot_x, rot_y, rot_z)`` (mm, rad) map a point ``x`` of the
+  motion-free head to ``c + R (x - c) + d`` in the scanner, ``c`` the centre of the functional
+  grid, ``R = Rz Ry Rx``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from echoprep.simulate import seeds
+from echoprep.simulate.anatomy import SubjectAnatomy, random_field, rotation
+from echoprep.simulate.design import hrf_index, response_matrix, slice_timing
+from echoprep.simulate.presets import Preset
+from echoprep.simulate.writer import quantize_magnitude, quantize_phase
+
+#: SD of the physiological ΔR2* in pure grey matter, s^-1.
+PHYSIO_SD = 0.3
+#: SD of the non-BOLD S0 fluctuations (fraction).
+S0_FLUCT_SD = 0.003
+#: SD of the Legendre drift coefficients (fraction).
+DRIFT_SD = 0.006
+
+
+@dataclass
+class RunModel:
+    """Everything needed to generate one run, restricted to the head voxels.
+
+    Attributes
+    ----------
+    shape
+        Grid shape (nx, ny, nz).
+    affine
+        Grid affine.
+    head_idx
+        Flat (C-order) grid indices of the head voxels, shape (n_head,).
+    s0, r2s, phase0, b0
+        Static maps on the head voxels (magnitude units, s^-1, rad, Hz), shape (n_head,).
+    r2_maps, r2_courses
+        Physiological ΔR2* = ``r2_maps @ r2_courses``, shapes (n_head, K), (K, T), s^-1.
+    s0_maps, s0_courses
+        Fractional S0 change = ``s0_maps @ s0_courses``.
+    df_maps, df_courses
+        Frequency drift (Hz) = ``df_maps @ df_courses``.
+    task_rows, task
+        Rows of the active voxels in the head vector (n_act,) and their evoked ΔR2* decrease,
+        s^-1, shape (n_act, T).
+    noise_sd
+        Thermal noise SD per real/imaginary channel on the grid, shape (nx, ny, nz).
+    motion
+        Rigid motion per volume (T, 6) (mm, rad) or None.
+    """
+
+    shape: tuple[int, int, int]
+    affine: np.ndarray
+    head_idx: np.ndarray
+    s0: np.ndarray
+    r2s: np.ndarray
+    phase0: np.ndarray
+    b0: np.ndarray
+    r2_maps: np.ndarray
+    r2_courses: np.ndarray
+    s0_maps: np.ndarray
+    s0_courses: np.ndarray
+    df_maps: np.ndarray
+    df_courses: np.ndarray
+    task_rows: np.ndarray
+    task: np.ndarray
+    noise_sd: np.ndarray
+    motion: np.ndarray | None
+
+    @property
+    def n_volumes(self) -> int:
+        """Number of volumes T."""
+        return self.r2_courses.shape[1]
+
+
+def _standardize(x: np.ndarray) -> np.ndarray:
+    x = x - x.mean()
+    return x / x.std()
+
+
+def _smooth_noise(r: np.random.Generator, n: int, sigma_vols: float) -> np.ndarray:
+    return _standardize(ndimage.gaussian_filter1d(r.standard_normal(n), sigma_vols, mode="reflect"))
+
+
+def motion_parameters(preset: Preset, r: np.random.Generator, n: int) -> np.ndarray:
+    """Smooth random rigid motion of one run, shape (n, 6): 3 translations (mm), 3 rotations (rad).
+
+    Each parameter is a run offset (≤ 40 % of the bound) plus a smoothed random walk (≤ 60 %),
+    so |translation| ≤ ``motion_max_mm`` and |rotation| ≤ ``motion_max_deg``.
+    """
+    limits = np.array([preset.motion_max_mm] * 3 + [np.deg2rad(preset.motion_max_deg)] * 3)
+    out = np.empty((n, 6))
+    for p in range(6):
+        walk = ndimage.gaussian_filter1d(np.cumsum(r.standard_normal(n)), 1.5, mode="nearest")
+        walk -= walk[0]
+        walk *= r.uniform(0.2, 0.6) * limits[p] / max(np.abs(walk).max(), 1e-9)
+        out[:, p] = r.uniform(-0.4, 0.4) * limits[p] + walk
+    return out
+
+
+def build_run(
+    preset: Preset,
+    anatomy: SubjectAnatomy,
+    onsets: np.ndarray,
+    betas: np.ndarray,
+    *,
+    seed: int,
+    subject: int,
+    session: int,
+    run: int,
+    motion: bool,
+) -> RunModel:
+    """Draw the time courses of one run.
+
+    Parameters
+    ----------
+    onsets
+        Onsets (s) of the run's image trials, shape (n_trials,).
+    betas
+        True single-trial betas of those trials on the active voxels, shape (n_act, n_trials),
+        s^-1 (peak ΔR2* decrease).
+    """
+    r = seeds.rng(seed, subject, session, run, seeds.RUN)
+    n = preset.n_volumes
+    shape = anatomy.grid.shape
+    head = anatomy.head_mask.ravel()
+    head_idx = np.flatnonzero(head)
+    fr = {k: v.ravel()[head_idx] for k, v in anatomy.fractions.items() if k != "mni"}
+    mni = anatomy.fractions["mni"].reshape(-1, 3)[head_idx].astype(np.float64)
+    t = np.arange(n) * preset.tr
+
+    # physiological ΔR2*: cardiac and respiratory (aliased), slow and faster random courses
+    courses = np.stack(
+        [
+            _standardize(np.sin(2 * np.pi * r.uniform(0.03, 0.24) * t + r.uniform(0, 2 * np.pi))),
+            _standardize(np.sin(2 * np.pi * r.uniform(0.05, 0.25) * t + r.uniform(0, 2 * np.pi))),
+            _smooth_noise(r, n, 8.0 / preset.tr),
+            _smooth_noise(r, n, 2.5 / preset.tr),
+        ]
+    )
+    offsets = np.array([0.3, 0.3, 1.0, 0.3])
+    weight = fr["gm"] + 0.5 * fr["wm"] + 1.5 * fr["csf"] + 0.3 * fr["scalp"]
+    norm = PHYSIO_SD / np.sqrt(np.sum(offsets**2 + 1))
+    r2_maps = np.stack([norm * weight * (o + random_field(r, 40.0)(mni)) for o in offsets], axis=1)
+
+    # non-BOLD S0 fluctuations and drift
+    legendre = np.stack([np.linspace(-1, 1, n), 0.5 * (3 * np.linspace(-1, 1, n) ** 2 - 1)])
+    s0_courses = np.concatenate(
+        [np.stack([_smooth_noise(r, n, 5.0 / preset.tr) for _ in range(2)]), legendre]
+    )
+    s0_maps = np.stack(
+        [S0_FLUCT_SD / np.sqrt(2 * 1.25) * (0.5 + random_field(r, 60.0)(mni)) for _ in range(2)]
+        + [r.normal(0, DRIFT_SD) * (1 + 0.5 * random_field(r, 100.0)(mni)) for _ in range(2)],
+        axis=1,
+    )
+
+    # frequency drift (Hz)
+    resp = np.sin(2 * np.pi * r.uniform(0.05, 0.25) * t + r.uniform(0, 2 * np.pi))
+    df_courses = np.stack([legendre[0], resp])
+    df_maps = np.stack(
+        [
+            np.full(len(head_idx), r.normal(0, 1.0)),
+            0.5 * (1 + np.clip(-mni[:, 2] / 60.0, -0.5, 1.5)),
+        ],
+        axis=1,
+    )
+
+    # evoked response at each slice's acquisition times, voxel-specific HRF
+    act_idx = np.flatnonzero(anatomy.active.ravel())
+    task_rows = np.searchsorted(head_idx, act_idx)
+    z_of = np.unravel_index(act_idx, shape)[2]
+    k_of = hrf_index(anatomy.hrf_peak.ravel()[act_idx])
+    st = slice_timing(shape[2], preset.multiband, preset.tr)
+    task = np.zeros((len(act_idx), n), np.float32)
+    for z in np.unique(z_of):
+        for k in np.unique(k_of[z_of == z]):
+            sel = np.flatnonzero((z_of == z) & (k_of == k))
+            task[sel] = betas[sel] @ response_matrix(preset, onsets, st[z], int(k)).T
+
+    moves = (
+        motion_parameters(preset, seeds.rng(seed, subject, session, run, seeds.MOTION), n)
+        if motion
+        else None
+    )
+    f32 = np.float32
+    return RunModel(
+        shape=shape,
+        affine=anatomy.grid.affine,
+        head_idx=head_idx,
+        s0=anatomy.s0.ravel()[head_idx],
+        r2s=anatomy.r2s.ravel()[head_idx],
+        phase0=anatomy.phase0.ravel()[head_idx],
+        b0=anatomy.b0_hz.ravel()[head_idx],
+        r2_maps=r2_maps.astype(f32),
+        r2_courses=courses.astype(f32),
+        s0_maps=s0_maps.astype(f32),
+        s0_courses=s0_courses.astype(f32),
+        df_maps=df_maps.astype(f32),
+        df_courses=df_courses.astype(f32),
+        task_rows=task_rows,
+        task=task,
+        noise_sd=(preset.noise_sigma * anatomy.gfactor).astype(f32),
+        motion=moves,
+    )
+
+
+def parameters(model: RunModel, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Time-varying signal parameters of volumes ``start:stop`` on the head voxels.
+
+    Returns
+    -------
+    s0, r2s, freq
+        Effective S0 (magnitude units), R2* (s^-1) and off-resonance (Hz), each
+        (n_head, stop - start) float32.
+    """
+    sl = slice(start, stop)
+    dr2 = model.r2_maps @ model.r2_courses[:, sl]
+    dr2[model.task_rows] -= model.task[:, sl]
+    s0 = model.s0[:, None] * (1 + model.s0_maps @ model.s0_courses[:, sl])
+    freq = model.b0[:, None] + model.df_maps @ model.df_courses[:, sl]
+    return s0, model.r2s[:, None] + dr2, freq
+
+
+def noise_free(model: RunModel, te: float, start: int, stop: int) -> np.ndarray:
+    """Noise-free, motion-free complex signal of volumes ``start:stop`` on the head voxels.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n_head, stop - start) complex64, magnitude units.
+    """
+    s0, r2s, freq = parameters(model, start, stop)
+    phase = model.phase0[:, None] + (2 * np.pi * te) * freq
+    return (s0 * np.exp(-te * r2s) * np.exp(1j * phase)).astype(np.complex64)
+
+
+def _voxel_motion(model: RunModel, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Output-voxel → input-voxel matrix and offset of one volume's rigid motion."""
+    a = model.affine
+    c = a[:3, :3] @ ((np.array(model.shape) - 1) / 2) + a[:3, 3]
+    rot = rotation(params[3:])
+    move = np.eye(4)
+    move[:3, :3] = rot
+    move[:3, 3] = c - rot @ c + params[:3]
+    m = np.linalg.inv(a) @ np.linalg.inv(move) @ a
+    return m[:3, :3], m[:3, 3]
+
+
+def run_volumes(
+    model: RunModel,
+    tes: tuple[float, ...],
+    rngs: list[np.random.Generator],
+    chunk: int,
+    *,
+    phase: bool = True,
+) -> Iterator[list[tuple[np.ndarray, np.ndarray | None]]]:
+    """Stored (noisy) volumes of all echoes, chunk by chunk.
+
+    Parameters
+    ----------
+    tes
+        Echo times, s.
+    rngs
+        One generator per echo for the thermal noise, drawn in volume order with shape
+        (n_chunk, 2, nx, ny, nz) per chunk (real, imaginary).
+    chunk
+        Volumes per chunk.
+
+    Yields
+    ------
+    list of (magnitude, phase)
+        Per echo, int16 arrays of shape (n_chunk, nx, ny, nz); phase is None when ``phase`` is
+        False. With motion, the parameter maps (S0, R2*, phase at TE 0, off-resonance) of each
+        volume are moved rigidly (trilinear) before the echoes are formed.
+    """
+    nvox = int(np.prod(model.shape))
+    for start in range(0, model.n_volumes, chunk):
+        stop = min(start + chunk, model.n_volumes)
+        nb = stop - start
+        s0, r2s, freq = parameters(model, start, stop)
+        phase0 = np.broadcast_to(model.phase0[:, None], s0.shape)
+        if model.motion is None:
+            idx = model.head_idx
+            maps = [s0.T, r2s.T, phase0.T, freq.T]
+        else:
+            idx = slice(None)
+            maps = []
+            for m in (s0, r2s, phase0, freq):
+                g = np.zeros((nb, nvox), np.float32)
+                g[:, model.head_idx] = m.T
+                g = g.reshape((nb, *model.shape))
+                for k in range(nb):
+                    mat, off = _voxel_motion(model, model.motion[start + k])
+                    g[k] = ndimage.affine_transform(g[k], mat, off, order=1, mode="constant")
+                maps.append(g.reshape(nb, nvox))
+        s0_v, r2_v, ph0_v, f_v = maps
+        out = []
+        for te, rng in zip(tes, rngs, strict=True):
+            mag = s0_v * np.exp(-te * r2_v)
+            ph = ph0_v + (2 * np.pi * te) * f_v
+            noise = rng.standard_normal((nb, 2, *model.shape), dtype=np.float32)
+            noise *= model.noise_sd
+            noise = noise.reshape(nb, 2, nvox)
+            re, im = noise[:, 0], noise[:, 1]
+            re[:, idx] += mag * np.cos(ph)
+            im[:, idx] += mag * np.sin(ph)
+            shape = (nb, *model.shape)
+            out.append(
+                (
+                    quantize_magnitude(np.hypot(re, im)).reshape(shape),
+                    quantize_phase(np.arctan2(im, re)).reshape(shape) if phase else None,
+                )
+            )
+        yield out

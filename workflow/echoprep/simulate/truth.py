@@ -1,0 +1,195 @@
+"""Names of the ground-truth files (``<dataset>/derivatives/truth``) and their sidecars.
+
+Layout (all names from :func:`echoprep.io.paths.bids_path`)::
+
+    derivatives/truth/dataset_description.json
+    derivatives/truth/sub-01/anat/sub-01_space-T1w_desc-truthBrain_mask.nii.gz   (T1w grid)
+    derivatives/truth/sub-01/anat/sub-01_space-T1w_desc-truth_dseg.nii.gz        (T1w grid)
+    derivatives/truth/sub-01/ses-01/func/   (functional grid = the raw BOLD grid, motion-free)
+        sub-01_ses-01_desc-truth_T2starmap.nii.gz            T2*, s
+        sub-01_ses-01_desc-truth_S0map.nii.gz                S0, magnitude units
+        sub-01_ses-01_desc-truthBrain_mask.nii.gz
+        sub-01_ses-01_desc-truthGM_mask.nii.gz
+        sub-01_ses-01_desc-truthGfactor_statmap.nii.gz       g-factor (noise SD = sigma * g)
+        sub-01_ses-01_desc-truth_fieldmap.nii.gz             B0 off-resonance, Hz
+        sub-01_ses-01_label-<roi>_desc-truth_mask.nii.gz     ROI masks (visual, calcarine, frontal)
+        sub-01_ses-01_task-images_desc-truthActive_mask.nii.gz
+        sub-01_ses-01_task-images_desc-truthHRFpeak_statmap.nii.gz                  s
+        sub-01_ses-01_task-images_stat-effect_desc-truthBetas_statmap.nii.gz       4D, s^-1
+        sub-01_ses-01_task-images_desc-truth_trials.tsv      session, run, onset, label, beta_index
+        sub-01_ses-01_task-images_desc-truthS_statmap.nii.gz                        s^-1
+        sub-01_ses-01_task-images_desc-truthT_statmap.nii.gz                        s^-1
+        sub-01_ses-01_task-images_desc-truthNoiseceiling_statmap.nii.gz             %
+        sub-01_ses-01_task-images_run-01_desc-truth_motion.tsv   (only with motion)
+
+Every image has a JSON sidecar stating its units and meaning.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from echoprep.io.paths import bids_path
+
+TRUTH_SUBDIR = ("derivatives", "truth")
+ROI_NAMES = ("visual", "calcarine", "frontal")
+TASK = "images"
+
+#: key -> (entities beyond sub/ses, suffix, extension)
+_SESSION_FILES: dict[str, tuple[dict[str, str], str, str]] = {
+    "T2star": ({"desc": "truth"}, "T2starmap", ".nii.gz"),
+    "S0": ({"desc": "truth"}, "S0map", ".nii.gz"),
+    "brain_mask": ({"desc": "truthBrain"}, "mask", ".nii.gz"),
+    "gm_mask": ({"desc": "truthGM"}, "mask", ".nii.gz"),
+    "g_factor": ({"desc": "truthGfactor"}, "statmap", ".nii.gz"),
+    "fieldmap_hz": ({"desc": "truth"}, "fieldmap", ".nii.gz"),
+    "active_mask": ({"task": TASK, "desc": "truthActive"}, "mask", ".nii.gz"),
+    "hrf_peak": ({"task": TASK, "desc": "truthHRFpeak"}, "statmap", ".nii.gz"),
+    "betas": ({"task": TASK, "stat": "effect", "desc": "truthBetas"}, "statmap", ".nii.gz"),
+    "trials": ({"task": TASK, "desc": "truth"}, "trials", ".tsv"),
+    "s": ({"task": TASK, "desc": "truthS"}, "statmap", ".nii.gz"),
+    "t": ({"task": TASK, "desc": "truthT"}, "statmap", ".nii.gz"),
+    "nc": ({"task": TASK, "desc": "truthNoiseceiling"}, "statmap", ".nii.gz"),
+}
+
+
+_GRID = "the raw BOLD grid of the subject (motion-free head position)"
+_BETA_UNITS = "s^-1 (peak R2* decrease of the trial response)"
+
+#: key -> sidecar content of the truth files (Units and meaning).
+DESCRIPTIONS: dict[str, dict[str, str]] = {
+    "T2star": {
+        "Units": "s",
+        "Description": f"True T2* (1/R2*), partial-volume mixed, on {_GRID}; 0 without signal",
+    },
+    "S0": {
+        "Units": "arbitrary",
+        "Description": "True S0 (signal at TE = 0, coil sensitivity included) in the units "
+        "of the stored part-mag images",
+    },
+    "brain_mask": {"Type": "Brain", "Description": f"Brain fraction >= 0.5 on {_GRID}"},
+    "gm_mask": {"Description": "Brain mask and grey-matter fraction >= 0.5"},
+    "g_factor": {
+        "Units": "1",
+        "Description": "g-factor: thermal noise SD per real/imaginary channel = NoiseSigma * g "
+        "(magnitude units)",
+    },
+    "fieldmap_hz": {
+        "Units": "Hz",
+        "Description": "True B0 off-resonance, in the phase as 2 pi f TE; no distortion applied",
+    },
+    "active_mask": {
+        "Description": "Voxels with an evoked response: grey-matter fraction >= 0.3, "
+        "MNI y < -60 mm, MNI z > -20 mm (the same voxels as label-visual)",
+    },
+    "hrf_peak": {
+        "Units": "s",
+        "Description": "Peak time of the voxel's impulse HRF (double gamma); the simulation "
+        "uses the nearest library peak (LibraryPeaks)",
+    },
+    "s": {
+        "Units": _BETA_UNITS,
+        "Description": "True across-image SD s(v) of the image-specific mean response "
+        "(population SD over the session's images, ddof 0); 0 outside the active mask",
+    },
+    "t": {
+        "Units": _BETA_UNITS,
+        "Description": "True trial-to-trial SD t(v) of single-trial betas around their image "
+        "mean; 0 outside the active mask",
+    },
+    "nc": {
+        "Units": "%",
+        "Description": "True noise ceiling of repeat-averaged responses: "
+        "100 s^2 / (s^2 + t^2 mean_c(1/n_c)), n_c = showings of image c in the session; the "
+        "single-trial ceiling replaces mean_c(1/n_c) by 1. 0 outside the active mask",
+        "NoiseCeilingType": "repeat-averaged",
+    },
+    "betas": {
+        "Units": _BETA_UNITS,
+        "Description": "True single-trial betas, one volume per image trial in chronological "
+        "order (row beta_index of the trials TSV): the peak R2* decrease of the trial's "
+        "response (HRF convolved with the 2.5 s image, peak 1); positive = activation; "
+        "0 outside the active mask",
+    },
+    "trials": {
+        "Description": "Image trials of the session in chronological order (blanks excluded); "
+        "row i is volume i of the truth betas",
+        "beta_index": {"Description": "0-based volume index in the truth betas"},
+        "label": {"Description": "stim_name of the trial"},
+        "onset": {"Units": "s"},
+        "n_repeats": {"Description": "showings of the image in the session"},
+    },
+    "T1w_brain_mask": {
+        "Type": "Brain",
+        "Description": "True brain mask (fraction >= 0.5), T1w grid",
+    },
+    "T1w_dseg": {"Description": "True tissue labels on the T1w grid (largest fraction in brain)"},
+}
+
+
+def truth_root(root: str | Path) -> Path:
+    """``<root>/derivatives/truth``."""
+    return Path(root).joinpath(*TRUTH_SUBDIR)
+
+
+def motion_path(root: str | Path, subject: str, session: str, run: str) -> Path:
+    """Truth motion TSV of one run."""
+    ents = {"sub": subject, "ses": session, "task": TASK, "run": run, "desc": "truth"}
+    return bids_path(truth_root(root), ents, "motion", ".tsv", "func")
+
+
+def _resolve_session(root: Path, subject: str, session: str | None) -> str:
+    if session is not None:
+        return session
+    found = sorted(
+        p.name[4:] for p in (truth_root(root) / f"sub-{subject}").glob("ses-*") if p.is_dir()
+    )
+    if len(found) > 1:
+        raise ValueError(
+            f"sub-{subject} has sessions {found} under {truth_root(root)}; pass session="
+        )
+    return found[0] if found else "01"
+
+
+def truth_paths(root: str | Path, subject: str, session: str | None = None) -> dict:
+    """Paths of the ground-truth files of a subject (and session).
+
+    Parameters
+    ----------
+    root
+        The simulated raw dataset (the folder given to ``simulate_dataset``).
+    subject
+        Subject label, e.g. ``"01"``.
+    session
+        Session label; ``None`` picks the only session (``"01"`` when none is written yet).
+
+    Returns
+    -------
+    dict
+        Keys ``T2star``, ``S0``, ``brain_mask``, ``gm_mask``, ``active_mask``, ``g_factor``,
+        ``fieldmap_hz``, ``hrf_peak``, ``betas``, ``trials``, ``s``, ``t``, ``nc``,
+        ``roi_visual``, ``roi_calcarine``, ``roi_frontal``, ``T1w_brain_mask``, ``T1w_dseg``
+        (each a :class:`~pathlib.Path`) and ``motion``: the per-run motion TSVs in run order
+        (list of Path), or None when the session was simulated without motion.
+    """
+    troot = truth_root(root)
+    ses = _resolve_session(Path(root), subject, session)
+    base = {"sub": subject, "ses": ses}
+    out: dict = {
+        key: bids_path(troot, base | ents, suffix, ext, "func")
+        for key, (ents, suffix, ext) in _SESSION_FILES.items()
+    }
+    for name in ROI_NAMES:
+        out[f"roi_{name}"] = bids_path(
+            troot, base | {"label": name, "desc": "truth"}, "mask", ".nii.gz", "func"
+        )
+    anat = {"sub": subject, "space": "T1w"}
+    out["T1w_brain_mask"] = bids_path(
+        troot, anat | {"desc": "truthBrain"}, "mask", ".nii.gz", "anat"
+    )
+    out["T1w_dseg"] = bids_path(troot, anat | {"desc": "truth"}, "dseg", ".nii.gz", "anat")
+    folder = out["T2star"].parent
+    pattern = f"sub-{subject}_ses-{ses}_task-{TASK}_run-*_desc-truth_motion.tsv"
+    motion = sorted(folder.glob(pattern))
+    out["motion"] = motion or None
+    return out
