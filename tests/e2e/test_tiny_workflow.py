@@ -157,6 +157,38 @@ def test_tedana_classified_components(demo):
         assert (table["classification"] == "accepted").any()
 
 
+def _artifact_r2(data, course):
+    """Fraction of each voxel's variance explained by a time course: (voxels, t) -> (voxels,)."""
+    d = data - data.mean(-1, keepdims=True)
+    a = course - course.mean()
+    coef = d @ a / (a @ a)
+    return 1 - ((d - np.outer(coef, a)) ** 2).sum(-1) / (d**2).sum(-1)
+
+
+def test_ica_denoising_removes_the_known_non_bold_artifact(demo):
+    """The simulator adds a TE-independent (S0) artefact with a known time course; tedana must
+    reject it: its share of variance where it is strongest drops by at least half."""
+    for i, run in enumerate(_runs(demo)):
+        brain, tp = _brain(demo, run)
+        course = pd.read_csv(tp["artifact"][i], sep="\t")["artifact"].to_numpy()
+        mask = brain & (
+            nib.load(
+                run_output(demo["out"], run.entities, "mask", ".nii.gz", desc="adaptiveGoodSignal")
+            ).get_fdata()
+            > 0
+        )
+        oc = nib.load(run_output(demo["out"], run.entities, "bold", ".nii.gz", desc="optcom"))
+        dn = nib.load(run_output(demo["out"], run.entities, "bold", ".nii.gz", desc="denoised"))
+        r2_oc = _artifact_r2(oc.get_fdata()[mask], course)
+        r2_dn = _artifact_r2(dn.get_fdata()[mask], course)
+        top = r2_oc >= np.percentile(r2_oc, 90)
+        assert np.median(r2_oc[top]) > 0.1, "the artefact should be visible in optcom"
+        assert np.median(r2_dn[top]) <= 0.5 * np.median(r2_oc[top]), (
+            f"{run.entities}: artefact R2 optcom {np.median(r2_oc[top]):.3f}, "
+            f"denoised {np.median(r2_dn[top]):.3f}"
+        )
+
+
 def test_rerun_is_a_no_op_and_input_is_untouched(demo):
     before = _checksums(demo["bids"])
     assert "Nothing to be done" in dry_run(demo["config"])

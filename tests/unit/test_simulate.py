@@ -240,8 +240,9 @@ def test_truth_files_and_noise_ceiling_formula(tiny: Path) -> None:
     assert tp["motion"] is None
     rois = [k for k in tp if k.startswith("roi_")]
     assert "roi_visual" in rois
-    for key, path in tp.items():
-        if key != "motion":
+    assert len(tp["artifact"]) == 2  # one artefact course per run
+    for key, value in tp.items():
+        for path in value if key == "artifact" else [] if key == "motion" else [value]:
             assert path.exists(), key
             assert sidecar_path(path).exists(), key
     assert "Units" in json.loads(sidecar_path(tp["betas"]).read_text())

@@ -38,6 +38,7 @@ from echoprep.simulate.signal import build_run, run_volumes
 from echoprep.simulate.truth import (
     DESCRIPTIONS,
     ROI_NAMES,
+    artifact_path,
     motion_path,
     truth_paths,
     truth_root,
@@ -299,6 +300,7 @@ def _simulate_subject(
                 _write_fieldmap(root, p, ents, anat, seed, (sub, ses, run), phase)
             if model.motion is not None:
                 _write_motion(root, label, ses_label, run_label, model.motion)
+            _write_artifact(root, label, ses_label, run_label, model.s0_courses[-1])
             log.info(
                 "sub-%s ses-%s run-%s: %.1f s",
                 label,
@@ -412,6 +414,22 @@ def _write_motion(root: Path, sub: str, ses: str, run: str, motion: np.ndarray) 
                 "(world coordinates of voxel (nx-1, ny-1, nz-1)/2)"
             ),
             **{c: {"Units": "mm" if c.startswith("trans") else "rad"} for c in cols},
+        },
+    )
+
+
+def _write_artifact(root: Path, sub: str, ses: str, run: str, course: np.ndarray) -> None:
+    path = artifact_path(root, sub, ses, run)
+    write_tsv(path, ["artifact"], ([float(v)] for v in course))
+    write_json(
+        sidecar_path(path),
+        {
+            "Description": (
+                "Non-BOLD (S0, echo-time independent) artefact per volume: steps and spikes, "
+                "unit SD; it changes S0 in CSF and at the brain edge by up to "
+                "echoprep.simulate.signal.ARTIFACT_SD"
+            ),
+            "artifact": {"Units": "arbitrary (unit SD)"},
         },
     )
 

@@ -21,6 +21,7 @@ FIELDMAP = 8
 PARTICIPANT = 9
 BETAS = 10
 SBREF = 11
+ARTIFACT = 12
 
 
 def rng(seed: int, *keys: int) -> np.random.Generator:

@@ -43,6 +43,9 @@ PHYSIO_SD = 0.3
 S0_FLUCT_SD = 0.003
 #: SD of the Legendre drift coefficients (fraction).
 DRIFT_SD = 0.006
+#: Peak fractional S0 change of the non-BOLD artefact (steps and spikes, as from small head
+#: jerks or inflow) in CSF and at the brain edge; TE-independent, so tedana should reject it.
+ARTIFACT_SD = 0.03
 
 
 @dataclass
@@ -105,6 +108,18 @@ def _standardize(x: np.ndarray) -> np.ndarray:
 
 def _smooth_noise(r: np.random.Generator, n: int, sigma_vols: float) -> np.ndarray:
     return _standardize(ndimage.gaussian_filter1d(r.standard_normal(n), sigma_vols, mode="reflect"))
+
+
+def artifact_course(r: np.random.Generator, n: int) -> np.ndarray:
+    """Time course of the non-BOLD artefact, shape (n,), unit SD: 2-4 slow-recovering steps
+    and 3-6 single-volume spikes at random volumes."""
+    x = np.zeros(n)
+    for _ in range(int(r.integers(2, 5))):
+        k = int(r.integers(1, n))
+        x[k:] += r.choice([-1.0, 1.0]) * np.exp(-np.arange(n - k) / r.uniform(5, 20))
+    spikes = r.choice(n, size=int(r.integers(3, 7)), replace=False)
+    x[spikes] += r.choice([-2.0, 2.0], size=len(spikes))
+    return _standardize(x)
 
 
 def motion_parameters(preset: Preset, r: np.random.Generator, n: int) -> np.ndarray:
@@ -178,6 +193,16 @@ def build_run(
         + [r.normal(0, DRIFT_SD) * (1 + 0.5 * random_field(r, 100.0)(mni)) for _ in range(2)],
         axis=1,
     )
+
+    # non-BOLD artefact: its own random stream, so the other quantities do not change with it
+    ra = seeds.rng(seed, subject, session, run, seeds.ARTIFACT)
+    art_map = (
+        ARTIFACT_SD
+        * np.clip(fr["csf"] + fr["scalp"], 0, 1)
+        * (0.75 + 0.5 * random_field(ra, 50.0)(mni))
+    )
+    s0_courses = np.concatenate([s0_courses, artifact_course(ra, n)[None]])
+    s0_maps = np.concatenate([s0_maps, art_map[:, None]], axis=1)
 
     # frequency drift (Hz)
     resp = np.sin(2 * np.pi * r.uniform(0.05, 0.25) * t + r.uniform(0, 2 * np.pi))

@@ -138,6 +138,12 @@ def motion_path(root: str | Path, subject: str, session: str, run: str) -> Path:
     return bids_path(truth_root(root), ents, "motion", ".tsv", "func")
 
 
+def artifact_path(root: str | Path, subject: str, session: str, run: str) -> Path:
+    """Truth TSV of one run's non-BOLD (S0) artefact time course."""
+    ents = {"sub": subject, "ses": session, "task": TASK, "run": run, "desc": "truthArtifact"}
+    return bids_path(truth_root(root), ents, "timeseries", ".tsv", "func")
+
+
 def _resolve_session(root: Path, subject: str, session: str | None) -> str:
     if session is not None:
         return session
@@ -170,7 +176,9 @@ def truth_paths(root: str | Path, subject: str, session: str | None = None) -> d
         ``fieldmap_hz``, ``hrf_peak``, ``betas``, ``trials``, ``s``, ``t``, ``nc``,
         ``roi_visual``, ``roi_calcarine``, ``roi_frontal``, ``T1w_brain_mask``, ``T1w_dseg``
         (each a :class:`~pathlib.Path`) and ``motion``: the per-run motion TSVs in run order
-        (list of Path), or None when the session was simulated without motion.
+        (list of Path), or None when the session was simulated without motion; ``artifact``:
+        the per-run TSVs of the non-BOLD artefact (column ``artifact``, unit SD; the fractional
+        S0 change per voxel is that course times the ``ARTIFACT_SD``-scaled CSF/edge map).
     """
     troot = truth_root(root)
     ses = _resolve_session(Path(root), subject, session)
@@ -192,4 +200,6 @@ def truth_paths(root: str | Path, subject: str, session: str | None = None) -> d
     pattern = f"sub-{subject}_ses-{ses}_task-{TASK}_run-*_desc-truth_motion.tsv"
     motion = sorted(folder.glob(pattern))
     out["motion"] = motion or None
+    pattern = f"sub-{subject}_ses-{ses}_task-{TASK}_run-*_desc-truthArtifact_timeseries.tsv"
+    out["artifact"] = sorted(folder.glob(pattern))
     return out
