@@ -60,6 +60,13 @@ def _runs(demo):
     return discover(demo["bids"]).runs
 
 
+def _output(demo, run, suffix, **entities):
+    """Data of a combine-stage image of a run."""
+    return nib.load(
+        run_output(demo["out"], run.entities, suffix, ".nii.gz", **entities)
+    ).get_fdata()
+
+
 def _brain(demo, run):
     tp = truth_paths(demo["bids"], run.subject, run.session)
     return nib.load(tp["brain_mask"]).get_fdata() > 0, tp
@@ -132,15 +139,10 @@ def _tsnr(data):
 def test_optcom_beats_echo2_tsnr(demo):
     for run in _runs(demo):
         brain, _ = _brain(demo, run)
-        mask = brain & (
-            nib.load(
-                run_output(demo["out"], run.entities, "mask", ".nii.gz", desc="adaptiveGoodSignal")
-            ).get_fdata()
-            > 0
-        )
-        oc = nib.load(run_output(demo["out"], run.entities, "bold", ".nii.gz", desc="optcom"))
-        se = nib.load(run_output(demo["out"], run.entities, "bold", ".nii.gz", desc="single"))
-        ratio = np.median(_tsnr(oc.get_fdata()[mask])) / np.median(_tsnr(se.get_fdata()[mask]))
+        mask = brain & (_output(demo, run, "mask", desc="adaptiveGoodSignal") > 0)
+        oc = _output(demo, run, "bold", desc="optcom")[mask]
+        se = _output(demo, run, "bold", desc="single")[mask]
+        ratio = np.median(_tsnr(oc)) / np.median(_tsnr(se))
         assert ratio >= 1.2, f"{run.entities}: optcom/echo-2 tSNR = {ratio:.2f}"
 
 
@@ -171,16 +173,9 @@ def test_ica_denoising_removes_the_known_non_bold_artifact(demo):
     for i, run in enumerate(_runs(demo)):
         brain, tp = _brain(demo, run)
         course = pd.read_csv(tp["artifact"][i], sep="\t")["artifact"].to_numpy()
-        mask = brain & (
-            nib.load(
-                run_output(demo["out"], run.entities, "mask", ".nii.gz", desc="adaptiveGoodSignal")
-            ).get_fdata()
-            > 0
-        )
-        oc = nib.load(run_output(demo["out"], run.entities, "bold", ".nii.gz", desc="optcom"))
-        dn = nib.load(run_output(demo["out"], run.entities, "bold", ".nii.gz", desc="denoised"))
-        r2_oc = _artifact_r2(oc.get_fdata()[mask], course)
-        r2_dn = _artifact_r2(dn.get_fdata()[mask], course)
+        mask = brain & (_output(demo, run, "mask", desc="adaptiveGoodSignal") > 0)
+        r2_oc = _artifact_r2(_output(demo, run, "bold", desc="optcom")[mask], course)
+        r2_dn = _artifact_r2(_output(demo, run, "bold", desc="denoised")[mask], course)
         top = r2_oc >= np.percentile(r2_oc, 90)
         assert np.median(r2_oc[top]) > 0.1, "the artefact should be visible in optcom"
         assert np.median(r2_dn[top]) <= 0.5 * np.median(r2_oc[top]), (

@@ -111,3 +111,9 @@ def test_input_dataset_is_untouched_by_a_dry_run(tmp_path, two_subjects):
     before = sorted(p.relative_to(two_subjects) for p in two_subjects.rglob("*"))
     dry_run(_config(tmp_path, two_subjects))
     assert sorted(p.relative_to(two_subjects) for p in two_subjects.rglob("*")) == before
+
+
+def test_snakemake_lint_is_clean(tmp_path, two_subjects):
+    res = snakemake("--lint", config=_config(tmp_path, two_subjects))
+    assert res.returncode == 0, res.stderr
+    assert "Congratulations, your workflow is in a good condition!" in res.stdout + res.stderr

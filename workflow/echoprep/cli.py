@@ -7,6 +7,7 @@ rule can also be run by hand on one run for debugging.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -108,6 +109,17 @@ def _cmd_combine(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_describe(args: argparse.Namespace) -> int:
+    from echoprep.stages import combine
+
+    writers = {"combine": combine.write_description}
+    if args.out.name != "dataset_description.json":
+        raise SystemExit(f"describe: OUT must end in dataset_description.json, got {args.out}")
+    config = json.loads(args.config_json) if args.config_json else {}
+    writers[args.stage](args.out.parent, config=config, source=args.source)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``echoprep`` command."""
     parser = argparse.ArgumentParser(prog="echoprep", description=__doc__)
@@ -139,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     dis.add_argument("--sessions", nargs="*", default=[])
     dis.add_argument("--task", default=None)
     dis.set_defaults(func=_cmd_discover)
+
+    des = sub.add_parser("describe", help="write a derivative folder's dataset_description.json")
+    des.add_argument("stage", choices=["combine"])
+    des.add_argument("out", type=Path, help=".../dataset_description.json")
+    des.add_argument("--source", required=True, help="the raw BIDS dataset")
+    des.add_argument("--config-json", default=None, help="workflow configuration as JSON")
+    des.set_defaults(func=_cmd_describe)
 
     com = sub.add_parser("combine", help="echo handling of one run (single/optcom/denoised)")
     com.add_argument("variant", choices=["single", "optcom", "denoised"])

@@ -5,10 +5,10 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.settings.types import DeploymentMethod
 
 from echoprep.io.bids import BIDSInputError, discover
 from echoprep.io.paths import run_dir, run_output, run_prefix
+from echoprep.stages.combine import OUTPUTS as COMBINE_OUTPUTS
 
 OUT = Path(config["output_dir"])
 WORK = Path(config["work_dir"])
@@ -40,16 +40,18 @@ wildcard_constraints:
     nordic=r"raw|nordic",
 
 
-# Inside a conda env or module, "python" is the env's; without a deployment method, the
-# environment running Snakemake (its venv holds echoprep's dependencies). sys.prefix, not
-# sys.executable: `snakemake` and `python -m snakemake` must give the same command, or
-# Snakemake would see changed code and rerun finished jobs.
-_deploy = workflow.deployment_settings.deployment_method
-PYTHON = "python" if _deploy else str(Path(sys.prefix) / "bin" / "python")
-#: Prefix of every echoprep command: the package from this checkout, BLAS threads = rule threads.
-ECHOPREP = (
-    f"OMP_NUM_THREADS={{threads}} OPENBLAS_NUM_THREADS={{threads}} MKL_NUM_THREADS={{threads}} "
-    f"PYTHONPATH={PKG_DIR}${{{{PYTHONPATH:+:$PYTHONPATH}}}} {PYTHON} -m echoprep"
+# Every shell command runs `python -m echoprep` with the package from this checkout. Inside a
+# conda env (or module) "python" is the env's; without a deployment method it is the one of the
+# environment running Snakemake (its venv holds echoprep's dependencies). Snakemake itself sets
+# OMP/OPENBLAS/MKL_NUM_THREADS to each job's threads.
+_path = (
+    ""
+    if workflow.deployment_settings.deployment_method
+    else f"export PATH={Path(sys.prefix) / 'bin'}:$PATH; "
+)
+shell.prefix(
+    # the prefix is formatted like a shell command: braces for the shell are doubled twice
+    f"set -euo pipefail; {_path}export PYTHONPATH={PKG_DIR}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
 )
 
 
@@ -67,3 +69,54 @@ def run_mb(run, copies):
     """Memory (MB) for `copies` float32 copies of all echoes of a run, plus 500 MB."""
     nvox = run.shape[0] * run.shape[1] * run.shape[2]
     return int(500 + copies * len(run.echoes) * nvox * run.n_volumes * 4 / 1e6)
+
+
+def config_json():
+    """The validated config as sorted JSON (the same config in another key order is no change)."""
+    return json.dumps(config, sort_keys=True)
+
+
+# --- echo handling (combine.smk) -------------------------------------------------------
+
+
+def combine_root(nordic):
+    return OUT / f"combine-{nordic}"
+
+
+def combine_outputs(variant, run=None, nordic="{nordic}"):
+    """Output files (and their JSON sidecars) of a combine variant, as patterns or for a run."""
+    key = run_key(run) if run is not None else ("{run_dir}", "{run_prefix}")
+    files = {}
+    for name, (suffix, entities, ext, _tool) in COMBINE_OUTPUTS[variant].items():
+        for label, extension in ((name, ext), (f"{name}_json", ".json")):
+            path = run_output(combine_root(nordic), key, suffix, extension, **entities)
+            files[label] = str(path)
+    return files
+
+
+def echo_inputs(wildcards):
+    """Magnitude image per echo of the run (echo-time order) for the NORDIC variant."""
+    run = run_of(wildcards)
+    if wildcards.nordic == "raw":
+        return [str(e.mag) for e in run.echoes]
+    raise WorkflowError(f"NORDIC variant {wildcards.nordic!r} is not available")
+
+
+def echo_times(wildcards):
+    """Echo times (s) of the run, space-separated."""
+    return " ".join(f"{t:.6g}" for t in run_of(wildcards).echo_times)
+
+
+def repetition_time(wildcards):
+    return run_of(wildcards).repetition_time
+
+
+def combine_targets():
+    """Every combine output requested by the config, plus the dataset descriptions."""
+    targets = []
+    for nordic in NORDIC_VARIANTS:
+        targets.append(str(combine_root(nordic) / "dataset_description.json"))
+        for run in DATASET.runs:
+            for variant in config["variants"]["combine"]:
+                targets.extend(combine_outputs(variant, run, nordic).values())
+    return targets

@@ -11,14 +11,14 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
 
-from echoprep.io.sidecars import write_sidecar
+from echoprep.io.sidecars import write_dataset_description, write_sidecar
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,18 @@ _DESCRIPTIONS: dict[str, dict[str, Any]] = {
     "metrics": {"Description": "tedana ICA component table with classifications"},
     "mixing": {"Description": "tedana ICA mixing matrix (volumes x components)"},
 }
+
+
+def write_description(root: str | Path, *, config: Mapping[str, Any], source: str | Path) -> Path:
+    """``dataset_description.json`` (and ``.bidsignore``) of a ``combine-<variant>`` folder."""
+    return write_dataset_description(
+        root,
+        f"echoprep echo handling ({Path(root).name})",
+        description="single-echo baseline, tedana optimal combination and ICA denoising",
+        config=config,
+        source_datasets=[str(source)],
+        bidsignore=BIDSIGNORE,
+    )
 
 
 class StageInputError(ValueError):
@@ -230,6 +242,45 @@ def _collect_tedana(
     return written
 
 
+def _run_tedana_workflow(
+    workflow: Callable[..., Any],
+    variant: str,
+    echo_files: Sequence[str | Path],
+    echo_times: Sequence[float],
+    outputs: Mapping[str, str | Path],
+    *,
+    parameters: Mapping[str, Any],
+    description: str,
+    work_dir: str | Path | None,
+    repetition_time: float | None,
+    min_echoes: int,
+    **tool_options: Any,
+) -> dict[str, Path]:
+    """Validate, run a tedana workflow in a private folder, move and describe its outputs."""
+    files = [Path(f) for f in echo_files]
+    validate_echoes(files, echo_times, min_echoes=min_echoes)
+    extra: dict[str, Any] = {
+        "EchoTime": [float(t) for t in echo_times],
+        "Description": description,
+    }
+    if repetition_time is not None:
+        extra["RepetitionTime"] = float(repetition_time)
+    base = Path(work_dir) if work_dir else None
+    if base:
+        base.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=base, prefix=f"{variant}-") as tmp:
+        workflow(
+            [str(f) for f in files],
+            [float(t) for t in echo_times],
+            out_dir=tmp,
+            combmode="t2s",
+            overwrite=True,
+            quiet=True,
+            **tool_options,
+        )
+        return _collect_tedana(Path(tmp), variant, outputs, files, parameters, extra)
+
+
 def run_optcom(
     echo_files: Sequence[str | Path],
     echo_times: Sequence[float],
@@ -262,31 +313,21 @@ def run_optcom(
     """
     from tedana.workflows import t2smap_workflow
 
-    files = [Path(f) for f in echo_files]
-    validate_echoes(files, echo_times, min_echoes=2)
-    parameters = {"fittype": fittype, "masktype": list(masktype), "combmode": "t2s"}
-    extra: dict[str, Any] = {
-        "EchoTime": [float(t) for t in echo_times],
-        "Description": "tedana optimal combination (T2*-weighted) of the echoes",
-    }
-    if repetition_time is not None:
-        extra["RepetitionTime"] = float(repetition_time)
-    base = Path(work_dir) if work_dir else None
-    if base:
-        base.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=base, prefix="t2smap-") as tmp:
-        t2smap_workflow(
-            [str(f) for f in files],
-            [float(t) for t in echo_times],
-            out_dir=tmp,
-            fittype=fittype,
-            masktype=list(masktype),
-            combmode="t2s",
-            n_threads=n_threads,
-            overwrite=True,
-            quiet=True,
-        )
-        return _collect_tedana(Path(tmp), "optcom", outputs, files, parameters, extra)
+    return _run_tedana_workflow(
+        t2smap_workflow,
+        "optcom",
+        echo_files,
+        echo_times,
+        outputs,
+        parameters={"fittype": fittype, "masktype": list(masktype), "combmode": "t2s"},
+        description="tedana optimal combination (T2*-weighted) of the echoes",
+        work_dir=work_dir,
+        repetition_time=repetition_time,
+        min_echoes=2,
+        fittype=fittype,
+        masktype=list(masktype),
+        n_threads=n_threads,
+    )
 
 
 def run_tedana(
@@ -323,21 +364,22 @@ def run_tedana(
         tedana's ``fixed_seed``: same seed, same components.
     work_dir
         Parent of the private tedana working folder (removed afterwards).
+    n_threads
+        Threads tedana may use.
+    repetition_time
+        TR in s, recorded in the sidecar of the denoised series.
     """
     from tedana.workflows import tedana_workflow
 
-    files = [Path(f) for f in echo_files]
-    validate_echoes(files, echo_times, min_echoes=3)
     pca: str | int | float = tedpca
     try:
         pca = float(tedpca)
         pca = int(pca) if pca >= 1 else pca
     except ValueError:
         pass
-    parameters = {
+    tool = {
         "fittype": fittype,
         "masktype": list(masktype),
-        "tedpca": tedpca,
         "tree": tree,
         "ica_method": ica_method,
         "n_robust_runs": n_robust_runs,
@@ -345,33 +387,19 @@ def run_tedana(
         "maxrestart": maxrestart,
         "fixed_seed": seed,
     }
-    extra: dict[str, Any] = {
-        "EchoTime": [float(t) for t in echo_times],
-        "Description": "tedana ICA-denoised optimal combination (rejected components removed)",
-    }
-    if repetition_time is not None:
-        extra["RepetitionTime"] = float(repetition_time)
-    base = Path(work_dir) if work_dir else None
-    if base:
-        base.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=base, prefix="tedana-") as tmp:
-        tedana_workflow(
-            [str(f) for f in files],
-            [float(t) for t in echo_times],
-            out_dir=tmp,
-            fittype=fittype,
-            masktype=list(masktype),
-            combmode="t2s",
-            tedpca=pca,
-            tree=tree,
-            ica_method=ica_method,
-            n_robust_runs=n_robust_runs,
-            fixed_seed=seed,
-            maxit=maxit,
-            maxrestart=maxrestart,
-            no_reports=True,
-            n_threads=n_threads,
-            overwrite=True,
-            quiet=True,
-        )
-        return _collect_tedana(Path(tmp), "denoised", outputs, files, parameters, extra)
+    return _run_tedana_workflow(
+        tedana_workflow,
+        "denoised",
+        echo_files,
+        echo_times,
+        outputs,
+        parameters={**tool, "tedpca": tedpca},
+        description="tedana ICA-denoised optimal combination (rejected components removed)",
+        work_dir=work_dir,
+        repetition_time=repetition_time,
+        min_echoes=3,
+        tedpca=pca,
+        no_reports=True,
+        n_threads=n_threads,
+        **tool,
+    )
