@@ -27,6 +27,7 @@ config.update(_validated)
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/nordic.smk"
 include: "workflow/rules/combine.smk"
 
 

@@ -73,7 +73,7 @@ def test_single_echo_is_the_chosen_echo_unchanged(tmp_path, t2s_truth):
     write_single_echo(files, TES, {"bold": out}, echo=3, repetition_time=1.9)
     np.testing.assert_array_equal(nib.load(out).get_fdata(), nib.load(files[2]).get_fdata())
     side = json.loads((tmp_path / "single.json").read_text())
-    assert side["EchoTime"] == TES[2] and side["Parameters"] == {"echo": 3}
+    assert side["EchoTime"] == TES[2] and side["Parameters"] == {"echo": 3, "drop_volumes": 0}
 
 
 def test_echo_out_of_range_is_explained(tmp_path, t2s_truth):
@@ -114,3 +114,17 @@ def test_unreadable_file_is_named(tmp_path):
     f.write_bytes(b"not a nifti")
     with pytest.raises(StageInputError, match=r"broken.nii.gz: expected a readable NIfTI image"):
         write_single_echo([f], [0.028], {"bold": tmp_path / "x.nii.gz"}, echo=1)
+
+
+def test_trailing_noise_volumes_are_dropped(tmp_path, t2s_truth):
+    files = _write_echoes(tmp_path, t2s_truth, n_t=12)
+    out = tmp_path / "single.nii.gz"
+    write_single_echo(files, TES, {"bold": out}, echo=2, drop_volumes=3)
+    np.testing.assert_array_equal(
+        nib.load(out).get_fdata(), nib.load(files[1]).get_fdata()[..., :9]
+    )
+    oc = {k: tmp_path / "oc" / f"{k}.nii.gz" for k in ("bold", "t2star", "s0", "mask")}
+    run_optcom(files, TES, oc, work_dir=tmp_path / "work", drop_volumes=3)
+    assert nib.load(oc["bold"]).shape[3] == 9
+    with pytest.raises(StageInputError, match=r"more volumes than the 12 noise volumes"):
+        write_single_echo(files, TES, {"bold": out}, echo=2, drop_volumes=12)

@@ -22,7 +22,24 @@ def two_subjects(tmp_path):
 
 
 def test_job_counts_per_rule(tmp_path, two_subjects):
+    """4 runs x 3 echoes of NORDIC; each echo-handling variant for NORDIC off and on."""
     out = dry_run(_config(tmp_path, two_subjects))
+    assert job_counts(out) == {
+        "nordic": 12,
+        "single_echo": 8,
+        "optcom": 8,
+        "tedana": 8,
+        "nordic_description": 1,
+        "combine_description": 2,
+        "all": 1,
+    }
+
+
+def test_nordic_off_schedules_no_nordic_jobs(tmp_path, two_subjects):
+    # nested keys go in a config file: `--config` parses nested values as text
+    extra = tmp_path / "nordic_off.yaml"
+    extra.write_text("nordic:\n  enabled: false\n")
+    out = dry_run(_config(tmp_path, two_subjects), "--configfile", str(extra))
     assert job_counts(out) == {
         "single_echo": 4,
         "optcom": 4,
@@ -32,20 +49,39 @@ def test_job_counts_per_rule(tmp_path, two_subjects):
     }
 
 
+def test_nordic_jobs_read_magnitude_and_phase_of_their_echo(tmp_path, two_subjects):
+    out = dry_run(_config(tmp_path, two_subjects), "--printshellcmds")
+    cmds = [line for line in out.splitlines() if "-m echoprep nordic" in line]
+    assert len(cmds) == 12
+    for cmd in cmds:
+        mag = cmd.split("--mag ")[1].split()[0]
+        phase = cmd.split("--phase ")[1].split()[0]
+        assert mag.endswith("_part-mag_bold.nii.gz")
+        assert phase == mag.replace("part-mag", "part-phase")
+        echo = mag.split("_echo-")[1].split("_")[0]
+        assert f"_echo-{echo}_part-mag_desc-nordic_bold.nii.gz" in cmd.split("--out ")[1]
+
+
 def test_variants_and_participant_selection_change_the_dag(tmp_path, two_subjects):
     out = dry_run(
         _config(
             tmp_path, two_subjects, participant_label="[sub-02]", variants="{combine: [optcom]}"
         )
     )
-    assert job_counts(out) == {"optcom": 2, "combine_description": 1, "all": 1}
+    assert job_counts(out) == {
+        "nordic": 6,
+        "optcom": 4,
+        "nordic_description": 1,
+        "combine_description": 2,
+        "all": 1,
+    }
     assert all("sub-02" in w for w in scheduled_wildcards(out) if "run_prefix" in w)
 
 
 def test_sessionless_dataset(tmp_path):
     bids = make_bids_tree(tmp_path / "bids", sessions=(None,), runs=("01", "02", "03"), data=False)
     out = dry_run(_config(tmp_path, bids))
-    assert job_counts(out)["tedana"] == 3
+    assert job_counts(out)["tedana"] == 6
     assert "run_dir=sub-01/func" in out
 
 
@@ -55,17 +91,18 @@ def test_new_subject_schedules_only_its_jobs(tmp_path, two_subjects):
     summary = snakemake("--detailed-summary", config=cfg)
     assert summary.returncode == 0, summary.stderr
     outputs = [line.split("\t")[0] for line in summary.stdout.splitlines()[1:] if line]
-    assert len(outputs) == 4 * 2 * (1 + 4 + 3) + 1  # runs x (files + sidecars) + description
-    for f in outputs:  # pretend every job ran
+    # runs x (3 echoes x 3 NORDIC files + 2 variants x (1 + 4 + 3) combine files) x 2 (sidecars)
+    assert len(outputs) == 4 * (3 * 3 + 2 * (1 + 4 + 3)) * 2 + 3
+    for f in sorted(outputs, key=lambda f: "/nordic/" not in f):  # pretend every job ran, in order
         Path(f).parent.mkdir(parents=True, exist_ok=True)
         Path(f).touch()
     assert "Nothing to be done" in dry_run(cfg)
     make_bids_tree(two_subjects, subjects=("03",), sessions=("01",), runs=("01", "02"), data=False)
     out = dry_run(cfg)
     counts = job_counts(out)
-    assert counts == {"single_echo": 2, "optcom": 2, "tedana": 2, "all": 1}
+    assert counts == {"nordic": 6, "single_echo": 4, "optcom": 4, "tedana": 4, "all": 1}
     run_jobs = [w for w in scheduled_wildcards(out) if "run_prefix" in w]
-    assert len(run_jobs) == 6 and all("sub-03" in w for w in run_jobs)
+    assert len(run_jobs) == 18 and all("sub-03" in w for w in run_jobs)
 
 
 def test_slurm_profile_dry_run(tmp_path, two_subjects):
@@ -76,7 +113,7 @@ def test_slurm_profile_dry_run(tmp_path, two_subjects):
         "--sdm",
         "env-modules",
     )
-    assert job_counts(out)["tedana"] == 4
+    assert job_counts(out)["tedana"] == 8
 
 
 def test_bids_problems_stop_the_dag_with_every_message(tmp_path, two_subjects):

@@ -74,7 +74,7 @@ def _cmd_combine(args: argparse.Namespace) -> int:
     from echoprep.stages import combine
 
     outputs = _key_paths(args.out)
-    common = {"repetition_time": args.tr}
+    common = {"repetition_time": args.tr, "drop_volumes": args.drop_volumes}
     if args.variant == "single":
         combine.write_single_echo(args.echo, args.te, outputs, echo=args.single_echo, **common)
     elif args.variant == "optcom":
@@ -109,10 +109,26 @@ def _cmd_combine(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_describe(args: argparse.Namespace) -> int:
-    from echoprep.stages import combine
+def _cmd_nordic(args: argparse.Namespace) -> int:
+    from echoprep.stages.nordic import run_nordic
 
-    writers = {"combine": combine.write_description}
+    run_nordic(
+        args.mag,
+        args.phase,
+        _key_paths(args.out),
+        options=json.loads(args.options_json) if args.options_json else {},
+        seed=args.seed,
+        n_threads=args.threads,
+        echo_time=args.te,
+        repetition_time=args.tr,
+    )
+    return 0
+
+
+def _cmd_describe(args: argparse.Namespace) -> int:
+    from echoprep.stages import combine, nordic
+
+    writers = {"combine": combine.write_description, "nordic": nordic.write_description}
     if args.out.name != "dataset_description.json":
         raise SystemExit(f"describe: OUT must end in dataset_description.json, got {args.out}")
     config = json.loads(args.config_json) if args.config_json else {}
@@ -153,11 +169,32 @@ def build_parser() -> argparse.ArgumentParser:
     dis.set_defaults(func=_cmd_discover)
 
     des = sub.add_parser("describe", help="write a derivative folder's dataset_description.json")
-    des.add_argument("stage", choices=["combine"])
+    des.add_argument("stage", choices=["combine", "nordic"])
     des.add_argument("out", type=Path, help=".../dataset_description.json")
     des.add_argument("--source", required=True, help="the raw BIDS dataset")
     des.add_argument("--config-json", default=None, help="workflow configuration as JSON")
     des.set_defaults(func=_cmd_describe)
+
+    nor = sub.add_parser("nordic", help="NORDIC denoising of one echo of one run")
+    nor.add_argument("--mag", required=True, type=Path, help="4D magnitude image")
+    nor.add_argument("--phase", type=Path, default=None, help="4D phase image (optional)")
+    nor.add_argument(
+        "--out",
+        nargs="+",
+        required=True,
+        metavar="KEY=PATH",
+        help="output paths: bold=..., gfactor=..., removed=...",
+    )
+    nor.add_argument(
+        "--options-json",
+        default=None,
+        help='kernel options as JSON, e.g. {"noise_volumes": 3} (config nordic:)',
+    )
+    nor.add_argument("--seed", type=int, default=0)
+    nor.add_argument("--threads", type=int, default=1)
+    nor.add_argument("--te", type=float, default=None, help="echo time in s (sidecar)")
+    nor.add_argument("--tr", type=float, default=None, help="repetition time in s (sidecar)")
+    nor.set_defaults(func=_cmd_nordic)
 
     com = sub.add_parser("combine", help="echo handling of one run (single/optcom/denoised)")
     com.add_argument("variant", choices=["single", "optcom", "denoised"])
@@ -177,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="output paths by key (see echoprep.stages.combine.OUTPUTS)",
     )
     com.add_argument("--tr", type=float, default=None, help="repetition time in s")
+    com.add_argument(
+        "--drop-volumes", type=int, default=0, help="trailing (noise) volumes to leave out"
+    )
     com.add_argument("--single-echo", type=int, default=2, help="1-based echo for 'single'")
     com.add_argument("--fittype", default="loglin")
     com.add_argument("--masktype", nargs="+", default=["dropout"])

@@ -36,9 +36,11 @@ rule single_echo:
         te=echo_times,
         tr=repetition_time,
         echo=config["single_echo"]["echo"],
+        drop=noise_volumes_to_drop,
     shell:
         "python -m echoprep combine single --echo {input.echoes} --te {params.te} --tr {params.tr}"
-        " --single-echo {params.echo} --out bold={output.bold} 2> {log}"
+        " --single-echo {params.echo} --drop-volumes {params.drop} --out bold={output.bold}"
+        " 2> {log}"
 
 
 rule optcom:
@@ -61,11 +63,13 @@ rule optcom:
         tr=repetition_time,
         fittype=config["optcom"]["fittype"],
         masktype=config["optcom"]["masktype"],
+        drop=noise_volumes_to_drop,
         work=WORK / "tmp" / "combine-{nordic}",
     shell:
         "python -m echoprep combine optcom --echo {input.echoes} --te {params.te} --tr {params.tr}"
         " --fittype {params.fittype} --masktype {params.masktype} --work-dir {params.work}"
-        " --threads {threads} --out bold={output.bold} t2star={output.t2star}"
+        " --threads {threads} --drop-volumes {params.drop} --out bold={output.bold}"
+        " t2star={output.t2star}"
         " s0={output.s0} mask={output.mask} 2> {log}"
 
 
@@ -90,6 +94,7 @@ rule tedana:
         opts=config["tedana"],
         seed=config["seed"],
         work=WORK / "tmp" / "combine-{nordic}",
+        drop=noise_volumes_to_drop,
     shell:
         "python -m echoprep combine denoised --echo {input.echoes} --te {params.te} --tr {params.tr}"
         " --fittype {params.opts[fittype]} --masktype {params.opts[masktype]}"
@@ -97,4 +102,5 @@ rule tedana:
         " --ica-method {params.opts[ica_method]} --n-robust-runs {params.opts[n_robust_runs]}"
         " --maxit {params.opts[maxit]} --maxrestart {params.opts[maxrestart]}"
         " --seed {params.seed} --work-dir {params.work} --threads {threads}"
+        " --drop-volumes {params.drop}"
         " --out bold={output.bold} metrics={output.metrics} mixing={output.mixing} 2> {log}"

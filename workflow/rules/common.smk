@@ -9,6 +9,8 @@ from snakemake.exceptions import WorkflowError
 from echoprep.io.bids import BIDSInputError, discover
 from echoprep.io.paths import run_dir, run_output, run_prefix
 from echoprep.stages.combine import OUTPUTS as COMBINE_OUTPUTS
+from echoprep.stages.nordic import KERNEL_OPTIONS as NORDIC_OPTIONS
+from echoprep.stages.nordic import OUTPUTS as NORDIC_OUTPUTS
 
 OUT = Path(config["output_dir"])
 WORK = Path(config["work_dir"])
@@ -30,14 +32,15 @@ except BIDSInputError as exc:
 
 #: Runs by their file-name stem ("sub-01_ses-01_task-images_run-01").
 RUNS = {run_prefix(r.entities): r for r in DATASET.runs}
-#: NORDIC variants: "raw" = no NORDIC (the NORDIC stage adds "nordic").
-NORDIC_VARIANTS = ["raw"]
+#: NORDIC variants: "raw" = NORDIC off, "nordic" = on (config nordic.enabled).
+NORDIC_VARIANTS = ["raw", "nordic"] if config["nordic"]["enabled"] else ["raw"]
 
 
 wildcard_constraints:
     run_prefix=r"sub-[A-Za-z0-9]+(_[a-z]+-[A-Za-z0-9]+)*",
     run_dir=r"sub-[A-Za-z0-9]+(/ses-[A-Za-z0-9]+)?/func",
     nordic=r"raw|nordic",
+    echo=r"[0-9]+",
 
 
 # Every shell command runs `python -m echoprep` with the package from this checkout. Inside a
@@ -76,6 +79,52 @@ def config_json():
     return json.dumps(config, sort_keys=True)
 
 
+# --- NORDIC (nordic.smk) ----------------------------------------------------------------
+
+
+def nordic_outputs(run=None, echo="{echo}"):
+    """NORDIC output files (and sidecars) of one echo, as patterns or for a run."""
+    key = run_key(run) if run is not None else ("{run_dir}", "{run_prefix}")
+    files = {}
+    for name, (suffix, entities, ext) in NORDIC_OUTPUTS.items():
+        ents = {"echo": echo, **entities}
+        for label, extension in ((name, ext), (f"{name}_json", ".json")):
+            files[label] = str(
+                run_output(OUT / "nordic", key, suffix, extension, **ents)
+            )
+    return files
+
+
+def echo_of(wildcards):
+    """The EchoFiles of a job's run and echo."""
+    for e in run_of(wildcards).echoes:
+        if str(e.echo) == wildcards.echo:
+            return e
+    raise WorkflowError(f"{wildcards.run_prefix} has no echo {wildcards.echo}")
+
+
+def nordic_inputs(wildcards):
+    """Magnitude (+ phase when the run has it and magnitude_only is off) of one echo."""
+    e = echo_of(wildcards)
+    files = {"mag": str(e.mag)}
+    if e.phase is not None and not config["nordic"]["magnitude_only"]:
+        files["phase"] = str(e.phase)
+    return files
+
+
+def nordic_options():
+    """The kernel options of the config, as sorted JSON."""
+    return json.dumps({k: config["nordic"][k] for k in NORDIC_OPTIONS}, sort_keys=True)
+
+
+def noise_volumes_to_drop(wildcards):
+    """Trailing noise volumes the combine stage drops (NORDIC removes its own by default)."""
+    n = config["nordic"]["noise_volumes"]
+    return (
+        n if wildcards.nordic == "raw" or config["nordic"]["keep_noise_volumes"] else 0
+    )
+
+
 # --- echo handling (combine.smk) -------------------------------------------------------
 
 
@@ -99,7 +148,7 @@ def echo_inputs(wildcards):
     run = run_of(wildcards)
     if wildcards.nordic == "raw":
         return [str(e.mag) for e in run.echoes]
-    raise WorkflowError(f"NORDIC variant {wildcards.nordic!r} is not available")
+    return [nordic_outputs(run, str(e.echo))["bold"] for e in run.echoes]
 
 
 def echo_times(wildcards):
@@ -114,6 +163,8 @@ def repetition_time(wildcards):
 def combine_targets():
     """Every combine output requested by the config, plus the dataset descriptions."""
     targets = []
+    if "nordic" in NORDIC_VARIANTS:
+        targets.append(str(OUT / "nordic" / "dataset_description.json"))
     for nordic in NORDIC_VARIANTS:
         targets.append(str(combine_root(nordic) / "dataset_description.json"))
         for run in DATASET.runs:

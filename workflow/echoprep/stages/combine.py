@@ -18,6 +18,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from echoprep.io.images import StageInputError, atomic_save, float_image, load_image
 from echoprep.io.sidecars import write_dataset_description, write_sidecar
 
 log = logging.getLogger(__name__)
@@ -73,20 +74,6 @@ def write_description(root: str | Path, *, config: Mapping[str, Any], source: st
     )
 
 
-class StageInputError(ValueError):
-    """An input of a stage is unusable; the message names the file and the fix."""
-
-
-def _load_header(path: Path) -> nib.Nifti1Image:
-    try:
-        return nib.load(path)
-    except Exception as exc:  # nibabel raises several types for unreadable files
-        raise StageInputError(
-            f"{path}: expected a readable NIfTI image; found an unreadable file ({exc}). "
-            "Fix: re-export or re-download the file."
-        ) from exc
-
-
 def validate_echoes(
     echo_files: Sequence[str | Path], echo_times: Sequence[float], *, min_echoes: int = 1
 ) -> tuple[int, int, int, int]:
@@ -133,7 +120,7 @@ def validate_echoes(
             f"{files[0]}: expected echoes in increasing echo-time order; found {tes.tolist()}. "
             "Fix: order the echo files by echo time."
         )
-    ref_img = _load_header(files[0])
+    ref_img = load_image(files[0], "NIfTI image")
     shape = ref_img.shape
     if len(shape) != 4 or shape[3] < 2:
         raise StageInputError(
@@ -141,7 +128,7 @@ def validate_echoes(
             "Fix: pass the 4D BOLD image of the echo, not a single volume."
         )
     for f in files[1:]:
-        img = _load_header(f)
+        img = load_image(f, "NIfTI image")
         if img.shape != shape:
             raise StageInputError(
                 f"{f}: expected the same shape as {files[0].name} {shape}; found {img.shape}. "
@@ -155,19 +142,23 @@ def validate_echoes(
     return shape  # type: ignore[return-value]
 
 
-def _float_image(data: np.ndarray, like: nib.Nifti1Image) -> nib.Nifti1Image:
-    header = like.header.copy()
-    header.set_data_dtype(np.float32)
-    img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), like.affine, header)
-    img.header.set_slope_inter(1.0, 0.0)
-    return img
-
-
-def _atomic_save(img: nib.Nifti1Image, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.nii.gz")
-    nib.save(img, tmp)
-    tmp.replace(out)
+def _trimmed_inputs(files: Sequence[Path], drop: int, folder: Path) -> list[Path]:
+    """Copies of the echo files without their last ``drop`` volumes (``files`` when 0)."""
+    if drop <= 0:
+        return list(files)
+    out = []
+    for f in files:
+        img = nib.load(f)
+        n = img.shape[3]
+        if drop >= n:
+            raise StageInputError(
+                f"{f}: expected more volumes than the {drop} noise volumes to drop; found {n}. "
+                "Fix: set nordic.noise_volumes to the number of trailing no-RF volumes."
+            )
+        dest = folder / f"trimmed-{f.name}"
+        nib.save(img.slicer[..., : n - drop], dest)
+        out.append(dest)
+    return out
 
 
 def write_single_echo(
@@ -177,6 +168,7 @@ def write_single_echo(
     *,
     echo: int = 2,
     repetition_time: float | None = None,
+    drop_volumes: int = 0,
 ) -> dict[str, Path]:
     """The single-echo baseline: one echo of the run, unchanged, as float32.
 
@@ -190,6 +182,8 @@ def write_single_echo(
         1-based echo index in echo-time order.
     repetition_time
         TR in s, recorded in the sidecar.
+    drop_volumes
+        Trailing (noise) volumes to leave out.
     """
     validate_echoes(echo_files, echo_times)
     if not 1 <= echo <= len(echo_files):
@@ -199,8 +193,14 @@ def write_single_echo(
         )
     src = Path(echo_files[echo - 1])
     img = nib.load(src)
+    n_keep = img.shape[3] - drop_volumes
+    if n_keep < 2:
+        raise StageInputError(
+            f"{src}: expected more volumes than the {drop_volumes} noise volumes to drop; "
+            f"found {img.shape[3]}. Fix: set nordic.noise_volumes correctly."
+        )
     out = Path(outputs["bold"])
-    _atomic_save(_float_image(img.get_fdata(dtype=np.float32), img), out)
+    atomic_save(float_image(img.slicer[..., :n_keep].get_fdata(dtype=np.float32), img), out)
     extra: dict[str, Any] = {
         "EchoTime": float(echo_times[echo - 1]),
         "Description": f"Single-echo baseline: echo {echo} of {len(echo_files)}, unchanged",
@@ -208,7 +208,9 @@ def write_single_echo(
     }
     if repetition_time is not None:
         extra["RepetitionTime"] = float(repetition_time)
-    write_sidecar(out, sources=[src], parameters={"echo": echo}, extra=extra)
+    write_sidecar(
+        out, sources=[src], parameters={"echo": echo, "drop_volumes": drop_volumes}, extra=extra
+    )
     log.info("single echo %d -> %s", echo, out)
     return {"bold": out}
 
@@ -254,6 +256,7 @@ def _run_tedana_workflow(
     work_dir: str | Path | None,
     repetition_time: float | None,
     min_echoes: int,
+    drop_volumes: int = 0,
     **tool_options: Any,
 ) -> dict[str, Path]:
     """Validate, run a tedana workflow in a private folder, move and describe its outputs."""
@@ -269,8 +272,9 @@ def _run_tedana_workflow(
     if base:
         base.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=base, prefix=f"{variant}-") as tmp:
+        inputs = _trimmed_inputs(files, drop_volumes, Path(tmp))
         workflow(
-            [str(f) for f in files],
+            [str(f) for f in inputs],
             [float(t) for t in echo_times],
             out_dir=tmp,
             combmode="t2s",
@@ -278,6 +282,7 @@ def _run_tedana_workflow(
             quiet=True,
             **tool_options,
         )
+        parameters = {**parameters, "drop_volumes": drop_volumes}
         return _collect_tedana(Path(tmp), variant, outputs, files, parameters, extra)
 
 
@@ -291,6 +296,7 @@ def run_optcom(
     work_dir: str | Path | None = None,
     n_threads: int = 1,
     repetition_time: float | None = None,
+    drop_volumes: int = 0,
 ) -> dict[str, Path]:
     """T2*/S0 fit and optimal combination with tedana's ``t2smap_workflow``.
 
@@ -310,6 +316,8 @@ def run_optcom(
         Threads tedana may use.
     repetition_time
         TR in s, recorded in the sidecar of the combined series.
+    drop_volumes
+        Trailing (noise) volumes to leave out.
     """
     from tedana.workflows import t2smap_workflow
 
@@ -324,6 +332,7 @@ def run_optcom(
         work_dir=work_dir,
         repetition_time=repetition_time,
         min_echoes=2,
+        drop_volumes=drop_volumes,
         fittype=fittype,
         masktype=list(masktype),
         n_threads=n_threads,
@@ -347,6 +356,7 @@ def run_tedana(
     work_dir: str | Path | None = None,
     n_threads: int = 1,
     repetition_time: float | None = None,
+    drop_volumes: int = 0,
 ) -> dict[str, Path]:
     """ICA-denoised optimal combination with tedana's ``tedana_workflow``.
 
@@ -368,6 +378,8 @@ def run_tedana(
         Threads tedana may use.
     repetition_time
         TR in s, recorded in the sidecar of the denoised series.
+    drop_volumes
+        Trailing (noise) volumes to leave out.
     """
     from tedana.workflows import tedana_workflow
 
@@ -398,6 +410,7 @@ def run_tedana(
         work_dir=work_dir,
         repetition_time=repetition_time,
         min_echoes=3,
+        drop_volumes=drop_volumes,
         tedpca=pca,
         no_reports=True,
         n_threads=n_threads,

@@ -1,0 +1,118 @@
+"""NORDIC stage: files in, denoised magnitude + maps + sidecars out; bad input named."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from echoprep.io.images import StageInputError
+from echoprep.stages.nordic import run_nordic
+
+SHAPE = (20, 18, 10, 40)
+
+
+def _series(tmp_path, n_noise=0, seed=0, slope=1.0):
+    """A low-rank complex series + complex noise, written as int16 magnitude and phase."""
+    rng = np.random.default_rng(seed)
+    x, y, z, t = SHAPE
+    space = rng.random((x * y * z, 2))
+    time = np.stack([np.ones(t), np.sin(np.linspace(0, 6, t))])
+    # a smooth phase ramp that wraps over the whole -pi..pi range, as scanner phase does
+    ramp = np.linspace(-np.pi, 3 * np.pi, x)[:, None, None, None] + np.zeros(SHAPE)
+    clean = 800 * (1 + 0.05 * space @ time).reshape(SHAPE) * np.exp(1j * ramp)
+    if n_noise:
+        clean[..., -n_noise:] = 0
+    noisy = clean + 20 * (rng.standard_normal(SHAPE) + 1j * rng.standard_normal(SHAPE))
+    affine = np.diag([1.8, 1.8, 1.8, 1.0])
+    mag_img = nib.Nifti1Image(np.round(np.abs(noisy) / slope).astype(np.int16), affine)
+    mag_img.header.set_slope_inter(slope, 0)
+    phase = np.round(np.angle(noisy) / np.pi * 4096).clip(-4096, 4095).astype(np.int16)
+    nib.save(mag_img, tmp_path / "mag.nii.gz")
+    nib.save(nib.Nifti1Image(phase, affine), tmp_path / "phase.nii.gz")
+    return tmp_path / "mag.nii.gz", tmp_path / "phase.nii.gz", np.abs(clean)
+
+
+def _outputs(tmp_path):
+    return {k: tmp_path / "out" / f"{k}.nii.gz" for k in ("bold", "gfactor", "removed")}
+
+
+def test_denoises_writes_maps_and_sidecars(tmp_path):
+    mag, phase, clean = _series(tmp_path)
+    out = _outputs(tmp_path)
+    record = run_nordic(mag, phase, out, seed=3, echo_time=0.028, repetition_time=1.9)
+    den = nib.load(out["bold"]).get_fdata()
+    raw = nib.load(mag).get_fdata()
+    assert den.shape == SHAPE and nib.load(out["bold"]).get_data_dtype() == np.float32
+    assert np.sqrt(np.mean((den - clean) ** 2)) < 0.5 * np.sqrt(np.mean((raw - clean) ** 2))
+    np.testing.assert_allclose(nib.load(out["bold"]).affine, nib.load(mag).affine)
+    assert nib.load(out["gfactor"]).shape == SHAPE[:3]
+    side = json.loads((tmp_path / "out" / "bold.json").read_text())
+    assert side["Sources"] == [str(mag), str(phase)]
+    assert side["NORDIC"]["Mode"] == "complex"
+    assert side["NORDIC"]["Threshold"] == pytest.approx(record["Threshold"])
+    assert side["Parameters"]["seed"] == 3
+    assert side["EchoTime"] == 0.028 and side["RepetitionTime"] == 1.9
+    for key in ("gfactor", "removed"):
+        assert json.loads((tmp_path / "out" / f"{key}.json").read_text())["Description"]
+
+
+def test_noise_volumes_are_removed_from_the_output_and_recorded(tmp_path):
+    mag, phase, _ = _series(tmp_path, n_noise=3)
+    out = _outputs(tmp_path)
+    run_nordic(mag, phase, out, options={"noise_volumes": 3})
+    assert nib.load(out["bold"]).shape[3] == SHAPE[3] - 3
+    rec = json.loads((tmp_path / "out" / "bold.json").read_text())["NORDIC"]
+    assert rec["NoiseVolumes"] == 3 and rec["NoiseVolumesRemoved"] is True
+    assert rec["NumberOfVolumesIn"] == SHAPE[3] and rec["NumberOfVolumes"] == SHAPE[3] - 3
+
+
+def test_same_seed_same_output(tmp_path):
+    mag, phase, _ = _series(tmp_path)
+    a, b = _outputs(tmp_path / "a"), _outputs(tmp_path / "b")
+    run_nordic(mag, phase, a, seed=1)
+    run_nordic(mag, phase, b, seed=1)
+    np.testing.assert_array_equal(nib.load(a["bold"]).get_fdata(), nib.load(b["bold"]).get_fdata())
+
+
+def test_stored_scaling_is_applied_and_units_kept(tmp_path):
+    mag, _phase, clean = _series(tmp_path, slope=2.0)
+    out = _outputs(tmp_path)
+    run_nordic(mag, None, out)
+    den = nib.load(out["bold"]).get_fdata()
+    assert abs(np.median(den) / np.median(clean) - 1) < 0.05
+    assert json.loads((tmp_path / "out" / "bold.json").read_text())["NORDIC"]["Mode"] == (
+        "magnitude-only"
+    )
+
+
+def test_phase_shape_mismatch_names_both_files(tmp_path):
+    mag, phase, _ = _series(tmp_path)
+    nib.save(nib.Nifti1Image(np.zeros((20, 18, 9, 40), np.int16), np.eye(4)), phase)
+    with pytest.raises(
+        StageInputError,
+        match=r"phase.nii.gz: expected the shape of its magnitude "
+        r"mag.nii.gz \(20, 18, 10, 40\); found \(20, 18, 9, 40\)",
+    ):
+        run_nordic(mag, phase, _outputs(tmp_path))
+
+
+def test_kernel_errors_name_the_file(tmp_path):
+    mag, phase, _ = _series(tmp_path)
+    with pytest.raises(StageInputError, match=r"mag.nii.gz: .*noise"):
+        run_nordic(mag, phase, _outputs(tmp_path), options={"noise_volumes": SHAPE[3]})
+
+
+def test_a_3d_magnitude_is_refused(tmp_path):
+    f = tmp_path / "m.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((5, 5, 5), np.float32), np.eye(4)), f)
+    with pytest.raises(StageInputError, match=r"m.nii.gz: expected a 4D magnitude series"):
+        run_nordic(f, None, _outputs(tmp_path))
+
+
+def test_unknown_option_is_refused(tmp_path):
+    mag, phase, _ = _series(tmp_path)
+    with pytest.raises(ValueError, match=r"unknown NORDIC options \['kernel'\]"):
+        run_nordic(mag, phase, _outputs(tmp_path), options={"kernel": [3, 3, 3]})

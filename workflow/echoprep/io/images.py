@@ -1,0 +1,64 @@
+"""Reading and writing NIfTI images for the stages: clear errors, float32 outputs, atomic saves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+
+class StageInputError(ValueError):
+    """An input of a stage is unusable; the message names the file and the fix."""
+
+
+def load_image(path: str | Path, what: str = "NIfTI image", ndim: int | None = None):
+    """Open a NIfTI image (header only; data stay on disk until read).
+
+    Parameters
+    ----------
+    path
+        The file.
+    what
+        What the file should be, for the message (e.g. "magnitude series").
+    ndim
+        Required number of dimensions (4 for a BOLD series), or None.
+
+    Raises
+    ------
+    StageInputError
+        Unreadable file, or the wrong number of dimensions.
+    """
+    path = Path(path)
+    try:
+        img = nib.load(path)
+    except Exception as exc:  # nibabel raises several types for unreadable files
+        raise StageInputError(
+            f"{path}: expected a readable {what}; found an unreadable file ({exc}). "
+            "Fix: re-export or re-download the file."
+        ) from exc
+    if ndim is not None and len(img.shape) != ndim:
+        raise StageInputError(
+            f"{path}: expected a {ndim}D {what}; found shape {img.shape}. "
+            "Fix: pass the 4D BOLD series (x, y, z, volumes) of the echo."
+        )
+    return img
+
+
+def float_image(data: np.ndarray, like: nib.Nifti1Image) -> nib.Nifti1Image:
+    """A float32 image with the geometry and header of ``like`` (scaling reset to 1, 0)."""
+    header = like.header.copy()
+    header.set_data_dtype(np.float32)
+    img = nib.Nifti1Image(np.asarray(data, dtype=np.float32), like.affine, header)
+    img.header.set_slope_inter(1.0, 0.0)
+    return img
+
+
+def atomic_save(img: nib.Nifti1Image, out: str | Path) -> Path:
+    """Save to a temporary name in the same folder, then rename: no half-written outputs."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp.nii.gz")
+    nib.save(img, tmp)
+    tmp.replace(out)
+    return out
