@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -154,3 +155,11 @@ def test_snakemake_lint_is_clean(tmp_path, two_subjects):
     res = snakemake("--lint", config=_config(tmp_path, two_subjects))
     assert res.returncode == 0, res.stderr
     assert "Congratulations, your workflow is in a good condition!" in res.stdout + res.stderr
+
+
+def test_no_command_carries_an_unexpanded_wildcard(tmp_path, two_subjects):
+    out = dry_run(_config(tmp_path, two_subjects), "--printshellcmds")
+    cmds = [line for line in out.splitlines() if "python -m echoprep" in line]
+    assert len(cmds) == 12 + 3 * 8 + 3  # nordic, 3 variants x 8, descriptions
+    for cmd in cmds:
+        assert not re.search(r"\{[A-Za-z_]+\}", cmd), cmd

@@ -64,7 +64,7 @@ rule optcom:
         fittype=config["optcom"]["fittype"],
         masktype=config["optcom"]["masktype"],
         drop=noise_volumes_to_drop,
-        work=WORK / "tmp" / "combine-{nordic}",
+        work=lambda wc: WORK / "tmp" / f"combine-{wc.nordic}",
     shell:
         "python -m echoprep combine optcom --echo {input.echoes} --te {params.te} --tr {params.tr}"
         " --fittype {params.fittype} --masktype {params.masktype} --work-dir {params.work}"
@@ -93,7 +93,7 @@ rule tedana:
         tr=repetition_time,
         opts=config["tedana"],
         seed=config["seed"],
-        work=WORK / "tmp" / "combine-{nordic}",
+        work=lambda wc: WORK / "tmp" / f"combine-{wc.nordic}",
         drop=noise_volumes_to_drop,
     shell:
         "python -m echoprep combine denoised --echo {input.echoes} --te {params.te} --tr {params.tr}"
