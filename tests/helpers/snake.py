@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,8 +57,3 @@ def job_counts(output: str) -> Counter:
 def scheduled_wildcards(output: str) -> list[str]:
     """The ``wildcards:`` line of every scheduled job of a dry run."""
     return [m.group(1) for m in re.finditer(r"^\s*wildcards: (.*)$", output, flags=re.M)]
-
-
-def run_args(cores: int = 2) -> Sequence[str]:
-    """Arguments for a real local run."""
-    return ("--cores", str(cores))
