@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[2]
 RULE_FILES = [*sorted((ROOT / "workflow" / "rules").glob("*.smk")), ROOT / "Snakefile"]
@@ -94,4 +95,6 @@ def test_env_pins_are_exact_and_agree_with_pyproject(env_file):
 def test_installed_versions_equal_the_pins():
     """What CI installed (this interpreter) is exactly what pyproject.toml and envs pin."""
     for name, version in _pyproject_pins().items():
-        assert metadata.version(name) == version, f"{name}: installed {metadata.version(name)}"
+        installed = Version(metadata.version(name))
+        # a local build label (torch 2.13.0+cpu) satisfies the pin 2.13.0, as pip treats it
+        assert installed.public == version, f"{name}: installed {installed}, pinned {version}"
