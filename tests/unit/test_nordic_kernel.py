@@ -48,6 +48,13 @@ from echoprep.kernels.patches import (
     x_starts,
 )
 from echoprep.kernels.phase import hann, lowpass_phase, lowpass_response
+from echoprep.kernels.quality import (
+    detrend,
+    fwhm_classic,
+    legendre_basis,
+    neighbour_correlation,
+    tsnr,
+)
 
 # ---------------------------------------------------------------------------------------------
 # known answers
@@ -379,46 +386,6 @@ def _denoised(n_volumes: int | None = None) -> np.ndarray:
     return nordic(sim["mag"], sim["phase"]).magnitude.astype(np.float64)
 
 
-def _poly(n: int) -> np.ndarray:
-    """Legendre polynomials of order 0-3 over the run, (n, 4)."""
-    t = np.linspace(-1, 1, n)
-    return np.stack([np.ones(n), t, 1.5 * t**2 - 0.5, 2.5 * t**3 - 1.5 * t], axis=1)
-
-
-def _detrend(x: np.ndarray, design: np.ndarray) -> np.ndarray:
-    """Residuals of (voxels, n) after least squares on design (n, p)."""
-    beta = np.linalg.lstsq(design, x.T, rcond=None)[0]
-    return x - (design @ beta).T
-
-
-def _neighbour_correlation(res: np.ndarray, mask: np.ndarray, axis: int) -> float:
-    """Correlation of (x, y, z, t) residual time courses of neighbours along ``axis``
-    (both voxels in ``mask``), after removing each voxel's mean."""
-    n = res.shape[axis]
-    a, b = np.take(res, range(n - 1), axis=axis), np.take(res, range(1, n), axis=axis)
-    both = np.take(mask, range(n - 1), axis=axis) & np.take(mask, range(1, n), axis=axis)
-    a, b = a[both], b[both]
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
-
-
-def fwhm_voxels(res: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """AFNI-classic FWHM per axis (voxels) from first-difference variances.
-
-    ``rho = 1 - var(r(v+e) - r(v)) / (2 var(r))`` over neighbour pairs in ``mask`` and all
-    volumes, ``FWHM = sqrt(-2 ln 2 / ln rho)`` (a Gaussian ACF); 0 where ``rho <= 0``.
-    """
-    out = []
-    for axis in range(3):
-        n = res.shape[axis]
-        both = np.take(mask, range(n - 1), axis=axis) & np.take(mask, range(1, n), axis=axis)
-        diff = (np.take(res, range(1, n), axis=axis) - np.take(res, range(n - 1), axis=axis))[both]
-        rho = 1 - diff.var() / (2 * res[mask].var())
-        out.append(math.sqrt(-2 * math.log(2) / math.log(rho)) if 0 < rho < 1 else 0.0)
-    return np.array(out)
-
-
 def _rmse_ratio(sim, out):
     brain, clean = sim["brain"], sim["clean"]
     err_in = np.sqrt(np.mean((sim["mag"][brain] - clean[brain]) ** 2))
@@ -427,19 +394,14 @@ def _rmse_ratio(sim, out):
 
 
 def _tsnr_ratio(sim, out):
-    brain, poly = sim["brain"], _poly(sim["n"])
-
-    def tsnr(a):
-        x = a[brain].astype(np.float64)
-        return np.median(x.mean(axis=1) / _detrend(x, poly).std(axis=1))
-
-    return tsnr(out) / tsnr(sim["mag"])
+    brain = sim["brain"]
+    return np.median(tsnr(out[brain])) / np.median(tsnr(sim["mag"][brain]))
 
 
 def _evoked(sim, a):
     """Mean over active voxels of the amplitude on the voxel's task regressor (sum of its
     trial responses with unit betas, its own HRF and slice time), cubic drift as nuisance."""
-    poly = _poly(sim["n"])
+    poly = legendre_basis(sim["n"])
     betas = [
         np.linalg.lstsq(np.column_stack([poly, reg]), a[v], rcond=None)[0][-1]
         for v, reg in sim["regressors"].items()
@@ -486,7 +448,7 @@ def test_ground_truth_tsnr_doubled(n_volumes) -> None:
 def test_ground_truth_removed_part_is_spatially_white(n_volumes) -> None:
     sim = _simulated_run(n_volumes)
     removed = sim["mag"].astype(np.float64) - _denoised(n_volumes)
-    corr = [_neighbour_correlation(removed, sim["brain"], axis) for axis in range(3)]
+    corr = [neighbour_correlation(removed, sim["brain"], axis) for axis in range(3)]
     assert max(abs(c) for c in corr) < 0.1
 
 
@@ -548,7 +510,7 @@ def test_ground_truth_noise_smoothness_is_kept(sd_voxels) -> None:
     """FWHM (AFNI classic) of the thermal noise before and after NORDIC, measured on the
     difference of two runs that differ only in their noise (signal and signal loss cancel)."""
     diff_in, diff_out, brain = _smooth_noise_pair(sd_voxels)
-    f_in, f_out = fwhm_voxels(diff_in, brain), fwhm_voxels(diff_out, brain)
+    f_in, f_out = fwhm_classic(diff_in, brain), fwhm_classic(diff_out, brain)
     assert np.all(f_in > 0.5)
     assert np.all(np.abs(f_out / f_in - 1) < 0.05), (f_in, f_out)
 
@@ -561,10 +523,10 @@ def test_ground_truth_noise_smoothness_is_kept(sd_voxels) -> None:
 )
 def test_ground_truth_glm_residual_smoothness_is_kept() -> None:
     sim = _simulated_run()
-    brain, poly = sim["brain"], _poly(sim["n"])
+    brain, poly = sim["brain"], legendre_basis(sim["n"])
     fw = []
     for a in (sim["mag"], _denoised()):
         res = np.zeros(a.shape)
-        res[brain] = _detrend(a[brain].astype(np.float64), poly)
-        fw.append(fwhm_voxels(res, brain))
+        res[brain] = detrend(a[brain].astype(np.float64), poly)
+        fw.append(fwhm_classic(res, brain))
     assert np.all(np.abs(fw[1] / fw[0] - 1) < 0.05), fw

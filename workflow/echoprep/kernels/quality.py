@@ -1,0 +1,130 @@
+"""Data-quality measures of 4D series: drift removal, temporal SNR, spatial smoothness.
+
+Used by the ground-truth tests, the benchmarks and the report. Pure array code: no file I/O.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def legendre_basis(n: int, order: int = 3) -> np.ndarray:
+    """Legendre polynomials of degree ``0..order`` on ``n`` equally spaced points of [-1, 1].
+
+    Parameters
+    ----------
+    n
+        Number of time points.
+    order
+        Highest degree.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, order + 1)`` float64.
+    """
+    t = np.linspace(-1, 1, n)
+    return np.stack([np.polynomial.legendre.Legendre.basis(d)(t) for d in range(order + 1)], axis=1)
+
+
+def detrend(x: np.ndarray, design: np.ndarray) -> np.ndarray:
+    """Residuals of a least-squares fit of ``design`` to each row of ``x``.
+
+    Parameters
+    ----------
+    x
+        ``(..., n)`` time series (time last).
+    design
+        ``(n, p)`` regressors (e.g. :func:`legendre_basis`).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(..., n)`` float64 residuals.
+    """
+    x = np.asarray(x, np.float64)
+    flat = x.reshape(-1, x.shape[-1])
+    beta = np.linalg.lstsq(design, flat.T, rcond=None)[0]
+    return (flat - (design @ beta).T).reshape(x.shape)
+
+
+def tsnr(x: np.ndarray, order: int = 3) -> np.ndarray:
+    """Temporal SNR: mean over SD of the residual after Legendre drift removal.
+
+    Parameters
+    ----------
+    x
+        ``(..., n)`` time series (time last), e.g. ``(voxels, volumes)``.
+    order
+        Degree of the drift polynomials removed before the SD.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(...)`` float64; 0 where the residual SD is 0.
+    """
+    x = np.asarray(x, np.float64)
+    sd = detrend(x, legendre_basis(x.shape[-1], order)).std(axis=-1)
+    mean = x.mean(axis=-1)
+    return np.divide(mean, sd, out=np.zeros_like(mean), where=sd > 0)
+
+
+def fwhm_classic(res: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Smoothness per axis in voxels, AFNI "classic" (Gaussian ACF) from first differences.
+
+    ``rho = 1 - var(r(v + e) - r(v)) / (2 var(r))`` over neighbour pairs with both voxels in
+    ``mask`` and all volumes; ``FWHM = sqrt(-2 ln 2 / ln rho)``; 0 where ``rho <= 0``.
+
+    Parameters
+    ----------
+    res
+        ``(x, y, z, t)`` residual series (or ``(x, y, z)``).
+    mask
+        ``(x, y, z)`` bool.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(3,)`` FWHM along x, y, z in voxels.
+    """
+    res = np.asarray(res, np.float64)
+    out = []
+    for axis in range(3):
+        n = res.shape[axis]
+        lo, hi = range(n - 1), range(1, n)
+        both = np.take(mask, lo, axis=axis) & np.take(mask, hi, axis=axis)
+        diff = (np.take(res, hi, axis=axis) - np.take(res, lo, axis=axis))[both]
+        rho = 1 - diff.var() / (2 * res[mask].var())
+        out.append(math.sqrt(-2 * math.log(2) / math.log(rho)) if 0 < rho < 1 else 0.0)
+    return np.array(out)
+
+
+def neighbour_correlation(res: np.ndarray, mask: np.ndarray, axis: int) -> float:
+    """Correlation of neighbouring voxels' time courses along ``axis``.
+
+    Pairs with both voxels in ``mask``; each voxel's temporal mean is removed first.
+
+    Parameters
+    ----------
+    res
+        ``(x, y, z, t)`` series.
+    mask
+        ``(x, y, z)`` bool.
+    axis
+        0, 1 or 2.
+
+    Returns
+    -------
+    float
+        Pooled Pearson correlation over all pairs and volumes.
+    """
+    n = res.shape[axis]
+    lo, hi = range(n - 1), range(1, n)
+    both = np.take(mask, lo, axis=axis) & np.take(mask, hi, axis=axis)
+    a = np.take(res, lo, axis=axis)[both].astype(np.float64)
+    b = np.take(res, hi, axis=axis)[both].astype(np.float64)
+    a -= a.mean(axis=1, keepdims=True)
+    b -= b.mean(axis=1, keepdims=True)
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
