@@ -1,0 +1,83 @@
+"""Designs for GLMsingle from events files: grid, labels, exclusions, and pinned errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from echoprep.io.images import StageInputError
+from echoprep.stages.glm_design import build_session_design
+
+
+def _events(path: Path, rows: list[tuple], header=("onset", "duration", "trial_type", "stim_name")):
+    path.write_text("\t".join(header) + "\n" + "\n".join("\t".join(map(str, r)) for r in rows))
+    return path
+
+
+def test_design_on_the_grid_with_blanks_left_out(tmp_path: Path) -> None:
+    a = _events(
+        tmp_path / "run-1_events.tsv",
+        [(4, 2.5, "new", "img2"), (2, 2.5, "new", "img1"), (7, 2.5, "blank", "n/a")],
+    )
+    b = _events(tmp_path / "run-2_events.tsv", [(1, 2.5, "old", "img1"), (3, 2.5, "new", "img3")])
+    d = build_session_design([a, b], [10, 8], 1.0, run_labels=["01", "02"])
+    assert d.conditions == ["img1", "img2", "img3"]
+    assert d.label_column == "stim_name" and d.excluded == 1
+    # chronological: run 1 sorted by onset, then run 2
+    assert d.trials["label"].tolist() == ["img1", "img2", "img1", "img3"]
+    assert d.trials["beta_index"].tolist() == [0, 1, 2, 3]
+    assert d.trials["run_label"].tolist() == ["01", "01", "02", "02"]
+    assert [x.shape for x in d.designs] == [(10, 3), (8, 3)]
+    assert np.argwhere(d.designs[0]).tolist() == [[2, 0], [4, 1]]
+    assert np.argwhere(d.designs[1]).tolist() == [[1, 0], [3, 2]]
+    assert d.max_rounding_error == 0 and d.stimulus_duration == 2.5
+
+
+def test_off_grid_onsets_round_within_half_a_tr_and_record_the_error(tmp_path: Path) -> None:
+    a = _events(tmp_path / "a.tsv", [(4, 2.5, "new", "x"), (7, 2.5, "new", "y")])
+    d = build_session_design([a], [20], 1.9)
+    assert d.trials["onset_volume"].tolist() == [2, 4]  # 4/1.9 = 2.1, 7/1.9 = 3.7
+    assert d.max_rounding_error == pytest.approx(abs(7 - 4 * 1.9))
+    with pytest.raises(StageInputError, match=r"expected onsets within 0.1 s of a volume"):
+        build_session_design([a], [20], 1.9, onset_tolerance=0.1)
+
+
+def test_label_column_falls_back_to_trial_type_and_can_be_chosen(tmp_path: Path) -> None:
+    a = _events(
+        tmp_path / "a.tsv",
+        [(0, 1, "face"), (2, 1, "house")],
+        header=("onset", "duration", "trial_type"),
+    )
+    d = build_session_design([a], [5], 1.0, exclude_trial_types=())
+    assert d.label_column == "trial_type" and d.conditions == ["face", "house"]
+    with pytest.raises(StageInputError, match=r"expected the condition column 'stim'"):
+        build_session_design([a], [5], 1.0, label_column="stim")
+
+
+@pytest.mark.parametrize(
+    ("rows", "nvol", "message"),
+    [
+        (
+            [(0, 1, "new", "a"), (0.4, 1, "new", "b")],
+            5,
+            r"at most one trial per volume; found onsets 0, 0.4 s",
+        ),
+        ([(9, 1, "new", "a")], 5, r"expected onsets within the run \(0 to 4 s, 5 volumes\)"),
+        ([(1, 1, "blank", "n/a")], 5, r"expected at least one trial to model"),
+        ([("x", 1, "new", "a")], 5, r"expected numeric onsets in seconds; found 'x' on line 2"),
+    ],
+)
+def test_bad_events_are_refused_naming_the_file(tmp_path: Path, rows, nvol, message) -> None:
+    path = _events(tmp_path / "sub-01_run-01_events.tsv", rows)
+    with pytest.raises(StageInputError, match=message) as err:
+        build_session_design([path], [nvol], 1.0)
+    assert str(path) in str(err.value)
+
+
+def test_missing_onset_column(tmp_path: Path) -> None:
+    path = tmp_path / "e.tsv"
+    path.write_text("time\tstim_name\n1\ta\n")
+    with pytest.raises(StageInputError, match="expected an 'onset' column"):
+        build_session_design([path], [5], 1.0)

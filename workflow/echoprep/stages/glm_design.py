@@ -1,0 +1,249 @@
+"""Single-trial designs for GLMsingle from BIDS events files.
+
+One design matrix per run on the run's volume grid (``T_r x C``, 0/1, a 1 where a trial of
+condition ``c`` starts), conditions shared by all runs of the session, and the trial table
+(chronological: run, then onset) whose row ``i`` is beta ``i`` of the fit. Onsets that fall
+between volumes are rounded to the nearest volume; the largest rounding error is recorded and
+must stay within a tolerance (default half a TR). With slice-timing correction and temporal
+upsampling (e.g. to 1.0 s for LAION-fMRI's 3-s trials) the onsets fall on the grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from echoprep.io.images import StageInputError
+
+#: Label columns tried in order when none is configured.
+DEFAULT_LABEL_COLUMNS = ("stim_name", "trial_type")
+
+
+@dataclass(frozen=True)
+class SessionDesign:
+    """Designs and trial bookkeeping of one session.
+
+    Attributes
+    ----------
+    designs
+        One ``(T_r, C)`` float32 0/1 array per run.
+    conditions
+        ``(C,)`` condition labels (sorted), the columns of every design.
+    trials
+        One row per trial in chronological order (run order, then onset): ``run`` (position of
+        the run in the session, 1-based), ``run_label`` (BIDS run label or ``n/a``), ``onset``
+        (s), ``onset_volume`` (0-based), ``label``, ``trial_type``, ``condition`` (column index),
+        ``beta_index`` (0-based).
+    label_column
+        The events column the labels came from.
+    max_rounding_error
+        Largest ``|onset - onset_volume * TR|`` over all trials, s.
+    excluded
+        Number of events left out (excluded trial types or missing labels).
+    stimulus_duration
+        Median duration of the modelled trials, s (NaN without a duration column).
+    """
+
+    designs: list[np.ndarray]
+    conditions: list[str]
+    trials: pd.DataFrame
+    label_column: str
+    max_rounding_error: float
+    excluded: int
+    stimulus_duration: float
+
+
+def read_events(path: str | Path) -> pd.DataFrame:
+    """A BIDS events table with ``onset`` (and ``duration``) as numbers; ``n/a`` is missing.
+
+    Raises
+    ------
+    StageInputError
+        Unreadable file, no ``onset`` column, or onsets that are not numbers.
+    """
+    path = Path(path)
+    try:
+        table = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False)
+    except Exception as exc:  # pandas raises several types
+        raise StageInputError(
+            f"{path}: expected a tab-separated BIDS events file; found an unreadable file "
+            f"({exc}). Fix: write it with tab separators and a header row."
+        ) from exc
+    if "onset" not in table.columns:
+        raise StageInputError(
+            f"{path}: expected an 'onset' column; found columns {list(table.columns)}. "
+            "Fix: BIDS events files need onset and duration columns."
+        )
+    onset = pd.to_numeric(table["onset"], errors="coerce")
+    if onset.isna().any():
+        row = int(np.flatnonzero(onset.isna().to_numpy())[0]) + 2
+        raise StageInputError(
+            f"{path}: expected numeric onsets in seconds; found {table['onset'].iloc[row - 2]!r} "
+            f"on line {row}. Fix: give every event an onset in seconds."
+        )
+    table["onset"] = onset.astype(float)
+    return table
+
+
+def _label_column(tables: Sequence[pd.DataFrame], files: Sequence[Path], wanted: str | None) -> str:
+    if wanted is not None:
+        for table, path in zip(tables, files, strict=True):
+            if wanted not in table.columns:
+                raise StageInputError(
+                    f"{path}: expected the condition column {wanted!r} (config "
+                    f"glm.label_column); found columns {list(table.columns)}. Fix: set "
+                    "glm.label_column to a column that names the stimulus of each trial."
+                )
+        return wanted
+    for name in DEFAULT_LABEL_COLUMNS:
+        if all(name in t.columns and t[name].notna().any() for t in tables):
+            return name
+    raise StageInputError(
+        f"{files[0]}: expected a condition column {' or '.join(DEFAULT_LABEL_COLUMNS)} in every "
+        f"events file of the session; found columns {list(tables[0].columns)}. Fix: add "
+        "stim_name (the stimulus of each trial) or set glm.label_column."
+    )
+
+
+def build_session_design(
+    events_files: Sequence[str | Path],
+    n_volumes: Sequence[int],
+    tr: float,
+    *,
+    label_column: str | None = None,
+    exclude_trial_types: Sequence[str] = ("blank",),
+    onset_tolerance: float | None = None,
+    run_labels: Sequence[str | None] | None = None,
+) -> SessionDesign:
+    """Designs of one session's runs from their events files.
+
+    Parameters
+    ----------
+    events_files
+        One BIDS events file per run, in run order.
+    n_volumes
+        Volumes of each run's (preprocessed) series.
+    tr
+        Sampling interval of the series, s (after any temporal upsampling).
+    label_column
+        Events column naming the condition (stimulus) of each trial; None: ``stim_name``,
+        else ``trial_type``.
+    exclude_trial_types
+        ``trial_type`` values not modelled (blank trials: the baseline comes from the drift
+        model); events without a label are not modelled either.
+    onset_tolerance
+        Largest allowed distance (s) between an onset and its volume; None: ``tr / 2`` (any
+        onset rounds to its nearest volume).
+    run_labels
+        BIDS run labels for the trial table.
+
+    Returns
+    -------
+    SessionDesign
+
+    Raises
+    ------
+    StageInputError
+        Naming the file: missing columns, an onset outside the run or off the grid beyond the
+        tolerance, two trials starting on the same volume, or no trial at all in a run.
+    """
+    files = [Path(f) for f in events_files]
+    if len(files) != len(n_volumes):
+        raise ValueError(f"{len(files)} events files but {len(n_volumes)} runs")
+    if tr <= 0:
+        raise ValueError(f"TR must be > 0 s; found {tr}")
+    tolerance = tr / 2 if onset_tolerance is None else float(onset_tolerance)
+    labels_run = list(run_labels) if run_labels is not None else [None] * len(files)
+    tables = [read_events(f) for f in files]
+    column = _label_column(tables, files, label_column)
+    rows = []
+    excluded = 0
+    max_err = 0.0
+    for r, (table, path, nvol) in enumerate(zip(tables, files, n_volumes, strict=True), start=1):
+        ttype = (
+            table["trial_type"]
+            if "trial_type" in table.columns
+            else pd.Series([None] * len(table), dtype=object)
+        )
+        keep = table[column].notna() & ~ttype.isin(list(exclude_trial_types))
+        excluded += int((~keep).sum())
+        sub = table[keep]
+        if sub.empty:
+            raise StageInputError(
+                f"{path}: expected at least one trial to model; found none after leaving out "
+                f"trial types {list(exclude_trial_types)} and events without {column!r}. Fix: "
+                "check the events file or glm.exclude_trial_types."
+            )
+        vol = np.floor(sub["onset"].to_numpy() / tr + 0.5).astype(int)
+        err = np.abs(sub["onset"].to_numpy() - vol * tr)
+        worst = int(np.argmax(err))
+        if err[worst] > tolerance + 1e-9:
+            raise StageInputError(
+                f"{path}: expected onsets within {tolerance:.3g} s of a volume (TR {tr:g} s); "
+                f"found onset {sub['onset'].iloc[worst]:g} s, {err[worst]:.3g} s off the grid. "
+                "Fix: enable slice-timing upsampling to a TR that divides the trial timing, "
+                "or raise glm.onset_tolerance."
+            )
+        max_err = max(max_err, float(err.max()))
+        bad = (vol < 0) | (vol >= nvol)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise StageInputError(
+                f"{path}: expected onsets within the run (0 to {(nvol - 1) * tr:g} s, {nvol} "
+                f"volumes); found onset {sub['onset'].iloc[i]:g} s. Fix: the events file must "
+                "belong to this run, with onsets from its first volume."
+            )
+        uniq, counts = np.unique(vol, return_counts=True)
+        if np.any(counts > 1):
+            v = int(uniq[np.argmax(counts > 1)])
+            clash = sub["onset"].to_numpy()[vol == v]
+            raise StageInputError(
+                f"{path}: expected at most one trial per volume; found onsets "
+                f"{', '.join(f'{o:g}' for o in clash)} s all starting at volume {v} (TR {tr:g} "
+                "s). Fix: trials this close cannot be separated on this grid; upsample the "
+                "series in slice timing or merge the events."
+            )
+        for onset, v, label, tt, dur in zip(
+            sub["onset"],
+            vol,
+            sub[column].astype(str),
+            ttype[keep],
+            sub["duration"] if "duration" in sub.columns else [np.nan] * len(sub),
+            strict=True,
+        ):
+            rows.append(
+                {
+                    "run": r,
+                    "run_label": labels_run[r - 1] or "n/a",
+                    "onset": float(onset),
+                    "onset_volume": int(v),
+                    "label": label,
+                    "trial_type": "n/a" if pd.isna(tt) else str(tt),
+                    "duration": float(dur) if pd.notna(dur) else np.nan,
+                }
+            )
+    trials = pd.DataFrame(rows).sort_values(["run", "onset"], kind="stable").reset_index(drop=True)
+    conditions = sorted(trials["label"].unique().tolist())
+    cond_index = {c: i for i, c in enumerate(conditions)}
+    trials["condition"] = trials["label"].map(cond_index).astype(int)
+    trials["beta_index"] = np.arange(len(trials))
+    designs = []
+    for r, nvol in enumerate(n_volumes, start=1):
+        d = np.zeros((int(nvol), len(conditions)), np.float32)
+        sel = trials[trials["run"] == r]
+        d[sel["onset_volume"].to_numpy(), sel["condition"].to_numpy()] = 1.0
+        designs.append(d)
+    durations = trials["duration"].dropna()
+    return SessionDesign(
+        designs=designs,
+        conditions=conditions,
+        trials=trials.drop(columns=["duration"]),
+        label_column=column,
+        max_rounding_error=max_err,
+        excluded=excluded,
+        stimulus_duration=float(durations.median()) if len(durations) else float("nan"),
+    )
