@@ -79,6 +79,17 @@ def events_path(
     return bids_path(root, _ents(sub, ses, task, run), "events", ".tsv")
 
 
+def fmap_path(
+    root: str | Path,
+    kind: str,
+    sub: str = "01",
+    ses: str | None = "01",
+    run: str | None = "01",
+) -> Path:
+    """Path of a fieldmap image (``kind``: magnitude1, phasediff, ...)."""
+    return bids_path(root, _ents(sub, ses, None, run), kind, ".nii.gz", "fmap")
+
+
 def t1w_path(root: str | Path, sub: str = "01", ses: str | None = None) -> Path:
     """Path of a subject's T1w (``ses=None``: directly under ``sub-X/anat``)."""
     return bids_path(root, _ents(sub, ses, None, None), "T1w", ".nii.gz", datatype="anat")
@@ -213,6 +224,7 @@ def make_bids_tree(
     task: str = "images",
     t1w: bool | str = True,
     data: bool = True,
+    fieldmap: bool = False,
 ) -> Path:
     """Write a minimal valid raw multi-echo BIDS dataset.
 
@@ -236,6 +248,9 @@ def make_bids_tree(
         are no sessions); a string: in that session (e.g. ``"PrismaAnat"``); ``False``: none.
     data
         ``False`` writes NIfTI headers only (see module docstring).
+    fieldmap
+        Also write a dual-echo GRE fieldmap per run (``fmap/*_run-R_{magnitude1,phasediff}``,
+        ``IntendedFor`` naming the run's BOLD files).
 
     Returns
     -------
@@ -309,6 +324,22 @@ def make_bids_tree(
                             meta["Units"] = "arbitrary"
                         write_json(sidecar_path(img), meta)
                 write_events(events_path(root, sub, ses, run, task=task), r_idx, n_volumes * tr)
+                if fieldmap:
+                    targets = [
+                        bold_path(root, sub, ses, run, e, part, task=task)
+                        .relative_to(root / f"sub-{sub}")
+                        .as_posix()
+                        for e in range(1, len(echoes) + 1)
+                        for part in (("mag", "phase") if phase else (None,))
+                    ]
+                    for kind in ("magnitude1", "phasediff"):
+                        path = fmap_path(root, kind, sub, ses, run)
+                        seed += 1
+                        write_nifti(path, shape, affine, data=data, seed=seed)
+                        meta = {"IntendedFor": targets}
+                        if kind == "phasediff":
+                            meta |= {"EchoTime1": 0.00408, "EchoTime2": 0.0051}
+                        write_json(sidecar_path(path), meta)
         if t1w:
             t1_ses = t1w if isinstance(t1w, str) else sessions[0]
             t1 = t1w_path(root, sub, t1_ses)

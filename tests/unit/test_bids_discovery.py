@@ -18,6 +18,7 @@ from helpers.bidstree import (
     default_affine,
     edit_sidecar,
     events_path,
+    fmap_path,
     make_bids_tree,
     remove,
     set_read_only,
@@ -706,3 +707,67 @@ def test_helper_events_and_sidecars(root: Path) -> None:
     img = nib.load(bold_path(root))
     assert img.shape == (*SHAPE, NVOL) and img.get_data_dtype() == np.int16
     assert np.allclose(img.affine, default_affine(SHAPE))
+
+
+# --------------------------------------------------------------------------------------
+# fieldmaps and phase encoding
+# --------------------------------------------------------------------------------------
+
+
+def test_fieldmap_matched_by_intended_for_with_phase_encoding(tmp_path: Path) -> None:
+    root = make_bids_tree(tmp_path / "ds", fieldmap=True)
+    ds = discover(root)
+    for run in ds.runs:
+        fm = run.fieldmap
+        assert fm is not None and fm.kind == "phasediff"
+        assert fm.image == fmap_path(root, "phasediff", run=run.run)
+        assert fm.magnitude == fmap_path(root, "magnitude1", run=run.run)
+        assert (fm.echo_time1, fm.echo_time2) == (0.00408, 0.0051)
+        assert run.pe_direction == "j-" and run.total_readout_time == pytest.approx(0.0383)
+    assert discover(root, use_fieldmaps=False).runs[0].fieldmap is None
+
+
+def test_fieldmap_matched_by_run_entity_without_intended_for(tmp_path: Path) -> None:
+    root = make_bids_tree(tmp_path / "ds", fieldmap=True)
+    for run in ("01", "02"):
+        edit_sidecar(fmap_path(root, "phasediff", run=run), IntendedFor=None)
+    ds = discover(root)
+    assert [r.fieldmap.image.name for r in ds.runs] == [
+        "sub-01_ses-01_run-01_phasediff.nii.gz",
+        "sub-01_ses-01_run-02_phasediff.nii.gz",
+    ]
+
+
+def test_readout_time_from_effective_echo_spacing(tmp_path: Path) -> None:
+    root = make_bids_tree(tmp_path / "ds", runs=("01",))
+    for e in (1, 2, 3):
+        for part in ("mag", "phase"):
+            edit_sidecar(
+                bold_path(root, echo=e, part=part),
+                TotalReadoutTime=None,
+                EffectiveEchoSpacing=0.001,
+            )
+    (run,) = discover(root).runs
+    assert run.total_readout_time == pytest.approx(0.001 * (SHAPE[1] - 1))  # j: 7 lines
+
+
+def test_phasediff_without_echo_times(tmp_path: Path) -> None:
+    root = make_bids_tree(tmp_path / "ds", runs=("01",), fieldmap=True)
+    edit_sidecar(fmap_path(root, "phasediff"), EchoTime2=None)
+    (p,) = problems_of(root)
+    assert p.file.endswith("fmap/sub-01_ses-01_run-01_phasediff.json")
+    assert p.expected == "EchoTime1 < EchoTime2 in seconds (e.g. 0.00408 and 0.0051)"
+    assert p.found == "EchoTime1 = 0.00408, EchoTime2 = None"
+    assert "spatial.fieldmap: false" in p.fix
+    discover(root, use_fieldmaps=False)  # fine without distortion correction
+
+
+def test_fieldmap_needs_phase_encoding_metadata(tmp_path: Path) -> None:
+    root = make_bids_tree(tmp_path / "ds", runs=("01",), fieldmap=True)
+    for e in (1, 2, 3):
+        for part in ("mag", "phase"):
+            edit_sidecar(bold_path(root, echo=e, part=part), PhaseEncodingDirection="y")
+    found = problems_of(root, n=2)
+    assert found[0].expected.startswith("PhaseEncodingDirection one of i, i-, j, j-, k, k-")
+    assert found[0].found == "PhaseEncodingDirection = 'y'"
+    assert found[1].expected.startswith("PhaseEncodingDirection and TotalReadoutTime")

@@ -59,7 +59,9 @@ from echoprep.io.bids_checks import (
     parse_name,
     read_header,
     run_title,
+    sidecar_of,
 )
+from echoprep.io.bids_fmap import Fieldmap, find_fieldmap, phase_encoding
 
 __all__ = [
     "BIDSInputError",
@@ -114,7 +116,9 @@ class Run:
 
     Labels are as written in the file names (``"01"``); ``session``/``run`` are ``None`` when
     the dataset has no such level. ``echoes`` are sorted by echo time. ``events`` is ``None``
-    only when discovery ran with ``require_events=False`` and the file is absent.
+    only when discovery ran with ``require_events=False`` and the file is absent. ``fieldmap``
+    is the run's fieldmap (:mod:`echoprep.io.bids_fmap`) or None; ``pe_direction`` (BIDS
+    ``PhaseEncodingDirection``) and ``total_readout_time`` (s) come from the BOLD sidecars.
     """
 
     subject: str
@@ -127,6 +131,9 @@ class Run:
     n_volumes: int
     shape: tuple[int, int, int]
     slice_timing: tuple[float, ...] | None = None
+    fieldmap: Fieldmap | None = None
+    pe_direction: str | None = None
+    total_readout_time: float | None = None
 
     @property
     def entities(self) -> dict[str, str]:
@@ -514,6 +521,7 @@ def discover(
     cache_dir: str | Path | None = None,
     require_events: bool = True,
     require_t1w: bool = False,
+    use_fieldmaps: bool = True,
 ) -> Dataset:
     """Find and check the multi-echo BOLD runs of a raw BIDS dataset.
 
@@ -535,6 +543,9 @@ def discover(
         A run without ``events.tsv`` is a problem (else ``Run.events`` is ``None``).
     require_t1w
         A subject without a T1w is a problem.
+    use_fieldmaps
+        Find each run's fieldmap (``fmap/``) and check it and the run's phase-encoding
+        metadata; False: ``Run.fieldmap`` is None.
 
     Returns
     -------
@@ -569,6 +580,7 @@ def discover(
             task=task,
             require_events=require_events,
             require_t1w=require_t1w,
+            use_fieldmaps=use_fieldmaps,
         )
     finally:
         index.save()
@@ -596,6 +608,7 @@ def _discover(
     task: str | None,
     require_events: bool,
     require_t1w: bool,
+    use_fieldmaps: bool = True,
 ) -> Dataset | None:
     files = _list_files(index.layout)
     all_subjects = sorted({f.entities["sub"] for f in files})
@@ -671,6 +684,8 @@ def _discover(
             key = (f.entities["sub"], f.ent("ses"), f.ent("task"), f.ent("run"), f.ent("acq"))
             events.setdefault(key, f.path)
 
+    fmap_files = [f for f in mine if f.datatype == "fmap" and in_sessions(f)]
+
     # group the task's BOLD files by run
     scans: list[RunScan] = []
     if task_ok:  # task_label is None only when no selected subject has BOLD files
@@ -715,6 +730,23 @@ def _discover(
                 (sub, ses, task_label, run, None)
             )
             check_events(log, scan, ev, require_events)
+            scan.pe_direction, scan.total_readout_time = phase_encoding(
+                log, index.metadata, scan
+            )
+            if use_fieldmaps:
+                scan.fieldmap = find_fieldmap(log, index.metadata, root, scan, fmap_files)
+                if scan.fieldmap is not None and (
+                    scan.pe_direction is None or scan.total_readout_time is None
+                ):
+                    log.add(
+                        sidecar_of(scan.mags[min(scan.mags)]),
+                        f"PhaseEncodingDirection and TotalReadoutTime (or EffectiveEchoSpacing) "
+                        f"for distortion correction of {scan.title} with "
+                        f"{scan.fieldmap.image.name}",
+                        f"PhaseEncodingDirection = {scan.pe_direction!r}, TotalReadoutTime = "
+                        f"{scan.total_readout_time!r}",
+                        "add both to the BOLD sidecars, or set spatial.fieldmap: false",
+                    )
             scans.append(scan)
 
         by_subject: dict[str, list[RunScan]] = defaultdict(list)
@@ -840,4 +872,7 @@ def _make_run(scan: RunScan) -> Run:
         n_volumes=int(shape[3]),
         shape=(int(shape[0]), int(shape[1]), int(shape[2])),
         slice_timing=scan.slice_timing,
+        fieldmap=scan.fieldmap,
+        pe_direction=scan.pe_direction,
+        total_readout_time=scan.total_readout_time,
     )

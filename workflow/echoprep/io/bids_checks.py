@@ -394,6 +394,9 @@ class RunScan:
     slice_timing: tuple[float, ...] | None = None
     ref_header: ImageHeader | None = None
     events: Path | None = None
+    fieldmap: Any = None
+    pe_direction: str | None = None
+    total_readout_time: float | None = None
 
     @property
     def title(self) -> str:
