@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,10 +10,20 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import ndimage
 
 from echoprep.io.paths import bids_path, sidecar_path
-from echoprep.simulate import PRESETS, simulate_dataset, truth_paths
+from echoprep.simulate import PRESETS, seeds, simulate_dataset, truth_paths
+from echoprep.simulate.acquisition import total_readout_time
+from echoprep.simulate.anatomy import subject_anatomy, t1w_pose
 from echoprep.simulate.design import hrf_index, hrf_table, slice_timing
+from echoprep.simulate.geometry import (
+    distort,
+    distort_signal,
+    distortion_operator,
+    rigid_matrix,
+)
+from echoprep.simulate.signal import build_run, motion_parameters, run_volumes
 
 TES = (0.011, 0.02882, 0.04662)
 RUN = {"sub": "01", "ses": "01", "task": "images", "run": "01"}
@@ -53,9 +64,26 @@ def tiny_plus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def options(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One run with head motion and fieldmaps, magnitude only."""
+    """One run with head motion, fieldmaps and distortion, magnitude only."""
     root = tmp_path_factory.mktemp("sim") / "options"
     return simulate_dataset(root, "tiny", seed=3, runs=1, motion=True, fieldmap=True, phase=False)
+
+
+@pytest.fixture(scope="module")
+def distorted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The same run (same noise) with and without EPI distortion, no motion."""
+    base = tmp_path_factory.mktemp("sim")
+    on = simulate_dataset(base / "on", "tiny", seed=0, runs=1, fieldmap=True)
+    off = simulate_dataset(base / "off", "tiny", seed=0, runs=1, fieldmap=True, distortion=False)
+    return on, off
+
+
+@pytest.fixture(scope="module")
+def moving(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One run with head motion, undistorted."""
+    return simulate_dataset(
+        tmp_path_factory.mktemp("sim") / "moving", "tiny", seed=0, runs=1, motion=True
+    )
 
 
 def test_raw_layout_headers_and_sidecars(tiny: Path) -> None:
@@ -235,14 +263,18 @@ def test_truth_files_and_noise_ceiling_formula(tiny: Path) -> None:
         "T1w_dseg",
         "fieldmap_hz",
         "hrf_peak",
+        "vsm",
+        "bold_to_T1w",
+        "bold_to_T1w_itk",
     }
     assert expected <= set(tp)
     assert tp["motion"] is None
+    assert tp["vsm"] is None  # tiny is not distorted by default
     rois = [k for k in tp if k.startswith("roi_")]
     assert "roi_visual" in rois
     assert len(tp["artifact"]) == 2  # one artefact course per run
     for key, value in tp.items():
-        for path in value if key == "artifact" else [] if key == "motion" else [value]:
+        for path in value if key == "artifact" else [] if value is None else [value]:
             assert path.exists(), key
             assert sidecar_path(path).exists(), key
     assert "Units" in json.loads(sidecar_path(tp["betas"]).read_text())
@@ -319,8 +351,9 @@ def test_motion_fieldmap_and_magnitude_only(options: Path) -> None:
     assert len(motion) == PRESETS["tiny"].n_volumes
     trans = motion[["trans_x", "trans_y", "trans_z"]].to_numpy()
     rot = motion[["rot_x", "rot_y", "rot_z"]].to_numpy()
-    assert 0 < np.abs(trans).max() <= 0.5 and 0 < np.abs(rot).max() <= np.deg2rad(0.5)
+    assert 0.2 < np.abs(trans).max() <= 2.0 and 0 < np.abs(rot).max() <= np.deg2rad(2.0)
     assert np.abs(np.diff(trans, axis=0)).max() > 0
+    assert tp["vsm"] is not None  # fieldmaps written: the BOLD is distorted
 
     fents = {"sub": "01", "ses": "01", "run": "01"}
     phasediff = bids_path(options, fents, "phasediff", ".nii.gz", "fmap")
@@ -371,3 +404,292 @@ def test_sessions_and_truth_paths_without_session(tiny: Path, tmp_path: Path) ->
     assert shown[0] and shown[1] and not shown[0] & shown[1]
     with pytest.raises(ValueError, match="session"):
         truth_paths(root, "01")
+
+
+# ---------------------------------------------------------------------------------------------
+# spatial ground truth: head motion, EPI distortion, T1w pose
+
+
+def _complex(root: Path, echo: int) -> np.ndarray:
+    """The complex series of one echo (from part-mag and part-phase)."""
+    mag = nib.load(_bold(root, echo)).get_fdata()
+    phase = np.asarray(nib.load(_bold(root, echo, "phase")).dataobj) * np.pi / 4096
+    return mag * np.exp(1j * phase)
+
+
+def _world_resample(
+    data: np.ndarray, affine: np.ndarray, target: tuple, target_affine: np.ndarray, m: np.ndarray
+) -> np.ndarray:
+    """Sample ``data`` (on ``affine``) at the world points ``m @ x`` of the target grid's voxel
+    centres ``x`` (trilinear, 0 outside)."""
+    vox = np.linalg.inv(affine) @ m @ target_affine
+    return ndimage.affine_transform(data, vox[:3, :3], vox[:3, 3], target, order=1)
+
+
+def test_motion_is_realistic_bounded_and_deterministic() -> None:
+    p = PRESETS["laion"]
+    assert (p.motion_max_mm, p.motion_max_deg) == (2.0, 2.0)
+    assert PRESETS["laion"].motion and not PRESETS["tiny"].motion and not PRESETS["demo"].motion
+    peaks = []
+    for seed in range(4):
+        for run in range(1, 13):
+            m = motion_parameters(p, seeds.rng(seed, 1, 1, run, seeds.MOTION), p.n_volumes)
+            again = motion_parameters(p, seeds.rng(seed, 1, 1, run, seeds.MOTION), p.n_volumes)
+            assert np.array_equal(m, again)
+            assert np.abs(m[:, :3]).max() <= 2.0
+            assert np.abs(m[:, 3:]).max() <= np.deg2rad(2.0)
+            peaks.append((np.abs(m[:, :3]).max(), np.rad2deg(np.abs(m[:, 3:]).max())))
+            # framewise displacement (Power et al., 50 mm sphere): mostly smooth, with jerks
+            d = np.diff(m, axis=0)
+            fd = np.abs(d[:, :3]).sum(axis=1) + 50 * np.abs(d[:, 3:]).sum(axis=1)
+            assert fd.max() > 4 * np.median(fd)
+            assert np.median(fd) < 0.2
+    trans, rot = np.array(peaks).T
+    assert 0.8 < np.median(trans) < 1.8 and 0.8 < np.median(rot) < 1.8
+    assert trans.max() > 1.5 and rot.max() > 1.5
+
+
+def test_motion_truth_predicts_the_volumes_and_the_sbref(moving: Path) -> None:
+    """The documented convention (M_t x = c + R (x - c) + d, R = Rz Ry Rx, c = RotationCenter)
+    moves the truth image onto the raw volume; the identity or the inverse do not."""
+    tp = truth_paths(moving, "01")
+    side = json.loads(sidecar_path(tp["motion"][0]).read_text())
+    centre = np.array(side["RotationCenter"])
+    s0_img = nib.load(tp["S0"])
+    aff = s0_img.affine
+    assert np.allclose(centre, aff[:3, :3] @ ((np.array(s0_img.shape) - 1) / 2) + aff[:3, 3])
+    t2s = nib.load(tp["T2star"]).get_fdata()
+    clean = np.where(t2s > 0, s0_img.get_fdata() * np.exp(-TES[0] / np.maximum(t2s, 1e-6)), 0)
+    head = clean > 100
+    motion = pd.read_csv(tp["motion"][0], sep="\t").to_numpy()
+    bold = nib.load(_bold(moving, 1)).get_fdata()
+
+    def residual(image: np.ndarray, m: np.ndarray) -> float:
+        pred = _world_resample(clean, aff, clean.shape, aff, np.linalg.inv(m))
+        return float(np.sqrt(np.mean((image - pred)[head] ** 2)))
+
+    size = np.abs(motion[:, :3]).max(axis=1) + np.rad2deg(np.abs(motion[:, 3:]).max(axis=1))
+    for t in np.argsort(size)[-3:]:  # the three most displaced volumes
+        m_t = rigid_matrix(motion[t], centre)
+        right = residual(bold[..., t], m_t)
+        assert right < 0.5 * residual(bold[..., t], np.eye(4))
+        assert right < 0.5 * residual(bold[..., t], np.linalg.inv(m_t))
+    sbref = nib.load(bids_path(moving, RUN | {"echo": "1"}, "sbref", ".nii.gz")).get_fdata()
+    m_0 = rigid_matrix(motion[0], centre)
+    assert residual(sbref, m_0) < 0.5 * residual(sbref, np.eye(4))
+
+
+def test_motion_and_distortion_are_reproducible(options: Path, tmp_path: Path) -> None:
+    again = simulate_dataset(
+        tmp_path / "again", "tiny", seed=3, runs=1, motion=True, fieldmap=True, phase=False
+    )
+    first, second = _files(options), _files(again)
+    assert first.keys() == second.keys()
+    for name, content in first.items():
+        assert second[name] == content, name
+
+
+def test_distortion_operator_known_answers() -> None:
+    ny = 40
+    point = np.zeros((1, ny, 1))
+    point[0, 10, 0] = 1.0
+    # a constant shift of 2.3 voxels: the content lands 70 / 30 % in voxels 12 / 13
+    out = distort(point, np.full((1, ny, 1), 2.3))[0, :, 0]
+    assert np.flatnonzero(out).tolist() == [12, 13]
+    assert out[12] == pytest.approx(0.7, abs=1e-6) and out[13] == pytest.approx(0.3, abs=1e-6)
+    assert np.sum(out * np.arange(ny)) == pytest.approx(12.3, abs=1e-6)
+    # negative shifts move towards -j and wrap around the field of view
+    point[0, 10, 0], point[0, 1, 0] = 0.0, 1.0
+    out = distort(point, np.full((1, ny, 1), -2.3))[0, :, 0]
+    assert np.flatnonzero(out).tolist() == [38, 39]
+    assert out[38] == pytest.approx(0.3, abs=1e-6)
+    # an edge moves by the shift: its half-height crossing goes from 19.5 to 21.0
+    edge = np.zeros((1, ny, 1))
+    edge[0, 20:35] = 1.0
+    out = distort(edge, np.full((1, ny, 1), 1.5))[0, :, 0]
+    assert np.interp(0.5, out[15:25], np.arange(15, 25)) == pytest.approx(21.0, abs=1e-6)
+
+    # a smooth shift: content conserved per column, intensity divided by the Jacobian, and the
+    # standard correction (sample at j + s(j), multiply by 1 + ds/dj) restores the object
+    j = np.arange(120.0)
+    shift = 3.0 * np.sin(2 * np.pi * j / 120)
+    obj = np.exp(-(((j - 60) / 25) ** 2))
+    out = distort(obj[None, :, None], shift[None, :, None])[0, :, 0]
+    assert out.sum() == pytest.approx(obj.sum(), rel=1e-6)
+    jac = 1 + np.gradient(shift)
+    assert jac.min() < 0.85 and jac.max() > 1.15
+    expected = np.interp(j, j + shift, obj / jac)  # the true intensity at j lands at j + s(j)
+    assert np.abs(out - expected)[10:110].max() < 0.01
+    corrected = np.interp(j + shift, j, out) * jac
+    assert np.abs(corrected - obj)[10:110].max() < 0.01
+    assert np.abs(out - obj).max() > 0.1  # the distortion is not negligible
+    # complex signal: magnitudes are redistributed, phases averaged with magnitude weights
+    mag, phase = np.zeros(6), np.zeros(6)
+    mag[[1, 2]], phase[[1, 2]] = 1.0, [0.0, 1.0]
+    op = distortion_operator(np.full((1, 6, 1), 0.5))
+    out_mag, out_phase = distort_signal(mag, phase, op)
+    assert np.allclose(out_mag, [0, 0.5, 1.0, 0.5, 0, 0], atol=1e-6)
+    assert np.allclose(out_phase[1:4], [0.0, 0.5, 1.0], atol=1e-6)
+    # the operator is linear, column-wise, and its weights sum to one per source voxel
+    field = np.random.default_rng(0).normal(0, 1.5, (3, 30, 4))
+    op = distortion_operator(field)
+    assert np.allclose(op.sum(axis=0), 1.0, atol=1e-6)
+
+
+def test_distorted_bold_follows_the_truth_vsm(distorted: tuple[Path, Path]) -> None:
+    """Same noise with and without distortion: the distorted series is the undistorted one
+    moved by the truth VSM (sign, size, Jacobian) at every echo, and its phase carries the
+    field of the signal that landed in each voxel."""
+    on, off = distorted
+    tp = truth_paths(on, "01")
+    assert truth_paths(off, "01")["vsm"] is None
+    vsm = nib.load(tp["vsm"]).get_fdata().astype(np.float32)
+    field = nib.load(tp["fieldmap_hz"]).get_fdata()
+    side = json.loads(sidecar_path(_bold(on, 1)).read_text())
+    vside = json.loads(sidecar_path(tp["vsm"]).read_text())
+    assert side["PhaseEncodingDirection"] == vside["PhaseEncodingDirection"] == "j-"
+    assert vside["TotalReadoutTime"] == side["TotalReadoutTime"]
+    assert vside["Units"] == "voxels"
+    assert np.allclose(vsm, -side["TotalReadoutTime"] * field, atol=1e-4)
+    brain = nib.load(tp["brain_mask"]).get_fdata() > 0
+    assert np.abs(vsm[brain]).max() > 0.5  # tiny: up to about 1 voxel (8 mm voxels)
+
+    def rms(x: np.ndarray) -> float:
+        return float(np.sqrt(np.mean(np.abs(x[brain]) ** 2)))
+
+    for echo in (1, 2, 3):
+        a = nib.load(_bold(on, echo)).get_fdata().mean(axis=-1)
+        b = nib.load(_bold(off, echo)).get_fdata().mean(axis=-1)
+        change = rms(a - b)
+        assert change > 0.02 * rms(b)
+        assert rms(a - distort(b, vsm)) < 0.1 * change
+        assert rms(a - distort(b, -vsm)) > 0.5 * change
+        # the magnitude of every PE column is conserved (up to the Rician noise floor)
+        cols = np.abs(a.sum(axis=1) - b.sum(axis=1))
+        assert cols.max() < 5e-3 * b.sum(axis=1).max()
+    # the phase difference of echoes 1 and 2 follows the field carried along with the signal
+    weight = nib.load(_bold(off, 1)).get_fdata().mean(axis=-1)
+    carried = distort(weight * field, vsm) / np.maximum(distort(weight, vsm), 1e-3)
+    measured = np.angle((_complex(on, 2) * np.conj(_complex(on, 1))).mean(axis=-1))
+    for fmap, bound in ((carried, (0, 0.05)), (field, (0.2, np.inf))):
+        err = np.angle(np.exp(1j * (measured - 2 * np.pi * (TES[1] - TES[0]) * fmap)))
+        assert bound[0] < np.percentile(np.abs(err[brain]), 95) < bound[1]
+    # the SBRef is distorted too, the GRE fieldmap images are not
+    sb_on = bids_path(on, RUN | {"echo": "2"}, "sbref", ".nii.gz")
+    sb_off = bids_path(off, RUN | {"echo": "2"}, "sbref", ".nii.gz")
+    a, b = nib.load(sb_on).get_fdata(), nib.load(sb_off).get_fdata()
+    assert rms(a - distort(b, vsm)) < 0.25 * rms(a - b) < 0.25 * rms(a - distort(b, -vsm))
+    for kind in ("magnitude1", "phasediff"):
+        fmap = {"sub": "01", "ses": "01", "run": "01"}
+        assert (
+            bids_path(on, fmap, kind, ".nii.gz", "fmap").read_bytes()
+            == bids_path(off, fmap, kind, ".nii.gz", "fmap").read_bytes()
+        )
+    params = json.loads((on / "dataset_description.json").read_text())["echoprepSimulation"]
+    assert params["distortion"] is True
+
+
+def test_the_field_moves_with_the_head(options: Path) -> None:
+    """With motion, volume t is distorted by the truth VSM moved by the volume's M_t."""
+    p = PRESETS["tiny"]
+    tp = truth_paths(options, "01")
+    vsm_img = nib.load(tp["vsm"])
+    vsm, aff = vsm_img.get_fdata(), vsm_img.affine
+    side = json.loads(sidecar_path(tp["motion"][0]).read_text())
+    motion = pd.read_csv(tp["motion"][0], sep="\t").to_numpy()
+    anat = subject_anatomy(p, 3, 1)
+    model = build_run(
+        p,
+        anat,
+        np.array([]),
+        np.zeros((int(anat.active.sum()), 0)),
+        seed=3,
+        subject=1,
+        session=1,
+        run=1,
+        motion=True,
+        distortion=True,
+    )
+    assert model.readout_time == total_readout_time(p)
+    assert np.allclose(model.shift_map(), vsm, atol=1e-5)
+    for t in (0, int(np.argmax(np.abs(motion).sum(axis=1)))):
+        m = np.linalg.inv(aff) @ np.linalg.inv(rigid_matrix(motion[t], side["RotationCenter"]))
+        m = m @ aff
+        moved = ndimage.affine_transform(vsm, m[:3, :3], m[:3, 3], order=1, mode="nearest")
+        assert np.abs(model.shift_map(t) - moved).max() < 1e-3
+        assert np.abs(moved - vsm).max() > 0.01
+
+    # the generated volume t is the moved head distorted by the moved VSM (noise-free check)
+    quiet = dataclasses.replace(model, noise_sd=np.zeros_like(model.noise_sd))
+    t = int(np.argmax(np.abs(motion).sum(axis=1)))
+
+    def volume(m: object) -> np.ndarray:
+        rngs = [np.random.default_rng(0)]
+        blocks = list(run_volumes(m, (TES[0],), rngs, p.chunk_volumes, phase=False))
+        return blocks[t // p.chunk_volumes][0][0][t % p.chunk_volumes].astype(float)
+
+    got = volume(quiet)
+    straight = volume(dataclasses.replace(quiet, readout_time=0.0))
+    head = straight > 100
+    right = np.abs(got - distort(straight, quiet.shift_map(t)))[head]
+    static = np.abs(got - distort(straight, quiet.shift_map()))[head]
+    assert right.max() < 2  # int16 rounding
+    assert static.max() > 10 * right.max()
+
+
+def test_b0_field_gives_realistic_7t_shifts_at_laion_geometry() -> None:
+    p = PRESETS["laion"]
+    trt = total_readout_time(p)
+    assert trt == pytest.approx(0.00059 / 3 * 109, rel=1e-4)
+    anat = subject_anatomy(p, 0, 1)
+    shift = -trt * anat.b0_hz
+    brain = anat.brain_mask
+    s = np.abs(shift[brain])
+    assert np.median(s) < 0.5
+    assert np.mean(s < 1) > 0.85
+    assert 3 < s.max() < 8  # several voxels near the sinuses / ear canals
+    jac = 1 + np.gradient(shift, axis=1)
+    assert jac[anat.head_mask].min() > 0.3  # compression without fold-over
+    assert jac[brain].max() > 1.2 and jac[brain].min() < 0.8
+
+
+def test_t1w_pose_truth(tiny: Path, tiny_plus: Path) -> None:
+    tp = truth_paths(tiny, "01")
+    xfm = json.loads(tp["bold_to_T1w"].read_text())
+    pose = np.array(xfm["Matrix"])
+    rot = pose[:3, :3]
+    assert np.allclose(rot @ rot.T, np.eye(3), atol=1e-9) and np.linalg.det(rot) > 0
+    assert np.allclose(np.array(xfm["InverseMatrix"]) @ pose, np.eye(4), atol=1e-9)
+    angle = np.rad2deg(np.arccos((np.trace(rot) - 1) / 2))
+    assert angle == pytest.approx(xfm["RotationAngleDeg"]) and 3 <= angle <= 7
+    assert 4 <= np.linalg.norm(xfm["Translation"]) <= 9
+    c = np.array(xfm["RotationCenter"])
+    assert np.allclose(pose[:3, 3], c - rot @ c + xfm["Translation"])
+    assert np.array_equal(pose, t1w_pose(0, 1)[0])
+    assert not np.allclose(pose, t1w_pose(1, 1)[0])
+    other = np.array(json.loads(truth_paths(tiny_plus, "02")["bold_to_T1w"].read_text())["Matrix"])
+    assert not np.allclose(pose, other)
+
+    # the T1w truth mask, taken through the pose, lies on the BOLD-grid truth mask
+    bold_mask = nib.load(tp["brain_mask"])
+    t1w_mask = nib.load(tp["T1w_brain_mask"])
+    target = nib.load(tp["brain_mask"]).get_fdata() > 0
+
+    def dice(m: np.ndarray) -> float:
+        warped = _world_resample(
+            t1w_mask.get_fdata(), t1w_mask.affine, target.shape, bold_mask.affine, m
+        )
+        warped = warped >= 0.5
+        return 2 * float((warped & target).sum()) / (warped.sum() + target.sum())
+
+    assert dice(pose) > 0.97
+    assert dice(pose) > dice(np.eye(4)) + 0.03
+    assert dice(pose) > dice(np.linalg.inv(pose)) + 0.03
+
+    # the ITK file maps T1w LPS points to BOLD LPS points (resampling BOLD onto T1w grids)
+    sitk = pytest.importorskip("SimpleITK")
+    itk = sitk.ReadTransform(str(tp["bold_to_T1w_itk"]))
+    flip = np.array([-1.0, -1.0, 1.0])
+    for y in ([10.0, -30.0, 25.0], [-40.0, 20.0, -10.0]):
+        got = np.array(itk.TransformPoint(tuple(flip * y))) * flip
+        assert np.allclose(got, (np.linalg.inv(pose) @ [*y, 1.0])[:3], atol=1e-6)

@@ -7,6 +7,7 @@ from typing import Any
 
 from echoprep import __version__
 from echoprep.simulate.design import slice_timing
+from echoprep.simulate.geometry import PE_DIRECTION
 from echoprep.simulate.presets import Preset
 
 TASK = "images"
@@ -38,7 +39,12 @@ def effective_echo_spacing(preset: Preset) -> float:
 
 
 def total_readout_time(preset: Preset) -> float:
-    """Total readout time (s): effective echo spacing × (phase-encoding lines − 1)."""
+    """Total readout time (s): effective echo spacing × (phase-encoding lines − 1).
+
+    The simulated EPI distortion uses it: a voxel shift of ``TotalReadoutTime × f`` voxels
+    along the phase-encoding axis per Hz of off-resonance (21.4 ms for LAION: 46.7 Hz per
+    voxel; :mod:`.geometry`).
+    """
     return round(effective_echo_spacing(preset) * (preset.shape[1] - 1), 8)
 
 
@@ -52,7 +58,7 @@ def bold_sidecar(preset: Preset, echo: int, part: str | None) -> dict[str, Any]:
         "EchoNumber": echo,
         "SliceTiming": slice_timing(nz, preset.multiband, preset.tr).tolist(),
         "SliceEncodingDirection": "k",
-        "PhaseEncodingDirection": "j-",
+        "PhaseEncodingDirection": PE_DIRECTION,
         "EffectiveEchoSpacing": effective_echo_spacing(preset),
         "TotalReadoutTime": total_readout_time(preset),
         "EchoTrainLength": math.ceil(preset.shape[1] * PARTIAL_FOURIER / GRAPPA),

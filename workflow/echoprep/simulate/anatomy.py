@@ -4,8 +4,20 @@ The brain comes from nilearn's packaged MNI152 (2009a) T1, grey- and white-matte
 (no download). Each subject is the template under a random similarity transform (scales
 0.92–0.97, rotations ≤ 3°, shifts ≤ 2 mm), surrounded by a synthetic head: an outer CSF layer
 (0–2 mm from the brain), skull (2–6 mm) and scalp (6–11 mm). World coordinates are scanner
-coordinates (RAS, mm); the functional slab and the T1w volume share them (no offset between
-the T1w and the BOLD of a subject other than head motion).
+coordinates (RAS, mm). The "BOLD world" is that of the functional session, with the head in
+its motion-free position (the pose of the functional ground truth); the T1w comes from another
+session, so its head sits in another pose: :func:`t1w_pose` draws, per subject, a rigid
+transform from the BOLD world to the T1w world (a rotation of 3–7° about a random axis through
+the head centre and a shift of 4–9 mm in a random direction).
+
+The B0 off-resonance (:attr:`SubjectAnatomy.b0_hz`, Hz) is head-fixed and smooth, defined on
+the whole grid (it matters only where there is signal): a 15 Hz-SD random field plus
+susceptibility lobes at 7T strength (:data:`B0_LOBES`), -260 Hz under the orbitofrontal
+cortex (air in the sinuses) and +150 Hz at each inferior temporal lobe (ear canals),
+Gaussian with 12 mm SD; in the brain it spans about -230 to +150 Hz. With LAION's readout
+(TotalReadoutTime 21.4 ms, 46.7 Hz per voxel, :mod:`.acquisition`) the EPI voxel shift is
+up to 5–6 voxels (9–10 mm) in orbitofrontal and ventral temporal cortex, below one voxel in
+95 % of the brain (median 0.25 voxel), with a Jacobian between about 0.5 and 1.5 (no folds).
 
 Tissue parameters at 7T (S0 relative to grey matter, T2* in s):
 
@@ -32,6 +44,7 @@ import numpy as np
 from scipy import ndimage
 
 from echoprep.simulate import seeds
+from echoprep.simulate.geometry import axis_angle, rotation
 from echoprep.simulate.presets import Preset
 
 #: Grey-matter S0 in magnitude units (before the coil sensitivity).
@@ -64,6 +77,20 @@ ROI_DEFINITIONS = {
     "calcarine": "visual and |MNI x| < 20, MNI y < -70, -10 < MNI z < 20",
     "frontal": "brain, grey-matter fraction >= 0.3, MNI y > 20 (no evoked response)",
 }
+
+#: Susceptibility lobes of the B0 field: (MNI centre in mm, peak in Hz); Gaussian, SD B0_LOBE_MM.
+B0_LOBES: tuple[tuple[tuple[float, float, float], float], ...] = (
+    ((0.0, 35.0, -25.0), -260.0),
+    ((45.0, -15.0, -30.0), 150.0),
+    ((-45.0, -15.0, -30.0), 150.0),
+)
+B0_LOBE_MM = 12.0
+#: SD of the smooth random part of the B0 field, Hz.
+B0_RANDOM_HZ = 15.0
+
+#: Range of the T1w pose: rotation angle (degrees, random axis) and shift length (mm).
+T1W_POSE_DEG = (3.0, 7.0)
+T1W_POSE_MM = (4.0, 9.0)
 
 #: Labels of the T1w tissue segmentation.
 DSEG_LABELS = {0: "background", 1: "GM", 2: "WM", 3: "CSF"}
@@ -233,7 +260,8 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def subject_transform(seed: int, subject: int) -> np.ndarray:
-    """World (scanner) mm → MNI mm, a 4×4 similarity transform drawn for this subject."""
+    """BOLD world (scanner, motion-free head) mm → MNI mm, a 4×4 similarity transform drawn
+    for this subject."""
     r = seeds.rng(seed, subject, seeds.ANATOMY, 0)
     scale = r.uniform(0.92, 0.97, 3)
     angles = np.deg2rad(r.uniform(-3.0, 3.0, 3))
@@ -242,16 +270,6 @@ def subject_transform(seed: int, subject: int) -> np.ndarray:
     world_from_mni[:3, :3] = rotation(angles) @ np.diag(scale)
     world_from_mni[:3, 3] = shift
     return np.linalg.inv(world_from_mni)
-
-
-def rotation(angles: np.ndarray) -> np.ndarray:
-    """``Rz @ Ry @ Rx`` for rotations (rad) about x, y, z; shape (3, 3)."""
-    cx, cy, cz = np.cos(angles)
-    sx, sy, sz = np.sin(angles)
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return rz @ ry @ rx
 
 
 def tissue_fractions(grid: Grid, mni_from_world: np.ndarray) -> dict[str, np.ndarray]:
@@ -308,7 +326,7 @@ class SubjectAnatomy:
     phase0
         Coil-combined phase at TE = 0, rad.
     b0_hz
-        Off-resonance, Hz.
+        Off-resonance, Hz (smooth, on the whole grid; it acts only where there is signal).
     gfactor
         Parallel-imaging noise amplification (1.0–1.6).
     brain_mask, gm_mask, head_mask, active
@@ -374,14 +392,10 @@ def subject_anatomy(preset: Preset, seed: int, subject: int) -> SubjectAnatomy:
     phase0 = (0.5 + 1.5 * random_field(r, 220)(world)).astype(np.float32)
 
     # head-fixed fields (MNI coordinates)
-    b0 = 15.0 * random_field(r, 120)(mni)
-    blobs = [
-        ((0.0, 35.0, -25.0), -110.0),
-        ((45.0, -15.0, -30.0), 70.0),
-        ((-45.0, -15.0, -30.0), 70.0),
-    ]
-    for centre, amp in blobs:
-        b0 = b0 + amp * np.exp(-np.sum((mni - np.array(centre)) ** 2, axis=-1) / (2 * 14.0**2))
+    b0 = B0_RANDOM_HZ * random_field(r, 120)(mni)
+    for centre, amp in B0_LOBES:
+        dist2 = np.sum((mni - np.array(centre)) ** 2, axis=-1)
+        b0 = b0 + amp * np.exp(-dist2 / (2 * B0_LOBE_MM**2))
     hrf_peak = np.clip(5.25 + 0.6 * random_field(r, 35)(mni), 4.0, 6.5)
     trial_ratio = np.clip(np.exp(np.log(1.1) + 0.35 * random_field(r, 30)(mni)), 0.5, 2.5)
     modulation = np.clip(1 + 0.3 * random_field(r, 25)(mni), 0.5, 1.5)
@@ -406,7 +420,7 @@ def subject_anatomy(preset: Preset, seed: int, subject: int) -> SubjectAnatomy:
         s0=(S0_GM * coil * s0_rel).astype(np.float32),
         r2s=r2s,
         phase0=phase0,
-        b0_hz=(b0 * head_mask).astype(np.float32),
+        b0_hz=b0.astype(np.float32),
         gfactor=gfac.astype(np.float32),
         brain_mask=brain_mask,
         gm_mask=gm_mask,
@@ -420,10 +434,50 @@ def subject_anatomy(preset: Preset, seed: int, subject: int) -> SubjectAnatomy:
     )
 
 
+def t1w_pose(seed: int, subject: int) -> tuple[np.ndarray, dict[str, list[float] | float]]:
+    """The rigid transform from the BOLD world to the T1w world of a subject.
+
+    A point of the head at ``x`` (BOLD world: functional session, motion-free head) is at
+    ``P @ [x, 1]`` in the T1w scanner. ``P`` rotates by an angle drawn from
+    :data:`T1W_POSE_DEG` about a random axis through the T1w grid centre ``c`` and then shifts
+    by a vector of random direction and a length drawn from :data:`T1W_POSE_MM`:
+    ``P x = c + R (x - c) + d``. Drawn from the stream (seed, subject, POSE) only.
+
+    Returns
+    -------
+    matrix
+        (4, 4) float64 ``P`` (RAS mm → RAS mm).
+    params
+        ``RotationAxis`` (unit vector), ``RotationAngleDeg``, ``RotationCenter`` (mm),
+        ``Translation`` (mm): the parameters of ``P``.
+    """
+    r = seeds.rng(seed, subject, seeds.POSE)
+    axis = r.standard_normal(3)
+    axis /= np.linalg.norm(axis)
+    angle = float(r.uniform(*T1W_POSE_DEG))
+    direction = r.standard_normal(3)
+    shift = direction / np.linalg.norm(direction) * r.uniform(*T1W_POSE_MM)
+    c = np.asarray(_T1W_CENTER_MM, float)
+    rot = axis_angle(axis, np.deg2rad(angle))
+    matrix = np.eye(4)
+    matrix[:3, :3] = rot
+    matrix[:3, 3] = c - rot @ c + shift
+    params: dict[str, list[float] | float] = {
+        "RotationAxis": axis.tolist(),
+        "RotationAngleDeg": angle,
+        "RotationCenter": c.tolist(),
+        "Translation": shift.tolist(),
+    }
+    return matrix, params
+
+
 def t1w_image(
     preset: Preset, seed: int, subject: int
 ) -> tuple[Grid, np.ndarray, np.ndarray, np.ndarray]:
     """Synthetic T1w of a subject (MPRAGE-like contrast, bias field, skull and scalp, noise).
+
+    The head is in the T1w pose (:func:`t1w_pose`): the T1w voxel at world ``y`` shows the
+    head point at BOLD-world ``inv(P) y``. The bias field is scanner-fixed.
 
     Returns
     -------
@@ -435,9 +489,12 @@ def t1w_image(
         bool, the true brain mask on the T1w grid.
     dseg
         uint8 tissue labels (:data:`DSEG_LABELS`).
+
+    The brain mask and labels are on the T1w grid in the T1w pose.
     """
     grid = t1w_grid(preset)
-    mni_from_world = subject_transform(seed, subject)
+    pose, _ = t1w_pose(seed, subject)
+    mni_from_world = subject_transform(seed, subject) @ np.linalg.inv(pose)
     r = seeds.rng(seed, subject, seeds.T1W)
     bias_field = random_field(r, 200)
     intensity = np.empty(grid.shape, np.float32)

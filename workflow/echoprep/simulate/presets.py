@@ -29,7 +29,8 @@ class Preset:
     t1w_voxel_size
         Isotropic T1w voxel size, mm.
     motion, fieldmap
-        Defaults for head motion and for writing fieldmaps.
+        Defaults for head motion and for writing fieldmaps (the BOLD is distorted by the B0
+        field when fieldmaps are written, unless overridden).
     tr
         Repetition time, s.
     tes
@@ -43,7 +44,8 @@ class Preset:
     min_tail
         Minimal baseline after the last trial, s (checked).
     motion_max_mm, motion_max_deg
-        Bounds of the simulated rigid head motion (mm, degrees).
+        Bounds of the simulated rigid head motion, per translation (mm) and rotation
+        (degrees) parameter, relative to the motion-free head (2 mm, 2°).
     slab_top_mm
         World z (mm) of the top edge of the functional slab.
     noise_sigma
@@ -73,8 +75,8 @@ class Preset:
     stim_duration: float = 2.5
     lead_in: float = 4.0
     min_tail: float = 12.0
-    motion_max_mm: float = 0.5
-    motion_max_deg: float = 0.5
+    motion_max_mm: float = 2.0
+    motion_max_deg: float = 2.0
     slab_top_mm: float = 92.0
     noise_sigma: float = 30.0
     chunk_volumes: int = 8

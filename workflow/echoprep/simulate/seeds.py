@@ -22,6 +22,7 @@ PARTICIPANT = 9
 BETAS = 10
 SBREF = 11
 ARTIFACT = 12
+POSE = 13
 
 
 def rng(seed: int, *keys: int) -> np.random.Generator:

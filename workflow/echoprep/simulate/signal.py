@@ -16,11 +16,21 @@ magnitude and phase of the noisy complex value are stored. Terms:
   Legendre (order 1–2) drift of about 1 %.
 - ``df_drift`` = a global linear frequency drift (~1 Hz SD over a run) and a respiratory
   frequency oscillation, larger in inferior slices.
-- Head motion (optional): the noise-free complex image of each volume is moved rigidly
-  (trilinear interpolation) before the noise is added. A volume's parameters
-  ``(trans_x, trans_y, trans_z, rot_x, rot_y, rot_z)`` (mm, rad) map a point ``x`` of the
-  motion-free head to ``c + R (x - c) + d`` in the scanner, ``c`` the centre of the functional
-  grid, ``R = Rz Ry Rx``.
+- Head motion (optional): the parameter maps of each volume (S0, R2*, phase at TE 0 and the
+  off-resonance, i.e. the head and its B0 field) are moved rigidly (trilinear interpolation)
+  before the echoes are formed. A volume's parameters ``(trans_x, trans_y, trans_z, rot_x,
+  rot_y, rot_z)`` (mm, rad) map a point ``x`` of the motion-free head to ``c + R (x - c) + d``
+  in the scanner, ``c`` the centre of the functional grid, ``R = Rz Ry Rx``
+  (:func:`.geometry.rigid_matrix`); see :func:`motion_parameters` for their statistics.
+- EPI distortion (optional): the complex image of every echo is then displaced along the
+  phase-encoding axis j by the voxel-shift map ``s = -TotalReadoutTime * f_B0`` of the static
+  B0 field in the volume's head position (PE ``"j-"``; the field moves with the head; the
+  slow frequency drift, a few Hz, shifts the phase only), with the magnitude divided by the
+  Jacobian ``1 + ds/dj`` and the phase the magnitude-weighted mean of the sources'
+  (:func:`.geometry.distort_signal`). The thermal noise is added after the distortion (it is
+  white in the image).
+- The single-band reference (:func:`reference_image`) is the fluctuation-free image in the
+  head position of the run's first volume, distorted like the run.
 """
 
 from __future__ import annotations
@@ -29,11 +39,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, sparse
 
 from echoprep.simulate import seeds
-from echoprep.simulate.anatomy import SubjectAnatomy, random_field, rotation
+from echoprep.simulate.acquisition import total_readout_time
+from echoprep.simulate.anatomy import SubjectAnatomy, random_field
 from echoprep.simulate.design import hrf_index, response_matrix, slice_timing
+from echoprep.simulate.geometry import (
+    distort_signal,
+    distortion_operator,
+    rigid_matrix,
+    voxel_shift_map,
+)
 from echoprep.simulate.presets import Preset
 from echoprep.simulate.writer import quantize_magnitude, quantize_phase
 
@@ -75,6 +92,11 @@ class RunModel:
         Thermal noise SD per real/imaginary channel on the grid, shape (nx, ny, nz).
     motion
         Rigid motion per volume (T, 6) (mm, rad) or None.
+    field
+        Static, head-fixed B0 off-resonance of the motion-free head on the grid, Hz,
+        shape (nx, ny, nz).
+    readout_time
+        TotalReadoutTime (s) of the distortion; 0.0 for undistorted images.
     """
 
     shape: tuple[int, int, int]
@@ -94,11 +116,33 @@ class RunModel:
     task: np.ndarray
     noise_sd: np.ndarray
     motion: np.ndarray | None
+    field: np.ndarray
+    readout_time: float = 0.0
 
     @property
     def n_volumes(self) -> int:
         """Number of volumes T."""
         return self.r2_courses.shape[1]
+
+    @property
+    def distorted(self) -> bool:
+        """Whether the images carry the EPI distortion."""
+        return self.readout_time > 0
+
+    @property
+    def center(self) -> np.ndarray:
+        """Rotation centre of the motion: world mm of the grid centre, shape (3,)."""
+        a = self.affine
+        return a[:3, :3] @ ((np.array(self.shape) - 1) / 2) + a[:3, 3]
+
+    def shift_map(self, volume: int | None = None) -> np.ndarray:
+        """Voxel shift along +j (voxels) of the motion-free head, or of the head position
+        of ``volume`` (the field moved with the head), shape (nx, ny, nz), float32."""
+        field = self.field
+        if volume is not None and self.motion is not None:
+            mat, off = _voxel_motion(self, self.motion[volume])
+            field = ndimage.affine_transform(field, mat, off, order=1, mode="nearest")
+        return voxel_shift_map(field, self.readout_time)
 
 
 def _standardize(x: np.ndarray) -> np.ndarray:
@@ -123,18 +167,28 @@ def artifact_course(r: np.random.Generator, n: int) -> np.ndarray:
 
 
 def motion_parameters(preset: Preset, r: np.random.Generator, n: int) -> np.ndarray:
-    """Smooth random rigid motion of one run, shape (n, 6): 3 translations (mm), 3 rotations (rad).
+    """Random rigid motion of one run, shape (n, 6): 3 translations (mm), 3 rotations (rad).
 
-    Each parameter is a run offset (≤ 40 % of the bound) plus a smoothed random walk (≤ 60 %),
-    so |translation| ≤ ``motion_max_mm`` and |rotation| ≤ ``motion_max_deg``.
+    Each parameter is a run offset (up to 40 % of its bound, so runs differ in head position)
+    plus a smoothed random walk starting at 0 (its extreme 20–50 % of the bound); then 1 or 2
+    abrupt head jerks (steps of 5–15 % of each bound at random volumes). A parameter whose
+    course would leave its bound is scaled down to 98 % of it, so always
+    ``|trans| <= motion_max_mm`` and ``|rot| <= motion_max_deg``. Volume 0 is not the
+    motion-free position (it is at the run offset).
     """
     limits = np.array([preset.motion_max_mm] * 3 + [np.deg2rad(preset.motion_max_deg)] * 3)
     out = np.empty((n, 6))
     for p in range(6):
         walk = ndimage.gaussian_filter1d(np.cumsum(r.standard_normal(n)), 1.5, mode="nearest")
         walk -= walk[0]
-        walk *= r.uniform(0.2, 0.6) * limits[p] / max(np.abs(walk).max(), 1e-9)
+        walk *= r.uniform(0.2, 0.5) * limits[p] / max(np.abs(walk).max(), 1e-9)
         out[:, p] = r.uniform(-0.4, 0.4) * limits[p] + walk
+    for _ in range(int(r.integers(1, 3))):
+        k = int(r.integers(max(1, n // 10), max(2, n - n // 10)))
+        out[k:] += r.choice([-1.0, 1.0], 6) * r.uniform(0.05, 0.15, 6) * limits
+    peak = np.abs(out).max(axis=0)
+    over = peak > limits
+    out[:, over] *= 0.98 * limits[over] / peak[over]
     return out
 
 
@@ -149,11 +203,17 @@ def build_run(
     session: int,
     run: int,
     motion: bool,
+    distortion: bool = False,
 ) -> RunModel:
     """Draw the time courses of one run.
 
     Parameters
     ----------
+    motion
+        Draw rigid head motion (:func:`motion_parameters`).
+    distortion
+        Distort the images along the phase-encoding axis by the B0 field (readout time
+        :func:`.acquisition.total_readout_time`).
     onsets
         Onsets (s) of the run's image trials, shape (n_trials,).
     betas
@@ -251,6 +311,8 @@ def build_run(
         task=task,
         noise_sd=(preset.noise_sigma * anatomy.gfactor).astype(f32),
         motion=moves,
+        field=anatomy.b0_hz.astype(f32),
+        readout_time=total_readout_time(preset) if distortion else 0.0,
     )
 
 
@@ -287,13 +349,43 @@ def noise_free(model: RunModel, te: float, start: int, stop: int) -> np.ndarray:
 def _voxel_motion(model: RunModel, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Output-voxel → input-voxel matrix and offset of one volume's rigid motion."""
     a = model.affine
-    c = a[:3, :3] @ ((np.array(model.shape) - 1) / 2) + a[:3, 3]
-    rot = rotation(params[3:])
-    move = np.eye(4)
-    move[:3, :3] = rot
-    move[:3, 3] = c - rot @ c + params[:3]
+    move = rigid_matrix(params, model.center)
     m = np.linalg.inv(a) @ np.linalg.inv(move) @ a
     return m[:3, :3], m[:3, 3]
+
+
+def _moved(model: RunModel, values: np.ndarray, volume: int) -> np.ndarray:
+    """Head-voxel values (n_head,) placed on the grid and moved to the head position of
+    ``volume`` (trilinear, 0 outside); flat (nvox,) float32."""
+    g = np.zeros(int(np.prod(model.shape)), np.float32)
+    g[model.head_idx] = values
+    mat, off = _voxel_motion(model, model.motion[volume])
+    moved = ndimage.affine_transform(g.reshape(model.shape), mat, off, order=1, mode="constant")
+    return moved.reshape(-1)
+
+
+def _distortion(model: RunModel, volume: int | None, sources: np.ndarray) -> sparse.csc_array:
+    """The distortion operator of the head position of ``volume`` (None: motion-free)."""
+    return distortion_operator(model.shift_map(volume), sources)
+
+
+def reference_image(model: RunModel, te: float) -> np.ndarray:
+    """Noise-free single-band reference magnitude at echo time ``te``, shape (nx, ny, nz).
+
+    The image of the static maps (no physiological or task fluctuation) in the head position
+    of volume 0 (with motion) and distorted like the run (with distortion); float32.
+    """
+    nvox = int(np.prod(model.shape))
+    s0, r2s, idx = model.s0, model.r2s, model.head_idx
+    if model.motion is not None:
+        s0, r2s = _moved(model, s0, 0), _moved(model, r2s, 0)
+        idx = np.flatnonzero(s0 > 0)
+        s0, r2s = s0[idx], r2s[idx]
+    img = np.zeros(nvox, np.float32)
+    img[idx] = s0 * np.exp(-te * r2s)
+    if model.distorted:
+        img = _distortion(model, None if model.motion is None else 0, idx) @ img
+    return img.astype(np.float32, copy=False).reshape(model.shape)
 
 
 def run_volumes(
@@ -321,9 +413,16 @@ def run_volumes(
     list of (magnitude, phase)
         Per echo, int16 arrays of shape (n_chunk, nx, ny, nz); phase is None when ``phase`` is
         False. With motion, the parameter maps (S0, R2*, phase at TE 0, off-resonance) of each
-        volume are moved rigidly (trilinear) before the echoes are formed.
+        volume are moved rigidly (trilinear) before the echoes are formed; with distortion,
+        the complex echo images are then distorted by the field in the volume's head position
+        (one operator per volume, shared by the echoes).
     """
     nvox = int(np.prod(model.shape))
+    static = (
+        _distortion(model, None, model.head_idx)
+        if model.distorted and model.motion is None
+        else None
+    )
     for start in range(0, model.n_volumes, chunk):
         stop = min(start + chunk, model.n_volumes)
         nb = stop - start
@@ -334,16 +433,16 @@ def run_volumes(
             maps = [s0.T, r2s.T, phase0.T, freq.T]
         else:
             idx = slice(None)
-            maps = []
-            for m in (s0, r2s, phase0, freq):
-                g = np.zeros((nb, nvox), np.float32)
-                g[:, model.head_idx] = m.T
-                g = g.reshape((nb, *model.shape))
-                for k in range(nb):
-                    mat, off = _voxel_motion(model, model.motion[start + k])
-                    g[k] = ndimage.affine_transform(g[k], mat, off, order=1, mode="constant")
-                maps.append(g.reshape(nb, nvox))
+            maps = [
+                np.stack([_moved(model, m[:, k], start + k) for k in range(nb)])
+                for m in (s0, r2s, phase0, freq)
+            ]
         s0_v, r2_v, ph0_v, f_v = maps
+        ops: list[sparse.csc_array] = []
+        if static is not None:
+            ops = [static] * nb
+        elif model.distorted:
+            ops = [_distortion(model, start + k, np.flatnonzero(s0_v[k] > 0)) for k in range(nb)]
         out = []
         for te, rng in zip(tes, rngs, strict=True):
             mag = s0_v * np.exp(-te * r2_v)
@@ -352,8 +451,17 @@ def run_volumes(
             noise *= model.noise_sd
             noise = noise.reshape(nb, 2, nvox)
             re, im = noise[:, 0], noise[:, 1]
-            re[:, idx] += mag * np.cos(ph)
-            im[:, idx] += mag * np.sin(ph)
+            if ops:
+                m_full = np.zeros(nvox, np.float32)
+                p_full = np.zeros(nvox, np.float32)
+                for k in range(nb):
+                    m_full[idx], p_full[idx] = mag[k], ph[k]
+                    m_k, p_k = distort_signal(m_full, p_full, ops[k])
+                    re[k] += m_k * np.cos(p_k)
+                    im[k] += m_k * np.sin(p_k)
+            else:
+                re[:, idx] += mag * np.cos(ph)
+                im[:, idx] += mag * np.sin(ph)
             shape = (nb, *model.shape)
             out.append(
                 (

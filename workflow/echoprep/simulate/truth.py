@@ -5,6 +5,8 @@ Layout (all names from :func:`echoprep.io.paths.bids_path`)::
     derivatives/truth/dataset_description.json
     derivatives/truth/sub-01/anat/sub-01_space-T1w_desc-truthBrain_mask.nii.gz   (T1w grid)
     derivatives/truth/sub-01/anat/sub-01_space-T1w_desc-truth_dseg.nii.gz        (T1w grid)
+    derivatives/truth/sub-01/anat/sub-01_from-bold_to-T1w_desc-truth_xfm.json    BOLD → T1w pose
+    derivatives/truth/sub-01/anat/sub-01_from-bold_to-T1w_mode-image_desc-truth_xfm.txt  (ITK)
     derivatives/truth/sub-01/ses-01/func/   (functional grid = the raw BOLD grid, motion-free)
         sub-01_ses-01_desc-truth_T2starmap.nii.gz            T2*, s
         sub-01_ses-01_desc-truth_S0map.nii.gz                S0, magnitude units
@@ -12,6 +14,7 @@ Layout (all names from :func:`echoprep.io.paths.bids_path`)::
         sub-01_ses-01_desc-truthGM_mask.nii.gz
         sub-01_ses-01_desc-truthGfactor_statmap.nii.gz       g-factor (noise SD = sigma * g)
         sub-01_ses-01_desc-truth_fieldmap.nii.gz             B0 off-resonance, Hz
+        sub-01_ses-01_desc-truthVSM_statmap.nii.gz           voxel shift along j (if distorted)
         sub-01_ses-01_label-<roi>_desc-truth_mask.nii.gz     ROI masks (visual, calcarine, frontal)
         sub-01_ses-01_task-images_desc-truthActive_mask.nii.gz
         sub-01_ses-01_task-images_desc-truthHRFpeak_statmap.nii.gz                  s
@@ -23,6 +26,23 @@ Layout (all names from :func:`echoprep.io.paths.bids_path`)::
         sub-01_ses-01_task-images_run-01_desc-truth_motion.tsv   (only with motion)
 
 Every image has a JSON sidecar stating its units and meaning.
+
+Spaces and conventions (stated again in the sidecars; :mod:`.geometry`):
+
+- The functional truth maps are on the raw BOLD grid with the head in its motion-free position
+  and undistorted ("BOLD world"). Volume t of a run shows the head moved by the rigid transform
+  ``M_t`` of its row in the motion TSV (``x -> c + R (x - c) + d``, :func:`.geometry.rigid_matrix`;
+  relative to volume 0: ``M_t @ inv(M_0)``); the SBRef of a run is in the position of volume 0.
+  Fieldmap images (magnitude1/2, phasediff) are in the motion-free position and undistorted.
+- Distortion (when simulated): a spin at voxel (i, j, k) of the motion-free head appears at
+  (i, j + vsm, k) in the raw BOLD and SBRef, ``vsm = -TotalReadoutTime * fieldmap_hz`` (PE
+  ``j-``), its magnitude divided by ``1 + d vsm / dj`` (the phase of a voxel is the
+  magnitude-weighted mean of the phases landing in it). With motion the field moves with the
+  head: the shift of volume t is the VSM moved by ``M_t``.
+- The T1w is in another pose: a head point at BOLD-world ``x`` is at T1w-world ``P x``
+  (``Matrix`` of the xfm JSON, RAS mm); the T1w truth masks are in that pose on the T1w grid.
+  The ITK file (``mode-image``) resamples a BOLD-world image onto a T1w grid with ANTs /
+  SimpleITK (it maps T1w LPS points to BOLD LPS points, ``inv(P)``).
 """
 
 from __future__ import annotations
@@ -43,6 +63,7 @@ _SESSION_FILES: dict[str, tuple[dict[str, str], str, str]] = {
     "gm_mask": ({"desc": "truthGM"}, "mask", ".nii.gz"),
     "g_factor": ({"desc": "truthGfactor"}, "statmap", ".nii.gz"),
     "fieldmap_hz": ({"desc": "truth"}, "fieldmap", ".nii.gz"),
+    "vsm": ({"desc": "truthVSM"}, "statmap", ".nii.gz"),
     "active_mask": ({"task": TASK, "desc": "truthActive"}, "mask", ".nii.gz"),
     "hrf_peak": ({"task": TASK, "desc": "truthHRFpeak"}, "statmap", ".nii.gz"),
     "betas": ({"task": TASK, "stat": "effect", "desc": "truthBetas"}, "statmap", ".nii.gz"),
@@ -76,7 +97,26 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
     },
     "fieldmap_hz": {
         "Units": "Hz",
-        "Description": "True B0 off-resonance, in the phase as 2 pi f TE; no distortion applied",
+        "Description": f"True static B0 off-resonance of the head on {_GRID}, undistorted; "
+        "smooth and defined on the whole grid (it acts where there is signal). It is in the "
+        "phase as 2 pi f TE and, when the BOLD is distorted, shifts it along PE by the truth "
+        "VSM = -TotalReadoutTime * f (voxels, PhaseEncodingDirection j-)",
+    },
+    "vsm": {
+        "Units": "voxels",
+        "Description": f"True voxel-shift map of the EPI distortion, on {_GRID}: the spin at "
+        "voxel (i, j, k) of the motion-free head appears at (i, j + vsm, k) in the raw BOLD "
+        "and SBRef (all echoes, magnitude and phase); vsm = PhaseEncodingSign * "
+        "TotalReadoutTime * fieldmap_hz. Intensities are divided by the Jacobian 1 + d vsm/dj "
+        "(each source voxel's magnitude is spread over the interval its edges map to; the "
+        "magnitude of every PE column is conserved; the phase of a voxel is the "
+        "magnitude-weighted mean of the phases landing in it; shifts wrap around along j). "
+        "Positive = "
+        "towards +j = world +y (anterior; the grid is RAS without obliquity), so the "
+        "displacement in mm is vsm * the voxel size along y. With head motion the field "
+        "moves with the head: volume t is distorted by this map moved by the volume's rigid "
+        "transform (the frequency drift shifts the phase only). Written only when the "
+        "dataset is distorted",
     },
     "active_mask": {
         "Description": "Voxels with an evoked response: grey-matter fraction >= 0.3, "
@@ -126,6 +166,20 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
     "T1w_dseg": {"Description": "True tissue labels on the T1w grid (largest fraction in brain)"},
 }
 
+#: Description of the BOLD → T1w pose transform (JSON data file and the ITK text file).
+POSE_DESCRIPTION = (
+    "True rigid transform between the BOLD world (scanner RAS mm of the functional session, "
+    "head in its motion-free position: the pose of the functional truth maps) and the T1w world "
+    "(scanner RAS mm of the T1w, whose head is in another pose). Matrix P (4x4, row-major, RAS "
+    "mm, homogeneous): a head point at BOLD-world x is at T1w-world P @ [x, 1]. "
+    "P x = c + R (x - c) + d: R rotates by RotationAngleDeg about RotationAxis through "
+    "RotationCenter c, d = Translation. InverseMatrix = inv(P) maps T1w world to BOLD world "
+    "(to sample a BOLD-grid image at T1w voxel centres y: BOLD voxel = inv(A_bold) inv(P) y). "
+    "The ITK/ANTs file (mode-image, LPS, AffineTransform_double_3_3, centre 0) is the "
+    "resampling transform of a BOLD-world image onto a T1w-world grid: it maps T1w LPS points "
+    "to BOLD LPS points, i.e. inv(P) in LPS (antsApplyTransforms -i bold -r T1w -t it)."
+)
+
 
 def truth_root(root: str | Path) -> Path:
     """``<root>/derivatives/truth``."""
@@ -136,6 +190,22 @@ def motion_path(root: str | Path, subject: str, session: str, run: str) -> Path:
     """Truth motion TSV of one run."""
     ents = {"sub": subject, "ses": session, "task": TASK, "run": run, "desc": "truth"}
     return bids_path(truth_root(root), ents, "motion", ".tsv", "func")
+
+
+def vsm_path(root: str | Path, subject: str, session: str) -> Path:
+    """Truth voxel-shift map of a session (written only when the BOLD is distorted)."""
+    ents, suffix, ext = _SESSION_FILES["vsm"]
+    return bids_path(truth_root(root), {"sub": subject, "ses": session} | ents, suffix, ext)
+
+
+def pose_paths(root: str | Path, subject: str) -> tuple[Path, Path]:
+    """The BOLD → T1w pose truth of a subject: the JSON (matrices) and the ITK text file."""
+    ents = {"sub": subject, "from": "bold", "to": "T1w", "desc": "truth"}
+    troot = truth_root(root)
+    return (
+        bids_path(troot, ents, "xfm", ".json", "anat"),
+        bids_path(troot, ents | {"mode": "image"}, "xfm", ".txt", "anat"),
+    )
 
 
 def artifact_path(root: str | Path, subject: str, session: str, run: str) -> Path:
@@ -174,11 +244,15 @@ def truth_paths(root: str | Path, subject: str, session: str | None = None) -> d
     dict
         Keys ``T2star``, ``S0``, ``brain_mask``, ``gm_mask``, ``active_mask``, ``g_factor``,
         ``fieldmap_hz``, ``hrf_peak``, ``betas``, ``trials``, ``s``, ``t``, ``nc``,
-        ``roi_visual``, ``roi_calcarine``, ``roi_frontal``, ``T1w_brain_mask``, ``T1w_dseg``
-        (each a :class:`~pathlib.Path`) and ``motion``: the per-run motion TSVs in run order
-        (list of Path), or None when the session was simulated without motion; ``artifact``:
-        the per-run TSVs of the non-BOLD artefact (column ``artifact``, unit SD; the fractional
-        S0 change per voxel is that course times the ``ARTIFACT_SD``-scaled CSF/edge map).
+        ``roi_visual``, ``roi_calcarine``, ``roi_frontal``, ``T1w_brain_mask``, ``T1w_dseg``,
+        ``bold_to_T1w`` (JSON: ``Matrix`` P, BOLD world → T1w world, RAS mm, and
+        ``InverseMatrix``), ``bold_to_T1w_itk`` (the same pose as an ITK/ANTs resampling
+        transform of BOLD-world images onto T1w grids) (each a :class:`~pathlib.Path`);
+        ``vsm``: the truth voxel-shift map (Path), or None when the BOLD is not distorted;
+        ``motion``: the per-run motion TSVs in run order (list of Path), or None when the
+        session was simulated without motion; ``artifact``: the per-run TSVs of the non-BOLD
+        artefact (column ``artifact``, unit SD; the fractional S0 change per voxel is that
+        course times the ``ARTIFACT_SD``-scaled CSF/edge map).
     """
     troot = truth_root(root)
     ses = _resolve_session(Path(root), subject, session)
@@ -196,6 +270,9 @@ def truth_paths(root: str | Path, subject: str, session: str | None = None) -> d
         troot, anat | {"desc": "truthBrain"}, "mask", ".nii.gz", "anat"
     )
     out["T1w_dseg"] = bids_path(troot, anat | {"desc": "truth"}, "dseg", ".nii.gz", "anat")
+    out["bold_to_T1w"], out["bold_to_T1w_itk"] = pose_paths(root, subject)
+    if not out["vsm"].exists():
+        out["vsm"] = None
     folder = out["T2star"].parent
     pattern = f"sub-{subject}_ses-{ses}_task-{TASK}_run-*_desc-truth_motion.tsv"
     motion = sorted(folder.glob(pattern))
