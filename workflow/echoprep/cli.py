@@ -38,6 +38,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         runs=args.runs,
         motion=args.motion,
         fieldmap=args.fieldmap,
+        distortion=args.distortion,
         phase=not args.no_phase,
         subject_offset=args.subject_offset,
     )
@@ -125,15 +126,44 @@ def _cmd_nordic(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_describe(args: argparse.Namespace) -> int:
-    from echoprep.stages import combine, nordic
+#: Derivative folders by ``describe`` name: the stage module whose ``write_description(root, *,
+#: config, source)`` writes the folder's dataset_description.json.
+DESCRIBED_STAGES: dict[str, str] = {
+    "nordic": "echoprep.stages.nordic",
+    "combine": "echoprep.stages.combine",
+    "anatomy": "echoprep.stages.anatomy",
+}
 
-    writers = {"combine": combine.write_description, "nordic": nordic.write_description}
+#: Stage sub-commands that bring their own arguments: the module has
+#: ``add_arguments(parser) -> parser`` and ``run_from_args(args) -> int``. Values: (module, help).
+STAGE_COMMANDS: dict[str, tuple[str, str]] = {
+    "anatomy": (
+        "echoprep.stages.anatomy",
+        "T1w bias correction, brain mask, tissue classes and template registration",
+    ),
+}
+
+
+def _cmd_describe(args: argparse.Namespace) -> int:
+    import importlib
+
     if args.out.name != "dataset_description.json":
         raise SystemExit(f"describe: OUT must end in dataset_description.json, got {args.out}")
     config = json.loads(args.config_json) if args.config_json else {}
-    writers[args.stage](args.out.parent, config=config, source=args.source)
+    module = importlib.import_module(DESCRIBED_STAGES[args.stage])
+    module.write_description(args.out.parent, config=config, source=args.source)
     return 0
+
+
+def _stage_command(module_name: str):
+    """A ``func`` for a :data:`STAGE_COMMANDS` sub-command (imports its module when run)."""
+
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        return int(importlib.import_module(module_name).run_from_args(args) or 0)
+
+    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("--motion", action=argparse.BooleanOptionalAction, default=None)
     sim.add_argument("--fieldmap", action=argparse.BooleanOptionalAction, default=None)
+    sim.add_argument(
+        "--distortion",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="distort the BOLD by the B0 field (default: when the dataset has fieldmaps)",
+    )
     sim.add_argument("--no-phase", action="store_true", help="magnitude-only dataset")
     sim.set_defaults(func=_cmd_simulate)
 
@@ -169,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     dis.set_defaults(func=_cmd_discover)
 
     des = sub.add_parser("describe", help="write a derivative folder's dataset_description.json")
-    des.add_argument("stage", choices=["combine", "nordic"])
+    des.add_argument("stage", choices=sorted(DESCRIBED_STAGES))
     des.add_argument("out", type=Path, help=".../dataset_description.json")
     des.add_argument("--source", required=True, help="the raw BIDS dataset")
     des.add_argument("--config-json", default=None, help="workflow configuration as JSON")
@@ -230,6 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
     com.add_argument("--work-dir", type=Path, default=None)
     com.add_argument("--threads", type=int, default=1)
     com.set_defaults(func=_cmd_combine)
+
+    import importlib
+
+    for name, (module_name, help_text) in STAGE_COMMANDS.items():
+        stage_parser = sub.add_parser(name, help=help_text)
+        importlib.import_module(module_name).add_arguments(stage_parser)
+        stage_parser.set_defaults(func=_stage_command(module_name))
     return parser
 
 

@@ -1,0 +1,310 @@
+"""Anatomy stage on the simulator's tiny T1w (4 mm): accuracy against truth, outputs, determinism.
+
+The stage runs twice per module (about 15-25 s each on 2 cores: N4, deepbet, a ``fast`` SyN to
+the template at 4 mm, Atropos); the bad-input tests stop at validation and cost nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from echoprep.io.images import StageInputError
+from echoprep.io.paths import sidecar_path
+from echoprep.kernels.tissue import dice
+from echoprep.simulate import simulate_dataset
+from echoprep.simulate.truth import truth_paths
+from echoprep.stages import anatomy
+from echoprep.stages.anatomy import OUTPUTS, TEMPLATE, apply_to_grid, output_paths, run_anatomy
+
+OPTIONS = {"registration": "fast"}
+SEED = 3
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("anatomy")
+    bids = simulate_dataset(root / "bids", "tiny")
+    t1w = Path(bids) / "sub-01" / "ses-01" / "anat" / "sub-01_ses-01_T1w.nii.gz"
+    outputs = output_paths(root / "anat", "01", list(OUTPUTS))
+    record = run_anatomy(t1w, outputs, seed=SEED, n_threads=2, options=OPTIONS)
+    return SimpleNamespace(
+        root=root, t1w=t1w, truth=truth_paths(bids, "01"), out=outputs, record=record
+    )
+
+
+def _data(path):
+    return np.asarray(nib.load(path).dataobj)
+
+
+def test_brain_mask_matches_the_truth(tiny):
+    truth = _data(tiny.truth["T1w_brain_mask"]) > 0
+    score = dice(_data(tiny.out["brain_mask"]) > 0, truth)
+    assert score >= 0.9, f"brain mask Dice {score:.4f} < 0.9"
+
+
+def test_tissue_classes_match_the_truth(tiny):
+    truth = _data(tiny.truth["T1w_dseg"])
+    seg = _data(tiny.out["dseg"])
+    scores = {
+        name: dice(seg == lab, truth == lab) for lab, name in ((1, "GM"), (2, "WM"), (3, "CSF"))
+    }
+    msg = ", ".join(f"{k} {v:.4f}" for k, v in scores.items())
+    assert scores["GM"] >= 0.8, f"GM Dice below 0.8: {msg}"
+    assert scores["WM"] >= 0.8, f"WM Dice below 0.8: {msg}"
+    # CSF is ~3 % of the truth brain at 4 mm (ventricles, sulci): a swap of classes would
+    # show here, not a fine score
+    assert scores["CSF"] >= 0.2, f"CSF Dice below 0.2: {msg}"
+
+
+def test_outputs_have_bids_names_geometry_and_sidecars(tiny):
+    names = {k: Path(p).name for k, p in tiny.out.items()}
+    assert names == {
+        "preproc": "sub-01_desc-preproc_T1w.nii.gz",
+        "brain_mask": "sub-01_desc-brain_mask.nii.gz",
+        "dseg": "sub-01_dseg.nii.gz",
+        "dseg_tsv": "sub-01_dseg.tsv",
+        "probseg_gm": "sub-01_label-GM_probseg.nii.gz",
+        "probseg_wm": "sub-01_label-WM_probseg.nii.gz",
+        "probseg_csf": "sub-01_label-CSF_probseg.nii.gz",
+        "xfm_to_template": f"sub-01_from-T1w_to-{TEMPLATE}_mode-image_xfm.h5",
+        "xfm_from_template": f"sub-01_from-{TEMPLATE}_to-T1w_mode-image_xfm.h5",
+        "template_preproc": f"sub-01_space-{TEMPLATE}_desc-preproc_T1w.nii.gz",
+    }
+    assert all(Path(p).parent == tiny.root / "anat" / "sub-01" / "anat" for p in tiny.out.values())
+    t1w = nib.load(tiny.t1w)
+    for key, path in tiny.out.items():
+        assert Path(path).is_file(), key
+        side = json.loads(sidecar_path(path).read_text())  # dseg.tsv shares sub-01_dseg.json
+        assert side["Sources"][0] == str(tiny.t1w), key
+        assert side["Parameters"]["seed"] == SEED and side["Parameters"]["registration"] == "fast"
+        for package in ("antspyx", "deepbet", "torch", "nibabel"):
+            assert package in side["SoftwareVersions"], (key, package)
+        if key in ("preproc", "brain_mask", "dseg", "probseg_gm", "probseg_wm", "probseg_csf"):
+            img = nib.load(path)
+            assert img.shape == t1w.shape, key
+            np.testing.assert_allclose(img.affine, t1w.affine, atol=1e-5)
+    mask = _data(tiny.out["brain_mask"])
+    seg = _data(tiny.out["dseg"])
+    assert mask.dtype == np.uint8 and seg.dtype == np.uint8
+    assert set(np.unique(seg)) == {0, 1, 2, 3}
+    np.testing.assert_array_equal(seg > 0, mask > 0)
+    probs = np.stack([_data(tiny.out[k]) for k in ("probseg_gm", "probseg_wm", "probseg_csf")])
+    assert probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=0)[mask > 0], 1.0, atol=1e-5)
+    assert np.all(probs[:, mask == 0] == 0)
+    np.testing.assert_array_equal(np.argmax(probs, axis=0)[mask > 0] + 1, seg[mask > 0])
+    dseg_side = json.loads(sidecar_path(tiny.out["dseg"]).read_text())
+    assert dseg_side["Labels"] == {"0": "BG", "1": "GM", "2": "WM", "3": "CSF"}
+    with open(tiny.out["dseg_tsv"]) as fh:
+        rows = list(csv.reader(fh, delimiter="\t"))
+    assert rows[0] == ["index", "name", "abbreviation", "mapping"]
+    assert rows[1:] == [
+        ["0", "Background", "BG", "0"],
+        ["1", "Gray Matter", "GM", "1"],
+        ["2", "White Matter", "WM", "2"],
+        ["3", "Cerebrospinal Fluid", "CSF", "3"],
+    ]
+    xfm_side = json.loads(sidecar_path(tiny.out["xfm_to_template"]).read_text())
+    assert xfm_side["FromSpace"] == "T1w" and xfm_side["ToSpace"] == TEMPLATE
+    assert xfm_side["TemplateResolutionMm"] == 4
+    pre = json.loads(sidecar_path(tiny.out["preproc"]).read_text())
+    assert pre["SkullStripped"] is False and pre["N4"]["ShrinkFactor"] == 2
+    assert tiny.record["Template"] == TEMPLATE
+
+
+def test_transforms_map_brains_between_t1w_and_template(tiny):
+    """Template brain → T1w through the inverse, truth brain → template through the forward."""
+    maps, affine = anatomy.template_maps(2)
+    tpl_brain = nib.Nifti1Image((maps["brain"] >= 0.5).astype(np.uint8), affine)
+    t1w = nib.load(tiny.t1w)
+    truth = nib.load(tiny.truth["T1w_brain_mask"])
+    in_t1w = apply_to_grid(tpl_brain, [tiny.out["xfm_from_template"]], t1w, "label")
+    back = dice(np.asarray(in_t1w.dataobj) > 0, np.asarray(truth.dataobj) > 0)
+    assert back >= 0.9, f"template brain in T1w space: Dice {back:.4f} with the truth"
+    in_tpl = apply_to_grid(truth, [tiny.out["xfm_to_template"]], tpl_brain, "label")
+    fwd = dice(np.asarray(in_tpl.dataobj) > 0, maps["brain"] >= 0.5)
+    assert fwd >= 0.9, f"truth brain in template space: Dice {fwd:.4f} with the template"
+    assert tiny.record["TemplateBrainDice"] >= 0.9
+
+
+def test_template_mask_through_a_chain_to_another_grid(tiny):
+    """[matrix, MNI→T1w] in one interpolation equals MNI→T1w then the matrix (whole voxels)."""
+    maps, affine = anatomy.template_maps(2)
+    tpl_brain = nib.Nifti1Image((maps["brain"] >= 0.5).astype(np.uint8), affine)
+    t1w = nib.load(tiny.t1w)
+    shift = np.eye(4)
+    shift[:3, 3] = (8.0, -4.0, 4.0)  # whole T1w voxels (4 mm)
+    chained = apply_to_grid(tpl_brain, [shift, tiny.out["xfm_from_template"]], t1w, "nearest")
+    in_t1w = apply_to_grid(tpl_brain, [tiny.out["xfm_from_template"]], t1w, "nearest")
+    stepwise = apply_to_grid(in_t1w, [shift], t1w, "nearest")
+    a, b = np.asarray(chained.dataobj), np.asarray(stepwise.dataobj)
+    assert a.dtype == np.uint8 and a.sum() > 10_000
+    assert dice(a, b) > 0.999, f"chain vs stepwise Dice {dice(a, b):.5f}"
+
+
+def test_same_seed_gives_the_same_outputs(tiny, tmp_path):
+    outputs = output_paths(tmp_path / "anat", "01", list(OUTPUTS))
+    run_anatomy(tiny.t1w, outputs, seed=SEED, n_threads=2, options=OPTIONS)
+    for key, path in outputs.items():
+        if path.name.endswith(".nii.gz"):
+            np.testing.assert_array_equal(_data(path), _data(tiny.out[key]), err_msg=key)
+    t1w_img = nib.load(tiny.out["preproc"])
+    tpl_img = nib.load(tiny.out["template_preproc"])
+    for key, image, ref in (
+        ("xfm_to_template", t1w_img, tpl_img),
+        ("xfm_from_template", tpl_img, t1w_img),
+    ):
+        a = apply_to_grid(image, [tiny.out[key]], ref, "linear")
+        b = apply_to_grid(image, [outputs[key]], ref, "linear")
+        np.testing.assert_array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj), err_msg=key)
+
+
+def test_write_description(tmp_path):
+    path = anatomy.write_description(tmp_path / "anat", config={"seed": 0}, source="/raw")
+    desc = json.loads(path.read_text())
+    assert desc["DatasetType"] == "derivative"
+    assert desc["GeneratedBy"][0]["Name"] == "echoprep"
+    assert desc["SourceDatasets"] == [{"URL": "/raw"}]
+    assert "*_xfm.h5" in (tmp_path / "anat" / ".bidsignore").read_text()
+
+
+# ---------------------------------------------------------------------------------------------
+# bad inputs: refused at validation, before any computation
+
+
+def _outs(tmp_path):
+    return output_paths(tmp_path / "anat", "01", ["preproc", "brain_mask", "dseg"])
+
+
+def _save(tmp_path, data, affine=None, name="t1w.nii.gz"):
+    path = tmp_path / name
+    img = nib.Nifti1Image(data, np.diag([1.0, 1.0, 1.0, 1.0]) if affine is None else affine)
+    img.header.set_xyzt_units("mm")
+    nib.save(img, path)
+    return path
+
+
+def _head(shape=(100, 100, 100)):
+    return np.random.default_rng(0).random(shape).astype(np.float32) * 100
+
+
+def test_a_4d_series_is_refused(tmp_path):
+    path = _save(tmp_path, np.ones((100, 100, 100, 3), np.float32))
+    with pytest.raises(
+        StageInputError,
+        match=r"t1w.nii.gz: expected a 3D T1w image; found shape \(100, 100, 100, 3\)",
+    ):
+        run_anatomy(path, _outs(tmp_path))
+
+
+def test_voxel_sizes_out_of_range_are_refused(tmp_path):
+    path = _save(tmp_path, _head((20, 20, 20)), np.diag([10.0, 10.0, 10.0, 1.0]))
+    with pytest.raises(
+        StageInputError,
+        match=r"t1w.nii.gz: expected voxel sizes between 0.2 and 6.0 mm; found "
+        r"\[10.0, 10.0, 10.0\] mm. Fix: check the header's pixdim",
+    ):
+        run_anatomy(path, _outs(tmp_path))
+
+
+def test_a_slab_is_refused(tmp_path):
+    path = _save(tmp_path, _head((100, 100, 30)))
+    with pytest.raises(
+        StageInputError,
+        match=r"expected a whole-head T1w \(field of view >= 80 mm along every axis\); found "
+        r"\[100.0, 100.0, 30.0\] mm",
+    ):
+        run_anatomy(path, _outs(tmp_path))
+
+
+def test_nan_constant_and_unreadable_images_are_refused(tmp_path):
+    data = _head()
+    data[0, 0, :5] = np.nan
+    with pytest.raises(StageInputError, match=r"expected finite intensities; found 5 NaN/inf"):
+        run_anatomy(_save(tmp_path, data), _outs(tmp_path))
+    with pytest.raises(StageInputError, match=r"expected a T1w with positive, varying"):
+        run_anatomy(_save(tmp_path, np.full((100, 100, 100), 7, np.float32)), _outs(tmp_path))
+    bad = tmp_path / "broken.nii.gz"
+    bad.write_bytes(b"not a nifti")
+    with pytest.raises(StageInputError, match=r"broken.nii.gz: expected a readable T1w image"):
+        run_anatomy(bad, _outs(tmp_path))
+
+
+def test_a_sheared_affine_is_refused(tmp_path):
+    affine = np.eye(4)
+    affine[0, 1] = 0.3
+    with pytest.raises(StageInputError, match=r"expected an affine without shear"):
+        run_anatomy(_save(tmp_path, _head(), affine), _outs(tmp_path))
+
+
+def test_an_image_without_a_brain_is_refused_after_brain_extraction(tmp_path):
+    """A bright ball: deepbet finds a small blob (or nothing) and the stage stops, naming it."""
+    x, y, z = np.mgrid[:60, :60, :60]
+    ball = ((x - 30) ** 2 + (y - 30) ** 2 + (z - 30) ** 2 < 15**2) * 1000.0
+    ball += np.random.default_rng(0).random(ball.shape) * 20
+    path = _save(tmp_path, ball.astype(np.float32), np.diag([2.0, 2.0, 2.0, 1.0]))
+    with pytest.raises(
+        StageInputError, match=r"t1w.nii.gz: expected a brain .*Fix: check that the input is a"
+    ):
+        run_anatomy(path, _outs(tmp_path), n_threads=2, options={"segmentation": "kmeans"})
+
+
+def test_bad_options_and_outputs_are_refused(tmp_path):
+    path = _save(tmp_path, _head())
+    with pytest.raises(ValueError, match=r"unknown anatomy options \['iterations'\]"):
+        run_anatomy(path, _outs(tmp_path), options={"iterations": 3})
+    with pytest.raises(ValueError, match=r"registration must be one of"):
+        run_anatomy(path, _outs(tmp_path), options={"registration": "slow"})
+    with pytest.raises(ValueError, match=r"segmentation must be 'priors' or 'kmeans'"):
+        run_anatomy(path, _outs(tmp_path), options={"segmentation": "fast"})
+    with pytest.raises(ValueError, match=r"missing required keys \['dseg'\], unknown keys \['x'\]"):
+        outs = _outs(tmp_path)
+        del outs["dseg"]
+        run_anatomy(path, {**outs, "x": tmp_path / "x.nii.gz"})
+    with pytest.raises(ValueError, match="seed must be non-negative"):
+        run_anatomy(path, _outs(tmp_path), seed=-1)
+
+
+def test_command_line_arguments(monkeypatch, tmp_path):
+    calls = {}
+
+    def fake(t1w, outputs, **kwargs):
+        calls.update(t1w=t1w, outputs=outputs, **kwargs)
+        return {}
+
+    monkeypatch.setattr(anatomy, "run_anatomy", fake)
+    parser = anatomy.add_arguments(argparse.ArgumentParser())
+    args = parser.parse_args(
+        [
+            "--t1w",
+            "in.nii.gz",
+            "--out",
+            "preproc=a.nii.gz",
+            "dseg=b.nii.gz",
+            "--options-json",
+            '{"registration": "precise"}',
+            "--seed",
+            "4",
+            "--threads",
+            "2",
+        ]
+    )
+    assert anatomy.run_from_args(args) == 0
+    assert calls == {
+        "t1w": Path("in.nii.gz"),
+        "outputs": {"preproc": Path("a.nii.gz"), "dseg": Path("b.nii.gz")},
+        "seed": 4,
+        "n_threads": 2,
+        "options": {"registration": "precise"},
+    }
+    args.out = ["preproc"]
+    with pytest.raises(SystemExit, match="--out expects KEY=PATH"):
+        anatomy.run_from_args(args)
