@@ -1,0 +1,357 @@
+"""Spatial stage (echoprep.stages.spatial) against the simulator's ground truth.
+
+Two simulated datasets, each processed once per module:
+
+- ``tiny`` (8 mm, motion, distortion, fieldmaps; ~5 s): fieldmap correction, the echoes' shared
+  transform chain and one interpolation, file layout, errors;
+- ``demo`` reduced to 1 subject x 2 runs (4 mm, motion, distortion, fieldmaps; ~40 s): the
+  accuracy targets of issue 6 (motion <= 0.2 mm / 0.2 deg, BOLD->T1w <= 1 mm RMS over the
+  brain, run 2 aligned to run 1). At tiny's 8 mm voxels rotations are recovered to
+  0.13-0.20 deg and BOLD->T1w to 1.1-1.2 mm, so the targets are checked at 4 mm (measured
+  there: 0.035-0.049 mm, 0.042-0.048 deg, 0.59-0.63 mm).
+
+The BOLD->T1w registration is given the raw T1w and the truth brain mask (the anatomy stage has
+its own tests), so the registration is what is measured.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from echoprep.io.bids import discover
+from echoprep.io.images import StageInputError
+from echoprep.io.paths import sidecar_path
+from echoprep.kernels.geometry.transforms import apply_matrix, rigid_matrix, rigid_params
+from echoprep.simulate import simulate_dataset, truth_paths
+from echoprep.stages import spatial
+
+MOTION_COLUMNS = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"]
+
+
+def _fieldmap_desc(run) -> dict | None:
+    fm = run.fieldmap
+    if fm is None:
+        return None
+    return {
+        "image": str(fm.image),
+        "kind": fm.kind,
+        "magnitude": str(fm.magnitude) if fm.magnitude else None,
+        "echo_time1": fm.echo_time1,
+        "echo_time2": fm.echo_time2,
+        "units": fm.units,
+    }
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _process(bids: Path, out: Path, *, resample_runs: int = 0) -> dict:
+    """Geometry of every run, the subject grid, and the echoes of the first runs resampled."""
+    ds = discover(bids, cache_dir=out / "index")
+    runs = ds.runs
+    geo = []
+    for i, run in enumerate(runs):
+        paths = spatial.run_outputs(out / "spatial", run.entities)
+        spatial.run_geometry(
+            run.echoes[1].mag,
+            paths,
+            repetition_time=run.repetition_time,
+            slice_timing=run.slice_timing,
+            fieldmap=_fieldmap_desc(run),
+            pe_direction=run.pe_direction,
+            readout_time=run.total_readout_time,
+            reference_boldref=None if i == 0 else geo[0]["boldref"],
+            n_threads=2,
+        )
+        geo.append(paths)
+    tp = truth_paths(bids, "01")
+    subject = spatial.subject_outputs(out / "spatial", "01")
+    spatial.subject_grid(geo[0]["boldref"], ds.t1w["01"], tp["T1w_brain_mask"], subject)
+    echoes = []
+    for i in range(resample_runs):
+        run = runs[i]
+        outs = [spatial.echo_output(out / "preproc-raw", run.entities, e.echo) for e in run.echoes]
+        spatial.resample_run(
+            [e.mag for e in run.echoes],
+            geo[i]["xfm"],
+            subject["boldref"],
+            outs,
+            ref_xfm_file=subject["xfm"],
+            echo_times=run.echo_times,
+            n_threads=2,
+        )
+        echoes.append(outs)
+    return {"ds": ds, "runs": runs, "geo": geo, "subject": subject, "truth": tp, "echoes": echoes}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    base = tmp_path_factory.mktemp("spatial_tiny")
+    bids = simulate_dataset(base / "bids", "tiny", seed=0, motion=True, fieldmap=True)
+    before = _tree(bids)
+    res = _process(bids, base / "out", resample_runs=1)
+    res.update(bids=bids, base=base, before=before)
+    return res
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    base = tmp_path_factory.mktemp("spatial_demo")
+    bids = simulate_dataset(base / "bids", "demo", seed=0, subjects=1, runs=2, motion=True)
+    res = _process(bids, base / "out")
+    res.update(bids=bids, base=base)
+    return res
+
+
+def _truth_motion(path: Path, center: np.ndarray) -> np.ndarray:
+    table = pd.read_csv(path, sep="\t")
+    return rigid_matrix(table[MOTION_COLUMNS].to_numpy(), center)
+
+
+# ---------------------------------------------------------------------------------------------
+# accuracy (demo geometry, 4 mm)
+
+
+def test_motion_recovered_within_0p2_mm_and_deg(demo):
+    for i, run in enumerate(demo["runs"]):
+        g = spatial.load_geometry(demo["geo"][i]["xfm"])
+        c = g["center"]
+        truth = _truth_motion(demo["truth"]["motion"][i], c)
+        est = g["vol_from_ref"]
+        # volume-to-volume motion: independent of the reference position
+        e = rigid_params(est @ np.linalg.inv(est[0]), c)[1:]
+        t = rigid_params(truth @ np.linalg.inv(truth[0]), c)[1:]
+        err = np.abs(e - t)
+        assert err[:, :3].mean() <= 0.2, (run.run, err[:, :3].mean())
+        assert np.rad2deg(err[:, 3:]).mean() <= 0.2, (run.run, np.rad2deg(err[:, 3:]).mean())
+
+
+def test_bold_to_t1w_rms_error_below_1mm_for_every_run(demo):
+    """The whole map T1w world -> position in volume t (motion, run -> run 1, run 1 -> T1w)
+    against the truth ``M_t inv(P)``, RMS over the truth T1w brain, averaged over volumes.
+    Run 2 passes only if it is aligned to run 1."""
+    tp = demo["truth"]
+    pose = np.array(json.loads(tp["bold_to_T1w"].read_text())["Matrix"])
+    mask = nib.load(tp["T1w_brain_mask"])
+    pts = apply_matrix(mask.affine, np.argwhere(np.asarray(mask.dataobj) > 0))
+    ref_from_t1w = np.loadtxt(demo["subject"]["xfm"])
+    for i, run in enumerate(demo["runs"]):
+        g = spatial.load_geometry(demo["geo"][i]["xfm"])
+        truth = _truth_motion(tp["motion"][i], g["center"]) @ np.linalg.inv(pose)
+        full = g["vol_from_ref"] @ g["run_from_ref"] @ ref_from_t1w
+        rms = [
+            np.sqrt(
+                np.mean(np.sum((apply_matrix(full[k], pts) - apply_matrix(truth[k], pts)) ** 2, -1))
+            )
+            for k in range(0, len(full), 5)
+        ]
+        assert float(np.mean(rms)) <= 1.0, (run.run, np.mean(rms))
+    assert not np.allclose(spatial.load_geometry(demo["geo"][1]["xfm"])["run_from_ref"], np.eye(4))
+
+
+# ---------------------------------------------------------------------------------------------
+# tiny: distortion, the chain, layout
+
+
+def test_fieldmap_correction_reduces_distortion_error_by_70_percent(tiny):
+    tp = tiny["truth"]
+    true_vsm = np.asarray(nib.load(tp["vsm"]).dataobj, np.float64)
+    brain = np.asarray(nib.load(tp["brain_mask"]).dataobj) > 0
+    for geo in tiny["geo"]:
+        vsm = spatial.load_geometry(geo["xfm"])["vsm"]
+        assert vsm.shape == true_vsm.shape
+        before = np.abs(true_vsm[brain]).mean()  # error without correction
+        after = np.abs(vsm[brain] - true_vsm[brain]).mean()
+        assert after <= 0.3 * before, (before, after)
+
+
+def test_echoes_share_one_chain_and_are_interpolated_once(tiny):
+    outs = tiny["echoes"][0]
+    sidecars = [json.loads(sidecar_path(p).read_text()) for p in outs]
+    digests = {s["Resampling"]["TransformChainDigest"] for s in sidecars}
+    assert len(digests) == 1
+    for s in sidecars:
+        assert s["Resampling"]["InterpolationsPerVolume"] == 1
+        assert s["Resampling"]["InterpolatedOnce"] is True
+        assert s["Resampling"]["TransformChain"] == sidecars[0]["Resampling"]["TransformChain"]
+        assert s["Resampling"]["TransformChain"]["SusceptibilityDistortionCorrection"] is True
+    # verified on the chain itself: rebuilt from the run's files, it has the recorded digest
+    geo = spatial.load_geometry(tiny["geo"][0]["xfm"])
+    grid = nib.load(tiny["subject"]["boldref"])
+    chain = spatial.build_chain(geo, grid.shape, grid.affine, np.loadtxt(tiny["subject"]["xfm"]))
+    assert chain.digest == digests.pop()
+    img = nib.load(outs[0])
+    assert img.shape == (*grid.shape, chain.n_volumes)
+    assert np.allclose(img.affine, grid.affine)
+    assert img.header.get_zooms()[3] == pytest.approx(tiny["runs"][0].repetition_time)
+
+
+def test_outputs_layout_confounds_and_sidecars(tiny):
+    geo = tiny["geo"][0]
+    name = "sub-01_ses-01_task-images_run-01"
+    assert geo["confounds"].name == f"{name}_desc-confounds_timeseries.tsv"
+    assert geo["confounds"].parent.as_posix().endswith("spatial/sub-01/ses-01/func")
+    conf = pd.read_csv(geo["confounds"], sep="\t")
+    assert list(conf.columns) == [*MOTION_COLUMNS, "framewise_displacement"]
+    assert (
+        np.isnan(conf["framewise_displacement"][0])
+        and conf["framewise_displacement"][1:].ge(0).all()
+    )
+    assert "n/a" in geo["confounds"].read_text().splitlines()[1]
+    sub = tiny["subject"]
+    assert sub["boldref"].as_posix().endswith("spatial/sub-01/func/sub-01_space-T1w_boldref.nii.gz")
+    assert sub["brain_mask"].name == "sub-01_space-T1w_desc-brain_mask.nii.gz"
+    mask = nib.load(sub["brain_mask"])
+    assert mask.shape == nib.load(sub["boldref"]).shape and np.asarray(mask.dataobj).sum() > 100
+    for path in [*geo.values(), *sub.values(), *tiny["echoes"][0]]:
+        side = json.loads(sidecar_path(path).read_text())
+        assert side["Sources"] and "Parameters" in side and "echoprep" in side["SoftwareVersions"]
+    echo = tiny["echoes"][0][1]
+    assert echo.as_posix().endswith(
+        "preproc-raw/sub-01/ses-01/func/sub-01_ses-01_task-images_run-01_echo-2_space-T1w_"
+        "desc-preproc_bold.nii.gz"
+    )
+
+
+def test_resampled_echo_matches_the_motion_free_truth_in_the_brain(tiny):
+    """Echo 2 resampled into the T1w grid correlates with the truth S0·exp(-TE/T2*) there."""
+    tp = tiny["truth"]
+    s0 = nib.load(tp["S0"])
+    t2 = np.asarray(nib.load(tp["T2star"]).dataobj, np.float64)
+    te = tiny["runs"][0].echo_times[1]
+    expected = np.asarray(s0.dataobj) * np.exp(-te / np.where(t2 > 0, t2, np.inf))
+    pose = np.array(json.loads(tp["bold_to_T1w"].read_text())["Matrix"])
+    out = nib.load(tiny["echoes"][0][1])
+    mean = np.asarray(out.dataobj, np.float64).mean(-1)
+    # truth on the output grid: output (T1w world) -> BOLD world -> truth voxel
+    from scipy import ndimage
+
+    ijk = np.indices(out.shape[:3]).reshape(3, -1).astype(float)
+    q = np.linalg.inv(s0.affine) @ np.linalg.inv(pose) @ out.affine
+    truth = ndimage.map_coordinates(expected, q[:3, :3] @ ijk + q[:3, 3:4], order=1)
+    brain = np.asarray(nib.load(tiny["subject"]["brain_mask"]).dataobj).ravel() > 0
+    r = np.corrcoef(mean.ravel()[brain], truth[brain])[0, 1]
+    assert r > 0.8, r
+
+
+def test_native_output_grid(tiny, tmp_path):
+    run = tiny["runs"][1]
+    grid = tiny["geo"][0]["boldref"]  # the reference run's native grid
+    out = [tmp_path / "echo1.nii.gz"]
+    (rec,) = spatial.resample_run([run.echoes[0].mag], tiny["geo"][1]["xfm"], grid, out)
+    img = nib.load(out[0])
+    assert img.shape[:3] == nib.load(grid).shape
+    assert rec["TransformChain"]["RefFromOutput"] != np.eye(4).tolist()  # run 2 -> run 1
+
+
+def test_input_dataset_untouched(tiny):
+    assert _tree(tiny["bids"]) == tiny["before"]
+
+
+# ---------------------------------------------------------------------------------------------
+# errors
+
+
+def _run_geometry(run, out: Path, **kw):
+    base = {
+        "repetition_time": run.repetition_time,
+        "slice_timing": run.slice_timing,
+        "fieldmap": _fieldmap_desc(run),
+        "pe_direction": run.pe_direction,
+        "readout_time": run.total_readout_time,
+    }
+    base.update(kw)
+    return spatial.run_geometry(run.echoes[1].mag, spatial.run_outputs(out, run.entities), **base)
+
+
+def test_error_fieldmap_shape_mismatch(tiny, tmp_path):
+    run = tiny["runs"][0]
+    mag = nib.load(run.fieldmap.magnitude)
+    bad = tmp_path / "magnitude1.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(mag.dataobj)[:-2], mag.affine), bad)
+    fm = {**_fieldmap_desc(run), "magnitude": str(bad)}
+    with pytest.raises(StageInputError) as exc:
+        _run_geometry(run, tmp_path, fieldmap=fm)
+    msg = str(exc.value)
+    assert msg.startswith(f"{bad}: expected the shape of its phasediff {run.fieldmap.image.name}")
+    assert "Fix: pair the fieldmap images of the same acquisition." in msg
+
+
+def test_error_missing_phase_encoding_metadata(tiny, tmp_path):
+    run = tiny["runs"][0]
+    with pytest.raises(StageInputError) as exc:
+        _run_geometry(run, tmp_path, pe_direction=None)
+    msg = str(exc.value)
+    assert msg.startswith(f"{run.echoes[1].mag}: expected PhaseEncodingDirection and ")
+    assert "found PhaseEncodingDirection=None, TotalReadoutTime=" in msg
+    assert "set spatial.fieldmap: false" in msg
+
+
+def test_error_missing_slice_timing(tiny, tmp_path):
+    run = tiny["runs"][0]
+    with pytest.raises(StageInputError, match="expected SliceTiming in the BOLD sidecar"):
+        _run_geometry(run, tmp_path, slice_timing=None)
+    # with slice timing off, no SliceTiming is needed
+    _run_geometry(run, tmp_path, slice_timing=None, fieldmap=None, options={"slice_timing": False})
+
+
+def test_error_volume_count_differs_from_the_geometry(tiny, tmp_path):
+    run = tiny["runs"][0]
+    with pytest.raises(StageInputError, match=r"expected 90 volumes \(after dropping 2\)"):
+        spatial.resample_run(
+            [run.echoes[0].mag],
+            tiny["geo"][0]["xfm"],
+            tiny["subject"]["boldref"],
+            [tmp_path / "x.nii.gz"],
+            ref_xfm_file=tiny["subject"]["xfm"],
+            drop_volumes=2,
+        )
+
+
+def test_error_unknown_option():
+    with pytest.raises(ValueError, match=r"unknown spatial options \['bogus'\]"):
+        spatial.resolve_options({"bogus": 1})
+    with pytest.raises(ValueError, match="output_space must be 'T1w' or 'native'"):
+        spatial.resolve_options({"output_space": "MNI"})
+
+
+def test_cli_parses_every_step():
+    from echoprep.cli import build_parser
+
+    p = build_parser()
+    args = p.parse_args(
+        ["spatial", "run", "--echo", "e.nii.gz", "--tr", "1.9", "--out", "confounds=c.tsv"]
+    )
+    assert args.spatial_step == "run" and args.tr == 1.9
+    args = p.parse_args(
+        ["spatial", "resample", "--echo", "e.nii.gz", "--geometry", "g.npz", "--grid", "b.nii.gz",
+         "--out-echo", "o.nii.gz"]
+    )  # fmt: skip
+    assert args.spatial_step == "resample"
+    assert os.fspath(args.geometry) == "g.npz"
+
+
+def test_motion_levels_follow_the_voxel_size():
+    from echoprep.kernels.geometry.motion import DEFAULT_LEVELS
+
+    assert spatial.motion_levels(np.diag([1.8, 1.8, 1.8, 1.0])) == DEFAULT_LEVELS
+    assert [k for _, k in spatial.motion_levels(np.diag([8.0, 8.0, 8.0, 1.0]))] == [1, 1, 1]
+
+
+def test_stage_options_take_the_stage_keys_of_the_config_section():
+    section = {"enabled": True, "keep_echoes": False, "tr_out": 1.0, "fieldmap": False}
+    assert spatial.stage_options(section) == {"tr_out": 1.0, "fieldmap": False}
+    assert spatial.resolve_options(spatial.stage_options(section))["tr_out"] == 1.0

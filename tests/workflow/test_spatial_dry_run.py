@@ -1,0 +1,104 @@
+"""Dry runs of the anatomy and spatial rules: scheduled jobs, what the echo handling reads."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from helpers.bidstree import make_bids_tree
+from helpers.snake import dry_run, job_counts, parse_jobs
+
+SPATIAL_RULES = ("anatomy", "spatial_run", "spatial_subject", "spatial_resample")
+
+
+def _config(tmp_path, bids):
+    return {"bids_dir": bids, "output_dir": tmp_path / "out", "work_dir": tmp_path / "work"}
+
+
+@pytest.fixture
+def bids(tmp_path):
+    """2 subjects x 2 runs x 3 echoes, each run with a phasediff fieldmap (headers only)."""
+    return make_bids_tree(
+        tmp_path / "bids",
+        subjects=("01", "02"),
+        runs=("01", "02"),
+        data=False,
+        fieldmap=True,
+    )
+
+
+def _extra(tmp_path, text):
+    path = tmp_path / "extra.yaml"
+    path.write_text(text)
+    return ("--configfile", str(path))
+
+
+def test_spatial_and_anatomy_jobs_are_scheduled(tmp_path, bids):
+    out = dry_run(_config(tmp_path, bids), "--printshellcmds")
+    counts = job_counts(out)
+    assert counts["anatomy"] == 2
+    assert counts["spatial_subject"] == 2
+    assert counts["spatial_run"] == 4
+    assert counts["spatial_resample"] == 4 * 3 * 2  # runs x echoes x NORDIC variants
+    for rule in ("anatomy_description", "spatial_description"):
+        assert counts[rule] == 1
+    assert counts["preproc_description"] == 2
+    cmds = [line for line in out.splitlines() if "-m echoprep spatial" in line]
+    assert cmds and all(not re.search(r"\{[A-Za-z_]+\}", c) for c in cmds)
+    run_cmds = [c for c in cmds if "spatial run" in c]
+    # geometry on the raw echo 2, with the fieldmap; runs 2 aligned to run 1 of the subject
+    assert all("_echo-2_part-mag_bold.nii.gz" in c and "phasediff" in c for c in run_cmds)
+    assert sum("--reference-boldref" in c for c in run_cmds) == 2
+
+
+def test_echo_handling_reads_the_resampled_echoes(tmp_path, bids):
+    jobs = parse_jobs(dry_run(_config(tmp_path, bids)))
+    resampled = {o for j in jobs if j.rule == "spatial_resample" for o in j.output}
+    for job in jobs:
+        if job.rule not in ("single_echo", "optcom", "tedana"):
+            continue
+        bold = [i for i in job.input if i.endswith("_bold.nii.gz")]
+        assert len(bold) == 3 and all(b in resampled for b in bold), job.input
+        assert all("_space-T1w_desc-preproc_bold" in b for b in bold)
+        assert all("_space-T1w_" in o for o in job.output if o.endswith(".nii.gz"))
+    nordic_inputs = [
+        j.input for j in jobs if j.rule == "spatial_resample" and "nordic=nordic" in j.wildcards
+    ]
+    assert nordic_inputs and all(any("desc-nordic_bold" in i for i in inp) for inp in nordic_inputs)
+    # the GLM gets the anatomy brain mask on the functional grid
+    glm = [j for j in jobs if j.rule == "glm"]
+    if glm:
+        assert all(
+            any(i.endswith("_space-T1w_desc-brain_mask.nii.gz") for i in j.input) for j in glm
+        )
+
+
+def test_native_output_needs_no_anatomy(tmp_path, bids):
+    out = dry_run(_config(tmp_path, bids), *_extra(tmp_path, "spatial:\n  output_space: native\n"))
+    counts = job_counts(out)
+    assert "anatomy" not in counts and "spatial_subject" not in counts
+    assert counts["spatial_resample"] == 24
+    jobs = parse_jobs(out)
+    for job in jobs:
+        if job.rule == "optcom":
+            assert not any("space-" in o for o in job.output)
+
+
+def test_spatial_disabled_reads_the_nordic_and_raw_echoes(tmp_path, bids):
+    out = dry_run(_config(tmp_path, bids), *_extra(tmp_path, "spatial:\n  enabled: false\n"))
+    counts = job_counts(out)
+    assert not set(SPATIAL_RULES) & set(counts)
+    for job in parse_jobs(out):
+        if job.rule == "single_echo" and "nordic=raw" in job.wildcards:
+            assert all("/bids/" in i for i in job.input)
+            assert not any("space-T1w" in o for o in job.output)
+
+
+def test_missing_t1w_is_reported(tmp_path):
+    bids = make_bids_tree(tmp_path / "bids", t1w=False, data=False)
+    from helpers.snake import snakemake
+
+    res = snakemake("-n", config=_config(tmp_path, bids))
+    assert res.returncode != 0
+    assert "T1w" in res.stdout + res.stderr
