@@ -176,7 +176,7 @@ def build_session_design(
             raise StageInputError(
                 f"{path}: expected at least one trial to model; found none after leaving out "
                 f"trial types {list(exclude_trial_types)} and events without {column!r}. Fix: "
-                "check the events file or glm.exclude_trial_types."
+                "check the events file or glm.blank_trial_types."
             )
         vol = np.floor(sub["onset"].to_numpy() / tr + 0.5).astype(int)
         err = np.abs(sub["onset"].to_numpy() - vol * tr)
