@@ -12,7 +12,7 @@ CORES ?= 2
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[workflow,spatial,test]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[workflow,spatial,report,test]"
 	touch $@
 
 setup: $(VENV)/.installed

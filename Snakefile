@@ -18,6 +18,9 @@ from echoprep.config import ConfigError, validate_config
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 try:
     _validated = validate_config(config)
 except ConfigError as exc:
@@ -28,11 +31,20 @@ config.update(_validated)
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/nordic.smk"
+include: "workflow/rules/anatomy.smk"
+include: "workflow/rules/spatial.smk"
 include: "workflow/rules/combine.smk"
+include: "workflow/rules/glm.smk"
+include: "workflow/rules/rois.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
         combine_targets(),
+        spatial_targets(),
+        glm_targets(),
+        roi_targets(),
+        report_targets(),
     localrule: True

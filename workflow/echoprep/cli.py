@@ -132,6 +132,10 @@ DESCRIBED_STAGES: dict[str, str] = {
     "nordic": "echoprep.stages.nordic",
     "combine": "echoprep.stages.combine",
     "anatomy": "echoprep.stages.anatomy",
+    "spatial": "echoprep.stages.spatial",
+    "glm": "echoprep.stages.glm",
+    "rois": "echoprep.stages.rois",
+    "comparison": "echoprep.stages.comparison",
 }
 
 #: Stage sub-commands that bring their own arguments: the module has
@@ -141,6 +145,27 @@ STAGE_COMMANDS: dict[str, tuple[str, str]] = {
         "echoprep.stages.anatomy",
         "T1w bias correction, brain mask, tissue classes and template registration",
     ),
+    "spatial": (
+        "echoprep.stages.spatial",
+        "spatial preprocessing: run geometry, the functional grid, one resampling per echo",
+    ),
+    "glm": (
+        "echoprep.stages.glm",
+        "GLMsingle single-trial betas of one session (FITHRF_GLMDENOISE_RR)",
+    ),
+    "noiseceiling": (
+        "echoprep.stages.noiseceiling",
+        "noise ceilings (NSD ncsnr) of a session's or a subject's single-trial betas",
+    ),
+    "rois": (
+        "echoprep.stages.rois",
+        "ROI masks on the functional grid, the visually responsive ROI, ROI tables",
+    ),
+    "comparison": (
+        "echoprep.stages.comparison",
+        "the 2x3 preprocessing comparison (median ROI noise ceiling, d') and its recommendation",
+    ),
+    "report": ("echoprep.stages.report", "the self-contained HTML report of one subject"),
 }
 
 

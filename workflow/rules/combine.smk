@@ -34,7 +34,7 @@ rule single_echo:
         runtime=lambda wc, attempt: 10 * attempt,
     params:
         te=echo_times,
-        tr=repetition_time,
+        tr=combine_repetition_time,
         echo=config["single_echo"]["echo"],
         drop=noise_volumes_to_drop,
     shell:
@@ -60,7 +60,7 @@ rule optcom:
         runtime=lambda wc, attempt: 20 * attempt,
     params:
         te=echo_times,
-        tr=repetition_time,
+        tr=combine_repetition_time,
         fittype=config["optcom"]["fittype"],
         masktype=config["optcom"]["masktype"],
         drop=noise_volumes_to_drop,
@@ -90,7 +90,7 @@ rule tedana:
         runtime=lambda wc, attempt: 60 * attempt,
     params:
         te=echo_times,
-        tr=repetition_time,
+        tr=combine_repetition_time,
         opts=config["tedana"],
         seed=config["seed"],
         work=lambda wc: WORK / "tmp" / f"combine-{wc.nordic}",

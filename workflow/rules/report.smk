@@ -1,0 +1,77 @@
+# The 2x3 preprocessing comparison (echoprep.stages.comparison) and one self-contained HTML
+# report per subject (echoprep.stages.report). `snakemake --report` shows the comparison figure
+# and the subject reports with the captions in workflow/report/.
+# Helpers: common.smk, section "ROIs, comparison and reports".
+
+
+rule comparison_description:
+    output:
+        COMPARISON / "dataset_description.json",
+    log:
+        LOGS / "comparison" / "dataset_description.log",
+    localrule: True
+    conda:
+        "../../envs/echoprep.yaml"
+    params:
+        config=config_json(),
+        source=Path(config["bids_dir"]).resolve(),
+    shell:
+        "python -m echoprep describe comparison {output} --source {params.source:q}"
+        " --config-json {params.config:q} 2> {log}"
+
+
+rule comparison:
+    input:
+        unpack(comparison_inputs),
+    output:
+        tsv=comparison_paths()["tsv"],
+        png=report(
+            comparison_paths()["png"],
+            caption=str(REPORT_CAPTIONS / "comparison.rst"),
+            category="Preprocessing comparison",
+        ),
+        svg=comparison_paths()["svg"],
+        json=comparison_paths()["json"],
+    log:
+        LOGS / "comparison" / "comparison.log",
+    localrule: True
+    conda:
+        "../../envs/report.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=lambda wc, attempt: 10 * attempt,
+    params:
+        entries=comparison_args,
+        rank_by=config["comparison"]["rank_by"],
+    shell:
+        "python -m echoprep comparison {params.entries} --rank-by {params.rank_by}"
+        " --out tsv={output.tsv} png={output.png} svg={output.svg} json={output.json}"
+        " 2> {log}"
+
+
+rule subject_report:
+    input:
+        unpack(report_inputs),
+    output:
+        report(
+            REPORTS / "sub-{subject}.html",
+            caption=str(REPORT_CAPTIONS / "subject.rst"),
+            category="Subject reports",
+        ),
+    log:
+        LOGS / "reports" / "sub-{subject}.log",
+    benchmark:
+        BENCH / "reports" / "sub-{subject}.tsv"
+    conda:
+        "../../envs/report.yaml"
+    threads: 1
+    resources:
+        mem_mb=report_mb,
+        runtime=lambda wc, attempt: 15 * attempt,
+    params:
+        args=report_args,
+        config=config_json(),
+    shell:
+        "python -m echoprep report {params.args} --config-json {params.config:q}"
+        " --out {output} 2> {log}"
