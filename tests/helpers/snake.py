@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,3 +58,93 @@ def job_counts(output: str) -> Counter:
 def scheduled_wildcards(output: str) -> list[str]:
     """The ``wildcards:`` line of every scheduled job of a dry run."""
     return [m.group(1) for m in re.finditer(r"^\s*wildcards: (.*)$", output, flags=re.M)]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job block of a (dry-)run's output."""
+
+    rule: str
+    local: bool
+    jobid: int
+    wildcards: str
+    input: tuple[str, ...]
+    output: tuple[str, ...]
+    threads: int
+    resources: dict[str, str]
+    reason: str
+
+
+_JOB_HEAD = re.compile(r"^(local)?(?:rule|checkpoint) (\w+):$")
+_JOB_FIELD = re.compile(r"^    (\w+): (.*)$")
+
+
+def parse_jobs(output: str) -> list[Job]:
+    """Every job block (``rule X:`` / ``localrule X:`` and its indented fields) of Snakemake's
+    output (a dry run, or a run's log for the jobs it printed)."""
+    jobs: list[Job] = []
+    lines = output.splitlines()
+    for i, line in enumerate(lines):
+        head = _JOB_HEAD.match(line)
+        if not head:
+            continue
+        fields: dict[str, str] = {}
+        for field_line in lines[i + 1 :]:
+            m = _JOB_FIELD.match(field_line)
+            if not m:
+                break
+            fields[m.group(1)] = m.group(2)
+        if "jobid" not in fields:
+            continue
+        resources: dict[str, str] = {}
+        for item in fields.get("resources", "").split(", "):
+            if "=" in item:
+                key, value = item.split("=", 1)
+                resources[key] = value
+        jobs.append(
+            Job(
+                rule=head.group(2),
+                local=head.group(1) is not None,
+                jobid=int(fields["jobid"]),
+                wildcards=fields.get("wildcards", ""),
+                input=tuple(fields["input"].split(", ")) if "input" in fields else (),
+                output=tuple(fields["output"].split(", ")) if "output" in fields else (),
+                threads=int(fields.get("threads", "1")),
+                resources=resources,
+                reason=fields.get("reason", ""),
+            )
+        )
+    return jobs
+
+
+#: Files that define rules: the Snakefile and every included rules file.
+RULE_FILES = (ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk")))
+_RULE_HEAD = re.compile(r"^(?:rule|checkpoint) (\w+):\s*$", re.M)
+
+
+def rule_blocks() -> dict[str, str]:
+    """Rule name -> its source block (the lines after ``rule NAME:`` up to the next top-level
+    line), read from :data:`RULE_FILES` as they are now."""
+    blocks: dict[str, str] = {}
+    for path in RULE_FILES:
+        text = path.read_text()
+        for head in _RULE_HEAD.finditer(text):
+            body = []
+            for line in text[head.end() :].splitlines()[1:]:
+                if line and not line[0].isspace() and not line.startswith("#"):
+                    break
+                body.append(line)
+            assert head.group(1) not in blocks, f"rule {head.group(1)} defined twice"
+            blocks[head.group(1)] = "\n".join(body)
+    return blocks
+
+
+def local_rules(blocks: dict[str, str] | None = None) -> set[str]:
+    """Rules declared local (``localrule: True`` or a ``localrules:`` statement). A dry run
+    prints local jobs as ``rule``, like the others, so the declarations are what tells."""
+    blocks = rule_blocks() if blocks is None else blocks
+    names = {n for n, b in blocks.items() if re.search(r"^\s+localrule:\s*True", b, re.M)}
+    for path in RULE_FILES:
+        for m in re.finditer(r"^localrules:\s*(.+)$", path.read_text(), flags=re.M):
+            names |= {n.strip() for n in m.group(1).split(",") if n.strip()}
+    return names

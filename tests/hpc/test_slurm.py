@@ -1,0 +1,296 @@
+"""The tiny demo dataset through a real one-node SLURM cluster with ``profiles/slurm-ci``.
+
+``tests/hpc/slurm_ci.sh start`` (session fixture ``slurm_cluster``) installs slurmctld, slurmd
+and munge with apt-get where they are missing, writes /etc/slurm/slurm.conf and starts the
+daemons; ``stop`` (fixture teardown, also after failures) ends them by their PID files. The
+workflow then runs with ``snakemake --profile profiles/slurm-ci`` from an empty folder, on the
+``demo`` fixture's raw dataset and configuration, and its derivatives are compared with the
+local ``make demo`` run's. Needs root (packages, /etc/slurm); skipped otherwise, saying why.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TypedDict
+
+import nibabel as nib
+import numpy as np
+import pytest
+import yaml
+
+from helpers.demo import (
+    DemoRun,
+    compare_derivatives,
+    run_in_group,
+    run_roots,
+    state_changes,
+    tree_state,
+    workflow_command,
+)
+from helpers.snake import ROOT, Job, job_counts, parse_jobs
+
+pytestmark = pytest.mark.slow
+
+SCRIPT = Path(__file__).with_name("slurm_ci.sh")
+PROFILE = ROOT / "profiles" / "slurm-ci"
+#: A misconfigured executor shows up as a hang (hpc.md): stop the run after this long.
+SLURM_RUN_TIMEOUT = 900
+#: "Job <id> has been submitted with SLURM jobid <n>": <id> is a number, or a UUID for a group job.
+SUBMITTED = re.compile(r"^Job (\S+) has been submitted with SLURM jobid (\d+) ", re.M)
+
+
+class Cluster(TypedDict):
+    state: Path  # SLURM_CI_STATE: PID files, logs, spool
+    start_seconds: float
+    start_output: str
+
+
+class SlurmRun(TypedDict):
+    cwd: Path
+    results: Path
+    work: Path
+    rc: int
+    log: str
+    dry_run: list[Job]
+    seconds: float
+
+
+def _script(action: str, state: Path, timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["bash", str(SCRIPT), action],
+        env={**os.environ, "SLURM_CI_STATE": str(state)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    if os.geteuid() != 0:
+        pytest.skip(
+            "the SLURM test needs root: it installs slurmctld/slurmd/munge with apt-get and"
+            f" writes /etc/slurm/slurm.conf (running as uid {os.geteuid()})"
+        )
+    if not (shutil.which("slurmctld") or Path("/usr/sbin/slurmctld").exists()) and not (
+        shutil.which("apt-get")
+    ):
+        pytest.skip("the SLURM test needs slurmctld installed, or apt-get to install it")
+    state = tmp_path_factory.mktemp("slurm-ci")
+    t0 = time.monotonic()
+    try:
+        started = _script("start", state, timeout=900)
+    except subprocess.TimeoutExpired:
+        _script("stop", state, timeout=120)
+        pytest.fail("tests/hpc/slurm_ci.sh start did not finish within 900 s")
+    seconds = time.monotonic() - t0
+    output = started.stdout + started.stderr
+    try:
+        if started.returncode == 3:
+            pytest.skip(f"SLURM could not be installed with apt-get:\n{output[-2000:]}")
+        assert started.returncode == 0, (
+            f"tests/hpc/slurm_ci.sh start failed (exit {started.returncode}):\n{output[-4000:]}"
+        )
+        yield Cluster(state=state, start_seconds=seconds, start_output=output)
+    finally:
+        stopped = _script("stop", state, timeout=120)
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        for daemon in ("slurmd", "slurmctld", "munged"):
+            assert not (state / f"{daemon}.pid").exists(), f"{daemon} was not stopped"
+
+
+@pytest.fixture(scope="module")
+def slurm_run(
+    slurm_cluster: Cluster, demo: DemoRun, tmp_path_factory: pytest.TempPathFactory
+) -> SlurmRun:
+    base = tmp_path_factory.mktemp("slurm-run")
+    cwd, results, work = base / "cwd", base / "results", base / "work"
+    cwd.mkdir()
+    cmd = workflow_command(demo["bids"], results, work, "--profile", str(PROFILE))
+    dry = subprocess.run(
+        [*workflow_command(demo["bids"], results, work, "--profile", str(PROFILE), "-n")],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
+    t0 = time.monotonic()
+    rc, log = run_in_group(
+        cmd, base / "snakemake.log", timeout=SLURM_RUN_TIMEOUT, cwd=cwd, env=os.environ
+    )
+    return SlurmRun(
+        cwd=cwd,
+        results=results,
+        work=work,
+        rc=rc,
+        log=log,
+        dry_run=parse_jobs(dry.stdout + dry.stderr),
+        seconds=time.monotonic() - t0,
+    )
+
+
+def _ctld_log(cluster: Cluster) -> str:
+    path = cluster["state"] / "log" / "slurmctld.log"
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def _scontrol_job(slurm_id: str) -> dict[str, str]:
+    res = subprocess.run(
+        ["scontrol", "show", "job", "-o", slurm_id], capture_output=True, text=True, timeout=30
+    )
+    assert res.returncode == 0, f"scontrol show job {slurm_id}: {res.stderr}"
+    return dict(re.findall(r"(\S+?)=(\S*)", res.stdout))
+
+
+def _minutes(limit: str) -> int:
+    """SLURM time limit ([D-]HH:MM:SS) in minutes."""
+    days, _, hms = limit.rpartition("-")
+    h, m, s = (int(x) for x in hms.split(":"))
+    return (int(days or 0) * 24 + h) * 60 + m + (1 if s else 0)
+
+
+def _megabytes(mem: str) -> int:
+    factor = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2}[mem[-1]]
+    return round(float(mem[:-1]) * factor)
+
+
+def test_workflow_finishes_on_slurm(slurm_run, slurm_cluster):
+    assert slurm_run["rc"] == 0, (
+        f"snakemake --profile profiles/slurm-ci failed (exit {slurm_run['rc']});"
+        f" end of its output:\n{slurm_run['log'][-5000:]}\n"
+        f"end of slurmctld.log:\n{_ctld_log(slurm_cluster)[-2000:]}"
+    )
+    # statuses came from squeue; with the sacct fallback the run would hang (no slurmdbd)
+    assert "Falling back to 'sacct'" not in slurm_run["log"]
+
+
+def test_every_rule_job_ran_as_a_slurm_job(slurm_run, slurm_cluster):
+    """Each non-local job was submitted once with a SLURM job id (Snakemake's log), which
+    slurmctld received, started and saw exit 0 (its log), and which scontrol reports COMPLETED
+    in partition debug, from the run's folder, under the run's job name."""
+    log = slurm_run["log"]
+    submitted = SUBMITTED.findall(log)
+    n_jobs = sum(job_counts(log).values())
+    n_local = sum(1 for job in parse_jobs(log) if job.local)
+    assert n_jobs == len(slurm_run["dry_run"]) and n_local >= 1
+    assert len(submitted) == n_jobs - n_local > 0
+    assert len({s for _, s in submitted}) == len({j for j, _ in submitted}) == len(submitted)
+    ctld = _ctld_log(slurm_cluster)
+    names = set()
+    for _, slurm_id in submitted:
+        info = _scontrol_job(slurm_id)
+        assert (info["JobState"], info["ExitCode"]) == ("COMPLETED", "0:0"), info
+        assert info["Partition"] == "debug" and info["WorkDir"] == str(slurm_run["cwd"]), info
+        names.add(info["JobName"])
+        assert f"_slurm_rpc_submit_batch_job: JobId={slurm_id} " in ctld
+        # started by the main scheduler or by backfill
+        assert re.search(rf"(Allocate|_start_job: Started) JobId={slurm_id} ", ctld), slurm_id
+        assert f"_job_complete: JobId={slurm_id} WEXITSTATUS 0" in ctld
+    assert len(names) == 1, names  # the executor names every job of a run by the run's id
+
+
+def test_slurm_jobs_got_each_rules_threads_memory_and_runtime(slurm_run):
+    """threads -> --cpus-per-task, mem_mb -> --mem, runtime -> --time, per rule, as the dry
+    run of the same command computes them (the CI profile adds nothing that overrides them)."""
+    expected: dict[str, set[tuple[int, int, int]]] = {}
+    for job in slurm_run["dry_run"]:
+        res = job.resources
+        expected.setdefault(job.rule, set()).add(
+            (job.threads, int(res["mem_mb"]), int(res["runtime"]))
+        )
+    seen: dict[str, set[tuple[int, int, int]]] = {}
+    for _, slurm_id in SUBMITTED.findall(slurm_run["log"]):
+        info = _scontrol_job(slurm_id)
+        rule = re.match(r"^rule_(.+?)(?:_wildcards_.*)?$", info["Comment"])
+        assert rule, info["Comment"]
+        got = (
+            int(info["NumCPUs"]),
+            _megabytes(info["MinMemoryNode"]),
+            _minutes(info["TimeLimit"]),
+        )
+        seen.setdefault(rule.group(1), set()).add(got)
+    assert seen and all(seen[rule] <= expected[rule] for rule in seen), (seen, expected)
+    assert any(cpus > 1 for rule in seen for cpus, _, _ in seen[rule])  # multi-threaded rules
+
+
+def test_slurm_outputs_match_the_local_run(slurm_run, demo):
+    """Same images (arrays, affine, dtype), TSVs and sidecars (minus timings and run folders)
+    as the local `make demo` run of the same dataset and configuration."""
+    assert slurm_run["rc"] == 0
+    diffs, kinds = compare_derivatives(
+        demo["results"],
+        slurm_run["results"],
+        run_roots(demo["bids"], demo["results"], demo["work"]),
+        run_roots(demo["bids"], slurm_run["results"], slurm_run["work"]),
+    )
+    assert diffs == []
+    assert kinds["image"] > 0 and kinds["tsv"] > 0 and kinds["json"] > 0, kinds
+
+
+def test_slurm_run_left_the_input_dataset_untouched(slurm_run, demo):
+    assert state_changes(demo["bids_before"], tree_state(demo["bids"])) == []
+
+
+def _profile_groups() -> tuple[dict[str, str], dict[str, int]]:
+    """``groups`` and ``group-components`` of the real cluster profile (profiles/slurm)."""
+    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    return profile.get("groups", {}), profile.get("group-components", {})
+
+
+def test_grouped_jobs_share_one_slurm_submission(slurm_cluster, demo, tmp_path):
+    """profiles/slurm's grouping on the real cluster, on the smallest target that shows it
+    (``--until`` the first grouped rule: its jobs and what they need, no full run): each group
+    of ``group-components`` jobs is one SLURM job, which fits the node (``--cores`` caps a
+    group's threads: its members run one after another), and its outputs equal the local run's.
+    """
+    groups, components = _profile_groups()
+    assert groups, "profiles/slurm groups no rules"
+    rule = next(iter(groups))
+    size = int(components[groups[rule]])
+    results, work, cwd = tmp_path / "results", tmp_path / "work", tmp_path / "cwd"
+    cwd.mkdir()
+    group_args = [
+        "--groups",
+        *[f"{r}={g}" for r, g in groups.items()],
+        "--group-components",
+        *[f"{g}={n}" for g, n in components.items()],
+    ]
+    cmd = workflow_command(
+        demo["bids"],
+        results,
+        work,
+        "--profile",
+        str(PROFILE),
+        "--cores",
+        "2",
+        "--until",
+        rule,
+        *group_args,
+    )
+    rc, log = run_in_group(
+        cmd, tmp_path / "snakemake.log", timeout=SLURM_RUN_TIMEOUT, cwd=cwd, env=os.environ
+    )
+    assert rc == 0, log[-5000:]
+    n_jobs = job_counts(log)[rule]
+    submitted = SUBMITTED.findall(log)
+    assert n_jobs >= size and len(submitted) == -(-n_jobs // size), (n_jobs, submitted)
+    # the executor names a group job's log folder group_<group>_<rules>
+    group_logs = re.findall(r"submitted with SLURM jobid \d+ \(log: .*/group_(\w+)/", log)
+    assert len(group_logs) == len(submitted), group_logs
+    assert all(g.startswith(f"{groups[rule]}_") for g in group_logs), group_logs
+    for _, slurm_id in submitted:
+        info = _scontrol_job(slurm_id)
+        assert (info["JobState"], info["ExitCode"]) == ("COMPLETED", "0:0"), info
+        assert int(info["NumCPUs"]) <= 2, info  # fits the 2-CPU runner
+    made = sorted(p.relative_to(results) for p in results.rglob("*.nii.gz"))
+    assert made
+    for rel in made:
+        a, b = nib.load(demo["results"] / rel), nib.load(results / rel)
+        assert np.array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj)), rel

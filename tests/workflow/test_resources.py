@@ -1,0 +1,200 @@
+"""Cluster resources of every rule: declared in the rules, growing with retries, local where cheap.
+
+Generic over the rules: every rule Snakemake lists (``--list-rules``) is checked, so stages
+added later are covered without editing this file. Two views of each rule:
+
+- its source block in ``Snakefile`` / ``workflow/rules/*.smk`` (what is *declared*), and
+- the jobs of ``--forceall`` dry runs at ``--attempt 1`` and ``--attempt 3`` on a generated
+  BIDS tree (what Snakemake *computes*; no default resources are set, so a value that shows up
+  comes from the rule). A dry run prints local jobs as ``rule``, like the others, so which
+  rules are local is read from the declarations (``localrule: True`` / ``localrules:``).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from helpers.bidstree import make_bids_tree
+from helpers.snake import ROOT, Job, local_rules, parse_jobs, rule_blocks, snakemake
+
+SLURM_PROFILE = ROOT / "profiles" / "slurm" / "config.yaml"
+#: Files a cheap local job may read and write: text tables and descriptions, no images.
+SMALL_FILE = re.compile(r"\.(json|tsv|txt|html|bidsignore)$|/\.bidsignore$")
+
+
+def _is_local(name: str, block: str) -> bool:
+    return name in local_rules()
+
+
+_rule_blocks = rule_blocks
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """Two subjects, two sessions (ses-02 of sub-01 without its own T1w), two runs each."""
+    root = tmp_path_factory.mktemp("resources")
+    bids = make_bids_tree(
+        root / "bids", subjects=("01", "02"), sessions=("01",), runs=("01", "02"), data=False
+    )
+    make_bids_tree(bids, subjects=("01",), sessions=("02",), runs=("01",), t1w=False, data=False)
+    return {"bids_dir": bids, "output_dir": root / "out", "work_dir": root / "work"}
+
+
+@pytest.fixture(scope="module")
+def jobs(tree) -> dict[int, list[Job]]:
+    """Every job of the DAG, at attempt 1 and 3 (in the same order: same command otherwise)."""
+    found = {}
+    for attempt in (1, 3):
+        res = snakemake("-n", "--forceall", "--attempt", str(attempt), config=tree)
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        found[attempt] = parse_jobs(res.stdout + res.stderr)
+    return found
+
+
+@pytest.fixture(scope="module")
+def listed_rules(tree) -> set[str]:
+    res = snakemake("--list-rules", config=tree)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return {line.strip() for line in res.stdout.splitlines() if line.strip()}
+
+
+def test_every_listed_rule_has_a_source_block(listed_rules):
+    """The checks below read the rule files: they must see every rule Snakemake knows."""
+    blocks = _rule_blocks()
+    assert listed_rules and listed_rules == set(blocks), (listed_rules, sorted(blocks))
+
+
+def test_non_local_rules_declare_threads_memory_and_runtime(listed_rules):
+    """Declared in the rule itself (not left to a profile's default-resources, which a later
+    profile replaces wholesale); how they grow with ``attempt`` is checked on computed values
+    below, as the values may come from helper functions."""
+    blocks = _rule_blocks()
+    problems = []
+    for name in sorted(listed_rules):
+        block = blocks[name]
+        if _is_local(name, block):
+            continue
+        if not re.search(r"^\s+threads:", block, re.M):
+            problems.append(f"{name}: no threads:")
+        for key in ("mem_mb", "runtime"):
+            if not re.search(rf"^\s+{key}=", block, re.M):
+                problems.append(f"{name}: no {key} in resources:")
+    assert problems == []
+
+
+def test_every_cluster_job_gets_memory_and_runtime_that_grow_with_each_retry(jobs):
+    """Computed values, job by job: present without any default resources, and larger at
+    attempt 3 than at attempt 1 (a job killed for memory or time asks for more next time)."""
+    first = {(j.rule, j.output): j for j in jobs[1]}
+    third = {(j.rule, j.output): j for j in jobs[3]}
+    assert first.keys() == third.keys()  # the same jobs (dry runs print them in any order)
+    blocks = _rule_blocks()
+    remote = [
+        (job, third[key]) for key, job in first.items() if not _is_local(job.rule, blocks[job.rule])
+    ]
+    assert remote
+    problems = []
+    for a, b in remote:
+        for key in ("mem_mb", "runtime"):
+            if key not in a.resources:
+                problems.append(f"{a.rule} {a.wildcards}: no {key}")
+            elif not int(b.resources[key]) > int(a.resources[key]) > 0:
+                problems.append(f"{a.rule}: {key} {a.resources[key]} -> {b.resources[key]}")
+    assert problems == []
+
+
+def test_local_jobs_are_the_cheap_ones(jobs, listed_rules):
+    """``all`` and every ``*_description`` rule run on the submit host, as does every rule
+    whose jobs only read and write small text files (descriptions, tables, JSON summaries:
+    an aggregation of other jobs' tables); a local rule asks for one thread at most (it runs
+    next to Snakemake on the login node)."""
+    blocks = _rule_blocks()
+    by_rule: dict[str, list[Job]] = {}
+    for job in jobs[1]:
+        by_rule.setdefault(job.rule, []).append(job)
+    problems = []
+    for name in sorted(listed_rules):
+        local = _is_local(name, blocks[name])
+        rule_jobs = by_rule.get(name, [])
+        files = [f for j in rule_jobs for f in (*j.input, *j.output)]
+        text_only = bool(rule_jobs) and all(SMALL_FILE.search(f) for f in files)
+        if (name == "all" or name.endswith("_description") or text_only) and not local:
+            problems.append(f"{name} should be local (cheap aggregation / description)")
+        if local and any(j.threads > 1 for j in rule_jobs):
+            problems.append(f"{name} is local but asks for {rule_jobs[0].threads} threads")
+    assert problems == []
+
+
+#: LAION-fMRI functional geometry (matrix, volumes per run).
+LAION_SHAPE, LAION_VOLUMES = (90, 110, 72), 163
+
+
+def test_memory_follows_the_size_of_the_data(tree, tmp_path):
+    """The same runs at LAION geometry (header-only files) ask for more memory than the
+    generated small ones, for every cluster rule that reads BOLD images: rules size memory
+    from the image headers, not a constant."""
+    blocks = _rule_blocks()
+    small = {(j.rule, j.wildcards): j for j in parse_jobs(_dry(tree))}
+    big_bids = tmp_path / "bids"
+    for subjects, sessions, runs, t1w in (
+        (("01", "02"), ("01",), ("01", "02"), True),
+        (("01",), ("02",), ("01",), False),
+    ):
+        make_bids_tree(
+            big_bids,
+            subjects=subjects,
+            sessions=sessions,
+            runs=runs,
+            t1w=t1w,
+            data=False,
+            shape=LAION_SHAPE,
+            n_volumes=LAION_VOLUMES,
+        )
+    cfg = {"bids_dir": big_bids, "output_dir": tmp_path / "out", "work_dir": tmp_path / "w"}
+    big = {(j.rule, j.wildcards): j for j in parse_jobs(_dry(cfg))}
+    readers = sorted(
+        key
+        for key, job in small.items()
+        if not _is_local(job.rule, blocks[job.rule])
+        and any(re.search(r"_bold\.nii(\.gz)?$", f) for f in job.input)
+    )
+    grown = [
+        k for k in readers if int(big[k].resources["mem_mb"]) > int(small[k].resources["mem_mb"])
+    ]
+    assert readers and grown == readers
+
+
+def _dry(config) -> str:
+    res = snakemake("-n", "--forceall", config=config)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res.stdout + res.stderr
+
+
+def test_slurm_profile_groups_small_jobs_and_leaves_threads_to_the_rules(tree, listed_rules):
+    """profiles/slurm: no cpus_per_task in default-resources (it would override every rule's
+    threads); every grouped rule exists, is a cluster rule and is packed with
+    ``group-components``; the dry run of the real profile forms those group jobs."""
+    profile = yaml.safe_load(SLURM_PROFILE.read_text())
+    assert "cpus_per_task" not in profile.get("default-resources", {})
+    assert "set-resources" not in profile  # per-rule needs live in the rules
+    groups, components = profile.get("groups", {}), profile.get("group-components", {})
+    blocks = _rule_blocks()
+    assert groups, "no per-echo / small jobs are grouped"
+    for rule, group in groups.items():
+        assert rule in listed_rules and not _is_local(rule, blocks[rule]), rule
+        assert int(components.get(group, 1)) > 1, f"group {group} packs one job per submission"
+    res = snakemake(
+        "--profile",
+        str(SLURM_PROFILE.parent),
+        "--sdm",
+        "env-modules",
+        "-n",
+        config=tree,
+    )
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    formed = set(re.findall(r"Group job (\w+) \(jobs", out))
+    assert formed == set(groups.values()), formed
