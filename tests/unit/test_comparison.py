@@ -90,8 +90,13 @@ def test_comparison_ranks_clear_winner(tmp_path):
     assert row["nordic"] == "nordic" and row["combine"] == "optcom"
     assert row["voxels"] == 48
     assert table[table.variant == "raw-single"]["gain"].abs().max() < 1e-9
+    side = json.loads(out["tsv"].with_suffix(".json").read_text())
+    assert side["Sources"] == sorted({str(p) for e in entries for p in (e.nc, e.roi, e.brain)})
+    assert side["Parameters"]["RankBy"] == "median_nc" and len(side["Parameters"]["Entries"]) == 12
+    assert "echoprep" in side["SoftwareVersions"] and "matplotlib" in side["SoftwareVersions"]
     saved = json.loads(out["json"].read_text())
-    assert saved["variant"] == "nordic-optcom" and "SoftwareVersions" in saved
+    assert saved["variant"] == "nordic-optcom" and "echoprep" in saved["SoftwareVersions"]
+    assert saved["Sources"] == [str(out["tsv"])] and saved["Parameters"] == side["Parameters"]
     assert out["png"].stat().st_size > 10_000
     assert out["svg"].read_text().lstrip().startswith("<?xml")
 

@@ -114,7 +114,10 @@ def test_outputs_trials_and_sidecars(tiny, fitted) -> None:
         assert "echoprep" in side["SoftwareVersions"]
     side = json.loads(Path(str(fitted["betas"]).replace(".nii.gz", ".json")).read_text())
     assert side["Units"].startswith("% BOLD") and side["NumberOfTrials"] == 92
-    assert json.loads(fitted["trials"].with_suffix(".json").read_text())["beta_index"]
+    side = json.loads(fitted["trials"].with_suffix(".json").read_text())
+    assert side["beta_index"] and side["Sources"] == [str(e) for e in _inputs(tiny)[1]]
+    assert side["Parameters"]["label_column"] and side["Parameters"]["run_labels"] == ["01", "02"]
+    assert "echoprep" in side["SoftwareVersions"]
 
 
 def test_type_d_betas_correlate_with_the_true_betas(tiny, fitted) -> None:

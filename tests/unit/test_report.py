@@ -311,3 +311,26 @@ def test_report_renders_in_headless_chromium(tmp_path):
     # ... and the data URIs in the DOM decode with PIL to the same sizes
     decoded = _decoded_images(dom)
     assert [f"{i.width}x{i.height}" for i in decoded] == [s.split(":")[1] for s in states]
+
+
+def test_report_folder_describes_itself(tmp_path):
+    """``echoprep describe report``: GeneratedBy, the config and the raw dataset, like the
+    other derivative folders; the HTML pages are BIDS-ignored."""
+    from echoprep import CODE_URL, __version__
+    from echoprep.cli import main
+
+    out = tmp_path / "reports" / "dataset_description.json"
+    config = {"seed": 0, "report": {"enabled": True}}
+    args = ["describe", "report", str(out), "--source", "/data/bids"]
+    assert main([*args, "--config-json", json.dumps(config)]) == 0
+    desc = json.loads(out.read_text())
+    assert desc["DatasetType"] == "derivative" and desc["BIDSVersion"]
+    generated = desc["GeneratedBy"][0]
+    assert (generated["Name"], generated["Version"], generated["CodeURL"]) == (
+        "echoprep",
+        __version__,
+        CODE_URL,
+    )
+    assert desc["echoprepConfig"] == config
+    assert desc["SourceDatasets"] == [{"URL": "/data/bids"}]
+    assert "*.html" in (out.parent / ".bidsignore").read_text().split()

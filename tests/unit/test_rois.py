@@ -340,7 +340,12 @@ def test_roi_table(tmp_path):
     v_row = t.set_index("roi").loc[rois.VISUAL_LABEL]
     assert v_row["voxels"] == 12 and v_row["nc_median"] == pytest.approx(30.0)
     assert v_row["category"] == "visual"
-    assert json.loads(out.with_suffix(".json").read_text())["nc_median"]["Units"] == "%"
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["nc_median"]["Units"] == "%"
+    assert side["Sources"] == [str(nc_p), str(r2_p), str(m1), str(m2)]
+    assert side["Parameters"]["Variant"] == "raw-single"
+    assert side["Parameters"]["ROIs"] == ["visual/A", f"visual/{rois.VISUAL_LABEL}"]
+    assert "echoprep" in side["SoftwareVersions"]
 
 
 def test_roi_table_grid_mismatch(tmp_path):

@@ -92,10 +92,13 @@ def test_sessionless_dataset_names(tmp_path):
     out = dry_run(_config(tmp_path, bids), "--printshellcmds")
     assert job_counts(out)["glm"] == 6
     assert (
-        "glmsingle-nordic-optcom/sub-01/func/sub-01_task-images_stat-effect_desc-"
+        "glmsingle-nordic-optcom/sub-01/func/sub-01_task-images_space-T1w_stat-effect_desc-"
         "SingletrialBetas_statmap.nii.gz" in out
     )
-    assert "glmsingle-nordic-optcom/sub-01/func/sub-01_task-images_desc-NoiseceilingAllrep" in out
+    assert (
+        "glmsingle-nordic-optcom/sub-01/func/sub-01_task-images_space-T1w_desc-NoiseceilingAllrep"
+        in out
+    )
 
 
 def test_comparison_sessions_get_all_variants(tmp_path, two_by_two):

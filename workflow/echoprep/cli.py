@@ -136,6 +136,7 @@ DESCRIBED_STAGES: dict[str, str] = {
     "glm": "echoprep.stages.glm",
     "rois": "echoprep.stages.rois",
     "comparison": "echoprep.stages.comparison",
+    "report": "echoprep.stages.report",
 }
 
 #: Stage sub-commands that bring their own arguments: the module has
@@ -191,8 +192,15 @@ def _stage_command(module_name: str):
     return run
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``echoprep`` command."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser of the ``echoprep`` command.
+
+    Parameters
+    ----------
+    command
+        The sub-command about to be parsed: only its stage module is imported to add its
+        arguments (None: every stage module).
+    """
     parser = argparse.ArgumentParser(prog="echoprep", description=__doc__)
     parser.add_argument("--version", action="version", version=f"echoprep {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -294,16 +302,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     import importlib
 
+    # a stage module is imported only for its own command (or for all when none is given):
+    # the report stage needs matplotlib, which the other rules' envs do not carry
     for name, (module_name, help_text) in STAGE_COMMANDS.items():
         stage_parser = sub.add_parser(name, help=help_text)
-        importlib.import_module(module_name).add_arguments(stage_parser)
+        if command is None or command == name:
+            importlib.import_module(module_name).add_arguments(stage_parser)
         stage_parser.set_defaults(func=_stage_command(module_name))
     return parser
 
 
+def _command_of(argv: Sequence[str]) -> str:
+    """The sub-command named in ``argv`` (its first word that is not an option), or ""."""
+    return next((a for a in argv if not a.startswith("-")), "")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``echoprep``; returns the process exit status."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(_command_of(argv)).parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",

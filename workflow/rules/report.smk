@@ -20,6 +20,23 @@ rule comparison_description:
         " --config-json {params.config:q} 2> {log}"
 
 
+rule report_description:
+    output:
+        REPORTS / "dataset_description.json",
+    log:
+        LOGS / "reports" / "dataset_description.log",
+    localrule: True
+    # the report stage module imports its figure code (matplotlib)
+    conda:
+        "../../envs/report.yaml"
+    params:
+        config=config_json(),
+        source=Path(config["bids_dir"]).resolve(),
+    shell:
+        "python -m echoprep describe report {output} --source {params.source:q}"
+        " --config-json {params.config:q} 2> {log}"
+
+
 rule comparison:
     input:
         unpack(comparison_inputs),

@@ -39,7 +39,12 @@ import pandas as pd
 
 from echoprep.io.images import StageInputError, load_image
 from echoprep.io.paths import bids_name
-from echoprep.io.sidecars import software_versions, write_dataset_description, write_json
+from echoprep.io.sidecars import (
+    software_versions,
+    write_dataset_description,
+    write_json,
+    write_sidecar,
+)
 from echoprep.kernels.noiseceiling import d_prime
 
 log = logging.getLogger(__name__)
@@ -370,11 +375,20 @@ def run_comparison(
     tmp = tsv.with_name(f".{tsv.name}.tmp")
     table.to_csv(tmp, sep="\t", index=False, na_rep="n/a", float_format="%.4f")
     tmp.replace(tsv)
-    write_json(
-        tsv.with_suffix(".json"),
-        {
+    parameters = {
+        "RankBy": rank_by,
+        "Baseline": BASELINE,
+        "Entries": [
+            {"subject": e.subject, "session": e.session, "variant": e.variant} for e in entries
+        ],
+    }
+    write_sidecar(
+        tsv,
+        sources=sorted({str(p) for e in entries for p in (e.nc, e.roi, e.brain)}),
+        parameters=parameters,
+        software=["matplotlib"],
+        extra={
             "Description": "2x3 preprocessing comparison: one row per subject, session and variant",
-            "Sources": sorted({str(p) for e in entries for p in (e.nc, e.roi, e.brain)}),
             "voxels": {"Description": "voxels in the visually responsive ROI"},
             "median_nc": {"Description": "median noise ceiling in the ROI", "Units": "%"},
             "mean_nc": {"Description": "mean noise ceiling in the ROI", "Units": "%"},
@@ -396,6 +410,7 @@ def run_comparison(
     rec = recommend(table, rank_by)
     rec["SoftwareVersions"] = software_versions(["matplotlib"])
     rec["Sources"] = [str(tsv)]
+    rec["Parameters"] = parameters
     write_json(outputs["json"], rec)
     log.info(
         "comparison: %s ranked first by %s (%s)",

@@ -68,7 +68,7 @@ DEFAULT_OUTPUTS = tuple(k for k in OUTPUTS if k != "model")
 #: Outputs every call must be given.
 REQUIRED_OUTPUTS = ("betas", "trials", "summary")
 #: Names the BIDS specification does not define.
-BIDSIGNORE = ("*_summary.json", "*_model.h5", "*_trials.tsv", "*_trials.json")
+BIDSIGNORE = ("*_summary.json", "*_model.h5", "*_model.json", "*_trials.tsv", "*_trials.json")
 
 #: GLMsingle options the ``glm:`` config section passes to the engine (glmsingle.md §16 names),
 #: with their defaults (None = the engine's default: tail threshold, linspace fractions, ...).
@@ -676,9 +676,18 @@ def run_glm(
     tmp = out.with_name(f".{out.name}.tmp")
     trials.to_csv(tmp, sep="\t", index=False, na_rep="n/a")
     tmp.replace(out)
-    write_json(
-        out.with_suffix(".json"),
-        {
+    write_sidecar(
+        out,
+        sources=events,
+        parameters={
+            "label_column": design.label_column,
+            "blank_trial_types": settings["blank_trial_types"],
+            "onset_tolerance": settings["onset_tolerance"],
+            "tr": series_dt,
+            "run_labels": labels,
+            "session": session,
+        },
+        extra={
             "Description": "Modelled trials in chronological order (run, then onset); row i is "
             "volume i of the single-trial betas",
             "session": {"Description": "BIDS session label"},
@@ -688,7 +697,6 @@ def run_glm(
             "onset": {"Description": "onset from the events file", "Units": "s"},
             "onset_volume": {"Description": "0-based volume the onset was rounded to"},
             "trial_type": {"Description": "trial_type from the events file"},
-            "Sources": [str(e) for e in events],
         },
     )
     written["trials"] = out
@@ -747,6 +755,18 @@ def run_glm(
         written[key] = out
     if "model" in outputs:
         written["model"] = write_hdf5(Path(outputs["model"]), results, fit_mask)
+        write_sidecar(
+            written["model"],
+            sources=sources,
+            parameters=parameters,
+            software=[*_software(settings["engine"]), "h5py"],
+            extra={
+                **space_note,
+                "Description": "All GLMsingle results (types A-D, fitted-voxel layout) and the "
+                "fitted mask",
+                "ModelType": _MODEL_NAMES[kind],
+            },
+        )
     timings["write_s"] = round(time.perf_counter() - t2, 3)
     summary = {
         "Engine": settings["engine"],

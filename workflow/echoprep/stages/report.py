@@ -33,7 +33,7 @@ from typing import Any
 import pandas as pd
 
 from echoprep import __version__
-from echoprep.io.sidecars import software_versions
+from echoprep.io.sidecars import software_versions, write_dataset_description
 from echoprep.report import figures
 from echoprep.report.html import Section, render
 from echoprep.stages import comparison as comparison_stage
@@ -327,6 +327,19 @@ def build_report(
     return out
 
 
+def write_description(root: str | Path, *, config: Mapping[str, Any], source: str | Path) -> Path:
+    """``dataset_description.json`` (and ``.bidsignore``) of the ``reports`` folder."""
+    return write_dataset_description(
+        root,
+        "echoprep reports",
+        description="One self-contained HTML quality report per subject: tSNR with and "
+        "without NORDIC, T2*, head motion, R² and noise ceilings, ROI tables, the comparison",
+        config=config,
+        source_datasets=[str(source)],
+        bidsignore=["*.html"],
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # command line
 
@@ -404,4 +417,10 @@ def run_from_args(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["add_arguments", "build_report", "report_path", "run_from_args"]
+__all__ = [
+    "add_arguments",
+    "build_report",
+    "report_path",
+    "run_from_args",
+    "write_description",
+]

@@ -55,7 +55,7 @@ import pandas as pd
 
 from echoprep.io.images import StageInputError, atomic_save, load_image
 from echoprep.io.paths import bids_name, bids_path
-from echoprep.io.sidecars import write_dataset_description, write_json, write_sidecar
+from echoprep.io.sidecars import write_dataset_description, write_sidecar
 from echoprep.kernels.noiseceiling import roi_summary
 
 log = logging.getLogger(__name__)
@@ -730,12 +730,19 @@ def run_roi_table(
                 ]
             )
     tmp.replace(out)
-    write_json(
-        out.with_suffix(".json"),
-        {
+    write_sidecar(
+        out,
+        sources=[nc, *([r2] if r2 else []), *masks],
+        parameters={
+            "Variant": variant,
+            "ROIs": list(rois),
+            "NoiseCeilingStatistics": ["median", "mean"],
+            "R2Statistic": "median" if r2 is not None else None,
+            "Decimals": 4,
+        },
+        extra={
             "Description": "Noise ceiling and R² per ROI of one session and preprocessing "
             f"variant{f' ({variant})' if variant else ''}",
-            "Sources": [str(nc), *([str(r2)] if r2 else []), *map(str, masks)],
             "category": {"Description": "ROI category (folder under rois/)"},
             "roi": {"Description": "ROI label"},
             "voxels": {"Description": "voxels in the ROI on the functional grid"},

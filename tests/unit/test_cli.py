@@ -1,0 +1,37 @@
+"""The ``echoprep`` command line: stage sub-commands import only their own module."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from echoprep.cli import STAGE_COMMANDS, _command_of, build_parser
+
+PROBE = (
+    "import sys; from echoprep.cli import build_parser; build_parser({cmd!r}); "
+    "print(sorted(m for m in ('matplotlib', 'ants', 'jinja2', 'tedana') if m in sys.modules))"
+)
+
+
+@pytest.mark.parametrize("command", ["nordic", "glm", "noiseceiling", "simulate"])
+def test_light_commands_do_not_import_the_report_or_ants_stacks(command: str) -> None:
+    """A NORDIC or GLM job runs in envs/echoprep.yaml, which has no matplotlib or antspyx."""
+    res = subprocess.run(
+        [sys.executable, "-c", PROBE.format(cmd=command)], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"
+
+
+def test_every_stage_command_parses_its_own_arguments() -> None:
+    for name in STAGE_COMMANDS:
+        with pytest.raises(SystemExit) as exc:
+            build_parser(name).parse_args([name, "--help"])
+        assert exc.value.code == 0
+
+
+def test_command_is_the_first_word_that_is_not_an_option() -> None:
+    assert _command_of(["-v", "glm", "--bold", "x"]) == "glm"
+    assert _command_of(["--version"]) == ""
