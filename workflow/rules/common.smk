@@ -276,7 +276,7 @@ def _with_sidecars(paths):
     files = {}
     for key, path in paths.items():
         files[key] = str(path)
-        if str(path).endswith((".nii.gz", ".tsv")):
+        if str(path).endswith((".nii.gz", ".tsv", ".h5")):
             files[f"{key}_json"] = str(sidecar_path(path))
     return files
 
@@ -533,7 +533,7 @@ def rois_enabled():
 
 def visual_source(subject):
     """(nordic, combine, session) whose GLM outputs define the subject's visual ROI."""
-    variant = config["rois"]["visual"]["variant"]
+    variant = config["rois"]["visual"]["variant"] or next(iter(glm_variants()), None)
     if variant not in glm_variants():
         raise WorkflowError(
             f"rois.visual.variant: expected a variant this config produces "
@@ -862,10 +862,12 @@ def report_mb(wildcards, attempt):
 
 
 def report_targets():
-    """The comparison outputs and one HTML report per subject."""
+    """The comparison outputs and one HTML report per subject, with the folders'
+    dataset descriptions."""
     if not config["report"]["enabled"]:
         return []
-    targets = [str(REPORTS / f"sub-{sub}.html") for sub in DATASET.subjects()]
+    targets = [str(REPORTS / "dataset_description.json")]
+    targets += [str(REPORTS / f"sub-{sub}.html") for sub in DATASET.subjects()]
     if rois_enabled() and comparison_entries():
         targets.append(str(COMPARISON / "dataset_description.json"))
         targets.extend(comparison_paths().values())

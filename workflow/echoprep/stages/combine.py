@@ -8,6 +8,7 @@ rules use the same table, so a name is defined once.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -19,6 +20,7 @@ import nibabel as nib
 import numpy as np
 
 from echoprep.io.images import StageInputError, atomic_save, float_image, load_image
+from echoprep.io.paths import sidecar_path
 from echoprep.io.sidecars import write_dataset_description, write_sidecar
 
 log = logging.getLogger(__name__)
@@ -142,6 +144,18 @@ def validate_echoes(
     return shape  # type: ignore[return-value]
 
 
+def _spatial_reference(echo_files: Sequence[str | Path]) -> dict[str, Any]:
+    """``{"SpatialReference": ...}`` of echoes in a named space (the spatial stage's resampled
+    echoes record their grid image in their sidecars), else ``{}``: outputs that carry the
+    space entity need it (BIDS derivatives)."""
+    side = sidecar_path(Path(echo_files[0]))
+    try:
+        ref = json.loads(side.read_text()).get("SpatialReference")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {"SpatialReference": ref} if ref else {}
+
+
 def _trimmed_inputs(files: Sequence[Path], drop: int, folder: Path) -> list[Path]:
     """Copies of the echo files without their last ``drop`` volumes (``files`` when 0)."""
     if drop <= 0:
@@ -205,6 +219,7 @@ def write_single_echo(
         "EchoTime": float(echo_times[echo - 1]),
         "Description": f"Single-echo baseline: echo {echo} of {len(echo_files)}, unchanged",
         "SkullStripped": False,
+        **_spatial_reference([src]),
     }
     if repetition_time is not None:
         extra["RepetitionTime"] = float(repetition_time)
@@ -239,6 +254,8 @@ def _collect_tedana(
         side.update(_DESCRIPTIONS.get(key, {}))
         if out.name.endswith(".nii.gz") and key != "mask":
             side["SkullStripped"] = True  # tedana zeroes voxels outside its adaptive mask
+        if out.name.endswith(".nii.gz"):
+            side.update(_spatial_reference(sources))
         write_sidecar(out, sources=sources, parameters=parameters, extra=side, software=["tedana"])
         written[key] = out
     return written

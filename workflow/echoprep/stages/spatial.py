@@ -914,6 +914,8 @@ def resample_run(
             "chain: head motion, susceptibility distortion, run -> reference run, reference run "
             "-> output grid",
             "SkullStripped": False,
+            # the output grid (the subject's space-T1w boldref, or the reference run's boldref)
+            "SpatialReference": str(Path(grid_file)),
             **st_record,
             "Resampling": record,
         }
