@@ -346,8 +346,9 @@ def compare_derivatives(
 ) -> tuple[list[str], dict[str, int]]:
     """Compare two output folders of the same dataset and configuration.
 
-    Images (.nii, .nii.gz): shape, affine, dtype and data arrays exactly (NaN = NaN). TSV and
-    other text/binary files: exact content. JSON: parsed, without :data:`VOLATILE_KEYS`, with
+    Images (.nii, .nii.gz): shape, affine, dtype and data arrays exactly (NaN = NaN). HTML:
+    exact text with the run-specific folders replaced. TSV and other text/binary files (SVG,
+    PNG): exact content. JSON: parsed, without :data:`VOLATILE_KEYS`, with
     the run-specific folders (``roots_*``: path -> placeholder, e.g. output_dir -> "<out>")
     replaced. ``only``: compare just these relative paths (a run of part of the workflow); each
     must exist in both folders. Returns (differences, number of files compared per kind).
@@ -372,6 +373,15 @@ def compare_derivatives(
             ja = _normalise(json.loads(pa.read_text()), roots_a)
             jb = _normalise(json.loads(pb.read_text()), roots_b)
             msg = None if ja == jb else _json_difference(ja, jb)
+        elif rel.endswith(".html"):
+            # the report lists the configuration used, run folders included
+            kinds["other"] += 1
+            ta, tb = pa.read_text(), pb.read_text()
+            for root, mark in roots_a.items():
+                ta = ta.replace(root, mark)
+            for root, mark in roots_b.items():
+                tb = tb.replace(root, mark)
+            msg = None if ta == tb else "content differs (run folders replaced)"
         else:
             kinds["tsv" if rel.endswith(".tsv") else "other"] += 1
             msg = None if pa.read_bytes() == pb.read_bytes() else "content differs"

@@ -183,3 +183,22 @@ def test_cli(tmp_path):
     args = build_parser().parse_args(argv)
     assert args.func(args) == 0
     assert json.loads(out["json"].read_text())["variant"] == "nordic-optcom"
+
+
+def test_figure_files_are_reproducible(tmp_path):
+    """Same table, same bytes: the SVG carries no date and no random element ids."""
+    table = pd.DataFrame(
+        {
+            "subject": ["01", "01"],
+            "session": ["01", "01"],
+            "variant": ["raw-single", "nordic-optcom"],
+            "median_nc": [5.0, 7.0],
+            "dprime": [0.3, 0.4],
+        }
+    )
+    files = []
+    for name in ("a", "b"):
+        png, svg = tmp_path / f"{name}.png", tmp_path / f"{name}.svg"
+        cmp.plot_comparison(table, png=png, svg=svg)
+        files.append((png.read_bytes(), svg.read_bytes()))
+    assert files[0] == files[1]

@@ -339,7 +339,9 @@ def plot_comparison(
     if png is not None:
         fig.savefig(png, dpi=120)
     if svg is not None:
-        fig.savefig(svg)
+        # reproducible SVG: no date, element ids from a fixed salt (else a random one per run)
+        with matplotlib.rc_context({"svg.hashsalt": "echoprep"}):
+            fig.savefig(svg, metadata={"Date": None})
     if png is not None or svg is not None:
         plt.close(fig)
     return fig
