@@ -35,3 +35,20 @@ def test_every_stage_command_parses_its_own_arguments() -> None:
 def test_command_is_the_first_word_that_is_not_an_option() -> None:
     assert _command_of(["-v", "glm", "--bold", "x"]) == "glm"
     assert _command_of(["--version"]) == ""
+
+
+def test_key_paths_parses_and_refuses_with_the_form_expected() -> None:
+    from pathlib import Path
+
+    from echoprep.stages.arguments import key_paths
+
+    assert key_paths(["bold=a.nii.gz", "mask=b/c.nii.gz"]) == {
+        "bold": Path("a.nii.gz"),
+        "mask": Path("b/c.nii.gz"),
+    }
+    assert key_paths(None) == {}
+    for bad in ("bold", "=a.nii.gz", "bold="):
+        with pytest.raises(SystemExit, match=rf"^--out expects KEY=PATH, got '{bad}'$"):
+            key_paths([bad])
+    with pytest.raises(SystemExit, match=r"^--nc expects tsv=PATH, got 'png=x'$"):
+        key_paths(["png=x"], "--nc", form="tsv=PATH", keys=("tsv",))

@@ -14,16 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from echoprep import __version__
-
-
-def _key_paths(items: Sequence[str]) -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key or not value:
-            raise SystemExit(f"--out expects KEY=PATH, got {item!r}")
-        out[key] = Path(value)
-    return out
+from echoprep.stages.arguments import key_paths
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -74,7 +65,7 @@ def _cmd_discover(args: argparse.Namespace) -> int:
 def _cmd_combine(args: argparse.Namespace) -> int:
     from echoprep.stages import combine
 
-    outputs = _key_paths(args.out)
+    outputs = key_paths(args.out)
     common = {"repetition_time": args.tr, "drop_volumes": args.drop_volumes}
     if args.variant == "single":
         combine.write_single_echo(args.echo, args.te, outputs, echo=args.single_echo, **common)
@@ -116,7 +107,7 @@ def _cmd_nordic(args: argparse.Namespace) -> int:
     run_nordic(
         args.mag,
         args.phase,
-        _key_paths(args.out),
+        key_paths(args.out),
         options=json.loads(args.options_json) if args.options_json else {},
         seed=args.seed,
         n_threads=args.threads,

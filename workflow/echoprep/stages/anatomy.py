@@ -82,6 +82,7 @@ from echoprep.io.images import StageInputError, atomic_save, float_image, load_i
 from echoprep.io.paths import bids_path
 from echoprep.io.sidecars import write_dataset_description, write_sidecar
 from echoprep.kernels import tissue
+from echoprep.stages.arguments import key_paths
 
 log = logging.getLogger(__name__)
 
@@ -1135,12 +1136,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     """Run :func:`run_anatomy` from parsed :func:`add_arguments` arguments; exit status 0."""
     import json
 
-    outputs: dict[str, Path] = {}
-    for item in args.out:
-        key, sep, value = item.partition("=")
-        if not sep or not key or not value:
-            raise SystemExit(f"--out expects KEY=PATH, got {item!r}")
-        outputs[key] = Path(value)
+    outputs = key_paths(args.out)
     run_anatomy(
         args.t1w,
         outputs,

@@ -46,6 +46,7 @@ from echoprep.io.sidecars import (
     write_sidecar,
 )
 from echoprep.kernels.noiseceiling import d_prime
+from echoprep.stages.arguments import key_paths
 
 log = logging.getLogger(__name__)
 
@@ -464,12 +465,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Run :func:`run_comparison` from parsed arguments; exit status 0."""
-    outputs: dict[str, Path] = {}
-    for item in args.out:
-        key, sep, value = item.partition("=")
-        if not sep or key not in ("tsv", "png", "svg", "json"):
-            raise SystemExit(f"--out expects tsv|png|svg|json=PATH, got {item!r}")
-        outputs[key] = Path(value)
+    outputs = key_paths(args.out, form="tsv|png|svg|json=PATH", keys=("tsv", "png", "svg", "json"))
     if "tsv" not in outputs or "json" not in outputs:
         raise SystemExit("--out needs tsv=... and json=...")
     entries = [

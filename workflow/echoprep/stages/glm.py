@@ -44,6 +44,7 @@ import pandas as pd
 from echoprep.io.images import StageInputError, atomic_save, float_image, load_image
 from echoprep.io.paths import run_output
 from echoprep.io.sidecars import write_dataset_description, write_json, write_sidecar
+from echoprep.stages.arguments import key_paths
 from echoprep.stages.glm_design import SessionDesign, build_session_design, read_events
 
 log = logging.getLogger(__name__)
@@ -896,22 +897,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def _key_paths(items: Sequence[str]) -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key or not value:
-            raise SystemExit(f"--out expects KEY=PATH, got {item!r}")
-        out[key] = Path(value)
-    return out
-
-
 def run_from_args(args: argparse.Namespace) -> int:
     """Run :func:`run_glm` from parsed :func:`add_arguments` arguments; exit status 0."""
     run_glm(
         args.bold,
         args.events,
-        _key_paths(args.out),
+        key_paths(args.out),
         mask=args.mask,
         space=args.space,
         options=json.loads(args.options_json) if args.options_json else None,

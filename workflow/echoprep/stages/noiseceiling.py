@@ -39,6 +39,7 @@ from echoprep.io.images import StageInputError, atomic_save, float_image, load_i
 from echoprep.io.paths import run_output
 from echoprep.io.sidecars import write_sidecar
 from echoprep.kernels.noiseceiling import NoiseCeiling, nc_from_ncsnr, noise_ceiling
+from echoprep.stages.arguments import key_paths
 from echoprep.stages.glm_design import DEFAULT_LABEL_COLUMNS, read_events
 
 log = logging.getLogger(__name__)
@@ -475,12 +476,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Run the session or subject noise ceiling from parsed :func:`add_arguments` arguments."""
-    outputs: dict[str, Path] = {}
-    for item in args.out:
-        key, sep, value = item.partition("=")
-        if not sep or not key or not value:
-            raise SystemExit(f"--out expects KEY=PATH, got {item!r}")
-        outputs[key] = Path(value)
+    outputs = key_paths(args.out)
     if args.level == "repeats":
         if args.ncsnr is None or args.repeats is None or "nc" not in outputs:
             raise SystemExit("noiseceiling repeats: --ncsnr, --repeats and --out nc=PATH")

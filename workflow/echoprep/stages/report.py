@@ -37,6 +37,7 @@ from echoprep.io.sidecars import software_versions, write_dataset_description
 from echoprep.report import figures
 from echoprep.report.html import Section, render
 from echoprep.stages import comparison as comparison_stage
+from echoprep.stages.arguments import key_paths
 
 log = logging.getLogger(__name__)
 
@@ -344,16 +345,6 @@ def write_description(root: str | Path, *, config: Mapping[str, Any], source: st
 # command line
 
 
-def _pairs(items: Sequence[str] | None, what: str) -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key or not value:
-            raise SystemExit(f"{what} expects VARIANT=PATH, got {item!r}")
-        out[key] = Path(value)
-    return out
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``echoprep report`` arguments to a sub-command parser."""
     parser.add_argument("--subject", required=True)
@@ -399,8 +390,8 @@ def run_from_args(args: argparse.Namespace) -> int:
         underlay_kind=args.underlay_kind,
         r2=args.r2,
         r2_variant=args.r2_variant,
-        nc_maps=_pairs(args.nc, "--nc"),
-        roi_tables=_pairs(args.roi_table, "--roi-table"),
+        nc_maps=key_paths(args.nc, "--nc", form="VARIANT=PATH"),
+        roi_tables=key_paths(args.roi_table, "--roi-table", form="VARIANT=PATH"),
         comparison_entries=[
             comparison_stage.Entry(
                 sub, None if ses == "n/a" else ses, var, Path(nc), Path(roi), Path(brain)

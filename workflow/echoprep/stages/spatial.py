@@ -65,6 +65,7 @@ from scipy import ndimage
 from echoprep.io.images import StageInputError, atomic_save, load_image
 from echoprep.io.paths import bids_path, run_output
 from echoprep.io.sidecars import write_dataset_description, write_sidecar
+from echoprep.stages.arguments import key_paths
 
 log = logging.getLogger(__name__)
 
@@ -968,16 +969,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def _key_paths(items: Sequence[str]) -> dict[str, Path]:
-    out: dict[str, Path] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key or not value:
-            raise SystemExit(f"--out expects KEY=PATH, got {item!r}")
-        out[key] = Path(value)
-    return out
-
-
 def stage_options(config_section: Mapping[str, Any]) -> dict[str, Any]:
     """The stage's options from the config's ``spatial:`` section (other keys ignored)."""
     return {k: config_section[k] for k in DEFAULT_OPTIONS if k in config_section}
@@ -989,7 +980,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     if args.spatial_step == "run":
         run_geometry(
             args.echo,
-            _key_paths(args.out),
+            key_paths(args.out),
             repetition_time=args.tr,
             slice_timing=args.slice_timing or None,
             slice_axis=args.slice_axis,
@@ -1006,7 +997,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             args.boldref,
             args.t1w,
             args.mask,
-            _key_paths(args.out),
+            key_paths(args.out),
             options=opts,
             seed=args.seed,
             n_threads=args.threads,
