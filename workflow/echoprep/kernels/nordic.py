@@ -51,12 +51,10 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import os
 import queue
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -70,6 +68,7 @@ from echoprep.kernels.patches import (
     squared_singular_values,
 )
 from echoprep.kernels.phase import lowpass_phase
+from echoprep.kernels.threads import blas_limits, n_workers
 
 log = logging.getLogger(__name__)
 
@@ -288,12 +287,12 @@ def nordic(
     kernel = default_kernel((nx, ny, nz), nt, kernel_size)
     _check_kernel_fits(kernel, (nx, ny, nz, nt), kernel_size)
     gkernel = tuple(min(int(k), n) for k, n in zip(gfactor_kernel, (nx, ny, nz), strict=True))
-    workers = _n_workers(n_threads)
+    workers = n_workers(n_threads)
     if not complex_mode:
         temporal_phase = 0
     if nt < 6:
         log.info("NORDIC: only %d volumes; the low-rank model has little to work with", nt)
-    with _blas_limits(1):
+    with blas_limits(1):
         return _nordic(
             magnitude,
             phase if complex_mode else None,
@@ -654,24 +653,6 @@ def _round_half_up(v: float) -> int:
 def _slabs(n: int, bytes_per_plane: int) -> list[slice]:
     step = max(1, _SLAB_BYTES // max(1, bytes_per_plane))
     return [slice(i, min(n, i + step)) for i in range(0, n, step)]
-
-
-def _n_workers(n_threads: int | None) -> int:
-    if n_threads is not None:
-        return int(n_threads)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def _blas_limits(n: int) -> AbstractContextManager[Any]:
-    """Limit BLAS threads to ``n`` while the kernel runs (no-op without threadpoolctl)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        return nullcontext()
-    return threadpool_limits(limits=n, user_api="blas")
 
 
 def _count_nonfinite(a: np.ndarray) -> int:

@@ -33,12 +33,9 @@ onto the reference: sample it at ``vol_from_ref[t] @ x`` for reference-space poi
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -49,6 +46,7 @@ from echoprep.kernels.geometry.transforms import (
     rigid_params,
     rotation_matrix,
 )
+from echoprep.kernels.threads import blas_limits, n_workers
 
 log = logging.getLogger(__name__)
 
@@ -429,7 +427,7 @@ def estimate_motion(
     nt = series.shape[3]
     ref_img, ref_vols = _reference(series, reference, n_reference)
     target = RigidTarget(ref_img, affine, levels, mask=mask)
-    workers = _n_workers(n_threads)
+    workers = n_workers(n_threads)
     mats = np.empty((nt, 4, 4))
     iters = np.empty(nt, np.int64)
     conv = np.empty(nt, bool)
@@ -439,7 +437,7 @@ def estimate_motion(
         mats[t], iters[t], conv[t] = r.moving_from_fixed, r.iterations, r.converged
 
     n_chunks = -(-nt // chunk_volumes)
-    with _blas_limits(1), ThreadPoolExecutor(max_workers=workers) as pool:
+    with blas_limits(1), ThreadPoolExecutor(max_workers=workers) as pool:
         for ci, t0 in enumerate(range(0, nt, chunk_volumes)):
             t1 = min(nt, t0 + chunk_volumes)
             block = np.asarray(series[..., t0:t1], dtype=np.float32)
@@ -613,21 +611,3 @@ def _check_series(series: np.ndarray, affine: np.ndarray) -> None:
             if not np.all(np.isfinite(series[..., t])):
                 raise ValueError(f"estimate_motion: series has non-finite values in volume {t}")
     _check_affine(affine, "estimate_motion: affine")
-
-
-def _blas_limits(n: int) -> AbstractContextManager[Any]:
-    """Limit BLAS threads to ``n`` while worker threads run (no-op without threadpoolctl)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        return nullcontext()
-    return threadpool_limits(limits=n, user_api="blas")
-
-
-def _n_workers(n_threads: int | None) -> int:
-    if n_threads is not None:
-        return int(n_threads)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)

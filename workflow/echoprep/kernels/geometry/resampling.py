@@ -45,8 +45,8 @@ import numpy as np
 from scipy import ndimage
 
 from echoprep.kernels.geometry.distortion import shift_jacobian
-from echoprep.kernels.geometry.motion import _n_workers
 from echoprep.kernels.geometry.transforms import check_matrix
+from echoprep.kernels.threads import n_workers
 
 log = logging.getLogger(__name__)
 
@@ -397,7 +397,7 @@ def resample(
         out[..., t] = vals.reshape(chain.output.shape)
         return 1  # interpolation calls made for this volume
 
-    workers = _n_workers(n_threads)
+    workers = n_workers(n_threads)
     n_chunks = math.ceil(nt / chunk_volumes)
     with ThreadPoolExecutor(max_workers=min(workers, chunk_volumes)) as pool:
         for ci, t0 in enumerate(range(0, nt, chunk_volumes)):

@@ -33,7 +33,6 @@ import logging
 import math
 import warnings
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +73,7 @@ from echoprep.kernels.glm.xval import (
     build_cross_validation,
     reference,
 )
+from echoprep.kernels.threads import blas_limits
 
 log = logging.getLogger(__name__)
 
@@ -267,20 +267,8 @@ def fit_glmsingle(
         opts.hrflibrary.shape[1],
         len(vox.chunks(opts.chunklen)),
     )
-    with _blas_limits(opts.n_threads):
+    with blas_limits(opts.n_threads):
         return _run(setup, plan, stimdur, tr)
-
-
-def _blas_limits(n: int | None) -> AbstractContextManager[Any]:
-    """Limit BLAS threads to ``n`` while the kernel runs (no-op for None or without
-    threadpoolctl)."""
-    if n is None:
-        return nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        return nullcontext()
-    return threadpool_limits(limits=n, user_api="blas")
 
 
 def _plan(td: TrialDesign, opts: GlmOptions) -> _Plan:
