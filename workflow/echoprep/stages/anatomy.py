@@ -82,6 +82,7 @@ from echoprep.io.images import StageInputError, atomic_save, float_image, load_i
 from echoprep.io.paths import bids_path
 from echoprep.io.sidecars import write_dataset_description, write_sidecar
 from echoprep.kernels import tissue
+from echoprep.kernels.geometry.registration import ants_image as to_ants
 from echoprep.stages.arguments import key_paths
 
 log = logging.getLogger(__name__)
@@ -263,22 +264,6 @@ def _axes(affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     linear = np.asarray(affine, float)[:3, :3]
     spacing = np.sqrt((linear**2).sum(axis=0))
     return spacing, linear / spacing
-
-
-def to_ants(data: np.ndarray, affine: np.ndarray):
-    """An ``ants.ANTsImage`` (float32) of a 3D array with a nibabel (RAS) affine.
-
-    The affine must be a rotation times voxel sizes (no shear): :func:`validate_t1w` checks it.
-    """
-    import ants
-
-    spacing, direction = _axes(affine)
-    return ants.from_numpy(
-        np.ascontiguousarray(data, dtype=np.float32),
-        origin=tuple(float(v) for v in _LPS @ np.asarray(affine, float)[:3, 3]),
-        spacing=tuple(float(v) for v in spacing),
-        direction=_LPS @ direction,
-    )
 
 
 def from_ants(img) -> tuple[np.ndarray, np.ndarray]:
