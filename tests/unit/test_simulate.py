@@ -23,7 +23,7 @@ from echoprep.simulate.geometry import (
     distortion_operator,
     rigid_matrix,
 )
-from echoprep.simulate.signal import build_run, motion_parameters, run_volumes
+from echoprep.simulate.signal import build_run, motion_parameters, parameters, run_volumes
 
 TES = (0.011, 0.02882, 0.04662)
 RUN = {"sub": "01", "ses": "01", "task": "images", "run": "01"}
@@ -477,6 +477,93 @@ def test_motion_truth_predicts_the_volumes_and_the_sbref(moving: Path) -> None:
     sbref = nib.load(bids_path(moving, RUN | {"echo": "1"}, "sbref", ".nii.gz")).get_fdata()
     m_0 = rigid_matrix(motion[0], centre)
     assert residual(sbref, m_0) < 0.5 * residual(sbref, np.eye(4))
+
+
+def _task_run(beta_sd: float = 0.5) -> tuple:
+    """The preset tiny's run 1 with trials every 4 s (betas 1 +- ``beta_sd`` s^-1) and its
+    random head motion, noise-free."""
+    p = PRESETS["tiny"]
+    anat = subject_anatomy(p, 0, 1)
+    onsets = np.arange(4.0, p.n_volumes * p.tr - 20, 4.0)
+    betas = np.random.default_rng(1).normal(1.0, beta_sd, (int(anat.active.sum()), len(onsets)))
+    model = build_run(p, anat, onsets, betas, seed=0, subject=1, session=1, run=1, motion=True)
+    return p, anat, dataclasses.replace(model, noise_sd=np.zeros_like(model.noise_sd))
+
+
+def _still(model: object) -> object:
+    return dataclasses.replace(model, motion=None, task_timing=None)
+
+
+def _translated(model: object, z_mm: float) -> object:
+    motion = np.zeros_like(model.motion)
+    motion[:, 2] = z_mm
+    return dataclasses.replace(model, motion=motion)
+
+
+def _noise_free_series(p: object, model: object, te: float = TES[1]) -> np.ndarray:
+    blocks = run_volumes(model, (te,), [np.random.default_rng(0)], p.chunk_volumes, phase=False)
+    return np.concatenate([b[0][0] for b in blocks]).astype(np.float64)  # (T, x, y, z)
+
+
+def test_realigning_with_the_true_motion_restores_every_active_voxels_time_course() -> None:
+    """A Fourier-encoded image of a head moved by a fraction of a voxel is the band-limited
+    (sinc) shift of the still image, not a blend of neighbours: realigned with the true
+    transforms (cubic B-spline, as the spatial stage resamples), each active voxel's noise-free
+    time course matches the motion-free run. Moving the maps trilinearly instead low-passes
+    every volume by a position-dependent amount (measured: median r 0.962, 10th percentile
+    0.872 on this run; cubic: 0.993, 0.967)."""
+    p, anat, model = _task_run(beta_sd=1.0)
+    img, ref = _noise_free_series(p, model), _noise_free_series(p, _still(model))
+    a = model.affine
+    back = np.empty_like(img)
+    for t in range(len(img)):
+        vox = np.linalg.inv(a) @ rigid_matrix(model.motion[t], model.center) @ a
+        back[t] = ndimage.affine_transform(img[t], vox[:3, :3], vox[:3, 3], order=3)
+
+    def r(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        x, y = x - x.mean(0), y - y.mean(0)
+        return (x * y).sum(0) / np.sqrt((x * x).sum(0) * (y * y).sum(0))
+
+    active = anat.active
+    realigned = r(back[:, active], ref[:, active])
+    assert np.median(realigned) > 0.985
+    assert np.percentile(realigned, 10) > 0.95
+    assert np.percentile(r(img[:, active], ref[:, active]), 10) < 0.9  # the motion is not small
+
+
+def test_a_head_at_rest_is_imaged_the_same_with_the_motion_model_on() -> None:
+    """Zero motion through the motion path (maps moved by the identity, the response formed
+    per scanner slice) gives the motion-free run's volumes."""
+    p, _, model = _task_run()
+    a, b = _noise_free_series(p, _still(model)), _noise_free_series(p, _translated(model, 0.0))
+    assert np.abs(a - b).max() <= 1  # int16 rounding
+
+
+def test_moved_content_carries_the_response_of_the_slice_it_is_imaged_in() -> None:
+    """A head moved up by exactly one slice: scanner slice z + 1 holds head slice z, and its
+    evoked response is sampled at slice z + 1's acquisition time (interleaved multiband:
+    neighbouring slices are about TR / 2 apart), not at the time head slice z had at rest."""
+    p, _, model = _task_run()
+    model = _translated(model, p.voxel_size)
+    te = TES[1]
+    got = _noise_free_series(p, model, te)
+    timing = model.task_timing
+    n = p.n_volumes
+    s0, r2s, _ = parameters(model, 0, n)  # head frame, response at each voxel's own slice time
+    r2_base = r2s.copy()
+    r2_base[model.task_rows] += model.task
+    act = np.unravel_index(model.head_idx[model.task_rows], model.shape)
+    keep = act[2] < model.shape[2] - 1
+    rows = model.task_rows[keep]
+    src = np.stack([timing.at(int(i), 0, n) for i in np.unique(timing.slice_index)])
+    here = timing.slice_index[act[2][keep] + 1]  # time of the slice the content is imaged in
+    own = timing.slice_index[act[2][keep]]
+    cols = np.flatnonzero(keep)
+    right = s0[rows] * np.exp(-te * (r2_base[rows] - src[here, cols]))
+    wrong = s0[rows] * np.exp(-te * (r2_base[rows] - src[own, cols]))
+    imaged = got[:, act[0][keep], act[1][keep], act[2][keep] + 1].T  # (n_act, T)
+    assert np.abs(imaged - right).max() <= 1.0  # int16 rounding
+    assert np.median(np.abs(imaged - wrong).max(axis=1)) > 5
 
 
 def test_motion_and_distortion_are_reproducible(options: Path, tmp_path: Path) -> None:

@@ -17,11 +17,15 @@ magnitude and phase of the noisy complex value are stored. Terms:
 - ``df_drift`` = a global linear frequency drift (~1 Hz SD over a run) and a respiratory
   frequency oscillation, larger in inferior slices.
 - Head motion (optional): the parameter maps of each volume (S0, R2*, phase at TE 0 and the
-  off-resonance, i.e. the head and its B0 field) are moved rigidly (trilinear interpolation)
-  before the echoes are formed. A volume's parameters ``(trans_x, trans_y, trans_z, rot_x,
-  rot_y, rot_z)`` (mm, rad) map a point ``x`` of the motion-free head to ``c + R (x - c) + d``
-  in the scanner, ``c`` the centre of the functional grid, ``R = Rz Ry Rx``
-  (:func:`.geometry.rigid_matrix`); see :func:`motion_parameters` for their statistics.
+  off-resonance, i.e. the head and its B0 field) are moved rigidly before the echoes are
+  formed, with a cubic B-spline (:data:`MOTION_ORDER`; S0 and R2* clipped at 0). A volume's
+  parameters ``(trans_x, trans_y, trans_z, rot_x, rot_y, rot_z)`` (mm, rad) map a point ``x``
+  of the motion-free head to ``c + R (x - c) + d`` in the scanner, ``c`` the centre of the
+  functional grid, ``R = Rz Ry Rx`` (:func:`.geometry.rigid_matrix`); see
+  :func:`motion_parameters` for their statistics. The evoked response of whatever lands in
+  scanner slice ``z`` is formed at that slice's acquisition time (:class:`TaskTiming`): a head
+  moved through the slices is imaged when each slice is excited, so the slice-timing
+  correction of the pipeline (scanner slices, before realignment) stays right.
 - EPI distortion (optional): the complex image of every echo is then displaced along the
   phase-encoding axis j by the voxel-shift map ``s = -TotalReadoutTime * f_B0`` of the static
   B0 field in the volume's head position (PE ``"j-"``; the field moves with the head; the
@@ -60,9 +64,62 @@ PHYSIO_SD = 0.3
 S0_FLUCT_SD = 0.003
 #: SD of the Legendre drift coefficients (fraction).
 DRIFT_SD = 0.006
+#: Spline order of the rigid head motion of the parameter maps. A Fourier-encoded image is the
+#: band-limited (sinc) interpolant of its voxels, so a head moved by a fraction of a voxel is
+#: imaged as the sinc-shifted image, not as a blend of neighbours: trilinear interpolation
+#: (order 1) would low-pass every volume by an amount that changes with its position. Realigned
+#: with the true motion, the active voxels' noise-free time courses of the tiny preset match the
+#: motion-free run with median r 0.993 at order 3 against 0.962 at order 1 (test_simulate.py).
+#: The cubic B-spline is the usual near-sinc approximation at 4.4x trilinear's cost.
+MOTION_ORDER = 3
+#: Zero voxels kept around the active region when its response is moved: the cubic spline's
+#: prefilter carries about 0.27**d of a value d voxels away.
+_TASK_MARGIN = 6
 #: Peak fractional S0 change of the non-BOLD artefact (steps and spikes, as from small head
 #: jerks or inflow) in CSF and at the brain edge; TE-independent, so tedana should reject it.
 ARTIFACT_SD = 0.03
+
+
+@dataclass
+class TaskTiming:
+    """The evoked response of the active voxels at any slice's acquisition time.
+
+    Attributes
+    ----------
+    betas
+        True single-trial betas (peak ΔR2* decrease, s^-1), shape (n_act, n_trials).
+    hrf
+        Position of each active voxel's library HRF in ``responses``' axis 1, shape (n_act,).
+    responses
+        Trial responses at the acquisitions of every volume, per distinct slice time and
+        used library HRF, shape (n_times, n_hrf, T, n_trials) (:func:`.design.response_matrix`).
+    slice_index
+        Row of each slice's acquisition time in ``responses``, shape (nz,).
+    """
+
+    betas: np.ndarray
+    hrf: np.ndarray
+    responses: np.ndarray
+    slice_index: np.ndarray
+
+    def __post_init__(self) -> None:
+        # voxels grouped by HRF once: contiguous rows, no copy per call
+        self._order = np.argsort(self.hrf, kind="stable")
+        self._sorted = np.ascontiguousarray(self.betas[self._order])
+        hrfs, self._bounds = np.unique(self.hrf[self._order], return_index=True)
+        self._hrfs = hrfs.tolist()
+        self._bounds = [*self._bounds.tolist(), len(self.hrf)]
+
+    def at(self, time: int, start: int, stop: int) -> np.ndarray:
+        """Evoked ΔR2* decrease of every active voxel at the slice time ``time`` (row of
+        ``responses``) for volumes ``start:stop``, s^-1, shape (n_act, stop - start) float32."""
+        grouped = np.empty((len(self.betas), stop - start), np.float32)
+        for i, h in enumerate(self._hrfs):
+            a, b = self._bounds[i], self._bounds[i + 1]
+            grouped[a:b] = self._sorted[a:b] @ self.responses[time, h, start:stop].T
+        out = np.empty_like(grouped)
+        out[self._order] = grouped
+        return out
 
 
 @dataclass
@@ -97,6 +154,10 @@ class RunModel:
         shape (nx, ny, nz).
     readout_time
         TotalReadoutTime (s) of the distortion; 0.0 for undistorted images.
+    task_timing
+        With motion: the evoked response at every slice time, to form it at the acquisition
+        time of the scanner slice the moved content lands in; None without motion (``task``,
+        at each voxel's own slice time, is then exact).
     """
 
     shape: tuple[int, int, int]
@@ -118,6 +179,7 @@ class RunModel:
     motion: np.ndarray | None
     field: np.ndarray
     readout_time: float = 0.0
+    task_timing: TaskTiming | None = None
 
     @property
     def n_volumes(self) -> int:
@@ -292,6 +354,16 @@ def build_run(
         if motion
         else None
     )
+    timing = None
+    if motion:
+        times, slice_index = np.unique(st, return_inverse=True)
+        hrfs, hrf_pos = np.unique(k_of, return_inverse=True)
+        responses = np.stack(
+            [np.stack([response_matrix(preset, onsets, tm, int(k)) for k in hrfs]) for tm in times]
+        ).astype(np.float32)
+        timing = TaskTiming(
+            np.asarray(betas, np.float32), hrf_pos, responses, slice_index.reshape(-1)
+        )
     f32 = np.float32
     return RunModel(
         shape=shape,
@@ -313,6 +385,7 @@ def build_run(
         motion=moves,
         field=anatomy.b0_hz.astype(f32),
         readout_time=total_readout_time(preset) if distortion else 0.0,
+        task_timing=timing,
     )
 
 
@@ -354,14 +427,68 @@ def _voxel_motion(model: RunModel, params: np.ndarray) -> tuple[np.ndarray, np.n
     return m[:3, :3], m[:3, 3]
 
 
-def _moved(model: RunModel, values: np.ndarray, volume: int) -> np.ndarray:
+def _moved(
+    model: RunModel, values: np.ndarray, volume: int, *, nonnegative: bool = False
+) -> np.ndarray:
     """Head-voxel values (n_head,) placed on the grid and moved to the head position of
-    ``volume`` (trilinear, 0 outside); flat (nvox,) float32."""
+    ``volume`` (B-spline of order :data:`MOTION_ORDER`, 0 outside; clipped at 0 when
+    ``nonnegative``, against the spline's overshoot at the head's edge); flat (nvox,)
+    float32."""
     g = np.zeros(int(np.prod(model.shape)), np.float32)
     g[model.head_idx] = values
     mat, off = _voxel_motion(model, model.motion[volume])
-    moved = ndimage.affine_transform(g.reshape(model.shape), mat, off, order=1, mode="constant")
-    return moved.reshape(-1)
+    moved = ndimage.affine_transform(
+        g.reshape(model.shape), mat, off, order=MOTION_ORDER, mode="constant"
+    ).reshape(-1)
+    if nonnegative:
+        np.maximum(moved, 0, out=moved)
+    return moved
+
+
+def _moved_task(model: RunModel, start: int, stop: int) -> np.ndarray:
+    """Evoked ΔR2* decrease of volumes ``start:stop`` in the scanner frame: at scanner slice
+    ``z`` the head's response at the acquisition time of ``z``, moved like :func:`_moved`;
+    shape (stop - start, nvox) float32.
+
+    Only the box around the active voxels (plus :data:`_TASK_MARGIN` zero voxels) is
+    interpolated, into the scanner voxels that box can reach in each volume.
+    """
+    timing = model.task_timing
+    shape = np.array(model.shape)
+    nb = stop - start
+    out = np.zeros((nb, *model.shape), np.float32)
+    if not len(model.task_rows):
+        return out.reshape(nb, -1)
+    act = np.stack(np.unravel_index(model.head_idx[model.task_rows], model.shape))
+    lo = np.maximum(act.min(axis=1) - _TASK_MARGIN, 0)
+    hi = np.minimum(act.max(axis=1) + _TASK_MARGIN + 1, shape)
+    local = tuple(act - lo[:, None])
+    moves = [_voxel_motion(model, model.motion[start + k]) for k in range(nb)]
+    corners = lo[:, None] + (hi - 1 - lo)[:, None] * np.indices((2, 2, 2)).reshape(3, -1)
+    reach = np.concatenate([np.linalg.solve(m, corners - o[:, None]) for m, o in moves], axis=1)
+    olo = np.clip(np.floor(reach.min(axis=1)).astype(int) - 1, 0, shape)
+    ohi = np.clip(np.ceil(reach.max(axis=1)).astype(int) + 2, 0, shape)
+    grid = np.zeros(tuple(hi - lo), np.float32)
+    for time in np.unique(timing.slice_index):
+        slices = np.flatnonzero(timing.slice_index == time)
+        slices = slices[(slices >= olo[2]) & (slices < ohi[2])]
+        if not slices.size:
+            continue
+        ijk = np.indices((ohi[0] - olo[0], ohi[1] - olo[1], len(slices)), dtype=np.float64)
+        ijk[0] += olo[0]
+        ijk[1] += olo[1]
+        ijk[2] = slices[ijk[2].astype(int)]
+        ijk = ijk.reshape(3, -1)
+        values = timing.at(int(time), start, stop)
+        for k, (mat, off) in enumerate(moves):
+            grid[local] = values[:, k]
+            moved = ndimage.map_coordinates(
+                grid, mat @ ijk + (off - lo)[:, None], order=MOTION_ORDER, mode="constant"
+            )
+            out[k, olo[0] : ohi[0], olo[1] : ohi[1]][:, :, slices] = moved.reshape(
+                ohi[0] - olo[0], ohi[1] - olo[1], len(slices)
+            )
+    return out.reshape(nb, -1)
 
 
 def _distortion(model: RunModel, volume: int | None, sources: np.ndarray) -> sparse.csc_array:
@@ -378,7 +505,7 @@ def reference_image(model: RunModel, te: float) -> np.ndarray:
     nvox = int(np.prod(model.shape))
     s0, r2s, idx = model.s0, model.r2s, model.head_idx
     if model.motion is not None:
-        s0, r2s = _moved(model, s0, 0), _moved(model, r2s, 0)
+        s0, r2s = (_moved(model, m, 0, nonnegative=True) for m in (s0, r2s))
         idx = np.flatnonzero(s0 > 0)
         s0, r2s = s0[idx], r2s[idx]
     img = np.zeros(nvox, np.float32)
@@ -413,7 +540,7 @@ def run_volumes(
     list of (magnitude, phase)
         Per echo, int16 arrays of shape (n_chunk, nx, ny, nz); phase is None when ``phase`` is
         False. With motion, the parameter maps (S0, R2*, phase at TE 0, off-resonance) of each
-        volume are moved rigidly (trilinear) before the echoes are formed; with distortion,
+        volume are moved rigidly (:func:`_moved`) before the echoes are formed; with distortion,
         the complex echo images are then distorted by the field in the volume's head position
         (one operator per volume, shared by the echoes).
     """
@@ -433,10 +560,16 @@ def run_volumes(
             maps = [s0.T, r2s.T, phase0.T, freq.T]
         else:
             idx = slice(None)
+            timed = model.task_timing is not None
+            if timed:  # the response is formed after the move, at the scanner slices' times
+                r2s = r2s.copy()
+                r2s[model.task_rows] += model.task[:, start:stop]
             maps = [
-                np.stack([_moved(model, m[:, k], start + k) for k in range(nb)])
-                for m in (s0, r2s, phase0, freq)
+                np.stack([_moved(model, m[:, k], start + k, nonnegative=pos) for k in range(nb)])
+                for m, pos in ((s0, True), (r2s, not timed), (phase0, False), (freq, False))
             ]
+            if timed:
+                maps[1] = np.maximum(maps[1] - _moved_task(model, start, stop), 0)
         s0_v, r2_v, ph0_v, f_v = maps
         ops: list[sparse.csc_array] = []
         if static is not None:
