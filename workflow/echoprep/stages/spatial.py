@@ -31,17 +31,19 @@ echo is the input LAION-fMRI's pipeline would use, and its noise does not bias r
 (mean error 0.01 mm on the LAION-geometry benchmark).
 
 **Measured on the simulator** (tests/unit/test_spatial_stage.py, benchmarks/spatial.py; 2 shared
-cores): demo geometry (4 mm), motion ≤ 2 mm / 2°, distortion: motion error 0.035-0.049 mm /
-0.042-0.048° (volume to volume), BOLD → T1w RMS error over the brain (the whole chain, every
-volume of runs 1 and 2) 0.59-0.63 mm; fieldmap correction removes 95 % of the voxel-shift error
-(tiny 94 %). On tiny's 8 mm voxels: 0.10 mm / 0.13-0.20°, BOLD → T1w 1.1-1.2 mm.
-Type-D betas of echo 2 vs truth in active voxels (median r over voxels, demo, 4 runs):
-0.347 motion-free, 0.259 with motion and distortion, 0.266 when the TRUE transforms are used in
-the same chain: the stage is within 0.01 of the best achievable; the remaining 0.08 is lost in
-the simulated data themselves (motion is simulated by moving the parameter maps on the coarse
-grid with trilinear interpolation before the echoes are formed, a per-volume blur that no
-realignment undoes). Cost per run (demo, 120 volumes): geometry about 10 s, each echo's
-resampling about 4 s.
+cores): demo geometry (4 mm), motion ≤ 2 mm / 2°, distortion: motion error 0.036-0.077 mm /
+0.026-0.036° (volume to volume), BOLD → T1w RMS error over the brain (the whole chain, every
+volume of runs 1 and 2) 0.21-0.28 mm; fieldmap correction removes 95 % of the voxel-shift error
+(tiny 94 %). On tiny's 8 mm voxels: 0.11-0.12 mm / 0.15-0.16°, BOLD → T1w 1.1-1.2 mm.
+Type-D betas of echo 2 vs truth in active voxels (median r over voxels, demo, 4 runs, mean
+of simulation seeds 0-2): 0.372 without motion or distortion, 0.351 without motion (distortion
+on: the same acquisition), 0.314 with motion and distortion, 0.320 when the TRUE transforms are
+used in the same chain. The stage is within 0.01 of the best achievable; motion costs 0.037 over
+the motion-free run of the same acquisition, and the rest is lost in the data themselves: the
+EPI distortion piles neighbouring voxels into one where it compresses (0.01-0.04 alone), and a
+head moved by a fraction of a voxel mixes neighbouring voxels' differences in every volume,
+which two interpolations (the scanner's, the resampling's) cannot fully separate again. Cost
+per run (demo, 120 volumes): geometry about 10 s, each echo's resampling about 4 s.
 
 Noise volumes (``--drop-volumes``) are dropped before anything else, so every output of every
 variant has the same volumes; the combine stage then drops none.
