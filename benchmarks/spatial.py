@@ -69,6 +69,35 @@ def _fieldmap(run) -> dict | None:
     }
 
 
+def _geometry(
+    ds, out: Path, t1w_mask: Path, threads: int, options: dict | None = None
+) -> tuple[list[dict], dict]:
+    """The stage's geometry of every run (raw echo 2, runs aligned to run 1) and the subject's
+    T1w-aligned grid (raw T1w, the truth T1w brain mask); returns the runs' and the subject's
+    output paths."""
+    from echoprep.stages import spatial
+
+    geo: list[dict] = []
+    for i, run in enumerate(ds.runs):
+        paths = spatial.run_outputs(out / "spatial", run.entities)
+        spatial.run_geometry(
+            run.echoes[1].mag,
+            paths,
+            repetition_time=run.repetition_time,
+            slice_timing=run.slice_timing,
+            fieldmap=_fieldmap(run),
+            pe_direction=run.pe_direction,
+            readout_time=run.total_readout_time,
+            reference_boldref=None if i == 0 else geo[0]["boldref"],
+            options=options,
+            n_threads=threads,
+        )
+        geo.append(paths)
+    subject = spatial.subject_outputs(out / "spatial", "01")
+    spatial.subject_grid(geo[0]["boldref"], ds.t1w["01"], t1w_mask, subject, n_threads=threads)
+    return geo, subject
+
+
 def _oracle_geometry(geo: list[dict], subject: dict, tp: dict) -> None:
     """Replace the estimated transforms by the simulator's truth (in place, on disk)."""
     import nibabel as nib
@@ -145,26 +174,7 @@ def one(
     runs = ds.runs
     tp = truth_paths(bids, "01")
     t0 = time.perf_counter()
-    geo = []
-    for i, run in enumerate(runs):
-        paths = spatial.run_outputs(out / "spatial", run.entities)
-        spatial.run_geometry(
-            run.echoes[1].mag,
-            paths,
-            repetition_time=run.repetition_time,
-            slice_timing=run.slice_timing,
-            fieldmap=_fieldmap(run),
-            pe_direction=run.pe_direction,
-            readout_time=run.total_readout_time,
-            reference_boldref=None if i == 0 else geo[0]["boldref"],
-            options=options,
-            n_threads=threads,
-        )
-        geo.append(paths)
-    subject = spatial.subject_outputs(out / "spatial", "01")
-    spatial.subject_grid(
-        geo[0]["boldref"], ds.t1w["01"], tp["T1w_brain_mask"], subject, n_threads=threads
-    )
+    geo, subject = _geometry(ds, out, tp["T1w_brain_mask"], threads, options)
     if oracle:
         _oracle_geometry(geo, subject, tp)
     data = []
@@ -257,26 +267,10 @@ def accuracy(preset: str, base: Path, threads: int) -> list[str]:
         base / "bids", preset, seed=0, subjects=1, runs=2, motion=True, fieldmap=True
     )
     out = base / "out"
-    runs = discover(bids, cache_dir=out / "index").runs
+    ds = discover(bids, cache_dir=out / "index")
+    runs = ds.runs
     tp = truth_paths(bids, "01")
-    geo = []
-    for i, run in enumerate(runs):
-        paths = spatial.run_outputs(out / "spatial", run.entities)
-        spatial.run_geometry(
-            run.echoes[1].mag,
-            paths,
-            repetition_time=run.repetition_time,
-            slice_timing=run.slice_timing,
-            fieldmap=_fieldmap(run),
-            pe_direction=run.pe_direction,
-            readout_time=run.total_readout_time,
-            reference_boldref=None if i == 0 else geo[0]["boldref"],
-            n_threads=threads,
-        )
-        geo.append(paths)
-    subject = spatial.subject_outputs(out / "spatial", "01")
-    t1w = discover(bids, cache_dir=out / "index").t1w["01"]
-    spatial.subject_grid(geo[0]["boldref"], t1w, tp["T1w_brain_mask"], subject, n_threads=threads)
+    geo, subject = _geometry(ds, out, tp["T1w_brain_mask"], threads)
     pose = np.array(json.loads(Path(tp["bold_to_T1w"]).read_text())["Matrix"])
     mask = nib.load(tp["T1w_brain_mask"])
     pts = apply_matrix(mask.affine, np.argwhere(np.asarray(mask.dataobj) > 0))
