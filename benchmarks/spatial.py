@@ -56,17 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 
 
 def _fieldmap(run) -> dict | None:
-    fm = run.fieldmap
-    if fm is None:
-        return None
-    return {
-        "image": str(fm.image),
-        "kind": fm.kind,
-        "magnitude": str(fm.magnitude) if fm.magnitude else None,
-        "echo_time1": fm.echo_time1,
-        "echo_time2": fm.echo_time2,
-        "units": fm.units,
-    }
+    return None if run.fieldmap is None else run.fieldmap.as_spec()
 
 
 def _geometry(

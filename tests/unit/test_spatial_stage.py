@@ -39,17 +39,7 @@ MOTION_COLUMNS = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"]
 
 
 def _fieldmap_desc(run) -> dict | None:
-    fm = run.fieldmap
-    if fm is None:
-        return None
-    return {
-        "image": str(fm.image),
-        "kind": fm.kind,
-        "magnitude": str(fm.magnitude) if fm.magnitude else None,
-        "echo_time1": fm.echo_time1,
-        "echo_time2": fm.echo_time2,
-        "units": fm.units,
-    }
+    return None if run.fieldmap is None else run.fieldmap.as_spec()
 
 
 def _tree(root: Path) -> dict[str, str]:

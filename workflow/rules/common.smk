@@ -1040,16 +1040,7 @@ def spatial_run_params(wildcards, input):
     if run.slice_timing:
         args += ["--slice-timing", *[f"{t:.6g}" for t in run.slice_timing]]
     if _use_fieldmap(run):
-        fm = run.fieldmap
-        desc = {
-            "image": str(fm.image),
-            "kind": fm.kind,
-            "magnitude": str(fm.magnitude) if fm.magnitude else None,
-            "echo_time1": fm.echo_time1,
-            "echo_time2": fm.echo_time2,
-            "units": fm.units,
-        }
-        args += ["--fieldmap-json", json.dumps(desc, sort_keys=True)]
+        args += ["--fieldmap-json", json.dumps(run.fieldmap.as_spec(), sort_keys=True)]
         if run.pe_direction:
             args += ["--pe-direction", run.pe_direction]
         if run.total_readout_time:

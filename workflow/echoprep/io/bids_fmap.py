@@ -63,6 +63,18 @@ class Fieldmap:
         """Every file of the fieldmap (the inputs of a rule using it)."""
         return tuple(p for p in (self.image, self.magnitude) if p is not None)
 
+    def as_spec(self) -> dict[str, Any]:
+        """JSON-able description the spatial stage reads (``run_geometry(fieldmap=...)``,
+        ``spatial run --fieldmap-json``): paths as strings, the other fields as they are."""
+        return {
+            "image": str(self.image),
+            "kind": self.kind,
+            "magnitude": str(self.magnitude) if self.magnitude else None,
+            "echo_time1": self.echo_time1,
+            "echo_time2": self.echo_time2,
+            "units": self.units,
+        }
+
 
 def _intended(meta: Mapping[str, Any]) -> list[str]:
     value = meta.get("IntendedFor", [])
