@@ -48,7 +48,7 @@ def _dataset(tmp_path: Path, factors_by_subject: dict[str, dict[str, float]]) ->
     roi = np.zeros(shape, np.uint8)
     roi[:2] = 1
     brain = np.ones(shape, np.uint8)
-    brain[:, :, 3] = 0
+    brain[2:, :, 3] = 0  # the ROI lies inside the brain
     grad = np.linspace(-2, 2, int(roi.sum())).reshape(2, 6, 4)
     entries = []
     for sub, factors in factors_by_subject.items():
@@ -63,11 +63,28 @@ def _dataset(tmp_path: Path, factors_by_subject: dict[str, dict[str, float]]) ->
     return entries
 
 
-def test_comparison_ranks_clear_winner(tmp_path):
-    entries = _dataset(tmp_path, {"01": FACTORS, "02": FACTORS})
+def _run(tmp_path: Path, entries: list[cmp.Entry], rank_by: str = "heldout_r", n_boot=0):
+    """The subject step for every subject, then the group step."""
+    tables, boots = [], []
+    for sub in sorted({e.subject for e in entries}):
+        paths = cmp.subject_output_paths(tmp_path / "comparison", sub, "images")
+        cmp.run_subject_comparison(
+            [e for e in entries if e.subject == sub], paths, n_boot=n_boot, seed=0
+        )
+        tables.append(paths["tsv"])
+        boots.append(paths["bootstrap"])
     out = cmp.output_paths(tmp_path / "comparison", "images")
-    rec = cmp.run_comparison(entries, out)
+    return cmp.run_comparison(tables, out, rank_by=rank_by, bootstraps=boots), out
+
+
+def test_comparison_ranks_clear_winner_by_nc_when_no_betas(tmp_path):
+    """Without betas there is no held-out fidelity: the ranking falls back to the median NC and
+    says that NC gains are not evidence of better betas."""
+    entries = _dataset(tmp_path, {"01": FACTORS, "02": FACTORS})
+    rec, out = _run(tmp_path, entries)
     assert rec["variant"] == "nordic-optcom"
+    assert rec["rank_by"] == "median_nc" and rec["rank_by_requested"] == "heldout_r"
+    assert any("not evidence of better betas" in w for w in rec["warnings"])
     assert [r["variant"] for r in rec["ranking"]] == [
         "nordic-optcom",
         "nordic-denoised",
@@ -82,18 +99,28 @@ def test_comparison_ranks_clear_winner(tmp_path):
     assert rec["margin_over_baseline"]["difference"] == pytest.approx(7.8, abs=1e-4)
     assert rec["margin_over_baseline"]["relative_percent"] == pytest.approx(78.0, abs=1e-3)
     assert rec["winner_below_baseline"] == []
-    table = pd.read_csv(out["tsv"], sep="\t", dtype={"subject": str, "session": str})
+    assert rec["nc_winner"] == "nordic-optcom" and rec["agreement"] is True
+    table = cmp.read_table(out["tsv"])
     assert list(table.columns) == list(cmp.TABLE_COLUMNS)
     assert len(table) == 12
     row = table[(table.subject == "01") & (table.variant == "nordic-optcom")].iloc[0]
     assert row["gain"] == pytest.approx(78.0, abs=1e-2)
     assert row["nordic"] == "nordic" and row["combine"] == "optcom"
     assert row["voxels"] == 48
+    assert table["heldout_r"].isna().all()
     assert table[table.variant == "raw-single"]["gain"].abs().max() < 1e-9
     side = json.loads(out["tsv"].with_suffix(".json").read_text())
-    assert side["Sources"] == sorted({str(p) for e in entries for p in (e.nc, e.roi, e.brain)})
-    assert side["Parameters"]["RankBy"] == "median_nc" and len(side["Parameters"]["Entries"]) == 12
+    assert len(side["Sources"]) == 2 and side["Parameters"]["RankBy"] == "heldout_r"
     assert "echoprep" in side["SoftwareVersions"] and "matplotlib" in side["SoftwareVersions"]
+    sub_side = json.loads(
+        cmp.subject_output_paths(tmp_path / "comparison", "01", "images")["tsv"]
+        .with_suffix(".json")
+        .read_text()
+    )
+    assert sub_side["Sources"] == sorted(
+        {str(p) for e in entries if e.subject == "01" for p in (e.nc, e.roi, e.brain)}
+    )
+    assert len(sub_side["Parameters"]["Entries"]) == 6
     saved = json.loads(out["json"].read_text())
     assert saved["variant"] == "nordic-optcom" and "echoprep" in saved["SoftwareVersions"]
     assert saved["Sources"] == [str(out["tsv"])] and saved["Parameters"] == side["Parameters"]
@@ -104,8 +131,7 @@ def test_comparison_ranks_clear_winner(tmp_path):
 def test_comparison_ranking_is_computed_not_assumed(tmp_path):
     """Make raw-denoised best: it must win, whatever the expectation from the literature."""
     factors = dict(FACTORS, **{"raw-denoised": 2.5})
-    entries = _dataset(tmp_path, {"01": factors})
-    rec = cmp.run_comparison(entries, cmp.output_paths(tmp_path / "c", "x"))
+    rec, _ = _run(tmp_path, _dataset(tmp_path, {"01": factors}), rank_by="median_nc")
     assert rec["variant"] == "raw-denoised"
     assert rec["margin_over_runner_up"]["variant"] == "nordic-optcom"
 
@@ -115,28 +141,155 @@ def test_comparison_flags_subject_below_baseline(tmp_path):
     good = dict(FACTORS, **{"nordic-denoised": 2.6})
     bad = dict(FACTORS, **{"nordic-denoised": 0.9})
     entries = _dataset(tmp_path, {"01": good, "02": good, "03": bad})
-    rec = cmp.run_comparison(entries, cmp.output_paths(tmp_path / "c", "x"))
+    rec, _ = _run(tmp_path, entries, rank_by="median_nc")
     assert rec["variant"] == "nordic-denoised"
     assert [w["subject"] for w in rec["winner_below_baseline"]] == ["03"]
     top = rec["ranking"][0]
     assert top["below_baseline"] == 1
     assert top["gain_min"] == pytest.approx(-10.0, abs=1e-3)
+    assert any("+160 %" in w and "implausible" in w for w in rec["warnings"])
     # ranking by d' instead is allowed and recorded
-    rec_d = cmp.recommend(cmp.comparison_table(entries), "dprime")
-    assert rec_d["rank_by"] == "dprime"
+    table, _ = cmp.comparison_table(entries)
+    assert cmp.recommend(table, "dprime")["rank_by"] == "dprime"
 
 
 def test_dprime_in_table_by_hand(tmp_path):
     entries = _dataset(tmp_path, {"01": {"raw-single": 1.0}})
-    table = cmp.comparison_table(entries)
+    table, _ = cmp.comparison_table(entries)
     nc = np.asarray(nib.load(entries[0].nc).dataobj, float)
     roi = np.asarray(nib.load(entries[0].roi).dataobj).astype(bool)
     brain = np.asarray(nib.load(entries[0].brain).dataobj).astype(bool)
-    a, b = nc[roi], nc[brain & ~roi]
+    a, b = nc[roi & brain], nc[brain & ~roi]
     pooled = np.sqrt(
         ((a.size - 1) * a.var(ddof=1) + (b.size - 1) * b.var(ddof=1)) / (a.size + b.size - 2)
     )
     assert table.loc[0, "dprime"] == pytest.approx((a.mean() - b.mean()) / pooled)
+
+
+def test_voxels_outside_a_fit_mask_are_not_fake_zeros(tmp_path):
+    """One variant fitted only half of the ROI (NC 0 elsewhere): every variant's statistics use
+    the voxels all variants fitted, so nobody's median is dragged towards 0."""
+    entries = _dataset(tmp_path, {"01": {"raw-single": 1.0, "raw-optcom": 1.42}})
+    shape = (6, 6, 4)
+    fit = np.ones(shape, np.uint8)
+    fit[:, 3:] = 0
+    nc = np.asarray(nib.load(entries[1].nc).dataobj, np.float32) * fit
+    nc_path = _save(tmp_path / "optcom_half_nc.nii.gz", nc)
+    mask_path = _save(tmp_path / "optcom_fit.nii.gz", fit)
+    half = cmp.Entry(
+        "01", "01", "raw-optcom", nc_path, entries[1].roi, entries[1].brain, mask=mask_path
+    )
+    table, _ = cmp.comparison_table([entries[0], half])
+    assert list(table["voxels"]) == [24, 24]  # x < 2, y < 3
+    row = table.set_index("variant").loc["raw-optcom"]
+    assert row["median_nc"] > 13.0  # 14.2 +- gradient; a fake-zero median would be ~7
+    assert row["gain"] == pytest.approx(42.0, abs=5.0)
+
+
+def test_implausible_maps_and_margins_are_flagged(tmp_path):
+    entries = _dataset(tmp_path, {"01": {"raw-single": 1.0, "nordic-single": 2.2}})
+    nc = np.asarray(nib.load(entries[1].nc).dataobj, np.float32)
+    nc[5, :, :3] = 90.0  # a ring of implausible values at the brain edge
+    ring = cmp.Entry(
+        "01",
+        "01",
+        "nordic-single",
+        _save(tmp_path / "ring.nii.gz", nc),
+        entries[1].roi,
+        entries[1].brain,
+    )
+    table, _ = cmp.comparison_table([entries[0], ring])
+    assert table.set_index("variant").loc["nordic-single", "edge_nc80"] > 0.1
+    warnings = cmp.implausibility_warnings(table, "nordic-single")
+    assert any("edge of the fitted brain" in w and "nordic-single" in w for w in warnings)
+    assert any("+120 %" in w for w in warnings)
+    table.loc[table.variant == "nordic-single", "dprime"] = -0.06
+    assert any(
+        "negative d′ (-0.06)" in w for w in cmp.implausibility_warnings(table, "nordic-single")
+    )
+
+
+def _betas_dataset(tmp_path: Path):
+    """A session where NORDIC-like projection raises NC but lowers fidelity.
+
+    ROI = x < 2 (48 voxels); 4 runs; 60 images, each once in runs 1/3 and once in runs 2/4.
+    raw betas = truth + noise (truth: rank-2 part + voxel-specific part); the "nordic" betas
+    are a per-run rank-2 projection of the raw ones; NC maps from the betas themselves.
+    """
+    from echoprep.kernels.noiseceiling import noise_ceiling
+
+    r = np.random.default_rng(0)
+    shape = (6, 6, 4)
+    roi = np.zeros(shape, bool)
+    roi[:2] = True
+    brain = np.ones(shape, bool)
+    n_vox, n_img = int(roi.sum()), 60
+    mu = 0.55 * r.standard_normal((n_vox, 2)) @ r.standard_normal((2, n_img))
+    mu += 0.84 * r.standard_normal((n_vox, n_img))
+    runs, labels = [], []
+    for first, second in ((1, 3), (2, 4)):
+        perm = r.permutation(n_img)
+        for run, imgs in ((first, perm[:30]), (second, perm[30:])):
+            runs += [run] * 30
+            labels += imgs.tolist()
+    order = np.argsort(runs, kind="stable")
+    runs, labels = np.asarray(runs)[order], np.asarray(labels)[order]
+    raw = mu[:, labels] + 1.0 * r.standard_normal((n_vox, len(labels)))
+    proj = np.empty_like(raw)
+    for g in np.unique(runs):
+        u, s, vt = np.linalg.svd(raw[:, runs == g], full_matrices=False)
+        proj[:, runs == g] = (u[:, :2] * s[:2]) @ vt[:2]
+    trials = pd.DataFrame({"run": [f"{x:02d}" for x in runs], "label": [f"img{x}" for x in labels]})
+    tpath = tmp_path / "trials.tsv"
+    trials.to_csv(tpath, sep="\t", index=False)
+    rpath = _save(tmp_path / "roi.nii.gz", roi.astype(np.uint8))
+    bpath = _save(tmp_path / "brain.nii.gz", brain.astype(np.uint8))
+    entries = []
+    for variant, betas in (("raw-single", raw), ("raw-optcom", raw), ("nordic-single", proj)):
+        vol = np.zeros((*shape, len(labels)), np.float32)
+        vol[roi] = betas
+        vol[~roi] = r.standard_normal((int((~roi).sum()), len(labels)))
+        nc = np.zeros(shape, np.float32)
+        nc[roi] = noise_ceiling(betas, trials["label"], trials["run"]).nc
+        bet = _save(tmp_path / f"{variant}_betas.nii.gz", vol)
+        entries.append(
+            cmp.Entry(
+                "01",
+                "01",
+                variant,
+                _save(tmp_path / f"{variant}_nc.nii.gz", nc),
+                rpath,
+                bpath,
+                betas=bet,
+                trials=tpath,
+            )
+        )
+    ref = entries[1].betas  # the raw betas stand in for the type-B reference
+    return [
+        cmp.Entry(**{**e.__dict__, "reference": ref, "reference_trials": tpath}) for e in entries
+    ]
+
+
+def test_nc_and_heldout_fidelity_disagree_and_the_json_says_so(tmp_path):
+    entries = _betas_dataset(tmp_path)
+    rec, out = _run(tmp_path, entries, n_boot=50)
+    table = cmp.read_table(out["tsv"]).set_index("variant")
+    # the projection raises NC and split-half reliability but lowers the held-out fidelity
+    assert table.loc["nordic-single", "median_nc"] > table.loc["raw-single", "median_nc"] + 10
+    assert table.loc["nordic-single", "splithalf_r"] > table.loc["raw-single", "splithalf_r"]
+    assert table.loc["nordic-single", "heldout_r"] < table.loc["raw-single", "heldout_r"] - 0.05
+    assert rec["rank_by"] == "heldout_r"
+    assert rec["nc_winner"] == "nordic-single"
+    assert rec["variant"] in ("raw-single", "raw-optcom")
+    assert rec["agreement"] is False
+    assert "disagree" in rec["disagreement"] and "nordic-single" in rec["disagreement"]
+    # raw-single and raw-optcom are the same betas: their margin is 0, within its noise
+    assert rec["margin_over_runner_up"]["difference"] == pytest.approx(0.0, abs=1e-12)
+    assert any("support both about equally" in w for w in rec["warnings"])
+    boot = cmp.read_bootstrap(
+        cmp.subject_output_paths(tmp_path / "comparison", "01", "images")["bootstrap"]
+    )
+    assert len(boot) == 3 * 50
 
 
 def test_group_statistics_sem():
@@ -161,28 +314,46 @@ def test_comparison_errors(tmp_path):
         cmp.comparison_table([entries[0], entries[0]])
     empty = _save(tmp_path / "empty.nii.gz", np.zeros((6, 6, 4), np.uint8))
     e = cmp.Entry("01", "01", "raw-single", entries[0].nc, empty, entries[0].brain)
-    with pytest.raises(StageInputError, match="non-empty visually responsive ROI; found 0"):
+    with pytest.raises(StageInputError, match="every variant fitted; found 0"):
         cmp.comparison_table([e])
     other = _save(tmp_path / "other.nii.gz", np.ones((5, 6, 4), np.uint8))
     e = cmp.Entry("01", "01", "raw-single", entries[0].nc, other, entries[0].brain)
     with pytest.raises(StageInputError, match="on the grid of the noise-ceiling maps"):
         cmp.comparison_table([e])
     with pytest.raises(ValueError, match="rank_by must be one of"):
-        cmp.recommend(cmp.comparison_table(entries), "mean")
+        cmp.recommend(cmp.comparison_table(entries)[0], "mean")
+    with pytest.raises(SystemExit, match="unknown variant"):
+        cmp.parse_entry(["subject=01", "session=01", "variant=x", "nc=a", "roi=b", "brain=c"])
+    with pytest.raises(SystemExit, match="missing brain"):
+        cmp.parse_entry(["subject=01", "session=01", "variant=raw-single", "nc=a", "roi=b"])
 
 
 def test_cli(tmp_path):
     from echoprep.cli import build_parser
 
-    entries = _dataset(tmp_path, {"01": FACTORS})
-    argv = ["comparison"]
+    entries = _betas_dataset(tmp_path)
+    sub = cmp.subject_output_paths(tmp_path / "cmp", "01", "images")
+    argv = ["comparison", "subject"]
     for e in entries:
-        argv += ["--entry", e.subject, e.session, e.variant, str(e.nc), str(e.roi), str(e.brain)]
-    out = cmp.output_paths(tmp_path / "cmp", "images")
-    argv += ["--out", *(f"{k}={v}" for k, v in out.items())]
+        argv += ["--entry", *cmp.entry_words(e.__dict__).split()]
+    argv += ["--bootstrap", "10", "--out", *(f"{k}={v}" for k, v in sub.items())]
     args = build_parser().parse_args(argv)
     assert args.func(args) == 0
-    assert json.loads(out["json"].read_text())["variant"] == "nordic-optcom"
+    out = cmp.output_paths(tmp_path / "cmp", "images")
+    argv = [
+        "comparison",
+        "group",
+        "--table",
+        str(sub["tsv"]),
+        "--bootstrap-table",
+        str(sub["bootstrap"]),
+        "--out",
+        *(f"{k}={v}" for k, v in out.items()),
+    ]
+    args = build_parser().parse_args(argv)
+    assert args.func(args) == 0
+    rec = json.loads(out["json"].read_text())
+    assert rec["rank_by"] == "heldout_r" and rec["variant"] != "nordic-single"
 
 
 def test_figure_files_are_reproducible(tmp_path):
@@ -194,6 +365,7 @@ def test_figure_files_are_reproducible(tmp_path):
             "variant": ["raw-single", "nordic-optcom"],
             "median_nc": [5.0, 7.0],
             "dprime": [0.3, 0.4],
+            "heldout_r": [0.2, 0.1],
         }
     )
     files = []

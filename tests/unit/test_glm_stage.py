@@ -73,7 +73,13 @@ def test_output_names_mirror_laion(tmp_path: Path) -> None:
         "sub-01_task-images_stat-effect_desc-SingletrialBetas_statmap.nii.gz"
     )
     assert native["model"].name == "sub-01_task-images_desc-GLMsingle_model.h5"
-    assert set(DEFAULT_OUTPUTS) == set(OUTPUTS) - {"model"}
+    assert set(DEFAULT_OUTPUTS) == set(OUTPUTS) - {"model", "betas_typeb"}
+    typeb = output_paths(
+        tmp_path, session_key("01", "01", "images"), space="T1w", keys=["betas_typeb"]
+    )
+    assert typeb["betas_typeb"] == folder / (
+        f"{SES}_space-T1w_stat-effect_desc-SingletrialBetasTypeB_statmap.nii.gz"
+    )
 
 
 def test_outputs_trials_and_sidecars(tiny, fitted) -> None:
@@ -180,6 +186,92 @@ def test_nans_name_the_run_and_voxel_count(tiny, tmp_path: Path) -> None:
     summary = json.loads(out["summary"].read_text())
     assert summary["NonfiniteVoxelsExcluded"] == 3
     assert nib.load(out["mask"]).get_fdata()[10, 12, 9] == 0
+
+
+def test_constant_voxels_are_left_out_of_the_fit_and_reported(
+    tiny, fitted, tmp_path: Path, caplog
+) -> None:
+    """A block of voxels all 0 in run 02 only (as outside tedana's mask of that run): legal data,
+    left out of the fit (not an error under the default NaN policy), warned and recorded."""
+    bold, events = _inputs(tiny)
+    brain = nib.load(fitted["mask"]).get_fdata() > 0
+    # a 3x3x1 block in the middle of the brain, every voxel of it fitted before
+    centre = np.round(np.argwhere(brain).mean(0)).astype(int)
+    block = (slice(centre[0] - 1, centre[0] + 2), slice(centre[1] - 1, centre[1] + 2), centre[2])
+    assert brain[block].all()
+
+    def zero(d):
+        d[block] = 0.0
+        return d
+
+    zeroed = _copy_run(bold[1], tmp_path / "run2.nii.gz", zero)
+    out = _outputs(tmp_path)
+    with caplog.at_level("WARNING", logger="echoprep.stages.glm"):
+        run_glm(
+            [bold[0], zeroed],
+            events,
+            out,
+            mask=fitted["mask"],
+            run_labels=["01", "02"],
+            options={"n_pcs": 1},
+        )
+    assert (
+        "leaving 9 voxels out of the fit: their series is constant (e.g. all 0, outside another "
+        "tool's mask) in some run (run 02: 9); they have no data there"
+    ) in caplog.text
+    expected = brain.copy()
+    expected[block] = False
+    assert np.array_equal(nib.load(out["mask"]).get_fdata() > 0, expected)
+    assert np.all(nib.load(out["betas"]).get_fdata()[block] == 0)
+    summary = json.loads(out["summary"].read_text())
+    assert summary["ConstantVoxelsExcluded"] == 9
+    assert summary["ConstantVoxelsByRun"] == {"01": 0, "02": 9}
+    assert summary["NonfiniteVoxelsExcluded"] == 0
+    assert summary["VoxelsFitted"] == int(brain.sum()) - 9
+    side = json.loads(Path(str(out["mask"]).replace(".nii.gz", ".json")).read_text())
+    assert side["ConstantVoxelsByRun"] == {"01": 0, "02": 9}
+
+
+def test_type_b_reference_betas(tiny, tmp_path: Path) -> None:
+    """``--stop-at typeb`` (no GLMdenoise, no ridge) gives the type-B betas of the full fit,
+    one volume per trial in the trials table's order; type D's ridge shrinks them."""
+    from echoprep.cli import main
+
+    bold, events = _inputs(tiny)
+    key = session_key("01", "01", "images")
+    full = output_paths(
+        tmp_path / "full", key, keys=["betas", "betas_typeb", "trials", "summary", "mask"]
+    )
+    run_glm(bold, events, full, run_labels=["01", "02"], options={"n_pcs": 2})
+    ref = output_paths(tmp_path / "ref", key, keys=["betas_typeb"])["betas_typeb"]
+    argv = ["glm", "--bold", *map(str, bold), "--events", *map(str, events)]
+    argv += ["--run-labels", "01", "02", "--mask", str(full["mask"]), "--stop-at", "typeb"]
+    argv += ["--options-json", json.dumps({"n_pcs": 2}), "--out", f"betas_typeb={ref}"]
+    assert main(argv) == 0
+    assert sorted(p.name for p in ref.parent.iterdir()) == sorted(
+        [ref.name, ref.name.replace(".nii.gz", ".json")]
+    )
+    mask = nib.load(full["mask"]).get_fdata() > 0
+    b = nib.load(ref).get_fdata()
+    assert b.shape[3] == len(read_trials(full["trials"])) == 92
+    assert np.all(b[~mask] == 0)
+    assert np.allclose(b[mask], nib.load(full["betas_typeb"]).get_fdata()[mask], atol=1e-4)
+    d = nib.load(full["betas"]).get_fdata()[mask]
+    shrink = np.linalg.norm(d, axis=1) / np.linalg.norm(b[mask], axis=1)
+    assert np.median(shrink) < 0.95
+    side = json.loads(Path(str(ref).replace(".nii.gz", ".json")).read_text())
+    assert side["ModelType"] == "FITHRF" and side["NumberOfTrials"] == 92
+    assert side["Parameters"]["wantglmdenoise"] == 0 and side["Parameters"]["wantfracridge"] == 0
+    assert "no GLMdenoise PCs, no ridge" in side["Description"]
+    # known answer: type-B betas follow the true single-trial betas in the active voxels
+    active = nib.load(_truth(tiny, "desc-truthActive_mask.nii.gz")).get_fdata() > 0
+    true = nib.load(_truth(tiny, "stat-effect_desc-truthBetas_statmap.nii.gz")).get_fdata()[active]
+    est = b[active]
+    tc = true - true.mean(1, keepdims=True)
+    ec = est - est.mean(1, keepdims=True)
+    r = (tc * ec).sum(1) / np.sqrt((tc**2).sum(1) * (ec**2).sum(1))
+    # measured 0.18 (type D of the same fit: 0.33; single trials without ridge are noisier)
+    assert np.median(r) > 0.12
 
 
 def test_design_data_length_mismatch_names_run_and_both_lengths(tiny, tmp_path: Path) -> None:

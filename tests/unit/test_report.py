@@ -17,10 +17,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
+from scipy import ndimage
 
 from echoprep.report import figures
 from echoprep.report.html import Section, cell, data_uri, render
 from echoprep.stages import comparison as cmp
+from echoprep.stages import diagnostics as diagnostics_stage
 from echoprep.stages.report import build_report
 
 _DATA_URI = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
@@ -68,7 +70,40 @@ def _inputs(tmp_path: Path) -> dict:
             r = _save(tmp_path / f"roi_{s}.nii.gz", roi, aff)
             b = _save(tmp_path / f"brain_{s}.nii.gz", brain.astype(np.uint8), aff)
             entries.append(cmp.Entry(s, "01", v, p, r, b))
-    cmp.run_comparison(entries, cmp.output_paths(tmp_path / "comparison", "images"))
+    own = {}
+    for s in ("01", "02"):
+        own[s] = cmp.subject_output_paths(tmp_path / "comparison", s, "images")
+        cmp.run_subject_comparison([e for e in entries if e.subject == s], own[s], n_boot=0)
+    cmp.run_comparison(
+        [own[s]["tsv"] for s in own],
+        cmp.output_paths(tmp_path / "comparison", "images"),
+        bootstraps=[own[s]["bootstrap"] for s in own],
+    )
+    diagnostics = tmp_path / "sub-01_task-images_desc-nordic_diagnostics.tsv"
+    pd.DataFrame(
+        [
+            {
+                **{c: float("nan") for c in diagnostics_stage.COLUMNS},
+                "subject": "01",
+                "session": "01",
+                "combine": "single",
+                "runs": 2,
+                "tsnr_raw": 20.0,
+                "tsnr_nordic": 38.0,
+                "tsnr_gain": 1.9,
+                "roi_voxels": 120,
+                "amplitude_raw": 1.0,
+                "amplitude_nordic": 0.82,
+                "amplitude_ratio": 0.82,
+                "fwhm_raw": 4.1,
+                "fwhm_nordic": 5.3,
+                "fwhm_ratio": 5.3 / 4.1,
+                "removed_nn_x": 0.02,
+                "removed_nn_y": 0.31,
+                "removed_nn_z": 0.01,
+            }
+        ]
+    ).to_csv(diagnostics, sep="\t", index=False, na_rep="n/a")
     roi_table = tmp_path / "rois.tsv"
     pd.DataFrame(
         {
@@ -93,7 +128,9 @@ def _inputs(tmp_path: Path) -> dict:
             "nordic-optcom": tmp_path / "nc_01_nordic-optcom.nii.gz",
         },
         "roi_tables": {"raw-single": roi_table, "nordic-optcom": roi_table},
-        "comparison_entries": [e for e in entries if e.subject == "01"],
+        "comparison_table": own["01"]["tsv"],
+        "comparison_bootstrap": own["01"]["bootstrap"],
+        "diagnostics": diagnostics,
         "config": {"nordic": {"enabled": True}, "seed": 0},
         "session": "01",
     }
@@ -153,13 +190,22 @@ def test_full_report_is_self_contained(tmp_path):
     assert "+80.0 %" in text  # margin over the baseline
     assert "visuallyResponsive" in text
     assert "Not available" not in text
+    # the NORDIC diagnostics: the table and its plain-words reading
+    assert "NORDIC on vs off" in text and "<td>0.82</td>" in text
+    plain = html.unescape(text)
+    assert "NORDIC kept 82 % of the evoked amplitude in the visual ROI" in plain
+    assert "FWHM of 4.10 mm without and 5.30 mm with NORDIC" in plain
+    assert "spatially correlated (neighbour correlation up to 0.31 along y)" in plain
+    # a NORDIC variant ranked first on repeat agreement alone is flagged
+    assert '<div class="warning" role="alert">' in text
+    assert "not evidence of better betas" in plain
     assert '"seed": 0' in html.unescape(text)  # the configuration
 
 
 def test_group_comparison_outputs_are_shown_when_given(tmp_path):
     inputs = _inputs(tmp_path)
     group = cmp.output_paths(tmp_path / "comparison", "images")
-    del inputs["comparison_entries"]
+    del inputs["comparison_table"], inputs["comparison_bootstrap"]
     out = build_report(
         "02",
         tmp_path / "sub-02.html",
@@ -177,7 +223,7 @@ def test_group_comparison_outputs_are_shown_when_given(tmp_path):
 def test_report_without_inputs_says_why(tmp_path):
     out = build_report("02", tmp_path / "sub-02.html")
     text = out.read_text()
-    assert text.count("Not available") == 6
+    assert text.count("Not available") == 7
     assert "NORDIC is off" in text and "spatial preprocessing" in text
     assert "<img" not in text
 
@@ -334,3 +380,104 @@ def test_report_folder_describes_itself(tmp_path):
     assert desc["echoprepConfig"] == config
     assert desc["SourceDatasets"] == [{"URL": "/data/bids"}]
     assert "*.html" in (out.parent / ".bidsignore").read_text().split()
+
+
+# --------------------------------------------------------------------------------------------
+# the comparison's recommendation, its warnings, implausible maps
+
+
+def _recommendation(tmp_path: Path, **more) -> Path:
+    rec = {
+        "variant": "raw-optcom",
+        "name": "optcom",
+        "rank_by": "heldout_r",
+        "measures": {
+            "heldout_r": {"label": "held-out fidelity (r)", "description": "tracks the truth"},
+            "median_nc": {"label": "median NC (%)", "description": "repeat agreement"},
+        },
+        "nc_winner": "nordic-optcom",
+        "agreement": False,
+        "disagreement": "NC prefers nordic-optcom (+31 %), but its betas agree less with "
+        "independent data (held-out r 0.21 against 0.27).",
+        "warnings": ["nordic-optcom: NC gain over +100 % for sub-01."],
+        "margin_over_baseline": {"variant": "raw-single", "difference": 0.04},
+        "ranking": [
+            {
+                "variant": "raw-optcom",
+                "median_nc_mean": 20.0,
+                "dprime_mean": 1.1,
+                "heldout_r_mean": 0.27,
+                "heldout_r_sem": 0.01,
+                "gain_mean": 10.0,
+                "below_baseline": 0,
+            },
+            {
+                "variant": "nordic-optcom",
+                "median_nc_mean": 26.2,
+                "dprime_mean": 1.3,
+                "heldout_r_mean": 0.21,
+                "heldout_r_sem": 0.01,
+                "gain_mean": 44.0,
+                "below_baseline": 0,
+            },
+        ],
+        **more,
+    }
+    path = tmp_path / "recommended_variant.json"
+    path.write_text(json.dumps(rec))
+    return path
+
+
+def test_disagreement_and_warnings_are_shown_in_a_warning_box(tmp_path):
+    out = build_report("01", tmp_path / "r.html", recommendation=_recommendation(tmp_path))
+    text = html.unescape(out.read_text())
+    box = text.split('<div class="warning" role="alert">', 1)[1].split("</div>", 1)[0]
+    assert "NC prefers nordic-optcom (+31 %)" in box
+    assert "NC gain over +100 % for sub-01." in box
+    assert "ranked first by heldout_r (held-out fidelity (r))" in text
+    assert "The highest median noise ceiling: nordic-optcom (another variant" in text
+    # NC and d′ as LAION reported them, the validated measure next to them
+    assert (
+        "<th>median NC (%)</th><th>d′</th><th>held-out fidelity (r)</th><th>NC gain (%)</th>"
+        in text
+    )
+    assert "<td>0.27 ± 0.01</td>" in text and "<td>recommended</td>" in text
+    assert "<td>highest NC</td>" in text
+    assert "held-out fidelity (r): tracks the truth" in text
+    # the NORDIC note belongs to repeat-agreement rankings only
+    assert "not evidence of better betas" not in text
+
+
+def test_agreement_shows_no_warning_box(tmp_path):
+    rec = _recommendation(
+        tmp_path, agreement=True, disagreement=None, warnings=[], nc_winner="raw-optcom"
+    )
+    text = build_report("01", tmp_path / "r.html", recommendation=rec).read_text()
+    assert 'class="warning"' not in text
+    assert "The highest median noise ceiling: raw-optcom (the same variant)." in text
+
+
+def test_a_ring_of_high_noise_ceiling_at_the_brain_edge_is_flagged(tmp_path):
+    shape = (20, 20, 16)
+    zz, yy, xx = np.meshgrid(*[np.arange(n) - (n - 1) / 2 for n in shape], indexing="ij")
+    brain = (xx**2 + yy**2 + (1.2 * zz) ** 2) < 7.5**2
+    nc = np.where(brain, 15.0, 0.0)
+    ring = brain & ~ndimage.binary_erosion(brain)
+    good = _save(tmp_path / "good.nii.gz", nc, np.eye(4))
+    nc[ring] = 89.5
+    bad = _save(tmp_path / "bad.nii.gz", nc, np.eye(4))
+    out = build_report(
+        "01", tmp_path / "r.html", nc_maps={"raw-single": good, "nordic-denoised": bad}
+    )
+    text = html.unescape(out.read_text())
+    assert f"nordic-denoised: {ring.sum()} of the {ring.sum()} voxels at the brain edge" in text
+    assert "raw-single:" not in text
+    assert text.count('<div class="warning" role="alert">') == 2  # top of page and section
+
+
+def test_diagnostics_absent_says_why(tmp_path):
+    text = build_report(
+        "01", tmp_path / "r.html", config={"nordic": {"enabled": False}}
+    ).read_text()
+    assert "NORDIC diagnostics" in text
+    assert "Not available: NORDIC is off (nordic.enabled: false)." in text

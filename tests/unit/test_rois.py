@@ -266,21 +266,74 @@ def _glm_session(tmp_path: Path, *, blank: bool = True, n_runs: int = 3, per_run
 
 
 def test_visual_roi_blank(tmp_path):
+    """Run-level test (Bonferroni 5 %: no false positive expected among 54 null voxels)."""
     b, trials, summary, onoff = _glm_session(tmp_path)
     out = tmp_path / "rois/sub-01/visual/sub-01_res-2_label-visuallyResponsive_mask.nii.gz"
     rois.run_visual_roi(
-        b, trials, summary, out, onoff_r2=onoff, threshold=5.0, variant="raw-single"
+        b, trials, summary, out, onoff_r2=onoff, correction="bonferroni", variant="raw-single"
     )
     mask = np.asarray(nib.load(out).dataobj).astype(bool)
     expected = np.zeros((6, 6, 4), bool)
     expected[:3, :, :3] = True
     assert (mask == expected).all()
     side = json.loads(out.with_name(out.name.replace(".nii.gz", ".json")).read_text())
-    assert side["Parameters"]["Method"] == "blank"
-    assert side["Parameters"]["Runs"] == 3
-    assert side["Parameters"]["BlankTrials"] == 6
-    assert side["Parameters"]["Variant"] == "raw-single"
+    par = side["Parameters"]
+    assert par["Method"] == "blank"
+    assert par["Runs"] == 3
+    assert par["BlankTrials"] == 6
+    assert par["Variant"] == "raw-single"
+    assert par["Alpha"] == 0.05 and par["Correction"] == "bonferroni"
+    assert par["PValueCutoff"] == pytest.approx(0.05 / 108)  # 108 testable voxels (z < 3)
+    assert par["Calibrated"] is True and par["Fallback"] is None
+    assert par["Statistic"].startswith("one-sided moderated run-level t")
+    assert par["SignificantVoxels"] == 54
     assert side["Voxels"] == 3 * 6 * 3
+    # the former statistic is still available
+    old = tmp_path / "old.nii.gz"
+    rois.run_visual_roi(b, trials, summary, old, method="blank_trials", threshold=5.0)
+    assert (np.asarray(nib.load(old).dataobj).astype(bool) == expected).all()
+    par = json.loads(old.with_name("old.json").read_text())["Parameters"]
+    assert par["Method"] == "blank_trials" and par["Threshold"] == 5.0
+    assert par["Calibrated"] is False
+
+
+def test_visual_roi_fallbacks_are_pinned(tmp_path, caplog):
+    b, trials, summary, _ = _glm_session(tmp_path)
+    # nothing significant at a tiny alpha: the min_voxels most significant voxels, said so
+    out = tmp_path / "v.nii.gz"
+    with caplog.at_level("WARNING"):
+        rois.run_visual_roi(b, trials, summary, out, alpha=1e-300, min_voxels=7)
+    par = json.loads(out.with_name("v.json").read_text())["Parameters"]
+    message = (
+        "0 voxels significant at fdr 1e-300 (fewer than min_voxels 7): the 7 voxels with the "
+        "smallest p-values are used, a selection without error control"
+    )
+    assert par["Fallback"] == message and par["Calibrated"] is False
+    assert message in caplog.text
+    mask = np.asarray(nib.load(out).dataobj).astype(bool)
+    assert mask.sum() == 7 and mask[:3].sum() == 7  # the strongest voxels are the active ones
+    # one run: no between-run variance, the trial-level t with its threshold, said so
+    b1, trials1, summary1, _ = _glm_session(tmp_path / "one", n_runs=1, per_run=24)
+    out1 = tmp_path / "one.nii.gz"
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        rois.run_visual_roi(b1, trials1, summary1, out1, threshold=5.0)
+    par = json.loads(out1.with_name("one.json").read_text())["Parameters"]
+    message = (
+        "one run: no between-run variance, so no calibrated test; the trial-level t above 5 is "
+        "used (it treats correlated trials as independent)"
+    )
+    assert par["Fallback"] == message and par["Calibrated"] is False
+    assert message in caplog.text
+    assert par["Statistic"].startswith("one-sample t-value of all image trials")
+    # type-D betas: used, with a warning, and not called calibrated
+    b.with_name("betas.json").write_text(json.dumps({"ModelType": "FITHRF_GLMDENOISE_RR"}))
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        rois.run_visual_roi(b, trials, summary, out)
+    assert "type-D (ridge, autoscaled) betas share a per-voxel offset across runs" in caplog.text
+    par = json.loads(out.with_name("v.json").read_text())["Parameters"]
+    assert par["Calibrated"] is False and par["BetaModel"] == "FITHRF_GLMDENOISE_RR"
 
 
 def test_visual_roi_onoff_fallback(tmp_path):
@@ -300,7 +353,9 @@ def test_visual_roi_onoff_fallback(tmp_path):
 def test_visual_roi_too_few_voxels(tmp_path):
     b, trials, summary, _ = _glm_session(tmp_path)
     with pytest.raises(StageInputError, match="expected at least 1 responsive voxels; found 0"):
-        rois.run_visual_roi(b, trials, summary, tmp_path / "v.nii.gz", threshold=1e6)
+        rois.run_visual_roi(
+            b, trials, summary, tmp_path / "v.nii.gz", method="blank_trials", threshold=1e6
+        )
 
 
 def test_visual_roi_trials_mismatch(tmp_path):

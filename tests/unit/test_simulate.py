@@ -780,3 +780,224 @@ def test_t1w_pose_truth(tiny: Path, tiny_plus: Path) -> None:
     for y in ([10.0, -30.0, 25.0], [-40.0, 20.0, -10.0]):
         got = np.array(itk.TransformPoint(tuple(flip * y))) * flip
         assert np.allclose(got, (np.linalg.inv(pose) @ [*y, 1.0])[:3], atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# response model (echoprep.simulate.response)
+
+
+def _response_hashes(response=None) -> tuple[str, str]:
+    """sha256 of the tiny preset's truth arrays (seed 0) and of run 1's echo-2 int16 data."""
+    import hashlib
+
+    from echoprep.simulate.design import session_design, single_trial_betas
+
+    p = PRESETS["tiny"]
+    anat = subject_anatomy(p, 0, 1, response)
+    design = session_design(p, p.n_runs, 0, 1, 1)
+    truth = single_trial_betas(anat, design, 0, 1, 1, response)
+    h = hashlib.sha256()
+    for key in ("betas", "mu", "s", "t", "images"):
+        h.update(np.ascontiguousarray(truth[key]).tobytes())
+    images = design[design["image"] >= 0].reset_index(drop=True)
+    cols = np.flatnonzero(images["run"].to_numpy() == 1)
+    model = build_run(
+        p,
+        anat,
+        images["onset"].to_numpy()[cols],
+        truth["betas"][:, cols],
+        seed=0,
+        subject=1,
+        session=1,
+        run=1,
+        motion=False,
+        response=response,
+    )
+    g = hashlib.sha256()
+    rng = [seeds.rng(0, 1, 1, 1, seeds.NOISE, 2)]
+    for block in run_volumes(model, (TES[1],), rng, p.chunk_volumes):
+        g.update(block[0][0].tobytes())
+        g.update(block[0][1].tobytes())
+    return h.hexdigest(), g.hexdigest()
+
+
+def test_default_response_model_reproduces_the_historical_simulator() -> None:
+    """Hashes taken with the simulator before the response model existed (same machine
+    type); the default model, given or not, must give the same bytes, another must not."""
+    from echoprep.simulate.response import DEFAULT, REGIMES
+
+    before = (
+        "375dd51ec6cfd3e372db54cba4e3fcf5c03a44bc1de9903bb9e4853d46e278e3",
+        "3c3773bc5b2377cda6caa8eb60ee7cece8bf63b9abca0d5254d7b386fa617acd",
+    )
+    assert _response_hashes() == before
+    assert _response_hashes(DEFAULT) == before
+    assert DEFAULT.voxel_sd == 0.7 and REGIMES["default"] is DEFAULT
+    other = _response_hashes("thermal")
+    assert other[0] == before[0] and other[1] != before[1]  # same truth, other noise
+
+
+def _pairs(lag_mm: float, n: int = 3000, seed: int = 7) -> np.ndarray:
+    """``n`` random points spread over a 600 mm cube and, after them, the same points moved
+    by ``lag_mm`` along x: shape (2n, 3), mm (spread out, so the fields are sampled
+    ergodically)."""
+    pts = np.random.default_rng(seed).uniform(-300, 300, (n, 3))
+    return np.concatenate([pts, pts + np.array([lag_mm, 0.0, 0.0])])
+
+
+def _pair_corr(values: np.ndarray) -> float:
+    """Mean over point pairs (rows i and n + i of ``values``, (2n, C)) of their correlation
+    across the columns (images or trials)."""
+    v = (values - values.mean(1, keepdims=True)) / values.std(1, keepdims=True)
+    n = len(v) // 2
+    return float(np.mean(v[:n] * v[n:]))
+
+
+def _sinc_model(wavelength: float, r: float) -> float:
+    """Correlation of a :func:`random_field` of ``wavelength`` (wavenumber jitter 0.7-1.3) at
+    distance ``r`` (mm): the mean of sin(k r)/(k r)."""
+    k = 2 * np.pi / wavelength * np.linspace(0.7, 1.3, 201)
+    return float(np.mean(np.sin(k * r) / (k * r)))
+
+
+def _responses(model, lag_mm: float, n_images: int = 300, seed: int = 0) -> np.ndarray:
+    from echoprep.simulate.anatomy import random_field
+    from echoprep.simulate.response import image_responses
+
+    r = np.random.default_rng(seed)
+    coords = _pairs(lag_mm)
+    fields = [
+        random_field(r, r.uniform(*model.feature_wavelength_mm)) for _ in range(model.n_features)
+    ]
+    weights = np.stack([f(coords) for f in fields], axis=1)
+    feats = r.standard_normal((model.n_features, n_images))
+    return image_responses(model, weights, feats, r.standard_normal((len(coords), n_images)))
+
+
+@pytest.mark.parametrize("voxel_fraction", [0.0, 0.5, 0.9])
+def test_response_smooth_fraction_comes_out_as_asked(voxel_fraction) -> None:
+    """At 1 mm the smooth part (wavelength 20 mm) correlates sinc(2 pi/20) ~ 0.98 between
+    neighbours and the voxel-specific part 0, so the neighbour correlation across images is
+    ~0.98 x the smooth fraction; z is standardised per voxel."""
+    from echoprep.simulate.response import ResponseModel
+
+    model = ResponseModel(
+        n_features=32, feature_wavelength_mm=(20.0, 20.0), voxel_fraction=voxel_fraction
+    )
+    z = _responses(model, 1.0)
+    assert np.allclose(z.mean(1), 0, atol=1e-9) and np.allclose(z.std(1), 1)
+    measured = _pair_corr(z)
+    expected = _sinc_model(20.0, 1.0) * model.smooth_fraction
+    assert abs(measured - expected) < 0.03, (measured, expected)
+
+
+@pytest.mark.parametrize("wavelength", [8.0, 24.0])
+def test_response_correlation_length_comes_out_as_asked(wavelength) -> None:
+    """Fully smooth responses: the correlation at 2 and 4 mm matches the plane-wave model
+    mean_k sin(k r)/(k r), k = 2 pi / wavelength x U(0.7, 1.3), within 0.06; the half-correlation
+    distance is ~0.30 x wavelength."""
+    from echoprep.simulate.response import ResponseModel
+
+    model = ResponseModel(
+        n_features=32, feature_wavelength_mm=(wavelength, wavelength), voxel_fraction=0.0
+    )
+    for r in (2.0, 4.0):
+        measured, expected = _pair_corr(_responses(model, r)), _sinc_model(wavelength, r)
+        assert abs(measured - expected) < 0.04, (r, measured, expected)
+
+
+@pytest.mark.parametrize("q", [0.0, 0.6])
+def test_trial_variability_smooth_fraction_comes_out_as_asked(q) -> None:
+    from echoprep.simulate.anatomy import random_field
+    from echoprep.simulate.response import ResponseModel, trial_noise
+
+    model = ResponseModel(trial_smooth_fraction=q, trial_wavelength_mm=20.0)
+    r = np.random.default_rng(1)
+    coords = _pairs(1.0)
+    white = r.standard_normal((len(coords), 300), dtype=np.float32)
+    smooth = np.stack([random_field(r, 20.0)(coords) for _ in range(300)], axis=1)
+    eps = trial_noise(model, white, smooth)
+    assert abs(float(eps.var()) - 1) < 0.05
+    assert abs(_pair_corr(eps) - q * _sinc_model(20.0, 1.0)) < 0.03
+
+
+def test_simulated_mu_structure_amplitude_and_noise_follow_the_model() -> None:
+    """On the tiny anatomy (8 mm): the true image means of the voxel-specific regime are
+    far less correlated between neighbouring active voxels than the default's; the amplitude
+    scale multiplies s (and mu's mean); thermal_scale multiplies the noise SD; the feature
+    spectrum concentrates the image space (first PC share)."""
+    from echoprep.simulate.design import session_design, single_trial_betas
+    from echoprep.simulate.response import REGIMES, ResponseModel
+
+    p = PRESETS["tiny"]
+    design = session_design(p, p.n_runs, 0, 1, 1)
+
+    def neighbour_corr(response) -> tuple[float, dict]:
+        anat = subject_anatomy(p, 0, 1, response)
+        truth = single_trial_betas(anat, design, 0, 1, 1, response)
+        vol = np.full((*anat.grid.shape, truth["mu"].shape[1]), np.nan)
+        vol[anat.active] = truth["mu"]
+        a, b = vol[:-1].reshape(-1, vol.shape[-1]), vol[1:].reshape(-1, vol.shape[-1])
+        ok = ~np.isnan(a[:, 0]) & ~np.isnan(b[:, 0])
+        c = [np.corrcoef(x, y)[0, 1] for x, y in zip(a[ok], b[ok], strict=True)]
+        return float(np.mean(c)), truth
+
+    c_default, t_default = neighbour_corr(None)
+    c_voxel, _ = neighbour_corr("voxel")
+    assert c_default > 0.3 and c_voxel < 0.15, (c_default, c_voxel)  # measured 0.43, 0.05
+    strong = ResponseModel(amplitude_scale=6.0)
+    _, t_strong = neighbour_corr(strong)
+    assert np.allclose(t_strong["s"], 6 * t_default["s"], rtol=1e-5)
+    assert np.allclose(t_strong["mu"].mean(1), 6 * t_default["mu"].mean(1), rtol=1e-4)
+    flat = ResponseModel(n_features=16, voxel_fraction=0.0)
+    steep = ResponseModel(n_features=16, voxel_fraction=0.0, feature_spectrum=2.0)
+    share = []
+    for m in (flat, steep):
+        mu = neighbour_corr(m)[1]["mu"].astype(np.float64)
+        mu = mu - mu.mean(1, keepdims=True)
+        sv = np.linalg.svd(mu, compute_uv=False) ** 2
+        share.append(sv[0] / sv.sum())
+    assert share[1] > share[0] + 0.2, share
+    anat = subject_anatomy(p, 0, 1)
+    noisy = build_run(
+        p,
+        anat,
+        np.array([10.0]),
+        t_default["betas"][:, :1],
+        seed=0,
+        subject=1,
+        session=1,
+        run=1,
+        motion=False,
+        response=REGIMES["strong"],
+    )
+    assert np.allclose(noisy.noise_sd, 4.5 * p.noise_sigma * anat.gfactor, rtol=1e-6)
+
+
+def test_response_regime_is_recorded_and_checked(tmp_path: Path) -> None:
+    """A non-default regime is recorded in the parameters; the truth image means equal the
+    expected betas (their SD over images is the truth S map, ddof 0); adding a subject with
+    another model or an unknown regime is refused."""
+    from echoprep.cli import main as cli_main
+    from echoprep.simulate.response import REGIMES
+
+    root = simulate_dataset(tmp_path / "v", "tiny", seed=0, runs=1, response="voxel")
+    desc = json.loads((root / "dataset_description.json").read_text())
+    assert desc["echoprepSimulation"]["response"] == REGIMES["voxel"].as_dict()
+    tp = truth_paths(root, "01")
+    means = nib.load(tp["image_means"]).get_fdata()
+    s_map = nib.load(tp["s"]).get_fdata()
+    active = nib.load(tp["active_mask"]).get_fdata() > 0
+    images = pd.read_csv(tp["images"], sep="\t")
+    assert means.shape[-1] == len(images) and images["volume_index"].tolist() == list(
+        range(len(images))
+    )
+    assert np.allclose(means[active].std(axis=1), s_map[active], rtol=1e-4)
+    assert np.all(means[~active] == 0)
+    side = json.loads(sidecar_path(tp["image_means"]).read_text())
+    assert side["ResponseModel"]["name"] == "voxel"
+    with pytest.raises(ValueError, match="response model"):
+        simulate_dataset(root, "tiny", seed=0, runs=1, subject_offset=1)
+    with pytest.raises(ValueError, match="unknown response regime"):
+        simulate_dataset(tmp_path / "x", "tiny", response="nope")
+    assert cli_main(["simulate", str(tmp_path / "y"), "--response", "nope"]) == 2

@@ -29,6 +29,10 @@ def _per_subject(n_subjects: int, nordic: bool) -> dict[str, int]:
         "spatial_subject": n_subjects,
         "roi_visual": n_subjects,
         "subject_report": n_subjects,
+        # the subject's comparison table (held-out fidelity, NC, d'), joined by "comparison"
+        "comparison_subject": n_subjects,
+        # NORDIC on vs off diagnostics (reports/sub-X/..._desc-nordic_diagnostics.tsv)
+        **({"nordic_diagnostics": n_subjects} if nordic else {}),
         "anatomy_description": 1,
         "spatial_description": 1,
         "preproc_description": 2 if nordic else 1,
@@ -46,7 +50,9 @@ def test_job_counts_per_rule(tmp_path, two_subjects):
     resampling per echo and NORDIC variant; each echo-handling variant for NORDIC off and on;
     one GLM and session noise ceiling per session and variant (all 6 for the comparison
     session); subject maps for nordic-optcom (glm.all_sessions_variants), with one map per
-    repeat count (the tree shows images 2 and 3 times); ROI tables per GLM."""
+    repeat count (the tree shows images 2 and 3 times); ROI tables per GLM; one analysis mask
+    per fitted session and one type-B reference fit (raw-optcom) per comparison session, plus
+    the type-B fit of raw-single that the visual ROI's run-level test uses."""
     out = dry_run(_config(tmp_path, two_subjects))
     assert job_counts(out) == {
         "nordic": 12,
@@ -58,6 +64,9 @@ def test_job_counts_per_rule(tmp_path, two_subjects):
         "tedana": 8,
         "glm": 12,
         "glm_description": 6,
+        "glm_analysis_mask": 2,
+        "glm_analysis_description": 1,
+        "glm_reference": 4,  # raw-optcom (comparison) and raw-single (visual ROI) per subject
         "noiseceiling_session": 12,
         "noiseceiling_subject": 2,
         "noiseceiling_repeats": 4,
@@ -79,6 +88,9 @@ def test_nordic_off_schedules_no_nordic_jobs(tmp_path, two_subjects):
         "tedana": 4,
         "glm": 6,
         "glm_description": 3,
+        "glm_analysis_mask": 2,
+        "glm_analysis_description": 1,
+        "glm_reference": 4,  # raw-optcom (comparison) and raw-single (visual ROI) per subject
         "noiseceiling_session": 6,
         "roi_table": 6,
         **_per_subject(2, nordic=False),
@@ -113,6 +125,9 @@ def test_variants_and_participant_selection_change_the_dag(tmp_path, two_subject
         "optcom": 4,
         "glm": 2,
         "glm_description": 2,
+        "glm_analysis_mask": 1,
+        "glm_analysis_description": 1,
+        "glm_reference": 1,  # raw-optcom: the default reference and the visual ROI's source
         "noiseceiling_session": 2,
         "noiseceiling_subject": 1,
         "noiseceiling_repeats": 2,

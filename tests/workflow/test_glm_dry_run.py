@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from helpers.bidstree import make_bids_tree
-from helpers.snake import dry_run, job_counts, parse_jobs
+from helpers.snake import dry_run, job_counts, parse_jobs, snakemake
 
 GLM_RULES = ("glm", "glm_description", "noiseceiling_session", "noiseceiling_subject")
 
@@ -111,3 +111,125 @@ def test_comparison_sessions_get_all_variants(tmp_path, two_by_two):
     }
     assert {v for v, s in jobs if s == "sub-02_ses-01_task-images"} == {"nordic-optcom"}
     assert len(jobs) == 14
+
+
+def _wildcards(job) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in job.wildcards.split(", "))
+
+
+def _session_of(job) -> str:
+    return _wildcards(job)["ses_prefix"]
+
+
+def test_one_analysis_mask_per_session_feeds_every_variant(tmp_path, two_by_two):
+    """The analysis mask job of a session reads every fitted variant's runs (and the brain
+    mask); every glm job and the reference job of that session fit on it."""
+    out = dry_run(_config(tmp_path, two_by_two), "--printshellcmds")
+    counts = job_counts(out)
+    assert counts["glm_analysis_mask"] == 4  # one per fitted (subject, session)
+    assert counts["glm_analysis_description"] == 1
+    jobs = parse_jobs(out)
+    masks = {_session_of(j): j for j in jobs if j.rule == "glm_analysis_mask"}
+    assert set(masks) == {f"sub-0{s}_ses-0{e}_task-images" for s in "12" for e in "12"}
+    for ses, job in masks.items():
+        bold = [f for f in job.input if f.endswith("_bold.nii.gz")]
+        # comparison sessions: 6 variants x 2 runs; the others: nordic-optcom's 2 runs
+        variants = {
+            f.split("/combine-")[1].split("/")[0] + f.split("_desc-")[1][:-12] for f in bold
+        }
+        if "_ses-01_" in ses:
+            assert len(bold) == 12 and len(variants) == 6
+        else:
+            assert len(bold) == 2 and variants == {"nordicoptcom"}
+        assert sum(f.endswith("_space-T1w_desc-brain_mask.nii.gz") for f in job.input) == 1
+        (mask,) = [o for o in job.output if o.endswith(".nii.gz")]
+        sub, sesl = ses.split("_")[:2]
+        assert mask.endswith(
+            f"glmsingle-analysis/{sub}/{sesl}/func/{ses}_space-T1w_desc-analysis_mask.nii.gz"
+        )
+    fits = [j for j in jobs if j.rule in ("glm", "glm_reference")]
+    # + type-B fits: raw-optcom (comparison reference) and raw-single (visual ROI) per subject
+    assert len(fits) == 14 + 4
+    for job in fits:
+        (mask,) = [f for f in job.input if "/glmsingle-analysis/" in f]
+        assert mask in masks[_session_of(job)].output
+    cmds = [line for line in out.splitlines() if "python -m echoprep glm " in line]
+    assert len(cmds) == 18 and all("--mask " in c and "_desc-analysis_mask" in c for c in cmds)
+    cmds = [line for line in out.splitlines() if "python -m echoprep analysis-mask " in line]
+    assert len(cmds) == 4 and all(c.count("--bold ") in (1, 6) for c in cmds)
+
+
+def test_reference_betas_only_for_the_reference_variant_and_comparison_sessions(
+    tmp_path, two_by_two
+):
+    out = dry_run(_config(tmp_path, two_by_two), "--printshellcmds")
+    jobs = [j for j in parse_jobs(out) if j.rule == "glm_reference"]
+    # the visual ROI's run-level test reads the type-B betas of its source (raw-single)
+    visual = [j for j in jobs if j.wildcards.startswith("nordic=raw, combine=single")]
+    assert sorted(_session_of(j) for j in visual) == [
+        "sub-01_ses-01_task-images",
+        "sub-02_ses-01_task-images",
+    ]
+    jobs = [j for j in jobs if j not in visual]
+    assert sorted(_session_of(j) for j in jobs) == [
+        "sub-01_ses-01_task-images",
+        "sub-02_ses-01_task-images",
+    ]
+    for job in jobs:
+        assert (_wildcards(job)["nordic"], _wildcards(job)["combine"]) == ("raw", "optcom")
+        assert job.output[0].endswith(
+            "_space-T1w_stat-effect_desc-SingletrialBetasTypeB_statmap.nii.gz"
+        )
+        assert "/glmsingle-raw-optcom/" in job.output[0]
+        bold = [f for f in job.input if f.endswith("_bold.nii.gz")]
+        assert len(bold) == 2 and all("combine-raw/" in f and "desc-optcom" in f for f in bold)
+    cmds = [line for line in out.splitlines() if "--stop-at typeb" in line]
+    assert len(cmds) == 4 and all("--out betas_typeb=" in c for c in cmds)
+
+
+def test_reference_variant_falls_back_and_is_configurable(tmp_path, two_by_two):
+    # optcom not produced: raw-single
+    extra = tmp_path / "no_optcom.yaml"
+    extra.write_text("variants:\n  combine: [single, denoised]\n")
+    out = dry_run(_config(tmp_path, two_by_two), "--configfile", str(extra))
+    jobs = [j for j in parse_jobs(out) if j.rule == "glm_reference"]
+    assert len(jobs) == 2 and all(
+        j.wildcards.startswith("nordic=raw, combine=single") for j in jobs
+    )
+    # an explicit choice, on the comparison session ses-02
+    extra = tmp_path / "nordic_ref.yaml"
+    extra.write_text("comparison:\n  reference: raw-denoised\n  sessions: [ses-02]\n")
+    out = dry_run(_config(tmp_path, two_by_two), "--configfile", str(extra))
+    jobs = [j for j in parse_jobs(out) if j.rule == "glm_reference"]
+    # raw-single ses-02: the visual ROI's source (its run-level test reads type-B betas)
+    jobs = [j for j in jobs if not j.wildcards.startswith("nordic=raw, combine=single")]
+    assert sorted(_session_of(j) for j in jobs) == [
+        "sub-01_ses-02_task-images",
+        "sub-02_ses-02_task-images",
+    ]
+    assert all(j.wildcards.startswith("nordic=raw, combine=denoised") for j in jobs)
+    # the report (and with it the comparison) off: no reference fits, only the visual ROI's
+    # type-B fits of raw-single (the ROIs are still made)
+    extra = tmp_path / "no_report.yaml"
+    extra.write_text("report:\n  enabled: false\n")
+    out = dry_run(_config(tmp_path, two_by_two), "--configfile", str(extra))
+    jobs = [j for j in parse_jobs(out) if j.rule == "glm_reference"]
+    assert len(jobs) == 2
+    assert all(j.wildcards.startswith("nordic=raw, combine=single") for j in jobs)
+    assert job_counts(out)["glm_analysis_mask"] == 4
+
+
+def test_reference_variant_not_produced_is_an_error(tmp_path, two_by_two):
+    extra = tmp_path / "bad_ref.yaml"
+    extra.write_text("variants:\n  combine: [single]\ncomparison:\n  reference: raw-denoised\n")
+    res = snakemake("-n", "--configfile", str(extra), config=_config(tmp_path, two_by_two))
+    assert res.returncode != 0
+    assert (
+        "comparison.reference: expected a variant this config produces (raw-single, "
+        "nordic-single); found 'raw-denoised'. Fix: choose one of them."
+    ) in res.stdout + res.stderr
+    # a low-rank-denoised reference is refused by the schema
+    extra.write_text("comparison:\n  reference: nordic-optcom\n")
+    res = snakemake("-n", "--configfile", str(extra), config=_config(tmp_path, two_by_two))
+    assert res.returncode != 0
+    assert "comparison.reference: 'nordic-optcom' is not one of" in res.stdout + res.stderr

@@ -218,6 +218,16 @@ def test_nordic_change_leaves_the_nordic_off_variant_alone(finished, tmp_path):
     assert raw == []
 
 
+def test_nordic_tedpca_change_reruns_only_the_nordic_ica(finished, tmp_path):
+    """tedana.nordic_tedpca is a parameter of the NORDIC runs' ICA-denoised jobs only."""
+    tree, _ = finished
+    out = tree.dry_run(configfiles=[_config_file(tmp_path, "tedana:\n  nordic_tedpca: same\n")])
+    ica = [j for j in parse_jobs(out) if j.rule == "tedana"]
+    assert ica and all("/combine-nordic/" in j.output[0] for j in ica)
+    assert all("Params have changed" in j.reason for j in ica)
+    assert not [j for j in parse_jobs(out) if any("/combine-raw/sub-" in f for f in j.output)]
+
+
 def test_unchanged_config_in_another_key_order_reruns_nothing(finished, tmp_path):
     """The same values written differently (another order, defaults spelled out) are no change."""
     tree, _ = finished

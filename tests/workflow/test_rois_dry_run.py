@@ -48,21 +48,45 @@ def test_roi_comparison_and_report_jobs(tmp_path, two_by_two):
     visual = [j for j in jobs if j.rule == "roi_visual"]
     for job in visual:
         # the visual ROI comes from raw-single of the subject's first session
-        glm = [f for f in job.input if "/glmsingle-" in f]
+        glm = [f for f in job.input if "/glmsingle-" in f and "/glmsingle-analysis/" not in f]
         assert len(glm) == 4  # betas, trials, summary, ON-OFF R²
         assert all("/glmsingle-raw-single/" in f and "_ses-01_" in f for f in glm)
+        # the run-level test reads the least-squares (type-B) betas, not type D's
+        assert sum("_desc-SingletrialBetasTypeB_statmap.nii.gz" in f for f in glm) == 1
+        assert not any("_desc-SingletrialBetas_statmap.nii.gz" in f for f in glm)
+        # kept inside the analysis mask of that session (the voxels every variant was fitted on)
+        (analysis,) = [f for f in job.input if "/glmsingle-analysis/" in f]
+        assert analysis.endswith("_ses-01_task-images_space-T1w_desc-analysis_mask.nii.gz")
+        sub = job.wildcards.split("subject=")[1].split(",")[0]
+        assert f"/sub-{sub}/" in analysis
         # the brain mask: spatial preprocessing's, on the T1w-aligned grid (default config)
         assert any(f.endswith("_space-T1w_desc-brain_mask.nii.gz") for f in job.input)
         assert re.search(
             r"rois/sub-0[12]/visual/sub-0[12]_space-T1w_res-\w+_label-visuallyResponsive_mask",
             job.output[0],
         )
+    # one comparison table per subject (NC maps, fit masks, betas of the 6 variants and the
+    # raw-optcom type-B reference), joined by one group job
+    subjects = [j for j in jobs if j.rule == "comparison_subject"]
+    assert len(subjects) == 2
+    for job in subjects:
+        nc = [f for f in job.input if f.endswith("desc-Noiseceiling_statmap.nii.gz")]
+        assert len(nc) == 6 and all("_ses-01_" in f for f in nc)
+        betas = [f for f in job.input if f.endswith("desc-SingletrialBetas_statmap.nii.gz")]
+        assert len(betas) == 6
+        (ref,) = [f for f in job.input if "SingletrialBetasTypeB" in f]
+        assert "/glmsingle-raw-optcom/" in ref
     (cmp,) = [j for j in jobs if j.rule == "comparison"]
-    nc = [f for f in cmp.input if f.endswith("desc-Noiseceiling_statmap.nii.gz")]
-    assert len(nc) == 2 * 6 and all("_ses-01_" in f for f in nc)
+    assert sum(f.endswith("desc-variants_comparison.tsv") for f in cmp.input) == 2
     assert any(o.endswith("recommended_variant.json") for o in cmp.output)
-    cmd = [line for line in out.splitlines() if "python -m echoprep comparison" in line]
-    assert len(cmd) == 1 and cmd[0].count("--entry ") == 12
+    visual_cmds = [line for line in out.splitlines() if "python -m echoprep rois visual" in line]
+    assert len(visual_cmds) == 2 and all("--analysis-mask " in c for c in visual_cmds)
+    assert all("--method auto " in c and "--alpha 0.05 --correction fdr" in c for c in visual_cmds)
+    cmd = [line for line in out.splitlines() if "python -m echoprep comparison subject" in line]
+    assert len(cmd) == 2 and all(c.count("--entry ") == 6 for c in cmd)
+    assert all(c.count("reference=") == 6 and "--bootstrap 100" in c for c in cmd)
+    cmd = [line for line in out.splitlines() if "python -m echoprep comparison group" in line]
+    assert len(cmd) == 1 and "--rank-by heldout_r" in cmd[0]
     table = next(j for j in jobs if j.rule == "roi_table")
     assert table.output[0].endswith("_desc-ROIs_summary.tsv")
     assert "/glmsingle-" in table.output[0]

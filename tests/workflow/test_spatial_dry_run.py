@@ -66,12 +66,15 @@ def test_echo_handling_reads_the_resampled_echoes(tmp_path, bids):
         j.input for j in jobs if j.rule == "spatial_resample" and "nordic=nordic" in j.wildcards
     ]
     assert nordic_inputs and all(any("desc-nordic_bold" in i for i in inp) for inp in nordic_inputs)
-    # the GLM gets the anatomy brain mask on the functional grid
+    # the GLM fits the session's analysis mask, made from the anatomy brain mask on the
+    # functional grid
     glm = [j for j in jobs if j.rule == "glm"]
-    if glm:
-        assert all(
-            any(i.endswith("_space-T1w_desc-brain_mask.nii.gz") for i in j.input) for j in glm
-        )
+    masks = [j for j in jobs if j.rule == "glm_analysis_mask"]
+    assert glm and masks
+    assert all(
+        any(i.endswith("_space-T1w_desc-analysis_mask.nii.gz") for i in j.input) for j in glm
+    )
+    assert all(any(i.endswith("_space-T1w_desc-brain_mask.nii.gz") for i in j.input) for j in masks)
 
 
 def test_native_output_needs_no_anatomy(tmp_path, bids):

@@ -19,7 +19,15 @@ from echoprep.stages.arguments import key_paths
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from echoprep.simulate import simulate_dataset
+    from echoprep.simulate.response import REGIMES
 
+    if args.response not in REGIMES:
+        print(
+            f"echoprep simulate: expected --response one of {', '.join(sorted(REGIMES))}; "
+            f"found {args.response!r}",
+            file=sys.stderr,
+        )
+        return 2
     out = simulate_dataset(
         args.out,
         args.preset,
@@ -32,6 +40,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         distortion=args.distortion,
         phase=not args.no_phase,
         subject_offset=args.subject_offset,
+        response=args.response,
     )
     print(out)
     return 0
@@ -88,6 +97,9 @@ def _cmd_combine(args: argparse.Namespace) -> int:
             fittype=args.fittype,
             masktype=args.masktype,
             tedpca=args.tedpca,
+            nordic_tedpca=args.nordic_tedpca,
+            raw_components=args.raw_components,
+            fallback_fraction=args.fallback_fraction,
             tree=args.tree,
             ica_method=args.ica_method,
             n_robust_runs=args.n_robust_runs,
@@ -125,6 +137,7 @@ DESCRIBED_STAGES: dict[str, str] = {
     "anatomy": "echoprep.stages.anatomy",
     "spatial": "echoprep.stages.spatial",
     "glm": "echoprep.stages.glm",
+    "analysis-mask": "echoprep.stages.glm_mask",
     "rois": "echoprep.stages.rois",
     "comparison": "echoprep.stages.comparison",
     "report": "echoprep.stages.report",
@@ -145,6 +158,10 @@ STAGE_COMMANDS: dict[str, tuple[str, str]] = {
         "echoprep.stages.glm",
         "GLMsingle single-trial betas of one session (FITHRF_GLMDENOISE_RR)",
     ),
+    "analysis-mask": (
+        "echoprep.stages.glm_mask",
+        "the analysis mask of one session: brain voxels with data in every run of every variant",
+    ),
     "noiseceiling": (
         "echoprep.stages.noiseceiling",
         "noise ceilings (NSD ncsnr) of a session's or a subject's single-trial betas",
@@ -156,6 +173,10 @@ STAGE_COMMANDS: dict[str, tuple[str, str]] = {
     "comparison": (
         "echoprep.stages.comparison",
         "the 2x3 preprocessing comparison (median ROI noise ceiling, d') and its recommendation",
+    ),
+    "diagnostics": (
+        "echoprep.stages.diagnostics",
+        "NORDIC diagnostics of one subject (tSNR gain, amplitude ratio, pattern FWHM, whiteness)",
     ),
     "report": ("echoprep.stages.report", "the self-contained HTML report of one subject"),
 }
@@ -219,6 +240,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="distort the BOLD by the B0 field (default: when the dataset has fieldmaps)",
     )
     sim.add_argument("--no-phase", action="store_true", help="magnitude-only dataset")
+    sim.add_argument(
+        "--response",
+        default="default",
+        metavar="REGIME",
+        help="response model: a name of echoprep.simulate.response.REGIMES (spatial structure "
+        "of the image-specific response and trial variability, amplitude, noise mix); "
+        "default: the default model",
+    )
     sim.set_defaults(func=_cmd_simulate)
 
     dis = sub.add_parser("discover", help="check a BIDS dataset and summarise its runs")
@@ -285,7 +314,25 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     com.add_argument("--ica-method", default="fastica")
     com.add_argument("--n-robust-runs", type=int, default=30)
     com.add_argument("--maxit", type=int, default=500)
-    com.add_argument("--maxrestart", type=int, default=10)
+    com.add_argument(
+        "--nordic-tedpca",
+        default=None,
+        help="the echoes are NORDIC-denoised: raw_run (the component count of --raw-components),"
+        " same (--tedpca) or a count",
+    )
+    com.add_argument(
+        "--raw-components",
+        type=Path,
+        default=None,
+        help="sidecar (or *_mixing.tsv) of the ICA-denoised output of the run without NORDIC",
+    )
+    com.add_argument(
+        "--fallback-fraction",
+        type=float,
+        default=0.2,
+        help="raw_run without --raw-components: components = fraction x volumes",
+    )
+    com.add_argument("--maxrestart", type=int, default=3, help="FastICA attempts (1 = no restart)")
     com.add_argument("--seed", type=int, default=0)
     com.add_argument("--work-dir", type=Path, default=None)
     com.add_argument("--threads", type=int, default=1)

@@ -75,7 +75,7 @@ rule optcom:
 
 rule tedana:
     input:
-        echoes=echo_inputs,
+        unpack(tedana_inputs),
     output:
         **combine_outputs("denoised"),
     log:
@@ -91,14 +91,15 @@ rule tedana:
     params:
         te=echo_times,
         tr=combine_repetition_time,
-        opts=config["tedana"],
+        opts=tedana_options,
         seed=config["seed"],
         work=lambda wc: WORK / "tmp" / f"combine-{wc.nordic}",
         drop=noise_volumes_to_drop,
+        pca=tedana_pca_args,
     shell:
         "python -m echoprep combine denoised --echo {input.echoes} --te {params.te} --tr {params.tr}"
         " --fittype {params.opts[fittype]} --masktype {params.opts[masktype]}"
-        " --tedpca {params.opts[tedpca]} --tree {params.opts[tree]}"
+        " {params.pca} --tree {params.opts[tree]}"
         " --ica-method {params.opts[ica_method]} --n-robust-runs {params.opts[n_robust_runs]}"
         " --maxit {params.opts[maxit]} --maxrestart {params.opts[maxrestart]}"
         " --seed {params.seed} --work-dir {params.work} --threads {threads}"

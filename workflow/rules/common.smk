@@ -176,6 +176,39 @@ def repetition_time(wildcards):
     return run_of(wildcards).repetition_time
 
 
+def tedana_inputs(wildcards):
+    """Echoes of the ICA-denoised job; on NORDIC runs with tedana.nordic_tedpca: raw_run also
+    the sidecar of the same run's NORDIC-off ICA-denoised output, whose component count the
+    NORDIC run uses (the criteria fail on NORDIC-denoised data)."""
+    files = {"echoes": echo_inputs(wildcards)}
+    if wildcards.nordic == "nordic" and config["tedana"]["nordic_tedpca"] == "raw_run":
+        raw = combine_outputs("denoised", run_of(wildcards), "raw")
+        files["raw_components"] = raw["mixing_json"]
+    return files
+
+
+def tedana_options(wildcards):
+    """config tedana, without nordic_tedpca for NORDIC-off runs (changing it reruns only the
+    NORDIC runs' jobs)."""
+    opts = dict(config["tedana"])
+    if wildcards.nordic != "nordic":
+        opts.pop("nordic_tedpca", None)
+    return opts
+
+
+def tedana_pca_args(wildcards, input):
+    """--tedpca, and how NORDIC runs choose their ICA dimensionality (tedana rule)."""
+    import shlex
+
+    opts = config["tedana"]
+    args = ["--tedpca", str(opts["tedpca"])]
+    if wildcards.nordic == "nordic":
+        args += ["--nordic-tedpca", str(opts["nordic_tedpca"])]
+        if "raw_components" in input.keys():
+            args += ["--raw-components", input.raw_components]
+    return " ".join(shlex.quote(str(a)) for a in args)
+
+
 def combine_targets():
     """Every combine output requested by the config, plus the dataset descriptions."""
     targets = []
@@ -367,19 +400,166 @@ def glm_brain_mask(subject):
 
 
 def glm_inputs(wildcards):
-    """The session's preprocessed BOLD (one per run), events and optional brain mask."""
+    """The session's preprocessed BOLD (one per run), events and its analysis mask (every
+    variant of the session is fitted on that one mask)."""
     runs = glm_runs(wildcards)
-    files = {
+    sub, ses = glm_session_of(wildcards)
+    return {
         "bold": [
             combine_outputs(wildcards.combine, r, wildcards.nordic)["bold"]
             for r in runs
         ],
         "events": [str(r.events) for r in runs],
+        "mask": analysis_mask(sub, ses),
     }
-    mask = glm_brain_mask(runs[0].subject)
-    if mask:
-        files["mask"] = str(mask)
+
+
+# --- analysis mask (glm.smk): one per subject and session, shared by its variants --------
+
+import shlex
+
+from echoprep.stages import glm_mask as glm_mask_stage
+
+ANALYSIS = OUT / glm_mask_stage.ROOT_NAME
+
+
+def glm_session_variants(subject, session):
+    """The variants fitted for a (subject, session), in glm_variants() order."""
+    return [
+        v for v, pairs in glm_variant_sessions().items() if (subject, session) in pairs
+    ]
+
+
+def analysis_mask(subject=None, session=None):
+    """The analysis mask of a session (brain voxels with valid data in every run of every
+    variant fitted there), as a pattern or for a session. Per session, not per subject: a new
+    session leaves the masks (and fits) of the others alone."""
+    key = (
+        glm_stage.session_key(subject, session, glm_task())
+        if subject is not None
+        else ("{ses_dir}", "{ses_prefix}")
+    )
+    return str(glm_mask_stage.output_path(ANALYSIS, key, space=glm_space()))
+
+
+def analysis_mask_outputs():
+    mask = analysis_mask()
+    return {"mask": mask, "json": str(sidecar_path(mask))}
+
+
+def analysis_mask_inputs(wildcards):
+    """Every fitted variant's echo-handling output of every run of the session, and the
+    brain mask when spatial preprocessing provides one."""
+    sub, ses = glm_session_of(wildcards)
+    runs = DATASET.runs_of(sub, ses)
+    files = {}
+    for variant in glm_session_variants(sub, ses):
+        nordic, combine = variant.split("-")
+        files[variant] = [combine_outputs(combine, r, nordic)["bold"] for r in runs]
+    brain = glm_brain_mask(sub)
+    if brain:
+        files["brain"] = str(brain)
     return files
+
+
+def analysis_mask_params(wildcards, input):
+    """``--bold VARIANT RUN...`` per variant, run labels, brain mask and space."""
+    sub, ses = glm_session_of(wildcards)
+    runs = DATASET.runs_of(sub, ses)
+    args = []
+    for variant in glm_session_variants(sub, ses):
+        args += ["--bold", variant, *input[variant]]
+    args += ["--run-labels", *[r.run or str(i + 1) for i, r in enumerate(runs)]]
+    if "brain" in input.keys():
+        args += ["--brain-mask", input.brain]
+    if glm_space():
+        args += ["--space", glm_space()]
+    return " ".join(shlex.quote(str(a)) for a in args)
+
+
+def analysis_mask_mb(wildcards, attempt):
+    """Memory (MB): one run read in float32 three times (data, finite flags, reductions),
+    the per-run flags of every run and variant, plus 1 GB; times attempt."""
+    runs = glm_runs(wildcards)
+    nvox = runs[0].shape[0] * runs[0].shape[1] * runs[0].shape[2]
+    n_flags = 2 * len(runs) * len(glm_session_variants(*glm_session_of(wildcards)))
+    nbytes = 3 * 4 * nvox * max(r.n_volumes for r in runs) + n_flags * nvox
+    return int((1000 + nbytes / 1e6) * attempt)
+
+
+# --- type-B reference betas (glm.smk) ------------------------------------------------
+
+
+def reference_variant():
+    """The variant whose type-B betas (FITHRF: library HRF, least squares, no GLMdenoise, no
+    ridge) are the comparison's reference: comparison.reference when this config produces
+    it; the default raw-optcom falls back to raw-single, then to another NORDIC-off variant.
+    None when no NORDIC-off variant is produced (a low-rank-denoised reference would defeat
+    its purpose; the comparison then ranks by NC and says why)."""
+    wanted = (config.get("comparison") or {}).get("reference") or "raw-optcom"
+    produced = glm_variants()
+    if wanted in produced:
+        return wanted
+    if wanted == "raw-optcom":
+        fallback = [v for v in ("raw-single", *produced) if v in produced]
+        fallback = [v for v in fallback if v.startswith("raw-")]
+        return fallback[0] if fallback else None
+    raise WorkflowError(
+        f"comparison.reference: expected a variant this config produces "
+        f"({', '.join(produced) or 'none'}); found {wanted!r}. Fix: choose one of them."
+    )
+
+
+def reference_outputs(
+    nordic="{nordic}", combine="{combine}", subject=None, session=None
+):
+    """The type-B reference betas (and sidecar) of a session, as patterns or for a session."""
+    key = (
+        glm_stage.session_key(subject, session, glm_task())
+        if subject is not None
+        else ("{ses_dir}", "{ses_prefix}")
+    )
+    paths = glm_stage.output_paths(
+        glm_root(nordic, combine), key, space=glm_space(), keys=["betas_typeb"]
+    )
+    return _with_sidecars(paths)
+
+
+def reference_betas(subject, session):
+    """Path of the type-B single-trial betas of the reference variant for a comparison
+    session (4D, one volume per trial in the order of that variant's type-D trials TSV).
+    """
+    variant = reference_variant()
+    if variant is None:
+        return None
+    nordic, combine = variant.split("-")
+    return reference_outputs(nordic, combine, subject, session)["betas_typeb"]
+
+
+def reference_trials(subject, session):
+    """The trials table of the reference variant's session (None without a reference)."""
+    variant = reference_variant()
+    if variant is None:
+        return None
+    return glm_outputs(*variant.split("-"), subject, session)["trials"]
+
+
+def reference_targets():
+    """The reference betas of every comparison session (the comparison's only consumer: none
+    when the report, and with it the comparison, is off)."""
+    if not config["report"]["enabled"]:
+        return []
+    variant = reference_variant()
+    if variant is None:
+        return []
+    nordic, combine = variant.split("-")
+    pairs = glm_variant_sessions().get(variant, [])
+    targets = []
+    for sub in DATASET.subjects():
+        for ses in comparison_sessions(sub):
+            if (sub, ses) in pairs:
+                targets.extend(reference_outputs(nordic, combine, sub, ses).values())
+    return targets
 
 
 def glm_params(wildcards, input):
@@ -488,9 +668,19 @@ def subject_repeat_counts(subject):
 
 
 def glm_targets():
-    """Every GLMsingle output and noise-ceiling map requested by the config."""
+    """Every GLMsingle output and noise-ceiling map requested by the config, the analysis
+    masks of the fitted sessions and the type-B reference betas."""
     targets = []
     everywhere = set(config["glm"]["all_sessions_variants"])
+    fitted = sorted(
+        {p for pairs in glm_variant_sessions().values() for p in pairs}, key=str
+    )
+    if fitted:
+        targets.append(str(ANALYSIS / "dataset_description.json"))
+    for sub, ses in fitted:
+        mask = analysis_mask(sub, ses)
+        targets.extend([mask, str(sidecar_path(mask))])
+    targets.extend(reference_targets())
     for variant, pairs in glm_variant_sessions().items():
         nordic, combine = variant.split("-")
         targets.append(str(glm_root(nordic, combine) / "dataset_description.json"))
@@ -661,7 +851,19 @@ def user_roi_params(wildcards, input):
 def visual_roi_inputs(wildcards):
     glm = visual_glm(wildcards.subject)
     files = {k: glm[k] for k in ("betas", "trials", "summary", "onoff_r2")}
+    if config["rois"]["visual"]["method"] != "blank_trials":
+        # the run-level test needs least-squares betas (type D's ridge and autoscale offset
+        # make the runs look alike): the type-B betas of the source (rule glm_reference)
+        nordic, combine, session = visual_source(wildcards.subject)
+        files["betas"] = reference_outputs(nordic, combine, wildcards.subject, session)[
+            "betas_typeb"
+        ]
     files["mask"] = roi_brain_mask(wildcards.subject)
+    # the ROI lies inside the analysis mask of its source session (the voxels every variant
+    # was fitted on)
+    files["analysis"] = analysis_mask(
+        wildcards.subject, visual_source(wildcards.subject)[2]
+    )
     return files
 
 
@@ -721,40 +923,81 @@ def comparison_paths():
 
 
 def comparison_entries(subject=None):
-    """(subject, session, variant, nc, roi, brain) of every comparison session and variant (of
-    one subject when given)."""
+    """One dict per comparison session and variant (of one subject when given): the keys of
+    comparison_stage.ENTRY_KEYS (NC map, ROI, brain, the variant's fit mask, betas and trials,
+    and the session's type-B reference betas)."""
     entries = []
     for sub in [subject] if subject else DATASET.subjects():
         for ses in comparison_sessions(sub):
+            reference = reference_betas(sub, ses)
             for variant in glm_variants():
                 if (sub, ses) not in glm_variant_sessions().get(variant, []):
                     continue
                 nordic, combine = variant.split("-")
-                nc = nc_session_outputs(nordic, combine, sub, ses)["nc"]
+                glm = glm_outputs(nordic, combine, sub, ses)
                 entries.append(
-                    (
-                        sub,
-                        ses or "n/a",
-                        variant,
-                        nc,
-                        visual_roi(sub),
-                        roi_brain_mask(sub),
-                    )
+                    {
+                        "subject": sub,
+                        "session": ses or "n/a",
+                        "variant": variant,
+                        "nc": nc_session_outputs(nordic, combine, sub, ses)["nc"],
+                        "roi": visual_roi(sub),
+                        "brain": roi_brain_mask(sub),
+                        "mask": glm["mask"],
+                        "betas": glm["betas"],
+                        "trials": glm["trials"],
+                        "reference": reference,
+                        "reference_trials": reference_trials(sub, ses),
+                    }
                 )
     return entries
 
 
-def comparison_inputs(wildcards):
-    entries = comparison_entries()
+def comparison_subject_paths(subject="{subject}"):
     return {
-        "nc": [e[3] for e in entries],
-        "rois": sorted({e[4] for e in entries}),
-        "brains": sorted({e[5] for e in entries}),
+        k: str(v)
+        for k, v in comparison_stage.subject_output_paths(
+            COMPARISON, subject, glm_task()
+        ).items()
     }
 
 
-def comparison_args(wildcards):
-    return " ".join("--entry " + " ".join(map(str, e)) for e in comparison_entries())
+def comparison_subjects():
+    """Subjects with at least one comparison session that the GLM fits."""
+    return [sub for sub in DATASET.subjects() if comparison_entries(sub)]
+
+
+def comparison_subject_inputs(wildcards):
+    entries = comparison_entries(wildcards.subject)
+    keys = ("nc", "roi", "brain", "mask", "betas", "trials", "reference")
+    return {k: sorted({str(e[k]) for e in entries if e[k]}) for k in keys}
+
+
+def comparison_subject_args(wildcards):
+    words = [
+        comparison_stage.entry_words(e) for e in comparison_entries(wildcards.subject)
+    ]
+    return " ".join(f"--entry {w}" for w in words)
+
+
+def comparison_subject_mb(wildcards, attempt):
+    """Memory (MB): one session's 4D betas (float32) read twice (variant and reference) and
+    their ROI copies, + 1 GB."""
+    sessions = comparison_sessions(wildcards.subject) or DATASET.sessions(
+        wildcards.subject
+    )
+    runs = DATASET.runs_of(wildcards.subject, sessions[0])
+    nvox = runs[0].shape[0] * runs[0].shape[1] * runs[0].shape[2]
+    trials = sum(_events_rows(r.events) for r in runs if r.events)
+    return int((1000 + 2.5 * 4 * nvox * trials / 1e6) * attempt)
+
+
+def comparison_inputs(wildcards):
+    subjects = comparison_subjects()
+    return {
+        "tables": [comparison_subject_paths(s)["tsv"] for s in subjects],
+        "bootstraps": [comparison_subject_paths(s)["bootstrap"] for s in subjects],
+    }
 
 
 def report_session(subject):
@@ -804,11 +1047,12 @@ def report_inputs(wildcards):
         ]
         # the subject's own comparison (not the group one: a new subject must not rerun the
         # reports of the others)
-        own = comparison_entries(sub)
-        if own:
-            files["comparison_nc"] = [e[3] for e in own]
-            files["roi"] = visual_roi(sub)
-            files["brain"] = roi_brain_mask(sub)
+        if comparison_entries(sub):
+            own = comparison_subject_paths(sub)
+            files["comparison_table"] = own["tsv"]
+            files["comparison_bootstrap"] = own["bootstrap"]
+    if diagnostics_pairs(sub):
+        files["diagnostics"] = diagnostics_outputs(sub)["tsv"]
     return files
 
 
@@ -844,14 +1088,99 @@ def report_args(wildcards, input):
             "--roi-table "
             + " ".join(f"{v}={p}" for v, p in zip(shown, input.roi_tables))
         )
-    if "comparison_nc" in keys:
-        args.append(
-            " ".join(
-                "--entry " + " ".join(map(str, e)) for e in comparison_entries(sub)
-            )
-        )
+    if "comparison_table" in keys:
+        args.append(f"--comparison-table {input.comparison_table}")
+        args.append(f"--comparison-bootstrap {input.comparison_bootstrap}")
         args.append(f"--rank-by {config['comparison']['rank_by']}")
+    if "diagnostics" in keys:
+        args.append(f"--diagnostics {input.diagnostics}")
     return " ".join(args)
+
+
+from echoprep.stages import diagnostics as diagnostics_stage
+
+
+def diagnostics_pairs(subject):
+    """(session, combine) of the subject's comparison sessions where both the NORDIC-off and
+    the NORDIC-on GLM of that echo handling are fitted (empty: no NORDIC diagnostics).
+    """
+    if "nordic" not in NORDIC_VARIANTS or not rois_enabled():
+        return []
+    fitted = glm_variant_sessions()
+    return [
+        (ses, combine)
+        for ses in comparison_sessions(subject)
+        for combine in config["variants"]["combine"]
+        if all(
+            (subject, ses) in fitted.get(f"{n}-{combine}", []) for n in NORDIC_VARIANTS
+        )
+    ]
+
+
+def diagnostics_outputs(subject="{subject}"):
+    """The NORDIC diagnostics table of a subject (and its sidecar), as patterns or for one."""
+    path = diagnostics_stage.output_path(REPORTS, subject, glm_task())
+    return {"tsv": str(path), "json": str(sidecar_path(path))}
+
+
+def _diagnostics_items(subject):
+    """(tsnr, glm, nordic_json) argument tuples of a subject's diagnostics."""
+    tsnr, glm, sidecars = [], [], []
+    pairs = diagnostics_pairs(subject)
+    for ses, combine in pairs:
+        label = ses or "n/a"
+        for run in DATASET.runs_of(subject, ses):
+            raw, nordic = (
+                combine_outputs(combine, run, n)["bold"] for n in NORDIC_VARIANTS
+            )
+            tsnr.append((label, combine, raw, nordic))
+        for n in NORDIC_VARIANTS:
+            g = glm_outputs(n, combine, subject, ses)
+            glm.append((label, combine, n, g["betas"], g["trials"], g["mask"]))
+    for ses in sorted({s for s, _ in pairs}, key=lambda s: s or ""):
+        for run in DATASET.runs_of(subject, ses):
+            for e in run.echoes:
+                sidecars.append(
+                    (ses or "n/a", nordic_outputs(run, str(e.echo))["bold_json"])
+                )
+    return tsnr, glm, sidecars
+
+
+def diagnostics_inputs(wildcards):
+    """Echo-handling outputs with NORDIC off and on, their GLM fits, the NORDIC sidecars and
+    the subject's visual ROI and brain mask."""
+    sub = wildcards.subject
+    tsnr, glm, sidecars = _diagnostics_items(sub)
+    return {
+        "roi": visual_roi(sub),
+        "brain": roi_brain_mask(sub),
+        "bold": [p for item in tsnr for p in item[2:]],
+        "glm": [p for item in glm for p in item[3:]],
+        "nordic_json": [item[1] for item in sidecars],
+    }
+
+
+def diagnostics_args(wildcards, input):
+    """``--tsnr``, ``--glm`` and ``--nordic-json`` arguments of the subject's diagnostics."""
+    tsnr, glm, sidecars = _diagnostics_items(wildcards.subject)
+    args = [f"--tsnr {' '.join(map(str, t))}" for t in tsnr]
+    args += [f"--glm {' '.join(map(str, g))}" for g in glm]
+    args += [f"--nordic-json {' '.join(map(str, j))}" for j in sidecars]
+    return " ".join(args)
+
+
+def diagnostics_mb(wildcards, attempt):
+    """Memory (MB): a session's 4D betas three times or one run's series twice (float32),
+    plus 1 GB."""
+    sub = wildcards.subject
+    sessions = {ses for ses, _ in diagnostics_pairs(sub)}
+    runs = [r for ses in sessions for r in DATASET.runs_of(sub, ses)]
+    if not runs:
+        return 1000 * attempt
+    nvox = runs[0].shape[0] * runs[0].shape[1] * runs[0].shape[2]
+    trials = sum(_events_rows(r.events) for r in runs if r.events)
+    vols = max(r.n_volumes for r in runs)
+    return int((1000 + 4 * nvox * max(3 * trials, 2 * vols) / 1e6) * attempt)
 
 
 def report_mb(wildcards, attempt):
@@ -868,6 +1197,9 @@ def report_targets():
         return []
     targets = [str(REPORTS / "dataset_description.json")]
     targets += [str(REPORTS / f"sub-{sub}.html") for sub in DATASET.subjects()]
+    for sub in DATASET.subjects():
+        if diagnostics_pairs(sub):
+            targets.extend(diagnostics_outputs(sub).values())
     if rois_enabled() and comparison_entries():
         targets.append(str(COMPARISON / "dataset_description.json"))
         targets.extend(comparison_paths().values())

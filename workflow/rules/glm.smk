@@ -26,6 +26,47 @@ rule glm_description:
         " --config-json {params.config:q} 2> {log}"
 
 
+rule glm_analysis_description:
+    output:
+        ANALYSIS / "dataset_description.json",
+    log:
+        LOGS / glm_mask_stage.ROOT_NAME / "dataset_description.log",
+    localrule: True
+    conda:
+        "../../envs/echoprep.yaml"
+    params:
+        config=config_json(),
+        source=Path(config["bids_dir"]).resolve(),
+    shell:
+        "python -m echoprep describe analysis-mask {output} --source {params.source:q}"
+        " --config-json {params.config:q} 2> {log}"
+
+
+# One analysis mask per subject and session: brain voxels with valid (finite, non-constant)
+# data in every run of every variant fitted there; every glm job of the session uses it.
+rule glm_analysis_mask:
+    input:
+        unpack(analysis_mask_inputs),
+    output:
+        **analysis_mask_outputs(),
+    log:
+        LOGS / glm_mask_stage.ROOT_NAME / "{ses_dir}" / "{ses_prefix}_mask.log",
+    benchmark:
+        BENCH / glm_mask_stage.ROOT_NAME / "{ses_dir}" / "{ses_prefix}_mask.tsv"
+    conda:
+        "../../envs/echoprep.yaml"
+    threads: 1
+    resources:
+        mem_mb=analysis_mask_mb,
+        runtime=lambda wc, attempt: 15 * attempt,
+    params:
+        args=analysis_mask_params,
+        options=glm_options(),
+    shell:
+        "python -m echoprep analysis-mask {params.args} --options-json {params.options:q}"
+        " --out {output.mask} 2> {log}"
+
+
 rule glm:
     input:
         unpack(glm_inputs),
@@ -52,6 +93,36 @@ rule glm:
         "python -m echoprep glm --bold {input.bold} --events {input.events}"
         " {params.session} --options-json {params.options:q} --seed {params.seed}"
         " --threads {threads} --out {params.out} 2> {log}"
+
+
+# Type-B single-trial betas (library HRF, least squares: no GLMdenoise PCs, no ridge) of the
+# comparison's reference variant, on the same analysis mask and trials as its glm job. A job of
+# its own (not an extra output of every glm job) keeps the glm jobs' outputs as they were and
+# adds one type-B fit per comparison session, for one variant only.
+rule glm_reference:
+    input:
+        unpack(glm_inputs),
+    output:
+        **reference_outputs(),
+    log:
+        LOGS / "glmsingle-{nordic}-{combine}" / "{ses_dir}" / "{ses_prefix}_typeb.log",
+    benchmark:
+        BENCH / "glmsingle-{nordic}-{combine}" / "{ses_dir}" / "{ses_prefix}_typeb.tsv"
+    conda:
+        "../../envs/echoprep.yaml"
+    threads: 2
+    resources:
+        mem_mb=glm_mb,
+        runtime=glm_minutes,
+    params:
+        session=glm_params,
+        options=glm_options(),
+        seed=config["seed"],
+    shell:
+        "python -m echoprep glm --bold {input.bold} --events {input.events}"
+        " {params.session} --options-json {params.options:q} --seed {params.seed}"
+        " --threads {threads} --stop-at typeb --out betas_typeb={output.betas_typeb}"
+        " 2> {log}"
 
 
 rule noiseceiling_session:

@@ -37,6 +37,31 @@ rule report_description:
         " --config-json {params.config:q} 2> {log}"
 
 
+rule comparison_subject:
+    input:
+        unpack(comparison_subject_inputs),
+    output:
+        **comparison_subject_paths(),
+    log:
+        LOGS / "comparison" / "sub-{subject}_comparison.log",
+    benchmark:
+        BENCH / "comparison" / "sub-{subject}_comparison.tsv"
+    conda:
+        "../../envs/echoprep.yaml"
+    threads: 1
+    resources:
+        mem_mb=comparison_subject_mb,
+        runtime=lambda wc, attempt: 30 * attempt,
+    params:
+        entries=comparison_subject_args,
+        n_boot=config["comparison"]["bootstrap"],
+        seed=config["seed"],
+    shell:
+        "python -m echoprep comparison subject {params.entries}"
+        " --bootstrap {params.n_boot} --seed {params.seed}"
+        " --out tsv={output.tsv} bootstrap={output.bootstrap} 2> {log}"
+
+
 rule comparison:
     input:
         unpack(comparison_inputs),
@@ -56,13 +81,13 @@ rule comparison:
         "../../envs/report.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
+        mem_mb=lambda wc, attempt: 2000 * attempt,
         runtime=lambda wc, attempt: 10 * attempt,
     params:
-        entries=comparison_args,
         rank_by=config["comparison"]["rank_by"],
     shell:
-        "python -m echoprep comparison {params.entries} --rank-by {params.rank_by}"
+        "python -m echoprep comparison group --table {input.tables}"
+        " --bootstrap-table {input.bootstraps} --rank-by {params.rank_by}"
         " --out tsv={output.tsv} png={output.png} svg={output.svg} json={output.json}"
         " 2> {log}"
 
@@ -92,3 +117,25 @@ rule subject_report:
     shell:
         "python -m echoprep report {params.args} --config-json {params.config:q}"
         " --out {output} 2> {log}"
+
+
+rule nordic_diagnostics:
+    input:
+        unpack(diagnostics_inputs),
+    output:
+        **diagnostics_outputs(),
+    log:
+        LOGS / "reports" / "sub-{subject}_diagnostics.log",
+    benchmark:
+        BENCH / "reports" / "sub-{subject}_diagnostics.tsv"
+    conda:
+        "../../envs/echoprep.yaml"
+    threads: 1
+    resources:
+        mem_mb=diagnostics_mb,
+        runtime=lambda wc, attempt: 20 * attempt,
+    params:
+        args=diagnostics_args,
+    shell:
+        "python -m echoprep diagnostics --subject {wildcards.subject} --roi {input.roi}"
+        " --brain {input.brain} {params.args} --out {output.tsv} 2> {log}"

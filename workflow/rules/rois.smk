@@ -64,7 +64,9 @@ rule roi_visual:
     shell:
         "python -m echoprep rois visual --betas {input.betas} --trials {input.trials}"
         " --summary {input.summary} --onoff-r2 {input.onoff_r2} --brain-mask {input.mask}"
+        " --analysis-mask {input.analysis}"
         " --method {params.opts[method]} --threshold {params.opts[threshold]}"
+        " --alpha {params.opts[alpha]} --correction {params.opts[correction]}"
         " --onoff-threshold {params.opts[onoff_threshold]}"
         " --min-voxels {params.opts[min_voxels]} --variant {params.variant}"
         " --out {output.mask} 2> {log}"

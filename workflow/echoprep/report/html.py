@@ -34,6 +34,8 @@ class Section:
         ``(caption, header, rows)`` triples (cells are formatted with :func:`cell`).
     text
         Paragraphs (plain text, escaped).
+    warnings
+        Plain-text warnings shown in a highlighted box at the top of the section.
     missing
         Why the section has no content (shown instead).
     """
@@ -42,6 +44,7 @@ class Section:
     figures: list[tuple[str, bytes]] = field(default_factory=list)
     tables: list[tuple[str, Sequence[str], Sequence[Sequence[Any]]]] = field(default_factory=list)
     text: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     missing: str | None = None
 
     @property
@@ -78,6 +81,9 @@ td:first-child, th:first-child { text-align: left; }
 caption { caption-side: top; text-align: left; font-weight: 600; padding: .3em 0; }
 .missing { color: #a33; font-style: italic; }
 .summary { background: #f7f7fb; border-left: 4px solid #4c72b0; padding: .6em 1em; }
+.warning { background: #fff4e5; border-left: 4px solid #dd8452; padding: .6em 1em;
+           margin: .8em 0; }
+.warning strong { color: #a34a00; }
 pre { background: #f6f6f6; padding: .8em; overflow-x: auto; font-size: .8em; }
 </style>
 </head>
@@ -87,11 +93,17 @@ pre { background: #f6f6f6; padding: .8em; overflow-x: auto; font-size: .8em; }
 {% if summary %}<div class="summary">
 {% for line in summary %}<p>{{ line }}</p>{% endfor %}
 </div>{% endif %}
+{% if warnings %}<div class="warning" role="alert"><p><strong>Warnings</strong></p>
+{% for line in warnings %}<p>{{ line }}</p>{% endfor %}
+</div>{% endif %}
 <nav>{% for s in sections %}<a href="#{{ s.anchor }}">{{ s.title }}</a>{% endfor %}</nav>
 {% for s in sections %}
 <section id="{{ s.anchor }}">
 <h2>{{ s.title }}</h2>
 {% if s.missing %}<p class="missing">{{ s.missing }}</p>{% endif %}
+{% if s.warnings %}<div class="warning" role="alert">
+{% for w in s.warnings %}<p>{{ w }}</p>{% endfor %}
+</div>{% endif %}
 {% for p in s.text %}<p>{{ p }}</p>{% endfor %}
 {% for caption, uri in s.uris %}
 <figure><img src="{{ uri }}" alt="{{ caption }}"><figcaption>{{ caption }}</figcaption></figure>
@@ -119,6 +131,7 @@ def render(
     *,
     subtitle: str = "",
     summary: Sequence[str] = (),
+    warnings: Sequence[str] = (),
     footer: str = "",
     preformatted: Mapping[str, str] | None = None,
 ) -> str:
@@ -132,6 +145,8 @@ def render(
         In order; figures become ``<img src="data:image/png;base64,...">``.
     summary
         Lines of the box at the top.
+    warnings
+        Lines of the warning box below it (shown only when there are any).
     preformatted
         Section title → text shown in a ``<pre>`` block (e.g. the configuration).
     """
@@ -143,6 +158,7 @@ def render(
             "anchor": s.anchor,
             "missing": s.missing,
             "text": s.text,
+            "warnings": s.warnings,
             "uris": [(c, data_uri(png)) for c, png in s.figures],
             "tables": [
                 (c, list(h), [[cell(v) for v in r] for r in rows]) for c, h, rows in s.tables
@@ -155,6 +171,7 @@ def render(
         title=title,
         subtitle=subtitle,
         summary=list(summary),
+        warnings=list(warnings),
         sections=view,
         footer=footer,
     )

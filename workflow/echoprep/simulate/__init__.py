@@ -51,11 +51,20 @@ a process adds ~2–4 s for importing nilearn and loading the MNI templates):
   warm.
 - ``demo``: 40×48×36 at 4 mm, 2 subjects × 4 runs × 120 volumes, 100 images × 2–3, fieldmaps
   and distortion, T1w at 2 mm — 47 s, 640 MB.
+- ``regime``: 32×40×30 at 4 mm (the brain's edges are cropped; the visual cortex is kept:
+  3104 of demo's 3115 active voxels), 1 subject, 6 runs × 120 volumes, 150 images × 2–3, no
+  motion, no fieldmaps: small enough for comparisons over response regimes.
 - ``laion``: 90×110×72 at 1.8 mm, 12 runs × 163 volumes, 88 image + 8 blank trials per run
   (440 images × 2–3, 1056 image trials), motion, fieldmaps and distortion, T1w at 1 mm —
   ``runs=1`` 121 s (1.1 GB; about 15 % more CPU than without distortion), all 12 runs (est.)
   20 min (13 GB); peak memory about 1.5 GB (volume chunks of ``chunk_volumes``; one run at a
   time).
+
+Response model (``response=``, :mod:`.response`): how much of the image-specific response and
+of the trial-to-trial variability is spatially smooth (and at what wavelength), the number and
+spectrum of latent image features, the amplitude scale and the thermal/physiological noise mix;
+named regimes in :data:`.response.REGIMES`. The default model gives the historical files byte
+for byte; the truth adds the true image means (``image_means``, one volume per image).
 
 Grey-matter temporal SNR (quadratic detrend) is about 58 / 31 / 17 at echoes 1 / 2 / 3
 (thermal-noise dominated); a T2*-weighted optimal combination gives about 1.7× the echo-2

@@ -46,6 +46,7 @@ from scipy import ndimage
 from echoprep.simulate import seeds
 from echoprep.simulate.geometry import axis_angle, rotation
 from echoprep.simulate.presets import Preset
+from echoprep.simulate.response import ResponseModel, resolve
 
 #: Grey-matter S0 in magnitude units (before the coil sensitivity).
 S0_GM = 3000.0
@@ -367,8 +368,16 @@ class SubjectAnatomy:
             return np.where(self.r2s > 0, 1.0 / np.maximum(self.r2s, 1e-6), 0.0).astype(np.float32)
 
 
-def subject_anatomy(preset: Preset, seed: int, subject: int) -> SubjectAnatomy:
-    """Build the static anatomy and physiology maps of subject number ``subject``."""
+def subject_anatomy(
+    preset: Preset, seed: int, subject: int, response: ResponseModel | str | None = None
+) -> SubjectAnatomy:
+    """Build the static anatomy and physiology maps of subject number ``subject``.
+
+    ``response`` (:mod:`.response`, default :data:`.response.DEFAULT`) sets the number and
+    wavelengths of the smooth image-feature fields (the last draws of the subject's anatomy
+    stream, so nothing else depends on it).
+    """
+    model = resolve(response)
     grid = functional_grid(preset)
     fr = tissue_fractions(grid, subject_transform(seed, subject))
     mni = fr["mni"]
@@ -399,7 +408,8 @@ def subject_anatomy(preset: Preset, seed: int, subject: int) -> SubjectAnatomy:
     hrf_peak = np.clip(5.25 + 0.6 * random_field(r, 35)(mni), 4.0, 6.5)
     trial_ratio = np.clip(np.exp(np.log(1.1) + 0.35 * random_field(r, 30)(mni)), 0.5, 2.5)
     modulation = np.clip(1 + 0.3 * random_field(r, 25)(mni), 0.5, 1.5)
-    features = [random_field(r, r.uniform(15, 30)) for _ in range(8)]
+    wl = model.feature_wavelength_mm
+    features = [random_field(r, r.uniform(*wl)) for _ in range(model.n_features)]
 
     brain_mask = fr["brain"] >= 0.5
     gm_mask = brain_mask & (fr["gm"] >= 0.5)

@@ -37,7 +37,14 @@ from echoprep.simulate.anatomy import (
 from echoprep.simulate.design import HRF_PEAKS, session_design, single_trial_betas
 from echoprep.simulate.geometry import PE_DIRECTION, PE_SIGN, itk_affine_text, voxel_shift_map
 from echoprep.simulate.presets import PRESETS, Preset
-from echoprep.simulate.signal import RunModel, build_run, reference_image, run_volumes
+from echoprep.simulate.response import DEFAULT, ResponseModel, resolve
+from echoprep.simulate.signal import (
+    RunModel,
+    build_run,
+    reference_image,
+    run_volumes,
+    thermal_sigma,
+)
 from echoprep.simulate.truth import (
     DESCRIPTIONS,
     POSE_DESCRIPTION,
@@ -91,6 +98,7 @@ def simulate_dataset(
     distortion: bool | None = None,
     phase: bool = True,
     subject_offset: int = 0,
+    response: ResponseModel | str | None = None,
 ) -> Path:
     """Write a simulated raw BIDS dataset with ground truth; see :mod:`echoprep.simulate`.
 
@@ -117,6 +125,13 @@ def simulate_dataset(
         subjects are added (and appended to participants.tsv). A subject's files depend only on
         ``seed``, its number and the preset/overrides, so adding subjects changes no existing file
         except participants.tsv.
+    response
+        Response model (:mod:`echoprep.simulate.response`): a
+        :class:`~echoprep.simulate.response.ResponseModel` or a name of
+        :data:`~echoprep.simulate.response.REGIMES`; None = the default model (the same files
+        as before the model existed). A non-default model is recorded under ``response`` in
+        the simulation parameters; every dataset records it in the sidecar of the truth image
+        means.
 
     Returns
     -------
@@ -126,7 +141,8 @@ def simulate_dataset(
     Raises
     ------
     ValueError
-        Unknown preset, invalid counts or seed, or adding to a dataset of another preset.
+        Unknown preset or response regime, invalid counts or seed, or adding to a dataset of
+        another preset or response model.
     FileExistsError
         ``out`` is a non-empty folder that is not a simulated dataset, or a subject to be
         written exists already.
@@ -143,6 +159,7 @@ def simulate_dataset(
     if subject_offset < 0 or seed < 0:
         raise ValueError("seed and subject_offset must be non-negative integers")
     p.images_for_runs(n_runs)
+    model = resolve(response)
     use_motion = p.motion if motion is None else bool(motion)
     use_fmap = p.fieldmap if fieldmap is None else bool(fieldmap)
     use_distortion = use_fmap if distortion is None else bool(distortion)
@@ -156,6 +173,8 @@ def simulate_dataset(
         "distortion": use_distortion,
         "phase": bool(phase),
     }
+    if model != DEFAULT:
+        params["response"] = model.as_dict()
 
     root = Path(out)
     labels = [f"{i:02d}" for i in range(subject_offset + 1, subject_offset + n_sub + 1)]
@@ -171,6 +190,12 @@ def simulate_dataset(
         if old and old.get("preset") != preset:
             raise ValueError(
                 f"{root} was simulated with preset {old.get('preset')!r}, not {preset!r}"
+            )
+        if old and old.get("response") != params.get("response"):
+            raise ValueError(
+                f"{root}: expected new subjects with the dataset's response model "
+                f"{old.get('response', {}).get('name', 'default')!r}; found {model.name!r}. "
+                "Fix: pass the same response model or write to a new folder"
             )
     elif root.exists() and any(root.iterdir()):
         raise FileExistsError(
@@ -189,6 +214,7 @@ def simulate_dataset(
             (n_ses, n_runs),
             (use_motion, use_fmap, use_distortion, phase),
             params,
+            model,
         )
         log.info("sub-%s written in %.1f s", lab, time.perf_counter() - t0)
     _update_participants(root, seed, labels)
@@ -280,19 +306,20 @@ def _simulate_subject(
     counts: tuple[int, int],
     options: tuple[bool, bool, bool, bool],
     params: dict[str, Any],
+    response: ResponseModel = DEFAULT,
 ) -> None:
     """Write one subject: ``counts`` = (sessions, runs), ``options`` = (motion, fieldmap,
     distortion, phase)."""
     n_ses, n_runs = counts
     motion, fieldmap, distortion, phase = options
     label = f"{sub:02d}"
-    anat = subject_anatomy(p, seed, sub)
+    anat = subject_anatomy(p, seed, sub, response)
     _write_t1w(root, p, seed, sub)
     for ses in range(1, n_ses + 1):
         ses_label = f"{ses:02d}"
         design = session_design(p, n_runs, seed, sub, ses)
-        truth = single_trial_betas(anat, design, seed, sub, ses)
-        _write_session_truth(root, p, label, ses_label, anat, design, truth, params)
+        truth = single_trial_betas(anat, design, seed, sub, ses, response)
+        _write_session_truth(root, p, label, ses_label, anat, design, truth, params, response)
         if distortion:
             _write_vsm(root, p, label, ses_label, anat)
         image_trials = design[design["image"] >= 0].reset_index(drop=True)
@@ -318,8 +345,10 @@ def _simulate_subject(
                 run=run,
                 motion=motion,
                 distortion=distortion,
+                response=response,
             )
-            _write_bold(root, p, ents, model, seed, (sub, ses, run), phase)
+            sigma = thermal_sigma(p, response)
+            _write_bold(root, p, ents, model, seed, (sub, ses, run), phase, sigma)
             if fieldmap:
                 _write_fieldmap(root, p, ents, anat, seed, (sub, ses, run), phase)
             if model.motion is not None:
@@ -377,6 +406,7 @@ def _write_bold(
     seed: int,
     key: tuple[int, int, int],
     phase: bool,
+    sigma: float,
 ) -> None:
     sub, ses, run = key
     shape4 = (*model.shape, model.n_volumes)
@@ -401,7 +431,7 @@ def _write_bold(
         # (distorted like the run) with g = 1 noise
         r = seeds.rng(seed, sub, ses, run, seeds.SBREF, echo)
         img = reference_image(model, te)
-        noise = p.noise_sigma * r.standard_normal((2, *model.shape), dtype=np.float32)
+        noise = sigma * r.standard_normal((2, *model.shape), dtype=np.float32)
         sbref = quantize_magnitude(np.hypot(img + noise[0], noise[1]))
         sb_path = bids_path(root, ents | {"echo": str(echo)}, "sbref", ".nii.gz")
         write_nifti(sb_path, nifti_header(model.shape, model.affine, np.int16), sbref)
@@ -510,6 +540,7 @@ def _write_session_truth(
     design: pd.DataFrame,
     truth: dict[str, np.ndarray],
     params: dict[str, Any],
+    response: ResponseModel = DEFAULT,
 ) -> None:
     paths = truth_paths(root, sub, ses)
     aff = anat.grid.affine
@@ -536,7 +567,7 @@ def _write_session_truth(
         "nc": nc,
     }
     extra: dict[str, dict[str, Any]] = {
-        "g_factor": {"NoiseSigma": p.noise_sigma},
+        "g_factor": {"NoiseSigma": thermal_sigma(p, response)},
         "hrf_peak": {"LibraryPeaks": HRF_PEAKS.round(4).tolist()},
         "nc": {"MeanInverseRepeats": mean_inv},
     }
@@ -569,8 +600,46 @@ def _write_session_truth(
             "PercentSignalChangeEcho2": f"100 * (exp({te2} * beta) - 1), about "
             f"{100 * te2:.3f} * beta: peak % signal change at echo 2 (TE {te2} s); at another "
             "echo use its TE",
-            "Model": f"beta = a(v) (1 + {KAPPA} z(v, image)) + t(v) eps; s(v) = {KAPPA} a(v)",
+            "Model": _model_text(response),
             "Trials": paths["trials"].name,
             "echoprepSimulation": params,
         },
+    )
+    _write_image_means(paths, anat, images, truth, response)
+
+
+def _model_text(response: ResponseModel) -> str:
+    """The beta model of the truth sidecar (the historical text for the default model)."""
+    if response == DEFAULT:
+        return f"beta = a(v) (1 + {KAPPA} z(v, image)) + t(v) eps; s(v) = {KAPPA} a(v)"
+    amp = response.amplitude_scale
+    k = response.kappa
+    return (
+        f"beta = mu + t(v) eps, mu = {amp} a(v) (1 + {k} z(v, image)); s(v) = {k} {amp} a(v); "
+        f"response model {response.name!r} (see the truth image means' sidecar)"
+    )
+
+
+def _write_image_means(
+    paths: dict, anat: SubjectAnatomy, images: pd.DataFrame, truth: dict, response: ResponseModel
+) -> None:
+    """The true image means (4D, one volume per image) and the images TSV."""
+    ids = truth["images"]
+    first = images.groupby("image")[["stim_name", "n_repeats"]].first()
+    rows = (
+        (i, int(img), first.loc[img, "stim_name"], int(first.loc[img, "n_repeats"]))
+        for i, img in enumerate(ids.tolist())
+    )
+    write_tsv(paths["images"], ["volume_index", "image", "label", "n_repeats"], rows)
+    write_json(sidecar_path(paths["images"]), DESCRIPTIONS["images"])
+    shape4 = (*anat.grid.shape, len(ids))
+    with NiftiWriter(paths["image_means"], nifti_header(shape4, anat.grid.affine, np.float32)) as w:
+        vol = np.zeros(anat.grid.shape, np.float32)
+        for j in range(len(ids)):
+            vol[anat.active] = truth["mu"][:, j]
+            w.write(vol)
+    write_json(
+        sidecar_path(paths["image_means"]),
+        DESCRIPTIONS["image_means"]
+        | {"Images": paths["images"].name, "ResponseModel": response.as_dict()},
     )

@@ -22,8 +22,9 @@ import pandas as pd
 from scipy import special
 
 from echoprep.simulate import seeds
-from echoprep.simulate.anatomy import KAPPA, SubjectAnatomy
+from echoprep.simulate.anatomy import SubjectAnatomy, random_field
 from echoprep.simulate.presets import Preset
+from echoprep.simulate.response import ResponseModel, image_responses, resolve, trial_noise
 
 #: Impulse-HRF peak times of the library, s.
 HRF_PEAKS = np.linspace(4.0, 6.5, 20)
@@ -140,36 +141,62 @@ def image_features(seed: int, image_ids: np.ndarray, n_features: int) -> np.ndar
 
 
 def single_trial_betas(
-    anatomy: SubjectAnatomy, design: pd.DataFrame, seed: int, subject: int, session: int
+    anatomy: SubjectAnatomy,
+    design: pd.DataFrame,
+    seed: int,
+    subject: int,
+    session: int,
+    response: ResponseModel | str | None = None,
 ) -> dict[str, np.ndarray]:
     """True single-trial betas of a session on the active voxels.
 
-    ``beta(v, trial) = mu(v, image) + t(v) * eps``, ``mu(v, image) = a(v) * (1 + KAPPA * z(v,
+    ``beta(v, trial) = mu(v, image) + t(v) * eps``, ``mu(v, image) = A a(v) (1 + kappa z(v,
     image))`` with ``z`` standardised over the session's images per voxel (mean 0, SD 1,
-    ddof 0), so the across-image SD of ``mu`` is exactly ``s(v) = KAPPA * a(v)``;
-    ``t(v) = s(v) * trial_ratio(v)``; ``eps`` independent standard normal.
+    ddof 0, :func:`.response.image_responses`), so the across-image SD of ``mu`` is exactly
+    ``s(v) = kappa * A * a(v)``; ``t(v) = s(v) * trial_ratio(v)``; ``eps`` unit-variance,
+    voxel-specific or partly spatially smooth (:func:`.response.trial_noise`). ``A``
+    (``amplitude_scale``), ``kappa`` and the spatial structure come from ``response``
+    (:mod:`.response`; default :data:`.response.DEFAULT`: ``A = 1``, ``kappa = 0.5``, white
+    ``eps``). The anatomy must have been built with the same model (its feature fields).
 
     Returns
     -------
     dict
         ``betas`` (n_active, n_image_trials) s^-1, in the chronological order of the image
-        trials of ``design``; ``s`` and ``t`` (n_active,) s^-1; ``mu`` (n_active, n_images);
-        ``images`` (n_images,) the image numbers of the columns of ``mu``.
+        trials of ``design``; ``s`` and ``t`` (n_active,) s^-1; ``mu`` (n_active, n_images)
+        s^-1, the true image means; ``images`` (n_images,) the image numbers of the columns of
+        ``mu``.
     """
+    model = resolve(response)
     r = seeds.rng(seed, subject, session, seeds.BETAS)
     mni = anatomy.fractions["mni"][anatomy.active].astype(np.float64)
-    weights = np.stack([f(mni) for f in anatomy.feature_fields], axis=1)  # (n_act, F)
+    n_act = mni.shape[0]
+    if len(anatomy.feature_fields) != model.n_features:
+        raise ValueError(
+            f"single_trial_betas: expected an anatomy with {model.n_features} feature fields "
+            f"(response model {model.name!r}); found {len(anatomy.feature_fields)}. Fix: build "
+            "the anatomy with the same response model"
+        )
+    weights = np.stack([f(mni) for f in anatomy.feature_fields], axis=1).reshape(n_act, -1)
     trials = design[design["image"] >= 0]
     images = np.unique(trials["image"].to_numpy())
     feats = image_features(seed, images, weights.shape[1])
-    z = weights @ feats + 0.7 * r.standard_normal((weights.shape[0], len(images)))
-    z = (z - z.mean(axis=1, keepdims=True)) / z.std(axis=1, keepdims=True)
+    z = image_responses(model, weights, feats, r.standard_normal((n_act, len(images))))
     a = anatomy.amplitude[anatomy.active].astype(np.float64)
-    s = KAPPA * a
+    if model.amplitude_scale != 1:
+        a = a * model.amplitude_scale
+    s = model.kappa * a
     t = s * anatomy.trial_ratio[anatomy.active]
-    mu = (a[:, None] * (1 + KAPPA * z)).astype(np.float32)
+    mu = (a[:, None] * (1 + model.kappa * z)).astype(np.float32)
     col = np.searchsorted(images, trials["image"].to_numpy())
-    betas = r.standard_normal((len(a), len(trials)), dtype=np.float32)
+    white = r.standard_normal((len(a), len(trials)), dtype=np.float32)
+    smooth = None
+    if model.trial_smooth_fraction > 0:
+        rt = seeds.rng(seed, subject, session, seeds.TRIALS)
+        smooth = np.empty_like(white)
+        for j in range(len(trials)):
+            smooth[:, j] = random_field(rt, model.trial_wavelength_mm)(mni)
+    betas = trial_noise(model, white, smooth)
     betas *= t[:, None].astype(np.float32)
     betas += mu[:, col]
     return {

@@ -23,6 +23,7 @@ BETAS = 10
 SBREF = 11
 ARTIFACT = 12
 POSE = 13
+TRIALS = 14
 
 
 def rng(seed: int, *keys: int) -> np.random.Generator:

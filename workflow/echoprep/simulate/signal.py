@@ -56,6 +56,7 @@ from echoprep.simulate.geometry import (
     voxel_shift_map,
 )
 from echoprep.simulate.presets import Preset
+from echoprep.simulate.response import ResponseModel, resolve
 from echoprep.simulate.writer import quantize_magnitude, quantize_phase
 
 #: SD of the physiological ΔR2* in pure grey matter, s^-1.
@@ -266,11 +267,16 @@ def build_run(
     run: int,
     motion: bool,
     distortion: bool = False,
+    response: ResponseModel | str | None = None,
 ) -> RunModel:
     """Draw the time courses of one run.
 
     Parameters
     ----------
+    response
+        Response model (:mod:`.response`): its ``thermal_scale`` multiplies the thermal noise
+        SD and its ``physio_scale`` the physiological ΔR2*; default :data:`.response.DEFAULT`
+        (both 1).
     motion
         Draw rigid head motion (:func:`motion_parameters`).
     distortion
@@ -302,7 +308,9 @@ def build_run(
     )
     offsets = np.array([0.3, 0.3, 1.0, 0.3])
     weight = fr["gm"] + 0.5 * fr["wm"] + 1.5 * fr["csf"] + 0.3 * fr["scalp"]
-    norm = PHYSIO_SD / np.sqrt(np.sum(offsets**2 + 1))
+    model = resolve(response)
+    physio = PHYSIO_SD if model.physio_scale == 1 else PHYSIO_SD * model.physio_scale
+    norm = physio / np.sqrt(np.sum(offsets**2 + 1))
     r2_maps = np.stack([norm * weight * (o + random_field(r, 40.0)(mni)) for o in offsets], axis=1)
 
     # non-BOLD S0 fluctuations and drift
@@ -381,12 +389,21 @@ def build_run(
         df_courses=df_courses.astype(f32),
         task_rows=task_rows,
         task=task,
-        noise_sd=(preset.noise_sigma * anatomy.gfactor).astype(f32),
+        noise_sd=(thermal_sigma(preset, model) * anatomy.gfactor).astype(f32),
         motion=moves,
         field=anatomy.b0_hz.astype(f32),
         readout_time=total_readout_time(preset) if distortion else 0.0,
         task_timing=timing,
     )
+
+
+def thermal_sigma(preset: Preset, response: ResponseModel | str | None = None) -> float:
+    """Thermal noise SD per real/imaginary channel before the g-factor, magnitude units: the
+    preset's ``noise_sigma`` times the response model's ``thermal_scale``."""
+    model = resolve(response)
+    if model.thermal_scale == 1:
+        return preset.noise_sigma
+    return preset.noise_sigma * model.thermal_scale
 
 
 def parameters(model: RunModel, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -23,6 +23,8 @@ Layout (all names from :func:`echoprep.io.paths.bids_path`)::
         sub-01_ses-01_task-images_desc-truthS_statmap.nii.gz                        s^-1
         sub-01_ses-01_task-images_desc-truthT_statmap.nii.gz                        s^-1
         sub-01_ses-01_task-images_desc-truthNoiseceiling_statmap.nii.gz             %
+        sub-01_ses-01_task-images_stat-effect_desc-truthImageMeans_statmap.nii.gz  4D, s^-1
+        sub-01_ses-01_task-images_desc-truth_images.tsv      volume_index, image, label, n_repeats
         sub-01_ses-01_task-images_run-01_desc-truth_motion.tsv   (only with motion)
 
 Every image has a JSON sidecar stating its units and meaning.
@@ -71,6 +73,12 @@ _SESSION_FILES: dict[str, tuple[dict[str, str], str, str]] = {
     "s": ({"task": TASK, "desc": "truthS"}, "statmap", ".nii.gz"),
     "t": ({"task": TASK, "desc": "truthT"}, "statmap", ".nii.gz"),
     "nc": ({"task": TASK, "desc": "truthNoiseceiling"}, "statmap", ".nii.gz"),
+    "image_means": (
+        {"task": TASK, "stat": "effect", "desc": "truthImageMeans"},
+        "statmap",
+        ".nii.gz",
+    ),
+    "images": ({"task": TASK, "desc": "truth"}, "images", ".tsv"),
 }
 
 
@@ -150,6 +158,20 @@ DESCRIPTIONS: dict[str, dict[str, str]] = {
         "order (row beta_index of the trials TSV): the peak R2* decrease of the trial's "
         "response (HRF convolved with the 2.5 s image, peak 1); positive = activation; "
         "0 outside the active mask",
+    },
+    "image_means": {
+        "Units": _BETA_UNITS,
+        "Description": "True image means mu(v, image) (the expected single-trial beta of each "
+        "image, without trial-to-trial variability), one volume per image in the order of the "
+        "images TSV (row volume_index); the across-image SD per voxel is the truth S map; "
+        "0 outside the active mask. ResponseModel: the simulation's response model",
+    },
+    "images": {
+        "Description": "Images of the session, one row per volume of the truth image means",
+        "volume_index": {"Description": "0-based volume index in the truth image means"},
+        "image": {"Description": "image number"},
+        "label": {"Description": "stim_name of the image in the events files"},
+        "n_repeats": {"Description": "showings of the image in the session"},
     },
     "trials": {
         "Description": "Image trials of the session in chronological order (blanks excluded); "
@@ -244,6 +266,7 @@ def truth_paths(root: str | Path, subject: str, session: str | None = None) -> d
     dict
         Keys ``T2star``, ``S0``, ``brain_mask``, ``gm_mask``, ``active_mask``, ``g_factor``,
         ``fieldmap_hz``, ``hrf_peak``, ``betas``, ``trials``, ``s``, ``t``, ``nc``,
+        ``image_means`` (4D true image means, one volume per image), ``images`` (their TSV),
         ``roi_visual``, ``roi_calcarine``, ``roi_frontal``, ``T1w_brain_mask``, ``T1w_dseg``,
         ``bold_to_T1w`` (JSON: ``Matrix`` P, BOLD world → T1w world, RAS mm, and
         ``InverseMatrix``), ``bold_to_T1w_itk`` (the same pose as an ITK/ANTs resampling

@@ -4,15 +4,23 @@ Each function validates its inputs, runs the computation (or tedana) in a privat
 folder, moves the results to their BIDS-derivative names and writes JSON sidecars. Output
 names come from :data:`OUTPUTS` through :func:`echoprep.io.paths.run_output`; the Snakemake
 rules use the same table, so a name is defined once.
+
+On NORDIC-denoised echoes tedana's dimensionality criteria fail (nearly one component per
+volume); :func:`choose_components` gives such runs the count tedana kept on the same run
+without NORDIC, and every ICA-denoised sidecar records the count, its source and the FastICA
+attempts (``TedanaICA``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +70,249 @@ _DESCRIPTIONS: dict[str, dict[str, Any]] = {
     "metrics": {"Description": "tedana ICA component table with classifications"},
     "mixing": {"Description": "tedana ICA mixing matrix (volumes x components)"},
 }
+
+
+# --- ICA dimensionality and convergence ----------------------------------------------------
+
+#: ``tedana.nordic_tedpca`` values besides a component count given as text.
+NORDIC_TEDPCA_MODES = ("raw_run", "same")
+#: Components kept on a NORDIC-denoised run, as a fraction of its volumes, when ``raw_run`` is
+#: asked for but no count of the run without NORDIC is given (the stage called by itself).
+FALLBACK_FRACTION = 0.2
+#: Key of the ICA-denoised outputs' sidecar record (read back by :func:`read_component_count`).
+ICA_RECORD = "TedanaICA"
+
+
+@dataclass(frozen=True)
+class ComponentChoice:
+    """The dimensionality tedana is given for one run.
+
+    Attributes
+    ----------
+    tedpca
+        What tedana's ``tedpca`` receives: a criterion name (``"aic"``), a component count
+        (``int``) or a variance fraction (``float`` < 1).
+    source
+        Where it came from, in words (recorded in the sidecars).
+    fallback
+        True when the rule for runs without a count of the run without NORDIC was used.
+    """
+
+    tedpca: str | int | float
+    source: str
+    fallback: bool = False
+
+
+def parse_tedpca(tedpca: str | int | float) -> str | int | float:
+    """tedana's ``tedpca`` from config text: ``"aic"`` stays, ``"30"`` -> 30, ``"0.9"`` -> 0.9."""
+    if isinstance(tedpca, int | float) and not isinstance(tedpca, bool):
+        return int(tedpca) if float(tedpca) >= 1 else float(tedpca)
+    try:
+        value = float(tedpca)
+    except ValueError:
+        return str(tedpca)
+    return int(value) if value >= 1 else value
+
+
+def choose_components(
+    tedpca: str,
+    *,
+    nordic_tedpca: str | None,
+    raw_components: int | None,
+    n_volumes: int,
+    fallback_fraction: float = FALLBACK_FRACTION,
+) -> ComponentChoice:
+    """Pick the dimensionality of tedana's ICA for one run.
+
+    On NORDIC-denoised data tedana's information criteria (``aic``, ``kic``, ``mdl``) keep
+    nearly as many components as volumes: NORDIC removes the flat thermal-noise floor of the
+    eigenvalue spectrum these criteria look for, so FastICA then faces ~volumes components and
+    fails to converge. The count estimated on the same run without NORDIC is valid for both:
+    NORDIC removes thermal noise, not sources of signal.
+
+    Parameters
+    ----------
+    tedpca
+        ``tedana.tedpca`` of the config (a criterion or a number as text).
+    nordic_tedpca
+        None for a run without NORDIC (``tedpca`` is used). For a NORDIC-denoised run
+        ``tedana.nordic_tedpca``: ``"raw_run"`` (the count tedana kept on the same run without
+        NORDIC, ``raw_components``), ``"same"`` (``tedpca`` as for raw runs: the old
+        behaviour) or a component count as text (``"20"``).
+    raw_components
+        Components tedana kept on the same run without NORDIC (``raw_run``); None when that run
+        was not given.
+    n_volumes
+        Volumes tedana decomposes (after dropped noise volumes).
+    fallback_fraction
+        ``raw_run`` without ``raw_components``: keep ``floor(fraction * n_volumes)``
+        components (at least 1). On NORDIC data the criteria would keep almost every volume, so
+        a cap on them is this number; 0.2 is above what ``aic`` keeps on raw runs (14 of 120 on
+        the demo, 24 of 163 at LAION geometry).
+
+    Returns
+    -------
+    ComponentChoice
+
+    Raises
+    ------
+    ValueError
+        Unknown ``nordic_tedpca``, a count outside ``1 .. n_volumes - 1``, or a fraction outside
+        (0, 1).
+    """
+    if nordic_tedpca is None or nordic_tedpca == "same":
+        where = "tedana.tedpca" + ("" if nordic_tedpca is None else " (nordic_tedpca: same)")
+        return ComponentChoice(parse_tedpca(tedpca), f"{where} = {tedpca}")
+    if nordic_tedpca == "raw_run":
+        if raw_components is not None:
+            n = _check_count(raw_components, n_volumes, "the run without NORDIC")
+            return ComponentChoice(n, f"same run without NORDIC (tedana kept {n} components)")
+        if not 0 < fallback_fraction < 1:
+            raise ValueError(
+                f"expected a fallback fraction of the volumes in (0, 1); found "
+                f"{fallback_fraction}. Fix: pass e.g. 0.2."
+            )
+        n = max(1, math.floor(fallback_fraction * n_volumes))
+        return ComponentChoice(
+            n,
+            f"fallback: floor({fallback_fraction:g} x {n_volumes} volumes) = {n} (no component "
+            "count of the run without NORDIC was given)",
+            fallback=True,
+        )
+    try:
+        count = int(str(nordic_tedpca))
+    except ValueError:
+        raise ValueError(
+            f"expected tedana.nordic_tedpca to be one of {', '.join(NORDIC_TEDPCA_MODES)} or a "
+            f"component count; found {nordic_tedpca!r}. Fix: set tedana.nordic_tedpca: raw_run."
+        ) from None
+    n = _check_count(count, n_volumes, "tedana.nordic_tedpca")
+    return ComponentChoice(n, f"tedana.nordic_tedpca = {n}")
+
+
+def _check_count(n: int, n_volumes: int, what: str) -> int:
+    if not 1 <= int(n) < n_volumes:
+        raise ValueError(
+            f"expected a component count from {what} between 1 and {n_volumes - 1} (the run "
+            f"has {n_volumes} volumes); found {n}. Fix: give a count below the number of "
+            "volumes, or tedana.nordic_tedpca: raw_run."
+        )
+    return int(n)
+
+
+def read_component_count(path: str | Path) -> int:
+    """Components tedana kept on a run, from its ICA-denoised outputs.
+
+    Parameters
+    ----------
+    path
+        The JSON sidecar of an ICA-denoised output of this stage (its ``TedanaICA`` record,
+        ``NComponents``), or a tedana mixing matrix (``*_mixing.tsv``: one column per
+        component).
+
+    Raises
+    ------
+    StageInputError
+        Unreadable file or no component count in it.
+    """
+    path = Path(path)
+    if path.suffix == ".tsv":
+        try:
+            header = path.read_text().splitlines()[0]
+        except (OSError, IndexError) as exc:
+            raise StageInputError(
+                f"{path}: expected a tedana mixing matrix (one column per component); could "
+                f"not read it ({exc or 'empty file'}). Fix: re-run the ICA-denoised job of the "
+                "run without NORDIC."
+            ) from None
+        return len(header.split("\t"))
+    try:
+        record = json.loads(path.read_text()).get(ICA_RECORD, {})
+        n = record["NComponents"]
+    except (OSError, ValueError, AttributeError, KeyError, TypeError) as exc:
+        raise StageInputError(
+            f"{path}: expected the sidecar of an ICA-denoised output with "
+            f"{ICA_RECORD}.NComponents; found none ({type(exc).__name__}: {exc}). Fix: re-run "
+            "the ICA-denoised job of the run without NORDIC with this version of echoprep, or "
+            "pass its *_mixing.tsv."
+        ) from None
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise StageInputError(
+            f"{path}: expected {ICA_RECORD}.NComponents to be a positive integer; found {n!r}. "
+            "Fix: re-run the ICA-denoised job of the run without NORDIC."
+        )
+    return n
+
+
+@dataclass(frozen=True)
+class IcaAttempts:
+    """FastICA attempts read from tedana's log.
+
+    Attributes
+    ----------
+    attempts
+        FastICA fits run (each restart with a new seed is one more).
+    failed
+        Fits that stopped at ``maxit`` without converging.
+    decompositions
+        ICA calls: 1 plus tedana's re-runs after a decomposition with no BOLD component.
+    converged
+        Whether the decomposition tedana kept converged.
+    """
+
+    attempts: int
+    failed: int
+    decompositions: int
+    converged: bool
+
+    @property
+    def restarts(self) -> int:
+        """Fits beyond the first."""
+        return max(self.attempts - 1, 0)
+
+
+def count_ica_attempts(lines: Iterable[str]) -> IcaAttempts:
+    """Count FastICA attempts in tedana's log (its warnings are enough).
+
+    tedana (``decomposition.ica.f_ica``) logs, per attempt that does not converge, a warning
+    ``ICA with random seed S failed to converge after N iterations``, followed by ``Random
+    seed updated to S+1`` when it restarts; a converged attempt is logged at INFO only. A
+    decomposition that yields no BOLD component is re-run (``No BOLD components found.
+    Re-attempting ICA.``). Each decomposition therefore contributes its failures plus one
+    converged fit, unless its last failure was not followed by a restart (restarts used up).
+
+    Parameters
+    ----------
+    lines
+        Lines of tedana's log file (``tedana_<time>.tsv`` in its output folder).
+
+    Returns
+    -------
+    IcaAttempts
+    """
+    segments: list[tuple[int, int]] = [(0, 0)]  # per decomposition: (failures, restarts)
+    for line in lines:
+        fails, restarts = segments[-1]
+        if "failed to converge" in line:
+            segments[-1] = (fails + 1, restarts)
+        elif "Random seed updated" in line:
+            segments[-1] = (fails, restarts + 1)
+        elif "Re-attempting ICA" in line:
+            segments.append((0, 0))
+    attempts = failed = 0
+    converged = True
+    for fails, restarts in segments:
+        converged = fails <= restarts  # a failure without a restart after it: gave up
+        attempts += fails + (1 if converged else 0)
+        failed += fails
+    return IcaAttempts(attempts, failed, len(segments), converged)
+
+
+def _read_ica_log(folder: Path) -> IcaAttempts | None:
+    logs = sorted(folder.glob("tedana_*.tsv"))
+    if not logs:
+        return None
+    return count_ica_attempts(logs[-1].read_text().splitlines())
 
 
 def write_description(root: str | Path, *, config: Mapping[str, Any], source: str | Path) -> Path:
@@ -237,6 +488,7 @@ def _collect_tedana(
     sources: Sequence[Path],
     parameters: Mapping[str, Any],
     extra: Mapping[str, Any],
+    record: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
     written: dict[str, Path] = {}
     for key, (_suffix, _ents, _ext, tedana_name) in OUTPUTS[variant].items():
@@ -252,6 +504,8 @@ def _collect_tedana(
         shutil.move(produced, out)
         side = dict(extra) if key == "bold" else {}
         side.update(_DESCRIPTIONS.get(key, {}))
+        if record:
+            side[ICA_RECORD] = dict(record)
         if out.name.endswith(".nii.gz") and key != "mask":
             side["SkullStripped"] = True  # tedana zeroes voxels outside its adaptive mask
         if out.name.endswith(".nii.gz"):
@@ -274,9 +528,15 @@ def _run_tedana_workflow(
     repetition_time: float | None,
     min_echoes: int,
     drop_volumes: int = 0,
+    inspect: Callable[[Path, float], dict[str, Any]] | None = None,
     **tool_options: Any,
 ) -> dict[str, Path]:
-    """Validate, run a tedana workflow in a private folder, move and describe its outputs."""
+    """Validate, run a tedana workflow in a private folder, move and describe its outputs.
+
+    ``inspect(folder, seconds)``, when given, reads tedana's folder after the run (before its
+    outputs move) and returns the record written into every output's sidecar
+    (:data:`ICA_RECORD`).
+    """
     files = [Path(f) for f in echo_files]
     validate_echoes(files, echo_times, min_echoes=min_echoes)
     extra: dict[str, Any] = {
@@ -290,6 +550,7 @@ def _run_tedana_workflow(
         base.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=base, prefix=f"{variant}-") as tmp:
         inputs = _trimmed_inputs(files, drop_volumes, Path(tmp))
+        t0 = time.perf_counter()
         workflow(
             [str(f) for f in inputs],
             [float(t) for t in echo_times],
@@ -299,8 +560,9 @@ def _run_tedana_workflow(
             quiet=True,
             **tool_options,
         )
+        record = inspect(Path(tmp), time.perf_counter() - t0) if inspect else None
         parameters = {**parameters, "drop_volumes": drop_volumes}
-        return _collect_tedana(Path(tmp), variant, outputs, files, parameters, extra)
+        return _collect_tedana(Path(tmp), variant, outputs, files, parameters, extra, record)
 
 
 def run_optcom(
@@ -364,11 +626,14 @@ def run_tedana(
     fittype: str = "loglin",
     masktype: Sequence[str] = ("dropout",),
     tedpca: str = "aic",
+    nordic_tedpca: str | None = None,
+    raw_components: str | Path | None = None,
+    fallback_fraction: float = FALLBACK_FRACTION,
     tree: str = "tedana_orig",
     ica_method: str = "fastica",
     n_robust_runs: int = 30,
     maxit: int = 500,
-    maxrestart: int = 10,
+    maxrestart: int = 3,
     seed: int = 0,
     work_dir: str | Path | None = None,
     n_threads: int = 1,
@@ -376,6 +641,11 @@ def run_tedana(
     drop_volumes: int = 0,
 ) -> dict[str, Path]:
     """ICA-denoised optimal combination with tedana's ``tedana_workflow``.
+
+    Every output's sidecar gets a ``TedanaICA`` record: the ``tedpca`` asked for, the one
+    used and where it came from (:func:`choose_components`), the components kept
+    (``NComponents``), the FastICA attempts, restarts and whether the kept decomposition
+    converged (:func:`count_ica_attempts`, from tedana's log), and tedana's wall time.
 
     Parameters
     ----------
@@ -385,8 +655,20 @@ def run_tedana(
         Echo times in s.
     outputs
         Keys of ``OUTPUTS["denoised"]`` (``bold``, ``metrics``, ``mixing``) to paths.
-    fittype, masktype, tedpca, tree, ica_method, n_robust_runs, maxit, maxrestart
+    fittype, masktype, tedpca, tree, ica_method, n_robust_runs, maxit
         Passed to tedana (``tedpca`` may be a number given as text).
+    nordic_tedpca
+        None for echoes without NORDIC. For NORDIC-denoised echoes how the dimensionality is
+        chosen (:func:`choose_components`): ``"raw_run"``, ``"same"`` or a count as text.
+    raw_components
+        ``raw_run``: the sidecar (or ``*_mixing.tsv``) of the ICA-denoised output of the same
+        run without NORDIC (:func:`read_component_count`).
+    fallback_fraction
+        ``raw_run`` without ``raw_components``: components as a fraction of the volumes.
+    maxrestart
+        FastICA attempts (tedana's ``maxrestart``: the first fit counts, so 1 = no restart);
+        when none converges a warning names the fix and the sidecar says ``ICAConverged:
+        false``.
     seed
         tedana's ``fixed_seed``: same seed, same components.
     work_dir
@@ -397,15 +679,44 @@ def run_tedana(
         TR in s, recorded in the sidecar of the denoised series.
     drop_volumes
         Trailing (noise) volumes to leave out.
+
+    Raises
+    ------
+    StageInputError
+        Invalid echoes, an unreadable ``raw_components`` or a count tedana cannot use.
     """
     from tedana.workflows import tedana_workflow
 
-    pca: str | int | float = tedpca
+    files = [Path(f) for f in echo_files]
+    shape = validate_echoes(files, echo_times, min_echoes=3)
+    n_volumes = int(shape[3]) - drop_volumes
+    if maxrestart < 1:
+        raise StageInputError(
+            f"{files[0]}: expected tedana.maxrestart >= 1 (FastICA attempts; 1 = no restart); "
+            f"found {maxrestart}. Fix: set tedana.maxrestart to 1 or more."
+        )
+    raw_n = None
+    if raw_components is not None and nordic_tedpca == "raw_run":
+        raw_n = read_component_count(raw_components)
     try:
-        pca = float(tedpca)
-        pca = int(pca) if pca >= 1 else pca
-    except ValueError:
-        pass
+        choice = choose_components(
+            tedpca,
+            nordic_tedpca=nordic_tedpca,
+            raw_components=raw_n,
+            n_volumes=n_volumes,
+            fallback_fraction=fallback_fraction,
+        )
+    except ValueError as exc:
+        where = raw_components if raw_n is not None else files[0]
+        raise StageInputError(f"{where}: {exc}") from None
+    if choice.fallback:
+        log.warning(
+            "%s: NORDIC-denoised run without the component count of the same run without "
+            "NORDIC; using %s. Fix: pass the sidecar of that run's ICA-denoised output "
+            "(--raw-components) for the count estimated where the criteria are valid.",
+            files[0],
+            choice.source,
+        )
     tool = {
         "fittype": fittype,
         "masktype": list(masktype),
@@ -416,20 +727,125 @@ def run_tedana(
         "maxrestart": maxrestart,
         "fixed_seed": seed,
     }
+
+    def inspect(folder: Path, seconds: float) -> dict[str, Any]:
+        return _ica_record(
+            folder,
+            seconds,
+            files[0],
+            tedpca=tedpca,
+            nordic_tedpca=nordic_tedpca,
+            choice=choice,
+            raw_components=raw_components if raw_n is not None else None,
+            n_volumes=n_volumes,
+            ica_method=ica_method,
+            n_robust_runs=n_robust_runs,
+            maxit=maxit,
+            maxrestart=maxrestart,
+        )
+
     return _run_tedana_workflow(
         tedana_workflow,
         "denoised",
         echo_files,
         echo_times,
         outputs,
-        parameters={**tool, "tedpca": tedpca},
+        parameters={**tool, "tedpca": tedpca, "nordic_tedpca": nordic_tedpca},
         description="tedana ICA-denoised optimal combination (rejected components removed)",
         work_dir=work_dir,
         repetition_time=repetition_time,
         min_echoes=3,
         drop_volumes=drop_volumes,
-        tedpca=pca,
+        inspect=inspect,
+        tedpca=choice.tedpca,
         no_reports=True,
         n_threads=n_threads,
         **tool,
     )
+
+
+#: How the sidecar's attempt counts were obtained.
+_COUNTED_FROM = (
+    "tedana's log: one 'failed to converge' warning per unconverged FastICA fit, 'Random seed "
+    "updated' per restart, 'Re-attempting ICA' per re-run without BOLD components"
+)
+
+
+def _ica_record(
+    folder: Path,
+    seconds: float,
+    first_echo: Path,
+    *,
+    tedpca: str,
+    nordic_tedpca: str | None,
+    choice: ComponentChoice,
+    raw_components: str | Path | None,
+    n_volumes: int,
+    ica_method: str,
+    n_robust_runs: int,
+    maxit: int,
+    maxrestart: int,
+) -> dict[str, Any]:
+    """The ``TedanaICA`` sidecar record of a finished tedana run (warns when ICA failed)."""
+    n_components = read_component_count(folder / str(OUTPUTS["denoised"]["mixing"][3]))
+    record: dict[str, Any] = {
+        "TedpcaRequested": tedpca,
+        "NordicTedpca": nordic_tedpca,
+        "TedpcaUsed": choice.tedpca,
+        "ComponentSource": choice.source,
+        "ComponentSourceFile": str(raw_components) if raw_components is not None else None,
+        "Fallback": choice.fallback,
+        "NComponents": n_components,
+        "NVolumes": n_volumes,
+        "ICAMethod": ica_method,
+        "MaxRestart": maxrestart,
+        "MaxIterations": maxit,
+    }
+    if ica_method.lower() == "fastica":
+        attempts = _read_ica_log(folder)
+        if attempts is None:
+            record.update(ICAAttempts=None, ICARestarts=None, ICAConverged=None)
+            record["ICAAttemptsCountedFrom"] = "not counted: tedana wrote no log file"
+        else:
+            record.update(
+                ICAAttempts=attempts.attempts,
+                ICARestarts=attempts.restarts,
+                ICAFailedAttempts=attempts.failed,
+                ICADecompositions=attempts.decompositions,
+                ICAConverged=attempts.converged,
+                ICAAttemptsCountedFrom=_COUNTED_FROM,
+            )
+            if not attempts.converged:
+                log.warning(
+                    "%s: FastICA did not converge in %d attempts (tedana.maxrestart %d, "
+                    "maxit %d) with %d components of %d volumes; tedana kept the last, "
+                    "unconverged decomposition, so the ICA-denoised series is unreliable. "
+                    "Fix: fewer components (tedana.nordic_tedpca: raw_run on NORDIC runs, or "
+                    "a count in tedana.tedpca), or a larger tedana.maxit.",
+                    first_echo,
+                    attempts.attempts,
+                    maxrestart,
+                    maxit,
+                    n_components,
+                    n_volumes,
+                )
+    else:  # robustica: n_robust_runs fits; tedana counts those that did not converge
+        metrics = folder / "desc-ICACrossComponent_metrics.json"
+        try:
+            failed = json.loads(metrics.read_text()).get("fastica_convergence_warning_count")
+        except (OSError, ValueError):
+            failed = None
+        record.update(ICAAttempts=n_robust_runs, ICAFailedAttempts=failed, ICAConverged=None)
+        record["ICAAttemptsCountedFrom"] = f"{metrics.name}: fastica_convergence_warning_count"
+    if 2 * n_components >= n_volumes:
+        log.warning(
+            "%s: tedana kept %d components of %d volumes (half or more; tedana's FAQ calls "
+            "nearly as many components as volumes a failure of the dimensionality estimate, "
+            "common after NORDIC). Fix: tedana.nordic_tedpca: raw_run, or a count in "
+            "tedana.tedpca.",
+            first_echo,
+            n_components,
+            n_volumes,
+        )
+    record["TedanaSeconds"] = round(seconds, 1)
+    return record

@@ -1,26 +1,35 @@
 """The 2×3 preprocessing comparison: NORDIC {off, on} × {single echo, optcom, ICA-denoised}.
 
-For every comparison session (config ``comparison.sessions``, default the first session of each
-subject) and every variant ``<nordic>-<combine>``, from the session's noise-ceiling map:
+Two steps. Per subject (``echoprep comparison subject``), for every comparison session and
+variant ``<nordic>-<combine>``:
 
-- ``median_nc``: median NC (%) over the subject's visually responsive ROI (the same mask for all
-  variants, ``echoprep.stages.rois``);
-- ``dprime``: ``(mean NC in ROI − mean NC outside) / pooled SD``, outside = the subject's brain
-  mask minus the ROI (:func:`echoprep.kernels.noiseceiling.d_prime`);
-- ``gain``: ``100 (median_nc / median_nc of raw-single − 1)``, % over the baseline of the same
-  subject and session (NaN when the baseline is not among the variants).
+- ``median_nc``, ``mean_nc``: the noise ceiling (%) over the subject's visually responsive ROI,
+  as LAION-fMRI reported it, restricted to the voxels every variant of the session fitted (the
+  intersection of the GLM fit masks): no voxel enters a statistic as a fake 0;
+- ``dprime``: ``(mean NC in ROI − mean NC outside) / pooled SD``, outside = the fitted brain
+  voxels minus the ROI (:func:`echoprep.kernels.noiseceiling.d_prime`);
+- ``gain``: ``100 (median_nc / median_nc of raw-single − 1)``, % over the baseline;
+- ``heldout_r``: the held-out fidelity (:mod:`echoprep.kernels.fidelity`): the median over the
+  ROI of the correlation between the variant's image means from one half of the runs and an
+  independent reference's image means from the other half. The reference is the raw data's
+  type-B betas (per-voxel HRF, least squares, no GLMdenoise PCs, no ridge) of
+  ``comparison.reference``. On simulated truth it ranks the variants as their correlation with
+  the true image responses does, where the noise ceiling does not (``docs/comparison.md``);
+- ``splithalf_r``: the variant's own split-half reliability (a repeat-agreement measure like
+  NC, for contrast);
+- ``edge_nc80``: the share of fitted brain-edge voxels with NC > 80 % (a sign of voxels without
+  valid data in some run).
 
-Variants are ranked by the group mean of the ranking metric (config ``comparison.rank_by``,
-default ``median_nc``) over the subject-sessions; ties keep the canonical variant order. The
-winner, its margins over the runner-up and over the baseline, the per-variant group statistics
-and the whole ranking go to ``recommended_variant.json``; nothing is assumed about the order.
-Outputs in ``<out>/comparison/``::
+Per group (``echoprep comparison group``): the subject tables are joined, the variants ranked
+by the group mean of ``comparison.rank_by`` (default ``heldout_r``), and the winner, its
+margins (with image-bootstrap standard errors for ``heldout_r``), the variant NC alone would
+pick, a plain-words paragraph where the two disagree, and warnings on implausible maps and
+margins go to ``recommended_variant.json``. Outputs::
 
-    task-<T>_desc-variants_comparison.tsv   subject, session, variant, nordic, combine, voxels,
-                                            median_nc, mean_nc, dprime, gain
-    task-<T>_desc-variants_comparison.png   subject dots, group mean ± SEM per variant
-    task-<T>_desc-variants_comparison.svg   the same figure as vectors
-    recommended_variant.json
+    comparison/sub-<S>/sub-<S>_task-<T>_desc-variants_comparison.tsv    one row per session, variant
+    comparison/sub-<S>/sub-<S>_task-<T>_desc-bootstrap_comparison.tsv   heldout_r replicates
+    comparison/task-<T>_desc-variants_comparison.{tsv,png,svg}          all subjects, figure
+    comparison/recommended_variant.json
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage
 
 from echoprep.io.images import StageInputError, load_image
 from echoprep.io.paths import bids_name
@@ -45,44 +55,29 @@ from echoprep.io.sidecars import (
     write_json,
     write_sidecar,
 )
+from echoprep.kernels.fidelity import DEFAULT_BOOTSTRAP, heldout_fidelity, split_half_reliability
 from echoprep.kernels.noiseceiling import d_prime
+from echoprep.kernels.ranking import (
+    BASELINE,
+    EDGE_NC,
+    MEASURES,
+    RANK_METRICS,
+    TABLE_COLUMNS,
+    VALIDATED,
+    VARIANT_NAMES,
+    VARIANTS,
+    group_statistics,
+    implausibility_warnings,
+    recommend,
+    sem,
+)
 from echoprep.stages.arguments import key_paths
 
 log = logging.getLogger(__name__)
 
-#: The six variants in canonical order (NORDIC off first, then echo handling).
-VARIANTS: tuple[str, ...] = tuple(
-    f"{n}-{c}" for n in ("raw", "nordic") for c in ("single", "optcom", "denoised")
-)
-#: The baseline every gain is relative to.
-BASELINE = "raw-single"
-#: Metrics a ranking can use (group mean, larger is better).
-RANK_METRICS = ("median_nc", "dprime", "gain")
-#: Human-readable names of the variants.
-VARIANT_NAMES: dict[str, str] = {
-    "raw-single": "single echo",
-    "raw-optcom": "optcom",
-    "raw-denoised": "ICA-denoised",
-    "nordic-single": "NORDIC + single echo",
-    "nordic-optcom": "NORDIC + optcom",
-    "nordic-denoised": "NORDIC + ICA-denoised",
-}
-TABLE_COLUMNS = (
-    "subject",
-    "session",
-    "variant",
-    "nordic",
-    "combine",
-    "voxels",
-    "median_nc",
-    "mean_nc",
-    "dprime",
-    "gain",
-)
-
 
 def output_paths(root: str | Path, task: str) -> dict[str, Path]:
-    """Paths of the comparison outputs (``tsv``, ``png``, ``svg``, ``json``) under ``root``."""
+    """Paths of the group comparison outputs (``tsv``, ``png``, ``svg``, ``json``)."""
     root = Path(root)
     ents = {"task": task, "desc": "variants"}
     return {
@@ -93,9 +88,20 @@ def output_paths(root: str | Path, task: str) -> dict[str, Path]:
     }
 
 
+def subject_output_paths(root: str | Path, subject: str, task: str) -> dict[str, Path]:
+    """Paths of one subject's comparison tables (``tsv``, ``bootstrap``)."""
+    folder = Path(root) / f"sub-{subject}"
+    return {
+        "tsv": folder
+        / bids_name({"sub": subject, "task": task, "desc": "variants"}, "comparison", ".tsv"),
+        "bootstrap": folder
+        / bids_name({"sub": subject, "task": task, "desc": "bootstrap"}, "comparison", ".tsv"),
+    }
+
+
 @dataclass(frozen=True)
 class Entry:
-    """One noise-ceiling map in the comparison.
+    """One variant of one subject's session in the comparison.
 
     Attributes
     ----------
@@ -106,7 +112,14 @@ class Entry:
     roi
         The subject's visually responsive ROI mask.
     brain
-        The subject's brain mask on the same grid (outside = brain − ROI).
+        The subject's brain mask on the same grid.
+    mask
+        The variant's GLM fit mask (voxels with valid data in every run); None: the brain mask.
+    betas, trials
+        The variant's single-trial betas (4D) and their trials table; None: no held-out
+        fidelity for this entry.
+    reference, reference_trials
+        The reference variant's type-B betas of the same session and their trials table.
     """
 
     subject: str
@@ -115,6 +128,11 @@ class Entry:
     nc: Path
     roi: Path
     brain: Path
+    mask: Path | None = None
+    betas: Path | None = None
+    trials: Path | None = None
+    reference: Path | None = None
+    reference_trials: Path | None = None
 
 
 def variant_metrics(nc: np.ndarray, roi: np.ndarray, brain: np.ndarray) -> dict[str, float | int]:
@@ -125,7 +143,8 @@ def variant_metrics(nc: np.ndarray, roi: np.ndarray, brain: np.ndarray) -> dict[
     nc
         NC map (%), any shape.
     roi, brain
-        Boolean masks of ``nc``'s shape; ``outside = brain & ~roi``.
+        Boolean masks of ``nc``'s shape: the ROI and the voxels with valid data (the ROI is
+        used only inside ``brain``; ``outside = brain & ~roi``).
 
     Returns
     -------
@@ -133,8 +152,8 @@ def variant_metrics(nc: np.ndarray, roi: np.ndarray, brain: np.ndarray) -> dict[
         ``voxels``, ``median_nc``, ``mean_nc``, ``dprime``.
     """
     nc = np.asarray(nc, np.float64)
-    roi = np.asarray(roi, bool)
     brain = np.asarray(brain, bool)
+    roi = np.asarray(roi, bool) & brain
     vals = nc[roi]
     return {
         "voxels": int(vals.size),
@@ -142,6 +161,16 @@ def variant_metrics(nc: np.ndarray, roi: np.ndarray, brain: np.ndarray) -> dict[
         "mean_nc": float(np.mean(vals)) if vals.size else math.nan,
         "dprime": d_prime(nc, roi, brain & ~roi),
     }
+
+
+def edge_share(nc: np.ndarray, valid: np.ndarray, limit: float = EDGE_NC) -> float:
+    """Share of the edge voxels of ``valid`` (valid minus its 6-neighbour erosion) whose NC
+    exceeds ``limit`` (%); NaN for an empty edge."""
+    valid = np.asarray(valid, bool)
+    edge = valid & ~ndimage.binary_erosion(valid)
+    if not edge.any():
+        return math.nan
+    return float((np.asarray(nc)[edge] > limit).mean())
 
 
 def _load_mask(path: Path, like: Any, what: str) -> np.ndarray:
@@ -157,151 +186,202 @@ def _load_mask(path: Path, like: Any, what: str) -> np.ndarray:
     return np.asanyarray(img.dataobj).reshape(like.shape[:3]) > 0
 
 
-def comparison_table(entries: Sequence[Entry]) -> pd.DataFrame:
-    """One row per entry with the metrics and the gain over the baseline (see module doc).
+def _roi_betas(path: Path, voxels: np.ndarray, like: Any) -> np.ndarray:
+    """``(V, N)`` float32 betas of the ``voxels`` (3D bool mask) from a 4D betas image."""
+    img = load_image(path, "single-trial betas (x, y, z, trials)", ndim=4)
+    if tuple(img.shape[:3]) != tuple(like.shape[:3]) or not np.allclose(
+        img.affine, like.affine, atol=1e-4
+    ):
+        raise StageInputError(
+            f"{path}: expected betas on the grid of the noise-ceiling maps ({like.shape[:3]}); "
+            f"found {img.shape[:3]} or another affine. Fix: rerun the GLM of this variant."
+        )
+    data = np.asanyarray(img.dataobj)
+    return np.asarray(data[voxels], np.float32)
+
+
+def _read_trials(path: Path) -> pd.DataFrame:
+    table = pd.read_csv(
+        path, sep="\t", dtype={"session": str, "run": str, "label": str}, keep_default_na=False
+    )
+    missing = {"run", "label"} - set(table.columns)
+    if missing:
+        raise StageInputError(
+            f"{path}: expected a trials table with columns run and label; found "
+            f"{list(table.columns)}. Fix: rerun the GLM stage."
+        )
+    return table
+
+
+def _fidelity(
+    group: Sequence[Entry], roi: np.ndarray, like: Any, n_boot: int, seed: int
+) -> dict[str, tuple[float, float, np.ndarray]]:
+    """variant -> (heldout_r, splithalf_r, bootstrap) for the entries of one session."""
+    ref_entry = next((e for e in group if e.reference is not None), None)
+    if ref_entry is None or not roi.any():
+        return {}
+    ref_trials = _read_trials(ref_entry.reference_trials or ref_entry.trials)
+    reference = _roi_betas(ref_entry.reference, roi, like)
+    if reference.shape[1] != len(ref_trials):
+        raise StageInputError(
+            f"{ref_entry.reference}: expected one volume per trial of {ref_entry.reference_trials}"
+            f" ({len(ref_trials)}); found {reference.shape[1]}. Fix: rerun the reference GLM."
+        )
+    labels = ref_trials["label"].to_numpy()
+    runs = ref_trials["run"].to_numpy()
+    out = {}
+    for e in group:
+        if e.betas is None or e.trials is None:
+            continue
+        trials = _read_trials(e.trials)
+        if len(trials) != len(ref_trials) or not np.array_equal(trials["label"].to_numpy(), labels):
+            raise StageInputError(
+                f"{e.trials}: expected the trials of the reference ({ref_entry.reference_trials},"
+                f" {len(ref_trials)} trials) in the same order; found {len(trials)} trials or "
+                "other labels. Fix: every variant of a session must be fitted with the same "
+                "events."
+            )
+        betas = _roi_betas(e.betas, roi, like)
+        if betas.shape[1] != len(trials):
+            raise StageInputError(
+                f"{e.betas}: expected one volume per trial of {e.trials} ({len(trials)}); found "
+                f"{betas.shape[1]}. Fix: rerun the GLM of this variant."
+            )
+        try:
+            res = heldout_fidelity(betas, reference, labels, runs, n_boot=n_boot, seed=seed)
+        except ValueError as exc:
+            log.warning("comparison: no held-out fidelity for %s: %s", e.variant, exc)
+            continue
+        split = split_half_reliability(betas, labels, runs)
+        out[e.variant] = (
+            res.median,
+            float(np.nanmedian(split)) if np.isfinite(split).any() else math.nan,
+            res.bootstrap,
+        )
+    return out
+
+
+def comparison_table(
+    entries: Sequence[Entry], *, n_boot: int = 0, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One row per entry with the measures of the module doc, and the bootstrap replicates.
+
+    Parameters
+    ----------
+    entries
+        The variants of one or more subject-sessions.
+    n_boot
+        Image-bootstrap replicates of ``heldout_r`` (0: none).
+    seed
+        Seed of the bootstrap (the same replicates for every variant of a session).
+
+    Returns
+    -------
+    table
+        Columns :data:`TABLE_COLUMNS`, canonical order.
+    bootstrap
+        Columns ``subject, session, variant, replicate, heldout_r``.
 
     Raises
     ------
     StageInputError
-        An empty ROI, masks on another grid, a duplicate (subject, session, variant).
+        An empty ROI (inside the fitted voxels), masks on another grid, a duplicate
+        (subject, session, variant), betas that do not match their trials.
     """
-    rows = []
     seen: set[tuple[str, str | None, str]] = set()
+    groups: dict[tuple[str, str | None], list[Entry]] = {}
     for e in entries:
         key = (e.subject, e.session, e.variant)
         if key in seen:
             raise StageInputError(f"comparison: {key} given twice")
         seen.add(key)
-        img = load_image(e.nc, "noise-ceiling map")
-        nc = np.asarray(img.dataobj, np.float64).reshape(img.shape[:3])
-        roi = _load_mask(e.roi, img, "ROI mask")
-        brain = _load_mask(e.brain, img, "brain mask")
+        groups.setdefault((e.subject, e.session), []).append(e)
+    rows, boots = [], []
+    for (subject, session), group in groups.items():
+        maps, like = {}, None
+        valid = None
+        for e in group:
+            img = load_image(e.nc, "noise-ceiling map")
+            if like is None:
+                like = img
+            elif img.shape[:3] != like.shape[:3] or not np.allclose(
+                img.affine, like.affine, atol=1e-4
+            ):
+                raise StageInputError(
+                    f"{e.nc}: expected a noise-ceiling map on the grid of {group[0].nc} "
+                    f"({like.shape[:3]}); found {img.shape[:3]} or another affine. Fix: all "
+                    "variants must share the subject's functional grid."
+                )
+            maps[e.variant] = np.asarray(img.dataobj, np.float64).reshape(img.shape[:3])
+            fit = _load_mask(e.mask or e.brain, like, "GLM fit mask")
+            valid = fit if valid is None else valid & fit
+        first = group[0]
+        brain = _load_mask(first.brain, like, "brain mask") & valid
+        roi = _load_mask(first.roi, like, "ROI mask") & brain
         if not roi.any():
             raise StageInputError(
-                f"{e.roi}: expected a non-empty visually responsive ROI; found 0 voxels. Fix: "
-                "lower rois.visual.threshold."
+                f"{first.roi}: expected a visually responsive ROI with voxels that every variant "
+                f"fitted; found 0 (ROI {int(_load_mask(first.roi, like, 'ROI mask').sum())} "
+                f"voxels, fitted by all variants {int(valid.sum())}). Fix: check the GLM fit "
+                "masks and lower rois.visual.threshold."
             )
-        nordic, combine = e.variant.split("-", 1)
-        rows.append(
-            {
-                "subject": e.subject,
-                "session": e.session if e.session is not None else "n/a",
-                "variant": e.variant,
-                "nordic": nordic,
-                "combine": combine,
-                **variant_metrics(nc, roi, brain),
-            }
-        )
-    table = pd.DataFrame(rows, columns=[c for c in TABLE_COLUMNS if c != "gain"])
+        fidelity = _fidelity(group, roi, like, n_boot, seed)
+        for e in group:
+            nordic, combine = e.variant.split("-", 1)
+            held, split, boot = fidelity.get(e.variant, (math.nan, math.nan, np.empty(0)))
+            rows.append(
+                {
+                    "subject": subject,
+                    "session": session if session is not None else "n/a",
+                    "variant": e.variant,
+                    "nordic": nordic,
+                    "combine": combine,
+                    **variant_metrics(maps[e.variant], roi, brain),
+                    "heldout_r": held,
+                    "splithalf_r": split,
+                    "edge_nc80": edge_share(maps[e.variant], brain),
+                }
+            )
+            boots.extend(
+                {
+                    "subject": subject,
+                    "session": session if session is not None else "n/a",
+                    "variant": e.variant,
+                    "replicate": i,
+                    "heldout_r": float(v),
+                }
+                for i, v in enumerate(boot)
+            )
+    columns = [c for c in TABLE_COLUMNS if c != "gain"]
+    table = pd.DataFrame(rows, columns=columns)
+    table.insert(columns.index("dprime") + 1, "gain", _gains(table))
+    bootstrap = pd.DataFrame(
+        boots, columns=["subject", "session", "variant", "replicate", "heldout_r"]
+    )
+    return _ordered(table), bootstrap
+
+
+def _gains(table: pd.DataFrame) -> np.ndarray:
     base = table[table["variant"] == BASELINE].set_index(["subject", "session"])["median_nc"]
     ref = [
         base.get((s, ss), math.nan)
         for s, ss in zip(table["subject"], table["session"], strict=True)
     ]
     with np.errstate(divide="ignore", invalid="ignore"):
-        table["gain"] = 100.0 * (table["median_nc"].to_numpy() / np.asarray(ref, float) - 1.0)
+        return 100.0 * (table["median_nc"].to_numpy(float) / np.asarray(ref, float) - 1.0)
+
+
+def _ordered(table: pd.DataFrame) -> pd.DataFrame:
     order = {v: i for i, v in enumerate(VARIANTS)}
-    table["_o"] = table["variant"].map(order)
+    table = table.assign(_o=table["variant"].map(order))
     return table.sort_values(["subject", "session", "_o"]).drop(columns="_o").reset_index(drop=True)
-
-
-def _sem(values: np.ndarray) -> float:
-    v = values[np.isfinite(values)]
-    return float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else math.nan
-
-
-def group_statistics(table: pd.DataFrame) -> pd.DataFrame:
-    """Per variant (canonical order): n, mean and SEM of median_nc, dprime, gain; min gain and
-    the number of subject-sessions below the baseline."""
-    out = []
-    for v in [v for v in VARIANTS if v in set(table["variant"])]:
-        sub = table[table["variant"] == v]
-        row: dict[str, Any] = {"variant": v, "n": len(sub)}
-        for m in RANK_METRICS:
-            vals = sub[m].to_numpy(float)
-            row[f"{m}_mean"] = float(np.nanmean(vals)) if np.isfinite(vals).any() else math.nan
-            row[f"{m}_sem"] = _sem(vals)
-        gains = sub["gain"].to_numpy(float)
-        row["gain_min"] = float(np.nanmin(gains)) if np.isfinite(gains).any() else math.nan
-        row["below_baseline"] = int((gains < 0).sum())
-        out.append(row)
-    return pd.DataFrame(out)
-
-
-def _clean(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-def recommend(table: pd.DataFrame, rank_by: str = "median_nc") -> dict[str, Any]:
-    """Rank the variants by the group mean of ``rank_by`` and describe the winner's margins.
-
-    Returns
-    -------
-    dict
-        ``variant`` (the winner), ``rank_by``, ``ranking`` (variants, best first, with their
-        group statistics), ``margin_over_runner_up`` and ``margin_over_baseline`` (difference of
-        the group means of ``rank_by``, and for NC also the relative difference in %), and the
-        subject-sessions where the winner is below the baseline.
-
-    Raises
-    ------
-    ValueError
-        Unknown metric, or no variant with a finite value.
-    """
-    if rank_by not in RANK_METRICS:
-        raise ValueError(f"comparison: rank_by must be one of {RANK_METRICS}; got {rank_by!r}")
-    stats = group_statistics(table)
-    key = f"{rank_by}_mean"
-    finite = stats[np.isfinite(stats[key].to_numpy(float))]
-    if finite.empty:
-        raise ValueError(
-            f"comparison: no variant has a finite {rank_by}; check the noise-ceiling maps and "
-            "the ROI (and, for gain, that raw-single is among the variants)"
-        )
-    order = {v: i for i, v in enumerate(VARIANTS)}
-    ranked = finite.assign(_o=finite["variant"].map(order)).sort_values(
-        [key, "_o"], ascending=[False, True], kind="mergesort"
-    )
-    ranking = [
-        {k: _clean(v) for k, v in row.items() if k != "_o"}
-        for row in ranked.to_dict(orient="records")
-    ]
-    best = ranking[0]
-
-    def margin(other: Mapping[str, Any] | None) -> dict[str, Any] | None:
-        if other is None:
-            return None
-        diff = best[key] - other[key]
-        out: dict[str, Any] = {"variant": other["variant"], "difference": diff}
-        if rank_by == "median_nc" and other[key]:
-            out["relative_percent"] = 100.0 * diff / other[key]
-        return out
-
-    base = next((r for r in ranking if r["variant"] == BASELINE), None)
-    winner_rows = table[table["variant"] == best["variant"]]
-    below = winner_rows[winner_rows["gain"].to_numpy(float) < 0]
-    return {
-        "variant": best["variant"],
-        "name": VARIANT_NAMES.get(best["variant"], best["variant"]),
-        "rank_by": rank_by,
-        "baseline": BASELINE,
-        "margin_over_runner_up": margin(ranking[1] if len(ranking) > 1 else None),
-        "margin_over_baseline": None if best["variant"] == BASELINE else margin(base),
-        "winner_below_baseline": [
-            {"subject": s, "session": ss, "gain": g}
-            for s, ss, g in zip(below["subject"], below["session"], below["gain"], strict=True)
-        ],
-        "ranking": ranking,
-        "subject_sessions": int(table[["subject", "session"]].drop_duplicates().shape[0]),
-    }
 
 
 def plot_comparison(
     table: pd.DataFrame, png: str | Path | None = None, svg: str | Path | None = None
 ):
-    """Figure: per variant, subject dots and the group mean ± SEM of median NC and d′.
+    """Figure: per variant, subject dots and the group mean ± SEM of held-out fidelity, median
+    NC and d′.
 
     Returns the matplotlib figure (closed after saving when paths are given).
     """
@@ -313,18 +393,24 @@ def plot_comparison(
     variants = [v for v in VARIANTS if v in set(table["variant"])]
     subjects = sorted(set(zip(table["subject"], table["session"], strict=True)))
     cmap = plt.get_cmap("tab10")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
-    for ax, metric, ylabel in (
-        (axes[0], "median_nc", "median NC in visual ROI (%)"),
-        (axes[1], "dprime", "d′ (NC, ROI vs rest of brain)"),
-    ):
+    panels = [
+        ("heldout_r", "held-out fidelity r (validated)"),
+        ("median_nc", "median NC in visual ROI (%)"),
+        ("dprime", "d′ (NC, ROI vs rest of brain)"),
+    ]
+    if "heldout_r" not in table or not np.isfinite(table["heldout_r"].to_numpy(float)).any():
+        panels = panels[1:]
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(5.2 * len(panels), 4.2), constrained_layout=True
+    )
+    for ax, (metric, ylabel) in zip(np.atleast_1d(axes), panels, strict=True):
         for i, v in enumerate(variants):
             sub = table[table["variant"] == v]
             vals = sub[metric].to_numpy(float)
             mean = np.nanmean(vals) if np.isfinite(vals).any() else np.nan
             colour = "#c44e52" if v.startswith("nordic") else "#4c72b0"
             ax.bar(i, mean, width=0.6, color=colour, alpha=0.35, edgecolor=colour)
-            ax.errorbar(i, mean, yerr=_sem(vals), color="k", capsize=4, lw=1.2)
+            ax.errorbar(i, mean, yerr=sem(vals), color="k", capsize=4, lw=1.2)
             for s, ss, val in zip(sub["subject"], sub["session"], vals, strict=True):
                 k = subjects.index((s, ss))
                 off = (k - (len(subjects) - 1) / 2) * min(0.08, 0.4 / max(len(subjects), 1))
@@ -335,8 +421,8 @@ def plot_comparison(
         ax.set_ylabel(ylabel)
         ax.grid(axis="y", alpha=0.3)
     if subjects:
-        axes[0].legend(fontsize=7, loc="upper left", frameon=False)
-    fig.suptitle("Preprocessing variants: bars = group mean ± SEM, dots = subjects")
+        np.atleast_1d(axes)[0].legend(fontsize=7, loc="upper left", frameon=False)
+    fig.suptitle("Preprocessing variants: bars = group mean ± SEM, dots = subject-sessions")
     if png is not None:
         fig.savefig(png, dpi=120)
     if svg is not None:
@@ -348,18 +434,129 @@ def plot_comparison(
     return fig
 
 
-def run_comparison(
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+
+def _write_tsv(table: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    table.to_csv(tmp, sep="\t", index=False, na_rep="n/a", float_format="%.4f")
+    tmp.replace(path)
+
+
+def _column_descriptions() -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "voxels": {"Description": "ROI voxels fitted by every variant of the session"},
+        "mean_nc": {"Description": "mean noise ceiling in the ROI", "Units": "%"},
+        "edge_nc80": {
+            "Description": f"share of the fitted brain-edge voxels with NC > {EDGE_NC:.0f} %"
+        },
+    }
+    for key, m in MEASURES.items():
+        out[key] = {"Description": m["description"]}
+        if key in ("median_nc", "gain"):
+            out[key]["Units"] = "%"
+    return out
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A comparison table written by this module (sessions kept as text)."""
+    return pd.read_csv(
+        path,
+        sep="\t",
+        dtype={"subject": str, "session": str},
+        na_values="n/a",
+        keep_default_na=False,
+    )
+
+
+def read_bootstrap(path: str | Path | None) -> pd.DataFrame | None:
+    """A bootstrap table written by :func:`run_subject_comparison` (None: no file)."""
+    if path is None or not Path(path).is_file():
+        return None
+    return pd.read_csv(
+        path, sep="\t", dtype={"subject": str, "session": str}, keep_default_na=False
+    )
+
+
+def run_subject_comparison(
     entries: Sequence[Entry],
     outputs: Mapping[str, str | Path],
     *,
-    rank_by: str = "median_nc",
-) -> dict[str, Any]:
-    """Compute the table, figure and recommendation and write them.
+    n_boot: int = DEFAULT_BOOTSTRAP,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Compute one subject's comparison table (and bootstrap replicates) and write them.
 
     Parameters
     ----------
     entries
-        One per (subject, session, variant).
+        Every variant of the subject's comparison sessions.
+    outputs
+        ``tsv`` and ``bootstrap`` paths (:func:`subject_output_paths`).
+    n_boot, seed
+        Image-bootstrap replicates of the held-out fidelity and their seed.
+    """
+    if not entries:
+        raise StageInputError("comparison: no noise-ceiling maps given")
+    table, boot = comparison_table(entries, n_boot=n_boot, seed=seed)
+    sources = sorted(
+        {
+            str(p)
+            for e in entries
+            for p in (e.nc, e.roi, e.brain, e.mask, e.betas, e.trials, e.reference)
+            if p is not None
+        }
+    )
+    parameters = {
+        "Bootstrap": n_boot,
+        "Seed": seed,
+        "Entries": [
+            {"subject": e.subject, "session": e.session, "variant": e.variant} for e in entries
+        ],
+        "Reference": sorted({str(e.reference) for e in entries if e.reference is not None}),
+    }
+    tsv = Path(outputs["tsv"])
+    _write_tsv(table, tsv)
+    write_sidecar(
+        tsv,
+        sources=sources,
+        parameters=parameters,
+        extra={
+            "Description": "2x3 preprocessing comparison of one subject: one row per session "
+            "and variant",
+            **_column_descriptions(),
+        },
+    )
+    if "bootstrap" in outputs:
+        path = Path(outputs["bootstrap"])
+        _write_tsv(boot, path)
+        write_sidecar(
+            path,
+            sources=[str(tsv)],
+            parameters=parameters,
+            extra={
+                "Description": "image-bootstrap replicates of the held-out fidelity (the same "
+                "image resampling for every variant of a session)",
+            },
+        )
+    return table
+
+
+def run_comparison(
+    tables: Sequence[str | Path],
+    outputs: Mapping[str, str | Path],
+    *,
+    rank_by: str = VALIDATED,
+    bootstraps: Sequence[str | Path] = (),
+) -> dict[str, Any]:
+    """Join the subject tables, rank, recommend and write the group outputs.
+
+    Parameters
+    ----------
+    tables, bootstraps
+        The subjects' comparison and bootstrap tables (:func:`run_subject_comparison`).
     outputs
         Keys of :func:`output_paths` (``tsv``, ``png``, ``svg``, ``json``) to paths.
     rank_by
@@ -370,39 +567,22 @@ def run_comparison(
     dict
         The recommendation written to ``json``.
     """
-    if not entries:
-        raise StageInputError("comparison: no noise-ceiling maps given")
-    table = comparison_table(entries)
+    if not tables:
+        raise StageInputError("comparison: no subject tables given")
+    table = _ordered(pd.concat([read_table(t) for t in tables], ignore_index=True))
+    boots = [b for b in (read_bootstrap(p) for p in bootstraps) if b is not None]
+    boot = pd.concat(boots, ignore_index=True) if boots else None
     tsv = Path(outputs["tsv"])
-    tsv.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tsv.with_name(f".{tsv.name}.tmp")
-    table.to_csv(tmp, sep="\t", index=False, na_rep="n/a", float_format="%.4f")
-    tmp.replace(tsv)
-    parameters = {
-        "RankBy": rank_by,
-        "Baseline": BASELINE,
-        "Entries": [
-            {"subject": e.subject, "session": e.session, "variant": e.variant} for e in entries
-        ],
-    }
+    _write_tsv(table, tsv)
+    parameters = {"RankBy": rank_by, "Baseline": BASELINE}
     write_sidecar(
         tsv,
-        sources=sorted({str(p) for e in entries for p in (e.nc, e.roi, e.brain)}),
+        sources=[str(t) for t in tables],
         parameters=parameters,
         software=["matplotlib"],
         extra={
             "Description": "2x3 preprocessing comparison: one row per subject, session and variant",
-            "voxels": {"Description": "voxels in the visually responsive ROI"},
-            "median_nc": {"Description": "median noise ceiling in the ROI", "Units": "%"},
-            "mean_nc": {"Description": "mean noise ceiling in the ROI", "Units": "%"},
-            "dprime": {
-                "Description": "(mean NC in ROI - mean NC in the rest of the brain mask) / "
-                "pooled SD (ddof=1)"
-            },
-            "gain": {
-                "Description": f"median_nc relative to {BASELINE} of the same session",
-                "Units": "%",
-            },
+            **_column_descriptions(),
         },
     )
     if "png" in outputs or "svg" in outputs:
@@ -410,17 +590,21 @@ def run_comparison(
             if key in outputs:
                 Path(outputs[key]).parent.mkdir(parents=True, exist_ok=True)
         plot_comparison(table, outputs.get("png"), outputs.get("svg"))
-    rec = recommend(table, rank_by)
+    rec = recommend(table, rank_by, boot)
     rec["SoftwareVersions"] = software_versions(["matplotlib"])
     rec["Sources"] = [str(tsv)]
     rec["Parameters"] = parameters
     write_json(outputs["json"], rec)
+    metric = f"{rec['rank_by']}_mean"
     log.info(
         "comparison: %s ranked first by %s (%s)",
         rec["variant"],
-        rank_by,
-        ", ".join(f"{r['variant']} {r[f'{rank_by}_mean']:.2f}" for r in rec["ranking"]),
+        rec["rank_by"],
+        ", ".join(f"{r['variant']} {_fmt(r[metric])}" for r in rec["ranking"]),
     )
+    for line in [rec["disagreement"], *rec["warnings"]]:
+        if line:
+            log.warning("comparison: %s", line)
     return rec
 
 
@@ -429,8 +613,9 @@ def write_description(root: str | Path, *, config: Mapping[str, Any], source: st
     return write_dataset_description(
         root,
         "echoprep preprocessing comparison",
-        description="NORDIC off/on x single echo/optcom/ICA-denoised: median noise ceiling in "
-        "the visually responsive ROI and d', with the recommended variant",
+        description="NORDIC off/on x single echo/optcom/ICA-denoised: held-out fidelity of the "
+        "single-trial betas, median noise ceiling in the visually responsive ROI and d', with "
+        "the recommended variant",
         config=config,
         source_datasets=[str(source)],
         bidsignore=["*_comparison.*", "recommended_variant.json"],
@@ -440,20 +625,88 @@ def write_description(root: str | Path, *, config: Mapping[str, Any], source: st
 # ---------------------------------------------------------------------------------------------
 # command line
 
+ENTRY_KEYS = (
+    "subject",
+    "session",
+    "variant",
+    "nc",
+    "roi",
+    "brain",
+    "mask",
+    "betas",
+    "trials",
+    "reference",
+    "reference_trials",
+)
+_REQUIRED = ("subject", "session", "variant", "nc", "roi", "brain")
+
+
+def entry_words(entry: Mapping[str, Any]) -> str:
+    """The ``--entry`` words of one entry (``key=value`` for the keys given)."""
+    return " ".join(f"{k}={entry[k]}" for k in ENTRY_KEYS if entry.get(k) is not None)
+
+
+def parse_entry(words: Sequence[str]) -> Entry:
+    """An :class:`Entry` from ``key=value`` words (:data:`ENTRY_KEYS`; session ``n/a`` for
+    none).
+
+    Raises
+    ------
+    SystemExit
+        A malformed word, an unknown or missing key, an unknown variant.
+    """
+    values: dict[str, str] = {}
+    for word in words:
+        key, sep, value = word.partition("=")
+        if not sep or key not in ENTRY_KEYS or not value:
+            raise SystemExit(
+                f"--entry expects KEY=VALUE words with KEY in {', '.join(ENTRY_KEYS)}; got {word!r}"
+            )
+        values[key] = value
+    missing = [k for k in _REQUIRED if k not in values]
+    if missing:
+        raise SystemExit(f"--entry: missing {', '.join(missing)} in {' '.join(words)!r}")
+    if values["variant"] not in VARIANTS:
+        raise SystemExit(
+            f"--entry: unknown variant {values['variant']!r}; expected one of {VARIANTS}"
+        )
+    paths = {k: Path(v) for k, v in values.items() if k not in ("subject", "session", "variant")}
+    return Entry(
+        values["subject"],
+        None if values["session"] == "n/a" else values["session"],
+        values["variant"],
+        **paths,
+    )
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the ``echoprep comparison`` arguments to a sub-command parser."""
-    parser.add_argument(
+    """Add the ``echoprep comparison {subject,group}`` arguments to a sub-command parser."""
+    sub = parser.add_subparsers(dest="comparison_command", required=True)
+    s = sub.add_parser("subject", help="one subject's comparison table")
+    s.add_argument(
         "--entry",
-        nargs=6,
+        nargs="+",
         action="append",
         required=True,
-        metavar=("SUBJECT", "SESSION", "VARIANT", "NC", "ROI", "BRAIN"),
-        help="one noise-ceiling map with the subject's ROI and brain mask (session 'n/a' for "
-        "none); repeat for every subject, session and variant",
+        metavar="KEY=VALUE",
+        help="one variant of one session: "
+        + " ".join(f"{k}=..." for k in ENTRY_KEYS)
+        + " (mask, betas, trials, reference, reference_trials optional); repeat per variant",
     )
-    parser.add_argument("--rank-by", choices=RANK_METRICS, default="median_nc")
-    parser.add_argument(
+    s.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument(
+        "--out",
+        nargs="+",
+        required=True,
+        metavar="KEY=PATH",
+        help="output paths: tsv=..., bootstrap=...",
+    )
+    g = sub.add_parser("group", help="join subject tables, rank and recommend")
+    g.add_argument("--table", nargs="+", required=True, help="subject comparison tables")
+    g.add_argument("--bootstrap-table", nargs="*", default=[], help="subject bootstrap tables")
+    g.add_argument("--rank-by", choices=RANK_METRICS, default=VALIDATED)
+    g.add_argument(
         "--out",
         nargs="+",
         required=True,
@@ -464,18 +717,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    """Run :func:`run_comparison` from parsed arguments; exit status 0."""
+    """Run the chosen comparison step from parsed arguments; exit status 0."""
+    if args.comparison_command == "subject":
+        outputs = key_paths(args.out, form="tsv|bootstrap=PATH", keys=("tsv", "bootstrap"))
+        if "tsv" not in outputs:
+            raise SystemExit("--out needs tsv=...")
+        entries = [parse_entry(words) for words in args.entry]
+        run_subject_comparison(entries, outputs, n_boot=args.bootstrap, seed=args.seed)
+        return 0
     outputs = key_paths(args.out, form="tsv|png|svg|json=PATH", keys=("tsv", "png", "svg", "json"))
     if "tsv" not in outputs or "json" not in outputs:
         raise SystemExit("--out needs tsv=... and json=...")
-    entries = [
-        Entry(sub, None if ses == "n/a" else ses, var, Path(nc), Path(roi), Path(brain))
-        for sub, ses, var, nc, roi, brain in args.entry
-    ]
-    for e in entries:
-        if e.variant not in VARIANTS:
-            raise SystemExit(f"--entry: unknown variant {e.variant!r}; expected one of {VARIANTS}")
-    run_comparison(entries, outputs, rank_by=args.rank_by)
+    run_comparison(args.table, outputs, rank_by=args.rank_by, bootstraps=args.bootstrap_table)
     return 0
 
 
@@ -486,18 +739,29 @@ def read_recommendation(path: str | Path) -> dict[str, Any]:
 
 __all__ = [
     "BASELINE",
+    "ENTRY_KEYS",
+    "MEASURES",
     "RANK_METRICS",
+    "VALIDATED",
     "VARIANTS",
     "Entry",
     "add_arguments",
     "comparison_table",
+    "edge_share",
+    "entry_words",
     "group_statistics",
+    "implausibility_warnings",
     "output_paths",
+    "parse_entry",
     "plot_comparison",
+    "read_bootstrap",
     "read_recommendation",
+    "read_table",
     "recommend",
     "run_comparison",
     "run_from_args",
+    "run_subject_comparison",
+    "subject_output_paths",
     "variant_metrics",
     "write_description",
 ]

@@ -14,12 +14,17 @@ pipeline.md``)::
     sub-X_ses-Y_task-T[_space-T1w]_desc-GLMsingle_mask.nii.gz      the voxels fitted
     sub-X_ses-Y_task-T_desc-GLMsingle_summary.json        options, runs used, pcnum, timings
     (optional) sub-X_ses-Y_task-T_desc-GLMsingle_model.h5 all fitted arrays (needs h5py)
+    (optional) sub-X_ses-Y_task-T[_space-T1w]_stat-effect_desc-SingletrialBetasTypeB_statmap.nii.gz
+        type-B betas (library HRF, least squares); ``stop_at="typeb"`` fits only up to them
 
-every image with a JSON sidecar. Only the voxels of the brain mask are fitted (a given mask, or
-GLMsingle's ``brainthresh`` rule on the mean image: mean > 0.1 x its 99th percentile); every map
-is 0 outside it. The betas are those of type D (FITHRF_GLMDENOISE_RR) when the engine computed
-it, else of type C, else B (``glmsingle.md`` §17: without conditions repeated across runs types
-C and D are switched off); the summary records which.
+every image with a JSON sidecar. Only the voxels of the brain mask are fitted (a given mask --
+in the workflow the session's analysis mask, :mod:`echoprep.stages.glm_mask` -- or GLMsingle's
+``brainthresh`` rule on the mean image: mean > 0.1 x its 99th percentile), less any voxel
+without data in some run (a constant series, e.g. all 0: left out with a warning; NaN/Inf:
+``glm.nan_policy``); every map is 0 outside. The betas are those of type D
+(FITHRF_GLMDENOISE_RR) when the engine computed it, else of type C, else B (``glmsingle.md``
+§17: without conditions repeated across runs types C and D are switched off); the summary
+records which.
 
 Engines: ``echoprep`` (:func:`echoprep.kernels.glm.fit_glmsingle`, the default) or
 ``glmsingle`` (the upstream package through :mod:`echoprep.stages.glm_upstream`).
@@ -53,6 +58,7 @@ log = logging.getLogger(__name__)
 #: the ``space`` entity when the inputs are in a named space (e.g. T1w).
 OUTPUTS: dict[str, tuple[str, dict[str, str], str]] = {
     "betas": ("statmap", {"stat": "effect", "desc": "SingletrialBetas"}, ".nii.gz"),
+    "betas_typeb": ("statmap", {"stat": "effect", "desc": "SingletrialBetasTypeB"}, ".nii.gz"),
     "trials": ("trials", {"desc": "SingletrialBetas"}, ".tsv"),
     "r2": ("statmap", {"stat": "rsquare", "desc": "R2"}, ".nii.gz"),
     "onoff_r2": ("statmap", {"stat": "rsquare", "desc": "OnoffR2"}, ".nii.gz"),
@@ -63,11 +69,15 @@ OUTPUTS: dict[str, tuple[str, dict[str, str], str]] = {
     "model": ("model", {"desc": "GLMsingle"}, ".h5"),
 }
 #: Outputs that are images on the functional grid (they get ``space-<label>``).
-SPATIAL_KEYS = ("betas", "r2", "onoff_r2", "hrfindex", "fracridge", "mask")
-#: Outputs written unless asked otherwise (``model`` needs h5py and ``glm.hdf5: true``).
-DEFAULT_OUTPUTS = tuple(k for k in OUTPUTS if k != "model")
-#: Outputs every call must be given.
+SPATIAL_KEYS = ("betas", "betas_typeb", "r2", "onoff_r2", "hrfindex", "fracridge", "mask")
+#: Outputs written unless asked otherwise (``model`` needs h5py and ``glm.hdf5: true``;
+#: ``betas_typeb``, the type-B reference betas, only when asked).
+DEFAULT_OUTPUTS = tuple(k for k in OUTPUTS if k not in ("model", "betas_typeb"))
+#: Outputs every call must be given (``stop_at="typeb"``: only ``betas_typeb``).
 REQUIRED_OUTPUTS = ("betas", "trials", "summary")
+#: Where a fit may stop: ``typed`` (the full FITHRF_GLMDENOISE_RR) or ``typeb`` (library HRF
+#: per voxel and plain least squares: no GLMdenoise PCs, no ridge).
+STOP_AT = ("typed", "typeb")
 #: Names the BIDS specification does not define.
 BIDSIGNORE = ("*_summary.json", "*_model.h5", "*_model.json", "*_trials.tsv", "*_trials.json")
 
@@ -255,6 +265,38 @@ def _nonfinite_voxels(data: np.ndarray) -> np.ndarray:
     return ~np.isfinite(data.sum(axis=-1, dtype=np.float64))
 
 
+def constant_voxels(data: np.ndarray) -> np.ndarray:
+    """``(V,)`` bool: rows of ``(V, T)`` whose finite values are all equal (e.g. all 0).
+
+    A row with no finite value counts as constant too; callers that treat NaN/Inf separately
+    mask those rows out first.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows
+        top = np.nanmax(data, axis=-1) if data.shape[-1] else np.zeros(data.shape[:-1])
+        low = np.nanmin(data, axis=-1) if data.shape[-1] else np.zeros(data.shape[:-1])
+    return ~(top > low)
+
+
+def constant_warning(total: int, by_run: Mapping[str, int], what: str) -> str:
+    """The warning for voxels left out because their series is constant in some run.
+
+    Parameters
+    ----------
+    total
+        Voxels left out (constant in at least one run).
+    by_run
+        Run label (or ``variant run``) -> voxels constant in that run (0 entries are skipped).
+    what
+        What they are left out of (``"fit"``, ``"analysis mask"``).
+    """
+    runs = "; ".join(f"run {k}: {v}" for k, v in by_run.items() if v)
+    return (
+        f"leaving {total} voxels out of the {what}: their series is constant (e.g. all 0, "
+        f"outside another tool's mask) in some run ({runs}); they have no data there"
+    )
+
+
 def load_session(
     bold_files: Sequence[str | Path],
     *,
@@ -285,7 +327,17 @@ def load_session(
     data, mask, reference, info
         ``data[r]`` is ``(V, T_r)`` float32 over the ``V`` mask voxels (C order);
         ``mask`` ``(X, Y, Z)`` bool; ``reference`` the first run's image (geometry);
-        ``info``: ``mask_source``, ``n_nonfinite_excluded``, ``tr``, ``n_volumes``.
+        ``info``: ``mask_source``, ``n_nonfinite_excluded``, ``nonfinite_by_run`` (run label
+        -> voxels), ``n_constant_excluded``, ``constant_by_run`` (run label -> voxels),
+        ``tr``, ``n_volumes``.
+
+    Notes
+    -----
+    A voxel whose (finite) series is constant in some run -- typically all 0 outside the mask
+    another tool applied to that run, e.g. tedana's adaptive mask -- has no data there: it is
+    left out of the fit under either NaN policy, with a warning naming the runs and counts.
+    This is legal data, never an error; fitting it would give betas of one run's zeros and
+    noise ceilings that mean nothing. The NaN policy applies to NaN/Inf only.
 
     Raises
     ------
@@ -343,15 +395,22 @@ def load_session(
         )
     data: list[np.ndarray] = []
     bad = np.zeros(int(mask.sum()), bool)
+    constant = np.zeros(int(mask.sum()), bool)
     problems = []
+    nonfinite_by_run: dict[str, int] = {}
+    constant_by_run: dict[str, int] = {}
     for f, img, label in zip(files, imgs, labels, strict=True):
         arr = img.get_fdata(dtype=np.float32)
         run = np.ascontiguousarray(arr[mask])
         del arr
         nonfinite = _nonfinite_voxels(run)
+        nonfinite_by_run[label] = int(nonfinite.sum())
         if nonfinite.any():
             problems.append(f"run {label} ({f}): {int(nonfinite.sum())} voxels")
             bad |= nonfinite
+        flat = constant_voxels(run) & ~nonfinite
+        constant_by_run[label] = int(flat.sum())
+        constant |= flat
         data.append(run)
     n_bad = int(bad.sum())
     if n_bad and nan_policy == "error":
@@ -363,7 +422,12 @@ def load_session(
         )
     if n_bad:
         log.warning("leaving out %d voxels with NaN/Inf: %s", n_bad, "; ".join(problems))
-        keep = ~bad
+    constant &= ~bad
+    n_constant = int(constant.sum())
+    if n_constant:
+        log.warning(constant_warning(n_constant, constant_by_run, "fit"))
+    if n_bad or n_constant:
+        keep = ~(bad | constant)
         idx = np.flatnonzero(mask.reshape(-1))
         mask = np.zeros(mask.size, bool)
         mask[idx[keep]] = True
@@ -372,6 +436,9 @@ def load_session(
     info = {
         "mask_source": source,
         "n_nonfinite_excluded": n_bad,
+        "nonfinite_by_run": nonfinite_by_run,
+        "n_constant_excluded": n_constant,
+        "constant_by_run": constant_by_run,
         "tr": float(trs[0]),
         "n_volumes": [int(d.shape[1]) for d in data],
     }
@@ -524,6 +591,7 @@ def run_glm(
     run_labels: Sequence[str | None] | None = None,
     session: str | None = None,
     tr: float | None = None,
+    stop_at: str = "typed",
 ) -> dict[str, Path]:
     """Fit GLMsingle to one session and write the outputs.
 
@@ -552,6 +620,11 @@ def run_glm(
         Session label for the trials table (``n/a`` when None).
     tr
         Sampling interval (s); None: from the series' sidecars or headers.
+    stop_at
+        ``"typed"``: the full fit (the betas are of type D when the engine computes it).
+        ``"typeb"``: stop after type B (GLMdenoise and ridge switched off): only
+        ``betas_typeb`` is required; ``betas``, if given, then holds type B too. Any fit writes
+        ``betas_typeb`` (the type-B betas of the same fit) when that key is in ``outputs``.
 
     Returns
     -------
@@ -563,7 +636,10 @@ def run_glm(
     StageInputError
         Unusable inputs (messages name the file, the expectation, the finding and the fix).
     """
-    missing = [k for k in REQUIRED_OUTPUTS if k not in outputs]
+    if stop_at not in STOP_AT:
+        raise ValueError(f"stop_at: expected one of {list(STOP_AT)}; found {stop_at!r}")
+    required = REQUIRED_OUTPUTS if stop_at == "typed" else ("betas_typeb",)
+    missing = [k for k in required if k not in outputs]
     unknown = sorted(set(outputs) - set(OUTPUTS))
     if missing or unknown:
         raise ValueError(f"outputs: missing {missing}, unknown {unknown}; keys are {list(OUTPUTS)}")
@@ -577,7 +653,9 @@ def run_glm(
         )
     labels = [str(r) if r else str(i + 1) for i, r in enumerate(run_labels or [None] * len(bold))]
     engine_opts, settings = resolve_settings(options)
-    if settings["hdf5"] and "model" not in outputs:
+    if stop_at == "typeb":
+        engine_opts.update(wantlibrary=1, wantglmdenoise=0, wantfracridge=0)
+    if settings["hdf5"] and "model" not in outputs and stop_at == "typed":
         raise ValueError("glm.hdf5 is true: pass the 'model' output path")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -636,7 +714,7 @@ def run_glm(
 
     t2 = time.perf_counter()
     kind, model = choose_betas(results)
-    if kind != "typed":
+    if kind != "typed" and stop_at == "typed":
         log.warning(
             "GLMsingle: type D was not computed (see the messages above); writing the type-%s "
             "betas",
@@ -652,55 +730,50 @@ def run_glm(
         "tr": series_dt,
     }
     space_note = {"Space": space} if space else {}
+    excluded = {
+        "ConstantVoxelsExcluded": info["n_constant_excluded"],
+        "ConstantVoxelsByRun": info["constant_by_run"],
+        "NonfiniteVoxelsExcluded": info["n_nonfinite_excluded"],
+        "NonfiniteVoxelsByRun": info["nonfinite_by_run"],
+    }
     betas = np.asarray(model["betasmd"]).reshape(n_vox, -1)
-    out = Path(outputs["betas"])
-    atomic_save(_image(_scatter(betas, fit_mask), ref), out)
-    write_sidecar(
-        out,
-        sources=sources,
-        parameters=parameters,
-        software=_software(settings["engine"]),
-        extra={
-            **space_note,
-            "Units": "% BOLD (of |mean signal|)",
-            "Description": f"Single-trial betas (GLMsingle {_MODEL_NAMES[kind]}), one volume per "
-            "modelled trial in chronological order (row beta_index of the trials TSV); 0 "
-            "outside the fitted mask",
-            "ModelType": _MODEL_NAMES[kind],
-            "NumberOfTrials": int(betas.shape[1]),
-        },
-    )
-    written["betas"] = out
-    trials = _trials_table(design, session)
-    out = Path(outputs["trials"])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    trials.to_csv(tmp, sep="\t", index=False, na_rep="n/a")
-    tmp.replace(out)
-    write_sidecar(
-        out,
-        sources=events,
-        parameters={
-            "label_column": design.label_column,
-            "blank_trial_types": settings["blank_trial_types"],
-            "onset_tolerance": settings["onset_tolerance"],
-            "tr": series_dt,
-            "run_labels": labels,
-            "session": session,
-        },
-        extra={
-            "Description": "Modelled trials in chronological order (run, then onset); row i is "
-            "volume i of the single-trial betas",
-            "session": {"Description": "BIDS session label"},
-            "run": {"Description": "BIDS run label (or position in the session)"},
-            "beta_index": {"Description": "0-based volume index in the betas"},
-            "label": {"Description": f"condition (events column {design.label_column!r})"},
-            "onset": {"Description": "onset from the events file", "Units": "s"},
-            "onset_volume": {"Description": "0-based volume the onset was rounded to"},
-            "trial_type": {"Description": "trial_type from the events file"},
-        },
-    )
-    written["trials"] = out
+    for key, kind_written in (("betas", kind), ("betas_typeb", "typeb")):
+        if key not in outputs:
+            continue
+        values = betas if kind_written == kind else results.get("typeb", {}).get("betasmd")
+        if values is None:
+            raise RuntimeError("the GLM engine returned no type-B betas (wantlibrary off?)")
+        values = np.asarray(values).reshape(n_vox, -1)
+        out = Path(outputs[key])
+        atomic_save(_image(_scatter(values, fit_mask), ref), out)
+        note = (
+            " Type B: the library HRF chosen per voxel and ordinary least squares (no GLMdenoise "
+            "PCs, no ridge), a reference free of the denoising steps."
+            if kind_written == "typeb"
+            else ""
+        )
+        write_sidecar(
+            out,
+            sources=sources,
+            parameters=parameters,
+            software=_software(settings["engine"]),
+            extra={
+                **space_note,
+                "Units": "% BOLD (of |mean signal|)",
+                "Description": f"Single-trial betas (GLMsingle {_MODEL_NAMES[kind_written]}), "
+                "one volume per modelled trial in chronological order (row beta_index of the "
+                f"trials TSV); 0 outside the fitted mask.{note}",
+                "ModelType": _MODEL_NAMES[kind_written],
+                "NumberOfTrials": int(values.shape[1]),
+                "VoxelsFitted": n_vox,
+                **excluded,
+            },
+        )
+        written[key] = out
+    if "trials" in outputs:
+        written["trials"] = _write_trials(
+            Path(outputs["trials"]), design, session, events, settings, series_dt, labels
+        )
     maps = {
         "r2": (
             model.get("R2"),
@@ -735,7 +808,12 @@ def run_glm(
         "mask": (
             np.ones(n_vox, np.uint8),
             np.uint8,
-            {"Type": "Brain", "Description": f"Voxels fitted (mask: {info['mask_source']})"},
+            {
+                "Type": "Brain",
+                "Description": f"Voxels fitted (mask: {info['mask_source']}), less those "
+                "without data in some run (constant or NaN/Inf series)",
+                **excluded,
+            },
         ),
     }
     for key, (values, dtype, extra) in maps.items():
@@ -792,16 +870,62 @@ def run_glm(
         "RepetitionTime_s": series_dt,
         "VoxelsFitted": n_vox,
         "MaskSource": info["mask_source"],
-        "NonfiniteVoxelsExcluded": info["n_nonfinite_excluded"],
+        **excluded,
         "Warnings": messages,
         "Timings_s": timings,
         "SoftwareVersions": _software_versions(settings["engine"]),
     }
-    out = Path(outputs["summary"])
-    write_json(out, summary)
-    written["summary"] = out
-    log.info("GLMsingle: %s betas of %d trials -> %s", kind, betas.shape[1], written["betas"])
+    if "summary" in outputs:
+        write_json(Path(outputs["summary"]), summary)
+        written["summary"] = Path(outputs["summary"])
+    log.info(
+        "GLMsingle: %s betas of %d trials -> %s",
+        kind,
+        betas.shape[1],
+        written.get("betas", written.get("betas_typeb")),
+    )
     return written
+
+
+def _write_trials(
+    out: Path,
+    design: SessionDesign,
+    session: str | None,
+    events: Sequence[Path],
+    settings: Mapping[str, Any],
+    series_dt: float,
+    labels: Sequence[str],
+) -> Path:
+    """Write the trials table (row i = volume i of the betas) and its sidecar."""
+    trials = _trials_table(design, session)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    trials.to_csv(tmp, sep="\t", index=False, na_rep="n/a")
+    tmp.replace(out)
+    write_sidecar(
+        out,
+        sources=events,
+        parameters={
+            "label_column": design.label_column,
+            "blank_trial_types": settings["blank_trial_types"],
+            "onset_tolerance": settings["onset_tolerance"],
+            "tr": series_dt,
+            "run_labels": labels,
+            "session": session,
+        },
+        extra={
+            "Description": "Modelled trials in chronological order (run, then onset); row i is "
+            "volume i of the single-trial betas",
+            "session": {"Description": "BIDS session label"},
+            "run": {"Description": "BIDS run label (or position in the session)"},
+            "beta_index": {"Description": "0-based volume index in the betas"},
+            "label": {"Description": f"condition (events column {design.label_column!r})"},
+            "onset": {"Description": "onset from the events file", "Units": "s"},
+            "onset_volume": {"Description": "0-based volume the onset was rounded to"},
+            "trial_type": {"Description": "trial_type from the events file"},
+        },
+    )
+    return out
 
 
 _MODEL_NAMES = {
@@ -882,7 +1006,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         nargs="+",
         required=True,
         metavar="KEY=PATH",
-        help=f"output paths by key ({', '.join(OUTPUTS)}); betas, trials, summary required",
+        help=f"output paths by key ({', '.join(OUTPUTS)}); betas, trials, summary required "
+        "(with --stop-at typeb: betas_typeb only)",
     )
     parser.add_argument("--mask", type=Path, default=None, help="brain mask on the BOLD grid")
     parser.add_argument("--space", default=None, help="space label of the inputs (e.g. T1w)")
@@ -894,6 +1019,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--tr", type=float, default=None, help="TR in s (default: sidecars)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--stop-at",
+        choices=STOP_AT,
+        default="typed",
+        help="typeb: fit only up to type B (library HRF, least squares; the reference betas)",
+    )
     return parser
 
 
@@ -911,6 +1042,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         run_labels=args.run_labels,
         session=args.session,
         tr=args.tr,
+        stop_at=args.stop_at,
     )
     return 0
 
@@ -919,10 +1051,13 @@ __all__ = [
     "DEFAULT_OUTPUTS",
     "ENGINE_OPTIONS",
     "OUTPUTS",
+    "STOP_AT",
     "add_arguments",
     "brainthresh_mask",
     "check_events_span",
     "choose_betas",
+    "constant_voxels",
+    "constant_warning",
     "load_session",
     "output_paths",
     "read_trials",

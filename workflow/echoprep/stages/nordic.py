@@ -60,6 +60,47 @@ def write_description(root: str | Path, *, config: Mapping[str, Any], source: st
     )
 
 
+def removed_part_record(before: np.ndarray, after: np.ndarray) -> dict[str, Any]:
+    """Whiteness of what NORDIC removed, for the sidecar (a few numbers).
+
+    The removed part is ``before - after`` over the output's volumes (the trailing noise
+    volumes of ``before`` are left out when the output dropped them); its neighbour
+    correlation per axis (:func:`echoprep.kernels.diagnostics.removed_neighbour_correlation`)
+    is about 0 for spatially white (thermal) noise. Voxels: temporal mean of ``before`` above
+    0.1 x its 99th percentile (GLMsingle's brain threshold).
+
+    Parameters
+    ----------
+    before
+        ``(x, y, z, t_in)`` input magnitude.
+    after
+        ``(x, y, z, t_out)`` denoised magnitude, ``t_out <= t_in``.
+
+    Returns
+    -------
+    dict
+        ``NeighbourCorrelation`` ([x, y, z], null where undefined), ``Voxels``, ``Mask``.
+    """
+    from echoprep.kernels.diagnostics import removed_neighbour_correlation
+
+    n_out = after.shape[3]
+    head = before[..., :n_out]
+    mean = np.zeros(before.shape[:3], np.float64)
+    for t0 in range(0, n_out, 32):
+        mean += head[..., t0 : t0 + 32].astype(np.float64).sum(axis=-1)
+    mean /= max(n_out, 1)
+    mask = mean > 0.1 * np.percentile(mean, 99)
+    r = removed_neighbour_correlation(head, after, mask)
+    return {
+        "NeighbourCorrelation": [round(float(v), 4) if np.isfinite(v) else None for v in r],
+        "Voxels": int(mask.sum()),
+        "Mask": "temporal mean of the input > 0.1 x its 99th percentile",
+        "Description": "Pearson correlation of neighbouring voxels' removed signal (input - "
+        "output, each voxel's temporal mean removed) along x, y, z, pooled over pairs in the "
+        "mask and volumes: about 0 when only spatially white (thermal) noise was removed",
+    }
+
+
 def run_nordic(
     magnitude_file: str | Path,
     phase_file: str | Path | None,
@@ -93,7 +134,8 @@ def run_nordic(
     Returns
     -------
     dict
-        What the sidecars record: threshold, noise level, kernel, volumes in and out, timing.
+        What the sidecars record: threshold, noise level, kernel, volumes in and out, timing,
+        the whiteness of the removed part (``RemovedPart``, :func:`removed_part_record`).
     """
     from echoprep.kernels.nordic import nordic
 
@@ -131,7 +173,9 @@ def run_nordic(
     except ValueError as exc:
         raise StageInputError(f"{mag_path}: {exc}") from exc
     seconds = time.perf_counter() - t0
-    del magnitude, phase
+    del phase
+    whiteness = removed_part_record(magnitude, result.magnitude)
+    del magnitude
 
     n_in = mag_img.shape[3]
     n_out = result.magnitude.shape[3]
@@ -147,6 +191,7 @@ def run_nordic(
         "Mode": "complex" if result.complex is not None else "magnitude-only",
         "PhaseMapping": result.phase_mapping,
         "Seconds": round(seconds, 2),
+        "RemovedPart": whiteness,
     }
     parameters = {**{k: opts.get(k) for k in KERNEL_OPTIONS if k in opts}, "seed": seed}
     sources = [mag_path] + ([phase_path] if use_phase and phase_path else [])

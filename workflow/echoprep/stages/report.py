@@ -10,11 +10,17 @@ Sections (each shows why it is empty when its inputs are not available):
 5. **R² and noise ceiling**: the GLM R² and the noise-ceiling maps of every variant of the
    comparison session over the T1w (or the functional reference when there is no T1w-aligned
    output).
+   Noise-ceiling maps with a ring of implausibly high values at the brain edge are flagged.
 6. **ROI tables**: ROI, voxels, median/mean NC, median R² per variant.
-7. **Comparison**: the subject's own 2×3 comparison (figure, table, ranking over its comparison
+7. **NORDIC diagnostics**: tSNR gain, evoked-amplitude ratio in the visual ROI, smoothness of
+   the image-specific beta patterns and whiteness of the removed part
+   (:mod:`echoprep.stages.diagnostics`), with a plain-words reading.
+8. **Comparison**: the subject's own 2×3 comparison (figure, table, ranking over its comparison
    sessions), computed here from its noise-ceiling maps and ROI so that the page depends on no
-   other subject; the group figure and ranking when given.
-8. **Options and versions**: the workflow configuration and the software versions.
+   other subject; the group figure and ranking when given. NC and d′ as LAION-fMRI reported
+   them, the validated measure next to them, the recommendation, and a warning box when the
+   measures disagree or the margins are implausible.
+9. **Options and versions**: the workflow configuration and the software versions.
 
 Every figure is a PNG inlined as a base64 data URI and the CSS is inline: the page needs no
 network and no other file.
@@ -30,19 +36,36 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from echoprep import __version__
 from echoprep.io.sidecars import software_versions, write_dataset_description
+from echoprep.kernels.diagnostics import edge_share
+from echoprep.kernels.ranking import RANK_METRICS, VALIDATED, recommend
 from echoprep.report import figures
 from echoprep.report.html import Section, render
 from echoprep.stages import comparison as comparison_stage
+from echoprep.stages import diagnostics as diagnostics_stage
 from echoprep.stages.arguments import key_paths
 
 log = logging.getLogger(__name__)
 
 #: Packages whose versions the report lists.
 REPORT_SOFTWARE = ("matplotlib", "jinja2", "antspyx", "snakemake")
+
+#: Labels of the comparison measures when recommended_variant.json does not name them.
+MEASURE_LABELS: dict[str, str] = {
+    "median_nc": "median NC (%)",
+    "dprime": "d′",
+    "gain": "NC gain (%)",
+    "heldout_r": "held-out fidelity (r)",
+}
+#: Measures that only say how well repeats agree (not validated against truth).
+REPEAT_AGREEMENT = ("median_nc", "dprime", "gain")
+#: A noise-ceiling map is flagged when at least this share of its brain-edge voxels (and
+#: EDGE_MIN_VOXELS voxels) exceed EDGE_NC %, and at least twice the share inside.
+EDGE_NC, EDGE_SHARE, EDGE_MIN_VOXELS = 80.0, 0.02, 10
 
 
 def report_path(root: str | Path, subject: str) -> Path:
@@ -65,12 +88,18 @@ def _table_rows(path: str | Path) -> tuple[list[str], list[list[Any]]]:
     return list(t.columns), t.astype(object).where(t.notna(), None).values.tolist()
 
 
+def _label(rec: Mapping[str, Any], measure: str) -> str:
+    """Display label of a comparison measure (from the JSON's ``measures`` when given)."""
+    info = (rec.get("measures") or {}).get(measure) or {}
+    return str(info.get("label") or MEASURE_LABELS.get(measure, measure))
+
+
 def _recommendation_lines(rec: Mapping[str, Any], scope: str) -> list[str]:
     """Summary lines of a recommendation (``recommended_variant.json`` content)."""
     by = rec.get("rank_by", "median_nc")
     line = (
         f"Recommended variant {scope}: {rec['variant']} ({rec.get('name', '')}), ranked first "
-        f"by {by}"
+        f"by {by}" + (f" ({_label(rec, by)})" if _label(rec, by) != by else "")
     )
     mb = rec.get("margin_over_baseline")
     if mb:
@@ -81,6 +110,13 @@ def _recommendation_lines(rec: Mapping[str, Any], scope: str) -> list[str]:
     if mr:
         line += f"; {mr['difference']:+.2f} over the runner-up {mr['variant']}"
     lines = [line + "."]
+    nc_winner = rec.get("nc_winner")
+    if nc_winner and by != "median_nc":
+        same = nc_winner == rec["variant"]
+        lines.append(
+            f"The highest median noise ceiling: {nc_winner}"
+            + (" (the same variant)." if same else " (another variant: see the warning).")
+        )
     if rec.get("winner_below_baseline"):
         worse = ", ".join(
             f"sub-{w['subject']}"
@@ -89,6 +125,112 @@ def _recommendation_lines(rec: Mapping[str, Any], scope: str) -> list[str]:
         )
         lines.append(f"Below the baseline for: {worse}.")
     return lines
+
+
+def _recommendation_warnings(rec: Mapping[str, Any]) -> list[str]:
+    """Warnings of a recommendation: the disagreement paragraph first, then the JSON's own
+    warnings, then a note when a NORDIC variant wins on repeat agreement alone."""
+    out: list[str] = []
+    by = rec.get("rank_by", "median_nc")
+    if rec.get("disagreement"):
+        out.append(str(rec["disagreement"]))
+    elif rec.get("agreement") is False and rec.get("nc_winner"):
+        out.append(
+            f"The measures disagree: the median noise ceiling ranks {rec['nc_winner']} first, "
+            f"{_label(rec, by)} ranks {rec['variant']} first. The recommendation follows "
+            f"{_label(rec, by)}."
+        )
+    out.extend(str(w) for w in rec.get("warnings") or [])
+    if by in REPEAT_AGREEMENT and str(rec.get("variant", "")).startswith("nordic"):
+        out.append(
+            f"{rec['variant']} is ranked first by {_label(rec, by)}, a measure of how well the "
+            "repeats of an image agree. Noise-ceiling gains from low-rank denoising such as "
+            "NORDIC are not evidence of better betas: NORDIC can make the repeats agree more "
+            "while the betas follow the true responses less. Do not choose NORDIC on this "
+            "number alone; see the NORDIC diagnostics."
+        )
+    return out
+
+
+def _ranking_table(rec: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """Header and rows of a recommendation's ranking: NC and d′ as LAION-fMRI reported them,
+    the validated measure(s) next to them (mean ± SEM where the SEM is known)."""
+    ranking = list(rec.get("ranking") or [])
+    measures = ["median_nc", "dprime"]
+    for m in [*(rec.get("measures") or {}), rec.get("rank_by", "median_nc")]:
+        if m not in measures and m != "gain" and any(f"{m}_mean" in r for r in ranking):
+            measures.append(m)
+
+    def value(row: Mapping[str, Any], m: str) -> Any:
+        mean, sem = row.get(f"{m}_mean"), row.get(f"{m}_sem")
+        if mean is None:
+            return None
+        return f"{mean:.3g} ± {sem:.2g}" if sem is not None else float(mean)
+
+    header = ["rank", "variant", *(_label(rec, m) for m in measures), "NC gain (%)"]
+    header += ["below baseline", "note"]
+    rows = []
+    for i, r in enumerate(ranking):
+        note = []
+        if r.get("variant") == rec.get("variant"):
+            note.append("recommended")
+        if r.get("variant") == rec.get("nc_winner"):
+            note.append("highest NC")
+        rows.append(
+            [
+                i + 1,
+                r.get("variant"),
+                *(value(r, m) for m in measures),
+                r.get("gain_mean"),
+                r.get("below_baseline"),
+                ", ".join(note),
+            ]
+        )
+    return header, rows
+
+
+def _edge_warnings(nc_maps: Mapping[str, str | Path], brain: str | Path | None) -> list[str]:
+    """Noise-ceiling maps with a ring of NC > 80 % at the brain edge (see :data:`EDGE_NC`)."""
+    import nibabel as nib
+
+    brain_mask = None
+    if brain is not None and Path(brain).is_file():
+        b = nib.load(brain)
+        brain_mask = (np.asanyarray(b.dataobj) > 0, b.shape[:3], b.affine)
+    out = []
+    for variant, path in nc_maps.items():
+        img = nib.load(path)
+        nc = np.asarray(img.dataobj, np.float64).reshape(img.shape[:3])
+        support = np.isfinite(nc) & (nc != 0)
+        inside = None
+        if brain_mask is not None and brain_mask[1] == img.shape[:3]:
+            if np.allclose(brain_mask[2], img.affine, atol=1e-3):
+                inside = brain_mask[0].reshape(img.shape[:3])
+        e = edge_share(nc, support, above=EDGE_NC, brain=inside)
+        share, interior = e["edge_share"], e["interior_share"]
+        interior = 0.0 if not np.isfinite(interior) else interior
+        if e["edge_above"] >= EDGE_MIN_VOXELS and share >= EDGE_SHARE and share >= 2 * interior:
+            out.append(
+                f"{variant}: {e['edge_above']} of the {e['edge_voxels']} voxels at the brain "
+                f"edge ({100 * share:.0f} %) have a noise ceiling above {EDGE_NC:.0f} % "
+                f"(inside: {100 * interior:.1f} %). A ring of very high NC at the edge is "
+                "implausible: it usually comes from voxels that have data in only some runs "
+                "(check the analysis mask) and inflates the ROI statistics."
+            )
+    return out
+
+
+def _own_comparison(
+    table: str | Path | None,
+    bootstrap: str | Path | None,
+    entries: Sequence[comparison_stage.Entry],
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The subject's comparison table and bootstrap replicates: read from the subject
+    comparison outputs when given, else computed from the entries."""
+    if table is not None:
+        return comparison_stage.read_table(table), comparison_stage.read_bootstrap(bootstrap)
+    result = comparison_stage.comparison_table(entries)
+    return result if isinstance(result, tuple) else (result, None)
 
 
 def _figure_png(table: pd.DataFrame) -> bytes:
@@ -110,10 +252,13 @@ def build_report(
     nc_maps: Mapping[str, str | Path] | None = None,
     roi_tables: Mapping[str, str | Path] | None = None,
     comparison_entries: Sequence[comparison_stage.Entry] = (),
-    rank_by: str = "median_nc",
+    rank_by: str = VALIDATED,
+    comparison_table: str | Path | None = None,
+    comparison_bootstrap: str | Path | None = None,
     comparison_png: str | Path | None = None,
     comparison_tsv: str | Path | None = None,
     recommendation: str | Path | None = None,
+    diagnostics: str | Path | None = None,
     config: Mapping[str, Any] | None = None,
     session: str | None = None,
 ) -> Path:
@@ -143,8 +288,14 @@ def build_report(
         This subject's noise-ceiling maps (every variant of its comparison sessions) with its
         ROI and brain mask: the report computes the subject's own comparison from them (the
         report does not depend on other subjects, so adding a subject reruns only its report).
+    comparison_table, comparison_bootstrap
+        This subject's comparison table and its bootstrap replicates (``echoprep comparison
+        subject``): the report ranks the subject's variants from them (preferred over
+        ``comparison_entries``).
     comparison_png, comparison_tsv, recommendation
         Group comparison outputs (optional; shown when given).
+    diagnostics
+        The subject's NORDIC diagnostics table (:mod:`echoprep.stages.diagnostics`).
     config
         The workflow configuration (shown).
     session
@@ -152,18 +303,26 @@ def build_report(
     """
     sections: list[Section] = []
     summary: list[str] = []
+    warnings: list[str] = []
     ses = f" ses-{session}" if session else ""
 
-    rec, scope, own_table = None, "", None
-    if comparison_entries:
-        own_table = comparison_stage.comparison_table(comparison_entries)
-        rec = comparison_stage.recommend(own_table, rank_by)
-        scope = f"for sub-{subject} (its comparison sessions)"
-    elif recommendation is not None and Path(recommendation).is_file():
+    rec, scope, own_table, own_error = None, "", None, None
+    if comparison_table is not None or comparison_entries:
+        try:
+            own_table, boot = _own_comparison(
+                comparison_table, comparison_bootstrap, comparison_entries
+            )
+            rec = recommend(own_table, rank_by, boot)
+            scope = f"for sub-{subject} (its comparison sessions)"
+        except Exception as exc:  # the group outputs below still show
+            log.warning("report: the subject's own comparison failed: %s", exc)
+            own_table, own_error = None, f"The subject's own comparison failed: {exc}"
+    if rec is None and recommendation is not None and Path(recommendation).is_file():
         rec = json.loads(Path(recommendation).read_text())
         scope = "over all subjects"
     if rec is not None:
         summary.extend(_recommendation_lines(rec, scope))
+        warnings.extend(_recommendation_warnings(rec))
 
     s = Section("tSNR before and after NORDIC")
     if bold_raw and bold_nordic:
@@ -239,6 +398,10 @@ def build_report(
         )
         if png:
             s.figures.append(("Session noise ceiling (NSD ncsnr), one row per variant", png))
+        brain = comparison_entries[0].brain if comparison_entries else None
+        flags = _try(s, "edge check of the noise-ceiling maps", _edge_warnings, nc_maps, brain)
+        s.warnings.extend(flags or [])
+        warnings.extend(flags or [])
     if not r2 and not nc_maps:
         s.missing = "Not available: no GLM outputs for this subject."
     sections.append(s)
@@ -251,7 +414,38 @@ def build_report(
         s.missing = "Not available: no ROI tables for this subject."
     sections.append(s)
 
+    s = Section("NORDIC diagnostics")
+    nordic_on = bool(((config or {}).get("nordic") or {}).get("enabled", True))
+    if diagnostics and Path(diagnostics).is_file():
+        table = _try(s, "NORDIC diagnostics table", diagnostics_stage.read_table, diagnostics)
+        if table is not None:
+            s.text.append(
+                "Vizioli et al. 2021 report that NORDIC raises tSNR while the evoked amplitude and "
+                "the point-spread stay unchanged. The same runs and GLM with NORDIC off and on, "
+                "on this subject's data:"
+            )
+            s.text.extend(diagnostics_stage.reading(table))
+            header = list(table.columns)
+            rows = table.astype(object).where(table.notna(), None).values.tolist()
+            s.tables.append((f"sub-{subject}: NORDIC on vs off", header, rows))
+    elif not nordic_on:
+        s.missing = "Not available: NORDIC is off (nordic.enabled: false)."
+    else:
+        s.missing = (
+            "Not available: the diagnostics need a GLM fit with NORDIC off and one with NORDIC "
+            "on of the same echo handling in a comparison session (this configuration or "
+            "subject has no such pair)."
+        )
+    sections.append(s)
+
     s = Section("Preprocessing comparison")
+    if own_error:
+        s.text.append(own_error)
+    if rec is not None:
+        s.warnings.extend(_recommendation_warnings(rec))
+        for m, info in (rec.get("measures") or {}).items():
+            if isinstance(info, Mapping) and info.get("description"):
+                s.text.append(f"{_label(rec, m)}: {info['description']}")
     if own_table is not None:
         png = _try(s, "comparison figure", _figure_png, own_table)
         if png:
@@ -279,23 +473,8 @@ def build_report(
         s.tables.append((f"sub-{subject}", header, mine))
     if rec is not None:
         over = "sessions" if own_table is not None else "subjects"
-        s.tables.append(
-            (
-                f"Ranking {scope} (means over {over})",
-                ["rank", "variant", "median NC", "d′", "gain (%)", "below baseline"],
-                [
-                    [
-                        i + 1,
-                        r["variant"],
-                        r.get("median_nc_mean"),
-                        r.get("dprime_mean"),
-                        r.get("gain_mean"),
-                        r.get("below_baseline"),
-                    ]
-                    for i, r in enumerate(rec["ranking"])
-                ],
-            )
-        )
+        header, rows = _ranking_table(rec)
+        s.tables.append((f"Ranking {scope} (means over {over})", header, rows))
         s.text.append(
             "The group ranking over all subjects, which decides the recommended variant, is in "
             "comparison/recommended_variant.json (and in `snakemake --report`)."
@@ -316,6 +495,7 @@ def build_report(
         sections,
         subtitle=f"Multi-echo fMRI preprocessing and single-trial GLM quality{ses}.",
         summary=summary,
+        warnings=list(dict.fromkeys(warnings)),
         footer=f"Generated by echoprep {__version__}. Self-contained: figures are embedded.",
         preformatted=pre,
     )
@@ -337,7 +517,7 @@ def write_description(root: str | Path, *, config: Mapping[str, Any], source: st
         "without NORDIC, T2*, head motion, R² and noise ceilings, ROI tables, the comparison",
         config=config,
         source_datasets=[str(source)],
-        bidsignore=["*.html"],
+        bidsignore=["*.html", "*_diagnostics.*"],
     )
 
 
@@ -362,17 +542,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--roi-table", nargs="*", default=[], metavar="VARIANT=PATH")
     parser.add_argument(
         "--entry",
-        nargs=6,
+        nargs="+",
         action="append",
         default=[],
-        metavar=("SUBJECT", "SESSION", "VARIANT", "NC", "ROI", "BRAIN"),
-        help="one of the subject's noise-ceiling maps for its own comparison (as `echoprep "
-        "comparison --entry`); repeat per session and variant",
+        metavar="KEY=VALUE",
+        help="one of the subject's variants for its own comparison when no --comparison-table "
+        "is given (as `echoprep comparison subject --entry`); repeat per session and variant",
     )
-    parser.add_argument("--rank-by", choices=comparison_stage.RANK_METRICS, default="median_nc")
+    parser.add_argument("--rank-by", choices=RANK_METRICS, default=VALIDATED)
+    parser.add_argument(
+        "--comparison-table", type=Path, default=None, help="the subject's comparison table"
+    )
+    parser.add_argument(
+        "--comparison-bootstrap",
+        type=Path,
+        default=None,
+        help="the subject's held-out fidelity bootstrap table",
+    )
     parser.add_argument("--comparison-png", type=Path, default=None)
     parser.add_argument("--comparison-tsv", type=Path, default=None)
     parser.add_argument("--recommendation", type=Path, default=None)
+    parser.add_argument(
+        "--diagnostics", type=Path, default=None, help="the subject's NORDIC diagnostics table"
+    )
     parser.add_argument("--config-json", default=None)
     return parser
 
@@ -392,16 +584,14 @@ def run_from_args(args: argparse.Namespace) -> int:
         r2_variant=args.r2_variant,
         nc_maps=key_paths(args.nc, "--nc", form="VARIANT=PATH"),
         roi_tables=key_paths(args.roi_table, "--roi-table", form="VARIANT=PATH"),
-        comparison_entries=[
-            comparison_stage.Entry(
-                sub, None if ses == "n/a" else ses, var, Path(nc), Path(roi), Path(brain)
-            )
-            for sub, ses, var, nc, roi, brain in args.entry
-        ],
+        comparison_entries=[comparison_stage.parse_entry(words) for words in args.entry],
         rank_by=args.rank_by,
+        comparison_table=args.comparison_table,
+        comparison_bootstrap=args.comparison_bootstrap,
         comparison_png=args.comparison_png,
         comparison_tsv=args.comparison_tsv,
         recommendation=args.recommendation,
+        diagnostics=args.diagnostics,
         config=json.loads(args.config_json) if args.config_json else None,
         session=args.session,
     )

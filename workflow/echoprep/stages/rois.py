@@ -21,18 +21,27 @@ every subject, ``rois/category/space-MNI152NLin2009aSym_label-FFA_mask.nii.gz``.
 ``sub-`` entity is used for that subject only. The category is the folder the file sits in.
 Template-space masks go through the anatomy stage's ``from-<template>_to-T1w`` transform.
 
-**Visually responsive ROI** (pipeline.md: "defined from leave-one-run-out image-vs-blank
-effects"). Blank trials are not modelled by GLMsingle, so each single-trial beta (% BOLD) is the
-image response relative to the baseline that the blank trials belong to: the image-vs-blank
-effect. For every run r, the effect is estimated from the trials of all *other* runs as a
-one-sample t-value ``t_-r = mean / (SD / sqrt(n))`` (SD with ``ddof=1``), and a voxel is
-responsive when ``min_r t_-r > threshold``: the effect must hold whichever run is left out, so one
-bad run can neither make nor break a voxel. With a single run there is nothing to leave out and
-the t-value of all trials is used (recorded in the sidecar). Without blank trials the baseline is
-not an image-free condition, so the type-A ON-OFF R² (``stat-rsquare_desc-OnoffR2``) above its own
-threshold (%) is used instead. The default source is the first comparison session's ``raw-single``
-variant: the baseline that none of the compared treatments (NORDIC, tedana) touched, so the
-selection does not favour any of them (selecting on a treated variant would be circular).
+**Visually responsive ROI.** Blank trials are not modelled by GLMsingle, so each single-trial
+beta (% BOLD) is the image response relative to the baseline that the blank trials belong to:
+the image-vs-blank effect. The betas of one run are correlated (they share the run's baseline
+estimate and slow noise, and in a fast design the trials' regressors overlap), so a t-value over
+trials is far too liberal; runs are independent. The default test (``blank``,
+:func:`echoprep.kernels.visual.run_level_test`) forms per run the generalised-least-squares
+mean of its trials (weights from the trials' correlation pooled over voxels), tests the mean
+across runs with a moderated t (an empirical-Bayes design effect shared by the voxels), and
+keeps the voxels that pass a Benjamini-Hochberg false-discovery rate (or Bonferroni family-wise)
+threshold. It needs least-squares betas: GLMsingle's type-D betas are ridge-regularised and
+autoscaled with a per-voxel offset that every trial of every run shares, which makes runs look
+alike (the workflow passes the type-B betas of the same fit; type-D betas are used with a
+warning). With one run there is no between-run variance: the former statistic is used, with a
+warning in the log and the sidecar (``Calibrated: false``). That former statistic stays
+available as ``blank_trials``: for every run r, the one-sample t ``t_-r = mean / (SD /
+sqrt(n))`` of the trials of all other runs, a voxel being responsive when ``min_r t_-r >
+threshold``. Without blank trials the baseline is not an image-free condition, so the type-A
+ON-OFF R² (``stat-rsquare_desc-OnoffR2``) above its own threshold (%) is used instead. The
+default source is the first comparison session's ``raw-single`` variant: the baseline that none
+of the compared treatments (NORDIC, tedana) touched, so the selection does not favour any of
+them (selecting on a treated variant would be circular).
 
 Errors name the file, what was expected, what was found and how to fix it.
 """
@@ -57,6 +66,12 @@ from echoprep.io.images import StageInputError, atomic_save, load_image
 from echoprep.io.paths import bids_name, bids_path
 from echoprep.io.sidecars import write_dataset_description, write_sidecar
 from echoprep.kernels.noiseceiling import roi_summary
+from echoprep.kernels.visual import (
+    CORRECTIONS,
+    leave_one_run_out_t,
+    run_level_test,
+    select_responsive,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +85,9 @@ VISUAL_LABEL = "visuallyResponsive"
 #: Category of user masks that sit directly in the ROI folder (or the subject's folder).
 DEFAULT_CATEGORY = "other"
 #: Methods of the visually responsive ROI.
-VISUAL_METHODS = ("auto", "blank", "onoff")
+VISUAL_METHODS = ("auto", "blank", "blank_trials", "onoff")
+#: ``ModelType`` (betas sidecar) of ridge-regularised, autoscaled betas (GLMsingle type D).
+RIDGE_MODEL = "FITHRF_GLMDENOISE_RR"
 
 _ENTITY = re.compile(r"([A-Za-z]+)-([A-Za-z0-9]+)")
 _CATEGORY = re.compile(r"^[A-Za-z0-9]+$")
@@ -423,64 +440,14 @@ def run_roi_mask(
 
 
 # ---------------------------------------------------------------------------------------------
-# visually responsive ROI (kernel part: arrays only)
-
-
-def leave_one_run_out_t(betas: np.ndarray, runs: Sequence | np.ndarray) -> np.ndarray:
-    """Minimum over folds of the one-sample t-value of the betas of the other runs.
-
-    Parameters
-    ----------
-    betas
-        ``(V, N)`` single-trial betas of image trials (relative to the blank baseline).
-    runs
-        ``(N,)`` run label of each trial.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(V,)`` float64 ``min_r t_-r``, ``t_-r = mean / (SD / sqrt(n))`` over the trials not
-        in run r (SD ``ddof=1``). With one run: the t-value of all trials. NaN where a fold's SD
-        is 0 or a fold has fewer than 2 trials.
-    """
-    b = np.asarray(betas, np.float64)
-    runs = np.asarray(runs)
-    if b.ndim != 2 or runs.shape != (b.shape[1],):
-        raise ValueError(
-            f"leave_one_run_out_t: expected (V, N) betas and N run labels; found {b.shape} and "
-            f"{runs.shape}"
-        )
-    labels = np.unique(runs)
-    s1 = b.sum(axis=1)
-    s2 = np.square(b).sum(axis=1)
-    n_all = b.shape[1]
-    folds = [None] if len(labels) < 2 else list(labels)
-    out = np.full(b.shape[0], np.inf)
-    undefined = np.zeros(b.shape[0], bool)
-    for r in folds:
-        if r is None:
-            a1, a2, n = s1, s2, n_all
-        else:
-            cols = runs == r
-            a1 = s1 - b[:, cols].sum(axis=1)
-            a2 = s2 - np.square(b[:, cols]).sum(axis=1)
-            n = n_all - int(cols.sum())
-        if n < 2:
-            return np.full(b.shape[0], np.nan)
-        mean = a1 / n
-        var = np.maximum((a2 - n * mean * mean) / (n - 1), 0.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.where(var > 0, mean / np.sqrt(var / n), np.nan)
-        undefined |= np.isnan(t)
-        out = np.fmin(out, t)
-    out[undefined] = np.nan
-    return out
+# visually responsive ROI (kernel part: arrays only, in echoprep.kernels.visual)
 
 
 def visual_mask_from_betas(
     betas: np.ndarray, runs: Sequence | np.ndarray, threshold: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(V,)`` boolean mask ``min_r t_-r > threshold`` and the ``(V,)`` statistic."""
+    """``(V,)`` boolean mask ``min_r t_-r > threshold`` and the ``(V,)`` statistic (the former,
+    uncalibrated trial-level statistic: :func:`echoprep.kernels.visual.leave_one_run_out_t`)."""
     stat = leave_one_run_out_t(betas, runs)
     return np.nan_to_num(stat, nan=-np.inf) > threshold, stat
 
@@ -506,6 +473,107 @@ def count_blank_trials(summary: Mapping[str, Any]) -> int | None:
     return total
 
 
+def _model_type(betas: str | Path) -> str | None:
+    """``ModelType`` of a betas file's JSON sidecar (None without a readable sidecar)."""
+    side = Path(str(betas).removesuffix(".gz").removesuffix(".nii") + ".json")
+    try:
+        return json.loads(side.read_text()).get("ModelType")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _trial_t_selection(
+    betas: np.ndarray, runs: np.ndarray, threshold: float, why: str | None
+) -> tuple[np.ndarray, dict[str, Any]]:
+    sel, stat = visual_mask_from_betas(betas, runs, threshold)
+    n_runs = len(np.unique(runs))
+    return sel, {
+        "Threshold": threshold,
+        "Statistic": "min over leave-one-run-out folds of the one-sample t-value of the "
+        "image trials' betas (blank trials are the unmodelled baseline)"
+        if n_runs > 1
+        else "one-sample t-value of all image trials (one run: no fold to leave out)",
+        "Calibrated": False,
+        "Fallback": why,
+        "Runs": n_runs,
+        "MaxStatistic": float(np.nanmax(stat)) if np.isfinite(stat).any() else None,
+    }
+
+
+def _blank_selection(
+    betas: np.ndarray,
+    runs: np.ndarray,
+    *,
+    method: str,
+    threshold: float,
+    alpha: float,
+    correction: str,
+    min_voxels: int,
+    model_type: str | None,
+    source: str | Path,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Selection and sidecar parameters of the ``blank`` and ``blank_trials`` methods."""
+    n_runs = len(np.unique(runs))
+    if method == "blank_trials":
+        return _trial_t_selection(betas, runs, threshold, None)
+    if correction not in CORRECTIONS:
+        raise ValueError(f"visual ROI: correction must be one of {CORRECTIONS}; got {correction!r}")
+    if n_runs < 2:
+        why = (
+            "one run: no between-run variance, so no calibrated test; the trial-level t "
+            f"above {threshold:g} is used (it treats correlated trials as independent)"
+        )
+        log.warning("visual ROI from %s: %s", source, why)
+        return _trial_t_selection(betas, runs, threshold, why)
+    if model_type == RIDGE_MODEL:
+        log.warning(
+            "visual ROI from %s: type-D (ridge, autoscaled) betas share a per-voxel offset across "
+            "runs, so the run-level test is not calibrated on them; pass the type-B betas "
+            "(stat-effect_desc-SingletrialBetasTypeB)",
+            source,
+        )
+    try:
+        test = run_level_test(betas, runs)
+    except ValueError as err:
+        why = f"run-level test impossible ({err}); the trial-level t above {threshold:g} is used"
+        log.warning("visual ROI from %s: %s", source, why)
+        return _trial_t_selection(betas, runs, threshold, why)
+    sel, cut = select_responsive(test.p, alpha, correction)
+    params: dict[str, Any] = {
+        "Statistic": "one-sided moderated run-level t of the image trials' betas (blank trials "
+        "are the unmodelled baseline): per run the generalised-least-squares mean of its "
+        "trials, tested across runs with an empirical-Bayes design effect",
+        "Alpha": alpha,
+        "Correction": correction,
+        "PValueCutoff": cut,
+        "Threshold": None,
+        "Calibrated": model_type != RIDGE_MODEL,
+        "Fallback": None,
+        "Runs": n_runs,
+        "BetaModel": model_type,
+        "DegreesOfFreedom": round(test.df, 2),
+        "PriorDegreesOfFreedom": None if np.isinf(test.prior_df) else round(test.prior_df, 2),
+        "DesignEffect": round(test.design_effect, 4),
+        "EffectiveTrials": round(test.effective_trials, 2),
+        "MaxStatistic": float(np.nanmax(test.t)) if np.isfinite(test.t).any() else None,
+    }
+    n_sig = int(sel.sum())
+    testable = np.isfinite(test.p)
+    if n_sig < min_voxels <= int(testable.sum()):
+        order = np.argsort(np.where(testable, test.p, np.inf), kind="stable")
+        sel = np.zeros_like(sel)
+        sel[order[:min_voxels]] = True
+        why = (
+            f"{n_sig} voxels significant at {correction} {alpha:g} (fewer than min_voxels "
+            f"{min_voxels}): the {min_voxels} voxels with the smallest p-values are used, a "
+            "selection without error control"
+        )
+        log.warning("visual ROI from %s: %s", source, why)
+        params.update({"Calibrated": False, "Fallback": why})
+    params["SignificantVoxels"] = n_sig
+    return sel, params
+
+
 def run_visual_roi(
     betas: str | Path,
     trials: str | Path,
@@ -514,11 +582,14 @@ def run_visual_roi(
     *,
     onoff_r2: str | Path | None = None,
     brain_mask: str | Path | None = None,
+    analysis_mask: str | Path | None = None,
     method: str = "auto",
     threshold: float = 3.0,
     onoff_threshold: float = 5.0,
     min_voxels: int = 1,
     variant: str | None = None,
+    alpha: float = 0.05,
+    correction: str = "fdr",
 ) -> Path:
     """Write the visually responsive ROI of one subject from one session's GLM outputs.
 
@@ -532,22 +603,33 @@ def run_visual_roi(
         The type-A ON-OFF R² map (%), needed without blank trials.
     brain_mask
         Voxels to consider (default: where the betas are not all 0).
+    analysis_mask
+        The analysis mask of the source session (the voxels every variant was fitted on): the
+        ROI is kept inside it (intersected with ``brain_mask``).
     method
-        ``auto`` (``blank`` when the session has blank trials, else ``onoff``), ``blank`` or
-        ``onoff``.
+        ``auto`` (``blank`` when the session has blank trials, else ``onoff``); ``blank``: the
+        run-level test (:func:`echoprep.kernels.visual.run_level_test`) at ``alpha`` with
+        ``correction``, on least-squares betas (GLMsingle type B; type-D betas are used with a
+        warning); ``blank_trials``: the former leave-one-run-out trial t above ``threshold``
+        (not calibrated for correlated betas); ``onoff``: the ON-OFF R².
     threshold
-        t-value the leave-one-run-out effect must exceed in every fold.
+        t-value of ``blank_trials`` (and of ``blank`` with one run, its fallback).
     onoff_threshold
         ON-OFF R² (%) for the ``onoff`` method.
     min_voxels
-        Fewer responsive voxels is an error.
+        ``blank``: fewer significant voxels selects the ``min_voxels`` most significant ones
+        instead (logged and recorded as not calibrated); other methods: an error.
     variant
         The variant the outputs come from (for the sidecar).
+    alpha, correction
+        Level and multiple-comparison correction (``fdr``: Benjamini-Hochberg;
+        ``bonferroni``: family-wise) of ``blank``.
 
     Raises
     ------
     StageInputError
-        Inconsistent inputs, ``onoff`` without the R² map, fewer than ``min_voxels`` voxels.
+        Inconsistent inputs, ``onoff`` without the R² map, fewer than ``min_voxels`` voxels
+        (``blank_trials``, ``onoff``; ``blank`` with fewer testable voxels).
     """
     if method not in VISUAL_METHODS:
         raise ValueError(f"visual ROI: method must be one of {VISUAL_METHODS}; got {method!r}")
@@ -577,8 +659,18 @@ def run_visual_roi(
         inside = np.asanyarray(mimg.dataobj).reshape(shape) > 0
     else:
         inside = None
+    if analysis_mask is not None:
+        aimg = load_image(analysis_mask, "analysis mask")
+        if tuple(aimg.shape[:3]) != tuple(shape) or not np.allclose(aimg.affine, img.affine):
+            raise StageInputError(
+                f"{analysis_mask}: expected the grid of {betas} ({shape}); found "
+                f"{aimg.shape[:3]} or another affine. Fix: pass the analysis mask of the "
+                "session the betas come from."
+            )
+        analysed = np.asanyarray(aimg.dataobj).reshape(shape) > 0
+        inside = analysed if inside is None else inside & analysed
     params: dict[str, Any] = {"Method": method, "Variant": variant}
-    if method == "blank":
+    if method in ("blank", "blank_trials"):
         table = pd.read_csv(trials, sep="\t", dtype={"run": str}, keep_default_na=False)
         data = np.asarray(img.dataobj, dtype=np.float32)
         if len(table) != data.shape[3]:
@@ -593,22 +685,20 @@ def run_visual_roi(
         order = table["beta_index"].to_numpy(int)
         runs = np.empty(len(table), dtype=object)
         runs[order] = table["run"].to_numpy()
-        sel, stat = visual_mask_from_betas(flat[idx], runs.astype(str), threshold)
+        sel, blank_params = _blank_selection(
+            flat[idx],
+            runs.astype(str),
+            method=method,
+            threshold=threshold,
+            alpha=alpha,
+            correction=correction,
+            min_voxels=min_voxels,
+            model_type=_model_type(betas),
+            source=betas,
+        )
         mask = np.zeros(flat.shape[0], bool)
         mask[idx[sel]] = True
-        n_runs = len(np.unique(runs.astype(str)))
-        params.update(
-            {
-                "Threshold": threshold,
-                "Statistic": "min over leave-one-run-out folds of the one-sample t-value of the "
-                "image trials' betas (blank trials are the unmodelled baseline)"
-                if n_runs > 1
-                else "one-sample t-value of all image trials (one run: no fold to leave out)",
-                "Runs": n_runs,
-                "BlankTrials": n_blank,
-                "MaxStatistic": float(np.nanmax(stat)) if np.isfinite(stat).any() else None,
-            }
-        )
+        params.update({**blank_params, "BlankTrials": n_blank})
         sources = [betas, trials, summary]
     else:
         if onoff_r2 is None:
@@ -627,24 +717,29 @@ def run_visual_roi(
     n = int(mask.sum())
     if n < min_voxels:
         raise StageInputError(
-            f"visual ROI from {betas if method == 'blank' else onoff_r2}: expected at least "
+            f"visual ROI from {onoff_r2 if method == 'onoff' else betas}: expected at least "
             f"{min_voxels} responsive voxels; found {n} (method {method}, threshold "
             f"{params['Threshold']}). Fix: lower rois.visual.threshold (or onoff_threshold), or "
             "check the GLM outputs."
         )
-    log.info("visual ROI: %d voxels (%s, threshold %s) -> %s", n, method, params["Threshold"], out)
+    rule = (
+        f"{params['Correction']} {params['Alpha']:g}"
+        if params.get("Threshold") is None
+        else f"threshold {params['Threshold']}"
+    )
+    log.info("visual ROI: %d voxels (%s, %s) -> %s", n, method, rule, out)
     return _write_mask(
         mask.reshape(shape),
         img,
         out,
-        sources=[*sources, *([brain_mask] if brain_mask else [])],
+        sources=[*sources, *[m for m in (brain_mask, analysis_mask) if m]],
         parameters=params,
         extra={
             "Type": "ROI",
             "Category": VISUAL_CATEGORY,
             "Voxels": n,
-            "Description": "Visually responsive voxels (image vs blank, leave-one-run-out), the "
-            "same mask for every preprocessing variant",
+            "Description": "Visually responsive voxels (image trials vs the blank baseline; "
+            "Parameters.Statistic says how), the same mask for every preprocessing variant",
         },
     )
 
@@ -760,7 +855,8 @@ def write_description(root: str | Path, *, config: Mapping[str, Any], source: st
         root,
         "echoprep ROIs",
         description="ROI masks on each subject's functional grid: user masks (nearest "
-        "neighbour) and the visually responsive ROI (leave-one-run-out image vs blank)",
+        "neighbour) and the visually responsive ROI (image trials vs the blank baseline, "
+        "tested across runs)",
         config=config,
         source_datasets=[str(source)],
     )
@@ -791,8 +887,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     v.add_argument("--summary", required=True, type=Path)
     v.add_argument("--onoff-r2", type=Path, default=None)
     v.add_argument("--brain-mask", type=Path, default=None)
+    v.add_argument(
+        "--analysis-mask", type=Path, default=None, help="analysis mask of the source session"
+    )
     v.add_argument("--method", choices=VISUAL_METHODS, default="auto")
     v.add_argument("--threshold", type=float, default=3.0)
+    v.add_argument("--alpha", type=float, default=0.05)
+    v.add_argument("--correction", choices=CORRECTIONS, default="fdr")
     v.add_argument("--onoff-threshold", type=float, default=5.0)
     v.add_argument("--min-voxels", type=int, default=1)
     v.add_argument("--variant", default=None)
@@ -826,11 +927,14 @@ def run_from_args(args: argparse.Namespace) -> int:
             args.out,
             onoff_r2=args.onoff_r2,
             brain_mask=args.brain_mask,
+            analysis_mask=args.analysis_mask,
             method=args.method,
             threshold=args.threshold,
             onoff_threshold=args.onoff_threshold,
             min_voxels=args.min_voxels,
             variant=args.variant,
+            alpha=args.alpha,
+            correction=args.correction,
         )
     else:
         run_roi_table(args.nc, args.masks, args.out, r2=args.r2, variant=args.variant)

@@ -1,0 +1,236 @@
+"""tedana ICA after NORDIC: the dimensionality choice, the component count read back from the
+run without NORDIC, FastICA attempts counted from tedana's log, and the sidecar record."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from echoprep.io.paths import sidecar_path
+from echoprep.stages.combine import (
+    ICA_RECORD,
+    StageInputError,
+    choose_components,
+    count_ica_attempts,
+    read_component_count,
+    run_tedana,
+)
+
+TES = [0.011, 0.02882, 0.04662]
+
+# --- the choice ---------------------------------------------------------------------------
+
+
+def test_runs_without_nordic_use_tedpca_as_given():
+    c = choose_components("aic", nordic_tedpca=None, raw_components=14, n_volumes=120)
+    assert (c.tedpca, c.source, c.fallback) == ("aic", "tedana.tedpca = aic", False)
+    assert (
+        choose_components("25", nordic_tedpca=None, raw_components=None, n_volumes=120).tedpca == 25
+    )
+    assert (
+        choose_components("0.9", nordic_tedpca=None, raw_components=None, n_volumes=9).tedpca == 0.9
+    )
+
+
+def test_nordic_run_takes_the_raw_runs_count():
+    c = choose_components("aic", nordic_tedpca="raw_run", raw_components=14, n_volumes=120)
+    assert c.tedpca == 14 and not c.fallback
+    assert c.source == "same run without NORDIC (tedana kept 14 components)"
+
+
+def test_same_is_the_old_behaviour_and_a_number_is_a_fixed_count():
+    same = choose_components("kic", nordic_tedpca="same", raw_components=14, n_volumes=120)
+    assert (same.tedpca, same.source) == ("kic", "tedana.tedpca (nordic_tedpca: same) = kic")
+    fixed = choose_components("aic", nordic_tedpca="20", raw_components=14, n_volumes=120)
+    assert (fixed.tedpca, fixed.source) == (20, "tedana.nordic_tedpca = 20")
+
+
+@pytest.mark.parametrize(
+    ("n_volumes", "fraction", "expected"), [(120, 0.2, 24), (163, 0.2, 32), (4, 0.2, 1)]
+)
+def test_fallback_without_the_raw_run_is_a_fraction_of_the_volumes(n_volumes, fraction, expected):
+    c = choose_components(
+        "aic",
+        nordic_tedpca="raw_run",
+        raw_components=None,
+        n_volumes=n_volumes,
+        fallback_fraction=fraction,
+    )
+    assert c.tedpca == expected and c.fallback
+    assert c.source.startswith(f"fallback: floor({fraction:g} x {n_volumes} volumes) = {expected}")
+
+
+def test_impossible_choices_are_explained():
+    with pytest.raises(ValueError, match=r"one of raw_run, same or a component count; found 'mdl'"):
+        choose_components("aic", nordic_tedpca="mdl", raw_components=None, n_volumes=120)
+    with pytest.raises(
+        ValueError,
+        match=r"without NORDIC between 1 and 119 \(the run has 120 volumes\); found 120",
+    ):
+        choose_components("aic", nordic_tedpca="raw_run", raw_components=120, n_volumes=120)
+    with pytest.raises(ValueError, match=r"from tedana.nordic_tedpca between 1 and 89 .* found 0"):
+        choose_components("aic", nordic_tedpca="0", raw_components=None, n_volumes=90)
+    with pytest.raises(
+        ValueError, match=r"fallback fraction of the volumes in \(0, 1\); found 1.5"
+    ):
+        choose_components(
+            "aic", nordic_tedpca="raw_run", raw_components=None, n_volumes=90, fallback_fraction=1.5
+        )
+
+
+# --- the count of the run without NORDIC ------------------------------------------------------
+
+
+def test_count_is_read_from_the_sidecar_or_the_mixing_matrix(tmp_path):
+    side = tmp_path / "raw_mixing.json"
+    side.write_text(json.dumps({ICA_RECORD: {"NComponents": 17}}))
+    assert read_component_count(side) == 17
+    mixing = tmp_path / "raw_mixing.tsv"
+    mixing.write_text("ICA_00\tICA_01\tICA_02\n0.1\t0.2\t0.3\n")
+    assert read_component_count(mixing) == 3
+
+
+def test_a_sidecar_without_the_count_names_the_file_and_the_fix(tmp_path):
+    side = tmp_path / "old_mixing.json"
+    side.write_text(json.dumps({"Description": "tedana ICA mixing matrix"}))
+    with pytest.raises(
+        StageInputError,
+        match=r"old_mixing.json: expected the sidecar of an ICA-denoised output with "
+        r"TedanaICA.NComponents; found none .* Fix: re-run",
+    ):
+        read_component_count(side)
+    side.write_text(json.dumps({ICA_RECORD: {"NComponents": 0}}))
+    with pytest.raises(StageInputError, match=r"NComponents to be a positive integer; found 0"):
+        read_component_count(side)
+
+
+# --- FastICA attempts from tedana's log ---------------------------------------------------------
+
+_T = "2026-01-01T00:00:00\t"
+_FAIL = _T + "ica.f_ica\tWARNING\tICA with random seed {} failed to converge after 500 iterations"
+_NEW = _T + "ica.f_ica\tWARNING\tRandom seed updated to {}"
+_NOBOLD = _T + "tedana.tedana_workflow\tWARNING\tNo BOLD components found. Re-attempting ICA."
+
+
+def test_converged_first_time_logs_no_ica_warning():
+    a = count_ica_attempts(
+        ["2026-01-01T00:00:00\tutils.dice\tWARNING\t2 of 14 components have empty maps"]
+    )
+    assert (a.attempts, a.restarts, a.failed, a.decompositions, a.converged) == (1, 0, 0, 1, True)
+
+
+def test_restarts_then_convergence():
+    lines = [_FAIL.format(0), _NEW.format(1), _FAIL.format(1), _NEW.format(2)]
+    a = count_ica_attempts(lines)
+    assert (a.attempts, a.restarts, a.failed, a.converged) == (3, 2, 2, True)
+
+
+def test_every_attempt_failed():
+    # maxrestart 3: three failures, the last one without a restart after it
+    lines = [_FAIL.format(0), _NEW.format(1), _FAIL.format(1), _NEW.format(2), _FAIL.format(2)]
+    a = count_ica_attempts(lines)
+    assert (a.attempts, a.restarts, a.failed, a.converged) == (3, 2, 3, False)
+
+
+def test_a_rerun_without_bold_components_is_a_second_decomposition():
+    lines = [_FAIL.format(0), _NEW.format(1), _NOBOLD]  # converged with seed 1, no BOLD: again
+    a = count_ica_attempts(lines)
+    assert (a.attempts, a.failed, a.decompositions, a.converged) == (3, 1, 2, True)
+
+
+# --- the sidecar record of a real tedana run ------------------------------------------------------
+
+
+def _write_echoes(tmp_path, n_t=40, seed=0):
+    """Three echoes of a 10x10x6 'brain' block (zero background, for tedana's EPI mask) with
+    two BOLD-like time courses (R2* changes) and thermal noise."""
+    rng = np.random.default_rng(seed)
+    shape = (14, 14, 8)
+    brain = np.zeros(shape, bool)
+    brain[2:12, 2:12, 1:7] = True
+    t = np.arange(n_t)
+    courses = np.stack([np.sin(2 * np.pi * t / 13), np.sign(np.sin(2 * np.pi * t / 29))])
+    dr2 = (rng.standard_normal((*shape, 2)) * 0.6) @ courses  # 1/s
+    files = []
+    for i, te in enumerate(TES):
+        sig = 1000.0 * np.exp(-te * (1 / 0.03 + dr2)) * brain[..., None]
+        data = np.abs(sig + 5.0 * rng.standard_normal(sig.shape))
+        img = nib.Nifti1Image(data.astype(np.float32), np.diag([3.0, 3.0, 3.0, 1.0]))
+        f = tmp_path / f"echo-{i + 1}.nii.gz"
+        nib.save(img, f)
+        files.append(f)
+    return files
+
+
+def _outputs(tmp_path, name):
+    return {
+        "bold": tmp_path / name / "bold.nii.gz",
+        "metrics": tmp_path / name / "metrics.tsv",
+        "mixing": tmp_path / name / "mixing.tsv",
+    }
+
+
+def test_nordic_run_uses_the_raw_count_and_records_it(tmp_path):
+    files = _write_echoes(tmp_path)
+    raw_side = tmp_path / "raw_mixing.json"
+    raw_side.write_text(json.dumps({ICA_RECORD: {"NComponents": 4}}))
+    out = _outputs(tmp_path, "nordic")
+    run_tedana(
+        files, TES, out, nordic_tedpca="raw_run", raw_components=raw_side, work_dir=tmp_path / "w"
+    )
+    mixing = np.loadtxt(out["mixing"], skiprows=1, ndmin=2)
+    assert mixing.shape == (40, 4)
+    for key in ("bold", "mixing", "metrics"):
+        rec = json.loads(sidecar_path(out[key]).read_text())[ICA_RECORD]
+        assert rec["TedpcaRequested"] == "aic" and rec["NordicTedpca"] == "raw_run"
+        assert rec["TedpcaUsed"] == 4 and rec["NComponents"] == 4 and rec["NVolumes"] == 40
+        assert rec["ComponentSource"] == "same run without NORDIC (tedana kept 4 components)"
+        assert rec["ComponentSourceFile"] == str(raw_side)
+        assert (rec["ICAAttempts"], rec["ICARestarts"], rec["ICAConverged"]) == (1, 0, True)
+    # the NORDIC run's own sidecar gives the count back
+    assert read_component_count(out["mixing"].with_suffix(".json")) == 4
+
+
+def test_unconverged_ica_is_bounded_warned_and_recorded(tmp_path, caplog):
+    files = _write_echoes(tmp_path)
+    out = _outputs(tmp_path, "raw")
+    with caplog.at_level(logging.WARNING, logger="echoprep.stages.combine"):
+        run_tedana(files, TES, out, tedpca="6", maxit=1, maxrestart=2, work_dir=tmp_path / "w")
+    rec = json.loads(out["mixing"].with_suffix(".json").read_text())[ICA_RECORD]
+    assert (rec["ICAAttempts"], rec["ICARestarts"], rec["ICAFailedAttempts"]) == (2, 1, 2)
+    assert rec["ICAConverged"] is False and rec["MaxRestart"] == 2 and rec["NComponents"] == 6
+    assert (
+        "FastICA did not converge in 2 attempts (tedana.maxrestart 2, maxit 1) with 6 "
+        "components of 40 volumes" in caplog.text
+    )
+    assert "Fix: fewer components" in caplog.text
+
+
+def test_zero_attempts_are_refused(tmp_path):
+    files = _write_echoes(tmp_path, n_t=10)
+    with pytest.raises(StageInputError, match=r"expected tedana.maxrestart >= 1 .* found 0"):
+        run_tedana(files, TES, _outputs(tmp_path, "x"), maxrestart=0)
+
+
+# --- the config keys ----------------------------------------------------------------------------
+
+
+def test_config_defaults_and_refusals():
+    from echoprep.config import ConfigError, validate_config
+
+    cfg = validate_config({"bids_dir": "/d"})
+    assert cfg["tedana"]["nordic_tedpca"] == "raw_run" and cfg["tedana"]["maxrestart"] == 3
+    for ok in ("same", "20", 20):
+        assert validate_config({"bids_dir": "/d", "tedana": {"nordic_tedpca": ok}})
+    for bad, msg in (
+        ({"nordic_tedpca": "mdl"}, "tedana.nordic_tedpca: 'mdl' does not match"),
+        ({"nordic_tedpca": 0}, "tedana.nordic_tedpca: 0 is less than the minimum of 1"),
+        ({"maxrestart": 0}, "tedana.maxrestart: 0 is less than the minimum of 1"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(msg)):
+            validate_config({"bids_dir": "/d", "tedana": bad})

@@ -1,0 +1,512 @@
+"""NORDIC diagnostics per subject: does NORDIC keep the amplitude and the point-spread?
+
+Vizioli et al. 2021 report that NORDIC raises tSNR while the evoked amplitude and the
+point-spread stay unchanged. For every comparison session of a subject and every echo handling
+(single/optcom/denoised) with both a NORDIC-off and a NORDIC-on variant, this stage measures on
+the user's own data (kernels in :mod:`echoprep.kernels.diagnostics`):
+
+- ``tsnr_raw``, ``tsnr_nordic``, ``tsnr_gain``: median tSNR (Legendre drift of degree 3
+  removed) in the brain mask of the echo-handling outputs (combine-raw/ vs combine-nordic/),
+  averaged over the session's runs, and their ratio;
+- ``amplitude_raw``, ``amplitude_nordic``, ``amplitude_ratio``: mean single-trial beta (GLM
+  outputs, % signal change) over the image trials and the visually responsive ROI voxels fitted
+  in both variants, and NORDIC / raw (the share of the evoked amplitude NORDIC kept);
+- ``fwhm_raw``, ``fwhm_nordic``, ``fwhm_ratio`` (brain mask) and ``fwhm_roi_*`` (ROI): FWHM
+  (mm, geometric mean over axes, AFNI classic estimator) of the image-specific beta patterns
+  (repeats averaged, each voxel's mean over images removed);
+- ``removed_nn_x/y/z``: neighbour correlation along each axis of what NORDIC removed (input -
+  output), recorded by the NORDIC stage in its sidecars and averaged over the session's runs and
+  echoes: about 0 for spatially white (thermal) noise.
+
+Output: ``<reports>/sub-<S>/sub-<S>_task-<T>_desc-nordic_diagnostics.tsv`` (+ JSON sidecar).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from echoprep.io.images import StageInputError, load_image
+from echoprep.io.paths import bids_path
+from echoprep.io.sidecars import write_sidecar
+from echoprep.kernels import diagnostics as kd
+
+log = logging.getLogger(__name__)
+
+#: Echo handlings in canonical order.
+COMBINES = ("single", "optcom", "denoised")
+#: Columns of the table, in order.
+COLUMNS = (
+    "subject",
+    "session",
+    "combine",
+    "runs",
+    "tsnr_raw",
+    "tsnr_nordic",
+    "tsnr_gain",
+    "roi_voxels",
+    "amplitude_raw",
+    "amplitude_nordic",
+    "amplitude_ratio",
+    "fwhm_raw",
+    "fwhm_nordic",
+    "fwhm_ratio",
+    "fwhm_roi_raw",
+    "fwhm_roi_nordic",
+    "fwhm_roi_ratio",
+    "removed_nn_x",
+    "removed_nn_y",
+    "removed_nn_z",
+)
+#: Column descriptions of the sidecar.
+COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
+    "runs": {"Description": "runs whose tSNR was measured"},
+    "tsnr_raw": {"Description": "median tSNR in the brain mask without NORDIC, mean over runs"},
+    "tsnr_nordic": {"Description": "median tSNR in the brain mask with NORDIC, mean over runs"},
+    "tsnr_gain": {"Description": "tsnr_nordic / tsnr_raw"},
+    "roi_voxels": {"Description": "visual ROI voxels fitted in both GLMs"},
+    "amplitude_raw": {
+        "Description": "mean single-trial beta over image trials and ROI voxels, NORDIC off",
+        "Units": "% signal change",
+    },
+    "amplitude_nordic": {
+        "Description": "mean single-trial beta over image trials and ROI voxels, NORDIC on",
+        "Units": "% signal change",
+    },
+    "amplitude_ratio": {
+        "Description": "amplitude_nordic / amplitude_raw (share of the evoked amplitude kept; "
+        "n/a when amplitude_raw <= 0)"
+    },
+    "fwhm_raw": {
+        "Description": "FWHM of the image-specific beta patterns in the brain mask, NORDIC off "
+        "(AFNI classic, geometric mean over axes)",
+        "Units": "mm",
+    },
+    "fwhm_nordic": {
+        "Description": "FWHM of the image-specific beta patterns in the brain mask, NORDIC on",
+        "Units": "mm",
+    },
+    "fwhm_ratio": {"Description": "fwhm_nordic / fwhm_raw"},
+    "fwhm_roi_raw": {"Description": "as fwhm_raw, in the visual ROI", "Units": "mm"},
+    "fwhm_roi_nordic": {"Description": "as fwhm_nordic, in the visual ROI", "Units": "mm"},
+    "fwhm_roi_ratio": {"Description": "fwhm_roi_nordic / fwhm_roi_raw"},
+    **{
+        f"removed_nn_{a}": {
+            "Description": f"neighbour correlation along {a} of the part NORDIC removed (input "
+            "- output), mean over the session's runs and echoes; the same for every echo "
+            "handling (NORDIC runs on each echo before echo handling); about 0 = spatially white"
+        }
+        for a in "xyz"
+    },
+}
+
+
+def output_path(root: str | Path, subject: str, task: str) -> Path:
+    """``<root>/sub-<S>/sub-<S>_task-<T>_desc-nordic_diagnostics.tsv`` (root: reports/)."""
+    return bids_path(
+        root, {"sub": subject, "task": task, "desc": "nordic"}, "diagnostics", ".tsv", None
+    )
+
+
+@dataclass(frozen=True)
+class TsnrPair:
+    """One run of one echo handling without (``raw``) and with (``nordic``) NORDIC."""
+
+    session: str | None
+    combine: str
+    raw: Path
+    nordic: Path
+
+
+@dataclass(frozen=True)
+class GlmFit:
+    """The GLM outputs of one session and variant (``nordic``: "raw" or "nordic")."""
+
+    session: str | None
+    combine: str
+    nordic: str
+    betas: Path
+    trials: Path
+    mask: Path
+
+
+def _mask_like(path: Path, like: Any, what: str) -> np.ndarray:
+    img = load_image(path, what)
+    if tuple(img.shape[:3]) != tuple(like.shape[:3]) or not np.allclose(
+        img.affine, like.affine, atol=1e-3
+    ):
+        raise StageInputError(
+            f"{path}: expected a {what} on the functional grid {tuple(like.shape[:3])} (the "
+            f"GLM and echo-handling outputs' grid); found {tuple(img.shape[:3])} or another "
+            "affine. Fix: pass the subject's masks on its functional grid."
+        )
+    return np.asanyarray(img.dataobj).reshape(like.shape[:3]) > 0
+
+
+def _read_trials(path: Path, n: int) -> np.ndarray:
+    table = pd.read_csv(path, sep="\t", dtype={"label": str}, keep_default_na=False)
+    if not {"beta_index", "label"} <= set(table.columns) or len(table) != n:
+        raise StageInputError(
+            f"{path}: expected a GLMsingle trials table (beta_index, label) with one row per "
+            f"beta volume ({n}); found columns {list(table.columns)} and {len(table)} rows. Fix: "
+            "pass the *_desc-SingletrialBetas_trials.tsv of the same fit."
+        )
+    return table.sort_values("beta_index", kind="stable")["label"].to_numpy()
+
+
+def _bbox(mask: np.ndarray) -> tuple[slice, ...]:
+    idx = np.argwhere(mask)
+    lo, hi = idx.min(axis=0), idx.max(axis=0) + 1
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+
+
+def _voxel_size(affine: np.ndarray) -> np.ndarray:
+    return np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
+
+
+def glm_measures(
+    raw: GlmFit, nordic: GlmFit, roi_file: str | Path, brain_file: str | Path
+) -> dict[str, float | int]:
+    """Amplitude and pattern smoothness of one echo handling, NORDIC off and on.
+
+    Returns
+    -------
+    dict
+        ``roi_voxels``, ``amplitude_*``, ``fwhm_*`` and ``fwhm_roi_*`` (see the module doc).
+    """
+    imgs = {
+        k: load_image(f.betas, "4D single-trial betas", ndim=4)
+        for k, f in (("raw", raw), ("nordic", nordic))
+    }
+    ref = imgs["raw"]
+    if imgs["nordic"].shape[:3] != ref.shape[:3] or not np.allclose(
+        imgs["nordic"].affine, ref.affine, atol=1e-3
+    ):
+        raise StageInputError(
+            f"{nordic.betas}: expected the grid of {raw.betas} {ref.shape[:3]}; found "
+            f"{imgs['nordic'].shape[:3]} or another affine. Fix: both variants must be fitted on "
+            "the subject's functional grid."
+        )
+    roi = _mask_like(Path(roi_file), ref, "visual ROI mask")
+    brain = _mask_like(Path(brain_file), ref, "brain mask")
+    fitted = _mask_like(raw.mask, ref, "GLM mask") & _mask_like(nordic.mask, ref, "GLM mask")
+    roi &= fitted
+    brain &= fitted
+    vox = _voxel_size(ref.affine)
+    out: dict[str, float | int] = {"roi_voxels": int(roi.sum())}
+    for key, fit in (("raw", raw), ("nordic", nordic)):
+        img = imgs[key]
+        labels = _read_trials(fit.trials, img.shape[3])
+        data = np.asarray(img.dataobj, np.float32)
+        out[f"amplitude_{key}"] = kd.evoked_amplitude(data[roi]) if roi.any() else math.nan
+        for name, mask in (("fwhm", brain), ("fwhm_roi", roi)):
+            if mask.sum() < 2:
+                out[f"{name}_{key}"] = math.nan
+                continue
+            box = _bbox(mask)
+            patterns = kd.image_patterns(data[box], labels)
+            out[f"{name}_{key}"] = kd.pattern_fwhm(patterns, mask[box], vox)[1]
+        del data
+    out["amplitude_ratio"] = kd.ratio(out["amplitude_nordic"], out["amplitude_raw"])
+    for name in ("fwhm", "fwhm_roi"):
+        out[f"{name}_ratio"] = kd.ratio(out[f"{name}_nordic"], out[f"{name}_raw"])
+    return out
+
+
+def tsnr_measures(pairs: Sequence[TsnrPair], brain_file: str | Path) -> dict[str, float | int]:
+    """Median tSNR without and with NORDIC in the brain mask, mean over runs, and the gain."""
+    raws, nords = [], []
+    for p in pairs:
+        a = load_image(p.raw, "4D BOLD series", ndim=4)
+        b = load_image(p.nordic, "4D BOLD series", ndim=4)
+        if a.shape != b.shape:
+            raise StageInputError(
+                f"{p.nordic}: expected the shape of {p.raw} {a.shape}; found {b.shape}. Fix: "
+                "pass the same run's outputs with NORDIC off and on."
+            )
+        brain = _mask_like(Path(brain_file), a, "brain mask")
+        t_raw = kd.tsnr_map(np.asarray(a.dataobj, np.float32))
+        t_nor = kd.tsnr_map(np.asarray(b.dataobj, np.float32))
+        m_raw, m_nor, _, n = kd.median_ratio(t_raw, t_nor, brain)
+        if n:
+            raws.append(m_raw)
+            nords.append(m_nor)
+    if not raws:
+        return {"runs": 0, "tsnr_raw": math.nan, "tsnr_nordic": math.nan, "tsnr_gain": math.nan}
+    r, n = float(np.mean(raws)), float(np.mean(nords))
+    return {"runs": len(raws), "tsnr_raw": r, "tsnr_nordic": n, "tsnr_gain": kd.ratio(n, r)}
+
+
+def removed_whiteness(sidecars: Sequence[str | Path]) -> list[float]:
+    """Mean neighbour correlation per axis of the removed part over NORDIC sidecars (NaN where
+    none records it: outputs of an older version)."""
+    values = []
+    for path in sidecars:
+        record = json.loads(Path(path).read_text()).get("NORDIC", {}).get("RemovedPart") or {}
+        nn = record.get("NeighbourCorrelation")
+        if nn and len(nn) == 3:
+            values.append([math.nan if v is None else float(v) for v in nn])
+    if not values:
+        return [math.nan] * 3
+    arr = np.asarray(values, np.float64)
+    return [float(np.nanmean(c)) if np.isfinite(c).any() else math.nan for c in arr.T]
+
+
+def diagnostics_table(
+    subject: str,
+    *,
+    roi: str | Path,
+    brain: str | Path,
+    tsnr_pairs: Sequence[TsnrPair] = (),
+    glm_fits: Sequence[GlmFit] = (),
+    nordic_sidecars: Mapping[str | None, Sequence[str | Path]] | None = None,
+) -> pd.DataFrame:
+    """One row per session and echo handling that has NORDIC off and on (see the module doc).
+
+    Raises
+    ------
+    StageInputError
+        No echo handling with both variants, or inputs on different grids.
+    """
+    fits = {(f.session, f.combine, f.nordic): f for f in glm_fits}
+    keys = sorted(
+        {(p.session, p.combine) for p in tsnr_pairs}
+        | {(s, c) for s, c, n in fits if (s, c, "raw" if n == "nordic" else "nordic") in fits},
+        key=lambda k: (k[0] or "", COMBINES.index(k[1]) if k[1] in COMBINES else 99),
+    )
+    if not keys:
+        raise StageInputError(
+            f"sub-{subject}: expected runs or GLM fits with NORDIC both off and on; found none. "
+            "Fix: enable NORDIC (nordic.enabled: true) so both variants exist."
+        )
+    rows = []
+    for ses, combine in keys:
+        row: dict[str, Any] = {"subject": subject, "session": ses or "n/a", "combine": combine}
+        row.update(
+            tsnr_measures(
+                [p for p in tsnr_pairs if (p.session, p.combine) == (ses, combine)], brain
+            )
+        )
+        r, n = fits.get((ses, combine, "raw")), fits.get((ses, combine, "nordic"))
+        if r is not None and n is not None:
+            row.update(glm_measures(r, n, roi, brain))
+        nn = removed_whiteness((nordic_sidecars or {}).get(ses, ()))
+        row.update({f"removed_nn_{a}": v for a, v in zip("xyz", nn, strict=True)})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def run_diagnostics(
+    subject: str,
+    output: str | Path,
+    *,
+    roi: str | Path,
+    brain: str | Path,
+    tsnr_pairs: Sequence[TsnrPair] = (),
+    glm_fits: Sequence[GlmFit] = (),
+    nordic_sidecars: Mapping[str | None, Sequence[str | Path]] | None = None,
+) -> pd.DataFrame:
+    """Compute :func:`diagnostics_table` and write it (TSV, ``n/a`` for missing values) with
+    its JSON sidecar; returns the table."""
+    table = diagnostics_table(
+        subject,
+        roi=roi,
+        brain=brain,
+        tsnr_pairs=tsnr_pairs,
+        glm_fits=glm_fits,
+        nordic_sidecars=nordic_sidecars,
+    )
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    table.to_csv(tmp, sep="\t", index=False, na_rep="n/a", float_format="%.4f")
+    tmp.replace(out)
+    sources = [roi, brain]
+    sources += [f for p in tsnr_pairs for f in (p.raw, p.nordic)]
+    sources += [f for g in glm_fits for f in (g.betas, g.trials, g.mask)]
+    sources += [f for fs in (nordic_sidecars or {}).values() for f in fs]
+    write_sidecar(
+        out,
+        sources=sources,
+        parameters={"tsnr_detrend_order": 3, "fwhm": "AFNI classic (Gaussian ACF)"},
+        extra={
+            "Description": "NORDIC diagnostics: tSNR gain, evoked-amplitude ratio in the visual "
+            "ROI, smoothness of the image-specific beta patterns, whiteness of the removed "
+            "part; NORDIC on against off for the same runs",
+            **COLUMN_DESCRIPTIONS,
+        },
+    )
+    log.info("NORDIC diagnostics: %d rows -> %s", len(table), out)
+    return table
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A diagnostics table written by :func:`run_diagnostics`."""
+    return pd.read_csv(path, sep="\t", na_values=["n/a"], dtype={"subject": str, "session": str})
+
+
+def _fmt_pct(x: float) -> str:
+    return f"{100 * x:.0f} %"
+
+
+def reading(table: pd.DataFrame, *, tolerance: float = 0.1, white: float = 0.1) -> list[str]:
+    """Plain-words reading of a diagnostics table, one sentence per finding.
+
+    Parameters
+    ----------
+    table
+        Rows of :func:`diagnostics_table`.
+    tolerance
+        Relative change read as "about unchanged" (0.1: within 10 %).
+    white
+        Largest absolute neighbour correlation read as spatially white.
+    """
+    lines: list[str] = []
+    for _, r in table.iterrows():
+        where = f"{r['combine']}" + (
+            f", ses-{r['session']}" if str(r["session"]) not in ("n/a", "nan", "None") else ""
+        )
+        if np.isfinite(r["tsnr_gain"]):
+            lines.append(
+                f"{where}: NORDIC changed the median tSNR from {r['tsnr_raw']:.1f} to "
+                f"{r['tsnr_nordic']:.1f} (× {r['tsnr_gain']:.2f})."
+            )
+        a = r["amplitude_ratio"]
+        if np.isfinite(a):
+            verdict = (
+                "about unchanged, as Vizioli et al. 2021 report"
+                if abs(a - 1) <= tolerance
+                else "lower: NORDIC removed part of the evoked response"
+                if a < 1
+                else "higher than without NORDIC"
+            )
+            lines.append(
+                f"{where}: NORDIC kept {_fmt_pct(a)} of the evoked amplitude in the visual ROI "
+                f"({r['amplitude_raw']:.3g} → {r['amplitude_nordic']:.3g} % signal change; "
+                f"{verdict})."
+            )
+        elif np.isfinite(r["amplitude_raw"]):
+            lines.append(
+                f"{where}: the mean beta in the visual ROI without NORDIC is "
+                f"{r['amplitude_raw']:.3g} % (not positive), so no amplitude ratio is given."
+            )
+        f = r["fwhm_ratio"]
+        if np.isfinite(f):
+            verdict = (
+                "about unchanged"
+                if abs(f - 1) <= tolerance
+                else "NORDIC made them smoother (spatially blurred)"
+                if f > 1
+                else "NORDIC made them less smooth"
+            )
+            lines.append(
+                f"{where}: the image-specific beta patterns have a FWHM of {r['fwhm_raw']:.2f} mm "
+                f"without and {r['fwhm_nordic']:.2f} mm with NORDIC (× {f:.2f}; {verdict})."
+            )
+    nn = table[["removed_nn_x", "removed_nn_y", "removed_nn_z"]].to_numpy(float)
+    if nn.size and np.isfinite(nn).any():
+        worst = float(np.nanmax(np.abs(nn)))
+        axis = "xyz"[int(np.nanargmax(np.nanmax(np.abs(nn), axis=0)))]
+        if worst <= white:
+            lines.append(
+                f"The part NORDIC removed is spatially white (neighbour correlation at most "
+                f"{worst:.2f}): it behaves like thermal noise."
+            )
+        else:
+            lines.append(
+                f"The part NORDIC removed is spatially correlated (neighbour correlation up to "
+                f"{worst:.2f} along {axis}): besides thermal noise it removed structured signal "
+                "(or the raw noise itself is correlated, e.g. after partial Fourier or "
+                "interpolation)."
+            )
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``echoprep diagnostics`` arguments to a sub-command parser."""
+    parser.add_argument("--subject", required=True)
+    parser.add_argument("--roi", required=True, type=Path, help="visually responsive ROI mask")
+    parser.add_argument("--brain", required=True, type=Path, help="brain mask (same grid)")
+    parser.add_argument(
+        "--tsnr",
+        nargs=4,
+        action="append",
+        default=[],
+        metavar=("SESSION", "COMBINE", "RAW", "NORDIC"),
+        help="one run's echo-handling output without and with NORDIC; repeat per run",
+    )
+    parser.add_argument(
+        "--glm",
+        nargs=6,
+        action="append",
+        default=[],
+        metavar=("SESSION", "COMBINE", "NORDIC", "BETAS", "TRIALS", "MASK"),
+        help="GLM outputs of a session and variant (NORDIC: raw or nordic); repeat",
+    )
+    parser.add_argument(
+        "--nordic-json",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("SESSION", "JSON"),
+        help="a NORDIC output's sidecar (whiteness of the removed part); repeat",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="the TSV to write")
+    return parser
+
+
+def _ses(s: str) -> str | None:
+    return None if s == "n/a" else s
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run :func:`run_diagnostics` from parsed arguments; exit status 0."""
+    sidecars: dict[str | None, list[Path]] = {}
+    for ses, path in args.nordic_json:
+        sidecars.setdefault(_ses(ses), []).append(Path(path))
+    for _, combine, nordic, *_rest in args.glm:
+        if nordic not in ("raw", "nordic") or combine not in COMBINES:
+            raise SystemExit(f"--glm: expected COMBINE in {COMBINES} and NORDIC raw|nordic")
+    run_diagnostics(
+        args.subject,
+        args.out,
+        roi=args.roi,
+        brain=args.brain,
+        tsnr_pairs=[TsnrPair(_ses(s), c, Path(a), Path(b)) for s, c, a, b in args.tsnr],
+        glm_fits=[
+            GlmFit(_ses(s), c, n, Path(b), Path(t), Path(m)) for s, c, n, b, t, m in args.glm
+        ],
+        nordic_sidecars=sidecars,
+    )
+    return 0
+
+
+__all__ = [
+    "COLUMNS",
+    "COMBINES",
+    "GlmFit",
+    "TsnrPair",
+    "add_arguments",
+    "diagnostics_table",
+    "glm_measures",
+    "output_path",
+    "read_table",
+    "reading",
+    "removed_whiteness",
+    "run_diagnostics",
+    "run_from_args",
+    "tsnr_measures",
+]
