@@ -82,15 +82,21 @@ def run_workflow(bids: Path, work: Path, combine: list[str], seed: int, cores: i
     return out
 
 
-def truth_scores(bids: Path, out: Path, variants: list[str]) -> dict[str, float]:
-    """variant -> median r of its image means with the true image means (active voxels fitted
-    by every variant)."""
+def truth_scores(bids: Path, out: Path, variants: list[str], roi: bool = False) -> dict[str, float]:
+    """variant -> median r of its image means with the true image means, over the truly active
+    voxels fitted by every variant (``roi``: only those inside the visual ROI the comparison
+    ranks on)."""
     truth = truth_paths(bids, "01", "01")
     active = np.asarray(nib.load(truth["active_mask"]).dataobj) > 0
     means = np.asarray(nib.load(truth["image_means"]).dataobj, np.float64)
     images = pd.read_csv(truth["images"], sep="\t", dtype={"label": str})
     key = glm_stage.session_key("01", "01", TASK)
     fitted = active.copy()
+    if roi:
+        (mask,) = (out / "rois" / "sub-01" / "visual").glob(
+            "*_label-visuallyResponsive_mask.nii.gz"
+        )
+        fitted &= np.asarray(nib.load(mask).dataobj) > 0
     files = {}
     for v in variants:
         paths = glm_stage.output_paths(
@@ -149,19 +155,25 @@ def main(argv: list[str] | None = None) -> int:
         rec = json.loads(output_paths(out / "comparison", TASK)["json"].read_text())
         variants = [v for v in VARIANTS if v in table.index]
         truth = truth_scores(bids, out, variants)
+        in_roi = truth_scores(bids, out, variants, roi=True)
         best = max(truth.values())
+        best_roi = max(in_roi.values())
         chosen = rec["variant"]
         ok = truth[chosen] >= best - args.tolerance
+        ok_roi = in_roi[chosen] >= best_roi - args.tolerance
         print(f"\n== regime {name}: {REGIMES[name].description}")
         print(f"   preset {args.preset}, {time.time() - t0:.0f} s")
-        print(f"   {'variant':<16} {'NC %':>7} {'heldout':>8} {'split':>7} {'r_truth':>8}")
+        print(
+            f"   {'variant':<16} {'NC %':>7} {'heldout':>8} {'split':>7} {'r_truth':>8} "
+            f"{'r_roi':>7}"
+        )
         for v in variants:
             row = table.loc[v]
             mark = " <- recommended" if v == chosen else ""
             mark += " (NC's pick)" if v == rec.get("nc_winner") else ""
             print(
                 f"   {v:<16} {row['median_nc']:7.2f} {row['heldout_r']:8.3f} "
-                f"{row['splithalf_r']:7.3f} {truth[v]:8.3f}{mark}"
+                f"{row['splithalf_r']:7.3f} {truth[v]:8.3f} {in_roi[v]:7.3f}{mark}"
             )
         nc_pick = rec.get("nc_winner")
         print(
@@ -169,6 +181,11 @@ def main(argv: list[str] | None = None) -> int:
             f"(gap {best - truth[chosen]:.3f}, tolerance {args.tolerance}) -> "
             f"{'OK' if ok else 'FAIL'}; NC would pick {nc_pick} "
             f"(gap {best - truth.get(nc_pick, np.nan):.3f})"
+        )
+        print(
+            f"   in the visual ROI: recommended {in_roi[chosen]:.3f}, best {best_roi:.3f} "
+            f"(gap {best_roi - in_roi[chosen]:.3f}) -> {'OK' if ok_roi else 'FAIL'}; NC's pick "
+            f"{in_roi.get(nc_pick, np.nan):.3f}"
         )
         if rec.get("disagreement"):
             print("   disagreement reported: yes")

@@ -58,7 +58,7 @@ pytestmark = pytest.mark.slow
 #:   left (empty) by the SIGKILL.
 ALLOWED_IN_HOME = (".cache", ".cache/snakemake")
 #: The part of the workflow the interrupted runs make (``--until``): up to echo combination.
-UNTIL = ("single_echo", "optcom", "tedana")
+UNTIL = ("single_echo", "optcom", "tedana_nordic")  # tedana_nordic runs after tedana
 #: Seconds to wait for an interruption point.
 POLL_TIMEOUT = 600
 

@@ -277,12 +277,16 @@ def test_adding_a_subject_schedules_only_that_subject(demo):
     assert run_jobs and all("sub-02" in w for w in run_jobs), run_jobs
     n_runs = len(subject_02)
     counts = job_counts(out)
-    per_run = {rule: counts[rule] for rule in ("nordic", "single_echo", "optcom", "tedana")}
+    per_run = {
+        rule: counts[rule]
+        for rule in ("nordic", "single_echo", "optcom", "tedana", "tedana_nordic")
+    }
     assert per_run == {  # 3 echoes of NORDIC, each variant for NORDIC off and on
         "nordic": 3 * n_runs,
         "single_echo": 2 * n_runs,
         "optcom": 2 * n_runs,
-        "tedana": 2 * n_runs,
+        "tedana": n_runs,
+        "tedana_nordic": n_runs,
     }
     # later stages (per session, per subject, group level): nothing of sub-01 is redone
     # (tests/workflow/test_regeneration.py checks the general case on generated trees)

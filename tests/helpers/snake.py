@@ -120,6 +120,7 @@ def parse_jobs(output: str) -> list[Job]:
 #: Files that define rules: the Snakefile and every included rules file.
 RULE_FILES = (ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk")))
 _RULE_HEAD = re.compile(r"^(?:rule|checkpoint) (\w+):\s*$", re.M)
+_USE_RULE = re.compile(r"^use rule (\w+) as (\w+)(?: with)?:\s*$", re.M)
 
 
 def rule_blocks() -> dict[str, str]:
@@ -136,6 +137,18 @@ def rule_blocks() -> dict[str, str]:
                 body.append(line)
             assert head.group(1) not in blocks, f"rule {head.group(1)} defined twice"
             blocks[head.group(1)] = "\n".join(body)
+    # `use rule BASE as NAME with:` inherits BASE's block; its own lines come after (override)
+    for path in RULE_FILES:
+        text = path.read_text()
+        for head in _USE_RULE.finditer(text):
+            base, name = head.group(1), head.group(2)
+            body = []
+            for line in text[head.end() :].splitlines()[1:]:
+                if line and not line[0].isspace() and not line.startswith("#"):
+                    break
+                body.append(line)
+            assert name not in blocks, f"rule {name} defined twice"
+            blocks[name] = blocks[base] + "\n" + "\n".join(body)
     return blocks
 
 

@@ -81,10 +81,17 @@ def test_comparison_ranks_clear_winner_by_nc_when_no_betas(tmp_path):
     """Without betas there is no held-out fidelity: the ranking falls back to the median NC and
     says that NC gains are not evidence of better betas."""
     entries = _dataset(tmp_path, {"01": FACTORS, "02": FACTORS})
-    rec, out = _run(tmp_path, entries)
-    assert rec["variant"] == "nordic-optcom"
+    rec, out = _run(tmp_path / "default", entries)
+    # NC alone does not make NORDIC the recommendation: the best NORDIC-off variant by NC
+    assert rec["ranked_first"] == "nordic-optcom" and rec["variant"] == "raw-optcom"
     assert rec["rank_by"] == "median_nc" and rec["rank_by_requested"] == "heldout_r"
     assert any("not evidence of better betas" in w for w in rec["warnings"])
+    assert any("the best variant without NORDIC, raw-optcom" in w for w in rec["warnings"])
+    side = json.loads(out["tsv"].with_suffix(".json").read_text())
+    assert side["Parameters"]["RankBy"] == "heldout_r"
+    # LAION's criterion, when asked for explicitly, is followed
+    rec, out = _run(tmp_path, entries, rank_by="median_nc")
+    assert rec["variant"] == "nordic-optcom" and rec["rank_by_requested"] == "median_nc"
     assert [r["variant"] for r in rec["ranking"]] == [
         "nordic-optcom",
         "nordic-denoised",
@@ -110,7 +117,7 @@ def test_comparison_ranks_clear_winner_by_nc_when_no_betas(tmp_path):
     assert table["heldout_r"].isna().all()
     assert table[table.variant == "raw-single"]["gain"].abs().max() < 1e-9
     side = json.loads(out["tsv"].with_suffix(".json").read_text())
-    assert len(side["Sources"]) == 2 and side["Parameters"]["RankBy"] == "heldout_r"
+    assert len(side["Sources"]) == 2 and side["Parameters"]["RankBy"] == "median_nc"
     assert "echoprep" in side["SoftwareVersions"] and "matplotlib" in side["SoftwareVersions"]
     sub_side = json.loads(
         cmp.subject_output_paths(tmp_path / "comparison", "01", "images")["tsv"]
@@ -374,3 +381,47 @@ def test_figure_files_are_reproducible(tmp_path):
         cmp.plot_comparison(table, png=png, svg=svg)
         files.append((png.read_bytes(), svg.read_bytes()))
     assert files[0] == files[1]
+
+
+def _table_and_boot(heldout: dict[str, float], spread: float, seed: int = 0):
+    """A one-session table with the given held-out fidelities and bootstrap replicates whose
+    paired differences have SD ~ ``spread``."""
+    r = np.random.default_rng(seed)
+    rows, boots = [], []
+    common = r.normal(0, 0.02, 100)
+    for v, h in heldout.items():
+        rows.append(
+            {
+                "subject": "01",
+                "session": "01",
+                "variant": v,
+                "median_nc": 10.0,
+                "dprime": 1.0,
+                "gain": 0.0,
+                "heldout_r": h,
+                "splithalf_r": 0.1,
+                "edge_nc80": 0.0,
+                "voxels": 100,
+            }
+        )
+        own = h + common + r.normal(0, spread / np.sqrt(2), 100)
+        boots += [
+            {"subject": "01", "session": "01", "variant": v, "replicate": i, "heldout_r": x}
+            for i, x in enumerate(own)
+        ]
+    return pd.DataFrame(rows), pd.DataFrame(boots)
+
+
+def test_nordic_is_recommended_only_where_its_advantage_is_shown():
+    # NORDIC ahead by far less than its paired standard error: the NORDIC-off variant
+    table, boot = _table_and_boot({"raw-optcom": 0.100, "nordic-optcom": 0.101}, spread=0.01)
+    rec = cmp.recommend(table, "heldout_r", boot)
+    assert rec["ranked_first"] == "nordic-optcom" and rec["variant"] == "raw-optcom"
+    assert any("NORDIC's advantage is not shown" in w for w in rec["warnings"])
+    assert rec["margin_over_runner_up"]["variant"] == "nordic-optcom"
+    assert rec["margin_over_runner_up"]["difference"] < 0
+    # ahead by many standard errors: NORDIC is recommended
+    table, boot = _table_and_boot({"raw-optcom": 0.100, "nordic-optcom": 0.130}, spread=0.005)
+    rec = cmp.recommend(table, "heldout_r", boot)
+    assert rec["variant"] == "nordic-optcom" and rec["ranked_first"] == "nordic-optcom"
+    assert not any("not shown" in w for w in rec["warnings"])

@@ -186,8 +186,9 @@ def test_full_report_is_self_contained(tmp_path):
     assert all(im.width > 100 and im.height > 100 for im in images)
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", text)
     assert "<script" not in text and "<link" not in text
-    assert "Recommended variant for sub-01 (its comparison sessions): nordic-optcom" in text
-    assert "+80.0 %" in text  # margin over the baseline
+    # NC maps only (no betas): NC alone does not make NORDIC the recommendation
+    assert "Recommended variant for sub-01 (its comparison sessions): raw-single" in text
+    assert "the best variant without NORDIC, raw-single" in html.unescape(text)
     assert "visuallyResponsive" in text
     assert "Not available" not in text
     # the NORDIC diagnostics: the table and its plain-words reading
@@ -216,7 +217,7 @@ def test_group_comparison_outputs_are_shown_when_given(tmp_path):
     )
     text = html.unescape(out.read_text())
     assert len(_decoded_images(out.read_text())) == 6
-    assert "Recommended variant over all subjects: nordic-optcom" in text
+    assert "Recommended variant over all subjects: raw-single" in text
     assert "Ranking over all subjects (means over subjects)" in text
 
 

@@ -61,7 +61,8 @@ def test_job_counts_per_rule(tmp_path, two_subjects):
         "spatial_resample": 24,
         "single_echo": 8,
         "optcom": 8,
-        "tedana": 8,
+        "tedana": 4,  # NORDIC off
+        "tedana_nordic": 4,  # NORDIC on: after the NORDIC-off ICA of the same run
         "glm": 12,
         "glm_description": 6,
         "glm_analysis_mask": 2,
@@ -140,7 +141,7 @@ def test_variants_and_participant_selection_change_the_dag(tmp_path, two_subject
 def test_sessionless_dataset(tmp_path):
     bids = make_bids_tree(tmp_path / "bids", sessions=(None,), runs=("01", "02", "03"), data=False)
     out = dry_run(_config(tmp_path, bids))
-    assert job_counts(out)["tedana"] == 6
+    assert job_counts(out)["tedana"] == 3 and job_counts(out)["tedana_nordic"] == 3
     assert "run_dir=sub-01/func" in out
 
 
@@ -152,7 +153,7 @@ def test_slurm_profile_dry_run(tmp_path, two_subjects):
         "--sdm",
         "env-modules",
     )
-    assert job_counts(out)["tedana"] == 8
+    assert job_counts(out)["tedana"] + job_counts(out)["tedana_nordic"] == 8
 
 
 def test_bids_problems_stop_the_dag_with_every_message(tmp_path, two_subjects):

@@ -174,7 +174,7 @@ def test_new_session_schedules_only_its_jobs(finished):
 
 CHANGES = {
     # yaml -> rules whose own params change
-    "tedana:\n  tedpca: kic\n": {"tedana"},
+    "tedana:\n  tedpca: kic\n": {"tedana", "tedana_nordic"},
     "nordic:\n  factor_error: 1.5\n": {"nordic"},
     "optcom:\n  fittype: curvefit\n": {"optcom"},
     "single_echo:\n  echo: 1\n": {"single_echo"},
@@ -222,7 +222,7 @@ def test_nordic_tedpca_change_reruns_only_the_nordic_ica(finished, tmp_path):
     """tedana.nordic_tedpca is a parameter of the NORDIC runs' ICA-denoised jobs only."""
     tree, _ = finished
     out = tree.dry_run(configfiles=[_config_file(tmp_path, "tedana:\n  nordic_tedpca: same\n")])
-    ica = [j for j in parse_jobs(out) if j.rule == "tedana"]
+    ica = [j for j in parse_jobs(out) if j.rule in ("tedana", "tedana_nordic")]
     assert ica and all("/combine-nordic/" in j.output[0] for j in ica)
     assert all("Params have changed" in j.reason for j in ica)
     assert not [j for j in parse_jobs(out) if any("/combine-raw/sub-" in f for f in j.output)]

@@ -56,7 +56,7 @@ def test_echo_handling_reads_the_resampled_echoes(tmp_path, bids):
     jobs = parse_jobs(dry_run(_config(tmp_path, bids)))
     resampled = {o for j in jobs if j.rule == "spatial_resample" for o in j.output}
     for job in jobs:
-        if job.rule not in ("single_echo", "optcom", "tedana"):
+        if job.rule not in ("single_echo", "optcom", "tedana", "tedana_nordic"):
             continue
         bold = [i for i in job.input if i.endswith("_bold.nii.gz")]
         assert len(bold) == 3 and all(b in resampled for b in bold), job.input

@@ -29,7 +29,7 @@ def _tedana(tmp_path: Path, bids: Path, tedana_yaml: str | None = None):
         "--printshellcmds",
         *extra,
     )
-    jobs = {j.wildcards: j for j in parse_jobs(out) if j.rule == "tedana"}
+    jobs = {j.wildcards: j for j in parse_jobs(out) if j.rule in ("tedana", "tedana_nordic")}
     commands = re.findall(
         r"^(?:Shell command: )?(python -m echoprep combine denoised .*)$", out, re.M
     )

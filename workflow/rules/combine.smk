@@ -73,6 +73,9 @@ rule optcom:
         " s0={output.s0} mask={output.mask} 2> {log}"
 
 
+# ICA denoising. NORDIC-on runs have their own rule: their component count comes from the
+# NORDIC-off run's ICA (tedana.nordic_tedpca: raw_run), and Snakemake's --until cannot follow a
+# rule whose jobs depend on jobs of the same rule.
 rule tedana:
     input:
         unpack(tedana_inputs),
@@ -82,6 +85,8 @@ rule tedana:
         LOGS / "combine-{nordic}" / "{run_dir}" / "{run_prefix}_tedana.log",
     benchmark:
         BENCH / "combine-{nordic}" / "{run_dir}" / "{run_prefix}_tedana.tsv"
+    wildcard_constraints:
+        nordic="raw",
     conda:
         "../../envs/tedana.yaml"
     threads: 2
@@ -105,3 +110,8 @@ rule tedana:
         " --seed {params.seed} --work-dir {params.work} --threads {threads}"
         " --drop-volumes {params.drop}"
         " --out bold={output.bold} metrics={output.metrics} mixing={output.mixing} 2> {log}"
+
+
+use rule tedana as tedana_nordic with:
+    wildcard_constraints:
+        nordic="nordic",

@@ -491,7 +491,7 @@ def analysis_mask_mb(wildcards, attempt):
 
 
 def reference_variant():
-    """The variant whose type-B betas (FITHRF: library HRF, least squares, no GLMdenoise, no
+    """The variant whose type-B betas (assumed HRF, least squares, no GLMdenoise, no
     ridge) are the comparison's reference: comparison.reference when this config produces
     it; the default raw-optcom falls back to raw-single, then to another NORDIC-off variant.
     None when no NORDIC-off variant is produced (a low-rank-denoised reference would defeat
@@ -576,9 +576,9 @@ def glm_params(wildcards, input):
     return " ".join(args)
 
 
-def glm_options():
-    """The glm: config section as sorted JSON."""
-    return json.dumps(config["glm"], sort_keys=True)
+def glm_options(**overrides):
+    """The glm: config section (with overrides) as sorted JSON."""
+    return json.dumps({**config["glm"], **overrides}, sort_keys=True)
 
 
 def _events_rows(path):

@@ -95,7 +95,7 @@ rule glm:
         " --threads {threads} --out {params.out} 2> {log}"
 
 
-# Type-B single-trial betas (library HRF, least squares: no GLMdenoise PCs, no ridge) of the
+# Type-B single-trial betas (assumed HRF, least squares: no GLMdenoise PCs, no ridge) of the
 # comparison's reference variant, on the same analysis mask and trials as its glm job. A job of
 # its own (not an extra output of every glm job) keeps the glm jobs' outputs as they were and
 # adds one type-B fit per comparison session, for one variant only.
@@ -116,7 +116,9 @@ rule glm_reference:
         runtime=glm_minutes,
     params:
         session=glm_params,
-        options=glm_options(),
+        # the assumed (canonical) HRF: a reference must share no data-driven choice with the
+        # variants it judges (a per-voxel library HRF chosen on one variant's data favours it)
+        options=glm_options(wantlibrary=0),
         seed=config["seed"],
     shell:
         "python -m echoprep glm --bold {input.bold} --events {input.events}"

@@ -217,23 +217,57 @@ def recommend(
         {k: _clean(v) for k, v in row.items() if k != "_o"}
         for row in ranked.to_dict(orient="records")
     ]
-    best = ranking[0]
     replicates = _group_replicates(bootstrap) if rank_by == VALIDATED else {}
 
-    def margin(other: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    def margin_between(
+        first: Mapping[str, Any], other: Mapping[str, Any] | None
+    ) -> dict[str, Any] | None:
         if other is None:
             return None
-        diff = best[key] - other[key]
+        diff = first[key] - other[key]
         out: dict[str, Any] = {"variant": other["variant"], "difference": diff}
         if rank_by == "median_nc" and other[key]:
             out["relative_percent"] = 100.0 * diff / other[key]
-        a, b = replicates.get(best["variant"]), replicates.get(other["variant"])
+        a, b = replicates.get(first["variant"]), replicates.get(other["variant"])
         if a is not None and b is not None and len(a) == len(b) and len(a) > 1:
             out["standard_error"] = float(np.std(a - b, ddof=1))
         return out
 
+    best = ranking[0]
+    # NORDIC is recommended only where its advantage is shown: when the best NORDIC-off
+    # variant is within twice the paired standard error of a NORDIC winner, it is recommended
+    # instead (low-rank denoising can bias the betas in ways no data-only measure fully sees)
+    if rank_by == VALIDATED and best["variant"].startswith("nordic-"):
+        alt = next((r for r in ranking if not r["variant"].startswith("nordic-")), None)
+        lead = margin_between(best, alt)
+        if lead is not None and "standard_error" in lead:
+            if lead["difference"] <= 2 * lead["standard_error"]:
+                notes.append(
+                    f"{best['variant']} has the highest held-out fidelity, but its lead over "
+                    f"{alt['variant']} (Δr = {lead['difference']:.3f}) is within twice its "
+                    f"bootstrap standard error ({lead['standard_error']:.3f}): NORDIC's "
+                    "advantage is not shown by these data, so the recommendation stays with "
+                    f"the best variant without NORDIC, {alt['variant']}."
+                )
+                best = alt
+
+    # without the validated measure, NC gains alone do not make NORDIC the recommendation
+    if requested == VALIDATED and rank_by != VALIDATED and best["variant"].startswith("nordic-"):
+        alt = next((r for r in ranking if not r["variant"].startswith("nordic-")), None)
+        if alt is not None:
+            notes.append(
+                f"{best['variant']} has the highest noise ceiling, but without the held-out "
+                f"fidelity that is not evidence of better betas; the recommendation is the best "
+                f"variant without NORDIC, {alt['variant']}."
+            )
+            best = alt
+
+    def margin(other: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        return margin_between(best, other)
+
     base = next((r for r in ranking if r["variant"] == BASELINE), None)
-    runner_up = margin(ranking[1] if len(ranking) > 1 else None)
+    others = [r for r in ranking if r["variant"] != best["variant"]]
+    runner_up = margin(others[0] if others else None)
     winner_rows = table[table["variant"] == best["variant"]]
     below = winner_rows[winner_rows["gain"].to_numpy(float) < 0]
 
@@ -261,7 +295,7 @@ def recommend(
             "responses less. The recommendation follows the held-out fidelity, which tracks "
             f"the betas' fidelity to the true responses on simulated data: {best['variant']}."
         )
-    if runner_up is not None and "standard_error" in runner_up:
+    if runner_up is not None and "standard_error" in runner_up and best is ranking[0]:
         se = runner_up["standard_error"]
         if runner_up["difference"] <= 2 * se:
             notes.append(
@@ -272,6 +306,7 @@ def recommend(
     return {
         "variant": best["variant"],
         "name": VARIANT_NAMES.get(best["variant"], best["variant"]),
+        "ranked_first": ranking[0]["variant"],
         "rank_by": rank_by,
         "rank_by_requested": requested,
         "measures": MEASURES,

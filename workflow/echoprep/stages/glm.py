@@ -15,7 +15,8 @@ pipeline.md``)::
     sub-X_ses-Y_task-T_desc-GLMsingle_summary.json        options, runs used, pcnum, timings
     (optional) sub-X_ses-Y_task-T_desc-GLMsingle_model.h5 all fitted arrays (needs h5py)
     (optional) sub-X_ses-Y_task-T[_space-T1w]_stat-effect_desc-SingletrialBetasTypeB_statmap.nii.gz
-        type-B betas (library HRF, least squares); ``stop_at="typeb"`` fits only up to them
+        type-B betas (per-voxel library HRF, or the assumed HRF with ``wantlibrary: 0``; least
+        squares); ``stop_at="typeb"`` fits only up to them
 
 every image with a JSON sidecar. Only the voxels of the brain mask are fitted (a given mask --
 in the workflow the session's analysis mask, :mod:`echoprep.stages.glm_mask` -- or GLMsingle's
@@ -76,7 +77,8 @@ DEFAULT_OUTPUTS = tuple(k for k in OUTPUTS if k not in ("model", "betas_typeb"))
 #: Outputs every call must be given (``stop_at="typeb"``: only ``betas_typeb``).
 REQUIRED_OUTPUTS = ("betas", "trials", "summary")
 #: Where a fit may stop: ``typed`` (the full FITHRF_GLMDENOISE_RR) or ``typeb`` (library HRF
-#: per voxel and plain least squares: no GLMdenoise PCs, no ridge).
+#: per voxel, or the assumed HRF with ``wantlibrary: 0``, and plain least squares: no
+#: GLMdenoise PCs, no ridge).
 STOP_AT = ("typed", "typeb")
 #: Names the BIDS specification does not define.
 BIDSIGNORE = ("*_summary.json", "*_model.h5", "*_model.json", "*_trials.tsv", "*_trials.json")
@@ -654,7 +656,7 @@ def run_glm(
     labels = [str(r) if r else str(i + 1) for i, r in enumerate(run_labels or [None] * len(bold))]
     engine_opts, settings = resolve_settings(options)
     if stop_at == "typeb":
-        engine_opts.update(wantlibrary=1, wantglmdenoise=0, wantfracridge=0)
+        engine_opts.update(wantglmdenoise=0, wantfracridge=0)
     if settings["hdf5"] and "model" not in outputs and stop_at == "typed":
         raise ValueError("glm.hdf5 is true: pass the 'model' output path")
     timings: dict[str, float] = {}
@@ -746,9 +748,14 @@ def run_glm(
         values = np.asarray(values).reshape(n_vox, -1)
         out = Path(outputs[key])
         atomic_save(_image(_scatter(values, fit_mask), ref), out)
+        hrf = (
+            "the library HRF chosen per voxel"
+            if engine_opts.get("wantlibrary", 1)
+            else "the assumed (canonical) HRF in every voxel"
+        )
         note = (
-            " Type B: the library HRF chosen per voxel and ordinary least squares (no GLMdenoise "
-            "PCs, no ridge), a reference free of the denoising steps."
+            f" Type B: {hrf} and ordinary least squares (no GLMdenoise PCs, no ridge), a "
+            "reference free of the denoising steps."
             if kind_written == "typeb"
             else ""
         )
