@@ -425,3 +425,12 @@ def test_nordic_is_recommended_only_where_its_advantage_is_shown():
     rec = cmp.recommend(table, "heldout_r", boot)
     assert rec["variant"] == "nordic-optcom" and rec["ranked_first"] == "nordic-optcom"
     assert not any("not shown" in w for w in rec["warnings"])
+
+
+def test_nc_winner_within_noise_on_heldout_is_explained():
+    table, boot = _table_and_boot({"raw-optcom": 0.100, "nordic-optcom": 0.101}, spread=0.01)
+    table.loc[table.variant == "nordic-optcom", "median_nc"] = 15.0
+    rec = cmp.recommend(table, "heldout_r", boot)
+    assert rec["variant"] == "raw-optcom" and rec["nc_winner"] == "nordic-optcom"
+    assert rec["agreement"] is False
+    assert "do not show that its betas are more faithful" in rec["disagreement"]

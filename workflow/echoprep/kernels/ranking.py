@@ -283,6 +283,19 @@ def recommend(
     disagreement = None
     if rank_by == VALIDATED and nc_winner is not None and not agreement:
         nc_row = next(r for r in ranking if r["variant"] == nc_winner)
+        if nc_row["heldout_r_mean"] >= best["heldout_r_mean"]:
+            disagreement = (
+                f"By median noise ceiling {VARIANT_NAMES[nc_winner]} ({nc_winner}) comes first "
+                f"({_fmt(nc_row['median_nc_mean'])} % against {_fmt(best['median_nc_mean'])} % "
+                f"for {best['variant']}), and its held-out fidelity is a little higher too (r "
+                f"{_fmt(nc_row['heldout_r_mean'], 3)} against {_fmt(best['heldout_r_mean'], 3)}),"
+                " but by less than twice its standard error: these data do not show that its "
+                "betas are more faithful. Noise-ceiling gains from low-rank denoising such as "
+                "NORDIC are not evidence of better betas, so the recommendation is "
+                f"{best['variant']}."
+            )
+    if rank_by == VALIDATED and disagreement is None and nc_winner is not None and not agreement:
+        nc_row = next(r for r in ranking if r["variant"] == nc_winner)
         disagreement = (
             f"The noise ceiling and the held-out fidelity disagree. By median noise ceiling "
             f"{VARIANT_NAMES[nc_winner]} ({nc_winner}) comes first "

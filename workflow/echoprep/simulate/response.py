@@ -270,7 +270,8 @@ REGIMES: dict[str, ResponseModel] = {
     "lowdim_shared": ResponseModel(
         name="lowdim_shared",
         description="strong (x6), two-dimensional smooth image responses, half of the trial "
-        "variability smooth, low tSNR (~7): NORDIC raises NC but the betas get worse",
+        "variability smooth, low tSNR (~7): on echo 2 alone NORDIC raises NC while the betas "
+        "get worse; through the whole 2x3 NORDIC is about even with optcom",
         amplitude_scale=6.0,
         n_features=2,
         feature_spectrum=1.0,
