@@ -581,6 +581,17 @@ def glm_options(**overrides):
     return json.dumps({**config["glm"], **overrides}, sort_keys=True)
 
 
+def reference_glm_options(wildcards):
+    """Options of a type-B fit: the comparison's reference uses the assumed (canonical) HRF,
+    since a reference must share no data-driven choice with the variants it judges (a
+    per-voxel library HRF chosen on one variant's data favours that variant); the visual ROI's
+    source keeps the library HRF, whose run-level test is better calibrated."""
+    variant = f"{wildcards.nordic}-{wildcards.combine}"
+    if variant == reference_variant():
+        return glm_options(wantlibrary=0)
+    return glm_options()
+
+
 def _events_rows(path):
     with open(path) as fh:
         return max(0, sum(1 for line in fh if line.strip()) - 1)

@@ -116,9 +116,7 @@ rule glm_reference:
         runtime=glm_minutes,
     params:
         session=glm_params,
-        # the assumed (canonical) HRF: a reference must share no data-driven choice with the
-        # variants it judges (a per-voxel library HRF chosen on one variant's data favours it)
-        options=glm_options(wantlibrary=0),
+        options=reference_glm_options,
         seed=config["seed"],
     shell:
         "python -m echoprep glm --bold {input.bold} --events {input.events}"
