@@ -299,6 +299,24 @@ def constant_warning(total: int, by_run: Mapping[str, int], what: str) -> str:
     )
 
 
+def load_brain_mask(path: str | Path, ref: nib.Nifti1Image) -> np.ndarray:
+    """``(X, Y, Z)`` bool brain mask (non-zero) from ``path``, checked to lie on ``ref``'s grid.
+
+    Raises
+    ------
+    StageInputError
+        A mask of another shape or affine, naming the file and the fix.
+    """
+    spatial = ref.shape[:3]
+    mimg = load_image(path, "brain mask")
+    if mimg.shape[:3] != spatial or not np.allclose(mimg.affine, ref.affine, atol=1e-3):
+        raise StageInputError(
+            f"{path}: expected a brain mask on the BOLD grid {spatial}; found shape "
+            f"{mimg.shape} or another affine. Fix: resample the mask to the functional grid."
+        )
+    return np.asarray(mimg.dataobj).reshape(spatial) > 0
+
+
 def load_session(
     bold_files: Sequence[str | Path],
     *,
@@ -369,13 +387,7 @@ def load_session(
     spatial = ref.shape[:3]
     source = "brainthresh"
     if mask_file is not None:
-        mimg = load_image(mask_file, "brain mask")
-        if mimg.shape[:3] != spatial or not np.allclose(mimg.affine, ref.affine, atol=1e-3):
-            raise StageInputError(
-                f"{mask_file}: expected a brain mask on the BOLD grid {spatial}; found shape "
-                f"{mimg.shape} or another affine. Fix: resample the mask to the functional grid."
-            )
-        mask = np.asarray(mimg.dataobj).reshape(spatial) > 0
+        mask = load_brain_mask(mask_file, ref)
         source = str(mask_file)
     else:
         # mean over the finite values, so that a voxel with a few NaNs is still judged (and

@@ -40,6 +40,7 @@ from echoprep.stages.glm import (
     brainthresh_mask,
     constant_voxels,
     constant_warning,
+    load_brain_mask,
     resolve_settings,
 )
 
@@ -155,13 +156,7 @@ def analysis_mask(
                 means[variant] = np.where(count > 0, total / count, np.nan)
     by_variant: dict[str, int] = {}
     if brain_mask is not None:
-        mimg = load_image(brain_mask, "brain mask")
-        if mimg.shape[:3] != spatial or not np.allclose(mimg.affine, ref.affine, atol=1e-3):
-            raise StageInputError(
-                f"{brain_mask}: expected a brain mask on the BOLD grid {spatial}; found shape "
-                f"{mimg.shape} or another affine. Fix: resample the mask to the functional grid."
-            )
-        brain = np.asarray(mimg.dataobj).reshape(spatial) > 0
+        brain = load_brain_mask(brain_mask, ref)
         source = str(brain_mask)
     else:
         brain = np.ones(spatial, bool)
