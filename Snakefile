@@ -42,9 +42,5 @@ include: "workflow/rules/report.smk"
 rule all:
     default_target: True
     input:
-        combine_targets(),
-        spatial_targets(),
-        glm_targets(),
-        roi_targets(),
-        report_targets(),
+        all_targets(),
     localrule: True

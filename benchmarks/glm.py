@@ -1,6 +1,6 @@
 """GLMsingle engine (FITHRF_GLMDENOISE_RR, all defaults): wall time and peak memory.
 
-Cases (synthetic sessions from :mod:`echoprep.kernels.glm.synthetic`, seeded; float32 data):
+Cases (synthetic sessions from :mod:`echoprep.simulate.glm_session`, seeded; float32 data):
 
 - ``a``: 40 x 40 x 30 = 48 000 voxels, 6 runs x 250 volumes, TR 1.9 s, 100 conditions x 3 =
   300 trials, stimdur 3 s (the case upstream GLMsingle was measured on: 386 s, 3.98 GiB).
@@ -92,8 +92,9 @@ def run_case(name: str, quick: bool, threads: int, chunklen: int) -> dict:
     """Generate and fit one case in this process; return its figures."""
     from threadpoolctl import threadpool_limits
 
-    from echoprep.kernels.glm import fit_glmsingle
-    from echoprep.kernels.glm.synthetic import make_session
+    from echoprep.kernels.glm import REQUIRED_OPTIONS, fit_glmsingle
+    from echoprep.options import section_defaults
+    from echoprep.simulate.glm_session import make_session
 
     c = CASES[name]
     shape = _shape(name, quick)
@@ -107,7 +108,15 @@ def run_case(name: str, quick: bool, threads: int, chunklen: int) -> dict:
     data_bytes = sum(d.nbytes for d in data)
     reset = _reset_hwm()
     t0, c0 = time.perf_counter(), time.process_time()
-    out = fit_glmsingle(design, data, stimdur, tr, chunklen=chunklen, n_threads=threads)
+    defaults = {k: v for k, v in section_defaults("glm").items() if k in REQUIRED_OPTIONS}
+    out = fit_glmsingle(
+        design,
+        data,
+        stimdur,
+        tr,
+        **{**defaults, "chunklen": chunklen},
+        n_threads=threads,
+    )
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = _vm_hwm() if reset else None
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -138,9 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     ap.add_argument("--quick", action="store_true", help="a quarter of the voxels, targets / 4")
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
-    ap.add_argument("--chunklen", type=int, default=50_000, help="voxels per chunk")
+    ap.add_argument(
+        "--chunklen", type=int, default=None, help="voxels per chunk (default: glm.chunklen)"
+    )
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.chunklen is None:
+        from echoprep.options import section_defaults
+
+        args.chunklen = section_defaults("glm")["chunklen"]
     if args.child:
         print(json.dumps(run_case(args.child, args.quick, args.threads, args.chunklen)))
         return 0

@@ -43,9 +43,10 @@ from echoprep.kernels.fidelity import (
     split_halves,
     truth_fidelity,
 )
-from echoprep.kernels.glm import fit_glmsingle
+from echoprep.kernels.glm import REQUIRED_OPTIONS, fit_glmsingle
 from echoprep.kernels.noiseceiling import noise_ceiling, zscore_within
-from echoprep.kernels.nordic import nordic
+from echoprep.options import section_defaults
+from echoprep.stages.nordic import denoise_arrays as nordic
 
 
 def _residual_corr(x_betas, y_betas, labels, runs, mu, images) -> float:
@@ -93,8 +94,15 @@ def main() -> None:
     ]
 
     def fit(data, pcstop=1.05):
+        defaults = {k: v for k, v in section_defaults("glm").items() if k in REQUIRED_OPTIONS}
         return fit_glmsingle(
-            designs, data, p.stim_duration, p.tr, seed=0, n_threads=1, pcstop=pcstop
+            designs,
+            data,
+            p.stim_duration,
+            p.tr,
+            seed=0,
+            n_threads=1,
+            **{**defaults, "pcstop": pcstop},
         )
 
     raw_fit = fit(raw)

@@ -131,8 +131,8 @@ def case_motion(threads: int) -> dict:
 
 def case_ants(threads: int, n: int) -> dict:
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(threads)
+    from echoprep.adapters.ants import register_cross_modal
     from echoprep.kernels.geometry.motion import robust_reference
-    from echoprep.kernels.geometry.registration import register_cross_modal
     from echoprep.kernels.geometry.transforms import rigid_matrix
 
     series, aff, params, c = synthetic_run()

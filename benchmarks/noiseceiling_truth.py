@@ -5,7 +5,7 @@ One subject of a simulator preset is written to a temporary folder; for each inp
 ideal optcom) the session is fitted with the GLM stage (echoprep engine, default options) and
 its noise-ceiling map computed with the noise-ceiling stage (z-scoring per run). In the true
 active mask ("active ROI") the map is compared with the ceiling the estimated betas should show
-(``shared/specs/pipeline.md``: regress estimated on true betas per voxel; expected
+(``docs/noise-ceiling.md`` §4: regress estimated on true betas per voxel; expected
 ``100 b^2 s^2 / (b^2 s^2 + (b^2 t^2 + var(e)) mean_c(1/n_c))``):
 
 - ``|median NC - median expected NC|`` in the ROI, percentage points (acceptance: <= 3 on the
@@ -33,10 +33,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from echoprep.io.events import read_trials
 from echoprep.io.images import float_image
 from echoprep.kernels.noiseceiling import expected_noise_ceiling
 from echoprep.simulate import simulate_dataset
-from echoprep.stages.glm import output_paths, read_trials, run_glm, session_key
+from echoprep.stages.glm import output_paths, run_glm, session_key
 from echoprep.stages.noiseceiling import session_noise_ceiling, session_output_path
 
 TARGET_PP = 3.0

@@ -71,7 +71,7 @@ def synthetic(shape: tuple[int, int, int, int], seed: int = 0) -> tuple[np.ndarr
 
 def run_case(name: str, threads: int | None, chunk: int) -> dict:
     """Run one case in this process; return its figures."""
-    from echoprep.kernels.nordic import nordic
+    from echoprep.stages.nordic import denoise_arrays as nordic
 
     shape = CASES[name]["shape"]
     mag, pha = synthetic(shape)

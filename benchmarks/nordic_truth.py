@@ -13,7 +13,7 @@ the truth:
   task regressor removed), output / input (target < 1.05);
 - the removed part's nearest-neighbour correlation (target < 0.1).
 
-``--joint`` adds the experimental joint-echo variant of nordic.md §10 (each echo normalised by
+``--joint`` adds the experimental joint-echo variant of docs/nordic.md §9 (each echo normalised by
 its own scale, phase and g map, the echoes stacked along time in every patch, one threshold for
 the stacked matrix), to weigh it against per-echo processing. It is not a supported mode.
 
@@ -28,11 +28,13 @@ import argparse
 import dataclasses
 import math
 import time
+from types import SimpleNamespace
 
 import numpy as np
 
-from echoprep.kernels import nordic as nordic_module
-from echoprep.kernels.nordic import default_kernel, monte_carlo_threshold, nordic
+from echoprep.kernels import nordic as _nordic_kernel
+from echoprep.kernels import nordic_patches as _nordic_patches
+from echoprep.kernels.nordic import default_kernel, monte_carlo_threshold
 from echoprep.kernels.phase import lowpass_phase
 from echoprep.kernels.quality import (
     detrend,
@@ -40,6 +42,16 @@ from echoprep.kernels.quality import (
     legendre_basis,
     neighbour_correlation,
     tsnr,
+)
+from echoprep.stages.nordic import denoise_arrays as nordic
+
+#: The kernel's private steps that the joint-echo experiment reuses.
+nordic_module = SimpleNamespace(
+    _slabs=_nordic_patches.slabs,
+    _series=_nordic_kernel._series,
+    _phasor=_nordic_kernel._phasor,
+    _gfactor=_nordic_patches.gfactor_pass,
+    _denoise=_nordic_patches.denoise_pass,
 )
 
 
@@ -139,7 +151,7 @@ def metrics(sim: dict, echo: int, out: np.ndarray) -> dict[str, float]:
 
 
 def joint_echo_nordic(mags: list, phases: list, seed: int = 0) -> list[np.ndarray]:
-    """Experimental joint-echo NORDIC (nordic.md §10): echoes normalised separately, stacked
+    """Experimental joint-echo NORDIC (docs/nordic.md §9): echoes normalised separately, stacked
     along time per patch, one hard threshold; the cubic kernel follows the stacked length."""
     nm = nordic_module
     nx, ny, nz, nt = mags[0].shape

@@ -32,9 +32,10 @@ import time
 
 import numpy as np
 
-from echoprep.kernels.glm import fit_glmsingle
+from echoprep.kernels.glm import REQUIRED_OPTIONS, fit_glmsingle
 from echoprep.kernels.noiseceiling import noise_ceiling, zscore_within
-from echoprep.kernels.nordic import nordic
+from echoprep.options import section_defaults
+from echoprep.stages.nordic import denoise_arrays as nordic
 
 
 def simulate_echo2(preset: str, regime, runs: int | None, seed: int) -> dict:
@@ -104,7 +105,8 @@ def evaluate(sim: dict, series: list[np.ndarray]) -> dict[str, float]:
     brain = anat.brain_mask
     designs, labels, runs = glm_designs(sim)
     data = [np.asarray(s[brain], np.float32) for s in series]
-    fit = fit_glmsingle(designs, data, p.stim_duration, p.tr, seed=0, n_threads=1)
+    defaults = {k: v for k, v in section_defaults("glm").items() if k in REQUIRED_OPTIONS}
+    fit = fit_glmsingle(designs, data, p.stim_duration, p.tr, seed=0, n_threads=1, **defaults)
     active = anat.active[brain]
     betas = fit["typed"]["betasmd"][active].astype(np.float64)
     nc = noise_ceiling(betas, labels, runs).nc

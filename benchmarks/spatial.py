@@ -143,10 +143,11 @@ def one(
     from scipy import ndimage
 
     from echoprep.io.bids import discover
-    from echoprep.kernels.glm import fit_glmsingle
+    from echoprep.io.events import build_session_design
+    from echoprep.kernels.glm import REQUIRED_OPTIONS, fit_glmsingle
+    from echoprep.options import section_defaults
     from echoprep.simulate import simulate_dataset, truth_paths
     from echoprep.stages import spatial
-    from echoprep.stages.glm_design import build_session_design
 
     t0 = time.perf_counter()
     bids = simulate_dataset(
@@ -181,8 +182,12 @@ def one(
         data.append(np.asarray(nib.load(dst).dataobj, np.float32))
     t_spatial = time.perf_counter() - t0
     t0 = time.perf_counter()
+    glm = section_defaults("glm")
     design = build_session_design(
-        [r.events for r in runs], [d.shape[3] for d in data], runs[0].repetition_time
+        [r.events for r in runs],
+        [d.shape[3] for d in data],
+        runs[0].repetition_time,
+        exclude_trial_types=glm["blank_trial_types"],
     )
     extra = {}
     if motion_regressors:  # the 6 motion parameters of the confounds TSV, demeaned per run
@@ -191,7 +196,10 @@ def one(
             p = pd.read_csv(g["confounds"], sep="\t").iloc[:, :6].to_numpy(np.float64)
             regs.append((p - p.mean(0)).astype(np.float32))
         extra["extra_regressors"] = regs
-    fit = fit_glmsingle(design.designs, data, 2.5, runs[0].repetition_time, seed=0, **extra)
+    defaults = {k: v for k, v in glm.items() if k in REQUIRED_OPTIONS}
+    fit = fit_glmsingle(
+        design.designs, data, 2.5, runs[0].repetition_time, seed=0, **defaults, **extra
+    )
     t_glm = time.perf_counter() - t0
     betas = np.asarray(fit["typed"]["betasmd"], np.float64)  # (X, Y, Z, N)
 
@@ -206,7 +214,7 @@ def one(
     active = ndimage.map_coordinates(active_bold, coords, order=1).reshape(grid.shape) >= 0.5
     tbetas = np.asarray(timg.dataobj, np.float32)
     if truth_order is None:  # the pipeline's own interpolation
-        truth_order = int((options or {}).get("interpolation_order", 3))
+        truth_order = int({**section_defaults("spatial"), **(options or {})}["interpolation_order"])
     truth = np.stack(
         [
             ndimage.map_coordinates(tbetas[..., k], coords, order=truth_order).reshape(grid.shape)

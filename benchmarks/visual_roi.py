@@ -36,13 +36,13 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from echoprep.io.events import read_trials
 from echoprep.io.images import float_image
 from echoprep.kernels.visual import leave_one_run_out_t, run_level_test, select_responsive
 from echoprep.simulate import simulate_dataset
 from echoprep.stages.glm import (
     DEFAULT_OUTPUTS,
     output_paths,
-    read_trials,
     run_glm,
     session_key,
 )

@@ -47,7 +47,7 @@ def test_nordic_run_converges_without_restarts_and_keeps_at_most_the_raw_count(t
         denoised,
         TES,
         nordic,
-        nordic_tedpca="raw_run",
+        nordic=True,
         raw_components=sidecar_path(raw["mixing"]),
         work_dir=tmp_path / "work",
         repetition_time=1.9,

@@ -9,7 +9,7 @@
 # State (PID files, logs, spool) lives in $SLURM_CI_STATE (default ${TMPDIR:-/tmp}/slurm-ci).
 # The config must be the default /etc/slurm/slurm.conf: the slurm-jobstep plugin strips SLURM_CONF
 # from the environment of its inner srun. MinJobAge=3600 lets the executor plugin poll with
-# squeue (there is no accounting database for sacct). See ../../../shared/specs/hpc.md.
+# squeue (there is no accounting database for sacct). See the README, "Running on a cluster".
 #
 # Exit status of `start`: 0 up; 2 not root; 3 the packages are missing and could not be installed;
 # 4 another slurmctld/slurmd/munged is already running; 1 any other failure (logs are printed).

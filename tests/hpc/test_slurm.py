@@ -39,7 +39,7 @@ pytestmark = pytest.mark.slow
 
 SCRIPT = Path(__file__).with_name("slurm_ci.sh")
 PROFILE = ROOT / "profiles" / "slurm-ci"
-#: A misconfigured executor shows up as a hang (hpc.md): stop the run after this long.
+#: A misconfigured executor shows up as a hang: stop the run after this long.
 SLURM_RUN_TIMEOUT = 900
 #: "Job <id> has been submitted with SLURM jobid <n>": <id> is a number, or a UUID for a group job.
 SUBMITTED = re.compile(r"^Job (\S+) has been submitted with SLURM jobid (\d+) ", re.M)

@@ -14,7 +14,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from echoprep.stages.anatomy import apply_to_grid, from_ants, to_ants
+from echoprep.adapters.ants import ants_image as to_ants
+from echoprep.adapters.ants import apply_to_grid, from_ants
 
 N = 21  # voxels per axis; world (0, 0, 0) is the centre voxel (10, 10, 10)
 VOX = 2.0

@@ -19,6 +19,7 @@ import pytest
 from echoprep.io.images import StageInputError
 from echoprep.io.paths import sidecar_path
 from echoprep.kernels.tissue import dice
+from echoprep.options import OptionsError, section_defaults
 from echoprep.simulate import simulate_dataset
 from echoprep.simulate.truth import truth_paths
 from echoprep.stages import anatomy
@@ -169,13 +170,28 @@ def test_same_seed_gives_the_same_outputs(tiny, tmp_path):
         np.testing.assert_array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj), err_msg=key)
 
 
-def test_write_description(tmp_path):
-    path = anatomy.write_description(tmp_path / "anat", config={"seed": 0}, source="/raw")
-    desc = json.loads(path.read_text())
+def test_anat_folder_describes_itself(tmp_path):
+    """``echoprep describe`` writes the anat folder's description and .bidsignore from the
+    output registry (the kind follows from the folder name; --stage only checks it)."""
+    from echoprep.cli import main
+    from echoprep.io.outputs import FOLDERS
+
+    out = tmp_path / "anat" / "dataset_description.json"
+    args = ["describe", str(out), "--source", "/raw", "--config-json", '{"seed": 0}']
+    assert main([*args, "--stage", "anatomy"]) == 0
+    desc = json.loads(out.read_text())
     assert desc["DatasetType"] == "derivative"
+    assert desc["Name"] == FOLDERS["anatomy"].title == "echoprep anatomy"
     assert desc["GeneratedBy"][0]["Name"] == "echoprep"
     assert desc["SourceDatasets"] == [{"URL": "/raw"}]
-    assert "*_xfm.h5" in (tmp_path / "anat" / ".bidsignore").read_text()
+    assert desc["echoprepConfig"] == {"seed": 0}
+    ignored = (tmp_path / "anat" / ".bidsignore").read_text().split()
+    assert "*_xfm.h5" in ignored and "*_xfm.json" in ignored
+    # the same without --stage; a wrong --stage is refused
+    out.unlink()
+    assert main(args) == 0 and json.loads(out.read_text()) == desc
+    with pytest.raises(SystemExit, match="anat is a anatomy folder, not spatial"):
+        main([*args, "--stage", "spatial"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,12 +277,20 @@ def test_an_image_without_a_brain_is_refused_after_brain_extraction(tmp_path):
 
 def test_bad_options_and_outputs_are_refused(tmp_path):
     path = _save(tmp_path, _head())
-    with pytest.raises(ValueError, match=r"unknown anatomy options \['iterations'\]"):
+    # options are checked against the config schema (echoprep.options), all problems at once
+    with pytest.raises(
+        OptionsError, match=r"unknown key\(s\) \['iterations'\]; allowed keys of 'anatomy'"
+    ):
         run_anatomy(path, _outs(tmp_path), options={"iterations": 3})
-    with pytest.raises(ValueError, match=r"registration must be one of"):
-        run_anatomy(path, _outs(tmp_path), options={"registration": "slow"})
-    with pytest.raises(ValueError, match=r"segmentation must be 'priors' or 'kmeans'"):
-        run_anatomy(path, _outs(tmp_path), options={"segmentation": "fast"})
+    with pytest.raises(OptionsError) as err:
+        run_anatomy(path, _outs(tmp_path), options={"registration": "slow", "segmentation": "x"})
+    assert "2 problem(s) in the 'anatomy' options" in str(err.value)
+    assert "anatomy.registration: 'slow' is not one of ['precise', 'quick', 'fast']" in str(
+        err.value
+    )
+    assert "anatomy.segmentation: 'x' is not one of ['priors', 'kmeans']" in str(err.value)
+    with pytest.raises(OptionsError, match=r"anatomy.template_resolution: 5 is not one of"):
+        run_anatomy(path, _outs(tmp_path), options={"template_resolution": 5})
     with pytest.raises(ValueError, match=r"missing required keys \['dseg'\], unknown keys \['x'\]"):
         outs = _outs(tmp_path)
         del outs["dseg"]
@@ -305,8 +329,14 @@ def test_command_line_arguments(monkeypatch, tmp_path):
         "outputs": {"preproc": Path("a.nii.gz"), "dseg": Path("b.nii.gz")},
         "seed": 4,
         "n_threads": 2,
-        "options": {"registration": "precise"},
+        "options": anatomy.parse_anatomy_options({"registration": "precise"}),
     }
+    assert calls["options"].registration == "precise"
+    assert calls["options"].n4_iterations == tuple(section_defaults("anatomy")["n4_iterations"])
+    args.options_json = '{"registration": "slow"}'
+    with pytest.raises(OptionsError, match=r"^--options-json: 1 problem\(s\) in the 'anatomy'"):
+        anatomy.run_from_args(args)
+    args.options_json = None
     args.out = ["preproc"]
     with pytest.raises(SystemExit, match="--out expects KEY=PATH"):
         anatomy.run_from_args(args)

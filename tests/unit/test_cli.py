@@ -40,7 +40,7 @@ def test_command_is_the_first_word_that_is_not_an_option() -> None:
 def test_key_paths_parses_and_refuses_with_the_form_expected() -> None:
     from pathlib import Path
 
-    from echoprep.stages.arguments import key_paths
+    from echoprep.io.arguments import key_paths
 
     assert key_paths(["bold=a.nii.gz", "mask=b/c.nii.gz"]) == {
         "bold": Path("a.nii.gz"),

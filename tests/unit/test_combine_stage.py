@@ -70,7 +70,7 @@ def test_optcom_recovers_known_t2star_and_combines(tmp_path, t2s_truth):
 def test_single_echo_is_the_chosen_echo_unchanged(tmp_path, t2s_truth):
     files = _write_echoes(tmp_path, t2s_truth, n_t=5)
     out = tmp_path / "single.nii.gz"
-    write_single_echo(files, TES, {"bold": out}, echo=3, repetition_time=1.9)
+    write_single_echo(files, TES, {"bold": out}, options={"echo": 3}, repetition_time=1.9)
     np.testing.assert_array_equal(nib.load(out).get_fdata(), nib.load(files[2]).get_fdata())
     side = json.loads((tmp_path / "single.json").read_text())
     assert side["EchoTime"] == TES[2] and side["Parameters"] == {"echo": 3, "drop_volumes": 0}
@@ -81,7 +81,7 @@ def test_echo_out_of_range_is_explained(tmp_path, t2s_truth):
     with pytest.raises(
         StageInputError, match=r"expected single_echo.echo between 1 and 3; found 4"
     ):
-        write_single_echo(files, TES, {"bold": tmp_path / "x.nii.gz"}, echo=4)
+        write_single_echo(files, TES, {"bold": tmp_path / "x.nii.gz"}, options={"echo": 4})
 
 
 def test_echo_times_in_ms_are_rejected_with_the_fix(tmp_path, t2s_truth):
@@ -90,6 +90,28 @@ def test_echo_times_in_ms_are_rejected_with_the_fix(tmp_path, t2s_truth):
         StageInputError, match=r"echo times in seconds.*divide milliseconds by 1000"
     ):
         write_single_echo(files, [11.0, 28.82, 46.62], {"bold": tmp_path / "x.nii.gz"})
+
+
+def test_echo_on_another_grid_names_both_files(tmp_path, t2s_truth):
+    files = _write_echoes(tmp_path, t2s_truth, n_t=3)
+    img = nib.load(files[1])
+    nib.save(nib.Nifti1Image(img.get_fdata(), np.diag([2.0, 3, 3, 1])), files[1])
+    with pytest.raises(
+        StageInputError,
+        match=r"echo-2.nii.gz: expected a echo on the grid of .*echo-1.nii.gz .* "
+        r"Fix: all echoes of a run must share one voxel grid",
+    ):
+        write_single_echo(files, TES, {"bold": tmp_path / "x.nii.gz"})
+
+
+def test_unknown_options_and_values_the_schema_refuses(tmp_path, t2s_truth):
+    from echoprep.options import OptionsError
+
+    files = _write_echoes(tmp_path, t2s_truth, n_t=3)
+    with pytest.raises(OptionsError, match=r"unknown key\(s\) \['echoes'\]"):
+        write_single_echo(files, TES, {"bold": tmp_path / "x.nii.gz"}, options={"echoes": 1})
+    with pytest.raises(OptionsError, match=r"optcom.fittype: 'linear' is not one of"):
+        run_optcom(files, TES, {"bold": tmp_path / "x.nii.gz"}, options={"fittype": "linear"})
 
 
 def test_mismatched_echo_shapes_name_the_file(tmp_path, t2s_truth):
@@ -106,20 +128,20 @@ def test_a_3d_image_is_not_a_bold_series(tmp_path):
     with pytest.raises(
         StageInputError, match=r"expected a 4D BOLD series .* found shape \(4, 4, 4\)"
     ):
-        write_single_echo([f], [0.028], {"bold": tmp_path / "x.nii.gz"}, echo=1)
+        write_single_echo([f], [0.028], {"bold": tmp_path / "x.nii.gz"}, options={"echo": 1})
 
 
 def test_unreadable_file_is_named(tmp_path):
     f = tmp_path / "broken.nii.gz"
     f.write_bytes(b"not a nifti")
     with pytest.raises(StageInputError, match=r"broken.nii.gz: expected a readable NIfTI image"):
-        write_single_echo([f], [0.028], {"bold": tmp_path / "x.nii.gz"}, echo=1)
+        write_single_echo([f], [0.028], {"bold": tmp_path / "x.nii.gz"}, options={"echo": 1})
 
 
 def test_trailing_noise_volumes_are_dropped(tmp_path, t2s_truth):
     files = _write_echoes(tmp_path, t2s_truth, n_t=12)
     out = tmp_path / "single.nii.gz"
-    write_single_echo(files, TES, {"bold": out}, echo=2, drop_volumes=3)
+    write_single_echo(files, TES, {"bold": out}, options={"echo": 2}, drop_volumes=3)
     np.testing.assert_array_equal(
         nib.load(out).get_fdata(), nib.load(files[1]).get_fdata()[..., :9]
     )
@@ -127,4 +149,70 @@ def test_trailing_noise_volumes_are_dropped(tmp_path, t2s_truth):
     run_optcom(files, TES, oc, work_dir=tmp_path / "work", drop_volumes=3)
     assert nib.load(oc["bold"]).shape[3] == 9
     with pytest.raises(StageInputError, match=r"more volumes than the 12 noise volumes"):
-        write_single_echo(files, TES, {"bold": out}, echo=2, drop_volumes=12)
+        write_single_echo(files, TES, {"bold": out}, options={"echo": 2}, drop_volumes=12)
+
+
+def test_cli_options_come_from_the_options_json(monkeypatch, capsys):
+    """The variant's whole config section arrives as --options-json (missing keys: schema
+    defaults); --nordic marks NORDIC-denoised echoes; unknown keys and disallowed values are
+    refused."""
+    from echoprep.cli import build_parser
+    from echoprep.options import OptionsError, section_defaults
+    from echoprep.stages.combine import SECTIONS, TedanaOptions
+    from echoprep.stages.combine import cli as combine_cli
+    from echoprep.stages.combine.echoes import section_options
+
+    calls = []
+    monkeypatch.setattr(combine_cli, "run_tedana", lambda *a, **kw: calls.append((a, kw)))
+    base = ["combine", "denoised", "--echo", "a", "b", "c", "--te", "1", "2", "3"]
+    base += ["--out", "bold=x.nii.gz"]
+
+    def run(*more):
+        args = build_parser("combine").parse_args([*base, *more])
+        assert args.func(args) == 0
+        return calls.pop()
+
+    given = {"tedpca": "kic", "maxit": 20, "masktype": ["dropout", "decay"]}
+    (echoes, tes, outputs), kw = run("--options-json", json.dumps(given), "--tr", "1.9")
+    opts = kw["options"]
+    section, cls = SECTIONS["denoised"]
+    assert isinstance(opts, TedanaOptions) and opts == section_options(cls, section, given)
+    assert (opts.tedpca, opts.maxit, opts.masktype) == ("kic", 20, ("dropout", "decay"))
+    # the keys not given take the schema defaults (a NORDIC-off run's JSON omits nordic_tedpca)
+    defaults = section_defaults("tedana")
+    assert opts.nordic_tedpca == defaults["nordic_tedpca"] and opts.tree == defaults["tree"]
+    assert [str(e) for e in echoes] == ["a", "b", "c"] and list(tes) == [1.0, 2.0, 3.0]
+    assert {k: str(v) for k, v in outputs.items()} == {"bold": "x.nii.gz"}
+    assert kw["nordic"] is False and kw["raw_components"] is None
+    assert kw["repetition_time"] == 1.9 and kw["drop_volumes"] == 0
+    # no JSON: every option from the schema; NORDIC runs pass --nordic and the raw run's sidecar
+    _, kw = run("--nordic", "--raw-components", "raw.json", "--drop-volumes", "3")
+    assert kw["options"] == section_options(cls, section, {})
+    assert kw["nordic"] is True and str(kw["raw_components"]) == "raw.json"
+    assert kw["drop_volumes"] == 3
+    # the legacy one-option flags are gone: the section travels only as --options-json
+    legacy = {
+        "--single-echo": "2",
+        "--fittype": "curvefit",
+        "--masktype": "decay",
+        "--tedpca": "kic",
+        "--nordic-tedpca": "same",
+        "--tree": "minimal",
+        "--ica-method": "robustica",
+        "--n-robust-runs": "10",
+        "--maxit": "20",
+        "--maxrestart": "2",
+    }
+    for flag, value in legacy.items():
+        with pytest.raises(SystemExit):
+            build_parser("combine").parse_args([*base, flag, value])
+        assert f"unrecognized arguments: {flag} {value}" in capsys.readouterr().err
+    assert not calls
+    with pytest.raises(OptionsError, match=r"unknown key\(s\) \['tedpcaa'\]"):
+        run("--options-json", '{"tedpcaa": "aic"}')
+    with pytest.raises(OptionsError, match=r"tedana.ica_method: 'pca' is not one of"):
+        run("--options-json", '{"ica_method": "pca"}')
+    # each variant takes only its own section: tedana keys are unknown to optcom
+    optcom_section, optcom_cls = SECTIONS["optcom"]
+    with pytest.raises(OptionsError, match=r"unknown key\(s\) \['tedpca'\]"):
+        section_options(optcom_cls, optcom_section, {"tedpca": "aic"})

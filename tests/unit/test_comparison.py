@@ -69,12 +69,12 @@ def _run(tmp_path: Path, entries: list[cmp.Entry], rank_by: str = "heldout_r", n
     for sub in sorted({e.subject for e in entries}):
         paths = cmp.subject_output_paths(tmp_path / "comparison", sub, "images")
         cmp.run_subject_comparison(
-            [e for e in entries if e.subject == sub], paths, n_boot=n_boot, seed=0
+            [e for e in entries if e.subject == sub], paths, options={"bootstrap": n_boot}, seed=0
         )
         tables.append(paths["tsv"])
         boots.append(paths["bootstrap"])
     out = cmp.output_paths(tmp_path / "comparison", "images")
-    return cmp.run_comparison(tables, out, rank_by=rank_by, bootstraps=boots), out
+    return cmp.run_comparison(tables, out, options={"rank_by": rank_by}, bootstraps=boots), out
 
 
 def test_comparison_ranks_clear_winner_by_nc_when_no_betas(tmp_path):
@@ -325,7 +325,10 @@ def test_comparison_errors(tmp_path):
         cmp.comparison_table([e])
     other = _save(tmp_path / "other.nii.gz", np.ones((5, 6, 4), np.uint8))
     e = cmp.Entry("01", "01", "raw-single", entries[0].nc, other, entries[0].brain)
-    with pytest.raises(StageInputError, match="on the grid of the noise-ceiling maps"):
+    with pytest.raises(
+        StageInputError,
+        match=r"other.nii.gz: expected a ROI mask on the grid of .*nc.* found shape \(5, 6, 4\)",
+    ):
         cmp.comparison_table([e])
     with pytest.raises(ValueError, match="rank_by must be one of"):
         cmp.recommend(cmp.comparison_table(entries)[0], "mean")
@@ -343,8 +346,9 @@ def test_cli(tmp_path):
     argv = ["comparison", "subject"]
     for e in entries:
         argv += ["--entry", *cmp.entry_words(e.__dict__).split()]
-    argv += ["--bootstrap", "10", "--out", *(f"{k}={v}" for k, v in sub.items())]
-    args = build_parser().parse_args(argv)
+    argv += ["--options-json", '{"bootstrap": 10}']
+    argv += ["--out", *(f"{k}={v}" for k, v in sub.items())]
+    args = build_parser("comparison").parse_args(argv)
     assert args.func(args) == 0
     out = cmp.output_paths(tmp_path / "cmp", "images")
     argv = [
@@ -357,10 +361,49 @@ def test_cli(tmp_path):
         "--out",
         *(f"{k}={v}" for k, v in out.items()),
     ]
-    args = build_parser().parse_args(argv)
+    args = build_parser("comparison").parse_args(argv)
     assert args.func(args) == 0
     rec = json.loads(out["json"].read_text())
     assert rec["rank_by"] == "heldout_r" and rec["variant"] != "nordic-single"
+    assert json.loads(sub["tsv"].with_suffix(".json").read_text())["Parameters"]["Bootstrap"] == 10
+
+
+def test_cli_options_one_source(capsys):
+    """The comparison options come from the schema section, given whole as --options-json
+    (missing keys: schema defaults) to both sub-commands; the legacy one-key flags are gone;
+    unknown keys and disallowed values are refused."""
+    from echoprep.cli import build_parser
+    from echoprep.options import OptionsError, section_defaults
+
+    parse = build_parser("comparison").parse_args
+    group = ["comparison", "group", "--table", "t.tsv", "--out", "tsv=a.tsv", "json=a.json"]
+    subject = ["comparison", "subject", "--entry", "subject=01", "--out", "tsv=s.tsv"]
+    args = parse([*group, "--options-json", '{"rank_by": "dprime", "bootstrap": 10}'])
+    opts = cmp._given_options(args)
+    assert (opts.rank_by, opts.bootstrap) == ("dprime", 10)
+    assert opts.reference == section_defaults("comparison")["reference"]
+    args = parse([*subject, "--options-json", '{"bootstrap": 7}'])
+    assert cmp._given_options(args).bootstrap == 7
+    for base in (group, subject):
+        assert cmp._given_options(parse(base)) == cmp.stage_options(None)
+        assert cmp.stage_options(None) == cmp.stage_options(section_defaults("comparison"))
+        for flag, value in (("--rank-by", "dprime"), ("--bootstrap", "10")):
+            if base is group and flag == "--bootstrap":
+                # argparse reads it as an abbreviation of --bootstrap-table: still no option
+                args = parse([*base, flag, value])
+                assert cmp._given_options(args) == cmp.stage_options(None)
+                continue
+            with pytest.raises(SystemExit):
+                parse([*base, flag, value])
+            assert f"unrecognized arguments: {flag} {value}" in capsys.readouterr().err
+    args = parse([*group, "--options-json", '{"rank": "gain"}'])
+    with pytest.raises(OptionsError, match=r"unknown key\(s\) \['rank'\]"):
+        cmp._given_options(args)
+    args = parse([*subject, "--options-json", '{"bootstrap": -1}'])
+    with pytest.raises(OptionsError, match=r"comparison.bootstrap"):
+        cmp._given_options(args)
+    with pytest.raises(OptionsError, match=r"comparison.bootstrap"):
+        cmp.stage_options({"bootstrap": -1})
 
 
 def test_figure_files_are_reproducible(tmp_path):

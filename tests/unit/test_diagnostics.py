@@ -222,7 +222,9 @@ def test_table_of_a_scaled_copy_and_a_smoothed_copy(tmp_path, session):
     )
     side = json.loads(out.with_suffix(".json").read_text())
     assert side["amplitude_ratio"]["Description"] and str(s["roi_file"]) in side["Sources"]
-    text = " ".join(sd.reading(table))
+    from echoprep.report.diagnostics import reading
+
+    text = " ".join(reading(table))
     assert "NORDIC kept 80 % of the evoked amplitude in the visual ROI" in text
     assert "made them smoother" in text and "spatially white" in text
     assert "× 4.0" in text  # the tSNR gain, 2 decimals
@@ -240,7 +242,11 @@ def test_masks_on_another_grid_are_named(tmp_path, session):
     raw = _fit(tmp_path, "raw_single", s["betas"], s["labels"], s["brain"])
     nor = _fit(tmp_path, "nordic_single", s["betas"], s["labels"], s["brain"], nordic="nordic")
     bad = _save(tmp_path / "roi_bad.nii.gz", np.ones((8, 8, 6), np.uint8))
-    with pytest.raises(sd.StageInputError, match=r"roi_bad\.nii\.gz: expected a visual ROI mask"):
+    with pytest.raises(
+        sd.StageInputError,
+        match=r"roi_bad\.nii\.gz: expected a visual ROI mask on the grid of .* found shape "
+        r"\(8, 8, 6\).* Fix: pass the subject's masks on its functional grid",
+    ):
         sd.diagnostics_table("01", roi=bad, brain=s["brain_file"], glm_fits=[raw, nor])
 
 
@@ -260,7 +266,7 @@ def test_cli_writes_the_table(tmp_path, session):
         "--brain",
         str(s["brain_file"]),
         "--out",
-        str(out),
+        f"tsv={out}",
     ]
     for f in (raw, nor):
         argv += ["--glm", "01", "single", f.nordic, str(f.betas), str(f.trials), str(f.mask)]

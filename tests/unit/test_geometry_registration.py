@@ -1,5 +1,8 @@
 """BOLD reference → T1w rigid registration with ANTs: conversions and a known cross-modal offset.
 
+The ANTs calls are :mod:`echoprep.adapters.ants`; the RAS/LPS arithmetic under them is
+:mod:`echoprep.kernels.geometry.registration` (pure numpy, tested without ANTs first).
+
 Target (issue 6): a T2*-like and a T1-like image of the same synthetic head with a known rigid
 offset (<= 8 deg, <= 10 mm) recovered to <= 1 mm RMS displacement over the brain.
 """
@@ -11,17 +14,55 @@ import os
 import numpy as np
 import pytest
 
+from echoprep.kernels.geometry.registration import (
+    itk_affine_to_world,
+    lps_geometry,
+    ras_affine,
+    world_to_itk_affine,
+)
+from echoprep.kernels.geometry.transforms import rigid_matrix as _rigid
+
+
+def test_lps_geometry_and_ras_affine_round_trip():
+    aff = np.eye(4)
+    aff[:3, :3] = _rigid(np.array([0, 0, 0, 0.2, -0.1, 0.3]))[:3, :3] @ np.diag([2.0, 1.5, 3.0])
+    aff[:3, 3] = [40.0, -20.0, 10.0]
+    origin, spacing, direction = lps_geometry(aff)
+    np.testing.assert_allclose(spacing, [2.0, 1.5, 3.0])
+    np.testing.assert_allclose(origin, [-40.0, 20.0, 10.0])  # RAS -> LPS: x and y negated
+    np.testing.assert_allclose(direction.T @ direction, np.eye(3), atol=1e-12)
+    np.testing.assert_allclose(ras_affine(origin, spacing, direction), aff, atol=1e-12)
+    shear = np.eye(4)
+    shear[0, 1] = 0.5
+    with pytest.raises(ValueError, match="ants_image: the affine has shear"):
+        lps_geometry(shear)
+
+
+def test_itk_affine_parameters_round_trip_with_a_centre():
+    m = _rigid(np.array([3.0, -4.0, 5.0, 0.1, 0.2, -0.15]), np.array([10.0, 0.0, -5.0]))
+    params, fixed = world_to_itk_affine(m)
+    assert params.shape == (12,) and np.array_equal(fixed, np.zeros(3))
+    np.testing.assert_allclose(itk_affine_to_world(params, fixed), m, atol=1e-12)
+    # the same transform about another centre c: translation t' = t + A c - c
+    c = np.array([7.0, -3.0, 2.0])
+    a = params[:9].reshape(3, 3)
+    moved = np.concatenate([params[:9], params[9:] + a @ c - c])
+    np.testing.assert_allclose(itk_affine_to_world(moved, c), m, atol=1e-12)
+    with pytest.raises(ValueError, match="expected 12 affine parameters; found 6"):
+        itk_affine_to_world(np.zeros(6), np.zeros(3))
+
+
 os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "2")
 
 ants = pytest.importorskip("ants")
 
-from echoprep.kernels.geometry.phantom import brain_fraction, grid_points, head_phantom  # noqa: E402
-from echoprep.kernels.geometry.registration import (  # noqa: E402
+from echoprep.adapters.ants import (  # noqa: E402
     ants_image,
     ants_transform_to_world,
     register_cross_modal,
     world_to_ants_transform,
 )
+from echoprep.kernels.geometry.phantom import brain_fraction, grid_points, head_phantom  # noqa: E402
 from echoprep.kernels.geometry.transforms import (  # noqa: E402
     apply_matrix,
     rigid_matrix,

@@ -7,8 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from echoprep.io.events import build_session_design, read_trials
 from echoprep.io.images import StageInputError
-from echoprep.stages.glm_design import build_session_design
+from echoprep.options import section_defaults
+
+#: Trial types not modelled, as configured by default (glm.blank_trial_types).
+BLANKS = section_defaults("glm")["blank_trial_types"]
 
 
 def _events(path: Path, rows: list[tuple], header=("onset", "duration", "trial_type", "stim_name")):
@@ -22,7 +26,9 @@ def test_design_on_the_grid_with_blanks_left_out(tmp_path: Path) -> None:
         [(4, 2.5, "new", "img2"), (2, 2.5, "new", "img1"), (7, 2.5, "blank", "n/a")],
     )
     b = _events(tmp_path / "run-2_events.tsv", [(1, 2.5, "old", "img1"), (3, 2.5, "new", "img3")])
-    d = build_session_design([a, b], [10, 8], 1.0, run_labels=["01", "02"])
+    d = build_session_design(
+        [a, b], [10, 8], 1.0, exclude_trial_types=BLANKS, run_labels=["01", "02"]
+    )
     assert d.conditions == ["img1", "img2", "img3"]
     assert d.label_column == "stim_name" and d.excluded == 1
     # chronological: run 1 sorted by onset, then run 2
@@ -37,11 +43,11 @@ def test_design_on_the_grid_with_blanks_left_out(tmp_path: Path) -> None:
 
 def test_off_grid_onsets_round_within_half_a_tr_and_record_the_error(tmp_path: Path) -> None:
     a = _events(tmp_path / "a.tsv", [(4, 2.5, "new", "x"), (7, 2.5, "new", "y")])
-    d = build_session_design([a], [20], 1.9)
+    d = build_session_design([a], [20], 1.9, exclude_trial_types=BLANKS)
     assert d.trials["onset_volume"].tolist() == [2, 4]  # 4/1.9 = 2.1, 7/1.9 = 3.7
     assert d.max_rounding_error == pytest.approx(abs(7 - 4 * 1.9))
     with pytest.raises(StageInputError, match=r"expected onsets within 0.1 s of a volume"):
-        build_session_design([a], [20], 1.9, onset_tolerance=0.1)
+        build_session_design([a], [20], 1.9, exclude_trial_types=BLANKS, onset_tolerance=0.1)
 
 
 def test_label_column_falls_back_to_trial_type_and_can_be_chosen(tmp_path: Path) -> None:
@@ -53,7 +59,7 @@ def test_label_column_falls_back_to_trial_type_and_can_be_chosen(tmp_path: Path)
     d = build_session_design([a], [5], 1.0, exclude_trial_types=())
     assert d.label_column == "trial_type" and d.conditions == ["face", "house"]
     with pytest.raises(StageInputError, match=r"expected the condition column 'stim'"):
-        build_session_design([a], [5], 1.0, label_column="stim")
+        build_session_design([a], [5], 1.0, label_column="stim", exclude_trial_types=BLANKS)
 
 
 @pytest.mark.parametrize(
@@ -72,7 +78,7 @@ def test_label_column_falls_back_to_trial_type_and_can_be_chosen(tmp_path: Path)
 def test_bad_events_are_refused_naming_the_file(tmp_path: Path, rows, nvol, message) -> None:
     path = _events(tmp_path / "sub-01_run-01_events.tsv", rows)
     with pytest.raises(StageInputError, match=message) as err:
-        build_session_design([path], [nvol], 1.0)
+        build_session_design([path], [nvol], 1.0, exclude_trial_types=BLANKS)
     assert str(path) in str(err.value)
 
 
@@ -80,4 +86,19 @@ def test_missing_onset_column(tmp_path: Path) -> None:
     path = tmp_path / "e.tsv"
     path.write_text("time\tstim_name\n1\ta\n")
     with pytest.raises(StageInputError, match="expected an 'onset' column"):
-        build_session_design([path], [5], 1.0)
+        build_session_design([path], [5], 1.0, exclude_trial_types=BLANKS)
+
+
+def test_trials_table_is_read_as_text_checked_and_sorted(tmp_path: Path) -> None:
+    path = tmp_path / "trials.tsv"
+    path.write_text("session\trun\tbeta_index\tlabel\n01\t02\t1\t007\n01\t01\t0\tn/a\n")
+    table = read_trials(path, required=("beta_index", "label", "run"), sort=True)
+    assert table["beta_index"].tolist() == [0, 1]
+    assert table["run"].tolist() == ["01", "02"] and table["label"].tolist() == ["n/a", "007"]
+    assert read_trials(path)["beta_index"].tolist() == [1, 0]
+    with pytest.raises(
+        StageInputError,
+        match=r"trials.tsv: expected a GLMsingle trials table with columns "
+        r"beta_index, label, onset; found \['session', 'run', 'beta_index', 'label'\]\. Fix: rerun",
+    ):
+        read_trials(path, required=("beta_index", "label", "onset"), fix="Fix: rerun")

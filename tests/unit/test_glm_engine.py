@@ -1,12 +1,12 @@
 """GLMsingle engine end to end on synthetic sessions that are not in the repository.
 
-Sessions come from :mod:`echoprep.kernels.glm.synthetic` (seeded): 12 x 10 x 5 voxels, four
+Sessions come from :mod:`echoprep.simulate.glm_session` (seeded): 12 x 10 x 5 voxels, four
 runs of unequal length (140-160 volumes at TR 1.9 s), 40 conditions x 3 repeats, a voxel-wise
 library HRF, shared "physiological" noise. Checked here: GLMsingle's keys and shapes, invariance
 to ``chunklen`` and to V x T input, determinism, the internal consistency of every type (HRF
-choice, pcnum rule, fraction choice, autoscale identity), the percent-BOLD rules, every §17
-special case and our decisions (extra regressors at every level, brainexclude = exclude,
-plain-list xvalscheme), and ground truth.
+choice, pcnum rule, fraction choice, autoscale identity), the percent-BOLD rules, every
+special case of docs/glm.md §10 and our decisions (extra regressors at every level,
+brainexclude = exclude, plain-list xvalscheme), and ground truth.
 
 Ground truth (``GROUND_TRUTH_SESSION``): median over active voxels of the correlation across
 trials with the true betas, and test-retest reliability = median over active voxels of the mean,
@@ -23,11 +23,15 @@ from functools import cache, partial
 import numpy as np
 import pytest
 
+from echoprep.kernels.glm import REQUIRED_OPTIONS
 from echoprep.kernels.glm import fit_glmsingle as _fit_glmsingle
-from echoprep.kernels.glm.synthetic import SyntheticSession, make_session
+from echoprep.options import section_defaults
+from echoprep.simulate.glm_session import SyntheticSession, make_session
 
+#: The engine options at the config schema's defaults (the engine takes them all explicitly).
+ENGINE_DEFAULTS = {k: v for k, v in section_defaults("glm").items() if k in REQUIRED_OPTIONS}
 #: One BLAS thread: the products are small, and the test machine is shared.
-fit_glmsingle = partial(_fit_glmsingle, n_threads=1)
+fit_glmsingle = partial(_fit_glmsingle, n_threads=1, **ENGINE_DEFAULTS)
 
 SHAPE = (12, 10, 5)
 RUNS = [140, 150, 160, 150]
@@ -349,7 +353,7 @@ def test_extra_regressors_are_nuisance_terms_at_every_pc_level() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# §17 special cases
+# special cases (docs/glm.md §10)
 
 
 def test_single_run_fits_a_and_b_and_warns_that_c_and_d_are_off() -> None:

@@ -1,4 +1,4 @@
-"""GLMsingle engine HRFs: known answers from ``shared/specs/glmsingle.md`` §8.1 and §22."""
+"""GLMsingle engine HRFs: known answers from ``docs/glm.md`` §5."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from echoprep.kernels.glm.hrf import (
     spm_double_gamma,
 )
 
-#: Peak times (s) of the library for a 0.1-s event, §22 table.
+#: Peak times (s) of the library for a 0.1-s event (docs/glm.md §5).
 TABLE_PEAKS = [2.7, 2.8, 3.0, 3.0, 3.1, 3.3, 3.4, 3.6, 3.9, 4.1, 4.3, 4.5, 4.7, 4.9, 5.1, 5.3,
                5.4, 5.6, 5.6, 5.7]  # fmt: skip
 

@@ -7,11 +7,15 @@ from functools import cache, partial
 import numpy as np
 import pytest
 
+from echoprep.kernels.glm import REQUIRED_OPTIONS
 from echoprep.kernels.glm import fit_glmsingle as _fit_glmsingle
-from echoprep.kernels.glm.synthetic import make_session
+from echoprep.options import section_defaults
+from echoprep.simulate.glm_session import make_session
 
+#: The engine options at the config schema's defaults (the engine takes them all explicitly).
+ENGINE_DEFAULTS = {k: v for k, v in section_defaults("glm").items() if k in REQUIRED_OPTIONS}
 #: One BLAS thread: the products are small, and the test machine is shared.
-fit_glmsingle = partial(_fit_glmsingle, n_threads=1)
+fit_glmsingle = partial(_fit_glmsingle, n_threads=1, **ENGINE_DEFAULTS)
 
 
 @cache
@@ -118,6 +122,17 @@ def test_unknown_option_lists_the_allowed_names() -> None:
         r"wantlibrary, wantglmdenoise.*n_pcs",
     ):
         _fit(design, data, numpcstotry=3)
+
+
+def test_configurable_options_must_all_be_given() -> None:
+    """The engine repeats no config default: a call without them names the missing ones."""
+    design, data = _inputs()
+    partial_opts = {k: v for k, v in ENGINE_DEFAULTS.items() if k not in ("n_pcs", "chunklen")}
+    with pytest.raises(
+        ValueError,
+        match=r"missing option\(s\) \['n_pcs', 'chunklen'\].*section_defaults\('glm'\)",
+    ):
+        _fit_glmsingle(design, data, 3.0, 1.9, n_threads=1, **partial_opts)
 
 
 @pytest.mark.parametrize(

@@ -14,12 +14,15 @@ import numpy as np
 import pytest
 
 from echoprep.io.images import StageInputError
+from echoprep.options import OptionsError, section_defaults
 from echoprep.stages.glm import session_key
-from echoprep.stages.glm_mask import analysis_mask, output_path, run_analysis_mask
+from echoprep.stages.glm.mask import analysis_mask, output_path, run_analysis_mask
 from echoprep.stages.rois import run_visual_roi
 
 SHAPE = (6, 5, 4)
 AFFINE = np.diag([2.0, 2.0, 2.5, 1.0])
+#: The rule options at the config schema's defaults (glm.brainthresh, glm.nan_policy).
+RULES = {k: section_defaults("glm")[k] for k in ("brainthresh", "nan_policy")}
 
 
 def _series(seed: int, level: float = 1000.0, n: int = 20) -> np.ndarray:
@@ -99,7 +102,9 @@ def test_one_variant_gets_its_own_runs_only(tmp_path: Path) -> None:
     a1 = _series(1)
     a1[3, 3, 3] = 0.0
     mask, _, info = analysis_mask(
-        {"nordic-optcom": [_save(a1, tmp_path / "a1.nii.gz")]}, brain_mask=_brain(tmp_path)
+        {"nordic-optcom": [_save(a1, tmp_path / "a1.nii.gz")]},
+        brain_mask=_brain(tmp_path),
+        **RULES,
     )
     assert int(mask.sum()) == 99 and not mask[3, 3, 3]
     assert info["ExcludedVoxels"] == {"nordic-optcom": {"1": {"constant": 1, "nonfinite": 0}}}
@@ -116,7 +121,8 @@ def test_bright_voxel_rule_is_applied_per_variant_and_intersected(tmp_path: Path
         {
             "raw-single": [_save(a, tmp_path / "a.nii.gz")],
             "raw-optcom": [_save(b, tmp_path / "b.nii.gz")],
-        }
+        },
+        **RULES,
     )
     expected = np.ones(SHAPE, bool)
     expected[5] = False
@@ -132,13 +138,15 @@ def test_nan_follows_the_glm_nan_policy(tmp_path: Path) -> None:
     a[0, 1, 1, 3] = np.inf  # outside the brain: ignored
     runs = {"raw-single": [_save(a, tmp_path / "a.nii.gz")]}
     with pytest.raises(StageInputError) as err:
-        analysis_mask(runs, brain_mask=_brain(tmp_path))
+        analysis_mask(runs, brain_mask=_brain(tmp_path), **RULES)
     assert str(err.value) == (
         "expected finite BOLD values in every brain voxel; found NaN or Inf in raw-single run 1 "
         f"({tmp_path / 'a.nii.gz'}): 1 voxels. Fix: provide a brain mask that leaves these "
         "voxels out, or set glm.nan_policy: exclude to drop them from the fit."
     )
-    mask, _, info = analysis_mask(runs, brain_mask=_brain(tmp_path), nan_policy="exclude")
+    mask, _, info = analysis_mask(
+        runs, brain_mask=_brain(tmp_path), **{**RULES, "nan_policy": "exclude"}
+    )
     assert int(mask.sum()) == 99 and not mask[2, 2, 2]
     assert info["NonfiniteVoxelsExcluded"] == 1 and info["ConstantVoxelsExcluded"] == 0
 
@@ -147,14 +155,33 @@ def test_runs_on_another_grid_are_refused(tmp_path: Path) -> None:
     a = _save(_series(1), tmp_path / "a.nii.gz")
     other = tmp_path / "b.nii.gz"
     nib.save(nib.Nifti1Image(_series(2)[:5], AFFINE), other)
-    with pytest.raises(StageInputError, match=r"b.nii.gz: expected the grid of a.nii.gz"):
-        analysis_mask({"raw-single": [a], "raw-optcom": [other]})
+    with pytest.raises(
+        StageInputError,
+        match=r"b.nii.gz: expected a BOLD run on the grid of .*a.nii.gz \(shape \(6, 5, 4\), "
+        r"affine .*\); found shape \(5, 5, 4\), .*Fix: every variant and run of a session",
+    ):
+        analysis_mask({"raw-single": [a], "raw-optcom": [other]}, **RULES)
+
+
+def test_brain_mask_on_another_grid_and_unknown_options_are_refused(tmp_path: Path) -> None:
+    a = _save(_series(1), tmp_path / "a.nii.gz")
+    shifted = tmp_path / "shifted_brain.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones(SHAPE, np.uint8), AFFINE + np.eye(4) * 0.5), shifted)
+    with pytest.raises(
+        StageInputError,
+        match=r"shifted_brain.nii.gz: expected a brain mask on the grid of .*a.nii.gz .*"
+        r"Fix: resample the mask to the functional grid\.",
+    ):
+        analysis_mask({"raw-single": [a]}, brain_mask=shifted, **RULES)
+    with pytest.raises(OptionsError, match=r"unknown key\(s\) \['brain_thresh'\]"):
+        run_analysis_mask({"raw-single": [a]}, tmp_path / "m.nii.gz", options={"brain_thresh": 1})
+    assert not (tmp_path / "m.nii.gz").exists()
 
 
 def test_all_voxels_missing_is_an_error_naming_the_fix(tmp_path: Path) -> None:
     a = _save(np.zeros((*SHAPE, 10), np.float32) + 5.0, tmp_path / "a.nii.gz")
     with pytest.raises(StageInputError, match=r"found none\. Fix: check the runs' masks"):
-        analysis_mask({"raw-single": [a]}, brain_mask=_brain(tmp_path))
+        analysis_mask({"raw-single": [a]}, brain_mask=_brain(tmp_path), **RULES)
 
 
 def test_cli_writes_mask_and_sidecar(tmp_path: Path) -> None:
@@ -167,7 +194,7 @@ def test_cli_writes_mask_and_sidecar(tmp_path: Path) -> None:
     argv = ["analysis-mask", "--bold", "raw-single", str(pa), "--bold", "nordic-single", str(pb)]
     argv += ["--run-labels", "01", "--brain-mask", str(_brain(tmp_path)), "--space", "T1w"]
     argv += ["--options-json", json.dumps({"nan_policy": "error", "all_sessions_variants": []})]
-    argv += ["--out", str(out)]
+    argv += ["--out", f"mask={out}"]
     assert main(argv) == 0
     assert int((nib.load(out).get_fdata() > 0).sum()) == 99
     side = json.loads(out.with_name("sub-01_desc-analysis_mask.json").read_text())
@@ -199,7 +226,7 @@ def test_visual_roi_lies_inside_the_analysis_mask(tmp_path: Path) -> None:
         onoff_r2=onoff,
         brain_mask=_brain(tmp_path),
         analysis_mask=amask,
-        method="onoff",
+        options={"visual": {"method": "onoff"}},
     )
     roi = np.asarray(nib.load(out).dataobj) > 0
     expected = analysed.astype(bool)

@@ -1,6 +1,7 @@
 """GLMsingle engine against upstream GLMsingle (Python v1.2) outputs and the simulated truth.
 
-Fixture ``../shared/fixtures/glmsingle/small_4runs/``: 20 x 20 x 10 voxels, 4 runs x 150 volumes
+Fixture ``small_4runs`` of the reference fixtures (``../shared/fixtures/glmsingle/``, present
+only in the development checkout): 20 x 20 x 10 voxels, 4 runs x 150 volumes
 (TR 1.9 s), 40 conditions x 3 repeats, stimdur 3 s; upstream ran FITHRF_GLMDENOISE_RR with its
 defaults and ``brainR2 = pcR2cutoff = 1.0`` (we pass the same). "Brain voxels" are truth.npz's
 ``brain`` mask (1192 voxels; the rest is a low, noise-only background of mean 40).
@@ -37,10 +38,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from echoprep.kernels.glm import REQUIRED_OPTIONS
 from echoprep.kernels.glm import fit_glmsingle as _fit_glmsingle
+from echoprep.options import section_defaults
 
+#: The engine options at the config schema's defaults (the engine takes them all explicitly).
+ENGINE_DEFAULTS = {k: v for k, v in section_defaults("glm").items() if k in REQUIRED_OPTIONS}
 #: One BLAS thread: the products are small, and the test machine is shared.
-fit_glmsingle = partial(_fit_glmsingle, n_threads=1)
+fit_glmsingle = partial(_fit_glmsingle, n_threads=1, **ENGINE_DEFAULTS)
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "glmsingle"
 CASE = "small_4runs"

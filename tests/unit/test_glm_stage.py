@@ -14,14 +14,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from echoprep.adapters import glmsingle as glm_upstream
+from echoprep.io.events import read_trials
 from echoprep.io.images import StageInputError, float_image
+from echoprep.options import OptionsError, option_names, options_dict, section_defaults
 from echoprep.simulate import simulate_dataset
-from echoprep.stages import glm_upstream
 from echoprep.stages.glm import (
     DEFAULT_OUTPUTS,
+    ENGINE_OPTIONS,
     OUTPUTS,
+    STAGE_SETTINGS,
+    GlmOptions,
     output_paths,
-    read_trials,
+    parse_glm_options,
     run_glm,
     session_key,
 )
@@ -311,7 +316,7 @@ def _run_unique_events(events: list[Path], tmp_path: Path) -> list[Path]:
 
 
 def test_conditions_without_repeats_across_runs(tiny, tmp_path: Path, caplog) -> None:
-    """GLMsingle semantics (glmsingle.md §17): types C and D are switched off (betas of type B)
+    """GLMsingle semantics (docs/glm.md §10): types C and D are switched off (betas of type B)
     unless pcstop <= 0 and fracs is a single value."""
     bold, _ = _inputs(tiny)
     events = _run_unique_events(_inputs(tiny)[1], tmp_path)
@@ -344,9 +349,32 @@ def test_hdf5_without_h5py_says_how_to_fix(tiny, tmp_path: Path, monkeypatch) ->
 def test_unknown_engine_is_refused(tiny, tmp_path: Path) -> None:
     bold, events = _inputs(tiny)
     with pytest.raises(
-        ValueError, match=r"glm.engine: expected one of \['echoprep', 'glmsingle'\]"
+        OptionsError, match=r"glm.engine: 'spm' is not one of \['echoprep', 'glmsingle'\]"
     ):
         run_glm(bold, events, _outputs(tmp_path), options={"engine": "spm"})
+
+
+def test_unknown_options_are_refused_not_ignored(tiny, tmp_path: Path) -> None:
+    bold, events = _inputs(tiny)
+    with pytest.raises(OptionsError, match=r"unknown key\(s\) \['numpcstotry'\]") as err:
+        run_glm(bold, events, _outputs(tmp_path), options={"numpcstotry": 3, "n_pcs": -1})
+    assert "glm.n_pcs" in str(err.value)  # every problem at once
+    assert not (tmp_path / "out").exists()
+
+
+def test_options_come_from_the_schema_section() -> None:
+    """One frozen object with the glm section's keys; engine options plus stage settings plus
+    the workflow's own key cover the section; defaults are the schema's."""
+    assert {f for f in GlmOptions.__dataclass_fields__} == set(option_names("glm"))
+    assert set(ENGINE_OPTIONS) | set(STAGE_SETTINGS) | {"all_sessions_variants"} == set(
+        option_names("glm")
+    )
+    opts = parse_glm_options({"fracs": [1, 0.5], "n_pcs": 2})
+    defaults = section_defaults("glm")
+    assert opts.fracs == (1, 0.5) and opts.n_pcs == 2
+    assert list(opts.blank_trial_types) == defaults["blank_trial_types"]
+    assert options_dict(opts)["fracs"] == [1, 0.5]
+    assert parse_glm_options(opts) is opts
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,16 +11,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from echoprep.io.events import mixed_repeat_counts, read_trials, stimulus_counts
 from echoprep.io.images import StageInputError
 from echoprep.kernels.noiseceiling import expected_noise_ceiling, noise_ceiling
+from echoprep.options import section_defaults
 from echoprep.simulate import simulate_dataset
-from echoprep.stages.glm import output_paths, read_trials, run_glm, session_key
+from echoprep.stages.glm import output_paths, run_glm, session_key
 from echoprep.stages.noiseceiling import (
-    mixed_repeat_counts,
     repeats_noise_ceiling,
     session_noise_ceiling,
     session_output_path,
-    stimulus_counts,
     subject_key,
     subject_noise_ceiling,
     subject_output_paths,
@@ -118,6 +118,18 @@ def test_betas_and_trials_must_match(tmp_path: Path) -> None:
         session_noise_ceiling(b, t, tmp_path / "nc.nii.gz", mask_file=m)
 
 
+def test_mask_of_another_fit_is_refused(tmp_path: Path) -> None:
+    labels, runs = _design(5, 2, 2)
+    b, t, m = _session(tmp_path, labels, runs, signal=1, noise=1, seed=4)
+    nib.save(nib.Nifti1Image(np.ones(SHAPE, np.uint8), np.diag([3.0, 3.0, 3.0, 1.0])), m)
+    with pytest.raises(
+        StageInputError,
+        match=r"ses01_mask.nii.gz: expected a mask on the grid of .*ses01_betas.nii.gz .*"
+        r"Fix: pass the GLMsingle mask of the same fit\.",
+    ):
+        session_noise_ceiling(b, t, tmp_path / "nc.nii.gz", mask_file=m)
+
+
 def test_subject_maps_zscore_per_session_with_mixed_repeats(tmp_path: Path) -> None:
     # session 1: s0-s9 twice; session 2: s0-s4 twice more and s10-s14 twice -> 4 and 2 repeats
     l1, r1 = _design(10, 2, 2)
@@ -179,7 +191,11 @@ def test_sessions_on_different_grids_are_refused(tmp_path: Path) -> None:
     b2, t2, _ = _session(tmp_path / "b", labels, runs, signal=1, noise=1, seed=8)
     img = nib.load(b2)
     nib.save(nib.Nifti1Image(img.get_fdata(), np.diag([3.0, 3.0, 3.0, 1.0])), b2)
-    with pytest.raises(StageInputError, match=r"cross-session noise ceiling.*T1w space"):
+    with pytest.raises(
+        StageInputError,
+        match=r"b/ses01_betas.nii.gz: expected a betas image on the grid of .*a/ses01_betas.nii.gz"
+        r".*cross-session noise ceiling.*T1w space",
+    ):
         subject_noise_ceiling([b1, b2], [t1, t2], {"allrep": tmp_path / "x.nii.gz"})
 
 
@@ -187,7 +203,12 @@ def test_stimulus_counts_from_events(tmp_path: Path) -> None:
     rows = "onset\tduration\ttrial_type\tstim_name\n0\t2\tnew\ta\n3\t2\tblank\tn/a\n6\t2\told\ta\n"
     (tmp_path / "r1.tsv").write_text(rows + "9\t2\tnew\tb\n")
     (tmp_path / "r2.tsv").write_text(rows)
-    counts = stimulus_counts([tmp_path / "r1.tsv", tmp_path / "r2.tsv"])
+    glm = section_defaults("glm")
+    counts = stimulus_counts(
+        [tmp_path / "r1.tsv", tmp_path / "r2.tsv"],
+        label_column=glm["label_column"],
+        blank_trial_types=glm["blank_trial_types"],
+    )
     assert counts == {"a": 4, "b": 1}
     assert mixed_repeat_counts(counts) == []  # b is shown once: it does not count
     assert mixed_repeat_counts({"a": 4, "b": 2, "c": 1}) == [2, 4]
@@ -209,9 +230,10 @@ def test_session_names(tmp_path: Path) -> None:
 
 def test_noise_ceiling_on_the_simulator_truth(tmp_path: Path) -> None:
     """Tiny preset, echo 2: the session map against the expected ceiling of the estimated betas
-    (pipeline.md: regress estimated on true betas). Per-voxel estimates from 46 images x 2 are
-    noisy, so the ROI medians are compared; measured 5.6 points on the tiny preset (the issue-5
-    acceptance of <= 3 points is on the demo preset: benchmarks/noiseceiling_truth.py)."""
+    (docs/noise-ceiling.md §4: regress estimated on true betas). Per-voxel estimates from 46
+    images x 2 are noisy, so the ROI medians are compared; measured 5.6 points on the tiny
+    preset (the issue-5 acceptance of <= 3 points is on the demo preset:
+    benchmarks/noiseceiling_truth.py)."""
     root = simulate_dataset(tmp_path / "bids", "tiny", seed=0)
     func = root / "sub-01" / "ses-01" / "func"
     ses = "sub-01_ses-01_task-images"

@@ -45,7 +45,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from echoprep.kernels.nordic import default_kernel, monte_carlo_threshold, nordic
+from echoprep.kernels.nordic import default_kernel, monte_carlo_threshold
+from echoprep.kernels.nordic import nordic as _kernel
 from echoprep.kernels.patches import (
     axis_starts,
     gram,
@@ -63,6 +64,17 @@ from echoprep.kernels.quality import (
     neighbour_correlation,
     tsnr,
 )
+from echoprep.options import section_defaults
+
+#: The schema defaults of the kernel's options (the kernel has none; the stage passes them all).
+KERNEL_DEFAULTS = {k: v for k, v in section_defaults("nordic").items() if k != "enabled"}
+
+
+def nordic(magnitude, phase=None, **kwargs):
+    """The kernel with the schema defaults of the options not given, unchecked (as the stage
+    passes them; invalid values reach the kernel's own checks)."""
+    return _kernel(magnitude, phase, **{**KERNEL_DEFAULTS, **kwargs})
+
 
 # ---------------------------------------------------------------------------------------------
 # known answers

@@ -1,6 +1,7 @@
 """NORDIC kernel against the reference fixtures, and self-consistency on synthetic cases.
 
-Fixtures (``../shared/fixtures/nordic/<case>/``: the reference NIFTI_NORDIC run under Octave on
+Fixtures (the reference fixtures ``../shared/fixtures/nordic/<case>/``, present only in the
+development checkout: the reference NIFTI_NORDIC run under Octave on
 synthetic data, with ``params.json``): the fixture's options are mapped to our arguments
 (reference defaults where it gives none: ``temporal_phase=1``, ``phase_filter_width=3``), the
 reference's threshold is passed explicitly, noise volumes are kept, and the last x-plane (never
@@ -32,7 +33,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from echoprep.kernels.nordic import NordicResult, nordic
+from echoprep.kernels.nordic import NordicResult
+from echoprep.kernels.nordic import nordic as _kernel
+from echoprep.options import section_defaults
+
+#: The schema defaults of the kernel's options (the kernel has none; the stage passes them all).
+KERNEL_DEFAULTS = {k: v for k, v in section_defaults("nordic").items() if k != "enabled"}
+
+
+def nordic(magnitude, phase=None, **kwargs):
+    """The kernel with the schema defaults of the options not given, unchecked (as the stage
+    passes them; invalid values reach the kernel's own checks)."""
+    return _kernel(magnitude, phase, **{**KERNEL_DEFAULTS, **kwargs})
+
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "nordic"
 CASES = ["complex_float32_defaults", "complex_int16_noisevols", "magnitude_only_float32"]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from echoprep.io.images import StageInputError
+from echoprep.options import OptionsError
 from echoprep.stages.nordic import run_nordic
 
 SHAPE = (20, 18, 10, 40)
@@ -114,5 +115,59 @@ def test_a_3d_magnitude_is_refused(tmp_path):
 
 def test_unknown_option_is_refused(tmp_path):
     mag, phase, _ = _series(tmp_path)
-    with pytest.raises(ValueError, match=r"unknown NORDIC options \['kernel'\]"):
+    with pytest.raises(OptionsError, match=r"unknown key\(s\) \['kernel'\]"):
         run_nordic(mag, phase, _outputs(tmp_path), options={"kernel": [3, 3, 3]})
+
+
+def test_a_value_the_schema_does_not_allow_is_refused(tmp_path):
+    mag, phase, _ = _series(tmp_path)
+    with pytest.raises(OptionsError, match=r"nordic.temporal_phase"):
+        run_nordic(mag, phase, _outputs(tmp_path), options={"temporal_phase": 7})
+
+
+def test_phase_on_another_grid_names_both_files(tmp_path):
+    mag, phase, _ = _series(tmp_path)
+    img = nib.load(phase)
+    nib.save(nib.Nifti1Image(np.asanyarray(img.dataobj), np.diag([2.0, 2, 2, 1])), phase)
+    with pytest.raises(StageInputError, match=r"phase.nii.gz: expected a phase series on the grid"):
+        run_nordic(mag, phase, _outputs(tmp_path))
+
+
+def test_kernel_options_are_the_schema_section_without_enabled():
+    from echoprep.options import option_names
+    from echoprep.stages.nordic import KERNEL_OPTIONS
+
+    assert KERNEL_OPTIONS == tuple(k for k in option_names("nordic") if k != "enabled")
+
+
+def test_sidecar_records_the_options_with_a_value_and_the_seed(tmp_path):
+    """As the rule passes them (every kernel option): null ones are not recorded."""
+    from echoprep.options import section_defaults
+    from echoprep.stages.nordic import KERNEL_OPTIONS
+
+    mag, phase, _ = _series(tmp_path)
+    given = {k: section_defaults("nordic")[k] for k in KERNEL_OPTIONS}
+    run_nordic(mag, phase, _outputs(tmp_path), options=given, seed=2)
+    params = json.loads((tmp_path / "out" / "bold.json").read_text())["Parameters"]
+    assert params == {**{k: v for k, v in given.items() if v is not None}, "seed": 2}
+
+
+def test_the_kernel_takes_every_option_and_denoise_arrays_fills_the_schema_defaults():
+    """One source of defaults: the kernel has none for the nordic: options; the stage's
+    denoise_arrays passes the schema defaults of those not given."""
+    import inspect
+
+    from echoprep.kernels.nordic import nordic
+    from echoprep.options import section_defaults
+    from echoprep.stages.nordic import KERNEL_OPTIONS, denoise_arrays
+
+    params = inspect.signature(nordic).parameters
+    assert all(params[k].default is inspect.Parameter.empty for k in KERNEL_OPTIONS)
+    rng = np.random.default_rng(0)
+    mag = 100 + rng.standard_normal((12, 12, 6, 12)).astype(np.float32)
+    defaults = {k: section_defaults("nordic")[k] for k in KERNEL_OPTIONS}
+    a = denoise_arrays(mag, None, seed=1, n_threads=1, chunk_patches=64)
+    b = nordic(mag, None, seed=1, n_threads=1, **{**defaults, "chunk_patches": 64})
+    np.testing.assert_array_equal(a.magnitude, b.magnitude)
+    with pytest.raises(OptionsError, match=r"nordic\.chunk_patches"):
+        denoise_arrays(mag, None, chunk_patches=0)

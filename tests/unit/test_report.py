@@ -73,7 +73,9 @@ def _inputs(tmp_path: Path) -> dict:
     own = {}
     for s in ("01", "02"):
         own[s] = cmp.subject_output_paths(tmp_path / "comparison", s, "images")
-        cmp.run_subject_comparison([e for e in entries if e.subject == s], own[s], n_boot=0)
+        cmp.run_subject_comparison(
+            [e for e in entries if e.subject == s], own[s], options={"bootstrap": 0}
+        )
     cmp.run_comparison(
         [own[s]["tsv"] for s in own],
         cmp.output_paths(tmp_path / "comparison", "images"),
@@ -238,7 +240,7 @@ def test_report_cli(tmp_path):
         "--subject",
         "01",
         "--out",
-        str(tmp_path / "r.html"),
+        f"html={tmp_path / 'r.html'}",
         "--t2star",
         str(inp["t2star"]),
         "--nc",
@@ -246,7 +248,7 @@ def test_report_cli(tmp_path):
         "--config-json",
         json.dumps(inp["config"]),
     ]
-    args = build_parser().parse_args(argv)
+    args = build_parser("report").parse_args(argv)
     assert args.func(args) == 0
     assert len(_decoded_images((tmp_path / "r.html").read_text())) == 2
 
@@ -368,7 +370,7 @@ def test_report_folder_describes_itself(tmp_path):
 
     out = tmp_path / "reports" / "dataset_description.json"
     config = {"seed": 0, "report": {"enabled": True}}
-    args = ["describe", "report", str(out), "--source", "/data/bids"]
+    args = ["describe", str(out), "--stage", "report", "--source", "/data/bids"]
     assert main([*args, "--config-json", json.dumps(config)]) == 0
     desc = json.loads(out.read_text())
     assert desc["DatasetType"] == "derivative" and desc["BIDSVersion"]
@@ -474,6 +476,14 @@ def test_a_ring_of_high_noise_ceiling_at_the_brain_edge_is_flagged(tmp_path):
     assert f"nordic-denoised: {ring.sum()} of the {ring.sum()} voxels at the brain edge" in text
     assert "raw-single:" not in text
     assert text.count('<div class="warning" role="alert">') == 2  # top of page and section
+    # a brain mask on the maps' grid is used (its outside counts as edge); on another grid it
+    # is left out with a warning, and the check still runs
+    inner = _save(tmp_path / "inner.nii.gz", ndimage.binary_erosion(brain, iterations=2), np.eye(4))
+    out = build_report("01", tmp_path / "r2.html", nc_maps={"raw-single": good}, brain=inner)
+    assert "raw-single:" not in html.unescape(out.read_text())
+    other = _save(tmp_path / "other.nii.gz", brain, np.diag([2.0, 2, 2, 1]))
+    out = build_report("01", tmp_path / "r3.html", nc_maps={"nordic-denoised": bad}, brain=other)
+    assert "nordic-denoised: " in html.unescape(out.read_text())
 
 
 def test_diagnostics_absent_says_why(tmp_path):

@@ -1,4 +1,8 @@
-"""ROI stage: user ROI folder, nearest-neighbour resampling, visually responsive ROI, ROI tables."""
+"""ROI stage: user ROI folder, nearest-neighbour resampling, visually responsive ROI, ROI tables.
+
+The array code is :mod:`echoprep.kernels.rois` (resampling, selections) and
+:mod:`echoprep.kernels.visual` (statistics); the stage is :mod:`echoprep.stages.rois`.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,14 @@ import pandas as pd
 import pytest
 
 from echoprep.io.images import StageInputError
+from echoprep.kernels.rois import (
+    RIDGE_MODEL,
+    resample_nearest,
+    select_visual_voxels,
+    visual_mask_from_betas,
+)
+from echoprep.kernels.visual import leave_one_run_out_t
+from echoprep.options import OptionsError
 from echoprep.stages import rois
 
 # --------------------------------------------------------------------------------------------
@@ -129,18 +141,18 @@ def test_resample_nearest_known_counts():
     # voxel i takes source voxel 2i, so i in {1, 2, 3} per axis -> 27 voxels.
     src = np.zeros((12, 12, 12), np.uint8)
     src[2:8, 2:8, 2:8] = 1
-    out = rois.resample_nearest(src, np.eye(4), (6, 6, 6), np.diag([2.0, 2, 2, 1]))
+    out = resample_nearest(src, np.eye(4), (6, 6, 6), np.diag([2.0, 2, 2, 1]))
     assert out.sum() == 27
     assert out[1:4, 1:4, 1:4].all()
     # upsampling: one 2 mm voxel becomes 2x2x2 1 mm voxels (centres within half a voxel)
     big = np.zeros((4, 4, 4), np.uint8)
     big[1, 1, 1] = 1
-    up = rois.resample_nearest(big, np.diag([2.0, 2, 2, 1]), (8, 8, 8), np.eye(4))
+    up = resample_nearest(big, np.diag([2.0, 2, 2, 1]), (8, 8, 8), np.eye(4))
     assert up.sum() == 8
     # a shifted target: outside the source field of view is 0
     shifted = np.eye(4)
     shifted[:3, 3] = 100
-    assert rois.resample_nearest(src, np.eye(4), (4, 4, 4), shifted).sum() == 0
+    assert resample_nearest(src, np.eye(4), (4, 4, 4), shifted).sum() == 0
 
 
 def test_run_roi_mask_t1w(tmp_path):
@@ -198,7 +210,7 @@ def test_leave_one_run_out_t_by_hand():
     for r in "123":
         x = b[0, runs != r]
         expected.append(x.mean() / (x.std(ddof=1) / np.sqrt(x.size)))
-    got = rois.leave_one_run_out_t(b, runs)
+    got = leave_one_run_out_t(b, runs)
     assert got[0] == pytest.approx(min(expected))
     # by hand: run 1 out: 2, 2, 5, 7 -> mean 4, var 6 -> t = 4 / (sqrt(6)/2) = 3.266;
     # run 2 out: 1, 3, 5, 7 -> mean 4, var 20/3 -> t = 3.098; run 3 out: 1, 3, 2, 2 -> mean 2,
@@ -206,12 +218,12 @@ def test_leave_one_run_out_t_by_hand():
     assert got[0] == pytest.approx(4 / (np.sqrt(20 / 3) / 2))
     assert got[0] == pytest.approx(3.0984, abs=1e-4)
     # one run: plain t of all trials
-    one = rois.leave_one_run_out_t(b, np.array(["1"] * 6))
+    one = leave_one_run_out_t(b, np.array(["1"] * 6))
     x = b[0]
     assert one[0] == pytest.approx(x.mean() / (x.std(ddof=1) / np.sqrt(6)))
     # constant betas in one fold -> undefined (NaN), even if other folds are fine
     c = np.array([[1.0, 1.0, 1.0, 1.0, 2.0, 3.0]])
-    assert np.isnan(rois.leave_one_run_out_t(c, runs)[0])
+    assert np.isnan(leave_one_run_out_t(c, runs)[0])
 
 
 def test_leave_one_run_out_single_bad_run():
@@ -221,9 +233,27 @@ def test_leave_one_run_out_single_bad_run():
     steady = 1.0 + 0.5 * rng.standard_normal(80)
     one_run = 0.5 * rng.standard_normal(80)
     one_run[:20] += 8.0
-    mask, stat = rois.visual_mask_from_betas(np.stack([steady, one_run]), runs, 3.0)
+    mask, stat = visual_mask_from_betas(np.stack([steady, one_run]), runs, 3.0)
     assert mask.tolist() == [True, False]
     assert stat[0] > 10
+
+
+def test_select_visual_voxels_returns_its_fallbacks_as_warnings():
+    """The kernel logs nothing: the fallbacks come back as warnings, in order."""
+    rng = np.random.default_rng(3)
+    betas = 1.0 + 0.3 * rng.standard_normal((5, 24))
+    common = {"threshold": 3.0, "alpha": 0.05, "correction": "fdr", "min_voxels": 1}
+    one = select_visual_voxels(
+        betas, np.array(["1"] * 24), method="blank", model_type=None, **common
+    )
+    assert len(one.warnings) == 1 and one.warnings[0].startswith("one run: no between-run")
+    assert one.parameters["Fallback"] == one.warnings[0] and one.mask.all()
+    runs = np.repeat(["1", "2", "3"], 8)
+    ridge = select_visual_voxels(betas, runs, method="blank", model_type=RIDGE_MODEL, **common)
+    assert ridge.warnings[0].startswith("type-D (ridge, autoscaled) betas share")
+    assert ridge.parameters["Calibrated"] is False and ridge.parameters["Fallback"] is None
+    trials = select_visual_voxels(betas, runs, method="blank_trials", model_type=None, **common)
+    assert trials.warnings == () and trials.parameters["Threshold"] == 3.0
 
 
 def _glm_session(tmp_path: Path, *, blank: bool = True, n_runs: int = 3, per_run: int = 12):
@@ -270,7 +300,13 @@ def test_visual_roi_blank(tmp_path):
     b, trials, summary, onoff = _glm_session(tmp_path)
     out = tmp_path / "rois/sub-01/visual/sub-01_res-2_label-visuallyResponsive_mask.nii.gz"
     rois.run_visual_roi(
-        b, trials, summary, out, onoff_r2=onoff, correction="bonferroni", variant="raw-single"
+        b,
+        trials,
+        summary,
+        out,
+        onoff_r2=onoff,
+        options={"visual": {"correction": "bonferroni"}},
+        variant="raw-single",
     )
     mask = np.asarray(nib.load(out).dataobj).astype(bool)
     expected = np.zeros((6, 6, 4), bool)
@@ -290,7 +326,9 @@ def test_visual_roi_blank(tmp_path):
     assert side["Voxels"] == 3 * 6 * 3
     # the former statistic is still available
     old = tmp_path / "old.nii.gz"
-    rois.run_visual_roi(b, trials, summary, old, method="blank_trials", threshold=5.0)
+    rois.run_visual_roi(
+        b, trials, summary, old, options={"visual": {"method": "blank_trials", "threshold": 5.0}}
+    )
     assert (np.asarray(nib.load(old).dataobj).astype(bool) == expected).all()
     par = json.loads(old.with_name("old.json").read_text())["Parameters"]
     assert par["Method"] == "blank_trials" and par["Threshold"] == 5.0
@@ -302,7 +340,9 @@ def test_visual_roi_fallbacks_are_pinned(tmp_path, caplog):
     # nothing significant at a tiny alpha: the min_voxels most significant voxels, said so
     out = tmp_path / "v.nii.gz"
     with caplog.at_level("WARNING"):
-        rois.run_visual_roi(b, trials, summary, out, alpha=1e-300, min_voxels=7)
+        rois.run_visual_roi(
+            b, trials, summary, out, options={"visual": {"alpha": 1e-300, "min_voxels": 7}}
+        )
     par = json.loads(out.with_name("v.json").read_text())["Parameters"]
     message = (
         "0 voxels significant at fdr 1e-300 (fewer than min_voxels 7): the 7 voxels with the "
@@ -317,7 +357,7 @@ def test_visual_roi_fallbacks_are_pinned(tmp_path, caplog):
     out1 = tmp_path / "one.nii.gz"
     caplog.clear()
     with caplog.at_level("WARNING"):
-        rois.run_visual_roi(b1, trials1, summary1, out1, threshold=5.0)
+        rois.run_visual_roi(b1, trials1, summary1, out1, options={"visual": {"threshold": 5.0}})
     par = json.loads(out1.with_name("one.json").read_text())["Parameters"]
     message = (
         "one run: no between-run variance, so no calibrated test; the trial-level t above 5 is "
@@ -339,7 +379,9 @@ def test_visual_roi_fallbacks_are_pinned(tmp_path, caplog):
 def test_visual_roi_onoff_fallback(tmp_path):
     b, trials, summary, onoff = _glm_session(tmp_path, blank=False)
     out = tmp_path / "visual.nii.gz"
-    rois.run_visual_roi(b, trials, summary, out, onoff_r2=onoff, onoff_threshold=10.0)
+    rois.run_visual_roi(
+        b, trials, summary, out, onoff_r2=onoff, options={"visual": {"onoff_threshold": 10.0}}
+    )
     mask = np.asarray(nib.load(out).dataobj).astype(bool)
     expected = np.zeros((6, 6, 4), bool)
     expected[3:, :, :3] = True
@@ -352,10 +394,37 @@ def test_visual_roi_onoff_fallback(tmp_path):
 
 def test_visual_roi_too_few_voxels(tmp_path):
     b, trials, summary, _ = _glm_session(tmp_path)
-    with pytest.raises(StageInputError, match="expected at least 1 responsive voxels; found 0"):
+    n = rois.parse_roi_options(None).visual.min_voxels  # the schema's default
+    with pytest.raises(StageInputError, match=f"expected at least {n} responsive voxels; found 0"):
         rois.run_visual_roi(
-            b, trials, summary, tmp_path / "v.nii.gz", method="blank_trials", threshold=1e6
+            b,
+            trials,
+            summary,
+            tmp_path / "v.nii.gz",
+            options={"visual": {"method": "blank_trials", "threshold": 1e6}},
         )
+
+
+def test_visual_roi_options_come_from_the_schema():
+    opts = rois.parse_roi_options({"visual": {"alpha": 0.01}})
+    assert opts.visual.alpha == 0.01 and opts.visual.method == "auto"
+    assert opts.dir is None and opts.res is None
+    with pytest.raises(OptionsError, match=r"unknown key\(s\) \['aplha'\] in 'rois.visual'"):
+        rois.parse_roi_options({"visual": {"aplha": 0.01}})
+    with pytest.raises(OptionsError, match=r"rois.visual.method: 'best' is not one of"):
+        rois.parse_roi_options({"visual": {"method": "best"}})
+    with pytest.raises(OptionsError, match=r"unknown key\(s\) \['visuals'\]; allowed keys"):
+        rois.parse_roi_options({"visuals": {}})
+
+
+def test_visual_roi_masks_on_another_grid_are_refused(tmp_path):
+    b, trials, summary, _ = _glm_session(tmp_path)
+    other = _save(tmp_path / "brain.nii.gz", np.ones((6, 6, 4), np.uint8), np.diag([2, 2, 2, 1]))
+    with pytest.raises(StageInputError) as err:
+        rois.run_visual_roi(b, trials, summary, tmp_path / "v.nii.gz", brain_mask=other)
+    text = str(err.value)
+    assert text.startswith(f"{other}: expected a brain mask on the grid of {b} (shape (6, 6, 4)")
+    assert text.endswith("Fix: pass the brain mask of the same functional grid.")
 
 
 def test_visual_roi_trials_mismatch(tmp_path):
@@ -406,8 +475,13 @@ def test_roi_table(tmp_path):
 def test_roi_table_grid_mismatch(tmp_path):
     nc_p = _save(tmp_path / "nc.nii.gz", np.zeros((4, 4, 4), np.float32))
     m = _save(tmp_path / "rois/sub-01/x/sub-01_label-A_mask.nii.gz", np.ones((5, 4, 4), np.uint8))
-    with pytest.raises(StageInputError, match="expected an ROI mask on the grid of the maps"):
+    with pytest.raises(StageInputError) as err:
         rois.run_roi_table(nc_p, [m], tmp_path / "t.tsv")
+    assert str(err.value).startswith(
+        f"{m}: expected a region-of-interest (ROI) mask on the grid of {nc_p} (shape (4, 4, 4)"
+    )
+    assert "found shape (5, 4, 4)" in str(err.value)
+    assert str(err.value).endswith("Fix: rerun the ROI rules (the functional grid changed?).")
 
 
 def test_cli_parses(tmp_path):
@@ -424,11 +498,18 @@ def test_cli_parses(tmp_path):
             str(trials),
             "--summary",
             str(summary),
+            "--options-json",
+            '{"visual": {"method": "blank_trials", "threshold": 3}}',
             "--threshold",
             "5",
             "--out",
-            str(tmp_path / "v.nii.gz"),
+            f"mask={tmp_path / 'v.nii.gz'}",
         ]
     )
     assert args.func(args) == 0
     assert (tmp_path / "v.nii.gz").is_file()
+    par = json.loads((tmp_path / "v.json").read_text())["Parameters"]
+    assert par["Method"] == "blank_trials" and par["Threshold"] == 5.0  # the flag wins
+    args.out = str(tmp_path / "v.nii.gz")
+    with pytest.raises(SystemExit, match=r"--out expects mask=PATH"):
+        args.func(args)

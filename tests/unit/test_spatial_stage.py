@@ -32,6 +32,7 @@ from echoprep.io.bids import discover
 from echoprep.io.images import StageInputError
 from echoprep.io.paths import sidecar_path
 from echoprep.kernels.geometry.transforms import apply_matrix, rigid_matrix, rigid_params
+from echoprep.options import OptionsError, section_defaults
 from echoprep.simulate import simulate_dataset, truth_paths
 from echoprep.stages import spatial
 
@@ -313,8 +314,12 @@ def test_error_fieldmap_shape_mismatch(tiny, tmp_path):
     with pytest.raises(StageInputError) as exc:
         _run_geometry(run, tmp_path, fieldmap=fm)
     msg = str(exc.value)
-    assert msg.startswith(f"{bad}: expected the shape of its phasediff {run.fieldmap.image.name}")
-    assert "Fix: pair the fieldmap images of the same acquisition." in msg
+    assert msg.startswith(
+        f"{bad}: expected a fieldmap magnitude image (of its phasediff) on the grid of "
+        f"{run.fieldmap.image} (shape {nib.load(run.fieldmap.image).shape[:3]}"
+    )
+    assert f"found shape {nib.load(bad).shape[:3]}" in msg
+    assert msg.endswith("Fix: pair the fieldmap images of the same acquisition.")
 
 
 def test_error_missing_phase_encoding_metadata(tiny, tmp_path):
@@ -349,10 +354,15 @@ def test_error_volume_count_differs_from_the_geometry(tiny, tmp_path):
 
 
 def test_error_unknown_option():
-    with pytest.raises(ValueError, match=r"unknown spatial options \['bogus'\]"):
-        spatial.resolve_options({"bogus": 1})
-    with pytest.raises(ValueError, match="output_space must be 'T1w' or 'native'"):
-        spatial.resolve_options({"output_space": "MNI"})
+    # checked against the config schema (echoprep.options), before any computation
+    with pytest.raises(
+        OptionsError, match=r"unknown key\(s\) \['bogus'\]; allowed keys of 'spatial'"
+    ):
+        spatial.run_geometry("missing.nii.gz", {}, repetition_time=1.0, options={"bogus": 1})
+    with pytest.raises(OptionsError, match=r"spatial.output_space: 'MNI' is not one of"):
+        spatial.subject_grid("a", "b", "c", {}, options={"output_space": "MNI"})
+    with pytest.raises(OptionsError, match=r"spatial.interpolation_order: 6 is greater than"):
+        spatial.parse_spatial_options({"interpolation_order": 6})
 
 
 def test_cli_parses_every_step():
@@ -365,10 +375,20 @@ def test_cli_parses_every_step():
     assert args.spatial_step == "run" and args.tr == 1.9
     args = p.parse_args(
         ["spatial", "resample", "--echo", "e.nii.gz", "--geometry", "g.npz", "--grid", "b.nii.gz",
-         "--out-echo", "o.nii.gz"]
+         "--out", "bold=o.nii.gz"]
     )  # fmt: skip
     assert args.spatial_step == "resample"
     assert os.fspath(args.geometry) == "g.npz"
+    # one bold=PATH per echo; unknown keys and options are refused before any file is read
+    args.out = ["bold=a.nii.gz", "bold=b.nii.gz"]
+    with pytest.raises(SystemExit, match=r"one bold=PATH per --echo \(1\); got 2"):
+        args.func(args)
+    args.out = ["echo=o.nii.gz"]
+    with pytest.raises(SystemExit, match=r"--out expects bold=PATH, got 'echo=o.nii.gz'"):
+        args.func(args)
+    args.out, args.options_json = ["bold=o.nii.gz"], '{"keep_echos": false}'
+    with pytest.raises(OptionsError, match=r"^--options-json: 1 problem"):
+        args.func(args)
 
 
 def test_motion_levels_follow_the_voxel_size():
@@ -381,4 +401,10 @@ def test_motion_levels_follow_the_voxel_size():
 def test_stage_options_take_the_stage_keys_of_the_config_section():
     section = {"enabled": True, "keep_echoes": False, "tr_out": 1.0, "fieldmap": False}
     assert spatial.stage_options(section) == {"tr_out": 1.0, "fieldmap": False}
-    assert spatial.resolve_options(spatial.stage_options(section))["tr_out"] == 1.0
+    # the whole section is accepted too; the sidecars record the steps' keys only
+    opts = spatial.parse_spatial_options(section)
+    assert opts.tr_out == 1.0 and opts.keep_echoes is False
+    recorded = spatial.recorded_options(opts)
+    assert list(recorded) == list(spatial.STAGE_KEYS)
+    given = {**section_defaults("spatial"), **section}
+    assert recorded == {k: v for k, v in given.items() if k not in ("enabled", "keep_echoes")}

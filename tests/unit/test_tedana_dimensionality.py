@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from echoprep.io.paths import sidecar_path
+from echoprep.options import OptionsError
 from echoprep.stages.combine import (
     ICA_RECORD,
     StageInputError,
@@ -181,7 +182,13 @@ def test_nordic_run_uses_the_raw_count_and_records_it(tmp_path):
     raw_side.write_text(json.dumps({ICA_RECORD: {"NComponents": 4}}))
     out = _outputs(tmp_path, "nordic")
     run_tedana(
-        files, TES, out, nordic_tedpca="raw_run", raw_components=raw_side, work_dir=tmp_path / "w"
+        files,
+        TES,
+        out,
+        options={"nordic_tedpca": "raw_run"},
+        nordic=True,
+        raw_components=raw_side,
+        work_dir=tmp_path / "w",
     )
     mixing = np.loadtxt(out["mixing"], skiprows=1, ndmin=2)
     assert mixing.shape == (40, 4)
@@ -200,7 +207,13 @@ def test_unconverged_ica_is_bounded_warned_and_recorded(tmp_path, caplog):
     files = _write_echoes(tmp_path)
     out = _outputs(tmp_path, "raw")
     with caplog.at_level(logging.WARNING, logger="echoprep.stages.combine"):
-        run_tedana(files, TES, out, tedpca="6", maxit=1, maxrestart=2, work_dir=tmp_path / "w")
+        run_tedana(
+            files,
+            TES,
+            out,
+            options={"tedpca": "6", "maxit": 1, "maxrestart": 2},
+            work_dir=tmp_path / "w",
+        )
     rec = json.loads(out["mixing"].with_suffix(".json").read_text())[ICA_RECORD]
     assert (rec["ICAAttempts"], rec["ICARestarts"], rec["ICAFailedAttempts"]) == (2, 1, 2)
     assert rec["ICAConverged"] is False and rec["MaxRestart"] == 2 and rec["NComponents"] == 6
@@ -213,8 +226,8 @@ def test_unconverged_ica_is_bounded_warned_and_recorded(tmp_path, caplog):
 
 def test_zero_attempts_are_refused(tmp_path):
     files = _write_echoes(tmp_path, n_t=10)
-    with pytest.raises(StageInputError, match=r"expected tedana.maxrestart >= 1 .* found 0"):
-        run_tedana(files, TES, _outputs(tmp_path, "x"), maxrestart=0)
+    with pytest.raises(OptionsError, match=r"tedana.maxrestart: 0 is less than the minimum of 1"):
+        run_tedana(files, TES, _outputs(tmp_path, "x"), options={"maxrestart": 0})
 
 
 # --- the config keys ----------------------------------------------------------------------------

@@ -157,6 +157,7 @@ def test_one_analysis_mask_per_session_feeds_every_variant(tmp_path, two_by_two)
     assert len(cmds) == 18 and all("--mask " in c and "_desc-analysis_mask" in c for c in cmds)
     cmds = [line for line in out.splitlines() if "python -m echoprep analysis-mask " in line]
     assert len(cmds) == 4 and all(c.count("--bold ") in (1, 6) for c in cmds)
+    assert all(" --out mask=" in c and "_desc-analysis_mask.nii.gz" in c for c in cmds)
 
 
 def test_reference_betas_only_for_the_reference_variant_and_comparison_sessions(

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from echoprep import __version__
-from echoprep.stages.arguments import key_paths
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -71,81 +70,14 @@ def _cmd_discover(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_combine(args: argparse.Namespace) -> int:
-    from echoprep.stages import combine
-
-    outputs = key_paths(args.out)
-    common = {"repetition_time": args.tr, "drop_volumes": args.drop_volumes}
-    if args.variant == "single":
-        combine.write_single_echo(args.echo, args.te, outputs, echo=args.single_echo, **common)
-    elif args.variant == "optcom":
-        combine.run_optcom(
-            args.echo,
-            args.te,
-            outputs,
-            fittype=args.fittype,
-            masktype=args.masktype,
-            work_dir=args.work_dir,
-            n_threads=args.threads,
-            **common,
-        )
-    else:
-        combine.run_tedana(
-            args.echo,
-            args.te,
-            outputs,
-            fittype=args.fittype,
-            masktype=args.masktype,
-            tedpca=args.tedpca,
-            nordic_tedpca=args.nordic_tedpca,
-            raw_components=args.raw_components,
-            fallback_fraction=args.fallback_fraction,
-            tree=args.tree,
-            ica_method=args.ica_method,
-            n_robust_runs=args.n_robust_runs,
-            maxit=args.maxit,
-            maxrestart=args.maxrestart,
-            seed=args.seed,
-            work_dir=args.work_dir,
-            n_threads=args.threads,
-            **common,
-        )
-    return 0
-
-
-def _cmd_nordic(args: argparse.Namespace) -> int:
-    from echoprep.stages.nordic import run_nordic
-
-    run_nordic(
-        args.mag,
-        args.phase,
-        key_paths(args.out),
-        options=json.loads(args.options_json) if args.options_json else {},
-        seed=args.seed,
-        n_threads=args.threads,
-        echo_time=args.te,
-        repetition_time=args.tr,
-    )
-    return 0
-
-
-#: Derivative folders by ``describe`` name: the stage module whose ``write_description(root, *,
-#: config, source)`` writes the folder's dataset_description.json.
-DESCRIBED_STAGES: dict[str, str] = {
-    "nordic": "echoprep.stages.nordic",
-    "combine": "echoprep.stages.combine",
-    "anatomy": "echoprep.stages.anatomy",
-    "spatial": "echoprep.stages.spatial",
-    "glm": "echoprep.stages.glm",
-    "analysis-mask": "echoprep.stages.glm_mask",
-    "rois": "echoprep.stages.rois",
-    "comparison": "echoprep.stages.comparison",
-    "report": "echoprep.stages.report",
-}
-
 #: Stage sub-commands that bring their own arguments: the module has
 #: ``add_arguments(parser) -> parser`` and ``run_from_args(args) -> int``. Values: (module, help).
 STAGE_COMMANDS: dict[str, tuple[str, str]] = {
+    "nordic": ("echoprep.stages.nordic", "NORDIC denoising of one echo of one run"),
+    "combine": (
+        "echoprep.stages.combine",
+        "echo handling of one run (single/optcom/denoised)",
+    ),
     "anatomy": (
         "echoprep.stages.anatomy",
         "T1w bias correction, brain mask, tissue classes and template registration",
@@ -159,7 +91,7 @@ STAGE_COMMANDS: dict[str, tuple[str, str]] = {
         "GLMsingle single-trial betas of one session (FITHRF_GLMDENOISE_RR)",
     ),
     "analysis-mask": (
-        "echoprep.stages.glm_mask",
+        "echoprep.stages.glm.mask",
         "the analysis mask of one session: brain voxels with data in every run of every variant",
     ),
     "noiseceiling": (
@@ -183,13 +115,29 @@ STAGE_COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
-    import importlib
+    """Write a derivative folder's dataset_description.json (and .bidsignore) from the output
+    registry: the folder's kind follows from its name (``combine-raw`` -> ``combine``)."""
+    from echoprep.io.outputs import FOLDERS, folder_kind
+    from echoprep.io.sidecars import write_dataset_description
 
     if args.out.name != "dataset_description.json":
         raise SystemExit(f"describe: OUT must end in dataset_description.json, got {args.out}")
-    config = json.loads(args.config_json) if args.config_json else {}
-    module = importlib.import_module(DESCRIBED_STAGES[args.stage])
-    module.write_description(args.out.parent, config=config, source=args.source)
+    root = args.out.parent
+    try:
+        kind = folder_kind(root.name)
+    except KeyError as exc:
+        raise SystemExit(f"describe: {exc.args[0]}; known: {sorted(FOLDERS)}") from None
+    if args.stage is not None and args.stage != kind:
+        raise SystemExit(f"describe: {root.name} is a {kind} folder, not {args.stage}")
+    folder = FOLDERS[kind]
+    write_dataset_description(
+        root,
+        folder.name_of(root.name),
+        description=folder.description,
+        config=json.loads(args.config_json) if args.config_json else {},
+        source_datasets=[str(args.source)],
+        bidsignore=folder.bidsignore,
+    )
     return 0
 
 
@@ -258,85 +206,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     dis.set_defaults(func=_cmd_discover)
 
     des = sub.add_parser("describe", help="write a derivative folder's dataset_description.json")
-    des.add_argument("stage", choices=sorted(DESCRIBED_STAGES))
-    des.add_argument("out", type=Path, help=".../dataset_description.json")
+    des.add_argument("out", type=Path, help="<output_dir>/<folder>/dataset_description.json")
+    des.add_argument(
+        "--stage", default=None, help="the folder's kind, checked against its name (optional)"
+    )
     des.add_argument("--source", required=True, help="the raw BIDS dataset")
     des.add_argument("--config-json", default=None, help="workflow configuration as JSON")
     des.set_defaults(func=_cmd_describe)
-
-    nor = sub.add_parser("nordic", help="NORDIC denoising of one echo of one run")
-    nor.add_argument("--mag", required=True, type=Path, help="4D magnitude image")
-    nor.add_argument("--phase", type=Path, default=None, help="4D phase image (optional)")
-    nor.add_argument(
-        "--out",
-        nargs="+",
-        required=True,
-        metavar="KEY=PATH",
-        help="output paths: bold=..., gfactor=..., removed=...",
-    )
-    nor.add_argument(
-        "--options-json",
-        default=None,
-        help='kernel options as JSON, e.g. {"noise_volumes": 3} (config nordic:)',
-    )
-    nor.add_argument("--seed", type=int, default=0)
-    nor.add_argument("--threads", type=int, default=1)
-    nor.add_argument("--te", type=float, default=None, help="echo time in s (sidecar)")
-    nor.add_argument("--tr", type=float, default=None, help="repetition time in s (sidecar)")
-    nor.set_defaults(func=_cmd_nordic)
-
-    com = sub.add_parser("combine", help="echo handling of one run (single/optcom/denoised)")
-    com.add_argument("variant", choices=["single", "optcom", "denoised"])
-    com.add_argument(
-        "--echo",
-        nargs="+",
-        required=True,
-        type=Path,
-        help="4D magnitude image per echo, in echo-time order",
-    )
-    com.add_argument("--te", nargs="+", required=True, type=float, help="echo times in s")
-    com.add_argument(
-        "--out",
-        nargs="+",
-        required=True,
-        metavar="KEY=PATH",
-        help="output paths by key (see echoprep.stages.combine.OUTPUTS)",
-    )
-    com.add_argument("--tr", type=float, default=None, help="repetition time in s")
-    com.add_argument(
-        "--drop-volumes", type=int, default=0, help="trailing (noise) volumes to leave out"
-    )
-    com.add_argument("--single-echo", type=int, default=2, help="1-based echo for 'single'")
-    com.add_argument("--fittype", default="loglin")
-    com.add_argument("--masktype", nargs="+", default=["dropout"])
-    com.add_argument("--tedpca", default="aic")
-    com.add_argument("--tree", default="tedana_orig")
-    com.add_argument("--ica-method", default="fastica")
-    com.add_argument("--n-robust-runs", type=int, default=30)
-    com.add_argument("--maxit", type=int, default=500)
-    com.add_argument(
-        "--nordic-tedpca",
-        default=None,
-        help="the echoes are NORDIC-denoised: raw_run (the component count of --raw-components),"
-        " same (--tedpca) or a count",
-    )
-    com.add_argument(
-        "--raw-components",
-        type=Path,
-        default=None,
-        help="sidecar (or *_mixing.tsv) of the ICA-denoised output of the run without NORDIC",
-    )
-    com.add_argument(
-        "--fallback-fraction",
-        type=float,
-        default=0.2,
-        help="raw_run without --raw-components: components = fraction x volumes",
-    )
-    com.add_argument("--maxrestart", type=int, default=3, help="FastICA attempts (1 = no restart)")
-    com.add_argument("--seed", type=int, default=0)
-    com.add_argument("--work-dir", type=Path, default=None)
-    com.add_argument("--threads", type=int, default=1)
-    com.set_defaults(func=_cmd_combine)
 
     import importlib
 

@@ -1,27 +1,11 @@
 # Echo handling per run: single-echo baseline, tedana optimal combination, tedana ICA denoising.
 
 
-rule combine_description:
-    output:
-        OUT / "combine-{nordic}" / "dataset_description.json",
-    log:
-        LOGS / "combine-{nordic}" / "dataset_description.log",
-    localrule: True
-    conda:
-        "../../envs/echoprep.yaml"
-    params:
-        config=config_json(),
-        source=Path(config["bids_dir"]).resolve(),
-    shell:
-        "python -m echoprep describe combine {output} --source {params.source:q}"
-        " --config-json {params.config:q} 2> {log}"
-
-
 rule single_echo:
     input:
-        echoes=echo_inputs,
+        echoes=PLAN.echo_inputs,
     output:
-        **combine_outputs("single"),
+        **PLAN.combine_outputs("single"),
     log:
         LOGS / "combine-{nordic}" / "{run_dir}" / "{run_prefix}_single.log",
     benchmark:
@@ -30,24 +14,21 @@ rule single_echo:
         "../../envs/echoprep.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wc, attempt: run_mb(run_of(wc), 0.5) * attempt,
-        runtime=lambda wc, attempt: 10 * attempt,
+        mem_mb=PLAN.mem_mb("single_echo"),
+        runtime=PLAN.runtime("single_echo"),
     params:
-        te=echo_times,
-        tr=combine_repetition_time,
-        echo=config["single_echo"]["echo"],
-        drop=noise_volumes_to_drop,
+        args=PLAN.combine_params,
+        options=PLAN.options("single_echo"),
     shell:
-        "python -m echoprep combine single --echo {input.echoes} --te {params.te} --tr {params.tr}"
-        " --single-echo {params.echo} --drop-volumes {params.drop} --out bold={output.bold}"
-        " 2> {log}"
+        "python -m echoprep combine single --echo {input.echoes} {params.args}"
+        " --options-json {params.options:q} --out bold={output.bold} 2> {log}"
 
 
 rule optcom:
     input:
-        echoes=echo_inputs,
+        echoes=PLAN.echo_inputs,
     output:
-        **combine_outputs("optcom"),
+        **PLAN.combine_outputs("optcom"),
     log:
         LOGS / "combine-{nordic}" / "{run_dir}" / "{run_prefix}_optcom.log",
     benchmark:
@@ -56,21 +37,17 @@ rule optcom:
         "../../envs/tedana.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wc, attempt: run_mb(run_of(wc), 3) * attempt,
-        runtime=lambda wc, attempt: 20 * attempt,
+        mem_mb=PLAN.mem_mb("optcom"),
+        runtime=PLAN.runtime("optcom"),
     params:
-        te=echo_times,
-        tr=combine_repetition_time,
-        fittype=config["optcom"]["fittype"],
-        masktype=config["optcom"]["masktype"],
-        drop=noise_volumes_to_drop,
+        args=PLAN.combine_params,
+        options=PLAN.options("optcom"),
         work=lambda wc: WORK / "tmp" / f"combine-{wc.nordic}",
     shell:
-        "python -m echoprep combine optcom --echo {input.echoes} --te {params.te} --tr {params.tr}"
-        " --fittype {params.fittype} --masktype {params.masktype} --work-dir {params.work}"
-        " --threads {threads} --drop-volumes {params.drop} --out bold={output.bold}"
-        " t2star={output.t2star}"
-        " s0={output.s0} mask={output.mask} 2> {log}"
+        "python -m echoprep combine optcom --echo {input.echoes} {params.args}"
+        " --options-json {params.options:q} --work-dir {params.work} --threads {threads}"
+        " --out bold={output.bold} t2star={output.t2star} s0={output.s0} mask={output.mask}"
+        " 2> {log}"
 
 
 # ICA denoising. NORDIC-on runs have their own rule: their component count comes from the
@@ -78,9 +55,9 @@ rule optcom:
 # rule whose jobs depend on jobs of the same rule.
 rule tedana:
     input:
-        unpack(tedana_inputs),
+        unpack(PLAN.tedana_inputs),
     output:
-        **combine_outputs("denoised"),
+        **PLAN.combine_outputs("denoised"),
     log:
         LOGS / "combine-{nordic}" / "{run_dir}" / "{run_prefix}_tedana.log",
     benchmark:
@@ -91,24 +68,18 @@ rule tedana:
         "../../envs/tedana.yaml"
     threads: 2
     resources:
-        mem_mb=lambda wc, attempt: run_mb(run_of(wc), 6) * attempt,
-        runtime=lambda wc, attempt: 60 * attempt,
+        mem_mb=PLAN.mem_mb("tedana"),
+        runtime=PLAN.runtime("tedana"),
     params:
-        te=echo_times,
-        tr=combine_repetition_time,
-        opts=tedana_options,
+        args=PLAN.combine_params,
+        options=PLAN.tedana_options,
+        nordic=PLAN.tedana_params,
         seed=config["seed"],
         work=lambda wc: WORK / "tmp" / f"combine-{wc.nordic}",
-        drop=noise_volumes_to_drop,
-        pca=tedana_pca_args,
     shell:
-        "python -m echoprep combine denoised --echo {input.echoes} --te {params.te} --tr {params.tr}"
-        " --fittype {params.opts[fittype]} --masktype {params.opts[masktype]}"
-        " {params.pca} --tree {params.opts[tree]}"
-        " --ica-method {params.opts[ica_method]} --n-robust-runs {params.opts[n_robust_runs]}"
-        " --maxit {params.opts[maxit]} --maxrestart {params.opts[maxrestart]}"
-        " --seed {params.seed} --work-dir {params.work} --threads {threads}"
-        " --drop-volumes {params.drop}"
+        "python -m echoprep combine denoised --echo {input.echoes} {params.args}"
+        " --options-json {params.options:q} {params.nordic} --seed {params.seed}"
+        " --work-dir {params.work} --threads {threads}"
         " --out bold={output.bold} metrics={output.metrics} mixing={output.mixing} 2> {log}"
 
 

@@ -1,77 +1,37 @@
-# GLMsingle single-trial betas per session and preprocessing variant, and noise ceilings.
-
-
-wildcard_constraints:
-    combine=r"single|optcom|denoised",
-    ses_dir=r"sub-[A-Za-z0-9]+(/ses-[A-Za-z0-9]+)?/func",
-    ses_prefix=r"sub-[A-Za-z0-9]+(_ses-[A-Za-z0-9]+)?_task-[A-Za-z0-9]+",
-    sub_dir=r"sub-[A-Za-z0-9]+/func",
-    sub_prefix=r"sub-[A-Za-z0-9]+_task-[A-Za-z0-9]+",
-    nrep=r"[0-9]+",
-
-
-rule glm_description:
-    output:
-        OUT / "glmsingle-{nordic}-{combine}" / "dataset_description.json",
-    log:
-        LOGS / "glmsingle-{nordic}-{combine}" / "dataset_description.log",
-    localrule: True
-    conda:
-        "../../envs/echoprep.yaml"
-    params:
-        config=config_json(),
-        source=Path(config["bids_dir"]).resolve(),
-    shell:
-        "python -m echoprep describe glm {output} --source {params.source:q}"
-        " --config-json {params.config:q} 2> {log}"
-
-
-rule glm_analysis_description:
-    output:
-        ANALYSIS / "dataset_description.json",
-    log:
-        LOGS / glm_mask_stage.ROOT_NAME / "dataset_description.log",
-    localrule: True
-    conda:
-        "../../envs/echoprep.yaml"
-    params:
-        config=config_json(),
-        source=Path(config["bids_dir"]).resolve(),
-    shell:
-        "python -m echoprep describe analysis-mask {output} --source {params.source:q}"
-        " --config-json {params.config:q} 2> {log}"
+# GLMsingle single-trial betas per session and preprocessing variant, the session analysis
+# masks shared by the variants, the comparison's type-B reference, and noise ceilings.
 
 
 # One analysis mask per subject and session: brain voxels with valid (finite, non-constant)
 # data in every run of every variant fitted there; every glm job of the session uses it.
 rule glm_analysis_mask:
     input:
-        unpack(analysis_mask_inputs),
+        unpack(PLAN.analysis_mask_inputs),
     output:
-        **analysis_mask_outputs(),
+        **PLAN.analysis_mask_outputs(),
     log:
-        LOGS / glm_mask_stage.ROOT_NAME / "{ses_dir}" / "{ses_prefix}_mask.log",
+        LOGS / "glmsingle-analysis" / "{ses_dir}" / "{ses_prefix}_mask.log",
     benchmark:
-        BENCH / glm_mask_stage.ROOT_NAME / "{ses_dir}" / "{ses_prefix}_mask.tsv"
+        BENCH / "glmsingle-analysis" / "{ses_dir}" / "{ses_prefix}_mask.tsv"
     conda:
         "../../envs/echoprep.yaml"
     threads: 1
     resources:
-        mem_mb=analysis_mask_mb,
-        runtime=lambda wc, attempt: 15 * attempt,
+        mem_mb=PLAN.mem_mb("glm_analysis_mask"),
+        runtime=PLAN.runtime("glm_analysis_mask"),
     params:
-        args=analysis_mask_params,
-        options=glm_options(),
+        args=PLAN.analysis_mask_params,
+        options=PLAN.options("glm"),
     shell:
         "python -m echoprep analysis-mask {params.args} --options-json {params.options:q}"
-        " --out {output.mask} 2> {log}"
+        " --out mask={output.mask} 2> {log}"
 
 
 rule glm:
     input:
-        unpack(glm_inputs),
+        unpack(PLAN.glm_inputs),
     output:
-        **glm_outputs(),
+        **PLAN.glm_outputs(),
     log:
         LOGS / "glmsingle-{nordic}-{combine}" / "{ses_dir}" / "{ses_prefix}_glm.log",
     benchmark:
@@ -80,15 +40,13 @@ rule glm:
         "../../envs/echoprep.yaml"
     threads: 2
     resources:
-        mem_mb=glm_mb,
-        runtime=glm_minutes,
+        mem_mb=PLAN.mem_mb("glm"),
+        runtime=PLAN.runtime("glm"),
     params:
-        session=glm_params,
-        options=glm_options(),
+        session=PLAN.glm_params,
+        options=PLAN.options("glm"),
         seed=config["seed"],
-        out=lambda wc, output: " ".join(
-            f"{k}={v}" for k, v in output.items() if not k.endswith("_json")
-        ),
+        out=PLAN.glm_out_args,
     shell:
         "python -m echoprep glm --bold {input.bold} --events {input.events}"
         " {params.session} --options-json {params.options:q} --seed {params.seed}"
@@ -101,9 +59,9 @@ rule glm:
 # adds one type-B fit per comparison session, for one variant only.
 rule glm_reference:
     input:
-        unpack(glm_inputs),
+        unpack(PLAN.glm_inputs),
     output:
-        **reference_outputs(),
+        **PLAN.reference_outputs(),
     log:
         LOGS / "glmsingle-{nordic}-{combine}" / "{ses_dir}" / "{ses_prefix}_typeb.log",
     benchmark:
@@ -112,11 +70,11 @@ rule glm_reference:
         "../../envs/echoprep.yaml"
     threads: 2
     resources:
-        mem_mb=glm_mb,
-        runtime=glm_minutes,
+        mem_mb=PLAN.mem_mb("glm_reference"),
+        runtime=PLAN.runtime("glm_reference"),
     params:
-        session=glm_params,
-        options=reference_glm_options,
+        session=PLAN.glm_params,
+        options=PLAN.reference_glm_options,
         seed=config["seed"],
     shell:
         "python -m echoprep glm --bold {input.bold} --events {input.events}"
@@ -127,11 +85,11 @@ rule glm_reference:
 
 rule noiseceiling_session:
     input:
-        betas=glm_outputs()["betas"],
-        trials=glm_outputs()["trials"],
-        mask=glm_outputs()["mask"],
+        betas=PLAN.glm_outputs()["betas"],
+        trials=PLAN.glm_outputs()["trials"],
+        mask=PLAN.glm_outputs()["mask"],
     output:
-        **nc_session_outputs(),
+        **PLAN.nc_session_outputs(),
     log:
         LOGS
         / "glmsingle-{nordic}-{combine}"
@@ -146,10 +104,10 @@ rule noiseceiling_session:
         "../../envs/echoprep.yaml"
     threads: 1
     resources:
-        mem_mb=nc_session_mb,
-        runtime=lambda wc, attempt: 15 * attempt,
+        mem_mb=PLAN.mem_mb("noiseceiling_session"),
+        runtime=PLAN.runtime("noiseceiling_session"),
     params:
-        space=lambda wc: f"--space {glm_space()}" if glm_space() else "",
+        space=PLAN.space_args,
     shell:
         "python -m echoprep noiseceiling session --betas {input.betas} --trials {input.trials}"
         " --mask {input.mask} {params.space} --out nc={output.nc} 2> {log}"
@@ -157,9 +115,9 @@ rule noiseceiling_session:
 
 rule noiseceiling_subject:
     input:
-        unpack(nc_subject_inputs),
+        unpack(PLAN.nc_subject_inputs),
     output:
-        **nc_subject_outputs(),
+        **PLAN.nc_subject_outputs(),
     log:
         LOGS
         / "glmsingle-{nordic}-{combine}"
@@ -174,10 +132,10 @@ rule noiseceiling_subject:
         "../../envs/echoprep.yaml"
     threads: 1
     resources:
-        mem_mb=nc_subject_mb,
-        runtime=lambda wc, attempt: 30 * attempt,
+        mem_mb=PLAN.mem_mb("noiseceiling_subject"),
+        runtime=PLAN.runtime("noiseceiling_subject"),
     params:
-        space=lambda wc: f"--space {glm_space()}" if glm_space() else "",
+        space=PLAN.space_args,
     shell:
         "python -m echoprep noiseceiling subject --betas {input.betas} --trials {input.trials}"
         " --mask {input.mask} --r2 {input.r2} {params.space} --out allrep={output.allrep}"
@@ -186,9 +144,9 @@ rule noiseceiling_subject:
 
 rule noiseceiling_repeats:
     input:
-        ncsnr=nc_subject_outputs()["ncsnr"],
+        ncsnr=PLAN.nc_subject_outputs()["ncsnr"],
     output:
-        **nc_repeats_output(),
+        **PLAN.nc_repeats_output(),
     log:
         LOGS
         / "glmsingle-{nordic}-{combine}"
@@ -199,10 +157,10 @@ rule noiseceiling_repeats:
         "../../envs/echoprep.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wc, attempt: 2000 * attempt,
-        runtime=lambda wc, attempt: 5 * attempt,
+        mem_mb=PLAN.mem_mb("noiseceiling_repeats"),
+        runtime=PLAN.runtime("noiseceiling_repeats"),
     params:
-        space=lambda wc: f"--space {glm_space()}" if glm_space() else "",
+        space=PLAN.space_args,
     shell:
         "python -m echoprep noiseceiling repeats --ncsnr {input.ncsnr} --repeats {wildcards.nrep}"
         " {params.space} --out nc={output.nc} 2> {log}"

@@ -1,47 +1,13 @@
-# The 2x3 preprocessing comparison (echoprep.stages.comparison) and one self-contained HTML
-# report per subject (echoprep.stages.report). `snakemake --report` shows the comparison figure
-# and the subject reports with the captions in workflow/report/.
-# Helpers: common.smk, section "ROIs, comparison and reports".
-
-
-rule comparison_description:
-    output:
-        COMPARISON / "dataset_description.json",
-    log:
-        LOGS / "comparison" / "dataset_description.log",
-    localrule: True
-    conda:
-        "../../envs/echoprep.yaml"
-    params:
-        config=config_json(),
-        source=Path(config["bids_dir"]).resolve(),
-    shell:
-        "python -m echoprep describe comparison {output} --source {params.source:q}"
-        " --config-json {params.config:q} 2> {log}"
-
-
-rule report_description:
-    output:
-        REPORTS / "dataset_description.json",
-    log:
-        LOGS / "reports" / "dataset_description.log",
-    localrule: True
-    # the report stage module imports its figure code (matplotlib)
-    conda:
-        "../../envs/report.yaml"
-    params:
-        config=config_json(),
-        source=Path(config["bids_dir"]).resolve(),
-    shell:
-        "python -m echoprep describe report {output} --source {params.source:q}"
-        " --config-json {params.config:q} 2> {log}"
+# The 2x3 preprocessing comparison (echoprep.stages.comparison), the NORDIC diagnostics and one
+# self-contained HTML report per subject (echoprep.stages.report). `snakemake --report` shows the
+# comparison figure and the subject reports with the captions in workflow/report/.
 
 
 rule comparison_subject:
     input:
-        unpack(comparison_subject_inputs),
+        unpack(PLAN.comparison_subject_inputs),
     output:
-        **comparison_subject_paths(),
+        **PLAN.comparison_subject_paths(),
     log:
         LOGS / "comparison" / "sub-{subject}_comparison.log",
     benchmark:
@@ -50,30 +16,30 @@ rule comparison_subject:
         "../../envs/echoprep.yaml"
     threads: 1
     resources:
-        mem_mb=comparison_subject_mb,
-        runtime=lambda wc, attempt: 30 * attempt,
+        mem_mb=PLAN.mem_mb("comparison_subject"),
+        runtime=PLAN.runtime("comparison_subject"),
     params:
-        entries=comparison_subject_args,
-        n_boot=config["comparison"]["bootstrap"],
+        entries=PLAN.comparison_subject_args,
+        options=PLAN.options("comparison"),
         seed=config["seed"],
     shell:
         "python -m echoprep comparison subject {params.entries}"
-        " --bootstrap {params.n_boot} --seed {params.seed}"
+        " --options-json {params.options:q} --seed {params.seed}"
         " --out tsv={output.tsv} bootstrap={output.bootstrap} 2> {log}"
 
 
 rule comparison:
     input:
-        unpack(comparison_inputs),
+        unpack(PLAN.comparison_inputs),
     output:
-        tsv=comparison_paths()["tsv"],
+        tsv=PLAN.comparison_paths()["tsv"],
         png=report(
-            comparison_paths()["png"],
+            PLAN.comparison_paths()["png"],
             caption=str(REPORT_CAPTIONS / "comparison.rst"),
             category="Preprocessing comparison",
         ),
-        svg=comparison_paths()["svg"],
-        json=comparison_paths()["json"],
+        svg=PLAN.comparison_paths()["svg"],
+        json=PLAN.comparison_paths()["json"],
     log:
         LOGS / "comparison" / "comparison.log",
     localrule: True
@@ -81,23 +47,45 @@ rule comparison:
         "../../envs/report.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wc, attempt: 2000 * attempt,
-        runtime=lambda wc, attempt: 10 * attempt,
+        mem_mb=PLAN.mem_mb("comparison"),
+        runtime=PLAN.runtime("comparison"),
     params:
-        rank_by=config["comparison"]["rank_by"],
+        options=PLAN.options("comparison"),
     shell:
         "python -m echoprep comparison group --table {input.tables}"
-        " --bootstrap-table {input.bootstraps} --rank-by {params.rank_by}"
+        " --bootstrap-table {input.bootstraps} --options-json {params.options:q}"
         " --out tsv={output.tsv} png={output.png} svg={output.svg} json={output.json}"
         " 2> {log}"
 
 
+rule nordic_diagnostics:
+    input:
+        unpack(PLAN.diagnostics_inputs),
+    output:
+        **PLAN.diagnostics_outputs(),
+    log:
+        LOGS / "reports" / "sub-{subject}_diagnostics.log",
+    benchmark:
+        BENCH / "reports" / "sub-{subject}_diagnostics.tsv"
+    conda:
+        "../../envs/echoprep.yaml"
+    threads: 1
+    resources:
+        mem_mb=PLAN.mem_mb("nordic_diagnostics"),
+        runtime=PLAN.runtime("nordic_diagnostics"),
+    params:
+        args=PLAN.diagnostics_args,
+    shell:
+        "python -m echoprep diagnostics --subject {wildcards.subject} --roi {input.roi}"
+        " --brain {input.brain} {params.args} --out tsv={output.tsv} 2> {log}"
+
+
 rule subject_report:
     input:
-        unpack(report_inputs),
+        unpack(PLAN.report_inputs),
     output:
         report(
-            REPORTS / "sub-{subject}.html",
+            PLAN.report_path(),
             caption=str(REPORT_CAPTIONS / "subject.rst"),
             category="Subject reports",
         ),
@@ -109,33 +97,12 @@ rule subject_report:
         "../../envs/report.yaml"
     threads: 1
     resources:
-        mem_mb=report_mb,
-        runtime=lambda wc, attempt: 15 * attempt,
+        mem_mb=PLAN.mem_mb("subject_report"),
+        runtime=PLAN.runtime("subject_report"),
     params:
-        args=report_args,
-        config=config_json(),
+        args=PLAN.report_args,
+        config=PLAN.config_json(),
+        options=PLAN.options("report"),
     shell:
         "python -m echoprep report {params.args} --config-json {params.config:q}"
-        " --out {output} 2> {log}"
-
-
-rule nordic_diagnostics:
-    input:
-        unpack(diagnostics_inputs),
-    output:
-        **diagnostics_outputs(),
-    log:
-        LOGS / "reports" / "sub-{subject}_diagnostics.log",
-    benchmark:
-        BENCH / "reports" / "sub-{subject}_diagnostics.tsv"
-    conda:
-        "../../envs/echoprep.yaml"
-    threads: 1
-    resources:
-        mem_mb=diagnostics_mb,
-        runtime=lambda wc, attempt: 20 * attempt,
-    params:
-        args=diagnostics_args,
-    shell:
-        "python -m echoprep diagnostics --subject {wildcards.subject} --roi {input.roi}"
-        " --brain {input.brain} {params.args} --out {output.tsv} 2> {log}"
+        " --options-json {params.options:q} --out html={output} 2> {log}"

@@ -2,43 +2,11 @@
 # one interpolation of every echo of both NORDIC variants (spatial/, preproc-<nordic>/).
 
 
-rule spatial_description:
-    output:
-        SPATIAL_ROOT / "dataset_description.json",
-    log:
-        LOGS / "spatial" / "dataset_description.log",
-    localrule: True
-    conda:
-        "../../envs/spatial.yaml"
-    params:
-        config=config_json(),
-        source=Path(config["bids_dir"]).resolve(),
-    shell:
-        "python -m echoprep describe spatial {output} --source {params.source:q}"
-        " --config-json {params.config:q} 2> {log}"
-
-
-rule preproc_description:
-    output:
-        OUT / "preproc-{nordic}" / "dataset_description.json",
-    log:
-        LOGS / "preproc-{nordic}" / "dataset_description.log",
-    localrule: True
-    conda:
-        "../../envs/spatial.yaml"
-    params:
-        config=config_json(),
-        source=Path(config["bids_dir"]).resolve(),
-    shell:
-        "python -m echoprep describe spatial {output} --source {params.source:q}"
-        " --config-json {params.config:q} 2> {log}"
-
-
 rule spatial_run:
     input:
-        unpack(spatial_run_inputs),
+        unpack(PLAN.spatial_run_inputs),
     output:
-        **spatial_run_outputs(),
+        **PLAN.spatial_run_outputs(),
     log:
         LOGS / "spatial" / "{run_dir}" / "{run_prefix}_run.log",
     benchmark:
@@ -49,11 +17,11 @@ rule spatial_run:
         "../../envs/spatial.yaml"
     threads: 2
     resources:
-        mem_mb=spatial_mb,
-        runtime=lambda wc, attempt: 20 * attempt,
+        mem_mb=PLAN.mem_mb("spatial_run"),
+        runtime=PLAN.runtime("spatial_run"),
     params:
-        args=spatial_run_params,
-        options=spatial_options(),
+        args=PLAN.spatial_run_params,
+        options=PLAN.options("spatial"),
     shell:
         "python -m echoprep spatial run --echo {input.echo:q} {params.args}"
         " --options-json {params.options:q} --threads {threads}"
@@ -63,9 +31,9 @@ rule spatial_run:
 
 rule spatial_subject:
     input:
-        unpack(spatial_subject_inputs),
+        unpack(PLAN.spatial_subject_inputs),
     output:
-        **spatial_subject_outputs(),
+        **PLAN.spatial_subject_outputs(),
     log:
         LOGS / "spatial" / "sub-{subject}_subject.log",
     benchmark:
@@ -74,10 +42,10 @@ rule spatial_subject:
         "../../envs/spatial.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wc, attempt: 3000 * attempt,
-        runtime=lambda wc, attempt: 20 * attempt,
+        mem_mb=PLAN.mem_mb("spatial_subject"),
+        runtime=PLAN.runtime("spatial_subject"),
     params:
-        options=spatial_options(),
+        options=PLAN.options("spatial"),
         seed=config["seed"],
     shell:
         "python -m echoprep spatial subject --boldref {input.boldref:q} --t1w {input.t1w:q}"
@@ -88,9 +56,11 @@ rule spatial_subject:
 
 rule spatial_resample:
     input:
-        unpack(spatial_resample_inputs),
+        unpack(PLAN.spatial_resample_inputs),
     output:
-        **preproc_echo_outputs(),
+        **temporary_unless(
+            config["spatial"]["keep_echoes"], PLAN.preproc_echo_outputs()
+        ),
     log:
         LOGS / "preproc-{nordic}" / "{run_dir}" / "{run_prefix}_echo-{echo}.log",
     benchmark:
@@ -101,12 +71,12 @@ rule spatial_resample:
         "../../envs/spatial.yaml"
     threads: 2
     resources:
-        mem_mb=spatial_mb,
-        runtime=lambda wc, attempt: 20 * attempt,
+        mem_mb=PLAN.mem_mb("spatial_resample"),
+        runtime=PLAN.runtime("spatial_resample"),
     params:
-        args=spatial_resample_params,
-        options=spatial_options(),
+        args=PLAN.spatial_resample_params,
+        options=PLAN.options("spatial"),
     shell:
         "python -m echoprep spatial resample --echo {input.echo:q} --geometry {input.geometry:q}"
         " --grid {input.grid:q} {params.args} --options-json {params.options:q}"
-        " --threads {threads} --out-echo {output.bold:q} 2> {log}"
+        " --threads {threads} --out bold={output.bold:q} 2> {log}"

@@ -16,22 +16,17 @@ applies, as pybids resolves it).
 
 The pybids index is cached in ``cache_dir/<key>/`` where ``key`` is a fingerprint of the
 dataset's file tree (relative paths, sizes, modification times), so adding, removing or editing
-a file rebuilds the index; stale index folders are removed. Nothing is ever written into the
-input dataset.
+a file rebuilds the index; stale index folders are removed (:mod:`echoprep.io.bids_index`).
+Nothing is ever written into the input dataset. The checks behind the problem list are in
+:mod:`echoprep.io.bids_checks` (names, headers, the problem log), :mod:`echoprep.io.bids_run_checks`
+(per run and across runs) and :mod:`echoprep.io.bids_fmap` (fieldmaps).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
-import re
-import shutil
-import tempfile
-import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,26 +37,26 @@ from echoprep.io.bids_checks import (
     RUN_ENTITIES,
     BidsFile,
     BIDSInputError,
-    ImageHeader,
     InputProblem,
     ProblemLog,
+    fmt_list,
+    parse_name,
+    run_title,
+    sidecar_of,
+)
+from echoprep.io.bids_fmap import Fieldmap, find_fieldmap, phase_encoding
+from echoprep.io.bids_index import BidsIndex
+from echoprep.io.bids_run_checks import (
     RunScan,
     check_echo_counts,
     check_echo_times_across,
     check_events,
     check_headers,
-    check_json_files,
     check_metadata,
     check_parts,
     check_tr_across,
-    fmt_list,
     group_echo_files,
-    parse_name,
-    read_header,
-    run_title,
-    sidecar_of,
 )
-from echoprep.io.bids_fmap import Fieldmap, find_fieldmap, phase_encoding
 
 __all__ = [
     "BIDSInputError",
@@ -73,15 +68,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-#: Bumped whenever the cached content changes meaning.
-_CACHE_VERSION = "1"
-_DB_FILE = "layout_index.sqlite"
-_HEADERS_FILE = "headers.json"
-_KEY_RE = re.compile(r"^[0-9a-f]{16}$")
-#: Top-level folders that are not part of the raw input (pybids ignores them too).
-_SKIP_TOP = frozenset({"derivatives", "sourcedata", "code", "models", "stimuli"})
-
 
 # --------------------------------------------------------------------------------------
 # public data model
@@ -233,216 +219,6 @@ class Dataset:
 
 
 # --------------------------------------------------------------------------------------
-# the pybids index and its cache
-# --------------------------------------------------------------------------------------
-
-
-def _fingerprint(root: Path, skip: Iterable[Path] = ()) -> tuple[str, list[Path]]:
-    """SHA-1 of the file tree (relative paths, sizes, mtimes) and the JSON files in it.
-
-    Dot-entries, the top-level ``derivatives/``, ``sourcedata/``, ``code/``, ``models/``,
-    ``stimuli/`` and the paths in ``skip`` are left out (pybids does not index them either).
-    Symbolic links are followed (DataLad / git-annex datasets).
-    """
-    import bids
-
-    skip_set = {str(p) for p in skip}
-    digest = hashlib.sha1()
-    digest.update(f"echoprep-bids-index {_CACHE_VERSION}\0{root}\0{bids.__version__}\n".encode())
-    jsons: list[Path] = []
-    seen_dirs: set[tuple[int, int]] = set()
-    stack: list[tuple[str, str]] = [(str(root), "")]
-    while stack:
-        folder, rel = stack.pop()
-        try:
-            st = os.stat(folder)
-            if (st.st_dev, st.st_ino) in seen_dirs:
-                continue
-            seen_dirs.add((st.st_dev, st.st_ino))
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError as exc:
-            digest.update(f"{rel}\0unreadable {exc.errno}\n".encode())
-            continue
-        subdirs = []
-        for entry in entries:
-            name = entry.name
-            if name.startswith(".") or (not rel and name in _SKIP_TOP):
-                continue
-            if entry.path in skip_set:
-                continue
-            relpath = f"{rel}{name}"
-            try:
-                is_dir = entry.is_dir()
-            except OSError:
-                is_dir = False
-            if is_dir:
-                subdirs.append((entry.path, f"{relpath}/"))
-                continue
-            try:
-                st = entry.stat()
-                digest.update(f"{relpath}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-            except OSError:
-                digest.update(f"{relpath}\0missing\n".encode())
-            if name.endswith(".json"):
-                jsons.append(Path(entry.path))
-        stack.extend(reversed(subdirs))
-    return digest.hexdigest(), jsons
-
-
-def _close_layout(layout: Any) -> None:
-    """Release pybids' SQLite connections (before the database folder is renamed)."""
-    manager = getattr(layout, "connection_manager", None)
-    if manager is None:
-        return
-    session = getattr(manager, "_session", None)
-    if session is not None:
-        session.close()
-    engine = getattr(manager, "engine", None)
-    if engine is not None:
-        engine.dispose()
-
-
-def _remove_stale(cache: Path, key: str) -> None:
-    """Remove index folders of other fingerprints and abandoned temporary folders."""
-    try:
-        entries = list(os.scandir(cache))
-    except OSError:
-        return
-    now = time.time()
-    for entry in entries:
-        if not entry.is_dir(follow_symlinks=False):
-            continue
-        stale = _KEY_RE.match(entry.name) and entry.name != key
-        try:
-            abandoned = entry.name.startswith(".tmp-") and now - entry.stat().st_mtime > 3600
-        except OSError:
-            abandoned = False
-        if stale or abandoned:
-            shutil.rmtree(entry.path, ignore_errors=True)
-
-
-class _Index:
-    """The pybids layout of a dataset plus a cache of NIfTI header facts."""
-
-    def __init__(self, layout: Any, folder: Path | None, broken: Iterable[Path] = ()) -> None:
-        self.layout = layout
-        self.folder = folder
-        #: JSON files that do not parse (left out of the index, reported as problems).
-        self.broken = set(broken)
-        self.headers: dict[str, ImageHeader] = {}
-        self._dirty = False
-        if folder is not None:
-            try:
-                raw = json.loads((folder / _HEADERS_FILE).read_text())
-                self.headers = {k: ImageHeader.from_json(v) for k, v in raw.items()}
-            except (OSError, ValueError, KeyError, TypeError):
-                self.headers = {}
-
-    @classmethod
-    def open(cls, root: Path, cache_dir: str | Path | None, log: ProblemLog) -> _Index:
-        """Index ``root`` (or load the cached index that matches its current file tree)."""
-        from bids.layout import BIDSLayout, BIDSLayoutIndexer
-        from bids.layout.validation import DEFAULT_LOCATIONS_TO_IGNORE
-
-        cache = Path(cache_dir).expanduser().absolute() if cache_dir is not None else None
-        digest, jsons = _fingerprint(root, [cache] if cache is not None else [])
-        key = digest[:16]
-        folder = cache / key if cache is not None else None
-
-        if folder is not None and (folder / _DB_FILE).is_file():
-            try:
-                layout = BIDSLayout(root, validate=False, derivatives=False, database_path=folder)
-                logger.debug("reusing the BIDS index in %s", folder)
-                _remove_stale(folder.parent, key)
-                return cls(layout, folder)
-            except Exception as exc:  # a damaged cache is rebuilt, never trusted
-                logger.warning("rebuilding the BIDS index in %s (%s)", folder, exc)
-                shutil.rmtree(folder, ignore_errors=True)
-
-        broken = check_json_files(jsons)
-        for path, error in broken.items():
-            log.add(
-                path,
-                "valid JSON (UTF-8 text)",
-                f"a file that does not parse ({error})",
-                f"correct the syntax (`python -m json.tool {log.rel(path)}` points at the "
-                "error) or re-create the file",
-            )
-        ignore: list[Any] = list(DEFAULT_LOCATIONS_TO_IGNORE)
-        ignore += [re.compile("^/" + re.escape(log.rel(p)) + "$") for p in broken]
-        if cache is not None and cache.is_relative_to(root):
-            ignore.append(re.compile("^/" + re.escape(log.rel(cache)) + "(/|$)"))
-        indexer = BIDSLayoutIndexer(validate=False, ignore=ignore)
-
-        if folder is not None and not broken:
-            if folder.exists():  # a key folder without its database is not trusted
-                shutil.rmtree(folder, ignore_errors=True)
-            try:
-                return cls(cls._build_cached(root, folder, key, indexer), folder)
-            except OSError as exc:
-                logger.warning(
-                    "cannot cache the BIDS index in %s (%s); indexing in memory", folder, exc
-                )
-        layout = BIDSLayout(root, validate=False, derivatives=False, indexer=indexer)
-        return cls(layout, None, broken)
-
-    @staticmethod
-    def _build_cached(root: Path, folder: Path, key: str, indexer: Any) -> Any:
-        """Index into a temporary folder, then rename it to ``folder`` (atomic; race-safe)."""
-        from bids.layout import BIDSLayout
-
-        cache = folder.parent
-        cache.mkdir(parents=True, exist_ok=True)
-        _remove_stale(cache, key)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=cache))
-        try:
-            layout = BIDSLayout(
-                root, validate=False, derivatives=False, database_path=tmp, indexer=indexer
-            )
-            _close_layout(layout)
-            info = {"root": str(root), "key": key, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            (tmp / "index.json").write_text(json.dumps(info, indent=2) + "\n")
-            try:
-                os.rename(tmp, folder)
-                logger.info("indexed the BIDS dataset %s into %s", root, folder)
-            except OSError:  # another process finished the same index first
-                shutil.rmtree(tmp, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return BIDSLayout(root, validate=False, derivatives=False, database_path=folder)
-
-    def header(self, path: Path, root: Path) -> ImageHeader:
-        """Header facts of an image (read once per index version)."""
-        rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
-        if rel not in self.headers:
-            self.headers[rel] = read_header(path)
-            self._dirty = True
-        return self.headers[rel]
-
-    def metadata(self, path: Path) -> dict[str, Any]:
-        """Sidecar metadata with BIDS inheritance, as pybids resolves it."""
-        try:
-            return dict(self.layout.get_metadata(str(path)))
-        except Exception:  # a file pybids does not know has no metadata
-            return {}
-
-    def save(self) -> None:
-        """Write the header cache (atomically) when something new was read."""
-        if self.folder is None or not self._dirty or not self.folder.is_dir():
-            return
-        try:
-            fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".headers.", suffix=".tmp")
-            with os.fdopen(fd, "w") as fh:
-                json.dump({k: v.to_json() for k, v in self.headers.items()}, fh)
-            os.replace(tmp, self.folder / _HEADERS_FILE)
-            self._dirty = False
-        except OSError as exc:
-            logger.debug("could not write the header cache (%s)", exc)
-
-
-# --------------------------------------------------------------------------------------
 # discover
 # --------------------------------------------------------------------------------------
 
@@ -568,7 +344,7 @@ def discover(
         )
         raise BIDSInputError(log.problems, root)
 
-    index = _Index.open(root, cache_dir, log)
+    index = BidsIndex.open(root, cache_dir, log)
     try:
         dataset = _discover(
             log,
@@ -584,7 +360,7 @@ def discover(
         )
     finally:
         index.save()
-        _close_layout(index.layout)
+        index.close()
     if log:
         raise BIDSInputError(log.problems, root)
     assert dataset is not None
@@ -599,7 +375,7 @@ def discover(
 
 def _discover(
     log: ProblemLog,
-    index: _Index,
+    index: BidsIndex,
     root: Path,
     *,
     participant_label: Sequence[str] | None,
@@ -730,9 +506,7 @@ def _discover(
                 (sub, ses, task_label, run, None)
             )
             check_events(log, scan, ev, require_events)
-            scan.pe_direction, scan.total_readout_time = phase_encoding(
-                log, index.metadata, scan
-            )
+            scan.pe_direction, scan.total_readout_time = phase_encoding(log, index.metadata, scan)
             if use_fieldmaps:
                 scan.fieldmap = find_fieldmap(log, index.metadata, root, scan, fmap_files)
                 if scan.fieldmap is not None and (

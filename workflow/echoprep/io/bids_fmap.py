@@ -24,10 +24,10 @@ from echoprep.io.bids_checks import (
     NIFTI_EXTENSIONS,
     BidsFile,
     ProblemLog,
-    RunScan,
     as_number,
     sidecar_of,
 )
+from echoprep.io.bids_run_checks import RunScan
 
 #: BIDS PhaseEncodingDirection values.
 PE_DIRECTIONS = ("i", "i-", "j", "j-", "k", "k-")

@@ -7,6 +7,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from echoprep.io.atomic import atomic_path
+
 
 class StageInputError(ValueError):
     """An input of a stage is unusable; the message names the file and the fix."""
@@ -45,6 +47,46 @@ def load_image(path: str | Path, what: str = "NIfTI image", ndim: int | None = N
     return img
 
 
+def check_same_grid(
+    img: nib.Nifti1Image,
+    ref: nib.Nifti1Image,
+    *,
+    path: str | Path,
+    ref_path: str | Path,
+    what: str = "image",
+    fix: str = "Fix: pass images resampled to the same grid (same run, space and resolution).",
+    atol: float = 1e-3,
+) -> None:
+    """Refuse an image whose voxel grid (first 3 dimensions and affine) differs from ``ref``'s.
+
+    Parameters
+    ----------
+    img, ref
+        The image checked and the reference image (headers only are read).
+    path, ref_path
+        Their files, for the message.
+    what
+        What ``img`` is, for the message (e.g. "brain mask").
+    fix
+        The fix given in the message.
+    atol
+        Tolerance on the affine entries (mm).
+
+    Raises
+    ------
+    StageInputError
+        Naming both files, the expected grid (shape, affine) and the one found.
+    """
+    same_shape = tuple(img.shape[:3]) == tuple(ref.shape[:3])
+    if same_shape and np.allclose(img.affine, ref.affine, atol=atol):
+        return
+    raise StageInputError(
+        f"{path}: expected a {what} on the grid of {ref_path} (shape {tuple(ref.shape[:3])}, "
+        f"affine {np.round(ref.affine, 3).tolist()}); found shape {tuple(img.shape[:3])}, "
+        f"affine {np.round(img.affine, 3).tolist()}. {fix}"
+    )
+
+
 def float_image(data: np.ndarray, like: nib.Nifti1Image) -> nib.Nifti1Image:
     """A float32 image with the geometry and header of ``like`` (scaling reset to 1, 0)."""
     header = like.header.copy()
@@ -57,8 +99,6 @@ def float_image(data: np.ndarray, like: nib.Nifti1Image) -> nib.Nifti1Image:
 def atomic_save(img: nib.Nifti1Image, out: str | Path) -> Path:
     """Save to a temporary name in the same folder, then rename: no half-written outputs."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.nii.gz")
-    nib.save(img, tmp)
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        nib.save(img, tmp)
     return out

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from echoprep import CODE_URL, __version__
+from echoprep.io.atomic import atomic_path
 from echoprep.io.paths import sidecar_path
 
 BIDS_VERSION = "1.10.0"
@@ -57,13 +56,9 @@ def _jsonable(obj: Any) -> Any:
 def write_json(path: str | Path, content: Mapping[str, Any]) -> Path:
     """Write JSON atomically (temporary file + rename), sorted keys, 2-space indent."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
         json.dump(_jsonable(content), fh, indent=2, sort_keys=True)
         fh.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are meant to be shared
-    os.replace(tmp, path)
     return path
 
 

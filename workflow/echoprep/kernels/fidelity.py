@@ -39,9 +39,6 @@ import numpy as np
 
 from echoprep.kernels.noiseceiling import zscore_within
 
-#: Bootstrap replicates of the median held-out correlation (image resampling).
-DEFAULT_BOOTSTRAP = 100
-
 
 def split_halves(runs: Sequence | np.ndarray) -> np.ndarray:
     """``(N,)`` bool: True for trials in half A (1st, 3rd, 5th, ... run in order of appearance).
@@ -275,7 +272,6 @@ def truth_fidelity(
 
 
 __all__ = [
-    "DEFAULT_BOOTSTRAP",
     "HeldoutFidelity",
     "heldout_fidelity",
     "image_means",

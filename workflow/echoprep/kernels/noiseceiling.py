@@ -12,7 +12,7 @@ for a subject map; mean 0 and SD 1 with ``ddof=0`` over the group's trials):
   repeats ``n``.
 
 Reference: Allen et al. 2022, Nat Neurosci 25:116 (NSD), Methods "Noise ceiling"; our summary in
-``shared/specs/pipeline.md``. Pure array code: no file I/O, no logging.
+``docs/noise-ceiling.md``. Pure array code: no file I/O, no logging.
 """
 
 from __future__ import annotations
@@ -203,7 +203,7 @@ def expected_noise_ceiling(
     Per voxel, ``estimated = a + b true + e`` by least squares over trials; with ``s`` the true
     across-stimulus SD and ``t`` the true trial-to-trial SD, the expected ceiling is
     ``100 b^2 s^2 / (b^2 s^2 + (b^2 t^2 + var(e)) k)``, ``k = mean_inverse_repeats``
-    (``shared/specs/pipeline.md``).
+    (``docs/noise-ceiling.md`` §4).
 
     Parameters
     ----------

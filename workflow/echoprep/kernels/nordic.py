@@ -1,8 +1,8 @@
 """NORDIC thermal-noise removal of one 4D series (one echo), complex or magnitude-only.
 
-Implemented from our description of the reference algorithm (``shared/specs/nordic.md``;
-Moeller et al. 2021, NeuroImage 226:117539; Vizioli et al. 2021, Nat Commun 12:5181; MP-PCA
-after Veraart et al. 2016), with the deliberate differences of its §10:
+Implemented from our description of the reference algorithm (``docs/nordic.md``; Moeller et
+al. 2021, NeuroImage 226:117539; Vizioli et al. 2021, Nat Commun 12:5181; MP-PCA after
+Veraart et al. 2016), with these deliberate differences (see docs/nordic.md):
 
 - every voxel is covered: the reference's patch grid never reaches the last x-plane (it is
   written as 0); we keep the reference's patches and add the last full patch along x, which
@@ -37,7 +37,8 @@ Steps (units in brackets):
 5. Threshold ``lambda`` = mean largest singular value of 10 standard-normal
    ``prod(kernel) x t`` matrices times ``sigma * factor_error`` (times sqrt(2) complex).
 6. Patch-wise hard threshold: singular values ``< lambda`` are zeroed; overlapping patches
-   (step ``k // 2``) are averaged with weight 1.
+   (step ``k // 2``) are averaged with weight 1 (the patch passes of steps 3 and 6 are in
+   :mod:`echoprep.kernels.nordic_patches`).
 7. Undo: times ``g``, phase restored, times ``absolute_scale``.
 
 If any g-factor is 0 (a patch of all-zero data), the reference's fix-up is applied: every
@@ -48,25 +49,16 @@ If any g-factor is 0 (a patch of all-zero data), the reference's fix-up is appli
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
-import queue
-from collections import deque
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
-from echoprep.kernels.patches import (
-    gather,
-    hard_threshold,
-    mppca_noise_variance,
-    patch_grid,
-    squared_singular_values,
-)
+from echoprep.kernels.nordic_patches import SLAB_BYTES, denoise_pass, gfactor_pass
+from echoprep.kernels.nordic_patches import slabs as slab_slices
 from echoprep.kernels.phase import lowpass_phase
 from echoprep.kernels.threads import blas_limits, n_workers
 
@@ -78,12 +70,6 @@ PHASE_UNITS = ("minmax", "radians")
 VOXELS_PER_VOLUME = 11
 #: Draws of the Monte-Carlo threshold.
 THRESHOLD_DRAWS = 10
-#: Bytes of temporaries per slab in the element-wise passes: below glibc's largest dynamic
-#: mmap threshold (32 MiB), so temporaries are recycled from the heap instead of being fresh
-#: mmap pages that fault on first touch (which cost more than the arithmetic here).
-_SLAB_BYTES = 8 * 2**20
-
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -188,22 +174,27 @@ def nordic(
     magnitude: np.ndarray,
     phase: np.ndarray | None = None,
     *,
-    noise_volumes: int = 0,
-    keep_noise_volumes: bool = False,
-    threshold: float | None = None,
-    factor_error: float = 1.0,
-    temporal_phase: int = 1,
-    phase_filter_width: float = 10,
-    kernel_size: tuple[int, int, int] | None = None,
-    gfactor_kernel: tuple[int, int, int] = (14, 14, 1),
+    noise_volumes: int,
+    keep_noise_volumes: bool,
+    threshold: float | None,
+    factor_error: float,
+    temporal_phase: int,
+    phase_filter_width: float,
+    kernel_size: Sequence[int] | None,
+    gfactor_kernel: Sequence[int],
+    magnitude_only: bool,
+    phase_units: str,
+    chunk_patches: int,
     gfactor_volumes: int = 90,
-    magnitude_only: bool = False,
-    phase_units: str = "minmax",
     seed: int = 0,
-    chunk_patches: int = 256,
     n_threads: int | None = None,
 ) -> NordicResult:
     """NORDIC denoising of one 4D series.
+
+    The options named like the keys of the ``nordic:`` config section have no defaults here:
+    the schema holds them (docs/nordic.md, options), and the NORDIC stage passes every one
+    (:func:`echoprep.stages.nordic.denoise_arrays` runs this kernel with the schema defaults
+    of the options not given).
 
     Parameters
     ----------
@@ -217,8 +208,8 @@ def nordic(
         in everything (phase filter, g-factor when ``t <= gfactor_volumes``, patch SVDs,
         kernel rule); all of them set the noise level.
     keep_noise_volumes
-        Keep the noise volumes in the outputs (``t_out = t``), as the reference does;
-        default ``t_out = t - noise_volumes``.
+        Keep the noise volumes in the outputs (``t_out = t``), as the reference does; else
+        ``t_out = t - noise_volumes``.
     threshold
         Singular-value threshold in normalised units, used as is (``factor_error`` is not
         applied); None: Monte-Carlo estimate with ``np.random.default_rng(seed)`` times the
@@ -232,7 +223,7 @@ def nordic(
         pass). Forced to 0 in magnitude-only mode.
     phase_filter_width
         Exponent of the Hann window of the phase low-pass (> 0; larger = smoother). The
-        reference's default is 3; its fMRI example and this default use 10.
+        reference's default is 3; its fMRI example and the config default use 10.
     kernel_size
         Patch size ``(kx, ky, kz)``; None: the 11:1 rule of :func:`default_kernel`. As in
         the reference, the thin-slab rule replaces a given kernel too when ``nz <= kz``.
@@ -332,7 +323,7 @@ def _nordic(
 ) -> NordicResult:
     nx, ny, nz, nt = (int(s) for s in magnitude.shape)
     complex_mode = phase is not None
-    slabs = _slabs(nx, ny * nz * nt * 16)
+    slabs = slab_slices(nx, ny * nz * nt * 16)
 
     # 1. complex (or real) series, divided by the absolute scale
     data = _series(magnitude, phase, phase_units, slabs)
@@ -353,7 +344,7 @@ def _nordic(
     theta = None
     if temporal_phase >= 1:
         theta = np.empty(data.shape, np.float32)
-        zb = max(1, _SLAB_BYTES // (nx * ny * nt * 8))
+        zb = max(1, SLAB_BYTES // (nx * ny * nt * 8))
         for z0 in range(0, nz, zb):
             zs = slice(z0, min(nz, z0 + zb))
             th = lowpass_phase(data[:, :, zs], phase_filter_width, workers=workers)
@@ -366,7 +357,7 @@ def _nordic(
 
     # 3. g-factor (MP-PCA) pass
     gv = min(gfactor_volumes, nt)
-    g = _gfactor(data[..., :gv], gkernel, chunk, workers)
+    g = gfactor_pass(data[..., :gv], gkernel, chunk, workers)
     has_zero = bool(np.any(g == 0))
     if has_zero or nt < 6:
         good = g[np.isfinite(g) & (g > 0)]
@@ -423,7 +414,7 @@ def _nordic(
     )
 
     # 6. patch-wise low-rank approximation
-    acc, removed = _denoise(data, kernel, threshold, chunk, workers)
+    acc, removed = denoise_pass(data, kernel, threshold, chunk, workers)
     del data
 
     # 7. undo normalisation, phase and scale
@@ -516,131 +507,6 @@ def _replace_phase(block: np.ndarray, theta: np.ndarray, min_abs: float | None) 
     block[sel] = np.abs(block[sel])
 
 
-def _patch_pass(
-    name: str,
-    data: np.ndarray,
-    starts: np.ndarray,
-    kernel: tuple[int, int, int],
-    chunk: int,
-    workers: int,
-    compute: Callable[[np.ndarray], _T],
-    consume: Callable[[slice, np.ndarray, _T], None],
-) -> None:
-    """Patches of ``data`` in batches of ``chunk``: gather + ``compute`` in worker threads,
-    ``consume`` in the calling thread, in batch order (so results do not depend on the number
-    of threads). One reused batch buffer per worker."""
-    n = len(starts)
-    bounds = [slice(i, min(i + chunk, n)) for i in range(0, n, chunk)]
-    if not bounds:
-        return
-    n_buffers = min(len(bounds), workers)
-    shape = (min(chunk, n), int(np.prod(kernel)), data.shape[3])
-    free: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
-    for _ in range(n_buffers):
-        free.put(np.empty(shape, data.dtype))
-
-    def task(b: slice) -> tuple[np.ndarray, np.ndarray, _T]:
-        buf = free.get()
-        try:
-            a = gather(data, starts[b], kernel, out=buf[: b.stop - b.start])
-            return buf, a, compute(a)
-        except BaseException:
-            free.put(buf)
-            raise
-
-    def finish(k: int, b: slice, result: tuple[np.ndarray, np.ndarray, _T]) -> None:
-        buf, a, res = result
-        try:
-            consume(b, a, res)
-        finally:
-            free.put(buf)
-        if k == len(bounds) or k % max(1, len(bounds) // 10) == 0:
-            log.info("NORDIC %s: chunk %d of %d", name, k, len(bounds))
-
-    if workers <= 1 or len(bounds) == 1:
-        for k, b in enumerate(bounds, start=1):
-            finish(k, b, task(b))
-        return
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        todo = iter(bounds)
-        pending = deque((b, pool.submit(task, b)) for b in itertools.islice(todo, n_buffers))
-        try:
-            k = 0
-            while pending:
-                b, fut = pending.popleft()
-                result = fut.result()
-                k += 1
-                finish(k, b, result)
-                nxt = next(todo, None)
-                if nxt is not None:
-                    pending.append((nxt, pool.submit(task, nxt)))
-        except BaseException:
-            for _, fut in pending:
-                fut.cancel()
-            raise
-
-
-def _gfactor(
-    data: np.ndarray, kernel: tuple[int, int, int], chunk: int, workers: int
-) -> np.ndarray:
-    """Per-voxel MP-PCA noise SD (float64 (x, y, z)) from patches of ``data``."""
-    starts, weights, offsets = patch_grid(data.shape[:3], kernel)
-    nt = data.shape[3]
-    kx, ky, kz = kernel
-    var_sum = np.zeros(data.shape[:3])
-    count = np.zeros(data.shape[:3])
-
-    def compute(a: np.ndarray) -> np.ndarray:
-        m = np.count_nonzero(a.sum(axis=2) != 0, axis=1)
-        return mppca_noise_variance(squared_singular_values(a), m, nt)
-
-    def consume(b: slice, _: np.ndarray, var: np.ndarray) -> None:
-        for (x, y, z), off, w, v in zip(starts[b], offsets[b], weights[b], var, strict=True):
-            box = (slice(x + off, x + kx), slice(y, y + ky), slice(z, z + kz))
-            var_sum[box] += w * v
-            count[box] += w
-
-    _patch_pass("g-factor", data, starts, kernel, chunk, workers, compute, consume)
-    return np.sqrt(var_sum / count)
-
-
-def _denoise(
-    data: np.ndarray, kernel: tuple[int, int, int], threshold: float, chunk: int, workers: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Patch-wise hard-threshold reconstruction averaged over patches.
-
-    Returns the (x, y, z, t) average (data's dtype) and the (x, y, z) float32 mean number of
-    removed components."""
-    starts, weights, offsets = patch_grid(data.shape[:3], kernel)
-    kx, ky, kz = kernel
-    nt = data.shape[3]
-    acc = np.zeros(data.shape, data.dtype)
-    count = np.zeros(data.shape[:3])
-    removed_sum = np.zeros(data.shape[:3])
-
-    def compute(a: np.ndarray) -> np.ndarray:
-        return hard_threshold(a, threshold)[1]
-
-    def consume(b: slice, recon: np.ndarray, removed: np.ndarray) -> None:
-        boxes = recon.reshape(-1, kx, ky, kz, nt)
-        for (x, y, z), off, w, r, n_rm in zip(
-            starts[b], offsets[b], weights[b], boxes, removed, strict=True
-        ):
-            box = (slice(x + off, x + kx), slice(y, y + ky), slice(z, z + kz))
-            if w == 1:
-                acc[box] += r[off:]
-            else:
-                acc[box] += np.float32(w) * r[off:]
-            count[box] += w
-            removed_sum[box] += w * n_rm
-
-    _patch_pass("patches", data, starts, kernel, chunk, workers, compute, consume)
-    inv = (1 / count).astype(np.float32)
-    for s in _slabs(data.shape[0], int(np.prod(data.shape[1:])) * 8):
-        acc[s] *= inv[s][..., None]
-    return acc, (removed_sum / count).astype(np.float32)
-
-
 # ---------------------------------------------------------------------------------------------
 # validation and plumbing
 
@@ -650,15 +516,10 @@ def _round_half_up(v: float) -> int:
     return math.floor(v + 0.5)
 
 
-def _slabs(n: int, bytes_per_plane: int) -> list[slice]:
-    step = max(1, _SLAB_BYTES // max(1, bytes_per_plane))
-    return [slice(i, min(n, i + step)) for i in range(0, n, step)]
-
-
 def _count_nonfinite(a: np.ndarray) -> int:
     if not np.issubdtype(a.dtype, np.inexact):
         return 0
-    step = max(1, _SLAB_BYTES // max(1, a[0].nbytes))
+    step = max(1, SLAB_BYTES // max(1, a[0].nbytes))
     return sum(int(np.count_nonzero(~np.isfinite(a[i : i + step]))) for i in range(0, len(a), step))
 
 

@@ -45,18 +45,27 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 
-from echoprep.io.images import StageInputError, load_image
-from echoprep.io.paths import bids_name
+from echoprep.io.arguments import key_paths
+from echoprep.io.events import read_trials
+from echoprep.io.images import StageInputError, check_same_grid, load_image
+from echoprep.io.outputs import get, group_key, stage_outputs
 from echoprep.io.sidecars import (
     software_versions,
-    write_dataset_description,
     write_json,
     write_sidecar,
 )
-from echoprep.kernels.fidelity import DEFAULT_BOOTSTRAP, heldout_fidelity, split_half_reliability
-from echoprep.kernels.noiseceiling import d_prime
+from echoprep.io.tables import BOOTSTRAP_COLUMNS, write_tsv
+from echoprep.io.tables import read_bootstrap_table as read_bootstrap
+from echoprep.io.tables import read_comparison_table as read_table
+from echoprep.kernels.comparison import (
+    edge_share,
+    fitted_voxels,
+    gains,
+    ordered,
+    variant_metrics,
+)
+from echoprep.kernels.fidelity import heldout_fidelity, split_half_reliability
 from echoprep.kernels.ranking import (
     BASELINE,
     EDGE_NC,
@@ -64,39 +73,61 @@ from echoprep.kernels.ranking import (
     RANK_METRICS,
     TABLE_COLUMNS,
     VALIDATED,
-    VARIANT_NAMES,
     VARIANTS,
     group_statistics,
     implausibility_warnings,
     recommend,
-    sem,
 )
-from echoprep.stages.arguments import key_paths
+from echoprep.options import parse_options
+from echoprep.report.comparison import plot_comparison
 
 log = logging.getLogger(__name__)
+
+#: Grid tolerance (mm) between the maps and masks of one subject.
+_GRID_ATOL = 1e-4
+
+
+@dataclass(frozen=True)
+class ComparisonOptions:
+    """The ``comparison:`` config section (defaults and allowed values: the config schema).
+    ``bootstrap`` is used by the subject step, ``rank_by`` by the group step; ``sessions`` and
+    ``reference`` choose the workflow's inputs."""
+
+    sessions: tuple[str, ...]
+    rank_by: str
+    bootstrap: int
+    reference: str
+
+
+def stage_options(
+    given: ComparisonOptions | Mapping[str, Any] | None, source: str = "options"
+) -> ComparisonOptions:
+    """The options from (part of) the ``comparison:`` section: missing keys take the schema
+    default; unknown keys and values the schema refuses raise
+    :class:`echoprep.options.OptionsError`."""
+    if isinstance(given, ComparisonOptions):
+        return given
+    return parse_options(ComparisonOptions, "comparison", given, source=source)
 
 
 def output_paths(root: str | Path, task: str) -> dict[str, Path]:
     """Paths of the group comparison outputs (``tsv``, ``png``, ``svg``, ``json``)."""
-    root = Path(root)
-    ents = {"task": task, "desc": "variants"}
+    _, stem = group_key(task)
     return {
-        "tsv": root / bids_name(ents, "comparison", ".tsv"),
-        "png": root / bids_name(ents, "comparison", ".png"),
-        "svg": root / bids_name(ents, "comparison", ".svg"),
-        "json": root / "recommended_variant.json",
+        k: Path(root) / o.file_name(stem)
+        for k, o in stage_outputs("comparison").items()
+        if o.level == "group"
     }
 
 
 def subject_output_paths(root: str | Path, subject: str, task: str) -> dict[str, Path]:
     """Paths of one subject's comparison tables (``tsv``, ``bootstrap``)."""
-    folder = Path(root) / f"sub-{subject}"
-    return {
-        "tsv": folder
-        / bids_name({"sub": subject, "task": task, "desc": "variants"}, "comparison", ".tsv"),
-        "bootstrap": folder
-        / bids_name({"sub": subject, "task": task, "desc": "bootstrap"}, "comparison", ".tsv"),
-    }
+    paths = {}
+    for key, name in (("tsv", "subject_table"), ("bootstrap", "subject_bootstrap")):
+        output = get(f"comparison.{name}")
+        folder, stem = output.subject_key(subject, task)
+        paths[key] = Path(root) / folder / output.file_name(stem)
+    return paths
 
 
 @dataclass(frozen=True)
@@ -135,93 +166,51 @@ class Entry:
     reference_trials: Path | None = None
 
 
-def variant_metrics(nc: np.ndarray, roi: np.ndarray, brain: np.ndarray) -> dict[str, float | int]:
-    """Voxels, median and mean NC in the ROI and d′ against the rest of the brain.
-
-    Parameters
-    ----------
-    nc
-        NC map (%), any shape.
-    roi, brain
-        Boolean masks of ``nc``'s shape: the ROI and the voxels with valid data (the ROI is
-        used only inside ``brain``; ``outside = brain & ~roi``).
-
-    Returns
-    -------
-    dict
-        ``voxels``, ``median_nc``, ``mean_nc``, ``dprime``.
-    """
-    nc = np.asarray(nc, np.float64)
-    brain = np.asarray(brain, bool)
-    roi = np.asarray(roi, bool) & brain
-    vals = nc[roi]
-    return {
-        "voxels": int(vals.size),
-        "median_nc": float(np.median(vals)) if vals.size else math.nan,
-        "mean_nc": float(np.mean(vals)) if vals.size else math.nan,
-        "dprime": d_prime(nc, roi, brain & ~roi),
-    }
-
-
-def edge_share(nc: np.ndarray, valid: np.ndarray, limit: float = EDGE_NC) -> float:
-    """Share of the edge voxels of ``valid`` (valid minus its 6-neighbour erosion) whose NC
-    exceeds ``limit`` (%); NaN for an empty edge."""
-    valid = np.asarray(valid, bool)
-    edge = valid & ~ndimage.binary_erosion(valid)
-    if not edge.any():
-        return math.nan
-    return float((np.asarray(nc)[edge] > limit).mean())
-
-
-def _load_mask(path: Path, like: Any, what: str) -> np.ndarray:
+def _load_mask(path: Path, like: Any, what: str, like_path: Path) -> np.ndarray:
+    """A mask (> 0) on the grid of the noise-ceiling map ``like`` (file ``like_path``)."""
     img = load_image(path, what)
-    if tuple(img.shape[:3]) != tuple(like.shape[:3]) or not np.allclose(
-        img.affine, like.affine, atol=1e-4
-    ):
-        raise StageInputError(
-            f"{path}: expected a {what} on the grid of the noise-ceiling maps "
-            f"({like.shape[:3]}); found {img.shape[:3]} or another affine. Fix: all variants "
-            "must share the subject's functional grid (rerun the ROI rules)."
-        )
+    check_same_grid(
+        img,
+        like,
+        path=path,
+        ref_path=like_path,
+        what=what,
+        fix="Fix: all variants must share the subject's functional grid (rerun the ROI rules).",
+        atol=_GRID_ATOL,
+    )
     return np.asanyarray(img.dataobj).reshape(like.shape[:3]) > 0
 
 
-def _roi_betas(path: Path, voxels: np.ndarray, like: Any) -> np.ndarray:
+def _roi_betas(path: Path, voxels: np.ndarray, like: Any, like_path: Path) -> np.ndarray:
     """``(V, N)`` float32 betas of the ``voxels`` (3D bool mask) from a 4D betas image."""
     img = load_image(path, "single-trial betas (x, y, z, trials)", ndim=4)
-    if tuple(img.shape[:3]) != tuple(like.shape[:3]) or not np.allclose(
-        img.affine, like.affine, atol=1e-4
-    ):
-        raise StageInputError(
-            f"{path}: expected betas on the grid of the noise-ceiling maps ({like.shape[:3]}); "
-            f"found {img.shape[:3]} or another affine. Fix: rerun the GLM of this variant."
-        )
+    check_same_grid(
+        img,
+        like,
+        path=path,
+        ref_path=like_path,
+        what="single-trial betas",
+        fix="Fix: rerun the GLM of this variant.",
+        atol=_GRID_ATOL,
+    )
     data = np.asanyarray(img.dataobj)
     return np.asarray(data[voxels], np.float32)
 
 
 def _read_trials(path: Path) -> pd.DataFrame:
-    table = pd.read_csv(
-        path, sep="\t", dtype={"session": str, "run": str, "label": str}, keep_default_na=False
-    )
-    missing = {"run", "label"} - set(table.columns)
-    if missing:
-        raise StageInputError(
-            f"{path}: expected a trials table with columns run and label; found "
-            f"{list(table.columns)}. Fix: rerun the GLM stage."
-        )
-    return table
+    return read_trials(path, required=("run", "label"), fix="Fix: rerun the GLM stage.")
 
 
 def _fidelity(
     group: Sequence[Entry], roi: np.ndarray, like: Any, n_boot: int, seed: int
 ) -> dict[str, tuple[float, float, np.ndarray]]:
+    """``like`` is the first noise-ceiling map of the group (``group[0].nc``)."""
     """variant -> (heldout_r, splithalf_r, bootstrap) for the entries of one session."""
     ref_entry = next((e for e in group if e.reference is not None), None)
     if ref_entry is None or not roi.any():
         return {}
     ref_trials = _read_trials(ref_entry.reference_trials or ref_entry.trials)
-    reference = _roi_betas(ref_entry.reference, roi, like)
+    reference = _roi_betas(ref_entry.reference, roi, like, group[0].nc)
     if reference.shape[1] != len(ref_trials):
         raise StageInputError(
             f"{ref_entry.reference}: expected one volume per trial of {ref_entry.reference_trials}"
@@ -241,7 +230,7 @@ def _fidelity(
                 "other labels. Fix: every variant of a session must be fitted with the same "
                 "events."
             )
-        betas = _roi_betas(e.betas, roi, like)
+        betas = _roi_betas(e.betas, roi, like, group[0].nc)
         if betas.shape[1] != len(trials):
             raise StageInputError(
                 f"{e.betas}: expected one volume per trial of {e.trials} ({len(trials)}); found "
@@ -298,32 +287,32 @@ def comparison_table(
         groups.setdefault((e.subject, e.session), []).append(e)
     rows, boots = [], []
     for (subject, session), group in groups.items():
-        maps, like = {}, None
-        valid = None
+        first = group[0]
+        like = load_image(first.nc, "noise-ceiling map")
+        maps, fits = {}, []
         for e in group:
             img = load_image(e.nc, "noise-ceiling map")
-            if like is None:
-                like = img
-            elif img.shape[:3] != like.shape[:3] or not np.allclose(
-                img.affine, like.affine, atol=1e-4
-            ):
-                raise StageInputError(
-                    f"{e.nc}: expected a noise-ceiling map on the grid of {group[0].nc} "
-                    f"({like.shape[:3]}); found {img.shape[:3]} or another affine. Fix: all "
-                    "variants must share the subject's functional grid."
-                )
+            check_same_grid(
+                img,
+                like,
+                path=e.nc,
+                ref_path=first.nc,
+                what="noise-ceiling map",
+                fix="Fix: all variants must share the subject's functional grid.",
+                atol=_GRID_ATOL,
+            )
             maps[e.variant] = np.asarray(img.dataobj, np.float64).reshape(img.shape[:3])
-            fit = _load_mask(e.mask or e.brain, like, "GLM fit mask")
-            valid = fit if valid is None else valid & fit
-        first = group[0]
-        brain = _load_mask(first.brain, like, "brain mask") & valid
-        roi = _load_mask(first.roi, like, "ROI mask") & brain
+            fits.append(_load_mask(e.mask or e.brain, like, "GLM fit mask", first.nc))
+        valid = fitted_voxels(fits)
+        brain = _load_mask(first.brain, like, "brain mask", first.nc) & valid
+        roi_mask = _load_mask(first.roi, like, "ROI mask", first.nc)
+        roi = roi_mask & brain
         if not roi.any():
             raise StageInputError(
                 f"{first.roi}: expected a visually responsive ROI with voxels that every variant "
-                f"fitted; found 0 (ROI {int(_load_mask(first.roi, like, 'ROI mask').sum())} "
-                f"voxels, fitted by all variants {int(valid.sum())}). Fix: check the GLM fit "
-                "masks and lower rois.visual.threshold."
+                f"fitted; found 0 (ROI {int(roi_mask.sum())} voxels, fitted by all variants "
+                f"{int(valid.sum())}). Fix: check the GLM fit masks and lower "
+                "rois.visual.threshold."
             )
         fidelity = _fidelity(group, roi, like, n_boot, seed)
         for e in group:
@@ -354,95 +343,13 @@ def comparison_table(
             )
     columns = [c for c in TABLE_COLUMNS if c != "gain"]
     table = pd.DataFrame(rows, columns=columns)
-    table.insert(columns.index("dprime") + 1, "gain", _gains(table))
-    bootstrap = pd.DataFrame(
-        boots, columns=["subject", "session", "variant", "replicate", "heldout_r"]
-    )
-    return _ordered(table), bootstrap
-
-
-def _gains(table: pd.DataFrame) -> np.ndarray:
-    base = table[table["variant"] == BASELINE].set_index(["subject", "session"])["median_nc"]
-    ref = [
-        base.get((s, ss), math.nan)
-        for s, ss in zip(table["subject"], table["session"], strict=True)
-    ]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return 100.0 * (table["median_nc"].to_numpy(float) / np.asarray(ref, float) - 1.0)
-
-
-def _ordered(table: pd.DataFrame) -> pd.DataFrame:
-    order = {v: i for i, v in enumerate(VARIANTS)}
-    table = table.assign(_o=table["variant"].map(order))
-    return table.sort_values(["subject", "session", "_o"]).drop(columns="_o").reset_index(drop=True)
-
-
-def plot_comparison(
-    table: pd.DataFrame, png: str | Path | None = None, svg: str | Path | None = None
-):
-    """Figure: per variant, subject dots and the group mean ± SEM of held-out fidelity, median
-    NC and d′.
-
-    Returns the matplotlib figure (closed after saving when paths are given).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    variants = [v for v in VARIANTS if v in set(table["variant"])]
-    subjects = sorted(set(zip(table["subject"], table["session"], strict=True)))
-    cmap = plt.get_cmap("tab10")
-    panels = [
-        ("heldout_r", "held-out fidelity r (validated)"),
-        ("median_nc", "median NC in visual ROI (%)"),
-        ("dprime", "d′ (NC, ROI vs rest of brain)"),
-    ]
-    if "heldout_r" not in table or not np.isfinite(table["heldout_r"].to_numpy(float)).any():
-        panels = panels[1:]
-    fig, axes = plt.subplots(
-        1, len(panels), figsize=(5.2 * len(panels), 4.2), constrained_layout=True
-    )
-    for ax, (metric, ylabel) in zip(np.atleast_1d(axes), panels, strict=True):
-        for i, v in enumerate(variants):
-            sub = table[table["variant"] == v]
-            vals = sub[metric].to_numpy(float)
-            mean = np.nanmean(vals) if np.isfinite(vals).any() else np.nan
-            colour = "#c44e52" if v.startswith("nordic") else "#4c72b0"
-            ax.bar(i, mean, width=0.6, color=colour, alpha=0.35, edgecolor=colour)
-            ax.errorbar(i, mean, yerr=sem(vals), color="k", capsize=4, lw=1.2)
-            for s, ss, val in zip(sub["subject"], sub["session"], vals, strict=True):
-                k = subjects.index((s, ss))
-                off = (k - (len(subjects) - 1) / 2) * min(0.08, 0.4 / max(len(subjects), 1))
-                label = f"sub-{s}" + (f" ses-{ss}" if ss != "n/a" else "") if i == 0 else None
-                ax.plot(i + off, val, "o", ms=5, color=cmap(k % 10), label=label, zorder=3)
-        ax.set_xticks(range(len(variants)))
-        ax.set_xticklabels([VARIANT_NAMES[v].replace(" + ", "\n+ ") for v in variants], fontsize=8)
-        ax.set_ylabel(ylabel)
-        ax.grid(axis="y", alpha=0.3)
-    if subjects:
-        np.atleast_1d(axes)[0].legend(fontsize=7, loc="upper left", frameon=False)
-    fig.suptitle("Preprocessing variants: bars = group mean ± SEM, dots = subject-sessions")
-    if png is not None:
-        fig.savefig(png, dpi=120)
-    if svg is not None:
-        # reproducible SVG: no date, element ids from a fixed salt (else a random one per run)
-        with matplotlib.rc_context({"svg.hashsalt": "echoprep"}):
-            fig.savefig(svg, metadata={"Date": None})
-    if png is not None or svg is not None:
-        plt.close(fig)
-    return fig
+    table.insert(columns.index("dprime") + 1, "gain", gains(table))
+    bootstrap = pd.DataFrame(boots, columns=list(BOOTSTRAP_COLUMNS))
+    return ordered(table), bootstrap
 
 
 def _fmt(value: Any) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.3f}"
-
-
-def _write_tsv(table: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    table.to_csv(tmp, sep="\t", index=False, na_rep="n/a", float_format="%.4f")
-    tmp.replace(path)
 
 
 def _column_descriptions() -> dict[str, Any]:
@@ -460,31 +367,11 @@ def _column_descriptions() -> dict[str, Any]:
     return out
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """A comparison table written by this module (sessions kept as text)."""
-    return pd.read_csv(
-        path,
-        sep="\t",
-        dtype={"subject": str, "session": str},
-        na_values="n/a",
-        keep_default_na=False,
-    )
-
-
-def read_bootstrap(path: str | Path | None) -> pd.DataFrame | None:
-    """A bootstrap table written by :func:`run_subject_comparison` (None: no file)."""
-    if path is None or not Path(path).is_file():
-        return None
-    return pd.read_csv(
-        path, sep="\t", dtype={"subject": str, "session": str}, keep_default_na=False
-    )
-
-
 def run_subject_comparison(
     entries: Sequence[Entry],
     outputs: Mapping[str, str | Path],
     *,
-    n_boot: int = DEFAULT_BOOTSTRAP,
+    options: ComparisonOptions | Mapping[str, Any] | None = None,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Compute one subject's comparison table (and bootstrap replicates) and write them.
@@ -495,9 +382,13 @@ def run_subject_comparison(
         Every variant of the subject's comparison sessions.
     outputs
         ``tsv`` and ``bootstrap`` paths (:func:`subject_output_paths`).
-    n_boot, seed
-        Image-bootstrap replicates of the held-out fidelity and their seed.
+    options
+        The ``comparison:`` config section (``bootstrap``: image-bootstrap replicates of the
+        held-out fidelity).
+    seed
+        Seed of the bootstrap.
     """
+    n_boot = stage_options(options).bootstrap
     if not entries:
         raise StageInputError("comparison: no noise-ceiling maps given")
     table, boot = comparison_table(entries, n_boot=n_boot, seed=seed)
@@ -517,8 +408,7 @@ def run_subject_comparison(
         ],
         "Reference": sorted({str(e.reference) for e in entries if e.reference is not None}),
     }
-    tsv = Path(outputs["tsv"])
-    _write_tsv(table, tsv)
+    tsv = write_tsv(table, outputs["tsv"])
     write_sidecar(
         tsv,
         sources=sources,
@@ -530,8 +420,7 @@ def run_subject_comparison(
         },
     )
     if "bootstrap" in outputs:
-        path = Path(outputs["bootstrap"])
-        _write_tsv(boot, path)
+        path = write_tsv(boot, outputs["bootstrap"])
         write_sidecar(
             path,
             sources=[str(tsv)],
@@ -548,7 +437,7 @@ def run_comparison(
     tables: Sequence[str | Path],
     outputs: Mapping[str, str | Path],
     *,
-    rank_by: str = VALIDATED,
+    options: ComparisonOptions | Mapping[str, Any] | None = None,
     bootstraps: Sequence[str | Path] = (),
 ) -> dict[str, Any]:
     """Join the subject tables, rank, recommend and write the group outputs.
@@ -559,21 +448,22 @@ def run_comparison(
         The subjects' comparison and bootstrap tables (:func:`run_subject_comparison`).
     outputs
         Keys of :func:`output_paths` (``tsv``, ``png``, ``svg``, ``json``) to paths.
-    rank_by
-        Ranking metric (:data:`RANK_METRICS`).
+    options
+        The ``comparison:`` config section (``rank_by``: the ranking metric,
+        :data:`RANK_METRICS`).
 
     Returns
     -------
     dict
         The recommendation written to ``json``.
     """
+    rank_by = stage_options(options).rank_by
     if not tables:
         raise StageInputError("comparison: no subject tables given")
-    table = _ordered(pd.concat([read_table(t) for t in tables], ignore_index=True))
+    table = ordered(pd.concat([read_table(t) for t in tables], ignore_index=True))
     boots = [b for b in (read_bootstrap(p) for p in bootstraps) if b is not None]
     boot = pd.concat(boots, ignore_index=True) if boots else None
-    tsv = Path(outputs["tsv"])
-    _write_tsv(table, tsv)
+    tsv = write_tsv(table, outputs["tsv"])
     parameters = {"RankBy": rank_by, "Baseline": BASELINE}
     write_sidecar(
         tsv,
@@ -586,9 +476,6 @@ def run_comparison(
         },
     )
     if "png" in outputs or "svg" in outputs:
-        for key in ("png", "svg"):
-            if key in outputs:
-                Path(outputs[key]).parent.mkdir(parents=True, exist_ok=True)
         plot_comparison(table, outputs.get("png"), outputs.get("svg"))
     rec = recommend(table, rank_by, boot)
     rec["SoftwareVersions"] = software_versions(["matplotlib"])
@@ -606,20 +493,6 @@ def run_comparison(
         if line:
             log.warning("comparison: %s", line)
     return rec
-
-
-def write_description(root: str | Path, *, config: Mapping[str, Any], source: str | Path) -> Path:
-    """``dataset_description.json`` (and ``.bidsignore``) of the ``comparison`` folder."""
-    return write_dataset_description(
-        root,
-        "echoprep preprocessing comparison",
-        description="NORDIC off/on x single echo/optcom/ICA-denoised: held-out fidelity of the "
-        "single-trial betas, median noise ceiling in the visually responsive ROI and d', with "
-        "the recommended variant",
-        config=config,
-        source_datasets=[str(source)],
-        bidsignore=["*_comparison.*", "recommended_variant.json"],
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -679,6 +552,19 @@ def parse_entry(words: Sequence[str]) -> Entry:
     )
 
 
+def _options_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--options-json",
+        default=None,
+        help="the comparison: config section as JSON (missing keys: schema defaults)",
+    )
+
+
+def _given_options(args: argparse.Namespace) -> ComparisonOptions:
+    given = json.loads(args.options_json) if args.options_json else {}
+    return stage_options(given, source="--options-json")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``echoprep comparison {subject,group}`` arguments to a sub-command parser."""
     sub = parser.add_subparsers(dest="comparison_command", required=True)
@@ -693,8 +579,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         + " ".join(f"{k}=..." for k in ENTRY_KEYS)
         + " (mask, betas, trials, reference, reference_trials optional); repeat per variant",
     )
-    s.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP)
-    s.add_argument("--seed", type=int, default=0)
+    _options_argument(s)
+    s.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     s.add_argument(
         "--out",
         nargs="+",
@@ -705,7 +591,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g = sub.add_parser("group", help="join subject tables, rank and recommend")
     g.add_argument("--table", nargs="+", required=True, help="subject comparison tables")
     g.add_argument("--bootstrap-table", nargs="*", default=[], help="subject bootstrap tables")
-    g.add_argument("--rank-by", choices=RANK_METRICS, default=VALIDATED)
+    _options_argument(g)
     g.add_argument(
         "--out",
         nargs="+",
@@ -723,12 +609,14 @@ def run_from_args(args: argparse.Namespace) -> int:
         if "tsv" not in outputs:
             raise SystemExit("--out needs tsv=...")
         entries = [parse_entry(words) for words in args.entry]
-        run_subject_comparison(entries, outputs, n_boot=args.bootstrap, seed=args.seed)
+        options = _given_options(args)
+        run_subject_comparison(entries, outputs, options=options, seed=args.seed)
         return 0
     outputs = key_paths(args.out, form="tsv|png|svg|json=PATH", keys=("tsv", "png", "svg", "json"))
     if "tsv" not in outputs or "json" not in outputs:
         raise SystemExit("--out needs tsv=... and json=...")
-    run_comparison(args.table, outputs, rank_by=args.rank_by, bootstraps=args.bootstrap_table)
+    options = _given_options(args)
+    run_comparison(args.table, outputs, options=options, bootstraps=args.bootstrap_table)
     return 0
 
 
@@ -739,11 +627,13 @@ def read_recommendation(path: str | Path) -> dict[str, Any]:
 
 __all__ = [
     "BASELINE",
+    "EDGE_NC",
     "ENTRY_KEYS",
     "MEASURES",
     "RANK_METRICS",
     "VALIDATED",
     "VARIANTS",
+    "ComparisonOptions",
     "Entry",
     "add_arguments",
     "comparison_table",
@@ -761,7 +651,7 @@ __all__ = [
     "run_comparison",
     "run_from_args",
     "run_subject_comparison",
+    "stage_options",
     "subject_output_paths",
     "variant_metrics",
-    "write_description",
 ]

@@ -18,7 +18,8 @@ the user's own data (kernels in :mod:`echoprep.kernels.diagnostics`):
   output), recorded by the NORDIC stage in its sidecars and averaged over the session's runs and
   echoes: about 0 for spatially white (thermal) noise.
 
-Output: ``<reports>/sub-<S>/sub-<S>_task-<T>_desc-nordic_diagnostics.tsv`` (+ JSON sidecar).
+Output: ``<reports>/sub-<S>/sub-<S>_task-<T>_desc-nordic_diagnostics.tsv`` (+ JSON sidecar);
+its plain-words reading for the report: :func:`echoprep.report.diagnostics.reading`.
 """
 
 from __future__ import annotations
@@ -35,9 +36,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from echoprep.io.images import StageInputError, load_image
-from echoprep.io.paths import bids_path
+from echoprep.io.arguments import key_paths
+from echoprep.io.images import StageInputError, check_same_grid, load_image
+from echoprep.io.outputs import TRIALS_NAME, get
 from echoprep.io.sidecars import write_sidecar
+from echoprep.io.tables import read_diagnostics_table, write_tsv
 from echoprep.kernels import diagnostics as kd
 
 log = logging.getLogger(__name__)
@@ -112,9 +115,9 @@ COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
 
 def output_path(root: str | Path, subject: str, task: str) -> Path:
     """``<root>/sub-<S>/sub-<S>_task-<T>_desc-nordic_diagnostics.tsv`` (root: reports/)."""
-    return bids_path(
-        root, {"sub": subject, "task": task, "desc": "nordic"}, "diagnostics", ".tsv", None
-    )
+    output = get("diagnostics.tsv")
+    folder, stem = output.subject_key(subject, task)
+    return Path(root) / folder / output.file_name(stem)
 
 
 @dataclass(frozen=True)
@@ -139,16 +142,18 @@ class GlmFit:
     mask: Path
 
 
-def _mask_like(path: Path, like: Any, what: str) -> np.ndarray:
+def _mask_like(path: Path, like: Any, what: str, like_path: str | Path) -> np.ndarray:
+    """A mask (> 0) checked to lie on the grid of ``like`` (the file ``like_path``)."""
     img = load_image(path, what)
-    if tuple(img.shape[:3]) != tuple(like.shape[:3]) or not np.allclose(
-        img.affine, like.affine, atol=1e-3
-    ):
-        raise StageInputError(
-            f"{path}: expected a {what} on the functional grid {tuple(like.shape[:3])} (the "
-            f"GLM and echo-handling outputs' grid); found {tuple(img.shape[:3])} or another "
-            "affine. Fix: pass the subject's masks on its functional grid."
-        )
+    check_same_grid(
+        img,
+        like,
+        path=path,
+        ref_path=like_path,
+        what=what,
+        fix="Fix: pass the subject's masks on its functional grid (the GLM and echo-handling "
+        "outputs' grid).",
+    )
     return np.asanyarray(img.dataobj).reshape(like.shape[:3]) > 0
 
 
@@ -158,7 +163,7 @@ def _read_trials(path: Path, n: int) -> np.ndarray:
         raise StageInputError(
             f"{path}: expected a GLMsingle trials table (beta_index, label) with one row per "
             f"beta volume ({n}); found columns {list(table.columns)} and {len(table)} rows. Fix: "
-            "pass the *_desc-SingletrialBetas_trials.tsv of the same fit."
+            f"pass the {TRIALS_NAME} of the same fit."
         )
     return table.sort_values("beta_index", kind="stable")["label"].to_numpy()
 
@@ -188,17 +193,19 @@ def glm_measures(
         for k, f in (("raw", raw), ("nordic", nordic))
     }
     ref = imgs["raw"]
-    if imgs["nordic"].shape[:3] != ref.shape[:3] or not np.allclose(
-        imgs["nordic"].affine, ref.affine, atol=1e-3
-    ):
-        raise StageInputError(
-            f"{nordic.betas}: expected the grid of {raw.betas} {ref.shape[:3]}; found "
-            f"{imgs['nordic'].shape[:3]} or another affine. Fix: both variants must be fitted on "
-            "the subject's functional grid."
-        )
-    roi = _mask_like(Path(roi_file), ref, "visual ROI mask")
-    brain = _mask_like(Path(brain_file), ref, "brain mask")
-    fitted = _mask_like(raw.mask, ref, "GLM mask") & _mask_like(nordic.mask, ref, "GLM mask")
+    check_same_grid(
+        imgs["nordic"],
+        ref,
+        path=nordic.betas,
+        ref_path=raw.betas,
+        what="4D single-trial betas",
+        fix="Fix: both variants must be fitted on the subject's functional grid.",
+    )
+    roi = _mask_like(Path(roi_file), ref, "visual ROI mask", raw.betas)
+    brain = _mask_like(Path(brain_file), ref, "brain mask", raw.betas)
+    fitted = _mask_like(raw.mask, ref, "GLM mask", raw.betas) & _mask_like(
+        nordic.mask, ref, "GLM mask", raw.betas
+    )
     roi &= fitted
     brain &= fitted
     vox = _voxel_size(ref.affine)
@@ -233,7 +240,7 @@ def tsnr_measures(pairs: Sequence[TsnrPair], brain_file: str | Path) -> dict[str
                 f"{p.nordic}: expected the shape of {p.raw} {a.shape}; found {b.shape}. Fix: "
                 "pass the same run's outputs with NORDIC off and on."
             )
-        brain = _mask_like(Path(brain_file), a, "brain mask")
+        brain = _mask_like(Path(brain_file), a, "brain mask", p.raw)
         t_raw = kd.tsnr_map(np.asarray(a.dataobj, np.float32))
         t_nor = kd.tsnr_map(np.asarray(b.dataobj, np.float32))
         m_raw, m_nor, _, n = kd.median_ratio(t_raw, t_nor, brain)
@@ -325,11 +332,7 @@ def run_diagnostics(
         glm_fits=glm_fits,
         nordic_sidecars=nordic_sidecars,
     )
-    out = Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    table.to_csv(tmp, sep="\t", index=False, na_rep="n/a", float_format="%.4f")
-    tmp.replace(out)
+    out = write_tsv(table, output)
     sources = [roi, brain]
     sources += [f for p in tsnr_pairs for f in (p.raw, p.nordic)]
     sources += [f for g in glm_fits for f in (g.betas, g.trials, g.mask)]
@@ -350,85 +353,9 @@ def run_diagnostics(
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
-    """A diagnostics table written by :func:`run_diagnostics`."""
-    return pd.read_csv(path, sep="\t", na_values=["n/a"], dtype={"subject": str, "session": str})
-
-
-def _fmt_pct(x: float) -> str:
-    return f"{100 * x:.0f} %"
-
-
-def reading(table: pd.DataFrame, *, tolerance: float = 0.1, white: float = 0.1) -> list[str]:
-    """Plain-words reading of a diagnostics table, one sentence per finding.
-
-    Parameters
-    ----------
-    table
-        Rows of :func:`diagnostics_table`.
-    tolerance
-        Relative change read as "about unchanged" (0.1: within 10 %).
-    white
-        Largest absolute neighbour correlation read as spatially white.
-    """
-    lines: list[str] = []
-    for _, r in table.iterrows():
-        where = f"{r['combine']}" + (
-            f", ses-{r['session']}" if str(r["session"]) not in ("n/a", "nan", "None") else ""
-        )
-        if np.isfinite(r["tsnr_gain"]):
-            lines.append(
-                f"{where}: NORDIC changed the median tSNR from {r['tsnr_raw']:.1f} to "
-                f"{r['tsnr_nordic']:.1f} (× {r['tsnr_gain']:.2f})."
-            )
-        a = r["amplitude_ratio"]
-        if np.isfinite(a):
-            verdict = (
-                "about unchanged, as Vizioli et al. 2021 report"
-                if abs(a - 1) <= tolerance
-                else "lower: NORDIC removed part of the evoked response"
-                if a < 1
-                else "higher than without NORDIC"
-            )
-            lines.append(
-                f"{where}: NORDIC kept {_fmt_pct(a)} of the evoked amplitude in the visual ROI "
-                f"({r['amplitude_raw']:.3g} → {r['amplitude_nordic']:.3g} % signal change; "
-                f"{verdict})."
-            )
-        elif np.isfinite(r["amplitude_raw"]):
-            lines.append(
-                f"{where}: the mean beta in the visual ROI without NORDIC is "
-                f"{r['amplitude_raw']:.3g} % (not positive), so no amplitude ratio is given."
-            )
-        f = r["fwhm_ratio"]
-        if np.isfinite(f):
-            verdict = (
-                "about unchanged"
-                if abs(f - 1) <= tolerance
-                else "NORDIC made them smoother (spatially blurred)"
-                if f > 1
-                else "NORDIC made them less smooth"
-            )
-            lines.append(
-                f"{where}: the image-specific beta patterns have a FWHM of {r['fwhm_raw']:.2f} mm "
-                f"without and {r['fwhm_nordic']:.2f} mm with NORDIC (× {f:.2f}; {verdict})."
-            )
-    nn = table[["removed_nn_x", "removed_nn_y", "removed_nn_z"]].to_numpy(float)
-    if nn.size and np.isfinite(nn).any():
-        worst = float(np.nanmax(np.abs(nn)))
-        axis = "xyz"[int(np.nanargmax(np.nanmax(np.abs(nn), axis=0)))]
-        if worst <= white:
-            lines.append(
-                f"The part NORDIC removed is spatially white (neighbour correlation at most "
-                f"{worst:.2f}): it behaves like thermal noise."
-            )
-        else:
-            lines.append(
-                f"The part NORDIC removed is spatially correlated (neighbour correlation up to "
-                f"{worst:.2f} along {axis}): besides thermal noise it removed structured signal "
-                "(or the raw noise itself is correlated, e.g. after partial Fourier or "
-                "interpolation)."
-            )
-    return lines
+    """A diagnostics table written by :func:`run_diagnostics`
+    (:func:`echoprep.io.tables.read_diagnostics_table`)."""
+    return read_diagnostics_table(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -464,7 +391,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         metavar=("SESSION", "JSON"),
         help="a NORDIC output's sidecar (whiteness of the removed part); repeat",
     )
-    parser.add_argument("--out", required=True, type=Path, help="the TSV to write")
+    parser.add_argument(
+        "--out", nargs="+", required=True, metavar="KEY=PATH", help="output paths: tsv=..."
+    )
     return parser
 
 
@@ -480,9 +409,12 @@ def run_from_args(args: argparse.Namespace) -> int:
     for _, combine, nordic, *_rest in args.glm:
         if nordic not in ("raw", "nordic") or combine not in COMBINES:
             raise SystemExit(f"--glm: expected COMBINE in {COMBINES} and NORDIC raw|nordic")
+    outputs = key_paths(args.out, form="tsv=PATH", keys=("tsv",))
+    if "tsv" not in outputs:
+        raise SystemExit("--out needs tsv=...")
     run_diagnostics(
         args.subject,
-        args.out,
+        outputs["tsv"],
         roi=args.roi,
         brain=args.brain,
         tsnr_pairs=[TsnrPair(_ses(s), c, Path(a), Path(b)) for s, c, a, b in args.tsnr],
@@ -504,7 +436,6 @@ __all__ = [
     "glm_measures",
     "output_path",
     "read_table",
-    "reading",
     "removed_whiteness",
     "run_diagnostics",
     "run_from_args",

@@ -19,14 +19,14 @@ ceiling of a response averaged over ``N`` repeats (``k = 1/N``) from the same nc
 stimuli shown at least twice count; every map is 0 outside the fitted brain mask (the
 intersection of the sessions' masks for subject maps). The sidecars record the z-scoring, the
 ceiling type, ``mean_c(1/n_c)`` and the repeat counts.
-Formula: :mod:`echoprep.kernels.noiseceiling`.
+Formula: :mod:`echoprep.kernels.noiseceiling`; docs/noise-ceiling.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,39 +35,40 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from echoprep.io.images import StageInputError, atomic_save, float_image, load_image
-from echoprep.io.paths import run_output
+from echoprep.io.arguments import key_paths
+from echoprep.io.events import read_trials
+from echoprep.io.images import (
+    StageInputError,
+    atomic_save,
+    check_same_grid,
+    float_image,
+    load_image,
+)
+from echoprep.io.outputs import TRIALS_NAME, get
+from echoprep.io.outputs import subject_key as registry_subject_key
 from echoprep.io.sidecars import write_sidecar
 from echoprep.kernels.noiseceiling import NoiseCeiling, nc_from_ncsnr, noise_ceiling
-from echoprep.stages.arguments import key_paths
-from echoprep.stages.glm_design import DEFAULT_LABEL_COLUMNS, read_events
 
 log = logging.getLogger(__name__)
 
-#: Session map: (suffix, entities, extension); it carries ``space`` when the betas do.
-SESSION_OUTPUT: tuple[str, dict[str, str], str] = ("statmap", {"desc": "Noiseceiling"}, ".nii.gz")
-#: Subject maps by key; ``rep<N>`` keys are added per repeat count (:func:`subject_output_paths`).
-SUBJECT_OUTPUTS: dict[str, tuple[str, dict[str, str], str]] = {
-    "allrep": ("statmap", {"desc": "NoiseceilingAllrep"}, ".nii.gz"),
-    "r2mean": ("statmap", {"stat": "rsquare", "desc": "R2mean"}, ".nii.gz"),
-    "ncsnr": ("statmap", {"desc": "Ncsnr"}, ".nii.gz"),
-}
-
+#: The subject-level maps (besides one ``rep<N>`` map per mixed repeat count).
+SUBJECT_KEYS = ("allrep", "r2mean", "ncsnr")
 
 # ---------------------------------------------------------------------------------------------
 # names
 
 
 def session_output_path(root: str | Path, key: tuple[str, str], *, space: str | None) -> Path:
-    """Path of a session's noise-ceiling map (``key``: :func:`echoprep.stages.glm.session_key`)."""
-    suffix, entities, ext = SESSION_OUTPUT
-    return run_output(root, key, suffix, ext, space=space, **entities)
+    """Path of a session's noise-ceiling map (``key``: ``(folder, stem)`` of the session,
+    :func:`echoprep.io.outputs.session_key`)."""
+    folder, stem = key
+    return Path(root) / folder / get("noiseceiling.nc").file_name(stem, space=space)
 
 
 def subject_key(subject: str, task: str) -> tuple[str, str]:
     """``(folder, stem)`` of a subject's cross-session maps, e.g. ``("sub-01/func",
     "sub-01_task-images")``."""
-    return f"sub-{subject}/func", f"sub-{subject}_task-{task}"
+    return registry_subject_key(subject, task)
 
 
 def subject_output_paths(
@@ -77,61 +78,14 @@ def subject_output_paths(
     space: str | None,
     repeat_counts: Sequence[int] = (),
 ) -> dict[str, Path]:
-    """Paths of a subject's cross-session maps: ``allrep``, ``r2mean`` and ``rep<N>`` for each
-    ``N`` in ``repeat_counts`` (give them only when the design has mixed repeat counts)."""
-    table = dict(SUBJECT_OUTPUTS)
+    """Paths of a subject's cross-session maps: ``allrep``, ``r2mean``, ``ncsnr`` and
+    ``rep<N>`` for each ``N`` in ``repeat_counts`` (give them only when the design has mixed
+    repeat counts)."""
+    folder, stem = key
+    names = {k: get(f"noiseceiling.{k}").file_name(stem, space=space) for k in SUBJECT_KEYS}
     for n in repeat_counts:
-        table[f"rep{int(n)}"] = ("statmap", {"desc": f"Noiseceiling{int(n)}rep"}, ".nii.gz")
-    return {
-        k: run_output(root, key, suffix, ext, space=space, **ents)
-        for k, (suffix, ents, ext) in table.items()
-    }
-
-
-# ---------------------------------------------------------------------------------------------
-# repeat counts from events (what the workflow needs to know before the fits)
-
-
-def stimulus_counts(
-    events_files: Sequence[str | Path],
-    *,
-    label_column: str | None = None,
-    blank_trial_types: Sequence[str] = ("blank",),
-) -> Counter:
-    """How often each stimulus is shown over the given events files (the modelled trials:
-    blank trial types and events without a label left out, as the GLM design does).
-
-    Raises
-    ------
-    StageInputError
-        Unreadable events files or no label column.
-    """
-    counts: Counter = Counter()
-    for path in events_files:
-        table = read_events(path)
-        column = label_column
-        if column is None:
-            column = next(
-                (c for c in DEFAULT_LABEL_COLUMNS if c in table.columns and table[c].notna().any()),
-                None,
-            )
-        if column is None or column not in table.columns:
-            raise StageInputError(
-                f"{path}: expected a condition column "
-                f"{label_column or ' or '.join(DEFAULT_LABEL_COLUMNS)}; found columns "
-                f"{list(table.columns)}. Fix: add stim_name or set glm.label_column."
-            )
-        keep = table[column].notna()
-        if "trial_type" in table.columns:
-            keep &= ~table["trial_type"].isin(list(blank_trial_types))
-        counts.update(table.loc[keep, column].astype(str))
-    return counts
-
-
-def mixed_repeat_counts(counts: Mapping[Any, int]) -> list[int]:
-    """The distinct repeat counts (>= 2) when there is more than one of them, else ``[]``."""
-    distinct = sorted({int(n) for n in counts.values() if n >= 2})
-    return distinct if len(distinct) > 1 else []
+        names[f"rep{int(n)}"] = get("noiseceiling.nrep").file_name(stem, space=space, nrep=int(n))
+    return {k: Path(root) / folder / name for k, name in names.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,17 +93,12 @@ def mixed_repeat_counts(counts: Mapping[Any, int]) -> list[int]:
 
 
 def _read_trials(path: str | Path) -> pd.DataFrame:
-    table = pd.read_csv(
-        path, sep="\t", dtype={"session": str, "run": str, "label": str}, keep_default_na=False
+    return read_trials(
+        path,
+        required=("beta_index", "label", "run"),
+        fix=f"Fix: pass the {TRIALS_NAME} of the betas.",
+        sort=True,
     )
-    missing = {"beta_index", "label", "run"} - set(table.columns)
-    if missing:
-        raise StageInputError(
-            f"{path}: expected a GLMsingle trials table with columns beta_index, label, run; "
-            f"found {list(table.columns)}. Fix: pass the *_desc-SingletrialBetas_trials.tsv "
-            "of the betas."
-        )
-    return table.sort_values("beta_index", kind="stable").reset_index(drop=True)
 
 
 def _load_betas(
@@ -166,16 +115,21 @@ def _load_betas(
     return img
 
 
-def _load_mask(mask_file: str | Path | None, ref: nib.Nifti1Image) -> np.ndarray:
+def _load_mask(
+    mask_file: str | Path | None, ref: nib.Nifti1Image, ref_path: str | Path
+) -> np.ndarray:
     spatial = ref.shape[:3]
     if mask_file is None:
         return np.ones(spatial, bool)
     img = load_image(mask_file, "brain mask")
-    if img.shape[:3] != spatial or not np.allclose(img.affine, ref.affine, atol=1e-3):
-        raise StageInputError(
-            f"{mask_file}: expected a mask on the betas' grid {spatial}; found shape "
-            f"{img.shape} or another affine. Fix: pass the GLMsingle mask of the same fit."
-        )
+    check_same_grid(
+        img,
+        ref,
+        path=mask_file,
+        ref_path=ref_path,
+        what="mask",
+        fix="Fix: pass the GLMsingle mask of the same fit.",
+    )
     return np.asarray(img.dataobj).reshape(spatial) > 0
 
 
@@ -246,7 +200,7 @@ def session_noise_ceiling(
     """
     trials = _read_trials(trials_file)
     img = _load_betas(betas_file, trials, trials_file)
-    mask = _load_mask(mask_file, img)
+    mask = _load_mask(mask_file, img, betas_file)
     betas = img.get_fdata(dtype=np.float32)[mask]
     try:
         result = noise_ceiling(betas, trials["label"].to_numpy(), trials["run"].to_numpy())
@@ -311,15 +265,18 @@ def subject_noise_ceiling(
     ]
     ref = imgs[0]
     for f, img in zip(betas_files, imgs, strict=True):
-        if img.shape[:3] != ref.shape[:3] or not np.allclose(img.affine, ref.affine, atol=1e-3):
-            raise StageInputError(
-                f"{f}: expected the grid of {betas_files[0]} (shape {ref.shape[:3]}) for a "
-                f"cross-session noise ceiling; found shape {img.shape[:3]} or another affine. "
-                "Fix: enable spatial preprocessing so that all sessions are in T1w space."
-            )
+        check_same_grid(
+            img,
+            ref,
+            path=f,
+            ref_path=betas_files[0],
+            what="betas image",
+            fix="Fix: a cross-session noise ceiling needs all sessions on one grid: enable "
+            "spatial preprocessing so that all sessions are in T1w space.",
+        )
     mask = np.ones(ref.shape[:3], bool)
     for m in mask_files or []:
-        mask &= _load_mask(m, ref)
+        mask &= _load_mask(m, ref, betas_files[0])
     betas = np.concatenate([img.get_fdata(dtype=np.float32)[mask] for img in imgs], axis=1)
     labels = np.concatenate([t["label"].to_numpy() for t in tables])
     groups = np.concatenate([np.full(len(t), i) for i, t in enumerate(tables)])
@@ -425,8 +382,6 @@ def repeats_noise_ceiling(
     info: dict[str, Any] = {}
     side = Path(str(ncsnr_file).removesuffix(".nii.gz") + ".json")
     if side.exists():
-        import json
-
         content = json.loads(side.read_text())
         info = {k: content[k] for k in ("ZScoring", "StimuliUsed", "RepeatCounts") if k in content}
     out = _save_map(
@@ -507,15 +462,12 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 
 __all__ = [
-    "SESSION_OUTPUT",
-    "SUBJECT_OUTPUTS",
+    "SUBJECT_KEYS",
     "add_arguments",
-    "mixed_repeat_counts",
     "repeats_noise_ceiling",
     "run_from_args",
     "session_noise_ceiling",
     "session_output_path",
-    "stimulus_counts",
     "subject_key",
     "subject_noise_ceiling",
     "subject_output_paths",

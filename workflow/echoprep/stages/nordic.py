@@ -8,56 +8,114 @@ table.
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nibabel as nib
 import numpy as np
 
-from echoprep.io.images import StageInputError, atomic_save, float_image, load_image
-from echoprep.io.sidecars import write_dataset_description, write_sidecar
+from echoprep.io.arguments import key_paths
+from echoprep.io.images import (
+    StageInputError,
+    atomic_save,
+    check_same_grid,
+    float_image,
+    load_image,
+)
+from echoprep.io.outputs import stage_table
+from echoprep.io.sidecars import write_sidecar
+from echoprep.options import option_names, parse_options
+
+if TYPE_CHECKING:
+    from echoprep.kernels.nordic import NordicResult
 
 log = logging.getLogger(__name__)
 
-#: Output key -> (suffix, derivative entities, extension).
-OUTPUTS: dict[str, tuple[str, dict[str, str], str]] = {
-    "bold": ("bold", {"part": "mag", "desc": "nordic"}, ".nii.gz"),
-    "gfactor": ("statmap", {"desc": "nordicGfactor"}, ".nii.gz"),
-    "removed": ("statmap", {"desc": "nordicRemoved"}, ".nii.gz"),
-}
-
-#: Output names the BIDS specification does not define; listed in ``.bidsignore``.
-BIDSIGNORE = ("*_statmap.*",)
-
-#: NORDIC options of the config (``nordic:`` section) passed to the kernel.
-KERNEL_OPTIONS = (
-    "noise_volumes",
-    "keep_noise_volumes",
-    "threshold",
-    "factor_error",
-    "temporal_phase",
-    "phase_filter_width",
-    "kernel_size",
-    "gfactor_kernel",
-    "magnitude_only",
-    "phase_units",
-    "chunk_patches",
-)
+#: Output key -> (suffix, derivative entities, extension), from the output registry.
+OUTPUTS: dict[str, tuple[str, dict[str, str], str]] = stage_table("nordic")
 
 
-def write_description(root: str | Path, *, config: Mapping[str, Any], source: str | Path) -> Path:
-    """``dataset_description.json`` (and ``.bidsignore``) of the ``nordic`` folder."""
-    return write_dataset_description(
-        root,
-        "echoprep NORDIC",
-        description="NORDIC thermal-noise denoising per echo (echoprep's own implementation)",
-        config=config,
-        source_datasets=[str(source)],
-        bidsignore=BIDSIGNORE,
-    )
+@dataclass(frozen=True)
+class NordicOptions:
+    """The ``nordic:`` config section; defaults and allowed values are the config schema's
+    (see docs/nordic.md, options). ``enabled`` is the workflow's switch (unused here)."""
+
+    enabled: bool
+    noise_volumes: int
+    keep_noise_volumes: bool
+    threshold: float | None
+    factor_error: float
+    temporal_phase: int
+    phase_filter_width: float
+    kernel_size: tuple[int, int, int] | None
+    gfactor_kernel: tuple[int, int, int]
+    magnitude_only: bool
+    phase_units: str
+    chunk_patches: int
+
+
+#: NORDIC options of the config (``nordic:`` section) passed to the kernel: every option but
+#: ``enabled``, in schema order.
+KERNEL_OPTIONS: tuple[str, ...] = tuple(k for k in option_names("nordic") if k != "enabled")
+
+
+def stage_options(
+    given: NordicOptions | Mapping[str, Any] | None, source: str = "--options-json"
+) -> NordicOptions:
+    """The stage's options from (part of) the ``nordic:`` section: missing keys take the
+    schema default; unknown keys and values the schema does not allow raise
+    :class:`echoprep.options.OptionsError`."""
+    if isinstance(given, NordicOptions):
+        return given
+    return parse_options(NordicOptions, "nordic", given, source=source)
+
+
+def denoise_arrays(
+    magnitude: np.ndarray,
+    phase: np.ndarray | None = None,
+    *,
+    options: NordicOptions | Mapping[str, Any] | None = None,
+    seed: int = 0,
+    n_threads: int | None = None,
+    **given: Any,
+) -> NordicResult:
+    """The NORDIC kernel (:func:`echoprep.kernels.nordic.nordic`) on arrays with the stage's
+    options: every kernel option is passed, from ``options`` or, when None, from the keys
+    ``given`` as keywords (e.g. ``chunk_patches=64``), the rest from the schema defaults.
+
+    Parameters
+    ----------
+    magnitude, phase
+        ``(x, y, z, t)`` arrays (phase None: magnitude-only).
+    options, given
+        The ``nordic:`` section, whole or in part (not both).
+    seed, n_threads
+        As for the kernel (None: the CPUs available).
+
+    Returns
+    -------
+    echoprep.kernels.nordic.NordicResult
+
+    Raises
+    ------
+    echoprep.options.OptionsError
+        Unknown options or values the schema refuses.
+    ValueError
+        Inputs the kernel refuses.
+    """
+    from echoprep.kernels.nordic import nordic
+
+    if options is not None and given:
+        raise TypeError("denoise_arrays: pass options or option keywords, not both")
+    opts = stage_options(options if options is not None else given, source="keywords")
+    kernel_options = {k: getattr(opts, k) for k in KERNEL_OPTIONS}
+    return nordic(magnitude, phase, seed=seed, n_threads=n_threads, **kernel_options)
 
 
 def removed_part_record(before: np.ndarray, after: np.ndarray) -> dict[str, Any]:
@@ -106,7 +164,7 @@ def run_nordic(
     phase_file: str | Path | None,
     outputs: Mapping[str, str | Path],
     *,
-    options: Mapping[str, Any] | None = None,
+    options: NordicOptions | Mapping[str, Any] | None = None,
     seed: int = 0,
     n_threads: int = 1,
     echo_time: float | None = None,
@@ -123,7 +181,8 @@ def run_nordic(
     outputs
         Keys of :data:`OUTPUTS` (``bold``, ``gfactor``, ``removed``) to paths.
     options
-        Kernel options (names of :data:`KERNEL_OPTIONS`; missing ones take the kernel default).
+        The ``nordic:`` config section (:class:`NordicOptions`, or a mapping of some of its
+        keys: missing ones take the schema default; unknown keys are refused).
     seed
         Seed of the Monte-Carlo threshold.
     n_threads
@@ -136,20 +195,20 @@ def run_nordic(
     dict
         What the sidecars record: threshold, noise level, kernel, volumes in and out, timing,
         the whiteness of the removed part (``RemovedPart``, :func:`removed_part_record`).
-    """
-    from echoprep.kernels.nordic import nordic
 
-    opts = {k: v for k, v in dict(options or {}).items() if v is not None}
-    unknown = set(opts) - set(KERNEL_OPTIONS)
-    if unknown:
-        raise ValueError(f"unknown NORDIC options {sorted(unknown)}; known: {KERNEL_OPTIONS}")
-    for key in ("kernel_size", "gfactor_kernel"):
-        if key in opts:
-            opts[key] = tuple(int(v) for v in opts[key])
+    Raises
+    ------
+    echoprep.options.OptionsError
+        Unknown options or values the config schema does not allow.
+    StageInputError
+        Unusable input images, or input the kernel refuses (naming the file).
+    """
+    opts = stage_options(options)
+    kernel_options = {k: getattr(opts, k) for k in KERNEL_OPTIONS}
     mag_path = Path(magnitude_file)
     mag_img = load_image(mag_path, "magnitude series", ndim=4)
     phase_path = Path(phase_file) if phase_file else None
-    use_phase = phase_path is not None and not opts.get("magnitude_only", False)
+    use_phase = phase_path is not None and not kernel_options["magnitude_only"]
     phase = None
     if use_phase:
         assert phase_path is not None
@@ -160,16 +219,19 @@ def run_nordic(
                 f"{mag_img.shape}; found {phase_img.shape}. Fix: pair each part-phase file "
                 "with the part-mag file of the same echo and run."
             )
-        if not np.allclose(phase_img.affine, mag_img.affine, atol=1e-3):
-            raise StageInputError(
-                f"{phase_path}: expected the affine of its magnitude {mag_path.name}; found a "
-                "different one. Fix: magnitude and phase must come from the same acquisition."
-            )
+        check_same_grid(
+            phase_img,
+            mag_img,
+            path=phase_path,
+            ref_path=mag_path,
+            what="phase series",
+            fix="Fix: magnitude and phase must come from the same acquisition.",
+        )
         phase = np.asarray(phase_img.dataobj, dtype=np.float32)
     magnitude = np.asarray(mag_img.get_fdata(dtype=np.float32))
     t0 = time.perf_counter()
     try:
-        result = nordic(magnitude, phase, seed=seed, n_threads=n_threads, **opts)
+        result = denoise_arrays(magnitude, phase, options=opts, seed=seed, n_threads=n_threads)
     except ValueError as exc:
         raise StageInputError(f"{mag_path}: {exc}") from exc
     seconds = time.perf_counter() - t0
@@ -193,7 +255,9 @@ def run_nordic(
         "Seconds": round(seconds, 2),
         "RemovedPart": whiteness,
     }
-    parameters = {**{k: opts.get(k) for k in KERNEL_OPTIONS if k in opts}, "seed": seed}
+    # the options given a value (null = the kernel's automatic choice is not recorded)
+    recorded = {k: v for k, v in kernel_options.items() if v is not None}
+    parameters = {**recorded, "seed": seed}
     sources = [mag_path] + ([phase_path] if use_phase and phase_path else [])
 
     bold = Path(outputs["bold"])
@@ -237,3 +301,46 @@ def run_nordic(
         seconds,
     )
     return record
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``echoprep nordic`` arguments to a sub-command parser."""
+    parser.add_argument("--mag", required=True, type=Path, help="4D magnitude image")
+    parser.add_argument("--phase", type=Path, default=None, help="4D phase image (optional)")
+    parser.add_argument(
+        "--out",
+        nargs="+",
+        required=True,
+        metavar="KEY=PATH",
+        help="output paths: bold=..., gfactor=..., removed=...",
+    )
+    parser.add_argument(
+        "--options-json",
+        default=None,
+        help='the nordic: config section as JSON, e.g. {"noise_volumes": 3} (missing keys: '
+        "schema defaults)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--te", type=float, default=None, help="echo time in s (sidecar)")
+    parser.add_argument("--tr", type=float, default=None, help="repetition time in s (sidecar)")
+    return parser
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run :func:`run_nordic` from parsed arguments; exit status 0."""
+    run_nordic(
+        args.mag,
+        args.phase,
+        key_paths(args.out, form="bold|gfactor|removed=PATH", keys=tuple(OUTPUTS)),
+        options=stage_options(json.loads(args.options_json) if args.options_json else None),
+        seed=args.seed,
+        n_threads=args.threads,
+        echo_time=args.te,
+        repetition_time=args.tr,
+    )
+    return 0

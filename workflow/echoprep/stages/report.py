@@ -14,16 +14,18 @@ Sections (each shows why it is empty when its inputs are not available):
 6. **ROI tables**: ROI, voxels, median/mean NC, median R² per variant.
 7. **NORDIC diagnostics**: tSNR gain, evoked-amplitude ratio in the visual ROI, smoothness of
    the image-specific beta patterns and whiteness of the removed part
-   (:mod:`echoprep.stages.diagnostics`), with a plain-words reading.
+   (the table of ``echoprep diagnostics``), with a plain-words reading
+   (:func:`echoprep.report.diagnostics.reading`).
 8. **Comparison**: the subject's own 2×3 comparison (figure, table, ranking over its comparison
-   sessions), computed here from its noise-ceiling maps and ROI so that the page depends on no
-   other subject; the group figure and ranking when given. NC and d′ as LAION-fMRI reported
-   them, the validated measure next to them, the recommendation, and a warning box when the
-   measures disagree or the margins are implausible.
+   sessions), from the subject's comparison table (``echoprep comparison subject``) so that the
+   page depends on no other subject; the group figure and ranking when given. NC and d′ as
+   LAION-fMRI reported them, the validated measure next to them, the recommendation, and a
+   warning box when the measures disagree or the margins are implausible.
 9. **Options and versions**: the workflow configuration and the software versions.
 
 Every figure is a PNG inlined as a base64 data URI and the CSS is inline: the page needs no
-network and no other file.
+network and no other file. The tables of other stages are read with :mod:`echoprep.io.tables`
+(no stage imports another).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import json
 import logging
 import platform
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +43,50 @@ import numpy as np
 import pandas as pd
 
 from echoprep import __version__
-from echoprep.io.sidecars import software_versions, write_dataset_description
+from echoprep.io.arguments import key_paths
+from echoprep.io.atomic import write_text
+from echoprep.io.images import StageInputError, check_same_grid
+from echoprep.io.outputs import get
+from echoprep.io.sidecars import software_versions
+from echoprep.io.tables import (
+    read_bootstrap_table,
+    read_comparison_table,
+    read_diagnostics_table,
+)
 from echoprep.kernels.diagnostics import edge_share
-from echoprep.kernels.ranking import RANK_METRICS, VALIDATED, recommend
+from echoprep.kernels.ranking import RANK_METRICS, recommend
+from echoprep.options import parse_options, section_defaults
 from echoprep.report import figures
+from echoprep.report.comparison import plot_comparison
+from echoprep.report.diagnostics import reading
 from echoprep.report.html import Section, render
-from echoprep.stages import comparison as comparison_stage
-from echoprep.stages import diagnostics as diagnostics_stage
-from echoprep.stages.arguments import key_paths
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """The ``report:`` config section (schema defaults). ``enabled`` is the workflow's switch;
+    the page itself shows the whole configuration (``config``), which is an input."""
+
+    enabled: bool
+
+
+def stage_options(
+    given: ReportOptions | Mapping[str, Any] | None, source: str = "options"
+) -> ReportOptions:
+    """The options from (part of) the ``report:`` section; unknown keys and values the schema
+    refuses raise :class:`echoprep.options.OptionsError`."""
+    if isinstance(given, ReportOptions):
+        return given
+    return parse_options(ReportOptions, "report", given, source=source)
+
+
+def _section(config: Mapping[str, Any] | None, name: str) -> dict[str, Any]:
+    """A config section with the schema defaults of its missing keys (for what the page says
+    about the configuration)."""
+    return {**section_defaults(name), **dict((config or {}).get(name) or {})}
+
 
 #: Packages whose versions the report lists.
 REPORT_SOFTWARE = ("matplotlib", "jinja2", "antspyx", "snakemake")
@@ -193,19 +230,19 @@ def _edge_warnings(nc_maps: Mapping[str, str | Path], brain: str | Path | None) 
     """Noise-ceiling maps with a ring of NC > 80 % at the brain edge (see :data:`EDGE_NC`)."""
     import nibabel as nib
 
-    brain_mask = None
-    if brain is not None and Path(brain).is_file():
-        b = nib.load(brain)
-        brain_mask = (np.asanyarray(b.dataobj) > 0, b.shape[:3], b.affine)
+    brain_img = nib.load(brain) if brain is not None and Path(brain).is_file() else None
     out = []
     for variant, path in nc_maps.items():
         img = nib.load(path)
         nc = np.asarray(img.dataobj, np.float64).reshape(img.shape[:3])
         support = np.isfinite(nc) & (nc != 0)
         inside = None
-        if brain_mask is not None and brain_mask[1] == img.shape[:3]:
-            if np.allclose(brain_mask[2], img.affine, atol=1e-3):
-                inside = brain_mask[0].reshape(img.shape[:3])
+        if brain_img is not None:
+            try:  # a brain mask on another grid is not used (the map's support only)
+                check_same_grid(brain_img, img, path=str(brain), ref_path=path, what="brain mask")
+                inside = (np.asanyarray(brain_img.dataobj) > 0).reshape(img.shape[:3])
+            except StageInputError as exc:
+                log.warning("report: edge check without the brain mask: %s", exc)
         e = edge_share(nc, support, above=EDGE_NC, brain=inside)
         share, interior = e["edge_share"], e["interior_share"]
         interior = 0.0 if not np.isfinite(interior) else interior
@@ -220,21 +257,8 @@ def _edge_warnings(nc_maps: Mapping[str, str | Path], brain: str | Path | None) 
     return out
 
 
-def _own_comparison(
-    table: str | Path | None,
-    bootstrap: str | Path | None,
-    entries: Sequence[comparison_stage.Entry],
-) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """The subject's comparison table and bootstrap replicates: read from the subject
-    comparison outputs when given, else computed from the entries."""
-    if table is not None:
-        return comparison_stage.read_table(table), comparison_stage.read_bootstrap(bootstrap)
-    result = comparison_stage.comparison_table(entries)
-    return result if isinstance(result, tuple) else (result, None)
-
-
 def _figure_png(table: pd.DataFrame) -> bytes:
-    return figures.to_png(comparison_stage.plot_comparison(table))
+    return figures.to_png(plot_comparison(table))
 
 
 def build_report(
@@ -251,8 +275,8 @@ def build_report(
     r2_variant: str | None = None,
     nc_maps: Mapping[str, str | Path] | None = None,
     roi_tables: Mapping[str, str | Path] | None = None,
-    comparison_entries: Sequence[comparison_stage.Entry] = (),
-    rank_by: str = VALIDATED,
+    brain: str | Path | None = None,
+    rank_by: str | None = None,
     comparison_table: str | Path | None = None,
     comparison_bootstrap: str | Path | None = None,
     comparison_png: str | Path | None = None,
@@ -284,14 +308,16 @@ def build_report(
         Variant → session noise-ceiling map.
     roi_tables
         Variant → ROI table TSV.
-    comparison_entries, rank_by
-        This subject's noise-ceiling maps (every variant of its comparison sessions) with its
-        ROI and brain mask: the report computes the subject's own comparison from them (the
-        report does not depend on other subjects, so adding a subject reruns only its report).
+    brain
+        The subject's brain mask on the grid of the noise-ceiling maps (their edge check counts
+        voxels outside it as edge voxels); None: the maps' own support only.
+    rank_by
+        Metric the subject's variants are ranked by (:data:`RANK_METRICS`); None: the
+        schema default of ``comparison.rank_by``.
     comparison_table, comparison_bootstrap
         This subject's comparison table and its bootstrap replicates (``echoprep comparison
-        subject``): the report ranks the subject's variants from them (preferred over
-        ``comparison_entries``).
+        subject``): the report ranks the subject's variants from them (the report does not
+        depend on other subjects, so adding a subject reruns only its report).
     comparison_png, comparison_tsv, recommendation
         Group comparison outputs (optional; shown when given).
     diagnostics
@@ -306,12 +332,13 @@ def build_report(
     warnings: list[str] = []
     ses = f" ses-{session}" if session else ""
 
+    if rank_by is None:
+        rank_by = section_defaults("comparison")["rank_by"]
     rec, scope, own_table, own_error = None, "", None, None
-    if comparison_table is not None or comparison_entries:
+    if comparison_table is not None:
         try:
-            own_table, boot = _own_comparison(
-                comparison_table, comparison_bootstrap, comparison_entries
-            )
+            own_table = read_comparison_table(comparison_table)
+            boot = read_bootstrap_table(comparison_bootstrap)
             rec = recommend(own_table, rank_by, boot)
             scope = f"for sub-{subject} (its comparison sessions)"
         except Exception as exc:  # the group outputs below still show
@@ -398,7 +425,6 @@ def build_report(
         )
         if png:
             s.figures.append(("Session noise ceiling (NSD ncsnr), one row per variant", png))
-        brain = comparison_entries[0].brain if comparison_entries else None
         flags = _try(s, "edge check of the noise-ceiling maps", _edge_warnings, nc_maps, brain)
         s.warnings.extend(flags or [])
         warnings.extend(flags or [])
@@ -415,16 +441,16 @@ def build_report(
     sections.append(s)
 
     s = Section("NORDIC diagnostics")
-    nordic_on = bool(((config or {}).get("nordic") or {}).get("enabled", True))
+    nordic_on = bool(_section(config, "nordic")["enabled"])
     if diagnostics and Path(diagnostics).is_file():
-        table = _try(s, "NORDIC diagnostics table", diagnostics_stage.read_table, diagnostics)
+        table = _try(s, "NORDIC diagnostics table", read_diagnostics_table, diagnostics)
         if table is not None:
             s.text.append(
                 "Vizioli et al. 2021 report that NORDIC raises tSNR while the evoked amplitude and "
                 "the point-spread stay unchanged. The same runs and GLM with NORDIC off and on, "
                 "on this subject's data:"
             )
-            s.text.extend(diagnostics_stage.reading(table))
+            s.text.extend(reading(table))
             header = list(table.columns)
             rows = table.astype(object).where(table.notna(), None).values.tolist()
             s.tables.append((f"sub-{subject}: NORDIC on vs off", header, rows))
@@ -477,7 +503,7 @@ def build_report(
         s.tables.append((f"Ranking {scope} (means over {over})", header, rows))
         s.text.append(
             "The group ranking over all subjects, which decides the recommended variant, is in "
-            "comparison/recommended_variant.json (and in `snakemake --report`)."
+            f"comparison/{get('comparison.json').filename} (and in `snakemake --report`)."
         )
     if not s.figures and not s.tables:
         s.missing = "Not available: the comparison was not run."
@@ -499,26 +525,9 @@ def build_report(
         footer=f"Generated by echoprep {__version__}. Self-contained: figures are embedded.",
         preformatted=pre,
     )
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
+    out = write_text(out, text)
     log.info("report: %s (%d kB)", out, len(text) // 1024)
     return out
-
-
-def write_description(root: str | Path, *, config: Mapping[str, Any], source: str | Path) -> Path:
-    """``dataset_description.json`` (and ``.bidsignore``) of the ``reports`` folder."""
-    return write_dataset_description(
-        root,
-        "echoprep reports",
-        description="One self-contained HTML quality report per subject: tSNR with and "
-        "without NORDIC, T2*, head motion, R² and noise ceilings, ROI tables, the comparison",
-        config=config,
-        source_datasets=[str(source)],
-        bidsignore=["*.html", "*_diagnostics.*"],
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -529,7 +538,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``echoprep report`` arguments to a sub-command parser."""
     parser.add_argument("--subject", required=True)
     parser.add_argument("--session", default=None)
-    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument(
+        "--out", nargs="+", required=True, metavar="KEY=PATH", help="output paths: html=..."
+    )
     parser.add_argument("--bold-raw", type=Path, default=None)
     parser.add_argument("--bold-nordic", type=Path, default=None)
     parser.add_argument("--t2star", type=Path, default=None)
@@ -541,15 +552,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--nc", nargs="*", default=[], metavar="VARIANT=PATH")
     parser.add_argument("--roi-table", nargs="*", default=[], metavar="VARIANT=PATH")
     parser.add_argument(
-        "--entry",
-        nargs="+",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="one of the subject's variants for its own comparison when no --comparison-table "
-        "is given (as `echoprep comparison subject --entry`); repeat per session and variant",
+        "--brain", type=Path, default=None, help="brain mask on the noise-ceiling maps' grid"
     )
-    parser.add_argument("--rank-by", choices=RANK_METRICS, default=VALIDATED)
+    parser.add_argument(
+        "--rank-by",
+        choices=RANK_METRICS,
+        default=None,
+        help="comparison.rank_by (default: the schema's)",
+    )
     parser.add_argument(
         "--comparison-table", type=Path, default=None, help="the subject's comparison table"
     )
@@ -565,15 +575,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
         "--diagnostics", type=Path, default=None, help="the subject's NORDIC diagnostics table"
     )
-    parser.add_argument("--config-json", default=None)
+    parser.add_argument(
+        "--config-json", default=None, help="the workflow configuration shown on the page"
+    )
+    parser.add_argument(
+        "--options-json", default=None, help="the report: config section as JSON (checked)"
+    )
     return parser
 
 
 def run_from_args(args: argparse.Namespace) -> int:
     """Run :func:`build_report` from parsed arguments; exit status 0."""
+    stage_options(json.loads(args.options_json) if args.options_json else None, "--options-json")
+    outputs = key_paths(args.out, form="html=PATH", keys=("html",))
+    if "html" not in outputs:
+        raise SystemExit("--out needs html=...")
     build_report(
         args.subject,
-        args.out,
+        outputs["html"],
         bold_raw=args.bold_raw,
         bold_nordic=args.bold_nordic,
         t2star=args.t2star,
@@ -584,7 +603,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         r2_variant=args.r2_variant,
         nc_maps=key_paths(args.nc, "--nc", form="VARIANT=PATH"),
         roi_tables=key_paths(args.roi_table, "--roi-table", form="VARIANT=PATH"),
-        comparison_entries=[comparison_stage.parse_entry(words) for words in args.entry],
+        brain=args.brain,
         rank_by=args.rank_by,
         comparison_table=args.comparison_table,
         comparison_bootstrap=args.comparison_bootstrap,
@@ -599,9 +618,10 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 
 __all__ = [
+    "ReportOptions",
     "add_arguments",
     "build_report",
     "report_path",
     "run_from_args",
-    "write_description",
+    "stage_options",
 ]

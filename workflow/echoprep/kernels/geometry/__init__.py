@@ -1,5 +1,6 @@
-"""Functional geometry kernels: head motion, slice timing, fieldmap SDC, registration, and the
-one-shot resampler (pure array code; the stage owns I/O).
+"""Functional geometry kernels: head motion, slice timing, fieldmap SDC, RAS/LPS conversions, and
+the one-shot resampler (pure array code; the stage owns I/O, :mod:`echoprep.adapters.ants` the
+ANTs registration).
 
 Conventions (details in :mod:`echoprep.kernels.geometry.transforms`): world = NIfTI RAS mm;
 ``b_from_a`` world matrices are pull maps (head point in frame ``a`` → same tissue point in
@@ -14,7 +15,7 @@ Per run (geometry from echo 2, applied to every echo; ``A`` the native affine)::
     vsm, pe_axis = voxel_shift_map(hz, TotalReadoutTime, PhaseEncodingDirection)   # opt.
     ref = undistort_reference(motion.reference, A, vsm, pe_axis)  # (motion.reference w/o SDC)
     run_from_run1 = register_rigid(run1_ref, A1, ref, A).moving_from_fixed   # run 1: identity
-    run1_from_t1w = register_cross_modal(t1w_brain, At1, run1_ref, A1).moving_from_fixed
+    run1_from_t1w = ...  # echoprep.adapters.ants.register_cross_modal(t1w, At1, run1_ref, A1)
     grid = t1w_aligned_grid(t1w.shape, At1, 1.8, mask=brain)  # or native_grid(shape, A)
     chain = Chain(shape, A, motion.vol_from_ref, grid,
                   ref_from_out=run_from_run1 @ run1_from_t1w, vsm=vsm, pe_axis=pe_axis)
@@ -44,11 +45,10 @@ from echoprep.kernels.geometry.motion import (
     robust_reference,
 )
 from echoprep.kernels.geometry.registration import (
-    CrossModalResult,
-    ants_image,
-    ants_transform_to_world,
-    register_cross_modal,
-    world_to_ants_transform,
+    itk_affine_to_world,
+    lps_geometry,
+    ras_affine,
+    world_to_itk_affine,
 )
 from echoprep.kernels.geometry.resampling import (
     Chain,
@@ -79,15 +79,12 @@ __all__ = [
     "CONFOUND_COLUMNS",
     "PE_DIRECTIONS",
     "Chain",
-    "CrossModalResult",
     "MotionResult",
     "OutputGrid",
     "ResampleRecord",
     "RigidResult",
     "RigidTarget",
     "SliceTimingResult",
-    "ants_image",
-    "ants_transform_to_world",
     "apply_matrix",
     "distorted_positions",
     "estimate_motion",
@@ -95,12 +92,14 @@ __all__ = [
     "framewise_displacement",
     "grid_center",
     "interpolation_matrix",
+    "itk_affine_to_world",
+    "lps_geometry",
     "motion_confounds",
     "native_grid",
     "output_times",
     "pe_axis_sign",
     "phasediff_to_hz",
-    "register_cross_modal",
+    "ras_affine",
     "register_rigid",
     "resample",
     "rigid_matrix",
@@ -116,5 +115,5 @@ __all__ = [
     "t1w_aligned_grid",
     "undistort_reference",
     "voxel_shift_map",
-    "world_to_ants_transform",
+    "world_to_itk_affine",
 ]

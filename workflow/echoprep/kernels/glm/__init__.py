@@ -1,7 +1,7 @@
 """Our GLMsingle engine (FITHRF_GLMDENOISE_RR): single-trial betas as pure array code.
 
-Implemented from ``shared/specs/glmsingle.md`` (our description of GLMsingle, Prince et al. 2022,
-eLife 11:e77599). Modules:
+Implemented from GLMsingle (Prince et al. 2022, eLife 11:e77599); our description of it and of
+the decisions that differ is docs/glm.md. Modules:
 
 - :mod:`.hrf`: HRF library and canonical HRF (SPM double gammas, PCHIP resampling at TR);
 - :mod:`.design`: design validation, single-trial bookkeeping, polynomial nuisance basis;
@@ -11,11 +11,19 @@ eLife 11:e77599). Modules:
 - :mod:`.xval`: cross-validation badness;
 - :mod:`.ridge`: fractional ridge and autoscale;
 - :mod:`.threshold`: ON-OFF R² tail threshold;
-- :mod:`.options`: option names, defaults and checks;
-- :mod:`.engine`: :func:`fit_glmsingle`, the orchestration of types A-D.
+- :mod:`.options`: option names and checks (the configurable options' defaults are the config
+  schema's);
+- :mod:`.state`: the state carried between the passes over the data;
+- :mod:`.typeb`: the type-B pass (library HRF per voxel) and the GLMdenoise cross-validation;
+- :mod:`.typecd`: types C (GLMdenoise) and D (fractional ridge);
+- :mod:`.engine`: :func:`fit_glmsingle`, the orchestration of types A-D;
+- :mod:`.voxels`: which voxels a session's fit uses (bright-voxel rule, voxels without data).
+
+Synthetic test sessions: :mod:`echoprep.simulate.glm_session`.
 """
 
 from echoprep.kernels.glm.engine import fit_glmsingle
 from echoprep.kernels.glm.hrf import canonical_hrf, hrf_library
+from echoprep.kernels.glm.options import REQUIRED_OPTIONS
 
-__all__ = ["canonical_hrf", "fit_glmsingle", "hrf_library"]
+__all__ = ["REQUIRED_OPTIONS", "canonical_hrf", "fit_glmsingle", "hrf_library"]

@@ -1,7 +1,7 @@
 """HRFs of the GLMsingle engine: the 20-curve library and the canonical HRF.
 
 Both are SPM-style double gammas (``spm_hrf``) sampled every 0.1 s, regenerated from the
-parameter table of ``shared/specs/glmsingle.md`` §22 (fitted to the published curves; they match
+parameter table :data:`LIBRARY_PARAMS` (docs/glm.md §5; fitted to the published curves; they match
 them to <= 3.1e-5 of peak for the library and 0.3 % for the canonical HRF). For use, a 0.1-s
 curve is convolved with a boxcar of ``round(stimdur / 0.1)`` samples (``stimdur = 0`` counts as
 one sample), resampled at ``0, tr, 2 tr, ...`` up to the end of the convolved curve with monotone

@@ -1,6 +1,11 @@
-"""Options of the GLMsingle engine: names (as GLMsingle's), defaults and validation.
+"""Options of the GLMsingle engine: names (as GLMsingle's) and validation.
 
-See :func:`echoprep.kernels.glm.fit_glmsingle` for what each option does.
+The options the workflow configures (:data:`REQUIRED_OPTIONS`, the engine options of the
+config's ``glm`` section) have no default here: the config schema holds their defaults and every
+call gives them all (``None`` where allowed means the engine's own choice, e.g. the default
+ridge fractions). The other options (masks, HRFs, extra regressors, ...) are not configurable in
+the workflow and keep their GLMsingle defaults below. See
+:func:`echoprep.kernels.glm.fit_glmsingle` for what each option does and docs/glm.md (options).
 """
 
 from __future__ import annotations
@@ -18,6 +23,26 @@ from echoprep.kernels.glm.hrf import canonical_hrf, hrf_library
 
 log = logging.getLogger(__name__)
 
+#: Options every call gives explicitly (the engine options of the config's ``glm`` section;
+#: their defaults live in the config schema). ``fracs``, ``brainR2``, ``pcR2cutoff``,
+#: ``maxpolydeg`` and ``xvalscheme`` may be None: the engine's default.
+REQUIRED_OPTIONS = (
+    "wantlibrary",
+    "wantglmdenoise",
+    "wantfracridge",
+    "wantlss",
+    "wantpercentbold",
+    "wantautoscale",
+    "n_pcs",
+    "pcstop",
+    "fracs",
+    "brainthresh",
+    "brainR2",
+    "pcR2cutoff",
+    "maxpolydeg",
+    "xvalscheme",
+    "chunklen",
+)
 #: Options that change what is computed.
 ACTIVE_OPTIONS = (
     "wantlibrary",
@@ -65,13 +90,13 @@ IGNORED_OPTIONS = (
     "wantparametric",
     "lambda",
 )
-#: Default ridge fractions.
+#: Ridge fractions used when ``fracs`` is None (the engine's default).
 DEFAULT_FRACS = tuple(float(f) for f in np.linspace(1.0, 0.05, 20))
 
 
 @dataclass(frozen=True)
-class GlmOptions:
-    """Validated options (see :func:`resolve_options`)."""
+class EngineOptions:
+    """Validated engine options (see :func:`resolve_options`)."""
 
     wantlibrary: bool
     wantglmdenoise: bool
@@ -220,19 +245,40 @@ def resolve_options(
     tr: float,
     stimdur: float,
     spatial_shape: tuple[int, ...],
-) -> GlmOptions:
-    """Validate ``options`` and fill in defaults.
+) -> EngineOptions:
+    """Validate ``options`` and resolve the engine's defaults (None values, unset options
+    outside :data:`REQUIRED_OPTIONS`).
+
+    Parameters
+    ----------
+    options
+        Option name -> value; every name of :data:`REQUIRED_OPTIONS` must be present.
+    run_lengths
+        Volumes per run.
+    tr, stimdur
+        Sampling interval and stimulus duration, s (for the default HRFs and drift degrees).
+    spatial_shape
+        The data's spatial shape (for mask options).
 
     Raises
     ------
     ValueError
-        Unknown option names (the message lists the allowed ones) or invalid values.
+        Missing required options, unknown option names (the message lists the allowed ones)
+        or invalid values.
     """
     unknown = sorted(set(options) - set(ACTIVE_OPTIONS) - set(IGNORED_OPTIONS))
     if unknown:
         raise ValueError(
             f"unknown option(s) {unknown}; allowed: {', '.join(ACTIVE_OPTIONS)} (and, accepted "
             f"for GLMsingle compatibility but without effect: {', '.join(IGNORED_OPTIONS)})"
+        )
+    missing = [k for k in REQUIRED_OPTIONS if k not in options]
+    if missing:
+        raise ValueError(
+            f"missing option(s) {missing}: the engine takes every one of "
+            f"{list(REQUIRED_OPTIONS)} explicitly (None where allowed: the engine's default). "
+            "Fix: start from the config defaults, echoprep.options.section_defaults('glm') "
+            "restricted to these names"
         )
     ignored = sorted(set(options) & set(IGNORED_OPTIONS))
     if ignored:
@@ -245,10 +291,10 @@ def resolve_options(
     if len(memout_t) != 4:
         raise ValueError("option wantmemoryoutputs must have 4 flags (types A, B, C, D)")
 
-    n_pcs = _int("n_pcs", get("n_pcs", 10), 0)
-    fracs, fracs_scalar = _fracs(get("fracs", DEFAULT_FRACS))
+    n_pcs = _int("n_pcs", options["n_pcs"], 0)
+    fracs, fracs_scalar = _fracs(DEFAULT_FRACS if options["fracs"] is None else options["fracs"])
 
-    bt = np.asarray(get("brainthresh", (99.0, 0.1)), dtype=np.float64).reshape(-1)
+    bt = np.asarray(options["brainthresh"], dtype=np.float64).reshape(-1)
     if bt.size != 2 or not (0 <= bt[0] <= 100) or not np.isfinite(bt).all():
         raise ValueError(
             f"option brainthresh must be [percentile (0-100), fraction]; got {get('brainthresh')!r}"
@@ -287,7 +333,7 @@ def resolve_options(
                 f"maxpolydeg {d} leaves no degrees of freedom in run {r} ({t} volumes)"
             )
 
-    wantlibrary = _flag("wantlibrary", get("wantlibrary", 1))
+    wantlibrary = _flag("wantlibrary", options["wantlibrary"])
     hrftoassume = get("hrftoassume")
     hta = (
         canonical_hrf(stimdur, tr)
@@ -310,17 +356,17 @@ def resolve_options(
     if not wantlibrary:
         hlib = hta[:, None]
 
-    return GlmOptions(
+    return EngineOptions(
         wantlibrary=wantlibrary,
-        wantglmdenoise=_flag("wantglmdenoise", get("wantglmdenoise", 1)),
-        wantfracridge=_flag("wantfracridge", get("wantfracridge", 1)),
-        wantlss=_flag("wantlss", get("wantlss", 0)),
+        wantglmdenoise=_flag("wantglmdenoise", options["wantglmdenoise"]),
+        wantfracridge=_flag("wantfracridge", options["wantfracridge"]),
+        wantlss=_flag("wantlss", options["wantlss"]),
         wantmemoryoutputs=memout_t,  # type: ignore[arg-type]
-        wantpercentbold=_flag("wantpercentbold", get("wantpercentbold", 1)),
-        wantautoscale=_flag("wantautoscale", get("wantautoscale", 1)),
+        wantpercentbold=_flag("wantpercentbold", options["wantpercentbold"]),
+        wantautoscale=_flag("wantautoscale", options["wantautoscale"]),
         wantfithrfr2run=_flag("wantfithrfr2run", get("wantfithrfr2run", 1)),
         n_pcs=n_pcs,
-        pcstop=_number("pcstop", get("pcstop", 1.05)),
+        pcstop=_number("pcstop", options["pcstop"]),
         fracs=fracs,
         fracs_scalar=fracs_scalar,
         brainthresh=(float(bt[0]), float(bt[1])),
@@ -334,7 +380,7 @@ def resolve_options(
         maxpolydeg=maxpolydeg,
         hrflibrary=hlib,
         hrftoassume=hta,
-        chunklen=_int("chunklen", get("chunklen", 50000), 1),
+        chunklen=_int("chunklen", options["chunklen"], 1),
         seed=_int("seed", get("seed", 0), 0),
         n_threads=None if get("n_threads") is None else _int("n_threads", get("n_threads"), 1),
     )

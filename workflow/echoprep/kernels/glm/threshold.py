@@ -48,9 +48,7 @@ def tail_threshold(values: np.ndarray, seed: int = 0) -> float:
     rng = np.random.default_rng(seed)
     if x.size > MAX_VALUES:
         x = rng.choice(x, MAX_VALUES, replace=False)
-    gmm = GaussianMixture(
-        n_components=2, n_init=3, init_params="k-means++", random_state=int(seed)
-    )
+    gmm = GaussianMixture(n_components=2, n_init=3, init_params="k-means++", random_state=int(seed))
     gmm.fit(x[:, None])
     means = gmm.means_.ravel()
     lo, hi = np.percentile(x, RANGE_PERCENTILES)

@@ -1,23 +1,30 @@
-"""Single-trial designs for GLMsingle from BIDS events files.
+"""BIDS events files and GLM trials tables: reading them, and single-trial designs.
 
-One design matrix per run on the run's volume grid (``T_r x C``, 0/1, a 1 where a trial of
-condition ``c`` starts), conditions shared by all runs of the session, and the trial table
-(chronological: run, then onset) whose row ``i`` is beta ``i`` of the fit. Onsets that fall
-between volumes are rounded to the nearest volume; the largest rounding error is recorded and
-must stay within a tolerance (default half a TR). With slice-timing correction and temporal
-upsampling (e.g. to 1.0 s for LAION-fMRI's 3-s trials) the onsets fall on the grid.
+:func:`read_events` reads a BIDS events file; :func:`read_trials` the trials table the GLM stage
+writes beside its betas (row ``i`` = beta volume ``i``), which the noise-ceiling, comparison and
+ROI stages read back. :func:`build_session_design` turns a session's events files into
+GLMsingle designs: one design matrix per run on the run's volume grid (``T_r x C``, 0/1, a 1
+where a trial of condition ``c`` starts), conditions shared by all runs of the session, and the
+trial table (chronological: run, then onset) whose row ``i`` is beta ``i`` of the fit. Onsets
+that fall between volumes are rounded to the nearest volume; the largest rounding error is
+recorded and must stay within a tolerance (default half a TR). With slice-timing correction
+and temporal upsampling (e.g. to 1.0 s for LAION-fMRI's 3-s trials) the onsets fall on the grid.
+See docs/glm.md §2.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from echoprep.io.images import StageInputError
+from echoprep.io.outputs import TRIALS_NAME
 
 #: Label columns tried in order when none is configured.
 DEFAULT_LABEL_COLUMNS = ("stim_name", "trial_type")
@@ -89,6 +96,45 @@ def read_events(path: str | Path) -> pd.DataFrame:
     return table
 
 
+def read_trials(
+    path: str | Path,
+    *,
+    required: Collection[str] = (),
+    fix: str = f"Fix: pass the {TRIALS_NAME} written with the betas.",
+    sort: bool = False,
+) -> pd.DataFrame:
+    """A trials table written by the GLM stage (``session``, ``run`` and ``label`` as text).
+
+    Parameters
+    ----------
+    path
+        The ``*_desc-SingletrialBetas_trials.tsv``.
+    required
+        Columns that must be present (e.g. ``("beta_index", "label", "run")``).
+    fix
+        The fix named when a column is missing.
+    sort
+        Order the rows by ``beta_index`` (stable), so that row ``i`` is beta volume ``i``.
+
+    Raises
+    ------
+    StageInputError
+        A required column is missing.
+    """
+    table = pd.read_csv(
+        path, sep="\t", dtype={"session": str, "run": str, "label": str}, keep_default_na=False
+    )
+    missing = set(required) - set(table.columns)
+    if missing:
+        raise StageInputError(
+            f"{path}: expected a GLMsingle trials table with columns "
+            f"{', '.join(sorted(required))}; found {list(table.columns)}. {fix}"
+        )
+    if sort:
+        table = table.sort_values("beta_index", kind="stable").reset_index(drop=True)
+    return table
+
+
 def _label_column(tables: Sequence[pd.DataFrame], files: Sequence[Path], wanted: str | None) -> str:
     if wanted is not None:
         for table, path in zip(tables, files, strict=True):
@@ -115,7 +161,7 @@ def build_session_design(
     tr: float,
     *,
     label_column: str | None = None,
-    exclude_trial_types: Sequence[str] = ("blank",),
+    exclude_trial_types: Sequence[str],
     onset_tolerance: float | None = None,
     run_labels: Sequence[str | None] | None = None,
 ) -> SessionDesign:
@@ -133,8 +179,8 @@ def build_session_design(
         Events column naming the condition (stimulus) of each trial; None: ``stim_name``,
         else ``trial_type``.
     exclude_trial_types
-        ``trial_type`` values not modelled (blank trials: the baseline comes from the drift
-        model); events without a label are not modelled either.
+        ``trial_type`` values not modelled (config ``glm.blank_trial_types``: blank trials, whose
+        baseline comes from the drift model); events without a label are not modelled either.
     onset_tolerance
         Largest allowed distance (s) between an onset and its volume; None: ``tr / 2`` (any
         onset rounds to its nearest volume).
@@ -247,3 +293,59 @@ def build_session_design(
         excluded=excluded,
         stimulus_duration=float(durations.median()) if len(durations) else float("nan"),
     )
+
+
+def stimulus_counts(
+    events_files: Sequence[str | Path],
+    *,
+    label_column: str | None,
+    blank_trial_types: Sequence[str],
+) -> Counter:
+    """How often each stimulus is shown over the given events files (the modelled trials:
+    blank trial types and events without a label left out, as the GLM design does).
+
+    ``label_column`` and ``blank_trial_types`` are the config's ``glm.label_column`` (None:
+    ``stim_name``, else ``trial_type``) and ``glm.blank_trial_types``.
+
+    Raises
+    ------
+    StageInputError
+        Unreadable events files or no label column.
+    """
+    counts: Counter = Counter()
+    for path in events_files:
+        table = read_events(path)
+        column = label_column
+        if column is None:
+            column = next(
+                (c for c in DEFAULT_LABEL_COLUMNS if c in table.columns and table[c].notna().any()),
+                None,
+            )
+        if column is None or column not in table.columns:
+            raise StageInputError(
+                f"{path}: expected a condition column "
+                f"{label_column or ' or '.join(DEFAULT_LABEL_COLUMNS)}; found columns "
+                f"{list(table.columns)}. Fix: add stim_name or set glm.label_column."
+            )
+        keep = table[column].notna()
+        if "trial_type" in table.columns:
+            keep &= ~table["trial_type"].isin(list(blank_trial_types))
+        counts.update(table.loc[keep, column].astype(str))
+    return counts
+
+
+def mixed_repeat_counts(counts: Mapping[Any, int]) -> list[int]:
+    """The distinct repeat counts (>= 2) when there is more than one of them, else ``[]``."""
+    distinct = sorted({int(n) for n in counts.values() if n >= 2})
+    return distinct if len(distinct) > 1 else []
+
+
+__all__ = [
+    "DEFAULT_LABEL_COLUMNS",
+    "SessionDesign",
+    "build_session_design",
+    "mixed_repeat_counts",
+    "read_events",
+    "read_trials",
+    "stimulus_counts",
+]

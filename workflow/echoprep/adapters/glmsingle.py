@@ -1,14 +1,14 @@
-"""``glm.engine: glmsingle``: fit with the upstream GLMsingle package instead of our engine.
+"""Adapter to upstream GLMsingle (``glm.engine: glmsingle``), used instead of our engine.
 
 For users who must cite or reproduce upstream GLMsingle (cvnlab/GLMsingle, BSD-3). The package
 is not a dependency of echoprep; install it into the environment the ``glm`` rule runs in
 (``pip install glmsingle``). The stage gives it the same designs and masked data as our engine
 and maps its results onto our layout, so every output file is the same. Upstream side effects
-are contained (``glmsingle.md`` §20.12): it runs in a private temporary working folder (its
+are contained (``docs/glm.md`` §15): it runs in a private temporary working folder (its
 figure folder is created in the working directory even when figures are off) with file outputs
 switched off, and its ``outputdir`` (which it wipes) is a private folder too.
 
-Differences that remain upstream's (``glmsingle.md`` §20): the GMM tail threshold is not seeded
+Differences that remain upstream's (``docs/glm.md`` §15): the GMM tail threshold is not seeded
 (fix ``brainR2``/``pcR2cutoff`` for reproducible runs), ``brainexclude`` masks are not passed (the
 Python package treats them wrongly), and user extra regressors are not used.
 """
@@ -25,26 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from echoprep.kernels.glm.options import REQUIRED_OPTIONS
+
 log = logging.getLogger(__name__)
 
-#: Option names passed to upstream as they are (glmsingle.md §16, Python names).
-PASSED_OPTIONS = (
-    "wantlibrary",
-    "wantglmdenoise",
-    "wantfracridge",
-    "wantlss",
-    "wantpercentbold",
-    "wantautoscale",
-    "n_pcs",
-    "pcstop",
-    "fracs",
-    "brainthresh",
-    "brainR2",
-    "pcR2cutoff",
-    "maxpolydeg",
-    "xvalscheme",
-    "chunklen",
-)
+#: Option names passed to upstream as they are (docs/glm.md §9, Python names): the engine options
+#: of the config's ``glm`` section, the same as our engine's.
+PASSED_OPTIONS = REQUIRED_OPTIONS
 
 
 class UpstreamUnavailableError(ImportError):
@@ -75,7 +62,7 @@ def upstream_params(options: Mapping[str, Any]) -> dict[str, Any]:
     """Translate our engine options into upstream's ``params`` dict.
 
     Options left at None are not passed (upstream's default applies); ``fracs`` and every
-    ``xvalscheme`` fold become numpy arrays (upstream crashes on plain lists, §20.2); file
+    ``xvalscheme`` fold become numpy arrays (upstream crashes on plain lists, docs/glm.md §15); file
     outputs are off and all four model types are returned in memory.
     """
     params: dict[str, Any] = {}
@@ -144,7 +131,7 @@ def fit_upstream(
     stimdur, tr
         Seconds.
     options
-        Our engine options (:data:`echoprep.stages.glm.ENGINE_OPTIONS` names).
+        Our engine options (:data:`PASSED_OPTIONS` names; None = upstream's default).
 
     Returns
     -------

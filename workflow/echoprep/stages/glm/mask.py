@@ -19,6 +19,9 @@ Output (one per subject and session), with its JSON sidecar (sources; per varian
 voxels left out)::
 
     glmsingle-analysis/sub-X/ses-Y/func/sub-X_ses-Y_task-T[_space-T1w]_desc-analysis_mask.nii.gz
+
+See docs/glm.md §13. Sub-command: ``echoprep analysis-mask --bold VARIANT RUN... [--bold ...]
+--options-json GLM_SECTION --out mask=PATH``.
 """
 
 from __future__ import annotations
@@ -33,16 +36,18 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from echoprep.io.images import StageInputError, atomic_save, load_image
+from echoprep.io.arguments import key_paths
+from echoprep.io.images import StageInputError, atomic_save, check_same_grid, load_image
 from echoprep.io.paths import run_output
-from echoprep.io.sidecars import write_dataset_description, write_sidecar
-from echoprep.stages.glm import (
+from echoprep.io.sidecars import write_sidecar
+from echoprep.kernels.glm.voxels import (
     brainthresh_mask,
-    constant_voxels,
-    constant_warning,
-    load_brain_mask,
-    resolve_settings,
+    finite_mean,
+    finite_sums,
+    run_without_data,
 )
+from echoprep.stages.glm.inputs import constant_warning, load_brain_mask
+from echoprep.stages.glm.options import GlmOptions, parse_glm_options
 
 log = logging.getLogger(__name__)
 
@@ -58,23 +63,19 @@ def output_path(root: str | Path, key: tuple[str, str], *, space: str | None = N
     root
         The analysis-mask folder (``<out>/glmsingle-analysis``).
     key
-        ``(folder, stem)`` of the session (:func:`echoprep.stages.glm.session_key`).
+        ``(folder, stem)`` of the session (:func:`echoprep.stages.glm.outputs.session_key`).
     space
         Space label of the functional grid, or None (native).
     """
     return run_output(root, key, "mask", ".nii.gz", space=space, desc="analysis")
 
 
-def _same_grid(img: nib.Nifti1Image, ref: nib.Nifti1Image) -> bool:
-    return img.shape[:3] == ref.shape[:3] and np.allclose(img.affine, ref.affine, atol=1e-3)
-
-
 def analysis_mask(
     variant_runs: Mapping[str, Sequence[str | Path]],
     *,
     brain_mask: str | Path | None = None,
-    brainthresh: Sequence[float] = (99.0, 0.1),
-    nan_policy: str = "error",
+    brainthresh: Sequence[float],
+    nan_policy: str,
     run_labels: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[np.ndarray, nib.Nifti1Image, dict[str, Any]]:
     """The voxels of the brain mask with valid data in every run of every variant.
@@ -88,10 +89,11 @@ def analysis_mask(
         Brain mask on that grid (non-zero = brain); None: GLMsingle's bright-voxel rule on
         each variant's mean image (``mean > frac x percentile(mean, p)``), intersected.
     brainthresh
-        ``(p, frac)`` of that rule.
+        ``(p, frac)`` of that rule (config ``glm.brainthresh``).
     nan_policy
         ``"error"``: NaN/Inf in a brain voxel of any run is an error naming the runs;
-        ``"exclude"``: those voxels are left out. Constant series are left out either way.
+        ``"exclude"``: those voxels are left out (config ``glm.nan_policy``). Constant series
+        are left out either way.
     run_labels
         Variant -> run labels (messages and sidecar); None: 1, 2, ...
 
@@ -110,8 +112,6 @@ def analysis_mask(
         No runs, runs or mask on different grids, NaN/Inf under ``nan_policy="error"``, an
         empty result.
     """
-    if nan_policy not in ("error", "exclude"):
-        raise ValueError(f"nan_policy: expected 'error' or 'exclude'; found {nan_policy!r}")
     runs = {v: [Path(f) for f in files] for v, files in variant_runs.items() if files}
     if not runs:
         raise StageInputError(
@@ -133,30 +133,32 @@ def analysis_mask(
         per_run[variant] = {}
         for f, label in zip(files, labels, strict=True):
             img = load_image(f, "preprocessed BOLD series (x, y, z, volumes)", ndim=4)
-            if not _same_grid(img, ref):
-                raise StageInputError(
-                    f"{f}: expected the grid of {first.name} (shape {spatial}); found shape "
-                    f"{img.shape[:3]} or another affine. Fix: every variant and run of a session "
-                    "must be on one grid (enable spatial preprocessing)."
-                )
+            check_same_grid(
+                img,
+                ref,
+                path=f,
+                ref_path=first,
+                what="BOLD run",
+                fix="Fix: every variant and run of a session must be on one grid (enable "
+                "spatial preprocessing).",
+            )
             arr = img.get_fdata(dtype=np.float32, caching="unchanged")
             finite = np.isfinite(arr)
-            bad = ~finite.all(axis=3)
             if brain_mask is None:
-                total += np.where(finite, arr, 0.0).sum(axis=3, dtype=np.float64)
-                count += finite.sum(axis=3)
-            del finite
-            flat = constant_voxels(arr.reshape(-1, arr.shape[3])).reshape(spatial) & ~bad
-            del arr, img
+                run_total, run_count = finite_sums(arr, finite)
+                total += run_total
+                count += run_count
+                del run_total, run_count
+            bad, flat = run_without_data(arr, finite)
+            del arr, img, finite
             nonfinite |= bad
             constant |= flat
             per_run[variant][label] = {"constant": flat, "nonfinite": bad, "file": f}
         if brain_mask is None:
-            with np.errstate(invalid="ignore", divide="ignore"):
-                means[variant] = np.where(count > 0, total / count, np.nan)
+            means[variant] = finite_mean(total, count)
     by_variant: dict[str, int] = {}
     if brain_mask is not None:
-        brain = load_brain_mask(brain_mask, ref)
+        brain = load_brain_mask(brain_mask, ref, ref_path=first)
         source = str(brain_mask)
     else:
         brain = np.ones(spatial, bool)
@@ -220,7 +222,7 @@ def run_analysis_mask(
     out: str | Path,
     *,
     brain_mask: str | Path | None = None,
-    options: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | GlmOptions | None = None,
     run_labels: Mapping[str, Sequence[str]] | None = None,
     space: str | None = None,
 ) -> Path:
@@ -233,7 +235,8 @@ def run_analysis_mask(
     out
         The mask to write (name from :func:`output_path`).
     options
-        The ``glm:`` config section (``brainthresh``, ``nan_policy``).
+        The ``glm`` config section (``brainthresh`` and ``nan_policy`` are used; missing keys
+        take the schema default, unknown keys are refused).
     space
         Space label of the grid (recorded in the sidecar).
 
@@ -242,13 +245,13 @@ def run_analysis_mask(
     Path
         ``out``.
     """
-    engine, settings = resolve_settings(options)
-    brainthresh = engine.get("brainthresh", (99.0, 0.1))
+    opts = parse_glm_options(options, source="glm options")
+    brainthresh = list(opts.brainthresh)
     mask, ref, info = analysis_mask(
         variant_runs,
         brain_mask=brain_mask,
         brainthresh=brainthresh,
-        nan_policy=settings["nan_policy"],
+        nan_policy=opts.nan_policy,
         run_labels=run_labels,
     )
     header = ref.header.copy()
@@ -264,8 +267,8 @@ def run_analysis_mask(
         out,
         sources=sources,
         parameters={
-            "brainthresh": list(brainthresh),
-            "nan_policy": settings["nan_policy"],
+            "brainthresh": brainthresh,
+            "nan_policy": opts.nan_policy,
             "Variants": list(variant_runs),
         },
         extra={
@@ -285,18 +288,6 @@ def run_analysis_mask(
         out,
     )
     return Path(out)
-
-
-def write_description(root: str | Path, *, config: Mapping[str, Any], source: str | Path) -> Path:
-    """``dataset_description.json`` of the analysis-mask folder."""
-    return write_dataset_description(
-        root,
-        f"echoprep analysis masks ({Path(root).name})",
-        description="One mask per subject and session shared by every GLM variant fitted "
-        "there: brain voxels with valid data in every run of every variant",
-        config=config,
-        source_datasets=[str(source)],
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,7 +310,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--brain-mask", type=Path, default=None, help="brain mask on the grid")
     parser.add_argument("--space", default=None, help="space label of the grid (e.g. T1w)")
     parser.add_argument("--options-json", default=None, help="the glm: config section as JSON")
-    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument(
+        "--out", nargs="+", required=True, metavar="KEY=PATH", help="mask=PATH: the mask"
+    )
     return parser
 
 
@@ -331,11 +324,17 @@ def run_from_args(args: argparse.Namespace) -> int:
             raise SystemExit(f"--bold {' '.join(group)}: expected a variant name and its runs")
         variant_runs[group[0]] = [Path(p) for p in group[1:]]
     labels = {v: args.run_labels for v in variant_runs} if args.run_labels else None
+    out = key_paths(args.out, keys=("mask",))
+    if "mask" not in out:
+        raise SystemExit("analysis-mask: --out mask=PATH is required")
     run_analysis_mask(
         variant_runs,
-        args.out,
+        out["mask"],
         brain_mask=args.brain_mask,
-        options=json.loads(args.options_json) if args.options_json else None,
+        options=parse_glm_options(
+            json.loads(args.options_json) if args.options_json else None,
+            source="--options-json",
+        ),
         run_labels=labels,
         space=args.space,
     )
@@ -349,5 +348,4 @@ __all__ = [
     "output_path",
     "run_analysis_mask",
     "run_from_args",
-    "write_description",
 ]

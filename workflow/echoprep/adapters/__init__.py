@@ -1,0 +1,1 @@
+"""Adapters to external tools (ANTs, tedana, upstream GLMsingle); import kernels/io only."""

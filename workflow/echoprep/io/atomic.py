@@ -1,0 +1,70 @@
+"""The one atomic writer: every output is written under a temporary name and renamed.
+
+A job killed half-way leaves no half-written output under the final name, so Snakemake (and a
+user) never mistakes it for a finished one; concurrent writers of the same file do not collide.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+#: Extensions kept at the end of the temporary name, because the writer infers the format
+#: from it (nibabel: compression; numpy: ``.npz`` appended otherwise; pandas: compression).
+_FORMAT_EXTENSIONS = (".nii.gz", ".nii", ".npz", ".gz", ".h5")
+
+
+@contextmanager
+def atomic_path(out: str | Path) -> Iterator[Path]:
+    """A temporary path next to ``out``; renamed to ``out`` when the block succeeds.
+
+    Parameters
+    ----------
+    out
+        The final path; its folder is created.
+
+    Yields
+    ------
+    Path
+        A hidden temporary file in the same folder (same file system, so the rename is atomic),
+        ending in the same format extension as ``out``. It is removed if the block raises.
+
+    Examples
+    --------
+    >>> with atomic_path("x.tsv") as tmp:  # doctest: +SKIP
+    ...     table.to_csv(tmp, sep="\\t")
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ext = next((e for e in _FORMAT_EXTENSIONS if out.name.endswith(e)), "")
+    fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=f".tmp{ext}")
+    os.close(fd)
+    tmp = Path(name)
+    tmp.unlink()  # writers create the file themselves (some refuse to overwrite)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp names are private; outputs are meant to be shared
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(out: str | Path, text: str) -> Path:
+    """Write UTF-8 text atomically; returns ``out``."""
+    with atomic_path(out) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(out)
+
+
+def copy_file(src: str | Path, out: str | Path) -> Path:
+    """Copy ``src`` to ``out`` atomically (contents only, not permissions); returns ``out``."""
+    with atomic_path(out) as tmp:
+        shutil.copyfile(src, tmp)
+    return Path(out)
+
+
+__all__ = ["atomic_path", "copy_file", "write_text"]

@@ -1,0 +1,235 @@
+"""The plan's base: construction, shared helpers, derivative folders, targets, resources."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from echoprep import resources as res
+from echoprep.io import outputs as reg
+from echoprep.io.bids import Dataset, EchoFiles, Run
+from echoprep.io.paths import run_prefix
+from echoprep.options import options_json
+
+#: Every preprocessing variant a GLM can be fitted to: ``<nordic>-<combine>``.
+ALL_VARIANTS = tuple(
+    f"{n}-{c}" for n in ("raw", "nordic") for c in ("single", "optcom", "denoised")
+)
+
+Files = dict[str, str]
+
+
+class PlanError(ValueError):
+    """The config asks for something the dataset cannot give (message says what and the fix)."""
+
+
+def _strip_label(label: object, prefix: str) -> str:
+    text = str(label)
+    return text[len(prefix) + 1 :] if text.startswith(f"{prefix}-") else text
+
+
+def _events_rows(path: Path | None) -> int:
+    if not path:
+        return 0
+    with open(path) as fh:
+        return max(0, sum(1 for line in fh if line.strip()) - 1)
+
+
+def _words(args: list[Any]) -> str:
+    return " ".join(shlex.quote(str(a)) for a in args)
+
+
+class BasePlan:
+    """Jobs, targets and inputs of one workflow invocation.
+
+    Parameters
+    ----------
+    config
+        The validated config (:func:`echoprep.config.validate_config`: every default filled).
+    dataset
+        The discovered dataset (:func:`echoprep.io.bids.discover`).
+    """
+
+    def __init__(self, config: Mapping[str, Any], dataset: Dataset) -> None:
+        self.config = config
+        self.dataset = dataset
+        self.out = Path(config["output_dir"])
+        self.runs: dict[str, Run] = {run_prefix(r.entities): r for r in dataset.runs}
+        #: NORDIC variants: "raw" = NORDIC off, "nordic" = on (config nordic.enabled).
+        self.nordic_variants = ["raw", "nordic"] if config["nordic"]["enabled"] else ["raw"]
+
+    # -----------------------------------------------------------------------------------------
+    # basics
+
+    def run_of(self, wc: Any) -> Run:
+        """The discovered run a job's wildcards refer to."""
+        return self.runs[wc.run_prefix]
+
+    def echo_of(self, wc: Any) -> EchoFiles:
+        """The echo (files, echo time) of a job's run and echo."""
+        for e in self.run_of(wc).echoes:
+            if str(e.echo) == wc.echo:
+                return e
+        raise PlanError(f"{wc.run_prefix} has no echo {wc.echo}")
+
+    @staticmethod
+    def _run_key(run: Run | None) -> tuple[str, str]:
+        return reg.run_key(run.entities if run is not None else None)
+
+    def task(self) -> str:
+        return self.dataset.runs[0].task
+
+    def space(self) -> str | None:
+        """Space label of the resampled echoes and everything fitted on them: "T1w", or None
+        (spatial preprocessing off, or native grid)."""
+        spatial = self.config["spatial"]
+        return "T1w" if spatial["enabled"] and spatial["output_space"] == "T1w" else None
+
+    def _files(
+        self, stage: str, key: tuple[str, str], variant: str | None = None, **values: Any
+    ) -> Files:
+        """Every output of a stage (variant) at ``key``, with sidecars."""
+        outs = reg.stage_outputs(stage, variant)
+        paths = {n: o.path(self.out, key, space=self.space(), **values) for n, o in outs.items()}
+        return reg.with_sidecars(paths, outs)
+
+    def _file(self, output: str, key: tuple[str, str], **values: Any) -> str:
+        return str(reg.get(output).path(self.out, key, space=self.space(), **values))
+
+    def options(self, section: str, **overrides: Any) -> str:
+        """A config section (with overrides) as the JSON a rule passes to ``--options-json``."""
+        return options_json({**self.config[section], **overrides})
+
+    def config_json(self) -> str:
+        """The validated config as sorted JSON (recorded in ``dataset_description.json``)."""
+        return json.dumps(self.config, sort_keys=True)
+
+    def source(self) -> str:
+        """The raw dataset, as an absolute path."""
+        return str(Path(self.config["bids_dir"]).resolve())
+
+    # -----------------------------------------------------------------------------------------
+    # derivative folders
+
+    def description(self, folder: str = "{folder}") -> str:
+        """A derivative folder's ``dataset_description.json``."""
+        return str(self.out / folder / "dataset_description.json")
+
+    def folder_pattern(self) -> str:
+        """Wildcard constraint of the ``dataset_description`` rule's ``folder``."""
+        return "|".join(spec.pattern().pattern for spec in reg.FOLDERS.values())
+
+    def described_folders(self) -> list[str]:
+        """The derivative folders this config writes (each gets a dataset description)."""
+        folders = []
+        if "nordic" in self.nordic_variants:
+            folders.append("nordic")
+        folders += [f"combine-{n}" for n in self.nordic_variants]
+        if self.config["spatial"]["enabled"]:
+            folders.append("spatial")
+            folders += [f"preproc-{n}" for n in self.nordic_variants]
+            if self.space():
+                folders.append("anat")
+        fitted = self.glm_variant_sessions()
+        if fitted:
+            folders.append("glmsingle-analysis")
+            folders += [f"glmsingle-{v}" for v in fitted]
+        if self.rois_enabled():
+            folders.append("rois")
+        if self.config["report"]["enabled"]:
+            folders.append("reports")
+            if self.rois_enabled() and self.comparison_entries():
+                folders.append("comparison")
+        return folders
+
+    # -----------------------------------------------------------------------------------------
+    # everything
+
+    def targets(self) -> list[str]:
+        """Every file ``rule all`` asks for: each stage's targets and the dataset description
+        of every derivative folder written."""
+        found = [self.description(f) for f in self.described_folders()]
+        for part in (
+            self.combine_targets(),
+            self.spatial_targets(),
+            self.glm_targets(),
+            self.roi_targets(),
+            self.report_targets(),
+        ):
+            found.extend(part)
+        return list(dict.fromkeys(found))
+
+    # -----------------------------------------------------------------------------------------
+    # resources (models in echoprep.resources)
+
+    def _run_size(self, run: Run) -> res.RunSize:
+        nvox = run.shape[0] * run.shape[1] * run.shape[2]
+        return res.RunSize(voxels=nvox, volumes=run.n_volumes, echoes=len(run.echoes))
+
+    @staticmethod
+    def _runs_size(runs: list[Run]) -> res.SessionSize:
+        nvox = runs[0].shape[0] * runs[0].shape[1] * runs[0].shape[2]
+        return res.SessionSize(
+            voxels=nvox,
+            volumes=tuple(r.n_volumes for r in runs),
+            trials=sum(_events_rows(r.events) for r in runs if r.events),
+        )
+
+    def _memory(self, rule: str, wc: Any, attempt: int) -> int:
+        if rule in res.FIXED_MB:
+            return res.fixed_mb(rule, attempt)
+        if rule == "nordic":
+            return res.nordic_mb(self._run_size(self.run_of(wc)), attempt)
+        if rule in res.RUN_COPIES:
+            return res.combine_mb(rule, self._run_size(self.run_of(wc)), attempt)
+        if rule in ("spatial_run", "spatial_resample"):
+            return res.spatial_mb(self._run_size(self.run_of(wc)), attempt)
+        if rule == "glm_analysis_mask":
+            size = self._runs_size(self.session_runs(wc))
+            return res.analysis_mask_mb(
+                size, len(self.session_variants(*self.session_of(wc))), attempt
+            )
+        if rule in ("glm", "glm_reference"):
+            size = self._runs_size(self.session_runs(wc))
+            return res.glm_mb(size, self.config["glm"]["chunklen"], attempt)
+        if rule == "noiseceiling_session":
+            return res.betas_mb(self._runs_size(self.session_runs(wc)), 3, 500, attempt)
+        if rule == "noiseceiling_subject":
+            sub = self.subject_of(wc)
+            runs = [r for r in self.dataset.runs if r.subject == sub]
+            return res.betas_mb(self._runs_size(runs), 3, 500, attempt)
+        if rule == "roi_visual":
+            _, _, session = self.visual_source(wc.subject)
+            runs = self.dataset.runs_of(wc.subject, session)
+            return res.betas_mb(self._runs_size(runs), 3, 500, attempt)
+        if rule == "comparison_subject":
+            ses = self.report_session(wc.subject)
+            runs = self.dataset.runs_of(wc.subject, ses)
+            return res.betas_mb(self._runs_size(runs), 2.5, 1000, attempt)
+        if rule == "nordic_diagnostics":
+            sessions = {ses for ses, _ in self.diagnostics_pairs(wc.subject)}
+            runs = [r for ses in sessions for r in self.dataset.runs_of(wc.subject, ses)]
+            return res.diagnostics_mb(self._runs_size(runs) if runs else None, attempt)
+        if rule == "subject_report":
+            runs = self.dataset.runs_of(wc.subject, self.report_session(wc.subject))
+            return res.report_mb(self._run_size(runs[0]), attempt)
+        raise KeyError(f"no memory model for rule {rule!r} (echoprep.resources)")
+
+    def mem_mb(self, rule: str) -> Callable[[Any, int], int]:
+        """The ``mem_mb`` resource of a rule: a function of (wildcards, attempt)."""
+
+        def mem(wc: Any, attempt: int) -> int:
+            return self._memory(rule, wc, attempt)
+
+        return mem
+
+    def runtime(self, rule: str) -> Callable[[Any, int], int]:
+        """The ``runtime`` resource (min) of a rule: a function of (wildcards, attempt)."""
+        if rule in ("glm", "glm_reference"):
+            return lambda wc, attempt: res.glm_minutes(
+                self._runs_size(self.session_runs(wc)), attempt
+            )
+        return lambda wc, attempt: res.minutes(rule, attempt)

@@ -1,0 +1,345 @@
+"""Per-session jobs: which GLMs are fitted, their outputs, the analysis mask, the type-B
+reference and the noise ceilings."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from echoprep.io import outputs as reg
+from echoprep.io.bids import Run
+from echoprep.io.events import mixed_repeat_counts, stimulus_counts
+from echoprep.plan._base import ALL_VARIANTS, Files, PlanError, _strip_label, _words
+
+
+class SessionPlan:
+    """Methods of :class:`echoprep.plan.Plan` (mixed in)."""
+
+    # -----------------------------------------------------------------------------------------
+    # which GLMs are fitted (glm.smk)
+
+    def glm_variants(self) -> list[str]:
+        """The variants this config produces (NORDIC side enabled, echo handling configured)."""
+        combines = self.config["variants"]["combine"]
+        return [
+            v
+            for v in ALL_VARIANTS
+            if v.split("-")[0] in self.nordic_variants and v.split("-")[1] in combines
+        ]
+
+    def comparison_sessions(self, subject: str) -> list[str | None]:
+        """Sessions of a subject in the 2x3 comparison: comparison.sessions (labels, with or
+        without "ses-") that the subject has; empty = its first session."""
+        wanted = [_strip_label(s, "ses") for s in self.config["comparison"]["sessions"] or []]
+        sessions = self.dataset.sessions(subject)
+        if not wanted:
+            return sessions[:1]
+        return [s for s in sessions if s in wanted]
+
+    @cached_property
+    def _variant_sessions(self) -> dict[str, list[tuple[str, str | None]]]:
+        everywhere = set(self.config["glm"]["all_sessions_variants"])
+        out = {}
+        for variant in self.glm_variants():
+            pairs = []
+            for sub in self.dataset.subjects():
+                chosen = self.comparison_sessions(sub)
+                for ses in self.dataset.sessions(sub):
+                    if variant in everywhere or ses in chosen:
+                        pairs.append((sub, ses))
+            if pairs:
+                out[variant] = pairs
+        return out
+
+    def glm_variant_sessions(self) -> dict[str, list[tuple[str, str | None]]]:
+        """Variant -> (subject, session) pairs that get a GLMsingle fit: every variant for the
+        comparison sessions, glm.all_sessions_variants for every session."""
+        return self._variant_sessions
+
+    def session_variants(self, subject: str, session: str | None) -> list[str]:
+        """The variants fitted for a (subject, session), in glm_variants() order."""
+        return [
+            v for v, pairs in self.glm_variant_sessions().items() if (subject, session) in pairs
+        ]
+
+    @cached_property
+    def _sessions_by_stem(self) -> dict[str, tuple[str, str | None]]:
+        return {
+            reg.session_key(sub, ses, self.task())[1]: (sub, ses)
+            for sub in self.dataset.subjects()
+            for ses in self.dataset.sessions(sub)
+        }
+
+    def session_of(self, wc: Any) -> tuple[str, str | None]:
+        """(subject, session) of a session-level job."""
+        return self._sessions_by_stem[wc.ses_prefix]
+
+    def session_runs(self, wc: Any) -> list[Run]:
+        return self.dataset.runs_of(*self.session_of(wc))
+
+    def _session_key(self, subject: str | None, session: str | None) -> tuple[str, str]:
+        return reg.session_key(subject, session, self.task())
+
+    def subject_of(self, wc: Any) -> str:
+        """Subject of a subject-level GLM job (from ``sub_prefix``)."""
+        return _strip_label(wc.sub_prefix.split("_")[0], "sub")
+
+    # -----------------------------------------------------------------------------------------
+    # GLM outputs, analysis mask, reference, noise ceilings (glm.smk)
+
+    def glm_outputs(
+        self,
+        nordic: str = "{nordic}",
+        combine: str = "{combine}",
+        subject: str | None = None,
+        session: str | None = None,
+    ) -> Files:
+        """GLMsingle outputs (and sidecars) of one session, as patterns or for a session."""
+        outs = reg.stage_outputs("glm")
+        keys = [k for k in outs if k not in ("model", "betas_typeb")]
+        if self.config["glm"]["hdf5"]:
+            keys.append("model")
+        key = self._session_key(subject, session)
+        paths = {
+            k: outs[k].path(self.out, key, space=self.space(), nordic=nordic, combine=combine)
+            for k in keys
+        }
+        return reg.with_sidecars(paths, outs)
+
+    def glm_out_args(self, wc: Any, output: Any) -> str:
+        """``KEY=PATH`` words of the glm rule's ``--out`` (no sidecars: the stage writes them)."""
+        return " ".join(f"{k}={v}" for k, v in output.items() if not k.endswith("_json"))
+
+    def reference_outputs(
+        self,
+        nordic: str = "{nordic}",
+        combine: str = "{combine}",
+        subject: str | None = None,
+        session: str | None = None,
+    ) -> Files:
+        """The type-B reference betas (and sidecar) of a session, as patterns or for one."""
+        outs = {"betas_typeb": reg.get("glm.betas_typeb")}
+        key = self._session_key(subject, session)
+        paths = {
+            "betas_typeb": outs["betas_typeb"].path(
+                self.out, key, space=self.space(), nordic=nordic, combine=combine
+            )
+        }
+        return reg.with_sidecars(paths, outs)
+
+    def analysis_mask(self, subject: str | None = None, session: str | None = None) -> str:
+        """The analysis mask of a session (brain voxels with valid data in every run of every
+        variant fitted there), as a pattern or for a session. Per session, not per subject: a
+        new session leaves the masks (and fits) of the others alone."""
+        return self._file("glm_mask.mask", self._session_key(subject, session))
+
+    def analysis_mask_outputs(self) -> Files:
+        return self._files("glm_mask", self._session_key(None, None))
+
+    def glm_inputs(self, wc: Any) -> dict[str, Any]:
+        """The session's preprocessed BOLD (one per run), events and its analysis mask."""
+        runs = self.session_runs(wc)
+        sub, ses = self.session_of(wc)
+        return {
+            "bold": [self.combine_outputs(wc.combine, r, wc.nordic)["bold"] for r in runs],
+            "events": [str(r.events) for r in runs],
+            "mask": self.analysis_mask(sub, ses),
+        }
+
+    def analysis_mask_inputs(self, wc: Any) -> dict[str, Any]:
+        """Every fitted variant's echo-handling output of every run of the session, and the
+        brain mask when spatial preprocessing provides one."""
+        sub, ses = self.session_of(wc)
+        runs = self.dataset.runs_of(sub, ses)
+        files: dict[str, Any] = {}
+        for variant in self.session_variants(sub, ses):
+            nordic, combine = variant.split("-")
+            files[variant] = [self.combine_outputs(combine, r, nordic)["bold"] for r in runs]
+        brain = self.func_brain_mask(sub)
+        if brain:
+            files["brain"] = brain
+        return files
+
+    def _run_labels(self, runs: list[Run]) -> list[str]:
+        return [r.run or str(i + 1) for i, r in enumerate(runs)]
+
+    def analysis_mask_params(self, wc: Any, input: Any) -> str:
+        """``--bold VARIANT RUN...`` per variant, run labels, brain mask and space."""
+        sub, ses = self.session_of(wc)
+        args: list[Any] = []
+        for variant in self.session_variants(sub, ses):
+            args += ["--bold", variant, *input[variant]]
+        args += ["--run-labels", *self._run_labels(self.dataset.runs_of(sub, ses))]
+        if "brain" in input.keys():
+            args += ["--brain-mask", input.brain]
+        if self.space():
+            args += ["--space", self.space()]
+        return _words(args)
+
+    def glm_params(self, wc: Any, input: Any) -> str:
+        """Command-line arguments of the glm rules that depend on the session."""
+        _, ses = self.session_of(wc)
+        args = ["--run-labels", *self._run_labels(self.session_runs(wc))]
+        if ses:
+            args += ["--session", ses]
+        if "mask" in input.keys():
+            args += ["--mask", input.mask]
+        if self.space():
+            args += ["--space", self.space()]
+        return " ".join(args)
+
+    def reference_variant(self) -> str | None:
+        """The variant whose type-B betas are the comparison's reference: comparison.reference
+        when produced; the default raw-optcom falls back to raw-single, then another
+        NORDIC-off variant. None when no NORDIC-off variant is produced."""
+        wanted = self.config["comparison"]["reference"] or "raw-optcom"
+        produced = self.glm_variants()
+        if wanted in produced:
+            return wanted
+        if wanted == "raw-optcom":
+            fallback = [v for v in ("raw-single", *produced) if v in produced]
+            fallback = [v for v in fallback if v.startswith("raw-")]
+            return fallback[0] if fallback else None
+        raise PlanError(
+            f"comparison.reference: expected a variant this config produces "
+            f"({', '.join(produced) or 'none'}); found {wanted!r}. Fix: choose one of them."
+        )
+
+    def reference_glm_options(self, wc: Any) -> str:
+        """Options of a type-B fit: the comparison's reference uses the assumed HRF (it must
+        share no data-driven choice with the variants it judges); the visual ROI's source
+        keeps the library HRF, whose run-level test is better calibrated."""
+        if f"{wc.nordic}-{wc.combine}" == self.reference_variant():
+            return self.options("glm", wantlibrary=0)
+        return self.options("glm")
+
+    def reference_betas(self, subject: str, session: str | None) -> str | None:
+        """The type-B betas of the reference variant for a comparison session."""
+        variant = self.reference_variant()
+        if variant is None:
+            return None
+        return self.reference_outputs(*variant.split("-"), subject, session)["betas_typeb"]
+
+    def reference_trials(self, subject: str, session: str | None) -> str | None:
+        """The trials table of the reference variant's session (None without a reference)."""
+        variant = self.reference_variant()
+        if variant is None:
+            return None
+        return self.glm_outputs(*variant.split("-"), subject, session)["trials"]
+
+    def reference_targets(self) -> list[str]:
+        """The reference betas of every comparison session (none when the report, and with it
+        the comparison, is off)."""
+        variant = self.reference_variant() if self.config["report"]["enabled"] else None
+        if variant is None:
+            return []
+        nordic, combine = variant.split("-")
+        pairs = self.glm_variant_sessions().get(variant, [])
+        targets = []
+        for sub in self.dataset.subjects():
+            for ses in self.comparison_sessions(sub):
+                if (sub, ses) in pairs:
+                    targets.extend(self.reference_outputs(nordic, combine, sub, ses).values())
+        return targets
+
+    def nc_session_outputs(
+        self,
+        nordic: str = "{nordic}",
+        combine: str = "{combine}",
+        subject: str | None = None,
+        session: str | None = None,
+    ) -> Files:
+        """The session noise-ceiling map (and sidecar), as a pattern or for a session."""
+        key = self._session_key(subject, session)
+        outs = {"nc": reg.get("noiseceiling.nc")}
+        paths = {
+            "nc": outs["nc"].path(self.out, key, space=self.space(), nordic=nordic, combine=combine)
+        }
+        return reg.with_sidecars(paths, outs)
+
+    def _subject_glm_key(self, subject: str | None) -> tuple[str, str]:
+        if subject is None:
+            return "{sub_dir}", "{sub_prefix}"
+        return reg.subject_key(subject, self.task())
+
+    def nc_subject_outputs(
+        self, nordic: str = "{nordic}", combine: str = "{combine}", subject: str | None = None
+    ) -> Files:
+        """A subject's cross-session maps (allrep, r2mean, ncsnr), as patterns or for one."""
+        outs = {n: reg.get(f"noiseceiling.{n}") for n in ("allrep", "r2mean", "ncsnr")}
+        key = self._subject_glm_key(subject)
+        paths = {
+            n: o.path(self.out, key, space=self.space(), nordic=nordic, combine=combine)
+            for n, o in outs.items()
+        }
+        return reg.with_sidecars(paths, outs)
+
+    def nc_repeats_output(
+        self,
+        nordic: str = "{nordic}",
+        combine: str = "{combine}",
+        subject: str | None = None,
+        n: Any = "{nrep}",
+    ) -> Files:
+        """The ceiling map for an average of n repeats (and sidecar) of a subject."""
+        outs = {"nc": reg.get("noiseceiling.nrep")}
+        nrep = n if n == "{nrep}" else int(n)
+        path = outs["nc"].path(
+            self.out,
+            self._subject_glm_key(subject),
+            space=self.space(),
+            nordic=nordic,
+            combine=combine,
+            nrep=nrep,
+        )
+        return reg.with_sidecars({"nc": path}, outs)
+
+    def nc_subject_inputs(self, wc: Any) -> dict[str, list[str]]:
+        """Betas, trials, masks and R² of every session of the subject for the variant."""
+        sub = self.subject_of(wc)
+        outs = [
+            self.glm_outputs(wc.nordic, wc.combine, sub, ses) for ses in self.dataset.sessions(sub)
+        ]
+        return {k: [o[k] for o in outs] for k in ("betas", "trials", "mask", "r2")}
+
+    def space_args(self, wc: Any = None) -> str:
+        """``--space <label>`` when the functional grid has a space, else nothing."""
+        return f"--space {self.space()}" if self.space() else ""
+
+    def subject_repeat_counts(self, subject: str) -> list[int]:
+        """Distinct repeat counts (>= 2) of the subject's stimuli over its sessions, when they
+        are mixed (else [])."""
+        runs = [r for r in self.dataset.runs if r.subject == subject and r.events]
+        try:
+            counts = stimulus_counts(
+                [r.events for r in runs],
+                label_column=self.config["glm"]["label_column"],
+                blank_trial_types=self.config["glm"]["blank_trial_types"],
+            )
+        except ValueError as exc:
+            raise PlanError(str(exc)) from None
+        return mixed_repeat_counts(counts)
+
+    def glm_targets(self) -> list[str]:
+        """Every GLMsingle output and noise-ceiling map the config asks for, the analysis masks
+        of the fitted sessions and the type-B reference betas."""
+        targets = []
+        everywhere = set(self.config["glm"]["all_sessions_variants"])
+        fitted = sorted(
+            {p for pairs in self.glm_variant_sessions().values() for p in pairs}, key=str
+        )
+        for sub, ses in fitted:
+            targets.extend(self._files("glm_mask", self._session_key(sub, ses)).values())
+        targets.extend(self.reference_targets())
+        for variant, pairs in self.glm_variant_sessions().items():
+            nordic, combine = variant.split("-")
+            for sub, ses in pairs:
+                targets.extend(self.glm_outputs(nordic, combine, sub, ses).values())
+                targets.extend(self.nc_session_outputs(nordic, combine, sub, ses).values())
+            if variant not in everywhere:
+                continue
+            for sub in sorted({s for s, _ in pairs}):
+                targets.extend(self.nc_subject_outputs(nordic, combine, sub).values())
+                for n in self.subject_repeat_counts(sub):
+                    targets.extend(self.nc_repeats_output(nordic, combine, sub, n).values())
+        return targets

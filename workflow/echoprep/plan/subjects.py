@@ -1,0 +1,456 @@
+"""Per-subject and group jobs: ROIs, the comparison, NORDIC diagnostics and the reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from echoprep.io import outputs as reg
+from echoprep.io.rois import VISUAL_CATEGORY, VISUAL_LABEL, find_roi_files, res_label
+from echoprep.plan._base import Files, PlanError, _strip_label
+
+
+class SubjectPlan:
+    """Methods of :class:`echoprep.plan.Plan` (mixed in)."""
+
+    # -----------------------------------------------------------------------------------------
+    # ROIs (rois.smk)
+
+    def rois_enabled(self) -> bool:
+        """ROIs, ROI tables and the comparison need the GLM and noise-ceiling stages."""
+        return bool(self.glm_variant_sessions())
+
+    def visual_source(self, subject: str) -> tuple[str, str, str | None]:
+        """(nordic, combine, session) whose GLM outputs define the subject's visual ROI."""
+        produced = self.glm_variants()
+        variant = self.config["rois"]["visual"]["variant"] or next(iter(produced), None)
+        if variant not in produced:
+            raise PlanError(
+                f"rois.visual.variant: expected a variant this config produces "
+                f"({', '.join(produced)}); found {variant!r}. Fix: choose one of them (the "
+                "default raw-single needs nordic-off outputs and the single-echo variant)."
+            )
+        wanted = self.config["rois"]["visual"]["session"]
+        sessions = self.comparison_sessions(subject) or self.dataset.sessions(subject)
+        session = _strip_label(wanted, "ses") if wanted else sessions[0]
+        if session not in self.dataset.sessions(subject):
+            raise PlanError(
+                f"rois.visual.session: sub-{subject} has no session {wanted!r}; it has "
+                f"{self.dataset.sessions(subject)}"
+            )
+        if (subject, session) not in self.glm_variant_sessions().get(variant, []):
+            raise PlanError(
+                f"rois.visual: {variant} is not fitted for sub-{subject} ses-{session}. Fix: use "
+                "a comparison session (comparison.sessions) or add the variant to "
+                "glm.all_sessions_variants."
+            )
+        nordic, combine = variant.split("-")
+        return nordic, combine, session
+
+    def visual_glm(self, subject: str) -> Files:
+        """The GLM outputs the visual ROI of a subject is computed from."""
+        nordic, combine, session = self.visual_source(subject)
+        return self.glm_outputs(nordic, combine, subject, session)
+
+    def visual_roi_variant(self, wc: Any) -> str:
+        nordic, combine, _ = self.visual_source(wc.subject)
+        return f"{nordic}-{combine}"
+
+    def roi_grid(self, subject: str) -> str:
+        """The functional grid of a subject: spatial's T1w-aligned reference, else the GLM
+        mask the visual ROI comes from (same grid as every GLM output)."""
+        return self.func_grid(subject) or self.visual_glm(subject)["mask"]
+
+    def roi_brain_mask(self, subject: str) -> str:
+        """Brain mask on the functional grid (d' outside = brain - ROI): spatial's, else the
+        GLM mask of the visual ROI's source."""
+        return self.func_brain_mask(subject) or self.visual_glm(subject)["mask"]
+
+    def roi_res(self, subject: str) -> str:
+        """res label of the subject's ROI masks: rois.res, else the functional voxel size
+        (spatial.voxel_size for a T1w-aligned grid when set, else the raw BOLD's)."""
+        if self.config["rois"]["res"]:
+            return self.config["rois"]["res"]
+        size = self.config["spatial"]["voxel_size"] if self.func_grid(subject) else None
+        if size is None:
+            import nibabel
+
+            run = next(r for r in self.dataset.runs if r.subject == subject)
+            size = nibabel.load(run.echoes[0].mag).header.get_zooms()[:3]
+        return res_label(size)
+
+    def user_rois(self, subject: str) -> dict[tuple[str, str], Any]:
+        """The user ROI files of a subject (rois.dir), by (category, label)."""
+        try:
+            found = find_roi_files(self.config["rois"]["dir"], subject)
+        except ValueError as exc:
+            raise PlanError(str(exc)) from None
+        return {(f.category, f.label): f for f in found}
+
+    def roi_mask_path(
+        self,
+        subject: str = "{subject}",
+        category: str = "{roi_category}",
+        label: str = "{roi_label}",
+        res: str = "{roi_res}",
+    ) -> str:
+        """A ROI mask on the functional grid, as a pattern or for a subject and ROI."""
+        o = reg.get("rois.mask")
+        key = o.subject_key(subject, category=category)
+        return str(o.path(self.out, key, space=self.space(), res=res, label=label))
+
+    def roi_mask_outputs(self, visual: bool = False) -> Files:
+        """The outputs (mask and sidecar) of the roi_mask / roi_visual rule."""
+        path = (
+            self.roi_mask_path(category=VISUAL_CATEGORY, label=VISUAL_LABEL)
+            if visual
+            else self.roi_mask_path()
+        )
+        files = reg.with_sidecars({"mask": path}, {"mask": reg.get("rois.mask")})
+        return {"mask": files["mask"], "json": files["mask_json"]}
+
+    def roi_masks(self, subject: str) -> list[str]:
+        """Every ROI mask of a subject on its functional grid (visual ROI first)."""
+        res = self.roi_res(subject)
+        masks = [self.roi_mask_path(subject, VISUAL_CATEGORY, VISUAL_LABEL, res)]
+        for category, label in self.user_rois(subject):
+            masks.append(self.roi_mask_path(subject, category, label, res))
+        return masks
+
+    def visual_roi(self, subject: str) -> str:
+        return self.roi_masks(subject)[0]
+
+    def user_roi_inputs(self, wc: Any) -> Files:
+        found = self.user_rois(wc.subject).get((wc.roi_category, wc.roi_label))
+        if found is None:
+            raise PlanError(
+                f"no ROI {wc.roi_category}/{wc.roi_label} for sub-{wc.subject} in rois.dir "
+                f"({self.config['rois']['dir']})"
+            )
+        files = {"mask": str(found.path), "reference": self.roi_grid(wc.subject)}
+        if found.space != "T1w":
+            files["xfm"] = self.anat_outputs(wc.subject)["xfm_from_template"]
+        return files
+
+    def user_roi_params(self, wc: Any, input: Any) -> str:
+        found = self.user_rois(wc.subject)[(wc.roi_category, wc.roi_label)]
+        args = (
+            f"--space {found.space} --category {wc.roi_category}"
+            f" --grid-space {self.space() or 'native'}"
+        )
+        if "xfm" in input.keys():
+            args += f" --xfm-from-template {input.xfm}"
+        return args
+
+    def visual_roi_inputs(self, wc: Any) -> Files:
+        glm = self.visual_glm(wc.subject)
+        files = {k: glm[k] for k in ("betas", "trials", "summary", "onoff_r2")}
+        nordic, combine, session = self.visual_source(wc.subject)
+        if self.config["rois"]["visual"]["method"] != "blank_trials":
+            # the run-level test needs least-squares betas (type D's ridge and autoscale
+            # offset make the runs look alike): the type-B betas of the source
+            files["betas"] = self.reference_outputs(nordic, combine, wc.subject, session)[
+                "betas_typeb"
+            ]
+        files["mask"] = self.roi_brain_mask(wc.subject)
+        # the ROI lies inside the analysis mask of its source session
+        files["analysis"] = self.analysis_mask(wc.subject, session)
+        return files
+
+    def roi_table_path(
+        self,
+        nordic: str = "{nordic}",
+        combine: str = "{combine}",
+        subject: str | None = None,
+        session: str | None = None,
+    ) -> Files:
+        """The ROI table (and sidecar) of a session and variant, as patterns or for one."""
+        o = reg.get("rois.table")
+        path = o.path(self.out, self._session_key(subject, session), nordic=nordic, combine=combine)
+        files = reg.with_sidecars({"tsv": path}, {"tsv": o})
+        return {"tsv": files["tsv"], "json": files["tsv_json"]}
+
+    def roi_table_inputs(self, wc: Any) -> dict[str, Any]:
+        sub, ses = self.session_of(wc)
+        return {
+            "nc": self.nc_session_outputs(wc.nordic, wc.combine, sub, ses)["nc"],
+            "r2": self.glm_outputs(wc.nordic, wc.combine, sub, ses)["r2"],
+            "masks": self.roi_masks(sub),
+        }
+
+    def roi_targets(self) -> list[str]:
+        """ROI masks of every subject and the ROI table of every fitted session and variant."""
+        if not self.rois_enabled():
+            return []
+        targets = []
+        for sub in self.dataset.subjects():
+            targets.extend(self.roi_masks(sub))
+        for variant, pairs in self.glm_variant_sessions().items():
+            nordic, combine = variant.split("-")
+            for sub, ses in pairs:
+                targets.extend(self.roi_table_path(nordic, combine, sub, ses).values())
+        return targets
+
+    # -----------------------------------------------------------------------------------------
+    # comparison, diagnostics, reports (report.smk)
+
+    def comparison_paths(self) -> Files:
+        """The group comparison outputs (tsv, png, svg, json)."""
+        key = reg.group_key(self.task())
+        return {
+            n: str(o.path(self.out, key))
+            for n, o in reg.stage_outputs("comparison").items()
+            if o.level == "group"
+        }
+
+    def comparison_subject_paths(self, subject: str = "{subject}") -> Files:
+        """One subject's comparison table and bootstrap replicates."""
+        outs = reg.stage_outputs("comparison")
+        return {
+            "tsv": str(
+                outs["subject_table"].path(
+                    self.out, outs["subject_table"].subject_key(subject, self.task())
+                )
+            ),
+            "bootstrap": str(
+                outs["subject_bootstrap"].path(
+                    self.out, outs["subject_bootstrap"].subject_key(subject, self.task())
+                )
+            ),
+        }
+
+    def comparison_entries(self, subject: str | None = None) -> list[dict[str, Any]]:
+        """One dict per comparison session and variant (of one subject when given): its NC map,
+        visual ROI, brain mask, fit mask, betas and trials, and the session's type-B
+        reference betas and trials."""
+        entries = []
+        fitted = self.glm_variant_sessions()
+        for sub in [subject] if subject else self.dataset.subjects():
+            for ses in self.comparison_sessions(sub):
+                reference = self.reference_betas(sub, ses)
+                for variant in self.glm_variants():
+                    if (sub, ses) not in fitted.get(variant, []):
+                        continue
+                    nordic, combine = variant.split("-")
+                    glm = self.glm_outputs(nordic, combine, sub, ses)
+                    entries.append(
+                        {
+                            "subject": sub,
+                            "session": ses or "n/a",
+                            "variant": variant,
+                            "nc": self.nc_session_outputs(nordic, combine, sub, ses)["nc"],
+                            "roi": self.visual_roi(sub),
+                            "brain": self.roi_brain_mask(sub),
+                            "mask": glm["mask"],
+                            "betas": glm["betas"],
+                            "trials": glm["trials"],
+                            "reference": reference,
+                            "reference_trials": self.reference_trials(sub, ses),
+                        }
+                    )
+        return entries
+
+    def comparison_subjects(self) -> list[str]:
+        """Subjects with at least one comparison session that the GLM fits."""
+        return [sub for sub in self.dataset.subjects() if self.comparison_entries(sub)]
+
+    def comparison_subject_inputs(self, wc: Any) -> dict[str, list[str]]:
+        entries = self.comparison_entries(wc.subject)
+        keys = ("nc", "roi", "brain", "mask", "betas", "trials", "reference")
+        return {k: sorted({str(e[k]) for e in entries if e[k]}) for k in keys}
+
+    #: Keys of an ``--entry`` of the comparison stage, in order.
+    ENTRY_KEYS = (
+        "subject",
+        "session",
+        "variant",
+        "nc",
+        "roi",
+        "brain",
+        "mask",
+        "betas",
+        "trials",
+        "reference",
+        "reference_trials",
+    )
+
+    def comparison_subject_args(self, wc: Any) -> str:
+        """``--entry key=value ...`` per comparison entry of the subject."""
+        words = []
+        for entry in self.comparison_entries(wc.subject):
+            words.append(
+                " ".join(f"{k}={entry[k]}" for k in self.ENTRY_KEYS if entry.get(k) is not None)
+            )
+        return " ".join(f"--entry {w}" for w in words)
+
+    def comparison_inputs(self, wc: Any) -> dict[str, list[str]]:
+        subjects = self.comparison_subjects()
+        return {
+            "tables": [self.comparison_subject_paths(s)["tsv"] for s in subjects],
+            "bootstraps": [self.comparison_subject_paths(s)["bootstrap"] for s in subjects],
+        }
+
+    def diagnostics_pairs(self, subject: str) -> list[tuple[str | None, str]]:
+        """(session, combine) of the subject's comparison sessions where both the NORDIC-off
+        and the NORDIC-on GLM of that echo handling are fitted (empty: no diagnostics)."""
+        if "nordic" not in self.nordic_variants or not self.rois_enabled():
+            return []
+        fitted = self.glm_variant_sessions()
+        return [
+            (ses, combine)
+            for ses in self.comparison_sessions(subject)
+            for combine in self.config["variants"]["combine"]
+            if all((subject, ses) in fitted.get(f"{n}-{combine}", []) for n in self.nordic_variants)
+        ]
+
+    def diagnostics_outputs(self, subject: str = "{subject}") -> Files:
+        """The NORDIC diagnostics table of a subject (and its sidecar)."""
+        o = reg.get("diagnostics.tsv")
+        path = o.path(self.out, o.subject_key(subject, self.task()))
+        files = reg.with_sidecars({"tsv": path}, {"tsv": o})
+        return {"tsv": files["tsv"], "json": files["tsv_json"]}
+
+    def _diagnostics_items(self, subject: str) -> tuple[list, list, list]:
+        """(tsnr, glm, nordic_json) argument tuples of a subject's diagnostics."""
+        tsnr, glm, sidecars = [], [], []
+        pairs = self.diagnostics_pairs(subject)
+        for ses, combine in pairs:
+            label = ses or "n/a"
+            for run in self.dataset.runs_of(subject, ses):
+                raw, nordic = (
+                    self.combine_outputs(combine, run, n)["bold"] for n in self.nordic_variants
+                )
+                tsnr.append((label, combine, raw, nordic))
+            for n in self.nordic_variants:
+                g = self.glm_outputs(n, combine, subject, ses)
+                glm.append((label, combine, n, g["betas"], g["trials"], g["mask"]))
+        for ses in sorted({s for s, _ in pairs}, key=lambda s: s or ""):
+            for run in self.dataset.runs_of(subject, ses):
+                for e in run.echoes:
+                    sidecars.append(
+                        (ses or "n/a", self.nordic_outputs(run, str(e.echo))["bold_json"])
+                    )
+        return tsnr, glm, sidecars
+
+    def diagnostics_inputs(self, wc: Any) -> dict[str, Any]:
+        """Echo-handling outputs with NORDIC off and on, their GLM fits, the NORDIC sidecars
+        and the subject's visual ROI and brain mask."""
+        tsnr, glm, sidecars = self._diagnostics_items(wc.subject)
+        return {
+            "roi": self.visual_roi(wc.subject),
+            "brain": self.roi_brain_mask(wc.subject),
+            "bold": [p for item in tsnr for p in item[2:]],
+            "glm": [p for item in glm for p in item[3:]],
+            "nordic_json": [item[1] for item in sidecars],
+        }
+
+    def diagnostics_args(self, wc: Any, input: Any) -> str:
+        """``--tsnr``, ``--glm`` and ``--nordic-json`` arguments of the subject's diagnostics."""
+        tsnr, glm, sidecars = self._diagnostics_items(wc.subject)
+        args = [f"--tsnr {' '.join(map(str, t))}" for t in tsnr]
+        args += [f"--glm {' '.join(map(str, g))}" for g in glm]
+        args += [f"--nordic-json {' '.join(map(str, j))}" for j in sidecars]
+        return " ".join(args)
+
+    def report_session(self, subject: str) -> str | None:
+        return (self.comparison_sessions(subject) or self.dataset.sessions(subject))[0]
+
+    def report_path(self, subject: str = "{subject}") -> str:
+        """A subject's HTML report."""
+        return str(reg.get("report.html").path(self.out, reg.group_key(), subject=subject))
+
+    def _report_variants(self, subject: str) -> tuple[list[str], str | None]:
+        """The variants the report shows for the subject's report session, and the one whose
+        R² map it shows (NORDIC optcom when fitted, LAION-fMRI's choice)."""
+        ses = self.report_session(subject)
+        fitted = self.glm_variant_sessions()
+        shown = [v for v in self.glm_variants() if (subject, ses) in fitted.get(v, [])]
+        top = ("nordic-optcom" if "nordic-optcom" in shown else shown[-1]) if shown else None
+        return shown, top
+
+    def report_inputs(self, wc: Any) -> dict[str, Any]:
+        """Every input the subject's report shows that this config produces."""
+        sub = wc.subject
+        ses = self.report_session(sub)
+        runs = self.dataset.runs_of(sub, ses)
+        combines = self.config["variants"]["combine"]
+        files: dict[str, Any] = {}
+        if "nordic" in self.nordic_variants:
+            shown = "single" if "single" in combines else combines[0]
+            files["bold_raw"] = self.combine_outputs(shown, runs[0], "raw")["bold"]
+            files["bold_nordic"] = self.combine_outputs(shown, runs[0], "nordic")["bold"]
+        if "optcom" in combines:
+            files["t2star"] = self.combine_outputs("optcom", runs[0], self.nordic_variants[-1])[
+                "t2star"
+            ]
+        grid = self.func_grid(sub)
+        if grid:
+            files["confounds"] = [self.spatial_run_outputs(r)["confounds"] for r in runs]
+            files["underlay"] = (
+                self.anat_outputs(sub)["preproc"] if sub in self.dataset.t1w else grid
+            )
+        shown, top = self._report_variants(sub)
+        if shown:
+            files["r2"] = self.glm_outputs(*top.split("-"), sub, ses)["r2"]
+            files["nc"] = [self.nc_session_outputs(*v.split("-"), sub, ses)["nc"] for v in shown]
+            files["roi_tables"] = [
+                self.roi_table_path(*v.split("-"), sub, ses)["tsv"] for v in shown
+            ]
+            # the subject's own comparison (a new subject must not rerun the others' reports)
+            if self.comparison_entries(sub):
+                own = self.comparison_subject_paths(sub)
+                files["comparison_table"] = own["tsv"]
+                files["comparison_bootstrap"] = own["bootstrap"]
+        if self.diagnostics_pairs(sub):
+            files["diagnostics"] = self.diagnostics_outputs(sub)["tsv"]
+        return files
+
+    def report_args(self, wc: Any, input: Any) -> str:
+        """Command-line arguments for the report inputs present."""
+        sub = wc.subject
+        ses = self.report_session(sub)
+        shown, top = self._report_variants(sub)
+        keys = input.keys()
+        args = [f"--subject {sub}"] + ([f"--session {ses}"] if ses else [])
+        for key, flag in (
+            ("bold_raw", "--bold-raw"),
+            ("bold_nordic", "--bold-nordic"),
+            ("t2star", "--t2star"),
+            ("underlay", "--underlay"),
+            ("r2", "--r2"),
+        ):
+            if key in keys:
+                args.append(f"{flag} {input[key]}")
+        if "underlay" in keys:
+            kind = "T1w" if sub in self.dataset.t1w else "functional reference"
+            args.append(f"--underlay-kind '{kind}'")
+        if "confounds" in keys:
+            args.append("--confounds " + " ".join(input.confounds))
+        if "r2" in keys:
+            args.append(f"--r2-variant {top}")
+        if "nc" in keys:
+            args.append(
+                "--nc " + " ".join(f"{v}={p}" for v, p in zip(shown, input.nc, strict=True))
+            )
+            args.append(
+                "--roi-table "
+                + " ".join(f"{v}={p}" for v, p in zip(shown, input.roi_tables, strict=True))
+            )
+        if "comparison_table" in keys:
+            args.append(f"--comparison-table {input.comparison_table}")
+            args.append(f"--comparison-bootstrap {input.comparison_bootstrap}")
+            args.append(f"--rank-by {self.config['comparison']['rank_by']}")
+        if "diagnostics" in keys:
+            args.append(f"--diagnostics {input.diagnostics}")
+        return " ".join(args)
+
+    def report_targets(self) -> list[str]:
+        """The comparison outputs and one HTML report per subject, with the diagnostics."""
+        if not self.config["report"]["enabled"]:
+            return []
+        targets = [self.report_path(sub) for sub in self.dataset.subjects()]
+        for sub in self.dataset.subjects():
+            if self.diagnostics_pairs(sub):
+                targets.extend(self.diagnostics_outputs(sub).values())
+        if self.rois_enabled() and self.comparison_entries():
+            targets.extend(self.comparison_paths().values())
+        return targets

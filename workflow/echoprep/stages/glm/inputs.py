@@ -1,0 +1,285 @@
+"""GLM stage inputs: a session's BOLD runs inside the brain mask, and their events.
+
+The voxels fitted are those of the brain mask (a given mask -- in the workflow the session's
+analysis mask, :mod:`echoprep.stages.glm.mask` -- or GLMsingle's ``brainthresh`` rule on the
+mean image) less any voxel without data in some run: a constant series (e.g. all 0 outside
+another tool's mask) is left out with a warning; NaN/Inf follow ``glm.nan_policy``
+(docs/glm.md §2).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from echoprep.io.events import read_events
+from echoprep.io.images import StageInputError, check_same_grid, load_image
+from echoprep.kernels.glm.voxels import (
+    brainthresh_mask,
+    constant_voxels,
+    finite_mean,
+    finite_sums,
+    nonfinite_voxels,
+)
+
+log = logging.getLogger(__name__)
+
+
+def series_tr(path: str | Path, img: nib.Nifti1Image) -> float:
+    """Sampling interval (s) of a BOLD series: ``RepetitionTime`` of its JSON sidecar, else the
+    NIfTI header's 4th zoom (ms converted when the header says so)."""
+    side = Path(str(path).removesuffix(".nii.gz").removesuffix(".nii") + ".json")
+    if side.exists():
+        try:
+            tr = json.loads(side.read_text()).get("RepetitionTime")
+        except json.JSONDecodeError:
+            tr = None
+        if tr:
+            return float(tr)
+    zoom = float(img.header.get_zooms()[3]) if len(img.shape) == 4 else 0.0
+    unit = img.header.get_xyzt_units()[1]
+    if unit == "msec":
+        zoom /= 1000.0
+    if not (zoom > 0):
+        raise StageInputError(
+            f"{path}: expected the repetition time in the JSON sidecar (RepetitionTime) or the "
+            f"NIfTI header (pixdim[4]); found neither. Fix: pass --tr."
+        )
+    return zoom
+
+
+def constant_warning(total: int, by_run: Mapping[str, int], what: str) -> str:
+    """The warning for voxels left out because their series is constant in some run.
+
+    Parameters
+    ----------
+    total
+        Voxels left out (constant in at least one run).
+    by_run
+        Run label (or ``variant run``) -> voxels constant in that run (0 entries are skipped).
+    what
+        What they are left out of (``"fit"``, ``"analysis mask"``).
+    """
+    runs = "; ".join(f"run {k}: {v}" for k, v in by_run.items() if v)
+    return (
+        f"leaving {total} voxels out of the {what}: their series is constant (e.g. all 0, "
+        f"outside another tool's mask) in some run ({runs}); they have no data there"
+    )
+
+
+def load_brain_mask(path: str | Path, ref: nib.Nifti1Image, *, ref_path: str | Path) -> np.ndarray:
+    """``(X, Y, Z)`` bool brain mask (non-zero) from ``path``, checked to lie on ``ref``'s grid.
+
+    Parameters
+    ----------
+    path
+        The mask.
+    ref, ref_path
+        A BOLD run of the session and its file (the grid expected).
+
+    Raises
+    ------
+    StageInputError
+        A mask of another shape or affine, naming the file and the fix.
+    """
+    spatial = ref.shape[:3]
+    mimg = load_image(path, "brain mask")
+    check_same_grid(
+        mimg,
+        ref,
+        path=path,
+        ref_path=ref_path,
+        what="brain mask",
+        fix="Fix: resample the mask to the functional grid.",
+    )
+    return np.asarray(mimg.dataobj).reshape(spatial) > 0
+
+
+def load_session(
+    bold_files: Sequence[str | Path],
+    *,
+    mask_file: str | Path | None = None,
+    brainthresh: Sequence[float],
+    nan_policy: str,
+    run_labels: Sequence[str] | None = None,
+) -> tuple[list[np.ndarray], np.ndarray, nib.Nifti1Image, dict[str, Any]]:
+    """Read a session's BOLD runs, inside the brain mask, as ``(V, T_r)`` float32 arrays.
+
+    Parameters
+    ----------
+    bold_files
+        One 4D series per run (same grid).
+    mask_file
+        Brain mask on that grid (non-zero = brain); None: GLMsingle's ``brainthresh`` rule on
+        the mean image over all runs.
+    brainthresh
+        ``(percentile, fraction)`` of that rule (config ``glm.brainthresh``).
+    nan_policy
+        ``"error"``: a voxel with NaN/Inf in any run (inside the mask) is an error naming the
+        run and the voxel count; ``"exclude"``: such voxels are left out of the mask.
+    run_labels
+        Run labels for the messages.
+
+    Returns
+    -------
+    data, mask, reference, info
+        ``data[r]`` is ``(V, T_r)`` float32 over the ``V`` mask voxels (C order);
+        ``mask`` ``(X, Y, Z)`` bool; ``reference`` the first run's image (geometry);
+        ``info``: ``mask_source``, ``n_nonfinite_excluded``, ``nonfinite_by_run`` (run label
+        -> voxels), ``n_constant_excluded``, ``constant_by_run`` (run label -> voxels),
+        ``tr``, ``n_volumes``.
+
+    Notes
+    -----
+    A voxel whose (finite) series is constant in some run -- typically all 0 outside the mask
+    another tool applied to that run, e.g. tedana's adaptive mask -- has no data there: it is
+    left out of the fit under either NaN policy, with a warning naming the runs and counts.
+    This is legal data, never an error; fitting it would give betas of one run's zeros and
+    noise ceilings that mean nothing. The NaN policy applies to NaN/Inf only.
+
+    Raises
+    ------
+    StageInputError
+        Naming the file: not 4D, differing grids or TRs, a mask of another grid, NaNs.
+    """
+    files = [Path(f) for f in bold_files]
+    if not files:
+        raise StageInputError("expected at least one BOLD run for the session; found none")
+    labels = list(run_labels) if run_labels else [str(i + 1) for i in range(len(files))]
+    imgs = [load_image(f, "preprocessed BOLD series (x, y, z, volumes)", ndim=4) for f in files]
+    ref = imgs[0]
+    trs = []
+    for f, img in zip(files, imgs, strict=True):
+        check_same_grid(
+            img,
+            ref,
+            path=f,
+            ref_path=files[0],
+            what="BOLD run",
+            fix="Fix: all runs of a session must be resampled to one grid (enable spatial "
+            "preprocessing).",
+        )
+        trs.append(series_tr(f, img))
+    if not np.allclose(trs, trs[0], rtol=1e-4):
+        raise StageInputError(
+            f"{files[0]}: expected one repetition time for all runs of the session; found "
+            f"{trs} s. Fix: runs with different TRs cannot share one GLM."
+        )
+    spatial = ref.shape[:3]
+    source = "brainthresh"
+    if mask_file is not None:
+        mask = load_brain_mask(mask_file, ref, ref_path=files[0])
+        source = str(mask_file)
+    else:
+        # mean over the finite values, so that a voxel with a few NaNs is still judged (and
+        # then reported by the NaN check below) rather than silently left out
+        total = np.zeros(spatial, np.float64)
+        count = np.zeros(spatial, np.int64)
+        for img in imgs:
+            arr = img.get_fdata(dtype=np.float32)
+            run_total, run_count = finite_sums(arr)
+            total += run_total
+            count += run_count
+            del arr, run_total, run_count
+        mask = brainthresh_mask(finite_mean(total, count), brainthresh)
+    if not mask.any():
+        raise StageInputError(
+            f"{mask_file or files[0]}: expected brain voxels to fit; found an empty mask. "
+            "Fix: check the brain mask (or the BOLD intensities)."
+        )
+    data: list[np.ndarray] = []
+    bad = np.zeros(int(mask.sum()), bool)
+    constant = np.zeros(int(mask.sum()), bool)
+    problems = []
+    nonfinite_by_run: dict[str, int] = {}
+    constant_by_run: dict[str, int] = {}
+    for f, img, label in zip(files, imgs, labels, strict=True):
+        arr = img.get_fdata(dtype=np.float32)
+        run = np.ascontiguousarray(arr[mask])
+        del arr
+        nonfinite = nonfinite_voxels(run)
+        nonfinite_by_run[label] = int(nonfinite.sum())
+        if nonfinite.any():
+            problems.append(f"run {label} ({f}): {int(nonfinite.sum())} voxels")
+            bad |= nonfinite
+        flat = constant_voxels(run) & ~nonfinite
+        constant_by_run[label] = int(flat.sum())
+        constant |= flat
+        data.append(run)
+    n_bad = int(bad.sum())
+    if n_bad and nan_policy == "error":
+        raise StageInputError(
+            "expected finite BOLD values in every brain voxel; found NaN or Inf in "
+            + "; ".join(problems)
+            + ". Fix: provide a brain mask that leaves these voxels out, or set "
+            "glm.nan_policy: exclude to drop them from the fit."
+        )
+    if n_bad:
+        log.warning("leaving out %d voxels with NaN/Inf: %s", n_bad, "; ".join(problems))
+    constant &= ~bad
+    n_constant = int(constant.sum())
+    if n_constant:
+        log.warning(constant_warning(n_constant, constant_by_run, "fit"))
+    if n_bad or n_constant:
+        keep = ~(bad | constant)
+        idx = np.flatnonzero(mask.reshape(-1))
+        mask = np.zeros(mask.size, bool)
+        mask[idx[keep]] = True
+        mask = mask.reshape(spatial)
+        data = [np.ascontiguousarray(d[keep]) for d in data]
+    info = {
+        "mask_source": source,
+        "n_nonfinite_excluded": n_bad,
+        "nonfinite_by_run": nonfinite_by_run,
+        "n_constant_excluded": n_constant,
+        "constant_by_run": constant_by_run,
+        "tr": float(trs[0]),
+        "n_volumes": [int(d.shape[1]) for d in data],
+    }
+    return data, mask, ref, info
+
+
+def check_events_span(
+    events_files: Sequence[str | Path],
+    n_volumes: Sequence[int],
+    tr: float,
+    run_labels: Sequence[str],
+    bold_files: Sequence[str | Path],
+) -> None:
+    """Refuse events that do not fit their run's series (design/data length mismatch).
+
+    Raises
+    ------
+    StageInputError
+        Naming the run, the events file, the BOLD file and both lengths.
+    """
+    for ev, nvol, label, bold in zip(events_files, n_volumes, run_labels, bold_files, strict=True):
+        onsets = read_events(ev)["onset"].to_numpy()
+        if not onsets.size:
+            continue
+        last = float(onsets.max())
+        length = nvol * tr
+        if last >= length - tr / 2:
+            raise StageInputError(
+                f"run {label}: design/data length mismatch: {ev} has an onset at {last:g} s, but "
+                f"the BOLD series {bold} has {nvol} volumes x {tr:g} s = {length:g} s (the "
+                f"design needs at least {math.floor(last / tr + 0.5) + 1} volumes). Fix: pair "
+                "each run's events file with its own series, and do not drop volumes that "
+                "trials fall into."
+            )
+
+
+__all__ = [
+    "check_events_span",
+    "constant_warning",
+    "load_brain_mask",
+    "load_session",
+    "series_tr",
+]
