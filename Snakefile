@@ -30,6 +30,7 @@ config.update(_validated)
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/describe.smk"
 include: "workflow/rules/nordic.smk"
 include: "workflow/rules/anatomy.smk"
 include: "workflow/rules/spatial.smk"

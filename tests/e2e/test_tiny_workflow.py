@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
-from echoprep.io.paths import run_output
+from echoprep.io import outputs
+from echoprep.io.paths import run_output, sidecar_path
 from echoprep.simulate import simulate_dataset, truth_paths
-from echoprep.stages import combine as combine_stage
 from echoprep.stages import spatial as spatial_stage
 from helpers.demo import DEMO_CONFIGFILES, preserved, state_changes, tree_state
 from helpers.snake import dry_run, job_counts, parse_jobs, scheduled_wildcards
@@ -52,14 +52,14 @@ def _space(demo):
     return "T1w" if spatial["enabled"] and spatial["output_space"] == "T1w" else None
 
 
-def _combine_path(demo, run, variant, key="bold", extension=None, nordic="raw"):
-    """A combine output of a run, named as the workflow names it (rules/common.smk
-    ``combine_outputs``: the stage's OUTPUTS, with the space entity of the resampled echoes)."""
-    suffix, entities, ext, _tool = combine_stage.OUTPUTS[variant][key]
-    if _space(demo):
-        entities = {"space": _space(demo), **entities}
-    root = demo["results"] / f"combine-{nordic}"
-    return run_output(root, run.entities, suffix, extension or ext, **entities)
+def _combine_path(demo, run, variant, key="bold", nordic="raw"):
+    """A combine output of a run, named as the workflow names it (echoprep.plan
+    ``combine_outputs``: the output registry's ``combine.<variant>.<key>``, with the space
+    entity of the resampled echoes)."""
+    output = outputs.get(f"combine.{variant}.{key}")
+    return output.path(
+        demo["results"], outputs.run_key(run.entities), space=_space(demo), nordic=nordic
+    )
 
 
 def _output(demo, run, variant, key="bold", nordic="raw"):
@@ -120,12 +120,13 @@ def test_every_output_has_a_sidecar_and_the_folder_a_description(demo):
     assert desc["echoprepConfig"]["tedana"]["tedpca"] == "aic"
     single_echo = _config(demo)["single_echo"]["echo"]
     for run in _runs(demo):
-        for variant, keys in combine_stage.OUTPUTS.items():
+        for variant in ("single", "optcom", "denoised"):
+            keys = outputs.stage_outputs("combine", variant)
             # the variant's inputs: the echo of the single-echo baseline, or every echo
             echoes = [run.echoes[single_echo - 1]] if variant == "single" else run.echoes
             for key in keys:
                 assert _combine_path(demo, run, variant, key).is_file(), (variant, key)
-                side = json.loads(_combine_path(demo, run, variant, key, ".json").read_text())
+                side = json.loads(sidecar_path(_combine_path(demo, run, variant, key)).read_text())
                 assert side["Sources"] == _echo_sources(demo, run, echoes), (variant, key)
                 assert side["SoftwareVersions"].startswith("echoprep ")
         denoised = nib.load(_combine_path(demo, run, "denoised"))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections import Counter
@@ -115,6 +117,35 @@ def parse_jobs(output: str) -> list[Job]:
             )
         )
     return jobs
+
+
+def description_counts(output: str) -> Counter:
+    """Jobs of the ``dataset_description`` rule per derivative folder kind (the
+    ``echoprep.io.outputs.FOLDERS`` name: ``glm`` counts every ``glmsingle-<variant>`` folder),
+    from the folder of each job's output."""
+    from echoprep.io.outputs import folder_kind
+
+    counts: Counter = Counter()
+    for job in parse_jobs(output):
+        if job.rule == "dataset_description":
+            (path,) = job.output
+            assert path.endswith("/dataset_description.json"), path
+            counts[folder_kind(Path(path).parent.name)] += 1
+    return counts
+
+
+def shell_commands(output: str, command: str) -> list[str]:
+    """The printed shell commands (``--printshellcmds``) that run ``python -m echoprep
+    <command>`` (``command``: the sub-command and its first words, e.g. ``"combine denoised"``)."""
+    pattern = rf"^(?:Shell command: )?(python -m echoprep {re.escape(command)}\b.*)$"
+    return re.findall(pattern, output, flags=re.M)
+
+
+def options_of(command: str) -> dict[str, object]:
+    """The config section a printed shell command passes as ``--options-json`` (decoded)."""
+    words = shlex.split(command)
+    assert words.count("--options-json") == 1, command
+    return json.loads(words[words.index("--options-json") + 1])
 
 
 #: Files that define rules: the Snakefile and every included rules file.

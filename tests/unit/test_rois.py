@@ -484,32 +484,32 @@ def test_roi_table_grid_mismatch(tmp_path):
     assert str(err.value).endswith("Fix: rerun the ROI rules (the functional grid changed?).")
 
 
-def test_cli_parses(tmp_path):
+def test_cli_parses(tmp_path, capsys):
+    """The rois section arrives whole as --options-json; the legacy one-option flags of the
+    visual ROI are gone."""
     from echoprep.cli import build_parser
 
     b, trials, summary, _ = _glm_session(tmp_path)
-    args = build_parser().parse_args(
-        [
-            "rois",
-            "visual",
-            "--betas",
-            str(b),
-            "--trials",
-            str(trials),
-            "--summary",
-            str(summary),
-            "--options-json",
-            '{"visual": {"method": "blank_trials", "threshold": 3}}',
-            "--threshold",
-            "5",
-            "--out",
-            f"mask={tmp_path / 'v.nii.gz'}",
-        ]
-    )
+    base = ["rois", "visual", "--betas", str(b), "--trials", str(trials)]
+    base += ["--summary", str(summary), "--out", f"mask={tmp_path / 'v.nii.gz'}"]
+    options = '{"visual": {"method": "blank_trials", "threshold": 5}}'
+    args = build_parser().parse_args([*base, "--options-json", options])
     assert args.func(args) == 0
     assert (tmp_path / "v.nii.gz").is_file()
     par = json.loads((tmp_path / "v.json").read_text())["Parameters"]
-    assert par["Method"] == "blank_trials" and par["Threshold"] == 5.0  # the flag wins
+    assert par["Method"] == "blank_trials" and par["Threshold"] == 5.0
     args.out = str(tmp_path / "v.nii.gz")
     with pytest.raises(SystemExit, match=r"--out expects mask=PATH"):
         args.func(args)
+    legacy = {
+        "--method": "blank_trials",
+        "--threshold": "5",
+        "--alpha": "0.01",
+        "--correction": "bonferroni",
+        "--onoff-threshold": "4",
+        "--min-voxels": "3",
+    }
+    for flag, value in legacy.items():
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*base, flag, value])
+        assert f"unrecognized arguments: {flag} {value}" in capsys.readouterr().err

@@ -7,7 +7,14 @@ import re
 import pytest
 
 from helpers.bidstree import make_bids_tree
-from helpers.snake import ROOT, dry_run, job_counts, scheduled_wildcards, snakemake
+from helpers.snake import (
+    ROOT,
+    description_counts,
+    dry_run,
+    job_counts,
+    scheduled_wildcards,
+    snakemake,
+)
 
 
 def _config(tmp_path, bids, **more):
@@ -23,7 +30,7 @@ def two_subjects(tmp_path):
 
 def _per_subject(n_subjects: int, nordic: bool) -> dict[str, int]:
     """Jobs a default run schedules once per subject (anatomy, functional grid, visual ROI,
-    report) or once in all (folder descriptions, the comparison, ``all``)."""
+    report) or once in all (the comparison, ``all``)."""
     return {
         "anatomy": n_subjects,
         "spatial_subject": n_subjects,
@@ -33,16 +40,31 @@ def _per_subject(n_subjects: int, nordic: bool) -> dict[str, int]:
         "comparison_subject": n_subjects,
         # NORDIC on vs off diagnostics (reports/sub-X/..._desc-nordic_diagnostics.tsv)
         **({"nordic_diagnostics": n_subjects} if nordic else {}),
-        "anatomy_description": 1,
-        "spatial_description": 1,
-        "preproc_description": 2 if nordic else 1,
-        "combine_description": 2 if nordic else 1,
-        "rois_description": 1,
-        "comparison_description": 1,
-        "report_description": 1,
         "comparison": 1,
         "all": 1,
     }
+
+
+def _described(nordic: bool, more: dict[str, int]) -> dict[str, int]:
+    """Derivative folders (by echoprep.io.outputs.FOLDERS kind) that get a dataset description
+    (one ``dataset_description`` job each) in a default run, plus ``more``."""
+    return {
+        "anatomy": 1,
+        "spatial": 1,
+        "preproc": 2 if nordic else 1,
+        "combine": 2 if nordic else 1,
+        "rois": 1,
+        "comparison": 1,
+        "report": 1,
+        **more,
+    }
+
+
+def _check_counts(out: str, jobs: dict[str, int], folders: dict[str, int]) -> None:
+    """Jobs per rule (one ``dataset_description`` job per described folder) and described
+    folders per kind."""
+    assert job_counts(out) == {**jobs, "dataset_description": sum(folders.values())}
+    assert description_counts(out) == folders
 
 
 def test_job_counts_per_rule(tmp_path, two_subjects):
@@ -54,9 +76,8 @@ def test_job_counts_per_rule(tmp_path, two_subjects):
     per fitted session and one type-B reference fit (raw-optcom) per comparison session, plus
     the type-B fit of raw-single that the visual ROI's run-level test uses."""
     out = dry_run(_config(tmp_path, two_subjects))
-    assert job_counts(out) == {
+    jobs = {
         "nordic": 12,
-        "nordic_description": 1,
         "spatial_run": 4,
         "spatial_resample": 24,
         "single_echo": 8,
@@ -64,9 +85,7 @@ def test_job_counts_per_rule(tmp_path, two_subjects):
         "tedana": 4,  # NORDIC off
         "tedana_nordic": 4,  # NORDIC on: after the NORDIC-off ICA of the same run
         "glm": 12,
-        "glm_description": 6,
         "glm_analysis_mask": 2,
-        "glm_analysis_description": 1,
         "glm_reference": 4,  # raw-optcom (comparison) and raw-single (visual ROI) per subject
         "noiseceiling_session": 12,
         "noiseceiling_subject": 2,
@@ -74,6 +93,8 @@ def test_job_counts_per_rule(tmp_path, two_subjects):
         "roi_table": 12,
         **_per_subject(2, nordic=True),
     }
+    # nordic/, the six glmsingle-<variant>/ and glmsingle-analysis/ besides the default ones
+    _check_counts(out, jobs, _described(True, {"nordic": 1, "glm": 6, "analysis-mask": 1}))
 
 
 def test_nordic_off_schedules_no_nordic_jobs(tmp_path, two_subjects):
@@ -81,21 +102,20 @@ def test_nordic_off_schedules_no_nordic_jobs(tmp_path, two_subjects):
     extra = tmp_path / "nordic_off.yaml"
     extra.write_text("nordic:\n  enabled: false\n")
     out = dry_run(_config(tmp_path, two_subjects), "--configfile", str(extra))
-    assert job_counts(out) == {
+    jobs = {
         "spatial_run": 4,
         "spatial_resample": 12,
         "single_echo": 4,
         "optcom": 4,
         "tedana": 4,
         "glm": 6,
-        "glm_description": 3,
         "glm_analysis_mask": 2,
-        "glm_analysis_description": 1,
         "glm_reference": 4,  # raw-optcom (comparison) and raw-single (visual ROI) per subject
         "noiseceiling_session": 6,
         "roi_table": 6,
         **_per_subject(2, nordic=False),
     }
+    _check_counts(out, jobs, _described(False, {"glm": 3, "analysis-mask": 1}))
     assert "combine-nordic" not in out and "glmsingle-nordic" not in out
 
 
@@ -118,16 +138,13 @@ def test_variants_and_participant_selection_change_the_dag(tmp_path, two_subject
             tmp_path, two_subjects, participant_label="[sub-02]", variants="{combine: [optcom]}"
         )
     )
-    assert job_counts(out) == {
+    jobs = {
         "nordic": 6,
-        "nordic_description": 1,
         "spatial_run": 2,
         "spatial_resample": 12,
         "optcom": 4,
         "glm": 2,
-        "glm_description": 2,
         "glm_analysis_mask": 1,
-        "glm_analysis_description": 1,
         "glm_reference": 1,  # raw-optcom: the default reference and the visual ROI's source
         "noiseceiling_session": 2,
         "noiseceiling_subject": 1,
@@ -135,6 +152,7 @@ def test_variants_and_participant_selection_change_the_dag(tmp_path, two_subject
         "roi_table": 2,
         **_per_subject(1, nordic=True),
     }
+    _check_counts(out, jobs, _described(True, {"nordic": 1, "glm": 2, "analysis-mask": 1}))
     assert all("sub-02" in w for w in scheduled_wildcards(out) if "run_prefix" in w)
 
 

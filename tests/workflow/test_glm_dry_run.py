@@ -6,9 +6,7 @@ from __future__ import annotations
 import pytest
 
 from helpers.bidstree import make_bids_tree
-from helpers.snake import dry_run, job_counts, parse_jobs, snakemake
-
-GLM_RULES = ("glm", "glm_description", "noiseceiling_session", "noiseceiling_subject")
+from helpers.snake import description_counts, dry_run, job_counts, parse_jobs, snakemake
 
 
 def _config(tmp_path, bids):
@@ -44,7 +42,8 @@ def test_glm_jobs_per_session_and_variant(tmp_path, two_by_two):
     # first session of each subject: 6 variants; second session: nordic-optcom only
     assert counts["glm"] == 2 * 6 + 2 * 1
     assert counts["noiseceiling_session"] == 14
-    assert counts["glm_description"] == 6
+    # one dataset description per glmsingle-<variant> folder
+    assert description_counts(out)["glm"] == 6
     assert counts["noiseceiling_subject"] == 2  # nordic-optcom, per subject
     # the events of make_bids_tree show images 2-4 times: mixed counts give N-repeat maps
     assert counts["noiseceiling_repeats"] >= 2
@@ -127,7 +126,7 @@ def test_one_analysis_mask_per_session_feeds_every_variant(tmp_path, two_by_two)
     out = dry_run(_config(tmp_path, two_by_two), "--printshellcmds")
     counts = job_counts(out)
     assert counts["glm_analysis_mask"] == 4  # one per fitted (subject, session)
-    assert counts["glm_analysis_description"] == 1
+    assert description_counts(out)["analysis-mask"] == 1  # glmsingle-analysis/
     jobs = parse_jobs(out)
     masks = {_session_of(j): j for j in jobs if j.rule == "glm_analysis_mask"}
     assert set(masks) == {f"sub-0{s}_ses-0{e}_task-images" for s in "12" for e in "12"}

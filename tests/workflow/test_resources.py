@@ -107,7 +107,7 @@ def test_every_cluster_job_gets_memory_and_runtime_that_grow_with_each_retry(job
 
 
 def test_local_jobs_are_the_cheap_ones(jobs, listed_rules):
-    """``all`` and every ``*_description`` rule run on the submit host, as does every rule
+    """``all`` and ``dataset_description`` run on the submit host, as does every rule
     whose jobs only read and write small text files (descriptions, tables, JSON summaries:
     an aggregation of other jobs' tables); a local rule asks for one thread at most (it runs
     next to Snakemake on the login node)."""
@@ -121,7 +121,7 @@ def test_local_jobs_are_the_cheap_ones(jobs, listed_rules):
         rule_jobs = by_rule.get(name, [])
         files = [f for j in rule_jobs for f in (*j.input, *j.output)]
         text_only = bool(rule_jobs) and all(SMALL_FILE.search(f) for f in files)
-        if (name == "all" or name.endswith("_description") or text_only) and not local:
+        if (name in ("all", "dataset_description") or text_only) and not local:
             problems.append(f"{name} should be local (cheap aggregation / description)")
         if local and any(j.threads > 1 for j in rule_jobs):
             problems.append(f"{name} is local but asks for {rule_jobs[0].threads} threads")

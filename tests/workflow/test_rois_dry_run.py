@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 
 from helpers.bidstree import make_bids_tree
-from helpers.snake import dry_run, job_counts, parse_jobs, snakemake
+from helpers.snake import (
+    description_counts,
+    dry_run,
+    job_counts,
+    options_of,
+    parse_jobs,
+    shell_commands,
+    snakemake,
+)
 
 
 def _config(tmp_path: Path, bids: Path) -> dict[str, object]:
@@ -42,7 +50,9 @@ def test_roi_comparison_and_report_jobs(tmp_path, two_by_two):
     assert counts["roi_table"] == 14  # one per fitted session and variant (as glm)
     assert counts["comparison"] == 1
     assert counts["subject_report"] == 2
-    assert counts["rois_description"] == counts["comparison_description"] == 1
+    # one dataset description each for rois/ and comparison/
+    descriptions = description_counts(out)
+    assert descriptions["rois"] == descriptions["comparison"] == 1
     assert "roi_mask" not in counts  # rois.dir: null
     jobs = parse_jobs(out)
     visual = [j for j in jobs if j.rule == "roi_visual"]
@@ -79,14 +89,17 @@ def test_roi_comparison_and_report_jobs(tmp_path, two_by_two):
     (cmp,) = [j for j in jobs if j.rule == "comparison"]
     assert sum(f.endswith("desc-variants_comparison.tsv") for f in cmp.input) == 2
     assert any(o.endswith("recommended_variant.json") for o in cmp.output)
-    visual_cmds = [line for line in out.splitlines() if "python -m echoprep rois visual" in line]
+    visual_cmds = shell_commands(out, "rois visual")
     assert len(visual_cmds) == 2 and all("--analysis-mask " in c for c in visual_cmds)
-    assert all("--method auto " in c and "--alpha 0.05 --correction fdr" in c for c in visual_cmds)
-    cmd = [line for line in out.splitlines() if "python -m echoprep comparison subject" in line]
+    # the whole rois section as --options-json (schema defaults of the visual ROI)
+    for c in visual_cmds:
+        visual = options_of(c)["visual"]
+        assert (visual["method"], visual["alpha"], visual["correction"]) == ("auto", 0.05, "fdr")
+    cmd = shell_commands(out, "comparison subject")
     assert len(cmd) == 2 and all(c.count("--entry ") == 6 for c in cmd)
-    assert all(c.count("reference=") == 6 and "--bootstrap 100" in c for c in cmd)
-    cmd = [line for line in out.splitlines() if "python -m echoprep comparison group" in line]
-    assert len(cmd) == 1 and "--rank-by heldout_r" in cmd[0]
+    assert all(c.count("reference=") == 6 and options_of(c)["bootstrap"] == 100 for c in cmd)
+    cmd = shell_commands(out, "comparison group")
+    assert len(cmd) == 1 and options_of(cmd[0])["rank_by"] == "heldout_r"
     table = next(j for j in jobs if j.rule == "roi_table")
     assert table.output[0].endswith("_desc-ROIs_summary.tsv")
     assert "/glmsingle-" in table.output[0]

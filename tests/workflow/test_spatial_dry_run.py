@@ -7,7 +7,7 @@ import re
 import pytest
 
 from helpers.bidstree import make_bids_tree
-from helpers.snake import dry_run, job_counts, parse_jobs
+from helpers.snake import description_counts, dry_run, job_counts, parse_jobs
 
 SPATIAL_RULES = ("anatomy", "spatial_run", "spatial_subject", "spatial_resample")
 
@@ -41,9 +41,10 @@ def test_spatial_and_anatomy_jobs_are_scheduled(tmp_path, bids):
     assert counts["spatial_subject"] == 2
     assert counts["spatial_run"] == 4
     assert counts["spatial_resample"] == 4 * 3 * 2  # runs x echoes x NORDIC variants
-    for rule in ("anatomy_description", "spatial_description"):
-        assert counts[rule] == 1
-    assert counts["preproc_description"] == 2
+    # one dataset description each for anat/ and spatial/, one per preproc-<nordic>/
+    descriptions = description_counts(out)
+    assert descriptions["anatomy"] == descriptions["spatial"] == 1
+    assert descriptions["preproc"] == 2
     cmds = [line for line in out.splitlines() if "-m echoprep spatial" in line]
     assert cmds and all(not re.search(r"\{[A-Za-z_]+\}", c) for c in cmds)
     run_cmds = [c for c in cmds if "spatial run" in c]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from helpers.bidstree import make_bids_tree
-from helpers.snake import dry_run, parse_jobs
+from helpers.snake import dry_run, options_of, parse_jobs, shell_commands
 
 
 @pytest.fixture
@@ -30,9 +30,7 @@ def _tedana(tmp_path: Path, bids: Path, tedana_yaml: str | None = None):
         *extra,
     )
     jobs = {j.wildcards: j for j in parse_jobs(out) if j.rule in ("tedana", "tedana_nordic")}
-    commands = re.findall(
-        r"^(?:Shell command: )?(python -m echoprep combine denoised .*)$", out, re.M
-    )
+    commands = shell_commands(out, "combine denoised")
     found = {}
     for wildcards, job in jobs.items():
         nordic = re.search(r"nordic=(\w+)", wildcards).group(1)
@@ -48,16 +46,24 @@ def test_nordic_run_reads_the_component_count_of_the_raw_run(tmp_path, one_run):
     nordic_job, nordic_cmd = found["nordic"]
     raw_sidecar = next(f for f in raw_job.output if f.endswith("_desc-ICA_mixing.json"))
     assert raw_sidecar in nordic_job.input  # the dependency on the raw ICA-denoised job
-    assert f"--tedpca aic --nordic-tedpca raw_run --raw-components {raw_sidecar}" in nordic_cmd
-    assert "--tedpca aic --tree" in raw_cmd and "--nordic-tedpca" not in raw_cmd
+    assert f" --nordic --raw-components {raw_sidecar} " in nordic_cmd
+    assert " --nordic" not in raw_cmd and "--raw-components" not in raw_cmd
     assert not any("/combine-" in f for f in raw_job.input)
-    assert "--maxrestart 3" in raw_cmd and "--maxrestart 3" in nordic_cmd
+    # the whole tedana section as --options-json; the NORDIC-off run's omits nordic_tedpca
+    # (changing it reruns only the NORDIC runs' jobs)
+    raw_opts, nordic_opts = options_of(raw_cmd), options_of(nordic_cmd)
+    assert nordic_opts["nordic_tedpca"] == "raw_run" and "nordic_tedpca" not in raw_opts
+    assert nordic_opts == {**raw_opts, "nordic_tedpca": "raw_run"}
+    assert raw_opts["tedpca"] == "aic" and raw_opts["tree"] == "tedana_orig"
+    assert raw_opts["maxrestart"] == 3
 
 
-@pytest.mark.parametrize(("value", "flag"), [("same", "same"), ("20", "20")])
-def test_other_choices_leave_the_jobs_independent(tmp_path, one_run, value, flag):
+@pytest.mark.parametrize(("value", "expected"), [("same", "same"), ("20", 20)])
+def test_other_choices_leave_the_jobs_independent(tmp_path, one_run, value, expected):
     found = _tedana(tmp_path, one_run, f"tedana:\n  nordic_tedpca: {value}\n")
     nordic_job, nordic_cmd = found["nordic"]
+    _, raw_cmd = found["raw"]
     assert not any("/combine-raw/" in f for f in nordic_job.input)
-    assert f"--nordic-tedpca {flag} --tree" in nordic_cmd
-    assert "--raw-components" not in nordic_cmd
+    assert options_of(nordic_cmd)["nordic_tedpca"] == expected
+    assert "nordic_tedpca" not in options_of(raw_cmd)
+    assert " --nordic " in nordic_cmd and "--raw-components" not in nordic_cmd

@@ -152,6 +152,16 @@ def _stage_command(module_name: str):
     return run
 
 
+def _no_abbreviations(parser: argparse.ArgumentParser) -> None:
+    """Refuse abbreviated options on every (sub-)parser: a removed flag must not silently
+    match a longer one (``--bootstrap`` is not ``--bootstrap-table``)."""
+    parser.allow_abbrev = False
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _no_abbreviations(child)
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The argument parser of the ``echoprep`` command.
 
@@ -223,6 +233,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         if command is None or command == name:
             importlib.import_module(module_name).add_arguments(stage_parser)
         stage_parser.set_defaults(func=_stage_command(module_name))
+    _no_abbreviations(parser)
     return parser
 
 

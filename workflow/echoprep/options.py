@@ -119,10 +119,18 @@ def parse_options(cls: type[T], section: str, given: Mapping[str, Any] | None, *
     values.update({k: copy.deepcopy(v) for k, v in given.items() if k in names})
     validator = jsonschema.Draft202012Validator(section_schema(section))
     for err in sorted(validator.iter_errors(values), key=lambda e: list(e.absolute_path)):
-        if err.validator == "additionalProperties" and not err.absolute_path:
-            continue  # unknown keys of the section itself: reported above
-        where = ".".join(str(p) for p in err.absolute_path) or section
-        problems.append(f"{section}.{where}: {err.message}")
+        where = ".".join(str(p) for p in err.absolute_path)
+        if err.validator == "additionalProperties":
+            if not where:
+                continue  # unknown keys of the section itself: reported above
+            allowed = err.schema.get("properties", {})
+            extra = sorted(set(err.instance) - set(allowed))
+            problems.append(
+                f"unknown key(s) {extra} in '{section}.{where}'; allowed keys: {sorted(allowed)}. "
+                "Fix: remove or rename them"
+            )
+            continue
+        problems.append(f"{section}.{where or section}: {err.message}")
     if problems:
         raise OptionsError(
             f"{source}: {len(problems)} problem(s) in the '{section}' options:\n"

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from echoprep.io.arguments import key_paths
+from echoprep.io.events import read_trials
 from echoprep.io.images import StageInputError, check_same_grid, load_image
 from echoprep.io.outputs import TRIALS_NAME, get
 from echoprep.io.sidecars import write_sidecar
@@ -158,14 +159,15 @@ def _mask_like(path: Path, like: Any, what: str, like_path: str | Path) -> np.nd
 
 
 def _read_trials(path: Path, n: int) -> np.ndarray:
-    table = pd.read_csv(path, sep="\t", dtype={"label": str}, keep_default_na=False)
-    if not {"beta_index", "label"} <= set(table.columns) or len(table) != n:
+    """The labels of a fit's trials table, in beta-volume order (one row per volume)."""
+    fix = f"Fix: pass the {TRIALS_NAME} of the same fit."
+    table = read_trials(path, required=("beta_index", "label"), fix=fix, sort=True)
+    if len(table) != n:
         raise StageInputError(
-            f"{path}: expected a GLMsingle trials table (beta_index, label) with one row per "
-            f"beta volume ({n}); found columns {list(table.columns)} and {len(table)} rows. Fix: "
-            f"pass the {TRIALS_NAME} of the same fit."
+            f"{path}: expected a GLMsingle trials table with one row per beta volume ({n}); "
+            f"found {len(table)} rows. {fix}"
         )
-    return table.sort_values("beta_index", kind="stable")["label"].to_numpy()
+    return table["label"].to_numpy()
 
 
 def _bbox(mask: np.ndarray) -> tuple[slice, ...]:
