@@ -1,14 +1,14 @@
 """The one atomic writer: every output is written under a temporary name and renamed.
 
 A job killed half-way leaves no half-written output under the final name, so Snakemake (and a
-user) never mistakes it for a finished one; concurrent writers of the same file do not collide.
+user) never mistakes it for a finished one. The temporary name is fixed per output (hidden, next
+to it), so the rerun of a killed job replaces what the killed one left.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,8 +30,9 @@ def atomic_path(out: str | Path) -> Iterator[Path]:
     Yields
     ------
     Path
-        A hidden temporary file in the same folder (same file system, so the rename is atomic),
-        ending in the same format extension as ``out``. It is removed if the block raises.
+        ``.<name>.tmp[<ext>]`` in the same folder (same file system, so the rename is atomic),
+        ending in the format extension of ``out``; a leftover of a killed run is removed
+        first, and the file is removed if the block raises.
 
     Examples
     --------
@@ -41,13 +42,12 @@ def atomic_path(out: str | Path) -> Iterator[Path]:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     ext = next((e for e in _FORMAT_EXTENSIONS if out.name.endswith(e)), "")
-    fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=f".tmp{ext}")
-    os.close(fd)
-    tmp = Path(name)
-    tmp.unlink()  # writers create the file themselves (some refuse to overwrite)
+    # one fixed name per output: a job killed while writing leaves it behind, and the rerun
+    # of that job (Snakemake reruns it: its output is missing) overwrites and renames it
+    tmp = out.with_name(f".{out.name}.tmp{ext}")
+    tmp.unlink(missing_ok=True)
     try:
         yield tmp
-        os.chmod(tmp, 0o644)  # mkstemp names are private; outputs are meant to be shared
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
