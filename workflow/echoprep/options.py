@@ -75,7 +75,9 @@ def _thaw(value: Any) -> Any:
     return value
 
 
-def parse_options(cls: type[T], section: str, given: Mapping[str, Any] | None, *, source: str) -> T:
+def parse_options(
+    cls: type[T], section: str, given: T | Mapping[str, Any] | None, *, source: str
+) -> T:
     """Build a stage's frozen options object from (part of) its config section.
 
     Parameters
@@ -86,7 +88,8 @@ def parse_options(cls: type[T], section: str, given: Mapping[str, Any] | None, *
         The config section, e.g. ``"glm"``.
     given
         The options given (e.g. the rule's config section, decoded from ``--options-json``);
-        missing keys take the schema default, None means all defaults.
+        missing keys take the schema default, None means all defaults. An instance of ``cls``
+        (options already parsed) is returned as it is.
     source
         Where the options came from, for the message (e.g. ``"--options-json"``).
 
@@ -100,6 +103,8 @@ def parse_options(cls: type[T], section: str, given: Mapping[str, Any] | None, *
     OptionsError
         Listing every unknown key and every value the schema does not allow.
     """
+    if isinstance(given, cls):
+        return given
     names = option_names(section)
     fields = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
     if set(fields) != set(names):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
 
@@ -36,3 +36,25 @@ def key_paths(
             raise SystemExit(f"{option} expects {form}, got {item!r}")
         out[key] = Path(value)
     return out
+
+
+#: Keys of one ``--entry`` of ``echoprep comparison subject`` (one variant of one session), in
+#: the order the workflow writes them.
+ENTRY_KEYS = (
+    "subject",
+    "session",
+    "variant",
+    "nc",
+    "roi",
+    "brain",
+    "mask",
+    "betas",
+    "trials",
+    "reference",
+    "reference_trials",
+)
+
+
+def entry_words(entry: Mapping[str, object]) -> str:
+    """The ``--entry`` words of one entry: ``key=value`` for the :data:`ENTRY_KEYS` given."""
+    return " ".join(f"{k}={entry[k]}" for k in ENTRY_KEYS if entry.get(k) is not None)

@@ -87,6 +87,41 @@ def check_same_grid(
     )
 
 
+def load_mask_on_grid(
+    path: str | Path,
+    like: nib.Nifti1Image,
+    *,
+    like_path: str | Path,
+    what: str,
+    fix: str,
+    atol: float = 1e-3,
+) -> np.ndarray:
+    """A mask (voxels > 0) that must lie on the grid of ``like``.
+
+    Parameters
+    ----------
+    path
+        The mask image (3D, or 4D with one volume).
+    like, like_path
+        The image whose grid the mask must share, and its file (for the message).
+    what, fix, atol
+        As in :func:`check_same_grid`.
+
+    Returns
+    -------
+    numpy.ndarray
+        Bool, shape ``like.shape[:3]``.
+
+    Raises
+    ------
+    StageInputError
+        Unreadable file, or another grid.
+    """
+    img = load_image(path, what)
+    check_same_grid(img, like, path=path, ref_path=like_path, what=what, fix=fix, atol=atol)
+    return np.asanyarray(img.dataobj).reshape(like.shape[:3]) > 0
+
+
 def float_image(data: np.ndarray, like: nib.Nifti1Image) -> nib.Nifti1Image:
     """A float32 image with the geometry and header of ``like`` (scaling reset to 1, 0)."""
     header = like.header.copy()

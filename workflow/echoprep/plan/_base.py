@@ -92,9 +92,15 @@ class BasePlan:
         self, stage: str, key: tuple[str, str], variant: str | None = None, **values: Any
     ) -> Files:
         """Every output of a stage (variant) at ``key``, with sidecars."""
-        outs = reg.stage_outputs(stage, variant)
-        paths = {n: o.path(self.out, key, space=self.space(), **values) for n, o in outs.items()}
-        return reg.with_sidecars(paths, outs)
+        return self._paths(reg.stage_outputs(stage, variant), key, **values)
+
+    def _paths(
+        self, outputs: Mapping[str, reg.Output], key: tuple[str, str], **values: Any
+    ) -> Files:
+        """``name -> path`` of the given outputs at ``key`` (in this config's space), plus
+        ``name_json -> sidecar`` for those that have one."""
+        paths = {n: o.path(self.out, key, space=self.space(), **values) for n, o in outputs.items()}
+        return reg.with_sidecars(paths, outputs)
 
     def _file(self, output: str, key: tuple[str, str], **values: Any) -> str:
         return str(reg.get(output).path(self.out, key, space=self.space(), **values))

@@ -100,11 +100,7 @@ class SessionPlan:
         if self.config["glm"]["hdf5"]:
             keys.append("model")
         key = self._session_key(subject, session)
-        paths = {
-            k: outs[k].path(self.out, key, space=self.space(), nordic=nordic, combine=combine)
-            for k in keys
-        }
-        return reg.with_sidecars(paths, outs)
+        return self._paths({k: outs[k] for k in keys}, key, nordic=nordic, combine=combine)
 
     def glm_out_args(self, wc: Any, output: Any) -> str:
         """``KEY=PATH`` words of the glm rule's ``--out`` (no sidecars: the stage writes them)."""
@@ -120,12 +116,7 @@ class SessionPlan:
         """The type-B reference betas (and sidecar) of a session, as patterns or for one."""
         outs = {"betas_typeb": reg.get("glm.betas_typeb")}
         key = self._session_key(subject, session)
-        paths = {
-            "betas_typeb": outs["betas_typeb"].path(
-                self.out, key, space=self.space(), nordic=nordic, combine=combine
-            )
-        }
-        return reg.with_sidecars(paths, outs)
+        return self._paths(outs, key, nordic=nordic, combine=combine)
 
     def analysis_mask(self, subject: str | None = None, session: str | None = None) -> str:
         """The analysis mask of a session (brain voxels with valid data in every run of every
@@ -250,12 +241,9 @@ class SessionPlan:
         session: str | None = None,
     ) -> Files:
         """The session noise-ceiling map (and sidecar), as a pattern or for a session."""
-        key = self._session_key(subject, session)
         outs = {"nc": reg.get("noiseceiling.nc")}
-        paths = {
-            "nc": outs["nc"].path(self.out, key, space=self.space(), nordic=nordic, combine=combine)
-        }
-        return reg.with_sidecars(paths, outs)
+        key = self._session_key(subject, session)
+        return self._paths(outs, key, nordic=nordic, combine=combine)
 
     def _subject_glm_key(self, subject: str | None) -> tuple[str, str]:
         if subject is None:
@@ -268,11 +256,7 @@ class SessionPlan:
         """A subject's cross-session maps (allrep, r2mean, ncsnr), as patterns or for one."""
         outs = {n: reg.get(f"noiseceiling.{n}") for n in ("allrep", "r2mean", "ncsnr")}
         key = self._subject_glm_key(subject)
-        paths = {
-            n: o.path(self.out, key, space=self.space(), nordic=nordic, combine=combine)
-            for n, o in outs.items()
-        }
-        return reg.with_sidecars(paths, outs)
+        return self._paths(outs, key, nordic=nordic, combine=combine)
 
     def nc_repeats_output(
         self,
@@ -284,15 +268,8 @@ class SessionPlan:
         """The ceiling map for an average of n repeats (and sidecar) of a subject."""
         outs = {"nc": reg.get("noiseceiling.nrep")}
         nrep = n if n == "{nrep}" else int(n)
-        path = outs["nc"].path(
-            self.out,
-            self._subject_glm_key(subject),
-            space=self.space(),
-            nordic=nordic,
-            combine=combine,
-            nrep=nrep,
-        )
-        return reg.with_sidecars({"nc": path}, outs)
+        key = self._subject_glm_key(subject)
+        return self._paths(outs, key, nordic=nordic, combine=combine, nrep=nrep)
 
     def nc_subject_inputs(self, wc: Any) -> dict[str, list[str]]:
         """Betas, trials, masks and R² of every session of the subject for the variant."""

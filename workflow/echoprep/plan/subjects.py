@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from echoprep.io import outputs as reg
+from echoprep.io.arguments import entry_words
 from echoprep.io.rois import VISUAL_CATEGORY, VISUAL_LABEL, find_roi_files, res_label
 from echoprep.plan._base import Files, PlanError, _strip_label
 
@@ -164,9 +165,8 @@ class SubjectPlan:
         session: str | None = None,
     ) -> Files:
         """The ROI table (and sidecar) of a session and variant, as patterns or for one."""
-        o = reg.get("rois.table")
-        path = o.path(self.out, self._session_key(subject, session), nordic=nordic, combine=combine)
-        files = reg.with_sidecars({"tsv": path}, {"tsv": o})
+        key = self._session_key(subject, session)
+        files = self._paths({"tsv": reg.get("rois.table")}, key, nordic=nordic, combine=combine)
         return {"tsv": files["tsv"], "json": files["tsv_json"]}
 
     def roi_table_inputs(self, wc: Any) -> dict[str, Any]:
@@ -258,29 +258,10 @@ class SubjectPlan:
         keys = ("nc", "roi", "brain", "mask", "betas", "trials", "reference")
         return {k: sorted({str(e[k]) for e in entries if e[k]}) for k in keys}
 
-    #: Keys of an ``--entry`` of the comparison stage, in order.
-    ENTRY_KEYS = (
-        "subject",
-        "session",
-        "variant",
-        "nc",
-        "roi",
-        "brain",
-        "mask",
-        "betas",
-        "trials",
-        "reference",
-        "reference_trials",
-    )
-
     def comparison_subject_args(self, wc: Any) -> str:
         """``--entry key=value ...`` per comparison entry of the subject."""
-        words = []
-        for entry in self.comparison_entries(wc.subject):
-            words.append(
-                " ".join(f"{k}={entry[k]}" for k in self.ENTRY_KEYS if entry.get(k) is not None)
-            )
-        return " ".join(f"--entry {w}" for w in words)
+        entries = self.comparison_entries(wc.subject)
+        return " ".join(f"--entry {entry_words(e)}" for e in entries)
 
     def comparison_inputs(self, wc: Any) -> dict[str, list[str]]:
         subjects = self.comparison_subjects()
@@ -305,8 +286,7 @@ class SubjectPlan:
     def diagnostics_outputs(self, subject: str = "{subject}") -> Files:
         """The NORDIC diagnostics table of a subject (and its sidecar)."""
         o = reg.get("diagnostics.tsv")
-        path = o.path(self.out, o.subject_key(subject, self.task()))
-        files = reg.with_sidecars({"tsv": path}, {"tsv": o})
+        files = self._paths({"tsv": o}, o.subject_key(subject, self.task()))
         return {"tsv": files["tsv"], "json": files["tsv_json"]}
 
     def _diagnostics_items(self, subject: str) -> tuple[list, list, list]:

@@ -46,9 +46,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from echoprep.io.arguments import key_paths
+from echoprep.io.arguments import ENTRY_KEYS, entry_words, key_paths
 from echoprep.io.events import read_trials
-from echoprep.io.images import StageInputError, check_same_grid, load_image
+from echoprep.io.images import StageInputError, check_same_grid, load_image, load_mask_on_grid
 from echoprep.io.outputs import get, group_key, stage_outputs
 from echoprep.io.sidecars import (
     software_versions,
@@ -105,8 +105,6 @@ def stage_options(
     """The options from (part of) the ``comparison:`` section: missing keys take the schema
     default; unknown keys and values the schema refuses raise
     :class:`echoprep.options.OptionsError`."""
-    if isinstance(given, ComparisonOptions):
-        return given
     return parse_options(ComparisonOptions, "comparison", given, source=source)
 
 
@@ -168,17 +166,8 @@ class Entry:
 
 def _load_mask(path: Path, like: Any, what: str, like_path: Path) -> np.ndarray:
     """A mask (> 0) on the grid of the noise-ceiling map ``like`` (file ``like_path``)."""
-    img = load_image(path, what)
-    check_same_grid(
-        img,
-        like,
-        path=path,
-        ref_path=like_path,
-        what=what,
-        fix="Fix: all variants must share the subject's functional grid (rerun the ROI rules).",
-        atol=_GRID_ATOL,
-    )
-    return np.asanyarray(img.dataobj).reshape(like.shape[:3]) > 0
+    fix = "Fix: all variants must share the subject's functional grid (rerun the ROI rules)."
+    return load_mask_on_grid(path, like, like_path=like_path, what=what, fix=fix, atol=_GRID_ATOL)
 
 
 def _roi_betas(path: Path, voxels: np.ndarray, like: Any, like_path: Path) -> np.ndarray:
@@ -498,25 +487,7 @@ def run_comparison(
 # ---------------------------------------------------------------------------------------------
 # command line
 
-ENTRY_KEYS = (
-    "subject",
-    "session",
-    "variant",
-    "nc",
-    "roi",
-    "brain",
-    "mask",
-    "betas",
-    "trials",
-    "reference",
-    "reference_trials",
-)
 _REQUIRED = ("subject", "session", "variant", "nc", "roi", "brain")
-
-
-def entry_words(entry: Mapping[str, Any]) -> str:
-    """The ``--entry`` words of one entry (``key=value`` for the keys given)."""
-    return " ".join(f"{k}={entry[k]}" for k in ENTRY_KEYS if entry.get(k) is not None)
 
 
 def parse_entry(words: Sequence[str]) -> Entry:

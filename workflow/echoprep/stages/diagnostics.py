@@ -38,7 +38,7 @@ import pandas as pd
 
 from echoprep.io.arguments import key_paths
 from echoprep.io.events import read_trials
-from echoprep.io.images import StageInputError, check_same_grid, load_image
+from echoprep.io.images import StageInputError, check_same_grid, load_image, load_mask_on_grid
 from echoprep.io.outputs import TRIALS_NAME, get
 from echoprep.io.sidecars import write_sidecar
 from echoprep.io.tables import read_diagnostics_table, write_tsv
@@ -121,6 +121,15 @@ def output_path(root: str | Path, subject: str, task: str) -> Path:
     return Path(root) / folder / output.file_name(stem)
 
 
+def _mask_like(path: Path, like: Any, what: str, like_path: str | Path) -> np.ndarray:
+    """A mask (> 0) checked to lie on the grid of ``like`` (the file ``like_path``)."""
+    fix = (
+        "Fix: pass the subject's masks on its functional grid (the GLM and echo-handling "
+        "outputs' grid)."
+    )
+    return load_mask_on_grid(path, like, like_path=like_path, what=what, fix=fix)
+
+
 @dataclass(frozen=True)
 class TsnrPair:
     """One run of one echo handling without (``raw``) and with (``nordic``) NORDIC."""
@@ -141,21 +150,6 @@ class GlmFit:
     betas: Path
     trials: Path
     mask: Path
-
-
-def _mask_like(path: Path, like: Any, what: str, like_path: str | Path) -> np.ndarray:
-    """A mask (> 0) checked to lie on the grid of ``like`` (the file ``like_path``)."""
-    img = load_image(path, what)
-    check_same_grid(
-        img,
-        like,
-        path=path,
-        ref_path=like_path,
-        what=what,
-        fix="Fix: pass the subject's masks on its functional grid (the GLM and echo-handling "
-        "outputs' grid).",
-    )
-    return np.asanyarray(img.dataobj).reshape(like.shape[:3]) > 0
 
 
 def _read_trials(path: Path, n: int) -> np.ndarray:

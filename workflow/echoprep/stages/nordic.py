@@ -71,8 +71,6 @@ def stage_options(
     """The stage's options from (part of) the ``nordic:`` section: missing keys take the
     schema default; unknown keys and values the schema does not allow raise
     :class:`echoprep.options.OptionsError`."""
-    if isinstance(given, NordicOptions):
-        return given
     return parse_options(NordicOptions, "nordic", given, source=source)
 
 

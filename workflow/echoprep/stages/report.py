@@ -77,8 +77,6 @@ def stage_options(
 ) -> ReportOptions:
     """The options from (part of) the ``report:`` section; unknown keys and values the schema
     refuses raise :class:`echoprep.options.OptionsError`."""
-    if isinstance(given, ReportOptions):
-        return given
     return parse_options(ReportOptions, "report", given, source=source)
 
 

@@ -64,8 +64,6 @@ def parse_anatomy_options(
     echoprep.options.OptionsError
         (a ``ValueError``) for unknown keys or values the config schema does not allow.
     """
-    if isinstance(options, AnatomyOptions):
-        return options
     return parse_options(AnatomyOptions, "anatomy", options, source=source)
 
 

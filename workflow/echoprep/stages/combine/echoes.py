@@ -106,9 +106,7 @@ def section_options(
     """``given`` itself when it is a ``cls``, else parsed from (part of) its config section
     (missing keys: schema defaults; unknown keys and values the schema refuses: an
     :class:`echoprep.options.OptionsError`)."""
-    if isinstance(given, cls):
-        return given
-    return parse_options(cls, section, given, source=source)  # type: ignore[arg-type]
+    return parse_options(cls, section, given, source=source)
 
 
 def validate_echoes(

@@ -74,6 +74,20 @@ def constant_warning(total: int, by_run: Mapping[str, int], what: str) -> str:
     )
 
 
+def check_nonfinite(n_bad: int, problems: Sequence[str], nan_policy: str) -> None:
+    """Brain voxels with NaN/Inf in some run: an error with ``glm.nan_policy: error``, else a
+    warning (they are left out). ``problems`` names the runs and their counts."""
+    if n_bad and nan_policy == "error":
+        raise StageInputError(
+            "expected finite BOLD values in every brain voxel; found NaN or Inf in "
+            + "; ".join(problems)
+            + ". Fix: provide a brain mask that leaves these voxels out, or set "
+            "glm.nan_policy: exclude to drop them from the fit."
+        )
+    if n_bad:
+        log.warning("leaving out %d voxels with NaN/Inf: %s", n_bad, "; ".join(problems))
+
+
 def load_brain_mask(path: str | Path, ref: nib.Nifti1Image, *, ref_path: str | Path) -> np.ndarray:
     """``(X, Y, Z)`` bool brain mask (non-zero) from ``path``, checked to lie on ``ref``'s grid.
 
@@ -214,15 +228,7 @@ def load_session(
         constant |= flat
         data.append(run)
     n_bad = int(bad.sum())
-    if n_bad and nan_policy == "error":
-        raise StageInputError(
-            "expected finite BOLD values in every brain voxel; found NaN or Inf in "
-            + "; ".join(problems)
-            + ". Fix: provide a brain mask that leaves these voxels out, or set "
-            "glm.nan_policy: exclude to drop them from the fit."
-        )
-    if n_bad:
-        log.warning("leaving out %d voxels with NaN/Inf: %s", n_bad, "; ".join(problems))
+    check_nonfinite(n_bad, problems, nan_policy)
     constant &= ~bad
     n_constant = int(constant.sum())
     if n_constant:
@@ -278,6 +284,7 @@ def check_events_span(
 
 __all__ = [
     "check_events_span",
+    "check_nonfinite",
     "constant_warning",
     "load_brain_mask",
     "load_session",

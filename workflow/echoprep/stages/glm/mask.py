@@ -46,7 +46,7 @@ from echoprep.kernels.glm.voxels import (
     finite_sums,
     run_without_data,
 )
-from echoprep.stages.glm.inputs import constant_warning, load_brain_mask
+from echoprep.stages.glm.inputs import check_nonfinite, constant_warning, load_brain_mask
 from echoprep.stages.glm.options import GlmOptions, parse_glm_options
 
 log = logging.getLogger(__name__)
@@ -185,15 +185,7 @@ def analysis_mask(
             if n_bad:
                 problems.append(f"{variant} run {label} ({entry['file']}): {n_bad} voxels")
     n_bad = int((nonfinite & brain).sum())
-    if n_bad and nan_policy == "error":
-        raise StageInputError(
-            "expected finite BOLD values in every brain voxel; found NaN or Inf in "
-            + "; ".join(problems)
-            + ". Fix: provide a brain mask that leaves these voxels out, or set "
-            "glm.nan_policy: exclude to drop them from the fit."
-        )
-    if n_bad:
-        log.warning("leaving out %d voxels with NaN/Inf: %s", n_bad, "; ".join(problems))
+    check_nonfinite(n_bad, problems, nan_policy)
     left_constant = constant & brain & ~nonfinite
     n_const = int(left_constant.sum())
     if n_const:

@@ -77,8 +77,6 @@ def parse_glm_options(
     echoprep.options.OptionsError
         Unknown keys or values the schema does not allow (all listed at once).
     """
-    if isinstance(given, GlmOptions):
-        return given
     return parse_options(GlmOptions, "glm", given, source=source)
 
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from echoprep.options import OptionsError, parse_options, section_schema
+from echoprep.options import parse_options, section_schema
 
 
 @dataclass(frozen=True)
@@ -57,16 +57,11 @@ def parse_roi_options(
         schema does not allow.
     """
     if isinstance(options, RoiOptions):
-        return options
+        return options  # visual already filled in
+    # parse_options refuses unknown keys inside ``visual`` too; its defaults are filled here
     parsed = parse_options(RoiOptions, "rois", options, source=source)
     given = dict(parsed.visual or {})  # type: ignore[call-overload]
     schema = _visual_schema()
-    unknown = sorted(set(given) - set(schema))
-    if unknown:
-        raise OptionsError(
-            f"{source}: unknown key(s) {unknown} in 'rois.visual'; allowed keys: "
-            f"{sorted(schema)}. Fix: remove or rename them (config/config.yaml documents 'rois')"
-        )
     values = {k: copy.deepcopy(v["default"]) for k, v in schema.items() if "default" in v}
     values.update(given)
     return dataclasses.replace(parsed, visual=VisualRoiOptions(**values))

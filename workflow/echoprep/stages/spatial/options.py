@@ -65,8 +65,6 @@ def parse_spatial_options(
     echoprep.options.OptionsError
         (a ``ValueError``) for unknown keys or values the config schema does not allow.
     """
-    if isinstance(options, SpatialOptions):
-        return options
     return parse_options(SpatialOptions, "spatial", options, source=source)
 
 
