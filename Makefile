@@ -17,10 +17,29 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-# Simulate a 7T multi-echo BIDS dataset (once) and run the workflow on it.
+# Simulate a 7T multi-echo BIDS dataset and run the workflow on it. The dataset records the
+# preset it was simulated with (dataset_description.json, echoprepSimulation.preset): when
+# DEMO_PRESET differs, $(DEMO_DIR)/bids, results and work are removed and simulated anew
+# (only those three folders, and only when bids is a simulated dataset).
+DEMO_SIMULATED = $(BIN)/python -c 'import json, sys; d = json.load(open(sys.argv[1])); \
+	print(d.get("echoprepSimulation", {}).get("preset", "NOT-SIMULATED"))'
+
 demo: setup
-	test -f $(DEMO_DIR)/bids/dataset_description.json || \
-		$(BIN)/echoprep simulate $(DEMO_DIR)/bids --preset $(DEMO_PRESET)
+	@test -n "$(DEMO_DIR)" || { echo "DEMO_DIR is empty" >&2; exit 2; }
+	@had=$$(test -f "$(DEMO_DIR)/bids/dataset_description.json" && \
+		$(DEMO_SIMULATED) "$(DEMO_DIR)/bids/dataset_description.json" || echo NONE); \
+	if [ "$$had" = NOT-SIMULATED ]; then \
+		echo "$(DEMO_DIR)/bids is not a dataset simulated by echoprep; not touching it." \
+			"Use another folder: make demo DEMO_DIR=<folder>" >&2; exit 2; \
+	elif [ "$$had" != "$(DEMO_PRESET)" ]; then \
+		if [ "$$had" != NONE ]; then \
+			echo "$(DEMO_DIR)/bids holds preset $$had, DEMO_PRESET=$(DEMO_PRESET):" \
+				"removing $(DEMO_DIR)/bids, $(DEMO_DIR)/results and $(DEMO_DIR)/work"; \
+			rm -rf "$(DEMO_DIR)/bids" "$(DEMO_DIR)/results" "$(DEMO_DIR)/work"; \
+		fi; \
+		echo "$(BIN)/echoprep simulate $(DEMO_DIR)/bids --preset $(DEMO_PRESET)"; \
+		$(BIN)/echoprep simulate "$(DEMO_DIR)/bids" --preset "$(DEMO_PRESET)"; \
+	fi
 	$(BIN)/snakemake --configfile config/demo.yaml --cores $(CORES) \
 		--config bids_dir=$(DEMO_DIR)/bids output_dir=$(DEMO_DIR)/results work_dir=$(DEMO_DIR)/work
 

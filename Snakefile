@@ -1,8 +1,8 @@
 """echoprep: multi-echo 7T fMRI -> NORDIC, tedana, GLMsingle single-trial betas, noise ceilings.
 
-Run:   snakemake --configfile config/demo.yaml --cores 2
-Dry:   snakemake -n
-HPC:   snakemake --profile profiles/slurm
+Run:   snakemake --configfile config/demo.yaml --cores 2          (the demo; see `make demo`)
+Dry:   snakemake -n --config bids_dir=/path/to/bids                (bids_dir has no default)
+HPC:   snakemake --profile profiles/slurm --config bids_dir=/path/to/bids
 """
 
 import sys
@@ -22,7 +22,8 @@ report: "workflow/report/workflow.rst"
 
 
 try:
-    _validated = validate_config(config)
+    # --config values arrive as text unless plain numbers: the schema decides how to read them
+    _validated = validate_config(config, command_line=workflow.config_settings.config)
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
 config.clear()
@@ -38,10 +39,12 @@ include: "workflow/rules/combine.smk"
 include: "workflow/rules/glm.smk"
 include: "workflow/rules/rois.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/publish.smk"
 
 
 rule all:
     default_target: True
     input:
         all_targets(),
+        preflight,
     localrule: True

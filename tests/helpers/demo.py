@@ -50,7 +50,7 @@ class DemoRun(TypedDict):
     work: Path  # work_dir
     out: Path  # results/combine-raw (the e2e tests' main folder)
     config: dict[str, object]  # bids_dir, output_dir, work_dir as given to --config
-    log: str  # make's stdout + stderr
+    log: str  # make's stdout + stderr: the console (tests/workflow/test_console.py)
     seconds: float  # wall time of `make demo`
     bids_before: dict[str, tuple]  # tree_state(bids) after simulating, before the run
     bids_after: dict[str, tuple]  # tree_state(bids) right after the run

@@ -1,23 +1,35 @@
 #!/usr/bin/env bash
 # A one-node SLURM cluster for CI (root, Debian/Ubuntu, no systemd, no cgroups, no slurmdbd).
 #
-#   tests/hpc/slurm_ci.sh start   install slurmctld/slurmd/munge if missing, write
-#                                 /etc/slurm/slurm.conf, start munged, slurmctld, slurmd and wait
-#                                 until the node is idle
+#   tests/hpc/slurm_ci.sh start   install slurmctld/slurmd/munge if missing (apt-get), write the
+#                                 cluster's slurm.conf and munge key into $SLURM_CI_STATE, start
+#                                 munged, slurmctld and slurmd from there and wait until the node
+#                                 is idle
 #   tests/hpc/slurm_ci.sh stop    stop the daemons this script started, by their PID files only
 #
-# State (PID files, logs, spool) lives in $SLURM_CI_STATE (default ${TMPDIR:-/tmp}/slurm-ci).
-# The config must be the default /etc/slurm/slurm.conf: the slurm-jobstep plugin strips SLURM_CONF
-# from the environment of its inner srun. MinJobAge=3600 lets the executor plugin poll with
-# squeue (there is no accounting database for sacct). See the README, "Running on a cluster".
+# Everything lives in $SLURM_CI_STATE (default ${TMPDIR:-/tmp}/slurm-ci): slurm.conf, the munge
+# key, socket and logs, PID files, spool, and bin/srun. /etc is never written (installing the
+# Debian packages is the only change to the machine): the daemons get the config with -f, the
+# clients through SLURM_CONF, and munge runs on its own key and socket (AuthInfo=socket=...).
+# The cluster uses its own ports (SLURM_CI_PORT, default 16817, and the next one), so a client
+# that fell back to a system /etc/slurm/slurm.conf would fail instead of passing by chance.
+#
+# Clients: `source $SLURM_CI_STATE/env` sets SLURM_CONF and puts $SLURM_CI_STATE/bin first on
+# PATH. bin/srun is srun with SLURM_CONF set: the slurm-jobstep executor plugin runs each job
+# through an inner srun whose environment it strips of every SLURM_* variable, SLURM_CONF too.
+# MinJobAge=3600 lets the executor plugin poll with squeue (there is no accounting database for
+# sacct). See the README, "Running on a SLURM cluster".
 #
 # Exit status of `start`: 0 up; 2 not root; 3 the packages are missing and could not be installed;
-# 4 another slurmctld/slurmd/munged is already running; 1 any other failure (logs are printed).
+# 4 a slurmctld/slurmd is already running; 1 any other failure (logs are printed).
 set -euo pipefail
 
 STATE=${SLURM_CI_STATE:-${TMPDIR:-/tmp}/slurm-ci}
-CONF=/etc/slurm/slurm.conf
+CONF=$STATE/slurm.conf
+MUNGE=$STATE/munge
+PORT=${SLURM_CI_PORT:-16817}
 DAEMONS=(slurmd slurmctld munged)
+export SLURM_CONF=$CONF
 
 log() { echo "slurm_ci: $*" >&2; }
 
@@ -59,10 +71,10 @@ wait_for_file() { # wait_for_file PATH SECONDS
 }
 
 start() {
-    [ "$(id -u)" = 0 ] || { log "must run as root (installs packages, writes $CONF)"; exit 2; }
-    mkdir -p "$STATE"/{log,spool,ctld}
+    [ "$(id -u)" = 0 ] || { log "must run as root (installs packages, runs the daemons)"; exit 2; }
+    mkdir -p "$STATE"/{log,spool,ctld,bin} "$MUNGE"
     install_packages || exit $?
-    for d in "${DAEMONS[@]}"; do
+    for d in slurmd slurmctld; do
         if running "$d"; then
             log "$d is already running (not started by this script?); stop it first"
             exit 4
@@ -75,27 +87,30 @@ start() {
     mem=$(slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')
     mem=$((mem * 9 / 10))
 
-    # munge: a key (the package's postinst usually made one), its run folder, the daemon
-    if [ ! -s /etc/munge/munge.key ]; then
-        mungekey --create --force 2>/dev/null ||
-            dd if=/dev/urandom of=/etc/munge/munge.key bs=1024 count=1 status=none
-        chown munge:munge /etc/munge/munge.key
-        chmod 400 /etc/munge/munge.key
-    fi
-    install -d -o munge -g munge -m 755 /run/munge
-    rm -f /run/munge/munged.pid
-    runuser -u munge -- /usr/sbin/munged --pid-file=/run/munge/munged.pid
-    wait_for_file /run/munge/munged.pid 5 || { log "munged did not start"; exit 1; }
-    cp /run/munge/munged.pid "$STATE/munged.pid"
-    munge -n | unmunge >/dev/null
+    # munge: this cluster's own key, socket, PID, log and seed files, all in $MUNGE. munged
+    # runs as root here (--force: it would refuse otherwise), which suits a throw-away CI node.
+    mungekey --create --force --keyfile="$MUNGE/munge.key" 2>/dev/null ||
+        dd if=/dev/urandom of="$MUNGE/munge.key" bs=1024 count=1 status=none
+    chmod 700 "$MUNGE"
+    chmod 400 "$MUNGE/munge.key"
+    rm -f "$MUNGE/munged.pid"
+    /usr/sbin/munged --force --key-file="$MUNGE/munge.key" --socket="$MUNGE/munge.socket.2" \
+        --pid-file="$MUNGE/munged.pid" --log-file="$STATE/log/munged.log" \
+        --seed-file="$MUNGE/munged.seed"
+    wait_for_file "$MUNGE/munged.pid" 5 || { log "munged did not start"; tail -n 20 "$STATE/log/munged.log" >&2; exit 1; }
+    cp "$MUNGE/munged.pid" "$STATE/munged.pid"
+    munge --socket="$MUNGE/munge.socket.2" -n | unmunge --socket="$MUNGE/munge.socket.2" >/dev/null
 
-    mkdir -p /etc/slurm
     cat >"$CONF" <<CONF
 # written by tests/hpc/slurm_ci.sh (one-node CI cluster; state in ${STATE})
 ClusterName=ci
 SlurmctldHost=${node}(127.0.0.1)
+SlurmctldPort=${PORT}
+SlurmdPort=$((PORT + 1))
 SlurmUser=root
 AuthType=auth/munge
+AuthInfo=socket=${MUNGE}/munge.socket.2
+CredType=cred/munge
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
@@ -106,6 +121,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 ReturnToService=2
 MinJobAge=3600
+PlugStackConfig=${STATE}/plugstack.conf
 StateSaveLocation=${STATE}/ctld
 SlurmdSpoolDir=${STATE}/spool
 SlurmctldPidFile=${STATE}/slurmctld.pid
@@ -115,6 +131,12 @@ SlurmdLogFile=${STATE}/log/slurmd.log
 NodeName=${node} NodeAddr=127.0.0.1 CPUs=${cpus} RealMemory=${mem} State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
+    : >"$STATE/plugstack.conf"
+    # srun for the executor plugin's inner job step, which runs without SLURM_CONF
+    printf '#!/bin/sh\nSLURM_CONF=%s exec /usr/bin/srun "$@"\n' "$CONF" >"$STATE/bin/srun"
+    chmod 755 "$STATE/bin/srun"
+    printf 'export SLURM_CONF=%s\nexport PATH=%s/bin:$PATH\n' "$CONF" "$STATE" >"$STATE/env"
+
     /usr/sbin/slurmctld -c -f "$CONF"
     wait_for_file "$STATE/slurmctld.pid" 10 || { log "slurmctld did not start"; tail -n 20 "$STATE/log/slurmctld.log" >&2; exit 1; }
     /usr/sbin/slurmd -f "$CONF"
@@ -122,7 +144,7 @@ CONF
     local i
     for ((i = 0; i < 60; i++)); do
         if sinfo -h -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated)$'; then
-            log "node ${node} up (CPUs=${cpus} RealMemory=${mem}); state in ${STATE}"
+            log "node ${node} up (CPUs=${cpus} RealMemory=${mem}); config ${CONF}"
             return 0
         fi
         sleep 0.5

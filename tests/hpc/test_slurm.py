@@ -1,15 +1,19 @@
 """The tiny demo dataset through a real one-node SLURM cluster with ``profiles/slurm-ci``.
 
 ``tests/hpc/slurm_ci.sh start`` (session fixture ``slurm_cluster``) installs slurmctld, slurmd
-and munge with apt-get where they are missing, writes /etc/slurm/slurm.conf and starts the
-daemons; ``stop`` (fixture teardown, also after failures) ends them by their PID files. The
-workflow then runs with ``snakemake --profile profiles/slurm-ci`` from an empty folder, on the
-``demo`` fixture's raw dataset and configuration, and its derivatives are compared with the
-local ``make demo`` run's. Needs root (packages, /etc/slurm); skipped otherwise, saying why.
+and munge with apt-get where they are missing, writes the cluster's slurm.conf and munge key
+into a temporary folder and starts the daemons from there; ``stop`` (fixture teardown, also
+after failures) ends them by their PID files. Nothing under /etc is written (checked). The
+clients (Snakemake's sbatch/squeue, scontrol here) find the cluster through ``SLURM_CONF`` and
+the folder's ``bin/srun`` (:data:`Cluster` ``env``). The workflow then runs with
+``snakemake --profile profiles/slurm-ci`` from an empty folder, on the ``demo`` fixture's raw
+dataset and configuration, and its derivatives are compared with the local ``make demo``
+run's. Needs root (packages, daemons); skipped otherwise, saying why.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -33,7 +37,7 @@ from helpers.demo import (
     tree_state,
     workflow_command,
 )
-from helpers.snake import ROOT, Job, job_counts, parse_jobs
+from helpers.snake import ROOT, Job, job_counts, local_rules, parse_jobs
 
 pytestmark = pytest.mark.slow
 
@@ -46,9 +50,20 @@ SUBMITTED = re.compile(r"^Job (\S+) has been submitted with SLURM jobid (\d+) ",
 
 
 class Cluster(TypedDict):
-    state: Path  # SLURM_CI_STATE: PID files, logs, spool
+    state: Path  # SLURM_CI_STATE: slurm.conf, munge key and socket, PID files, logs, spool
+    env: dict[str, str]  # os.environ + SLURM_CONF and bin/srun first on PATH (clients)
     start_seconds: float
     start_output: str
+
+
+#: Files under /etc the cluster must leave as they were (absent stays absent).
+ETC_FILES = (Path("/etc/slurm/slurm.conf"), Path("/etc/munge/munge.key"))
+
+
+def _etc_state() -> dict[Path, str | None]:
+    return {
+        p: hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else None for p in ETC_FILES
+    }
 
 
 class SlurmRun(TypedDict):
@@ -76,13 +91,14 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
     if os.geteuid() != 0:
         pytest.skip(
             "the SLURM test needs root: it installs slurmctld/slurmd/munge with apt-get and"
-            f" writes /etc/slurm/slurm.conf (running as uid {os.geteuid()})"
+            f" runs their daemons (running as uid {os.geteuid()})"
         )
     if not (shutil.which("slurmctld") or Path("/usr/sbin/slurmctld").exists()) and not (
         shutil.which("apt-get")
     ):
         pytest.skip("the SLURM test needs slurmctld installed, or apt-get to install it")
     state = tmp_path_factory.mktemp("slurm-ci")
+    etc_before = _etc_state()
     t0 = time.monotonic()
     try:
         started = _script("start", state, timeout=900)
@@ -97,12 +113,18 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
         assert started.returncode == 0, (
             f"tests/hpc/slurm_ci.sh start failed (exit {started.returncode}):\n{output[-4000:]}"
         )
-        yield Cluster(state=state, start_seconds=seconds, start_output=output)
+        env = {
+            **os.environ,
+            "SLURM_CONF": str(state / "slurm.conf"),
+            "PATH": f"{state / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        yield Cluster(state=state, env=env, start_seconds=seconds, start_output=output)
     finally:
         stopped = _script("stop", state, timeout=120)
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
         for daemon in ("slurmd", "slurmctld", "munged"):
             assert not (state / f"{daemon}.pid").exists(), f"{daemon} was not stopped"
+        assert _etc_state() == etc_before, "the SLURM cluster changed files under /etc"
 
 
 @pytest.fixture(scope="module")
@@ -119,11 +141,12 @@ def slurm_run(
         capture_output=True,
         text=True,
         timeout=300,
+        env=slurm_cluster["env"],
     )
     assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
     t0 = time.monotonic()
     rc, log = run_in_group(
-        cmd, base / "snakemake.log", timeout=SLURM_RUN_TIMEOUT, cwd=cwd, env=os.environ
+        cmd, base / "snakemake.log", timeout=SLURM_RUN_TIMEOUT, cwd=cwd, env=slurm_cluster["env"]
     )
     return SlurmRun(
         cwd=cwd,
@@ -141,9 +164,13 @@ def _ctld_log(cluster: Cluster) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
 
-def _scontrol_job(slurm_id: str) -> dict[str, str]:
+def _scontrol_job(slurm_id: str, env: dict[str, str]) -> dict[str, str]:
     res = subprocess.run(
-        ["scontrol", "show", "job", "-o", slurm_id], capture_output=True, text=True, timeout=30
+        ["scontrol", "show", "job", "-o", slurm_id],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
     )
     assert res.returncode == 0, f"scontrol show job {slurm_id}: {res.stderr}"
     return dict(re.findall(r"(\S+?)=(\S*)", res.stdout))
@@ -178,14 +205,16 @@ def test_every_rule_job_ran_as_a_slurm_job(slurm_run, slurm_cluster):
     log = slurm_run["log"]
     submitted = SUBMITTED.findall(log)
     n_jobs = sum(job_counts(log).values())
-    n_local = sum(1 for job in parse_jobs(log) if job.local)
+    # local jobs from the declarations: the console (logger plugin) prints no job blocks
+    local = local_rules()
+    n_local = sum(1 for job in slurm_run["dry_run"] if job.rule in local)
     assert n_jobs == len(slurm_run["dry_run"]) and n_local >= 1
     assert len(submitted) == n_jobs - n_local > 0
     assert len({s for _, s in submitted}) == len({j for j, _ in submitted}) == len(submitted)
     ctld = _ctld_log(slurm_cluster)
     names = set()
     for _, slurm_id in submitted:
-        info = _scontrol_job(slurm_id)
+        info = _scontrol_job(slurm_id, slurm_cluster["env"])
         assert (info["JobState"], info["ExitCode"]) == ("COMPLETED", "0:0"), info
         assert info["Partition"] == "debug" and info["WorkDir"] == str(slurm_run["cwd"]), info
         names.add(info["JobName"])
@@ -196,7 +225,7 @@ def test_every_rule_job_ran_as_a_slurm_job(slurm_run, slurm_cluster):
     assert len(names) == 1, names  # the executor names every job of a run by the run's id
 
 
-def test_slurm_jobs_got_each_rules_threads_memory_and_runtime(slurm_run):
+def test_slurm_jobs_got_each_rules_threads_memory_and_runtime(slurm_run, slurm_cluster):
     """threads -> --cpus-per-task, mem_mb -> --mem, runtime -> --time, per rule, as the dry
     run of the same command computes them (the CI profile adds nothing that overrides them)."""
     expected: dict[str, set[tuple[int, int, int]]] = {}
@@ -207,7 +236,7 @@ def test_slurm_jobs_got_each_rules_threads_memory_and_runtime(slurm_run):
         )
     seen: dict[str, set[tuple[int, int, int]]] = {}
     for _, slurm_id in SUBMITTED.findall(slurm_run["log"]):
-        info = _scontrol_job(slurm_id)
+        info = _scontrol_job(slurm_id, slurm_cluster["env"])
         rule = re.match(r"^rule_(.+?)(?:_wildcards_.*)?$", info["Comment"])
         assert rule, info["Comment"]
         got = (
@@ -275,7 +304,11 @@ def test_grouped_jobs_share_one_slurm_submission(slurm_cluster, demo, tmp_path):
         *group_args,
     )
     rc, log = run_in_group(
-        cmd, tmp_path / "snakemake.log", timeout=SLURM_RUN_TIMEOUT, cwd=cwd, env=os.environ
+        cmd,
+        tmp_path / "snakemake.log",
+        timeout=SLURM_RUN_TIMEOUT,
+        cwd=cwd,
+        env=slurm_cluster["env"],
     )
     assert rc == 0, log[-5000:]
     n_jobs = job_counts(log)[rule]
@@ -286,7 +319,7 @@ def test_grouped_jobs_share_one_slurm_submission(slurm_cluster, demo, tmp_path):
     assert len(group_logs) == len(submitted), group_logs
     assert all(g.startswith(f"{groups[rule]}_") for g in group_logs), group_logs
     for _, slurm_id in submitted:
-        info = _scontrol_job(slurm_id)
+        info = _scontrol_job(slurm_id, slurm_cluster["env"])
         assert (info["JobState"], info["ExitCode"]) == ("COMPLETED", "0:0"), info
         assert int(info["NumCPUs"]) <= 2, info  # fits the 2-CPU runner
     made = sorted(p.relative_to(results) for p in results.rglob("*.nii.gz"))

@@ -1,7 +1,8 @@
 """Anatomy stage on the simulator's tiny T1w (4 mm): accuracy against truth, outputs, determinism.
 
-The stage runs twice per module (about 15-25 s each on 2 cores: N4, deepbet, a ``fast`` SyN to
-the template at 4 mm, Atropos); the bad-input tests stop at validation and cost nothing.
+The stage runs three times per module (about 15-25 s each on 2 cores: N4, deepbet, a ``fast`` SyN
+to the template at 4 mm, Atropos; the third on a small head cropped from the same T1w); the
+bad-input tests stop at validation and cost nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from echoprep.simulate import simulate_dataset
 from echoprep.simulate.truth import truth_paths
 from echoprep.stages import anatomy
 from echoprep.stages.anatomy import OUTPUTS, TEMPLATE, apply_to_grid, output_paths, run_anatomy
+from echoprep.stages.anatomy.run import USUAL_MIN_BRAIN_ML, USUAL_MIN_TEMPLATE_DICE
+from helpers.small_head import crop_t1w
 
 OPTIONS = {"registration": "fast"}
 SEED = 3
@@ -233,14 +236,30 @@ def test_voxel_sizes_out_of_range_are_refused(tmp_path):
         run_anatomy(path, _outs(tmp_path))
 
 
-def test_a_slab_is_refused(tmp_path):
+def test_a_small_field_of_view_warns_and_is_not_refused(tmp_path, caplog):
+    """A slab or a small head is legal: validation logs and returns a warning, no error."""
     path = _save(tmp_path, _head((100, 100, 30)))
+    warnings: list[str] = []
+    with caplog.at_level("WARNING", logger="echoprep.stages.anatomy"):
+        img = anatomy.validate_t1w(path, warnings)
+    assert img.shape == (100, 100, 30)
+    (warning,) = warnings
+    assert "t1w.nii.gz: field of view [100.0, 100.0, 30.0] mm, below the 80 mm" in warning
+    assert "records this in its sidecars (Warnings)" in warning
+    assert warning in caplog.text
+    # a whole head: nothing to say
+    whole: list[str] = []
+    anatomy.validate_t1w(_save(tmp_path, _head((90, 90, 90)), name="whole.nii.gz"), whole)
+    assert whole == []
+
+
+def test_a_single_slice_is_refused(tmp_path):
     with pytest.raises(
         StageInputError,
-        match=r"expected a whole-head T1w \(field of view >= 80 mm along every axis\); found "
-        r"\[100.0, 100.0, 30.0\] mm",
+        match=r"t1w.nii.gz: expected a 3D volume with at least 4 voxels along every axis; found "
+        r"shape \(100, 100, 2\)",
     ):
-        run_anatomy(path, _outs(tmp_path))
+        run_anatomy(_save(tmp_path, _head((100, 100, 2))), _outs(tmp_path))
 
 
 def test_nan_constant_and_unreadable_images_are_refused(tmp_path):
@@ -263,16 +282,54 @@ def test_a_sheared_affine_is_refused(tmp_path):
         run_anatomy(_save(tmp_path, _head(), affine), _outs(tmp_path))
 
 
-def test_an_image_without_a_brain_is_refused_after_brain_extraction(tmp_path):
-    """A bright ball: deepbet finds a small blob (or nothing) and the stage stops, naming it."""
-    x, y, z = np.mgrid[:60, :60, :60]
-    ball = ((x - 30) ** 2 + (y - 30) ** 2 + (z - 30) ** 2 < 15**2) * 1000.0
-    ball += np.random.default_rng(0).random(ball.shape) * 20
-    path = _save(tmp_path, ball.astype(np.float32), np.diag([2.0, 2.0, 2.0, 1.0]))
+def test_an_empty_brain_mask_is_refused(tmp_path, monkeypatch):
+    """Brain extraction that finds nothing is unusable input: the stage stops, naming it (N4
+    and deepbet replaced by stand-ins: only the check after them is tested)."""
+    from echoprep.stages.anatomy import run as anatomy_run
+
+    monkeypatch.setattr(anatomy_run.ants, "n4_bias_correction", lambda data, *a, **k: (data, 1))
+    monkeypatch.setattr(
+        anatomy_run.deepbet, "brain_mask", lambda data, *a: np.zeros(data.shape, np.uint8)
+    )
+    path = _save(tmp_path, _head((40, 40, 40)), np.diag([2.0, 2.0, 2.0, 1.0]))
     with pytest.raises(
-        StageInputError, match=r"t1w.nii.gz: expected a brain .*Fix: check that the input is a"
+        StageInputError,
+        match=r"t1w.nii.gz: expected a brain in the T1w; brain extraction \(deepbet, threshold "
+        r"0.5\) found none \(an empty mask\). Fix: check that the input is a T1w of a head",
     ):
-        run_anatomy(path, _outs(tmp_path), n_threads=2, options={"segmentation": "kmeans"})
+        run_anatomy(path, _outs(tmp_path))
+
+
+def test_a_small_head_is_processed_with_warnings_in_every_sidecar(tiny, tmp_path, caplog):
+    """The tiny T1w cropped to 72×80×48 mm (issue 17's small head): field of view under 80 mm,
+    a brain under 100 ml, a poor template fit (and, if the warped priors miss the brain, the
+    k-means fallback) are warnings, logged, returned and written to every sidecar; the outputs
+    are complete (one more stage run, about 10-25 s)."""
+    small = crop_t1w(tiny.t1w, tmp_path / "sub-01_T1w.nii.gz")
+    outputs = output_paths(tmp_path / "anat", "01", list(OUTPUTS))
+    with caplog.at_level("WARNING", logger="echoprep.stages.anatomy"):
+        record = run_anatomy(small, outputs, seed=SEED, n_threads=2, options=OPTIONS)
+    fov, brain, *more = warnings = record["Warnings"]
+    assert "field of view [72.0, 80.0, 48.0] mm, below the 80 mm" in fov
+    assert f"ml), less than the {USUAL_MIN_BRAIN_ML:.0f} ml expected of a head" in brain
+    assert 0 < record["BrainVolumeMl"] < USUAL_MIN_BRAIN_ML
+    # a partial brain fits the whole template brain poorly; with this seed the warped priors
+    # miss it and Atropos falls back to k-means: both said, neither an error
+    assert record["TemplateBrainDice"] < USUAL_MIN_TEMPLATE_DICE
+    assert any("overlaps the template's brain poorly" in w for w in more)
+    fallback = [w for w in more if "tissue priors failed" in w]
+    assert record["Segmentation"] == ("kmeans" if fallback else "priors")
+    assert all(w in caplog.text for w in warnings)
+    for key, path in outputs.items():
+        assert Path(path).is_file(), key
+        side = json.loads(sidecar_path(path).read_text())
+        assert side["Warnings"] == warnings, key
+    method = json.loads(sidecar_path(outputs["dseg"]).read_text())["Method"]
+    assert ("k-means" in method) == bool(fallback), method
+    assert set(np.unique(_data(outputs["dseg"]))) <= {0, 1, 2, 3}
+    # the whole-head run of the same subject has nothing to say
+    assert tiny.record["Warnings"] == []
+    assert json.loads(sidecar_path(tiny.out["preproc"]).read_text())["Warnings"] == []
 
 
 def test_bad_options_and_outputs_are_refused(tmp_path):

@@ -619,6 +619,85 @@ def test_two_acquisitions_for_one_run(root: Path) -> None:
     assert p.found == "files of 2 acquisitions: (none), acq-fast"
 
 
+# --------------------------------------------------------------------------------------
+# the T1w header, checked when the workflow is built (as the anatomy stage would)
+# --------------------------------------------------------------------------------------
+
+
+def _t1w(root: Path, shape, affine, units: str = "mm") -> Path:
+    """Replace sub-01's T1w by an image of this geometry (sform only: any affine, singular
+    included) and spatial unit."""
+    import nibabel as nib
+
+    path = t1w_path(root, "01", "01")
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape(shape)
+    hdr.set_data_dtype(np.int16)
+    hdr.set_sform(np.asarray(affine, float), code=1)
+    hdr.set_xyzt_units(units, "sec")
+    nib.save(nib.Nifti1Image(np.zeros(shape, np.int16), None, hdr), path)
+    return path
+
+
+def test_a_small_head_t1w_is_a_warning_not_a_problem(root: Path, caplog) -> None:
+    """72×80×48 mm (issue 17's small head): legal, processed; one warning, logged once."""
+    _t1w(root, (18, 20, 12), default_affine((18, 20, 12), 4.0))
+    with caplog.at_level("WARNING", logger="echoprep.io.bids"):
+        ds = discover(root, require_t1w=True)
+    assert ds.t1w == {"01": t1w_path(root, "01", "01")}
+    (warning,) = ds.warnings
+    assert warning.startswith(
+        "sub-01/ses-01/anat/sub-01_ses-01_T1w.nii.gz: field of view [72.0, 80.0, 48.0] mm, "
+        "below the 80 mm of an adult whole head"
+    )
+    assert caplog.text.count(warning) == 1
+    # a whole head (160 × 192 × 160 mm): nothing to say
+    _t1w(root, (40, 48, 40), default_affine((40, 48, 40), 4.0))
+    assert discover(root, require_t1w=True).warnings == ()
+
+
+def test_t1w_header_problems_are_found_when_the_workflow_is_built(root: Path) -> None:
+    """What the anatomy stage would refuse from the header alone, reported by discovery."""
+    name = "sub-01/ses-01/anat/sub-01_ses-01_T1w.nii.gz"
+    cases = [
+        ((64, 64, 2), default_affine((64, 64, 2), 2.0), "mm", "shape (64, 64, 2)"),
+        ((40, 40, 40), np.diag([10.0, 10.0, 10.0, 1.0]), "mm", "[10.0, 10.0, 10.0] mm"),
+        ((40, 40, 40), np.diag([2.0, 2.0, 0.0, 1.0]), "mm", "a singular affine"),
+        ((40, 40, 40), np.diag([2.0, 2.0, 2.0, 1.0]), "meter", "units 'meter'"),
+        ((4, 4, 4, 2), default_affine((4, 4, 4), 2.0), "mm", "shape (4, 4, 4, 2)"),
+    ]
+    sheared = np.diag([2.0, 2.0, 2.0, 1.0])
+    sheared[0, 1] = 0.6
+    cases.append(((40, 40, 40), sheared, "mm", "a shear of"))
+    for shape, affine, units, found in cases:
+        _t1w(root, shape, affine, units)
+        (p,) = problems_of(root)
+        assert p.file == name, p
+        assert p.found.startswith(found), (found, str(p))
+        assert p.fix, p
+
+
+def test_every_problem_is_listed_with_the_t1w_problem(root: Path) -> None:
+    """A T1w time series and a sidecar without EchoTime: one error listing both."""
+    _t1w(root, (40, 40, 40, 3), default_affine((40, 40, 40), 2.0))
+    edit_sidecar(bold_path(root, run="02", echo=2, part="mag"), EchoTime=None)
+    found = problems_of(root, n=2)
+    assert found[0].expected.startswith("EchoTime (echo time of echo-2, in seconds)")
+    assert found[0].file.endswith("run-02_echo-2_part-mag_bold.json")
+    assert found[1].file == "sub-01/ses-01/anat/sub-01_ses-01_T1w.nii.gz"
+    assert found[1].found == "shape (40, 40, 40, 3)"
+
+
+def test_the_header_cache_keeps_the_spatial_unit(root: Path, tmp_path: Path) -> None:
+    """Units come from the header cache on the second discovery (no header is re-read)."""
+    _t1w(root, (40, 40, 40), np.diag([2.0, 2.0, 2.0, 1.0]), "micron")
+    cache = tmp_path / "cache"
+    first = problems_of(root, cache_dir=cache)
+    (headers,) = cache.glob("*/headers.json")
+    assert '"units": "micron"' in headers.read_text()
+    assert problems_of(root, cache_dir=cache) == first
+
+
 def test_require_t1w(root: Path) -> None:
     remove(t1w_path(root, "01", "01"))
     assert discover(root).t1w == {}

@@ -1,8 +1,11 @@
-"""Every rule runs in a pinned conda env whose pins equal pyproject.toml's (what CI installs)."""
+"""Every rule runs in a pinned conda env: its direct pins equal pyproject.toml's (what CI
+installs) and every transitive dependency is pinned at the tested .venv's version (envs/lock.py
+writes the envs; these tests recompute the closure and compare)."""
 
 from __future__ import annotations
 
 import re
+import sys
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -12,6 +15,9 @@ import yaml
 from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "envs"))
+import lock  # noqa: E402  (envs/lock.py, a script)
+
 RULE_FILES = [*sorted((ROOT / "workflow" / "rules").glob("*.smk")), ROOT / "Snakefile"]
 EXACT_PIP = re.compile(r"^([A-Za-z0-9_.\-]+)==([0-9][0-9A-Za-z.+\-]*)$")
 EXACT_CONDA = re.compile(r"^([A-Za-z0-9_.\-]+)=([0-9][0-9.]*)$")
@@ -67,29 +73,91 @@ def test_every_rule_that_runs_a_command_names_an_existing_env():
             assert envs[name].is_file(), f"rule {name}: conda env {envs[name]} does not exist"
 
 
-@pytest.mark.parametrize("env_file", sorted((ROOT / "envs").glob("*.yaml")), ids=lambda p: p.name)
-def test_env_pins_are_exact_and_agree_with_pyproject(env_file):
+def _env_pins(env_file: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """(pip pins, conda pins) of an env file, normalised name -> version."""
     env = yaml.safe_load(env_file.read_text())
-    assert env["channels"] == ["conda-forge", "nodefaults"]
-    pins = _pyproject_pins()
     pip_pins: dict[str, str] = {}
+    conda_pins: dict[str, str] = {}
     for dep in env["dependencies"]:
         if isinstance(dep, dict):
             for req in dep["pip"]:
                 m = EXACT_PIP.match(req)
                 assert m, f"{env_file.name}: pip requirement {req!r} is not NAME==VERSION"
+                assert _norm(m.group(1)) not in pip_pins, f"{env_file.name}: {req} twice"
                 pip_pins[_norm(m.group(1))] = m.group(2)
         else:
-            assert EXACT_CONDA.match(dep), f"{env_file.name}: {dep!r} is not an exact conda pin"
-    for name, version in pip_pins.items():
-        assert name in pins, f"{env_file.name}: {name} is not pinned in pyproject.toml"
-        assert pins[name] == version, (
-            f"{env_file.name}: {name}=={version} but pyproject.toml pins {pins[name]}"
+            m = EXACT_CONDA.match(dep)
+            assert m, f"{env_file.name}: {dep!r} is not an exact conda pin"
+            conda_pins[_norm(m.group(1))] = m.group(2)
+    return pip_pins, conda_pins
+
+
+def lock_problems(pins: dict[str, str], expected: dict[str, str]) -> list[str]:
+    """Differences between an env's pip pins and the closure it should pin."""
+    problems = [
+        f"{n}: not pinned (the .venv has {v})" for n, v in expected.items() if n not in pins
+    ]
+    problems += [
+        f"{n}=={pins[n]}, but the .venv has {v}"
+        for n, v in expected.items()
+        if n in pins and pins[n] != v
+    ]
+    problems += [f"{n}=={v}: pinned but not needed" for n, v in pins.items() if n not in expected]
+    return problems
+
+
+def test_every_env_file_is_generated_by_the_lock_script():
+    assert sorted(p.name for p in (ROOT / "envs").glob("*.yaml")) == sorted(lock.SPECS)
+
+
+@pytest.mark.parametrize("env_file", sorted((ROOT / "envs").glob("*.yaml")), ids=lambda p: p.name)
+def test_env_pins_are_exact_and_agree_with_pyproject(env_file):
+    env = yaml.safe_load(env_file.read_text())
+    assert env["channels"] == ["conda-forge", "nodefaults"]
+    pins = _pyproject_pins()
+    pip_pins, _ = _env_pins(env_file)
+    direct = lock.pyproject_requirements(lock.SPECS[env_file.name])
+    for req in direct:
+        m = EXACT_PIP.match(req)
+        name, version = _norm(m.group(1)), m.group(2)
+        assert pip_pins.get(name) == version == pins[name], (
+            f"{env_file.name}: {name} pinned {pip_pins.get(name)}, pyproject.toml {pins[name]}"
         )
     # the echoprep package must be importable in every env: all core dependencies present
     core = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     needed = {_norm(EXACT_PIP.match(r).group(1)) for r in core} - {"tedana", "six"}
     assert needed <= set(pip_pins), f"{env_file.name} lacks {sorted(needed - set(pip_pins))}"
+
+
+@pytest.mark.parametrize("env_file", sorted((ROOT / "envs").glob("*.yaml")), ids=lambda p: p.name)
+def test_env_pins_every_transitive_dependency_at_the_tested_version(env_file):
+    """The closure of the env's direct requirements, recomputed from this interpreter's
+    package metadata (the tested .venv), is exactly what the env pins: a missing pin, another
+    version or a stale extra pin fails. Fix: `.venv/bin/python envs/lock.py`."""
+    pip_pins, conda_pins = _env_pins(env_file)
+    expected = lock.closure(lock.pyproject_requirements(lock.SPECS[env_file.name]))
+    assert lock_problems(pip_pins, expected) == [], "run `.venv/bin/python envs/lock.py`"
+    assert conda_pins == {"python": lock.PYTHON, "pip": lock.PIP}
+    assert f"{sys.version_info.major}.{sys.version_info.minor}" == lock.PYTHON.rsplit(".", 1)[0]
+
+
+def test_the_closure_follows_requirements_and_the_check_can_fail():
+    """jsonschema needs attrs, referencing (which needs rpds-py) ...: all found, at the
+    installed versions; a pin removed or changed is reported."""
+    got = lock.closure(["jsonschema==4.26.0"])
+    for name in ("jsonschema", "attrs", "referencing", "rpds-py", "jsonschema-specifications"):
+        assert got[name] == Version(metadata.version(name)).public, name
+    assert "numpy" not in got
+    pins = dict(got)
+    pins.pop("attrs")
+    pins["referencing"] = "0.0.1"
+    problems = lock_problems(pins, got)
+    assert len(problems) == 2 and "attrs: not pinned" in problems[0], problems
+    assert lock_problems({**got, "six": "1.17.0"}, got) == ["six==1.17.0: pinned but not needed"]
+
+
+def test_lock_script_check_mode_agrees():
+    assert lock.main(["--check"]) == 0
 
 
 def test_installed_versions_equal_the_pins():

@@ -37,6 +37,7 @@ STAGE_OPTIONS = {
     ("echoprep.stages.rois", "RoiOptions"): "rois",
     ("echoprep.stages.comparison", "ComparisonOptions"): "comparison",
     ("echoprep.stages.report", "ReportOptions"): "report",
+    ("echoprep.stages.publish", "PublishOptions"): "publish",
 }
 
 

@@ -130,6 +130,8 @@ def _inputs(tmp_path: Path) -> dict:
             "nordic-optcom": tmp_path / "nc_01_nordic-optcom.nii.gz",
         },
         "roi_tables": {"raw-single": roi_table, "nordic-optcom": roi_table},
+        "roi": tmp_path / "roi_01.nii.gz",
+        "brain": tmp_path / "brain_01.nii.gz",
         "comparison_table": own["01"]["tsv"],
         "comparison_bootstrap": own["01"]["bootstrap"],
         "diagnostics": diagnostics,
@@ -304,6 +306,9 @@ window.addEventListener("load", function () {
   out.textContent = Array.prototype.map.call(document.images, function (im) {
     return im.complete + ":" + im.naturalWidth + "x" + im.naturalHeight;
   }).join(" ");
+  var details = document.querySelector("details");
+  out.setAttribute("data-details", details ? details.open + ":" +
+    details.querySelector("pre").checkVisibility() : "none");
   document.body.appendChild(out);
 });
 </script>
@@ -349,9 +354,11 @@ def test_report_renders_in_headless_chromium(tmp_path):
         timeout=180,
     )
     dom = res.stdout
-    m = re.search(r'<pre id="probe">([^<]*)</pre>', dom)
+    m = re.search(r'<pre id="probe"[^>]*>([^<]*)</pre>', dom)
     assert m, f"probe missing from the DOM: {res.stderr[-2000:]}"
     states = m.group(1).split()
+    # the configuration is folded: its <details> is closed and its <pre> is not shown
+    assert re.search(r'<pre id="probe" data-details="false:false"', dom), dom[-500:]
     assert len(states) == 6
     for s in states:
         complete, size = s.split(":")
@@ -360,6 +367,11 @@ def test_report_renders_in_headless_chromium(tmp_path):
     # ... and the data URIs in the DOM decode with PIL to the same sizes
     decoded = _decoded_images(dom)
     assert [f"{i.width}x{i.height}" for i in decoded] == [s.split(":")[1] for s in states]
+    # the maps as the browser got them: ROI outlined on each, 0 and maximum in their colours
+    maps = [decoded[i] for i in (0, 1, 3, 4)]
+    assert all(_red_outline_pixels(im) > 20 for im in maps)
+    nc = decoded[4]
+    assert _colour_count(nc, _viridis(1.0)) > 50 and _colour_count(nc, _viridis(0.0), 30) > 50
 
 
 def test_report_folder_describes_itself(tmp_path):
@@ -492,3 +504,237 @@ def test_diagnostics_absent_says_why(tmp_path):
     ).read_text()
     assert "NORDIC diagnostics" in text
     assert "Not available: NORDIC is off (nordic.enabled: false)." in text
+
+
+# --------------------------------------------------------------------------------------------
+# a report read at a glance: colour map, ROI outline, same slices, units, software, config
+
+
+_SLICES = re.compile(r"Axial slices at z = ([-\d, ]+) mm")
+
+
+def _colour_count(im: Image.Image, rgb, tol: int = 14) -> int:
+    a = np.asarray(im.convert("RGB"), int)
+    return int((np.abs(a - np.asarray(rgb)).max(axis=-1) <= tol).sum())
+
+
+def _red_outline_pixels(im: Image.Image) -> int:
+    a = np.asarray(im.convert("RGB"), int)
+    return int(((a[..., 0] > 220) & (a[..., 1] < 80) & (a[..., 2] < 80)).sum())
+
+
+def _viridis(x: float) -> tuple[int, int, int]:
+    import matplotlib.pyplot as plt
+
+    return tuple(round(255 * c) for c in plt.get_cmap(figures.MAP_CMAP)(x)[:3])
+
+
+def test_zero_and_maximum_map_to_clearly_different_opaque_colours_inside_the_brain():
+    values = np.array([[0.0, 50.0, 0.0, 50.0, np.nan]])
+    inside = np.array([[True, True, False, False, True]])
+    rgba = figures.map_rgba(values, inside, vmin=0.0, vmax=50.0)
+    zero, top = rgba[0, 0], rgba[0, 1]
+    assert zero[3] == top[3] == 1.0  # 0 inside the brain is drawn, as opaque as the maximum
+    assert np.linalg.norm(zero[:3] - top[:3]) > 0.8  # far apart in RGB (unit cube)
+    # and 0 is not a grey that the anatomy could take (hue, not only lightness)
+    assert np.ptp(zero[:3]) > 0.2 and np.ptp(top[:3]) > 0.2
+    assert rgba[0, 2, 3] == rgba[0, 3, 3] == 0.0  # outside the brain: transparent
+    assert rgba[0, 4, 3] == 0.0  # no data
+
+
+def test_noise_ceiling_of_zero_inside_the_brain_is_drawn_and_differs_from_the_maximum(tmp_path):
+    shape = (16, 16, 10)
+    zz, yy, xx = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape[::-1]], indexing="ij")
+    xx, yy, zz = (a.transpose(2, 1, 0) for a in (xx, yy, zz))
+    brain = (xx**2 + yy**2 + zz**2) < 0.9
+    nc = np.where(brain & (xx > 0), 40.0, 0.0)  # half the brain at 0 %, half at 40 %
+    aff = np.diag([3.0, 3, 3, 1])
+    out = build_report(
+        "01",
+        tmp_path / "r.html",
+        nc_maps={"raw-single": _save(tmp_path / "nc.nii.gz", nc, aff)},
+        brain=_save(tmp_path / "brain.nii.gz", brain, aff),
+        underlay=_save(tmp_path / "t1.nii.gz", np.where(brain, 600.0, 150.0), aff),
+    )
+    (png,) = _decoded_images(out.read_text())
+    zero_px, top_px = _colour_count(png, _viridis(0.0)), _colour_count(png, _viridis(1.0))
+    # both halves are drawn, in their own colours, with comparable areas
+    assert zero_px > 500 and top_px > 500
+    assert 0.3 < zero_px / top_px < 3
+
+
+def test_choose_slices_spans_the_brain_and_includes_the_roi():
+    extent = np.zeros((4, 4, 40), bool)
+    extent[..., 10:30] = True
+    roi = np.zeros_like(extent)
+    roi[1, 1, 12] = True
+    zs = figures.choose_slices(40, 6, extent, roi)
+    assert len(zs) == 6 and 12 in zs
+    assert all(10 <= z < 30 for z in zs)
+    assert figures.choose_slices(40, 6, extent) != zs  # the ROI changed the choice
+
+
+def test_every_map_shows_the_same_slices_with_the_roi_outlined(tmp_path):
+    inputs = _inputs(tmp_path)
+    out = build_report("01", tmp_path / "r.html", **inputs)
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", html.unescape(out.read_text()))
+    slices = [m for c in captions for m in _SLICES.findall(c)]
+    assert len(slices) == 4  # tSNR, T2*, R², noise ceiling
+    assert len(set(slices)) == 1, slices
+    assert sum("red outline: the visually responsive ROI" in c for c in captions) == 4
+    images = _decoded_images(out.read_text())
+    maps = [images[i] for i in (0, 1, 3, 4)]
+    assert all(_red_outline_pixels(im) > 20 for im in maps)
+    assert _red_outline_pixels(images[2]) == 0  # the motion trace has no outline
+    # the slices are the display's: one per column, in world mm
+    roi = nib.load(inputs["roi"])
+    display = figures.display_grid(inputs["nc_maps"]["raw-single"], inputs["underlay"], roi=roi)
+    assert ", ".join(f"{v:.0f}" for v in display.slice_mm()) == slices[0].strip()
+
+
+def test_the_roi_and_fitted_mask_come_from_the_sidecars_when_not_given(tmp_path):
+    inputs = _inputs(tmp_path)
+    roi = tmp_path / "rois/sub-01/visual/sub-01_space-T1w_label-visuallyResponsive_mask.nii.gz"
+    roi.parent.mkdir(parents=True)
+    shutil.copy(inputs["roi"], roi)
+    table = inputs["roi_tables"]["raw-single"]
+    table.with_suffix(".json").write_text(
+        json.dumps({"Sources": [str(inputs["nc_maps"]["raw-single"]), str(roi)]})
+    )
+    del inputs["roi"]
+    out = build_report("01", tmp_path / "r.html", **inputs)
+    images = _decoded_images(out.read_text())
+    assert all(_red_outline_pixels(images[i]) > 20 for i in (0, 1, 3, 4))
+    # without the ROI anywhere: no outline, no claim of one
+    table.with_suffix(".json").unlink()
+    out = build_report("01", tmp_path / "r2.html", **inputs)
+    assert "red outline" not in out.read_text()
+    assert all(_red_outline_pixels(im) == 0 for im in _decoded_images(out.read_text()))
+
+
+def test_units_in_the_summary_tables_and_captions(tmp_path):
+    from echoprep.report.comparison import plot_comparison
+    from echoprep.report.labels import DOTS
+
+    rec = _recommendation(
+        tmp_path,
+        variant="raw-optcom",
+        rank_by="median_nc",
+        margin_over_baseline={
+            "variant": "raw-single",
+            "difference": 8.65,
+            "relative_percent": 46.2,
+        },
+        margin_over_runner_up={"variant": "nordic-optcom", "difference": 0.5},
+    )
+    text = html.unescape(build_report("01", tmp_path / "r.html", recommendation=rec).read_text())
+    assert (
+        "+8.65 percentage points of median NC over the baseline raw-single (+46.2 % relative)"
+        in text
+    )
+    assert "+0.50 percentage points of median NC over the runner-up nordic-optcom" in text
+    inputs = _inputs(tmp_path)
+    text = html.unescape(build_report("01", tmp_path / "f.html", **inputs).read_text())
+    # ROI tables: units in the headers
+    assert (
+        "<th>ROI category</th><th>ROI</th><th>voxels</th><th>median NC (%)</th>"
+        "<th>mean NC (%)</th><th>median R² (%)</th>" in text
+    )
+    assert "<th>nc_median</th>" not in text
+    # the diagnostics and comparison tables too
+    assert "<th>amplitude, NORDIC off (% signal change)</th>" in text
+    assert "<th>FWHM, NORDIC on (mm)</th>" in text
+    assert "<th>median NC (%)</th>" in text and "<th>d′</th>" in text
+    # what a dot is: the same words in the figure title, the captions and the rst caption
+    assert f"({DOTS})" in text
+    from echoprep.io.tables import read_comparison_table
+
+    fig = plot_comparison(read_comparison_table(inputs["comparison_table"]))
+    assert DOTS in fig._suptitle.get_text()
+    rst = Path(__file__).parents[2] / "workflow" / "report" / "comparison.rst"
+    assert DOTS in " ".join(rst.read_text().split())
+
+
+def test_configuration_is_folded_away_in_details(tmp_path):
+    config = {"nordic": {"enabled": True}, "seed": 0, "glm": {"engine": "native"}}
+    text = build_report("01", tmp_path / "r.html", config=config).read_text()
+    m = re.search(r"<details><summary>([^<]*)</summary><pre>(.*?)</pre></details>", text, re.S)
+    assert m and "configuration" in m.group(1).lower()
+    assert json.loads(html.unescape(m.group(2))) == config
+    assert "<details open" not in text
+    # no other <pre> block: the JSON is not on the page outside the folded element
+    assert text.count("<pre>") == 1
+
+
+def test_software_table_lists_every_package_recorded_in_the_sidecars(tmp_path):
+    from echoprep.report import provenance
+
+    aff = np.eye(4)
+    raw = _save(tmp_path / "bids/sub-01/func/sub-01_bold.nii.gz", np.ones((4, 4, 4, 3)), aff)
+    raw.with_name("sub-01_bold.json").write_text(json.dumps({"SoftwareVersions": "syngo XA60"}))
+    betas = _save(tmp_path / "out/glmx/sub-01/func/sub-01_betas.nii.gz", np.ones((4, 4, 4)), aff)
+    betas.with_name("sub-01_betas.json").write_text(
+        json.dumps({"Sources": [str(raw)], "SoftwareVersions": {"zzfitter": "9.9.9"}})
+    )
+    nc = _save(tmp_path / "out/ncx/sub-01/func/sub-01_nc.nii.gz", np.ones((4, 4, 4)), aff)
+    nc.with_name("sub-01_nc.json").write_text(
+        json.dumps(
+            {
+                "Sources": [str(betas)],
+                "SoftwareVersions": "echoprep 0.1.0, qqbrain 1.2.3, torch 2.13.0+cpu",
+            }
+        )
+    )
+    found = provenance.collect_software([nc])
+    rows = {r[0]: r for r in found.rows()}
+    assert rows["zzfitter"] == ["zzfitter", "9.9.9", "glmx"]  # a package no list names
+    assert rows["qqbrain"][1:] == ["1.2.3", "ncx"]
+    assert rows["torch"][1] == "2.13.0+cpu"
+    assert "syngo" not in rows  # the scanner's software of the raw data is not ours
+    text = html.unescape(build_report("01", tmp_path / "r.html", nc_maps={"v": nc}).read_text())
+    assert "<td>zzfitter</td><td>9.9.9</td><td>glmx</td>" in text
+    assert "<td>qqbrain</td><td>1.2.3</td><td>ncx</td>" in text
+    assert "<td>matplotlib</td>" in text and "<td>python</td>" in text  # the report's own
+    assert provenance.parse_versions("a 1, b 2.0 rc1") == {"a": "1", "b": "2.0 rc1"}
+
+
+def test_motion_section_follows_the_config_not_the_output_space(tmp_path):
+    inputs = _inputs(tmp_path)
+    native = {"spatial": {"enabled": True, "output_space": "native"}}
+    text = build_report(
+        "01", tmp_path / "a.html", confounds=inputs["confounds"], config=native
+    ).read_text()
+    head = text.split('id="head-motion"', 1)[1].split("</section>", 1)[0]
+    assert "<img" in head and "Not available" not in head
+    # motion estimated (spatial on) but no confounds given: never "spatial preprocessing is off"
+    text = build_report("01", tmp_path / "b.html", config=native).read_text()
+    assert "head-motion estimation) is off" not in text
+    assert "spatial preprocessing is on (spatial.output_space: native)" in text
+    off = {"spatial": {"enabled": False}}
+    text = build_report("01", tmp_path / "c.html", config=off).read_text()
+    assert "spatial preprocessing (head-motion estimation) is off (spatial.enabled: false)" in text
+
+
+def test_native_output_space_passes_the_motion_confounds_to_the_report(tmp_path):
+    from types import SimpleNamespace
+
+    from echoprep.config import validate_config
+    from echoprep.io.bids import discover
+    from echoprep.plan import Plan
+    from helpers.bidstree import make_bids_tree
+
+    bids = tmp_path / "bids"
+    make_bids_tree(bids, subjects=("01",), sessions=("01",), runs=("01", "02"), data=False)
+    cfg = validate_config(
+        {
+            "bids_dir": str(bids),
+            "output_dir": str(tmp_path / "out"),
+            "work_dir": str(tmp_path / "w"),
+            "spatial": {"output_space": "native"},
+        }
+    )
+    plan = Plan(cfg, discover(cfg["bids_dir"], cache_dir=tmp_path / "w" / "idx"))
+    files = plan.report_inputs(SimpleNamespace(subject="01"))
+    assert [Path(p).name for p in files.get("confounds", [])] == [
+        f"sub-01_ses-01_task-images_run-0{r}_desc-confounds_timeseries.tsv" for r in (1, 2)
+    ]

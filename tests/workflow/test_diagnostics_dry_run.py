@@ -59,7 +59,8 @@ def test_diagnostics_job_per_subject_reads_both_variants(tmp_path, tree):
 
 def test_no_diagnostics_without_nordic(tmp_path, tree):
     extra = tmp_path / "extra.yaml"
-    extra.write_text("nordic:\n  enabled: false\n")
+    # the LAION layout's nordic-optcom is not produced
+    extra.write_text("nordic:\n  enabled: false\npublish:\n  laion: false\n")
     out = dry_run(_config(tmp_path, tree), "--configfile", str(extra), "--printshellcmds")
     assert "nordic_diagnostics" not in job_counts(out)
     assert "--diagnostics" not in out

@@ -12,6 +12,7 @@ from helpers.snake import (
     description_counts,
     dry_run,
     job_counts,
+    rule_blocks,
     scheduled_wildcards,
     snakemake,
 )
@@ -41,6 +42,8 @@ def _per_subject(n_subjects: int, nordic: bool) -> dict[str, int]:
         # NORDIC on vs off diagnostics (reports/sub-X/..._desc-nordic_diagnostics.tsv)
         **({"nordic_diagnostics": n_subjects} if nordic else {}),
         "comparison": 1,
+        # the validated config as a file, read by the description and report jobs
+        "config_snapshot": 1,
         "all": 1,
     }
 
@@ -91,16 +94,25 @@ def test_job_counts_per_rule(tmp_path, two_subjects):
         "noiseceiling_subject": 2,
         "noiseceiling_repeats": 4,
         "roi_table": 12,
+        # the LAION-fMRI layout of nordic-optcom: per session, per subject (mask, all-repeat
+        # NC), per subject and repeat count, per subject and ROI (the visual one)
+        "publish_session": 2,
+        "publish_subject": 2,
+        "publish_repeats": 4,
+        "publish_roi": 2,
         **_per_subject(2, nordic=True),
     }
-    # nordic/, the six glmsingle-<variant>/ and glmsingle-analysis/ besides the default ones
-    _check_counts(out, jobs, _described(True, {"nordic": 1, "glm": 6, "analysis-mask": 1}))
+    # nordic/, the six glmsingle-<variant>/, glmsingle-analysis/ and the LAION layout's
+    # glmsingle-tedana/ and atlases/ besides the default ones
+    folders = {"nordic": 1, "glm": 6, "analysis-mask": 1, "laion": 1, "atlases": 1}
+    _check_counts(out, jobs, _described(True, folders))
 
 
 def test_nordic_off_schedules_no_nordic_jobs(tmp_path, two_subjects):
     # nested keys go in a config file: `--config` parses nested values as text
     extra = tmp_path / "nordic_off.yaml"
-    extra.write_text("nordic:\n  enabled: false\n")
+    # the LAION layout's variant (nordic-optcom) is not produced: switched off with NORDIC
+    extra.write_text("nordic:\n  enabled: false\npublish:\n  laion: false\n")
     out = dry_run(_config(tmp_path, two_subjects), "--configfile", str(extra))
     jobs = {
         "spatial_run": 4,
@@ -150,9 +162,14 @@ def test_variants_and_participant_selection_change_the_dag(tmp_path, two_subject
         "noiseceiling_subject": 1,
         "noiseceiling_repeats": 2,
         "roi_table": 2,
+        "publish_session": 1,
+        "publish_subject": 1,
+        "publish_repeats": 2,
+        "publish_roi": 1,
         **_per_subject(1, nordic=True),
     }
-    _check_counts(out, jobs, _described(True, {"nordic": 1, "glm": 2, "analysis-mask": 1}))
+    folders = {"nordic": 1, "glm": 2, "analysis-mask": 1, "laion": 1, "atlases": 1}
+    _check_counts(out, jobs, _described(True, folders))
     assert all("sub-02" in w for w in scheduled_wildcards(out) if "run_prefix" in w)
 
 
@@ -217,7 +234,9 @@ def test_snakemake_lint_is_clean(tmp_path, two_subjects):
 def test_no_command_carries_an_unexpanded_wildcard(tmp_path, two_subjects):
     out = dry_run(_config(tmp_path, two_subjects), "--printshellcmds")
     cmds = [line for line in out.splitlines() if "python -m echoprep" in line]
-    # every job but `all` runs one echoprep command
-    assert len(cmds) == sum(n for rule, n in job_counts(out).items() if rule != "all")
+    # every job runs one echoprep command, but those of rules without a shell command
+    # (`all`; config_snapshot, written by Snakemake itself)
+    no_command = {n for n, b in rule_blocks().items() if not re.search(r"^\s+shell:", b, re.M)}
+    assert len(cmds) == sum(n for rule, n in job_counts(out).items() if rule not in no_command)
     for cmd in cmds:
         assert not re.search(r"\{[A-Za-z_]+\}", cmd), cmd

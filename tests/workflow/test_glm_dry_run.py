@@ -64,6 +64,7 @@ def test_comparison_sessions_and_all_sessions_variants_are_configurable(tmp_path
     extra.write_text(
         "glm:\n  all_sessions_variants: [raw-single, nordic-denoised]\n"
         "variants:\n  combine: [single, denoised]\n"
+        "publish:\n  laion: false\n"  # the LAION layout's nordic-optcom is not produced
     )
     out = dry_run(_config(tmp_path, two_by_two), "--configfile", str(extra))
     jobs = _glm_jobs(out)
@@ -78,7 +79,8 @@ def test_comparison_sessions_and_all_sessions_variants_are_configurable(tmp_path
 
 def test_nordic_off_drops_nordic_variants_without_error(tmp_path, two_by_two):
     extra = tmp_path / "nordic_off.yaml"
-    extra.write_text("nordic:\n  enabled: false\n")
+    # the LAION layout's nordic-optcom is not produced
+    extra.write_text("nordic:\n  enabled: false\npublish:\n  laion: false\n")
     out = dry_run(_config(tmp_path, two_by_two), "--configfile", str(extra))
     counts = job_counts(out)
     assert counts["glm"] == 2 * 3  # raw-* on the first sessions; nordic-optcom dropped
@@ -190,7 +192,7 @@ def test_reference_betas_only_for_the_reference_variant_and_comparison_sessions(
 def test_reference_variant_falls_back_and_is_configurable(tmp_path, two_by_two):
     # optcom not produced: raw-single
     extra = tmp_path / "no_optcom.yaml"
-    extra.write_text("variants:\n  combine: [single, denoised]\n")
+    extra.write_text("variants:\n  combine: [single, denoised]\npublish:\n  laion: false\n")
     out = dry_run(_config(tmp_path, two_by_two), "--configfile", str(extra))
     jobs = [j for j in parse_jobs(out) if j.rule == "glm_reference"]
     assert len(jobs) == 2 and all(

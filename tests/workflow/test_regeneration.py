@@ -21,10 +21,15 @@ from helpers.bidstree import make_bids_tree
 from helpers.demo import preserved
 from helpers.snake import ROOT, Job, parse_jobs, rule_blocks, snakemake
 
-#: Rules whose params hold the whole validated config (``config_json()``: their
-#: dataset_description.json records it), so any config change reruns them; cheap local jobs.
-CONFIG_RECORDING_RULES = frozenset(
+#: Rules whose params hold the whole validated config (``config_json()``: config_snapshot,
+#: which writes it to a file), so any config change reruns them ("Params have changed").
+CONFIG_PARAM_RULES = frozenset(
     name for name, block in rule_blocks().items() if "config_json()" in block
+)
+#: ... and the rules that read that file (``config_file()``: dataset_description.json and the
+#: reports record the config), rerun because it was rewritten; cheap jobs.
+CONFIG_RECORDING_RULES = CONFIG_PARAM_RULES | frozenset(
+    name for name, block in rule_blocks().items() if "config_file()" in block
 )
 #: Reasons that mean a job's own definition changed (Snakemake 9 wording).
 PROVENANCE_CHANGE = r"(Params have|Code has|Software environment definition has) changed"
@@ -204,7 +209,7 @@ def test_parameter_change_reruns_the_stage_and_its_descendants_only(finished, tm
     assert got == expected, {"unexpected": unexpected, "missing": sorted(expected - got)}
     downstream = _keys(_descendants(graph, seeds))
     for job in scheduled:  # (a job that is also downstream of a changed one may say so instead)
-        if job.rule in CHANGES[change] | CONFIG_RECORDING_RULES and _key(job) not in downstream:
+        if job.rule in CHANGES[change] | CONFIG_PARAM_RULES and _key(job) not in downstream:
             assert "Params have changed" in job.reason, (job.rule, job.reason)
 
 

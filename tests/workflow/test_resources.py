@@ -12,7 +12,10 @@ added later are covered without editing this file. Two views of each rule:
 
 from __future__ import annotations
 
+import os
 import re
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -173,7 +176,18 @@ def _dry(config) -> str:
     return res.stdout + res.stderr
 
 
-def test_slurm_profile_groups_small_jobs_and_leaves_threads_to_the_rules(tree, listed_rules):
+@pytest.fixture(scope="module")
+def slurm_dry(tree) -> str:
+    """Dry run of the real cluster profile (conda switched off: no conda needed)."""
+    res = snakemake(
+        "--profile", str(SLURM_PROFILE.parent), "--sdm", "env-modules", "-n", config=tree
+    )
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    return out
+
+
+def test_slurm_profile_groups_small_jobs_and_leaves_threads_to_the_rules(listed_rules, slurm_dry):
     """profiles/slurm: no cpus_per_task in default-resources (it would override every rule's
     threads); every grouped rule exists, is a cluster rule and is packed with
     ``group-components``; the dry run of the real profile forms those group jobs."""
@@ -186,15 +200,82 @@ def test_slurm_profile_groups_small_jobs_and_leaves_threads_to_the_rules(tree, l
     for rule, group in groups.items():
         assert rule in listed_rules and not _is_local(rule, blocks[rule]), rule
         assert int(components.get(group, 1)) > 1, f"group {group} packs one job per submission"
-    res = snakemake(
+    formed = set(re.findall(r"Group job (\w+) \(jobs", slurm_dry))
+    assert formed == set(groups.values()), formed
+
+
+#: Most a light local job (descriptions, tables, rule all) may ask for, in MB.
+LIGHT_MB = 1000
+
+
+def test_light_jobs_ask_for_little_memory_and_disk_on_the_cluster(slurm_dry):
+    """With the cluster profile's default resources, no local job (descriptions, tables, the
+    config snapshot, rule all) asks for more than 1 GB of memory or disk: Snakemake's own
+    default disk_mb, twice the size of a job's inputs, made rule all ask for tens of GB."""
+    jobs = parse_jobs(slurm_dry)
+    local = local_rules()
+    light = [j for j in jobs if j.rule in local]
+    assert {"all", "dataset_description"} <= {j.rule for j in light}
+    heavy = [
+        (j.rule, key, j.resources.get(key))
+        for j in light
+        for key in ("mem_mb", "disk_mb")
+        if not j.resources.get(key, "").isdigit() or int(j.resources[key]) > LIGHT_MB
+    ]
+    assert heavy == []
+    # every job gets a definite disk request (not <TBD>, i.e. not from its inputs' size)
+    assert all(j.resources.get("disk_mb", "").isdigit() for j in jobs)
+
+
+def test_dry_run_with_the_placeholder_partition_warns_naming_file_and_key(slurm_dry):
+    line = next(
+        ln for ln in slurm_dry.splitlines() if "CHANGE_ME_partition" in ln and "preflight" in ln
+    )
+    assert "warning" in line and str(SLURM_PROFILE) in line and "slurm_partition" in line
+
+
+def test_submitting_with_the_placeholder_partition_is_refused(tree, tmp_path):
+    """A real run with profiles/slurm as shipped stops before any job is submitted (no sbatch
+    is called, nothing is written), naming the profile file, the key and the fix."""
+    cfg = {**tree, "output_dir": tmp_path / "out", "work_dir": tmp_path / "work"}
+    res = snakemake("--profile", str(SLURM_PROFILE.parent), "--sdm", "env-modules", config=cfg)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, out[-3000:]
+    assert "nothing was run or submitted" in out and str(SLURM_PROFILE) in out
+    assert "--default-resources " in out and "slurm_partition=<yours>" in out
+    assert "submitted with SLURM jobid" not in out
+    assert not (tmp_path / "out").exists()
+
+
+def _path_without_conda() -> str:
+    """This PATH minus every folder that holds conda or mamba (the venv's python stays)."""
+    keep = [
+        d
+        for d in os.environ.get("PATH", "").split(os.pathsep)
+        if d and not any((Path(d) / exe).exists() for exe in ("conda", "mamba"))
+    ]
+    return os.pathsep.join([str(Path(sys.executable).parent), *keep])
+
+
+def test_conda_profile_without_conda_stops_with_both_ways_out(tree):
+    """profiles/slurm deploys with conda: on a machine without conda even the dry run stops
+    (Snakemake calls `conda info`), now with a message that names the two ways out instead of
+    "conda: command not found"; the way without conda it names works as written."""
+    env = {"PATH": _path_without_conda()}
+    res = snakemake("--profile", str(SLURM_PROFILE.parent), "-n", config=tree, env=env)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, out[-3000:]
+    assert "neither `conda` nor `mamba` is on PATH" in out
+    assert "Miniforge" in out and "--sdm env-modules" in out
+    ok = snakemake(
         "--profile",
         str(SLURM_PROFILE.parent),
         "--sdm",
         "env-modules",
         "-n",
+        "-q",
+        "rules",
         config=tree,
+        env=env,
     )
-    out = res.stdout + res.stderr
-    assert res.returncode == 0, out[-3000:]
-    formed = set(re.findall(r"Group job (\w+) \(jobs", out))
-    assert formed == set(groups.values()), formed
+    assert ok.returncode == 0, (ok.stdout + ok.stderr)[-3000:]

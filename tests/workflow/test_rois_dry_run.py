@@ -146,7 +146,10 @@ def test_report_disabled_and_bad_visual_variant(tmp_path, two_by_two):
     counts = job_counts(out)
     assert "subject_report" not in counts and "comparison" not in counts
     assert counts["roi_table"] == 14
-    extra.write_text("nordic:\n  enabled: false\nrois:\n  visual:\n    variant: nordic-optcom\n")
+    extra.write_text(
+        "nordic:\n  enabled: false\nrois:\n  visual:\n    variant: nordic-optcom\n"
+        "publish:\n  laion: false\n"  # the LAION layout's nordic-optcom: not the error checked here
+    )
     res = snakemake("-n", "--configfile", str(extra), config=_config(tmp_path, two_by_two))
     assert res.returncode != 0
     assert "rois.visual.variant: expected a variant this config produces" in res.stdout + res.stderr

@@ -111,14 +111,18 @@ STAGE_COMMANDS: dict[str, tuple[str, str]] = {
         "NORDIC diagnostics of one subject (tSNR gain, amplitude ratio, pattern FWHM, whiteness)",
     ),
     "report": ("echoprep.stages.report", "the self-contained HTML report of one subject"),
+    "publish": (
+        "echoprep.stages.publish",
+        "one variant under the LAION-fMRI loader's names (links or copies, the meanR2gt15mask)",
+    ),
 }
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
-    """Write a derivative folder's dataset_description.json (and .bidsignore) from the output
-    registry: the folder's kind follows from its name (``combine-raw`` -> ``combine``)."""
+    """Write a derivative folder's dataset_description.json, .bidsignore and README.md from the
+    output registry: the folder's kind follows from its name (``combine-raw`` -> ``combine``)."""
+    from echoprep.io.describe import describe_folder
     from echoprep.io.outputs import FOLDERS, folder_kind
-    from echoprep.io.sidecars import write_dataset_description
 
     if args.out.name != "dataset_description.json":
         raise SystemExit(f"describe: OUT must end in dataset_description.json, got {args.out}")
@@ -129,16 +133,24 @@ def _cmd_describe(args: argparse.Namespace) -> int:
         raise SystemExit(f"describe: {exc.args[0]}; known: {sorted(FOLDERS)}") from None
     if args.stage is not None and args.stage != kind:
         raise SystemExit(f"describe: {root.name} is a {kind} folder, not {args.stage}")
-    folder = FOLDERS[kind]
-    write_dataset_description(
-        root,
-        folder.name_of(root.name),
-        description=folder.description,
-        config=json.loads(args.config_json) if args.config_json else {},
-        source_datasets=[str(args.source)],
-        bidsignore=folder.bidsignore,
-    )
+    config = _config_arg(args) or {}
+    describe_folder(root, source=str(args.source), config=config)
     return 0
+
+
+def _config_arg(args: argparse.Namespace) -> dict | None:
+    """The workflow configuration of ``--config-file PATH`` (a JSON file: what the rules pass)
+    or ``--config-json TEXT``; None when neither is given."""
+    if getattr(args, "config_file", None) is not None:
+        try:
+            return json.loads(args.config_file.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SystemExit(
+                f"--config-file {args.config_file}: expected a JSON file with the workflow"
+                f" configuration; could not read it ({exc}). The rule config_snapshot writes"
+                " it: run the workflow again to rewrite it."
+            ) from None
+    return json.loads(args.config_json) if args.config_json else None
 
 
 def _stage_command(module_name: str):
@@ -215,13 +227,18 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     dis.add_argument("--task", default=None)
     dis.set_defaults(func=_cmd_discover)
 
-    des = sub.add_parser("describe", help="write a derivative folder's dataset_description.json")
+    des = sub.add_parser(
+        "describe", help="write a derivative folder's dataset_description.json, .bidsignore, README"
+    )
     des.add_argument("out", type=Path, help="<output_dir>/<folder>/dataset_description.json")
     des.add_argument(
         "--stage", default=None, help="the folder's kind, checked against its name (optional)"
     )
     des.add_argument("--source", required=True, help="the raw BIDS dataset")
     des.add_argument("--config-json", default=None, help="workflow configuration as JSON")
+    des.add_argument(
+        "--config-file", type=Path, default=None, help="workflow configuration: a JSON file"
+    )
     des.set_defaults(func=_cmd_describe)
 
     import importlib

@@ -1,4 +1,21 @@
-"""Loading and validating the workflow configuration against its JSON Schema."""
+"""Loading and validating the workflow configuration against its JSON Schema.
+
+Besides the schema check, :func:`validate_config` makes the configuration easy to override:
+
+* **dotted keys** (``nordic.enabled: false`` in an overrides file, or ``{"nordic.enabled":
+  False}`` through the Python API) set one nested key, so an overrides file needs no nesting;
+* **values given with ``--config``** arrive from Snakemake as text when they are not plain numbers
+  or ``True``/``False`` (``--config 'nordic={enabled: false}'`` gives ``{"enabled": "false"}``):
+  they are read as YAML scalars wherever the schema wants something else than a string
+  (``false``, ``1.5``, ``null``, ``[single, optcom]``);
+* a section given as a string, a dotted key into a value that is not a section and a missing
+  ``bids_dir`` are refused with a message that shows the forms that work.
+
+Snakemake's own command line refuses a dotted name before the workflow starts
+(``--config nordic.enabled=false``: "Config entry must start with a valid identifier"); the working
+forms are ``--config 'nordic={enabled: false}'`` and ``--configfile overrides.yaml``
+(see README, "Configuration").
+"""
 
 from __future__ import annotations
 
@@ -11,6 +28,19 @@ import jsonschema
 import yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+
+#: How to override a nested key; quoted in the error messages.
+OVERRIDE_FORMS = (
+    "on the command line as a YAML mapping, e.g. --config 'nordic={enabled: false}' (Snakemake "
+    "refuses dotted names such as --config nordic.enabled=false before the workflow starts), "
+    "or in a file given with --configfile overrides.yaml, holding either `nordic: {enabled: "
+    "false}` or the dotted form `nordic.enabled: false`"
+)
+#: How to give the raw dataset; quoted when bids_dir is missing.
+BIDS_DIR_FORMS = (
+    "give the raw BIDS dataset with --config bids_dir=/path/to/bids (or bids_dir: in your "
+    "--configfile); for the built-in demo use --configfile config/demo.yaml"
+)
 
 
 class ConfigError(ValueError):
@@ -38,51 +68,193 @@ def _where(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "<top level>"
 
 
-def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
+def _types(schema: Mapping[str, Any]) -> set[str]:
+    kind = schema.get("type", [])
+    return {kind} if isinstance(kind, str) else set(kind)
+
+
+# ---------------------------------------------------------------------------------------------
+# dotted keys and command-line text
+
+
+def expand_dotted(
+    config: Mapping[str, Any], schema: Mapping[str, Any] | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """Turn top-level dotted keys (``"nordic.enabled"``) into nested ones.
+
+    Parameters
+    ----------
+    config
+        A configuration as merged by Snakemake (not modified).
+    schema
+        The config schema: a dotted key through a key that the schema does not type as a
+        section (``seed.x``) is a problem. ``None``: only the values present are checked.
+
+    Returns
+    -------
+    expanded
+        A copy where each dotted key set its nested key (a dotted key wins over the same key
+        given nested, whatever the order).
+    problems
+        One line per dotted key that runs into a value that is not a section (``seed.x``).
+    """
+    out = copy.deepcopy(dict(config))
+    problems: list[str] = []
+    for key in sorted(k for k in out if isinstance(k, str) and "." in k):
+        value = out.pop(key)
+        parts = key.split(".")
+        if any(not p for p in parts):
+            problems.append(
+                f"{key}: expected a dotted key of non-empty names (section.key); found an empty "
+                "name. Fix: write it as section.key, e.g. nordic.enabled."
+            )
+            continue
+        node, sub = out, schema
+        for depth, part in enumerate(parts[:-1]):
+            sub = sub.get("properties", {}).get(part) if sub is not None else None
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict) or (sub is not None and "object" not in _types(sub)):
+                where = ".".join(parts[: depth + 1])
+                if child == {}:
+                    del node[part]
+                problems.append(
+                    f"{key}: expected {where} to be a section (a mapping of keys); found a "
+                    f"single value there. Fix: {where} takes a value itself ({where}: <value>)."
+                )
+                break
+            node = child
+        else:
+            node[parts[-1]] = value
+    return out, problems
+
+
+def _valid(value: Any, schema: Mapping[str, Any]) -> bool:
+    return jsonschema.Draft202012Validator(schema).is_valid(value)
+
+
+def _from_text(value: Any, schema: Mapping[str, Any]) -> Any:
+    """A value given on the command line, read as YAML where the schema wants it typed."""
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        return {k: _from_text(v, props[k]) if k in props else v for k, v in value.items()}
+    if isinstance(value, list):
+        items = schema.get("items")
+        if isinstance(items, Mapping):
+            return [_from_text(v, items) for v in value]
+        return value
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    if isinstance(parsed, str):
+        return value
+    if isinstance(parsed, list | dict):
+        parsed = _from_text(parsed, schema)
+    # the typed value when it is valid or at least of an allowed type (its error then names the
+    # range it breaks), else the text as given
+    if _valid(parsed, schema) or ("type" in schema and _valid(parsed, {"type": schema["type"]})):
+        return parsed
+    return value
+
+
+def _apply_command_line(
+    config: dict[str, Any], given: Mapping[str, Any], schema: Mapping[str, Any]
+) -> None:
+    """Read the values that came from ``--config`` (``given``) as YAML, in place."""
+    props = schema.get("properties", {})
+    for key, raw in given.items():
+        if key not in config or key not in props:
+            continue
+        sub = props[key]
+        if isinstance(raw, Mapping) and isinstance(config[key], dict):
+            if "object" in _types(sub):
+                _apply_command_line(config[key], raw, sub)
+            continue
+        config[key] = _from_text(config[key], sub)
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+
+
+def _message(err: jsonschema.ValidationError) -> str:
+    if err.validator == "additionalProperties":
+        sub = err.schema.get("properties", {})
+        return (
+            f"{_where(err)}: {err.message}. Allowed keys here: {sorted(sub)}. "
+            "Fix: remove or rename the key (see config/config.yaml)."
+        )
+    if err.validator == "required" and "'bids_dir'" in err.message:
+        return (
+            "bids_dir: expected the raw BIDS dataset folder (required, no default); found no "
+            f"bids_dir. Fix: {BIDS_DIR_FORMS}."
+        )
+    if (
+        err.validator == "type"
+        and "object" in _types(err.schema)
+        and not isinstance(err.instance, dict)
+    ):
+        return (
+            f"{_where(err)}: expected a section (a mapping of keys to values); found "
+            f"{err.instance!r}. Fix: give its keys {OVERRIDE_FORMS}."
+        )
+    return f"{_where(err)}: {err.message}."
+
+
+def validate_config(
+    config: Mapping[str, Any], command_line: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Validate a configuration and return a copy with every default filled in.
 
     Parameters
     ----------
     config
-        As read from YAML (and merged with ``--config`` overrides).
+        As read from YAML (and merged with ``--config`` overrides); top-level dotted keys
+        (``"nordic.enabled"``) set nested keys.
+    command_line
+        The ``--config`` entries as Snakemake parsed them (``workflow.config_settings.config``);
+        their text values are read as YAML where the schema wants a number, boolean, null or
+        list. ``None``: no value is re-read.
 
     Returns
     -------
     dict
-        The validated configuration, defaults included.
+        The validated configuration, defaults included, without dotted keys.
 
     Raises
     ------
     ConfigError
         Listing every problem: the key, what the schema expects and what was found
-        (unknown keys name the section they are in and the keys that are allowed).
+        (unknown keys name the section they are in and the keys that are allowed; a missing
+        bids_dir and a section given as a string say how to give them).
     """
     schema = load_schema()
-    filled = copy.deepcopy(dict(config))
+    filled, problems = expand_dotted(config, schema)
+    if command_line:
+        given, _ = expand_dotted(command_line, schema)
+        _apply_command_line(filled, given, schema)
     _fill_defaults(filled, schema)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(filled), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = []
-        for err in errors:
-            if err.validator == "additionalProperties":
-                sub = err.schema.get("properties", {})
-                lines.append(
-                    f"{_where(err)}: {err.message}. Allowed keys here: {sorted(sub)}. "
-                    "Fix: remove or rename the key (see config/config.yaml)."
-                )
-            else:
-                lines.append(f"{_where(err)}: {err.message}.")
+    problems += [_message(err) for err in errors]
+    if problems:
         raise ConfigError(
-            f"{len(errors)} problem(s) in the echoprep configuration:\n"
-            + "\n".join(f"  {i}. {line}" for i, line in enumerate(lines, 1))
+            f"{len(problems)} problem(s) in the echoprep configuration:\n"
+            + "\n".join(f"  {i}. {line}" for i, line in enumerate(problems, 1))
         )
     return filled
 
 
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Read a YAML config file, apply top-level overrides, validate and fill defaults."""
+    """Read a YAML config file, apply overrides, validate and fill defaults.
+
+    ``overrides`` are treated as ``--config`` entries: top-level keys replace the file's,
+    dotted keys (``"nordic.enabled"``) set one nested key, text values are read as YAML where
+    the schema wants a typed value.
+    """
     with open(path) as fh:
         config = yaml.safe_load(fh) or {}
     config.update(overrides or {})
-    return validate_config(config)
+    return validate_config(config, command_line=overrides)

@@ -14,10 +14,16 @@ from dataclasses import dataclass
 
 #: Fixed memory (MB) of the rules whose needs do not depend on the data size.
 FIXED_MB: dict[str, int] = {
-    "noiseceiling_repeats": 2000,
+    # light local rules (one thread next to Snakemake): a 3D map or a few tables each
+    "noiseceiling_repeats": 500,
+    "roi_table": 1000,
+    "comparison": 1000,
     "roi_mask": 2000,
-    "roi_table": 2000,
-    "comparison": 2000,
+    # links or copies (streamed), the mask reads one 3D map
+    "publish_session": 1000,
+    "publish_subject": 1000,
+    "publish_repeats": 1000,
+    "publish_roi": 1000,
     "spatial_subject": 3000,
     "anatomy": 6000,
 }
@@ -36,6 +42,10 @@ MINUTES: dict[str, int] = {
     "roi_visual": 10,
     "roi_mask": 10,
     "roi_table": 5,
+    "publish_session": 10,
+    "publish_subject": 5,
+    "publish_repeats": 5,
+    "publish_roi": 5,
     "comparison_subject": 30,
     "comparison": 10,
     "subject_report": 15,

@@ -20,6 +20,8 @@ rule anatomy:
         options=PLAN.options("anatomy"),
         seed=config["seed"],
         out=PLAN.anat_out_args,
+    message:
+        "Anatomy sub-{wildcards.subject}: bias correction, brain mask, tissues, template registration"
     shell:
         "python -m echoprep anatomy --t1w {input.t1w:q} --options-json {params.options:q}"
         " --seed {params.seed} --threads {threads} --out {params.out} 2> {log}"

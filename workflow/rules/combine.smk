@@ -19,6 +19,8 @@ rule single_echo:
     params:
         args=PLAN.combine_params,
         options=PLAN.options("single_echo"),
+    message:
+        "Single echo {wildcards.run_prefix} ({wildcards.nordic})"
     shell:
         "python -m echoprep combine single --echo {input.echoes} {params.args}"
         " --options-json {params.options:q} --out bold={output.bold} 2> {log}"
@@ -43,6 +45,8 @@ rule optcom:
         args=PLAN.combine_params,
         options=PLAN.options("optcom"),
         work=lambda wc: WORK / "tmp" / f"combine-{wc.nordic}",
+    message:
+        "Optimal combination {wildcards.run_prefix} ({wildcards.nordic})"
     shell:
         "python -m echoprep combine optcom --echo {input.echoes} {params.args}"
         " --options-json {params.options:q} --work-dir {params.work} --threads {threads}"
@@ -76,6 +80,8 @@ rule tedana:
         nordic=PLAN.tedana_params,
         seed=config["seed"],
         work=lambda wc: WORK / "tmp" / f"combine-{wc.nordic}",
+    message:
+        "tedana ICA denoising {wildcards.run_prefix} ({wildcards.nordic})"
     shell:
         "python -m echoprep combine denoised --echo {input.echoes} {params.args}"
         " --options-json {params.options:q} {params.nordic} --seed {params.seed}"

@@ -10,6 +10,7 @@ from snakemake.exceptions import WorkflowError
 
 from echoprep.io.bids import BIDSInputError, discover
 from echoprep.plan import Plan, PlanError
+from echoprep.preflight import PreflightError, check_workflow
 
 OUT = Path(config["output_dir"])
 WORK = Path(config["work_dir"])
@@ -38,6 +39,8 @@ except BIDSInputError as exc:
     raise WorkflowError(str(exc)) from None
 
 PLAN = Plan(config, DATASET)
+if PLAN.publish_warning():
+    print(PLAN.publish_warning(), file=sys.stderr)
 
 
 def all_targets():
@@ -46,6 +49,21 @@ def all_targets():
         return PLAN.targets()
     except PlanError as exc:
         raise WorkflowError(str(exc)) from None
+
+
+def print_warning(message):
+    print(message, file=sys.stderr)
+
+
+def preflight(wildcards):
+    """Placeholder partition/account, missing conda, missing optional packages: stop (or warn
+    for a dry run) before any env is built or job submitted. An input of rule all, so that it
+    runs once the executor is known (echoprep.preflight)."""
+    try:
+        check_workflow(workflow, config, sys.argv, warn=print_warning)
+    except PreflightError as exc:
+        raise WorkflowError(str(exc)) from None
+    return []
 
 
 def temporary_unless(keep, files):
@@ -82,9 +100,12 @@ SPATIAL_RUN_PREFIX = (
 # conda env (or module) "python" is the env's; without a deployment method it is the one of the
 # environment running Snakemake (its venv holds echoprep's dependencies). Snakemake itself sets
 # OMP/OPENBLAS/MKL_NUM_THREADS to each job's threads.
+# (`--sdm env-modules` without any rule's envmodules is the no-conda way to run a profile that
+# sets conda: it deploys nothing, so the venv's python is used as without a method)
+_deployed = {m.name for m in workflow.deployment_settings.deployment_method}
 _path = (
     ""
-    if workflow.deployment_settings.deployment_method
+    if _deployed & {"CONDA", "APPTAINER"}
     else f"export PATH={Path(sys.prefix) / 'bin'}:$PATH; "
 )
 shell.prefix(

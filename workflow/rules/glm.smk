@@ -22,6 +22,8 @@ rule glm_analysis_mask:
     params:
         args=PLAN.analysis_mask_params,
         options=PLAN.options("glm"),
+    message:
+        "GLM analysis mask {wildcards.ses_prefix}"
     shell:
         "python -m echoprep analysis-mask {params.args} --options-json {params.options:q}"
         " --out mask={output.mask} 2> {log}"
@@ -47,6 +49,8 @@ rule glm:
         options=PLAN.options("glm"),
         seed=config["seed"],
         out=PLAN.glm_out_args,
+    message:
+        "GLMsingle {wildcards.ses_prefix} ({wildcards.nordic}-{wildcards.combine})"
     shell:
         "python -m echoprep glm --bold {input.bold} --events {input.events}"
         " {params.session} --options-json {params.options:q} --seed {params.seed}"
@@ -76,6 +80,8 @@ rule glm_reference:
         session=PLAN.glm_params,
         options=PLAN.reference_glm_options,
         seed=config["seed"],
+    message:
+        "GLM type-B reference {wildcards.ses_prefix} ({wildcards.nordic}-{wildcards.combine})"
     shell:
         "python -m echoprep glm --bold {input.bold} --events {input.events}"
         " {params.session} --options-json {params.options:q} --seed {params.seed}"
@@ -108,6 +114,8 @@ rule noiseceiling_session:
         runtime=PLAN.runtime("noiseceiling_session"),
     params:
         space=PLAN.space_args,
+    message:
+        "Noise ceiling {wildcards.ses_prefix} ({wildcards.nordic}-{wildcards.combine})"
     shell:
         "python -m echoprep noiseceiling session --betas {input.betas} --trials {input.trials}"
         " --mask {input.mask} {params.space} --out nc={output.nc} 2> {log}"
@@ -136,6 +144,8 @@ rule noiseceiling_subject:
         runtime=PLAN.runtime("noiseceiling_subject"),
     params:
         space=PLAN.space_args,
+    message:
+        "Noise ceiling {wildcards.sub_prefix}, all sessions ({wildcards.nordic}-{wildcards.combine})"
     shell:
         "python -m echoprep noiseceiling subject --betas {input.betas} --trials {input.trials}"
         " --mask {input.mask} --r2 {input.r2} {params.space} --out allrep={output.allrep}"
@@ -161,6 +171,8 @@ rule noiseceiling_repeats:
         runtime=PLAN.runtime("noiseceiling_repeats"),
     params:
         space=PLAN.space_args,
+    message:
+        "Noise ceiling for {wildcards.nrep} repeats {wildcards.sub_prefix} ({wildcards.nordic}-{wildcards.combine})"
     shell:
         "python -m echoprep noiseceiling repeats --ncsnr {input.ncsnr} --repeats {wildcards.nrep}"
         " {params.space} --out nc={output.nc} 2> {log}"

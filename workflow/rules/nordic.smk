@@ -20,6 +20,8 @@ rule nordic:
         args=PLAN.nordic_params,
         options=PLAN.options("nordic"),
         seed=config["seed"],
+    message:
+        "NORDIC {wildcards.run_prefix} echo-{wildcards.echo}"
     shell:
         "python -m echoprep nordic --mag {input.mag} {params.args}"
         " --options-json {params.options:q} --seed {params.seed} --threads {threads}"

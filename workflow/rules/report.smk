@@ -22,6 +22,8 @@ rule comparison_subject:
         entries=PLAN.comparison_subject_args,
         options=PLAN.options("comparison"),
         seed=config["seed"],
+    message:
+        "Variant comparison sub-{wildcards.subject}"
     shell:
         "python -m echoprep comparison subject {params.entries}"
         " --options-json {params.options:q} --seed {params.seed}"
@@ -51,6 +53,8 @@ rule comparison:
         runtime=PLAN.runtime("comparison"),
     params:
         options=PLAN.options("comparison"),
+    message:
+        "Variant comparison, all subjects"
     shell:
         "python -m echoprep comparison group --table {input.tables}"
         " --bootstrap-table {input.bootstraps} --options-json {params.options:q}"
@@ -75,6 +79,8 @@ rule nordic_diagnostics:
         runtime=PLAN.runtime("nordic_diagnostics"),
     params:
         args=PLAN.diagnostics_args,
+    message:
+        "NORDIC diagnostics sub-{wildcards.subject}"
     shell:
         "python -m echoprep diagnostics --subject {wildcards.subject} --roi {input.roi}"
         " --brain {input.brain} {params.args} --out tsv={output.tsv} 2> {log}"
@@ -83,6 +89,7 @@ rule nordic_diagnostics:
 rule subject_report:
     input:
         unpack(PLAN.report_inputs),
+        config=PLAN.config_file(),
     output:
         report(
             PLAN.report_path(),
@@ -101,8 +108,9 @@ rule subject_report:
         runtime=PLAN.runtime("subject_report"),
     params:
         args=PLAN.report_args,
-        config=PLAN.config_json(),
         options=PLAN.options("report"),
+    message:
+        "HTML report sub-{wildcards.subject}"
     shell:
-        "python -m echoprep report {params.args} --config-json {params.config:q}"
+        "python -m echoprep report {params.args} --config-file {input.config:q}"
         " --options-json {params.options:q} --out html={output} 2> {log}"

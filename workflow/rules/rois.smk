@@ -20,6 +20,8 @@ rule roi_visual:
     params:
         options=PLAN.options("rois"),
         variant=PLAN.visual_roi_variant,
+    message:
+        "Visual ROI sub-{wildcards.subject} res-{wildcards.roi_res}"
     shell:
         "python -m echoprep rois visual --betas {input.betas} --trials {input.trials}"
         " --summary {input.summary} --onoff-r2 {input.onoff_r2} --brain-mask {input.mask}"
@@ -47,6 +49,8 @@ rule roi_mask:
         runtime=PLAN.runtime("roi_mask"),
     params:
         args=PLAN.user_roi_params,
+    message:
+        "ROI {wildcards.roi_category}/{wildcards.roi_label} sub-{wildcards.subject} res-{wildcards.roi_res}"
     shell:
         "python -m echoprep rois mask --mask {input.mask} --reference {input.reference}"
         " {params.args} --out mask={output.mask} 2> {log}"
@@ -68,6 +72,8 @@ rule roi_table:
         runtime=PLAN.runtime("roi_table"),
     params:
         variant=lambda wc: f"{wc.nordic}-{wc.combine}",
+    message:
+        "ROI table {wildcards.ses_prefix} ({wildcards.nordic}-{wildcards.combine})"
     shell:
         "python -m echoprep rois table --nc {input.nc} --r2 {input.r2} --masks {input.masks}"
         " --variant {params.variant} --out tsv={output.tsv} 2> {log}"

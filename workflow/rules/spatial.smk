@@ -22,6 +22,8 @@ rule spatial_run:
     params:
         args=PLAN.spatial_run_params,
         options=PLAN.options("spatial"),
+    message:
+        "Head motion and distortion {wildcards.run_prefix}"
     shell:
         "python -m echoprep spatial run --echo {input.echo:q} {params.args}"
         " --options-json {params.options:q} --threads {threads}"
@@ -47,6 +49,8 @@ rule spatial_subject:
     params:
         options=PLAN.options("spatial"),
         seed=config["seed"],
+    message:
+        "Functional grid sub-{wildcards.subject} (boldref to T1w)"
     shell:
         "python -m echoprep spatial subject --boldref {input.boldref:q} --t1w {input.t1w:q}"
         " --mask {input.mask:q} --options-json {params.options:q} --seed {params.seed}"
@@ -76,6 +80,8 @@ rule spatial_resample:
     params:
         args=PLAN.spatial_resample_params,
         options=PLAN.options("spatial"),
+    message:
+        "Resample {wildcards.run_prefix} echo-{wildcards.echo} ({wildcards.nordic})"
     shell:
         "python -m echoprep spatial resample --echo {input.echo:q} --geometry {input.geometry:q}"
         " --grid {input.grid:q} {params.args} --options-json {params.options:q}"

@@ -39,6 +39,7 @@ from echoprep.io.bids_checks import (
     BIDSInputError,
     InputProblem,
     ProblemLog,
+    check_t1w_header,
     fmt_list,
     parse_name,
     run_title,
@@ -174,11 +175,15 @@ class Dataset:
         Sorted by (subject, session, run).
     t1w
         Subject → T1w image (the first found in sorted order, preferring ``sub-X/anat``).
+    warnings
+        Legal but unusual input (e.g. a T1w field of view smaller than a whole head), one line
+        each; :func:`discover` logs them once, the stages that meet them record them.
     """
 
     root: Path
     runs: tuple[Run, ...]
     t1w: dict[str, Path] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
 
     def subjects(self) -> list[str]:
         """Subject labels with at least one run, sorted."""
@@ -364,6 +369,8 @@ def discover(
     if log:
         raise BIDSInputError(log.problems, root)
     assert dataset is not None
+    for warning in dataset.warnings:
+        logger.warning("BIDS input: %s", warning)
     logger.info(
         "BIDS input %s: %d run(s) of %d subject(s)",
         root,
@@ -567,6 +574,7 @@ def _discover(
 
     # T1w
     t1w: dict[str, Path] = {}
+    warnings: list[str] = []
     for sub in subjects:
         candidates = sorted(
             (
@@ -591,29 +599,19 @@ def _discover(
                 )
             continue
         path = candidates[0].path
-        hdr = index.header(path, root)
-        if hdr.error is not None:
-            log.add(
-                path,
-                "a readable NIfTI image (.nii or .nii.gz)",
-                hdr.error,
-                "replace it with a good copy (re-download or re-convert it)",
-            )
-        elif hdr.shape is not None and not (
-            len(hdr.shape) == 3 or (len(hdr.shape) == 4 and hdr.shape[3] == 1)
-        ):
-            log.add(
-                path,
-                "a 3-D anatomical image",
-                f"shape {hdr.shape}",
-                "keep one T1w volume per file (split or average the repetitions)",
-            )
+        # everything the anatomy stage checks in the header; unusual but legal: warnings
+        warnings += check_t1w_header(log, path, index.header(path, root))
         t1w[sub] = path
 
     if log:
         return None
     runs = [_make_run(s) for s in scans]
-    return Dataset(root=root, runs=tuple(sorted(runs, key=_run_sort_key)), t1w=t1w)
+    return Dataset(
+        root=root,
+        runs=tuple(sorted(runs, key=_run_sort_key)),
+        t1w=t1w,
+        warnings=tuple(warnings),
+    )
 
 
 def _make_run(scan: RunScan) -> Run:

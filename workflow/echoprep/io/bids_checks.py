@@ -36,6 +36,15 @@ EVENTS_COLUMNS_REQUIRED = ("onset", "duration")
 EVENTS_COLUMNS_DOCUMENTED = "onset, duration, trial_type, stim_name"
 
 NIFTI_EXTENSIONS = (".nii.gz", ".nii")
+
+#: T1w voxel sizes the anatomy stage works with, mm (outside: a header in other units or the
+#: wrong file).
+T1W_VOXEL_RANGE_MM = (0.2, 6.0)
+#: Fewest voxels along every T1w axis (fewer: a slice or a line, not a 3D image).
+T1W_MIN_VOXELS = 4
+#: A T1w field of view below this along an axis (mm) is smaller than an adult whole head: a
+#: small head, a child or a slab. Legal: a warning (at plan time and in the anatomy sidecars).
+T1W_USUAL_FOV_MM = 80.0
 _EXTENSIONS = (".nii.gz", ".nii", ".json", ".tsv.gz", ".tsv")
 
 
@@ -186,10 +195,17 @@ class ImageHeader:
     shape: tuple[int, ...] | None = None
     affine: tuple[tuple[float, ...], ...] | None = None
     error: str | None = None
+    #: Spatial unit of the header (nibabel's ``xyzt_units`` name: ``"mm"``, ``"unknown"``, ...).
+    units: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (for the header cache)."""
-        return {"shape": self.shape, "affine": self.affine, "error": self.error}
+        return {
+            "shape": self.shape,
+            "affine": self.affine,
+            "error": self.error,
+            "units": self.units,
+        }
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> ImageHeader:
@@ -200,7 +216,7 @@ class ImageHeader:
             if obj.get("affine") is not None
             else None
         )
-        return cls(shape=shape, affine=affine, error=obj.get("error"))
+        return cls(shape=shape, affine=affine, error=obj.get("error"), units=obj.get("units"))
 
     @property
     def affine_array(self) -> np.ndarray:
@@ -226,6 +242,8 @@ def read_header(path: Path) -> ImageHeader:
         img = nib.load(str(path))
         shape = tuple(int(s) for s in img.shape)
         affine = np.asarray(img.affine, dtype=float)
+        get_units = getattr(img.header, "get_xyzt_units", None)
+        units = str(get_units()[0]) if get_units is not None else None
         proxy = img.dataobj  # an ArrayProxy: offset and dtype of the data on disk
         if path.name.endswith(".nii") and hasattr(proxy, "offset"):
             itemsize = np.dtype(proxy.dtype).itemsize
@@ -242,7 +260,9 @@ def read_header(path: Path) -> ImageHeader:
         )
     if not np.all(np.isfinite(affine)):
         return ImageHeader(shape=shape, error="a header whose affine is not finite")
-    return ImageHeader(shape=shape, affine=tuple(tuple(float(v) for v in r) for r in affine))
+    return ImageHeader(
+        shape=shape, affine=tuple(tuple(float(v) for v in r) for r in affine), units=units
+    )
 
 
 def affine_difference(a: ImageHeader, b: ImageHeader) -> float:
@@ -264,6 +284,117 @@ def describe_affine_difference(here: ImageHeader, ref: ImageHeader) -> str:
         f"(voxel size {fmt(vox_a, '×')} mm vs {fmt(vox_b, '×')} mm; origin "
         f"({fmt(a[:3, 3], ', ')}) vs ({fmt(b[:3, 3], ', ')}))"
     )
+
+
+def voxel_axes(affine: np.ndarray) -> tuple[np.ndarray, float]:
+    """Voxel sizes (3,) of a 4×4 affine (mm) and its shear (largest off-diagonal of DᵀD − I for
+    the direction cosines D; 0 for rotations and scalings)."""
+    linear = np.asarray(affine, float)[:3, :3]
+    spacing = np.sqrt((linear**2).sum(axis=0))
+    direction = linear / np.where(spacing > 0, spacing, 1.0)
+    return spacing, float(np.abs(direction.T @ direction - np.eye(3)).max())
+
+
+def t1w_fov_warning(name: str, shape: Sequence[int], spacing: np.ndarray) -> str | None:
+    """The warning for a T1w field of view below :data:`T1W_USUAL_FOV_MM` (None when whole-head).
+
+    Parameters
+    ----------
+    name
+        The file as it should be named in the message.
+    shape
+        Voxels along the three spatial axes.
+    spacing
+        Voxel sizes (3,), mm.
+    """
+    fov = np.asarray(spacing, float)[:3] * np.asarray(shape[:3], float)
+    if not np.any(fov < T1W_USUAL_FOV_MM):
+        return None
+    return (
+        f"{name}: field of view {np.round(fov, 1).tolist()} mm, below the "
+        f"{T1W_USUAL_FOV_MM:.0f} mm of an adult whole head along some axis (a small head, a "
+        "child, or a slab). The anatomy stage runs anyway and records this in its sidecars "
+        "(Warnings); check its brain mask and template registration in the report."
+    )
+
+
+def check_t1w_header(log: ProblemLog, path: Path, hdr: ImageHeader) -> list[str]:
+    """Check what the anatomy stage needs from a T1w's header; return the warnings.
+
+    Problems (appended to ``log``): unreadable, not one 3-D volume, fewer than
+    :data:`T1W_MIN_VOXELS` voxels along an axis, a singular or sheared affine, spatial units
+    other than mm, voxel sizes outside :data:`T1W_VOXEL_RANGE_MM`. Warnings (legal data that is
+    processed): a field of view below :data:`T1W_USUAL_FOV_MM`.
+
+    Returns
+    -------
+    list of str
+        One line per warning (the file named relative to the dataset root).
+    """
+    if hdr.error is not None:
+        log.add(
+            path,
+            "a readable NIfTI image (.nii or .nii.gz)",
+            hdr.error,
+            "replace it with a good copy (re-download or re-convert it)",
+        )
+        return []
+    if hdr.shape is None or hdr.affine is None:
+        return []
+    if not (len(hdr.shape) == 3 or (len(hdr.shape) == 4 and hdr.shape[3] == 1)):
+        log.add(
+            path,
+            "a 3-D anatomical image",
+            f"shape {hdr.shape}",
+            "keep one T1w volume per file (split or average the repetitions)",
+        )
+        return []
+    problems = len(log)
+    shape = hdr.shape[:3]
+    if min(shape) < T1W_MIN_VOXELS:
+        log.add(
+            path,
+            f"a 3-D T1w with at least {T1W_MIN_VOXELS} voxels along every axis",
+            f"shape {tuple(shape)}",
+            "pass the 3-D T1w volume, not a single slice",
+        )
+    affine = hdr.affine_array
+    if abs(float(np.linalg.det(affine[:3, :3]))) < 1e-9:
+        log.add(
+            path,
+            "a voxel-to-world affine with non-zero voxel sizes",
+            "a singular affine",
+            "repair the qform/sform of the file (e.g. re-convert it from DICOM)",
+        )
+        return []
+    spacing, shear = voxel_axes(affine)
+    if shear > 1e-4:
+        log.add(
+            path,
+            "an affine without shear (rotation and voxel sizes only)",
+            f"a shear of {shear:.2g}",
+            "reslice the image to an unsheared grid",
+        )
+    if hdr.units is not None and hdr.units not in ("mm", "unknown"):
+        log.add(
+            path,
+            "spatial units of mm in the NIfTI header",
+            f"units {hdr.units!r}",
+            "convert the voxel sizes to mm and set xyzt_units (e.g. nibabel's "
+            "header.set_xyzt_units('mm'))",
+        )
+    lo, hi = T1W_VOXEL_RANGE_MM
+    if np.any(spacing < lo) or np.any(spacing > hi):
+        log.add(
+            path,
+            f"T1w voxel sizes between {lo} and {hi} mm",
+            f"{np.round(spacing, 3).tolist()} mm",
+            "check the header's pixdim (units in mm) or resample the T1w",
+        )
+    if len(log) > problems:
+        return []
+    warning = t1w_fov_warning(log.rel(path), shape, spacing)
+    return [warning] if warning else []
 
 
 def check_json_files(paths: Iterable[Path]) -> dict[Path, str]:

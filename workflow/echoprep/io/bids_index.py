@@ -27,7 +27,7 @@ from echoprep.io.bids_checks import ImageHeader, ProblemLog, check_json_files, r
 logger = logging.getLogger("echoprep.io.bids")
 
 #: Bumped whenever the cached content changes meaning.
-_CACHE_VERSION = "1"
+_CACHE_VERSION = "2"
 _DB_FILE = "layout_index.sqlite"
 _HEADERS_FILE = "headers.json"
 _KEY_RE = re.compile(r"^[0-9a-f]{16}$")

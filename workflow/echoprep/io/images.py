@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 from pathlib import Path
 
 import nibabel as nib
@@ -131,9 +133,101 @@ def float_image(data: np.ndarray, like: nib.Nifti1Image) -> nib.Nifti1Image:
     return img
 
 
-def atomic_save(img: nib.Nifti1Image, out: str | Path) -> Path:
-    """Save to a temporary name in the same folder, then rename: no half-written outputs."""
+#: BIDS suffixes of the 4D outputs whose 4th axis is time (``pixdim[4]`` is the TR in s). The
+#: other 4D outputs (single-trial betas: one volume per trial) have no time axis, and NIfTI has
+#: no unit for "trials", so their time unit stays unknown.
+TIME_SERIES_SUFFIXES = ("bold",)
+
+
+def is_time_series(path: str | Path) -> bool:
+    """Whether the output ``path`` is a time series by its BIDS suffix (``*_bold.nii.gz``)."""
+    name = Path(path).name.removesuffix(".gz").removesuffix(".nii")
+    return name.rsplit("_", 1)[-1] in TIME_SERIES_SUFFIXES
+
+
+def _fill_units(header, ndim: int, time_axis: bool) -> None:
+    """Set the unknown ``xyzt_units`` of ``header`` (see :func:`set_units`)."""
+    xyz, t = header.get_xyzt_units()
+    new_xyz = "mm" if xyz == "unknown" else xyz
+    new_t = "sec" if t == "unknown" and time_axis and ndim == 4 else t
+    if (new_xyz, new_t) != (xyz, t):
+        header.set_xyzt_units(new_xyz, new_t)
+
+
+def set_units(img: nib.Nifti1Image, *, time_axis: bool) -> nib.Nifti1Image:
+    """Fill in the NIfTI ``xyzt_units`` left unknown (in place): millimetres for the voxel
+    axes (every image echoprep writes has an affine in mm), seconds for the 4th axis of a time
+    series. Units already set are kept.
+
+    Parameters
+    ----------
+    img
+        The image; its header is changed, its data are not.
+    time_axis
+        True: a 4D image's 4th axis is time (``pixdim[4]`` in s).
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        ``img``.
+    """
+    _fill_units(img.header, len(img.shape), time_axis)
+    return img
+
+
+def atomic_save(img: nib.Nifti1Image, out: str | Path, *, time_axis: bool | None = None) -> Path:
+    """The one NIfTI writer of the stages: fill in unknown units (:func:`set_units`), save to a
+    temporary name in the same folder, then rename (no half-written outputs).
+
+    Parameters
+    ----------
+    img
+        The image (its header's unknown units are set in place).
+    out
+        The output file.
+    time_axis
+        Whether a 4D image's 4th axis is time; None: from the BIDS suffix of ``out``
+        (:func:`is_time_series`).
+    """
     out = Path(out)
+    set_units(img, time_axis=is_time_series(out) if time_axis is None else time_axis)
     with atomic_path(out) as tmp:
         nib.save(img, tmp)
+    return out
+
+
+def save_tool_output(src: str | Path, out: str | Path, *, time_axis: bool | None = None) -> Path:
+    """Write the NIfTI file ``src`` of an external tool (tedana) to ``out`` with our header
+    conventions (units, :func:`set_units`): only the header changes; the data bytes (values,
+    type, scaling) stay exactly as the tool wrote them. Atomic; ``src`` is removed.
+
+    Parameters
+    ----------
+    src
+        The tool's file (``.nii`` or ``.nii.gz``, NIfTI-1 or -2).
+    out
+        The output file (gzip-compressed when it ends in ``.gz``, without a time stamp or name
+        in the gzip header, so the same input gives the same bytes).
+    time_axis
+        As in :func:`atomic_save`.
+    """
+    src, out = Path(src), Path(out)
+    img = load_image(src, "NIfTI image written by the tool")
+    raw = gzip.decompress(src.read_bytes()) if src.name.endswith(".gz") else src.read_bytes()
+    # the header as stored (nibabel's img.header has its scaling moved to the data proxy)
+    header = type(img.header).from_fileobj(io.BytesIO(raw))
+    _fill_units(header, len(img.shape), is_time_series(out) if time_axis is None else time_axis)
+    block = header.binaryblock
+    data = block + raw[len(block) :]
+    with atomic_path(out) as tmp:
+        if out.name.endswith(".gz"):
+            # no file name nor time stamp in the gzip header (the validator warns on either)
+            with (
+                open(tmp, "wb") as fh,
+                gzip.GzipFile(filename="", fileobj=fh, mode="wb", mtime=0) as gz,
+            ):
+                gz.write(data)
+        else:
+            tmp.write_bytes(data)
+    src.unlink()
     return out

@@ -214,6 +214,9 @@ def group_key(task: str | None = None) -> tuple[str, str]:
 # the registry
 
 _GLM = "glmsingle-{nordic}-{combine}"
+#: The folders the LAION-fMRI data loader (laion_fmri) reads below derivatives/ (publish stage).
+LAION_GLM = "glmsingle-tedana"
+LAION_ATLASES = "atlases"
 #: The template space of the anatomy stage (nilearn's MNI152 2009 template).
 TEMPLATE = "MNI152NLin2009aSym"
 
@@ -225,6 +228,8 @@ def _outputs() -> tuple[Output, ...]:
     grid = {"folder": "spatial", "level": "subject", "with_task": False}
     combine = {"folder": "combine-{nordic}", "level": "run", "spatial": True}
     glm = {"folder": _GLM, "level": "session"}
+    laion = {"folder": LAION_GLM, "level": "session"}
+    laion_sub = {"folder": LAION_GLM, "level": "subject", "datatype": None, "spatial": True}
     # fmt: off
     return (
         # NORDIC, per run and echo
@@ -373,6 +378,30 @@ def _outputs() -> tuple[Output, ...]:
           entities={"desc": "nordic"}, description="NORDIC diagnostics of one subject"),
         o("report", "html", "reports", "group", "", ".html", sidecar=False,
           filename="sub-{subject}.html", description="a subject's HTML report"),
+        # the LAION-fMRI loader's layout (publish.laion): one variant, linked or copied
+        o("publish", "betas", suffix="statmap", extension=".nii.gz", **laion, spatial=True,
+          entities={"stat": "effect", "desc": "SingletrialBetas"},
+          description="the published variant's single-trial betas (percent signal change), "
+          "one volume per trial"),
+        o("publish", "nc", suffix="statmap", extension=".nii.gz", **laion, spatial=True,
+          entities={"desc": "Noiseceiling"},
+          description="the published variant's session noise ceiling (percent)"),
+        o("publish", "trials", suffix="trials", extension=".tsv", **laion,
+          entities={"desc": "SingletrialBetas"},
+          description="one row per beta volume: run, onset, label"),
+        o("publish", "mask", suffix="mask", extension=".nii.gz", **laion_sub,
+          entities={"desc": "meanR2gt15mask"},
+          description="voxels whose mean R² over sessions exceeds 15 % (uint8, 1 inside)"),
+        o("publish", "allrep", suffix="statmap", extension=".nii.gz", **laion_sub,
+          entities={"desc": "NoiseceilingAllrep"},
+          description="noise ceiling over every repeat of every session (percent)"),
+        o("publish", "nrep", suffix="statmap", extension=".nii.gz", **laion_sub,
+          entities={"desc": "Noiseceiling{nrep}rep"},
+          description="noise ceiling for an average of N repeats (percent)"),
+        o("publish", "roi", LAION_ATLASES, "subject", "", ".nii.gz", datatype="rois",
+          with_task=False, filename="{roi}.nii.gz",
+          description="a ROI mask of the subject on the functional grid (1 inside), named by "
+          "its label"),
     )
     # fmt: on
 
@@ -413,7 +442,16 @@ _SPATIAL_DESCRIPTION = (
     "alignment, BOLD->T1w registration and one cubic B-spline interpolation of every echo "
     "(echoprep.kernels.geometry)"
 )
-_SPATIAL_IGNORE = ("*_xfm.npz", "*_xfm.txt", "*_xfm.json")
+#: BIDS 1.10 has no name for transforms, motion reference volumes and confound tables, nor for
+#: a subject-level functional mask without a task (func masks need ``task-``).
+_SPATIAL_IGNORE = (
+    "*_xfm.npz",
+    "*_xfm.txt",
+    "*_xfm.json",
+    "*_boldref.*",
+    "*_desc-confounds_timeseries.*",
+    "sub-*/func/*_desc-brain_mask.*",
+)
 
 #: Every derivative folder (with a ``dataset_description.json``), by the name the ``describe``
 #: command knows it by.
@@ -448,7 +486,8 @@ FOLDERS: dict[str, Folder] = {
         "echoprep single-trial betas ({folder})",
         "GLMsingle FITHRF_GLMDENOISE_RR single-trial betas per session (echoprep's engine "
         "unless glm.engine is glmsingle) and noise ceilings (NSD ncsnr)",
-        ("*_summary.json", "*_model.h5", "*_model.json", "*_trials.tsv", "*_trials.json"),
+        # statistical maps (betas, R², noise ceilings) and ROI tables have no BIDS name yet
+        ("*_statmap.*", "*_summary.*", "*_model.*", "*_trials.*"),
     ),
     "analysis-mask": Folder(
         "glmsingle-analysis",
@@ -461,6 +500,9 @@ FOLDERS: dict[str, Folder] = {
         "echoprep ROIs",
         "ROI masks on each subject's functional grid: user masks (nearest neighbour) and the "
         "visually responsive ROI (image trials vs the blank baseline, tested across runs)",
+        # one folder per ROI category (sub-01/visual/), which is no BIDS datatype (the
+        # validator matches folders without their trailing slash: "sub-*/*/" would not do)
+        ("sub-*/*",),
     ),
     "comparison": Folder(
         "comparison",
@@ -476,6 +518,24 @@ FOLDERS: dict[str, Folder] = {
         "One self-contained HTML quality report per subject: tSNR with and without NORDIC, "
         "T2*, head motion, R² and noise ceilings, ROI tables, the comparison",
         ("*.html", "*_diagnostics.*"),
+    ),
+    "laion": Folder(
+        LAION_GLM,
+        "echoprep single-trial betas, LAION-fMRI layout",
+        "One variant (publish.variant) under the names the LAION-fMRI data loader reads: "
+        "single-trial betas, trials, session noise ceilings per session; the meanR2gt15mask "
+        "and the cross-session noise ceilings directly in each subject folder. Each file is a "
+        "link to (or a copy of) the glmsingle-<variant> original named in its sidecar",
+        ("*_statmap.*", "*_trials.*"),
+    ),
+    "atlases": Folder(
+        LAION_ATLASES,
+        "echoprep ROI masks, LAION-fMRI layout",
+        "Every ROI mask of each subject (rois/) as sub-<label>/rois/<ROI label>.nii.gz, the "
+        "name the LAION-fMRI data loader reads; each a link to (or a copy of) the original "
+        "named in its sidecar",
+        # a folder pattern without the trailing slash (bids-validator 3.0.2 matches it so)
+        ("sub-*/rois",),
     ),
 }
 
@@ -542,6 +602,8 @@ TRIALS_NAME = "*_" + OUTPUTS["glm.trials"].file_name("")
 
 __all__ = [
     "FOLDERS",
+    "LAION_ATLASES",
+    "LAION_GLM",
     "LEVELS",
     "OUTPUTS",
     "TEMPLATE",

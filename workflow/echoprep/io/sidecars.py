@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
@@ -62,6 +63,50 @@ def write_json(path: str | Path, content: Mapping[str, Any]) -> Path:
     return path
 
 
+_SPACE = re.compile(r"(?:^|_)space-([A-Za-z0-9]+)_")
+
+
+def space_label(path: str | Path) -> str | None:
+    """The ``space-<label>`` entity of a BIDS file name (``"T1w"``), or None."""
+    found = _SPACE.search(Path(path).name)
+    return found.group(1) if found else None
+
+
+def spatial_reference(image: str | Path, sources: Iterable[str | Path]) -> Any:
+    """The BIDS ``SpatialReference`` of an output in a named space, from its sources.
+
+    A derivative whose name carries ``space-<label>`` needs one (required when the label is
+    not a standard template, e.g. ``T1w``). The output lies on the grid of its sources in the
+    same space, so it takes the ``SpatialReference`` of the first such source whose sidecar
+    records one (the resampled echoes record the functional grid image; every later output
+    inherits it), else that source's own path.
+
+    Parameters
+    ----------
+    image
+        The output file.
+    sources
+        Its input files, in the order recorded in its sidecar.
+
+    Returns
+    -------
+    str, dict or None
+        The reference, or None: ``image`` has no space entity, or no source in that space.
+    """
+    label = space_label(image)
+    if label is None:
+        return None
+    same_space = [Path(s) for s in sources if space_label(s) == label]
+    for source in same_space:
+        try:
+            recorded = json.loads(sidecar_path(source).read_text()).get("SpatialReference")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if recorded:
+            return recorded
+    return str(same_space[0]) if same_space else None
+
+
 def write_sidecar(
     image: str | Path,
     *,
@@ -81,12 +126,19 @@ def write_sidecar(
     parameters
         The options of the stage that produced it.
     extra
-        Further BIDS fields (e.g. ``RepetitionTime``, ``Units``, ``EchoTime``).
+        Further BIDS fields (e.g. ``RepetitionTime``, ``Units``, ``EchoTime``). Without a
+        ``SpatialReference`` there, an output in a named space takes its sources' reference
+        (:func:`spatial_reference`).
     software
         Extra package names whose versions should be recorded.
     """
     content: dict[str, Any] = dict(extra or {})
-    content["Sources"] = [str(s) for s in sources]
+    sources = [str(s) for s in sources]
+    if "SpatialReference" not in content:
+        reference = spatial_reference(image, sources)
+        if reference is not None:
+            content["SpatialReference"] = reference
+    content["Sources"] = sources
     content["Parameters"] = dict(parameters or {})
     content["SoftwareVersions"] = format_versions(software_versions(software))
     return write_json(sidecar_path(image), content)
@@ -100,13 +152,12 @@ def write_dataset_description(
     description: str | None = None,
     config: Mapping[str, Any] | None = None,
     source_datasets: Iterable[str] = (),
-    bidsignore: Iterable[str] = (),
 ) -> Path:
     """Write ``dataset_description.json`` at a derivative (or raw) dataset root.
 
     Derivatives carry ``GeneratedBy`` (name, version, code URL) and, when given, the
-    workflow configuration that produced them. ``bidsignore`` patterns (outputs the BIDS
-    specification has no name for yet, e.g. tedana's component tables) go to ``.bidsignore``.
+    workflow configuration that produced them. The folders' ``.bidsignore`` and ``README.md``
+    are written with it by :func:`echoprep.io.describe.describe_folder`.
     """
     content: dict[str, Any] = {
         "Name": name,
@@ -129,8 +180,4 @@ def write_dataset_description(
             content["echoprepConfig"] = dict(config)
     elif description:
         content["Description"] = description
-    patterns = list(bidsignore)
-    if patterns:
-        Path(root).mkdir(parents=True, exist_ok=True)
-        (Path(root) / ".bidsignore").write_text("\n".join(patterns) + "\n")
     return write_json(Path(root) / "dataset_description.json", content)

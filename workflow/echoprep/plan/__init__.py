@@ -16,12 +16,13 @@ run/session/subject return the rule's wildcard pattern.
 from __future__ import annotations
 
 from echoprep.plan._base import ALL_VARIANTS, BasePlan, PlanError
+from echoprep.plan.publish import PublishPlan
 from echoprep.plan.runs import RunPlan
 from echoprep.plan.sessions import SessionPlan
 from echoprep.plan.subjects import SubjectPlan
 
 
-class Plan(RunPlan, SessionPlan, SubjectPlan, BasePlan):
+class Plan(RunPlan, SessionPlan, SubjectPlan, PublishPlan, BasePlan):
     """Jobs, targets and inputs of one workflow invocation.
 
     Parameters

@@ -113,6 +113,12 @@ class BasePlan:
         """The validated config as sorted JSON (recorded in ``dataset_description.json``)."""
         return json.dumps(self.config, sort_keys=True)
 
+    def config_file(self) -> str:
+        """``<work_dir>/config/config.json``: :meth:`config_json` as a file (rule
+        ``config_snapshot``, rewritten when the config changes). Description and report jobs
+        read it (``--config-file``): the JSON stays off their command lines, ``ps`` and logs."""
+        return str(Path(self.config["work_dir"]) / "config" / "config.json")
+
     def source(self) -> str:
         """The raw dataset, as an absolute path."""
         return str(Path(self.config["bids_dir"]).resolve())
@@ -149,6 +155,7 @@ class BasePlan:
             folders.append("reports")
             if self.rois_enabled() and self.comparison_entries():
                 folders.append("comparison")
+        folders += self.publish_folders()
         return folders
 
     # -----------------------------------------------------------------------------------------
@@ -164,6 +171,7 @@ class BasePlan:
             self.glm_targets(),
             self.roi_targets(),
             self.report_targets(),
+            self.publish_targets(),
         ):
             found.extend(part)
         return list(dict.fromkeys(found))

@@ -362,9 +362,10 @@ class SubjectPlan:
             files["t2star"] = self.combine_outputs("optcom", runs[0], self.nordic_variants[-1])[
                 "t2star"
             ]
+        if self.config["spatial"]["enabled"]:  # motion is estimated for T1w and native output
+            files["confounds"] = [self.spatial_run_outputs(r)["confounds"] for r in runs]
         grid = self.func_grid(sub)
         if grid:
-            files["confounds"] = [self.spatial_run_outputs(r)["confounds"] for r in runs]
             files["underlay"] = (
                 self.anat_outputs(sub)["preproc"] if sub in self.dataset.t1w else grid
             )

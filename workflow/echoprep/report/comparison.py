@@ -9,13 +9,15 @@ import pandas as pd
 
 from echoprep.io.atomic import atomic_path
 from echoprep.kernels.ranking import VARIANT_NAMES, VARIANTS, sem
+from echoprep.report.labels import DOTS
 
 
 def plot_comparison(
     table: pd.DataFrame, png: str | Path | None = None, svg: str | Path | None = None
 ):
-    """Figure: per variant, subject dots and the group mean ± SEM of held-out fidelity, median
-    NC and d′.
+    """Figure: per variant, one dot per subject-session (row of ``table``) and the mean ± SEM
+    over the dots of held-out fidelity, median NC (%) and d′; the title says so in the words of
+    :data:`echoprep.report.labels.DOTS`, which the captions repeat.
 
     Parameters
     ----------
@@ -66,7 +68,7 @@ def plot_comparison(
         ax.grid(axis="y", alpha=0.3)
     if subjects:
         np.atleast_1d(axes)[0].legend(fontsize=7, loc="upper left", frameon=False)
-    fig.suptitle("Preprocessing variants: bars = group mean ± SEM, dots = subject-sessions")
+    fig.suptitle(f"Preprocessing variants: {DOTS}")
     if png is not None:
         with atomic_path(png) as tmp:
             fig.savefig(tmp, dpi=120, format="png")

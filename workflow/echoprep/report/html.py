@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,9 @@ class Section:
         Plain-text warnings shown in a highlighted box at the top of the section.
     missing
         Why the section has no content (shown instead).
+    details
+        ``(summary, text)`` pairs: plain text folded away in a ``<details>`` element (closed;
+        the summary line opens it), e.g. the configuration.
     """
 
     title: str
@@ -46,6 +49,7 @@ class Section:
     text: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     missing: str | None = None
+    details: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def anchor(self) -> str:
@@ -85,6 +89,9 @@ caption { caption-side: top; text-align: left; font-weight: 600; padding: .3em 0
            margin: .8em 0; }
 .warning strong { color: #a34a00; }
 pre { background: #f6f6f6; padding: .8em; overflow-x: auto; font-size: .8em; }
+.table-wrap { overflow-x: auto; }
+details { margin: .8em 0; }
+summary { cursor: pointer; font-weight: 600; }
 </style>
 </head>
 <body>
@@ -109,14 +116,16 @@ pre { background: #f6f6f6; padding: .8em; overflow-x: auto; font-size: .8em; }
 <figure><img src="{{ uri }}" alt="{{ caption }}"><figcaption>{{ caption }}</figcaption></figure>
 {% endfor %}
 {% for caption, header, rows in s.tables %}
-<table><caption>{{ caption }}</caption>
+<div class="table-wrap"><table><caption>{{ caption }}</caption>
 <thead><tr>{% for h in header %}<th>{{ h }}</th>{% endfor %}</tr></thead>
 <tbody>{% for row in rows %}
 <tr>{% for c in row %}<td>{{ c }}</td>{% endfor %}</tr>{% endfor %}
 </tbody>
-</table>
+</table></div>
 {% endfor %}
-{% if s.pre %}<pre>{{ s.pre }}</pre>{% endif %}
+{% for summary, text in s.details %}
+<details><summary>{{ summary }}</summary><pre>{{ text }}</pre></details>
+{% endfor %}
 </section>
 {% endfor %}
 <footer><p>{{ footer }}</p></footer>
@@ -133,7 +142,6 @@ def render(
     summary: Sequence[str] = (),
     warnings: Sequence[str] = (),
     footer: str = "",
-    preformatted: Mapping[str, str] | None = None,
 ) -> str:
     """The report as one HTML string.
 
@@ -147,11 +155,8 @@ def render(
         Lines of the box at the top.
     warnings
         Lines of the warning box below it (shown only when there are any).
-    preformatted
-        Section title → text shown in a ``<pre>`` block (e.g. the configuration).
     """
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    pre = dict(preformatted or {})
     view = [
         {
             "title": s.title,
@@ -163,7 +168,7 @@ def render(
             "tables": [
                 (c, list(h), [[cell(v) for v in r] for r in rows]) for c, h, rows in s.tables
             ],
-            "pre": pre.get(s.title, ""),
+            "details": list(s.details),
         }
         for s in sections
     ]

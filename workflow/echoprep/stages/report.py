@@ -11,7 +11,7 @@ Sections (each shows why it is empty when its inputs are not available):
    comparison session over the T1w (or the functional reference when there is no T1w-aligned
    output).
    Noise-ceiling maps with a ring of implausibly high values at the brain edge are flagged.
-6. **ROI tables**: ROI, voxels, median/mean NC, median R² per variant.
+6. **ROI tables**: ROI, voxels, median/mean NC (%), median R² (%) per variant.
 7. **NORDIC diagnostics**: tSNR gain, evoked-amplitude ratio in the visual ROI, smoothness of
    the image-specific beta patterns and whiteness of the removed part
    (the table of ``echoprep diagnostics``), with a plain-words reading
@@ -21,7 +21,17 @@ Sections (each shows why it is empty when its inputs are not available):
    page depends on no other subject; the group figure and ranking when given. NC and d′ as
    LAION-fMRI reported them, the validated measure next to them, the recommendation, and a
    warning box when the measures disagree or the margins are implausible.
-9. **Options and versions**: the workflow configuration and the software versions.
+9. **Options and versions**: the software that produced the outputs shown (every package
+   recorded in the ``SoftwareVersions`` of the inputs' sidecars, followed back through their
+   ``Sources``: :mod:`echoprep.report.provenance`) and the workflow configuration, folded in a
+   ``<details>`` element.
+
+Every map (tSNR, T2*, R², noise ceiling) is drawn on one display per subject
+(:func:`echoprep.report.figures.display_grid`): the same underlay, the same axial slices and the
+visual ROI outlined; values are opaque inside the brain (0 included) with a colour map whose 0
+and maximum differ, transparent outside. The visual ROI and the masks where the maps are defined
+come from the arguments or, when not given, from the sidecars of the ROI tables and the maps.
+Table headers carry units (from the tables' sidecars, else :mod:`echoprep.report.labels`).
 
 Every figure is a PNG inlined as a base64 data URI and the CSS is inline: the page needs no
 network and no other file. The tables of other stages are read with :mod:`echoprep.io.tables`
@@ -56,10 +66,16 @@ from echoprep.io.tables import (
 from echoprep.kernels.diagnostics import edge_share
 from echoprep.kernels.ranking import RANK_METRICS, recommend
 from echoprep.options import parse_options, section_defaults
-from echoprep.report import figures
+from echoprep.report import figures, labels, provenance
 from echoprep.report.comparison import plot_comparison
 from echoprep.report.diagnostics import reading
 from echoprep.report.html import Section, render
+from echoprep.report.recommendation import (
+    measure_label,
+    ranking_table,
+    recommendation_lines,
+    recommendation_warnings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +102,10 @@ def _section(config: Mapping[str, Any] | None, name: str) -> dict[str, Any]:
     return {**section_defaults(name), **dict((config or {}).get(name) or {})}
 
 
-#: Packages whose versions the report lists.
-REPORT_SOFTWARE = ("matplotlib", "jinja2", "antspyx", "snakemake")
+#: Packages the report itself draws and writes with (listed with the software of its inputs,
+#: which comes from their sidecars).
+REPORT_SOFTWARE = ("matplotlib", "jinja2", "pillow", "snakemake")
 
-#: Labels of the comparison measures when recommended_variant.json does not name them.
-MEASURE_LABELS: dict[str, str] = {
-    "median_nc": "median NC (%)",
-    "dprime": "d′",
-    "gain": "NC gain (%)",
-    "heldout_r": "held-out fidelity (r)",
-}
-#: Measures that only say how well repeats agree (not validated against truth).
-REPEAT_AGREEMENT = ("median_nc", "dprime", "gain")
 #: A noise-ceiling map is flagged when at least this share of its brain-edge voxels (and
 #: EDGE_MIN_VOXELS voxels) exceed EDGE_NC %, and at least twice the share inside.
 EDGE_NC, EDGE_SHARE, EDGE_MIN_VOXELS = 80.0, 0.02, 10
@@ -119,109 +127,19 @@ def _try(section: Section, what: str, fn, *args, **kwargs) -> Any:
 
 
 def _table_rows(path: str | Path) -> tuple[list[str], list[list[Any]]]:
+    """Header (readable, with units from the table's sidecar) and rows of a TSV."""
     t = pd.read_csv(path, sep="\t", na_values=["n/a"], dtype={"subject": str, "session": str})
-    return list(t.columns), t.astype(object).where(t.notna(), None).values.tolist()
+    header = labels.headers(list(t.columns), provenance.column_units(path))
+    return header, t.astype(object).where(t.notna(), None).values.tolist()
 
 
-def _label(rec: Mapping[str, Any], measure: str) -> str:
-    """Display label of a comparison measure (from the JSON's ``measures`` when given)."""
-    info = (rec.get("measures") or {}).get(measure) or {}
-    return str(info.get("label") or MEASURE_LABELS.get(measure, measure))
-
-
-def _recommendation_lines(rec: Mapping[str, Any], scope: str) -> list[str]:
-    """Summary lines of a recommendation (``recommended_variant.json`` content)."""
-    by = rec.get("rank_by", "median_nc")
-    line = (
-        f"Recommended variant {scope}: {rec['variant']} ({rec.get('name', '')}), ranked first "
-        f"by {by}" + (f" ({_label(rec, by)})" if _label(rec, by) != by else "")
-    )
-    mb = rec.get("margin_over_baseline")
-    if mb:
-        rel = mb.get("relative_percent")
-        rel_text = f" ({rel:+.1f} %)" if rel is not None else ""
-        line += f"; {mb['difference']:+.2f} over the baseline {mb['variant']}{rel_text}"
-    mr = rec.get("margin_over_runner_up")
-    if mr:
-        line += f"; {mr['difference']:+.2f} over the runner-up {mr['variant']}"
-    lines = [line + "."]
-    nc_winner = rec.get("nc_winner")
-    if nc_winner and by != "median_nc":
-        same = nc_winner == rec["variant"]
-        lines.append(
-            f"The highest median noise ceiling: {nc_winner}"
-            + (" (the same variant)." if same else " (another variant: see the warning).")
-        )
-    if rec.get("winner_below_baseline"):
-        worse = ", ".join(
-            f"sub-{w['subject']}"
-            + (f" ses-{w['session']}" if w.get("session") not in (None, "n/a") else "")
-            for w in rec["winner_below_baseline"]
-        )
-        lines.append(f"Below the baseline for: {worse}.")
-    return lines
-
-
-def _recommendation_warnings(rec: Mapping[str, Any]) -> list[str]:
-    """Warnings of a recommendation: the disagreement paragraph first, then the JSON's own
-    warnings, then a note when a NORDIC variant wins on repeat agreement alone."""
-    out: list[str] = []
-    by = rec.get("rank_by", "median_nc")
-    if rec.get("disagreement"):
-        out.append(str(rec["disagreement"]))
-    elif rec.get("agreement") is False and rec.get("nc_winner"):
-        out.append(
-            f"The measures disagree: the median noise ceiling ranks {rec['nc_winner']} first, "
-            f"{_label(rec, by)} ranks {rec['variant']} first. The recommendation follows "
-            f"{_label(rec, by)}."
-        )
-    out.extend(str(w) for w in rec.get("warnings") or [])
-    if by in REPEAT_AGREEMENT and str(rec.get("variant", "")).startswith("nordic"):
-        out.append(
-            f"{rec['variant']} is ranked first by {_label(rec, by)}, a measure of how well the "
-            "repeats of an image agree. Noise-ceiling gains from low-rank denoising such as "
-            "NORDIC are not evidence of better betas: NORDIC can make the repeats agree more "
-            "while the betas follow the true responses less. Do not choose NORDIC on this "
-            "number alone; see the NORDIC diagnostics."
-        )
-    return out
-
-
-def _ranking_table(rec: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
-    """Header and rows of a recommendation's ranking: NC and d′ as LAION-fMRI reported them,
-    the validated measure(s) next to them (mean ± SEM where the SEM is known)."""
-    ranking = list(rec.get("ranking") or [])
-    measures = ["median_nc", "dprime"]
-    for m in [*(rec.get("measures") or {}), rec.get("rank_by", "median_nc")]:
-        if m not in measures and m != "gain" and any(f"{m}_mean" in r for r in ranking):
-            measures.append(m)
-
-    def value(row: Mapping[str, Any], m: str) -> Any:
-        mean, sem = row.get(f"{m}_mean"), row.get(f"{m}_sem")
-        if mean is None:
-            return None
-        return f"{mean:.3g} ± {sem:.2g}" if sem is not None else float(mean)
-
-    header = ["rank", "variant", *(_label(rec, m) for m in measures), "NC gain (%)"]
-    header += ["below baseline", "note"]
-    rows = []
-    for i, r in enumerate(ranking):
-        note = []
-        if r.get("variant") == rec.get("variant"):
-            note.append("recommended")
-        if r.get("variant") == rec.get("nc_winner"):
-            note.append("highest NC")
-        rows.append(
-            [
-                i + 1,
-                r.get("variant"),
-                *(value(r, m) for m in measures),
-                r.get("gain_mean"),
-                r.get("below_baseline"),
-                ", ".join(note),
-            ]
-        )
-    return header, rows
+def _frame_rows(
+    table: pd.DataFrame, path: str | Path | None = None
+) -> tuple[list[str], list[list[Any]]]:
+    """Header (with units) and rows of a table read by a stage's reader."""
+    units = provenance.column_units(path) if path is not None else {}
+    rows = table.astype(object).where(table.notna(), None).values.tolist()
+    return labels.headers([str(c) for c in table.columns], units), rows
 
 
 def _edge_warnings(nc_maps: Mapping[str, str | Path], brain: str | Path | None) -> list[str]:
@@ -259,6 +177,56 @@ def _figure_png(table: pd.DataFrame) -> bytes:
     return figures.to_png(plot_comparison(table))
 
 
+def _display(
+    nc_maps: Mapping[str, str | Path] | None,
+    r2: str | Path | None,
+    t2star: str | Path | None,
+    bold: str | Path | None,
+    underlay: str | Path | None,
+    brain: str | Path | None,
+    roi: str | Path | None,
+    roi_tables: Mapping[str, str | Path] | None,
+) -> tuple[figures.Display | None, Path | None]:
+    """The subject's display (one grid, underlay, slice set and ROI outline for every map) and
+    the brain mask it uses (``brain``, else the fitted mask recorded in the first map's
+    sidecar). None when there is no map, or the display cannot be built (each figure then uses
+    its own grid)."""
+    maps = [*(nc_maps or {}).values(), r2, t2star, bold]
+    reference = next((m for m in maps if m is not None), None)
+    if reference is None:
+        return None, Path(brain) if brain is not None else None
+    inside = Path(brain) if brain is not None else None
+    for m in [*(nc_maps or {}).values(), r2]:
+        if inside is None and m is not None:
+            inside = provenance.source_mask(m)
+    if roi is None:
+        roi = next(
+            (r for r in map(provenance.table_roi_mask, (roi_tables or {}).values()) if r), None
+        )
+    try:
+        display = figures.display_grid(reference, underlay, brain=inside, roi=roi)
+    except Exception as exc:  # the figures still draw, each on its own grid
+        log.warning("report: no common display for the maps: %s", exc)
+        return None, inside
+    return display, inside
+
+
+def _cap(text: str) -> str:
+    """A caption sentence from a phrase (capitalised, full stop), or ''."""
+    return f"{text[:1].upper()}{text[1:]}." if text else ""
+
+
+def _software(files: Sequence[str | Path | None]) -> list[list[str]]:
+    """Rows ``[package, version, output folders]``: every package in the provenance of
+    ``files`` (:func:`echoprep.report.provenance.collect_software`) and the report's own
+    (folder ``reports``)."""
+    found = provenance.collect_software(files)
+    own = software_versions(REPORT_SOFTWARE)
+    own["python"] = platform.python_version()
+    found.add(own, "reports")
+    return found.rows()
+
+
 def build_report(
     subject: str,
     out: str | Path,
@@ -274,6 +242,7 @@ def build_report(
     nc_maps: Mapping[str, str | Path] | None = None,
     roi_tables: Mapping[str, str | Path] | None = None,
     brain: str | Path | None = None,
+    roi: str | Path | None = None,
     rank_by: str | None = None,
     comparison_table: str | Path | None = None,
     comparison_bootstrap: str | Path | None = None,
@@ -308,7 +277,12 @@ def build_report(
         Variant → ROI table TSV.
     brain
         The subject's brain mask on the grid of the noise-ceiling maps (their edge check counts
-        voxels outside it as edge voxels); None: the maps' own support only.
+        voxels outside it as edge voxels; the slices span it and maps without a fitted mask of
+        their own are opaque inside it); None: the maps' own support for the edge check, and
+        the fitted mask recorded in the first map's sidecar for the display.
+    roi
+        The visual ROI mask, outlined on every map; None: the visual ROI that the first ROI
+        table summarised (from its sidecar), if any.
     rank_by
         Metric the subject's variants are ranked by (:data:`RANK_METRICS`); None: the
         schema default of ``comparison.rank_by``.
@@ -321,7 +295,8 @@ def build_report(
     diagnostics
         The subject's NORDIC diagnostics table (:mod:`echoprep.stages.diagnostics`).
     config
-        The workflow configuration (shown).
+        The workflow configuration (shown folded; its ``spatial`` section says why a motion
+        section is empty).
     session
         The session the maps come from (for the captions).
     """
@@ -346,19 +321,24 @@ def build_report(
         rec = json.loads(Path(recommendation).read_text())
         scope = "over all subjects"
     if rec is not None:
-        summary.extend(_recommendation_lines(rec, scope))
-        warnings.extend(_recommendation_warnings(rec))
+        summary.extend(recommendation_lines(rec, scope))
+        warnings.extend(recommendation_warnings(rec))
+
+    display, inside = _display(nc_maps, r2, t2star, bold_raw, underlay, brain, roi, roi_tables)
+    where = display.describe() if display is not None else ""
+    if display is not None and display.roi is not None:
+        where += "; red outline: the visually responsive ROI"
 
     s = Section("tSNR before and after NORDIC")
     if bold_raw and bold_nordic:
-        res = _try(s, "tSNR", figures.tsnr_figure, bold_raw, bold_nordic)
+        res = _try(s, "tSNR", figures.tsnr_figure, bold_raw, bold_nordic, display=display)
         if res is not None:
             png, stats = res
             s.figures.append(
                 (
-                    f"tSNR of {Path(bold_raw).name} (top) and its NORDIC counterpart; median "
-                    f"{stats['median_before']:.1f} → {stats['median_after']:.1f} "
-                    f"(× {stats['ratio']:.2f})",
+                    f"tSNR (mean / SD over time) of {Path(bold_raw).name} without (top) and with "
+                    f"NORDIC; median {stats['median_before']:.1f} → {stats['median_after']:.1f} "
+                    f"(× {stats['ratio']:.2f}). {_cap(where)}",
                     png,
                 )
             )
@@ -372,14 +352,15 @@ def build_report(
 
     s = Section("T2* map")
     if t2star:
-        png = _try(s, "T2* map", figures.t2star_figure, t2star)
+        png = _try(s, "T2* map", figures.t2star_figure, t2star, display=display)
         if png:
-            s.figures.append((f"T2* of {Path(t2star).name}", png))
+            s.figures.append((f"T2* (ms) of {Path(t2star).name}. {_cap(where)}", png))
     else:
         s.missing = "Not available: no optimal-combination (optcom) output in this configuration."
     sections.append(s)
 
     s = Section("Head motion")
+    spatial = _section(config, "spatial")
     if confounds:
         res = _try(s, "motion trace", figures.motion_figure, list(confounds))
         if res is not None:
@@ -391,38 +372,55 @@ def build_report(
                     png,
                 )
             )
+    elif not spatial["enabled"]:
+        s.missing = (
+            "Not available: spatial preprocessing (head-motion estimation) is off "
+            "(spatial.enabled: false)."
+        )
     else:
-        s.missing = "Not available: spatial preprocessing (head-motion estimation) is off."
+        s.missing = (
+            "Not available: spatial preprocessing is on (spatial.output_space: "
+            f"{spatial['output_space']}), but the report was given no head-motion confounds "
+            f"(spatial/*_{get('spatial.confounds').file_name('')}) for "
+            f"sub-{subject}{ses}."
+        )
     sections.append(s)
 
     s = Section("R² and noise ceiling")
+    over = underlay_kind if underlay else "map itself"
     if r2:
         png = _try(
             s,
             "R² map",
             figures.overlay_figure,
             {f"R² {r2_variant or ''}".strip(): r2},
-            underlay,
             label="R² (%)",
-            title=f"GLMsingle R² over the {underlay_kind if underlay else 'map itself'}",
-            threshold=0.0,
+            title=f"GLMsingle R² (%) over the {over}",
+            display=display,
+            inside={"r2": provenance.source_mask(r2) or inside},
         )
         if png:
-            s.figures.append((f"R² of {Path(r2).name}", png))
+            s.figures.append((f"R² (%) of {Path(r2).name}. {_cap(where)}", png))
     if nc_maps:
         png = _try(
             s,
             "noise-ceiling maps",
             figures.overlay_figure,
             dict(nc_maps),
-            underlay,
             label="noise ceiling (%)",
-            title=f"Noise ceiling per variant{ses} over the "
-            f"{underlay_kind if underlay else 'map itself'}",
-            threshold=0.0,
+            title=f"Noise ceiling (%) per variant{ses} over the {over}",
+            display=display,
+            inside={v: provenance.source_mask(p) or inside for v, p in nc_maps.items()},
         )
         if png:
-            s.figures.append(("Session noise ceiling (NSD ncsnr), one row per variant", png))
+            s.figures.append(
+                (
+                    "Session noise ceiling (%, NSD ncsnr), one row per variant, one colour "
+                    "scale for all; opaque where the GLM was fitted (dark purple = 0 %, "
+                    f"yellow = the highest values). {_cap(where)}",
+                    png,
+                )
+            )
         flags = _try(s, "edge check of the noise-ceiling maps", _edge_warnings, nc_maps, brain)
         s.warnings.extend(flags or [])
         warnings.extend(flags or [])
@@ -449,8 +447,7 @@ def build_report(
                 "on this subject's data:"
             )
             s.text.extend(reading(table))
-            header = list(table.columns)
-            rows = table.astype(object).where(table.notna(), None).values.tolist()
+            header, rows = _frame_rows(table, diagnostics)
             s.tables.append((f"sub-{subject}: NORDIC on vs off", header, rows))
     elif not nordic_on:
         s.missing = "Not available: NORDIC is off (nordic.enabled: false)."
@@ -466,28 +463,27 @@ def build_report(
     if own_error:
         s.text.append(own_error)
     if rec is not None:
-        s.warnings.extend(_recommendation_warnings(rec))
+        s.warnings.extend(recommendation_warnings(rec))
         for m, info in (rec.get("measures") or {}).items():
             if isinstance(info, Mapping) and info.get("description"):
-                s.text.append(f"{_label(rec, m)}: {info['description']}")
+                s.text.append(f"{measure_label(rec, m)}: {info['description']}")
     if own_table is not None:
         png = _try(s, "comparison figure", _figure_png, own_table)
         if png:
             s.figures.append(
                 (
-                    f"sub-{subject}: median noise ceiling in the visually responsive ROI and d′ "
-                    "per variant (one dot per session; bars: mean ± SEM over sessions)",
+                    f"sub-{subject}: held-out fidelity (r), median noise ceiling (%) in the "
+                    f"visually responsive ROI and d′ per variant ({labels.DOTS})",
                     png,
                 )
             )
-        header = list(own_table.columns)
-        rows = own_table.astype(object).where(own_table.notna(), None).values.tolist()
+        header, rows = _frame_rows(own_table, comparison_table)
         s.tables.append((f"sub-{subject}", header, rows))
     if comparison_png and Path(comparison_png).is_file():
         s.figures.append(
             (
-                "All subjects: median noise ceiling in the visually responsive ROI and d′ per "
-                "variant (bars: group mean ± SEM; dots: subjects)",
+                "All subjects: held-out fidelity (r), median noise ceiling (%) in the visually "
+                f"responsive ROI and d′ per variant ({labels.DOTS})",
                 Path(comparison_png).read_bytes(),
             )
         )
@@ -497,7 +493,7 @@ def build_report(
         s.tables.append((f"sub-{subject}", header, mine))
     if rec is not None:
         over = "sessions" if own_table is not None else "subjects"
-        header, rows = _ranking_table(rec)
+        header, rows = ranking_table(rec)
         s.tables.append((f"Ranking {scope} (means over {over})", header, rows))
         s.text.append(
             "The group ranking over all subjects, which decides the recommended variant, is in "
@@ -508,11 +504,36 @@ def build_report(
     sections.append(s)
 
     s = Section("Options and versions")
-    versions = software_versions(REPORT_SOFTWARE)
-    versions["python"] = platform.python_version()
-    s.tables.append(("Software", ["package", "version"], sorted(versions.items())))
+    shown = [
+        bold_raw,
+        bold_nordic,
+        t2star,
+        *confounds,
+        underlay,
+        r2,
+        *(nc_maps or {}).values(),
+        *(roi_tables or {}).values(),
+        brain,
+        roi,
+        comparison_table,
+        comparison_tsv,
+        recommendation,
+        diagnostics,
+    ]
+    s.text.append(
+        "Software that produced the outputs shown on this page (the SoftwareVersions of their "
+        "sidecars, followed back through their Sources) and that drew this page (reports):"
+    )
+    s.tables.append(
+        ("Software", ["package", "version", "used for (output folders)"], _software(shown))
+    )
+    s.details.append(
+        (
+            "Workflow configuration (JSON)",
+            json.dumps(dict(config or {}), indent=2, sort_keys=True),
+        )
+    )
     sections.append(s)
-    pre = {"Options and versions": json.dumps(dict(config or {}), indent=2, sort_keys=True)}
 
     text = render(
         f"echoprep report: sub-{subject}",
@@ -521,7 +542,6 @@ def build_report(
         summary=summary,
         warnings=list(dict.fromkeys(warnings)),
         footer=f"Generated by echoprep {__version__}. Self-contained: figures are embedded.",
-        preformatted=pre,
     )
     out = write_text(out, text)
     log.info("report: %s (%d kB)", out, len(text) // 1024)
@@ -553,6 +573,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--brain", type=Path, default=None, help="brain mask on the noise-ceiling maps' grid"
     )
     parser.add_argument(
+        "--roi",
+        type=Path,
+        default=None,
+        help="the visual ROI mask, outlined on every map (default: from the ROI tables' sidecars)",
+    )
+    parser.add_argument(
         "--rank-by",
         choices=RANK_METRICS,
         default=None,
@@ -575,6 +601,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--config-json", default=None, help="the workflow configuration shown on the page"
+    )
+    parser.add_argument(
+        "--config-file", type=Path, default=None, help="the same, as a JSON file (the rules')"
     )
     parser.add_argument(
         "--options-json", default=None, help="the report: config section as JSON (checked)"
@@ -602,6 +631,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         nc_maps=key_paths(args.nc, "--nc", form="VARIANT=PATH"),
         roi_tables=key_paths(args.roi_table, "--roi-table", form="VARIANT=PATH"),
         brain=args.brain,
+        roi=args.roi,
         rank_by=args.rank_by,
         comparison_table=args.comparison_table,
         comparison_bootstrap=args.comparison_bootstrap,
@@ -609,7 +639,13 @@ def run_from_args(args: argparse.Namespace) -> int:
         comparison_tsv=args.comparison_tsv,
         recommendation=args.recommendation,
         diagnostics=args.diagnostics,
-        config=json.loads(args.config_json) if args.config_json else None,
+        config=(
+            json.loads(args.config_file.read_text())
+            if args.config_file
+            else json.loads(args.config_json)
+            if args.config_json
+            else None
+        ),
         session=args.session,
     )
     return 0

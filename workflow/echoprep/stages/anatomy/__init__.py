@@ -22,6 +22,13 @@ package validates and loads the T1w (:mod:`.t1w`), calls them and writes the out
 (:class:`AnatomyOptions`: config section ``anatomy``; defaults and allowed values in the config
 schema). Every public name is importable from ``echoprep.stages.anatomy``.
 
+**Unusual input is a warning, not an error.** A field of view below 80 mm along an axis, a brain
+mask under 100 ml, a poor fit to the template (Dice < 0.5) and Atropos failing with the template
+priors (then k-means initialisation is used) are logged and listed under ``Warnings`` in every
+sidecar (an empty list when there is nothing to say). Only unusable input stops the stage: what
+discovery already refuses from the header (:func:`echoprep.io.bids_checks.check_t1w_header`),
+NaN or constant voxel values, an empty brain mask, or Atropos failing without priors too.
+
 **Template.** nilearn's bundled MNI152 files are ``mni_icbm152_{t1,gm,wm}_tal_nlin_sym_09a``,
 i.e. the ICBM 2009a *nonlinear symmetric* template (the image is exactly left-right symmetric;
 nilearn's docstring calls it asymmetric, its file names and its data say symmetric), skull-stripped

@@ -21,11 +21,16 @@ from echoprep.kernels import tissue
 from echoprep.options import options_dict
 from echoprep.stages.anatomy.names import OUTPUTS, REQUIRED_OUTPUTS, TEMPLATE, TEMPLATE_INFO
 from echoprep.stages.anatomy.options import AnatomyOptions, parse_anatomy_options
-from echoprep.stages.anatomy.t1w import _axes, _like, template_maps, validate_t1w
+from echoprep.stages.anatomy.t1w import MIN_VOXELS, _axes, _like, template_maps, validate_t1w
 
 log = logging.getLogger(__name__)
 
 _SOFTWARE = ("antspyx", "deepbet", "torch")
+#: Brain volumes below this (ml) give a warning (an adult brain is about 1000-1600 ml; a small
+#: head, a child or a partial field of view give less). An empty brain mask is an error.
+USUAL_MIN_BRAIN_ML = 100.0
+#: A Dice of the warped brain mask with the template's below this gives a warning.
+USUAL_MIN_TEMPLATE_DICE = 0.5
 
 
 def _template_resolution(opts: AnatomyOptions, voxel_mm: float) -> int:
@@ -34,10 +39,12 @@ def _template_resolution(opts: AnatomyOptions, voxel_mm: float) -> int:
     return int(np.clip(round(voxel_mm), 1, 4))
 
 
-def _n4_shrink(opts: AnatomyOptions, voxel_mm: float) -> int:
+def _n4_shrink(opts: AnatomyOptions, voxel_mm: float, shape: tuple[int, ...]) -> int:
     shrink = opts.n4_shrink_factor
     if shrink is None:
         shrink = int(np.clip(round(8.0 / voxel_mm), 1, 8))
+        # a small image keeps at least MIN_VOXELS voxels per axis once shrunk
+        shrink = min(shrink, max(1, min(shape) // MIN_VOXELS))
     return int(shrink)
 
 
@@ -58,7 +65,8 @@ def run_anatomy(
     Parameters
     ----------
     t1w_file
-        The subject's T1w (3D NIfTI, voxel sizes 0.2-6 mm, whole head).
+        The subject's T1w (3D NIfTI, voxel sizes 0.2-6 mm; a field of view smaller than a
+        whole head is processed with a warning).
     outputs
         Keys of :data:`OUTPUTS` to paths (:func:`output_paths` builds them). ``preproc``,
         ``brain_mask`` and ``dseg`` are required; other keys are written when given. The
@@ -77,12 +85,14 @@ def run_anatomy(
     dict
         What the sidecars record: template, registration quality (``TemplateBrainDice``: Dice of
         the warped brain mask with the template's), tissue volumes (ml), brain volume, seconds
-        per step.
+        per step, and ``Warnings``: legal but unusual input (a field of view or brain smaller
+        than a whole adult head's), one line each, also logged and written to every sidecar.
 
     Raises
     ------
     StageInputError
-        For an unusable T1w (see :func:`validate_t1w`).
+        For an unusable T1w (see :func:`validate_t1w`), an empty brain mask, or a brain in
+        which Atropos finds no tissue classes.
     ValueError
         For unknown or invalid options (``echoprep.options.OptionsError``), a missing required
         output key or a negative seed.
@@ -98,7 +108,8 @@ def run_anatomy(
     if seed < 0:
         raise ValueError(f"seed must be non-negative; got {seed}")
     t1w_path = Path(t1w_file)
-    img = validate_t1w(t1w_path)
+    warnings: list[str] = []
+    img = validate_t1w(t1w_path, warnings)
     n_threads = max(1, int(n_threads))
     ants.set_itk_threads(n_threads)
 
@@ -110,10 +121,13 @@ def run_anatomy(
     seconds: dict[str, float] = {}
     with deepbet.torch_threads(n_threads), ants.private_tempdir() as work:
         try:
-            result, arrays = _run(data, affine, voxel_mm, outputs, opts, seed, work, seconds)
+            result, arrays = _run(
+                data, affine, voxel_mm, outputs, opts, seed, work, seconds, warnings
+            )
         except StageInputError as exc:
             raise StageInputError(f"{t1w_path}: {exc}") from exc
         result["Seconds"] = {k: round(v, 2) for k, v in seconds.items()}
+        result["Warnings"] = list(warnings)
         _write_all(t1w_path, img, outputs, arrays, opts, seed, n_threads, result)
     log.info(
         "anatomy %s: brain %.0f ml, GM %.0f / WM %.0f / CSF %.0f ml, template Dice %s, %.1f s",
@@ -137,10 +151,12 @@ def _run(
     seed: int,
     work: Path,
     seconds: dict[str, float],
+    warnings: list[str],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Compute everything: (record for the sidecars, arrays and transform files in ``work``)."""
+    """Compute everything: (record for the sidecars, arrays and transform files in ``work``);
+    legal but unusual findings are logged and appended to ``warnings``."""
     t0 = time.perf_counter()
-    shrink = _n4_shrink(opts, voxel_mm)
+    shrink = _n4_shrink(opts, voxel_mm, data.shape)
     n4data, head_voxels = ants.n4_bias_correction(
         data,
         affine,
@@ -160,10 +176,19 @@ def _run(
     mask = deepbet.brain_mask(n4data, affine, float(opts.brain_threshold), seed)
     seconds["brain_mask"] = time.perf_counter() - t0
     brain_ml = float(mask.sum() * np.prod(_axes(affine)[0])) / 1000.0
-    if brain_ml < 100.0:  # not a brain
+    if not mask.any():
         raise StageInputError(
-            f"expected a brain of about 1000-1600 ml; brain extraction found {int(mask.sum())} "
-            f"voxels ({brain_ml:.1f} ml). Fix: check that the input is a whole-head T1w."
+            f"expected a brain in the T1w; brain extraction (deepbet, threshold "
+            f"{opts.brain_threshold}) found none (an empty mask). Fix: check that the input is a "
+            "T1w of a head, or lower anatomy.brain_threshold."
+        )
+    if brain_ml < USUAL_MIN_BRAIN_ML:
+        _warn(
+            warnings,
+            f"brain extraction found {int(mask.sum())} voxels ({brain_ml:.1f} ml), less than "
+            f"the {USUAL_MIN_BRAIN_ML:.0f} ml expected of a head (an adult brain is about "
+            "1000-1600 ml): a small head, a child, or a partial field of view? Processing "
+            "goes on; check the brain mask and the template registration in the report.",
         )
 
     wants_reg = opts.segmentation == "priors" or any(
@@ -203,23 +228,35 @@ def _run(
             ]
         seconds["registration"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    try:
-        raw = ants.atropos(
-            n4data,
-            mask,
-            affine,
-            priors,
-            prior_weight=opts.prior_weight,
-            mrf_weight=opts.mrf_weight,
-            iterations=opts.atropos_iterations,
+    dice = result.get("TemplateBrainDice")
+    if dice is not None and dice < USUAL_MIN_TEMPLATE_DICE:
+        _warn(
+            warnings,
+            f"the brain mask brought to the template overlaps the template's brain poorly "
+            f"(Dice {dice:.2f} < {USUAL_MIN_TEMPLATE_DICE}): the registration to {TEMPLATE} (and "
+            "anything placed through it, e.g. template-space ROIs) may be off. Expected for a "
+            "partial field of view; otherwise try anatomy.registration: precise.",
         )
+
+    t0 = time.perf_counter()
+    result["Segmentation"] = opts.segmentation
+    try:
+        raw = _atropos(n4data, mask, affine, priors, opts)
     except Exception as exc:  # antspyx raises a bare Exception when Atropos fails
-        raise StageInputError(
-            f"expected a brain with grey matter, white matter and CSF inside the brain mask "
-            f"({int(mask.sum())} voxels, {brain_ml:.0f} ml); Atropos failed ({exc}). Fix: check "
-            "that the input is a whole-head T1w."
-        ) from exc
+        if priors is None:
+            raise _no_tissues(mask, brain_ml, exc) from exc
+        # the template's priors can miss a partial or unusual brain: fall back to intensities
+        _warn(
+            warnings,
+            f"Atropos with the {TEMPLATE} tissue priors failed ({exc}); the tissue classes come "
+            "from k-means initialisation without template information (as with "
+            "anatomy.segmentation: kmeans).",
+        )
+        result["Segmentation"] = "kmeans"
+        try:
+            raw = _atropos(n4data, mask, affine, None, opts)
+        except Exception as exc2:
+            raise _no_tissues(mask, brain_ml, exc2) from exc2
     probs, permutation = tissue.order_by_intensity(n4data, raw, mask)
     # Atropos returns the classes in the priors' order (CSF, GM, WM) or, for k-means, darkest
     # first: either way GM, WM, CSF are the indices (1, 2, 0) when the means follow a T1w
@@ -246,6 +283,38 @@ def _run(
     return result, arrays
 
 
+def _warn(warnings: list[str], message: str) -> None:
+    """Log a warning about legal but unusual input and keep it for the sidecars."""
+    log.warning("%s", message)
+    warnings.append(message)
+
+
+def _atropos(
+    n4data: np.ndarray,
+    mask: np.ndarray,
+    affine: np.ndarray,
+    priors: list[np.ndarray] | None,
+    opts: AnatomyOptions,
+) -> np.ndarray:
+    return ants.atropos(
+        n4data,
+        mask,
+        affine,
+        priors,
+        prior_weight=opts.prior_weight,
+        mrf_weight=opts.mrf_weight,
+        iterations=opts.atropos_iterations,
+    )
+
+
+def _no_tissues(mask: np.ndarray, brain_ml: float, exc: Exception) -> StageInputError:
+    return StageInputError(
+        f"expected a brain with grey matter, white matter and CSF inside the brain mask "
+        f"({int(mask.sum())} voxels, {brain_ml:.0f} ml); Atropos failed ({exc}). Fix: check "
+        "that the input is a T1w of a head."
+    )
+
+
 def _parameters(opts: AnatomyOptions, seed: int, n_threads: int) -> dict[str, Any]:
     """The sidecars' ``Parameters``: every option, the registration preset, seed, threads."""
     params = options_dict(opts)
@@ -269,6 +338,8 @@ def _write_all(
     sources = [t1w_path]
 
     def sidecar(path: Path, extra: Mapping[str, Any], srcs: Sequence[Path] = sources) -> None:
+        # every sidecar says what was unusual about the input (empty list: nothing)
+        extra = {**extra, "Warnings": list(result.get("Warnings", []))}
         write_sidecar(path, sources=srcs, parameters=params, extra=extra, software=_SOFTWARE)
 
     preproc = Path(outputs["preproc"])
@@ -296,11 +367,11 @@ def _write_all(
     method = (
         f"ANTs Atropos, 3 classes, initialised with the {TEMPLATE} GM/WM/CSF probability maps "
         f"brought into the T1w (prior weight {opts.prior_weight})"
-        if opts.segmentation == "priors"
+        if result["Segmentation"] == "priors"
         else "ANTs Atropos, 3 classes, k-means initialisation (no template information)"
     )
     seg_sources = [t1w_path, preproc, mask_path]
-    if opts.segmentation == "priors" and "xfm_from_template" in outputs:
+    if result["Segmentation"] == "priors" and "xfm_from_template" in outputs:
         seg_sources.append(Path(outputs["xfm_from_template"]))
     dseg_path = Path(outputs["dseg"])
     atomic_save(_like(arrays["dseg"], img, np.uint8), dseg_path)

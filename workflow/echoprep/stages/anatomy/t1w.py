@@ -1,7 +1,15 @@
-"""The anatomy stage's inputs: the T1w (checked) and the template's maps on a registration grid."""
+"""The anatomy stage's inputs: the T1w (checked) and the template's maps on a registration grid.
+
+What the header can tell (one 3-D volume, affine, units, voxel sizes, field of view) is checked
+when the workflow is built too (:func:`echoprep.io.bids_checks.check_t1w_header`, with the same
+limits), so a dataset that passes discovery passes these checks unless its voxel values are
+unusable (NaN, constant). A field of view smaller than a whole head is legal (a small head, a
+child): a warning, logged and recorded in the sidecars, never a refusal.
+"""
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -9,13 +17,23 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from echoprep.io.bids_checks import (
+    T1W_MIN_VOXELS,
+    T1W_USUAL_FOV_MM,
+    T1W_VOXEL_RANGE_MM,
+    t1w_fov_warning,
+)
 from echoprep.io.images import StageInputError, load_image
 from echoprep.kernels import tissue
 
+log = logging.getLogger(__name__)
+
 #: Voxel sizes accepted, mm.
-VOXEL_RANGE_MM = (0.2, 6.0)
-#: Smallest field of view accepted along every axis, mm (deepbet needs the whole head).
-MIN_FOV_MM = 80.0
+VOXEL_RANGE_MM = T1W_VOXEL_RANGE_MM
+#: A field of view below this along an axis (mm) gives a warning (the T1w is still processed).
+MIN_FOV_MM = T1W_USUAL_FOV_MM
+#: Fewest voxels along every axis.
+MIN_VOXELS = T1W_MIN_VOXELS
 
 
 # ---------------------------------------------------------------------------------------------
@@ -42,8 +60,16 @@ def _like(data: np.ndarray, like: nib.Nifti1Image, dtype: Any) -> nib.Nifti1Imag
 # validation
 
 
-def validate_t1w(path: str | Path) -> nib.Nifti1Image:
+def validate_t1w(path: str | Path, warnings: list[str] | None = None) -> nib.Nifti1Image:
     """Open a T1w image and check that the anatomy stage can use it.
+
+    Parameters
+    ----------
+    path
+        The T1w NIfTI file.
+    warnings
+        When given, legal but unusual findings (a field of view below :data:`MIN_FOV_MM`) are
+        appended to it, one line each; they are logged either way.
 
     Returns
     -------
@@ -53,7 +79,10 @@ def validate_t1w(path: str | Path) -> nib.Nifti1Image:
     Raises
     ------
     StageInputError
-        Naming the file, what was expected, what was found and how to fix it.
+        For an unusable image (not 3D, fewer than :data:`MIN_VOXELS` voxels along an axis, a
+        singular, non-finite or sheared affine, units other than mm, voxel sizes outside
+        :data:`VOXEL_RANGE_MM`, NaN or constant values), naming the file, what was expected,
+        what was found and how to fix it.
     """
     path = Path(path)
     img = load_image(path, "T1w image")
@@ -64,10 +93,10 @@ def validate_t1w(path: str | Path) -> nib.Nifti1Image:
             f"{path}: expected a 3D T1w image; found shape {img.shape}. Fix: pass one T1w "
             "volume (split multi-volume files, e.g. MP2RAGE UNI only)."
         )
-    if min(img.shape) < 8:
+    if min(img.shape) < MIN_VOXELS:
         raise StageInputError(
-            f"{path}: expected a 3D volume with at least 8 voxels along every axis; found shape "
-            f"{img.shape}. Fix: pass the whole-head T1w."
+            f"{path}: expected a 3D volume with at least {MIN_VOXELS} voxels along every axis; "
+            f"found shape {img.shape}. Fix: pass the 3D T1w volume, not a single slice."
         )
     affine = np.asarray(img.affine, float)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
@@ -95,13 +124,11 @@ def validate_t1w(path: str | Path) -> nib.Nifti1Image:
             f"{np.round(spacing, 3).tolist()} mm. Fix: check the header's pixdim (units "
             "in mm) or resample the T1w."
         )
-    fov = spacing * np.asarray(img.shape, float)
-    if np.any(fov < MIN_FOV_MM):
-        raise StageInputError(
-            f"{path}: expected a whole-head T1w (field of view >= {MIN_FOV_MM:.0f} mm along "
-            f"every axis); found {np.round(fov, 1).tolist()} mm. Fix: pass the whole-head T1w, "
-            "not a slab."
-        )
+    warning = t1w_fov_warning(str(path), img.shape, spacing)
+    if warning is not None:
+        log.warning("%s", warning)
+        if warnings is not None:
+            warnings.append(warning)
     data = np.asarray(img.dataobj, dtype=np.float32)
     if not np.all(np.isfinite(data)):
         raise StageInputError(
@@ -165,4 +192,4 @@ def template_maps(resolution: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     return out, coarse
 
 
-__all__ = ["MIN_FOV_MM", "VOXEL_RANGE_MM", "template_maps", "validate_t1w"]
+__all__ = ["MIN_FOV_MM", "MIN_VOXELS", "VOXEL_RANGE_MM", "template_maps", "validate_t1w"]

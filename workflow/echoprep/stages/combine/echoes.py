@@ -32,6 +32,7 @@ from echoprep.io.images import (
     check_same_grid,
     float_image,
     load_image,
+    save_tool_output,
 )
 from echoprep.io.paths import sidecar_path
 from echoprep.io.sidecars import write_sidecar
@@ -268,8 +269,11 @@ def _collect_tedana(
                 "messages"
             )
         out = Path(outputs[key])
-        with atomic_path(out) as tmp:
-            shutil.move(path, tmp)
+        if out.name.endswith((".nii.gz", ".nii")):
+            save_tool_output(path, out)  # our NIfTI conventions (units), tedana's voxels
+        else:
+            with atomic_path(out) as tmp:
+                shutil.move(path, tmp)
         side = dict(extra) if key == "bold" else {}
         side.update(_DESCRIPTIONS.get(key, {}))
         if record:

@@ -1,0 +1,202 @@
+"""What makes a derivative folder a BIDS-derivative dataset: ``dataset_description.json``,
+``.bidsignore`` and ``README.md``, written from the output registry's folder table
+(:data:`echoprep.io.outputs.FOLDERS`) by the ``describe`` command (rule ``dataset_description``).
+
+The README says what the folder holds (one line per output kind, from the registry), which
+configuration produced it and where the methods are documented; the ``.bidsignore`` lists the
+file names the BIDS specification does not define yet, so that the official validator
+(``bids-validator-deno``) reports no errors on the folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from echoprep import CODE_URL, __version__
+from echoprep.io.atomic import write_text
+from echoprep.io.outputs import FOLDERS, OUTPUTS, Folder, Output, folder_kind
+from echoprep.io.sidecars import BIDS_VERSION, write_dataset_description
+
+#: Pages of docs/ that explain the methods behind a folder kind (architecture.md, which maps
+#: every folder to the rule that writes it, for the kinds not listed).
+DOCS: dict[str, tuple[str, ...]] = {
+    "nordic": ("docs/nordic.md",),
+    "glm": ("docs/glm.md", "docs/noise-ceiling.md"),
+    "analysis-mask": ("docs/glm.md",),
+    "rois": ("docs/glm.md", "docs/comparison.md"),
+    "comparison": ("docs/comparison.md",),
+}
+
+#: Config sections that shape the outputs of a folder kind (the README names them).
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "nordic": ("nordic",),
+    "combine": ("single_echo", "optcom", "tedana"),
+    "spatial": ("spatial",),
+    "preproc": ("spatial",),
+    "anatomy": ("anatomy",),
+    "glm": ("glm",),
+    "analysis-mask": ("glm",),
+    "rois": ("rois",),
+    "comparison": ("comparison",),
+    "report": ("report",),
+}
+
+_BIDSIGNORE_HEADER = (
+    "# Written by echoprep: file names the BIDS specification {version} does not define yet\n"
+    "# (see README.md). The official validator skips them.\n"
+)
+
+#: Placeholder stems of the keys, per level (``ses-`` only when the dataset has sessions).
+_STEMS = {
+    "run": (
+        "sub-{subject}/ses-{session}/func",
+        "sub-{subject}_ses-{session}_task-{task}_run-{run}",
+    ),
+    "session": ("sub-{subject}/ses-{session}/func", "sub-{subject}_ses-{session}_task-{task}"),
+}
+
+
+def folder_outputs(folder: Folder) -> list[Output]:
+    """The registered outputs written into folders of this kind, in registry order."""
+    return [o for o in OUTPUTS.values() if o.folder == folder.template]
+
+
+def output_pattern(output: Output) -> str:
+    """A readable path pattern of an output inside its folder, with ``{placeholders}``
+    (``sub-{subject}/ses-{session}/func/sub-{subject}_ses-{session}_task-{task}_..._bold.nii.gz``).
+    """
+    space = "{space}" if output.spatial else None
+    if output.level in _STEMS:
+        sub_folder, stem = _STEMS[output.level]
+    elif output.level == "subject":
+        sub_folder, stem = output.subject_key("{subject}", "{task}")
+    else:
+        sub_folder, stem = "", "task-{task}"
+    name = output.file_name(stem, space=space)
+    return f"{sub_folder}/{name}" if sub_folder else name
+
+
+def readme_text(folder_name: str, folder: Folder, kind: str, source: str) -> str:
+    """The ``README.md`` of a derivative folder.
+
+    Parameters
+    ----------
+    folder_name
+        The folder's actual name (``glmsingle-nordic-optcom``).
+    folder
+        Its :data:`FOLDERS` entry.
+    kind
+        Its :data:`FOLDERS` key (``glm``).
+    source
+        The raw BIDS dataset it was computed from.
+
+    Returns
+    -------
+    str
+        Markdown: title, description, provenance, one line per output kind (path pattern and
+        what it holds, with units), the ignored names, the documentation.
+    """
+    lines = [
+        f"# {folder.name_of(folder_name)}",
+        "",
+        f"{folder.description}.",
+        "",
+        f"Written by echoprep {__version__} ({CODE_URL}) from the BIDS dataset `{source}`. "
+        "The whole configuration of the run is recorded in `dataset_description.json` "
+        "(key `echoprepConfig`)",
+    ]
+    sections = SECTIONS.get(kind, ())
+    if sections:
+        names = ", ".join(f"`{s}:`" for s in sections)
+        lines[-1] += f"; the sections that shape these files are {names}."
+    else:
+        lines[-1] += "."
+    outputs = folder_outputs(folder)
+    if outputs:
+        lines += [
+            "",
+            "## Files",
+            "",
+            "`ses-{session}` is left out for datasets without sessions; `space-{space}` is "
+            "`space-T1w` with spatial preprocessing to the T1w, absent on the native grid. "
+            "A file marked (+ `.json`) has a JSON sidecar of the same name with its `Sources`, "
+            "`Parameters` and `SoftwareVersions`.",
+            "",
+        ]
+        lines += [
+            f"- `{output_pattern(o)}`{' (+ `.json`)' if o.sidecar else ''}: {o.description}"
+            for o in outputs
+        ]
+    ignored = [p for p in folder.bidsignore if not p.startswith("#")]
+    if ignored:
+        lines += [
+            "",
+            "## BIDS validity",
+            "",
+            f"The folder is a BIDS {BIDS_VERSION} derivative dataset. The specification has no "
+            "name yet for the files matching these patterns, listed in `.bidsignore` so that "
+            "the BIDS validator skips them: " + ", ".join(f"`{p}`" for p in ignored) + ".",
+        ]
+    docs = DOCS.get(kind, ("docs/architecture.md",))
+    lines += [
+        "",
+        "## Documentation",
+        "",
+        "In the echoprep repository: "
+        + ", ".join(f"[{d}]({CODE_URL}/blob/main/{d})" for d in docs)
+        + f"; the output table in [README.md]({CODE_URL}#outputs-it-writes).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def describe_folder(
+    root: str | Path,
+    *,
+    source: str,
+    config: Mapping[str, Any] | None = None,
+) -> dict[str, Path]:
+    """Write ``dataset_description.json``, ``.bidsignore`` and ``README.md`` of the derivative
+    folder ``root``; its kind follows from its name (``combine-raw`` -> ``combine``).
+
+    Parameters
+    ----------
+    root
+        The folder (``<output_dir>/<folder>``).
+    source
+        The raw BIDS dataset (``SourceDatasets``).
+    config
+        The workflow configuration (``echoprepConfig``).
+
+    Returns
+    -------
+    dict
+        ``{"description": ..., "bidsignore": ..., "readme": ...}`` paths.
+
+    Raises
+    ------
+    KeyError
+        ``root`` is not named like a folder echoprep writes.
+    """
+    root = Path(root)
+    kind = folder_kind(root.name)
+    folder = FOLDERS[kind]
+    description = write_dataset_description(
+        root,
+        folder.name_of(root.name),
+        description=folder.description,
+        config=dict(config or {}),
+        source_datasets=[source],
+    )
+    # always written (also without patterns): a stale one from an older run must not linger
+    ignore = _BIDSIGNORE_HEADER.format(version=BIDS_VERSION) + "".join(
+        f"{p}\n" for p in folder.bidsignore
+    )
+    bidsignore = write_text(root / ".bidsignore", ignore)
+    readme = write_text(root / "README.md", readme_text(root.name, folder, kind, source))
+    return {"description": description, "bidsignore": bidsignore, "readme": readme}
+
+
+__all__ = ["DOCS", "SECTIONS", "describe_folder", "folder_outputs", "output_pattern", "readme_text"]

@@ -1,0 +1,208 @@
+"""The publish jobs (``publish.smk``): one variant under the LAION-fMRI loader's names.
+
+Snakemake rules have a fixed list of outputs, while a subject's published files depend on its
+sessions, repeat counts and ROIs; so there is one job per published unit: per session (betas,
+noise ceiling, trials), per subject (the meanR2gt15mask and the all-repeats noise ceiling), per
+subject and repeat count, per subject and ROI. Each is a few links (or copies).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from echoprep.io import outputs as reg
+from echoprep.io.rois import VISUAL_CATEGORY, VISUAL_LABEL
+from echoprep.options import section_defaults
+from echoprep.plan._base import Files, PlanError, _words
+
+#: Published session files and the registry outputs they come from.
+_SESSION_SOURCES = {"betas": "glm.betas", "nc": "noiseceiling.nc", "trials": "glm.trials"}
+
+
+class PublishPlan:
+    """Methods of :class:`echoprep.plan.Plan` (mixed in)."""
+
+    # -----------------------------------------------------------------------------------------
+    # what is published
+
+    def publish_enabled(self) -> bool:
+        """publish.laion is on, the GLM stage runs and the variant is produced.
+
+        The default variant (nordic-optcom) not produced by this config (NORDIC off, no optcom)
+        is not an error: nothing is published and :meth:`publish_warning` says why. A variant
+        chosen explicitly must be produced (:meth:`publish_variant` raises).
+        """
+        return (
+            bool(self.config["publish"]["laion"])
+            and bool(self.glm_variant_sessions())
+            and self.publish_warning() is None
+        )
+
+    def publish_warning(self) -> str | None:
+        """Why the LAION layout is skipped although publish.laion is on, or None."""
+        if not self.config["publish"]["laion"] or not self.glm_variant_sessions():
+            return None
+        if self.config["publish"]["variant"] != section_defaults("publish")["variant"]:
+            return None  # chosen explicitly: publish_variant() refuses it if not produced
+        try:
+            self.publish_variant()
+        except PlanError as exc:
+            return f"publish.laion: nothing is published: {exc}"
+        return None
+
+    def publish_variant(self) -> tuple[str, str]:
+        """(nordic, combine) of publish.variant, checked: the config must produce it and fit
+        it on every session (the subject-level maps and the mask need every session).
+
+        Raises
+        ------
+        PlanError
+            Naming the key, what the config produces and the two ways out.
+        """
+        variant = self.config["publish"]["variant"]
+        produced = self.glm_variants()
+        everywhere = [v for v in self.config["glm"]["all_sessions_variants"] if v in produced]
+        if variant not in produced:
+            raise PlanError(
+                f"publish.variant: expected a variant this config produces "
+                f"({', '.join(produced) or 'none'}); found {variant!r} (NORDIC side "
+                f"{'on' if 'nordic' in self.nordic_variants else 'off'}, variants.combine "
+                f"{list(self.config['variants']['combine'])}). Fix: set publish.variant to one "
+                "of the produced variants fitted on every session (glm.all_sessions_variants), "
+                "or publish.laion: false."
+            )
+        if variant not in everywhere:
+            raise PlanError(
+                f"publish.variant: {variant!r} is fitted only for the comparison sessions; the "
+                "LAION layout needs it on every session (its mean R² mask and subject noise "
+                f"ceilings). Fix: add {variant!r} to glm.all_sessions_variants, set "
+                f"publish.variant to one of {everywhere or 'glm.all_sessions_variants'}, or "
+                "publish.laion: false."
+            )
+        nordic, combine = variant.split("-")
+        return nordic, combine
+
+    def publish_folders(self) -> list[str]:
+        """The LAION layout's folders this config writes (each gets a dataset description)."""
+        return [reg.LAION_GLM, reg.LAION_ATLASES] if self.publish_enabled() else []
+
+    def _published_session_key(self, subject: str | None, session: str | None) -> tuple[str, str]:
+        return reg.session_key(subject, session, self.task())
+
+    def _published_subject_key(self, subject: str) -> tuple[str, str]:
+        return reg.get("publish.mask").subject_key(subject, self.task())
+
+    # -----------------------------------------------------------------------------------------
+    # per session: betas, noise ceiling, trials
+
+    def publish_session_outputs(
+        self, subject: str | None = None, session: str | None = None
+    ) -> Files:
+        """The published session files (with sidecars), as patterns or for one session."""
+        outs = {k: reg.get(f"publish.{k}") for k in _SESSION_SOURCES}
+        return self._paths(outs, self._published_session_key(subject, session))
+
+    def publish_session_inputs(self, wc: Any) -> Files:
+        """The published variant's originals of a session (and their sidecars)."""
+        nordic, combine = self.publish_variant()
+        sub, ses = self.session_of(wc)
+        key = self._session_key(sub, ses)
+        outs = {k: reg.get(name) for k, name in _SESSION_SOURCES.items()}
+        return self._paths(outs, key, nordic=nordic, combine=combine)
+
+    # -----------------------------------------------------------------------------------------
+    # per subject: the mask and the all-repeats noise ceiling; per repeat count
+
+    def publish_subject_outputs(self, subject: str = "{subject}") -> Files:
+        """The subject's meanR2gt15mask and all-repeats noise ceiling (with sidecars)."""
+        outs = {k: reg.get(f"publish.{k}") for k in ("mask", "allrep")}
+        return self._paths(outs, self._published_subject_key(subject))
+
+    def publish_subject_inputs(self, wc: Any) -> Files:
+        """The published variant's mean R² and all-repeats noise ceiling of the subject."""
+        nordic, combine = self.publish_variant()
+        maps = self.nc_subject_outputs(nordic, combine, wc.subject)
+        return {k: maps[k] for k in ("r2mean", "r2mean_json", "allrep", "allrep_json")}
+
+    def publish_repeats_output(self, subject: str = "{subject}", n: Any = "{nrep}") -> Files:
+        """The subject's published noise ceiling of n repeats (with sidecar)."""
+        nrep = n if n == "{nrep}" else int(n)
+        files = self._paths(
+            {"nc": reg.get("publish.nrep")}, self._published_subject_key(subject), nrep=nrep
+        )
+        return files
+
+    def publish_repeats_inputs(self, wc: Any) -> Files:
+        nordic, combine = self.publish_variant()
+        return self.nc_repeats_output(nordic, combine, wc.subject, wc.nrep)
+
+    # -----------------------------------------------------------------------------------------
+    # ROIs: atlases/sub-X/rois/<label>.nii.gz
+
+    def publish_rois(self, subject: str) -> dict[str, str]:
+        """``ROI label -> mask`` of every ROI of the subject (the visual ROI, then the user
+        ROIs): the published name is the ROI's label.
+
+        Raises
+        ------
+        PlanError
+            Two categories with the same label (the published names would collide).
+        """
+        res = self.roi_res(subject)
+        masks: dict[str, str] = {}
+        for category, label in [(VISUAL_CATEGORY, VISUAL_LABEL), *self.user_rois(subject)]:
+            path = self.roi_mask_path(subject, category, label, res)
+            if label in masks:
+                raise PlanError(
+                    f"publish.laion: sub-{subject} has two ROIs labelled {label!r} ({masks[label]} "
+                    f"and {path}); the LAION layout names a ROI by its label alone "
+                    f"(atlases/sub-{subject}/rois/{label}.nii.gz). Fix: rename one of them in "
+                    "rois.dir, or publish.laion: false."
+                )
+            masks[label] = path
+        return masks
+
+    def publish_roi_output(self, subject: str = "{subject}", roi: str = "{laion_roi}") -> Files:
+        """A published ROI (with sidecar), as a pattern or for one ROI."""
+        o = reg.get("publish.roi")
+        files = self._paths({"roi": o}, o.subject_key(subject), roi=roi)
+        return files
+
+    def publish_roi_inputs(self, wc: Any) -> Files:
+        masks = self.publish_rois(wc.subject)
+        if wc.laion_roi not in masks:
+            raise PlanError(
+                f"no ROI {wc.laion_roi!r} for sub-{wc.subject}; its ROIs: {sorted(masks)}"
+            )
+        return reg.with_sidecars({"roi": masks[wc.laion_roi]}, {"roi": reg.get("rois.mask")})
+
+    # -----------------------------------------------------------------------------------------
+    # arguments and targets
+
+    def publish_args(self, wc: Any, input: Any, output: Any) -> str:
+        """``--source KEY=PATH ... [--r2mean PATH] --out KEY=PATH ...`` of a publish job (no
+        sidecars: the stage writes them)."""
+        published = [k for k in output.keys() if k != "mask" and not k.endswith("_json")]
+        sources = [f"{k}={input[k]}" for k in published]
+        outs = [f"{k}={v}" for k, v in output.items() if not k.endswith("_json")]
+        args: list[Any] = ["--source", *sources] if sources else []
+        if "mask" in output.keys():
+            args += ["--r2mean", input["r2mean"]]
+        return _words([*args, "--out", *outs])
+
+    def publish_targets(self) -> list[str]:
+        """Every published file of every subject and session (none when publish.laion is off
+        or no GLM runs)."""
+        if not self.publish_enabled():
+            return []
+        self.publish_variant()  # the check, before any path is built
+        targets: list[str] = []
+        for sub in self.dataset.subjects():
+            for ses in self.dataset.sessions(sub):
+                targets.extend(self.publish_session_outputs(sub, ses).values())
+            targets.extend(self.publish_subject_outputs(sub).values())
+            for n in self.subject_repeat_counts(sub):
+                targets.extend(self.publish_repeats_output(sub, n).values())
+            for label in self.publish_rois(sub):
+                targets.extend(self.publish_roi_output(sub, label).values())
+        return targets

@@ -1,0 +1,137 @@
+"""The recommendation of the comparison in words: summary lines, warnings, ranking table.
+
+Input: the content of ``recommended_variant.json`` (or the subject's own recommendation,
+:func:`echoprep.kernels.ranking.recommend`). Differences of a measure carry its unit
+(:func:`echoprep.report.labels.difference`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from echoprep.report import labels
+
+#: Labels of the comparison measures when recommended_variant.json does not name them.
+MEASURE_LABELS: dict[str, str] = {
+    "median_nc": "median NC (%)",
+    "dprime": "d′",
+    "gain": "NC gain (%)",
+    "heldout_r": "held-out fidelity (r)",
+}
+#: Measures that only say how well repeats agree (not validated against truth).
+REPEAT_AGREEMENT = ("median_nc", "dprime", "gain")
+
+
+def measure_label(rec: Mapping[str, Any], measure: str) -> str:
+    """Display label of a comparison measure (from the JSON's ``measures`` when given)."""
+    info = (rec.get("measures") or {}).get(measure) or {}
+    return str(info.get("label") or MEASURE_LABELS.get(measure, measure))
+
+
+def recommendation_lines(rec: Mapping[str, Any], scope: str) -> list[str]:
+    """Summary lines of a recommendation (``recommended_variant.json`` content)."""
+    by = rec.get("rank_by", "median_nc")
+    line = (
+        f"Recommended variant {scope}: {rec['variant']} ({rec.get('name', '')}), ranked first "
+        f"by {by}" + (f" ({measure_label(rec, by)})" if measure_label(rec, by) != by else "")
+    )
+    mb = rec.get("margin_over_baseline")
+    if mb:
+        rel = mb.get("relative_percent")
+        rel_text = f" ({rel:+.1f} % relative)" if rel is not None else ""
+        line += (
+            f"; {labels.difference(by, mb['difference'])} over the baseline "
+            f"{mb['variant']}{rel_text}"
+        )
+    mr = rec.get("margin_over_runner_up")
+    if mr:
+        line += f"; {labels.difference(by, mr['difference'])} over the runner-up {mr['variant']}"
+    lines = [line + "."]
+    nc_winner = rec.get("nc_winner")
+    if nc_winner and by != "median_nc":
+        same = nc_winner == rec["variant"]
+        lines.append(
+            f"The highest median noise ceiling: {nc_winner}"
+            + (" (the same variant)." if same else " (another variant: see the warning).")
+        )
+    if rec.get("winner_below_baseline"):
+        worse = ", ".join(
+            f"sub-{w['subject']}"
+            + (f" ses-{w['session']}" if w.get("session") not in (None, "n/a") else "")
+            for w in rec["winner_below_baseline"]
+        )
+        lines.append(f"Below the baseline for: {worse}.")
+    return lines
+
+
+def recommendation_warnings(rec: Mapping[str, Any]) -> list[str]:
+    """Warnings of a recommendation: the disagreement paragraph first, then the JSON's own
+    warnings, then a note when a NORDIC variant wins on repeat agreement alone."""
+    out: list[str] = []
+    by = rec.get("rank_by", "median_nc")
+    if rec.get("disagreement"):
+        out.append(str(rec["disagreement"]))
+    elif rec.get("agreement") is False and rec.get("nc_winner"):
+        out.append(
+            f"The measures disagree: the median noise ceiling ranks {rec['nc_winner']} first, "
+            f"{measure_label(rec, by)} ranks {rec['variant']} first. The recommendation follows "
+            f"{measure_label(rec, by)}."
+        )
+    out.extend(str(w) for w in rec.get("warnings") or [])
+    if by in REPEAT_AGREEMENT and str(rec.get("variant", "")).startswith("nordic"):
+        out.append(
+            f"{rec['variant']} is ranked first by {measure_label(rec, by)}, a measure of how well "
+            "the repeats of an image agree. Noise-ceiling gains from low-rank denoising such as "
+            "NORDIC are not evidence of better betas: NORDIC can make the repeats agree more "
+            "while the betas follow the true responses less. Do not choose NORDIC on this "
+            "number alone; see the NORDIC diagnostics."
+        )
+    return out
+
+
+def ranking_table(rec: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """Header and rows of a recommendation's ranking: NC and d′ as LAION-fMRI reported them,
+    the validated measure(s) next to them (mean ± SEM where the SEM is known)."""
+    ranking = list(rec.get("ranking") or [])
+    measures = ["median_nc", "dprime"]
+    for m in [*(rec.get("measures") or {}), rec.get("rank_by", "median_nc")]:
+        if m not in measures and m != "gain" and any(f"{m}_mean" in r for r in ranking):
+            measures.append(m)
+
+    def value(row: Mapping[str, Any], m: str) -> Any:
+        mean, sem = row.get(f"{m}_mean"), row.get(f"{m}_sem")
+        if mean is None:
+            return None
+        return f"{mean:.3g} ± {sem:.2g}" if sem is not None else float(mean)
+
+    header = ["rank", "variant", *(measure_label(rec, m) for m in measures), "NC gain (%)"]
+    header += ["below baseline", "note"]
+    rows = []
+    for i, r in enumerate(ranking):
+        note = []
+        if r.get("variant") == rec.get("variant"):
+            note.append("recommended")
+        if r.get("variant") == rec.get("nc_winner"):
+            note.append("highest NC")
+        rows.append(
+            [
+                i + 1,
+                r.get("variant"),
+                *(value(r, m) for m in measures),
+                r.get("gain_mean"),
+                r.get("below_baseline"),
+                ", ".join(note),
+            ]
+        )
+    return header, rows
+
+
+__all__ = [
+    "MEASURE_LABELS",
+    "REPEAT_AGREEMENT",
+    "measure_label",
+    "ranking_table",
+    "recommendation_lines",
+    "recommendation_warnings",
+]
