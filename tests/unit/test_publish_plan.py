@@ -9,23 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from echoprep.config import validate_config
-from echoprep.io.bids import discover
 from echoprep.plan import Plan, PlanError
 from helpers.bidstree import make_bids_tree
-
-
-def _plan(bids: Path, tmp: Path, **config) -> Plan:
-    cfg = validate_config(
-        {
-            "bids_dir": str(bids),
-            "output_dir": str(tmp / "out"),
-            "work_dir": str(tmp / "w"),
-            **config,
-        }
-    )
-    dataset = discover(cfg["bids_dir"], cache_dir=tmp / "w" / "idx", require_t1w=True)
-    return Plan(cfg, dataset)
+from helpers.plans import make_plan as _plan
 
 
 @pytest.fixture(scope="module")

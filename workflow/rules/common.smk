@@ -39,8 +39,9 @@ except BIDSInputError as exc:
     raise WorkflowError(str(exc)) from None
 
 PLAN = Plan(config, DATASET)
-if PLAN.publish_warning():
-    print(PLAN.publish_warning(), file=sys.stderr)
+_publish_skipped = PLAN.publish_warning()
+if _publish_skipped:
+    print(_publish_skipped, file=sys.stderr)
 
 
 def all_targets():

@@ -213,7 +213,8 @@ def write_mean_r2_mask(r2mean_file: str | Path, out: str | Path, options: Publis
             f"{r2mean_file}: expected a 3D mean R² map; found shape {img.shape}. Fix: pass the "
             "subject's R2mean statmap of the published variant."
         )
-    units = _original_sidecar(r2mean_file).get("Units")
+    source_side = _original_sidecar(r2mean_file)
+    units = source_side.get("Units")
     if units is not None and units != "%":
         raise StageInputError(
             f"{sidecar_path(r2mean_file)}: expected Units '%' (the mask keeps mean R² > "
@@ -226,9 +227,7 @@ def write_mean_r2_mask(r2mean_file: str | Path, out: str | Path, options: Publis
     header.set_data_dtype(np.uint8)
     mask_img = nib.Nifti1Image(mask, img.affine, header)
     mask_img.header.set_slope_inter(1.0, 0.0)
-    mask_img.header.set_xyzt_units(xyz="mm")
-    atomic_save(mask_img, out)
-    source_side = _original_sidecar(r2mean_file)
+    atomic_save(mask_img, out)  # fills in the units (mm) if the source left them unknown
     extra: dict[str, Any] = {
         "Description": f"Voxels whose mean R² over sessions exceeds {MEAN_R2_THRESHOLD:g} % "
         "(1 inside, 0 outside): the mask the LAION-fMRI loader selects voxels with",

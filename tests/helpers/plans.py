@@ -1,0 +1,29 @@
+"""A :class:`echoprep.plan.Plan` for a config and a BIDS tree, without Snakemake (as
+``workflow/rules/common.smk`` builds it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from echoprep.config import validate_config
+from echoprep.io.bids import discover
+from echoprep.plan import Plan
+
+
+def make_plan(bids: Path, tmp: Path, **config) -> Plan:
+    """The plan of ``config`` (defaults for the rest) on the dataset ``bids``; outputs, work
+    and the BIDS index cache below ``tmp``."""
+    cfg = validate_config(
+        {
+            "bids_dir": str(bids),
+            "output_dir": str(tmp / "out"),
+            "work_dir": str(tmp / "w"),
+            **config,
+        }
+    )
+    dataset = discover(
+        cfg["bids_dir"],
+        cache_dir=tmp / "w" / "idx",
+        require_t1w=cfg["spatial"]["enabled"] and cfg["spatial"]["output_space"] == "T1w",
+    )
+    return Plan(cfg, dataset)
