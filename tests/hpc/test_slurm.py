@@ -37,6 +37,7 @@ from helpers.demo import (
     tree_state,
     workflow_command,
 )
+from helpers.locks import run_lock
 from helpers.snake import ROOT, Job, job_counts, local_rules, parse_jobs
 
 pytestmark = pytest.mark.slow
@@ -101,7 +102,9 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
     etc_before = _etc_state()
     t0 = time.monotonic()
     try:
-        started = _script("start", state, timeout=900)
+        # `start` may apt-get install SLURM: one apt-get at a time across the xdist workers
+        with run_lock(tmp_path_factory, "apt-get"):
+            started = _script("start", state, timeout=900)
     except subprocess.TimeoutExpired:
         _script("stop", state, timeout=120)
         pytest.fail("tests/hpc/slurm_ci.sh start did not finish within 900 s")

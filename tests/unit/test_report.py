@@ -24,6 +24,7 @@ from echoprep.report.html import Section, cell, data_uri, render
 from echoprep.stages import comparison as cmp
 from echoprep.stages import diagnostics as diagnostics_stage
 from echoprep.stages.report import build_report
+from helpers.locks import run_lock
 
 _DATA_URI = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
@@ -259,7 +260,7 @@ def test_report_cli(tmp_path):
 # headless Chromium
 
 
-def _chromium() -> str | None:
+def _chromium(tmp_path_factory: pytest.TempPathFactory) -> str | None:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found:
         return found
@@ -269,15 +270,17 @@ def _chromium() -> str | None:
             "run `apt-get install -y chromium` to enable this test"
         )
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env, timeout=600)
-    res = subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "chromium"],
-        check=False,
-        env=env,
-        timeout=1200,
-        capture_output=True,
-        text=True,
-    )
+    # one apt-get at a time across the xdist workers (the SLURM test may install too)
+    with run_lock(tmp_path_factory, "apt-get"):
+        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env, timeout=600)
+        res = subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "chromium"],
+            check=False,
+            env=env,
+            timeout=1200,
+            capture_output=True,
+            text=True,
+        )
     found = shutil.which("chromium")
     if not found:
         pytest.skip(f"apt-get install chromium failed: {res.stderr[-500:]}")
@@ -316,8 +319,8 @@ window.addEventListener("load", function () {
 
 
 @pytest.mark.slow
-def test_report_renders_in_headless_chromium(tmp_path):
-    binary = _chromium()
+def test_report_renders_in_headless_chromium(tmp_path, tmp_path_factory):
+    binary = _chromium(tmp_path_factory)
     out = build_report("01", tmp_path / "reports/sub-01.html", **_inputs(tmp_path))
     profile = tmp_path / "chromium-profile"
     shot = tmp_path / "shot.png"

@@ -19,8 +19,10 @@ from echoprep.stages.combine import (
     choose_components,
     count_ica_attempts,
     read_component_count,
+    run_optcom,
     run_tedana,
 )
+from echoprep.stages.combine.ica import ComponentChoice, cap_components
 
 TES = [0.011, 0.02882, 0.04662]
 
@@ -147,16 +149,19 @@ def test_a_rerun_without_bold_components_is_a_second_decomposition():
 # --- the sidecar record of a real tedana run ------------------------------------------------------
 
 
-def _write_echoes(tmp_path, n_t=40, seed=0):
+def _write_echoes(tmp_path, n_t=40, seed=0, extra_courses=0):
     """Three echoes of a 10x10x6 'brain' block (zero background, for tedana's EPI mask) with
-    two BOLD-like time courses (R2* changes) and thermal noise."""
+    two BOLD-like time courses (R2* changes; ``extra_courses`` more) and thermal noise."""
     rng = np.random.default_rng(seed)
     shape = (14, 14, 8)
     brain = np.zeros(shape, bool)
     brain[2:12, 2:12, 1:7] = True
     t = np.arange(n_t)
-    courses = np.stack([np.sin(2 * np.pi * t / 13), np.sign(np.sin(2 * np.pi * t / 29))])
-    dr2 = (rng.standard_normal((*shape, 2)) * 0.6) @ courses  # 1/s
+    courses = np.stack(
+        [np.sin(2 * np.pi * t / 13), np.sign(np.sin(2 * np.pi * t / 29))]
+        + [np.cos(2 * np.pi * t / p) for p in (7, 17, 5)[:extra_courses]]
+    )
+    dr2 = (rng.standard_normal((*shape, len(courses))) * 0.6) @ courses  # 1/s
     files = []
     for i, te in enumerate(TES):
         sig = 1000.0 * np.exp(-te * (1 / 0.03 + dr2)) * brain[..., None]
@@ -224,6 +229,49 @@ def test_unconverged_ica_is_bounded_warned_and_recorded(tmp_path, caplog):
     assert "Fix: fewer components" in caplog.text
 
 
+def test_above_the_cap_the_next_conservative_criterion_within_it_is_used():
+    aic = ComponentChoice("aic", "tedana.tedpca = aic")
+    laion = {"aic": 159, "kic": 151, "mdl": 25}  # a simulated LAION-size run, 163 volumes
+    assert cap_components(aic, {**laion, "aic": 40}, 0.5, 163) is aic  # within 81
+    assert cap_components(aic, laion, None, 163) is aic  # no cap set
+    assert cap_components(aic, None, 0.5, 163) is aic  # no estimates made
+    used = cap_components(aic, laion, 0.5, 163)
+    assert used.tedpca == 25 and not used.fallback
+    assert used.source == (
+        "tedana.tedpca = aic: estimated 159 of 163 volumes, more than "
+        "tedana.max_components = 0.5 x volumes = 81; mdl estimate used"
+    )
+    assert cap_components(aic, {**laion, "kic": 70}, 0.5, 163).tedpca == 70
+    capped = cap_components(aic, {**laion, "mdl": 90}, 0.5, 163)
+    assert capped.tedpca == 81 and capped.source.endswith("no criterion within it, the cap used")
+    mdl = ComponentChoice("mdl", "tedana.tedpca = mdl")
+    assert cap_components(mdl, {**laion, "mdl": 90}, 0.5, 163).tedpca == 81
+
+
+def test_the_estimate_is_tedanas_own_count_and_a_capped_run_records_both(tmp_path, caplog):
+    """The estimate made before tedana (mapca on the optcom output) is the count tedana's aic
+    then keeps by itself; with a cap below it tedana gets the cap, and the sidecar says so."""
+    files = _write_echoes(tmp_path, extra_courses=3)
+    oc = {k: tmp_path / "oc" / f"{k}.nii.gz" for k in ("bold", "t2star", "s0", "mask")}
+    run_optcom(files, TES, oc, work_dir=tmp_path / "w")
+    optcom = (oc["bold"], oc["mask"])
+    out = _outputs(tmp_path, "free")
+    run_tedana(files, TES, out, options={"max_components": 1}, optcom=optcom, work_dir=tmp_path)
+    rec = json.loads(out["mixing"].with_suffix(".json").read_text())[ICA_RECORD]
+    assert rec["TedpcaUsed"] == "aic" and rec["MaxComponents"] == 1
+    assert rec["EstimatedComponents"]["aic"] == rec["NComponents"] >= 3
+    n = rec["NComponents"]
+    out = _outputs(tmp_path, "capped")
+    with caplog.at_level(logging.WARNING, logger="echoprep.stages.combine"):
+        run_tedana(
+            files, TES, out, options={"max_components": 2.5 / 40}, optcom=optcom, work_dir=tmp_path
+        )
+    rec = json.loads(out["mixing"].with_suffix(".json").read_text())[ICA_RECORD]
+    assert (rec["EstimatedComponents"]["aic"], rec["TedpcaUsed"], rec["NComponents"]) == (n, 2, 2)
+    assert "more than tedana.max_components = 0.0625 x volumes = 2" in rec["ComponentSource"]
+    assert f"tedana's aic estimate is {n} components of 40 volumes" in caplog.text
+
+
 def test_zero_attempts_are_refused(tmp_path):
     files = _write_echoes(tmp_path, n_t=10)
     with pytest.raises(OptionsError, match=r"tedana.maxrestart: 0 is less than the minimum of 1"):
@@ -238,12 +286,16 @@ def test_config_defaults_and_refusals():
 
     cfg = validate_config({"bids_dir": "/d"})
     assert cfg["tedana"]["nordic_tedpca"] == "raw_run" and cfg["tedana"]["maxrestart"] == 3
+    assert cfg["tedana"]["max_components"] == 0.5
+    assert validate_config({"bids_dir": "/d", "tedana": {"max_components": None}})
     for ok in ("same", "20", 20):
         assert validate_config({"bids_dir": "/d", "tedana": {"nordic_tedpca": ok}})
     for bad, msg in (
         ({"nordic_tedpca": "mdl"}, "tedana.nordic_tedpca: 'mdl' does not match"),
         ({"nordic_tedpca": 0}, "tedana.nordic_tedpca: 0 is less than the minimum of 1"),
         ({"maxrestart": 0}, "tedana.maxrestart: 0 is less than the minimum of 1"),
+        ({"max_components": 0}, "tedana.max_components: 0 is less than or equal to the minimum"),
+        ({"max_components": 2}, "tedana.max_components: 2 is greater than the maximum of 1"),
     ):
         with pytest.raises(ConfigError, match=re.escape(msg)):
             validate_config({"bids_dir": "/d", "tedana": bad})

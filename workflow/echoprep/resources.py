@@ -1,5 +1,12 @@
 """Memory and runtime of each rule's jobs, from the size of the data they read.
 
+The figures are calibrated on a measured LAION-fMRI-size session (90 x 110 x 72 voxels, 163
+volumes, 3 echoes, 12 runs; ``benchmarks/laion_session.py``, table in
+``benchmarks/laion_session.json``; ``tests/unit/test_resources_measured.py`` checks every
+request against it): memory models give about 1.5 x the measured peak at that size and scale
+with the data; runtimes are about 3 x the measured wall time on 2 cores, scaled up (never down)
+by the data a job reads relative to that session.
+
 Pure functions of image sizes (voxels, volumes, trials, echoes) and the retry ``attempt``:
 :class:`echoprep.plan.Plan` reads the sizes from the discovered dataset (image headers, events
 files) and hands each rule a ``mem_mb`` and a ``runtime`` callable through
@@ -10,6 +17,7 @@ See ``docs/architecture.md`` ("Resources").
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 #: Fixed memory (MB) of the rules whose needs do not depend on the data size.
@@ -36,6 +44,8 @@ MINUTES: dict[str, int] = {
     "tedana": 60,
     "tedana_nordic": 60,
     "glm_analysis_mask": 15,
+    "glm": 20,
+    "glm_reference": 20,
     "noiseceiling_session": 15,
     "noiseceiling_subject": 30,
     "noiseceiling_repeats": 5,
@@ -74,6 +84,11 @@ class RunSize:
     volumes: int
     echoes: int
 
+    @property
+    def voxel_volumes(self) -> int:
+        """Voxels x volumes of one echo."""
+        return self.voxels * self.volumes
+
 
 @dataclass(frozen=True)
 class SessionSize:
@@ -95,11 +110,33 @@ class SessionSize:
 
     @property
     def total_volumes(self) -> int:
+        """Volumes over all runs."""
         return sum(self.volumes)
 
     @property
     def max_volumes(self) -> int:
+        """Volumes of the longest run."""
         return max(self.volumes) if self.volumes else 0
+
+
+#: The LAION-fMRI run the figures were measured on (per echo: 90 x 110 x 72 voxels, 163 volumes).
+LAION_RUN = RunSize(voxels=90 * 110 * 72, volumes=163, echoes=3)
+#: Voxel-volumes of one echo over a 12-run LAION-fMRI session.
+LAION_SESSION_VOXEL_VOLUMES = 12 * LAION_RUN.voxel_volumes
+#: Rules with one job per run (runtime scaled by the run's voxel-volumes).
+RUN_RULES = frozenset(
+    {
+        "nordic",
+        "spatial_run",
+        "spatial_resample",
+        "single_echo",
+        "optcom",
+        "tedana",
+        "tedana_nordic",
+    }
+)
+#: Rules with one job per session (runtime scaled by the session's voxel-volumes).
+SESSION_RULES = frozenset({"glm", "glm_reference", "glm_analysis_mask", "noiseceiling_session"})
 
 
 def run_mb(size: RunSize, copies: float) -> int:
@@ -108,8 +145,9 @@ def run_mb(size: RunSize, copies: float) -> int:
 
 
 def nordic_mb(size: RunSize, attempt: int) -> int:
-    """One echo's complex series with the patch-SVD workspace: 12 float32 copies (MB)."""
-    return run_mb(size, 12 / size.echoes) * attempt
+    """One echo's complex series with the patch-SVD workspace: 15 float32 copies (MB; measured
+    4.45 GiB at LAION size, about 10 copies)."""
+    return run_mb(size, 15 / size.echoes) * attempt
 
 
 def combine_mb(rule: str, size: RunSize, attempt: int) -> int:
@@ -148,11 +186,6 @@ def glm_mb(size: SessionSize, chunklen: int, attempt: int) -> int:
     return int((1000 + nbytes / 1e6) * attempt)
 
 
-def glm_minutes(size: SessionSize, attempt: int) -> int:
-    """20 min + about 5 min per 10^9 fitted voxel-volumes."""
-    return int((20 + 0.6 * size.voxels * size.total_volumes / 2e8) * attempt)
-
-
 def betas_mb(size: SessionSize, copies: float, base: int, attempt: int) -> int:
     """``copies`` float32 copies of the 4D betas (one volume per trial) + ``base`` MB."""
     return int((base + copies * 4 * size.voxels * size.trials / 1e6) * attempt)
@@ -176,15 +209,20 @@ def fixed_mb(rule: str, attempt: int) -> int:
     return FIXED_MB[rule] * attempt
 
 
-def minutes(rule: str, attempt: int) -> int:
-    """:data:`MINUTES` of a rule, times ``attempt``."""
-    return MINUTES[rule] * attempt
+def minutes(rule: str, attempt: int, scale: float = 1.0) -> int:
+    """:data:`MINUTES` of a rule times ``max(1, scale)`` (the job's data relative to the LAION
+    run or session), rounded up, times ``attempt``."""
+    return math.ceil(MINUTES[rule] * max(1.0, scale)) * attempt
 
 
 __all__ = [
     "FIXED_MB",
+    "LAION_RUN",
+    "LAION_SESSION_VOXEL_VOLUMES",
     "MINUTES",
     "RUN_COPIES",
+    "RUN_RULES",
+    "SESSION_RULES",
     "RunSize",
     "SessionSize",
     "analysis_mask_mb",
@@ -193,7 +231,6 @@ __all__ = [
     "diagnostics_mb",
     "fixed_mb",
     "glm_mb",
-    "glm_minutes",
     "minutes",
     "nordic_mb",
     "report_mb",

@@ -241,9 +241,25 @@ class BasePlan:
         return mem
 
     def runtime(self, rule: str) -> Callable[[Any, int], int]:
-        """The ``runtime`` resource (min) of a rule: a function of (wildcards, attempt)."""
-        if rule in ("glm", "glm_reference"):
-            return lambda wc, attempt: res.glm_minutes(
-                self._runs_size(self.session_runs(wc)), attempt
-            )
-        return lambda wc, attempt: res.minutes(rule, attempt)
+        """The ``runtime`` resource (min) of a rule: a function of (wildcards, attempt); the
+        minutes measured at LAION-fMRI size, scaled up for larger data (never down)."""
+
+        def minutes(wc: Any, attempt: int) -> int:
+            return res.minutes(rule, attempt, self._work_scale(rule, wc))
+
+        return minutes
+
+    def _work_scale(self, rule: str, wc: Any) -> float:
+        """Voxel-volumes a job reads relative to the LAION-fMRI run or session of
+        :mod:`echoprep.resources` (1 for rules whose work does not grow with the data)."""
+        if rule in res.RUN_RULES:
+            size = self._run_size(self.run_of(wc))
+            return size.voxels * size.volumes / res.LAION_RUN.voxel_volumes
+        if rule in res.SESSION_RULES:
+            ses = self._runs_size(self.session_runs(wc))
+            return ses.voxels * ses.total_volumes / res.LAION_SESSION_VOXEL_VOLUMES
+        if rule == "noiseceiling_subject":
+            sub = self.subject_of(wc)
+            ses = self._runs_size([r for r in self.dataset.runs if r.subject == sub])
+            return ses.voxels * ses.total_volumes / res.LAION_SESSION_VOXEL_VOLUMES
+        return 1.0

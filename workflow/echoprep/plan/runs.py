@@ -79,7 +79,18 @@ class RunPlan:
         if wc.nordic == "nordic" and self.config["tedana"]["nordic_tedpca"] == "raw_run":
             raw = self.combine_outputs("denoised", self.run_of(wc), "raw")
             files["raw_components"] = raw["mixing_json"]
+        elif self._capped_criterion():
+            optcom = self.combine_outputs("optcom", self.run_of(wc), wc.nordic)
+            files["optcom"] = [optcom["bold"], optcom["mask"]]
         return files
+
+    def _capped_criterion(self) -> bool:
+        """tedana estimates the count with aic/kic/mdl and ``tedana.max_components`` caps it:
+        the job needs the run's optimally combined series (the optcom job's output)."""
+        tedana = self.config["tedana"]
+        return str(tedana["tedpca"]) in ("aic", "kic", "mdl") and (
+            tedana.get("max_components") is not None
+        )
 
     def tedana_options(self, wc: Any) -> str:
         """The tedana section, without nordic_tedpca for NORDIC-off runs (changing it reruns
@@ -92,9 +103,12 @@ class RunPlan:
     def tedana_params(self, wc: Any, input: Any) -> str:
         """``--nordic`` on NORDIC runs, with the NORDIC-off run's ICA sidecar whose component
         count they use (``tedana.nordic_tedpca: raw_run``)."""
+        args = []
+        if "optcom" in input.keys():
+            args += ["--optcom", *input.optcom]
         if wc.nordic != "nordic":
-            return ""
-        args = ["--nordic"]
+            return _words(args)
+        args.append("--nordic")
         if "raw_components" in input.keys():
             args += ["--raw-components", input.raw_components]
         return _words(args)

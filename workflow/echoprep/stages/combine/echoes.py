@@ -80,6 +80,7 @@ class TedanaOptions:
     masktype: tuple[str, ...]
     tedpca: str
     nordic_tedpca: str | int
+    max_components: float | None
     tree: str
     ica_method: str
     n_robust_runs: int

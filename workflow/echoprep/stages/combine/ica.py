@@ -3,7 +3,11 @@
 On NORDIC-denoised echoes tedana's dimensionality criteria fail (nearly one component per
 volume); :func:`choose_components` gives such runs the count tedana kept on the same run
 without NORDIC, and every ICA-denoised sidecar records the count, its source and the FastICA
-attempts (``TedanaICA``).
+attempts (``TedanaICA``). On raw runs the criteria can fail the same way (a LAION-size
+simulated run: aic kept 159 of 163 components, and FastICA did not converge in 500 iterations
+even at 81): :func:`estimate_components` computes the criteria first, as tedana would, and
+:func:`cap_components` replaces an estimate above ``tedana.max_components`` x volumes by the
+next more conservative criterion within it (kic, then mdl), or by the cap.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ log = logging.getLogger(__name__)
 
 #: ``tedana.nordic_tedpca`` values besides a component count given as text.
 NORDIC_TEDPCA_MODES = ("raw_run", "same")
+#: tedana criteria estimated by the Moving Average PCA (mapca), which the cap applies to, from
+#: the most liberal to the most conservative.
+MAPCA_CRITERIA = ("aic", "kic", "mdl")
 #: Components kept on a NORDIC-denoised run, as a fraction of its volumes, when ``raw_run`` is
 #: asked for but no count of the run without NORDIC is given (the stage called by itself).
 FALLBACK_FRACTION = 0.2
@@ -142,6 +149,72 @@ def choose_components(
     return ComponentChoice(n, f"tedana.nordic_tedpca = {n}")
 
 
+def estimate_components(
+    optcom: str | Path, good_signal: str | Path, n_volumes: int
+) -> dict[str, int]:
+    """The counts tedana's criteria (aic, kic, mdl) pick for a run, computed as tedana does:
+    one Moving Average PCA (mapca, normalised) of the optimally combined series in the voxels
+    with good signal in at least 3 echoes (tedana's classification mask).
+
+    Parameters
+    ----------
+    optcom
+        The run's optimally combined series (x, y, z, t), e.g. the optcom variant's output.
+    good_signal
+        Its adaptive mask (number of echoes with good signal per voxel).
+    n_volumes
+        Volumes tedana will see (trailing noise volumes left out).
+
+    Returns
+    -------
+    dict
+        Criterion name -> component count.
+    """
+    import nibabel as nib
+    import numpy as np
+    from mapca import MovingAveragePCA
+
+    img = nib.load(str(optcom))
+    masksum = np.asanyarray(nib.load(str(good_signal)).dataobj)
+    mask = masksum >= 3
+    data = np.zeros((*img.shape[:3], n_volumes), dtype=np.float32)
+    data[mask] = np.asarray(img.dataobj[..., :n_volumes], dtype=np.float32)[mask]
+    pca = MovingAveragePCA(criterion="aic", normalize=True)
+    pca.fit_transform(
+        nib.Nifti1Image(data, img.affine), nib.Nifti1Image(mask.astype(np.uint8), img.affine)
+    )
+    return {c: int(getattr(pca, f"{c}_")["n_components"]) for c in MAPCA_CRITERIA}
+
+
+def cap_components(
+    choice: ComponentChoice,
+    estimates: Mapping[str, int] | None,
+    cap_fraction: float | None,
+    n_volumes: int,
+) -> ComponentChoice:
+    """``choice`` (a criterion) kept when its estimate is within ``floor(cap_fraction x
+    n_volumes)``; otherwise the estimate of the next more conservative criterion
+    (:data:`MAPCA_CRITERIA`) within the cap, or the cap itself. Unchanged when no cap is set or
+    no estimates were made. The cap is at least 2: tedana reads a count of 1 as the variance
+    fraction 1.0."""
+    if not estimates or cap_fraction is None or choice.tedpca not in estimates:
+        return choice
+    cap = max(2, math.floor(cap_fraction * n_volumes))
+    criterion = str(choice.tedpca)
+    if estimates[criterion] <= cap:
+        return choice
+    why = (
+        f"{choice.source}: estimated {estimates[criterion]} of {n_volumes} volumes, more than "
+        f"tedana.max_components = {cap_fraction} x volumes = {cap}"
+    )
+    for other in MAPCA_CRITERIA[MAPCA_CRITERIA.index(criterion) + 1 :]:
+        if estimates[other] <= cap:
+            return ComponentChoice(
+                estimates[other], f"{why}; {other} estimate used", choice.fallback
+            )
+    return ComponentChoice(cap, f"{why}; no criterion within it, the cap used", choice.fallback)
+
+
 def _check_count(n: int, n_volumes: int, what: str) -> int:
     if not 1 <= int(n) < n_volumes:
         raise ValueError(
@@ -205,6 +278,7 @@ def run_tedana(
     nordic: bool = False,
     raw_components: str | Path | None = None,
     fallback_fraction: float = FALLBACK_FRACTION,
+    optcom: tuple[str | Path, str | Path] | None = None,
     seed: int = 0,
     work_dir: str | Path | None = None,
     n_threads: int = 1,
@@ -241,6 +315,11 @@ def run_tedana(
         run without NORDIC (:func:`read_component_count`).
     fallback_fraction
         ``raw_run`` without ``raw_components``: components as a fraction of the volumes.
+    optcom
+        The run's optimally combined series and its adaptive mask: when tedana would estimate
+        the count with aic, kic or mdl and ``max_components`` is set, the estimate is made
+        first (:func:`estimate_components`) and capped (:func:`cap_components`). Without it
+        no cap is applied (a warning says so).
     seed
         tedana's ``fixed_seed``: same seed, same components.
     work_dir
@@ -279,6 +358,32 @@ def run_tedana(
     except ValueError as exc:
         where = raw_components if raw_n is not None else files[0]
         raise StageInputError(f"{where}: {exc}") from None
+    estimates = None
+    if opts.max_components is not None and choice.tedpca in MAPCA_CRITERIA:
+        if optcom is None:
+            log.warning(
+                "%s: tedana.max_components is set but no optimally combined series was given "
+                "(--optcom); the %s estimate is not capped.",
+                files[0],
+                choice.tedpca,
+            )
+        else:
+            estimates = estimate_components(*optcom, n_volumes)
+            capped = cap_components(choice, estimates, opts.max_components, n_volumes)
+            if capped is not choice:
+                log.warning(
+                    "%s: tedana's %s estimate is %d components of %d volumes (more than "
+                    "tedana.max_components = %s of them: FastICA would be very slow and may "
+                    "not converge); using %d (%s).",
+                    files[0],
+                    choice.tedpca,
+                    estimates[str(choice.tedpca)],
+                    n_volumes,
+                    opts.max_components,
+                    capped.tedpca,
+                    capped.source.rsplit("; ", 1)[-1],
+                )
+            choice = capped
     if choice.fallback:
         log.warning(
             "%s: NORDIC-denoised run without the component count of the same run without "
@@ -305,6 +410,8 @@ def run_tedana(
             tedpca=tedpca,
             nordic_tedpca=nordic_tedpca,
             choice=choice,
+            estimates=estimates,
+            max_components=opts.max_components,
             raw_components=raw_components if raw_n is not None else None,
             n_volumes=n_volumes,
             ica_method=opts.ica_method,
@@ -340,6 +447,8 @@ def _ica_record(
     tedpca: str,
     nordic_tedpca: str | None,
     choice: ComponentChoice,
+    estimates: Mapping[str, int] | None,
+    max_components: float | None,
     raw_components: str | Path | None,
     n_volumes: int,
     ica_method: str,
@@ -356,6 +465,8 @@ def _ica_record(
         "ComponentSource": choice.source,
         "ComponentSourceFile": str(raw_components) if raw_components is not None else None,
         "Fallback": choice.fallback,
+        "EstimatedComponents": dict(estimates) if estimates else None,
+        "MaxComponents": max_components,
         "NComponents": n_components,
         "NVolumes": n_volumes,
         "ICAMethod": ica_method,

@@ -1,0 +1,113 @@
+"""The workflow's per-rule ``mem_mb`` and ``runtime`` against what the rules were measured to
+need on a LAION-fMRI-size session (``benchmarks/laion_session.json``, written by
+``benchmarks/laion_session.py --json``).
+
+For every measured rule, the request the plan makes at the first attempt on a header-only
+dataset of the measured geometry must cover the measurement with headroom, and not waste a
+cluster allocation: ``MEM_HEADROOM x peak <= mem_mb <= MEM_WASTE x peak + 1 GB`` and
+``TIME_HEADROOM x wall <= runtime <= TIME_WASTE x wall + 15 min``; both grow with ``attempt``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from helpers.bidstree import EVENTS_COLUMNS, events_path, make_bids_tree
+from helpers.plans import make_plan
+
+TABLE = Path(__file__).resolve().parents[2] / "benchmarks" / "laion_session.json"
+MEM_HEADROOM = 1.2
+MEM_WASTE = 2.5
+TIME_HEADROOM = 2.0
+TIME_WASTE = 4.0
+#: Rules measured by the benchmark that take the profile's default resources (no model).
+DEFAULT_RESOURCES = {"dataset_description"}
+
+
+@pytest.fixture(scope="module")
+def measured() -> dict:
+    return json.loads(TABLE.read_text())
+
+
+@pytest.fixture(scope="module")
+def plan(measured, tmp_path_factory):
+    geo = measured["geometry"]
+    tmp = tmp_path_factory.mktemp("laion")
+    runs = [f"{r:02d}" for r in range(1, geo["runs_per_session"] + 1)]
+    bids = make_bids_tree(
+        tmp / "bids",
+        runs=runs,
+        shape=geo["shape"],
+        n_volumes=geo["volumes_per_run"],
+        data=False,
+        fieldmap=True,
+    )
+    for i, run in enumerate(runs):
+        rows = [
+            f"{k * 3.0 + 9:.1f}\t2.5\t{'new' if i == 0 else 'old'}\timg{k % 100:04d}"
+            for k in range(geo["trials_per_run"])
+        ]
+        events_path(bids, run=run).write_text(
+            "\t".join(EVENTS_COLUMNS) + "\n" + "\n".join(rows) + "\n"
+        )
+    return make_plan(bids, tmp)
+
+
+WC = SimpleNamespace(
+    run_prefix="sub-01_ses-01_task-images_run-01",
+    run_dir="sub-01/ses-01/func",
+    echo="1",
+    nordic="nordic",
+    combine="denoised",
+    ses_prefix="sub-01_ses-01_task-images",
+    subject="01",
+    session="01",
+    nrep="2",
+)
+
+
+def _rows(measured: dict) -> list[dict]:
+    return [r for r in measured["rules"] if r["rule"] not in DEFAULT_RESOURCES]
+
+
+def test_the_table_is_a_laion_size_session(measured):
+    geo = measured["geometry"]
+    assert geo["preset"] == "laion"
+    assert geo["shape"] == [90, 110, 72] and geo["volumes_per_run"] == 163
+    assert geo["runs_per_session"] == 12
+    rules = {r["rule"] for r in measured["rules"]}
+    for rule in ("nordic", "spatial_run", "spatial_resample", "single_echo", "optcom"):
+        assert rule in rules
+    assert {"tedana", "tedana_nordic", "glm", "anatomy"} <= rules
+
+
+def test_memory_requests_cover_the_measured_peaks_without_waste(measured, plan):
+    problems = []
+    for row in _rows(measured):
+        peak_mb = row["peak_gib_max"] * 2**30 / 1e6
+        mem1 = plan.mem_mb(row["rule"])(WC, 1)
+        if not MEM_HEADROOM * peak_mb <= mem1 <= MEM_WASTE * peak_mb + 1000:
+            problems.append(f"{row['rule']}: measured {peak_mb:.0f} MB, requests {mem1} MB")
+        assert plan.mem_mb(row["rule"])(WC, 2) > mem1, row["rule"]
+    assert not problems, "\n".join(problems)
+
+
+def test_runtime_requests_cover_the_measured_wall_time_without_waste(measured, plan):
+    problems = []
+    for row in _rows(measured):
+        wall_min = row["wall_s_max"] / 60
+        run1 = plan.runtime(row["rule"])(WC, 1)
+        if not TIME_HEADROOM * wall_min <= run1 <= TIME_WASTE * wall_min + 15:
+            problems.append(f"{row['rule']}: measured {wall_min:.1f} min, requests {run1} min")
+        assert plan.runtime(row["rule"])(WC, 2) > run1, row["rule"]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_measured_session_meets_the_targets(measured):
+    totals = measured["totals"]
+    assert totals["max_job_peak_gib"] <= 16
+    assert totals["max_run_rule_minutes"] <= 10
