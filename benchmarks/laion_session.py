@@ -497,8 +497,13 @@ def main(argv: list[str] | None = None) -> int:
     planned, _ = _summary(d, env)
     per_run = _per_run_rules(planned)
     print("per-run rules:", ", ".join(per_run), flush=True)
-    targets = sorted(p for p, rule in planned.items() if rule in per_run)
-    _snakemake(snakemake, d, args.cores, [], env, log, targets)
+    targets = sorted(
+        p
+        for p, rule in planned.items()
+        if rule in per_run and int(RUN_RE.findall(Path(p).name)[0]) <= args.runs
+    )
+    again = ["--rerun-triggers", "mtime"] if resume else []
+    _snakemake(snakemake, d, args.cores, again, env, log, targets)
     extend_raw(d / "bids", args.runs, args.seed, args.preset)
     n_linked = extend_derivatives(d, args.runs)
     print(

@@ -58,7 +58,9 @@ pytestmark = pytest.mark.slow
 #:   left (empty) by the SIGKILL.
 ALLOWED_IN_HOME = (".cache", ".cache/snakemake")
 #: The part of the workflow the interrupted runs make (``--until``): up to echo combination.
-UNTIL = ("single_echo", "optcom", "tedana_nordic")  # tedana_nordic runs after tedana
+# tedana_nordic runs after tedana, which reads optcom's output (Snakemake's --until must not
+# name a rule upstream of another named one: its jobs' consumers would be left out)
+UNTIL = ("single_echo", "tedana_nordic")
 #: Seconds to wait for an interruption point.
 POLL_TIMEOUT = 600
 

@@ -130,6 +130,15 @@ def test_job_inputs_follow_the_wildcards(bids, tmp_path):
     assert Path(echoes[0]).parts[-5] == "preproc-nordic"
     # NORDIC runs take the component count of the NORDIC-off run's ICA
     assert Path(plan.tedana_inputs(wc)["raw_components"]).name.endswith("_desc-ICA_mixing.json")
+    assert "optcom" not in plan.tedana_inputs(wc)
+    # raw runs: the criteria are estimated (and capped) on the run's optimal combination
+    raw = SimpleNamespace(run_prefix=wc.run_prefix, nordic="raw")
+    assert [Path(f).name for f in plan.tedana_inputs(raw)["optcom"]] == [
+        "sub-01_ses-01_task-images_run-02_space-T1w_desc-optcom_bold.nii.gz",
+        "sub-01_ses-01_task-images_run-02_space-T1w_desc-adaptiveGoodSignal_mask.nii.gz",
+    ]
+    uncapped = _plan(bids, tmp_path, tedana={"max_components": None})
+    assert "optcom" not in uncapped.tedana_inputs(raw)
     session = SimpleNamespace(
         ses_prefix="sub-01_ses-01_task-images", nordic="raw", combine="optcom"
     )

@@ -66,6 +66,7 @@ WC = SimpleNamespace(
     ses_prefix="sub-01_ses-01_task-images",
     subject="01",
     session="01",
+    sub_prefix="sub-01",
     nrep="2",
 )
 

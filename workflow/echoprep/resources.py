@@ -32,22 +32,25 @@ FIXED_MB: dict[str, int] = {
     "publish_subject": 1000,
     "publish_repeats": 1000,
     "publish_roi": 1000,
-    "spatial_subject": 3000,
-    "anatomy": 6000,
+    # measured at LAION size (benchmarks/laion_session.json): 0.56 GiB; 2.19 GiB (1 mm T1w)
+    "spatial_subject": 1500,
+    "anatomy": 5000,
 }
 
-#: Runtime (min) at the first attempt, for the rules without a size model.
+#: Runtime (min) of each rule's job at the first attempt for a LAION-fMRI session (about 3 x
+#: the wall time measured on 2 cores, benchmarks/laion_session.json); :func:`minutes` scales
+#: it up for larger data.
 MINUTES: dict[str, int] = {
-    "nordic": 30,
-    "single_echo": 10,
-    "optcom": 20,
-    "tedana": 60,
-    "tedana_nordic": 60,
-    "glm_analysis_mask": 15,
+    "nordic": 5,
+    "single_echo": 5,
+    "optcom": 5,
+    "tedana": 15,
+    "tedana_nordic": 15,
+    "glm_analysis_mask": 20,
     "glm": 20,
     "glm_reference": 20,
     "noiseceiling_session": 15,
-    "noiseceiling_subject": 30,
+    "noiseceiling_subject": 10,
     "noiseceiling_repeats": 5,
     "roi_visual": 10,
     "roi_mask": 10,
@@ -59,18 +62,18 @@ MINUTES: dict[str, int] = {
     "comparison_subject": 30,
     "comparison": 10,
     "subject_report": 15,
-    "nordic_diagnostics": 20,
-    "spatial_run": 20,
-    "spatial_subject": 20,
-    "spatial_resample": 20,
-    "anatomy": 60,
+    "nordic_diagnostics": 60,
+    "spatial_run": 5,
+    "spatial_subject": 5,
+    "spatial_resample": 5,
+    "anatomy": 25,
 }
 
 #: float32 copies of all echoes of a run held by the per-run rules (before dividing by the
 #: number of echoes where the rule reads one echo).
 RUN_COPIES: dict[str, float] = {
-    "single_echo": 0.5,
-    "optcom": 3,
+    "single_echo": 1,
+    "optcom": 5,
     "tedana": 6,
     "tedana_nordic": 6,
 }
@@ -192,11 +195,12 @@ def betas_mb(size: SessionSize, copies: float, base: int, attempt: int) -> int:
 
 
 def diagnostics_mb(size: SessionSize | None, attempt: int) -> int:
-    """A session's 4D betas three times or one run's series twice (float32), plus 1 GB (MB)."""
+    """A session's 4D betas 4.5 times (measured 10.4 GiB at LAION size) or one run's series
+    twice (float32), plus 1 GB (MB)."""
     if size is None:
         return 1000 * attempt
     vols = size.max_volumes
-    return int((1000 + 4 * size.voxels * max(3 * size.trials, 2 * vols) / 1e6) * attempt)
+    return int((1000 + 4 * size.voxels * max(4.5 * size.trials, 2 * vols) / 1e6) * attempt)
 
 
 def report_mb(size: RunSize, attempt: int) -> int:

@@ -218,11 +218,11 @@ class BasePlan:
         if rule == "roi_visual":
             _, _, session = self.visual_source(wc.subject)
             runs = self.dataset.runs_of(wc.subject, session)
-            return res.betas_mb(self._runs_size(runs), 3, 500, attempt)
+            return res.betas_mb(self._runs_size(runs), 4.5, 500, attempt)
         if rule == "comparison_subject":
             ses = self.report_session(wc.subject)
             runs = self.dataset.runs_of(wc.subject, ses)
-            return res.betas_mb(self._runs_size(runs), 2.5, 1000, attempt)
+            return res.betas_mb(self._runs_size(runs), 3.5, 1000, attempt)
         if rule == "nordic_diagnostics":
             sessions = {ses for ses, _ in self.diagnostics_pairs(wc.subject)}
             runs = [r for ses in sessions for r in self.dataset.runs_of(wc.subject, ses)]
