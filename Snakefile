@@ -45,6 +45,6 @@ include: "workflow/rules/publish.smk"
 rule all:
     default_target: True
     input:
-        all_targets(),
+        all_targets,
         preflight,
     localrule: True

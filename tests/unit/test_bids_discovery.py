@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from echoprep.io import bids_index
 from echoprep.io.bids import BIDSInputError, Dataset, EchoFiles, InputProblem, Run, discover
 from echoprep.io.paths import sidecar_path
 from helpers.bidstree import (
@@ -468,7 +469,7 @@ def test_broken_json_sidecar(tmp_path: Path, root: Path) -> None:
     assert p.expected == "valid JSON (UTF-8 text)"
     assert p.found.startswith("a file that does not parse (JSONDecodeError:")
     assert "python -m json.tool" in p.fix
-    assert not list((tmp_path / "cache").glob("[0-9a-f]*"))  # a failed index is not cached
+    assert not list((tmp_path / "cache").glob("dataset-*"))  # a failed discovery is not cached
     edit_sidecar(bold_path(root, run="02", echo=1), EchoTime=0.011)
     side.write_text('{"EchoTime": 0.011, "RepetitionTime": 1.9}')
     assert len(discover(root, cache_dir=tmp_path / "cache").runs) == 2
@@ -688,13 +689,19 @@ def test_every_problem_is_listed_with_the_t1w_problem(root: Path) -> None:
     assert found[1].found == "shape (40, 40, 40, 3)"
 
 
-def test_the_header_cache_keeps_the_spatial_unit(root: Path, tmp_path: Path) -> None:
+def test_the_header_cache_keeps_the_spatial_unit(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Units come from the header cache on the second discovery (no header is re-read)."""
     _t1w(root, (40, 40, 40), np.diag([2.0, 2.0, 2.0, 1.0]), "micron")
     cache = tmp_path / "cache"
     first = problems_of(root, cache_dir=cache)
-    (headers,) = cache.glob("*/headers.json")
-    assert '"units": "micron"' in headers.read_text()
+    assert first and not list(cache.glob("dataset-*"))
+
+    def no_reads(path: Path) -> None:
+        raise AssertionError(f"{path} read again")
+
+    monkeypatch.setattr(bids_index, "read_header", no_reads)
     assert problems_of(root, cache_dir=cache) == first
 
 
@@ -724,38 +731,86 @@ def test_not_a_folder(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def test_cache_reused_and_invalidated(tmp_path: Path, root: Path) -> None:
+def _no_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make reading any header or sidecar fail: discovery must come from its caches."""
+
+    def fail(path: Path) -> None:
+        raise AssertionError(f"{path} read again")
+
+    monkeypatch.setattr(bids_index, "read_header", fail)
+    monkeypatch.setattr(bids_index, "_read_json", fail)
+
+
+def test_cache_reused_and_invalidated(
+    tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cache = tmp_path / "work" / "bids_index"
     first = discover(root, cache_dir=cache)
-    (folder,) = [p for p in cache.iterdir() if not p.name.startswith(".")]
-    assert len(folder.name) == 16
-    db = folder / "layout_index.sqlite"
-    stamp = db.stat().st_mtime_ns
-    assert discover(root, cache_dir=cache) == first
-    assert db.stat().st_mtime_ns == stamp
-    assert [p.name for p in cache.iterdir()] == [folder.name]
+    (stored,) = cache.glob("dataset-*.pickle")
+    stamp = stored.stat().st_mtime_ns
+    with monkeypatch.context() as m:
+        _no_reading(m)  # the whole dataset comes from the cache
+        assert discover(root, cache_dir=cache) == first
+    assert stored.stat().st_mtime_ns == stamp
 
-    make_bids_tree(root, subjects=("02",))  # a new subject
+    make_bids_tree(root, subjects=("02",))  # a new subject is found
     second = discover(root, cache_dir=cache)
     assert second.subjects() == ["01", "02"]
-    (new_folder,) = list(cache.iterdir())
-    assert new_folder.name != folder.name  # the stale index was removed
 
-    for run in ("01", "02"):
+    for run in ("01", "02"):  # a changed file is found (its sidecar: new echo time)
         replace_echo(root, run, 1, 0.0105)
     third = discover(root, cache_dir=cache, participant_label=["01"])
     assert third.runs[0].echo_times[0] == pytest.approx(0.0105)
-    assert len(list(cache.iterdir())) == 1
+    # one cached dataset per selection; the facts of unchanged files are not read again
+    assert len(list(cache.glob("dataset-*.pickle"))) == 2
 
-    (cache.iterdir().__next__() / "layout_index.sqlite").unlink()  # a damaged cache
+    stored.write_bytes(b"damaged")  # a damaged cache is rediscovered, never trusted
     assert discover(root, cache_dir=cache) == discover(root)
+
+
+def test_an_edited_sidecar_is_found(tmp_path: Path, root: Path) -> None:
+    cache = tmp_path / "cache"
+    assert discover(root, cache_dir=cache).runs[0].repetition_time == pytest.approx(1.9)
+    for echo in (1, 2, 3):
+        for part in ("mag", "phase"):
+            edit_sidecar(bold_path(root, run="01", echo=echo, part=part), RepetitionTime=2.0)
+            edit_sidecar(bold_path(root, run="02", echo=echo, part=part), RepetitionTime=2.0)
+    assert discover(root, cache_dir=cache).runs[0].repetition_time == pytest.approx(2.0)
+
+
+def test_trusted_cache_skips_the_walk(
+    tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cluster job reuses the main process's dataset without walking the tree; with no
+    cache it discovers as usual."""
+    cache = tmp_path / "cache"
+    assert len(discover(root, cache_dir=cache, trust_cache=True).runs) == 2  # no cache yet
+    first = discover(root, cache_dir=cache)
+
+    def no_walk(*args: object, **kwargs: object) -> None:
+        raise AssertionError("walked")
+
+    monkeypatch.setattr(bids_index, "walk", no_walk)
+    assert discover(root, cache_dir=cache, trust_cache=True) == first
+
+
+def test_unselected_subjects_and_sessions_are_not_read(tmp_path: Path) -> None:
+    """participant_label and sessions: the others are not walked, so nothing of them is
+    read (here: broken beyond repair, and no problem reported)."""
+    root = make_bids_tree(tmp_path / "ds", subjects=("01", "02"), sessions=("01", "02"))
+    for sub, ses in (("02", "01"), ("01", "02")):
+        corrupt(bold_path(root, sub=sub, ses=ses, run="01", echo=1))
+        sidecar_path(bold_path(root, sub=sub, ses=ses, run="02", echo=2)).write_text("{")
+    ds = discover(root, participant_label=["01"], sessions=["01"])
+    assert [(r.subject, r.session) for r in ds.runs] == [("01", "01")] * 2
+    assert ds.t1w == {"01": t1w_path(root, "01", "01")}
 
 
 def test_cache_inside_dataset_is_not_indexed(root: Path) -> None:
     cache = root / "derivatives" / "work" / "bids_index"
-    discover(root, cache_dir=cache)
-    discover(root, cache_dir=cache)
-    assert len(list(cache.iterdir())) == 1
+    first = discover(root, cache_dir=cache)
+    assert discover(root, cache_dir=cache) == first
+    assert len(list(cache.glob("dataset-*.pickle"))) == 1
 
 
 def test_read_only_input_is_not_written(tmp_path: Path, root: Path) -> None:

@@ -34,6 +34,9 @@ try:
         require_t1w=config["spatial"]["enabled"]
         and config["spatial"]["output_space"] == "T1w",
         use_fieldmaps=config["spatial"]["enabled"] and config["spatial"]["fieldmap"],
+        # a cluster job (or a group job's sub-process) reuses the dataset the main process
+        # has just discovered and cached, without walking the input tree again
+        trust_cache=not workflow.is_main_process,
     )
 except BIDSInputError as exc:
     raise WorkflowError(str(exc)) from None
@@ -44,8 +47,9 @@ if _publish_skipped:
     print(_publish_skipped, file=sys.stderr)
 
 
-def all_targets():
-    """Every output the config asks for (rule all); a plan problem is a workflow error."""
+def all_targets(wildcards):
+    """Every output the config asks for (rule all); a plan problem is a workflow error.
+    An input function, so a cluster job (which never runs rule all) does not list them."""
     try:
         return PLAN.targets()
     except PlanError as exc:

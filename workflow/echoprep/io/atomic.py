@@ -60,6 +60,13 @@ def write_text(out: str | Path, text: str) -> Path:
     return Path(out)
 
 
+def write_bytes(out: str | Path, data: bytes) -> Path:
+    """Write bytes atomically; returns ``out``."""
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(data)
+    return Path(out)
+
+
 def copy_file(src: str | Path, out: str | Path) -> Path:
     """Copy ``src`` to ``out`` atomically (contents only, not permissions); returns ``out``."""
     with atomic_path(out) as tmp:
@@ -67,4 +74,4 @@ def copy_file(src: str | Path, out: str | Path) -> Path:
     return Path(out)
 
 
-__all__ = ["atomic_path", "copy_file", "write_text"]
+__all__ = ["atomic_path", "copy_file", "write_bytes", "write_text"]

@@ -14,23 +14,31 @@ Expected input (LAION-fMRI layout)::
 with ``EchoTime`` and ``RepetitionTime`` (seconds) in the JSON sidecars (BIDS inheritance
 applies, as pybids resolves it).
 
-The pybids index is cached in ``cache_dir/<key>/`` where ``key`` is a fingerprint of the
-dataset's file tree (relative paths, sizes, modification times), so adding, removing or editing
-a file rebuilds the index; stale index folders are removed (:mod:`echoprep.io.bids_index`).
-Nothing is ever written into the input dataset. The checks behind the problem list are in
+Discovery walks the selected subjects (and sessions) once (:mod:`echoprep.io.bids_index`):
+sidecars and headers are cached per file in ``cache_dir/facts/``, keyed by path, size and
+modification time, and the discovered :class:`Dataset` as a whole in
+``cache_dir/dataset-<digest>.pickle``, keyed by the listing (paths, sizes, modification times)
+and the discovery options, so a workflow start after the first reads no sidecar or header, and
+adding, removing or editing a file is still found. Nothing is ever written into the input
+dataset. The checks behind the problem list are in
 :mod:`echoprep.io.bids_checks` (names, headers, the problem log), :mod:`echoprep.io.bids_run_checks`
 (per run and across runs) and :mod:`echoprep.io.bids_fmap` (fieldmaps).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import pickle
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from echoprep.io.atomic import write_bytes
 from echoprep.io.bids_checks import (
     FILE_ENTITIES,
     NIFTI_EXTENSIONS,
@@ -41,12 +49,11 @@ from echoprep.io.bids_checks import (
     ProblemLog,
     check_t1w_header,
     fmt_list,
-    parse_name,
     run_title,
     sidecar_of,
 )
-from echoprep.io.bids_fmap import Fieldmap, find_fieldmap, phase_encoding
-from echoprep.io.bids_index import BidsIndex
+from echoprep.io.bids_fmap import Fieldmap, FieldmapIndex, find_fieldmap, phase_encoding
+from echoprep.io.bids_index import CACHE_VERSION, BidsIndex
 from echoprep.io.bids_run_checks import (
     RunScan,
     check_echo_counts,
@@ -185,21 +192,36 @@ class Dataset:
     t1w: dict[str, Path] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
 
+    @cached_property
+    def _by_session(self) -> dict[str, dict[str | None, list[Run]]]:
+        """subject -> session -> runs (built once: every look-up below is O(1))."""
+        out: dict[str, dict[str | None, list[Run]]] = {}
+        for r in self.runs:
+            out.setdefault(r.subject, {}).setdefault(r.session, []).append(r)
+        return out
+
+    @cached_property
+    def _by_labels(self) -> dict[tuple[str, str | None, str | None], Run]:
+        return {(r.subject, r.session, r.run): r for r in self.runs}
+
     def subjects(self) -> list[str]:
         """Subject labels with at least one run, sorted."""
-        return sorted({r.subject for r in self.runs})
+        return sorted(self._by_session)
 
     def sessions(self, subject: str) -> list[str | None]:
         """Session labels of a subject (``[None]`` for a dataset without sessions)."""
-        subject = _strip(subject, "sub") or ""
-        found = {r.session for r in self.runs if r.subject == subject}
+        found = self._by_session.get(_strip(subject, "sub") or "", {})
         return sorted(found, key=lambda s: (s is not None, s or ""))
 
     def runs_of(self, subject: str, session: str | None) -> list[Run]:
         """Runs of one subject and session, sorted by run label."""
-        subject = _strip(subject, "sub") or ""
-        session = _strip(session, "ses")
-        return [r for r in self.runs if r.subject == subject and r.session == session]
+        found = self._by_session.get(_strip(subject, "sub") or "", {})
+        return list(found.get(_strip(session, "ses"), []))
+
+    def subject_runs(self, subject: str) -> list[Run]:
+        """Every run of a subject, in (session, run) order."""
+        found = self._by_session.get(_strip(subject, "sub") or "", {})
+        return [r for ses in self.sessions(subject) for r in found[ses]]
 
     def get_run(self, subject: str, session: str | None, run: str | None) -> Run:
         """The run with these labels.
@@ -212,9 +234,9 @@ class Dataset:
         subject = _strip(subject, "sub") or ""
         session = _strip(session, "ses")
         run = _strip(run, "run")
-        for r in self.runs:
-            if (r.subject, r.session, r.run) == (subject, session, run):
-                return r
+        found = self._by_labels.get((subject, session, run))
+        if found is not None:
+            return found
         have = [run_title(r.subject, r.session, r.task, r.run) for r in self.runs]
         have = [h for h in have if h.startswith(f"sub-{subject} ")]
         raise KeyError(
@@ -226,19 +248,6 @@ class Dataset:
 # --------------------------------------------------------------------------------------
 # discover
 # --------------------------------------------------------------------------------------
-
-
-def _list_files(layout: Any) -> list[BidsFile]:
-    """Every indexed file whose name parses as BIDS and names a subject."""
-    files = []
-    for name in layout.get(return_type="filename"):
-        path = Path(name)
-        parsed = parse_name(path.name)
-        if parsed is None or "sub" not in parsed[0]:
-            continue
-        ents, suffix, ext = parsed
-        files.append(BidsFile(path, ents, suffix, ext, path.parent.name))
-    return sorted(files, key=lambda f: str(f.path))
 
 
 def _select_subjects(
@@ -303,6 +312,7 @@ def discover(
     require_events: bool = True,
     require_t1w: bool = False,
     use_fieldmaps: bool = True,
+    trust_cache: bool = False,
 ) -> Dataset:
     """Find and check the multi-echo BOLD runs of a raw BIDS dataset.
 
@@ -319,7 +329,7 @@ def discover(
     task
         Task label; ``None``: the only task with BOLD runs (several → a problem).
     cache_dir
-        Folder for the pybids index (``<work_dir>/bids_index``); ``None``: in memory.
+        Folder for the caches (``<work_dir>/bids_index``); ``None``: no cache.
     require_events
         A run without ``events.tsv`` is a problem (else ``Run.events`` is ``None``).
     require_t1w
@@ -327,6 +337,10 @@ def discover(
     use_fieldmaps
         Find each run's fieldmap (``fmap/``) and check it and the run's phase-encoding
         metadata; False: ``Run.fieldmap`` is None.
+    trust_cache
+        Return the dataset cached for these options without walking the dataset (a cluster
+        job: the workflow's main process has just discovered it); discover as usual when
+        there is none.
 
     Returns
     -------
@@ -349,26 +363,56 @@ def discover(
         )
         raise BIDSInputError(log.problems, root)
 
-    index = BidsIndex.open(root, cache_dir, log)
-    try:
-        dataset = _discover(
-            log,
-            index,
-            root,
-            participant_label=participant_label,
-            exclude=exclude,
-            sessions=sessions,
-            task=task,
-            require_events=require_events,
-            require_t1w=require_t1w,
-            use_fieldmaps=use_fieldmaps,
-        )
-    finally:
-        index.save()
-        index.close()
-    if log:
-        raise BIDSInputError(log.problems, root)
-    assert dataset is not None
+    options = {
+        "participant_label": _labels(participant_label, "sub"),
+        "exclude": _labels(exclude, "sub") or [],
+        "sessions": _labels(sessions, "ses"),
+        "task": _strip(task, "task"),
+        "require_events": require_events,
+        "require_t1w": require_t1w,
+        "use_fieldmaps": use_fieldmaps,
+    }
+    cache = Path(cache_dir).expanduser().absolute() if cache_dir is not None else None
+    stored = _dataset_cache(cache, root, options)
+    if trust_cache and stored is not None:
+        dataset = _load_dataset(stored, None)
+        if dataset is not None:
+            return dataset
+
+    wanted = options["participant_label"]
+    walked = None if wanted is None else [s for s in wanted if s not in options["exclude"]]
+    index = BidsIndex.open(root, cache, subjects=walked, sessions=options["sessions"])
+    dataset = _load_dataset(stored, index.key) if stored is not None else None
+    if dataset is None:
+        for path, error in index.broken.items():
+            log.add(
+                path,
+                "valid JSON (UTF-8 text)",
+                f"a file that does not parse ({error})",
+                f"correct the syntax (`python -m json.tool {log.rel(path)}` points at the "
+                "error) or re-create the file",
+            )
+        try:
+            dataset = _discover(
+                log,
+                index,
+                root,
+                participant_label=participant_label,
+                exclude=exclude,
+                sessions=sessions,
+                task=task,
+                require_events=require_events,
+                require_t1w=require_t1w,
+                use_fieldmaps=use_fieldmaps,
+            )
+        finally:
+            index.save()
+        if log:
+            raise BIDSInputError(log.problems, root)
+        assert dataset is not None
+        if stored is not None:
+            _save_dataset(stored, index.key, dataset)
+        logger.debug("discovered %s: %d file(s) read", root, index.reads)
     for warning in dataset.warnings:
         logger.warning("BIDS input: %s", warning)
     logger.info(
@@ -378,6 +422,34 @@ def discover(
         len(dataset.subjects()),
     )
     return dataset
+
+
+def _dataset_cache(cache: Path | None, root: Path, options: dict[str, Any]) -> Path | None:
+    """``cache/dataset-<digest>.pickle``: the discovered dataset of these options."""
+    if cache is None:
+        return None
+    text = json.dumps({"root": str(root), "version": CACHE_VERSION, **options}, sort_keys=True)
+    return cache / f"dataset-{hashlib.sha1(text.encode()).hexdigest()[:16]}.pickle"
+
+
+def _load_dataset(path: Path, key: str | None) -> Dataset | None:
+    """The cached dataset when its listing key is ``key`` (any key when None), else None."""
+    try:
+        with open(path, "rb") as fh:
+            stored = pickle.load(fh)
+        if isinstance(stored, dict) and isinstance(stored.get("dataset"), Dataset):
+            if key is None or stored.get("key") == key:
+                return stored["dataset"]
+    except Exception:  # missing, damaged or of another version: discover again
+        pass
+    return None
+
+
+def _save_dataset(path: Path, key: str, dataset: Dataset) -> None:
+    try:
+        write_bytes(path, pickle.dumps({"key": key, "dataset": dataset}, protocol=5))
+    except OSError as exc:
+        logger.debug("could not cache the discovered dataset in %s (%s)", path, exc)
 
 
 def _discover(
@@ -393,8 +465,11 @@ def _discover(
     require_t1w: bool,
     use_fieldmaps: bool = True,
 ) -> Dataset | None:
-    files = _list_files(index.layout)
-    all_subjects = sorted({f.entities["sub"] for f in files})
+    files = index.files
+    with_files = {f.entities["sub"] for f in files}
+    # subjects the selection left unwalked are known by their folders only
+    unwalked = set(index.subject_labels) - index.walked_subjects
+    all_subjects = sorted(with_files | unwalked)
     subjects = _select_subjects(log, all_subjects, participant_label, exclude)
     if not subjects:
         return None
@@ -403,7 +478,10 @@ def _discover(
 
     # sessions
     wanted_sessions = _labels(sessions, "ses")
-    present_sessions = sorted({f.ent("ses") for f in mine if f.ent("ses") is not None})
+    present_sessions = sorted(
+        {f.ent("ses") for f in mine if f.ent("ses") is not None}
+        | {ses for sub in subjects for ses in index.session_labels.get(sub, ())}
+    )
     if wanted_sessions is not None:
         for label in wanted_sessions:
             if label not in present_sessions:
@@ -423,10 +501,14 @@ def _discover(
     def in_sessions(f: BidsFile) -> bool:
         return wanted_sessions is None or f.ent("ses") in wanted_sessions
 
-    bolds_any = [
-        f for f in mine if f.suffix == "bold" and f.ext in NIFTI_EXTENSIONS and f.datatype == "func"
-    ]
-    bolds = [f for f in bolds_any if in_sessions(f)]
+    def bold_files(found: list[BidsFile]) -> list[BidsFile]:
+        return [
+            f
+            for f in found
+            if f.suffix == "bold" and f.ext in NIFTI_EXTENSIONS and f.datatype == "func"
+        ]
+
+    bolds = [f for f in bold_files(mine) if in_sessions(f)]
 
     # task
     runs_per_task: dict[str, set[tuple[str, str | None, str | None]]] = defaultdict(set)
@@ -467,7 +549,9 @@ def _discover(
             key = (f.entities["sub"], f.ent("ses"), f.ent("task"), f.ent("run"), f.ent("acq"))
             events.setdefault(key, f.path)
 
-    fmap_files = [f for f in mine if f.datatype == "fmap" and in_sessions(f)]
+    fieldmaps = FieldmapIndex(
+        index.metadata, root, [f for f in mine if f.datatype == "fmap" and in_sessions(f)]
+    )
 
     # group the task's BOLD files by run
     scans: list[RunScan] = []
@@ -515,7 +599,7 @@ def _discover(
             check_events(log, scan, ev, require_events)
             scan.pe_direction, scan.total_readout_time = phase_encoding(log, index.metadata, scan)
             if use_fieldmaps:
-                scan.fieldmap = find_fieldmap(log, index.metadata, root, scan, fmap_files)
+                scan.fieldmap = find_fieldmap(log, fieldmaps, scan)
                 if scan.fieldmap is not None and (
                     scan.pe_direction is None or scan.total_readout_time is None
                 ):
@@ -548,7 +632,8 @@ def _discover(
         for sub in subjects:
             if by_subject.get(sub) or no_session_matches:
                 continue
-            sub_bolds = [f for f in bolds_any if f.entities["sub"] == sub]
+            # every session of the subject (a session filter left the others unwalked)
+            sub_bolds = bold_files(index.subject_files(sub))
             relevant = [f for f in sub_bolds if task_label is None or f.ent("task") == task_label]
             other_tasks = sorted({f.ent("task") or "?" for f in sub_bolds} - {task_label or ""})
             if relevant and wanted_sessions is not None and not any(map(in_sessions, relevant)):

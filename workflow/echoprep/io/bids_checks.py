@@ -9,6 +9,7 @@ are in :mod:`echoprep.io.bids_run_checks`.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -224,6 +225,30 @@ class ImageHeader:
         return np.asarray(self.affine, dtype=float)
 
 
+def _single_file_header(path: Path) -> Any:
+    """The header of a single-file NIfTI-1 or NIfTI-2 image (``.nii``/``.nii.gz``), read
+    without building an image (the first few hundred bytes); None for anything else."""
+    import nibabel as nib
+    from nibabel.openers import ImageOpener
+
+    try:
+        with ImageOpener(str(path)) as fh:
+            raw = fh.read(540)
+    except Exception:
+        return None
+    for klass, size in ((nib.Nifti1Header, 348), (nib.Nifti2Header, 540)):
+        if len(raw) < size:
+            continue
+        for order in "<>":
+            if int(np.frombuffer(raw[:4], dtype=f"{order}i4")[0]) == size:
+                try:
+                    hdr = klass.from_fileobj(io.BytesIO(raw[:size]))
+                except Exception:
+                    return None
+                return hdr if bytes(hdr["magic"]).startswith((b"n+1", b"n+2")) else None
+    return None
+
+
 def read_header(path: Path) -> ImageHeader:
     """Read shape and affine from a NIfTI header (no voxel data is read).
 
@@ -239,15 +264,16 @@ def read_header(path: Path) -> ImageHeader:
             "try `datalad get` or `git annex get`)"
         )
     try:
-        img = nib.load(str(path))
-        shape = tuple(int(s) for s in img.shape)
-        affine = np.asarray(img.affine, dtype=float)
-        get_units = getattr(img.header, "get_xyzt_units", None)
+        hdr = _single_file_header(path)
+        if hdr is None:  # not a plain NIfTI-1/2 header: nibabel's loader, with its messages
+            hdr = nib.load(str(path)).header
+        shape = tuple(int(s) for s in hdr.get_data_shape())
+        affine = np.asarray(hdr.get_best_affine(), dtype=float)
+        get_units = getattr(hdr, "get_xyzt_units", None)
         units = str(get_units()[0]) if get_units is not None else None
-        proxy = img.dataobj  # an ArrayProxy: offset and dtype of the data on disk
-        if path.name.endswith(".nii") and hasattr(proxy, "offset"):
-            itemsize = np.dtype(proxy.dtype).itemsize
-            needed = int(proxy.offset) + int(np.prod(shape)) * itemsize
+        if path.name.endswith(".nii"):  # the data on disk: offset and dtype from the header
+            itemsize = np.dtype(hdr.get_data_dtype()).itemsize
+            needed = int(hdr.get_data_offset()) + int(np.prod(shape)) * itemsize
             size = path.stat().st_size
             if size < needed:
                 return ImageHeader(
@@ -468,14 +494,16 @@ def check_time_field(
 def reference_value(values: Sequence[float], tol: float) -> tuple[float, int]:
     """The most common value (clustered within ``tol``) and how many values agree with it.
 
-    Ties go to the value seen first.
+    Ties go to the value seen first. O(n log n): one sort, two binary searches per value
+    (one value per run of the dataset, so a pairwise comparison would be quadratic).
     """
-    best, best_n = values[0], 0
-    for v in values:
-        n = sum(abs(w - v) <= tol for w in values)
-        if n > best_n:
-            best, best_n = v, n
-    return best, best_n
+    arr = np.asarray(values, dtype=float)
+    ordered = np.sort(arr)
+    counts = np.searchsorted(ordered, arr + tol, side="right") - np.searchsorted(
+        ordered, arr - tol, side="left"
+    )
+    first = int(np.argmax(counts))  # the first of the largest counts
+    return values[first], int(counts[first])
 
 
 def mode_count(counts: Sequence[int]) -> int:

@@ -15,6 +15,7 @@ of the run's session. The run's ``PhaseEncodingDirection`` and ``TotalReadoutTim
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,35 +91,77 @@ def _relative(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
 
 
+class FieldmapIndex:
+    """The fieldmap images of the selected files, indexed once: by the BOLD files their
+    ``IntendedFor`` names (dataset-relative), by (subject, session) and, for the magnitude
+    partners, by entities. Matching a run is then a few dictionary look-ups, so discovery
+    stays linear in the number of files however many fieldmaps a subject has.
+
+    Parameters
+    ----------
+    metadata
+        Sidecar metadata of a file (BIDS inheritance applied).
+    root
+        Dataset root.
+    fmap_files
+        The selected files of ``fmap/`` folders.
+    """
+
+    def __init__(
+        self,
+        metadata: Callable[[Path], Mapping[str, Any]],
+        root: Path,
+        fmap_files: Sequence[BidsFile],
+    ) -> None:
+        self.metadata = metadata
+        self.root = root
+        self._images: dict[tuple[str, str | None], list[BidsFile]] = defaultdict(list)
+        self._intended: dict[str, list[BidsFile]] = defaultdict(list)
+        self._by_entities: dict[tuple[str, tuple[tuple[str, str], ...]], Path] = {}
+        for f in sorted(fmap_files, key=lambda f: str(f.path)):
+            if f.datatype != "fmap" or f.ext not in NIFTI_EXTENSIONS:
+                continue
+            key = (f.suffix, tuple(sorted(f.entities.items())))
+            self._by_entities.setdefault(key, f.path)
+            if f.suffix not in ("phasediff", "fieldmap"):
+                continue
+            self._images[(f.entities["sub"], f.ent("ses"))].append(f)
+            subject_dir = f"sub-{f.entities['sub']}"
+            for target in _intended(metadata(f.path)):
+                # relative to the subject folder (BIDS) or to the root (bids:: URIs)
+                for rel in {target, f"{subject_dir}/{target}"}:
+                    if f not in self._intended[rel]:
+                        self._intended[rel].append(f)
+
+    def candidates(self, scan: RunScan) -> list[BidsFile]:
+        """The fieldmap images of a run: those whose IntendedFor names one of its BOLD files,
+        else those with its ``ses`` and ``run`` entities, else the only one of its session."""
+        bold = [*scan.mags.values(), *scan.phases.values()]
+        chosen: list[BidsFile] = []
+        for p in bold:
+            for f in self._intended.get(_relative(p, self.root), ()):
+                if f.entities["sub"] == scan.sub and f not in chosen:
+                    chosen.append(f)
+        if chosen:
+            return sorted(chosen, key=lambda f: str(f.path))
+        same_session = self._images.get((scan.sub, scan.ses), [])
+        chosen = [f for f in same_session if f.ent("run") is not None and f.ent("run") == scan.run]
+        if chosen:
+            return chosen
+        return same_session if len(same_session) == 1 else []
+
+    def partner(self, fmap: BidsFile, suffix: str) -> Path | None:
+        """The file of the same acquisition (same entities) with another suffix."""
+        return self._by_entities.get((suffix, tuple(sorted(fmap.entities.items()))))
+
+
 def find_fieldmap(
     log: ProblemLog,
-    metadata: Callable[[Path], Mapping[str, Any]],
-    root: Path,
+    index: FieldmapIndex,
     scan: RunScan,
-    fmap_files: Sequence[BidsFile],
 ) -> Fieldmap | None:
     """The fieldmap of a run (or None); problems with a matching fieldmap are logged."""
-    mine = [
-        f
-        for f in fmap_files
-        if f.entities["sub"] == scan.sub and f.datatype == "fmap" and f.ext in NIFTI_EXTENSIONS
-    ]
-    images = [f for f in mine if f.suffix in ("phasediff", "fieldmap")]
-    if not images:
-        return None
-    bold = [*scan.mags.values(), *scan.phases.values()]
-    targets = {_relative(p, root) for p in bold}
-    targets |= {_relative(p, root / f"sub-{scan.sub}") for p in bold}
-    chosen = [f for f in images if targets & set(_intended(metadata(f.path)))]
-    if not chosen:
-        chosen = [
-            f
-            for f in images
-            if f.ent("ses") == scan.ses and f.ent("run") is not None and f.ent("run") == scan.run
-        ]
-    if not chosen:
-        same_session = [f for f in images if f.ent("ses") == scan.ses]
-        chosen = same_session if len(same_session) == 1 else []
+    chosen = index.candidates(scan)
     if not chosen:
         return None
     if len(chosen) > 1:
@@ -130,15 +173,11 @@ def find_fieldmap(
         )
         return None
     fmap = chosen[0]
-    meta = metadata(fmap.path)
+    meta = index.metadata(fmap.path)
     side = sidecar_of(fmap.path)
-    base = {k: v for k, v in fmap.entities.items() if k != "sub"}
 
     def partner(suffix: str) -> Path | None:
-        for f in mine:
-            if f.suffix == suffix and {k: v for k, v in f.entities.items() if k != "sub"} == base:
-                return f.path
-        return None
+        return index.partner(fmap, suffix)
 
     if fmap.suffix == "phasediff":
         te1, te2 = as_number(meta.get("EchoTime1")), as_number(meta.get("EchoTime2"))

@@ -1,10 +1,23 @@
-"""The pybids index of a raw BIDS dataset, cached per file-tree fingerprint, with header facts.
+"""The file index of a raw BIDS dataset: one walk, names parsed, sidecars and headers cached.
 
-:meth:`BidsIndex.open` indexes the dataset (or reuses the cached index in
-``cache_dir/<key>/`` whose ``key`` is a fingerprint of the file tree: relative paths, sizes,
-modification times), so adding, removing or editing a file rebuilds the index; stale index
-folders are removed. JSON files that do not parse are reported and left out. NIfTI header facts
-are cached next to the index. Nothing is written into the dataset.
+:meth:`BidsIndex.open` walks the dataset once (``os.scandir``), parses every file name and
+keeps what discovery needs:
+
+- the files of the *selected* subjects only (and, with a session filter, the selected
+  sessions plus every session's ``anat/``, where a T1w may live); subjects and sessions that
+  the selection leaves out cost one directory listing, not a walk;
+- JSON sidecar contents and NIfTI header facts, read lazily and cached on disk per file,
+  keyed by relative path, size and modification time (``cache_dir/facts/<sub-X>.pickle``, one
+  shard per subject and one for the dataset's top level), so a new or edited file is read
+  again and nothing else is;
+- sidecar metadata with the BIDS inheritance principle (every JSON file with the same suffix
+  whose entities are a subset of the data file's, in the data file's folder or an ancestor,
+  applied from the top level down, the one with more entities last at each level).
+
+The listing (relative paths, sizes, modification times) gives :attr:`BidsIndex.key`, which
+:mod:`echoprep.io.bids` uses to cache the discovered dataset as a whole. Nothing is written
+into the dataset. pybids served this before; at LAION-fMRI size it could not (README, "Input
+discovery").
 """
 
 from __future__ import annotations
@@ -13,233 +26,377 @@ import hashlib
 import json
 import logging
 import os
-import re
-import shutil
-import tempfile
-import time
-from collections.abc import Iterable
+import pickle
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from echoprep.io.atomic import write_text
-from echoprep.io.bids_checks import ImageHeader, ProblemLog, check_json_files, read_header
+from echoprep.io.atomic import write_bytes
+from echoprep.io.bids_checks import BidsFile, ImageHeader, parse_name, read_header
 
 logger = logging.getLogger("echoprep.io.bids")
 
 #: Bumped whenever the cached content changes meaning.
-_CACHE_VERSION = "2"
-_DB_FILE = "layout_index.sqlite"
-_HEADERS_FILE = "headers.json"
-_KEY_RE = re.compile(r"^[0-9a-f]{16}$")
-#: Top-level folders that are not part of the raw input (pybids ignores them too).
+CACHE_VERSION = "3"
+#: Top-level folders that are not part of the raw input (BIDS tools skip them too).
 _SKIP_TOP = frozenset({"derivatives", "sourcedata", "code", "models", "stimuli"})
+#: Shard of the facts cache for files outside any ``sub-*`` folder.
+_TOP_SHARD = "_top"
 
 
-def _fingerprint(root: Path, skip: Iterable[Path] = ()) -> tuple[str, list[Path]]:
-    """SHA-1 of the file tree (relative paths, sizes, mtimes) and the JSON files in it.
+@dataclass(frozen=True)
+class Listed:
+    """One file of the walk: path relative to the root (POSIX), size (bytes; -1 when it
+    cannot be read, e.g. a broken symbolic link) and modification time (ns)."""
 
-    Dot-entries, the top-level ``derivatives/``, ``sourcedata/``, ``code/``, ``models/``,
-    ``stimuli/`` and the paths in ``skip`` are left out (pybids does not index them either).
-    Symbolic links are followed (DataLad / git-annex datasets).
-    """
-    import bids
-
-    skip_set = {str(p) for p in skip}
-    digest = hashlib.sha1()
-    digest.update(f"echoprep-bids-index {_CACHE_VERSION}\0{root}\0{bids.__version__}\n".encode())
-    jsons: list[Path] = []
-    seen_dirs: set[tuple[int, int]] = set()
-    stack: list[tuple[str, str]] = [(str(root), "")]
-    while stack:
-        folder, rel = stack.pop()
-        try:
-            st = os.stat(folder)
-            if (st.st_dev, st.st_ino) in seen_dirs:
-                continue
-            seen_dirs.add((st.st_dev, st.st_ino))
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError as exc:
-            digest.update(f"{rel}\0unreadable {exc.errno}\n".encode())
-            continue
-        subdirs = []
-        for entry in entries:
-            name = entry.name
-            if name.startswith(".") or (not rel and name in _SKIP_TOP):
-                continue
-            if entry.path in skip_set:
-                continue
-            relpath = f"{rel}{name}"
-            try:
-                is_dir = entry.is_dir()
-            except OSError:
-                is_dir = False
-            if is_dir:
-                subdirs.append((entry.path, f"{relpath}/"))
-                continue
-            try:
-                st = entry.stat()
-                digest.update(f"{relpath}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-            except OSError:
-                digest.update(f"{relpath}\0missing\n".encode())
-            if name.endswith(".json"):
-                jsons.append(Path(entry.path))
-        stack.extend(reversed(subdirs))
-    return digest.hexdigest(), jsons
+    rel: str
+    size: int
+    mtime_ns: int
 
 
-def _close_layout(layout: Any) -> None:
-    """Release pybids' SQLite connections (before the database folder is renamed)."""
-    manager = getattr(layout, "connection_manager", None)
-    if manager is None:
-        return
-    session = getattr(manager, "_session", None)
-    if session is not None:
-        session.close()
-    engine = getattr(manager, "engine", None)
-    if engine is not None:
-        engine.dispose()
+def _labels(values: Sequence[str] | None, prefix: str) -> set[str] | None:
+    if values is None:
+        return None
+    return {str(v).removeprefix(f"{prefix}-") for v in values}
 
 
-def _remove_stale(cache: Path, key: str) -> None:
-    """Remove index folders of other fingerprints and abandoned temporary folders."""
+def _scan(
+    folder: str, rel: str, out: list[Listed], seen: set[tuple[int, int]], skip: set[str]
+) -> list[tuple[str, str]]:
+    """List one folder: its files into ``out``; returns its subfolders ``(path, rel/)``."""
     try:
-        entries = list(os.scandir(cache))
+        st = os.stat(folder)
+        if (st.st_dev, st.st_ino) in seen:  # a symbolic link loop
+            return []
+        seen.add((st.st_dev, st.st_ino))
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
     except OSError:
-        return
-    now = time.time()
+        return []
+    subdirs = []
     for entry in entries:
-        if not entry.is_dir(follow_symlinks=False):
+        name = entry.name
+        if name.startswith(".") or entry.path in skip:
             continue
-        stale = _KEY_RE.match(entry.name) and entry.name != key
         try:
-            abandoned = entry.name.startswith(".tmp-") and now - entry.stat().st_mtime > 3600
+            is_dir = entry.is_dir()
         except OSError:
-            abandoned = False
-        if stale or abandoned:
-            shutil.rmtree(entry.path, ignore_errors=True)
+            is_dir = False
+        if is_dir:
+            subdirs.append((entry.path, f"{rel}{name}/"))
+            continue
+        try:
+            st = entry.stat()
+            out.append(Listed(f"{rel}{name}", st.st_size, st.st_mtime_ns))
+        except OSError:  # a broken symbolic link: listed, read as such later
+            out.append(Listed(f"{rel}{name}", -1, 0))
+    return subdirs
+
+
+def walk(
+    root: Path,
+    subjects: Sequence[str] | None = None,
+    sessions: Sequence[str] | None = None,
+    skip: Iterable[Path] = (),
+) -> tuple[list[Listed], list[str], dict[str, list[str]]]:
+    """The files of the selected part of a dataset, and every subject folder's label.
+
+    Parameters
+    ----------
+    root
+        Dataset root.
+    subjects
+        Labels whose ``sub-<label>/`` folders are walked (``None``: all).
+    sessions
+        Labels whose ``ses-<label>/`` folders are walked in full (``None``: all); of the
+        other sessions only ``anat/`` is walked.
+    skip
+        Folders left out (e.g. a cache inside the dataset).
+
+    Returns
+    -------
+    files
+        Sorted by relative path. Dot-entries and the top-level ``derivatives/``,
+        ``sourcedata/``, ``code/``, ``models/`` and ``stimuli/`` are left out; symbolic links
+        are followed.
+    subject_labels
+        Labels of every top-level ``sub-<label>/`` folder, sorted.
+    session_labels
+        Walked subject -> labels of its ``ses-<label>/`` folders (walked or not).
+    """
+    want_sub = _labels(subjects, "sub")
+    want_ses = _labels(sessions, "ses")
+    skip_set = {str(p) for p in skip}
+    files: list[Listed] = []
+    seen: set[tuple[int, int]] = set()
+    top = _scan(str(root), "", files, seen, skip_set)
+    labels = []
+    session_labels: dict[str, list[str]] = defaultdict(list)
+    stack: list[tuple[str, str]] = []
+    for path, rel in top:
+        name = rel[:-1]
+        if name in _SKIP_TOP:
+            continue
+        if name.startswith("sub-"):
+            labels.append(name[4:])
+            if want_sub is not None and name[4:] not in want_sub:
+                continue
+        stack.append((path, rel))
+    while stack:
+        path, rel = stack.pop()
+        for sub_path, sub_rel in reversed(_scan(path, rel, files, seen, skip_set)):
+            name = sub_rel.rstrip("/").rsplit("/", 1)[-1]
+            depth = sub_rel.count("/")
+            if depth == 2 and name.startswith("ses-"):
+                session_labels[sub_rel.split("/", 1)[0][4:]].append(name[4:])
+            if want_ses is not None and depth == 2 and name.startswith("ses-"):
+                if name[4:] not in want_ses:  # another session: only its anatomy
+                    anat = Path(sub_path) / "anat"
+                    if anat.is_dir():
+                        stack.append((str(anat), f"{sub_rel}anat/"))
+                    continue
+            stack.append((sub_path, sub_rel))
+    files.sort(key=lambda f: f.rel)
+    return files, sorted(labels), {k: sorted(v) for k, v in session_labels.items()}
+
+
+def listing_digest(root: Path, files: Iterable[Listed], *extra: str) -> str:
+    """SHA-1 of a listing (paths, sizes, modification times) and ``extra`` strings."""
+    digest = hashlib.sha1()
+    digest.update(f"echoprep-bids {CACHE_VERSION}\0{root}\0{chr(0).join(extra)}\n".encode())
+    for f in files:
+        digest.update(f"{f.rel}\0{f.size}\0{f.mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _parsed(root: Path, rel: str) -> BidsFile | None:
+    """The :class:`BidsFile` of a listed path, or None when its name is not BIDS."""
+    folder, _, name = rel.rpartition("/")
+    parsed = parse_name(name)
+    if parsed is None:
+        return None
+    return BidsFile(root / rel, *parsed, folder.rsplit("/", 1)[-1])
+
+
+def _shard(rel: str) -> str:
+    head = rel.split("/", 1)[0]
+    return head if head.startswith("sub-") and "/" in rel else _TOP_SHARD
+
+
+class _Facts:
+    """What was read of each file (JSON content or header facts), cached on disk per shard."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self._shards: dict[str, dict[str, tuple[int, int, Any]]] = {}
+        self._dirty: set[str] = set()
+        self.reads = 0  # files read (not found in the cache): the work that grows with data
+
+    def _load(self, shard: str) -> dict[str, tuple[int, int, Any]]:
+        if shard not in self._shards:
+            content: dict[str, tuple[int, int, Any]] = {}
+            if self.folder is not None:
+                try:
+                    with open(self.folder / f"{shard}.pickle", "rb") as fh:
+                        loaded = pickle.load(fh)
+                    if isinstance(loaded, dict):
+                        content = loaded
+                except Exception:  # missing or damaged: read the files again
+                    content = {}
+            self._shards[shard] = content
+        return self._shards[shard]
+
+    def get(self, entry: Listed, read: Any) -> Any:
+        shard = self._load(_shard(entry.rel))
+        cached = shard.get(entry.rel)
+        if cached is not None and cached[:2] == (entry.size, entry.mtime_ns):
+            return cached[2]
+        value = read()
+        self.reads += 1
+        shard[entry.rel] = (entry.size, entry.mtime_ns, value)
+        self._dirty.add(_shard(entry.rel))
+        return value
+
+    def save(self, keep: dict[str, set[str]] | None) -> None:
+        """Write the changed shards, keeping only the entries of files still listed (all
+        entries when ``keep`` is None: a partial walk cannot tell a removed file)."""
+        if self.folder is None:
+            return
+        for name in sorted(self._dirty):
+            shard = self._shards[name]
+            listed = keep.get(name, set()) if keep is not None else shard
+            content = {rel: v for rel, v in shard.items() if rel in listed}
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                write_bytes(self.folder / f"{name}.pickle", pickle.dumps(content, protocol=5))
+            except OSError as exc:
+                logger.debug("could not write the BIDS facts cache (%s)", exc)
+        self._dirty.clear()
+
+
+def _read_json(path: Path) -> tuple[bool, Any]:
+    """``(True, content)`` or ``(False, the parser's error)``."""
+    try:
+        return True, json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return False, f"{type(exc).__name__}: {exc}"
 
 
 class BidsIndex:
-    """The pybids layout of a dataset plus a cache of NIfTI header facts."""
+    """The walked files of a dataset with their sidecars and headers.
 
-    def __init__(self, layout: Any, folder: Path | None, broken: Iterable[Path] = ()) -> None:
-        self.layout = layout
-        self.folder = folder
-        #: JSON files that do not parse (left out of the index, reported as problems).
-        self.broken = set(broken)
-        self.headers: dict[str, ImageHeader] = {}
-        self._dirty = False
-        if folder is not None:
-            try:
-                raw = json.loads((folder / _HEADERS_FILE).read_text())
-                self.headers = {k: ImageHeader.from_json(v) for k, v in raw.items()}
-            except (OSError, ValueError, KeyError, TypeError):
-                self.headers = {}
+    Attributes
+    ----------
+    root
+        Dataset root (absolute).
+    files
+        Every walked file whose name parses as BIDS and names a subject, sorted by path.
+    subject_labels
+        Every top-level ``sub-<label>/`` folder's label (walked or not).
+    walked_subjects
+        The labels of the subject folders walked.
+    session_labels
+        Walked subject -> labels of its ``ses-<label>/`` folders (walked or not).
+    partial_sessions
+        Whether a session filter left sessions unwalked (but their ``anat/``).
+    key
+        Digest of the listing (see :func:`listing_digest`).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        listing: list[Listed],
+        subject_labels: list[str],
+        facts_dir: Path | None,
+        walked_subjects: Iterable[str] | None = None,
+        session_labels: dict[str, list[str]] | None = None,
+        partial_sessions: bool = False,
+    ) -> None:
+        self.root = root
+        self.subject_labels = subject_labels
+        self.walked_subjects = set(subject_labels if walked_subjects is None else walked_subjects)
+        self.session_labels = session_labels or {}
+        self.partial_sessions = partial_sessions
+        self.listing = {f.rel: f for f in listing}
+        self.key = listing_digest(root, listing)
+        self._facts = _Facts(facts_dir)
+        self.files: list[BidsFile] = []
+        self._prefix = f"{root}/"
+        #: (folder (relative), suffix) -> JSON files, for the inheritance principle
+        self._jsons: dict[tuple[str, str], list[BidsFile]] = defaultdict(list)
+        for f in listing:
+            bf = _parsed(root, f.rel)
+            if bf is None:
+                continue
+            if bf.ext == ".json":
+                self._jsons[(f.rel.rpartition("/")[0], bf.suffix)].append(bf)
+            if "sub" in bf.entities:
+                self.files.append(bf)
 
     @classmethod
-    def open(cls, root: Path, cache_dir: str | Path | None, log: ProblemLog) -> BidsIndex:
-        """Index ``root`` (or load the cached index that matches its current file tree)."""
-        from bids.layout import BIDSLayout, BIDSLayoutIndexer
-        from bids.layout.validation import DEFAULT_LOCATIONS_TO_IGNORE
-
+    def open(
+        cls,
+        root: Path,
+        cache_dir: str | Path | None,
+        subjects: Sequence[str] | None = None,
+        sessions: Sequence[str] | None = None,
+    ) -> BidsIndex:
+        """Walk the selected part of ``root`` (see :func:`walk`); facts cached in
+        ``cache_dir/facts`` (``None``: in memory)."""
         cache = Path(cache_dir).expanduser().absolute() if cache_dir is not None else None
-        digest, jsons = _fingerprint(root, [cache] if cache is not None else [])
-        key = digest[:16]
-        folder = cache / key if cache is not None else None
+        skip = [cache] if cache is not None else []
+        listing, labels, session_labels = walk(root, subjects, sessions, skip)
+        facts = cache / "facts" if cache is not None else None
+        walked = None if subjects is None else _labels(subjects, "sub")
+        return cls(
+            root,
+            listing,
+            labels,
+            facts,
+            walked_subjects=None if walked is None else walked & set(labels),
+            session_labels=session_labels,
+            partial_sessions=sessions is not None,
+        )
 
-        if folder is not None and (folder / _DB_FILE).is_file():
-            try:
-                layout = BIDSLayout(root, validate=False, derivatives=False, database_path=folder)
-                logger.debug("reusing the BIDS index in %s", folder)
-                _remove_stale(folder.parent, key)
-                return cls(layout, folder)
-            except Exception as exc:  # a damaged cache is rebuilt, never trusted
-                logger.warning("rebuilding the BIDS index in %s (%s)", folder, exc)
-                shutil.rmtree(folder, ignore_errors=True)
+    def subject_files(self, subject: str) -> list[BidsFile]:
+        """Every file of a subject's folder, all sessions (for messages about what a session
+        filter left out; not part of :attr:`key`)."""
+        if not self.partial_sessions:
+            return [f for f in self.files if f.entities["sub"] == subject]
+        listing, _, _ = walk(self.root, [subject])
+        found = [_parsed(self.root, f.rel) for f in listing]
+        return [f for f in found if f is not None and f.entities.get("sub") == subject]
 
-        broken = check_json_files(jsons)
-        for path, error in broken.items():
-            log.add(
-                path,
-                "valid JSON (UTF-8 text)",
-                f"a file that does not parse ({error})",
-                f"correct the syntax (`python -m json.tool {log.rel(path)}` points at the "
-                "error) or re-create the file",
-            )
-        ignore: list[Any] = list(DEFAULT_LOCATIONS_TO_IGNORE)
-        ignore += [re.compile("^/" + re.escape(log.rel(p)) + "$") for p in broken]
-        if cache is not None and cache.is_relative_to(root):
-            ignore.append(re.compile("^/" + re.escape(log.rel(cache)) + "(/|$)"))
-        indexer = BIDSLayoutIndexer(validate=False, ignore=ignore)
+    @cached_property
+    def broken(self) -> dict[Path, str]:
+        """JSON files that do not parse, with the parser's error (every JSON file is read,
+        or found in the cache, the first time this is asked)."""
+        found = {}
+        for folder_jsons in self._jsons.values():
+            for bf in folder_jsons:
+                ok, value = self._json(bf.path)
+                if not ok:
+                    found[bf.path] = value
+        return found
 
-        if folder is not None and not broken:
-            if folder.exists():  # a key folder without its database is not trusted
-                shutil.rmtree(folder, ignore_errors=True)
-            try:
-                return cls(cls._build_cached(root, folder, key, indexer), folder)
-            except OSError as exc:
-                logger.warning(
-                    "cannot cache the BIDS index in %s (%s); indexing in memory", folder, exc
-                )
-        layout = BIDSLayout(root, validate=False, derivatives=False, indexer=indexer)
-        return cls(layout, None, broken)
+    @property
+    def reads(self) -> int:
+        """Files read so far (sidecars and headers not found in the cache)."""
+        return self._facts.reads
 
-    @staticmethod
-    def _build_cached(root: Path, folder: Path, key: str, indexer: Any) -> Any:
-        """Index into a temporary folder, then rename it to ``folder`` (atomic; race-safe)."""
-        from bids.layout import BIDSLayout
+    def _entry(self, path: Path) -> Listed | None:
+        text = str(path)
+        if not text.startswith(self._prefix):
+            return None
+        return self.listing.get(text[len(self._prefix) :])
 
-        cache = folder.parent
-        cache.mkdir(parents=True, exist_ok=True)
-        _remove_stale(cache, key)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=cache))
-        try:
-            layout = BIDSLayout(
-                root, validate=False, derivatives=False, database_path=tmp, indexer=indexer
-            )
-            _close_layout(layout)
-            info = {"root": str(root), "key": key, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            (tmp / "index.json").write_text(json.dumps(info, indent=2) + "\n")
-            try:
-                os.rename(tmp, folder)
-                logger.info("indexed the BIDS dataset %s into %s", root, folder)
-            except OSError:  # another process finished the same index first
-                shutil.rmtree(tmp, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return BIDSLayout(root, validate=False, derivatives=False, database_path=folder)
+    def _json(self, path: Path) -> tuple[bool, Any]:
+        entry = self._entry(path)
+        if entry is None:
+            return _read_json(path)
+        return self._facts.get(entry, lambda: ("json", _read_json(path)))[1]
 
-    def header(self, path: Path, root: Path) -> ImageHeader:
-        """Header facts of an image (read once per index version)."""
-        rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
-        if rel not in self.headers:
-            self.headers[rel] = read_header(path)
-            self._dirty = True
-        return self.headers[rel]
+    def header(self, path: Path, root: Path | None = None) -> ImageHeader:
+        """Header facts of an image (read once per file version)."""
+        entry = self._entry(path)
+        if entry is None:
+            return read_header(path)
+        return self._facts.get(entry, lambda: ("header", read_header(path)))[1]
 
     def metadata(self, path: Path) -> dict[str, Any]:
-        """Sidecar metadata with BIDS inheritance, as pybids resolves it."""
-        try:
-            return dict(self.layout.get_metadata(str(path)))
-        except Exception:  # a file pybids does not know has no metadata
+        """Sidecar metadata of a data file with BIDS inheritance (see the module docstring);
+        JSON files that do not parse are left out."""
+        text = str(path)
+        parsed = parse_name(path.name)
+        if parsed is None or not text.startswith(self._prefix):
             return {}
+        ents, suffix, _ = parsed
+        items = ents.items()
+        folders = text[len(self._prefix) :].split("/")[:-1]
+        merged: dict[str, Any] = {}
+        for depth in range(len(folders) + 1):
+            candidates = self._jsons.get(("/".join(folders[:depth]), suffix), ())
+            applicable = [bf for bf in candidates if bf.entities.items() <= items]
+            for bf in sorted(applicable, key=lambda b: (len(b.entities), b.path.name)):
+                ok, content = self._json(bf.path)
+                if ok and isinstance(content, dict):
+                    merged.update(content)
+        return merged
 
     def save(self) -> None:
-        """Write the header cache (atomically) when something new was read."""
-        if self.folder is None or not self._dirty or not self.folder.is_dir():
+        """Write the facts read for the first time (entries of files no longer listed are
+        dropped, unless a session filter left parts of the subjects unwalked)."""
+        if self.partial_sessions:
+            self._facts.save(None)
             return
-        try:
-            content = json.dumps({k: v.to_json() for k, v in self.headers.items()})
-            write_text(self.folder / _HEADERS_FILE, content)
-            self._dirty = False
-        except OSError as exc:
-            logger.debug("could not write the header cache (%s)", exc)
-
-    def close(self) -> None:
-        """Release pybids' SQLite connections."""
-        _close_layout(self.layout)
+        keep: dict[str, set[str]] = defaultdict(set)
+        for rel in self.listing:
+            keep[_shard(rel)].add(rel)
+        self._facts.save(keep)
 
 
-__all__ = ["BidsIndex"]
+__all__ = ["CACHE_VERSION", "BidsIndex", "Listed", "listing_digest", "walk"]
