@@ -428,7 +428,14 @@ def _dataset_cache(cache: Path | None, root: Path, options: dict[str, Any]) -> P
     """``cache/dataset-<digest>.pickle``: the discovered dataset of these options."""
     if cache is None:
         return None
-    text = json.dumps({"root": str(root), "version": CACHE_VERSION, **options}, sort_keys=True)
+    # the discovery code itself: a cached dataset of another version is never unpickled
+    code = hashlib.sha1()
+    for source in sorted(Path(__file__).parent.glob("bids*.py")):
+        code.update(source.read_bytes())
+    text = json.dumps(
+        {"root": str(root), "version": CACHE_VERSION, "code": code.hexdigest(), **options},
+        sort_keys=True,
+    )
     return cache / f"dataset-{hashlib.sha1(text.encode()).hexdigest()[:16]}.pickle"
 
 
