@@ -46,6 +46,8 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/vulture
+	$(BIN)/mypy
 
 test: lint
 	$(BIN)/python -m pytest

@@ -20,7 +20,7 @@ import pytest
 from scipy import ndimage
 
 from echoprep.io import outputs
-from echoprep.io.paths import run_output, sidecar_path
+from echoprep.io.paths import sidecar_path
 from echoprep.simulate import simulate_dataset, truth_paths
 from echoprep.stages import spatial as spatial_stage
 from helpers.demo import DEMO_CONFIGFILES, preserved, state_changes, tree_state
@@ -233,17 +233,10 @@ def test_nordic_variant_doubles_tsnr_through_the_pipeline(demo):
     for run in _runs(demo):
         brain, _ = _brain(demo, run)
         for echo in run.echoes:
-            side = json.loads(
-                run_output(
-                    demo["base"] / "results" / "nordic",
-                    run.entities,
-                    "bold",
-                    ".json",
-                    echo=str(echo.echo),
-                    part="mag",
-                    desc="nordic",
-                ).read_text()
+            bold = outputs.get("nordic.bold").path(
+                demo["base"] / "results", outputs.run_key(run.entities), echo=echo.echo
             )
+            side = json.loads(sidecar_path(bold).read_text())
             assert side["NORDIC"]["Mode"] == "complex" and side["NORDIC"]["Threshold"] > 0
             assert side["Sources"] == [str(echo.mag), str(echo.phase)]
         for variant in ("single", "optcom", "denoised"):

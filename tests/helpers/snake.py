@@ -83,7 +83,8 @@ _JOB_FIELD = re.compile(r"^    (\w+): (.*)$")
 
 def parse_jobs(output: str) -> list[Job]:
     """Every job block (``rule X:`` / ``localrule X:`` and its indented fields) of Snakemake's
-    output (a dry run, or a run's log for the jobs it printed)."""
+    output (a dry run, or a run's log for the jobs it printed); the members of group jobs
+    (indented below ``Group job ...``, :func:`group_jobs`) are left out."""
     jobs: list[Job] = []
     lines = output.splitlines()
     for i, line in enumerate(lines):
@@ -119,6 +120,36 @@ def parse_jobs(output: str) -> list[Job]:
     return jobs
 
 
+def group_jobs(output: str) -> list[tuple[str, list[str]]]:
+    """The group jobs of a dry run with job groups (a cluster profile): per group job, its
+    group and the rules of its member jobs (``Group job NAME (jobs ...):`` and the indented
+    job blocks below it)."""
+    found: list[tuple[str, list[str]]] = []
+    members: list[str] | None = None
+    for line in output.splitlines():
+        head = re.search(r"Group job (\S+) \(jobs", line)
+        if head:
+            members = []
+            found.append((head.group(1), members))
+        elif members is not None:
+            rule = re.match(r"^\s+(?:local)?rule (\w+):", line)
+            if rule:
+                members.append(rule.group(1))
+            elif line.strip() and not line[0].isspace():
+                members = None
+    return found
+
+
+def cluster_submissions(output: str) -> int:
+    """How many submissions a dry run with a cluster profile makes: one per group job, one per
+    job outside a group that is not local (:func:`parse_jobs` reads the jobs outside groups;
+    a dry run prints local jobs as ``rule``, so which are local is read from the
+    declarations)."""
+    local = local_rules()
+    alone = sum(1 for j in parse_jobs(output) if j.rule not in local)
+    return len(group_jobs(output)) + alone
+
+
 def description_counts(output: str) -> Counter:
     """Jobs of the ``dataset_description`` rule per derivative folder kind (the
     ``echoprep.io.outputs.FOLDERS`` name: ``glm`` counts every ``glmsingle-<variant>`` folder),
@@ -152,12 +183,29 @@ def options_of(command: str) -> dict[str, object]:
 RULE_FILES = (ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk")))
 _RULE_HEAD = re.compile(r"^(?:rule|checkpoint) (\w+):\s*$", re.M)
 _USE_RULE = re.compile(r"^use rule (\w+) as (\w+)(?: with)?:\s*$", re.M)
+#: A rule defined in a loop: ``rule:`` whose ``name:`` is computed, e.g.
+#: ``PLAN.echo_rule("nordic", _echoes)`` (one rule per echo count of the dataset).
+_NAMED_RULE = re.compile(r"^( +)rule:\s*\n\1 +name:\s*\n\1 +\w[\w.]*\(\s*\"(\w+)\"", re.M)
 
 
 def rule_blocks() -> dict[str, str]:
     """Rule name -> its source block (the lines after ``rule NAME:`` up to the next top-level
-    line), read from :data:`RULE_FILES` as they are now."""
+    line), read from :data:`RULE_FILES` as they are now. A rule defined in a loop
+    (``rule:`` + ``name: PLAN.echo_rule("nordic", ...)``) is listed under the first string of
+    its ``name:``, its name for a dataset whose runs all have the same number of echoes; its
+    block is the lines indented deeper than its ``rule:``."""
     blocks: dict[str, str] = {}
+    for path in RULE_FILES:
+        text = path.read_text()
+        for head in _NAMED_RULE.finditer(text):
+            indent = len(head.group(1))
+            body = []
+            for line in text[head.start() :].splitlines()[1:]:
+                if line.strip() and len(line) - len(line.lstrip()) <= indent:
+                    break
+                body.append(line)
+            assert head.group(2) not in blocks, f"rule {head.group(2)} defined twice"
+            blocks[head.group(2)] = "\n".join(body)
     for path in RULE_FILES:
         text = path.read_text()
         for head in _RULE_HEAD.finditer(text):

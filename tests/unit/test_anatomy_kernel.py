@@ -80,15 +80,6 @@ def test_probabilities_to_dseg_uses_bids_labels():
         tissue.probabilities_to_dseg(probs[:2], mask)
 
 
-def test_remap_labels():
-    labels = np.array([[0, 1, 2], [3, 4, 1]], np.int32)
-    out = tissue.remap_labels(labels, {1: 3, 2: 1, 3: 2})
-    assert out.tolist() == [[0, 3, 1], [2, 0, 3]]
-    assert out.dtype == np.uint8
-    with pytest.raises(ValueError, match="integer labels"):
-        tissue.remap_labels(labels.astype(float), {1: 2})
-
-
 def test_csf_prior_and_volumes():
     brain = np.array([1.0, 1.0, 0.5, 0.0])
     gm = np.array([0.6, 0.2, 0.5, 0.0])

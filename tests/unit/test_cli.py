@@ -52,3 +52,26 @@ def test_key_paths_parses_and_refuses_with_the_form_expected() -> None:
             key_paths([bad])
     with pytest.raises(SystemExit, match=r"^--nc expects tsv=PATH, got 'png=x'$"):
         key_paths(["png=x"], "--nc", form="tsv=PATH", keys=("tsv",))
+
+
+def test_echo_key_paths_gives_each_echo_its_outputs_in_order() -> None:
+    """A job treating several echoes: the i-th word with a key is echo i's; every key given
+    (and every required one) once per echo."""
+    from pathlib import Path
+
+    from echoprep.io.arguments import echo_key_paths
+
+    words = ["bold=b1", "gfactor=g1", "bold=b2", "gfactor=g2"]
+    keys = ("bold", "gfactor", "removed")
+    assert echo_key_paths(words, 2, keys=keys, required=("bold",), per="--mag") == [
+        {"bold": Path("b1"), "gfactor": Path("g1")},
+        {"bold": Path("b2"), "gfactor": Path("g2")},
+    ]
+    with pytest.raises(
+        SystemExit, match=r"^--out expects one gfactor=PATH per --mag \(2\); got 1$"
+    ):
+        echo_key_paths(words[:3], 2, keys=keys, per="--mag")
+    with pytest.raises(SystemExit, match=r"^--out expects one bold=PATH per echo \(1\); got 0$"):
+        echo_key_paths(["gfactor=g1"], 1, keys=keys, required=("bold",))
+    with pytest.raises(SystemExit, match=r"^--out expects bold\|gfactor\|removed=PATH, got 'x=1'$"):
+        echo_key_paths(["x=1"], 1, keys=keys)

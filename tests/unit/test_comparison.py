@@ -63,11 +63,16 @@ def _dataset(tmp_path: Path, factors_by_subject: dict[str, dict[str, float]]) ->
     return entries
 
 
+def _subject_paths(root: Path, subject: str) -> dict[str, Path]:
+    """Where a subject's comparison tables go (``--out`` keys ``tsv`` and ``bootstrap``)."""
+    return {k: root / f"sub-{subject}_{k}.tsv" for k in ("tsv", "bootstrap")}
+
+
 def _run(tmp_path: Path, entries: list[cmp.Entry], rank_by: str = "heldout_r", n_boot=0):
     """The subject step for every subject, then the group step."""
     tables, boots = [], []
     for sub in sorted({e.subject for e in entries}):
-        paths = cmp.subject_output_paths(tmp_path / "comparison", sub, "images")
+        paths = _subject_paths(tmp_path / "comparison", sub)
         cmp.run_subject_comparison(
             [e for e in entries if e.subject == sub], paths, options={"bootstrap": n_boot}, seed=0
         )
@@ -120,9 +125,7 @@ def test_comparison_ranks_clear_winner_by_nc_when_no_betas(tmp_path):
     assert len(side["Sources"]) == 2 and side["Parameters"]["RankBy"] == "median_nc"
     assert "echoprep" in side["SoftwareVersions"] and "matplotlib" in side["SoftwareVersions"]
     sub_side = json.loads(
-        cmp.subject_output_paths(tmp_path / "comparison", "01", "images")["tsv"]
-        .with_suffix(".json")
-        .read_text()
+        _subject_paths(tmp_path / "comparison", "01")["tsv"].with_suffix(".json").read_text()
     )
     assert sub_side["Sources"] == sorted(
         {str(p) for e in entries if e.subject == "01" for p in (e.nc, e.roi, e.brain)}
@@ -293,9 +296,7 @@ def test_nc_and_heldout_fidelity_disagree_and_the_json_says_so(tmp_path):
     # raw-single and raw-optcom are the same betas: their margin is 0, within its noise
     assert rec["margin_over_runner_up"]["difference"] == pytest.approx(0.0, abs=1e-12)
     assert any("support both about equally" in w for w in rec["warnings"])
-    boot = cmp.read_bootstrap(
-        cmp.subject_output_paths(tmp_path / "comparison", "01", "images")["bootstrap"]
-    )
+    boot = cmp.read_bootstrap(_subject_paths(tmp_path / "comparison", "01")["bootstrap"])
     assert len(boot) == 3 * 50
 
 
@@ -342,7 +343,7 @@ def test_cli(tmp_path):
     from echoprep.cli import build_parser
 
     entries = _betas_dataset(tmp_path)
-    sub = cmp.subject_output_paths(tmp_path / "cmp", "01", "images")
+    sub = _subject_paths(tmp_path / "cmp", "01")
     argv = ["comparison", "subject"]
     for e in entries:
         argv += ["--entry", *cmp.entry_words(e.__dict__).split()]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from echoprep.config import ConfigError, load_config, load_schema, validate_config
+from echoprep.config import ConfigError, load_schema, validate_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -165,9 +165,9 @@ def test_a_section_given_as_a_string_shows_the_working_forms():
     assert "--configfile overrides.yaml" in msg and "nordic.enabled: false" in msg
 
 
-def test_load_config_applies_overrides(tmp_path):
-    f = tmp_path / "c.yaml"
-    f.write_text("bids_dir: a\nseed: 3\nnordic.factor_error: 2.0\n")
-    cfg = load_config(f, {"seed": 5, "nordic.enabled": "false"})
+def test_command_line_overrides_a_files_values():
+    given = yaml.safe_load("bids_dir: a\nseed: 3\nnordic.factor_error: 2.0\n")
+    overrides = {"seed": 5, "nordic.enabled": "false"}  # as --config text
+    cfg = validate_config({**given, **overrides}, command_line=overrides)
     assert cfg["seed"] == 5 and cfg["bids_dir"] == "a"
     assert cfg["nordic"]["enabled"] is False and cfg["nordic"]["factor_error"] == 2.0

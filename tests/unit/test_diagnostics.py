@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
+from echoprep.io.outputs import get
+from echoprep.io.tables import read_diagnostics_table
 from echoprep.kernels import diagnostics as kd
 from echoprep.kernels.quality import neighbour_correlation
 from echoprep.stages import diagnostics as sd
@@ -188,9 +190,10 @@ def test_table_of_a_scaled_copy_and_a_smoothed_copy(tmp_path, session):
         combine="optcom",
         nordic="nordic",
     )
-    out = sd.output_path(tmp_path / "reports", "01", "images")
-    assert out.relative_to(tmp_path / "reports").as_posix() == (
-        "sub-01/sub-01_task-images_desc-nordic_diagnostics.tsv"
+    output = get("diagnostics.tsv")
+    out = output.path(tmp_path, output.subject_key("01", "images"))
+    assert out.relative_to(tmp_path).as_posix() == (
+        "reports/sub-01/sub-01_task-images_desc-nordic_diagnostics.tsv"
     )
     sd.run_diagnostics(
         "01",
@@ -201,7 +204,7 @@ def test_table_of_a_scaled_copy_and_a_smoothed_copy(tmp_path, session):
         glm_fits=[raw, scaled, raw_o, smooth],
         nordic_sidecars=s["sidecars"],
     )
-    table = sd.read_table(out)
+    table = read_diagnostics_table(out)
     assert list(table.columns) == list(sd.COLUMNS)
     assert list(table["combine"]) == ["single", "optcom"]
     single, optcom = table.iloc[0], table.iloc[1]
@@ -273,7 +276,7 @@ def test_cli_writes_the_table(tmp_path, session):
     argv += ["--tsnr", "01", "single", str(s["tsnr"].raw), str(s["tsnr"].nordic)]
     argv += ["--nordic-json", "01", str(s["sidecars"]["01"][0])]
     assert main(argv) == 0
-    row = sd.read_table(out).iloc[0]
+    row = read_diagnostics_table(out).iloc[0]
     assert row["amplitude_ratio"] == pytest.approx(1.0) and row["removed_nn_y"] == 0.02
 
 

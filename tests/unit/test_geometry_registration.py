@@ -122,7 +122,6 @@ def test_cross_modal_known_offset():
     pts = t1_pts[brain > 0.5]
     assert rms_displacement(res.moving_from_fixed, ref_from_t1w, pts) <= 1.0
     assert rms_displacement(np.eye(4), ref_from_t1w, pts) > 8.0  # not trivial
-    np.testing.assert_allclose(res.fixed_from_moving @ res.moving_from_fixed, np.eye(4), atol=1e-9)
     assert res.transform == "Rigid" and res.metric == "mattes"
 
 

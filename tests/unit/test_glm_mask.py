@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from echoprep.io.images import StageInputError
+from echoprep.io.outputs import get
 from echoprep.options import OptionsError, section_defaults
 from echoprep.stages.glm import session_key
-from echoprep.stages.glm.mask import analysis_mask, output_path, run_analysis_mask
+from echoprep.stages.glm.mask import analysis_mask, run_analysis_mask
 from echoprep.stages.rois import run_visual_roi
 
 SHAPE = (6, 5, 4)
@@ -43,12 +44,13 @@ def _brain(tmp_path: Path) -> Path:
     return _save(brain, tmp_path / "brain.nii.gz")
 
 
-def test_output_name_comes_from_the_path_builder(tmp_path: Path) -> None:
-    path = output_path(tmp_path, session_key("01", "02", "images"), space="T1w")
-    assert path == tmp_path / "sub-01" / "ses-02" / "func" / (
+def test_output_name_comes_from_the_registry(tmp_path: Path) -> None:
+    mask = get("glm_mask.mask")
+    path = mask.path(tmp_path, session_key("01", "02", "images"), space="T1w")
+    assert path == tmp_path / "glmsingle-analysis" / "sub-01" / "ses-02" / "func" / (
         "sub-01_ses-02_task-images_space-T1w_desc-analysis_mask.nii.gz"
     )
-    native = output_path(tmp_path, session_key("01", None, "images"))
+    native = mask.path(tmp_path, session_key("01", None, "images"))
     assert native.name == "sub-01_task-images_desc-analysis_mask.nii.gz"
 
 

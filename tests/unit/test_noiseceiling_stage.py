@@ -13,6 +13,7 @@ import pytest
 
 from echoprep.io.events import mixed_repeat_counts, read_trials, stimulus_counts
 from echoprep.io.images import StageInputError
+from echoprep.io.outputs import get, subject_key
 from echoprep.kernels.noiseceiling import expected_noise_ceiling, noise_ceiling
 from echoprep.options import section_defaults
 from echoprep.simulate import simulate_dataset
@@ -21,9 +22,7 @@ from echoprep.stages.noiseceiling import (
     repeats_noise_ceiling,
     session_noise_ceiling,
     session_output_path,
-    subject_key,
     subject_noise_ceiling,
-    subject_output_paths,
 )
 
 AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])
@@ -144,12 +143,13 @@ def test_subject_maps_zscore_per_session_with_mixed_repeats(tmp_path: Path) -> N
         r2maps.append(p)
     counts = stimulus_counts_from(l1 + l2)
     assert mixed_repeat_counts(counts) == [2, 4]
-    outs = subject_output_paths(
-        tmp_path / "glmsingle-nordic-optcom",
-        subject_key("01", "images"),
-        space="T1w",
-        repeat_counts=[2, 4],
-    )
+    # the paths the plan gives the subject job (output registry)
+    key = subject_key("01", "images")
+    where = {"space": "T1w", "nordic": "nordic", "combine": "optcom"}
+    maps = ("allrep", "r2mean", "ncsnr")
+    outs = {k: get(f"noiseceiling.{k}").path(tmp_path, key, **where) for k in maps}
+    for n in (2, 4):
+        outs[f"rep{n}"] = get("noiseceiling.nrep").path(tmp_path, key, nrep=n, **where)
     assert (
         outs["allrep"].name == "sub-01_task-images_space-T1w_desc-NoiseceilingAllrep_statmap.nii.gz"
     )

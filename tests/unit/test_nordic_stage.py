@@ -10,7 +10,7 @@ import pytest
 
 from echoprep.io.images import StageInputError
 from echoprep.options import OptionsError
-from echoprep.stages.nordic import run_nordic
+from echoprep.stages.nordic import add_arguments, run_from_args, run_nordic
 
 SHAPE = (20, 18, 10, 40)
 
@@ -171,3 +171,73 @@ def test_the_kernel_takes_every_option_and_denoise_arrays_fills_the_schema_defau
     np.testing.assert_array_equal(a.magnitude, b.magnitude)
     with pytest.raises(OptionsError, match=r"nordic\.chunk_patches"):
         denoise_arrays(mag, None, chunk_patches=0)
+
+
+def _echo_series(tmp_path, n_echoes=3):
+    """``n_echoes`` echoes of one run (each its own signal and noise): magnitude and phase."""
+    files = []
+    for e in range(1, n_echoes + 1):
+        folder = tmp_path / f"in{e}"
+        folder.mkdir(parents=True)
+        mag, phase, _ = _series(folder, seed=10 + e)
+        files.append((mag, phase))
+    return files
+
+
+def _one_run_cli(tmp_path, echoes, seed, more=()):
+    """``echoprep nordic`` for every echo of a run at once: outputs below ``tmp_path``."""
+    import argparse
+
+    outs = [_outputs(tmp_path / f"e{e}") for e in range(1, len(echoes) + 1)]
+    argv = ["--mag", *[str(m) for m, _ in echoes], "--phase", *[str(p) for _, p in echoes]]
+    argv += ["--te", *[f"{0.011 * e:.3f}" for e in range(1, len(echoes) + 1)], "--tr", "1.9"]
+    argv += ["--seed", str(seed), "--threads", "2", *more, "--out"]
+    argv += [f"{k}={path}" for out in outs for k, path in out.items()]
+    args = add_arguments(argparse.ArgumentParser()).parse_args(argv)
+    return run_from_args(args), outs
+
+
+def _sidecar(image):
+    """A sidecar without the NORDIC timing (the one field that differs between runs)."""
+    side = json.loads(image.with_name(image.name.replace(".nii.gz", ".json")).read_text())
+    side["NORDIC"].pop("Seconds")
+    return side
+
+
+def test_one_job_for_every_echo_writes_what_each_echo_alone_writes(tmp_path):
+    """The workflow's NORDIC job takes every echo of a run (--mag/--phase/--te per echo,
+    --out per echo) and denoises them one after another with the same seed: each echo's
+    images (data, header) and sidecars equal those of denoising that echo alone, as the
+    per-echo jobs did."""
+    echoes = _echo_series(tmp_path / "in")
+    status, together = _one_run_cli(tmp_path / "run", echoes, seed=4)
+    assert status == 0
+    for e, ((mag, phase), outs) in enumerate(zip(echoes, together, strict=True), start=1):
+        alone = _outputs(tmp_path / f"alone{e}")
+        run_nordic(
+            mag, phase, alone, seed=4, n_threads=2, echo_time=float(f"{0.011 * e:.3f}"),
+            repetition_time=1.9,
+        )  # fmt: skip
+        for key in ("bold", "gfactor", "removed"):
+            a, b = nib.load(alone[key]), nib.load(outs[key])
+            assert a.header.binaryblock == b.header.binaryblock, (e, key)
+            np.testing.assert_array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj))
+            assert _sidecar(alone[key]) == _sidecar(outs[key]), (e, key)
+        assert _sidecar(outs["bold"])["EchoTime"] == float(f"{0.011 * e:.3f}")
+        assert _sidecar(outs["bold"])["Sources"] == [str(mag), str(phase)]
+    # each echo is its own series (the job did not write one echo's result for all)
+    first, second = (nib.load(o["bold"]).get_fdata() for o in together[:2])
+    assert not np.array_equal(first, second)
+
+
+def test_the_command_line_refuses_echo_lists_that_do_not_pair(tmp_path):
+    echoes = _echo_series(tmp_path / "in", n_echoes=2)
+    with pytest.raises(SystemExit, match=r"--te expects one value per --mag \(2\); got 3"):
+        _one_run_cli(tmp_path / "a", echoes, seed=0, more=("--te", "0.01", "0.02", "0.03"))
+    import argparse
+
+    argv = ["--mag", *[str(m) for m, _ in echoes], "--out", "bold=one.nii.gz"]
+    args = add_arguments(argparse.ArgumentParser()).parse_args(argv)
+    with pytest.raises(SystemExit, match=r"--out expects one bold=PATH per --mag \(2\); got 1"):
+        run_from_args(args)
+    assert not (tmp_path / "a").exists()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from echoprep.io.paths import bids_name, bids_path, run_dir, run_output, run_prefix, sidecar_path
+from echoprep.io.paths import bids_name, bids_path, run_dir, run_prefix, sidecar_path
 
 RUN = {"sub": "01", "ses": "01", "task": "images", "run": "01"}
 
@@ -40,16 +40,6 @@ def test_bids_path_places_files_in_subject_session_datatype():
     )
 
 
-def test_run_output_equals_bids_path_and_gives_snakemake_patterns():
-    concrete = run_output("/o", RUN, "bold", ".nii.gz", echo="2", desc="single")
-    assert concrete == bids_path("/o", {**RUN, "echo": "2", "desc": "single"}, "bold", ".nii.gz")
-    pattern = run_output("/o", ("{run_dir}", "{run_prefix}"), "bold", ".nii.gz", desc="optcom")
-    assert str(pattern) == "/o/{run_dir}/{run_prefix}_desc-optcom_bold.nii.gz"
-    assert str(pattern).format(run_dir=run_dir(RUN), run_prefix=run_prefix(RUN)) == str(
-        run_output("/o", RUN, "bold", ".nii.gz", desc="optcom")
-    )
-
-
 def test_sessionless_runs():
     ents = {"sub": "01", "task": "images", "run": "02"}
     assert run_prefix(ents) == "sub-01_task-images_run-02"
@@ -63,11 +53,6 @@ def test_sessionless_runs():
 def test_bad_entities_are_rejected(bad, message):
     with pytest.raises(ValueError, match=message):
         bids_name(bad, "bold", ".nii.gz")
-
-
-def test_run_entities_cannot_be_passed_as_derivative_entities():
-    with pytest.raises(ValueError, match="identify the run"):
-        run_output("/o", RUN, "bold", ".nii.gz", sub="02")
 
 
 @pytest.mark.parametrize("ext", [".nii.gz", ".nii", ".tsv"])

@@ -3,11 +3,13 @@ inputs of a job, the errors for impossible configs, and the resources of each ru
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from echoprep import resources as res
 from echoprep.io import outputs as reg
 from echoprep.plan import Plan, PlanError
 from helpers.bidstree import make_bids_tree
@@ -116,12 +118,19 @@ def test_a_new_subject_adds_only_its_own_files(bids, tmp_path):
 
 def test_job_inputs_follow_the_wildcards(bids, tmp_path):
     plan = _plan(bids, tmp_path)
-    wc = SimpleNamespace(run_prefix="sub-01_ses-01_task-images_run-02", echo="2", nordic="nordic")
+    wc = SimpleNamespace(run_prefix="sub-01_ses-01_task-images_run-02", nordic="nordic")
     run = plan.run_of(wc)
+    # one NORDIC job per run: every echo's magnitude and phase, in echo-time order
     assert plan.nordic_inputs(wc) == {
-        "mag": str(run.echoes[1].mag),
-        "phase": str(run.echoes[1].phase),
+        "mag": [str(e.mag) for e in run.echoes],
+        "phase": [str(e.phase) for e in run.echoes],
     }
+    assert "phase" not in _plan(bids, tmp_path, nordic={"magnitude_only": True}).nordic_inputs(wc)
+    # one resampling job per run and NORDIC variant: every echo, NORDIC's outputs for "nordic"
+    resample = plan.spatial_resample_inputs(wc)
+    assert resample["echo"] == [plan.nordic_outputs(run, e.echo)["bold"] for e in run.echoes]
+    raw = SimpleNamespace(run_prefix=wc.run_prefix, nordic="raw")
+    assert plan.spatial_resample_inputs(raw)["echo"] == [str(e.mag) for e in run.echoes]
     echoes = plan.echo_inputs(wc)
     assert [Path(e).name for e in echoes] == [
         f"sub-01_ses-01_task-images_run-02_echo-{k}_space-T1w_desc-preproc_bold.nii.gz"
@@ -132,7 +141,6 @@ def test_job_inputs_follow_the_wildcards(bids, tmp_path):
     assert Path(plan.tedana_inputs(wc)["raw_components"]).name.endswith("_desc-ICA_mixing.json")
     assert "optcom" not in plan.tedana_inputs(wc)
     # raw runs: the criteria are estimated (and capped) on the run's optimal combination
-    raw = SimpleNamespace(run_prefix=wc.run_prefix, nordic="raw")
     assert [Path(f).name for f in plan.tedana_inputs(raw)["optcom"]] == [
         "sub-01_ses-01_task-images_run-02_space-T1w_desc-optcom_bold.nii.gz",
         "sub-01_ses-01_task-images_run-02_space-T1w_desc-adaptiveGoodSignal_mask.nii.gz",
@@ -169,7 +177,7 @@ def test_resources_grow_with_attempt_and_with_the_data(bids, tmp_path):
     big = tmp_path / "big"
     make_bids_tree(big, sessions=("01", "02"), shape=(90, 110, 72), n_volumes=163, data=False)
     large = _plan(big, tmp_path)
-    run = SimpleNamespace(run_prefix="sub-01_ses-01_task-images_run-01", echo="1", nordic="raw")
+    run = SimpleNamespace(run_prefix="sub-01_ses-01_task-images_run-01", nordic="raw")
     session = SimpleNamespace(
         ses_prefix="sub-01_ses-01_task-images", nordic="raw", combine="optcom"
     )
@@ -183,3 +191,82 @@ def test_resources_grow_with_attempt_and_with_the_data(bids, tmp_path):
         assert plan.runtime(rule)(wc, 2) > plan.runtime(rule)(wc, 1) > 0, rule
     with pytest.raises(KeyError, match="no memory model"):
         plan.mem_mb("no_such_rule")(run, 1)
+
+
+def test_nordic_and_resampling_take_every_echo_of_a_run_in_one_job(bids, tmp_path):
+    """One NORDIC job per run and one resampling job per run and NORDIC variant: their outputs
+    are every echo's (keys ``echo<E>_<key>``), ``--out`` lists them in the order of the inputs,
+    and the run time asked for is the per-echo minutes times the echoes."""
+    plan = _plan(bids, tmp_path)
+    assert plan.echo_counts() == [3]
+    assert plan.echo_rule("nordic", 3) == "nordic"
+    assert plan.echo_constraints(3, "RUN") == {"run_prefix": "RUN"}
+    outs = plan.nordic_run_outputs(3)
+    per_echo = plan.nordic_outputs(None, "{echo}")
+    assert set(outs) == {f"echo{e}_{k}" for e in (1, 2, 3) for k in per_echo}
+    assert outs["echo2_gfactor"] == plan.nordic_outputs(None, 2)["gfactor"]
+    preproc = plan.preproc_run_outputs(3)
+    assert set(preproc) == {f"echo{e}_{k}" for e in (1, 2, 3) for k in ("bold", "bold_json")}
+    wc = SimpleNamespace(run_prefix="sub-01_ses-02_task-images_run-01", nordic="raw")
+    run = plan.run_of(wc)
+    concrete = {k: v.format(run_dir="D", run_prefix="P", nordic="raw") for k, v in outs.items()}
+    words = plan.nordic_out_args(wc, concrete).split()
+    assert [w.split("=")[0] for w in words] == ["bold", "gfactor", "removed"] * 3
+    assert [Path(w.split("=")[1]).name for w in words[::3]] == [
+        f"P_echo-{e.echo}_part-mag_desc-nordic_bold.nii.gz" for e in run.echoes
+    ]
+    inputs = SimpleNamespace(phase=["p1", "p2", "p3"], keys=lambda: ["mag", "phase"])
+    params = plan.nordic_params(wc, inputs).split()
+    assert params[: params.index("--te")] == ["--phase", "p1", "p2", "p3"]
+    assert params[params.index("--te") + 1 : params.index("--tr")] == [
+        str(t) for t in run.echo_times
+    ]
+    concrete = {k: v.format(run_dir="D", run_prefix="P", nordic="raw") for k, v in preproc.items()}
+    assert plan.spatial_resample_out_args(wc, concrete).split() == [
+        f"bold={concrete[f'echo{e.echo}_bold']}" for e in run.echoes
+    ]
+    # small data: the per-echo minutes measured at LAION size (never scaled down) x 3 echoes
+    for rule in ("nordic", "spatial_resample"):
+        assert plan.runtime(rule)(wc, 1) == 3 * res.MINUTES[rule]
+        assert plan.runtime(rule)(wc, 2) == 2 * 3 * res.MINUTES[rule]
+
+
+def test_runs_with_different_echo_counts_get_one_rule_per_count(tmp_path):
+    """Discovery gives all runs of a subject one echo count, not all subjects: one rule per
+    count (outputs are listed per echo), each matching only its runs."""
+    bids = tmp_path / "bids"
+    make_bids_tree(bids, subjects=("01", "010"), runs=("01",), data=False)
+    make_bids_tree(
+        bids, subjects=("02",), runs=("01",), echoes=(0.01, 0.02, 0.03, 0.04), data=False
+    )
+    plan = _plan(bids, tmp_path)
+    assert plan.echo_counts() == [3, 4]
+    assert [plan.echo_rule("nordic", n) for n in (3, 4)] == ["nordic_3echoes", "nordic_4echoes"]
+    base = r"sub-[A-Za-z0-9]+(_[a-z]+-[A-Za-z0-9]+)*"
+    for n, subjects in ((3, {"01", "010"}), (4, {"02"})):
+        pattern = re.compile(plan.echo_constraints(n, base)["run_prefix"])
+        matched = {r.subject for r in plan.dataset.runs if pattern.fullmatch(_prefix(r))}
+        assert matched == subjects, n
+        assert not pattern.fullmatch("sub-03_ses-01_task-images_run-01")
+    wc = SimpleNamespace(run_prefix="sub-02_ses-01_task-images_run-01", nordic="raw")
+    assert len(plan.nordic_inputs(wc)["mag"]) == 4
+    assert plan.runtime("nordic")(wc, 1) == 4 * res.MINUTES["nordic"]
+
+
+def test_cluster_groups_of_the_geometry_jobs(bids, tmp_path):
+    """spatial_run jobs go with the group of the job that reads them first: the subject's
+    reference run with spatial_subject, the other runs with their resampling (every run's
+    geometry reads the reference run's: in one group, a subject's runs would be one job)."""
+    plan = _plan(bids, tmp_path)
+    groups = {"spatial_subject": "subject", "spatial_resample": "run", "nordic": "nordic_runs"}
+    group = plan.spatial_run_group(lambda: groups)
+    prefixes = [_prefix(r) for r in plan.dataset.runs]
+    assert [group(SimpleNamespace(run_prefix=p)) for p in prefixes] == ["subject"] + ["run"] * (
+        len(prefixes) - 1
+    )
+    assert plan.spatial_run_group(dict)(SimpleNamespace(run_prefix=prefixes[1])) is None
+    assert plan.profile_group("nordic", lambda: groups)(SimpleNamespace()) == "nordic_runs"
+
+
+def _prefix(run) -> str:
+    return reg.run_key(run.entities)[1]

@@ -73,7 +73,7 @@ def _inputs(tmp_path: Path) -> dict:
             entries.append(cmp.Entry(s, "01", v, p, r, b))
     own = {}
     for s in ("01", "02"):
-        own[s] = cmp.subject_output_paths(tmp_path / "comparison", s, "images")
+        own[s] = {k: tmp_path / "comparison" / f"sub-{s}_{k}.tsv" for k in ("tsv", "bootstrap")}
         cmp.run_subject_comparison(
             [e for e in entries if e.subject == s], own[s], options={"bootstrap": 0}
         )

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from echoprep.io.images import StageInputError
+from echoprep.io.outputs import get
 from echoprep.kernels.rois import (
     RIDGE_MODEL,
     resample_nearest,
@@ -53,12 +54,19 @@ def test_res_label():
         rois.res_label(0)
 
 
-def test_roi_mask_path():
-    p = rois.roi_mask_path("out/rois", "01", "visual", "V1", "1pt8")
+def _mask_path(out: str | Path, label: str, res: str, space: str | None = "T1w") -> Path:
+    """Subject 01's ROI mask of the visual category, named as the plan names it (registry)."""
+    mask = get("rois.mask")
+    key = mask.subject_key("01", category="visual")
+    return mask.path(out, key, space=space, res=res, label=label)
+
+
+def test_roi_names_come_from_the_registry():
+    p = _mask_path("out", "V1", "1pt8")
     assert p.as_posix() == "out/rois/sub-01/visual/sub-01_space-T1w_res-1pt8_label-V1_mask.nii.gz"
-    p = rois.roi_mask_path("r", "01", "visual", "V1", "2", space=None)
+    p = _mask_path("r", "V1", "2", space=None)
     assert p.name == "sub-01_res-2_label-V1_mask.nii.gz"
-    assert rois.roi_table_name("sub-01_ses-01_task-images") == (
+    assert get("rois.table").file_name("sub-01_ses-01_task-images") == (
         "sub-01_ses-01_task-images_desc-ROIs_summary.tsv"
     )
 
@@ -160,7 +168,7 @@ def test_run_roi_mask_t1w(tmp_path):
     src = np.zeros((20, 20, 20), np.uint8)
     src[2:8, 2:8, 2:8] = 1
     mask = _save(tmp_path / "in/sub-01_space-T1w_label-V1_mask.nii.gz", src)
-    out = rois.roi_mask_path(tmp_path / "rois", "01", "visual", "V1", "2")
+    out = _mask_path(tmp_path, "V1", "2")
     rois.run_roi_mask(mask, "T1w", grid, out, category="visual")
     img = nib.load(out)
     assert img.shape == (10, 10, 10)
@@ -447,12 +455,12 @@ def test_roi_table(tmp_path):
     r2_p = _save(tmp_path / "r2.nii.gz", r2)
     a = np.zeros((4, 4, 4), np.uint8)
     a[0, 0, :] = 1  # NC 10, 20, 30, 40
-    m1 = _save(rois.roi_mask_path(tmp_path / "rois", "01", "visual", "A", "1"), a)
+    m1 = _save(_mask_path(tmp_path, "A", "1"), a)
     m2 = _save(
-        rois.roi_mask_path(tmp_path / "rois", "01", "visual", rois.VISUAL_LABEL, "1"),
+        _mask_path(tmp_path, rois.VISUAL_LABEL, "1"),
         (nc > 15).astype(np.uint8),
     )
-    out = tmp_path / rois.roi_table_name("sub-01_ses-01_task-x")
+    out = tmp_path / get("rois.table").file_name("sub-01_ses-01_task-x")
     rois.run_roi_table(nc_p, [m1, m2], out, r2=r2_p, variant="raw-single")
     t = pd.read_csv(out, sep="\t")
     assert list(t.columns) == list(rois.TABLE_COLUMNS)

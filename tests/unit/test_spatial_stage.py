@@ -275,6 +275,25 @@ def test_bold_to_t1w_registration_is_reproducible_across_processes(tiny, tmp_pat
     assert xfm.shape == (4, 4) and not np.allclose(xfm, np.eye(4))
 
 
+def test_one_job_for_every_echo_writes_what_each_echo_alone_writes(tiny, tmp_path):
+    """The workflow resamples every echo of a run in one job (one chain for all): an echo
+    resampled alone gives the same image, header and sidecar."""
+    run, subject = tiny["runs"][0], tiny["subject"]
+    for k in (0, 2):
+        out = tmp_path / f"echo{k}.nii.gz"
+        spatial.resample_run(
+            [run.echoes[k].mag], tiny["geo"][0]["xfm"], subject["boldref"], [out],
+            ref_xfm_file=subject["xfm"], echo_times=[run.echo_times[k]], n_threads=2,
+        )  # fmt: skip
+        together = tiny["echoes"][0][k]
+        a, b = nib.load(out), nib.load(together)
+        assert a.header.binaryblock == b.header.binaryblock
+        np.testing.assert_array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj))
+        assert json.loads(sidecar_path(out).read_text()) == json.loads(
+            sidecar_path(together).read_text()
+        )
+
+
 def test_native_output_grid(tiny, tmp_path):
     run = tiny["runs"][1]
     grid = tiny["geo"][0]["boldref"]  # the reference run's native grid

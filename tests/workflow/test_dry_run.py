@@ -71,8 +71,9 @@ def _check_counts(out: str, jobs: dict[str, int], folders: dict[str, int]) -> No
 
 
 def test_job_counts_per_rule(tmp_path, two_subjects):
-    """2 subjects x 1 session x 2 runs x 3 echoes: NORDIC per echo; geometry per run; one
-    resampling per echo and NORDIC variant; each echo-handling variant for NORDIC off and on;
+    """2 subjects x 1 session x 2 runs x 3 echoes: NORDIC per run (its echoes in one job);
+    geometry per run; one resampling per run and NORDIC variant (its echoes in one job); each
+    echo-handling variant for NORDIC off and on;
     one GLM and session noise ceiling per session and variant (all 6 for the comparison
     session); subject maps for nordic-optcom (glm.all_sessions_variants), with one map per
     repeat count (the tree shows images 2 and 3 times); ROI tables per GLM; one analysis mask
@@ -80,9 +81,9 @@ def test_job_counts_per_rule(tmp_path, two_subjects):
     the type-B fit of raw-single that the visual ROI's run-level test uses."""
     out = dry_run(_config(tmp_path, two_subjects))
     jobs = {
-        "nordic": 12,
+        "nordic": 4,
         "spatial_run": 4,
-        "spatial_resample": 24,
+        "spatial_resample": 8,
         "single_echo": 8,
         "optcom": 8,
         "tedana": 4,  # NORDIC off
@@ -116,7 +117,7 @@ def test_nordic_off_schedules_no_nordic_jobs(tmp_path, two_subjects):
     out = dry_run(_config(tmp_path, two_subjects), "--configfile", str(extra))
     jobs = {
         "spatial_run": 4,
-        "spatial_resample": 12,
+        "spatial_resample": 4,
         "single_echo": 4,
         "optcom": 4,
         "tedana": 4,
@@ -131,17 +132,24 @@ def test_nordic_off_schedules_no_nordic_jobs(tmp_path, two_subjects):
     assert "combine-nordic" not in out and "glmsingle-nordic" not in out
 
 
-def test_nordic_jobs_read_magnitude_and_phase_of_their_echo(tmp_path, two_subjects):
+def test_nordic_jobs_read_magnitude_and_phase_of_every_echo_of_their_run(tmp_path, two_subjects):
+    """One NORDIC job per run: --mag, --phase and --te per echo, and --out bold=, gfactor=,
+    removed= per echo in the same order (one file per echo, named as before)."""
     out = dry_run(_config(tmp_path, two_subjects), "--printshellcmds")
     cmds = [line for line in out.splitlines() if "-m echoprep nordic" in line]
-    assert len(cmds) == 12
+    assert len(cmds) == 4
     for cmd in cmds:
-        mag = cmd.split("--mag ")[1].split()[0]
-        phase = cmd.split("--phase ")[1].split()[0]
-        assert mag.endswith("_part-mag_bold.nii.gz")
-        assert phase == mag.replace("part-mag", "part-phase")
-        echo = mag.split("_echo-")[1].split("_")[0]
-        assert f"_echo-{echo}_part-mag_desc-nordic_bold.nii.gz" in cmd.split("--out ")[1]
+        words = cmd.split()
+        mags = words[words.index("--mag") + 1 : words.index("--phase")]
+        phases = words[words.index("--phase") + 1 : words.index("--te")]
+        tes = words[words.index("--te") + 1 : words.index("--tr")]
+        assert len(mags) == len(tes) == 3 and len({m.split("_echo-")[0] for m in mags}) == 1
+        assert phases == [m.replace("part-mag", "part-phase") for m in mags]
+        outs = words[words.index("--out") + 1 : words.index("2>")]
+        assert [o.split("=")[0] for o in outs] == ["bold", "gfactor", "removed"] * 3
+        for mag, bold in zip(mags, outs[::3], strict=True):
+            echo = mag.split("_echo-")[1].split("_")[0]
+            assert bold.endswith(f"_echo-{echo}_part-mag_desc-nordic_bold.nii.gz")
 
 
 def test_variants_and_participant_selection_change_the_dag(tmp_path, two_subjects):
@@ -151,9 +159,9 @@ def test_variants_and_participant_selection_change_the_dag(tmp_path, two_subject
         )
     )
     jobs = {
-        "nordic": 6,
+        "nordic": 2,
         "spatial_run": 2,
-        "spatial_resample": 12,
+        "spatial_resample": 4,
         "optcom": 4,
         "glm": 2,
         "glm_analysis_mask": 1,

@@ -21,7 +21,17 @@ import pytest
 import yaml
 
 from helpers.bidstree import make_bids_tree
-from helpers.snake import ROOT, Job, local_rules, parse_jobs, rule_blocks, snakemake
+from helpers.snake import (
+    ROOT,
+    Job,
+    cluster_submissions,
+    group_jobs,
+    job_counts,
+    local_rules,
+    parse_jobs,
+    rule_blocks,
+    snakemake,
+)
 
 SLURM_PROFILE = ROOT / "profiles" / "slurm" / "config.yaml"
 #: Files a cheap local job may read and write: text tables and descriptions, no images.
@@ -189,19 +199,50 @@ def slurm_dry(tree) -> str:
 
 def test_slurm_profile_groups_small_jobs_and_leaves_threads_to_the_rules(listed_rules, slurm_dry):
     """profiles/slurm: no cpus_per_task in default-resources (it would override every rule's
-    threads); every grouped rule exists, is a cluster rule and is packed with
-    ``group-components``; the dry run of the real profile forms those group jobs."""
+    threads); every grouped rule exists and is a cluster rule; the dry run of the real profile
+    forms those group jobs, each group packs several jobs into one submission, and the
+    geometry jobs (spatial_run, not listed: every run's reads the reference run's) join the
+    subject's group (reference run) or their run's."""
     profile = yaml.safe_load(SLURM_PROFILE.read_text())
     assert "cpus_per_task" not in profile.get("default-resources", {})
     assert "set-resources" not in profile  # per-rule needs live in the rules
-    groups, components = profile.get("groups", {}), profile.get("group-components", {})
+    groups = profile.get("groups", {})
     blocks = _rule_blocks()
-    assert groups, "no per-echo / small jobs are grouped"
-    for rule, group in groups.items():
+    assert groups, "no small jobs are grouped"
+    for rule in groups:
         assert rule in listed_rules and not _is_local(rule, blocks[rule]), rule
-        assert int(components.get(group, 1)) > 1, f"group {group} packs one job per submission"
-    formed = set(re.findall(r"Group job (\w+) \(jobs", slurm_dry))
-    assert formed == set(groups.values()), formed
+    assert "spatial_run" not in groups
+    formed = group_jobs(slurm_dry)
+    assert {g for g, _ in formed} == set(groups.values())
+    for group in set(groups.values()):
+        assert max(len(m) for g, m in formed if g == group) > 1, group
+    geometry = {g for g, members in formed if "spatial_run" in members}
+    assert geometry == {groups["spatial_subject"], groups["spatial_resample"]}
+    assert "spatial_run" not in {j.rule for j in parse_jobs(slurm_dry)}  # none left alone
+
+
+def test_a_12_run_session_is_at_most_40_cluster_submissions(tmp_path):
+    """Issue 24's target: with profiles/slurm's groups, one 12-run session (one subject, the
+    default 2 x 3, fieldmaps) is at most 40 cluster submissions (group jobs and jobs outside
+    groups; local jobs run next to Snakemake)."""
+    bids = make_bids_tree(
+        tmp_path / "bids",
+        sessions=("01",),
+        runs=[f"{i:02d}" for i in range(1, 13)],
+        data=False,
+        fieldmap=True,
+    )
+    cfg = {"bids_dir": bids, "output_dir": tmp_path / "out", "work_dir": tmp_path / "work"}
+    res = snakemake(
+        "--profile", str(SLURM_PROFILE.parent), "--sdm", "env-modules", "-n", config=cfg
+    )
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    cluster_jobs = sum(job_counts(out).values()) - sum(
+        n for rule, n in job_counts(out).items() if rule in local_rules()
+    )
+    assert cluster_jobs > 100  # one job per run and rule: nordic, spatial_run, 8 after them
+    assert cluster_submissions(out) <= 40
 
 
 #: Most a light local job (descriptions, tables, rule all) may ask for, in MB.

@@ -40,7 +40,7 @@ def test_spatial_and_anatomy_jobs_are_scheduled(tmp_path, bids):
     assert counts["anatomy"] == 2
     assert counts["spatial_subject"] == 2
     assert counts["spatial_run"] == 4
-    assert counts["spatial_resample"] == 4 * 3 * 2  # runs x echoes x NORDIC variants
+    assert counts["spatial_resample"] == 4 * 2  # runs x NORDIC variants (every echo in a job)
     # one dataset description each for anat/ and spatial/, one per preproc-<nordic>/
     descriptions = description_counts(out)
     assert descriptions["anatomy"] == descriptions["spatial"] == 1
@@ -51,6 +51,16 @@ def test_spatial_and_anatomy_jobs_are_scheduled(tmp_path, bids):
     # geometry on the raw echo 2, with the fieldmap; runs 2 aligned to run 1 of the subject
     assert all("_echo-2_part-mag_bold.nii.gz" in c and "phasediff" in c for c in run_cmds)
     assert sum("--reference-boldref" in c for c in run_cmds) == 2
+    # one resampling job per run and variant: --echo, --te and --out bold= per echo, in order
+    for cmd in (c for c in cmds if "spatial resample" in c):
+        words = cmd.split()
+        echoes = words[words.index("--echo") + 1 : words.index("--geometry")]
+        tes = words[words.index("--te") + 1 : words.index("--drop-volumes")]
+        outs = words[words.index("--out") + 1 : words.index("2>")]
+        assert len(echoes) == len(tes) == len(outs) == 3
+        for echo, out_word in zip(echoes, outs, strict=True):
+            label = echo.split("_echo-")[1].split("_")[0]
+            assert out_word.startswith("bold=") and f"_echo-{label}_space-T1w_" in out_word
 
 
 def test_echo_handling_reads_the_resampled_echoes(tmp_path, bids):
@@ -83,7 +93,7 @@ def test_native_output_needs_no_anatomy(tmp_path, bids):
     out = dry_run(_config(tmp_path, bids), *_extra(tmp_path, "spatial:\n  output_space: native\n"))
     counts = job_counts(out)
     assert "anatomy" not in counts and "spatial_subject" not in counts
-    assert counts["spatial_resample"] == 24
+    assert counts["spatial_resample"] == 8
     jobs = parse_jobs(out)
     for job in jobs:
         if job.rule == "optcom":

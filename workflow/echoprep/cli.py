@@ -73,7 +73,7 @@ def _cmd_discover(args: argparse.Namespace) -> int:
 #: Stage sub-commands that bring their own arguments: the module has
 #: ``add_arguments(parser) -> parser`` and ``run_from_args(args) -> int``. Values: (module, help).
 STAGE_COMMANDS: dict[str, tuple[str, str]] = {
-    "nordic": ("echoprep.stages.nordic", "NORDIC denoising of one echo of one run"),
+    "nordic": ("echoprep.stages.nordic", "NORDIC denoising of the echoes of one run"),
     "combine": (
         "echoprep.stages.combine",
         "echo handling of one run (single/optcom/denoised)",

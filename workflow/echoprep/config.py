@@ -245,16 +245,3 @@ def validate_config(
             + "\n".join(f"  {i}. {line}" for i, line in enumerate(problems, 1))
         )
     return filled
-
-
-def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Read a YAML config file, apply overrides, validate and fill defaults.
-
-    ``overrides`` are treated as ``--config`` entries: top-level keys replace the file's,
-    dotted keys (``"nordic.enabled"``) set one nested key, text values are read as YAML where
-    the schema wants a typed value.
-    """
-    with open(path) as fh:
-        config = yaml.safe_load(fh) or {}
-    config.update(overrides or {})
-    return validate_config(config, command_line=overrides)

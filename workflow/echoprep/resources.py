@@ -39,7 +39,8 @@ FIXED_MB: dict[str, int] = {
 
 #: Runtime (min) of each rule's job at the first attempt for a LAION-fMRI session (about 3 x
 #: the wall time measured on 2 cores, benchmarks/laion_session.json); :func:`minutes` scales
-#: it up for larger data.
+#: it up for larger data. For :data:`ECHO_RULES` the figure is per echo (they were measured
+#: one job per echo) and a job asks for it times its run's echoes.
 MINUTES: dict[str, int] = {
     "nordic": 5,
     "single_echo": 5,
@@ -138,6 +139,10 @@ RUN_RULES = frozenset(
         "tedana_nordic",
     }
 )
+#: Rules with one job per run (and NORDIC variant) that treat the run's echoes one after another
+#: in one process: memory of one echo (the models below), runtime of one echo
+#: (:data:`MINUTES`) times the echoes.
+ECHO_RULES = frozenset({"nordic", "spatial_resample"})
 #: Rules with one job per session (runtime scaled by the session's voxel-volumes).
 SESSION_RULES = frozenset({"glm", "glm_reference", "glm_analysis_mask", "noiseceiling_session"})
 
@@ -149,7 +154,8 @@ def run_mb(size: RunSize, copies: float) -> int:
 
 def nordic_mb(size: RunSize, attempt: int) -> int:
     """One echo's complex series with the patch-SVD workspace: 15 float32 copies (MB; measured
-    4.45 GiB at LAION size, about 10 copies)."""
+    4.45 GiB at LAION size, about 10 copies). A job denoises its run's echoes one after
+    another, so this is its peak whatever the number of echoes."""
     return run_mb(size, 15 / size.echoes) * attempt
 
 
@@ -159,7 +165,8 @@ def combine_mb(rule: str, size: RunSize, attempt: int) -> int:
 
 
 def spatial_mb(size: RunSize, attempt: int) -> int:
-    """One echo in float32 four times (input, slice timing, output) + 1 GB (MB)."""
+    """One echo in float32 four times (input, slice timing, output) + 1 GB (MB); the
+    resampling job treats its echoes one after another."""
     return int((1000 + run_mb(size, 4 / size.echoes) - 500) * attempt)
 
 
@@ -213,13 +220,15 @@ def fixed_mb(rule: str, attempt: int) -> int:
     return FIXED_MB[rule] * attempt
 
 
-def minutes(rule: str, attempt: int, scale: float = 1.0) -> int:
+def minutes(rule: str, attempt: int, scale: float = 1.0, echoes: int = 1) -> int:
     """:data:`MINUTES` of a rule times ``max(1, scale)`` (the job's data relative to the LAION
-    run or session), rounded up, times ``attempt``."""
-    return math.ceil(MINUTES[rule] * max(1.0, scale)) * attempt
+    run or session, per echo) times ``echoes`` (the echoes a job of :data:`ECHO_RULES` treats
+    one after another; 1 for the others), rounded up, times ``attempt``."""
+    return math.ceil(MINUTES[rule] * echoes * max(1.0, scale)) * attempt
 
 
 __all__ = [
+    "ECHO_RULES",
     "FIXED_MB",
     "LAION_RUN",
     "LAION_SESSION_VOXEL_VOLUMES",

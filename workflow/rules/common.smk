@@ -49,7 +49,8 @@ if _publish_skipped:
 
 def all_targets(wildcards):
     """Every output the config asks for (rule all); a plan problem is a workflow error.
-    An input function, so a cluster job (which never runs rule all) does not list them."""
+    An input function, so a cluster job (which never runs rule all) does not list them.
+    """
     try:
         return PLAN.targets()
     except PlanError as exc:

@@ -13,6 +13,10 @@ rule spatial_run:
         BENCH / "spatial" / "{run_dir}" / "{run_prefix}_run.tsv"
     wildcard_constraints:
         run_prefix=SPATIAL_RUN_PREFIX,
+    # (a cluster profile's groups: the reference run with spatial_subject, the other runs with
+    # their resampling; never one group for all runs, which depend on the reference run)
+    group:
+        PLAN.spatial_run_group(lambda: workflow.group_settings.overwrite_groups)
     conda:
         "../../envs/spatial.yaml"
     threads: 2
@@ -58,31 +62,44 @@ rule spatial_subject:
         " brain_mask={output.brain_mask:q} xfm={output.xfm:q} 2> {log}"
 
 
-rule spatial_resample:
-    input:
-        unpack(PLAN.spatial_resample_inputs),
-    output:
-        **temporary_unless(
-            config["spatial"]["keep_echoes"], PLAN.preproc_echo_outputs()
-        ),
-    log:
-        LOGS / "preproc-{nordic}" / "{run_dir}" / "{run_prefix}_echo-{echo}.log",
-    benchmark:
-        BENCH / "preproc-{nordic}" / "{run_dir}" / "{run_prefix}_echo-{echo}.tsv"
-    wildcard_constraints:
-        run_prefix=SPATIAL_RUN_PREFIX,
-    conda:
-        "../../envs/spatial.yaml"
-    threads: 2
-    resources:
-        mem_mb=PLAN.mem_mb("spatial_resample"),
-        runtime=PLAN.runtime("spatial_resample"),
-    params:
-        args=PLAN.spatial_resample_params,
-        options=PLAN.options("spatial"),
-    message:
-        "Resample {wildcards.run_prefix} echo-{wildcards.echo} ({wildcards.nordic})"
-    shell:
-        "python -m echoprep spatial resample --echo {input.echo:q} --geometry {input.geometry:q}"
-        " --grid {input.grid:q} {params.args} --options-json {params.options:q}"
-        " --threads {threads} --out bold={output.bold:q} 2> {log}"
+# One job per run and NORDIC variant for all its echoes, one after another (the memory of one
+# echo; the transform chain built once). Outputs are per echo: one rule per echo count of the
+# dataset, as for nordic (nordic.smk).
+for _echoes in PLAN.echo_counts():
+
+    rule:
+        name:
+            PLAN.echo_rule("spatial_resample", _echoes)
+        input:
+            unpack(PLAN.spatial_resample_inputs),
+        output:
+            **temporary_unless(
+                config["spatial"]["keep_echoes"], PLAN.preproc_run_outputs(_echoes)
+            ),
+        log:
+            LOGS / "preproc-{nordic}" / "{run_dir}" / "{run_prefix}.log",
+        benchmark:
+            BENCH / "preproc-{nordic}" / "{run_dir}" / "{run_prefix}.tsv"
+        wildcard_constraints:
+            **PLAN.echo_constraints(_echoes, SPATIAL_RUN_PREFIX),
+        group:
+            PLAN.profile_group(
+                "spatial_resample", lambda: workflow.group_settings.overwrite_groups
+            )
+        conda:
+            "../../envs/spatial.yaml"
+        threads: 2
+        resources:
+            mem_mb=PLAN.mem_mb("spatial_resample"),
+            runtime=PLAN.runtime("spatial_resample"),
+        params:
+            args=PLAN.spatial_resample_params,
+            out=PLAN.spatial_resample_out_args,
+            options=PLAN.options("spatial"),
+        message:
+            f"Resample {{wildcards.run_prefix}} ({_echoes} echoes, {{wildcards.nordic}})"
+        shell:
+            "python -m echoprep spatial resample --echo {input.echo:q}"
+            " --geometry {input.geometry:q} --grid {input.grid:q} {params.args}"
+            " --options-json {params.options:q} --threads {threads} --out {params.out}"
+            " 2> {log}"

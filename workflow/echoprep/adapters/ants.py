@@ -219,11 +219,10 @@ def export_transform(src: str | Path, out: str | Path) -> Path:
 @dataclass(frozen=True)
 class CrossModalResult:
     """Output of :func:`register_cross_modal`: ``moving_from_fixed`` ``(4, 4)`` float64 world
-    matrix (fixed head point → moving head point), ``fixed_from_moving`` its inverse, and the
-    ANTs ``transform`` and ``metric`` used."""
+    matrix (fixed head point → moving head point) and the ANTs ``transform`` and ``metric``
+    used."""
 
     moving_from_fixed: np.ndarray
-    fixed_from_moving: np.ndarray
     transform: str
     metric: str
 
@@ -318,9 +317,7 @@ def register_cross_modal(
                 f"{out['fwdtransforms']}"
             )
         m = ants_transform_to_world(mats[0])
-    return CrossModalResult(
-        moving_from_fixed=m, fixed_from_moving=np.linalg.inv(m), transform=transform, metric=metric
-    )
+    return CrossModalResult(moving_from_fixed=m, transform=transform, metric=metric)
 
 
 # ---------------------------------------------------------------------------------------------

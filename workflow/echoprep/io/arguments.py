@@ -38,6 +38,57 @@ def key_paths(
     return out
 
 
+def echo_key_paths(
+    items: Sequence[str] | None,
+    n_echoes: int,
+    *,
+    keys: Sequence[str],
+    required: Collection[str] = (),
+    per: str = "echo",
+    option: str = "--out",
+) -> list[dict[str, Path]]:
+    """Parse the ``KEY=PATH`` words of a job that treats several echoes: the i-th word with a
+    key is echo i's (``--out bold=e1.nii.gz gfactor=g1.nii.gz bold=e2.nii.gz gfactor=g2.nii.gz``
+    gives ``[{"bold": e1, "gfactor": g1}, {"bold": e2, "gfactor": g2}]``).
+
+    Parameters
+    ----------
+    items
+        The words given to ``option`` (None: none).
+    n_echoes
+        The number of echoes (of the option naming the inputs, ``per``).
+    keys
+        The keys allowed.
+    required
+        Keys that must be given.
+    per, option
+        The input option the words go with (``"--mag"``) and this option's name, for the
+        error messages.
+
+    Returns
+    -------
+    list of dict
+        Per echo, ``key -> path`` for every key given.
+
+    Raises
+    ------
+    SystemExit
+        On a word :func:`key_paths` refuses, a required key missing, or a key not given once
+        per echo.
+    """
+    form = "|".join(keys) + "=PATH"
+    by_key: dict[str, list[Path]] = {k: [] for k in required}
+    for item in items or []:
+        ((key, path),) = key_paths([item], option, form=form, keys=keys).items()
+        by_key.setdefault(key, []).append(path)
+    for key, paths in by_key.items():
+        if len(paths) != n_echoes:
+            raise SystemExit(
+                f"{option} expects one {key}=PATH per {per} ({n_echoes}); got {len(paths)}"
+            )
+    return [{k: paths[i] for k, paths in by_key.items()} for i in range(n_echoes)]
+
+
 #: Keys of one ``--entry`` of ``echoprep comparison subject`` (one variant of one session), in
 #: the order the workflow writes them.
 ENTRY_KEYS = (

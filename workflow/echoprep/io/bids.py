@@ -27,10 +27,7 @@ dataset. The checks behind the problem list are in
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import pickle
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,7 +35,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from echoprep.io.atomic import write_bytes
 from echoprep.io.bids_checks import (
     FILE_ENTITIES,
     NIFTI_EXTENSIONS,
@@ -49,11 +45,14 @@ from echoprep.io.bids_checks import (
     ProblemLog,
     check_t1w_header,
     fmt_list,
+    labels,
     run_title,
+    select_subjects,
     sidecar_of,
+    strip_label,
 )
 from echoprep.io.bids_fmap import Fieldmap, FieldmapIndex, find_fieldmap, phase_encoding
-from echoprep.io.bids_index import CACHE_VERSION, BidsIndex
+from echoprep.io.bids_index import BidsIndex, DatasetCache
 from echoprep.io.bids_run_checks import (
     RunScan,
     check_echo_counts,
@@ -146,26 +145,6 @@ class Run:
         return bool(self.echoes) and all(e.phase is not None for e in self.echoes)
 
 
-def _strip(label: str | None, prefix: str) -> str | None:
-    if label is None:
-        return None
-    label = str(label).strip()
-    return label[len(prefix) + 1 :] if label.startswith(f"{prefix}-") else label
-
-
-def _labels(values: Sequence[str] | str | None, prefix: str) -> list[str] | None:
-    if values is None:
-        return None
-    if isinstance(values, str):
-        values = [values]
-    out: list[str] = []
-    for v in values:
-        label = _strip(str(v), prefix)
-        if label and label not in out:
-            out.append(label)
-    return out
-
-
 def _run_sort_key(run: Run) -> tuple[str, str, str]:
     return (run.subject, run.session or "", run.run or "")
 
@@ -210,18 +189,35 @@ class Dataset:
 
     def sessions(self, subject: str) -> list[str | None]:
         """Session labels of a subject (``[None]`` for a dataset without sessions)."""
-        found = self._by_session.get(_strip(subject, "sub") or "", {})
+        found = self._by_session.get(strip_label(subject, "sub") or "", {})
         return sorted(found, key=lambda s: (s is not None, s or ""))
 
     def runs_of(self, subject: str, session: str | None) -> list[Run]:
         """Runs of one subject and session, sorted by run label."""
-        found = self._by_session.get(_strip(subject, "sub") or "", {})
-        return list(found.get(_strip(session, "ses"), []))
+        found = self._by_session.get(strip_label(subject, "sub") or "", {})
+        return list(found.get(strip_label(session, "ses"), []))
 
     def subject_runs(self, subject: str) -> list[Run]:
         """Every run of a subject, in (session, run) order."""
-        found = self._by_session.get(_strip(subject, "sub") or "", {})
+        found = self._by_session.get(strip_label(subject, "sub") or "", {})
         return [r for ses in self.sessions(subject) for r in found[ses]]
+
+    @cached_property
+    def _first_runs(self) -> dict[str, Run]:
+        out: dict[str, Run] = {}
+        for r in self.runs:  # sorted by (subject, session, run)
+            out.setdefault(r.subject, r)
+        return out
+
+    def first_run(self, subject: str) -> Run:
+        """The subject's first run (of its first session), in O(1).
+
+        Raises
+        ------
+        KeyError
+            When the subject has no run.
+        """
+        return self._first_runs[strip_label(subject, "sub") or ""]
 
     def get_run(self, subject: str, session: str | None, run: str | None) -> Run:
         """The run with these labels.
@@ -231,9 +227,9 @@ class Dataset:
         KeyError
             When there is no such run (the message lists the runs of that subject).
         """
-        subject = _strip(subject, "sub") or ""
-        session = _strip(session, "ses")
-        run = _strip(run, "run")
+        subject = strip_label(subject, "sub") or ""
+        session = strip_label(session, "ses")
+        run = strip_label(run, "run")
         found = self._by_labels.get((subject, session, run))
         if found is not None:
             return found
@@ -248,57 +244,6 @@ class Dataset:
 # --------------------------------------------------------------------------------------
 # discover
 # --------------------------------------------------------------------------------------
-
-
-def _select_subjects(
-    log: ProblemLog,
-    all_subjects: list[str],
-    participant_label: Sequence[str] | None,
-    exclude: Sequence[str],
-) -> list[str]:
-    if not all_subjects:
-        log.add(
-            "sub-*/",
-            "subject folders sub-<label>/ with func/ BOLD runs",
-            "no subject files",
-            "point the workflow at the root folder of the raw BIDS dataset (the one with "
-            "dataset_description.json and sub-*/ folders)",
-        )
-        return []
-    existing = fmt_list(f"sub-{s}" for s in all_subjects)
-    wanted = _labels(participant_label, "sub")
-    if wanted is None:
-        selected = list(all_subjects)
-    else:
-        selected = []
-        for label in wanted:
-            if label in all_subjects:
-                selected.append(label)
-            else:
-                log.add(
-                    f"sub-{label}/",
-                    f"the subject sub-{label} (requested by participant_label)",
-                    f"no such subject; the dataset has {existing}",
-                    "use subject labels that exist (with or without the 'sub-' prefix)",
-                )
-    dropped = _labels(exclude, "sub") or []
-    unknown = [s for s in dropped if s not in all_subjects]
-    if unknown:
-        logger.warning(
-            "exclude names subjects that are not in the dataset: %s (the dataset has %s)",
-            fmt_list(unknown),
-            existing,
-        )
-    selected = sorted(s for s in selected if s not in dropped)
-    if not selected and not log:
-        log.add(
-            "sub-*/",
-            "at least one subject to process",
-            f"every subject excluded (dataset: {existing}; participant_label: "
-            f"{fmt_list(wanted or ['all'])}; exclude: {fmt_list(dropped)})",
-            "remove subjects from exclude or widen participant_label",
-        )
-    return selected
 
 
 def discover(
@@ -363,26 +308,27 @@ def discover(
         )
         raise BIDSInputError(log.problems, root)
 
-    options = {
-        "participant_label": _labels(participant_label, "sub"),
-        "exclude": _labels(exclude, "sub") or [],
-        "sessions": _labels(sessions, "ses"),
-        "task": _strip(task, "task"),
+    options: dict[str, Any] = {
+        "participant_label": labels(participant_label, "sub"),
+        "exclude": labels(exclude, "sub") or [],
+        "sessions": labels(sessions, "ses"),
+        "task": strip_label(task, "task"),
         "require_events": require_events,
         "require_t1w": require_t1w,
         "use_fieldmaps": use_fieldmaps,
     }
     cache = Path(cache_dir).expanduser().absolute() if cache_dir is not None else None
-    stored = _dataset_cache(cache, root, options)
-    if trust_cache and stored is not None:
-        dataset = _load_dataset(stored, None)
+    # keyed by the discovery code too: a dataset of another version is never unpickled
+    stored = DatasetCache(cache, root, options, code=Path(__file__).parent.glob("bids*.py"))
+    if trust_cache:
+        dataset = stored.load(Dataset, None)
         if dataset is not None:
             return dataset
 
     wanted = options["participant_label"]
     walked = None if wanted is None else [s for s in wanted if s not in options["exclude"]]
     index = BidsIndex.open(root, cache, subjects=walked, sessions=options["sessions"])
-    dataset = _load_dataset(stored, index.key) if stored is not None else None
+    dataset = stored.load(Dataset, index.key)
     if dataset is None:
         for path, error in index.broken.items():
             log.add(
@@ -410,8 +356,7 @@ def discover(
         if log:
             raise BIDSInputError(log.problems, root)
         assert dataset is not None
-        if stored is not None:
-            _save_dataset(stored, index.key, dataset)
+        stored.save(index.key, dataset)
         logger.debug("discovered %s: %d file(s) read", root, index.reads)
     for warning in dataset.warnings:
         logger.warning("BIDS input: %s", warning)
@@ -422,41 +367,6 @@ def discover(
         len(dataset.subjects()),
     )
     return dataset
-
-
-def _dataset_cache(cache: Path | None, root: Path, options: dict[str, Any]) -> Path | None:
-    """``cache/dataset-<digest>.pickle``: the discovered dataset of these options."""
-    if cache is None:
-        return None
-    # the discovery code itself: a cached dataset of another version is never unpickled
-    code = hashlib.sha1()
-    for source in sorted(Path(__file__).parent.glob("bids*.py")):
-        code.update(source.read_bytes())
-    text = json.dumps(
-        {"root": str(root), "version": CACHE_VERSION, "code": code.hexdigest(), **options},
-        sort_keys=True,
-    )
-    return cache / f"dataset-{hashlib.sha1(text.encode()).hexdigest()[:16]}.pickle"
-
-
-def _load_dataset(path: Path, key: str | None) -> Dataset | None:
-    """The cached dataset when its listing key is ``key`` (any key when None), else None."""
-    try:
-        with open(path, "rb") as fh:
-            stored = pickle.load(fh)
-        if isinstance(stored, dict) and isinstance(stored.get("dataset"), Dataset):
-            if key is None or stored.get("key") == key:
-                return stored["dataset"]
-    except Exception:  # missing, damaged or of another version: discover again
-        pass
-    return None
-
-
-def _save_dataset(path: Path, key: str, dataset: Dataset) -> None:
-    try:
-        write_bytes(path, pickle.dumps({"key": key, "dataset": dataset}, protocol=5))
-    except OSError as exc:
-        logger.debug("could not cache the discovered dataset in %s (%s)", path, exc)
 
 
 def _discover(
@@ -477,16 +387,16 @@ def _discover(
     # subjects the selection left unwalked are known by their folders only
     unwalked = set(index.subject_labels) - index.walked_subjects
     all_subjects = sorted(with_files | unwalked)
-    subjects = _select_subjects(log, all_subjects, participant_label, exclude)
+    subjects = select_subjects(log, all_subjects, participant_label, exclude)
     if not subjects:
         return None
     chosen = set(subjects)
     mine = [f for f in files if f.entities["sub"] in chosen]
 
     # sessions
-    wanted_sessions = _labels(sessions, "ses")
+    wanted_sessions = labels(sessions, "ses")
     present_sessions = sorted(
-        {f.ent("ses") for f in mine if f.ent("ses") is not None}
+        {f.entities["ses"] for f in mine if "ses" in f.entities}
         | {ses for sub in subjects for ses in index.session_labels.get(sub, ())}
     )
     if wanted_sessions is not None:
@@ -524,7 +434,7 @@ def _discover(
             runs_per_task[f.entities["task"]].add((f.entities["sub"], f.ent("ses"), f.ent("run")))
     tasks = sorted(runs_per_task)
     listing = fmt_list(f"task-{t} ({len(runs_per_task[t])} runs)" for t in tasks)
-    task_label = _strip(task, "task")
+    task_label = strip_label(task, "task")
     if task_label is None and len(tasks) > 1:
         log.add(
             "sub-*/[ses-*/]func/*_bold.nii.gz",

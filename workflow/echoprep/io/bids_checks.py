@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 import os
 import re
@@ -22,8 +23,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-#: Affines of images that must share a grid may differ by at most this much (mm).
-AFFINE_TOL_MM = 1e-3
+logger = logging.getLogger("echoprep.io.bids")
+
 #: Echo times of the same echo index may differ across runs by at most this much (s).
 ECHO_TIME_TOL_S = 1e-4
 #: Echo times above this (s) are taken to be written in milliseconds.
@@ -198,26 +199,6 @@ class ImageHeader:
     error: str | None = None
     #: Spatial unit of the header (nibabel's ``xyzt_units`` name: ``"mm"``, ``"unknown"``, ...).
     units: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict (for the header cache)."""
-        return {
-            "shape": self.shape,
-            "affine": self.affine,
-            "error": self.error,
-            "units": self.units,
-        }
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> ImageHeader:
-        """Inverse of :meth:`to_json`."""
-        shape = tuple(int(s) for s in obj["shape"]) if obj.get("shape") is not None else None
-        affine = (
-            tuple(tuple(float(v) for v in row) for row in obj["affine"])
-            if obj.get("affine") is not None
-            else None
-        )
-        return cls(shape=shape, affine=affine, error=obj.get("error"), units=obj.get("units"))
 
     @property
     def affine_array(self) -> np.ndarray:
@@ -423,17 +404,6 @@ def check_t1w_header(log: ProblemLog, path: Path, hdr: ImageHeader) -> list[str]
     return [warning] if warning else []
 
 
-def check_json_files(paths: Iterable[Path]) -> dict[Path, str]:
-    """JSON files that do not parse, with the parser's error."""
-    broken: dict[Path, str] = {}
-    for path in paths:
-        try:
-            json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            broken[path] = f"{type(exc).__name__}: {exc}"
-    return broken
-
-
 # --------------------------------------------------------------------------------------
 # metadata values
 # --------------------------------------------------------------------------------------
@@ -510,6 +480,81 @@ def mode_count(counts: Sequence[int]) -> int:
     """Most common value; ties go to the largest."""
     tally = Counter(counts)
     return max(tally, key=lambda c: (tally[c], c))
+
+
+def strip_label(label: str | None, prefix: str) -> str | None:
+    """A label without its ``<prefix>-`` (``"sub-01"`` -> ``"01"``); None stays None."""
+    if label is None:
+        return None
+    label = str(label).strip()
+    return label[len(prefix) + 1 :] if label.startswith(f"{prefix}-") else label
+
+
+def labels(values: Sequence[str] | str | None, prefix: str) -> list[str] | None:
+    """Labels without prefixes, duplicates and empty ones removed; None stays None."""
+    if values is None:
+        return None
+    if isinstance(values, str):
+        values = [values]
+    out: list[str] = []
+    for v in values:
+        label = strip_label(str(v), prefix)
+        if label and label not in out:
+            out.append(label)
+    return out
+
+
+def select_subjects(
+    log: ProblemLog,
+    all_subjects: list[str],
+    participant_label: Sequence[str] | None,
+    exclude: Sequence[str],
+) -> list[str]:
+    """The subjects to process (``participant_label`` minus ``exclude``), sorted; requested
+    subjects that do not exist and an empty selection are logged as problems."""
+    if not all_subjects:
+        log.add(
+            "sub-*/",
+            "subject folders sub-<label>/ with func/ BOLD runs",
+            "no subject files",
+            "point the workflow at the root folder of the raw BIDS dataset (the one with "
+            "dataset_description.json and sub-*/ folders)",
+        )
+        return []
+    existing = fmt_list(f"sub-{s}" for s in all_subjects)
+    wanted = labels(participant_label, "sub")
+    if wanted is None:
+        selected = list(all_subjects)
+    else:
+        selected = []
+        for label in wanted:
+            if label in all_subjects:
+                selected.append(label)
+            else:
+                log.add(
+                    f"sub-{label}/",
+                    f"the subject sub-{label} (requested by participant_label)",
+                    f"no such subject; the dataset has {existing}",
+                    "use subject labels that exist (with or without the 'sub-' prefix)",
+                )
+    dropped = labels(exclude, "sub") or []
+    unknown = [s for s in dropped if s not in all_subjects]
+    if unknown:
+        logger.warning(
+            "exclude names subjects that are not in the dataset: %s (the dataset has %s)",
+            fmt_list(unknown),
+            existing,
+        )
+    selected = sorted(s for s in selected if s not in dropped)
+    if not selected and not log:
+        log.add(
+            "sub-*/",
+            "at least one subject to process",
+            f"every subject excluded (dataset: {existing}; participant_label: "
+            f"{fmt_list(wanted or ['all'])}; exclude: {fmt_list(dropped)})",
+            "remove subjects from exclude or widen participant_label",
+        )
+    return selected
 
 
 # --------------------------------------------------------------------------------------

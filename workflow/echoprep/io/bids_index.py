@@ -32,12 +32,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from echoprep.io.atomic import write_bytes
-from echoprep.io.bids_checks import BidsFile, ImageHeader, parse_name, read_header
+from echoprep.io.bids_checks import BidsFile, ImageHeader, labels, parse_name, read_header
 
 logger = logging.getLogger("echoprep.io.bids")
+
+T = TypeVar("T")
 
 #: Bumped whenever the cached content changes meaning.
 CACHE_VERSION = "3"
@@ -55,12 +57,6 @@ class Listed:
     rel: str
     size: int
     mtime_ns: int
-
-
-def _labels(values: Sequence[str] | None, prefix: str) -> set[str] | None:
-    if values is None:
-        return None
-    return {str(v).removeprefix(f"{prefix}-") for v in values}
 
 
 def _scan(
@@ -127,13 +123,13 @@ def walk(
     session_labels
         Walked subject -> labels of its ``ses-<label>/`` folders (walked or not).
     """
-    want_sub = _labels(subjects, "sub")
-    want_ses = _labels(sessions, "ses")
+    want_sub = None if subjects is None else set(labels(subjects, "sub") or [])
+    want_ses = None if sessions is None else set(labels(sessions, "ses") or [])
     skip_set = {str(p) for p in skip}
     files: list[Listed] = []
     seen: set[tuple[int, int]] = set()
     top = _scan(str(root), "", files, seen, skip_set)
-    labels = []
+    found_subjects = []
     session_labels: dict[str, list[str]] = defaultdict(list)
     stack: list[tuple[str, str]] = []
     for path, rel in top:
@@ -141,7 +137,7 @@ def walk(
         if name in _SKIP_TOP:
             continue
         if name.startswith("sub-"):
-            labels.append(name[4:])
+            found_subjects.append(name[4:])
             if want_sub is not None and name[4:] not in want_sub:
                 continue
         stack.append((path, rel))
@@ -160,7 +156,7 @@ def walk(
                     continue
             stack.append((sub_path, sub_rel))
     files.sort(key=lambda f: f.rel)
-    return files, sorted(labels), {k: sorted(v) for k, v in session_labels.items()}
+    return files, sorted(found_subjects), {k: sorted(v) for k, v in session_labels.items()}
 
 
 def listing_digest(root: Path, files: Iterable[Listed], *extra: str) -> str:
@@ -309,15 +305,15 @@ class BidsIndex:
         ``cache_dir/facts`` (``None``: in memory)."""
         cache = Path(cache_dir).expanduser().absolute() if cache_dir is not None else None
         skip = [cache] if cache is not None else []
-        listing, labels, session_labels = walk(root, subjects, sessions, skip)
+        listing, found_subjects, session_labels = walk(root, subjects, sessions, skip)
         facts = cache / "facts" if cache is not None else None
-        walked = None if subjects is None else _labels(subjects, "sub")
+        walked = None if subjects is None else set(labels(subjects, "sub") or [])
         return cls(
             root,
             listing,
-            labels,
+            found_subjects,
             facts,
-            walked_subjects=None if walked is None else walked & set(labels),
+            walked_subjects=None if walked is None else walked & set(found_subjects),
             session_labels=session_labels,
             partial_sessions=sessions is not None,
         )
@@ -399,4 +395,65 @@ class BidsIndex:
         self._facts.save(keep)
 
 
-__all__ = ["CACHE_VERSION", "BidsIndex", "Listed", "listing_digest", "walk"]
+class DatasetCache:
+    """One discovered dataset, pickled in ``cache/dataset-<digest>.pickle`` where the digest
+    covers the dataset root, the discovery options and the discovery code (``code``: its
+    source files), and stored with the listing key it was discovered from.
+
+    Parameters
+    ----------
+    cache
+        The cache folder; ``None``: nothing is loaded or saved.
+    root
+        Dataset root.
+    options
+        The discovery options (JSON-able).
+    code
+        Source files whose content invalidates the cache.
+    """
+
+    def __init__(
+        self,
+        cache: Path | None,
+        root: Path,
+        options: dict[str, Any],
+        code: Iterable[Path] = (),
+    ) -> None:
+        self.path: Path | None = None
+        if cache is None:
+            return
+        digest = hashlib.sha1()
+        for source in sorted(code):
+            digest.update(source.read_bytes())
+        text = json.dumps(
+            {"root": str(root), "version": CACHE_VERSION, "code": digest.hexdigest(), **options},
+            sort_keys=True,
+        )
+        self.path = cache / f"dataset-{hashlib.sha1(text.encode()).hexdigest()[:16]}.pickle"
+
+    def load(self, kind: type[T], key: str | None) -> T | None:
+        """The cached object when it is a ``kind`` discovered from the listing ``key`` (any
+        listing when None), else None (missing, damaged, of another key)."""
+        if self.path is None:
+            return None
+        try:
+            with open(self.path, "rb") as fh:
+                stored = pickle.load(fh)
+            found = stored.get("dataset") if isinstance(stored, dict) else None
+            if isinstance(found, kind) and (key is None or stored.get("key") == key):
+                return found
+        except Exception:  # missing, damaged or of another version: discover again
+            pass
+        return None
+
+    def save(self, key: str, dataset: object) -> None:
+        """Store ``dataset`` with its listing key (atomically; a failure is only logged)."""
+        if self.path is None:
+            return
+        try:
+            write_bytes(self.path, pickle.dumps({"key": key, "dataset": dataset}, protocol=5))
+        except OSError as exc:
+            logger.debug("could not cache the discovered dataset in %s (%s)", self.path, exc)
+
+
+__all__ = ["CACHE_VERSION", "BidsIndex", "DatasetCache", "Listed", "listing_digest", "walk"]

@@ -14,7 +14,7 @@ import itertools
 import json
 import re
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence, Set
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -258,12 +258,12 @@ def check_metadata(
     log: ProblemLog,
     metadata: Callable[[Path], Mapping[str, Any]],
     scan: RunScan,
-    broken: Set[Path],
+    broken: Collection[Path],
 ) -> None:
     """EchoTime / RepetitionTime / SliceTiming of a run."""
     tes: dict[int, float] = {}
     trs: dict[int, float] = {}
-    first_meta: dict[str, Any] | None = None
+    first_meta: Mapping[str, Any] | None = None
     for echo in sorted(scan.mags):
         path = scan.mags[echo]
         side = sidecar_of(path)

@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from echoprep.io.paths import bids_name, run_dir, run_prefix, sidecar_path
 
@@ -100,7 +101,7 @@ class Output:
             Values of the placeholders in :attr:`entities` (``echo=1``, ``nrep="{nrep}"``).
         """
         if self.filename:
-            return str(_fill(self.filename, values))
+            return _substitute(self.filename, values)
         ents: dict[str, object] = {}
         if self.spatial and space:
             ents["space"] = space
@@ -145,7 +146,7 @@ class Output:
             ``nordic``/``combine`` for the folder, ``category`` for the datatype, and the
             entity placeholders.
         """
-        folder = Path(out_dir) / _fill(self.folder, values)
+        folder = Path(out_dir) / _substitute(self.folder, values)
         sub_folder, stem = key
         if sub_folder:
             folder = folder / sub_folder
@@ -167,6 +168,11 @@ def _fill(template: str, values: Mapping[str, object]) -> str | None:
     if whole:
         value = values.get(whole.group(1), template)
         return None if value is None else str(value)
+    return _substitute(template, values)
+
+
+def _substitute(template: str, values: Mapping[str, object]) -> str:
+    """Fill the ``{name}`` placeholders that have a value; the others stay (wildcards)."""
 
     def repl(m: re.Match[str]) -> str:
         return str(values.get(m.group(1), m.group(0)))
@@ -223,13 +229,24 @@ TEMPLATE = "MNI152NLin2009aSym"
 
 def _outputs() -> tuple[Output, ...]:
     o = Output
-    run = {"level": "run"}
-    anat = {"folder": "anat", "level": "subject", "datatype": "anat", "with_task": False}
-    grid = {"folder": "spatial", "level": "subject", "with_task": False}
-    combine = {"folder": "combine-{nordic}", "level": "run", "spatial": True}
-    glm = {"folder": _GLM, "level": "session"}
-    laion = {"folder": LAION_GLM, "level": "session"}
-    laion_sub = {"folder": LAION_GLM, "level": "subject", "datatype": None, "spatial": True}
+    # shared Output fields (typed Any: mypy cannot match a ** dict to each field's type)
+    run: dict[str, Any] = {"level": "run"}
+    anat: dict[str, Any] = {
+        "folder": "anat",
+        "level": "subject",
+        "datatype": "anat",
+        "with_task": False,
+    }
+    grid: dict[str, Any] = {"folder": "spatial", "level": "subject", "with_task": False}
+    combine: dict[str, Any] = {"folder": "combine-{nordic}", "level": "run", "spatial": True}
+    glm: dict[str, Any] = {"folder": _GLM, "level": "session"}
+    laion: dict[str, Any] = {"folder": LAION_GLM, "level": "session"}
+    laion_sub: dict[str, Any] = {
+        "folder": LAION_GLM,
+        "level": "subject",
+        "datatype": None,
+        "spatial": True,
+    }
     # fmt: off
     return (
         # NORDIC, per run and echo

@@ -136,36 +136,3 @@ def run_dir(entities: Mapping[str, object], datatype: str = "func") -> str:
         .parent.as_posix()
         .removeprefix("./")
     )
-
-
-def run_output(
-    root: str | Path,
-    run: Mapping[str, object] | tuple[str, str],
-    suffix: str,
-    extension: str,
-    **entities: object,
-) -> Path:
-    """Path of a per-run derivative: ``root/<run_dir>/<run_prefix>_<entities>_<suffix><ext>``.
-
-    Parameters
-    ----------
-    root
-        Derivative dataset root.
-    run
-        The run's entities (``Run.entities``), or the pair ``(run_dir, run_prefix)``; pass
-        ``("{run_dir}", "{run_prefix}")`` to get a Snakemake output pattern.
-    suffix, extension
-        BIDS suffix and extension of the output.
-    **entities
-        Derivative entities (``echo``, ``part``, ``space``, ``desc``, ...); they must come after
-        the run entities in BIDS order, which keeps ``run_output`` identical to ``bids_path``.
-    """
-    early = set(entities) & set(RUN_ENTITIES)
-    if early:
-        raise ValueError(f"run_output: {sorted(early)} identify the run; pass them in `run`")
-    if isinstance(run, tuple):
-        folder, stem = run
-    else:
-        folder, stem = run_dir(run), run_prefix(run)
-    tail = bids_name(entities, suffix, extension)
-    return Path(root) / folder / f"{stem}_{tail}"

@@ -9,7 +9,7 @@ Label convention (the BIDS "common image-derived labels"): 0 background, 1 GM, 2
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -190,34 +190,6 @@ def probabilities_to_dseg(probabilities: np.ndarray, mask: np.ndarray) -> np.nda
     labels = (np.argmax(probs, axis=0) + 1).astype(np.uint8)
     labels[np.asarray(mask) == 0] = 0
     return labels
-
-
-def remap_labels(labels: np.ndarray, mapping: Mapping[int, int]) -> np.ndarray:
-    """Replace label values: ``mapping[old] = new``; values not in ``mapping`` become 0.
-
-    Parameters
-    ----------
-    labels
-        Integer array of any shape.
-    mapping
-        Old value → new value (non-negative integers).
-
-    Returns
-    -------
-    numpy.ndarray
-        Same shape, the smallest unsigned dtype that holds the new values.
-    """
-    labels = np.asarray(labels)
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"remap_labels: expected integer labels; got dtype {labels.dtype}")
-    if any(v < 0 for v in mapping.values()):
-        raise ValueError("remap_labels: new labels must be non-negative")
-    top = max([0, *mapping.values()])
-    dtype = np.min_scalar_type(top)
-    out = np.zeros(labels.shape, dtype=dtype)
-    for old, new in mapping.items():
-        out[labels == old] = new
-    return out
 
 
 def csf_prior(brain: np.ndarray, gm: np.ndarray, wm: np.ndarray) -> np.ndarray:

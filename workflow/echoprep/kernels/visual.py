@@ -73,8 +73,6 @@ class RunLevelTest:
         ``(V,)`` ``MSB / MSW``: the voxel's own estimate of the design effect.
     df
         Degrees of freedom of ``t`` (float; the same for every voxel).
-    df_between, df_within
-        ``R - 1`` and ``N - R``.
     prior_df
         ``d0`` of the empirical-Bayes prior on the design effect (``inf``: one design effect for
         all voxels).
@@ -93,8 +91,6 @@ class RunLevelTest:
     p: np.ndarray
     f: np.ndarray
     df: float
-    df_between: int
-    df_within: int
     prior_df: float
     design_effect: float
     runs: int
@@ -308,8 +304,6 @@ def run_level_test(
         p=p,
         f=f,
         df=df,
-        df_between=d,
-        df_within=d2,
         prior_df=float(d0),
         design_effect=float(kappa0),
         runs=n_runs,

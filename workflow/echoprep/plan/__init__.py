@@ -11,18 +11,20 @@ output registry (:mod:`echoprep.io.outputs`); memory and runtime models from
 Methods that take ``wc`` accept any object with the rule's wildcards as attributes (Snakemake's
 ``wildcards``, or a :class:`types.SimpleNamespace` in tests). Path methods called without a
 run/session/subject return the rule's wildcard pattern.
+
+One class per level, each on the one below: :class:`~echoprep.plan._base.BasePlan` (config,
+dataset, paths, targets, resources) ← ``RunPlan`` (``runs.py``) ← ``SessionPlan``
+(``sessions.py``) ← ``SubjectPlan`` (``subjects.py``) ← ``PublishPlan`` (``publish.py``) ←
+:class:`Plan`. ``mypy`` (``make lint``) checks the plan.
 """
 
 from __future__ import annotations
 
-from echoprep.plan._base import ALL_VARIANTS, BasePlan, PlanError
+from echoprep.plan._base import ALL_VARIANTS, PlanError
 from echoprep.plan.publish import PublishPlan
-from echoprep.plan.runs import RunPlan
-from echoprep.plan.sessions import SessionPlan
-from echoprep.plan.subjects import SubjectPlan
 
 
-class Plan(RunPlan, SessionPlan, SubjectPlan, PublishPlan, BasePlan):
+class Plan(PublishPlan):
     """Jobs, targets and inputs of one workflow invocation.
 
     Parameters

@@ -6,13 +6,16 @@ import json
 import shlex
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from echoprep import resources as res
 from echoprep.io import outputs as reg
-from echoprep.io.bids import Dataset, EchoFiles, Run
+from echoprep.io.bids import Dataset, Run
 from echoprep.io.paths import run_prefix
 from echoprep.options import options_json
+
+if TYPE_CHECKING:
+    from echoprep.plan import Plan
 
 #: Every preprocessing variant a GLM can be fitted to: ``<nordic>-<combine>``.
 ALL_VARIANTS = tuple(
@@ -68,13 +71,6 @@ class BasePlan:
         """The discovered run a job's wildcards refer to."""
         return self.runs[wc.run_prefix]
 
-    def echo_of(self, wc: Any) -> EchoFiles:
-        """The echo (files, echo time) of a job's run and echo."""
-        for e in self.run_of(wc).echoes:
-            if str(e.echo) == wc.echo:
-                return e
-        raise PlanError(f"{wc.run_prefix} has no echo {wc.echo}")
-
     @staticmethod
     def _run_key(run: Run | None) -> tuple[str, str]:
         return reg.run_key(run.entities if run is not None else None)
@@ -123,6 +119,11 @@ class BasePlan:
         """The raw dataset, as an absolute path."""
         return str(Path(self.config["bids_dir"]).resolve())
 
+    def _plan(self) -> Plan:
+        """This object as the whole :class:`echoprep.plan.Plan`, the one class built on
+        BasePlan: folders, targets and resources span every level."""
+        return cast("Plan", self)
+
     # -----------------------------------------------------------------------------------------
     # derivative folders
 
@@ -136,6 +137,7 @@ class BasePlan:
 
     def described_folders(self) -> list[str]:
         """The derivative folders this config writes (each gets a dataset description)."""
+        plan = self._plan()
         folders = []
         if "nordic" in self.nordic_variants:
             folders.append("nordic")
@@ -145,17 +147,17 @@ class BasePlan:
             folders += [f"preproc-{n}" for n in self.nordic_variants]
             if self.space():
                 folders.append("anat")
-        fitted = self.glm_variant_sessions()
+        fitted = plan.glm_variant_sessions()
         if fitted:
             folders.append("glmsingle-analysis")
             folders += [f"glmsingle-{v}" for v in fitted]
-        if self.rois_enabled():
+        if plan.rois_enabled():
             folders.append("rois")
         if self.config["report"]["enabled"]:
             folders.append("reports")
-            if self.rois_enabled() and self.comparison_entries():
+            if plan.rois_enabled() and plan.comparison_entries():
                 folders.append("comparison")
-        folders += self.publish_folders()
+        folders += plan.publish_folders()
         return folders
 
     # -----------------------------------------------------------------------------------------
@@ -164,14 +166,15 @@ class BasePlan:
     def targets(self) -> list[str]:
         """Every file ``rule all`` asks for: each stage's targets and the dataset description
         of every derivative folder written."""
+        plan = self._plan()
         found = [self.description(f) for f in self.described_folders()]
         for part in (
-            self.combine_targets(),
-            self.spatial_targets(),
-            self.glm_targets(),
-            self.roi_targets(),
-            self.report_targets(),
-            self.publish_targets(),
+            plan.combine_targets(),
+            plan.spatial_targets(),
+            plan.glm_targets(),
+            plan.roi_targets(),
+            plan.report_targets(),
+            plan.publish_targets(),
         ):
             found.extend(part)
         return list(dict.fromkeys(found))
@@ -193,6 +196,7 @@ class BasePlan:
         )
 
     def _memory(self, rule: str, wc: Any, attempt: int) -> int:
+        plan = self._plan()
         if rule in res.FIXED_MB:
             return res.fixed_mb(rule, attempt)
         if rule == "nordic":
@@ -202,33 +206,32 @@ class BasePlan:
         if rule in ("spatial_run", "spatial_resample"):
             return res.spatial_mb(self._run_size(self.run_of(wc)), attempt)
         if rule == "glm_analysis_mask":
-            size = self._runs_size(self.session_runs(wc))
+            size = self._runs_size(plan.session_runs(wc))
             return res.analysis_mask_mb(
-                size, len(self.session_variants(*self.session_of(wc))), attempt
+                size, len(plan.session_variants(*plan.session_of(wc))), attempt
             )
         if rule in ("glm", "glm_reference"):
-            size = self._runs_size(self.session_runs(wc))
+            size = self._runs_size(plan.session_runs(wc))
             return res.glm_mb(size, self.config["glm"]["chunklen"], attempt)
         if rule == "noiseceiling_session":
-            return res.betas_mb(self._runs_size(self.session_runs(wc)), 3, 500, attempt)
+            return res.betas_mb(self._runs_size(plan.session_runs(wc)), 3, 500, attempt)
         if rule == "noiseceiling_subject":
-            sub = self.subject_of(wc)
-            runs = [r for r in self.dataset.runs if r.subject == sub]
-            return res.betas_mb(self._runs_size(runs), 3, 500, attempt)
+            sub = plan.subject_of(wc)
+            return res.betas_mb(self._runs_size(self.dataset.subject_runs(sub)), 3, 500, attempt)
         if rule == "roi_visual":
-            _, _, session = self.visual_source(wc.subject)
+            _, _, session = plan.visual_source(wc.subject)
             runs = self.dataset.runs_of(wc.subject, session)
             return res.betas_mb(self._runs_size(runs), 4.5, 500, attempt)
         if rule == "comparison_subject":
-            ses = self.report_session(wc.subject)
+            ses = plan.report_session(wc.subject)
             runs = self.dataset.runs_of(wc.subject, ses)
             return res.betas_mb(self._runs_size(runs), 3.5, 1000, attempt)
         if rule == "nordic_diagnostics":
-            sessions = {ses for ses, _ in self.diagnostics_pairs(wc.subject)}
+            sessions = {ses for ses, _ in plan.diagnostics_pairs(wc.subject)}
             runs = [r for ses in sessions for r in self.dataset.runs_of(wc.subject, ses)]
             return res.diagnostics_mb(self._runs_size(runs) if runs else None, attempt)
         if rule == "subject_report":
-            runs = self.dataset.runs_of(wc.subject, self.report_session(wc.subject))
+            runs = self.dataset.runs_of(wc.subject, plan.report_session(wc.subject))
             return res.report_mb(self._run_size(runs[0]), attempt)
         raise KeyError(f"no memory model for rule {rule!r} (echoprep.resources)")
 
@@ -242,24 +245,28 @@ class BasePlan:
 
     def runtime(self, rule: str) -> Callable[[Any, int], int]:
         """The ``runtime`` resource (min) of a rule: a function of (wildcards, attempt); the
-        minutes measured at LAION-fMRI size, scaled up for larger data (never down)."""
+        minutes measured at LAION-fMRI size, scaled up for larger data (never down), times
+        the run's echoes for the rules whose jobs treat them one after another
+        (:data:`echoprep.resources.ECHO_RULES`)."""
 
         def minutes(wc: Any, attempt: int) -> int:
-            return res.minutes(rule, attempt, self._work_scale(rule, wc))
+            echoes = len(self.run_of(wc).echoes) if rule in res.ECHO_RULES else 1
+            return res.minutes(rule, attempt, self._work_scale(rule, wc), echoes)
 
         return minutes
 
     def _work_scale(self, rule: str, wc: Any) -> float:
         """Voxel-volumes a job reads relative to the LAION-fMRI run or session of
         :mod:`echoprep.resources` (1 for rules whose work does not grow with the data)."""
+        plan = self._plan()
         if rule in res.RUN_RULES:
             size = self._run_size(self.run_of(wc))
             return size.voxels * size.volumes / res.LAION_RUN.voxel_volumes
         if rule in res.SESSION_RULES:
-            ses = self._runs_size(self.session_runs(wc))
+            ses = self._runs_size(plan.session_runs(wc))
             return ses.voxels * ses.total_volumes / res.LAION_SESSION_VOXEL_VOLUMES
         if rule == "noiseceiling_subject":
-            sub = self.subject_of(wc)
-            ses = self._runs_size([r for r in self.dataset.runs if r.subject == sub])
+            sub = plan.subject_of(wc)
+            ses = self._runs_size(self.dataset.subject_runs(sub))
             return ses.voxels * ses.total_volumes / res.LAION_SESSION_VOXEL_VOLUMES
         return 1.0

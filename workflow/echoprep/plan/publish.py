@@ -14,13 +14,15 @@ from echoprep.io import outputs as reg
 from echoprep.io.rois import VISUAL_CATEGORY, VISUAL_LABEL
 from echoprep.options import section_defaults
 from echoprep.plan._base import Files, PlanError, _words
+from echoprep.plan.subjects import SubjectPlan
 
 #: Published session files and the registry outputs they come from.
 _SESSION_SOURCES = {"betas": "glm.betas", "nc": "noiseceiling.nc", "trials": "glm.trials"}
 
 
-class PublishPlan:
-    """Methods of :class:`echoprep.plan.Plan` (mixed in)."""
+class PublishPlan(SubjectPlan):
+    """The LAION-fMRI loader layout (``publish``) of :class:`echoprep.plan.Plan`, on the
+    per-subject level."""
 
     # -----------------------------------------------------------------------------------------
     # what is published

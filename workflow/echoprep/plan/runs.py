@@ -3,39 +3,142 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from echoprep.io import outputs as reg
 from echoprep.io.bids import EchoFiles, Run
 from echoprep.io.paths import run_prefix
 from echoprep.options import options_json
-from echoprep.plan._base import Files, PlanError, _words
+from echoprep.plan._base import BasePlan, Files, PlanError, _words
 
 
-class RunPlan:
-    """Methods of :class:`echoprep.plan.Plan` (mixed in)."""
+def _per_echo(files: Mapping[int, Files]) -> Files:
+    """One job's files of several echoes: ``{echo: {key: path}}`` as ``echo<E>_<key>``."""
+    return {f"echo{e}_{k}": path for e, per in files.items() for k, path in per.items()}
+
+
+def _echo_out_words(output: Any, run: Run, outputs: Mapping[str, reg.Output]) -> str:
+    """``KEY=PATH`` words for ``--out``: every output key (sidecars are written with their
+    image) of every echo of ``run`` in its order, from a job's ``output``."""
+    return " ".join(
+        f"{k}={shlex.quote(str(output[f'echo{e.echo}_{k}']))}" for e in run.echoes for k in outputs
+    )
+
+
+class RunPlan(BasePlan):
+    """The run-level part of :class:`echoprep.plan.Plan`: NORDIC, echo handling, spatial."""
 
     # -----------------------------------------------------------------------------------------
-    # NORDIC (nordic.smk)
+    # rules with one job per run for all its echoes (nordic, spatial_resample)
 
-    def nordic_outputs(self, run: Run | None = None, echo: str = "{echo}") -> Files:
+    def echo_counts(self) -> list[int]:
+        """The numbers of echoes of the dataset's runs, ascending (usually just one).
+
+        ``nordic`` and ``spatial_resample`` run one job per run (and NORDIC variant) for all
+        its echoes and list their outputs per echo; as Snakemake outputs cannot depend on
+        wildcards, the rule files define one such rule per echo count (:meth:`echo_rule`,
+        :meth:`echo_constraints`). Discovery (``check_echo_counts``) gives every run of a
+        subject the same echoes, numbered 1..n; subjects may differ.
+
+        Raises
+        ------
+        PlanError
+            A run whose echoes are not numbered 1..n (discovery refuses such runs).
+        """
+        counts = set()
+        for run in self.dataset.runs:
+            labels = sorted(int(e.echo) for e in run.echoes)
+            if labels != list(range(1, len(labels) + 1)):
+                raise PlanError(
+                    f"{run_prefix(run.entities)}: expected echoes numbered 1 to {len(labels)}; "
+                    f"found echo(es) {labels}. Fix: name the run's echo files echo-1, echo-2, "
+                    "... in the order of their echo times"
+                )
+            counts.add(len(labels))
+        return sorted(counts)
+
+    def echo_rule(self, rule: str, echoes: int) -> str:
+        """Name of the ``rule`` (``nordic``, ``spatial_resample``) for runs with ``echoes``
+        echoes: ``rule`` itself when every run has the same number of echoes, else
+        ``<rule>_<echoes>echoes``."""
+        return rule if len(self.echo_counts()) == 1 else f"{rule}_{echoes}echoes"
+
+    def echo_constraints(self, echoes: int, run_prefix_pattern: str) -> dict[str, str]:
+        """Wildcard constraints of the rule for runs with ``echoes`` echoes.
+
+        ``run_prefix`` matches ``run_prefix_pattern``; when runs differ in their number of
+        echoes, only the runs with ``echoes`` of them: those of the subjects whose runs all
+        have that many (a look-ahead on ``sub-<label>_``) and, by their exact prefix, such
+        runs of other subjects (which discovery does not let happen).
+        """
+        if len(self.echo_counts()) == 1:
+            return {"run_prefix": run_prefix_pattern}
+        by_subject: dict[str, set[int]] = {}
+        for run in self.dataset.runs:
+            by_subject.setdefault(run.subject, set()).add(len(run.echoes))
+        whole = sorted(s for s, counts in by_subject.items() if counts == {echoes})
+        alternatives = []
+        if whole:
+            labels = "|".join(re.escape(s) for s in whole)
+            alternatives.append(f"(?=sub-(?:{labels})_){run_prefix_pattern}")
+        alternatives += [
+            re.escape(run_prefix(r.entities))
+            for r in self.dataset.runs
+            if len(r.echoes) == echoes and len(by_subject[r.subject]) > 1
+        ]
+        return {"run_prefix": "|".join(f"(?:{a})" for a in alternatives)}
+
+    @staticmethod
+    def profile_group(
+        rule: str, groups: Callable[[], Mapping[str, str]]
+    ) -> Callable[[Any], str | None]:
+        """The job group a cluster profile gives ``rule``, for the rules of its family named
+        after it (``nordic_4echoes``, :meth:`echo_rule`); ``groups`` as for
+        :meth:`spatial_run_group`."""
+        return lambda wc: groups().get(rule)
+
+    # -----------------------------------------------------------------------------------------
+    # NORDIC (nordic.smk): one job per run, its echoes one after another
+
+    def nordic_outputs(self, run: Run | None = None, echo: Any = "{echo}") -> Files:
         """NORDIC outputs (and sidecars) of one echo, as patterns or for a run."""
         return self._files("nordic", self._run_key(run), echo=echo)
 
-    def nordic_inputs(self, wc: Any) -> Files:
-        """Magnitude (+ phase when the run has it and magnitude_only is off) of one echo."""
-        e = self.echo_of(wc)
-        files = {"mag": str(e.mag)}
-        if e.phase is not None and not self.config["nordic"]["magnitude_only"]:
-            files["phase"] = str(e.phase)
+    def nordic_run_outputs(self, echoes: int) -> Files:
+        """Outputs of the NORDIC job of a run with ``echoes`` echoes, as patterns: every
+        echo's :meth:`nordic_outputs`, keys prefixed ``echo<E>_`` (``echo2_bold``)."""
+        return _per_echo({e: self.nordic_outputs(None, e) for e in range(1, echoes + 1)})
+
+    def nordic_inputs(self, wc: Any) -> dict[str, list[str]]:
+        """Magnitude of every echo of the run (echo-time order) and, unless
+        ``nordic.magnitude_only``, their phase (discovery: every echo has one, or none)."""
+        echoes = self.run_of(wc).echoes
+        files = {"mag": [str(e.mag) for e in echoes]}
+        phases = [e.phase for e in echoes]
+        if not self.config["nordic"]["magnitude_only"] and any(p is not None for p in phases):
+            if any(p is None for p in phases):
+                raise PlanError(
+                    f"{wc.run_prefix}: expected a part-phase image for every echo or for none; "
+                    "found some. Fix: add the missing phase images, or remove all of the "
+                    "run's phase images to process it magnitude-only"
+                )
+            files["phase"] = [str(p) for p in phases]
         return files
 
     def nordic_params(self, wc: Any, input: Any) -> str:
-        """``--phase`` (when given), ``--te`` and ``--tr`` of a NORDIC job."""
-        args = ["--phase", input.phase] if "phase" in input.keys() else []
-        args += ["--te", self.echo_of(wc).echo_time, "--tr", self.run_of(wc).repetition_time]
+        """``--phase`` (when given), ``--te`` per echo and ``--tr`` of a NORDIC job."""
+        run = self.run_of(wc)
+        args = ["--phase", *input.phase] if "phase" in input.keys() else []
+        args += ["--te", *run.echo_times, "--tr", run.repetition_time]
         return _words(args)
+
+    def nordic_out_args(self, wc: Any, output: Any) -> str:
+        """``--out`` words of a NORDIC job: ``bold=… gfactor=… removed=…`` per echo, in the
+        order of ``--mag`` (the run's echoes by echo time)."""
+        return _echo_out_words(output, self.run_of(wc), reg.stage_outputs("nordic"))
 
     # -----------------------------------------------------------------------------------------
     # echo handling (combine.smk)
@@ -115,7 +218,7 @@ class RunPlan:
 
     def combine_targets(self) -> list[str]:
         """Every echo-handling output the config asks for."""
-        targets = []
+        targets: list[str] = []
         for nordic in self.nordic_variants:
             for run in self.dataset.runs:
                 for variant in self.config["variants"]["combine"]:
@@ -150,7 +253,7 @@ class RunPlan:
     def reference_run(self, subject: str) -> Run:
         """The subject's reference run (first run of its first session): runs and sessions are
         aligned to it."""
-        return next(r for r in self.dataset.runs if r.subject == subject)
+        return self.dataset.first_run(subject)
 
     def spatial_run_outputs(self, run: Run | None = None) -> Files:
         """Per-run geometry outputs (and sidecars), as patterns or for a run."""
@@ -168,10 +271,17 @@ class RunPlan:
         """A resampled echo of a run (preproc-<nordic>/), as a pattern or for a run."""
         return self._file("preproc.bold", self._run_key(run), echo=echo, nordic=nordic)
 
-    def preproc_echo_outputs(self) -> Files:
-        """The resample rule's outputs (the rule marks them temporary unless
-        spatial.keep_echoes)."""
-        return self._files("preproc", self._run_key(None), echo="{echo}", nordic="{nordic}")
+    def preproc_run_outputs(self, echoes: int) -> Files:
+        """Outputs of the resampling job of a run with ``echoes`` echoes and a NORDIC
+        variant, as patterns: every echo's resampled series (and sidecar), keys prefixed
+        ``echo<E>_`` (the rule marks them temporary unless spatial.keep_echoes)."""
+        key = self._run_key(None)
+        return _per_echo(
+            {
+                e: self._files("preproc", key, echo=e, nordic="{nordic}")
+                for e in range(1, echoes + 1)
+            }
+        )
 
     def func_grid(self, subject: str) -> str | None:
         """The subject's functional grid image (space-T1w boldref), or None (spatial disabled
@@ -200,11 +310,42 @@ class RunPlan:
     def _use_fieldmap(self, run: Run) -> bool:
         return run.fieldmap is not None and self.config["spatial"]["fieldmap"]
 
+    def spatial_run_group(
+        self, groups: Callable[[], Mapping[str, str]]
+    ) -> Callable[[Any], str | None]:
+        """The job group of each ``spatial_run`` job under a cluster profile's ``groups``.
+
+        The geometry of every run reads the subject's reference run's (its boldref): in one
+        group, a subject's runs would form one group job as wide as its runs. So the
+        reference run's job goes with the rule that reads it first, ``spatial_subject`` (next
+        to the anatomy: neither waits long for the other), and every other run's with its own
+        resampling (``spatial_resample``), which waits for the subject's grid anyway. A rule
+        the profile does not group gives no group.
+
+        Parameters
+        ----------
+        groups
+            Returns the profile's rule -> group table when called (Snakemake's
+            ``workflow.group_settings.overwrite_groups``: not yet set while rules are parsed).
+
+        Returns
+        -------
+        callable
+            ``wildcards -> group name or None`` (the rule's ``group:``).
+        """
+
+        def group(wc: Any) -> str | None:
+            run = self.run_of(wc)
+            reference = self.reference_run(run.subject) is run
+            return groups().get("spatial_subject" if reference else "spatial_resample")
+
+        return group
+
     def spatial_run_inputs(self, wc: Any) -> dict[str, Any]:
         """Raw reference echo, the fieldmap files, the reference run's boldref (other runs)."""
         run = self.run_of(wc)
         files: dict[str, Any] = {"echo": str(self._spatial_reference_echo(run).mag)}
-        if self._use_fieldmap(run):
+        if run.fieldmap is not None and self._use_fieldmap(run):
             files["fieldmap"] = [str(p) for p in run.fieldmap.files]
         ref = self.reference_run(run.subject)
         if ref is not run:
@@ -218,7 +359,7 @@ class RunPlan:
         args += ["--drop-volumes", str(self.config["nordic"]["noise_volumes"])]
         if run.slice_timing:
             args += ["--slice-timing", *[f"{t:.6g}" for t in run.slice_timing]]
-        if self._use_fieldmap(run):
+        if run.fieldmap is not None and self._use_fieldmap(run):
             args += ["--fieldmap-json", json.dumps(run.fieldmap.as_spec(), sort_keys=True)]
             if run.pe_direction:
                 args += ["--pe-direction", run.pe_direction]
@@ -238,12 +379,18 @@ class RunPlan:
             "mask": anat["brain_mask"],
         }
 
-    def spatial_resample_inputs(self, wc: Any) -> Files:
-        """One echo of a variant, the run's geometry, the output grid (+ its transform)."""
+    def spatial_resample_inputs(self, wc: Any) -> dict[str, Any]:
+        """Every echo of the run in a NORDIC variant (echo-time order), the run's geometry,
+        the output grid (+ its transform)."""
         run = self.run_of(wc)
-        e = self.echo_of(wc)
-        source = str(e.mag) if wc.nordic == "raw" else self.nordic_outputs(run, str(e.echo))["bold"]
-        files = {"echo": source, "geometry": self.spatial_run_outputs(run)["xfm"]}
+        if wc.nordic == "raw":
+            sources = [str(e.mag) for e in run.echoes]
+        else:
+            sources = [self.nordic_outputs(run, e.echo)["bold"] for e in run.echoes]
+        files: dict[str, Any] = {
+            "echo": sources,
+            "geometry": self.spatial_run_outputs(run)["xfm"],
+        }
         if self.space():
             grid = self.spatial_subject_outputs(run.subject)
             files["grid"] = grid["boldref"]
@@ -253,19 +400,25 @@ class RunPlan:
         return files
 
     def spatial_resample_params(self, wc: Any, input: Any) -> str:
-        """Command-line arguments of spatial_resample that depend on the job."""
-        args: list[Any] = ["--te", f"{self.echo_of(wc).echo_time:.6g}"]
+        """Command-line arguments of spatial_resample that depend on the job: the echo times,
+        the noise volumes to drop, the grid's transform."""
+        args: list[Any] = ["--te", *[f"{t:.6g}" for t in self.run_of(wc).echo_times]]
         args += ["--drop-volumes", str(self.spatial_noise_volumes(wc.nordic))]
         if "xfm" in input.keys():
             args += ["--ref-xfm", input.xfm]
         return _words(args)
+
+    def spatial_resample_out_args(self, wc: Any, output: Any) -> str:
+        """``--out`` words of a resampling job: ``bold=…`` per echo, in the order of
+        ``--echo`` (the run's echoes by echo time)."""
+        return _echo_out_words(output, self.run_of(wc), reg.stage_outputs("preproc"))
 
     def spatial_targets(self) -> list[str]:
         """Anatomy and spatial outputs that are targets by themselves (the echoes are pulled
         in by the echo-handling rules)."""
         if not self.config["spatial"]["enabled"]:
             return []
-        targets = []
+        targets: list[str] = []
         for sub in self.dataset.subjects():
             if self.space():
                 targets.extend(self.anat_outputs(sub).values())

@@ -10,10 +10,11 @@ from echoprep.io import outputs as reg
 from echoprep.io.bids import Run
 from echoprep.io.events import mixed_repeat_counts, stimulus_counts
 from echoprep.plan._base import ALL_VARIANTS, Files, PlanError, _strip_label, _words
+from echoprep.plan.runs import RunPlan
 
 
-class SessionPlan:
-    """Methods of :class:`echoprep.plan.Plan` (mixed in)."""
+class SessionPlan(RunPlan):
+    """The per-session level of :class:`echoprep.plan.Plan`, on the per-run level."""
 
     # -----------------------------------------------------------------------------------------
     # which GLMs are fitted (glm.smk)
@@ -58,9 +59,15 @@ class SessionPlan:
 
     def session_variants(self, subject: str, session: str | None) -> list[str]:
         """The variants fitted for a (subject, session), in glm_variants() order."""
-        return [
-            v for v, pairs in self.glm_variant_sessions().items() if (subject, session) in pairs
-        ]
+        return self._variants_by_session.get((subject, session), [])
+
+    @cached_property
+    def _variants_by_session(self) -> dict[tuple[str, str | None], list[str]]:
+        out: dict[tuple[str, str | None], list[str]] = {}
+        for v, pairs in self.glm_variant_sessions().items():
+            for pair in pairs:
+                out.setdefault(pair, []).append(v)
+        return out
 
     @cached_property
     def _sessions_by_stem(self) -> dict[str, tuple[str, str | None]]:
@@ -175,8 +182,9 @@ class SessionPlan:
             args += ["--session", ses]
         if "mask" in input.keys():
             args += ["--mask", input.mask]
-        if self.space():
-            args += ["--space", self.space()]
+        space = self.space()
+        if space:
+            args += ["--space", space]
         return " ".join(args)
 
     def reference_variant(self) -> str | None:
@@ -209,14 +217,16 @@ class SessionPlan:
         variant = self.reference_variant()
         if variant is None:
             return None
-        return self.reference_outputs(*variant.split("-"), subject, session)["betas_typeb"]
+        nordic, combine = variant.split("-")
+        return self.reference_outputs(nordic, combine, subject, session)["betas_typeb"]
 
     def reference_trials(self, subject: str, session: str | None) -> str | None:
         """The trials table of the reference variant's session (None without a reference)."""
         variant = self.reference_variant()
         if variant is None:
             return None
-        return self.glm_outputs(*variant.split("-"), subject, session)["trials"]
+        nordic, combine = variant.split("-")
+        return self.glm_outputs(nordic, combine, subject, session)["trials"]
 
     def reference_targets(self) -> list[str]:
         """The reference betas of every comparison session (none when the report, and with it
@@ -226,7 +236,7 @@ class SessionPlan:
             return []
         nordic, combine = variant.split("-")
         pairs = self.glm_variant_sessions().get(variant, [])
-        targets = []
+        targets: list[str] = []
         for sub in self.dataset.subjects():
             for ses in self.comparison_sessions(sub):
                 if (sub, ses) in pairs:
@@ -283,13 +293,22 @@ class SessionPlan:
         """``--space <label>`` when the functional grid has a space, else nothing."""
         return f"--space {self.space()}" if self.space() else ""
 
+    @cached_property
+    def _repeat_counts(self) -> dict[str, list[int]]:
+        return {}
+
     def subject_repeat_counts(self, subject: str) -> list[int]:
         """Distinct repeat counts (>= 2) of the subject's stimuli over its sessions, when they
-        are mixed (else [])."""
-        runs = [r for r in self.dataset.runs if r.subject == subject and r.events]
+        are mixed (else []). Reads every events file of the subject once per plan."""
+        if subject not in self._repeat_counts:
+            self._repeat_counts[subject] = self._read_repeat_counts(subject)
+        return self._repeat_counts[subject]
+
+    def _read_repeat_counts(self, subject: str) -> list[int]:
+        events = [r.events for r in self.dataset.subject_runs(subject) if r.events]
         try:
             counts = stimulus_counts(
-                [r.events for r in runs],
+                events,
                 label_column=self.config["glm"]["label_column"],
                 blank_trial_types=self.config["glm"]["blank_trial_types"],
             )
@@ -300,7 +319,7 @@ class SessionPlan:
     def glm_targets(self) -> list[str]:
         """Every GLMsingle output and noise-ceiling map the config asks for, the analysis masks
         of the fitted sessions and the type-B reference betas."""
-        targets = []
+        targets: list[str] = []
         everywhere = set(self.config["glm"]["all_sessions_variants"])
         fitted = sorted(
             {p for pairs in self.glm_variant_sessions().values() for p in pairs}, key=str

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from echoprep.io import outputs as reg
 from echoprep.io.arguments import entry_words
 from echoprep.io.rois import VISUAL_CATEGORY, VISUAL_LABEL, find_roi_files, res_label
 from echoprep.plan._base import Files, PlanError, _strip_label
+from echoprep.plan.sessions import SessionPlan
 
 
-class SubjectPlan:
-    """Methods of :class:`echoprep.plan.Plan` (mixed in)."""
+class SubjectPlan(SessionPlan):
+    """The per-subject level of :class:`echoprep.plan.Plan`, on the per-session level."""
 
     # -----------------------------------------------------------------------------------------
     # ROIs (rois.smk)
@@ -74,9 +75,11 @@ class SubjectPlan:
         size = self.config["spatial"]["voxel_size"] if self.func_grid(subject) else None
         if size is None:
             import nibabel
+            from nibabel.spatialimages import SpatialImage
 
-            run = next(r for r in self.dataset.runs if r.subject == subject)
-            size = nibabel.load(run.echoes[0].mag).header.get_zooms()[:3]
+            run = self.dataset.first_run(subject)
+            bold = cast(SpatialImage, nibabel.load(run.echoes[0].mag))  # NIfTI (discovery)
+            size = bold.header.get_zooms()[:3]
         return res_label(size)
 
     def user_rois(self, subject: str) -> dict[tuple[str, str], Any]:
@@ -370,12 +373,12 @@ class SubjectPlan:
                 self.anat_outputs(sub)["preproc"] if sub in self.dataset.t1w else grid
             )
         shown, top = self._report_variants(sub)
-        if shown:
-            files["r2"] = self.glm_outputs(*top.split("-"), sub, ses)["r2"]
-            files["nc"] = [self.nc_session_outputs(*v.split("-"), sub, ses)["nc"] for v in shown]
-            files["roi_tables"] = [
-                self.roi_table_path(*v.split("-"), sub, ses)["tsv"] for v in shown
-            ]
+        if top is not None:  # some variant is shown
+            nordic, combine = top.split("-")
+            files["r2"] = self.glm_outputs(nordic, combine, sub, ses)["r2"]
+            pairs = [v.split("-") for v in shown]
+            files["nc"] = [self.nc_session_outputs(n, c, sub, ses)["nc"] for n, c in pairs]
+            files["roi_tables"] = [self.roi_table_path(n, c, sub, ses)["tsv"] for n, c in pairs]
             # the subject's own comparison (a new subject must not rerun the others' reports)
             if self.comparison_entries(sub):
                 own = self.comparison_subject_paths(sub)

@@ -354,13 +354,6 @@ def _tsnr_mean(bold: ImageLike) -> tuple[np.ndarray, np.ndarray]:
     return out, mean
 
 
-def tsnr(bold: ImageLike) -> tuple[np.ndarray, np.ndarray]:
-    """Temporal SNR (mean / SD over time, SD ``ddof=1``) of a 4D series and its affine; 0 where
-    the SD is 0."""
-    img = _img(bold)
-    return _tsnr_mean(img)[0], img.affine
-
-
 def tsnr_figure(
     before: ImageLike,
     after: ImageLike,
@@ -565,6 +558,5 @@ __all__ = [
     "slice_indices",
     "t2star_figure",
     "to_png",
-    "tsnr",
     "tsnr_figure",
 ]

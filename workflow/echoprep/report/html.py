@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import html
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -182,9 +181,4 @@ def render(
     )
 
 
-def escape(text: str) -> str:
-    """HTML-escape plain text."""
-    return html.escape(text)
-
-
-__all__ = ["Section", "cell", "data_uri", "escape", "render"]
+__all__ = ["Section", "cell", "data_uri", "render"]

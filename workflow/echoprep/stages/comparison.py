@@ -49,7 +49,7 @@ import pandas as pd
 from echoprep.io.arguments import ENTRY_KEYS, entry_words, key_paths
 from echoprep.io.events import read_trials
 from echoprep.io.images import StageInputError, check_same_grid, load_image, load_mask_on_grid
-from echoprep.io.outputs import get, group_key, stage_outputs
+from echoprep.io.outputs import group_key, stage_outputs
 from echoprep.io.sidecars import (
     software_versions,
     write_json,
@@ -116,16 +116,6 @@ def output_paths(root: str | Path, task: str) -> dict[str, Path]:
         for k, o in stage_outputs("comparison").items()
         if o.level == "group"
     }
-
-
-def subject_output_paths(root: str | Path, subject: str, task: str) -> dict[str, Path]:
-    """Paths of one subject's comparison tables (``tsv``, ``bootstrap``)."""
-    paths = {}
-    for key, name in (("tsv", "subject_table"), ("bootstrap", "subject_bootstrap")):
-        output = get(f"comparison.{name}")
-        folder, stem = output.subject_key(subject, task)
-        paths[key] = Path(root) / folder / output.file_name(stem)
-    return paths
 
 
 @dataclass(frozen=True)
@@ -370,7 +360,8 @@ def run_subject_comparison(
     entries
         Every variant of the subject's comparison sessions.
     outputs
-        ``tsv`` and ``bootstrap`` paths (:func:`subject_output_paths`).
+        ``tsv`` and ``bootstrap`` paths (registry outputs ``comparison.subject_table`` and
+        ``comparison.subject_bootstrap``).
     options
         The ``comparison:`` config section (``bootstrap``: image-bootstrap replicates of the
         held-out fidelity).
@@ -591,11 +582,6 @@ def run_from_args(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_recommendation(path: str | Path) -> dict[str, Any]:
-    """The content of a ``recommended_variant.json``."""
-    return json.loads(Path(path).read_text())
-
-
 __all__ = [
     "BASELINE",
     "EDGE_NC",
@@ -616,13 +602,11 @@ __all__ = [
     "parse_entry",
     "plot_comparison",
     "read_bootstrap",
-    "read_recommendation",
     "read_table",
     "recommend",
     "run_comparison",
     "run_from_args",
     "run_subject_comparison",
     "stage_options",
-    "subject_output_paths",
     "variant_metrics",
 ]

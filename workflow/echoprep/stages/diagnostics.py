@@ -39,9 +39,9 @@ import pandas as pd
 from echoprep.io.arguments import key_paths
 from echoprep.io.events import read_trials
 from echoprep.io.images import StageInputError, check_same_grid, load_image, load_mask_on_grid
-from echoprep.io.outputs import TRIALS_NAME, get
+from echoprep.io.outputs import TRIALS_NAME
 from echoprep.io.sidecars import write_sidecar
-from echoprep.io.tables import read_diagnostics_table, write_tsv
+from echoprep.io.tables import write_tsv
 from echoprep.kernels import diagnostics as kd
 
 log = logging.getLogger(__name__)
@@ -112,13 +112,6 @@ COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
         for a in "xyz"
     },
 }
-
-
-def output_path(root: str | Path, subject: str, task: str) -> Path:
-    """``<root>/sub-<S>/sub-<S>_task-<T>_desc-nordic_diagnostics.tsv`` (root: reports/)."""
-    output = get("diagnostics.tsv")
-    folder, stem = output.subject_key(subject, task)
-    return Path(root) / folder / output.file_name(stem)
 
 
 def _mask_like(path: Path, like: Any, what: str, like_path: str | Path) -> np.ndarray:
@@ -348,12 +341,6 @@ def run_diagnostics(
     return table
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """A diagnostics table written by :func:`run_diagnostics`
-    (:func:`echoprep.io.tables.read_diagnostics_table`)."""
-    return read_diagnostics_table(path)
-
-
 # ---------------------------------------------------------------------------------------------
 # command line
 
@@ -430,8 +417,6 @@ __all__ = [
     "add_arguments",
     "diagnostics_table",
     "glm_measures",
-    "output_path",
-    "read_table",
     "removed_whiteness",
     "run_diagnostics",
     "run_from_args",

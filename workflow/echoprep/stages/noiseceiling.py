@@ -45,14 +45,10 @@ from echoprep.io.images import (
     load_image,
 )
 from echoprep.io.outputs import TRIALS_NAME, get
-from echoprep.io.outputs import subject_key as registry_subject_key
 from echoprep.io.sidecars import write_sidecar
 from echoprep.kernels.noiseceiling import NoiseCeiling, nc_from_ncsnr, noise_ceiling
 
 log = logging.getLogger(__name__)
-
-#: The subject-level maps (besides one ``rep<N>`` map per mixed repeat count).
-SUBJECT_KEYS = ("allrep", "r2mean", "ncsnr")
 
 # ---------------------------------------------------------------------------------------------
 # names
@@ -63,29 +59,6 @@ def session_output_path(root: str | Path, key: tuple[str, str], *, space: str | 
     :func:`echoprep.io.outputs.session_key`)."""
     folder, stem = key
     return Path(root) / folder / get("noiseceiling.nc").file_name(stem, space=space)
-
-
-def subject_key(subject: str, task: str) -> tuple[str, str]:
-    """``(folder, stem)`` of a subject's cross-session maps, e.g. ``("sub-01/func",
-    "sub-01_task-images")``."""
-    return registry_subject_key(subject, task)
-
-
-def subject_output_paths(
-    root: str | Path,
-    key: tuple[str, str],
-    *,
-    space: str | None,
-    repeat_counts: Sequence[int] = (),
-) -> dict[str, Path]:
-    """Paths of a subject's cross-session maps: ``allrep``, ``r2mean``, ``ncsnr`` and
-    ``rep<N>`` for each ``N`` in ``repeat_counts`` (give them only when the design has mixed
-    repeat counts)."""
-    folder, stem = key
-    names = {k: get(f"noiseceiling.{k}").file_name(stem, space=space) for k in SUBJECT_KEYS}
-    for n in repeat_counts:
-        names[f"rep{int(n)}"] = get("noiseceiling.nrep").file_name(stem, space=space, nrep=int(n))
-    return {k: Path(root) / folder / name for k, name in names.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -462,13 +435,10 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 
 __all__ = [
-    "SUBJECT_KEYS",
     "add_arguments",
     "repeats_noise_ceiling",
     "run_from_args",
     "session_noise_ceiling",
     "session_output_path",
-    "subject_key",
     "subject_noise_ceiling",
-    "subject_output_paths",
 ]

@@ -1,9 +1,12 @@
-"""NORDIC stage: one echo of one run, magnitude (+ phase) in, denoised magnitude out.
+"""NORDIC stage: the echoes of one run, magnitude (+ phase) in, denoised magnitude out.
 
-Loads the images, validates them (naming the files), calls :func:`echoprep.kernels.nordic.nordic`
-and writes the denoised magnitude, the g-factor (noise) map and the removed-components map with
-JSON sidecars. Names come from :data:`OUTPUTS` through the path builder; the rules use the same
-table.
+Per echo (:func:`run_nordic`): loads the images, validates them (naming the files), calls
+:func:`echoprep.kernels.nordic.nordic` and writes the denoised magnitude, the g-factor (noise)
+map and the removed-components map with JSON sidecars. The workflow runs one job per run
+(:func:`run_nordic_echoes`, ``echoprep nordic --mag E1 E2 E3 ...``): its echoes one after
+another in one process, each with the same seed, so each echo's outputs are those of denoising
+it alone and the peak memory is that of one echo. Names come from :data:`OUTPUTS` through the
+path builder; the rules use the same table.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import argparse
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import nibabel as nib
 import numpy as np
 
-from echoprep.io.arguments import key_paths
+from echoprep.io.arguments import echo_key_paths
 from echoprep.io.images import (
     StageInputError,
     atomic_save,
@@ -301,20 +304,94 @@ def run_nordic(
     return record
 
 
+def run_nordic_echoes(
+    magnitude_files: Sequence[str | Path],
+    phase_files: Sequence[str | Path] | None,
+    outputs: Sequence[Mapping[str, str | Path]],
+    *,
+    options: NordicOptions | Mapping[str, Any] | None = None,
+    seed: int = 0,
+    n_threads: int = 1,
+    echo_times: Sequence[float] | None = None,
+    repetition_time: float | None = None,
+) -> list[dict[str, Any]]:
+    """Denoise every echo of one run, one after another (:func:`run_nordic` per echo).
+
+    Each echo gets the same ``seed``, options and threads, so its outputs are those of
+    :func:`run_nordic` on that echo alone; only one echo's arrays are held at a time.
+
+    Parameters
+    ----------
+    magnitude_files
+        4D magnitude image per echo.
+    phase_files
+        4D phase image per echo (same order), or None for magnitude-only NORDIC.
+    outputs
+        Per echo, keys of :data:`OUTPUTS` to paths (``bold`` required).
+    options, seed, n_threads, repetition_time
+        As for :func:`run_nordic`.
+    echo_times
+        Echo time per echo in s (sidecars), or None.
+
+    Returns
+    -------
+    list of dict
+        Per echo, the record :func:`run_nordic` returns.
+
+    Raises
+    ------
+    ValueError
+        Phase files, outputs or echo times not one per magnitude file.
+    echoprep.options.OptionsError, StageInputError
+        As :func:`run_nordic` (naming the echo's file).
+    """
+    n = len(magnitude_files)
+    for what, given in (
+        ("phase files", phase_files),
+        ("outputs", outputs),
+        ("echo times", echo_times),
+    ):
+        if given is not None and len(given) != n:
+            raise ValueError(f"{n} magnitude files but {len(given)} {what}")
+    opts = stage_options(options)
+    return [
+        run_nordic(
+            mag,
+            phase_files[i] if phase_files is not None else None,
+            outputs[i],
+            options=opts,
+            seed=seed,
+            n_threads=n_threads,
+            echo_time=echo_times[i] if echo_times is not None else None,
+            repetition_time=repetition_time,
+        )
+        for i, mag in enumerate(magnitude_files)
+    ]
+
+
 # ---------------------------------------------------------------------------------------------
 # command line
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``echoprep nordic`` arguments to a sub-command parser."""
-    parser.add_argument("--mag", required=True, type=Path, help="4D magnitude image")
-    parser.add_argument("--phase", type=Path, default=None, help="4D phase image (optional)")
+    parser.add_argument(
+        "--mag", nargs="+", required=True, type=Path, help="4D magnitude image per echo"
+    )
+    parser.add_argument(
+        "--phase",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="4D phase image per echo, in the order of --mag (optional: magnitude-only)",
+    )
     parser.add_argument(
         "--out",
         nargs="+",
         required=True,
         metavar="KEY=PATH",
-        help="output paths: bold=..., gfactor=..., removed=...",
+        help="output paths per echo, in the order of --mag: bold=... [gfactor=...] "
+        "[removed=...] for the first echo, then for the second, ...",
     )
     parser.add_argument(
         "--options-json",
@@ -324,21 +401,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--te", type=float, default=None, help="echo time in s (sidecar)")
+    parser.add_argument(
+        "--te", nargs="+", type=float, default=None, help="echo time per echo in s (sidecars)"
+    )
     parser.add_argument("--tr", type=float, default=None, help="repetition time in s (sidecar)")
     return parser
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    """Run :func:`run_nordic` from parsed arguments; exit status 0."""
-    run_nordic(
+    """Run :func:`run_nordic_echoes` from parsed arguments; exit status 0."""
+    n = len(args.mag)
+    for option, given in (("--phase", args.phase), ("--te", args.te)):
+        if given is not None and len(given) != n:
+            raise SystemExit(f"{option} expects one value per --mag ({n}); got {len(given)}")
+    run_nordic_echoes(
         args.mag,
         args.phase,
-        key_paths(args.out, form="bold|gfactor|removed=PATH", keys=tuple(OUTPUTS)),
+        echo_key_paths(args.out, n, keys=tuple(OUTPUTS), required=("bold",), per="--mag"),
         options=stage_options(json.loads(args.options_json) if args.options_json else None),
         seed=args.seed,
         n_threads=args.threads,
-        echo_time=args.te,
+        echo_times=args.te,
         repetition_time=args.tr,
     )
     return 0

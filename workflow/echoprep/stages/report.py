@@ -111,11 +111,6 @@ REPORT_SOFTWARE = ("matplotlib", "jinja2", "pillow", "snakemake")
 EDGE_NC, EDGE_SHARE, EDGE_MIN_VOXELS = 80.0, 0.02, 10
 
 
-def report_path(root: str | Path, subject: str) -> Path:
-    """``<root>/sub-<subject>.html``."""
-    return Path(root) / f"sub-{subject}.html"
-
-
 def _try(section: Section, what: str, fn, *args, **kwargs) -> Any:
     """Call ``fn``; on failure note it in the section instead of failing the whole report."""
     try:
@@ -655,7 +650,6 @@ __all__ = [
     "ReportOptions",
     "add_arguments",
     "build_report",
-    "report_path",
     "run_from_args",
     "stage_options",
 ]

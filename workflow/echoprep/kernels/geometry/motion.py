@@ -119,14 +119,11 @@ class RigidResult:
         Gauss–Newton iterations (all levels).
     converged
         True when the last level converged before ``max_iter``.
-    rms_residual
-        RMS of the scaled intensity residual at the last iteration (fixed image units).
     """
 
     moving_from_fixed: np.ndarray
     iterations: int
     converged: bool
-    rms_residual: float
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,7 +272,7 @@ class RigidTarget:
         hi = np.asarray(mov.shape, np.float64) - 1
         vox = np.linalg.norm(a_m[:3, :3], axis=0)
         mov32 = mov.astype(np.float32, copy=False)
-        total, converged, rms = 0, False, float("nan")
+        total, converged = 0, False
         for li, lev in enumerate(self.levels):
             last = li == len(self.levels) - 1
             sig = tuple(
@@ -303,7 +300,6 @@ class RigidTarget:
                 fm = float(f.mean())
                 scale = float(ref.mean()) / fm if fm != 0 else 1.0
                 err = scale * f.astype(np.float64) - ref
-                rms = float(np.sqrt(np.mean(err * err)))
                 delta = np.linalg.solve(hess, jac.T @ err)
                 e = np.eye(4)
                 e[:3, :3] = rotation_matrix(delta[3:])
@@ -313,9 +309,7 @@ class RigidTarget:
                 if step < tol:
                     converged = True
                     break
-        return RigidResult(
-            moving_from_fixed=m, iterations=total, converged=converged, rms_residual=rms
-        )
+        return RigidResult(moving_from_fixed=m, iterations=total, converged=converged)
 
     @property
     def _vox(self) -> np.ndarray:

@@ -21,8 +21,6 @@ from scipy.stats import gamma
 
 #: Sampling interval of the stored curves (s).
 FINE_DT = 0.1
-#: Oversampling of ``spm_hrf``'s internal grid (fMRI_T).
-SPM_OVERSAMPLING = 16
 
 #: Library HRFs, early to late peak: (delay of response, delay of undershoot, dispersion of
 #: response, dispersion of undershoot, ratio response:undershoot, onset), seconds.

@@ -2,10 +2,10 @@
 
 Each function validates its inputs, runs the computation (or tedana, through
 :mod:`echoprep.adapters.tedana`) in a private working folder, moves the results to their
-BIDS-derivative names and writes JSON sidecars. Output names come from :data:`OUTPUTS` through
-:func:`echoprep.io.paths.run_output`; the Snakemake rules use the same table, so a name is
-defined once. Options: one frozen object per config section (``single_echo``, ``optcom``,
-``tedana``), defaults and allowed values from the config schema. ICA denoising:
+BIDS-derivative names and writes JSON sidecars. Output names come from the output registry
+(:mod:`echoprep.io.outputs`, stage ``combine``), which the plan also gives the Snakemake rules,
+so a name is defined once. Options: one frozen object per config section (``single_echo``,
+``optcom``, ``tedana``), defaults and allowed values from the config schema. ICA denoising:
 :mod:`echoprep.stages.combine.ica`.
 """
 
@@ -349,7 +349,8 @@ def run_optcom(
     echo_times
         Echo times in s.
     outputs
-        Keys of ``OUTPUTS["optcom"]`` (``bold``, ``t2star``, ``s0``, ``mask``) to paths.
+        Keys of the registry's ``combine`` outputs of ``optcom`` (``bold``, ``t2star``, ``s0``,
+        ``mask``) to paths.
     options
         The ``optcom:`` config section (``fittype``, ``masktype``), passed to tedana.
     work_dir

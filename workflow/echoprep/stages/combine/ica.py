@@ -300,7 +300,8 @@ def run_tedana(
     echo_times
         Echo times in s.
     outputs
-        Keys of ``OUTPUTS["denoised"]`` (``bold``, ``metrics``, ``mixing``) to paths.
+        Keys of the registry's ``combine`` outputs of ``denoised`` (``bold``, ``metrics``,
+        ``mixing``) to paths.
     options
         The ``tedana:`` config section. ``fittype``, ``masktype``, ``tree``, ``ica_method``,
         ``n_robust_runs``, ``maxit`` go to tedana; ``tedpca`` may be a number given as text;

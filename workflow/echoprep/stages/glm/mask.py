@@ -38,7 +38,6 @@ import numpy as np
 
 from echoprep.io.arguments import key_paths
 from echoprep.io.images import StageInputError, atomic_save, check_same_grid, load_image
-from echoprep.io.paths import run_output
 from echoprep.io.sidecars import write_sidecar
 from echoprep.kernels.glm.voxels import (
     brainthresh_mask,
@@ -50,24 +49,6 @@ from echoprep.stages.glm.inputs import check_nonfinite, constant_warning, load_b
 from echoprep.stages.glm.options import GlmOptions, parse_glm_options
 
 log = logging.getLogger(__name__)
-
-#: Folder name of the analysis masks under the output directory.
-ROOT_NAME = "glmsingle-analysis"
-
-
-def output_path(root: str | Path, key: tuple[str, str], *, space: str | None = None) -> Path:
-    """``root/<folder>/<stem>[_space-<space>]_desc-analysis_mask.nii.gz``.
-
-    Parameters
-    ----------
-    root
-        The analysis-mask folder (``<out>/glmsingle-analysis``).
-    key
-        ``(folder, stem)`` of the session (:func:`echoprep.stages.glm.outputs.session_key`).
-    space
-        Space label of the functional grid, or None (native).
-    """
-    return run_output(root, key, "mask", ".nii.gz", space=space, desc="analysis")
 
 
 def analysis_mask(
@@ -225,7 +206,7 @@ def run_analysis_mask(
     variant_runs, brain_mask, run_labels
         As :func:`analysis_mask`.
     out
-        The mask to write (name from :func:`output_path`).
+        The mask to write (its name from the output registry, ``glm_mask.mask``).
     options
         The ``glm`` config section (``brainthresh`` and ``nan_policy`` are used; missing keys
         take the schema default, unknown keys are refused).
@@ -334,10 +315,8 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 
 __all__ = [
-    "ROOT_NAME",
     "add_arguments",
     "analysis_mask",
-    "output_path",
     "run_analysis_mask",
     "run_from_args",
 ]

@@ -22,8 +22,8 @@ every subject, ``rois/category/space-MNI152NLin2009aSym_label-FFA_mask.nii.gz``.
 Template-space masks go through the anatomy stage's ``from-<template>_to-T1w`` transform
 (with :func:`echoprep.adapters.ants.apply_to_grid`).
 
-One module per job: :mod:`.masks`, :mod:`.visual`, :mod:`.table`; names and the user ROI folder
-in :mod:`.names`; the options (:class:`RoiOptions`, config section ``rois``: defaults and allowed
+One module per job: :mod:`.masks`, :mod:`.visual`, :mod:`.table`; the user ROI folder's names in
+:mod:`.names`; the options (:class:`RoiOptions`, config section ``rois``: defaults and allowed
 values in the config schema) in :mod:`.options`. The array code (nearest-neighbour resampling,
 the voxel selections) is in :mod:`echoprep.kernels.rois` and :mod:`echoprep.kernels.visual`.
 Every public name is importable from ``echoprep.stages.rois``.
@@ -48,9 +48,7 @@ from echoprep.stages.rois.names import (
     RoiFile,
     find_roi_files,
     res_label,
-    roi_mask_path,
     roi_name,
-    roi_table_name,
 )
 from echoprep.stages.rois.options import RoiOptions, VisualRoiOptions, parse_roi_options
 from echoprep.stages.rois.table import TABLE_COLUMNS, load_masks, run_roi_table
@@ -157,9 +155,7 @@ __all__ = [
     "load_masks",
     "parse_roi_options",
     "res_label",
-    "roi_mask_path",
     "roi_name",
-    "roi_table_name",
     "roi_to_grid",
     "run_from_args",
     "run_roi_mask",

@@ -21,10 +21,13 @@ config schema). Every public name is importable from ``echoprep.stages.spatial``
    the functional voxel size around the brain mask, the anatomy brain mask resampled to it and
    the boldref in it. Writes ``sub-X_space-T1w_boldref.nii.gz`` (defines the grid),
    ``sub-X_space-T1w_desc-brain_mask.nii.gz`` and ``sub-X_from-boldref_to-T1w_mode-image_xfm.txt``.
-3. :func:`resample_run` (per run and NORDIC variant): every echo, slice-time corrected with the
-   same settings, is interpolated ONCE (cubic B-spline) through one frozen
+3. :func:`resample_run` (per run and NORDIC variant, one job for all echoes, one after another:
+   the memory of one echo): every echo, slice-time corrected with the same settings, is
+   interpolated ONCE (cubic B-spline) through one frozen
    :class:`~echoprep.kernels.geometry.resampling.Chain` (motion, SDC, run → reference run,
-   reference run → T1w) into the output grid. Each echo's sidecar holds the chain (digest,
+   reference run → T1w) into the output grid; the chain and its field samples (the output
+   grid's native coordinates with the distortion shift, the Jacobian) are computed once for all
+   echoes. Each echo's sidecar holds the chain (digest,
    matrices) and the :class:`~echoprep.kernels.geometry.resampling.ResampleRecord`: the same
    digest for every echo, one interpolation per volume.
 
@@ -60,7 +63,7 @@ import argparse
 import json
 from pathlib import Path
 
-from echoprep.io.arguments import key_paths
+from echoprep.io.arguments import echo_key_paths, key_paths
 from echoprep.stages.spatial.names import (
     RUN_OUTPUTS,
     SUBJECT_OUTPUTS,
@@ -169,11 +172,13 @@ def run_from_args(args: argparse.Namespace) -> int:
             n_threads=args.threads,
         )
     else:
-        outs = [key_paths([item], keys=("bold",), form="bold=PATH")["bold"] for item in args.out]
-        if len(outs) != len(args.echo):
-            raise SystemExit(
-                f"--out expects one bold=PATH per --echo ({len(args.echo)}); got {len(outs)}"
-            )
+        n = len(args.echo)
+        outs = [
+            o["bold"]
+            for o in echo_key_paths(args.out, n, keys=("bold",), required=("bold",), per="--echo")
+        ]
+        if args.te is not None and len(args.te) != n:
+            raise SystemExit(f"--te expects one value per --echo ({n}); got {len(args.te)}")
         resample_run(
             args.echo,
             args.geometry,
