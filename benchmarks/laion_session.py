@@ -413,6 +413,7 @@ def markdown(measured: dict[str, Any]) -> str:
 
 
 def machine() -> str:
+    """CPU model, CPU count and memory of this machine."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

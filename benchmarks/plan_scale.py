@@ -84,7 +84,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -99,6 +98,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from laion_session import machine  # benchmarks/ (this script's folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = ROOT / ".venv" / "bin" / "snakemake"
@@ -1027,20 +1027,6 @@ def summary_line(targets: list[dict[str, Any]]) -> str:
         parts.append(f"{t['key']}={'na' if m is None else f'{m:.2f}'}")
     parts.append(f"misses={sum(t['verdict'] == 'MISS' for t in targets)}")
     return " ".join(parts)
-
-
-def machine() -> str:
-    """CPU model, CPU count and memory of this machine."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
-    return f"{cpu}, {os.cpu_count()} CPUs, {mem:.0f} GiB"
 
 
 def checkout_state() -> dict[str, Any]:

@@ -5,11 +5,13 @@
 #                                 cluster's slurm.conf and munge key into $SLURM_CI_STATE, start
 #                                 munged, slurmctld and slurmd from there and wait until the node
 #                                 is idle
+#   tests/hpc/slurm_ci.sh install only install the packages if missing (what start does first)
 #   tests/hpc/slurm_ci.sh stop    stop the daemons this script started, by their PID files only
 #
 # Everything lives in $SLURM_CI_STATE (default ${TMPDIR:-/tmp}/slurm-ci): slurm.conf, the munge
 # key, socket and logs, PID files, spool, and bin/srun. /etc is never written (installing the
-# Debian packages is the only change to the machine): the daemons get the config with -f, the
+# Debian packages is the only change to the machine; munge's post-install script creates
+# /etc/munge/munge.key, which this cluster does not use): the daemons get the config with -f, the
 # clients through SLURM_CONF, and munge runs on its own key and socket (AuthInfo=socket=...).
 # The cluster uses its own ports (SLURM_CI_PORT, default 16817, and the next one), so a client
 # that fell back to a system /etc/slurm/slurm.conf would fail instead of passing by chance.
@@ -20,7 +22,7 @@
 # MinJobAge=3600 lets the executor plugin poll with squeue (there is no accounting database for
 # sacct). See the README, "Running on a SLURM cluster".
 #
-# Exit status of `start`: 0 up; 2 not root; 3 the packages are missing and could not be installed;
+# Exit status of `start` (and `install`): 0 up (installed); 2 not root; 3 the packages are missing and could not be installed;
 # 4 a slurmctld/slurmd is already running; 1 any other failure (logs are printed).
 set -euo pipefail
 
@@ -188,9 +190,14 @@ stop() {
 
 case "${1:-}" in
 start) start ;;
+install)
+    [ "$(id -u)" = 0 ] || { log "must run as root (installs packages)"; exit 2; }
+    mkdir -p "$STATE/log"
+    install_packages || exit $?
+    ;;
 stop) stop ;;
 *)
-    echo "usage: $0 start|stop" >&2
+    echo "usage: $0 start|install|stop" >&2
     exit 64
     ;;
 esac

@@ -99,17 +99,25 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
     ):
         pytest.skip("the SLURM test needs slurmctld installed, or apt-get to install it")
     state = tmp_path_factory.mktemp("slurm-ci")
-    etc_before = _etc_state()
     t0 = time.monotonic()
     try:
-        # `start` may apt-get install SLURM: one apt-get at a time across the xdist workers
+        # `install` may apt-get install SLURM: one apt-get at a time across the xdist workers.
+        # The packages' own post-install scripts may write /etc (munge creates its key): the
+        # cluster's promise is about what it writes once they are there
         with run_lock(tmp_path_factory, "apt-get"):
-            started = _script("start", state, timeout=900)
+            installed = _script("install", state, timeout=900)
+        if installed.returncode == 3:
+            pytest.skip(
+                "SLURM could not be installed with apt-get:\n"
+                f"{(installed.stdout + installed.stderr)[-2000:]}"
+            )
+        etc_before = _etc_state()
+        started = _script("start", state, timeout=900)
     except subprocess.TimeoutExpired:
         _script("stop", state, timeout=120)
         pytest.fail("tests/hpc/slurm_ci.sh start did not finish within 900 s")
     seconds = time.monotonic() - t0
-    output = started.stdout + started.stderr
+    output = installed.stdout + installed.stderr + started.stdout + started.stderr
     try:
         if started.returncode == 3:
             pytest.skip(f"SLURM could not be installed with apt-get:\n{output[-2000:]}")
@@ -316,7 +324,8 @@ def test_grouped_jobs_share_one_slurm_submission(slurm_cluster, demo, tmp_path):
     assert rc == 0, log[-5000:]
     n_jobs = job_counts(log)[rule]
     submitted = SUBMITTED.findall(log)
-    assert n_jobs >= size and len(submitted) == -(-n_jobs // size), (n_jobs, submitted)
+    # several jobs per submission (the tiny demo may have fewer jobs than group-components)
+    assert min(n_jobs, size) >= 2 and len(submitted) == -(-n_jobs // size), (n_jobs, submitted)
     # the executor names a group job's log folder group_<group>_<rules>
     group_logs = re.findall(r"submitted with SLURM jobid \d+ \(log: .*/group_(\w+)/", log)
     assert len(group_logs) == len(submitted), group_logs

@@ -61,6 +61,11 @@ class BasePlan:
         self.dataset = dataset
         self.out = Path(config["output_dir"])
         self.runs: dict[str, Run] = {run_prefix(r.entities): r for r in dataset.runs}
+        # memos of _run_key (by the id of a run of self.dataset, which outlives the plan's use),
+        # _files and _file
+        self._run_keys: dict[int, tuple[str, str]] = {}
+        self._files_memo: dict[tuple[Any, ...], Files] = {}
+        self._file_memo: dict[tuple[Any, ...], str] = {}
         #: NORDIC variants: "raw" = NORDIC off, "nordic" = on (config nordic.enabled).
         self.nordic_variants = ["raw", "nordic"] if config["nordic"]["enabled"] else ["raw"]
 
@@ -71,9 +76,14 @@ class BasePlan:
         """The discovered run a job's wildcards refer to."""
         return self.runs[wc.run_prefix]
 
-    @staticmethod
-    def _run_key(run: Run | None) -> tuple[str, str]:
-        return reg.run_key(run.entities if run is not None else None)
+    def _run_key(self, run: Run | None) -> tuple[str, str]:
+        """``(run_dir, run_prefix)`` of a run (built once per run), or the wildcard pattern."""
+        if run is None:
+            return reg.run_key(None)
+        key = self._run_keys.get(id(run))
+        if key is None:
+            key = self._run_keys[id(run)] = reg.run_key(run.entities)
+        return key
 
     def task(self) -> str:
         return self.dataset.runs[0].task
@@ -87,8 +97,15 @@ class BasePlan:
     def _files(
         self, stage: str, key: tuple[str, str], variant: str | None = None, **values: Any
     ) -> Files:
-        """Every output of a stage (variant) at ``key``, with sidecars."""
-        return self._paths(reg.stage_outputs(stage, variant), key, **values)
+        """Every output of a stage (variant) at ``key``, with sidecars (built once per
+        argument set: input functions ask for the same files many times)."""
+        memo = (stage, key, variant, tuple(sorted(values.items())))
+        found = self._files_memo.get(memo)
+        if found is None:
+            found = self._files_memo[memo] = self._paths(
+                reg.stage_outputs(stage, variant), key, **values
+            )
+        return dict(found)
 
     def _paths(
         self, outputs: Mapping[str, reg.Output], key: tuple[str, str], **values: Any
@@ -99,7 +116,12 @@ class BasePlan:
         return reg.with_sidecars(paths, outputs)
 
     def _file(self, output: str, key: tuple[str, str], **values: Any) -> str:
-        return str(reg.get(output).path(self.out, key, space=self.space(), **values))
+        memo = (output, key, tuple(sorted(values.items())))
+        found = self._file_memo.get(memo)
+        if found is None:
+            found = str(reg.get(output).path(self.out, key, space=self.space(), **values))
+            self._file_memo[memo] = found
+        return found
 
     def options(self, section: str, **overrides: Any) -> str:
         """A config section (with overrides) as the JSON a rule passes to ``--options-json``."""

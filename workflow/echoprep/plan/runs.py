@@ -261,9 +261,12 @@ class RunPlan(BasePlan):
 
     def spatial_subject_outputs(self, subject: str = "{subject}") -> Files:
         """Per-subject grid outputs (and sidecars), as patterns or for a subject."""
-        outs = reg.stage_outputs("spatial_grid")
-        paths = {n: o.path(self.out, o.subject_key(subject)) for n, o in outs.items()}
-        return reg.with_sidecars(paths, outs)
+        memo = ("spatial_grid", subject)
+        if memo not in self._files_memo:
+            outs = reg.stage_outputs("spatial_grid")
+            paths = {n: o.path(self.out, o.subject_key(subject)) for n, o in outs.items()}
+            self._files_memo[memo] = reg.with_sidecars(paths, outs)
+        return dict(self._files_memo[memo])
 
     def preproc_echo(
         self, run: Run | None = None, echo: Any = "{echo}", nordic: str = "{nordic}"
