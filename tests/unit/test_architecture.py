@@ -138,9 +138,13 @@ def test_the_places_to_touch_when_adding_a_stage_exist():
     doc = (ROOT / "docs" / "architecture.md").read_text()
     section = doc.split("<!-- places-to-touch -->")[1]
     paths = set(
-        re.findall(r"`((?:workflow|tests|config)/[\w/.]+|echoprep/[\w/.]+|Snakefile)`", section)
+        re.findall(
+            r"`((?:workflow|tests|config|profiles|benchmarks|docs|envs)/[\w/.-]+"
+            r"|echoprep/[\w/.]+|Snakefile|README\.md|pyproject\.toml)`",
+            section,
+        )
     )
-    assert len(paths) >= 8, paths
+    assert len(paths) >= 20, paths
     for path in paths:
         where = ROOT / path if not path.startswith("echoprep/") else PACKAGE.parent / path
         assert where.exists(), path
@@ -152,7 +156,22 @@ def test_the_places_to_touch_when_adding_a_stage_exist():
         "def _memory(": PACKAGE / "plan" / "_base.py",
         "class Folder": PACKAGE / "io" / "outputs.py",
         "def parse_options(": PACKAGE / "options.py",
+        # a stage in the middle of the chain: the consumer's inputs, resources, the cluster
+        "def glm_inputs(": PACKAGE / "plan" / "sessions.py",
+        "def analysis_mask_inputs(": PACKAGE / "plan" / "sessions.py",
+        "def _diagnostics_items(": PACKAGE / "plan" / "subjects.py",
+        "def report_inputs(": PACKAGE / "plan" / "subjects.py",
+        "def _work_scale(": PACKAGE / "plan" / "_base.py",
+        "ALL_VARIANTS": PACKAGE / "plan" / "_base.py",
+        "def series_tr(": PACKAGE / "stages" / "glm" / "inputs.py",
+        "SECTIONS": PACKAGE / "io" / "describe.py",
+        "MINUTES": PACKAGE / "resources.py",
+        "RUN_RULES": PACKAGE / "resources.py",
+        "SESSION_RULES": PACKAGE / "resources.py",
+        "FIXED_MB": PACKAGE / "resources.py",
+        "groups:": ROOT / "profiles" / "slurm" / "config.yaml",
+        "CHANGES": ROOT / "tests" / "workflow" / "test_regeneration.py",
     }
     for symbol, path in symbols.items():
-        assert symbol.removeprefix("def ").removeprefix("class ").rstrip("(") in section
+        assert symbol.removeprefix("def ").removeprefix("class ").rstrip("(") in section, symbol
         assert symbol in path.read_text(), (symbol, path)
