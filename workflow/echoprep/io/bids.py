@@ -1,6 +1,6 @@
 """BIDS input discovery: multi-echo BOLD runs, events and T1w of a raw BIDS dataset.
 
-:func:`discover` indexes the dataset with pybids, reads only NIfTI headers, checks everything
+:func:`discover` indexes the dataset (its own index), reads only NIfTI headers, checks everything
 the workflow relies on and either returns a :class:`Dataset` or raises one
 :class:`BIDSInputError` that lists *all* problems (file, expected, found, fix).
 
@@ -11,8 +11,8 @@ Expected input (LAION-fMRI layout)::
     sub-X[/ses-Y]/func/sub-X[_ses-Y]_task-T[_acq-A][_run-R]_events.tsv
     sub-X[/ses-Y]/anat/sub-X[_ses-Y]_T1w.nii[.gz]
 
-with ``EchoTime`` and ``RepetitionTime`` (seconds) in the JSON sidecars (BIDS inheritance
-applies, as pybids resolves it).
+with ``EchoTime`` and ``RepetitionTime`` (seconds) in the JSON sidecars (the BIDS inheritance
+principle applies: sidecars of parent folders, the nearest winning).
 
 Discovery walks the selected subjects (and sessions) once (:mod:`echoprep.io.bids_index`):
 sidecars and headers are cached per file in ``cache_dir/facts/``, keyed by path, size and

@@ -18,7 +18,7 @@ from echoprep.io.paths import sidecar_path
 BIDS_VERSION = "1.10.0"
 
 #: Packages whose versions are recorded in every sidecar when they are installed.
-_TRACKED = ("echoprep", "numpy", "scipy", "nibabel", "nilearn", "pybids", "tedana", "pandas")
+_TRACKED = ("echoprep", "numpy", "scipy", "nibabel", "nilearn", "tedana", "pandas")
 
 
 def software_versions(extra: Iterable[str] = ()) -> dict[str, str]:
