@@ -6,6 +6,7 @@ import json
 import re
 import shlex
 from collections.abc import Callable, Mapping
+from functools import cached_property
 from typing import Any
 
 from echoprep.io import outputs as reg
@@ -48,6 +49,11 @@ class RunPlan(BasePlan):
         PlanError
             A run whose echoes are not numbered 1..n (discovery refuses such runs).
         """
+        return list(self._echo_counts)
+
+    @cached_property
+    def _echo_counts(self) -> tuple[int, ...]:
+        """:meth:`echo_counts`, computed once (the rule files ask for it per rule)."""
         counts = set()
         for run in self.dataset.runs:
             labels = sorted(int(e.echo) for e in run.echoes)
@@ -58,7 +64,7 @@ class RunPlan(BasePlan):
                     "... in the order of their echo times"
                 )
             counts.add(len(labels))
-        return sorted(counts)
+        return tuple(sorted(counts))
 
     def echo_rule(self, rule: str, echoes: int) -> str:
         """Name of the ``rule`` (``nordic``, ``spatial_resample``) for runs with ``echoes``
