@@ -27,6 +27,16 @@ def _rel(plan: Plan, paths) -> set[str]:
     return {str(Path(p).relative_to(plan.out)) for p in paths}
 
 
+def test_variants_sessions_all_produces_every_variant_of_every_run(bids, tmp_path):
+    plan = _plan(bids, tmp_path, variants={"sessions": "all"})
+    targets = _rel(plan, plan.targets())
+    for desc in ("single", "optcom", "denoised"):
+        found = {t for t in targets if t.endswith(f"_desc-{desc}_bold.nii.gz")}
+        assert len(found) == 2 * 2 * 2, desc  # sessions x runs x NORDIC sides
+    # what is fitted does not change
+    assert plan.glm_variant_sessions() == _plan(bids, tmp_path).glm_variant_sessions()
+
+
 def test_targets_are_every_variant_output_of_the_comparison_session(bids, tmp_path):
     plan = _plan(bids, tmp_path)
     targets = _rel(plan, plan.targets())
@@ -49,12 +59,14 @@ def test_targets_are_every_variant_output_of_the_comparison_session(bids, tmp_pa
         *(f"glmsingle-{v}/sub-01/ses-01/func/{name.format(1)}" for v in plan.glm_variants()),
         f"glmsingle-nordic-optcom/sub-01/ses-02/func/{name.format(2)}",
     }
+    # each run gets the variants fitted for its session (variants.sessions: fitted): both
+    # NORDIC sides in the comparison session, only nordic-optcom's in the other
     optcom = {t for t in targets if t.endswith("_desc-optcom_bold.nii.gz")}
-    assert len(optcom) == 2 * 2 * 2
-    assert (
-        "combine-raw/sub-01/ses-02/func/sub-01_ses-02_task-images_run-02_space-T1w_desc-optcom_bold.nii.gz"
-        in optcom
-    )
+    assert len(optcom) == 2 * 2 + 2
+    ses02 = "sub-01/ses-02/func/sub-01_ses-02_task-images_run-02_space-T1w_desc-{}_bold.nii.gz"
+    assert f"combine-nordic/{ses02.format('optcom')}" in optcom
+    assert f"combine-raw/{ses02.format('optcom')}" not in optcom
+    assert not {t for t in targets if "ses-02" in t and t.endswith("_desc-single_bold.nii.gz")}
     # one dataset description per derivative folder written
     descriptions = {t.split("/")[0] for t in targets if t.endswith("dataset_description.json")}
     assert descriptions == {

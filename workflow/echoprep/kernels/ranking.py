@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from echoprep.variants import ALL_VARIANTS
+
 #: The six variants in canonical order (NORDIC off first, then echo handling).
-VARIANTS: tuple[str, ...] = tuple(
-    f"{n}-{c}" for n in ("raw", "nordic") for c in ("single", "optcom", "denoised")
-)
+VARIANTS: tuple[str, ...] = ALL_VARIANTS
 #: The baseline every gain is relative to.
 BASELINE = "raw-single"
 #: Metrics a ranking can use (group mean, larger is better).

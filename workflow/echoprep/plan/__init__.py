@@ -20,7 +20,7 @@ dataset, paths, targets, resources) ← ``RunPlan`` (``runs.py``) ← ``SessionP
 
 from __future__ import annotations
 
-from echoprep.plan._base import ALL_VARIANTS, PlanError
+from echoprep.plan._base import PlanError
 from echoprep.plan.publish import PublishPlan
 
 
@@ -36,4 +36,4 @@ class Plan(PublishPlan):
     """
 
 
-__all__ = ["ALL_VARIANTS", "Plan", "PlanError"]
+__all__ = ["Plan", "PlanError"]

@@ -17,11 +17,6 @@ from echoprep.options import options_json
 if TYPE_CHECKING:
     from echoprep.plan import Plan
 
-#: Every preprocessing variant a GLM can be fitted to: ``<nordic>-<combine>``.
-ALL_VARIANTS = tuple(
-    f"{n}-{c}" for n in ("raw", "nordic") for c in ("single", "optcom", "denoised")
-)
-
 Files = dict[str, str]
 
 

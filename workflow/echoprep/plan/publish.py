@@ -15,6 +15,7 @@ from echoprep.io.rois import VISUAL_CATEGORY, VISUAL_LABEL
 from echoprep.options import section_defaults
 from echoprep.plan._base import Files, PlanError, _words
 from echoprep.plan.subjects import SubjectPlan
+from echoprep.variants import Variant
 
 #: Published session files and the registry outputs they come from.
 _SESSION_SOURCES = {"betas": "glm.betas", "nc": "noiseceiling.nc", "trials": "glm.trials"}
@@ -81,7 +82,7 @@ class PublishPlan(SubjectPlan):
                 f"publish.variant to one of {everywhere or 'glm.all_sessions_variants'}, or "
                 "publish.laion: false."
             )
-        nordic, combine = variant.split("-")
+        nordic, combine = Variant(variant).parts()
         return nordic, combine
 
     def publish_folders(self) -> list[str]:

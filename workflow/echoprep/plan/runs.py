@@ -14,6 +14,7 @@ from echoprep.io.bids import EchoFiles, Run
 from echoprep.io.paths import run_prefix
 from echoprep.options import options_json
 from echoprep.plan._base import BasePlan, Files, PlanError, _words
+from echoprep.variants import Variant
 
 
 def _per_echo(files: Mapping[int, Files]) -> Files:
@@ -223,12 +224,18 @@ class RunPlan(BasePlan):
         return _words(args)
 
     def combine_targets(self) -> list[str]:
-        """Every echo-handling output the config asks for."""
+        """Every echo-handling output the config asks for: with ``variants.sessions: fitted``
+        a run's outputs of the variants fitted for its session (their upstream jobs are pulled
+        in by those), with ``all`` every configured variant of every run."""
+        every = self.config["variants"]["sessions"] == "all"
+        fitted = self._plan().session_variants
         targets: list[str] = []
         for nordic in self.nordic_variants:
             for run in self.dataset.runs:
-                for variant in self.config["variants"]["combine"]:
-                    targets.extend(self.combine_outputs(variant, run, nordic).values())
+                wanted = None if every else fitted(run.subject, run.session)
+                for combine in self.config["variants"]["combine"]:
+                    if wanted is None or Variant.of(nordic, combine) in wanted:
+                        targets.extend(self.combine_outputs(combine, run, nordic).values())
         return targets
 
     # -----------------------------------------------------------------------------------------

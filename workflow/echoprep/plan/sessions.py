@@ -9,8 +9,9 @@ from typing import Any
 from echoprep.io import outputs as reg
 from echoprep.io.bids import Run
 from echoprep.io.events import mixed_repeat_counts, stimulus_counts
-from echoprep.plan._base import ALL_VARIANTS, Files, PlanError, _strip_label, _words
+from echoprep.plan._base import Files, PlanError, _strip_label, _words
 from echoprep.plan.runs import RunPlan
+from echoprep.variants import ALL_VARIANTS, Variant
 
 
 class SessionPlan(RunPlan):
@@ -23,9 +24,7 @@ class SessionPlan(RunPlan):
         """The variants this config produces (NORDIC side enabled, echo handling configured)."""
         combines = self.config["variants"]["combine"]
         return [
-            v
-            for v in ALL_VARIANTS
-            if v.split("-")[0] in self.nordic_variants and v.split("-")[1] in combines
+            v for v in ALL_VARIANTS if v.nordic in self.nordic_variants and v.combine in combines
         ]
 
     def comparison_sessions(self, subject: str) -> list[str | None]:
@@ -151,7 +150,7 @@ class SessionPlan(RunPlan):
         runs = self.dataset.runs_of(sub, ses)
         files: dict[str, Any] = {}
         for variant in self.session_variants(sub, ses):
-            nordic, combine = variant.split("-")
+            nordic, combine = Variant(variant).parts()
             files[variant] = [self.combine_outputs(combine, r, nordic)["bold"] for r in runs]
         brain = self.func_brain_mask(sub)
         if brain:
@@ -217,7 +216,7 @@ class SessionPlan(RunPlan):
         variant = self.reference_variant()
         if variant is None:
             return None
-        nordic, combine = variant.split("-")
+        nordic, combine = Variant(variant).parts()
         return self.reference_outputs(nordic, combine, subject, session)["betas_typeb"]
 
     def reference_trials(self, subject: str, session: str | None) -> str | None:
@@ -225,7 +224,7 @@ class SessionPlan(RunPlan):
         variant = self.reference_variant()
         if variant is None:
             return None
-        nordic, combine = variant.split("-")
+        nordic, combine = Variant(variant).parts()
         return self.glm_outputs(nordic, combine, subject, session)["trials"]
 
     def reference_targets(self) -> list[str]:
@@ -234,7 +233,7 @@ class SessionPlan(RunPlan):
         variant = self.reference_variant() if self.config["report"]["enabled"] else None
         if variant is None:
             return []
-        nordic, combine = variant.split("-")
+        nordic, combine = Variant(variant).parts()
         pairs = self.glm_variant_sessions().get(variant, [])
         targets: list[str] = []
         for sub in self.dataset.subjects():
@@ -328,7 +327,7 @@ class SessionPlan(RunPlan):
             targets.extend(self._files("glm_mask", self._session_key(sub, ses)).values())
         targets.extend(self.reference_targets())
         for variant, pairs in self.glm_variant_sessions().items():
-            nordic, combine = variant.split("-")
+            nordic, combine = Variant(variant).parts()
             for sub, ses in pairs:
                 targets.extend(self.glm_outputs(nordic, combine, sub, ses).values())
                 targets.extend(self.nc_session_outputs(nordic, combine, sub, ses).values())

@@ -9,6 +9,7 @@ from echoprep.io.arguments import entry_words
 from echoprep.io.rois import VISUAL_CATEGORY, VISUAL_LABEL, find_roi_files, res_label
 from echoprep.plan._base import Files, PlanError, _strip_label
 from echoprep.plan.sessions import SessionPlan
+from echoprep.variants import Variant
 
 
 class SubjectPlan(SessionPlan):
@@ -45,7 +46,7 @@ class SubjectPlan(SessionPlan):
                 "a comparison session (comparison.sessions) or add the variant to "
                 "glm.all_sessions_variants."
             )
-        nordic, combine = variant.split("-")
+        nordic, combine = Variant(variant).parts()
         return nordic, combine, session
 
     def visual_glm(self, subject: str) -> Files:
@@ -55,7 +56,7 @@ class SubjectPlan(SessionPlan):
 
     def visual_roi_variant(self, wc: Any) -> str:
         nordic, combine, _ = self.visual_source(wc.subject)
-        return f"{nordic}-{combine}"
+        return Variant.of(nordic, combine)
 
     def roi_grid(self, subject: str) -> str:
         """The functional grid of a subject: spatial's T1w-aligned reference, else the GLM
@@ -188,7 +189,7 @@ class SubjectPlan(SessionPlan):
         for sub in self.dataset.subjects():
             targets.extend(self.roi_masks(sub))
         for variant, pairs in self.glm_variant_sessions().items():
-            nordic, combine = variant.split("-")
+            nordic, combine = Variant(variant).parts()
             for sub, ses in pairs:
                 targets.extend(self.roi_table_path(nordic, combine, sub, ses).values())
         return targets
@@ -233,7 +234,7 @@ class SubjectPlan(SessionPlan):
                 for variant in self.glm_variants():
                     if (sub, ses) not in fitted.get(variant, []):
                         continue
-                    nordic, combine = variant.split("-")
+                    nordic, combine = Variant(variant).parts()
                     glm = self.glm_outputs(nordic, combine, sub, ses)
                     entries.append(
                         {
@@ -283,7 +284,10 @@ class SubjectPlan(SessionPlan):
             (ses, combine)
             for ses in self.comparison_sessions(subject)
             for combine in self.config["variants"]["combine"]
-            if all((subject, ses) in fitted.get(f"{n}-{combine}", []) for n in self.nordic_variants)
+            if all(
+                (subject, ses) in fitted.get(Variant.of(n, combine), [])
+                for n in self.nordic_variants
+            )
         ]
 
     def diagnostics_outputs(self, subject: str = "{subject}") -> Files:
@@ -374,9 +378,9 @@ class SubjectPlan(SessionPlan):
             )
         shown, top = self._report_variants(sub)
         if top is not None:  # some variant is shown
-            nordic, combine = top.split("-")
+            nordic, combine = Variant(top).parts()
             files["r2"] = self.glm_outputs(nordic, combine, sub, ses)["r2"]
-            pairs = [v.split("-") for v in shown]
+            pairs = [Variant(v).parts() for v in shown]
             files["nc"] = [self.nc_session_outputs(n, c, sub, ses)["nc"] for n, c in pairs]
             files["roi_tables"] = [self.roi_table_path(n, c, sub, ses)["tsv"] for n, c in pairs]
             # the subject's own comparison (a new subject must not rerun the others' reports)

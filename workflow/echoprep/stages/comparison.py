@@ -80,6 +80,7 @@ from echoprep.kernels.ranking import (
 )
 from echoprep.options import parse_options
 from echoprep.report.comparison import plot_comparison
+from echoprep.variants import Variant
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +296,7 @@ def comparison_table(
             )
         fidelity = _fidelity(group, roi, like, n_boot, seed)
         for e in group:
-            nordic, combine = e.variant.split("-", 1)
+            nordic, combine = Variant(e.variant).parts()
             held, split, boot = fidelity.get(e.variant, (math.nan, math.nan, np.empty(0)))
             rows.append(
                 {
