@@ -768,6 +768,30 @@ def test_cache_reused_and_invalidated(
     assert discover(root, cache_dir=cache) == discover(root)
 
 
+def test_prefetch_reads_each_file_once_whatever_the_worker_count(
+    tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cold cache is filled by threads; what is read, and so the dataset, does not depend
+    on how many."""
+    found = {}
+    for workers in (1, 4):
+        monkeypatch.setattr(bids_index, "PREFETCH_WORKERS", workers)
+        found[workers] = discover(root, cache_dir=tmp_path / f"cache{workers}")
+    assert found[1] == found[4] == discover(root)
+
+    index = bids_index.BidsIndex.open(root, tmp_path / "fresh")
+    # sidecars with BIDS names (dataset_description.json and participants.json are not read)
+    not_sidecars = ("dataset_description.json", "participants.json")
+    jsons = [p for p in root.rglob("*.json") if p.name not in not_sidecars]
+    images = [*root.rglob("*_bold.nii.gz"), *root.rglob("*_T1w.nii.gz")]
+    assert index.prefetch(3) == len(jsons) + len(images) == index.reads
+    assert index.prefetch(3) == 0  # nothing left to read
+    with monkeypatch.context() as m:
+        _no_reading(m)  # discovery asks for nothing the prefetch did not read
+        assert index.header(images[0]).shape is not None
+        assert index.metadata(bold_path(root, run="01", echo=1))["EchoTime"] > 0
+
+
 def test_an_edited_sidecar_is_found(tmp_path: Path, root: Path) -> None:
     cache = tmp_path / "cache"
     assert discover(root, cache_dir=cache).runs[0].repetition_time == pytest.approx(1.9)

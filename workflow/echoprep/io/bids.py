@@ -330,6 +330,7 @@ def discover(
     index = BidsIndex.open(root, cache, subjects=walked, sessions=options["sessions"])
     dataset = stored.load(Dataset, index.key)
     if dataset is None:
+        index.prefetch()
         for path, error in index.broken.items():
             log.add(
                 path,

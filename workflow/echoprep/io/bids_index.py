@@ -216,6 +216,17 @@ class _Facts:
         self._dirty.add(_shard(entry.rel))
         return value
 
+    def missing(self, entry: Listed) -> bool:
+        """Whether the entry's facts are not cached (or are of another file version)."""
+        cached = self._load(_shard(entry.rel)).get(entry.rel)
+        return cached is None or cached[:2] != (entry.size, entry.mtime_ns)
+
+    def put(self, entry: Listed, value: Any) -> None:
+        """Store facts read elsewhere (:meth:`BidsIndex.prefetch`)."""
+        self._load(_shard(entry.rel))[entry.rel] = (entry.size, entry.mtime_ns, value)
+        self.reads += 1
+        self._dirty.add(_shard(entry.rel))
+
     def save(self, keep: dict[str, set[str]] | None) -> None:
         """Write the changed shards, keeping only the entries of files still listed (all
         entries when ``keep`` is None: a partial walk cannot tell a removed file)."""
@@ -239,6 +250,10 @@ def _read_json(path: Path) -> tuple[bool, Any]:
         return True, json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         return False, f"{type(exc).__name__}: {exc}"
+
+
+#: Files read at a time when the facts cache is cold (:meth:`BidsIndex.prefetch`).
+PREFETCH_WORKERS = 8
 
 
 class BidsIndex:
@@ -362,6 +377,44 @@ class BidsIndex:
         if entry is None:
             return read_header(path)
         return self._facts.get(entry, lambda: ("header", read_header(path)))[1]
+
+    def prefetch(self, workers: int | None = None) -> int:
+        """Read, ``workers`` files at a time, what discovery will ask of the walked files and
+        the cache lacks: every JSON file and the headers of the BOLD and T1w images.
+
+        Reading is I/O (and a little zlib, which runs outside the GIL), so threads overlap
+        the waits of a cold or network file system; the facts are the same whatever
+        ``workers`` (default :data:`PREFETCH_WORKERS`) is. Returns the number of files read.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        def wanted(bf: BidsFile) -> str | None:
+            if bf.ext == ".json":
+                return "json"
+            if bf.ext in (".nii", ".nii.gz") and bf.suffix in ("bold", "T1w"):
+                return "header"
+            return None
+
+        todo: list[tuple[Listed, str, Path]] = []
+        seen: set[str] = set()
+        jsons = [bf for group in self._jsons.values() for bf in group]
+        for bf in [*jsons, *self.files]:
+            kind = wanted(bf)
+            entry = self._entry(bf.path) if kind else None
+            if kind and entry is not None and entry.rel not in seen and self._facts.missing(entry):
+                seen.add(entry.rel)
+                todo.append((entry, kind, bf.path))
+
+        def read(item: tuple[Listed, str, Path]) -> tuple[str, Any]:
+            _, kind, path = item
+            return (kind, _read_json(path) if kind == "json" else read_header(path))
+
+        if not todo:
+            return 0
+        with ThreadPoolExecutor(max_workers=max(1, workers or PREFETCH_WORKERS)) as pool:
+            for item, value in zip(todo, pool.map(read, todo, chunksize=64), strict=True):
+                self._facts.put(item[0], value)
+        return len(todo)
 
     def metadata(self, path: Path) -> dict[str, Any]:
         """Sidecar metadata of a data file with BIDS inheritance (see the module docstring);
