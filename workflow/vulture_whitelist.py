@@ -24,6 +24,8 @@ _ = (
     validate_config,  # Snakefile
     Plan.mem_mb,  # every rule's resources
     Plan.runtime,
+    Plan.log,  # every rule's log and benchmark
+    Plan.benchmark,
     Plan.anat_out_args,  # anatomy.smk
     Plan.anat_t1w,
     Plan.combine_params,  # combine.smk

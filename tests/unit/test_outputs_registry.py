@@ -135,3 +135,38 @@ def test_the_signature_check_finds_a_re_declared_name():
     text = 'OUTPUTS = {"betas": ("statmap", {"stat": "effect", "desc": "SingletrialBetas"}, "")}'
     hits = [p for p in _signatures(reg.get("glm.betas")) if p.search(text)]
     assert hits
+
+
+# --------------------------------------------------------------------------------------
+# logs and benchmarks (echoprep.io.rule_logs)
+# --------------------------------------------------------------------------------------
+
+
+def _workflow_rules() -> set[str]:
+    """Rule names of the rule files: ``rule NAME:``, the echo-count families
+    (``PLAN.echo_rule("nordic", ...)``) and ``use rule X as NAME`` (which inherits X's log)."""
+    names: set[str] = set()
+    for path in (ROOT / "workflow" / "rules").glob("*.smk"):
+        text = _code(path)
+        names |= set(re.findall(r"^\s*rule (\w+):", text, re.M))
+        names |= set(re.findall(r'PLAN\.echo_rule\(\s*"(\w+)"', text))
+    return names
+
+
+def test_every_rule_logs_under_a_unique_registry_name():
+    from echoprep.io.rule_logs import RULE_LOGS, benchmark_path, log_name, log_path
+
+    rules = _workflow_rules() - {"all"}  # rule all runs nothing
+    assert rules == set(RULE_LOGS)
+    names = [log_name(r) for r in RULE_LOGS]
+    assert len(set(names)) == len(names)  # two rules never write one log
+    assert log_name("nordic") == "nordic/{run_dir}/{run_prefix}"
+    assert log_path("w", "glm") == Path(
+        "w/logs/glmsingle-{nordic}-{combine}/{ses_dir}/{ses_prefix}_glm.log"
+    )
+    assert benchmark_path("w", "comparison") == Path("w/benchmarks/comparison/comparison.tsv")
+    assert log_path("w", "config_snapshot") == Path("w/logs/config_snapshot.log")
+    # the rule files take every log from the table
+    for path in (ROOT / "workflow" / "rules").glob("*.smk"):
+        for directive in re.findall(r"^\s+(?:log|benchmark):\n\s+(.+)", _code(path), re.M):
+            assert directive.startswith(("PLAN.log(", "PLAN.benchmark(")), (path, directive)

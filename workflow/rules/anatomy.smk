@@ -7,9 +7,9 @@ rule anatomy:
     output:
         **PLAN.anat_outputs(),
     log:
-        LOGS / "anat" / "sub-{subject}.log",
+        PLAN.log("anatomy"),
     benchmark:
-        BENCH / "anat" / "sub-{subject}.tsv"
+        PLAN.benchmark("anatomy")
     conda:
         "../../envs/spatial.yaml"
     threads: 2

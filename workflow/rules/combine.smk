@@ -7,9 +7,9 @@ rule single_echo:
     output:
         **PLAN.combine_outputs("single"),
     log:
-        LOGS / "combine-{nordic}" / "{run_dir}" / "{run_prefix}_single.log",
+        PLAN.log("single_echo"),
     benchmark:
-        BENCH / "combine-{nordic}" / "{run_dir}" / "{run_prefix}_single.tsv"
+        PLAN.benchmark("single_echo")
     conda:
         "../../envs/echoprep.yaml"
     threads: 1
@@ -32,9 +32,9 @@ rule optcom:
     output:
         **PLAN.combine_outputs("optcom"),
     log:
-        LOGS / "combine-{nordic}" / "{run_dir}" / "{run_prefix}_optcom.log",
+        PLAN.log("optcom"),
     benchmark:
-        BENCH / "combine-{nordic}" / "{run_dir}" / "{run_prefix}_optcom.tsv"
+        PLAN.benchmark("optcom")
     conda:
         "../../envs/tedana.yaml"
     threads: 1
@@ -63,9 +63,9 @@ rule tedana:
     output:
         **PLAN.combine_outputs("denoised"),
     log:
-        LOGS / "combine-{nordic}" / "{run_dir}" / "{run_prefix}_tedana.log",
+        PLAN.log("tedana"),
     benchmark:
-        BENCH / "combine-{nordic}" / "{run_dir}" / "{run_prefix}_tedana.tsv"
+        PLAN.benchmark("tedana")
     wildcard_constraints:
         nordic="raw",
     conda:

@@ -14,8 +14,6 @@ from echoprep.preflight import PreflightError, check_workflow
 
 OUT = Path(config["output_dir"])
 WORK = Path(config["work_dir"])
-LOGS = WORK / "logs"
-BENCH = WORK / "benchmarks"
 PKG_DIR = Path(workflow.basedir) / "workflow"
 REPORT_CAPTIONS = Path(workflow.basedir) / "workflow" / "report"
 # matplotlib (imported by tedana, nilearn and the report) caches fonts under $HOME unless told

@@ -12,7 +12,7 @@ rule config_snapshot:
     output:
         PLAN.config_file(),
     log:
-        LOGS / "config_snapshot.log",
+        PLAN.log("config_snapshot"),
     localrule: True
     params:
         config=PLAN.config_json(),
@@ -29,7 +29,7 @@ rule dataset_description:
     output:
         PLAN.description(),
     log:
-        LOGS / "{folder}" / "dataset_description.log",
+        PLAN.log("dataset_description"),
     localrule: True
     conda:
         "../../envs/echoprep.yaml"

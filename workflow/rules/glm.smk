@@ -10,9 +10,9 @@ rule glm_analysis_mask:
     output:
         **PLAN.analysis_mask_outputs(),
     log:
-        LOGS / "glmsingle-analysis" / "{ses_dir}" / "{ses_prefix}_mask.log",
+        PLAN.log("glm_analysis_mask"),
     benchmark:
-        BENCH / "glmsingle-analysis" / "{ses_dir}" / "{ses_prefix}_mask.tsv"
+        PLAN.benchmark("glm_analysis_mask")
     conda:
         "../../envs/echoprep.yaml"
     threads: 1
@@ -35,9 +35,9 @@ rule glm:
     output:
         **PLAN.glm_outputs(),
     log:
-        LOGS / "glmsingle-{nordic}-{combine}" / "{ses_dir}" / "{ses_prefix}_glm.log",
+        PLAN.log("glm"),
     benchmark:
-        BENCH / "glmsingle-{nordic}-{combine}" / "{ses_dir}" / "{ses_prefix}_glm.tsv"
+        PLAN.benchmark("glm")
     conda:
         "../../envs/echoprep.yaml"
     threads: 2
@@ -67,9 +67,9 @@ rule glm_reference:
     output:
         **PLAN.reference_outputs(),
     log:
-        LOGS / "glmsingle-{nordic}-{combine}" / "{ses_dir}" / "{ses_prefix}_typeb.log",
+        PLAN.log("glm_reference"),
     benchmark:
-        BENCH / "glmsingle-{nordic}-{combine}" / "{ses_dir}" / "{ses_prefix}_typeb.tsv"
+        PLAN.benchmark("glm_reference")
     conda:
         "../../envs/echoprep.yaml"
     threads: 2
@@ -97,15 +97,9 @@ rule noiseceiling_session:
     output:
         **PLAN.nc_session_outputs(),
     log:
-        LOGS
-        / "glmsingle-{nordic}-{combine}"
-        / "{ses_dir}"
-        / "{ses_prefix}_noiseceiling.log",
+        PLAN.log("noiseceiling_session"),
     benchmark:
-        BENCH
-        / "glmsingle-{nordic}-{combine}"
-        / "{ses_dir}"
-        / "{ses_prefix}_noiseceiling.tsv"
+        PLAN.benchmark("noiseceiling_session")
     conda:
         "../../envs/echoprep.yaml"
     threads: 1
@@ -127,15 +121,9 @@ rule noiseceiling_subject:
     output:
         **PLAN.nc_subject_outputs(),
     log:
-        LOGS
-        / "glmsingle-{nordic}-{combine}"
-        / "{sub_dir}"
-        / "{sub_prefix}_noiseceiling.log",
+        PLAN.log("noiseceiling_subject"),
     benchmark:
-        BENCH
-        / "glmsingle-{nordic}-{combine}"
-        / "{sub_dir}"
-        / "{sub_prefix}_noiseceiling.tsv"
+        PLAN.benchmark("noiseceiling_subject")
     conda:
         "../../envs/echoprep.yaml"
     threads: 1
@@ -158,10 +146,7 @@ rule noiseceiling_repeats:
     output:
         **PLAN.nc_repeats_output(),
     log:
-        LOGS
-        / "glmsingle-{nordic}-{combine}"
-        / "{sub_dir}"
-        / "{sub_prefix}_nc{nrep}rep.log",
+        PLAN.log("noiseceiling_repeats"),
     localrule: True
     conda:
         "../../envs/echoprep.yaml"

@@ -14,9 +14,9 @@ for _echoes in PLAN.echo_counts():
         output:
             **PLAN.nordic_run_outputs(_echoes),
         log:
-            LOGS / "nordic" / "{run_dir}" / "{run_prefix}.log",
+            PLAN.log("nordic"),
         benchmark:
-            BENCH / "nordic" / "{run_dir}" / "{run_prefix}.tsv"
+            PLAN.benchmark("nordic")
         wildcard_constraints:
             **PLAN.echo_constraints(_echoes, SPATIAL_RUN_PREFIX),
         group:

@@ -10,7 +10,7 @@ rule publish_session:
     output:
         **PLAN.publish_session_outputs(),
     log:
-        LOGS / "glmsingle-tedana" / "{ses_dir}" / "{ses_prefix}_publish.log",
+        PLAN.log("publish_session"),
     localrule: True
     conda:
         "../../envs/echoprep.yaml"
@@ -33,7 +33,7 @@ rule publish_subject:
     output:
         **PLAN.publish_subject_outputs(),
     log:
-        LOGS / "glmsingle-tedana" / "sub-{subject}_publish.log",
+        PLAN.log("publish_subject"),
     localrule: True
     conda:
         "../../envs/echoprep.yaml"
@@ -56,7 +56,7 @@ rule publish_repeats:
     output:
         **PLAN.publish_repeats_output(),
     log:
-        LOGS / "glmsingle-tedana" / "sub-{subject}_nc{nrep}rep_publish.log",
+        PLAN.log("publish_repeats"),
     localrule: True
     conda:
         "../../envs/echoprep.yaml"
@@ -79,7 +79,7 @@ rule publish_roi:
     output:
         **PLAN.publish_roi_output(),
     log:
-        LOGS / "atlases" / "sub-{subject}_{laion_roi}_publish.log",
+        PLAN.log("publish_roi"),
     wildcard_constraints:
         laion_roi=r"[A-Za-z0-9]+",
     localrule: True

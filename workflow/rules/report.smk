@@ -9,9 +9,9 @@ rule comparison_subject:
     output:
         **PLAN.comparison_subject_paths(),
     log:
-        LOGS / "comparison" / "sub-{subject}_comparison.log",
+        PLAN.log("comparison_subject"),
     benchmark:
-        BENCH / "comparison" / "sub-{subject}_comparison.tsv"
+        PLAN.benchmark("comparison_subject")
     conda:
         "../../envs/echoprep.yaml"
     threads: 1
@@ -43,7 +43,7 @@ rule comparison:
         svg=PLAN.comparison_paths()["svg"],
         json=PLAN.comparison_paths()["json"],
     log:
-        LOGS / "comparison" / "comparison.log",
+        PLAN.log("comparison"),
     localrule: True
     conda:
         "../../envs/report.yaml"
@@ -68,9 +68,9 @@ rule nordic_diagnostics:
     output:
         **PLAN.diagnostics_outputs(),
     log:
-        LOGS / "reports" / "sub-{subject}_diagnostics.log",
+        PLAN.log("nordic_diagnostics"),
     benchmark:
-        BENCH / "reports" / "sub-{subject}_diagnostics.tsv"
+        PLAN.benchmark("nordic_diagnostics")
     conda:
         "../../envs/echoprep.yaml"
     threads: 1
@@ -97,9 +97,9 @@ rule subject_report:
             category="Subject reports",
         ),
     log:
-        LOGS / "reports" / "sub-{subject}.log",
+        PLAN.log("subject_report"),
     benchmark:
-        BENCH / "reports" / "sub-{subject}.tsv"
+        PLAN.benchmark("subject_report")
     conda:
         "../../envs/report.yaml"
     threads: 1

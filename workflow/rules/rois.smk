@@ -8,9 +8,9 @@ rule roi_visual:
     output:
         **PLAN.roi_mask_outputs(visual=True),
     log:
-        LOGS / "rois" / "sub-{subject}_res-{roi_res}_visual.log",
+        PLAN.log("roi_visual"),
     benchmark:
-        BENCH / "rois" / "sub-{subject}_res-{roi_res}_visual.tsv"
+        PLAN.benchmark("roi_visual")
     conda:
         "../../envs/echoprep.yaml"
     threads: 1
@@ -35,9 +35,9 @@ rule roi_mask:
     output:
         **PLAN.roi_mask_outputs(),
     log:
-        LOGS / "rois" / "sub-{subject}_{roi_category}_{roi_label}_res-{roi_res}.log",
+        PLAN.log("roi_mask"),
     benchmark:
-        BENCH / "rois" / "sub-{subject}_{roi_category}_{roi_label}_res-{roi_res}.tsv"
+        PLAN.benchmark("roi_mask")
     wildcard_constraints:
         # the visual ROI's label is reserved (roi_visual writes it)
         roi_label=r"(?!visuallyResponsive(?![A-Za-z0-9]))[A-Za-z0-9]+",
@@ -62,7 +62,7 @@ rule roi_table:
     output:
         **PLAN.roi_table_path(),
     log:
-        LOGS / "glmsingle-{nordic}-{combine}" / "{ses_dir}" / "{ses_prefix}_rois.log",
+        PLAN.log("roi_table"),
     localrule: True
     conda:
         "../../envs/echoprep.yaml"

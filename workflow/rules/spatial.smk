@@ -8,9 +8,9 @@ rule spatial_run:
     output:
         **PLAN.spatial_run_outputs(),
     log:
-        LOGS / "spatial" / "{run_dir}" / "{run_prefix}_run.log",
+        PLAN.log("spatial_run"),
     benchmark:
-        BENCH / "spatial" / "{run_dir}" / "{run_prefix}_run.tsv"
+        PLAN.benchmark("spatial_run")
     wildcard_constraints:
         run_prefix=SPATIAL_RUN_PREFIX,
     # (a cluster profile's groups: the reference run with spatial_subject, the other runs with
@@ -41,9 +41,9 @@ rule spatial_subject:
     output:
         **PLAN.spatial_subject_outputs(),
     log:
-        LOGS / "spatial" / "sub-{subject}_subject.log",
+        PLAN.log("spatial_subject"),
     benchmark:
-        BENCH / "spatial" / "sub-{subject}_subject.tsv"
+        PLAN.benchmark("spatial_subject")
     conda:
         "../../envs/spatial.yaml"
     threads: 1
@@ -77,9 +77,9 @@ for _echoes in PLAN.echo_counts():
                 config["spatial"]["keep_echoes"], PLAN.preproc_run_outputs(_echoes)
             ),
         log:
-            LOGS / "preproc-{nordic}" / "{run_dir}" / "{run_prefix}.log",
+            PLAN.log("spatial_resample"),
         benchmark:
-            BENCH / "preproc-{nordic}" / "{run_dir}" / "{run_prefix}.tsv"
+            PLAN.benchmark("spatial_resample")
         wildcard_constraints:
             **PLAN.echo_constraints(_echoes, SPATIAL_RUN_PREFIX),
         group:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from echoprep import resources as res
 from echoprep.io import outputs as reg
+from echoprep.io import rule_logs
 from echoprep.io.bids import Dataset, Run
 from echoprep.io.paths import run_prefix
 from echoprep.options import options_json
@@ -117,6 +118,14 @@ class BasePlan:
             found = str(reg.get(output).path(self.out, key, space=self.space(), **values))
             self._file_memo[memo] = found
         return found
+
+    def log(self, rule: str) -> str:
+        """A rule's log (``work_dir/logs/...``, named by :mod:`echoprep.io.rule_logs`)."""
+        return str(rule_logs.log_path(self.config["work_dir"], rule))
+
+    def benchmark(self, rule: str) -> str:
+        """A rule's Snakemake benchmark record (``work_dir/benchmarks/...``)."""
+        return str(rule_logs.benchmark_path(self.config["work_dir"], rule))
 
     def options(self, section: str, **overrides: Any) -> str:
         """A config section (with overrides) as the JSON a rule passes to ``--options-json``."""
