@@ -48,12 +48,13 @@ def _case(root: Path, out: Path, options: dict, threads: int) -> dict:
     import nibabel as nib
     import numpy as np
 
+    from echoprep.io.outputs import paths_in, subject_key
     from echoprep.kernels.tissue import dice
     from echoprep.simulate.truth import truth_paths
-    from echoprep.stages.anatomy import OUTPUTS, output_paths, run_anatomy
+    from echoprep.stages.anatomy import run_anatomy
 
     t1w = root / "sub-01" / "ses-01" / "anat" / "sub-01_ses-01_T1w.nii.gz"
-    outputs = output_paths(out, "01", list(OUTPUTS))
+    outputs = paths_in(out, "anatomy", subject_key("01", datatype="anat"))
     t0, c0 = time.perf_counter(), time.process_time()
     record = run_anatomy(t1w, outputs, seed=0, n_threads=threads, options=options)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0

@@ -45,13 +45,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
 
+from echoprep.io.outputs import group_key, path_in, paths_in  # noqa: E402
 from echoprep.kernels.fidelity import truth_fidelity  # noqa: E402
 from echoprep.simulate import simulate_dataset  # noqa: E402
 from echoprep.simulate.presets import PRESETS  # noqa: E402
 from echoprep.simulate.response import REGIMES  # noqa: E402
 from echoprep.simulate.truth import truth_paths  # noqa: E402
 from echoprep.stages import glm as glm_stage  # noqa: E402
-from echoprep.stages.comparison import VARIANTS, output_paths, read_table  # noqa: E402
+from echoprep.stages.comparison import VARIANTS, read_table  # noqa: E402
 
 TASK = "images"
 
@@ -70,7 +71,7 @@ def run_workflow(bids: Path, work: Path, combine: list[str], seed: int, cores: i
     }
     cfg_path = work / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
-    target = output_paths(out / "comparison", TASK)["json"]
+    target = path_in(out / "comparison", "comparison.json", group_key(TASK))
     # the target first: --configfile and --quiet take several values
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), str(target)]
     cmd += ["--configfile", str(cfg_path), "--cores", str(cores), "--quiet", "rules"]
@@ -99,9 +100,7 @@ def truth_scores(bids: Path, out: Path, variants: list[str], roi: bool = False) 
         fitted &= np.asarray(nib.load(mask).dataobj) > 0
     files = {}
     for v in variants:
-        paths = glm_stage.output_paths(
-            out / f"glmsingle-{v}", key, keys=["betas", "trials", "mask"]
-        )
+        paths = paths_in(out / f"glmsingle-{v}", "glm", key, keys=["betas", "trials", "mask"])
         files[v] = paths
         fitted &= np.asarray(nib.load(paths["mask"]).dataobj) > 0
     true_means = means[fitted]  # (V, I)
@@ -151,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
                 response=name,
             )
         out = run_workflow(bids, work, args.combine, args.seed, args.cores)
-        table = read_table(output_paths(out / "comparison", TASK)["tsv"]).set_index("variant")
-        rec = json.loads(output_paths(out / "comparison", TASK)["json"].read_text())
+        group = paths_in(out / "comparison", "comparison", group_key(TASK), keys=["tsv", "json"])
+        table = read_table(group["tsv"]).set_index("variant")
+        rec = json.loads(group["json"].read_text())
         variants = [v for v in VARIANTS if v in table.index]
         truth = truth_scores(bids, out, variants)
         in_roi = truth_scores(bids, out, variants, roi=True)

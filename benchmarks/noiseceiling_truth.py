@@ -35,10 +35,11 @@ import numpy as np
 
 from echoprep.io.events import read_trials
 from echoprep.io.images import float_image
+from echoprep.io.outputs import path_in, paths_in
 from echoprep.kernels.noiseceiling import expected_noise_ceiling
 from echoprep.simulate import simulate_dataset
-from echoprep.stages.glm import output_paths, run_glm, session_key
-from echoprep.stages.noiseceiling import session_noise_ceiling, session_output_path
+from echoprep.stages.glm import DEFAULT_OUTPUTS, run_glm, session_key
+from echoprep.stages.noiseceiling import session_noise_ceiling
 
 TARGET_PP = 3.0
 
@@ -131,11 +132,12 @@ def measure(preset: str, distortion: bool, seed: int, with_nordic: bool = False)
         )
         for name, bold in inputs.items():
             key = session_key("01", "01", "images")
-            outs = output_paths(Path(tmp) / name.replace(" ", "_"), key)
+            glm_root = Path(tmp) / name.replace(" ", "_")
+            outs = paths_in(glm_root, "glm", key, keys=DEFAULT_OUTPUTS)
             t1 = time.perf_counter()
             run_glm(bold, events, outs, run_labels=runs, session="01", seed=seed)
             fit_s = time.perf_counter() - t1
-            nc_path = session_output_path(Path(tmp) / name.replace(" ", "_"), key, space=None)
+            nc_path = path_in(glm_root, "noiseceiling.nc", key)
             session_noise_ceiling(outs["betas"], outs["trials"], nc_path, mask_file=outs["mask"])
             est = nib.load(outs["betas"]).get_fdata()[active]
             trials = read_trials(outs["trials"])

@@ -65,11 +65,12 @@ def _geometry(
     """The stage's geometry of every run (raw echo 2, runs aligned to run 1) and the subject's
     T1w-aligned grid (raw T1w, the truth T1w brain mask); returns the runs' and the subject's
     output paths."""
+    from echoprep.io.outputs import paths_in, run_key, subject_key
     from echoprep.stages import spatial
 
     geo: list[dict] = []
     for i, run in enumerate(ds.runs):
-        paths = spatial.run_outputs(out / "spatial", run.entities)
+        paths = paths_in(out / "spatial", "spatial", run_key(run.entities))
         spatial.run_geometry(
             run.echoes[1].mag,
             paths,
@@ -83,7 +84,7 @@ def _geometry(
             n_threads=threads,
         )
         geo.append(paths)
-    subject = spatial.subject_outputs(out / "spatial", "01")
+    subject = paths_in(out / "spatial", "spatial_grid", subject_key("01"))
     spatial.subject_grid(geo[0]["boldref"], ds.t1w["01"], t1w_mask, subject, n_threads=threads)
     return geo, subject
 
@@ -144,6 +145,7 @@ def one(
 
     from echoprep.io.bids import discover
     from echoprep.io.events import build_session_design
+    from echoprep.io.outputs import path_in, run_key
     from echoprep.kernels.glm import REQUIRED_OPTIONS, fit_glmsingle
     from echoprep.options import section_defaults
     from echoprep.simulate import simulate_dataset, truth_paths
@@ -170,7 +172,9 @@ def one(
         _oracle_geometry(geo, subject, tp)
     data = []
     for i, run in enumerate(runs):
-        dst = spatial.echo_output(out / "preproc-raw", run.entities, 2)
+        dst = path_in(
+            out / "preproc-raw", "preproc.bold", run_key(run.entities), space="T1w", echo=2
+        )
         spatial.resample_run(
             [run.echoes[1].mag],
             geo[i]["xfm"],

@@ -38,11 +38,11 @@ import numpy as np
 
 from echoprep.io.events import read_trials
 from echoprep.io.images import float_image
+from echoprep.io.outputs import paths_in
 from echoprep.kernels.visual import leave_one_run_out_t, run_level_test, select_responsive
 from echoprep.simulate import simulate_dataset
 from echoprep.stages.glm import (
     DEFAULT_OUTPUTS,
-    output_paths,
     run_glm,
     session_key,
 )
@@ -114,8 +114,9 @@ def measure(preset: str, seed: int, optcom: bool) -> dict[str, dict[str, float]]
             f"simulated in {time.perf_counter() - t0:.1f} s"
         )
         for name, bold in inputs.items():
-            outs = output_paths(
+            outs = paths_in(
                 Path(tmp) / name,
+                "glm",
                 session_key("01", "01", "images"),
                 keys=[*DEFAULT_OUTPUTS, "betas_typeb"],
             )

@@ -22,7 +22,6 @@ from scipy import ndimage
 from echoprep.io import outputs
 from echoprep.io.paths import sidecar_path
 from echoprep.simulate import simulate_dataset, truth_paths
-from echoprep.stages import spatial as spatial_stage
 from helpers.demo import DEMO_CONFIGFILES, preserved, state_changes, tree_state
 from helpers.snake import dry_run, job_counts, parse_jobs, scheduled_wildcards
 
@@ -72,8 +71,10 @@ def _echo_sources(demo, run, echoes, nordic="raw"):
     """The echo files a combine variant reads (rules/common.smk ``echo_inputs``)."""
     if _config(demo)["spatial"]["enabled"]:
         root = demo["results"] / f"preproc-{nordic}"
+        key = outputs.run_key(run.entities)
         return [
-            str(spatial_stage.echo_output(root, run.entities, e.echo, _space(demo))) for e in echoes
+            str(outputs.path_in(root, "preproc.bold", key, space=_space(demo), echo=e.echo))
+            for e in echoes
         ]
     assert nordic == "raw"
     return [str(e.mag) for e in echoes]
@@ -109,7 +110,8 @@ def _brain(demo, run):
     brain = _truth_on_grid(demo, run, tp["brain_mask"]) >= 0.5
     if _space(demo):
         spatial_root = demo["results"] / "spatial"
-        mask = spatial_stage.subject_outputs(spatial_root, run.subject)["brain_mask"]
+        grid_key = outputs.subject_key(run.subject)
+        mask = outputs.path_in(spatial_root, "spatial_grid.brain_mask", grid_key)
         brain &= np.asarray(nib.load(mask).dataobj) > 0
     return brain, tp
 
@@ -136,7 +138,8 @@ def test_every_output_has_a_sidecar_and_the_folder_a_description(demo):
         grid = _grid(demo, run)
         if _space(demo):
             spatial_root = demo["results"] / "spatial"
-            boldref = spatial_stage.subject_outputs(spatial_root, run.subject)["boldref"]
+            grid_key = outputs.subject_key(run.subject)
+            boldref = outputs.path_in(spatial_root, "spatial_grid.boldref", grid_key)
             assert np.allclose(nib.load(boldref).affine, grid.affine)
             assert nib.load(boldref).shape == grid.shape
         assert denoised.shape[:3] == grid.shape and np.allclose(denoised.affine, grid.affine)

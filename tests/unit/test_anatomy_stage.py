@@ -18,13 +18,14 @@ import numpy as np
 import pytest
 
 from echoprep.io.images import StageInputError
+from echoprep.io.outputs import paths_in, subject_key
 from echoprep.io.paths import sidecar_path
 from echoprep.kernels.tissue import dice
 from echoprep.options import OptionsError, section_defaults
 from echoprep.simulate import simulate_dataset
 from echoprep.simulate.truth import truth_paths
 from echoprep.stages import anatomy
-from echoprep.stages.anatomy import OUTPUTS, TEMPLATE, apply_to_grid, output_paths, run_anatomy
+from echoprep.stages.anatomy import TEMPLATE, apply_to_grid, run_anatomy
 from echoprep.stages.anatomy.run import USUAL_MIN_BRAIN_ML, USUAL_MIN_TEMPLATE_DICE
 from helpers.small_head import crop_t1w
 
@@ -37,7 +38,7 @@ def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("anatomy")
     bids = simulate_dataset(root / "bids", "tiny")
     t1w = Path(bids) / "sub-01" / "ses-01" / "anat" / "sub-01_ses-01_T1w.nii.gz"
-    outputs = output_paths(root / "anat", "01", list(OUTPUTS))
+    outputs = paths_in(root / "anat", "anatomy", subject_key("01", datatype="anat"))
     record = run_anatomy(t1w, outputs, seed=SEED, n_threads=2, options=OPTIONS)
     return SimpleNamespace(
         root=root, t1w=t1w, truth=truth_paths(bids, "01"), out=outputs, record=record
@@ -155,7 +156,7 @@ def test_template_mask_through_a_chain_to_another_grid(tiny):
 
 
 def test_same_seed_gives_the_same_outputs(tiny, tmp_path):
-    outputs = output_paths(tmp_path / "anat", "01", list(OUTPUTS))
+    outputs = paths_in(tmp_path / "anat", "anatomy", subject_key("01", datatype="anat"))
     run_anatomy(tiny.t1w, outputs, seed=SEED, n_threads=2, options=OPTIONS)
     for key, path in outputs.items():
         if path.name.endswith(".nii.gz"):
@@ -202,7 +203,8 @@ def test_anat_folder_describes_itself(tmp_path):
 
 
 def _outs(tmp_path):
-    return output_paths(tmp_path / "anat", "01", ["preproc", "brain_mask", "dseg"])
+    key = subject_key("01", datatype="anat")
+    return paths_in(tmp_path / "anat", "anatomy", key, keys=["preproc", "brain_mask", "dseg"])
 
 
 def _save(tmp_path, data, affine=None, name="t1w.nii.gz"):
@@ -306,7 +308,7 @@ def test_a_small_head_is_processed_with_warnings_in_every_sidecar(tiny, tmp_path
     k-means fallback) are warnings, logged, returned and written to every sidecar; the outputs
     are complete (one more stage run, about 10-25 s)."""
     small = crop_t1w(tiny.t1w, tmp_path / "sub-01_T1w.nii.gz")
-    outputs = output_paths(tmp_path / "anat", "01", list(OUTPUTS))
+    outputs = paths_in(tmp_path / "anat", "anatomy", subject_key("01", datatype="anat"))
     with caplog.at_level("WARNING", logger="echoprep.stages.anatomy"):
         record = run_anatomy(small, outputs, seed=SEED, n_threads=2, options=OPTIONS)
     fov, brain, *more = warnings = record["Warnings"]

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from echoprep.io.images import StageInputError
+from echoprep.io.outputs import group_key, paths_in
 from echoprep.stages import comparison as cmp
 
 FACTORS = {
@@ -78,7 +79,9 @@ def _run(tmp_path: Path, entries: list[cmp.Entry], rank_by: str = "heldout_r", n
         )
         tables.append(paths["tsv"])
         boots.append(paths["bootstrap"])
-    out = cmp.output_paths(tmp_path / "comparison", "images")
+    out = paths_in(
+        tmp_path / "comparison", "comparison", group_key("images"), keys=cmp.GROUP_OUTPUTS
+    )
     return cmp.run_comparison(tables, out, options={"rank_by": rank_by}, bootstraps=boots), out
 
 
@@ -351,7 +354,7 @@ def test_cli(tmp_path):
     argv += ["--out", *(f"{k}={v}" for k, v in sub.items())]
     args = build_parser("comparison").parse_args(argv)
     assert args.func(args) == 0
-    out = cmp.output_paths(tmp_path / "cmp", "images")
+    out = paths_in(tmp_path / "cmp", "comparison", group_key("images"), keys=cmp.GROUP_OUTPUTS)
     argv = [
         "comparison",
         "group",

@@ -17,6 +17,7 @@ import pytest
 from echoprep.adapters import glmsingle as glm_upstream
 from echoprep.io.events import read_trials
 from echoprep.io.images import StageInputError, float_image
+from echoprep.io.outputs import paths_in
 from echoprep.options import OptionsError, option_names, options_dict, section_defaults
 from echoprep.simulate import simulate_dataset
 from echoprep.stages.glm import (
@@ -25,7 +26,6 @@ from echoprep.stages.glm import (
     OUTPUTS,
     STAGE_SETTINGS,
     GlmOptions,
-    output_paths,
     parse_glm_options,
     run_glm,
     session_key,
@@ -56,12 +56,16 @@ def fitted(tiny, tmp_path_factory) -> dict[str, Path]:
     """One fit of the tiny session (echo 2, T1w-space names), shared by the output tests."""
     out = tmp_path_factory.mktemp("glm") / "glmsingle-raw-single"
     bold, events = _inputs(tiny)
-    paths = output_paths(out, session_key("01", "01", "images"), space="T1w")
+    paths = paths_in(
+        out, "glm", session_key("01", "01", "images"), keys=DEFAULT_OUTPUTS, space="T1w"
+    )
     return run_glm(bold, events, paths, space="T1w", run_labels=["01", "02"], session="01", seed=0)
 
 
 def test_output_names_mirror_laion(tmp_path: Path) -> None:
-    paths = output_paths(tmp_path, session_key("01", "01", "images"), space="T1w")
+    paths = paths_in(
+        tmp_path, "glm", session_key("01", "01", "images"), keys=DEFAULT_OUTPUTS, space="T1w"
+    )
     folder = tmp_path / "sub-01" / "ses-01" / "func"
     assert {k: p.relative_to(folder).as_posix() for k, p in paths.items()} == {
         "betas": f"{SES}_space-T1w_stat-effect_desc-SingletrialBetas_statmap.nii.gz",
@@ -73,14 +77,14 @@ def test_output_names_mirror_laion(tmp_path: Path) -> None:
         "mask": f"{SES}_space-T1w_desc-GLMsingle_mask.nii.gz",
         "summary": f"{SES}_desc-GLMsingle_summary.json",
     }
-    native = output_paths(tmp_path, session_key("01", None, "images"), keys=["betas", "model"])
+    native = paths_in(tmp_path, "glm", session_key("01", None, "images"), keys=["betas", "model"])
     assert native["betas"] == tmp_path / "sub-01" / "func" / (
         "sub-01_task-images_stat-effect_desc-SingletrialBetas_statmap.nii.gz"
     )
     assert native["model"].name == "sub-01_task-images_desc-GLMsingle_model.h5"
     assert set(DEFAULT_OUTPUTS) == set(OUTPUTS) - {"model", "betas_typeb"}
-    typeb = output_paths(
-        tmp_path, session_key("01", "01", "images"), space="T1w", keys=["betas_typeb"]
+    typeb = paths_in(
+        tmp_path, "glm", session_key("01", "01", "images"), space="T1w", keys=["betas_typeb"]
     )
     assert typeb["betas_typeb"] == folder / (
         f"{SES}_space-T1w_stat-effect_desc-SingletrialBetasTypeB_statmap.nii.gz"
@@ -148,8 +152,11 @@ def test_type_d_betas_correlate_with_the_true_betas(tiny, fitted) -> None:
 def test_given_brain_mask_limits_the_fit(tiny, tmp_path: Path) -> None:
     bold, events = _inputs(tiny)
     mask = _truth(tiny, "desc-truthActive_mask.nii.gz")
-    paths = output_paths(
-        tmp_path, session_key("01", "01", "images"), keys=["betas", "trials", "summary", "mask"]
+    paths = paths_in(
+        tmp_path,
+        "glm",
+        session_key("01", "01", "images"),
+        keys=["betas", "trials", "summary", "mask"],
     )
     run_glm(bold, events, paths, mask=mask, options={"n_pcs": 2})
     fitted = nib.load(paths["mask"]).get_fdata() > 0
@@ -171,7 +178,9 @@ def _copy_run(src: Path, dst: Path, edit) -> Path:
 
 
 def _outputs(tmp_path: Path) -> dict[str, Path]:
-    return output_paths(tmp_path / "out", session_key("01", "01", "images"))
+    return paths_in(
+        tmp_path / "out", "glm", session_key("01", "01", "images"), keys=DEFAULT_OUTPUTS
+    )
 
 
 def test_nans_name_the_run_and_voxel_count(tiny, tmp_path: Path) -> None:
@@ -244,11 +253,11 @@ def test_type_b_reference_betas(tiny, tmp_path: Path) -> None:
 
     bold, events = _inputs(tiny)
     key = session_key("01", "01", "images")
-    full = output_paths(
-        tmp_path / "full", key, keys=["betas", "betas_typeb", "trials", "summary", "mask"]
+    full = paths_in(
+        tmp_path / "full", "glm", key, keys=["betas", "betas_typeb", "trials", "summary", "mask"]
     )
     run_glm(bold, events, full, run_labels=["01", "02"], options={"n_pcs": 2})
-    ref = output_paths(tmp_path / "ref", key, keys=["betas_typeb"])["betas_typeb"]
+    ref = paths_in(tmp_path / "ref", "glm", key, keys=["betas_typeb"])["betas_typeb"]
     argv = ["glm", "--bold", *map(str, bold), "--events", *map(str, events)]
     argv += ["--run-labels", "01", "02", "--mask", str(full["mask"]), "--stop-at", "typeb"]
     argv += ["--options-json", json.dumps({"n_pcs": 2}), "--out", f"betas_typeb={ref}"]
@@ -330,7 +339,9 @@ def test_conditions_without_repeats_across_runs(tiny, tmp_path: Path, caplog) ->
     assert np.all(
         nib.load(out["fracridge"]).get_fdata()[nib.load(out["mask"]).get_fdata() > 0] == 1
     )
-    out2 = output_paths(tmp_path / "fixed", session_key("01", "01", "images"))
+    out2 = paths_in(
+        tmp_path / "fixed", "glm", session_key("01", "01", "images"), keys=DEFAULT_OUTPUTS
+    )
     run_glm(bold, events, out2, options={"n_pcs": 2, "pcstop": -1, "fracs": 0.5})
     summary = json.loads(out2["summary"].read_text())
     assert summary["ModelType"] == "FITHRF_GLMDENOISE_RR" and summary["pcnum"] == 1
@@ -339,8 +350,8 @@ def test_conditions_without_repeats_across_runs(tiny, tmp_path: Path, caplog) ->
 def test_hdf5_without_h5py_says_how_to_fix(tiny, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "h5py", None)
     bold, events = _inputs(tiny)
-    out = output_paths(
-        tmp_path, session_key("01", "01", "images"), keys=[*DEFAULT_OUTPUTS, "model"]
+    out = paths_in(
+        tmp_path, "glm", session_key("01", "01", "images"), keys=[*DEFAULT_OUTPUTS, "model"]
     )
     with pytest.raises(StageInputError, match=r"needs the optional package h5py.*glm.hdf5: false"):
         run_glm(bold, events, out, options={"hdf5": True, "n_pcs": 1})

@@ -13,15 +13,14 @@ import pytest
 
 from echoprep.io.events import mixed_repeat_counts, read_trials, stimulus_counts
 from echoprep.io.images import StageInputError
-from echoprep.io.outputs import get, subject_key
+from echoprep.io.outputs import get, path_in, paths_in, subject_key
 from echoprep.kernels.noiseceiling import expected_noise_ceiling, noise_ceiling
 from echoprep.options import section_defaults
 from echoprep.simulate import simulate_dataset
-from echoprep.stages.glm import output_paths, run_glm, session_key
+from echoprep.stages.glm import DEFAULT_OUTPUTS, run_glm, session_key
 from echoprep.stages.noiseceiling import (
     repeats_noise_ceiling,
     session_noise_ceiling,
-    session_output_path,
     subject_noise_ceiling,
 )
 
@@ -222,7 +221,7 @@ def test_stimulus_counts_from_events(tmp_path: Path) -> None:
 
 
 def test_session_names(tmp_path: Path) -> None:
-    path = session_output_path(tmp_path, session_key("01", "02", "images"), space="T1w")
+    path = path_in(tmp_path, "noiseceiling.nc", session_key("01", "02", "images"), space="T1w")
     assert path == tmp_path / "sub-01" / "ses-02" / "func" / (
         "sub-01_ses-02_task-images_space-T1w_desc-Noiseceiling_statmap.nii.gz"
     )
@@ -239,9 +238,11 @@ def test_noise_ceiling_on_the_simulator_truth(tmp_path: Path) -> None:
     ses = "sub-01_ses-01_task-images"
     bold = [func / f"{ses}_run-0{r}_echo-2_part-mag_bold.nii.gz" for r in (1, 2)]
     events = [func / f"{ses}_run-0{r}_events.tsv" for r in (1, 2)]
-    outs = output_paths(tmp_path / "glm", session_key("01", "01", "images"))
+    outs = paths_in(
+        tmp_path / "glm", "glm", session_key("01", "01", "images"), keys=DEFAULT_OUTPUTS
+    )
     run_glm(bold, events, outs, run_labels=["01", "02"], session="01")
-    nc_path = session_output_path(tmp_path / "glm", session_key("01", "01", "images"), space=None)
+    nc_path = path_in(tmp_path / "glm", "noiseceiling.nc", session_key("01", "01", "images"))
     session_noise_ceiling(outs["betas"], outs["trials"], nc_path, mask_file=outs["mask"])
     truth = root / "derivatives" / "truth" / "sub-01" / "ses-01" / "func"
     active = nib.load(truth / f"{ses}_desc-truthActive_mask.nii.gz").get_fdata() > 0

@@ -170,3 +170,61 @@ def test_every_rule_logs_under_a_unique_registry_name():
     for path in (ROOT / "workflow" / "rules").glob("*.smk"):
         for directive in re.findall(r"^\s+(?:log|benchmark):\n\s+(.+)", _code(path), re.M):
             assert directive.startswith(("PLAN.log(", "PLAN.benchmark(")), (path, directive)
+
+
+# --------------------------------------------------------------------------------------
+# the names a stage run by hand writes (paths_in, path_in)
+# --------------------------------------------------------------------------------------
+
+
+def test_paths_in_gives_the_stage_folder_names(tmp_path):
+    ses = reg.session_key("01", "01", "images")
+    glm = reg.paths_in(tmp_path, "glm", ses, space="T1w")
+    folder = tmp_path / "sub-01" / "ses-01" / "func"
+    assert list(glm) == list(reg.stage_outputs("glm"))  # no keys: every output, registry order
+    assert glm["betas"] == folder / (
+        "sub-01_ses-01_task-images_space-T1w_stat-effect_desc-SingletrialBetas_statmap.nii.gz"
+    )
+    assert glm["trials"] == folder / "sub-01_ses-01_task-images_desc-SingletrialBetas_trials.tsv"
+    # root is the stage's own folder: the same path as Output.path below output_dir
+    out = tmp_path / "results"
+    assert reg.paths_in(out / "glmsingle-raw-single", "glm", ses, space="T1w")["betas"] == (
+        reg.get("glm.betas").path(out, ses, space="T1w", nordic="raw", combine="single")
+    )
+    anat = reg.paths_in(tmp_path, "anatomy", reg.subject_key("01", datatype="anat"))
+    assert anat["preproc"] == tmp_path / "sub-01" / "anat" / "sub-01_desc-preproc_T1w.nii.gz"
+    assert anat["xfm_to_template"].name == (f"sub-01_from-T1w_to-{reg.TEMPLATE}_mode-image_xfm.h5")
+    optcom = reg.paths_in(tmp_path, "combine", reg.run_key(), variant="optcom", space="T1w")
+    assert optcom["t2star"] == tmp_path / "{run_dir}" / "{run_prefix}_space-T1w_T2starmap.nii.gz"
+
+
+def test_paths_in_keys_select_and_order(tmp_path):
+    ses = reg.session_key("01", None, "images")
+    paths = reg.paths_in(tmp_path, "glm", ses, keys=["summary", "betas"])
+    assert list(paths) == ["summary", "betas"]
+    assert paths["betas"] == tmp_path / "sub-01" / "func" / (
+        "sub-01_task-images_stat-effect_desc-SingletrialBetas_statmap.nii.gz"
+    )
+    group = reg.paths_in(tmp_path, "comparison", reg.group_key("images"), keys=["json", "tsv"])
+    assert group == {
+        "json": tmp_path / "recommended_variant.json",
+        "tsv": tmp_path / "task-images_desc-variants_comparison.tsv",
+    }
+    with pytest.raises(KeyError, match="no outputs \\['betaz'\\]"):
+        reg.paths_in(tmp_path, "glm", ses, keys=["betas", "betaz"])
+
+
+def test_path_in_gives_one_output(tmp_path):
+    run = reg.run_key({"sub": "01", "ses": "01", "task": "images", "run": "01"})
+    echo = reg.path_in(tmp_path, "preproc.bold", run, space="T1w", echo=2)
+    assert echo == tmp_path / "sub-01" / "ses-01" / "func" / (
+        "sub-01_ses-01_task-images_run-01_echo-2_space-T1w_desc-preproc_bold.nii.gz"
+    )
+    assert reg.path_in(tmp_path, "preproc.bold", reg.run_key(), echo="{echo}") == (
+        tmp_path / "{run_dir}" / "{run_prefix}_echo-{echo}_desc-preproc_bold.nii.gz"
+    )
+    nc = reg.path_in(tmp_path, "noiseceiling.nc", reg.session_key("01", "02", "images"))
+    assert nc.name == "sub-01_ses-02_task-images_desc-Noiseceiling_statmap.nii.gz"
+    assert reg.path_in(tmp_path, "comparison.json", reg.group_key("images")) == (
+        tmp_path / "recommended_variant.json"
+    )

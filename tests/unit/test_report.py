@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from echoprep.io.outputs import group_key, paths_in
 from echoprep.report import figures
 from echoprep.report.html import Section, cell, data_uri, render
 from echoprep.stages import comparison as cmp
@@ -79,7 +80,9 @@ def _inputs(tmp_path: Path) -> dict:
         )
     cmp.run_comparison(
         [own[s]["tsv"] for s in own],
-        cmp.output_paths(tmp_path / "comparison", "images"),
+        paths_in(
+            tmp_path / "comparison", "comparison", group_key("images"), keys=cmp.GROUP_OUTPUTS
+        ),
         bootstraps=[own[s]["bootstrap"] for s in own],
     )
     diagnostics = tmp_path / "sub-01_task-images_desc-nordic_diagnostics.tsv"
@@ -210,7 +213,9 @@ def test_full_report_is_self_contained(tmp_path):
 
 def test_group_comparison_outputs_are_shown_when_given(tmp_path):
     inputs = _inputs(tmp_path)
-    group = cmp.output_paths(tmp_path / "comparison", "images")
+    group = paths_in(
+        tmp_path / "comparison", "comparison", group_key("images"), keys=cmp.GROUP_OUTPUTS
+    )
     del inputs["comparison_table"], inputs["comparison_bootstrap"]
     out = build_report(
         "02",

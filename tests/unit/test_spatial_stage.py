@@ -30,6 +30,7 @@ import pytest
 
 from echoprep.io.bids import discover
 from echoprep.io.images import StageInputError
+from echoprep.io.outputs import path_in, paths_in, run_key, subject_key
 from echoprep.io.paths import sidecar_path
 from echoprep.kernels.geometry.transforms import apply_matrix, rigid_matrix, rigid_params
 from echoprep.options import OptionsError, section_defaults
@@ -57,7 +58,7 @@ def _process(bids: Path, out: Path, *, resample_runs: int = 0) -> dict:
     runs = ds.runs
     geo = []
     for i, run in enumerate(runs):
-        paths = spatial.run_outputs(out / "spatial", run.entities)
+        paths = paths_in(out / "spatial", "spatial", run_key(run.entities))
         spatial.run_geometry(
             run.echoes[1].mag,
             paths,
@@ -71,12 +72,16 @@ def _process(bids: Path, out: Path, *, resample_runs: int = 0) -> dict:
         )
         geo.append(paths)
     tp = truth_paths(bids, "01")
-    subject = spatial.subject_outputs(out / "spatial", "01")
+    subject = paths_in(out / "spatial", "spatial_grid", subject_key("01"))
     spatial.subject_grid(geo[0]["boldref"], ds.t1w["01"], tp["T1w_brain_mask"], subject)
     echoes = []
     for i in range(resample_runs):
         run = runs[i]
-        outs = [spatial.echo_output(out / "preproc-raw", run.entities, e.echo) for e in run.echoes]
+        key = run_key(run.entities)
+        outs = [
+            path_in(out / "preproc-raw", "preproc.bold", key, space="T1w", echo=e.echo)
+            for e in run.echoes
+        ]
         spatial.resample_run(
             [e.mag for e in run.echoes],
             geo[i]["xfm"],
@@ -247,7 +252,7 @@ def _subject_step_in_a_fresh_process(tiny, out: Path, itk_threads: str | None) -
     env = {k: v for k, v in os.environ.items() if k != "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"}
     if itk_threads is not None:
         env["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = itk_threads
-    outs = spatial.subject_outputs(out, "01")
+    outs = paths_in(out, "spatial_grid", subject_key("01"))
     cmd = [
         sys.executable, "-m", "echoprep", "spatial", "subject",
         "--boldref", str(tiny["geo"][0]["boldref"]),
@@ -271,7 +276,7 @@ def test_bold_to_t1w_registration_is_reproducible_across_processes(tiny, tmp_pat
     assert a.keys() == b.keys() == {"boldref", "brain_mask", "xfm"}
     for key in a:
         assert a[key] == b[key], f"{key} differs between two runs"
-    xfm = np.loadtxt(tmp_path / "a" / spatial.subject_outputs(Path(), "01")["xfm"])
+    xfm = np.loadtxt(path_in(tmp_path / "a", "spatial_grid.xfm", subject_key("01")))
     assert xfm.shape == (4, 4) and not np.allclose(xfm, np.eye(4))
 
 
@@ -321,7 +326,8 @@ def _run_geometry(run, out: Path, **kw):
         "readout_time": run.total_readout_time,
     }
     base.update(kw)
-    return spatial.run_geometry(run.echoes[1].mag, spatial.run_outputs(out, run.entities), **base)
+    paths = paths_in(out, "spatial", run_key(run.entities))
+    return spatial.run_geometry(run.echoes[1].mag, paths, **base)
 
 
 def test_error_fieldmap_shape_mismatch(tiny, tmp_path):

@@ -15,7 +15,7 @@ value may be a Snakemake wildcard (``"{echo}"``), which gives the rule's output 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -588,6 +588,61 @@ def stage_outputs(stage: str, variant: str | None = None) -> dict[str, Output]:
     return found
 
 
+def paths_in(
+    root: str | Path,
+    stage: str,
+    key: tuple[str, str],
+    *,
+    keys: Sequence[str] | None = None,
+    space: str | None = None,
+    variant: str | None = None,
+    **values: object,
+) -> dict[str, Path]:
+    """Name -> path of the files a stage run by hand writes (tests, benchmarks, notebooks).
+
+    Parameters
+    ----------
+    root
+        The stage's own derivative folder (``<output_dir>/glmsingle-nordic-optcom``,
+        ``<output_dir>/anat``), not ``output_dir``: paths are ``root/<key folder>/<name>``.
+    stage, variant
+        As in :func:`stage_outputs` (``variant`` only for ``combine``).
+    key
+        ``(folder, stem)`` of the run, session, subject or group (:func:`session_key`, etc.).
+    keys
+        Output names of the stage, in the order wanted; None: every output of the stage.
+    space, **values
+        As in :meth:`Output.file_name`.
+    """
+    outputs = stage_outputs(stage, variant)
+    if unknown := [k for k in keys or () if k not in outputs]:
+        raise KeyError(f"stage {stage!r} has no outputs {unknown}; it has {list(outputs)}")
+    return {
+        k: Path(root) / key[0] / outputs[k].file_name(key[1], space=space, **values)
+        for k in (outputs if keys is None else keys)
+    }
+
+
+def path_in(
+    root: str | Path,
+    output: str,
+    key: tuple[str, str],
+    *,
+    space: str | None = None,
+    **values: object,
+) -> Path:
+    """:func:`paths_in` for one output.
+
+    Parameters
+    ----------
+    root, key, space, **values
+        As in :func:`paths_in` (``root``: the output's own folder, e.g. ``<output_dir>/anat``).
+    output
+        Its registry key (:func:`get`): ``"noiseceiling.nc"``, ``"preproc.bold"`` (``echo=2``).
+    """
+    return Path(root) / key[0] / get(output).file_name(key[1], space=space, **values)
+
+
 def stage_table(
     stage: str, variant: str | None = None, level: str | None = None
 ) -> dict[str, tuple[str, dict[str, str], str]]:
@@ -630,6 +685,8 @@ __all__ = [
     "folder_kind",
     "get",
     "group_key",
+    "path_in",
+    "paths_in",
     "run_key",
     "session_key",
     "stage_outputs",

@@ -49,7 +49,7 @@ import pandas as pd
 from echoprep.io.arguments import ENTRY_KEYS, entry_words, key_paths
 from echoprep.io.events import read_trials
 from echoprep.io.images import StageInputError, check_same_grid, load_image, load_mask_on_grid
-from echoprep.io.outputs import group_key, stage_outputs
+from echoprep.io.outputs import stage_outputs
 from echoprep.io.sidecars import (
     software_versions,
     write_json,
@@ -86,6 +86,9 @@ log = logging.getLogger(__name__)
 
 #: Grid tolerance (mm) between the maps and masks of one subject.
 _GRID_ATOL = 1e-4
+#: The group step's outputs (``tsv``, ``png``, ``svg``, ``json``: registry ``comparison.<key>``;
+#: ``echoprep.io.outputs.paths_in(root, "comparison", group_key(task), keys=GROUP_OUTPUTS)``).
+GROUP_OUTPUTS = tuple(k for k, o in stage_outputs("comparison").items() if o.level == "group")
 
 
 @dataclass(frozen=True)
@@ -107,16 +110,6 @@ def stage_options(
     default; unknown keys and values the schema refuses raise
     :class:`echoprep.options.OptionsError`."""
     return parse_options(ComparisonOptions, "comparison", given, source=source)
-
-
-def output_paths(root: str | Path, task: str) -> dict[str, Path]:
-    """Paths of the group comparison outputs (``tsv``, ``png``, ``svg``, ``json``)."""
-    _, stem = group_key(task)
-    return {
-        k: Path(root) / o.file_name(stem)
-        for k, o in stage_outputs("comparison").items()
-        if o.level == "group"
-    }
 
 
 @dataclass(frozen=True)
@@ -428,7 +421,7 @@ def run_comparison(
     tables, bootstraps
         The subjects' comparison and bootstrap tables (:func:`run_subject_comparison`).
     outputs
-        Keys of :func:`output_paths` (``tsv``, ``png``, ``svg``, ``json``) to paths.
+        Keys of :data:`GROUP_OUTPUTS` (``tsv``, ``png``, ``svg``, ``json``) to paths.
     options
         The ``comparison:`` config section (``rank_by``: the ranking metric,
         :data:`RANK_METRICS`).
@@ -575,7 +568,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         options = _given_options(args)
         run_subject_comparison(entries, outputs, options=options, seed=args.seed)
         return 0
-    outputs = key_paths(args.out, form="tsv|png|svg|json=PATH", keys=("tsv", "png", "svg", "json"))
+    outputs = key_paths(args.out, form="tsv|png|svg|json=PATH", keys=GROUP_OUTPUTS)
     if "tsv" not in outputs or "json" not in outputs:
         raise SystemExit("--out needs tsv=... and json=...")
     options = _given_options(args)
@@ -587,6 +580,7 @@ __all__ = [
     "BASELINE",
     "EDGE_NC",
     "ENTRY_KEYS",
+    "GROUP_OUTPUTS",
     "MEASURES",
     "RANK_METRICS",
     "VALIDATED",
@@ -599,7 +593,6 @@ __all__ = [
     "entry_words",
     "group_statistics",
     "implausibility_warnings",
-    "output_paths",
     "parse_entry",
     "plot_comparison",
     "read_bootstrap",

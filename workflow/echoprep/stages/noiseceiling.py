@@ -44,22 +44,11 @@ from echoprep.io.images import (
     float_image,
     load_image,
 )
-from echoprep.io.outputs import TRIALS_NAME, get
+from echoprep.io.outputs import TRIALS_NAME
 from echoprep.io.sidecars import write_sidecar
 from echoprep.kernels.noiseceiling import NoiseCeiling, nc_from_ncsnr, noise_ceiling
 
 log = logging.getLogger(__name__)
-
-# ---------------------------------------------------------------------------------------------
-# names
-
-
-def session_output_path(root: str | Path, key: tuple[str, str], *, space: str | None) -> Path:
-    """Path of a session's noise-ceiling map (``key``: ``(folder, stem)`` of the session,
-    :func:`echoprep.io.outputs.session_key`)."""
-    folder, stem = key
-    return Path(root) / folder / get("noiseceiling.nc").file_name(stem, space=space)
-
 
 # ---------------------------------------------------------------------------------------------
 # computation
@@ -439,6 +428,5 @@ __all__ = [
     "repeats_noise_ceiling",
     "run_from_args",
     "session_noise_ceiling",
-    "session_output_path",
     "subject_noise_ceiling",
 ]

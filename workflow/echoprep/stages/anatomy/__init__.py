@@ -18,7 +18,7 @@ Steps (all in the T1w's own grid; nothing is resampled except what goes to the t
 Every ANTs call (and the transform files) is in :mod:`echoprep.adapters.ants`, deepbet in
 :mod:`echoprep.adapters.deepbet`, the tissue arithmetic in :mod:`echoprep.kernels.tissue`; this
 package validates and loads the T1w (:mod:`.t1w`), calls them and writes the outputs
-(:mod:`.run`), with the output names in :mod:`.names` and the options in :mod:`.options`
+(:mod:`.run`, with the output names) and the options in :mod:`.options`
 (:class:`AnatomyOptions`: config section ``anatomy``; defaults and allowed values in the config
 schema). Every public name is importable from ``echoprep.stages.anatomy``.
 
@@ -74,16 +74,15 @@ from pathlib import Path
 
 from echoprep.adapters.ants import REGISTRATION_PRESETS, apply_to_grid
 from echoprep.io.arguments import key_paths
-from echoprep.stages.anatomy.names import (
+from echoprep.stages.anatomy.options import AnatomyOptions, parse_anatomy_options
+from echoprep.stages.anatomy.run import (
     DEFAULT_OUTPUTS,
     OUTPUTS,
     REQUIRED_OUTPUTS,
     TEMPLATE,
     TEMPLATE_INFO,
-    output_paths,
+    run_anatomy,
 )
-from echoprep.stages.anatomy.options import AnatomyOptions, parse_anatomy_options
-from echoprep.stages.anatomy.run import run_anatomy
 from echoprep.stages.anatomy.t1w import MIN_FOV_MM, VOXEL_RANGE_MM, template_maps, validate_t1w
 
 # ---------------------------------------------------------------------------------------------
@@ -139,7 +138,6 @@ __all__ = [
     "AnatomyOptions",
     "add_arguments",
     "apply_to_grid",
-    "output_paths",
     "parse_anatomy_options",
     "run_anatomy",
     "run_from_args",

@@ -1,4 +1,5 @@
-"""The anatomy stage's computation and outputs (:func:`run_anatomy`); see the package docstring."""
+"""The anatomy stage's computation and outputs (:func:`run_anatomy`), the names of its outputs
+and the template's label; see the package docstring."""
 
 from __future__ import annotations
 
@@ -16,14 +17,36 @@ from echoprep.adapters import ants, deepbet
 from echoprep.adapters.ants import REGISTRATION_PRESETS
 from echoprep.io.atomic import atomic_path
 from echoprep.io.images import StageInputError, atomic_save, float_image
+from echoprep.io.outputs import TEMPLATE, stage_table
 from echoprep.io.sidecars import write_sidecar
 from echoprep.kernels import tissue
 from echoprep.options import options_dict
-from echoprep.stages.anatomy.names import OUTPUTS, REQUIRED_OUTPUTS, TEMPLATE, TEMPLATE_INFO
 from echoprep.stages.anatomy.options import AnatomyOptions, parse_anatomy_options
 from echoprep.stages.anatomy.t1w import MIN_VOXELS, _axes, _like, template_maps, validate_t1w
 
 log = logging.getLogger(__name__)
+
+#: What :data:`TEMPLATE` is, for the sidecars.
+TEMPLATE_INFO: dict[str, str] = {
+    "Name": TEMPLATE,
+    "Description": "ICBM 2009a Nonlinear Symmetric MNI152 template as bundled with nilearn "
+    "(mni_icbm152_{t1,gm,wm}_tal_nlin_sym_09a, skull-stripped and rescaled to 0-1; 1 mm grid "
+    "197x233x189, corner voxel at (-98, -134, -72) mm): the T1 is the registration target, the "
+    "GM/WM probability maps and CSF = smoothed brain mask (T1 > 0.2, nilearn's) - GM - WM the "
+    "tissue priors",
+    "Source": "nilearn.datasets.load_mni152_template / load_mni152_gm_template / "
+    "load_mni152_wm_template / load_mni152_brain_mask",
+}
+
+#: Output key -> (suffix, derivative entities, extension), from the output registry.
+#: Subject-level names: ``sub-<label>/anat/sub-<label>_<entities>_<suffix><ext>``.
+OUTPUTS: dict[str, tuple[str, dict[str, str], str]] = stage_table("anatomy")
+
+#: Keys every call must write; the others are written when their key is given.
+REQUIRED_OUTPUTS = ("preproc", "brain_mask", "dseg")
+
+#: Keys written by default by the workflow (``template_preproc`` is an optional QC image).
+DEFAULT_OUTPUTS = tuple(k for k in OUTPUTS if k != "template_preproc")
 
 _SOFTWARE = ("antspyx", "deepbet", "torch")
 #: Brain volumes below this (ml) give a warning (an adult brain is about 1000-1600 ml; a small
@@ -68,8 +91,9 @@ def run_anatomy(
         The subject's T1w (3D NIfTI, voxel sizes 0.2-6 mm; a field of view smaller than a
         whole head is processed with a warning).
     outputs
-        Keys of :data:`OUTPUTS` to paths (:func:`output_paths` builds them). ``preproc``,
-        ``brain_mask`` and ``dseg`` are required; other keys are written when given. The
+        Keys of :data:`OUTPUTS` to paths (``echoprep.io.outputs.paths_in(root, "anatomy",
+        subject_key(subject, datatype="anat"))`` builds them). ``preproc``, ``brain_mask`` and
+        ``dseg`` are required; other keys are written when given. The
         registration runs when a transform or ``template_preproc`` is asked for, or when the
         segmentation uses the template priors.
     seed
@@ -477,4 +501,11 @@ def _write_lookup(path: Path) -> None:
             writer.writerow([index, name, abbr, index])
 
 
-__all__ = ["run_anatomy"]
+__all__ = [
+    "DEFAULT_OUTPUTS",
+    "OUTPUTS",
+    "REQUIRED_OUTPUTS",
+    "TEMPLATE",
+    "TEMPLATE_INFO",
+    "run_anatomy",
+]

@@ -57,7 +57,6 @@ from echoprep.stages.glm.outputs import (
     OUTPUTS,
     REQUIRED_OUTPUTS,
     SPATIAL_KEYS,
-    output_paths,
     session_key,
 )
 from echoprep.stages.glm.run import add_arguments, run_from_args, run_glm
@@ -78,7 +77,6 @@ __all__ = [
     "engine_options",
     "load_brain_mask",
     "load_session",
-    "output_paths",
     "parse_glm_options",
     "read_trials",
     "run_from_args",

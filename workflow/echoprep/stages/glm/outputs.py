@@ -30,44 +30,12 @@ log = logging.getLogger(__name__)
 OUTPUTS: dict[str, tuple[str, dict[str, str], str]] = stage_table("glm")
 #: Outputs that are images on the functional grid (they get ``space-<label>``).
 SPATIAL_KEYS = tuple(k for k, o in stage_outputs("glm").items() if o.spatial)
-#: Outputs written unless asked otherwise (``model`` needs h5py and ``glm.hdf5: true``;
-#: ``betas_typeb``, the type-B reference betas, only when asked).
+#: The outputs of an ordinary fit (``model`` needs h5py and ``glm.hdf5: true``; ``betas_typeb``,
+#: the type-B reference betas, only when asked): pass them as
+#: ``echoprep.io.outputs.paths_in(root, "glm", key, keys=DEFAULT_OUTPUTS)``.
 DEFAULT_OUTPUTS = tuple(k for k in OUTPUTS if k not in ("model", "betas_typeb"))
 #: Outputs every call must be given (``stop_at="typeb"``: only ``betas_typeb``).
 REQUIRED_OUTPUTS = ("betas", "trials", "summary")
-
-
-def output_paths(
-    root: str | Path,
-    key: tuple[str, str],
-    *,
-    space: str | None = None,
-    keys: Sequence[str] | None = None,
-) -> dict[str, Path]:
-    """Paths of one session's GLMsingle outputs.
-
-    Parameters
-    ----------
-    root
-        The derivative folder, e.g. ``<out>/glmsingle-nordic-optcom``.
-    key
-        ``(folder, stem)`` from :func:`session_key` (or wildcard patterns).
-    space
-        Space label of the inputs (``"T1w"``) or None for the native grid.
-    keys
-        Keys of :data:`OUTPUTS`; None gives :data:`DEFAULT_OUTPUTS`.
-
-    Returns
-    -------
-    dict
-        Key -> path.
-    """
-    outputs = stage_outputs("glm")
-    folder, stem = key
-    return {
-        k: Path(root) / folder / outputs[k].file_name(stem, space=space)
-        for k in (keys if keys is not None else DEFAULT_OUTPUTS)
-    }
 
 
 @dataclass
@@ -460,7 +428,6 @@ __all__ = [
     "REQUIRED_OUTPUTS",
     "SPATIAL_KEYS",
     "SessionFit",
-    "output_paths",
     "session_key",
     "write_hdf5",
     "write_outputs",

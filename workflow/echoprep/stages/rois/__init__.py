@@ -23,9 +23,10 @@ Template-space masks go through the anatomy stage's ``from-<template>_to-T1w`` t
 (with :func:`echoprep.adapters.ants.apply_to_grid`).
 
 One module per job: :mod:`.masks`, :mod:`.visual`, :mod:`.table`; the user ROI folder's names in
-:mod:`.names`; the options (:class:`RoiOptions`, config section ``rois``: defaults and allowed
-values in the config schema) in :mod:`.options`. The array code (nearest-neighbour resampling,
-the voxel selections) is in :mod:`echoprep.kernels.rois` and :mod:`echoprep.kernels.visual`.
+:mod:`echoprep.io.rois`; the options (:class:`RoiOptions`, config section ``rois``: defaults and
+allowed values in the config schema) in :mod:`.options`. The array code (nearest-neighbour
+resampling, the voxel selections) is in :mod:`echoprep.kernels.rois` and
+:mod:`echoprep.kernels.visual`.
 Every public name is importable from ``echoprep.stages.rois``.
 
 Errors name the file, what was expected, what was found and how to fix it.
@@ -38,11 +39,10 @@ import json
 from pathlib import Path
 
 from echoprep.io.arguments import key_paths
-from echoprep.stages.rois.masks import check_binary_mask, roi_to_grid, run_roi_mask
-from echoprep.stages.rois.names import (
+from echoprep.io.outputs import TEMPLATE
+from echoprep.io.rois import (
     DEFAULT_CATEGORY,
     ROI_SPACES,
-    TEMPLATE,
     VISUAL_CATEGORY,
     VISUAL_LABEL,
     RoiFile,
@@ -50,6 +50,7 @@ from echoprep.stages.rois.names import (
     res_label,
     roi_name,
 )
+from echoprep.stages.rois.masks import check_binary_mask, roi_to_grid, run_roi_mask
 from echoprep.stages.rois.options import RoiOptions, VisualRoiOptions, parse_roi_options
 from echoprep.stages.rois.table import TABLE_COLUMNS, load_masks, run_roi_table
 from echoprep.stages.rois.visual import count_blank_trials, run_visual_roi

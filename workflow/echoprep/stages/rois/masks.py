@@ -11,9 +11,9 @@ import numpy as np
 
 from echoprep.adapters.ants import apply_to_grid
 from echoprep.io.images import StageInputError, atomic_save, load_image
+from echoprep.io.outputs import TEMPLATE
 from echoprep.io.sidecars import write_sidecar
 from echoprep.kernels.rois import resample_nearest
-from echoprep.stages.rois.names import TEMPLATE
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ import numpy as np
 
 from echoprep.io.atomic import atomic_path
 from echoprep.io.images import check_same_grid, load_image
+from echoprep.io.rois import roi_name
 from echoprep.io.sidecars import write_sidecar
 from echoprep.kernels.noiseceiling import roi_summary
-from echoprep.stages.rois.names import roi_name
 
 
 def load_masks(

@@ -40,10 +40,10 @@ import pandas as pd
 
 from echoprep.io.images import StageInputError, check_same_grid, load_image
 from echoprep.io.outputs import get
+from echoprep.io.rois import VISUAL_CATEGORY
 from echoprep.kernels.rois import select_visual_voxels
 from echoprep.options import section_defaults
 from echoprep.stages.rois.masks import write_mask
-from echoprep.stages.rois.names import VISUAL_CATEGORY
 from echoprep.stages.rois.options import RoiOptions, parse_roi_options
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,8 @@ Three steps (rules ``spatial_run``, ``spatial_subject``, ``spatial_resample`` in
 ``workflow/rules/spatial.smk``; sub-commands ``echoprep spatial run|subject|resample``), one
 module each: :mod:`.run`, :mod:`.subject`, :mod:`.resample` (with :mod:`.series`, shared by the
 first and the last). Kernels in :mod:`echoprep.kernels.geometry`, the BOLD → T1w registration in
-:mod:`echoprep.adapters.ants`; output names in :mod:`.names`; options in :mod:`.options`
+:mod:`echoprep.adapters.ants`; output names in the registry, :mod:`echoprep.io.outputs` (the
+keys: :data:`RUN_OUTPUTS`, :data:`SUBJECT_OUTPUTS`); options in :mod:`.options`
 (:class:`SpatialOptions`: the config section ``spatial``, defaults and allowed values in the
 config schema). Every public name is importable from ``echoprep.stages.spatial``.
 
@@ -64,13 +65,6 @@ import json
 from pathlib import Path
 
 from echoprep.io.arguments import echo_key_paths, key_paths
-from echoprep.stages.spatial.names import (
-    RUN_OUTPUTS,
-    SUBJECT_OUTPUTS,
-    echo_output,
-    run_outputs,
-    subject_outputs,
-)
 from echoprep.stages.spatial.options import (
     STAGE_KEYS,
     SpatialOptions,
@@ -79,8 +73,8 @@ from echoprep.stages.spatial.options import (
     stage_options,
 )
 from echoprep.stages.spatial.resample import build_chain, load_geometry, resample_run
-from echoprep.stages.spatial.run import load_fieldmap_hz, motion_levels, run_geometry
-from echoprep.stages.spatial.subject import subject_grid
+from echoprep.stages.spatial.run import RUN_OUTPUTS, load_fieldmap_hz, motion_levels, run_geometry
+from echoprep.stages.spatial.subject import SUBJECT_OUTPUTS, subject_grid
 
 # ---------------------------------------------------------------------------------------------
 # command line (wired into ``echoprep`` by cli.py)
@@ -199,7 +193,6 @@ __all__ = [
     "SpatialOptions",
     "add_arguments",
     "build_chain",
-    "echo_output",
     "load_fieldmap_hz",
     "load_geometry",
     "motion_levels",
@@ -208,8 +201,6 @@ __all__ = [
     "resample_run",
     "run_from_args",
     "run_geometry",
-    "run_outputs",
     "stage_options",
     "subject_grid",
-    "subject_outputs",
 ]

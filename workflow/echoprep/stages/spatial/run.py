@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from echoprep.io.atomic import atomic_path
 from echoprep.io.images import StageInputError, atomic_save, check_same_grid, load_image
+from echoprep.io.outputs import stage_table
 from echoprep.io.sidecars import write_sidecar
 from echoprep.stages.spatial.options import (
     SOFTWARE,
@@ -25,6 +26,10 @@ from echoprep.stages.spatial.options import (
 from echoprep.stages.spatial.series import correct_slice_timing, load_series
 
 log = logging.getLogger(__name__)
+
+#: Per-run geometry outputs: key -> (suffix, derivative entities, extension), from the output
+#: registry (``spatial.<key>``).
+RUN_OUTPUTS: dict[str, tuple[str, dict[str, str], str]] = stage_table("spatial")
 
 
 def load_fieldmap_hz(
@@ -398,4 +403,4 @@ def run_geometry(
     return record
 
 
-__all__ = ["load_fieldmap_hz", "motion_levels", "run_geometry"]
+__all__ = ["RUN_OUTPUTS", "load_fieldmap_hz", "motion_levels", "run_geometry"]

@@ -15,7 +15,7 @@ from scipy import ndimage
 from echoprep.adapters import ants
 from echoprep.io.atomic import atomic_path
 from echoprep.io.images import StageInputError, atomic_save, check_same_grid, load_image
-from echoprep.io.outputs import get
+from echoprep.io.outputs import get, stage_table
 from echoprep.io.sidecars import write_sidecar
 from echoprep.stages.spatial.options import (
     SOFTWARE,
@@ -26,6 +26,9 @@ from echoprep.stages.spatial.options import (
 
 log = logging.getLogger(__name__)
 
+#: Per-subject outputs (output space T1w): key -> (suffix, derivative entities, extension), from
+#: the output registry (``spatial_grid.<key>``).
+SUBJECT_OUTPUTS: dict[str, tuple[str, dict[str, str], str]] = stage_table("spatial_grid")
 #: The fixed image of the registration, as its sidecar names it (desc-preproc_T1w).
 _T1W_NAME = get("anatomy.preproc").file_name("").removesuffix(".nii.gz")
 
@@ -186,4 +189,4 @@ def subject_grid(
     return record
 
 
-__all__ = ["subject_grid"]
+__all__ = ["SUBJECT_OUTPUTS", "subject_grid"]
