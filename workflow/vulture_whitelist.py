@@ -33,6 +33,7 @@ _ = (
     Plan.tedana_options,
     Plan.tedana_params,
     Plan.folder_pattern,  # common.smk
+    Plan.sessions_warning,
     Plan.analysis_mask_inputs,  # glm.smk
     Plan.analysis_mask_outputs,
     Plan.analysis_mask_params,

@@ -27,6 +27,31 @@ def _rel(plan: Plan, paths) -> set[str]:
     return {str(Path(p).relative_to(plan.out)) for p in paths}
 
 
+def test_sessions_that_would_get_nothing_are_named(bids, tmp_path):
+    """NORDIC off with the default glm.all_sessions_variants (nordic-optcom): the sessions
+    outside the comparison would get geometry only; the plan says so and how to fix it."""
+    plan = _plan(bids, tmp_path, nordic={"enabled": False})
+    assert plan.sessions_warning() == (
+        "glm.all_sessions_variants: none of ['nordic-optcom'] is produced by this config "
+        "(raw-single, raw-optcom, raw-denoised), so the 1 session(s) outside the comparison "
+        "(sub-01_ses-02) get head motion and distortion only: no echo handling, GLM or noise "
+        "ceiling. Fix: add a produced variant to glm.all_sessions_variants (e.g. raw-optcom), "
+        "or set variants.sessions: all to make every variant of every run without fitting it."
+    )
+    assert not {t for t in _rel(plan, plan.targets()) if "ses-02" in t and "combine-" in t}
+    assert _plan(bids, tmp_path).sessions_warning() is None
+    fixed = _plan(
+        bids, tmp_path, nordic={"enabled": False}, glm={"all_sessions_variants": ["raw-optcom"]}
+    )
+    assert fixed.sessions_warning() is None
+    assert (
+        _plan(
+            bids, tmp_path, nordic={"enabled": False}, variants={"sessions": "all"}
+        ).sessions_warning()
+        is None
+    )
+
+
 def test_variants_sessions_all_produces_every_variant_of_every_run(bids, tmp_path):
     plan = _plan(bids, tmp_path, variants={"sessions": "all"})
     targets = _rel(plan, plan.targets())

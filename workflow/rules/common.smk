@@ -43,6 +43,9 @@ PLAN = Plan(config, DATASET)
 _publish_skipped = PLAN.publish_warning()
 if _publish_skipped:
     print(_publish_skipped, file=sys.stderr)
+_sessions_idle = PLAN.sessions_warning() if workflow.is_main_process else None
+if _sessions_idle:
+    print(_sessions_idle, file=sys.stderr)
 
 
 def all_targets(wildcards):

@@ -56,6 +56,34 @@ class SessionPlan(RunPlan):
         comparison sessions, glm.all_sessions_variants for every session."""
         return self._variant_sessions
 
+    def sessions_warning(self) -> str | None:
+        """Why sessions outside the comparison get no echo handling and no GLM (with
+        ``variants.sessions: fitted``, when glm.all_sessions_variants names no variant this
+        config produces, e.g. NORDIC off with the default nordic-optcom), or None."""
+        if self.config["variants"]["sessions"] == "all":
+            return None
+        produced = self.glm_variants()
+        everywhere = list(self.config["glm"]["all_sessions_variants"])
+        if any(v in produced for v in everywhere):
+            return None
+        others = [
+            f"sub-{sub}_ses-{ses}"
+            for sub in self.dataset.subjects()
+            for ses in self.dataset.sessions(sub)
+            if ses not in self.comparison_sessions(sub)
+        ]
+        if not others:
+            return None
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        return (
+            f"glm.all_sessions_variants: none of {everywhere} is produced by this config "
+            f"({', '.join(produced) or 'no variant'}), so the {len(others)} session(s) outside "
+            f"the comparison ({shown}) get head motion and distortion only: no echo handling, "
+            "GLM or noise ceiling. Fix: add a produced variant to glm.all_sessions_variants "
+            "(e.g. raw-optcom), or set variants.sessions: all to make every variant of every "
+            "run without fitting it."
+        )
+
     def session_variants(self, subject: str, session: str | None) -> list[str]:
         """The variants fitted for a (subject, session), in glm_variants() order."""
         return self._variants_by_session.get((subject, session), [])
