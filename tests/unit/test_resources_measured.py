@@ -130,6 +130,25 @@ def test_runtime_requests_cover_the_measured_wall_time_without_waste(measured, p
     assert not problems, "\n".join(problems)
 
 
+#: Rules with a resource model that the benchmark cannot run, and why.
+NOT_MEASURED = {"roi_mask": "needs user ROI masks (rois.dir); the benchmark's config has none"}
+
+
+def test_every_rule_with_a_resource_model_was_measured(measured):
+    """A rule added (or renamed) without re-running the benchmark fails here instead of
+    passing the two checks above unchecked."""
+    from echoprep import resources as res
+
+    rows = {r["rule"] for r in measured["rules"]}
+    missing = sorted(set(res.MINUTES) - rows - set(NOT_MEASURED))
+    assert missing == [], (
+        f"no row in {TABLE.name} for {missing}: re-run benchmarks/laion_session.py --runs 1 "
+        f"--json {TABLE.relative_to(TABLE.parents[1])}, or name the rule in NOT_MEASURED with "
+        "the reason"
+    )
+    assert set(NOT_MEASURED) <= set(res.MINUTES)  # no stale entries
+
+
 def test_the_measured_session_meets_the_targets(measured):
     totals = measured["totals"]
     assert totals["max_job_peak_gib"] <= 16
