@@ -40,12 +40,11 @@ except BIDSInputError as exc:
     raise WorkflowError(str(exc)) from None
 
 PLAN = Plan(config, DATASET)
-_publish_skipped = PLAN.publish_warning()
-if _publish_skipped:
-    print(_publish_skipped, file=sys.stderr)
-_sessions_idle = PLAN.sessions_warning() if workflow.is_main_process else None
-if _sessions_idle:
-    print(_sessions_idle, file=sys.stderr)
+# plan warnings: once, by the main process (not again in every cluster job's log)
+if workflow.is_main_process:
+    for _warning in (PLAN.publish_warning(), PLAN.sessions_warning()):
+        if _warning:
+            print(_warning, file=sys.stderr)
 
 
 def all_targets(wildcards):
