@@ -45,12 +45,12 @@ class Variant(str):
     @property
     def nordic(self) -> str:
         """The NORDIC side: "raw" or "nordic"."""
-        return self.partition("-")[0]
+        return self.parts()[0]
 
     @property
     def combine(self) -> str:
         """The echo handling: "single", "optcom" or "denoised"."""
-        return self.partition("-")[2]
+        return self.parts()[1]
 
 
 #: Every variant in canonical order (NORDIC off first, then echo handling).

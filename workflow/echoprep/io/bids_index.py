@@ -206,15 +206,10 @@ class _Facts:
         return self._shards[shard]
 
     def get(self, entry: Listed, read: Any) -> Any:
-        shard = self._load(_shard(entry.rel))
-        cached = shard.get(entry.rel)
-        if cached is not None and cached[:2] == (entry.size, entry.mtime_ns):
-            return cached[2]
-        value = read()
-        self.reads += 1
-        shard[entry.rel] = (entry.size, entry.mtime_ns, value)
-        self._dirty.add(_shard(entry.rel))
-        return value
+        """The entry's facts, read (``read()``) and stored when not cached."""
+        if self.missing(entry):
+            self.put(entry, read())
+        return self._load(_shard(entry.rel))[entry.rel][2]
 
     def missing(self, entry: Listed) -> bool:
         """Whether the entry's facts are not cached (or are of another file version)."""
@@ -222,7 +217,7 @@ class _Facts:
         return cached is None or cached[:2] != (entry.size, entry.mtime_ns)
 
     def put(self, entry: Listed, value: Any) -> None:
-        """Store facts read elsewhere (:meth:`BidsIndex.prefetch`)."""
+        """Store an entry's facts just read (counted in :attr:`reads`)."""
         self._load(_shard(entry.rel))[entry.rel] = (entry.size, entry.mtime_ns, value)
         self.reads += 1
         self._dirty.add(_shard(entry.rel))

@@ -76,7 +76,6 @@ from echoprep.adapters.ants import REGISTRATION_PRESETS, apply_to_grid
 from echoprep.io.arguments import key_paths
 from echoprep.stages.anatomy.options import AnatomyOptions, parse_anatomy_options
 from echoprep.stages.anatomy.run import (
-    DEFAULT_OUTPUTS,
     OUTPUTS,
     REQUIRED_OUTPUTS,
     TEMPLATE,
@@ -127,7 +126,6 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 
 __all__ = [
-    "DEFAULT_OUTPUTS",
     "MIN_FOV_MM",
     "OUTPUTS",
     "REGISTRATION_PRESETS",

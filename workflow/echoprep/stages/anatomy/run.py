@@ -45,9 +45,6 @@ OUTPUTS: dict[str, tuple[str, dict[str, str], str]] = stage_table("anatomy")
 #: Keys every call must write; the others are written when their key is given.
 REQUIRED_OUTPUTS = ("preproc", "brain_mask", "dseg")
 
-#: Keys written by default by the workflow (``template_preproc`` is an optional QC image).
-DEFAULT_OUTPUTS = tuple(k for k in OUTPUTS if k != "template_preproc")
-
 _SOFTWARE = ("antspyx", "deepbet", "torch")
 #: Brain volumes below this (ml) give a warning (an adult brain is about 1000-1600 ml; a small
 #: head, a child or a partial field of view give less). An empty brain mask is an error.
@@ -502,7 +499,6 @@ def _write_lookup(path: Path) -> None:
 
 
 __all__ = [
-    "DEFAULT_OUTPUTS",
     "OUTPUTS",
     "REQUIRED_OUTPUTS",
     "TEMPLATE",
