@@ -4,8 +4,9 @@ What runs (the default config, ``config/config.yaml``: the full 2x3 comparison):
 
 1. ``echoprep simulate --preset laion --runs N`` (90 x 110 x 72 voxels at 1.8 mm, 3 echoes,
    magnitude + phase, 163 volumes at TR 1.9 s, fieldmaps, head motion; T1w at 1 mm).
-2. Snakemake runs every per-run rule (``--until``: NORDIC per echo, spatial per run, the
-   per-echo resampling into space-T1w, single echo, optcom, tedana on raw and on NORDIC data)
+2. Snakemake runs every per-run rule (``--until``: spatial per run, the per-run chains --
+   NORDIC, the resampling into space-T1w, single echo, optcom --, tedana on raw and on NORDIC
+   data; each step of a chain is metered and reported as a row of its own)
    on those N runs, with the subject rules they need (anatomy, spatial_subject).
 3. The session is made LAION-size: runs N+1..12 are added to the raw dataset and to the
    derivatives as hard links of the simulated runs' files (run r reuses run ``(r-1) % N + 1``;
@@ -279,17 +280,36 @@ def extend_derivatives(d: Path, n_sim: int) -> int:
 # --------------------------------------------------------------------------------------
 
 
+#: Sub-command of a per-run step -> the step's name (``echoprep.plan.chains``): a chain job
+#: (rules ``nordic``, ``spatial_resample``) runs several steps, one metered process each, all
+#: writing to the job's log; each is a row of its own, as the step's own rule would be.
+STEP_OF_COMMAND = {
+    ("nordic",): "nordic",
+    ("spatial", "resample"): "spatial_resample",
+    ("combine", "single"): "single_echo",
+    ("combine", "optcom"): "optcom",
+}
+
+
+def _command(argv: list[str]) -> tuple[str, ...]:
+    """The sub-command words of a ``python -m echoprep ...`` argv (``("combine", "optcom")``)."""
+    return tuple(a for a in argv[2:4] if not a.startswith("-"))
+
+
 def collect(records_dir: Path, logs: dict[str, str], per_run: set[str]) -> list[dict]:
     jobs = []
-    latest: dict[str, dict] = {}
+    latest: dict[tuple[str, tuple[str, ...]], dict] = {}
     for f in sorted(records_dir.glob("*.json")):  # named by start time: the last run wins
         rec = json.loads(f.read_text())
         if rec["argv"][:2] == ["-m", "echoprep"]:
-            latest[rec["log"] or f.name] = rec
-    for rec in latest.values():
+            latest[(rec["log"] or f.name, _command(rec["argv"]))] = rec
+    per_run = per_run | set(STEP_OF_COMMAND.values())
+    for (_, command), rec in latest.items():
         rule = logs.get(str(Path(rec["log"]).resolve()) if rec["log"] else "")
         if rule is None:
-            rule = "echoprep " + " ".join(a for a in rec["argv"][2:4] if not a.startswith("-"))
+            rule = "echoprep " + " ".join(command)
+        elif command in STEP_OF_COMMAND:
+            rule = STEP_OF_COMMAND[command]
         runs = sorted({int(m) for a in rec["argv"] for m in RUN_RE.findall(a)})
         jobs.append(
             {

@@ -28,7 +28,10 @@ _ = (
     Plan.benchmark,
     Plan.anat_out_args,  # anatomy.smk
     Plan.anat_t1w,
-    Plan.combine_params,  # combine.smk
+    Plan.combine_rule_params,  # combine.smk
+    Plan.combine_step_outputs,
+    Plan.echo_inputs,
+    Plan.separate_combine_sides,
     Plan.tedana_inputs,
     Plan.tedana_options,
     Plan.tedana_params,
@@ -46,10 +49,13 @@ _ = (
     Plan.echo_constraints,  # nordic.smk, spatial.smk
     Plan.echo_rule,
     Plan.profile_group,
-    Plan.nordic_inputs,  # nordic.smk
-    Plan.nordic_out_args,
-    Plan.nordic_params,
-    Plan.nordic_run_outputs,
+    Plan.chain_env,  # nordic.smk, spatial.smk (the per-run chains)
+    Plan.chain_inputs,
+    Plan.chain_message,
+    Plan.chain_outputs,
+    Plan.chain_params,
+    Plan.chain_sides,
+    Plan.chain_steps,
     Plan.publish_args,  # publish.smk
     Plan.publish_repeats_inputs,
     Plan.publish_roi_inputs,
@@ -68,11 +74,7 @@ _ = (
     Plan.user_roi_params,
     Plan.visual_roi_inputs,
     Plan.visual_roi_variant,
-    Plan.preproc_run_outputs,  # spatial.smk
-    Plan.spatial_resample_inputs,
-    Plan.spatial_resample_out_args,
-    Plan.spatial_resample_params,
-    Plan.spatial_run_group,
+    Plan.spatial_run_group,  # spatial.smk
     Plan.spatial_run_inputs,
     Plan.spatial_run_params,
     Plan.spatial_subject_inputs,

@@ -304,15 +304,18 @@ def test_adding_a_subject_schedules_only_that_subject(demo):
     counts = job_counts(out)
     per_run = {
         rule: counts[rule]
-        for rule in ("nordic", "single_echo", "optcom", "tedana", "tedana_nordic")
+        for rule in ("nordic", "spatial_resample", "single_echo", "tedana", "tedana_nordic")
     }
-    assert per_run == {  # NORDIC once per run (all echoes), each variant for NORDIC off and on
+    # one chain job per run and NORDIC side (all echoes; optcom folded in, and the raw side's
+    # single echo: echoprep.plan.chains), the NORDIC single echo and tedana on each side
+    assert per_run == {
         "nordic": n_runs,
-        "single_echo": 2 * n_runs,
-        "optcom": 2 * n_runs,
+        "spatial_resample": n_runs,
+        "single_echo": n_runs,
         "tedana": n_runs,
         "tedana_nordic": n_runs,
     }
+    assert "optcom" not in counts
     # later stages (per session, per subject, group level): nothing of sub-01 is redone
     # (tests/workflow/test_regeneration.py checks the general case on generated trees)
     redone = [(j.rule, f) for j in parse_jobs(out) for f in j.output if "sub-01" in f]

@@ -165,11 +165,24 @@ def description_counts(output: str) -> Counter:
     return counts
 
 
+#: A job running several steps (``( CMD && CMD ) 2> LOG``, workflow/rules/common.smk).
+_STEPS = re.compile(r"^(?:Shell command: )?\( (.*) \) (2> \S+)$")
+
+
 def shell_commands(output: str, command: str) -> list[str]:
     """The printed shell commands (``--printshellcmds``) that run ``python -m echoprep
-    <command>`` (``command``: the sub-command and its first words, e.g. ``"combine denoised"``)."""
+    <command>`` (``command``: the sub-command and its first words, e.g. ``"combine denoised"``).
+    A step of a job that runs several (a per-run chain) is given as its own command with the
+    job's ``2> LOG``, as a rule of its own would print it."""
+    lines = []
+    for line in output.splitlines():
+        steps = _STEPS.match(line)
+        if steps:
+            lines += [f"{cmd} {steps.group(2)}" for cmd in steps.group(1).split(" && ")]
+        else:
+            lines.append(line)
     pattern = rf"^(?:Shell command: )?(python -m echoprep {re.escape(command)}\b.*)$"
-    return re.findall(pattern, output, flags=re.M)
+    return [m.group(1) for line in lines if (m := re.match(pattern, line))]
 
 
 def options_of(command: str) -> dict[str, object]:
@@ -181,7 +194,8 @@ def options_of(command: str) -> dict[str, object]:
 
 #: Files that define rules: the Snakefile and every included rules file.
 RULE_FILES = (ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk")))
-_RULE_HEAD = re.compile(r"^(?:rule|checkpoint) (\w+):\s*$", re.M)
+#: ``rule NAME:`` at the top level, or indented under an ``if`` (a rule only some configs need).
+_RULE_HEAD = re.compile(r"^( *)(?:rule|checkpoint) (\w+):\s*$", re.M)
 _USE_RULE = re.compile(r"^use rule (\w+) as (\w+)(?: with)?:\s*$", re.M)
 #: A rule defined in a loop: ``rule:`` whose ``name:`` is computed, e.g.
 #: ``PLAN.echo_rule("nordic", _echoes)`` (one rule per echo count of the dataset).
@@ -209,13 +223,15 @@ def rule_blocks() -> dict[str, str]:
     for path in RULE_FILES:
         text = path.read_text()
         for head in _RULE_HEAD.finditer(text):
+            indent = len(head.group(1))
             body = []
             for line in text[head.end() :].splitlines()[1:]:
-                if line and not line[0].isspace() and not line.startswith("#"):
-                    break
+                if line.strip() and not line.lstrip().startswith("#"):
+                    if len(line) - len(line.lstrip()) <= indent:
+                        break
                 body.append(line)
-            assert head.group(1) not in blocks, f"rule {head.group(1)} defined twice"
-            blocks[head.group(1)] = "\n".join(body)
+            assert head.group(2) not in blocks, f"rule {head.group(2)} defined twice"
+            blocks[head.group(2)] = "\n".join(body)
     # `use rule BASE as NAME with:` inherits BASE's block; its own lines come after (override)
     for path in RULE_FILES:
         text = path.read_text()

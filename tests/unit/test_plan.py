@@ -262,10 +262,17 @@ def test_nordic_and_resampling_take_every_echo_of_a_run_in_one_job(bids, tmp_pat
     assert plan.spatial_resample_out_args(wc, concrete).split() == [
         f"bold={concrete[f'echo{e.echo}_bold']}" for e in run.echoes
     ]
-    # small data: the per-echo minutes measured at LAION size (never scaled down) x 3 echoes
+    # small data: the per-echo minutes measured at LAION size (never scaled down) x 3 echoes,
+    # summed over the steps of the chain job (NORDIC, resampling, folded combinations)
+    assert plan.rule_steps("nordic") == ("nordic", "spatial_resample", "optcom")
+    assert plan.rule_steps("spatial_resample") == ("spatial_resample", "single_echo", "optcom")
     for rule in ("nordic", "spatial_resample"):
-        assert plan.runtime(rule)(wc, 1) == 3 * res.MINUTES[rule]
-        assert plan.runtime(rule)(wc, 2) == 2 * 3 * res.MINUTES[rule]
+        per_job = sum(
+            res.MINUTES[s] * (3 if s in res.ECHO_RULES else 1) for s in plan.rule_steps(rule)
+        )
+        assert plan.runtime(rule)(wc, 1) == per_job
+        assert plan.runtime(rule)(wc, 2) == 2 * per_job
+        assert plan.mem_mb(rule)(wc, 1) == max(plan.mem_mb(s)(wc, 1) for s in plan.rule_steps(rule))
 
 
 def test_runs_with_different_echo_counts_get_one_rule_per_count(tmp_path):
@@ -287,7 +294,9 @@ def test_runs_with_different_echo_counts_get_one_rule_per_count(tmp_path):
         assert not pattern.fullmatch("sub-03_ses-01_task-images_run-01")
     wc = SimpleNamespace(run_prefix="sub-02_ses-01_task-images_run-01", nordic="raw")
     assert len(plan.nordic_inputs(wc)["mag"]) == 4
-    assert plan.runtime("nordic")(wc, 1) == 4 * res.MINUTES["nordic"]
+    assert plan.runtime("nordic")(wc, 1) == (
+        4 * (res.MINUTES["nordic"] + res.MINUTES["spatial_resample"]) + res.MINUTES["optcom"]
+    )
 
 
 def test_cluster_groups_of_the_geometry_jobs(bids, tmp_path):

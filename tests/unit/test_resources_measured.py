@@ -12,6 +12,11 @@ they now run one job per run (and NORDIC variant) that treats the run's echoes o
 another. Such a job's peak memory is one echo's, the measured per-echo peak; its wall time is
 the measured per-echo wall times the echoes (:data:`JOBS_PER_RUN`, :func:`_measured_jobs_per_job`:
 a table measured with the per-run jobs gives a factor of 1).
+
+They are also per-run chains now (:mod:`echoprep.plan.chains`): one job runs several steps
+that the table measured as rules of their own (``nordic`` = NORDIC, resampling, optcom). A
+row without ``steps`` is one step: a chain is checked against its steps' rows (the most
+memory of one, the sum of their wall times); a row with ``steps`` was measured as the chain.
 """
 
 from __future__ import annotations
@@ -106,11 +111,21 @@ def test_the_table_is_a_laion_size_session(measured):
     assert {"tedana", "tedana_nordic", "glm", "anatomy"} <= rules
 
 
+def _steps(measured: dict, row: dict, plan) -> list[dict]:
+    """The measured rows one job of the row's rule runs: its chain's steps (module docstring),
+    or the row itself."""
+    if "steps" in row:
+        return [row]
+    by_rule = {r["rule"]: r for r in measured["rules"]}
+    return [by_rule[s] for s in plan.rule_steps(row["rule"])]
+
+
 def test_memory_requests_cover_the_measured_peaks_without_waste(measured, plan):
     problems = []
     for row in _rows(measured):
-        # a job per run of a rule measured per echo holds one echo at a time: the same peak
-        peak_mb = row["peak_gib_max"] * 2**30 / 1e6
+        # a job per run of a rule measured per echo holds one echo at a time: the same peak;
+        # a chain's steps run one after another: the largest step's peak
+        peak_mb = max(r["peak_gib_max"] for r in _steps(measured, row, plan)) * 2**30 / 1e6
         mem1 = plan.mem_mb(row["rule"])(WC, 1)
         if not MEM_HEADROOM * peak_mb <= mem1 <= MEM_WASTE * peak_mb + 1000:
             problems.append(f"{row['rule']}: measured {peak_mb:.0f} MB, requests {mem1} MB")
@@ -121,8 +136,12 @@ def test_memory_requests_cover_the_measured_peaks_without_waste(measured, plan):
 def test_runtime_requests_cover_the_measured_wall_time_without_waste(measured, plan):
     problems = []
     for row in _rows(measured):
-        # a job per run of a rule measured per echo: its echoes' wall times one after another
-        wall_min = row["wall_s_max"] / 60 * _measured_jobs_per_job(measured, row, plan)
+        # a job per run of a rule measured per echo: its echoes' wall times one after another;
+        # a chain: its steps' one after another
+        wall_min = sum(
+            r["wall_s_max"] / 60 * _measured_jobs_per_job(measured, r, plan)
+            for r in _steps(measured, row, plan)
+        )
         run1 = plan.runtime(row["rule"])(WC, 1)
         if not TIME_HEADROOM * wall_min <= run1 <= TIME_WASTE * wall_min + 15:
             problems.append(f"{row['rule']}: measured {wall_min:.1f} min, requests {run1} min")

@@ -71,9 +71,11 @@ def _check_counts(out: str, jobs: dict[str, int], folders: dict[str, int]) -> No
 
 
 def test_job_counts_per_rule(tmp_path, two_subjects):
-    """2 subjects x 1 session x 2 runs x 3 echoes: NORDIC per run (its echoes in one job);
-    geometry per run; one resampling per run and NORDIC variant (its echoes in one job); each
-    echo-handling variant for NORDIC off and on;
+    """2 subjects x 1 session x 2 runs x 3 echoes: geometry per run; one chain job per run and
+    NORDIC side (nordic: NORDIC, resampling and optcom, which every session fits;
+    spatial_resample: resampling, single echo and optcom, as the NORDIC-off side runs in the
+    comparison sessions only); the NORDIC single echo on its own (other sessions would not fit
+    it); tedana per run and side;
     one GLM and session noise ceiling per session and variant (all 6 for the comparison
     session); subject maps for nordic-optcom (glm.all_sessions_variants), with one map per
     repeat count (the tree shows images 2 and 3 times); ROI tables per GLM; one analysis mask
@@ -83,9 +85,8 @@ def test_job_counts_per_rule(tmp_path, two_subjects):
     jobs = {
         "nordic": 4,
         "spatial_run": 4,
-        "spatial_resample": 8,
-        "single_echo": 8,
-        "optcom": 8,
+        "spatial_resample": 4,
+        "single_echo": 4,  # NORDIC on
         "tedana": 4,  # NORDIC off
         "tedana_nordic": 4,  # NORDIC on: after the NORDIC-off ICA of the same run
         "glm": 12,
@@ -117,9 +118,7 @@ def test_nordic_off_schedules_no_nordic_jobs(tmp_path, two_subjects):
     out = dry_run(_config(tmp_path, two_subjects), "--configfile", str(extra))
     jobs = {
         "spatial_run": 4,
-        "spatial_resample": 4,
-        "single_echo": 4,
-        "optcom": 4,
+        "spatial_resample": 4,  # with the single echo and optcom
         "tedana": 4,
         "glm": 6,
         "glm_analysis_mask": 2,
@@ -145,7 +144,7 @@ def test_nordic_jobs_read_magnitude_and_phase_of_every_echo_of_their_run(tmp_pat
         tes = words[words.index("--te") + 1 : words.index("--tr")]
         assert len(mags) == len(tes) == 3 and len({m.split("_echo-")[0] for m in mags}) == 1
         assert phases == [m.replace("part-mag", "part-phase") for m in mags]
-        outs = words[words.index("--out") + 1 : words.index("2>")]
+        outs = words[words.index("--out") + 1 : words.index("&&")]  # then the resampling
         assert [o.split("=")[0] for o in outs] == ["bold", "gfactor", "removed"] * 3
         for mag, bold in zip(mags, outs[::3], strict=True):
             echo = mag.split("_echo-")[1].split("_")[0]
@@ -161,8 +160,7 @@ def test_variants_and_participant_selection_change_the_dag(tmp_path, two_subject
     jobs = {
         "nordic": 2,
         "spatial_run": 2,
-        "spatial_resample": 4,
-        "optcom": 4,
+        "spatial_resample": 2,  # raw side, with optcom (so is nordic)
         "glm": 2,
         "glm_analysis_mask": 1,
         "glm_reference": 1,  # raw-optcom: the default reference and the visual ROI's source

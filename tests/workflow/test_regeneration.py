@@ -178,11 +178,13 @@ def test_new_session_schedules_only_its_jobs(finished):
 
 
 CHANGES = {
-    # yaml -> rules whose own params change
+    # yaml -> rules whose own params change. A per-run chain (echoprep.plan.chains) reruns as
+    # a whole: with the default config both chains (nordic, spatial_resample) fold optcom,
+    # and the raw side's folds the single echo, which the NORDIC side runs on its own.
     "tedana:\n  tedpca: kic\n": {"tedana", "tedana_nordic"},
     "nordic:\n  factor_error: 1.5\n": {"nordic"},
-    "optcom:\n  fittype: curvefit\n": {"optcom"},
-    "single_echo:\n  echo: 1\n": {"single_echo"},
+    "optcom:\n  fittype: curvefit\n": {"nordic", "spatial_resample"},
+    "single_echo:\n  echo: 1\n": {"single_echo", "spatial_resample"},
     # every rule that passes the seed on (NORDIC, tedana, anatomy, GLM, ... as stages come)
     "seed: 7\n": {n for n, b in rule_blocks().items() if 'config["seed"]' in b},
 }

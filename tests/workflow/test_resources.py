@@ -74,10 +74,17 @@ def listed_rules(tree) -> set[str]:
     return {line.strip() for line in res.stdout.splitlines() if line.strip()}
 
 
+#: Rules defined only when a config needs them: a combination that a per-run chain does not
+#: fold in (echoprep.plan.chains; in the default config single_echo has NORDIC-side jobs, while
+#: both chains fold optcom).
+CONDITIONAL_RULES = {"single_echo", "optcom"}
+
+
 def test_every_listed_rule_has_a_source_block(listed_rules):
     """The checks below read the rule files: they must see every rule Snakemake knows."""
     blocks = _rule_blocks()
-    assert listed_rules and listed_rules == set(blocks), (listed_rules, sorted(blocks))
+    assert listed_rules and listed_rules <= set(blocks), (listed_rules, sorted(blocks))
+    assert set(blocks) - listed_rules <= CONDITIONAL_RULES
 
 
 def test_non_local_rules_declare_threads_memory_and_runtime(listed_rules):
@@ -210,7 +217,8 @@ def test_slurm_profile_groups_small_jobs_and_leaves_threads_to_the_rules(listed_
     blocks = _rule_blocks()
     assert groups, "no small jobs are grouped"
     for rule in groups:
-        assert rule in listed_rules and not _is_local(rule, blocks[rule]), rule
+        assert rule in listed_rules | CONDITIONAL_RULES, rule
+        assert not _is_local(rule, blocks[rule]), rule
     assert "spatial_run" not in groups
     formed = group_jobs(slurm_dry)
     assert {g for g, _ in formed} == set(groups.values())
@@ -241,7 +249,9 @@ def test_a_12_run_session_is_at_most_40_cluster_submissions(tmp_path):
     cluster_jobs = sum(job_counts(out).values()) - sum(
         n for rule, n in job_counts(out).items() if rule in local_rules()
     )
-    assert cluster_jobs > 100  # one job per run and rule: nordic, spatial_run, 8 after them
+    # per run: spatial_run, the two chains (nordic, spatial_resample), the NORDIC single echo,
+    # tedana on both sides; then the session's fits
+    assert cluster_jobs > 6 * 12
     assert cluster_submissions(out) <= 40
 
 

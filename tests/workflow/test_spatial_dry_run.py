@@ -7,7 +7,7 @@ import re
 import pytest
 
 from helpers.bidstree import make_bids_tree
-from helpers.snake import description_counts, dry_run, job_counts, parse_jobs
+from helpers.snake import description_counts, dry_run, job_counts, parse_jobs, shell_commands
 
 SPATIAL_RULES = ("anatomy", "spatial_run", "spatial_subject", "spatial_resample")
 
@@ -40,18 +40,20 @@ def test_spatial_and_anatomy_jobs_are_scheduled(tmp_path, bids):
     assert counts["anatomy"] == 2
     assert counts["spatial_subject"] == 2
     assert counts["spatial_run"] == 4
-    assert counts["spatial_resample"] == 4 * 2  # runs x NORDIC variants (every echo in a job)
+    assert counts["spatial_resample"] == 4  # the raw side's chain per run (every echo)
     # one dataset description each for anat/ and spatial/, one per preproc-<nordic>/
     descriptions = description_counts(out)
     assert descriptions["anatomy"] == descriptions["spatial"] == 1
     assert descriptions["preproc"] == 2
-    cmds = [line for line in out.splitlines() if "-m echoprep spatial" in line]
+    cmds = shell_commands(out, "spatial")
     assert cmds and all(not re.search(r"\{[A-Za-z_]+\}", c) for c in cmds)
+    # the resampling of both NORDIC sides: the raw chain's and the nordic chain's step
+    assert sum("spatial resample" in c for c in cmds) == 4 * 2
     run_cmds = [c for c in cmds if "spatial run" in c]
     # geometry on the raw echo 2, with the fieldmap; runs 2 aligned to run 1 of the subject
     assert all("_echo-2_part-mag_bold.nii.gz" in c and "phasediff" in c for c in run_cmds)
     assert sum("--reference-boldref" in c for c in run_cmds) == 2
-    # one resampling job per run and variant: --echo, --te and --out bold= per echo, in order
+    # one resampling step per run and variant: --echo, --te and --out bold= per echo, in order
     for cmd in (c for c in cmds if "spatial resample" in c):
         words = cmd.split()
         echoes = words[words.index("--echo") + 1 : words.index("--geometry")]
@@ -64,8 +66,16 @@ def test_spatial_and_anatomy_jobs_are_scheduled(tmp_path, bids):
 
 
 def test_echo_handling_reads_the_resampled_echoes(tmp_path, bids):
-    jobs = parse_jobs(dry_run(_config(tmp_path, bids)))
-    resampled = {o for j in jobs if j.rule == "spatial_resample" for o in j.output}
+    out = dry_run(_config(tmp_path, bids), "--printshellcmds")
+    jobs = parse_jobs(out)
+    chains = ("spatial_resample", "nordic")
+    resampled = {o for j in jobs if j.rule in chains for o in j.output if "/preproc-" in o}
+    assert len(resampled) == 4 * 2 * 3 * 2  # runs x sides x echoes (image + sidecar)
+    # the combinations folded into a chain read the echoes its resampling step wrote
+    for cmd in shell_commands(out, "combine"):
+        words = cmd.split()
+        bold = words[words.index("--echo") + 1 : words.index("--te")]
+        assert len(bold) == 3 and all(b in resampled for b in bold), cmd
     for job in jobs:
         if job.rule not in ("single_echo", "optcom", "tedana", "tedana_nordic"):
             continue
@@ -74,10 +84,13 @@ def test_echo_handling_reads_the_resampled_echoes(tmp_path, bids):
         assert len(bold) == 3 and all(b in resampled for b in bold), job.input
         assert all("_space-T1w_desc-preproc_bold" in b for b in bold)
         assert all("_space-T1w_" in o for o in job.output if o.endswith(".nii.gz"))
-    nordic_inputs = [
-        j.input for j in jobs if j.rule == "spatial_resample" and "nordic=nordic" in j.wildcards
-    ]
-    assert nordic_inputs and all(any("desc-nordic_bold" in i for i in inp) for inp in nordic_inputs)
+    # the NORDIC chain resamples the NORDIC echoes it has just written
+    nordic = [c for c in shell_commands(out, "spatial resample") if "/preproc-nordic/" in c]
+    assert len(nordic) == 4
+    for cmd in nordic:
+        words = cmd.split()
+        echoes = words[words.index("--echo") + 1 : words.index("--geometry")]
+        assert len(echoes) == 3 and all("_part-mag_desc-nordic_bold" in e for e in echoes)
     # the GLM fits the session's analysis mask, made from the anatomy brain mask on the
     # functional grid
     glm = [j for j in jobs if j.rule == "glm"]
@@ -93,11 +106,11 @@ def test_native_output_needs_no_anatomy(tmp_path, bids):
     out = dry_run(_config(tmp_path, bids), *_extra(tmp_path, "spatial:\n  output_space: native\n"))
     counts = job_counts(out)
     assert "anatomy" not in counts and "spatial_subject" not in counts
-    assert counts["spatial_resample"] == 8
+    assert counts["spatial_resample"] == 4
     jobs = parse_jobs(out)
-    for job in jobs:
-        if job.rule == "optcom":
-            assert not any("space-" in o for o in job.output)
+    combined = [o for j in jobs if j.rule in ("nordic", "spatial_resample") for o in j.output]
+    assert any("/combine-" in o for o in combined)
+    assert not any("space-" in o for o in combined)
 
 
 def test_spatial_disabled_reads_the_nordic_and_raw_echoes(tmp_path, bids):

@@ -139,9 +139,11 @@ RUN_RULES = frozenset(
         "tedana_nordic",
     }
 )
-#: Rules with one job per run (and NORDIC variant) that treat the run's echoes one after another
-#: in one process: memory of one echo (the models below), runtime of one echo
-#: (:data:`MINUTES`) times the echoes.
+#: Rules (and steps of a per-run chain, :mod:`echoprep.plan.chains`) with one job per run (and
+#: NORDIC variant) that treat the run's echoes one after another in one process: memory of one
+#: echo (the models below), runtime of one echo (:data:`MINUTES`) times the echoes. A chain job
+#: asks for the most memory of one of its steps and the sum of their minutes
+#: (:meth:`echoprep.plan.Plan.mem_mb`, :meth:`echoprep.plan.Plan.runtime`).
 ECHO_RULES = frozenset({"nordic", "spatial_resample"})
 #: Rules with one job per session (runtime scaled by the session's voxel-volumes).
 SESSION_RULES = frozenset({"glm", "glm_reference", "glm_analysis_mask", "noiseceiling_session"})

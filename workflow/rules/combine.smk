@@ -1,57 +1,61 @@
 # Echo handling per run: single-echo baseline, tedana optimal combination, tedana ICA denoising.
 
 
-rule single_echo:
-    input:
-        echoes=PLAN.echo_inputs,
-    output:
-        **PLAN.combine_outputs("single"),
-    log:
-        PLAN.log("single_echo"),
-    benchmark:
-        PLAN.benchmark("single_echo")
-    conda:
-        "../../envs/echoprep.yaml"
-    threads: 1
-    resources:
-        mem_mb=PLAN.mem_mb("single_echo"),
-        runtime=PLAN.runtime("single_echo"),
-    params:
-        args=PLAN.combine_params,
-        options=PLAN.options("single_echo"),
-    message:
-        "Single echo {wildcards.run_prefix} ({wildcards.nordic})"
-    shell:
-        "python -m echoprep combine single --echo {input.echoes} {params.args}"
-        " --options-json {params.options:q} --out bold={output.bold} 2> {log}"
+# The single echo and the optimal combination of the NORDIC sides that do not fold them into
+# their per-run chain (echoprep.plan.chains: in the default config, only the NORDIC side's
+# single echo of the comparison sessions has a job of its own).
+if PLAN.separate_combine_sides("single"):
+
+    rule single_echo:
+        input:
+            echoes=PLAN.echo_inputs,
+        output:
+            **PLAN.combine_step_outputs("single"),
+        log:
+            PLAN.log("single_echo"),
+        benchmark:
+            PLAN.benchmark("single_echo")
+        wildcard_constraints:
+            nordic="|".join(PLAN.separate_combine_sides("single")),
+        conda:
+            "../../envs/echoprep.yaml"
+        threads: 1
+        resources:
+            mem_mb=PLAN.mem_mb("single_echo"),
+            runtime=PLAN.runtime("single_echo"),
+        params:
+            **PLAN.combine_rule_params("single"),
+        message:
+            "Single echo {wildcards.run_prefix} ({wildcards.nordic})"
+        shell:
+            step_shell(["single_echo"])
 
 
-rule optcom:
-    input:
-        echoes=PLAN.echo_inputs,
-    output:
-        **PLAN.combine_outputs("optcom"),
-    log:
-        PLAN.log("optcom"),
-    benchmark:
-        PLAN.benchmark("optcom")
-    conda:
-        "../../envs/tedana.yaml"
-    threads: 1
-    resources:
-        mem_mb=PLAN.mem_mb("optcom"),
-        runtime=PLAN.runtime("optcom"),
-    params:
-        args=PLAN.combine_params,
-        options=PLAN.options("optcom"),
-        work=lambda wc: WORK / "tmp" / f"combine-{wc.nordic}",
-    message:
-        "Optimal combination {wildcards.run_prefix} ({wildcards.nordic})"
-    shell:
-        "python -m echoprep combine optcom --echo {input.echoes} {params.args}"
-        " --options-json {params.options:q} --work-dir {params.work} --threads {threads}"
-        " --out bold={output.bold} t2star={output.t2star} s0={output.s0} mask={output.mask}"
-        " 2> {log}"
+if PLAN.separate_combine_sides("optcom"):
+
+    rule optcom:
+        input:
+            echoes=PLAN.echo_inputs,
+        output:
+            **PLAN.combine_step_outputs("optcom"),
+        log:
+            PLAN.log("optcom"),
+        benchmark:
+            PLAN.benchmark("optcom")
+        wildcard_constraints:
+            nordic="|".join(PLAN.separate_combine_sides("optcom")),
+        conda:
+            "../../envs/tedana.yaml"
+        threads: 1
+        resources:
+            mem_mb=PLAN.mem_mb("optcom"),
+            runtime=PLAN.runtime("optcom"),
+        params:
+            **PLAN.combine_rule_params("optcom"),
+        message:
+            "Optimal combination {wildcards.run_prefix} ({wildcards.nordic})"
+        shell:
+            step_shell(["optcom"])
 
 
 # ICA denoising. NORDIC-on runs have their own rule: their component count comes from the

@@ -77,6 +77,40 @@ def temporary_unless(keep, files):
     return files if keep else {k: temp(v) for k, v in files.items()}
 
 
+#: The command of each per-run step (echoprep.plan.chains): a chain job (rules nordic and
+#: spatial_resample) runs its steps one after another, a step's own rule (single_echo, optcom)
+#: runs one. Arguments that depend on the job come from the rule's params (PLAN.chain_params,
+#: PLAN.combine_rule_params); the optimal combination runs on one thread, as its own job did.
+STEP_COMMANDS = {
+    "nordic": (
+        "python -m echoprep nordic --mag {input.mag:q} {params.nordic_args}"
+        " --options-json {params.nordic_options:q} --seed {params.seed} --threads {threads}"
+        " --out {params.nordic_out}"
+    ),
+    "spatial_resample": (
+        "python -m echoprep spatial resample --echo {params.resample_echo}"
+        " --geometry {input.geometry:q} --grid {input.grid:q} {params.resample_args}"
+        " --options-json {params.spatial_options:q} --threads {threads}"
+        " --out {params.resample_out}"
+    ),
+    "single_echo": (
+        "python -m echoprep combine single --echo {params.combine_echo} {params.combine_args}"
+        " --options-json {params.single_echo_options:q} --out bold={output.single_bold:q}"
+    ),
+    "optcom": (
+        "python -m echoprep combine optcom --echo {params.combine_echo} {params.combine_args}"
+        " --options-json {params.optcom_options:q} --work-dir {params.work} --threads 1"
+        " --out bold={output.optcom_bold:q} t2star={output.optcom_t2star:q}"
+        " s0={output.optcom_s0:q} mask={output.optcom_mask:q}"
+    ),
+}
+
+
+def step_shell(steps):
+    """The shell command of a job running ``steps`` one after another, stderr to its log."""
+    return "( " + " && ".join(STEP_COMMANDS[s] for s in steps) + " ) 2> {log}"
+
+
 wildcard_constraints:
     run_prefix=r"sub-[A-Za-z0-9]+(_[a-z]+-[A-Za-z0-9]+)*",
     run_dir=r"sub-[A-Za-z0-9]+(/ses-[A-Za-z0-9]+)?/func",

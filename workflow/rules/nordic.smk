@@ -1,18 +1,20 @@
-# NORDIC thermal-noise denoising: one job per run for all its echoes (magnitude + phase, or
-# magnitude only), one after another in one process (the memory of one echo). Its outputs are
-# per echo, so there is one rule per echo count of the dataset (PLAN.echo_counts(): usually one,
+# NORDIC thermal-noise denoising, the first step of a run's NORDIC-side chain (one job per run,
+# echoprep.plan.chains): NORDIC on every echo (magnitude + phase, or magnitude only; one echo
+# after another, the memory of one echo), then, with spatial preprocessing, the one-shot
+# resampling of every echo and the echo combinations the chain folds in. Its outputs are per
+# echo, so there is one rule per echo count of the dataset (PLAN.echo_counts(): usually one,
 # named nordic; nordic_<n>echoes when subjects have different counts, grouped like nordic).
 
 
-for _echoes in PLAN.echo_counts():
+for _echoes in PLAN.echo_counts() if "nordic" in PLAN.chain_sides() else []:
 
     rule:
         name:
             PLAN.echo_rule("nordic", _echoes)
         input:
-            unpack(PLAN.nordic_inputs),
+            unpack(PLAN.chain_inputs("nordic")),
         output:
-            **PLAN.nordic_run_outputs(_echoes),
+            **PLAN.chain_outputs("nordic", _echoes, temp),
         log:
             PLAN.log("nordic"),
         benchmark:
@@ -24,19 +26,14 @@ for _echoes in PLAN.echo_counts():
                 "nordic", lambda: workflow.group_settings.overwrite_groups
             )
         conda:
-            "../../envs/echoprep.yaml"
+            PLAN.chain_env("nordic")
         threads: 2
         resources:
             mem_mb=PLAN.mem_mb("nordic"),
             runtime=PLAN.runtime("nordic"),
         params:
-            args=PLAN.nordic_params,
-            out=PLAN.nordic_out_args,
-            options=PLAN.options("nordic"),
-            seed=config["seed"],
+            **PLAN.chain_params("nordic"),
         message:
-            f"NORDIC {{wildcards.run_prefix}} ({_echoes} echoes)"
+            PLAN.chain_message("nordic", _echoes)
         shell:
-            "python -m echoprep nordic --mag {input.mag:q} {params.args}"
-            " --options-json {params.options:q} --seed {params.seed} --threads {threads}"
-            " --out {params.out} 2> {log}"
+            step_shell(PLAN.chain_steps("nordic"))

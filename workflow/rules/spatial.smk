@@ -1,5 +1,6 @@
 # Spatial preprocessing: geometry per run (raw reference echo), the functional grid per subject,
-# one interpolation of every echo of both NORDIC variants (spatial/, preproc-<nordic>/).
+# one interpolation of every echo of both NORDIC variants (spatial/, preproc-<nordic>/; the
+# NORDIC side's in its nordic job).
 
 
 rule spatial_run:
@@ -62,20 +63,20 @@ rule spatial_subject:
         " brain_mask={output.brain_mask:q} xfm={output.xfm:q} 2> {log}"
 
 
-# One job per run and NORDIC variant for all its echoes, one after another (the memory of one
-# echo; the transform chain built once). Outputs are per echo: one rule per echo count of the
-# dataset, as for nordic (nordic.smk).
-for _echoes in PLAN.echo_counts():
+# The raw side's per-run chain (one job per run, echoprep.plan.chains): every echo of the raw
+# data resampled once, one after another (the memory of one echo; the transform chain built
+# once), then the echo combinations the chain folds in. The NORDIC side's resampling is a step
+# of its nordic job (nordic.smk). Outputs are per echo: one rule per echo count of the
+# dataset, as for nordic.
+for _echoes in PLAN.echo_counts() if "raw" in PLAN.chain_sides() else []:
 
     rule:
         name:
             PLAN.echo_rule("spatial_resample", _echoes)
         input:
-            unpack(PLAN.spatial_resample_inputs),
+            unpack(PLAN.chain_inputs("raw")),
         output:
-            **temporary_unless(
-                config["spatial"]["keep_echoes"], PLAN.preproc_run_outputs(_echoes)
-            ),
+            **PLAN.chain_outputs("raw", _echoes, temp),
         log:
             PLAN.log("spatial_resample"),
         benchmark:
@@ -87,19 +88,14 @@ for _echoes in PLAN.echo_counts():
                 "spatial_resample", lambda: workflow.group_settings.overwrite_groups
             )
         conda:
-            "../../envs/spatial.yaml"
+            PLAN.chain_env("raw")
         threads: 2
         resources:
             mem_mb=PLAN.mem_mb("spatial_resample"),
             runtime=PLAN.runtime("spatial_resample"),
         params:
-            args=PLAN.spatial_resample_params,
-            out=PLAN.spatial_resample_out_args,
-            options=PLAN.options("spatial"),
+            **PLAN.chain_params("raw"),
         message:
-            f"Resample {{wildcards.run_prefix}} ({_echoes} echoes, {{wildcards.nordic}})"
+            PLAN.chain_message("raw", _echoes)
         shell:
-            "python -m echoprep spatial resample --echo {input.echo:q}"
-            " --geometry {input.geometry:q} --grid {input.grid:q} {params.args}"
-            " --options-json {params.options:q} --threads {threads} --out {params.out}"
-            " 2> {log}"
+            step_shell(PLAN.chain_steps("raw"))

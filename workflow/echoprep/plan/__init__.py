@@ -13,7 +13,8 @@ Methods that take ``wc`` accept any object with the rule's wildcards as attribut
 run/session/subject return the rule's wildcard pattern.
 
 One class per level, each on the one below: :class:`~echoprep.plan._base.BasePlan` (config,
-dataset, paths, targets, resources) ← ``RunPlan`` (``runs.py``) ← ``SessionPlan``
+dataset, paths, targets, resources) ← ``RunPlan`` (``runs.py``) ← ``ChainPlan`` (``chains.py``:
+the per-run jobs that run several steps) ← ``SessionPlan``
 (``sessions.py``) ← ``SubjectPlan`` (``subjects.py``) ← ``PublishPlan`` (``publish.py``) ←
 :class:`Plan`. ``mypy`` (``make lint``) checks the plan.
 """

@@ -262,10 +262,13 @@ class BasePlan:
         raise KeyError(f"no memory model for rule {rule!r} (echoprep.resources)")
 
     def mem_mb(self, rule: str) -> Callable[[Any, int], int]:
-        """The ``mem_mb`` resource of a rule: a function of (wildcards, attempt)."""
+        """The ``mem_mb`` resource of a rule: a function of (wildcards, attempt); for a job that
+        runs several steps one after another (a per-run chain, :mod:`echoprep.plan.chains`),
+        the most of one step."""
+        steps = self._plan().rule_steps(rule)
 
         def mem(wc: Any, attempt: int) -> int:
-            return self._memory(rule, wc, attempt)
+            return max(self._memory(step, wc, attempt) for step in steps)
 
         return mem
 
@@ -273,11 +276,16 @@ class BasePlan:
         """The ``runtime`` resource (min) of a rule: a function of (wildcards, attempt); the
         minutes measured at LAION-fMRI size, scaled up for larger data (never down), times
         the run's echoes for the rules whose jobs treat them one after another
-        (:data:`echoprep.resources.ECHO_RULES`)."""
+        (:data:`echoprep.resources.ECHO_RULES`); for a job that runs several steps one after
+        another (a per-run chain), the sum over its steps."""
+        steps = self._plan().rule_steps(rule)
 
         def minutes(wc: Any, attempt: int) -> int:
-            echoes = len(self.run_of(wc).echoes) if rule in res.ECHO_RULES else 1
-            return res.minutes(rule, attempt, self._work_scale(rule, wc), echoes)
+            total = 0
+            for step in steps:
+                echoes = len(self.run_of(wc).echoes) if step in res.ECHO_RULES else 1
+                total += res.minutes(step, attempt, self._work_scale(step, wc), echoes)
+            return total
 
         return minutes
 

@@ -22,11 +22,16 @@ def _per_echo(files: Mapping[int, Files]) -> Files:
     return {f"echo{e}_{k}": path for e, per in files.items() for k, path in per.items()}
 
 
-def _echo_out_words(output: Any, run: Run, outputs: Mapping[str, reg.Output]) -> str:
+def _echo_out_words(
+    output: Any, run: Run, outputs: Mapping[str, reg.Output], prefix: str = ""
+) -> str:
     """``KEY=PATH`` words for ``--out``: every output key (sidecars are written with their
-    image) of every echo of ``run`` in its order, from a job's ``output``."""
+    image) of every echo of ``run`` in its order, from a job's ``output`` (keys
+    ``<prefix>echo<E>_<key>``)."""
     return " ".join(
-        f"{k}={shlex.quote(str(output[f'echo{e.echo}_{k}']))}" for e in run.echoes for k in outputs
+        f"{k}={shlex.quote(str(output[f'{prefix}echo{e.echo}_{k}']))}"
+        for e in run.echoes
+        for k in outputs
     )
 
 
@@ -287,16 +292,13 @@ class RunPlan(BasePlan):
         """A resampled echo of a run (preproc-<nordic>/), as a pattern or for a run."""
         return self._file("preproc.bold", self._run_key(run), echo=echo, nordic=nordic)
 
-    def preproc_run_outputs(self, echoes: int) -> Files:
-        """Outputs of the resampling job of a run with ``echoes`` echoes and a NORDIC
-        variant, as patterns: every echo's resampled series (and sidecar), keys prefixed
-        ``echo<E>_`` (the rule marks them temporary unless spatial.keep_echoes)."""
+    def preproc_run_outputs(self, echoes: int, nordic: str = "{nordic}") -> Files:
+        """The resampled echoes of a run with ``echoes`` echoes in a NORDIC variant, as
+        patterns: every echo's series (and sidecar), keys prefixed ``echo<E>_`` (a chain job
+        marks them temporary unless spatial.keep_echoes, :mod:`echoprep.plan.chains`)."""
         key = self._run_key(None)
         return _per_echo(
-            {
-                e: self._files("preproc", key, echo=e, nordic="{nordic}")
-                for e in range(1, echoes + 1)
-            }
+            {e: self._files("preproc", key, echo=e, nordic=nordic) for e in range(1, echoes + 1)}
         )
 
     def func_grid(self, subject: str) -> str | None:
@@ -424,10 +426,10 @@ class RunPlan(BasePlan):
             args += ["--ref-xfm", input.xfm]
         return _words(args)
 
-    def spatial_resample_out_args(self, wc: Any, output: Any) -> str:
-        """``--out`` words of a resampling job: ``bold=…`` per echo, in the order of
-        ``--echo`` (the run's echoes by echo time)."""
-        return _echo_out_words(output, self.run_of(wc), reg.stage_outputs("preproc"))
+    def spatial_resample_out_args(self, wc: Any, output: Any, prefix: str = "") -> str:
+        """``--out`` words of a resampling step: ``bold=…`` per echo, in the order of
+        ``--echo`` (the run's echoes by echo time); output keys ``<prefix>echo<E>_bold``."""
+        return _echo_out_words(output, self.run_of(wc), reg.stage_outputs("preproc"), prefix)
 
     def spatial_targets(self) -> list[str]:
         """Anatomy and spatial outputs that are targets by themselves (the echoes are pulled

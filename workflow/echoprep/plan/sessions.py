@@ -10,11 +10,11 @@ from echoprep.io import outputs as reg
 from echoprep.io.bids import Run
 from echoprep.io.events import mixed_repeat_counts, stimulus_counts
 from echoprep.plan._base import Files, PlanError, _strip_label, _words
-from echoprep.plan.runs import RunPlan
+from echoprep.plan.chains import ChainPlan
 from echoprep.variants import ALL_VARIANTS, Variant
 
 
-class SessionPlan(RunPlan):
+class SessionPlan(ChainPlan):
     """The per-session level of :class:`echoprep.plan.Plan`, on the per-run level."""
 
     # -----------------------------------------------------------------------------------------

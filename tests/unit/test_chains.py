@@ -1,0 +1,150 @@
+"""Per-run chains (echoprep.plan.chains): which steps a run's NORDIC-side and raw-side jobs run,
+which echo combinations they fold in, and that every fitted combination of every run is made
+by exactly one rule."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from echoprep.io import outputs as reg
+from echoprep.variants import Variant
+from helpers.bidstree import make_bids_tree
+from helpers.plans import make_plan
+
+
+@pytest.fixture(scope="module")
+def bids(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("chains") / "bids"
+    make_bids_tree(root, subjects=("01",), sessions=("01", "02"), runs=("01",), data=False)
+    return root
+
+
+def _makers(plan, combine: str, side: str) -> list[str]:
+    """The rules that would make a run's ``combine`` on ``side``."""
+    rules = [r for s, r in (("nordic", "nordic"), ("raw", "spatial_resample")) if s == side]
+    found = [r for r in rules if combine in plan.folded_combines(side)]
+    if side in plan.separate_combine_sides(combine):
+        found.append({"single": "single_echo", "optcom": "optcom"}[combine])
+    return found
+
+
+def test_default_config_folds_what_every_session_of_a_side_fits(bids, tmp_path):
+    """NORDIC side: every session fits nordic-optcom (glm.all_sessions_variants), only the
+    comparison session nordic-single: optcom folded, single on its own. Raw side: its chain runs
+    in the comparison session only (and for the NORDIC ICA's raw_run count, which needs no
+    raw combination), which fits every variant: both folded."""
+    plan = make_plan(bids, tmp_path)
+    assert plan.chain_sides() == ["raw", "nordic"]
+    assert plan.chain_steps("nordic") == ("nordic", "spatial_resample", "optcom")
+    assert plan.chain_steps("raw") == ("spatial_resample", "single_echo", "optcom")
+    assert plan.separate_combine_sides("single") == ["nordic"]
+    assert plan.separate_combine_sides("optcom") == []
+    assert plan.chain_env("nordic").endswith("tedana.yaml")
+    for side in ("raw", "nordic"):
+        for combine in ("single", "optcom"):
+            assert len(_makers(plan, combine, side)) == 1, (side, combine)
+
+
+def test_folding_follows_the_config_not_the_sessions_of_the_dataset(bids, tmp_path):
+    """Adding a session must not change the jobs of the others: a one-session dataset folds
+    the same (its chains' params, and so Snakemake's rerun decision, stay the same)."""
+    one = tmp_path / "one"
+    make_bids_tree(one, subjects=("01",), sessions=("01",), runs=("01",), data=False)
+    two, single = make_plan(bids, tmp_path / "a"), make_plan(one, tmp_path / "b")
+    for side in ("raw", "nordic"):
+        assert two.chain_steps(side) == single.chain_steps(side)
+
+
+BOTH = ("single", "optcom")
+
+
+@pytest.mark.parametrize(
+    ("config", "folded"),
+    [
+        # every variant of every run: everything folded, no combination rule
+        ({"variants": {"sessions": "all"}}, {"raw": BOTH, "nordic": BOTH}),
+        # NORDIC-denoised everywhere with the raw run's component count: the raw chain runs in
+        # every session, which fit no raw combination: none folded on the raw side
+        (
+            {"glm": {"all_sessions_variants": ["nordic-denoised"]}},
+            {"raw": (), "nordic": ()},
+        ),
+        ({"glm": {"all_sessions_variants": ["raw-optcom"]}}, {"raw": ("optcom",), "nordic": BOTH}),
+        # NORDIC off: the raw chain only
+        ({"nordic": {"enabled": False}}, {"raw": BOTH}),
+        # no spatial preprocessing: no raw chain (the raw combinations read the raw data)
+        ({"spatial": {"enabled": False}}, {"nordic": ("optcom",)}),
+        ({"variants": {"combine": ["denoised"]}}, {"raw": (), "nordic": ()}),
+    ],
+)  # fmt: skip
+def test_folded_combinations_per_config(bids, tmp_path, config, folded):
+    plan = make_plan(bids, tmp_path, **config)
+    assert {s: plan.folded_combines(s) for s in plan.chain_sides()} == folded
+    for side in plan.nordic_variants:
+        for combine in set(plan.config["variants"]["combine"]) - {"denoised"}:
+            assert len(_makers(plan, combine, side)) == 1, (side, combine)
+
+
+def test_chain_outputs_and_steps_of_a_job(bids, tmp_path):
+    """The NORDIC chain writes NORDIC's outputs per echo, the resampled echoes (kept by
+    default, temporary with spatial.keep_echoes: false) and optcom; the raw chain no NORDIC
+    outputs; the inputs and params are those of the chain's steps."""
+    plan = make_plan(bids, tmp_path)
+    dropped = make_plan(bids, tmp_path, spatial={"keep_echoes": False})
+    marked = dropped.chain_outputs("nordic", 3, temp=lambda p: ("temp", p))
+    keys = set(marked)
+    assert {f"echo{e}_{k}" for e in (1, 2, 3) for k in ("bold", "gfactor", "removed")} <= keys
+    assert {f"preproc_echo{e}_bold" for e in (1, 2, 3)} <= keys
+    assert {"optcom_bold", "optcom_t2star", "optcom_s0", "optcom_mask"} <= keys
+    assert not any(k.startswith("single_") for k in keys)
+    assert marked["preproc_echo2_bold"][0] == "temp" and isinstance(marked["optcom_bold"], str)
+    assert "/preproc-nordic/" in marked["preproc_echo2_bold"][1]
+    kept = plan.chain_outputs("nordic", 3, temp=lambda p: ("temp", p))
+    assert isinstance(kept["preproc_echo2_bold"], str)
+    # the raw chain: resampling of the raw echoes, single echo, optcom (no NORDIC outputs)
+    raw = plan.chain_outputs("raw", 3)
+    assert not any(k.startswith("echo") for k in raw)
+    assert "/combine-raw/" in raw["single_bold"] and "/preproc-raw/" in raw["preproc_echo1_bold"]
+    wc = SimpleNamespace(run_prefix=reg.run_key(plan.dataset.runs[0].entities)[1])
+    inputs = plan.chain_inputs("nordic")(wc)
+    assert len(inputs["mag"]) == len(inputs["phase"]) == 3 and "echo" not in inputs
+    assert {"geometry", "grid", "xfm"} <= set(inputs)
+    assert len(plan.chain_inputs("raw")(wc)["echo"]) == 3
+    params = plan.chain_params("raw")
+    assert "nordic_args" not in params and {"resample_echo", "combine_echo", "work"} <= set(params)
+    assert plan.chain_message("nordic", 3) == (
+        "NORDIC + resample + optimal combination {wildcards.run_prefix} (3 echoes, nordic)"
+    )
+
+
+def test_every_fitted_combination_of_every_run_is_made(bids, tmp_path):
+    """Every run's single echo and optcom of the variants its session fits match the output
+    pattern of exactly one rule: a chain that folds it, or its own rule."""
+    plan = make_plan(bids, tmp_path)
+    patterns = {side: list(plan.chain_outputs(side, 3).values()) for side in plan.chain_sides()}
+    for combine in ("single", "optcom"):
+        for side in plan.separate_combine_sides(combine):
+            own = plan.combine_step_outputs(combine)
+            patterns.setdefault(f"{combine}-{side}", []).extend(own.values())
+    checked = 0
+    for run in plan.dataset.runs:
+        for v in map(Variant, plan.session_variants(run.subject, run.session)):
+            if v.combine == "denoised":
+                continue
+            bold = plan.combine_outputs(v.combine, run, v.nordic)["bold"]
+            rules = [r for r, pats in patterns.items() if any(_matches(p, bold) for p in pats)]
+            # a combination's own rule matches any side; its wildcard constraint keeps it to
+            # the sides that do not fold it
+            rules = [r for r in rules if "-" not in r or r.endswith(f"-{v.nordic}")]
+            assert len(rules) == 1, (bold, rules)
+            checked += 1
+    assert checked == 2 * 2 + 1  # ses-01: four variants; ses-02: nordic-optcom
+
+
+def _matches(pattern: str, path: str) -> bool:
+    regex = re.sub(r"\\\{(\w+)\\\}", ".+", re.escape(pattern))
+    return re.fullmatch(regex, path) is not None
