@@ -296,12 +296,9 @@ def test_grouped_jobs_share_one_slurm_submission(slurm_cluster, demo, tmp_path):
     rule = next(iter(groups))
     results, work, cwd = tmp_path / "results", tmp_path / "work", tmp_path / "cwd"
     cwd.mkdir()
-    group_args = [
-        "--groups",
-        *[f"{r}={g}" for r, g in groups.items()],
-        "--group-components",
-        *[f"{g}={n}" for g, n in components.items()],
-    ]
+    group_args = ["--groups", *[f"{r}={g}" for r, g in groups.items()]]
+    if components:
+        group_args += ["--group-components", *[f"{g}={n}" for g, n in components.items()]]
     cmd = workflow_command(
         demo["bids"],
         results,
