@@ -82,6 +82,7 @@ cores.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -636,6 +637,12 @@ def capture_job_command(
         return fallback(f"sbatch's command not read: {exc}", sbatch[-3:])
     if "--target-jobs" not in argv or "--mode" not in argv:
         return fallback("sbatch's command is not a Snakemake job command", [command[:200]])
+    start = argv.index("--target-jobs") + 1
+    targets = list(itertools.takewhile(lambda a: not a.startswith("--"), argv[start:]))
+    if not any(t.startswith(f"{job['rule']}:") for t in targets):
+        # the first submission was a job the target waits for (its subject's group, whose
+        # files a job of this rule reads): built from the core options instead
+        return fallback(f"the first submission was {' '.join(targets)}", [command[:200]])
     return {
         **found,
         "argv": argv,
