@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 from collections.abc import Callable, Mapping
@@ -31,8 +32,17 @@ def _strip_label(label: object, prefix: str) -> str:
 
 
 def _events_rows(path: Path | None) -> int:
+    """Rows (trials) of an events file (0 for None)."""
     if not path:
         return 0
+    st = path.stat()
+    return _count_rows(path, st.st_size, st.st_mtime_ns)
+
+
+@functools.cache
+def _count_rows(path: Path, size: int, mtime_ns: int) -> int:
+    """Rows of a table below its header, counted once per file version and process (every
+    session-level rule's resources ask for its runs' counts)."""
     with open(path) as fh:
         return max(0, sum(1 for line in fh if line.strip()) - 1)
 
