@@ -163,11 +163,11 @@ def test_job_inputs_follow_the_wildcards(bids, tmp_path):
         "phase": [str(e.phase) for e in run.echoes],
     }
     assert "phase" not in _plan(bids, tmp_path, nordic={"magnitude_only": True}).nordic_inputs(wc)
-    # one resampling job per run and NORDIC variant: every echo, NORDIC's outputs for "nordic"
-    resample = plan.spatial_resample_inputs(wc)
-    assert resample["echo"] == [plan.nordic_outputs(run, e.echo)["bold"] for e in run.echoes]
+    # one resampling per run and NORDIC variant: every echo, NORDIC's outputs for "nordic"
+    resample = plan.resample_sources(run, "nordic")
+    assert resample == [plan.nordic_outputs(run, e.echo)["bold"] for e in run.echoes]
+    assert plan.resample_sources(run, "raw") == [str(e.mag) for e in run.echoes]
     raw = SimpleNamespace(run_prefix=wc.run_prefix, nordic="raw")
-    assert plan.spatial_resample_inputs(raw)["echo"] == [str(e.mag) for e in run.echoes]
     echoes = plan.echo_inputs(wc)
     assert [Path(e).name for e in echoes] == [
         f"sub-01_ses-01_task-images_run-02_echo-{k}_space-T1w_desc-preproc_bold.nii.gz"

@@ -72,11 +72,6 @@ def preflight(wildcards):
     return []
 
 
-def temporary_unless(keep, files):
-    """Mark outputs temporary (deleted once consumed) unless ``keep``."""
-    return files if keep else {k: temp(v) for k, v in files.items()}
-
-
 #: The command of each per-run step (echoprep.plan.chains): a chain job (rules nordic and
 #: spatial_resample) runs its steps one after another, a step's own rule (single_echo, optcom)
 #: runs one. Arguments that depend on the job come from the rule's params (PLAN.chain_params,

@@ -171,10 +171,10 @@ class ChainPlan(RunPlan):
             if side == "nordic":
                 files.update(self.nordic_inputs(wc))
             if self.config["spatial"]["enabled"]:
-                swc = _SideWildcards(wc, side)
-                files.update(self.spatial_resample_inputs(swc))
-                if side == "nordic":
-                    del files["echo"]  # the chain's own NORDIC outputs
+                run = self.run_of(wc)
+                if side == "raw":  # (the NORDIC side resamples the chain's own outputs)
+                    files["echo"] = self.resample_sources(run, side)
+                files.update(self.resample_grid_inputs(run))
             return files
 
         return inputs
@@ -194,7 +194,7 @@ class ChainPlan(RunPlan):
             params.update(self._resample_params(side))
         combines = [s for s in steps if s in ("single_echo", "optcom")]
         if combines:
-            params["combine_echo"] = self._combine_echo_words(side)
+            params["combine_echo"] = lambda wc: _words(self.echo_inputs(_SideWildcards(wc, side)))
             params["combine_args"] = lambda wc: self.combine_params(_SideWildcards(wc, side))
         for step in combines:
             params[f"{step}_options"] = self.options(step)
@@ -203,11 +203,8 @@ class ChainPlan(RunPlan):
         return params
 
     def _resample_params(self, side: str) -> dict[str, Any]:
-        def echo(wc: Any, output: Any, input: Any) -> str:
-            if side == "raw":
-                return _words(list(input.echo))
-            run = self.run_of(wc)
-            return _words([output[f"echo{e.echo}_bold"] for e in run.echoes])
+        def echo(wc: Any) -> str:
+            return _words(self.resample_sources(self.run_of(wc), side))
 
         def args(wc: Any, input: Any) -> str:
             return self.spatial_resample_params(_SideWildcards(wc, side), input)
@@ -222,17 +219,6 @@ class ChainPlan(RunPlan):
             "spatial_options": self.options("spatial"),
         }
 
-    def _combine_echo_words(self, side: str) -> Callable[..., str]:
-        """``--echo`` words of a folded combination: the echoes the chain wrote just before
-        (resampled, or NORDIC's with spatial preprocessing off)."""
-
-        def echo(wc: Any, output: Any) -> str:
-            run = self.run_of(wc)
-            prefix = PREPROC_PREFIX if self.config["spatial"]["enabled"] else ""
-            return _words([output[f"{prefix}echo{e.echo}_bold"] for e in run.echoes])
-
-        return echo
-
     def combine_work_dir(self, side: str) -> str:
         """tedana's scratch folder of the optimal combination (``<work_dir>/tmp/combine-...``)."""
         return str(Path(self.config["work_dir"]) / "tmp" / f"combine-{side}")
@@ -242,7 +228,7 @@ class ChainPlan(RunPlan):
         arguments as in a chain, from the rule's inputs."""
         step = COMBINE_STEPS[combine]
         params: dict[str, Any] = {
-            "combine_echo": lambda wc, input: _words(list(input.echoes)),
+            "combine_echo": lambda wc: _words(self.echo_inputs(wc)),
             "combine_args": self.combine_params,
             f"{step}_options": self.options(step),
         }

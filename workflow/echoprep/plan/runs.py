@@ -397,18 +397,17 @@ class RunPlan(BasePlan):
             "mask": anat["brain_mask"],
         }
 
-    def spatial_resample_inputs(self, wc: Any) -> dict[str, Any]:
-        """Every echo of the run in a NORDIC variant (echo-time order), the run's geometry,
-        the output grid (+ its transform)."""
-        run = self.run_of(wc)
-        if wc.nordic == "raw":
-            sources = [str(e.mag) for e in run.echoes]
-        else:
-            sources = [self.nordic_outputs(run, e.echo)["bold"] for e in run.echoes]
-        files: dict[str, Any] = {
-            "echo": sources,
-            "geometry": self.spatial_run_outputs(run)["xfm"],
-        }
+    def resample_sources(self, run: Run, nordic: str) -> list[str]:
+        """The echoes the resampling reads for a NORDIC variant (echo-time order): the raw
+        magnitudes, or NORDIC's outputs."""
+        if nordic == "raw":
+            return [str(e.mag) for e in run.echoes]
+        return [self.nordic_outputs(run, e.echo)["bold"] for e in run.echoes]
+
+    def resample_grid_inputs(self, run: Run) -> dict[str, Any]:
+        """What the resampling of a run reads besides its echoes: the run's geometry, the
+        output grid (+ its transform)."""
+        files: dict[str, Any] = {"geometry": self.spatial_run_outputs(run)["xfm"]}
         if self.space():
             grid = self.spatial_subject_outputs(run.subject)
             files["grid"] = grid["boldref"]
