@@ -281,9 +281,12 @@ def extend_derivatives(d: Path, n_sim: int) -> int:
 
 
 #: Sub-command of a per-run step -> the step's name (``echoprep.plan.chains``): a chain job
-#: (rules ``nordic``, ``spatial_resample``) runs several steps, one metered process each, all
-#: writing to the job's log; each is a row of its own, as the step's own rule would be.
+#: (rules ``nordic``, ``spatial_resample``: :data:`CHAIN_JOB_RULES`) runs several steps, one
+#: metered process each, all writing to the job's log; each is a row of its own, as the step's
+#: own rule would be (the subject's ``spatial_reference`` runs ``spatial run`` too: its own row).
+CHAIN_JOB_RULES = ("nordic", "spatial_resample")
 STEP_OF_COMMAND = {
+    ("spatial", "run"): "spatial_run",
     ("nordic",): "nordic",
     ("spatial", "resample"): "spatial_resample",
     ("combine", "single"): "single_echo",
@@ -308,7 +311,7 @@ def collect(records_dir: Path, logs: dict[str, str], per_run: set[str]) -> list[
         rule = logs.get(str(Path(rec["log"]).resolve()) if rec["log"] else "")
         if rule is None:
             rule = "echoprep " + " ".join(command)
-        elif command in STEP_OF_COMMAND:
+        elif command in STEP_OF_COMMAND and rule in CHAIN_JOB_RULES:
             rule = STEP_OF_COMMAND[command]
         runs = sorted({int(m) for a in rec["argv"] for m in RUN_RE.findall(a)})
         jobs.append(

@@ -287,8 +287,8 @@ def _profile_groups() -> tuple[dict[str, str], dict[str, int]]:
 def test_grouped_jobs_share_one_slurm_submission(slurm_cluster, demo, tmp_path):
     """profiles/slurm's grouping on the real cluster, on the smallest target that shows it
     (``--until`` the first grouped rule: its jobs and what they need, no full run): grouped
-    jobs share SLURM jobs (the ``run`` group: a run's geometry and its NORDIC chain; the
-    ``subject`` group: the anatomy, the reference run's geometry, the grid), each fits the node
+    jobs share SLURM jobs (the ``subject`` group: the anatomy, the reference boldref, the grid;
+    the ``run`` group: a run's NORDIC chain, with its geometry as first step), each fits the node
     (``--cores`` caps a group's threads: its members run one after another), and the outputs
     equal the local run's."""
     groups, components = _profile_groups()
@@ -320,8 +320,7 @@ def test_grouped_jobs_share_one_slurm_submission(slurm_cluster, demo, tmp_path):
     )
     assert rc == 0, log[-5000:]
     counts = job_counts(log)
-    # spatial_run joins the group of the job that reads it (Plan.spatial_run_group)
-    grouped = sum(n for r, n in counts.items() if r in groups or r == "spatial_run")
+    grouped = sum(n for r, n in counts.items() if r in groups)
     submitted = SUBMITTED.findall(log)
     assert counts[rule] >= 2 and 0 < len(submitted) < grouped, (counts, submitted)
     # the executor names a group job's log folder group_<group>_<rules>

@@ -39,7 +39,8 @@ def test_default_config_folds_what_every_session_of_a_side_fits(bids, tmp_path):
     raw combination), which fits every variant: both folded."""
     plan = make_plan(bids, tmp_path)
     assert plan.chain_sides() == ["raw", "nordic"]
-    assert plan.chain_steps("nordic") == ("nordic", "spatial_resample", "optcom")
+    assert plan.spatial_host == "nordic"
+    assert plan.chain_steps("nordic") == ("spatial_run", "nordic", "spatial_resample", "optcom")
     assert plan.chain_steps("raw") == ("spatial_resample", "single_echo", "optcom")
     assert plan.separate_combine_sides("single") == ["nordic"]
     assert plan.separate_combine_sides("optcom") == []
@@ -89,6 +90,75 @@ def test_folded_combinations_per_config(bids, tmp_path, config, folded):
             assert len(_makers(plan, combine, side)) == 1, (side, combine)
 
 
+@pytest.mark.parametrize(
+    ("config", "host"),
+    [
+        ({}, "nordic"),
+        # NORDIC chains only in the comparison sessions: the raw chain runs everywhere
+        ({"glm": {"all_sessions_variants": ["raw-optcom"]}}, "raw"),
+        # NORDIC off and the default glm.all_sessions_variants (nordic-optcom): only the
+        # comparison sessions run a chain; with raw-optcom everywhere the raw chain hosts
+        ({"nordic": {"enabled": False}}, None),
+        (
+            {"nordic": {"enabled": False}, "glm": {"all_sessions_variants": ["raw-optcom"]}},
+            "raw",
+        ),
+        ({"variants": {"sessions": "all"}}, "raw"),
+        # NORDIC-denoised with the raw run's component count: both chains run everywhere
+        ({"glm": {"all_sessions_variants": ["nordic-denoised"]}}, "raw"),
+        # the ICA's own count: the raw chain only in the comparison sessions
+        (
+            {
+                "glm": {"all_sessions_variants": ["nordic-denoised"]},
+                "tedana": {"nordic_tedpca": "same"},
+            },
+            "nordic",
+        ),
+        ({"spatial": {"enabled": False}}, None),
+    ],
+)  # fmt: skip
+def test_the_geometry_runs_in_a_chain_that_runs_in_every_session(bids, tmp_path, config, host):
+    """A run's geometry (spatial_run) is the first step of the first chain (raw, then NORDIC, in
+    chain_sides order) that every session runs, from the config alone; without one it keeps a
+    job of its own."""
+    plan = make_plan(bids, tmp_path, **config)
+    assert plan.spatial_host == host
+    for side in plan.chain_sides():
+        steps = plan.chain_steps(side)
+        assert ("spatial_run" in steps) == (side == host)
+        if side == host:
+            assert steps[0] == "spatial_run"
+
+
+def test_the_host_chain_makes_the_geometry_and_reads_the_subject_reference(bids, tmp_path):
+    """The host chain declares the run's geometry outputs (spatial_*) and reads the geometry
+    step's inputs; its resampling takes the geometry it wrote (a parameter, not an input: a
+    job cannot wait for itself); every run but the reference reads the subject's reference
+    boldref, which the grid reads too."""
+    plan = make_plan(bids, tmp_path)
+    outs = plan.chain_outputs("nordic", 3)
+    spatial = plan.spatial_run_outputs()
+    assert {f"spatial_{k}": v for k, v in spatial.items()}.items() <= outs.items()
+    reference = plan.spatial_reference_outputs("01")["boldref"]
+    assert reference.endswith("spatial/sub-01/func/sub-01_desc-reference_boldref.nii.gz")
+    for run in plan.dataset.runs:
+        wc = SimpleNamespace(run_prefix=reg.run_key(run.entities)[1])
+        inputs = plan.chain_inputs("nordic")(wc)
+        assert "geometry" not in inputs and inputs["spatial_echo"].endswith(
+            "echo-2_part-mag_bold.nii.gz"
+        )
+        is_ref = plan.reference_run("01") is run
+        assert inputs.get("spatial_reference") == (None if is_ref else reference)
+        geometry = plan.chain_params("nordic")["resample_geometry"](wc)
+        assert geometry == plan.spatial_run_outputs(run)["xfm"]
+        # the raw chain waits for the host's geometry
+        raw = plan.chain_inputs("raw")(wc)
+        assert raw["geometry"] == plan.spatial_run_outputs(run)["xfm"]
+        assert not any(k.startswith("spatial_") for k in raw)
+    assert plan.spatial_subject_inputs(SimpleNamespace(subject="01"))["boldref"] == reference
+    assert plan.rule_steps("spatial_reference") == ("spatial_run",)
+
+
 def test_chain_outputs_and_steps_of_a_job(bids, tmp_path):
     """The NORDIC chain writes NORDIC's outputs per echo, the resampled echoes (kept by
     default, temporary with spatial.keep_echoes: false) and optcom; the raw chain no NORDIC
@@ -112,12 +182,13 @@ def test_chain_outputs_and_steps_of_a_job(bids, tmp_path):
     wc = SimpleNamespace(run_prefix=reg.run_key(plan.dataset.runs[0].entities)[1])
     inputs = plan.chain_inputs("nordic")(wc)
     assert len(inputs["mag"]) == len(inputs["phase"]) == 3 and "echo" not in inputs
-    assert {"geometry", "grid", "xfm"} <= set(inputs)
+    assert {"grid", "xfm"} <= set(inputs)
     assert len(plan.chain_inputs("raw")(wc)["echo"]) == 3
     params = plan.chain_params("raw")
     assert "nordic_args" not in params and {"resample_echo", "combine_echo", "work"} <= set(params)
     assert plan.chain_message("nordic", 3) == (
-        "NORDIC + resample + optimal combination {wildcards.run_prefix} (3 echoes, nordic)"
+        "Head motion and distortion + NORDIC + resample + optimal combination "
+        "{wildcards.run_prefix} (3 echoes, nordic)"
     )
 
 

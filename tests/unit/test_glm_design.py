@@ -7,7 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from echoprep.io.events import build_session_design, read_trials
+from echoprep.io.events import (
+    build_session_design,
+    read_events,
+    read_events_columns,
+    read_trials,
+    stimulus_counts,
+)
 from echoprep.io.images import StageInputError
 from echoprep.options import section_defaults
 
@@ -39,6 +45,59 @@ def test_design_on_the_grid_with_blanks_left_out(tmp_path: Path) -> None:
     assert np.argwhere(d.designs[0]).tolist() == [[2, 0], [4, 1]]
     assert np.argwhere(d.designs[1]).tolist() == [[1, 0], [3, 2]]
     assert d.max_rounding_error == 0 and d.stimulus_duration == 2.5
+
+
+def test_numeric_labels_stay_the_files_text_in_every_run(tmp_path: Path) -> None:
+    # "007" and "12" are stimulus names: read as numbers they became 7.0/12.0 in a run with a
+    # blank (n/a makes the column float) and 7/12 in a run without, two conditions per image
+    a = _events(tmp_path / "a.tsv", [(0, 1, "new", "007"), (2, 1, "blank", "n/a")])
+    b = _events(tmp_path / "b.tsv", [(0, 1, "old", "007"), (2, 1, "new", "12")])
+    d = build_session_design([a, b], [5, 5], 1.0, exclude_trial_types=BLANKS)
+    assert d.conditions == ["007", "12"]
+    assert d.trials["condition"].tolist() == [0, 0, 1]
+    assert stimulus_counts([a, b], label_column=None, blank_trial_types=BLANKS) == {
+        "007": 2,
+        "12": 1,
+    }
+
+
+def test_events_columns_as_text(tmp_path: Path) -> None:
+    path = tmp_path / "e.tsv"
+    path.write_text("onset\tduration\tstim_name\tx\tx\n0\tn/a\t01\ta\n\n3.5\t2\tn/a\n")
+    assert read_events_columns(path) == {
+        "onset": ["0", "3.5"],
+        "duration": [None, "2"],
+        "stim_name": ["01", None],
+        "x": ["a", None],
+        "x.1": [None, None],
+    }
+    table = read_events(path)
+    assert table["onset"].tolist() == [0.0, 3.5]
+    assert np.isnan(table["duration"][0]) and table["duration"][1] == 2.0
+    assert table["stim_name"].tolist() == ["01", None]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("onset\tduration\nn/a\t1\n", r"expected numeric onsets in seconds; found 'n/a' on line 2"),
+        (
+            "onset\tduration\n0\tlong\n",
+            r"numeric duration values in seconds; found 'long' on line 2",
+        ),
+        (
+            "onset\tduration\n0\t1\t2\n",
+            r"at most 2 tab-separated fields per row .* found 3 on line 2",
+        ),
+        ("", r"with a header row; found an empty file"),
+    ],
+)
+def test_unreadable_events_are_refused_naming_the_line(tmp_path: Path, text, message) -> None:
+    path = tmp_path / "sub-01_run-01_events.tsv"
+    path.write_text(text)
+    with pytest.raises(StageInputError, match=message) as err:
+        read_events(path)
+    assert str(err.value).startswith(f"{path}: expected")
 
 
 def test_off_grid_onsets_round_within_half_a_tr_and_record_the_error(tmp_path: Path) -> None:

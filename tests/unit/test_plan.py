@@ -263,8 +263,8 @@ def test_nordic_and_resampling_take_every_echo_of_a_run_in_one_job(bids, tmp_pat
         f"bold={concrete[f'echo{e.echo}_bold']}" for e in run.echoes
     ]
     # small data: the per-echo minutes measured at LAION size (never scaled down) x 3 echoes,
-    # summed over the steps of the chain job (NORDIC, resampling, folded combinations)
-    assert plan.rule_steps("nordic") == ("nordic", "spatial_resample", "optcom")
+    # summed over the steps of the chain job (geometry, NORDIC, resampling, folded combinations)
+    assert plan.rule_steps("nordic") == ("spatial_run", "nordic", "spatial_resample", "optcom")
     assert plan.rule_steps("spatial_resample") == ("spatial_resample", "single_echo", "optcom")
     for rule in ("nordic", "spatial_resample"):
         per_job = sum(
@@ -295,21 +295,25 @@ def test_runs_with_different_echo_counts_get_one_rule_per_count(tmp_path):
     wc = SimpleNamespace(run_prefix="sub-02_ses-01_task-images_run-01", nordic="raw")
     assert len(plan.nordic_inputs(wc)["mag"]) == 4
     assert plan.runtime("nordic")(wc, 1) == (
-        4 * (res.MINUTES["nordic"] + res.MINUTES["spatial_resample"]) + res.MINUTES["optcom"]
+        4 * (res.MINUTES["nordic"] + res.MINUTES["spatial_resample"])
+        + res.MINUTES["optcom"]
+        + res.MINUTES["spatial_run"]
     )
+    # the subject's reference job: the geometry step of its first run
+    ref = SimpleNamespace(subject="02")
+    assert plan.runtime("spatial_reference")(ref, 1) == res.MINUTES["spatial_run"]
+    assert plan.mem_mb("spatial_reference")(ref, 1) == plan.mem_mb("spatial_run")(wc, 1)
 
 
 def test_cluster_groups_of_the_geometry_jobs(bids, tmp_path):
-    """spatial_run jobs go with the group of the job that reads them first: the subject's
-    reference run with spatial_subject, the other runs with their resampling (every run's
-    geometry reads the reference run's: in one group, a subject's runs would be one job)."""
+    """spatial_run jobs (when no chain runs the geometry) go with their run's resampling: every
+    run's geometry reads the subject's reference boldref, a job of the subject, never another
+    run's."""
     plan = _plan(bids, tmp_path)
     groups = {"spatial_subject": "subject", "spatial_resample": "run", "nordic": "nordic_runs"}
     group = plan.spatial_run_group(lambda: groups)
     prefixes = [_prefix(r) for r in plan.dataset.runs]
-    assert [group(SimpleNamespace(run_prefix=p)) for p in prefixes] == ["subject"] + ["run"] * (
-        len(prefixes) - 1
-    )
+    assert [group(SimpleNamespace(run_prefix=p)) for p in prefixes] == ["run"] * len(prefixes)
     assert plan.spatial_run_group(dict)(SimpleNamespace(run_prefix=prefixes[1])) is None
     assert plan.profile_group("nordic", lambda: groups)(SimpleNamespace()) == "nordic_runs"
 

@@ -34,6 +34,8 @@ def _per_subject(n_subjects: int, nordic: bool) -> dict[str, int]:
     report) or once in all (the comparison, ``all``)."""
     return {
         "anatomy": n_subjects,
+        # the reference boldref (the first run's geometry) and the functional grid
+        "spatial_reference": n_subjects,
         "spatial_subject": n_subjects,
         "roi_visual": n_subjects,
         "subject_report": n_subjects,
@@ -71,8 +73,8 @@ def _check_counts(out: str, jobs: dict[str, int], folders: dict[str, int]) -> No
 
 
 def test_job_counts_per_rule(tmp_path, two_subjects):
-    """2 subjects x 1 session x 2 runs x 3 echoes: geometry per run; one chain job per run and
-    NORDIC side (nordic: NORDIC, resampling and optcom, which every session fits;
+    """2 subjects x 1 session x 2 runs x 3 echoes: one chain job per run and NORDIC side
+    (nordic: geometry, NORDIC, resampling and optcom, which every session fits;
     spatial_resample: resampling, single echo and optcom, as the NORDIC-off side runs in the
     comparison sessions only); the NORDIC single echo on its own (other sessions would not fit
     it); tedana per run and side;
@@ -83,8 +85,7 @@ def test_job_counts_per_rule(tmp_path, two_subjects):
     the type-B fit of raw-single that the visual ROI's run-level test uses."""
     out = dry_run(_config(tmp_path, two_subjects))
     jobs = {
-        "nordic": 4,
-        "spatial_run": 4,
+        "nordic": 4,  # with each run's geometry (spatial_run)
         "spatial_resample": 4,
         "single_echo": 4,  # NORDIC on
         "tedana": 4,  # NORDIC off
@@ -117,6 +118,8 @@ def test_nordic_off_schedules_no_nordic_jobs(tmp_path, two_subjects):
     extra.write_text("nordic:\n  enabled: false\npublish:\n  laion: false\n")
     out = dry_run(_config(tmp_path, two_subjects), "--configfile", str(extra))
     jobs = {
+        # no chain runs in every session (only the comparison sessions fit a variant here):
+        # the geometry has jobs of its own
         "spatial_run": 4,
         "spatial_resample": 4,  # with the single echo and optcom
         "tedana": 4,
@@ -139,6 +142,7 @@ def test_nordic_jobs_read_magnitude_and_phase_of_every_echo_of_their_run(tmp_pat
     assert len(cmds) == 4
     for cmd in cmds:
         words = cmd.split()
+        words = words[words.index("--mag") :]  # (the chain's geometry step comes first)
         mags = words[words.index("--mag") + 1 : words.index("--phase")]
         phases = words[words.index("--phase") + 1 : words.index("--te")]
         tes = words[words.index("--te") + 1 : words.index("--tr")]
@@ -159,7 +163,6 @@ def test_variants_and_participant_selection_change_the_dag(tmp_path, two_subject
     )
     jobs = {
         "nordic": 2,
-        "spatial_run": 2,
         "spatial_resample": 2,  # raw side, with optcom (so is nordic)
         "glm": 2,
         "glm_analysis_mask": 1,

@@ -215,14 +215,24 @@ def test_parameter_change_reruns_the_stage_and_its_descendants_only(finished, tm
             assert "Params have changed" in job.reason, (job.rule, job.reason)
 
 
-def test_nordic_change_leaves_the_nordic_off_variant_alone(finished, tmp_path):
-    """The raw (NORDIC off) echo-combination jobs read the raw data, not NORDIC's outputs."""
-    tree, _ = finished
+def test_nordic_change_reaches_the_nordic_off_variant_only_through_the_geometry(finished, tmp_path):
+    """The raw (NORDIC off) jobs never read NORDIC's outputs: a NORDIC option reruns them only
+    because the NORDIC chain, whose first step is each run's geometry, rewrites the geometry
+    the raw chain reads (echoprep.plan.chains; the price of one job per ordinary run)."""
+    tree, graph = finished
     out = tree.dry_run(configfiles=[_config_file(tmp_path, "nordic:\n  factor_error: 1.5\n")])
     scheduled = parse_jobs(out)
     assert any("combine-nordic" in f for j in scheduled for f in j.output)
-    raw = [j for j in scheduled if any("/combine-raw/sub-" in f for f in j.output)]
-    assert raw == []
+    raw_chains = [j for j in scheduled if j.rule == "spatial_resample"]
+    assert raw_chains
+    for job in raw_chains:
+        assert not any("/nordic/" in f or "/preproc-nordic/" in f for f in job.input), job.input
+        assert "Params have changed" not in job.reason
+        # the only NORDIC-chain output it reads: its run's geometry
+        nordic_outputs = {f for j in graph if j.rule == "nordic" for f in j.output}
+        assert {f for f in job.input if f in nordic_outputs} == {
+            f for f in job.input if f.endswith("_desc-geometry_xfm.npz")
+        }
 
 
 def test_nordic_tedpca_change_reruns_only_the_nordic_ica(finished, tmp_path):

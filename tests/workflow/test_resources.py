@@ -77,7 +77,7 @@ def listed_rules(tree) -> set[str]:
 #: Rules defined only when a config needs them: a combination that a per-run chain does not
 #: fold in (echoprep.plan.chains; in the default config single_echo has NORDIC-side jobs, while
 #: both chains fold optcom).
-CONDITIONAL_RULES = {"single_echo", "optcom"}
+CONDITIONAL_RULES = {"single_echo", "optcom", "spatial_run"}
 
 
 def test_every_listed_rule_has_a_source_block(listed_rules):
@@ -207,9 +207,9 @@ def slurm_dry(tree) -> str:
 def test_slurm_profile_groups_small_jobs_and_leaves_threads_to_the_rules(listed_rules, slurm_dry):
     """profiles/slurm: no cpus_per_task in default-resources (it would override every rule's
     threads); every grouped rule exists and is a cluster rule; the dry run of the real profile
-    forms those group jobs, each group packs several jobs into one submission, and the
-    geometry jobs (spatial_run, not listed: every run's reads the reference run's) join the
-    subject's group (reference run) or their run's."""
+    forms those group jobs, each group packs several jobs into one submission; a run's
+    geometry is the first step of its NORDIC chain (no spatial_run jobs), the subject's
+    reference boldref is in the subject's group."""
     profile = yaml.safe_load(SLURM_PROFILE.read_text())
     assert "cpus_per_task" not in profile.get("default-resources", {})
     assert "set-resources" not in profile  # per-rule needs live in the rules
@@ -224,9 +224,10 @@ def test_slurm_profile_groups_small_jobs_and_leaves_threads_to_the_rules(listed_
     assert {g for g, _ in formed} == set(groups.values())
     for group in set(groups.values()):
         assert max(len(m) for g, m in formed if g == group) > 1, group
-    geometry = {g for g, members in formed if "spatial_run" in members}
-    assert geometry == {groups["spatial_subject"], groups["spatial_resample"]}
-    assert "spatial_run" not in {j.rule for j in parse_jobs(slurm_dry)}  # none left alone
+    assert not any("spatial_run" in members for _, members in formed)
+    assert "spatial_run" not in {j.rule for j in parse_jobs(slurm_dry)}
+    reference = {g for g, members in formed if "spatial_reference" in members}
+    assert reference == {groups["spatial_subject"]} == {groups["spatial_reference"]}
 
 
 def test_a_12_run_session_is_at_most_40_cluster_submissions(tmp_path):

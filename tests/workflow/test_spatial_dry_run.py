@@ -9,7 +9,13 @@ import pytest
 from helpers.bidstree import make_bids_tree
 from helpers.snake import description_counts, dry_run, job_counts, parse_jobs, shell_commands
 
-SPATIAL_RULES = ("anatomy", "spatial_run", "spatial_subject", "spatial_resample")
+SPATIAL_RULES = (
+    "anatomy",
+    "spatial_reference",
+    "spatial_run",
+    "spatial_subject",
+    "spatial_resample",
+)
 
 
 def _config(tmp_path, bids):
@@ -38,8 +44,8 @@ def test_spatial_and_anatomy_jobs_are_scheduled(tmp_path, bids):
     out = dry_run(_config(tmp_path, bids), "--printshellcmds")
     counts = job_counts(out)
     assert counts["anatomy"] == 2
-    assert counts["spatial_subject"] == 2
-    assert counts["spatial_run"] == 4
+    assert counts["spatial_subject"] == counts["spatial_reference"] == 2
+    assert "spatial_run" not in counts  # the first step of each run's NORDIC chain
     assert counts["spatial_resample"] == 4  # the raw side's chain per run (every echo)
     # one dataset description each for anat/ and spatial/, one per preproc-<nordic>/
     descriptions = description_counts(out)
@@ -50,9 +56,15 @@ def test_spatial_and_anatomy_jobs_are_scheduled(tmp_path, bids):
     # the resampling of both NORDIC sides: the raw chain's and the nordic chain's step
     assert sum("spatial resample" in c for c in cmds) == 4 * 2
     run_cmds = [c for c in cmds if "spatial run" in c]
-    # geometry on the raw echo 2, with the fieldmap; runs 2 aligned to run 1 of the subject
+    # geometry on the raw echo 2, with the fieldmap: of each run, and of each subject's first
+    # run for its reference boldref, which every run but the first aligns to
+    assert len(run_cmds) == 4 + 2
     assert all("_echo-2_part-mag_bold.nii.gz" in c and "phasediff" in c for c in run_cmds)
-    assert sum("--reference-boldref" in c for c in run_cmds) == 2
+    references = [c for c in run_cmds if "--reference-boldref" in c]
+    assert len(references) == 2
+    assert all(
+        re.search(r"--reference-boldref \S+_desc-reference_boldref.nii.gz", c) for c in references
+    )
     # one resampling step per run and variant: --echo, --te and --out bold= per echo, in order
     for cmd in (c for c in cmds if "spatial resample" in c):
         words = cmd.split()

@@ -73,10 +73,16 @@ def preflight(wildcards):
 
 
 #: The command of each per-run step (echoprep.plan.chains): a chain job (rules nordic and
-#: spatial_resample) runs its steps one after another, a step's own rule (single_echo, optcom)
-#: runs one. Arguments that depend on the job come from the rule's params (PLAN.chain_params,
+#: spatial_resample) runs its steps one after another, a step's own rule (single_echo, optcom;
+#: spatial_run has its own command in spatial.smk) runs one. Arguments that depend on the job come from the rule's params (PLAN.chain_params,
 #: PLAN.combine_rule_params); the optimal combination runs on one thread, as its own job did.
 STEP_COMMANDS = {
+    "spatial_run": (
+        "python -m echoprep spatial run --echo {input.spatial_echo:q} {params.spatial_args}"
+        " --options-json {params.spatial_options:q} --threads {threads}"
+        " --out confounds={output.spatial_confounds:q} boldref={output.spatial_boldref:q}"
+        " xfm={output.spatial_xfm:q}"
+    ),
     "nordic": (
         "python -m echoprep nordic --mag {input.mag:q} {params.nordic_args}"
         " --options-json {params.nordic_options:q} --seed {params.seed} --threads {threads}"
@@ -84,7 +90,7 @@ STEP_COMMANDS = {
     ),
     "spatial_resample": (
         "python -m echoprep spatial resample --echo {params.resample_echo}"
-        " --geometry {input.geometry:q} --grid {input.grid:q} {params.resample_args}"
+        " --geometry {params.resample_geometry} --grid {input.grid:q} {params.resample_args}"
         " --options-json {params.spatial_options:q} --threads {threads}"
         " --out {params.resample_out}"
     ),

@@ -1,39 +1,74 @@
-# Spatial preprocessing: geometry per run (raw reference echo), the functional grid per subject,
-# one interpolation of every echo of both NORDIC variants (spatial/, preproc-<nordic>/; the
-# NORDIC side's in its nordic job).
+# Spatial preprocessing: the subject's reference boldref, geometry per run (raw reference echo;
+# the first step of a per-run chain, PLAN.spatial_host, else its own job), the functional grid
+# per subject, one interpolation of every echo of both NORDIC variants (spatial/,
+# preproc-<nordic>/; the NORDIC side's in its nordic job).
 
 
-rule spatial_run:
+# The subject's reference run's geometry, written as the subject's reference boldref: the
+# target every run's geometry (the reference run's own too) and the functional grid align to.
+rule spatial_reference:
     input:
-        unpack(PLAN.spatial_run_inputs),
+        unpack(PLAN.spatial_reference_inputs),
     output:
-        **PLAN.spatial_run_outputs(),
+        **PLAN.spatial_reference_outputs(),
     log:
-        PLAN.log("spatial_run"),
+        PLAN.log("spatial_reference"),
     benchmark:
-        PLAN.benchmark("spatial_run")
-    wildcard_constraints:
-        run_prefix=SPATIAL_RUN_PREFIX,
-    # (a cluster profile's groups: the reference run with spatial_subject, the other runs with
-    # their resampling; never one group for all runs, which depend on the reference run)
+        PLAN.benchmark("spatial_reference")
     group:
-        PLAN.spatial_run_group(lambda: workflow.group_settings.overwrite_groups)
+        PLAN.profile_group(
+            "spatial_reference", lambda: workflow.group_settings.overwrite_groups
+        )
     conda:
         "../../envs/spatial.yaml"
     threads: 2
     resources:
-        mem_mb=PLAN.mem_mb("spatial_run"),
-        runtime=PLAN.runtime("spatial_run"),
+        mem_mb=PLAN.mem_mb("spatial_reference"),
+        runtime=PLAN.runtime("spatial_reference"),
     params:
-        args=PLAN.spatial_run_params,
+        args=PLAN.spatial_reference_params,
         options=PLAN.options("spatial"),
     message:
-        "Head motion and distortion {wildcards.run_prefix}"
+        "Reference boldref sub-{wildcards.subject} (head motion and distortion of its first run)"
     shell:
         "python -m echoprep spatial run --echo {input.echo:q} {params.args}"
         " --options-json {params.options:q} --threads {threads}"
-        " --out confounds={output.confounds:q} boldref={output.boldref:q} xfm={output.xfm:q}"
-        " 2> {log}"
+        " --out boldref={output.boldref:q} 2> {log}"
+
+
+# A run's geometry as a job of its own, only when no per-run chain runs it as its first step
+# (PLAN.spatial_host: the NORDIC chain with the default config).
+if PLAN.spatial_host is None:
+
+    rule spatial_run:
+        input:
+            unpack(PLAN.spatial_run_inputs),
+        output:
+            **PLAN.spatial_run_outputs(),
+        log:
+            PLAN.log("spatial_run"),
+        benchmark:
+            PLAN.benchmark("spatial_run")
+        wildcard_constraints:
+            run_prefix=SPATIAL_RUN_PREFIX,
+        group:
+            PLAN.spatial_run_group(lambda: workflow.group_settings.overwrite_groups)
+        conda:
+            "../../envs/spatial.yaml"
+        threads: 2
+        resources:
+            mem_mb=PLAN.mem_mb("spatial_run"),
+            runtime=PLAN.runtime("spatial_run"),
+        params:
+            args=PLAN.spatial_run_params,
+            options=PLAN.options("spatial"),
+        message:
+            "Head motion and distortion {wildcards.run_prefix}"
+        shell:
+            "python -m echoprep spatial run --echo {input.echo:q} {params.args}"
+            " --options-json {params.options:q} --threads {threads}"
+            " --out confounds={output.confounds:q} boldref={output.boldref:q} xfm={output.xfm:q}"
+            " 2> {log}"
 
 
 rule spatial_subject:

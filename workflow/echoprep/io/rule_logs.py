@@ -31,6 +31,7 @@ RULE_LOGS: dict[str, tuple[str, tuple[str, str], str]] = {
     "anatomy": ("anat", _SUB, ""),
     "spatial_run": ("spatial", _RUN, "run"),
     "spatial_subject": ("spatial", _SUB, "subject"),
+    "spatial_reference": ("spatial", _SUB, "reference"),
     "spatial_resample": ("preproc-raw", _RUN, ""),
     "single_echo": ("combine-{nordic}", _RUN, "single"),
     "optcom": ("combine-{nordic}", _RUN, "optcom"),

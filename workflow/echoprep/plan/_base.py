@@ -231,16 +231,23 @@ class BasePlan:
             trials=sum(_events_rows(r.events) for r in runs if r.events),
         )
 
+    def _job_run(self, wc: Any) -> Run:
+        """The run a run-level step of a job works on: its run, or for a job of a subject
+        (``spatial_reference``) the subject's reference run."""
+        if getattr(wc, "run_prefix", None):
+            return self.run_of(wc)
+        return self._plan().reference_run(wc.subject)
+
     def _memory(self, rule: str, wc: Any, attempt: int) -> int:
         plan = self._plan()
         if rule in res.FIXED_MB:
             return res.fixed_mb(rule, attempt)
         if rule == "nordic":
-            return res.nordic_mb(self._run_size(self.run_of(wc)), attempt)
+            return res.nordic_mb(self._run_size(self._job_run(wc)), attempt)
         if rule in res.RUN_COPIES:
-            return res.combine_mb(rule, self._run_size(self.run_of(wc)), attempt)
+            return res.combine_mb(rule, self._run_size(self._job_run(wc)), attempt)
         if rule in ("spatial_run", "spatial_resample"):
-            return res.spatial_mb(self._run_size(self.run_of(wc)), attempt)
+            return res.spatial_mb(self._run_size(self._job_run(wc)), attempt)
         if rule == "glm_analysis_mask":
             size = self._runs_size(plan.session_runs(wc))
             return res.analysis_mask_mb(
@@ -293,7 +300,7 @@ class BasePlan:
         def minutes(wc: Any, attempt: int) -> int:
             total = 0
             for step in steps:
-                echoes = len(self.run_of(wc).echoes) if step in res.ECHO_RULES else 1
+                echoes = len(self._job_run(wc).echoes) if step in res.ECHO_RULES else 1
                 total += res.minutes(step, attempt, self._work_scale(step, wc), echoes)
             return total
 
@@ -304,7 +311,7 @@ class BasePlan:
         :mod:`echoprep.resources` (1 for rules whose work does not grow with the data)."""
         plan = self._plan()
         if rule in res.RUN_RULES:
-            size = self._run_size(self.run_of(wc))
+            size = self._run_size(self._job_run(wc))
             return size.voxels * size.volumes / res.LAION_RUN.voxel_volumes
         if rule in res.SESSION_RULES:
             ses = self._runs_size(plan.session_runs(wc))

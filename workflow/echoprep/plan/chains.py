@@ -1,13 +1,24 @@
 """Per-run chains: one job per run and NORDIC side runs its steps one after another.
 
-A run's NORDIC side (``nordic``: NORDIC on) is one job of the rule ``nordic``: NORDIC on every
-echo, then (spatial preprocessing on) the one-shot resampling of every echo, then the echo
-combinations that are *folded* into it (below). Its raw side (NORDIC off, spatial preprocessing
-on) is one job of the rule ``spatial_resample``: the resampling, then its folded combinations.
-Each step is the same ``python -m echoprep`` command a rule of its own would run, on the files
-the step before wrote, so the outputs are those of separate jobs; the job saves the cluster a
-submission, a queue wait and a Snakemake start-up per step, and the plan a job per step (the
-whole LAION-fMRI dataset is about two jobs per ordinary run instead of four).
+A run's NORDIC side (``nordic``: NORDIC on) is one job of the rule ``nordic``: the run's
+geometry when it hosts it (below), NORDIC on every echo, then (spatial preprocessing on) the
+one-shot resampling of every echo, then the echo combinations that are *folded* into it. Its
+raw side (NORDIC off, spatial preprocessing on) is one job of the rule ``spatial_resample``:
+the resampling, then its folded combinations. Each step is the same ``python -m echoprep``
+command a rule of its own would run, on the files the step before wrote, so the outputs are
+those of separate jobs; the job saves the cluster a submission, a queue wait and a Snakemake
+start-up per step, and the plan a job per step (the whole LAION-fMRI dataset is about one job
+per ordinary run instead of four).
+
+The run's geometry (head motion, distortion, alignment: ``spatial_run``) is the first step of
+the *host* chain, :attr:`ChainPlan.spatial_host`: the first side whose chain runs in every
+session (by the config). It reads the subject's reference boldref (rule
+``spatial_reference``), never another run's geometry, so no chain waits for another run's.
+The other side's chain reads the geometry the host wrote, so it reruns whenever the host does:
+a changed NORDIC option reruns the raw side of the comparison sessions too (Snakemake reruns
+whatever reads a rewritten file; its ``ancient()`` flag would stop that, but Snakemake then
+also skips the raw chain's own parameter check, so an ``optcom`` option change would leave the
+raw side stale).
 
 A combination (``single``, ``optcom``) is folded into a side's chain when every session in
 which that side's chain runs fits it (``variants.sessions: fitted``: the comparison sessions
@@ -46,6 +57,8 @@ CHAIN_RULES: dict[str, str] = {"nordic": "nordic", "raw": "spatial_resample"}
 COMBINE_STEPS: dict[str, str] = {"single": "single_echo", "optcom": "optcom"}
 #: Output keys of the resampled echoes in a chain job (``preproc_echo2_bold``).
 PREPROC_PREFIX = "preproc_"
+#: Input and output keys of the geometry step in its host chain (``spatial_xfm``).
+SPATIAL_PREFIX = "spatial_"
 
 
 class _SideWildcards:
@@ -93,15 +106,35 @@ class ChainPlan(RunPlan):
                 out[side] = tuple(combines)
         return out
 
+    @cached_property
+    def spatial_host(self) -> str | None:
+        """The side whose chain also runs each run's geometry (head motion, distortion,
+        alignment to the subject's reference: the ``spatial_run`` step, first), or None: then
+        the rule ``spatial_run`` has a job per run. The host is the first side (``nordic``,
+        then ``raw``) whose chain runs in every session, decided from the config alone as for
+        the folded combinations: every run needs its geometry, wherever the GLM fits it."""
+        if not self.config["spatial"]["enabled"]:
+            return None
+        everywhere = [Variant(v) for v in self.config["glm"]["all_sessions_variants"]]
+        all_sessions = self.config["variants"]["sessions"] == "all"
+        raw_ica = self.config["tedana"]["nordic_tedpca"] == "raw_run"
+        for side in self.chain_sides():
+            if all_sessions or _runs(side, everywhere, raw_ica):
+                return side
+        return None
+
     def separate_combine_sides(self, combine: str) -> list[str]:
         """NORDIC sides whose ``combine`` (``single``, ``optcom``) its own rule makes: those
         that do not fold it into their chain. Empty: the rule is not needed."""
         return [s for s in self.nordic_variants if combine not in self.folded_combines(s)]
 
     def chain_steps(self, side: str) -> tuple[str, ...]:
-        """The steps of a side's chain job, in order: ``nordic``, ``spatial_resample``,
-        ``single_echo``, ``optcom`` (the ones that apply)."""
-        steps = ["nordic"] if side == "nordic" else []
+        """The steps of a side's chain job, in order: ``spatial_run`` (the host side,
+        :attr:`spatial_host`), ``nordic``, ``spatial_resample``, ``single_echo``, ``optcom``
+        (the ones that apply)."""
+        steps = ["spatial_run"] if side == self.spatial_host else []
+        if side == "nordic":
+            steps.append("nordic")
         if self.config["spatial"]["enabled"]:
             steps.append("spatial_resample")
         steps += [COMBINE_STEPS[c] for c in self.folded_combines(side)]
@@ -113,6 +146,8 @@ class ChainPlan(RunPlan):
         for side, chain in CHAIN_RULES.items():
             if rule == chain and side in self.chain_sides():
                 return self.chain_steps(side)
+        if rule == "spatial_reference":  # the reference run's geometry step
+            return ("spatial_run",)
         return (rule,)
 
     def chain_env(self, side: str) -> str:
@@ -125,6 +160,7 @@ class ChainPlan(RunPlan):
     def chain_message(self, side: str, echoes: int) -> str:
         """The job's console line: what it does to which run."""
         names = {
+            "spatial_run": "head motion and distortion",
             "nordic": "NORDIC",
             "spatial_resample": "resample",
             "single_echo": "single echo",
@@ -139,11 +175,14 @@ class ChainPlan(RunPlan):
     def chain_outputs(
         self, side: str, echoes: int, temp: Callable[[str], Any] | None = None
     ) -> dict[str, Any]:
-        """Outputs of a side's chain job for runs with ``echoes`` echoes, as patterns: NORDIC's
-        per echo (``echo<E>_<key>``, NORDIC side), the resampled echoes (``preproc_echo<E>_...``,
-        spatial preprocessing on; passed through ``temp`` unless ``spatial.keep_echoes``) and
-        the folded combinations' (``<combine>_<key>``)."""
+        """Outputs of a side's chain job for runs with ``echoes`` echoes, as patterns: the run's
+        geometry (``spatial_<key>``, the host side), NORDIC's per echo (``echo<E>_<key>``,
+        NORDIC side), the resampled echoes (``preproc_echo<E>_...``, spatial preprocessing on;
+        passed through ``temp`` unless ``spatial.keep_echoes``) and the folded combinations'
+        (``<combine>_<key>``)."""
         files: dict[str, Any] = {}
+        if side == self.spatial_host:
+            files.update({SPATIAL_PREFIX + k: v for k, v in self.spatial_run_outputs().items()})
         if side == "nordic":
             files.update(self.nordic_run_outputs(echoes))
         if self.config["spatial"]["enabled"]:
@@ -163,11 +202,15 @@ class ChainPlan(RunPlan):
         return {f"{combine}_{k}": v for k, v in files.items()}
 
     def chain_inputs(self, side: str) -> Callable[[Any], dict[str, Any]]:
-        """The input function of a side's chain: NORDIC's raw magnitude (and phase), or the raw
-        echoes; with spatial preprocessing the run's geometry and the output grid."""
+        """The input function of a side's chain: the geometry step's (host side, keys
+        ``spatial_<key>``), NORDIC's raw magnitude (and phase), or the raw echoes; with spatial
+        preprocessing the run's geometry (unless the chain makes it) and the output grid."""
 
         def inputs(wc: Any) -> dict[str, Any]:
             files: dict[str, Any] = {}
+            host = side == self.spatial_host
+            if host:
+                files.update(self.spatial_run_inputs(wc, SPATIAL_PREFIX))
             if side == "nordic":
                 files.update(self.nordic_inputs(wc))
             if self.config["spatial"]["enabled"]:
@@ -175,6 +218,8 @@ class ChainPlan(RunPlan):
                 if side == "raw":  # (the NORDIC side resamples the chain's own outputs)
                     files["echo"] = self.resample_sources(run, side)
                 files.update(self.resample_grid_inputs(run))
+                if host:  # (the chain's own output)
+                    del files["geometry"]
             return files
 
         return inputs
@@ -185,6 +230,11 @@ class ChainPlan(RunPlan):
         values that do not depend on the job are plain strings)."""
         steps = self.chain_steps(side)
         params: dict[str, Any] = {}
+        if "spatial_run" in steps:
+            params["spatial_args"] = lambda wc, input: self.spatial_run_params(
+                wc, input, SPATIAL_PREFIX
+            )
+            params["spatial_options"] = self.options("spatial")
         if "nordic" in steps:
             params["nordic_args"] = self.nordic_params
             params["nordic_out"] = self.nordic_out_args
@@ -212,7 +262,11 @@ class ChainPlan(RunPlan):
         def out(wc: Any, output: Any) -> str:
             return self.spatial_resample_out_args(wc, output, PREPROC_PREFIX)
 
+        def geometry(wc: Any) -> str:
+            return shlex.quote(self.spatial_run_outputs(self.run_of(wc))["xfm"])
+
         return {
+            "resample_geometry": geometry,
             "resample_echo": echo,
             "resample_args": args,
             "resample_out": out,
@@ -245,4 +299,4 @@ def _runs(side: str, variants: list[Variant], raw_ica: bool) -> bool:
     return side == "raw" and raw_ica and Variant("nordic-denoised") in variants
 
 
-__all__ = ["CHAIN_RULES", "COMBINE_STEPS", "PREPROC_PREFIX", "ChainPlan"]
+__all__ = ["CHAIN_RULES", "COMBINE_STEPS", "PREPROC_PREFIX", "SPATIAL_PREFIX", "ChainPlan"]

@@ -331,14 +331,13 @@ class RunPlan(BasePlan):
     def spatial_run_group(
         self, groups: Callable[[], Mapping[str, str]]
     ) -> Callable[[Any], str | None]:
-        """The job group of each ``spatial_run`` job under a cluster profile's ``groups``.
+        """The job group of each ``spatial_run`` job under a cluster profile's ``groups`` (the
+        rule has jobs only when no per-run chain folds it, :meth:`spatial_host`).
 
-        The geometry of every run reads the subject's reference run's (its boldref): in one
-        group, a subject's runs would form one group job as wide as its runs. So the
-        reference run's job goes with the rule that reads it first, ``spatial_subject`` (next
-        to the anatomy: neither waits long for the other), and every other run's with its own
-        resampling (``spatial_resample``), which waits for the subject's grid anyway. A rule
-        the profile does not group gives no group.
+        Every run's geometry reads the subject's reference boldref (``spatial_reference``, a
+        job of the subject), never another run's, so a run's job goes with its own resampling
+        (``spatial_resample``), which waits for the subject's grid anyway. A rule the profile
+        does not group gives no group.
 
         Parameters
         ----------
@@ -353,26 +352,37 @@ class RunPlan(BasePlan):
         """
 
         def group(wc: Any) -> str | None:
-            run = self.run_of(wc)
-            reference = self.reference_run(run.subject) is run
-            return groups().get("spatial_subject" if reference else "spatial_resample")
+            return groups().get("spatial_resample")
 
         return group
 
-    def spatial_run_inputs(self, wc: Any) -> dict[str, Any]:
-        """Raw reference echo, the fieldmap files, the reference run's boldref (other runs)."""
-        run = self.run_of(wc)
+    def spatial_reference_outputs(self, subject: str = "{subject}") -> Files:
+        """The subject's reference boldref (and sidecar): the reference run's motion
+        reference, the target every run (the reference run too) and the grid are aligned to,
+        as a pattern or for a subject."""
+        key = reg.get("spatial_reference.boldref").subject_key(subject)
+        return self._files("spatial_reference", key)
+
+    def spatial_run_inputs(self, wc: Any, prefix: str = "") -> dict[str, Any]:
+        """Raw reference echo, the fieldmap files and (every run but the reference run) the
+        subject's reference boldref; keys ``<prefix>echo``, ``<prefix>fieldmap``,
+        ``<prefix>reference``."""
+        return {prefix + k: v for k, v in self._geometry_inputs(self.run_of(wc)).items()}
+
+    def _geometry_inputs(self, run: Run, reference: bool = True) -> dict[str, Any]:
         files: dict[str, Any] = {"echo": str(self._spatial_reference_echo(run).mag)}
         if run.fieldmap is not None and self._use_fieldmap(run):
             files["fieldmap"] = [str(p) for p in run.fieldmap.files]
-        ref = self.reference_run(run.subject)
-        if ref is not run:
-            files["reference"] = self.spatial_run_outputs(ref)["boldref"]
+        if reference and self.reference_run(run.subject) is not run:
+            files["reference"] = self.spatial_reference_outputs(run.subject)["boldref"]
         return files
 
-    def spatial_run_params(self, wc: Any, input: Any) -> str:
-        """Command-line arguments of spatial_run that depend on the run."""
-        run = self.run_of(wc)
+    def spatial_run_params(self, wc: Any, input: Any, prefix: str = "") -> str:
+        """Command-line arguments of a run's geometry step that depend on the run (the
+        reference boldref from ``input.<prefix>reference``)."""
+        return self._geometry_args(self.run_of(wc), input.get(prefix + "reference"))
+
+    def _geometry_args(self, run: Run, reference: str | None) -> str:
         args: list[Any] = ["--tr", str(run.repetition_time)]
         args += ["--drop-volumes", str(self.config["nordic"]["noise_volumes"])]
         if run.slice_timing:
@@ -383,16 +393,23 @@ class RunPlan(BasePlan):
                 args += ["--pe-direction", run.pe_direction]
             if run.total_readout_time:
                 args += ["--readout-time", f"{run.total_readout_time:.8g}"]
-        if "reference" in input.keys():
-            args += ["--reference-boldref", input.reference]
+        if reference:
+            args += ["--reference-boldref", reference]
         return _words(args)
 
+    def spatial_reference_inputs(self, wc: Any) -> dict[str, Any]:
+        """The reference run's raw reference echo and fieldmap files."""
+        return self._geometry_inputs(self.reference_run(wc.subject), reference=False)
+
+    def spatial_reference_params(self, wc: Any) -> str:
+        """The geometry arguments of the subject's reference run."""
+        return self._geometry_args(self.reference_run(wc.subject), None)
+
     def spatial_subject_inputs(self, wc: Any) -> Files:
-        """The reference run's boldref and the anatomy's T1w and brain mask."""
+        """The subject's reference boldref and the anatomy's T1w and brain mask."""
         anat = self.anat_outputs(wc.subject)
-        ref = self.reference_run(wc.subject)
         return {
-            "boldref": self.spatial_run_outputs(ref)["boldref"],
+            "boldref": self.spatial_reference_outputs(wc.subject)["boldref"],
             "t1w": anat["preproc"],
             "mask": anat["brain_mask"],
         }
@@ -413,7 +430,7 @@ class RunPlan(BasePlan):
             files["grid"] = grid["boldref"]
             files["xfm"] = grid["xfm"]
         else:
-            files["grid"] = self.spatial_run_outputs(self.reference_run(run.subject))["boldref"]
+            files["grid"] = self.spatial_reference_outputs(run.subject)["boldref"]
         return files
 
     def spatial_resample_params(self, wc: Any, input: Any) -> str:
@@ -437,6 +454,7 @@ class RunPlan(BasePlan):
             return []
         targets: list[str] = []
         for sub in self.dataset.subjects():
+            targets.extend(self.spatial_reference_outputs(sub).values())
             if self.space():
                 targets.extend(self.anat_outputs(sub).values())
                 targets.extend(self.spatial_subject_outputs(sub).values())

@@ -183,7 +183,9 @@ def run_geometry(
     echo_file
         4D magnitude series of the reference echo (raw, native grid).
     outputs
-        Keys of :data:`RUN_OUTPUTS` (``confounds``, ``boldref``, ``xfm``) to paths.
+        Keys of :data:`RUN_OUTPUTS` (``confounds``, ``boldref``, ``xfm``) to paths; only
+        ``boldref`` is required (the subject's reference job, ``spatial_reference``, writes
+        only the registration target).
     repetition_time
         TR, s.
     slice_timing
@@ -320,29 +322,30 @@ def run_geometry(
     recorded = recorded_options(opts)
     params = {**recorded, "drop_volumes": int(drop_volumes), "n_threads": int(n_threads)}
 
-    conf = motion_confounds(motion.params, motion.framewise_displacement)
-    cpath = Path(outputs["confounds"])
-    with atomic_path(cpath) as tmp:
-        conf.to_csv(tmp, sep="\t", index=False, na_rep="n/a", float_format="%.6g")
-    write_sidecar(
-        cpath,
-        sources=sources,
-        parameters=params,
-        extra={
-            "Description": "Head-motion parameters of vol_from_ref (a reference head point -> "
-            "its position in volume t) about the centre of the native grid, and Power's "
-            "framewise displacement (head radius 50 mm)",
-            "trans_x": {"Units": "mm"},
-            "trans_y": {"Units": "mm"},
-            "trans_z": {"Units": "mm"},
-            "rot_x": {"Units": "rad"},
-            "rot_y": {"Units": "rad"},
-            "rot_z": {"Units": "rad"},
-            "framewise_displacement": {"Units": "mm"},
-            "RotationCenter": motion.center.tolist(),
-            **record,
-        },
-    )
+    if "confounds" in outputs:  # (the subject's reference job writes the boldref only)
+        conf = motion_confounds(motion.params, motion.framewise_displacement)
+        cpath = Path(outputs["confounds"])
+        with atomic_path(cpath) as tmp:
+            conf.to_csv(tmp, sep="\t", index=False, na_rep="n/a", float_format="%.6g")
+        write_sidecar(
+            cpath,
+            sources=sources,
+            parameters=params,
+            extra={
+                "Description": "Head-motion parameters of vol_from_ref (a reference head point -> "
+                "its position in volume t) about the centre of the native grid, and Power's "
+                "framewise displacement (head radius 50 mm)",
+                "trans_x": {"Units": "mm"},
+                "trans_y": {"Units": "mm"},
+                "trans_z": {"Units": "mm"},
+                "rot_x": {"Units": "rad"},
+                "rot_y": {"Units": "rad"},
+                "rot_z": {"Units": "rad"},
+                "framewise_displacement": {"Units": "mm"},
+                "RotationCenter": motion.center.tolist(),
+                **record,
+            },
+        )
     bpath = Path(outputs["boldref"])
     out = nib.Nifti1Image(np.asarray(boldref, np.float32), affine)
     out.header.set_xyzt_units("mm")
@@ -358,40 +361,41 @@ def run_geometry(
             **record,
         },
     )
-    xpath = Path(outputs["xfm"])
-    with atomic_path(xpath) as tmpx:
-        np.savez_compressed(
-            tmpx,
-            vol_from_ref=motion.vol_from_ref,
-            params=motion.params,
-            center=motion.center,
-            framewise_displacement=motion.framewise_displacement,
-            vsm=np.zeros(0, np.float32) if vsm is None else vsm,
-            pe_axis=np.int64(-1 if pe_axis is None else pe_axis),
-            run_from_ref=run_from_ref,
-            native_shape=np.asarray(series.shape[:3], np.int64),
-            native_affine=affine,
-            n_volumes_in=np.int64(img.shape[3]),
-            drop_volumes=np.int64(drop_volumes),
-            repetition_time=np.float64(repetition_time),
-            slice_timing=np.asarray(slice_timing if slice_timing is not None else [], float),
-            slice_axis=np.int64(slice_axis),
-            options=np.asarray(json.dumps(recorded, sort_keys=True)),
+    if "xfm" in outputs:
+        xpath = Path(outputs["xfm"])
+        with atomic_path(xpath) as tmpx:
+            np.savez_compressed(
+                tmpx,
+                vol_from_ref=motion.vol_from_ref,
+                params=motion.params,
+                center=motion.center,
+                framewise_displacement=motion.framewise_displacement,
+                vsm=np.zeros(0, np.float32) if vsm is None else vsm,
+                pe_axis=np.int64(-1 if pe_axis is None else pe_axis),
+                run_from_ref=run_from_ref,
+                native_shape=np.asarray(series.shape[:3], np.int64),
+                native_affine=affine,
+                n_volumes_in=np.int64(img.shape[3]),
+                drop_volumes=np.int64(drop_volumes),
+                repetition_time=np.float64(repetition_time),
+                slice_timing=np.asarray(slice_timing if slice_timing is not None else [], float),
+                slice_axis=np.int64(slice_axis),
+                options=np.asarray(json.dumps(recorded, sort_keys=True)),
+            )
+        write_sidecar(
+            xpath,
+            sources=sources,
+            parameters=params,
+            extra={
+                "Description": "Every transform of the run (numpy .npz): vol_from_ref (t, 4, 4) "
+                "head motion, vsm (voxel shift along pe_axis, native grid; empty without SDC), "
+                "run_from_ref (4, 4) reference run -> this run, native_shape/native_affine, and "
+                "the slice-timing settings; world matrices in RAS mm, b_from_a pull convention "
+                "(echoprep.kernels.geometry.transforms)",
+                **record,
+            },
+            software=SOFTWARE,
         )
-    write_sidecar(
-        xpath,
-        sources=sources,
-        parameters=params,
-        extra={
-            "Description": "Every transform of the run (numpy .npz): vol_from_ref (t, 4, 4) "
-            "head motion, vsm (voxel shift along pe_axis, native grid; empty without SDC), "
-            "run_from_ref (4, 4) reference run -> this run, native_shape/native_affine, and "
-            "the slice-timing settings; world matrices in RAS mm, b_from_a pull convention "
-            "(echoprep.kernels.geometry.transforms)",
-            **record,
-        },
-        software=SOFTWARE,
-    )
     log.info(
         "spatial run %s: %d volumes, mean FD %.3f mm, SDC %s, %.1f s",
         path.name,
