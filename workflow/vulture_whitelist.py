@@ -75,10 +75,8 @@ _ = (
     Plan.visual_roi_inputs,
     Plan.visual_roi_variant,
     Plan.spatial_run_group,  # spatial.smk
-    Plan.spatial_run_inputs,
     Plan.spatial_reference_inputs,
     Plan.spatial_reference_params,
-    Plan.spatial_run_params,
     Plan.spatial_subject_inputs,
     # --- argparse: read by the parser itself (cli._no_abbreviations sets it) ---
     ArgumentParser().allow_abbrev,

@@ -73,9 +73,10 @@ def preflight(wildcards):
 
 
 #: The command of each per-run step (echoprep.plan.chains): a chain job (rules nordic and
-#: spatial_resample) runs its steps one after another, a step's own rule (single_echo, optcom;
-#: spatial_run has its own command in spatial.smk) runs one. Arguments that depend on the job come from the rule's params (PLAN.chain_params,
-#: PLAN.combine_rule_params); the optimal combination runs on one thread, as its own job did.
+#: spatial_resample) runs its steps one after another, a step's own rule (single_echo, optcom,
+#: spatial_run) runs one. Arguments that depend on the job come from the rule's params
+#: (PLAN.chain_params, PLAN.combine_rule_params, PLAN.geometry_step_params); the optimal
+#: combination runs on one thread, as its own job did.
 STEP_COMMANDS = {
     "spatial_run": (
         "python -m echoprep spatial run --echo {input.spatial_echo:q} {params.spatial_args}"

@@ -42,9 +42,9 @@ if PLAN.spatial_host is None:
 
     rule spatial_run:
         input:
-            unpack(PLAN.spatial_run_inputs),
+            unpack(PLAN.geometry_step_inputs),
         output:
-            **PLAN.spatial_run_outputs(),
+            **PLAN.geometry_step_outputs(),
         log:
             PLAN.log("spatial_run"),
         benchmark:
@@ -60,15 +60,11 @@ if PLAN.spatial_host is None:
             mem_mb=PLAN.mem_mb("spatial_run"),
             runtime=PLAN.runtime("spatial_run"),
         params:
-            args=PLAN.spatial_run_params,
-            options=PLAN.options("spatial"),
+            **PLAN.geometry_step_params(),
         message:
             "Head motion and distortion {wildcards.run_prefix}"
         shell:
-            "python -m echoprep spatial run --echo {input.echo:q} {params.args}"
-            " --options-json {params.options:q} --threads {threads}"
-            " --out confounds={output.confounds:q} boldref={output.boldref:q} xfm={output.xfm:q}"
-            " 2> {log}"
+            step_shell(["spatial_run"])
 
 
 rule spatial_subject:

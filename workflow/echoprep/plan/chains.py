@@ -57,7 +57,8 @@ CHAIN_RULES: dict[str, str] = {"nordic": "nordic", "raw": "spatial_resample"}
 COMBINE_STEPS: dict[str, str] = {"single": "single_echo", "optcom": "optcom"}
 #: Output keys of the resampled echoes in a chain job (``preproc_echo2_bold``).
 PREPROC_PREFIX = "preproc_"
-#: Input and output keys of the geometry step in its host chain (``spatial_xfm``).
+#: Input and output keys of the geometry step, in its own rule and its host chain
+#: (``spatial_xfm``).
 SPATIAL_PREFIX = "spatial_"
 
 
@@ -182,7 +183,7 @@ class ChainPlan(RunPlan):
         (``<combine>_<key>``)."""
         files: dict[str, Any] = {}
         if side == self.spatial_host:
-            files.update({SPATIAL_PREFIX + k: v for k, v in self.spatial_run_outputs().items()})
+            files.update(self.geometry_step_outputs())
         if side == "nordic":
             files.update(self.nordic_run_outputs(echoes))
         if self.config["spatial"]["enabled"]:
@@ -194,6 +195,23 @@ class ChainPlan(RunPlan):
         for combine in self.folded_combines(side):
             files.update(self.combine_step_outputs(combine, nordic=side))
         return files
+
+    def geometry_step_outputs(self) -> Files:
+        """Outputs of the geometry step (``spatial_run``), keys ``spatial_<key>`` (those of its
+        own rule and of the chain that hosts it), as patterns."""
+        return {SPATIAL_PREFIX + k: v for k, v in self.spatial_run_outputs().items()}
+
+    def geometry_step_inputs(self, wc: Any) -> dict[str, Any]:
+        """Inputs of a run's geometry step, keys ``spatial_<key>`` (:meth:`spatial_run_inputs`)."""
+        return {SPATIAL_PREFIX + k: v for k, v in self.spatial_run_inputs(wc).items()}
+
+    def geometry_step_params(self) -> dict[str, Any]:
+        """``params`` of the geometry step (``STEP_COMMANDS["spatial_run"]``), for its own rule
+        and the chain that hosts it."""
+        return {
+            "spatial_args": lambda wc, input: self.spatial_run_params(wc, input, SPATIAL_PREFIX),
+            "spatial_options": self.options("spatial"),
+        }
 
     def combine_step_outputs(self, combine: str, nordic: str = "{nordic}") -> Files:
         """Outputs of a combination step (``single``, ``optcom``), keys ``<combine>_<key>``
@@ -210,7 +228,7 @@ class ChainPlan(RunPlan):
             files: dict[str, Any] = {}
             host = side == self.spatial_host
             if host:
-                files.update(self.spatial_run_inputs(wc, SPATIAL_PREFIX))
+                files.update(self.geometry_step_inputs(wc))
             if side == "nordic":
                 files.update(self.nordic_inputs(wc))
             if self.config["spatial"]["enabled"]:
@@ -231,10 +249,7 @@ class ChainPlan(RunPlan):
         steps = self.chain_steps(side)
         params: dict[str, Any] = {}
         if "spatial_run" in steps:
-            params["spatial_args"] = lambda wc, input: self.spatial_run_params(
-                wc, input, SPATIAL_PREFIX
-            )
-            params["spatial_options"] = self.options("spatial")
+            params.update(self.geometry_step_params())
         if "nordic" in steps:
             params["nordic_args"] = self.nordic_params
             params["nordic_out"] = self.nordic_out_args

@@ -363,11 +363,10 @@ class RunPlan(BasePlan):
         key = reg.get("spatial_reference.boldref").subject_key(subject)
         return self._files("spatial_reference", key)
 
-    def spatial_run_inputs(self, wc: Any, prefix: str = "") -> dict[str, Any]:
+    def spatial_run_inputs(self, wc: Any) -> dict[str, Any]:
         """Raw reference echo, the fieldmap files and (every run but the reference run) the
-        subject's reference boldref; keys ``<prefix>echo``, ``<prefix>fieldmap``,
-        ``<prefix>reference``."""
-        return {prefix + k: v for k, v in self._geometry_inputs(self.run_of(wc)).items()}
+        subject's reference boldref; keys ``echo``, ``fieldmap``, ``reference``."""
+        return self._geometry_inputs(self.run_of(wc))
 
     def _geometry_inputs(self, run: Run, reference: bool = True) -> dict[str, Any]:
         files: dict[str, Any] = {"echo": str(self._spatial_reference_echo(run).mag)}
@@ -377,7 +376,7 @@ class RunPlan(BasePlan):
             files["reference"] = self.spatial_reference_outputs(run.subject)["boldref"]
         return files
 
-    def spatial_run_params(self, wc: Any, input: Any, prefix: str = "") -> str:
+    def spatial_run_params(self, wc: Any, input: Any, prefix: str) -> str:
         """Command-line arguments of a run's geometry step that depend on the run (the
         reference boldref from ``input.<prefix>reference``)."""
         return self._geometry_args(self.run_of(wc), input.get(prefix + "reference"))
