@@ -13,7 +13,7 @@ from echoprep.config import validate_config
 from echoprep.io.bids import Dataset
 from echoprep.kernels.glm.fit import RunSolver
 from echoprep.kernels.noiseceiling import NoiseCeiling
-from echoprep.plan import Plan
+from echoprep.plan import Plan, RuleSpec
 from echoprep.simulate.geometry import distort
 from echoprep.simulate.response import ResponseModel
 from echoprep.stages.glm.options import GlmOptions
@@ -22,62 +22,14 @@ from echoprep.stages.spatial.options import SpatialOptions
 _ = (
     # --- Snakemake: the Snakefile and workflow/rules/*.smk, which vulture does not parse ---
     validate_config,  # Snakefile
-    Plan.mem_mb,  # every rule's resources
-    Plan.runtime,
-    Plan.log,  # every rule's log and benchmark
-    Plan.benchmark,
-    Plan.anat_out_args,  # anatomy.smk
-    Plan.anat_t1w,
-    Plan.combine_rule_params,  # combine.smk
-    Plan.combine_step_outputs,
-    Plan.echo_inputs,
-    Plan.separate_combine_sides,
-    Plan.tedana_inputs,
-    Plan.tedana_options,
-    Plan.tedana_params,
+    Plan.spec,  # every rule's inputs, outputs, params, log, resources (echoprep.plan.specs)
+    RuleSpec.wildcard_constraints,  # the spec's fields that only rule files read
+    RuleSpec.conda,
+    Plan.chain_sides,  # nordic.smk, spatial.smk: which per-run chain rules exist
+    Plan.echo_counts,
+    Plan.separate_combine_sides,  # combine.smk
     Plan.folder_pattern,  # common.smk
     Plan.sessions_warning,
-    Plan.analysis_mask_inputs,  # glm.smk
-    Plan.analysis_mask_outputs,
-    Plan.analysis_mask_params,
-    Plan.glm_inputs,
-    Plan.glm_out_args,
-    Plan.glm_params,
-    Plan.nc_subject_inputs,
-    Plan.reference_glm_options,
-    Plan.space_args,
-    Plan.echo_constraints,  # nordic.smk, spatial.smk
-    Plan.echo_rule,
-    Plan.profile_group,
-    Plan.chain_env,  # nordic.smk, spatial.smk (the per-run chains)
-    Plan.chain_inputs,
-    Plan.chain_message,
-    Plan.chain_outputs,
-    Plan.chain_params,
-    Plan.chain_sides,
-    Plan.chain_steps,
-    Plan.publish_args,  # publish.smk
-    Plan.publish_repeats_inputs,
-    Plan.publish_roi_inputs,
-    Plan.publish_session_inputs,
-    Plan.publish_subject_inputs,
-    Plan.comparison_inputs,  # report.smk
-    Plan.comparison_subject_args,
-    Plan.comparison_subject_inputs,
-    Plan.diagnostics_args,
-    Plan.diagnostics_inputs,
-    Plan.report_args,
-    Plan.report_inputs,
-    Plan.roi_mask_outputs,  # rois.smk
-    Plan.roi_table_inputs,
-    Plan.user_roi_inputs,
-    Plan.user_roi_params,
-    Plan.visual_roi_inputs,
-    Plan.visual_roi_variant,
-    Plan.spatial_run_group,  # spatial.smk
-    Plan.spatial_reference_inputs,
-    Plan.spatial_reference_params,
-    Plan.spatial_subject_inputs,
     # --- argparse: read by the parser itself (cli._no_abbreviations sets it) ---
     ArgumentParser().allow_abbrev,
     # --- dataclass fields = config schema keys (docs/architecture.md §4): an options class has

@@ -68,7 +68,7 @@ def _output(demo, run, variant, key="bold", nordic="raw"):
 
 
 def _echo_sources(demo, run, echoes, nordic="raw"):
-    """The echo files a combine variant reads (rules/common.smk ``echo_inputs``)."""
+    """The echo files a combine variant reads (the plan's ``_echo_inputs``)."""
     if _config(demo)["spatial"]["enabled"]:
         root = demo["results"] / f"preproc-{nordic}"
         key = outputs.run_key(run.entities)

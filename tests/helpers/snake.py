@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -197,24 +198,28 @@ RULE_FILES = (ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.
 #: ``rule NAME:`` at the top level, or indented under an ``if`` (a rule only some configs need).
 _RULE_HEAD = re.compile(r"^( *)(?:rule|checkpoint) (\w+):\s*$", re.M)
 _USE_RULE = re.compile(r"^use rule (\w+) as (\w+)(?: with)?:\s*$", re.M)
-#: A rule defined in a loop: ``rule:`` whose ``name:`` is computed, e.g.
-#: ``PLAN.echo_rule("nordic", _echoes)`` (one rule per echo count of the dataset).
-_NAMED_RULE = re.compile(r"^( +)rule:\s*\n\1 +name:\s*\n\1 +\w[\w.]*\(\s*\"(\w+)\"", re.M)
+#: A rule defined in a loop: ``rule:`` whose ``name:`` is its spec's, e.g. after
+#: ``_spec = PLAN.spec("nordic", _echoes)`` (one rule per echo count of the dataset).
+_NAMED_RULE = re.compile(
+    r"^( +)_spec = PLAN\.spec\(\s*\"(\w+)\", _echoes\)\s*\n(?:\s*\n)*\1rule:\s*\n\1 +name:", re.M
+)
 
 
 def rule_blocks() -> dict[str, str]:
     """Rule name -> its source block (the lines after ``rule NAME:`` up to the next top-level
-    line), read from :data:`RULE_FILES` as they are now. A rule defined in a loop
-    (``rule:`` + ``name: PLAN.echo_rule("nordic", ...)``) is listed under the first string of
-    its ``name:``, its name for a dataset whose runs all have the same number of echoes; its
-    block is the lines indented deeper than its ``rule:``."""
+    line), read from :data:`RULE_FILES` as they are now, followed by the source of the method
+    that builds its spec (``echoprep.plan.specs.SpecPlan.SPECS``: its inputs, outputs and
+    params). A rule defined in a loop (``_spec = PLAN.spec("nordic", _echoes)``, ``rule:`` +
+    ``name: _spec.name``) is listed under its spec's name, its name for a dataset whose runs
+    all have the same number of echoes; its block is the lines indented deeper than its
+    ``rule:``."""
     blocks: dict[str, str] = {}
     for path in RULE_FILES:
         text = path.read_text()
         for head in _NAMED_RULE.finditer(text):
             indent = len(head.group(1))
             body = []
-            for line in text[head.start() :].splitlines()[1:]:
+            for line in text[text.index("rule:", head.start()) :].splitlines()[1:]:
                 if line.strip() and len(line) - len(line.lstrip()) <= indent:
                     break
                 body.append(line)
@@ -232,6 +237,11 @@ def rule_blocks() -> dict[str, str]:
                 body.append(line)
             assert head.group(2) not in blocks, f"rule {head.group(2)} defined twice"
             blocks[head.group(2)] = "\n".join(body)
+    from echoprep.plan.specs import SpecPlan
+
+    for name in blocks:
+        if name in SpecPlan.SPECS:
+            blocks[name] += "\n" + inspect.getsource(SpecPlan.SPECS[name])
     # `use rule BASE as NAME with:` inherits BASE's block; its own lines come after (override)
     for path in RULE_FILES:
         text = path.read_text()

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from echoprep.io import outputs as reg
+from echoprep.plan import Plan, RuleHooks
 from echoprep.variants import Variant
 from helpers.bidstree import make_bids_tree
 from helpers.plans import make_plan
@@ -21,6 +22,11 @@ def bids(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("chains") / "bids"
     make_bids_tree(root, subjects=("01",), sessions=("01", "02"), runs=("01",), data=False)
     return root
+
+
+def _chain(plan, side: str, echoes: int = 3):
+    """The spec of a side's chain rule for runs with ``echoes`` echoes."""
+    return plan.spec({"nordic": "nordic", "raw": "spatial_resample"}[side], echoes)
 
 
 def _makers(plan, combine: str, side: str) -> list[str]:
@@ -44,7 +50,7 @@ def test_default_config_folds_what_every_session_of_a_side_fits(bids, tmp_path):
     assert plan.chain_steps("raw") == ("spatial_resample", "single_echo", "optcom")
     assert plan.separate_combine_sides("single") == ["nordic"]
     assert plan.separate_combine_sides("optcom") == []
-    assert plan.chain_env("nordic").endswith("tedana.yaml")
+    assert _chain(plan, "nordic").conda.endswith("tedana.yaml")
     for side in ("raw", "nordic"):
         for combine in ("single", "optcom"):
             assert len(_makers(plan, combine, side)) == 1, (side, combine)
@@ -136,26 +142,26 @@ def test_the_host_chain_makes_the_geometry_and_reads_the_subject_reference(bids,
     job cannot wait for itself); every run but the reference reads the subject's reference
     boldref, which the grid reads too."""
     plan = make_plan(bids, tmp_path)
-    outs = plan.chain_outputs("nordic", 3)
+    outs = _chain(plan, "nordic").output
     spatial = plan.spatial_run_outputs()
     assert {f"spatial_{k}": v for k, v in spatial.items()}.items() <= outs.items()
     reference = plan.spatial_reference_outputs("01")["boldref"]
     assert reference.endswith("spatial/sub-01/func/sub-01_desc-reference_boldref.nii.gz")
     for run in plan.dataset.runs:
         wc = SimpleNamespace(run_prefix=reg.run_key(run.entities)[1])
-        inputs = plan.chain_inputs("nordic")(wc)
+        inputs = _chain(plan, "nordic").input(wc)
         assert "geometry" not in inputs and inputs["spatial_echo"].endswith(
             "echo-2_part-mag_bold.nii.gz"
         )
         is_ref = plan.reference_run("01") is run
         assert inputs.get("spatial_reference") == (None if is_ref else reference)
-        geometry = plan.chain_params("nordic")["resample_geometry"](wc)
+        geometry = _chain(plan, "nordic").params["resample_geometry"](wc)
         assert geometry == plan.spatial_run_outputs(run)["xfm"]
         # the raw chain waits for the host's geometry
-        raw = plan.chain_inputs("raw")(wc)
+        raw = _chain(plan, "raw").input(wc)
         assert raw["geometry"] == plan.spatial_run_outputs(run)["xfm"]
         assert not any(k.startswith("spatial_") for k in raw)
-    assert plan.spatial_subject_inputs(SimpleNamespace(subject="01"))["boldref"] == reference
+    assert plan.spec("spatial_subject").input(SimpleNamespace(subject="01"))["boldref"] == reference
     assert plan.rule_steps("spatial_reference") == ("spatial_run",)
 
 
@@ -164,8 +170,9 @@ def test_chain_outputs_and_steps_of_a_job(bids, tmp_path):
     default, temporary with spatial.keep_echoes: false) and optcom; the raw chain no NORDIC
     outputs; the inputs and params are those of the chain's steps."""
     plan = make_plan(bids, tmp_path)
+    hooks = RuleHooks(temp=lambda p: ("temp", p))
     dropped = make_plan(bids, tmp_path, spatial={"keep_echoes": False})
-    marked = dropped.chain_outputs("nordic", 3, temp=lambda p: ("temp", p))
+    marked = _chain(Plan(dropped.config, dropped.dataset, hooks), "nordic").output
     keys = set(marked)
     assert {f"echo{e}_{k}" for e in (1, 2, 3) for k in ("bold", "gfactor", "removed")} <= keys
     assert {f"preproc_echo{e}_bold" for e in (1, 2, 3)} <= keys
@@ -173,20 +180,20 @@ def test_chain_outputs_and_steps_of_a_job(bids, tmp_path):
     assert not any(k.startswith("single_") for k in keys)
     assert marked["preproc_echo2_bold"][0] == "temp" and isinstance(marked["optcom_bold"], str)
     assert "/preproc-nordic/" in marked["preproc_echo2_bold"][1]
-    kept = plan.chain_outputs("nordic", 3, temp=lambda p: ("temp", p))
+    kept = _chain(Plan(plan.config, plan.dataset, hooks), "nordic").output
     assert isinstance(kept["preproc_echo2_bold"], str)
     # the raw chain: resampling of the raw echoes, single echo, optcom (no NORDIC outputs)
-    raw = plan.chain_outputs("raw", 3)
+    raw = _chain(plan, "raw").output
     assert not any(k.startswith("echo") for k in raw)
     assert "/combine-raw/" in raw["single_bold"] and "/preproc-raw/" in raw["preproc_echo1_bold"]
     wc = SimpleNamespace(run_prefix=reg.run_key(plan.dataset.runs[0].entities)[1])
-    inputs = plan.chain_inputs("nordic")(wc)
+    inputs = _chain(plan, "nordic").input(wc)
     assert len(inputs["mag"]) == len(inputs["phase"]) == 3 and "echo" not in inputs
     assert {"grid", "xfm"} <= set(inputs)
-    assert len(plan.chain_inputs("raw")(wc)["echo"]) == 3
-    params = plan.chain_params("raw")
+    assert len(_chain(plan, "raw").input(wc)["echo"]) == 3
+    params = _chain(plan, "raw").params
     assert "nordic_args" not in params and {"resample_echo", "combine_echo", "work"} <= set(params)
-    assert plan.chain_message("nordic", 3) == (
+    assert _chain(plan, "nordic").message == (
         "Head motion and distortion + NORDIC + resample + optimal combination "
         "{wildcards.run_prefix} (3 echoes, nordic)"
     )
@@ -196,10 +203,10 @@ def test_every_fitted_combination_of_every_run_is_made(bids, tmp_path):
     """Every run's single echo and optcom of the variants its session fits match the output
     pattern of exactly one rule: a chain that folds it, or its own rule."""
     plan = make_plan(bids, tmp_path)
-    patterns = {side: list(plan.chain_outputs(side, 3).values()) for side in plan.chain_sides()}
+    patterns = {side: list(_chain(plan, side).output.values()) for side in plan.chain_sides()}
     for combine in ("single", "optcom"):
         for side in plan.separate_combine_sides(combine):
-            own = plan.combine_step_outputs(combine)
+            own = plan.spec({"single": "single_echo", "optcom": "optcom"}[combine]).output
             patterns.setdefault(f"{combine}-{side}", []).extend(own.values())
     checked = 0
     for run in plan.dataset.runs:

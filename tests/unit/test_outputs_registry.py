@@ -144,12 +144,12 @@ def test_the_signature_check_finds_a_re_declared_name():
 
 def _workflow_rules() -> set[str]:
     """Rule names of the rule files: ``rule NAME:``, the echo-count families
-    (``PLAN.echo_rule("nordic", ...)``) and ``use rule X as NAME`` (which inherits X's log)."""
+    (``PLAN.spec("nordic", _echoes)``) and ``use rule X as NAME`` (which inherits X's log)."""
     names: set[str] = set()
     for path in (ROOT / "workflow" / "rules").glob("*.smk"):
         text = _code(path)
         names |= set(re.findall(r"^\s*rule (\w+):", text, re.M))
-        names |= set(re.findall(r'PLAN\.echo_rule\(\s*"(\w+)"', text))
+        names |= set(re.findall(r'PLAN\.spec\(\s*"(\w+)", _echoes\)', text))
     return names
 
 
@@ -166,10 +166,10 @@ def test_every_rule_logs_under_a_unique_registry_name():
     )
     assert benchmark_path("w", "comparison") == Path("w/benchmarks/comparison/comparison.tsv")
     assert log_path("w", "config_snapshot") == Path("w/logs/config_snapshot.log")
-    # the rule files take every log from the table
+    # the rule files take every log from their spec, which takes it from the table
     for path in (ROOT / "workflow" / "rules").glob("*.smk"):
         for directive in re.findall(r"^\s+(?:log|benchmark):\n\s+(.+)", _code(path), re.M):
-            assert directive.startswith(("PLAN.log(", "PLAN.benchmark(")), (path, directive)
+            assert directive in ("_spec.log,", "_spec.benchmark"), (path, directive)
 
 
 # --------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 
 from echoprep import resources as res
 from echoprep.io import outputs as reg
-from echoprep.plan import Plan, PlanError
+from echoprep.plan import RUN_STEM_PATTERN, Plan, PlanError, RuleHooks
 from helpers.bidstree import make_bids_tree
 from helpers.plans import make_plan as _plan
 
@@ -158,38 +158,41 @@ def test_job_inputs_follow_the_wildcards(bids, tmp_path):
     wc = SimpleNamespace(run_prefix="sub-01_ses-01_task-images_run-02", nordic="nordic")
     run = plan.run_of(wc)
     # one NORDIC job per run: every echo's magnitude and phase, in echo-time order
-    assert plan.nordic_inputs(wc) == {
+    inputs = plan.spec("nordic", 3).input(wc)
+    assert {k: inputs[k] for k in ("mag", "phase")} == {
         "mag": [str(e.mag) for e in run.echoes],
         "phase": [str(e.phase) for e in run.echoes],
     }
-    assert "phase" not in _plan(bids, tmp_path, nordic={"magnitude_only": True}).nordic_inputs(wc)
+    magnitude_only = _plan(bids, tmp_path, nordic={"magnitude_only": True})
+    assert "phase" not in magnitude_only.spec("nordic", 3).input(wc)
     # one resampling per run and NORDIC variant: every echo, NORDIC's outputs for "nordic"
     resample = plan.resample_sources(run, "nordic")
     assert resample == [plan.nordic_outputs(run, e.echo)["bold"] for e in run.echoes]
     assert plan.resample_sources(run, "raw") == [str(e.mag) for e in run.echoes]
     raw = SimpleNamespace(run_prefix=wc.run_prefix, nordic="raw")
-    echoes = plan.echo_inputs(wc)
+    tedana = plan.spec("tedana").input
+    echoes = tedana(wc)["echoes"]
     assert [Path(e).name for e in echoes] == [
         f"sub-01_ses-01_task-images_run-02_echo-{k}_space-T1w_desc-preproc_bold.nii.gz"
         for k in (1, 2, 3)
     ]
     assert Path(echoes[0]).parts[-5] == "preproc-nordic"
     # NORDIC runs take the component count of the NORDIC-off run's ICA
-    assert Path(plan.tedana_inputs(wc)["raw_components"]).name.endswith("_desc-ICA_mixing.json")
-    assert "optcom" not in plan.tedana_inputs(wc)
+    assert Path(tedana(wc)["raw_components"]).name.endswith("_desc-ICA_mixing.json")
+    assert "optcom" not in tedana(wc)
     # raw runs: the criteria are estimated (and capped) on the run's optimal combination
-    assert [Path(f).name for f in plan.tedana_inputs(raw)["optcom"]] == [
+    assert [Path(f).name for f in tedana(raw)["optcom"]] == [
         "sub-01_ses-01_task-images_run-02_space-T1w_desc-optcom_bold.nii.gz",
         "sub-01_ses-01_task-images_run-02_space-T1w_desc-adaptiveGoodSignal_mask.nii.gz",
     ]
     uncapped = _plan(bids, tmp_path, tedana={"max_components": None})
-    assert "optcom" not in uncapped.tedana_inputs(raw)
+    assert "optcom" not in uncapped.spec("tedana").input(raw)
     session = SimpleNamespace(
         ses_prefix="sub-01_ses-01_task-images", nordic="raw", combine="optcom"
     )
-    glm = plan.glm_inputs(session)
+    glm = plan.spec("glm").input(session)
     assert len(glm["bold"]) == 2 and glm["mask"].endswith("_space-T1w_desc-analysis_mask.nii.gz")
-    masks = plan.analysis_mask_inputs(session)
+    masks = plan.spec("glm_analysis_mask").input(session)
     assert set(masks) == {*plan.glm_variants(), "brain"}
 
 
@@ -236,8 +239,9 @@ def test_nordic_and_resampling_take_every_echo_of_a_run_in_one_job(bids, tmp_pat
     and the run time asked for is the per-echo minutes times the echoes."""
     plan = _plan(bids, tmp_path)
     assert plan.echo_counts() == [3]
-    assert plan.echo_rule("nordic", 3) == "nordic"
-    assert plan.echo_constraints(3, "RUN") == {"run_prefix": "RUN"}
+    spec = plan.spec("nordic", 3)
+    assert spec.name == "nordic"
+    assert spec.wildcard_constraints == {"run_prefix": RUN_STEM_PATTERN}
     outs = plan.nordic_run_outputs(3)
     per_echo = plan.nordic_outputs(None, "{echo}")
     assert set(outs) == {f"echo{e}_{k}" for e in (1, 2, 3) for k in per_echo}
@@ -247,20 +251,24 @@ def test_nordic_and_resampling_take_every_echo_of_a_run_in_one_job(bids, tmp_pat
     wc = SimpleNamespace(run_prefix="sub-01_ses-02_task-images_run-01", nordic="raw")
     run = plan.run_of(wc)
     concrete = {k: v.format(run_dir="D", run_prefix="P", nordic="raw") for k, v in outs.items()}
-    words = plan.nordic_out_args(wc, concrete).split()
+    words = spec.params["nordic_out"](wc, concrete).split()
     assert [w.split("=")[0] for w in words] == ["bold", "gfactor", "removed"] * 3
     assert [Path(w.split("=")[1]).name for w in words[::3]] == [
         f"P_echo-{e.echo}_part-mag_desc-nordic_bold.nii.gz" for e in run.echoes
     ]
     inputs = SimpleNamespace(phase=["p1", "p2", "p3"], keys=lambda: ["mag", "phase"])
-    params = plan.nordic_params(wc, inputs).split()
+    params = spec.params["nordic_args"](wc, inputs).split()
     assert params[: params.index("--te")] == ["--phase", "p1", "p2", "p3"]
     assert params[params.index("--te") + 1 : params.index("--tr")] == [
         str(t) for t in run.echo_times
     ]
-    concrete = {k: v.format(run_dir="D", run_prefix="P", nordic="raw") for k, v in preproc.items()}
-    assert plan.spatial_resample_out_args(wc, concrete).split() == [
-        f"bold={concrete[f'echo{e.echo}_bold']}" for e in run.echoes
+    concrete = {
+        f"preproc_{k}": v.format(run_dir="D", run_prefix="P", nordic="raw")
+        for k, v in preproc.items()
+    }
+    resample_out = plan.spec("spatial_resample", 3).params["resample_out"]
+    assert resample_out(wc, concrete).split() == [
+        f"bold={concrete[f'preproc_echo{e.echo}_bold']}" for e in run.echoes
     ]
     # small data: the per-echo minutes measured at LAION size (never scaled down) x 3 echoes,
     # summed over the steps of the chain job (geometry, NORDIC, resampling, folded combinations)
@@ -285,15 +293,14 @@ def test_runs_with_different_echo_counts_get_one_rule_per_count(tmp_path):
     )
     plan = _plan(bids, tmp_path)
     assert plan.echo_counts() == [3, 4]
-    assert [plan.echo_rule("nordic", n) for n in (3, 4)] == ["nordic_3echoes", "nordic_4echoes"]
-    base = r"sub-[A-Za-z0-9]+(_[a-z]+-[A-Za-z0-9]+)*"
+    assert [plan.spec("nordic", n).name for n in (3, 4)] == ["nordic_3echoes", "nordic_4echoes"]
     for n, subjects in ((3, {"01", "010"}), (4, {"02"})):
-        pattern = re.compile(plan.echo_constraints(n, base)["run_prefix"])
+        pattern = re.compile(plan.spec("nordic", n).wildcard_constraints["run_prefix"])
         matched = {r.subject for r in plan.dataset.runs if pattern.fullmatch(_prefix(r))}
         assert matched == subjects, n
         assert not pattern.fullmatch("sub-03_ses-01_task-images_run-01")
     wc = SimpleNamespace(run_prefix="sub-02_ses-01_task-images_run-01", nordic="raw")
-    assert len(plan.nordic_inputs(wc)["mag"]) == 4
+    assert len(plan.spec("nordic", 4).input(wc)["mag"]) == 4
     assert plan.runtime("nordic")(wc, 1) == (
         4 * (res.MINUTES["nordic"] + res.MINUTES["spatial_resample"])
         + res.MINUTES["optcom"]
@@ -309,13 +316,15 @@ def test_cluster_groups_of_the_geometry_jobs(bids, tmp_path):
     """spatial_run jobs (when no chain runs the geometry) go with their run's resampling: every
     run's geometry reads the subject's reference boldref, a job of the subject, never another
     run's."""
-    plan = _plan(bids, tmp_path)
     groups = {"spatial_subject": "subject", "spatial_resample": "run", "nordic": "nordic_runs"}
-    group = plan.spatial_run_group(lambda: groups)
+    bare = _plan(bids, tmp_path)
+    plan = Plan(bare.config, bare.dataset, RuleHooks(groups=lambda: groups))
+    group = plan.spec("spatial_run").group
     prefixes = [_prefix(r) for r in plan.dataset.runs]
     assert [group(SimpleNamespace(run_prefix=p)) for p in prefixes] == ["run"] * len(prefixes)
-    assert plan.spatial_run_group(dict)(SimpleNamespace(run_prefix=prefixes[1])) is None
-    assert plan.profile_group("nordic", lambda: groups)(SimpleNamespace()) == "nordic_runs"
+    assert bare.spec("spatial_run").group(SimpleNamespace(run_prefix=prefixes[1])) is None
+    assert plan.spec("nordic", 3).group(SimpleNamespace()) == "nordic_runs"
+    assert plan.spec("glm").group is None  # a rule no profile groups has no group:
 
 
 def _prefix(run) -> str:

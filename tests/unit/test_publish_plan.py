@@ -63,33 +63,35 @@ def test_session_inputs_are_the_chosen_variants_originals(bids, tmp_path):
     plan = _plan(bids, tmp_path, publish={"variant": "raw-single"},
                  glm={"all_sessions_variants": ["raw-single"]})  # fmt: skip
     wc = SimpleNamespace(ses_prefix="sub-01_ses-02_task-images")
-    inputs = plan.publish_session_inputs(wc)
+    inputs = plan.spec("publish_session").input(wc)
     assert set(inputs) == {"betas", "betas_json", "nc", "nc_json", "trials", "trials_json"}
     for path in inputs.values():
         assert Path(path).relative_to(plan.out).parts[:3] == (
             "glmsingle-raw-single", "sub-01", "ses-02"
         )  # fmt: skip
-    sub = plan.publish_subject_inputs(SimpleNamespace(subject="01"))
+    sub = plan.spec("publish_subject").input(SimpleNamespace(subject="01"))
     assert Path(sub["r2mean"]).name.endswith("_stat-rsquare_desc-R2mean_statmap.nii.gz")
     assert Path(sub["allrep"]).parts[-4] == "glmsingle-raw-single"
-    roi = plan.publish_roi_inputs(SimpleNamespace(subject="01", laion_roi="visuallyResponsive"))
+    wc = SimpleNamespace(subject="01", laion_roi="visuallyResponsive")
+    roi = plan.spec("publish_roi").input(wc)
     assert Path(roi["roi"]).parts[-4:-1] == ("rois", "sub-01", "visual")
 
 
 def test_publish_args_name_sources_and_outputs_without_sidecars(bids, tmp_path):
     plan = _plan(bids, tmp_path)
     wc = SimpleNamespace(ses_prefix="sub-01_ses-01_task-images")
-    inputs = plan.publish_session_inputs(wc)
+    inputs = plan.spec("publish_session").input(wc)
     outputs = plan.publish_session_outputs("01", "01")
-    args = plan.publish_args(wc, inputs, outputs).split()
+    args = plan.spec("publish_session").params["args"](wc, inputs, outputs).split()
     at = args.index("--out")
     assert args[0] == "--source" and len(args[1:at]) == 3 and len(args[at + 1 :]) == 3
     assert f"betas={inputs['betas']}" in args and f"trials={outputs['trials']}" in args
     assert not any(a.endswith(".json") for a in args)
     # the subject job writes the mask from the mean R² and publishes the all-repeats map
     wc = SimpleNamespace(subject="01")
-    args = plan.publish_args(
-        wc, plan.publish_subject_inputs(wc), plan.publish_subject_outputs("01")
+    publish_subject = plan.spec("publish_subject")
+    args = publish_subject.params["args"](
+        wc, publish_subject.input(wc), plan.publish_subject_outputs("01")
     ).split()
     assert args[args.index("--r2mean") + 1].endswith("_desc-R2mean_statmap.nii.gz")
     assert [a.split("=")[0] for a in args[args.index("--out") + 1 :]] == ["mask", "allrep"]

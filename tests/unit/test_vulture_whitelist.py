@@ -1,6 +1,6 @@
 """The dead-code check's whitelist (workflow/vulture_whitelist.py) holds no stale entry: every
-name it lists exists, and every ``Plan`` method it lists is still called from a rule file (a
-method the rules stopped calling must be flagged by vulture, not hidden)."""
+name it lists exists, and every ``Plan`` method (``RuleSpec`` field) it lists is still called
+(read) from a rule file (a name the rules stopped using must be flagged by vulture, not hidden)."""
 
 from __future__ import annotations
 
@@ -62,3 +62,16 @@ def test_whitelisted_plan_methods_are_called_from_the_rules():
     }
     assert listed
     assert sorted(listed - called) == [], "no rule calls these; remove them from the whitelist"
+
+
+def test_whitelisted_spec_fields_are_read_by_the_rules():
+    read = {name for path in RULES for name in re.findall(r"\b_spec\.(\w+)", path.read_text())}
+    listed = {
+        e.attr
+        for e in _listed(ast.parse(WHITELIST.read_text()))
+        if isinstance(e, ast.Attribute)
+        and isinstance(e.value, ast.Name)
+        and e.value.id == "RuleSpec"
+    }
+    assert listed
+    assert sorted(listed - read) == [], "no rule reads these; remove them from the whitelist"

@@ -117,7 +117,7 @@ def test_no_rule_puts_the_config_json_on_its_command_line():
     config_snapshot holds the config (as params, for Snakemake's change detection)."""
     for name, block in rule_blocks().items():
         assert "--config-json" not in block, name
-        if "config_json()" in block:
+        if "self.config_json()" in block:
             assert re.search(r"^\s+run:", block, flags=re.M), name
             assert "shell:" not in block, name
 

@@ -1,25 +1,24 @@
 # Anatomy per subject: N4, brain mask, tissue classes, T1w <-> template transforms (anat/).
+# Inputs, outputs, params, resources and the rest: PLAN.spec (echoprep.plan.specs).
+_spec = PLAN.spec("anatomy")
 
 
 rule anatomy:
     input:
-        t1w=PLAN.anat_t1w,
+        **_spec.input,
     output:
-        **PLAN.anat_outputs(),
+        **_spec.output,
     log:
-        PLAN.log("anatomy"),
+        _spec.log,
     benchmark:
-        PLAN.benchmark("anatomy")
+        _spec.benchmark
     conda:
         "../../envs/spatial.yaml"
     threads: 2
     resources:
-        mem_mb=PLAN.mem_mb("anatomy"),
-        runtime=PLAN.runtime("anatomy"),
+        **_spec.resources,
     params:
-        options=PLAN.options("anatomy"),
-        seed=config["seed"],
-        out=PLAN.anat_out_args,
+        **_spec.params,
     message:
         "Anatomy sub-{wildcards.subject}: bias correction, brain mask, tissues, template registration"
     shell:

@@ -1,30 +1,31 @@
 # Echo handling per run: single-echo baseline, tedana optimal combination, tedana ICA denoising.
+# Inputs, outputs, params, resources and the rest: PLAN.spec (echoprep.plan.specs).
 
 
 # The single echo and the optimal combination of the NORDIC sides that do not fold them into
 # their per-run chain (echoprep.plan.chains: in the default config, only the NORDIC side's
 # single echo of the comparison sessions has a job of its own).
 if PLAN.separate_combine_sides("single"):
+    _spec = PLAN.spec("single_echo")
 
     rule single_echo:
         input:
-            echoes=PLAN.echo_inputs,
+            **_spec.input,
         output:
-            **PLAN.combine_step_outputs("single"),
+            **_spec.output,
         log:
-            PLAN.log("single_echo"),
+            _spec.log,
         benchmark:
-            PLAN.benchmark("single_echo")
+            _spec.benchmark
         wildcard_constraints:
-            nordic="|".join(PLAN.separate_combine_sides("single")),
+            **_spec.wildcard_constraints,
         conda:
             "../../envs/echoprep.yaml"
         threads: 1
         resources:
-            mem_mb=PLAN.mem_mb("single_echo"),
-            runtime=PLAN.runtime("single_echo"),
+            **_spec.resources,
         params:
-            **PLAN.combine_rule_params("single"),
+            **_spec.params,
         message:
             "Single echo {wildcards.run_prefix} ({wildcards.nordic})"
         shell:
@@ -32,26 +33,26 @@ if PLAN.separate_combine_sides("single"):
 
 
 if PLAN.separate_combine_sides("optcom"):
+    _spec = PLAN.spec("optcom")
 
     rule optcom:
         input:
-            echoes=PLAN.echo_inputs,
+            **_spec.input,
         output:
-            **PLAN.combine_step_outputs("optcom"),
+            **_spec.output,
         log:
-            PLAN.log("optcom"),
+            _spec.log,
         benchmark:
-            PLAN.benchmark("optcom")
+            _spec.benchmark
         wildcard_constraints:
-            nordic="|".join(PLAN.separate_combine_sides("optcom")),
+            **_spec.wildcard_constraints,
         conda:
             "../../envs/tedana.yaml"
         threads: 1
         resources:
-            mem_mb=PLAN.mem_mb("optcom"),
-            runtime=PLAN.runtime("optcom"),
+            **_spec.resources,
         params:
-            **PLAN.combine_rule_params("optcom"),
+            **_spec.params,
         message:
             "Optimal combination {wildcards.run_prefix} ({wildcards.nordic})"
         shell:
@@ -61,29 +62,27 @@ if PLAN.separate_combine_sides("optcom"):
 # ICA denoising. NORDIC-on runs have their own rule: their component count comes from the
 # NORDIC-off run's ICA (tedana.nordic_tedpca: raw_run), and Snakemake's --until cannot follow a
 # rule whose jobs depend on jobs of the same rule.
+_spec = PLAN.spec("tedana")
+
+
 rule tedana:
     input:
-        unpack(PLAN.tedana_inputs),
+        unpack(_spec.input),
     output:
-        **PLAN.combine_outputs("denoised"),
+        **_spec.output,
     log:
-        PLAN.log("tedana"),
+        _spec.log,
     benchmark:
-        PLAN.benchmark("tedana")
+        _spec.benchmark
     wildcard_constraints:
-        nordic="raw",
+        **_spec.wildcard_constraints,
     conda:
         "../../envs/tedana.yaml"
     threads: 2
     resources:
-        mem_mb=PLAN.mem_mb("tedana"),
-        runtime=PLAN.runtime("tedana"),
+        **_spec.resources,
     params:
-        args=PLAN.combine_params,
-        options=PLAN.tedana_options,
-        nordic=PLAN.tedana_params,
-        seed=config["seed"],
-        work=lambda wc: WORK / "tmp" / f"combine-{wc.nordic}",
+        **_spec.params,
     message:
         "tedana ICA denoising {wildcards.run_prefix} ({wildcards.nordic})"
     shell:

@@ -9,7 +9,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from echoprep.io.bids import BIDSInputError, discover
-from echoprep.plan import Plan, PlanError
+from echoprep.plan import Plan, PlanError, RuleHooks
 from echoprep.preflight import PreflightError, check_workflow
 
 OUT = Path(config["output_dir"])
@@ -39,7 +39,13 @@ try:
 except BIDSInputError as exc:
     raise WorkflowError(str(exc)) from None
 
-PLAN = Plan(config, DATASET)
+# the specs mark temporary outputs with Snakemake's temp and read the cluster profile's groups
+# (known once the executor is, after the rules are parsed)
+PLAN = Plan(
+    config,
+    DATASET,
+    RuleHooks(temp=temp, groups=lambda: workflow.group_settings.overwrite_groups),
+)
 # plan warnings: once, by the main process (not again in every cluster job's log)
 if workflow.is_main_process:
     for _warning in (PLAN.publish_warning(), PLAN.sessions_warning()):
@@ -74,9 +80,8 @@ def preflight(wildcards):
 
 #: The command of each per-run step (echoprep.plan.chains): a chain job (rules nordic and
 #: spatial_resample) runs its steps one after another, a step's own rule (single_echo, optcom,
-#: spatial_run) runs one. Arguments that depend on the job come from the rule's params
-#: (PLAN.chain_params, PLAN.combine_rule_params, PLAN.geometry_step_params); the optimal
-#: combination runs on one thread, as its own job did.
+#: spatial_run) runs one (the spec's steps). Arguments that depend on the job come from the
+#: spec's params; the optimal combination runs on one thread, as its own job did.
 STEP_COMMANDS = {
     "spatial_run": (
         "python -m echoprep spatial run --echo {input.spatial_echo:q} {params.spatial_args}"
@@ -130,13 +135,6 @@ wildcard_constraints:
     roi_res=r"[0-9]+(pt[0-9]+)?",
     folder=PLAN.folder_pattern(),
 
-
-#: A run's file stem (run entities only): keeps subject-level names such as
-#: sub-01_space-T1w_boldref from matching the per-run patterns of the spatial rules.
-SPATIAL_RUN_PREFIX = (
-    r"sub-[A-Za-z0-9]+(_ses-[A-Za-z0-9]+)?_task-[A-Za-z0-9]+"
-    r"(_(acq|ce|rec|dir|run)-[A-Za-z0-9]+)*"
-)
 
 # Every shell command runs `python -m echoprep` with the package from this checkout. Inside a
 # conda env (or module) "python" is the env's; without a deployment method it is the one of the

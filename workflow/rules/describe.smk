@@ -1,21 +1,24 @@
 # One dataset_description.json (and .bidsignore) per derivative folder, written from the
 # output registry's folder table (echoprep.io.outputs.FOLDERS), and the config snapshot the
-# description and report jobs read.
+# description and report jobs read. Inputs, outputs, params and logs: PLAN.spec
+# (echoprep.plan.specs).
 
 from echoprep.io.atomic import write_text as _write_text
-
 
 # The validated config as a file in work_dir: a config change changes this job's params, so it
 # and every job that reads the file (descriptions, reports) run again. Written in the Snakemake
 # process (no command line that would carry the JSON into `ps`, logs and the console).
+_spec = PLAN.spec("config_snapshot")
+
+
 rule config_snapshot:
     output:
-        PLAN.config_file(),
+        _spec.output["config"],
     log:
-        PLAN.log("config_snapshot"),
+        _spec.log,
     localrule: True
     params:
-        config=PLAN.config_json(),
+        **_spec.params,
     message:
         "Configuration snapshot for the dataset descriptions and reports"
     run:
@@ -23,18 +26,21 @@ rule config_snapshot:
         _write_text(log[0], f"wrote {output[0]}\n")
 
 
+_spec = PLAN.spec("dataset_description")
+
+
 rule dataset_description:
     input:
-        config=PLAN.config_file(),
+        **_spec.input,
     output:
-        PLAN.description(),
+        _spec.output["description"],
     log:
-        PLAN.log("dataset_description"),
+        _spec.log,
     localrule: True
     conda:
         "../../envs/echoprep.yaml"
     params:
-        source=PLAN.source(),
+        **_spec.params,
     message:
         "Dataset description {wildcards.folder}/"
     shell:

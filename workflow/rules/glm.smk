@@ -1,27 +1,29 @@
 # GLMsingle single-trial betas per session and preprocessing variant, the session analysis
 # masks shared by the variants, the comparison's type-B reference, and noise ceilings.
+# Inputs, outputs, params, resources and the rest: PLAN.spec (echoprep.plan.specs).
 
 
 # One analysis mask per subject and session: brain voxels with valid (finite, non-constant)
 # data in every run of every variant fitted there; every glm job of the session uses it.
+_spec = PLAN.spec("glm_analysis_mask")
+
+
 rule glm_analysis_mask:
     input:
-        unpack(PLAN.analysis_mask_inputs),
+        unpack(_spec.input),
     output:
-        **PLAN.analysis_mask_outputs(),
+        **_spec.output,
     log:
-        PLAN.log("glm_analysis_mask"),
+        _spec.log,
     benchmark:
-        PLAN.benchmark("glm_analysis_mask")
+        _spec.benchmark
     conda:
         "../../envs/echoprep.yaml"
     threads: 1
     resources:
-        mem_mb=PLAN.mem_mb("glm_analysis_mask"),
-        runtime=PLAN.runtime("glm_analysis_mask"),
+        **_spec.resources,
     params:
-        args=PLAN.analysis_mask_params,
-        options=PLAN.options("glm"),
+        **_spec.params,
     message:
         "GLM analysis mask {wildcards.ses_prefix}"
     shell:
@@ -29,26 +31,25 @@ rule glm_analysis_mask:
         " --out mask={output.mask} 2> {log}"
 
 
+_spec = PLAN.spec("glm")
+
+
 rule glm:
     input:
-        unpack(PLAN.glm_inputs),
+        unpack(_spec.input),
     output:
-        **PLAN.glm_outputs(),
+        **_spec.output,
     log:
-        PLAN.log("glm"),
+        _spec.log,
     benchmark:
-        PLAN.benchmark("glm")
+        _spec.benchmark
     conda:
         "../../envs/echoprep.yaml"
     threads: 2
     resources:
-        mem_mb=PLAN.mem_mb("glm"),
-        runtime=PLAN.runtime("glm"),
+        **_spec.resources,
     params:
-        session=PLAN.glm_params,
-        options=PLAN.options("glm"),
-        seed=config["seed"],
-        out=PLAN.glm_out_args,
+        **_spec.params,
     message:
         "GLMsingle {wildcards.ses_prefix} ({wildcards.nordic}-{wildcards.combine})"
     shell:
@@ -61,25 +62,25 @@ rule glm:
 # comparison's reference variant, on the same analysis mask and trials as its glm job. A job of
 # its own (not an extra output of every glm job) keeps the glm jobs' outputs as they were and
 # adds one type-B fit per comparison session, for one variant only.
+_spec = PLAN.spec("glm_reference")
+
+
 rule glm_reference:
     input:
-        unpack(PLAN.glm_inputs),
+        unpack(_spec.input),
     output:
-        **PLAN.reference_outputs(),
+        **_spec.output,
     log:
-        PLAN.log("glm_reference"),
+        _spec.log,
     benchmark:
-        PLAN.benchmark("glm_reference")
+        _spec.benchmark
     conda:
         "../../envs/echoprep.yaml"
     threads: 2
     resources:
-        mem_mb=PLAN.mem_mb("glm_reference"),
-        runtime=PLAN.runtime("glm_reference"),
+        **_spec.resources,
     params:
-        session=PLAN.glm_params,
-        options=PLAN.reference_glm_options,
-        seed=config["seed"],
+        **_spec.params,
     message:
         "GLM type-B reference {wildcards.ses_prefix} ({wildcards.nordic}-{wildcards.combine})"
     shell:
@@ -89,25 +90,25 @@ rule glm_reference:
         " 2> {log}"
 
 
+_spec = PLAN.spec("noiseceiling_session")
+
+
 rule noiseceiling_session:
     input:
-        betas=PLAN.glm_outputs()["betas"],
-        trials=PLAN.glm_outputs()["trials"],
-        mask=PLAN.glm_outputs()["mask"],
+        **_spec.input,
     output:
-        **PLAN.nc_session_outputs(),
+        **_spec.output,
     log:
-        PLAN.log("noiseceiling_session"),
+        _spec.log,
     benchmark:
-        PLAN.benchmark("noiseceiling_session")
+        _spec.benchmark
     conda:
         "../../envs/echoprep.yaml"
     threads: 1
     resources:
-        mem_mb=PLAN.mem_mb("noiseceiling_session"),
-        runtime=PLAN.runtime("noiseceiling_session"),
+        **_spec.resources,
     params:
-        space=PLAN.space_args,
+        **_spec.params,
     message:
         "Noise ceiling {wildcards.ses_prefix} ({wildcards.nordic}-{wildcards.combine})"
     shell:
@@ -115,23 +116,25 @@ rule noiseceiling_session:
         " --mask {input.mask} {params.space} --out nc={output.nc} 2> {log}"
 
 
+_spec = PLAN.spec("noiseceiling_subject")
+
+
 rule noiseceiling_subject:
     input:
-        unpack(PLAN.nc_subject_inputs),
+        unpack(_spec.input),
     output:
-        **PLAN.nc_subject_outputs(),
+        **_spec.output,
     log:
-        PLAN.log("noiseceiling_subject"),
+        _spec.log,
     benchmark:
-        PLAN.benchmark("noiseceiling_subject")
+        _spec.benchmark
     conda:
         "../../envs/echoprep.yaml"
     threads: 1
     resources:
-        mem_mb=PLAN.mem_mb("noiseceiling_subject"),
-        runtime=PLAN.runtime("noiseceiling_subject"),
+        **_spec.resources,
     params:
-        space=PLAN.space_args,
+        **_spec.params,
     message:
         "Noise ceiling {wildcards.sub_prefix}, all sessions ({wildcards.nordic}-{wildcards.combine})"
     shell:
@@ -140,22 +143,24 @@ rule noiseceiling_subject:
         " r2mean={output.r2mean} ncsnr={output.ncsnr} 2> {log}"
 
 
+_spec = PLAN.spec("noiseceiling_repeats")
+
+
 rule noiseceiling_repeats:
     input:
-        ncsnr=PLAN.nc_subject_outputs()["ncsnr"],
+        **_spec.input,
     output:
-        **PLAN.nc_repeats_output(),
+        **_spec.output,
     log:
-        PLAN.log("noiseceiling_repeats"),
+        _spec.log,
     localrule: True
     conda:
         "../../envs/echoprep.yaml"
     threads: 1
     resources:
-        mem_mb=PLAN.mem_mb("noiseceiling_repeats"),
-        runtime=PLAN.runtime("noiseceiling_repeats"),
+        **_spec.resources,
     params:
-        space=PLAN.space_args,
+        **_spec.params,
     message:
         "Noise ceiling for {wildcards.nrep} repeats {wildcards.sub_prefix} ({wildcards.nordic}-{wildcards.combine})"
     shell:

@@ -4,36 +4,35 @@
 # resampling of every echo and the echo combinations the chain folds in. Its outputs are per
 # echo, so there is one rule per echo count of the dataset (PLAN.echo_counts(): usually one,
 # named nordic; nordic_<n>echoes when subjects have different counts, grouped like nordic).
+# Inputs, outputs, params, resources and the rest: PLAN.spec (echoprep.plan.specs).
 
 
 for _echoes in PLAN.echo_counts() if "nordic" in PLAN.chain_sides() else []:
+    _spec = PLAN.spec("nordic", _echoes)
 
     rule:
         name:
-            PLAN.echo_rule("nordic", _echoes)
+            _spec.name
         input:
-            unpack(PLAN.chain_inputs("nordic")),
+            unpack(_spec.input),
         output:
-            **PLAN.chain_outputs("nordic", _echoes, temp),
+            **_spec.output,
         log:
-            PLAN.log("nordic"),
+            _spec.log,
         benchmark:
-            PLAN.benchmark("nordic")
+            _spec.benchmark
         wildcard_constraints:
-            **PLAN.echo_constraints(_echoes, SPATIAL_RUN_PREFIX),
+            **_spec.wildcard_constraints,
         group:
-            PLAN.profile_group(
-                "nordic", lambda: workflow.group_settings.overwrite_groups
-            )
+            _spec.group
         conda:
-            PLAN.chain_env("nordic")
+            _spec.conda
         threads: 2
         resources:
-            mem_mb=PLAN.mem_mb("nordic"),
-            runtime=PLAN.runtime("nordic"),
+            **_spec.resources,
         params:
-            **PLAN.chain_params("nordic"),
+            **_spec.params,
         message:
-            PLAN.chain_message("nordic", _echoes)
+            _spec.message
         shell:
             step_shell(PLAN.chain_steps("nordic"))

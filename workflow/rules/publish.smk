@@ -2,96 +2,101 @@
 # names laion_fmri reads, in glmsingle-tedana/ and atlases/ (echoprep.stages.publish). Every
 # file but the meanR2gt15mask is a relative symbolic link to (or a copy of, publish.method) its
 # original; one job per session, per subject, per subject and repeat count, per subject and ROI.
+# Inputs, outputs, params, resources and the rest: PLAN.spec (echoprep.plan.specs).
+
+
+_spec = PLAN.spec("publish_session")
 
 
 rule publish_session:
     input:
-        unpack(PLAN.publish_session_inputs),
+        unpack(_spec.input),
     output:
-        **PLAN.publish_session_outputs(),
+        **_spec.output,
     log:
-        PLAN.log("publish_session"),
+        _spec.log,
     localrule: True
     conda:
         "../../envs/echoprep.yaml"
     threads: 1
     resources:
-        mem_mb=PLAN.mem_mb("publish_session"),
-        runtime=PLAN.runtime("publish_session"),
+        **_spec.resources,
     params:
-        args=PLAN.publish_args,
-        options=PLAN.options("publish"),
+        **_spec.params,
     message:
         "Publish LAION layout {wildcards.ses_prefix}"
     shell:
         "python -m echoprep publish {params.args} --options-json {params.options:q} 2> {log}"
 
 
+_spec = PLAN.spec("publish_subject")
+
+
 rule publish_subject:
     input:
-        unpack(PLAN.publish_subject_inputs),
+        unpack(_spec.input),
     output:
-        **PLAN.publish_subject_outputs(),
+        **_spec.output,
     log:
-        PLAN.log("publish_subject"),
+        _spec.log,
     localrule: True
     conda:
         "../../envs/echoprep.yaml"
     threads: 1
     resources:
-        mem_mb=PLAN.mem_mb("publish_subject"),
-        runtime=PLAN.runtime("publish_subject"),
+        **_spec.resources,
     params:
-        args=PLAN.publish_args,
-        options=PLAN.options("publish"),
+        **_spec.params,
     message:
         "Publish LAION layout sub-{wildcards.subject}: meanR2gt15mask, noise ceiling"
     shell:
         "python -m echoprep publish {params.args} --options-json {params.options:q} 2> {log}"
 
 
+_spec = PLAN.spec("publish_repeats")
+
+
 rule publish_repeats:
     input:
-        unpack(PLAN.publish_repeats_inputs),
+        unpack(_spec.input),
     output:
-        **PLAN.publish_repeats_output(),
+        **_spec.output,
     log:
-        PLAN.log("publish_repeats"),
+        _spec.log,
     localrule: True
     conda:
         "../../envs/echoprep.yaml"
     threads: 1
     resources:
-        mem_mb=PLAN.mem_mb("publish_repeats"),
-        runtime=PLAN.runtime("publish_repeats"),
+        **_spec.resources,
     params:
-        args=PLAN.publish_args,
-        options=PLAN.options("publish"),
+        **_spec.params,
     message:
         "Publish LAION layout sub-{wildcards.subject}: {wildcards.nrep}-repeat noise ceiling"
     shell:
         "python -m echoprep publish {params.args} --options-json {params.options:q} 2> {log}"
 
 
+_spec = PLAN.spec("publish_roi")
+
+
 rule publish_roi:
     input:
-        unpack(PLAN.publish_roi_inputs),
+        unpack(_spec.input),
     output:
-        **PLAN.publish_roi_output(),
+        **_spec.output,
     log:
-        PLAN.log("publish_roi"),
+        _spec.log,
     wildcard_constraints:
-        laion_roi=r"[A-Za-z0-9]+",
+        **_spec.wildcard_constraints,
     localrule: True
     conda:
         "../../envs/echoprep.yaml"
     threads: 1
     resources:
-        mem_mb=PLAN.mem_mb("publish_roi"),
-        runtime=PLAN.runtime("publish_roi"),
+        **_spec.resources,
     params:
-        args=PLAN.publish_args,
-        options=PLAN.options("publish"),
+        **_spec.params,
     message:
         "Publish LAION layout sub-{wildcards.subject}: ROI {wildcards.laion_roi}"
     shell:

@@ -1,27 +1,28 @@
 # The 2x3 preprocessing comparison (echoprep.stages.comparison), the NORDIC diagnostics and one
 # self-contained HTML report per subject (echoprep.stages.report). `snakemake --report` shows the
 # comparison figure and the subject reports with the captions in workflow/report/.
+# Inputs, outputs, params, resources and the rest: PLAN.spec (echoprep.plan.specs).
+
+
+_spec = PLAN.spec("comparison_subject")
 
 
 rule comparison_subject:
     input:
-        unpack(PLAN.comparison_subject_inputs),
+        unpack(_spec.input),
     output:
-        **PLAN.comparison_subject_paths(),
+        **_spec.output,
     log:
-        PLAN.log("comparison_subject"),
+        _spec.log,
     benchmark:
-        PLAN.benchmark("comparison_subject")
+        _spec.benchmark
     conda:
         "../../envs/echoprep.yaml"
     threads: 1
     resources:
-        mem_mb=PLAN.mem_mb("comparison_subject"),
-        runtime=PLAN.runtime("comparison_subject"),
+        **_spec.resources,
     params:
-        entries=PLAN.comparison_subject_args,
-        options=PLAN.options("comparison"),
-        seed=config["seed"],
+        **_spec.params,
     message:
         "Variant comparison sub-{wildcards.subject}"
     shell:
@@ -30,29 +31,31 @@ rule comparison_subject:
         " --out tsv={output.tsv} bootstrap={output.bootstrap} 2> {log}"
 
 
+_spec = PLAN.spec("comparison")
+
+
 rule comparison:
     input:
-        unpack(PLAN.comparison_inputs),
+        unpack(_spec.input),
     output:
-        tsv=PLAN.comparison_paths()["tsv"],
+        tsv=_spec.output["tsv"],
         png=report(
-            PLAN.comparison_paths()["png"],
+            _spec.output["png"],
             caption=str(REPORT_CAPTIONS / "comparison.rst"),
             category="Preprocessing comparison",
         ),
-        svg=PLAN.comparison_paths()["svg"],
-        json=PLAN.comparison_paths()["json"],
+        svg=_spec.output["svg"],
+        json=_spec.output["json"],
     log:
-        PLAN.log("comparison"),
+        _spec.log,
     localrule: True
     conda:
         "../../envs/report.yaml"
     threads: 1
     resources:
-        mem_mb=PLAN.mem_mb("comparison"),
-        runtime=PLAN.runtime("comparison"),
+        **_spec.resources,
     params:
-        options=PLAN.options("comparison"),
+        **_spec.params,
     message:
         "Variant comparison, all subjects"
     shell:
@@ -62,23 +65,25 @@ rule comparison:
         " 2> {log}"
 
 
+_spec = PLAN.spec("nordic_diagnostics")
+
+
 rule nordic_diagnostics:
     input:
-        unpack(PLAN.diagnostics_inputs),
+        unpack(_spec.input),
     output:
-        **PLAN.diagnostics_outputs(),
+        **_spec.output,
     log:
-        PLAN.log("nordic_diagnostics"),
+        _spec.log,
     benchmark:
-        PLAN.benchmark("nordic_diagnostics")
+        _spec.benchmark
     conda:
         "../../envs/echoprep.yaml"
     threads: 1
     resources:
-        mem_mb=PLAN.mem_mb("nordic_diagnostics"),
-        runtime=PLAN.runtime("nordic_diagnostics"),
+        **_spec.resources,
     params:
-        args=PLAN.diagnostics_args,
+        **_spec.params,
     message:
         "NORDIC diagnostics sub-{wildcards.subject}"
     shell:
@@ -86,29 +91,29 @@ rule nordic_diagnostics:
         " --brain {input.brain} {params.args} --out tsv={output.tsv} 2> {log}"
 
 
+_spec = PLAN.spec("subject_report")
+
+
 rule subject_report:
     input:
-        unpack(PLAN.report_inputs),
-        config=PLAN.config_file(),
+        unpack(_spec.input),
     output:
         report(
-            PLAN.report_path(),
+            _spec.output["html"],
             caption=str(REPORT_CAPTIONS / "subject.rst"),
             category="Subject reports",
         ),
     log:
-        PLAN.log("subject_report"),
+        _spec.log,
     benchmark:
-        PLAN.benchmark("subject_report")
+        _spec.benchmark
     conda:
         "../../envs/report.yaml"
     threads: 1
     resources:
-        mem_mb=PLAN.mem_mb("subject_report"),
-        runtime=PLAN.runtime("subject_report"),
+        **_spec.resources,
     params:
-        args=PLAN.report_args,
-        options=PLAN.options("report"),
+        **_spec.params,
     message:
         "HTML report sub-{wildcards.subject}"
     shell:

@@ -1,25 +1,27 @@
 # ROI masks on each subject's functional grid (user masks, the visually responsive ROI) and the
-# ROI table of every session and variant (echoprep.stages.rois).
+# ROI table of every session and variant (echoprep.stages.rois). Inputs, outputs, params,
+# resources and the rest: PLAN.spec (echoprep.plan.specs).
+
+
+_spec = PLAN.spec("roi_visual")
 
 
 rule roi_visual:
     input:
-        unpack(PLAN.visual_roi_inputs),
+        unpack(_spec.input),
     output:
-        **PLAN.roi_mask_outputs(visual=True),
+        **_spec.output,
     log:
-        PLAN.log("roi_visual"),
+        _spec.log,
     benchmark:
-        PLAN.benchmark("roi_visual")
+        _spec.benchmark
     conda:
         "../../envs/echoprep.yaml"
     threads: 1
     resources:
-        mem_mb=PLAN.mem_mb("roi_visual"),
-        runtime=PLAN.runtime("roi_visual"),
+        **_spec.resources,
     params:
-        options=PLAN.options("rois"),
-        variant=PLAN.visual_roi_variant,
+        **_spec.params,
     message:
         "Visual ROI sub-{wildcards.subject} res-{wildcards.roi_res}"
     shell:
@@ -29,26 +31,27 @@ rule roi_visual:
         " --variant {params.variant} --out mask={output.mask} 2> {log}"
 
 
+_spec = PLAN.spec("roi_mask")
+
+
 rule roi_mask:
     input:
-        unpack(PLAN.user_roi_inputs),
+        unpack(_spec.input),
     output:
-        **PLAN.roi_mask_outputs(),
+        **_spec.output,
     log:
-        PLAN.log("roi_mask"),
+        _spec.log,
     benchmark:
-        PLAN.benchmark("roi_mask")
+        _spec.benchmark
     wildcard_constraints:
-        # the visual ROI's label is reserved (roi_visual writes it)
-        roi_label=r"(?!visuallyResponsive(?![A-Za-z0-9]))[A-Za-z0-9]+",
+        **_spec.wildcard_constraints,
     conda:
         "../../envs/spatial.yaml"
     threads: 1
     resources:
-        mem_mb=PLAN.mem_mb("roi_mask"),
-        runtime=PLAN.runtime("roi_mask"),
+        **_spec.resources,
     params:
-        args=PLAN.user_roi_params,
+        **_spec.params,
     message:
         "ROI {wildcards.roi_category}/{wildcards.roi_label} sub-{wildcards.subject} res-{wildcards.roi_res}"
     shell:
@@ -56,22 +59,24 @@ rule roi_mask:
         " {params.args} --out mask={output.mask} 2> {log}"
 
 
+_spec = PLAN.spec("roi_table")
+
+
 rule roi_table:
     input:
-        unpack(PLAN.roi_table_inputs),
+        unpack(_spec.input),
     output:
-        **PLAN.roi_table_path(),
+        **_spec.output,
     log:
-        PLAN.log("roi_table"),
+        _spec.log,
     localrule: True
     conda:
         "../../envs/echoprep.yaml"
     threads: 1
     resources:
-        mem_mb=PLAN.mem_mb("roi_table"),
-        runtime=PLAN.runtime("roi_table"),
+        **_spec.resources,
     params:
-        variant=lambda wc: f"{wc.nordic}-{wc.combine}",
+        **_spec.params,
     message:
         "ROI table {wildcards.ses_prefix} ({wildcards.nordic}-{wildcards.combine})"
     shell:

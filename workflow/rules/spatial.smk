@@ -1,33 +1,33 @@
 # Spatial preprocessing: the subject's reference boldref, geometry per run (raw reference echo;
 # the first step of a per-run chain, PLAN.spatial_host, else its own job), the functional grid
 # per subject, one interpolation of every echo of both NORDIC variants (spatial/,
-# preproc-<nordic>/; the NORDIC side's in its nordic job).
+# preproc-<nordic>/; the NORDIC side's in its nordic job). Inputs, outputs, params, resources
+# and the rest: PLAN.spec (echoprep.plan.specs).
 
 
 # The subject's reference run's geometry, written as the subject's reference boldref: the
 # target every run's geometry (the reference run's own too) and the functional grid align to.
+_spec = PLAN.spec("spatial_reference")
+
+
 rule spatial_reference:
     input:
-        unpack(PLAN.spatial_reference_inputs),
+        unpack(_spec.input),
     output:
-        **PLAN.spatial_reference_outputs(),
+        **_spec.output,
     log:
-        PLAN.log("spatial_reference"),
+        _spec.log,
     benchmark:
-        PLAN.benchmark("spatial_reference")
+        _spec.benchmark
     group:
-        PLAN.profile_group(
-            "spatial_reference", lambda: workflow.group_settings.overwrite_groups
-        )
+        _spec.group
     conda:
         "../../envs/spatial.yaml"
     threads: 2
     resources:
-        mem_mb=PLAN.mem_mb("spatial_reference"),
-        runtime=PLAN.runtime("spatial_reference"),
+        **_spec.resources,
     params:
-        args=PLAN.spatial_reference_params,
-        options=PLAN.options("spatial"),
+        **_spec.params,
     message:
         "Reference boldref sub-{wildcards.subject} (head motion and distortion of its first run)"
     shell:
@@ -39,52 +39,53 @@ rule spatial_reference:
 # A run's geometry as a job of its own, only when no per-run chain runs it as its first step
 # (PLAN.spatial_host: the NORDIC chain with the default config).
 if PLAN.spatial_host is None:
+    _spec = PLAN.spec("spatial_run")
 
     rule spatial_run:
         input:
-            unpack(PLAN.geometry_step_inputs),
+            unpack(_spec.input),
         output:
-            **PLAN.geometry_step_outputs(),
+            **_spec.output,
         log:
-            PLAN.log("spatial_run"),
+            _spec.log,
         benchmark:
-            PLAN.benchmark("spatial_run")
+            _spec.benchmark
         wildcard_constraints:
-            run_prefix=SPATIAL_RUN_PREFIX,
+            **_spec.wildcard_constraints,
         group:
-            PLAN.spatial_run_group(lambda: workflow.group_settings.overwrite_groups)
+            _spec.group
         conda:
             "../../envs/spatial.yaml"
         threads: 2
         resources:
-            mem_mb=PLAN.mem_mb("spatial_run"),
-            runtime=PLAN.runtime("spatial_run"),
+            **_spec.resources,
         params:
-            **PLAN.geometry_step_params(),
+            **_spec.params,
         message:
             "Head motion and distortion {wildcards.run_prefix}"
         shell:
             step_shell(["spatial_run"])
 
 
+_spec = PLAN.spec("spatial_subject")
+
+
 rule spatial_subject:
     input:
-        unpack(PLAN.spatial_subject_inputs),
+        unpack(_spec.input),
     output:
-        **PLAN.spatial_subject_outputs(),
+        **_spec.output,
     log:
-        PLAN.log("spatial_subject"),
+        _spec.log,
     benchmark:
-        PLAN.benchmark("spatial_subject")
+        _spec.benchmark
     conda:
         "../../envs/spatial.yaml"
     threads: 1
     resources:
-        mem_mb=PLAN.mem_mb("spatial_subject"),
-        runtime=PLAN.runtime("spatial_subject"),
+        **_spec.resources,
     params:
-        options=PLAN.options("spatial"),
-        seed=config["seed"],
+        **_spec.params,
     message:
         "Functional grid sub-{wildcards.subject} (boldref to T1w)"
     shell:
@@ -100,33 +101,31 @@ rule spatial_subject:
 # of its nordic job (nordic.smk). Outputs are per echo: one rule per echo count of the
 # dataset, as for nordic.
 for _echoes in PLAN.echo_counts() if "raw" in PLAN.chain_sides() else []:
+    _spec = PLAN.spec("spatial_resample", _echoes)
 
     rule:
         name:
-            PLAN.echo_rule("spatial_resample", _echoes)
+            _spec.name
         input:
-            unpack(PLAN.chain_inputs("raw")),
+            unpack(_spec.input),
         output:
-            **PLAN.chain_outputs("raw", _echoes, temp),
+            **_spec.output,
         log:
-            PLAN.log("spatial_resample"),
+            _spec.log,
         benchmark:
-            PLAN.benchmark("spatial_resample")
+            _spec.benchmark
         wildcard_constraints:
-            **PLAN.echo_constraints(_echoes, SPATIAL_RUN_PREFIX),
+            **_spec.wildcard_constraints,
         group:
-            PLAN.profile_group(
-                "spatial_resample", lambda: workflow.group_settings.overwrite_groups
-            )
+            _spec.group
         conda:
-            PLAN.chain_env("raw")
+            _spec.conda
         threads: 2
         resources:
-            mem_mb=PLAN.mem_mb("spatial_resample"),
-            runtime=PLAN.runtime("spatial_resample"),
+            **_spec.resources,
         params:
-            **PLAN.chain_params("raw"),
+            **_spec.params,
         message:
-            PLAN.chain_message("raw", _echoes)
+            _spec.message
         shell:
             step_shell(PLAN.chain_steps("raw"))

@@ -151,14 +151,14 @@ class ChainPlan(RunPlan):
             return ("spatial_run",)
         return (rule,)
 
-    def chain_env(self, side: str) -> str:
+    def _chain_env(self, side: str) -> str:
         """The conda env file (relative to the rule files) of a side's chain: tedana's when it
         folds the optimal combination (tedana's T2* fit), else the core env (NORDIC, the
         resampling and the single echo need only NumPy/SciPy/nibabel)."""
         env = "tedana" if "optcom" in self.folded_combines(side) else "echoprep"
         return f"../../envs/{env}.yaml"
 
-    def chain_message(self, side: str, echoes: int) -> str:
+    def _chain_message(self, side: str, echoes: int) -> str:
         """The job's console line: what it does to which run."""
         names = {
             "spatial_run": "head motion and distortion",
@@ -173,7 +173,7 @@ class ChainPlan(RunPlan):
     # -----------------------------------------------------------------------------------------
     # files
 
-    def chain_outputs(
+    def _chain_outputs(
         self, side: str, echoes: int, temp: Callable[[str], Any] | None = None
     ) -> dict[str, Any]:
         """Outputs of a side's chain job for runs with ``echoes`` echoes, as patterns: the run's
@@ -183,7 +183,7 @@ class ChainPlan(RunPlan):
         (``<combine>_<key>``)."""
         files: dict[str, Any] = {}
         if side == self.spatial_host:
-            files.update(self.geometry_step_outputs())
+            files.update(self._geometry_step_outputs())
         if side == "nordic":
             files.update(self.nordic_run_outputs(echoes))
         if self.config["spatial"]["enabled"]:
@@ -193,33 +193,33 @@ class ChainPlan(RunPlan):
                 {PREPROC_PREFIX + k: (v if keep else temp(v)) for k, v in preproc.items()}  # type: ignore[misc]
             )
         for combine in self.folded_combines(side):
-            files.update(self.combine_step_outputs(combine, nordic=side))
+            files.update(self._combine_step_outputs(combine, nordic=side))
         return files
 
-    def geometry_step_outputs(self) -> Files:
+    def _geometry_step_outputs(self) -> Files:
         """Outputs of the geometry step (``spatial_run``), keys ``spatial_<key>`` (those of its
         own rule and of the chain that hosts it), as patterns."""
         return {SPATIAL_PREFIX + k: v for k, v in self.spatial_run_outputs().items()}
 
-    def geometry_step_inputs(self, wc: Any) -> dict[str, Any]:
-        """Inputs of a run's geometry step, keys ``spatial_<key>`` (:meth:`spatial_run_inputs`)."""
-        return {SPATIAL_PREFIX + k: v for k, v in self.spatial_run_inputs(wc).items()}
+    def _geometry_step_inputs(self, wc: Any) -> dict[str, Any]:
+        """Inputs of a run's geometry step, keys ``spatial_<key>`` (:meth:`_spatial_run_inputs`)."""
+        return {SPATIAL_PREFIX + k: v for k, v in self._spatial_run_inputs(wc).items()}
 
-    def geometry_step_params(self) -> dict[str, Any]:
+    def _geometry_step_params(self) -> dict[str, Any]:
         """``params`` of the geometry step (``STEP_COMMANDS["spatial_run"]``), for its own rule
         and the chain that hosts it."""
         return {
-            "spatial_args": lambda wc, input: self.spatial_run_params(wc, input, SPATIAL_PREFIX),
+            "spatial_args": lambda wc, input: self._spatial_run_params(wc, input, SPATIAL_PREFIX),
             "spatial_options": self.options("spatial"),
         }
 
-    def combine_step_outputs(self, combine: str, nordic: str = "{nordic}") -> Files:
+    def _combine_step_outputs(self, combine: str, nordic: str = "{nordic}") -> Files:
         """Outputs of a combination step (``single``, ``optcom``), keys ``<combine>_<key>``
         (those of its own rule and of a chain that folds it)."""
         files = self.combine_outputs(combine, None, nordic)
         return {f"{combine}_{k}": v for k, v in files.items()}
 
-    def chain_inputs(self, side: str) -> Callable[[Any], dict[str, Any]]:
+    def _chain_inputs(self, side: str) -> Callable[[Any], dict[str, Any]]:
         """The input function of a side's chain: the geometry step's (host side, keys
         ``spatial_<key>``), NORDIC's raw magnitude (and phase), or the raw echoes; with spatial
         preprocessing the run's geometry (unless the chain makes it) and the output grid."""
@@ -228,9 +228,9 @@ class ChainPlan(RunPlan):
             files: dict[str, Any] = {}
             host = side == self.spatial_host
             if host:
-                files.update(self.geometry_step_inputs(wc))
+                files.update(self._geometry_step_inputs(wc))
             if side == "nordic":
-                files.update(self.nordic_inputs(wc))
+                files.update(self._nordic_inputs(wc))
             if self.config["spatial"]["enabled"]:
                 run = self.run_of(wc)
                 if side == "raw":  # (the NORDIC side resamples the chain's own outputs)
@@ -242,25 +242,25 @@ class ChainPlan(RunPlan):
 
         return inputs
 
-    def chain_params(self, side: str) -> dict[str, Any]:
+    def _chain_params(self, side: str) -> dict[str, Any]:
         """``params`` of a side's chain: each step's arguments (``STEP_COMMANDS`` of the rule
         files), only those of its steps (Snakemake evaluates every function once per job;
         values that do not depend on the job are plain strings)."""
         steps = self.chain_steps(side)
         params: dict[str, Any] = {}
         if "spatial_run" in steps:
-            params.update(self.geometry_step_params())
+            params.update(self._geometry_step_params())
         if "nordic" in steps:
-            params["nordic_args"] = self.nordic_params
-            params["nordic_out"] = self.nordic_out_args
+            params["nordic_args"] = self._nordic_params
+            params["nordic_out"] = self._nordic_out_args
             params["nordic_options"] = self.options("nordic")
             params["seed"] = self.config["seed"]
         if "spatial_resample" in steps:
             params.update(self._resample_params(side))
         combines = [s for s in steps if s in ("single_echo", "optcom")]
         if combines:
-            params["combine_echo"] = lambda wc: _words(self.echo_inputs(_SideWildcards(wc, side)))
-            params["combine_args"] = lambda wc: self.combine_params(_SideWildcards(wc, side))
+            params["combine_echo"] = lambda wc: _words(self._echo_inputs(_SideWildcards(wc, side)))
+            params["combine_args"] = lambda wc: self._combine_params(_SideWildcards(wc, side))
         for step in combines:
             params[f"{step}_options"] = self.options(step)
         if "optcom" in combines:
@@ -272,10 +272,10 @@ class ChainPlan(RunPlan):
             return _words(self.resample_sources(self.run_of(wc), side))
 
         def args(wc: Any, input: Any) -> str:
-            return self.spatial_resample_params(_SideWildcards(wc, side), input)
+            return self._spatial_resample_params(_SideWildcards(wc, side), input)
 
         def out(wc: Any, output: Any) -> str:
-            return self.spatial_resample_out_args(wc, output, PREPROC_PREFIX)
+            return self._spatial_resample_out_args(wc, output, PREPROC_PREFIX)
 
         def geometry(wc: Any) -> str:
             return shlex.quote(self.spatial_run_outputs(self.run_of(wc))["xfm"])
@@ -292,13 +292,13 @@ class ChainPlan(RunPlan):
         """tedana's scratch folder of the optimal combination (``<work_dir>/tmp/combine-...``)."""
         return str(Path(self.config["work_dir"]) / "tmp" / f"combine-{side}")
 
-    def combine_rule_params(self, combine: str) -> dict[str, Any]:
+    def _combine_rule_params(self, combine: str) -> dict[str, Any]:
         """``params`` of a combination's own rule (``single_echo``, ``optcom``): the same
         arguments as in a chain, from the rule's inputs."""
         step = COMBINE_STEPS[combine]
         params: dict[str, Any] = {
-            "combine_echo": lambda wc: _words(self.echo_inputs(wc)),
-            "combine_args": self.combine_params,
+            "combine_echo": lambda wc: _words(self._echo_inputs(wc)),
+            "combine_args": self._combine_params,
             f"{step}_options": self.options(step),
         }
         if combine == "optcom":

@@ -105,7 +105,7 @@ class PublishPlan(SubjectPlan):
         outs = {k: reg.get(f"publish.{k}") for k in _SESSION_SOURCES}
         return self._paths(outs, self._published_session_key(subject, session))
 
-    def publish_session_inputs(self, wc: Any) -> Files:
+    def _publish_session_inputs(self, wc: Any) -> Files:
         """The published variant's originals of a session (and their sidecars)."""
         nordic, combine = self.publish_variant()
         sub, ses = self.session_of(wc)
@@ -121,7 +121,7 @@ class PublishPlan(SubjectPlan):
         outs = {k: reg.get(f"publish.{k}") for k in ("mask", "allrep")}
         return self._paths(outs, self._published_subject_key(subject))
 
-    def publish_subject_inputs(self, wc: Any) -> Files:
+    def _publish_subject_inputs(self, wc: Any) -> Files:
         """The published variant's mean R² and all-repeats noise ceiling of the subject."""
         nordic, combine = self.publish_variant()
         maps = self.nc_subject_outputs(nordic, combine, wc.subject)
@@ -135,7 +135,7 @@ class PublishPlan(SubjectPlan):
         )
         return files
 
-    def publish_repeats_inputs(self, wc: Any) -> Files:
+    def _publish_repeats_inputs(self, wc: Any) -> Files:
         nordic, combine = self.publish_variant()
         return self.nc_repeats_output(nordic, combine, wc.subject, wc.nrep)
 
@@ -171,7 +171,7 @@ class PublishPlan(SubjectPlan):
         files = self._paths({"roi": o}, o.subject_key(subject), roi=roi)
         return files
 
-    def publish_roi_inputs(self, wc: Any) -> Files:
+    def _publish_roi_inputs(self, wc: Any) -> Files:
         masks = self.publish_rois(wc.subject)
         if wc.laion_roi not in masks:
             raise PlanError(
@@ -182,7 +182,7 @@ class PublishPlan(SubjectPlan):
     # -----------------------------------------------------------------------------------------
     # arguments and targets
 
-    def publish_args(self, wc: Any, input: Any, output: Any) -> str:
+    def _publish_args(self, wc: Any, input: Any, output: Any) -> str:
         """``--source KEY=PATH ... [--r2mean PATH] --out KEY=PATH ...`` of a publish job (no
         sidecars: the stage writes them)."""
         published = [k for k in output.keys() if k != "mask" and not k.endswith("_json")]

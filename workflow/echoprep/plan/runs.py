@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 
@@ -46,8 +46,8 @@ class RunPlan(BasePlan):
 
         ``nordic`` and ``spatial_resample`` run one job per run (and NORDIC variant) for all
         its echoes and list their outputs per echo; as Snakemake outputs cannot depend on
-        wildcards, the rule files define one such rule per echo count (:meth:`echo_rule`,
-        :meth:`echo_constraints`). Discovery (``check_echo_counts``) gives every run of a
+        wildcards, the rule files define one such rule per echo count (:meth:`_echo_rule`,
+        :meth:`_echo_constraints`). Discovery (``check_echo_counts``) gives every run of a
         subject the same echoes, numbered 1..n; subjects may differ.
 
         Raises
@@ -72,13 +72,13 @@ class RunPlan(BasePlan):
             counts.add(len(labels))
         return tuple(sorted(counts))
 
-    def echo_rule(self, rule: str, echoes: int) -> str:
+    def _echo_rule(self, rule: str, echoes: int) -> str:
         """Name of the ``rule`` (``nordic``, ``spatial_resample``) for runs with ``echoes``
         echoes: ``rule`` itself when every run has the same number of echoes, else
         ``<rule>_<echoes>echoes``."""
         return rule if len(self.echo_counts()) == 1 else f"{rule}_{echoes}echoes"
 
-    def echo_constraints(self, echoes: int, run_prefix_pattern: str) -> dict[str, str]:
+    def _echo_constraints(self, echoes: int, run_prefix_pattern: str) -> dict[str, str]:
         """Wildcard constraints of the rule for runs with ``echoes`` echoes.
 
         ``run_prefix`` matches ``run_prefix_pattern``; when runs differ in their number of
@@ -103,15 +103,6 @@ class RunPlan(BasePlan):
         ]
         return {"run_prefix": "|".join(f"(?:{a})" for a in alternatives)}
 
-    @staticmethod
-    def profile_group(
-        rule: str, groups: Callable[[], Mapping[str, str]]
-    ) -> Callable[[Any], str | None]:
-        """The job group a cluster profile gives ``rule``, for the rules of its family named
-        after it (``nordic_4echoes``, :meth:`echo_rule`); ``groups`` as for
-        :meth:`spatial_run_group`."""
-        return lambda wc: groups().get(rule)
-
     # -----------------------------------------------------------------------------------------
     # NORDIC (nordic.smk): one job per run, its echoes one after another
 
@@ -124,7 +115,7 @@ class RunPlan(BasePlan):
         echo's :meth:`nordic_outputs`, keys prefixed ``echo<E>_`` (``echo2_bold``)."""
         return _per_echo({e: self.nordic_outputs(None, e) for e in range(1, echoes + 1)})
 
-    def nordic_inputs(self, wc: Any) -> dict[str, list[str]]:
+    def _nordic_inputs(self, wc: Any) -> dict[str, list[str]]:
         """Magnitude of every echo of the run (echo-time order) and, unless
         ``nordic.magnitude_only``, their phase (discovery: every echo has one, or none)."""
         echoes = self.run_of(wc).echoes
@@ -140,14 +131,14 @@ class RunPlan(BasePlan):
             files["phase"] = [str(p) for p in phases]
         return files
 
-    def nordic_params(self, wc: Any, input: Any) -> str:
+    def _nordic_params(self, wc: Any, input: Any) -> str:
         """``--phase`` (when given), ``--te`` per echo and ``--tr`` of a NORDIC job."""
         run = self.run_of(wc)
         args = ["--phase", *input.phase] if "phase" in input.keys() else []
         args += ["--te", *run.echo_times, "--tr", run.repetition_time]
         return _words(args)
 
-    def nordic_out_args(self, wc: Any, output: Any) -> str:
+    def _nordic_out_args(self, wc: Any, output: Any) -> str:
         """``--out`` words of a NORDIC job: ``bold=… gfactor=… removed=…`` per echo, in the
         order of ``--mag`` (the run's echoes by echo time)."""
         return _echo_out_words(output, self.run_of(wc), reg.stage_outputs("nordic"))
@@ -161,7 +152,7 @@ class RunPlan(BasePlan):
         """Outputs (and sidecars) of a combine variant, as patterns or for a run."""
         return self._files("combine", self._run_key(run), variant, nordic=nordic)
 
-    def echo_inputs(self, wc: Any) -> list[str]:
+    def _echo_inputs(self, wc: Any) -> list[str]:
         """Magnitude image per echo of the run (echo-time order) for the NORDIC variant."""
         run = self.run_of(wc)
         if self.config["spatial"]["enabled"]:  # the spatially preprocessed echoes
@@ -177,7 +168,7 @@ class RunPlan(BasePlan):
             return 0
         return self.spatial_noise_volumes(wc.nordic)
 
-    def combine_params(self, wc: Any) -> str:
+    def _combine_params(self, wc: Any) -> str:
         """``--te``, ``--tr`` and ``--drop-volumes`` of an echo-handling job."""
         run = self.run_of(wc)
         spatial = self.config["spatial"]
@@ -187,10 +178,10 @@ class RunPlan(BasePlan):
         te = [f"{t:.6g}" for t in run.echo_times]
         return _words(["--te", *te, "--tr", tr, "--drop-volumes", self.noise_volumes_to_drop(wc)])
 
-    def tedana_inputs(self, wc: Any) -> dict[str, Any]:
+    def _tedana_inputs(self, wc: Any) -> dict[str, Any]:
         """Echoes of the ICA-denoised job; on NORDIC runs with ``tedana.nordic_tedpca: raw_run``
         also the sidecar of the same run's NORDIC-off ICA, whose component count it uses."""
-        files: dict[str, Any] = {"echoes": self.echo_inputs(wc)}
+        files: dict[str, Any] = {"echoes": self._echo_inputs(wc)}
         if wc.nordic == "nordic" and self.config["tedana"]["nordic_tedpca"] == "raw_run":
             raw = self.combine_outputs("denoised", self.run_of(wc), "raw")
             files["raw_components"] = raw["mixing_json"]
@@ -207,7 +198,7 @@ class RunPlan(BasePlan):
             tedana.get("max_components") is not None
         )
 
-    def tedana_options(self, wc: Any) -> str:
+    def _tedana_options(self, wc: Any) -> str:
         """The tedana section, without nordic_tedpca for NORDIC-off runs (changing it reruns
         only the NORDIC runs' jobs)."""
         opts = dict(self.config["tedana"])
@@ -215,7 +206,7 @@ class RunPlan(BasePlan):
             opts.pop("nordic_tedpca", None)
         return options_json(opts)
 
-    def tedana_params(self, wc: Any, input: Any) -> str:
+    def _tedana_params(self, wc: Any, input: Any) -> str:
         """``--nordic`` on NORDIC runs, with the NORDIC-off run's ICA sidecar whose component
         count they use (``tedana.nordic_tedpca: raw_run``)."""
         args = []
@@ -253,12 +244,12 @@ class RunPlan(BasePlan):
         paths = {n: o.path(self.out, o.subject_key(subject)) for n, o in outs.items()}
         return reg.with_sidecars(paths, outs)
 
-    def anat_out_args(self, wc: Any, output: Any) -> str:
+    def _anat_out_args(self, wc: Any, output: Any) -> str:
         """``KEY=PATH`` words of the anatomy rule's ``--out``."""
         keys = [k for k in self.anat_outputs() if not k.endswith("_json")]
         return " ".join(f"{k}={shlex.quote(str(output[k]))}" for k in keys)
 
-    def anat_t1w(self, wc: Any) -> str:
+    def _anat_t1w(self, wc: Any) -> str:
         """The subject's T1w (any session's anat/)."""
         try:
             return str(self.dataset.t1w[wc.subject])
@@ -328,34 +319,6 @@ class RunPlan(BasePlan):
     def _use_fieldmap(self, run: Run) -> bool:
         return run.fieldmap is not None and self.config["spatial"]["fieldmap"]
 
-    def spatial_run_group(
-        self, groups: Callable[[], Mapping[str, str]]
-    ) -> Callable[[Any], str | None]:
-        """The job group of each ``spatial_run`` job under a cluster profile's ``groups`` (the
-        rule has jobs only when no per-run chain folds it, :meth:`spatial_host`).
-
-        Every run's geometry reads the subject's reference boldref (``spatial_reference``, a
-        job of the subject), never another run's, so a run's job goes with its own resampling
-        (``spatial_resample``), which waits for the subject's grid anyway. A rule the profile
-        does not group gives no group.
-
-        Parameters
-        ----------
-        groups
-            Returns the profile's rule -> group table when called (Snakemake's
-            ``workflow.group_settings.overwrite_groups``: not yet set while rules are parsed).
-
-        Returns
-        -------
-        callable
-            ``wildcards -> group name or None`` (the rule's ``group:``).
-        """
-
-        def group(wc: Any) -> str | None:
-            return groups().get("spatial_resample")
-
-        return group
-
     def spatial_reference_outputs(self, subject: str = "{subject}") -> Files:
         """The subject's reference boldref (and sidecar): the reference run's motion
         reference, the target every run (the reference run too) and the grid are aligned to,
@@ -363,7 +326,7 @@ class RunPlan(BasePlan):
         key = reg.get("spatial_reference.boldref").subject_key(subject)
         return self._files("spatial_reference", key)
 
-    def spatial_run_inputs(self, wc: Any) -> dict[str, Any]:
+    def _spatial_run_inputs(self, wc: Any) -> dict[str, Any]:
         """Raw reference echo, the fieldmap files and (every run but the reference run) the
         subject's reference boldref; keys ``echo``, ``fieldmap``, ``reference``."""
         return self._geometry_inputs(self.run_of(wc))
@@ -376,7 +339,7 @@ class RunPlan(BasePlan):
             files["reference"] = self.spatial_reference_outputs(run.subject)["boldref"]
         return files
 
-    def spatial_run_params(self, wc: Any, input: Any, prefix: str) -> str:
+    def _spatial_run_params(self, wc: Any, input: Any, prefix: str) -> str:
         """Command-line arguments of a run's geometry step that depend on the run (the
         reference boldref from ``input.<prefix>reference``)."""
         return self._geometry_args(self.run_of(wc), input.get(prefix + "reference"))
@@ -396,15 +359,15 @@ class RunPlan(BasePlan):
             args += ["--reference-boldref", reference]
         return _words(args)
 
-    def spatial_reference_inputs(self, wc: Any) -> dict[str, Any]:
+    def _spatial_reference_inputs(self, wc: Any) -> dict[str, Any]:
         """The reference run's raw reference echo and fieldmap files."""
         return self._geometry_inputs(self.reference_run(wc.subject), reference=False)
 
-    def spatial_reference_params(self, wc: Any) -> str:
+    def _spatial_reference_params(self, wc: Any) -> str:
         """The geometry arguments of the subject's reference run."""
         return self._geometry_args(self.reference_run(wc.subject), None)
 
-    def spatial_subject_inputs(self, wc: Any) -> Files:
+    def _spatial_subject_inputs(self, wc: Any) -> Files:
         """The subject's reference boldref and the anatomy's T1w and brain mask."""
         anat = self.anat_outputs(wc.subject)
         return {
@@ -432,7 +395,7 @@ class RunPlan(BasePlan):
             files["grid"] = self.spatial_reference_outputs(run.subject)["boldref"]
         return files
 
-    def spatial_resample_params(self, wc: Any, input: Any) -> str:
+    def _spatial_resample_params(self, wc: Any, input: Any) -> str:
         """Command-line arguments of spatial_resample that depend on the job: the echo times,
         the noise volumes to drop, the grid's transform."""
         args: list[Any] = ["--te", *[f"{t:.6g}" for t in self.run_of(wc).echo_times]]
@@ -441,7 +404,7 @@ class RunPlan(BasePlan):
             args += ["--ref-xfm", input.xfm]
         return _words(args)
 
-    def spatial_resample_out_args(self, wc: Any, output: Any, prefix: str = "") -> str:
+    def _spatial_resample_out_args(self, wc: Any, output: Any, prefix: str = "") -> str:
         """``--out`` words of a resampling step: ``bold=…`` per echo, in the order of
         ``--echo`` (the run's echoes by echo time); output keys ``<prefix>echo<E>_bold``."""
         return _echo_out_words(output, self.run_of(wc), reg.stage_outputs("preproc"), prefix)

@@ -136,7 +136,7 @@ class SessionPlan(ChainPlan):
         key = self._session_key(subject, session)
         return self._paths({k: outs[k] for k in keys}, key, nordic=nordic, combine=combine)
 
-    def glm_out_args(self, wc: Any, output: Any) -> str:
+    def _glm_out_args(self, wc: Any, output: Any) -> str:
         """``KEY=PATH`` words of the glm rule's ``--out`` (no sidecars: the stage writes them)."""
         return " ".join(f"{k}={v}" for k, v in output.items() if not k.endswith("_json"))
 
@@ -158,10 +158,10 @@ class SessionPlan(ChainPlan):
         new session leaves the masks (and fits) of the others alone."""
         return self._file("glm_mask.mask", self._session_key(subject, session))
 
-    def analysis_mask_outputs(self) -> Files:
+    def _analysis_mask_outputs(self) -> Files:
         return self._files("glm_mask", self._session_key(None, None))
 
-    def glm_inputs(self, wc: Any) -> dict[str, Any]:
+    def _glm_inputs(self, wc: Any) -> dict[str, Any]:
         """The session's preprocessed BOLD (one per run), events and its analysis mask."""
         runs = self.session_runs(wc)
         sub, ses = self.session_of(wc)
@@ -171,7 +171,7 @@ class SessionPlan(ChainPlan):
             "mask": self.analysis_mask(sub, ses),
         }
 
-    def analysis_mask_inputs(self, wc: Any) -> dict[str, Any]:
+    def _analysis_mask_inputs(self, wc: Any) -> dict[str, Any]:
         """Every fitted variant's echo-handling output of every run of the session, and the
         brain mask when spatial preprocessing provides one."""
         sub, ses = self.session_of(wc)
@@ -188,7 +188,7 @@ class SessionPlan(ChainPlan):
     def _run_labels(self, runs: list[Run]) -> list[str]:
         return [r.run or str(i + 1) for i, r in enumerate(runs)]
 
-    def analysis_mask_params(self, wc: Any, input: Any) -> str:
+    def _analysis_mask_params(self, wc: Any, input: Any) -> str:
         """``--bold VARIANT RUN...`` per variant, run labels, brain mask and space."""
         sub, ses = self.session_of(wc)
         args: list[Any] = []
@@ -201,7 +201,7 @@ class SessionPlan(ChainPlan):
             args += ["--space", self.space()]
         return _words(args)
 
-    def glm_params(self, wc: Any, input: Any) -> str:
+    def _glm_params(self, wc: Any, input: Any) -> str:
         """Command-line arguments of the glm rules that depend on the session."""
         _, ses = self.session_of(wc)
         args = ["--run-labels", *self._run_labels(self.session_runs(wc))]
@@ -231,7 +231,7 @@ class SessionPlan(ChainPlan):
             f"({', '.join(produced) or 'none'}); found {wanted!r}. Fix: choose one of them."
         )
 
-    def reference_glm_options(self, wc: Any) -> str:
+    def _reference_glm_options(self, wc: Any) -> str:
         """Options of a type-B fit: the comparison's reference uses the assumed HRF (it must
         share no data-driven choice with the variants it judges); the visual ROI's source
         keeps the library HRF, whose run-level test is better calibrated."""
@@ -308,7 +308,7 @@ class SessionPlan(ChainPlan):
         key = self._subject_glm_key(subject)
         return self._paths(outs, key, nordic=nordic, combine=combine, nrep=nrep)
 
-    def nc_subject_inputs(self, wc: Any) -> dict[str, list[str]]:
+    def _nc_subject_inputs(self, wc: Any) -> dict[str, list[str]]:
         """Betas, trials, masks and R² of every session of the subject for the variant."""
         sub = self.subject_of(wc)
         outs = [
@@ -316,7 +316,7 @@ class SessionPlan(ChainPlan):
         ]
         return {k: [o[k] for o in outs] for k in ("betas", "trials", "mask", "r2")}
 
-    def space_args(self, wc: Any = None) -> str:
+    def _space_args(self, wc: Any = None) -> str:
         """``--space <label>`` when the functional grid has a space, else nothing."""
         return f"--space {self.space()}" if self.space() else ""
 

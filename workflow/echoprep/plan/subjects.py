@@ -54,7 +54,7 @@ class SubjectPlan(SessionPlan):
         nordic, combine, session = self.visual_source(subject)
         return self.glm_outputs(nordic, combine, subject, session)
 
-    def visual_roi_variant(self, wc: Any) -> str:
+    def _visual_roi_variant(self, wc: Any) -> str:
         nordic, combine, _ = self.visual_source(wc.subject)
         return Variant.of(nordic, combine)
 
@@ -124,7 +124,7 @@ class SubjectPlan(SessionPlan):
     def visual_roi(self, subject: str) -> str:
         return self.roi_masks(subject)[0]
 
-    def user_roi_inputs(self, wc: Any) -> Files:
+    def _user_roi_inputs(self, wc: Any) -> Files:
         found = self.user_rois(wc.subject).get((wc.roi_category, wc.roi_label))
         if found is None:
             raise PlanError(
@@ -136,7 +136,7 @@ class SubjectPlan(SessionPlan):
             files["xfm"] = self.anat_outputs(wc.subject)["xfm_from_template"]
         return files
 
-    def user_roi_params(self, wc: Any, input: Any) -> str:
+    def _user_roi_params(self, wc: Any, input: Any) -> str:
         found = self.user_rois(wc.subject)[(wc.roi_category, wc.roi_label)]
         args = (
             f"--space {found.space} --category {wc.roi_category}"
@@ -146,7 +146,7 @@ class SubjectPlan(SessionPlan):
             args += f" --xfm-from-template {input.xfm}"
         return args
 
-    def visual_roi_inputs(self, wc: Any) -> Files:
+    def _visual_roi_inputs(self, wc: Any) -> Files:
         glm = self.visual_glm(wc.subject)
         files = {k: glm[k] for k in ("betas", "trials", "summary", "onoff_r2")}
         nordic, combine, session = self.visual_source(wc.subject)
@@ -173,7 +173,7 @@ class SubjectPlan(SessionPlan):
         files = self._paths({"tsv": reg.get("rois.table")}, key, nordic=nordic, combine=combine)
         return {"tsv": files["tsv"], "json": files["tsv_json"]}
 
-    def roi_table_inputs(self, wc: Any) -> dict[str, Any]:
+    def _roi_table_inputs(self, wc: Any) -> dict[str, Any]:
         sub, ses = self.session_of(wc)
         return {
             "nc": self.nc_session_outputs(wc.nordic, wc.combine, sub, ses)["nc"],
@@ -257,17 +257,17 @@ class SubjectPlan(SessionPlan):
         """Subjects with at least one comparison session that the GLM fits."""
         return [sub for sub in self.dataset.subjects() if self.comparison_entries(sub)]
 
-    def comparison_subject_inputs(self, wc: Any) -> dict[str, list[str]]:
+    def _comparison_subject_inputs(self, wc: Any) -> dict[str, list[str]]:
         entries = self.comparison_entries(wc.subject)
         keys = ("nc", "roi", "brain", "mask", "betas", "trials", "reference")
         return {k: sorted({str(e[k]) for e in entries if e[k]}) for k in keys}
 
-    def comparison_subject_args(self, wc: Any) -> str:
+    def _comparison_subject_args(self, wc: Any) -> str:
         """``--entry key=value ...`` per comparison entry of the subject."""
         entries = self.comparison_entries(wc.subject)
         return " ".join(f"--entry {entry_words(e)}" for e in entries)
 
-    def comparison_inputs(self, wc: Any) -> dict[str, list[str]]:
+    def _comparison_inputs(self, wc: Any) -> dict[str, list[str]]:
         subjects = self.comparison_subjects()
         return {
             "tables": [self.comparison_subject_paths(s)["tsv"] for s in subjects],
@@ -318,7 +318,7 @@ class SubjectPlan(SessionPlan):
                     )
         return tsnr, glm, sidecars
 
-    def diagnostics_inputs(self, wc: Any) -> dict[str, Any]:
+    def _diagnostics_inputs(self, wc: Any) -> dict[str, Any]:
         """Echo-handling outputs with NORDIC off and on, their GLM fits, the NORDIC sidecars
         and the subject's visual ROI and brain mask."""
         tsnr, glm, sidecars = self._diagnostics_items(wc.subject)
@@ -330,7 +330,7 @@ class SubjectPlan(SessionPlan):
             "nordic_json": [item[1] for item in sidecars],
         }
 
-    def diagnostics_args(self, wc: Any, input: Any) -> str:
+    def _diagnostics_args(self, wc: Any, input: Any) -> str:
         """``--tsnr``, ``--glm`` and ``--nordic-json`` arguments of the subject's diagnostics."""
         tsnr, glm, sidecars = self._diagnostics_items(wc.subject)
         args = [f"--tsnr {' '.join(map(str, t))}" for t in tsnr]
@@ -354,7 +354,7 @@ class SubjectPlan(SessionPlan):
         top = ("nordic-optcom" if "nordic-optcom" in shown else shown[-1]) if shown else None
         return shown, top
 
-    def report_inputs(self, wc: Any) -> dict[str, Any]:
+    def _report_inputs(self, wc: Any) -> dict[str, Any]:
         """Every input the subject's report shows that this config produces."""
         sub = wc.subject
         ses = self.report_session(sub)
@@ -392,7 +392,7 @@ class SubjectPlan(SessionPlan):
             files["diagnostics"] = self.diagnostics_outputs(sub)["tsv"]
         return files
 
-    def report_args(self, wc: Any, input: Any) -> str:
+    def _report_args(self, wc: Any, input: Any) -> str:
         """Command-line arguments for the report inputs present."""
         sub = wc.subject
         ses = self.report_session(sub)
