@@ -41,7 +41,8 @@ demo: setup
 		$(BIN)/echoprep simulate "$(DEMO_DIR)/bids" --preset "$(DEMO_PRESET)"; \
 	fi
 	$(BIN)/snakemake --configfile config/demo.yaml --cores $(CORES) \
-		--config bids_dir=$(DEMO_DIR)/bids output_dir=$(DEMO_DIR)/results work_dir=$(DEMO_DIR)/work
+		--config "bids_dir=$(DEMO_DIR)/bids" "output_dir=$(DEMO_DIR)/results" \
+		"work_dir=$(DEMO_DIR)/work"
 
 lint: setup
 	$(BIN)/ruff check .

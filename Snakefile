@@ -8,8 +8,6 @@ HPC:   snakemake --profile profiles/slurm --config bids_dir=/path/to/bids
 import sys
 from pathlib import Path
 
-from snakemake.exceptions import WorkflowError
-
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from echoprep.config import ConfigError, validate_config
@@ -21,11 +19,19 @@ configfile: "config/config.yaml"
 report: "workflow/report/workflow.rst"
 
 
+def refuse(message):
+    """Stop with ``message`` alone (every problem and its fix), exit status 1: no Snakemake
+    error header or traceback frame around it. Used for refused configs and inputs, also
+    from input functions (the plan's targets, the cluster preflight)."""
+    print(message, file=sys.stderr)
+    sys.exit(1)
+
+
 try:
     # --config values arrive as text unless plain numbers: the schema decides how to read them
     _validated = validate_config(config, command_line=workflow.config_settings.config)
 except ConfigError as exc:
-    raise WorkflowError(str(exc)) from None
+    refuse(str(exc))
 config.clear()
 config.update(_validated)
 

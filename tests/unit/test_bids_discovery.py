@@ -384,7 +384,7 @@ def test_missing_events(root: Path) -> None:
         "file of sub-01 ses-01 task-images run-02 (TSV with columns onset, duration, "
         "trial_type, stim_name); found no such file. Fix: add "
         "sub-01_ses-01_task-images_run-02_events.tsv next to the BOLD files, or move the run "
-        "out of the dataset (e.g. to sourcedata/); without events use require_events=False"
+        "out of the dataset (e.g. its files to sourcedata/)"
     )
 
 
@@ -503,9 +503,11 @@ def test_session_not_found(root: Path) -> None:
 def test_several_tasks(root: Path) -> None:
     make_bids_tree(root, task="rest", runs=("01",), t1w=False)
     (p,) = problems_of(root)
-    assert p.expected == "BOLD runs of one task, or the task to process chosen with task=..."
+    assert p.expected == (
+        "BOLD runs of one task, or the task to process chosen with the config key task"
+    )
     assert p.found == "several tasks: task-images (2 runs), task-rest (1 runs)"
-    assert p.fix == "choose one, e.g. task='images'"
+    assert p.fix == "choose one, e.g. --config task=images (echoprep discover --task images)"
     assert len(discover(root, task="rest").runs) == 1
 
 
@@ -577,6 +579,16 @@ def test_phase_without_magnitude(root: Path) -> None:
     )
     assert p.found == "no magnitude image for echo-2"
     assert "delete the orphan phase image" in p.fix
+
+
+def test_a_run_with_phase_only_and_a_fieldmap_is_named_not_a_crash(tmp_path: Path) -> None:
+    """Every magnitude of a run gone, fieldmaps present: one problem per orphan phase image
+    (it crashed with ``min() arg is an empty sequence`` checking the fieldmap's sidecars)."""
+    root = make_bids_tree(tmp_path / "b", runs=("01", "02"), data=False, fieldmap=True)
+    for echo in (1, 2, 3):
+        remove(bold_path(root, run="02", echo=echo))
+    found = problems_of(root, n=3, use_fieldmaps=True)
+    assert [p.found for p in found] == [f"no magnitude image for echo-{e}" for e in (1, 2, 3)]
 
 
 def test_magnitude_without_phase(root: Path) -> None:
@@ -711,7 +723,10 @@ def test_require_t1w(root: Path) -> None:
     (p,) = problems_of(root, require_t1w=True)
     assert p.file == "sub-01/anat/sub-01_T1w.nii.gz"
     assert p.found == "no *_T1w.nii[.gz] for this subject"
-    assert "require_t1w=False" in p.fix
+    assert p.fix.endswith(
+        "or keep the functional grid native, which needs no T1w "
+        "(--config 'spatial={output_space: native}')"
+    )
 
 
 def test_slice_timing_length(root: Path) -> None:

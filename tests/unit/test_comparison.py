@@ -349,7 +349,7 @@ def test_cli(tmp_path):
     sub = _subject_paths(tmp_path / "cmp", "01")
     argv = ["comparison", "subject"]
     for e in entries:
-        argv += ["--entry", *cmp.entry_words(e.__dict__).split()]
+        argv += ["--entry", *cmp.entry_words(e.__dict__)]
     argv += ["--options-json", '{"bootstrap": 10}']
     argv += ["--out", *(f"{k}={v}" for k, v in sub.items())]
     args = build_parser("comparison").parse_args(argv)

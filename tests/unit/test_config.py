@@ -171,3 +171,45 @@ def test_command_line_overrides_a_files_values():
     cfg = validate_config({**given, **overrides}, command_line=overrides)
     assert cfg["seed"] == 5 and cfg["bids_dir"] == "a"
     assert cfg["nordic"]["enabled"] is False and cfg["nordic"]["factor_error"] == 2.0
+
+
+def test_output_and_work_inside_the_raw_dataset_are_refused_derivatives_allowed(tmp_path):
+    """Writing into the raw dataset (a dry run wrote work/bids_index there, and the next run
+    found the workflow's files as inputs) is refused with both problems and the fix; below
+    the dataset's derivatives/ and outside it are fine."""
+    bids = tmp_path / "bids"
+    with pytest.raises(ConfigError) as err:
+        validate_config(
+            {"bids_dir": str(bids), "output_dir": str(bids / "out"), "work_dir": str(bids)}
+        )
+    msg = str(err.value)
+    assert msg.startswith("2 problem(s) in the echoprep configuration:")
+    assert (
+        f"output_dir: expected a folder outside the raw dataset bids_dir ({bids}) or below its "
+        f"derivatives/ folder; found {bids / 'out'}."
+    ) in msg
+    assert f"Fix: --config output_dir={bids / 'derivatives' / 'echoprep'} (or a folder" in msg
+    assert f"work_dir: expected a folder outside the raw dataset bids_dir ({bids})" in msg
+    assert f"Fix: --config work_dir={bids / 'derivatives' / 'echoprep'}/work" in msg
+    ok = validate_config(
+        {
+            "bids_dir": str(bids),
+            "output_dir": str(bids / "derivatives" / "echoprep"),
+            "work_dir": str(tmp_path / "work"),
+        }
+    )
+    assert ok["output_dir"].endswith("derivatives/echoprep")
+    # a sibling whose name starts like the dataset's is outside it
+    validate_config({"bids_dir": str(bids), "output_dir": str(tmp_path / "bids-out")})
+
+
+def test_a_label_list_given_as_one_number_says_how_to_quote_it():
+    """``--config participant_label=01`` arrives as the number 1: the message says why and
+    gives the quoted list that works."""
+    with pytest.raises(ConfigError) as err:
+        validate_config({"bids_dir": "/x", "participant_label": 1})
+    assert str(err.value).endswith(
+        "participant_label: expected a list; found 1. Fix: give a quoted YAML list, e.g. "
+        "--config 'participant_label=[\"01\"]' (--config reads a bare 01 as the number 1), "
+        "or a YAML list in your --configfile."
+    )

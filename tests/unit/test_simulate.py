@@ -182,6 +182,19 @@ def test_refuses_foreign_or_existing_folders(tiny: Path, tmp_path: Path) -> None
         simulate_dataset(tiny, "demo", subject_offset=5)
 
 
+def test_cli_refusals_are_messages_in_command_line_terms(tiny: Path, tmp_path: Path, capsys):
+    """An existing subject, --runs 0: exit 2 with the fix as flags, no traceback."""
+    from echoprep.cli import main as cli_main
+
+    assert cli_main(["simulate", str(tiny), "--preset", "tiny"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"echoprep simulate: {tiny} already has sub-01. Fix:")
+    assert "--subject-offset 1" in err and "Traceback" not in err
+    assert cli_main(["simulate", str(tmp_path / "z"), "--runs", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err == "echoprep simulate: --runs (runs=): expected at least 1; found 0\n"
+
+
 def test_log_linear_t2star_fit_recovers_truth(tiny: Path) -> None:
     tp = truth_paths(tiny, "01")
     brain = nib.load(tp["brain_mask"]).get_fdata() > 0

@@ -22,7 +22,7 @@ from echoprep.stages.combine import (
     run_optcom,
     run_tedana,
 )
-from echoprep.stages.combine.ica import ComponentChoice, cap_components
+from echoprep.stages.combine.ica import MIN_COMPONENTS, ComponentChoice, cap_components
 
 TES = [0.011, 0.02882, 0.04662]
 
@@ -73,10 +73,10 @@ def test_impossible_choices_are_explained():
         choose_components("aic", nordic_tedpca="mdl", raw_components=None, n_volumes=120)
     with pytest.raises(
         ValueError,
-        match=r"without NORDIC between 1 and 119 \(the run has 120 volumes\); found 120",
+        match=r"without NORDIC between 2 and 119 \(the run has 120 volumes\); found 120",
     ):
         choose_components("aic", nordic_tedpca="raw_run", raw_components=120, n_volumes=120)
-    with pytest.raises(ValueError, match=r"from tedana.nordic_tedpca between 1 and 89 .* found 0"):
+    with pytest.raises(ValueError, match=r"from tedana.nordic_tedpca between 2 and 89 .* found 0"):
         choose_components("aic", nordic_tedpca="0", raw_components=None, n_volumes=90)
     with pytest.raises(
         ValueError, match=r"fallback fraction of the volumes in \(0, 1\); found 1.5"
@@ -299,3 +299,19 @@ def test_config_defaults_and_refusals():
     ):
         with pytest.raises(ConfigError, match=re.escape(msg)):
             validate_config({"bids_dir": "/d", "tedana": bad})
+
+
+def test_an_estimate_below_two_components_is_raised_to_the_floor():
+    """Nearly one-dimensional data (strong low-dimensional responses at tSNR 8): the criterion
+    estimated 1 component and tedana crashed, stopping the workflow. The floor replaces such an
+    estimate, with or without a cap, and says why."""
+    aic = ComponentChoice("aic", "tedana.tedpca = aic")
+    one = {"aic": 1, "kic": 1, "mdl": 1}
+    for cap in (0.5, None):
+        used = cap_components(aic, one, cap, 163)
+        assert used.tedpca == MIN_COMPONENTS == 2
+        assert used.source == (
+            "tedana.tedpca = aic: estimated 1 component(s) of 163 volumes, fewer than the 2 "
+            "tedana's ICA needs (nearly one-dimensional data); 2 used"
+        )
+    assert cap_components(aic, {"aic": 2, "kic": 2, "mdl": 1}, 0.5, 163) is aic

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
@@ -69,7 +70,10 @@ def test_two_problems_at_once_are_both_listed_at_dag_build(tmp_path):
         "sub-01/ses-01/anat/sub-01_ses-01_T1w.nii.gz: expected a 3-D anatomical image; found "
         "shape (40, 40, 40, 3)" in err
     ), err
-    assert "Traceback" not in err
+    # the message alone: no Snakemake error header or frame ("WorkflowError in file
+    # .../common.smk, line 39" and 'File ".../common.smk", line 39, in <module>' before)
+    assert "Traceback" not in err and "Error in file" not in err and 'File "' not in err, err
+    assert res.returncode == 1
     assert not (tmp_path / "out").exists()  # nothing ran
 
 
@@ -104,6 +108,7 @@ def test_config_mistakes_are_refused_with_the_working_forms(tmp_path):
     err = res.stdout + res.stderr
     assert res.returncode != 0
     assert "nordic: expected a section (a mapping of keys to values); found 'off'" in err, err
+    assert res.returncode == 1 and 'File "' not in err and "Error in file" not in err, err
     assert "--config 'nordic={enabled: false}'" in err and "--configfile overrides.yaml" in err
     # config/config.yaml names no dataset: a plain run says how to give one
     res = snakemake("-n", config={"output_dir": tmp_path / "out", "work_dir": tmp_path / "w"})
@@ -116,3 +121,30 @@ def test_config_mistakes_are_refused_with_the_working_forms(tmp_path):
     res = snakemake("-n", config={**_config(tmp_path, bids), "nordic.enabled": "false"})
     assert res.returncode != 0
     assert "Config entry must start with a valid identifier" in res.stdout + res.stderr
+
+
+@pytest.mark.parametrize(
+    "more", [{}, {"nordic": "{enabled: false}"}], ids=["default", "nordic-off"]
+)
+def test_paths_with_spaces_stay_whole_in_every_command(tmp_path: Path, more):
+    """bids_dir, output_dir and work_dir with a space: every printed shell command splits (as
+    the shell splits it) into words that never cut a path at the space, so every path reaches
+    its stage whole (rules quote their files with ``:q``, the plan's arguments with one
+    helper, ``echoprep.plan._base._words``)."""
+    bids = make_bids_tree(
+        tmp_path / "raw ds" / "bids", sessions=("01", "02"), data=False, fieldmap=True
+    )
+    config = {
+        "bids_dir": bids,
+        "output_dir": tmp_path / "out ds",
+        "work_dir": tmp_path / "work ds",
+        **more,
+    }
+    out = dry_run(config, "-p", "--cores", "2")
+    commands = shell_commands(out, "")
+    assert len(commands) > 30
+    for command in commands:
+        words = shlex.split(command)
+        cut = [w for w in words if w == "ds" or w.startswith("ds/") or "=ds/" in w]
+        assert cut == [], command
+        assert any(" ds/" in w for w in words), command  # the test sees the paths at all

@@ -27,20 +27,24 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    out = simulate_dataset(
-        args.out,
-        args.preset,
-        seed=args.seed,
-        subjects=args.subjects,
-        sessions=args.sessions,
-        runs=args.runs,
-        motion=args.motion,
-        fieldmap=args.fieldmap,
-        distortion=args.distortion,
-        phase=not args.no_phase,
-        subject_offset=args.subject_offset,
-        response=args.response,
-    )
+    try:
+        out = simulate_dataset(
+            args.out,
+            args.preset,
+            seed=args.seed,
+            subjects=args.subjects,
+            sessions=args.sessions,
+            runs=args.runs,
+            motion=args.motion,
+            fieldmap=args.fieldmap,
+            distortion=args.distortion,
+            phase=not args.no_phase,
+            subject_offset=args.subject_offset,
+            response=args.response,
+        )
+    except (ValueError, FileExistsError) as exc:  # refused arguments: a message, no traceback
+        print(f"echoprep simulate: {exc}", file=sys.stderr)
+        return 2
     print(out)
     return 0
 
@@ -190,7 +194,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     sim = sub.add_parser("simulate", help="write a simulated multi-echo BIDS dataset")
     sim.add_argument("out", type=Path, help="folder to create")
-    sim.add_argument("--preset", choices=["tiny", "demo", "laion"], default="tiny")
+    sim.add_argument("--preset", choices=["tiny", "demo", "regime", "laion"], default="tiny")
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--subjects", type=int, default=None, help="number of subjects")
     sim.add_argument("--sessions", type=int, default=None, help="sessions per subject")

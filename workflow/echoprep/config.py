@@ -193,6 +193,22 @@ def _message(err: jsonschema.ValidationError) -> str:
         )
     if (
         err.validator == "type"
+        and "array" in _types(err.schema)
+        and not isinstance(err.instance, list | dict)
+    ):
+        key = ".".join(str(p) for p in err.absolute_path)
+        on_the_command_line = (
+            f"a quoted YAML list, e.g. --config '{key}=[\"01\"]' (--config reads a bare 01 "
+            "as the number 1), or "
+            if "." not in key
+            else ""
+        )
+        return (
+            f"{_where(err)}: expected a list; found {err.instance!r}. Fix: give "
+            f"{on_the_command_line}a YAML list in your --configfile."
+        )
+    if (
+        err.validator == "type"
         and "object" in _types(err.schema)
         and not isinstance(err.instance, dict)
     ):
@@ -239,9 +255,34 @@ def validate_config(
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(filled), key=lambda e: list(e.absolute_path))
     problems += [_message(err) for err in errors]
+    if not errors:
+        problems += _folder_problems(filled)
     if problems:
         raise ConfigError(
             f"{len(problems)} problem(s) in the echoprep configuration:\n"
             + "\n".join(f"  {i}. {line}" for i, line in enumerate(problems, 1))
         )
     return filled
+
+
+def _folder_problems(config: Mapping[str, Any]) -> list[str]:
+    """``output_dir`` or ``work_dir`` inside the raw dataset (``bids_dir``), outside its
+    ``derivatives/`` folder: the workflow would write into the dataset it reads (invalid BIDS
+    for other tools, and the next discovery finds the workflow's own files as inputs).
+    Paths are compared resolved (relative ones from the working directory)."""
+    if not isinstance(config.get("bids_dir"), str):
+        return []
+    bids = Path(config["bids_dir"]).resolve()
+    problems = []
+    for key in ("output_dir", "work_dir"):
+        folder = Path(str(config[key])).resolve()
+        if folder.is_relative_to(bids / "derivatives") or not folder.is_relative_to(bids):
+            continue
+        problems.append(
+            f"{key}: expected a folder outside the raw dataset bids_dir ({bids}) or below its "
+            f"derivatives/ folder; found {folder}. The workflow writes there, and files written "
+            "inside a raw BIDS dataset make it invalid for other tools and are found as inputs "
+            f"by the next run. Fix: --config {key}={bids / 'derivatives' / 'echoprep'}"
+            f"{'/work' if key == 'work_dir' else ''} (or a folder outside {bids})"
+        )
+    return problems

@@ -86,10 +86,10 @@ rule tedana:
     message:
         "tedana ICA denoising {wildcards.run_prefix} ({wildcards.nordic})"
     shell:
-        "python -m echoprep combine denoised --echo {input.echoes} {params.args}"
+        "python -m echoprep combine denoised --echo {input.echoes:q} {params.args}"
         " --options-json {params.options:q} {params.nordic} --seed {params.seed}"
-        " --work-dir {params.work} --threads {threads}"
-        " --out bold={output.bold} metrics={output.metrics} mixing={output.mixing} 2> {log}"
+        " --work-dir {params.work:q} --threads {threads}"
+        " --out bold={output.bold:q} metrics={output.metrics:q} mixing={output.mixing:q} 2> {log:q}"
 
 
 use rule tedana as tedana_nordic with:

@@ -4,9 +4,8 @@
 
 import os
 import sys
+from shlex import quote as _quote
 from pathlib import Path
-
-from snakemake.exceptions import WorkflowError
 
 from echoprep.io.bids import BIDSInputError, discover
 from echoprep.plan import Plan, PlanError, RuleHooks
@@ -37,7 +36,7 @@ try:
         trust_cache=not workflow.is_main_process,
     )
 except BIDSInputError as exc:
-    raise WorkflowError(str(exc)) from None
+    refuse(str(exc))
 
 # the specs mark temporary outputs with Snakemake's temp and read the cluster profile's groups
 # (known once the executor is, after the rules are parsed)
@@ -60,7 +59,7 @@ def all_targets(wildcards):
     try:
         return PLAN.targets()
     except PlanError as exc:
-        raise WorkflowError(str(exc)) from None
+        refuse(str(exc))
 
 
 def print_warning(message):
@@ -74,7 +73,7 @@ def preflight(wildcards):
     try:
         check_workflow(workflow, config, sys.argv, warn=print_warning)
     except PreflightError as exc:
-        raise WorkflowError(str(exc)) from None
+        refuse(str(exc))
     return []
 
 
@@ -106,7 +105,7 @@ STEP_COMMANDS = {
     ),
     "optcom": (
         "python -m echoprep combine optcom --echo {params.combine_echo} {params.combine_args}"
-        " --options-json {params.optcom_options:q} --work-dir {params.work} --threads 1"
+        " --options-json {params.optcom_options:q} --work-dir {params.work:q} --threads 1"
         " --out bold={output.optcom_bold:q} t2star={output.optcom_t2star:q}"
         " s0={output.optcom_s0:q} mask={output.optcom_mask:q}"
     ),
@@ -115,7 +114,7 @@ STEP_COMMANDS = {
 
 def step_shell(steps):
     """The shell command of a job running ``steps`` one after another, stderr to its log."""
-    return "( " + " && ".join(STEP_COMMANDS[s] for s in steps) + " ) 2> {log}"
+    return "( " + " && ".join(STEP_COMMANDS[s] for s in steps) + " ) 2> {log:q}"
 
 
 wildcard_constraints:
@@ -146,10 +145,12 @@ _deployed = {m.name for m in workflow.deployment_settings.deployment_method}
 _path = (
     ""
     if _deployed & {"CONDA", "APPTAINER"}
-    else f"export PATH={Path(sys.prefix) / 'bin'}:$PATH; "
+    else f"export PATH={_quote(str(Path(sys.prefix) / 'bin'))}:$PATH; "
 )
 shell.prefix(
-    # the prefix is formatted like a shell command: braces for the shell are doubled twice
-    f"set -euo pipefail; {_path}export PYTHONPATH={PKG_DIR}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
-    f"export MPLCONFIGDIR={MPLCONFIGDIR}; "
+    # the prefix is formatted like a shell command: braces for the shell are doubled twice;
+    # paths quoted (a checkout or work_dir with a space)
+    f"set -euo pipefail; {_path}"
+    f"export PYTHONPATH={_quote(str(PKG_DIR))}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+    f"export MPLCONFIGDIR={_quote(MPLCONFIGDIR)}; "
 )

@@ -44,5 +44,5 @@ rule dataset_description:
     message:
         "Dataset description {wildcards.folder}/"
     shell:
-        "python -m echoprep describe {output} --source {params.source:q}"
-        " --config-file {input.config:q} 2> {log}"
+        "python -m echoprep describe {output:q} --source {params.source:q}"
+        " --config-file {input.config:q} 2> {log:q}"

@@ -28,7 +28,7 @@ rule glm_analysis_mask:
         "GLM analysis mask {wildcards.ses_prefix}"
     shell:
         "python -m echoprep analysis-mask {params.args} --options-json {params.options:q}"
-        " --out mask={output.mask} 2> {log}"
+        " --out mask={output.mask:q} 2> {log:q}"
 
 
 _spec = PLAN.spec("glm")
@@ -53,9 +53,9 @@ rule glm:
     message:
         "GLMsingle {wildcards.ses_prefix} ({wildcards.nordic}-{wildcards.combine})"
     shell:
-        "python -m echoprep glm --bold {input.bold} --events {input.events}"
+        "python -m echoprep glm --bold {input.bold:q} --events {input.events:q}"
         " {params.session} --options-json {params.options:q} --seed {params.seed}"
-        " --threads {threads} --out {params.out} 2> {log}"
+        " --threads {threads} --out {params.out} 2> {log:q}"
 
 
 # Type-B single-trial betas (assumed HRF, least squares: no GLMdenoise PCs, no ridge) of the
@@ -84,10 +84,10 @@ rule glm_reference:
     message:
         "GLM type-B reference {wildcards.ses_prefix} ({wildcards.nordic}-{wildcards.combine})"
     shell:
-        "python -m echoprep glm --bold {input.bold} --events {input.events}"
+        "python -m echoprep glm --bold {input.bold:q} --events {input.events:q}"
         " {params.session} --options-json {params.options:q} --seed {params.seed}"
-        " --threads {threads} --stop-at typeb --out betas_typeb={output.betas_typeb}"
-        " 2> {log}"
+        " --threads {threads} --stop-at typeb --out betas_typeb={output.betas_typeb:q}"
+        " 2> {log:q}"
 
 
 _spec = PLAN.spec("noiseceiling_session")
@@ -112,8 +112,8 @@ rule noiseceiling_session:
     message:
         "Noise ceiling {wildcards.ses_prefix} ({wildcards.nordic}-{wildcards.combine})"
     shell:
-        "python -m echoprep noiseceiling session --betas {input.betas} --trials {input.trials}"
-        " --mask {input.mask} {params.space} --out nc={output.nc} 2> {log}"
+        "python -m echoprep noiseceiling session --betas {input.betas:q} --trials {input.trials:q}"
+        " --mask {input.mask:q} {params.space} --out nc={output.nc:q} 2> {log:q}"
 
 
 _spec = PLAN.spec("noiseceiling_subject")
@@ -138,9 +138,9 @@ rule noiseceiling_subject:
     message:
         "Noise ceiling {wildcards.sub_prefix}, all sessions ({wildcards.nordic}-{wildcards.combine})"
     shell:
-        "python -m echoprep noiseceiling subject --betas {input.betas} --trials {input.trials}"
-        " --mask {input.mask} --r2 {input.r2} {params.space} --out allrep={output.allrep}"
-        " r2mean={output.r2mean} ncsnr={output.ncsnr} 2> {log}"
+        "python -m echoprep noiseceiling subject --betas {input.betas:q} --trials {input.trials:q}"
+        " --mask {input.mask:q} --r2 {input.r2:q} {params.space} --out allrep={output.allrep:q}"
+        " r2mean={output.r2mean:q} ncsnr={output.ncsnr:q} 2> {log:q}"
 
 
 _spec = PLAN.spec("noiseceiling_repeats")
@@ -164,5 +164,5 @@ rule noiseceiling_repeats:
     message:
         "Noise ceiling for {wildcards.nrep} repeats {wildcards.sub_prefix} ({wildcards.nordic}-{wildcards.combine})"
     shell:
-        "python -m echoprep noiseceiling repeats --ncsnr {input.ncsnr} --repeats {wildcards.nrep}"
-        " {params.space} --out nc={output.nc} 2> {log}"
+        "python -m echoprep noiseceiling repeats --ncsnr {input.ncsnr:q} --repeats {wildcards.nrep}"
+        " {params.space} --out nc={output.nc:q} 2> {log:q}"

@@ -26,7 +26,7 @@ rule publish_session:
     message:
         "Publish LAION layout {wildcards.ses_prefix}"
     shell:
-        "python -m echoprep publish {params.args} --options-json {params.options:q} 2> {log}"
+        "python -m echoprep publish {params.args} --options-json {params.options:q} 2> {log:q}"
 
 
 _spec = PLAN.spec("publish_subject")
@@ -50,7 +50,7 @@ rule publish_subject:
     message:
         "Publish LAION layout sub-{wildcards.subject}: meanR2gt15mask, noise ceiling"
     shell:
-        "python -m echoprep publish {params.args} --options-json {params.options:q} 2> {log}"
+        "python -m echoprep publish {params.args} --options-json {params.options:q} 2> {log:q}"
 
 
 _spec = PLAN.spec("publish_repeats")
@@ -74,7 +74,7 @@ rule publish_repeats:
     message:
         "Publish LAION layout sub-{wildcards.subject}: {wildcards.nrep}-repeat noise ceiling"
     shell:
-        "python -m echoprep publish {params.args} --options-json {params.options:q} 2> {log}"
+        "python -m echoprep publish {params.args} --options-json {params.options:q} 2> {log:q}"
 
 
 _spec = PLAN.spec("publish_roi")
@@ -100,4 +100,4 @@ rule publish_roi:
     message:
         "Publish LAION layout sub-{wildcards.subject}: ROI {wildcards.laion_roi}"
     shell:
-        "python -m echoprep publish {params.args} --options-json {params.options:q} 2> {log}"
+        "python -m echoprep publish {params.args} --options-json {params.options:q} 2> {log:q}"

@@ -28,7 +28,7 @@ rule comparison_subject:
     shell:
         "python -m echoprep comparison subject {params.entries}"
         " --options-json {params.options:q} --seed {params.seed}"
-        " --out tsv={output.tsv} bootstrap={output.bootstrap} 2> {log}"
+        " --out tsv={output.tsv:q} bootstrap={output.bootstrap:q} 2> {log:q}"
 
 
 _spec = PLAN.spec("comparison")
@@ -59,10 +59,10 @@ rule comparison:
     message:
         "Variant comparison, all subjects"
     shell:
-        "python -m echoprep comparison group --table {input.tables}"
-        " --bootstrap-table {input.bootstraps} --options-json {params.options:q}"
-        " --out tsv={output.tsv} png={output.png} svg={output.svg} json={output.json}"
-        " 2> {log}"
+        "python -m echoprep comparison group --table {input.tables:q}"
+        " --bootstrap-table {input.bootstraps:q} --options-json {params.options:q}"
+        " --out tsv={output.tsv:q} png={output.png:q} svg={output.svg:q} json={output.json:q}"
+        " 2> {log:q}"
 
 
 _spec = PLAN.spec("nordic_diagnostics")
@@ -87,8 +87,8 @@ rule nordic_diagnostics:
     message:
         "NORDIC diagnostics sub-{wildcards.subject}"
     shell:
-        "python -m echoprep diagnostics --subject {wildcards.subject} --roi {input.roi}"
-        " --brain {input.brain} {params.args} --out tsv={output.tsv} 2> {log}"
+        "python -m echoprep diagnostics --subject {wildcards.subject} --roi {input.roi:q}"
+        " --brain {input.brain:q} {params.args} --out tsv={output.tsv:q} 2> {log:q}"
 
 
 _spec = PLAN.spec("subject_report")
@@ -118,4 +118,4 @@ rule subject_report:
         "HTML report sub-{wildcards.subject}"
     shell:
         "python -m echoprep report {params.args} --config-file {input.config:q}"
-        " --options-json {params.options:q} --out html={output} 2> {log}"
+        " --options-json {params.options:q} --out html={output:q} 2> {log:q}"

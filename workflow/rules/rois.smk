@@ -25,10 +25,10 @@ rule roi_visual:
     message:
         "Visual ROI sub-{wildcards.subject} res-{wildcards.roi_res}"
     shell:
-        "python -m echoprep rois visual --betas {input.betas} --trials {input.trials}"
-        " --summary {input.summary} --onoff-r2 {input.onoff_r2} --brain-mask {input.mask}"
-        " --analysis-mask {input.analysis} --options-json {params.options:q}"
-        " --variant {params.variant} --out mask={output.mask} 2> {log}"
+        "python -m echoprep rois visual --betas {input.betas:q} --trials {input.trials:q}"
+        " --summary {input.summary:q} --onoff-r2 {input.onoff_r2:q} --brain-mask {input.mask:q}"
+        " --analysis-mask {input.analysis:q} --options-json {params.options:q}"
+        " --variant {params.variant:q} --out mask={output.mask:q} 2> {log:q}"
 
 
 _spec = PLAN.spec("roi_mask")
@@ -55,8 +55,8 @@ rule roi_mask:
     message:
         "ROI {wildcards.roi_category}/{wildcards.roi_label} sub-{wildcards.subject} res-{wildcards.roi_res}"
     shell:
-        "python -m echoprep rois mask --mask {input.mask} --reference {input.reference}"
-        " {params.args} --out mask={output.mask} 2> {log}"
+        "python -m echoprep rois mask --mask {input.mask:q} --reference {input.reference:q}"
+        " {params.args} --out mask={output.mask:q} 2> {log:q}"
 
 
 _spec = PLAN.spec("roi_table")
@@ -80,5 +80,5 @@ rule roi_table:
     message:
         "ROI table {wildcards.ses_prefix} ({wildcards.nordic}-{wildcards.combine})"
     shell:
-        "python -m echoprep rois table --nc {input.nc} --r2 {input.r2} --masks {input.masks}"
-        " --variant {params.variant} --out tsv={output.tsv} 2> {log}"
+        "python -m echoprep rois table --nc {input.nc:q} --r2 {input.r2:q} --masks {input.masks:q}"
+        " --variant {params.variant:q} --out tsv={output.tsv:q} 2> {log:q}"

@@ -33,7 +33,7 @@ rule spatial_reference:
     shell:
         "python -m echoprep spatial run --echo {input.echo:q} {params.args}"
         " --options-json {params.options:q} --threads {threads}"
-        " --out boldref={output.boldref:q} 2> {log}"
+        " --out boldref={output.boldref:q} 2> {log:q}"
 
 
 # A run's geometry as a job of its own, only when no per-run chain runs it as its first step
@@ -92,7 +92,7 @@ rule spatial_subject:
         "python -m echoprep spatial subject --boldref {input.boldref:q} --t1w {input.t1w:q}"
         " --mask {input.mask:q} --options-json {params.options:q} --seed {params.seed}"
         " --threads {threads} --out boldref={output.boldref:q}"
-        " brain_mask={output.brain_mask:q} xfm={output.xfm:q} 2> {log}"
+        " brain_mask={output.brain_mask:q} xfm={output.xfm:q} 2> {log:q}"
 
 
 # The raw side's per-run chain (one job per run, echoprep.plan.chains): every echo of the raw

@@ -106,6 +106,7 @@ ENTRY_KEYS = (
 )
 
 
-def entry_words(entry: Mapping[str, object]) -> str:
-    """The ``--entry`` words of one entry: ``key=value`` for the :data:`ENTRY_KEYS` given."""
-    return " ".join(f"{k}={entry[k]}" for k in ENTRY_KEYS if entry.get(k) is not None)
+def entry_words(entry: Mapping[str, object]) -> list[str]:
+    """The ``--entry`` words of one entry: ``key=value`` for the :data:`ENTRY_KEYS` given
+    (unquoted: the caller quotes each for a shell)."""
+    return [f"{k}={entry[k]}" for k in ENTRY_KEYS if entry.get(k) is not None]

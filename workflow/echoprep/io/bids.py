@@ -439,9 +439,9 @@ def _discover(
     if task_label is None and len(tasks) > 1:
         log.add(
             "sub-*/[ses-*/]func/*_bold.nii.gz",
-            "BOLD runs of one task, or the task to process chosen with task=...",
+            "BOLD runs of one task, or the task to process chosen with the config key task",
             f"several tasks: {listing}",
-            f"choose one, e.g. task={tasks[0]!r}",
+            f"choose one, e.g. --config task={tasks[0]} (echoprep discover --task {tasks[0]})",
         )
         task_label = None
         task_ok = False
@@ -509,6 +509,8 @@ def _discover(
             if not scan.mags and not scan.phases:
                 continue
             check_parts(log, scan)
+            if not scan.mags:  # phase only: check_parts named it; nothing else to check
+                continue
             check_headers(log, lambda p: index.header(p, root), scan)
             check_metadata(log, index.metadata, scan, index.broken)
             ev = events.get((sub, ses, task_label, run, acq)) or events.get(
@@ -598,7 +600,8 @@ def _discover(
                     "anat/)",
                     "no *_T1w.nii[.gz] for this subject",
                     "add the T1w (a separate anatomical session such as ses-PrismaAnat is "
-                    "fine), or run without requiring a T1w (require_t1w=False)",
+                    "fine), or keep the functional grid native, which needs no T1w "
+                    "(--config 'spatial={output_space: native}')",
                 )
             continue
         path = candidates[0].path

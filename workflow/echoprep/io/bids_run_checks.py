@@ -390,7 +390,7 @@ def check_events(log: ProblemLog, scan: RunScan, events: Path | None, require: b
                 f"the events file of {scan.title} (TSV with columns {EVENTS_COLUMNS_DOCUMENTED})",
                 "no such file",
                 f"add {expected.name} next to the BOLD files, or move the run out of the "
-                "dataset (e.g. to sourcedata/); without events use require_events=False",
+                "dataset (e.g. its files to sourcedata/)",
             )
         return
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -47,7 +47,10 @@ def _count_rows(path: Path, size: int, mtime_ns: int) -> int:
         return max(0, sum(1 for line in fh if line.strip()) - 1)
 
 
-def _words(args: list[Any]) -> str:
+def _words(args: Iterable[Any]) -> str:
+    """Shell words: each argument quoted for the shell (``shlex.quote``), joined by spaces.
+    The one quoting helper of every command-line argument the plan builds; a rule's own
+    ``{input.x}``, ``{output.x}`` and ``{log}`` are quoted by Snakemake's ``:q``."""
     return " ".join(shlex.quote(str(a)) for a in args)
 
 

@@ -264,7 +264,7 @@ class ChainPlan(RunPlan):
         for step in combines:
             params[f"{step}_options"] = self.options(step)
         if "optcom" in combines:
-            params["work"] = shlex.quote(self.combine_work_dir(side))
+            params["work"] = self.combine_work_dir(side)
         return params
 
     def _resample_params(self, side: str) -> dict[str, Any]:
@@ -302,7 +302,7 @@ class ChainPlan(RunPlan):
             f"{step}_options": self.options(step),
         }
         if combine == "optcom":
-            params["work"] = lambda wc: shlex.quote(self.combine_work_dir(wc.nordic))
+            params["work"] = lambda wc: self.combine_work_dir(wc.nordic)
         return params
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
@@ -28,11 +27,7 @@ def _echo_out_words(
     """``KEY=PATH`` words for ``--out``: every output key (sidecars are written with their
     image) of every echo of ``run`` in its order, from a job's ``output`` (keys
     ``<prefix>echo<E>_<key>``)."""
-    return " ".join(
-        f"{k}={shlex.quote(str(output[f'{prefix}echo{e.echo}_{k}']))}"
-        for e in run.echoes
-        for k in outputs
-    )
+    return _words(f"{k}={output[f'{prefix}echo{e.echo}_{k}']}" for e in run.echoes for k in outputs)
 
 
 class RunPlan(BasePlan):
@@ -247,7 +242,7 @@ class RunPlan(BasePlan):
     def _anat_out_args(self, wc: Any, output: Any) -> str:
         """``KEY=PATH`` words of the anatomy rule's ``--out``."""
         keys = [k for k in self.anat_outputs() if not k.endswith("_json")]
-        return " ".join(f"{k}={shlex.quote(str(output[k]))}" for k in keys)
+        return _words(f"{k}={output[k]}" for k in keys)
 
     def _anat_t1w(self, wc: Any) -> str:
         """The subject's T1w (any session's anat/)."""

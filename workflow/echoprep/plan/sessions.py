@@ -138,7 +138,7 @@ class SessionPlan(ChainPlan):
 
     def _glm_out_args(self, wc: Any, output: Any) -> str:
         """``KEY=PATH`` words of the glm rule's ``--out`` (no sidecars: the stage writes them)."""
-        return " ".join(f"{k}={v}" for k, v in output.items() if not k.endswith("_json"))
+        return _words(f"{k}={v}" for k, v in output.items() if not k.endswith("_json"))
 
     def reference_outputs(
         self,
@@ -212,7 +212,7 @@ class SessionPlan(ChainPlan):
         space = self.space()
         if space:
             args += ["--space", space]
-        return " ".join(args)
+        return _words(args)
 
     def reference_variant(self) -> str | None:
         """The variant whose type-B betas are the comparison's reference: comparison.reference
@@ -318,7 +318,7 @@ class SessionPlan(ChainPlan):
 
     def _space_args(self, wc: Any = None) -> str:
         """``--space <label>`` when the functional grid has a space, else nothing."""
-        return f"--space {self.space()}" if self.space() else ""
+        return _words(["--space", self.space()]) if self.space() else ""
 
     @cached_property
     def _repeat_counts(self) -> dict[str, list[int]]:

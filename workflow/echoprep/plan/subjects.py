@@ -7,7 +7,7 @@ from typing import Any, cast
 from echoprep.io import outputs as reg
 from echoprep.io.arguments import entry_words
 from echoprep.io.rois import VISUAL_CATEGORY, VISUAL_LABEL, find_roi_files, res_label
-from echoprep.plan._base import Files, PlanError, _strip_label
+from echoprep.plan._base import Files, PlanError, _strip_label, _words
 from echoprep.plan.sessions import SessionPlan
 from echoprep.variants import Variant
 
@@ -138,13 +138,11 @@ class SubjectPlan(SessionPlan):
 
     def _user_roi_params(self, wc: Any, input: Any) -> str:
         found = self.user_rois(wc.subject)[(wc.roi_category, wc.roi_label)]
-        args = (
-            f"--space {found.space} --category {wc.roi_category}"
-            f" --grid-space {self.space() or 'native'}"
-        )
+        args = ["--space", found.space, "--category", wc.roi_category]
+        args += ["--grid-space", self.space() or "native"]
         if "xfm" in input.keys():
-            args += f" --xfm-from-template {input.xfm}"
-        return args
+            args += ["--xfm-from-template", input.xfm]
+        return _words(args)
 
     def _visual_roi_inputs(self, wc: Any) -> Files:
         glm = self.visual_glm(wc.subject)
@@ -265,7 +263,7 @@ class SubjectPlan(SessionPlan):
     def _comparison_subject_args(self, wc: Any) -> str:
         """``--entry key=value ...`` per comparison entry of the subject."""
         entries = self.comparison_entries(wc.subject)
-        return " ".join(f"--entry {entry_words(e)}" for e in entries)
+        return _words([w for e in entries for w in ("--entry", *entry_words(e))])
 
     def _comparison_inputs(self, wc: Any) -> dict[str, list[str]]:
         subjects = self.comparison_subjects()
@@ -333,10 +331,10 @@ class SubjectPlan(SessionPlan):
     def _diagnostics_args(self, wc: Any, input: Any) -> str:
         """``--tsnr``, ``--glm`` and ``--nordic-json`` arguments of the subject's diagnostics."""
         tsnr, glm, sidecars = self._diagnostics_items(wc.subject)
-        args = [f"--tsnr {' '.join(map(str, t))}" for t in tsnr]
-        args += [f"--glm {' '.join(map(str, g))}" for g in glm]
-        args += [f"--nordic-json {' '.join(map(str, j))}" for j in sidecars]
-        return " ".join(args)
+        args: list[Any] = [w for t in tsnr for w in ("--tsnr", *t)]
+        args += [w for g in glm for w in ("--glm", *g)]
+        args += [w for j in sidecars for w in ("--nordic-json", *j)]
+        return _words(args)
 
     def report_session(self, subject: str) -> str | None:
         return (self.comparison_sessions(subject) or self.dataset.sessions(subject))[0]
@@ -398,7 +396,7 @@ class SubjectPlan(SessionPlan):
         ses = self.report_session(sub)
         shown, top = self._report_variants(sub)
         keys = input.keys()
-        args = [f"--subject {sub}"] + ([f"--session {ses}"] if ses else [])
+        args: list[Any] = ["--subject", sub] + (["--session", ses] if ses else [])
         for key, flag in (
             ("bold_raw", "--bold-raw"),
             ("bold_nordic", "--bold-nordic"),
@@ -407,29 +405,29 @@ class SubjectPlan(SessionPlan):
             ("r2", "--r2"),
         ):
             if key in keys:
-                args.append(f"{flag} {input[key]}")
+                args += [flag, input[key]]
         if "underlay" in keys:
-            kind = "T1w" if sub in self.dataset.t1w else "functional reference"
-            args.append(f"--underlay-kind '{kind}'")
+            args += [
+                "--underlay-kind",
+                "T1w" if sub in self.dataset.t1w else "functional reference",
+            ]
         if "confounds" in keys:
-            args.append("--confounds " + " ".join(input.confounds))
+            args += ["--confounds", *input.confounds]
         if "r2" in keys:
-            args.append(f"--r2-variant {top}")
+            args += ["--r2-variant", top]
         if "nc" in keys:
-            args.append(
-                "--nc " + " ".join(f"{v}={p}" for v, p in zip(shown, input.nc, strict=True))
-            )
-            args.append(
-                "--roi-table "
-                + " ".join(f"{v}={p}" for v, p in zip(shown, input.roi_tables, strict=True))
-            )
+            args += ["--nc", *(f"{v}={p}" for v, p in zip(shown, input.nc, strict=True))]
+            args += [
+                "--roi-table",
+                *(f"{v}={p}" for v, p in zip(shown, input.roi_tables, strict=True)),
+            ]
         if "comparison_table" in keys:
-            args.append(f"--comparison-table {input.comparison_table}")
-            args.append(f"--comparison-bootstrap {input.comparison_bootstrap}")
-            args.append(f"--rank-by {self.config['comparison']['rank_by']}")
+            args += ["--comparison-table", input.comparison_table]
+            args += ["--comparison-bootstrap", input.comparison_bootstrap]
+            args += ["--rank-by", self.config["comparison"]["rank_by"]]
         if "diagnostics" in keys:
-            args.append(f"--diagnostics {input.diagnostics}")
-        return " ".join(args)
+            args += ["--diagnostics", input.diagnostics]
+        return _words(args)
 
     def report_targets(self) -> list[str]:
         """The comparison outputs and one HTML report per subject, with the diagnostics."""

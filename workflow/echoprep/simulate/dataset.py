@@ -155,9 +155,12 @@ def simulate_dataset(
     n_runs = p.n_runs if runs is None else int(runs)
     for name, value in (("subjects", n_sub), ("sessions", n_ses), ("runs", n_runs)):
         if value < 1:
-            raise ValueError(f"{name} must be at least 1, got {value}")
+            raise ValueError(f"--{name} ({name}=): expected at least 1; found {value}")
     if subject_offset < 0 or seed < 0:
-        raise ValueError("seed and subject_offset must be non-negative integers")
+        raise ValueError(
+            "--seed and --subject-offset (seed=, subject_offset=): expected non-negative "
+            f"integers; found {seed} and {subject_offset}"
+        )
     p.images_for_runs(n_runs)
     model = resolve(response)
     use_motion = p.motion if motion is None else bool(motion)
@@ -183,8 +186,9 @@ def simulate_dataset(
         clash = [f"sub-{lab}" for lab in labels if (root / f"sub-{lab}").exists()]
         if clash:
             raise FileExistsError(
-                f"{root} already has {', '.join(clash)}; to add subjects use subject_offset "
-                f"(e.g. subject_offset={subject_offset + n_sub}) or write to a new folder"
+                f"{root} already has {', '.join(clash)}. Fix: to add subjects, number them "
+                f"after the existing ones with --subject-offset {subject_offset + n_sub} "
+                f"(subject_offset={subject_offset + n_sub} in Python), or write to a new folder"
             )
         old = json.loads(description.read_text()).get("echoprepSimulation", {})
         if old and old.get("preset") != preset:

@@ -37,6 +37,11 @@ NORDIC_TEDPCA_MODES = ("raw_run", "same")
 #: tedana criteria estimated by the Moving Average PCA (mapca), which the cap applies to, from
 #: the most liberal to the most conservative.
 MAPCA_CRITERIA = ("aic", "kic", "mdl")
+#: The fewest components tedana's ICA is given: tedana reads a count of 1 as the variance
+#: fraction 1.0, and a criterion estimate of 1 (nearly one-dimensional data: strong
+#: low-dimensional responses at low tSNR) made tedana 24 crash in its component naming
+#: (``OverflowError`` from ``log10(0)``), stopping the whole workflow.
+MIN_COMPONENTS = 2
 #: Components kept on a NORDIC-denoised run, as a fraction of its volumes, when ``raw_run`` is
 #: asked for but no count of the run without NORDIC is given (the stage called by itself).
 FALLBACK_FRACTION = 0.2
@@ -194,13 +199,25 @@ def cap_components(
 ) -> ComponentChoice:
     """``choice`` (a criterion) kept when its estimate is within ``floor(cap_fraction x
     n_volumes)``; otherwise the estimate of the next more conservative criterion
-    (:data:`MAPCA_CRITERIA`) within the cap, or the cap itself. Unchanged when no cap is set or
-    no estimates were made. The cap is at least 2: tedana reads a count of 1 as the variance
+    (:data:`MAPCA_CRITERIA`) within the cap, or the cap itself. An estimate below
+    :data:`MIN_COMPONENTS` (the data are nearly one-dimensional) is replaced by that floor, cap
+    or not. Unchanged when no estimates were made (or no cap is set and the estimate is at
+    least the floor). The cap is at least the floor: tedana reads a count of 1 as the variance
     fraction 1.0."""
-    if not estimates or cap_fraction is None or choice.tedpca not in estimates:
+    if not estimates or choice.tedpca not in estimates:
         return choice
-    cap = max(2, math.floor(cap_fraction * n_volumes))
     criterion = str(choice.tedpca)
+    if estimates[criterion] < MIN_COMPONENTS:
+        return ComponentChoice(
+            MIN_COMPONENTS,
+            f"{choice.source}: estimated {estimates[criterion]} component(s) of {n_volumes} "
+            f"volumes, fewer than the {MIN_COMPONENTS} tedana's ICA needs (nearly "
+            f"one-dimensional data); {MIN_COMPONENTS} used",
+            choice.fallback,
+        )
+    if cap_fraction is None:
+        return choice
+    cap = max(MIN_COMPONENTS, math.floor(cap_fraction * n_volumes))
     if estimates[criterion] <= cap:
         return choice
     why = (
@@ -216,9 +233,10 @@ def cap_components(
 
 
 def _check_count(n: int, n_volumes: int, what: str) -> int:
-    if not 1 <= int(n) < n_volumes:
+    if not MIN_COMPONENTS <= int(n) < n_volumes:
         raise ValueError(
-            f"expected a component count from {what} between 1 and {n_volumes - 1} (the run "
+            f"expected a component count from {what} between {MIN_COMPONENTS} and "
+            f"{n_volumes - 1} (the run "
             f"has {n_volumes} volumes); found {n}. Fix: give a count below the number of "
             "volumes, or tedana.nordic_tedpca: raw_run."
         )
@@ -371,7 +389,18 @@ def run_tedana(
         else:
             estimates = estimate_components(*optcom, n_volumes)
             capped = cap_components(choice, estimates, opts.max_components, n_volumes)
-            if capped is not choice:
+            if capped is not choice and estimates[str(choice.tedpca)] < MIN_COMPONENTS:
+                log.warning(
+                    "%s: tedana's %s estimate is %d component(s) of %d volumes (nearly "
+                    "one-dimensional data; tedana's ICA fails below %d); using %d.",
+                    files[0],
+                    choice.tedpca,
+                    estimates[str(choice.tedpca)],
+                    n_volumes,
+                    MIN_COMPONENTS,
+                    MIN_COMPONENTS,
+                )
+            elif capped is not choice:
                 log.warning(
                     "%s: tedana's %s estimate is %d components of %d volumes (more than "
                     "tedana.max_components = %s of them: FastICA would be very slow and may "
