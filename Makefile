@@ -6,7 +6,7 @@ DEMO_PRESET ?= demo
 DEMO_DIR ?= demo
 CORES ?= 2
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test test-fast lint
 
 # A virtual environment with exactly the versions pinned in pyproject.toml.
 $(VENV)/.installed: pyproject.toml
@@ -52,3 +52,8 @@ lint: setup
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The first check for a newcomer: lint and the unit tests (a few minutes; no workflow runs,
+# no apt, no SLURM). `make test` (CI) runs everything.
+test-fast: lint
+	$(BIN)/python -m pytest tests/unit

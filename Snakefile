@@ -11,20 +11,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from echoprep.config import ConfigError, validate_config
+from echoprep.refusal import refuse
 
 
 configfile: "config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"
-
-
-def refuse(message):
-    """Stop with ``message`` alone (every problem and its fix), exit status 1: no Snakemake
-    error header or traceback frame around it. Used for refused configs and inputs, also
-    from input functions (the plan's targets, the cluster preflight)."""
-    print(message, file=sys.stderr)
-    sys.exit(1)
 
 
 try:
