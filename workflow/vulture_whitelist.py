@@ -14,6 +14,7 @@ from echoprep.io.bids import Dataset
 from echoprep.kernels.glm.fit import RunSolver
 from echoprep.kernels.noiseceiling import NoiseCeiling
 from echoprep.plan import Plan, RuleSpec
+from echoprep.refusal import refuse
 from echoprep.simulate.geometry import distort
 from echoprep.simulate.response import ResponseModel
 from echoprep.stages.glm.options import GlmOptions
@@ -22,6 +23,7 @@ from echoprep.stages.spatial.options import SpatialOptions
 _ = (
     # --- Snakemake: the Snakefile and workflow/rules/*.smk, which vulture does not parse ---
     validate_config,  # Snakefile
+    refuse,  # Snakefile, common.smk: a refused config, input or plan
     Plan.spec,  # every rule's inputs, outputs, params, log, resources (echoprep.plan.specs)
     RuleSpec.wildcard_constraints,  # the spec's fields that only rule files read
     RuleSpec.conda,
