@@ -32,6 +32,7 @@ _ = (
     Plan.separate_combine_sides,  # combine.smk
     Plan.folder_pattern,  # common.smk
     Plan.sessions_warning,
+    Plan.sdc_summary,
     # --- argparse: read by the parser itself (cli._no_abbreviations sets it) ---
     ArgumentParser().allow_abbrev,
     # --- dataclass fields = config schema keys (docs/architecture.md §4): an options class has

@@ -329,3 +329,24 @@ def test_cluster_groups_of_the_geometry_jobs(bids, tmp_path):
 
 def _prefix(run) -> str:
     return reg.run_key(run.entities)[1]
+
+
+def test_the_distortion_correction_of_every_run_is_stated_in_one_line(tmp_path):
+    """A fieldmap in one session only: corrected and uncorrected runs would be mixed
+    silently; the plan's summary names the uncorrected runs and both fixes."""
+    bids = tmp_path / "bids"
+    make_bids_tree(bids, sessions=("01",), runs=("01", "02"), data=False, fieldmap=True)
+    make_bids_tree(bids, sessions=("02",), runs=("01", "02"), data=False, fieldmap=False)
+    plan = _plan(bids, tmp_path)
+    assert plan.sdc_summary() == (
+        "Distortion correction: 2 of 4 run(s) with their fieldmap (phasediff); 2 without one, "
+        "not corrected: sub-01_ses-02_task-images_run-01, sub-01_ses-02_task-images_run-02. "
+        "Corrected and uncorrected runs differ in geometry: give every run a fieldmap "
+        "(IntendedFor), or set spatial.fieldmap: false to correct none."
+    )
+    off = _plan(bids, tmp_path, spatial={"fieldmap": False})
+    assert (
+        off.sdc_summary()
+        == "Distortion correction: none of the 4 run(s) (spatial.fieldmap: false)."
+    )
+    assert _plan(bids, tmp_path, spatial={"enabled": False}).sdc_summary() is None

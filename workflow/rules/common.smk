@@ -47,7 +47,11 @@ PLAN = Plan(
 )
 # plan warnings: once, by the main process (not again in every cluster job's log)
 if workflow.is_main_process:
-    for _warning in (PLAN.publish_warning(), PLAN.sessions_warning()):
+    for _warning in (
+        PLAN.publish_warning(),
+        PLAN.sessions_warning(),
+        PLAN.sdc_summary(),
+    ):
         if _warning:
             print(_warning, file=sys.stderr)
 

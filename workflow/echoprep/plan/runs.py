@@ -311,6 +311,36 @@ class RunPlan(BasePlan):
         n = self.config["nordic"]["noise_volumes"]
         return n if nordic == "raw" or self.config["nordic"]["keep_noise_volumes"] else 0
 
+    def sdc_summary(self) -> str | None:
+        """One line saying how the runs' susceptibility distortion is corrected: how many runs
+        have a fieldmap (of which kinds), which have none (uncorrected), or that correction is
+        off; None without spatial preprocessing. Printed once per invocation (common.smk);
+        each run's sidecars record what its resampling used."""
+        if not self.config["spatial"]["enabled"]:
+            return None
+        runs = self.dataset.runs
+        if not self.config["spatial"]["fieldmap"]:
+            return (
+                f"Distortion correction: none of the {len(runs)} run(s) (spatial.fieldmap: false)."
+            )
+        kinds = sorted({r.fieldmap.kind for r in runs if r.fieldmap is not None})
+        without = [run_prefix(r.entities) for r in runs if r.fieldmap is None]
+        which = f" ({', '.join(kinds)})" if kinds else ""
+        line = (
+            f"Distortion correction: {len(runs) - len(without)} of {len(runs)} run(s) with "
+            f"their fieldmap{which}"
+        )
+        if not without:
+            return line + "."
+        more = f" and {len(without) - 3} more" if len(without) > 3 else ""
+        line += f"; {len(without)} without one, not corrected: {', '.join(without[:3])}{more}"
+        if kinds:
+            line += (
+                ". Corrected and uncorrected runs differ in geometry: give every run a "
+                "fieldmap (IntendedFor), or set spatial.fieldmap: false to correct none"
+            )
+        return line + "."
+
     def _use_fieldmap(self, run: Run) -> bool:
         return run.fieldmap is not None and self.config["spatial"]["fieldmap"]
 
