@@ -41,7 +41,6 @@ See ``docs/architecture.md`` ("Per-run chains").
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -278,7 +277,7 @@ class ChainPlan(RunPlan):
             return self._spatial_resample_out_args(wc, output, PREPROC_PREFIX)
 
         def geometry(wc: Any) -> str:
-            return shlex.quote(self.spatial_run_outputs(self.run_of(wc))["xfm"])
+            return _words([self.spatial_run_outputs(self.run_of(wc))["xfm"]])
 
         return {
             "resample_geometry": geometry,

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 from echoprep.io.bids import Dataset
@@ -275,7 +274,6 @@ class SpecPlan(PublishPlan):
     # combine.smk: tedana's ICA (the NORDIC runs' rule is the same, ``use rule``)
 
     def _spec_tedana(self) -> RuleSpec:
-        work = Path(self.config["work_dir"]) / "tmp"
         return self._rule(
             "tedana",
             self._tedana_inputs,
@@ -285,7 +283,7 @@ class SpecPlan(PublishPlan):
                 "options": self._tedana_options,
                 "nordic": self._tedana_params,
                 "seed": self._seed(),
-                "work": lambda wc: work / f"combine-{wc.nordic}",
+                "work": lambda wc: self.combine_work_dir(wc.nordic),
             },
             wildcard_constraints={"nordic": "raw"},
         )
