@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-DEMO_PRESET ?= demo
+DEMO_PRESET ?= tiny
 DEMO_DIR ?= demo
 CORES ?= 2
 

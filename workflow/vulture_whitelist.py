@@ -13,7 +13,7 @@ from echoprep.config import validate_config
 from echoprep.io.bids import Dataset
 from echoprep.kernels.glm.fit import RunSolver
 from echoprep.kernels.noiseceiling import NoiseCeiling
-from echoprep.plan import Plan, RuleSpec
+from echoprep.plan import Plan, RuleSpec, discovery_options
 from echoprep.refusal import refuse
 from echoprep.simulate.geometry import distort
 from echoprep.simulate.response import ResponseModel
@@ -24,6 +24,8 @@ _ = (
     # --- Snakemake: the Snakefile and workflow/rules/*.smk, which vulture does not parse ---
     validate_config,  # Snakefile
     refuse,  # Snakefile, common.smk: a refused config, input or plan
+    discovery_options,  # common.smk: discover()'s arguments from the config
+    RuleSpec.threads,  # rule files: threads: _spec.threads
     Plan.spec,  # every rule's inputs, outputs, params, log, resources (echoprep.plan.specs)
     RuleSpec.wildcard_constraints,  # the spec's fields that only rule files read
     RuleSpec.conda,

@@ -4,7 +4,8 @@
 (``sub-X/ses-Y/func/*_task-images_run-R_echo-E_part-{mag,phase}_bold.nii.gz`` + ``.json``,
 ``*_run-R_events.tsv``, an anatomical T1w). Images are a few kB (int16, shape ``(6, 7, 5)``
 by default); with ``data=False`` only the NIfTI headers are written (any shape costs ~100
-bytes), which is enough for input discovery and ``snakemake -n`` but not for loading data.
+bytes; a ``.gz`` trailer states the full image's length), which is enough for input discovery
+and ``snakemake -n`` but not for loading data.
 
 The mutation helpers (:func:`remove`, :func:`edit_sidecar`, :func:`write_nifti`,
 :func:`corrupt`, :func:`set_read_only`) exist for the error-report tests. Names come from
@@ -13,10 +14,10 @@ The mutation helpers (:func:`remove`, :func:`edit_sidecar`, :func:`write_nifti`,
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import stat
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -171,10 +172,19 @@ def write_nifti(
         nib.save(nib.Nifti1Image(arr, aff, header=hdr), str(path))
         return path
     hdr["vox_offset"] = 352
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "wb") as fh:
-        fh.write(hdr.binaryblock)
-        fh.write(b"\x00" * 4)  # empty extension block
+    head = hdr.binaryblock + b"\x00" * 4  # header and an empty extension block
+    if not path.name.endswith(".gz"):
+        path.write_bytes(head)
+        return path
+    # A gzip stream that is never finished: the header and some zero data, then a stored
+    # deflate block of 4 bytes holding the complete image's length, where a gzip trailer keeps
+    # it. Header readers see a normal start (nothing reads to the end); discovery's truncation
+    # check, which reads only those last 4 bytes, sees the full image's length.
+    packer = zlib.compressobj(1, zlib.DEFLATED, 31)
+    body = packer.compress(head + b"\x00" * 4096) + packer.flush(zlib.Z_SYNC_FLUSH)
+    full = len(head) + int(np.prod(shape)) * 2
+    stored = b"\x00\x04\x00\xfb\xff"  # not final, stored, LEN 4, NLEN
+    path.write_bytes(body + stored + (full % 2**32).to_bytes(4, "little"))
     return path
 
 

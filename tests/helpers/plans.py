@@ -7,7 +7,7 @@ from pathlib import Path
 
 from echoprep.config import validate_config
 from echoprep.io.bids import discover
-from echoprep.plan import Plan
+from echoprep.plan import Plan, discovery_options
 
 
 def make_plan(bids: Path, tmp: Path, **config) -> Plan:
@@ -21,9 +21,5 @@ def make_plan(bids: Path, tmp: Path, **config) -> Plan:
             **config,
         }
     )
-    dataset = discover(
-        cfg["bids_dir"],
-        cache_dir=tmp / "w" / "idx",
-        require_t1w=cfg["spatial"]["enabled"] and cfg["spatial"]["output_space"] == "T1w",
-    )
+    dataset = discover(cfg["bids_dir"], **discovery_options(cfg), cache_dir=tmp / "w" / "idx")
     return Plan(cfg, dataset)

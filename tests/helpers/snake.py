@@ -23,7 +23,11 @@ def snakemake(
     timeout: float = 300,
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess:
-    """``python -m snakemake -s ROOT/Snakefile ARGS --config K=V ...`` (text output captured)."""
+    """``python -m snakemake -s ROOT/Snakefile ARGS --config K=V ...`` (text output captured).
+    A dry run gets ``-p``: every job's block and command, which the tests read (a dry run
+    without it prints the job table only)."""
+    if "-n" in args and not {"-p", "--printshellcmds"} & set(args):
+        args = (*args, "-p")
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), *args]
     if config:
         cmd += ["--config", *[f"{k}={v}" for k, v in config.items()]]
@@ -136,8 +140,8 @@ def group_jobs(output: str) -> list[tuple[str, list[str]]]:
             rule = re.match(r"^\s+(?:local)?rule (\w+):", line)
             if rule:
                 members.append(rule.group(1))
-            elif line.strip() and not line[0].isspace():
-                members = None
+            elif line.strip() and not line[0].isspace() and not line.startswith("Shell command:"):
+                members = None  # (a member's command, with -p, is printed unindented)
     return found
 
 

@@ -383,8 +383,8 @@ def test_missing_events(root: Path) -> None:
         "sub-01/ses-01/func/sub-01_ses-01_task-images_run-02_events.tsv: expected the events "
         "file of sub-01 ses-01 task-images run-02 (TSV with columns onset, duration, "
         "trial_type, stim_name); found no such file. Fix: add "
-        "sub-01_ses-01_task-images_run-02_events.tsv next to the BOLD files, or move the run "
-        "out of the dataset (e.g. its files to sourcedata/)"
+        "sub-01_ses-01_task-images_run-02_events.tsv next to the BOLD files, or leave the run "
+        "out with --config 'exclude_runs=[sub-01_ses-01_task-images_run-02]'"
     )
 
 

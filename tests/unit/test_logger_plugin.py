@@ -10,6 +10,7 @@ from snakemake_interface_logger_plugins.common import LogEvent
 
 from helpers.snake import parse_jobs
 from snakemake_logger_plugin_echoprep import (
+    DRY_RUN_HINT,
     TAIL_LINES,
     Console,
     count_job_lines,
@@ -168,8 +169,9 @@ def test_log_tail_of_a_short_and_an_empty_log(tmp_path: Path):
 
 
 def test_detail_mode_prints_snakemakes_job_blocks_with_the_message():
-    """Dry runs and --verbose: the full block (what users and the dry-run tests read), plus the
-    job's message, even though the rule has one (Snakemake alone would print only that)."""
+    """Dry runs with -p and --verbose: the full block (what users and the dry-run tests read),
+    plus the job's message, even though the rule has one (Snakemake alone would print only
+    that)."""
     console = Console(detail=True, quiet=set())
     text = console.format(_job_info(4, "nordic", "NORDIC sub-01 echo-2"))
     assert text is not None
@@ -178,6 +180,32 @@ def test_detail_mode_prints_snakemakes_job_blocks_with_the_message():
     assert (job.rule, job.jobid, job.threads) == ("nordic", 4, 2)
     assert job.wildcards == "subject=01, echo=2" and job.output == ("out4.nii.gz",)
     assert console.format(_record("Building DAG of jobs...")) == "Building DAG of jobs..."
+
+
+def test_a_dry_run_prints_the_job_table_once_and_no_job_blocks():
+    """A dry run of 4 runs printed ~1,450 lines: every job's block and the table twice. Now:
+    the table once, the reasons (without the pointer to blocks that are not shown), the
+    closing line and how to see more; -p (or --verbose) brings the blocks back."""
+    console = Console(detail=False, dryrun=True)
+    records = [
+        _record("Building DAG of jobs..."),
+        _run_info(2),
+        _job_info(1, "nordic", "NORDIC sub-01 echo-1"),
+        _record("python -m echoprep nordic", event=LogEvent.SHELLCMD, shellcmd="python -m x"),
+        _job_info(2, "nordic", "NORDIC sub-01 echo-2"),
+        _run_info(2),
+        _record(
+            "Reasons:\n    (check individual jobs above for details)\n    output files have "
+            "to be generated:\n        nordic"
+        ),
+        _record("This was a dry-run (flag -n). The order of jobs does not reflect the order."),
+    ]
+    text = "\n".join(t for t in map(console.format, records) if t)
+    assert text.count("Job stats:") == 1 and "NORDIC" not in text and "rule nordic" not in text
+    assert "check individual jobs above" not in text and "nordic\nThis was a dry-run" in text
+    assert text.endswith(DRY_RUN_HINT) and "snakemake -n -p" in DRY_RUN_HINT
+    assert len(text.splitlines()) == 12
+    assert Console(detail=True, dryrun=True).format(records[2]).count("rule nordic:") == 1
 
 
 def test_handler_replaces_snakemakes_console_and_writes_the_lines(monkeypatch):

@@ -185,8 +185,11 @@ def test_job_inputs_follow_the_wildcards(bids, tmp_path):
         "sub-01_ses-01_task-images_run-02_space-T1w_desc-optcom_bold.nii.gz",
         "sub-01_ses-01_task-images_run-02_space-T1w_desc-adaptiveGoodSignal_mask.nii.gz",
     ]
+    # without a cap the estimate is still made (the floor of 2 components needs it)
     uncapped = _plan(bids, tmp_path, tedana={"max_components": None})
-    assert "optcom" not in uncapped.spec("tedana").input(raw)
+    assert "optcom" in uncapped.spec("tedana").input(raw)
+    fixed = _plan(bids, tmp_path, tedana={"tedpca": "20"})
+    assert "optcom" not in fixed.spec("tedana").input(raw)
     session = SimpleNamespace(
         ses_prefix="sub-01_ses-01_task-images", nordic="raw", combine="optcom"
     )
@@ -350,3 +353,26 @@ def test_the_distortion_correction_of_every_run_is_stated_in_one_line(tmp_path):
         == "Distortion correction: none of the 4 run(s) (spatial.fieldmap: false)."
     )
     assert _plan(bids, tmp_path, spatial={"enabled": False}).sdc_summary() is None
+
+
+def test_a_run_without_trials_is_preprocessed_but_left_out_of_its_sessions_glm(tmp_path):
+    """A run whose events are all blank trial types is legal: discovery counts 0 modelled
+    trials, the plan still preprocesses it (its analysis mask reads it) but its session's GLM
+    fits the other run only; the condition column chosen for the dataset reaches the GLM."""
+    root = make_bids_tree(tmp_path / "bids", sessions=("01",), runs=("01", "02"), data=False)
+    (root / "sub-01/ses-01/func/sub-01_ses-01_task-images_run-02_events.tsv").write_text(
+        "onset\tduration\ttrial_type\tstim_name\n0.0\t2.5\tblank\tn/a\n3.0\t2.5\tblank\tn/a\n"
+    )
+    plan = _plan(root, tmp_path)
+    assert [r.n_trials for r in plan.dataset.runs] == [6, 0]
+    assert plan.dataset.label_column == "stim_name"
+    session = SimpleNamespace(
+        ses_prefix="sub-01_ses-01_task-images", nordic="raw", combine="optcom"
+    )
+    glm = plan.spec("glm").input(session)
+    assert [Path(e).name for e in glm["events"]] == ["sub-01_ses-01_task-images_run-01_events.tsv"]
+    assert len(glm["bold"]) == 1
+    args = plan.spec("glm").params["session"](session, SimpleNamespace(keys=lambda: []))
+    assert args.split()[:3] == ["--run-labels", "01", "--session"]
+    assert len(plan.spec("glm_analysis_mask").input(session)["raw-optcom"]) == 2
+    assert '"label_column": "stim_name"' in plan.options("glm")

@@ -174,6 +174,13 @@ def test_fieldmap_correction_reduces_distortion_error_by_70_percent(tiny):
         before = np.abs(true_vsm[brain]).mean()  # error without correction
         after = np.abs(vsm[brain] - true_vsm[brain]).mean()
         assert after <= 0.3 * before, (before, after)
+        # the run's sidecar states the method (and, without a fieldmap, why none was applied)
+        fmap = json.loads(sidecar_path(geo["confounds"]).read_text())["FieldmapCorrection"]
+        assert (fmap["Applied"], fmap["Method"], fmap["Kind"]) == (
+            True,
+            "static fieldmap",
+            "phasediff",
+        )
 
 
 def test_echoes_share_one_chain_and_are_interpolated_once(tiny):

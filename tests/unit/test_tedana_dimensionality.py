@@ -315,3 +315,24 @@ def test_an_estimate_below_two_components_is_raised_to_the_floor():
             "tedana's ICA needs (nearly one-dimensional data); 2 used"
         )
     assert cap_components(aic, {"aic": 2, "kic": 2, "mdl": 1}, 0.5, 163) is aic
+
+
+def test_without_a_cap_the_estimate_is_still_made_so_the_floor_applies(tmp_path):
+    """tedana.max_components: null switches the cap off, not the floor: the estimate is made
+    before tedana (and an estimate of 1 would be raised to 2, as above), recorded as with a
+    cap."""
+    files = _write_echoes(tmp_path, extra_courses=3)
+    oc = {k: tmp_path / "oc" / f"{k}.nii.gz" for k in ("bold", "t2star", "s0", "mask")}
+    run_optcom(files, TES, oc, work_dir=tmp_path / "w")
+    out = _outputs(tmp_path, "nocap")
+    run_tedana(
+        files,
+        TES,
+        out,
+        options={"max_components": None},
+        optcom=(oc["bold"], oc["mask"]),
+        work_dir=tmp_path,
+    )
+    rec = json.loads(out["mixing"].with_suffix(".json").read_text())[ICA_RECORD]
+    assert rec["MaxComponents"] is None and rec["TedpcaUsed"] == "aic"
+    assert rec["EstimatedComponents"]["aic"] == rec["NComponents"] >= MIN_COMPONENTS

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from helpers.snake import ROOT, job_counts, parse_jobs, rule_blocks
+from snakemake_logger_plugin_echoprep import DRY_RUN_HINT
 
 #: Most console lines per job (issue 17's acceptance: "under ~3 lines per job").
 MAX_LINES_PER_JOB = 3
@@ -85,10 +86,16 @@ def test_a_run_prints_one_line_per_job_and_a_failed_job_in_full(tmp_path):
     assert "ValueError: boom" in out and "line60" in out and "line1\n" not in out, out
 
 
-def test_dry_run_still_prints_the_job_blocks_and_the_summary(tmp_path):
+def test_a_dry_run_prints_the_job_table_once_and_with_p_every_job_block(tmp_path):
+    """A dry run is concise: the job table once, the reasons, the closing line and how to see
+    more, no job block; ``-n -p`` prints every job's block (with its message) and command."""
     rc, out = _small_run(tmp_path, "-n")
     assert rc == 0, out
-    assert job_counts(out) == {"a": 1, "b": 1, "all": 1}
+    assert job_counts(out) == {"a": 1, "b": 1, "all": 1} and out.count("Job stats:") == 1
+    assert parse_jobs(out) == [] and "Step B" not in out
+    assert out.rstrip().endswith(DRY_RUN_HINT), out
+    rc, out = _small_run(tmp_path, "-n", "-p")
+    assert rc == 0, out
     jobs = {job.rule: job for job in parse_jobs(out)}
     assert set(jobs) == {"a", "b", "all"}
     assert jobs["b"].input == ("a.txt",) and "    message: Step B" in out

@@ -70,6 +70,22 @@ MINUTES: dict[str, int] = {
     "anatomy": 25,
 }
 
+#: Threads of each rule's job (1 where not listed): what the scheduler reserves AND what the
+#: job computes with, whatever the machine's cores (``--cores 1`` scales Snakemake's own
+#: ``{threads}`` down, which changed ANTs's, BLAS's and torch's results): same inputs, same
+#: config, same outputs.
+THREADS: dict[str, int] = {
+    "anatomy": 2,
+    "nordic": 2,
+    "spatial_reference": 2,
+    "spatial_run": 2,
+    "spatial_resample": 2,
+    "tedana": 2,
+    "tedana_nordic": 2,
+    "glm": 2,
+    "glm_reference": 2,
+}
+
 #: float32 copies of all echoes of a run held by the per-run rules (before dividing by the
 #: number of echoes where the rule reads one echo).
 RUN_COPIES: dict[str, float] = {

@@ -14,7 +14,7 @@ rule anatomy:
         _spec.benchmark
     conda:
         "../../envs/spatial.yaml"
-    threads: 2
+    threads: _spec.threads
     resources:
         **_spec.resources,
     params:
@@ -23,4 +23,4 @@ rule anatomy:
         "Anatomy sub-{wildcards.subject}: bias correction, brain mask, tissues, template registration"
     shell:
         "python -m echoprep anatomy --t1w {input.t1w:q} --options-json {params.options:q}"
-        " --seed {params.seed} --threads {threads} --out {params.out} 2> {log:q}"
+        " --seed {params.seed} --threads {params.threads} --out {params.out} 2> {log:q}"

@@ -21,7 +21,7 @@ if PLAN.separate_combine_sides("single"):
             **_spec.wildcard_constraints,
         conda:
             "../../envs/echoprep.yaml"
-        threads: 1
+        threads: _spec.threads
         resources:
             **_spec.resources,
         params:
@@ -48,7 +48,7 @@ if PLAN.separate_combine_sides("optcom"):
             **_spec.wildcard_constraints,
         conda:
             "../../envs/tedana.yaml"
-        threads: 1
+        threads: _spec.threads
         resources:
             **_spec.resources,
         params:
@@ -78,7 +78,7 @@ rule tedana:
         **_spec.wildcard_constraints,
     conda:
         "../../envs/tedana.yaml"
-    threads: 2
+    threads: _spec.threads
     resources:
         **_spec.resources,
     params:
@@ -88,7 +88,7 @@ rule tedana:
     shell:
         "python -m echoprep combine denoised --echo {input.echoes:q} {params.args}"
         " --options-json {params.options:q} {params.nordic} --seed {params.seed}"
-        " --work-dir {params.work:q} --threads {threads}"
+        " --work-dir {params.work:q} --threads {params.threads}"
         " --out bold={output.bold:q} metrics={output.metrics:q} mixing={output.mixing:q} 2> {log:q}"
 
 

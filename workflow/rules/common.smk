@@ -8,7 +8,7 @@ from shlex import quote as _quote
 from pathlib import Path
 
 from echoprep.io.bids import BIDSInputError, discover
-from echoprep.plan import Plan, PlanError, RuleHooks
+from echoprep.plan import Plan, PlanError, RuleHooks, discovery_options
 from echoprep.preflight import PreflightError, check_workflow
 
 OUT = Path(config["output_dir"])
@@ -22,15 +22,8 @@ MPLCONFIGDIR = os.environ.setdefault("MPLCONFIGDIR", str(WORK / "tmp" / "matplot
 try:
     DATASET = discover(
         config["bids_dir"],
-        participant_label=config["participant_label"] or None,
-        exclude=config["exclude"],
-        sessions=config["sessions"] or None,
-        task=config["task"],
+        **discovery_options(config),
         cache_dir=WORK / "bids_index",
-        # spatial preprocessing needs a T1w per subject (T1w output space) and the fieldmaps
-        require_t1w=config["spatial"]["enabled"]
-        and config["spatial"]["output_space"] == "T1w",
-        use_fieldmaps=config["spatial"]["enabled"] and config["spatial"]["fieldmap"],
         # a cluster job (or a group job's sub-process) reuses the dataset the main process
         # has just discovered and cached, without walking the input tree again
         trust_cache=not workflow.is_main_process,
@@ -88,19 +81,19 @@ def preflight(wildcards):
 STEP_COMMANDS = {
     "spatial_run": (
         "python -m echoprep spatial run --echo {input.spatial_echo:q} {params.spatial_args}"
-        " --options-json {params.spatial_options:q} --threads {threads}"
+        " --options-json {params.spatial_options:q} --threads {params.threads}"
         " --out confounds={output.spatial_confounds:q} boldref={output.spatial_boldref:q}"
         " xfm={output.spatial_xfm:q}"
     ),
     "nordic": (
         "python -m echoprep nordic --mag {input.mag:q} {params.nordic_args}"
-        " --options-json {params.nordic_options:q} --seed {params.seed} --threads {threads}"
+        " --options-json {params.nordic_options:q} --seed {params.seed} --threads {params.threads}"
         " --out {params.nordic_out}"
     ),
     "spatial_resample": (
         "python -m echoprep spatial resample --echo {params.resample_echo}"
         " --geometry {params.resample_geometry} --grid {input.grid:q} {params.resample_args}"
-        " --options-json {params.spatial_options:q} --threads {threads}"
+        " --options-json {params.spatial_options:q} --threads {params.threads}"
         " --out {params.resample_out}"
     ),
     "single_echo": (
@@ -142,7 +135,9 @@ wildcard_constraints:
 # Every shell command runs `python -m echoprep` with the package from this checkout. Inside a
 # conda env (or module) "python" is the env's; without a deployment method it is the one of the
 # environment running Snakemake (its venv holds echoprep's dependencies). Snakemake itself sets
-# OMP/OPENBLAS/MKL_NUM_THREADS to each job's threads.
+# OMP/OPENBLAS/MKL_NUM_THREADS to each job's threads, scaled down to --cores; `python -m
+# echoprep ... --threads {params.threads}` sets them to the rule's fixed count again before
+# numpy starts (echoprep/__main__.py), so results do not depend on --cores.
 # (`--sdm env-modules` without any rule's envmodules is the no-conda way to run a profile that
 # sets conda: it deploys nothing, so the venv's python is used as without a method)
 _deployed = {m.name for m in workflow.deployment_settings.deployment_method}

@@ -19,7 +19,7 @@ rule glm_analysis_mask:
         _spec.benchmark
     conda:
         "../../envs/echoprep.yaml"
-    threads: 1
+    threads: _spec.threads
     resources:
         **_spec.resources,
     params:
@@ -45,7 +45,7 @@ rule glm:
         _spec.benchmark
     conda:
         "../../envs/echoprep.yaml"
-    threads: 2
+    threads: _spec.threads
     resources:
         **_spec.resources,
     params:
@@ -55,7 +55,7 @@ rule glm:
     shell:
         "python -m echoprep glm --bold {input.bold:q} --events {input.events:q}"
         " {params.session} --options-json {params.options:q} --seed {params.seed}"
-        " --threads {threads} --out {params.out} 2> {log:q}"
+        " --threads {params.threads} --out {params.out} 2> {log:q}"
 
 
 # Type-B single-trial betas (assumed HRF, least squares: no GLMdenoise PCs, no ridge) of the
@@ -76,7 +76,7 @@ rule glm_reference:
         _spec.benchmark
     conda:
         "../../envs/echoprep.yaml"
-    threads: 2
+    threads: _spec.threads
     resources:
         **_spec.resources,
     params:
@@ -86,7 +86,7 @@ rule glm_reference:
     shell:
         "python -m echoprep glm --bold {input.bold:q} --events {input.events:q}"
         " {params.session} --options-json {params.options:q} --seed {params.seed}"
-        " --threads {threads} --stop-at typeb --out betas_typeb={output.betas_typeb:q}"
+        " --threads {params.threads} --stop-at typeb --out betas_typeb={output.betas_typeb:q}"
         " 2> {log:q}"
 
 
@@ -104,7 +104,7 @@ rule noiseceiling_session:
         _spec.benchmark
     conda:
         "../../envs/echoprep.yaml"
-    threads: 1
+    threads: _spec.threads
     resources:
         **_spec.resources,
     params:
@@ -130,7 +130,7 @@ rule noiseceiling_subject:
         _spec.benchmark
     conda:
         "../../envs/echoprep.yaml"
-    threads: 1
+    threads: _spec.threads
     resources:
         **_spec.resources,
     params:
@@ -156,7 +156,7 @@ rule noiseceiling_repeats:
     localrule: True
     conda:
         "../../envs/echoprep.yaml"
-    threads: 1
+    threads: _spec.threads
     resources:
         **_spec.resources,
     params:

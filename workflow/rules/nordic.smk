@@ -27,7 +27,7 @@ for _echoes in PLAN.echo_counts() if "nordic" in PLAN.chain_sides() else []:
             _spec.group
         conda:
             _spec.conda
-        threads: 2
+        threads: _spec.threads
         resources:
             **_spec.resources,
         params:

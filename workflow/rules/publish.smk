@@ -18,7 +18,7 @@ rule publish_session:
     localrule: True
     conda:
         "../../envs/echoprep.yaml"
-    threads: 1
+    threads: _spec.threads
     resources:
         **_spec.resources,
     params:
@@ -42,7 +42,7 @@ rule publish_subject:
     localrule: True
     conda:
         "../../envs/echoprep.yaml"
-    threads: 1
+    threads: _spec.threads
     resources:
         **_spec.resources,
     params:
@@ -66,7 +66,7 @@ rule publish_repeats:
     localrule: True
     conda:
         "../../envs/echoprep.yaml"
-    threads: 1
+    threads: _spec.threads
     resources:
         **_spec.resources,
     params:
@@ -92,7 +92,7 @@ rule publish_roi:
     localrule: True
     conda:
         "../../envs/echoprep.yaml"
-    threads: 1
+    threads: _spec.threads
     resources:
         **_spec.resources,
     params:

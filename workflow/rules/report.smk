@@ -18,7 +18,7 @@ rule comparison_subject:
         _spec.benchmark
     conda:
         "../../envs/echoprep.yaml"
-    threads: 1
+    threads: _spec.threads
     resources:
         **_spec.resources,
     params:
@@ -51,7 +51,7 @@ rule comparison:
     localrule: True
     conda:
         "../../envs/report.yaml"
-    threads: 1
+    threads: _spec.threads
     resources:
         **_spec.resources,
     params:
@@ -79,7 +79,7 @@ rule nordic_diagnostics:
         _spec.benchmark
     conda:
         "../../envs/echoprep.yaml"
-    threads: 1
+    threads: _spec.threads
     resources:
         **_spec.resources,
     params:
@@ -109,7 +109,7 @@ rule subject_report:
         _spec.benchmark
     conda:
         "../../envs/report.yaml"
-    threads: 1
+    threads: _spec.threads
     resources:
         **_spec.resources,
     params:

@@ -17,7 +17,7 @@ rule roi_visual:
         _spec.benchmark
     conda:
         "../../envs/echoprep.yaml"
-    threads: 1
+    threads: _spec.threads
     resources:
         **_spec.resources,
     params:
@@ -47,7 +47,7 @@ rule roi_mask:
         **_spec.wildcard_constraints,
     conda:
         "../../envs/spatial.yaml"
-    threads: 1
+    threads: _spec.threads
     resources:
         **_spec.resources,
     params:
@@ -72,7 +72,7 @@ rule roi_table:
     localrule: True
     conda:
         "../../envs/echoprep.yaml"
-    threads: 1
+    threads: _spec.threads
     resources:
         **_spec.resources,
     params:

@@ -23,7 +23,7 @@ rule spatial_reference:
         _spec.group
     conda:
         "../../envs/spatial.yaml"
-    threads: 2
+    threads: _spec.threads
     resources:
         **_spec.resources,
     params:
@@ -32,7 +32,7 @@ rule spatial_reference:
         "Reference boldref sub-{wildcards.subject} (head motion and distortion of its first run)"
     shell:
         "python -m echoprep spatial run --echo {input.echo:q} {params.args}"
-        " --options-json {params.options:q} --threads {threads}"
+        " --options-json {params.options:q} --threads {params.threads}"
         " --out boldref={output.boldref:q} 2> {log:q}"
 
 
@@ -56,7 +56,7 @@ if PLAN.spatial_host is None:
             _spec.group
         conda:
             "../../envs/spatial.yaml"
-        threads: 2
+        threads: _spec.threads
         resources:
             **_spec.resources,
         params:
@@ -81,7 +81,7 @@ rule spatial_subject:
         _spec.benchmark
     conda:
         "../../envs/spatial.yaml"
-    threads: 1
+    threads: _spec.threads
     resources:
         **_spec.resources,
     params:
@@ -91,7 +91,7 @@ rule spatial_subject:
     shell:
         "python -m echoprep spatial subject --boldref {input.boldref:q} --t1w {input.t1w:q}"
         " --mask {input.mask:q} --options-json {params.options:q} --seed {params.seed}"
-        " --threads {threads} --out boldref={output.boldref:q}"
+        " --threads {params.threads} --out boldref={output.boldref:q}"
         " brain_mask={output.brain_mask:q} xfm={output.xfm:q} 2> {log:q}"
 
 
@@ -120,7 +120,7 @@ for _echoes in PLAN.echo_counts() if "raw" in PLAN.chain_sides() else []:
             _spec.group
         conda:
             _spec.conda
-        threads: 2
+        threads: _spec.threads
         resources:
             **_spec.resources,
         params:

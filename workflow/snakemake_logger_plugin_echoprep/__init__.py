@@ -17,11 +17,13 @@ What a run prints:
   error message, shell command, log file(s) and the last :data:`TAIL_LINES` lines of each log.
 
 Snakemake's per-job blocks (rule, input, output, reason, resources, ...) and progress lines
-are left to the complete log. Full console detail: ``--verbose`` (or a dry run, ``-n``) prints
-Snakemake's blocks as usual (plus each job's message); ``--printshellcmds``/``-p`` adds each
-job's shell command below its line; ``--logger`` without a name (or ``--workflow-profile
-none``) restores Snakemake's own console. Runs inside a job (cluster executors) never load
-logger plugins, so their logs are Snakemake's own.
+are left to the complete log. A dry run (``-n``) prints the job statistics table once, the
+reasons and the closing line, with a hint for more. Full console detail: ``--verbose``, or a
+dry run with ``--printshellcmds``/``-p``, prints Snakemake's blocks as usual (plus each job's
+message and, with ``-p``, its command); in a real run ``-p`` adds each job's shell command
+below its line; ``--logger`` without a name (or ``--workflow-profile none``) restores
+Snakemake's own console. Runs inside a job (cluster executors) never load logger plugins, so
+their logs are Snakemake's own.
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ CHATTER = re.compile(
     r"|Execute \d+ jobs\.\.\.|Removing temporary output |Rules claiming more threads"
     r"|Assuming unrestricted shared filesystem usage|Write-protecting output file "
     r"|host: |Processed \d+ potential jobs)"
+)
+#: Printed below a concise dry run's closing line.
+DRY_RUN_HINT = (
+    "Every job's inputs, outputs, message and command: snakemake -n -p (Snakemake's debug "
+    "detail too: --verbose)."
 )
 #: Events that are routine on the console in compact mode (each job has its start line).
 QUIET_EVENTS = frozenset(
@@ -162,8 +169,12 @@ class Console:
     Parameters
     ----------
     detail : bool
-        Snakemake's own formatting for everything (dry runs, ``--verbose``), except that a job
-        with a message is still printed as its full block (plus a ``message:`` line).
+        Snakemake's own formatting for everything (``--verbose``, dry runs with ``-p``),
+        except that a job with a message is still printed as its full block (plus a
+        ``message:`` line).
+    dryrun : bool
+        A dry run without ``detail``: no line per job, the job statistics table once, the
+        closing line followed by :data:`DRY_RUN_HINT`.
     printshellcmds : bool
         Print each job's shell command under its line.
     quiet : collection of str
@@ -179,12 +190,15 @@ class Console:
         self,
         *,
         detail: bool,
+        dryrun: bool = False,
         printshellcmds: bool = False,
         quiet: Collection[Any] | None = None,
         show_failed_logs: bool = False,
         tail_lines: int = TAIL_LINES,
     ) -> None:
         self.detail = detail
+        self.dryrun = dryrun and not detail
+        self.stats_shown = False
         self.printshellcmds = printshellcmds
         self.quiet = set(quiet or ())
         self.show_failed_logs = show_failed_logs
@@ -210,6 +224,18 @@ class Console:
 
     def _format_compact(self, record: logging.LogRecord, event: Any) -> str | None:
         fields = record.__dict__
+        if self.dryrun:
+            if event in (LogEvent.JOB_INFO, LogEvent.SHELLCMD):
+                return None
+            if event == LogEvent.RUN_INFO:
+                if self.stats_shown:  # Snakemake repeats the table at the end of a dry run
+                    return None
+                self.stats_shown = True
+            text = _message(record)
+            if text.startswith("Reasons:"):  # no job blocks above to check
+                return text.replace("\n    (check individual jobs above for details)", "")
+            if text.startswith("This was a dry-run"):
+                return f"{text}\n{DRY_RUN_HINT}"
         if event == LogEvent.JOB_INFO:
             self.started += 1
             label = job_label(
@@ -269,7 +295,8 @@ class LogHandler(LogHandlerBase):
         settings = self.common_settings
         self.stream: TextIO = sys.stdout if getattr(settings, "stdout", False) else sys.stderr
         self.console = Console(
-            detail=bool(settings.dryrun or settings.verbose),
+            detail=bool(settings.verbose or (settings.dryrun and settings.printshellcmds)),
+            dryrun=bool(settings.dryrun),
             printshellcmds=bool(settings.printshellcmds),
             quiet=settings.quiet,
             show_failed_logs=bool(settings.show_failed_logs),
@@ -321,6 +348,7 @@ JOB_LINE = re.compile(r"^\[\s*\d+(/\d+)?\] \S")
 
 __all__ = [
     "CHATTER",
+    "DRY_RUN_HINT",
     "JOB_LINE",
     "TAIL_LINES",
     "Console",

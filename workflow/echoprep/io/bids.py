@@ -27,6 +27,7 @@ dataset. The checks behind the problem list are in
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -44,12 +45,19 @@ from echoprep.io.bids_checks import (
     InputProblem,
     ProblemLog,
     check_t1w_header,
+    exclude_listed_runs,
     fmt_list,
     labels,
     run_title,
     select_subjects,
     sidecar_of,
     strip_label,
+)
+from echoprep.io.bids_events import (
+    EventsRules,
+    check_trials,
+    choose_label_column,
+    read_events_content,
 )
 from echoprep.io.bids_fmap import Fieldmap, FieldmapIndex, find_fieldmap, phase_encoding
 from echoprep.io.bids_index import BidsIndex, DatasetCache
@@ -63,6 +71,7 @@ from echoprep.io.bids_run_checks import (
     check_parts,
     check_tr_across,
     group_echo_files,
+    header_tr_warning,
 )
 
 __all__ = [
@@ -112,6 +121,8 @@ class Run:
     only when discovery ran with ``require_events=False`` and the file is absent. ``fieldmap``
     is the run's fieldmap (:mod:`echoprep.io.bids_fmap`) or None; ``pe_direction`` (BIDS
     ``PhaseEncodingDirection``) and ``total_readout_time`` (s) come from the BOLD sidecars.
+    ``n_trials`` counts the trials a GLM models (None without events); a run with 0 is
+    preprocessed but left out of its session's GLM.
     """
 
     subject: str
@@ -127,6 +138,7 @@ class Run:
     fieldmap: Fieldmap | None = None
     pe_direction: str | None = None
     total_readout_time: float | None = None
+    n_trials: int | None = None
 
     @property
     def entities(self) -> dict[str, str]:
@@ -164,12 +176,16 @@ class Dataset:
     warnings
         Legal but unusual input (e.g. a T1w field of view smaller than a whole head), one line
         each; :func:`discover` logs them once, the stages that meet them record them.
+    label_column
+        The events column naming each trial's condition, one for the dataset
+        (:func:`echoprep.io.bids_events.choose_label_column`); None without events.
     """
 
     root: Path
     runs: tuple[Run, ...]
     t1w: dict[str, Path] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    label_column: str | None = None
 
     @cached_property
     def _by_session(self) -> dict[str, dict[str | None, list[Run]]]:
@@ -257,6 +273,8 @@ def discover(
     require_events: bool = True,
     require_t1w: bool = False,
     use_fieldmaps: bool = True,
+    events_rules: EventsRules | None = None,
+    exclude_runs: Sequence[str] = (),
     trust_cache: bool = False,
 ) -> Dataset:
     """Find and check the multi-echo BOLD runs of a raw BIDS dataset.
@@ -282,6 +300,12 @@ def discover(
     use_fieldmaps
         Find each run's fieldmap (``fmap/``) and check it and the run's phase-encoding
         metadata; False: ``Run.fieldmap`` is None.
+    events_rules
+        How the GLM reads the events (:class:`~echoprep.io.bids_events.EventsRules`; None:
+        its defaults): every events file is checked against its run with these rules.
+    exclude_runs
+        Runs to leave out, each named by entities (``sub-01_ses-02_run-03``; ``sub-01_ses-02``
+        leaves out a session): a run matches when it has every entity given.
     trust_cache
         Return the dataset cached for these options without walking the dataset (a cluster
         job: the workflow's main process has just discovered it); discover as usual when
@@ -316,10 +340,14 @@ def discover(
         "require_events": require_events,
         "require_t1w": require_t1w,
         "use_fieldmaps": use_fieldmaps,
+        "events": dataclasses.asdict(events_rules or EventsRules()),
+        "exclude_runs": sorted(exclude_runs),
     }
     cache = Path(cache_dir).expanduser().absolute() if cache_dir is not None else None
     # keyed by the discovery code too: a dataset of another version is never unpickled
-    stored = DatasetCache(cache, root, options, code=Path(__file__).parent.glob("bids*.py"))
+    here = Path(__file__).parent
+    code = [*here.glob("bids*.py"), here / "events.py"]
+    stored = DatasetCache(cache, root, options, code=code)
     if trust_cache:
         dataset = stored.load(Dataset, None)
         if dataset is not None:
@@ -351,6 +379,8 @@ def discover(
                 require_events=require_events,
                 require_t1w=require_t1w,
                 use_fieldmaps=use_fieldmaps,
+                events_rules=events_rules or EventsRules(),
+                exclude_runs=exclude_runs,
             )
         finally:
             index.save()
@@ -382,6 +412,8 @@ def _discover(
     require_events: bool,
     require_t1w: bool,
     use_fieldmaps: bool = True,
+    events_rules: EventsRules | None = None,
+    exclude_runs: Sequence[str] = (),
 ) -> Dataset | None:
     files = index.files
     with_files = {f.entities["sub"] for f in files}
@@ -426,7 +458,7 @@ def _discover(
             if f.suffix == "bold" and f.ext in NIFTI_EXTENSIONS and f.datatype == "func"
         ]
 
-    bolds = [f for f in bold_files(mine) if in_sessions(f)]
+    bolds = exclude_listed_runs(log, [f for f in bold_files(mine) if in_sessions(f)], exclude_runs)
 
     # task
     runs_per_task: dict[str, set[tuple[str, str | None, str | None]]] = defaultdict(set)
@@ -459,6 +491,9 @@ def _discover(
         task_ok = True
         if task_label is None and tasks:
             task_label = tasks[0]
+
+    warnings: list[str] = []
+    label_column: str | None = None
 
     # events and T1w, indexed by name
     events: dict[tuple[str, str | None, str | None, str | None, str | None], Path] = {}
@@ -517,6 +552,7 @@ def _discover(
                 (sub, ses, task_label, run, None)
             )
             check_events(log, scan, ev, require_events)
+            read_events_content(log, scan)
             scan.pe_direction, scan.total_readout_time = phase_encoding(log, index.metadata, scan)
             if use_fieldmaps:
                 scan.fieldmap = find_fieldmap(log, fieldmaps, scan)
@@ -534,6 +570,9 @@ def _discover(
                     )
             scans.append(scan)
 
+        tr_warning = header_tr_warning(scans)
+        if tr_warning:
+            warnings.append(tr_warning)
         by_subject: dict[str, list[RunScan]] = defaultdict(list)
         for s in scans:
             by_subject[s.sub].append(s)
@@ -541,6 +580,9 @@ def _discover(
             check_echo_counts(log, sub, by_subject.get(sub, []))
             check_echo_times_across(log, sub, by_subject.get(sub, []))
         check_tr_across(log, scans)
+        rules = events_rules or EventsRules()
+        label_column = choose_label_column(log, scans, rules, warnings)
+        check_trials(log, scans, rules, label_column, warnings)
 
         # subjects without runs (not when the session filter matched nothing at all: that
         # problem is already reported)
@@ -579,7 +621,6 @@ def _discover(
 
     # T1w
     t1w: dict[str, Path] = {}
-    warnings: list[str] = []
     for sub in subjects:
         candidates = sorted(
             (
@@ -617,6 +658,7 @@ def _discover(
         runs=tuple(sorted(runs, key=_run_sort_key)),
         t1w=t1w,
         warnings=tuple(warnings),
+        label_column=label_column,
     )
 
 
@@ -653,4 +695,5 @@ def _make_run(scan: RunScan) -> Run:
         fieldmap=scan.fieldmap,
         pe_direction=scan.pe_direction,
         total_readout_time=scan.total_readout_time,
+        n_trials=scan.n_trials,
     )

@@ -9,12 +9,14 @@ are in :mod:`echoprep.io.bids_run_checks`.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import logging
 import math
 import os
 import re
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -199,6 +201,8 @@ class ImageHeader:
     error: str | None = None
     #: Spatial unit of the header (nibabel's ``xyzt_units`` name: ``"mm"``, ``"unknown"``, ...).
     units: str | None = None
+    #: The 4th zoom of a 4-D image in seconds (header time units; as stored when unknown).
+    volume_seconds: float | None = None
 
     @property
     def affine_array(self) -> np.ndarray:
@@ -230,11 +234,41 @@ def _single_file_header(path: Path) -> Any:
     return None
 
 
+def _gzip_shortfall(path: Path, needed: int) -> str | None:
+    """Why a ``.nii.gz`` holds fewer than ``needed`` bytes (header + data), or None.
+
+    The gzip trailer states the uncompressed length (modulo 2**32) of the file's last member:
+    when it matches, nothing else is read (8 bytes). When it does not (a truncated copy, or a
+    legal multi-member file), the file is decompressed up to ``needed`` bytes to be sure.
+    """
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() < 18:
+                return "a truncated gzip file (shorter than a gzip header and trailer)"
+            fh.seek(-4, os.SEEK_END)
+            if int.from_bytes(fh.read(4), "little") == needed % 2**32:
+                return None
+        total = 0
+        with gzip.open(path, "rb") as gz:
+            while total < needed:
+                chunk = gz.read(1 << 22)
+                if not chunk:
+                    break
+                total += len(chunk)
+    except (OSError, EOFError, zlib.error) as exc:
+        return f"a truncated or damaged gzip file ({type(exc).__name__}: {exc})"
+    if total < needed:
+        return f"a truncated file: {total} bytes uncompressed, its header needs {needed} bytes"
+    return None
+
+
 def read_header(path: Path) -> ImageHeader:
     """Read shape and affine from a NIfTI header (no voxel data is read).
 
     Unreadable files give an :class:`ImageHeader` with ``error`` naming the reader's error.
-    Uncompressed ``.nii`` files shorter than their header says are reported as truncated.
+    Files shorter than their header says are reported as truncated (``.nii``: the file size;
+    ``.nii.gz``: the gzip trailer, :func:`_gzip_shortfall`).
     """
     import nibabel as nib
 
@@ -252,14 +286,23 @@ def read_header(path: Path) -> ImageHeader:
         affine = np.asarray(hdr.get_best_affine(), dtype=float)
         get_units = getattr(hdr, "get_xyzt_units", None)
         units = str(get_units()[0]) if get_units is not None else None
+        volume_seconds = None
+        if len(shape) == 4:
+            zoom = float(hdr.get_zooms()[3])
+            scale = {"msec": 1e-3, "usec": 1e-6}.get(get_units()[1] if get_units else "", 1.0)
+            volume_seconds = zoom * scale if zoom > 0 else None
+        itemsize = np.dtype(hdr.get_data_dtype()).itemsize
+        needed = int(hdr.get_data_offset()) + int(np.prod(shape)) * itemsize
         if path.name.endswith(".nii"):  # the data on disk: offset and dtype from the header
-            itemsize = np.dtype(hdr.get_data_dtype()).itemsize
-            needed = int(hdr.get_data_offset()) + int(np.prod(shape)) * itemsize
             size = path.stat().st_size
             if size < needed:
                 return ImageHeader(
                     error=f"a truncated file: {size} bytes, its header needs {needed} bytes"
                 )
+        elif path.name.endswith(".gz"):
+            short = _gzip_shortfall(path, needed)
+            if short:
+                return ImageHeader(error=short)
     except Exception as exc:  # any reader failure is reported, not raised
         message = str(exc).replace(str(path), path.name).strip().replace("\n", " ")
         return ImageHeader(
@@ -268,7 +311,10 @@ def read_header(path: Path) -> ImageHeader:
     if not np.all(np.isfinite(affine)):
         return ImageHeader(shape=shape, error="a header whose affine is not finite")
     return ImageHeader(
-        shape=shape, affine=tuple(tuple(float(v) for v in r) for r in affine), units=units
+        shape=shape,
+        affine=tuple(tuple(float(v) for v in r) for r in affine),
+        units=units,
+        volume_seconds=volume_seconds,
     )
 
 
@@ -555,6 +601,60 @@ def select_subjects(
             "remove subjects from exclude or widen participant_label",
         )
     return selected
+
+
+#: Entities that name runs in the config key ``exclude_runs``.
+RUN_SELECTION_ENTITIES = ("sub", "ses", "task", "acq", "run")
+
+
+def exclude_listed_runs(
+    log: ProblemLog, files: list[BidsFile], exclude_runs: Sequence[str]
+) -> list[BidsFile]:
+    """``files`` without those of the runs ``exclude_runs`` names (config ``exclude_runs``).
+
+    An entry names runs by entities joined by ``_`` (``sub-01_ses-02_run-03``, or
+    ``sub-01_ses-02`` for a whole session); a file matches when it has every entity given.
+    Malformed entries are problems; entries that match nothing are logged as a warning.
+    """
+    if not exclude_runs:
+        return files
+    patterns: list[tuple[str, dict[str, str]]] = []
+    for entry in exclude_runs:
+        text = str(entry).strip()
+        parsed: dict[str, str] = {}
+        bad = []
+        for token in (t for t in re.split(r"[_/]", text) if t):
+            key, sep, value = token.partition("-")
+            if sep and value and key in RUN_SELECTION_ENTITIES:
+                parsed[key] = value
+            else:
+                bad.append(token)
+        if bad or not parsed:
+            log.add(
+                "config exclude_runs",
+                f"runs named by entities ({', '.join(RUN_SELECTION_ENTITIES)}) joined by _, "
+                "e.g. sub-01_ses-02_run-03",
+                repr(text),
+                "write each entry as <entity>-<label> pairs from the run's file names, e.g. "
+                "--config 'exclude_runs=[sub-01_ses-02_run-03]'",
+            )
+            continue
+        patterns.append((text, parsed))
+    used: set[str] = set()
+    kept = []
+    for f in files:
+        hit = next(
+            (text for text, ents in patterns if all(f.ent(k) == v for k, v in ents.items())),
+            None,
+        )
+        if hit is None:
+            kept.append(f)
+        else:
+            used.add(hit)
+    unused = [text for text, _ in patterns if text not in used]
+    if unused:
+        logger.warning("exclude_runs names no run of the selected data: %s", fmt_list(unused))
+    return kept
 
 
 # --------------------------------------------------------------------------------------

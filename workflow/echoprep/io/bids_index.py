@@ -42,7 +42,7 @@ logger = logging.getLogger("echoprep.io.bids")
 T = TypeVar("T")
 
 #: Bumped whenever the cached content changes meaning.
-CACHE_VERSION = "3"
+CACHE_VERSION = "4"
 #: Top-level folders that are not part of the raw input (BIDS tools skip them too).
 _SKIP_TOP = frozenset({"derivatives", "sourcedata", "code", "models", "stimuli"})
 #: Shard of the facts cache for files outside any ``sub-*`` folder.

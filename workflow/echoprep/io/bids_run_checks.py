@@ -62,6 +62,11 @@ class RunScan:
     fieldmap: Any = None
     pe_direction: str | None = None
     total_readout_time: float | None = None
+    #: the events file's columns and onsets (:mod:`echoprep.io.bids_events`) and its modelled
+    #: trials (None: not counted)
+    event_columns: dict[str, list[str | None]] | None = field(default=None, compare=False)
+    event_onsets: Any = field(default=None, compare=False)
+    n_trials: int | None = None
 
     @property
     def title(self) -> str:
@@ -389,8 +394,8 @@ def check_events(log: ProblemLog, scan: RunScan, events: Path | None, require: b
                 expected,
                 f"the events file of {scan.title} (TSV with columns {EVENTS_COLUMNS_DOCUMENTED})",
                 "no such file",
-                f"add {expected.name} next to the BOLD files, or move the run out of the "
-                "dataset (e.g. its files to sourcedata/)",
+                f"add {expected.name} next to the BOLD files, or leave the run out with "
+                f"--config 'exclude_runs=[{scan.title.replace(' ', '_')}]'",
             )
         return
     try:
@@ -402,6 +407,15 @@ def check_events(log: ProblemLog, scan: RunScan, events: Path | None, require: b
             "a readable tab-separated events file",
             f"a file that cannot be read ({type(exc).__name__}: {exc})",
             "replace it with a good copy",
+        )
+        return
+    if header == [""] and not events.stat().st_size:
+        log.add(
+            events,
+            f"a tab-separated events file with a header row ({EVENTS_COLUMNS_DOCUMENTED})",
+            "an empty file",
+            "write the header and one row per event, or leave the run out with --config "
+            f"'exclude_runs=[{scan.title.replace(' ', '_')}]'",
         )
         return
     missing = [c for c in EVENTS_COLUMNS_REQUIRED if c not in header]
@@ -533,3 +547,24 @@ def check_tr_across(log: ProblemLog, scans: Sequence[RunScan]) -> None:
                     "correct the sidecars, or move runs with another TR out of the dataset "
                     "(e.g. to sourcedata/)",
                 )
+
+
+def header_tr_warning(scans: Sequence[RunScan]) -> str | None:
+    """One line about the runs whose NIfTI header's volume spacing (the 4th voxel size)
+    disagrees with the sidecar's RepetitionTime, which is used (BIDS: the sidecar is the
+    authority); None when they agree."""
+    differ: list[tuple[RunScan, float, float]] = []
+    for scan in scans:
+        tr = scan.repetition_time
+        header = getattr(scan.ref_header, "volume_seconds", None)
+        if tr is not None and header is not None and abs(header - tr) > 1e-3 * max(1.0, tr):
+            differ.append((scan, tr, header))
+    if not differ:
+        return None
+    scan, tr, header = differ[0]
+    more = f" and {len(differ) - 1} more run(s)" if len(differ) > 1 else ""
+    return (
+        f"RepetitionTime differs between sidecar and NIfTI header in {scan.title}{more} "
+        f"(sidecar {fmt_seconds(tr)} s, header {header:g} s): the sidecar's is used; if the "
+        "header is right, correct RepetitionTime in the sidecars"
+    )

@@ -31,6 +31,15 @@ from echoprep.io.outputs import TRIALS_NAME
 DEFAULT_LABEL_COLUMNS = ("stim_name", "trial_type")
 
 
+class EventsFileError(StageInputError):
+    """An events file that cannot be read as a BIDS events table; ``expected``, ``found`` and
+    ``fix`` are the parts of the message (plan-time discovery lists them with its problems)."""
+
+    def __init__(self, path: Path, expected: str, found: str, fix: str) -> None:
+        super().__init__(f"{path}: expected {expected}; found {found}. Fix: {fix}.")
+        self.expected, self.found, self.fix = expected, found, fix
+
+
 @dataclass(frozen=True)
 class SessionDesign:
     """Designs and trial bookkeeping of one session.
@@ -54,6 +63,8 @@ class SessionDesign:
         Number of events left out (excluded trial types or missing labels).
     stimulus_duration
         Median duration of the modelled trials, s (NaN without a duration column).
+    early
+        Trials left out because they start before the first volume (counted in ``excluded``).
     """
 
     designs: list[np.ndarray]
@@ -63,6 +74,7 @@ class SessionDesign:
     max_rounding_error: float
     excluded: int
     stimulus_duration: float
+    early: int = 0
 
 
 def read_events_columns(path: str | Path) -> dict[str, list[str | None]]:
@@ -89,25 +101,29 @@ def read_events_columns(path: str | Path) -> dict[str, list[str | None]]:
         with open(path, encoding="utf-8", newline="") as fh:
             rows = [row for row in csv.reader(fh, delimiter="\t") if row]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise StageInputError(
-            f"{path}: expected a tab-separated BIDS events file; found an unreadable file "
-            f"({type(exc).__name__}: {exc}). Fix: write it as UTF-8 text with tab separators "
-            "and a header row."
+        raise EventsFileError(
+            path,
+            "a tab-separated BIDS events file",
+            f"an unreadable file ({type(exc).__name__}: {exc})",
+            "write it as UTF-8 text with tab separators and a header row",
         ) from exc
     if not rows:
-        raise StageInputError(
-            f"{path}: expected a tab-separated BIDS events file with a header row; found an "
-            "empty file. Fix: write the header (onset, duration, ...) and one row per event."
+        raise EventsFileError(
+            path,
+            "a tab-separated BIDS events file with a header row",
+            "an empty file",
+            "write the header (onset, duration, ...) and one row per event",
         )
     header = _unique_names(rows[0])
     width = len(header)
     columns: list[list[str | None]] = [[] for _ in header]
     for line, row in enumerate(rows[1:], start=2):
         if len(row) > width:
-            raise StageInputError(
-                f"{path}: expected at most {width} tab-separated fields per row (the header's "
-                f"{width} columns); found {len(row)} on line {line}. Fix: one value per column, "
-                "n/a where there is none."
+            raise EventsFileError(
+                path,
+                f"at most {width} tab-separated fields per row (the header's {width} columns)",
+                f"{len(row)} on line {line}",
+                "one value per column, n/a where there is none",
             )
         for j in range(width):
             value = row[j] if j < len(row) else None
@@ -124,9 +140,13 @@ def _unique_names(names: list[str]) -> list[str]:
     return out
 
 
-def _seconds(path: Path, column: str, values: list[str | None], *, required: bool) -> np.ndarray:
-    """A column of seconds as float64; ``n/a`` (or an empty cell) is NaN unless ``required``."""
+def seconds_column(
+    values: Sequence[str | None], *, required: bool
+) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """A column of seconds as float64 (NaN where ``n/a`` or empty and not ``required``) and its
+    bad cells as ``(line, text)``: not a finite number (``n/a`` too when ``required``)."""
     out = np.full(len(values), np.nan)
+    bad: list[tuple[int, str]] = []
     for i, value in enumerate(values):
         text = (value or "").strip()
         if not text and not required:
@@ -135,17 +155,29 @@ def _seconds(path: Path, column: str, values: list[str | None], *, required: boo
             out[i] = float(text)
         except ValueError:
             pass
-        if np.isnan(out[i]):
-            shown = "n/a" if value is None else value
-            what, fix = (
-                ("onsets", "give every event an onset in seconds")
-                if required
-                else (f"{column} values", f"write each {column} in seconds, or n/a")
-            )
-            raise StageInputError(
-                f"{path}: expected numeric {what} in seconds; found {shown!r} on line {i + 2}. "
-                f"Fix: {fix}."
-            )
+        if not np.isfinite(out[i]):
+            bad.append((i + 2, "n/a" if value is None else value))
+    return out, bad
+
+
+def bad_seconds_problem(column: str, bad: Sequence[tuple[int, str]]) -> tuple[str, str, str]:
+    """``(expected, found, fix)`` for the bad cells of a column of seconds (at most 5 shown)."""
+    cells = ", ".join(f"{text!r} on line {line}" for line, text in bad[:5])
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    if column == "onset":
+        return "numeric onsets in seconds", cells + more, "give every event an onset in seconds"
+    return (
+        f"numeric {column} values in seconds",
+        cells + more,
+        f"write each {column} in seconds, or n/a",
+    )
+
+
+def _seconds(path: Path, column: str, values: list[str | None], *, required: bool) -> np.ndarray:
+    """A column of seconds as float64; ``n/a`` (or an empty cell) is NaN unless ``required``."""
+    out, bad = seconds_column(values, required=required)
+    if bad:
+        raise EventsFileError(path, *bad_seconds_problem(column, bad))
     return out
 
 
@@ -235,6 +267,133 @@ def _label_column(tables: Sequence[pd.DataFrame], files: Sequence[Path], wanted:
     )
 
 
+@dataclass(frozen=True)
+class RunTrials:
+    """The modelled trials of one run on its volume grid (:func:`run_trials`).
+
+    Attributes
+    ----------
+    rows
+        ``(K,)`` row indices (0-based, file order) of the modelled trials in the events table.
+    volumes
+        ``(K,)`` volume (0-based) each modelled trial starts at.
+    excluded
+        Events not modelled: blank trial types and events without a label.
+    early
+        Modelled trials left out because they start before the first volume (negative onsets,
+        legal in BIDS: events before the first stored volume).
+    max_error
+        Largest ``|onset - volume * TR|`` of the modelled trials, s (0 without trials).
+    problems
+        ``(expected, found, fix)`` of what makes the run unusable: onsets after the run's last
+        volume, off the grid beyond the tolerance, or two trials on one volume.
+    """
+
+    rows: np.ndarray
+    volumes: np.ndarray
+    excluded: int
+    early: int
+    max_error: float
+    problems: list[tuple[str, str, str]]
+
+
+def run_trials(
+    onsets: np.ndarray,
+    labels: Sequence[str | None],
+    trial_types: Sequence[str | None],
+    *,
+    tr: float,
+    n_volumes: int,
+    blank_trial_types: Collection[str],
+    tolerance: float | None = None,
+) -> RunTrials:
+    """The trials of one run that a single-trial GLM models, and what keeps it from fitting.
+
+    The one rule for the plan-time check of every events file (:mod:`echoprep.io.bids_events`)
+    and the GLM's design (:func:`build_session_design`): events whose label is missing or
+    whose ``trial_type`` is a blank type are not modelled; a modelled trial goes to its
+    nearest volume (``floor(onset / TR + 0.5)``); one before the first volume is left out.
+
+    Parameters
+    ----------
+    onsets
+        ``(N,)`` onsets of every event, s (finite).
+    labels, trial_types
+        ``(N,)`` each event's label (the condition column) and ``trial_type`` (None: n/a).
+    tr
+        Sampling interval of the series, s.
+    n_volumes
+        Volumes of the series the GLM fits.
+    blank_trial_types
+        ``trial_type`` values not modelled.
+    tolerance
+        Largest allowed distance (s) of an onset from its volume; None: ``tr / 2``.
+
+    Returns
+    -------
+    RunTrials
+    """
+    onsets = np.asarray(onsets, dtype=float)
+    tol = tr / 2 if tolerance is None else float(tolerance)
+    blanks = set(blank_trial_types)
+    modelled = np.array(
+        [
+            lab is not None and (tt is None or tt not in blanks)
+            for lab, tt in zip(labels, trial_types, strict=True)
+        ],
+        dtype=bool,
+    ).reshape(-1)
+    problems: list[tuple[str, str, str]] = []
+    idx = np.flatnonzero(modelled)
+    vol = np.floor(onsets[idx] / tr + 0.5).astype(int)
+    early = vol < 0
+    idx, vol = idx[~early], vol[~early]
+    err = np.abs(onsets[idx] - vol * tr)
+    late = vol >= n_volumes
+    if late.any():
+        i = idx[int(np.flatnonzero(late)[0])]
+        problems.append(
+            (
+                f"onsets within the run (0 to {(n_volumes - 1) * tr:g} s, {n_volumes} volumes)",
+                f"onset {onsets[i]:g} s on line {i + 2} ({int(late.sum())} trial(s) after the "
+                "last volume)",
+                "the events file must belong to this run, with onsets from its first volume; "
+                "remove events after the run's end",
+            )
+        )
+    if err.size and float(err.max()) > tol + 1e-9:
+        w = int(np.argmax(err))
+        problems.append(
+            (
+                f"onsets within {tol:.3g} s of a volume (TR {tr:g} s)",
+                f"onset {onsets[idx[w]]:g} s, {err[w]:.3g} s off the grid",
+                "put the onsets on the volume grid, or raise glm.onset_tolerance",
+            )
+        )
+    inside = vol[~late]
+    uniq, counts = np.unique(inside, return_counts=True)
+    if np.any(counts > 1):
+        v = int(uniq[np.argmax(counts > 1)])
+        clash = onsets[idx[~late][inside == v]]
+        problems.append(
+            (
+                "at most one trial per volume",
+                f"onsets {', '.join(f'{o:g}' for o in clash)} s all starting at volume {v} "
+                f"(TR {tr:g} s)",
+                "trials this close cannot be separated on this grid; merge the events, or "
+                "mark one of them as a blank trial type (glm.blank_trial_types)",
+            )
+        )
+    return RunTrials(
+        rows=idx,
+        volumes=vol,
+        excluded=int((~modelled).sum()),
+        early=int(early.sum()),
+        max_error=float(err.max()) if err.size else 0.0,
+        problems=problems,
+    )
+
+
 def build_session_design(
     events_files: Sequence[str | Path],
     n_volumes: Sequence[int],
@@ -274,8 +433,9 @@ def build_session_design(
     Raises
     ------
     StageInputError
-        Naming the file: missing columns, an onset outside the run or off the grid beyond the
-        tolerance, two trials starting on the same volume, or no trial at all in a run.
+        Naming the file: missing columns, an onset after the run's last volume or off the grid
+        beyond the tolerance, two trials starting on the same volume, or no trial at all in a
+        run (the rules of :func:`run_trials`; trials before the first volume are left out).
     """
     files = [Path(f) for f in events_files]
     if len(files) != len(n_volumes):
@@ -288,6 +448,7 @@ def build_session_design(
     column = _label_column(tables, files, label_column)
     rows = []
     excluded = 0
+    early = 0
     max_err = 0.0
     for r, (table, path, nvol) in enumerate(zip(tables, files, n_volumes, strict=True), start=1):
         ttype = (
@@ -295,44 +456,32 @@ def build_session_design(
             if "trial_type" in table.columns
             else pd.Series([None] * len(table), dtype=object)
         )
-        keep = table[column].notna() & ~ttype.isin(list(exclude_trial_types))
-        excluded += int((~keep).sum())
-        sub = table[keep]
-        if sub.empty:
+        found = run_trials(
+            table["onset"].to_numpy(),
+            table[column].tolist(),
+            ttype.tolist(),
+            tr=tr,
+            n_volumes=int(nvol),
+            blank_trial_types=exclude_trial_types,
+            tolerance=tolerance,
+        )
+        if found.problems:
+            expected, what, fix = found.problems[0]
+            raise StageInputError(f"{path}: expected {expected}; found {what}. Fix: {fix}.")
+        excluded += found.excluded + found.early
+        early += found.early
+        if not found.rows.size:
             raise StageInputError(
                 f"{path}: expected at least one trial to model; found none after leaving out "
-                f"trial types {list(exclude_trial_types)} and events without {column!r}. Fix: "
-                "check the events file or glm.blank_trial_types."
+                f"trial types {list(exclude_trial_types)}, events without {column!r} and "
+                "trials before the first volume. Fix: check the events file or "
+                "glm.blank_trial_types, or leave the run out with the config key exclude_runs."
             )
-        vol = np.floor(sub["onset"].to_numpy() / tr + 0.5).astype(int)
-        err = np.abs(sub["onset"].to_numpy() - vol * tr)
-        worst = int(np.argmax(err))
-        if err[worst] > tolerance + 1e-9:
-            raise StageInputError(
-                f"{path}: expected onsets within {tolerance:.3g} s of a volume (TR {tr:g} s); "
-                f"found onset {sub['onset'].iloc[worst]:g} s, {err[worst]:.3g} s off the grid. "
-                "Fix: enable slice-timing upsampling to a TR that divides the trial timing, "
-                "or raise glm.onset_tolerance."
-            )
-        max_err = max(max_err, float(err.max()))
-        bad = (vol < 0) | (vol >= nvol)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise StageInputError(
-                f"{path}: expected onsets within the run (0 to {(nvol - 1) * tr:g} s, {nvol} "
-                f"volumes); found onset {sub['onset'].iloc[i]:g} s. Fix: the events file must "
-                "belong to this run, with onsets from its first volume."
-            )
-        uniq, counts = np.unique(vol, return_counts=True)
-        if np.any(counts > 1):
-            v = int(uniq[np.argmax(counts > 1)])
-            clash = sub["onset"].to_numpy()[vol == v]
-            raise StageInputError(
-                f"{path}: expected at most one trial per volume; found onsets "
-                f"{', '.join(f'{o:g}' for o in clash)} s all starting at volume {v} (TR {tr:g} "
-                "s). Fix: trials this close cannot be separated on this grid; upsample the "
-                "series in slice timing or merge the events."
-            )
+        max_err = max(max_err, found.max_error)
+        sub = table.iloc[found.rows]
+        vol = found.volumes
+        keep = np.zeros(len(table), bool)
+        keep[found.rows] = True
         for onset, v, label, tt, dur in zip(
             sub["onset"],
             vol,
@@ -372,6 +521,7 @@ def build_session_design(
         max_rounding_error=max_err,
         excluded=excluded,
         stimulus_duration=float(durations.median()) if len(durations) else float("nan"),
+        early=early,
     )
 
 
@@ -425,11 +575,16 @@ def mixed_repeat_counts(counts: Mapping[Any, int]) -> list[int]:
 
 __all__ = [
     "DEFAULT_LABEL_COLUMNS",
+    "EventsFileError",
+    "RunTrials",
     "SessionDesign",
+    "bad_seconds_problem",
     "build_session_design",
     "mixed_repeat_counts",
     "read_events",
     "read_events_columns",
     "read_trials",
+    "run_trials",
+    "seconds_column",
     "stimulus_counts",
 ]

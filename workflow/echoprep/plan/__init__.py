@@ -25,7 +25,7 @@ of each stage's outputs and the plan's decisions (which variants, sessions, chai
 
 from __future__ import annotations
 
-from echoprep.plan._base import PlanError
+from echoprep.plan._base import PlanError, discovery_options
 from echoprep.plan.specs import RUN_STEM_PATTERN, RuleHooks, RuleSpec, SpecPlan
 
 
@@ -44,4 +44,4 @@ class Plan(SpecPlan):
     """
 
 
-__all__ = ["RUN_STEM_PATTERN", "Plan", "PlanError", "RuleHooks", "RuleSpec"]
+__all__ = ["RUN_STEM_PATTERN", "Plan", "PlanError", "RuleHooks", "RuleSpec", "discovery_options"]

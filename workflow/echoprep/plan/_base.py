@@ -13,6 +13,7 @@ from echoprep import resources as res
 from echoprep.io import outputs as reg
 from echoprep.io import rule_logs
 from echoprep.io.bids import Dataset, Run
+from echoprep.io.bids_events import EventsRules
 from echoprep.io.paths import run_prefix
 from echoprep.options import options_json
 
@@ -52,6 +53,33 @@ def _words(args: Iterable[Any]) -> str:
     The one quoting helper of every command-line argument the plan builds; a rule's own
     ``{input.x}``, ``{output.x}`` and ``{log}`` are quoted by Snakemake's ``:q``."""
     return " ".join(shlex.quote(str(a)) for a in args)
+
+
+def discovery_options(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of :func:`echoprep.io.bids.discover` that a validated config
+    decides: the selection (subjects, sessions, task, runs left out), what spatial
+    preprocessing needs (a T1w per subject in T1w space, the fieldmaps) and how the GLM will
+    read the events (checked at plan time with the same rules)."""
+    spatial = config["spatial"]
+    glm = config["glm"]
+    return {
+        "participant_label": config["participant_label"] or None,
+        "exclude": config["exclude"],
+        "sessions": config["sessions"] or None,
+        "task": config["task"],
+        "exclude_runs": config["exclude_runs"],
+        "require_t1w": spatial["enabled"] and spatial["output_space"] == "T1w",
+        "use_fieldmaps": spatial["enabled"] and spatial["fieldmap"],
+        "events_rules": EventsRules(
+            label_column=glm["label_column"],
+            blank_trial_types=tuple(glm["blank_trial_types"]),
+            onset_tolerance=glm["onset_tolerance"],
+            dropped_volumes=int(config["nordic"]["noise_volumes"]),
+            series_tr=spatial["tr_out"]
+            if spatial["enabled"] and spatial["slice_timing"] and spatial["tr_out"]
+            else None,
+        ),
+    }
 
 
 class BasePlan:
@@ -141,8 +169,13 @@ class BasePlan:
         return str(rule_logs.benchmark_path(self.config["work_dir"], rule))
 
     def options(self, section: str, **overrides: Any) -> str:
-        """A config section (with overrides) as the JSON a rule passes to ``--options-json``."""
-        return options_json({**self.config[section], **overrides})
+        """A config section (with overrides) as the JSON a rule passes to ``--options-json``.
+        The GLM's condition column is the one discovery chose for the whole dataset when the
+        config leaves it open (``glm.label_column: null``)."""
+        values = {**self.config[section], **overrides}
+        if section == "glm" and values.get("label_column") is None:
+            values["label_column"] = self.dataset.label_column
+        return options_json(values)
 
     def config_json(self) -> str:
         """The validated config as sorted JSON (recorded in ``dataset_description.json``)."""

@@ -180,18 +180,16 @@ class RunPlan(BasePlan):
         if wc.nordic == "nordic" and self.config["tedana"]["nordic_tedpca"] == "raw_run":
             raw = self.combine_outputs("denoised", self.run_of(wc), "raw")
             files["raw_components"] = raw["mixing_json"]
-        elif self._capped_criterion():
+        elif self._estimated_criterion():
             optcom = self.combine_outputs("optcom", self.run_of(wc), wc.nordic)
             files["optcom"] = [optcom["bold"], optcom["mask"]]
         return files
 
-    def _capped_criterion(self) -> bool:
-        """tedana estimates the count with aic/kic/mdl and ``tedana.max_components`` caps it:
-        the job needs the run's optimally combined series (the optcom job's output)."""
-        tedana = self.config["tedana"]
-        return str(tedana["tedpca"]) in ("aic", "kic", "mdl") and (
-            tedana.get("max_components") is not None
-        )
+    def _estimated_criterion(self) -> bool:
+        """tedana estimates the count with aic/kic/mdl: the job makes the estimate first, on
+        the run's optimally combined series (the optcom job's output), to raise it to the
+        floor of 2 components and cap it by ``tedana.max_components`` when that is set."""
+        return str(self.config["tedana"]["tedpca"]) in ("aic", "kic", "mdl")
 
     def _tedana_options(self, wc: Any) -> str:
         """The tedana section, without nordic_tedpca for NORDIC-off runs (changing it reruns

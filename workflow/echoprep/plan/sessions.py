@@ -109,7 +109,9 @@ class SessionPlan(ChainPlan):
         return self._sessions_by_stem[wc.ses_prefix]
 
     def session_runs(self, wc: Any) -> list[Run]:
-        return self.dataset.runs_of(*self.session_of(wc))
+        """The runs a session's GLM fits: every run with a trial to model (discovery warned
+        about the others, which are preprocessed all the same)."""
+        return [r for r in self.dataset.runs_of(*self.session_of(wc)) if r.n_trials != 0]
 
     def _session_key(self, subject: str | None, session: str | None) -> tuple[str, str]:
         return reg.session_key(subject, session, self.task())
@@ -336,7 +338,7 @@ class SessionPlan(ChainPlan):
         try:
             counts = stimulus_counts(
                 events,
-                label_column=self.config["glm"]["label_column"],
+                label_column=self.config["glm"]["label_column"] or self.dataset.label_column,
                 blank_trial_types=self.config["glm"]["blank_trial_types"],
             )
         except ValueError as exc:

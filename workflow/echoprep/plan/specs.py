@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from echoprep import resources as res
 from echoprep.io.bids import Dataset
 from echoprep.plan._base import Files, PlanError
 from echoprep.plan.chains import CHAIN_RULES
@@ -101,6 +102,7 @@ class RuleSpec:
     wildcard_constraints: Mapping[str, str] = field(default_factory=dict)
     conda: str | None = None
     message: str | None = None
+    threads: int = 1
 
 
 class SpecPlan(PublishPlan):
@@ -144,8 +146,10 @@ class SpecPlan(PublishPlan):
         name: str | None = None,
         **fields: Any,
     ) -> RuleSpec:
-        """A spec with the log, benchmark (none for a ``local`` rule) and resources of
-        ``rule``; ``grouped``: the rule whose profile group the jobs take."""
+        """A spec with the log, benchmark (none for a ``local`` rule), resources and threads
+        of ``rule`` (the threads also as ``params.threads``, what a command passes to
+        ``--threads``: fixed per rule, not scaled down to ``--cores``); ``grouped``: the rule
+        whose profile group the jobs take."""
         group = None
         if grouped is not None:
             groups = self.hooks.groups
@@ -153,11 +157,13 @@ class SpecPlan(PublishPlan):
             def group(wc: Any) -> str | None:
                 return groups().get(grouped)
 
+        threads = res.THREADS.get(rule, 1)
         return RuleSpec(
             name=name or rule,
             input=input,
             output=output,
-            params=params or {},
+            params={**(params or {}), "threads": threads},
+            threads=threads,
             log=self.log(rule),
             benchmark=None if local else self.benchmark(rule),
             resources={"mem_mb": self.mem_mb(rule), "runtime": self.runtime(rule)},
@@ -176,7 +182,7 @@ class SpecPlan(PublishPlan):
             name="config_snapshot",
             input={},
             output={"config": self.config_file()},
-            params={"config": self.config_json()},
+            params={"config": self.config_json(), "threads": 1},
             log=self.log("config_snapshot"),
             benchmark=None,
             resources={},
@@ -187,7 +193,7 @@ class SpecPlan(PublishPlan):
             name="dataset_description",
             input={"config": self.config_file()},
             output={"description": self.description()},
-            params={"source": self.source()},
+            params={"source": self.source(), "threads": 1},
             log=self.log("dataset_description"),
             benchmark=None,
             resources={},

@@ -336,9 +336,10 @@ def run_tedana(
         ``raw_run`` without ``raw_components``: components as a fraction of the volumes.
     optcom
         The run's optimally combined series and its adaptive mask: when tedana would estimate
-        the count with aic, kic or mdl and ``max_components`` is set, the estimate is made
-        first (:func:`estimate_components`) and capped (:func:`cap_components`). Without it
-        no cap is applied (a warning says so).
+        the count with aic, kic or mdl, the estimate is made first
+        (:func:`estimate_components`), raised to the floor of :data:`MIN_COMPONENTS` and
+        capped by ``max_components`` when that is set (:func:`cap_components`). Without it
+        neither happens (a warning says so).
     seed
         tedana's ``fixed_seed``: same seed, same components.
     work_dir
@@ -378,13 +379,15 @@ def run_tedana(
         where = raw_components if raw_n is not None else files[0]
         raise StageInputError(f"{where}: {exc}") from None
     estimates = None
-    if opts.max_components is not None and choice.tedpca in MAPCA_CRITERIA:
+    if choice.tedpca in MAPCA_CRITERIA:
         if optcom is None:
             log.warning(
-                "%s: tedana.max_components is set but no optimally combined series was given "
-                "(--optcom); the %s estimate is not capped.",
+                "%s: no optimally combined series was given (--optcom); the %s estimate is "
+                "left to tedana, without the floor of %d components%s.",
                 files[0],
                 choice.tedpca,
+                MIN_COMPONENTS,
+                " or tedana.max_components' cap" if opts.max_components is not None else "",
             )
         else:
             estimates = estimate_components(*optcom, n_volumes)

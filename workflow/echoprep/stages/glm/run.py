@@ -139,6 +139,12 @@ def run_glm(
         onset_tolerance=settings["onset_tolerance"],
         run_labels=labels,
     )
+    if design.early:
+        log.warning(
+            "GLMsingle: %d trial(s) start before the first volume (negative onsets) and are "
+            "left out of the design",
+            design.early,
+        )
     stimdur = settings["stimdur"]
     if stimdur is None:
         stimdur = design.stimulus_duration if math.isfinite(design.stimulus_duration) else 0.0

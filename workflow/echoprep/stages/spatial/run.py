@@ -243,7 +243,14 @@ def run_geometry(
         series, affine, levels=motion_levels(affine), n_threads=max(1, int(n_threads))
     )
     vsm, pe_axis = None, None
-    fmap_record: dict[str, Any] = {"Applied": False}
+    fmap_record: dict[str, Any] = {
+        "Applied": False,
+        "Method": "none",
+        "Reason": "spatial.fieldmap: false"
+        if fieldmap is not None
+        else "no fieldmap in fmap/ is intended for this run (IntendedFor), or "
+        "spatial.fieldmap: false",
+    }
     sources: list[Path] = [path]
     if fieldmap is not None and opts.fieldmap:
         if pe_direction is None or readout_time is None:
@@ -270,6 +277,7 @@ def run_geometry(
             raise StageInputError(f"{path}: {exc}") from exc
         fmap_record = {
             "Applied": True,
+            "Method": "static fieldmap",
             "Kind": fieldmap["kind"],
             "PhaseEncodingDirection": pe_direction,
             "TotalReadoutTime": float(readout_time),
