@@ -548,7 +548,8 @@ def capture_job_command(
     cap.mkdir(parents=True)
     out, work = cap / "results", cap / "work"
     listing = measure(
-        dry_run_cmd(tree, out, work, cores, [], ["-q", "progress"]),
+        # -p: the job blocks (a dry run prints them only with it)
+        dry_run_cmd(tree, out, work, cores, [], ["-q", "progress", "-p"]),
         rundir,
         cap / "dry_run.log",
         timeout,
@@ -765,7 +766,7 @@ def measure_size(
     row["submissions"] = None
     if ok and "groups" in args.measure:
         glog = logs / "groups.log"
-        gcmd = dry_run_cmd(tree, out, work, args.cores, [], group_args(*groups))
+        gcmd = dry_run_cmd(tree, out, work, args.cores, [], [*group_args(*groups), "-p"])
         grouped = measure(gcmd, rundir, glog, args.timeout)
         row["groups_dry_run"] = grouped
         if grouped["status"] == "ok":

@@ -210,17 +210,38 @@ class ImageHeader:
         return np.asarray(self.affine, dtype=float)
 
 
-def _single_file_header(path: Path) -> Any:
-    """The header of a single-file NIfTI-1 or NIfTI-2 image (``.nii``/``.nii.gz``), read
-    without building an image (the first few hundred bytes); None for anything else."""
-    import nibabel as nib
-    from nibabel.openers import ImageOpener
-
+def _image_start(path: Path, n: int = 540) -> tuple[bytes, int | None] | None:
+    """The first ``n`` bytes of an image (decompressed for ``.gz``) and, for ``.gz``, the
+    uncompressed length its gzip trailer states (modulo 2**32; None for ``.nii``), read with
+    one open; None when the start cannot be read (nibabel then reports why)."""
     try:
-        with ImageOpener(str(path)) as fh:
-            raw = fh.read(540)
-    except Exception:
+        with open(path, "rb") as fh:
+            if not path.name.endswith(".gz"):
+                return fh.read(n), None
+            out = b""
+            unpack = zlib.decompressobj(31)
+            data = fh.read(1 << 14)
+            while data and len(out) < n:
+                out += unpack.decompress(data, n - len(out))
+                data = unpack.unconsumed_tail
+                if unpack.eof:  # a member shorter than n: the next member goes on
+                    data, unpack = unpack.unused_data, zlib.decompressobj(31)
+                if not data and len(out) < n:
+                    data = fh.read(1 << 14)
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() < 18:
+                return out, None
+            fh.seek(-4, os.SEEK_END)
+            return out, int.from_bytes(fh.read(4), "little")
+    except (OSError, zlib.error):
         return None
+
+
+def _single_file_header(raw: bytes) -> Any:
+    """The header of a single-file NIfTI-1 or NIfTI-2 image (``.nii``/``.nii.gz``) from its
+    first bytes (:func:`_image_start`), without building an image; None for anything else."""
+    import nibabel as nib
+
     for klass, size in ((nib.Nifti1Header, 348), (nib.Nifti2Header, 540)):
         if len(raw) < size:
             continue
@@ -234,21 +255,17 @@ def _single_file_header(path: Path) -> Any:
     return None
 
 
-def _gzip_shortfall(path: Path, needed: int) -> str | None:
+def _gzip_shortfall(path: Path, needed: int, stated: int | None) -> str | None:
     """Why a ``.nii.gz`` holds fewer than ``needed`` bytes (header + data), or None.
 
-    The gzip trailer states the uncompressed length (modulo 2**32) of the file's last member:
-    when it matches, nothing else is read (8 bytes). When it does not (a truncated copy, or a
-    legal multi-member file), the file is decompressed up to ``needed`` bytes to be sure.
+    The gzip trailer states the uncompressed length (modulo 2**32) of the file's last member
+    (``stated``, read with the header by :func:`_image_start`): when it matches, nothing else
+    is read. When it does not (a truncated copy, or a legal multi-member file), the file is
+    decompressed up to ``needed`` bytes to be sure.
     """
+    if stated == needed % 2**32:
+        return None
     try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            if fh.tell() < 18:
-                return "a truncated gzip file (shorter than a gzip header and trailer)"
-            fh.seek(-4, os.SEEK_END)
-            if int.from_bytes(fh.read(4), "little") == needed % 2**32:
-                return None
         total = 0
         with gzip.open(path, "rb") as gz:
             while total < needed:
@@ -279,7 +296,8 @@ def read_header(path: Path) -> ImageHeader:
             "try `datalad get` or `git annex get`)"
         )
     try:
-        hdr = _single_file_header(path)
+        start = _image_start(path)
+        hdr: Any = _single_file_header(start[0]) if start is not None else None
         if hdr is None:  # not a plain NIfTI-1/2 header: nibabel's loader, with its messages
             hdr = nib.load(str(path)).header
         shape = tuple(int(s) for s in hdr.get_data_shape())
@@ -300,7 +318,7 @@ def read_header(path: Path) -> ImageHeader:
                     error=f"a truncated file: {size} bytes, its header needs {needed} bytes"
                 )
         elif path.name.endswith(".gz"):
-            short = _gzip_shortfall(path, needed)
+            short = _gzip_shortfall(path, needed, start[1] if start is not None else None)
             if short:
                 return ImageHeader(error=short)
     except Exception as exc:  # any reader failure is reported, not raised

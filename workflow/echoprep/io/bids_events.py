@@ -24,9 +24,7 @@ from echoprep.io.bids_checks import ProblemLog, fmt_list, fmt_seconds
 from echoprep.io.bids_run_checks import RunScan
 from echoprep.io.events import (
     DEFAULT_LABEL_COLUMNS,
-    EventsFileError,
     bad_seconds_problem,
-    read_events_columns,
     run_trials,
     seconds_column,
 )
@@ -68,26 +66,21 @@ class EventsRules:
 
 
 def read_events_content(log: ProblemLog, scan: RunScan) -> None:
-    """Read the columns of ``scan.events`` (a file whose header :func:`check_events` accepted)
-    into ``scan.event_columns`` and its onsets into ``scan.event_onsets``; an unreadable or
-    ragged file and onsets or durations that are not numbers are problems."""
-    path = scan.events
-    if path is None:
-        return
-    try:
-        columns = read_events_columns(path)
-    except EventsFileError as exc:
-        log.add(path, exc.expected, exc.found, exc.fix)
+    """The onsets of ``scan.events`` (whose columns :func:`check_events` read) into
+    ``scan.event_onsets``; onsets or durations that are not numbers are problems (and the
+    file's columns are then dropped from the later checks)."""
+    columns = scan.event_columns
+    if scan.events is None or columns is None:
         return
     onsets, bad = seconds_column(columns["onset"], required=True)
     if bad:
-        log.add(path, *bad_seconds_problem("onset", bad))
+        log.add(scan.events, *bad_seconds_problem("onset", bad))
     _, bad_durations = seconds_column(columns.get("duration", []), required=False)
     if bad_durations:
-        log.add(path, *bad_seconds_problem("duration", bad_durations))
+        log.add(scan.events, *bad_seconds_problem("duration", bad_durations))
     if bad or bad_durations:
+        scan.event_columns = None
         return
-    scan.event_columns = columns
     scan.event_onsets = onsets
 
 

@@ -40,6 +40,7 @@ from echoprep.io.bids_checks import (
     sidecar_of,
     with_entity,
 )
+from echoprep.io.events import EventsFileError, read_events_columns
 
 
 @dataclass
@@ -398,26 +399,21 @@ def check_events(log: ProblemLog, scan: RunScan, events: Path | None, require: b
                 f"--config 'exclude_runs=[{scan.title.replace(' ', '_')}]'",
             )
         return
-    try:
-        with events.open(encoding="utf-8") as fh:
-            header = fh.readline().rstrip("\r\n").split("\t")
-    except (OSError, UnicodeDecodeError) as exc:
-        log.add(
-            events,
-            "a readable tab-separated events file",
-            f"a file that cannot be read ({type(exc).__name__}: {exc})",
-            "replace it with a good copy",
-        )
+    try:  # the whole file, once: its content is checked later (echoprep.io.bids_events)
+        columns = read_events_columns(events)
+    except EventsFileError as exc:
+        if exc.found == "an empty file":
+            log.add(
+                events,
+                f"a tab-separated events file with a header row ({EVENTS_COLUMNS_DOCUMENTED})",
+                "an empty file",
+                "write the header and one row per event, or leave the run out with --config "
+                f"'exclude_runs=[{scan.title.replace(' ', '_')}]'",
+            )
+        else:
+            log.add(events, exc.expected, exc.found, exc.fix)
         return
-    if header == [""] and not events.stat().st_size:
-        log.add(
-            events,
-            f"a tab-separated events file with a header row ({EVENTS_COLUMNS_DOCUMENTED})",
-            "an empty file",
-            "write the header and one row per event, or leave the run out with --config "
-            f"'exclude_runs=[{scan.title.replace(' ', '_')}]'",
-        )
-        return
+    header = list(columns)
     missing = [c for c in EVENTS_COLUMNS_REQUIRED if c not in header]
     if missing:
         log.add(
@@ -429,6 +425,7 @@ def check_events(log: ProblemLog, scan: RunScan, events: Path | None, require: b
         )
         return
     scan.events = events
+    scan.event_columns = columns
 
 
 # --------------------------------------------------------------------------------------

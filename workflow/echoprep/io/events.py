@@ -116,7 +116,6 @@ def read_events_columns(path: str | Path) -> dict[str, list[str | None]]:
         )
     header = _unique_names(rows[0])
     width = len(header)
-    columns: list[list[str | None]] = [[] for _ in header]
     for line, row in enumerate(rows[1:], start=2):
         if len(row) > width:
             raise EventsFileError(
@@ -125,9 +124,14 @@ def read_events_columns(path: str | Path) -> dict[str, list[str | None]]:
                 f"{len(row)} on line {line}",
                 "one value per column, n/a where there is none",
             )
-        for j in range(width):
-            value = row[j] if j < len(row) else None
-            columns[j].append(None if value == "n/a" else value)
+    body = [row if len(row) == width else row + [""] * (width - len(row)) for row in rows[1:]]
+    short = {i for i, row in enumerate(rows[1:]) if len(row) < width}
+    columns: list[list[str | None]] = [
+        [None if v == "n/a" else v for v in values] for values in zip(*body, strict=True)
+    ] or [[] for _ in header]
+    for i in short:  # cells a short row does not have are missing, as n/a
+        for j in range(len(rows[i + 1]), width):
+            columns[j][i] = None
     return dict(zip(header, columns, strict=True))
 
 
@@ -145,18 +149,24 @@ def seconds_column(
 ) -> tuple[np.ndarray, list[tuple[int, str]]]:
     """A column of seconds as float64 (NaN where ``n/a`` or empty and not ``required``) and its
     bad cells as ``(line, text)``: not a finite number (``n/a`` too when ``required``)."""
-    out = np.full(len(values), np.nan)
-    bad: list[tuple[int, str]] = []
-    for i, value in enumerate(values):
-        text = (value or "").strip()
-        if not text and not required:
-            continue
-        try:
-            out[i] = float(text)
-        except ValueError:
-            pass
-        if not np.isfinite(out[i]):
-            bad.append((i + 2, "n/a" if value is None else value))
+    texts = [(v or "").strip() for v in values]
+    try:  # every cell a number (or empty): numpy converts them at once
+        out = np.array([t or "nan" for t in texts], dtype=np.float64)
+    except ValueError:
+        out = np.full(len(texts), np.nan)
+        for i, text in enumerate(texts):
+            try:
+                out[i] = float(text)
+            except ValueError:
+                pass
+    bad_at = ~np.isfinite(out)
+    if not required:
+        bad_at &= np.array([bool(t) for t in texts], dtype=bool).reshape(-1)
+    bad = [
+        (int(i) + 2, "n/a" if values[i] is None else str(values[i])) for i in np.flatnonzero(bad_at)
+    ]
+    if not required:
+        out[~np.isfinite(out)] = np.nan
     return out, bad
 
 
