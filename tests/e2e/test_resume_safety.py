@@ -145,7 +145,7 @@ def resumed(demo: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> Resumed:
         demo["bids"], results, work, "--cores", "2", "--until", *UNTIL, root=code
     )
     planned = run_in_group(
-        [*cmd, "-n", "--forceall"], base / "0-dry-run.log", timeout=300, cwd=cwd, env=env
+        [*cmd, "-n", "-p", "--forceall"], base / "0-dry-run.log", timeout=300, cwd=cwd, env=env
     )
     assert planned[0] == 0, planned[1][-3000:]
     planned_outputs = {

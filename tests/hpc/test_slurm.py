@@ -147,7 +147,8 @@ def slurm_run(
     cwd.mkdir()
     cmd = workflow_command(demo["bids"], results, work, "--profile", str(PROFILE))
     dry = subprocess.run(
-        [*workflow_command(demo["bids"], results, work, "--profile", str(PROFILE), "-n")],
+        # -p: every job's block (a dry run prints them only with it)
+        [*workflow_command(demo["bids"], results, work, "--profile", str(PROFILE), "-n", "-p")],
         cwd=cwd,
         capture_output=True,
         text=True,
