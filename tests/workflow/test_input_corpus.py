@@ -61,12 +61,17 @@ def _set_events(path: Path, rows: list[str]) -> None:
     path.write_text("\n".join([HEADER, *rows]) + "\n")
 
 
-def _edit_onset(path: Path, row: int, value: str) -> None:
+def _edit_cell(path: Path, row: int, column: int, value: str) -> None:
+    """Set one cell of an events file (``row`` 1 = the first event, ``column`` 0 = onset)."""
     lines = _lines(path)
     fields = lines[row].split("\t")
-    fields[0] = value
+    fields[column] = value
     lines[row] = "\t".join(fields)
     path.write_text("\n".join(lines) + "\n")
+
+
+def _edit_onset(path: Path, row: int, value: str) -> None:
+    _edit_cell(path, row, 0, value)
 
 
 def _run_images(root: Path, ses: str, run: str) -> list[Path]:
@@ -173,12 +178,7 @@ def _extra_event_columns(root: Path) -> None:
 
 
 def _duration_na(root: Path) -> None:
-    ev = events_path(root, ses="01", run="01")
-    lines = _lines(ev)
-    fields = lines[1].split("\t")
-    fields[1] = "n/a"
-    lines[1] = "\t".join(fields)
-    ev.write_text("\n".join(lines) + "\n")
+    _edit_cell(events_path(root, ses="01", run="01"), 1, 1, "n/a")
 
 
 def _native_space_without_t1w(root: Path) -> dict[str, object]:
@@ -272,12 +272,7 @@ def _ragged_events_row(root: Path) -> None:
 
 
 def _duration_not_a_number(root: Path) -> None:
-    ev = events_path(root, ses="02", run="01")
-    lines = _lines(ev)
-    fields = lines[1].split("\t")
-    fields[1] = "long"
-    lines[1] = "\t".join(fields)
-    ev.write_text("\n".join(lines) + "\n")
+    _edit_cell(events_path(root, ses="02", run="01"), 1, 1, "long")
 
 
 def _truncated_gzip(root: Path) -> None:
