@@ -8,11 +8,14 @@ CORES ?= 2
 
 .PHONY: setup demo test test-fast lint
 
-# A virtual environment with exactly the versions pinned in pyproject.toml.
-$(VENV)/.installed: pyproject.toml
+# A virtual environment with exactly the versions pinned in pyproject.toml, and every package
+# they need at the version envs/constraints.txt locks (written by envs/lock.py): a fresh .venv
+# is the tested one, not the registry's newest of the day.
+$(VENV)/.installed: pyproject.toml envs/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[workflow,spatial,report,test]"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
+		-c envs/constraints.txt -e ".[workflow,spatial,report,test]"
 	touch $@
 
 setup: $(VENV)/.installed

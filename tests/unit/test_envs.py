@@ -166,3 +166,36 @@ def test_installed_versions_equal_the_pins():
         installed = Version(metadata.version(name))
         # a local build label (torch 2.13.0+cpu) satisfies the pin 2.13.0, as pip treats it
         assert installed.public == version, f"{name}: installed {installed}, pinned {version}"
+
+
+def _constraint_pins() -> dict[str, str]:
+    pins: dict[str, str] = {}
+    for line in lock.CONSTRAINTS.read_text().splitlines():
+        if line and not line.startswith("#"):
+            m = EXACT_PIP.match(line)
+            assert m, f"envs/constraints.txt: {line!r} is not NAME==VERSION"
+            pins[_norm(m.group(1))] = m.group(2)
+    return pins
+
+
+def test_constraints_lock_everything_setup_installs_at_the_tested_version():
+    """A fresh .venv (CI's) must get the locked transitive versions, not the registry's newest:
+    envs/constraints.txt pins the closure of pyproject.toml's core and every extra, and every
+    env agrees with it."""
+    pins = _constraint_pins()
+    expected = lock.closure(lock.setup_requirements())
+    assert lock_problems(pins, expected) == [], "run `.venv/bin/python envs/lock.py`"
+    for name, pin in _pyproject_pins().items():
+        assert pins[name] == pin, name
+    for env_file in sorted((ROOT / "envs").glob("*.yaml")):
+        pip_pins, _ = _env_pins(env_file)
+        other = {n: v for n, v in pip_pins.items() if pins.get(n) != v}
+        assert other == {}, f"{env_file.name} pins other versions than envs/constraints.txt"
+
+
+def test_make_setup_installs_under_the_constraints():
+    """The Makefile's install line passes the lock, and the .venv is rebuilt when it changes."""
+    text = (ROOT / "Makefile").read_text()
+    assert re.search(r"^\$\(VENV\)/\.installed: .*envs/constraints\.txt", text, flags=re.M)
+    install = re.search(r"pip install [^\n]*(?:\\\n[^\n]*)*-e \"\.\[", text)
+    assert install and "-c envs/constraints.txt" in install.group(0), install
