@@ -1,28 +1,38 @@
-"""Does the 2×3 comparison recommend the variant whose betas follow the truth? Per regime.
+"""Does the 2×3 comparison recommend the variant whose betas follow the truth? Per regime,
+seed and dataset size.
 
 For each response regime of the simulator (:data:`echoprep.simulate.response.REGIMES`: how
 much of the image-specific response and of the trial-to-trial variability is spatially smooth,
-how strong the response is, the noise mix), one subject is simulated (no head motion, no
-fieldmaps, so the workflow's output grid is the truth grid) and the REAL workflow is run on it
-with its default configuration except ``spatial.enabled: false``: NORDIC off/on, single echo /
-tedana optcom / tedana ICA, GLMsingle, noise ceilings, the visual ROI and the comparison
-(``comparison/recommended_variant.json`` is the target). Then, per variant:
+how strong the response is, the noise mix), each seed and each number of runs, one subject is
+simulated (no fieldmaps; no head motion unless ``--motion``, then the spatial stage corrects it
+into the first run's grid; either way the workflow's output grid is the truth grid) and
+the REAL workflow is run on it with its default configuration except ``spatial.enabled:
+false``: NORDIC off/on, single echo / tedana optcom / tedana ICA, GLMsingle, the held-out fits,
+noise ceilings, the visual ROI and the comparison (``comparison/recommended_variant.json`` is
+the target). Then, per variant:
 
 - ``NC``: median noise ceiling in the visual ROI (the comparison table, as LAION reported it);
-- ``heldout``: the held-out fidelity the comparison ranks by (data only);
-- ``split``: the variant's own split-half reliability (repeat agreement, like NC);
+- ``heldout``, ``h_truth``: the held-out fidelity the comparison ranks by, and its truth-scale
+  estimate (data only);
 - ``r_truth``: the median, over the truly active voxels that every variant fitted, of the
-  correlation between the variant's repeat-averaged type-D betas (z-scored per run) and the
-  TRUE image means (``derivatives/truth``);
+  correlation between the variant's ALL-repeat image means (type-D betas z-scored per run,
+  repeats averaged) and the TRUE image means (``derivatives/truth``);
+- ``r_trial_img``: the same for single trials: the correlation over trials of the single-trial
+  betas (z-scored per run) with the true image responses (what ``heldout_trial_r`` estimates);
+- ``r_trials``: the correlation of the single-trial betas with the true single-trial responses
+  (image response plus trial-to-trial variability, which no data-only measure can separate).
 
-and the check: the recommended variant's ``r_truth`` is within ``--tolerance`` (0.02) of the
-best variant's. The NC-based choice is printed beside it. Exit status 1 when a regime fails.
+The check per case: the recommended variant's ``r_truth`` within ``--tolerance`` (0.02) of the
+best variant's. At the end: the share of cases within the tolerance (target >= 95 %) and the
+number of cases where a NORDIC variant is recommended while 0.02 or more below the best
+NORDIC-off variant (target 0). ``--table`` writes every number (one row per case and variant)
+for ``benchmarks/comparison_grid_figure.py``. Exit status 1 when a target is missed.
 
-Run (2-core VM; each regime runs the whole workflow, a few minutes each on the ``regime``
-preset)::
+Run (2-core VM; each case runs the whole workflow, about 8-15 min on the ``regime`` preset)::
 
-    .venv/bin/python benchmarks/comparison_regimes.py                      # every regime
-    .venv/bin/python benchmarks/comparison_regimes.py --regimes smooth strong --keep /tmp/cr
+    .venv/bin/python benchmarks/comparison_regimes.py --seeds 3 --table /tmp/cr.tsv
+    .venv/bin/python benchmarks/comparison_regimes.py --regimes smooth --runs 4 12 --keep /tmp/cr
+    .venv/bin/python benchmarks/comparison_regimes.py --keep /tmp/cr --rescore   # comparison only
 
 ``--combine single optcom`` leaves out tedana ICA for a cheaper look.
 """
@@ -31,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,7 +57,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
 
 from echoprep.io.outputs import group_key, path_in, paths_in  # noqa: E402
-from echoprep.kernels.fidelity import truth_fidelity  # noqa: E402
+from echoprep.kernels.fidelity import rowwise_correlation, truth_fidelity  # noqa: E402
+from echoprep.kernels.noiseceiling import zscore_within  # noqa: E402
 from echoprep.simulate import simulate_dataset  # noqa: E402
 from echoprep.simulate.presets import PRESETS  # noqa: E402
 from echoprep.simulate.response import REGIMES  # noqa: E402
@@ -57,15 +69,20 @@ from echoprep.stages.comparison import VARIANTS, read_table  # noqa: E402
 TASK = "images"
 
 
-def run_workflow(bids: Path, work: Path, combine: list[str], seed: int, cores: int) -> Path:
-    """Run the workflow up to the comparison; returns the output folder."""
+def run_workflow(
+    bids: Path, work: Path, combine: list[str], seed: int, cores: int, motion: bool = False
+) -> Path:
+    """Run the workflow up to the comparison; returns the output folder. With ``motion`` the
+    spatial stage corrects it into the first run's grid (``output_space: native``), which is
+    the truth grid."""
     out = work / "results"
+    spatial = {"enabled": True, "output_space": "native"} if motion else {"enabled": False}
     cfg = {
         "bids_dir": str(bids),
         "output_dir": str(out),
         "work_dir": str(work / "work"),
         "seed": seed,
-        "spatial": {"enabled": False},
+        "spatial": spatial,
         "variants": {"combine": combine},
         "report": {"enabled": False},
     }
@@ -83,10 +100,13 @@ def run_workflow(bids: Path, work: Path, combine: list[str], seed: int, cores: i
     return out
 
 
-def truth_scores(bids: Path, out: Path, variants: list[str], roi: bool = False) -> dict[str, float]:
-    """variant -> median r of its image means with the true image means, over the truly active
-    voxels fitted by every variant (``roi``: only those inside the visual ROI the comparison
-    ranks on)."""
+def truth_scores(
+    bids: Path, out: Path, variants: list[str], roi: bool = False
+) -> dict[str, dict[str, float]]:
+    """Per measure (``r_truth``, ``r_trial_img``, ``r_trials``), variant -> median r over the
+    truly active voxels fitted by every variant (``roi``: only those inside the visual ROI the
+    comparison ranks on): all-repeat image means vs the true image means, single trials vs the
+    true image responses, single trials vs the true single-trial responses."""
     truth = truth_paths(bids, "01", "01")
     active = np.asarray(nib.load(truth["active_mask"]).dataobj) > 0
     means = np.asarray(nib.load(truth["image_means"]).dataobj, np.float64)
@@ -104,15 +124,139 @@ def truth_scores(bids: Path, out: Path, variants: list[str], roi: bool = False) 
         files[v] = paths
         fitted &= np.asarray(nib.load(paths["mask"]).dataobj) > 0
     true_means = means[fitted]  # (V, I)
-    scores = {}
+    true_trials = np.asarray(nib.load(truth["betas"]).dataobj, np.float64)[fitted]
+    column = {lab: i for i, lab in enumerate(images["label"].astype(str))}
+    out: dict[str, dict[str, float]] = {"r_truth": {}, "r_trial_img": {}, "r_trials": {}}
     for v, paths in files.items():
         betas = np.asarray(nib.load(paths["betas"]).dataobj, np.float32)[fitted]
         trials = glm_stage.read_trials(paths["trials"])
         r = truth_fidelity(
             betas, trials["label"], trials["run"], true_means, images["label"].to_numpy()
         )
-        scores[v] = float(np.nanmedian(r))
-    return scores
+        out["r_truth"][v] = float(np.nanmedian(r))
+        z = zscore_within(betas, trials["run"].astype(str).to_numpy())
+        cols = [column[str(lab)] for lab in trials["label"]]
+        out["r_trial_img"][v] = float(np.nanmedian(rowwise_correlation(z, true_means[:, cols])))
+        same = true_trials.shape[1] == betas.shape[1]
+        r_trials = rowwise_correlation(betas, true_trials) if same else np.full(1, np.nan)
+        out["r_trials"][v] = float(np.nanmedian(r_trials))
+    return out
+
+
+def run_case(args, regime: str, seed: int, runs: int | None, base: Path) -> list[dict]:
+    """Simulate, run and score one case; one row per variant."""
+    t0 = time.time()
+    work = base / f"{regime}_seed{seed}_runs{runs or 'preset'}{'_motion' if args.motion else ''}"
+    bids = work / "bids"
+    if not (bids / "dataset_description.json").exists():
+        simulate_dataset(
+            bids,
+            args.preset,
+            seed=seed,
+            subjects=1,
+            sessions=1,
+            runs=runs,
+            motion=args.motion,
+            fieldmap=False,
+            response=regime,
+        )
+    if args.rescore:
+        # a kept case: only the comparison is computed again (e.g. after a change to it)
+        shutil.rmtree(work / "results" / "comparison", ignore_errors=True)
+    out = run_workflow(bids, work, args.combine, seed, args.cores, args.motion)
+    group = paths_in(out / "comparison", "comparison", group_key(TASK), keys=["tsv", "json"])
+    table = read_table(group["tsv"]).set_index("variant")
+    rec = json.loads(group["json"].read_text())
+    variants = [v for v in VARIANTS if v in table.index]
+    truth = truth_scores(bids, out, variants)
+    in_roi = truth_scores(bids, out, variants, roi=True)["r_truth"]
+    n_runs = runs or PRESETS[args.preset].n_runs
+    rows = []
+    for v in variants:
+        row = table.loc[v]
+        rows.append(
+            {
+                "regime": regime,
+                "seed": seed,
+                "runs": n_runs,
+                "variant": v,
+                "median_nc": float(row["median_nc"]),
+                "gain": float(row["gain"]),
+                "heldout_r": float(row["heldout_r"]),
+                "heldout_truth": float(row.get("heldout_truth", np.nan)),
+                "heldout_trial_truth": float(row.get("heldout_trial_truth", np.nan)),
+                "r_truth": truth["r_truth"][v],
+                "r_truth_roi": in_roi[v],
+                "r_trial_img": truth["r_trial_img"][v],
+                "r_trials": truth["r_trials"][v],
+                "recommended": v == rec["variant"],
+                "recommended_trials": v == (rec.get("single_trials") or {}).get("variant"),
+                "nc_pick": v == rec.get("nc_winner"),
+                "indistinguishable": v in (rec.get("indistinguishable") or []),
+                "seconds": round(time.time() - t0),
+            }
+        )
+    return rows
+
+
+def report_case(rows: list[dict], tolerance: float) -> dict:
+    """Print one case and return its summary."""
+    df = pd.DataFrame(rows).set_index("variant")
+    first = rows[0]
+    chosen = df.index[df["recommended"]][0]
+    nc_pick = df.index[df["nc_pick"]][0] if df["nc_pick"].any() else None
+    best = df["r_truth"].max()
+    best_off = df.loc[[v for v in df.index if v.startswith("raw-")], "r_truth"].max()
+    gap = best - df.loc[chosen, "r_truth"]
+    nordic_bad = chosen.startswith("nordic-") and df.loc[chosen, "r_truth"] <= best_off - tolerance
+    print(
+        f"\n== {first['regime']} seed {first['seed']}, {first['runs']} runs "
+        f"({first['seconds']} s): {REGIMES[first['regime']].description}"
+    )
+    print(
+        f"   {'variant':<16} {'NC %':>7} {'heldout':>8} {'h_truth':>8} {'r_truth':>8} "
+        f"{'r_roi':>7} | {'t_truth':>8} {'r_t_img':>8} {'r_trials':>8}"
+    )
+    for v, row in df.iterrows():
+        mark = " <- recommended" if row["recommended"] else ""
+        mark += " (NC's pick)" if row["nc_pick"] else ""
+        mark += " (tied)" if row["indistinguishable"] else ""
+        mark += " (single trials' pick)" if row["recommended_trials"] else ""
+        print(
+            f"   {v:<16} {row['median_nc']:7.2f} {row['heldout_r']:8.3f} "
+            f"{row['heldout_truth']:8.3f} {row['r_truth']:8.3f} {row['r_truth_roi']:7.3f} | "
+            f"{row['heldout_trial_truth']:8.3f} {row['r_trial_img']:8.3f} "
+            f"{row['r_trials']:8.3f}{mark}"
+        )
+    print(
+        f"   recommended {chosen}: r_truth {df.loc[chosen, 'r_truth']:.3f}, best {best:.3f} "
+        f"(gap {gap:.3f}) -> {'OK' if gap <= tolerance else 'FAIL'}"
+        + (
+            f"; NC would pick {nc_pick} (gap {best - df.loc[nc_pick, 'r_truth']:.3f})"
+            if nc_pick
+            else ""
+        )
+        + ("; NORDIC recommended while worse than NORDIC-off" if nordic_bad else "")
+    )
+    trial_pick = df.index[df["recommended_trials"]]
+    trial_gap = (
+        float(df["r_trial_img"].max() - df.loc[trial_pick[0], "r_trial_img"])
+        if len(trial_pick)
+        else float("nan")
+    )
+    print(f"   single trials: recommended {', '.join(trial_pick)} (gap {trial_gap:.3f})")
+    return {
+        "trial_gap": trial_gap,
+        "regime": first["regime"],
+        "seed": first["seed"],
+        "runs": first["runs"],
+        "chosen": chosen,
+        "r_chosen": float(df.loc[chosen, "r_truth"]),
+        "best": float(best),
+        "gap": float(gap),
+        "nordic_bad": bool(nordic_bad),
+        "nc_gap": float(best - df.loc[nc_pick, "r_truth"]) if nc_pick else float("nan"),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,83 +265,67 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--preset", default="regime" if "regime" in PRESETS else "demo", choices=list(PRESETS)
     )
-    parser.add_argument("--runs", type=int, default=None, help="runs (preset default)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--runs", type=int, nargs="+", default=[None], help="runs per session (preset default)"
+    )
+    parser.add_argument("--seeds", type=int, default=1, help="seeds 0 .. SEEDS-1")
+    parser.add_argument("--seed", type=int, nargs="+", default=None, help="these seeds instead")
     parser.add_argument("--combine", nargs="+", default=["single", "optcom", "denoised"])
     parser.add_argument("--tolerance", type=float, default=0.02)
+    parser.add_argument(
+        "--motion",
+        action="store_true",
+        help="simulate head motion (the workflow then corrects it, output_space: native)",
+    )
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--keep", type=Path, default=None, help="keep the datasets here")
+    parser.add_argument("--table", type=Path, default=None, help="write every number (TSV)")
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="with --keep: compute the comparison of kept cases again (nothing else)",
+    )
     args = parser.parse_args(argv)
 
+    seeds = args.seed if args.seed is not None else list(range(args.seeds))
     base = args.keep or Path(tempfile.mkdtemp(prefix="echoprep-regimes-"))
     base.mkdir(parents=True, exist_ok=True)
-    failed = []
+    rows: list[dict] = []
     summary = []
-    for name in args.regimes:
-        t0 = time.time()
-        work = base / name
-        bids = work / "bids"
-        if not (bids / "dataset_description.json").exists():
-            simulate_dataset(
-                bids,
-                args.preset,
-                seed=args.seed,
-                subjects=1,
-                sessions=1,
-                runs=args.runs,
-                motion=False,
-                fieldmap=False,
-                response=name,
-            )
-        out = run_workflow(bids, work, args.combine, args.seed, args.cores)
-        group = paths_in(out / "comparison", "comparison", group_key(TASK), keys=["tsv", "json"])
-        table = read_table(group["tsv"]).set_index("variant")
-        rec = json.loads(group["json"].read_text())
-        variants = [v for v in VARIANTS if v in table.index]
-        truth = truth_scores(bids, out, variants)
-        in_roi = truth_scores(bids, out, variants, roi=True)
-        best = max(truth.values())
-        best_roi = max(in_roi.values())
-        chosen = rec["variant"]
-        ok = truth[chosen] >= best - args.tolerance
-        ok_roi = in_roi[chosen] >= best_roi - args.tolerance
-        print(f"\n== regime {name}: {REGIMES[name].description}")
-        print(f"   preset {args.preset}, {time.time() - t0:.0f} s")
+    for regime in args.regimes:
+        for runs in args.runs:
+            for seed in seeds:
+                case = run_case(args, regime, seed, runs, base)
+                rows += case
+                summary.append(report_case(case, args.tolerance))
+                if args.table:
+                    pd.DataFrame(rows).to_csv(args.table, sep="\t", index=False)
+    print("\nregime         seed runs recommended      r_truth  best    gap   | NC gap")
+    for s in summary:
         print(
-            f"   {'variant':<16} {'NC %':>7} {'heldout':>8} {'split':>7} {'r_truth':>8} "
-            f"{'r_roi':>7}"
+            f"{s['regime']:<14} {s['seed']:>4} {s['runs']:>4} {s['chosen']:<16} "
+            f"{s['r_chosen']:6.3f} {s['best']:6.3f} {s['gap']:6.3f} | {s['nc_gap']:6.3f}"
         )
-        for v in variants:
-            row = table.loc[v]
-            mark = " <- recommended" if v == chosen else ""
-            mark += " (NC's pick)" if v == rec.get("nc_winner") else ""
-            print(
-                f"   {v:<16} {row['median_nc']:7.2f} {row['heldout_r']:8.3f} "
-                f"{row['splithalf_r']:7.3f} {truth[v]:8.3f} {in_roi[v]:7.3f}{mark}"
-            )
-        nc_pick = rec.get("nc_winner")
+    within = sum(s["gap"] <= args.tolerance for s in summary)
+    share = 100.0 * within / len(summary)
+    bad = sum(s["nordic_bad"] for s in summary)
+    print(
+        f"\nwithin {args.tolerance} of the best: {within} of {len(summary)} cases ({share:.0f} %;"
+        f" target >= 95 %, ratio {share / 95:.2f})"
+    )
+    print(
+        f"NORDIC recommended while {args.tolerance} or more below the best NORDIC-off variant: "
+        f"{bad} (target 0)"
+    )
+    trial_gaps = [s["trial_gap"] for s in summary if np.isfinite(s["trial_gap"])]
+    if trial_gaps:
+        ok = sum(g <= args.tolerance for g in trial_gaps)
         print(
-            f"   recommended {chosen}: r_truth {truth[chosen]:.3f}, best {best:.3f} "
-            f"(gap {best - truth[chosen]:.3f}, tolerance {args.tolerance}) -> "
-            f"{'OK' if ok else 'FAIL'}; NC would pick {nc_pick} "
-            f"(gap {best - truth.get(nc_pick, np.nan):.3f})"
+            f"single trials: within {args.tolerance} of the best: {ok} of {len(trial_gaps)} "
+            "cases (no target; reported)"
         )
-        print(
-            f"   in the visual ROI: recommended {in_roi[chosen]:.3f}, best {best_roi:.3f} "
-            f"(gap {best_roi - in_roi[chosen]:.3f}) -> {'OK' if ok_roi else 'FAIL'}; NC's pick "
-            f"{in_roi.get(nc_pick, np.nan):.3f}"
-        )
-        if rec.get("disagreement"):
-            print("   disagreement reported: yes")
-        summary.append((name, chosen, truth[chosen], best, nc_pick, truth.get(nc_pick)))
-        if not ok:
-            failed.append(name)
-    print("\nregime           recommended      r_truth  best   | NC pick          r_truth")
-    for name, chosen, rc, best, nc_pick, rn in summary:
-        print(f"{name:<16} {chosen:<16} {rc:6.3f} {best:6.3f} | {nc_pick:<16} {rn:6.3f}")
-    print(f"\nregimes failing the {args.tolerance} tolerance: {failed or 'none'}")
     print(f"datasets and outputs in {base}")
-    return 1 if failed else 0
+    return 0 if share >= 95 and bad == 0 else 1
 
 
 if __name__ == "__main__":

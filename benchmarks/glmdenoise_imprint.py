@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 from regimes_echo2 import glm_designs, simulate_echo2
 
 from echoprep.kernels.fidelity import (
-    heldout_fidelity,
+    heldout_from_betas,
     image_means,
     rowwise_correlation,
     shared_images,
@@ -152,7 +152,7 @@ def main() -> None:
                     f"{name:<7} {n if typ != 'typeb' else '-':>3} {typ[-1].upper():<4} "
                     f"{np.median(noise_ceiling(b, labels, runs).nc):6.1f} "
                     f"{np.nanmedian(split_half_reliability(b, labels, runs)):6.3f} "
-                    f"{heldout_fidelity(b, ref, labels, runs).median:7.3f} "
+                    f"{heldout_from_betas(b, ref, labels, runs).median:7.3f} "
                     f"{np.nanmedian(truth_fidelity(b, labels, runs, mu, images)):6.3f} "
                     f"{_residual_corr(b, ref, labels, runs, mu, images):6.3f} "
                     f"{_residual_corr(b, b, labels, runs, mu, images):9.3f} "

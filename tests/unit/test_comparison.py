@@ -69,7 +69,7 @@ def _subject_paths(root: Path, subject: str) -> dict[str, Path]:
     return {k: root / f"sub-{subject}_{k}.tsv" for k in ("tsv", "bootstrap")}
 
 
-def _run(tmp_path: Path, entries: list[cmp.Entry], rank_by: str = "heldout_r", n_boot=0):
+def _run(tmp_path: Path, entries: list[cmp.Entry], rank_by: str = "heldout_r", n_boot=20):
     """The subject step for every subject, then the group step."""
     tables, boots = [], []
     for sub in sorted({e.subject for e in entries}):
@@ -94,7 +94,7 @@ def test_comparison_ranks_clear_winner_by_nc_when_no_betas(tmp_path):
     assert rec["ranked_first"] == "nordic-optcom" and rec["variant"] == "raw-optcom"
     assert rec["rank_by"] == "median_nc" and rec["rank_by_requested"] == "heldout_r"
     assert any("not evidence of better betas" in w for w in rec["warnings"])
-    assert any("the best variant without NORDIC, raw-optcom" in w for w in rec["warnings"])
+    assert "the best variant without NORDIC, raw-optcom" in rec["reason"]
     side = json.loads(out["tsv"].with_suffix(".json").read_text())
     assert side["Parameters"]["RankBy"] == "heldout_r"
     # LAION's criterion, when asked for explicitly, is followed
@@ -265,6 +265,7 @@ def _betas_dataset(tmp_path: Path):
         nc = np.zeros(shape, np.float32)
         nc[roi] = noise_ceiling(betas, trials["label"], trials["run"]).nc
         bet = _save(tmp_path / f"{variant}_betas.nii.gz", vol)
+        means, volumes = _heldout_files(tmp_path, variant, vol, roi, trials)
         entries.append(
             cmp.Entry(
                 "01",
@@ -275,12 +276,31 @@ def _betas_dataset(tmp_path: Path):
                 bpath,
                 betas=bet,
                 trials=tpath,
+                heldout=means,
+                heldout_volumes=volumes,
             )
         )
-    ref = entries[1].betas  # the raw betas stand in for the type-B reference
-    return [
-        cmp.Entry(**{**e.__dict__, "reference": ref, "reference_trials": tpath}) for e in entries
-    ]
+    return entries
+
+
+def _heldout_files(tmp_path, variant, vol, roi, trials):
+    """The held-out image means of betas whose processing acts run by run (fitting the halves
+    apart would give the same betas): the layout ``echoprep glm-heldout`` writes."""
+    from echoprep.kernels.fidelity import split_means
+
+    labels, runs = trials["label"].to_numpy(), trials["run"].to_numpy()
+    splits = split_means(vol[roi], labels, runs)
+    cols, rows = [], []
+    for s, m in enumerate(splits, start=1):
+        for half, x in (("A", m.a), ("B", m.b)):
+            cols.append(x)
+            rows += [{"split": s, "half": half, "label": lab, "runs": "n/a"} for lab in m.images]
+    means = np.zeros((*roi.shape, sum(c.shape[1] for c in cols)), np.float32)
+    means[roi] = np.concatenate(cols, axis=1)
+    mpath = _save(tmp_path / f"{variant}_heldout.nii.gz", means)
+    vpath = tmp_path / f"{variant}_heldout.tsv"
+    pd.DataFrame(rows).to_csv(vpath, sep="\t", index=False)
+    return mpath, vpath
 
 
 def test_nc_and_heldout_fidelity_disagree_and_the_json_says_so(tmp_path):
@@ -296,9 +316,17 @@ def test_nc_and_heldout_fidelity_disagree_and_the_json_says_so(tmp_path):
     assert rec["variant"] in ("raw-single", "raw-optcom")
     assert rec["agreement"] is False
     assert "disagree" in rec["disagreement"] and "nordic-single" in rec["disagreement"]
-    # raw-single and raw-optcom are the same betas: their margin is 0, within its noise
+    # raw-single and raw-optcom are the same betas: their margin is 0, within its noise, and
+    # the verdict names both
     assert rec["margin_over_runner_up"]["difference"] == pytest.approx(0.0, abs=1e-12)
-    assert any("support both about equally" in w for w in rec["warnings"])
+    assert rec["margin_over_runner_up"]["shown"] is False
+    assert set(rec["indistinguishable"]) | {rec["variant"]} == {"raw-single", "raw-optcom"}
+    assert "the data cannot tell the two apart" in rec["verdict"]
+    # the truth-scale column: heldout_r over the reference's reliability
+    assert table.loc["raw-single", "heldout_truth"] == pytest.approx(
+        table.loc["raw-single", "heldout_r"] / table.loc["raw-single", "reference_reliability"],
+        rel=1e-3,
+    )
     boot = cmp.read_bootstrap(_subject_paths(tmp_path / "comparison", "01")["bootstrap"])
     assert len(boot) == 3 * 50
 
@@ -350,7 +378,7 @@ def test_cli(tmp_path):
     argv = ["comparison", "subject"]
     for e in entries:
         argv += ["--entry", *cmp.entry_words(e.__dict__)]
-    argv += ["--options-json", '{"bootstrap": 10}']
+    argv += ["--options-json", '{"bootstrap": 20}']
     argv += ["--out", *(f"{k}={v}" for k, v in sub.items())]
     args = build_parser("comparison").parse_args(argv)
     assert args.func(args) == 0
@@ -369,7 +397,7 @@ def test_cli(tmp_path):
     assert args.func(args) == 0
     rec = json.loads(out["json"].read_text())
     assert rec["rank_by"] == "heldout_r" and rec["variant"] != "nordic-single"
-    assert json.loads(sub["tsv"].with_suffix(".json").read_text())["Parameters"]["Bootstrap"] == 10
+    assert json.loads(sub["tsv"].with_suffix(".json").read_text())["Parameters"]["Bootstrap"] == 20
 
 
 def test_cli_options_one_source(capsys):
@@ -382,12 +410,12 @@ def test_cli_options_one_source(capsys):
     parse = build_parser("comparison").parse_args
     group = ["comparison", "group", "--table", "t.tsv", "--out", "tsv=a.tsv", "json=a.json"]
     subject = ["comparison", "subject", "--entry", "subject=01", "--out", "tsv=s.tsv"]
-    args = parse([*group, "--options-json", '{"rank_by": "dprime", "bootstrap": 10}'])
+    args = parse([*group, "--options-json", '{"rank_by": "dprime", "bootstrap": 30}'])
     opts = cmp._given_options(args)
-    assert (opts.rank_by, opts.bootstrap) == ("dprime", 10)
+    assert (opts.rank_by, opts.bootstrap) == ("dprime", 30)
     assert opts.reference == section_defaults("comparison")["reference"]
-    args = parse([*subject, "--options-json", '{"bootstrap": 7}'])
-    assert cmp._given_options(args).bootstrap == 7
+    args = parse([*subject, "--options-json", '{"bootstrap": 27}'])
+    assert cmp._given_options(args).bootstrap == 27
     for base in (group, subject):
         assert cmp._given_options(parse(base)) == cmp.stage_options(None)
         assert cmp.stage_options(None) == cmp.stage_options(section_defaults("comparison"))
@@ -402,8 +430,11 @@ def test_cli_options_one_source(capsys):
     args = parse([*subject, "--options-json", '{"bootstrap": -1}'])
     with pytest.raises(OptionsError, match=r"comparison.bootstrap"):
         cmp._given_options(args)
-    with pytest.raises(OptionsError, match=r"comparison.bootstrap"):
-        cmp.stage_options({"bootstrap": -1})
+    # 0 or 1 replicates would give no standard error, and any NORDIC lead would win
+    for few in (0, 1, 19):
+        with pytest.raises(OptionsError, match=rf"comparison.bootstrap: {few} is less than"):
+            cmp.stage_options({"bootstrap": few})
+    assert cmp.stage_options({"bootstrap": 20}).bootstrap == 20
 
 
 def test_figure_files_are_reproducible(tmp_path):
@@ -460,14 +491,14 @@ def test_nordic_is_recommended_only_where_its_advantage_is_shown():
     table, boot = _table_and_boot({"raw-optcom": 0.100, "nordic-optcom": 0.101}, spread=0.01)
     rec = cmp.recommend(table, "heldout_r", boot)
     assert rec["ranked_first"] == "nordic-optcom" and rec["variant"] == "raw-optcom"
-    assert any("NORDIC's advantage is not shown" in w for w in rec["warnings"])
+    assert "NORDIC's advantage is not" in rec["reason"] and "shown by these data" in rec["reason"]
     assert rec["margin_over_runner_up"]["variant"] == "nordic-optcom"
     assert rec["margin_over_runner_up"]["difference"] < 0
     # ahead by many standard errors: NORDIC is recommended
     table, boot = _table_and_boot({"raw-optcom": 0.100, "nordic-optcom": 0.130}, spread=0.005)
     rec = cmp.recommend(table, "heldout_r", boot)
     assert rec["variant"] == "nordic-optcom" and rec["ranked_first"] == "nordic-optcom"
-    assert not any("not shown" in w for w in rec["warnings"])
+    assert "not shown" not in rec["reason"] and rec["indistinguishable"] == []
 
 
 def test_nc_winner_within_noise_on_heldout_is_explained():
@@ -477,3 +508,191 @@ def test_nc_winner_within_noise_on_heldout_is_explained():
     assert rec["variant"] == "raw-optcom" and rec["nc_winner"] == "nordic-optcom"
     assert rec["agreement"] is False
     assert "do not show that its betas are more faithful" in rec["disagreement"]
+
+
+def _sessions_and_boot(values: dict[tuple[str, str], dict[str, float]], spread: float, seed=0):
+    """A table of several subject-sessions with the given held-out fidelities (NaN allowed)
+    and bootstrap replicates whose paired differences have SD ~ ``spread`` per session."""
+    r = np.random.default_rng(seed)
+    rows, boots = [], []
+    for (sub, ses), heldout in values.items():
+        common = r.normal(0, 0.02, 50)
+        for v, h in heldout.items():
+            rows.append(
+                {
+                    "subject": sub,
+                    "session": ses,
+                    "variant": v,
+                    "median_nc": 10.0,
+                    "dprime": 1.0,
+                    "gain": 0.0,
+                    "heldout_r": h,
+                    "heldout_truth": h / 0.5,
+                    "reference_reliability": 0.5,
+                    "splithalf_r": 0.1,
+                    "edge_nc80": 0.0,
+                    "voxels": 100,
+                }
+            )
+            if np.isfinite(h):
+                own = h + common + r.normal(0, spread / np.sqrt(2), 50)
+                boots += [
+                    {"subject": sub, "session": ses, "variant": v, "replicate": i, "heldout_r": x}
+                    for i, x in enumerate(own)
+                ]
+    return pd.DataFrame(rows), pd.DataFrame(boots)
+
+
+def _pair_se(boot, a, b):
+    means = boot.groupby(["variant", "replicate"])["heldout_r"].mean()
+    return float(np.std(means.loc[a].to_numpy() - means.loc[b].to_numpy(), ddof=1))
+
+
+def test_words_of_a_demoted_nordic_winner_state_the_numbers_of_the_pair_they_name():
+    from echoprep.report.recommendation import recommendation_lines
+
+    table, boot = _sessions_and_boot(
+        {("01", "01"): {"raw-single": 0.05, "raw-optcom": 0.100, "nordic-optcom": 0.101}},
+        spread=0.01,
+    )
+    rec = cmp.recommend(table, "heldout_r", boot)
+    assert rec["variant"] == "raw-optcom" and rec["ranked_first"] == "nordic-optcom"
+    lines = recommendation_lines(rec, "for sub-01")
+    # never "ranked first" for the variant that is not; the runner-up ranks higher: "behind"
+    assert "raw-optcom (optcom), ranked first" not in lines[0]
+    assert "nordic-optcom ranks first by heldout_r, but its lead is not shown" in lines[0]
+    m = rec["margin_over_runner_up"]
+    assert m["variant"] == "nordic-optcom" and m["difference"] == pytest.approx(-0.001)
+    se = _pair_se(boot, "raw-optcom", "nordic-optcom")
+    assert m["standard_error"] == pytest.approx(se)
+    assert "behind the next variant nordic-optcom by 0.001 in held-out" in lines[0]
+    assert f"(standard error {se:.3f}; about {0.001 / 0.5:.2f} in r with the truth" in lines[0]
+    assert "not shown by the data" in lines[0]
+    # the baseline margin: its own pair's standard error, and shown
+    mb = rec["margin_over_baseline"]
+    assert mb["standard_error"] == pytest.approx(_pair_se(boot, "raw-optcom", "raw-single"))
+    assert mb["shown"] is True and "ahead of the baseline raw-single by 0.050" in lines[0]
+    assert rec["verdict"].startswith("raw-optcom or nordic-optcom: the data cannot tell")
+    assert rec["indistinguishable"] == ["nordic-optcom"]
+    assert "The default is raw-optcom (optcom)" in rec["verdict"]
+    assert f"Δ = 0.001 (standard error {se:.3f}" in rec["reason"]
+    assert rec["power"]["resolution_truth"] == pytest.approx(rec["power"]["resolution"] / 0.5)
+
+
+def test_a_tiny_held_out_difference_is_not_called_less_faithful():
+    """NC favours NORDIC; on held-out data the NORDIC-off variant is ahead by 0.0002 with a
+    standard error ten times that: the words say the data cannot tell them apart."""
+    table, boot = _sessions_and_boot(
+        {("01", "01"): {"raw-optcom": 0.1002, "nordic-optcom": 0.1000}}, spread=0.003
+    )
+    table.loc[table.variant == "nordic-optcom", "median_nc"] = 15.0
+    rec = cmp.recommend(table, "heldout_r", boot)
+    assert rec["variant"] == "raw-optcom" and rec["nc_winner"] == "nordic-optcom"
+    assert "agree less" not in rec["disagreement"]
+    assert "the data cannot tell their betas apart" in rec["disagreement"]
+    assert "raw-optcom leads by Δ = 0.000" in rec["disagreement"]
+    # a lead of many standard errors is called one
+    table, boot = _sessions_and_boot(
+        {("01", "01"): {"raw-optcom": 0.130, "nordic-optcom": 0.100}}, spread=0.003
+    )
+    table.loc[table.variant == "nordic-optcom", "median_nc"] = 15.0
+    rec = cmp.recommend(table, "heldout_r", boot)
+    assert "its betas agree less with independent held-out data" in rec["disagreement"]
+    assert "raw-optcom leads by Δ = 0.030" in rec["disagreement"]
+    assert rec["verdict"].startswith("raw-optcom (optcom): its held-out fidelity is ahead")
+
+
+def test_below_the_baseline_is_judged_by_the_ranking_measure():
+    from echoprep.report.recommendation import recommendation_lines
+
+    table, boot = _sessions_and_boot(
+        {
+            ("01", "01"): {"raw-single": 0.10, "raw-optcom": 0.20},
+            ("01", "02"): {"raw-single": 0.25, "raw-optcom": 0.20},
+        },
+        spread=0.01,
+    )
+    # a lower NC for the winner in session 01 does not make it "below the baseline"
+    table.loc[(table.variant == "raw-optcom") & (table.session == "01"), "gain"] = -20.0
+    rec = cmp.recommend(table, "heldout_r", boot)
+    assert rec["variant"] == "raw-optcom"
+    assert rec["winner_below_baseline"] == [
+        {
+            "subject": "01",
+            "session": "02",
+            "measure": "heldout_r",
+            "difference": pytest.approx(-0.05),
+        }
+    ]
+    lines = recommendation_lines(rec, "")
+    assert "Below the baseline raw-single by held-out fidelity in: sub-01 ses-02." in lines
+
+
+def test_a_session_without_held_out_fidelity_for_one_variant_keeps_the_ranking_paired():
+    """nordic-optcom has no held-out fidelity in session 02, where every variant does well:
+    averaging each variant over its own sessions would favour raw-optcom; compared on the same
+    session (01), nordic-optcom is ahead by many standard errors."""
+    table, boot = _sessions_and_boot(
+        {
+            ("01", "01"): {"raw-optcom": 0.10, "nordic-optcom": 0.20},
+            ("01", "02"): {"raw-optcom": 0.40, "nordic-optcom": np.nan},
+        },
+        spread=0.005,
+    )
+    rec = cmp.recommend(table, "heldout_r", boot)
+    assert rec["variant"] == "nordic-optcom"
+    assert rec["paired_sessions"] == [["01", "01"]]
+    first = rec["ranking"][0]
+    assert first["heldout_r_mean"] == pytest.approx(0.20) and first["n"] == 1
+    assert any(
+        "sub-01 ses-02: left out of the ranking, because nordic-optcom has no heldout_r" in w
+        for w in rec["warnings"]
+    )
+
+
+def test_the_group_standard_error_counts_subject_disagreement():
+    """Four subjects disagree on the sign of NORDIC's lead (+0.03, -0.02, +0.04, -0.03): each
+    session's bootstrap error is tiny, the spread over subjects is not, and the lead of 0.005
+    is not shown."""
+    leads = {"01": 0.03, "02": -0.02, "03": 0.04, "04": -0.03}
+    table, boot = _sessions_and_boot(
+        {(s, "01"): {"raw-optcom": 0.2, "nordic-optcom": 0.2 + d} for s, d in leads.items()},
+        spread=0.001,
+    )
+    rec = cmp.recommend(table, "heldout_r", boot)
+    assert rec["ranked_first"] == "nordic-optcom" and rec["variant"] == "raw-optcom"
+    m = rec["margin_over_runner_up"]
+    between = np.std(list(leads.values()), ddof=1) / 2
+    assert m["standard_error"] == pytest.approx(between, rel=1e-6)
+    assert m["standard_error"] > 10 * _pair_se(boot, "raw-optcom", "nordic-optcom")
+
+
+def test_the_verdict_says_which_variant_is_best_for_which_use():
+    """Repeat-averaged responses favour raw-optcom, single trials nordic-optcom (both shown):
+    the JSON and the report lines name each for its use."""
+    from echoprep.report.recommendation import recommendation_lines
+
+    table, boot = _sessions_and_boot(
+        {("01", "01"): {"raw-optcom": 0.30, "nordic-optcom": 0.25}}, spread=0.005
+    )
+    table["heldout_trial_r"] = table["variant"].map({"raw-optcom": 0.20, "nordic-optcom": 0.26})
+    trial = _sessions_and_boot(
+        {("01", "01"): {"raw-optcom": 0.20, "nordic-optcom": 0.26}}, spread=0.005, seed=1
+    )[1]
+    boot["heldout_trial_r"] = trial["heldout_r"].to_numpy()
+    rec = cmp.recommend(table, "heldout_r", boot)
+    assert rec["variant"] == "raw-optcom"
+    single = rec["single_trials"]
+    assert single["variant"] == "nordic-optcom"
+    assert single["margin_over_runner_up"]["shown"] is True
+    assert (
+        "for analyses of single trials (decoding, trial-wise encoding) it is nordic-optcom"
+        in (single["uses"])
+    )
+    lines = recommendation_lines(rec, "")
+    assert any(line.startswith("For single trials") and "nordic-optcom" in line for line in lines)
+    # the same variant for both uses: said in one line, no "uses" paragraph
+    table["heldout_trial_r"] = table["variant"].map({"raw-optcom": 0.30, "nordic-optcom": 0.20})
+    boot["heldout_trial_r"] = boot["heldout_r"]
+    rec = cmp.recommend(table, "heldout_r", boot)
+    assert rec["single_trials"]["variant"] == "raw-optcom" and "uses" not in rec["single_trials"]

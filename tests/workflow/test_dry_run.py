@@ -81,8 +81,9 @@ def test_job_counts_per_rule(tmp_path, two_subjects):
     one GLM and session noise ceiling per session and variant (all 6 for the comparison
     session); subject maps for nordic-optcom (glm.all_sessions_variants), with one map per
     repeat count (the tree shows images 2 and 3 times); ROI tables per GLM; one analysis mask
-    per fitted session and one type-B reference fit (raw-optcom) per comparison session, plus
-    the type-B fit of raw-single that the visual ROI's run-level test uses."""
+    per fitted session; one held-out fit job (each half of the runs fitted apart) per variant
+    of each comparison session; the type-B fit of raw-single that the visual ROI's run-level
+    test uses."""
     out = dry_run(_config(tmp_path, two_subjects))
     jobs = {
         "nordic": 4,  # with each run's geometry (spatial_run)
@@ -92,7 +93,8 @@ def test_job_counts_per_rule(tmp_path, two_subjects):
         "tedana_nordic": 4,  # NORDIC on: after the NORDIC-off ICA of the same run
         "glm": 12,
         "glm_analysis_mask": 2,
-        "glm_reference": 4,  # raw-optcom (comparison) and raw-single (visual ROI) per subject
+        "glm_reference": 2,  # raw-single (visual ROI) per subject
+        "glm_heldout": 12,  # every variant of each subject's comparison session
         "noiseceiling_session": 12,
         "noiseceiling_subject": 2,
         "noiseceiling_repeats": 4,
@@ -125,7 +127,8 @@ def test_nordic_off_schedules_no_nordic_jobs(tmp_path, two_subjects):
         "tedana": 4,
         "glm": 6,
         "glm_analysis_mask": 2,
-        "glm_reference": 4,  # raw-optcom (comparison) and raw-single (visual ROI) per subject
+        "glm_reference": 2,  # raw-single (visual ROI) per subject
+        "glm_heldout": 6,
         "noiseceiling_session": 6,
         "roi_table": 6,
         **_per_subject(2, nordic=False),
@@ -166,7 +169,8 @@ def test_variants_and_participant_selection_change_the_dag(tmp_path, two_subject
         "spatial_resample": 2,  # raw side, with optcom (so is nordic)
         "glm": 2,
         "glm_analysis_mask": 1,
-        "glm_reference": 1,  # raw-optcom: the default reference and the visual ROI's source
+        "glm_reference": 1,  # raw-optcom: the visual ROI's source
+        "glm_heldout": 2,  # raw-optcom and nordic-optcom
         "noiseceiling_session": 2,
         "noiseceiling_subject": 1,
         "noiseceiling_repeats": 2,

@@ -3,10 +3,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from helpers.bidstree import make_bids_tree
-from helpers.snake import description_counts, dry_run, job_counts, parse_jobs, snakemake
+from helpers.snake import (
+    description_counts,
+    dry_run,
+    job_counts,
+    parse_jobs,
+    shell_commands,
+    snakemake,
+)
 
 
 def _config(tmp_path, bids):
@@ -124,7 +133,7 @@ def _session_of(job) -> str:
 
 def test_one_analysis_mask_per_session_feeds_every_variant(tmp_path, two_by_two):
     """The analysis mask job of a session reads every fitted variant's runs (and the brain
-    mask); every glm job and the reference job of that session fit on it."""
+    mask); every glm job, type-B job and held-out fit job of that session fit on it."""
     out = dry_run(_config(tmp_path, two_by_two), "--printshellcmds")
     counts = job_counts(out)
     assert counts["glm_analysis_mask"] == 4  # one per fitted (subject, session)
@@ -148,77 +157,86 @@ def test_one_analysis_mask_per_session_feeds_every_variant(tmp_path, two_by_two)
         assert mask.endswith(
             f"glmsingle-analysis/{sub}/{sesl}/func/{ses}_space-T1w_desc-analysis_mask.nii.gz"
         )
-    fits = [j for j in jobs if j.rule in ("glm", "glm_reference")]
-    # + type-B fits: raw-optcom (comparison reference) and raw-single (visual ROI) per subject
-    assert len(fits) == 14 + 4
+    fits = [j for j in jobs if j.rule in ("glm", "glm_reference", "glm_heldout")]
+    # + type-B fits of raw-single (visual ROI) per subject, + held-out fits of the 6 variants
+    # of each subject's comparison session
+    assert len(fits) == 14 + 2 + 12
     for job in fits:
         (mask,) = [f for f in job.input if "/glmsingle-analysis/" in f]
         assert mask in masks[_session_of(job)].output
-    cmds = [line for line in out.splitlines() if "python -m echoprep glm " in line]
-    assert len(cmds) == 18 and all("--mask " in c and "_desc-analysis_mask" in c for c in cmds)
+    cmds = [line for line in out.splitlines() if "python -m echoprep glm" in line]
+    assert len(cmds) == 28 and all("--mask " in c and "_desc-analysis_mask" in c for c in cmds)
     cmds = [line for line in out.splitlines() if "python -m echoprep analysis-mask " in line]
     assert len(cmds) == 4 and all(c.count("--bold ") in (1, 6) for c in cmds)
     assert all(" --out mask=" in c and "_desc-analysis_mask.nii.gz" in c for c in cmds)
 
 
-def test_reference_betas_only_for_the_reference_variant_and_comparison_sessions(
-    tmp_path, two_by_two
-):
+def test_held_out_fits_for_every_variant_of_the_comparison_sessions(tmp_path, two_by_two):
+    """One glm_heldout job per variant of each comparison session (each half of the runs
+    fitted apart with the variant's own options); the type-B fits are only the visual ROI's."""
     out = dry_run(_config(tmp_path, two_by_two), "--printshellcmds")
-    jobs = [j for j in parse_jobs(out) if j.rule == "glm_reference"]
-    # the visual ROI's run-level test reads the type-B betas of its source (raw-single)
-    visual = [j for j in jobs if j.wildcards.startswith("nordic=raw, combine=single")]
-    assert sorted(_session_of(j) for j in visual) == [
+    jobs = parse_jobs(out)
+    typeb = [j for j in jobs if j.rule == "glm_reference"]
+    assert all(j.wildcards.startswith("nordic=raw, combine=single") for j in typeb)
+    assert sorted(_session_of(j) for j in typeb) == [
         "sub-01_ses-01_task-images",
         "sub-02_ses-01_task-images",
     ]
-    jobs = [j for j in jobs if j not in visual]
-    assert sorted(_session_of(j) for j in jobs) == [
+    held = [j for j in jobs if j.rule == "glm_heldout"]
+    assert len(held) == 12
+    assert {_session_of(j) for j in held} == {
         "sub-01_ses-01_task-images",
         "sub-02_ses-01_task-images",
-    ]
-    for job in jobs:
-        assert (_wildcards(job)["nordic"], _wildcards(job)["combine"]) == ("raw", "optcom")
-        assert job.output[0].endswith(
-            "_space-T1w_stat-effect_desc-SingletrialBetasTypeB_statmap.nii.gz"
-        )
-        assert "/glmsingle-raw-optcom/" in job.output[0]
+    }
+    for job in held:
+        wc = _wildcards(job)
+        folder = f"/glmsingle-{wc['nordic']}-{wc['combine']}/"
+        assert sorted(Path(o).name.split("_desc-")[1] for o in job.output) == [
+            "HeldoutImagemeans_statmap.json",
+            "HeldoutImagemeans_statmap.nii.gz",
+            "HeldoutImagemeans_volumes.json",
+            "HeldoutImagemeans_volumes.tsv",
+        ]
+        assert all(folder in o for o in job.output)
         bold = [f for f in job.input if f.endswith("_bold.nii.gz")]
-        assert len(bold) == 2 and all("combine-raw/" in f and "desc-optcom" in f for f in bold)
-    cmds = [line for line in out.splitlines() if "--stop-at typeb" in line]
-    assert len(cmds) == 4 and all("--out betas_typeb=" in c for c in cmds)
+        assert len(bold) == 2
+    cmds = [line for line in out.splitlines() if "python -m echoprep glm-heldout " in line]
+    assert len(cmds) == 12 and all(" --splits 2 " in c for c in cmds)
+    assert all(" --out means=" in c and " volumes=" in c for c in cmds)
+    # the comparison reads them, and names its reference variant
+    cmds = shell_commands(out, "comparison subject")
+    assert len(cmds) == 2 and all(" --reference raw-optcom " in c for c in cmds)
+    assert all(c.count("heldout=") == 6 and c.count("heldout_volumes=") == 6 for c in cmds)
 
 
 def test_reference_variant_falls_back_and_is_configurable(tmp_path, two_by_two):
     # optcom not produced: raw-single
     extra = tmp_path / "no_optcom.yaml"
     extra.write_text("variants:\n  combine: [single, denoised]\npublish:\n  laion: false\n")
-    out = dry_run(_config(tmp_path, two_by_two), "--configfile", str(extra))
-    jobs = [j for j in parse_jobs(out) if j.rule == "glm_reference"]
-    assert len(jobs) == 2 and all(
-        j.wildcards.startswith("nordic=raw, combine=single") for j in jobs
-    )
-    # an explicit choice, on the comparison session ses-02
+    out = dry_run(_config(tmp_path, two_by_two), "--configfile", str(extra), "--printshellcmds")
+    cmds = shell_commands(out, "comparison subject")
+    assert len(cmds) == 2 and all(" --reference raw-single " in c for c in cmds)
+    # an explicit choice, on the comparison session ses-02, with one split
     extra = tmp_path / "nordic_ref.yaml"
-    extra.write_text("comparison:\n  reference: raw-denoised\n  sessions: [ses-02]\n")
-    out = dry_run(_config(tmp_path, two_by_two), "--configfile", str(extra))
-    jobs = [j for j in parse_jobs(out) if j.rule == "glm_reference"]
-    # raw-single ses-02: the visual ROI's source (its run-level test reads type-B betas)
-    jobs = [j for j in jobs if not j.wildcards.startswith("nordic=raw, combine=single")]
-    assert sorted(_session_of(j) for j in jobs) == [
+    extra.write_text("comparison:\n  reference: raw-denoised\n  sessions: [ses-02]\n  splits: 1\n")
+    out = dry_run(_config(tmp_path, two_by_two), "--configfile", str(extra), "--printshellcmds")
+    cmds = shell_commands(out, "comparison subject")
+    assert all(" --reference raw-denoised " in c for c in cmds)
+    held = [j for j in parse_jobs(out) if j.rule == "glm_heldout"]
+    assert {_session_of(j) for j in held} == {
         "sub-01_ses-02_task-images",
         "sub-02_ses-02_task-images",
-    ]
-    assert all(j.wildcards.startswith("nordic=raw, combine=denoised") for j in jobs)
-    # the report (and with it the comparison) off: no reference fits, only the visual ROI's
+    }
+    cmds = [line for line in out.splitlines() if "python -m echoprep glm-heldout " in line]
+    assert cmds and all(" --splits 1 " in c for c in cmds)
+    # the report (and with it the comparison) off: no held-out fits, only the visual ROI's
     # type-B fits of raw-single (the ROIs are still made)
     extra = tmp_path / "no_report.yaml"
     extra.write_text("report:\n  enabled: false\n")
     out = dry_run(_config(tmp_path, two_by_two), "--configfile", str(extra))
-    jobs = [j for j in parse_jobs(out) if j.rule == "glm_reference"]
-    assert len(jobs) == 2
-    assert all(j.wildcards.startswith("nordic=raw, combine=single") for j in jobs)
-    assert job_counts(out)["glm_analysis_mask"] == 4
+    counts = job_counts(out)
+    assert counts["glm_reference"] == 2 and "glm_heldout" not in counts
+    assert counts["glm_analysis_mask"] == 4
 
 
 def test_reference_variant_not_produced_is_an_error(tmp_path, two_by_two):

@@ -75,8 +75,8 @@ def test_roi_comparison_and_report_jobs(tmp_path, two_by_two):
             r"rois/sub-0[12]/visual/sub-0[12]_space-T1w_res-\w+_label-visuallyResponsive_mask",
             job.output[0],
         )
-    # one comparison table per subject (NC maps, fit masks, betas of the 6 variants and the
-    # raw-optcom type-B reference), joined by one group job
+    # one comparison table per subject (NC maps, fit masks, betas and held-out fits of the 6
+    # variants), joined by one group job
     subjects = [j for j in jobs if j.rule == "comparison_subject"]
     assert len(subjects) == 2
     for job in subjects:
@@ -84,8 +84,9 @@ def test_roi_comparison_and_report_jobs(tmp_path, two_by_two):
         assert len(nc) == 6 and all("_ses-01_" in f for f in nc)
         betas = [f for f in job.input if f.endswith("desc-SingletrialBetas_statmap.nii.gz")]
         assert len(betas) == 6
-        (ref,) = [f for f in job.input if "SingletrialBetasTypeB" in f]
-        assert "/glmsingle-raw-optcom/" in ref
+        held = [f for f in job.input if f.endswith("desc-HeldoutImagemeans_statmap.nii.gz")]
+        assert len(held) == 6 and all("_ses-01_" in f for f in held)
+        assert not any("SingletrialBetasTypeB" in f for f in job.input)
     (cmp,) = [j for j in jobs if j.rule == "comparison"]
     assert sum(f.endswith("desc-variants_comparison.tsv") for f in cmp.input) == 2
     assert any(o.endswith("recommended_variant.json") for o in cmp.output)
@@ -97,7 +98,7 @@ def test_roi_comparison_and_report_jobs(tmp_path, two_by_two):
         assert (visual["method"], visual["alpha"], visual["correction"]) == ("auto", 0.05, "fdr")
     cmd = shell_commands(out, "comparison subject")
     assert len(cmd) == 2 and all(c.count("--entry ") == 6 for c in cmd)
-    assert all(c.count("reference=") == 6 and options_of(c)["bootstrap"] == 100 for c in cmd)
+    assert all(c.count("heldout=") == 6 and options_of(c)["bootstrap"] == 100 for c in cmd)
     cmd = shell_commands(out, "comparison group")
     assert len(cmd) == 1 and options_of(cmd[0])["rank_by"] == "heldout_r"
     table = next(j for j in jobs if j.rule == "roi_table")

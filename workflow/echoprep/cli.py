@@ -94,6 +94,10 @@ STAGE_COMMANDS: dict[str, tuple[str, str]] = {
         "echoprep.stages.glm",
         "GLMsingle single-trial betas of one session (FITHRF_GLMDENOISE_RR)",
     ),
+    "glm-heldout": (
+        "echoprep.stages.glm.heldout",
+        "GLMsingle on each half of a session's runs apart: the comparison's held-out image means",
+    ),
     "analysis-mask": (
         "echoprep.stages.glm.mask",
         "the analysis mask of one session: brain voxels with data in every run of every variant",

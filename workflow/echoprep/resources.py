@@ -50,6 +50,8 @@ MINUTES: dict[str, int] = {
     "glm_analysis_mask": 20,
     "glm": 20,
     "glm_reference": 20,
+    # every half of 2 splits: about two full fits
+    "glm_heldout": 40,
     "noiseceiling_session": 15,
     "noiseceiling_subject": 10,
     "noiseceiling_repeats": 5,
@@ -84,6 +86,7 @@ THREADS: dict[str, int] = {
     "tedana_nordic": 2,
     "glm": 2,
     "glm_reference": 2,
+    "glm_heldout": 2,
 }
 
 #: float32 copies of all echoes of a run held by the per-run rules (before dividing by the
@@ -162,7 +165,9 @@ RUN_RULES = frozenset(
 #: (:meth:`echoprep.plan.Plan.mem_mb`, :meth:`echoprep.plan.Plan.runtime`).
 ECHO_RULES = frozenset({"nordic", "spatial_resample"})
 #: Rules with one job per session (runtime scaled by the session's voxel-volumes).
-SESSION_RULES = frozenset({"glm", "glm_reference", "glm_analysis_mask", "noiseceiling_session"})
+SESSION_RULES = frozenset(
+    {"glm", "glm_reference", "glm_heldout", "glm_analysis_mask", "noiseceiling_session"}
+)
 
 
 def run_mb(size: RunSize, copies: float) -> int:

@@ -1,5 +1,6 @@
 # GLMsingle single-trial betas per session and preprocessing variant, the session analysis
-# masks shared by the variants, the comparison's type-B reference, and noise ceilings.
+# masks shared by the variants, the visual ROI's type-B betas, the comparison's held-out fits
+# and noise ceilings.
 # Inputs, outputs, params, resources and the rest: PLAN.spec (echoprep.plan.specs).
 
 
@@ -58,10 +59,10 @@ rule glm:
         " --threads {params.threads} --out {params.out} 2> {log:q}"
 
 
-# Type-B single-trial betas (assumed HRF, least squares: no GLMdenoise PCs, no ridge) of the
-# comparison's reference variant, on the same analysis mask and trials as its glm job. A job of
-# its own (not an extra output of every glm job) keeps the glm jobs' outputs as they were and
-# adds one type-B fit per comparison session, for one variant only.
+# Type-B single-trial betas (library HRF, least squares: no GLMdenoise PCs, no ridge) of the
+# visual ROI's source variant, on the same analysis mask and trials as its glm job: the ROI's
+# run-level test needs least-squares betas. A job of its own (not an extra output of every glm
+# job) adds one type-B fit per subject, for one variant only.
 _spec = PLAN.spec("glm_reference")
 
 
@@ -82,7 +83,7 @@ rule glm_reference:
     params:
         **_spec.params,
     message:
-        "GLM type-B reference {wildcards.ses_prefix} ({wildcards.nordic}-{wildcards.combine})"
+        "GLM type-B betas {wildcards.ses_prefix} ({wildcards.nordic}-{wildcards.combine})"
     shell:
         "python -m echoprep glm --bold {input.bold:q} --events {input.events:q}"
         " {params.session} --options-json {params.options:q} --seed {params.seed}"
@@ -166,3 +167,34 @@ rule noiseceiling_repeats:
     shell:
         "python -m echoprep noiseceiling repeats --ncsnr {input.ncsnr:q} --repeats {wildcards.nrep}"
         " {params.space} --out nc={output.nc:q} 2> {log:q}"
+
+
+# The comparison's held-out fits: GLMsingle on each half of the session's runs apart, for every
+# balanced split of comparison.splits (every hyperparameter chosen inside the half), written as
+# image means. One job per comparison session and variant.
+_spec = PLAN.spec("glm_heldout")
+
+
+rule glm_heldout:
+    input:
+        unpack(_spec.input),
+    output:
+        **_spec.output,
+    log:
+        _spec.log,
+    benchmark:
+        _spec.benchmark
+    conda:
+        "../../envs/echoprep.yaml"
+    threads: _spec.threads
+    resources:
+        **_spec.resources,
+    params:
+        **_spec.params,
+    message:
+        "GLMsingle held-out fits {wildcards.ses_prefix} ({wildcards.nordic}-{wildcards.combine})"
+    shell:
+        "python -m echoprep glm-heldout --bold {input.bold:q} --events {input.events:q}"
+        " {params.session} --options-json {params.options:q} --seed {params.seed}"
+        " --threads {params.threads} --out means={output.means:q} volumes={output.volumes:q}"
+        " 2> {log:q}"

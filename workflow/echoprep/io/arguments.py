@@ -101,8 +101,8 @@ ENTRY_KEYS = (
     "mask",
     "betas",
     "trials",
-    "reference",
-    "reference_trials",
+    "heldout",
+    "heldout_volumes",
 )
 
 

@@ -4,7 +4,8 @@ Each :class:`Output` names one file kind: the derivative folder it lives in, its
 run, session, subject or for the group), its BIDS entities, suffix and extension, whether it has
 a JSON sidecar, and a one-line description. Rules (through :mod:`echoprep.plan`), stages, the
 report and the tests ask this registry for paths; no other module spells an output name. See
-``docs/architecture.md`` ("One output registry").
+``docs/architecture.md`` ("One output registry"). The module is over 700 lines because the
+registry is one table of every output, one entry each: splitting it would scatter the names.
 
 Paths are built from a ``key``: the ``(folder, stem)`` pair that identifies the run, session,
 subject or group inside the derivative folder (:func:`run_key`, :func:`session_key`,
@@ -336,7 +337,8 @@ def _outputs() -> tuple[Output, ...]:
           description="type-D single-trial betas (percent signal change), one per trial"),
         o("glm", "betas_typeb", suffix="statmap", extension=".nii.gz", **glm, spatial=True,
           entities={"stat": "effect", "desc": "SingletrialBetasTypeB"},
-          description="type-B single-trial betas (least squares): the comparison's reference"),
+          description="type-B single-trial betas (least squares): the visual ROI's run-level "
+          "test"),
         o("glm", "trials", suffix="trials", extension=".tsv", **glm,
           entities={"desc": "SingletrialBetas"},
           description="one row per beta volume: run, onset, label"),
@@ -356,6 +358,13 @@ def _outputs() -> tuple[Output, ...]:
           entities={"desc": "GLMsingle"}, description="fit summary: PCs, ridge, timings"),
         o("glm", "model", suffix="model", extension=".h5", **glm,
           entities={"desc": "GLMsingle"}, description="GLMsingle-style model file (glm.hdf5)"),
+        o("heldout", "means", suffix="statmap", extension=".nii.gz", **glm, spatial=True,
+          entities={"stat": "effect", "desc": "HeldoutImagemeans"},
+          description="held-out image means: each half of the runs fitted apart (z, one volume "
+          "per split, half and image): the comparison's held-out fidelity"),
+        o("heldout", "volumes", suffix="volumes", extension=".tsv", **glm,
+          entities={"desc": "HeldoutImagemeans"},
+          description="one row per volume of the held-out image means: split, half, label, runs"),
         o("glm_mask", "mask", "glmsingle-analysis", "session", "mask", ".nii.gz",
           entities={"desc": "analysis"}, spatial=True,
           description="session analysis mask shared by every variant"),
@@ -506,8 +515,9 @@ FOLDERS: dict[str, Folder] = {
         "echoprep single-trial betas ({folder})",
         "GLMsingle FITHRF_GLMDENOISE_RR single-trial betas per session (echoprep's engine "
         "unless glm.engine is glmsingle) and noise ceilings (NSD ncsnr)",
-        # statistical maps (betas, R², noise ceilings) and ROI tables have no BIDS name yet
-        ("*_statmap.*", "*_summary.*", "*_model.*", "*_trials.*"),
+        # statistical maps (betas, R², noise ceilings, held-out image means), ROI tables and
+        # the held-out volume tables have no BIDS name yet
+        ("*_statmap.*", "*_summary.*", "*_model.*", "*_trials.*", "*_volumes.*"),
     ),
     "analysis-mask": Folder(
         "glmsingle-analysis",

@@ -39,6 +39,7 @@ RULE_LOGS: dict[str, tuple[str, tuple[str, str], str]] = {
     "glm_analysis_mask": ("glmsingle-analysis", _SES, "mask"),
     "glm": (_GLM, _SES, "glm"),
     "glm_reference": (_GLM, _SES, "typeb"),
+    "glm_heldout": (_GLM, _SES, "heldout"),
     "noiseceiling_session": (_GLM, _SES, "noiseceiling"),
     "noiseceiling_subject": (_GLM, _SUB_DIR, "noiseceiling"),
     "noiseceiling_repeats": (_GLM, _SUB_DIR, "nc{nrep}rep"),

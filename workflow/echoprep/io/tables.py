@@ -14,7 +14,7 @@ import pandas as pd
 from echoprep.io.atomic import atomic_path
 
 #: Columns of a comparison bootstrap table (one row per replicate of a variant's heldout_r).
-BOOTSTRAP_COLUMNS = ("subject", "session", "variant", "replicate", "heldout_r")
+BOOTSTRAP_COLUMNS = ("subject", "session", "variant", "replicate", "heldout_r", "heldout_trial_r")
 
 
 def write_tsv(table: pd.DataFrame, path: str | Path) -> Path:

@@ -24,9 +24,13 @@ VARIANTS: tuple[str, ...] = ALL_VARIANTS
 #: The baseline every gain is relative to.
 BASELINE = "raw-single"
 #: Metrics a ranking can use (group mean, larger is better).
-RANK_METRICS = ("heldout_r", "median_nc", "dprime", "gain")
-#: The metric validated against simulated truth (docs/comparison.md).
+RANK_METRICS = ("heldout_r", "heldout_trial_r", "median_nc", "dprime", "gain")
+#: The metric checked against simulated truth (docs/comparison.md).
 VALIDATED = "heldout_r"
+#: The held-out measures (checked against truth): repeat-averaged image means, single trials.
+HELDOUT_METRICS = ("heldout_r", "heldout_trial_r")
+#: A lead counts as shown when it exceeds this many paired standard errors.
+SHOWN_SE = 2.0
 #: Human-readable names of the variants.
 VARIANT_NAMES: dict[str, str] = {
     "raw-single": "single echo",
@@ -39,11 +43,39 @@ VARIANT_NAMES: dict[str, str] = {
 #: Labels and descriptions of the measures (the table sidecar, the JSON and the report).
 MEASURES: dict[str, dict[str, str]] = {
     "heldout_r": {
-        "label": "held-out fidelity (r)",
-        "description": "median over the visual ROI of the correlation between the variant's "
-        "image means from one half of the runs and the raw reference's image means from the "
-        "other half (betas z-scored per run; both directions averaged). Tracks the betas' "
-        "correlation with the true image responses (validated on simulated truth).",
+        "label": "held-out fidelity",
+        "description": "median over the visual ROI of the covariance between the variant's "
+        "image means from one half of the runs and the reference's from the other half (each "
+        "half fitted apart; both directions averaged), divided by the spread of both all-repeat "
+        "image means; averaged over splits of the runs. Proportional to the correlation of the "
+        "repeat-averaged betas with the true image responses, with a factor common to all "
+        "variants (checked on simulated truth: docs/comparison.md).",
+    },
+    "heldout_truth": {
+        "label": "held-out fidelity, truth scale (r)",
+        "description": "heldout_r divided by the reference's own all-repeat fidelity "
+        "(reference_reliability): an estimate of the correlation of the repeat-averaged betas "
+        "with the true image means; its differences are margins in truth-equivalent units.",
+    },
+    "heldout_trial_r": {
+        "label": "single-trial held-out fidelity",
+        "description": "as heldout_r for single trials: the held-out covariance divided by the "
+        "spread of the reference's all-repeat image means only (single-trial betas are "
+        "z-scored per run). Proportional to the correlation of the single-trial betas with "
+        "the true image responses (what decoding or encoding of single trials relies on); "
+        "what a trial adds to its image's response cannot be told from noise by any data-only "
+        "measure.",
+    },
+    "heldout_trial_truth": {
+        "label": "single-trial held-out fidelity, truth scale (r)",
+        "description": "heldout_trial_r divided by reference_reliability: an estimate of the "
+        "correlation of the single-trial betas with the true image responses.",
+    },
+    "reference_reliability": {
+        "label": "reference reliability",
+        "description": "the reference's all-repeat fidelity estimated from its two halves, "
+        "sqrt(median over the ROI of cov(A, B) / var(all repeats)): the factor between "
+        "heldout_r and the truth scale (the same for every variant of a session).",
     },
     "median_nc": {
         "label": "median NC (%)",
@@ -77,6 +109,10 @@ TABLE_COLUMNS = (
     "dprime",
     "gain",
     "heldout_r",
+    "heldout_truth",
+    "heldout_trial_r",
+    "heldout_trial_truth",
+    "reference_reliability",
     "splithalf_r",
     "edge_nc80",
 )
@@ -101,7 +137,7 @@ def group_statistics(table: pd.DataFrame) -> pd.DataFrame:
     for v in [v for v in VARIANTS if v in set(table["variant"])]:
         sub = table[table["variant"] == v]
         row: dict[str, Any] = {"variant": v, "n": len(sub)}
-        for m in (*RANK_METRICS, "splithalf_r"):
+        for m in (*RANK_METRICS, "heldout_truth", "heldout_trial_truth", "splithalf_r"):
             vals = sub[m].to_numpy(float) if m in sub else np.full(len(sub), np.nan)
             row[f"{m}_mean"] = float(np.nanmean(vals)) if np.isfinite(vals).any() else math.nan
             row[f"{m}_sem"] = sem(vals)
@@ -118,11 +154,22 @@ def _clean(x: Any) -> Any:
     return x
 
 
-def _group_replicates(bootstrap: pd.DataFrame | None) -> dict[str, np.ndarray]:
-    """variant -> replicates of the group mean heldout_r (replicate-wise mean over sessions)."""
-    if bootstrap is None or bootstrap.empty:
+def _group_replicates(
+    bootstrap: pd.DataFrame | None,
+    sessions: set[tuple[str, str]] | None = None,
+    metric: str = VALIDATED,
+) -> dict[str, np.ndarray]:
+    """variant -> replicates of the group mean of ``metric`` (replicate-wise mean over the
+    ``sessions`` given: (subject, session) pairs; None: all)."""
+    if bootstrap is None or bootstrap.empty or metric not in bootstrap:
         return {}
-    means = bootstrap.groupby(["variant", "replicate"])["heldout_r"].mean()
+    boot = bootstrap
+    if sessions is not None:
+        keys = list(zip(boot["subject"].astype(str), boot["session"].astype(str), strict=True))
+        boot = boot[[k in sessions for k in keys]]
+        if boot.empty:
+            return {}
+    means = boot.groupby(["variant", "replicate"])[metric].mean()
     return {v: means.loc[v].to_numpy(float) for v in means.index.get_level_values(0).unique()}
 
 
@@ -165,24 +212,88 @@ def implausibility_warnings(table: pd.DataFrame, winner: str | None) -> list[str
     return list(dict.fromkeys(out))
 
 
+def _session_pairs(table: pd.DataFrame) -> list[tuple[str, str]]:
+    keys = zip(table["subject"].astype(str), table["session"].astype(str), strict=True)
+    return list(dict.fromkeys(keys))
+
+
+def _paired(
+    table: pd.DataFrame, metric: str
+) -> tuple[pd.DataFrame, list[tuple[str, str]], list[str]]:
+    """The rows of the subject-sessions where every variant of the table has a finite
+    ``metric`` (so every variant is averaged over the same sessions), the sessions left out and
+    the variants that caused it."""
+    variants = set(table["variant"])
+    keep, dropped, culprits = [], [], set()
+    for sub, ses in _session_pairs(table):
+        rows = table[(table["subject"].astype(str) == sub) & (table["session"].astype(str) == ses)]
+        vals = dict(zip(rows["variant"], rows[metric].to_numpy(float), strict=True))
+        bad = [v for v in variants if not math.isfinite(vals.get(v, math.nan))]
+        if bad:
+            dropped.append((sub, ses))
+            culprits.update(bad)
+        else:
+            keep.append((sub, ses))
+    rows = [
+        (s, ss) in set(keep)
+        for s, ss in zip(table["subject"].astype(str), table["session"].astype(str), strict=True)
+    ]
+    return table[rows], dropped, [v for v in VARIANTS if v in culprits]
+
+
+def _where(subject: str, session: str) -> str:
+    return f"sub-{subject}" + (f" ses-{session}" if session not in ("n/a", "None") else "")
+
+
+def _pair_se(
+    a: str, b: str, table: pd.DataFrame, metric: str, replicates: Mapping[str, np.ndarray]
+) -> float:
+    """Standard error of the difference of the group means of ``metric`` between variants
+    ``a`` and ``b``: the larger of the image-bootstrap one (paired replicates) and the one
+    from the spread of the per-session differences (subject-to-subject disagreement; two
+    sessions or more). NaN when neither is known."""
+    out = []
+    ra, rb = replicates.get(a), replicates.get(b)
+    if ra is not None and rb is not None and len(ra) == len(rb) and len(ra) > 1:
+        out.append(float(np.std(ra - rb, ddof=1)))
+    pa = table[table["variant"] == a].set_index(["subject", "session"])[metric]
+    pb = table[table["variant"] == b].set_index(["subject", "session"])[metric]
+    d = (pa - pb).dropna().to_numpy(float)
+    if d.size >= 2:
+        out.append(float(np.std(d, ddof=1) / np.sqrt(d.size)))
+    return max(out) if out else math.nan
+
+
 def recommend(
     table: pd.DataFrame, rank_by: str = VALIDATED, bootstrap: pd.DataFrame | None = None
 ) -> dict[str, Any]:
-    """Rank the variants by the group mean of ``rank_by`` and describe the result in words.
+    """Rank the variants by the group mean of ``rank_by`` and say what the data support.
 
-    When ``rank_by`` is the validated measure but it is missing for some variant, the ranking
-    falls back to ``median_nc`` and says so.
+    Every variant is averaged over the same subject-sessions (those where all have a finite
+    ``rank_by``; the others are left out and named). For the held-out fidelity each margin has
+    a paired standard error (image bootstrap, or the spread over subject-sessions when that is
+    larger), a truth-scale equivalent, and a verdict that claims no more than the data show:
+    the variants within ``SHOWN_SE`` standard errors of the recommended one are named as
+    indistinguishable, with the default choice and its reason. NORDIC is recommended only
+    where its lead over every NORDIC-off variant is shown. When ``rank_by`` is the validated
+    measure but no session has it for every variant, the ranking falls back to ``median_nc``
+    and says so.
 
     Returns
     -------
     dict
-        ``variant`` (the winner), ``name``, ``rank_by``, ``measures``, ``ranking`` (variants,
-        best first, with their group statistics), ``margin_over_runner_up`` and
-        ``margin_over_baseline`` (difference of the group means of ``rank_by``; for
-        ``heldout_r`` with a bootstrap standard error), ``nc_winner`` (the variant with the
-        highest median NC), ``agreement``, ``disagreement`` (plain words or None),
-        ``warnings`` (plain words), the subject-sessions where the winner is below the
-        baseline.
+        ``variant`` (the recommendation), ``name``, ``ranked_first``, ``rank_by``,
+        ``rank_by_requested``, ``reason``, ``verdict`` (plain words), ``indistinguishable``
+        (variants the data cannot tell from the recommended one), ``measures``, ``ranking``
+        (variants, best first, with their group statistics), ``margin_over_runner_up`` (the
+        recommended variant minus the best other; negative when that one ranks higher) and
+        ``margin_over_baseline`` (differences of the group means of ``rank_by``; for
+        ``heldout_r`` with ``standard_error``, ``shown`` and truth-scale equivalents),
+        ``power`` (ROI voxels, sessions, the reference's reliability and the resolution: the
+        smallest difference the data can tell, also in truth units), ``nc_winner``,
+        ``agreement``, ``disagreement`` (plain words or None), ``warnings``,
+        ``winner_below_baseline`` (sessions where the recommended variant is below the
+        baseline by ``rank_by``), ``paired_sessions``, ``subject_sessions``.
 
     Raises
     ------
@@ -191,24 +302,34 @@ def recommend(
     """
     if rank_by not in RANK_METRICS:
         raise ValueError(f"comparison: rank_by must be one of {RANK_METRICS}; got {rank_by!r}")
-    stats = group_statistics(table)
     notes: list[str] = []
     requested = rank_by
-    if rank_by == VALIDATED and not np.isfinite(stats[f"{VALIDATED}_mean"].to_numpy(float)).all():
+    if rank_by not in table:
+        table = table.assign(**{rank_by: math.nan})
+    paired, dropped, culprits = _paired(table, rank_by)
+    if rank_by in HELDOUT_METRICS and paired.empty:
         rank_by = "median_nc"
         notes.append(
-            "The held-out fidelity could not be computed for every variant (no reference "
-            "betas, or too few images repeated across runs), so this ranking uses the median "
-            "noise ceiling. Noise-ceiling gains from low-rank denoising such as NORDIC are not "
+            "The held-out fidelity could not be computed for every variant (no held-out fits, "
+            "or too few images repeated across runs), so this ranking uses the median noise "
+            "ceiling. Noise-ceiling gains from low-rank denoising such as NORDIC are not "
             "evidence of better betas; do not rest a choice of NORDIC on them."
         )
-    key = f"{rank_by}_mean"
-    finite = stats[np.isfinite(stats[key].to_numpy(float))]
-    if finite.empty:
+        paired, dropped, culprits = _paired(table, rank_by)
+    if paired.empty:
         raise ValueError(
             f"comparison: no variant has a finite {rank_by}; check the noise-ceiling maps and "
             "the ROI (and, for gain, that raw-single is among the variants)"
         )
+    if dropped:
+        notes.append(
+            f"{', '.join(_where(*k) for k in dropped)}: left out of the ranking, because "
+            f"{', '.join(culprits)} {'has' if len(culprits) == 1 else 'have'} no {rank_by} "
+            "there; every variant is compared on the same sessions."
+        )
+    key = f"{rank_by}_mean"
+    stats = group_statistics(paired)
+    finite = stats[np.isfinite(stats[key].to_numpy(float))]
     order = {v: i for i, v in enumerate(VARIANTS)}
     ranked = finite.assign(_o=finite["variant"].map(order)).sort_values(
         [key, "_o"], ascending=[False, True], kind="mergesort"
@@ -217,59 +338,106 @@ def recommend(
         {k: _clean(v) for k, v in row.items() if k != "_o"}
         for row in ranked.to_dict(orient="records")
     ]
-    replicates = _group_replicates(bootstrap) if rank_by == VALIDATED else {}
+    by_name = {r["variant"]: r for r in ranking}
+    validated = rank_by in HELDOUT_METRICS
+    sessions = set(_session_pairs(paired))
+    replicates = _group_replicates(bootstrap, sessions, rank_by) if validated else {}
+    reliability = math.nan
+    if validated and "reference_reliability" in paired:
+        rel = paired.groupby(["subject", "session"])["reference_reliability"].first()
+        rel = rel.to_numpy(float)
+        if np.isfinite(rel).any() and np.nanmean(rel) > 0:
+            reliability = float(np.nanmean(rel))
+    label = MEASURES.get(rank_by, {}).get("label", rank_by)
 
-    def margin_between(
-        first: Mapping[str, Any], other: Mapping[str, Any] | None
-    ) -> dict[str, Any] | None:
+    def margin(first: Mapping[str, Any], other: Mapping[str, Any] | None) -> dict[str, Any] | None:
         if other is None:
             return None
         diff = first[key] - other[key]
         out: dict[str, Any] = {"variant": other["variant"], "difference": diff}
         if rank_by == "median_nc" and other[key]:
             out["relative_percent"] = 100.0 * diff / other[key]
-        a, b = replicates.get(first["variant"]), replicates.get(other["variant"])
-        if a is not None and b is not None and len(a) == len(b) and len(a) > 1:
-            out["standard_error"] = float(np.std(a - b, ddof=1))
+        if validated:
+            se = _pair_se(first["variant"], other["variant"], paired, rank_by, replicates)
+            out["standard_error"] = _clean(se)
+            out["shown"] = bool(math.isfinite(se) and abs(diff) > SHOWN_SE * se)
+            if math.isfinite(reliability):
+                out["truth_difference"] = diff / reliability
+                out["truth_standard_error"] = _clean(se / reliability)
         return out
 
-    best = ranking[0]
-    # NORDIC is recommended only where its advantage is shown: when the best NORDIC-off
-    # variant is within twice the paired standard error of a NORDIC winner, it is recommended
-    # instead (low-rank denoising can bias the betas in ways no data-only measure fully sees)
-    if rank_by == VALIDATED and best["variant"].startswith("nordic-"):
-        alt = next((r for r in ranking if not r["variant"].startswith("nordic-")), None)
-        lead = margin_between(best, alt)
-        if lead is not None and "standard_error" in lead:
-            if lead["difference"] <= 2 * lead["standard_error"]:
-                notes.append(
-                    f"{best['variant']} has the highest held-out fidelity, but its lead over "
-                    f"{alt['variant']} (Δr = {lead['difference']:.3f}) is within twice its "
-                    f"bootstrap standard error ({lead['standard_error']:.3f}): NORDIC's "
-                    "advantage is not shown by these data, so the recommendation stays with "
-                    f"the best variant without NORDIC, {alt['variant']}."
-                )
-                best = alt
+    def lead_words(m: Mapping[str, Any], leader: str) -> str:
+        """``Δ = 0.012 (SE 0.004; about 0.09 in r with the truth)`` for a margin."""
+        se = m.get("standard_error")
+        text = f"Δ = {abs(m['difference']):.3f}"
+        extra = [f"standard error {se:.3f}" if se is not None else "no standard error"]
+        if m.get("truth_difference") is not None:
+            extra.append(f"about {abs(m['truth_difference']):.2f} in r with the truth")
+        return f"{leader} leads by {text} ({'; '.join(extra)})"
 
+    top = ranking[0]
+    best, reason = top, f"it ranks first by {label}"
+    if validated and top["variant"].startswith("nordic-"):
+        alt = next((r for r in ranking if not r["variant"].startswith("nordic-")), None)
+        lead = margin(top, alt)
+        if alt is not None and lead is not None and not lead["shown"]:
+            best = alt
+            reason = (
+                f"{top['variant']} ranks first, but {lead_words(lead, top['variant'])}, which "
+                f"is not more than {SHOWN_SE:g} standard errors: NORDIC's advantage is not "
+                "shown by these data, and NORDIC is recommended only where it is (low-rank "
+                "denoising can bias the betas in ways no data-only measure fully sees), so the "
+                f"default is the best variant without NORDIC, {alt['variant']}"
+            )
     # without the validated measure, NC gains alone do not make NORDIC the recommendation
-    if requested == VALIDATED and rank_by != VALIDATED and best["variant"].startswith("nordic-"):
+    if requested in HELDOUT_METRICS and not validated and best["variant"].startswith("nordic-"):
         alt = next((r for r in ranking if not r["variant"].startswith("nordic-")), None)
         if alt is not None:
-            notes.append(
+            reason = (
                 f"{best['variant']} has the highest noise ceiling, but without the held-out "
-                f"fidelity that is not evidence of better betas; the recommendation is the best "
-                f"variant without NORDIC, {alt['variant']}."
+                "fidelity that is not evidence of better betas; the recommendation is the best "
+                f"variant without NORDIC, {alt['variant']}"
             )
             best = alt
 
-    def margin(other: Mapping[str, Any] | None) -> dict[str, Any] | None:
-        return margin_between(best, other)
-
-    base = next((r for r in ranking if r["variant"] == BASELINE), None)
     others = [r for r in ranking if r["variant"] != best["variant"]]
-    runner_up = margin(others[0] if others else None)
-    winner_rows = table[table["variant"] == best["variant"]]
-    below = winner_rows[winner_rows["gain"].to_numpy(float) < 0]
+    runner_up = margin(best, others[0] if others else None)
+    base = by_name.get(BASELINE)
+    tied: list[str] = []
+    if validated:
+        for r in others:
+            m = margin(best, r)
+            if m is not None and not m["shown"]:
+                tied.append(r["variant"])
+    name = VARIANT_NAMES.get(best["variant"], best["variant"])
+    if not validated:
+        verdict = (
+            f"{best['variant']} ({name}): {reason}. {label} measures how well repeats agree, "
+            "not how faithful the betas are."
+        )
+    elif not tied:
+        verdict = (
+            f"{best['variant']} ({name}): its {label} is ahead of every other variant by more "
+            f"than {SHOWN_SE:g} standard errors."
+        )
+    else:
+        verdict = (
+            f"{' or '.join([best['variant'], *tied])}: the data cannot tell "
+            f"{'these' if len(tied) > 1 else 'the two'} apart (differences within "
+            f"{SHOWN_SE:g} standard errors). The default is {best['variant']} ({name}): "
+            f"{reason}."
+        )
+
+    winner_rows = paired[paired["variant"] == best["variant"]].set_index(["subject", "session"])
+    below: list[dict[str, Any]] = []
+    if base is not None and best["variant"] != BASELINE:
+        base_rows = paired[paired["variant"] == BASELINE].set_index(["subject", "session"])
+        diff = (winner_rows[rank_by] - base_rows[rank_by]).dropna()
+        below = [
+            {"subject": s, "session": ss, "measure": rank_by, "difference": float(d)}
+            for (s, ss), d in diff.items()
+            if d < 0
+        ]
 
     nc_stats = stats[np.isfinite(stats["median_nc_mean"].to_numpy(float))]
     nc_winner = None
@@ -281,60 +449,112 @@ def recommend(
         )
     agreement = nc_winner == best["variant"]
     disagreement = None
-    if rank_by == VALIDATED and nc_winner is not None and not agreement:
-        nc_row = next(r for r in ranking if r["variant"] == nc_winner)
-        if nc_row["heldout_r_mean"] >= best["heldout_r_mean"]:
-            disagreement = (
-                f"By median noise ceiling {VARIANT_NAMES[nc_winner]} ({nc_winner}) comes first "
-                f"({_fmt(nc_row['median_nc_mean'])} % against {_fmt(best['median_nc_mean'])} % "
-                f"for {best['variant']}), and its held-out fidelity is a little higher too (r "
-                f"{_fmt(nc_row['heldout_r_mean'], 3)} against {_fmt(best['heldout_r_mean'], 3)}),"
-                " but by less than twice its standard error: these data do not show that its "
-                "betas are more faithful. Noise-ceiling gains from low-rank denoising such as "
-                "NORDIC are not evidence of better betas, so the recommendation is "
-                f"{best['variant']}."
-            )
-    if rank_by == VALIDATED and disagreement is None and nc_winner is not None and not agreement:
-        nc_row = next(r for r in ranking if r["variant"] == nc_winner)
-        disagreement = (
-            f"The noise ceiling and the held-out fidelity disagree. By median noise ceiling "
-            f"{VARIANT_NAMES[nc_winner]} ({nc_winner}) comes first "
+    if validated and nc_winner is not None and not agreement and nc_winner in by_name:
+        nc_row = by_name[nc_winner]
+        m = margin(best, nc_row)
+        assert m is not None
+        nc_text = (
+            f"By median noise ceiling {VARIANT_NAMES[nc_winner]} ({nc_winner}) comes first "
             f"({_fmt(nc_row['median_nc_mean'])} % against {_fmt(best['median_nc_mean'])} % for "
-            f"{best['variant']}), but its betas agree less with independent held-out data "
-            f"(held-out fidelity r {_fmt(nc_row['heldout_r_mean'], 3)} against "
-            f"{_fmt(best['heldout_r_mean'], 3)}). The noise ceiling measures how well repeats "
-            "agree with each other; denoising that projects the data onto a few components "
-            "(NORDIC, GLMdenoise) can make repeats agree more while following the true "
-            "responses less. The recommendation follows the held-out fidelity, which tracks "
-            f"the betas' fidelity to the true responses on simulated data: {best['variant']}."
+            f"{best['variant']})"
         )
-    if runner_up is not None and "standard_error" in runner_up and best is ranking[0]:
-        se = runner_up["standard_error"]
-        if runner_up["difference"] <= 2 * se:
-            notes.append(
-                f"{best['variant']} leads {runner_up['variant']} by Δr = "
-                f"{runner_up['difference']:.3f} in held-out fidelity, less than twice its "
-                f"bootstrap standard error ({se:.3f}): these data support both about equally."
+        if m["difference"] > 0 and m["shown"]:
+            held = (
+                f"but its betas agree less with independent held-out data: "
+                f"{lead_words(m, best['variant'])}, more than {SHOWN_SE:g} standard errors"
             )
+        elif m["difference"] >= 0:
+            held = (
+                f"while on independent held-out data {lead_words(m, best['variant'])}, within "
+                f"{SHOWN_SE:g} standard errors: the data cannot tell their betas apart"
+            )
+        else:
+            held = f"and on independent held-out data {lead_words(m, nc_winner)}, " + (
+                f"more than {SHOWN_SE:g} standard errors"
+                if m["shown"]
+                else f"within {SHOWN_SE:g} standard errors: these data do not show that "
+                "its betas are more faithful"
+            )
+        disagreement = (
+            f"The noise ceiling and the held-out fidelity disagree. {nc_text}, {held}. The "
+            "noise ceiling measures how well repeats agree with each other; denoising that "
+            "projects the data onto a few components (NORDIC, GLMdenoise) can make repeats "
+            "agree more while following the true responses less, so noise-ceiling gains are "
+            f"not evidence of better betas. The recommendation is {best['variant']}: {reason}."
+        )
+
+    power: dict[str, Any] = {
+        "sessions": len(sessions),
+        "roi_voxels_min": _clean(float(paired["voxels"].min())) if "voxels" in paired else None,
+    }
+    if validated:
+        ses = [m["standard_error"] for m in (margin(best, r) for r in others) if m]
+        ses = [x for x in ses if x is not None]
+        resolution = SHOWN_SE * float(np.median(ses)) if ses else math.nan
+        power.update(
+            {
+                "reference_reliability": _clean(reliability),
+                "resolution": _clean(resolution),
+                "resolution_truth": _clean(resolution / reliability)
+                if math.isfinite(reliability)
+                else None,
+            }
+        )
+        if not ses:
+            notes.append(
+                "No standard error is known for the margins (no bootstrap replicates and a "
+                "single session): no lead can be told from noise."
+            )
+    single: dict[str, Any] | None = None
+    if rank_by == VALIDATED and "heldout_trial_r" in table:
+        try:
+            other = recommend(table, "heldout_trial_r", bootstrap)
+        except ValueError:
+            other = None
+        if other is not None and other["rank_by"] == "heldout_trial_r":
+            single = {
+                k: other[k]
+                for k in (
+                    "variant",
+                    "name",
+                    "ranked_first",
+                    "reason",
+                    "verdict",
+                    "indistinguishable",
+                    "margin_over_runner_up",
+                )
+            }
+            if single["variant"] != best["variant"]:
+                single["uses"] = (
+                    f"For repeat-averaged image responses (what most analyses average and "
+                    f"publish) the recommendation is {best['variant']}; for analyses of single "
+                    f"trials (decoding, trial-wise encoding) it is {single['variant']}, whose "
+                    "single-trial betas follow the image responses better on held-out data. "
+                    "Choose by the use; the data-only measures cannot see what a trial adds to "
+                    "its image's response."
+                )
     return {
         "variant": best["variant"],
-        "name": VARIANT_NAMES.get(best["variant"], best["variant"]),
-        "ranked_first": ranking[0]["variant"],
+        "name": name,
+        "ranked_first": top["variant"],
         "rank_by": rank_by,
         "rank_by_requested": requested,
+        "reason": reason,
+        "verdict": verdict,
+        "indistinguishable": tied,
         "measures": MEASURES,
         "baseline": BASELINE,
         "margin_over_runner_up": runner_up,
-        "margin_over_baseline": None if best["variant"] == BASELINE else margin(base),
+        "margin_over_baseline": None if best["variant"] == BASELINE else margin(best, base),
+        "power": power,
         "nc_winner": nc_winner,
         "agreement": bool(agreement),
         "disagreement": disagreement,
         "warnings": notes + implausibility_warnings(table, best["variant"]),
-        "winner_below_baseline": [
-            {"subject": s, "session": ss, "gain": _clean(float(g))}
-            for s, ss, g in zip(below["subject"], below["session"], below["gain"], strict=True)
-        ],
+        "winner_below_baseline": below,
         "ranking": ranking,
+        "single_trials": single,
+        "paired_sessions": [list(k) for k in sorted(sessions)],
         "subject_sessions": int(table[["subject", "session"]].drop_duplicates().shape[0]),
     }
 
@@ -344,9 +564,11 @@ __all__ = [
     "EDGE_NC",
     "EDGE_SHARE",
     "GAIN_LIMIT",
+    "HELDOUT_METRICS",
     "MEASURES",
     "MIN_ROI_VOXELS",
     "RANK_METRICS",
+    "SHOWN_SE",
     "TABLE_COLUMNS",
     "VALIDATED",
     "VARIANTS",

@@ -289,7 +289,7 @@ class BasePlan:
             return res.analysis_mask_mb(
                 size, len(plan.session_variants(*plan.session_of(wc))), attempt
             )
-        if rule in ("glm", "glm_reference"):
+        if rule in ("glm", "glm_reference", "glm_heldout"):
             size = self._runs_size(plan.session_runs(wc))
             return res.glm_mb(size, self.config["glm"]["chunklen"], attempt)
         if rule == "noiseceiling_session":
@@ -304,7 +304,8 @@ class BasePlan:
         if rule == "comparison_subject":
             ses = plan.report_session(wc.subject)
             runs = self.dataset.runs_of(wc.subject, ses)
-            return res.betas_mb(self._runs_size(runs), 3.5, 1000, attempt)
+            # one variant's betas and held-out image means (4 per image) at a time
+            return res.betas_mb(self._runs_size(runs), 5, 1000, attempt)
         if rule == "nordic_diagnostics":
             sessions = {ses for ses, _ in plan.diagnostics_pairs(wc.subject)}
             runs = [r for ses in sessions for r in self.dataset.runs_of(wc.subject, ses)]

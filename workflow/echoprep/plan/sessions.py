@@ -1,5 +1,5 @@
-"""Per-session jobs: which GLMs are fitted, their outputs, the analysis mask, the type-B
-reference and the noise ceilings."""
+"""Per-session jobs: which GLMs are fitted, their outputs, the analysis mask, the held-out
+fits of the comparison and the noise ceilings."""
 
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ class SessionPlan(ChainPlan):
     def session_runs(self, wc: Any) -> list[Run]:
         """The runs a session's GLM fits: every run with a trial to model (discovery warned
         about the others, which are preprocessed all the same)."""
-        return [r for r in self.dataset.runs_of(*self.session_of(wc)) if r.n_trials != 0]
+        return self.session_runs_of(*self.session_of(wc))
 
     def _session_key(self, subject: str | None, session: str | None) -> tuple[str, str]:
         return reg.session_key(subject, session, self.task())
@@ -149,7 +149,8 @@ class SessionPlan(ChainPlan):
         subject: str | None = None,
         session: str | None = None,
     ) -> Files:
-        """The type-B reference betas (and sidecar) of a session, as patterns or for one."""
+        """The type-B betas (and sidecar) of a session, as patterns or for one: the visual
+        ROI's run-level test reads those of its source variant."""
         outs = {"betas_typeb": reg.get("glm.betas_typeb")}
         key = self._session_key(subject, session)
         return self._paths(outs, key, nordic=nordic, combine=combine)
@@ -217,7 +218,7 @@ class SessionPlan(ChainPlan):
         return _words(args)
 
     def reference_variant(self) -> str | None:
-        """The variant whose type-B betas are the comparison's reference: comparison.reference
+        """The variant whose held-out fits are the comparison's reference: comparison.reference
         when produced; the default raw-optcom falls back to raw-single, then another
         NORDIC-off variant. None when no NORDIC-off variant is produced."""
         wanted = self.config["comparison"]["reference"] or "raw-optcom"
@@ -233,43 +234,52 @@ class SessionPlan(ChainPlan):
             f"({', '.join(produced) or 'none'}); found {wanted!r}. Fix: choose one of them."
         )
 
-    def _reference_glm_options(self, wc: Any) -> str:
-        """Options of a type-B fit: the comparison's reference uses the assumed HRF (it must
-        share no data-driven choice with the variants it judges); the visual ROI's source
-        keeps the library HRF, whose run-level test is better calibrated."""
-        if f"{wc.nordic}-{wc.combine}" == self.reference_variant():
-            return self.options("glm", wantlibrary=0)
-        return self.options("glm")
+    def heldout_outputs(
+        self,
+        nordic: str = "{nordic}",
+        combine: str = "{combine}",
+        subject: str | None = None,
+        session: str | None = None,
+    ) -> Files:
+        """The held-out image means (each half of the runs fitted apart) and their volume
+        table, with sidecars, as patterns or for a session."""
+        key = self._session_key(subject, session)
+        return self._files("heldout", key, nordic=nordic, combine=combine)
 
-    def reference_betas(self, subject: str, session: str | None) -> str | None:
-        """The type-B betas of the reference variant for a comparison session."""
-        variant = self.reference_variant()
-        if variant is None:
-            return None
-        nordic, combine = Variant(variant).parts()
-        return self.reference_outputs(nordic, combine, subject, session)["betas_typeb"]
+    def _heldout_params(self, wc: Any, input: Any) -> str:
+        """The glm rule's session arguments and ``--splits``."""
+        splits = int(self.config["comparison"]["splits"])
+        return f"{self._glm_params(wc, input)} --splits {splits}"
 
-    def reference_trials(self, subject: str, session: str | None) -> str | None:
-        """The trials table of the reference variant's session (None without a reference)."""
-        variant = self.reference_variant()
-        if variant is None:
-            return None
-        nordic, combine = Variant(variant).parts()
-        return self.glm_outputs(nordic, combine, subject, session)["trials"]
+    def heldout_sessions(self, subject: str) -> list[str | None]:
+        """The subject's comparison sessions with at least 2 runs to fit apart (a session of
+        one run has no held-out fidelity: the comparison says so)."""
+        fitted = self.glm_variant_sessions()
+        return [
+            ses
+            for ses in self.comparison_sessions(subject)
+            if len(self.session_runs_of(subject, ses)) >= 2
+            and any((subject, ses) in pairs for pairs in fitted.values())
+        ]
 
-    def reference_targets(self) -> list[str]:
-        """The reference betas of every comparison session (none when the report, and with it
-        the comparison, is off)."""
-        variant = self.reference_variant() if self.config["report"]["enabled"] else None
-        if variant is None:
+    def session_runs_of(self, subject: str, session: str | None) -> list[Run]:
+        """The runs a session's GLM fits (:meth:`session_runs` by labels)."""
+        return [r for r in self.dataset.runs_of(subject, session) if r.n_trials != 0]
+
+    def heldout_targets(self) -> list[str]:
+        """The held-out fits of every variant of every comparison session (none when the
+        report, and with it the comparison, is off)."""
+        if not self.config["report"]["enabled"]:
             return []
-        nordic, combine = Variant(variant).parts()
-        pairs = self.glm_variant_sessions().get(variant, [])
+        fitted = self.glm_variant_sessions()
         targets: list[str] = []
         for sub in self.dataset.subjects():
-            for ses in self.comparison_sessions(sub):
-                if (sub, ses) in pairs:
-                    targets.extend(self.reference_outputs(nordic, combine, sub, ses).values())
+            for ses in self.heldout_sessions(sub):
+                for variant in self.glm_variants():
+                    if (sub, ses) in fitted.get(variant, []):
+                        nordic, combine = Variant(variant).parts()
+                        outs = self.heldout_outputs(nordic, combine, sub, ses)
+                        targets.extend(outs.values())
         return targets
 
     def nc_session_outputs(
@@ -347,7 +357,7 @@ class SessionPlan(ChainPlan):
 
     def glm_targets(self) -> list[str]:
         """Every GLMsingle output and noise-ceiling map the config asks for, the analysis masks
-        of the fitted sessions and the type-B reference betas."""
+        of the fitted sessions and the comparison's held-out fits."""
         targets: list[str] = []
         everywhere = set(self.config["glm"]["all_sessions_variants"])
         fitted = sorted(
@@ -355,7 +365,7 @@ class SessionPlan(ChainPlan):
         )
         for sub, ses in fitted:
             targets.extend(self._files("glm_mask", self._session_key(sub, ses)).values())
-        targets.extend(self.reference_targets())
+        targets.extend(self.heldout_targets())
         for variant, pairs in self.glm_variant_sessions().items():
             nordic, combine = Variant(variant).parts()
             for sub, ses in pairs:

@@ -323,11 +323,15 @@ class SpecPlan(PublishPlan):
             "glm_reference",
             self._glm_inputs,
             self.reference_outputs(),
-            {
-                "session": self._glm_params,
-                "options": self._reference_glm_options,
-                "seed": self._seed(),
-            },
+            {"session": self._glm_params, "options": self.options("glm"), "seed": self._seed()},
+        )
+
+    def _spec_glm_heldout(self) -> RuleSpec:
+        return self._rule(
+            "glm_heldout",
+            self._glm_inputs,
+            self.heldout_outputs(),
+            {"session": self._heldout_params, "options": self.options("glm"), "seed": self._seed()},
         )
 
     def _spec_noiseceiling_session(self) -> RuleSpec:
@@ -400,6 +404,7 @@ class SpecPlan(PublishPlan):
                 "entries": self._comparison_subject_args,
                 "options": self.options("comparison"),
                 "seed": self._seed(),
+                "reference": lambda wc: self.reference_variant() or "none",
             },
         )
 
@@ -481,6 +486,7 @@ class SpecPlan(PublishPlan):
         "glm_analysis_mask": _spec_glm_analysis_mask,
         "glm": _spec_glm,
         "glm_reference": _spec_glm_reference,
+        "glm_heldout": _spec_glm_heldout,
         "noiseceiling_session": _spec_noiseceiling_session,
         "noiseceiling_subject": _spec_noiseceiling_subject,
         "noiseceiling_repeats": _spec_noiseceiling_repeats,

@@ -222,18 +222,21 @@ class SubjectPlan(SessionPlan):
 
     def comparison_entries(self, subject: str | None = None) -> list[dict[str, Any]]:
         """One dict per comparison session and variant (of one subject when given): its NC map,
-        visual ROI, brain mask, fit mask, betas and trials, and the session's type-B
-        reference betas and trials."""
+        visual ROI, brain mask, fit mask, betas and trials, and its held-out fits (sessions of
+        at least 2 runs)."""
         entries = []
         fitted = self.glm_variant_sessions()
         for sub in [subject] if subject else self.dataset.subjects():
+            split = set(self.heldout_sessions(sub))
             for ses in self.comparison_sessions(sub):
-                reference = self.reference_betas(sub, ses)
                 for variant in self.glm_variants():
                     if (sub, ses) not in fitted.get(variant, []):
                         continue
                     nordic, combine = Variant(variant).parts()
                     glm = self.glm_outputs(nordic, combine, sub, ses)
+                    heldout = (
+                        self.heldout_outputs(nordic, combine, sub, ses) if ses in split else {}
+                    )
                     entries.append(
                         {
                             "subject": sub,
@@ -245,8 +248,8 @@ class SubjectPlan(SessionPlan):
                             "mask": glm["mask"],
                             "betas": glm["betas"],
                             "trials": glm["trials"],
-                            "reference": reference,
-                            "reference_trials": self.reference_trials(sub, ses),
+                            "heldout": heldout.get("means"),
+                            "heldout_volumes": heldout.get("volumes"),
                         }
                     )
         return entries
@@ -257,7 +260,7 @@ class SubjectPlan(SessionPlan):
 
     def _comparison_subject_inputs(self, wc: Any) -> dict[str, list[str]]:
         entries = self.comparison_entries(wc.subject)
-        keys = ("nc", "roi", "brain", "mask", "betas", "trials", "reference")
+        keys = ("nc", "roi", "brain", "mask", "betas", "trials", "heldout", "heldout_volumes")
         return {k: sorted({str(e[k]) for e in entries if e[k]}) for k in keys}
 
     def _comparison_subject_args(self, wc: Any) -> str:

@@ -63,7 +63,9 @@ DIFFERENCE_UNITS: dict[str, str] = {
     "median_nc": "percentage points of median NC",
     "gain": "percentage points of NC gain",
     "dprime": "in d′ (no unit)",
-    "heldout_r": "in held-out fidelity r (correlation, no unit)",
+    "heldout_r": "in held-out fidelity (normalised covariance, no unit)",
+    "heldout_truth": "in held-out fidelity on the truth scale (r, no unit)",
+    "heldout_trial_r": "in single-trial held-out fidelity (normalised covariance, no unit)",
     "splithalf_r": "in split-half r (correlation, no unit)",
 }
 
@@ -87,7 +89,8 @@ def difference(measure: str, value: float) -> str:
     """A difference of a comparison measure with its unit, e.g. ``"+8.65 percentage points of
     median NC"`` (NC is in %, so a difference of two NCs is in percentage points)."""
     unit = DIFFERENCE_UNITS.get(measure, f"in {measure}")
-    digits = 3 if measure.endswith("_r") else 2  # correlations differ in the third decimal
+    # correlations differ in the third decimal
+    digits = 3 if measure.endswith(("_r", "_truth")) else 2
     return f"{value:+.{digits}f} {unit}"
 
 

@@ -17,9 +17,12 @@ MEASURE_LABELS: dict[str, str] = {
     "median_nc": "median NC (%)",
     "dprime": "d′",
     "gain": "NC gain (%)",
-    "heldout_r": "held-out fidelity (r)",
+    "heldout_r": "held-out fidelity",
+    "heldout_truth": "held-out fidelity, truth scale (r)",
+    "heldout_trial_r": "single-trial held-out fidelity",
+    "heldout_trial_truth": "single-trial held-out fidelity, truth scale (r)",
 }
-#: Measures that only say how well repeats agree (not validated against truth).
+#: Measures that only say how well repeats agree (not checked against truth).
 REPEAT_AGREEMENT = ("median_nc", "dprime", "gain")
 
 
@@ -29,25 +32,68 @@ def measure_label(rec: Mapping[str, Any], measure: str) -> str:
     return str(info.get("label") or MEASURE_LABELS.get(measure, measure))
 
 
+def margin_words(rec: Mapping[str, Any], m: Mapping[str, Any], what: str) -> str:
+    """One margin of the recommended variant in words: ``ahead of``/``behind`` ``what`` by the
+    difference with its unit, its standard error and truth-scale equivalent when known, and
+    whether the data show it."""
+    by = rec.get("rank_by", "median_nc")
+    diff = float(m["difference"])
+    side = "ahead of" if diff >= 0 else "behind"
+    text = f"{side} {what} {m['variant']} by {labels.difference(by, abs(diff)).lstrip('+')}"
+    rel = m.get("relative_percent")
+    if rel is not None:
+        text += f" ({rel:+.1f} % relative)"
+    extra = []
+    if m.get("standard_error") is not None:
+        extra.append(f"standard error {m['standard_error']:.3f}")
+    if m.get("truth_difference") is not None:
+        extra.append(f"about {abs(m['truth_difference']):.2f} in r with the truth")
+    if "shown" in m:
+        extra.append("shown by the data" if m["shown"] else "not shown by the data")
+    return text + (f" ({'; '.join(extra)})" if extra else "")
+
+
 def recommendation_lines(rec: Mapping[str, Any], scope: str) -> list[str]:
     """Summary lines of a recommendation (``recommended_variant.json`` content)."""
     by = rec.get("rank_by", "median_nc")
-    line = (
-        f"Recommended variant {scope}: {rec['variant']} ({rec.get('name', '')}), ranked first "
-        f"by {by}" + (f" ({measure_label(rec, by)})" if measure_label(rec, by) != by else "")
-    )
+    label = measure_label(rec, by)
+    first = rec.get("ranked_first", rec["variant"])
+    line = f"Recommended variant {scope}: {rec['variant']} ({rec.get('name', '')})"
+    if first == rec["variant"]:
+        line += f", ranked first by {by}" + (f" ({label})" if label != by else "")
+    else:
+        line += f"; {first} ranks first by {by}, but its lead is not shown by the data"
+    parts = [line]
     mb = rec.get("margin_over_baseline")
     if mb:
-        rel = mb.get("relative_percent")
-        rel_text = f" ({rel:+.1f} % relative)" if rel is not None else ""
-        line += (
-            f"; {labels.difference(by, mb['difference'])} over the baseline "
-            f"{mb['variant']}{rel_text}"
-        )
+        parts.append(margin_words(rec, mb, "the baseline"))
     mr = rec.get("margin_over_runner_up")
     if mr:
-        line += f"; {labels.difference(by, mr['difference'])} over the runner-up {mr['variant']}"
-    lines = [line + "."]
+        parts.append(margin_words(rec, mr, "the next variant"))
+    lines = ["; ".join(parts) + "."]
+    if rec.get("verdict"):
+        lines.append(f"Verdict: {rec['verdict']}")
+    power = rec.get("power") or {}
+    if power.get("resolution") is not None:
+        truth = power.get("resolution_truth")
+        lines.append(
+            f"Resolution: differences below {power['resolution']:.3f} in {label}"
+            + (f" (about {truth:.2f} in r with the truth)" if truth is not None else "")
+            + f" cannot be told from noise with these data ({power.get('sessions')} session(s)"
+            + (
+                f", at least {power['roi_voxels_min']:.0f} ROI voxels)."
+                if power.get("roi_voxels_min") is not None
+                else ")."
+            )
+        )
+    single = rec.get("single_trials") or {}
+    if single.get("verdict"):
+        lines.append(
+            "For single trials (repeat-averaged responses above): "
+            + (single["uses"] if single.get("uses") else f"the same variant. {single['verdict']}")
+        )
+        if single.get("uses"):
+            lines.append(f"Single-trial verdict: {single['verdict']}")
     nc_winner = rec.get("nc_winner")
     if nc_winner and by != "median_nc":
         same = nc_winner == rec["variant"]
@@ -61,7 +107,10 @@ def recommendation_lines(rec: Mapping[str, Any], scope: str) -> list[str]:
             + (f" ses-{w['session']}" if w.get("session") not in (None, "n/a") else "")
             for w in rec["winner_below_baseline"]
         )
-        lines.append(f"Below the baseline for: {worse}.")
+        measure = measure_label(rec, rec["winner_below_baseline"][0].get("measure", by))
+        lines.append(
+            f"Below the baseline {rec.get('baseline', 'raw-single')} by {measure} in: {worse}."
+        )
     return lines
 
 
@@ -95,7 +144,7 @@ def ranking_table(rec: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
     the validated measure(s) next to them (mean ± SEM where the SEM is known)."""
     ranking = list(rec.get("ranking") or [])
     measures = ["median_nc", "dprime"]
-    for m in [*(rec.get("measures") or {}), rec.get("rank_by", "median_nc")]:
+    for m in [rec.get("rank_by", "median_nc"), *(rec.get("measures") or {})]:
         if m not in measures and m != "gain" and any(f"{m}_mean" in r for r in ranking):
             measures.append(m)
 
@@ -130,6 +179,7 @@ def ranking_table(rec: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
 __all__ = [
     "MEASURE_LABELS",
     "REPEAT_AGREEMENT",
+    "margin_words",
     "measure_label",
     "ranking_table",
     "recommendation_lines",

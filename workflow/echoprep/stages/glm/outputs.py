@@ -31,7 +31,7 @@ OUTPUTS: dict[str, tuple[str, dict[str, str], str]] = stage_table("glm")
 #: Outputs that are images on the functional grid (they get ``space-<label>``).
 SPATIAL_KEYS = tuple(k for k, o in stage_outputs("glm").items() if o.spatial)
 #: The outputs of an ordinary fit (``model`` needs h5py and ``glm.hdf5: true``; ``betas_typeb``,
-#: the type-B reference betas, only when asked): pass them as
+#: the type-B betas the visual ROI's test reads, only when asked): pass them as
 #: ``echoprep.io.outputs.paths_in(root, "glm", key, keys=DEFAULT_OUTPUTS)``.
 DEFAULT_OUTPUTS = tuple(k for k in OUTPUTS if k not in ("model", "betas_typeb"))
 #: Outputs every call must be given (``stop_at="typeb"``: only ``betas_typeb``).

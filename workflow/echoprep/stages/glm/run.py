@@ -260,7 +260,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--stop-at",
         choices=STOP_AT,
         default="typed",
-        help="typeb: fit only up to type B (library HRF, least squares; the reference betas)",
+        help="typeb: fit only up to type B (library HRF, least squares: the visual ROI's test)",
     )
     return parser
 

@@ -9,14 +9,21 @@ variant ``<nordic>-<combine>``:
 - ``dprime``: ``(mean NC in ROI − mean NC outside) / pooled SD``, outside = the fitted brain
   voxels minus the ROI (:func:`echoprep.kernels.noiseceiling.d_prime`);
 - ``gain``: ``100 (median_nc / median_nc of raw-single − 1)``, % over the baseline;
-- ``heldout_r``: the held-out fidelity (:mod:`echoprep.kernels.fidelity`): the median over the
-  ROI of the correlation between the variant's image means from one half of the runs and an
-  independent reference's image means from the other half. The reference is the raw data's
-  type-B betas (per-voxel HRF, least squares, no GLMdenoise PCs, no ridge) of
-  ``comparison.reference``. On simulated truth it ranks the variants as their correlation with
-  the true image responses does, where the noise ceiling does not (``docs/comparison.md``);
-- ``splithalf_r``: the variant's own split-half reliability (a repeat-agreement measure like
-  NC, for contrast);
+- ``heldout_r``: the held-out fidelity (:mod:`echoprep.kernels.fidelity`): each half of the
+  runs fitted apart (``glm_heldout`` jobs, :mod:`echoprep.stages.glm.heldout`), the variant's
+  half-A image means against the reference variant's (``comparison.reference``) half-B image
+  means and vice versa, normalised by the spread of both all-repeat image means; the median
+  over the ROI, averaged over ``comparison.splits`` splits of the runs. It is proportional to
+  the correlation of the variant's all-repeat image means with the true image means, with a
+  factor common to all variants (``docs/comparison.md``);
+- ``heldout_truth``: ``heldout_r`` on the scale of a correlation with the truth (divided by
+  ``reference_reliability``, the reference's own all-repeat fidelity estimated from its
+  halves): margins in truth-equivalent units;
+- ``heldout_trial_r``, ``heldout_trial_truth``: the same for single trials: proportional to
+  the correlation of the single-trial betas with the true image responses (for analyses of
+  single trials rather than of repeat-averaged responses);
+- ``splithalf_r``: the variant's own split-half reliability (its half-A against its half-B
+  image means; a repeat-agreement measure like NC, for contrast);
 - ``edge_nc80``: the share of fitted brain-edge voxels with NC > 80 % (a sign of voxels without
   valid data in some run).
 
@@ -47,7 +54,6 @@ import numpy as np
 import pandas as pd
 
 from echoprep.io.arguments import ENTRY_KEYS, entry_words, key_paths
-from echoprep.io.events import read_trials
 from echoprep.io.images import StageInputError, check_same_grid, load_image, load_mask_on_grid
 from echoprep.io.outputs import stage_outputs
 from echoprep.io.sidecars import (
@@ -65,7 +71,6 @@ from echoprep.kernels.comparison import (
     ordered,
     variant_metrics,
 )
-from echoprep.kernels.fidelity import heldout_fidelity, split_half_reliability
 from echoprep.kernels.ranking import (
     BASELINE,
     EDGE_NC,
@@ -80,12 +85,11 @@ from echoprep.kernels.ranking import (
 )
 from echoprep.options import parse_options
 from echoprep.report.comparison import plot_comparison
+from echoprep.stages.comparison.fidelity import GRID_ATOL, SessionFidelity, session_fidelity
 from echoprep.variants import Variant
 
 log = logging.getLogger(__name__)
 
-#: Grid tolerance (mm) between the maps and masks of one subject.
-_GRID_ATOL = 1e-4
 #: The group step's outputs (``tsv``, ``png``, ``svg``, ``json``: registry ``comparison.<key>``;
 #: ``echoprep.io.outputs.paths_in(root, "comparison", group_key(task), keys=GROUP_OUTPUTS)``).
 GROUP_OUTPUTS = tuple(k for k, o in stage_outputs("comparison").items() if o.level == "group")
@@ -101,6 +105,7 @@ class ComparisonOptions:
     rank_by: str
     bootstrap: int
     reference: str
+    splits: int
 
 
 def stage_options(
@@ -129,10 +134,10 @@ class Entry:
     mask
         The variant's GLM fit mask (voxels with valid data in every run); None: the brain mask.
     betas, trials
-        The variant's single-trial betas (4D) and their trials table; None: no held-out
-        fidelity for this entry.
-    reference, reference_trials
-        The reference variant's type-B betas of the same session and their trials table.
+        The variant's single-trial betas (4D, the fit on all runs) and their trials table.
+    heldout, heldout_volumes
+        The variant's held-out image means (each half of the runs fitted apart) and their
+        volume table; None: no held-out fidelity for this entry.
     """
 
     subject: str
@@ -144,87 +149,22 @@ class Entry:
     mask: Path | None = None
     betas: Path | None = None
     trials: Path | None = None
-    reference: Path | None = None
-    reference_trials: Path | None = None
+    heldout: Path | None = None
+    heldout_volumes: Path | None = None
 
 
 def _load_mask(path: Path, like: Any, what: str, like_path: Path) -> np.ndarray:
     """A mask (> 0) on the grid of the noise-ceiling map ``like`` (file ``like_path``)."""
     fix = "Fix: all variants must share the subject's functional grid (rerun the ROI rules)."
-    return load_mask_on_grid(path, like, like_path=like_path, what=what, fix=fix, atol=_GRID_ATOL)
-
-
-def _roi_betas(path: Path, voxels: np.ndarray, like: Any, like_path: Path) -> np.ndarray:
-    """``(V, N)`` float32 betas of the ``voxels`` (3D bool mask) from a 4D betas image."""
-    img = load_image(path, "single-trial betas (x, y, z, trials)", ndim=4)
-    check_same_grid(
-        img,
-        like,
-        path=path,
-        ref_path=like_path,
-        what="single-trial betas",
-        fix="Fix: rerun the GLM of this variant.",
-        atol=_GRID_ATOL,
-    )
-    data = np.asanyarray(img.dataobj)
-    return np.asarray(data[voxels], np.float32)
-
-
-def _read_trials(path: Path) -> pd.DataFrame:
-    return read_trials(path, required=("run", "label"), fix="Fix: rerun the GLM stage.")
-
-
-def _fidelity(
-    group: Sequence[Entry], roi: np.ndarray, like: Any, n_boot: int, seed: int
-) -> dict[str, tuple[float, float, np.ndarray]]:
-    """``like`` is the first noise-ceiling map of the group (``group[0].nc``)."""
-    """variant -> (heldout_r, splithalf_r, bootstrap) for the entries of one session."""
-    ref_entry = next((e for e in group if e.reference is not None), None)
-    if ref_entry is None or not roi.any():
-        return {}
-    ref_trials = _read_trials(ref_entry.reference_trials or ref_entry.trials)
-    reference = _roi_betas(ref_entry.reference, roi, like, group[0].nc)
-    if reference.shape[1] != len(ref_trials):
-        raise StageInputError(
-            f"{ref_entry.reference}: expected one volume per trial of {ref_entry.reference_trials}"
-            f" ({len(ref_trials)}); found {reference.shape[1]}. Fix: rerun the reference GLM."
-        )
-    labels = ref_trials["label"].to_numpy()
-    runs = ref_trials["run"].to_numpy()
-    out = {}
-    for e in group:
-        if e.betas is None or e.trials is None:
-            continue
-        trials = _read_trials(e.trials)
-        if len(trials) != len(ref_trials) or not np.array_equal(trials["label"].to_numpy(), labels):
-            raise StageInputError(
-                f"{e.trials}: expected the trials of the reference ({ref_entry.reference_trials},"
-                f" {len(ref_trials)} trials) in the same order; found {len(trials)} trials or "
-                "other labels. Fix: every variant of a session must be fitted with the same "
-                "events."
-            )
-        betas = _roi_betas(e.betas, roi, like, group[0].nc)
-        if betas.shape[1] != len(trials):
-            raise StageInputError(
-                f"{e.betas}: expected one volume per trial of {e.trials} ({len(trials)}); found "
-                f"{betas.shape[1]}. Fix: rerun the GLM of this variant."
-            )
-        try:
-            res = heldout_fidelity(betas, reference, labels, runs, n_boot=n_boot, seed=seed)
-        except ValueError as exc:
-            log.warning("comparison: no held-out fidelity for %s: %s", e.variant, exc)
-            continue
-        split = split_half_reliability(betas, labels, runs)
-        out[e.variant] = (
-            res.median,
-            float(np.nanmedian(split)) if np.isfinite(split).any() else math.nan,
-            res.bootstrap,
-        )
-    return out
+    return load_mask_on_grid(path, like, like_path=like_path, what=what, fix=fix, atol=GRID_ATOL)
 
 
 def comparison_table(
-    entries: Sequence[Entry], *, n_boot: int = 0, seed: int = 0
+    entries: Sequence[Entry],
+    *,
+    n_boot: int = 0,
+    seed: int = 0,
+    reference: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One row per entry with the measures of the module doc, and the bootstrap replicates.
 
@@ -236,6 +176,9 @@ def comparison_table(
         Image-bootstrap replicates of ``heldout_r`` (0: none).
     seed
         Seed of the bootstrap (the same replicates for every variant of a session).
+    reference
+        The reference variant of the held-out fidelity (its held-out fits); None: no held-out
+        fidelity.
 
     Returns
     -------
@@ -272,7 +215,7 @@ def comparison_table(
                 ref_path=first.nc,
                 what="noise-ceiling map",
                 fix="Fix: all variants must share the subject's functional grid.",
-                atol=_GRID_ATOL,
+                atol=GRID_ATOL,
             )
             maps[e.variant] = np.asarray(img.dataobj, np.float64).reshape(img.shape[:3])
             fits.append(_load_mask(e.mask or e.brain, like, "GLM fit mask", first.nc))
@@ -287,10 +230,12 @@ def comparison_table(
                 f"{int(valid.sum())}). Fix: check the GLM fit masks and lower "
                 "rois.visual.threshold."
             )
-        fidelity = _fidelity(group, roi, like, n_boot, seed)
+        fidelity = session_fidelity(group, roi, like, n_boot=n_boot, seed=seed, reference=reference)
+        nan = math.nan
+        none = SessionFidelity(nan, nan, nan, nan, nan, nan, np.empty(0), np.empty(0))
         for e in group:
             nordic, combine = Variant(e.variant).parts()
-            held, split, boot = fidelity.get(e.variant, (math.nan, math.nan, np.empty(0)))
+            fid = fidelity.get(e.variant, none)
             rows.append(
                 {
                     "subject": subject,
@@ -299,8 +244,12 @@ def comparison_table(
                     "nordic": nordic,
                     "combine": combine,
                     **variant_metrics(maps[e.variant], roi, brain),
-                    "heldout_r": held,
-                    "splithalf_r": split,
+                    "heldout_r": fid.heldout_r,
+                    "heldout_truth": fid.heldout_truth,
+                    "heldout_trial_r": fid.trial_r,
+                    "heldout_trial_truth": fid.trial_truth,
+                    "reference_reliability": fid.reliability,
+                    "splithalf_r": fid.splithalf_r,
                     "edge_nc80": edge_share(maps[e.variant], brain),
                 }
             )
@@ -311,8 +260,9 @@ def comparison_table(
                     "variant": e.variant,
                     "replicate": i,
                     "heldout_r": float(v),
+                    "heldout_trial_r": float(t),
                 }
-                for i, v in enumerate(boot)
+                for i, (v, t) in enumerate(zip(fid.bootstrap, fid.trial_bootstrap, strict=True))
             )
     columns = [c for c in TABLE_COLUMNS if c != "gain"]
     table = pd.DataFrame(rows, columns=columns)
@@ -346,6 +296,7 @@ def run_subject_comparison(
     *,
     options: ComparisonOptions | Mapping[str, Any] | None = None,
     seed: int = 0,
+    reference: str | None = None,
 ) -> pd.DataFrame:
     """Compute one subject's comparison table (and bootstrap replicates) and write them.
 
@@ -361,16 +312,20 @@ def run_subject_comparison(
         held-out fidelity).
     seed
         Seed of the bootstrap.
+    reference
+        The reference variant of the held-out fidelity; None: ``comparison.reference``.
     """
-    n_boot = stage_options(options).bootstrap
+    opts = stage_options(options)
+    n_boot = opts.bootstrap
+    reference = reference or opts.reference
     if not entries:
         raise StageInputError("comparison: no noise-ceiling maps given")
-    table, boot = comparison_table(entries, n_boot=n_boot, seed=seed)
+    table, boot = comparison_table(entries, n_boot=n_boot, seed=seed, reference=reference)
     sources = sorted(
         {
             str(p)
             for e in entries
-            for p in (e.nc, e.roi, e.brain, e.mask, e.betas, e.trials, e.reference)
+            for p in (e.nc, e.roi, e.brain, e.mask, e.betas, e.trials, e.heldout)
             if p is not None
         }
     )
@@ -380,7 +335,8 @@ def run_subject_comparison(
         "Entries": [
             {"subject": e.subject, "session": e.session, "variant": e.variant} for e in entries
         ],
-        "Reference": sorted({str(e.reference) for e in entries if e.reference is not None}),
+        "Reference": reference,
+        "Splits": opts.splits,
     }
     tsv = write_tsv(table, outputs["tsv"])
     write_sidecar(
@@ -533,10 +489,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="one variant of one session: "
         + " ".join(f"{k}=..." for k in ENTRY_KEYS)
-        + " (mask, betas, trials, reference, reference_trials optional); repeat per variant",
+        + " (mask, betas, trials, heldout, heldout_volumes optional); repeat per variant",
     )
     _options_argument(s)
     s.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    s.add_argument(
+        "--reference",
+        default=None,
+        help="the reference variant of the held-out fidelity (default: comparison.reference; "
+        "none: no held-out fidelity)",
+    )
     s.add_argument(
         "--out",
         nargs="+",
@@ -566,7 +528,10 @@ def run_from_args(args: argparse.Namespace) -> int:
             raise SystemExit("--out needs tsv=...")
         entries = [parse_entry(words) for words in args.entry]
         options = _given_options(args)
-        run_subject_comparison(entries, outputs, options=options, seed=args.seed)
+        reference = None if args.reference == "none" else args.reference
+        run_subject_comparison(
+            entries, outputs, options=options, seed=args.seed, reference=reference or None
+        )
         return 0
     outputs = key_paths(args.out, form="tsv|png|svg|json=PATH", keys=GROUP_OUTPUTS)
     if "tsv" not in outputs or "json" not in outputs:

@@ -1,0 +1,325 @@
+"""Held-out fits of one session and variant: GLMsingle fitted on each half of the runs apart.
+
+The comparison's held-out fidelity (:mod:`echoprep.kernels.fidelity`) correlates a variant's
+image means from one half of the runs with the reference's from the other half. For the two
+halves to share nothing, each is fitted on its own runs: the HRF choice, the GLMdenoise noise
+pool and number of PCs, the ridge fractions and the per-voxel scaling are all chosen inside
+the half (``docs/comparison.md``). One job per session and variant fits every half of
+``comparison.splits`` balanced splits (:func:`echoprep.kernels.fidelity.run_splits`) with the
+variant's own ``glm`` options and writes, per split and half, the image means (betas z-scored
+per run, repeats averaged) of the images shown in both halves of that split::
+
+    <stem>[_space-T1w]_stat-effect_desc-HeldoutImagemeans_statmap.nii.gz   4D, one volume per
+        (split, half, image); 0 outside the fitted voxels
+    <stem>_desc-HeldoutImagemeans_volumes.tsv   one row per volume: split, half, label, runs
+
+Image means rather than single-trial betas: the comparison needs nothing else, and a full
+session's half betas of six variants would be tens of GB at 1.8 mm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from echoprep.io.arguments import key_paths
+from echoprep.io.events import build_session_design
+from echoprep.io.images import StageInputError, atomic_save, float_image
+from echoprep.io.sidecars import write_sidecar
+from echoprep.io.tables import write_tsv
+from echoprep.kernels.fidelity import image_means, run_splits
+from echoprep.kernels.noiseceiling import zscore_within
+from echoprep.stages.glm.fit import choose_betas, fit_session
+from echoprep.stages.glm.inputs import check_events_span, load_session
+from echoprep.stages.glm.options import (
+    GlmOptions,
+    engine_options,
+    parse_glm_options,
+    stage_settings,
+)
+
+log = logging.getLogger(__name__)
+
+#: Output keys: the 4D image means and their volume table.
+HELDOUT_OUTPUTS = ("means", "volumes")
+#: Columns of the volume table.
+VOLUME_COLUMNS = ("split", "half", "label", "runs")
+
+
+def run_heldout_fits(
+    bold_files: Sequence[str | Path],
+    events_files: Sequence[str | Path],
+    outputs: Mapping[str, str | Path],
+    *,
+    splits: int,
+    mask: str | Path | None = None,
+    space: str | None = None,
+    options: Mapping[str, Any] | GlmOptions | None = None,
+    seed: int = 0,
+    n_threads: int = 1,
+    run_labels: Sequence[str | None] | None = None,
+    session: str | None = None,
+    tr: float | None = None,
+) -> dict[str, Path]:
+    """Fit each half of every split of a session's runs apart and write the image means.
+
+    Parameters
+    ----------
+    bold_files, events_files
+        The session's preprocessed 4D BOLD runs and their events files, in run order.
+    outputs
+        ``means`` (4D NIfTI) and ``volumes`` (TSV) paths.
+    splits
+        Most balanced splits of the runs (``comparison.splits``).
+    mask, space, options, seed, n_threads, run_labels, session, tr
+        As for :func:`echoprep.stages.glm.run_glm` (the variant's ``glm`` options).
+
+    Returns
+    -------
+    dict
+        Key -> written path.
+
+    Raises
+    ------
+    StageInputError
+        Fewer than 2 runs, or inputs the GLM stage refuses.
+    """
+    missing = [k for k in HELDOUT_OUTPUTS if k not in outputs]
+    if missing:
+        raise ValueError(f"outputs: missing {missing}; keys are {list(HELDOUT_OUTPUTS)}")
+    opts = parse_glm_options(options, source="glm options")
+    settings = stage_settings(opts)
+    engine_opts = engine_options(opts)
+    bold = [Path(f) for f in bold_files]
+    events = [Path(f) for f in events_files]
+    if len(bold) != len(events):
+        raise StageInputError(
+            f"{bold[0] if bold else '<no BOLD>'}: expected one events file per BOLD run; found "
+            f"{len(bold)} runs and {len(events)} events files. Fix: every run needs its "
+            "events.tsv."
+        )
+    if len(bold) < 2:
+        raise StageInputError(
+            f"{bold[0] if bold else '<no BOLD>'}: expected at least 2 runs to fit halves apart; "
+            f"found {len(bold)}. Fix: leave this session out of comparison.sessions."
+        )
+    labels = [str(r) if r else str(i + 1) for i, r in enumerate(run_labels or [None] * len(bold))]
+    t0 = time.perf_counter()
+    data, fit_mask, ref, info = load_session(
+        bold,
+        mask_file=mask,
+        brainthresh=opts.brainthresh,
+        nan_policy=settings["nan_policy"],
+        run_labels=labels,
+    )
+    series_dt = float(tr) if tr is not None else info["tr"]
+    check_events_span(events, info["n_volumes"], series_dt, labels, bold)
+    columns: list[np.ndarray] = []
+    rows: list[dict[str, Any]] = []
+    fits: list[dict[str, Any]] = []
+    for s, half_a in enumerate(run_splits(len(bold), splits), start=1):
+        halves = {}
+        for half, chosen in (("A", half_a), ("B", ~half_a)):
+            idx = np.flatnonzero(chosen)
+            betas, trials, fit = _fit_half(
+                [data[i] for i in idx],
+                [events[i] for i in idx],
+                [info["n_volumes"][i] for i in idx],
+                [labels[i] for i in idx],
+                series_dt,
+                settings,
+                engine_opts,
+                seed=seed,
+                n_threads=n_threads,
+            )
+            halves[half] = (betas, trials)
+            fits.append({"split": s, "half": half, **fit})
+        images = np.intersect1d(halves["A"][1]["label"], halves["B"][1]["label"])
+        if images.size < 3:
+            log.warning(
+                "held-out fits: split %d has %d image(s) shown in both halves; the comparison "
+                "needs at least 3",
+                s,
+                images.size,
+            )
+        for half in ("A", "B"):
+            betas, trials = halves[half]
+            z = zscore_within(betas, trials["run"].to_numpy())
+            columns.append(image_means(z, trials["label"].to_numpy(), images))
+            runs_text = ",".join(dict.fromkeys(trials["run"].astype(str)))
+            rows += [{"split": s, "half": half, "label": lab, "runs": runs_text} for lab in images]
+    del data
+    means = np.concatenate(columns, axis=1) if columns else np.zeros((int(fit_mask.sum()), 0))
+    volume = np.zeros((*fit_mask.shape, means.shape[1]), np.float32)
+    volume[fit_mask] = np.nan_to_num(means, nan=0.0)
+    written: dict[str, Path] = {}
+    written["means"] = atomic_save(float_image(volume, ref), outputs["means"])
+    table = pd.DataFrame(rows, columns=list(VOLUME_COLUMNS))
+    written["volumes"] = write_tsv(table, outputs["volumes"])
+    parameters = {
+        "Splits": splits,
+        "Seed": seed,
+        "RepetitionTime": series_dt,
+        "GLMOptions": {k: v for k, v in settings.items() if k != "label_column"},
+        "Fits": fits,
+    }
+    sources = [str(p) for p in (*bold, *events, *([Path(mask)] if mask else []))]
+    write_sidecar(
+        written["means"],
+        sources=sources,
+        parameters=parameters,
+        extra={
+            "Description": "held-out image means: per split of the runs and half, GLMsingle "
+            "fitted on that half's runs alone (every hyperparameter chosen inside it), betas "
+            "z-scored per run and averaged over each image's repeats; one volume per row of "
+            "the volumes table. 0 outside the fitted voxels.",
+            **({"Space": space} if space else {}),
+            **({"Session": session} if session else {}),
+            "Units": "z (betas z-scored within each run)",
+            "ElapsedSeconds": round(time.perf_counter() - t0, 3),
+        },
+    )
+    write_sidecar(
+        written["volumes"],
+        sources=[str(written["means"])],
+        parameters=parameters,
+        extra={
+            "Description": "one row per volume of the held-out image means",
+            "split": {"Description": "split of the runs (1-based)"},
+            "half": {"Description": "half of the split (A or B) whose runs were fitted"},
+            "label": {"Description": "the image (condition label)"},
+            "runs": {"Description": "the runs of the half, comma-separated"},
+        },
+    )
+    return written
+
+
+def _fit_half(
+    data: list[np.ndarray],
+    events: list[Path],
+    n_volumes: list[int],
+    labels: list[str],
+    series_dt: float,
+    settings: Mapping[str, Any],
+    engine_opts: Mapping[str, Any],
+    *,
+    seed: int,
+    n_threads: int,
+) -> tuple[np.ndarray, pd.DataFrame, dict[str, Any]]:
+    """``(V, N)`` betas, trials (``run``, ``label``) and a summary of one half's fit."""
+    design = build_session_design(
+        events,
+        n_volumes,
+        series_dt,
+        label_column=settings["label_column"],
+        exclude_trial_types=settings["blank_trial_types"],
+        onset_tolerance=settings["onset_tolerance"],
+        run_labels=labels,
+    )
+    stimdur = settings["stimdur"]
+    if stimdur is None:
+        stimdur = design.stimulus_duration if math.isfinite(design.stimulus_duration) else 0.0
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = fit_session(
+            settings["engine"],
+            design.designs,
+            data,
+            float(stimdur),
+            series_dt,
+            engine_opts,
+            n_threads=n_threads,
+            seed=seed,
+        )
+    for w in caught:
+        log.warning("held-out fit of runs %s: GLMsingle: %s", ",".join(labels), w.message)
+    kind, model = choose_betas(results)
+    betas = np.asarray(model["betasmd"]).reshape(data[0].shape[0], -1)
+    trials = pd.DataFrame(
+        {"run": design.trials["run_label"].astype(str), "label": design.trials["label"]}
+    )
+    pcnum = (results.get("params") or {}).get("pcnum")
+    log.info(
+        "held-out fit of runs %s: %d trials, type %s, %s s",
+        ",".join(labels),
+        len(trials),
+        kind[-1].upper(),
+        round(time.perf_counter() - t0, 1),
+    )
+    return (
+        betas,
+        trials,
+        {
+            "runs": labels,
+            "trials": len(trials),
+            "type": kind[-1].upper(),
+            "pcnum": None if pcnum is None else int(pcnum),
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``echoprep glm-heldout`` arguments to a sub-command parser."""
+    parser.add_argument("--bold", nargs="+", required=True, type=Path, help="BOLD, one per run")
+    parser.add_argument("--events", nargs="+", required=True, type=Path, help="events per run")
+    parser.add_argument(
+        "--out", nargs="+", required=True, metavar="KEY=PATH", help="means=... volumes=..."
+    )
+    parser.add_argument(
+        "--splits", type=int, required=True, help="most balanced splits of the runs"
+    )
+    parser.add_argument("--mask", type=Path, default=None, help="brain mask on the BOLD grid")
+    parser.add_argument("--space", default=None, help="space label of the inputs")
+    parser.add_argument("--run-labels", nargs="+", default=None, help="BIDS run labels")
+    parser.add_argument("--session", default=None, help="BIDS session label")
+    parser.add_argument("--options-json", default=None, help="the glm: config section as JSON")
+    parser.add_argument("--tr", type=float, default=None, help="TR in s (default: sidecars)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    return parser
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run :func:`run_heldout_fits` from parsed arguments; exit status 0."""
+    run_heldout_fits(
+        args.bold,
+        args.events,
+        key_paths(args.out, form="means|volumes=PATH", keys=HELDOUT_OUTPUTS),
+        splits=args.splits,
+        mask=args.mask,
+        space=args.space,
+        options=parse_glm_options(
+            json.loads(args.options_json) if args.options_json else None,
+            source="--options-json",
+        ),
+        seed=args.seed,
+        n_threads=args.threads,
+        run_labels=args.run_labels,
+        session=args.session,
+        tr=args.tr,
+    )
+    return 0
+
+
+__all__ = [
+    "HELDOUT_OUTPUTS",
+    "VOLUME_COLUMNS",
+    "add_arguments",
+    "run_from_args",
+    "run_heldout_fits",
+]
