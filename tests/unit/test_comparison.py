@@ -696,3 +696,19 @@ def test_the_verdict_says_which_variant_is_best_for_which_use():
     boot["heldout_trial_r"] = boot["heldout_r"]
     rec = cmp.recommend(table, "heldout_r", boot)
     assert rec["single_trials"]["variant"] == "raw-optcom" and "uses" not in rec["single_trials"]
+
+
+def test_a_collapsed_noise_ceiling_with_positive_held_out_fidelity_is_explained():
+    table, _ = _sessions_and_boot(
+        {("01", "01"): {"raw-optcom": 0.18, "nordic-optcom": 0.12}}, spread=0.005
+    )
+    table.loc[table.variant == "nordic-optcom", ["median_nc", "gain"]] = [0.0, -100.0]
+    warnings = cmp.implausibility_warnings(table, "raw-optcom")
+    (text,) = [w for w in warnings if "nordic-optcom: median noise ceiling 0.0 %" in w]
+    assert "held-out fidelity is 0.120" in text and "not by its NC or NC gain" in text
+    # a variant without signal on held-out data gets no such explanation
+    table.loc[table.variant == "nordic-optcom", "heldout_r"] = -0.01
+    assert not any(
+        "no better than different images" in w
+        for w in cmp.implausibility_warnings(table, "raw-optcom")
+    )

@@ -121,6 +121,9 @@ EDGE_NC = 80.0
 EDGE_SHARE = 0.01
 #: Gains (%) over the baseline above which the margin is flagged as implausible.
 GAIN_LIMIT = 100.0
+#: Median NC (%) at or below which a variant's noise ceiling has collapsed (explained when its
+#: held-out fidelity is positive).
+COLLAPSED_NC = 0.5
 #: Fewest ROI voxels for a comparison without a warning.
 MIN_ROI_VOXELS = 30
 
@@ -194,6 +197,22 @@ def implausibility_warnings(table: pd.DataFrame, winner: str | None) -> list[str
                 f"{where}, {row.variant}: median noise ceiling {row.gain:+.0f} % over "
                 f"{VARIANT_NAMES[BASELINE]}. A gain above +{GAIN_LIMIT:.0f} % is implausible; "
                 "check the maps before trusting it."
+            )
+        held = getattr(row, "heldout_r", math.nan)
+        if (
+            math.isfinite(row.median_nc)
+            and row.median_nc <= COLLAPSED_NC
+            and math.isfinite(held)
+            and held > 0
+        ):
+            out.append(
+                f"{where}, {row.variant}: median noise ceiling {row.median_nc:.1f} % in the ROI, "
+                f"while its held-out fidelity is {held:.3f}: its betas carry the image "
+                "responses, but repeats of an image agree no better than different images. On "
+                "NORDIC data this is seen when GLMdenoise and ridge make the betas of "
+                "neighbouring trials strongly correlated (docs/comparison.md); the noise "
+                "ceiling assumes independent trial errors, so read this variant by its held-out "
+                "fidelity, not by its NC or NC gain."
             )
         if row.voxels < MIN_ROI_VOXELS:
             out.append(
@@ -561,6 +580,7 @@ def recommend(
 
 __all__ = [
     "BASELINE",
+    "COLLAPSED_NC",
     "EDGE_NC",
     "EDGE_SHARE",
     "GAIN_LIMIT",
