@@ -20,7 +20,6 @@ session's half betas of six variants would be tens of GB at 1.8 mm.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import time
@@ -47,6 +46,7 @@ from echoprep.stages.glm.options import (
     parse_glm_options,
     stage_settings,
 )
+from echoprep.stages.glm.run import add_session_arguments, session_keywords
 
 log = logging.getLogger(__name__)
 
@@ -275,22 +275,13 @@ def _fit_half(
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``echoprep glm-heldout`` arguments to a sub-command parser."""
-    parser.add_argument("--bold", nargs="+", required=True, type=Path, help="BOLD, one per run")
-    parser.add_argument("--events", nargs="+", required=True, type=Path, help="events per run")
+    add_session_arguments(parser)
     parser.add_argument(
         "--out", nargs="+", required=True, metavar="KEY=PATH", help="means=... volumes=..."
     )
     parser.add_argument(
         "--splits", type=int, required=True, help="most balanced splits of the runs"
     )
-    parser.add_argument("--mask", type=Path, default=None, help="brain mask on the BOLD grid")
-    parser.add_argument("--space", default=None, help="space label of the inputs")
-    parser.add_argument("--run-labels", nargs="+", default=None, help="BIDS run labels")
-    parser.add_argument("--session", default=None, help="BIDS session label")
-    parser.add_argument("--options-json", default=None, help="the glm: config section as JSON")
-    parser.add_argument("--tr", type=float, default=None, help="TR in s (default: sidecars)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
     return parser
 
 
@@ -301,17 +292,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         args.events,
         key_paths(args.out, form="means|volumes=PATH", keys=HELDOUT_OUTPUTS),
         splits=args.splits,
-        mask=args.mask,
-        space=args.space,
-        options=parse_glm_options(
-            json.loads(args.options_json) if args.options_json else None,
-            source="--options-json",
-        ),
-        seed=args.seed,
-        n_threads=args.threads,
-        run_labels=args.run_labels,
-        session=args.session,
-        tr=args.tr,
+        **session_keywords(args),
     )
     return 0
 

@@ -230,21 +230,14 @@ def _jsonable(options: Mapping[str, Any]) -> dict[str, Any]:
 # command line
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the ``echoprep glm`` arguments to ``parser`` (a sub-command parser)."""
+def add_session_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The arguments every fit of one session takes (``echoprep glm``, ``echoprep
+    glm-heldout``): runs, events, mask, labels, options, TR, seed, threads."""
     parser.add_argument(
         "--bold", nargs="+", required=True, type=Path, help="preprocessed BOLD, one per run"
     )
     parser.add_argument(
         "--events", nargs="+", required=True, type=Path, help="events.tsv per run, same order"
-    )
-    parser.add_argument(
-        "--out",
-        nargs="+",
-        required=True,
-        metavar="KEY=PATH",
-        help=f"output paths by key ({', '.join(OUTPUTS)}); betas, trials, summary required "
-        "(with --stop-at typeb: betas_typeb only)",
     )
     parser.add_argument("--mask", type=Path, default=None, help="brain mask on the BOLD grid")
     parser.add_argument("--space", default=None, help="space label of the inputs (e.g. T1w)")
@@ -256,6 +249,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--tr", type=float, default=None, help="TR in s (default: sidecars)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    return parser
+
+
+def session_keywords(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of a session fit from :func:`add_session_arguments`' values."""
+    return {
+        "mask": args.mask,
+        "space": args.space,
+        "options": parse_glm_options(
+            json.loads(args.options_json) if args.options_json else None,
+            source="--options-json",
+        ),
+        "seed": args.seed,
+        "n_threads": args.threads,
+        "run_labels": args.run_labels,
+        "session": args.session,
+        "tr": args.tr,
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``echoprep glm`` arguments to ``parser`` (a sub-command parser)."""
+    add_session_arguments(parser)
+    parser.add_argument(
+        "--out",
+        nargs="+",
+        required=True,
+        metavar="KEY=PATH",
+        help=f"output paths by key ({', '.join(OUTPUTS)}); betas, trials, summary required "
+        "(with --stop-at typeb: betas_typeb only)",
+    )
     parser.add_argument(
         "--stop-at",
         choices=STOP_AT,
@@ -271,20 +295,16 @@ def run_from_args(args: argparse.Namespace) -> int:
         args.bold,
         args.events,
         key_paths(args.out),
-        mask=args.mask,
-        space=args.space,
-        options=parse_glm_options(
-            json.loads(args.options_json) if args.options_json else None,
-            source="--options-json",
-        ),
-        seed=args.seed,
-        n_threads=args.threads,
-        run_labels=args.run_labels,
-        session=args.session,
-        tr=args.tr,
         stop_at=args.stop_at,
+        **session_keywords(args),
     )
     return 0
 
 
-__all__ = ["add_arguments", "run_from_args", "run_glm"]
+__all__ = [
+    "add_arguments",
+    "add_session_arguments",
+    "run_from_args",
+    "run_glm",
+    "session_keywords",
+]
