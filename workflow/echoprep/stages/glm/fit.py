@@ -7,10 +7,20 @@ result layout (docs/glm.md §15).
 
 from __future__ import annotations
 
+import logging
+import math
+import time
+import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from echoprep.io.events import SessionDesign, build_session_design
+
+log = logging.getLogger(__name__)
 
 #: Where a fit may stop: ``typed`` (the full FITHRF_GLMDENOISE_RR) or ``typeb`` (library HRF
 #: per voxel, or the assumed HRF with ``wantlibrary: 0``, and plain least squares: no
@@ -80,4 +90,112 @@ def choose_betas(results: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     raise RuntimeError("the GLM engine returned no single-trial model (types B, C and D absent)")
 
 
-__all__ = ["STOP_AT", "choose_betas", "fit_session"]
+@dataclass
+class RunsFit:
+    """One fit of a set of runs (:func:`fit_runs`).
+
+    Attributes
+    ----------
+    design
+        The runs' designs and trial bookkeeping.
+    stimdur
+        Stimulus duration used (s).
+    results
+        The engine's results (:func:`fit_session`).
+    messages
+        The engine's warnings, as text (also logged).
+    fit_s
+        Wall time of the fit (s).
+    """
+
+    design: SessionDesign
+    stimdur: float
+    results: dict[str, Any]
+    messages: list[str]
+    fit_s: float
+
+
+def fit_runs(
+    data: list[np.ndarray],
+    events: Sequence[str | Path],
+    n_volumes: Sequence[int],
+    labels: Sequence[str],
+    tr: float,
+    settings: Mapping[str, Any],
+    engine_options: Mapping[str, Any],
+    *,
+    seed: int,
+    n_threads: int,
+    what: str = "GLMsingle",
+) -> RunsFit:
+    """Build the runs' designs from their events and fit them.
+
+    Parameters
+    ----------
+    data
+        ``R`` arrays ``(V, T_r)`` float32 (:func:`echoprep.stages.glm.inputs.load_session`).
+    events, n_volumes, labels
+        The runs' events files, lengths (volumes) and labels, same order.
+    tr
+        Sampling interval (s).
+    settings, engine_options
+        Stage settings and engine options (:mod:`echoprep.stages.glm.options`).
+    seed, n_threads
+        As for :func:`fit_session`.
+    what
+        Prefix of the log messages.
+
+    Returns
+    -------
+    RunsFit
+    """
+    design = build_session_design(
+        events,
+        n_volumes,
+        tr,
+        label_column=settings["label_column"],
+        exclude_trial_types=settings["blank_trial_types"],
+        onset_tolerance=settings["onset_tolerance"],
+        run_labels=labels,
+    )
+    if design.early:
+        log.warning(
+            "%s: %d trial(s) start before the first volume (negative onsets) and are left out "
+            "of the design",
+            what,
+            design.early,
+        )
+    stimdur = settings["stimdur"]
+    if stimdur is None:
+        stimdur = design.stimulus_duration if math.isfinite(design.stimulus_duration) else 0.0
+    log.info(
+        "%s (%s engine): %d runs, %d trials of %d conditions, %d voxels, TR %g s, stimdur %g s",
+        what,
+        settings["engine"],
+        len(data),
+        len(design.trials),
+        len(design.conditions),
+        data[0].shape[0],
+        tr,
+        stimdur,
+    )
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = fit_session(
+            settings["engine"],
+            design.designs,
+            data,
+            float(stimdur),
+            tr,
+            engine_options,
+            n_threads=n_threads,
+            seed=seed,
+        )
+    messages = [str(w.message) for w in caught]
+    for m in messages:
+        log.warning("%s: %s", what, m)
+    return RunsFit(design, float(stimdur), results, messages, time.perf_counter() - t0)
+
+
+__all__ = ["STOP_AT", "RunsFit", "choose_betas", "fit_runs", "fit_session"]

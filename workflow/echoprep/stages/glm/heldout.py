@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,14 +30,13 @@ import numpy as np
 import pandas as pd
 
 from echoprep.io.arguments import key_paths
-from echoprep.io.events import build_session_design
 from echoprep.io.images import StageInputError, atomic_save, float_image
 from echoprep.io.sidecars import write_sidecar
 from echoprep.io.tables import write_tsv
 from echoprep.kernels.fidelity import image_means, run_splits
 from echoprep.kernels.noiseceiling import zscore_within
-from echoprep.stages.glm.fit import choose_betas, fit_session
-from echoprep.stages.glm.inputs import check_events_span, load_session
+from echoprep.stages.glm.fit import choose_betas, fit_runs
+from echoprep.stages.glm.inputs import read_session
 from echoprep.stages.glm.options import (
     GlmOptions,
     engine_options,
@@ -100,30 +97,26 @@ def run_heldout_fits(
     opts = parse_glm_options(options, source="glm options")
     settings = stage_settings(opts)
     engine_opts = engine_options(opts)
-    bold = [Path(f) for f in bold_files]
-    events = [Path(f) for f in events_files]
-    if len(bold) != len(events):
+    if len(bold_files) < 2:
         raise StageInputError(
-            f"{bold[0] if bold else '<no BOLD>'}: expected one events file per BOLD run; found "
-            f"{len(bold)} runs and {len(events)} events files. Fix: every run needs its "
-            "events.tsv."
+            f"{bold_files[0] if bold_files else '<no BOLD>'}: expected at least 2 runs to fit "
+            f"halves apart; found {len(bold_files)}. Fix: leave this session out of "
+            "comparison.sessions."
         )
-    if len(bold) < 2:
-        raise StageInputError(
-            f"{bold[0] if bold else '<no BOLD>'}: expected at least 2 runs to fit halves apart; "
-            f"found {len(bold)}. Fix: leave this session out of comparison.sessions."
-        )
-    labels = [str(r) if r else str(i + 1) for i, r in enumerate(run_labels or [None] * len(bold))]
     t0 = time.perf_counter()
-    data, fit_mask, ref, info = load_session(
-        bold,
+    session_inputs = read_session(
+        bold_files,
+        events_files,
         mask_file=mask,
         brainthresh=opts.brainthresh,
         nan_policy=settings["nan_policy"],
-        run_labels=labels,
+        run_labels=run_labels,
+        tr=tr,
     )
-    series_dt = float(tr) if tr is not None else info["tr"]
-    check_events_span(events, info["n_volumes"], series_dt, labels, bold)
+    bold, events, labels = session_inputs.bold, session_inputs.events, session_inputs.labels
+    data, fit_mask, ref = session_inputs.data, session_inputs.fit_mask, session_inputs.ref
+    n_volumes, series_dt = session_inputs.info["n_volumes"], session_inputs.tr
+    del session_inputs
     columns: list[np.ndarray] = []
     rows: list[dict[str, Any]] = []
     fits: list[dict[str, Any]] = []
@@ -134,7 +127,7 @@ def run_heldout_fits(
             betas, trials, fit = _fit_half(
                 [data[i] for i in idx],
                 [events[i] for i in idx],
-                [info["n_volumes"][i] for i in idx],
+                [n_volumes[i] for i in idx],
                 [labels[i] for i in idx],
                 series_dt,
                 settings,
@@ -217,46 +210,27 @@ def _fit_half(
     n_threads: int,
 ) -> tuple[np.ndarray, pd.DataFrame, dict[str, Any]]:
     """``(V, N)`` betas, trials (``run``, ``label``) and a summary of one half's fit."""
-    design = build_session_design(
+    what = f"held-out fit of runs {','.join(labels)}"
+    fitted = fit_runs(
+        data,
         events,
         n_volumes,
+        labels,
         series_dt,
-        label_column=settings["label_column"],
-        exclude_trial_types=settings["blank_trial_types"],
-        onset_tolerance=settings["onset_tolerance"],
-        run_labels=labels,
+        settings,
+        engine_opts,
+        seed=seed,
+        n_threads=n_threads,
+        what=what,
     )
-    stimdur = settings["stimdur"]
-    if stimdur is None:
-        stimdur = design.stimulus_duration if math.isfinite(design.stimulus_duration) else 0.0
-    t0 = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        results = fit_session(
-            settings["engine"],
-            design.designs,
-            data,
-            float(stimdur),
-            series_dt,
-            engine_opts,
-            n_threads=n_threads,
-            seed=seed,
-        )
-    for w in caught:
-        log.warning("held-out fit of runs %s: GLMsingle: %s", ",".join(labels), w.message)
+    results, design = fitted.results, fitted.design
     kind, model = choose_betas(results)
     betas = np.asarray(model["betasmd"]).reshape(data[0].shape[0], -1)
     trials = pd.DataFrame(
         {"run": design.trials["run_label"].astype(str), "label": design.trials["label"]}
     )
     pcnum = (results.get("params") or {}).get("pcnum")
-    log.info(
-        "held-out fit of runs %s: %d trials, type %s, %s s",
-        ",".join(labels),
-        len(trials),
-        kind[-1].upper(),
-        round(time.perf_counter() - t0, 1),
-    )
+    log.info("%s: type %s, %.1f s", what, kind[-1].upper(), fitted.fit_s)
     return (
         betas,
         trials,

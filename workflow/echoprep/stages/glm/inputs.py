@@ -13,6 +13,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -290,3 +291,83 @@ __all__ = [
     "load_session",
     "series_tr",
 ]
+
+
+@dataclass
+class SessionInputs:
+    """A session's runs read for a fit (:func:`read_session`).
+
+    Attributes
+    ----------
+    bold, events
+        The runs' BOLD series and events files, in run order.
+    labels
+        Run labels (the given ones, else 1, 2, ...).
+    data, fit_mask, ref, info
+        As returned by :func:`load_session`.
+    tr
+        Sampling interval of the design (s): the given one, else the series'.
+    """
+
+    bold: list[Path]
+    events: list[Path]
+    labels: list[str]
+    data: list[np.ndarray]
+    fit_mask: np.ndarray
+    ref: nib.Nifti1Image
+    info: dict[str, Any]
+    tr: float
+
+
+def read_session(
+    bold_files: Sequence[str | Path],
+    events_files: Sequence[str | Path],
+    *,
+    mask_file: str | Path | None,
+    brainthresh: Sequence[float],
+    nan_policy: str,
+    run_labels: Sequence[str | None] | None = None,
+    tr: float | None = None,
+) -> SessionInputs:
+    """Check a session's runs against their events and read them for a fit.
+
+    Parameters
+    ----------
+    bold_files, events_files
+        One 4D BOLD series and one BIDS events file per run, same order.
+    mask_file, brainthresh, nan_policy
+        As for :func:`load_session`.
+    run_labels
+        BIDS run labels; None (or a None entry): the run's position, 1-based.
+    tr
+        Sampling interval (s); None: from the series' sidecars or headers.
+
+    Returns
+    -------
+    SessionInputs
+
+    Raises
+    ------
+    StageInputError
+        Not one events file per run; the refusals of :func:`load_session` and
+        :func:`check_events_span`.
+    """
+    bold = [Path(f) for f in bold_files]
+    events = [Path(f) for f in events_files]
+    if len(bold) != len(events):
+        raise StageInputError(
+            f"{bold[0] if bold else '<no BOLD>'}: expected one events file per BOLD run; found "
+            f"{len(bold)} runs and {len(events)} events files. Fix: every run needs its "
+            "events.tsv."
+        )
+    labels = [str(r) if r else str(i + 1) for i, r in enumerate(run_labels or [None] * len(bold))]
+    data, fit_mask, ref, info = load_session(
+        bold,
+        mask_file=mask_file,
+        brainthresh=brainthresh,
+        nan_policy=nan_policy,
+        run_labels=labels,
+    )
+    series_dt = float(tr) if tr is not None else info["tr"]
+    check_events_span(events, info["n_volumes"], series_dt, labels, bold)
+    return SessionInputs(bold, events, labels, data, fit_mask, ref, info, series_dt)

@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,10 +19,8 @@ from typing import Any
 import numpy as np
 
 from echoprep.io.arguments import key_paths
-from echoprep.io.events import build_session_design
-from echoprep.io.images import StageInputError
-from echoprep.stages.glm.fit import STOP_AT, choose_betas, fit_session
-from echoprep.stages.glm.inputs import check_events_span, load_session
+from echoprep.stages.glm.fit import STOP_AT, choose_betas, fit_runs
+from echoprep.stages.glm.inputs import read_session
 from echoprep.stages.glm.options import (
     GlmOptions,
     engine_options,
@@ -106,78 +102,49 @@ def run_glm(
     unknown = sorted(set(outputs) - set(OUTPUTS))
     if missing or unknown:
         raise ValueError(f"outputs: missing {missing}, unknown {unknown}; keys are {list(OUTPUTS)}")
-    bold = [Path(f) for f in bold_files]
-    events = [Path(f) for f in events_files]
-    if len(bold) != len(events):
-        raise StageInputError(
-            f"{bold[0] if bold else '<no BOLD>'}: expected one events file per BOLD run; found "
-            f"{len(bold)} runs and {len(events)} events files. Fix: every run needs its "
-            "events.tsv."
-        )
-    labels = [str(r) if r else str(i + 1) for i, r in enumerate(run_labels or [None] * len(bold))]
     engine_opts = engine_options(opts, stop_at=stop_at)
     settings = stage_settings(opts)
     if settings["hdf5"] and "model" not in outputs and stop_at == "typed":
         raise ValueError("glm.hdf5 is true: pass the 'model' output path")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    data, fit_mask, ref, info = load_session(
-        bold,
+    session_inputs = read_session(
+        bold_files,
+        events_files,
         mask_file=mask,
         brainthresh=opts.brainthresh,
         nan_policy=settings["nan_policy"],
-        run_labels=labels,
+        run_labels=run_labels,
+        tr=tr,
     )
-    series_dt = float(tr) if tr is not None else info["tr"]
-    check_events_span(events, info["n_volumes"], series_dt, labels, bold)
-    design = build_session_design(
+    bold, events, labels = session_inputs.bold, session_inputs.events, session_inputs.labels
+    data, fit_mask, ref, info = (
+        session_inputs.data,
+        session_inputs.fit_mask,
+        session_inputs.ref,
+        session_inputs.info,
+    )
+    series_dt = session_inputs.tr
+    del session_inputs
+    timings["load_s"] = round(time.perf_counter() - t0, 3)
+    runs_fit = fit_runs(
+        data,
         events,
         info["n_volumes"],
+        labels,
         series_dt,
-        label_column=settings["label_column"],
-        exclude_trial_types=settings["blank_trial_types"],
-        onset_tolerance=settings["onset_tolerance"],
-        run_labels=labels,
+        settings,
+        engine_opts,
+        seed=seed,
+        n_threads=n_threads,
     )
-    if design.early:
-        log.warning(
-            "GLMsingle: %d trial(s) start before the first volume (negative onsets) and are "
-            "left out of the design",
-            design.early,
-        )
-    stimdur = settings["stimdur"]
-    if stimdur is None:
-        stimdur = design.stimulus_duration if math.isfinite(design.stimulus_duration) else 0.0
-    timings["load_s"] = round(time.perf_counter() - t0, 3)
-    n_vox = int(fit_mask.sum())
-    log.info(
-        "GLMsingle (%s engine): %d runs, %d trials of %d conditions, %d voxels, TR %g s, "
-        "stimdur %g s",
-        settings["engine"],
-        len(bold),
-        len(design.trials),
-        len(design.conditions),
-        n_vox,
-        series_dt,
-        stimdur,
+    design, stimdur, results, messages = (
+        runs_fit.design,
+        runs_fit.stimdur,
+        runs_fit.results,
+        runs_fit.messages,
     )
-    t1 = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        results = fit_session(
-            settings["engine"],
-            design.designs,
-            data,
-            float(stimdur),
-            series_dt,
-            engine_opts,
-            n_threads=n_threads,
-            seed=seed,
-        )
-    messages = [str(w.message) for w in caught]
-    for m in messages:
-        log.warning("GLMsingle: %s", m)
-    timings["fit_s"] = round(time.perf_counter() - t1, 3)
+    timings["fit_s"] = round(runs_fit.fit_s, 3)
     del data
 
     t2 = time.perf_counter()
