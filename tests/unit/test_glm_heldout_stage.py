@@ -66,12 +66,14 @@ def test_each_half_equals_a_fit_of_its_runs_alone(tiny, tmp_path: Path) -> None:
     means = nib.load(out["means"]).get_fdata()
     assert means.shape[-1] == len(volumes) == 2 * 46
     fit_mask = nib.load(mask).get_fdata() > 0
+    summaries = {}
     for half, run in (("A", 0), ("B", 1)):
         rows = (volumes["half"] == half).to_numpy()
         alone = paths_in(
             tmp_path / half, "glm", session_key("01", "01", "images"), keys=DEFAULT_OUTPUTS
         )
         run_glm([bold[run]], [events[run]], alone, mask=mask, run_labels=[f"0{run + 1}"], seed=0)
+        summaries[half] = json.loads(alone["summary"].read_text())
         betas = nib.load(alone["betas"]).get_fdata()[fit_mask]
         trials = read_trials(alone["trials"])
         z = zscore_within(betas, trials["run"].to_numpy())
@@ -83,6 +85,10 @@ def test_each_half_equals_a_fit_of_its_runs_alone(tiny, tmp_path: Path) -> None:
         (1, "A", ["01"]),
         (1, "B", ["02"]),
     ]
+    for fit in fits:  # each half's summary is that of its fit alone
+        alone = summaries[fit["half"]]
+        assert fit["pcnum"] == alone["pcnum"] and isinstance(fit["pcnum"], int)
+        assert fit["trials"] == alone["NumberOfTrials"] == 46
     assert side["Session"] == "01" and side["Parameters"]["Splits"] == 1
 
 

@@ -229,7 +229,9 @@ def _fit_half(
     trials = pd.DataFrame(
         {"run": design.trials["run_label"].astype(str), "label": design.trials["label"]}
     )
-    pcnum = (results.get("params") or {}).get("pcnum")
+    # the same summary as the session fit's (stages/glm/outputs.py): PCs and ridge fractions
+    pcnum = int(model.get("pcnum", 0)) if kind != "typeb" else 0
+    frac = model.get("FRACvalue") if kind == "typed" else None
     log.info("%s: type %s, %.1f s", what, kind[-1].upper(), fitted.fit_s)
     return (
         betas,
@@ -238,7 +240,8 @@ def _fit_half(
             "runs": labels,
             "trials": len(trials),
             "type": kind[-1].upper(),
-            "pcnum": None if pcnum is None else int(pcnum),
+            "pcnum": pcnum,
+            "median_fracridge": None if frac is None else round(float(np.median(frac)), 4),
         },
     )
 
