@@ -76,6 +76,38 @@ def test_single_echo_is_the_chosen_echo_unchanged(tmp_path, t2s_truth):
     assert side["EchoTime"] == TES[2] and side["Parameters"] == {"echo": 3, "drop_volumes": 0}
 
 
+def test_a_float32_echo_is_copied_as_the_slow_path_would_write_it(tmp_path, t2s_truth):
+    """The resampling writes float32 echoes with units and unit scaling: the single echo is then
+    a copy of the file (no decode, no encode) and equals what decoding and writing gives."""
+    import gzip
+
+    from echoprep.io.images import atomic_save, float_image
+
+    files = _write_echoes(tmp_path, t2s_truth, n_t=5)
+    src = nib.load(files[1])
+    ours = tmp_path / "echo-2_bold.nii.gz"  # as the resampling step writes it
+    atomic_save(float_image(src.get_fdata(dtype=np.float32), src), ours)
+    fast = tmp_path / "fast_bold.nii.gz"
+    write_single_echo([files[0], ours, files[2]], TES, {"bold": fast}, options={"echo": 2})
+    assert fast.read_bytes() == ours.read_bytes()  # copied
+    slow = tmp_path / "slow_bold.nii.gz"
+    again = nib.load(ours)
+    atomic_save(float_image(again.get_fdata(dtype=np.float32), again), slow)
+    assert gzip.decompress(fast.read_bytes()) == gzip.decompress(slow.read_bytes())
+    # an int16 echo with a scale factor is decoded and written as float32, same values
+    scaled = nib.Nifti1Image(np.round(src.get_fdata() * 10).astype(np.int16), src.affine)
+    scaled.header.set_slope_inter(0.1, 0.0)
+    scaled.header.set_xyzt_units("mm", "sec")
+    nib.save(scaled, tmp_path / "int16.nii.gz")
+    other = tmp_path / "other_bold.nii.gz"
+    write_single_echo(
+        [files[0], tmp_path / "int16.nii.gz", files[2]], TES, {"bold": other}, options={"echo": 2}
+    )
+    back = nib.load(other)
+    assert back.get_data_dtype() == np.float32
+    np.testing.assert_allclose(back.get_fdata(), np.round(src.get_fdata() * 10) * 0.1, atol=1e-4)
+
+
 def test_echo_out_of_range_is_explained(tmp_path, t2s_truth):
     files = _write_echoes(tmp_path, t2s_truth, n_t=3)
     with pytest.raises(

@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 from isal import igzip
 
-from echoprep.io.atomic import atomic_path
+from echoprep.io.atomic import atomic_path, copy_file
 
 #: ISA-L compression level of every ``.nii.gz`` the stages write (0-3; level 1 compresses a
 #: 445 MiB float32 BOLD series to the ratio of zlib level 1, 0.88, in a quarter of its CPU time:
@@ -220,6 +220,47 @@ def atomic_save(img: nib.Nifti1Image, out: str | Path, *, time_axis: bool | None
     with atomic_path(out) as tmp:
         write_nifti(img, tmp)
     return out
+
+
+def stored_header(path: str | Path) -> nib.Nifti1Header:
+    """The NIfTI-1 header of ``path`` as stored in the file (nibabel's ``img.header`` moves the
+    scaling to the data proxy); reads only the first 348 bytes (decompressed)."""
+    path = Path(path)
+    opener = igzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        return nib.Nifti1Header.from_fileobj(io.BytesIO(fh.read(348)), check=False)
+
+
+def copy_if_float32(src: str | Path, out: str | Path) -> bool:
+    """Copy ``src`` to ``out`` (atomic) when that gives what :func:`atomic_save` of its data as
+    float32 (:func:`float_image`) would write: a float32 NIfTI-1 without scaling and with its
+    units set, compressed as ``out`` is (both ``.nii.gz``, or neither). Decoding and re-encoding
+    such a file changes nothing but the CPU spent.
+
+    Returns
+    -------
+    bool
+        Whether it copied; False: nothing written (the caller writes the image).
+    """
+    src, out = Path(src), Path(out)
+    if src.name.endswith(".gz") != out.name.endswith(".gz") or not src.name.endswith(
+        (".nii", ".nii.gz")
+    ):
+        return False
+    header = stored_header(src)
+    if int(header["sizeof_hdr"]) != 348 or bytes(header["magic"]) != b"n+1\x00":
+        return False  # not single-file NIfTI-1 (NIfTI-2, a pair): the caller writes it
+    xyz, t = header.get_xyzt_units()
+    time_axis = is_time_series(out) and len(header.get_data_shape()) == 4
+    if (
+        header.get_data_dtype() != np.float32
+        or tuple(float(v) for v in (header["scl_slope"], header["scl_inter"])) != (1.0, 0.0)
+        or xyz == "unknown"
+        or (time_axis and t == "unknown")
+    ):
+        return False
+    copy_file(src, out)
+    return True
 
 
 def save_tool_output(src: str | Path, out: str | Path, *, time_axis: bool | None = None) -> Path:

@@ -30,6 +30,7 @@ from echoprep.io.images import (
     StageInputError,
     atomic_save,
     check_same_grid,
+    copy_if_float32,
     float_image,
     load_image,
     save_tool_output,
@@ -234,7 +235,10 @@ def write_single_echo(
             f"found {img.shape[3]}. Fix: set nordic.noise_volumes correctly."
         )
     out = Path(outputs["bold"])
-    atomic_save(float_image(img.slicer[..., :n_keep].get_fdata(dtype=np.float32), img), out)
+    # the usual input (the resampling's float32 output) is written as it is, not decoded and
+    # encoded again (docs/performance.md)
+    if drop_volumes or not copy_if_float32(src, out):
+        atomic_save(float_image(img.slicer[..., :n_keep].get_fdata(dtype=np.float32), img), out)
     extra: dict[str, Any] = {
         "EchoTime": float(echo_times[echo - 1]),
         "Description": f"Single-echo baseline: echo {echo} of {len(echo_files)}, unchanged",
