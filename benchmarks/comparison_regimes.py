@@ -46,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -57,7 +58,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
 
 from echoprep.io.outputs import group_key, path_in, paths_in  # noqa: E402
-from echoprep.kernels.fidelity import rowwise_correlation, truth_fidelity  # noqa: E402
+from echoprep.kernels.fidelity import (  # noqa: E402
+    image_means,
+    rowwise_correlation,
+    truth_fidelity,
+)
 from echoprep.kernels.noiseceiling import zscore_within  # noqa: E402
 from echoprep.simulate import simulate_dataset  # noqa: E402
 from echoprep.simulate.presets import PRESETS  # noqa: E402
@@ -143,6 +148,95 @@ def truth_scores(
     return out
 
 
+def _residual(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Rows of ``x`` (centred) less their least-squares fit by the rows of ``t``."""
+    xc = x - x.mean(1, keepdims=True)
+    tc = t - t.mean(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gain = (xc * tc).sum(1, keepdims=True) / (tc * tc).sum(1, keepdims=True)
+    return xc - gain * tc
+
+
+def _cov(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return ((a - a.mean(1, keepdims=True)) * (b - b.mean(1, keepdims=True))).mean(1)
+
+
+def bias_terms(bids: Path, out: Path, variants: list[str], reference: str) -> dict[str, dict]:
+    """Where the held-out estimate departs from the truth, per variant, over the comparison's
+    voxels (the visual ROI fitted by every variant; medians over its truly active voxels):
+
+    - ``r_full``: r of the full fit's all-repeat image means with the true image means (what
+      ``heldout_truth`` estimates);
+    - ``r_halves``: the same for the average of the two half fits (what the held-out
+      covariance is made of): a gap to ``r_full`` means the half fits describe the full fit
+      imperfectly (e.g. fewer runs for GLMdenoise and ridge);
+    - ``shared_error``: the share of the cross-half covariance of the variant with the
+      reference that comes from errors common to both beyond the truth (residuals after a
+      per-voxel fit of the true image means): errors the reference shares count as signal.
+    """
+    truth = truth_paths(bids, "01", "01")
+    active = np.asarray(nib.load(truth["active_mask"]).dataobj) > 0
+    means = np.asarray(nib.load(truth["image_means"]).dataobj, np.float64)
+    labels = pd.read_csv(truth["images"], sep="\t", dtype={"label": str})["label"].astype(str)
+    column = {lab: i for i, lab in enumerate(labels)}
+    (roi_file,) = (out / "rois" / "sub-01" / "visual").glob(
+        "*_label-visuallyResponsive_mask.nii.gz"
+    )
+    voxels = np.asarray(nib.load(roi_file).dataobj) > 0
+    key = glm_stage.session_key("01", "01", TASK)
+    paths = {
+        v: paths_in(out / f"glmsingle-{v}", "glm", key, keys=["betas", "trials", "mask"])
+        for v in variants
+    }
+    for p in paths.values():
+        voxels &= np.asarray(nib.load(p["mask"]).dataobj) > 0
+    act = active[voxels]
+    splits: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {}
+    for v in variants:
+        folder = out / f"glmsingle-{v}"
+        found = list(folder.rglob("*_desc-HeldoutImagemeans_statmap.nii.gz"))
+        tables = list(folder.rglob("*_desc-HeldoutImagemeans_volumes.tsv"))
+        if len(found) != 1 or len(tables) != 1:
+            return {}
+        held = np.asarray(nib.load(found[0]).dataobj, np.float64)[voxels]
+        volumes = pd.read_csv(tables[0], sep="\t", dtype={"label": str, "half": str})
+        betas = np.asarray(nib.load(paths[v]["betas"]).dataobj, np.float64)[voxels]
+        trials = glm_stage.read_trials(paths[v]["trials"])
+        z = zscore_within(betas, trials["run"].astype(str).to_numpy())
+        trial_labels = trials["label"].astype(str).to_numpy()
+        splits[v] = []
+        for _, split in volumes.groupby("split", sort=True):
+            a = split["half"].to_numpy() == "A"
+            images = split["label"].to_numpy()[a]
+            cols = split.index.to_numpy()
+            full = image_means(z, trial_labels, images)
+            true = means[voxels][:, [column[str(i)] for i in images]]
+            splits[v].append((held[:, cols[a]], held[:, cols[~a]], full, true))
+    out_terms = {}
+    for v in variants:
+        r_full, r_halves, shared, cross = [], [], [], []
+        for (xa, xb, x_all, t), (ya, yb, _, _) in zip(splits[v], splits[reference], strict=True):
+            r_full.append(rowwise_correlation(x_all, t))
+            r_halves.append(rowwise_correlation(0.5 * (xa + xb), t))
+            cross.append(0.5 * (_cov(xa, yb) + _cov(xb, ya)))
+            shared.append(
+                0.5
+                * (
+                    _cov(_residual(xa, t), _residual(yb, t))
+                    + _cov(_residual(xb, t), _residual(ya, t))
+                )
+            )
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # voxels without a finite value
+            cross_med = np.nanmedian(np.nanmean(cross, 0)[act])
+            out_terms[v] = {
+                "r_full": float(np.nanmedian(np.nanmean(r_full, 0)[act])),
+                "r_halves": float(np.nanmedian(np.nanmean(r_halves, 0)[act])),
+                "shared_error": float(np.nanmedian(np.nanmean(shared, 0)[act]) / cross_med),
+            }
+    return out_terms
+
+
 def run_case(args, regime: str, seed: int, runs: int | None, base: Path) -> list[dict]:
     """Simulate, run and score one case; one row per variant."""
     t0 = time.time()
@@ -170,6 +264,8 @@ def run_case(args, regime: str, seed: int, runs: int | None, base: Path) -> list
     variants = [v for v in VARIANTS if v in table.index]
     truth = truth_scores(bids, out, variants)
     in_roi = truth_scores(bids, out, variants, roi=True)["r_truth"]
+    reference = rec.get("Parameters", {}).get("Reference") or "raw-optcom"
+    bias = bias_terms(bids, out, variants, reference)
     n_runs = runs or PRESETS[args.preset].n_runs
     rows = []
     for v in variants:
@@ -189,6 +285,7 @@ def run_case(args, regime: str, seed: int, runs: int | None, base: Path) -> list
                 "r_truth_roi": in_roi[v],
                 "r_trial_img": truth["r_trial_img"][v],
                 "r_trials": truth["r_trials"][v],
+                **{f"bias_{k}": x for k, x in bias.get(v, {}).items()},
                 "recommended": v == rec["variant"],
                 "recommended_trials": v == (rec.get("single_trials") or {}).get("variant"),
                 "nc_pick": v == rec.get("nc_winner"),
@@ -238,6 +335,14 @@ def report_case(rows: list[dict], tolerance: float) -> dict:
         )
         + ("; NORDIC recommended while worse than NORDIC-off" if nordic_bad else "")
     )
+    if "bias_r_full" in df:
+        print("   held-out estimate against the truth over the comparison's voxels:")
+        print(f"   {'variant':<16} {'h_truth':>8} {'r_full':>7} {'r_halves':>8} {'shared':>7}")
+        for v, row in df.iterrows():
+            print(
+                f"   {v:<16} {row['heldout_truth']:8.3f} {row['bias_r_full']:7.3f} "
+                f"{row['bias_r_halves']:8.3f} {row['bias_shared_error']:7.1%}"
+            )
     trial_pick = df.index[df["recommended_trials"]]
     trial_gap = (
         float(df["r_trial_img"].max() - df.loc[trial_pick[0], "r_trial_img"])

@@ -123,6 +123,7 @@ def test_comparison_ranks_clear_winner_by_nc_when_no_betas(tmp_path):
     assert row["nordic"] == "nordic" and row["combine"] == "optcom"
     assert row["voxels"] == 48
     assert table["heldout_r"].isna().all()
+    assert table["reference"].isna().all() and "Reference" not in rec["Parameters"]
     assert table[table.variant == "raw-single"]["gain"].abs().max() < 1e-9
     side = json.loads(out["tsv"].with_suffix(".json").read_text())
     assert len(side["Sources"]) == 2 and side["Parameters"]["RankBy"] == "median_nc"
@@ -327,6 +328,9 @@ def test_nc_and_heldout_fidelity_disagree_and_the_json_says_so(tmp_path):
         table.loc["raw-single", "heldout_r"] / table.loc["raw-single", "reference_reliability"],
         rel=1e-3,
     )
+    # the reference is named in the table and the recommendation (comparison.reference)
+    assert set(table["reference"]) == {"raw-optcom"}
+    assert rec["Parameters"]["Reference"] == "raw-optcom"
     boot = cmp.read_bootstrap(_subject_paths(tmp_path / "comparison", "01")["bootstrap"])
     assert len(boot) == 3 * 50
 

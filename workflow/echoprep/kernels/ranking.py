@@ -113,6 +113,7 @@ TABLE_COLUMNS = (
     "heldout_trial_r",
     "heldout_trial_truth",
     "reference_reliability",
+    "reference",
     "splithalf_r",
     "edge_nc80",
 )

@@ -249,6 +249,7 @@ def comparison_table(
                     "heldout_trial_r": fid.trial_r,
                     "heldout_trial_truth": fid.trial_truth,
                     "reference_reliability": fid.reliability,
+                    "reference": reference if e.variant in fidelity else None,
                     "splithalf_r": fid.splithalf_r,
                     "edge_nc80": edge_share(maps[e.variant], brain),
                 }
@@ -281,6 +282,10 @@ def _column_descriptions() -> dict[str, Any]:
         "mean_nc": {"Description": "mean noise ceiling in the ROI", "Units": "%"},
         "edge_nc80": {
             "Description": f"share of the fitted brain-edge voxels with NC > {EDGE_NC:.0f} %"
+        },
+        "reference": {
+            "Description": "the variant whose half fits are the held-out measures' reference "
+            "(comparison.reference); n/a where the session has no held-out measures"
         },
     }
     for key, m in MEASURES.items():
@@ -394,7 +399,11 @@ def run_comparison(
     boots = [b for b in (read_bootstrap(p) for p in bootstraps) if b is not None]
     boot = pd.concat(boots, ignore_index=True) if boots else None
     tsv = write_tsv(table, outputs["tsv"])
-    parameters = {"RankBy": rank_by, "Baseline": BASELINE}
+    references = sorted(set(table["reference"].dropna())) if "reference" in table else []
+    parameters: dict[str, Any] = {"RankBy": rank_by, "Baseline": BASELINE}
+    if references:
+        # the held-out measures' reference (one variant unless sessions fell back differently)
+        parameters["Reference"] = references[0] if len(references) == 1 else references
     write_sidecar(
         tsv,
         sources=[str(t) for t in tables],
