@@ -110,7 +110,8 @@ def simulate_dataset(
     preset
         ``"tiny"``, ``"demo"`` or ``"laion"`` (:data:`PRESETS`).
     seed
-        Non-negative integer; with the same preset and overrides the output is byte-identical.
+        Non-negative integer; with the same preset and overrides the output is byte-identical
+        on one machine type (module doc).
     subjects, sessions, runs
         Override the preset's counts.
     motion, fieldmap
