@@ -19,7 +19,6 @@ from echoprep.stages.combine import (
     choose_components,
     count_ica_attempts,
     read_component_count,
-    run_optcom,
     run_tedana,
 )
 from echoprep.stages.combine.ica import MIN_COMPONENTS, ComponentChoice, cap_components
@@ -249,27 +248,30 @@ def test_above_the_cap_the_next_conservative_criterion_within_it_is_used():
 
 
 def test_the_estimate_is_tedanas_own_count_and_a_capped_run_records_both(tmp_path, caplog):
-    """The estimate made before tedana (mapca on the optcom output) is the count tedana's aic
-    then keeps by itself; with a cap below it tedana gets the cap, and the sidecar says so."""
+    """tedana's own aic estimate is what it keeps when within the cap; with a cap below it,
+    tedana starts again with the cap, and the sidecar says so (one ICA, the capped one)."""
     files = _write_echoes(tmp_path, extra_courses=3)
-    oc = {k: tmp_path / "oc" / f"{k}.nii.gz" for k in ("bold", "t2star", "s0", "mask")}
-    run_optcom(files, TES, oc, work_dir=tmp_path / "w")
-    optcom = (oc["bold"], oc["mask"])
     out = _outputs(tmp_path, "free")
-    run_tedana(files, TES, out, options={"max_components": 1}, optcom=optcom, work_dir=tmp_path)
+    run_tedana(files, TES, out, options={"max_components": 1}, work_dir=tmp_path)
     rec = json.loads(out["mixing"].with_suffix(".json").read_text())[ICA_RECORD]
     assert rec["TedpcaUsed"] == "aic" and rec["MaxComponents"] == 1
     assert rec["EstimatedComponents"]["aic"] == rec["NComponents"] >= 3
     n = rec["NComponents"]
     out = _outputs(tmp_path, "capped")
     with caplog.at_level(logging.WARNING, logger="echoprep.stages.combine"):
-        run_tedana(
-            files, TES, out, options={"max_components": 2.5 / 40}, optcom=optcom, work_dir=tmp_path
-        )
+        run_tedana(files, TES, out, options={"max_components": 2.5 / 40}, work_dir=tmp_path)
     rec = json.loads(out["mixing"].with_suffix(".json").read_text())[ICA_RECORD]
     assert (rec["EstimatedComponents"]["aic"], rec["TedpcaUsed"], rec["NComponents"]) == (n, 2, 2)
     assert "more than tedana.max_components = 0.0625 x volumes = 2" in rec["ComponentSource"]
     assert f"tedana's aic estimate is {n} components of 40 volumes" in caplog.text
+    # the capped run is tedana run with that count from the start: the same components, and
+    # the same ICA attempts read from its log (nothing of the stopped first run is left)
+    fixed = _outputs(tmp_path, "fixed")
+    run_tedana(files, TES, fixed, options={"tedpca": "2"}, work_dir=tmp_path)
+    assert out["mixing"].read_bytes() == fixed["mixing"].read_bytes()
+    ica = ("ICAAttempts", "ICAFailedAttempts", "ICADecompositions", "ICAConverged")
+    again = json.loads(fixed["mixing"].with_suffix(".json").read_text())[ICA_RECORD]
+    assert [rec[k] for k in ica] == [again[k] for k in ica]
 
 
 def test_zero_attempts_are_refused(tmp_path):
@@ -318,21 +320,11 @@ def test_an_estimate_below_two_components_is_raised_to_the_floor():
 
 
 def test_without_a_cap_the_estimate_is_still_made_so_the_floor_applies(tmp_path):
-    """tedana.max_components: null switches the cap off, not the floor: the estimate is made
-    before tedana (and an estimate of 1 would be raised to 2, as above), recorded as with a
-    cap."""
+    """tedana.max_components: null switches the cap off, not the floor: tedana's estimate is
+    still read (and an estimate of 1 would be raised to 2, as above), recorded as with a cap."""
     files = _write_echoes(tmp_path, extra_courses=3)
-    oc = {k: tmp_path / "oc" / f"{k}.nii.gz" for k in ("bold", "t2star", "s0", "mask")}
-    run_optcom(files, TES, oc, work_dir=tmp_path / "w")
     out = _outputs(tmp_path, "nocap")
-    run_tedana(
-        files,
-        TES,
-        out,
-        options={"max_components": None},
-        optcom=(oc["bold"], oc["mask"]),
-        work_dir=tmp_path,
-    )
+    run_tedana(files, TES, out, options={"max_components": None}, work_dir=tmp_path)
     rec = json.loads(out["mixing"].with_suffix(".json").read_text())[ICA_RECORD]
     assert rec["MaxComponents"] is None and rec["TedpcaUsed"] == "aic"
     assert rec["EstimatedComponents"]["aic"] == rec["NComponents"] >= MIN_COMPONENTS

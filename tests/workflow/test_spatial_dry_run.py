@@ -91,8 +91,7 @@ def test_echo_handling_reads_the_resampled_echoes(tmp_path, bids):
     for job in jobs:
         if job.rule not in ("single_echo", "optcom", "tedana", "tedana_nordic"):
             continue
-        # (tedana on raw runs also reads the run's optcom output, for its component estimate)
-        bold = [i for i in job.input if i.endswith("_bold.nii.gz") and "/combine-" not in i]
+        bold = [i for i in job.input if i.endswith("_bold.nii.gz")]
         assert len(bold) == 3 and all(b in resampled for b in bold), job.input
         assert all("_space-T1w_desc-preproc_bold" in b for b in bold)
         assert all("_space-T1w_" in o for o in job.output if o.endswith(".nii.gz"))

@@ -4,6 +4,9 @@
   :func:`run_tedana` (``tedana_workflow``: ICA-denoised optimal combination) run tedana on the
   echoes of one run in a folder the caller owns, and return the files it wrote by output key
   (:data:`TEDANA_FILES`);
+- both run tedana *lean* by default (:func:`lean_outputs`): what echoprep keeps is computed and
+  written exactly as stock tedana does, and what it discards is neither computed nor written
+  (docs/performance.md);
 - :func:`trimmed_echoes` copies the echoes without their trailing noise volumes, for tedana;
 - :func:`count_ica_attempts` / :func:`read_ica_attempts` count FastICA attempts in tedana's
   log, :func:`robustica_failures` reads robustica's count of unconverged fits.
@@ -15,11 +18,14 @@ business (:mod:`echoprep.stages.combine`).
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Iterable, Sequence
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import nibabel as nib
 
@@ -32,6 +38,33 @@ TEDANA_FILES: dict[str, dict[str, str]] = {
     variant: {name: o.tool_name for name, o in stage_outputs("combine", variant).items()}
     for variant in ("optcom", "denoised")
 }
+#: tedana's description (its ``OutputGenerator`` key) of each file echoprep keeps, by variant
+#: and output key; by file name in :data:`TEDANA_DESCRIPTIONS` (tests/unit/test_tedana_lean.py
+#: checks them against the names tedana registers).
+_DESCRIPTIONS: dict[str, dict[str, str]] = {
+    "optcom": {
+        "bold": "combined img",
+        "t2star": "t2star img",
+        "s0": "s0 img",
+        "mask": "adaptive mask img",
+    },
+    "denoised": {
+        "bold": "denoised ts img",
+        "metrics": "ICA metrics tsv",
+        "mixing": "ICA mixing tsv",
+    },
+}
+#: tool file name -> tedana's description of it, for the files echoprep keeps.
+TEDANA_DESCRIPTIONS: dict[str, str] = {
+    TEDANA_FILES[variant][key]: description
+    for variant, by_key in _DESCRIPTIONS.items()
+    for key, description in by_key.items()
+}
+#: tedpca criteria tedana estimates with its Moving Average PCA (mapca), from the most liberal
+#: to the most conservative.
+MAPCA_CRITERIA = ("aic", "kic", "mdl")
+#: tedpca criteria whose component choice reads the PCA metrics (not skipped for them).
+METRIC_TEDPCA = ("kundu", "kundu-stabilize")
 #: robustica's summary, with ``fastica_convergence_warning_count``.
 ROBUSTICA_METRICS = "desc-ICACrossComponent_metrics.json"
 #: How :func:`count_ica_attempts` counts (recorded next to the counts).
@@ -41,9 +74,118 @@ COUNTED_FROM = (
 )
 
 
-def _written(variant: str, folder: Path) -> dict[str, Path]:
-    """Output key -> path in ``folder`` of what tedana writes for ``variant``."""
-    return {key: folder / name for key, name in TEDANA_FILES[variant].items()}
+def _written(variant: str, folder: Path, lean: bool) -> dict[str, Path]:
+    """Output key -> path in ``folder`` of what tedana writes for ``variant`` (images without
+    compression, ``.nii``, when it ran lean)."""
+    out = {}
+    for key, name in TEDANA_FILES[variant].items():
+        if lean and name.endswith(".nii.gz"):
+            name = name[: -len(".gz")]
+        out[key] = folder / name
+    return out
+
+
+def _pca_metrics_stub(original: Any) -> Any:
+    """tedana's ``generate_metrics`` without the PCA components' metrics.
+
+    With a dimensionality criterion other than Kundu's, tedana computes kappa, rho and the
+    other metrics of the PCA components only to write them (``desc-PCA_metrics.tsv``); its
+    choice of components does not read them. What it reads is the sign each component is
+    flipped by, and it flips both the components' time series and their voxel weights, whose
+    product (the reduced data the ICA sees) is the same to the bit either way (a sign change is
+    exact in floating point). So the stub returns the components unflipped with signs of +1.
+    """
+    import numpy as np
+    import pandas as pd
+
+    def generate_metrics(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("label") != "PCA":
+            return original(*args, **kwargs)
+        mixing = np.array(kwargs["mixing"], copy=True)
+        n = mixing.shape[1]
+        table = pd.DataFrame(
+            {
+                "Component": [f"PCA_{i:02d}" for i in range(n)],
+                "optimal sign": np.ones(n, dtype=int),
+                "normalized variance explained": np.full(n, np.nan),
+            }
+        )
+        return table, mixing
+
+    return generate_metrics
+
+
+def _skipped(result: Any) -> Callable[..., Any]:
+    """A stand-in for a tedana function whose result is only written: returns ``result``."""
+
+    def skipped(*_args: Any, **_kwargs: Any) -> Any:
+        return result
+
+    return skipped
+
+
+@contextlib.contextmanager
+def lean_outputs(keep: Iterable[str], *, tedpca: Any = None) -> Iterator[None]:
+    """Run tedana inside this block computing and writing only the files named ``keep``.
+
+    Kept files are computed and written by tedana's own code, images without compression
+    (``.nii`` next to the ``.nii.gz`` name; echoprep compresses them when it moves them into
+    place). Skipped, because echoprep discards what they produce: writing any other image
+    (T2*/S0 maps of the ICA run, its optimal combination, RMSE, component maps), the
+    component maps of the ICA (``writeresults`` beyond the denoised series) and of the PCA,
+    the T2* fit's RMSE, and, unless ``tedpca`` is a Kundu criterion, the PCA components'
+    metrics (see :func:`_pca_metrics_stub`). tests/unit/test_tedana_lean.py checks that the
+    kept files equal those of stock tedana.
+
+    Parameters
+    ----------
+    keep
+        File names as tedana writes them (keys of :data:`TEDANA_DESCRIPTIONS`).
+    tedpca
+        The ``tedpca`` tedana runs with (None: tedana's ``t2smap_workflow``, no PCA).
+    """
+    import tedana.decay
+    import tedana.decomposition.pca
+    import tedana.io
+    import tedana.metrics.collect
+
+    kept = {TEDANA_DESCRIPTIONS[name] for name in keep}
+    stub_pca_metrics = str(tedpca) not in METRIC_TEDPCA
+    generator = tedana.io.OutputGenerator
+    save_file, add_df = generator.save_file, generator.add_df_to_file
+
+    def lean_save_file(self: Any, data: Any, description: str, **kwargs: Any) -> str:
+        name = str(self.get_name(description, **kwargs))
+        if description.endswith("img"):
+            if description not in kept:
+                return name
+            name = name.removesuffix(".gz")
+            self.save_img(data, name, mask=kwargs.get("mask"))
+            self.registry[description] = Path(name).name
+            return name
+        if data is None or (stub_pca_metrics and description.startswith("PCA metrics")):
+            return name  # the skipped RMSE table, the stubbed PCA metrics
+        return str(save_file(self, data, description, **kwargs))
+
+    def lean_add_df(self: Any, data: Any, description: str, **kwargs: Any) -> Any:
+        return None if data is None else add_df(self, data, description, **kwargs)
+
+    def lean_writeresults(
+        data_optcom: Any, mask: Any, component_table: Any, mixing: Any, io_generator: Any
+    ) -> None:
+        tedana.io.write_split_ts(data_optcom, mixing, mask, component_table, io_generator)
+
+    with contextlib.ExitStack() as stack:
+        patch = stack.enter_context
+        patch(mock.patch.object(generator, "save_file", lean_save_file))
+        patch(mock.patch.object(generator, "add_df_to_file", lean_add_df))
+        patch(mock.patch.object(tedana.io, "writeresults", lean_writeresults))
+        patch(mock.patch.object(tedana.decay, "rmse_of_fit_decay_ts", _skipped((None, None))))
+        patch(mock.patch.object(tedana.decomposition.pca, "get_coeffs", _skipped(None)))
+        if stub_pca_metrics:
+            stub = _pca_metrics_stub(tedana.metrics.collect.generate_metrics)
+            patch(mock.patch.object(tedana.metrics.collect, "generate_metrics", stub))
+        yield
 
 
 def run_t2smap(
@@ -54,6 +196,7 @@ def run_t2smap(
     fittype: str,
     masktype: Sequence[str],
     n_threads: int,
+    lean: bool = True,
 ) -> dict[str, Path]:
     """tedana's ``t2smap_workflow`` (T2*-weighted combination) on one run's echoes.
 
@@ -69,6 +212,9 @@ def run_t2smap(
         tedana's T2*/S0 fit and adaptive-mask methods.
     n_threads
         Threads tedana may use.
+    lean
+        Compute and write only the files echoprep keeps (:func:`lean_outputs`); False: stock
+        tedana.
 
     Returns
     -------
@@ -77,18 +223,33 @@ def run_t2smap(
     """
     from tedana.workflows import t2smap_workflow
 
-    t2smap_workflow(
-        [str(f) for f in echo_files],
-        [float(t) for t in echo_times],
-        out_dir=str(out_dir),
-        combmode="t2s",
-        overwrite=True,
-        quiet=True,
-        fittype=fittype,
-        masktype=list(masktype),
-        n_threads=n_threads,
-    )
-    return _written("optcom", Path(out_dir))
+    args, common = _common(echo_files, echo_times, out_dir, fittype, masktype, n_threads)
+    scope = lean_outputs(TEDANA_FILES["optcom"].values()) if lean else contextlib.nullcontext()
+    with scope:
+        t2smap_workflow(*args, **common)
+    return _written("optcom", Path(out_dir), lean)
+
+
+def _common(
+    echo_files: Sequence[str | Path],
+    echo_times: Sequence[float],
+    out_dir: str | Path,
+    fittype: str,
+    masktype: Sequence[str],
+    n_threads: int,
+) -> tuple[list[Any], dict[str, Any]]:
+    """Positional and keyword arguments both of tedana's workflows get from echoprep."""
+    args = [[str(f) for f in echo_files], [float(t) for t in echo_times]]
+    common = {
+        "out_dir": str(out_dir),
+        "combmode": "t2s",
+        "overwrite": True,
+        "quiet": True,
+        "fittype": fittype,
+        "masktype": list(masktype),
+        "n_threads": n_threads,
+    }
+    return args, common
 
 
 def run_tedana(
@@ -106,6 +267,8 @@ def run_tedana(
     maxrestart: int,
     seed: int,
     n_threads: int,
+    lean: bool = True,
+    rechoose: Callable[[dict[str, int]], int | None] | None = None,
 ) -> dict[str, Path]:
     """tedana's ``tedana_workflow`` (ICA-denoised T2*-weighted combination, no reports).
 
@@ -119,6 +282,14 @@ def run_tedana(
         Passed to tedana under these names.
     seed
         tedana's ``fixed_seed``.
+    lean
+        As for :func:`run_t2smap`.
+    rechoose
+        With a ``tedpca`` of :data:`MAPCA_CRITERIA`: called with tedana's own estimates of
+        every criterion (name -> components) as soon as its PCA has made them; returns None
+        (tedana goes on with ``tedpca``) or a component count, with which tedana then starts
+        again in an emptied ``out_dir`` (the estimate is made once, by tedana, on the data
+        it decomposes).
 
     Returns
     -------
@@ -127,26 +298,68 @@ def run_tedana(
     """
     from tedana.workflows import tedana_workflow
 
-    tedana_workflow(
-        [str(f) for f in echo_files],
-        [float(t) for t in echo_times],
-        out_dir=str(out_dir),
-        combmode="t2s",
-        overwrite=True,
-        quiet=True,
-        tedpca=tedpca,
-        no_reports=True,
-        n_threads=n_threads,
-        fittype=fittype,
-        masktype=list(masktype),
-        tree=tree,
-        ica_method=ica_method,
-        n_robust_runs=n_robust_runs,
-        maxit=maxit,
-        maxrestart=maxrestart,
-        fixed_seed=seed,
-    )
-    return _written("denoised", Path(out_dir))
+    args, common = _common(echo_files, echo_times, out_dir, fittype, masktype, n_threads)
+
+    def run(tedpca: str | int | float, watch: bool) -> None:
+        keep = TEDANA_FILES["denoised"].values()
+        with contextlib.ExitStack() as stack:
+            if lean:
+                stack.enter_context(lean_outputs(keep, tedpca=tedpca))
+            if watch and rechoose is not None and str(tedpca) in MAPCA_CRITERIA:
+                stack.enter_context(_estimates_seen(rechoose))
+            tedana_workflow(
+                *args,
+                **common,
+                tedpca=tedpca,
+                no_reports=True,
+                tree=tree,
+                ica_method=ica_method,
+                n_robust_runs=n_robust_runs,
+                maxit=maxit,
+                maxrestart=maxrestart,
+                fixed_seed=seed,
+            )
+
+    try:
+        run(tedpca, watch=True)
+    except _Rechosen as again:
+        from tedana.utils import teardown_loggers
+
+        teardown_loggers()  # tedana closes its log files only when it finishes
+        shutil.rmtree(out_dir)
+        Path(out_dir).mkdir(parents=True)
+        run(again.count, watch=False)
+    return _written("denoised", Path(out_dir), lean)
+
+
+class _Rechosen(Exception):
+    """Raised out of tedana when :func:`run_tedana`'s ``rechoose`` asks for another count."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
+        self.count = count
+
+
+@contextlib.contextmanager
+def _estimates_seen(rechoose: Callable[[dict[str, int]], int | None]) -> Iterator[None]:
+    """Inside this block, tedana's Moving Average PCA hands its estimates of every criterion
+    (:data:`MAPCA_CRITERIA` -> components) to ``rechoose`` as soon as it has fitted; a count
+    returned stops tedana (:class:`_Rechosen`), None lets it go on."""
+    import tedana.decomposition.pca
+
+    base = tedana.decomposition.pca.MovingAveragePCA
+
+    class Estimating(base):  # type: ignore[misc, valid-type]
+        def fit_transform(self, *args: Any, **kwargs: Any) -> Any:
+            out = super().fit_transform(*args, **kwargs)
+            estimates = {c: int(getattr(self, f"{c}_")["n_components"]) for c in MAPCA_CRITERIA}
+            count = rechoose(estimates)
+            if count is not None:
+                raise _Rechosen(int(count))
+            return out
+
+    with mock.patch.object(tedana.decomposition.pca, "MovingAveragePCA", Estimating):
+        yield
 
 
 def trimmed_echoes(files: Sequence[Path], drop: int, folder: Path) -> list[Path]:
@@ -259,10 +472,14 @@ def robustica_failures(folder: str | Path) -> Any:
 
 __all__ = [
     "COUNTED_FROM",
+    "MAPCA_CRITERIA",
+    "METRIC_TEDPCA",
     "ROBUSTICA_METRICS",
+    "TEDANA_DESCRIPTIONS",
     "TEDANA_FILES",
     "IcaAttempts",
     "count_ica_attempts",
+    "lean_outputs",
     "read_ica_attempts",
     "robustica_failures",
     "run_t2smap",

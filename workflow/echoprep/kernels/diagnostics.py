@@ -33,6 +33,12 @@ from echoprep.kernels.quality import fwhm_classic, tsnr
 DEFAULT_CHUNK = 16
 
 
+def _shifted(axis: int, start: int) -> tuple[slice, ...]:
+    """Index of all voxels but the last (``start`` 0) or the first (1) along ``axis``."""
+    cut = slice(1, None) if start else slice(None, -1)
+    return tuple(cut if ax == axis else slice(None) for ax in range(axis + 1))
+
+
 def removed_neighbour_correlation(
     before: np.ndarray,
     after: np.ndarray,
@@ -76,12 +82,7 @@ def removed_neighbour_correlation(
         sl = slice(t0, min(nt, t0 + chunk))
         mean += (before[..., sl].astype(np.float64) - after[..., sl]).sum(axis=-1)
     mean /= nt
-    pairs = []
-    for axis in range(3):
-        n = before.shape[axis]
-        lo = np.take(mask, range(n - 1), axis=axis)
-        hi = np.take(mask, range(1, n), axis=axis)
-        pairs.append(lo & hi)
+    pairs = [mask[_shifted(axis, 0)] & mask[_shifted(axis, 1)] for axis in range(3)]
     sab = np.zeros(3)
     saa = np.zeros(3)
     sbb = np.zeros(3)
@@ -90,9 +91,8 @@ def removed_neighbour_correlation(
         d = before[..., sl].astype(np.float64) - after[..., sl]
         d -= mean[..., None]
         for axis in range(3):
-            n = d.shape[axis]
-            a = np.take(d, range(n - 1), axis=axis)[pairs[axis]]
-            b = np.take(d, range(1, n), axis=axis)[pairs[axis]]
+            a = d[_shifted(axis, 0)][pairs[axis]]  # views, then the pairs' values
+            b = d[_shifted(axis, 1)][pairs[axis]]
             sab[axis] += float((a * b).sum())
             saa[axis] += float((a * a).sum())
             sbb[axis] += float((b * b).sum())

@@ -180,16 +180,7 @@ class RunPlan(BasePlan):
         if wc.nordic == "nordic" and self.config["tedana"]["nordic_tedpca"] == "raw_run":
             raw = self.combine_outputs("denoised", self.run_of(wc), "raw")
             files["raw_components"] = raw["mixing_json"]
-        elif self._estimated_criterion():
-            optcom = self.combine_outputs("optcom", self.run_of(wc), wc.nordic)
-            files["optcom"] = [optcom["bold"], optcom["mask"]]
         return files
-
-    def _estimated_criterion(self) -> bool:
-        """tedana estimates the count with aic/kic/mdl: the job makes the estimate first, on
-        the run's optimally combined series (the optcom job's output), to raise it to the
-        floor of 2 components and cap it by ``tedana.max_components`` when that is set."""
-        return str(self.config["tedana"]["tedpca"]) in ("aic", "kic", "mdl")
 
     def _tedana_options(self, wc: Any) -> str:
         """The tedana section, without nordic_tedpca for NORDIC-off runs (changing it reruns
@@ -202,12 +193,9 @@ class RunPlan(BasePlan):
     def _tedana_params(self, wc: Any, input: Any) -> str:
         """``--nordic`` on NORDIC runs, with the NORDIC-off run's ICA sidecar whose component
         count they use (``tedana.nordic_tedpca: raw_run``)."""
-        args = []
-        if "optcom" in input.keys():
-            args += ["--optcom", *input.optcom]
         if wc.nordic != "nordic":
-            return _words(args)
-        args.append("--nordic")
+            return ""
+        args = ["--nordic"]
         if "raw_components" in input.keys():
             args += ["--raw-components", input.raw_components]
         return _words(args)

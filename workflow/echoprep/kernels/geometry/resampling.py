@@ -46,7 +46,7 @@ from scipy import ndimage
 
 from echoprep.kernels.geometry.distortion import shift_jacobian
 from echoprep.kernels.geometry.transforms import check_matrix
-from echoprep.kernels.threads import n_workers
+from echoprep.kernels.threads import blas_limits, n_workers
 
 log = logging.getLogger(__name__)
 
@@ -346,7 +346,8 @@ def resample(
         Volumes processed together (converted to float64 and interpolated, one per thread);
         temporary memory is about ``chunk_volumes * (8 * n_native + 32 * n_out)`` bytes.
     n_threads
-        Threads (default: CPUs available); results do not depend on it.
+        Worker threads (default: CPUs available; BLAS runs one thread in each); results do
+        not depend on it.
     out
         Optional preallocated ``(*chain.output.shape, t)`` float32 array (e.g. a memmap).
 
@@ -399,7 +400,9 @@ def resample(
 
     workers = n_workers(n_threads)
     n_chunks = math.ceil(nt / chunk_volumes)
-    with ThreadPoolExecutor(max_workers=min(workers, chunk_volumes)) as pool:
+    # the worker threads are the parallelism; a BLAS thread pool per worker for the 3 x 3
+    # coordinate products only adds threads that wait (docs/performance.md)
+    with blas_limits(1), ThreadPoolExecutor(max_workers=min(workers, chunk_volumes)) as pool:
         for ci, t0 in enumerate(range(0, nt, chunk_volumes)):
             ts = range(t0, min(nt, t0 + chunk_volumes))
             count += sum(pool.map(one, ts))

@@ -63,15 +63,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         default=FALLBACK_FRACTION,
         help="raw_run without --raw-components: components = fraction x volumes",
     )
-    parser.add_argument(
-        "--optcom",
-        nargs=2,
-        type=Path,
-        default=None,
-        metavar=("BOLD", "MASK"),
-        help="denoised: the run's optimally combined series and adaptive mask, to estimate and "
-        "cap (tedana.max_components) the count of an aic/kic/mdl tedpca",
-    )
     parser.add_argument("--seed", type=int, default=0, help="tedana's fixed_seed")
     parser.add_argument("--work-dir", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=1)
@@ -106,7 +97,6 @@ def run_from_args(args: argparse.Namespace) -> int:
             nordic=args.nordic,
             raw_components=args.raw_components,
             fallback_fraction=args.fallback_fraction,
-            optcom=tuple(args.optcom) if args.optcom else None,
             seed=args.seed,
             work_dir=args.work_dir,
             n_threads=args.threads,

@@ -5,9 +5,10 @@ volume); :func:`choose_components` gives such runs the count tedana kept on the 
 without NORDIC, and every ICA-denoised sidecar records the count, its source and the FastICA
 attempts (``TedanaICA``). On raw runs the criteria can fail the same way (a LAION-size
 simulated run: aic kept 159 of 163 components, and FastICA did not converge in 500 iterations
-even at 81): :func:`estimate_components` computes the criteria first, as tedana would, and
-:func:`cap_components` replaces an estimate above ``tedana.max_components`` x volumes by the
-next more conservative criterion within it (kic, then mdl), or by the cap.
+even at 81): as soon as tedana's own PCA has estimated the criteria, :func:`cap_components`
+replaces an estimate above ``tedana.max_components`` x volumes by the next more conservative
+criterion within it (kic, then mdl), or by the cap, and tedana starts again with that count
+(:func:`echoprep.adapters.tedana.run_tedana`, ``rechoose``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 NORDIC_TEDPCA_MODES = ("raw_run", "same")
 #: tedana criteria estimated by the Moving Average PCA (mapca), which the cap applies to, from
 #: the most liberal to the most conservative.
-MAPCA_CRITERIA = ("aic", "kic", "mdl")
+MAPCA_CRITERIA = tedana_adapter.MAPCA_CRITERIA
 #: The fewest components tedana's ICA is given: tedana reads a count of 1 as the variance
 #: fraction 1.0, and a criterion estimate of 1 (nearly one-dimensional data: strong
 #: low-dimensional responses at low tSNR) made tedana 24 crash in its component naming
@@ -154,43 +155,6 @@ def choose_components(
     return ComponentChoice(n, f"tedana.nordic_tedpca = {n}")
 
 
-def estimate_components(
-    optcom: str | Path, good_signal: str | Path, n_volumes: int
-) -> dict[str, int]:
-    """The counts tedana's criteria (aic, kic, mdl) pick for a run, computed as tedana does:
-    one Moving Average PCA (mapca, normalised) of the optimally combined series in the voxels
-    with good signal in at least 3 echoes (tedana's classification mask).
-
-    Parameters
-    ----------
-    optcom
-        The run's optimally combined series (x, y, z, t), e.g. the optcom variant's output.
-    good_signal
-        Its adaptive mask (number of echoes with good signal per voxel).
-    n_volumes
-        Volumes tedana will see (trailing noise volumes left out).
-
-    Returns
-    -------
-    dict
-        Criterion name -> component count.
-    """
-    import nibabel as nib
-    import numpy as np
-    from mapca import MovingAveragePCA
-
-    img = nib.load(str(optcom))
-    masksum = np.asanyarray(nib.load(str(good_signal)).dataobj)
-    mask = masksum >= 3
-    data = np.zeros((*img.shape[:3], n_volumes), dtype=np.float32)
-    data[mask] = np.asarray(img.dataobj[..., :n_volumes], dtype=np.float32)[mask]
-    pca = MovingAveragePCA(criterion="aic", normalize=True)
-    pca.fit_transform(
-        nib.Nifti1Image(data, img.affine), nib.Nifti1Image(mask.astype(np.uint8), img.affine)
-    )
-    return {c: int(getattr(pca, f"{c}_")["n_components"]) for c in MAPCA_CRITERIA}
-
-
 def cap_components(
     choice: ComponentChoice,
     estimates: Mapping[str, int] | None,
@@ -296,7 +260,6 @@ def run_tedana(
     nordic: bool = False,
     raw_components: str | Path | None = None,
     fallback_fraction: float = FALLBACK_FRACTION,
-    optcom: tuple[str | Path, str | Path] | None = None,
     seed: int = 0,
     work_dir: str | Path | None = None,
     n_threads: int = 1,
@@ -310,6 +273,10 @@ def run_tedana(
     (``NComponents``), the FastICA attempts, restarts and whether the kept decomposition
     converged (:func:`echoprep.adapters.tedana.count_ica_attempts`, from tedana's log), and
     tedana's wall time.
+
+    With aic, kic or mdl, tedana's own estimate (read as soon as its PCA has made it) is raised
+    to the floor of :data:`MIN_COMPONENTS` and capped by ``max_components`` when that is set
+    (:func:`cap_components`); when either changes it, tedana starts again with that count.
 
     Parameters
     ----------
@@ -334,12 +301,6 @@ def run_tedana(
         run without NORDIC (:func:`read_component_count`).
     fallback_fraction
         ``raw_run`` without ``raw_components``: components as a fraction of the volumes.
-    optcom
-        The run's optimally combined series and its adaptive mask: when tedana would estimate
-        the count with aic, kic or mdl, the estimate is made first
-        (:func:`estimate_components`), raised to the floor of :data:`MIN_COMPONENTS` and
-        capped by ``max_components`` when that is set (:func:`cap_components`). Without it
-        neither happens (a warning says so).
     seed
         tedana's ``fixed_seed``: same seed, same components.
     work_dir
@@ -378,45 +339,42 @@ def run_tedana(
     except ValueError as exc:
         where = raw_components if raw_n is not None else files[0]
         raise StageInputError(f"{where}: {exc}") from None
-    estimates = None
-    if choice.tedpca in MAPCA_CRITERIA:
-        if optcom is None:
+    seen: dict[str, Any] = {"estimates": None, "choice": choice}
+
+    def rechoose(estimates: dict[str, int]) -> int | None:
+        """The count tedana should use instead of its criterion's estimate, or None."""
+        criterion = str(choice.tedpca)
+        seen["estimates"] = dict(estimates)
+        capped = cap_components(choice, estimates, opts.max_components, n_volumes)
+        if capped is choice:
+            return None
+        if estimates[criterion] < MIN_COMPONENTS:
             log.warning(
-                "%s: no optimally combined series was given (--optcom); the %s estimate is "
-                "left to tedana, without the floor of %d components%s.",
+                "%s: tedana's %s estimate is %d component(s) of %d volumes (nearly "
+                "one-dimensional data; tedana's ICA fails below %d); using %d.",
                 files[0],
-                choice.tedpca,
+                criterion,
+                estimates[criterion],
+                n_volumes,
                 MIN_COMPONENTS,
-                " or tedana.max_components' cap" if opts.max_components is not None else "",
+                MIN_COMPONENTS,
             )
         else:
-            estimates = estimate_components(*optcom, n_volumes)
-            capped = cap_components(choice, estimates, opts.max_components, n_volumes)
-            if capped is not choice and estimates[str(choice.tedpca)] < MIN_COMPONENTS:
-                log.warning(
-                    "%s: tedana's %s estimate is %d component(s) of %d volumes (nearly "
-                    "one-dimensional data; tedana's ICA fails below %d); using %d.",
-                    files[0],
-                    choice.tedpca,
-                    estimates[str(choice.tedpca)],
-                    n_volumes,
-                    MIN_COMPONENTS,
-                    MIN_COMPONENTS,
-                )
-            elif capped is not choice:
-                log.warning(
-                    "%s: tedana's %s estimate is %d components of %d volumes (more than "
-                    "tedana.max_components = %s of them: FastICA would be very slow and may "
-                    "not converge); using %d (%s).",
-                    files[0],
-                    choice.tedpca,
-                    estimates[str(choice.tedpca)],
-                    n_volumes,
-                    opts.max_components,
-                    capped.tedpca,
-                    capped.source.rsplit("; ", 1)[-1],
-                )
-            choice = capped
+            log.warning(
+                "%s: tedana's %s estimate is %d components of %d volumes (more than "
+                "tedana.max_components = %s of them: FastICA would be very slow and may "
+                "not converge); using %d (%s).",
+                files[0],
+                criterion,
+                estimates[criterion],
+                n_volumes,
+                opts.max_components,
+                capped.tedpca,
+                capped.source.rsplit("; ", 1)[-1],
+            )
+        seen["choice"] = capped
+        return int(capped.tedpca)
+
     if choice.fallback:
         log.warning(
             "%s: NORDIC-denoised run without the component count of the same run without "
@@ -442,8 +400,8 @@ def run_tedana(
             files[0],
             tedpca=tedpca,
             nordic_tedpca=nordic_tedpca,
-            choice=choice,
-            estimates=estimates,
+            choice=seen["choice"],
+            estimates=seen["estimates"],
             max_components=opts.max_components,
             raw_components=raw_components if raw_n is not None else None,
             n_volumes=n_volumes,
@@ -468,6 +426,7 @@ def run_tedana(
         tedpca=choice.tedpca,
         seed=seed,
         n_threads=n_threads,
+        rechoose=rechoose,
         **tool,
     )
 

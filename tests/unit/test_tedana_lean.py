@@ -1,0 +1,97 @@
+"""tedana run lean (the adapter's default) against stock tedana: the files echoprep keeps are
+the same to the bit, what it discards is not written."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from echoprep.adapters import tedana as adapter
+
+TES = [0.011, 0.02882, 0.04662]
+ICA = {
+    "fittype": "loglin",
+    "masktype": ["dropout"],
+    "tree": "tedana_orig",
+    "ica_method": "fastica",
+    "n_robust_runs": 30,
+    "maxit": 500,
+    "maxrestart": 3,
+    "seed": 42,
+    "n_threads": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def echoes(tmp_path_factory):
+    """Three echoes of an 18x18x10 block 'brain' with six R2*-driven (BOLD-like) courses, one
+    S0-driven (non-BOLD) course and thermal noise, 60 volumes."""
+    folder = tmp_path_factory.mktemp("echoes")
+    rng = np.random.default_rng(3)
+    shape, n_t = (18, 18, 10), 60
+    brain = np.zeros(shape, bool)
+    brain[2:16, 2:16, 1:9] = True
+    t = np.arange(n_t)
+    courses = np.stack([np.sin(2 * np.pi * t / p) for p in (13, 29, 7, 17, 5, 11)])
+    dr2 = (rng.standard_normal((*shape, len(courses))) * 0.8) @ courses  # 1/s
+    ds0 = 0.02 * rng.standard_normal((*shape, 1)) * np.cos(2 * np.pi * t / 19)
+    files = []
+    for i, te in enumerate(TES):
+        sig = 1000.0 * (1 + ds0) * np.exp(-te * (1 / 0.03 + dr2)) * brain[..., None]
+        data = np.abs(sig + 6.0 * rng.standard_normal(sig.shape))
+        f = folder / f"echo-{i + 1}.nii.gz"
+        nib.save(nib.Nifti1Image(data.astype(np.float32), np.diag([3.0, 3.0, 3.0, 1.0])), f)
+        files.append(f)
+    return files
+
+
+def _same(stock: dict, lean: dict) -> None:
+    assert stock.keys() == lean.keys()
+    for key, path in stock.items():
+        other = lean[key]
+        if path.name.endswith(".nii.gz"):
+            assert other.name == path.name.removesuffix(".gz")  # written uncompressed
+            a, b = nib.load(path), nib.load(other)
+            assert a.get_data_dtype() == b.get_data_dtype(), key
+            assert np.array_equal(a.affine, b.affine), key
+            np.testing.assert_array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj), key)
+        else:
+            assert path.read_bytes() == other.read_bytes(), key
+
+
+def _registry(folder) -> dict:
+    return json.loads(next(folder.glob("*registry.json")).read_text())
+
+
+def test_lean_t2smap_keeps_the_same_files_and_writes_no_other_image(echoes, tmp_path):
+    opts = {"fittype": "loglin", "masktype": ["dropout"], "n_threads": 1}
+    stock = adapter.run_t2smap(echoes, TES, tmp_path / "stock", lean=False, **opts)
+    lean = adapter.run_t2smap(echoes, TES, tmp_path / "lean", **opts)
+    _same(stock, lean)
+    # the names echoprep keeps are tedana's own for these descriptions
+    registry = _registry(tmp_path / "stock")
+    for path in stock.values():
+        assert registry[adapter.TEDANA_DESCRIPTIONS[path.name]] == path.name
+    assert {p.name for p in (tmp_path / "lean").glob("*.nii*")} == {p.name for p in lean.values()}
+    assert (tmp_path / "stock" / "desc-rmse_statmap.nii.gz").exists()
+
+
+@pytest.mark.parametrize("tedpca", ["aic", 5, "kundu"])
+def test_lean_tedana_keeps_the_same_files_and_skips_what_is_discarded(echoes, tmp_path, tedpca):
+    stock = adapter.run_tedana(echoes, TES, tmp_path / "stock", tedpca=tedpca, lean=False, **ICA)
+    lean = adapter.run_tedana(echoes, TES, tmp_path / "lean", tedpca=tedpca, **ICA)
+    mixing = np.loadtxt(stock["mixing"], skiprows=1, ndmin=2)
+    assert mixing.shape[0] == 60 and mixing.shape[1] >= 2  # a real decomposition was compared
+    _same(stock, lean)
+    registry = _registry(tmp_path / "stock")
+    for path in stock.values():
+        assert registry[adapter.TEDANA_DESCRIPTIONS[path.name]] == path.name
+    written = {p.name for p in (tmp_path / "lean").iterdir()}
+    assert {p.name for p in (tmp_path / "lean").glob("*.nii*")} == {lean["bold"].name}
+    for skipped in ("desc-ICA_components.nii.gz", "desc-optcom_bold.nii.gz", "T2starmap.nii.gz"):
+        assert (tmp_path / "stock" / skipped).exists() and skipped not in written
+    # the PCA components' metrics are computed only where the choice of components reads them
+    assert ("desc-PCA_metrics.tsv" in written) == (tedpca == "kundu")
