@@ -26,17 +26,11 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from echoprep.kernels.quality import fwhm_classic, tsnr
+from echoprep.kernels.quality import fwhm_classic, neighbours, tsnr
 
 #: Volumes per block of :func:`removed_neighbour_correlation` (bounds its float64 temporaries
 #: to about ``chunk * 8`` bytes per voxel).
 DEFAULT_CHUNK = 16
-
-
-def _shifted(axis: int, start: int) -> tuple[slice, ...]:
-    """Index of all voxels but the last (``start`` 0) or the first (1) along ``axis``."""
-    cut = slice(1, None) if start else slice(None, -1)
-    return tuple(cut if ax == axis else slice(None) for ax in range(axis + 1))
 
 
 def removed_neighbour_correlation(
@@ -82,7 +76,7 @@ def removed_neighbour_correlation(
         sl = slice(t0, min(nt, t0 + chunk))
         mean += (before[..., sl].astype(np.float64) - after[..., sl]).sum(axis=-1)
     mean /= nt
-    pairs = [mask[_shifted(axis, 0)] & mask[_shifted(axis, 1)] for axis in range(3)]
+    pairs = [mask[neighbours(axis, 0)] & mask[neighbours(axis, 1)] for axis in range(3)]
     sab = np.zeros(3)
     saa = np.zeros(3)
     sbb = np.zeros(3)
@@ -91,8 +85,8 @@ def removed_neighbour_correlation(
         d = before[..., sl].astype(np.float64) - after[..., sl]
         d -= mean[..., None]
         for axis in range(3):
-            a = d[_shifted(axis, 0)][pairs[axis]]  # views, then the pairs' values
-            b = d[_shifted(axis, 1)][pairs[axis]]
+            a = d[neighbours(axis, 0)][pairs[axis]]  # views, then the pairs' values
+            b = d[neighbours(axis, 1)][pairs[axis]]
             sab[axis] += float((a * b).sum())
             saa[axis] += float((a * a).sum())
             sbb[axis] += float((b * b).sum())

@@ -71,6 +71,14 @@ def tsnr(x: np.ndarray, order: int = 3) -> np.ndarray:
     return np.divide(mean, sd, out=np.zeros_like(mean), where=sd > 0)
 
 
+def neighbours(axis: int, start: int) -> tuple[slice, ...]:
+    """Index (a view, not a copy) of every voxel but the last (``start`` 0) or the first (1)
+    along ``axis``: ``a[neighbours(k, 0)]`` and ``a[neighbours(k, 1)]`` pair each voxel with
+    its next neighbour along axis ``k`` (any trailing axes, e.g. time, kept whole)."""
+    cut = slice(1, None) if start else slice(None, -1)
+    return tuple(cut if ax == axis else slice(None) for ax in range(axis + 1))
+
+
 def fwhm_classic(res: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Smoothness per axis in voxels, AFNI "classic" (Gaussian ACF) from first differences.
 
@@ -90,12 +98,12 @@ def fwhm_classic(res: np.ndarray, mask: np.ndarray) -> np.ndarray:
         ``(3,)`` FWHM along x, y, z in voxels.
     """
     res = np.asarray(res, np.float64)
+    mask = np.asarray(mask, bool)
     out = []
     for axis in range(3):
-        n = res.shape[axis]
-        lo, hi = range(n - 1), range(1, n)
-        both = np.take(mask, lo, axis=axis) & np.take(mask, hi, axis=axis)
-        diff = (np.take(res, hi, axis=axis) - np.take(res, lo, axis=axis))[both]
+        lo, hi = neighbours(axis, 0), neighbours(axis, 1)
+        both = mask[lo] & mask[hi]
+        diff = (res[hi] - res[lo])[both]
         rho = 1 - diff.var() / (2 * res[mask].var())
         out.append(math.sqrt(-2 * math.log(2) / math.log(rho)) if 0 < rho < 1 else 0.0)
     return np.array(out)
@@ -120,11 +128,11 @@ def neighbour_correlation(res: np.ndarray, mask: np.ndarray, axis: int) -> float
     float
         Pooled Pearson correlation over all pairs and volumes.
     """
-    n = res.shape[axis]
-    lo, hi = range(n - 1), range(1, n)
-    both = np.take(mask, lo, axis=axis) & np.take(mask, hi, axis=axis)
-    a = np.take(res, lo, axis=axis)[both].astype(np.float64)
-    b = np.take(res, hi, axis=axis)[both].astype(np.float64)
+    lo, hi = neighbours(axis, 0), neighbours(axis, 1)
+    mask = np.asarray(mask, bool)
+    both = mask[lo] & mask[hi]
+    a = res[lo][both].astype(np.float64)
+    b = res[hi][both].astype(np.float64)
     a -= a.mean(axis=1, keepdims=True)
     b -= b.mean(axis=1, keepdims=True)
     return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
