@@ -95,3 +95,46 @@ def test_a_tool_output_keeps_its_data_bytes(tmp_path):
     back = nib.load(out)
     assert back.header.get_xyzt_units() == ("mm", "sec")
     assert np.array_equal(back.get_fdata(), data * 0.5 + 1.0)
+
+
+@pytest.mark.parametrize(
+    "name, dtype, scaling, big_endian",
+    [
+        ("f.nii.gz", np.float32, None, False),  # the stages' own outputs: ISA-L path
+        ("i.nii.gz", np.int16, None, True),  # unscaled integers, other byte order: ISA-L path
+        ("s.nii.gz", np.int16, (0.5, 1.0), False),  # scaled (a scanner's export): nibabel
+        ("p.nii", np.float32, None, False),  # uncompressed: nibabel
+    ],
+)
+def test_read_array_is_what_nibabel_reads(tmp_path, name, dtype, scaling, big_endian):
+    """read_array gives the array np.asarray(img.dataobj, float32) gives, in the same
+    (Fortran) order, whichever path reads it."""
+    from echoprep.io.images import load_image, read_array
+
+    data = (np.random.default_rng(1).normal(size=(7, 6, 5, 9)) * 100).astype(dtype)
+    img = nib.Nifti1Image(data, np.diag([2.0, 2.0, 2.0, 1.0]))
+    if big_endian:
+        img.header.set_data_dtype(np.dtype(dtype).newbyteorder(">"))
+    if scaling:
+        img.header.set_slope_inter(*scaling)
+    nib.save(img, tmp_path / name)
+    expected = np.asarray(nib.load(tmp_path / name).dataobj, np.float32)
+    got = read_array(load_image(tmp_path / name))
+    assert got.dtype == np.float32 and got.flags.f_contiguous
+    assert np.array_equal(got, expected)
+    if scaling:
+        assert np.array_equal(got, data * 0.5 + 1.0)
+    as64 = read_array(load_image(tmp_path / name), np.float64)
+    assert as64.dtype == np.float64 and np.array_equal(as64, expected.astype(np.float64))
+
+
+def test_read_array_names_a_truncated_file(tmp_path):
+    from echoprep.io.images import StageInputError, load_image, read_array
+
+    data = np.random.default_rng(2).normal(size=(8, 8, 8, 20)).astype(np.float32)
+    path = atomic_save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "t_bold.nii.gz")
+    whole = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(whole[: len(whole) // 2], mtime=0))
+    img = load_image(path)  # the header is intact
+    with pytest.raises(StageInputError, match=r"t_bold\.nii\.gz: expected 40960 bytes of image"):
+        read_array(img)

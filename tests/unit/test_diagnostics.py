@@ -95,6 +95,39 @@ def test_tsnr_gain_of_halved_noise():
     assert n == mask.sum()
 
 
+def test_tsnr_is_the_least_squares_residual_sd_and_0_for_a_constant_series():
+    """The projection formula gives what an explicit least-squares detrend gives; a constant
+    series (legal data, e.g. 0 outside another tool's mask, or a fixed value) has tSNR 0, not
+    the mean over a rounding residual."""
+    from echoprep.kernels.quality import detrend, legendre_basis, tsnr
+
+    rng = np.random.default_rng(7)
+    x = 800 + np.linspace(-20, 40, 90) ** 2 / 50 + 5 * rng.standard_normal((40, 90))
+    sd = detrend(x, legendre_basis(90, 3)).std(axis=-1)
+    assert np.allclose(tsnr(x), x.mean(axis=-1) / sd, rtol=1e-10)
+    series = np.full((3, 2, 2, 90), 1234.5678, np.float32)
+    series[0, 0, 0] = x[0]
+    out = kd.tsnr_map(series)
+    assert out[0, 0, 0] == pytest.approx(x[0].mean() / sd[0], rel=1e-6)
+    assert np.count_nonzero(out) == 1
+
+
+def test_tsnr_map_and_image_patterns_do_not_depend_on_blocks_or_memory_order():
+    rng = np.random.default_rng(8)
+    series = (500 + 10 * rng.standard_normal((5, 4, 7, 30))).astype(np.float32)
+    whole = kd.tsnr_map(series, chunk=7)
+    assert np.array_equal(kd.tsnr_map(series, chunk=2), whole)
+    assert np.array_equal(kd.tsnr_map(np.asfortranarray(series), chunk=3), whole)
+    betas = rng.standard_normal((5, 4, 3, 12)).astype(np.float32)
+    labels = np.array(list("abcabcaxyzzz"))
+    one = kd.image_patterns(betas, labels, chunk=1)
+    assert np.array_equal(kd.image_patterns(np.asfortranarray(betas), labels, chunk=4), one)
+    # the known answer: per sorted label the mean of its trials, less each voxel's mean
+    keys = sorted(set(labels))
+    means = np.stack([betas[..., labels == k].astype(np.float64).mean(-1) for k in keys], -1)
+    assert np.allclose(one, means - means.mean(-1, keepdims=True), atol=1e-12)
+
+
 def test_edge_share_flags_a_ring_of_high_values():
     shape = (20, 20, 20)
     zz, yy, xx = np.meshgrid(*[np.arange(n) - 9.5 for n in shape], indexing="ij")

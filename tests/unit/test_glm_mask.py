@@ -235,3 +235,28 @@ def test_visual_roi_lies_inside_the_analysis_mask(tmp_path: Path) -> None:
     expected[0] = False
     assert np.array_equal(roi, expected)
     assert str(amask) in json.loads(out.with_name("roi.json").read_text())["Sources"]
+
+
+def test_runs_without_data_found_along_time_in_either_memory_order() -> None:
+    """NaN, +-Inf, constant and all-NaN voxels of a Fortran-ordered run (nibabel's order) are
+    classified as in a C-ordered one, with or without the caller's finite mask."""
+    from echoprep.kernels.glm.voxels import run_without_data
+
+    data = _series(3)
+    data[0, 0, 0, 4] = np.nan
+    data[1, 0, 0, 7] = np.inf
+    data[2, 0, 0, 2] = -np.inf
+    data[3, 0, 0] = np.nan  # no value at all
+    data[4, 0, 0] = 0.0  # outside another tool's mask
+    data[5, 0, 0] = 17.5
+    data[0, 1, 0, :3] = np.nan  # NaN and constant: counted as NaN only
+    data[0, 1, 0, 3:] = 2.0
+    expected_bad = np.zeros(SHAPE, bool)
+    expected_bad[[0, 1, 2, 3, 0], [0, 0, 0, 0, 1], 0] = True
+    expected_flat = np.zeros(SHAPE, bool)
+    expected_flat[[4, 5], 0, 0] = True
+    for arr in (data, np.asfortranarray(data)):
+        for finite in (None, np.isfinite(arr)):
+            bad, flat = run_without_data(arr, finite)
+            assert np.array_equal(bad, expected_bad)
+            assert np.array_equal(flat, expected_flat)

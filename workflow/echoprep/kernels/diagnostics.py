@@ -31,6 +31,12 @@ from echoprep.kernels.quality import fwhm_classic, neighbours, tsnr
 #: Volumes per block of :func:`removed_neighbour_correlation` (bounds its float64 temporaries
 #: to about ``chunk * 8`` bytes per voxel).
 DEFAULT_CHUNK = 16
+#: Axial slices per slab of :func:`tsnr_map` (a LAION-size run: 8 x 90 x 110 voxels x 163
+#: volumes, about 100 MiB of float64 per slab).
+TSNR_CHUNK = 8
+#: First-axis indices per block of :func:`image_patterns` (x-slices of LAION-size betas, 1050
+#: trials: about 300 MiB per block's copy).
+PATTERN_CHUNK = 8
 
 
 def removed_neighbour_correlation(
@@ -95,8 +101,8 @@ def removed_neighbour_correlation(
     return np.where(np.isfinite(r), r, np.nan)
 
 
-def tsnr_map(series: np.ndarray, *, order: int = 3) -> np.ndarray:
-    """Temporal SNR of a 4D series, one axial slice at a time.
+def tsnr_map(series: np.ndarray, *, order: int = 3, chunk: int = TSNR_CHUNK) -> np.ndarray:
+    """Temporal SNR of a 4D series, a slab of axial slices at a time.
 
     Mean over the SD of the residual after Legendre drift removal of degree ``order``
     (:func:`echoprep.kernels.quality.tsnr`).
@@ -104,9 +110,11 @@ def tsnr_map(series: np.ndarray, *, order: int = 3) -> np.ndarray:
     Parameters
     ----------
     series
-        ``(x, y, z, t)`` series (any float dtype; converted slice by slice).
+        ``(x, y, z, t)`` series (any float dtype; converted to float64 a slab at a time).
     order
         Degree of the drift polynomials.
+    chunk
+        Axial slices per slab (float64 temporaries of about ``chunk * x * y * t * 8`` bytes).
 
     Returns
     -------
@@ -115,9 +123,17 @@ def tsnr_map(series: np.ndarray, *, order: int = 3) -> np.ndarray:
     """
     if series.ndim != 4:
         raise ValueError(f"tSNR: expected a 4D series; got shape {series.shape}")
-    out = np.zeros(series.shape[:3], np.float32)
-    for z in range(series.shape[2]):
-        out[:, :, z] = tsnr(series[:, :, z, :], order=order)
+    nx, ny, nz, nt = series.shape
+    out = np.zeros((nx, ny, nz), np.float32)
+    for z0 in range(0, nz, max(1, chunk)):
+        slab = series[:, :, z0 : z0 + max(1, chunk), :]
+        # the voxels of the slab in the order of its memory (a view for nibabel's
+        # Fortran-ordered arrays), one row per voxel
+        layout = "F" if slab.flags.f_contiguous or series.flags.f_contiguous else "C"
+        rows = slab.reshape(-1, nt, order=layout)
+        out[:, :, z0 : z0 + slab.shape[2]] = tsnr(rows, order=order).reshape(
+            slab.shape[:3], order=layout
+        )
     return out
 
 
@@ -175,9 +191,14 @@ def ratio(nordic: float, raw: float) -> float:
     return nordic / raw if math.isfinite(raw) and raw > 0 and math.isfinite(nordic) else math.nan
 
 
-def image_patterns(betas: np.ndarray, labels: Sequence | np.ndarray) -> np.ndarray:
+def image_patterns(
+    betas: np.ndarray, labels: Sequence | np.ndarray, *, chunk: int = PATTERN_CHUNK
+) -> np.ndarray:
     """Image-specific response patterns: betas averaged over the repeats of each image, then
     each voxel's mean over images removed.
+
+    Each image's trials are summed (float64) in trial order, a block of ``chunk`` indices of
+    the first axis at a time: memory is the output plus one block's copy.
 
     Parameters
     ----------
@@ -185,6 +206,8 @@ def image_patterns(betas: np.ndarray, labels: Sequence | np.ndarray) -> np.ndarr
         ``(..., N)`` single-trial betas (trials last), e.g. ``(x, y, z, N)``.
     labels
         ``(N,)`` image label of each trial.
+    chunk
+        Indices of the first axis per block (for ``(x, y, z, N)`` betas: x-slices).
 
     Returns
     -------
@@ -197,13 +220,23 @@ def image_patterns(betas: np.ndarray, labels: Sequence | np.ndarray) -> np.ndarr
         raise ValueError(
             f"image patterns: expected one label per trial ({betas.shape[-1]}); got {labels.shape}"
         )
-    _, inverse = np.unique(labels, return_inverse=True)
-    k = int(inverse.max()) + 1 if inverse.size else 0
-    counts = np.bincount(inverse, minlength=k).astype(np.float64)
-    onehot = np.zeros((labels.size, k))
-    onehot[np.arange(labels.size), inverse] = 1.0 / counts[inverse]
-    means = betas.astype(np.float64) @ onehot
-    return means - means.mean(axis=-1, keepdims=True)
+    if betas.ndim < 2:
+        return image_patterns(betas[None], labels, chunk=chunk)[0]
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    out = np.zeros((*betas.shape[:-1], counts.size))
+    if not labels.size:
+        return out
+    order = np.argsort(inverse, kind="stable")  # each image's trials together, in trial order
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    step = max(1, chunk)
+    for i0 in range(0, betas.shape[0], step):
+        block = np.add.reduceat(
+            betas[i0 : i0 + step][..., order], starts, axis=-1, dtype=np.float64
+        )
+        block /= counts
+        block -= block.mean(axis=-1, keepdims=True)
+        out[i0 : i0 + step] = block
+    return out
 
 
 def pattern_fwhm(
@@ -287,6 +320,8 @@ def edge_share(
 
 __all__ = [
     "DEFAULT_CHUNK",
+    "PATTERN_CHUNK",
+    "TSNR_CHUNK",
     "edge_share",
     "evoked_amplitude",
     "image_patterns",

@@ -50,8 +50,32 @@ def detrend(x: np.ndarray, design: np.ndarray) -> np.ndarray:
     return (flat - (design @ beta).T).reshape(x.shape)
 
 
+def drift_basis(n: int, order: int = 3) -> np.ndarray:
+    """Orthonormal basis of the Legendre drift of degree ``1..order`` (constant left out).
+
+    Parameters
+    ----------
+    n
+        Number of time points.
+    order
+        Highest degree.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, order)`` float64 columns, orthonormal and orthogonal to a constant: the span of
+        :func:`legendre_basis` less its constant.
+    """
+    q, _ = np.linalg.qr(legendre_basis(n, order))
+    return q[:, 1:]
+
+
 def tsnr(x: np.ndarray, order: int = 3) -> np.ndarray:
     """Temporal SNR: mean over SD of the residual after Legendre drift removal.
+
+    The residual sum of squares is the centred series' sum of squares less that of its
+    projection on the orthonormal drift basis (:func:`drift_basis`): the least-squares
+    residual of :func:`detrend` without forming it (float64 throughout).
 
     Parameters
     ----------
@@ -63,12 +87,20 @@ def tsnr(x: np.ndarray, order: int = 3) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        ``(...)`` float64; 0 where the residual SD is 0.
+        ``(...)`` float64; 0 where the residual SD is 0 (to rounding: at most ``1e-12`` of
+        the mean's magnitude).
     """
-    x = np.asarray(x, np.float64)
-    sd = detrend(x, legendre_basis(x.shape[-1], order)).std(axis=-1)
-    mean = x.mean(axis=-1)
-    return np.divide(mean, sd, out=np.zeros_like(mean), where=sd > 0)
+    x = np.asarray(x)
+    n = x.shape[-1]
+    flat = x.reshape(-1, n).astype(np.float64)
+    mean = flat.mean(axis=1)
+    flat -= mean[:, None]
+    ss = np.einsum("ij,ij->i", flat, flat)
+    proj = flat @ drift_basis(n, order)
+    ss -= np.einsum("ij,ij->i", proj, proj)
+    sd = np.sqrt(np.maximum(ss, 0.0) / n)
+    out = np.divide(mean, sd, out=np.zeros_like(mean), where=sd > 1e-12 * np.abs(mean))
+    return out.reshape(x.shape[:-1])
 
 
 def neighbours(axis: int, start: int) -> tuple[slice, ...]:

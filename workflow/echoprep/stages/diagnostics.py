@@ -38,7 +38,13 @@ import pandas as pd
 
 from echoprep.io.arguments import key_paths
 from echoprep.io.events import read_trials
-from echoprep.io.images import StageInputError, check_same_grid, load_image, load_mask_on_grid
+from echoprep.io.images import (
+    StageInputError,
+    check_same_grid,
+    load_image,
+    load_mask_on_grid,
+    read_array,
+)
 from echoprep.io.outputs import TRIALS_NAME
 from echoprep.io.sidecars import write_sidecar
 from echoprep.io.tables import write_tsv
@@ -202,7 +208,7 @@ def glm_measures(
     for key, fit in (("raw", raw), ("nordic", nordic)):
         img = imgs[key]
         labels = _read_trials(fit.trials, img.shape[3])
-        data = np.asarray(img.dataobj, np.float32)
+        data = read_array(img)
         out[f"amplitude_{key}"] = kd.evoked_amplitude(data[roi]) if roi.any() else math.nan
         for name, mask in (("fwhm", brain), ("fwhm_roi", roi)):
             if mask.sum() < 2:
@@ -230,8 +236,8 @@ def tsnr_measures(pairs: Sequence[TsnrPair], brain_file: str | Path) -> dict[str
                 "pass the same run's outputs with NORDIC off and on."
             )
         brain = _mask_like(Path(brain_file), a, "brain mask", p.raw)
-        t_raw = kd.tsnr_map(np.asarray(a.dataobj, np.float32))
-        t_nor = kd.tsnr_map(np.asarray(b.dataobj, np.float32))
+        t_raw = kd.tsnr_map(read_array(a))
+        t_nor = kd.tsnr_map(read_array(b))
         m_raw, m_nor, _, n = kd.median_ratio(t_raw, t_nor, brain)
         if n:
             raws.append(m_raw)

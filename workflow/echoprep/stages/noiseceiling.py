@@ -43,6 +43,7 @@ from echoprep.io.images import (
     check_same_grid,
     float_image,
     load_image,
+    read_array,
 )
 from echoprep.io.outputs import TRIALS_NAME
 from echoprep.io.sidecars import write_sidecar
@@ -163,7 +164,7 @@ def session_noise_ceiling(
     trials = _read_trials(trials_file)
     img = _load_betas(betas_file, trials, trials_file)
     mask = _load_mask(mask_file, img, betas_file)
-    betas = img.get_fdata(dtype=np.float32)[mask]
+    betas = read_array(img)[mask]
     try:
         result = noise_ceiling(betas, trials["label"].to_numpy(), trials["run"].to_numpy())
     except ValueError as exc:
@@ -239,7 +240,7 @@ def subject_noise_ceiling(
     mask = np.ones(ref.shape[:3], bool)
     for m in mask_files or []:
         mask &= _load_mask(m, ref, betas_files[0])
-    betas = np.concatenate([img.get_fdata(dtype=np.float32)[mask] for img in imgs], axis=1)
+    betas = np.concatenate([read_array(img)[mask] for img in imgs], axis=1)
     labels = np.concatenate([t["label"].to_numpy() for t in tables])
     groups = np.concatenate([np.full(len(t), i) for i, t in enumerate(tables)])
     try:

@@ -30,6 +30,7 @@ from echoprep.io.images import (
     check_same_grid,
     float_image,
     load_image,
+    read_array,
 )
 from echoprep.io.outputs import stage_table
 from echoprep.io.sidecars import write_sidecar
@@ -228,8 +229,8 @@ def run_nordic(
             what="phase series",
             fix="Fix: magnitude and phase must come from the same acquisition.",
         )
-        phase = np.asarray(phase_img.dataobj, dtype=np.float32)
-    magnitude = np.asarray(mag_img.get_fdata(dtype=np.float32))
+        phase = read_array(phase_img)
+    magnitude = read_array(mag_img)
     t0 = time.perf_counter()
     try:
         result = denoise_arrays(magnitude, phase, options=opts, seed=seed, n_threads=n_threads)

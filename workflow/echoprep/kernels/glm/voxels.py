@@ -76,6 +76,17 @@ def run_without_data(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Voxels of one ``(X, Y, Z, T)`` run without usable data.
 
+    Reduced along time in place (no reshaped copy of the run: nibabel's arrays are
+    Fortran-ordered, where a voxel-by-time reshape would copy the whole run).
+
+    Parameters
+    ----------
+    arr
+        ``(X, Y, Z, T)`` series.
+    finite
+        ``np.isfinite(arr)`` when the caller has it already; None: found from each voxel's
+        float64 sum over time (not finite exactly when a value is NaN or +-Inf).
+
     Returns
     -------
     nonfinite, constant
@@ -83,10 +94,15 @@ def run_without_data(
         tool's mask of that run).
     """
     if finite is None:
-        finite = np.isfinite(arr)
-    bad = ~finite.all(axis=3)
-    flat = constant_voxels(arr.reshape(-1, arr.shape[3])).reshape(arr.shape[:3]) & ~bad
-    return bad, flat
+        bad = ~np.isfinite(arr.sum(axis=3, dtype=np.float64))
+    else:
+        bad = ~finite.all(axis=3)
+    if not arr.shape[3]:
+        return bad, ~bad
+    # fmax/fmin skip NaN as nanmax/nanmin do; an all-NaN voxel is NaN and so not "varying"
+    top = np.fmax.reduce(arr, axis=3)
+    low = np.fmin.reduce(arr, axis=3)
+    return bad, ~(top > low) & ~bad
 
 
 def scatter(

@@ -21,7 +21,7 @@ import nibabel as nib
 import numpy as np
 
 from echoprep.io.events import read_events
-from echoprep.io.images import StageInputError, check_same_grid, load_image
+from echoprep.io.images import StageInputError, check_same_grid, load_image, read_array
 from echoprep.kernels.glm.voxels import (
     brainthresh_mask,
     constant_voxels,
@@ -198,7 +198,7 @@ def load_session(
         total = np.zeros(spatial, np.float64)
         count = np.zeros(spatial, np.int64)
         for img in imgs:
-            arr = img.get_fdata(dtype=np.float32)
+            arr = read_array(img)
             run_total, run_count = finite_sums(arr)
             total += run_total
             count += run_count
@@ -216,7 +216,7 @@ def load_session(
     nonfinite_by_run: dict[str, int] = {}
     constant_by_run: dict[str, int] = {}
     for f, img, label in zip(files, imgs, labels, strict=True):
-        arr = img.get_fdata(dtype=np.float32)
+        arr = read_array(img)
         run = np.ascontiguousarray(arr[mask])
         del arr
         nonfinite = nonfinite_voxels(run)

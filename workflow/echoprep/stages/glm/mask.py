@@ -37,7 +37,7 @@ import nibabel as nib
 import numpy as np
 
 from echoprep.io.arguments import key_paths
-from echoprep.io.images import StageInputError, atomic_save, check_same_grid, load_image
+from echoprep.io.images import StageInputError, atomic_save, check_same_grid, load_image, read_array
 from echoprep.io.sidecars import write_sidecar
 from echoprep.kernels.glm.voxels import (
     brainthresh_mask,
@@ -123,15 +123,14 @@ def analysis_mask(
                 fix="Fix: every variant and run of a session must be on one grid (enable "
                 "spatial preprocessing).",
             )
-            arr = img.get_fdata(dtype=np.float32, caching="unchanged")
-            finite = np.isfinite(arr)
+            arr = read_array(img)
             if brain_mask is None:
-                run_total, run_count = finite_sums(arr, finite)
+                run_total, run_count = finite_sums(arr)
                 total += run_total
                 count += run_count
                 del run_total, run_count
-            bad, flat = run_without_data(arr, finite)
-            del arr, img, finite
+            bad, flat = run_without_data(arr)
+            del arr, img
             nonfinite |= bad
             constant |= flat
             per_run[variant][label] = {"constant": flat, "nonfinite": bad, "file": f}

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from echoprep.io.images import StageInputError, check_same_grid, load_image
+from echoprep.io.images import StageInputError, check_same_grid, load_image, read_array
 from echoprep.io.outputs import get
 from echoprep.io.rois import VISUAL_CATEGORY
 from echoprep.kernels.rois import select_visual_voxels
@@ -175,7 +175,7 @@ def run_visual_roi(
     params: dict[str, Any] = {"Method": method, "Variant": variant}
     if method in ("blank", "blank_trials"):
         table = pd.read_csv(trials, sep="\t", dtype={"run": str}, keep_default_na=False)
-        data = np.asarray(img.dataobj, dtype=np.float32)
+        data = read_array(img)
         if len(table) != data.shape[3]:
             raise StageInputError(
                 f"{trials}: expected one row per beta volume ({data.shape[3]}); found "
