@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,9 +286,11 @@ def run_tedana(
     rechoose
         With a ``tedpca`` of :data:`MAPCA_CRITERIA`: called with tedana's own estimates of
         every criterion (name -> components) as soon as its PCA has made them; returns None
-        (tedana goes on with ``tedpca``) or a component count, with which tedana then starts
-        again in an emptied ``out_dir`` (the estimate is made once, by tedana, on the data
-        it decomposes).
+        (tedana goes on with ``tedpca``) or a component count, with which tedana's PCA is
+        then made again (:func:`_estimates_seen`; the estimate is made once, by tedana, on
+        the data it decomposes). What tedana computed before its PCA does not depend on
+        ``tedpca`` and is not computed again: the outputs are those of tedana run with that
+        count from the start (``tests/unit/test_tedana_dimensionality.py``).
 
     Returns
     -------
@@ -300,35 +301,24 @@ def run_tedana(
 
     args, common = _common(echo_files, echo_times, out_dir, fittype, masktype, n_threads)
 
-    def run(tedpca: str | int | float, watch: bool) -> None:
-        keep = TEDANA_FILES["denoised"].values()
-        with contextlib.ExitStack() as stack:
-            if lean:
-                stack.enter_context(lean_outputs(keep, tedpca=tedpca))
-            if watch and rechoose is not None and str(tedpca) in MAPCA_CRITERIA:
-                stack.enter_context(_estimates_seen(rechoose))
-            tedana_workflow(
-                *args,
-                **common,
-                tedpca=tedpca,
-                no_reports=True,
-                tree=tree,
-                ica_method=ica_method,
-                n_robust_runs=n_robust_runs,
-                maxit=maxit,
-                maxrestart=maxrestart,
-                fixed_seed=seed,
-            )
-
-    try:
-        run(tedpca, watch=True)
-    except _Rechosen as again:
-        from tedana.utils import teardown_loggers
-
-        teardown_loggers()  # tedana closes its log files only when it finishes
-        shutil.rmtree(out_dir)
-        Path(out_dir).mkdir(parents=True)
-        run(again.count, watch=False)
+    keep = TEDANA_FILES["denoised"].values()
+    with contextlib.ExitStack() as stack:
+        if lean:
+            stack.enter_context(lean_outputs(keep, tedpca=tedpca))
+        if rechoose is not None and str(tedpca) in MAPCA_CRITERIA:
+            stack.enter_context(_estimates_seen(rechoose))
+        tedana_workflow(
+            *args,
+            **common,
+            tedpca=tedpca,
+            no_reports=True,
+            tree=tree,
+            ica_method=ica_method,
+            n_robust_runs=n_robust_runs,
+            maxit=maxit,
+            maxrestart=maxrestart,
+            fixed_seed=seed,
+        )
     return _written("denoised", Path(out_dir), lean)
 
 
@@ -343,11 +333,18 @@ class _Rechosen(Exception):
 @contextlib.contextmanager
 def _estimates_seen(rechoose: Callable[[dict[str, int]], int | None]) -> Iterator[None]:
     """Inside this block, tedana's Moving Average PCA hands its estimates of every criterion
-    (:data:`MAPCA_CRITERIA` -> components) to ``rechoose`` as soon as it has fitted; a count
-    returned stops tedana (:class:`_Rechosen`), None lets it go on."""
+    (:data:`MAPCA_CRITERIA` -> components) to ``rechoose`` as soon as it has fitted; None lets
+    tedana go on, a count returned stops that PCA (:class:`_Rechosen`) and tedana's
+    ``tedpca`` step is called again with the count in place of the criterion, on the same
+    inputs (the step reads them without changing them, and had saved nothing yet). The ICA and
+    everything after it then run once, on the capped PCA, as in a tedana run given that count;
+    a whole second tedana run (loading, T2* fit, optimal combination) cost a LAION-size run
+    about 130 CPU-s and 4 GiB more."""
+    import tedana.decomposition
     import tedana.decomposition.pca
 
     base = tedana.decomposition.pca.MovingAveragePCA
+    step = tedana.decomposition.tedpca
 
     class Estimating(base):  # type: ignore[misc, valid-type]
         def fit_transform(self, *args: Any, **kwargs: Any) -> Any:
@@ -358,7 +355,16 @@ def _estimates_seen(rechoose: Callable[[dict[str, int]], int | None]) -> Iterato
                 raise _Rechosen(int(count))
             return out
 
-    with mock.patch.object(tedana.decomposition.pca, "MovingAveragePCA", Estimating):
+    def tedpca_capped(*args: Any, algorithm: Any, **kwargs: Any) -> Any:
+        try:
+            return step(*args, algorithm=algorithm, **kwargs)
+        except _Rechosen as again:
+            return step(*args, algorithm=again.count, **kwargs)
+
+    with (
+        mock.patch.object(tedana.decomposition.pca, "MovingAveragePCA", Estimating),
+        mock.patch.object(tedana.decomposition, "tedpca", tedpca_capped),
+    ):
         yield
 
 
