@@ -7,7 +7,7 @@ attempts (``TedanaICA``). On raw runs the criteria can fail the same way (a LAIO
 simulated run: aic kept 159 of 163 components, and FastICA did not converge in 500 iterations
 even at 81): as soon as tedana's own PCA has estimated the criteria, :func:`cap_components`
 replaces an estimate above ``tedana.max_components`` x volumes by the next more conservative
-criterion within it (kic, then mdl), or by the cap, and tedana starts again with that count
+criterion within it (kic, then mdl), or by the cap, and tedana makes its PCA again with that count
 (:func:`echoprep.adapters.tedana.run_tedana`, ``rechoose``).
 """
 
@@ -276,7 +276,7 @@ def run_tedana(
 
     With aic, kic or mdl, tedana's own estimate (read as soon as its PCA has made it) is raised
     to the floor of :data:`MIN_COMPONENTS` and capped by ``max_components`` when that is set
-    (:func:`cap_components`); when either changes it, tedana starts again with that count.
+    (:func:`cap_components`); when either changes it, tedana makes its PCA again with that count.
 
     Parameters
     ----------
