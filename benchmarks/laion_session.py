@@ -483,6 +483,16 @@ def main(argv: list[str] | None = None) -> int:
         "their records (a job that ran again counts once, its last run)",
     )
     ap.add_argument(
+        "--remeasure",
+        nargs="*",
+        default=None,
+        metavar="RULE",
+        help="in the --dir of a finished run: run these rules' jobs of the simulated runs again "
+        "(forced, nothing else), one at a time under the meter, and print the table anew from "
+        "the records (the last run of a job counts; no RULE: only the table). Run it from the "
+        "checkout the run was made in (Snakemake's records of the jobs' logs are there)",
+    )
+    ap.add_argument(
         "--markdown",
         type=Path,
         default=None,
@@ -495,6 +505,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not 1 <= args.runs <= SESSION_RUNS:
         ap.error(f"--runs must be 1..{SESSION_RUNS}; found {args.runs}")
+    if args.remeasure is not None:
+        if args.dir is None or not (args.dir / "records").is_dir():
+            ap.error("--remeasure needs the --dir of a finished run (with its records folder)")
+        return remeasure(args.dir, args)
     d = args.dir or Path(tempfile.mkdtemp(prefix="echoprep-laion-"))
     resume = args.resume and (d / "bids").exists()
     if (d / "bids").exists() and not resume:
@@ -505,9 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     if resume:
         shutil.rmtree(d / "venv")
     snakemake = _metered_python(d / "venv")
-    env = dict(os.environ)
-    env["ECHOPREP_BENCH_RECORDS"] = str(records)
-    env["ECHOPREP_BENCH_PY"] = str(ROOT / ".venv" / "bin" / "python")
+    env = _bench_env(d)
     log = d / "snakemake.log"
     print(f"machine: {machine()}; folder {d}", flush=True)
 
@@ -536,6 +548,55 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     _snakemake(snakemake, d, args.cores, ["--rerun-triggers", "mtime"], env, log, [])
+    tabulate(d, args, env, per_run, t0)
+    if not args.keep and args.dir is None:
+        shutil.rmtree(d, ignore_errors=True)
+    return 0
+
+
+def _bench_env(d: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["ECHOPREP_BENCH_RECORDS"] = str(d / "records")
+    env["ECHOPREP_BENCH_PY"] = str(ROOT / ".venv" / "bin" / "python")
+    return env
+
+
+def remeasure(d: Path, args: argparse.Namespace) -> int:
+    """Run ``args.remeasure`` rules' jobs of the simulated runs (or the session's, for session
+    rules) again under the meter, forced and alone, then :func:`tabulate` from the records.
+
+    Their outputs are written again in place (the same content: the runs linked from them keep
+    theirs); no other job runs (``--allowed-rules``), whatever Snakemake's view of the rest.
+    """
+    t0 = time.time()
+    shutil.rmtree(d / "venv", ignore_errors=True)
+    snakemake = _metered_python(d / "venv")
+    env = _bench_env(d)
+    print(f"machine: {machine()}; folder {d}; re-measuring {', '.join(args.remeasure)}")
+    planned, _ = _summary(d, env)
+    per_run = _per_run_rules(planned)
+    unknown = sorted(set(args.remeasure) - set(planned.values()))
+    if unknown:
+        raise SystemExit(f"--remeasure: no job of {unknown} in this run's plan")
+    targets = sorted(
+        p
+        for p, rule in planned.items()
+        if rule in args.remeasure
+        and (rule not in per_run or int(RUN_RE.findall(Path(p).name)[0]) <= args.runs)
+    )
+    if targets:
+        extra = ["--forcerun", *args.remeasure, "--allowed-rules", *args.remeasure]
+        extra += ["--rerun-triggers", "mtime"]
+        _snakemake(snakemake, d, args.cores, extra, env, d / "snakemake.log", targets)
+    tabulate(d, args, env, per_run, t0)
+    return 0
+
+
+def tabulate(
+    d: Path, args: argparse.Namespace, env: dict[str, str], per_run: list[str], t0: float
+) -> None:
+    """The table of the records in ``d`` (printed, and written to ``args.json``)."""
+    records = d / "records"
     _, logs = _summary(d, env)
     jobs = collect(records, logs, set(per_run))
     failed = [j for j in jobs if j["exit"]]
@@ -567,14 +628,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"table written to {args.json}")
     print(f"bench wall {(time.time() - t0) / 60:.1f} min; peak RSS of this script ", end="")
     print(f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
-    if not args.keep and args.dir is None:
-        shutil.rmtree(d, ignore_errors=True)
     print(
         f"session_2x3_cpu_hours={totals['session_2x3_cpu_hours']:.2f} "
         f"max_job_peak_gib={totals['max_job_peak_gib']:.2f} "
         f"max_run_rule_minutes={totals['max_run_rule_minutes']:.2f}"
     )
-    return 0
 
 
 if __name__ == "__main__":
