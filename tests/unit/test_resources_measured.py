@@ -152,8 +152,6 @@ def test_runtime_requests_cover_the_measured_wall_time_without_waste(measured, p
 #: Rules with a resource model that the benchmark cannot run, and why.
 NOT_MEASURED = {
     "roi_mask": "needs user ROI masks (rois.dir); the benchmark's config has none",
-    "glm_heldout": "needs 2 runs or more to fit halves apart; the table was measured with "
-    "--runs 1 (memory model: glm's, the same session data; runtime: about splits x glm's)",
 }
 
 

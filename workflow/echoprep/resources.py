@@ -65,10 +65,11 @@ MINUTES: dict[str, int] = {
     "comparison_subject": 30,
     "comparison": 10,
     "subject_report": 15,
-    "nordic_diagnostics": 60,
+    "nordic_diagnostics": 25,
     "spatial_run": 5,
     "spatial_subject": 5,
-    "spatial_resample": 5,
+    # per echo: 1.3 min for a LAION run's 3 echoes (2026-11-25)
+    "spatial_resample": 2,
     "anatomy": 25,
 }
 
@@ -92,7 +93,9 @@ THREADS: dict[str, int] = {
 #: float32 copies of all echoes of a run held by the per-run rules (before dividing by the
 #: number of echoes where the rule reads one echo).
 RUN_COPIES: dict[str, float] = {
-    "single_echo": 1,
+    # one echo's float32 when it is decoded and written (an input that is not float32); the
+    # copy of a float32 echo needs almost nothing (64 MB measured)
+    "single_echo": 1 / 3,
     "optcom": 5,
     "tedana": 6,
     "tedana_nordic": 6,

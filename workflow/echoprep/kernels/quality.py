@@ -51,21 +51,9 @@ def detrend(x: np.ndarray, design: np.ndarray) -> np.ndarray:
 
 
 def drift_basis(n: int, order: int = 3) -> np.ndarray:
-    """Orthonormal basis of the Legendre drift of degree ``1..order`` (constant left out).
-
-    Parameters
-    ----------
-    n
-        Number of time points.
-    order
-        Highest degree.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(n, order)`` float64 columns, orthonormal and orthogonal to a constant: the span of
-        :func:`legendre_basis` less its constant.
-    """
+    """Orthonormal basis of the Legendre drift of degree ``1..order`` (constant left out):
+    ``(n, order)`` float64 columns spanning :func:`legendre_basis` ``(n, order)`` less its
+    constant, orthonormal and orthogonal to a constant."""
     q, _ = np.linalg.qr(legendre_basis(n, order))
     return q[:, 1:]
 
