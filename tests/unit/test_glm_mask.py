@@ -239,7 +239,7 @@ def test_visual_roi_lies_inside_the_analysis_mask(tmp_path: Path) -> None:
 
 def test_runs_without_data_found_along_time_in_either_memory_order() -> None:
     """NaN, +-Inf, constant and all-NaN voxels of a Fortran-ordered run (nibabel's order) are
-    classified as in a C-ordered one, with or without the caller's finite mask."""
+    classified as in a C-ordered one."""
     from echoprep.kernels.glm.voxels import run_without_data
 
     data = _series(3)
@@ -256,7 +256,6 @@ def test_runs_without_data_found_along_time_in_either_memory_order() -> None:
     expected_flat = np.zeros(SHAPE, bool)
     expected_flat[[4, 5], 0, 0] = True
     for arr in (data, np.asfortranarray(data)):
-        for finite in (None, np.isfinite(arr)):
-            bad, flat = run_without_data(arr, finite)
-            assert np.array_equal(bad, expected_bad)
-            assert np.array_equal(flat, expected_flat)
+        bad, flat = run_without_data(arr)
+        assert np.array_equal(bad, expected_bad)
+        assert np.array_equal(flat, expected_flat)

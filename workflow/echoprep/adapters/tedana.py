@@ -323,7 +323,8 @@ def run_tedana(
 
 
 class _Rechosen(Exception):
-    """Raised out of tedana when :func:`run_tedana`'s ``rechoose`` asks for another count."""
+    """Raised out of tedana's Moving Average PCA when :func:`run_tedana`'s ``rechoose`` asks for
+    another count; caught by the ``tedpca`` step's wrapper (:func:`_estimates_seen`)."""
 
     def __init__(self, count: int) -> None:
         super().__init__(count)

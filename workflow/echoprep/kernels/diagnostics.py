@@ -125,8 +125,9 @@ def tsnr_map(series: np.ndarray, *, order: int = 3, chunk: int = TSNR_CHUNK) -> 
         raise ValueError(f"tSNR: expected a 4D series; got shape {series.shape}")
     nx, ny, nz, nt = series.shape
     out = np.zeros((nx, ny, nz), np.float32)
-    for z0 in range(0, nz, max(1, chunk)):
-        slab = series[:, :, z0 : z0 + max(1, chunk), :]
+    step = max(1, chunk)
+    for z0 in range(0, nz, step):
+        slab = series[:, :, z0 : z0 + step, :]
         # the voxels of the slab in the order of its memory (a view for nibabel's
         # Fortran-ordered arrays), one row per voxel
         layout = "F" if slab.flags.f_contiguous or series.flags.f_contiguous else "C"

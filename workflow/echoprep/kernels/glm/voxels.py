@@ -36,13 +36,9 @@ def brainthresh_mask(mean: np.ndarray, brainthresh: Sequence[float]) -> np.ndarr
     return out
 
 
-def finite_sums(arr: np.ndarray, finite: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Sum (float64) and count (int) over time of the finite values of ``(X, Y, Z, T)`` data.
-
-    ``finite`` is ``np.isfinite(arr)`` when the caller has it already.
-    """
-    if finite is None:
-        finite = np.isfinite(arr)
+def finite_sums(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sum (float64) and count (int) over time of the finite values of ``(X, Y, Z, T)`` data."""
+    finite = np.isfinite(arr)
     total = np.where(finite, arr, 0.0).sum(axis=3, dtype=np.float64)
     return total, finite.sum(axis=3)
 
@@ -71,9 +67,7 @@ def constant_voxels(data: np.ndarray) -> np.ndarray:
     return ~(top > low)
 
 
-def run_without_data(
-    arr: np.ndarray, finite: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def run_without_data(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Voxels of one ``(X, Y, Z, T)`` run without usable data.
 
     Reduced along time in place (no reshaped copy of the run: nibabel's arrays are
@@ -82,10 +76,8 @@ def run_without_data(
     Parameters
     ----------
     arr
-        ``(X, Y, Z, T)`` series.
-    finite
-        ``np.isfinite(arr)`` when the caller has it already; None: found from each voxel's
-        float64 sum over time (not finite exactly when a value is NaN or +-Inf).
+        ``(X, Y, Z, T)`` series. NaN/Inf are found from each voxel's float64 sum over time
+        (not finite exactly when a value is NaN or +-Inf).
 
     Returns
     -------
@@ -93,10 +85,7 @@ def run_without_data(
         ``(X, Y, Z)`` bool: some NaN/Inf; finite but constant (e.g. all 0 outside another
         tool's mask of that run).
     """
-    if finite is None:
-        bad = ~np.isfinite(arr.sum(axis=3, dtype=np.float64))
-    else:
-        bad = ~finite.all(axis=3)
+    bad = ~np.isfinite(arr.sum(axis=3, dtype=np.float64))
     if not arr.shape[3]:
         return bad, ~bad
     # fmax/fmin skip NaN as nanmax/nanmin do; an all-NaN voxel is NaN and so not "varying"
