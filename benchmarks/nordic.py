@@ -10,6 +10,14 @@ Each case runs in a fresh subprocess; peak memory is that process's ``ru_maxrss`
 includes the input arrays, as in the NORDIC stage, which holds magnitude and phase). Run::
 
     .venv/bin/python benchmarks/nordic.py [--cases a b] [--threads N] [--chunk P]
+        [--device cpu|cuda|torch-cpu ...] [--json FILE]
+
+With several ``--device`` values each case runs once per device and the outputs of every
+device after the first are compared with the first's (largest magnitude difference relative
+to the series' 99.9th percentile, share of voxels whose removed-component count differs,
+and whether a second run on that device repeats the first bitwise). The kernel is called
+with the config schema's defaults (read from the schema file with PyYAML only, so the
+script runs where NumPy, SciPy, PyYAML and torch are all there is).
 
 The machine may be shared: the load average before each case is printed with it.
 """
@@ -22,6 +30,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -69,21 +78,39 @@ def synthetic(shape: tuple[int, int, int, int], seed: int = 0) -> tuple[np.ndarr
     return mag, pha
 
 
-def run_case(name: str, threads: int | None, chunk: int) -> dict:
-    """Run one case in this process; return its figures."""
-    from echoprep.stages.nordic import denoise_arrays as nordic
+def kernel_defaults() -> dict:
+    """The ``nordic:`` options of the config schema with their defaults (but ``enabled``)."""
+    import yaml
+
+    schema = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+    props = yaml.safe_load(schema.read_text())["properties"]["nordic"]["properties"]
+    return {k: v["default"] for k, v in props.items() if k != "enabled"}
+
+
+def run_case(
+    name: str, threads: int | None, chunk: int, device: str, save: str | None = None
+) -> dict:
+    """Run one case in this process; return its figures (``save``: an ``.npz`` of the
+    outputs, for comparing devices)."""
+    from echoprep.kernels.nordic import nordic
 
     shape = CASES[name]["shape"]
     mag, pha = synthetic(shape)
     rss_inputs = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    t0 = time.perf_counter()
-    res = nordic(mag, pha, n_threads=threads, chunk_patches=chunk)
-    wall = time.perf_counter() - t0
+    options = {**kernel_defaults(), "chunk_patches": chunk, "device": device}
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = nordic(mag, pha, n_threads=threads, **options)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if save:
+        np.savez(save, magnitude=res.magnitude, removed=res.removed, gfactor=res.gfactor)
     return {
         "case": name,
         "shape": shape,
+        "device": device,
+        "algebra": res.algebra,
         "wall_s": wall,
+        "cpu_s": cpu,
         "peak_bytes": peak,
         "inputs_peak_bytes": rss_inputs,
         "kernel": res.kernel,
@@ -92,37 +119,91 @@ def run_case(name: str, threads: int | None, chunk: int) -> dict:
     }
 
 
+def compare(first: str, other: str) -> dict:
+    """How far the outputs saved in ``other`` are from those in ``first`` (``.npz``)."""
+    a, b = np.load(first), np.load(other)
+    scale = float(np.percentile(a["magnitude"], 99.9))
+    diff = np.abs(a["magnitude"] - b["magnitude"])
+    return {
+        "magnitude_max_rel": float(diff.max() / scale),
+        "magnitude_p999_rel": float(np.percentile(diff, 99.9) / scale),
+        "gfactor_max_rel": float(
+            np.abs(a["gfactor"] - b["gfactor"]).max() / np.abs(a["gfactor"]).max()
+        ),
+        "removed_voxels_differing": float(np.mean(np.abs(a["removed"] - b["removed"]) > 1e-4)),
+        "removed_max_abs": float(np.abs(a["removed"] - b["removed"]).max()),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     ap.add_argument("--threads", type=int, default=None, help="n_threads (default: all CPUs)")
     ap.add_argument("--chunk", type=int, default=256, help="chunk_patches")
+    ap.add_argument(
+        "--device", nargs="+", default=["cpu"], help="nordic.device values (cpu, cuda, torch-cpu)"
+    )
+    ap.add_argument("--json", help="write every case's figures here")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--save", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        print(json.dumps(run_case(args.child, args.threads, args.chunk)))
+        r = run_case(args.child, args.threads, args.chunk, args.device[0], args.save)
+        print(json.dumps(r))
         return 0
-    gib = 2**30
     print(f"CPUs available: {len(os.sched_getaffinity(0))}, threads: {args.threads or 'all'}")
-    for name in args.cases:
-        load = os.getloadavg()[0]
-        cmd = [sys.executable, __file__, "--child", name, "--chunk", str(args.chunk)]
-        if args.threads:
-            cmd += ["--threads", str(args.threads)]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        r = json.loads(out.strip().splitlines()[-1])
-        c = CASES[name]
-        shape = "x".join(str(s) for s in r["shape"])
-        peak = r["peak_bytes"] / gib
-        print(
-            f"nordic  {shape} complex   wall {r['wall_s']:.1f} s (target {c['target_s']:.0f} s, "
-            f"ratio {r['wall_s'] / c['target_s']:.2f})   peak {peak:.2f} GiB "
-            f"(target {c['target_gib']:.0f} GiB, ratio {peak / c['target_gib']:.2f}; "
-            f"inputs alone {r['inputs_peak_bytes'] / gib:.2f} GiB)   kernel {tuple(r['kernel'])}"
-            f"   load before {load:.2f}",
-            flush=True,
-        )
+    records = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.cases:
+            saved: list[str] = []
+            for device in args.device:
+                repeats = 2 if saved else 1  # a device compared with the first runs twice
+                for k in range(repeats):
+                    save = str(Path(tmp) / f"{name}-{device}-{k}.npz")
+                    load = os.getloadavg()[0]
+                    cmd = [sys.executable, __file__, "--child", name, "--chunk", str(args.chunk)]
+                    cmd += ["--device", device, "--save", save]
+                    if args.threads:
+                        cmd += ["--threads", str(args.threads)]
+                    proc = subprocess.run(cmd, capture_output=True, text=True)
+                    if proc.returncode:
+                        sys.stderr.write(proc.stderr)
+                        raise SystemExit(f"case {name} on {device} failed (above)")
+                    r = json.loads(proc.stdout.strip().splitlines()[-1])
+                    r["load_before"] = load
+                    if saved:
+                        r["versus_" + args.device[0]] = compare(saved[0], save)
+                    if k == 1:
+                        r["repeats_bitwise"] = all(
+                            np.array_equal(np.load(save)[key], np.load(saved[-1])[key])
+                            for key in ("magnitude", "removed", "gfactor")
+                        )
+                    saved.append(save)
+                    records.append(r)
+                    _print(r)
+    if args.json:
+        Path(args.json).write_text(json.dumps(records, indent=1) + "\n")
     return 0
+
+
+def _print(r: dict) -> None:
+    gib = 2**30
+    c = CASES[r["case"]]
+    shape = "x".join(str(s) for s in r["shape"])
+    peak = r["peak_bytes"] / gib
+    line = (
+        f"nordic  {shape} complex  {r['algebra']}   wall {r['wall_s']:.1f} s "
+        f"(target {c['target_s']:.0f} s, ratio {r['wall_s'] / c['target_s']:.2f})   CPU "
+        f"{r['cpu_s']:.1f} s   peak {peak:.2f} GiB (target {c['target_gib']:.0f} GiB, ratio "
+        f"{peak / c['target_gib']:.2f}; inputs alone {r['inputs_peak_bytes'] / gib:.2f} GiB)"
+        f"   kernel {tuple(r['kernel'])}   load before {r['load_before']:.2f}"
+    )
+    for key, value in r.items():
+        if key.startswith("versus_"):
+            line += "\n    " + key + ": " + ", ".join(f"{k} {v:.3g}" for k, v in value.items())
+    if "repeats_bitwise" in r:
+        line += f"\n    second run repeats the first bitwise: {r['repeats_bitwise']}"
+    print(line, flush=True)
 
 
 if __name__ == "__main__":

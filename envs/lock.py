@@ -77,6 +77,12 @@ SPECS: dict[str, EnvSpec] = {
         "tedana family: T2*/S0 fit, optimal combination, ICA denoising.",
         without=(),
     ),
+    "gpu.yaml": EnvSpec(
+        "echoprep-gpu",
+        "NORDIC chains with nordic.device: cuda: the tedana env plus torch (its CUDA build).",
+        extras=("gpu",),
+        without=(),
+    ),
 }
 
 

@@ -226,3 +226,18 @@ def test_every_fitted_combination_of_every_run_is_made(bids, tmp_path):
 def _matches(pattern: str, path: str) -> bool:
     regex = re.sub(r"\\\{(\w+)\\\}", ".+", re.escape(pattern))
     return re.fullmatch(regex, path) is not None
+
+
+def test_nordic_on_a_gpu_asks_for_one_and_runs_in_the_gpu_env(bids, tmp_path):
+    """nordic.device: cuda (docs/nordic.md "GPU"): the NORDIC chain asks the scheduler for one
+    GPU and runs in the env with torch; the raw chain and the default config ask for none."""
+    default = make_plan(bids, tmp_path / "cpu")
+    assert "gpu" not in _chain(default, "nordic").resources
+    gpu = make_plan(bids, tmp_path / "gpu", nordic={"device": "cuda"})
+    spec = _chain(gpu, "nordic")
+    assert spec.resources["gpu"] == 1
+    assert set(spec.resources) == {"mem_mb", "runtime", "gpu"}
+    assert spec.conda.endswith("envs/gpu.yaml")
+    raw = _chain(gpu, "raw")
+    assert "gpu" not in raw.resources
+    assert raw.conda.endswith("tedana.yaml")

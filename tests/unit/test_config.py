@@ -114,7 +114,7 @@ def test_unknown_dotted_keys_get_the_unknown_key_message():
     assert "nordic: Additional properties are not allowed ('enabeld' was unexpected). " in str(
         b.value
     )
-    assert "Allowed keys here: ['chunk_patches', 'enabled'," in str(b.value)
+    assert "Allowed keys here: ['chunk_patches', 'device', 'enabled'," in str(b.value)
     assert "('nordc' was unexpected). Allowed keys here: ['anatomy', 'bids_dir'," in str(b.value)
 
 

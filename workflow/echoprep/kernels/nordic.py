@@ -52,12 +52,18 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from echoprep.kernels.nordic_patches import SLAB_BYTES, denoise_pass, gfactor_pass
+from echoprep.kernels.nordic_patches import (
+    NUMPY_ALGEBRA,
+    SLAB_BYTES,
+    PatchAlgebra,
+    denoise_pass,
+    gfactor_pass,
+)
 from echoprep.kernels.nordic_patches import slabs as slab_slices
 from echoprep.kernels.phase import lowpass_phase
 from echoprep.kernels.threads import blas_limits, n_workers
@@ -102,6 +108,9 @@ class NordicResult:
         Trailing noise volumes of the input.
     phase_mapping
         ``"minmax"``, ``"radians"`` or ``"none"`` (magnitude-only).
+    algebra
+        Where the patch algebra ran, in words (``device``): ``"cpu (NumPy/LAPACK)"`` or the
+        torch device and version.
     """
 
     magnitude: np.ndarray
@@ -114,6 +123,7 @@ class NordicResult:
     absolute_scale: float
     n_noise_volumes: int
     phase_mapping: str
+    algebra: str = "cpu (NumPy/LAPACK)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,6 +195,7 @@ def nordic(
     magnitude_only: bool,
     phase_units: str,
     chunk_patches: int,
+    device: str,
     gfactor_volumes: int = 90,
     seed: int = 0,
     n_threads: int | None = None,
@@ -241,6 +252,12 @@ def nordic(
     chunk_patches
         Patches per batch (bounds the memory of the patch stage: about
         ``chunk_patches * prod(kernel) * t * 8`` bytes per thread in complex mode).
+    device
+        Where the patches' Gram matrices, eigendecompositions and reconstructions run:
+        ``"cpu"`` (NumPy/LAPACK), or a torch device (``"cuda"``, ``"cuda:1"``; ``"torch-cpu"``
+        runs the torch code on the CPU, to check it without a GPU). The torch path works in
+        double precision and agrees with ``"cpu"`` to single-precision rounding
+        (docs/nordic.md, "GPU"); everything else runs on the CPU either way.
     n_threads
         Worker threads for the patch batches and FFT threads (None: the CPUs available to
         the process). BLAS is limited to one thread while the kernel runs (threadpoolctl,
@@ -257,6 +274,9 @@ def nordic(
         Input not 4D, shapes differ, fewer than 2 volumes, kernel larger than the volume in
         x or y, NaN/Inf in the input, ``noise_volumes`` out of range, unknown ``phase_units``
         or other invalid options.
+    echoprep.kernels.patches_torch.DeviceUnavailableError
+        ``device`` names a torch device that this machine does not have (or torch is
+        missing); a ``ValueError``.
     """
     complex_mode = phase is not None and not magnitude_only
     _check_inputs(
@@ -279,12 +299,13 @@ def nordic(
     _check_kernel_fits(kernel, (nx, ny, nz, nt), kernel_size)
     gkernel = tuple(min(int(k), n) for k, n in zip(gfactor_kernel, (nx, ny, nz), strict=True))
     workers = n_workers(n_threads)
+    algebra = patch_algebra(device)
     if not complex_mode:
         temporal_phase = 0
     if nt < 6:
         log.info("NORDIC: only %d volumes; the low-rank model has little to work with", nt)
     with blas_limits(1):
-        return _nordic(
+        result = _nordic(
             magnitude,
             phase if complex_mode else None,
             noise_volumes=int(noise_volumes),
@@ -300,7 +321,37 @@ def nordic(
             seed=int(seed),
             chunk=int(chunk_patches),
             workers=workers,
+            algebra=algebra,
         )
+    return replace(result, algebra=_describe(algebra))
+
+
+def patch_algebra(device: str) -> PatchAlgebra:
+    """The batch algebra of ``device`` (see :func:`nordic`): NumPy for ``"cpu"``, else a
+    :class:`echoprep.kernels.patches_torch.TorchAlgebra` (torch imported only then).
+
+    Raises
+    ------
+    ValueError
+        ``device`` is not ``"cpu"``, ``"torch-cpu"`` or a ``cuda`` device; or
+        (:class:`echoprep.kernels.patches_torch.DeviceUnavailableError`) the torch device is
+        not on this machine, or torch is missing.
+    """
+    if device == "cpu":
+        return NUMPY_ALGEBRA
+    if device != "torch-cpu" and device.split(":")[0] != "cuda":
+        raise ValueError(
+            f"NORDIC: unknown device {device!r}; use 'cpu' (NumPy) or 'cuda' (a GPU through "
+            "torch; 'cuda:N' for the N-th visible GPU)"
+        )
+    from echoprep.kernels.patches_torch import TorchAlgebra
+
+    return TorchAlgebra("cpu" if device == "torch-cpu" else device)
+
+
+def _describe(algebra: PatchAlgebra) -> str:
+    describe = getattr(algebra, "describe", None)
+    return describe() if describe is not None else "cpu (NumPy/LAPACK)"
 
 
 def _nordic(
@@ -320,6 +371,7 @@ def _nordic(
     seed: int,
     chunk: int,
     workers: int,
+    algebra: PatchAlgebra,
 ) -> NordicResult:
     nx, ny, nz, nt = (int(s) for s in magnitude.shape)
     complex_mode = phase is not None
@@ -357,7 +409,7 @@ def _nordic(
 
     # 3. g-factor (MP-PCA) pass
     gv = min(gfactor_volumes, nt)
-    g = gfactor_pass(data[..., :gv], gkernel, chunk, workers)
+    g = gfactor_pass(data[..., :gv], gkernel, chunk, workers, algebra)
     has_zero = bool(np.any(g == 0))
     if has_zero or nt < 6:
         good = g[np.isfinite(g) & (g > 0)]
@@ -414,7 +466,7 @@ def _nordic(
     )
 
     # 6. patch-wise low-rank approximation
-    acc, removed = denoise_pass(data, kernel, threshold, chunk, workers)
+    acc, removed = denoise_pass(data, kernel, threshold, chunk, workers, algebra)
     del data
 
     # 7. undo normalisation, phase and scale

@@ -16,7 +16,7 @@ import queue
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -36,6 +36,26 @@ log = logging.getLogger(__name__)
 SLAB_BYTES = 8 * 2**20
 
 _T = TypeVar("_T")
+
+
+class PatchAlgebra(Protocol):
+    """Where a batch's algebra runs: :data:`NUMPY_ALGEBRA` (LAPACK) or
+    :class:`echoprep.kernels.patches_torch.TorchAlgebra` (a torch device)."""
+
+    def squared_singular_values(self, a: np.ndarray) -> np.ndarray: ...
+
+    def hard_threshold(self, a: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class _NumpyAlgebra:
+    """The batch algebra of :mod:`echoprep.kernels.patches` (NumPy, the default)."""
+
+    squared_singular_values = staticmethod(squared_singular_values)
+    hard_threshold = staticmethod(hard_threshold)
+
+
+#: The default batch algebra: NumPy's batched Gram matrices and LAPACK eigendecompositions.
+NUMPY_ALGEBRA: PatchAlgebra = _NumpyAlgebra()
 
 
 def patch_pass(
@@ -103,9 +123,14 @@ def patch_pass(
 
 
 def gfactor_pass(
-    data: np.ndarray, kernel: tuple[int, int, int], chunk: int, workers: int
+    data: np.ndarray,
+    kernel: tuple[int, int, int],
+    chunk: int,
+    workers: int,
+    algebra: PatchAlgebra = NUMPY_ALGEBRA,
 ) -> np.ndarray:
-    """Per-voxel MP-PCA noise SD (float64 (x, y, z)) from patches of ``data``."""
+    """Per-voxel MP-PCA noise SD (float64 (x, y, z)) from patches of ``data``; ``algebra``
+    decomposes each batch."""
     starts, weights, offsets = patch_grid(data.shape[:3], kernel)
     nt = data.shape[3]
     kx, ky, kz = kernel
@@ -114,7 +139,7 @@ def gfactor_pass(
 
     def compute(a: np.ndarray) -> np.ndarray:
         m = np.count_nonzero(a.sum(axis=2) != 0, axis=1)
-        return mppca_noise_variance(squared_singular_values(a), m, nt)
+        return mppca_noise_variance(algebra.squared_singular_values(a), m, nt)
 
     def consume(b: slice, _: np.ndarray, var: np.ndarray) -> None:
         for (x, y, z), off, w, v in zip(starts[b], offsets[b], weights[b], var, strict=True):
@@ -127,13 +152,19 @@ def gfactor_pass(
 
 
 def denoise_pass(
-    data: np.ndarray, kernel: tuple[int, int, int], threshold: float, chunk: int, workers: int
+    data: np.ndarray,
+    kernel: tuple[int, int, int],
+    threshold: float,
+    chunk: int,
+    workers: int,
+    algebra: PatchAlgebra = NUMPY_ALGEBRA,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Patch-wise hard-threshold reconstruction averaged over patches.
 
     ``data`` is the normalised ``(x, y, z, t)`` series; singular values below ``threshold``
-    (same units) are zeroed. Returns the ``(x, y, z, t)`` average (``data``'s dtype) and the
-    ``(x, y, z)`` float32 mean number of removed components."""
+    (same units) are zeroed; ``algebra`` decomposes and reconstructs each batch. Returns the
+    ``(x, y, z, t)`` average (``data``'s dtype) and the ``(x, y, z)`` float32 mean number of
+    removed components."""
     starts, weights, offsets = patch_grid(data.shape[:3], kernel)
     kx, ky, kz = kernel
     nt = data.shape[3]
@@ -142,7 +173,7 @@ def denoise_pass(
     removed_sum = np.zeros(data.shape[:3])
 
     def compute(a: np.ndarray) -> np.ndarray:
-        return hard_threshold(a, threshold)[1]
+        return algebra.hard_threshold(a, threshold)[1]
 
     def consume(b: slice, recon: np.ndarray, removed: np.ndarray) -> None:
         boxes = recon.reshape(-1, kx, ky, kz, nt)
@@ -171,4 +202,12 @@ def slabs(n: int, bytes_per_plane: int) -> list[slice]:
     return [slice(i, min(n, i + step)) for i in range(0, n, step)]
 
 
-__all__ = ["SLAB_BYTES", "denoise_pass", "gfactor_pass", "patch_pass", "slabs"]
+__all__ = [
+    "NUMPY_ALGEBRA",
+    "SLAB_BYTES",
+    "PatchAlgebra",
+    "denoise_pass",
+    "gfactor_pass",
+    "patch_pass",
+    "slabs",
+]

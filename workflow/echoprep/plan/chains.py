@@ -151,10 +151,14 @@ class ChainPlan(RunPlan):
         return (rule,)
 
     def _chain_env(self, side: str) -> str:
-        """The conda env file (relative to the rule files) of a side's chain: tedana's when it
-        folds the optimal combination (tedana's T2* fit), else the core env (NORDIC, the
+        """The conda env file (relative to the rule files) of a side's chain: the GPU env
+        (tedana's plus torch) for the NORDIC side with ``nordic.device: cuda``, tedana's when
+        it folds the optimal combination (tedana's T2* fit), else the core env (NORDIC, the
         resampling and the single echo need only NumPy/SciPy/nibabel)."""
-        env = "tedana" if "optcom" in self.folded_combines(side) else "echoprep"
+        if side == "nordic" and self.config["nordic"]["device"] == "cuda":
+            env = "gpu"
+        else:
+            env = "tedana" if "optcom" in self.folded_combines(side) else "echoprep"
         return f"../../envs/{env}.yaml"
 
     def _chain_message(self, side: str, echoes: int) -> str:

@@ -16,7 +16,7 @@ Adding a rule means one method here (``docs/architecture.md``, "Adding a stage")
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from echoprep import resources as res
@@ -216,7 +216,11 @@ class SpecPlan(PublishPlan):
         )
 
     def _spec_nordic(self, echoes: int) -> RuleSpec:
-        return self._chain_spec("nordic", "nordic", echoes)
+        spec = self._chain_spec("nordic", "nordic", echoes)
+        if self.config["nordic"]["device"] != "cuda":
+            return spec
+        # the patch algebra on a GPU (docs/nordic.md, "GPU"): the SLURM plugin's --gpus=1
+        return replace(spec, resources={**spec.resources, "gpu": 1})
 
     def _spec_spatial_resample(self, echoes: int) -> RuleSpec:
         return self._chain_spec("spatial_resample", "raw", echoes)

@@ -34,6 +34,7 @@ from echoprep.io.images import (
 )
 from echoprep.io.outputs import stage_table
 from echoprep.io.sidecars import write_sidecar
+from echoprep.kernels.patches_torch import DeviceUnavailableError
 from echoprep.options import option_names, parse_options
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ class NordicOptions:
     magnitude_only: bool
     phase_units: str
     chunk_patches: int
+    device: str
 
 
 #: NORDIC options of the config (``nordic:`` section) passed to the kernel: every option but
@@ -234,6 +236,8 @@ def run_nordic(
     t0 = time.perf_counter()
     try:
         result = denoise_arrays(magnitude, phase, options=opts, seed=seed, n_threads=n_threads)
+    except DeviceUnavailableError:
+        raise  # nordic.device, not the file: its message names the fix
     except ValueError as exc:
         raise StageInputError(f"{mag_path}: {exc}") from exc
     seconds = time.perf_counter() - t0
@@ -254,6 +258,7 @@ def run_nordic(
         "NumberOfVolumes": int(n_out),
         "Mode": "complex" if result.complex is not None else "magnitude-only",
         "PhaseMapping": result.phase_mapping,
+        "PatchAlgebra": result.algebra,
         "Seconds": round(seconds, 2),
         "RemovedPart": whiteness,
     }
