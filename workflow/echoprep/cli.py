@@ -37,6 +37,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             runs=args.runs,
             motion=args.motion,
             fieldmap=args.fieldmap,
+            fieldmap_kind=args.fieldmap_kind,
             distortion=args.distortion,
             phase=not args.no_phase,
             subject_offset=args.subject_offset,
@@ -211,6 +212,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     sim.add_argument("--motion", action=argparse.BooleanOptionalAction, default=None)
     sim.add_argument("--fieldmap", action=argparse.BooleanOptionalAction, default=None)
+    sim.add_argument(
+        "--fieldmap-kind",
+        default="phasediff",
+        help="phasediff (dual-echo GRE) or epi (a reversed phase-encoding pair, dir-AP/dir-PA)",
+    )
     sim.add_argument(
         "--distortion",
         action=argparse.BooleanOptionalAction,

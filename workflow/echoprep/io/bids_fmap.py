@@ -4,7 +4,11 @@ Supported fieldmaps (BIDS "fmap" datatype):
 
 - ``phasediff`` (+ ``magnitude1``/``magnitude2``) of a dual-echo GRE, with ``EchoTime1`` and
   ``EchoTime2`` (s) in the phasediff sidecar (LAION-fMRI: ΔTE 1.02 ms);
-- ``fieldmap`` (+ ``magnitude``): a field map in Hz (``Units`` "Hz"; "rad/s" is converted).
+- ``fieldmap`` (+ ``magnitude``): a field map in Hz (``Units`` "Hz"; "rad/s" is converted);
+- ``epi`` images with reversed phase encoding ("PEPOLAR": ``dir-AP`` and ``dir-PA``, say), each
+  with ``PhaseEncodingDirection`` and ``TotalReadoutTime`` in its sidecar: the files of one
+  acquisition (the same entities but ``dir``) form one fieldmap, whose field the spatial stage
+  estimates (:mod:`echoprep.kernels.geometry.pepolar`).
 
 A fieldmap belongs to a run when its sidecar's ``IntendedFor`` names one of the run's BOLD
 files (paths relative to the subject folder, or ``bids::`` URIs relative to the dataset root),
@@ -32,6 +36,8 @@ from echoprep.io.bids_run_checks import RunScan
 
 #: BIDS PhaseEncodingDirection values.
 PE_DIRECTIONS = ("i", "i-", "j", "j-", "k", "k-")
+#: The fmap suffixes that hold a field (their magnitude partners are found by entities).
+FIELDMAP_SUFFIXES = ("phasediff", "fieldmap", "epi")
 
 
 @dataclass(frozen=True)
@@ -41,15 +47,19 @@ class Fieldmap:
     Attributes
     ----------
     kind
-        ``"phasediff"`` or ``"fieldmap"``.
+        ``"phasediff"``, ``"fieldmap"`` or ``"epi"`` (a reversed phase-encoding pair).
     image
-        The phase-difference image (scanner units or rad) or the field map.
+        The phase-difference image (scanner units or rad), the field map, or the first
+        ``epi`` image.
     magnitude
         A magnitude image of the fieldmap acquisition (``magnitude1`` / ``magnitude``), or None.
     echo_time1, echo_time2
         Echo times of a phasediff, s (None for ``fieldmap``).
     units
         Units of a ``fieldmap`` image (``"Hz"`` or ``"rad/s"``); None for phasediff.
+    epi
+        For ``"epi"``: every image of the acquisition as ``(path, PhaseEncodingDirection,
+        TotalReadoutTime s)``, two directions on one axis; empty otherwise.
     """
 
     kind: str
@@ -58,11 +68,13 @@ class Fieldmap:
     echo_time1: float | None = None
     echo_time2: float | None = None
     units: str | None = None
+    epi: tuple[tuple[Path, str, float], ...] = ()
 
     @property
     def files(self) -> tuple[Path, ...]:
         """Every file of the fieldmap (the inputs of a rule using it)."""
-        return tuple(p for p in (self.image, self.magnitude) if p is not None)
+        extra = tuple(p for p, _, _ in self.epi if p != self.image)
+        return tuple(p for p in (self.image, self.magnitude) if p is not None) + extra
 
     def as_spec(self) -> dict[str, Any]:
         """JSON-able description the spatial stage reads (``run_geometry(fieldmap=...)``,
@@ -74,6 +86,7 @@ class Fieldmap:
             "echo_time1": self.echo_time1,
             "echo_time2": self.echo_time2,
             "units": self.units,
+            "epi": [[str(p), d, t] for p, d, t in self.epi],
         }
 
 
@@ -123,7 +136,7 @@ class FieldmapIndex:
                 continue
             key = (f.suffix, tuple(sorted(f.entities.items())))
             self._by_entities.setdefault(key, f.path)
-            if f.suffix not in ("phasediff", "fieldmap"):
+            if f.suffix not in FIELDMAP_SUFFIXES:
                 continue
             self._images[(f.entities["sub"], f.ent("ses"))].append(f)
             subject_dir = f"sub-{f.entities['sub']}"
@@ -135,7 +148,8 @@ class FieldmapIndex:
 
     def candidates(self, scan: RunScan) -> list[BidsFile]:
         """The fieldmap images of a run: those whose IntendedFor names one of its BOLD files,
-        else those with its ``ses`` and ``run`` entities, else the only one of its session."""
+        else those with its ``ses`` and ``run`` entities, else the only one of its session
+        (the only acquisition: a reversed phase-encoding pair is one)."""
         bold = [*scan.mags.values(), *scan.phases.values()]
         chosen: list[BidsFile] = []
         for p in bold:
@@ -148,7 +162,7 @@ class FieldmapIndex:
         chosen = [f for f in same_session if f.ent("run") is not None and f.ent("run") == scan.run]
         if chosen:
             return chosen
-        return same_session if len(same_session) == 1 else []
+        return same_session if len({_acquisition(f) for f in same_session}) == 1 else []
 
     def partner(self, fmap: BidsFile, suffix: str) -> Path | None:
         """The file of the same acquisition (same entities) with another suffix."""
@@ -164,6 +178,8 @@ def find_fieldmap(
     chosen = index.candidates(scan)
     if not chosen:
         return None
+    if len({_acquisition(f) for f in chosen}) == 1 and all(f.suffix == "epi" for f in chosen):
+        return _pepolar(log, index, chosen, scan)
     if len(chosen) > 1:
         log.add(
             chosen[0].path,
@@ -201,6 +217,50 @@ def find_fieldmap(
         )
         return None
     return Fieldmap("fieldmap", fmap.path, partner("magnitude"), units=units)
+
+
+def _acquisition(f: BidsFile) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The acquisition of an fmap file: its suffix and entities but ``dir`` (the files of a
+    reversed phase-encoding pair differ only in ``dir``)."""
+    return f.suffix, tuple(sorted((k, v) for k, v in f.entities.items() if k != "dir"))
+
+
+def _pepolar(
+    log: ProblemLog, index: FieldmapIndex, files: list[BidsFile], scan: RunScan
+) -> Fieldmap | None:
+    """The ``epi`` fieldmap of a run from the images of one acquisition, or None (problems
+    logged): each needs ``PhaseEncodingDirection`` and ``TotalReadoutTime``, and together they
+    must cover both directions of one axis."""
+    images: list[tuple[Path, str, float]] = []
+    for f in files:
+        meta = index.metadata(f.path)
+        pe = meta.get("PhaseEncodingDirection")
+        trt = as_number(meta.get("TotalReadoutTime"))
+        if pe not in PE_DIRECTIONS or trt is None or not 0 < trt < 0.5:
+            log.add(
+                sidecar_of(f.path),
+                "PhaseEncodingDirection (i, i-, j, j-, k or k-) and TotalReadoutTime (s) in "
+                "the sidecar of a reversed phase-encoding (epi) fieldmap",
+                f"PhaseEncodingDirection = {pe!r}, TotalReadoutTime = "
+                f"{meta.get('TotalReadoutTime')!r}",
+                "add both as the scanner wrote them (dcm2niix does), or set "
+                "spatial.fieldmap: false to run without distortion correction",
+            )
+            return None
+        images.append((f.path, str(pe), float(trt)))
+    directions = sorted({d for _, d, _ in images})
+    if len(directions) != 2 or directions[0][0] != directions[1][0]:
+        log.add(
+            files[0].path,
+            f"epi fieldmaps of {scan.title} in the two directions of one phase-encoding axis "
+            "(e.g. j and j-)",
+            "directions " + ", ".join(directions) + " in " + ", ".join(f.path.name for f in files),
+            "name the images of both directions in IntendedFor (dir-AP and dir-PA), or set "
+            "spatial.fieldmap: false",
+        )
+        return None
+    images.sort(key=lambda item: (item[1], str(item[0])))
+    return Fieldmap("epi", images[0][0], epi=tuple(images))
 
 
 def phase_encoding(

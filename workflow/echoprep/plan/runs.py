@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
@@ -299,9 +300,11 @@ class RunPlan(BasePlan):
 
     def sdc_summary(self) -> str | None:
         """One line saying how the runs' susceptibility distortion is corrected: how many runs
-        have a fieldmap (of which kinds), which have none (uncorrected), or that correction is
-        off; None without spatial preprocessing. Printed once per invocation (common.smk);
-        each run's sidecars record what its resampling used."""
+        have a fieldmap (of which kinds: phasediff, fieldmap, pepolar for a reversed
+        phase-encoding ``epi`` pair; counts when they are mixed), which have none
+        (uncorrected), or that correction is off; None without spatial preprocessing. Printed
+        once per invocation (common.smk); each run's sidecars record what its resampling
+        used."""
         if not self.config["spatial"]["enabled"]:
             return None
         runs = self.dataset.runs
@@ -309,9 +312,17 @@ class RunPlan(BasePlan):
             return (
                 f"Distortion correction: none of the {len(runs)} run(s) (spatial.fieldmap: false)."
             )
-        kinds = sorted({r.fieldmap.kind for r in runs if r.fieldmap is not None})
+        methods = Counter(
+            "pepolar" if r.fieldmap.kind == "epi" else r.fieldmap.kind
+            for r in runs
+            if r.fieldmap is not None
+        )
+        kinds = sorted(methods)
         without = [run_prefix(r.entities) for r in runs if r.fieldmap is None]
-        which = f" ({', '.join(kinds)})" if kinds else ""
+        if len(kinds) > 1:
+            which = " (" + ", ".join(f"{methods[k]} {k}" for k in kinds) + ")"
+        else:
+            which = f" ({kinds[0]})" if kinds else ""
         line = (
             f"Distortion correction: {len(runs) - len(without)} of {len(runs)} run(s) with "
             f"their fieldmap{which}"

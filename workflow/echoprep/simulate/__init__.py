@@ -9,6 +9,7 @@
       ..._run-01_echo-1_sbref.nii.gz (+.json)                  single-band reference, magnitude
       ..._run-01_events.tsv                                  onset, duration, trial_type, stim_name
     sub-01/ses-01/fmap/sub-01_ses-01_run-01_{magnitude1,magnitude2,phasediff}.nii.gz (fieldmap)
+      or, with fieldmap_kind="epi", ..._dir-{AP,PA}_run-01_epi.nii.gz (reversed-PE pair)
     derivatives/truth/...                       ground truth (:mod:`.truth`, :func:`truth_paths`):
       maps on the BOLD grid, motion TSVs, voxel-shift map, BOLD → T1w transform
 

@@ -105,6 +105,21 @@ def fmap_sidecar(preset: Preset, kind: str, intended_for: list[str]) -> dict[str
     return side
 
 
+def epi_fmap_sidecar(preset: Preset, direction: str, intended_for: list[str]) -> dict[str, Any]:
+    """Sidecar of a reversed phase-encoding ``epi`` fieldmap image (a spin-echo EPI volume
+    with the BOLD's readout, phase-encoded along ``direction``)."""
+    return _common(preset) | {
+        "MRAcquisitionType": "2D",
+        "ScanningSequence": "SE\\EP",
+        "RepetitionTime": 8.0,
+        "EchoTime": preset.tes[0],
+        "PhaseEncodingDirection": direction,
+        "EffectiveEchoSpacing": effective_echo_spacing(preset),
+        "TotalReadoutTime": total_readout_time(preset),
+        "IntendedFor": intended_for,
+    }
+
+
 def t1w_sidecar(preset: Preset) -> dict[str, Any]:
     """Sidecar of the synthetic T1w (MPRAGE-like contrast, 3T as LAION's anatomy session)."""
     return _common(preset) | {

@@ -18,10 +18,8 @@ from echoprep.io.sidecars import BIDS_VERSION, write_dataset_description, write_
 from echoprep.simulate import seeds
 from echoprep.simulate.acquisition import (
     EVENTS_JSON,
-    FMAP_TES,
     TASK,
     bold_sidecar,
-    fmap_sidecar,
     t1w_sidecar,
     total_readout_time,
 )
@@ -35,7 +33,13 @@ from echoprep.simulate.anatomy import (
     t1w_pose,
 )
 from echoprep.simulate.design import HRF_PEAKS, session_design, single_trial_betas
-from echoprep.simulate.geometry import PE_DIRECTION, PE_SIGN, itk_affine_text, voxel_shift_map
+from echoprep.simulate.fieldmaps import FIELDMAP_KINDS, write_epi_pair, write_gre_fieldmap
+from echoprep.simulate.geometry import (
+    PE_DIRECTION,
+    PE_SIGN,
+    itk_affine_text,
+    voxel_shift_map,
+)
 from echoprep.simulate.presets import PRESETS, Preset
 from echoprep.simulate.response import DEFAULT, ResponseModel, resolve
 from echoprep.simulate.signal import (
@@ -60,7 +64,6 @@ from echoprep.simulate.writer import (
     NiftiWriter,
     nifti_header,
     quantize_magnitude,
-    quantize_phase,
     write_nifti,
     write_text,
     write_tsv,
@@ -99,6 +102,7 @@ def simulate_dataset(
     phase: bool = True,
     subject_offset: int = 0,
     response: ResponseModel | str | None = None,
+    fieldmap_kind: str = "phasediff",
 ) -> Path:
     """Write a simulated raw BIDS dataset with ground truth; see :mod:`echoprep.simulate`.
 
@@ -116,6 +120,11 @@ def simulate_dataset(
         Override the preset's counts.
     motion, fieldmap
         Override the preset's head-motion and fieldmap defaults.
+    fieldmap_kind
+        The fieldmaps written: ``"phasediff"`` (a dual-echo GRE: magnitude1, magnitude2,
+        phasediff) or ``"epi"`` (a reversed phase-encoding pair, ``dir-AP`` along the BOLD's
+        ``j-`` and ``dir-PA`` along ``j``: one spin-echo EPI volume each, distorted by the
+        same field as the BOLD in opposite directions).
     distortion
         Distort the BOLD and SBRef along the phase-encoding axis by the B0 field
         (:mod:`echoprep.simulate.geometry`); default: when fieldmaps are written.
@@ -162,6 +171,11 @@ def simulate_dataset(
             "--seed and --subject-offset (seed=, subject_offset=): expected non-negative "
             f"integers; found {seed} and {subject_offset}"
         )
+    if fieldmap_kind not in FIELDMAP_KINDS:
+        raise ValueError(
+            f"--fieldmap-kind (fieldmap_kind=): expected one of {', '.join(FIELDMAP_KINDS)}; "
+            f"found {fieldmap_kind!r}"
+        )
     p.images_for_runs(n_runs)
     model = resolve(response)
     use_motion = p.motion if motion is None else bool(motion)
@@ -179,6 +193,8 @@ def simulate_dataset(
     }
     if model != DEFAULT:
         params["response"] = model.as_dict()
+    if fieldmap_kind != "phasediff":  # (datasets of GRE fieldmaps keep their description)
+        params["fieldmap_kind"] = fieldmap_kind
 
     root = Path(out)
     labels = [f"{i:02d}" for i in range(subject_offset + 1, subject_offset + n_sub + 1)]
@@ -220,6 +236,7 @@ def simulate_dataset(
             (use_motion, use_fmap, use_distortion, phase),
             params,
             model,
+            fieldmap_kind,
         )
         log.info("sub-%s written in %.1f s", lab, time.perf_counter() - t0)
     _update_participants(root, seed, labels)
@@ -312,9 +329,10 @@ def _simulate_subject(
     options: tuple[bool, bool, bool, bool],
     params: dict[str, Any],
     response: ResponseModel = DEFAULT,
+    fieldmap_kind: str = "phasediff",
 ) -> None:
     """Write one subject: ``counts`` = (sessions, runs), ``options`` = (motion, fieldmap,
-    distortion, phase)."""
+    distortion, phase); ``fieldmap_kind`` as :func:`simulate_dataset`."""
     n_ses, n_runs = counts
     motion, fieldmap, distortion, phase = options
     label = f"{sub:02d}"
@@ -354,8 +372,10 @@ def _simulate_subject(
             )
             sigma = thermal_sigma(p, response)
             _write_bold(root, p, ents, model, seed, (sub, ses, run), phase, sigma)
-            if fieldmap:
-                _write_fieldmap(root, p, ents, anat, seed, (sub, ses, run), phase)
+            if fieldmap and fieldmap_kind == "epi":
+                write_epi_pair(root, p, ents, anat, seed, (sub, ses, run), phase)
+            elif fieldmap:
+                write_gre_fieldmap(root, p, ents, anat, seed, (sub, ses, run), phase)
             if model.motion is not None:
                 _write_motion(root, label, ses_label, run_label, model)
             _write_artifact(root, label, ses_label, run_label, model.s0_courses[-1])
@@ -441,45 +461,6 @@ def _write_bold(
         sb_path = bids_path(root, ents | {"echo": str(echo)}, "sbref", ".nii.gz")
         write_nifti(sb_path, nifti_header(model.shape, model.affine, np.int16), sbref)
         write_json(sidecar_path(sb_path), bold_sidecar(p, echo, None))
-
-
-def _write_fieldmap(
-    root: Path,
-    p: Preset,
-    ents: dict[str, str],
-    anat: SubjectAnatomy,
-    seed: int,
-    key: tuple[int, int, int],
-    phase: bool,
-) -> None:
-    sub, ses, run = key
-    r = seeds.rng(seed, sub, ses, run, seeds.FIELDMAP)
-    fents = {k: ents[k] for k in ("sub", "ses", "run")}
-    targets = []
-    for echo in range(1, len(p.tes) + 1):
-        for part in ("mag", "phase") if phase else ("mag",):
-            path = bids_path(root, ents | {"echo": str(echo), "part": part}, "bold", ".nii.gz")
-            targets.append("bids::" + path.relative_to(root).as_posix())
-    sigma = 0.5 * p.noise_sigma
-    signals = []
-    for te in FMAP_TES:
-        clean = (
-            anat.s0
-            * np.exp(-te * anat.r2s)
-            * np.exp(1j * (anat.phase0 + 2 * np.pi * anat.b0_hz * te))
-        )
-        signals.append(
-            clean + sigma * (r.standard_normal(clean.shape) + 1j * r.standard_normal(clean.shape))
-        )
-    images = {
-        "magnitude1": quantize_magnitude(np.abs(signals[0])),
-        "magnitude2": quantize_magnitude(np.abs(signals[1])),
-        "phasediff": quantize_phase(np.angle(signals[1] * np.conj(signals[0]))),
-    }
-    for kind, arr in images.items():
-        path = bids_path(root, fents, kind, ".nii.gz", "fmap")
-        write_nifti(path, nifti_header(arr.shape, anat.grid.affine, np.int16), arr)
-        write_json(sidecar_path(path), fmap_sidecar(p, kind, targets))
 
 
 def _write_motion(root: Path, sub: str, ses: str, run: str, model: RunModel) -> None:

@@ -40,21 +40,29 @@ def load_fieldmap_hz(
     echo_time1: float | None = None,
     echo_time2: float | None = None,
     units: str | None = None,
+    epi: Sequence[Sequence[Any]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """A fieldmap in Hz on its own grid, its affine and a reliable-phase mask.
 
     Parameters
     ----------
     image
-        ``phasediff`` (Siemens units ``[-4096, 4095]`` or rad) or ``fieldmap`` (Hz or rad/s).
+        ``phasediff`` (Siemens units ``[-4096, 4095]`` or rad) or ``fieldmap`` (Hz or rad/s);
+        for ``epi``, the first image (``epi`` lists them all).
     kind
-        ``"phasediff"`` or ``"fieldmap"``.
+        ``"phasediff"``, ``"fieldmap"`` or ``"epi"``.
     magnitude
         Magnitude image of the fieldmap acquisition (the mask: > 10 % of its 98th percentile).
     echo_time1, echo_time2
         Echo times of a phasediff, s.
     units
         ``"Hz"`` or ``"rad/s"`` for a ``fieldmap``.
+    epi
+        For ``epi``: ``(path, PhaseEncodingDirection, TotalReadoutTime s)`` of every image of
+        the reversed phase-encoding acquisition (two directions of one axis; the volumes of
+        each direction are averaged): the field is estimated from them
+        (:func:`echoprep.kernels.geometry.pepolar.pepolar_field`), the mask is where both
+        carry signal.
 
     Returns
     -------
@@ -72,6 +80,8 @@ def load_fieldmap_hz(
     """
     from echoprep.kernels.geometry.distortion import phasediff_to_hz, siemens_phase_to_radians
 
+    if kind == "epi":
+        return _pepolar_hz(epi or ())
     path = Path(image)
     img = load_image(path, f"{kind} fieldmap image")
     data = np.asarray(img.dataobj, dtype=np.float32)
@@ -120,6 +130,52 @@ def load_fieldmap_hz(
     else:
         raise ValueError(f"fieldmap kind must be 'phasediff' or 'fieldmap'; got {kind!r}")
     return hz.astype(np.float32), np.asarray(img.affine, float), mask
+
+
+def _pepolar_hz(
+    images: Sequence[Sequence[Any]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The field (Hz), affine and reliable mask of a reversed phase-encoding acquisition."""
+    from echoprep.kernels.geometry.distortion import pe_axis_sign
+    from echoprep.kernels.geometry.pepolar import pepolar_field
+
+    if not images:
+        raise StageInputError("an epi fieldmap needs its images (the fieldmap's 'epi' list)")
+    first = Path(images[0][0])
+    ref = load_image(first, "epi fieldmap image")
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
+    readout: dict[str, list[float]] = {}
+    for path, direction, trt in images:
+        img = load_image(Path(path), "epi fieldmap image")
+        check_same_grid(
+            img,
+            ref,
+            path=Path(path),
+            ref_path=first,
+            what="epi fieldmap image (of a reversed phase-encoding pair)",
+            fix="Fix: the images of both directions must share one grid (same acquisition).",
+        )
+        data = np.asarray(img.dataobj, dtype=np.float32)
+        vols = data.reshape(*data.shape[:3], -1)
+        sums[direction] = sums.get(direction, 0) + vols.sum(axis=3)
+        counts[direction] = counts.get(direction, 0) + vols.shape[3]
+        readout.setdefault(direction, []).append(float(trt))
+    (dir_a, dir_b) = sorted(sums)
+    axis, sign_a = pe_axis_sign(dir_a)
+    if pe_axis_sign(dir_b) != (axis, -sign_a):
+        raise StageInputError(
+            f"{first}: expected epi images of the two directions of one phase-encoding axis; "
+            f"found {dir_a} and {dir_b}. Fix: pair dir-AP with dir-PA (IntendedFor)."
+        )
+    field, reliable = pepolar_field(
+        sums[dir_a] / counts[dir_a],
+        sums[dir_b] / counts[dir_b],
+        axis,
+        sign_a,
+        (float(np.mean(readout[dir_a])), float(np.mean(readout[dir_b]))),
+    )
+    return field, np.asarray(ref.affine, float), reliable if reliable.any() else None
 
 
 def motion_levels(affine: np.ndarray) -> tuple[tuple[float, int], ...]:
@@ -193,7 +249,7 @@ def run_geometry(
     slice_axis
         Array axis of the slices (``SliceEncodingDirection``; default k = 2).
     fieldmap
-        ``{"image", "kind", "magnitude", "echo_time1", "echo_time2", "units"}`` (see
+        ``{"image", "kind", "magnitude", "echo_time1", "echo_time2", "units", "epi"}`` (see
         :func:`load_fieldmap_hz`) or None: no distortion correction.
     pe_direction, readout_time
         BIDS ``PhaseEncodingDirection`` and ``TotalReadoutTime`` (s); required with a fieldmap.
@@ -267,6 +323,7 @@ def run_geometry(
             echo_time1=fieldmap.get("echo_time1"),
             echo_time2=fieldmap.get("echo_time2"),
             units=fieldmap.get("units"),
+            epi=fieldmap.get("epi"),
         )
         vox = np.linalg.norm(faff[:3, :3], axis=0)
         hz = smooth_fieldmap(hz, fmask, vox, float(opts.fieldmap_fwhm))
@@ -277,7 +334,7 @@ def run_geometry(
             raise StageInputError(f"{path}: {exc}") from exc
         fmap_record = {
             "Applied": True,
-            "Method": "static fieldmap",
+            "Method": "pepolar" if fieldmap["kind"] == "epi" else "static fieldmap",
             "Kind": fieldmap["kind"],
             "PhaseEncodingDirection": pe_direction,
             "TotalReadoutTime": float(readout_time),
@@ -287,6 +344,7 @@ def run_geometry(
             "VoxelShiftAbsMax": round(float(np.abs(vsm).max()), 4),
         }
         sources += [Path(p) for p in (fieldmap["image"], fieldmap.get("magnitude")) if p]
+        sources += [Path(e[0]) for e in fieldmap.get("epi") or () if Path(e[0]) not in sources]
     if vsm is not None:
         boldref = undistort_reference(
             motion.reference, affine, vsm, int(pe_axis), jacobian=bool(opts.jacobian)

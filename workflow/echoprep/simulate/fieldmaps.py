@@ -1,0 +1,108 @@
+"""The simulator's fieldmaps: a dual-echo GRE (``phasediff``) or a reversed phase-encoding
+``epi`` pair per run, in the motion-free head position, with ``IntendedFor`` naming the run's
+BOLD files (:func:`echoprep.simulate.simulate_dataset`, ``fieldmap_kind``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from echoprep.io.paths import bids_path, sidecar_path
+from echoprep.io.sidecars import write_json
+from echoprep.simulate import seeds
+from echoprep.simulate.acquisition import (
+    FMAP_TES,
+    epi_fmap_sidecar,
+    fmap_sidecar,
+    total_readout_time,
+)
+from echoprep.simulate.anatomy import SubjectAnatomy
+from echoprep.simulate.geometry import PE_DIRECTION, distort, voxel_shift_map
+from echoprep.simulate.presets import Preset
+from echoprep.simulate.writer import (
+    nifti_header,
+    quantize_magnitude,
+    quantize_phase,
+    write_nifti,
+)
+
+#: Fieldmap acquisitions the simulator writes.
+FIELDMAP_KINDS = ("phasediff", "epi")
+
+
+def write_gre_fieldmap(
+    root: Path,
+    p: Preset,
+    ents: dict[str, str],
+    anat: SubjectAnatomy,
+    seed: int,
+    key: tuple[int, int, int],
+    phase: bool,
+) -> None:
+    sub, ses, run = key
+    r = seeds.rng(seed, sub, ses, run, seeds.FIELDMAP)
+    fents = {k: ents[k] for k in ("sub", "ses", "run")}
+    targets = intended_bold(root, p, ents, phase)
+    sigma = 0.5 * p.noise_sigma
+    signals = []
+    for te in FMAP_TES:
+        clean = (
+            anat.s0
+            * np.exp(-te * anat.r2s)
+            * np.exp(1j * (anat.phase0 + 2 * np.pi * anat.b0_hz * te))
+        )
+        signals.append(
+            clean + sigma * (r.standard_normal(clean.shape) + 1j * r.standard_normal(clean.shape))
+        )
+    images = {
+        "magnitude1": quantize_magnitude(np.abs(signals[0])),
+        "magnitude2": quantize_magnitude(np.abs(signals[1])),
+        "phasediff": quantize_phase(np.angle(signals[1] * np.conj(signals[0]))),
+    }
+    for kind, arr in images.items():
+        path = bids_path(root, fents, kind, ".nii.gz", "fmap")
+        write_nifti(path, nifti_header(arr.shape, anat.grid.affine, np.int16), arr)
+        write_json(sidecar_path(path), fmap_sidecar(p, kind, targets))
+
+
+def intended_bold(root: Path, p: Preset, ents: dict[str, str], phase: bool) -> list[str]:
+    """``IntendedFor`` of a run's fieldmap: every BOLD file of the run (``bids::`` URIs)."""
+    targets = []
+    for echo in range(1, len(p.tes) + 1):
+        for part in ("mag", "phase") if phase else ("mag",):
+            path = bids_path(root, ents | {"echo": str(echo), "part": part}, "bold", ".nii.gz")
+            targets.append("bids::" + path.relative_to(root).as_posix())
+    return targets
+
+
+def write_epi_pair(
+    root: Path,
+    p: Preset,
+    ents: dict[str, str],
+    anat: SubjectAnatomy,
+    seed: int,
+    key: tuple[int, int, int],
+    phase: bool,
+) -> None:
+    """A reversed phase-encoding pair: ``dir-AP`` along the BOLD's ``j-``, ``dir-PA`` along
+    ``j``; each one spin-echo-like volume (the first echo's S0 weighting, no T2* dropout) in
+    the motion-free position, distorted by the subject's field with the BOLD's readout
+    (signal-conserving, :func:`echoprep.simulate.geometry.distort`), plus Rician noise."""
+    sub, ses, run = key
+    r = seeds.rng(seed, sub, ses, run, seeds.FIELDMAP)
+    fents = {k: ents[k] for k in ("sub", "ses", "run")}
+    targets = intended_bold(root, p, ents, phase)
+    clean = (anat.s0 * np.exp(-p.tes[0] * anat.r2s * 0.5)).astype(np.float32)
+    shift = voxel_shift_map(anat.b0_hz, total_readout_time(p))  # along +j for "j-"
+    sigma = 0.5 * p.noise_sigma
+    for label, direction, sign in (("AP", PE_DIRECTION, 1.0), ("PA", "j", -1.0)):
+        img = distort(clean, (sign * shift).astype(np.float32))
+        noise = sigma * r.standard_normal((2, *img.shape), dtype=np.float32)
+        arr = quantize_magnitude(np.hypot(img + noise[0], noise[1]))
+        path = bids_path(root, fents | {"dir": label}, "epi", ".nii.gz", "fmap")
+        write_nifti(path, nifti_header(arr.shape, anat.grid.affine, np.int16), arr)
+        write_json(sidecar_path(path), epi_fmap_sidecar(p, direction, targets))
+
+
+__all__ = ["FIELDMAP_KINDS", "intended_bold", "write_epi_pair", "write_gre_fieldmap"]
