@@ -38,6 +38,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             motion=args.motion,
             fieldmap=args.fieldmap,
             fieldmap_kind=args.fieldmap_kind,
+            field_dynamics=args.field_dynamics,
             distortion=args.distortion,
             phase=not args.no_phase,
             subject_offset=args.subject_offset,
@@ -216,6 +217,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "--fieldmap-kind",
         default="phasediff",
         help="phasediff (dual-echo GRE) or epi (a reversed phase-encoding pair, dir-AP/dir-PA)",
+    )
+    sim.add_argument(
+        "--field-dynamics",
+        action="store_true",
+        help="the B0 field changes over each run (respiration, drift, pitch); truth per volume",
     )
     sim.add_argument(
         "--distortion",

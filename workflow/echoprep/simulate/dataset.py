@@ -56,6 +56,7 @@ from echoprep.simulate.truth import (
     artifact_path,
     motion_path,
     pose_paths,
+    run_field_path,
     truth_paths,
     truth_root,
     vsm_path,
@@ -103,6 +104,7 @@ def simulate_dataset(
     subject_offset: int = 0,
     response: ResponseModel | str | None = None,
     fieldmap_kind: str = "phasediff",
+    field_dynamics: bool = False,
 ) -> Path:
     """Write a simulated raw BIDS dataset with ground truth; see :mod:`echoprep.simulate`.
 
@@ -125,6 +127,12 @@ def simulate_dataset(
         phasediff) or ``"epi"`` (a reversed phase-encoding pair, ``dir-AP`` along the BOLD's
         ``j-`` and ``dir-PA`` along ``j``: one spin-echo EPI volume each, distorted by the
         same field as the BOLD in opposite directions).
+    field_dynamics
+        Let the B0 field change over each run (respiration, drift and a pitch-dependent
+        change; :func:`echoprep.simulate.signal.build_run`): every volume is distorted by its
+        own field, the phase images follow it at every echo, and the truth holds each run's
+        field per volume (:func:`~echoprep.simulate.truth.run_field_path`). The fieldmaps
+        show the static field.
     distortion
         Distort the BOLD and SBRef along the phase-encoding axis by the B0 field
         (:mod:`echoprep.simulate.geometry`); default: when fieldmaps are written.
@@ -195,6 +203,8 @@ def simulate_dataset(
         params["response"] = model.as_dict()
     if fieldmap_kind != "phasediff":  # (datasets of GRE fieldmaps keep their description)
         params["fieldmap_kind"] = fieldmap_kind
+    if field_dynamics:
+        params["field_dynamics"] = True
 
     root = Path(out)
     labels = [f"{i:02d}" for i in range(subject_offset + 1, subject_offset + n_sub + 1)]
@@ -236,7 +246,7 @@ def simulate_dataset(
             (use_motion, use_fmap, use_distortion, phase),
             params,
             model,
-            fieldmap_kind,
+            (fieldmap_kind, bool(field_dynamics)),
         )
         log.info("sub-%s written in %.1f s", lab, time.perf_counter() - t0)
     _update_participants(root, seed, labels)
@@ -329,10 +339,12 @@ def _simulate_subject(
     options: tuple[bool, bool, bool, bool],
     params: dict[str, Any],
     response: ResponseModel = DEFAULT,
-    fieldmap_kind: str = "phasediff",
+    field: tuple[str, bool] = ("phasediff", False),
 ) -> None:
     """Write one subject: ``counts`` = (sessions, runs), ``options`` = (motion, fieldmap,
-    distortion, phase); ``fieldmap_kind`` as :func:`simulate_dataset`."""
+    distortion, phase); ``field`` = (fieldmap_kind, field_dynamics) of
+    :func:`simulate_dataset`."""
+    fieldmap_kind, field_dynamics = field
     n_ses, n_runs = counts
     motion, fieldmap, distortion, phase = options
     label = f"{sub:02d}"
@@ -369,6 +381,7 @@ def _simulate_subject(
                 motion=motion,
                 distortion=distortion,
                 response=response,
+                field_dynamics=field_dynamics,
             )
             sigma = thermal_sigma(p, response)
             _write_bold(root, p, ents, model, seed, (sub, ses, run), phase, sigma)
@@ -378,6 +391,8 @@ def _simulate_subject(
                 write_gre_fieldmap(root, p, ents, anat, seed, (sub, ses, run), phase)
             if model.motion is not None:
                 _write_motion(root, label, ses_label, run_label, model)
+            if model.dynamic and model.distorted:
+                _write_run_field(root, (label, ses_label, run_label), model)
             _write_artifact(root, label, ses_label, run_label, model.s0_courses[-1])
             log.info(
                 "sub-%s ses-%s run-%s: %.1f s",
@@ -499,6 +514,18 @@ def _write_vsm(root: Path, p: Preset, sub: str, ses: str, anat: SubjectAnatomy) 
     }
     vsm = voxel_shift_map(anat.b0_hz, trt)
     _map(path, vsm, anat.grid.affine, DESCRIPTIONS["vsm"] | extra)
+
+
+def _write_run_field(root: Path, key: tuple[str, str, str], model: RunModel) -> None:
+    """The field (Hz) that distorted each volume of a run, 4D float32 on the BOLD grid."""
+    path = run_field_path(root, *key)
+    field = np.stack([model.field_hz(t) for t in range(model.n_volumes)], axis=-1)
+    description = (
+        "Off-resonance (Hz) that distorted each volume, in the scanner frame: the static "
+        "field in the volume's head position plus drift, respiration and the pitch-dependent "
+        f"change (voxel shift along +j = {PE_SIGN} x field x TotalReadoutTime)"
+    )
+    _map(path, field, model.affine, {"Description": description, "Units": "Hz"})
 
 
 def _write_artifact(root: Path, sub: str, ses: str, run: str, course: np.ndarray) -> None:

@@ -59,6 +59,14 @@ from echoprep.simulate.presets import Preset
 from echoprep.simulate.response import ResponseModel, resolve
 from echoprep.simulate.writer import quantize_magnitude, quantize_phase
 
+#: Field dynamics (``build_run(field_dynamics=True)``): factor on the respiratory frequency
+#: map (0.25-1.25 Hz -> 1.5-7.5 Hz, largest inferiorly; 7T breathing changes the field by a
+#: few Hz, most near the lungs and sinuses), and the scanner-fixed field change per degree of
+#: pitch at the frontal sinus position (Hz; MEDIC's data show changes of several Hz with head
+#: motion there).
+RESP_FIELD_SCALE = 6.0
+MOTION_FIELD_HZ_PER_DEG = 8.0
+
 #: SD of the physiological ΔR2* in pure grey matter, s^-1.
 PHYSIO_SD = 0.3
 #: SD of the non-BOLD S0 fluctuations (fraction).
@@ -159,6 +167,12 @@ class RunModel:
         With motion: the evoked response at every slice time, to form it at the acquisition
         time of the scanner slice the moved content lands in; None without motion (``task``,
         at each voxel's own slice time, is then exact).
+    motion_field
+        Field dynamics (:func:`build_run` with ``field_dynamics``): the scanner-fixed field
+        change per degree of pitch (``rot_x``), Hz, shape (nx, ny, nz); None: the field that
+        distorts a volume is the static one in the volume's head position (the frequency
+        drift then shifts the phase only). With it, the drift and respiration maps
+        (``df_maps @ df_courses``) distort too, and this term is added in the scanner frame.
     """
 
     shape: tuple[int, int, int]
@@ -181,6 +195,7 @@ class RunModel:
     field: np.ndarray
     readout_time: float = 0.0
     task_timing: TaskTiming | None = None
+    motion_field: np.ndarray | None = None
 
     @property
     def n_volumes(self) -> int:
@@ -198,14 +213,35 @@ class RunModel:
         a = self.affine
         return a[:3, :3] @ ((np.array(self.shape) - 1) / 2) + a[:3, 3]
 
-    def shift_map(self, volume: int | None = None) -> np.ndarray:
-        """Voxel shift along +j (voxels) of the motion-free head, or of the head position
-        of ``volume`` (the field moved with the head), shape (nx, ny, nz), float32."""
+    @property
+    def dynamic(self) -> bool:
+        """Whether the field that distorts each volume changes over the run."""
+        return self.motion_field is not None
+
+    def field_hz(self, volume: int | None = None) -> np.ndarray:
+        """Off-resonance (Hz) that distorts ``volume``, in the scanner frame: the static field
+        of the motion-free head (None), or of the head position of ``volume`` (the field
+        moved with the head), plus, with field dynamics, that volume's drift and respiration
+        (head-fixed, moved with the head) and the pitch-dependent scanner-fixed change;
+        shape (nx, ny, nz), float32."""
         field = self.field
-        if volume is not None and self.motion is not None:
+        if volume is None:
+            return field
+        if self.dynamic:
+            drift = np.zeros(int(np.prod(self.shape)), np.float32)
+            drift[self.head_idx] = self.df_maps @ self.df_courses[:, volume]
+            field = field + drift.reshape(self.shape)
+        if self.motion is not None:
             mat, off = _voxel_motion(self, self.motion[volume])
             field = ndimage.affine_transform(field, mat, off, order=1, mode="nearest")
-        return voxel_shift_map(field, self.readout_time)
+            if self.motion_field is not None:
+                field = field + self.motion_field * np.float32(np.degrees(self.motion[volume, 3]))
+        return np.asarray(field, np.float32)
+
+    def shift_map(self, volume: int | None = None) -> np.ndarray:
+        """Voxel shift along +j (voxels) of the field of :meth:`field_hz`, shape (nx, ny, nz),
+        float32."""
+        return voxel_shift_map(self.field_hz(volume), self.readout_time)
 
 
 def _standardize(x: np.ndarray) -> np.ndarray:
@@ -268,6 +304,7 @@ def build_run(
     motion: bool,
     distortion: bool = False,
     response: ResponseModel | str | None = None,
+    field_dynamics: bool = False,
 ) -> RunModel:
     """Draw the time courses of one run.
 
@@ -282,6 +319,12 @@ def build_run(
     distortion
         Distort the images along the phase-encoding axis by the B0 field (readout time
         :func:`.acquisition.total_readout_time`).
+    field_dynamics
+        Let the field change over the run (:data:`RESP_FIELD_SCALE`,
+        :data:`MOTION_FIELD_HZ_PER_DEG`): the respiratory frequency map is scaled up and,
+        with the linear drift, distorts the images as well as shifting their phase; with
+        motion, a scanner-fixed change proportional to the pitch is added. No random draw is
+        added, so every other quantity of the run is the same as without.
     onsets
         Onsets (s) of the run's image trials, shape (n_trials,).
     betas
@@ -344,6 +387,10 @@ def build_run(
         ],
         axis=1,
     )
+    motion_field = None
+    if field_dynamics:
+        df_maps[:, 1] *= RESP_FIELD_SCALE
+        motion_field = _pitch_field(anatomy.grid.shape, anatomy.grid.affine)
 
     # evoked response at each slice's acquisition times, voxel-specific HRF
     act_idx = np.flatnonzero(anatomy.active.ravel())
@@ -394,7 +441,21 @@ def build_run(
         field=anatomy.b0_hz.astype(f32),
         readout_time=total_readout_time(preset) if distortion else 0.0,
         task_timing=timing,
+        motion_field=motion_field,
     )
+
+
+def _pitch_field(shape: tuple[int, int, int], affine: np.ndarray) -> np.ndarray:
+    """Scanner-fixed field change per degree of pitch, Hz: a Gaussian blob (SD 25 mm) of
+    :data:`MOTION_FIELD_HZ_PER_DEG` at the frontal sinus position of the grid (anterior and
+    inferior of its centre by 35 % of its half-extents), shape (nx, ny, nz) float32."""
+    ijk = np.indices(shape, dtype=np.float64).reshape(3, -1)
+    xyz = affine[:3, :3] @ ijk + affine[:3, 3:4]
+    lo, hi = xyz.min(axis=1), xyz.max(axis=1)
+    centre = (lo + hi) / 2 + np.array([0.0, 0.35, -0.35]) * (hi - lo) / 2
+    d2 = np.sum((xyz - centre[:, None]) ** 2, axis=0)
+    blob = MOTION_FIELD_HZ_PER_DEG * np.exp(-d2 / (2 * 25.0**2))
+    return blob.reshape(shape).astype(np.float32)
 
 
 def thermal_sigma(preset: Preset, response: ResponseModel | str | None = None) -> float:
@@ -564,7 +625,7 @@ def run_volumes(
     nvox = int(np.prod(model.shape))
     static = (
         _distortion(model, None, model.head_idx)
-        if model.distorted and model.motion is None
+        if model.distorted and model.motion is None and not model.dynamic
         else None
     )
     for start in range(0, model.n_volumes, chunk):
@@ -588,9 +649,14 @@ def run_volumes(
             if timed:
                 maps[1] = np.maximum(maps[1] - _moved_task(model, start, stop), 0)
         s0_v, r2_v, ph0_v, f_v = maps
+        if model.motion_field is not None and model.motion is not None:
+            pitch = np.degrees(model.motion[start:stop, 3]).astype(np.float32)
+            f_v = f_v + pitch[:, None] * model.motion_field.reshape(1, -1)
         ops: list[sparse.csc_array] = []
         if static is not None:
             ops = [static] * nb
+        elif model.distorted and model.motion is None:
+            ops = [_distortion(model, start + k, model.head_idx) for k in range(nb)]
         elif model.distorted:
             ops = [_distortion(model, start + k, np.flatnonzero(s0_v[k] > 0)) for k in range(nb)]
         out = []

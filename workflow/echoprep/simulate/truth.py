@@ -214,6 +214,13 @@ def motion_path(root: str | Path, subject: str, session: str, run: str) -> Path:
     return bids_path(truth_root(root), ents, "motion", ".tsv", "func")
 
 
+def run_field_path(root: str | Path, subject: str, session: str, run: str) -> Path:
+    """Truth off-resonance of every volume of one run (4D, Hz, scanner frame: the field that
+    distorted the volume; written only with field dynamics)."""
+    ents = {"sub": subject, "ses": session, "task": TASK, "run": run, "desc": "truth"}
+    return bids_path(truth_root(root), ents, "fieldmap", ".nii.gz", "func")
+
+
 def vsm_path(root: str | Path, subject: str, session: str) -> Path:
     """Truth voxel-shift map of a session (written only when the BOLD is distorted)."""
     ents, suffix, ext = _SESSION_FILES["vsm"]
