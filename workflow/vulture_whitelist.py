@@ -45,6 +45,7 @@ _ = (
     SpatialOptions.keep_echoes,
     SpatialOptions.output_space,
     SpatialOptions.reference_echo,
+    SpatialOptions.sdc,
     # --- pytest: independent references the tests check live code against ---
     RunSolver.ols,  # OLS betas (test_glm_algebra, test_glm_engine)
     NoiseCeiling.at_repeats,  # noise ceiling at n repeats (test_noiseceiling*)

@@ -334,17 +334,38 @@ def test_the_distortion_correction_of_every_run_is_stated_in_one_line(tmp_path):
     make_bids_tree(bids, sessions=("02",), runs=("01", "02"), data=False, fieldmap=False)
     plan = _plan(bids, tmp_path)
     assert plan.sdc_summary() == (
-        "Distortion correction: 2 of 4 run(s) with their fieldmap (phasediff); 2 without one, "
-        "not corrected: sub-01_ses-02_task-images_run-01, sub-01_ses-02_task-images_run-02. "
-        "Corrected and uncorrected runs differ in geometry: give every run a fieldmap "
-        "(IntendedFor), or set spatial.fieldmap: false to correct none."
+        "Distortion correction: 2 of 4 run(s) with their fieldmap (phasediff); 2 without a "
+        "fieldmap, not corrected: sub-01_ses-02_task-images_run-01, "
+        "sub-01_ses-02_task-images_run-02. Corrected and uncorrected runs differ in geometry: "
+        "give every run what the method needs, choose another spatial.sdc, or set "
+        "spatial.sdc: none to correct none."
     )
     off = _plan(bids, tmp_path, spatial={"fieldmap": False})
     assert (
         off.sdc_summary()
         == "Distortion correction: none of the 4 run(s) (spatial.fieldmap: false)."
     )
+    none = _plan(bids, tmp_path, spatial={"sdc": "none"})
+    assert none.sdc_summary() == "Distortion correction: none of the 4 run(s) (spatial.sdc: none)."
     assert _plan(bids, tmp_path, spatial={"enabled": False}).sdc_summary() is None
+    # GRE fieldmaps only, so a pepolar choice corrects none of them and says why
+    pepolar = _plan(bids, tmp_path, spatial={"sdc": "pepolar"})
+    assert pepolar.sdc_summary().startswith(
+        "Distortion correction: 0 of 4 run(s) with their fieldmap (spatial.sdc: pepolar); 4 "
+        "without a reversed phase-encoding pair, not corrected: "
+    )
+    # every run has magnitude and phase of 3 echoes: frame-wise corrects all, fieldmaps unread
+    framewise = _plan(bids, tmp_path, spatial={"sdc": "phase-framewise"})
+    assert framewise.sdc_summary() == (
+        "Distortion correction: 4 of 4 run(s) with their phase (spatial.sdc: phase-framewise)."
+    )
+    run = framewise.dataset.runs[0]
+    assert run.fieldmap is None  # fieldmaps are not read for frame-wise correction
+    inputs = framewise._geometry_inputs(run)
+    assert inputs["framewise"] == [str(p) for e in run.echoes for p in (e.mag, e.phase)]
+    args = framewise._geometry_args(run, None)
+    assert "--framewise-json" in args and "--fieldmap-json" not in args
+    assert framewise.sdc_method(run) == "phase-framewise"
 
 
 def test_a_run_without_trials_is_preprocessed_but_left_out_of_its_sessions_glm(tmp_path):

@@ -196,6 +196,14 @@ def spatial_mb(size: RunSize, attempt: int) -> int:
     return int((1000 + run_mb(size, 4 / size.echoes) - 500) * attempt)
 
 
+def framewise_mb(size: RunSize, attempt: int) -> int:
+    """The geometry step with frame-wise distortion correction: every echo as complex64 (two
+    float32 copies each), the per-volume fields and their change (two more float32 copies of
+    one echo, three with the float64 principal components) on top of :func:`spatial_mb`
+    (MB)."""
+    return int(spatial_mb(size, 1) + run_mb(size, 2 + 3 / size.echoes) - 500) * attempt
+
+
 def analysis_mask_mb(size: SessionSize, n_variants: int, attempt: int) -> int:
     """One run read in float32 three times (data, finite flags, reductions), one flag byte per
     voxel, run and variant (twice), plus 1 GB (MB)."""
@@ -269,6 +277,7 @@ __all__ = [
     "combine_mb",
     "diagnostics_mb",
     "fixed_mb",
+    "framewise_mb",
     "glm_mb",
     "minutes",
     "nordic_mb",

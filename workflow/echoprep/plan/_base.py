@@ -69,7 +69,9 @@ def discovery_options(config: Mapping[str, Any]) -> dict[str, Any]:
         "task": config["task"],
         "exclude_runs": config["exclude_runs"],
         "require_t1w": spatial["enabled"] and spatial["output_space"] == "T1w",
-        "use_fieldmaps": spatial["enabled"] and spatial["fieldmap"],
+        "use_fieldmaps": spatial["enabled"]
+        and spatial["fieldmap"]
+        and spatial["sdc"] not in ("none", "phase-framewise"),
         "events_rules": EventsRules(
             label_column=glm["label_column"],
             blank_trial_types=tuple(glm["blank_trial_types"]),
@@ -254,6 +256,23 @@ class BasePlan:
     # -----------------------------------------------------------------------------------------
     # resources (models in echoprep.resources)
 
+    def sdc_method(self, run: Run) -> str:
+        """The distortion correction of a run under ``spatial.sdc`` (docs/distortion.md):
+        ``"fieldmap"`` (GRE phasediff or Hz map), ``"pepolar"`` (reversed phase-encoding
+        pair), ``"phase-framewise"`` (a field per volume from the multi-echo phase) or
+        ``"none"`` (off, or the run lacks what the method needs)."""
+        spatial = self.config["spatial"]
+        choice = spatial["sdc"]
+        if not spatial["enabled"] or choice == "none":
+            return "none"
+        if choice == "phase-framewise":
+            with_phase = [e for e in run.echoes if e.phase is not None]
+            return "phase-framewise" if len(with_phase) >= 2 and run.pe_direction else "none"
+        if run.fieldmap is None or not spatial["fieldmap"]:
+            return "none"
+        kind = "pepolar" if run.fieldmap.kind == "epi" else "fieldmap"
+        return kind if choice in ("auto", kind) else "none"
+
     def _run_size(self, run: Run) -> res.RunSize:
         nvox = run.shape[0] * run.shape[1] * run.shape[2]
         return res.RunSize(voxels=nvox, volumes=run.n_volumes, echoes=len(run.echoes))
@@ -282,6 +301,8 @@ class BasePlan:
             return res.nordic_mb(self._run_size(self._job_run(wc)), attempt)
         if rule in res.RUN_COPIES:
             return res.combine_mb(rule, self._run_size(self._job_run(wc)), attempt)
+        if rule == "spatial_run" and self.sdc_method(self._job_run(wc)) == "phase-framewise":
+            return res.framewise_mb(self._run_size(self._job_run(wc)), attempt)
         if rule in ("spatial_run", "spatial_resample"):
             return res.spatial_mb(self._run_size(self._job_run(wc)), attempt)
         if rule == "glm_analysis_mask":

@@ -300,46 +300,58 @@ class RunPlan(BasePlan):
 
     def sdc_summary(self) -> str | None:
         """One line saying how the runs' susceptibility distortion is corrected: how many runs
-        have a fieldmap (of which kinds: phasediff, fieldmap, pepolar for a reversed
-        phase-encoding ``epi`` pair; counts when they are mixed), which have none
-        (uncorrected), or that correction is off; None without spatial preprocessing. Printed
+        by which method (``spatial.sdc``; counts when methods are mixed), which runs are not
+        corrected, or that correction is off; None without spatial preprocessing. Printed
         once per invocation (common.smk); each run's sidecars record what its resampling
         used."""
-        if not self.config["spatial"]["enabled"]:
+        spatial = self.config["spatial"]
+        if not spatial["enabled"]:
             return None
         runs = self.dataset.runs
-        if not self.config["spatial"]["fieldmap"]:
-            return (
-                f"Distortion correction: none of the {len(runs)} run(s) (spatial.fieldmap: false)."
-            )
-        methods = Counter(
-            "pepolar" if r.fieldmap.kind == "epi" else r.fieldmap.kind
-            for r in runs
-            if r.fieldmap is not None
-        )
-        kinds = sorted(methods)
-        without = [run_prefix(r.entities) for r in runs if r.fieldmap is None]
+        choice = spatial["sdc"]
+        if choice == "none" or (not spatial["fieldmap"] and choice != "phase-framewise"):
+            why = "spatial.sdc: none" if choice == "none" else "spatial.fieldmap: false"
+            return f"Distortion correction: none of the {len(runs)} run(s) ({why})."
+        methods = Counter(self._sdc_label(r) for r in runs)
+        without = [run_prefix(r.entities) for r in runs if self.sdc_method(r) == "none"]
+        kinds = sorted(k for k in methods if k != "none")
         if len(kinds) > 1:
             which = " (" + ", ".join(f"{methods[k]} {k}" for k in kinds) + ")"
         else:
             which = f" ({kinds[0]})" if kinds else ""
+        source = "their fieldmap" if choice in ("auto", "fieldmap", "pepolar") else "their phase"
+        if choice != "auto":  # one method: the option says which
+            which = f" (spatial.sdc: {choice})"
         line = (
             f"Distortion correction: {len(runs) - len(without)} of {len(runs)} run(s) with "
-            f"their fieldmap{which}"
+            f"{source}{which}"
         )
         if not without:
             return line + "."
         more = f" and {len(without) - 3} more" if len(without) > 3 else ""
-        line += f"; {len(without)} without one, not corrected: {', '.join(without[:3])}{more}"
+        lacking = {
+            "auto": "without a fieldmap",
+            "fieldmap": "without a GRE or Hz fieldmap",
+            "pepolar": "without a reversed phase-encoding pair",
+            "phase-framewise": "without phase for 2 or more echoes (or PhaseEncodingDirection)",
+        }[choice]
+        line += f"; {len(without)} {lacking}, not corrected: {', '.join(without[:3])}{more}"
         if kinds:
             line += (
-                ". Corrected and uncorrected runs differ in geometry: give every run a "
-                "fieldmap (IntendedFor), or set spatial.fieldmap: false to correct none"
+                ". Corrected and uncorrected runs differ in geometry: give every run what "
+                "the method needs, choose another spatial.sdc, or set spatial.sdc: none to "
+                "correct none"
             )
         return line + "."
 
+    def _sdc_label(self, run: Run) -> str:
+        """The method of a run as the summary names it: the fieldmap's kind (phasediff or
+        fieldmap) for a GRE or Hz fieldmap, else the method."""
+        method = self.sdc_method(run)
+        return run.fieldmap.kind if method == "fieldmap" and run.fieldmap else method
+
     def _use_fieldmap(self, run: Run) -> bool:
-        return run.fieldmap is not None and self.config["spatial"]["fieldmap"]
+        return self.sdc_method(run) in ("fieldmap", "pepolar")
 
     def spatial_reference_outputs(self, subject: str = "{subject}") -> Files:
         """The subject's reference boldref (and sidecar): the reference run's motion
@@ -357,6 +369,10 @@ class RunPlan(BasePlan):
         files: dict[str, Any] = {"echo": str(self._spatial_reference_echo(run).mag)}
         if run.fieldmap is not None and self._use_fieldmap(run):
             files["fieldmap"] = [str(p) for p in run.fieldmap.files]
+        if self.sdc_method(run) == "phase-framewise":
+            files["framewise"] = [
+                str(p) for e in run.echoes if e.phase is not None for p in (e.mag, e.phase)
+            ]
         if reference and self.reference_run(run.subject) is not run:
             files["reference"] = self.spatial_reference_outputs(run.subject)["boldref"]
         return files
@@ -375,6 +391,14 @@ class RunPlan(BasePlan):
             args += ["--fieldmap-json", json.dumps(run.fieldmap.as_spec(), sort_keys=True)]
             if run.pe_direction:
                 args += ["--pe-direction", run.pe_direction]
+            if run.total_readout_time:
+                args += ["--readout-time", f"{run.total_readout_time:.8g}"]
+        if self.sdc_method(run) == "phase-framewise":
+            echoes = [
+                [str(e.mag), str(e.phase), e.echo_time] for e in run.echoes if e.phase is not None
+            ]
+            args += ["--framewise-json", json.dumps(echoes)]
+            args += ["--pe-direction", str(run.pe_direction)]
             if run.total_readout_time:
                 args += ["--readout-time", f"{run.total_readout_time:.8g}"]
         if reference:

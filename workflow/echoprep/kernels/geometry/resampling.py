@@ -175,6 +175,11 @@ class Chain:
         Multiply by ``1 + ∂vsm/∂p`` (only with a VSM).
     order
         B-spline order of the data interpolation (0–5; 3 = cubic).
+    vsm_maps, vsm_courses
+        Frame-wise distortion (:mod:`echoprep.kernels.geometry.framewise`): ``(K, nx, ny, nz)``
+        patterns (voxels of shift per unit course) and ``(t, K)`` courses; the shift of volume
+        ``t`` is ``vsm + vsm_courses[t] @ vsm_maps`` (and its Jacobian likewise). None: the
+        static ``vsm`` for every volume.
     """
 
     native_shape: tuple[int, int, int]
@@ -186,6 +191,8 @@ class Chain:
     pe_axis: int | None = None
     jacobian: bool = True
     order: int = 3
+    vsm_maps: np.ndarray | None = None
+    vsm_courses: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         shp = tuple(int(n) for n in self.native_shape)
@@ -222,6 +229,24 @@ class Chain:
             object.__setattr__(self, "vsm", _frozen(v))
         elif self.pe_axis is not None:
             raise ValueError("Chain: pe_axis given without a vsm")
+        if (self.vsm_maps is None) != (self.vsm_courses is None):
+            raise ValueError("Chain: vsm_maps and vsm_courses go together")
+        if self.vsm_maps is not None:
+            maps = np.asarray(self.vsm_maps, np.float32)
+            courses = np.asarray(self.vsm_courses, np.float32)
+            if self.vsm is None:
+                raise ValueError("Chain: frame-wise vsm_maps need the static vsm (its mean)")
+            if maps.ndim != 4 or maps.shape[1:] != shp:
+                raise ValueError(f"Chain: vsm_maps shape {maps.shape} != (K, *{shp})")
+            if courses.shape != (len(m), len(maps)):
+                raise ValueError(
+                    f"Chain: vsm_courses shape {courses.shape} != (volumes, K) = "
+                    f"{(len(m), len(maps))}"
+                )
+            if not (np.all(np.isfinite(maps)) and np.all(np.isfinite(courses))):
+                raise ValueError("Chain: frame-wise vsm has non-finite values")
+            object.__setattr__(self, "vsm_maps", _frozen(maps))
+            object.__setattr__(self, "vsm_courses", _frozen(courses))
         if int(self.order) not in range(6):
             raise ValueError(f"Chain: order must be 0-5; found {self.order}")
         object.__setattr__(self, "order", int(self.order))
@@ -245,6 +270,11 @@ class Chain:
             self.ref_from_out,
             self.vsm if self.vsm is not None else "no-vsm",
             repr((self.pe_axis, self.jacobian, self.order)),
+            *(
+                (self.vsm_maps, self.vsm_courses)
+                if self.vsm_maps is not None and self.vsm_courses is not None
+                else ()
+            ),
         ):
             if isinstance(part, np.ndarray):
                 h.update(f"{part.dtype.str}{part.shape}".encode())
@@ -261,6 +291,7 @@ class Chain:
             "NumberOfVolumes": self.n_volumes,
             "InterpolationOrder": self.order,
             "SusceptibilityDistortionCorrection": self.vsm is not None,
+            "FramewiseDistortionComponents": 0 if self.vsm_maps is None else len(self.vsm_maps),
             "PhaseEncodingAxis": self.pe_axis,
             "JacobianModulation": bool(self.jacobian and self.vsm is not None),
             "RefFromOutput": self.ref_from_out.round(8).tolist(),
@@ -285,12 +316,48 @@ class Chain:
             v[int(self.pe_axis)] += s  # type: ignore[arg-type]
         return v, jac
 
+    @cached_property
+    def _framewise_samples(self) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """The frame-wise patterns sampled at the output voxels' true reference positions:
+        shifts ``(K, n_out)`` and their Jacobian terms ``(K, n_out)`` (None when not
+        applied); None without frame-wise distortion."""
+        if self.vsm_maps is None:
+            return None
+        ijk = np.indices(self.output.shape, dtype=np.float64).reshape(3, -1)
+        q = np.linalg.inv(self.native_affine) @ self.ref_from_out @ self.output.affine
+        v = q[:3, :3] @ ijk + q[:3, 3:4]
+        axis = int(self.pe_axis)  # type: ignore[arg-type]
+        shifts = np.stack(
+            [ndimage.map_coordinates(u, v, order=1, mode="nearest") for u in self.vsm_maps]
+        ).astype(np.float32)
+        jac = None
+        if self.jacobian:
+            jac = np.stack(
+                [
+                    ndimage.map_coordinates(np.gradient(u, axis=axis), v, order=1, mode="nearest")
+                    for u in self.vsm_maps
+                ]
+            ).astype(np.float32)
+        return shifts, jac
+
     def volume_coordinates(self, t: int) -> np.ndarray:
         """Native voxel coordinates sampled for volume ``t``: ``(3, n_out)`` float64."""
         v, _ = self._field_samples
+        frame = self._framewise_samples
+        if frame is not None:
+            v = v.copy()
+            v[int(self.pe_axis)] += self.vsm_courses[t] @ frame[0]  # type: ignore[arg-type,index]
         a = self.native_affine
         m = np.linalg.inv(a) @ self.vol_from_ref[t] @ a
         return m[:3, :3] @ v + m[:3, 3:4]
+
+    def jacobian_of(self, t: int) -> np.ndarray | None:
+        """``(n_out,)`` float32 Jacobian of volume ``t`` (None when not applied)."""
+        _, jac = self._field_samples
+        frame = self._framewise_samples
+        if jac is None or frame is None or frame[1] is None:
+            return jac
+        return jac + self.vsm_courses[t] @ frame[1]  # type: ignore[index]
 
 
 @dataclass(frozen=True)
@@ -388,11 +455,11 @@ def resample(
         raise ValueError(
             f"resample: out must be float32 of shape {oshape}; found {out.dtype} {out.shape}"
         )
-    _, jac = chain._field_samples
     count = 0
 
     def one(t: int) -> int:
         vals = _interpolate(np.asarray(series[..., t]), chain.volume_coordinates(t), chain.order)
+        jac = chain.jacobian_of(t)
         if jac is not None:
             vals *= jac
         out[..., t] = vals.reshape(chain.output.shape)

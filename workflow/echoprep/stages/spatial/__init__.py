@@ -89,6 +89,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     run.add_argument("--slice-timing", nargs="*", type=float, default=None)
     run.add_argument("--slice-axis", type=int, default=2)
     run.add_argument("--fieldmap-json", default=None, help="fieldmap description as JSON")
+    run.add_argument(
+        "--framewise-json",
+        default=None,
+        help="frame-wise correction: [[magnitude, phase, echo time s], ...] of every echo",
+    )
     run.add_argument("--pe-direction", default=None)
     run.add_argument("--readout-time", type=float, default=None)
     run.add_argument("--reference-boldref", type=Path, default=None)
@@ -148,6 +153,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             slice_timing=args.slice_timing or None,
             slice_axis=args.slice_axis,
             fieldmap=json.loads(args.fieldmap_json) if args.fieldmap_json else None,
+            framewise=json.loads(args.framewise_json) if args.framewise_json else None,
             pe_direction=args.pe_direction,
             readout_time=args.readout_time,
             reference_boldref=args.reference_boldref,

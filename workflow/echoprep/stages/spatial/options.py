@@ -16,6 +16,7 @@ STAGE_KEYS: tuple[str, ...] = (
     "slice_timing_method",
     "tr_out",
     "fieldmap",
+    "sdc",
     "fieldmap_fwhm",
     "jacobian",
     "output_space",
@@ -46,6 +47,7 @@ class SpatialOptions:
     slice_timing_method: str
     tr_out: float | None
     fieldmap: bool
+    sdc: str
     fieldmap_fwhm: float
     jacobian: bool
     voxel_size: float | None

@@ -52,6 +52,8 @@ def build_chain(
 
     vsm = geometry["vsm"]
     pe_axis = int(geometry["pe_axis"])
+    maps = geometry.get("vsm_maps")  # (frame-wise correction; absent in older geometry files)
+    courses = geometry.get("vsm_courses")
     opts = geometry["options"]
     return Chain(
         tuple(int(n) for n in geometry["native_shape"]),  # type: ignore[arg-type]
@@ -63,6 +65,8 @@ def build_chain(
         pe_axis=pe_axis if vsm.size else None,
         jacobian=bool(opts["jacobian"]),
         order=int(opts["interpolation_order"]),
+        vsm_maps=maps if maps is not None and maps.size else None,
+        vsm_courses=courses if maps is not None and maps.size else None,
     )
 
 

@@ -178,6 +178,102 @@ def _pepolar_hz(
     return field, np.asarray(ref.affine, float), reliable if reliable.any() else None
 
 
+def _phase_radians(phase: np.ndarray) -> np.ndarray:
+    """Phase values in rad: as they are within [-pi, pi], Siemens units ([-4096, 4095]) scaled
+    by pi / 4096, anything else mapped linearly from its min..max to -pi..pi."""
+    top = float(np.abs(phase).max(initial=0))
+    if top <= np.pi + 1e-3:
+        return phase
+    if top <= 4096.5:
+        return phase * np.float32(np.pi / 4096)
+    lo, hi = float(phase.min()), float(phase.max())
+    return ((phase - lo) / (hi - lo) * 2 * np.pi - np.pi).astype(np.float32)
+
+
+def _framewise(
+    echoes: Sequence[Sequence[Any]],
+    vol_from_ref: np.ndarray,
+    affine: np.ndarray,
+    shape: tuple[int, ...],
+    pe_direction: str,
+    readout_time: float,
+    drop_volumes: int,
+    fwhm_mm: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """Frame-wise voxel shifts of a run from its echoes' magnitude and phase: the mean shift
+    ``(x, y, z)``, the change's patterns ``(K, x, y, z)`` and courses ``(t, K)`` (voxels), and
+    the record (``PeAxis`` included, for the caller)."""
+    from echoprep.kernels.geometry.distortion import pe_axis_sign
+    from echoprep.kernels.geometry.framewise import framewise_fields
+
+    axis, sign = pe_axis_sign(pe_direction)
+    shift_per_hz = sign * readout_time
+    order = sorted(range(len(echoes)), key=lambda i: float(echoes[i][2]))
+    tes = np.array([float(echoes[i][2]) for i in order])
+    n_out = int(vol_from_ref.shape[0])
+    data = None
+    for k, i in enumerate(order):
+        mag_path, phase_path = Path(echoes[i][0]), Path(echoes[i][1])
+        _, mag = load_series(mag_path, drop_volumes, "BOLD magnitude (frame-wise correction)")
+        _, pha = load_series(phase_path, drop_volumes, "BOLD phase (frame-wise correction)")
+        if mag.shape != pha.shape or mag.shape[:3] != tuple(shape[:3]):
+            raise StageInputError(
+                f"{phase_path}: expected the shape of {mag_path} and of the reference echo "
+                f"{tuple(shape[:3])}; found {pha.shape}. Fix: give every echo's magnitude and "
+                "phase of this run."
+            )
+        if data is None:
+            data = np.empty((len(order), *mag.shape), np.complex64)
+        data[k] = mag * np.exp(1j * _phase_radians(pha))
+        del mag, pha
+    assert data is not None
+    n_raw = data.shape[-1]
+    # volumes of the raw series in the motion's timeline (tr_out may have upsampled it)
+    nearest = np.round(np.arange(n_raw) * (n_out - 1) / max(n_raw - 1, 1)).astype(int)
+    inv_a = np.linalg.inv(affine)
+    motion = np.stack([inv_a @ vol_from_ref[t] @ affine for t in nearest])
+    ref_volume = int(np.argmin(np.abs(motion - np.eye(4)).sum(axis=(1, 2))))
+    vox = np.linalg.norm(affine[:3, :3], axis=0)
+    res = framewise_fields(
+        data,
+        tes,
+        axis=axis,
+        shift_per_hz=shift_per_hz,
+        ref_volume=ref_volume,
+        motion=motion,
+        voxel_size=vox,
+        fwhm_mm=fwhm_mm,
+    )
+    del data
+    courses = res.courses
+    if n_out != n_raw:  # onto the motion's (output) timeline
+        t_raw = np.arange(n_raw) * (n_out - 1) / max(n_raw - 1, 1)
+        courses = np.stack(
+            [np.interp(np.arange(n_out), t_raw, c) for c in courses.T], axis=1
+        ).astype(np.float32)
+    vsm = (shift_per_hz * res.static).astype(np.float32)
+    maps = (shift_per_hz * res.maps).astype(np.float32)
+    change = np.tensordot(courses, res.maps, axes=1)[:, res.mask]  # Hz, (t, n_head)
+    record = {
+        "Applied": True,
+        "Method": "phase-framewise",
+        "Echoes": len(order),
+        "PhaseEncodingDirection": pe_direction,
+        "TotalReadoutTime": float(readout_time),
+        "SmoothingFWHMmm": float(fwhm_mm),
+        "ReferenceVolume": ref_volume,
+        "ChangeComponents": len(maps),
+        "ChangeVarianceKept": round(float(res.energy), 4),
+        "FieldChangeSDHzMedian": round(float(np.median(change.std(axis=0))), 4)
+        if change.size
+        else 0.0,
+        "VoxelShiftAbsMedian": round(float(np.median(np.abs(vsm))), 4),
+        "VoxelShiftAbsMax": round(float(np.abs(vsm).max()), 4),
+        "PeAxis": axis,
+    }
+    return vsm, maps, courses, record
+
+
 def motion_levels(affine: np.ndarray) -> tuple[tuple[float, int], ...]:
     """Coarse-to-fine schedule of the head-motion estimation for a grid's voxel size.
 
@@ -225,6 +321,7 @@ def run_geometry(
     slice_timing: Sequence[float] | None = None,
     slice_axis: int = 2,
     fieldmap: Mapping[str, Any] | None = None,
+    framewise: Sequence[Sequence[Any]] | None = None,
     pe_direction: str | None = None,
     readout_time: float | None = None,
     reference_boldref: str | Path | None = None,
@@ -251,8 +348,13 @@ def run_geometry(
     fieldmap
         ``{"image", "kind", "magnitude", "echo_time1", "echo_time2", "units", "epi"}`` (see
         :func:`load_fieldmap_hz`) or None: no distortion correction.
+    framewise
+        Frame-wise correction from the multi-echo phase (``spatial.sdc: phase-framewise``):
+        ``(magnitude, phase, echo time s)`` of every echo of the run (raw, native grid), or
+        None. Takes the place of ``fieldmap``.
     pe_direction, readout_time
-        BIDS ``PhaseEncodingDirection`` and ``TotalReadoutTime`` (s); required with a fieldmap.
+        BIDS ``PhaseEncodingDirection`` and ``TotalReadoutTime`` (s); required with a fieldmap
+        or ``framewise``.
     reference_boldref
         The boldref of the subject's reference run (run 1 of the first session), or None when
         this run is the reference.
@@ -308,7 +410,29 @@ def run_geometry(
         "spatial.fieldmap: false",
     }
     sources: list[Path] = [path]
-    if fieldmap is not None and opts.fieldmap:
+    vsm_maps = vsm_courses = None
+    if framewise:
+        if pe_direction is None or readout_time is None:
+            raise StageInputError(
+                f"{path}: expected PhaseEncodingDirection and TotalReadoutTime (or "
+                "EffectiveEchoSpacing) in the BOLD sidecar for frame-wise distortion "
+                f"correction; found PhaseEncodingDirection={pe_direction!r}, "
+                f"TotalReadoutTime={readout_time!r}. Fix: add both to the sidecar, or set "
+                "spatial.sdc to another method."
+            )
+        vsm, vsm_maps, vsm_courses, fmap_record = _framewise(
+            framewise,
+            motion.vol_from_ref,
+            affine,
+            series.shape,
+            str(pe_direction),
+            float(readout_time),
+            drop_volumes,
+            float(opts.fieldmap_fwhm),
+        )
+        pe_axis = int(fmap_record.pop("PeAxis"))
+        sources += [Path(p) for mag, phase, _ in framewise for p in (mag, phase)]
+    elif fieldmap is not None and opts.fieldmap:
         if pe_direction is None or readout_time is None:
             raise StageInputError(
                 f"{path}: expected PhaseEncodingDirection and TotalReadoutTime (or "
@@ -438,6 +562,8 @@ def run_geometry(
                 framewise_displacement=motion.framewise_displacement,
                 vsm=np.zeros(0, np.float32) if vsm is None else vsm,
                 pe_axis=np.int64(-1 if pe_axis is None else pe_axis),
+                vsm_maps=np.zeros(0, np.float32) if vsm_maps is None else vsm_maps,
+                vsm_courses=np.zeros(0, np.float32) if vsm_courses is None else vsm_courses,
                 run_from_ref=run_from_ref,
                 native_shape=np.asarray(series.shape[:3], np.int64),
                 native_affine=affine,
@@ -454,7 +580,9 @@ def run_geometry(
             parameters=params,
             extra={
                 "Description": "Every transform of the run (numpy .npz): vol_from_ref (t, 4, 4) "
-                "head motion, vsm (voxel shift along pe_axis, native grid; empty without SDC), "
+                "head motion, vsm (voxel shift along pe_axis, native grid; empty without SDC; "
+                "with frame-wise correction the run's mean, and vsm_maps (K, x, y, z) and "
+                "vsm_courses (t, K) its change: vsm + vsm_courses[t] @ vsm_maps), "
                 "run_from_ref (4, 4) reference run -> this run, native_shape/native_affine, and "
                 "the slice-timing settings; world matrices in RAS mm, b_from_a pull convention "
                 "(echoprep.kernels.geometry.transforms)",
