@@ -257,3 +257,20 @@ def test_the_spatial_stage_corrects_a_run_frame_by_frame(tmp_path):
             len(maps) if method != "fieldmap" else 0
         )
     assert results["phase-framewise"] < results["fieldmap"]
+
+    # the report's figure: before/after and, for frame-wise, the change over the run
+    from echoprep.report.distortion import sdc_figure
+    from echoprep.stages.report import build_report
+
+    for method in ("phase-framewise", "fieldmap"):
+        out = tmp_path / method
+        sdc_run = [run.echoes[1].mag, out / "ref.nii.gz", out / "xfm.npz"]
+        png, stats = sdc_figure(*sdc_run)
+        assert png.startswith(b"\x89PNG")
+        assert stats["corrected"] and stats["framewise"] == (method == "phase-framewise")
+        assert (stats["change_p95"] > 0) == (method == "phase-framewise")
+    html = build_report("01", tmp_path / "r.html", sdc_run=sdc_run).read_text()
+    assert (
+        "sub-01_ses-01_task-images_run-01_echo-2_part-mag_bold.nii.gz: method static "
+        "fieldmap, largest shift"
+    ) in html

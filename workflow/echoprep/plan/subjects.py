@@ -372,6 +372,12 @@ class SubjectPlan(SessionPlan):
             ]
         if self.config["spatial"]["enabled"]:  # motion is estimated for T1w and native output
             files["confounds"] = [self.spatial_run_outputs(r)["confounds"] for r in runs]
+            geometry = self.spatial_run_outputs(runs[0])
+            files["sdc_run"] = [
+                str(self._spatial_reference_echo(runs[0]).mag),
+                geometry["boldref"],
+                geometry["xfm"],
+            ]
         grid = self.func_grid(sub)
         if grid:
             files["underlay"] = (
@@ -416,6 +422,8 @@ class SubjectPlan(SessionPlan):
             ]
         if "confounds" in keys:
             args += ["--confounds", *input.confounds]
+        if "sdc_run" in keys:
+            args += ["--sdc-run", *input.sdc_run]
         if "r2" in keys:
             args += ["--r2-variant", top]
         if "nc" in keys:

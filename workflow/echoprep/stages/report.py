@@ -57,6 +57,7 @@ from echoprep.io.arguments import key_paths
 from echoprep.io.atomic import write_text
 from echoprep.io.images import StageInputError, check_same_grid
 from echoprep.io.outputs import get
+from echoprep.io.paths import sidecar_path
 from echoprep.io.sidecars import software_versions
 from echoprep.io.tables import (
     read_bootstrap_table,
@@ -69,6 +70,7 @@ from echoprep.options import parse_options, section_defaults
 from echoprep.report import figures, labels, provenance
 from echoprep.report.comparison import plot_comparison
 from echoprep.report.diagnostics import reading
+from echoprep.report.distortion import sdc_figure
 from echoprep.report.html import Section, render
 from echoprep.report.recommendation import (
     measure_label,
@@ -247,6 +249,7 @@ def build_report(
     diagnostics: str | Path | None = None,
     config: Mapping[str, Any] | None = None,
     session: str | None = None,
+    sdc_run: Sequence[str | Path] | None = None,
 ) -> Path:
     """Write the HTML report of one subject; returns its path.
 
@@ -294,6 +297,9 @@ def build_report(
         section is empty).
     session
         The session the maps come from (for the captions).
+    sdc_run
+        ``(raw reference echo, boldref, geometry .npz)`` of the session's first run: the
+        distortion correction's before/after figure (:mod:`echoprep.report.distortion`).
     """
     sections: list[Section] = []
     summary: list[str] = []
@@ -379,6 +385,25 @@ def build_report(
             f"(spatial/*_{get('spatial.confounds').file_name('')}) for "
             f"sub-{subject}{ses}."
         )
+    sections.append(s)
+
+    s = Section("Distortion correction")
+    if sdc_run:
+        res = _try(s, "distortion figure", sdc_figure, *sdc_run)
+        if res is not None:
+            png, st = res
+            method = json.loads(sidecar_path(sdc_run[2]).read_text()).get("FieldmapCorrection", {})
+            change = f"; the shifts change by up to {st['change_p95']:.3f} voxels over the run"
+            s.figures.append(
+                (
+                    f"{Path(sdc_run[0]).name}: method {method.get('Method', 'none')}, "
+                    f"largest shift {st['max_shift']:.2f} voxels"
+                    f"{change if st['framewise'] else ''} (docs/distortion.md)",
+                    png,
+                )
+            )
+    else:
+        s.missing = "Not available: spatial preprocessing is off (spatial.enabled: false)."
     sections.append(s)
 
     s = Section("R² and noise ceiling")
@@ -504,6 +529,7 @@ def build_report(
         bold_nordic,
         t2star,
         *confounds,
+        *(sdc_run or ()),
         underlay,
         r2,
         *(nc_maps or {}).values(),
@@ -558,6 +584,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--bold-nordic", type=Path, default=None)
     parser.add_argument("--t2star", type=Path, default=None)
     parser.add_argument("--confounds", nargs="*", type=Path, default=[])
+    parser.add_argument(
+        "--sdc-run", nargs=3, type=Path, default=None, metavar=("ECHO", "BOLDREF", "GEOMETRY")
+    )
     parser.add_argument("--underlay", type=Path, default=None)
     parser.add_argument("--underlay-kind", default="T1w")
     parser.add_argument("--r2", type=Path, default=None)
@@ -619,6 +648,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         bold_nordic=args.bold_nordic,
         t2star=args.t2star,
         confounds=args.confounds,
+        sdc_run=args.sdc_run,
         underlay=args.underlay,
         underlay_kind=args.underlay_kind,
         r2=args.r2,
