@@ -185,17 +185,41 @@ def test_html_render_escapes_and_embeds():
     assert cell(float("nan")) == "n/a"
 
 
+def _sdc_run(tmp_path: Path) -> list[Path]:
+    """A run's raw echo, boldref and geometry with a static shift map (distortion section)."""
+    shape, aff = (12, 14, 10), np.diag([4.0, 4, 4, 1])
+    yy, xx, zz = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
+    brain = (xx**2 + yy**2 + zz**2) < 0.8
+    base = np.where(brain, 1000.0, 50.0)
+    geometry = tmp_path / "run-1_desc-geometry_xfm.npz"
+    np.savez(
+        geometry,
+        vsm=np.where(brain, 0.5 * yy, 0).astype(np.float32),
+        pe_axis=np.int64(1),
+        vsm_maps=np.zeros(0, np.float32),
+        vsm_courses=np.zeros(0, np.float32),
+    )
+    geometry.with_suffix(".json").write_text(
+        json.dumps({"FieldmapCorrection": {"Method": "static fieldmap"}})
+    )
+    echo = _save(tmp_path / "run-1_echo-2_bold.nii.gz", np.repeat(base[..., None], 4, 3), aff)
+    return [echo, _save(tmp_path / "run-1_boldref.nii.gz", base, aff), geometry]
+
+
 def test_full_report_is_self_contained(tmp_path):
-    out = build_report("01", tmp_path / "reports/sub-01.html", **_inputs(tmp_path))
+    out = build_report(
+        "01", tmp_path / "reports/sub-01.html", **_inputs(tmp_path), sdc_run=_sdc_run(tmp_path)
+    )
     text = out.read_text()
     images = _decoded_images(text)
-    # tSNR, T2*, motion, R², NC, comparison
-    assert len(images) == 6 == text.count("<img ")
+    # tSNR, T2*, motion, distortion, R², NC, comparison
+    assert len(images) == 7 == text.count("<img ")
     assert all(im.width > 100 and im.height > 100 for im in images)
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", text)
     assert "<script" not in text and "<link" not in text
     # NC maps only (no betas): NC alone does not make NORDIC the recommendation
     assert "Recommended variant for sub-01 (its comparison sessions): raw-single" in text
+    assert "method static fieldmap, largest shift 0.41 voxels (docs/distortion.md)" in text
     assert "the best variant without NORDIC, raw-single" in html.unescape(text)
     assert "visuallyResponsive" in text
     assert "Not available" not in text
@@ -234,8 +258,9 @@ def test_group_comparison_outputs_are_shown_when_given(tmp_path):
 def test_report_without_inputs_says_why(tmp_path):
     out = build_report("02", tmp_path / "sub-02.html")
     text = out.read_text()
-    assert text.count("Not available") == 7
+    assert text.count("Not available") == 8
     assert "NORDIC is off" in text and "spatial preprocessing" in text
+    assert "no run geometry" in text
     assert "<img" not in text
 
 

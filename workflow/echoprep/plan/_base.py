@@ -267,7 +267,8 @@ class BasePlan:
             return "none"
         if choice == "phase-framewise":
             with_phase = [e for e in run.echoes if e.phase is not None]
-            return "phase-framewise" if len(with_phase) >= 2 and run.pe_direction else "none"
+            usable = len(with_phase) >= 2 and run.pe_direction and run.total_readout_time
+            return "phase-framewise" if usable else "none"
         if run.fieldmap is None or not spatial["fieldmap"]:
             return "none"
         kind = "pepolar" if run.fieldmap.kind == "epi" else "fieldmap"

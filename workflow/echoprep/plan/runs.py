@@ -333,7 +333,8 @@ class RunPlan(BasePlan):
             "auto": "without a fieldmap",
             "fieldmap": "without a GRE or Hz fieldmap",
             "pepolar": "without a reversed phase-encoding pair",
-            "phase-framewise": "without phase for 2 or more echoes (or PhaseEncodingDirection)",
+            "phase-framewise": "without phase for 2 or more echoes (or without "
+            "PhaseEncodingDirection and TotalReadoutTime)",
         }[choice]
         line += f"; {len(without)} {lacking}, not corrected: {', '.join(without[:3])}{more}"
         if kinds:

@@ -402,8 +402,13 @@ def build_report(
                     png,
                 )
             )
-    else:
+    elif not spatial["enabled"]:
         s.missing = "Not available: spatial preprocessing is off (spatial.enabled: false)."
+    else:
+        s.missing = (
+            "Not available: spatial preprocessing is on, but the report was given no run "
+            f"geometry (spatial/*_{get('spatial.xfm').file_name('')}) for sub-{subject}{ses}."
+        )
     sections.append(s)
 
     s = Section("R² and noise ceiling")

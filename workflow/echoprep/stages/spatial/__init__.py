@@ -11,8 +11,11 @@ config schema). Every public name is importable from ``echoprep.stages.spatial``
 
 1. :func:`run_geometry` (per run, on the **raw** reference echo, default echo 2): optional
    slice-timing correction (with optional temporal upsampling), head motion to a robust
-   reference, the voxel-shift map (VSM) from the run's fieldmap (phasediff → Hz → smoothed →
-   VSM along the phase-encoding axis), the undistorted BOLD reference ("boldref") and the rigid
+   reference, the voxel-shift map (VSM) by the run's ``spatial.sdc`` method (docs/distortion.md:
+   a GRE or Hz fieldmap or a reversed phase-encoding pair → Hz → smoothed → VSM along the
+   phase-encoding axis; or frame-wise, a field per volume from the multi-echo phase, stored as
+   the run's mean VSM plus a low-rank change), the undistorted BOLD reference ("boldref") and
+   the rigid
    transform of this run to the subject's reference run (the first run of the first session:
    runs are aligned to run 1 and sessions to ses-01). Writes the confounds TSV (fMRIPrep
    columns), the boldref and every transform in ``<run>_desc-geometry_xfm.npz``.
