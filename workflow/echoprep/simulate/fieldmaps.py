@@ -40,6 +40,10 @@ def write_gre_fieldmap(
     key: tuple[int, int, int],
     phase: bool,
 ) -> None:
+    """A dual-echo GRE fieldmap of run ``key`` = (subject, session, run): ``magnitude1``,
+    ``magnitude2`` and ``phasediff`` (Siemens units) of the static field in the motion-free
+    position, with complex noise; ``IntendedFor`` names the run's BOLD files. Same arguments
+    as :func:`write_epi_pair`."""
     sub, ses, run = key
     r = seeds.rng(seed, sub, ses, run, seeds.FIELDMAP)
     fents = {k: ents[k] for k in ("sub", "ses", "run")}

@@ -406,8 +406,9 @@ def run_geometry(
         "Method": "none",
         "Reason": "spatial.fieldmap: false"
         if fieldmap is not None
-        else "no fieldmap in fmap/ is intended for this run (IntendedFor), or "
-        "spatial.fieldmap: false",
+        else "spatial.sdc gave this run no method: no fieldmap in fmap/ is intended for it "
+        "(IntendedFor) or of the kind chosen, no phase for frame-wise correction, "
+        "spatial.sdc: none, or spatial.fieldmap: false",
     }
     sources: list[Path] = [path]
     vsm_maps = vsm_courses = None
