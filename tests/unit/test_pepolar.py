@@ -167,3 +167,26 @@ def test_the_plan_says_the_runs_are_corrected_with_their_pair(pair_dataset, tmp_
     # the geometry job reads both images of the pair (a changed image reruns it)
     run = plan.dataset.runs[0]
     assert plan._geometry_inputs(run)["fieldmap"] == [str(p) for p, _, _ in run.fieldmap.epi]
+
+
+def test_a_run_with_both_a_gre_fieldmap_and_a_pair_takes_the_preferred_one(tmp_path):
+    """Legal BIDS: one GRE fieldmap and one reversed phase-encoding pair intended for the same
+    run. Not refused: the GRE one by default, the pair with spatial.sdc: pepolar."""
+    import shutil
+
+    from helpers.plans import make_plan
+
+    gre = tmp_path / "gre"
+    simulate_dataset(gre, "tiny", runs=1, fieldmap=True)
+    both = tmp_path / "both"
+    simulate_dataset(both, "tiny", runs=1, fieldmap=True, fieldmap_kind="epi")
+    for f in (gre / "sub-01/ses-01/fmap").iterdir():
+        shutil.copy(f, both / "sub-01/ses-01/fmap" / f.name)
+    (run,) = discover(both).runs
+    assert run.fieldmap is not None and run.fieldmap.kind == "phasediff"
+    (run,) = discover(both, prefer_fieldmap="epi").runs
+    assert run.fieldmap is not None and run.fieldmap.kind == "epi"
+    plan = make_plan(both, tmp_path / "p", spatial={"sdc": "pepolar"})
+    assert plan.sdc_summary() == (
+        "Distortion correction: 1 of 1 run(s) with their fieldmap (spatial.sdc: pepolar)."
+    )

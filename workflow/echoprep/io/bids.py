@@ -50,7 +50,6 @@ from echoprep.io.bids_checks import (
     labels,
     run_title,
     select_subjects,
-    sidecar_of,
     strip_label,
 )
 from echoprep.io.bids_events import (
@@ -276,6 +275,7 @@ def discover(
     events_rules: EventsRules | None = None,
     exclude_runs: Sequence[str] = (),
     trust_cache: bool = False,
+    prefer_fieldmap: str = "gre",
 ) -> Dataset:
     """Find and check the multi-echo BOLD runs of a raw BIDS dataset.
 
@@ -300,6 +300,8 @@ def discover(
     use_fieldmaps
         Find each run's fieldmap (``fmap/``) and check it and the run's phase-encoding
         metadata; False: ``Run.fieldmap`` is None.
+    prefer_fieldmap
+        ``"gre"`` or ``"epi"``: taken when a run has one of each (``spatial.sdc: pepolar``).
     events_rules
         How the GLM reads the events (:class:`~echoprep.io.bids_events.EventsRules`; None:
         its defaults): every events file is checked against its run with these rules.
@@ -340,6 +342,7 @@ def discover(
         "require_events": require_events,
         "require_t1w": require_t1w,
         "use_fieldmaps": use_fieldmaps,
+        "prefer_fieldmap": prefer_fieldmap,
         "events": dataclasses.asdict(events_rules or EventsRules()),
         "exclude_runs": sorted(exclude_runs),
     }
@@ -381,6 +384,7 @@ def discover(
                 use_fieldmaps=use_fieldmaps,
                 events_rules=events_rules or EventsRules(),
                 exclude_runs=exclude_runs,
+                prefer_fieldmap=prefer_fieldmap,
             )
         finally:
             index.save()
@@ -414,6 +418,7 @@ def _discover(
     use_fieldmaps: bool = True,
     events_rules: EventsRules | None = None,
     exclude_runs: Sequence[str] = (),
+    prefer_fieldmap: str = "gre",
 ) -> Dataset | None:
     files = index.files
     with_files = {f.entities["sub"] for f in files}
@@ -554,20 +559,8 @@ def _discover(
             check_events(log, scan, ev, require_events)
             read_events_content(log, scan)
             scan.pe_direction, scan.total_readout_time = phase_encoding(log, index.metadata, scan)
-            if use_fieldmaps:
-                scan.fieldmap = find_fieldmap(log, fieldmaps, scan)
-                if scan.fieldmap is not None and (
-                    scan.pe_direction is None or scan.total_readout_time is None
-                ):
-                    log.add(
-                        sidecar_of(scan.mags[min(scan.mags)]),
-                        f"PhaseEncodingDirection and TotalReadoutTime (or EffectiveEchoSpacing) "
-                        f"for distortion correction of {scan.title} with "
-                        f"{scan.fieldmap.image.name}",
-                        f"PhaseEncodingDirection = {scan.pe_direction!r}, TotalReadoutTime = "
-                        f"{scan.total_readout_time!r}",
-                        "add both to the BOLD sidecars, or set spatial.fieldmap: false",
-                    )
+            if use_fieldmaps:  # (after phase_encoding: the fieldmap needs the run's PE facts)
+                scan.fieldmap = find_fieldmap(log, fieldmaps, scan, prefer_fieldmap)
             scans.append(scan)
 
         tr_warning = header_tr_warning(scans)

@@ -173,11 +173,35 @@ def find_fieldmap(
     log: ProblemLog,
     index: FieldmapIndex,
     scan: RunScan,
+    prefer: str = "gre",
 ) -> Fieldmap | None:
-    """The fieldmap of a run (or None); problems with a matching fieldmap are logged."""
+    """The fieldmap of a run (or None); problems with a matching fieldmap, and a run whose
+    sidecars lack the phase-encoding facts its correction needs, are logged. A run with one
+    GRE/Hz fieldmap and one reversed phase-encoding pair gets the ``prefer`` kind (``"gre"``
+    or ``"epi"``). Call after :func:`phase_encoding` has set the run's facts."""
+    found = _find_fieldmap(log, index, scan, prefer)
+    if found is not None and (scan.pe_direction is None or scan.total_readout_time is None):
+        log.add(
+            sidecar_of(scan.mags[min(scan.mags)]),
+            f"PhaseEncodingDirection and TotalReadoutTime (or EffectiveEchoSpacing) "
+            f"for distortion correction of {scan.title} with {found.image.name}",
+            f"PhaseEncodingDirection = {scan.pe_direction!r}, TotalReadoutTime = "
+            f"{scan.total_readout_time!r}",
+            "add both to the BOLD sidecars, or set spatial.fieldmap: false",
+        )
+    return found
+
+
+def _find_fieldmap(
+    log: ProblemLog, index: FieldmapIndex, scan: RunScan, prefer: str
+) -> Fieldmap | None:
     chosen = index.candidates(scan)
     if not chosen:
         return None
+    epi = [f for f in chosen if f.suffix == "epi"]
+    gre = [f for f in chosen if f.suffix != "epi"]
+    if epi and len(gre) == 1 and len({_acquisition(f) for f in epi}) == 1:
+        chosen = epi if prefer == "epi" else gre
     if len({_acquisition(f) for f in chosen}) == 1 and all(f.suffix == "epi" for f in chosen):
         return _pepolar(log, index, chosen, scan)
     if len(chosen) > 1:

@@ -72,6 +72,7 @@ def discovery_options(config: Mapping[str, Any]) -> dict[str, Any]:
         "use_fieldmaps": spatial["enabled"]
         and spatial["fieldmap"]
         and spatial["sdc"] not in ("none", "phase-framewise"),
+        "prefer_fieldmap": "epi" if spatial["sdc"] == "pepolar" else "gre",
         "events_rules": EventsRules(
             label_column=glm["label_column"],
             blank_trial_types=tuple(glm["blank_trial_types"]),
