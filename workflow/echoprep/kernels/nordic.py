@@ -52,7 +52,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -123,7 +123,7 @@ class NordicResult:
     absolute_scale: float
     n_noise_volumes: int
     phase_mapping: str
-    algebra: str = "cpu (NumPy/LAPACK)"
+    algebra: str
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,7 +305,7 @@ def nordic(
     if nt < 6:
         log.info("NORDIC: only %d volumes; the low-rank model has little to work with", nt)
     with blas_limits(1):
-        result = _nordic(
+        return _nordic(
             magnitude,
             phase if complex_mode else None,
             noise_volumes=int(noise_volumes),
@@ -323,7 +323,6 @@ def nordic(
             workers=workers,
             algebra=algebra,
         )
-    return replace(result, algebra=_describe(algebra))
 
 
 def patch_algebra(device: str) -> PatchAlgebra:
@@ -347,11 +346,6 @@ def patch_algebra(device: str) -> PatchAlgebra:
     from echoprep.kernels.patches_torch import TorchAlgebra
 
     return TorchAlgebra("cpu" if device == "torch-cpu" else device)
-
-
-def _describe(algebra: PatchAlgebra) -> str:
-    describe = getattr(algebra, "describe", None)
-    return describe() if describe is not None else "cpu (NumPy/LAPACK)"
 
 
 def _nordic(
@@ -497,6 +491,7 @@ def _nordic(
         phase_mapping=("minmax" if phase_units == "minmax" else "radians")
         if complex_mode
         else "none",
+        algebra=algebra.describe(),
     )
 
 

@@ -46,12 +46,19 @@ class PatchAlgebra(Protocol):
 
     def hard_threshold(self, a: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]: ...
 
+    def describe(self) -> str: ...
+
 
 class _NumpyAlgebra:
     """The batch algebra of :mod:`echoprep.kernels.patches` (NumPy, the default)."""
 
     squared_singular_values = staticmethod(squared_singular_values)
     hard_threshold = staticmethod(hard_threshold)
+
+    @staticmethod
+    def describe() -> str:
+        """The path in words, for sidecars."""
+        return "cpu (NumPy/LAPACK)"
 
 
 #: The default batch algebra: NumPy's batched Gram matrices and LAPACK eigendecompositions.

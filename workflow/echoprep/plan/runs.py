@@ -312,8 +312,9 @@ class RunPlan(BasePlan):
         if choice == "none" or (not spatial["fieldmap"] and choice != "phase-framewise"):
             why = "spatial.sdc: none" if choice == "none" else "spatial.fieldmap: false"
             return f"Distortion correction: none of the {len(runs)} run(s) ({why})."
-        methods = Counter(self._sdc_label(r) for r in runs)
-        without = [run_prefix(r.entities) for r in runs if self.sdc_method(r) == "none"]
+        labels = [self._sdc_label(r) for r in runs]
+        methods = Counter(labels)
+        without = [run_prefix(r.entities) for r, m in zip(runs, labels, strict=True) if m == "none"]
         kinds = sorted(k for k in methods if k != "none")
         if len(kinds) > 1:
             which = " (" + ", ".join(f"{methods[k]} {k}" for k in kinds) + ")"
@@ -351,9 +352,6 @@ class RunPlan(BasePlan):
         method = self.sdc_method(run)
         return run.fieldmap.kind if method == "fieldmap" and run.fieldmap else method
 
-    def _use_fieldmap(self, run: Run) -> bool:
-        return self.sdc_method(run) in ("fieldmap", "pepolar")
-
     def spatial_reference_outputs(self, subject: str = "{subject}") -> Files:
         """The subject's reference boldref (and sidecar): the reference run's motion
         reference, the target every run (the reference run too) and the grid are aligned to,
@@ -368,9 +366,10 @@ class RunPlan(BasePlan):
 
     def _geometry_inputs(self, run: Run, reference: bool = True) -> dict[str, Any]:
         files: dict[str, Any] = {"echo": str(self._spatial_reference_echo(run).mag)}
-        if run.fieldmap is not None and self._use_fieldmap(run):
+        method = self.sdc_method(run)
+        if method in ("fieldmap", "pepolar") and run.fieldmap is not None:
             files["fieldmap"] = [str(p) for p in run.fieldmap.files]
-        if self.sdc_method(run) == "phase-framewise":
+        elif method == "phase-framewise":
             files["framewise"] = [
                 str(p) for e in run.echoes if e.phase is not None for p in (e.mag, e.phase)
             ]
@@ -388,18 +387,17 @@ class RunPlan(BasePlan):
         args += ["--drop-volumes", str(self.config["nordic"]["noise_volumes"])]
         if run.slice_timing:
             args += ["--slice-timing", *[f"{t:.6g}" for t in run.slice_timing]]
-        if run.fieldmap is not None and self._use_fieldmap(run):
+        method = self.sdc_method(run)
+        if method in ("fieldmap", "pepolar") and run.fieldmap is not None:
             args += ["--fieldmap-json", json.dumps(run.fieldmap.as_spec(), sort_keys=True)]
-            if run.pe_direction:
-                args += ["--pe-direction", run.pe_direction]
-            if run.total_readout_time:
-                args += ["--readout-time", f"{run.total_readout_time:.8g}"]
-        if self.sdc_method(run) == "phase-framewise":
+        elif method == "phase-framewise":
             echoes = [
                 [str(e.mag), str(e.phase), e.echo_time] for e in run.echoes if e.phase is not None
             ]
             args += ["--framewise-json", json.dumps(echoes)]
-            args += ["--pe-direction", str(run.pe_direction)]
+        if method != "none":  # every method turns its field into shifts along the PE axis
+            if run.pe_direction:
+                args += ["--pe-direction", run.pe_direction]
             if run.total_readout_time:
                 args += ["--readout-time", f"{run.total_readout_time:.8g}"]
         if reference:

@@ -5,12 +5,12 @@ Every volume of a multi-echo run carries its own field: the phase of echo ``e`` 
 (MEDIC, Imaging Neuroscience 2026), implemented from that description in our own way:
 
 1. **Reference field** (one volume, the run's reference): the phase difference of the first
-   two echoes is unwrapped in space (Laplacian unwrapping, Schofield and Zhu 2003, made
-   congruent: the wrapped data plus whole turns chosen by the Laplacian estimate), later
-   echoes are unwrapped against the field it gives, and the field is the magnitude-weighted
-   least-squares slope of phase over echo time. The whole-volume ambiguity of one turn per
-   ``TE_2 - TE_1`` is resolved by taking the field whose median in the head is nearest 0 Hz
-   (the scanner's frequency is set on the head's water).
+   two echoes is unwrapped in space (:func:`unwrap_quality_guided`: voxels merged along their
+   most reliable edges first), later echoes are unwrapped against the field it gives, and
+   the field is the magnitude-weighted least-squares slope of phase over echo time. The
+   whole-volume ambiguity of one turn per ``TE_2 - TE_1`` is resolved by taking the field
+   whose median in the head is nearest 0 Hz (the scanner's frequency is set on the head's
+   water).
 2. **Change per volume**: the phase of every echo relative to the reference volume is small
    (a few Hz move it by less than a turn at the last echo), so no spatial unwrapping is
    needed: the first echo predicts the later ones' turns, and a weighted fit with an
@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import fft, ndimage
+from scipy import ndimage
 
 from echoprep.kernels.geometry.distortion import smooth_fieldmap
 
@@ -69,29 +69,6 @@ class FramewiseField:
     def field(self, t: int) -> np.ndarray:
         """``(nx, ny, nz)`` float32 field of volume ``t``, Hz."""
         return (self.static + np.tensordot(self.courses[t], self.maps, axes=1)).astype(np.float32)
-
-
-def laplacian_unwrap(wrapped: np.ndarray) -> np.ndarray:
-    """Smooth estimate of the unwrapped phase (Schofield and Zhu 2003) with Neumann edges.
-
-    ``lap(phi) = cos(w) lap(sin w) - sin(w) lap(cos w)`` holds for the wrapped ``w``, and the
-    inverse Laplacian is taken with the discrete cosine transform. The estimate is smooth and
-    may differ from the true phase by less than pi where the phase is clean; use
-    :func:`congruent` to keep the data's own values.
-
-    Parameters
-    ----------
-    wrapped
-        ``(nx, ny, nz)`` phase, rad.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(nx, ny, nz)`` float64, rad (mean 0).
-    """
-    w = np.asarray(wrapped, np.float64)
-    lap = np.cos(w) * _laplacian(np.sin(w)) - np.sin(w) * _laplacian(np.cos(w))
-    return _inverse_laplacian(lap)
 
 
 def unwrap_quality_guided(wrapped: np.ndarray, quality: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -142,12 +119,9 @@ def unwrap_quality_guided(wrapped: np.ndarray, quality: np.ndarray, mask: np.nda
     jump = np.round(step / TWO_PI).astype(np.int64)  # b's turns minus a's, to make the step small
     rel = np.minimum(q[a], q[b]) * (1 - np.abs(step - TWO_PI * jump) / np.pi)
     order = np.argsort(-rel, kind="stable")
-    parent = np.arange(phase.size)
-    turns = np.zeros(phase.size, np.int64)  # relative to the parent
-    size = np.ones(phase.size, np.int64)
-    par = parent.tolist()
-    trn = turns.tolist()
-    sz = size.tolist()
+    par = list(range(phase.size))
+    trn = [0] * phase.size  # whole turns relative to the parent
+    sz = [1] * phase.size
     av, bv, jv = a[order].tolist(), b[order].tolist(), jump[order].tolist()
 
     def find(i: int) -> tuple[int, int]:
@@ -188,27 +162,6 @@ def unwrap_quality_guided(wrapped: np.ndarray, quality: np.ndarray, mask: np.nda
 def congruent(wrapped: np.ndarray, guide: np.ndarray) -> np.ndarray:
     """``wrapped`` plus the whole turns that bring it nearest ``guide`` (rad)."""
     return wrapped + TWO_PI * np.round((guide - wrapped) / TWO_PI)
-
-
-def _laplacian(a: np.ndarray) -> np.ndarray:
-    out = np.zeros_like(a)
-    for axis in range(a.ndim):
-        out += np.gradient(np.gradient(a, axis=axis), axis=axis)
-    return out
-
-
-def _inverse_laplacian(lap: np.ndarray) -> np.ndarray:
-    shape = lap.shape
-    coef = fft.dctn(lap, type=2, norm="ortho")
-    denom = np.zeros(shape)
-    for axis, n in enumerate(shape):
-        k = np.arange(n)
-        eig = 2 * np.cos(np.pi * k / n) - 2
-        denom = denom + eig.reshape([-1 if i == axis else 1 for i in range(len(shape))])
-    denom.flat[0] = 1.0
-    coef = coef / denom
-    coef.flat[0] = 0.0
-    return fft.idctn(coef, type=2, norm="ortho")
 
 
 def reference_field(echoes: np.ndarray, tes: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -424,7 +377,6 @@ __all__ = [
     "congruent",
     "field_change",
     "framewise_fields",
-    "laplacian_unwrap",
     "reference_field",
     "undistort_field",
 ]

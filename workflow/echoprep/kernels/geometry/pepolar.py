@@ -108,15 +108,12 @@ def pepolar_field(
     p = (t_b * y_a + t_a * y_b) / (t_a + t_b)
     f = (y_a - y_b) / (sign_a * (t_a + t_b))
     field = _interp_lines(p, f, np.arange(n, dtype=np.float64))
-    field = np.moveaxis(field.reshape(shape), -1, axis)
+    line_signal = (la.sum(axis=1) > 0) & (lb.sum(axis=1) > 0)  # lines both images reach
+    field[~line_signal] = 0.0
     has_signal = np.moveaxis(
-        ((la.sum(axis=1) > 0) & (lb.sum(axis=1) > 0))
-        .reshape(shape[:-1])[..., None]
-        .repeat(n, axis=-1),
-        -1,
-        axis,
+        np.broadcast_to(line_signal[:, None], field.shape).reshape(shape), -1, axis
     )
-    field = np.where(has_signal, field, 0.0)
+    field = np.moveaxis(field.reshape(shape), -1, axis)
     return field.astype(np.float32), reliable & has_signal
 
 

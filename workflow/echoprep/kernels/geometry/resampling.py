@@ -299,13 +299,18 @@ class Chain:
             "OutputAffine": self.output.affine.round(8).tolist(),
         }
 
+    def _true_positions(self) -> np.ndarray:
+        """Reference native voxel coordinates ``v`` of the output voxels (true positions,
+        before any distortion shift): ``(3, n_out)`` float64, a new array each call."""
+        ijk = np.indices(self.output.shape, dtype=np.float64).reshape(3, -1)
+        q = np.linalg.inv(self.native_affine) @ self.ref_from_out @ self.output.affine
+        return q[:3, :3] @ ijk + q[:3, 3:4]
+
     @cached_property
     def _field_samples(self) -> tuple[np.ndarray, np.ndarray | None]:
         """Distorted reference voxel coordinates ``v_d`` ``(3, n_out)`` float64 and the
         Jacobian ``(n_out,)`` float32 (None when not applied)."""
-        ijk = np.indices(self.output.shape, dtype=np.float64).reshape(3, -1)
-        q = np.linalg.inv(self.native_affine) @ self.ref_from_out @ self.output.affine
-        v = q[:3, :3] @ ijk + q[:3, 3:4]
+        v = self._true_positions()
         jac = None
         if self.vsm is not None:
             vsm = np.asarray(self.vsm)
@@ -323,9 +328,7 @@ class Chain:
         applied); None without frame-wise distortion."""
         if self.vsm_maps is None:
             return None
-        ijk = np.indices(self.output.shape, dtype=np.float64).reshape(3, -1)
-        q = np.linalg.inv(self.native_affine) @ self.ref_from_out @ self.output.affine
-        v = q[:3, :3] @ ijk + q[:3, 3:4]
+        v = self._true_positions()
         axis = int(self.pe_axis)  # type: ignore[arg-type]
         shifts = np.stack(
             [ndimage.map_coordinates(u, v, order=1, mode="nearest") for u in self.vsm_maps]

@@ -181,11 +181,13 @@ def _pepolar_hz(
 def _phase_radians(phase: np.ndarray) -> np.ndarray:
     """Phase values in rad: as they are within [-pi, pi], Siemens units ([-4096, 4095]) scaled
     by pi / 4096, anything else mapped linearly from its min..max to -pi..pi."""
+    from echoprep.kernels.geometry.distortion import siemens_phase_to_radians
+
     top = float(np.abs(phase).max(initial=0))
     if top <= np.pi + 1e-3:
         return phase
     if top <= 4096.5:
-        return phase * np.float32(np.pi / 4096)
+        return siemens_phase_to_radians(phase)
     lo, hi = float(phase.min()), float(phase.max())
     return ((phase - lo) / (hi - lo) * 2 * np.pi - np.pi).astype(np.float32)
 
@@ -253,7 +255,7 @@ def _framewise(
         ).astype(np.float32)
     vsm = (shift_per_hz * res.static).astype(np.float32)
     maps = (shift_per_hz * res.maps).astype(np.float32)
-    change = np.tensordot(courses, res.maps, axes=1)[:, res.mask]  # Hz, (t, n_head)
+    change = courses @ res.maps[:, res.mask]  # Hz, (t, n_head): the head only
     record = {
         "Applied": True,
         "Method": "phase-framewise",
