@@ -11,6 +11,7 @@ from argparse import ArgumentParser
 
 from echoprep.config import validate_config
 from echoprep.io.bids import Dataset
+from echoprep.kernels.fidelity import HeldoutFidelity
 from echoprep.kernels.glm.fit import RunSolver
 from echoprep.kernels.noiseceiling import NoiseCeiling
 from echoprep.plan import Plan, RuleSpec, discovery_options
@@ -35,6 +36,7 @@ _ = (
     Plan.folder_pattern,  # common.smk
     Plan.sessions_warning,
     Plan.sdc_summary,
+    Plan.reference_note,
     # --- argparse: read by the parser itself (cli._no_abbreviations sets it) ---
     ArgumentParser().allow_abbrev,
     # --- dataclass fields = config schema keys (docs/architecture.md §4): an options class has
@@ -53,4 +55,6 @@ _ = (
     distort,  # the simulator's forward EPI distortion (test_simulate)
     ResponseModel.smooth_fraction,  # (test_simulate)
     Dataset.get_run,  # a run by its labels (test_bids_discovery)
+    HeldoutFidelity.truth_scale,  # one reference's truth scale (test_fidelity)
+    HeldoutFidelity.trial_truth_scale,
 )

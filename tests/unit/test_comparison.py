@@ -323,16 +323,33 @@ def test_nc_and_heldout_fidelity_disagree_and_the_json_says_so(tmp_path):
     assert rec["margin_over_runner_up"]["shown"] is False
     assert set(rec["indistinguishable"]) | {rec["variant"]} == {"raw-single", "raw-optcom"}
     assert "the data cannot tell the two apart" in rec["verdict"]
-    # the truth-scale column: heldout_r over the reference's reliability
-    assert table.loc["raw-single", "heldout_truth"] == pytest.approx(
-        table.loc["raw-single", "heldout_r"] / table.loc["raw-single", "reference_reliability"],
-        rel=1e-3,
-    )
-    # the reference is named in the table and the recommendation (comparison.reference)
-    assert set(table["reference"]) == {"raw-optcom"}
-    assert rec["Parameters"]["Reference"] == "raw-optcom"
+    # every variant against the others (never itself): the table's columns are means over
+    # its references, computed from the long table of every pair (replicate 0: the estimate)
     boot = cmp.read_bootstrap(_subject_paths(tmp_path / "comparison", "01")["bootstrap"])
-    assert len(boot) == 3 * 50
+    assert len(boot) == 3 * 3 * 51
+    est = boot[boot["replicate"] == 0].set_index(["variant", "reference"])["heldout_r"]
+    own = {v: np.sqrt(est[(v, v)]) for v in ("raw-single", "raw-optcom", "nordic-single")}
+    refs = ["raw-optcom", "nordic-single"]
+    assert table.loc["raw-single", "reference"] == ",".join(refs)
+    assert table.loc["raw-single", "heldout_r"] == pytest.approx(
+        np.mean([est[("raw-single", w)] for w in refs]), abs=2e-4
+    )
+    assert table.loc["raw-single", "heldout_truth"] == pytest.approx(
+        np.mean([est[("raw-single", w)] for w in refs]) / np.mean([own[w] for w in refs]),
+        abs=2e-3,
+    )
+    assert table.loc["raw-single", "reference_reliability"] == pytest.approx(
+        np.mean([own[w] for w in refs]), abs=2e-3
+    )
+    # symmetric: a variant against a reference = the reference against that variant
+    assert est[("raw-single", "nordic-single")] == est[("nordic-single", "raw-single")]
+    assert rec["Parameters"]["Reference"] == cmp.REFERENCE_RULE
+    assert rec["references"] == cmp.REFERENCE_RULE and rec["default_rule"] == cmp.DEFAULT_RULE
+    # every margin names its references, none of them one of the two variants compared
+    by_ref = rec["margin_over_baseline"] or rec["margin_over_runner_up"]
+    assert {m["reference"] for m in by_ref["by_reference"]}.isdisjoint(
+        {rec["variant"], by_ref["variant"]}
+    )
 
 
 def test_group_statistics_sem():
@@ -716,3 +733,176 @@ def test_a_collapsed_noise_ceiling_with_positive_held_out_fidelity_is_explained(
         "no better than different images" in w
         for w in cmp.implausibility_warnings(table, "raw-optcom")
     )
+
+
+def _image_locked_session(seed: int = 0):
+    """Truth ``mu`` (voxels x images) and single-trial betas of five variants on 6 runs (every
+    image once per run): raw-optcom carries an image-locked error (a fixed per-image pattern
+    added to every repeat of the image), raw-denoised the truth with the same trial noise and
+    no such error (truly better), the others noisier."""
+    from echoprep.kernels.fidelity import split_means
+
+    r = np.random.default_rng(seed)
+    n_vox, n_img, n_runs = 300, 60, 6
+    mu = r.standard_normal((n_vox, n_img))
+    locked = 0.8 * r.standard_normal((n_vox, n_img))
+    runs = np.repeat(np.arange(1, n_runs + 1), n_img)
+    labels = np.concatenate([r.permutation(n_img) for _ in range(n_runs)])
+
+    def trials(signal, noise):
+        return signal[:, labels] + noise * r.standard_normal((n_vox, labels.size))
+
+    betas = {
+        "raw-single": trials(mu, 2.5),
+        "raw-optcom": trials(mu + locked, 1.5),
+        "raw-denoised": trials(mu, 1.5),
+        "nordic-single": trials(mu, 2.5),
+        "nordic-optcom": trials(mu, 2.0),
+    }
+    splits = {v: split_means(b, labels, runs) for v, b in betas.items()}
+    return mu, betas, labels, runs, splits
+
+
+def test_a_variant_with_image_locked_errors_is_not_preferred_as_or_against_the_reference():
+    """raw-optcom adds a fixed per-image pattern to every repeat: its repeats agree (its own
+    halves count the pattern as signal) while its image means follow the truth less than
+    raw-denoised's. Judged with raw-optcom as the one reference (the former design), it leads
+    raw-denoised; judged against every other variant and never itself, raw-denoised ranks
+    above it and no lead of raw-optcom over it is claimed."""
+    from echoprep.kernels.fidelity import heldout_fidelity, truth_fidelity
+    from echoprep.kernels.fidelity_pairs import heldout_pairs
+    from echoprep.stages.comparison.fidelity import pair_rows, variant_fidelity
+
+    mu, betas, labels, runs, splits = _image_locked_session()
+    truth = {
+        v: float(np.nanmedian(truth_fidelity(b, labels, runs, mu, np.arange(mu.shape[1]))))
+        for v, b in betas.items()
+    }
+    assert truth["raw-denoised"] > truth["raw-optcom"] + 0.05  # measured 0.85 against 0.70
+    # the former single reference: raw-optcom against its own halves leads by far
+    old = {v: heldout_fidelity(s, splits["raw-optcom"]).median for v, s in splits.items()}
+    assert old["raw-optcom"] > old["raw-denoised"] + 0.1
+    # every variant against the others
+    pairs = heldout_pairs(splits, n_boot=50, seed=3)
+    rows = []
+    for v in splits:
+        fid = variant_fidelity(pairs, v, np.nan)
+        rows.append(
+            {
+                "subject": "01",
+                "session": "01",
+                "variant": v,
+                "median_nc": 10.0,
+                "dprime": 1.0,
+                "gain": 0.0,
+                "heldout_r": fid.heldout_r,
+                "heldout_truth": fid.heldout_truth,
+                "heldout_trial_r": fid.trial_r,
+                "heldout_trial_truth": fid.trial_truth,
+                "reference_reliability": fid.reliability,
+                "splithalf_r": 0.1,
+                "edge_nc80": 0.0,
+                "voxels": 300,
+            }
+        )
+    table = pd.DataFrame(rows)
+    boot = pd.DataFrame(pair_rows(pairs, "01", "01"))
+    rec = cmp.recommend(table, "heldout_r", boot)
+    ranked = [r["variant"] for r in rec["ranking"]]
+    assert ranked.index("raw-denoised") < ranked.index("raw-optcom")
+    assert rec["variant"] == "raw-denoised"
+    # the truth-scale estimates order the two as the truth does
+    est = table.set_index("variant")["heldout_truth"]
+    assert est["raw-denoised"] > est["raw-optcom"]
+    # the margin over raw-optcom names its references (neither of the two) and, where
+    # shown, is shown under each of them in the true direction
+    m = rec["margin_over_runner_up"]
+    pair = {rec["variant"], m["variant"]}
+    assert all(x["reference"] not in pair for x in m["by_reference"])
+    assert len(m["by_reference"]) == 3
+    if m["shown"]:
+        assert all(x["holds"] for x in m["by_reference"])
+
+
+def test_a_lead_reversed_under_one_reference_is_not_shown():
+    """Two variants, three references: under two references a leads by many standard errors,
+    under the third b leads. The lead is not shown, the JSON names the reversing reference and
+    the words say so."""
+    r = np.random.default_rng(0)
+    refs = ["raw-single", "nordic-single", "nordic-optcom"]
+    lead = {"raw-single": 0.05, "nordic-single": 0.05, "nordic-optcom": -0.02}
+    base = {"raw-optcom": 0.30, "raw-denoised": 0.30}
+    rows, boots = [], []
+    variants = [*base, *refs]
+    est: dict[tuple[str, str], float] = {}
+    for v in variants:
+        for w in variants:
+            if (w, v) in est:
+                est[(v, w)] = est[(w, v)]
+            elif v == w:
+                est[(v, w)] = 0.5
+            elif v in base and w in refs:
+                est[(v, w)] = base[v] + (lead[w] if v == "raw-optcom" else 0.0)
+            else:
+                est[(v, w)] = 0.2
+    common = r.normal(0, 0.01, 60)
+    for (v, w), x in est.items():
+        boots.append(
+            {
+                "subject": "01",
+                "session": "01",
+                "variant": v,
+                "reference": w,
+                "replicate": 0,
+                "heldout_r": x,
+                "heldout_trial_r": x,
+            }
+        )
+        noise = common + r.normal(0, 0.002, 60)
+        boots += [
+            {
+                "subject": "01",
+                "session": "01",
+                "variant": v,
+                "reference": w,
+                "replicate": i + 1,
+                "heldout_r": x + e,
+                "heldout_trial_r": x + e,
+            }
+            for i, e in enumerate(noise)
+        ]
+    boot = pd.DataFrame(boots)
+    for v in variants:
+        mine = [est[(v, w)] for w in variants if w != v]
+        rows.append(
+            {
+                "subject": "01",
+                "session": "01",
+                "variant": v,
+                "median_nc": 10.0,
+                "dprime": 1.0,
+                "gain": 0.0,
+                "heldout_r": float(np.mean(mine)),
+                "heldout_truth": np.nan,
+                "heldout_trial_r": float(np.mean(mine)),
+                "reference_reliability": 0.7,
+                "splithalf_r": 0.1,
+                "edge_nc80": 0.0,
+                "voxels": 100,
+            }
+        )
+    rec = cmp.recommend(pd.DataFrame(rows), "heldout_r", boot)
+    assert rec["ranked_first"] == "raw-optcom" and rec["variant"] == "raw-optcom"
+    m = rec["margin_over_runner_up"]
+    assert m["variant"] == "raw-denoised"
+    holds = {x["reference"]: x["holds"] for x in m["by_reference"]}
+    assert holds == {"raw-single": True, "nordic-single": True, "nordic-optcom": False}
+    assert m["reversed_by"] == ["nordic-optcom"] and m["shown"] is False
+    assert "raw-denoised" in rec["indistinguishable"]
+    assert "under some reference" in rec["verdict"]
+    # the report's lines name the reversing reference and the stated default rule
+    from echoprep.report.recommendation import recommendation_lines
+
+    lines = recommendation_lines(rec, "")
+    assert "reversed with nordic-optcom as the reference; not shown by the data" in lines[0]
+    assert f"the default is {cmp.DEFAULT_RULE}." in "\n".join(lines)

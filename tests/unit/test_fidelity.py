@@ -256,3 +256,68 @@ def test_single_trials_and_repeat_averages_can_prefer_different_variants() -> No
     for res, t_all, t_trial in zip(est, truth_all, truth_trial, strict=True):
         assert abs(res.truth_scale - t_all) < 0.02
         assert abs(res.trial_truth_scale - t_trial) < 0.02
+
+
+def test_every_pair_is_the_pairwise_measure_and_the_scores_agree_with_the_margins() -> None:
+    """heldout_pairs gives, for every pair, exactly heldout_fidelity of the variant against
+    that reference (estimate and bootstrap), whatever the chunk of replicates; it is
+    symmetric, its diagonal is each variant's reliability squared, and the difference of two
+    scores is (n - 2) / (n - 1) times their mean difference under the references that are
+    neither of them."""
+    from echoprep.kernels.fidelity import split_means
+    from echoprep.kernels.fidelity_pairs import heldout_pairs, pair_references
+
+    mu, _, labels, runs = _session_reps(
+        21, 0.5, 0.5, 1.0, rank=2, n_runs=6, reps=3, n_vox=120, n_img=40
+    )
+    r = np.random.default_rng(22)
+    names = ["raw-single", "raw-optcom", "nordic-single", "nordic-optcom"]
+    splits = {
+        v: split_means(mu[:, labels] + noise * r.standard_normal((120, labels.size)), labels, runs)
+        for v, noise in zip(names, (2.0, 1.0, 1.5, 0.7), strict=True)
+    }
+    pairs = heldout_pairs(splits, n_boot=25, seed=4, chunk=7)
+    again = heldout_pairs(splits, n_boot=25, seed=4, chunk=100)
+    np.testing.assert_array_equal(pairs.bootstrap, again.bootstrap)
+    for i, v in enumerate(names):
+        for j, w in enumerate(names):
+            one = heldout_fidelity(splits[v], splits[w], n_boot=25, seed=4)
+            assert pairs.r[i, j] == pytest.approx(one.median, abs=1e-12)
+            assert pairs.trial_r[i, j] == pytest.approx(one.trial_median, abs=1e-12)
+            np.testing.assert_allclose(pairs.bootstrap[:, i, j], one.bootstrap, atol=1e-12)
+            np.testing.assert_allclose(
+                pairs.trial_bootstrap[:, i, j], one.trial_bootstrap, atol=1e-12
+            )
+        assert pairs.reliability[i] == pytest.approx(
+            heldout_fidelity(splits[v], splits[v]).reliability
+        )
+    np.testing.assert_allclose(pairs.r, pairs.r.T, atol=1e-12)
+    # never against itself: the references of a variant are the others
+    assert pairs.references("raw-optcom") == ["raw-single", "nordic-single", "nordic-optcom"]
+    a, b = "raw-optcom", "nordic-single"
+    common = pair_references(names, a, b)
+    assert common == ["raw-single", "nordic-optcom"]
+    margin = np.mean(
+        [
+            pairs.r[names.index(a), names.index(w)] - pairs.r[names.index(b), names.index(w)]
+            for w in common
+        ]
+    )
+    assert pairs.score(a) - pairs.score(b) == pytest.approx(2 / 3 * margin, abs=1e-12)
+    # the truth scale: the score over the mean reliability of the references
+    refs = [names.index(w) for w in pairs.references(a)]
+    assert pairs.score(a, truth=True) == pytest.approx(
+        pairs.score(a) / np.mean(pairs.reliability[refs])
+    )
+    # two variants: each is also judged against itself, so a lead must survive the other's
+    assert pair_references(["raw-optcom", "nordic-optcom"], "raw-optcom") == [
+        "raw-optcom",
+        "nordic-optcom",
+    ]
+    assert pair_references(["raw-optcom", "nordic-optcom"], "raw-optcom", "nordic-optcom") == [
+        "raw-optcom",
+        "nordic-optcom",
+    ]
+    assert pair_references(["raw-optcom"], "raw-optcom") == []
+    with pytest.raises(ValueError, match="same splits"):
+        heldout_pairs({"a": splits[names[0]], "b": splits[names[1]][:1]})

@@ -192,19 +192,22 @@ def test_job_inputs_follow_the_wildcards(bids, tmp_path):
 
 
 def test_impossible_configs_are_refused_with_the_fix(bids, tmp_path):
-    plan = _plan(
-        bids, tmp_path, variants={"combine": ["optcom"]}, comparison={"reference": "raw-denoised"}
-    )
-    with pytest.raises(
-        PlanError, match=r"comparison.reference: expected a variant this config produces.*Fix"
-    ):
-        plan.reference_variant()
     plan = _plan(bids, tmp_path, rois={"visual": {"session": "09"}})
     with pytest.raises(PlanError, match="sub-01 has no session '09'"):
         plan.visual_source("01")
-    # the default reference raw-optcom falls back to another NORDIC-off variant
-    plan = _plan(bids, tmp_path, variants={"combine": ["single", "denoised"]})
-    assert plan.reference_variant() == "raw-single"
+
+
+def test_a_former_comparison_reference_is_noted_not_refused(bids, tmp_path):
+    """comparison.reference (one reference variant) is no longer used: a config that sets it
+    still plans, with a note that says so and how to fix it; the default gives no note."""
+    plan = _plan(bids, tmp_path, comparison={"reference": "raw-denoised"})
+    note = plan.reference_note()
+    assert note is not None and note.startswith("comparison.reference: 'raw-denoised' is no")
+    assert "never against itself" in note and "Fix: remove comparison.reference" in note
+    assert _plan(bids, tmp_path).reference_note() is None
+    # the subject comparison no longer takes a reference argument
+    spec = plan.spec("comparison_subject")
+    assert "reference" not in spec.params
 
 
 def test_resources_grow_with_attempt_and_with_the_data(bids, tmp_path):

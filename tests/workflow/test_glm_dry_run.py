@@ -203,25 +203,21 @@ def test_held_out_fits_for_every_variant_of_the_comparison_sessions(tmp_path, tw
     cmds = [line for line in out.splitlines() if "python -m echoprep glm-heldout " in line]
     assert len(cmds) == 12 and all(" --splits 2 " in c for c in cmds)
     assert all(" --out means=" in c and " volumes=" in c for c in cmds)
-    # the comparison reads them, and names its reference variant
+    # the comparison reads them all: every variant is judged against the others
     cmds = shell_commands(out, "comparison subject")
-    assert len(cmds) == 2 and all(" --reference raw-optcom " in c for c in cmds)
+    assert len(cmds) == 2 and all(" --reference" not in c for c in cmds)
     assert all(c.count("heldout=") == 6 and c.count("heldout_volumes=") == 6 for c in cmds)
 
 
-def test_reference_variant_falls_back_and_is_configurable(tmp_path, two_by_two):
-    # optcom not produced: raw-single
-    extra = tmp_path / "no_optcom.yaml"
-    extra.write_text("variants:\n  combine: [single, denoised]\npublish:\n  laion: false\n")
-    out = dry_run(_config(tmp_path, two_by_two), "--configfile", str(extra), "--printshellcmds")
-    cmds = shell_commands(out, "comparison subject")
-    assert len(cmds) == 2 and all(" --reference raw-single " in c for c in cmds)
-    # an explicit choice, on the comparison session ses-02, with one split
-    extra = tmp_path / "nordic_ref.yaml"
+def test_held_out_fits_follow_the_comparison_sessions_and_splits(tmp_path, two_by_two):
+    # a former comparison.reference still plans (with a note), on the comparison session
+    # ses-02, with one split
+    extra = tmp_path / "ses02.yaml"
     extra.write_text("comparison:\n  reference: raw-denoised\n  sessions: [ses-02]\n  splits: 1\n")
     out = dry_run(_config(tmp_path, two_by_two), "--configfile", str(extra), "--printshellcmds")
+    assert "comparison.reference: 'raw-denoised' is no longer used" in out
     cmds = shell_commands(out, "comparison subject")
-    assert all(" --reference raw-denoised " in c for c in cmds)
+    assert cmds and all(" --reference" not in c for c in cmds)
     held = [j for j in parse_jobs(out) if j.rule == "glm_heldout"]
     assert {_session_of(j) for j in held} == {
         "sub-01_ses-02_task-images",
@@ -239,14 +235,16 @@ def test_reference_variant_falls_back_and_is_configurable(tmp_path, two_by_two):
     assert counts["glm_analysis_mask"] == 4
 
 
-def test_reference_variant_not_produced_is_an_error(tmp_path, two_by_two):
+def test_a_former_reference_not_produced_plans_with_a_note(tmp_path, two_by_two):
+    """comparison.reference is no longer used: a value that earlier versions refused (a
+    variant this config does not produce) now plans, with the note naming the key."""
     extra = tmp_path / "bad_ref.yaml"
     extra.write_text("variants:\n  combine: [single]\ncomparison:\n  reference: raw-denoised\n")
     res = snakemake("-n", "--configfile", str(extra), config=_config(tmp_path, two_by_two))
-    assert res.returncode != 0
+    assert res.returncode == 0, res.stdout + res.stderr
     assert (
-        "comparison.reference: expected a variant this config produces (raw-single, "
-        "nordic-single); found 'raw-denoised'. Fix: choose one of them."
+        "comparison.reference: 'raw-denoised' is no longer used: the held-out measures judge "
+        "every variant against every other variant, never against itself"
     ) in res.stdout + res.stderr
     # a low-rank-denoised reference is refused by the schema
     extra.write_text("comparison:\n  reference: nordic-optcom\n")

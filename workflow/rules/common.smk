@@ -44,6 +44,7 @@ if workflow.is_main_process:
         PLAN.publish_warning(),
         PLAN.sessions_warning(),
         PLAN.sdc_summary(),
+        PLAN.reference_note(),
     ):
         if _warning:
             print(_warning, file=sys.stderr)

@@ -27,7 +27,7 @@ rule comparison_subject:
         "Variant comparison sub-{wildcards.subject}"
     shell:
         "python -m echoprep comparison subject {params.entries}"
-        " --options-json {params.options:q} --seed {params.seed} --reference {params.reference}"
+        " --options-json {params.options:q} --seed {params.seed}"
         " --out tsv={output.tsv:q} bootstrap={output.bootstrap:q} 2> {log:q}"
 
 

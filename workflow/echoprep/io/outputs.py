@@ -394,7 +394,7 @@ def _outputs() -> tuple[Output, ...]:
           description="one subject's 2x3 comparison table"),
         o("comparison", "subject_bootstrap", "comparison", "subject", "comparison", ".tsv",
           entities={"desc": "bootstrap"}, sidecar=False, datatype=None,
-          description="one subject's image-bootstrap replicates"),
+          description="one subject's held-out fidelity per variant and reference, bootstrap"),
         o("comparison", "tsv", "comparison", "group", "comparison", ".tsv", sidecar=False,
           entities={"desc": "variants"}, description="the group 2x3 comparison table"),
         o("comparison", "png", "comparison", "group", "comparison", ".png", sidecar=False,

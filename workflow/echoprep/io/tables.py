@@ -13,8 +13,17 @@ import pandas as pd
 
 from echoprep.io.atomic import atomic_path
 
-#: Columns of a comparison bootstrap table (one row per replicate of a variant's heldout_r).
-BOOTSTRAP_COLUMNS = ("subject", "session", "variant", "replicate", "heldout_r", "heldout_trial_r")
+#: Columns of a comparison bootstrap table: one row per variant, reference variant and
+#: replicate (0: the estimate on the images as sampled; 1..B: image-bootstrap replicates).
+BOOTSTRAP_COLUMNS = (
+    "subject",
+    "session",
+    "variant",
+    "reference",
+    "replicate",
+    "heldout_r",
+    "heldout_trial_r",
+)
 
 
 def write_tsv(table: pd.DataFrame, path: str | Path) -> Path:
@@ -42,7 +51,11 @@ def read_bootstrap_table(path: str | Path | None) -> pd.DataFrame | None:
     if path is None or not Path(path).is_file():
         return None
     return pd.read_csv(
-        path, sep="\t", dtype={"subject": str, "session": str}, keep_default_na=False
+        path,
+        sep="\t",
+        dtype={"subject": str, "session": str},
+        na_values="n/a",
+        keep_default_na=False,
     )
 
 

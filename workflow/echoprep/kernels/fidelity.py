@@ -263,7 +263,8 @@ def _split_terms(
     return rho, c2, trial
 
 
-def _nanmedian(x: np.ndarray, axis: int | None = None) -> Any:
+def quiet_nanmedian(x: np.ndarray, axis: int | None = None) -> Any:
+    """:func:`numpy.nanmedian` without warnings for all-NaN slices (NaN there)."""
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmedian(x, axis=axis)
@@ -337,12 +338,12 @@ def heldout_fidelity(
             return np.nanmean(np.stack(per_split), axis=0)
 
     def median_of(x: np.ndarray) -> float:
-        return float(_nanmedian(x)) if np.isfinite(x).any() else math.nan
+        return float(quiet_nanmedian(x)) if np.isfinite(x).any() else math.nan
 
     def boot_medians(per_split: list[np.ndarray]) -> np.ndarray:
         if not per_split:
             return np.empty(0)
-        return np.asarray(_nanmedian(over_splits(per_split), axis=1), np.float64)
+        return np.asarray(quiet_nanmedian(over_splits(per_split), axis=1), np.float64)
 
     r, c, trial_r = over_splits(rhos), over_splits(cs), over_splits(trials)
     median, trial_median, c2_med = median_of(r), median_of(trial_r), median_of(c)
@@ -497,6 +498,7 @@ __all__ = [
     "heldout_fidelity",
     "heldout_from_betas",
     "image_means",
+    "quiet_nanmedian",
     "rowwise_correlation",
     "run_splits",
     "shared_images",

@@ -17,6 +17,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from echoprep.kernels.margins import (
+    HELDOUT_METRICS,
+    group_replicates,
+    is_pairwise,
+    pair_se,
+    reference_margins,
+    score_replicates,
+)
 from echoprep.variants import ALL_VARIANTS
 
 #: The six variants in canonical order (NORDIC off first, then echo handling).
@@ -27,10 +35,21 @@ BASELINE = "raw-single"
 RANK_METRICS = ("heldout_r", "heldout_trial_r", "median_nc", "dprime", "gain")
 #: The metric checked against simulated truth (docs/comparison.md).
 VALIDATED = "heldout_r"
-#: The held-out measures (checked against truth): repeat-averaged image means, single trials.
-HELDOUT_METRICS = ("heldout_r", "heldout_trial_r")
-#: A lead counts as shown when it exceeds this many paired standard errors.
+#: A lead counts as shown when it exceeds this many paired standard errors, under every
+#: admissible reference.
 SHOWN_SE = 2.0
+#: How the held-out measures choose their references (``Parameters.Reference`` of the JSON).
+REFERENCE_RULE = (
+    "every other variant: each variant is judged against every other variant of its session "
+    "(never against itself), each margin under every variant that is neither of the two "
+    "compared (with only two variants, under each of the two)"
+)
+#: The rule that picks the recommendation where the data cannot tell variants apart.
+DEFAULT_RULE = (
+    "the variant ranked first by the held-out fidelity (every variant judged against the "
+    "others, none against itself); a NORDIC variant only where its lead over the best "
+    "NORDIC-off variant is shown under every reference, else that NORDIC-off variant"
+)
 #: Human-readable names of the variants.
 VARIANT_NAMES: dict[str, str] = {
     "raw-single": "single echo",
@@ -45,17 +64,19 @@ MEASURES: dict[str, dict[str, str]] = {
     "heldout_r": {
         "label": "held-out fidelity",
         "description": "median over the visual ROI of the covariance between the variant's "
-        "image means from one half of the runs and the reference's from the other half (each "
-        "half fitted apart; both directions averaged), divided by the spread of both all-repeat "
-        "image means; averaged over splits of the runs. Proportional to the correlation of the "
-        "repeat-averaged betas with the true image responses, with a factor common to all "
-        "variants (checked on simulated truth: docs/comparison.md).",
+        "image means from one half of the runs and a reference variant's from the other half "
+        "(each half fitted apart; both directions averaged), divided by the spread of both "
+        "all-repeat image means; averaged over splits of the runs and over the references: "
+        "every other variant of the session, never the variant itself. Proportional to the "
+        "correlation of the repeat-averaged betas with the true image responses (checked on "
+        "simulated truth: docs/comparison.md).",
     },
     "heldout_truth": {
         "label": "held-out fidelity, truth scale (r)",
-        "description": "heldout_r divided by the reference's own all-repeat fidelity "
-        "(reference_reliability): an estimate of the correlation of the repeat-averaged betas "
-        "with the true image means; its differences are margins in truth-equivalent units.",
+        "description": "heldout_r divided by reference_reliability (the mean of the "
+        "references' own all-repeat fidelities): an estimate of the correlation of the "
+        "repeat-averaged betas with the true image means; its differences are margins in "
+        "truth-equivalent units.",
     },
     "heldout_trial_r": {
         "label": "single-trial held-out fidelity",
@@ -73,9 +94,9 @@ MEASURES: dict[str, dict[str, str]] = {
     },
     "reference_reliability": {
         "label": "reference reliability",
-        "description": "the reference's all-repeat fidelity estimated from its two halves, "
-        "sqrt(median over the ROI of cov(A, B) / var(all repeats)): the factor between "
-        "heldout_r and the truth scale (the same for every variant of a session).",
+        "description": "the references' all-repeat fidelity estimated from their own two "
+        "halves, sqrt(median over the ROI of cov(A, B) / var(all repeats)), averaged over the "
+        "variant's references: about the factor between heldout_r and the truth scale.",
     },
     "median_nc": {
         "label": "median NC (%)",
@@ -156,25 +177,6 @@ def _clean(x: Any) -> Any:
     if isinstance(x, float) and not math.isfinite(x):
         return None
     return x
-
-
-def _group_replicates(
-    bootstrap: pd.DataFrame | None,
-    sessions: set[tuple[str, str]] | None = None,
-    metric: str = VALIDATED,
-) -> dict[str, np.ndarray]:
-    """variant -> replicates of the group mean of ``metric`` (replicate-wise mean over the
-    ``sessions`` given: (subject, session) pairs; None: all)."""
-    if bootstrap is None or bootstrap.empty or metric not in bootstrap:
-        return {}
-    boot = bootstrap
-    if sessions is not None:
-        keys = list(zip(boot["subject"].astype(str), boot["session"].astype(str), strict=True))
-        boot = boot[[k in sessions for k in keys]]
-        if boot.empty:
-            return {}
-    means = boot.groupby(["variant", "replicate"])[metric].mean()
-    return {v: means.loc[v].to_numpy(float) for v in means.index.get_level_values(0).unique()}
 
 
 def _fmt(value: Any, digits: int = 2) -> str:
@@ -265,25 +267,6 @@ def _where(subject: str, session: str) -> str:
     return f"sub-{subject}" + (f" ses-{session}" if session not in ("n/a", "None") else "")
 
 
-def _pair_se(
-    a: str, b: str, table: pd.DataFrame, metric: str, replicates: Mapping[str, np.ndarray]
-) -> float:
-    """Standard error of the difference of the group means of ``metric`` between variants
-    ``a`` and ``b``: the larger of the image-bootstrap one (paired replicates) and the one
-    from the spread of the per-session differences (subject-to-subject disagreement; two
-    sessions or more). NaN when neither is known."""
-    out = []
-    ra, rb = replicates.get(a), replicates.get(b)
-    if ra is not None and rb is not None and len(ra) == len(rb) and len(ra) > 1:
-        out.append(float(np.std(ra - rb, ddof=1)))
-    pa = table[table["variant"] == a].set_index(["subject", "session"])[metric]
-    pb = table[table["variant"] == b].set_index(["subject", "session"])[metric]
-    d = (pa - pb).dropna().to_numpy(float)
-    if d.size >= 2:
-        out.append(float(np.std(d, ddof=1) / np.sqrt(d.size)))
-    return max(out) if out else math.nan
-
-
 def recommend(
     table: pd.DataFrame, rank_by: str = VALIDATED, bootstrap: pd.DataFrame | None = None
 ) -> dict[str, Any]:
@@ -293,8 +276,9 @@ def recommend(
     ``rank_by``; the others are left out and named). For the held-out fidelity each margin has
     a paired standard error (image bootstrap, or the spread over subject-sessions when that is
     larger), a truth-scale equivalent, and a verdict that claims no more than the data show:
-    the variants within ``SHOWN_SE`` standard errors of the recommended one are named as
-    indistinguishable, with the default choice and its reason. NORDIC is recommended only
+    the variants within ``SHOWN_SE`` standard errors of the recommended one (under some
+    reference) are named as indistinguishable, with the default choice (:data:`DEFAULT_RULE`)
+    and its reason. NORDIC is recommended only
     where its lead over every NORDIC-off variant is shown. When ``rank_by`` is the validated
     measure but no session has it for every variant, the ranking falls back to ``median_nc``
     and says so.
@@ -308,8 +292,12 @@ def recommend(
         (variants, best first, with their group statistics), ``margin_over_runner_up`` (the
         recommended variant minus the best other; negative when that one ranks higher) and
         ``margin_over_baseline`` (differences of the group means of ``rank_by``; for
-        ``heldout_r`` with ``standard_error``, ``shown`` and truth-scale equivalents),
-        ``power`` (ROI voxels, sessions, the reference's reliability and the resolution: the
+        ``heldout_r`` with ``standard_error``, ``shown`` and truth-scale equivalents, and,
+        when ``bootstrap`` is the long table of every variant against every reference, the
+        margin under each reference that is neither of the two, ``by_reference`` with
+        ``holds``, and ``reversed_by``: a lead is shown only where it holds under every such
+        reference), ``default_rule`` and ``references`` (the rules, in words),
+        ``power`` (ROI voxels, sessions, the references' reliability and the resolution: the
         smallest difference the data can tell, also in truth units), ``nc_winner``,
         ``agreement``, ``disagreement`` (plain words or None), ``warnings``,
         ``winner_below_baseline`` (sessions where the recommended variant is below the
@@ -361,14 +349,19 @@ def recommend(
     by_name = {r["variant"]: r for r in ranking}
     validated = rank_by in HELDOUT_METRICS
     sessions = set(_session_pairs(paired))
-    replicates = _group_replicates(bootstrap, sessions, rank_by) if validated else {}
+    pairs = bootstrap if validated and is_pairwise(bootstrap) else None
+    scores = score_replicates(pairs) if pairs is not None else bootstrap
+    replicates = group_replicates(scores, sessions, rank_by) if validated else {}
     reliability = math.nan
     if validated and "reference_reliability" in paired:
-        rel = paired.groupby(["subject", "session"])["reference_reliability"].first()
+        rel = paired.groupby(["subject", "session"])["reference_reliability"].mean()
         rel = rel.to_numpy(float)
         if np.isfinite(rel).any() and np.nanmean(rel) > 0:
             reliability = float(np.nanmean(rel))
     label = MEASURES.get(rank_by, {}).get("label", rank_by)
+    truth_key = {"heldout_r": "heldout_truth", "heldout_trial_r": "heldout_trial_truth"}.get(
+        rank_by, ""
+    )
 
     def margin(first: Mapping[str, Any], other: Mapping[str, Any] | None) -> dict[str, Any] | None:
         if other is None:
@@ -378,22 +371,61 @@ def recommend(
         if rank_by == "median_nc" and other[key]:
             out["relative_percent"] = 100.0 * diff / other[key]
         if validated:
-            se = _pair_se(first["variant"], other["variant"], paired, rank_by, replicates)
+            se = pair_se(first["variant"], other["variant"], paired, rank_by, replicates)
             out["standard_error"] = _clean(se)
-            out["shown"] = bool(math.isfinite(se) and abs(diff) > SHOWN_SE * se)
-            if math.isfinite(reliability):
+            shown = bool(math.isfinite(se) and abs(diff) > SHOWN_SE * se)
+            if pairs is not None:
+                # a lead is shown only where it holds under every admissible reference
+                sign = 1.0 if diff >= 0 else -1.0
+                refs = reference_margins(
+                    first["variant"], other["variant"], pairs, sessions, rank_by
+                )
+                for m in refs:
+                    m["holds"] = bool(
+                        math.isfinite(m["standard_error"])
+                        and sign * m["difference"] > SHOWN_SE * m["standard_error"]
+                    )
+                    m["difference"] = _clean(m["difference"])
+                    m["standard_error"] = _clean(m["standard_error"])
+                out["by_reference"] = refs
+                out["reversed_by"] = [
+                    m["reference"]
+                    for m in refs
+                    if m["difference"] is not None and sign * m["difference"] < 0
+                ]
+                shown = shown and bool(refs) and all(m["holds"] for m in refs)
+            out["shown"] = shown
+            truth = (first.get(f"{truth_key}_mean"), other.get(f"{truth_key}_mean"))
+            if all(t is not None and math.isfinite(t) for t in truth):
+                out["truth_difference"] = truth[0] - truth[1]  # type: ignore[operator]
+            elif math.isfinite(reliability):
                 out["truth_difference"] = diff / reliability
+            if math.isfinite(reliability):
                 out["truth_standard_error"] = _clean(se / reliability)
         return out
 
     def lead_words(m: Mapping[str, Any], leader: str) -> str:
-        """``Δ = 0.012 (SE 0.004; about 0.09 in r with the truth)`` for a margin."""
+        """``Δ = 0.012 (SE 0.004; about 0.09 in r with the truth)`` for a margin, with the
+        references under which the order reverses."""
         se = m.get("standard_error")
         text = f"Δ = {abs(m['difference']):.3f}"
         extra = [f"standard error {se:.3f}" if se is not None else "no standard error"]
         if m.get("truth_difference") is not None:
             extra.append(f"about {abs(m['truth_difference']):.2f} in r with the truth")
+        if m.get("reversed_by"):
+            extra.append(f"reversed with {' or '.join(m['reversed_by'])} as the reference")
         return f"{leader} leads by {text} ({'; '.join(extra)})"
+
+    def size_words(m: Mapping[str, Any]) -> str:
+        """How a margin compares with its standard error, under every reference when the
+        margins have references: what ``shown`` means, in words."""
+        every = " under every reference" if m.get("by_reference") else ""
+        if m.get("shown"):
+            return f"more than {SHOWN_SE:g} standard errors{every}"
+        se = m.get("standard_error")
+        if every and se is not None and abs(m["difference"]) > SHOWN_SE * se:
+            return f"more than {SHOWN_SE:g} standard errors overall but not{every}"
+        return f"within {SHOWN_SE:g} standard errors"
 
     top = ranking[0]
     best, reason = top, f"it ranks first by {label}"
@@ -403,8 +435,8 @@ def recommend(
         if alt is not None and lead is not None and not lead["shown"]:
             best = alt
             reason = (
-                f"{top['variant']} ranks first, but {lead_words(lead, top['variant'])}, which "
-                f"is not more than {SHOWN_SE:g} standard errors: NORDIC's advantage is not "
+                f"{top['variant']} ranks first, but {lead_words(lead, top['variant'])}, "
+                f"{size_words(lead)}: NORDIC's advantage is not "
                 "shown by these data, and NORDIC is recommended only where it is (low-rank "
                 "denoising can bias the betas in ways no data-only measure fully sees), so the "
                 f"default is the best variant without NORDIC, {alt['variant']}"
@@ -438,14 +470,16 @@ def recommend(
     elif not tied:
         verdict = (
             f"{best['variant']} ({name}): its {label} is ahead of every other variant by more "
-            f"than {SHOWN_SE:g} standard errors."
+            f"than {SHOWN_SE:g} standard errors"
+            + (" under every reference." if pairs is not None else ".")
         )
     else:
         verdict = (
             f"{' or '.join([best['variant'], *tied])}: the data cannot tell "
             f"{'these' if len(tied) > 1 else 'the two'} apart (differences within "
-            f"{SHOWN_SE:g} standard errors). The default is {best['variant']} ({name}): "
-            f"{reason}."
+            f"{SHOWN_SE:g} standard errors"
+            + (" under some reference" if pairs is not None else "")
+            + f"). The default is {best['variant']} ({name}): {reason}."
         )
 
     winner_rows = paired[paired["variant"] == best["variant"]].set_index(["subject", "session"])
@@ -481,19 +515,18 @@ def recommend(
         if m["difference"] > 0 and m["shown"]:
             held = (
                 f"but its betas agree less with independent held-out data: "
-                f"{lead_words(m, best['variant'])}, more than {SHOWN_SE:g} standard errors"
+                f"{lead_words(m, best['variant'])}, {size_words(m)}"
             )
         elif m["difference"] >= 0:
             held = (
-                f"while on independent held-out data {lead_words(m, best['variant'])}, within "
-                f"{SHOWN_SE:g} standard errors: the data cannot tell their betas apart"
+                f"while on independent held-out data {lead_words(m, best['variant'])}, "
+                f"{size_words(m)}: the data cannot tell their betas apart"
             )
         else:
             held = f"and on independent held-out data {lead_words(m, nc_winner)}, " + (
-                f"more than {SHOWN_SE:g} standard errors"
+                size_words(m)
                 if m["shown"]
-                else f"within {SHOWN_SE:g} standard errors: these data do not show that "
-                "its betas are more faithful"
+                else f"{size_words(m)}: these data do not show that its betas are more faithful"
             )
         disagreement = (
             f"The noise ceiling and the held-out fidelity disagree. {nc_text}, {held}. The "
@@ -561,6 +594,8 @@ def recommend(
         "rank_by_requested": requested,
         "reason": reason,
         "verdict": verdict,
+        "default_rule": DEFAULT_RULE if validated else None,
+        "references": REFERENCE_RULE if pairs is not None else None,
         "indistinguishable": tied,
         "measures": MEASURES,
         "baseline": BASELINE,
@@ -582,6 +617,7 @@ def recommend(
 __all__ = [
     "BASELINE",
     "COLLAPSED_NC",
+    "DEFAULT_RULE",
     "EDGE_NC",
     "EDGE_SHARE",
     "GAIN_LIMIT",
@@ -589,6 +625,7 @@ __all__ = [
     "MEASURES",
     "MIN_ROI_VOXELS",
     "RANK_METRICS",
+    "REFERENCE_RULE",
     "SHOWN_SE",
     "TABLE_COLUMNS",
     "VALIDATED",

@@ -217,21 +217,16 @@ class SessionPlan(ChainPlan):
             args += ["--space", space]
         return _words(args)
 
-    def reference_variant(self) -> str | None:
-        """The variant whose held-out fits are the comparison's reference: comparison.reference
-        when produced; the default raw-optcom falls back to raw-single, then another
-        NORDIC-off variant. None when no NORDIC-off variant is produced."""
-        wanted = self.config["comparison"]["reference"] or "raw-optcom"
-        produced = self.glm_variants()
-        if wanted in produced:
-            return wanted
-        if wanted == "raw-optcom":
-            fallback = [v for v in ("raw-single", *produced) if v in produced]
-            fallback = [v for v in fallback if v.startswith("raw-")]
-            return fallback[0] if fallback else None
-        raise PlanError(
-            f"comparison.reference: expected a variant this config produces "
-            f"({', '.join(produced) or 'none'}); found {wanted!r}. Fix: choose one of them."
+    def reference_note(self) -> str | None:
+        """A note when the config sets comparison.reference, which is no longer used (every
+        variant is judged against the others), or None."""
+        given = self.config["comparison"].get("reference")
+        if not given:
+            return None
+        return (
+            f"comparison.reference: {given!r} is no longer used: the held-out measures judge "
+            "every variant against every other variant, never against itself "
+            "(docs/comparison.md). Fix: remove comparison.reference from your config."
         )
 
     def heldout_outputs(

@@ -408,7 +408,6 @@ class SpecPlan(PublishPlan):
                 "entries": self._comparison_subject_args,
                 "options": self.options("comparison"),
                 "seed": self._seed(),
-                "reference": lambda wc: self.reference_variant() or "none",
             },
         )
 

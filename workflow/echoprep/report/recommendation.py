@@ -48,8 +48,11 @@ def margin_words(rec: Mapping[str, Any], m: Mapping[str, Any], what: str) -> str
         extra.append(f"standard error {m['standard_error']:.3f}")
     if m.get("truth_difference") is not None:
         extra.append(f"about {abs(m['truth_difference']):.2f} in r with the truth")
+    if m.get("reversed_by"):
+        extra.append(f"reversed with {' or '.join(m['reversed_by'])} as the reference")
     if "shown" in m:
-        extra.append("shown by the data" if m["shown"] else "not shown by the data")
+        every = " under every reference" if m.get("by_reference") and m["shown"] else ""
+        extra.append(f"shown by the data{every}" if m["shown"] else "not shown by the data")
     return text + (f" ({'; '.join(extra)})" if extra else "")
 
 
@@ -73,6 +76,12 @@ def recommendation_lines(rec: Mapping[str, Any], scope: str) -> list[str]:
     lines = ["; ".join(parts) + "."]
     if rec.get("verdict"):
         lines.append(f"Verdict: {rec['verdict']}")
+    if rec.get("indistinguishable") and rec.get("default_rule"):
+        lines.append(
+            f"Where the data cannot tell variants apart, the default is {rec['default_rule']}."
+        )
+    if rec.get("references"):
+        lines.append(f"References of the held-out fidelity: {rec['references']}.")
     power = rec.get("power") or {}
     if power.get("resolution") is not None:
         truth = power.get("resolution_truth")

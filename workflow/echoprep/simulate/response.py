@@ -279,6 +279,20 @@ REGIMES: dict[str, ResponseModel] = {
         trial_smooth_fraction=0.5,
         thermal_scale=4.5,
     ),
+    "smooth_lowdim": ResponseModel(
+        name="smooth_lowdim",
+        description="strong (x5), three-dimensional (1/f^1.5) image responses smooth over "
+        "10-20 mm, 30 % of the trial variability smooth, tSNR ~8 (meant for short sessions, "
+        "4 runs): NORDIC truly helps, and the reference's own image-locked errors matter",
+        amplitude_scale=5.0,
+        n_features=3,
+        feature_spectrum=1.5,
+        feature_wavelength_mm=(10.0, 20.0),
+        voxel_fraction=0.05,
+        trial_smooth_fraction=0.3,
+        trial_wavelength_mm=15.0,
+        thermal_scale=4.2,
+    ),
     "thermal": ResponseModel(
         name="thermal",
         description="the default response without physiological noise (thermal-only residual)",

@@ -11,14 +11,15 @@ variant ``<nordic>-<combine>``:
 - ``gain``: ``100 (median_nc / median_nc of raw-single − 1)``, % over the baseline;
 - ``heldout_r``: the held-out fidelity (:mod:`echoprep.kernels.fidelity`): each half of the
   runs fitted apart (``glm_heldout`` jobs, :mod:`echoprep.stages.glm.heldout`), the variant's
-  half-A image means against the reference variant's (``comparison.reference``) half-B image
-  means and vice versa, normalised by the spread of both all-repeat image means; the median
-  over the ROI, averaged over ``comparison.splits`` splits of the runs. It is proportional to
-  the correlation of the variant's all-repeat image means with the true image means, with a
-  factor common to all variants (``docs/comparison.md``);
-- ``heldout_truth``: ``heldout_r`` on the scale of a correlation with the truth (divided by
-  ``reference_reliability``, the reference's own all-repeat fidelity estimated from its
-  halves): margins in truth-equivalent units;
+  half-A image means against a reference variant's half-B image means and vice versa,
+  normalised by the spread of both all-repeat image means; the median over the ROI, averaged
+  over ``comparison.splits`` splits of the runs, and over the variant's references: every
+  OTHER variant of the session (never itself: its own halves would count its image-locked
+  errors as signal). Proportional to the correlation of the variant's all-repeat image means
+  with the true image means (``docs/comparison.md``);
+- ``heldout_truth``: ``heldout_r`` divided by ``reference_reliability``, the mean of the
+  references' own all-repeat fidelities estimated from their halves: on the scale of a
+  correlation with the truth;
 - ``heldout_trial_r``, ``heldout_trial_truth``: the same for single trials: proportional to
   the correlation of the single-trial betas with the true image responses (for analyses of
   single trials rather than of repeat-averaged responses);
@@ -34,7 +35,7 @@ pick, a plain-words paragraph where the two disagree, and warnings on implausibl
 margins go to ``recommended_variant.json``. Outputs::
 
     comparison/sub-<S>/sub-<S>_task-<T>_desc-variants_comparison.tsv    one row per session, variant
-    comparison/sub-<S>/sub-<S>_task-<T>_desc-bootstrap_comparison.tsv   heldout_r replicates
+    comparison/sub-<S>/sub-<S>_task-<T>_desc-bootstrap_comparison.tsv   variant x reference pairs
     comparison/task-<T>_desc-variants_comparison.{tsv,png,svg}          all subjects, figure
     comparison/recommended_variant.json
 """
@@ -73,9 +74,11 @@ from echoprep.kernels.comparison import (
 )
 from echoprep.kernels.ranking import (
     BASELINE,
+    DEFAULT_RULE,
     EDGE_NC,
     MEASURES,
     RANK_METRICS,
+    REFERENCE_RULE,
     TABLE_COLUMNS,
     VALIDATED,
     VARIANTS,
@@ -98,13 +101,14 @@ GROUP_OUTPUTS = tuple(k for k, o in stage_outputs("comparison").items() if o.lev
 @dataclass(frozen=True)
 class ComparisonOptions:
     """The ``comparison:`` config section (defaults and allowed values: the config schema).
-    ``bootstrap`` is used by the subject step, ``rank_by`` by the group step; ``sessions`` and
-    ``reference`` choose the workflow's inputs."""
+    ``bootstrap`` is used by the subject step, ``rank_by`` by the group step; ``sessions``
+    chooses the workflow's inputs; ``reference`` is no longer used (kept so that configs of
+    earlier versions validate)."""
 
     sessions: tuple[str, ...]
     rank_by: str
     bootstrap: int
-    reference: str
+    reference: str | None
     splits: int
 
 
@@ -164,7 +168,6 @@ def comparison_table(
     *,
     n_boot: int = 0,
     seed: int = 0,
-    reference: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One row per entry with the measures of the module doc, and the bootstrap replicates.
 
@@ -176,16 +179,15 @@ def comparison_table(
         Image-bootstrap replicates of ``heldout_r`` (0: none).
     seed
         Seed of the bootstrap (the same replicates for every variant of a session).
-    reference
-        The reference variant of the held-out fidelity (its held-out fits); None: no held-out
-        fidelity.
 
     Returns
     -------
     table
         Columns :data:`TABLE_COLUMNS`, canonical order.
     bootstrap
-        Columns ``subject, session, variant, replicate, heldout_r``.
+        Columns :data:`echoprep.io.tables.BOOTSTRAP_COLUMNS`: every variant against every
+        reference, replicate 0 the estimate
+        (:func:`echoprep.stages.comparison.fidelity.pair_rows`).
 
     Raises
     ------
@@ -230,9 +232,10 @@ def comparison_table(
                 f"{int(valid.sum())}). Fix: check the GLM fit masks and lower "
                 "rois.visual.threshold."
             )
-        fidelity = session_fidelity(group, roi, like, n_boot=n_boot, seed=seed, reference=reference)
+        fidelity, pairs = session_fidelity(group, roi, like, n_boot=n_boot, seed=seed)
+        boots.extend(pairs)
         nan = math.nan
-        none = SessionFidelity(nan, nan, nan, nan, nan, nan, np.empty(0), np.empty(0))
+        none = SessionFidelity(nan, nan, nan, nan, nan, nan, ())
         for e in group:
             nordic, combine = Variant(e.variant).parts()
             fid = fidelity.get(e.variant, none)
@@ -249,21 +252,10 @@ def comparison_table(
                     "heldout_trial_r": fid.trial_r,
                     "heldout_trial_truth": fid.trial_truth,
                     "reference_reliability": fid.reliability,
-                    "reference": reference if e.variant in fidelity else None,
+                    "reference": ",".join(fid.references) or None,
                     "splithalf_r": fid.splithalf_r,
                     "edge_nc80": edge_share(maps[e.variant], brain),
                 }
-            )
-            boots.extend(
-                {
-                    "subject": subject,
-                    "session": session if session is not None else "n/a",
-                    "variant": e.variant,
-                    "replicate": i,
-                    "heldout_r": float(v),
-                    "heldout_trial_r": float(t),
-                }
-                for i, (v, t) in enumerate(zip(fid.bootstrap, fid.trial_bootstrap, strict=True))
             )
     columns = [c for c in TABLE_COLUMNS if c != "gain"]
     table = pd.DataFrame(rows, columns=columns)
@@ -284,8 +276,9 @@ def _column_descriptions() -> dict[str, Any]:
             "Description": f"share of the fitted brain-edge voxels with NC > {EDGE_NC:.0f} %"
         },
         "reference": {
-            "Description": "the variant whose half fits are the held-out measures' reference "
-            "(comparison.reference); n/a where the session has no held-out measures"
+            "Description": "the variants whose half fits are this variant's references in the "
+            "held-out measures (comma-separated): every other variant of the session, never "
+            "the variant itself; n/a where the session has no held-out measures"
         },
     }
     for key, m in MEASURES.items():
@@ -301,7 +294,6 @@ def run_subject_comparison(
     *,
     options: ComparisonOptions | Mapping[str, Any] | None = None,
     seed: int = 0,
-    reference: str | None = None,
 ) -> pd.DataFrame:
     """Compute one subject's comparison table (and bootstrap replicates) and write them.
 
@@ -317,15 +309,12 @@ def run_subject_comparison(
         held-out fidelity).
     seed
         Seed of the bootstrap.
-    reference
-        The reference variant of the held-out fidelity; None: ``comparison.reference``.
     """
     opts = stage_options(options)
     n_boot = opts.bootstrap
-    reference = reference or opts.reference
     if not entries:
         raise StageInputError("comparison: no noise-ceiling maps given")
-    table, boot = comparison_table(entries, n_boot=n_boot, seed=seed, reference=reference)
+    table, boot = comparison_table(entries, n_boot=n_boot, seed=seed)
     sources = sorted(
         {
             str(p)
@@ -340,7 +329,7 @@ def run_subject_comparison(
         "Entries": [
             {"subject": e.subject, "session": e.session, "variant": e.variant} for e in entries
         ],
-        "Reference": reference,
+        "Reference": REFERENCE_RULE,
         "Splits": opts.splits,
     }
     tsv = write_tsv(table, outputs["tsv"])
@@ -361,8 +350,11 @@ def run_subject_comparison(
             sources=[str(tsv)],
             parameters=parameters,
             extra={
-                "Description": "image-bootstrap replicates of the held-out fidelity (the same "
-                "image resampling for every variant of a session)",
+                "Description": "the held-out fidelity of every variant against every reference "
+                "variant of each session: replicate 0 is the estimate on the images as "
+                "sampled, 1..B image-bootstrap replicates (the same resampled images for every "
+                "pair of a session); a row whose reference is the variant itself is its own "
+                "halves' agreement, used only for a comparison of two variants",
             },
         )
     return table
@@ -399,11 +391,10 @@ def run_comparison(
     boots = [b for b in (read_bootstrap(p) for p in bootstraps) if b is not None]
     boot = pd.concat(boots, ignore_index=True) if boots else None
     tsv = write_tsv(table, outputs["tsv"])
-    references = sorted(set(table["reference"].dropna())) if "reference" in table else []
+    has_heldout = "reference" in table and table["reference"].notna().any()
     parameters: dict[str, Any] = {"RankBy": rank_by, "Baseline": BASELINE}
-    if references:
-        # the held-out measures' reference (one variant unless sessions fell back differently)
-        parameters["Reference"] = references[0] if len(references) == 1 else references
+    if has_heldout:
+        parameters["Reference"] = REFERENCE_RULE
     write_sidecar(
         tsv,
         sources=[str(t) for t in tables],
@@ -503,12 +494,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     _options_argument(s)
     s.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     s.add_argument(
-        "--reference",
-        default=None,
-        help="the reference variant of the held-out fidelity (default: comparison.reference; "
-        "none: no held-out fidelity)",
-    )
-    s.add_argument(
         "--out",
         nargs="+",
         required=True,
@@ -537,10 +522,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             raise SystemExit("--out needs tsv=...")
         entries = [parse_entry(words) for words in args.entry]
         options = _given_options(args)
-        reference = None if args.reference == "none" else args.reference
-        run_subject_comparison(
-            entries, outputs, options=options, seed=args.seed, reference=reference or None
-        )
+        run_subject_comparison(entries, outputs, options=options, seed=args.seed)
         return 0
     outputs = key_paths(args.out, form="tsv|png|svg|json=PATH", keys=GROUP_OUTPUTS)
     if "tsv" not in outputs or "json" not in outputs:
@@ -552,11 +534,13 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 __all__ = [
     "BASELINE",
+    "DEFAULT_RULE",
     "EDGE_NC",
     "ENTRY_KEYS",
     "GROUP_OUTPUTS",
     "MEASURES",
     "RANK_METRICS",
+    "REFERENCE_RULE",
     "VALIDATED",
     "VARIANTS",
     "ComparisonOptions",

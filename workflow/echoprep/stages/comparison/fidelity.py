@@ -2,10 +2,13 @@
 
 Reads each variant's held-out image means (``glm_heldout`` jobs,
 :mod:`echoprep.stages.glm.heldout`) and its fit on all runs over the comparison's ROI, and
-computes :func:`echoprep.kernels.fidelity.heldout_fidelity` against the reference variant's:
-the ``heldout_r``, ``heldout_truth``, ``heldout_trial_r``, ``heldout_trial_truth``,
-``reference_reliability`` and ``splithalf_r`` columns of the comparison table
-(:mod:`echoprep.stages.comparison`).
+computes :func:`echoprep.kernels.fidelity_pairs.heldout_pairs`: every variant against every other
+variant as the reference, never against itself. The ``heldout_r``, ``heldout_truth``,
+``heldout_trial_r``, ``heldout_trial_truth``, ``reference_reliability`` and ``splithalf_r``
+columns of the comparison table (:mod:`echoprep.stages.comparison`) are means over each
+variant's references; the long table of every pair (with its image-bootstrap replicates) is
+the subject's bootstrap table, from which the group step computes every margin under each
+reference that is neither of the two variants compared.
 """
 
 from __future__ import annotations
@@ -22,12 +25,8 @@ import pandas as pd
 
 from echoprep.io.events import read_trials
 from echoprep.io.images import StageInputError, check_same_grid, load_image
-from echoprep.kernels.fidelity import (
-    SplitMeans,
-    heldout_fidelity,
-    image_means,
-    rowwise_correlation,
-)
+from echoprep.kernels.fidelity import SplitMeans, image_means, rowwise_correlation
+from echoprep.kernels.fidelity_pairs import HeldoutPairs, heldout_pairs
 from echoprep.kernels.noiseceiling import zscore_within
 
 log = logging.getLogger(__name__)
@@ -103,7 +102,7 @@ def _split_means(e: Any, roi: np.ndarray, like: Any, like_path: Path) -> list[Sp
             SplitMeans(
                 means[:, cols[a]],
                 means[:, cols[~a]],
-                image_means(z, labels, images),
+                image_means(z, labels, images).astype(np.float32),
                 images,
             )
         )
@@ -112,8 +111,8 @@ def _split_means(e: Any, roi: np.ndarray, like: Any, like_path: Path) -> list[Sp
 
 @dataclass(frozen=True)
 class SessionFidelity:
-    """The held-out measures of one variant of one session (NaN where not computed) and its
-    bootstrap replicates of ``heldout_r``."""
+    """The held-out measures of one variant of one session (NaN where not computed): each the
+    mean over the variant's references (every other variant of the session; never itself)."""
 
     heldout_r: float
     heldout_truth: float
@@ -121,8 +120,48 @@ class SessionFidelity:
     trial_truth: float
     reliability: float
     splithalf_r: float
-    bootstrap: np.ndarray
-    trial_bootstrap: np.ndarray
+    references: tuple[str, ...]
+
+
+def pair_rows(pairs: HeldoutPairs, subject: str, session: str) -> list[dict[str, Any]]:
+    """The long table of every variant against every reference (the subject's bootstrap
+    table, :data:`echoprep.io.tables.BOOTSTRAP_COLUMNS`): replicate 0 is the estimate on the
+    images as sampled, 1..B the image-bootstrap replicates; a row whose reference is the
+    variant itself holds its own halves' agreement (its reliability squared), used only as a
+    reference for the other variant of a two-variant comparison."""
+    rows = []
+    values = np.concatenate([pairs.r[None], pairs.bootstrap])
+    trials = np.concatenate([pairs.trial_r[None], pairs.trial_bootstrap])
+    for i, v in enumerate(pairs.variants):
+        for j, w in enumerate(pairs.variants):
+            rows.extend(
+                {
+                    "subject": subject,
+                    "session": session,
+                    "variant": v,
+                    "reference": w,
+                    "replicate": b,
+                    "heldout_r": float(values[b, i, j]),
+                    "heldout_trial_r": float(trials[b, i, j]),
+                }
+                for b in range(values.shape[0])
+            )
+    return rows
+
+
+def variant_fidelity(pairs: HeldoutPairs, variant: str, splithalf_r: float) -> SessionFidelity:
+    """A variant's :class:`SessionFidelity` from the session's :class:`HeldoutPairs`."""
+    refs = pairs.references(variant)
+    rel = [pairs.reliability[pairs.variants.index(w)] for w in refs]
+    return SessionFidelity(
+        heldout_r=pairs.score(variant),
+        heldout_truth=pairs.score(variant, truth=True),
+        trial_r=pairs.score(variant, trial=True),
+        trial_truth=pairs.score(variant, trial=True, truth=True),
+        reliability=float(np.mean(rel)) if rel else math.nan,
+        splithalf_r=splithalf_r,
+        references=tuple(refs),
+    )
 
 
 def session_fidelity(
@@ -132,9 +171,13 @@ def session_fidelity(
     *,
     n_boot: int,
     seed: int,
-    reference: str | None,
-) -> dict[str, SessionFidelity]:
-    """variant -> held-out fidelity of the variants of one session.
+) -> tuple[dict[str, SessionFidelity], list[dict[str, Any]]]:
+    """variant -> held-out fidelity of the variants of one session, and the long table of
+    every variant against every reference (:func:`pair_rows`).
+
+    Every variant with held-out fits is judged against every OTHER such variant as the
+    reference (:func:`echoprep.kernels.fidelity_pairs.heldout_pairs`); with fewer than two such
+    variants there is no held-out fidelity.
 
     Parameters
     ----------
@@ -147,58 +190,55 @@ def session_fidelity(
         share.
     n_boot, seed
         Image-bootstrap replicates and their seed.
-    reference
-        The reference variant (its entry's held-out fits); None: no held-out fidelity.
     """
-    where = f"sub-{group[0].subject}" + (f" ses-{group[0].session}" if group[0].session else "")
-    ref_entry = next((e for e in group if e.variant == reference and e.heldout is not None), None)
-    if ref_entry is None or not roi.any():
-        if any(e.heldout is not None for e in group) or reference is not None:
+    first = group[0]
+    where = f"sub-{first.subject}" + (f" ses-{first.session}" if first.session else "")
+    fitted = [e for e in group if e.heldout is not None and e.heldout_volumes is not None]
+    if len(fitted) < 2 or not roi.any():
+        if fitted:
             log.warning(
-                "comparison: %s: no held-out fidelity (the reference variant %s has no "
-                "held-out fits in this session)",
+                "comparison: %s: no held-out fidelity (%s): every variant is judged against the "
+                "others, so at least two variants need held-out fits",
                 where,
-                reference,
+                "only " + fitted[0].variant + " has held-out fits" if roi.any() else "no ROI voxel",
             )
-        return {}
-    ref_splits = _split_means(ref_entry, roi, like, group[0].nc)
-    ref_volumes = _read_volumes(ref_entry.heldout_volumes)  # type: ignore[arg-type]
-    out = {}
-    for e in group:
-        if e.heldout is None or e.heldout_volumes is None:
-            continue
-        volumes = _read_volumes(e.heldout_volumes)
-        if not volumes[["split", "half", "label"]].equals(ref_volumes[["split", "half", "label"]]):
+        return {}, []
+    tables = {e.variant: _read_volumes(e.heldout_volumes) for e in fitted}
+    ref = fitted[0]
+    for e in fitted[1:]:
+        cols = ["split", "half", "label"]
+        if not tables[e.variant][cols].equals(tables[ref.variant][cols]):
             raise StageInputError(
-                f"{e.heldout_volumes}: expected the splits and images of the reference's "
-                f"({ref_entry.heldout_volumes}). Fix: every variant of a session must be fitted "
-                "with the same events and comparison.splits."
+                f"{e.heldout_volumes}: expected the splits and images of "
+                f"{ref.heldout_volumes}. Fix: every variant of a session must be fitted with "
+                "the same events and comparison.splits."
             )
-        splits = ref_splits if e is ref_entry else _split_means(e, roi, like, group[0].nc)
-        try:
-            res = heldout_fidelity(splits, ref_splits, n_boot=n_boot, seed=seed)
-        except ValueError as exc:
-            log.warning("comparison: %s: no held-out fidelity for %s: %s", where, e.variant, exc)
-            continue
-        log.info(
-            "comparison: %s, %s: held-out fidelity over %d split(s) and %d images",
-            where,
-            e.variant,
-            res.n_splits,
-            res.n_images,
-        )
-        own = np.nanmean(np.stack([rowwise_correlation(m.a, m.b) for m in splits]), axis=0)
-        out[e.variant] = SessionFidelity(
-            heldout_r=res.median,
-            heldout_truth=res.truth_scale,
-            trial_r=res.trial_median,
-            trial_truth=res.trial_truth_scale,
-            reliability=res.reliability,
-            splithalf_r=float(np.nanmedian(own)) if np.isfinite(own).any() else math.nan,
-            bootstrap=res.bootstrap,
-            trial_bootstrap=res.trial_bootstrap,
-        )
-    return out
+    splits = {e.variant: _split_means(e, roi, like, first.nc) for e in fitted}
+    try:
+        pairs = heldout_pairs(splits, n_boot=n_boot, seed=seed)
+    except ValueError as exc:
+        log.warning("comparison: %s: no held-out fidelity: %s", where, exc)
+        return {}, []
+    log.info(
+        "comparison: %s: held-out fidelity of %d variants against each other over %d split(s) "
+        "and %d images",
+        where,
+        len(pairs.variants),
+        pairs.n_splits,
+        pairs.n_images,
+    )
+    out = {}
+    for v, per_split in splits.items():
+        own = np.nanmean(np.stack([rowwise_correlation(m.a, m.b) for m in per_split]), axis=0)
+        half = float(np.nanmedian(own)) if np.isfinite(own).any() else math.nan
+        out[v] = variant_fidelity(pairs, v, half)
+    return out, pair_rows(pairs, first.subject, first.session or "n/a")
 
 
-__all__ = ["GRID_ATOL", "SessionFidelity", "session_fidelity"]
+__all__ = [
+    "GRID_ATOL",
+    "SessionFidelity",
+    "pair_rows",
+    "session_fidelity",
+    "variant_fidelity",
+]
