@@ -121,6 +121,10 @@ STAGE_COMMANDS: dict[str, tuple[str, str]] = {
         "NORDIC diagnostics of one subject (tSNR gain, amplitude ratio, pattern FWHM, whiteness)",
     ),
     "report": ("echoprep.stages.report", "the self-contained HTML report of one subject"),
+    "gradient-warp": (
+        "echoprep.stages.gradients",
+        "gradient-nonlinearity displacement field (Siemens .grad) on a reference image's grid",
+    ),
     "publish": (
         "echoprep.stages.publish",
         "one variant under the LAION-fMRI loader's names (links or copies, the meanR2gt15mask)",
