@@ -10,6 +10,12 @@ brain with the template's (registration quality). Run::
 
     .venv/bin/python benchmarks/anatomy.py [--cases tiny demo laion] [--registration quick]
         [--segmentation priors] [--threads 2] [--data /tmp/echoprep-anat-bench]
+        [--t1w-kind mp2rage] [--uni-background auto]
+
+``--t1w-kind mp2rage`` scores the simulator's MP2RAGE UNI T1w instead (only the anatomy is
+simulated, :func:`echoprep.simulate.anatomy_files.write_anatomy`, into ``<data>/<preset>-mp2rage``)
+and ``--uni-background`` sets ``anatomy.uni_background`` (docs/anatomy.md: ``keep`` measures the
+stage without the noise-background step).
 
 Targets (2 cores): tiny < 30 s, demo < 120 s, laion < 10 min with ``quick``. The machine may be
 shared: the load average before each case is printed with it.
@@ -31,14 +37,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 TARGET_S = {"tiny": 30.0, "demo": 120.0, "laion": 600.0}
 
 
-def _dataset(data: Path, preset: str) -> Path:
-    from echoprep.simulate import simulate_dataset
+def _dataset(data: Path, preset: str, t1w_kind: str = "mprage") -> Path:
+    from echoprep.simulate import PRESETS, simulate_dataset
+    from echoprep.simulate.anatomy_files import write_anatomy
 
-    root = data / preset
+    root = data / (preset if t1w_kind == "mprage" else f"{preset}-{t1w_kind}")
     t1w = root / "sub-01" / "ses-01" / "anat" / "sub-01_ses-01_T1w.nii.gz"
     if not t1w.is_file():
         t0 = time.perf_counter()
-        simulate_dataset(root, preset, subjects=1, runs=1)
+        if t1w_kind == "mprage":
+            simulate_dataset(root, preset, subjects=1, runs=1)
+        else:
+            write_anatomy(root, PRESETS[preset], 0, 1, t1w_kind)
         print(f"simulated {preset} in {time.perf_counter() - t0:.0f} s", flush=True)
     return root
 
@@ -75,6 +85,8 @@ def _case(root: Path, out: Path, options: dict, threads: int) -> dict:
         "peak_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "steps_s": record["Seconds"],
         "template_dice": record.get("TemplateBrainDice"),
+        "background_suppressed": record["Background"]["Suppressed"],
+        "warnings": len(record["Warnings"]),
         "dice": {k: round(v, 4) for k, v in scores.items()},
     }
 
@@ -85,6 +97,8 @@ def main() -> int:
     parser.add_argument("--registration", default="quick", choices=["fast", "quick", "precise"])
     parser.add_argument("--segmentation", default="priors", choices=["priors", "kmeans"])
     parser.add_argument("--template-resolution", type=int, default=None, choices=[1, 2, 3, 4])
+    parser.add_argument("--t1w-kind", default="mprage", choices=["mprage", "mp2rage"])
+    parser.add_argument("--uni-background", default="auto", choices=["auto", "suppress", "keep"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data", type=Path, default=Path("/tmp/echoprep-anat-bench"))
     parser.add_argument("--_child", nargs=2, metavar=("ROOT", "OUT"), help=argparse.SUPPRESS)
@@ -93,15 +107,17 @@ def main() -> int:
         "registration": args.registration,
         "segmentation": args.segmentation,
         "template_resolution": args.template_resolution,
+        "uni_background": args.uni_background,
     }
     if args._child:
         result = _case(Path(args._child[0]), Path(args._child[1]), options, args.threads)
         print("RESULT " + json.dumps(result))
         return 0
     for preset in args.cases:
-        root = _dataset(args.data, preset)
+        root = _dataset(args.data, preset, args.t1w_kind)
         res = f"-res{args.template_resolution}" if args.template_resolution else ""
-        out = args.data / f"out-{preset}-{args.registration}-{args.segmentation}{res}"
+        kind = "" if args.t1w_kind == "mprage" else f"-{args.t1w_kind}-{args.uni_background}"
+        out = args.data / f"out-{preset}-{args.registration}-{args.segmentation}{res}{kind}"
         load = os.getloadavg()[0]
         cmd = [
             sys.executable,
@@ -112,6 +128,8 @@ def main() -> int:
             args.segmentation,
             "--threads",
             str(args.threads),
+            "--uni-background",
+            args.uni_background,
             *(
                 ["--template-resolution", str(args.template_resolution)]
                 if args.template_resolution
@@ -134,9 +152,13 @@ def main() -> int:
             f"wall {r['wall_s']} s (target {target:g} s, ratio {r['wall_s'] / target:.2f})  "
             f"cpu {r['cpu_s']} s  peak {r['peak_gib']} GiB  load {load:.1f}"
         )
-        print(f"{head}  {args.registration}/{args.segmentation}{res}  {timing}")
+        print(f"{head}  {args.registration}/{args.segmentation}{res}{kind}  {timing}")
         print(f"  steps {r['steps_s']}")
-        print(f"  Dice {r['dice']}  template-brain Dice {r['template_dice']}", flush=True)
+        print(
+            f"  Dice {r['dice']}  template-brain Dice {r['template_dice']}  background "
+            f"suppressed {r['background_suppressed']}  warnings {r['warnings']}",
+            flush=True,
+        )
     return 0
 
 

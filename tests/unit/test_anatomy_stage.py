@@ -122,6 +122,10 @@ def test_outputs_have_bids_names_geometry_and_sidecars(tiny):
     assert xfm_side["TemplateResolutionMm"] == 4
     pre = json.loads(sidecar_path(tiny.out["preproc"]).read_text())
     assert pre["SkullStripped"] is False and pre["N4"]["ShrinkFactor"] == 2
+    # an MPRAGE-like T1w: no noise background, nothing suppressed (docs/anatomy.md)
+    assert pre["Background"]["NoiseBackground"] is False
+    assert pre["Background"]["Suppressed"] is False
+    assert tiny.record["Background"] == pre["Background"]
     assert tiny.record["Template"] == TEMPLATE
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from echoprep.kernels.geometry.distortion import (
+    combine_fieldmaps,
     distorted_positions,
     fieldmap_to_grid,
     pe_axis_sign,
@@ -141,3 +142,27 @@ def test_smooth_fieldmap_fills_and_preserves_constants():
         smooth_fieldmap(hz, np.zeros_like(mask), (2.0, 2.0, 2.0))
     with pytest.raises(ValueError, match="fwhm_mm must be >= 0"):
         smooth_fieldmap(hz, mask, (2.0, 2.0, 2.0), fwhm_mm=-1)
+
+
+def test_combine_fieldmaps_weights_masks_and_head_transform():
+    """Weighted on one grid, masks intersected, the noise outside a mask kept out, and a
+    fieldmap of a moved head brought back by its transform."""
+    shape, aff = (10, 12, 8), np.diag([2.0, 2.0, 2.0, 1.0])
+    a = np.full(shape, 10.0, np.float32)
+    b = np.full(shape, 30.0, np.float32)
+    ma, mb = np.ones(shape, bool), np.ones(shape, bool)
+    ma[0], mb[-1] = False, False
+    b[-1] = 1000.0  # background phase noise outside b's mask
+    hz, mask = combine_fieldmaps([a, b], [aff, aff], [ma, mb], [0.25, 0.75], shape, aff)
+    np.testing.assert_allclose(hz, 25.0, atol=1e-5)
+    assert np.array_equal(mask, ma & mb)
+    # the head moved 2 mm (one voxel) along +x in the second fieldmap
+    ramp = np.broadcast_to(np.arange(10.0)[:, None, None], shape).astype(np.float32)
+    moved = ramp - 1
+    move = np.eye(4)
+    move[0, 3] = 2.0
+    hz, mask = combine_fieldmaps([moved], [aff], [None], [1.0], shape, aff, [move])
+    assert mask is None
+    np.testing.assert_allclose(hz[:-1], ramp[:-1], atol=1e-5)
+    with pytest.raises(ValueError, match="weights"):
+        combine_fieldmaps([a], [aff], [None], [0.0], shape, aff)

@@ -162,7 +162,7 @@ def test_the_plan_says_the_runs_are_corrected_with_their_pair(pair_dataset, tmp_
 
     plan = make_plan(pair_dataset, tmp_path)
     assert plan.sdc_summary() == (
-        "Distortion correction: 2 of 2 run(s) with their fieldmap (pepolar)."
+        "Distortion correction: 2 of 2 run(s) with their fieldmap (pepolar; 2 by IntendedFor)."
     )
     # the geometry job reads both images of the pair (a changed image reruns it)
     run = plan.dataset.runs[0]
@@ -188,5 +188,6 @@ def test_a_run_with_both_a_gre_fieldmap_and_a_pair_takes_the_preferred_one(tmp_p
     assert run.fieldmap is not None and run.fieldmap.kind == "epi"
     plan = make_plan(both, tmp_path / "p", spatial={"sdc": "pepolar"})
     assert plan.sdc_summary() == (
-        "Distortion correction: 1 of 1 run(s) with their fieldmap (spatial.sdc: pepolar)."
+        "Distortion correction: 1 of 1 run(s) with their fieldmap (spatial.sdc: pepolar; 1 by "
+        "IntendedFor)."
     )

@@ -337,8 +337,8 @@ def test_the_distortion_correction_of_every_run_is_stated_in_one_line(tmp_path):
     make_bids_tree(bids, sessions=("02",), runs=("01", "02"), data=False, fieldmap=False)
     plan = _plan(bids, tmp_path)
     assert plan.sdc_summary() == (
-        "Distortion correction: 2 of 4 run(s) with their fieldmap (phasediff); 2 without a "
-        "fieldmap, not corrected: sub-01_ses-02_task-images_run-01, "
+        "Distortion correction: 2 of 4 run(s) with their fieldmap (phasediff; 2 by IntendedFor); "
+        "2 without a fieldmap, not corrected: sub-01_ses-02_task-images_run-01, "
         "sub-01_ses-02_task-images_run-02. Corrected and uncorrected runs differ in geometry: "
         "give every run what the method needs, choose another spatial.sdc, or set "
         "spatial.sdc: none to correct none."

@@ -43,6 +43,10 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             phase=not args.no_phase,
             subject_offset=args.subject_offset,
             response=args.response,
+            t1w_kind=args.t1w_kind,
+            fieldmaps_per_session=args.fieldmaps_per_session,
+            t2w=args.t2w,
+            anat_session=args.anat_session,
         )
     except (ValueError, FileExistsError) as exc:  # refused arguments: a message, no traceback
         print(f"echoprep simulate: {exc}", file=sys.stderr)
@@ -228,6 +232,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="the B0 field changes over each run (respiration, drift, pitch); truth per volume",
     )
     sim.add_argument(
+        "--fieldmaps-per-session",
+        type=int,
+        default=None,
+        metavar="N",
+        help="N GRE fieldmaps per session at known times between the runs (run-01..run-0N, no "
+        "IntendedFor; AcquisitionTime and scans.tsv), the field drifting over the session",
+    )
+    sim.add_argument(
         "--distortion",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -241,6 +253,19 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="response model: a name of echoprep.simulate.response.REGIMES (spatial structure "
         "of the image-specific response and trial variability, amplitude, noise mix); "
         "default: the default model",
+    )
+    sim.add_argument(
+        "--t1w-kind",
+        default="mprage",
+        help="mprage (default) or mp2rage (an MP2RAGE UNI T1w: uint16, noise background)",
+    )
+    sim.add_argument("--t2w", action="store_true", help="also a T2w, aligned to the T1w")
+    sim.add_argument(
+        "--anat-session",
+        default=None,
+        metavar="LABEL",
+        help="put the anatomy in an anatomy-only session ses-LABEL/anat (e.g. PrismaAnat, no "
+        "BOLD); default: ses-01/anat",
     )
     sim.set_defaults(func=_cmd_simulate)
 

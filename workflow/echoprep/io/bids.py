@@ -22,7 +22,8 @@ and the discovery options, so a workflow start after the first reads no sidecar 
 adding, removing or editing a file is still found. Nothing is ever written into the input
 dataset. The checks behind the problem list are in
 :mod:`echoprep.io.bids_checks` (names, headers, the problem log), :mod:`echoprep.io.bids_run_checks`
-(per run and across runs) and :mod:`echoprep.io.bids_fmap` (fieldmaps).
+(per run and across runs) and :mod:`echoprep.io.bids_fmap` (fieldmaps; matched by acquisition time:
+:mod:`echoprep.io.bids_fmap_time`).
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ from echoprep.io.bids_checks import (
     BIDSInputError,
     InputProblem,
     ProblemLog,
-    check_t1w_header,
     exclude_listed_runs,
     fmt_list,
     labels,
@@ -59,6 +59,7 @@ from echoprep.io.bids_events import (
     read_events_content,
 )
 from echoprep.io.bids_fmap import Fieldmap, FieldmapIndex, find_fieldmap, phase_encoding
+from echoprep.io.bids_fmap_time import INTERPOLATE
 from echoprep.io.bids_index import BidsIndex, DatasetCache
 from echoprep.io.bids_run_checks import (
     RunScan,
@@ -69,9 +70,11 @@ from echoprep.io.bids_run_checks import (
     check_metadata,
     check_parts,
     check_tr_across,
+    find_t1w,
     group_echo_files,
     header_tr_warning,
 )
+from echoprep.options import section_defaults
 
 __all__ = [
     "BIDSInputError",
@@ -118,8 +121,10 @@ class Run:
     Labels are as written in the file names (``"01"``); ``session``/``run`` are ``None`` when
     the dataset has no such level. ``echoes`` are sorted by echo time. ``events`` is ``None``
     only when discovery ran with ``require_events=False`` and the file is absent. ``fieldmap``
-    is the run's fieldmap (:mod:`echoprep.io.bids_fmap`) or None; ``pe_direction`` (BIDS
-    ``PhaseEncodingDirection``) and ``total_readout_time`` (s) come from the BOLD sidecars.
+    is the run's fieldmap (:mod:`echoprep.io.bids_fmap`) or None; ``fieldmap_note`` why it was
+    not matched by acquisition time though its session's fieldmaps are timed, or None;
+    ``pe_direction`` (BIDS ``PhaseEncodingDirection``) and ``total_readout_time`` (s) come from
+    the BOLD sidecars.
     ``n_trials`` counts the trials a GLM models (None without events); a run with 0 is
     preprocessed but left out of its session's GLM.
     """
@@ -138,6 +143,7 @@ class Run:
     pe_direction: str | None = None
     total_readout_time: float | None = None
     n_trials: int | None = None
+    fieldmap_note: str | None = None
 
     @property
     def entities(self) -> dict[str, str]:
@@ -276,6 +282,7 @@ def discover(
     exclude_runs: Sequence[str] = (),
     trust_cache: bool = False,
     prefer_fieldmap: str = "gre",
+    fieldmap_time: str | None = None,
 ) -> Dataset:
     """Find and check the multi-echo BOLD runs of a raw BIDS dataset.
 
@@ -302,6 +309,9 @@ def discover(
         metadata; False: ``Run.fieldmap`` is None.
     prefer_fieldmap
         ``"gre"`` or ``"epi"``: taken when a run has one of each (``spatial.sdc: pepolar``).
+    fieldmap_time
+        ``"interpolate"`` or ``"nearest"``: the fieldmaps of a run matched by acquisition time
+        (``spatial.fieldmap_time``, :mod:`echoprep.io.bids_fmap_time`); None: its default.
     events_rules
         How the GLM reads the events (:class:`~echoprep.io.bids_events.EventsRules`; None:
         its defaults): every events file is checked against its run with these rules.
@@ -324,6 +334,7 @@ def discover(
         Listing every problem found (file, expected, found, fix).
     """
     root = Path(bids_dir).expanduser().absolute()
+    fieldmap_time = fieldmap_time or section_defaults("spatial")["fieldmap_time"]
     log = ProblemLog(root)
     if not root.is_dir():
         log.add(
@@ -343,6 +354,7 @@ def discover(
         "require_t1w": require_t1w,
         "use_fieldmaps": use_fieldmaps,
         "prefer_fieldmap": prefer_fieldmap,
+        "fieldmap_time": fieldmap_time,
         "events": dataclasses.asdict(events_rules or EventsRules()),
         "exclude_runs": sorted(exclude_runs),
     }
@@ -385,6 +397,7 @@ def discover(
                 events_rules=events_rules or EventsRules(),
                 exclude_runs=exclude_runs,
                 prefer_fieldmap=prefer_fieldmap,
+                fieldmap_time=fieldmap_time,
             )
         finally:
             index.save()
@@ -419,6 +432,7 @@ def _discover(
     events_rules: EventsRules | None = None,
     exclude_runs: Sequence[str] = (),
     prefer_fieldmap: str = "gre",
+    fieldmap_time: str = INTERPOLATE,
 ) -> Dataset | None:
     files = index.files
     with_files = {f.entities["sub"] for f in files}
@@ -507,9 +521,8 @@ def _discover(
             key = (f.entities["sub"], f.ent("ses"), f.ent("task"), f.ent("run"), f.ent("acq"))
             events.setdefault(key, f.path)
 
-    fieldmaps = FieldmapIndex(
-        index.metadata, root, [f for f in mine if f.datatype == "fmap" and in_sessions(f)]
-    )
+    fmaps = [f for f in mine if (f.datatype == "fmap" or f.suffix == "scans") and in_sessions(f)]
+    fieldmaps = FieldmapIndex(index.metadata, root, fmaps, index.table, fieldmap_time)
 
     # group the task's BOLD files by run
     scans: list[RunScan] = []
@@ -613,35 +626,8 @@ def _discover(
             )
 
     # T1w
-    t1w: dict[str, Path] = {}
-    for sub in subjects:
-        candidates = sorted(
-            (
-                f
-                for f in mine
-                if f.entities["sub"] == sub
-                and f.suffix == "T1w"
-                and f.ext in NIFTI_EXTENSIONS
-                and f.datatype == "anat"
-            ),
-            key=lambda f: (f.ent("ses") is not None, f.ent("ses") or "", f.path.name),
-        )
-        if not candidates:
-            if require_t1w:
-                log.add(
-                    f"sub-{sub}/anat/sub-{sub}_T1w.nii.gz",
-                    f"a T1w image of sub-{sub} (sub-{sub}/anat/ or any sub-{sub}/ses-<label>/"
-                    "anat/)",
-                    "no *_T1w.nii[.gz] for this subject",
-                    "add the T1w (a separate anatomical session such as ses-PrismaAnat is "
-                    "fine), or keep the functional grid native, which needs no T1w "
-                    "(--config 'spatial={output_space: native}')",
-                )
-            continue
-        path = candidates[0].path
-        # everything the anatomy stage checks in the header; unusual but legal: warnings
-        warnings += check_t1w_header(log, path, index.header(path, root))
-        t1w[sub] = path
+    t1w, t1w_warnings = find_t1w(log, mine, subjects, require_t1w, lambda p: index.header(p, root))
+    warnings += t1w_warnings
 
     if log:
         return None
@@ -689,4 +675,5 @@ def _make_run(scan: RunScan) -> Run:
         pe_direction=scan.pe_direction,
         total_readout_time=scan.total_readout_time,
         n_trials=scan.n_trials,
+        fieldmap_note=scan.fieldmap_note,
     )

@@ -10,15 +10,23 @@ Supported fieldmaps (BIDS "fmap" datatype):
   acquisition (the same entities but ``dir``) form one fieldmap, whose field the spatial stage
   estimates (:mod:`echoprep.kernels.geometry.pepolar`).
 
-A fieldmap belongs to a run when its sidecar's ``IntendedFor`` names one of the run's BOLD
-files (paths relative to the subject folder, or ``bids::`` URIs relative to the dataset root),
-else when it carries the run's ``ses`` and ``run`` entities, else when it is the only fieldmap
-of the run's session. The run's ``PhaseEncodingDirection`` and ``TotalReadoutTime`` (or
-``EffectiveEchoSpacing`` and the matrix size) come from its BOLD sidecars.
+A fieldmap belongs to a run by the first of these rules that finds one (:data:`RULES`):
+
+1. its sidecar's ``IntendedFor`` names one of the run's BOLD files (paths relative to the
+   subject folder, or ``bids::`` URIs relative to the dataset root);
+2. acquisition time: the session has two or more GRE/Hz fieldmap acquisitions, and they and
+   the run have an acquisition time; the run gets the fieldmaps around its centre in time,
+   weighted (:mod:`echoprep.io.bids_fmap_time`; LAION-fMRI's layout);
+3. it carries the run's ``ses`` and ``run`` entities, else it is the only fieldmap of the
+   run's session.
+
+The run's ``PhaseEncodingDirection`` and ``TotalReadoutTime`` (or ``EffectiveEchoSpacing`` and
+the matrix size) come from its BOLD sidecars.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,12 +40,24 @@ from echoprep.io.bids_checks import (
     as_number,
     sidecar_of,
 )
+from echoprep.io.bids_fmap_time import INTERPOLATE, FieldmapTimes, TimeMatch
 from echoprep.io.bids_run_checks import RunScan
 
 #: BIDS PhaseEncodingDirection values.
 PE_DIRECTIONS = ("i", "i-", "j", "j-", "k", "k-")
 #: The fmap suffixes that hold a field (their magnitude partners are found by entities).
 FIELDMAP_SUFFIXES = ("phasediff", "fieldmap", "epi")
+#: The matching rules, as the geometry sidecars record them (``FieldmapCorrection.Rule``).
+RULE_INTENDED = "IntendedFor"
+RULE_RUN = "run entity"
+RULE_ONLY = "only fieldmap of the session"
+RULES = (
+    RULE_INTENDED,
+    "acquisition time (interpolate)",
+    "acquisition time (nearest)",
+    RULE_RUN,
+    RULE_ONLY,
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +80,21 @@ class Fieldmap:
     epi
         For ``"epi"``: every image of the acquisition as ``(path, PhaseEncodingDirection,
         TotalReadoutTime s)``, two directions on one axis; empty otherwise.
+    rule
+        The matching rule that served the run (one of :data:`RULES`).
+    combine
+        Matched by acquisition time: ``(fieldmap, weight, acquisition time s)`` of every
+        fieldmap the run uses (weights sum to 1; the fields above are the heaviest one's);
+        empty otherwise.
+    target, target_time
+        Matched by time: the session's earliest fieldmap, which every fieldmap is registered
+        to and combined in the space of, and its acquisition time (s); else None.
+    run_time
+        Matched by time: the run's centre (acquisition time + volumes x TR / 2), s, on the
+        fieldmaps' clock (seconds since midnight, or counting days with ``scans.tsv`` dates).
+    note
+        Why the run was not matched by time though its session's fieldmaps have times
+        (:data:`echoprep.io.bids_fmap_time.NO_RUN_TIME`), or None.
     """
 
     kind: str
@@ -69,16 +104,24 @@ class Fieldmap:
     echo_time2: float | None = None
     units: str | None = None
     epi: tuple[tuple[Path, str, float], ...] = ()
+    rule: str = RULE_INTENDED
+    combine: tuple[tuple[Fieldmap, float, float], ...] = ()
+    target: Fieldmap | None = None
+    target_time: float | None = None
+    run_time: float | None = None
+    note: str | None = None
 
     @property
     def files(self) -> tuple[Path, ...]:
-        """Every file of the fieldmap (the inputs of a rule using it)."""
+        """Every file of the fieldmap (the inputs of a rule using it): with several fieldmaps,
+        those of each and of the registration target."""
         extra = tuple(p for p, _, _ in self.epi if p != self.image)
-        return tuple(p for p in (self.image, self.magnitude) if p is not None) + extra
+        own = tuple(p for p in (self.image, self.magnitude) if p is not None) + extra
+        others = [p for f, _, _ in self.combine for p in f.files]
+        others += list(self.target.files) if self.target is not None else []
+        return tuple(dict.fromkeys([*own, *others]))
 
-    def as_spec(self) -> dict[str, Any]:
-        """JSON-able description the spatial stage reads (``run_geometry(fieldmap=...)``,
-        ``spatial run --fieldmap-json``): paths as strings, the other fields as they are."""
+    def _own_spec(self) -> dict[str, Any]:
         return {
             "image": str(self.image),
             "kind": self.kind,
@@ -88,6 +131,20 @@ class Fieldmap:
             "units": self.units,
             "epi": [[str(p), d, t] for p, d, t in self.epi],
         }
+
+    def as_spec(self) -> dict[str, Any]:
+        """JSON-able description the spatial stage reads (``run_geometry(fieldmap=...)``,
+        ``spatial run --fieldmap-json``): paths as strings, the other fields as they are, the
+        ``rule``; matched by time also ``combine`` (each fieldmap's description with its
+        ``weight`` and ``time``), ``target`` (with its ``time``) and ``run_time``."""
+        spec = self._own_spec() | {"rule": self.rule}
+        if self.note:
+            spec["note"] = self.note
+        if self.combine and self.target is not None:
+            spec["combine"] = [f._own_spec() | {"weight": w, "time": t} for f, w, t in self.combine]
+            spec["target"] = self.target._own_spec() | {"time": self.target_time}
+            spec["run_time"] = self.run_time
+        return spec
 
 
 def _intended(meta: Mapping[str, Any]) -> list[str]:
@@ -117,7 +174,13 @@ class FieldmapIndex:
     root
         Dataset root.
     fmap_files
-        The selected files of ``fmap/`` folders.
+        The selected files of ``fmap/`` folders (and the sessions' ``scans.tsv``).
+    table
+        Reader of a tab-separated table (:meth:`echoprep.io.bids_index.BidsIndex.table`), for
+        acquisition times in ``scans.tsv``; None: times from the sidecars only.
+    fieldmap_time
+        ``spatial.fieldmap_time``: ``"interpolate"`` or ``"nearest"``
+        (:mod:`echoprep.io.bids_fmap_time`).
     """
 
     def __init__(
@@ -125,9 +188,18 @@ class FieldmapIndex:
         metadata: Callable[[Path], Mapping[str, Any]],
         root: Path,
         fmap_files: Sequence[BidsFile],
+        table: Callable[[Path], tuple[bool, Any]] | None = None,
+        fieldmap_time: str = INTERPOLATE,
     ) -> None:
         self.metadata = metadata
         self.root = root
+        scans = [f for f in fmap_files if f.suffix == "scans" and f.ext == ".tsv"]
+        self.times = FieldmapTimes(
+            metadata, table or (lambda _: (False, "not read")), scans, fieldmap_time
+        )
+        #: a session's fieldmaps as read for time matching, once each (and one object each:
+        #: the runs that share them share it, in memory and in the dataset's pickle)
+        self.read: dict[Path, Fieldmap | None] = {}
         self._images: dict[tuple[str, str | None], list[BidsFile]] = defaultdict(list)
         self._intended: dict[str, list[BidsFile]] = defaultdict(list)
         self._by_entities: dict[tuple[str, tuple[tuple[str, str], ...]], Path] = {}
@@ -146,10 +218,11 @@ class FieldmapIndex:
                     if f not in self._intended[rel]:
                         self._intended[rel].append(f)
 
-    def candidates(self, scan: RunScan) -> list[BidsFile]:
-        """The fieldmap images of a run: those whose IntendedFor names one of its BOLD files,
-        else those with its ``ses`` and ``run`` entities, else the only one of its session
-        (the only acquisition: a reversed phase-encoding pair is one)."""
+    def matches(self, scan: RunScan) -> tuple[list[BidsFile], str]:
+        """The fieldmap images of a run and the rule that found them: those whose IntendedFor
+        names one of its BOLD files, else those with its ``ses`` and ``run`` entities, else
+        the only one of its session (the only acquisition: a reversed phase-encoding pair is
+        one); rule 2, acquisition time, is :meth:`by_time`."""
         bold = [*scan.mags.values(), *scan.phases.values()]
         chosen: list[BidsFile] = []
         for p in bold:
@@ -157,12 +230,22 @@ class FieldmapIndex:
                 if f.entities["sub"] == scan.sub and f not in chosen:
                     chosen.append(f)
         if chosen:
-            return sorted(chosen, key=lambda f: str(f.path))
+            return sorted(chosen, key=lambda f: str(f.path)), RULE_INTENDED
         same_session = self._images.get((scan.sub, scan.ses), [])
         chosen = [f for f in same_session if f.ent("run") is not None and f.ent("run") == scan.run]
         if chosen:
-            return chosen
-        return same_session if len({_acquisition(f) for f in same_session}) == 1 else []
+            return chosen, RULE_RUN
+        only = len({_acquisition(f) for f in same_session}) == 1
+        return (same_session, RULE_ONLY) if only else ([], RULE_RUN)
+
+    def by_time(self, log: ProblemLog, scan: RunScan, prefer: str) -> TimeMatch | str | None:
+        """Rule 2: the run's fieldmaps by acquisition time
+        (:meth:`echoprep.io.bids_fmap_time.FieldmapTimes.match`); not for a session with a
+        reversed phase-encoding pair when those are preferred."""
+        same_session = self._images.get((scan.sub, scan.ses), [])
+        if prefer == "epi" and any(f.suffix == "epi" for f in same_session):
+            return None
+        return self.times.match(log, scan, same_session)
 
     def partner(self, fmap: BidsFile, suffix: str) -> Path | None:
         """The file of the same acquisition (same entities) with another suffix."""
@@ -195,7 +278,52 @@ def find_fieldmap(
 def _find_fieldmap(
     log: ProblemLog, index: FieldmapIndex, scan: RunScan, prefer: str
 ) -> Fieldmap | None:
-    chosen = index.candidates(scan)
+    chosen, rule = index.matches(scan)
+    if rule != RULE_INTENDED:
+        timed = index.by_time(log, scan, prefer)
+        if isinstance(timed, TimeMatch):
+            return _timed(log, index, timed)
+        scan.fieldmap_note = timed
+        if chosen:
+            found = _by_rules(log, index, scan, prefer, chosen)
+            return dataclasses.replace(found, rule=rule, note=timed) if found else None
+        return None
+    return _by_rules(log, index, scan, prefer, chosen)
+
+
+def _timed(log: ProblemLog, index: FieldmapIndex, match: TimeMatch) -> Fieldmap | None:
+    """The fieldmap of a run matched by time: each fieldmap it uses, with its weight and time,
+    and the registration target (problems of any of them logged: None)."""
+
+    def read(f: BidsFile) -> Fieldmap | None:
+        if f.path not in index.read:
+            index.read[f.path] = _gre(log, index, f)
+        return index.read[f.path]
+
+    parts = []
+    for f, weight, time in match.used:
+        found = read(f)
+        if found is None:
+            return None
+        parts.append((found, weight, time))
+    target = read(match.target)
+    if target is None:
+        return None
+    heaviest = max(parts, key=lambda p: p[1])[0]
+    return dataclasses.replace(
+        heaviest,
+        rule=match.rule,
+        combine=tuple(parts),
+        target=target,
+        target_time=match.target_time,
+        run_time=match.centre,
+    )
+
+
+def _by_rules(
+    log: ProblemLog, index: FieldmapIndex, scan: RunScan, prefer: str, chosen: list[BidsFile]
+) -> Fieldmap | None:
+    """The fieldmap of a run from the images rules 1 or 3 found (problems logged: None)."""
     if not chosen:
         return None
     epi = [f for f in chosen if f.suffix == "epi"]
@@ -212,7 +340,12 @@ def _find_fieldmap(
             "make IntendedFor name each BOLD run in one fieldmap only",
         )
         return None
-    fmap = chosen[0]
+    return _gre(log, index, chosen[0])
+
+
+def _gre(log: ProblemLog, index: FieldmapIndex, fmap: BidsFile) -> Fieldmap | None:
+    """A ``phasediff`` or ``fieldmap`` image with its magnitude partner and metadata (problems
+    logged: None)."""
     meta = index.metadata(fmap.path)
     side = sidecar_of(fmap.path)
 

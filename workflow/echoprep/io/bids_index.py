@@ -6,10 +6,10 @@ keeps what discovery needs:
 - the files of the *selected* subjects only (and, with a session filter, the selected
   sessions plus every session's ``anat/``, where a T1w may live); subjects and sessions that
   the selection leaves out cost one directory listing, not a walk;
-- JSON sidecar contents and NIfTI header facts, read lazily and cached on disk per file,
-  keyed by relative path, size and modification time (``cache_dir/facts/<sub-X>.pickle``, one
-  shard per subject and one for the dataset's top level), so a new or edited file is read
-  again and nothing else is;
+- JSON sidecar contents, NIfTI header facts and tables (``scans.tsv``), read lazily and
+  cached on disk per file, keyed by relative path, size and modification time
+  (``cache_dir/facts/<sub-X>.pickle``, one shard per subject and one for the dataset's top
+  level), so a new or edited file is read again and nothing else is;
 - sidecar metadata with the BIDS inheritance principle (every JSON file with the same suffix
   whose entities are a subset of the data file's, in the data file's folder or an ancestor,
   applied from the top level down, the one with more entities last at each level).
@@ -247,6 +247,18 @@ def _read_json(path: Path) -> tuple[bool, Any]:
         return False, f"{type(exc).__name__}: {exc}"
 
 
+def _read_tsv(path: Path) -> tuple[bool, Any]:
+    """``(True, (columns, rows))`` of a tab-separated table (blank lines left out), or
+    ``(False, the reader's error)``."""
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+    if not lines:
+        return False, "an empty file"
+    return True, (lines[0].split("\t"), [line.split("\t") for line in lines[1:]])
+
+
 #: Files read at a time when the facts cache is cold (:meth:`BidsIndex.prefetch`).
 PREFETCH_WORKERS = 8
 
@@ -372,6 +384,15 @@ class BidsIndex:
         if entry is None:
             return read_header(path)
         return self._facts.get(entry, lambda: ("header", read_header(path)))[1]
+
+    def table(self, path: Path) -> tuple[bool, Any]:
+        """A tab-separated table (a session's ``scans.tsv``): ``(True, (columns, rows))``
+        (cells as text) or ``(False, the reader's error)``; read once per file version and
+        cached with the sidecars (read only when asked: :meth:`prefetch` leaves tables out)."""
+        entry = self._entry(path)
+        if entry is None:
+            return _read_tsv(path)
+        return self._facts.get(entry, lambda: ("tsv", _read_tsv(path)))[1]
 
     def prefetch(self, workers: int | None = None) -> int:
         """Read, ``workers`` files at a time, what discovery will ask of the walked files and

@@ -25,11 +25,13 @@ from echoprep.io.bids_checks import (
     EVENTS_COLUMNS_REQUIRED,
     MAX_ECHO_TIME_S,
     MAX_REPETITION_TIME_S,
+    NIFTI_EXTENSIONS,
     BidsFile,
     ImageHeader,
     ProblemLog,
     affine_difference,
     as_number,
+    check_t1w_header,
     check_time_field,
     describe_affine_difference,
     fmt_list,
@@ -61,6 +63,9 @@ class RunScan:
     ref_header: ImageHeader | None = None
     events: Path | None = None
     fieldmap: Any = None
+    #: why the run's fieldmaps were not matched by acquisition time though its session's are
+    #: timed (:mod:`echoprep.io.bids_fmap_time`), or None
+    fieldmap_note: str | None = None
     pe_direction: str | None = None
     total_readout_time: float | None = None
     #: the events file's columns and onsets (:mod:`echoprep.io.bids_events`) and its modelled
@@ -565,3 +570,43 @@ def header_tr_warning(scans: Sequence[RunScan]) -> str | None:
         f"(sidecar {fmt_seconds(tr)} s, header {header:g} s): the sidecar's is used; if the "
         "header is right, correct RepetitionTime in the sidecars"
     )
+
+
+def find_t1w(
+    log: ProblemLog,
+    files: Sequence[BidsFile],
+    subjects: Sequence[str],
+    require: bool,
+    header: Callable[[Path], ImageHeader],
+) -> tuple[dict[str, Path], list[str]]:
+    """The T1w of each subject (the first in sorted order, preferring ``sub-X/anat``) with
+    its header checked, and the warnings of legal but unusual T1w headers; a subject without
+    one is a problem when ``require``."""
+    t1w: dict[str, Path] = {}
+    warnings: list[str] = []
+    by_subject: dict[str, list[BidsFile]] = defaultdict(list)
+    for f in files:
+        if f.suffix == "T1w" and f.ext in NIFTI_EXTENSIONS and f.datatype == "anat":
+            by_subject[f.entities["sub"]].append(f)
+    for sub in subjects:
+        candidates = sorted(
+            by_subject.get(sub, []),
+            key=lambda f: (f.ent("ses") is not None, f.ent("ses") or "", f.path.name),
+        )
+        if not candidates:
+            if require:
+                log.add(
+                    f"sub-{sub}/anat/sub-{sub}_T1w.nii.gz",
+                    f"a T1w image of sub-{sub} (sub-{sub}/anat/ or any sub-{sub}/ses-<label>/"
+                    "anat/)",
+                    "no *_T1w.nii[.gz] for this subject",
+                    "add the T1w (a separate anatomical session such as ses-PrismaAnat is "
+                    "fine), or keep the functional grid native, which needs no T1w "
+                    "(--config 'spatial={output_space: native}')",
+                )
+            continue
+        path = candidates[0].path
+        # everything the anatomy stage checks in the header; unusual but legal: warnings
+        warnings += check_t1w_header(log, path, header(path))
+        t1w[sub] = path
+    return t1w, warnings

@@ -73,6 +73,7 @@ def discovery_options(config: Mapping[str, Any]) -> dict[str, Any]:
         and spatial["fieldmap"]
         and spatial["sdc"] not in ("none", "phase-framewise"),
         "prefer_fieldmap": "epi" if spatial["sdc"] == "pepolar" else "gre",
+        "fieldmap_time": spatial["fieldmap_time"],
         "events_rules": EventsRules(
             label_column=glm["label_column"],
             blank_trial_types=tuple(glm["blank_trial_types"]),

@@ -11,10 +11,26 @@ from typing import Any
 
 from echoprep.io import outputs as reg
 from echoprep.io.bids import EchoFiles, Run
+from echoprep.io.bids_fmap import RULES
 from echoprep.io.paths import run_prefix
 from echoprep.options import options_json
 from echoprep.plan._base import BasePlan, Files, PlanError, _words
 from echoprep.variants import Variant
+
+#: How the summary line names each fieldmap matching rule (:data:`echoprep.io.bids_fmap.RULES`).
+RULE_LABELS = dict(
+    zip(
+        RULES,
+        (
+            "by IntendedFor",
+            "by acquisition time, interpolated",
+            "by acquisition time, nearest",
+            "by run entity",
+            "as the session's only fieldmap",
+        ),
+        strict=True,
+    )
+)
 
 
 def _per_echo(files: Mapping[int, Files]) -> Files:
@@ -300,10 +316,12 @@ class RunPlan(BasePlan):
 
     def sdc_summary(self) -> str | None:
         """One line saying how the runs' susceptibility distortion is corrected: how many runs
-        by which method (``spatial.sdc``; counts when methods are mixed), which runs are not
-        corrected, or that correction is off; None without spatial preprocessing. Printed
-        once per invocation (common.smk); each run's sidecars record what its resampling
-        used."""
+        by which method (``spatial.sdc``; counts when methods are mixed) and, for fieldmaps,
+        by which matching rule (IntendedFor, acquisition time, run entity, the session's only
+        fieldmap; a run that fell back for want of an acquisition time says so), which runs
+        are not corrected, or that correction is off; None without spatial preprocessing.
+        Printed once per invocation (common.smk); each run's sidecars record what its
+        resampling used."""
         spatial = self.config["spatial"]
         if not spatial["enabled"]:
             return None
@@ -323,6 +341,16 @@ class RunPlan(BasePlan):
         source = "their fieldmap" if choice in ("auto", "fieldmap", "pepolar") else "their phase"
         if choice != "auto":  # one method: the option says which
             which = f" (spatial.sdc: {choice})"
+        rules = Counter(
+            RULE_LABELS.get(r.fieldmap.rule, r.fieldmap.rule)
+            + (f" ({r.fieldmap.note})" if r.fieldmap.note else "")
+            for r, m in zip(runs, labels, strict=True)
+            if m != "none" and r.fieldmap is not None and self.sdc_method(r) != "phase-framewise"
+        )
+        if which and rules:
+            order = {label: i for i, label in enumerate(RULE_LABELS.values())}
+            ranked = sorted(rules, key=lambda k: (order.get(k.split(" (")[0], len(order)), k))
+            which = which[:-1] + "; " + ", ".join(f"{rules[k]} {k}" for k in ranked) + ")"
         line = (
             f"Distortion correction: {len(runs) - len(without)} of {len(runs)} run(s) with "
             f"{source}{which}"
@@ -338,6 +366,12 @@ class RunPlan(BasePlan):
             "PhaseEncodingDirection and TotalReadoutTime)",
         }[choice]
         line += f"; {len(without)} {lacking}, not corrected: {', '.join(without[:3])}{more}"
+        noted: dict[str, list[str]] = {}
+        for r, m in zip(runs, labels, strict=True):
+            if m == "none" and r.fieldmap_note:
+                noted.setdefault(r.fieldmap_note, []).append(run_prefix(r.entities))
+        if noted:
+            line += " (" + "; ".join(f"{k}: {len(v)}" for k, v in noted.items()) + ")"
         if kinds:
             line += (
                 ". Corrected and uncorrected runs differ in geometry: give every run what "

@@ -3,7 +3,9 @@
 ``simulate_dataset(out, preset, seed=...)`` writes a raw BIDS dataset::
 
     dataset_description.json  README  participants.tsv/.json  task-images_events.json
-    sub-01/ses-01/anat/sub-01_ses-01_T1w.nii.gz (+.json)       the T1w: always in ses-01/anat
+    sub-01/ses-01/anat/sub-01_ses-01_T1w.nii.gz (+.json)       the T1w (default: ses-01/anat;
+      t1w_kind, t2w, anat_session: an MP2RAGE UNI, a T2w, an anatomy-only session such as
+      ses-PrismaAnat/anat: :mod:`.anatomy_files`, docs/anatomy.md)
     sub-01/ses-01/func/sub-01_ses-01_task-images_run-01_echo-1_part-mag_bold.nii.gz (+.json)
       ..._run-01_echo-1_part-phase_bold.nii.gz (+.json)        unless phase=False
       ..._run-01_echo-1_sbref.nii.gz (+.json)                  single-band reference, magnitude
@@ -14,7 +16,8 @@
       maps on the BOLD grid, motion TSVs, voxel-shift map, BOLD → T1w transform
 
 Func and fmap files always carry the session entity (``ses-01`` also for single-session
-datasets, as LAION-fMRI); the T1w of a subject is written once, in ``ses-01/anat``.
+datasets, as LAION-fMRI); the T1w of a subject is written once, in ``ses-01/anat`` (or
+``ses-<anat_session>/anat``).
 
 Data: int16 magnitude (grey matter ~2000 at echo 1, ~1100 at echo 2) and phase
 (``rad = value * pi / 4096``), RAS affine without obliquity, pixdim[4] = TR, units mm/s,
@@ -41,6 +44,12 @@ Spatial realism (ground truth in :mod:`.truth`; conventions in :mod:`.geometry`)
   (TotalReadoutTime 21.4 ms) and median 0.1–0.2 / p99 0.9–1.1 / max 2.1–2.4 voxels at demo
   (9.2 ms), below one voxel in 95–96 % / 99 % of the brain. The GRE fieldmap images are
   undistorted.
+- Several fieldmaps per session (``fieldmaps_per_session=N``, LAION-fMRI's layout): N GRE
+  fieldmaps acquired between the BOLD runs (``run-01`` .. ``run-0N`` of their own, no
+  ``IntendedFor``), ``AcquisitionTime`` in every BOLD and fieldmap sidecar and a ``scans.tsv``
+  per session; the field drifts linearly over the session, each fieldmap measures it at its
+  time and in its own head position, each run is distorted by it at the run's centre
+  (:mod:`.session_fieldmaps`).
 - T1w pose: the T1w (another session) shows the head under a per-subject rigid transform of
   3–7° about a random axis and a 4–9 mm shift; its truth masks are in that pose and the exact
   BOLD-world → T1w-world matrix is in the truth (JSON and ITK/ANTs text).

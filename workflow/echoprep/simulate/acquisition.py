@@ -84,15 +84,17 @@ def bold_sidecar(preset: Preset, echo: int, part: str | None) -> dict[str, Any]:
     return side
 
 
-def fmap_sidecar(preset: Preset, kind: str, intended_for: list[str]) -> dict[str, Any]:
-    """Sidecar of ``magnitude1``, ``magnitude2`` or ``phasediff`` (dual-echo GRE)."""
+def fmap_sidecar(preset: Preset, kind: str, intended_for: list[str] | None) -> dict[str, Any]:
+    """Sidecar of ``magnitude1``, ``magnitude2`` or ``phasediff`` (dual-echo GRE); without
+    ``IntendedFor`` when ``intended_for`` is None (a session's fieldmaps matched by time)."""
     side = _common(preset) | {
         "MRAcquisitionType": "2D",
         "ScanningSequence": "GR",
         "RepetitionTime": 0.5,
         "FlipAngle": 40,
-        "IntendedFor": intended_for,
     }
+    if intended_for is not None:
+        side["IntendedFor"] = intended_for
     if kind == "phasediff":
         side |= {
             "EchoTime1": FMAP_TES[0],

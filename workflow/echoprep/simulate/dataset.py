@@ -20,28 +20,32 @@ from echoprep.simulate.acquisition import (
     EVENTS_JSON,
     TASK,
     bold_sidecar,
-    t1w_sidecar,
     total_readout_time,
 )
 from echoprep.simulate.anatomy import (
-    DSEG_LABELS,
     KAPPA,
     ROI_DEFINITIONS,
     SubjectAnatomy,
     subject_anatomy,
-    t1w_image,
-    t1w_pose,
 )
+from echoprep.simulate.anatomy_files import anatomy_options, write_anatomy
 from echoprep.simulate.design import HRF_PEAKS, session_design, single_trial_betas
 from echoprep.simulate.fieldmaps import FIELDMAP_KINDS, write_epi_pair, write_gre_fieldmap
 from echoprep.simulate.geometry import (
     PE_DIRECTION,
     PE_SIGN,
-    itk_affine_text,
     voxel_shift_map,
 )
 from echoprep.simulate.presets import PRESETS, Preset
 from echoprep.simulate.response import DEFAULT, ResponseModel, resolve
+from echoprep.simulate.session_fieldmaps import (
+    FIELD_DRIFT_HZ_PER_MIN,
+    check_fieldmaps_per_session,
+    clock_text,
+    drifted_run,
+    session_clock,
+    write_session_fieldmaps,
+)
 from echoprep.simulate.signal import (
     RunModel,
     build_run,
@@ -51,11 +55,9 @@ from echoprep.simulate.signal import (
 )
 from echoprep.simulate.truth import (
     DESCRIPTIONS,
-    POSE_DESCRIPTION,
     ROI_NAMES,
     artifact_path,
     motion_path,
-    pose_paths,
     run_field_path,
     truth_paths,
     truth_root,
@@ -105,6 +107,10 @@ def simulate_dataset(
     response: ResponseModel | str | None = None,
     fieldmap_kind: str = "phasediff",
     field_dynamics: bool = False,
+    fieldmaps_per_session: int | None = None,
+    t1w_kind: str = "mprage",
+    t2w: bool = False,
+    anat_session: str | None = None,
 ) -> Path:
     """Write a simulated raw BIDS dataset with ground truth; see :mod:`echoprep.simulate`.
 
@@ -133,6 +139,13 @@ def simulate_dataset(
         own field, the phase images follow it at every echo, and the truth holds each run's
         field per volume (:func:`~echoprep.simulate.truth.run_field_path`). The fieldmaps
         show the static field.
+    fieldmaps_per_session
+        Write this many GRE fieldmaps per session instead of one per run, acquired at known
+        times between the BOLD runs (``run-01`` .. ``run-0N`` of their own, no
+        ``IntendedFor``), with ``AcquisitionTime`` in every BOLD and fieldmap sidecar and a
+        ``scans.tsv`` per session; the field drifts linearly over the session, each fieldmap
+        measures it at its time and head position, each run is distorted by it at the run's
+        centre (:mod:`echoprep.simulate.session_fieldmaps`). None: one fieldmap per run.
     distortion
         Distort the BOLD and SBRef along the phase-encoding axis by the B0 field
         (:mod:`echoprep.simulate.geometry`); default: when fieldmaps are written.
@@ -150,6 +163,12 @@ def simulate_dataset(
         as before the model existed). A non-default model is recorded under ``response`` in
         the simulation parameters; every dataset records it in the sidecar of the truth image
         means.
+    t1w_kind, t2w, anat_session
+        The anatomy (:mod:`echoprep.simulate.anatomy_files`, docs/anatomy.md): ``"mprage"``
+        (the default T1w) or ``"mp2rage"`` (an MP2RAGE UNI: uint16, salt-and-pepper noise
+        background); also a T2w aligned to the T1w; ``anat_session`` puts them in an
+        anatomy-only session ``ses-<label>/anat`` (e.g. ``"PrismaAnat"``, no BOLD), None in
+        ``ses-01/anat``. Non-default values are recorded in the simulation parameters.
 
     Returns
     -------
@@ -185,9 +204,11 @@ def simulate_dataset(
             f"found {fieldmap_kind!r}"
         )
     p.images_for_runs(n_runs)
+    n_fmaps = check_fieldmaps_per_session(fieldmaps_per_session, n_runs, fieldmap, fieldmap_kind)
+    anat_params = anatomy_options(t1w_kind, t2w, anat_session, n_ses)
     model = resolve(response)
     use_motion = p.motion if motion is None else bool(motion)
-    use_fmap = p.fieldmap if fieldmap is None else bool(fieldmap)
+    use_fmap = bool(n_fmaps) or (p.fieldmap if fieldmap is None else bool(fieldmap))
     use_distortion = use_fmap if distortion is None else bool(distortion)
     params: dict[str, Any] = {
         "preset": preset,
@@ -205,6 +226,9 @@ def simulate_dataset(
         params["fieldmap_kind"] = fieldmap_kind
     if field_dynamics:
         params["field_dynamics"] = True
+    params |= anat_params
+    if n_fmaps:
+        params |= {"fieldmaps_per_session": n_fmaps, "field_drift": FIELD_DRIFT_HZ_PER_MIN}
 
     root = Path(out)
     labels = [f"{i:02d}" for i in range(subject_offset + 1, subject_offset + n_sub + 1)]
@@ -246,7 +270,8 @@ def simulate_dataset(
             (use_motion, use_fmap, use_distortion, phase),
             params,
             model,
-            (fieldmap_kind, bool(field_dynamics)),
+            (fieldmap_kind, bool(field_dynamics), n_fmaps),
+            (t1w_kind, bool(t2w), anat_session),
         )
         log.info("sub-%s written in %.1f s", lab, time.perf_counter() - t0)
     _update_participants(root, seed, labels)
@@ -339,17 +364,18 @@ def _simulate_subject(
     options: tuple[bool, bool, bool, bool],
     params: dict[str, Any],
     response: ResponseModel = DEFAULT,
-    field: tuple[str, bool] = ("phasediff", False),
+    field: tuple[str, bool, int] = ("phasediff", False, 0),
+    anatomy: tuple[str, bool, str | None] = ("mprage", False, None),
 ) -> None:
     """Write one subject: ``counts`` = (sessions, runs), ``options`` = (motion, fieldmap,
-    distortion, phase); ``field`` = (fieldmap_kind, field_dynamics) of
-    :func:`simulate_dataset`."""
-    fieldmap_kind, field_dynamics = field
+    distortion, phase); ``field`` = (fieldmap_kind, field_dynamics, fieldmaps_per_session)
+    of :func:`simulate_dataset`; ``anatomy`` = (t1w_kind, t2w, anat_session)."""
+    fieldmap_kind, field_dynamics, n_fmaps = field
     n_ses, n_runs = counts
     motion, fieldmap, distortion, phase = options
     label = f"{sub:02d}"
     anat = subject_anatomy(p, seed, sub, response)
-    _write_t1w(root, p, seed, sub)
+    write_anatomy(root, p, seed, sub, *anatomy)
     for ses in range(1, n_ses + 1):
         ses_label = f"{ses:02d}"
         design = session_design(p, n_runs, seed, sub, ses)
@@ -358,6 +384,8 @@ def _simulate_subject(
         if distortion:
             _write_vsm(root, p, label, ses_label, anat)
         image_trials = design[design["image"] >= 0].reset_index(drop=True)
+        clock = session_clock(p, n_runs, n_fmaps, ses) if n_fmaps else None
+        timed: list[tuple[Path, float]] = []
         for run in range(1, n_runs + 1):
             t0 = time.perf_counter()
             run_label = f"{run:02d}"
@@ -384,14 +412,18 @@ def _simulate_subject(
                 field_dynamics=field_dynamics,
             )
             sigma = thermal_sigma(p, response)
-            _write_bold(root, p, ents, model, seed, (sub, ses, run), phase, sigma)
+            when = clock.run_starts[run - 1] if clock else None
+            if clock:  # the field of the run's time
+                model = drifted_run(model, anat, clock, run)
+            written = _write_bold(root, p, ents, model, seed, (sub, ses, run), phase, sigma, when)
+            timed += [(path, when) for path in written if when is not None]
             if fieldmap and fieldmap_kind == "epi":
                 write_epi_pair(root, p, ents, anat, seed, (sub, ses, run), phase)
-            elif fieldmap:
+            elif fieldmap and not clock:
                 write_gre_fieldmap(root, p, ents, anat, seed, (sub, ses, run), phase)
             if model.motion is not None:
                 _write_motion(root, label, ses_label, run_label, model)
-            if model.dynamic and model.distorted:
+            if (model.dynamic or clock) and model.distorted:
                 _write_run_field(root, (label, ses_label, run_label), model)
             _write_artifact(root, label, ses_label, run_label, model.s0_courses[-1])
             log.info(
@@ -401,41 +433,9 @@ def _simulate_subject(
                 run_label,
                 time.perf_counter() - t0,
             )
-
-
-def _write_t1w(root: Path, p: Preset, seed: int, sub: int) -> None:
-    label = f"{sub:02d}"
-    grid, image, brain, dseg = t1w_image(p, seed, sub)
-    path = bids_path(root, {"sub": label, "ses": "01"}, "T1w", ".nii.gz", "anat")
-    write_nifti(path, nifti_header(grid.shape, grid.affine, np.int16), image)
-    write_json(sidecar_path(path), t1w_sidecar(p))
-    paths = truth_paths(root, label, "01")
-    _map(paths["T1w_brain_mask"], brain, grid.affine, DESCRIPTIONS["T1w_brain_mask"])
-    labels = {"Labels": {str(k): v for k, v in DSEG_LABELS.items()}}
-    _map(paths["T1w_dseg"], dseg, grid.affine, DESCRIPTIONS["T1w_dseg"] | labels)
-    matrix, pose = t1w_pose(seed, sub)
-    json_path, itk_path = pose_paths(root, label)
-    write_json(
-        json_path,
-        {
-            "Description": POSE_DESCRIPTION,
-            "FromSpace": "BOLD world (scanner RAS mm, functional session, motion-free head)",
-            "ToSpace": "T1w world (scanner RAS mm of the T1w image)",
-            "Matrix": matrix.tolist(),
-            "InverseMatrix": np.linalg.inv(matrix).tolist(),
-            **pose,
-        },
-    )
-    write_text(itk_path, itk_affine_text(np.linalg.inv(matrix)))
-    write_json(
-        sidecar_path(itk_path),
-        {
-            "Description": POSE_DESCRIPTION,
-            "Format": "ITK text transform (LPS); T1w-world points -> BOLD-world points",
-            "FromSpace": "BOLD world",
-            "ToSpace": "T1w world",
-        },
-    )
+        if clock:
+            ses_ents = {"sub": label, "ses": ses_label}
+            write_session_fieldmaps(root, p, ses_ents, anat, seed, (sub, ses), clock, timed)
 
 
 def _write_bold(
@@ -447,8 +447,12 @@ def _write_bold(
     key: tuple[int, int, int],
     phase: bool,
     sigma: float,
-) -> None:
+    when: float | None = None,
+) -> list[Path]:
+    """A run's BOLD and SBRef images and sidecars (with ``AcquisitionTime`` when ``when``, s
+    since midnight, is given); returns their paths."""
     sub, ses, run = key
+    extra = {"AcquisitionTime": clock_text(when)} if when is not None else {}
     shape4 = (*model.shape, model.n_volumes)
     parts = ("mag", "phase") if phase else ("mag",)
     rngs = [seeds.rng(seed, sub, ses, run, seeds.NOISE, echo) for echo in range(1, len(p.tes) + 1)]
@@ -464,8 +468,9 @@ def _write_bold(
                 writers[echo, "mag"].write(mag)
                 if phase:
                     writers[echo, "phase"].write(ph)
+    written = [w.path for w in writers.values()]
     for (echo, part), w in writers.items():
-        write_json(sidecar_path(w.path), bold_sidecar(p, echo, part))
+        write_json(sidecar_path(w.path), bold_sidecar(p, echo, part) | extra)
     for echo, te in enumerate(p.tes, start=1):
         # single-band reference: the fluctuation-free image in the head position of volume 0
         # (distorted like the run) with g = 1 noise
@@ -475,7 +480,9 @@ def _write_bold(
         sbref = quantize_magnitude(np.hypot(img + noise[0], noise[1]))
         sb_path = bids_path(root, ents | {"echo": str(echo)}, "sbref", ".nii.gz")
         write_nifti(sb_path, nifti_header(model.shape, model.affine, np.int16), sbref)
-        write_json(sidecar_path(sb_path), bold_sidecar(p, echo, None))
+        write_json(sidecar_path(sb_path), bold_sidecar(p, echo, None) | extra)
+        written.append(sb_path)
+    return written
 
 
 def _write_motion(root: Path, sub: str, ses: str, run: str, model: RunModel) -> None:

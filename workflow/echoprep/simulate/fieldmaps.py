@@ -1,12 +1,16 @@
 """The simulator's fieldmaps: a dual-echo GRE (``phasediff``) or a reversed phase-encoding
 ``epi`` pair per run, in the motion-free head position, with ``IntendedFor`` naming the run's
-BOLD files (:func:`echoprep.simulate.simulate_dataset`, ``fieldmap_kind``)."""
+BOLD files (:func:`echoprep.simulate.simulate_dataset`, ``fieldmap_kind``); or, with
+``fieldmaps_per_session``, GRE fieldmaps of the session's field at their own times and head
+positions, without ``IntendedFor`` (:mod:`echoprep.simulate.session_fieldmaps`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from echoprep.io.paths import bids_path, sidecar_path
 from echoprep.io.sidecars import write_json
@@ -18,7 +22,7 @@ from echoprep.simulate.acquisition import (
     total_readout_time,
 )
 from echoprep.simulate.anatomy import SubjectAnatomy
-from echoprep.simulate.geometry import PE_DIRECTION, distort, voxel_shift_map
+from echoprep.simulate.geometry import PE_DIRECTION, distort, rigid_matrix, voxel_shift_map
 from echoprep.simulate.presets import Preset
 from echoprep.simulate.writer import (
     nifti_header,
@@ -31,6 +35,25 @@ from echoprep.simulate.writer import (
 FIELDMAP_KINDS = ("phasediff", "epi")
 
 
+def posed_maps(
+    anat: SubjectAnatomy, field: np.ndarray, pose: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """S0, R2*, phase at TE 0 and the field (Hz) of the head moved by ``pose`` (rigid
+    parameters ``(trans_x, trans_y, trans_z [mm], rot_x, rot_y, rot_z [rad])`` about the grid
+    centre, :func:`echoprep.simulate.geometry.rigid_matrix`; cubic B-spline, 0 outside), each
+    (nx, ny, nz); the maps as they are for None or a zero pose."""
+    maps = (anat.s0, anat.r2s, anat.phase0, field)
+    if pose is None or not np.any(pose):
+        return maps
+    a = anat.grid.affine
+    centre = a[:3, :3] @ ((np.asarray(anat.grid.shape) - 1) / 2) + a[:3, 3]
+    m = np.linalg.inv(a) @ np.linalg.inv(rigid_matrix(pose, centre)) @ a
+    s0, r2s, phase0, moved = (
+        ndimage.affine_transform(x, m[:3, :3], m[:3, 3], order=3, mode="constant") for x in maps
+    )
+    return np.maximum(s0, 0), np.maximum(r2s, 0), phase0, moved
+
+
 def write_gre_fieldmap(
     root: Path,
     p: Preset,
@@ -39,23 +62,26 @@ def write_gre_fieldmap(
     seed: int,
     key: tuple[int, int, int],
     phase: bool,
+    *,
+    field: np.ndarray | None = None,
+    pose: np.ndarray | None = None,
+    sidecar: dict[str, Any] | None = None,
 ) -> None:
     """A dual-echo GRE fieldmap of run ``key`` = (subject, session, run): ``magnitude1``,
     ``magnitude2`` and ``phasediff`` (Siemens units) of the static field in the motion-free
     position, with complex noise; ``IntendedFor`` names the run's BOLD files. Same arguments
-    as :func:`write_epi_pair`."""
+    as :func:`write_epi_pair`. A session's fieldmap (``field`` given: the field at its time,
+    Hz, on the grid) names no run, is in the head position ``pose`` (:func:`posed_maps`) and
+    adds ``sidecar`` to its sidecars (``AcquisitionTime``)."""
     sub, ses, run = key
     r = seeds.rng(seed, sub, ses, run, seeds.FIELDMAP)
     fents = {k: ents[k] for k in ("sub", "ses", "run")}
-    targets = intended_bold(root, p, ents, phase)
+    targets = intended_bold(root, p, ents, phase) if field is None else None
+    s0, r2s, phase0, b0 = posed_maps(anat, anat.b0_hz if field is None else field, pose)
     sigma = 0.5 * p.noise_sigma
     signals = []
     for te in FMAP_TES:
-        clean = (
-            anat.s0
-            * np.exp(-te * anat.r2s)
-            * np.exp(1j * (anat.phase0 + 2 * np.pi * anat.b0_hz * te))
-        )
+        clean = s0 * np.exp(-te * r2s) * np.exp(1j * (phase0 + 2 * np.pi * b0 * te))
         signals.append(
             clean + sigma * (r.standard_normal(clean.shape) + 1j * r.standard_normal(clean.shape))
         )
@@ -67,7 +93,7 @@ def write_gre_fieldmap(
     for kind, arr in images.items():
         path = bids_path(root, fents, kind, ".nii.gz", "fmap")
         write_nifti(path, nifti_header(arr.shape, anat.grid.affine, np.int16), arr)
-        write_json(sidecar_path(path), fmap_sidecar(p, kind, targets))
+        write_json(sidecar_path(path), fmap_sidecar(p, kind, targets) | (sidecar or {}))
 
 
 def intended_bold(root: Path, p: Preset, ents: dict[str, str], phase: bool) -> list[str]:
@@ -109,4 +135,4 @@ def write_epi_pair(
         write_json(sidecar_path(path), epi_fmap_sidecar(p, direction, targets))
 
 
-__all__ = ["FIELDMAP_KINDS", "intended_bold", "write_epi_pair", "write_gre_fieldmap"]
+__all__ = ["FIELDMAP_KINDS", "intended_bold", "posed_maps", "write_epi_pair", "write_gre_fieldmap"]

@@ -24,6 +24,8 @@ SBREF = 11
 ARTIFACT = 12
 POSE = 13
 TRIALS = 14
+MP2RAGE = 15
+T2W = 16
 
 
 def rng(seed: int, *keys: int) -> np.random.Generator:

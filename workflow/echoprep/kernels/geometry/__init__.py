@@ -24,6 +24,7 @@ Per run (geometry from echo 2, applied to every echo; ``A`` the native affine)::
 
 from echoprep.kernels.geometry.distortion import (
     PE_DIRECTIONS,
+    combine_fieldmaps,
     distorted_positions,
     fieldmap_to_grid,
     pe_axis_sign,
@@ -86,6 +87,7 @@ __all__ = [
     "RigidTarget",
     "SliceTimingResult",
     "apply_matrix",
+    "combine_fieldmaps",
     "distorted_positions",
     "estimate_motion",
     "fieldmap_to_grid",

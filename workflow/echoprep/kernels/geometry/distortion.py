@@ -23,6 +23,8 @@ Phase differences are not unwrapped: ``Δf = Δφ / (2 π ΔTE)`` is valid for
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy import ndimage
 
@@ -199,6 +201,69 @@ def fieldmap_to_grid(
     return ndimage.affine_transform(
         f, vox[:3, :3], vox[:3, 3], output_shape=tuple(shape), order=order, mode="nearest"
     ).astype(np.float32)
+
+
+def combine_fieldmaps(
+    fields: Sequence[np.ndarray],
+    affines: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray | None],
+    weights: Sequence[float],
+    shape: tuple[int, int, int],
+    affine: np.ndarray,
+    fmap_from_target: Sequence[np.ndarray | None] | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Fieldmaps acquired at different times (and head positions) combined on one grid.
+
+    Each map is filled outside its mask with its nearest values inside (so that the
+    interpolation at the mask's edge does not mix in the noise phase of the background),
+    resampled onto the target grid through its head transform (trilinear,
+    :func:`fieldmap_to_grid`) and weighted: ``sum_k w_k f_k / sum_k w_k``. The result's mask is
+    the intersection of the resampled masks. Used for a run between two fieldmaps of its
+    session, weighted linearly in time (docs/distortion.md, "Several fieldmaps per session").
+
+    Parameters
+    ----------
+    fields
+        ``K`` fieldmaps, each ``(fx, fy, fz)`` on its own grid, Hz.
+    affines
+        ``K`` ``(4, 4)`` voxel → world affines of the fieldmaps.
+    masks
+        ``K`` boolean reliable masks on the fieldmaps' grids, or None (all voxels).
+    weights
+        ``K`` weights (> 0 in sum).
+    shape, affine
+        Target grid ``(nx, ny, nz)`` (the registration target's) and its ``(4, 4)`` affine.
+    fmap_from_target
+        ``K`` ``(4, 4)`` world matrices (a head point of the target → the same point in
+        fieldmap ``k``, from a rigid registration of the magnitudes), or None (identity).
+
+    Returns
+    -------
+    hz
+        ``(nx, ny, nz)`` float32, Hz.
+    mask
+        ``(nx, ny, nz)`` bool, or None when no map had a mask.
+    """
+    k = len(fields)
+    moves = list(fmap_from_target) if fmap_from_target is not None else [None] * k
+    w = np.asarray(weights, np.float64)
+    if k == 0 or not (len(affines) == len(masks) == len(moves) == w.size == k):
+        raise ValueError("combine_fieldmaps: give as many affines, masks, weights as fields")
+    if not (np.all(np.isfinite(w)) and np.all(w >= 0) and w.sum() > 0):
+        raise ValueError(f"combine_fieldmaps: weights must be >= 0 with a positive sum; {w}")
+    total = np.zeros(tuple(shape), np.float64)
+    mask: np.ndarray | None = None
+    for f, a, m, move, wk in zip(fields, affines, masks, moves, w, strict=True):
+        f = np.asarray(f, np.float32)
+        if m is not None:
+            vox = np.linalg.norm(np.asarray(a, np.float64)[:3, :3], axis=0)
+            f = smooth_fieldmap(f, m, vox, 0.0)  # filled outside the mask, unchanged inside
+            inside = fieldmap_to_grid(
+                np.asarray(m, np.float32), a, shape, affine, fmap_from_target=move
+            )
+            mask = inside > 0.5 if mask is None else mask & (inside > 0.5)
+        total += wk * fieldmap_to_grid(f, a, shape, affine, fmap_from_target=move)
+    return (total / w.sum()).astype(np.float32), mask
 
 
 def voxel_shift_map(

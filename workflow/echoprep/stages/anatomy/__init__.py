@@ -2,6 +2,9 @@
 
 Steps (all in the T1w's own grid; nothing is resampled except what goes to the template):
 
+0. **Noise background** of an MP2RAGE UNI T1w (uniform noise outside the head) set to 0 when
+   detected (``anatomy.uni_background``, :mod:`.background`; docs/anatomy.md); any other T1w
+   is untouched.
 1. **N4** bias-field correction (ANTs, through antspyx) inside a head mask
    → ``desc-preproc_T1w`` (not skull-stripped, as fMRIPrep's).
 2. **Brain mask** with deepbet (a CNN; its weights ship inside the package) on the corrected T1w

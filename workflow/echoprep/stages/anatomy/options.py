@@ -40,6 +40,11 @@ class AnatomyOptions:
     template_resolution
         Template grid of the registration in mm (1-4); None: the T1w voxel size rounded, in
         1..4.
+    uni_background
+        MP2RAGE UNI noise background before N4 and brain extraction
+        (:mod:`echoprep.stages.anatomy.background`, docs/anatomy.md): ``"auto"`` (set to 0
+        when the T1w's border looks like one), ``"suppress"`` (always keep only the voxels
+        with signal) or ``"keep"`` (never; a warning when it looks like one).
     """
 
     n4_shrink_factor: int | None
@@ -52,6 +57,7 @@ class AnatomyOptions:
     atropos_iterations: int
     registration: str
     template_resolution: int | None
+    uni_background: str
 
 
 def parse_anatomy_options(

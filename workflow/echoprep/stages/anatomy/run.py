@@ -21,6 +21,7 @@ from echoprep.io.outputs import TEMPLATE, stage_table
 from echoprep.io.sidecars import write_sidecar
 from echoprep.kernels import tissue
 from echoprep.options import options_dict
+from echoprep.stages.anatomy.background import prepare_background
 from echoprep.stages.anatomy.options import AnatomyOptions, parse_anatomy_options
 from echoprep.stages.anatomy.t1w import MIN_VOXELS, _axes, _like, template_maps, validate_t1w
 
@@ -140,6 +141,10 @@ def run_anatomy(
     data = np.asarray(img.dataobj, dtype=np.float32)
 
     seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    voxel_mm3 = float(np.prod(spacing))
+    data, background = prepare_background(t1w_path, data, voxel_mm3, opts.uni_background, warnings)
+    seconds["background"] = time.perf_counter() - t0
     with deepbet.torch_threads(n_threads), ants.private_tempdir() as work:
         try:
             result, arrays = _run(
@@ -147,6 +152,7 @@ def run_anatomy(
             )
         except StageInputError as exc:
             raise StageInputError(f"{t1w_path}: {exc}") from exc
+        result["Background"] = background
         result["Seconds"] = {k: round(v, 2) for k, v in seconds.items()}
         result["Warnings"] = list(warnings)
         _write_all(t1w_path, img, outputs, arrays, opts, seed, n_threads, result)
@@ -365,12 +371,20 @@ def _write_all(
 
     preproc = Path(outputs["preproc"])
     atomic_save(float_image(arrays["preproc"], img), preproc)
+    background = result["Background"]
+    suppressed = (
+        ", its MP2RAGE UNI noise background first set to 0 (Background)"
+        if background["Suppressed"]
+        else ""
+    )
     sidecar(
         preproc,
         {
-            "Description": "T1w after N4 bias-field correction (ANTs) inside a head mask",
+            "Description": "T1w after N4 bias-field correction (ANTs) inside a head mask"
+            + suppressed,
             "SkullStripped": False,
             "N4": result["N4"],
+            "Background": background,
         },
     )
     mask_path = Path(outputs["brain_mask"])
@@ -380,8 +394,9 @@ def _write_all(
         {
             "Type": "Brain",
             "SpatialReference": str(t1w_path),
-            "Description": "Brain mask from deepbet (CNN) on the N4-corrected T1w",
+            "Description": "Brain mask from deepbet (CNN) on the N4-corrected T1w" + suppressed,
             "BrainVolumeMl": result["BrainVolumeMl"],
+            "Background": background,
         },
         [t1w_path, preproc],
     )

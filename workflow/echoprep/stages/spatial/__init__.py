@@ -13,12 +13,13 @@ config schema). Every public name is importable from ``echoprep.stages.spatial``
    slice-timing correction (with optional temporal upsampling), head motion to a robust
    reference, the voxel-shift map (VSM) by the run's ``spatial.sdc`` method (docs/distortion.md:
    a GRE or Hz fieldmap or a reversed phase-encoding pair → Hz → smoothed → VSM along the
-   phase-encoding axis; or frame-wise, a field per volume from the multi-echo phase, stored as
-   the run's mean VSM plus a low-rank change), the undistorted BOLD reference ("boldref") and
-   the rigid
-   transform of this run to the subject's reference run (the first run of the first session:
-   runs are aligned to run 1 and sessions to ses-01). Writes the confounds TSV (fMRIPrep
-   columns), the boldref and every transform in ``<run>_desc-geometry_xfm.npz``.
+   phase-encoding axis; several fieldmaps of a session matched by time are registered to its
+   first and combined first, :mod:`.fieldmaps`; or frame-wise, a field per volume from the
+   multi-echo phase, stored as the run's mean VSM plus a low-rank change), the undistorted
+   BOLD reference ("boldref") and the rigid transform of this run to the subject's reference
+   run (the first run of the first session: runs are aligned to run 1 and sessions to
+   ses-01). Writes the confounds TSV (fMRIPrep columns), the boldref and every transform in
+   ``<run>_desc-geometry_xfm.npz``.
 2. :func:`subject_grid` (per subject, output space T1w): BOLD reference of the reference run →
    T1w rigid registration (ANTs, Mattes mutual information, seeded; whole-head T1w as the fixed
    image), the T1w-aligned functional grid at

@@ -17,6 +17,7 @@ STAGE_KEYS: tuple[str, ...] = (
     "tr_out",
     "fieldmap",
     "sdc",
+    "fieldmap_time",
     "fieldmap_fwhm",
     "jacobian",
     "output_space",
@@ -37,7 +38,8 @@ class SpatialOptions:
     Built by :func:`parse_spatial_options`; every default and allowed value is the config
     schema's (``workflow/schemas/config.schema.yaml``, which describes each option; see
     docs/architecture.md, "One source of options"). ``enabled`` and ``keep_echoes`` are read by
-    the workflow, the others (:data:`STAGE_KEYS`) by the steps.
+    the workflow, the others (:data:`STAGE_KEYS`) by the steps (``fieldmap_time`` by input
+    discovery, which chooses the fieldmaps the steps get; recorded with the steps' options).
     """
 
     enabled: bool
@@ -48,6 +50,7 @@ class SpatialOptions:
     tr_out: float | None
     fieldmap: bool
     sdc: str
+    fieldmap_time: str
     fieldmap_fwhm: float
     jacobian: bool
     voxel_size: float | None

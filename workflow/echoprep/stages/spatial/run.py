@@ -17,6 +17,7 @@ from echoprep.io.atomic import atomic_path
 from echoprep.io.images import StageInputError, atomic_save, check_same_grid, load_image
 from echoprep.io.outputs import stage_table
 from echoprep.io.sidecars import write_sidecar
+from echoprep.stages.spatial.fieldmaps import load_run_fieldmap, spec_files
 from echoprep.stages.spatial.options import (
     SOFTWARE,
     SpatialOptions,
@@ -348,8 +349,11 @@ def run_geometry(
     slice_axis
         Array axis of the slices (``SliceEncodingDirection``; default k = 2).
     fieldmap
-        ``{"image", "kind", "magnitude", "echo_time1", "echo_time2", "units", "epi"}`` (see
-        :func:`load_fieldmap_hz`) or None: no distortion correction.
+        ``{"image", "kind", "magnitude", "echo_time1", "echo_time2", "units", "epi", "rule"}``
+        (see :func:`load_fieldmap_hz`; :meth:`echoprep.io.bids_fmap.Fieldmap.as_spec`), with
+        ``combine``, ``target`` and ``run_time`` for several fieldmaps combined in time
+        (:func:`echoprep.stages.spatial.fieldmaps.load_run_fieldmap`), or None: no
+        distortion correction.
     framewise
         Frame-wise correction from the multi-echo phase (``spatial.sdc: phase-framewise``):
         ``(magnitude, phase, echo time s)`` of every echo of the run (raw, native grid), or
@@ -443,15 +447,8 @@ def run_geometry(
                 f"found PhaseEncodingDirection={pe_direction!r}, TotalReadoutTime="
                 f"{readout_time!r}. Fix: add both to the sidecar, or set spatial.fieldmap: false."
             )
-        hz, faff, fmask = load_fieldmap_hz(
-            fieldmap["image"],
-            fieldmap["kind"],
-            magnitude=fieldmap.get("magnitude"),
-            echo_time1=fieldmap.get("echo_time1"),
-            echo_time2=fieldmap.get("echo_time2"),
-            units=fieldmap.get("units"),
-            epi=fieldmap.get("epi"),
-        )
+        # one fieldmap, or several registered to the session's first and combined in time
+        hz, faff, fmask, matched = load_run_fieldmap(fieldmap)
         vox = np.linalg.norm(faff[:3, :3], axis=0)
         hz = smooth_fieldmap(hz, fmask, vox, float(opts.fieldmap_fwhm))
         hz_bold = fieldmap_to_grid(hz, faff, series.shape[:3], affine)
@@ -463,15 +460,18 @@ def run_geometry(
             "Applied": True,
             "Method": "pepolar" if fieldmap["kind"] == "epi" else "static fieldmap",
             "Kind": fieldmap["kind"],
+            **matched,
             "PhaseEncodingDirection": pe_direction,
             "TotalReadoutTime": float(readout_time),
             "SmoothingFWHMmm": float(opts.fieldmap_fwhm),
-            "FieldmapToBoldRef": "identity (fieldmap and BOLD reference in the same head position)",
+            "FieldmapToBoldRef": "identity (fieldmap and BOLD reference in the same head position)"
+            if "Fieldmaps" not in matched
+            else "identity (the registration target and the BOLD reference in the same head "
+            "position)",
             "VoxelShiftAbsMedian": round(float(np.median(np.abs(vsm))), 4),
             "VoxelShiftAbsMax": round(float(np.abs(vsm).max()), 4),
         }
-        sources += [Path(p) for p in (fieldmap["image"], fieldmap.get("magnitude")) if p]
-        sources += [Path(e[0]) for e in fieldmap.get("epi") or () if Path(e[0]) not in sources]
+        sources += [p for p in spec_files(fieldmap) if p not in sources]
     if vsm is not None:
         boldref = undistort_reference(
             motion.reference, affine, vsm, int(pe_axis), jacobian=bool(opts.jacobian)
