@@ -64,13 +64,14 @@ from echoprep.kernels.fidelity import (  # noqa: E402
     truth_fidelity,
 )
 from echoprep.kernels.fidelity_pairs import pair_references  # noqa: E402
+from echoprep.kernels.margins import same_data  # noqa: E402
 from echoprep.kernels.noiseceiling import zscore_within  # noqa: E402
 from echoprep.simulate import simulate_dataset  # noqa: E402
 from echoprep.simulate.presets import PRESETS  # noqa: E402
 from echoprep.simulate.response import REGIMES  # noqa: E402
 from echoprep.simulate.truth import truth_paths  # noqa: E402
 from echoprep.stages import glm as glm_stage  # noqa: E402
-from echoprep.stages.comparison import VARIANTS, read_table  # noqa: E402
+from echoprep.stages.comparison import VARIANTS, read_bootstrap, read_table  # noqa: E402
 
 TASK = "images"
 
@@ -242,11 +243,14 @@ def bias_terms(bids: Path, out: Path, variants: list[str]) -> dict[str, dict]:
             )
         return np.nanmean(cross, 0), np.nanmean(shared, 0)
 
+    # variants with identical data are never each other's reference (as in the comparison)
+    (boot_file,) = (out / "comparison").rglob("*_desc-bootstrap_comparison.tsv")
+    same = same_data(read_bootstrap(boot_file))
     out_terms = {}
     for v in variants:
         r_full = [rowwise_correlation(x_all, t) for _, _, x_all, t in splits[v]]
         r_halves = [rowwise_correlation(0.5 * (xa + xb), t) for xa, xb, _, t in splits[v]]
-        refs = pair_references(variants, v)
+        refs = pair_references(variants, v, same=same)
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # voxels without a finite value
             shares = []

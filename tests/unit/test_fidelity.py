@@ -319,5 +319,21 @@ def test_every_pair_is_the_pairwise_measure_and_the_scores_agree_with_the_margin
         "nordic-optcom",
     ]
     assert pair_references(["raw-optcom"], "raw-optcom") == []
+    # a copy of a variant (ICA that rejected nothing) is the variant: never its reference
+    four = ["raw-optcom", "raw-denoised", "nordic-single", "nordic-optcom"]
+    twins = [("raw-optcom", "raw-denoised")]
+    assert pair_references(four, "raw-optcom", same=twins) == ["nordic-single", "nordic-optcom"]
+    assert pair_references(four, "raw-optcom", "nordic-optcom", same=twins) == ["nordic-single"]
+    assert pair_references(four[:3], "raw-optcom", same=twins) == ["raw-optcom", "nordic-single"]
+    copied = dict(splits, **{"raw-copy": splits["raw-optcom"]})
+    found = heldout_pairs(copied)
+    assert found.same == (("raw-optcom", "raw-copy"),)
+    assert "raw-copy" not in found.references("raw-optcom")
+    assert found.references("nordic-single") == [
+        "raw-single",
+        "raw-optcom",
+        "nordic-optcom",
+        "raw-copy",
+    ]
     with pytest.raises(ValueError, match="same splits"):
         heldout_pairs({"a": splits[names[0]], "b": splits[names[1]][:1]})

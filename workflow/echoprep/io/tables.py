@@ -14,12 +14,14 @@ import pandas as pd
 from echoprep.io.atomic import atomic_path
 
 #: Columns of a comparison bootstrap table: one row per variant, reference variant and
-#: replicate (0: the estimate on the images as sampled; 1..B: image-bootstrap replicates).
+#: replicate (0: the estimate on the images as sampled; 1..B: image-bootstrap replicates);
+#: ``same_data``: the reference is the variant or holds identical data.
 BOOTSTRAP_COLUMNS = (
     "subject",
     "session",
     "variant",
     "reference",
+    "same_data",
     "replicate",
     "heldout_r",
     "heldout_trial_r",

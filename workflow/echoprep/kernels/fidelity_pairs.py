@@ -56,6 +56,9 @@ class HeldoutPairs:
         Images in both halves, summed over splits.
     n_splits
         Splits averaged.
+    same
+        Groups (2 or more) of variants whose image means are identical in every split: the
+        same data (:func:`pair_references` never uses one as the other's reference).
     """
 
     variants: tuple[str, ...]
@@ -66,11 +69,13 @@ class HeldoutPairs:
     trial_bootstrap: np.ndarray
     n_images: int
     n_splits: int
+    same: tuple[tuple[str, ...], ...] = ()
 
     def references(self, variant: str) -> list[str]:
-        """The references of ``variant``: every other variant; with only one other, both (each
-        of the two is then also judged against itself, symmetrically); none alone."""
-        return pair_references(self.variants, variant)
+        """The references of ``variant`` (:func:`pair_references`): every other variant with
+        other data; with only one such, both (each of the two is then also judged against
+        itself, symmetrically); none alone."""
+        return pair_references(self.variants, variant, same=self.same)
 
     def score(self, variant: str, *, trial: bool = False, truth: bool = False) -> float:
         """Mean over :meth:`references` of ``variant``'s fidelity against each (``trial``:
@@ -94,16 +99,27 @@ class HeldoutPairs:
         return mean / scale if scale > 0 else math.nan
 
 
-def pair_references(variants: Sequence[str], *compared: str) -> list[str]:
+def pair_references(
+    variants: Sequence[str],
+    *compared: str,
+    same: Sequence[Sequence[str]] = (),
+) -> list[str]:
     """The references under which ``compared`` variants are judged: every variant of
-    ``variants`` that is none of them; when that leaves none (two variants compared with each
-    other), the compared ones themselves (each favours itself, so a lead must hold under the
-    other's). Canonical order of ``variants``."""
-    others = [w for w in variants if w not in compared]
+    ``variants`` that is none of them and holds other data than them (``same``: groups of
+    variants with identical data, e.g. ICA-denoised equal to optcom where tedana rejected no
+    component: a copy of a variant is the variant itself). One variant with a single such
+    other is judged against both (each of the two also against itself, symmetrically); two
+    variants with no such other are judged under each of the two (each favours itself, so a
+    lead must hold under the other's). Canonical order of ``variants``."""
+    excluded = set(compared)
+    for group in same:
+        if excluded & set(group):
+            excluded |= set(group)
+    others = [w for w in variants if w not in excluded]
     if len(compared) == 1:
-        if len(others) >= 2:
+        if len(others) >= 2 or not others:
             return others
-        return list(variants) if others else []
+        return [w for w in variants if w in others or w in compared]
     return others or [w for w in variants if w in compared]
 
 
@@ -239,6 +255,13 @@ def heldout_pairs(
                 out_t[rows, y, x] = quiet_nanmedian(_over_splits(t_yxs), axis=1)
     # a reference without reproducible signal (c^2 <= 0) has reliability 0
     reliability = np.sqrt(np.clip(np.diag(out_r[0]), 0.0, None))
+    same: list[tuple[str, ...]] = []
+    for v in names:
+        if any(v in g for g in same):
+            continue
+        group = tuple(w for w in names if w == v or _identical(splits[v], splits[w]))
+        if len(group) > 1:
+            same.append(group)
     return HeldoutPairs(
         variants=names,
         r=out_r[0],
@@ -248,6 +271,16 @@ def heldout_pairs(
         trial_bootstrap=out_t[1:],
         n_images=int(sum(np.shape(splits[names[0]][i].a)[1] for i in range(k))),
         n_splits=k,
+        same=tuple(same),
+    )
+
+
+def _identical(x: Sequence[SplitMeans], y: Sequence[SplitMeans]) -> bool:
+    """Whether two variants' image means are the same in every split (NaN equal to NaN)."""
+    return all(
+        np.array_equal(getattr(a, part), getattr(b, part), equal_nan=True)
+        for a, b in zip(x, y, strict=True)
+        for part in ("a", "b", "full")
     )
 
 

@@ -59,8 +59,9 @@ def score_replicates(pairs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (sub, ses), one in pairs.groupby(["subject", "session"], sort=False):
         present = [v for v in ALL_VARIANTS if v in set(one["variant"])]
+        same = same_data(one)
         for v in present:
-            refs = pair_references(present, v)
+            refs = pair_references(present, v, same=same)
             own = one[(one["variant"] == v) & one["reference"].isin(refs)]
             own = own[own["replicate"] >= 1]
             means = own.groupby("replicate")[list(HELDOUT_METRICS)].mean()
@@ -68,6 +69,19 @@ def score_replicates(pairs: pd.DataFrame) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=["subject", "session", "variant", "replicate"])
     return pd.concat(rows, ignore_index=True)
+
+
+def same_data(pairs: pd.DataFrame) -> list[tuple[str, ...]]:
+    """Pairs of different variants the long table marks as holding identical data (column
+    ``same_data``; absent: none), as groups for
+    :func:`echoprep.kernels.fidelity_pairs.pair_references`."""
+    if "same_data" not in pairs:
+        return []
+    flagged = pairs[pairs["same_data"].astype(str).str.lower().isin(["true", "1"])]
+    flagged = flagged[flagged["variant"] != flagged["reference"]]
+    return sorted(
+        {tuple(sorted(p)) for p in zip(flagged["variant"], flagged["reference"], strict=True)}
+    )
 
 
 def reference_margins(
@@ -87,8 +101,9 @@ def reference_margins(
     present = [v for v in ALL_VARIANTS if all(v in s for s in per_session)]
     if a not in present or b not in present:
         return []
+    same = same_data(sub)
     out = []
-    for ref in pair_references(present, a, b):
+    for ref in pair_references(present, a, b, same=same):
         one = sub[sub["reference"] == ref].set_index(["subject", "session", "replicate", "variant"])
         wide = one[metric].unstack("variant")
         d = (wide[a] - wide[b]).reset_index(name="d")
@@ -134,5 +149,6 @@ __all__ = [
     "is_pairwise",
     "pair_se",
     "reference_margins",
+    "same_data",
     "score_replicates",
 ]

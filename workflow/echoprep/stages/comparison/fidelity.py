@@ -134,12 +134,14 @@ def pair_rows(pairs: HeldoutPairs, subject: str, session: str) -> list[dict[str,
     trials = np.concatenate([pairs.trial_r[None], pairs.trial_bootstrap])
     for i, v in enumerate(pairs.variants):
         for j, w in enumerate(pairs.variants):
+            same = v == w or any(v in g and w in g for g in pairs.same)
             rows.extend(
                 {
                     "subject": subject,
                     "session": session,
                     "variant": v,
                     "reference": w,
+                    "same_data": same,
                     "replicate": b,
                     "heldout_r": float(values[b, i, j]),
                     "heldout_trial_r": float(trials[b, i, j]),
