@@ -36,6 +36,7 @@ _ = (
     Plan.folder_pattern,  # common.smk
     Plan.sessions_warning,
     Plan.sdc_summary,
+    Plan.gradient_summary,
     Plan.reference_note,
     # --- argparse: read by the parser itself (cli._no_abbreviations sets it) ---
     ArgumentParser().allow_abbrev,
@@ -44,6 +45,7 @@ _ = (
     GlmOptions.all_sessions_variants,
     GlmOptions.hdf5,
     SpatialOptions.interpolation_order,
+    SpatialOptions.gradient_coefficients,
     SpatialOptions.keep_echoes,
     SpatialOptions.output_space,
     SpatialOptions.reference_echo,

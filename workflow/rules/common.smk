@@ -40,10 +40,15 @@ PLAN = Plan(
 )
 # plan warnings: once, by the main process (not again in every cluster job's log)
 if workflow.is_main_process:
+    try:  # (a configured coefficient file that does not exist stops the workflow here)
+        _gradient_line = PLAN.gradient_summary()
+    except PlanError as exc:
+        refuse(str(exc))
     for _warning in (
         PLAN.publish_warning(),
         PLAN.sessions_warning(),
         PLAN.sdc_summary(),
+        _gradient_line,
         PLAN.reference_note(),
     ):
         if _warning:

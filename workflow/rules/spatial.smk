@@ -90,7 +90,7 @@ rule spatial_subject:
         "Functional grid sub-{wildcards.subject} (boldref to T1w)"
     shell:
         "python -m echoprep spatial subject --boldref {input.boldref:q} --t1w {input.t1w:q}"
-        " --mask {input.mask:q} --options-json {params.options:q} --seed {params.seed}"
+        " --mask {input.mask:q} {params.args} --options-json {params.options:q} --seed {params.seed}"
         " --threads {params.threads} --out boldref={output.boldref:q}"
         " brain_mask={output.brain_mask:q} xfm={output.xfm:q} 2> {log:q}"
 

@@ -61,6 +61,7 @@ from echoprep.io.bids_events import (
 from echoprep.io.bids_fmap import Fieldmap, FieldmapIndex, find_fieldmap, phase_encoding
 from echoprep.io.bids_fmap_time import INTERPOLATE
 from echoprep.io.bids_index import BidsIndex, DatasetCache
+from echoprep.io.bids_refs import find_references
 from echoprep.io.bids_run_checks import (
     RunScan,
     check_echo_counts,
@@ -126,7 +127,8 @@ class Run:
     ``pe_direction`` (BIDS ``PhaseEncodingDirection``) and ``total_readout_time`` (s) come from
     the BOLD sidecars.
     ``n_trials`` counts the trials a GLM models (None without events); a run with 0 is
-    preprocessed but left out of its session's GLM.
+    preprocessed but left out of its session's GLM. ``sbref`` is the single-band reference of
+    the spatial stage's reference echo on the run's grid (:mod:`echoprep.io.bids_refs`), or None.
     """
 
     subject: str
@@ -144,6 +146,7 @@ class Run:
     total_readout_time: float | None = None
     n_trials: int | None = None
     fieldmap_note: str | None = None
+    sbref: Path | None = None
 
     @property
     def entities(self) -> dict[str, str]:
@@ -178,6 +181,8 @@ class Dataset:
         Sorted by (subject, session, run).
     t1w
         Subject → T1w image (the first found in sorted order, preferring ``sub-X/anat``).
+    t2w
+        Subject → T2w image, found the same way (only when asked for: ``registration_target``).
     warnings
         Legal but unusual input (e.g. a T1w field of view smaller than a whole head), one line
         each; :func:`discover` logs them once, the stages that meet them record them.
@@ -189,6 +194,7 @@ class Dataset:
     root: Path
     runs: tuple[Run, ...]
     t1w: dict[str, Path] = field(default_factory=dict)
+    t2w: dict[str, Path] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     label_column: str | None = None
 
@@ -283,6 +289,9 @@ def discover(
     trust_cache: bool = False,
     prefer_fieldmap: str = "gre",
     fieldmap_time: str | None = None,
+    sbref_echo: int | None = None,
+    require_sbref: bool = False,
+    registration_target: str = "T1w",
 ) -> Dataset:
     """Find and check the multi-echo BOLD runs of a raw BIDS dataset.
 
@@ -312,6 +321,10 @@ def discover(
     fieldmap_time
         ``"interpolate"`` or ``"nearest"``: the fieldmaps of a run matched by acquisition time
         (``spatial.fieldmap_time``, :mod:`echoprep.io.bids_fmap_time`); None: its default.
+    sbref_echo, require_sbref, registration_target
+        The reference images (:mod:`echoprep.io.bids_refs`): each run's SBRef of echo
+        ``sbref_echo`` (None: none; required with ``require_sbref``) and each subject's T2w
+        (``registration_target``: ``"T1w"`` none, ``"auto"``, ``"T2w"`` required).
     events_rules
         How the GLM reads the events (:class:`~echoprep.io.bids_events.EventsRules`; None:
         its defaults): every events file is checked against its run with these rules.
@@ -355,6 +368,7 @@ def discover(
         "use_fieldmaps": use_fieldmaps,
         "prefer_fieldmap": prefer_fieldmap,
         "fieldmap_time": fieldmap_time,
+        "sbref": [sbref_echo, require_sbref, registration_target],
         "events": dataclasses.asdict(events_rules or EventsRules()),
         "exclude_runs": sorted(exclude_runs),
     }
@@ -398,6 +412,7 @@ def discover(
                 exclude_runs=exclude_runs,
                 prefer_fieldmap=prefer_fieldmap,
                 fieldmap_time=fieldmap_time,
+                references=(sbref_echo, require_sbref, registration_target),
             )
         finally:
             index.save()
@@ -433,6 +448,7 @@ def _discover(
     exclude_runs: Sequence[str] = (),
     prefer_fieldmap: str = "gre",
     fieldmap_time: str = INTERPOLATE,
+    references: tuple[int | None, bool, str] = (None, False, "T1w"),
 ) -> Dataset | None:
     files = index.files
     with_files = {f.entities["sub"] for f in files}
@@ -626,8 +642,10 @@ def _discover(
             )
 
     # T1w
-    t1w, t1w_warnings = find_t1w(log, mine, subjects, require_t1w, lambda p: index.header(p, root))
+    header = lambda p: index.header(p, root)  # noqa: E731
+    t1w, t1w_warnings = find_t1w(log, mine, subjects, require_t1w, header)
     warnings += t1w_warnings
+    t2w = find_references(log, mine, scans, subjects, header, references, warnings)
 
     if log:
         return None
@@ -636,6 +654,7 @@ def _discover(
         root=root,
         runs=tuple(sorted(runs, key=_run_sort_key)),
         t1w=t1w,
+        t2w=t2w,
         warnings=tuple(warnings),
         label_column=label_column,
     )
@@ -676,4 +695,5 @@ def _make_run(scan: RunScan) -> Run:
         total_readout_time=scan.total_readout_time,
         n_trials=scan.n_trials,
         fieldmap_note=scan.fieldmap_note,
+        sbref=scan.sbref,
     )

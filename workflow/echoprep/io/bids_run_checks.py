@@ -73,6 +73,8 @@ class RunScan:
     event_columns: dict[str, list[str | None]] | None = field(default=None, compare=False)
     event_onsets: Any = field(default=None, compare=False)
     n_trials: int | None = None
+    #: the reference echo's single-band reference (:mod:`echoprep.io.bids_refs`), or None
+    sbref: Path | None = None
 
     @property
     def title(self) -> str:

@@ -74,6 +74,14 @@ def discovery_options(config: Mapping[str, Any]) -> dict[str, Any]:
         and spatial["sdc"] not in ("none", "phase-framewise"),
         "prefer_fieldmap": "epi" if spatial["sdc"] == "pepolar" else "gre",
         "fieldmap_time": spatial["fieldmap_time"],
+        # the reference images (docs/registration.md): SBRefs and T2w looked for only if used
+        "sbref_echo": spatial["reference_echo"]
+        if spatial["enabled"] and spatial["motion_reference"] != "bold"
+        else None,
+        "require_sbref": spatial["enabled"] and spatial["motion_reference"] == "sbref",
+        "registration_target": spatial["registration_target"]
+        if spatial["enabled"] and spatial["output_space"] == "T1w"
+        else "T1w",
         "events_rules": EventsRules(
             label_column=glm["label_column"],
             blank_trial_types=tuple(glm["blank_trial_types"]),

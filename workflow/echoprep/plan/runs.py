@@ -14,6 +14,7 @@ from echoprep.io.bids import EchoFiles, Run
 from echoprep.io.bids_fmap import RULES
 from echoprep.io.paths import run_prefix
 from echoprep.options import options_json
+from echoprep.plan import gradients as grad
 from echoprep.plan._base import BasePlan, Files, PlanError, _words
 from echoprep.variants import Variant
 
@@ -380,6 +381,40 @@ class RunPlan(BasePlan):
             )
         return line + "."
 
+    def gradient_choice(self, run: Run) -> grad.GradientChoice:
+        """The gradient-nonlinearity correction of a run (:mod:`echoprep.plan.gradients`).
+
+        Raises
+        ------
+        PlanError
+            A configured coefficient file does not exist (the key, the path and the fix).
+        """
+        files = self.config["spatial"].get("gradient_coefficients") or {}
+        if not files:
+            return grad.GradientChoice(None, reason="spatial.gradient_coefficients is empty")
+        problem = grad.check_files(files)
+        if problem:
+            raise PlanError(problem)
+        return grad.choose(files, run)
+
+    def gradient_summary(self) -> str | None:
+        """One line on the gradient-nonlinearity correction (printed once, like
+        :meth:`sdc_summary`); None without spatial preprocessing.
+
+        Raises
+        ------
+        PlanError
+            A configured coefficient file does not exist.
+        """
+        spatial = self.config["spatial"]
+        if not spatial["enabled"]:
+            return None
+        files = spatial.get("gradient_coefficients") or {}
+        problem = grad.check_files(files)
+        if problem:
+            raise PlanError(problem)
+        return grad.summary(files, self.dataset.runs)
+
     def _sdc_label(self, run: Run) -> str:
         """The method of a run as the summary names it: the fieldmap's kind (phasediff or
         fieldmap) for a GRE or Hz fieldmap, else the method."""
@@ -400,6 +435,8 @@ class RunPlan(BasePlan):
 
     def _geometry_inputs(self, run: Run, reference: bool = True) -> dict[str, Any]:
         files: dict[str, Any] = {"echo": str(self._spatial_reference_echo(run).mag)}
+        if run.sbref is not None:  # found only when spatial.motion_reference uses it
+            files["sbref"] = str(run.sbref)
         method = self.sdc_method(run)
         if method in ("fieldmap", "pepolar") and run.fieldmap is not None:
             files["fieldmap"] = [str(p) for p in run.fieldmap.files]
@@ -409,6 +446,9 @@ class RunPlan(BasePlan):
             ]
         if reference and self.reference_run(run.subject) is not run:
             files["reference"] = self.spatial_reference_outputs(run.subject)["boldref"]
+        gradient = self.gradient_choice(run).coefficients
+        if gradient is not None:
+            files["gradient"] = gradient
         return files
 
     def _spatial_run_params(self, wc: Any, input: Any, prefix: str) -> str:
@@ -436,6 +476,11 @@ class RunPlan(BasePlan):
                 args += ["--readout-time", f"{run.total_readout_time:.8g}"]
         if reference:
             args += ["--reference-boldref", reference]
+        gradient = self.gradient_choice(run).spec()
+        if gradient is not None:  # docs/gradients.md
+            args += ["--gradient-json", json.dumps(gradient, sort_keys=True)]
+        if run.sbref is not None:  # the motion reference (docs/registration.md)
+            args += ["--sbref", str(run.sbref)]
         return _words(args)
 
     def _spatial_reference_inputs(self, wc: Any) -> dict[str, Any]:
@@ -447,13 +492,22 @@ class RunPlan(BasePlan):
         return self._geometry_args(self.reference_run(wc.subject), None)
 
     def _spatial_subject_inputs(self, wc: Any) -> Files:
-        """The subject's reference boldref and the anatomy's T1w and brain mask."""
+        """The subject's reference boldref, the anatomy's T1w and brain mask and, when it is the
+        registration target, the subject's raw T2w."""
         anat = self.anat_outputs(wc.subject)
-        return {
+        files = {
             "boldref": self.spatial_reference_outputs(wc.subject)["boldref"],
             "t1w": anat["preproc"],
             "mask": anat["brain_mask"],
         }
+        t2w = self.dataset.t2w.get(wc.subject)  # found only when registration_target uses it
+        if t2w is not None:
+            files["t2w"] = str(t2w)
+        return files
+
+    def _spatial_subject_params(self, wc: Any, input: Any) -> str:
+        """``--t2w`` when the subject's T2w is the registration target."""
+        return _words(["--t2w", input.t2w]) if "t2w" in input.keys() else ""
 
     def resample_sources(self, run: Run, nordic: str) -> list[str]:
         """The echoes the resampling reads for a NORDIC variant (echo-time order): the raw

@@ -277,7 +277,11 @@ class SpecPlan(PublishPlan):
             "spatial_subject",
             self._spatial_subject_inputs,
             self.spatial_subject_outputs(),
-            {"options": self.options("spatial"), "seed": self._seed()},
+            {
+                "options": self.options("spatial"),
+                "seed": self._seed(),
+                "args": self._spatial_subject_params,
+            },
         )
 
     # -----------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@
 true position ``p`` at ``p + d(p)``. Model, frames and what is not done yet: docs/gradients.md;
 the field: :mod:`echoprep.kernels.geometry.gradients`.
 
-Not yet part of the workflow: composing this warp into the one-shot resampling is a later step.
+In the workflow the same field, on the run's padded raw grid, is computed by the run's geometry
+step and composed into the one-shot resampling (:mod:`echoprep.stages.spatial.gradients`).
 """
 
 from __future__ import annotations

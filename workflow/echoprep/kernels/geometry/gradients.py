@@ -369,6 +369,57 @@ def displacement(
     return device_displacement(coeffs, pts @ frame.T, chunk=chunk) @ frame
 
 
+def grid_displacement(
+    coeffs: GradientCoefficients,
+    shape: tuple[int, int, int],
+    affine: np.ndarray,
+    *,
+    pad: int = 0,
+    patient_position: str = "HFS",
+    chunk: int = DEFAULT_CHUNK,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``d(p)`` at every voxel centre of a grid widened by ``pad`` voxels on every side.
+
+    Parameters
+    ----------
+    coeffs
+        The coefficients.
+    shape, affine
+        The grid ``(nx, ny, nz)`` and its ``(4, 4)`` voxel -> RAS+ world affine (mm, the
+        scanner frame: origin at the isocentre).
+    pad
+        Voxels added on every side (>= 0), so that positions moved by head motion stay inside.
+    patient_position, chunk
+        As in :func:`displacement` (the grid is evaluated one slice at a time).
+
+    Returns
+    -------
+    field
+        ``(nx + 2 pad, ny + 2 pad, nz + 2 pad, 3)`` float32, RAS+ mm (the ``echoprep
+        gradient-warp`` image).
+    field_affine
+        ``(4, 4)`` float64: ``affine`` with its origin moved to voxel ``(-pad, -pad, -pad)``.
+    """
+    if int(pad) < 0:
+        raise ValueError(f"pad: expected a non-negative number of voxels; found {pad}")
+    a = np.asarray(affine, dtype=np.float64)
+    if a.shape != (4, 4):
+        raise ValueError(f"affine: expected shape (4, 4); found {a.shape}")
+    p = int(pad)
+    out_shape = tuple(int(n) + 2 * p for n in shape[:3])
+    grid_affine = a.copy()
+    grid_affine[:3, 3] = a[:3, :3] @ np.full(3, -float(p)) + a[:3, 3]
+    field = np.zeros((*out_shape, 3), np.float32)
+    ii, jj = np.meshgrid(np.arange(out_shape[0]), np.arange(out_shape[1]), indexing="ij")
+    plane = np.stack([ii.ravel(), jj.ravel()], axis=1).astype(np.float64)
+    for k in range(out_shape[2]):  # one slice at a time: memory bounded by a slice
+        ijk = np.column_stack([plane, np.full(len(plane), float(k))])
+        points = ijk @ grid_affine[:3, :3].T + grid_affine[:3, 3]
+        d = displacement(coeffs, points, chunk=chunk, patient_position=patient_position)
+        field[:, :, k, :] = d.reshape(out_shape[0], out_shape[1], 3)
+    return field, grid_affine
+
+
 __all__ = [
     "AXES",
     "DEFAULT_CHUNK",
@@ -379,5 +430,6 @@ __all__ = [
     "device_displacement",
     "device_from_ras",
     "displacement",
+    "grid_displacement",
     "siemens_normalization",
 ]

@@ -387,7 +387,8 @@ def estimate_motion(
         (mean squared difference over the head) to the series' voxel-wise temporal median —
         a low-noise image of the head at its typical position; an ``int``: that volume; an
         ``(nx, ny, nz)`` array: that image on the series grid (must have the series'
-        contrast, e.g. the mean of a previous pass; not an SBRef of different contrast).
+        contrast up to a global scale, e.g. the mean of a previous pass or the run's SBRef of
+        the same echo, docs/registration.md; not an image of another contrast).
     n_reference
         Volumes averaged by ``"robust"`` (clipped to ``t``).
     mask

@@ -11,6 +11,11 @@ is sampled is (world matrices in the ``b_from_a`` pull convention of
    :mod:`echoprep.kernels.geometry.distortion`; skipped without a VSM)
 4. ``w = inv(A) @ vol_from_ref[t] @ A @ v_d``                     native voxel of volume ``t``
    (head motion, :mod:`echoprep.kernels.geometry.motion`)
+5. ``w += inv(A)[:3, :3] @ d(p)``, ``p = vol_from_ref[t] @ A @ v``  gradient nonlinearity
+   (optional, docs/gradients.md): ``p`` is the true scanner-frame position of the tissue in
+   volume ``t``; the scanner encoded it at ``p + d(p)``. ``d`` is interpolated trilinearly
+   from a warp image (``gradient_warp`` on ``gradient_affine``'s grid); the susceptibility
+   shift of step 3 stays the one of the tissue (evaluated at ``v``, the same tissue point)
 
 and ``out[u, t] = J(v) * S_t(w)`` with ``S_t`` the order-``order`` B-spline interpolant of the
 native volume ``t`` (:func:`scipy.ndimage.map_coordinates`, prefiltered per call, 0 outside
@@ -180,6 +185,11 @@ class Chain:
         patterns (voxels of shift per unit course) and ``(t, K)`` courses; the shift of volume
         ``t`` is ``vsm + vsm_courses[t] @ vsm_maps`` (and its Jacobian likewise). None: the
         static ``vsm`` for every volume.
+    gradient_warp, gradient_affine
+        Gradient nonlinearity (docs/gradients.md): ``(gx, gy, gz, 3)`` displacement ``d`` (RAS+
+        mm, at the voxel centres of a grid in the scanner frame, e.g. the native grid padded by
+        a few voxels; the ``echoprep gradient-warp`` image) and that grid's ``(4, 4)`` affine.
+        None: not corrected (the chain, its digest and its samples are those without it).
     """
 
     native_shape: tuple[int, int, int]
@@ -193,6 +203,8 @@ class Chain:
     order: int = 3
     vsm_maps: np.ndarray | None = None
     vsm_courses: np.ndarray | None = None
+    gradient_warp: np.ndarray | None = None
+    gradient_affine: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         shp = tuple(int(n) for n in self.native_shape)
@@ -247,6 +259,23 @@ class Chain:
                 raise ValueError("Chain: frame-wise vsm has non-finite values")
             object.__setattr__(self, "vsm_maps", _frozen(maps))
             object.__setattr__(self, "vsm_courses", _frozen(courses))
+        if (self.gradient_warp is None) != (self.gradient_affine is None):
+            raise ValueError("Chain: gradient_warp and gradient_affine go together")
+        if self.gradient_warp is not None:
+            warp = np.asarray(self.gradient_warp, np.float32)
+            if warp.ndim != 4 or warp.shape[3] != 3 or min(warp.shape[:3]) < 2:
+                raise ValueError(
+                    f"Chain: gradient_warp must have shape (gx, gy, gz, 3) with gx, gy, gz >= 2; "
+                    f"found {warp.shape}"
+                )
+            if not np.all(np.isfinite(warp)):
+                raise ValueError("Chain: gradient_warp has non-finite values")
+            object.__setattr__(self, "gradient_warp", _frozen(warp))
+            object.__setattr__(
+                self,
+                "gradient_affine",
+                _frozen(check_matrix(np.asarray(self.gradient_affine), "Chain gradient_affine")),
+            )
         if int(self.order) not in range(6):
             raise ValueError(f"Chain: order must be 0-5; found {self.order}")
         object.__setattr__(self, "order", int(self.order))
@@ -275,6 +304,12 @@ class Chain:
                 if self.vsm_maps is not None and self.vsm_courses is not None
                 else ()
             ),
+            # (only when given: a chain without it keeps its digest)
+            *(
+                ("gradient", self.gradient_warp, self.gradient_affine)
+                if self.gradient_warp is not None and self.gradient_affine is not None
+                else ()
+            ),
         ):
             if isinstance(part, np.ndarray):
                 h.update(f"{part.dtype.str}{part.shape}".encode())
@@ -294,6 +329,7 @@ class Chain:
             "FramewiseDistortionComponents": 0 if self.vsm_maps is None else len(self.vsm_maps),
             "PhaseEncodingAxis": self.pe_axis,
             "JacobianModulation": bool(self.jacobian and self.vsm is not None),
+            "GradientNonlinearityCorrection": self.gradient_warp is not None,
             "RefFromOutput": self.ref_from_out.round(8).tolist(),
             "OutputShape": list(self.output.shape),
             "OutputAffine": self.output.affine.round(8).tolist(),
@@ -343,6 +379,30 @@ class Chain:
             ).astype(np.float32)
         return shifts, jac
 
+    @cached_property
+    def _gradient_samples(self) -> tuple[np.ndarray, list[np.ndarray]] | None:
+        """The output voxels' true reference positions ``v`` ``(3, n_out)`` and the warp's
+        components in native voxels (``inv(A)[:3, :3] @ d``, three ``(gx, gy, gz)`` float64
+        arrays); None without gradient correction."""
+        if self.gradient_warp is None:
+            return None
+        to_native = np.linalg.inv(self.native_affine)[:3, :3]
+        warp = np.asarray(self.gradient_warp, np.float64) @ to_native.T  # (gx, gy, gz, 3)
+        return self._true_positions(), [np.ascontiguousarray(warp[..., k]) for k in range(3)]
+
+    def gradient_shift(self, t: int) -> np.ndarray | None:
+        """``inv(A)[:3, :3] @ d(p)`` at the true scanner positions ``p`` of the output voxels
+        in volume ``t``: ``(3, n_out)`` float64 native voxels (trilinear in the warp image,
+        nearest value outside it); None without gradient correction."""
+        samples = self._gradient_samples
+        if samples is None:
+            return None
+        v, comps = samples
+        a = self.native_affine
+        q = np.linalg.inv(self.gradient_affine) @ self.vol_from_ref[t] @ a  # type: ignore[arg-type]
+        g = q[:3, :3] @ v + q[:3, 3:4]
+        return np.stack([ndimage.map_coordinates(c, g, order=1, mode="nearest") for c in comps])
+
     def volume_coordinates(self, t: int) -> np.ndarray:
         """Native voxel coordinates sampled for volume ``t``: ``(3, n_out)`` float64."""
         v, _ = self._field_samples
@@ -352,7 +412,11 @@ class Chain:
             v[int(self.pe_axis)] += self.vsm_courses[t] @ frame[0]  # type: ignore[arg-type,index]
         a = self.native_affine
         m = np.linalg.inv(a) @ self.vol_from_ref[t] @ a
-        return m[:3, :3] @ v + m[:3, 3:4]
+        w = m[:3, :3] @ v + m[:3, 3:4]
+        shift = self.gradient_shift(t)
+        if shift is not None:
+            w += shift
+        return w
 
     def jacobian_of(self, t: int) -> np.ndarray | None:
         """``(n_out,)`` float32 Jacobian of volume ``t`` (None when not applied)."""
@@ -490,11 +554,13 @@ def resample(
 def undistort_reference(
     reference: np.ndarray,
     affine: np.ndarray,
-    vsm: np.ndarray,
-    pe_axis: int,
+    vsm: np.ndarray | None,
+    pe_axis: int | None,
     *,
     jacobian: bool = True,
     order: int = 3,
+    gradient_warp: np.ndarray | None = None,
+    gradient_affine: np.ndarray | None = None,
 ) -> np.ndarray:
     """The SDC-corrected reference image on its own native grid (registration target).
 
@@ -511,8 +577,8 @@ def undistort_reference(
         ``(4, 4)`` its voxel → world affine.
     vsm, pe_axis
         Voxel shift map on the same grid and its PE axis
-        (:func:`echoprep.kernels.geometry.distortion.voxel_shift_map`).
-    jacobian, order
+        (:func:`echoprep.kernels.geometry.distortion.voxel_shift_map`); None, None: no SDC.
+    jacobian, order, gradient_warp, gradient_affine
         As in :class:`Chain`.
 
     Returns
@@ -524,7 +590,7 @@ def undistort_reference(
     if ref.ndim != 3:
         raise ValueError(f"undistort_reference: reference must be 3D; found shape {ref.shape}")
     chain = Chain(
-        ref.shape,  # type: ignore[arg-type]
+        ref.shape,
         affine,
         np.eye(4)[None],
         native_grid(ref.shape, affine),
@@ -532,6 +598,8 @@ def undistort_reference(
         pe_axis=pe_axis,
         jacobian=jacobian,
         order=order,
+        gradient_warp=gradient_warp,
+        gradient_affine=gradient_affine,
     )
     out, _ = resample(ref[..., None], chain, n_threads=1)
     return out[..., 0]

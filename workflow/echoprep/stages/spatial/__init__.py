@@ -11,7 +11,8 @@ config schema). Every public name is importable from ``echoprep.stages.spatial``
 
 1. :func:`run_geometry` (per run, on the **raw** reference echo, default echo 2): optional
    slice-timing correction (with optional temporal upsampling), head motion to a robust
-   reference, the voxel-shift map (VSM) by the run's ``spatial.sdc`` method (docs/distortion.md:
+   reference or the run's SBRef (:mod:`.reference`, docs/registration.md), the voxel-shift
+   map (VSM) by the run's ``spatial.sdc`` method (docs/distortion.md:
    a GRE or Hz fieldmap or a reversed phase-encoding pair → Hz → smoothed → VSM along the
    phase-encoding axis; several fieldmaps of a session matched by time are registered to its
    first and combined first, :mod:`.fieldmaps`; or frame-wise, a field per volume from the
@@ -98,14 +99,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         default=None,
         help="frame-wise correction: [[magnitude, phase, echo time s], ...] of every echo",
     )
+    run.add_argument(
+        "--gradient-json",
+        default=None,
+        help='gradient-nonlinearity correction: {"coefficients": .grad file, '
+        '"patient_position": "HFS"} (docs/gradients.md)',
+    )
     run.add_argument("--pe-direction", default=None)
     run.add_argument("--readout-time", type=float, default=None)
     run.add_argument("--reference-boldref", type=Path, default=None)
+    run.add_argument(
+        "--sbref", type=Path, default=None, help="the run's SBRef: the motion reference"
+    )
     run.add_argument("--drop-volumes", type=int, default=0)
     sbj = sub.add_parser("subject", help="BOLD->T1w registration and the functional grid")
     sbj.add_argument("--boldref", required=True, type=Path)
     sbj.add_argument("--t1w", required=True, type=Path)
     sbj.add_argument("--mask", required=True, type=Path)
+    sbj.add_argument(
+        "--t2w", type=Path, default=None, help="raw T2w: the registration target (else the T1w)"
+    )
     sbj.add_argument("--seed", type=int, default=0)
     res = sub.add_parser("resample", help="one interpolation of every echo of a run")
     res.add_argument("--echo", nargs="+", required=True, type=Path)
@@ -158,12 +171,14 @@ def run_from_args(args: argparse.Namespace) -> int:
             slice_axis=args.slice_axis,
             fieldmap=json.loads(args.fieldmap_json) if args.fieldmap_json else None,
             framewise=json.loads(args.framewise_json) if args.framewise_json else None,
+            gradient=json.loads(args.gradient_json) if args.gradient_json else None,
             pe_direction=args.pe_direction,
             readout_time=args.readout_time,
             reference_boldref=args.reference_boldref,
             drop_volumes=args.drop_volumes,
             options=opts,
             n_threads=args.threads,
+            sbref=args.sbref,
         )
     elif args.spatial_step == "subject":
         subject_grid(
@@ -174,6 +189,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             options=opts,
             seed=args.seed,
             n_threads=args.threads,
+            t2w_file=args.t2w,
         )
     else:
         n = len(args.echo)

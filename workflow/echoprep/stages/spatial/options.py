@@ -12,6 +12,7 @@ from echoprep.options import parse_options
 #: geometry file (``enabled`` and ``keep_echoes`` steer the workflow only).
 STAGE_KEYS: tuple[str, ...] = (
     "reference_echo",
+    "motion_reference",
     "slice_timing",
     "slice_timing_method",
     "tr_out",
@@ -24,7 +25,9 @@ STAGE_KEYS: tuple[str, ...] = (
     "voxel_size",
     "grid_margin",
     "interpolation_order",
+    "gradient_coefficients",
     "registration",
+    "registration_target",
 )
 
 #: Packages whose versions the registration outputs' sidecars record.
@@ -39,12 +42,16 @@ class SpatialOptions:
     schema's (``workflow/schemas/config.schema.yaml``, which describes each option; see
     docs/architecture.md, "One source of options"). ``enabled`` and ``keep_echoes`` are read by
     the workflow, the others (:data:`STAGE_KEYS`) by the steps (``fieldmap_time`` by input
-    discovery, which chooses the fieldmaps the steps get; recorded with the steps' options).
+    discovery, which chooses the fieldmaps the steps get, ``motion_reference`` and
+    ``registration_target`` by the plan, which gives the steps an SBRef or a T2w only when
+    used; recorded with the steps' options; ``gradient_coefficients`` by the plan, which
+    gives a run's geometry step its scanner's coefficient file).
     """
 
     enabled: bool
     output_space: str
     reference_echo: int
+    motion_reference: str
     slice_timing: bool
     slice_timing_method: str
     tr_out: float | None
@@ -56,7 +63,9 @@ class SpatialOptions:
     voxel_size: float | None
     grid_margin: float
     interpolation_order: int
+    gradient_coefficients: dict[str, str]
     registration: str
+    registration_target: str
     keep_echoes: bool
 
 

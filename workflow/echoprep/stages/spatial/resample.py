@@ -34,6 +34,8 @@ def load_geometry(path: str | Path) -> dict[str, Any]:
             f"file ({exc}). Fix: delete it and rerun the spatial_run rule."
         ) from exc
     g["options"] = json.loads(str(g["options"]))
+    # gradient-nonlinearity record (absent in geometry files written before it existed)
+    g["gradient"] = json.loads(str(g["gradient"])) if "gradient" in g else {"Applied": False}
     return g
 
 
@@ -55,6 +57,8 @@ def build_chain(
     maps = geometry.get("vsm_maps")  # (frame-wise correction; absent in older geometry files)
     courses = geometry.get("vsm_courses")
     opts = geometry["options"]
+    warp = geometry.get("gradient_warp")  # (empty or absent: not corrected)
+    use_warp = warp is not None and warp.size > 0
     return Chain(
         tuple(int(n) for n in geometry["native_shape"]),  # type: ignore[arg-type]
         geometry["native_affine"],
@@ -67,6 +71,8 @@ def build_chain(
         order=int(opts["interpolation_order"]),
         vsm_maps=maps if maps is not None and maps.size else None,
         vsm_courses=courses if maps is not None and maps.size else None,
+        gradient_warp=warp if use_warp else None,
+        gradient_affine=geometry["gradient_affine"] if use_warp else None,
     )
 
 
@@ -165,11 +171,13 @@ def resample_run(
             **rec.to_json(),
             "InterpolatedOnce": rec.interpolations == rec.n_volumes,
             "TransformChain": desc,
+            "GradientNonlinearity": geo["gradient"],
         }
         extra: dict[str, Any] = {
             "Description": "Echo resampled once (cubic B-spline) through the run's transform "
-            "chain: head motion, susceptibility distortion, run -> reference run, reference run "
-            "-> output grid",
+            "chain: head motion, susceptibility distortion"
+            + (", gradient nonlinearity" if geo["gradient"].get("Applied") else "")
+            + ", run -> reference run, reference run -> output grid",
             "SkullStripped": False,
             # the output grid (the subject's space-T1w boldref, or the reference run's boldref)
             "SpatialReference": str(Path(grid_file)),
@@ -179,6 +187,8 @@ def resample_run(
         if echo_times is not None:
             extra["EchoTime"] = float(echo_times[i])
         srcs = [path, gpath, Path(grid_file)] + ([Path(ref_xfm_file)] if ref_xfm_file else [])
+        if geo["gradient"].get("Applied"):
+            srcs.append(Path(geo["gradient"]["Coefficients"]))
         write_sidecar(dst, sources=srcs, parameters=opts, extra=extra)
         records.append(record)
         log.info(

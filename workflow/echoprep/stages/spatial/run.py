@@ -24,6 +24,13 @@ from echoprep.stages.spatial.options import (
     parse_spatial_options,
     recorded_options,
 )
+from echoprep.stages.spatial.reference import (
+    BOLD,
+    SBREF,
+    check_choice,
+    load_sbref,
+    reference_record,
+)
 from echoprep.stages.spatial.series import correct_slice_timing, load_series
 
 log = logging.getLogger(__name__)
@@ -325,12 +332,14 @@ def run_geometry(
     slice_axis: int = 2,
     fieldmap: Mapping[str, Any] | None = None,
     framewise: Sequence[Sequence[Any]] | None = None,
+    gradient: Mapping[str, Any] | None = None,
     pe_direction: str | None = None,
     readout_time: float | None = None,
     reference_boldref: str | Path | None = None,
     drop_volumes: int = 0,
     options: SpatialOptions | Mapping[str, Any] | None = None,
     n_threads: int = 1,
+    sbref: str | Path | None = None,
 ) -> dict[str, Any]:
     """Estimate the geometry of one run on its reference echo and write it.
 
@@ -358,6 +367,11 @@ def run_geometry(
         Frame-wise correction from the multi-echo phase (``spatial.sdc: phase-framewise``):
         ``(magnitude, phase, echo time s)`` of every echo of the run (raw, native grid), or
         None. Takes the place of ``fieldmap``.
+    gradient
+        Gradient-nonlinearity correction (docs/gradients.md): ``{"coefficients": .grad file,
+        "patient_position": "HFS" | "HFP"}``, or None (not corrected). The warp on the padded
+        raw grid goes into the geometry file; the fieldmap is unwarped before use; the boldref
+        is corrected (:mod:`echoprep.stages.spatial.gradients`).
     pe_direction, readout_time
         BIDS ``PhaseEncodingDirection`` and ``TotalReadoutTime`` (s); required with a fieldmap
         or ``framewise``.
@@ -371,6 +385,10 @@ def run_geometry(
         the defaults).
     n_threads
         Threads of the motion estimation.
+    sbref
+        The run's single-band reference of the reference echo (native grid): the motion
+        reference and, undistorted, the boldref (docs/registration.md); None: the robust mean
+        of the volumes. The plan passes it as ``spatial.motion_reference`` says.
 
     Returns
     -------
@@ -403,8 +421,21 @@ def run_geometry(
         method=opts.slice_timing_method,
     )
     del data
+    sources: list[Path] = [path]
+    fixed: str | np.ndarray = "robust"
+    check_choice(opts.motion_reference, sbref, path)
+    if sbref is not None:
+        fixed = load_sbref(sbref, img, path)
+        sources.append(Path(sbref))
     motion = estimate_motion(
-        series, affine, levels=motion_levels(affine), n_threads=max(1, int(n_threads))
+        series,
+        affine,
+        reference=fixed,
+        levels=motion_levels(affine),
+        n_threads=max(1, int(n_threads)),
+    )
+    ref_record = reference_record(
+        path if sbref is None else sbref, BOLD if sbref is None else SBREF, motion.reference_volumes
     )
     vsm, pe_axis = None, None
     fmap_record: dict[str, Any] = {
@@ -416,8 +447,16 @@ def run_geometry(
         "(IntendedFor) or of the kind chosen, no phase for frame-wise correction, "
         "spatial.sdc: none, or spatial.fieldmap: false",
     }
-    sources: list[Path] = [path]
     vsm_maps = vsm_courses = None
+    gwarp = gaff = None
+    grad_record: dict[str, Any] = {"Applied": False}
+    if gradient is not None:
+        from echoprep.stages.spatial.gradients import bold_warp, gradient_record, load_gradient
+
+        coeffs, position, gpath = load_gradient(gradient)
+        gwarp, gaff = bold_warp(coeffs, series.shape, affine, position)
+        grad_record = gradient_record(coeffs, position, gpath, gwarp)
+        sources.append(gpath)
     if framewise:
         if pe_direction is None or readout_time is None:
             raise StageInputError(
@@ -449,6 +488,10 @@ def run_geometry(
             )
         # one fieldmap, or several registered to the session's first and combined in time
         hz, faff, fmask, matched = load_run_fieldmap(fieldmap)
+        if gradient is not None:  # acquired with the same gradient distortion
+            from echoprep.stages.spatial.gradients import unwarp_fieldmap
+
+            hz, fmask = unwarp_fieldmap(hz, faff, fmask, coeffs, position)
         vox = np.linalg.norm(faff[:3, :3], axis=0)
         hz = smooth_fieldmap(hz, fmask, vox, float(opts.fieldmap_fwhm))
         hz_bold = fieldmap_to_grid(hz, faff, series.shape[:3], affine)
@@ -472,9 +515,15 @@ def run_geometry(
             "VoxelShiftAbsMax": round(float(np.abs(vsm).max()), 4),
         }
         sources += [p for p in spec_files(fieldmap) if p not in sources]
-    if vsm is not None:
+    if vsm is not None or gwarp is not None:
         boldref = undistort_reference(
-            motion.reference, affine, vsm, int(pe_axis), jacobian=bool(opts.jacobian)
+            motion.reference,
+            affine,
+            vsm,
+            None if pe_axis is None else int(pe_axis),
+            jacobian=bool(opts.jacobian),
+            gradient_warp=gwarp,
+            gradient_affine=gaff,
         )
     else:
         boldref = motion.reference
@@ -498,6 +547,7 @@ def run_geometry(
 
     record: dict[str, Any] = {
         "ReferenceEcho": str(path),
+        "MotionReference": ref_record,
         "NumberOfVolumes": int(series.shape[3]),
         "DroppedVolumes": int(drop_volumes),
         **st_record,
@@ -508,6 +558,7 @@ def run_geometry(
             "Converged": bool(motion.converged.all()),
         },
         "FieldmapCorrection": fmap_record,
+        "GradientNonlinearity": grad_record,
         "AlignmentToReferenceRun": align_record,
         "RunFromReferenceRun": run_from_ref.round(8).tolist(),
         "Seconds": round(seconds, 2),
@@ -567,6 +618,9 @@ def run_geometry(
                 pe_axis=np.int64(-1 if pe_axis is None else pe_axis),
                 vsm_maps=np.zeros(0, np.float32) if vsm_maps is None else vsm_maps,
                 vsm_courses=np.zeros(0, np.float32) if vsm_courses is None else vsm_courses,
+                gradient_warp=np.zeros(0, np.float32) if gwarp is None else gwarp,
+                gradient_affine=np.eye(4) if gaff is None else gaff,
+                gradient=np.asarray(json.dumps(grad_record, sort_keys=True)),
                 run_from_ref=run_from_ref,
                 native_shape=np.asarray(series.shape[:3], np.int64),
                 native_affine=affine,
@@ -586,6 +640,8 @@ def run_geometry(
                 "head motion, vsm (voxel shift along pe_axis, native grid; empty without SDC; "
                 "with frame-wise correction the run's mean, and vsm_maps (K, x, y, z) and "
                 "vsm_courses (t, K) its change: vsm + vsm_courses[t] @ vsm_maps), "
+                "gradient_warp (gx, gy, gz, 3) the gradient-nonlinearity displacement d, RAS+ "
+                "mm, on the grid of gradient_affine (empty when not corrected), "
                 "run_from_ref (4, 4) reference run -> this run, native_shape/native_affine, and "
                 "the slice-timing settings; world matrices in RAS mm, b_from_a pull convention "
                 "(echoprep.kernels.geometry.transforms)",

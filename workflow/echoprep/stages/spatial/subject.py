@@ -1,4 +1,5 @@
-"""Step 2 of the spatial stage, per subject: BOLD → T1w registration and the functional grid."""
+"""Step 2 of the spatial stage, per subject: BOLD → T1w registration (directly, or through the
+subject's T2w: docs/registration.md) and the functional grid."""
 
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ def subject_grid(
     options: SpatialOptions | Mapping[str, Any] | None = None,
     seed: int = 0,
     n_threads: int = 1,
+    t2w_file: str | Path | None = None,
 ) -> dict[str, Any]:
     """Register the reference run's boldref to the T1w; define and write the functional grid.
 
@@ -64,6 +66,11 @@ def subject_grid(
         (:mod:`echoprep.adapters.ants`); on one thread, the same inputs and seed give the same
         matrix in every fresh process (measured). It takes seconds. A process that already
         used ANTs keeps its first thread setting.
+    t2w_file
+        The subject's raw T2w, the registration target (``spatial.registration_target``;
+        docs/registration.md), any grid: it is aligned to the T1w (rigid, Mattes) and the
+        boldref to it; ``ref_from_t1w = ref_from_t2w @ t2w_from_t1w``, so the outputs stay in
+        T1w space. None: the boldref is registered to the T1w.
 
     Returns
     -------
@@ -95,9 +102,12 @@ def subject_grid(
     # the whole head, not the skull-stripped brain: the BOLD reference shows the scalp too, and
     # Mattes MI of head to head was measured more accurate (simulator demo preset, 4 mm: RMS
     # error over the brain 0.56 mm with the head, 1.2-1.6 mm with the extracted brain)
+    target, target_record = (t1, timg.affine), {"Target": "T1w"}
+    if t2w_file is not None:
+        target, target_record = _t2w_target(Path(t2w_file), t1, timg.affine, opts, int(seed) + 1)
     reg = ants.register_cross_modal(
-        t1,
-        timg.affine,
+        target[0],
+        target[1],
         ref,
         bimg.affine,
         transform=str(opts.registration),
@@ -105,6 +115,10 @@ def subject_grid(
         seed=int(seed) + 1,
     )
     ref_from_t1w = reg.moving_from_fixed
+    if t2w_file is not None:  # boldref <- T2w <- T1w
+        t2w_from_t1w = np.asarray(target_record["T2wFromT1w"])
+        target_record["RefFromT2w"] = ref_from_t1w.round(8).tolist()
+        ref_from_t1w = ref_from_t1w @ t2w_from_t1w
     vox = opts.voxel_size
     if vox is None:
         vox = float(np.linalg.norm(bimg.affine[:3, :3], axis=0).mean())
@@ -124,9 +138,12 @@ def subject_grid(
         "Registration": {
             "Tool": "ANTs (antspyx) rigid, Mattes mutual information",
             "Transform": reg.transform,
-            "Fixed": f"N4-corrected T1w, whole head ({_T1W_NAME})",
+            "Fixed": f"N4-corrected T1w, whole head ({_T1W_NAME})"
+            if t2w_file is None
+            else f"raw T2w, whole head ({t2w_file})",
             "Moving": str(bpath),
             "Seed": int(seed) + 1,
+            **target_record,
         },
         "RefFromT1w": ref_from_t1w.round(8).tolist(),
         "GridShape": list(grid.shape),
@@ -135,7 +152,7 @@ def subject_grid(
         "Seconds": round(seconds, 2),
     }
     params = {**recorded_options(opts), "seed": int(seed), "n_threads": int(n_threads)}
-    sources = [bpath, tpath, mpath]
+    sources = [bpath, tpath, mpath] + ([Path(t2w_file)] if t2w_file is not None else [])
 
     xpath = Path(outputs["xfm"])
     with atomic_path(xpath) as tmp:
@@ -187,6 +204,57 @@ def subject_grid(
     )
     log.info("spatial subject %s: grid %s at %.2f mm, %.1f s", bpath.name, grid.shape, vox, seconds)
     return record
+
+
+def _t2w_target(
+    path: Path, t1: np.ndarray, t1_affine: np.ndarray, opts: SpatialOptions, seed: int
+) -> tuple[tuple[np.ndarray, np.ndarray], dict[str, Any]]:
+    """The T2w as the registration target: its image and affine, and the record of its rigid
+    alignment to the T1w (``T2wFromT1w``: a T1w point y is at ``T2wFromT1w @ y`` in the T2w).
+
+    The fit is kept even when the T2w is already in T1w space (LAION-fMRI's): it then finds
+    about the identity (the sidecar records the distance, ``T2wToT1wShiftMm``).
+    """
+    img = load_image(path, "T2w (the registration target)")
+    if not (img.ndim == 3 or (img.ndim == 4 and img.shape[3] == 1)):
+        raise StageInputError(
+            f"{path}: expected a 3D T2w; found shape {img.shape}. Fix: pass one T2w volume, or "
+            "set spatial.registration_target: T1w."
+        )
+    t2 = np.asarray(img.dataobj, np.float32).reshape(img.shape[:3])
+    if not np.all(np.isfinite(t2)) or not np.any(t2 > 0):
+        raise StageInputError(
+            f"{path}: expected a T2w with finite, positive signal. Fix: replace the T2w, or set "
+            "spatial.registration_target: T1w."
+        )
+    t2_affine = np.asarray(img.affine, float)
+    # started at the identity: both are anatomical images of the subject in scanner space
+    # (the centre-of-mass start differs by millimetres between the contrasts, and the fit of an
+    # already aligned T2w then stops about 1 mm off; tiny preset)
+    fit = ants.register_cross_modal(
+        t1,
+        t1_affine,
+        t2,
+        t2_affine,
+        init=np.eye(4),
+        transform=str(opts.registration),
+        metric="mattes",
+        seed=seed,
+    )
+    m = fit.moving_from_fixed
+    # the largest displacement of the fit over a 100 mm-radius head about the T1w's centre
+    centre = t1_affine[:3, :3] @ ((np.asarray(t1.shape) - 1) / 2) + t1_affine[:3, 3]
+    rot = np.linalg.svd(m[:3, :3] - np.eye(3), compute_uv=False)[0]
+    shift = float(np.linalg.norm(m[:3, :3] @ centre + m[:3, 3] - centre) + 100.0 * rot)
+    record = {
+        "Target": "T2w",
+        "T2w": str(path),
+        "T2wToT1w": "ANTs (antspyx) rigid, Mattes mutual information, T1w fixed, T2w moving",
+        "T2wFromT1w": m.round(8).tolist(),
+        "T2wToT1wShiftMm": round(shift, 4),
+        "Composition": "RefFromT1w = RefFromT2w @ T2wFromT1w",
+    }
+    return (t2, t2_affine), record
 
 
 __all__ = ["SUBJECT_OUTPUTS", "subject_grid"]
