@@ -34,6 +34,7 @@ from echoprep.io.bids_checks import (
     affine_difference,
     describe_affine_difference,
 )
+from echoprep.io.bids_run_checks import anat_candidates
 
 #: Largest affine difference (mm) between an SBRef and its run (as between a run's echoes).
 GRID_TOLERANCE_MM = 1e-3
@@ -174,16 +175,10 @@ def find_t2w(
     dict
         Subject label → T2w image.
     """
-    by_subject: dict[str, list[BidsFile]] = defaultdict(list)
-    for f in files:
-        if f.suffix == "T2w" and f.ext in NIFTI_EXTENSIONS and f.datatype == "anat":
-            by_subject[f.entities["sub"]].append(f)
+    by_subject = anat_candidates(files, "T2w")
     out: dict[str, Path] = {}
     for sub in subjects:
-        candidates = sorted(
-            by_subject.get(sub, []),
-            key=lambda f: (f.ent("ses") is not None, f.ent("ses") or "", f.path.name),
-        )
+        candidates = by_subject.get(sub, [])
         if not candidates:
             if require:
                 log.add(

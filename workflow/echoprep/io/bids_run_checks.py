@@ -574,6 +574,22 @@ def header_tr_warning(scans: Sequence[RunScan]) -> str | None:
     )
 
 
+def anat_candidates(files: Sequence[BidsFile], suffix: str) -> dict[str, list[BidsFile]]:
+    """Subject -> its ``anat/`` NIfTI images with ``suffix`` (``T1w``, ``T2w``), in the order
+    the first one is chosen: ``sub-X/anat/`` first, then by session label (as text), then by
+    file name (an anatomy-only session such as ``ses-PrismaAnat`` is a session like another)."""
+    by_subject: dict[str, list[BidsFile]] = defaultdict(list)
+    for f in files:
+        if f.suffix == suffix and f.ext in NIFTI_EXTENSIONS and f.datatype == "anat":
+            by_subject[f.entities["sub"]].append(f)
+    return {
+        sub: sorted(
+            found, key=lambda f: (f.ent("ses") is not None, f.ent("ses") or "", f.path.name)
+        )
+        for sub, found in by_subject.items()
+    }
+
+
 def find_t1w(
     log: ProblemLog,
     files: Sequence[BidsFile],
@@ -586,15 +602,9 @@ def find_t1w(
     one is a problem when ``require``."""
     t1w: dict[str, Path] = {}
     warnings: list[str] = []
-    by_subject: dict[str, list[BidsFile]] = defaultdict(list)
-    for f in files:
-        if f.suffix == "T1w" and f.ext in NIFTI_EXTENSIONS and f.datatype == "anat":
-            by_subject[f.entities["sub"]].append(f)
+    by_subject = anat_candidates(files, "T1w")
     for sub in subjects:
-        candidates = sorted(
-            by_subject.get(sub, []),
-            key=lambda f: (f.ent("ses") is not None, f.ent("ses") or "", f.path.name),
-        )
+        candidates = by_subject.get(sub, [])
         if not candidates:
             if require:
                 log.add(
