@@ -1,7 +1,7 @@
 """The preprocessing variants: a NORDIC side and an echo handling, named ``<nordic>-<combine>``.
 
 A :class:`Variant` is the text users write in the config (``glm.all_sessions_variants``,
-``publish.variant``, ``comparison.reference``) and the name of its derivative folders
+``publish.variant``) and the name of its derivative folders
 (``glmsingle-<nordic>-<combine>/``), with its two parts as attributes. It is a ``str``, so it
 compares, hashes and serialises as that text.
 """
