@@ -26,7 +26,7 @@ from echoprep.io.sidecars import write_sidecar
 from echoprep.kernels.geometry.gradients import (
     DEFAULT_CHUNK,
     PATIENT_POSITIONS,
-    displacement,
+    grid_displacement,
 )
 
 log = logging.getLogger(__name__)
@@ -84,15 +84,14 @@ def gradient_warp(
             f"{ref.shape}. Fix: pass the image whose voxel grid the warp should have."
         )
     shape = tuple(int(s) for s in ref.shape[:3])
-    affine = np.asarray(ref.affine, dtype=np.float64)
-    field = np.zeros((*shape, 3), np.float32)
-    ii, jj = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
-    plane = np.stack([ii.ravel(), jj.ravel()], axis=1).astype(np.float64)
-    for k in range(shape[2]):  # one slice at a time: memory bounded by a slice
-        ijk = np.column_stack([plane, np.full(len(plane), float(k))])
-        points = ijk @ affine[:3, :3].T + affine[:3, 3]
-        d = displacement(coeffs, points, chunk=chunk, patient_position=patient_position)
-        field[:, :, k, :] = d.reshape(shape[0], shape[1], 3)
+    field, _ = grid_displacement(
+        coeffs,
+        shape,
+        np.asarray(ref.affine, dtype=np.float64),
+        pad=0,
+        patient_position=patient_position,
+        chunk=chunk,
+    )
     img = float_image(field, ref)
     zooms = tuple(float(z) for z in ref.header.get_zooms()[:3])
     img.header.set_zooms((*zooms, 1.0))
