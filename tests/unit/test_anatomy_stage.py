@@ -393,6 +393,7 @@ def test_command_line_arguments(monkeypatch, tmp_path):
         "seed": 4,
         "n_threads": 2,
         "options": anatomy.parse_anatomy_options({"registration": "precise"}),
+        "gradient": None,
     }
     assert calls["options"].registration == "precise"
     assert calls["options"].n4_iterations == tuple(section_defaults("anatomy")["n4_iterations"])

@@ -246,8 +246,10 @@ def test_scanner_corrected_runs_are_skipped_and_the_plan_line_says_why(tmp_path)
     run1, run2 = plan.dataset.runs
     assert plan.gradient_summary() == (
         "Gradient nonlinearity: 1 of 2 run(s) corrected; 1 skipped, NonlinearGradientCorrection "
-        "true (corrected on the scanner): sub-01_ses-01_task-images_run-01."
-    )
+        "true (corrected on the scanner): sub-01_ses-01_task-images_run-01; 0 of 1 anatomical "
+        "image(s) corrected; 1 skipped, no coefficient file for their scanner: "
+        "sub-01_ses-01_T1w."
+    )  # the T1w has no sidecar: no scanner (tests/unit/test_gradient_anatomy.py)
     assert plan.gradient_choice(run1).spec() is None
     assert "--gradient-json" not in plan._geometry_args(run1, None)
     assert plan.gradient_choice(run2).spec() == {
@@ -269,10 +271,14 @@ def test_runs_of_another_scanner_are_skipped(tmp_path):
     )
     assert plan.gradient_summary() == (
         "Gradient nonlinearity: 0 of 2 run(s) corrected; 2 skipped, no coefficient file for "
-        "their scanner: sub-01_ses-01_task-images_run-01, sub-01_ses-01_task-images_run-02."
+        "their scanner: sub-01_ses-01_task-images_run-01, sub-01_ses-01_task-images_run-02; "
+        "0 of 1 anatomical image(s) corrected; 1 skipped, no coefficient file for their "
+        "scanner: sub-01_ses-01_T1w."
     )
     star = _plan_with(tmp_path / "star", {"*": str(coil)}, {})
-    assert star.gradient_summary() == "Gradient nonlinearity: 2 of 2 run(s) corrected."
+    assert star.gradient_summary() == (
+        "Gradient nonlinearity: 2 of 2 run(s) corrected; 1 of 1 anatomical image(s) corrected."
+    )
 
 
 def test_a_missing_coefficient_file_is_a_plan_error(tmp_path):

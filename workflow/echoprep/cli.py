@@ -47,6 +47,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             fieldmaps_per_session=args.fieldmaps_per_session,
             t2w=args.t2w,
             anat_session=args.anat_session,
+            gradient_nonlinearity=args.gradient_nonlinearity,
         )
     except (ValueError, FileExistsError) as exc:  # refused arguments: a message, no traceback
         print(f"echoprep simulate: {exc}", file=sys.stderr)
@@ -238,6 +239,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         metavar="N",
         help="N GRE fieldmaps per session at known times between the runs (run-01..run-0N, no "
         "IntendedFor; AcquisitionTime and scans.tsv), the field drifting over the session",
+    )
+    sim.add_argument(
+        "--gradient-nonlinearity",
+        action="store_true",
+        help="acquire BOLD, SBRefs and GRE fieldmaps with a synthetic nonlinear gradient coil "
+        "(its .grad file in code/gradients/; docs/gradients.md)",
     )
     sim.add_argument(
         "--distortion",

@@ -5,7 +5,7 @@ _spec = PLAN.spec("anatomy")
 
 rule anatomy:
     input:
-        **_spec.input,
+        unpack(_spec.input),
     output:
         **_spec.output,
     log:
@@ -22,5 +22,6 @@ rule anatomy:
     message:
         "Anatomy sub-{wildcards.subject}: bias correction, brain mask, tissues, template registration"
     shell:
-        "python -m echoprep anatomy --t1w {input.t1w:q} --options-json {params.options:q}"
-        " --seed {params.seed} --threads {params.threads} --out {params.out} 2> {log:q}"
+        "python -m echoprep anatomy --t1w {input.t1w:q} {params.args}"
+        " --options-json {params.options:q} --seed {params.seed} --threads {params.threads}"
+        " --out {params.out} 2> {log:q}"

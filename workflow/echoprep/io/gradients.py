@@ -22,18 +22,32 @@ Siemens ``.coef`` files are refused: their format is not documented, and they do
 only (it describes no real coil, and says so in its header). Values are written in positional
 notation (no exponent) with the fewest digits that read back exactly, so that both our reader
 and gradunwarp's (which accepts only ``-?digits.digits``) read the same numbers.
+
+The stages take a correction as a spec ``{"coefficients": .grad file, "patient_position":
+"HFS" | "HFP"}`` (the plan's ``--gradient-json``, :mod:`echoprep.plan.gradients`):
+:func:`load_gradient` reads it, :func:`correction_record` is the sidecar record every
+corrected output carries (``GradientNonlinearity``), and :func:`correct_image` corrects a
+whole anatomical image on its own grid (the T1w in the anatomy stage, the T2w in the spatial
+stage's registration: docs/gradients.md, "Anatomy and SBRefs").
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from echoprep.io.atomic import write_text
 from echoprep.io.images import StageInputError
-from echoprep.kernels.geometry.gradients import MAX_SUPPORTED_ORDER, GradientCoefficients
+from echoprep.kernels.geometry.gradients import (
+    MAX_SUPPORTED_ORDER,
+    PATIENT_POSITIONS,
+    GradientCoefficients,
+    unwarp_image,
+)
 
 #: A line that starts like a coefficient line (number, then A or B): it must parse in full.
 _LOOKS_LIKE_TERM = re.compile(r"^\s*\d+\s+[AaBb]\s*\(")
@@ -220,4 +234,104 @@ def write_grad(path: str | Path, coeffs: GradientCoefficients, *, name: str = "s
     return write_text(path, "\n".join(lines) + "\n")
 
 
-__all__ = ["GradientFileError", "read_grad", "write_grad"]
+# ---------------------------------------------------------------------------------------------
+# a correction as the stages take it
+
+
+def load_gradient(
+    spec: Mapping[str, Any], image: str = "BOLD"
+) -> tuple[GradientCoefficients, str, Path]:
+    """The coefficients, patient position and file of a gradient spec.
+
+    Parameters
+    ----------
+    spec
+        ``{"coefficients": path of a Siemens .grad file, "patient_position": "HFS" | "HFP"}``
+        (the position defaults to HFS).
+    image
+        The image whose sidecar gave the position, for the message (``"BOLD"``, ``"T1w"``).
+
+    Raises
+    ------
+    StageInputError
+        A missing or malformed file (:class:`GradientFileError`), an unknown patient position.
+    """
+    path = Path(spec["coefficients"])
+    position = str(spec.get("patient_position") or "HFS")
+    if position not in PATIENT_POSITIONS:
+        raise StageInputError(
+            f"{path}: expected a patient position of {', '.join(PATIENT_POSITIONS)} for the "
+            f"gradient-nonlinearity correction; found {position!r}. Fix: set PatientPosition "
+            f"in the {image} sidecar, or leave the scanner out of "
+            "spatial.gradient_coefficients."
+        )
+    return read_grad(path), position, path
+
+
+def correction_record(
+    coeffs: GradientCoefficients, position: str, path: Path, max_displacement_mm: float
+) -> dict[str, Any]:
+    """The sidecars' ``GradientNonlinearity`` of an applied correction: the file, ``R0``, the
+    order, the patient position and the largest ``|d|`` (mm) over the corrected grid."""
+    return {
+        "Applied": True,
+        "Coefficients": str(path),
+        "R0": coeffs.r0_mm,
+        "R0Units": "mm",
+        "MaxOrder": coeffs.max_order,
+        "PatientPosition": position,
+        "MaxDisplacementMm": round(float(max_displacement_mm), 4),
+    }
+
+
+def correct_image(
+    data: np.ndarray, affine: np.ndarray, spec: Mapping[str, Any], image: str
+) -> tuple[np.ndarray, dict[str, Any], Path]:
+    """An anatomical image corrected on its own grid (before any other step uses it).
+
+    Parameters
+    ----------
+    data
+        ``(nx, ny, nz)`` the image as the scanner wrote it (world frame: the scanner's).
+    affine
+        ``(4, 4)`` its voxel -> RAS+ world affine.
+    spec
+        As in :func:`load_gradient`.
+    image
+        What it is (``"T1w"``, ``"T2w"``): its sidecar gave the patient position.
+
+    Returns
+    -------
+    data
+        ``(nx, ny, nz)`` float32: the image at ``p + d(p)``, cubic B-spline (mode nearest;
+        :func:`echoprep.kernels.geometry.gradients.unwarp_image`).
+    record
+        :func:`correction_record` and how it was applied.
+    path
+        The coefficient file (a source of every output).
+
+    Raises
+    ------
+    StageInputError
+        As :func:`load_gradient`.
+    """
+    coeffs, position, path = load_gradient(spec, image)
+    out, largest = unwarp_image(data, affine, coeffs, patient_position=position, order=3)
+    record = correction_record(coeffs, position, path, largest)
+    record["Image"] = image
+    record["Grid"] = f"the {image}'s own grid (d evaluated at every voxel centre)"
+    record["Interpolation"] = (
+        "cubic B-spline at p + d(p) (scipy.ndimage.map_coordinates, order 3, mode nearest), "
+        "before any other step; no Jacobian intensity correction"
+    )
+    return out, record, path
+
+
+__all__ = [
+    "GradientFileError",
+    "correct_image",
+    "correction_record",
+    "load_gradient",
+    "read_grad",
+    "write_grad",
+]

@@ -1,10 +1,15 @@
-"""Which runs get the gradient-nonlinearity correction (``spatial.gradient_coefficients``).
+"""Which runs and anatomical images get the gradient-nonlinearity correction
+(``spatial.gradient_coefficients``).
 
-A run is corrected when the config names a coefficient file for its scanner (the BOLD
+An image is corrected when the config names a coefficient file for its scanner (its own
 sidecar's ``ManufacturersModelName``, or ``"*"`` for any scanner) and its sidecar does not say
-``NonlinearGradientCorrection: true`` (corrected on the scanner: not corrected twice). The
-geometry step of a corrected run gets ``{"coefficients", "patient_position"}``
-(:func:`echoprep.stages.spatial.run.run_geometry`). docs/gradients.md.
+it was corrected on the scanner (``NonlinearGradientCorrection: true``, or ``ImageType``
+holding ``DIS3D`` or ``DIS2D``: not corrected twice). For a run the sidecar is the BOLD one
+next to its first echo; the subject's T1w and T2w are decided from their own sidecars
+(:func:`choose_image`), so an anatomy from another scanner gets its own scanner's file. The
+job of a corrected image gets ``{"coefficients", "patient_position"}`` (``--gradient-json``;
+the geometry step of a run, :func:`echoprep.stages.spatial.run.run_geometry`, the anatomy
+stage for the T1w, the spatial subject step for the T2w). docs/gradients.md.
 """
 
 from __future__ import annotations
@@ -20,6 +25,13 @@ from echoprep.io.paths import run_prefix, sidecar_path
 
 #: Why a run is not corrected, as the plan line says it.
 SCANNER_CORRECTED = "NonlinearGradientCorrection true (corrected on the scanner)"
+#: ... when the sidecar's ``ImageType`` (the DICOM's, as dcm2niix copies it) says so: Siemens
+#: marks an image distortion-corrected on the scanner ``DIS3D`` (in 3D) or ``DIS2D`` (in the
+#: slice plane only: a correction here would apply the in-plane part twice), ``ND`` when not.
+IMAGE_TYPE_CORRECTED = {
+    "DIS3D": "ImageType DIS3D (corrected in 3D on the scanner)",
+    "DIS2D": "ImageType DIS2D (corrected in-plane on the scanner; the through-plane part is left)",
+}
 NO_FILE = "no coefficient file for their scanner"
 
 
@@ -39,22 +51,44 @@ class GradientChoice:
         return {"coefficients": self.coefficients, "patient_position": self.patient_position}
 
 
-def bold_metadata(run: Run) -> dict[str, Any]:
-    """The JSON sidecar next to the run's first echo magnitude ({} when absent or unreadable)."""
-    path = sidecar_path(run.echoes[0].mag)
+def image_metadata(image: str | Path) -> dict[str, Any]:
+    """The JSON sidecar next to an image ({} when absent or unreadable; no BIDS inheritance)."""
     try:
-        content = json.loads(Path(path).read_text())
+        content = json.loads(Path(sidecar_path(image)).read_text())
     except (OSError, ValueError):
         return {}
     return content if isinstance(content, dict) else {}
 
 
+def bold_metadata(run: Run) -> dict[str, Any]:
+    """The JSON sidecar next to the run's first echo magnitude ({} when absent or unreadable)."""
+    return image_metadata(run.echoes[0].mag)
+
+
 def choose(files: Mapping[str, str], run: Run) -> GradientChoice:
     """The gradient correction of one run under ``spatial.gradient_coefficients``."""
-    meta = bold_metadata(run)
+    return choose_metadata(files, bold_metadata(run))
+
+
+def choose_image(files: Mapping[str, str], image: str | Path) -> GradientChoice:
+    """The gradient correction of one anatomical image (T1w, T2w), from its own sidecar."""
+    return choose_metadata(files, image_metadata(image))
+
+
+def choose_metadata(files: Mapping[str, str], meta: Mapping[str, Any]) -> GradientChoice:
+    """The gradient correction of an image whose sidecar is ``meta``: skipped when the
+    sidecar says ``NonlinearGradientCorrection: true`` or its ``ImageType`` holds ``DIS3D``
+    or ``DIS2D`` (:data:`IMAGE_TYPE_CORRECTED`), else the file of its
+    ``ManufacturersModelName`` or of ``"*"`` (none: skipped)."""
     position = str(meta.get("PatientPosition") or "HFS")
     if meta.get("NonlinearGradientCorrection") is True:
         return GradientChoice(None, position, SCANNER_CORRECTED)
+    image_type = meta.get("ImageType")
+    if isinstance(image_type, list):
+        marks = {str(v).upper() for v in image_type}
+        for mark, reason in IMAGE_TYPE_CORRECTED.items():
+            if mark in marks:
+                return GradientChoice(None, position, reason)
     model = meta.get("ManufacturersModelName")
     path = files.get(str(model)) if model is not None else None
     if path is None:
@@ -78,23 +112,48 @@ def check_files(files: Mapping[str, str]) -> str | None:
     return None
 
 
-def summary(files: Mapping[str, str], runs: Sequence[Run]) -> str:
+def _skipped(names: Sequence[str], choices: Sequence[GradientChoice]) -> list[str]:
+    """``"<n> skipped, <reason>: <first 3 names>[ and <k> more]"`` per reason."""
+    skipped: dict[str, list[str]] = {}
+    for name, c in zip(names, choices, strict=True):
+        if c.coefficients is None:
+            skipped.setdefault(c.reason, []).append(name)
+    parts = []
+    for reason, found in skipped.items():
+        more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+        parts.append(f"{len(found)} skipped, {reason}: {', '.join(found[:3])}{more}")
+    return parts
+
+
+def summary(
+    files: Mapping[str, str], runs: Sequence[Run], anatomy: Sequence[str | Path] = ()
+) -> str:
     """The plan line: not corrected (no file configured), or how many runs are corrected and
-    which are skipped and why."""
+    which are skipped and why, then the same for the anatomical images ``anatomy`` (the T1w
+    and T2w files the workflow uses; none: nothing said of them)."""
     if not files:
         return "Gradient nonlinearity: not corrected (spatial.gradient_coefficients is empty)."
     choices = [choose(files, r) for r in runs]
     done = sum(c.coefficients is not None for c in choices)
-    line = f"Gradient nonlinearity: {done} of {len(runs)} run(s) corrected"
-    skipped: dict[str, list[str]] = {}
-    for r, c in zip(runs, choices, strict=True):
-        if c.coefficients is None:
-            skipped.setdefault(c.reason, []).append(run_prefix(r.entities))
-    parts = []
-    for reason, names in skipped.items():
-        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
-        parts.append(f"{len(names)} skipped, {reason}: {', '.join(names[:3])}{more}")
-    return line + ("; " + "; ".join(parts) if parts else "") + "."
+    parts = [f"Gradient nonlinearity: {done} of {len(runs)} run(s) corrected"]
+    parts += _skipped([run_prefix(r.entities) for r in runs], choices)
+    if anatomy:
+        images = [choose_image(files, a) for a in anatomy]
+        done = sum(c.coefficients is not None for c in images)
+        parts.append(f"{done} of {len(images)} anatomical image(s) corrected")
+        names = [Path(a).name.split(".nii")[0] for a in anatomy]
+        parts += _skipped(names, images)
+    return "; ".join(parts) + "."
 
 
-__all__ = ["GradientChoice", "bold_metadata", "check_files", "choose", "summary"]
+__all__ = [
+    "IMAGE_TYPE_CORRECTED",
+    "GradientChoice",
+    "bold_metadata",
+    "check_files",
+    "choose",
+    "choose_image",
+    "choose_metadata",
+    "image_metadata",
+    "summary",
+]

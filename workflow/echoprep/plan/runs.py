@@ -7,6 +7,7 @@ import re
 from collections import Counter
 from collections.abc import Mapping
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from echoprep.io import outputs as reg
@@ -248,6 +249,22 @@ class RunPlan(BasePlan):
         keys = [k for k in self.anat_outputs() if not k.endswith("_json")]
         return _words(f"{k}={output[k]}" for k in keys)
 
+    def _anat_inputs(self, wc: Any) -> Files:
+        """The subject's T1w and, when it is corrected for gradient nonlinearity, its
+        scanner's coefficient file (``gradient``: a changed file reruns the job)."""
+        files = {"t1w": self._anat_t1w(wc)}
+        gradient = self.image_gradient_choice(files["t1w"]).coefficients
+        if gradient is not None:  # docs/gradients.md, "Anatomy and SBRefs"
+            files["gradient"] = gradient
+        return files
+
+    def _anat_params(self, wc: Any, input: Any) -> str:
+        """``--gradient-json`` when the T1w is corrected (``input.gradient``)."""
+        if "gradient" not in input.keys():
+            return ""
+        spec = self.image_gradient_choice(self._anat_t1w(wc)).spec()
+        return _words(["--gradient-json", json.dumps(spec, sort_keys=True)])
+
     def _anat_t1w(self, wc: Any) -> str:
         """The subject's T1w (any session's anat/)."""
         try:
@@ -381,6 +398,20 @@ class RunPlan(BasePlan):
             )
         return line + "."
 
+    def _gradient_files(self) -> Mapping[str, str]:
+        """``spatial.gradient_coefficients`` ({} when empty).
+
+        Raises
+        ------
+        PlanError
+            A configured coefficient file does not exist (the key, the path and the fix).
+        """
+        files = self.config["spatial"].get("gradient_coefficients") or {}
+        problem = grad.check_files(files)
+        if problem:
+            raise PlanError(problem)
+        return files
+
     def gradient_choice(self, run: Run) -> grad.GradientChoice:
         """The gradient-nonlinearity correction of a run (:mod:`echoprep.plan.gradients`).
 
@@ -389,31 +420,50 @@ class RunPlan(BasePlan):
         PlanError
             A configured coefficient file does not exist (the key, the path and the fix).
         """
-        files = self.config["spatial"].get("gradient_coefficients") or {}
+        files = self._gradient_files()
         if not files:
             return grad.GradientChoice(None, reason="spatial.gradient_coefficients is empty")
-        problem = grad.check_files(files)
-        if problem:
-            raise PlanError(problem)
         return grad.choose(files, run)
 
-    def gradient_summary(self) -> str | None:
-        """One line on the gradient-nonlinearity correction (printed once, like
-        :meth:`sdc_summary`); None without spatial preprocessing.
+    def image_gradient_choice(self, image: str | Path) -> grad.GradientChoice:
+        """The gradient-nonlinearity correction of an anatomical image (the T1w, the T2w),
+        decided from its own sidecar: an anatomy from another scanner gets that scanner's
+        coefficient file.
 
         Raises
         ------
         PlanError
             A configured coefficient file does not exist.
         """
-        spatial = self.config["spatial"]
-        if not spatial["enabled"]:
+        files = self._gradient_files()
+        if not files:
+            return grad.GradientChoice(None, reason="spatial.gradient_coefficients is empty")
+        return grad.choose_image(files, image)
+
+    def anatomy_images(self) -> list[Path]:
+        """The raw anatomical images the workflow uses, subject by subject: the T1w (the
+        anatomy stage, with outputs in T1w space) and the T2w (the registration target; found
+        only when ``spatial.registration_target`` uses it)."""
+        if not self.space():
+            return []
+        images = []
+        for sub in self.dataset.subjects():
+            images += [d[sub] for d in (self.dataset.t1w, self.dataset.t2w) if sub in d]
+        return images
+
+    def gradient_summary(self) -> str | None:
+        """One line on the gradient-nonlinearity correction of the runs and the anatomical
+        images (printed once, like :meth:`sdc_summary`); None without spatial preprocessing.
+
+        Raises
+        ------
+        PlanError
+            A configured coefficient file does not exist.
+        """
+        if not self.config["spatial"]["enabled"]:
             return None
-        files = spatial.get("gradient_coefficients") or {}
-        problem = grad.check_files(files)
-        if problem:
-            raise PlanError(problem)
-        return grad.summary(files, self.dataset.runs)
+        files = self._gradient_files()
+        return grad.summary(files, self.dataset.runs, self.anatomy_images())
 
     def _sdc_label(self, run: Run) -> str:
         """The method of a run as the summary names it: the fieldmap's kind (phasediff or
@@ -493,7 +543,8 @@ class RunPlan(BasePlan):
 
     def _spatial_subject_inputs(self, wc: Any) -> Files:
         """The subject's reference boldref, the anatomy's T1w and brain mask and, when it is the
-        registration target, the subject's raw T2w."""
+        registration target, the subject's raw T2w (and, when the T2w is corrected for
+        gradient nonlinearity, its scanner's coefficient file, ``t2w_gradient``)."""
         anat = self.anat_outputs(wc.subject)
         files = {
             "boldref": self.spatial_reference_outputs(wc.subject)["boldref"],
@@ -503,11 +554,21 @@ class RunPlan(BasePlan):
         t2w = self.dataset.t2w.get(wc.subject)  # found only when registration_target uses it
         if t2w is not None:
             files["t2w"] = str(t2w)
+            gradient = self.image_gradient_choice(t2w).coefficients
+            if gradient is not None:
+                files["t2w_gradient"] = gradient
         return files
 
     def _spatial_subject_params(self, wc: Any, input: Any) -> str:
-        """``--t2w`` when the subject's T2w is the registration target."""
-        return _words(["--t2w", input.t2w]) if "t2w" in input.keys() else ""
+        """``--t2w`` when the subject's T2w is the registration target, and
+        ``--t2w-gradient-json`` when it is corrected (``input.t2w_gradient``)."""
+        if "t2w" not in input.keys():
+            return ""
+        args = ["--t2w", input.t2w]
+        if "t2w_gradient" in input.keys():
+            spec = self.image_gradient_choice(input.t2w).spec()
+            args += ["--t2w-gradient-json", json.dumps(spec, sort_keys=True)]
+        return _words(args)
 
     def resample_sources(self, run: Run, nordic: str) -> list[str]:
         """The echoes the resampling reads for a NORDIC variant (echo-time order): the raw

@@ -258,9 +258,14 @@ class SpecPlan(PublishPlan):
     def _spec_anatomy(self) -> RuleSpec:
         return self._rule(
             "anatomy",
-            {"t1w": self._anat_t1w},
+            self._anat_inputs,
             self.anat_outputs(),
-            {"options": self.options("anatomy"), "seed": self._seed(), "out": self._anat_out_args},
+            {
+                "options": self.options("anatomy"),
+                "seed": self._seed(),
+                "out": self._anat_out_args,
+                "args": self._anat_params,
+            },
         )
 
     def _spec_spatial_reference(self) -> RuleSpec:

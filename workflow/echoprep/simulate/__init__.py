@@ -50,6 +50,11 @@ Spatial realism (ground truth in :mod:`.truth`; conventions in :mod:`.geometry`)
   per session; the field drifts linearly over the session, each fieldmap measures it at its
   time and in its own head position, each run is distorted by it at the run's centre
   (:mod:`.session_fieldmaps`).
+- Gradient nonlinearity (``gradient_nonlinearity=True``): the BOLD, SBRefs and GRE fieldmaps are
+  acquired with a synthetic nonlinear coil (:mod:`.gradient_coil`, up to about 3.5 mm over the
+  functional grid, 0.6 mm median): a spin at true scanner position ``p`` is imaged at
+  ``p + d(p)`` and then shifted by its own B0 field; the coil's ``.grad`` file is written to
+  ``code/gradients/``.
 - T1w pose: the T1w (another session) shows the head under a per-subject rigid transform of
   3–7° about a random axis and a 4–9 mm shift; its truth masks are in that pose and the exact
   BOLD-world → T1w-world matrix is in the truth (JSON and ITK/ANTs text).

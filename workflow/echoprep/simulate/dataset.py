@@ -26,6 +26,7 @@ from echoprep.simulate.anatomy import (
     KAPPA,
     ROI_DEFINITIONS,
     SubjectAnatomy,
+    functional_grid,
     subject_anatomy,
 )
 from echoprep.simulate.anatomy_files import anatomy_options, write_anatomy
@@ -35,6 +36,12 @@ from echoprep.simulate.geometry import (
     PE_DIRECTION,
     PE_SIGN,
     voxel_shift_map,
+)
+from echoprep.simulate.gradient_coil import (
+    coil_path,
+    max_displacement,
+    true_positions,
+    write_coil,
 )
 from echoprep.simulate.presets import PRESETS, Preset
 from echoprep.simulate.response import DEFAULT, ResponseModel, resolve
@@ -111,6 +118,7 @@ def simulate_dataset(
     t1w_kind: str = "mprage",
     t2w: bool = False,
     anat_session: str | None = None,
+    gradient_nonlinearity: bool = False,
 ) -> Path:
     """Write a simulated raw BIDS dataset with ground truth; see :mod:`echoprep.simulate`.
 
@@ -169,6 +177,10 @@ def simulate_dataset(
         background); also a T2w aligned to the T1w; ``anat_session`` puts them in an
         anatomy-only session ``ses-<label>/anat`` (e.g. ``"PrismaAnat"``, no BOLD), None in
         ``ses-01/anat``. Non-default values are recorded in the simulation parameters.
+    gradient_nonlinearity
+        BOLD, SBRefs and GRE fieldmaps acquired with a nonlinear coil (not the anatomy, not
+        with ``fieldmap_kind="epi"``; :mod:`echoprep.simulate.gradient_coil`); the motion and
+        the field of every volume are then in the truth for every run.
 
     Returns
     -------
@@ -204,6 +216,11 @@ def simulate_dataset(
             f"found {fieldmap_kind!r}"
         )
     p.images_for_runs(n_runs)
+    if gradient_nonlinearity and fieldmap_kind == "epi":
+        raise ValueError(
+            "--gradient-nonlinearity with --fieldmap-kind epi: expected GRE fieldmaps; the "
+            "simulator does not warp reversed phase-encoding pairs. Fix: drop one of the two"
+        )
     n_fmaps = check_fieldmaps_per_session(fieldmaps_per_session, n_runs, fieldmap, fieldmap_kind)
     anat_params = anatomy_options(t1w_kind, t2w, anat_session, n_ses)
     model = resolve(response)
@@ -229,6 +246,12 @@ def simulate_dataset(
     params |= anat_params
     if n_fmaps:
         params |= {"fieldmaps_per_session": n_fmaps, "field_drift": FIELD_DRIFT_HZ_PER_MIN}
+    grid = functional_grid(p)
+    if gradient_nonlinearity:
+        params["gradient_nonlinearity"] = {
+            "Coefficients": coil_path("").as_posix(),
+            "MaxDisplacementMm": round(max_displacement(grid.shape, grid.affine), 4),
+        }
 
     root = Path(out)
     labels = [f"{i:02d}" for i in range(subject_offset + 1, subject_offset + n_sub + 1)]
@@ -258,6 +281,10 @@ def simulate_dataset(
         )
     else:
         _write_root(root, p, params)
+    points = None
+    if gradient_nonlinearity:
+        write_coil(root)
+        points = true_positions(grid.shape, grid.affine)
 
     for lab in labels:
         t0 = time.perf_counter()
@@ -272,6 +299,7 @@ def simulate_dataset(
             model,
             (fieldmap_kind, bool(field_dynamics), n_fmaps),
             (t1w_kind, bool(t2w), anat_session),
+            points,
         )
         log.info("sub-%s written in %.1f s", lab, time.perf_counter() - t0)
     _update_participants(root, seed, labels)
@@ -366,10 +394,12 @@ def _simulate_subject(
     response: ResponseModel = DEFAULT,
     field: tuple[str, bool, int] = ("phasediff", False, 0),
     anatomy: tuple[str, bool, str | None] = ("mprage", False, None),
+    points: np.ndarray | None = None,
 ) -> None:
     """Write one subject: ``counts`` = (sessions, runs), ``options`` = (motion, fieldmap,
     distortion, phase); ``field`` = (fieldmap_kind, field_dynamics, fieldmaps_per_session)
-    of :func:`simulate_dataset`; ``anatomy`` = (t1w_kind, t2w, anat_session)."""
+    of :func:`simulate_dataset`; ``anatomy`` = (t1w_kind, t2w, anat_session); ``points``:
+    the gradient coil's true positions of the grid voxels, or None."""
     fieldmap_kind, field_dynamics, n_fmaps = field
     n_ses, n_runs = counts
     motion, fieldmap, distortion, phase = options
@@ -410,6 +440,7 @@ def _simulate_subject(
                 distortion=distortion,
                 response=response,
                 field_dynamics=field_dynamics,
+                gradient_points=points,
             )
             sigma = thermal_sigma(p, response)
             when = clock.run_starts[run - 1] if clock else None
@@ -420,10 +451,10 @@ def _simulate_subject(
             if fieldmap and fieldmap_kind == "epi":
                 write_epi_pair(root, p, ents, anat, seed, (sub, ses, run), phase)
             elif fieldmap and not clock:
-                write_gre_fieldmap(root, p, ents, anat, seed, (sub, ses, run), phase)
+                write_gre_fieldmap(root, p, ents, anat, seed, (sub, ses, run), phase, points=points)
             if model.motion is not None:
                 _write_motion(root, label, ses_label, run_label, model)
-            if (model.dynamic or clock) and model.distorted:
+            if (model.dynamic or clock or points is not None) and model.distorted:
                 _write_run_field(root, (label, ses_label, run_label), model)
             _write_artifact(root, label, ses_label, run_label, model.s0_courses[-1])
             log.info(
@@ -435,7 +466,7 @@ def _simulate_subject(
             )
         if clock:
             ses_ents = {"sub": label, "ses": ses_label}
-            write_session_fieldmaps(root, p, ses_ents, anat, seed, (sub, ses), clock, timed)
+            write_session_fieldmaps(root, p, ses_ents, anat, seed, (sub, ses), clock, timed, points)
 
 
 def _write_bold(

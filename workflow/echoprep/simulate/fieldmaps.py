@@ -36,21 +36,35 @@ FIELDMAP_KINDS = ("phasediff", "epi")
 
 
 def posed_maps(
-    anat: SubjectAnatomy, field: np.ndarray, pose: np.ndarray | None
+    anat: SubjectAnatomy,
+    field: np.ndarray,
+    pose: np.ndarray | None,
+    points: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """S0, R2*, phase at TE 0 and the field (Hz) of the head moved by ``pose`` (rigid
     parameters ``(trans_x, trans_y, trans_z [mm], rot_x, rot_y, rot_z [rad])`` about the grid
     centre, :func:`echoprep.simulate.geometry.rigid_matrix`; cubic B-spline, 0 outside), each
-    (nx, ny, nz); the maps as they are for None or a zero pose."""
+    (nx, ny, nz); the maps as they are for None or a zero pose. ``points``: gradient
+    nonlinearity, the true positions imaged at the grid voxels ``(3, nvox)``
+    (:func:`echoprep.simulate.gradient_coil.true_positions`): the maps are sampled there."""
     maps = (anat.s0, anat.r2s, anat.phase0, field)
-    if pose is None or not np.any(pose):
+    if points is None and (pose is None or not np.any(pose)):
         return maps
     a = anat.grid.affine
     centre = a[:3, :3] @ ((np.asarray(anat.grid.shape) - 1) / 2) + a[:3, 3]
-    m = np.linalg.inv(a) @ np.linalg.inv(rigid_matrix(pose, centre)) @ a
-    s0, r2s, phase0, moved = (
-        ndimage.affine_transform(x, m[:3, :3], m[:3, 3], order=3, mode="constant") for x in maps
-    )
+    move = np.eye(4) if pose is None else rigid_matrix(pose, centre)
+    m = np.linalg.inv(a) @ np.linalg.inv(move) @ a
+    if points is None:
+        s0, r2s, phase0, moved = (
+            ndimage.affine_transform(x, m[:3, :3], m[:3, 3], order=3, mode="constant") for x in maps
+        )
+    else:
+        w = np.linalg.inv(a) @ np.linalg.inv(move)
+        coords = w[:3, :3] @ points + w[:3, 3:4]
+        s0, r2s, phase0, moved = (
+            ndimage.map_coordinates(x, coords, order=3, mode="constant").reshape(x.shape)
+            for x in maps
+        )
     return np.maximum(s0, 0), np.maximum(r2s, 0), phase0, moved
 
 
@@ -66,18 +80,20 @@ def write_gre_fieldmap(
     field: np.ndarray | None = None,
     pose: np.ndarray | None = None,
     sidecar: dict[str, Any] | None = None,
+    points: np.ndarray | None = None,
 ) -> None:
     """A dual-echo GRE fieldmap of run ``key`` = (subject, session, run): ``magnitude1``,
     ``magnitude2`` and ``phasediff`` (Siemens units) of the static field in the motion-free
     position, with complex noise; ``IntendedFor`` names the run's BOLD files. Same arguments
     as :func:`write_epi_pair`. A session's fieldmap (``field`` given: the field at its time,
     Hz, on the grid) names no run, is in the head position ``pose`` (:func:`posed_maps`) and
-    adds ``sidecar`` to its sidecars (``AcquisitionTime``)."""
+    adds ``sidecar`` to its sidecars (``AcquisitionTime``). ``points``: gradient nonlinearity
+    (:func:`posed_maps`)."""
     sub, ses, run = key
     r = seeds.rng(seed, sub, ses, run, seeds.FIELDMAP)
     fents = {k: ents[k] for k in ("sub", "ses", "run")}
     targets = intended_bold(root, p, ents, phase) if field is None else None
-    s0, r2s, phase0, b0 = posed_maps(anat, anat.b0_hz if field is None else field, pose)
+    s0, r2s, phase0, b0 = posed_maps(anat, anat.b0_hz if field is None else field, pose, points)
     sigma = 0.5 * p.noise_sigma
     signals = []
     for te in FMAP_TES:

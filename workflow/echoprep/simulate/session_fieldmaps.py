@@ -191,6 +191,7 @@ def write_session_fieldmaps(
     key: tuple[int, int],
     clock: SessionClock,
     bold_files: list[tuple[Path, float]],
+    points: np.ndarray | None = None,
 ) -> None:
     """A session's GRE fieldmaps (``run-01`` .. ``run-0N`` of their own, each the field at its
     time in its head position), its ``scans.tsv`` (every fieldmap and ``bold_files``:
@@ -202,6 +203,8 @@ def write_session_fieldmaps(
         ``{"sub": ..., "ses": ...}``.
     key
         ``(subject, session)`` numbers (the fieldmaps' noise streams).
+    points
+        Gradient nonlinearity (:func:`echoprep.simulate.fieldmaps.posed_maps`), or None.
     """
     sub, ses = key
     rows: list[tuple[Path, float]] = list(bold_files)
@@ -221,6 +224,7 @@ def write_session_fieldmaps(
             field=field_at(anat, clock, when),
             pose=pose,
             sidecar=extra,
+            points=points,
         )
         for kind in ("magnitude1", "magnitude2", "phasediff"):
             rows.append((bids_path(root, ents | {"run": label}, kind, ".nii.gz", "fmap"), when))

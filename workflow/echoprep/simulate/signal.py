@@ -52,8 +52,13 @@ from echoprep.simulate.design import hrf_index, response_matrix, slice_timing
 from echoprep.simulate.geometry import (
     distort_signal,
     distortion_operator,
-    rigid_matrix,
     voxel_shift_map,
+)
+from echoprep.simulate.head_position import (
+    moved,
+    moved_task,
+    voxel_coords,
+    voxel_motion,
 )
 from echoprep.simulate.presets import Preset
 from echoprep.simulate.response import ResponseModel, resolve
@@ -73,17 +78,6 @@ PHYSIO_SD = 0.3
 S0_FLUCT_SD = 0.003
 #: SD of the Legendre drift coefficients (fraction).
 DRIFT_SD = 0.006
-#: Spline order of the rigid head motion of the parameter maps. A Fourier-encoded image is the
-#: band-limited (sinc) interpolant of its voxels, so a head moved by a fraction of a voxel is
-#: imaged as the sinc-shifted image, not as a blend of neighbours: trilinear interpolation
-#: (order 1) would low-pass every volume by an amount that changes with its position. Realigned
-#: with the true motion, the active voxels' noise-free time courses of the tiny preset match the
-#: motion-free run with median r 0.993 at order 3 against 0.962 at order 1 (test_simulate.py).
-#: The cubic B-spline is the usual near-sinc approximation at 4.4x trilinear's cost.
-MOTION_ORDER = 3
-#: Zero voxels kept around the active region when its response is moved: the cubic spline's
-#: prefilter carries about 0.27**d of a value d voxels away.
-_TASK_MARGIN = 6
 #: Peak fractional S0 change of the non-BOLD artefact (steps and spikes, as from small head
 #: jerks or inflow) in CSF and at the brain edge; TE-independent, so tedana should reject it.
 ARTIFACT_SD = 0.03
@@ -167,6 +161,12 @@ class RunModel:
         With motion: the evoked response at every slice time, to form it at the acquisition
         time of the scanner slice the moved content lands in; None without motion (``task``,
         at each voxel's own slice time, is then exact).
+    gradient_points
+        Gradient nonlinearity (:mod:`.gradient_coil`): the true scanner positions (world mm)
+        imaged at every grid voxel, ``(3, nvox)`` float64 (C order); the maps of every volume
+        are sampled there (motion composed), and the susceptibility shift uses the field of
+        those true positions. None: a linear coil (always with ``motion``, zeros when the head
+        does not move).
     motion_field
         Field dynamics (:func:`build_run` with ``field_dynamics``): the scanner-fixed field
         change per degree of pitch (``rot_x``), Hz, shape (nx, ny, nz); None: the field that
@@ -196,6 +196,7 @@ class RunModel:
     readout_time: float = 0.0
     task_timing: TaskTiming | None = None
     motion_field: np.ndarray | None = None
+    gradient_points: np.ndarray | None = None
 
     @property
     def n_volumes(self) -> int:
@@ -218,12 +219,14 @@ class RunModel:
         """Whether the field that distorts each volume changes over the run."""
         return self.motion_field is not None
 
-    def field_hz(self, volume: int | None = None) -> np.ndarray:
+    def field_hz(self, volume: int | None = None, *, acquired: bool = False) -> np.ndarray:
         """Off-resonance (Hz) that distorts ``volume``, in the scanner frame: the static field
         of the motion-free head (None), or of the head position of ``volume`` (the field
         moved with the head), plus, with field dynamics, that volume's drift and respiration
         (head-fixed, moved with the head) and the pitch-dependent scanner-fixed change;
-        shape (nx, ny, nz), float32."""
+        shape (nx, ny, nz), float32. The value at a voxel is the field at that true scanner
+        position; ``acquired`` (with gradient nonlinearity only): the field of the spin
+        imaged at each voxel before its susceptibility shift (at :attr:`gradient_points`)."""
         field = self.field
         if volume is None:
             return field
@@ -231,17 +234,29 @@ class RunModel:
             drift = np.zeros(int(np.prod(self.shape)), np.float32)
             drift[self.head_idx] = self.df_maps @ self.df_courses[:, volume]
             field = field + drift.reshape(self.shape)
-        if self.motion is not None:
-            mat, off = _voxel_motion(self, self.motion[volume])
+        warped = acquired and self.gradient_points is not None
+        if warped:
+            coords = voxel_coords(self, volume)
+            field = ndimage.map_coordinates(field, coords, order=1, mode="nearest")
+            field = field.reshape(self.shape)
+        elif self.motion is not None:
+            mat, off = voxel_motion(self, self.motion[volume])
             field = ndimage.affine_transform(field, mat, off, order=1, mode="nearest")
-            if self.motion_field is not None:
-                field = field + self.motion_field * np.float32(np.degrees(self.motion[volume, 3]))
+        if self.motion is not None and self.motion_field is not None:
+            pitch = np.float32(np.degrees(self.motion[volume, 3]))
+            scanner = self.motion_field
+            if warped:
+                inv = np.linalg.inv(self.affine)
+                points = inv[:3, :3] @ self.gradient_points + inv[:3, 3:4]  # type: ignore[operator]
+                scanner = ndimage.map_coordinates(scanner, points, order=1, mode="nearest")
+                scanner = scanner.reshape(self.shape)
+            field = field + scanner * pitch
         return np.asarray(field, np.float32)
 
-    def shift_map(self, volume: int | None = None) -> np.ndarray:
+    def shift_map(self, volume: int | None = None, *, acquired: bool = False) -> np.ndarray:
         """Voxel shift along +j (voxels) of the field of :meth:`field_hz`, shape (nx, ny, nz),
         float32."""
-        return voxel_shift_map(self.field_hz(volume), self.readout_time)
+        return voxel_shift_map(self.field_hz(volume, acquired=acquired), self.readout_time)
 
 
 def _standardize(x: np.ndarray) -> np.ndarray:
@@ -305,6 +320,7 @@ def build_run(
     distortion: bool = False,
     response: ResponseModel | str | None = None,
     field_dynamics: bool = False,
+    gradient_points: np.ndarray | None = None,
 ) -> RunModel:
     """Draw the time courses of one run.
 
@@ -325,6 +341,10 @@ def build_run(
         with the linear drift, distorts the images as well as shifting their phase; with
         motion, a scanner-fixed change proportional to the pitch is added. No random draw is
         added, so every other quantity of the run is the same as without.
+    gradient_points
+        Gradient nonlinearity: the true positions imaged at the grid voxels
+        (:func:`.gradient_coil.true_positions`), or None. Without ``motion`` the head then
+        stays still through the motion path (zero parameters), which samples at them.
     onsets
         Onsets (s) of the run's image trials, shape (n_trials,).
     betas
@@ -409,8 +429,10 @@ def build_run(
         if motion
         else None
     )
+    if moves is None and gradient_points is not None:
+        moves = np.zeros((n, 6))
     timing = None
-    if motion:
+    if moves is not None:
         times, slice_index = np.unique(st, return_inverse=True)
         hrfs, hrf_pos = np.unique(k_of, return_inverse=True)
         responses = np.stack(
@@ -442,6 +464,7 @@ def build_run(
         readout_time=total_readout_time(preset) if distortion else 0.0,
         task_timing=timing,
         motion_field=motion_field,
+        gradient_points=gradient_points,
     )
 
 
@@ -497,81 +520,9 @@ def noise_free(model: RunModel, te: float, start: int, stop: int) -> np.ndarray:
     return (s0 * np.exp(-te * r2s) * np.exp(1j * phase)).astype(np.complex64)
 
 
-def _voxel_motion(model: RunModel, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Output-voxel → input-voxel matrix and offset of one volume's rigid motion."""
-    a = model.affine
-    move = rigid_matrix(params, model.center)
-    m = np.linalg.inv(a) @ np.linalg.inv(move) @ a
-    return m[:3, :3], m[:3, 3]
-
-
-def _moved(
-    model: RunModel, values: np.ndarray, volume: int, *, nonnegative: bool = False
-) -> np.ndarray:
-    """Head-voxel values (n_head,) placed on the grid and moved to the head position of
-    ``volume`` (B-spline of order :data:`MOTION_ORDER`, 0 outside; clipped at 0 when
-    ``nonnegative``, against the spline's overshoot at the head's edge); flat (nvox,)
-    float32."""
-    g = np.zeros(int(np.prod(model.shape)), np.float32)
-    g[model.head_idx] = values
-    mat, off = _voxel_motion(model, model.motion[volume])
-    moved = ndimage.affine_transform(
-        g.reshape(model.shape), mat, off, order=MOTION_ORDER, mode="constant"
-    ).reshape(-1)
-    if nonnegative:
-        np.maximum(moved, 0, out=moved)
-    return moved
-
-
-def _moved_task(model: RunModel, start: int, stop: int) -> np.ndarray:
-    """Evoked ΔR2* decrease of volumes ``start:stop`` in the scanner frame: at scanner slice
-    ``z`` the head's response at the acquisition time of ``z``, moved like :func:`_moved`;
-    shape (stop - start, nvox) float32.
-
-    Only the box around the active voxels (plus :data:`_TASK_MARGIN` zero voxels) is
-    interpolated, into the scanner voxels that box can reach in each volume.
-    """
-    timing = model.task_timing
-    shape = np.array(model.shape)
-    nb = stop - start
-    out = np.zeros((nb, *model.shape), np.float32)
-    if not len(model.task_rows):
-        return out.reshape(nb, -1)
-    act = np.stack(np.unravel_index(model.head_idx[model.task_rows], model.shape))
-    lo = np.maximum(act.min(axis=1) - _TASK_MARGIN, 0)
-    hi = np.minimum(act.max(axis=1) + _TASK_MARGIN + 1, shape)
-    local = tuple(act - lo[:, None])
-    moves = [_voxel_motion(model, model.motion[start + k]) for k in range(nb)]
-    corners = lo[:, None] + (hi - 1 - lo)[:, None] * np.indices((2, 2, 2)).reshape(3, -1)
-    reach = np.concatenate([np.linalg.solve(m, corners - o[:, None]) for m, o in moves], axis=1)
-    olo = np.clip(np.floor(reach.min(axis=1)).astype(int) - 1, 0, shape)
-    ohi = np.clip(np.ceil(reach.max(axis=1)).astype(int) + 2, 0, shape)
-    grid = np.zeros(tuple(hi - lo), np.float32)
-    for time in np.unique(timing.slice_index):
-        slices = np.flatnonzero(timing.slice_index == time)
-        slices = slices[(slices >= olo[2]) & (slices < ohi[2])]
-        if not slices.size:
-            continue
-        ijk = np.indices((ohi[0] - olo[0], ohi[1] - olo[1], len(slices)), dtype=np.float64)
-        ijk[0] += olo[0]
-        ijk[1] += olo[1]
-        ijk[2] = slices[ijk[2].astype(int)]
-        ijk = ijk.reshape(3, -1)
-        values = timing.at(int(time), start, stop)
-        for k, (mat, off) in enumerate(moves):
-            grid[local] = values[:, k]
-            moved = ndimage.map_coordinates(
-                grid, mat @ ijk + (off - lo)[:, None], order=MOTION_ORDER, mode="constant"
-            )
-            out[k, olo[0] : ohi[0], olo[1] : ohi[1]][:, :, slices] = moved.reshape(
-                ohi[0] - olo[0], ohi[1] - olo[1], len(slices)
-            )
-    return out.reshape(nb, -1)
-
-
 def _distortion(model: RunModel, volume: int | None, sources: np.ndarray) -> sparse.csc_array:
     """The distortion operator of the head position of ``volume`` (None: motion-free)."""
-    return distortion_operator(model.shift_map(volume), sources)
+    return distortion_operator(model.shift_map(volume, acquired=True), sources)
 
 
 def reference_image(model: RunModel, te: float) -> np.ndarray:
@@ -583,7 +534,7 @@ def reference_image(model: RunModel, te: float) -> np.ndarray:
     nvox = int(np.prod(model.shape))
     s0, r2s, idx = model.s0, model.r2s, model.head_idx
     if model.motion is not None:
-        s0, r2s = (_moved(model, m, 0, nonnegative=True) for m in (s0, r2s))
+        s0, r2s = (moved(model, m, 0, nonnegative=True) for m in (s0, r2s))
         idx = np.flatnonzero(s0 > 0)
         s0, r2s = s0[idx], r2s[idx]
     img = np.zeros(nvox, np.float32)
@@ -618,7 +569,7 @@ def run_volumes(
     list of (magnitude, phase)
         Per echo, int16 arrays of shape (n_chunk, nx, ny, nz); phase is None when ``phase`` is
         False. With motion, the parameter maps (S0, R2*, phase at TE 0, off-resonance) of each
-        volume are moved rigidly (:func:`_moved`) before the echoes are formed; with distortion,
+        volume are moved rigidly (:func:`moved`) before the echoes are formed; with distortion,
         the complex echo images are then distorted by the field in the volume's head position
         (one operator per volume, shared by the echoes).
     """
@@ -643,11 +594,11 @@ def run_volumes(
                 r2s = r2s.copy()
                 r2s[model.task_rows] += model.task[:, start:stop]
             maps = [
-                np.stack([_moved(model, m[:, k], start + k, nonnegative=pos) for k in range(nb)])
+                np.stack([moved(model, m[:, k], start + k, nonnegative=pos) for k in range(nb)])
                 for m, pos in ((s0, True), (r2s, not timed), (phase0, False), (freq, False))
             ]
             if timed:
-                maps[1] = np.maximum(maps[1] - _moved_task(model, start, stop), 0)
+                maps[1] = np.maximum(maps[1] - moved_task(model, start, stop), 0)
         s0_v, r2_v, ph0_v, f_v = maps
         if model.motion_field is not None and model.motion is not None:
             pitch = np.degrees(model.motion[start:stop, 3]).astype(np.float32)

@@ -1,6 +1,11 @@
 """Anatomy stage: one T1w per subject → N4-corrected T1w, brain mask, tissues, template transforms.
 
-Steps (all in the T1w's own grid; nothing is resampled except what goes to the template):
+Steps (all in the T1w's own grid; nothing is resampled except what goes to the template and
+the gradient-nonlinearity correction). First, when the plan gives a coefficient file for the
+T1w's scanner (``--gradient-json``, decided from the T1w's own sidecar: docs/gradients.md,
+"Anatomy and SBRefs"), the T1w is taken at ``p + d(p)`` on its own grid (cubic B-spline)
+before anything else; every sidecar then records ``GradientNonlinearity`` and the coefficient
+file is a source (without one, nothing changes). Then:
 
 0. **Noise background** of an MP2RAGE UNI T1w (uniform noise outside the head) set to 0 when
    detected (``anatomy.uni_background``, :mod:`.background`; docs/anatomy.md); any other T1w
@@ -107,6 +112,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help='the config anatomy: section as JSON, e.g. {"registration": "precise"}; '
         "missing keys take the defaults",
     )
+    parser.add_argument(
+        "--gradient-json",
+        default=None,
+        help='gradient-nonlinearity correction of the T1w: {"coefficients": .grad file, '
+        '"patient_position": "HFS"} (docs/gradients.md)',
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     return parser
@@ -124,6 +135,7 @@ def run_from_args(args: argparse.Namespace) -> int:
         seed=args.seed,
         n_threads=args.threads,
         options=parse_anatomy_options(given, "--options-json"),
+        gradient=json.loads(args.gradient_json) if args.gradient_json else None,
     )
     return 0
 

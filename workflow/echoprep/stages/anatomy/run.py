@@ -16,6 +16,7 @@ import numpy as np
 from echoprep.adapters import ants, deepbet
 from echoprep.adapters.ants import REGISTRATION_PRESETS
 from echoprep.io.atomic import atomic_path
+from echoprep.io.gradients import correct_image
 from echoprep.io.images import StageInputError, atomic_save, float_image
 from echoprep.io.outputs import TEMPLATE, stage_table
 from echoprep.io.sidecars import write_sidecar
@@ -80,6 +81,7 @@ def run_anatomy(
     seed: int = 0,
     n_threads: int = 1,
     options: AnatomyOptions | Mapping[str, Any] | None = None,
+    gradient: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Bias-correct, skull-strip, segment and register one T1w; write the outputs.
 
@@ -101,6 +103,12 @@ def run_anatomy(
     options
         :class:`AnatomyOptions`, or (part of) the config's ``anatomy`` section: missing keys
         take the schema default.
+    gradient
+        Gradient-nonlinearity correction of the T1w (docs/gradients.md, "Anatomy and
+        SBRefs"): ``{"coefficients": .grad file of the T1w's scanner, "patient_position":
+        "HFS" | "HFP"}``: the T1w is taken at ``p + d(p)`` on its own grid (cubic B-spline)
+        before any other step, every sidecar records ``GradientNonlinearity`` and lists the
+        file among its sources. None (default): not corrected, nothing recorded.
 
     Returns
     -------
@@ -113,8 +121,9 @@ def run_anatomy(
     Raises
     ------
     StageInputError
-        For an unusable T1w (see :func:`validate_t1w`), an empty brain mask, or a brain in
-        which Atropos finds no tissue classes.
+        For an unusable T1w (see :func:`validate_t1w`), an unusable ``gradient`` (a missing
+        or malformed coefficient file, an unknown patient position), an empty brain mask, or
+        a brain in which Atropos finds no tissue classes.
     ValueError
         For unknown or invalid options (``echoprep.options.OptionsError``), a missing required
         output key or a negative seed.
@@ -141,6 +150,11 @@ def run_anatomy(
     data = np.asarray(img.dataobj, dtype=np.float32)
 
     seconds: dict[str, float] = {}
+    grad_record = None
+    if gradient is not None:  # before anything else: every later step sees the true anatomy
+        t0 = time.perf_counter()
+        data, grad_record, _ = correct_image(data, affine, gradient, "T1w")
+        seconds["gradient_nonlinearity"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     voxel_mm3 = float(np.prod(spacing))
     data, background = prepare_background(t1w_path, data, voxel_mm3, opts.uni_background, warnings)
@@ -153,6 +167,8 @@ def run_anatomy(
         except StageInputError as exc:
             raise StageInputError(f"{t1w_path}: {exc}") from exc
         result["Background"] = background
+        if grad_record is not None:
+            result["GradientNonlinearity"] = grad_record
         result["Seconds"] = {k: round(v, 2) for k, v in seconds.items()}
         result["Warnings"] = list(warnings)
         _write_all(t1w_path, img, outputs, arrays, opts, seed, n_threads, result)
@@ -363,10 +379,16 @@ def _write_all(
 ) -> None:
     params = _parameters(opts, seed, n_threads)
     sources = [t1w_path]
+    grad_record = result.get("GradientNonlinearity")
+    grad_sources = [Path(grad_record["Coefficients"])] if grad_record is not None else []
 
     def sidecar(path: Path, extra: Mapping[str, Any], srcs: Sequence[Path] = sources) -> None:
-        # every sidecar says what was unusual about the input (empty list: nothing)
+        # every sidecar says what was unusual about the input (empty list: nothing) and, when
+        # the T1w was corrected, the gradient correction (the coefficient file a source)
         extra = {**extra, "Warnings": list(result.get("Warnings", []))}
+        if grad_record is not None:
+            extra["GradientNonlinearity"] = grad_record
+        srcs = [*srcs, *grad_sources]
         write_sidecar(path, sources=srcs, parameters=params, extra=extra, software=_SOFTWARE)
 
     preproc = Path(outputs["preproc"])

@@ -119,6 +119,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     sbj.add_argument(
         "--t2w", type=Path, default=None, help="raw T2w: the registration target (else the T1w)"
     )
+    sbj.add_argument(
+        "--t2w-gradient-json",
+        default=None,
+        help='gradient-nonlinearity correction of the T2w: {"coefficients": .grad file, '
+        '"patient_position": "HFS"} (docs/gradients.md)',
+    )
     sbj.add_argument("--seed", type=int, default=0)
     res = sub.add_parser("resample", help="one interpolation of every echo of a run")
     res.add_argument("--echo", nargs="+", required=True, type=Path)
@@ -190,6 +196,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             seed=args.seed,
             n_threads=args.threads,
             t2w_file=args.t2w,
+            t2w_gradient=json.loads(args.t2w_gradient_json) if args.t2w_gradient_json else None,
         )
     else:
         n = len(args.echo)

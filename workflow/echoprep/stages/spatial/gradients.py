@@ -6,22 +6,22 @@ on the run's raw BOLD grid padded by :data:`PAD_VOXELS` voxels (so that the posi
 volume's head stay inside), stores it in the run's geometry file, and unwarps its fieldmap (the
 Hz map taken at ``p + d(p)`` on the fieldmap's own grid, ``d`` evaluated there directly); the
 resampling interpolates the warp trilinearly at every volume's sample positions
-(:class:`echoprep.kernels.geometry.resampling.Chain`). docs/gradients.md.
+(:class:`echoprep.kernels.geometry.resampling.Chain`). Reading a spec
+(:func:`load_gradient`) and the record's common part live in :mod:`echoprep.io.gradients`,
+shared with the anatomy stage; the subject step corrects the T2w target with
+:func:`echoprep.io.gradients.correct_image`. docs/gradients.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-from echoprep.io.gradients import read_grad
-from echoprep.io.images import StageInputError
+from echoprep.io.gradients import correction_record, load_gradient
 from echoprep.kernels.geometry.gradients import (
-    PATIENT_POSITIONS,
     GradientCoefficients,
     displacement,
     grid_displacement,
@@ -30,31 +30,6 @@ from echoprep.kernels.geometry.gradients import (
 #: Voxels the warp grid extends the raw BOLD grid by on every side (head motion of a few mm
 #: moves sample positions by a voxel or two; outside the warp grid the nearest value is used).
 PAD_VOXELS = 4
-
-
-def load_gradient(spec: Mapping[str, Any]) -> tuple[GradientCoefficients, str, Path]:
-    """The coefficients, patient position and file of a gradient spec.
-
-    Parameters
-    ----------
-    spec
-        ``{"coefficients": path of a Siemens .grad file, "patient_position": "HFS" | "HFP"}``
-        (the position defaults to HFS).
-
-    Raises
-    ------
-    StageInputError
-        A missing or malformed file, an unknown patient position.
-    """
-    path = Path(spec["coefficients"])
-    position = str(spec.get("patient_position") or "HFS")
-    if position not in PATIENT_POSITIONS:
-        raise StageInputError(
-            f"{path}: expected a patient position of {', '.join(PATIENT_POSITIONS)} for the "
-            f"gradient-nonlinearity correction; found {position!r}. Fix: set PatientPosition "
-            "in the BOLD sidecar, or leave the scanner out of spatial.gradient_coefficients."
-        )
-    return read_grad(path), position, path
 
 
 def bold_warp(
@@ -118,21 +93,19 @@ def unwarp_fieldmap(
 def gradient_record(
     coeffs: GradientCoefficients, position: str, path: Path, field: np.ndarray
 ) -> dict[str, Any]:
-    """The sidecar record of an applied correction (file, R0, order, position, max |d|)."""
+    """The sidecar record of an applied correction of a run (file, R0, order, position, how
+    the warp is applied, max |d| over the warp grid; :func:`correction_record`)."""
     norm = np.sqrt((np.asarray(field, np.float64) ** 2).sum(axis=-1))
-    return {
-        "Applied": True,
-        "Coefficients": str(path),
-        "R0": coeffs.r0_mm,
-        "R0Units": "mm",
-        "MaxOrder": coeffs.max_order,
-        "PatientPosition": position,
-        "WarpGrid": f"the raw BOLD grid padded by {PAD_VOXELS} voxels on every side",
-        "WarpInterpolation": "trilinear, at every volume's true scanner positions (head motion "
-        "applied), composed into the one interpolation of the data",
-        "FieldmapUnwarped": "the Hz map taken at p + d(p) on its own grid (with a fieldmap)",
-        "MaxDisplacementMm": round(float(norm.max()), 4) if norm.size else 0.0,
-    }
+    record = correction_record(coeffs, position, path, float(norm.max()) if norm.size else 0.0)
+    largest = record.pop("MaxDisplacementMm")
+    record["WarpGrid"] = f"the raw BOLD grid padded by {PAD_VOXELS} voxels on every side"
+    record["WarpInterpolation"] = (
+        "trilinear, at every volume's true scanner positions (head motion applied), composed "
+        "into the one interpolation of the data"
+    )
+    record["FieldmapUnwarped"] = "the Hz map taken at p + d(p) on its own grid (with a fieldmap)"
+    record["MaxDisplacementMm"] = largest
+    return record
 
 
 __all__ = ["PAD_VOXELS", "bold_warp", "gradient_record", "load_gradient", "unwarp_fieldmap"]
