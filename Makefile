@@ -8,14 +8,23 @@ CORES ?= 2
 
 .PHONY: setup demo test test-fast lint
 
+# Upstream GLMsingle (glm.engine: glmsingle) is not on the package index. Where WHEELS holds its
+# wheel (development checkouts and CI have ../shared beside the checkout), setup also installs
+# the extra `glmsingle` (pinned in pyproject.toml) from there, so that its tests run; elsewhere
+# they skip, saying why.
+WHEELS ?= ../shared/wheels
+GLMSINGLE_WHEEL := $(wildcard $(WHEELS)/glmsingle-*.whl)
+comma := ,
+EXTRAS := workflow,spatial,report,test$(if $(GLMSINGLE_WHEEL),$(comma)glmsingle)
+
 # A virtual environment with exactly the versions pinned in pyproject.toml, and every package
 # they need at the version envs/constraints.txt locks (written by envs/lock.py): a fresh .venv
 # is the tested one, not the registry's newest of the day.
-$(VENV)/.installed: pyproject.toml envs/constraints.txt
+$(VENV)/.installed: pyproject.toml envs/constraints.txt $(GLMSINGLE_WHEEL)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-		-c envs/constraints.txt -e ".[workflow,spatial,report,test]"
+		-c envs/constraints.txt $(if $(GLMSINGLE_WHEEL),--find-links $(WHEELS)) -e ".[$(EXTRAS)]"
 	touch $@
 
 setup: $(VENV)/.installed

@@ -21,8 +21,9 @@ process), with ``--threads`` threads (default 2):
 - ``subject-grid`` / ``subject-grid+t2w``: the subject job's boldref -> T1w registration without
   and with the T2w as the target (the T2w aligned to the T1w first), once per subject.
 
-Printed: one row per step and the cost of each addition (step minus its baseline) per run (per
-subject for the last two), and one line::
+The peak is the child's own ``ru_maxrss`` (the parent stays small: the simulation runs in a
+child too). Printed: one row per step and the cost of each addition (step minus its baseline)
+per run (per subject for the last two), and one line::
 
     gradient_cpu_s_per_run=<x> time_cpu_s_per_run=<y> sbref_cpu_s_per_run=<z>
 
@@ -134,7 +135,7 @@ def _subject_outputs(work: Path) -> dict[str, Path]:
     return {k: work / f"{k}{ext}" for k, (_, _, ext) in SUBJECT_OUTPUTS.items()}
 
 
-def _metered(step: str, d: Path, threads: int) -> dict[str, float]:
+def _metered(step: str, d: Path, threads: int, preset: str = "laion") -> dict[str, float]:
     """Run one step in a child process: wall s, CPU s, peak GiB."""
     env = os.environ | {
         "OMP_NUM_THREADS": str(threads),
@@ -142,6 +143,7 @@ def _metered(step: str, d: Path, threads: int) -> dict[str, float]:
         "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS": str(threads),
     }
     argv = [sys.executable, __file__, "--step", step, "--dir", str(d), "--threads", str(threads)]
+    argv += ["--preset", preset]
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -186,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--step", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.step == "prepare":
+        _prepare(args.dir, args.preset)
+        return 0
     if args.step:
         _run_step(args.step, args.dir, args.threads)
         return 0
@@ -193,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         d = args.dir or Path(tmp)
         d.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        _prepare(d, args.preset)
+        # in a process of its own: this one stays small, and a child's peak memory (which
+        # Linux carries over from the process it was forked from) is its own
+        _metered("prepare", d, args.threads, args.preset)
         print(f"simulated in {time.perf_counter() - t0:.0f} s", flush=True)
         rows = {}
         for step in STEPS:

@@ -18,6 +18,12 @@ tests ran in then agree by construction.
     .venv/bin/python envs/lock.py           # rewrite envs/*.yaml and envs/constraints.txt
     .venv/bin/python envs/lock.py --check   # exit 1 and list the stale files instead
 
+A pinned package that is not on the package index (upstream GLMsingle, the extra
+``glmsingle``) is written into the envs as ``NAME @ git+URL@COMMIT``, the source of its pinned
+version in ``pyproject.toml``'s ``[tool.echoprep.git-sources]``; ``make setup`` installs it
+from its wheel in ``../shared/wheels`` where that exists (without it, this script stops, naming
+the package).
+
 ``tests/unit/test_envs.py`` recomputes the closure and fails when an env lacks a pin or pins
 another version. Regenerate after changing a pin in ``pyproject.toml`` and ``make setup``.
 
@@ -83,7 +89,17 @@ SPECS: dict[str, EnvSpec] = {
         extras=("gpu",),
         without=(),
     ),
+    "glmsingle.yaml": EnvSpec(
+        "echoprep-glmsingle",
+        "GLM rules with glm.engine: glmsingle: the echoprep env plus upstream GLMsingle (from its"
+        " repository at a pinned commit: pip needs git).",
+        extras=("glmsingle",),
+    ),
 }
+
+#: Extras whose packages are not on the package index: ``make setup`` installs them only where
+#: ``../shared/wheels`` holds their wheels (:func:`missing_wheel_extras`).
+WHEEL_EXTRAS = ("glmsingle",)
 
 
 def norm(name: str) -> str:
@@ -98,6 +114,35 @@ def pyproject_requirements(spec: EnvSpec, pyproject: Path = ROOT / "pyproject.to
     for extra in spec.extras:
         reqs += project["optional-dependencies"][extra]
     return reqs
+
+
+def git_sources(pyproject: Path = ROOT / "pyproject.toml") -> dict[str, str]:
+    """Normalised name -> ``git+URL@COMMIT`` of the pinned packages that are not on the package
+    index (pyproject.toml ``[tool.echoprep.git-sources]``)."""
+    tool = tomllib.loads(pyproject.read_text()).get("tool", {}).get("echoprep", {})
+    return {norm(k): v for k, v in tool.get("git-sources", {}).items()}
+
+
+def env_requirement(req: str, sources: dict[str, str]) -> str:
+    """A direct requirement as an env installs it: ``NAME @ git+URL@COMMIT`` for a package of
+    :func:`git_sources` (its pinned version is that commit's), else as it is."""
+    name = Requirement(req).name
+    source = sources.get(norm(name))
+    return f"{name} @ {source}" if source else req
+
+
+def missing_wheel_extras(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
+    """Packages of :data:`WHEEL_EXTRAS` that this Python lacks (their wheel was absent when
+    ``make setup`` ran): the closures that include them cannot be computed here."""
+    project = tomllib.loads(pyproject.read_text())["project"]
+    missing = []
+    for extra in WHEEL_EXTRAS:
+        for req in project["optional-dependencies"].get(extra, []):
+            try:
+                metadata.distribution(Requirement(req).name)
+            except metadata.PackageNotFoundError:
+                missing.append(Requirement(req).name)
+    return missing
 
 
 def setup_requirements(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
@@ -185,7 +230,11 @@ def render(file_name: str, spec: EnvSpec) -> str:
         "  - pip:",
         "      # direct (pyproject.toml)",
     ]
-    lines += [f"      - {r}" for r in direct]
+    sources = git_sources()
+    for r in direct:
+        if env_requirement(r, sources) != r:
+            lines.append(f"      # {r}: not on the package index, [tool.echoprep.git-sources]")
+        lines.append(f"      - {env_requirement(r, sources)}")
     lines.append("      # transitive (from the tested .venv)")
     lines += [f"      - {n}=={v}" for n, v in pins.items() if n not in direct_names]
     return "\n".join(lines) + "\n"

@@ -13,13 +13,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
 
+from echoprep.io.bids_uri import resolve_uri
 from helpers.snake import ROOT
 
 pytestmark = pytest.mark.slow
@@ -107,7 +107,8 @@ def test_rois_exist_and_originals_are_not_hard_linked(demo, layout):
         rois = demo["results"] / "atlases" / f"sub-{sub['subject']}" / "rois"
         for name in sub["rois"]:
             side = json.loads((rois / f"{name}.json").read_text())
-            original = Path(side["Sources"][0])
+            original = resolve_uri(side["Sources"][0], rois / f"{name}.json")
+            assert original is not None, side["Sources"]
             assert original.is_file() and (rois / f"{name}.nii.gz").resolve() == original.resolve()
     # a hard link would share the original's inode, which Snakemake touches after the publish
     # job (the original then looks newer than its consumers): links are symbolic or copies

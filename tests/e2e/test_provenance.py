@@ -7,12 +7,21 @@ its ``Sources`` and the ``Parameters`` it was made with. A source must exist, un
 itself reports it as a temporary output it removed (``--detailed-summary``: "removed temp
 file", e.g. the resampled echoes); then the summary's inputs of that file stand in for it when
 following Sources back to the raw dataset.
+
+Provenance survives moving the folder: no file under output_dir names the machine's folders
+(the run's output, raw and work folders) except the configuration snapshot, and in a copy of
+output_dir (with the raw dataset beside it) every BIDS URI of every sidecar resolves, through
+the ``DatasetLinks`` of the folder holding it, to an existing file.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +29,7 @@ import yaml
 
 from echoprep import CODE_URL, __version__
 from echoprep.config import validate_config
+from echoprep.io.bids_uri import resolve_uri
 from echoprep.io.paths import sidecar_path
 from helpers.demo import DEMO_CONFIGFILES, DemoRun, workflow_command
 from helpers.snake import ROOT
@@ -110,8 +120,9 @@ def test_every_derivative_folder_describes_itself(demo):
         if desc.get("echoprepConfig") != expected:
             problems.append(f"{folder.name}: echoprepConfig is not the run's validated config")
         sources = [s.get("URL") for s in desc.get("SourceDatasets", [])]
-        if str(demo["bids"]) not in sources:
-            problems.append(f"{folder.name}: SourceDatasets {sources}")
+        raw = (desc.get("DatasetLinks") or {}).get("raw", "")
+        if sources != ["bids:raw:"] or (folder / raw).resolve() != demo["bids"].resolve():
+            problems.append(f"{folder.name}: SourceDatasets {sources}, raw link {raw!r}")
     assert problems == []
 
 
@@ -144,10 +155,15 @@ def test_every_data_file_has_a_sidecar_with_sources_and_parameters(demo, summary
         if not (isinstance(sources, list) and sources):
             problems.append(f"{rel}: Sources {sources!r}")
         else:
-            gone = [s for s in sources if not Path(s).is_file() and not _removed_temp(s, summary)]
+            paths = [resolve_uri(s, car) for s in sources]
+            gone = [
+                s
+                for s, p in zip(sources, paths, strict=True)
+                if p is None or not (p.is_file() or _removed_temp(str(p), summary))
+            ]
             if gone:
                 problems.append(f"{rel}: Sources that are not files: {gone}")
-            if str(f) in sources:
+            if f in paths:
                 problems.append(f"{rel}: lists itself as a source")
         params = meta.get("Parameters")
         if not (isinstance(params, dict) and params):
@@ -176,7 +192,117 @@ def test_sources_lead_back_to_the_raw_dataset(demo, summary):
                     continue
                 car = sidecar_path(cur)
                 if cur.is_relative_to(results) and car.is_file():
-                    frontier += [Path(s) for s in json.loads(car.read_text()).get("Sources", [])]
+                    uris = json.loads(car.read_text()).get("Sources", [])
+                    frontier += [p for p in (resolve_uri(s, car) for s in uris) if p is not None]
                 elif _removed_temp(str(cur), summary):
                     frontier += [Path(s) for s in summary[str(cur)][1]]
             assert reached_raw, f"{f.relative_to(results)} does not lead back to {bids}"
+
+
+def _strings(content: object) -> Iterator[str]:
+    """Every string value of a JSON document (recursively)."""
+    if isinstance(content, dict):
+        for value in content.values():
+            yield from _strings(value)
+    elif isinstance(content, list):
+        for value in content:
+            yield from _strings(value)
+    elif isinstance(content, str):
+        yield content
+
+
+def _readable(path: Path) -> bytes:
+    """A file's bytes as a search sees them: gzip unpacked, and a dataset description without
+    its configuration snapshot (``echoprepConfig``: what the user gave, kept as given)."""
+    data = path.read_bytes()
+    if path.name.endswith(".gz"):
+        import gzip
+
+        data = gzip.decompress(data)
+    if path.name == "dataset_description.json":
+        content = json.loads(data)
+        content.pop("echoprepConfig", None)
+        data = json.dumps(content).encode()
+    return data
+
+
+def test_no_output_file_names_the_machines_folders(demo):
+    """No file under output_dir (sidecars, tables, READMEs, the HTML report, links) holds the
+    absolute path of the run's folders (output, raw, work: all below the demo's base) or of the
+    repository Snakemake ran in, except the configuration snapshot."""
+    needles = {str(demo["base"]), str(demo["base"].resolve()), str(ROOT), str(ROOT.resolve())}
+    found = []
+    checked = 0
+    for path in sorted(demo["results"].rglob("*")):
+        rel = path.relative_to(demo["results"])
+        if path.is_symlink():
+            if os.path.isabs(os.readlink(path)):
+                found.append(f"{rel}: absolute link {os.readlink(path)}")
+            continue
+        if not path.is_file():
+            continue
+        checked += 1
+        data = _readable(path)
+        found += [f"{rel}: {n}" for n in needles if n.encode() in data]
+    assert checked > 100, checked  # sidecars, images, tables, READMEs, the report
+    assert found == []
+
+
+#: ``bids:<dataset-name>:<relative path>`` (BIDS specification, "BIDS URI").
+BIDS_URI = re.compile(r"^bids:(?P<name>[^:]*):(?P<rel>.*)$")
+
+
+def _resolve_strictly(uri: str, holder: Path, results: Path) -> Path | None:
+    """A BIDS URI of a sidecar, resolved as the specification says: the empty name is the
+    dataset holding the file, any other a key of that dataset's ``DatasetLinks`` (a location
+    relative to the dataset). None: the name is not linked."""
+    m = BIDS_URI.match(uri)
+    assert m, uri
+    root = results / holder.relative_to(results).parts[0]
+    if m["name"] == "":
+        return root / m["rel"]
+    links = json.loads((root / "dataset_description.json").read_text()).get("DatasetLinks", {})
+    assert "" not in links
+    if m["name"] not in links:
+        return None
+    return Path(os.path.normpath(root / links[m["name"]] / m["rel"]))
+
+
+def test_copied_output_keeps_every_bids_uri_valid(demo, summary, tmp_path):
+    """output_dir copied elsewhere with the raw dataset beside it (as in the run): every BIDS
+    URI of every JSON file resolves through DatasetLinks to an existing file of the copy (or to
+    a temporary file Snakemake removed). Copied without the raw dataset, the URIs of derivative
+    files still resolve and those of raw files point to where the raw dataset would be beside
+    the copy, never to the original on this machine."""
+    moved = tmp_path / "elsewhere" / "project"
+    shutil.copytree(demo["results"], moved / "results", symlinks=True)
+    shutil.copytree(demo["bids"], moved / demo["bids"].relative_to(demo["base"]))
+    alone = tmp_path / "alone" / "results"
+    shutil.copytree(demo["results"], alone, symlinks=True)
+
+    def found(target: Path | None, copy: Path) -> bool:
+        if target is None:
+            return False
+        if target.exists():
+            return True
+        inside = target.is_relative_to(copy)
+        return inside and _removed_temp(str(demo["results"] / target.relative_to(copy)), summary)
+
+    problems, uris = [], 0
+    for side in sorted((moved / "results").rglob("*.json")):
+        rel = side.relative_to(moved / "results")
+        for value in _strings(json.loads(side.read_text())):
+            if not value.startswith("bids:"):
+                continue
+            uris += 1
+            target = _resolve_strictly(value, side, moved / "results")
+            if not found(target, moved / "results"):
+                problems.append(f"{rel}: {value} -> {target}")
+            lone = _resolve_strictly(value, alone / rel, alone)
+            if value.startswith("bids:raw:"):
+                if lone is None or lone.is_relative_to(demo["base"]) or lone.exists():
+                    problems.append(f"{rel}: {value} without the raw dataset -> {lone}")
+            elif not found(lone, alone):
+                problems.append(f"{rel}: {value} without the raw dataset -> {lone}")
+    assert uris > 100, uris
+    assert problems == []

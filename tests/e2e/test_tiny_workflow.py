@@ -20,6 +20,7 @@ import pytest
 from scipy import ndimage
 
 from echoprep.io import outputs
+from echoprep.io.bids_uri import localize
 from echoprep.io.paths import sidecar_path
 from echoprep.simulate import simulate_dataset, truth_paths
 from helpers.demo import DEMO_CONFIGFILES, preserved, state_changes, tree_state
@@ -129,8 +130,15 @@ def test_every_output_has_a_sidecar_and_the_folder_a_description(demo):
             echoes = [run.echoes[single_echo - 1]] if variant == "single" else run.echoes
             for key in keys:
                 assert _combine_path(demo, run, variant, key).is_file(), (variant, key)
-                side = json.loads(sidecar_path(_combine_path(demo, run, variant, key)).read_text())
-                assert side["Sources"] == _echo_sources(demo, run, echoes), (variant, key)
+                car = sidecar_path(_combine_path(demo, run, variant, key))
+                side = localize(json.loads(car.read_text()), car)  # BIDS URIs as paths
+                # the rejected components' time courses: from the mixing matrix and the table
+                expected = (
+                    [str(_combine_path(demo, run, variant, k)) for k in ("mixing", "metrics")]
+                    if key == "rejected"
+                    else _echo_sources(demo, run, echoes)
+                )
+                assert side["Sources"] == expected, (variant, key)
                 assert side["SoftwareVersions"].startswith("echoprep ")
         denoised = nib.load(_combine_path(demo, run, "denoised"))
         assert denoised.shape[3] == run.n_volumes
@@ -239,7 +247,7 @@ def test_nordic_variant_doubles_tsnr_through_the_pipeline(demo):
             bold = outputs.get("nordic.bold").path(
                 demo["base"] / "results", outputs.run_key(run.entities), echo=echo.echo
             )
-            side = json.loads(sidecar_path(bold).read_text())
+            side = localize(json.loads(sidecar_path(bold).read_text()), sidecar_path(bold))
             assert side["NORDIC"]["Mode"] == "complex" and side["NORDIC"]["Threshold"] > 0
             assert side["Sources"] == [str(echo.mag), str(echo.phase)]
         for variant in ("single", "optcom", "denoised"):

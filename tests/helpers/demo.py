@@ -373,8 +373,9 @@ def compare_derivatives(
             ja = _normalise(json.loads(pa.read_text()), roots_a)
             jb = _normalise(json.loads(pb.read_text()), roots_b)
             msg = None if ja == jb else _json_difference(ja, jb)
-        elif rel.endswith(".html"):
-            # the report lists the configuration used, run folders included
+        elif rel.endswith((".html", ".md")):
+            # the report lists the configuration used, run folders included; a README names
+            # the raw dataset (relative to its folder)
             kinds["other"] += 1
             ta, tb = pa.read_text(), pb.read_text()
             for root, mark in roots_a.items():
@@ -401,5 +402,8 @@ def _json_difference(a: Any, b: Any, where: str = "") -> str:
 
 
 def run_roots(bids: Path, results: Path, work: Path) -> dict[str, str]:
-    """The placeholders :func:`compare_derivatives` puts in place of a run's folders."""
-    return {str(bids): "<bids>", str(results): "<out>", str(work): "<work>"}
+    """The placeholders :func:`compare_derivatives` puts in place of a run's folders: as given,
+    and as a derivative folder names the raw dataset (``DatasetLinks``, README: relative)."""
+    folder = (results / "folder").resolve()
+    raw_link = Path(os.path.relpath(bids.resolve(), folder)).as_posix()
+    return {str(bids): "<bids>", str(results): "<out>", str(work): "<work>", raw_link: "<bids>"}

@@ -17,6 +17,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from echoprep.io.bids_uri import raw_root
 from echoprep.io.images import StageInputError
 from echoprep.io.outputs import paths_in, subject_key
 from echoprep.io.paths import sidecar_path
@@ -88,7 +89,8 @@ def test_outputs_have_bids_names_geometry_and_sidecars(tiny):
     for key, path in tiny.out.items():
         assert Path(path).is_file(), key
         side = json.loads(sidecar_path(path).read_text())  # dseg.tsv shares sub-01_dseg.json
-        assert side["Sources"][0] == str(tiny.t1w), key
+        raw = tiny.t1w.relative_to(raw_root(tiny.t1w)).as_posix()
+        assert side["Sources"][0] == f"bids:raw:{raw}", key  # a BIDS URI
         assert side["Parameters"]["seed"] == SEED and side["Parameters"]["registration"] == "fast"
         for package in ("antspyx", "deepbet", "torch", "nibabel"):
             assert package in side["SoftwareVersions"], (key, package)
@@ -191,7 +193,7 @@ def test_anat_folder_describes_itself(tmp_path):
     assert desc["DatasetType"] == "derivative"
     assert desc["Name"] == FOLDERS["anatomy"].title == "echoprep anatomy"
     assert desc["GeneratedBy"][0]["Name"] == "echoprep"
-    assert desc["SourceDatasets"] == [{"URL": "/raw"}]
+    assert desc["SourceDatasets"] == [{"URL": "bids:raw:"}] and desc["DatasetLinks"]["raw"]
     assert desc["echoprepConfig"] == {"seed": 0}
     ignored = (tmp_path / "anat" / ".bidsignore").read_text().split()
     assert "*_xfm.h5" in ignored and "*_xfm.json" in ignored

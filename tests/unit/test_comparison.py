@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from echoprep.io.bids_uri import localize
 from echoprep.io.images import StageInputError
 from echoprep.io.outputs import group_key, paths_in
 from echoprep.stages import comparison as cmp
@@ -135,7 +136,7 @@ def test_comparison_ranks_clear_winner_by_nc_when_no_betas(tmp_path):
         {str(p) for e in entries if e.subject == "01" for p in (e.nc, e.roi, e.brain)}
     )
     assert len(sub_side["Parameters"]["Entries"]) == 6
-    saved = json.loads(out["json"].read_text())
+    saved = localize(json.loads(out["json"].read_text()), out["json"])
     assert saved["variant"] == "nordic-optcom" and "echoprep" in saved["SoftwareVersions"]
     assert saved["Sources"] == [str(out["tsv"])] and saved["Parameters"] == side["Parameters"]
     assert out["png"].stat().st_size > 10_000
@@ -295,7 +296,9 @@ def _heldout_files(tmp_path, variant, vol, roi, trials):
     for s, m in enumerate(splits, start=1):
         for half, x in (("A", m.a), ("B", m.b)):
             cols.append(x)
-            rows += [{"split": s, "half": half, "label": lab, "runs": "n/a"} for lab in m.images]
+            rows += [
+                {"split": s, "half": half, "label": lab, "run_labels": "n/a"} for lab in m.images
+            ]
     means = np.zeros((*roi.shape, sum(c.shape[1] for c in cols)), np.float32)
     means[roi] = np.concatenate(cols, axis=1)
     mpath = _save(tmp_path / f"{variant}_heldout.nii.gz", means)

@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "envs"))
 import lock  # noqa: E402  (envs/lock.py, a script)
 
+from echoprep import preflight  # noqa: E402
+
 RULE_FILES = [*sorted((ROOT / "workflow" / "rules").glob("*.smk")), ROOT / "Snakefile"]
 EXACT_PIP = re.compile(r"^([A-Za-z0-9_.\-]+)==([0-9][0-9A-Za-z.+\-]*)$")
 EXACT_CONDA = re.compile(r"^([A-Za-z0-9_.\-]+)=([0-9][0-9.]*)$")
@@ -40,6 +42,27 @@ def _pyproject_pins() -> dict[str, str]:
     return pins
 
 
+def _git_pin(req: str) -> re.Match | None:
+    """``NAME @ git+URL@COMMIT`` of a package in pyproject.toml's ``[tool.echoprep.git-sources]``
+    (a full commit hash), matched as ``NAME==VERSION`` with the version pyproject.toml pins."""
+    m = re.match(r"^([A-Za-z0-9_.\-]+) @ (git\+https://\S+@[0-9a-f]{40})$", req)
+    if not m or lock.git_sources().get(_norm(m.group(1))) != m.group(2):
+        return None
+    return EXACT_PIP.match(f"{m.group(1)}=={_pyproject_pins()[_norm(m.group(1))]}")
+
+
+def _skip_without_wheel_extras(env_file: Path | None = None) -> None:
+    """Skip where a package of the wheel extras is not installed (its wheel was absent when
+    ``make setup`` ran) and the closure to check needs it."""
+    missing = lock.missing_wheel_extras()
+    extras = lock.WHEEL_EXTRAS if env_file is None else lock.SPECS[env_file.name].extras
+    if missing and set(extras) & set(lock.WHEEL_EXTRAS):
+        pytest.skip(
+            f"{', '.join(missing)} not installed: `make setup` installs it from"
+            " ../shared/wheels, which was absent"
+        )
+
+
 def _rule_blocks() -> list[tuple[Path, str, str]]:
     """(file, rule name, rule body) for every rule."""
     out = []
@@ -54,12 +77,16 @@ def _rule_blocks() -> list[tuple[Path, str, str]]:
     return out
 
 
-def _env_files() -> dict[str, Path]:
+def _env_files() -> dict[str, list[Path]]:
+    """Rule -> the env files its ``conda:`` may name: a literal path, or ``GLM_CONDA_ENV``
+    (the GLM rules: one env per ``glm.engine``, ``echoprep.preflight.GLM_ENVS``)."""
     envs = {}
     for path, name, body in _rule_blocks():
-        m = re.search(r"conda:\s*\n\s*\"([^\"]+)\"", body)
-        if m:
-            envs[name] = (path.parent / m.group(1)).resolve()
+        m = re.search(r"conda:\s*\n\s*(?:\"([^\"]+)\"|(GLM_CONDA_ENV)\n)", body)
+        if m and m.group(1):
+            envs[name] = [(path.parent / m.group(1)).resolve()]
+        elif m:
+            envs[name] = list(preflight.GLM_ENVS.values())
     return envs
 
 
@@ -70,7 +97,22 @@ def test_every_rule_that_runs_a_command_names_an_existing_env():
     for path, name, body in blocks:
         if re.search(r"^\s+(shell|script):", body, flags=re.M):
             assert name in envs, f"rule {name} in {path.name} runs a command but has no conda:"
-            assert envs[name].is_file(), f"rule {name}: conda env {envs[name]} does not exist"
+            for env in envs[name]:
+                assert env.is_file(), f"rule {name}: conda env {env} does not exist"
+
+
+def test_glm_rules_run_in_the_env_of_their_engine():
+    """Every rule that fits (``echoprep glm``/``glm-heldout``) names GLM_CONDA_ENV, which
+    glm.smk sets from glm.engine; upstream's env is ours plus the pinned upstream package."""
+    fitting = {n for _, n, b in _rule_blocks() if re.search(r"python -m echoprep glm\b", b)}
+    assert fitting == {"glm", "glm_reference", "glm_heldout"}
+    envs = _env_files()
+    assert all(envs[n] == list(preflight.GLM_ENVS.values()) for n in fitting)
+    assert preflight.glm_env({"glm": {"engine": "echoprep"}}).name == "echoprep.yaml"
+    assert preflight.glm_env({"glm": {"engine": "glmsingle"}}).name == "glmsingle.yaml"
+    ours, _ = _env_pins(ROOT / "envs" / "echoprep.yaml")
+    upstream, _ = _env_pins(ROOT / "envs" / "glmsingle.yaml")
+    assert set(ours) < set(upstream) and "glmsingle" in upstream
 
 
 def _env_pins(env_file: Path) -> tuple[dict[str, str], dict[str, str]]:
@@ -81,7 +123,7 @@ def _env_pins(env_file: Path) -> tuple[dict[str, str], dict[str, str]]:
     for dep in env["dependencies"]:
         if isinstance(dep, dict):
             for req in dep["pip"]:
-                m = EXACT_PIP.match(req)
+                m = EXACT_PIP.match(req) or _git_pin(req)
                 assert m, f"{env_file.name}: pip requirement {req!r} is not NAME==VERSION"
                 assert _norm(m.group(1)) not in pip_pins, f"{env_file.name}: {req} twice"
                 pip_pins[_norm(m.group(1))] = m.group(2)
@@ -134,6 +176,7 @@ def test_env_pins_every_transitive_dependency_at_the_tested_version(env_file):
     """The closure of the env's direct requirements, recomputed from this interpreter's
     package metadata (the tested .venv), is exactly what the env pins: a missing pin, another
     version or a stale extra pin fails. Fix: `.venv/bin/python envs/lock.py`."""
+    _skip_without_wheel_extras(env_file)
     pip_pins, conda_pins = _env_pins(env_file)
     expected = lock.closure(lock.pyproject_requirements(lock.SPECS[env_file.name]))
     assert lock_problems(pip_pins, expected) == [], "run `.venv/bin/python envs/lock.py`"
@@ -157,12 +200,17 @@ def test_the_closure_follows_requirements_and_the_check_can_fail():
 
 
 def test_lock_script_check_mode_agrees():
+    _skip_without_wheel_extras()
     assert lock.main(["--check"]) == 0
 
 
 def test_installed_versions_equal_the_pins():
-    """What CI installed (this interpreter) is exactly what pyproject.toml and envs pin."""
+    """What CI installed (this interpreter) is exactly what pyproject.toml and envs pin (the
+    wheel extras where their wheel was at hand)."""
+    missing = {_norm(n) for n in lock.missing_wheel_extras()}
     for name, version in _pyproject_pins().items():
+        if name in missing:
+            continue
         installed = Version(metadata.version(name))
         # a local build label (torch 2.13.0+cpu) satisfies the pin 2.13.0, as pip treats it
         assert installed.public == version, f"{name}: installed {installed}, pinned {version}"
@@ -182,6 +230,7 @@ def test_constraints_lock_everything_setup_installs_at_the_tested_version():
     """A fresh .venv (CI's) must get the locked transitive versions, not the registry's newest:
     envs/constraints.txt pins the closure of pyproject.toml's core and every extra, and every
     env agrees with it."""
+    _skip_without_wheel_extras()
     pins = _constraint_pins()
     expected = lock.closure(lock.setup_requirements())
     assert lock_problems(pins, expected) == [], "run `.venv/bin/python envs/lock.py`"

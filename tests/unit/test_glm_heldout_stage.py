@@ -61,8 +61,8 @@ def test_each_half_equals_a_fit_of_its_runs_alone(tiny, tmp_path: Path) -> None:
     volumes = pd.read_csv(out["volumes"], sep="\t", dtype=str)
     assert tuple(volumes.columns) == VOLUME_COLUMNS
     assert set(volumes["split"]) == {"1"}
-    assert set(volumes.loc[volumes["half"] == "A", "runs"]) == {"01"}
-    assert set(volumes.loc[volumes["half"] == "B", "runs"]) == {"02"}
+    assert set(volumes.loc[volumes["half"] == "A", "run_labels"]) == {"01"}
+    assert set(volumes.loc[volumes["half"] == "B", "run_labels"]) == {"02"}
     means = nib.load(out["means"]).get_fdata()
     assert means.shape[-1] == len(volumes) == 2 * 46
     fit_mask = nib.load(mask).get_fdata() > 0

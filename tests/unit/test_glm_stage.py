@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from echoprep.adapters import glmsingle as glm_upstream
+from echoprep.io.bids_uri import raw_root
 from echoprep.io.events import read_trials
 from echoprep.io.images import StageInputError, float_image
 from echoprep.io.outputs import paths_in
@@ -130,7 +131,8 @@ def test_outputs_trials_and_sidecars(tiny, fitted) -> None:
     side = json.loads(Path(str(fitted["betas"]).replace(".nii.gz", ".json")).read_text())
     assert side["Units"].startswith("% BOLD") and side["NumberOfTrials"] == 92
     side = json.loads(fitted["trials"].with_suffix(".json").read_text())
-    assert side["beta_index"] and side["Sources"] == [str(e) for e in _inputs(tiny)[1]]
+    raw = [f"bids:raw:{e.relative_to(raw_root(e)).as_posix()}" for e in _inputs(tiny)[1]]
+    assert side["beta_index"] and side["Sources"] == raw  # BIDS URIs
     assert side["Parameters"]["label_column"] and side["Parameters"]["run_labels"] == ["01", "02"]
     assert "echoprep" in side["SoftwareVersions"]
 
@@ -396,7 +398,8 @@ def test_upstream_engine_missing_names_the_fix(tiny, tmp_path: Path, monkeypatch
     monkeypatch.setitem(sys.modules, "glmsingle", None)
     monkeypatch.setitem(sys.modules, "glmsingle.glmsingle", None)
     bold, events = _inputs(tiny)
-    with pytest.raises(ImportError, match=r"pip install glmsingle.*glm.engine: echoprep"):
+    fix = r"envs/glmsingle.yaml.*pip install 'glmsingle @ git\+https://github.com/cvnlab/"
+    with pytest.raises(ImportError, match=fix + r".*glm.engine: echoprep"):
         run_glm(bold, events, _outputs(tmp_path), options={"engine": "glmsingle"})
 
 
@@ -406,6 +409,7 @@ def _fake_glmsingle(monkeypatch, calls: dict) -> None:
             calls["params"] = params
 
         def fit(self, design, data, stimdur, tr, outputdir=None, figuredir=None):
+            print("*** FITTING TYPE-D MODEL (GLMDENOISE_RR) ***")  # upstream's progress text
             calls.update(
                 design=design,
                 data=data,
@@ -439,7 +443,9 @@ def _fake_glmsingle(monkeypatch, calls: dict) -> None:
     monkeypatch.setitem(sys.modules, "glmsingle.glmsingle", mod)
 
 
-def test_upstream_adapter_call_and_output_mapping(tiny, tmp_path: Path, monkeypatch) -> None:
+def test_upstream_adapter_call_and_output_mapping(
+    tiny, tmp_path: Path, monkeypatch, capsys
+) -> None:
     calls: dict = {}
     _fake_glmsingle(monkeypatch, calls)
     monkeypatch.chdir(tmp_path)
@@ -458,6 +464,9 @@ def test_upstream_adapter_call_and_output_mapping(tiny, tmp_path: Path, monkeypa
     # upstream ran in a private folder that is gone; nothing was left in the working directory
     assert calls["cwd"] != str(tmp_path) and not Path(calls["cwd"]).exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    # its progress text went to stderr (the job's log), not to the workflow's console
+    printed = capsys.readouterr()
+    assert "FITTING TYPE-D" in printed.err and "FITTING TYPE-D" not in printed.out
     mask = nib.load(out["mask"]).get_fdata() > 0
     v = int(mask.sum())
     betas = nib.load(out["betas"]).get_fdata()

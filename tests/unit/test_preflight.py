@@ -146,10 +146,17 @@ def test_missing_optional_packages_with_and_without_conda(tmp_path, monkeypatch)
     assert [m for _, m, _ in missing_for(cfg, [], env_file=env)] == ["glmsingle"]
     monkeypatch.setattr(preflight, "importable", lambda module: False)
     assert [m for _, m, _ in missing_for(cfg, ["env-modules"], env)] == ["glmsingle", "h5py"]
-    missing = [("glm.engine: glmsingle", "glmsingle", "glmsingle")]
+    # the fix installs upstream from its repository at the pinned commit (not on the index)
+    missing = needed_packages({"glm": {"engine": "glmsingle"}})
     (f,) = _check(Mode.RUN, default_resources=[], missing_packages=missing)
     assert f.level == "error"
-    assert "glm.engine: glmsingle" in f.message and "pip install glmsingle" in f.message
+    assert "glm.engine: glmsingle" in f.message
+    assert "pip install 'glmsingle @ git+https://github.com/cvnlab/GLMsingle.git@" in f.message
+    # with conda the fitting rules of glm.engine: glmsingle run in envs/glmsingle.yaml, which
+    # has upstream GLMsingle and h5py: nothing is missing
+    assert preflight.glm_env(cfg).name == "glmsingle.yaml"
+    assert missing_for(cfg, ["conda"]) == []
+    assert [m for _, m, _ in missing_for({"glm": {"hdf5": True}}, ["conda"])] == ["h5py"]
     (f,) = _check(Mode.DRY_RUN, default_resources=[], missing_packages=missing)
     assert f.level == "warning"
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from echoprep.cli import main
+from echoprep.io.bids_uri import localize
 from echoprep.io.images import StageInputError
 from echoprep.options import OptionsError, section_defaults
 from echoprep.stages.publish import (
@@ -68,7 +69,8 @@ def test_published_files_read_back_as_their_originals(tmp_path, originals, metho
             # relative: the layout survives moving output_dir as a whole
             assert not os.path.isabs(os.readlink(out))
             assert out.resolve() == originals[key].resolve()
-        side = json.loads(out.with_name(out.name.split(".")[0] + ".json").read_text())
+        car = out.with_name(out.name.split(".")[0] + ".json")
+        side = localize(json.loads(car.read_text()), car)  # BIDS URIs as paths
         assert side["Sources"] == [str(originals[key])]
         assert side["Published"] == {
             "Layout": "LAION-fMRI loader (laion_fmri)",
@@ -114,7 +116,8 @@ def test_the_mask_file_is_uint8_on_the_r2_grid_with_its_sidecar(tmp_path):
     np.testing.assert_array_equal(img.affine, nib.load(src).affine)  # the same grid
     data = np.asarray(img.dataobj)
     assert sorted(zip(*np.nonzero(data), strict=True)) == [(0, 0, 0), (1, 2, 1)]
-    side = json.loads(out.with_name(out.name.replace(".nii.gz", ".json")).read_text())
+    car = out.with_name(out.name.replace(".nii.gz", ".json"))
+    side = localize(json.loads(car.read_text()), car)
     assert side["Threshold"] == 15.0 and side["ThresholdUnits"] == "%"
     assert "R2mean" in side["ThresholdOn"] and side["Voxels"] == 2
     assert side["Sources"] == [str(src)] and side["Space"] == "T1w" and side["Type"] == "ROI"

@@ -25,7 +25,10 @@ from echoprep.report.html import Section, cell, data_uri, render
 from echoprep.stages import comparison as cmp
 from echoprep.stages import diagnostics as diagnostics_stage
 from echoprep.stages.report import build_report
-from helpers.locks import run_lock
+from helpers.chromium import chromium as _chromium
+from helpers.chromium import chromium_args as _chromium_args
+from helpers.chromium import dump_dom, first_screen_boxes
+from helpers.recommendations import pairwise_recommendation
 
 _DATA_URI = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
@@ -93,7 +96,7 @@ def _inputs(tmp_path: Path) -> dict:
                 "subject": "01",
                 "session": "01",
                 "combine": "single",
-                "runs": 2,
+                "n_runs": 2,
                 "tsnr_raw": 20.0,
                 "tsnr_nordic": 38.0,
                 "tsnr_gain": 1.9,
@@ -290,48 +293,6 @@ def test_report_cli(tmp_path):
 # headless Chromium
 
 
-def _chromium(tmp_path_factory: pytest.TempPathFactory) -> str | None:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip(
-            "Chromium is not installed and cannot be installed here (needs root and apt-get): "
-            "run `apt-get install -y chromium` to enable this test"
-        )
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    # one apt-get at a time across the xdist workers (the SLURM test may install too)
-    with run_lock(tmp_path_factory, "apt-get"):
-        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env, timeout=600)
-        res = subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "chromium"],
-            check=False,
-            env=env,
-            timeout=1200,
-            capture_output=True,
-            text=True,
-        )
-    found = shutil.which("chromium")
-    if not found:
-        pytest.skip(f"apt-get install chromium failed: {res.stderr[-500:]}")
-    return found
-
-
-def _chromium_args(binary: str, profile: Path) -> list[str]:
-    return [
-        binary,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-    ]
-
-
 _PROBE = """<script>
 window.addEventListener("load", function () {
   var out = document.createElement("pre");
@@ -375,17 +336,7 @@ def test_report_renders_in_headless_chromium(tmp_path, tmp_path_factory):
     # the DOM after load: every <img> decoded by the browser (naturalWidth > 0) ...
     probe = out.with_name("probe.html")
     probe.write_text(out.read_text().replace("</body>", _PROBE + "</body>"))
-    res = subprocess.run(
-        [
-            *_chromium_args(binary, profile),
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-            probe.resolve().as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    res = dump_dom(binary, profile, probe)
     dom = res.stdout
     m = re.search(r'<pre id="probe"[^>]*>([^<]*)</pre>', dom)
     assert m, f"probe missing from the DOM: {res.stderr[-2000:]}"
@@ -405,6 +356,26 @@ def test_report_renders_in_headless_chromium(tmp_path, tmp_path_factory):
     assert all(_red_outline_pixels(im) > 20 for im in maps)
     nc = decoded[4]
     assert _colour_count(nc, _viridis(1.0)) > 50 and _colour_count(nc, _viridis(0.0), 30) > 50
+    # the first screen at 1366 x 768: the verdict figure, then its sentence, seen without
+    # scrolling, in this report (two variants ranked by NC) and with six variants ranked by
+    # held-out fidelity (the tallest figure); headless Chromium's window leaves a smaller
+    # viewport (625 px with Chromium 156, like a browser's bars), which the boxes must fit too
+    rec = tmp_path / "recommended_variant.json"
+    rec.write_text(json.dumps(pairwise_recommendation()))
+    six = build_report("01", tmp_path / "reports/sub-01-six.html", recommendation=rec)
+    for page in (out, six):
+        boxes = first_screen_boxes(binary, profile, page, 1366, 768)
+        width, height = boxes["viewport"]
+        figure, sentence = boxes["verdict-figure"], boxes["verdict-sentence"]
+        assert width == 1366 and figure and sentence, boxes
+        assert 0 <= figure[1] and figure[3] <= sentence[1], boxes  # the figure, then the sentence
+        assert sentence[3] <= min(height, 768) and max(figure[2], sentence[2]) <= width, boxes
+        assert figure[2] - figure[0] >= 600 and figure[3] - figure[1] >= 150, boxes  # readable
+        print(f"{page.name} at 1366x768: {boxes}")
+    shot = tmp_path / "first-screen.png"
+    args = [f"--screenshot={shot}", "--window-size=1366,768", six.resolve().as_uri()]
+    subprocess.run([*_chromium_args(binary, profile), *args], capture_output=True, timeout=180)
+    print(f"first screen: {shot}")
 
 
 def test_report_folder_describes_itself(tmp_path):
@@ -426,7 +397,8 @@ def test_report_folder_describes_itself(tmp_path):
         CODE_URL,
     )
     assert desc["echoprepConfig"] == config
-    assert desc["SourceDatasets"] == [{"URL": "/data/bids"}]
+    assert desc["SourceDatasets"] == [{"URL": "bids:raw:"}]
+    assert desc["DatasetLinks"]["raw"] == os.path.relpath("/data/bids", out.parent.resolve())
     assert "*.html" in (out.parent / ".bidsignore").read_text().split()
 
 

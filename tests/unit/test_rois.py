@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from echoprep.io.bids_uri import content_reference
 from echoprep.io.images import StageInputError
 from echoprep.io.outputs import get
 from echoprep.kernels.rois import (
@@ -178,7 +179,7 @@ def test_run_roi_mask_t1w(tmp_path):
     side = json.loads(out.with_name(out.name.replace(".nii.gz", ".json")).read_text())
     assert side["Voxels"] == 27
     assert side["Parameters"]["Interpolation"] == "nearest"
-    assert str(mask) in side["Sources"]
+    assert content_reference(mask) in side["Sources"]  # outside every dataset: name + digest
 
 
 def test_roi_to_grid_errors(tmp_path):
@@ -464,12 +465,12 @@ def test_roi_table(tmp_path):
     rois.run_roi_table(nc_p, [m1, m2], out, r2=r2_p, variant="raw-single")
     t = pd.read_csv(out, sep="\t")
     assert list(t.columns) == list(rois.TABLE_COLUMNS)
-    a_row = t.set_index("roi").loc["A"]
+    a_row = t.set_index("roi_label").loc["A"]
     assert a_row["voxels"] == 4
     assert a_row["nc_median"] == pytest.approx(25.0)
     assert a_row["nc_mean"] == pytest.approx(25.0)
     assert a_row["r2_median"] == pytest.approx(5.0)
-    v_row = t.set_index("roi").loc[rois.VISUAL_LABEL]
+    v_row = t.set_index("roi_label").loc[rois.VISUAL_LABEL]
     assert v_row["voxels"] == 12 and v_row["nc_median"] == pytest.approx(30.0)
     assert v_row["category"] == "visual"
     side = json.loads(out.with_suffix(".json").read_text())

@@ -52,7 +52,8 @@ def test_every_spec_logs_under_the_registry_and_declares_resources(bids, tmp_pat
             assert spec.benchmark is None, rule
         else:
             assert spec.benchmark == str(rule_logs.benchmark_path(work, rule)), rule
-        if rule in ("config_snapshot", "dataset_description"):  # run in the main process
+        # run in the main process (confounds: a copy written by Snakemake itself)
+        if rule in ("config_snapshot", "dataset_description", "confounds"):
             assert spec.resources == {}, rule
             continue
         assert set(spec.resources) == {"mem_mb", "runtime"}, rule

@@ -11,6 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from echoprep.io.bids_uri import uri_for
 from echoprep.io.paths import sidecar_path
 from echoprep.options import OptionsError
 from echoprep.stages.combine import (
@@ -201,7 +202,9 @@ def test_nordic_run_uses_the_raw_count_and_records_it(tmp_path):
         assert rec["TedpcaRequested"] == "aic" and rec["NordicTedpca"] == "raw_run"
         assert rec["TedpcaUsed"] == 4 and rec["NComponents"] == 4 and rec["NVolumes"] == 40
         assert rec["ComponentSource"] == "same run without NORDIC (tedana kept 4 components)"
-        assert rec["ComponentSourceFile"] == str(raw_side)
+        # (the outputs lie in a folder named like a derivative folder, "nordic"; the raw-side
+        # record outside every dataset: its content reference, docs/architecture.md)
+        assert rec["ComponentSourceFile"] == uri_for(raw_side, out[key])
         assert (rec["ICAAttempts"], rec["ICARestarts"], rec["ICAConverged"]) == (1, 0, True)
     # the NORDIC run's own sidecar gives the count back
     assert read_component_count(out["mixing"].with_suffix(".json")) == 4

@@ -91,6 +91,7 @@ def test_job_counts_per_rule(tmp_path, two_subjects):
         "single_echo": 4,  # NORDIC on
         "tedana": 4,  # NORDIC off
         "tedana_nordic": 4,  # NORDIC on: after the NORDIC-off ICA of the same run
+        "confounds": 8,  # per run and side: beside its series (combine-, preproc-<side>/)
         "glm": 12,
         "glm_analysis_mask": 2,
         "glm_reference": 2,  # raw-single (visual ROI) per subject
@@ -125,6 +126,7 @@ def test_nordic_off_schedules_no_nordic_jobs(tmp_path, two_subjects):
         "spatial_run": 4,
         "spatial_resample": 4,  # with the single echo and optcom
         "tedana": 4,
+        "confounds": 4,
         "glm": 6,
         "glm_analysis_mask": 2,
         "glm_reference": 2,  # raw-single (visual ROI) per subject
@@ -167,6 +169,7 @@ def test_variants_and_participant_selection_change_the_dag(tmp_path, two_subject
     jobs = {
         "nordic": 2,
         "spatial_resample": 2,  # raw side, with optcom (so is nordic)
+        "confounds": 4,
         "glm": 2,
         "glm_analysis_mask": 1,
         "glm_reference": 1,  # raw-optcom: the visual ROI's source

@@ -8,6 +8,9 @@
   promises); with conda it must succeed (``--conda-create-envs-only`` is then left to the
   preflight tests, as it would build the envs). ``--report`` runs on the shared tiny demo run
   (session fixture ``demo``), with the ``--configfile`` the README gives.
+- ``.venv/bin/echoprep install-profile``: run as written with ``HOME`` a temporary folder
+  (:data:`WITH_HOME`), which the Snakemake commands then get too, so ``--profile slurm`` finds the
+  link it made (tests/workflow/test_install_profile.py covers the command itself).
 - ``make TARGET [VAR=...]``: ``make -n`` of it succeeds (the recipe resolves).
 - anything else: listed in :data:`COVERED` with the test or script that runs it, or run here
   when it is quick (:data:`RUN_HERE`).
@@ -17,6 +20,8 @@ A command that fits none of these fails the test: a new README command needs a w
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
 import shlex
 import shutil
@@ -49,7 +54,16 @@ RUN_HERE = {
     ".venv/bin/ruff format --check .",
     ".venv/bin/python envs/lock.py --check",
 }
+#: Commands run as written with HOME (and XDG_CONFIG_HOME) pointing to a temporary folder.
+WITH_HOME = {".venv/bin/echoprep install-profile"}
 PATH_KEYS = ("bids_dir", "output_dir", "work_dir")
+
+
+def slurm_profile(words: list[str]) -> bool:
+    """Whether a command uses echoprep's SLURM profile: by name (``--profile slurm``, after
+    ``echoprep install-profile``) or by path (``--profile profiles/slurm``)."""
+    pairs = itertools.pairwise(words)
+    return any(a == "--profile" and b in ("slurm", "profiles/slurm") for a, b in pairs)
 
 
 def readme_commands(text: str) -> list[str]:
@@ -110,7 +124,7 @@ def dry_run_args(words: list[str], paths: dict[str, Path]) -> list[str]:
 def test_readme_commands_are_found():
     commands = readme_commands(README.read_text())
     assert any(c.startswith("make demo") for c in commands)
-    assert any(c.startswith(SNAKEMAKE) and "profiles/slurm" in c for c in commands)
+    assert any(c.startswith(SNAKEMAKE) and slurm_profile(shlex.split(c)) for c in commands)
     # one way to call Snakemake: never a bare `snakemake` command
     assert not [c for c in commands if c.split()[0] == "snakemake"]
 
@@ -121,7 +135,7 @@ def test_every_readme_command_has_a_way_to_run():
         for c in readme_commands(README.read_text())
         if not (
             c.startswith((SNAKEMAKE + " ", "make "))
-            or c in {_norm(k) for k in (*COVERED, *RUN_HERE)}
+            or c in {_norm(k) for k in (*COVERED, *RUN_HERE, *WITH_HOME)}
         )
     ]
     assert unknown == [], "add a way to run these README commands (test_readme_commands.py)"
@@ -138,11 +152,27 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"bids_dir": bids, "output_dir": root / "out", "work_dir": root / "work"}
 
 
-def _run(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The environment of the README's commands: HOME an empty temporary folder in which the
+    README's ``echoprep install-profile`` commands have run (as written, from the checkout)."""
+    folder = tmp_path_factory.mktemp("home")
+    drop = ("XDG_CONFIG_HOME", "SNAKEMAKE_PROFILE")
+    env = {k: v for k, v in os.environ.items() if k not in drop} | {"HOME": str(folder)}
+    commands = [c for c in readme_commands(README.read_text()) if c in WITH_HOME]
+    assert commands, "the README no longer runs echoprep install-profile"
+    for cmd in commands:
+        words = shlex.split(cmd)
+        res = _run([str(ROOT / words[0]), *words[1:]], env)
+        assert res.returncode == 0, f"{cmd}: {res.stdout[-2000:]}{res.stderr[-2000:]}"
+    return env
 
 
-def test_readme_snakemake_commands_dry_run(tree):
+def _run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_readme_snakemake_commands_dry_run(tree, home):
     commands = [
         c
         for c in readme_commands(README.read_text())
@@ -152,12 +182,12 @@ def test_readme_snakemake_commands_dry_run(tree):
     jobs = []
     for cmd in commands:
         words = shlex.split(cmd)
-        conda_profile = "profiles/slurm" in words and "--sdm" not in words
+        conda_profile = slurm_profile(words) and "--sdm" not in words
         if conda_profile and "--conda-create-envs-only" in words and _conda():
             continue  # would build the envs; test_preflight/test_resources cover the checks
         jobs.append((cmd, conda_profile, dry_run_args(words, tree)))
     with ThreadPoolExecutor(max_workers=3) as pool:
-        results = list(pool.map(lambda job: _run(job[2]), jobs))
+        results = list(pool.map(lambda job: _run(job[2], home), jobs))
     problems = []
     for (cmd, conda_profile, _), res in zip(jobs, results, strict=True):
         out = res.stdout + res.stderr
@@ -167,7 +197,7 @@ def test_readme_snakemake_commands_dry_run(tree):
                 problems.append(f"{cmd}: expected the no-conda message\n{out[-1500:]}")
         elif res.returncode != 0:
             problems.append(f"{cmd}: exit {res.returncode}\n{out[-1500:]}")
-        elif "profiles/slurm" in words_of(cmd) and "CHANGE_ME_partition" not in out:
+        elif slurm_profile(words_of(cmd)) and "CHANGE_ME_partition" not in out:
             problems.append(f"{cmd}: no placeholder warning in the dry run")
     assert problems == [], "\n\n".join(problems)
 

@@ -153,7 +153,7 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     if args.stage is not None and args.stage != kind:
         raise SystemExit(f"describe: {root.name} is a {kind} folder, not {args.stage}")
     config = _config_arg(args) or {}
-    describe_folder(root, source=str(args.source), config=config)
+    describe_folder(root, source=str(args.source), config=config, folders=args.folders)
     return 0
 
 
@@ -291,11 +291,25 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "--stage", default=None, help="the folder's kind, checked against its name (optional)"
     )
     des.add_argument("--source", required=True, help="the raw BIDS dataset")
+    des.add_argument(
+        "--folders", nargs="*", default=[], help="the run's derivative folders (DatasetLinks)"
+    )
     des.add_argument("--config-json", default=None, help="workflow configuration as JSON")
     des.add_argument(
         "--config-file", type=Path, default=None, help="workflow configuration: a JSON file"
     )
     des.set_defaults(func=_cmd_describe)
+
+    from echoprep import install_profile
+
+    ins = sub.add_parser(
+        "install-profile",
+        help="link this checkout's profiles/slurm into ~/.config/snakemake, so that "
+        "`snakemake --profile slurm` finds it",
+        description=install_profile.DESCRIPTION,
+    )
+    install_profile.add_arguments(ins)
+    ins.set_defaults(func=install_profile.run_from_args)
 
     import importlib
 

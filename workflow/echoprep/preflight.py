@@ -22,8 +22,9 @@ What is an error and what a warning (:func:`check`):
   **error** for a run, a dry run (Snakemake itself calls ``conda info`` then, and would stop with
   only "conda: command not found") and ``--conda-create-envs-only``;
 - ``glm.engine: glmsingle`` / ``glm.hdf5: true`` whose package the glm job's environment lacks
-  (not importable here without conda; not in ``envs/echoprep.yaml`` with conda): an **error**
-  for a run, a **warning** for a dry run.
+  (not importable here without conda; not in the fitting rules' env with conda:
+  ``envs/echoprep.yaml``, or ``envs/glmsingle.yaml`` for ``glm.engine: glmsingle``, which has
+  upstream GLMsingle and h5py): an **error** for a run, a **warning** for a dry run.
 
 Everything else (``--unlock``, ``--report``, ``--list-rules``) is never refused.
 """
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shlex
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,18 +43,34 @@ from typing import Any, Literal
 
 import yaml
 
+from echoprep.adapters.sources import GLMSINGLE_REQUIREMENT
+from echoprep.install_profile import user_profile_dir
+
 #: Marker of a value the user must replace (profiles/slurm/config.yaml).
 PLACEHOLDER = "CHANGE_ME"
 
 #: Options that need a package outside the core dependencies: (section, key, value that needs
 #: it) -> (import name, pip requirement).
 OPTIONAL_PACKAGES: dict[tuple[str, str, object], tuple[str, str]] = {
-    ("glm", "engine", "glmsingle"): ("glmsingle", "glmsingle"),
+    ("glm", "engine", "glmsingle"): ("glmsingle", GLMSINGLE_REQUIREMENT),
     ("glm", "hdf5", True): ("h5py", "h5py"),
 }
 
-#: Python packages (normalised names) of the env the glm rule runs in with conda.
-GLM_ENV = Path(__file__).resolve().parents[2] / "envs" / "echoprep.yaml"
+_ENVS = Path(__file__).resolve().parents[2] / "envs"
+#: The conda env of the rules that fit (glm, glm_reference, glm_heldout) per ``glm.engine``
+#: (``workflow/rules/glm.smk`` picks it): upstream's is ours plus the pinned upstream package.
+GLM_ENVS: dict[str, Path] = {
+    "echoprep": _ENVS / "echoprep.yaml",
+    "glmsingle": _ENVS / "glmsingle.yaml",
+}
+#: The glm env of the default engine.
+GLM_ENV = GLM_ENVS["echoprep"]
+
+
+def glm_env(config: Mapping[str, Any]) -> Path:
+    """The conda env file of the fitting rules for ``config``'s ``glm.engine``."""
+    return GLM_ENVS[str((config.get("glm") or {}).get("engine") or "echoprep")]
+
 
 NO_CONDA_FIX = (
     "Two ways out:\n"
@@ -116,7 +134,9 @@ def profile_configs(
 ) -> list[Path]:
     """The ``config.yaml`` of every profile this invocation reads (``--profile``,
     ``--workflow-profile``, ``$SNAKEMAKE_PROFILE``), resolved as Snakemake does: a path, else a
-    name under ``~/.config/snakemake`` or ``/etc/xdg/snakemake``. Missing ones are left out."""
+    name under ``$XDG_CONFIG_HOME/snakemake`` (default ``~/.config/snakemake``, where ``echoprep
+    install-profile`` links ``profiles/slurm``) or ``/etc/xdg/snakemake``. Missing ones are
+    left out."""
     names: list[str] = []
     for i, arg in enumerate(argv):
         for flag in ("--profile", "--workflow-profile"):
@@ -129,7 +149,7 @@ def profile_configs(
             names.append(environ["SNAKEMAKE_PROFILE"])
     found = []
     for name in names:
-        candidates = [cwd / name, home / ".config" / "snakemake" / name]
+        candidates = [cwd / name, user_profile_dir(environ, home) / name]
         candidates.append(Path("/etc/xdg/snakemake") / name)
         for folder in candidates:
             if (folder / "config.yaml").is_file():
@@ -178,14 +198,14 @@ def env_packages(env_file: Path) -> set[str]:
 
 
 def _name(req: str) -> str:
-    for sep in ("==", ">=", "<=", "=", "<", ">", "["):
+    for sep in ("==", ">=", "<=", "=", "<", ">", "[", "@"):
         req = req.split(sep, 1)[0]
     return req.strip().lower().replace("_", "-").replace(".", "-")
 
 
 def needed_packages(config: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     """Optional packages the config needs: ``(option, import name, pip requirement)``, e.g.
-    ``("glm.engine: glmsingle", "glmsingle", "glmsingle")``."""
+    ``("glm.engine: glmsingle", "glmsingle", "glmsingle @ git+https://...")``."""
     out = []
     for (section, key, value), (module, req) in OPTIONAL_PACKAGES.items():
         if (config.get(section) or {}).get(key) == value:
@@ -203,6 +223,7 @@ def check(
     conda_found: bool,
     profile_files: Sequence[Path] = (),
     missing_packages: Sequence[tuple[str, str, str]] = (),
+    glm_env_file: Path = GLM_ENV,
 ) -> list[Finding]:
     """Every preflight problem of one invocation (pure: the facts come as arguments).
 
@@ -225,6 +246,8 @@ def check(
     missing_packages
         ``(option, import name, pip requirement)`` of optional packages the config needs and
         the glm job's environment lacks (:func:`needed_packages`, filtered).
+    glm_env_file
+        The fitting rules' conda env (:func:`glm_env`), named in the message.
 
     Returns
     -------
@@ -281,16 +304,17 @@ def check(
         )
     for option, module, req in missing_packages:
         where = (
-            f"the glm job's conda env ({GLM_ENV.name}) does not include {req}"
+            f"the glm job's conda env ({glm_env_file.name}) does not include {req}"
             if "conda" in deployment
             else f"{module} cannot be imported by this Python"
         )
         fix = (
             f"set the option back (glm.{option.split('.', 1)[1].split(':')[0]} to its default),"
             " or run without conda from a venv that has it:"
-            f" `.venv/bin/pip install {req}` then add `--sdm env-modules`"
+            f" `.venv/bin/pip install {shlex.quote(req)}` then add `--sdm env-modules`"
             if "conda" in deployment
-            else f"install it into the venv that runs Snakemake: `.venv/bin/pip install {req}`"
+            else "install it into the venv that runs Snakemake:"
+            f" `.venv/bin/pip install {shlex.quote(req)}`"
             " (or set the option back to its default)"
         )
         findings.append(
@@ -321,13 +345,14 @@ def importable(module: str) -> bool:
 
 
 def missing_for(
-    config: Mapping[str, Any], deployment: Iterable[str], env_file: Path = GLM_ENV
+    config: Mapping[str, Any], deployment: Iterable[str], env_file: Path | None = None
 ) -> list[tuple[str, str, str]]:
     """:func:`needed_packages` that the glm job's environment lacks: the conda env file's
-    packages with conda, this Python's importable modules otherwise."""
+    packages with conda (``env_file``, default :func:`glm_env` of the config), this Python's
+    importable modules otherwise."""
     deployment = {str(d).lower().replace("_", "-") for d in deployment}
     if "conda" in deployment:
-        have = env_packages(env_file)
+        have = env_packages(env_file if env_file is not None else glm_env(config))
         return [n for n in needed_packages(config) if _name(n[2]) not in have]
     return [n for n in needed_packages(config) if not importable(n[1])]
 
@@ -373,12 +398,14 @@ def check_workflow(
         conda_found=conda_available(),
         profile_files=profile_configs(argv, os.environ, Path.cwd(), Path.home()),
         missing_packages=missing_for(config, deployment),
+        glm_env_file=glm_env(config),
     )
     raise_or_warn(findings, warn)
 
 
 __all__ = [
     "GLM_ENV",
+    "GLM_ENVS",
     "NO_CONDA_FIX",
     "OPTIONAL_PACKAGES",
     "PLACEHOLDER",
@@ -389,6 +416,7 @@ __all__ = [
     "check_workflow",
     "conda_available",
     "env_packages",
+    "glm_env",
     "importable",
     "missing_for",
     "needed_packages",

@@ -89,7 +89,8 @@ rule tedana:
         "python -m echoprep combine denoised --echo {input.echoes:q} {params.args}"
         " --options-json {params.options:q} {params.nordic} --seed {params.seed}"
         " --work-dir {params.work:q} --threads {params.threads}"
-        " --out bold={output.bold:q} metrics={output.metrics:q} mixing={output.mixing:q} 2> {log:q}"
+        " --out bold={output.bold:q} metrics={output.metrics:q} mixing={output.mixing:q}"
+        " rejected={output.rejected:q} 2> {log:q}"
 
 
 use rule tedana as tedana_nordic with:

@@ -45,4 +45,4 @@ rule dataset_description:
         "Dataset description {wildcards.folder}/"
     shell:
         "python -m echoprep describe {output:q} --source {params.source:q}"
-        " --config-file {input.config:q} 2> {log:q}"
+        " --config-file {input.config:q} --folders {params.folders} 2> {log:q}"

@@ -3,6 +3,12 @@
 # and noise ceilings.
 # Inputs, outputs, params, resources and the rest: PLAN.spec (echoprep.plan.specs).
 
+from echoprep.preflight import glm_env
+
+# The rules that fit (glm, glm_reference, glm_heldout) run in the conda env of glm.engine:
+# envs/echoprep.yaml, or envs/glmsingle.yaml (the same plus upstream GLMsingle, pinned).
+GLM_CONDA_ENV = str(glm_env(config))
+
 
 # One analysis mask per subject and session: brain voxels with valid (finite, non-constant)
 # data in every run of every variant fitted there; every glm job of the session uses it.
@@ -45,7 +51,7 @@ rule glm:
     benchmark:
         _spec.benchmark
     conda:
-        "../../envs/echoprep.yaml"
+        GLM_CONDA_ENV
     threads: _spec.threads
     resources:
         **_spec.resources,
@@ -76,7 +82,7 @@ rule glm_reference:
     benchmark:
         _spec.benchmark
     conda:
-        "../../envs/echoprep.yaml"
+        GLM_CONDA_ENV
     threads: _spec.threads
     resources:
         **_spec.resources,
@@ -185,7 +191,7 @@ rule glm_heldout:
     benchmark:
         _spec.benchmark
     conda:
-        "../../envs/echoprep.yaml"
+        GLM_CONDA_ENV
     threads: _spec.threads
     resources:
         **_spec.resources,

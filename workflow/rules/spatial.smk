@@ -4,6 +4,7 @@
 # preproc-<nordic>/; the NORDIC side's in its nordic job). Inputs, outputs, params, resources
 # and the rest: PLAN.spec (echoprep.plan.specs).
 
+from echoprep.io.confounds import copy_confounds as _copy_confounds
 
 # The subject's reference run's geometry, written as the subject's reference boldref: the
 # target every run's geometry (the reference run's own too) and the functional grid align to.
@@ -129,3 +130,26 @@ for _echoes in PLAN.echo_counts() if "raw" in PLAN.chain_sides() else []:
             _spec.message
         shell:
             step_shell(PLAN.chain_steps("raw"))
+
+
+# The run's confounds again beside its series of each NORDIC variant (combine-<nordic>/, and
+# preproc-<nordic>/ with spatial.keep_echoes), where nilearn's load_confounds and
+# first_level_from_bids look for them: copies of spatial/'s table with a sidecar naming it
+# (echoprep.io.confounds), written inside the Snakemake process (no job to submit).
+_spec = PLAN.spec("confounds")
+
+
+rule confounds:
+    input:
+        **_spec.input,
+    output:
+        **_spec.output,
+    log:
+        _spec.log,
+    wildcard_constraints:
+        **_spec.wildcard_constraints,
+    localrule: True
+    message:
+        "Confounds beside the series {wildcards.run_prefix} ({wildcards.nordic})"
+    run:
+        _copy_confounds(input.confounds, dict(output.items()), log[0])

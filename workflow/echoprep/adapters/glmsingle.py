@@ -1,12 +1,17 @@
 """Adapter to upstream GLMsingle (``glm.engine: glmsingle``), used instead of our engine.
 
-For users who must cite or reproduce upstream GLMsingle (cvnlab/GLMsingle, BSD-3). The package
-is not a dependency of echoprep; install it into the environment the ``glm`` rule runs in
-(``pip install glmsingle``). The stage gives it the same designs and masked data as our engine
-and maps its results onto our layout, so every output file is the same. Upstream side effects
-are contained (``docs/glm.md`` §15): it runs in a private temporary working folder (its
-figure folder is created in the working directory even when figures are off) with file outputs
-switched off, and its ``outputdir`` (which it wipes) is a private folder too.
+For users who must cite or reproduce upstream GLMsingle (cvnlab/GLMsingle 1.2, BSD-3). The
+package is not on the package index and not a core dependency of echoprep: with conda the
+fitting rules of ``glm.engine: glmsingle`` run in ``envs/glmsingle.yaml``, which installs it from
+its repository at a pinned commit (:data:`echoprep.adapters.sources.GLMSINGLE_SOURCE`); without
+conda, install that into the venv (``make setup`` does where its wheel is at hand: README,
+"Optional packages"). The stage gives it the same designs and masked data as our engine and maps
+its results onto our layout, so every output file is the same (``tests/unit/test_glm_upstream.py``
+compares the two engines' betas). Upstream side effects are contained (``docs/glm.md`` §15): it
+runs in a private temporary working folder (its figure folder is created in the working
+directory even when figures are off) with file outputs switched off, its ``outputdir`` (which it
+wipes) is a private folder too, its progress text goes to stderr (the job's log), and its BLAS
+threads are the job's (``n_threads``).
 
 Differences that remain upstream's (``docs/glm.md`` §15): the GMM tail threshold is not seeded
 (fix ``brainR2``/``pcR2cutoff`` for reproducible runs), ``brainexclude`` masks are not passed (the
@@ -18,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -25,7 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from echoprep.adapters.sources import GLMSINGLE_REQUIREMENT
 from echoprep.kernels.glm.options import REQUIRED_OPTIONS
+from echoprep.kernels.threads import blas_limits
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +59,10 @@ def import_upstream() -> Any:
     except ImportError as exc:
         raise UpstreamUnavailableError(
             "glm.engine is 'glmsingle', which needs the upstream GLMsingle package; found it not "
-            f"importable ({exc}). Fix: `pip install glmsingle` into the environment of the glm "
-            "rule (envs/echoprep.yaml, or your venv), or set glm.engine: echoprep (the default, "
-            "same outputs)."
+            f"importable ({exc}). It is not on the package index. Fix: run with conda (the glm "
+            "rules then use envs/glmsingle.yaml, which installs it), or install it into the venv "
+            f"that runs the jobs: `.venv/bin/pip install '{GLMSINGLE_REQUIREMENT}'` (README, "
+            '"Optional packages"); or set glm.engine: echoprep (the default, same outputs).'
         ) from exc
     return GLM_single
 
@@ -119,6 +128,8 @@ def fit_upstream(
     stimdur: float,
     tr: float,
     options: Mapping[str, Any],
+    *,
+    n_threads: int | None = None,
 ) -> dict[str, Any]:
     """Fit with upstream ``GLM_single`` and return its results in our layout.
 
@@ -132,6 +143,10 @@ def fit_upstream(
         Seconds.
     options
         Our engine options (:data:`PASSED_OPTIONS` names; None = upstream's default).
+    n_threads
+        BLAS threads while upstream fits (threadpoolctl; None: as the process has them). More
+        threads than the job's cores slow it down many times over (its cross-validation and
+        ridge are many small BLAS calls).
 
     Returns
     -------
@@ -144,7 +159,8 @@ def fit_upstream(
     n_voxels = int(np.asarray(data[0]).shape[0])
     with tempfile.TemporaryDirectory(prefix="glmsingle-") as tmp:
         folder = Path(tmp)
-        with _in_folder(folder):
+        # its progress text goes to stderr (the job's log), not the workflow's console
+        with _in_folder(folder), blas_limits(n_threads), contextlib.redirect_stdout(sys.stderr):
             model = glm_single(params)
             results = model.fit(
                 [np.asarray(d, dtype=np.float32) for d in designs],

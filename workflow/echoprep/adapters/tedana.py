@@ -34,7 +34,7 @@ from echoprep.io.outputs import stage_outputs
 #: Per echo-handling variant: output key -> the file tedana writes into its output folder
 #: (its ``bidsv1.5.0`` names).
 TEDANA_FILES: dict[str, dict[str, str]] = {
-    variant: {name: o.tool_name for name, o in stage_outputs("combine", variant).items()}
+    variant: {n: o.tool_name for n, o in stage_outputs("combine", variant).items() if o.tool_name}
     for variant in ("optcom", "denoised")
 }
 #: tedana's description (its ``OutputGenerator`` key) of each file echoprep keeps, by variant

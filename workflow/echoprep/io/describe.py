@@ -10,12 +10,13 @@ file names the BIDS specification does not define yet, so that the official vali
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from echoprep import CODE_URL, __version__
 from echoprep.io.atomic import write_text
+from echoprep.io.bids_uri import BIDS_SCHEME, RAW, dataset_links, relative_location
 from echoprep.io.outputs import FOLDERS, OUTPUTS, Folder, Output, folder_kind
 from echoprep.io.sidecars import BIDS_VERSION, write_dataset_description
 
@@ -90,7 +91,7 @@ def readme_text(folder_name: str, folder: Folder, kind: str, source: str) -> str
     kind
         Its :data:`FOLDERS` key (``glm``).
     source
-        The raw BIDS dataset it was computed from.
+        The raw BIDS dataset it was computed from, as the folder names it (relative to it).
 
     Returns
     -------
@@ -103,7 +104,8 @@ def readme_text(folder_name: str, folder: Folder, kind: str, source: str) -> str
         "",
         f"{folder.description}.",
         "",
-        f"Written by echoprep {__version__} ({CODE_URL}) from the BIDS dataset `{source}`. "
+        f"Written by echoprep {__version__} ({CODE_URL}) from the BIDS dataset `{source}` "
+        f"(its location from this folder, `{RAW}` in `DatasetLinks`). "
         "The whole configuration of the run is recorded in `dataset_description.json` "
         "(key `echoprepConfig`)",
     ]
@@ -122,7 +124,10 @@ def readme_text(folder_name: str, folder: Folder, kind: str, source: str) -> str
             "`ses-{session}` is left out for datasets without sessions; `space-{space}` is "
             "`space-T1w` with spatial preprocessing to the T1w, absent on the native grid. "
             "A file marked (+ `.json`) has a JSON sidecar of the same name with its `Sources`, "
-            "`Parameters` and `SoftwareVersions`.",
+            "`Parameters` and `SoftwareVersions`; the files they name are BIDS URIs "
+            f"(`bids:{RAW}:...` the raw dataset, `bids::...` this folder, `bids:<folder>:...` "
+            "another folder of the output), resolved through `DatasetLinks` in "
+            "`dataset_description.json`.",
             "",
         ]
         lines += [
@@ -157,6 +162,7 @@ def describe_folder(
     *,
     source: str,
     config: Mapping[str, Any] | None = None,
+    folders: Iterable[str] = (),
 ) -> dict[str, Path]:
     """Write ``dataset_description.json``, ``.bidsignore`` and ``README.md`` of the derivative
     folder ``root``; its kind follows from its name (``combine-raw`` -> ``combine``).
@@ -166,9 +172,13 @@ def describe_folder(
     root
         The folder (``<output_dir>/<folder>``).
     source
-        The raw BIDS dataset (``SourceDatasets``).
+        The raw BIDS dataset: ``DatasetLinks`` maps ``raw`` to it (relative to ``root``) and
+        ``SourceDatasets`` names it by the BIDS URI ``bids:raw:``.
     config
         The workflow configuration (``echoprepConfig``).
+    folders
+        The other derivative folders of the run (``DatasetLinks``: ``"../<folder>"``), whose
+        files the folder's sidecars may name.
 
     Returns
     -------
@@ -188,14 +198,17 @@ def describe_folder(
         folder.name_of(root.name),
         description=folder.description,
         config=dict(config or {}),
-        source_datasets=[source],
+        source_datasets=[f"{BIDS_SCHEME}{RAW}:"],
+        links=dataset_links(root, source, folders),
     )
     # always written (also without patterns): a stale one from an older run must not linger
     ignore = _BIDSIGNORE_HEADER.format(version=BIDS_VERSION) + "".join(
         f"{p}\n" for p in folder.bidsignore
     )
     bidsignore = write_text(root / ".bidsignore", ignore)
-    readme = write_text(root / "README.md", readme_text(root.name, folder, kind, source))
+    readme = write_text(
+        root / "README.md", readme_text(root.name, folder, kind, relative_location(source, root))
+    )
     return {"description": description, "bidsignore": bidsignore, "readme": readme}
 
 

@@ -218,6 +218,11 @@ def read_events(path: str | Path) -> pd.DataFrame:
     return table
 
 
+#: The trials table's columns whose names in the file differ from the stages' names: the file
+#: avoids BIDS entity names (``session``, ``run``) as columns, which pybids reads as metadata.
+TRIALS_FILE_COLUMNS: dict[str, str] = {"session": "session_label", "run": "run_label"}
+
+
 def read_trials(
     path: str | Path,
     *,
@@ -227,12 +232,18 @@ def read_trials(
 ) -> pd.DataFrame:
     """A trials table written by the GLM stage (``session``, ``run`` and ``label`` as text).
 
+    The file names its session and run columns ``session_label`` and ``run_label`` (a BIDS
+    entity name as a column would clash with the file's own entities in pybids, docs/glm.md
+    §11); they are returned as ``session`` and ``run``, the names the stages use. Tables
+    written before (``session``, ``run``) read the same.
+
     Parameters
     ----------
     path
         The ``*_desc-SingletrialBetas_trials.tsv``.
     required
-        Columns that must be present (e.g. ``("beta_index", "label", "run")``).
+        Columns that must be present, by the returned names (e.g.
+        ``("beta_index", "label", "run")``).
     fix
         The fix named when a column is missing.
     sort
@@ -243,9 +254,10 @@ def read_trials(
     StageInputError
         A required column is missing.
     """
-    table = pd.read_csv(
-        path, sep="\t", dtype={"session": str, "run": str, "label": str}, keep_default_na=False
-    )
+    text = {"session": str, "run": str, "label": str}
+    text.update({file_name: str for file_name in TRIALS_FILE_COLUMNS.values()})
+    table = pd.read_csv(path, sep="\t", dtype=text, keep_default_na=False)
+    table = table.rename(columns={v: k for k, v in TRIALS_FILE_COLUMNS.items()})
     missing = set(required) - set(table.columns)
     if missing:
         raise StageInputError(
@@ -585,6 +597,7 @@ def mixed_repeat_counts(counts: Mapping[Any, int]) -> list[int]:
 
 __all__ = [
     "DEFAULT_LABEL_COLUMNS",
+    "TRIALS_FILE_COLUMNS",
     "EventsFileError",
     "RunTrials",
     "SessionDesign",

@@ -331,6 +331,17 @@ def _outputs() -> tuple[Output, ...]:
         o("combine", "mixing", variant="denoised", suffix="mixing", extension=".tsv",
           **combine, entities={"desc": "ICA"}, tool_name="desc-ICA_mixing.tsv",
           description="ICA mixing matrix (volumes x components)"),
+        o("combine", "rejected", variant="denoised", suffix="timeseries", extension=".tsv",
+          **combine, entities={"desc": "ICARejected"},
+          description="time courses of the ICA components tedana rejected: regressors for the "
+          "optcom series"),
+        # the run's confounds beside its BOLD series, where nilearn looks (copies of spatial's)
+        o("confounds", "combine", "combine-{nordic}", suffix="timeseries", extension=".tsv",
+          **run, entities={"desc": "confounds"},
+          description="the run's confounds (spatial/'s) beside its echo-handling series"),
+        o("confounds", "preproc", "preproc-{nordic}", suffix="timeseries", extension=".tsv",
+          **run, entities={"desc": "confounds"},
+          description="the run's confounds (spatial/'s) beside its resampled echoes"),
         # GLMsingle, per session and variant
         o("glm", "betas", suffix="statmap", extension=".nii.gz", **glm, spatial=True,
           entities={"stat": "effect", "desc": "SingletrialBetas"},
@@ -341,7 +352,7 @@ def _outputs() -> tuple[Output, ...]:
           "test"),
         o("glm", "trials", suffix="trials", extension=".tsv", **glm,
           entities={"desc": "SingletrialBetas"},
-          description="one row per beta volume: run, onset, label"),
+          description="one row per beta volume: run_label, onset, label"),
         o("glm", "r2", suffix="statmap", extension=".nii.gz", **glm, spatial=True,
           entities={"stat": "rsquare", "desc": "R2"},
           description="cross-validated R² of the type-D model (percent)"),
@@ -417,7 +428,7 @@ def _outputs() -> tuple[Output, ...]:
           description="the published variant's session noise ceiling (percent)"),
         o("publish", "trials", suffix="trials", extension=".tsv", **laion,
           entities={"desc": "SingletrialBetas"},
-          description="one row per beta volume: run, onset, label"),
+          description="one row per beta volume: run_label, onset, label"),
         o("publish", "mask", suffix="mask", extension=".nii.gz", **laion_sub,
           entities={"desc": "meanR2gt15mask"},
           description="voxels whose mean R² over sessions exceeds 15 % (uint8, 1 inside)"),
@@ -495,7 +506,7 @@ FOLDERS: dict[str, Folder] = {
         "combine-{nordic}",
         "echoprep echo handling ({folder})",
         "single-echo baseline, tedana optimal combination and ICA denoising",
-        ("*_T2starmap.*", "*_S0map.*", "*_mixing.*", "*_metrics.*"),
+        ("*_T2starmap.*", "*_S0map.*", "*_mixing.*", "*_metrics.*", "*_timeseries.*"),
     ),
     "spatial": Folder(
         "spatial", "echoprep spatial preprocessing", _SPATIAL_DESCRIPTION, _SPATIAL_IGNORE

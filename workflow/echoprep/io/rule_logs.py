@@ -33,6 +33,7 @@ RULE_LOGS: dict[str, tuple[str, tuple[str, str], str]] = {
     "spatial_subject": ("spatial", _SUB, "subject"),
     "spatial_reference": ("spatial", _SUB, "reference"),
     "spatial_resample": ("preproc-raw", _RUN, ""),
+    "confounds": ("combine-{nordic}", _RUN, "confounds"),
     "single_echo": ("combine-{nordic}", _RUN, "single"),
     "optcom": ("combine-{nordic}", _RUN, "optcom"),
     "tedana": ("combine-{nordic}", _RUN, "tedana"),

@@ -13,6 +13,7 @@ import numpy as np
 
 from echoprep import CODE_URL, __version__
 from echoprep.io.atomic import atomic_path
+from echoprep.io.bids_uri import localize, portable
 from echoprep.io.paths import sidecar_path
 
 BIDS_VERSION = "1.10.0"
@@ -55,10 +56,14 @@ def _jsonable(obj: Any) -> Any:
 
 
 def write_json(path: str | Path, content: Mapping[str, Any]) -> Path:
-    """Write JSON atomically (temporary file + rename), sorted keys, 2-space indent."""
+    """Write JSON atomically (temporary file + rename), sorted keys, 2-space indent.
+
+    Every file path in ``content`` is recorded as a BIDS URI relative to the dataset of
+    ``path`` (:func:`echoprep.io.bids_uri.portable`; the configuration snapshot is kept).
+    """
     path = Path(path)
     with atomic_path(path) as tmp, open(tmp, "w") as fh:
-        json.dump(_jsonable(content), fh, indent=2, sort_keys=True)
+        json.dump(portable(_jsonable(content), path), fh, indent=2, sort_keys=True)
         fh.write("\n")
     return path
 
@@ -79,7 +84,8 @@ def spatial_reference(image: str | Path, sources: Iterable[str | Path]) -> Any:
     not a standard template, e.g. ``T1w``). The output lies on the grid of its sources in the
     same space, so it takes the ``SpatialReference`` of the first such source whose sidecar
     records one (the resampled echoes record the functional grid image; every later output
-    inherits it), else that source's own path.
+    inherits it, read as a path: :func:`echoprep.io.bids_uri.localize`), else that source's
+    own path.
 
     Parameters
     ----------
@@ -98,12 +104,13 @@ def spatial_reference(image: str | Path, sources: Iterable[str | Path]) -> Any:
         return None
     same_space = [Path(s) for s in sources if space_label(s) == label]
     for source in same_space:
+        side = sidecar_path(source)
         try:
-            recorded = json.loads(sidecar_path(source).read_text()).get("SpatialReference")
+            recorded = json.loads(side.read_text()).get("SpatialReference")
         except (OSError, ValueError, AttributeError):
             continue
         if recorded:
-            return recorded
+            return localize(recorded, side)
     return str(same_space[0]) if same_space else None
 
 
@@ -122,7 +129,8 @@ def write_sidecar(
     image
         The output file the sidecar describes (``.nii.gz``, ``.tsv``, ...).
     sources
-        Input files the output was computed from (recorded as given, as strings).
+        Input files the output was computed from (recorded as BIDS URIs, see
+        :func:`write_json`).
     parameters
         The options of the stage that produced it.
     extra
@@ -152,12 +160,15 @@ def write_dataset_description(
     description: str | None = None,
     config: Mapping[str, Any] | None = None,
     source_datasets: Iterable[str] = (),
+    links: Mapping[str, str] | None = None,
 ) -> Path:
     """Write ``dataset_description.json`` at a derivative (or raw) dataset root.
 
-    Derivatives carry ``GeneratedBy`` (name, version, code URL) and, when given, the
-    workflow configuration that produced them. The folders' ``.bidsignore`` and ``README.md``
-    are written with it by :func:`echoprep.io.describe.describe_folder`.
+    Derivatives carry ``GeneratedBy`` (name, version, code URL), ``SourceDatasets``
+    (``source_datasets``: URLs or BIDS URIs), ``DatasetLinks`` (``links``: dataset name ->
+    location, see :func:`echoprep.io.bids_uri.dataset_links`) and, when given, the workflow
+    configuration that produced them. The folders' ``.bidsignore`` and ``README.md`` are
+    written with it by :func:`echoprep.io.describe.describe_folder`.
     """
     content: dict[str, Any] = {
         "Name": name,
@@ -176,6 +187,8 @@ def write_dataset_description(
         sources = list(source_datasets)
         if sources:
             content["SourceDatasets"] = [{"URL": s} for s in sources]
+        if links:
+            content["DatasetLinks"] = dict(links)
         if config is not None:
             content["echoprepConfig"] = dict(config)
     elif description:

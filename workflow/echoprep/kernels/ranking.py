@@ -290,18 +290,19 @@ def recommend(
         ``rank_by_requested``, ``reason``, ``verdict`` (plain words), ``indistinguishable``
         (variants the data cannot tell from the recommended one), ``measures``, ``ranking``
         (variants, best first, with their group statistics), ``margin_over_runner_up`` (the
-        recommended variant minus the best other; negative when that one ranks higher) and
-        ``margin_over_baseline`` (differences of the group means of ``rank_by``; for
-        ``heldout_r`` with ``standard_error``, ``shown`` and truth-scale equivalents, and,
-        when ``bootstrap`` is the long table of every variant against every reference, the
-        margin under each reference that is neither of the two, ``by_reference`` with
-        ``holds``, and ``reversed_by``: a lead is shown only where it holds under every such
-        reference), ``default_rule`` and ``references`` (the rules, in words),
-        ``power`` (ROI voxels, sessions, the references' reliability and the resolution: the
-        smallest difference the data can tell, also in truth units), ``nc_winner``,
-        ``agreement``, ``disagreement`` (plain words or None), ``warnings``,
-        ``winner_below_baseline`` (sessions where the recommended variant is below the
-        baseline by ``rank_by``), ``paired_sessions``, ``subject_sessions``.
+        recommended variant minus the best other; negative when that one ranks higher),
+        ``margin_over_baseline`` and ``margins`` (the recommended variant against every other
+        variant, in ranking order: the report's verdict figure). Margins are differences of
+        the group means of ``rank_by``; for ``heldout_r`` with ``standard_error``, ``shown``
+        and truth-scale equivalents, and, when ``bootstrap`` is the long table of every
+        variant against every reference, the margin under each reference that is neither of
+        the two, ``by_reference`` with ``holds``, and ``reversed_by``: a lead is shown only
+        where it holds under every such reference. ``default_rule`` and ``references`` (the
+        rules, in words), ``power`` (ROI voxels, sessions, the references' reliability and
+        the resolution: the smallest difference the data can tell, also in truth units),
+        ``nc_winner``, ``agreement``, ``disagreement`` (plain words or None), ``warnings``,
+        ``winner_below_baseline`` (sessions where the recommended variant is below the baseline
+        by ``rank_by``), ``paired_sessions``, ``subject_sessions``.
 
     Raises
     ------
@@ -453,14 +454,11 @@ def recommend(
             best = alt
 
     others = [r for r in ranking if r["variant"] != best["variant"]]
-    runner_up = margin(best, others[0] if others else None)
+    # the recommended variant against every other one (ranking order): the report's figure
+    margins = [m for m in (margin(best, r) for r in others) if m is not None]
+    runner_up = margins[0] if margins else None
     base = by_name.get(BASELINE)
-    tied: list[str] = []
-    if validated:
-        for r in others:
-            m = margin(best, r)
-            if m is not None and not m["shown"]:
-                tied.append(r["variant"])
+    tied = [m["variant"] for m in margins if validated and not m["shown"]]
     name = VARIANT_NAMES.get(best["variant"], best["variant"])
     if not validated:
         verdict = (
@@ -541,7 +539,7 @@ def recommend(
         "roi_voxels_min": _clean(float(paired["voxels"].min())) if "voxels" in paired else None,
     }
     if validated:
-        ses = [m["standard_error"] for m in (margin(best, r) for r in others) if m]
+        ses = [m["standard_error"] for m in margins]
         ses = [x for x in ses if x is not None]
         resolution = SHOWN_SE * float(np.median(ses)) if ses else math.nan
         power.update(
@@ -600,6 +598,7 @@ def recommend(
         "measures": MEASURES,
         "baseline": BASELINE,
         "margin_over_runner_up": runner_up,
+        "margins": margins,
         "margin_over_baseline": None if best["variant"] == BASELINE else margin(best, base),
         "power": power,
         "nc_winner": nc_winner,

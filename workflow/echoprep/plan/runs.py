@@ -229,10 +229,25 @@ class RunPlan(BasePlan):
         for nordic in self.nordic_variants:
             for run in self.dataset.runs:
                 wanted = None if every else fitted(run.subject, run.session)
-                for combine in self.config["variants"]["combine"]:
-                    if wanted is None or Variant.of(nordic, combine) in wanted:
-                        targets.extend(self.combine_outputs(combine, run, nordic).values())
+                combines = [
+                    c
+                    for c in self.config["variants"]["combine"]
+                    if wanted is None or Variant.of(nordic, c) in wanted
+                ]
+                for combine in combines:
+                    targets.extend(self.combine_outputs(combine, run, nordic).values())
+                if combines and self.config["spatial"]["enabled"]:
+                    targets.extend(self.confounds_outputs(run, nordic).values())
         return targets
+
+    def confounds_outputs(self, run: Run | None = None, nordic: str = "{nordic}") -> Files:
+        """The run's confounds (and sidecars) beside its series of a NORDIC variant, as
+        patterns or for a run: in ``combine-<nordic>/``, and in ``preproc-<nordic>/`` when the
+        resampled echoes are kept (rule ``confounds``, :mod:`echoprep.io.confounds`)."""
+        files = self._files("confounds", self._run_key(run), nordic=nordic)
+        if not self.config["spatial"]["keep_echoes"]:
+            files = {k: v for k, v in files.items() if not k.startswith("preproc")}
+        return files
 
     # -----------------------------------------------------------------------------------------
     # anatomy and spatial preprocessing (anatomy.smk, spatial.smk)

@@ -193,7 +193,7 @@ class SpecPlan(PublishPlan):
             name="dataset_description",
             input={"config": self.config_file()},
             output={"description": self.description()},
-            params={"source": self.source()},
+            params={"source": self.source(), "folders": " ".join(self.described_folders())},
             log=self.log("dataset_description"),
             benchmark=None,
             resources={},
@@ -275,6 +275,20 @@ class SpecPlan(PublishPlan):
             self.spatial_reference_outputs(),
             {"args": self._spatial_reference_params, "options": self.options("spatial")},
             grouped="spatial_reference",
+        )
+
+    def _spec_confounds(self) -> RuleSpec:
+        # a local copy written inside the Snakemake process: no benchmark, no resources
+        spatial = self.spatial_run_outputs()
+        return RuleSpec(
+            name="confounds",
+            input={"confounds": spatial["confounds"], "sidecar": spatial["confounds_json"]},
+            output=self.confounds_outputs(),
+            params={},
+            log=self.log("confounds"),
+            benchmark=None,
+            resources={},
+            wildcard_constraints={"run_prefix": RUN_STEM_PATTERN},
         )
 
     def _spec_spatial_subject(self) -> RuleSpec:
@@ -494,6 +508,7 @@ class SpecPlan(PublishPlan):
         "anatomy": _spec_anatomy,
         "spatial_reference": _spec_spatial_reference,
         "spatial_subject": _spec_spatial_subject,
+        "confounds": _spec_confounds,
         "tedana": _spec_tedana,
         "glm_analysis_mask": _spec_glm_analysis_mask,
         "glm": _spec_glm,

@@ -1,4 +1,8 @@
-"""Self-contained HTML: figures inlined as base64 data URIs, inline CSS, no script, no network."""
+"""Self-contained HTML: figures inlined as base64 data URIs, inline CSS, no script, no network.
+
+The page opens with the verdict (:mod:`echoprep.report.verdict`): one figure (an inline SVG)
+and one sentence, then the summary lines, the warnings and the sections.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,12 @@ import base64
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
+
+if TYPE_CHECKING:
+    from echoprep.report.verdict import FirstScreen
 
 #: Kinds of image a data URI can carry.
 MIME = {"png": "image/png", "svg": "image/svg+xml"}
@@ -91,11 +98,26 @@ pre { background: #f6f6f6; padding: .8em; overflow-x: auto; font-size: .8em; }
 .table-wrap { overflow-x: auto; }
 details { margin: .8em 0; }
 summary { cursor: pointer; font-weight: 600; }
+.verdict figure { margin: .4em 0 .2em; }
+.verdict svg { display: block; max-width: 100%; height: auto; }
+.verdict-sentence { font-size: 1.15em; font-weight: 600; margin: .3em 0 .4em; }
+.verdict-caption { font-size: .85em; color: #555; margin: .3em 0; }
 </style>
 </head>
 <body>
 <h1>{{ title }}</h1>
 <p>{{ subtitle }}</p>
+{% if verdict %}<div class="verdict" id="verdict">
+{% if verdict.svg %}<figure id="verdict-figure">{{ verdict.svg | safe }}</figure>{% endif %}
+<p class="verdict-sentence" id="verdict-sentence">{{ verdict.sentence }}</p>
+{% if verdict.caption %}<p class="verdict-caption">{{ verdict.caption }}</p>{% endif %}
+{% if verdict.rows %}<div class="table-wrap"><table><caption>The figure in numbers</caption>
+<thead><tr>{% for h in verdict.header %}<th>{{ h }}</th>{% endfor %}</tr></thead>
+<tbody>{% for row in verdict.rows %}
+<tr>{% for c in row %}<td>{{ c }}</td>{% endfor %}</tr>{% endfor %}
+</tbody>
+</table></div>{% endif %}
+</div>{% endif %}
 {% if summary %}<div class="summary">
 {% for line in summary %}<p>{{ line }}</p>{% endfor %}
 </div>{% endif %}
@@ -141,6 +163,7 @@ def render(
     summary: Sequence[str] = (),
     warnings: Sequence[str] = (),
     footer: str = "",
+    verdict: FirstScreen | None = None,
 ) -> str:
     """The report as one HTML string.
 
@@ -154,6 +177,10 @@ def render(
         Lines of the box at the top.
     warnings
         Lines of the warning box below it (shown only when there are any).
+    verdict
+        The first screen, above the summary: the verdict figure (its ``svg``, inlined as
+        given), the one ``sentence``, the ``caption`` and the figure in numbers (``header``,
+        ``rows``); None: the page starts with the summary.
     """
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     view = [
@@ -178,6 +205,15 @@ def render(
         warnings=list(warnings),
         sections=view,
         footer=footer,
+        verdict=None
+        if verdict is None
+        else {
+            "svg": verdict.svg,  # drawn by echoprep (matplotlib): inlined unescaped
+            "sentence": verdict.sentence,
+            "caption": verdict.caption,
+            "header": list(verdict.header),
+            "rows": [list(r) for r in verdict.rows],
+        },
     )
 
 

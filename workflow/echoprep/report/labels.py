@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 COLUMN_LABELS: dict[str, str] = {
     "category": "ROI category",
     "roi": "ROI",
+    "roi_label": "ROI",
     "voxels": "voxels",
     "roi_voxels": "ROI voxels",
     "nc_median": "median NC",
@@ -24,7 +25,7 @@ COLUMN_LABELS: dict[str, str] = {
     "heldout_r": "held-out fidelity r",
     "splithalf_r": "split-half r",
     "edge_nc80": "share of edge voxels with NC > 80 %",
-    "runs": "runs",
+    "n_runs": "runs",
     "tsnr_raw": "median tSNR, NORDIC off",
     "tsnr_nordic": "median tSNR, NORDIC on",
     "tsnr_gain": "tSNR ratio on/off",

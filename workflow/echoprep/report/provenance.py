@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from echoprep.io.bids_uri import localize
 from echoprep.io.paths import sidecar_path
 
 log = logging.getLogger(__name__)
@@ -29,14 +30,15 @@ _MASK_ENDINGS = ("_mask.nii.gz", "_mask.nii")
 
 def read_sidecar(path: str | Path) -> dict[str, Any] | None:
     """The JSON sidecar of a file (``x.nii.gz`` → ``x.json``; a ``.json`` is read itself), or
-    None when it is missing or not a JSON object."""
+    None when it is missing or not a JSON object; the BIDS URIs it records come back as paths
+    (:func:`echoprep.io.bids_uri.localize`)."""
     p = Path(path)
     side = p if p.name.endswith(".json") else sidecar_path(p)
     try:
         content = json.loads(side.read_text())
     except (OSError, ValueError):
         return None
-    return content if isinstance(content, dict) else None
+    return localize(content, side) if isinstance(content, dict) else None
 
 
 def parse_versions(value: Any) -> dict[str, str]:

@@ -59,7 +59,7 @@ COLUMNS = (
     "subject",
     "session",
     "combine",
-    "runs",
+    "n_runs",
     "tsnr_raw",
     "tsnr_nordic",
     "tsnr_gain",
@@ -79,7 +79,8 @@ COLUMNS = (
 )
 #: Column descriptions of the sidecar.
 COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
-    "runs": {"Description": "runs whose tSNR was measured"},
+    # not "runs": pybids would take it for the plural of the run entity
+    "n_runs": {"Description": "runs whose tSNR was measured"},
     "tsnr_raw": {"Description": "median tSNR in the brain mask without NORDIC, mean over runs"},
     "tsnr_nordic": {"Description": "median tSNR in the brain mask with NORDIC, mean over runs"},
     "tsnr_gain": {"Description": "tsnr_nordic / tsnr_raw"},
@@ -243,9 +244,9 @@ def tsnr_measures(pairs: Sequence[TsnrPair], brain_file: str | Path) -> dict[str
             raws.append(m_raw)
             nords.append(m_nor)
     if not raws:
-        return {"runs": 0, "tsnr_raw": math.nan, "tsnr_nordic": math.nan, "tsnr_gain": math.nan}
+        return {"n_runs": 0, "tsnr_raw": math.nan, "tsnr_nordic": math.nan, "tsnr_gain": math.nan}
     r, n = float(np.mean(raws)), float(np.mean(nords))
-    return {"runs": len(raws), "tsnr_raw": r, "tsnr_nordic": n, "tsnr_gain": kd.ratio(n, r)}
+    return {"n_runs": len(raws), "tsnr_raw": r, "tsnr_nordic": n, "tsnr_gain": kd.ratio(n, r)}
 
 
 def removed_whiteness(sidecars: Sequence[str | Path]) -> list[float]:

@@ -38,6 +38,7 @@ import numpy as np
 
 from echoprep.io.arguments import key_paths
 from echoprep.io.atomic import atomic_path, copy_file
+from echoprep.io.bids_uri import localize
 from echoprep.io.images import StageInputError, atomic_save, load_image
 from echoprep.io.paths import sidecar_path
 from echoprep.io.sidecars import write_json, write_sidecar
@@ -127,6 +128,7 @@ def publish_file(source: str | Path, out: str | Path, method: str) -> Path:
 
 
 def _original_sidecar(source: Path) -> dict[str, Any]:
+    """The original's sidecar, its BIDS URIs as paths (recorded anew from the published file)."""
     side = sidecar_path(source)
     if not side.is_file():
         return {}
@@ -137,7 +139,7 @@ def _original_sidecar(source: Path) -> dict[str, Any]:
             f"{side}: expected the JSON sidecar of {source.name}; found invalid JSON ({exc}). "
             "Fix: rerun the job that wrote it."
         ) from exc
-    return content if isinstance(content, dict) else {}
+    return localize(content, side) if isinstance(content, dict) else {}
 
 
 def _published(options: PublishOptions) -> dict[str, Any]:

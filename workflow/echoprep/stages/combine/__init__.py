@@ -27,6 +27,7 @@ from echoprep.stages.combine.ica import (
     parse_tedpca,
     read_component_count,
     run_tedana,
+    write_rejected,
 )
 
 __all__ = [
@@ -49,5 +50,6 @@ __all__ = [
     "run_optcom",
     "run_tedana",
     "validate_echoes",
+    "write_rejected",
     "write_single_echo",
 ]

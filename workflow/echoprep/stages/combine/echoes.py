@@ -26,6 +26,7 @@ import numpy as np
 
 from echoprep.adapters import tedana as tedana_adapter
 from echoprep.io.atomic import atomic_path
+from echoprep.io.bids_uri import localize
 from echoprep.io.images import (
     StageInputError,
     atomic_save,
@@ -192,7 +193,7 @@ def _spatial_reference(echo_files: Sequence[str | Path]) -> dict[str, Any]:
         ref = json.loads(side.read_text()).get("SpatialReference")
     except (OSError, ValueError, AttributeError):
         return {}
-    return {"SpatialReference": ref} if ref else {}
+    return {"SpatialReference": localize(ref, side)} if ref else {}
 
 
 def write_single_echo(

@@ -21,8 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from echoprep.adapters import tedana as tedana_adapter
+from echoprep.io.atomic import atomic_path
 from echoprep.io.images import StageInputError
+from echoprep.io.sidecars import write_sidecar
 from echoprep.stages.combine.echoes import (
     ICA_RECORD,
     TedanaOptions,
@@ -286,7 +290,8 @@ def run_tedana(
         Echo times in s.
     outputs
         Keys of the registry's ``combine`` outputs of ``denoised`` (``bold``, ``metrics``,
-        ``mixing``) to paths.
+        ``mixing``, ``rejected``: :func:`write_rejected`, which needs the two before it) to
+        paths.
     options
         The ``tedana:`` config section. ``fittype``, ``masktype``, ``tree``, ``ica_method``,
         ``n_robust_runs``, ``maxit`` go to tedana; ``tedpca`` may be a number given as text;
@@ -411,7 +416,12 @@ def run_tedana(
             maxrestart=opts.maxrestart,
         )
 
-    return run_tedana_tool(
+    if "rejected" in outputs and not {"mixing", "metrics"} <= set(outputs):
+        raise StageInputError(
+            f"{files[0]}: expected the outputs mixing and metrics beside rejected (its time "
+            f"courses come from them); found {sorted(outputs)}. Fix: pass all three."
+        )
+    written = run_tedana_tool(
         tedana_adapter.run_tedana,
         "denoised",
         files,
@@ -429,6 +439,81 @@ def run_tedana(
         rechoose=rechoose,
         **tool,
     )
+    if "rejected" in outputs:
+        written["rejected"] = write_rejected(
+            written["mixing"], written["metrics"], Path(outputs["rejected"])
+        )
+    return written
+
+
+def write_rejected(mixing: Path, metrics: Path, out: Path) -> Path:
+    """The time courses of the components tedana rejected, as regressors (a TSV and sidecar).
+
+    The ICA-denoised series already has them removed (fitted together with the accepted ones,
+    tedana's non-aggressive denoising); regressing these columns from the optimally combined
+    series instead removes them aggressively, as ICA-AROMA's regressors in an fMRIPrep
+    confounds table are used.
+
+    Parameters
+    ----------
+    mixing
+        tedana's mixing matrix (``*_desc-ICA_mixing.tsv``: volumes x components).
+    metrics
+        tedana's component table (``*_desc-tedana_metrics.tsv``: ``Component``,
+        ``classification``, ``classification_tags``, kappa, rho, ...).
+    out
+        The TSV to write: one column per rejected component, named as in ``mixing``; no
+        column when tedana rejected none (the sidecar's ``RejectedComponents`` is then empty).
+
+    Raises
+    ------
+    StageInputError
+        ``metrics`` lacks its component names or classifications, or names a component
+        ``mixing`` has no column for.
+    """
+    mix = pd.read_csv(mixing, sep="\t")
+    table = pd.read_csv(metrics, sep="\t", keep_default_na=False)
+    if not {"Component", "classification"} <= set(table.columns):
+        raise StageInputError(
+            f"{metrics}: expected tedana's columns Component and classification; found "
+            f"{list(table.columns)}. Fix: rerun the ICA-denoised job."
+        )
+    rows = table[table["classification"] == "rejected"]
+    names = [str(c) for c in rows["Component"]]
+    if unknown := [c for c in names if c not in mix.columns]:
+        raise StageInputError(
+            f"{metrics}: names components {unknown} that {mixing} has no column for. Fix: "
+            "rerun the ICA-denoised job (both files come from one tedana run)."
+        )
+    with atomic_path(out) as tmp:
+        if names:
+            mix[names].to_csv(tmp, sep="\t", index=False, float_format="%.8g")
+        else:
+            tmp.write_text("")
+    columns = {}
+    for _, row in rows.iterrows():
+        facts = [f"{k} {float(row[k]):.4g}" for k in ("kappa", "rho") if k in row]
+        tags = str(row.get("classification_tags", "")).strip()
+        about = ", ".join([*facts, *([f"tags: {tags}"] if tags else [])])
+        columns[str(row["Component"])] = {
+            "Description": f"time course of the rejected ICA component {row['Component']}"
+            + (f" ({about})" if about else ""),
+            "Units": "arbitrary",
+        }
+    write_sidecar(
+        out,
+        sources=[mixing, metrics],
+        parameters={"classification": "rejected"},
+        extra={
+            "Description": "Time courses of the ICA components tedana rejected (columns of the "
+            "mixing matrix), one row per volume: regressors for the optimally combined series "
+            "(desc-optcom); the ICA-denoised series already has them removed",
+            "RejectedComponents": names,
+            **columns,
+        },
+        software=["tedana"],
+    )
+    return out
 
 
 def _ica_record(

@@ -58,7 +58,7 @@ def _read_trials(path: Path) -> pd.DataFrame:
 
 
 def _read_volumes(path: Path) -> pd.DataFrame:
-    table = pd.read_csv(path, sep="\t", dtype={"label": str, "half": str, "runs": str})
+    table = pd.read_csv(path, sep="\t", dtype={"label": str, "half": str, "run_labels": str})
     missing = [c for c in ("split", "half", "label") if c not in table]
     if missing:
         raise StageInputError(

@@ -6,7 +6,7 @@ the echo-handling stage, native or T1w space) and their BIDS events files go in;
 §11)::
 
     sub-X_ses-Y_task-T[_space-T1w]_stat-effect_desc-SingletrialBetas_statmap.nii.gz  4D, % BOLD
-    sub-X_ses-Y_task-T_desc-SingletrialBetas_trials.tsv     session, run, beta_index, label, onset
+    sub-X_ses-Y_task-T_desc-SingletrialBetas_trials.tsv   session_label, run_label, label, onset
     sub-X_ses-Y_task-T[_space-T1w]_stat-rsquare_desc-R2_statmap.nii.gz
     sub-X_ses-Y_task-T[_space-T1w]_stat-rsquare_desc-OnoffR2_statmap.nii.gz  type-A ON-OFF R²
     sub-X_ses-Y_task-T[_space-T1w]_desc-HRFindex_dseg.nii.gz       0-based library index (0-19)

@@ -55,7 +55,7 @@ def fit_session(
         Every engine option (:data:`echoprep.stages.glm.options.ENGINE_OPTIONS`; None = the
         engine's default).
     n_threads
-        BLAS threads of our engine.
+        BLAS threads of the engine (ours, or upstream's while it fits).
     seed
         Seed of our engine's tail-threshold mixture fit.
 
@@ -67,7 +67,7 @@ def fit_session(
     if engine == "glmsingle":
         from echoprep.adapters.glmsingle import fit_upstream
 
-        return fit_upstream(designs, data, stimdur, tr, options)
+        return fit_upstream(designs, data, stimdur, tr, options, n_threads=n_threads)
     from echoprep.kernels.glm import fit_glmsingle
 
     return fit_glmsingle(

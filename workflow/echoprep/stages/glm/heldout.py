@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 #: Output keys: the 4D image means and their volume table.
 HELDOUT_OUTPUTS = ("means", "volumes")
 #: Columns of the volume table.
-VOLUME_COLUMNS = ("split", "half", "label", "runs")
+VOLUME_COLUMNS = ("split", "half", "label", "run_labels")
 
 
 def run_heldout_fits(
@@ -150,7 +150,9 @@ def run_heldout_fits(
             z = zscore_within(betas, trials["run"].to_numpy())
             columns.append(image_means(z, trials["label"].to_numpy(), images))
             runs_text = ",".join(dict.fromkeys(trials["run"].astype(str)))
-            rows += [{"split": s, "half": half, "label": lab, "runs": runs_text} for lab in images]
+            rows += [
+                {"split": s, "half": half, "label": lab, "run_labels": runs_text} for lab in images
+            ]
     del data
     means = np.concatenate(columns, axis=1) if columns else np.zeros((int(fit_mask.sum()), 0))
     volume = np.zeros((*fit_mask.shape, means.shape[1]), np.float32)
@@ -191,7 +193,8 @@ def run_heldout_fits(
             "split": {"Description": "split of the runs (1-based)"},
             "half": {"Description": "half of the split (A or B) whose runs were fitted"},
             "label": {"Description": "the image (condition label)"},
-            "runs": {"Description": "the runs of the half, comma-separated"},
+            # not "runs": pybids would take it for the plural of the run entity
+            "run_labels": {"Description": "the run labels of the half, comma-separated"},
         },
     )
     return written

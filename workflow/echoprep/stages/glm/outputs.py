@@ -18,13 +18,17 @@ import numpy as np
 import pandas as pd
 
 from echoprep.io.atomic import atomic_path
-from echoprep.io.events import SessionDesign
+from echoprep.io.bids_uri import file_label
+from echoprep.io.events import TRIALS_FILE_COLUMNS, SessionDesign
 from echoprep.io.images import StageInputError, atomic_save, float_image
 from echoprep.io.outputs import session_key, stage_outputs, stage_table
 from echoprep.io.sidecars import write_json, write_sidecar
 from echoprep.kernels.glm.voxels import scatter
 
 log = logging.getLogger(__name__)
+
+#: The trials table's session and run columns (names that are no BIDS entity).
+_SESSION, _RUN = TRIALS_FILE_COLUMNS["session"], TRIALS_FILE_COLUMNS["run"]
 
 #: Output key -> (suffix, derivative entities, extension), from the output registry.
 OUTPUTS: dict[str, tuple[str, dict[str, str], str]] = stage_table("glm")
@@ -212,8 +216,8 @@ def write_outputs(
             np.uint8,
             {
                 "Type": "Brain",
-                "Description": f"Voxels fitted (mask: {info['mask_source']}), less those "
-                "without data in some run (constant or NaN/Inf series)",
+                "Description": f"Voxels fitted (mask: {file_label(info['mask_source'])}), less "
+                "those without data in some run (constant or NaN/Inf series)",
                 **excluded,
             },
         ),
@@ -311,8 +315,13 @@ def write_trials(out: Path, fit: SessionFit) -> Path:
         extra={
             "Description": "Modelled trials in chronological order (run, then onset); row i is "
             "volume i of the single-trial betas",
-            "session": {"Description": "BIDS session label"},
-            "run": {"Description": "BIDS run label (or position in the session)"},
+            # column names that are no BIDS entity: pybids reads a sidecar's column keys as
+            # metadata and refuses "session" beside the file's own ses- (docs/glm.md §11)
+            _SESSION: {"Description": "BIDS session label (ses-<label>); n/a without sessions"},
+            _RUN: {
+                "Description": "BIDS run label (run-<label>), or the run's position in the "
+                "session when the runs have none"
+            },
             "beta_index": {"Description": "0-based volume index in the betas"},
             "label": {"Description": f"condition (events column {design.label_column!r})"},
             "onset": {"Description": "onset from the events file", "Units": "s"},
@@ -366,8 +375,8 @@ def _trials_table(design: SessionDesign, session: str | None) -> pd.DataFrame:
     t = design.trials
     return pd.DataFrame(
         {
-            "session": session or "n/a",
-            "run": t["run_label"],
+            _SESSION: session or "n/a",
+            _RUN: t["run_label"],
             "beta_index": t["beta_index"].astype(int),
             "label": t["label"],
             "onset": t["onset"],

@@ -43,7 +43,9 @@ def load_masks(
     return out
 
 
-TABLE_COLUMNS = ("category", "roi", "voxels", "nc_median", "nc_mean", "r2_median")
+#: Columns of the table (``roi_label``, not ``roi``: pybids reads a sidecar's column keys as
+#: metadata, and ``roi`` is a BIDS entity).
+TABLE_COLUMNS = ("category", "roi_label", "voxels", "nc_median", "nc_mean", "r2_median")
 
 
 def run_roi_table(
@@ -102,7 +104,7 @@ def run_roi_table(
             "Description": "Noise ceiling and R² per ROI of one session and preprocessing "
             f"variant{f' ({variant})' if variant else ''}",
             "category": {"Description": "ROI category (folder under rois/)"},
-            "roi": {"Description": "ROI label"},
+            "roi_label": {"Description": "ROI label (label-<ROI> of its mask)"},
             "voxels": {"Description": "voxels in the ROI on the functional grid"},
             "nc_median": {"Description": "median noise ceiling over the ROI", "Units": "%"},
             "nc_mean": {"Description": "mean noise ceiling over the ROI", "Units": "%"},

@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from echoprep.io.bids_uri import localize
+from echoprep.io.events import read_trials
 from echoprep.io.images import StageInputError, check_same_grid, load_image, read_array
 from echoprep.io.outputs import get
 from echoprep.io.rois import VISUAL_CATEGORY
@@ -129,7 +131,7 @@ def run_visual_roi(
     """
     opts = parse_roi_options(options).visual
     method, threshold, min_voxels = opts.method, opts.threshold, opts.min_voxels
-    info = json.loads(Path(summary).read_text())
+    info = localize(json.loads(Path(summary).read_text()), summary)
     n_blank = count_blank_trials(info)
     if method == "auto":
         if n_blank is None:
@@ -174,7 +176,9 @@ def run_visual_roi(
         inside = analysed if inside is None else inside & analysed
     params: dict[str, Any] = {"Method": method, "Variant": variant}
     if method in ("blank", "blank_trials"):
-        table = pd.read_csv(trials, sep="\t", dtype={"run": str}, keep_default_na=False)
+        table = read_trials(
+            trials, required=("beta_index", "run"), fix="Fix: pass the trials table of the betas."
+        )
         data = read_array(img)
         if len(table) != data.shape[3]:
             raise StageInputError(

@@ -14,6 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from echoprep.io.atomic import atomic_path
+from echoprep.io.bids_uri import portable
 from echoprep.io.images import StageInputError, atomic_save, check_same_grid, load_image
 from echoprep.io.outputs import stage_table
 from echoprep.io.sidecars import write_sidecar
@@ -395,6 +396,7 @@ def run_geometry(
     dict
         The record written into the sidecars.
     """
+    from echoprep.kernels.confounds import column_descriptions, fmriprep_confounds
     from echoprep.kernels.geometry import (
         estimate_motion,
         fieldmap_to_grid,
@@ -567,7 +569,11 @@ def run_geometry(
     params = {**recorded, "drop_volumes": int(drop_volumes), "n_threads": int(n_threads)}
 
     if "confounds" in outputs:  # (the subject's reference job writes the boldref only)
-        conf = motion_confounds(motion.params, motion.framewise_displacement)
+        # fMRIPrep's columns, which nilearn's load_confounds reads (README, "pybids and nilearn")
+        conf = fmriprep_confounds(
+            motion_confounds(motion.params, motion.framewise_displacement),
+            float(st_record["RepetitionTime"]),
+        )
         cpath = Path(outputs["confounds"])
         with atomic_path(cpath) as tmp:
             conf.to_csv(tmp, sep="\t", index=False, na_rep="n/a", float_format="%.6g")
@@ -577,15 +583,10 @@ def run_geometry(
             parameters=params,
             extra={
                 "Description": "Head-motion parameters of vol_from_ref (a reference head point -> "
-                "its position in volume t) about the centre of the native grid, and Power's "
-                "framewise displacement (head radius 50 mm)",
-                "trans_x": {"Units": "mm"},
-                "trans_y": {"Units": "mm"},
-                "trans_z": {"Units": "mm"},
-                "rot_x": {"Units": "rad"},
-                "rot_y": {"Units": "rad"},
-                "rot_z": {"Units": "rad"},
-                "framewise_displacement": {"Units": "mm"},
+                "its position in volume t) about the centre of the native grid, their "
+                "derivatives and squares, Power's framewise displacement (head radius 50 mm) "
+                "and a cosine drift basis, with fMRIPrep's column names",
+                **column_descriptions(list(conf.columns)),
                 "RotationCenter": motion.center.tolist(),
                 **record,
             },
@@ -620,7 +621,7 @@ def run_geometry(
                 vsm_courses=np.zeros(0, np.float32) if vsm_courses is None else vsm_courses,
                 gradient_warp=np.zeros(0, np.float32) if gwarp is None else gwarp,
                 gradient_affine=np.eye(4) if gaff is None else gaff,
-                gradient=np.asarray(json.dumps(grad_record, sort_keys=True)),
+                gradient=np.asarray(json.dumps(portable(grad_record, xpath), sort_keys=True)),
                 run_from_ref=run_from_ref,
                 native_shape=np.asarray(series.shape[:3], np.int64),
                 native_affine=affine,

@@ -151,7 +151,7 @@ def subject_grid(
             "Transform": reg.transform,
             "Fixed": f"N4-corrected T1w, whole head ({_T1W_NAME})"
             if t2w_file is None
-            else f"raw T2w, whole head ({t2w_file})",
+            else f"raw T2w, whole head ({Path(t2w_file).name})",
             "Moving": str(bpath),
             "Seed": int(seed) + 1,
             **target_record,
