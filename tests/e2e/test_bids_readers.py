@@ -217,3 +217,46 @@ def test_first_level_from_bids_models_the_optcom_series(demo):
     assert all(v.sum() == 1 for v in image_trials)
     effect = model.compute_contrast(image_trials, output_type="effect_size").get_fdata()
     assert np.isfinite(effect).all() and np.abs(effect).max() > 0
+
+
+def test_the_output_copied_elsewhere_reads_the_same(demo, tmp_path):
+    """The output folder and the raw dataset copied to another place (same relative layout):
+    pybids indexes the copy with validation and finds the same files, nilearn reads the copied
+    confounds, and ``first_level_from_bids`` models the copied optcom series: nothing in the
+    outputs points back to the original folders."""
+    import shutil
+
+    from bids import BIDSLayout
+    from nilearn.interfaces.fmriprep import load_confounds
+
+    copy = tmp_path / "moved"
+    moved = {
+        "base": copy,
+        "results": copy / demo["results"].relative_to(demo["base"]),
+        "bids": copy / demo["bids"].relative_to(demo["base"]),
+    }
+    shutil.copytree(demo["results"], moved["results"], symlinks=True)
+    shutil.copytree(demo["bids"], moved["bids"])
+    folders = [str(p) for p in _derivative_folders(moved)]
+    layout = BIDSLayout(str(moved["bids"]), derivatives=folders, validate=True)
+    optcom = layout.get(desc="optcom", suffix="bold", space="T1w", extension=".nii.gz")
+    assert sorted(Path(f.path) for f in optcom) == _bold_derivatives(moved)["optcom"]
+    assert "RepetitionTime" in layout.get_metadata(optcom[0].path)
+    echo = _bold_derivatives(moved)["echo"][0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        confounds, _ = load_confounds(str(echo), strategy=("motion",), motion="basic")
+    assert set(confounds.columns) == set(MOTION) and len(confounds) == nib.load(echo).shape[3]
+    from nilearn.glm.first_level import first_level_from_bids
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        models, imgs, _, _ = first_level_from_bids(
+            str(moved["bids"]),
+            "images",
+            space_label="T1w",
+            img_filters=[("desc", "optcom")],
+            derivatives_folder=os.path.relpath(moved["results"] / "combine-raw", moved["bids"]),
+            n_jobs=1,
+        )
+    assert len(models) == 1 and all(Path(p).is_relative_to(copy) for p in imgs[0])
