@@ -116,14 +116,12 @@ def _run_step(step: str, d: Path, threads: int) -> None:
     elif step.startswith("subject-grid"):
         from echoprep.stages.spatial.subject import subject_grid
 
-        t1w = next((bids / "sub-01").rglob("*_T1w.nii.gz"))
         t2w = next((bids / "sub-01").rglob("*_T2w.nii.gz")) if step.endswith("t2w") else None
         anat = d / "anatomy"
         subject_grid(
             d / "geometry" / "boldref.nii.gz", anat / "t1w.nii.gz", anat / "mask.nii.gz",
             _subject_outputs(work), t2w_file=t2w, n_threads=threads,
         )  # fmt: skip
-        del t1w
     else:
         raise SystemExit(f"unknown step {step!r}; choose from {', '.join(STEPS)}")
 

@@ -19,7 +19,12 @@ from scipy import ndimage
 
 from echoprep.io.gradients import correct_image, write_grad
 from echoprep.io.paths import sidecar_path
-from echoprep.kernels.geometry.gradients import GradientCoefficients, displacement, unwarp_image
+from echoprep.kernels.geometry.gradients import (
+    GradientCoefficients,
+    displacement,
+    invert_displacement,
+    unwarp_image,
+)
 
 TERRA, PRISMA = "MAGNETOM Terra.X", "MAGNETOM Prisma"
 #: A 4 mm grid about the isocentre holding the whole synthetic head (176 x 200 x 160 mm).
@@ -69,10 +74,7 @@ def _head(points: np.ndarray, contrast: float = 1.0) -> np.ndarray:
 def _acquired(coil: GradientCoefficients, points: np.ndarray, contrast: float = 1.0) -> np.ndarray:
     """What the scanner writes at voxel centres ``y``: the object at ``g^-1(y)``,
     ``g(p) = p + d(p)`` (fixed-point iteration)."""
-    p = points.copy()
-    for _ in range(12):  # converges to about 1e-5 mm (|grad d| is small)
-        p = points - displacement(coil, p)
-    return _head(p, contrast)
+    return _head(invert_displacement(coil, points)[0], contrast)
 
 
 def _errors(coil: GradientCoefficients, shape, vox):

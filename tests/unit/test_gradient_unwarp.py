@@ -15,6 +15,7 @@ from echoprep.kernels.geometry.gradients import (
     GradientCoefficients,
     displacement,
     grid_displacement,
+    invert_displacement,
 )
 from echoprep.stages.spatial.gradients import PAD_VOXELS, unwarp_fieldmap
 
@@ -75,9 +76,7 @@ def _acquired(coil: GradientCoefficients, moves: np.ndarray) -> np.ndarray:
     a = _affine()
     ijk = np.indices(SHAPE, dtype=np.float64).reshape(3, -1)
     y = (a[:3, :3] @ ijk + a[:3, 3:4]).T
-    p = y.copy()
-    for _ in range(30):
-        p = y - displacement(coil, p)
+    p, _ = invert_displacement(coil, y)
     out = np.empty((*SHAPE, len(moves)), np.float32)
     for t, m in enumerate(moves):
         x = (np.linalg.inv(m) @ np.c_[p, np.ones(len(p))].T)[:3].T
@@ -178,9 +177,7 @@ def test_fieldmap_is_taken_at_the_displaced_position():
     ijk = np.indices(SHAPE, dtype=np.float64).reshape(3, -1)
     p = (a[:3, :3] @ ijk + a[:3, 3:4]).T
     field = lambda q: 60 * np.sin(q[:, 0] / 15.0) + 3.0 * q[:, 2]  # noqa: E731 (Hz)
-    y = p.copy()
-    for _ in range(30):
-        y = p - displacement(coil, y)  # acquired: the field at true p shown at p + d(p)
+    y, _ = invert_displacement(coil, p)  # acquired: the field at true p shown at p + d(p)
     acquired = field(y).reshape(SHAPE).astype(np.float32)
     hz, mask = unwarp_fieldmap(acquired, a, np.ones(SHAPE, bool), coil, "HFS")
     inner = (slice(5, -5),) * 3

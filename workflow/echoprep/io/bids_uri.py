@@ -142,11 +142,8 @@ def content_reference(path: str | Path) -> str:
         key = (str(_absolute(p)), st.st_size, st.st_mtime_ns)
         digest = _DIGESTS.get(key)
         if digest is None:
-            h = hashlib.sha256()
             with open(p, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-            digest = _DIGESTS[key] = h.hexdigest()
+                digest = _DIGESTS[key] = hashlib.file_digest(fh, "sha256").hexdigest()
     except OSError:
         digest = "unavailable"
     return f"{CONTENT_SCHEME}{digest}:{p.name}"

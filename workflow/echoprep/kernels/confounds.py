@@ -14,8 +14,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-#: The rigid-body parameters whose expansions are added (fMRIPrep's names).
-MOTION_COLUMNS = ("trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z")
+from echoprep.kernels.geometry.motion import CONFOUND_COLUMNS, HEAD_RADIUS_MM
+
+#: The rigid-body parameters whose expansions are added (fMRIPrep's names; the first six
+#: columns of :func:`echoprep.kernels.geometry.motion.motion_confounds`).
+MOTION_COLUMNS = CONFOUND_COLUMNS[:6]
 #: Period (s) of the slowest drift the cosine basis removes: fMRIPrep's (and SPM's) 128 s.
 HIGH_PASS_PERIOD_S = 128.0
 
@@ -124,7 +127,8 @@ def column_descriptions(
                 found[name] = {"Description": what[0], "Units": what[1]}
         elif name == "framewise_displacement":
             found[name] = {
-                "Description": "Power's framewise displacement (head radius 50 mm)",
+                "Description": "Power's framewise displacement (head radius "
+                f"{HEAD_RADIUS_MM:g} mm)",
                 "Units": "mm",
             }
         elif name.startswith("cosine"):

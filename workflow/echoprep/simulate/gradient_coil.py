@@ -33,7 +33,11 @@ from pathlib import Path
 import numpy as np
 
 from echoprep.io.gradients import write_grad
-from echoprep.kernels.geometry.gradients import GradientCoefficients, displacement
+from echoprep.kernels.geometry.gradients import (
+    GradientCoefficients,
+    displacement,
+    invert_displacement,
+)
 
 #: Reference radius of the synthetic coil, mm.
 COIL_R0_MM = 250.0
@@ -98,18 +102,15 @@ def true_positions(
     RuntimeError
         The iteration did not converge (a coil far stronger than a real one).
     """
-    c = coil() if coeffs is None else coeffs
     a = np.asarray(affine, np.float64)
     ijk = np.indices(shape, dtype=np.float64).reshape(3, -1)
     q = (a[:3, :3] @ ijk + a[:3, 3:4]).T
-    p = q.copy()
-    step = np.inf
-    for _ in range(INVERSE_STEPS):
-        new = q - displacement(c, p)
-        step = float(np.abs(new - p).max())
-        p = new
-        if step < INVERSE_TOLERANCE_MM:
-            break
+    p, step = invert_displacement(
+        coil() if coeffs is None else coeffs,
+        q,
+        max_steps=INVERSE_STEPS,
+        tolerance_mm=INVERSE_TOLERANCE_MM,
+    )
     if step >= 1e-3:
         raise RuntimeError(f"gradient coil: the inverse warp did not converge (step {step} mm)")
     return np.ascontiguousarray(p.T)

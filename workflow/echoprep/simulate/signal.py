@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import ndimage, sparse
@@ -244,14 +245,18 @@ class RunModel:
             field = ndimage.affine_transform(field, mat, off, order=1, mode="nearest")
         if self.motion is not None and self.motion_field is not None:
             pitch = np.float32(np.degrees(self.motion[volume, 3]))
-            scanner = self.motion_field
-            if warped:
-                inv = np.linalg.inv(self.affine)
-                points = inv[:3, :3] @ self.gradient_points + inv[:3, 3:4]  # type: ignore[operator]
-                scanner = ndimage.map_coordinates(scanner, points, order=1, mode="nearest")
-                scanner = scanner.reshape(self.shape)
+            scanner = self._acquired_motion_field if warped else self.motion_field
             field = field + scanner * pitch
         return np.asarray(field, np.float32)
+
+    @cached_property
+    def _acquired_motion_field(self) -> np.ndarray:
+        """The scanner-fixed :attr:`motion_field` at :attr:`gradient_points` (the same in every
+        volume: computed once), shape (nx, ny, nz)."""
+        inv = np.linalg.inv(self.affine)
+        points = inv[:3, :3] @ self.gradient_points + inv[:3, 3:4]  # type: ignore[operator]
+        field = ndimage.map_coordinates(self.motion_field, points, order=1, mode="nearest")
+        return field.reshape(self.shape)
 
     def shift_map(self, volume: int | None = None, *, acquired: bool = False) -> np.ndarray:
         """Voxel shift along +j (voxels) of the field of :meth:`field_hz`, shape (nx, ny, nz),

@@ -370,6 +370,49 @@ def displacement(
     return device_displacement(coeffs, pts @ frame.T, chunk=chunk) @ frame
 
 
+def invert_displacement(
+    coeffs: GradientCoefficients,
+    points_mm: np.ndarray,
+    *,
+    max_steps: int = 30,
+    tolerance_mm: float = 1e-6,
+    patient_position: str = "HFS",
+) -> tuple[np.ndarray, float]:
+    """The true positions imaged at acquired positions: ``p`` with ``p + d(p) = q``.
+
+    Fixed-point iteration ``p <- q - d(p)`` from ``p = q``; it contracts wherever
+    ``|grad d| < 1`` (real coils: a few hundredths), gaining about two digits per step.
+
+    Parameters
+    ----------
+    coeffs
+        The coefficients.
+    points_mm
+        Acquired positions ``q``, shape ``(N, 3)``, RAS+ world mm (scanner coordinates).
+    max_steps, tolerance_mm
+        At most ``max_steps`` steps; stop once no point moves by ``tolerance_mm`` or more.
+    patient_position
+        As for :func:`displacement`.
+
+    Returns
+    -------
+    p
+        ``(N, 3)`` float64 RAS+ mm.
+    step
+        The largest move of the last step, mm (what the caller checks for convergence).
+    """
+    q = np.asarray(points_mm, np.float64)
+    p = q.copy()
+    step = np.inf
+    for _ in range(int(max_steps)):
+        new = q - displacement(coeffs, p, patient_position=patient_position)
+        step = float(np.abs(new - p).max()) if len(p) else 0.0
+        p = new
+        if step < tolerance_mm:
+            break
+    return p, step
+
+
 def grid_displacement(
     coeffs: GradientCoefficients,
     shape: tuple[int, int, int],
@@ -516,6 +559,7 @@ __all__ = [
     "device_from_ras",
     "displacement",
     "grid_displacement",
+    "invert_displacement",
     "siemens_normalization",
     "unwarp_image",
 ]
