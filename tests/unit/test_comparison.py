@@ -526,11 +526,50 @@ def test_nordic_is_recommended_only_where_its_advantage_is_shown():
     assert "NORDIC's advantage is not" in rec["reason"] and "shown by these data" in rec["reason"]
     assert rec["margin_over_runner_up"]["variant"] == "nordic-optcom"
     assert rec["margin_over_runner_up"]["difference"] < 0
-    # ahead by many standard errors: NORDIC is recommended
+    # ahead by many standard errors: NORDIC is recommended; without a truth scale the lead
+    # cannot be checked against the estimate's bias bound, so it is not called shown
     table, boot = _table_and_boot({"raw-optcom": 0.100, "nordic-optcom": 0.130}, spread=0.005)
     rec = cmp.recommend(table, "heldout_r", boot)
     assert rec["variant"] == "nordic-optcom" and rec["ranked_first"] == "nordic-optcom"
-    assert "not shown" not in rec["reason"] and rec["indistinguishable"] == []
+    lead = rec["margin_over_runner_up"]
+    assert lead["beyond_noise"] is True and lead["shown"] is False and lead["within_bias"]
+    assert rec["indistinguishable"] == ["raw-optcom"]
+    assert "within the estimate's bias bound (0.09 in r with the truth" in rec["reason"]
+    # on the truth scale beyond the bias bound between NORDIC and no NORDIC (0.09): shown
+    table["reference_reliability"] = 0.25
+    rec = cmp.recommend(table, "heldout_r", boot)
+    lead = rec["margin_over_runner_up"]
+    assert lead["truth_difference"] == pytest.approx(0.12) and lead["shown"] is True
+    assert rec["variant"] == "nordic-optcom" and rec["indistinguishable"] == []
+    assert "bias bound" not in rec["reason"]
+
+
+def test_a_lead_within_the_bias_bound_is_not_shown():
+    """Beyond the sampling noise under every reference but within the estimate's bias bound
+    (0.04 in r between two NORDIC-off variants, 0.09 across NORDIC): not shown, and the
+    variant is named as indistinguishable; a wider lead of the same noise is shown."""
+    table, boot = _sessions_and_boot(
+        {("01", "01"): {"raw-single": 0.100, "raw-optcom": 0.115, "nordic-optcom": 0.070}},
+        spread=0.002,
+    )
+    rec = cmp.recommend(table, "heldout_r", boot)
+    assert rec["variant"] == "raw-optcom"
+    by = {m["variant"]: m for m in rec["margins"]}
+    single, nordic = by["raw-single"], by["nordic-optcom"]
+    # 0.015 in heldout_r, 0.03 in r: beyond 2 standard errors, within 0.04
+    assert single["beyond_noise"] is True and single["truth_difference"] == pytest.approx(0.03)
+    assert single["bias_bound"] == 0.04 and single["shown"] is False
+    # 0.045, 0.09 in r: not beyond the NORDIC bound of 0.09
+    assert nordic["bias_bound"] == 0.09 and nordic["shown"] is False
+    assert rec["indistinguishable"] == ["raw-single", "nordic-optcom"]
+    assert "or within the estimate's bias bound" in rec["verdict"]
+    table, boot = _sessions_and_boot(
+        {("01", "01"): {"raw-single": 0.090, "raw-optcom": 0.115, "nordic-optcom": 0.060}},
+        spread=0.002,
+    )
+    rec = cmp.recommend(table, "heldout_r", boot)
+    assert all(m["shown"] for m in rec["margins"]) and rec["indistinguishable"] == []
+    assert "beyond the estimate's bias bound" in rec["verdict"]
 
 
 def test_nc_winner_within_noise_on_heldout_is_explained():
@@ -625,12 +664,12 @@ def test_a_tiny_held_out_difference_is_not_called_less_faithful():
     assert "raw-optcom leads by Δ = 0.000" in rec["disagreement"]
     # a lead of many standard errors is called one
     table, boot = _sessions_and_boot(
-        {("01", "01"): {"raw-optcom": 0.130, "nordic-optcom": 0.100}}, spread=0.003
+        {("01", "01"): {"raw-optcom": 0.150, "nordic-optcom": 0.100}}, spread=0.003
     )
     table.loc[table.variant == "nordic-optcom", "median_nc"] = 15.0
     rec = cmp.recommend(table, "heldout_r", boot)
     assert "its betas agree less with independent held-out data" in rec["disagreement"]
-    assert "raw-optcom leads by Δ = 0.030" in rec["disagreement"]
+    assert "raw-optcom leads by Δ = 0.050" in rec["disagreement"]
     assert rec["verdict"].startswith("raw-optcom (optcom): its held-out fidelity is ahead")
 
 

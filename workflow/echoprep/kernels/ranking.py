@@ -38,6 +38,13 @@ VALIDATED = "heldout_r"
 #: A lead counts as shown when it exceeds this many paired standard errors, under every
 #: admissible reference.
 SHOWN_SE = 2.0
+#: The estimate's bias bound, in r with the truth: the largest lead the held-out estimate
+#: (truth scale) gave in the wrong direction on simulated truth, rounded up to 0.01, on the
+#: cases used to choose it (``benchmarks/comparison_regimes.py``, seed 0 of every regime;
+#: docs/comparison.md, "The estimate's bias bound"). ``nordic``: between variants that
+#: differ in NORDIC (their half fits and full fits differ the most); ``echo``: between
+#: variants with the same NORDIC setting. A lead counts as shown only beyond it.
+BIAS_BOUND: dict[str, float] = {"nordic": 0.09, "echo": 0.04}
 #: How the held-out measures choose their references (``Parameters.Reference`` of the JSON).
 REFERENCE_RULE = (
     "every other variant: each variant is judged against every other variant of its session "
@@ -48,7 +55,8 @@ REFERENCE_RULE = (
 DEFAULT_RULE = (
     "the variant ranked first by the held-out fidelity (every variant judged against the "
     "others, none against itself); a NORDIC variant only where its lead over the best "
-    "NORDIC-off variant is shown under every reference, else that NORDIC-off variant"
+    "NORDIC-off variant exceeds twice its standard error under every reference, else that "
+    "NORDIC-off variant"
 )
 #: Human-readable names of the variants.
 VARIANT_NAMES: dict[str, str] = {
@@ -148,6 +156,13 @@ GAIN_LIMIT = 100.0
 COLLAPSED_NC = 0.5
 #: Fewest ROI voxels for a comparison without a warning.
 MIN_ROI_VOXELS = 30
+
+
+def bias_bound(a: str, b: str) -> float:
+    """The bias bound (:data:`BIAS_BOUND`, in r with the truth) of a margin between variants
+    ``a`` and ``b``: ``nordic`` where one has NORDIC and the other not, else ``echo``."""
+    differs = a.startswith("nordic-") != b.startswith("nordic-")
+    return BIAS_BOUND["nordic" if differs else "echo"]
 
 
 def sem(values: np.ndarray) -> float:
@@ -277,11 +292,12 @@ def recommend(
     a paired standard error (image bootstrap, or the spread over subject-sessions when that is
     larger), a truth-scale equivalent, and a verdict that claims no more than the data show:
     the variants within ``SHOWN_SE`` standard errors of the recommended one (under some
-    reference) are named as indistinguishable, with the default choice (:data:`DEFAULT_RULE`)
-    and its reason. NORDIC is recommended only
-    where its lead over every NORDIC-off variant is shown. When ``rank_by`` is the validated
-    measure but no session has it for every variant, the ranking falls back to ``median_nc``
-    and says so.
+    reference), or within the estimate's bias bound (:func:`bias_bound`, in r with the truth),
+    are named as indistinguishable, with the default choice (:data:`DEFAULT_RULE`) and its
+    reason. NORDIC is recommended only where its lead over the best NORDIC-off variant exceeds
+    ``SHOWN_SE`` standard errors under every reference (``beyond_noise``). When ``rank_by`` is
+    the validated measure but no session has it for every variant, the ranking falls back to
+    ``median_nc`` and says so.
 
     Returns
     -------
@@ -296,10 +312,12 @@ def recommend(
         the group means of ``rank_by``; for ``heldout_r`` with ``standard_error``, ``shown``
         and truth-scale equivalents, and, when ``bootstrap`` is the long table of every
         variant against every reference, the margin under each reference that is neither of
-        the two, ``by_reference`` with ``holds``, and ``reversed_by``: a lead is shown only
-        where it holds under every such reference. ``default_rule`` and ``references`` (the
-        rules, in words), ``power`` (ROI voxels, sessions, the references' reliability and
-        the resolution: the smallest difference the data can tell, also in truth units),
+        the two, ``by_reference`` with ``holds``, and ``reversed_by``: a lead is
+        ``beyond_noise`` only where it holds under every such reference, and ``shown`` only
+        where it is also beyond ``bias_bound`` (``within_bias`` otherwise). ``default_rule``
+        and ``references`` (the rules, in words), ``power`` (ROI voxels, sessions, the
+        references' reliability and the resolution: the smallest difference the data can
+        tell, also in truth units),
         ``nc_winner``, ``agreement``, ``disagreement`` (plain words or None), ``warnings``,
         ``winner_below_baseline`` (sessions where the recommended variant is below the baseline
         by ``rank_by``), ``paired_sessions``, ``subject_sessions``.
@@ -395,7 +413,6 @@ def recommend(
                     if m["difference"] is not None and sign * m["difference"] < 0
                 ]
                 shown = shown and bool(refs) and all(m["holds"] for m in refs)
-            out["shown"] = shown
             truth = (first.get(f"{truth_key}_mean"), other.get(f"{truth_key}_mean"))
             if all(t is not None and math.isfinite(t) for t in truth):
                 out["truth_difference"] = truth[0] - truth[1]  # type: ignore[operator]
@@ -403,6 +420,13 @@ def recommend(
                 out["truth_difference"] = diff / reliability
             if math.isfinite(reliability):
                 out["truth_standard_error"] = _clean(se / reliability)
+            # beyond the sampling noise; shown only when also beyond the estimate's bias
+            bound = bias_bound(first["variant"], other["variant"])
+            size = out.get("truth_difference")
+            out["beyond_noise"] = shown
+            out["bias_bound"] = bound
+            out["within_bias"] = not (size is not None and abs(size) > bound)
+            out["shown"] = shown and not out["within_bias"]
         return out
 
     def lead_words(m: Mapping[str, Any], leader: str) -> str:
@@ -422,7 +446,16 @@ def recommend(
         margins have references: what ``shown`` means, in words."""
         every = " under every reference" if m.get("by_reference") else ""
         if m.get("shown"):
-            return f"more than {SHOWN_SE:g} standard errors{every}"
+            return (
+                f"more than {SHOWN_SE:g} standard errors{every} and beyond the estimate's "
+                f"bias bound ({m['bias_bound']:.2f} in r with the truth)"
+            )
+        if m.get("beyond_noise"):
+            return (
+                f"more than {SHOWN_SE:g} standard errors{every}, but within the estimate's "
+                f"bias bound ({m['bias_bound']:.2f} in r with the truth: on simulated truth "
+                "leads this small were sometimes the other way round)"
+            )
         se = m.get("standard_error")
         if every and se is not None and abs(m["difference"]) > SHOWN_SE * se:
             return f"more than {SHOWN_SE:g} standard errors overall but not{every}"
@@ -433,14 +466,20 @@ def recommend(
     if validated and top["variant"].startswith("nordic-"):
         alt = next((r for r in ranking if not r["variant"].startswith("nordic-")), None)
         lead = margin(top, alt)
-        if alt is not None and lead is not None and not lead["shown"]:
+        if alt is not None and lead is not None and not lead["beyond_noise"]:
             best = alt
             reason = (
                 f"{top['variant']} ranks first, but {lead_words(lead, top['variant'])}, "
                 f"{size_words(lead)}: NORDIC's advantage is not "
-                "shown by these data, and NORDIC is recommended only where it is (low-rank "
-                "denoising can bias the betas in ways no data-only measure fully sees), so the "
-                f"default is the best variant without NORDIC, {alt['variant']}"
+                "shown by these data, and NORDIC is recommended only where its lead exceeds "
+                "the sampling noise under every reference (low-rank denoising can bias the "
+                "betas in ways no data-only measure fully sees), so the default is the best "
+                f"variant without NORDIC, {alt['variant']}"
+            )
+        elif alt is not None and lead is not None and not lead["shown"]:
+            reason = (
+                f"it ranks first by {label}, and {lead_words(lead, top['variant'])} over the "
+                f"best variant without NORDIC, {size_words(lead)}"
             )
     # without the validated measure, NC gains alone do not make NORDIC the recommendation
     if requested in HELDOUT_METRICS and not validated and best["variant"].startswith("nordic-"):
@@ -469,7 +508,8 @@ def recommend(
         verdict = (
             f"{best['variant']} ({name}): its {label} is ahead of every other variant by more "
             f"than {SHOWN_SE:g} standard errors"
-            + (" under every reference." if pairs is not None else ".")
+            + (" under every reference" if pairs is not None else "")
+            + " and beyond the estimate's bias bound."
         )
     else:
         verdict = (
@@ -477,6 +517,7 @@ def recommend(
             f"{'these' if len(tied) > 1 else 'the two'} apart (differences within "
             f"{SHOWN_SE:g} standard errors"
             + (" under some reference" if pairs is not None else "")
+            + " or within the estimate's bias bound"
             + f"). The default is {best['variant']} ({name}): {reason}."
         )
 
@@ -615,6 +656,7 @@ def recommend(
 
 __all__ = [
     "BASELINE",
+    "BIAS_BOUND",
     "COLLAPSED_NC",
     "DEFAULT_RULE",
     "EDGE_NC",
@@ -630,6 +672,7 @@ __all__ = [
     "VALIDATED",
     "VARIANTS",
     "VARIANT_NAMES",
+    "bias_bound",
     "group_statistics",
     "implausibility_warnings",
     "recommend",

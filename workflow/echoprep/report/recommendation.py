@@ -52,7 +52,15 @@ def margin_words(rec: Mapping[str, Any], m: Mapping[str, Any], what: str) -> str
         extra.append(f"reversed with {' or '.join(m['reversed_by'])} as the reference")
     if "shown" in m:
         every = " under every reference" if m.get("by_reference") and m["shown"] else ""
-        extra.append(f"shown by the data{every}" if m["shown"] else "not shown by the data")
+        if m["shown"]:
+            extra.append(f"shown by the data{every}")
+        elif m.get("beyond_noise"):
+            extra.append(
+                "beyond the sampling noise but within the estimate's bias bound "
+                f"({m['bias_bound']:.2f} in r): not shown by the data"
+            )
+        else:
+            extra.append("not shown by the data")
     return text + (f" ({'; '.join(extra)})" if extra else "")
 
 

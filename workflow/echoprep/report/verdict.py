@@ -163,6 +163,8 @@ def _status(
         return "ranks first (repeat agreement only)" if first else ""
     se = _finite(m.get("standard_error")) if m is not None else None
     if tied:
+        if m is not None and m.get("beyond_noise"):
+            return "cannot be told apart (within the estimate's bias bound)"
         if m is not None and se is not None and m.get("by_reference"):
             if abs(float(m["difference"])) > SHOWN_SE * se:
                 return "cannot be told apart (depends on the reference)"
@@ -268,7 +270,7 @@ def verdict_sentence(rec: Mapping[str, Any]) -> str:
         every = " under every reference" if rec.get("references") else ""
         return (
             f"{use}: {what} better than every other variant's, by more than "
-            f"{SHOWN_SE:g} standard errors{every}."
+            f"{SHOWN_SE:g} standard errors{every} and beyond the estimate's bias bound."
         )
     repeats = "which measures how well repeats agree, not how faithful the betas are"
     if str(rec.get("rank_by_requested", by)) in HELDOUT_METRICS:
@@ -311,7 +313,8 @@ def verdict_caption(data: VerdictData) -> str:
         every = " under every reference" if data.by_reference else ""
         text += (
             "; shaded: the recommended variant and those the data cannot tell apart from it (a "
-            f"difference counts only where it exceeds {SHOWN_SE:g} standard errors{every})"
+            f"difference counts only where it exceeds {SHOWN_SE:g} standard errors{every} and "
+            "the estimate's bias bound)"
         )
     if not data.validated:
         text += (
