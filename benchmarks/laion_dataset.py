@@ -1,4 +1,4 @@
-"""CPU-hours of the whole LAION-fMRI dataset under a config: a job census times the session table.
+"""CPU-hours (and GPU-hours) of the LAION-fMRI dataset: a job census times the session table.
 
 ``benchmarks/laion_session.py`` measures one 2x3 comparison session (every variant, the
 held-out fits, the subject's anatomy and summaries). With the default config only each
@@ -23,23 +23,58 @@ Printed: the census, the comparison session (which should reproduce the table's
 
     regular_session_cpu_hours=<x> comparison_session_cpu_hours=<y> dataset_cpu_hours=<z>
 
-for ``--subjects`` x ``--sessions`` (LAION-fMRI: 5 x 165). Run::
+for ``--subjects`` x ``--sessions`` (LAION-fMRI: 5 x 165).
+
+``--gpu`` adds a second column: the same sessions and dataset with ``nordic.device: cuda`` and
+``glm.device: cuda`` (the census counted again with those settings added), in CPU-hours and
+GPU-hours. It is a model built from the measurements, not a metered GPU session
+(:func:`gpu_model`, shared with ``benchmarks/laion_session.py``): each job of a GPU-capable
+step keeps the CPU time that is not its kernel (reading, masks, writing, sidecars) and trades
+the kernel's CPU time for the device run's CPU time and the device's seconds (GPU-hours: the
+device kernel's wall time plus its one-off start, torch and the CUDA context, once per job,
+counted as CPU time on one core too). The kernel's CPU time is measured on the table's machine
+(:data:`KERNEL_CPU`: NORDIC with the table's 2 threads, the GLM engine with one BLAS thread
+by ``benchmarks/glm_job_kernel.py``, a lower bound of its share of a 2-thread job); the
+device figures are read from the H200 measurements (:data:`DEVICE_FILES`). Device time and
+CPU time per fit are taken as proportional to the voxels x volumes the fit reads, relative to
+the case measured. Steps:
+
+- ``nordic`` (a step of the per-run NORDIC chain job): one kernel call per echo;
+- ``glm``: one full fit of the session's runs;
+- ``glm_heldout``: ``comparison.splits`` x 2 half fits, each on half the runs (the voxel-volumes
+  of ``splits`` full fits);
+- ``glm_reference``: one type-B fit (no GLMdenoise, no ridge); its CPU kernel is measured as
+  such, its device time taken as a full fit's (an upper bound: no type-B device run was
+  measured; the model gives this job no CPU gain).
+
+The last line then adds::
+
+    gpu_regular_session_cpu_hours=<a> gpu_regular_session_gpu_hours=<b>
+    gpu_dataset_cpu_hours=<c> gpu_dataset_gpu_hours=<d>
+
+A GPU job holds its GPU for the whole job (the NORDIC chain job: its geometry, resampling and
+optcom steps too), so an allocation billed by the hour costs more GPU-hours than the device
+time counted here. Run::
 
     .venv/bin/python benchmarks/laion_dataset.py [--subjects 5] [--sessions 165]
-        [--table benchmarks/laion_session.json] [--config KEY=VALUE ...]
+        [--table benchmarks/laion_session.json] [--config KEY=VALUE ...] [--gpu]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from statistics import mean
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -47,6 +82,146 @@ SNAKEMAKE = ROOT / ".venv" / "bin" / "snakemake"
 TABLE_ROW = re.compile(r"^(\w+)\s+(\d+)\s*$")
 #: Rules whose jobs run once per run and session (the rest: per session or per subject).
 CHAINS = {"nordic": "nordic", "spatial_resample": "raw"}
+#: The config settings of the GPU column (``--gpu``).
+GPU_SETTINGS = {"nordic": {"device": "cuda"}, "glm": {"device": "cuda"}}
+
+# --------------------------------------------------------------------------------------
+# the GPU model
+# --------------------------------------------------------------------------------------
+
+#: Device runs the model reads (H200 node, 16 cores): NORDIC of one LAION echo
+#: (``benchmarks/nordic.py --cases b --device cpu cuda``) and the GLM engine on a 150,000-voxel
+#: session (``benchmarks/glm.py --cases b --device cpu cuda``); their ``cuda`` records.
+DEVICE_FILES = {
+    "nordic": ROOT / "benchmarks" / "nordic_gpu_h200.json",
+    "glm": ROOT / "benchmarks" / "glm_gpu_h200_full.json",
+}
+#: CPU seconds of the kernels alone on the session table's machine (the 2-core VM, AMD EPYC),
+#: and the voxel-volumes of the call measured; 2026-11-26, beside another benchmark (load 2-5
+#: on the 2 cores):
+#:
+#: - ``nordic``: one LAION echo with the table's 2 threads, ``benchmarks/nordic.py --cases b
+#:   --threads 2 --device cpu`` (46.6 CPU-s with 1 thread: the kernel's own thread pool wastes
+#:   little when the cores are shared);
+#: - ``glm``: the engine's full fit (FITHRF_GLMDENOISE_RR, defaults) at the geometry of one
+#:   ``glm`` job: 253,680 voxels (:data:`GLM_BRAIN_FRACTION`), 12 runs x 163 volumes at TR 1.9 s,
+#:   352 conditions x 3 = 1,056 trials (88 a run, as the session), data from
+#:   ``echoprep.simulate.glm_session.make_session`` as in ``benchmarks/glm.py`` (its 2-volume
+#:   spacing of onsets relaxed to 1, which 88 trials in 163 volumes need); CPU time of the fit
+#:   alone. With **one** BLAS thread: with two, OpenBLAS's threads busy-wait for each other on
+#:   the shared cores (37,500 voxels: 118.5 CPU-s with 2 threads, 20.6 with 1), which says
+#:   nothing about a job alone on 2 cores. One thread is a lower bound of the kernel's share of
+#:   a 2-thread job, so the CPU time this model removes is a lower bound too;
+#: - ``glm_typeb``: the same fit stopped at type B (``wantglmdenoise=0, wantfracridge=0``, as
+#:   the ``glm_reference`` job), one BLAS thread.
+KERNEL_CPU: dict[str, dict[str, float]] = {
+    "nordic": {"cpu_s": 50.9, "voxel_volumes": 90 * 110 * 72 * 163},
+    "glm": {"cpu_s": 132.8, "voxel_volumes": 253_680 * 12 * 163},
+    "glm_typeb": {"cpu_s": 36.6, "voxel_volumes": 253_680 * 12 * 163},
+}
+#: Share of the functional matrix a session's GLM fits: the simulator's brain voxels in the
+#: LAION slab (``echoprep.simulate.anatomy.tissue_fractions``, brain fraction >= 0.5: 253,680
+#: of 90 x 110 x 72; the analysis mask is those voxels on the T1w-aligned grid).
+GLM_BRAIN_FRACTION = 253_680 / (90 * 110 * 72)
+
+
+@dataclass(frozen=True)
+class Device:
+    """A device run: voxel-volumes of the call, its wall and CPU seconds, its one-off start."""
+
+    voxel_volumes: int
+    wall_s: float
+    cpu_s: float
+    setup_s: float
+
+
+@dataclass(frozen=True)
+class GpuJob:
+    """One job (or chain step) of a GPU-capable step with ``device: cuda``, modelled."""
+
+    cpu_s: float  #: CPU seconds of the job
+    gpu_s: float  #: device seconds (kernel wall + the one-off start)
+    kernel_cpu_s: float  #: the CPU kernel's seconds in the measured job, replaced
+
+
+def devices() -> dict[str, Device]:
+    """The ``cuda`` records of :data:`DEVICE_FILES` (the mean of repeated ones)."""
+    nordic = [r for r in json.loads(DEVICE_FILES["nordic"].read_text()) if r["device"] == "cuda"]
+    glm = json.loads(DEVICE_FILES["glm"].read_text())["cases"][0]["runs"]["cuda"]
+    glm_work = glm["n_voxels"] * glm["runs"] * glm["volumes"]
+    return {
+        "nordic": Device(
+            math.prod(nordic[0]["shape"]),
+            mean(r["wall_s"] for r in nordic),
+            mean(r["cpu_s"] for r in nordic),
+            mean(r["setup_s"] for r in nordic),
+        ),
+        "glm": Device(glm_work, glm["wall_s"], glm["cpu_s"], glm["init_s"]),
+    }
+
+
+def config_splits(config: dict[str, Any] | None = None) -> int:
+    """``comparison.splits`` of a validated config (None: ``config/config.yaml``'s, or 2)."""
+    if config is None:
+        import yaml
+
+        config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    return int((config.get("comparison") or {}).get("splits", 2))
+
+
+def gpu_model(
+    rules: list[dict[str, Any]], geometry: dict[str, Any], splits: int | None = None
+) -> dict[str, GpuJob]:
+    """Per GPU-capable step of a session table (``rules``: its rows, ``geometry``: its
+    geometry), the job with ``nordic.device`` and ``glm.device`` set to ``cuda``: the measured
+    CPU seconds less :data:`KERNEL_CPU` (scaled by the job's voxel-volumes), plus the device
+    run's CPU seconds and its start; GPU seconds: the device's wall (scaled the same way) and
+    its start. ``splits``: ``comparison.splits`` (None: the config file's)."""
+    if str(ROOT / "workflow") not in sys.path:
+        sys.path.insert(0, str(ROOT / "workflow"))
+    from echoprep.simulate.presets import PRESETS
+
+    cpu = {r["rule"]: float(r["cpu_s_mean"]) for r in rules}
+    nx, ny, nz = geometry["shape"]
+    run = nx * ny * nz * geometry["volumes_per_run"]
+    fit = round(GLM_BRAIN_FRACTION * nx * ny * nz) * geometry["volumes_per_run"]
+    fit *= geometry["runs_per_session"]
+    halves = 2 * (config_splits() if splits is None else splits)
+    echoes = len(PRESETS[geometry["preset"]].tes)
+    # step: (CPU kernel, device run, calls per job, voxel-volumes per call)
+    calls = {
+        "nordic": ("nordic", "nordic", echoes, run),
+        "glm": ("glm", "glm", 1, fit),
+        "glm_heldout": ("glm", "glm", halves, fit / 2),
+        "glm_reference": ("glm_typeb", "glm", 1, fit),
+    }
+    device = devices()
+    out = {}
+    for step, (kernel, name, n, work) in calls.items():
+        if step not in cpu:
+            continue
+        k, d = KERNEL_CPU[kernel], device[name]
+        kernel_s = min(n * k["cpu_s"] * work / k["voxel_volumes"], cpu[step])
+        scale = work / d.voxel_volumes
+        out[step] = GpuJob(
+            cpu_s=cpu[step] - kernel_s + n * d.cpu_s * scale + d.setup_s,
+            gpu_s=n * d.wall_s * scale + d.setup_s,
+            kernel_cpu_s=kernel_s,
+        )
+    return out
+
+
+def gpu_prices(cpu: dict[str, float], model: dict[str, GpuJob]) -> tuple[dict, dict]:
+    """CPU and GPU seconds per job of every rule or step in ``cpu`` with the GPU settings."""
+    return (
+        {**cpu, **{k: m.cpu_s for k, m in model.items()}},
+        {**dict.fromkeys(cpu, 0.0), **{k: m.gpu_s for k, m in model.items()}},
+    )
+
+
+# --------------------------------------------------------------------------------------
+# the census
+# --------------------------------------------------------------------------------------
 
 
 def job_counts(bids: Path, work: Path, config: list[str]) -> Counter[str]:
@@ -68,8 +243,12 @@ def job_counts(bids: Path, work: Path, config: list[str]) -> Counter[str]:
     return counts
 
 
-def chain_steps(bids: Path, work: Path, config: list[str]) -> dict[str, tuple[str, ...]]:
-    """The steps of each per-run chain rule under the config (``Plan.chain_steps``)."""
+def chain_steps(
+    bids: Path, work: Path, config: list[str]
+) -> tuple[dict[str, tuple[str, ...]], dict[str, Any]]:
+    """The steps of each per-run chain rule under the config (``Plan.chain_steps``) and the
+    validated config (a section given on the command line updates the file's, as Snakemake's
+    ``--config`` does)."""
     sys.path.insert(0, str(ROOT / "workflow"))
     import yaml
 
@@ -80,13 +259,33 @@ def chain_steps(bids: Path, work: Path, config: list[str]) -> dict[str, tuple[st
     given = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     for item in config:
         key, _, value = item.partition("=")
-        given[key] = yaml.safe_load(value)
+        value = yaml.safe_load(value)
+        both = isinstance(value, dict) and isinstance(given.get(key), dict)
+        given[key] = {**given[key], **value} if both else value
     given.update(bids_dir=str(bids), output_dir=str(work / "o"), work_dir=str(work / "w"))
     cfg = validate_config(given)
     dataset = discover(cfg["bids_dir"], **discovery_options(cfg), cache_dir=work / "idx")
     plan = Plan(cfg, dataset)
     sides = plan.chain_sides()
-    return {rule: plan.chain_steps(side) for rule, side in CHAINS.items() if side in sides}
+    steps = {rule: plan.chain_steps(side) for rule, side in CHAINS.items() if side in sides}
+    return steps, cfg
+
+
+def with_gpu(config: list[str]) -> list[str]:
+    """``config`` (``KEY=VALUE`` items) with :data:`GPU_SETTINGS` added to their sections."""
+    import yaml
+
+    sections = {k: dict(v) for k, v in GPU_SETTINGS.items()}
+    rest = []
+    for item in config:
+        key, _, value = item.partition("=")
+        given = yaml.safe_load(value)
+        if key in sections and isinstance(given, dict):
+            sections[key] = {**given, **sections[key]}
+        else:
+            rest.append(item)
+    dump = {k: yaml.safe_dump(v, default_flow_style=True).strip() for k, v in sections.items()}
+    return rest + [f"{k}={v}" for k, v in dump.items()]
 
 
 def price(
@@ -103,19 +302,9 @@ def price(
     return sum(n * c for _, n, c in rows), rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--subjects", type=int, default=5)
-    ap.add_argument("--sessions", type=int, default=165, help="sessions per subject")
-    ap.add_argument("--table", type=Path, default=ROOT / "benchmarks" / "laion_session.json")
-    ap.add_argument("--config", nargs="*", default=[], help="KEY=VALUE added to the config")
-    args = ap.parse_args(argv)
-    table = json.loads(args.table.read_text())
-    cpu = {r["rule"]: float(r["cpu_s_mean"]) for r in table["rules"]}
-    # rules the session table has no job of (the config snapshot, dataset descriptions and
-    # LAION-layout links are sub-second local jobs; a missing one fails loudly in price())
-    for light in ("config_snapshot", "dataset_description"):
-        cpu.setdefault(light, 0.0)
+def census(config: list[str]) -> tuple[Counter, Counter, dict[str, tuple[str, ...]], dict]:
+    """Jobs per rule of a comparison session (with the subject's rules) and of one more
+    (regular) session under ``config``, the chain steps and the validated config."""
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         two = t / "two" / "bids"
@@ -124,11 +313,31 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(sim, cwd=ROOT, check=True, capture_output=True)
         one = t / "one" / "bids"
         shutil.copytree(two, one, ignore=lambda d, names: ["ses-02"] if "ses-02" in names else [])
-        c2 = job_counts(two, t / "two", args.config)
-        c1 = job_counts(one, t / "one", args.config)
-        steps = chain_steps(one, t / "one", args.config)
-    regular = c2 - c1
-    first_s, first_rows = price(c1, cpu, steps)
+        c2 = job_counts(two, t / "two", config)
+        c1 = job_counts(one, t / "one", config)
+        steps, cfg = chain_steps(one, t / "one", config)
+    return c1, c2 - c1, steps, cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--subjects", type=int, default=5)
+    ap.add_argument("--sessions", type=int, default=165, help="sessions per subject")
+    ap.add_argument("--table", type=Path, default=ROOT / "benchmarks" / "laion_session.json")
+    ap.add_argument("--config", nargs="*", default=[], help="KEY=VALUE added to the config")
+    ap.add_argument(
+        "--gpu", action="store_true", help="add the column of nordic.device and glm.device cuda"
+    )
+    args = ap.parse_args(argv)
+    table = json.loads(args.table.read_text())
+    cpu = {r["rule"]: float(r["cpu_s_mean"]) for r in table["rules"]}
+    # rules the session table has no job of (the config snapshot, dataset descriptions, the
+    # confounds tables copied beside the NORDIC series and LAION-layout links are sub-second
+    # local jobs; a missing one fails loudly in price())
+    for light in ("config_snapshot", "dataset_description", "confounds"):
+        cpu.setdefault(light, 0.0)
+    first, regular, steps, _ = census(args.config)
+    first_s, first_rows = price(first, cpu, steps)
     regular_s, regular_rows = price(regular, cpu, steps)
     for rule, parts in steps.items():
         print(f"chain {rule}: steps {' + '.join(parts)}")
@@ -149,11 +358,56 @@ def main(argv: list[str] | None = None) -> int:
         f"(if every session were a comparison session: "
         f"{args.subjects * args.sessions * first_h:,.0f})"
     )
-    print(
+    line = (
         f"regular_session_cpu_hours={regular_h:.2f} comparison_session_cpu_hours={first_h:.2f} "
         f"dataset_cpu_hours={dataset_h:.0f}"
     )
+    if args.gpu:
+        line += " " + gpu_column(args, table, cpu, (first_h, regular_h, dataset_h))
+    print(line)
     return 0
+
+
+def gpu_column(
+    args: argparse.Namespace,
+    table: dict[str, Any],
+    cpu: dict[str, float],
+    cpu_hours: tuple[float, float, float],
+) -> str:
+    """Print the GPU column (the census again with :data:`GPU_SETTINGS`, priced with
+    :func:`gpu_model`) beside the CPU one; return the ``gpu_...=`` figures of the last line."""
+    config = with_gpu(args.config)
+    first, regular, steps, cfg = census(config)
+    model = gpu_model(table["rules"], table["geometry"], config_splits(cfg))
+    cpu_g, gpu_g = gpu_prices(cpu, model)
+    print(f"\nGPU column: --config {' '.join(config)} (a model, not a metered session)")
+    for step, m in model.items():
+        print(
+            f"  {step:14s} CPU s per job {cpu[step]:7.1f} -> {m.cpu_s:6.1f} "
+            f"(CPU kernel {m.kernel_cpu_s:6.1f} replaced), GPU s per job {m.gpu_s:6.1f}"
+        )
+    hours = []
+    for title, counts in (("comparison session", first), ("regular session", regular)):
+        c_s, rows = price(counts, cpu_g, steps)
+        g_s, g_rows = price(counts, gpu_g, steps)
+        hours.append((c_s / 3600, g_s / 3600))
+        print(f"\n{title} with the GPU settings: rule, jobs, CPU s and GPU s per job, CPU h, GPU h")
+        for (rule, n, c), (_, _, g) in zip(rows, g_rows, strict=True):
+            print(f"  {rule:22s} {n:4d} {c:9.1f} {g:7.1f} {n * c / 3600:7.3f} {n * g / 3600:7.3f}")
+    (first_c, first_g), (regular_c, regular_g) = hours
+    data_c = args.subjects * (first_c + (args.sessions - 1) * regular_c)
+    data_g = args.subjects * (first_g + (args.sessions - 1) * regular_g)
+    print(f"\n{'':28s} {'CPU config':>12s} {'nordic.device, glm.device cuda':>32s}")
+    for title, c, (gc, gg), d in (
+        ("comparison session", cpu_hours[0], (first_c, first_g), 2),
+        ("regular session", cpu_hours[1], (regular_c, regular_g), 2),
+        (f"dataset {args.subjects} x {args.sessions} sessions", cpu_hours[2], (data_c, data_g), 0),
+    ):
+        print(f"{title:28s} {c:>6,.{d}f} CPU-h {gc:>12,.{d}f} CPU-h {gg:>7,.{d + 1}f} GPU-h")
+    return (
+        f"gpu_regular_session_cpu_hours={regular_c:.2f} gpu_regular_session_gpu_hours="
+        f"{regular_g:.3f} gpu_dataset_cpu_hours={data_c:.0f} gpu_dataset_gpu_hours={data_g:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -29,6 +29,13 @@ over the N simulated runs) + the session and subject rules as measured, and last
 
     session_2x3_cpu_hours=<x> max_job_peak_gib=<y> max_run_rule_minutes=<z>
 
+The table's last two columns and the line after the totals are the GPU column: each job of a
+GPU-capable step (the NORDIC step, ``glm``, ``glm_heldout``, ``glm_reference``) with
+``nordic.device`` and ``glm.device`` set to ``cuda``, in CPU seconds and GPU seconds. They are
+a model (``benchmarks/laion_dataset.py``, ``gpu_model``: the measured job less its CPU kernel,
+plus the device run measured on an H200), not metered here; ``--markdown JSON --gpu`` prints
+them for a table already measured.
+
 Targets (issue 18): 2x3 session <= 3 CPU-hours, every job <= 16 GiB, every per-run rule
 <= 10 min. ``--json FILE`` writes the table (``benchmarks/laion_session.json`` is the one the
 workflow's resources are checked against, ``tests/unit/test_resources_measured.py``).
@@ -36,6 +43,7 @@ Run::
 
     .venv/bin/python benchmarks/laion_session.py --runs 1 [--cores 2] [--dir D] [--keep]
         [--json benchmarks/laion_session.json]
+    .venv/bin/python benchmarks/laion_session.py --markdown benchmarks/laion_session.json [--gpu]
 """
 
 from __future__ import annotations
@@ -375,20 +383,51 @@ def summarise(jobs: list[dict], n_sim: int) -> tuple[list[dict], dict[str, float
     return rows, totals
 
 
-def print_table(rows: list[dict], totals: dict[str, float], cores: int) -> None:
+def gpu_columns(rows: list[dict], geometry: dict[str, Any]) -> dict[str, Any]:
+    """The GPU column of the table: ``benchmarks/laion_dataset.py``'s model (``gpu_model``:
+    ``nordic.device`` and ``glm.device`` cuda, from the H200 device runs; not metered)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from laion_dataset import gpu_model
+
+    return gpu_model(rows, geometry)
+
+
+def gpu_session_hours(rows: list[dict], totals: dict[str, float], gpu: dict[str, Any]) -> str:
+    """The per-session 2x3 line of the GPU column: CPU-hours and GPU-hours."""
+    saved = sum(
+        r["jobs_per_session"] * (r["cpu_s_mean"] - gpu[r["rule"]].cpu_s)
+        for r in rows
+        if r["rule"] in gpu
+    )
+    gpu_s = sum(r["jobs_per_session"] * gpu[r["rule"]].gpu_s for r in rows if r["rule"] in gpu)
+    cpu_h = totals["session_2x3_cpu_hours"] - saved / 3600
+    return (
+        f"with nordic.device and glm.device cuda (a model: benchmarks/laion_dataset.py): "
+        f"{cpu_h:.2f} CPU-h + {gpu_s / 3600:.3f} GPU-h per 2x3 session"
+    )
+
+
+def print_table(
+    rows: list[dict], totals: dict[str, float], cores: int, geometry: dict[str, Any]
+) -> None:
+    gpu = gpu_columns(rows, geometry)
     head = f"{'rule':24s} {'scope':15s} {'jobs':>4s} {'/ses':>4s} {'wall s':>14s} "
-    head += f"{'CPU s':>8s} {'peak GiB':>8s} {'thr':>3s} {'cores':>5s}"
+    head += f"{'CPU s':>8s} {'peak GiB':>8s} {'thr':>3s} {'cores':>5s} {'CPU s cuda':>10s} "
+    head += f"{'GPU s':>6s}"
     print(head)
     for r in rows:
         wall = f"{r['wall_s_mean']:.1f} ({r['wall_s_max']:.0f})"
+        g = gpu.get(r["rule"])
         print(
             f"{r['rule']:24s} {r['scope']:15s} {r['jobs']:4d} {r['jobs_per_session']:4d} "
             f"{wall:>14s} {r['cpu_s_mean']:8.1f} {r['peak_gib_max']:8.2f} {r['threads']:3d} "
-            f"{r['cores_used']:5.2f}"
+            f"{r['cores_used']:5.2f} {g.cpu_s if g else r['cpu_s_mean']:10.1f} "
+            f"{g.gpu_s if g else 0.0:6.1f}"
         )
     print(
         f"\nwall: mean (max) per job; CPU: mean per job; /ses: jobs per 12-run session; "
-        f"cores: CPU / wall; each job ran alone with --cores {cores}."
+        f"cores: CPU / wall; each job ran alone with --cores {cores}. CPU s cuda, GPU s: per job "
+        f"with nordic.device and glm.device cuda, modelled (benchmarks/laion_dataset.py)."
     )
     print(
         f"per-session 2x3: per-run rules {totals['per_run_rules_cpu_hours']:.2f} CPU-h "
@@ -396,6 +435,7 @@ def print_table(rows: list[dict], totals: dict[str, float], cores: int) -> None:
         f"= {totals['session_2x3_cpu_hours']:.2f} CPU-h (target {TARGET_CPU_HOURS}); "
         f"one job at a time {totals['session_2x3_wall_hours_one_job_at_a_time']:.2f} h wall"
     )
+    print(gpu_session_hours(rows, totals, gpu))
     print(f"highest 1-min load average at a job's start: {totals['max_load_at_start']:.2f}")
     print(
         f"largest job peak {totals['max_job_peak_gib']:.2f} GiB (target {TARGET_PEAK_GIB}); "
@@ -420,18 +460,28 @@ def _geometry(preset: str, n_sim: int) -> dict[str, Any]:
     }
 
 
-def markdown(measured: dict[str, Any]) -> str:
-    """The README's per-rule table from a ``--json`` table."""
+def markdown(measured: dict[str, Any], gpu: bool = False) -> str:
+    """The README's per-rule table from a ``--json`` table (``gpu``: with the GPU column,
+    :func:`gpu_columns`, and the session's line)."""
+    model = gpu_columns(measured["rules"], measured["geometry"]) if gpu else {}
+    extra = " CPU s / job, cuda | GPU s / job |" if gpu else ""
     lines = [
-        "| rule | per | jobs / session | threads | wall s, mean (max) | CPU s / job | peak GiB |",
-        "|---|---|---|---|---|---|---|",
+        "| rule | per | jobs / session | threads | wall s, mean (max) | CPU s / job | peak GiB |"
+        + extra,
+        "|---|---|---|---|---|---|---|" + ("---|---|" if gpu else ""),
     ]
     for r in measured["rules"]:
-        lines.append(
+        line = (
             f"| `{r['rule']}` | {r['scope']} | {r['jobs_per_session']} | {r['threads']} | "
             f"{r['wall_s_mean']:.0f} ({r['wall_s_max']:.0f}) | {r['cpu_s_mean']:.0f} | "
             f"{r['peak_gib_max']:.2f} |"
         )
+        if gpu:
+            g = model.get(r["rule"])
+            line += f" {g.cpu_s:.0f} | {g.gpu_s:.1f} |" if g else f" {r['cpu_s_mean']:.0f} | |"
+        lines.append(line)
+    if gpu:
+        lines += ["", gpu_session_hours(measured["rules"], measured["totals"], model)]
     return "\n".join(lines)
 
 
@@ -499,9 +549,15 @@ def main(argv: list[str] | None = None) -> int:
         metavar="JSON",
         help="print the README table of a --json table and stop",
     )
+    ap.add_argument(
+        "--gpu",
+        action="store_true",
+        help="with --markdown: add the GPU column (nordic.device and glm.device cuda, modelled "
+        "by benchmarks/laion_dataset.py from the device runs; the session is not run again)",
+    )
     args = ap.parse_args(argv)
     if args.markdown:
-        print(markdown(json.loads(args.markdown.read_text())))
+        print(markdown(json.loads(args.markdown.read_text()), gpu=args.gpu))
         return 0
     if not 1 <= args.runs <= SESSION_RUNS:
         ap.error(f"--runs must be 1..{SESSION_RUNS}; found {args.runs}")
@@ -606,8 +662,9 @@ def tabulate(
     if late:
         print(f"warning: per-run rules re-ran on the linked runs: {late}", flush=True)
     rows, totals = summarise(jobs, args.runs)
+    geometry = _geometry(args.preset, args.runs)
     print()
-    print_table(rows, totals, args.cores)
+    print_table(rows, totals, args.cores, geometry)
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -616,7 +673,7 @@ def tabulate(
                     "date": time.strftime("%Y-%m-%d"),
                     "command": f"benchmarks/laion_session.py --runs {args.runs} "
                     f"--cores {args.cores}",
-                    "geometry": _geometry(args.preset, args.runs),
+                    "geometry": geometry,
                     "rules": rows,
                     "totals": totals,
                     "jobs": jobs,

@@ -85,7 +85,8 @@ SPECS: dict[str, EnvSpec] = {
     ),
     "gpu.yaml": EnvSpec(
         "echoprep-gpu",
-        "NORDIC chains with nordic.device: cuda: the tedana env plus torch (its CUDA build).",
+        "GPU jobs (NORDIC chains with nordic.device: cuda, GLM fits with glm.device: cuda): the"
+        " tedana env plus torch (its CUDA build).",
         extras=("gpu",),
         without=(),
     ),

@@ -89,6 +89,7 @@ def test_each_half_equals_a_fit_of_its_runs_alone(tiny, tmp_path: Path) -> None:
         alone = summaries[fit["half"]]
         assert fit["pcnum"] == alone["pcnum"] and isinstance(fit["pcnum"], int)
         assert fit["trials"] == alone["NumberOfTrials"] == 46
+        assert fit["device"] == alone["Device"] == "cpu (NumPy)"
     assert side["Session"] == "01" and side["Parameters"]["Splits"] == 1
 
 

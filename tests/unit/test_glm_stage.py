@@ -119,6 +119,7 @@ def test_outputs_trials_and_sidecars(tiny, fitted) -> None:
     assert np.nanmax(r2[mask]) > 10  # active voxels are explained
     summary = json.loads(fitted["summary"].read_text())
     assert summary["ModelType"] == "FITHRF_GLMDENOISE_RR" and summary["Engine"] == "echoprep"
+    assert summary["Device"] == "cpu (NumPy)" and summary["Options"]["device"] == "cpu"
     assert summary["NumberOfTrials"] == 92 and summary["NumberOfConditions"] == 46
     assert [r["run"] for r in summary["RunsUsed"]] == ["01", "02"]
     assert isinstance(summary["pcnum"], int) and summary["Options"]["wantfracridge"] == 1
@@ -127,7 +128,7 @@ def test_outputs_trials_and_sidecars(tiny, fitted) -> None:
     for key in ("betas", "r2", "hrfindex", "fracridge", "mask", "onoff_r2"):
         side = json.loads(Path(str(fitted[key]).replace(".nii.gz", ".json")).read_text())
         assert side["Space"] == "T1w" and len(side["Sources"]) == 4
-        assert "echoprep" in side["SoftwareVersions"]
+        assert "echoprep" in side["SoftwareVersions"] and side["Device"] == "cpu (NumPy)"
     side = json.loads(Path(str(fitted["betas"]).replace(".nii.gz", ".json")).read_text())
     assert side["Units"].startswith("% BOLD") and side["NumberOfTrials"] == 92
     side = json.loads(fitted["trials"].with_suffix(".json").read_text())

@@ -256,13 +256,26 @@ def validate_config(
     errors = sorted(validator.iter_errors(filled), key=lambda e: list(e.absolute_path))
     problems += [_message(err) for err in errors]
     if not errors:
-        problems += _folder_problems(filled)
+        problems += _folder_problems(filled) + _device_problems(filled)
     if problems:
         raise ConfigError(
             f"{len(problems)} problem(s) in the echoprep configuration:\n"
             + "\n".join(f"  {i}. {line}" for i, line in enumerate(problems, 1))
         )
     return filled
+
+
+def _device_problems(config: Mapping[str, Any]) -> list[str]:
+    """``glm.device: cuda`` with ``glm.engine: glmsingle``: upstream GLMsingle has no GPU path
+    (docs/glm.md §14, "GPU")."""
+    glm = config.get("glm") or {}
+    if glm.get("device") != "cuda" or glm.get("engine") != "glmsingle":
+        return []
+    return [
+        "glm.device: expected cpu with glm.engine: glmsingle; found cuda. The GPU path is our "
+        "engine's (glm.engine: echoprep); upstream GLMsingle runs on the CPU only. Fix: set "
+        "glm.device: cpu, or glm.engine: echoprep"
+    ]
 
 
 def _folder_problems(config: Mapping[str, Any]) -> list[str]:

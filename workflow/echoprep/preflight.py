@@ -65,11 +65,19 @@ GLM_ENVS: dict[str, Path] = {
 }
 #: The glm env of the default engine.
 GLM_ENV = GLM_ENVS["echoprep"]
+#: The env of the fitting rules with ``glm.device: cuda`` (our engine's heavy steps on a GPU:
+#: the tedana env plus torch, as NORDIC's with ``nordic.device: cuda``).
+GLM_GPU_ENV = _ENVS / "gpu.yaml"
 
 
 def glm_env(config: Mapping[str, Any]) -> Path:
-    """The conda env file of the fitting rules for ``config``'s ``glm.engine``."""
-    return GLM_ENVS[str((config.get("glm") or {}).get("engine") or "echoprep")]
+    """The conda env file of the fitting rules for ``config``'s ``glm.engine`` and
+    ``glm.device`` (:data:`GLM_GPU_ENV` for our engine on a GPU)."""
+    glm = config.get("glm") or {}
+    engine = str(glm.get("engine") or "echoprep")
+    if engine == "echoprep" and glm.get("device") == "cuda":
+        return GLM_GPU_ENV
+    return GLM_ENVS[engine]
 
 
 NO_CONDA_FIX = (
@@ -406,6 +414,7 @@ def check_workflow(
 __all__ = [
     "GLM_ENV",
     "GLM_ENVS",
+    "GLM_GPU_ENV",
     "NO_CONDA_FIX",
     "OPTIONAL_PACKAGES",
     "PLACEHOLDER",

@@ -6,7 +6,8 @@
 from echoprep.preflight import glm_env
 
 # The rules that fit (glm, glm_reference, glm_heldout) run in the conda env of glm.engine:
-# envs/echoprep.yaml, or envs/glmsingle.yaml (the same plus upstream GLMsingle, pinned).
+# envs/echoprep.yaml, or envs/glmsingle.yaml (the same plus upstream GLMsingle, pinned); with
+# glm.device: cuda, envs/gpu.yaml (torch), and their specs ask for one GPU (gpu=1).
 GLM_CONDA_ENV = str(glm_env(config))
 
 

@@ -53,10 +53,14 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from echoprep.kernels.nordic_checks import (
+    check_inputs,
+    check_kernel_fits,
+    check_kernel_request,
+)
 from echoprep.kernels.nordic_patches import (
     NUMPY_ALGEBRA,
     SLAB_BYTES,
@@ -70,12 +74,15 @@ from echoprep.kernels.threads import blas_limits, n_workers
 
 log = logging.getLogger(__name__)
 
-#: Accepted ``phase_units``.
-PHASE_UNITS = ("minmax", "radians")
 #: Spatial voxels per volume in the default kernel (the reference's 11:1 rule).
 VOXELS_PER_VOLUME = 11
 #: Draws of the Monte-Carlo threshold.
 THRESHOLD_DRAWS = 10
+#: The error for an all-zero first volume (no absolute scale).
+ZERO_FIRST_VOLUME = (
+    "NORDIC: the first volume of the magnitude is all zero, so the absolute scale "
+    "(smallest non-zero magnitude of volume 1) is undefined; check the input"
+)
 
 
 @dataclass(frozen=True)
@@ -131,7 +138,7 @@ class NordicResult:
 
 
 def default_kernel(
-    shape: tuple[int, int, int], n_volumes: int, kernel: tuple[int, int, int] | None = None
+    shape: tuple[int, int, int], n_volumes: int, kernel: Sequence[int] | None = None
 ) -> tuple[int, int, int]:
     """Patch size of the main pass (the reference's rule).
 
@@ -157,11 +164,11 @@ def default_kernel(
     if kernel is None:
         k = _round_half_up((VOXELS_PER_VOLUME * n_volumes) ** (1 / 3))
         kernel = (k, k, k)
-    kernel = tuple(int(k) for k in kernel)  # type: ignore[assignment]
-    if nz <= kernel[2]:
+    kx, ky, kz = (int(k) for k in kernel)
+    if nz <= kz:
         k2 = _round_half_up(math.sqrt(VOXELS_PER_VOLUME * n_volumes / nz))
-        kernel = (k2, k2, nz)
-    return kernel  # type: ignore[return-value]
+        return (k2, k2, nz)
+    return (kx, ky, kz)
 
 
 def monte_carlo_threshold(
@@ -199,6 +206,7 @@ def nordic(
     gfactor_volumes: int = 90,
     seed: int = 0,
     n_threads: int | None = None,
+    device_batch_bytes: int | None = None,
 ) -> NordicResult:
     """NORDIC denoising of one 4D series.
 
@@ -253,16 +261,22 @@ def nordic(
         Patches per batch (bounds the memory of the patch stage: about
         ``chunk_patches * prod(kernel) * t * 8`` bytes per thread in complex mode).
     device
-        Where the patches' Gram matrices, eigendecompositions and reconstructions run:
-        ``"cpu"`` (NumPy/LAPACK), or a torch device (``"cuda"``, ``"cuda:1"``; ``"torch-cpu"``
-        runs the torch code on the CPU, to check it without a GPU). The torch path works in
-        double precision and agrees with ``"cpu"`` to single-precision rounding
-        (docs/nordic.md, "GPU"); everything else runs on the CPU either way.
+        Where the kernel runs: ``"cpu"`` (NumPy/LAPACK, worker threads), or a torch device
+        (``"cuda"``, ``"cuda:1"``; ``"torch-cpu"`` runs the torch code on torch's CPU
+        kernels, to check it without a GPU): then every step runs on that device
+        (:func:`echoprep.kernels.nordic_torch.nordic_on_device`), the patch algebra in
+        double precision; it agrees with ``"cpu"`` to single-precision rounding and repeats
+        itself bitwise (docs/nordic.md, "GPU").
     n_threads
         Worker threads for the patch batches and FFT threads (None: the CPUs available to
         the process). BLAS is limited to one thread while the kernel runs (threadpoolctl,
         where installed), so threads x BLAS threads never exceeds ``n_threads``; results do
-        not depend on ``n_threads`` or ``chunk_patches``.
+        not depend on ``n_threads`` or ``chunk_patches``. On ``"torch-cpu"``: torch's
+        threads while the kernel runs; unused on a GPU.
+    device_batch_bytes
+        Torch devices only: memory budget of one patch batch in bytes (None: half the free
+        GPU memory, at most 16 GiB; 1 GiB on ``"torch-cpu"``). ``chunk_patches`` does not
+        apply there.
 
     Returns
     -------
@@ -277,9 +291,15 @@ def nordic(
     echoprep.kernels.patches_torch.DeviceUnavailableError
         ``device`` names a torch device that this machine does not have (or torch is
         missing); a ``ValueError``.
+
+    Notes
+    -----
+    The checks of NaN/Inf in the input run on the device for the device path (float32
+    input; other dtypes on the CPU), after the other checks.
     """
     complex_mode = phase is not None and not magnitude_only
-    _check_inputs(
+    on_device = device != "cpu"
+    check_inputs(
         magnitude,
         phase if complex_mode else None,
         noise_volumes=noise_volumes,
@@ -291,19 +311,43 @@ def nordic(
         gfactor_volumes=gfactor_volumes,
         chunk_patches=chunk_patches,
         n_threads=n_threads,
+        finite=not on_device,  # the device path checks on the device
     )
     nx, ny, nz, nt = (int(s) for s in magnitude.shape)
-    _check_kernel_request(kernel_size, "kernel_size")
-    _check_kernel_request(gfactor_kernel, "gfactor_kernel")
+    check_kernel_request(kernel_size, "kernel_size")
+    check_kernel_request(gfactor_kernel, "gfactor_kernel")
     kernel = default_kernel((nx, ny, nz), nt, kernel_size)
-    _check_kernel_fits(kernel, (nx, ny, nz, nt), kernel_size)
+    check_kernel_fits(kernel, (nx, ny, nz, nt), kernel_size)
     gkernel = tuple(min(int(k), n) for k, n in zip(gfactor_kernel, (nx, ny, nz), strict=True))
     workers = n_workers(n_threads)
-    algebra = patch_algebra(device)
+    torch_device = check_device(device)
+    if device_batch_bytes is not None and device_batch_bytes < 1:
+        raise ValueError(f"NORDIC: device_batch_bytes must be >= 1; found {device_batch_bytes}")
     if not complex_mode:
         temporal_phase = 0
     if nt < 6:
         log.info("NORDIC: only %d volumes; the low-rank model has little to work with", nt)
+    if torch_device is not None:
+        from echoprep.kernels.nordic_torch import nordic_on_device
+
+        return nordic_on_device(
+            magnitude,
+            phase if complex_mode else None,
+            noise_volumes=int(noise_volumes),
+            keep_noise_volumes=keep_noise_volumes,
+            threshold=threshold,
+            factor_error=float(factor_error),
+            temporal_phase=int(temporal_phase),
+            phase_filter_width=float(phase_filter_width),
+            kernel=kernel,
+            gkernel=gkernel,  # type: ignore[arg-type]
+            gfactor_volumes=int(gfactor_volumes),
+            phase_units=phase_units,
+            seed=int(seed),
+            device=torch_device,
+            batch_bytes=device_batch_bytes,
+            n_threads=n_threads,
+        )
     with blas_limits(1):
         return _nordic(
             magnitude,
@@ -321,31 +365,29 @@ def nordic(
             seed=int(seed),
             chunk=int(chunk_patches),
             workers=workers,
-            algebra=algebra,
+            algebra=NUMPY_ALGEBRA,
         )
 
 
-def patch_algebra(device: str) -> PatchAlgebra:
-    """The batch algebra of ``device`` (see :func:`nordic`): NumPy for ``"cpu"``, else a
-    :class:`echoprep.kernels.patches_torch.TorchAlgebra` (torch imported only then).
+def check_device(device: str) -> str | None:
+    """The torch device that runs the kernel for ``device`` (see :func:`nordic`): None for
+    ``"cpu"`` (the NumPy path), ``"cpu"`` for ``"torch-cpu"``, else ``device`` itself.
+    Whether the device exists is checked when the device path opens it
+    (:func:`echoprep.kernels.patches_torch.open_device`).
 
     Raises
     ------
     ValueError
-        ``device`` is not ``"cpu"``, ``"torch-cpu"`` or a ``cuda`` device; or
-        (:class:`echoprep.kernels.patches_torch.DeviceUnavailableError`) the torch device is
-        not on this machine, or torch is missing.
+        ``device`` is not ``"cpu"``, ``"torch-cpu"`` or a ``cuda`` device.
     """
     if device == "cpu":
-        return NUMPY_ALGEBRA
+        return None
     if device != "torch-cpu" and device.split(":")[0] != "cuda":
         raise ValueError(
             f"NORDIC: unknown device {device!r}; use 'cpu' (NumPy) or 'cuda' (a GPU through "
             "torch; 'cuda:N' for the N-th visible GPU)"
         )
-    from echoprep.kernels.patches_torch import TorchAlgebra
-
-    return TorchAlgebra("cpu" if device == "torch-cpu" else device)
+    return "cpu" if device == "torch-cpu" else device
 
 
 def _nordic(
@@ -376,10 +418,7 @@ def _nordic(
     first = np.abs(data[..., 0])
     nonzero = first[first > 0]
     if nonzero.size == 0:
-        raise ValueError(
-            "NORDIC: the first volume of the magnitude is all zero, so the absolute scale "
-            "(smallest non-zero magnitude of volume 1) is undefined; check the input"
-        )
+        raise ValueError(ZERO_FIRST_VOLUME)
     scale = float(nonzero.min())
     del first, nonzero
     for s in slabs:
@@ -406,10 +445,7 @@ def _nordic(
     g = gfactor_pass(data[..., :gv], gkernel, chunk, workers, algebra)
     has_zero = bool(np.any(g == 0))
     if has_zero or nt < 6:
-        good = g[np.isfinite(g) & (g > 0)]
-        med = float(np.median(good)) if good.size else 1.0
-        g = np.where(np.isfinite(g), g, 0)
-        g = np.where(g < 1, med, g) if has_zero else np.where(g > 0, g, med)
+        g = fix_gfactor(g, has_zero)
     g32 = g.astype(np.float32)
 
     # 4. normalisation and noise level
@@ -423,9 +459,7 @@ def _nordic(
             _replace_phase(block, th, np.sqrt(2))
     if noise is not None:
         noise *= inv_g
-        sel = noise[noise != 0]
-        sigma = float(np.std(sel, ddof=1)) if sel.size > 1 else 1.0
-        del sel
+        sigma = noise_sd(noise)
     else:
         sigma = 1.0
     if complex_mode:
@@ -437,14 +471,7 @@ def _nordic(
             zero_voxels[s] = ~np.any(data[s] != 0, axis=3)
         n_zero = int(zero_voxels.sum())
         if n_zero:
-            rng = np.random.default_rng([seed, 1])
-            fill = rng.standard_normal((n_zero, nt), dtype=np.float32)
-            if complex_mode:
-                fill = (fill + 1j * rng.standard_normal((n_zero, nt), dtype=np.float32)) / (
-                    np.float32(math.sqrt(2))
-                )
-            data[zero_voxels] = fill.astype(data.dtype)
-            del fill
+            data[zero_voxels] = zero_fill(n_zero, nt, seed, complex_mode)
 
     # 5. threshold
     if threshold is None:
@@ -512,12 +539,7 @@ def _series(
     out = np.empty(shape, np.complex64)
     offset, factor = 0.0, 1.0
     if units == "minmax":
-        pmin, pmax = float(np.min(phase)), float(np.max(phase))
-        if pmax > pmin:
-            factor = 2 * np.pi / (pmax - pmin)
-            offset = pmin
-        else:  # constant phase: any constant will do
-            factor, offset = 0.0, pmin
+        offset, factor = minmax_mapping(float(np.min(phase)), float(np.max(phase)))
     for s in slabs:
         ph = np.array(phase[s], np.float32)
         if units == "minmax":
@@ -531,6 +553,43 @@ def _series(
         block.real *= m
         block.imag *= m
     return out
+
+
+def minmax_mapping(pmin: float, pmax: float) -> tuple[float, float]:
+    """``(offset, factor)`` of ``phase_units="minmax"``: radians are
+    ``(phase - offset) * factor - pi`` (each step in float32), so ``pmin``/``pmax`` (the data's
+    own extremes) map to -pi/+pi; a constant phase maps to -pi."""
+    if pmax > pmin:
+        return pmin, 2 * np.pi / (pmax - pmin)
+    return pmin, 0.0  # constant phase: any constant will do
+
+
+def fix_gfactor(g: np.ndarray, has_zero: bool) -> np.ndarray:
+    """The reference's fix-up of a noise map with zeros (``has_zero``: every ``g < 1``
+    becomes the median of the finite non-zero ``g``) or of a short series (non-finite and
+    zero ``g`` become that median); float64 ``(x, y, z)`` in and out."""
+    good = g[np.isfinite(g) & (g > 0)]
+    med = float(np.median(good)) if good.size else 1.0
+    g = np.where(np.isfinite(g), g, 0)
+    return np.where(g < 1, med, g) if has_zero else np.where(g > 0, g, med)
+
+
+def noise_sd(noise: np.ndarray) -> float:
+    """SD (``ddof=1``) of the non-zero entries of the normalised noise volumes (1 when fewer
+    than two); complex entries give the SD of the complex value."""
+    sel = noise[noise != 0]
+    return float(np.std(sel, ddof=1)) if sel.size > 1 else 1.0
+
+
+def zero_fill(n_zero: int, nt: int, seed: int, complex_mode: bool) -> np.ndarray:
+    """``(n_zero, nt)`` seeded unit-variance noise for the all-zero voxels (C order), float32
+    or complex64 (each channel of variance 1/2)."""
+    rng = np.random.default_rng([seed, 1])
+    fill = rng.standard_normal((n_zero, nt), dtype=np.float32)
+    if complex_mode:
+        imag = rng.standard_normal((n_zero, nt), dtype=np.float32)
+        return ((fill + 1j * imag) / np.float32(math.sqrt(2))).astype(np.complex64)
+    return fill
 
 
 def _phasor(theta: np.ndarray) -> np.ndarray:
@@ -561,118 +620,3 @@ def _replace_phase(block: np.ndarray, theta: np.ndarray, min_abs: float | None) 
 def _round_half_up(v: float) -> int:
     """MATLAB ``round`` for positive values (half away from zero)."""
     return math.floor(v + 0.5)
-
-
-def _count_nonfinite(a: np.ndarray) -> int:
-    if not np.issubdtype(a.dtype, np.inexact):
-        return 0
-    step = max(1, SLAB_BYTES // max(1, a[0].nbytes))
-    return sum(int(np.count_nonzero(~np.isfinite(a[i : i + step]))) for i in range(0, len(a), step))
-
-
-def _check_inputs(
-    magnitude: Any,
-    phase: Any,
-    *,
-    noise_volumes: int,
-    phase_units: str,
-    temporal_phase: int,
-    phase_filter_width: float,
-    factor_error: float,
-    threshold: float | None,
-    gfactor_volumes: int,
-    chunk_patches: int,
-    n_threads: int | None,
-) -> None:
-    if not isinstance(magnitude, np.ndarray) or magnitude.ndim != 4:
-        found = f"shape {magnitude.shape}" if hasattr(magnitude, "shape") else type(magnitude)
-        raise ValueError(
-            f"NORDIC: magnitude must be a 4D array (x, y, z, t); found {found}. "
-            "Pass one echo's whole time series (a 3D volume has no time axis to denoise)."
-        )
-    if np.iscomplexobj(magnitude):
-        raise ValueError(
-            "NORDIC: magnitude must be real; found a complex array. Pass np.abs(z) as "
-            "magnitude and np.angle(z) as phase with phase_units='radians'."
-        )
-    if phase is not None:
-        if not isinstance(phase, np.ndarray) or phase.shape != magnitude.shape:
-            found = getattr(phase, "shape", type(phase))
-            raise ValueError(
-                f"NORDIC: phase must have the magnitude's shape {magnitude.shape}; found "
-                f"{found}. Pass the phase series of the same echo and run, or phase=None "
-                "for magnitude-only denoising."
-            )
-        if np.iscomplexobj(phase):
-            raise ValueError("NORDIC: phase must be real (angles or scanner units); found complex")
-    nt = magnitude.shape[3]
-    if nt < 2:
-        raise ValueError(
-            f"NORDIC: need at least 2 volumes; found {nt}. NORDIC removes noise by "
-            "low-rank approximation across volumes, so a single volume cannot be denoised."
-        )
-    if not 0 <= int(noise_volumes) < nt:
-        raise ValueError(
-            f"NORDIC: noise_volumes must be between 0 and t - 1 = {nt - 1}; found "
-            f"{noise_volumes}. It is the number of trailing no-excitation volumes (0 if none)."
-        )
-    if phase_units not in PHASE_UNITS:
-        raise ValueError(
-            f"NORDIC: unknown phase_units {phase_units!r}; use 'minmax' (map the data's own "
-            "min/max to -pi/+pi, as the reference) or 'radians'."
-        )
-    if temporal_phase not in (0, 1, 2, 3):
-        raise ValueError(f"NORDIC: temporal_phase must be 0, 1, 2 or 3; found {temporal_phase}")
-    if not phase_filter_width > 0:
-        raise ValueError(f"NORDIC: phase_filter_width must be > 0; found {phase_filter_width}")
-    if not factor_error > 0:
-        raise ValueError(f"NORDIC: factor_error must be > 0; found {factor_error}")
-    if threshold is not None and not (np.isfinite(threshold) and threshold >= 0):
-        raise ValueError(f"NORDIC: threshold must be a finite number >= 0; found {threshold}")
-    if gfactor_volumes < 1:
-        raise ValueError(f"NORDIC: gfactor_volumes must be >= 1; found {gfactor_volumes}")
-    if chunk_patches < 1:
-        raise ValueError(f"NORDIC: chunk_patches must be >= 1; found {chunk_patches}")
-    if n_threads is not None and n_threads < 1:
-        raise ValueError(f"NORDIC: n_threads must be >= 1 or None; found {n_threads}")
-    for name, arr in (("magnitude", magnitude), ("phase", phase)):
-        if arr is None:
-            continue
-        bad = _count_nonfinite(arr)
-        if bad:
-            raise ValueError(
-                f"NORDIC: {name} contains {bad} NaN/Inf value(s) out of {arr.size}; expected "
-                "finite values. Replace them (e.g. np.nan_to_num) or mask the volumes first."
-            )
-
-
-def _check_kernel_request(kernel: Any, name: str) -> None:
-    if kernel is None:
-        return
-    try:
-        ok = len(kernel) == 3 and all(int(k) == k and k >= 1 for k in kernel)
-    except TypeError:
-        ok = False
-    if not ok:
-        raise ValueError(
-            f"NORDIC: {name} must be 3 positive integers (kx, ky, kz); found {kernel!r}"
-        )
-
-
-def _check_kernel_fits(
-    kernel: tuple[int, int, int],
-    shape: tuple[int, int, int, int],
-    requested: tuple[int, int, int] | None,
-) -> None:
-    nx, ny, nz, nt = shape
-    if kernel[0] > nx or kernel[1] > ny:
-        how = (
-            "pass a smaller kernel_size"
-            if requested is not None
-            else f"the default kernel follows from t = {nt} volumes (about 11 patch voxels "
-            "per volume); pass a smaller kernel_size"
-        )
-        raise ValueError(
-            f"NORDIC: the patch {kernel} does not fit the volume {(nx, ny, nz)}: need "
-            f"nx >= kx and ny >= ky; {how}."
-        )

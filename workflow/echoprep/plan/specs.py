@@ -332,33 +332,53 @@ class SpecPlan(PublishPlan):
             {"args": self._analysis_mask_params, "options": self.options("glm")},
         )
 
+    def _glm_fit_spec(self, spec: RuleSpec) -> RuleSpec:
+        """A fitting rule's spec (glm, glm_reference, glm_heldout), asking for one GPU when
+        our engine runs its heavy steps there (``glm.device: cuda``; docs/glm.md §14, "GPU"):
+        the SLURM plugin's --gpus=1. Its conda env is glm.smk's (:func:`echoprep.preflight
+        .glm_env`)."""
+        glm = self.config["glm"]
+        if glm["device"] != "cuda" or glm["engine"] != "echoprep":
+            return spec
+        return replace(spec, resources={**spec.resources, "gpu": 1})
+
     def _spec_glm(self) -> RuleSpec:
-        return self._rule(
-            "glm",
-            self._glm_inputs,
-            self.glm_outputs(),
-            {
-                "session": self._glm_params,
-                "options": self.options("glm"),
-                "seed": self._seed(),
-                "out": self._glm_out_args,
-            },
+        return self._glm_fit_spec(
+            self._rule(
+                "glm",
+                self._glm_inputs,
+                self.glm_outputs(),
+                {
+                    "session": self._glm_params,
+                    "options": self.options("glm"),
+                    "seed": self._seed(),
+                    "out": self._glm_out_args,
+                },
+            )
         )
 
     def _spec_glm_reference(self) -> RuleSpec:
-        return self._rule(
-            "glm_reference",
-            self._glm_inputs,
-            self.reference_outputs(),
-            {"session": self._glm_params, "options": self.options("glm"), "seed": self._seed()},
+        return self._glm_fit_spec(
+            self._rule(
+                "glm_reference",
+                self._glm_inputs,
+                self.reference_outputs(),
+                {"session": self._glm_params, "options": self.options("glm"), "seed": self._seed()},
+            )
         )
 
     def _spec_glm_heldout(self) -> RuleSpec:
-        return self._rule(
-            "glm_heldout",
-            self._glm_inputs,
-            self.heldout_outputs(),
-            {"session": self._heldout_params, "options": self.options("glm"), "seed": self._seed()},
+        return self._glm_fit_spec(
+            self._rule(
+                "glm_heldout",
+                self._glm_inputs,
+                self.heldout_outputs(),
+                {
+                    "session": self._heldout_params,
+                    "options": self.options("glm"),
+                    "seed": self._seed(),
+                },
+            )
         )
 
     def _spec_noiseceiling_session(self) -> RuleSpec:

@@ -17,6 +17,9 @@ the decisions that differ is docs/glm.md. Modules:
 - :mod:`.typeb`: the type-B pass (library HRF per voxel) and the GLMdenoise cross-validation;
 - :mod:`.typecd`: types C (GLMdenoise) and D (fractional ridge);
 - :mod:`.engine`: :func:`fit_glmsingle`, the orchestration of types A-D;
+- :mod:`.device`, :mod:`.device_passes`, :mod:`.device_xval`, :mod:`.device_typecd`,
+  :mod:`.device_ops`: the heavy steps on a torch device (option ``device``; docs/glm.md §14,
+  "GPU");
 - :mod:`.voxels`: which voxels a session's fit uses (bright-voxel rule, voxels without data).
 
 Synthetic test sessions: :mod:`echoprep.simulate.glm_session`.

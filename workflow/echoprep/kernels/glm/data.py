@@ -113,18 +113,28 @@ def as_voxel_data(data: object, run_lengths: Sequence[int]) -> VoxelData:
 
 def check_finite(vox: VoxelData, chunklen: int) -> None:
     """Raise ``ValueError`` naming every run with NaN/Inf and its number of affected voxels."""
-    bad_runs = []
+    counts = []
     for r, a in enumerate(vox.runs):
-        if not np.issubdtype(a.dtype, np.floating):
-            continue
         n_bad = 0
-        for v0, v1 in vox.chunks(chunklen):
-            y = vox.read(r, v0, v1)
-            s = y.sum(axis=1, dtype=np.float64)
-            if not np.isfinite(s).all():
-                n_bad += int((~np.isfinite(y).all(axis=1)).sum())
-        if n_bad:
-            bad_runs.append(f"run {r}: {n_bad} voxels")
+        if np.issubdtype(a.dtype, np.floating):
+            for v0, v1 in vox.chunks(chunklen):
+                y = vox.read(r, v0, v1)
+                s = y.sum(axis=1, dtype=np.float64)
+                if not np.isfinite(s).all():
+                    n_bad += int((~np.isfinite(y).all(axis=1)).sum())
+        counts.append(n_bad)
+    raise_nonfinite(counts)
+
+
+def raise_nonfinite(counts: Sequence[int]) -> None:
+    """Raise :func:`check_finite`'s ``ValueError`` when any run has voxels with NaN/Inf.
+
+    Parameters
+    ----------
+    counts
+        ``(R,)`` number of voxels with some NaN/Inf, per run.
+    """
+    bad_runs = [f"run {r}: {n} voxels" for r, n in enumerate(counts) if n]
     if bad_runs:
         raise ValueError(
             "data contain NaN or Inf values (" + "; ".join(bad_runs) + "); NaNs are not "

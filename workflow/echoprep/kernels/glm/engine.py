@@ -46,6 +46,9 @@ from echoprep.kernels.glm.design import (
     polynomial_basis,
     trial_design,
 )
+from echoprep.kernels.glm.device import GlmDevice, open_device
+from echoprep.kernels.glm.device_passes import device_pcs, device_type_a, device_type_b
+from echoprep.kernels.glm.device_typecd import device_types_c_d
 from echoprep.kernels.glm.fit import r2_percent
 from echoprep.kernels.glm.noise import noise_pool, normalised_rows, principal_components
 from echoprep.kernels.glm.options import EngineOptions, resolve_options
@@ -186,7 +189,9 @@ def fit_glmsingle(
     opts = resolve_options(
         options, run_lengths=td.run_lengths, tr=tr, stimdur=stimdur, spatial_shape=vox.spatial_shape
     )
-    check_finite(vox, opts.chunklen)
+    dev = open_device(opts.device, opts.n_threads)
+    if dev is None:  # the device path checks in its first pass (type A)
+        check_finite(vox, opts.chunklen)
     short = np.flatnonzero(td.endbuffers < MIN_END_BUFFER_S)
     if short.size:
         warnings.warn(
@@ -206,8 +211,16 @@ def fit_glmsingle(
         opts.hrflibrary.shape[1],
         len(vox.chunks(opts.chunklen)),
     )
-    with blas_limits(opts.n_threads):
-        return _run(setup, plan, stimdur, tr)
+    if dev is None:
+        with blas_limits(opts.n_threads):
+            return _run(setup, plan, stimdur, tr)
+    log.info("GLMsingle: heavy steps on %s (float64)", dev.describe())
+    with blas_limits(opts.n_threads), dev.limits():
+        out = _run(setup, plan, stimdur, tr, dev)
+    peak = dev.peak_bytes()
+    if peak is not None:
+        log.info("GLMsingle: peak device memory %.2f GiB", peak / 2**30)
+    return out
 
 
 def _plan(td: TrialDesign, opts: EngineOptions) -> Plan:
@@ -299,14 +312,22 @@ def _as_spatial(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return a.reshape(*shape, *a.shape[1:])
 
 
-def _run(setup: Setup, plan: Plan, stimdur: float, tr: float) -> dict[str, Any]:
+def _run(
+    setup: Setup, plan: Plan, stimdur: float, tr: float, dev: GlmDevice | None = None
+) -> dict[str, Any]:
+    """Types A-D (the passes of the module docstring); with ``dev``, the passes over the data
+    and types C/D on that torch device (:mod:`echoprep.kernels.glm.device_passes`,
+    :mod:`echoprep.kernels.glm.device_typecd`), the rest as on the CPU."""
     td, vox, opts = setup.td, setup.vox, setup.opts
     n_vox, n_runs = vox.n_voxels, td.n_runs
     chunks = vox.chunks(opts.chunklen)
     shape = vox.spatial_shape
 
     # ---- type A ------------------------------------------------------------------------
-    meanvol, ss, onoff, beta_a = _type_a(setup, chunks)
+    if dev is None:
+        meanvol, ss, onoff, beta_a = _type_a(setup, chunks)
+    else:
+        meanvol, ss, onoff, beta_a = device_type_a(dev, setup, chunks)
     with np.errstate(divide="ignore", invalid="ignore"):
         pct = 100.0 / np.abs(meanvol)
 
@@ -332,7 +353,10 @@ def _run(setup: Setup, plan: Plan, stimdur: float, tr: float) -> dict[str, Any]:
                 f"{list(opts.brainthresh)}), below brainR2 ({brain_r2:.3g} %) and not excluded; "
                 "relax brainthresh, raise brainR2, change brainexclude, or set wantglmdenoise=0"
             )
-        pcregressors = _pcs(setup, chunks, pool, n_keep)
+        if dev is None:
+            pcregressors = _pcs(setup, chunks, pool, n_keep)
+        else:
+            pcregressors = device_pcs(dev, setup, chunks, pool, n_keep)
         for r in range(n_runs):
             base = np.hstack([setup.poly[r], setup.qe[r]])
             qpc, count = orthonormal_extension(base, pcregressors[r][:, : opts.n_pcs])
@@ -353,7 +377,10 @@ def _run(setup: Setup, plan: Plan, stimdur: float, tr: float) -> dict[str, Any]:
     ]
     need_d = plan.final_pass or plan.xval_pcs or opts.wantlss
     basis = Basis(ss=ss, xw=xw, q_all=q_all, level_k=level_k)
-    tb = type_b_and_xval(setup, plan, chunks, basis, need_d)
+    if dev is None:
+        tb = type_b_and_xval(setup, plan, chunks, basis, need_d)
+    else:
+        tb = device_type_b(dev, setup, plan, chunks, basis, need_d)
 
     # ---- pcnum ---------------------------------------------------------------------------
     pcvoxels = np.zeros(n_vox, dtype=bool)
@@ -372,7 +399,10 @@ def _run(setup: Setup, plan: Plan, stimdur: float, tr: float) -> dict[str, Any]:
     # ---- types C and D -------------------------------------------------------------------
     cd = None
     if plan.final_pass:
-        cd = types_c_d(setup, plan, chunks, basis, tb, pcnum)
+        if dev is None:
+            cd = types_c_d(setup, plan, chunks, basis, tb, pcnum)
+        else:
+            cd = device_types_c_d(dev, setup, plan, chunks, basis, tb, pcnum)
         assert tb.dstore is not None
         for v0, v1 in chunks:
             _to_percent(tb.dstore, pct, v0, v1)
@@ -461,6 +491,7 @@ def _run(setup: Setup, plan: Plan, stimdur: float, tr: float) -> dict[str, Any]:
         "pcstop": opts.pcstop,
         "stimdur": stimdur,
         "tr": tr,
+        "device": "cpu (NumPy)" if dev is None else dev.describe(),
     }
     return out
 

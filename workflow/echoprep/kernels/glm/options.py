@@ -70,6 +70,7 @@ ACTIVE_OPTIONS = (
     "chunklen",
     "seed",
     "n_threads",
+    "device",
 )
 #: GLMsingle options accepted for compatibility that have no effect here: file outputs and
 #: figures belong to the stage; the run-wise FIR is a figure diagnostic; the rest are unused by
@@ -124,6 +125,20 @@ class EngineOptions:
     chunklen: int
     seed: int
     n_threads: int | None
+    device: str
+
+
+def _device(value: Any) -> str:
+    """``device``: ``"cpu"`` (NumPy), ``"torch-cpu"`` (the torch code on torch's CPU kernels)
+    or a CUDA device (``"cuda"``, ``"cuda:N"``)."""
+    text = str(value)
+    kind, _, index = text.partition(":")
+    if text in ("cpu", "torch-cpu", "cuda") or (kind == "cuda" and index.isdigit()):
+        return text
+    raise ValueError(
+        f"option device: unknown device {value!r}; use 'cpu' (NumPy) or 'cuda' (a GPU through "
+        "torch; 'cuda:N' for the N-th visible GPU; 'torch-cpu' runs the torch code on the CPU)"
+    )
 
 
 def _flag(name: str, value: Any) -> bool:
@@ -383,4 +398,5 @@ def resolve_options(
         chunklen=_int("chunklen", options["chunklen"], 1),
         seed=_int("seed", get("seed", 0), 0),
         n_threads=None if get("n_threads") is None else _int("n_threads", get("n_threads"), 1),
+        device=_device(get("device", "cpu")),
     )

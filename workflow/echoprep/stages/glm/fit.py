@@ -38,6 +38,7 @@ def fit_session(
     *,
     n_threads: int,
     seed: int,
+    device: str,
 ) -> dict[str, Any]:
     """Fit GLMsingle to one session.
 
@@ -58,13 +59,30 @@ def fit_session(
         BLAS threads of the engine (ours, or upstream's while it fits).
     seed
         Seed of our engine's tail-threshold mixture fit.
+    device
+        Where our engine's heavy steps run (config ``glm.device``): ``"cpu"`` (NumPy) or
+        ``"cuda"`` (a GPU through torch; docs/glm.md §14, "GPU"). Upstream's engine has
+        only the CPU.
 
     Returns
     -------
     dict
-        ``typea``..``typed`` (arrays ``(V, ...)``), ``params`` (and ``designinfo`` from ours).
+        ``typea``..``typed`` (arrays ``(V, ...)``), ``params`` (and ``designinfo`` from ours;
+        its ``device`` names where the heavy steps ran).
+
+    Raises
+    ------
+    ValueError
+        ``device`` other than ``"cpu"`` with upstream's engine.
+    echoprep.kernels.patches_torch.DeviceUnavailableError
+        ``device`` is ``"cuda"`` and this machine has no CUDA device (or no torch).
     """
     if engine == "glmsingle":
+        if device != "cpu":
+            raise ValueError(
+                f"glm.device is {device!r} but glm.engine: glmsingle (upstream GLMsingle) runs "
+                "on the CPU only; set glm.device: cpu or glm.engine: echoprep"
+            )
         from echoprep.adapters.glmsingle import fit_upstream
 
         return fit_upstream(designs, data, stimdur, tr, options, n_threads=n_threads)
@@ -79,6 +97,7 @@ def fit_session(
         wantfithrfr2run=0,
         seed=seed,
         n_threads=n_threads,
+        device=device,
     )
 
 
@@ -191,6 +210,7 @@ def fit_runs(
             engine_options,
             n_threads=n_threads,
             seed=seed,
+            device=settings["device"],
         )
     messages = [str(w.message) for w in caught]
     for m in messages:

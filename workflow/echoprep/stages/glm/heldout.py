@@ -245,6 +245,7 @@ def _fit_half(
             "type": kind[-1].upper(),
             "pcnum": pcnum,
             "median_fracridge": None if frac is None else round(float(np.median(frac)), 4),
+            "device": results.get("params", {}).get("device"),
         },
     )
 

@@ -30,6 +30,7 @@ STAGE_SETTINGS = (
     "stimdur",
     "nan_policy",
     "hdf5",
+    "device",
 )
 
 
@@ -64,6 +65,7 @@ class GlmOptions:
     maxpolydeg: int | None
     xvalscheme: tuple[tuple[int, ...], ...] | None
     chunklen: int
+    device: str
 
 
 def parse_glm_options(

@@ -132,7 +132,9 @@ def write_outputs(
     sources, space, stimdur, series_dt = fit.sources, fit.space, fit.stimdur, fit.tr
     n_vox = int(fit_mask.sum())
     written: dict[str, Path] = {}
-    space_note = {"Space": space} if space else {}
+    # the space, and where the engine's heavy steps ran (glm.device; docs/glm.md §14, "GPU")
+    device = results.get("params", {}).get("device")
+    notes = {**({"Space": space} if space else {}), **({"Device": device} if device else {})}
     excluded = {
         "ConstantVoxelsExcluded": info["n_constant_excluded"],
         "ConstantVoxelsByRun": info["constant_by_run"],
@@ -166,7 +168,7 @@ def write_outputs(
             parameters=parameters,
             software=_software(engine),
             extra={
-                **space_note,
+                **notes,
                 "Units": "% BOLD (of |mean signal|)",
                 "Description": f"Single-trial betas (GLMsingle {MODEL_NAMES[kind_written]}), "
                 "one volume per modelled trial in chronological order (row beta_index of the "
@@ -235,7 +237,7 @@ def write_outputs(
             sources=sources,
             parameters=parameters,
             software=_software(engine),
-            extra={**space_note, **extra, "ModelType": MODEL_NAMES[kind]},
+            extra={**notes, **extra, "ModelType": MODEL_NAMES[kind]},
         )
         written[key] = out
     if "model" in outputs:
@@ -246,7 +248,7 @@ def write_outputs(
             parameters=parameters,
             software=[*_software(engine), "h5py"],
             extra={
-                **space_note,
+                **notes,
                 "Description": "All GLMsingle results (types A-D, fitted-voxel layout) and the "
                 "fitted mask",
                 "ModelType": MODEL_NAMES[kind],
@@ -255,6 +257,7 @@ def write_outputs(
     timings["write_s"] = round(time.perf_counter() - started, 3)
     summary = {
         "Engine": engine,
+        **({"Device": device} if device else {}),
         "ModelType": MODEL_NAMES[kind],
         "Options": parameters,
         "ResolvedOptions": _resolved(results.get("params", {})),
