@@ -159,7 +159,7 @@ def test_the_places_to_touch_when_adding_a_stage_exist():
         "def targets(": PACKAGE / "plan" / "_base.py",
         "def described_folders(": PACKAGE / "plan" / "_base.py",
         "def _memory(": PACKAGE / "plan" / "_base.py",
-        "class Folder": PACKAGE / "io" / "outputs.py",
+        "class Folder": PACKAGE / "io" / "output_folders.py",
         "RULE_LOGS": PACKAGE / "io" / "rule_logs.py",
         "def parse_options(": PACKAGE / "options.py",
         # a stage in the middle of the chain: the consumer's inputs, resources, the cluster

@@ -1,5 +1,7 @@
 """The output registry (echoprep.io.outputs): every derivative declared once, names built in
-BIDS entity order, and no output name spelled anywhere else in the package or the rules."""
+BIDS entity order, and no output name or derivative folder name spelled anywhere else in the
+package or the rules (output names only in the file table, io/output_files.py; folder names
+only in the folder table, io/output_folders.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +12,14 @@ from pathlib import Path
 import pytest
 
 from echoprep.io import outputs as reg
+from echoprep.io.output_files import _outputs
+from echoprep.io.output_model import PLACEHOLDER
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "workflow" / "echoprep"
-REGISTRY = PACKAGE / "io" / "outputs.py"
+#: The modules that spell output names (the file table) and folder names (the folder table).
+FILE_TABLE = PACKAGE / "io" / "output_files.py"
+FOLDER_TABLE = PACKAGE / "io" / "output_folders.py"
 
 
 def _code(path: Path) -> str:
@@ -29,18 +35,20 @@ def _code(path: Path) -> str:
     return "\n".join(re.sub(r"(^|\s)#.*$", "", line) for line in lines)
 
 
-def _sources() -> dict[Path, str]:
+def _sources(*tables: Path) -> dict[Path, str]:
+    """The code of the package, the rules and the Snakefile, without ``tables`` (the modules
+    allowed to spell the names searched for)."""
     files = [
         *PACKAGE.rglob("*.py"),
         *(ROOT / "workflow" / "rules").glob("*.smk"),
         ROOT / "Snakefile",
     ]
     # the simulator writes the raw input dataset (BIDS names), not derivatives
-    return {p: _code(p) for p in files if p != REGISTRY and "simulate" not in p.parts}
+    return {p: _code(p) for p in files if p not in tables and "simulate" not in p.parts}
 
 
 def test_keys_are_unique_and_levels_known():
-    outputs = reg._outputs()
+    outputs = _outputs()
     assert len({o.key for o in outputs}) == len(outputs)
     assert {o.level for o in outputs} <= set(reg.LEVELS)
     # every output lives in a described folder
@@ -119,7 +127,8 @@ def _signatures(output: reg.Output) -> list[re.Pattern[str]]:
 def test_no_output_name_is_spelled_outside_the_registry():
     """Each derivative's name is defined once: the package, the rules and the Snakefile build
     names through the registry, never from literal entities or file names."""
-    sources = _sources()
+    # the folder table's .bidsignore entries name files too (``*_desc-confounds_timeseries.*``)
+    sources = _sources(FILE_TABLE, FOLDER_TABLE)
     problems = []
     for output in reg.OUTPUTS.values():
         for pattern in _signatures(output):
@@ -135,6 +144,140 @@ def test_the_signature_check_finds_a_re_declared_name():
     text = 'OUTPUTS = {"betas": ("statmap", {"stat": "effect", "desc": "SingletrialBetas"}, "")}'
     hits = [p for p in _signatures(reg.get("glm.betas")) if p.search(text)]
     assert hits
+
+
+# --------------------------------------------------------------------------------------
+# derivative folder names: spelled once, in the folder table (echoprep.io.output_folders)
+# --------------------------------------------------------------------------------------
+
+#: Folder names the raw BIDS input also uses (``sub-01/anat/``): as a path part they may be
+#: either, so only a table-like re-declaration (``"folder": "anat"``) is searched for.
+BIDS_DATATYPES = frozenset({"anat", "func", "fmap", "dwi", "perf", "beh"})
+
+
+def _common_words() -> set[str]:
+    """Names that are also another word of the package: a stage or an output name (``"nordic"``,
+    ``"rois"``, ``"comparison"``, which name config sections too): alone in quotes they are no
+    evidence of a folder name, so only their use as a path part is searched for."""
+    words = set()
+    for o in reg.OUTPUTS.values():
+        words |= {o.stage, o.name}
+    return words
+
+
+def _folder_signatures(folder: reg.Folder) -> list[re.Pattern[str]]:
+    """Ways a derivative folder's name could be spelled outside the folder table.
+
+    A template with a placeholder (``combine-{nordic}``, ``glmsingle-{nordic}-{combine}``): a
+    string starting with its literal part and going on with a value or a wildcard
+    (``f"combine-{n}"``, ``"preproc-raw"``, ``"glmsingle-analysis"``). A fixed name
+    (``reports``): a table entry (``"folder": "reports"``, ``folder="reports"``); unless the
+    raw input uses the name too (:data:`BIDS_DATATYPES`), a path join (``out / "reports"``) or
+    a path starting with it (``"reports/sub-01.html"``, ``"(atlases/sub-01/..."``); unless the
+    word means something else too (:func:`_common_words`, a BIDS datatype, or its own kind in
+    the table: ``folder_name("atlases")``), the name alone.
+    """
+    template = folder.template
+    literal = PLACEHOLDER.split(template)[0]
+    if literal != template:
+        return [re.compile(rf"""["']{re.escape(literal)}[{{A-Za-z0-9]""")]
+    name = re.escape(template)
+    found = [re.compile(rf"""\bfolder["']?\s*[:=]\s*["']{name}["']""")]
+    if template not in BIDS_DATATYPES:
+        found += [
+            re.compile(rf"""/\s*["']{name}["']"""),
+            re.compile(rf"""(?<![\w/.{{}}-]){name}/"""),
+        ]
+    if template not in _common_words() | BIDS_DATATYPES | set(reg.FOLDERS):
+        found.append(re.compile(rf"""["']{name}["']"""))
+    return found
+
+
+def _folder_problems(sources: dict[Path, str]) -> list[str]:
+    problems = []
+    for kind, folder in reg.FOLDERS.items():
+        for pattern in _folder_signatures(folder):
+            for path, text in sources.items():
+                for m in pattern.finditer(text):
+                    line = text[: m.start()].count("\n") + 1
+                    problems.append(f"{path.relative_to(ROOT)}:{line}: {m.group(0)} ({kind})")
+    return problems
+
+
+def test_no_folder_name_is_spelled_outside_the_folder_table():
+    """Each derivative folder's name is defined once, in FOLDERS: the file table, the log
+    names, the plan's described folders, the report and the rules read it from there
+    (``folder_name``, ``Folder.template``), never from a literal."""
+    assert _folder_problems(_sources(FOLDER_TABLE)) == []
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        'folders.append("reports")',
+        'folders += [f"combine-{n}" for n in sides]',
+        'RULE_LOGS = {"spatial_resample": ("preproc-raw", _RUN, "")}',
+        'out / "glmsingle-analysis" / "sub-01"',
+        'f"atlases/sub-{subject}/rois/{label}.nii.gz"',
+        'Path(out) / "nordic"',
+        'f"comparison/{name}"',
+        'LAION_GLM = "glmsingle-tedana"',
+        'f"names a ROI by its label ({{sub}}: atlases/sub-{subject}/rois/{label}.nii.gz)"',
+        '{"folder": "anat", "level": "subject"}',
+        'o("rois", "mask", folder="rois")',
+    ],
+)
+def test_the_folder_check_finds_a_re_declared_name(code):
+    """The check above can fail: a folder name written by hand is caught."""
+    assert _folder_problems({ROOT / "probe.py": code})
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        'self.options("nordic")',
+        'stage_outputs("comparison")',
+        'Path(sub_path) / "anat"',
+        'f"sub-{sub}/anat/sub-{sub}_T1w.nii.gz"',
+        'tempfile.TemporaryDirectory(prefix="glmsingle-")',
+        'folder_name("combine", nordic="raw")',
+        'folder_name("atlases")',
+        'FOLDERS["atlases"].template',
+        'f"{root}/sub-{sub}/rois/{label}.nii.gz"',
+    ],
+)
+def test_the_folder_check_passes_other_uses_of_the_words(code):
+    """Stage and section names, the raw input's datatype folders and a folder read from the
+    table are not folder names spelled by hand."""
+    assert _folder_problems({ROOT / "probe.py": code}) == []
+
+
+def test_folder_names_come_from_the_table():
+    assert reg.folder_name("combine", nordic="raw") == "combine-raw"
+    assert reg.folder_name("glm", nordic="nordic", combine="optcom") == "glmsingle-nordic-optcom"
+    assert reg.folder_name("glm") == "glmsingle-{nordic}-{combine}"  # unfilled: a wildcard
+    assert reg.folder_name("report") == "reports"
+    assert (reg.LAION_GLM, reg.LAION_ATLASES) == (
+        reg.folder_name("laion"),
+        reg.folder_name("atlases"),
+    )
+    for kind, folder in reg.FOLDERS.items():
+        filled = reg.folder_name(kind, nordic="raw", combine="single")
+        assert reg.folder_kind(filled) == kind, (kind, filled)
+        assert folder.pattern().fullmatch(filled)
+    with pytest.raises(KeyError, match="no derivative folder kind 'glmsingle'"):
+        reg.folder_name("glmsingle")
+
+
+def test_every_log_folder_is_a_derivative_folder():
+    """The log names' folders are derivative folder names (or their wildcard templates)."""
+    from echoprep.io.rule_logs import RULE_LOGS
+
+    templates = {f.template for f in reg.FOLDERS.values()}
+    for rule, (folder, _key, _tag) in RULE_LOGS.items():
+        if folder in ("", "{folder}"):  # the config snapshot; each folder's description
+            continue
+        assert folder in templates or reg.folder_kind(folder), rule
 
 
 # --------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from echoprep.io.bids import Dataset, Run
 from echoprep.io.bids_events import EventsRules
 from echoprep.io.paths import run_prefix
 from echoprep.options import options_json
+from echoprep.variants import Variant
 
 if TYPE_CHECKING:
     from echoprep.plan import Plan
@@ -222,25 +223,27 @@ class BasePlan:
     def described_folders(self) -> list[str]:
         """The derivative folders this config writes (each gets a dataset description)."""
         plan = self._plan()
+        name = reg.folder_name
         folders = []
         if "nordic" in self.nordic_variants:
-            folders.append("nordic")
-        folders += [f"combine-{n}" for n in self.nordic_variants]
+            folders.append(name("nordic"))
+        folders += [name("combine", nordic=n) for n in self.nordic_variants]
         if self.config["spatial"]["enabled"]:
-            folders.append("spatial")
-            folders += [f"preproc-{n}" for n in self.nordic_variants]
+            folders.append(name("spatial"))
+            folders += [name("preproc", nordic=n) for n in self.nordic_variants]
             if self.space():
-                folders.append("anat")
+                folders.append(name("anatomy"))
         fitted = plan.glm_variant_sessions()
         if fitted:
-            folders.append("glmsingle-analysis")
-            folders += [f"glmsingle-{v}" for v in fitted]
+            folders.append(name("analysis-mask"))
+            for variant in map(Variant, fitted):
+                folders.append(name("glm", nordic=variant.nordic, combine=variant.combine))
         if plan.rois_enabled():
-            folders.append("rois")
+            folders.append(name("rois"))
         if self.config["report"]["enabled"]:
-            folders.append("reports")
+            folders.append(name("report"))
             if plan.rois_enabled() and plan.comparison_entries():
-                folders.append("comparison")
+                folders.append(name("comparison"))
         folders += plan.publish_folders()
         return folders
 

@@ -46,6 +46,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from echoprep.io import outputs as reg
 from echoprep.plan._base import Files, _words
 from echoprep.plan.runs import RunPlan
 from echoprep.variants import Variant
@@ -293,7 +294,7 @@ class ChainPlan(RunPlan):
 
     def combine_work_dir(self, side: str) -> str:
         """tedana's scratch folder of the optimal combination (``<work_dir>/tmp/combine-...``)."""
-        return str(Path(self.config["work_dir"]) / "tmp" / f"combine-{side}")
+        return str(Path(self.config["work_dir"]) / "tmp" / reg.folder_name("combine", nordic=side))
 
     def _combine_rule_params(self, combine: str) -> dict[str, Any]:
         """``params`` of a combination's own rule (``single_echo``, ``optcom``): the same

@@ -156,10 +156,12 @@ class PublishPlan(SubjectPlan):
         for category, label in [(VISUAL_CATEGORY, VISUAL_LABEL), *self.user_rois(subject)]:
             path = self.roi_mask_path(subject, category, label, res)
             if label in masks:
+                published = reg.get("publish.roi")
+                name = published.path("", published.subject_key(subject), roi=label)
                 raise PlanError(
                     f"publish.laion: sub-{subject} has two ROIs labelled {label!r} ({masks[label]} "
                     f"and {path}); the LAION layout names a ROI by its label alone "
-                    f"(atlases/sub-{subject}/rois/{label}.nii.gz). Fix: rename one of them in "
+                    f"({name}). Fix: rename one of them in "
                     "rois.dir, or publish.laion: false."
                 )
             masks[label] = path

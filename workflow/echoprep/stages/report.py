@@ -58,7 +58,7 @@ from echoprep.io.arguments import key_paths
 from echoprep.io.atomic import write_text
 from echoprep.io.bids_uri import relative_paths
 from echoprep.io.images import StageInputError, check_same_grid
-from echoprep.io.outputs import get
+from echoprep.io.outputs import folder_name, get, group_key
 from echoprep.io.paths import sidecar_path
 from echoprep.io.sidecars import software_versions
 from echoprep.io.tables import (
@@ -223,7 +223,7 @@ def _software(files: Sequence[str | Path | None]) -> list[list[str]]:
     found = provenance.collect_software(files)
     own = software_versions(REPORT_SOFTWARE)
     own["python"] = platform.python_version()
-    found.add(own, "reports")
+    found.add(own, folder_name("report"))
     return found.rows()
 
 
@@ -386,7 +386,7 @@ def build_report(
         s.missing = (
             "Not available: spatial preprocessing is on (spatial.output_space: "
             f"{spatial['output_space']}), but the report was given no head-motion confounds "
-            f"(spatial/*_{get('spatial.confounds').file_name('')}) for "
+            f"({folder_name('spatial')}/*_{get('spatial.confounds').file_name('')}) for "
             f"sub-{subject}{ses}."
         )
     sections.append(s)
@@ -411,7 +411,8 @@ def build_report(
     else:
         s.missing = (
             "Not available: spatial preprocessing is on, but the report was given no run "
-            f"geometry (spatial/*_{get('spatial.xfm').file_name('')}) for sub-{subject}{ses}."
+            f"geometry ({folder_name('spatial')}/*_{get('spatial.xfm').file_name('')}) for "
+            f"sub-{subject}{ses}."
         )
     sections.append(s)
 
@@ -526,7 +527,7 @@ def build_report(
         s.tables.append((f"Ranking {scope} (means over {over})", header, rows))
         s.text.append(
             "The group ranking over all subjects, which decides the recommended variant, is in "
-            f"comparison/{get('comparison.json').filename} (and in `snakemake --report`)."
+            f"{get('comparison.json').path('', group_key())} (and in `snakemake --report`)."
         )
     if not s.figures and not s.tables:
         s.missing = "Not available: the comparison was not run."

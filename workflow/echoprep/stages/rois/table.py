@@ -11,6 +11,7 @@ import numpy as np
 
 from echoprep.io.atomic import atomic_path
 from echoprep.io.images import check_same_grid, load_image
+from echoprep.io.outputs import folder_name
 from echoprep.io.rois import roi_name
 from echoprep.io.sidecars import write_sidecar
 from echoprep.kernels.noiseceiling import roi_summary
@@ -103,7 +104,7 @@ def run_roi_table(
         extra={
             "Description": "Noise ceiling and R² per ROI of one session and preprocessing "
             f"variant{f' ({variant})' if variant else ''}",
-            "category": {"Description": "ROI category (folder under rois/)"},
+            "category": {"Description": f"ROI category (folder under {folder_name('rois')}/)"},
             "roi_label": {"Description": "ROI label (label-<ROI> of its mask)"},
             "voxels": {"Description": "voxels in the ROI on the functional grid"},
             "nc_median": {"Description": "median noise ceiling over the ROI", "Units": "%"},
