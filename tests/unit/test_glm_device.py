@@ -233,7 +233,7 @@ def test_cuda_without_a_gpu_is_a_message_with_the_fix(monkeypatch) -> None:
         fit_glmsingle(s.design, s.data, s.stimdur, s.tr, device="cuda")
     assert str(err.value) == (
         f"glm.device is 'cuda' but torch {torch.__version__} sees no CUDA device on this "
-        "machine (CUDA_VISIBLE_DEVICES ''); run the GLM jobs on a GPU node (the rules ask for "
+        "machine (CUDA_VISIBLE_DEVICES is ''); run the GLM jobs on a GPU node (the rules ask for "
         "one: resources gpu=1) or set glm.device: cpu"
     )
 

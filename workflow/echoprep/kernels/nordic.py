@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -133,6 +133,59 @@ class NordicResult:
     algebra: str
 
 
+@dataclass(frozen=True)
+class NordicSteps:
+    """The checked options of one run of the kernel's steps, as :func:`nordic` passes them to
+    the NumPy path and to the device path (:mod:`echoprep.kernels.nordic_torch`): those of
+    :func:`nordic`, with ``kernel`` and ``gkernel`` the patch sizes fitted to the volume and
+    ``phase`` given only in complex mode."""
+
+    noise_volumes: int
+    keep_noise_volumes: bool
+    threshold: float | None
+    factor_error: float
+    temporal_phase: int
+    phase_filter_width: float
+    kernel: tuple[int, int, int]
+    gkernel: tuple[int, int, int]
+    gfactor_volumes: int
+    phase_units: str
+    seed: int
+
+    def t_out(self, nt: int) -> int:
+        """Volumes of the outputs of an ``nt``-volume series."""
+        return nt if self.keep_noise_volumes else nt - self.noise_volumes
+
+    def result(
+        self,
+        magnitude: np.ndarray,
+        complex_out: np.ndarray | None,
+        gfactor: np.ndarray,
+        removed: np.ndarray,
+        threshold: float,
+        noise_level: float,
+        absolute_scale: float,
+        algebra: str,
+    ) -> NordicResult:
+        """The :class:`NordicResult` of a run of these steps (``complex_out`` None in
+        magnitude-only mode)."""
+        return NordicResult(
+            magnitude=magnitude,
+            complex=complex_out,
+            gfactor=gfactor,
+            removed=removed,
+            threshold=threshold,
+            noise_level=noise_level,
+            kernel=self.kernel,
+            absolute_scale=absolute_scale,
+            n_noise_volumes=self.noise_volumes,
+            phase_mapping=("minmax" if self.phase_units == "minmax" else "radians")
+            if complex_out is not None
+            else "none",
+            algebra=algebra,
+        )
+
+
 # ---------------------------------------------------------------------------------------------
 # small public helpers
 
@@ -181,6 +234,44 @@ def monte_carlo_threshold(
         for _ in range(draws)
     ]
     return float(np.mean(tops))
+
+
+def _seeded_monte_carlo(n_rows: int, n_cols: int, seed: int) -> float:
+    return monte_carlo_threshold(n_rows, n_cols, np.random.default_rng(seed))
+
+
+def noise_level(noise: np.ndarray | None, complex_mode: bool) -> float:
+    """Step 4's noise level: :func:`noise_sd` of the normalised noise volumes (1 without),
+    divided by sqrt(2) in complex mode (per channel)."""
+    sigma = noise_sd(noise) if noise is not None else 1.0
+    if complex_mode:
+        sigma /= math.sqrt(2)
+    return sigma
+
+
+def final_threshold(
+    steps: NordicSteps,
+    nt: int,
+    sigma: float,
+    complex_mode: bool,
+    monte_carlo: Callable[[int, int, int], float],
+) -> float:
+    """Step 5, logged: ``steps.threshold`` as given, or ``monte_carlo(prod(kernel), nt,
+    seed)`` (:func:`monte_carlo_threshold` with ``default_rng(seed)``, computed where the path
+    runs) times ``sigma``, ``factor_error`` and sqrt(2) in complex mode."""
+    threshold = steps.threshold
+    if threshold is None:
+        mc = monte_carlo(int(np.prod(steps.kernel)), nt, steps.seed)
+        threshold = mc * sigma * steps.factor_error * (math.sqrt(2) if complex_mode else 1.0)
+    threshold = float(threshold)
+    log.info(
+        "NORDIC: kernel %s, threshold %.4g, noise level %.4g, %d noise volume(s)",
+        steps.kernel,
+        threshold,
+        sigma,
+        steps.noise_volumes,
+    )
+    return threshold
 
 
 # ---------------------------------------------------------------------------------------------
@@ -327,46 +418,28 @@ def nordic(
         temporal_phase = 0
     if nt < 6:
         log.info("NORDIC: only %d volumes; the low-rank model has little to work with", nt)
+    steps = NordicSteps(
+        noise_volumes=int(noise_volumes),
+        keep_noise_volumes=keep_noise_volumes,
+        threshold=threshold,
+        factor_error=float(factor_error),
+        temporal_phase=int(temporal_phase),
+        phase_filter_width=float(phase_filter_width),
+        kernel=kernel,
+        gkernel=gkernel,  # type: ignore[arg-type]
+        gfactor_volumes=int(gfactor_volumes),
+        phase_units=phase_units,
+        seed=int(seed),
+    )
+    phase = phase if complex_mode else None
     if torch_device is not None:
         from echoprep.kernels.nordic_torch import nordic_on_device
 
         return nordic_on_device(
-            magnitude,
-            phase if complex_mode else None,
-            noise_volumes=int(noise_volumes),
-            keep_noise_volumes=keep_noise_volumes,
-            threshold=threshold,
-            factor_error=float(factor_error),
-            temporal_phase=int(temporal_phase),
-            phase_filter_width=float(phase_filter_width),
-            kernel=kernel,
-            gkernel=gkernel,  # type: ignore[arg-type]
-            gfactor_volumes=int(gfactor_volumes),
-            phase_units=phase_units,
-            seed=int(seed),
-            device=torch_device,
-            batch_bytes=device_batch_bytes,
-            n_threads=n_threads,
+            magnitude, phase, steps, torch_device, device_batch_bytes, n_threads
         )
     with blas_limits(1):
-        return _nordic(
-            magnitude,
-            phase if complex_mode else None,
-            noise_volumes=int(noise_volumes),
-            keep_noise_volumes=keep_noise_volumes,
-            threshold=threshold,
-            factor_error=float(factor_error),
-            temporal_phase=int(temporal_phase),
-            phase_filter_width=float(phase_filter_width),
-            kernel=kernel,
-            gkernel=gkernel,  # type: ignore[arg-type]
-            gfactor_volumes=int(gfactor_volumes),
-            phase_units=phase_units,
-            seed=int(seed),
-            chunk=int(chunk_patches),
-            workers=workers,
-            algebra=NUMPY_ALGEBRA,
-        )
+        return _nordic(magnitude, phase, steps, int(chunk_patches), workers, NUMPY_ALGEBRA)
 
 
 def check_device(device: str) -> str | None:
@@ -393,18 +466,7 @@ def check_device(device: str) -> str | None:
 def _nordic(
     magnitude: np.ndarray,
     phase: np.ndarray | None,
-    *,
-    noise_volumes: int,
-    keep_noise_volumes: bool,
-    threshold: float | None,
-    factor_error: float,
-    temporal_phase: int,
-    phase_filter_width: float,
-    kernel: tuple[int, int, int],
-    gkernel: tuple[int, int, int],
-    gfactor_volumes: int,
-    phase_units: str,
-    seed: int,
+    steps: NordicSteps,
     chunk: int,
     workers: int,
     algebra: PatchAlgebra,
@@ -412,9 +474,10 @@ def _nordic(
     nx, ny, nz, nt = (int(s) for s in magnitude.shape)
     complex_mode = phase is not None
     slabs = slab_slices(nx, ny * nz * nt * 16)
+    noise_volumes, temporal_phase = steps.noise_volumes, steps.temporal_phase
 
     # 1. complex (or real) series, divided by the absolute scale
-    data = _series(magnitude, phase, phase_units, slabs)
+    data = _series(magnitude, phase, steps.phase_units, slabs)
     first = np.abs(data[..., 0])
     nonzero = first[first > 0]
     if nonzero.size == 0:
@@ -432,17 +495,17 @@ def _nordic(
         zb = max(1, SLAB_BYTES // (nx * ny * nt * 8))
         for z0 in range(0, nz, zb):
             zs = slice(z0, min(nz, z0 + zb))
-            th = lowpass_phase(data[:, :, zs], phase_filter_width, workers=workers)
+            th = lowpass_phase(data[:, :, zs], steps.phase_filter_width, workers=workers)
             block = data[:, :, zs]
             block *= _phasor(-th)
             if temporal_phase == 2:
                 _replace_phase(block, th, None)
             theta[:, :, zs] = th
-        log.info("NORDIC: phase stabilised (filter width %g)", phase_filter_width)
+        log.info("NORDIC: phase stabilised (filter width %g)", steps.phase_filter_width)
 
     # 3. g-factor (MP-PCA) pass
-    gv = min(gfactor_volumes, nt)
-    g = gfactor_pass(data[..., :gv], gkernel, chunk, workers, algebra)
+    gv = min(steps.gfactor_volumes, nt)
+    g = gfactor_pass(data[..., :gv], steps.gkernel, chunk, workers, algebra)
     has_zero = bool(np.any(g == 0))
     if has_zero or nt < 6:
         g = fix_gfactor(g, has_zero)
@@ -459,11 +522,7 @@ def _nordic(
             _replace_phase(block, th, np.sqrt(2))
     if noise is not None:
         noise *= inv_g
-        sigma = noise_sd(noise)
-    else:
-        sigma = 1.0
-    if complex_mode:
-        sigma /= math.sqrt(2)
+    sigma = noise_level(noise, complex_mode)
     zero_voxels = None
     if has_zero:
         zero_voxels = np.zeros((nx, ny, nz), bool)
@@ -471,23 +530,13 @@ def _nordic(
             zero_voxels[s] = ~np.any(data[s] != 0, axis=3)
         n_zero = int(zero_voxels.sum())
         if n_zero:
-            data[zero_voxels] = zero_fill(n_zero, nt, seed, complex_mode)
+            data[zero_voxels] = zero_fill(n_zero, nt, steps.seed, complex_mode)
 
     # 5. threshold
-    if threshold is None:
-        mc = monte_carlo_threshold(int(np.prod(kernel)), nt, np.random.default_rng(seed))
-        threshold = mc * sigma * factor_error * (math.sqrt(2) if complex_mode else 1.0)
-    threshold = float(threshold)
-    log.info(
-        "NORDIC: kernel %s, threshold %.4g, noise level %.4g, %d noise volume(s)",
-        kernel,
-        threshold,
-        sigma,
-        noise_volumes,
-    )
+    threshold = final_threshold(steps, nt, sigma, complex_mode, _seeded_monte_carlo)
 
     # 6. patch-wise low-rank approximation
-    acc, removed = denoise_pass(data, kernel, threshold, chunk, workers, algebra)
+    acc, removed = denoise_pass(data, steps.kernel, threshold, chunk, workers, algebra)
     del data
 
     # 7. undo normalisation, phase and scale
@@ -499,27 +548,14 @@ def _nordic(
         if zero_voxels is not None:
             block[zero_voxels[s]] = 0
     del theta
-    t_out = nt if keep_noise_volumes else nt - noise_volumes
+    t_out = steps.t_out(nt)
     out = acc if t_out == nt else np.ascontiguousarray(acc[..., :t_out])
     del acc
     mag = np.empty(out.shape, np.float32)
     for s in slabs:
         np.abs(out[s], out=mag[s])
-    return NordicResult(
-        magnitude=mag,
-        complex=out if complex_mode else None,
-        gfactor=g32,
-        removed=removed,
-        threshold=threshold,
-        noise_level=sigma,
-        kernel=kernel,
-        absolute_scale=scale,
-        n_noise_volumes=noise_volumes,
-        phase_mapping=("minmax" if phase_units == "minmax" else "radians")
-        if complex_mode
-        else "none",
-        algebra=algebra.describe(),
-    )
+    complex_out = out if complex_mode else None
+    return steps.result(mag, complex_out, g32, removed, threshold, sigma, scale, algebra.describe())
 
 
 # ---------------------------------------------------------------------------------------------

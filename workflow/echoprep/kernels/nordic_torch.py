@@ -31,6 +31,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -39,9 +40,11 @@ from echoprep.kernels.nordic import (
     THRESHOLD_DRAWS,
     ZERO_FIRST_VOLUME,
     NordicResult,
+    NordicSteps,
+    final_threshold,
     fix_gfactor,
     minmax_mapping,
-    noise_sd,
+    noise_level,
     zero_fill,
 )
 from echoprep.kernels.nordic_checks import count_nonfinite, nonfinite_error
@@ -64,18 +67,7 @@ ELEMENTWISE_COPIES = 8
 def nordic_on_device(
     magnitude: np.ndarray,
     phase: np.ndarray | None,
-    *,
-    noise_volumes: int,
-    keep_noise_volumes: bool,
-    threshold: float | None,
-    factor_error: float,
-    temporal_phase: int,
-    phase_filter_width: float,
-    kernel: tuple[int, int, int],
-    gkernel: tuple[int, int, int],
-    gfactor_volumes: int,
-    phase_units: str,
-    seed: int,
+    steps: NordicSteps,
     device: str,
     batch_bytes: int | None,
     n_threads: int | None,
@@ -89,8 +81,8 @@ def nordic_on_device(
         ``(x, y, z, t)`` real array.
     phase
         ``(x, y, z, t)`` real array, or None (magnitude-only mode).
-    kernel, gkernel
-        Patch sizes of the main and g-factor passes (already fitted to the volume).
+    steps
+        The options of the steps, the patch sizes fitted to the volume.
     device
         Torch device string (``"cuda"``, ``"cuda:1"``, ``"cpu"`` for torch's CPU kernels).
     batch_bytes
@@ -116,54 +108,25 @@ def nordic_on_device(
     dev = open_device(device)
     budget = int(batch_bytes) if batch_bytes is not None else default_batch_bytes(dev)
     with _threads(torch, dev, n_threads), torch.no_grad():
-        return _run(
-            magnitude,
-            phase,
-            dev=dev,
-            budget=budget,
-            noise_volumes=noise_volumes,
-            keep_noise_volumes=keep_noise_volumes,
-            threshold=threshold,
-            factor_error=factor_error,
-            temporal_phase=temporal_phase,
-            width=phase_filter_width,
-            kernel=kernel,
-            gkernel=gkernel,
-            gfactor_volumes=gfactor_volumes,
-            phase_units=phase_units,
-            seed=seed,
-        )
+        return _run(magnitude, phase, steps, dev, budget)
 
 
 def _run(
-    magnitude: np.ndarray,
-    phase: np.ndarray | None,
-    *,
-    dev: Any,
-    budget: int,
-    noise_volumes: int,
-    keep_noise_volumes: bool,
-    threshold: float | None,
-    factor_error: float,
-    temporal_phase: int,
-    width: float,
-    kernel: tuple[int, int, int],
-    gkernel: tuple[int, int, int],
-    gfactor_volumes: int,
-    phase_units: str,
-    seed: int,
+    magnitude: np.ndarray, phase: np.ndarray | None, steps: NordicSteps, dev: Any, budget: int
 ) -> NordicResult:
     import torch
 
     nx, ny, nz, nt = (int(s) for s in magnitude.shape)
     complex_mode = phase is not None
     clock = _Clock(dev)
+    noise_volumes, temporal_phase = steps.noise_volumes, steps.temporal_phase
+    width = steps.phase_filter_width
 
     # 1. complex (or real) series, divided by the absolute scale
     data = _upload(magnitude, dev, "magnitude").abs_()
     if phase is not None:
         ph = _upload(phase, dev, "phase")
-        if phase_units == "minmax":
+        if steps.phase_units == "minmax":
             offset, factor = minmax_mapping(*_extremes(phase, ph))
             ph.sub_(_f32(offset)).mul_(_f32(factor)).sub_(_f32(np.pi))
         data = torch.polar(data, ph)
@@ -203,8 +166,8 @@ def _run(
     clock.lap("phase")
 
     # 3. g-factor (MP-PCA) pass
-    gv = min(gfactor_volumes, nt)
-    g, n_gbatches = gfactor_pass(data[..., :gv], gkernel, budget)
+    gv = min(steps.gfactor_volumes, nt)
+    g, n_gbatches = gfactor_pass(data[..., :gv], steps.gkernel, budget)
     has_zero = bool(torch.any(g == 0))
     if has_zero or nt < 6:
         g32_host = fix_gfactor(g.cpu().numpy(), has_zero).astype(np.float32)
@@ -222,38 +185,27 @@ def _run(
         assert theta is not None
         for xs in _slabs(nx, ny * nz * nt * 4 * ELEMENTWISE_COPIES, budget):
             _replace_phase(data[xs], theta[xs], math.sqrt(2))
-    sigma = 1.0
     if noise is not None:
         _scale_voxels(noise, inv_g)
-        sigma = noise_sd(noise.cpu().numpy())
-        del noise
-    if complex_mode:
-        sigma /= math.sqrt(2)
+    sigma = noise_level(None if noise is None else noise.cpu().numpy(), complex_mode)
+    del noise
     zero_voxels = None
     if has_zero:
         zero_voxels = ~torch.any(data != 0, dim=3)
         n_zero = int(zero_voxels.sum())
         if n_zero:
-            fill = zero_fill(n_zero, nt, seed, complex_mode)
+            fill = zero_fill(n_zero, nt, steps.seed, complex_mode)
             data[zero_voxels] = torch.from_numpy(fill).to(dev)
             del fill
 
     # 5. threshold
-    if threshold is None:
-        mc = _monte_carlo_threshold(int(np.prod(kernel)), nt, seed, dev)
-        threshold = mc * sigma * factor_error * (math.sqrt(2) if complex_mode else 1.0)
-    threshold = float(threshold)
-    log.info(
-        "NORDIC: kernel %s, threshold %.4g, noise level %.4g, %d noise volume(s)",
-        kernel,
-        threshold,
-        sigma,
-        noise_volumes,
+    threshold = final_threshold(
+        steps, nt, sigma, complex_mode, partial(_monte_carlo_threshold, dev=dev)
     )
     clock.lap("threshold")
 
     # 6. patch-wise low-rank approximation
-    out, removed, n_batches = denoise_pass(data, kernel, threshold, budget)
+    out, removed, n_batches = denoise_pass(data, steps.kernel, threshold, budget)
     del data
     clock.lap("patches")
 
@@ -265,7 +217,7 @@ def _run(
         del theta
     if zero_voxels is not None:
         out.masked_fill_(zero_voxels[..., None], 0)
-    t_out = nt if keep_noise_volumes else nt - noise_volumes
+    t_out = steps.t_out(nt)
     if t_out < nt:
         out = out[..., :t_out].contiguous()
     mag = out.abs()
@@ -283,20 +235,8 @@ def _run(
         budget / 2**30,
         clock.summary(),
     )
-    return NordicResult(
-        magnitude=mag_host,
-        complex=complex_host,
-        gfactor=g32_host,
-        removed=removed_host,
-        threshold=threshold,
-        noise_level=sigma,
-        kernel=kernel,
-        absolute_scale=scale,
-        n_noise_volumes=noise_volumes,
-        phase_mapping=("minmax" if phase_units == "minmax" else "radians")
-        if complex_mode
-        else "none",
-        algebra=describe(dev),
+    return steps.result(
+        mag_host, complex_host, g32_host, removed_host, threshold, sigma, scale, describe(dev)
     )
 
 

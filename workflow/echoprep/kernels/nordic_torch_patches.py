@@ -196,6 +196,18 @@ def _add_pieces(
         b0 += n
 
 
+def _pass_plan(
+    data: Any, kernel: tuple[int, int, int], batch_bytes: int
+) -> tuple[tuple[int, int, int], int, list[list[Piece]]]:
+    """``(shape, nt, batches)`` of a pass over the ``(nx, ny, nz, t)`` tensor ``data``: the
+    volume's shape, ``t`` and the batches of at most ``batch_bytes // bytes_per_patch``
+    patches (at least one)."""
+    shape = (int(data.shape[0]), int(data.shape[1]), int(data.shape[2]))
+    nt = int(data.shape[3])
+    per = bytes_per_patch(kernel, nt, data.is_complex())
+    return shape, nt, batches(shape, kernel, max(1, batch_bytes // per))
+
+
 def _work_dtype(data: Any) -> Any:
     import torch
 
@@ -224,10 +236,7 @@ def gfactor_pass(data: Any, kernel: tuple[int, int, int], batch_bytes: int) -> t
     """
     import torch
 
-    shape = tuple(int(s) for s in data.shape[:3])
-    nt = int(data.shape[3])
-    per = bytes_per_patch(kernel, nt, data.is_complex())
-    plan = batches(shape, kernel, max(1, batch_bytes // per))  # type: ignore[arg-type]
+    shape, nt, plan = _pass_plan(data, kernel, batch_bytes)
     var_sum = torch.zeros(shape, dtype=torch.float64, device=data.device)
     count = torch.zeros_like(var_sum)
     for k, batch in enumerate(plan, start=1):
@@ -270,10 +279,7 @@ def denoise_pass(
     """
     import torch
 
-    shape = tuple(int(s) for s in data.shape[:3])
-    nt = int(data.shape[3])
-    per = bytes_per_patch(kernel, nt, data.is_complex())
-    plan = batches(shape, kernel, max(1, batch_bytes // per))  # type: ignore[arg-type]
+    shape, nt, plan = _pass_plan(data, kernel, batch_bytes)
     acc = torch.zeros(data.shape, dtype=_work_dtype(data), device=data.device)
     removed_sum = torch.zeros(shape, dtype=torch.float64, device=data.device)
     count = torch.zeros_like(removed_sum)

@@ -66,30 +66,59 @@ def open_device(device: str) -> Any:
         torch is not installed, or the device does not exist on this machine (the message
         says which and how to choose the CPU path instead).
     """
+    torch, dev = torch_device(
+        device,
+        "nordic.device",
+        "the NORDIC jobs on a GPU node (the rule asks for one: resources gpu=1)",
+    )
+    # torch initialises its linear-algebra libraries lazily: one small SVD here
+    right_singular(torch.eye(3, 2, dtype=torch.float64, device=dev).unsqueeze(0))
+    return dev
+
+
+def torch_device(device: str, option: str, gpu_jobs: str) -> tuple[Any, Any]:
+    """torch and the ``torch.device`` of ``device``, checked to exist.
+
+    Parameters
+    ----------
+    device
+        A torch device string: ``"cuda"``, ``"cuda:1"`` or ``"cpu"`` (torch's CPU kernels).
+    option
+        The config key that asked for it (``"nordic.device"``, ``"glm.device"``), for the
+        messages.
+    gpu_jobs
+        Where to run instead, for the message when this machine has no GPU (``"the GLM jobs
+        on a GPU node (the rules ask for one: resources gpu=1)"``).
+
+    Raises
+    ------
+    DeviceUnavailableError
+        torch is not installed, or the device is not on this machine (the message says which
+        and how to choose the CPU path instead).
+    """
     try:
         import torch
     except ImportError as err:  # pragma: no cover - torch is a pinned dependency
         raise DeviceUnavailableError(
-            f"nordic.device is {device!r} but torch is not installed in this environment; "
-            "install torch with CUDA support or set nordic.device: cpu"
+            f"{option} is {device!r} but torch is not installed in this environment; "
+            f"install torch with CUDA support or set {option}: cpu"
         ) from err
     dev = torch.device(device)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise DeviceUnavailableError(
-                f"nordic.device is {device!r} but torch {torch.__version__} sees no CUDA "
-                f"device on this machine (CUDA_VISIBLE_DEVICES {_visible()}); run the NORDIC "
-                "jobs on a GPU node (the rule asks for one: resources gpu=1) or set "
-                "nordic.device: cpu"
+                f"{option} is {device!r} but torch {torch.__version__} sees no CUDA device on "
+                f"this machine (CUDA_VISIBLE_DEVICES {_visible()}); run {gpu_jobs} or set "
+                f"{option}: cpu"
             )
         if (dev.index or 0) >= torch.cuda.device_count():
             raise DeviceUnavailableError(
-                f"nordic.device is {device!r} but only {torch.cuda.device_count()} CUDA "
-                "device(s) are visible; use nordic.device: cuda"
+                f"{option} is {device!r} but only {torch.cuda.device_count()} CUDA device(s) "
+                f"are visible; use {option}: cuda"
             )
-    # torch initialises its linear-algebra libraries lazily: one small SVD here
-    right_singular(torch.eye(3, 2, dtype=torch.float64, device=dev).unsqueeze(0))
-    return dev
+    elif dev.type != "cpu":
+        raise DeviceUnavailableError(f"{option}: unknown torch device {device!r}")
+    return torch, dev
 
 
 def describe(device: Any) -> str:
@@ -241,4 +270,5 @@ __all__ = [
     "open_device",
     "right_singular",
     "singular_values",
+    "torch_device",
 ]

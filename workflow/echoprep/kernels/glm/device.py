@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from echoprep.kernels.glm.state import Setup
-from echoprep.kernels.patches_torch import DeviceUnavailableError
+from echoprep.kernels.patches_torch import DeviceUnavailableError, torch_device
 
 #: Bytes of the device temporaries of one voxel block in the type-B, cross-validation and
 #: type-C/D passes (bounds the block size; results do not depend on it). The data chunk itself
@@ -83,32 +83,14 @@ class GlmDevice:
     """
 
     def __init__(self, device: str, n_threads: int | None = None) -> None:
-        try:
-            import torch
-        except ImportError as err:  # pragma: no cover - torch is a pinned dependency
-            raise DeviceUnavailableError(
-                f"glm.device is {device!r} but torch is not installed in this environment; "
-                "install torch with CUDA support or set glm.device: cpu"
-            ) from err
+        torch, self.device = torch_device(
+            device,
+            "glm.device",
+            "the GLM jobs on a GPU node (the rules ask for one: resources gpu=1)",
+        )
         self.torch: Any = torch
-        self.device = torch.device(device)
         if self.device.type == "cuda":
-            if not torch.cuda.is_available():
-                visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-                raise DeviceUnavailableError(
-                    f"glm.device is {device!r} but torch {torch.__version__} sees no CUDA "
-                    f"device on this machine (CUDA_VISIBLE_DEVICES "
-                    f"{'unset' if visible is None else repr(visible)}); run the GLM jobs on a "
-                    "GPU node (the rules ask for one: resources gpu=1) or set glm.device: cpu"
-                )
-            if (self.device.index or 0) >= torch.cuda.device_count():
-                raise DeviceUnavailableError(
-                    f"glm.device is {device!r} but only {torch.cuda.device_count()} CUDA "
-                    "device(s) are visible; use glm.device: cuda"
-                )
             torch.cuda.reset_peak_memory_stats(self.device)  # :meth:`peak_bytes` of this fit
-        elif self.device.type != "cpu":
-            raise DeviceUnavailableError(f"glm.device: unknown torch device {device!r}")
         self.f64 = torch.float64
         self.n_threads = n_threads
         if n_threads is None:

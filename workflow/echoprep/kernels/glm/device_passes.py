@@ -20,13 +20,13 @@ import logging
 import numpy as np
 
 from echoprep.kernels.glm.data import raise_nonfinite
-from echoprep.kernels.glm.design import convolved_trials
 from echoprep.kernels.glm.device import GlmDevice, RunLayout
 from echoprep.kernels.glm.device_ops import r2_percent
 from echoprep.kernels.glm.device_xval import XvalGroups
 from echoprep.kernels.glm.fit import RunSolver, solver
 from echoprep.kernels.glm.noise import principal_components
 from echoprep.kernels.glm.state import Basis, Plan, Setup, TypeB
+from echoprep.kernels.glm.typeb import empty_type_b
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +46,13 @@ def device_type_a(
         ``(V,)`` raw, ``(V, R)`` raw², ``(V,)`` %, ``(V,)`` raw; float64 host arrays.
     """
     torch = dev.torch
-    td, vox, opts = setup.td, setup.vox, setup.opts
+    td, vox = setup.td, setup.vox
     n_vox, n_runs = vox.n_voxels, td.n_runs
     meansum = np.zeros(n_vox)
     ss = np.zeros((n_vox, n_runs))
     onoff = np.empty(n_vox)
     beta = np.empty(n_vox)
-    xw = []
-    for r, t in enumerate(td.run_lengths):
-        x = convolved_trials(setup.onsets[r], opts.hrftoassume, t).sum(axis=1)
-        xw.append(setup.poly_project(r, x[:, None])[:, 0])
-    den = 0.0
-    for r in range(n_runs):
-        mq = setup.qe[r].T @ xw[r]
-        den += float(xw[r] @ xw[r] - mq @ mq)
+    xw, den = setup.onoff_design()
     xw_t = [dev.up(x) for x in xw]
     qe_t = [dev.up(q) for q in setup.qe]
     qx_t = [dev.up(q.T @ x) for q, x in zip(setup.qe, xw, strict=True)]
@@ -173,22 +166,13 @@ def device_type_b(
     (:func:`echoprep.kernels.glm.typeb.type_b_and_xval` on the device; same arguments and
     result)."""
     torch = dev.torch
-    td, vox, opts = setup.td, setup.vox, setup.opts
+    td, opts = setup.td, setup.opts
     ss, q_all = basis.ss, basis.q_all
-    n_vox, n_runs, n_trials, n_h = vox.n_voxels, td.n_runs, td.n_trials, len(basis.xw)
+    n_runs, n_trials, n_h = td.n_runs, td.n_trials, len(basis.xw)
     sls = td.runslices
     layout = RunLayout.of(sls)
     k_e = [q.shape[1] for q in setup.qe]
-    betas_b = np.zeros((n_vox, n_trials), dtype=np.float32)
-    dstore = np.zeros((n_vox, n_trials), dtype=np.float32) if need_d else None
-    estore = [np.zeros((n_vox, q.shape[1]), dtype=np.float32) for q in q_all]
-    fithrfr2 = np.empty((n_vox, n_h), dtype=np.float32)
-    fithrfr2run = np.empty((n_vox, n_runs, n_h), dtype=np.float32) if opts.wantfithrfr2run else None
-    r2 = np.empty(n_vox, dtype=np.float32)
-    r2run = np.empty((n_vox, n_runs), dtype=np.float32)
-    hrfindex = np.zeros(n_vox, dtype=np.int64)
-    hrfindexrun = np.zeros((n_vox, n_runs), dtype=np.int64)
-    glmbadness = np.full((n_vox, opts.n_pcs + 1), np.nan)
+    tb = empty_type_b(setup, basis, need_d)
     terms = _TypeBTerms(dev, setup, basis)
     q_t = [dev.up(q) for q in q_all]
     xval = XvalGroups(dev, setup, plan, basis, terms.sol, layout) if plan.xval_pcs else None
@@ -202,7 +186,7 @@ def device_type_b(
         for r in range(n_runs):
             y, _ = dev.read_projected(setup, r, v0, v1)
             e = y @ q_t[r]
-            estore[r][v0:v1] = dev.down(e, np.float32)
+            tb.estore[r][v0:v1] = dev.down(e, np.float32)
             ys.append(y)
             es.append(e)
         ss_c = dev.up(ss[v0:v1])
@@ -235,13 +219,13 @@ def device_type_b(
             hidx = torch.argmax(torch.where(torch.isnan(r2_all), ninf, r2_all), dim=1)
             hrun = torch.argmax(torch.where(torch.isnan(r2run_all), ninf, r2run_all), dim=2)
             g0, g1 = v0 + b0, v0 + b1
-            fithrfr2[g0:g1] = dev.down(r2_all, np.float32)
-            if fithrfr2run is not None:
-                fithrfr2run[g0:g1] = dev.down(r2run_all, np.float32)
-            hrfindex[g0:g1] = dev.down(hidx)
-            hrfindexrun[g0:g1] = dev.down(hrun)
-            r2[g0:g1] = dev.down(r2_all[rows, hidx], np.float32)
-            r2run[g0:g1] = dev.down(r2run_all[rows, :, hidx], np.float32)
+            tb.fithrfr2[g0:g1] = dev.down(r2_all, np.float32)
+            if tb.fithrfr2run is not None:
+                tb.fithrfr2run[g0:g1] = dev.down(r2run_all, np.float32)
+            tb.hrfindex[g0:g1] = dev.down(hidx)
+            tb.hrfindexrun[g0:g1] = dev.down(hrun)
+            tb.r2[g0:g1] = dev.down(r2_all[rows, hidx], np.float32)
+            tb.r2run[g0:g1] = dev.down(r2run_all[rows, :, hidx], np.float32)
             del r2_all, r2run_all
             bsel = torch.empty((b1 - b0, n_trials), dtype=dev.f64, device=dev.device)
             for r in range(n_runs):
@@ -258,28 +242,17 @@ def device_type_b(
                     bsel[:, sl] = terms.p0[r][hidx] * c_sel + terms.p1[r][hidx] * (csum - c_sel)
                 else:
                     bsel[:, sl] = beta_all[r][hidx, rows]
-            betas_b[g0:g1] = dev.down(bsel, np.float32)
+            tb.betas[g0:g1] = dev.down(bsel, np.float32)
             del d_all, beta_all, bsel
         del ys
-        if dstore is not None:
-            dstore[v0:v1] = dev.down(d_chunk, np.float32)
+        if tb.dstore is not None:
+            tb.dstore[v0:v1] = dev.down(d_chunk, np.float32)
         if xval is not None:
             log.info("GLMsingle GLMdenoise cross-validation (device): chunk %d", k + 1)
-            xval.run(d_chunk, es, hrfindex[v0:v1], glmbadness[v0:v1])
+            xval.run(d_chunk, es, tb.hrfindex[v0:v1], tb.glmbadness[v0:v1])
         del d_chunk, es
     dev.release()  # the last pass over the data
-    return TypeB(
-        betas=betas_b,
-        dstore=dstore,
-        estore=estore,
-        fithrfr2=fithrfr2,
-        fithrfr2run=fithrfr2run,
-        r2=r2,
-        r2run=r2run,
-        hrfindex=hrfindex,
-        hrfindexrun=hrfindexrun,
-        glmbadness=glmbadness,
-    )
+    return tb
 
 
 __all__ = ["device_pcs", "device_type_a", "device_type_b"]

@@ -28,7 +28,7 @@ from echoprep.kernels.glm.device_ops import (
 )
 from echoprep.kernels.glm.fit import RunSolver, solver
 from echoprep.kernels.glm.state import Basis, Plan, Setup, TypeB, TypesCD, groups
-from echoprep.kernels.glm.typecd import TINY_ALPHA
+from echoprep.kernels.glm.typecd import TINY_ALPHA, empty_types_cd
 
 log = logging.getLogger(__name__)
 
@@ -77,15 +77,7 @@ def device_types_c_d(
     dstore: np.ndarray = typeb.dstore
     do_d = plan.ridge and plan.want[3]
     fit_fracs = plan.fit_fracs
-    r2_c = np.empty(n_vox, dtype=np.float32)
-    r2run_c = np.empty((n_vox, n_runs), dtype=np.float32)
-    betas_d = np.zeros((n_vox, n_trials), dtype=np.float32) if do_d else None
-    r2_d = np.empty(n_vox, dtype=np.float32)
-    r2run_d = np.empty((n_vox, n_runs), dtype=np.float32)
-    n_user = int(plan.selectable.sum()) if not opts.fracs_scalar else opts.fracs.size
-    rrbadness = np.full((n_vox, n_user), np.nan)
-    fracvalue = np.full(n_vox, np.nan)
-    scaleoffset = np.zeros((n_vox, 2))
+    cd = empty_types_cd(setup, plan)
     cross_validate = do_d and not opts.fracs_scalar
     hidx_all = typeb.hrfindex
     present = [h for h, _ in groups(hidx_all)]
@@ -101,7 +93,9 @@ def device_types_c_d(
     fit = _RowFit(dev, plan, layout, cross_validate, do_d, bool(opts.wantautoscale))
     n_fit = fit_fracs.size if cross_validate else 1
     step = dev.block_rows((8 + 3 * n_fit) * n_runs * layout.n_max * 8)
-    outer = dev.block_rows((4 * n_trials + 2 * n_runs + n_user + 8 + sum(k_cols)) * 8)
+    outer = dev.block_rows(
+        (4 * n_trials + 2 * n_runs + cd.rrbadness.shape[1] + 8 + sum(k_cols)) * 8
+    )
 
     for v0 in range(0, n_vox, outer):
         v1 = min(n_vox, v0 + outer)
@@ -120,29 +114,20 @@ def device_types_c_d(
                             (v1 - v0, *value.shape[1:]), dtype=value.dtype, device=dev.device
                         )
                     out[name][it] = value
-        r2_c[v0:v1] = dev.down(out["r2_c"], np.float32)
-        r2run_c[v0:v1] = dev.down(out["r2run_c"], np.float32)
+        cd.r2_c[v0:v1] = dev.down(out["r2_c"], np.float32)
+        cd.r2run_c[v0:v1] = dev.down(out["r2run_c"], np.float32)
         dstore[v0:v1] = dev.down(out["beta1"], np.float32)
         if do_d:
-            assert betas_d is not None
-            betas_d[v0:v1] = dev.down(out["betas_d"], np.float32)
-            r2_d[v0:v1] = dev.down(out["r2_d"], np.float32)
-            r2run_d[v0:v1] = dev.down(out["r2run_d"], np.float32)
-            scaleoffset[v0:v1] = dev.down(out["so"])
-            fracvalue[v0:v1] = fit_fracs[dev.down(out["choice"])]
+            assert cd.betas_d is not None
+            cd.betas_d[v0:v1] = dev.down(out["betas_d"], np.float32)
+            cd.r2_d[v0:v1] = dev.down(out["r2_d"], np.float32)
+            cd.r2run_d[v0:v1] = dev.down(out["r2run_d"], np.float32)
+            cd.scaleoffset[v0:v1] = dev.down(out["so"])
+            cd.fracvalue[v0:v1] = fit_fracs[dev.down(out["choice"])]
             if cross_validate:
-                rrbadness[v0:v1] = dev.down(out["rrbad"])
+                cd.rrbadness[v0:v1] = dev.down(out["rrbad"])
         del d_all, e_all, ss_all, out
-    return TypesCD(
-        r2_c=r2_c,
-        r2run_c=r2run_c,
-        betas_d=betas_d,
-        r2_d=r2_d,
-        r2run_d=r2run_d,
-        rrbadness=rrbadness,
-        fracvalue=fracvalue,
-        scaleoffset=scaleoffset,
-    )
+    return cd
 
 
 class _RowFit:

@@ -504,20 +504,13 @@ def _type_a(
     setup: Setup, chunks: list[tuple[int, int]]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Voxel means, ``|yw|²`` per run, ON-OFF R² and raw ON-OFF beta."""
-    td, vox, opts = setup.td, setup.vox, setup.opts
+    td, vox = setup.td, setup.vox
     n_vox, n_runs = vox.n_voxels, td.n_runs
     meansum = np.zeros(n_vox)
     ss = np.zeros((n_vox, n_runs))
     onoff = np.empty(n_vox)
     beta = np.empty(n_vox)
-    xw = []
-    for r, t in enumerate(td.run_lengths):
-        x = convolved_trials(setup.onsets[r], opts.hrftoassume, t).sum(axis=1)
-        xw.append(setup.poly_project(r, x[:, None])[:, 0])
-    den = 0.0
-    for r in range(n_runs):
-        mq = setup.qe[r].T @ xw[r]
-        den += float(xw[r] @ xw[r] - mq @ mq)
+    xw, den = setup.onoff_design()
     for k, (v0, v1) in enumerate(chunks):
         log.info("GLMsingle type A: chunk %d of %d", k + 1, len(chunks))
         num = np.zeros(v1 - v0)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from echoprep.kernels.glm.data import VoxelData, project_polynomials
-from echoprep.kernels.glm.design import TrialDesign
+from echoprep.kernels.glm.design import TrialDesign, convolved_trials
 from echoprep.kernels.glm.options import EngineOptions
 from echoprep.kernels.glm.xval import CrossValidation
 
@@ -102,6 +102,20 @@ class Setup:
     def poly_project(self, r: int, x: np.ndarray) -> np.ndarray:
         p = self.poly[r]
         return x - p @ (p.T @ x)
+
+    def onoff_design(self) -> tuple[list[np.ndarray], float]:
+        """Type A's ON-OFF regressor per run (all trials convolved with the assumed HRF,
+        polynomials removed) and the denominator of its beta (``sum |xw|²`` less the part in
+        the extra regressors' span)."""
+        xw = []
+        for r, t in enumerate(self.td.run_lengths):
+            x = convolved_trials(self.onsets[r], self.opts.hrftoassume, t).sum(axis=1)
+            xw.append(self.poly_project(r, x[:, None])[:, 0])
+        den = 0.0
+        for r in range(self.td.n_runs):
+            mq = self.qe[r].T @ xw[r]
+            den += float(xw[r] @ xw[r] - mq @ mq)
+        return xw, den
 
 
 @dataclass

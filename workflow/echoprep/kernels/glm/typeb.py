@@ -29,6 +29,28 @@ log = logging.getLogger(__name__)
 SUBBLOCK_ELEMENTS = 8_000_000
 
 
+def empty_type_b(setup: Setup, basis: Basis, need_d: bool) -> TypeB:
+    """The outputs of the type-B pass before it fills them (:class:`TypeB`; ``d`` with
+    ``need_d``, the per-run R² of every HRF with ``wantfithrfr2run``): zero betas, ``d``,
+    ``e`` and HRF indices, NaN badness."""
+    td, opts = setup.td, setup.opts
+    n_vox, n_runs, n_trials, n_h = setup.vox.n_voxels, td.n_runs, td.n_trials, len(basis.xw)
+    return TypeB(
+        betas=np.zeros((n_vox, n_trials), dtype=np.float32),
+        dstore=np.zeros((n_vox, n_trials), dtype=np.float32) if need_d else None,
+        estore=[np.zeros((n_vox, q.shape[1]), dtype=np.float32) for q in basis.q_all],
+        fithrfr2=np.empty((n_vox, n_h), dtype=np.float32),
+        fithrfr2run=np.empty((n_vox, n_runs, n_h), dtype=np.float32)
+        if opts.wantfithrfr2run
+        else None,
+        r2=np.empty(n_vox, dtype=np.float32),
+        r2run=np.empty((n_vox, n_runs), dtype=np.float32),
+        hrfindex=np.zeros(n_vox, dtype=np.int64),
+        hrfindexrun=np.zeros((n_vox, n_runs), dtype=np.int64),
+        glmbadness=np.full((n_vox, opts.n_pcs + 1), np.nan),
+    )
+
+
 def type_b_and_xval(
     setup: Setup, plan: Plan, chunks: list[tuple[int, int]], basis: Basis, need_d: bool
 ) -> TypeB:
@@ -52,21 +74,11 @@ def type_b_and_xval(
         Raw-unit betas (percent scaling is the caller's), R², HRF choice, ``d``, ``e`` and
         the GLMdenoise badness.
     """
-    td, vox, opts = setup.td, setup.vox, setup.opts
+    td, opts = setup.td, setup.opts
     ss, xw, q_all, level_k = basis.ss, basis.xw, basis.q_all, basis.level_k
-    n_vox, n_runs, n_trials = vox.n_voxels, td.n_runs, td.n_trials
-    n_h = len(xw)
+    n_runs, n_h = td.n_runs, len(xw)
     sls = td.runslices
-    betas_b = np.zeros((n_vox, n_trials), dtype=np.float32)
-    dstore = np.zeros((n_vox, n_trials), dtype=np.float32) if need_d else None
-    estore = [np.zeros((n_vox, q.shape[1]), dtype=np.float32) for q in q_all]
-    fithrfr2 = np.empty((n_vox, n_h), dtype=np.float32)
-    fithrfr2run = np.empty((n_vox, n_runs, n_h), dtype=np.float32) if opts.wantfithrfr2run else None
-    r2 = np.empty(n_vox, dtype=np.float32)
-    r2run = np.empty((n_vox, n_runs), dtype=np.float32)
-    hrfindex = np.zeros(n_vox, dtype=np.int64)
-    hrfindexrun = np.zeros((n_vox, n_runs), dtype=np.int64)
-    glmbadness = np.full((n_vox, opts.n_pcs + 1), np.nan)
+    tb = empty_type_b(setup, basis, need_d)
     x32 = [
         [
             convolved_trials(setup.onsets[r], opts.hrflibrary[:, h], t).astype(np.float32)
@@ -93,7 +105,7 @@ def type_b_and_xval(
         for r in range(n_runs):
             y, _ = setup.read_projected(r, v0, v1)
             if q32[r].shape[1]:
-                estore[r][v0:v1] = y @ q32[r]
+                tb.estore[r][v0:v1] = y @ q32[r]
             ys.append(y)
         ss_c = ss[v0:v1]
         # residual sum of squares of every HRF, run and voxel (task-only fit)
@@ -102,7 +114,7 @@ def type_b_and_xval(
             b1 = min(nv, b0 + sub)
             for r in range(n_runs):
                 prods = trial_products(ys[r][b0:b1], setup.onsets[r], hrfs_t)  # (n, H, B)
-                e_t = estore[r][v0 + b0 : v0 + b1, : k_e[r]].T if extra[r] else None
+                e_t = tb.estore[r][v0 + b0 : v0 + b1, : k_e[r]].T if extra[r] else None
                 for h in range(n_h):
                     d_t = prods[:, h, :]  # (n, B) = (yw @ X_h)'
                     c_t = d_t - m32[h][r] @ e_t if e_t is not None else d_t
@@ -117,40 +129,40 @@ def type_b_and_xval(
         r2_all = r2_percent(sse_all.sum(axis=1), ss_c.sum(axis=1)[:, None])  # (nv, H)
         r2run_all = r2_percent(sse_all, ss_c[:, :, None])  # (nv, R, H)
         del sse_all
-        fithrfr2[v0:v1] = r2_all
-        if fithrfr2run is not None:
-            fithrfr2run[v0:v1] = r2run_all
+        tb.fithrfr2[v0:v1] = r2_all
+        if tb.fithrfr2run is not None:
+            tb.fithrfr2run[v0:v1] = r2run_all
         # best HRF: highest pooled R² (first on ties; 0 where all are NaN)
         hidx = np.argmax(np.where(np.isnan(r2_all), -np.inf, r2_all), axis=1)
-        hrfindex[v0:v1] = hidx
-        hrfindexrun[v0:v1] = np.argmax(np.where(np.isnan(r2run_all), -np.inf, r2run_all), axis=2)
+        tb.hrfindex[v0:v1] = hidx
+        tb.hrfindexrun[v0:v1] = np.argmax(np.where(np.isnan(r2run_all), -np.inf, r2run_all), axis=2)
         rows = np.arange(nv)
-        r2[v0:v1] = r2_all[rows, hidx]
-        r2run[v0:v1] = r2run_all[rows, :, hidx]
+        tb.r2[v0:v1] = r2_all[rows, hidx]
+        tb.r2run[v0:v1] = r2run_all[rows, :, hidx]
         del r2_all, r2run_all
         # betas (and d for C/D) of the chosen HRF, group by group
-        bview = betas_b[v0:v1]
+        bview = tb.betas[v0:v1]
         for h, idx in groups(hidx):
             for r in range(n_runs):
                 sl = sls[r]
                 d = ys[r][idx] @ x32[h][r]
-                c = d - estore[r][v0 + idx, : k_e[r]] @ m32[h][r].T if extra[r] else d
+                c = d - tb.estore[r][v0 + idx, : k_e[r]] @ m32[h][r].T if extra[r] else d
                 bview[idx, sl] = (c @ ws32[h][r]) @ wst32[h][r]
-                if dstore is not None:
-                    dstore[v0 + idx, sl] = d
+                if tb.dstore is not None:
+                    tb.dstore[v0 + idx, sl] = d
         del ys
 
         if opts.wantlss:
-            assert dstore is not None
+            assert tb.dstore is not None
             for h, idx in groups(hidx):
-                d_g = dstore[v0 + idx]
+                d_g = tb.dstore[v0 + idx]
                 for r in range(n_runs):
                     sol = sol0[h][r]
-                    c = sol.coefs(d_g[:, sls[r]], estore[r][v0 + idx])
+                    c = sol.coefs(d_g[:, sls[r]], tb.estore[r][v0 + idx])
                     bview[idx, sls[r]] = lss_betas(c, sol.gram())
 
         if plan.xval_pcs:
-            assert dstore is not None
+            assert tb.dstore is not None
             log.info("GLMsingle GLMdenoise cross-validation: chunk %d of %d", k + 1, len(chunks))
             for h, idx in groups(hidx):
                 _xval_group(
@@ -161,23 +173,12 @@ def type_b_and_xval(
                     q_all,
                     level_k,
                     opts.n_pcs,
-                    dstore,
-                    estore,
+                    tb.dstore,
+                    tb.estore,
                     v0 + idx,
-                    glmbadness,
+                    tb.glmbadness,
                 )
-    return TypeB(
-        betas=betas_b,
-        dstore=dstore,
-        estore=estore,
-        fithrfr2=fithrfr2,
-        fithrfr2run=fithrfr2run,
-        r2=r2,
-        r2run=r2run,
-        hrfindex=hrfindex,
-        hrfindexrun=hrfindexrun,
-        glmbadness=glmbadness,
-    )
+    return tb
 
 
 def _xval_group(

@@ -26,6 +26,26 @@ log = logging.getLogger(__name__)
 TINY_ALPHA = 1e-30
 
 
+def empty_types_cd(setup: Setup, plan: Plan) -> TypesCD:
+    """The outputs of the type-C/D pass before it fills them (:class:`TypesCD`; type-D betas
+    with ridge output): zero betas and scale/offset, NaN badness and fractions."""
+    td, opts = setup.td, setup.opts
+    n_vox, n_runs, n_trials = setup.vox.n_voxels, td.n_runs, td.n_trials
+    n_user = int(plan.selectable.sum()) if not opts.fracs_scalar else opts.fracs.size
+    return TypesCD(
+        r2_c=np.empty(n_vox, dtype=np.float32),
+        r2run_c=np.empty((n_vox, n_runs), dtype=np.float32),
+        betas_d=np.zeros((n_vox, n_trials), dtype=np.float32)
+        if plan.ridge and plan.want[3]
+        else None,
+        r2_d=np.empty(n_vox, dtype=np.float32),
+        r2run_d=np.empty((n_vox, n_runs), dtype=np.float32),
+        rrbadness=np.full((n_vox, n_user), np.nan),
+        fracvalue=np.full(n_vox, np.nan),
+        scaleoffset=np.zeros((n_vox, 2)),
+    )
+
+
 def types_c_d(
     setup: Setup,
     plan: Plan,
@@ -54,9 +74,9 @@ def types_c_d(
     -------
     TypesCD
     """
-    td, vox, opts = setup.td, setup.vox, setup.opts
+    td, opts = setup.td, setup.opts
     ss, xw, q_all, level_k = basis.ss, basis.xw, basis.q_all, basis.level_k
-    n_vox, n_runs, n_trials = vox.n_voxels, td.n_runs, td.n_trials
+    n_runs, n_trials = td.n_runs, td.n_trials
     sls = td.runslices
     assert typeb.dstore is not None
     dstore: np.ndarray = typeb.dstore
@@ -64,15 +84,7 @@ def types_c_d(
     do_d = plan.ridge and plan.want[3]
     fit_fracs = plan.fit_fracs
     sel_idx = np.flatnonzero(plan.selectable)
-    r2_c = np.empty(n_vox, dtype=np.float32)
-    r2run_c = np.empty((n_vox, n_runs), dtype=np.float32)
-    betas_d = np.zeros((n_vox, n_trials), dtype=np.float32) if do_d else None
-    r2_d = np.empty(n_vox, dtype=np.float32)
-    r2run_d = np.empty((n_vox, n_runs), dtype=np.float32)
-    n_user = int(plan.selectable.sum()) if not opts.fracs_scalar else opts.fracs.size
-    rrbadness = np.full((n_vox, n_user), np.nan)
-    fracvalue = np.full(n_vox, np.nan)
-    scaleoffset = np.zeros((n_vox, 2))
+    cd = empty_types_cd(setup, plan)
     cross_validate = do_d and not opts.fracs_scalar
     hidx_all = typeb.hrfindex
 
@@ -96,10 +108,10 @@ def types_c_d(
                     bo[:, sls[r]] = (c @ sol.w) * sol.s2inv
                     beta1[:, sls[r]] = bo[:, sls[r]] @ sol.w.T
                     sse_run[:, r] = sse(ss_b[:, r], beta1[:, sls[r]], d_b[:, sls[r]], sol.gw)
-                r2_c[rows] = r2_percent(sse_run.sum(axis=1), ss_b.sum(axis=1))
-                r2run_c[rows] = r2_percent(sse_run, ss_b)
+                cd.r2_c[rows] = r2_percent(sse_run.sum(axis=1), ss_b.sum(axis=1))
+                cd.r2run_c[rows] = r2_percent(sse_run, ss_b)
                 if do_d:
-                    assert betas_d is not None
+                    assert cd.betas_d is not None
                     alphas = fraction_alphas(s2, bo, fit_fracs)
                     if cross_validate:
                         ref = reference(beta1, plan.cv)
@@ -120,36 +132,27 @@ def types_c_d(
                                 np.matmul(coef[:, sls[r]], w32[r].T, out=beta_l[:, sls[r]])
                             bad[:, li] = badness(beta_l, plan.cv, ref)
                         choice = sel_idx[np.argmin(bad[:, sel_idx], axis=1)]
-                        rrbadness[rows] = bad[:, sel_idx]
+                        cd.rrbadness[rows] = bad[:, sel_idx]
                     else:
                         choice = np.full(blk.size, sel_idx[0])
-                    fracvalue[rows] = fit_fracs[choice]
+                    cd.fracvalue[rows] = fit_fracs[choice]
                     alpha = alphas[np.arange(blk.size), choice]
                     beta_c = np.empty((blk.size, n_trials))
                     for r, sol in enumerate(sols):
                         sc = shrinkage(sol.s**2, alpha)
                         beta_c[:, sls[r]] = (bo[:, sls[r]] * sc) @ sol.w.T
                         sse_run[:, r] = sse(ss_b[:, r], beta_c[:, sls[r]], d_b[:, sls[r]], sol.gw)
-                    r2_d[rows] = r2_percent(sse_run.sum(axis=1), ss_b.sum(axis=1))
-                    r2run_d[rows] = r2_percent(sse_run, ss_b)
+                    cd.r2_d[rows] = r2_percent(sse_run.sum(axis=1), ss_b.sum(axis=1))
+                    cd.r2run_d[rows] = r2_percent(sse_run, ss_b)
                     if opts.wantautoscale:
                         scale, offset = autoscale(beta1, beta_c)
                     else:
                         scale, offset = np.ones(blk.size), np.zeros(blk.size)
-                    scaleoffset[rows, 0] = scale
-                    scaleoffset[rows, 1] = offset
-                    betas_d[rows] = beta_c * scale[:, None] + offset[:, None]
+                    cd.scaleoffset[rows, 0] = scale
+                    cd.scaleoffset[rows, 1] = offset
+                    cd.betas_d[rows] = beta_c * scale[:, None] + offset[:, None]
                 dstore[rows] = beta1
-    return TypesCD(
-        r2_c=r2_c,
-        r2run_c=r2run_c,
-        betas_d=betas_d,
-        r2_d=r2_d,
-        r2run_d=r2run_d,
-        rrbadness=rrbadness,
-        fracvalue=fracvalue,
-        scaleoffset=scaleoffset,
-    )
+    return cd
 
 
 __all__ = ["TINY_ALPHA", "types_c_d"]
