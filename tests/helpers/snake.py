@@ -261,6 +261,36 @@ def rule_blocks() -> dict[str, str]:
     return blocks
 
 
+def rule_aliases() -> dict[str, str]:
+    """``use rule BASE as NAME``: NAME -> BASE, read from :data:`RULE_FILES`. NAME's jobs take
+    BASE's spec (inputs, params, resources and threads: what the plan computed for BASE)."""
+    return {
+        m.group(2): m.group(1) for path in RULE_FILES for m in _USE_RULE.finditer(path.read_text())
+    }
+
+
+def wildcard_constraints() -> dict[str, str]:
+    """The workflow's wildcard constraints (``wildcard_constraints:`` of common.smk) that are
+    literal regexes (``name=r"..."``), by wildcard."""
+    text = (ROOT / "workflow" / "rules" / "common.smk").read_text()
+    block = text.split("\nwildcard_constraints:\n", 1)[1].split("\n\n", 1)[0]
+    return dict(re.findall(r'^    (\w+)=r"(.*)",$', block, flags=re.M))
+
+
+def planned_outputs(*args: str, cwd: Path | None = None) -> dict[str, set[str]]:
+    """The output files of every job Snakemake plans (``--summary``: one line per output file
+    and the rule of its job), by rule. Unlike a dry run it formats no job's shell command, so
+    a command that names a file its rule lacks does not stop it."""
+    res = snakemake("--summary", *args, cwd=cwd)
+    assert res.returncode == 0, res.stdout + res.stderr
+    files: dict[str, set[str]] = {}
+    for line in res.stdout.splitlines():
+        fields = line.split("\t")
+        if len(fields) >= 3 and fields[0] != "output_file":
+            files.setdefault(fields[2], set()).add(fields[0])
+    return files
+
+
 def local_rules(blocks: dict[str, str] | None = None) -> set[str]:
     """Rules declared local (``localrule: True`` or a ``localrules:`` statement). A dry run
     prints local jobs as ``rule``, like the others, so the declarations are what tells."""

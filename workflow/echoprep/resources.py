@@ -13,6 +13,10 @@ files) and hands each rule a ``mem_mb`` and a ``runtime`` callable through
 :meth:`echoprep.plan.Plan.mem_mb` and :meth:`echoprep.plan.Plan.runtime`. Every value grows
 with ``attempt``, so that a job killed for memory or time asks for more when it is retried.
 See ``docs/architecture.md`` ("Resources").
+
+The tables below are keyed by the rule (or chain step) whose spec a job takes: the jobs of
+``use rule tedana as tedana_nordic`` take tedana's spec, so tedana's rows, and a row of their
+own would be read by nothing (``tests/unit/test_specs.py`` fails on a row no job reads).
 """
 
 from __future__ import annotations
@@ -46,7 +50,6 @@ MINUTES: dict[str, int] = {
     "single_echo": 5,
     "optcom": 5,
     "tedana": 15,
-    "tedana_nordic": 15,
     "glm_analysis_mask": 20,
     "glm": 20,
     "glm_reference": 20,
@@ -84,7 +87,6 @@ THREADS: dict[str, int] = {
     "spatial_run": 2,
     "spatial_resample": 2,
     "tedana": 2,
-    "tedana_nordic": 2,
     "glm": 2,
     "glm_reference": 2,
     "glm_heldout": 2,
@@ -98,7 +100,6 @@ RUN_COPIES: dict[str, float] = {
     "single_echo": 1 / 3,
     "optcom": 5,
     "tedana": 6,
-    "tedana_nordic": 6,
 }
 
 
@@ -158,7 +159,6 @@ RUN_RULES = frozenset(
         "single_echo",
         "optcom",
         "tedana",
-        "tedana_nordic",
     }
 )
 #: Rules (and steps of a per-run chain, :mod:`echoprep.plan.chains`) with one job per run (and
