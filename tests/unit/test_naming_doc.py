@@ -56,26 +56,25 @@ def _first_ticked(cell: str) -> str:
     return names[0]
 
 
+def _keyed_rows(text: str, marker: str, width: int, what: str) -> dict[str, list[str]]:
+    """The table after ``marker``: its first ticked name -> its ``width`` cells."""
+    rows: dict[str, list[str]] = {}
+    for cells in _table(text, marker):
+        assert len(cells) == width, cells
+        key = _first_ticked(cells[0])
+        assert key not in rows, f"{what} {key} has two rows"
+        rows[key] = cells
+    return rows
+
+
 def rule_rows(text: str) -> dict[str, list[str]]:
     """Table 1: rule -> its cells (rule, command, module, output stage, folder, why)."""
-    rows: dict[str, list[str]] = {}
-    for cells in _table(text, "rules-table"):
-        assert len(cells) == 6, cells
-        rule = _first_ticked(cells[0])
-        assert rule not in rows, f"rule {rule} has two rows"
-        rows[rule] = cells
-    return rows
+    return _keyed_rows(text, "rules-table", 6, "rule")
 
 
 def desc_rows(text: str) -> dict[str, list[str]]:
     """Table 2: desc label -> its cells (label, casing, origin, output entries)."""
-    rows: dict[str, list[str]] = {}
-    for cells in _table(text, "desc-table"):
-        assert len(cells) == 4, cells
-        label = _first_ticked(cells[0])
-        assert label not in rows, f"desc {label} has two rows"
-        rows[label] = cells
-    return rows
+    return _keyed_rows(text, "desc-table", 4, "desc")
 
 
 def casing(label: str) -> str:
