@@ -30,15 +30,7 @@ config.update(_validated)
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/describe.smk"
-include: "workflow/rules/nordic.smk"
-include: "workflow/rules/anatomy.smk"
-include: "workflow/rules/spatial.smk"
-include: "workflow/rules/combine.smk"
-include: "workflow/rules/glm.smk"
-include: "workflow/rules/rois.smk"
-include: "workflow/rules/report.smk"
-include: "workflow/rules/publish.smk"
+include: "workflow/rules/jobs.smk"
 
 
 rule all:

@@ -14,9 +14,10 @@ runs and prices it with the measured per-job CPU time:
    rules.
 3. Each job is priced with the mean CPU seconds of its rule in the session table
    (``--table``, default ``benchmarks/laion_session.json``); a per-run chain job (rules
-   ``nordic`` and ``spatial_resample``) with the sum over its steps (``Plan.chain_steps``).
-   Subject rules are priced as measured on one session: an underestimate for those that read
-   every session of a subject (the cross-session noise ceiling, the subject report).
+   ``nordic`` and ``spatial_resample``) with the sum over its steps
+   (``Plan.chains.chain_steps``). Subject rules are priced as measured on one session: an
+   underestimate for those that read every session of a subject (the cross-session noise
+   ceiling, the subject report).
 
 Printed: the census, the comparison session (which should reproduce the table's
 ``session_2x3_cpu_hours``: a check of the census), a regular session, and last one line::
@@ -246,9 +247,9 @@ def job_counts(bids: Path, work: Path, config: list[str]) -> Counter[str]:
 def chain_steps(
     bids: Path, work: Path, config: list[str]
 ) -> tuple[dict[str, tuple[str, ...]], dict[str, Any]]:
-    """The steps of each per-run chain rule under the config (``Plan.chain_steps``) and the
-    validated config (a section given on the command line updates the file's, as Snakemake's
-    ``--config`` does)."""
+    """The steps of each per-run chain rule under the config (``Plan.chains.chain_steps``) and
+    the validated config (a section given on the command line updates the file's, as
+    Snakemake's ``--config`` does)."""
     sys.path.insert(0, str(ROOT / "workflow"))
     import yaml
 
@@ -266,8 +267,8 @@ def chain_steps(
     cfg = validate_config(given)
     dataset = discover(cfg["bids_dir"], **discovery_options(cfg), cache_dir=work / "idx")
     plan = Plan(cfg, dataset)
-    sides = plan.chain_sides()
-    steps = {rule: plan.chain_steps(side) for rule, side in CHAINS.items() if side in sides}
+    sides = plan.chains.chain_sides()
+    steps = {rule: plan.chains.chain_steps(side) for rule, side in CHAINS.items() if side in sides}
     return steps, cfg
 
 

@@ -360,13 +360,19 @@ RULE_HEAD = re.compile(
 
 
 def declared_local_rules() -> set[str]:
-    """Rules declared local (``localrule: True``, a ``localrules:`` statement, or ``use rule``
-    of a local rule without its own ``localrule:``) in the Snakefile and workflow/rules.
+    """Rules declared local: those whose definition is local (``RuleDef.local``,
+    ``echoprep.plan.families``: workflow/rules/jobs.smk defines them ``localrule: True``) and
+    the rules the Snakefile and workflow/rules name and declare local themselves
+    (``localrule: True``, a ``localrules:`` statement, or ``use rule`` of a local rule without
+    its own ``localrule:``; rule ``all``).
 
     A dry run prints local jobs as ``rule R:`` like the others (Snakemake leaves the local flag
     out of dry runs), so the declarations tell which ungrouped jobs run in the main process.
     """
-    local: set[str] = set()
+    sys.path.insert(0, str(ROOT / "workflow"))
+    from echoprep.plan.front import rule_definitions
+
+    local = {name for name, d in rule_definitions().items() if d.local}
     inherits: list[tuple[str, str]] = []
     for path in [ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk"))]:
         text = path.read_text()

@@ -4,7 +4,8 @@ imports or runs it (some entries are dataclass fields, which are not class attri
 
 A name that is really dead is removed from the code, not added here.
 ``tests/unit/test_vulture_whitelist.py`` checks that every ``Plan`` method listed is still
-called from a rule file.
+called from a rule file, every ``RuleSpec`` field listed still read by one, and every rule
+family method listed still the name of one of its family's rules.
 """
 
 from argparse import ArgumentParser
@@ -15,6 +16,16 @@ from echoprep.kernels.fidelity import HeldoutFidelity
 from echoprep.kernels.glm.fit import RunSolver
 from echoprep.kernels.noiseceiling import NoiseCeiling
 from echoprep.plan import Plan, RuleSpec, discovery_options
+from echoprep.plan.families.chains import ChainRules
+from echoprep.plan.families.combine import CombineRules
+from echoprep.plan.families.comparison import ComparisonRules
+from echoprep.plan.families.describe import DescribeRules
+from echoprep.plan.families.glm import GlmRules
+from echoprep.plan.families.noiseceiling import NoiseCeilingRules
+from echoprep.plan.families.publish import PublishRules
+from echoprep.plan.families.report import ReportRules
+from echoprep.plan.families.rois import RoiRules
+from echoprep.plan.families.spatial import SpatialRules
 from echoprep.refusal import refuse
 from echoprep.simulate.geometry import distort
 from echoprep.simulate.response import ResponseModel
@@ -26,18 +37,39 @@ _ = (
     validate_config,  # Snakefile
     refuse,  # Snakefile, common.smk: a refused config, input or plan
     discovery_options,  # common.smk: discover()'s arguments from the config
-    RuleSpec.threads,  # rule files: threads: _spec.threads
-    Plan.spec,  # every rule's inputs, outputs, params, log, resources (echoprep.plan.specs)
+    Plan.specs,  # jobs.smk: every rule's spec (echoprep.plan.front)
+    Plan.spec_of,  # jobs.smk: a job's rule's spec, by the rule's name
+    RuleSpec.threads,  # jobs.smk: threads: _spec.threads
     RuleSpec.wildcard_constraints,  # the spec's fields that only rule files read
     RuleSpec.conda,
-    Plan.chain_sides,  # nordic.smk, spatial.smk: which per-run chain rules exist
-    Plan.echo_counts,
-    Plan.separate_combine_sides,  # combine.smk
+    RuleSpec.benchmark,
     Plan.folder_pattern,  # common.smk
     Plan.sessions_warning,
     Plan.sdc_summary,
     Plan.gradient_summary,
     Plan.reference_note,
+    # --- the rule families: Plan.spec calls the method of a rule's name (getattr) ---
+    ChainRules.spatial_resample,
+    CombineRules.single_echo,
+    CombineRules.tedana_nordic,
+    ComparisonRules.comparison_subject,
+    DescribeRules.config_snapshot,
+    DescribeRules.dataset_description,
+    GlmRules.glm_analysis_mask,
+    GlmRules.glm_reference,
+    GlmRules.glm_heldout,
+    NoiseCeilingRules.noiseceiling_session,
+    NoiseCeilingRules.noiseceiling_subject,
+    NoiseCeilingRules.noiseceiling_repeats,
+    PublishRules.publish_session,
+    PublishRules.publish_subject,
+    PublishRules.publish_repeats,
+    PublishRules.publish_roi,
+    ReportRules.nordic_diagnostics,
+    ReportRules.subject_report,
+    RoiRules.roi_visual,
+    SpatialRules.spatial_run,
+    SpatialRules.spatial_subject,
     # --- argparse: read by the parser itself (cli._no_abbreviations sets it) ---
     ArgumentParser().allow_abbrev,
     # --- dataclass fields = config schema keys (docs/architecture.md §4): an options class has

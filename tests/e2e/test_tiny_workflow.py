@@ -48,14 +48,14 @@ def _config(demo):
 
 def _space(demo):
     """Space entity of the echo-handling outputs, as the workflow decides it
-    (rules/common.smk ``spatial_space``): "T1w", or None (spatial off or native grid)."""
+    (echoprep.plan ``PlanContext.space``): "T1w", or None (spatial off or native grid)."""
     spatial = _config(demo)["spatial"]
     return "T1w" if spatial["enabled"] and spatial["output_space"] == "T1w" else None
 
 
 def _combine_path(demo, run, variant, key="bold", nordic="raw"):
     """A combine output of a run, named as the workflow names it (echoprep.plan
-    ``combine_outputs``: the output registry's ``combine.<variant>.<key>``, with the space
+    ``CombineRules.outputs``: the output registry's ``combine.<variant>.<key>``, with the space
     entity of the resampled echoes)."""
     output = outputs.get(f"combine.{variant}.{key}")
     return output.path(
@@ -69,7 +69,7 @@ def _output(demo, run, variant, key="bold", nordic="raw"):
 
 
 def _echo_sources(demo, run, echoes, nordic="raw"):
-    """The echo files a combine variant reads (the plan's ``_echo_inputs``)."""
+    """The echo files a combine variant reads (the plan's ``CombineRules.echo_inputs``)."""
     if _config(demo)["spatial"]["enabled"]:
         root = demo["results"] / f"preproc-{nordic}"
         key = outputs.run_key(run.entities)

@@ -198,75 +198,51 @@ def options_of(command: str) -> dict[str, object]:
 
 
 #: Files that define rules: the Snakefile and every included rules file.
+#: The rule files: the Snakefile (rule all) and workflow/rules/*.smk (the glue and the one
+#: block that defines every rule from the plan).
 RULE_FILES = (ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk")))
-#: ``rule NAME:`` at the top level, or indented under an ``if`` (a rule only some configs need).
-_RULE_HEAD = re.compile(r"^( *)(?:rule|checkpoint) (\w+):\s*$", re.M)
-_USE_RULE = re.compile(r"^use rule (\w+) as (\w+)(?: with)?:\s*$", re.M)
-#: A rule defined in a loop: ``rule:`` whose ``name:`` is its spec's, e.g. after
-#: ``_spec = PLAN.spec("nordic", _echoes)`` (one rule per echo count of the dataset).
-_NAMED_RULE = re.compile(
-    r"^( +)_spec = PLAN\.spec\(\s*\"(\w+)\", _echoes\)\s*\n(?:\s*\n)*\1rule:\s*\n\1 +name:", re.M
-)
+
+
+def rule_definitions() -> dict:
+    """Rule name -> its :class:`echoprep.plan.rule.RuleDef` (every rule of the families; a
+    per-run chain under its family name, as for a dataset whose runs all have the same number
+    of echoes)."""
+    from echoprep.plan.front import rule_definitions as definitions
+
+    return definitions()
 
 
 def rule_blocks() -> dict[str, str]:
-    """Rule name -> its source block (the lines after ``rule NAME:`` up to the next top-level
-    line), read from :data:`RULE_FILES` as they are now, followed by the source of the method
-    that builds its spec (``echoprep.plan.specs.SpecPlan.SPECS``: its inputs, outputs and
-    params). A rule defined in a loop (``_spec = PLAN.spec("nordic", _echoes)``, ``rule:`` +
-    ``name: _spec.name``) is listed under its spec's name, its name for a dataset whose runs
-    all have the same number of echoes; its block is the lines indented deeper than its
-    ``rule:``."""
-    blocks: dict[str, str] = {}
-    for path in RULE_FILES:
-        text = path.read_text()
-        for head in _NAMED_RULE.finditer(text):
-            indent = len(head.group(1))
-            body = []
-            for line in text[text.index("rule:", head.start()) :].splitlines()[1:]:
-                if line.strip() and len(line) - len(line.lstrip()) <= indent:
-                    break
-                body.append(line)
-            assert head.group(2) not in blocks, f"rule {head.group(2)} defined twice"
-            blocks[head.group(2)] = "\n".join(body)
-    for path in RULE_FILES:
-        text = path.read_text()
-        for head in _RULE_HEAD.finditer(text):
-            indent = len(head.group(1))
-            body = []
-            for line in text[head.end() :].splitlines()[1:]:
-                if line.strip() and not line.lstrip().startswith("#"):
-                    if len(line) - len(line.lstrip()) <= indent:
-                        break
-                body.append(line)
-            assert head.group(2) not in blocks, f"rule {head.group(2)} defined twice"
-            blocks[head.group(2)] = "\n".join(body)
-    from echoprep.plan.specs import SpecPlan
+    """Rule name -> the text that defines it: its definition's directives written as a rule
+    block would (``localrule: True``, ``threads:``, ``conda:``, ``message:``, ``shell:`` with
+    its command, or ``run:``), followed by the source of its family's method of the rule's
+    name (its inputs, outputs and params) and of the family class's helpers that method
+    names. Rule ``all`` (the Snakefile's) is listed too."""
+    from echoprep.plan.front import FAMILIES
 
-    for name in blocks:
-        if name in SpecPlan.SPECS:
-            blocks[name] += "\n" + inspect.getsource(SpecPlan.SPECS[name])
-    # `use rule BASE as NAME with:` inherits BASE's block; its own lines come after (override)
-    for path in RULE_FILES:
-        text = path.read_text()
-        for head in _USE_RULE.finditer(text):
-            base, name = head.group(1), head.group(2)
-            body = []
-            for line in text[head.end() :].splitlines()[1:]:
-                if line and not line[0].isspace() and not line.startswith("#"):
-                    break
-                body.append(line)
-            assert name not in blocks, f"rule {name} defined twice"
-            blocks[name] = blocks[base] + "\n" + "\n".join(body)
+    blocks: dict[str, str] = {"all": "    localrule: True\n    input:\n        all_targets"}
+    for family in FAMILIES:
+        for d in family.RULES:
+            lines = []
+            if d.local:
+                lines.append("    localrule: True")
+            lines.append(f"    threads: {d.threads}")
+            if d.command:
+                lines.append(f"    conda: {d.env}")
+            lines.append(f"    message: {d.message!r}")
+            lines.append(f"    shell: {d.command!r}" if d.command else "    run: in process")
+            method = getattr(family, d.name)
+            source = inspect.getsource(method)
+            # the helpers the method names (self._x / self.x of the same class), one level deep
+            for name in sorted(set(re.findall(r"self\.(\w+)", source))):
+                helper = getattr(family, name, None)
+                if callable(helper) and name != d.name:
+                    try:
+                        source += "\n" + inspect.getsource(helper)
+                    except (TypeError, OSError):
+                        pass
+            blocks[d.name] = "\n".join(lines) + "\n" + source
     return blocks
-
-
-def rule_aliases() -> dict[str, str]:
-    """``use rule BASE as NAME``: NAME -> BASE, read from :data:`RULE_FILES`. NAME's jobs take
-    BASE's spec (inputs, params, resources and threads: what the plan computed for BASE)."""
-    return {
-        m.group(2): m.group(1) for path in RULE_FILES for m in _USE_RULE.finditer(path.read_text())
-    }
 
 
 def wildcard_constraints() -> dict[str, str]:
@@ -291,12 +267,8 @@ def planned_outputs(*args: str, cwd: Path | None = None) -> dict[str, set[str]]:
     return files
 
 
-def local_rules(blocks: dict[str, str] | None = None) -> set[str]:
-    """Rules declared local (``localrule: True`` or a ``localrules:`` statement). A dry run
-    prints local jobs as ``rule``, like the others, so the declarations are what tells."""
-    blocks = rule_blocks() if blocks is None else blocks
-    names = {n for n, b in blocks.items() if re.search(r"^\s+localrule:\s*True", b, re.M)}
-    for path in RULE_FILES:
-        for m in re.finditer(r"^localrules:\s*(.+)$", path.read_text(), flags=re.M):
-            names |= {n.strip() for n in m.group(1).split(",") if n.strip()}
-    return names
+def local_rules() -> set[str]:
+    """Rules declared local (``localrule: True``: their definition's ``local``, and rule
+    ``all``). A dry run prints local jobs as ``rule``, like the others, so the declarations are
+    what tells."""
+    return {"all"} | {n for n, d in rule_definitions().items() if d.local}

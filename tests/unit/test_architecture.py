@@ -116,6 +116,49 @@ def test_no_module_is_over_700_lines_without_a_reason():
     assert long == []
 
 
+#: The most lines of a module of the plan (a reader of one rule reads its family's module).
+PLAN_MAX_LINES = 400
+
+
+def test_no_plan_module_is_over_400_lines():
+    long = [
+        f"{p.relative_to(ROOT)}: {p.read_text().count(chr(10))} lines"
+        for p in (PACKAGE / "plan").rglob("*.py")
+        if p.read_text().count("\n") > PLAN_MAX_LINES
+    ]
+    assert long == []
+
+
+def _plan_classes() -> dict[str, list[str]]:
+    """Class name -> the names of its bases, of every class defined in the plan."""
+    classes = {}
+    for path in (PACKAGE / "plan").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                classes[node.name] = [
+                    b.id if isinstance(b, ast.Name) else ast.unparse(b) for b in node.bases
+                ]
+    return classes
+
+
+def _depth(name: str, classes: dict[str, list[str]]) -> int:
+    """Levels of plan classes above ``name`` (0: it derives from none)."""
+    bases = [b for b in classes.get(name, []) if b in classes]
+    return 1 + max(_depth(b, classes) for b in bases) if bases else 0
+
+
+def test_no_class_hierarchy_deeper_than_one_level_in_the_plan():
+    """Families derive from :class:`echoprep.plan.rule.Family` and nothing else of the plan;
+    no plan class derives from a class that derives from another (the plan was a chain of
+    seven)."""
+    classes = _plan_classes()
+    assert "Family" in classes and len(classes) >= 15
+    deep = {name: _depth(name, classes) for name in classes if _depth(name, classes) > 1}
+    assert deep == {}
+    chain = {"A": [], "B": ["A"], "C": ["B"]}
+    assert _depth("C", chain) == 2
+
+
 #: Pointers to the design notes outside the repository.
 OUTSIDE = re.compile(r"shared/specs|\.\./shared|design notes|glmsingle\.md|pipeline\.md|hpc\.md")
 
@@ -139,7 +182,9 @@ def test_docs_are_pointed_to_inside_the_repository():
 
 
 def test_the_places_to_touch_when_adding_a_stage_exist():
-    """docs/architecture.md's list of places to touch names files and symbols that exist."""
+    """docs/architecture.md's list of places to touch names files and symbols that exist, and
+    at most 10 existing files (a numbered item each) for a per-run stage in the middle of the
+    chain."""
     doc = (ROOT / "docs" / "architecture.md").read_text()
     section = doc.split("<!-- places-to-touch -->")[1]
     paths = set(
@@ -150,34 +195,33 @@ def test_the_places_to_touch_when_adding_a_stage_exist():
         )
     )
     assert len(paths) >= 20, paths
+    existing = section.split("**Existing files**")[1].split("**Tests that pin")[0]
+    items = re.findall(r"^(\d+)\. ", existing, re.M)
+    assert items == [str(i) for i in range(1, len(items) + 1)] and len(items) <= 10, items
     for path in paths:
         where = ROOT / path if not path.startswith("echoprep/") else PACKAGE.parent / path
         assert where.exists(), path
     symbols = {
         "STAGE_COMMANDS": PACKAGE / "cli.py",
-        "STAGE_OPTIONS": ROOT / "tests" / "unit" / "test_options.py",
-        "def targets(": PACKAGE / "plan" / "_base.py",
-        "def described_folders(": PACKAGE / "plan" / "_base.py",
-        "def _memory(": PACKAGE / "plan" / "_base.py",
+        "FAMILIES": PACKAGE / "plan" / "front.py",
+        "RuleDef": PACKAGE / "plan" / "rule.py",
+        "RuleFiles": PACKAGE / "plan" / "rule.py",
+        "Family": PACKAGE / "plan" / "rule.py",
+        "def fixed_mb(": PACKAGE / "plan" / "rule.py",
+        "def run_copies_mb(": PACKAGE / "plan" / "rule.py",
+        "def files(": PACKAGE / "plan" / "context.py",
+        "def folders(": PACKAGE / "plan" / "rule.py",
         "class Folder": PACKAGE / "io" / "output_folders.py",
-        "RULE_LOGS": PACKAGE / "io" / "rule_logs.py",
         "def parse_options(": PACKAGE / "options.py",
-        # a stage in the middle of the chain: the consumer's inputs, resources, the cluster
-        "def _glm_inputs(": PACKAGE / "plan" / "sessions.py",
-        "def _analysis_mask_inputs(": PACKAGE / "plan" / "sessions.py",
-        "def _diagnostics_items(": PACKAGE / "plan" / "subjects.py",
-        "def _report_inputs(": PACKAGE / "plan" / "subjects.py",
-        "SPECS": PACKAGE / "plan" / "specs.py",
-        "def _rule(": PACKAGE / "plan" / "specs.py",
-        "def _work_scale(": PACKAGE / "plan" / "_base.py",
+        # a stage in the middle of the chain: the consumer's inputs
+        "def _fit_inputs(": PACKAGE / "plan" / "families" / "glm.py",
+        "def _mask_inputs(": PACKAGE / "plan" / "families" / "glm.py",
+        "def _diagnostics_items(": PACKAGE / "plan" / "families" / "report.py",
+        "def _report_inputs(": PACKAGE / "plan" / "families" / "report.py",
         "ALL_VARIANTS": PACKAGE / "variants.py",
         "def series_tr(": PACKAGE / "stages" / "glm" / "inputs.py",
-        "SECTIONS": PACKAGE / "io" / "describe.py",
-        "MINUTES": PACKAGE / "resources.py",
-        "RUN_RULES": PACKAGE / "resources.py",
-        "SESSION_RULES": PACKAGE / "resources.py",
-        "FIXED_MB": PACKAGE / "resources.py",
-        "groups:": ROOT / "profiles" / "slurm" / "config.yaml",
+        "RUN_GROUP_RULE": PACKAGE / "plan" / "front.py",
+        "NOT_MEASURED": ROOT / "tests" / "unit" / "test_resources_measured.py",
         "CHANGES": ROOT / "tests" / "workflow" / "test_regeneration.py",
     }
     for symbol, path in symbols.items():

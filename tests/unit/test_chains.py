@@ -32,8 +32,8 @@ def _chain(plan, side: str, echoes: int = 3):
 def _makers(plan, combine: str, side: str) -> list[str]:
     """The rules that would make a run's ``combine`` on ``side``."""
     rules = [r for s, r in (("nordic", "nordic"), ("raw", "spatial_resample")) if s == side]
-    found = [r for r in rules if combine in plan.folded_combines(side)]
-    if side in plan.separate_combine_sides(combine):
+    found = [r for r in rules if combine in plan.chains.folded_combines(side)]
+    if side in plan.chains.separate_combine_sides(combine):
         found.append({"single": "single_echo", "optcom": "optcom"}[combine])
     return found
 
@@ -44,12 +44,13 @@ def test_default_config_folds_what_every_session_of_a_side_fits(bids, tmp_path):
     in the comparison session only (and for the NORDIC ICA's raw_run count, which needs no
     raw combination), which fits every variant: both folded."""
     plan = make_plan(bids, tmp_path)
-    assert plan.chain_sides() == ["raw", "nordic"]
-    assert plan.spatial_host == "nordic"
-    assert plan.chain_steps("nordic") == ("spatial_run", "nordic", "spatial_resample", "optcom")
-    assert plan.chain_steps("raw") == ("spatial_resample", "single_echo", "optcom")
-    assert plan.separate_combine_sides("single") == ["nordic"]
-    assert plan.separate_combine_sides("optcom") == []
+    chains = plan.chains
+    assert chains.chain_sides() == ["raw", "nordic"]
+    assert chains.spatial_host == "nordic"
+    assert chains.chain_steps("nordic") == ("spatial_run", "nordic", "spatial_resample", "optcom")
+    assert chains.chain_steps("raw") == ("spatial_resample", "single_echo", "optcom")
+    assert chains.separate_combine_sides("single") == ["nordic"]
+    assert chains.separate_combine_sides("optcom") == []
     assert _chain(plan, "nordic").conda.endswith("tedana.yaml")
     for side in ("raw", "nordic"):
         for combine in ("single", "optcom"):
@@ -63,7 +64,7 @@ def test_folding_follows_the_config_not_the_sessions_of_the_dataset(bids, tmp_pa
     make_bids_tree(one, subjects=("01",), sessions=("01",), runs=("01",), data=False)
     two, single = make_plan(bids, tmp_path / "a"), make_plan(one, tmp_path / "b")
     for side in ("raw", "nordic"):
-        assert two.chain_steps(side) == single.chain_steps(side)
+        assert two.chains.chain_steps(side) == single.chains.chain_steps(side)
 
 
 BOTH = ("single", "optcom")
@@ -90,8 +91,8 @@ BOTH = ("single", "optcom")
 )  # fmt: skip
 def test_folded_combinations_per_config(bids, tmp_path, config, folded):
     plan = make_plan(bids, tmp_path, **config)
-    assert {s: plan.folded_combines(s) for s in plan.chain_sides()} == folded
-    for side in plan.nordic_variants:
+    assert {s: plan.chains.folded_combines(s) for s in plan.chains.chain_sides()} == folded
+    for side in plan.ctx.nordic_variants:
         for combine in set(plan.config["variants"]["combine"]) - {"denoised"}:
             assert len(_makers(plan, combine, side)) == 1, (side, combine)
 
@@ -128,9 +129,9 @@ def test_the_geometry_runs_in_a_chain_that_runs_in_every_session(bids, tmp_path,
     chain_sides order) that every session runs, from the config alone; without one it keeps a
     job of its own."""
     plan = make_plan(bids, tmp_path, **config)
-    assert plan.spatial_host == host
-    for side in plan.chain_sides():
-        steps = plan.chain_steps(side)
+    assert plan.chains.spatial_host == host
+    for side in plan.chains.chain_sides():
+        steps = plan.chains.chain_steps(side)
         assert ("spatial_run" in steps) == (side == host)
         if side == host:
             assert steps[0] == "spatial_run"
@@ -143,26 +144,43 @@ def test_the_host_chain_makes_the_geometry_and_reads_the_subject_reference(bids,
     boldref, which the grid reads too."""
     plan = make_plan(bids, tmp_path)
     outs = _chain(plan, "nordic").output
-    spatial = plan.spatial_run_outputs()
+    spatial = plan.spatial.run_outputs()
     assert {f"spatial_{k}": v for k, v in spatial.items()}.items() <= outs.items()
-    reference = plan.spatial_reference_outputs("01")["boldref"]
+    reference = plan.spatial.reference_outputs("01")["boldref"]
     assert reference.endswith("spatial/sub-01/func/sub-01_desc-reference_boldref.nii.gz")
     for run in plan.dataset.runs:
         wc = SimpleNamespace(run_prefix=reg.run_key(run.entities)[1])
-        inputs = _chain(plan, "nordic").input(wc)
+        inputs = _chain(plan, "nordic").input_function(wc)
         assert "geometry" not in inputs and inputs["spatial_echo"].endswith(
             "echo-2_part-mag_bold.nii.gz"
         )
-        is_ref = plan.reference_run("01") is run
+        is_ref = plan.ctx.reference_run("01") is run
         assert inputs.get("spatial_reference") == (None if is_ref else reference)
         geometry = _chain(plan, "nordic").params["resample_geometry"](wc)
-        assert geometry == plan.spatial_run_outputs(run)["xfm"]
+        assert geometry == plan.spatial.run_outputs(run)["xfm"]
         # the raw chain waits for the host's geometry
-        raw = _chain(plan, "raw").input(wc)
-        assert raw["geometry"] == plan.spatial_run_outputs(run)["xfm"]
+        raw = _chain(plan, "raw").input_function(wc)
+        assert raw["geometry"] == plan.spatial.run_outputs(run)["xfm"]
         assert not any(k.startswith("spatial_") for k in raw)
-    assert plan.spec("spatial_subject").input(SimpleNamespace(subject="01"))["boldref"] == reference
-    assert plan.rule_steps("spatial_reference") == ("spatial_run",)
+    assert (
+        plan.spec("spatial_subject").input_function(SimpleNamespace(subject="01"))["boldref"]
+        == reference
+    )
+    # the subject's reference job is the geometry step of its reference run: its own
+    # definition, with the geometry step's figures, so the same resources
+    assert plan.rule_steps("spatial_reference") == ("spatial_reference",)
+    ref, geometry = plan.definition("spatial_reference"), plan.definition("spatial_run")
+    figures = ("memory", "minutes", "threads", "scale", "per_echo")
+    assert [getattr(ref, f) for f in figures] == [getattr(geometry, f) for f in figures]
+    first = SimpleNamespace(run_prefix=reg.run_key(plan.ctx.reference_run("01").entities)[1])
+    subject = SimpleNamespace(subject="01")
+    for attempt in (1, 2):
+        assert plan.mem_mb("spatial_reference")(subject, attempt) == plan.mem_mb("spatial_run")(
+            first, attempt
+        )
+        assert plan.runtime("spatial_reference")(subject, attempt) == plan.runtime("spatial_run")(
+            first, attempt
+        )
 
 
 def test_chain_outputs_and_steps_of_a_job(bids, tmp_path):
@@ -187,10 +205,10 @@ def test_chain_outputs_and_steps_of_a_job(bids, tmp_path):
     assert not any(k.startswith("echo") for k in raw)
     assert "/combine-raw/" in raw["single_bold"] and "/preproc-raw/" in raw["preproc_echo1_bold"]
     wc = SimpleNamespace(run_prefix=reg.run_key(plan.dataset.runs[0].entities)[1])
-    inputs = _chain(plan, "nordic").input(wc)
+    inputs = _chain(plan, "nordic").input_function(wc)
     assert len(inputs["mag"]) == len(inputs["phase"]) == 3 and "echo" not in inputs
     assert {"grid", "xfm"} <= set(inputs)
-    assert len(_chain(plan, "raw").input(wc)["echo"]) == 3
+    assert len(_chain(plan, "raw").input_function(wc)["echo"]) == 3
     params = _chain(plan, "raw").params
     assert "nordic_args" not in params and {"resample_echo", "combine_echo", "work"} <= set(params)
     assert _chain(plan, "nordic").message == (
@@ -203,17 +221,19 @@ def test_every_fitted_combination_of_every_run_is_made(bids, tmp_path):
     """Every run's single echo and optcom of the variants its session fits match the output
     pattern of exactly one rule: a chain that folds it, or its own rule."""
     plan = make_plan(bids, tmp_path)
-    patterns = {side: list(_chain(plan, side).output.values()) for side in plan.chain_sides()}
+    patterns = {
+        side: list(_chain(plan, side).output.values()) for side in plan.chains.chain_sides()
+    }
     for combine in ("single", "optcom"):
-        for side in plan.separate_combine_sides(combine):
+        for side in plan.chains.separate_combine_sides(combine):
             own = plan.spec({"single": "single_echo", "optcom": "optcom"}[combine]).output
             patterns.setdefault(f"{combine}-{side}", []).extend(own.values())
     checked = 0
     for run in plan.dataset.runs:
-        for v in map(Variant, plan.session_variants(run.subject, run.session)):
+        for v in map(Variant, plan.fitted.session_variants(run.subject, run.session)):
             if v.combine == "denoised":
                 continue
-            bold = plan.combine_outputs(v.combine, run, v.nordic)["bold"]
+            bold = plan.combine.outputs(v.combine, run, v.nordic)["bold"]
             rules = [r for r, pats in patterns.items() if any(_matches(p, bold) for p in pats)]
             # a combination's own rule matches any side; its wildcard constraint keeps it to
             # the sides that do not fold it

@@ -130,7 +130,7 @@ def bids(tmp_path_factory) -> Path:
 
 def test_the_plan_puts_confounds_beside_every_series_it_makes(bids, tmp_path):
     plan = make_plan(bids, tmp_path)
-    targets = {str(Path(t).relative_to(plan.out)) for t in plan.targets()}
+    targets = {str(Path(t).relative_to(plan.ctx.out)) for t in plan.targets()}
     confounds = {t for t in targets if t.endswith("_desc-confounds_timeseries.tsv")}
     folders = {t.split("/")[0] for t in confounds}
     assert folders == {"spatial", "combine-raw", "combine-nordic", "preproc-raw", "preproc-nordic"}
@@ -138,13 +138,14 @@ def test_the_plan_puts_confounds_beside_every_series_it_makes(bids, tmp_path):
     run = plan.dataset.runs[0]
     spec = plan.spec("confounds")
     assert set(spec.output) == {"combine", "combine_json", "preproc", "preproc_json"}
-    assert spec.input["confounds"] == plan.spatial_run_outputs()["confounds"]
-    name = reg.get("spatial.confounds").path(plan.out, reg.run_key(run.entities)).name
-    assert plan.confounds_outputs(run, "raw")["combine"].endswith(
+    assert spec.input["confounds"] == plan.spatial.run_outputs()["confounds"]
+    name = reg.get("spatial.confounds").path(plan.ctx.out, reg.run_key(run.entities)).name
+    assert plan.spatial.confounds_outputs(run, "raw")["combine"].endswith(
         f"combine-raw/sub-01/ses-01/func/{name}"
     )
     # the resampled echoes not kept: no confounds in their folder
-    kept = make_plan(bids, tmp_path, spatial={"keep_echoes": False}).confounds_outputs(run, "raw")
+    dropped = make_plan(bids, tmp_path, spatial={"keep_echoes": False})
+    kept = dropped.spatial.confounds_outputs(run, "raw")
     assert set(kept) == {"combine", "combine_json"}
     # no spatial preprocessing: no confounds at all
     off = make_plan(bids, tmp_path, spatial={"enabled": False})

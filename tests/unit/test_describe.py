@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from echoprep.cli import main
-from echoprep.io.describe import DOCS, folder_outputs
+from echoprep.io.describe import folder_outputs
 from echoprep.io.images import atomic_save, save_tool_output
 from echoprep.io.outputs import FOLDERS
 from echoprep.io.sidecars import write_sidecar
@@ -50,7 +50,7 @@ def test_describe_writes_description_bidsignore_and_readme(tmp_path, kind):
     for output in folder_outputs(folder):
         assert f"{output.suffix}{output.extension}`" in readme, output.key
         assert output.description in readme, output.key
-    for page in DOCS.get(kind, ("docs/architecture.md",)):
+    for page in folder.docs:
         assert page in readme
     for pattern in folder.bidsignore:
         assert f"`{pattern}`" in readme

@@ -20,7 +20,16 @@ import lock  # noqa: E402  (envs/lock.py, a script)
 
 from echoprep import preflight  # noqa: E402
 
-RULE_FILES = [*sorted((ROOT / "workflow" / "rules").glob("*.smk")), ROOT / "Snakefile"]
+RULES_DIR = ROOT / "workflow" / "rules"
+RULE_FILES = [*sorted(RULES_DIR.glob("*.smk")), ROOT / "Snakefile"]
+#: Configs whose rules run in other envs: the default; NORDIC's and our GLM engine's heavy
+#: steps on a GPU (envs/gpu.yaml); upstream GLMsingle (envs/glmsingle.yaml).
+CONFIGS = {
+    "default": {},
+    "nordic-cuda": {"nordic": {"device": "cuda"}},
+    "glm-cuda": {"glm": {"device": "cuda"}},
+    "glmsingle": {"glm": {"engine": "glmsingle"}},
+}
 EXACT_PIP = re.compile(r"^([A-Za-z0-9_.\-]+)==([0-9][0-9A-Za-z.+\-]*)$")
 EXACT_CONDA = re.compile(r"^([A-Za-z0-9_.\-]+)=([0-9][0-9.]*)$")
 
@@ -64,7 +73,8 @@ def _skip_without_wheel_extras(env_file: Path | None = None) -> None:
 
 
 def _rule_blocks() -> list[tuple[Path, str, str]]:
-    """(file, rule name, rule body) for every rule."""
+    """(file, rule name, rule body) for every rule a rule file spells out by name (``rule
+    all``; the others are defined from the plan's specs by ``workflow/rules/jobs.smk``)."""
     out = []
     for path in RULE_FILES:
         text = path.read_text()
@@ -77,37 +87,70 @@ def _rule_blocks() -> list[tuple[Path, str, str]]:
     return out
 
 
-def _env_files() -> dict[str, list[Path]]:
-    """Rule -> the env files its ``conda:`` may name: a literal path, or ``GLM_CONDA_ENV``
-    (the GLM rules: one env per ``glm.engine``, ``echoprep.preflight.GLM_ENVS``)."""
-    envs = {}
-    for path, name, body in _rule_blocks():
-        m = re.search(r"conda:\s*\n\s*(?:\"([^\"]+)\"|(GLM_CONDA_ENV)\n)", body)
-        if m and m.group(1):
-            envs[name] = [(path.parent / m.group(1)).resolve()]
-        elif m:
-            envs[name] = list(preflight.GLM_ENVS.values())
-    return envs
+def _jobs_blocks() -> list[str]:
+    """The bodies of the rule blocks of ``workflow/rules/jobs.smk`` (one per kind of rule,
+    each taking everything from its ``spec``)."""
+    text = (RULES_DIR / "jobs.smk").read_text()
+    return re.split(r"^\s+rule:\n", text, flags=re.M)[1:]
 
 
-def test_every_rule_that_runs_a_command_names_an_existing_env():
+@pytest.fixture(scope="module")
+def plans(tmp_path_factory) -> dict:
+    """Config name (:data:`CONFIGS`) -> (validated config, every rule's spec)."""
+    from helpers.bidstree import make_bids_tree
+    from helpers.plans import make_plan
+
+    base = tmp_path_factory.mktemp("envs")
+    root = make_bids_tree(base / "bids", data=False)
+    found = {}
+    for name, config in CONFIGS.items():
+        plan = make_plan(root, base / name, **config)
+        specs = plan.specs()
+        # every rule (a per-run chain's once per echo count: one here) has its spec
+        assert [s.name for s in specs] == plan.rule_names()
+        found[name] = (plan.config, specs)
+    return found
+
+
+def _env_of(spec) -> Path:
+    """The env file a spec's ``conda:`` names (relative to the rule files, or absolute)."""
+    return (RULES_DIR / spec.conda).resolve()
+
+
+def test_every_rule_that_runs_a_command_names_an_existing_env(plans):
     blocks = _rule_blocks()
-    assert len(blocks) >= 4
-    envs = _env_files()
-    for path, name, body in blocks:
+    for path, name, body in blocks:  # a rule spelled out in a rule file
         if re.search(r"^\s+(shell|script):", body, flags=re.M):
-            assert name in envs, f"rule {name} in {path.name} runs a command but has no conda:"
-            for env in envs[name]:
-                assert env.is_file(), f"rule {name}: conda env {env} does not exist"
+            assert re.search(r"conda:\s*\n\s*\"[^\"]+\"", body), (
+                f"rule {name} in {path.name} runs a command but has no conda:"
+            )
+    # jobs.smk: every block that runs a command takes its env from the spec
+    for body in _jobs_blocks():
+        if re.search(r"^\s+(shell|script):", body, flags=re.M):
+            assert re.search(r"^\s+conda:\n\s+_?spec\.conda$", body, flags=re.M), body
+    for config, (_, specs) in plans.items():
+        assert len(specs) >= 4
+        for spec in specs:
+            if spec.shell:
+                assert spec.conda, f"{config}: rule {spec.name} runs a command but has no conda:"
+                env = _env_of(spec)
+                assert env.is_file(), f"{config}: rule {spec.name}: conda env {env} does not exist"
 
 
-def test_glm_rules_run_in_the_env_of_their_engine():
-    """Every rule that fits (``echoprep glm``/``glm-heldout``) names GLM_CONDA_ENV, which
-    glm.smk sets from glm.engine; upstream's env is ours plus the pinned upstream package."""
-    fitting = {n for _, n, b in _rule_blocks() if re.search(r"python -m echoprep glm\b", b)}
-    assert fitting == {"glm", "glm_reference", "glm_heldout"}
-    envs = _env_files()
-    assert all(envs[n] == list(preflight.GLM_ENVS.values()) for n in fitting)
+def test_glm_rules_run_in_the_env_of_their_engine(plans):
+    """Every rule that fits (``echoprep glm``/``glm-heldout``) runs in the env of glm.engine
+    (:func:`echoprep.preflight.glm_env`); upstream's env is ours plus the pinned upstream
+    package."""
+    for config, (validated, specs) in plans.items():
+        fitting = {s.name for s in specs if re.search(r"python -m echoprep glm\b", s.shell)}
+        assert fitting == {"glm", "glm_reference", "glm_heldout"}, config
+        env = preflight.glm_env(validated)
+        assert all(_env_of(s) == env for s in specs if s.name in fitting), config
+        if validated["glm"]["device"] != "cuda":
+            assert env in preflight.GLM_ENVS.values()
+    assert _env_of(next(s for s in plans["glmsingle"][1] if s.name == "glm")).name == (
+        "glmsingle.yaml"
+    )
     assert preflight.glm_env({"glm": {"engine": "echoprep"}}).name == "echoprep.yaml"
     assert preflight.glm_env({"glm": {"engine": "glmsingle"}}).name == "glmsingle.yaml"
     ours, _ = _env_pins(ROOT / "envs" / "echoprep.yaml")

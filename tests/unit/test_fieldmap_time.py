@@ -242,14 +242,14 @@ def test_the_plan_passes_every_fieldmap_and_names_the_rules(tmp_path):
         "time, interpolated)."
     )
     run = plan.dataset.get_run("01", "01", "02")
-    names = sorted(Path(p).name for p in plan._geometry_inputs(run)["fieldmap"])
+    names = sorted(Path(p).name for p in plan.spatial.geometry_inputs(run)["fieldmap"])
     assert names == [
         "sub-01_ses-01_run-01_magnitude1.nii.gz",
         "sub-01_ses-01_run-01_phasediff.nii.gz",
         "sub-01_ses-01_run-02_magnitude1.nii.gz",
         "sub-01_ses-01_run-02_phasediff.nii.gz",
     ]
-    words = shlex.split(plan._geometry_args(run, None))
+    words = shlex.split(plan.spatial.geometry_args(run, None))
     spec = json.loads(words[words.index("--fieldmap-json") + 1])
     assert [c["weight"] for c in spec["combine"]] == pytest.approx([0.27, 0.73])
     nearest = make_plan(root, tmp_path / "n", spatial={"fieldmap_time": "nearest"})

@@ -343,16 +343,16 @@ def test_the_anatomy_from_another_scanner_gets_its_own_coefficient_file(tmp_path
         t2w={"ManufacturersModelName": PRISMA},
     )
     wc = SimpleNamespace(subject="01")
-    assert all(plan.gradient_choice(r).coefficients == str(terra) for r in plan.dataset.runs)
-    files = plan._anat_inputs(wc)
+    assert all(plan.gradients.choice(r).coefficients == str(terra) for r in plan.dataset.runs)
+    files = plan.anatomy._inputs(wc)
     assert files["gradient"] == str(prisma)
-    args = plan._anat_params(wc, _inputs(files))
+    args = plan.anatomy._params(wc, _inputs(files))
     spec = {"coefficients": str(prisma), "patient_position": "HFP"}
     assert args == f"--gradient-json '{json.dumps(spec, sort_keys=True)}'"
-    subject = plan._spatial_subject_inputs(wc)
+    subject = plan.spatial._subject_inputs(wc)
     assert subject["t2w_gradient"] == str(prisma)
     spec["patient_position"] = "HFS"
-    assert plan._spatial_subject_params(wc, _inputs(subject)).endswith(
+    assert plan.spatial._subject_params(wc, _inputs(subject)).endswith(
         f"--t2w-gradient-json '{json.dumps(spec, sort_keys=True)}'"
     )
     assert plan.gradient_summary() == (
@@ -360,8 +360,8 @@ def test_the_anatomy_from_another_scanner_gets_its_own_coefficient_file(tmp_path
     )
     # the rule: the coefficient file an input of the anatomy job, its spec a derived param
     rule = plan.spec("anatomy")
-    assert callable(rule.input) and rule.input(wc) == files
-    assert rule.params["args"] == plan._anat_params
+    assert rule.input == {} and rule.input_function(wc) == files
+    assert rule.params["args"] == plan.anatomy._params
 
 
 def test_a_scanner_corrected_anatomy_is_skipped_and_the_plan_line_says_why(tmp_path):
@@ -373,16 +373,16 @@ def test_a_scanner_corrected_anatomy_is_skipped_and_the_plan_line_says_why(tmp_p
         t2w={"ManufacturersModelName": PRISMA, "NonlinearGradientCorrection": False},
     )
     wc = SimpleNamespace(subject="01")
-    files = plan._anat_inputs(wc)
-    assert "gradient" not in files and plan._anat_params(wc, _inputs(files)) == ""
-    assert plan._spatial_subject_inputs(wc)["t2w_gradient"] == str(terra)  # "*": any scanner
+    files = plan.anatomy._inputs(wc)
+    assert "gradient" not in files and plan.anatomy._params(wc, _inputs(files)) == ""
+    assert plan.spatial._subject_inputs(wc)["t2w_gradient"] == str(terra)  # "*": any scanner
     assert plan.gradient_summary() == (
         "Gradient nonlinearity: 2 of 2 run(s) corrected; 1 of 2 anatomical image(s) "
         "corrected; 1 skipped, NonlinearGradientCorrection true (corrected on the scanner): "
         "sub-01_ses-01_T1w."
     )
     only_terra = _plan(tmp_path / "terra", {TERRA: str(terra)}, {"ManufacturersModelName": PRISMA})
-    assert "gradient" not in only_terra._anat_inputs(wc)
+    assert "gradient" not in only_terra.anatomy._inputs(wc)
     assert only_terra.gradient_summary() == (
         "Gradient nonlinearity: 2 of 2 run(s) corrected; 0 of 1 anatomical image(s) "
         "corrected; 1 skipped, no coefficient file for their scanner: sub-01_ses-01_T1w."
@@ -391,7 +391,7 @@ def test_a_scanner_corrected_anatomy_is_skipped_and_the_plan_line_says_why(tmp_p
     # corrected, also when the sidecar has no NonlinearGradientCorrection
     dis3d = {"ManufacturersModelName": PRISMA, "ImageType": ["ORIGINAL", "M", "NORM", "DIS3D"]}
     by_type = _plan(tmp_path / "dis3d", {"*": str(terra)}, dis3d)
-    assert "gradient" not in by_type._anat_inputs(wc)
+    assert "gradient" not in by_type.anatomy._inputs(wc)
     assert by_type.gradient_summary().endswith(
         "1 skipped, ImageType DIS3D (corrected in 3D on the scanner): sub-01_ses-01_T1w."
     )
@@ -404,18 +404,18 @@ def test_a_scanner_corrected_anatomy_is_skipped_and_the_plan_line_says_why(tmp_p
 def test_without_coefficients_the_anatomy_jobs_are_unchanged(tmp_path):
     plan = _plan(tmp_path, {}, {"ManufacturersModelName": PRISMA}, t2w={})
     wc = SimpleNamespace(subject="01")
-    files = plan._anat_inputs(wc)
-    assert files == {"t1w": plan._anat_t1w(wc)}
-    assert plan._anat_params(wc, _inputs(files)) == ""
-    subject = plan._spatial_subject_inputs(wc)
+    files = plan.anatomy._inputs(wc)
+    assert files == {"t1w": plan.anatomy.t1w(wc)}
+    assert plan.anatomy._params(wc, _inputs(files)) == ""
+    subject = plan.spatial._subject_inputs(wc)
     assert "t2w_gradient" not in subject
-    assert plan._spatial_subject_params(wc, _inputs(subject)) == _words(["--t2w", subject["t2w"]])
+    assert plan.spatial._subject_params(wc, _inputs(subject)) == _words(["--t2w", subject["t2w"]])
     assert plan.gradient_summary() == (
         "Gradient nonlinearity: not corrected (spatial.gradient_coefficients is empty)."
     )
 
 
 def _words(args: list[str]) -> str:
-    from echoprep.plan._base import _words as words
+    from echoprep.plan.context import words
 
     return words(args)

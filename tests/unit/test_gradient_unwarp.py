@@ -218,8 +218,8 @@ def test_plan_line_without_coefficients(tmp_path):
         "Gradient nonlinearity: not corrected (spatial.gradient_coefficients is empty)."
     )
     run = plan.dataset.runs[0]
-    assert "--gradient-json" not in plan._geometry_args(run, None)
-    assert "gradient" not in plan._geometry_inputs(run)
+    assert "--gradient-json" not in plan.spatial.geometry_args(run, None)
+    assert "gradient" not in plan.spatial.geometry_inputs(run)
 
 
 def test_scanner_corrected_runs_are_skipped_and_the_plan_line_says_why(tmp_path):
@@ -247,14 +247,14 @@ def test_scanner_corrected_runs_are_skipped_and_the_plan_line_says_why(tmp_path)
         "image(s) corrected; 1 skipped, no coefficient file for their scanner: "
         "sub-01_ses-01_T1w."
     )  # the T1w has no sidecar: no scanner (tests/unit/test_gradient_anatomy.py)
-    assert plan.gradient_choice(run1).spec() is None
-    assert "--gradient-json" not in plan._geometry_args(run1, None)
-    assert plan.gradient_choice(run2).spec() == {
+    assert plan.gradients.choice(run1).spec() is None
+    assert "--gradient-json" not in plan.spatial.geometry_args(run1, None)
+    assert plan.gradients.choice(run2).spec() == {
         "coefficients": str(coil),
         "patient_position": "HFS",
     }
-    assert plan._geometry_inputs(run2)["gradient"] == str(coil)
-    assert "--gradient-json" in plan._geometry_args(run2, None)
+    assert plan.spatial.geometry_inputs(run2)["gradient"] == str(coil)
+    assert "--gradient-json" in plan.spatial.geometry_args(run2, None)
 
 
 def test_runs_of_another_scanner_are_skipped(tmp_path):
@@ -292,7 +292,7 @@ def test_a_missing_coefficient_file_is_a_plan_error(tmp_path):
         plan.gradient_summary()
     assert str(err.value) == message
     with pytest.raises(PlanError, match=r"spatial\.gradient_coefficients"):
-        plan._geometry_inputs(plan.dataset.runs[0])
+        plan.spatial.geometry_inputs(plan.dataset.runs[0])
 
 
 # ---------------------------------------------------------------------------------------------

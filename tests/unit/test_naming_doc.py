@@ -1,8 +1,9 @@
 """docs/naming.md against the code: its rule table, its ``desc`` labels and their convention.
 
-- Table 1 (between ``<!-- rules-table -->`` markers) has one row per rule of the rule files
-  (``helpers.snake.rule_blocks``) and no other; the commands, modules, output stages and folders
-  it names exist, and every output stage of the file table is named by some row.
+- Table 1 (between ``<!-- rules-table -->`` markers) has one row per rule (``rule all`` and
+  each family's definitions, ``helpers.snake.rule_blocks``) and no other; the commands,
+  modules, output stages and folders it names exist, and every output stage of the file table
+  is named by some row.
 - Table 2 (between ``<!-- desc-table -->`` markers) lists every ``desc`` value of the file table
   (``echoprep.io.outputs.OUTPUTS``) and no other, with its casing, origin and output entries;
   the ``LAION loader`` labels are exactly the published files' and every label of a file a tool
@@ -20,12 +21,11 @@ import pytest
 from echoprep.cli import STAGE_COMMANDS
 from echoprep.io.output_folders import FOLDERS
 from echoprep.io.outputs import OUTPUTS
-from helpers.snake import rule_blocks
+from helpers.snake import rule_blocks, rule_definitions
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "naming.md"
 PACKAGE = ROOT / "workflow" / "echoprep"
-COMMON = ROOT / "workflow" / "rules" / "common.smk"
 
 #: Commands of ``python -m echoprep`` that are no stage (``echoprep.cli.build_parser``).
 BUILTIN_COMMANDS = {"simulate", "discover", "describe", "install-profile"}
@@ -104,7 +104,7 @@ def label_problems(rows: dict[str, list[str]]) -> list[str]:
     for label, (_, _, origin, _) in rows.items():
         if origin != "echoprep":
             continue  # a documented exception (LAION's, a tool's, or in their style)
-        if not OWN_LABEL.fullmatch(label):
+        if not OWN_LABEL.fullmatch(PLACEHOLDER.sub("", label)):  # as casing(): {x} left out
             problems.append(f"{label}: echoprep's own labels are lowerCamelCase")
         elif casing(label) == "lowerCamel":
             stages = {OUTPUTS[key].stage.split("_")[0] for key in desc_outputs().get(label, ())}
@@ -129,7 +129,7 @@ def test_every_rule_has_a_row_and_every_row_is_a_rule(doc):
 
 def test_the_commands_of_each_row_are_those_its_rule_runs(doc):
     blocks = rule_blocks()
-    steps = COMMON.read_text().split("STEP_COMMANDS = {", 1)[1].split("\n}\n", 1)[0]
+    steps = " ".join(d.command for d in rule_definitions().values())
     for rule, cells in rule_rows(doc).items():
         for command in _ticked(re.sub(r"\([^)]*\)", "", cells[1])):  # not the (remarks)
             words = command.split()
@@ -190,6 +190,8 @@ def test_the_checks_fail_on_a_missing_row_and_a_label_against_the_convention(doc
     row = next(line for line in doc.splitlines() if line.startswith("| `glm_analysis_mask` |"))
     assert "glm_analysis_mask" not in rule_rows(doc.replace(row + "\n", ""))
     assert label_problems({"SomeMap": ["`SomeMap`", "UpperCamel", "echoprep", ""]})
+    assert label_problems({"Some{combine}": ["`Some{combine}`", "UpperCamel", "echoprep", ""]})
+    assert not label_problems({"physio{combine}": ["`physio{combine}`", "lower", "echoprep", ""]})
     # tedana's label (stage combine), were it echoprep's own
     row = ["`adaptiveGoodSignal`", "lowerCamel", "echoprep", "`combine.optcom.mask`"]
     assert label_problems({"adaptiveGoodSignal": row})

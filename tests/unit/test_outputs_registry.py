@@ -216,7 +216,7 @@ def test_no_folder_name_is_spelled_outside_the_folder_table():
     [
         'folders.append("reports")',
         'folders += [f"combine-{n}" for n in sides]',
-        'RULE_LOGS = {"spatial_resample": ("preproc-raw", _RUN, "")}',
+        'log=("preproc-raw", RUN_KEY, ""),',
         'out / "glmsingle-analysis" / "sub-01"',
         'f"atlases/sub-{subject}/rois/{label}.nii.gz"',
         'Path(out) / "nordic"',
@@ -269,12 +269,32 @@ def test_folder_names_come_from_the_table():
         reg.folder_name("glmsingle")
 
 
+def _definitions() -> dict:
+    """Every rule's definition (:class:`echoprep.plan.rule.RuleDef`): the ``RULES`` of each
+    family class of :mod:`echoprep.plan.families`, by rule name."""
+    import importlib
+    import pkgutil
+
+    import echoprep.plan.families as families
+    from echoprep.plan.rule import Family
+
+    found = {}
+    for module in pkgutil.iter_modules(families.__path__):
+        mod = importlib.import_module(f"{families.__name__}.{module.name}")
+        for obj in vars(mod).values():
+            if isinstance(obj, type) and issubclass(obj, Family) and obj.__module__ == mod.__name__:
+                for defn in obj.RULES:
+                    assert found.setdefault(defn.name, defn) is defn, defn.name
+    return found
+
+
 def test_every_log_folder_is_a_derivative_folder():
     """The log names' folders are derivative folder names (or their wildcard templates)."""
-    from echoprep.io.rule_logs import RULE_LOGS
-
     templates = {f.template for f in reg.FOLDERS.values()}
-    for rule, (folder, _key, _tag) in RULE_LOGS.items():
+    definitions = _definitions()
+    assert definitions
+    for rule, defn in definitions.items():
+        folder, _key, _tag = defn.log
         if folder in ("", "{folder}"):  # the config snapshot; each folder's description
             continue
         assert folder in templates or reg.folder_kind(folder), rule
@@ -285,34 +305,49 @@ def test_every_log_folder_is_a_derivative_folder():
 # --------------------------------------------------------------------------------------
 
 
-def _workflow_rules() -> set[str]:
-    """Rule names of the rule files: ``rule NAME:``, the echo-count families
-    (``PLAN.spec("nordic", _echoes)``) and ``use rule X as NAME`` (which inherits X's log)."""
-    names: set[str] = set()
-    for path in (ROOT / "workflow" / "rules").glob("*.smk"):
-        text = _code(path)
-        names |= set(re.findall(r"^\s*rule (\w+):", text, re.M))
-        names |= set(re.findall(r'PLAN\.spec\(\s*"(\w+)", _echoes\)', text))
-    return names
+def test_every_rule_logs_under_a_unique_registry_name(tmp_path):
+    import dataclasses
 
+    from echoprep.io.rule_logs import benchmark_path, log_name, log_path
+    from helpers.bidstree import make_bids_tree
+    from helpers.plans import make_plan
 
-def test_every_rule_logs_under_a_unique_registry_name():
-    from echoprep.io.rule_logs import RULE_LOGS, benchmark_path, log_name, log_path
-
-    rules = _workflow_rules() - {"all"}  # rule all runs nothing
-    assert rules == set(RULE_LOGS)
-    names = [log_name(r) for r in RULE_LOGS]
-    assert len(set(names)) == len(names)  # two rules never write one log
-    assert log_name("nordic") == "nordic/{run_dir}/{run_prefix}"
-    assert log_path("w", "glm") == Path(
+    definitions = _definitions()
+    plan = make_plan(make_bids_tree(tmp_path / "bids", data=False), tmp_path)
+    # the workflow's rules (jobs.smk: one per spec) are the families' definitions
+    assert set(plan.rule_names()) == set(definitions)
+    names: dict[str, str] = {}
+    for rule, defn in definitions.items():
+        other = names.setdefault(log_name(defn.log), rule)
+        # two rules never write one log, but for a definition used again under another name
+        # (tedana_nordic: tedana's, for the other NORDIC variant: the jobs never meet)
+        if other != rule:
+            assert dataclasses.replace(definitions[other], name=rule) == defn, (rule, other)
+    assert len(set(names)) == len(definitions) - 1  # tedana_nordic
+    assert log_name(definitions["nordic"].log) == "nordic/{run_dir}/{run_prefix}"
+    assert log_path("w", definitions["glm"].log) == Path(
         "w/logs/glmsingle-{nordic}-{combine}/{ses_dir}/{ses_prefix}_glm.log"
     )
-    assert benchmark_path("w", "comparison") == Path("w/benchmarks/comparison/comparison.tsv")
-    assert log_path("w", "config_snapshot") == Path("w/logs/config_snapshot.log")
-    # the rule files take every log from their spec, which takes it from the table
-    for path in (ROOT / "workflow" / "rules").glob("*.smk"):
-        for directive in re.findall(r"^\s+(?:log|benchmark):\n\s+(.+)", _code(path), re.M):
-            assert directive in ("_spec.log,", "_spec.benchmark"), (path, directive)
+    assert benchmark_path("w", definitions["comparison"].log) == Path(
+        "w/benchmarks/comparison/comparison.tsv"
+    )
+    assert log_path("w", definitions["config_snapshot"].log) == Path("w/logs/config_snapshot.log")
+    # every rule's spec takes its log (and benchmark) from its definition
+    work = plan.config["work_dir"]
+    for spec in plan.specs():
+        defn = plan.definition(re.sub(r"_\d+echoes$", "", spec.name))
+        assert spec.log == str(log_path(work, defn.log)), spec.name
+        expected = None if defn.local else str(benchmark_path(work, defn.log))
+        assert spec.benchmark == expected, spec.name
+    # the rule files take every log from their spec
+    directives = [
+        (path, directive)
+        for path in (ROOT / "workflow" / "rules").glob("*.smk")
+        for directive in re.findall(r"^\s+(?:log|benchmark):\n\s+(.+)", _code(path), re.M)
+    ]
+    assert directives
+    for path, directive in directives:
+        assert re.fullmatch(r"_?spec\.(log,|benchmark)", directive), (path, directive)
 
 
 # --------------------------------------------------------------------------------------

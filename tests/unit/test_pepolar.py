@@ -166,7 +166,7 @@ def test_the_plan_says_the_runs_are_corrected_with_their_pair(pair_dataset, tmp_
     )
     # the geometry job reads both images of the pair (a changed image reruns it)
     run = plan.dataset.runs[0]
-    assert plan._geometry_inputs(run)["fieldmap"] == [str(p) for p, _, _ in run.fieldmap.epi]
+    assert plan.spatial.geometry_inputs(run)["fieldmap"] == [str(p) for p, _, _ in run.fieldmap.epi]
 
 
 def test_a_run_with_both_a_gre_fieldmap_and_a_pair_takes_the_preferred_one(tmp_path):

@@ -9,7 +9,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from echoprep import resources as res
 from echoprep.io import outputs as reg
 from echoprep.plan import RUN_STEM_PATTERN, Plan, PlanError, RuleHooks
 from helpers.bidstree import make_bids_tree
@@ -24,7 +23,7 @@ def bids(tmp_path_factory) -> Path:
 
 
 def _rel(plan: Plan, paths) -> set[str]:
-    return {str(Path(p).relative_to(plan.out)) for p in paths}
+    return {str(Path(p).relative_to(plan.ctx.out)) for p in paths}
 
 
 def test_sessions_that_would_get_nothing_are_named(bids, tmp_path):
@@ -59,20 +58,20 @@ def test_variants_sessions_all_produces_every_variant_of_every_run(bids, tmp_pat
         found = {t for t in targets if t.endswith(f"_desc-{desc}_bold.nii.gz")}
         assert len(found) == 2 * 2 * 2, desc  # sessions x runs x NORDIC sides
     # what is fitted does not change
-    assert plan.glm_variant_sessions() == _plan(bids, tmp_path).glm_variant_sessions()
+    assert plan.fitted.glm_variant_sessions() == _plan(bids, tmp_path).fitted.glm_variant_sessions()
 
 
 def test_targets_are_every_variant_output_of_the_comparison_session(bids, tmp_path):
     plan = _plan(bids, tmp_path)
     targets = _rel(plan, plan.targets())
     # 2 sessions x 2 runs x 2 NORDIC variants; the GLM fits only the comparison session
-    assert plan.glm_variants() == [
+    assert plan.fitted.glm_variants() == [
         "raw-single", "raw-optcom", "raw-denoised",
         "nordic-single", "nordic-optcom", "nordic-denoised",
     ]  # fmt: skip
     # every variant on the comparison session (the first), LAION-fMRI's choice on every one
-    assert {s for _, s in plan.glm_variant_sessions()["raw-single"]} == {"01"}
-    assert {s for _, s in plan.glm_variant_sessions()["nordic-optcom"]} == {"01", "02"}
+    assert {s for _, s in plan.fitted.glm_variant_sessions()["raw-single"]} == {"01"}
+    assert {s for _, s in plan.fitted.glm_variant_sessions()["nordic-optcom"]} == {"01", "02"}
     betas = {
         t
         for t in targets
@@ -81,7 +80,7 @@ def test_targets_are_every_variant_output_of_the_comparison_session(bids, tmp_pa
     }
     name = "sub-01_ses-0{}_task-images_space-T1w_stat-effect_desc-SingletrialBetas_statmap.nii.gz"
     assert betas == {
-        *(f"glmsingle-{v}/sub-01/ses-01/func/{name.format(1)}" for v in plan.glm_variants()),
+        *(f"glmsingle-{v}/sub-01/ses-01/func/{name.format(1)}" for v in plan.fitted.glm_variants()),
         f"glmsingle-nordic-optcom/sub-01/ses-02/func/{name.format(2)}",
     }
     # each run gets the variants fitted for its session (variants.sessions: fitted): both
@@ -97,7 +96,7 @@ def test_targets_are_every_variant_output_of_the_comparison_session(bids, tmp_pa
     assert descriptions == {
         "nordic", "combine-raw", "combine-nordic", "spatial", "preproc-raw", "preproc-nordic",
         "anat", "glmsingle-analysis", "rois", "reports", "comparison",
-        *(f"glmsingle-{v}" for v in plan.glm_variants()), "glmsingle-tedana", "atlases",
+        *(f"glmsingle-{v}" for v in plan.fitted.glm_variants()), "glmsingle-tedana", "atlases",
     }  # fmt: skip
     # every target is a name of the registry (or a dataset description)
     folders = [spec.pattern() for spec in reg.FOLDERS.values()]
@@ -114,10 +113,10 @@ def test_nordic_off_and_native_space_change_the_job_set(bids, tmp_path):
         publish={"laion": False},  # its variant nordic-optcom is not produced
     )
     targets = _rel(plan, plan.targets())
-    assert plan.nordic_variants == ["raw"] and plan.space() is None
+    assert plan.ctx.nordic_variants == ["raw"] and plan.ctx.space() is None
     assert not any(t.startswith(("nordic/", "combine-nordic", "anat/")) for t in targets)
     assert not any("space-T1w" in t for t in targets)
-    assert plan.diagnostics_pairs("01") == []
+    assert plan.report.diagnostics_pairs("01") == []
 
 
 def test_all_sessions_variants_get_subject_noise_ceilings(bids, tmp_path):
@@ -127,7 +126,7 @@ def test_all_sessions_variants_get_subject_noise_ceilings(bids, tmp_path):
         glm={"all_sessions_variants": ["raw-single"]},
         publish={"laion": False},  # its variant nordic-optcom is not on every session
     )
-    pairs = plan.glm_variant_sessions()
+    pairs = plan.fitted.glm_variant_sessions()
     assert pairs["raw-single"] == [("01", "01"), ("01", "02")]
     assert pairs["nordic-optcom"] == [("01", "01")]
     targets = _rel(plan, plan.targets())
@@ -156,21 +155,21 @@ def test_a_new_subject_adds_only_its_own_files(bids, tmp_path):
 def test_job_inputs_follow_the_wildcards(bids, tmp_path):
     plan = _plan(bids, tmp_path)
     wc = SimpleNamespace(run_prefix="sub-01_ses-01_task-images_run-02", nordic="nordic")
-    run = plan.run_of(wc)
+    run = plan.ctx.run_of(wc)
     # one NORDIC job per run: every echo's magnitude and phase, in echo-time order
-    inputs = plan.spec("nordic", 3).input(wc)
+    inputs = plan.spec("nordic", 3).input_function(wc)
     assert {k: inputs[k] for k in ("mag", "phase")} == {
         "mag": [str(e.mag) for e in run.echoes],
         "phase": [str(e.phase) for e in run.echoes],
     }
     magnitude_only = _plan(bids, tmp_path, nordic={"magnitude_only": True})
-    assert "phase" not in magnitude_only.spec("nordic", 3).input(wc)
+    assert "phase" not in magnitude_only.spec("nordic", 3).input_function(wc)
     # one resampling per run and NORDIC variant: every echo, NORDIC's outputs for "nordic"
-    resample = plan.resample_sources(run, "nordic")
-    assert resample == [plan.nordic_outputs(run, e.echo)["bold"] for e in run.echoes]
-    assert plan.resample_sources(run, "raw") == [str(e.mag) for e in run.echoes]
+    resample = plan.chain_rules.resample_sources(run, "nordic")
+    assert resample == [plan.chain_rules.nordic_outputs(run, e.echo)["bold"] for e in run.echoes]
+    assert plan.chain_rules.resample_sources(run, "raw") == [str(e.mag) for e in run.echoes]
     raw = SimpleNamespace(run_prefix=wc.run_prefix, nordic="raw")
-    tedana = plan.spec("tedana").input
+    tedana = plan.spec("tedana").input_function
     echoes = tedana(wc)["echoes"]
     assert [Path(e).name for e in echoes] == [
         f"sub-01_ses-01_task-images_run-02_echo-{k}_space-T1w_desc-preproc_bold.nii.gz"
@@ -185,16 +184,16 @@ def test_job_inputs_follow_the_wildcards(bids, tmp_path):
     session = SimpleNamespace(
         ses_prefix="sub-01_ses-01_task-images", nordic="raw", combine="optcom"
     )
-    glm = plan.spec("glm").input(session)
+    glm = plan.spec("glm").input_function(session)
     assert len(glm["bold"]) == 2 and glm["mask"].endswith("_space-T1w_desc-analysis_mask.nii.gz")
-    masks = plan.spec("glm_analysis_mask").input(session)
-    assert set(masks) == {*plan.glm_variants(), "brain"}
+    masks = plan.spec("glm_analysis_mask").input_function(session)
+    assert set(masks) == {*plan.fitted.glm_variants(), "brain"}
 
 
 def test_impossible_configs_are_refused_with_the_fix(bids, tmp_path):
     plan = _plan(bids, tmp_path, rois={"visual": {"session": "09"}})
     with pytest.raises(PlanError, match="sub-01 has no session '09'"):
-        plan.visual_source("01")
+        plan.rois.visual_source("01")
 
 
 def test_a_former_comparison_reference_is_noted_not_refused(bids, tmp_path):
@@ -227,7 +226,7 @@ def test_resources_grow_with_attempt_and_with_the_data(bids, tmp_path):
         assert 0 < small1 < small3, rule
         assert large.mem_mb(rule)(wc, 1) > small1, rule
         assert plan.runtime(rule)(wc, 2) > plan.runtime(rule)(wc, 1) > 0, rule
-    with pytest.raises(KeyError, match="no memory model"):
+    with pytest.raises(KeyError, match="no_such_rule"):
         plan.mem_mb("no_such_rule")(run, 1)
 
 
@@ -236,18 +235,18 @@ def test_nordic_and_resampling_take_every_echo_of_a_run_in_one_job(bids, tmp_pat
     are every echo's (keys ``echo<E>_<key>``), ``--out`` lists them in the order of the inputs,
     and the run time asked for is the per-echo minutes times the echoes."""
     plan = _plan(bids, tmp_path)
-    assert plan.echo_counts() == [3]
+    assert plan.ctx.echo_counts() == [3]
     spec = plan.spec("nordic", 3)
     assert spec.name == "nordic"
     assert spec.wildcard_constraints == {"run_prefix": RUN_STEM_PATTERN}
-    outs = plan.nordic_run_outputs(3)
-    per_echo = plan.nordic_outputs(None, "{echo}")
+    outs = plan.chain_rules.nordic_run_outputs(3)
+    per_echo = plan.chain_rules.nordic_outputs(None, "{echo}")
     assert set(outs) == {f"echo{e}_{k}" for e in (1, 2, 3) for k in per_echo}
-    assert outs["echo2_gfactor"] == plan.nordic_outputs(None, 2)["gfactor"]
-    preproc = plan.preproc_run_outputs(3)
+    assert outs["echo2_gfactor"] == plan.chain_rules.nordic_outputs(None, 2)["gfactor"]
+    preproc = plan.spatial.preproc_run_outputs(3)
     assert set(preproc) == {f"echo{e}_{k}" for e in (1, 2, 3) for k in ("bold", "bold_json")}
     wc = SimpleNamespace(run_prefix="sub-01_ses-02_task-images_run-01", nordic="raw")
-    run = plan.run_of(wc)
+    run = plan.ctx.run_of(wc)
     concrete = {k: v.format(run_dir="D", run_prefix="P", nordic="raw") for k, v in outs.items()}
     words = spec.params["nordic_out"](wc, concrete).split()
     assert [w.split("=")[0] for w in words] == ["bold", "gfactor", "removed"] * 3
@@ -272,9 +271,12 @@ def test_nordic_and_resampling_take_every_echo_of_a_run_in_one_job(bids, tmp_pat
     # summed over the steps of the chain job (geometry, NORDIC, resampling, folded combinations)
     assert plan.rule_steps("nordic") == ("spatial_run", "nordic", "spatial_resample", "optcom")
     assert plan.rule_steps("spatial_resample") == ("spatial_resample", "single_echo", "optcom")
+    per_echo = {s for s in plan.rule_steps("nordic") if plan.definition(s).per_echo}
+    assert per_echo == {"nordic", "spatial_resample"}
     for rule in ("nordic", "spatial_resample"):
         per_job = sum(
-            res.MINUTES[s] * (3 if s in res.ECHO_RULES else 1) for s in plan.rule_steps(rule)
+            plan.definition(s).minutes * (3 if plan.definition(s).per_echo else 1)
+            for s in plan.rule_steps(rule)
         )
         assert plan.runtime(rule)(wc, 1) == per_job
         assert plan.runtime(rule)(wc, 2) == 2 * per_job
@@ -290,7 +292,7 @@ def test_runs_with_different_echo_counts_get_one_rule_per_count(tmp_path):
         bids, subjects=("02",), runs=("01",), echoes=(0.01, 0.02, 0.03, 0.04), data=False
     )
     plan = _plan(bids, tmp_path)
-    assert plan.echo_counts() == [3, 4]
+    assert plan.ctx.echo_counts() == [3, 4]
     assert [plan.spec("nordic", n).name for n in (3, 4)] == ["nordic_3echoes", "nordic_4echoes"]
     for n, subjects in ((3, {"01", "010"}), (4, {"02"})):
         pattern = re.compile(plan.spec("nordic", n).wildcard_constraints["run_prefix"])
@@ -298,15 +300,16 @@ def test_runs_with_different_echo_counts_get_one_rule_per_count(tmp_path):
         assert matched == subjects, n
         assert not pattern.fullmatch("sub-03_ses-01_task-images_run-01")
     wc = SimpleNamespace(run_prefix="sub-02_ses-01_task-images_run-01", nordic="raw")
-    assert len(plan.spec("nordic", 4).input(wc)["mag"]) == 4
+    assert len(plan.spec("nordic", 4).input_function(wc)["mag"]) == 4
+    minutes = {s: plan.definition(s).minutes for s in plan.rule_steps("nordic")}
     assert plan.runtime("nordic")(wc, 1) == (
-        4 * (res.MINUTES["nordic"] + res.MINUTES["spatial_resample"])
-        + res.MINUTES["optcom"]
-        + res.MINUTES["spatial_run"]
+        4 * (minutes["nordic"] + minutes["spatial_resample"])
+        + minutes["optcom"]
+        + minutes["spatial_run"]
     )
     # the subject's reference job: the geometry step of its first run
     ref = SimpleNamespace(subject="02")
-    assert plan.runtime("spatial_reference")(ref, 1) == res.MINUTES["spatial_run"]
+    assert plan.runtime("spatial_reference")(ref, 1) == plan.definition("spatial_run").minutes
     assert plan.mem_mb("spatial_reference")(ref, 1) == plan.mem_mb("spatial_run")(wc, 1)
 
 
@@ -364,11 +367,11 @@ def test_the_distortion_correction_of_every_run_is_stated_in_one_line(tmp_path):
     )
     run = framewise.dataset.runs[0]
     assert run.fieldmap is None  # fieldmaps are not read for frame-wise correction
-    inputs = framewise._geometry_inputs(run)
+    inputs = framewise.spatial.geometry_inputs(run)
     assert inputs["framewise"] == [str(p) for e in run.echoes for p in (e.mag, e.phase)]
-    args = framewise._geometry_args(run, None)
+    args = framewise.spatial.geometry_args(run, None)
     assert "--framewise-json" in args and "--fieldmap-json" not in args
-    assert framewise.sdc_method(run) == "phase-framewise"
+    assert framewise.ctx.sdc_method(run) == "phase-framewise"
 
 
 def test_a_run_without_trials_is_preprocessed_but_left_out_of_its_sessions_glm(tmp_path):
@@ -385,10 +388,10 @@ def test_a_run_without_trials_is_preprocessed_but_left_out_of_its_sessions_glm(t
     session = SimpleNamespace(
         ses_prefix="sub-01_ses-01_task-images", nordic="raw", combine="optcom"
     )
-    glm = plan.spec("glm").input(session)
+    glm = plan.spec("glm").input_function(session)
     assert [Path(e).name for e in glm["events"]] == ["sub-01_ses-01_task-images_run-01_events.tsv"]
     assert len(glm["bold"]) == 1
     args = plan.spec("glm").params["session"](session, SimpleNamespace(keys=lambda: []))
     assert args.split()[:3] == ["--run-labels", "01", "--session"]
-    assert len(plan.spec("glm_analysis_mask").input(session)["raw-optcom"]) == 2
-    assert '"label_column": "stim_name"' in plan.options("glm")
+    assert len(plan.spec("glm_analysis_mask").input_function(session)["raw-optcom"]) == 2
+    assert '"label_column": "stim_name"' in plan.ctx.options("glm")

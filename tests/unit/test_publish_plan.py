@@ -1,6 +1,6 @@
-"""The plan of the LAION-fMRI layout (echoprep.plan.publish): which files are published for
-which config, the inputs of the publish jobs, and the refusal of a variant the config does not
-produce on every session."""
+"""The plan of the LAION-fMRI layout (echoprep.plan.families.publish): which files are
+published for which config, the inputs of the publish jobs, and the refusal of a variant the
+config does not produce on every session."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def bids(tmp_path_factory) -> Path:
 
 
 def _published(plan: Plan) -> set[str]:
-    out = plan.out
+    out = plan.ctx.out
     return {
         str(Path(t).relative_to(out))
         for t in plan.targets()
@@ -44,7 +44,7 @@ def test_the_default_publishes_nordic_optcom_under_the_loader_names(bids, tmp_pa
         trials = ses.format(s=s) + "desc-SingletrialBetas_trials"
         expected |= {trials + ".tsv", trials + ".json"}
     # every N-repeat ceiling the subject has (the tree mixes repeat counts)
-    repeats = plan.subject_repeat_counts("01")
+    repeats = plan.nc.subject_repeat_counts("01")
     assert repeats
     nreps = [f"desc-Noiseceiling{n}rep_statmap" for n in repeats]
     for name in ("desc-meanR2gt15mask_mask", "desc-NoiseceilingAllrep_statmap", *nreps):
@@ -63,25 +63,25 @@ def test_session_inputs_are_the_chosen_variants_originals(bids, tmp_path):
     plan = _plan(bids, tmp_path, publish={"variant": "raw-single"},
                  glm={"all_sessions_variants": ["raw-single"]})  # fmt: skip
     wc = SimpleNamespace(ses_prefix="sub-01_ses-02_task-images")
-    inputs = plan.spec("publish_session").input(wc)
+    inputs = plan.spec("publish_session").input_function(wc)
     assert set(inputs) == {"betas", "betas_json", "nc", "nc_json", "trials", "trials_json"}
     for path in inputs.values():
-        assert Path(path).relative_to(plan.out).parts[:3] == (
+        assert Path(path).relative_to(plan.ctx.out).parts[:3] == (
             "glmsingle-raw-single", "sub-01", "ses-02"
         )  # fmt: skip
-    sub = plan.spec("publish_subject").input(SimpleNamespace(subject="01"))
+    sub = plan.spec("publish_subject").input_function(SimpleNamespace(subject="01"))
     assert Path(sub["r2mean"]).name.endswith("_stat-rsquare_desc-R2mean_statmap.nii.gz")
     assert Path(sub["allrep"]).parts[-4] == "glmsingle-raw-single"
     wc = SimpleNamespace(subject="01", laion_roi="visuallyResponsive")
-    roi = plan.spec("publish_roi").input(wc)
+    roi = plan.spec("publish_roi").input_function(wc)
     assert Path(roi["roi"]).parts[-4:-1] == ("rois", "sub-01", "visual")
 
 
 def test_publish_args_name_sources_and_outputs_without_sidecars(bids, tmp_path):
     plan = _plan(bids, tmp_path)
     wc = SimpleNamespace(ses_prefix="sub-01_ses-01_task-images")
-    inputs = plan.spec("publish_session").input(wc)
-    outputs = plan.publish_session_outputs("01", "01")
+    inputs = plan.spec("publish_session").input_function(wc)
+    outputs = plan.publish.publish_session_outputs("01", "01")
     args = plan.spec("publish_session").params["args"](wc, inputs, outputs).split()
     at = args.index("--out")
     assert args[0] == "--source" and len(args[1:at]) == 3 and len(args[at + 1 :]) == 3
@@ -91,7 +91,7 @@ def test_publish_args_name_sources_and_outputs_without_sidecars(bids, tmp_path):
     wc = SimpleNamespace(subject="01")
     publish_subject = plan.spec("publish_subject")
     args = publish_subject.params["args"](
-        wc, publish_subject.input(wc), plan.publish_subject_outputs("01")
+        wc, publish_subject.input_function(wc), plan.publish.publish_subject_outputs("01")
     ).split()
     assert args[args.index("--r2mean") + 1].endswith("_desc-R2mean_statmap.nii.gz")
     assert [a.split("=")[0] for a in args[args.index("--out") + 1 :]] == ["mask", "allrep"]

@@ -113,21 +113,21 @@ def test_the_plan_passes_an_sbref_and_a_t2w_only_when_used(tmp_path: Path) -> No
             tmp_path / choice,
             spatial={"motion_reference": choice, "registration_target": "auto"},
         )
-        inputs = plan._spatial_run_inputs(wc)
-        args = plan._geometry_args(plan.run_of(wc), None)
+        inputs = plan.spatial.geometry_inputs(plan.ctx.run_of(wc))
+        args = plan.spatial.geometry_args(plan.ctx.run_of(wc), None)
         assert (inputs.get("sbref") == str(sbref)) is used
         assert ("--sbref" in args) is used
-        assert "sbref" not in plan._spatial_run_inputs(
-            SimpleNamespace(run_prefix="sub-01_ses-01_task-images_run-01")
+        assert "sbref" not in plan.spatial.geometry_inputs(
+            plan.ctx.run_of(SimpleNamespace(run_prefix="sub-01_ses-01_task-images_run-01"))
         )
     auto = make_plan(root, tmp_path / "t2", spatial={"registration_target": "auto"})
-    files = auto._spatial_subject_inputs(wc)
+    files = auto.spatial._subject_inputs(wc)
     assert files["t2w"] == str(t2w)
-    assert auto._spatial_subject_params(wc, SimpleNamespace(**files, keys=files.keys)).startswith(
+    assert auto.spatial._subject_params(wc, SimpleNamespace(**files, keys=files.keys)).startswith(
         "--t2w"
     )
     t1 = make_plan(root, tmp_path / "t1", spatial={"registration_target": "T1w"})
-    assert "t2w" not in t1._spatial_subject_inputs(wc)
+    assert "t2w" not in t1.spatial._subject_inputs(wc)
 
 
 # ---------------------------------------------------------------------------------------------

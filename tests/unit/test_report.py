@@ -739,7 +739,7 @@ def test_native_output_space_passes_the_motion_confounds_to_the_report(tmp_path)
         }
     )
     plan = Plan(cfg, discover(cfg["bids_dir"], cache_dir=tmp_path / "w" / "idx"))
-    files = plan.spec("subject_report").input(SimpleNamespace(subject="01"))
+    files = plan.spec("subject_report").input_function(SimpleNamespace(subject="01"))
     assert [Path(p).name for p in files.get("confounds", [])] == [
         f"sub-01_ses-01_task-images_run-0{r}_desc-confounds_timeseries.tsv" for r in (1, 2)
     ]

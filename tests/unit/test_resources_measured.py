@@ -29,7 +29,6 @@ import pytest
 
 from helpers.bidstree import EVENTS_COLUMNS, events_path, make_bids_tree
 from helpers.plans import make_plan
-from helpers.snake import rule_aliases
 
 TABLE = Path(__file__).resolve().parents[2] / "benchmarks" / "laion_session.json"
 MEM_HEADROOM = 1.2
@@ -89,12 +88,6 @@ def _rows(measured: dict) -> list[dict]:
     return [r for r in measured["rules"] if r["rule"] not in DEFAULT_RESOURCES]
 
 
-def _requesting(rule: str) -> str:
-    """The rule whose spec a measured rule's jobs take, so whose requests they make: BASE for
-    ``use rule BASE as NAME`` (``tedana_nordic``'s jobs ask what tedana's spec computes)."""
-    return rule_aliases().get(rule, rule)
-
-
 def _measured_jobs_per_job(measured: dict, row: dict, plan) -> int:
     """How many measured jobs one job of the rule now is: the echoes of a run for the rules
     measured per echo (``nordic``, ``spatial_resample`` in the table of 2026-11-24), else 1."""
@@ -102,7 +95,7 @@ def _measured_jobs_per_job(measured: dict, row: dict, plan) -> int:
         return 1
     per_run = row["jobs_per_session"] / measured["geometry"]["runs_per_session"]
     factor = per_run / JOBS_PER_RUN[row["rule"]]
-    echoes = len(plan.run_of(WC).echoes)
+    echoes = len(plan.ctx.run_of(WC).echoes)
     assert factor in (1, echoes), (row["rule"], factor)
     return int(factor)
 
@@ -133,7 +126,7 @@ def test_memory_requests_cover_the_measured_peaks_without_waste(measured, plan):
         # a job per run of a rule measured per echo holds one echo at a time: the same peak;
         # a chain's steps run one after another: the largest step's peak
         peak_mb = max(r["peak_gib_max"] for r in _steps(measured, row, plan)) * 2**30 / 1e6
-        mem_mb = plan.mem_mb(_requesting(row["rule"]))
+        mem_mb = plan.mem_mb(row["rule"])
         mem1 = mem_mb(WC, 1)
         if not MEM_HEADROOM * peak_mb <= mem1 <= MEM_WASTE * peak_mb + 1000:
             problems.append(f"{row['rule']}: measured {peak_mb:.0f} MB, requests {mem1} MB")
@@ -150,7 +143,7 @@ def test_runtime_requests_cover_the_measured_wall_time_without_waste(measured, p
             r["wall_s_max"] / 60 * _measured_jobs_per_job(measured, r, plan)
             for r in _steps(measured, row, plan)
         )
-        runtime = plan.runtime(_requesting(row["rule"]))
+        runtime = plan.runtime(row["rule"])
         run1 = runtime(WC, 1)
         if not TIME_HEADROOM * wall_min <= run1 <= TIME_WASTE * wall_min + 15:
             problems.append(f"{row['rule']}: measured {wall_min:.1f} min, requests {run1} min")
@@ -164,19 +157,25 @@ NOT_MEASURED = {
 }
 
 
-def test_every_rule_with_a_resource_model_was_measured(measured):
+def _modelled(plan) -> set[str]:
+    """The rules with a resource model: every rule whose definition has a memory model (an
+    in-process rule has none, and no resources)."""
+    return {r for r in plan.rule_names() if plan.definition(r).memory is not None}
+
+
+def test_every_rule_with_a_resource_model_was_measured(measured, plan):
     """A rule added (or renamed) without re-running the benchmark fails here instead of
     passing the two checks above unchecked."""
-    from echoprep import resources as res
-
+    modelled = _modelled(plan)
+    assert not modelled & DEFAULT_RESOURCES  # they take the profile's defaults
     rows = {r["rule"] for r in measured["rules"]}
-    missing = sorted(set(res.MINUTES) - rows - set(NOT_MEASURED))
+    missing = sorted(modelled - rows - set(NOT_MEASURED))
     assert missing == [], (
         f"no row in {TABLE.name} for {missing}: re-run benchmarks/laion_session.py --runs 1 "
         f"--json {TABLE.relative_to(TABLE.parents[1])}, or name the rule in NOT_MEASURED with "
         "the reason"
     )
-    assert set(NOT_MEASURED) <= set(res.MINUTES)  # no stale entries
+    assert set(NOT_MEASURED) <= modelled  # no stale entries
 
 
 def test_the_measured_session_meets_the_targets(measured):

@@ -162,7 +162,7 @@ def test_discovery_and_plan_take_the_anatomy_only_session(laion_like: Path, tmp_
     assert {r.session for r in ds.runs} == {"01"} and ds.sessions("01") == ["01"]
     assert ds.warnings == ()
     plan = make_plan(laion_like, tmp_path)
-    assert plan._anat_t1w(type("W", (), {"subject": "01"})()) == str(ds.t1w["01"])
+    assert plan.anatomy.t1w(type("W", (), {"subject": "01"})()) == str(ds.t1w["01"])
     targets = plan.targets()
     assert targets and not [t for t in targets if SESSION in t]
 

@@ -1,10 +1,12 @@
-"""One spec per rule (echoprep.plan.specs): every rule of the rule files has one and takes its
-files, params, log and resources from it; every spec's log is the registry's; the names its
-shell command uses are the spec's; every row of the rule tables of echoprep.resources is read
-by the jobs of its rule."""
+"""One rule, one place (echoprep.plan.families): every rule is defined once, in one family
+module, and no table keyed by rule names exists outside it; the plan joins each definition
+with its family's files into the spec Snakemake takes (workflow/rules/jobs.smk); every spec's
+log is the registry's; the names its shell command uses are its own; every rule exists under
+every config and each has jobs under some config."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -16,31 +18,23 @@ import pytest
 from snakemake.io import apply_wildcards, regex_from_filepattern, update_wildcard_constraints
 from snakemake.iocontainers import Wildcards
 
-from echoprep import resources as res
 from echoprep.io import rule_logs
-from echoprep.plan import Plan, PlanError, RuleHooks
+from echoprep.plan import Plan, PlanError, RuleHooks, RuleSpec
 from echoprep.plan.chains import CHAIN_RULES
-from echoprep.plan.specs import RuleSpec, SpecPlan
+from echoprep.plan.front import FAMILIES, rule_definitions
+from echoprep.plan.rule import NO_JOBS, RuleDef
 from helpers.bidstree import make_bids_tree
 from helpers.plans import make_plan, plan_config
-from helpers.snake import (
-    ROOT,
-    local_rules,
-    planned_outputs,
-    rule_aliases,
-    rule_blocks,
-    wildcard_constraints,
-)
+from helpers.snake import ROOT, RULE_FILES, planned_outputs, wildcard_constraints
 
-#: Rules without a spec of their own: the target rule, and ``use rule tedana as
-#: tedana_nordic`` (tedana's spec, its own wildcard constraint).
-NO_SPEC = {"all", "tedana_nordic"}
-#: Config under which every rule of the rule files has jobs (spatial_run: no chain runs in
-#: every session; single_echo and optcom: some side does not fold them).
+PACKAGE = ROOT / "workflow" / "echoprep"
+FAMILY_DIR = PACKAGE / "plan" / "families"
+#: Config under which the rules that have no jobs by default have some (spatial_run: no chain
+#: runs in every session; single_echo and optcom: some side does not fold them).
 EVERY_RULE = {"nordic": {"enabled": False}}
-#: Configs whose jobs, together, are jobs of every rule of the rule files (on :func:`bids`,
-#: with a user ROI): spatial preprocessing off leaves the raw side without a chain, so its
-#: optimal combination is a job of ``optcom`` (which the two above fold into a chain).
+#: Configs whose jobs, together, are jobs of every rule (on :func:`bids`, with a user ROI):
+#: spatial preprocessing off leaves the raw side without a chain, so its optimal combination
+#: is a job of ``optcom`` (which the two above fold into a chain).
 JOB_CONFIGS = {
     "default": {},
     "nordic-off": EVERY_RULE,
@@ -93,76 +87,208 @@ def _job_wildcards(spec: RuleSpec, files: set[str]) -> list[Wildcards]:
 @pytest.fixture(scope="module")
 def scheduled(bids, rois, tmp_path_factory) -> dict[str, tuple[Plan, dict[str, Any]]]:
     """Per config of :data:`JOB_CONFIGS` (with the user ROI): its plan and, per rule with jobs
-    (as Snakemake plans them on :func:`bids`), the rule of its spec, the echo count (a per-run
-    chain's, else None), the spec and its jobs' wildcards. A rule of ``use rule BASE as NAME``
-    has BASE's spec."""
-    aliases = rule_aliases()
+    (as Snakemake plans them on :func:`bids`), its spec and its jobs' wildcards."""
     out = {}
     for label, config in JOB_CONFIGS.items():
         tmp = tmp_path_factory.mktemp(f"jobs-{label}")
         config = {**config, "rois": {"dir": str(rois)}}
         plan = make_plan(bids, tmp, **config)
-        specs: dict[str, tuple[str, int | None, RuleSpec]] = {}
-        for rule in SpecPlan.SPECS:
-            counts: list[int | None] = [None]
-            if rule in CHAIN_RULES.values():  # as the rule files: a side's, if it has a chain
-                sides = [s for s, r in CHAIN_RULES.items() if r == rule]
-                counts = list(plan.echo_counts()) if set(sides) & set(plan.chain_sides()) else []
-            for n in counts:
-                spec = plan.spec(rule, n)
-                specs[spec.name] = (rule, n, spec)
+        specs = {spec.name: spec for spec in plan.specs()}
         path = tmp / "config.json"
         path.write_text(json.dumps(plan_config(bids, tmp, **config)))
         jobs = {}
         for name, files in planned_outputs("--configfile", str(path)).items():
-            rule, echoes, spec = specs[aliases.get(name, name)]
-            jobs[name] = (rule, echoes, spec, _job_wildcards(spec, files))
+            jobs[name] = (specs[name], _job_wildcards(specs[name], files))
         out[label] = (plan, jobs)
     return out
 
 
-def _specs(plan: Plan) -> dict:
-    return {
-        rule: plan.spec(rule, 3) if rule in ("nordic", "spatial_resample") else plan.spec(rule)
-        for rule in SpecPlan.SPECS
-    }
+def _specs(plan: Plan) -> dict[str, RuleSpec]:
+    return {spec.name: spec for spec in plan.specs()}
 
 
-def test_every_rule_has_a_spec_and_every_spec_a_rule():
-    assert set(rule_blocks()) - NO_SPEC == set(SpecPlan.SPECS)
+# ---------------------------------------------------------------------------------------------
+# one rule, one place
+
+
+def _module_rule_defs() -> dict[str, list[str]]:
+    """Rule name -> the modules of the package that define a :class:`RuleDef` of that name:
+    a module-level assignment (not an import) whose value, once the module is imported, is a
+    RuleDef (in every module that names the class: a definition is built with it)."""
+    import importlib
+
+    found: dict[str, list[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if "RuleDef" not in path.read_text():
+            continue
+        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+        name = ".".join(p for p in rel.parts if p != "__init__")
+        targets = [
+            t.id
+            for node in ast.parse(path.read_text()).body
+            if isinstance(node, (ast.Assign, ast.AnnAssign))
+            for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+            if isinstance(t, ast.Name)
+        ]
+        if not targets:
+            continue
+        module = importlib.import_module(name)
+        for target in targets:
+            value = getattr(module, target, None)
+            if isinstance(value, RuleDef):
+                found.setdefault(value.name, []).append(name)
+    return found
+
+
+def test_each_rule_is_defined_in_one_family_module_and_has_its_method_there():
+    defs = _module_rule_defs()
+    assert set(defs) == set(rule_definitions()), sorted(set(defs) ^ set(rule_definitions()))
+    for rule, modules in defs.items():
+        assert len(modules) == 1, (rule, modules)
+        assert modules[0].startswith("echoprep.plan.families."), (rule, modules)
+    for family in FAMILIES:
+        for d in family.RULES:
+            assert callable(getattr(family, d.name, None)), (family.__name__, d.name)
+            module = family.__module__
+            assert defs[d.name] == [module], (d.name, defs[d.name], module)
+    assert len(rule_definitions()) >= 30
+
+
+def _rule_name_tables(tree: ast.AST, rules: set[str]) -> list[str]:
+    """Dict, set, list and tuple literals with two or more rule names among their keys or
+    elements, and comparisons of a name with two or more rule names (``rule in ("glm",
+    "glm_reference")``) or chains of ``== "<rule>"`` tests (an if-chain)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            keys = [k.value for k in node.keys if isinstance(k, ast.Constant)]
+        elif isinstance(node, (ast.Set, ast.List, ast.Tuple)):
+            keys = [e.value for e in node.elts if isinstance(e, ast.Constant)]
+        elif isinstance(node, ast.If):
+            keys = []
+            branch: ast.stmt | None = node
+            while isinstance(branch, ast.If):
+                test = branch.test
+                if (
+                    isinstance(test, ast.Compare)
+                    and isinstance(test.ops[0], ast.Eq)
+                    and isinstance(test.comparators[0], ast.Constant)
+                ):
+                    keys.append(test.comparators[0].value)
+                branch = branch.orelse[0] if len(branch.orelse) == 1 else None
+        else:
+            continue
+        named = sorted({k for k in keys if isinstance(k, str) and k in rules})
+        if len(named) >= 2:
+            found.append(f"line {node.lineno}: {named}")
+    return found
+
+
+#: Words that are both a rule's name and something else (a NORDIC side, an echo combination,
+#: a config section, an output stage): a table keyed by those is keyed by the other thing.
+SHARED_WORDS = {"nordic", "optcom", "glm", "anatomy", "comparison", "confounds", "tedana"}
+
+
+def test_no_table_keyed_by_rule_names_outside_the_families():
+    """A rule's figures, files and commands live in its definition: no module outside the
+    family modules (the rest of the package, the rule files) holds a table, set or if-chain
+    of rule names (as the memory if-chain, the seven rule-keyed resource tables, the log table
+    and the step commands did). The check can fail: the old memory model's if-chain and the
+    old tables are found."""
+    rules = set(rule_definitions()) - SHARED_WORDS
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if FAMILY_DIR in path.parents:
+            continue
+        hits = _rule_name_tables(ast.parse(path.read_text()), rules)
+        if hits:
+            found[str(path.relative_to(ROOT))] = hits
+    for path in RULE_FILES:
+        text = path.read_text()
+        named = sorted({r for r in rules if re.search(rf"\b{r}\b", text)})
+        assert named == [], (path.name, named)
+        assert re.findall(r"^rule (\w+):", text, re.M) in ([], ["all"]), path.name
+    assert found == {}
+    old = (
+        "RUN_RULES = frozenset({'spatial_run', 'single_echo', 'nordic'})\n"
+        "def m(rule):\n    if rule == 'glm_heldout':\n        return 1\n"
+        "    elif rule == 'roi_visual':\n        return 2\n"
+    )
+    assert len(_rule_name_tables(ast.parse(old), rules)) == 2
+
+
+def test_every_rule_exists_under_every_config_and_has_jobs_under_some(scheduled, bids, tmp_path):
+    """The same rules under every config (a rule with no work has no jobs rather than not
+    existing: ``--forcerun optcom`` names a rule whatever the config), and every rule has jobs
+    under one of :data:`JOB_CONFIGS`."""
+    names = {label: set(_specs(plan)) for label, (plan, _) in scheduled.items()}
+    every = set(rule_definitions())
+    assert all(n == every for n in names.values()), names
+    mixed = tmp_path / "mixed"
+    make_bids_tree(mixed, subjects=("01",), sessions=("01",), runs=("01",), data=False)
+    make_bids_tree(
+        mixed, subjects=("02",), sessions=("01",), runs=("01",), echoes=(0.01, 0.02), data=False
+    )
+    per_count = set(_specs(make_plan(mixed, tmp_path / "w")))
+    chains = set(CHAIN_RULES.values())
+    assert per_count - {f"{c}_{n}echoes" for c in chains for n in (2, 3)} == every - chains
+    with_jobs = {name for _, jobs in scheduled.values() for name in jobs}
+    assert with_jobs == every, sorted(every - with_jobs)
+    # default config: the rules the chains fold have no jobs, by a constraint nothing matches
+    default = _specs(scheduled["default"][0])
+    assert default["spatial_run"].wildcard_constraints == {"run_prefix": NO_JOBS}
+    assert set(scheduled["default"][1]) < every
+
+
+#: The wildcards that key a job at each level of :attr:`RuleDef.level` (one of each group).
+LEVEL_KEYS = {
+    "run": {"run_dir", "run_prefix"},
+    "session": {"ses_dir", "ses_prefix"},
+    "subject": {"subject"},
+    "dataset": set(),
+    "folder": {"folder"},
+}
+
+
+def test_each_rule_level_is_the_key_of_its_outputs(bids, tmp_path):
+    """A rule's level says what one job is: a run's, a session's, a subject's (by ``subject``
+    or its GLM folder's ``sub_dir``/``sub_prefix``), one for the dataset or one per folder;
+    the wildcards of its outputs are that key (plus the variant and the job's own labels)."""
+    plan = make_plan(bids, tmp_path)
+    for name, spec in _specs(plan).items():
+        level = plan.definition(name).level
+        found = set()
+        for value in spec.output.values():
+            found |= set(re.findall(r"\{(\w+)", str(value)))
+        keys = LEVEL_KEYS[level]
+        if level == "subject" and "sub_prefix" in found:
+            keys = {"sub_dir", "sub_prefix"}
+        assert keys <= found, (name, level, sorted(found))
+        others = {k for lvl, ks in LEVEL_KEYS.items() if lvl != level for k in ks}
+        assert not (found & others - keys), (name, level, sorted(found))
+
+
+# ---------------------------------------------------------------------------------------------
+# the specs
 
 
 def test_every_spec_logs_under_the_registry_and_declares_resources(bids, tmp_path):
     plan = make_plan(bids, tmp_path)
-    local = local_rules()
     work = plan.config["work_dir"]
-    for rule, spec in _specs(plan).items():
-        assert spec.log == str(rule_logs.log_path(work, rule)), rule
-        if rule in local:
-            assert spec.benchmark is None, rule
+    for name, spec in _specs(plan).items():
+        d = plan.definition(name)
+        assert spec.log == str(rule_logs.log_path(work, d.log)), name
+        if d.local:
+            assert spec.benchmark is None, name
         else:
-            assert spec.benchmark == str(rule_logs.benchmark_path(work, rule)), rule
+            assert spec.benchmark == str(rule_logs.benchmark_path(work, d.log)), name
         # run in the main process (confounds: a copy written by Snakemake itself)
-        if rule in ("config_snapshot", "dataset_description", "confounds"):
-            assert spec.resources == {}, rule
+        if name in ("config_snapshot", "dataset_description", "confounds"):
+            assert spec.resources == {}, name
+            assert "threads" not in spec.params, name
             continue
-        assert set(spec.resources) == {"mem_mb", "runtime"}, rule
-
-
-def _step_commands() -> dict[str, str]:
-    """``STEP_COMMANDS`` of common.smk: step -> its command text."""
-    text = (ROOT / "workflow" / "rules" / "common.smk").read_text()
-    table = text.split("STEP_COMMANDS = {", 1)[1].split("\n}\n", 1)[0]
-    return {m.group(1): m.group(2) for m in re.finditer(r'"(\w+)": \((.*?)\n    \),', table, re.S)}
-
-
-def _command(plan: Plan, rule: str, block: str, steps: dict[str, str]) -> str:
-    """The shell command of ``rule`` (its source ``block``; ``rule``: the rule of its spec):
-    the text after ``shell:``, with its steps' commands for a job of several steps."""
-    command = block.split("shell:", 1)[-1] if "shell:" in block else ""
-    if "step_shell(" in command:  # a chain's steps, or the step of a step's own rule
-        command += "".join(steps[s] for s in plan.rule_steps(rule))
-    return command
+        assert set(spec.resources) == {"mem_mb", "runtime"}, name
+        assert spec.params["threads"] == spec.threads == d.threads, name
 
 
 @pytest.mark.parametrize("config", [{}, EVERY_RULE], ids=["default", "nordic-off"])
@@ -170,14 +296,11 @@ def test_the_names_a_rule_command_uses_are_its_specs(bids, tmp_path, config):
     """Every ``{params.X}`` and ``{output.X}`` of a rule's shell command (a chain's: its steps'
     commands) is a key of its spec's params and outputs."""
     plan = make_plan(bids, tmp_path, **config)
-    blocks = rule_blocks()
-    steps = _step_commands()
     checked = 0
-    for rule, spec in _specs(plan).items():
-        command = _command(plan, rule, blocks[rule], steps)
+    for name, spec in _specs(plan).items():
         for kind, names in (("params", spec.params), ("output", spec.output)):
-            used = set(re.findall(rf"\{{{kind}\.(\w+)", command))
-            assert used <= set(names), (rule, kind, sorted(used - set(names)))
+            used = set(re.findall(rf"\{{{kind}\.(\w+)", spec.shell))
+            assert used <= set(names), (name, kind, sorted(used - set(names)))
             checked += len(used)
     assert checked > 50
 
@@ -186,95 +309,43 @@ def test_the_inputs_a_rule_command_uses_are_those_of_each_of_its_jobs(scheduled)
     """Every ``{input.X}`` of a rule's shell command (a chain's: its steps' commands) is a
     name of the inputs of every job of the rule: its spec's input mapping, or what its input
     function gives for the job's wildcards (the jobs Snakemake plans, which it would run with
-    a name missing: the job fails on start). Every rule of the rule files has jobs under some
-    config of :data:`JOB_CONFIGS`, and each is checked."""
-    blocks = rule_blocks()
-    steps = _step_commands()
-    rules_checked: set[str] = set()
+    a name missing: the job fails on start)."""
     # rules with jobs, input names their commands use, jobs (now: 29, 42, 89 by default;
     # 20, 32, 44 with NORDIC off; 16, 25, 34 with spatial preprocessing off too)
     least = {"default": (27, 40, 80), "nordic-off": (18, 30, 40), "spatial-off": (14, 23, 30)}
-    for label, (plan, jobs) in scheduled.items():
+    for label, (_, jobs) in scheduled.items():
         names = n_jobs = 0
-        for name, (rule, _, spec, wildcards) in jobs.items():
-            used = set(re.findall(r"\{input\.(\w+)", _command(plan, rule, blocks[name], steps)))
+        for name, (spec, wildcards) in jobs.items():
+            used = set(re.findall(r"\{input\.(\w+)", spec.shell))
             for wc in wildcards:
-                given = set(spec.input(wc) if callable(spec.input) else spec.input)
+                given = set(spec.input_function(wc)) | set(spec.input)
                 assert used <= given, (label, name, dict(wc.items()), sorted(used - given))
             names += len(used)
             n_jobs += len(wildcards)
-            rules_checked.add(name)
         counts = (len(jobs), names, n_jobs)
         assert all(c >= m for c, m in zip(counts, least[label], strict=True)), (label, counts)
-    assert rules_checked == set(blocks) - {"all"}
 
 
-class _Reads:
-    """Records which keys of a table of :mod:`echoprep.resources` were found there."""
-
-    def __init__(self) -> None:
-        self.keys: set[str] = set()
-
-    def table(self, table: Any) -> Any:
-        reads = self.keys
-
-        class Dict(dict):
-            def __getitem__(self, key: str) -> Any:
-                reads.add(key)
-                return super().__getitem__(key)
-
-            def get(self, key: str, default: Any = None) -> Any:
-                if key in self:
-                    reads.add(key)
-                return super().get(key, default)
-
-            def __contains__(self, key: object) -> bool:
-                found = super().__contains__(key)
-                if found:
-                    reads.add(str(key))
-                return found
-
-        class Set(frozenset):
-            def __contains__(self, key: object) -> bool:
-                found = super().__contains__(key)
-                if found:
-                    reads.add(str(key))
-                return found
-
-        return Dict(table) if isinstance(table, dict) else Set(table)
-
-
-#: The rule-keyed tables of echoprep.resources: rule (or chain step) -> value, or a set of them.
-RESOURCE_TABLES = {
-    name: value
-    for name, value in vars(res).items()
-    if name.isupper() and isinstance(value, (dict, frozenset))
-}
-
-
-def test_every_row_of_the_resource_tables_is_read_by_a_job(scheduled, monkeypatch):
-    """Each key of each rule table of echoprep.resources (MINUTES, THREADS, RUN_COPIES, ...)
-    is read when the plan builds the specs (threads) and computes the memory and run time of
-    the jobs Snakemake plans (JOB_CONFIGS, every rule): a row nothing reads (as
-    ``tedana_nordic``'s were: ``use rule tedana as tedana_nordic`` takes tedana's spec, its
-    threads and resources, computed for ``tedana``) fails here, not silently."""
-    assert {"FIXED_MB", "MINUTES", "THREADS", "RUN_COPIES", "RUN_RULES"} <= set(RESOURCE_TABLES)
-    reads = {name: _Reads() for name in RESOURCE_TABLES}
-    for name, table in RESOURCE_TABLES.items():
-        monkeypatch.setattr(res, name, reads[name].table(table))
+def test_every_job_gets_positive_resources_from_every_step_definition(scheduled):
+    """The memory and run time of every planned job (of every rule, under the configs that
+    give every rule jobs) come out positive from its steps' definitions, and a per-run chain
+    asks for the most memory of one step and the sum of the steps' minutes."""
     jobs = 0
     for plan, rules in scheduled.values():
-        for rule, echoes, _, wildcards in rules.values():
-            spec = plan.spec(rule, echoes)  # built again: its threads are read here
+        for name, (spec, wildcards) in rules.items():
             for wc in wildcards:
                 for resource in spec.resources.values():
-                    assert not callable(resource) or resource(wc, 1) > 0, rule
+                    assert not callable(resource) or resource(wc, 1) > 0, name
                 jobs += 1
+        chain = _specs(plan).get("nordic")
+        if chain is not None and "nordic" in rules:
+            wc = rules["nordic"][1][0]
+            steps = [plan.definition(s) for s in plan.rule_steps("nordic")]
+            assert len(steps) >= 2
+            family = plan.chain_rules
+            mem = max(d.memory(family, wc, 1) for d in steps if d.memory)
+            assert chain.resources["mem_mb"](wc, 1) >= mem
     assert jobs > 100
-    unread = {
-        name: sorted(set(table) - reads[name].keys) for name, table in RESOURCE_TABLES.items()
-    }
-    assert unread == {name: [] for name in RESOURCE_TABLES}
 
 
 def test_every_command_of_the_rules_is_a_command_of_the_package():
@@ -285,21 +356,41 @@ def test_every_command_of_the_rules_is_a_command_of_the_package():
     from echoprep.cli import build_parser
 
     (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
-    texts = [*rule_blocks().values(), *_step_commands().values()]
-    used = {m for text in texts for m in re.findall(r"python -m echoprep ([\w-]+)", text)}
+    used = {
+        m
+        for d in rule_definitions().values()
+        for m in re.findall(r"python -m echoprep ([\w-]+)", d.command)
+    }
     assert len(used) >= 10
     assert sorted(used - set(sub.choices)) == []
 
 
-def test_no_command_reads_the_rule_files_spec_variable():
-    """Snakemake evaluates ``shell:`` (and runs ``run:``) when the job runs, after every rule
-    file was read: ``_spec`` then holds the last rule's spec (a chain job ran an empty
-    command that way)."""
-    for rule, block in rule_blocks().items():
-        own = block.split("\n    def _spec_")[0]  # without the spec's source
-        for directive in ("shell:", "run:"):
-            if directive in own:
-                assert "_spec" not in own.split(directive, 1)[1], rule
+def test_each_rule_block_reads_its_own_spec_when_the_job_runs(bids, tmp_path):
+    """Snakemake evaluates ``shell:`` again (and runs ``run:``) when the job runs, after the
+    loop over the specs has ended: a block that read the loop's variable then would see the
+    last rule's spec (a chain job ran an empty command that way). Every rule block's
+    ``shell:``/``run:`` looks its rule up by name, and the lookup gives each rule its own
+    command in both scopes."""
+    text = (ROOT / "workflow" / "rules" / "jobs.smk").read_text()
+    blocks = text.split("\n    rule:\n")[1:]
+    assert len(blocks) == 3
+    for block in blocks:
+        directive = "shell:" if "shell:" in block else "run:"
+        after = block.split(directive, 1)[1].split("\n\n\n")[0]
+        assert "_spec" not in after, after
+        assert "shell_of(locals())" in after or "PLAN.spec_of(rule)" in after
+    plan = make_plan(bids, tmp_path)
+    specs = plan.specs()
+    common = (ROOT / "workflow" / "rules" / "common.smk").read_text()
+    source = "def shell_of" + common.split("\ndef shell_of", 1)[1].split("\n\n\n")[0]
+    namespace: dict[str, Any] = {"PLAN": plan}
+    exec(source, namespace)
+    shell_of = namespace["shell_of"]
+    last = specs[-1]
+    for spec in specs:
+        assert shell_of({"_spec": spec}) == spec.shell  # while the rules are defined
+        assert shell_of({"rule": spec.name, "_spec": last}) == spec.shell  # when a job runs
+    assert len({s.shell for s in specs}) > 20
 
 
 def test_a_chain_is_asked_for_with_its_echo_count_and_unknown_rules_are_named(bids, tmp_path):
@@ -310,18 +401,26 @@ def test_a_chain_is_asked_for_with_its_echo_count_and_unknown_rules_are_named(bi
         plan.spec("no_such_rule")
 
 
-def test_hooks_mark_temporary_echoes_and_give_the_profile_groups(bids, tmp_path):
-    """Snakemake's temp and the profile's groups reach the specs through the hooks: the
-    resampled echoes are temporary with spatial.keep_echoes: false, and a rule's group is read
-    when a job asks (the profile is known only after the rules are parsed)."""
+def test_hooks_mark_temporary_echoes_reports_and_give_the_profile_groups(bids, tmp_path):
+    """Snakemake's temp, report and the profile's groups reach the specs through the hooks:
+    the resampled echoes are temporary with spatial.keep_echoes: false, the comparison figure
+    and the reports are marked for ``snakemake --report``, and a rule's group is read when a
+    job asks (the profile is known only after the rules are parsed)."""
     base = make_plan(bids, tmp_path, spatial={"keep_echoes": False})
     groups: dict[str, str] = {}
-    plan = Plan(
-        base.config, base.dataset, RuleHooks(temp=lambda p: ("temp", p), groups=lambda: groups)
+    hooks = RuleHooks(
+        temp=lambda p: ("temp", p),
+        groups=lambda: groups,
+        in_report=lambda p, caption, category: ("report", p, caption),
+        captions="/captions",
     )
+    plan = Plan(base.config, base.dataset, hooks)
     output = plan.spec("nordic", 3).output
     assert output["preproc_echo1_bold"][0] == "temp"
     assert not isinstance(output["echo1_bold"], tuple)  # NORDIC's outputs are kept
+    assert plan.spec("comparison").output["png"][::2] == ("report", "/captions/comparison.rst")
+    assert not isinstance(plan.spec("comparison").output["tsv"], tuple)
+    assert plan.spec("subject_report").output["html"][2] == "/captions/subject.rst"
     group = plan.spec("nordic", 3).group
     assert group is not None and group(None) is None
     groups["nordic"] = "run"

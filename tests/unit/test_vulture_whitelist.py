@@ -1,6 +1,8 @@
 """The dead-code check's whitelist (workflow/vulture_whitelist.py) holds no stale entry: every
-name it lists exists, and every ``Plan`` method (``RuleSpec`` field) it lists is still called
-(read) from a rule file (a name the rules stopped using must be flagged by vulture, not hidden)."""
+name it lists exists, every ``Plan`` method (``RuleSpec`` field) it lists is still called
+(read) from a rule file, and every rule family method it lists is still the method of one of
+its family's rules, which ``Plan.spec`` calls by the rule's name (a name the rules stopped
+using must be flagged by vulture, not hidden)."""
 
 from __future__ import annotations
 
@@ -65,7 +67,8 @@ def test_whitelisted_plan_methods_are_called_from_the_rules():
 
 
 def test_whitelisted_spec_fields_are_read_by_the_rules():
-    read = {name for path in RULES for name in re.findall(r"\b_spec\.(\w+)", path.read_text())}
+    # jobs.smk reads the fields of each rule's spec (``_spec`` of its loop over PLAN.specs())
+    read = {name for path in RULES for name in re.findall(r"\b_?spec\.(\w+)", path.read_text())}
     listed = {
         e.attr
         for e in _listed(ast.parse(WHITELIST.read_text()))
@@ -75,3 +78,27 @@ def test_whitelisted_spec_fields_are_read_by_the_rules():
     }
     assert listed
     assert sorted(listed - read) == [], "no rule reads these; remove them from the whitelist"
+
+
+def test_whitelisted_family_methods_are_rules_of_their_family():
+    """A family method listed is one ``Plan.spec`` calls by a rule's name (``getattr``): the
+    name of one of the family's rules (its ``RULES``)."""
+    from echoprep.plan.rule import Family
+
+    tree = ast.parse(WHITELIST.read_text())
+    names = _imports(tree)
+    listed = [
+        (names[e.value.id], e.attr)
+        for e in _listed(tree)
+        if isinstance(e, ast.Attribute)
+        and isinstance(e.value, ast.Name)
+        and isinstance(names.get(e.value.id), type)
+        and issubclass(names[e.value.id], Family)
+    ]
+    assert listed
+    stale = [
+        f"{family.__name__}.{attr}"
+        for family, attr in listed
+        if attr not in {d.name for d in family.RULES}
+    ]
+    assert stale == [], "not a rule of the family; remove them from the whitelist"

@@ -111,22 +111,35 @@ def test_the_workflow_profile_selects_the_console_and_no_profile_prints_shell_co
 
 def test_every_rule_says_what_its_jobs_do():
     """A ``message:`` (stage and wildcards: the console's line for its jobs) in every rule
-    that runs something (the target rule ``all`` is announced by its name)."""
+    that runs something (the target rule ``all`` is announced by its name): every block of
+    ``workflow/rules/jobs.smk`` passes its spec's, and every rule's definition has one."""
+    jobs = (ROOT / "workflow" / "rules" / "jobs.smk").read_text()
+    jobs_blocks = re.split(r"^ +rule:\n", jobs, flags=re.M)[1:]
+    assert jobs_blocks
+    for block in jobs_blocks:
+        assert re.search(r"^\s+message:\n\s+_?spec\.message$", block, re.M), block
     blocks = rule_blocks()
     working = {n: b for n, b in blocks.items() if re.search(r"^\s+(shell|run|script):", b, re.M)}
     assert len(working) >= 20
-    missing = sorted(name for name, block in working.items() if "message:" not in block)
+    missing = sorted(
+        name
+        for name, block in working.items()
+        if not re.search(r"^\s+message: (['\"]).+\1$", block, re.M)
+    )
     assert missing == [], f"rules without a message: directive: {missing}"
 
 
 def test_no_rule_puts_the_config_json_on_its_command_line():
     """The description and report jobs read the config snapshot (--config-file); only
     config_snapshot holds the config (as params, for Snakemake's change detection)."""
+    holding = []
     for name, block in rule_blocks().items():
         assert "--config-json" not in block, name
-        if "self.config_json()" in block:
+        if "self.ctx.config_json()" in block:
+            holding.append(name)
             assert re.search(r"^\s+run:", block, flags=re.M), name
             assert "shell:" not in block, name
+    assert holding == ["config_snapshot"]
 
 
 def test_describe_from_the_config_file_writes_the_same_bytes(tmp_path):

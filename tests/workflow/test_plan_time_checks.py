@@ -130,7 +130,7 @@ def test_paths_with_spaces_stay_whole_in_every_command(tmp_path: Path, more):
     """bids_dir, output_dir and work_dir with a space: every printed shell command splits (as
     the shell splits it) into words that never cut a path at the space, so every path reaches
     its stage whole (rules quote their files with ``:q``, the plan's arguments with one
-    helper, ``echoprep.plan._base._words``)."""
+    helper, ``echoprep.plan.context.words``)."""
     bids = make_bids_tree(
         tmp_path / "raw ds" / "bids", sessions=("01", "02"), data=False, fieldmap=True
     )

@@ -21,16 +21,16 @@ from helpers.bidstree import make_bids_tree
 from helpers.demo import preserved
 from helpers.snake import ROOT, Job, parse_jobs, rule_blocks, snakemake
 
-#: Rules whose params hold the whole validated config (``config_json()`` in their spec:
-#: config_snapshot, which writes it to a file), so any config change reruns them ("Params
-#: have changed").
+#: Rules whose params hold the whole validated config (``ctx.config_json()`` in their family's
+#: method: config_snapshot, which writes it to a file), so any config change reruns them
+#: ("Params have changed").
 CONFIG_PARAM_RULES = frozenset(
-    name for name, block in rule_blocks().items() if "self.config_json()" in block
+    name for name, block in rule_blocks().items() if "self.ctx.config_json()" in block
 )
-#: ... and the rules that read that file (``config_file()``: dataset_description.json and the
-#: reports record the config), rerun because it was rewritten; cheap jobs.
+#: ... and the rules that read that file (``ctx.config_file()``: dataset_description.json and
+#: the reports record the config), rerun because it was rewritten; cheap jobs.
 CONFIG_RECORDING_RULES = CONFIG_PARAM_RULES | frozenset(
-    name for name, block in rule_blocks().items() if "self.config_file()" in block
+    name for name, block in rule_blocks().items() if "self.ctx.config_file()" in block
 )
 #: Reasons that mean a job's own definition changed (Snakemake 9 wording).
 PROVENANCE_CHANGE = r"(Params have|Code has|Software environment definition has) changed"
@@ -187,7 +187,7 @@ CHANGES = {
     "optcom:\n  fittype: curvefit\n": {"nordic", "spatial_resample"},
     "single_echo:\n  echo: 1\n": {"single_echo", "spatial_resample"},
     # every rule that passes the seed on (NORDIC, tedana, anatomy, GLM, ... as stages come)
-    "seed: 7\n": {n for n, b in rule_blocks().items() if "self._seed()" in b},
+    "seed: 7\n": {n for n, b in rule_blocks().items() if "self.ctx.seed()" in b},
 }
 
 

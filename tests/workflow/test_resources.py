@@ -3,11 +3,12 @@
 Generic over the rules: every rule Snakemake lists (``--list-rules``) is checked, so stages
 added later are covered without editing this file. Two views of each rule:
 
-- its source block in ``Snakefile`` / ``workflow/rules/*.smk`` (what is *declared*), and
+- its definition (``echoprep.plan.families``: a ``RuleDef`` with its family's method), which
+  ``workflow/rules/jobs.smk`` turns into a rule block (what is *declared*), and
 - the jobs of ``--forceall`` dry runs at ``--attempt 1`` and ``--attempt 3`` on a generated
   BIDS tree (what Snakemake *computes*; no default resources are set, so a value that shows up
   comes from the rule). A dry run prints local jobs as ``rule``, like the others, so which
-  rules are local is read from the declarations (``localrule: True`` / ``localrules:``).
+  rules are local is read from the declarations (a definition's ``local``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from helpers.snake import (
     local_rules,
     parse_jobs,
     rule_blocks,
+    rule_definitions,
     snakemake,
 )
 
@@ -74,34 +76,46 @@ def listed_rules(tree) -> set[str]:
     return {line.strip() for line in res.stdout.splitlines() if line.strip()}
 
 
-#: Rules defined only when a config needs them: a combination that a per-run chain does not
-#: fold in (echoprep.plan.chains; in the default config single_echo has NORDIC-side jobs, while
-#: both chains fold optcom).
-CONDITIONAL_RULES = {"single_echo", "optcom", "spatial_run"}
-
-
 def test_every_listed_rule_has_a_source_block(listed_rules):
-    """The checks below read the rule files: they must see every rule Snakemake knows."""
+    """The checks below read the rules' definitions: they must see every rule Snakemake knows.
+    Every rule exists under every config (a rule with no work under it, such as spatial_run
+    when a per-run chain hosts the geometry, has no jobs), so both are the same rules."""
     blocks = _rule_blocks()
     assert listed_rules and listed_rules <= set(blocks), (listed_rules, sorted(blocks))
-    assert set(blocks) - listed_rules <= CONDITIONAL_RULES
+    assert set(blocks) == listed_rules
+
+
+def _job_block() -> str:
+    """The rule block of ``workflow/rules/jobs.smk`` that defines every rule whose jobs are
+    submitted (the one block that is not ``localrule: True``)."""
+    text = (ROOT / "workflow" / "rules" / "jobs.smk").read_text()
+    blocks = [b for b in re.split(r"^ +rule:\n", text, flags=re.M)[1:] if "localrule" not in b]
+    assert len(blocks) == 1, blocks
+    return blocks[0]
 
 
 def test_non_local_rules_declare_threads_memory_and_runtime(listed_rules):
     """Declared in the rule itself (not left to a profile's default-resources, which a later
     profile replaces wholesale): threads, and mem_mb and runtime from the rule's spec
-    (test_specs checks every spec has both); how they grow with ``attempt`` is checked on
+    (test_specs checks every spec has both), which the plan computes from the rule's
+    definition (its memory model, minutes); how they grow with ``attempt`` is checked on
     computed values below."""
+    block = _job_block()
+    assert re.search(r"^\s+threads:\s*_spec\.threads$", block, re.M), block
+    assert re.search(r"^\s+resources:\s*\n\s+\*\*_spec\.resources,", block, re.M), block
     blocks = _rule_blocks()
+    definitions = rule_definitions()
     problems = []
     for name in sorted(listed_rules):
-        block = blocks[name]
-        if _is_local(name, block):
+        if _is_local(name, blocks[name]):
             continue
-        if not re.search(r"^\s+threads:", block, re.M):
-            problems.append(f"{name}: no threads:")
-        if not re.search(r"^\s+resources:\s*\n\s+\*\*_spec\.resources,", block, re.M):
-            problems.append(f"{name}: no resources: from its spec")
+        defn = definitions[name]
+        if not (isinstance(defn.threads, int) and defn.threads >= 1):
+            problems.append(f"{name}: threads {defn.threads!r}")
+        if defn.memory is None:
+            problems.append(f"{name}: no memory model (no resources: from its spec)")
+        if not defn.minutes > 0:
+            problems.append(f"{name}: no runtime (minutes {defn.minutes!r})")
     assert problems == []
 
 
@@ -217,7 +231,7 @@ def test_slurm_profile_groups_small_jobs_and_leaves_threads_to_the_rules(listed_
     blocks = _rule_blocks()
     assert groups, "no small jobs are grouped"
     for rule in groups:
-        assert rule in listed_rules | CONDITIONAL_RULES, rule
+        assert rule in listed_rules, rule
         assert not _is_local(rule, blocks[rule]), rule
     assert "spatial_run" not in groups
     formed = group_jobs(slurm_dry)

@@ -4,8 +4,8 @@ A stage's ``--threads N`` also sets ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`
 ``MKL_NUM_THREADS`` to N before numpy is first imported. OpenBLAS sizes its thread pool from
 them at start-up, and the environment Snakemake gives a job holds the job's thread count scaled
 down to ``--cores`` (1 with ``--cores 1``), which changed tedana's ICA in the last digits; the
-count a job computes with is its rule's fixed one (``echoprep.resources.THREADS``), whatever
-the machine.
+count a job computes with is its rule's fixed one (``threads`` of its definition,
+:mod:`echoprep.plan.families`), whatever the machine.
 """
 
 import os

@@ -45,6 +45,7 @@ import yaml
 
 from echoprep.adapters.sources import GLMSINGLE_REQUIREMENT
 from echoprep.install_profile import user_profile_dir
+from echoprep.plan.families.glm import fit_env
 
 #: Marker of a value the user must replace (profiles/slurm/config.yaml).
 PLACEHOLDER = "CHANGE_ME"
@@ -58,7 +59,8 @@ OPTIONAL_PACKAGES: dict[tuple[str, str, object], tuple[str, str]] = {
 
 _ENVS = Path(__file__).resolve().parents[2] / "envs"
 #: The conda env of the rules that fit (glm, glm_reference, glm_heldout) per ``glm.engine``
-#: (``workflow/rules/glm.smk`` picks it): upstream's is ours plus the pinned upstream package.
+#: (:func:`echoprep.plan.families.glm.fit_env` picks it):
+#: upstream's is ours plus the pinned upstream package.
 GLM_ENVS: dict[str, Path] = {
     "echoprep": _ENVS / "echoprep.yaml",
     "glmsingle": _ENVS / "glmsingle.yaml",
@@ -72,12 +74,9 @@ GLM_GPU_ENV = _ENVS / "gpu.yaml"
 
 def glm_env(config: Mapping[str, Any]) -> Path:
     """The conda env file of the fitting rules for ``config``'s ``glm.engine`` and
-    ``glm.device`` (:data:`GLM_GPU_ENV` for our engine on a GPU)."""
-    glm = config.get("glm") or {}
-    engine = str(glm.get("engine") or "echoprep")
-    if engine == "echoprep" and glm.get("device") == "cuda":
-        return GLM_GPU_ENV
-    return GLM_ENVS[engine]
+    ``glm.device`` (:data:`GLM_GPU_ENV` for our engine on a GPU; the plan's choice,
+    :func:`echoprep.plan.families.glm.fit_env`)."""
+    return _ENVS / f"{fit_env(config)}.yaml"
 
 
 NO_CONDA_FIX = (

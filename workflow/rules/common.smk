@@ -1,11 +1,12 @@
-# Glue between Snakemake and the package: input discovery, the plan, the shell prefix, the
-# dataset descriptions. Which jobs run and which files they read is decided by echoprep.plan
+# Glue between Snakemake and the package: input discovery, the plan, the shell prefix. Which jobs run and which files they read is decided by echoprep.plan
 # (unit-tested without Snakemake); every output name comes from echoprep.io.outputs.
 
 import os
 import sys
 from shlex import quote as _quote
 from pathlib import Path
+
+from snakemake.io import report as _report
 
 from echoprep.io.bids import BIDSInputError, discover
 from echoprep.plan import Plan, PlanError, RuleHooks, discovery_options
@@ -31,12 +32,18 @@ try:
 except BIDSInputError as exc:
     refuse(str(exc))
 
-# the specs mark temporary outputs with Snakemake's temp and read the cluster profile's groups
-# (known once the executor is, after the rules are parsed)
+# the specs mark temporary outputs with Snakemake's temp, outputs of `snakemake --report` with
+# its report, and read the cluster profile's groups (known once the executor is, after the
+# rules are parsed)
 PLAN = Plan(
     config,
     DATASET,
-    RuleHooks(temp=temp, groups=lambda: workflow.group_settings.overwrite_groups),
+    RuleHooks(
+        temp=temp,
+        groups=lambda: workflow.group_settings.overwrite_groups,
+        in_report=_report,
+        captions=str(REPORT_CAPTIONS),
+    ),
 )
 # plan warnings: once, by the main process (not again in every cluster job's log)
 if workflow.is_main_process:
@@ -65,6 +72,14 @@ def all_targets(wildcards):
         refuse(str(exc))
 
 
+def shell_of(scope):
+    """The shell command of the spec in ``scope``: the loop variable of jobs.smk while the
+    rules are read, the spec named by the job's ``rule`` when a job runs."""
+    return (
+        PLAN.spec_of(scope["rule"]).shell if "rule" in scope else scope["_spec"].shell
+    )
+
+
 def print_warning(message):
     print(message, file=sys.stderr)
 
@@ -78,46 +93,6 @@ def preflight(wildcards):
     except PreflightError as exc:
         refuse(str(exc))
     return []
-
-
-#: The command of each per-run step (echoprep.plan.chains): a chain job (rules nordic and
-#: spatial_resample) runs its steps one after another, a step's own rule (single_echo, optcom,
-#: spatial_run) runs one (the spec's steps). Arguments that depend on the job come from the
-#: spec's params; the optimal combination runs on one thread, as its own job did.
-STEP_COMMANDS = {
-    "spatial_run": (
-        "python -m echoprep spatial run --echo {input.spatial_echo:q} {params.spatial_args}"
-        " --options-json {params.spatial_options:q} --threads {params.threads}"
-        " --out confounds={output.spatial_confounds:q} boldref={output.spatial_boldref:q}"
-        " xfm={output.spatial_xfm:q}"
-    ),
-    "nordic": (
-        "python -m echoprep nordic --mag {input.mag:q} {params.nordic_args}"
-        " --options-json {params.nordic_options:q} --seed {params.seed} --threads {params.threads}"
-        " --out {params.nordic_out}"
-    ),
-    "spatial_resample": (
-        "python -m echoprep spatial resample --echo {params.resample_echo}"
-        " --geometry {params.resample_geometry} --grid {input.grid:q} {params.resample_args}"
-        " --options-json {params.spatial_options:q} --threads {params.threads}"
-        " --out {params.resample_out}"
-    ),
-    "single_echo": (
-        "python -m echoprep combine single --echo {params.combine_echo} {params.combine_args}"
-        " --options-json {params.single_echo_options:q} --out bold={output.single_bold:q}"
-    ),
-    "optcom": (
-        "python -m echoprep combine optcom --echo {params.combine_echo} {params.combine_args}"
-        " --options-json {params.optcom_options:q} --work-dir {params.work:q} --threads 1"
-        " --out bold={output.optcom_bold:q} t2star={output.optcom_t2star:q}"
-        " s0={output.optcom_s0:q} mask={output.optcom_mask:q}"
-    ),
-}
-
-
-def step_shell(steps):
-    """The shell command of a job running ``steps`` one after another, stderr to its log."""
-    return "( " + " && ".join(STEP_COMMANDS[s] for s in steps) + " ) 2> {log:q}"
 
 
 wildcard_constraints:

@@ -20,30 +20,6 @@ from echoprep.io.bids_uri import BIDS_SCHEME, RAW, dataset_links, relative_locat
 from echoprep.io.outputs import FOLDERS, OUTPUTS, Folder, Output, folder_kind
 from echoprep.io.sidecars import BIDS_VERSION, write_dataset_description
 
-#: Pages of docs/ that explain the methods behind a folder kind (architecture.md, which maps
-#: every folder to the rule that writes it, for the kinds not listed).
-DOCS: dict[str, tuple[str, ...]] = {
-    "nordic": ("docs/nordic.md",),
-    "glm": ("docs/glm.md", "docs/noise-ceiling.md"),
-    "analysis-mask": ("docs/glm.md",),
-    "rois": ("docs/glm.md", "docs/comparison.md"),
-    "comparison": ("docs/comparison.md",),
-}
-
-#: Config sections that shape the outputs of a folder kind (the README names them).
-SECTIONS: dict[str, tuple[str, ...]] = {
-    "nordic": ("nordic",),
-    "combine": ("single_echo", "optcom", "tedana"),
-    "spatial": ("spatial",),
-    "preproc": ("spatial",),
-    "anatomy": ("anatomy",),
-    "glm": ("glm",),
-    "analysis-mask": ("glm",),
-    "rois": ("rois",),
-    "comparison": ("comparison",),
-    "report": ("report",),
-}
-
 _BIDSIGNORE_HEADER = (
     "# Written by echoprep: file names the BIDS specification {version} does not define yet\n"
     "# (see README.md). The official validator skips them.\n"
@@ -79,7 +55,7 @@ def output_pattern(output: Output) -> str:
     return f"{sub_folder}/{name}" if sub_folder else name
 
 
-def readme_text(folder_name: str, folder: Folder, kind: str, source: str) -> str:
+def readme_text(folder_name: str, folder: Folder, source: str) -> str:
     """The ``README.md`` of a derivative folder.
 
     Parameters
@@ -88,8 +64,6 @@ def readme_text(folder_name: str, folder: Folder, kind: str, source: str) -> str
         The folder's actual name (``glmsingle-nordic-optcom``).
     folder
         Its :data:`FOLDERS` entry.
-    kind
-        Its :data:`FOLDERS` key (``glm``).
     source
         The raw BIDS dataset it was computed from, as the folder names it (relative to it).
 
@@ -109,7 +83,7 @@ def readme_text(folder_name: str, folder: Folder, kind: str, source: str) -> str
         "The whole configuration of the run is recorded in `dataset_description.json` "
         "(key `echoprepConfig`)",
     ]
-    sections = SECTIONS.get(kind, ())
+    sections = folder.sections
     if sections:
         names = ", ".join(f"`{s}:`" for s in sections)
         lines[-1] += f"; the sections that shape these files are {names}."
@@ -144,7 +118,7 @@ def readme_text(folder_name: str, folder: Folder, kind: str, source: str) -> str
             "name yet for the files matching these patterns, listed in `.bidsignore` so that "
             "the BIDS validator skips them: " + ", ".join(f"`{p}`" for p in ignored) + ".",
         ]
-    docs = DOCS.get(kind, ("docs/architecture.md",))
+    docs = folder.docs
     lines += [
         "",
         "## Documentation",
@@ -207,9 +181,9 @@ def describe_folder(
     )
     bidsignore = write_text(root / ".bidsignore", ignore)
     readme = write_text(
-        root / "README.md", readme_text(root.name, folder, kind, relative_location(source, root))
+        root / "README.md", readme_text(root.name, folder, relative_location(source, root))
     )
     return {"description": description, "bidsignore": bidsignore, "readme": readme}
 
 
-__all__ = ["DOCS", "SECTIONS", "describe_folder", "folder_outputs", "output_pattern", "readme_text"]
+__all__ = ["describe_folder", "folder_outputs", "output_pattern", "readme_text"]

@@ -17,8 +17,10 @@ from echoprep.io.output_model import PLACEHOLDER, TEMPLATE, substitute
 
 @dataclass(frozen=True)
 class Folder:
-    """A derivative folder: its name template, its ``dataset_description.json`` texts and the
-    names the BIDS specification does not define (its ``.bidsignore``).
+    """A derivative folder: its name template, its ``dataset_description.json`` texts, the
+    names the BIDS specification does not define (its ``.bidsignore``), the config sections
+    that shape its files and the pages of docs/ behind its methods (both named by its
+    README).
 
     ``{folder}`` in :attr:`title` is replaced by the folder's actual name
     (``glmsingle-nordic-optcom``).
@@ -28,6 +30,8 @@ class Folder:
     title: str
     description: str
     bidsignore: tuple[str, ...] = ()
+    sections: tuple[str, ...] = ()
+    docs: tuple[str, ...] = ("docs/architecture.md",)
 
     def name_of(self, folder: str) -> str:
         """The dataset ``Name`` of the folder called ``folder``."""
@@ -67,18 +71,29 @@ FOLDERS: dict[str, Folder] = {
         "echoprep NORDIC",
         "NORDIC thermal-noise denoising per echo (echoprep's own implementation)",
         ("*_statmap.*",),
+        sections=("nordic",),
+        docs=("docs/nordic.md",),
     ),
     "combine": Folder(
         "combine-{nordic}",
         "echoprep echo handling ({folder})",
         "single-echo baseline, tedana optimal combination and ICA denoising",
         ("*_T2starmap.*", "*_S0map.*", "*_mixing.*", "*_metrics.*", "*_timeseries.*"),
+        sections=("single_echo", "optcom", "tedana"),
     ),
     "spatial": Folder(
-        "spatial", "echoprep spatial preprocessing", _SPATIAL_DESCRIPTION, _SPATIAL_IGNORE
+        "spatial",
+        "echoprep spatial preprocessing",
+        _SPATIAL_DESCRIPTION,
+        _SPATIAL_IGNORE,
+        sections=("spatial",),
     ),
     "preproc": Folder(
-        "preproc-{nordic}", "echoprep spatial preprocessing", _SPATIAL_DESCRIPTION, _SPATIAL_IGNORE
+        "preproc-{nordic}",
+        "echoprep spatial preprocessing",
+        _SPATIAL_DESCRIPTION,
+        _SPATIAL_IGNORE,
+        sections=("spatial",),
     ),
     "anatomy": Folder(
         "anat",
@@ -86,6 +101,7 @@ FOLDERS: dict[str, Folder] = {
         "T1w N4 bias correction (ANTs), brain mask (deepbet), tissue classes (ANTs Atropos) "
         f"and T1w<->{TEMPLATE} transforms (ANTs SyN)",
         ("*_xfm.h5", "*_xfm.json"),
+        sections=("anatomy",),
     ),
     "glm": Folder(
         "glmsingle-{nordic}-{combine}",
@@ -95,12 +111,16 @@ FOLDERS: dict[str, Folder] = {
         # statistical maps (betas, R², noise ceilings, held-out image means), ROI tables and
         # the held-out volume tables have no BIDS name yet
         ("*_statmap.*", "*_summary.*", "*_model.*", "*_trials.*", "*_volumes.*"),
+        sections=("glm",),
+        docs=("docs/glm.md", "docs/noise-ceiling.md"),
     ),
     "analysis-mask": Folder(
         "glmsingle-analysis",
         "echoprep analysis masks ({folder})",
         "One mask per subject and session shared by every GLM variant fitted there: brain "
         "voxels with valid data in every run of every variant",
+        sections=("glm",),
+        docs=("docs/glm.md",),
     ),
     "rois": Folder(
         "rois",
@@ -110,6 +130,8 @@ FOLDERS: dict[str, Folder] = {
         # one folder per ROI category (sub-01/visual/), which is no BIDS datatype (the
         # validator matches folders without their trailing slash: "sub-*/*/" would not do)
         ("sub-*/*",),
+        sections=("rois",),
+        docs=("docs/glm.md", "docs/comparison.md"),
     ),
     "comparison": Folder(
         "comparison",
@@ -118,6 +140,8 @@ FOLDERS: dict[str, Folder] = {
         "betas, median noise ceiling in the visually responsive ROI and d', with the "
         "recommended variant",
         ("*_comparison.*", "recommended_variant.json"),
+        sections=("comparison",),
+        docs=("docs/comparison.md",),
     ),
     "report": Folder(
         "reports",
@@ -125,6 +149,7 @@ FOLDERS: dict[str, Folder] = {
         "One self-contained HTML quality report per subject: tSNR with and without NORDIC, "
         "T2*, head motion, R² and noise ceilings, ROI tables, the comparison",
         ("*.html", "*_diagnostics.*"),
+        sections=("report",),
     ),
     "laion": Folder(
         "glmsingle-tedana",

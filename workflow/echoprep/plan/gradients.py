@@ -22,6 +22,7 @@ from typing import Any
 
 from echoprep.io.bids import Run
 from echoprep.io.paths import run_prefix, sidecar_path
+from echoprep.plan.context import PlanContext, PlanError
 
 #: Why a run is not corrected, as the plan line says it.
 SCANNER_CORRECTED = "NonlinearGradientCorrection true (corrected on the scanner)"
@@ -146,9 +147,84 @@ def summary(
     return "; ".join(parts) + "."
 
 
+class Gradients:
+    """The gradient-nonlinearity decisions of a config and dataset (module docstring)."""
+
+    def __init__(self, ctx: PlanContext) -> None:
+        self.ctx = ctx
+
+    def files(self) -> Mapping[str, str]:
+        """``spatial.gradient_coefficients`` ({} when empty).
+
+        Raises
+        ------
+        PlanError
+            A configured coefficient file does not exist (the key, the path and the fix).
+        """
+        files = self.ctx.config["spatial"].get("gradient_coefficients") or {}
+        problem = check_files(files)
+        if problem:
+            raise PlanError(problem)
+        return files
+
+    def choice(self, run: Run) -> GradientChoice:
+        """The gradient-nonlinearity correction of a run.
+
+        Raises
+        ------
+        PlanError
+            A configured coefficient file does not exist (the key, the path and the fix).
+        """
+        files = self.files()
+        if not files:
+            return GradientChoice(None, reason="spatial.gradient_coefficients is empty")
+        return choose(files, run)
+
+    def image_choice(self, image: str | Path) -> GradientChoice:
+        """The gradient-nonlinearity correction of an anatomical image (the T1w, the T2w),
+        decided from its own sidecar: an anatomy from another scanner gets that scanner's
+        coefficient file.
+
+        Raises
+        ------
+        PlanError
+            A configured coefficient file does not exist.
+        """
+        files = self.files()
+        if not files:
+            return GradientChoice(None, reason="spatial.gradient_coefficients is empty")
+        return choose_image(files, image)
+
+    def anatomy_images(self) -> list[Path]:
+        """The raw anatomical images the workflow uses, subject by subject: the T1w (the
+        anatomy stage, with outputs in T1w space) and the T2w (the registration target; found
+        only when ``spatial.registration_target`` uses it)."""
+        if not self.ctx.space():
+            return []
+        dataset = self.ctx.dataset
+        images = []
+        for sub in dataset.subjects():
+            images += [d[sub] for d in (dataset.t1w, dataset.t2w) if sub in d]
+        return images
+
+    def summary(self) -> str | None:
+        """One line on the gradient-nonlinearity correction of the runs and the anatomical
+        images (printed once, like the distortion line); None without spatial preprocessing.
+
+        Raises
+        ------
+        PlanError
+            A configured coefficient file does not exist.
+        """
+        if not self.ctx.config["spatial"]["enabled"]:
+            return None
+        return summary(self.files(), self.ctx.dataset.runs, self.anatomy_images())
+
+
 __all__ = [
     "IMAGE_TYPE_CORRECTED",
     "GradientChoice",
+    "Gradients",
     "bold_metadata",
     "check_files",
     "choose",

@@ -1,7 +1,8 @@
 """Spatial preprocessing stage: geometry per run, the functional grid per subject, one resampling.
 
-Three steps (rules ``spatial_run``, ``spatial_subject``, ``spatial_resample`` in
-``workflow/rules/spatial.smk``; sub-commands ``echoprep spatial run|subject|resample``), one
+Three steps (rules ``spatial_run``, ``spatial_subject``, ``spatial_resample``:
+:mod:`echoprep.plan.families.spatial` and ``.chains``; sub-commands
+``echoprep spatial run|subject|resample``), one
 module each: :mod:`.run`, :mod:`.subject`, :mod:`.resample` (with :mod:`.series`, shared by the
 first and the last). Kernels in :mod:`echoprep.kernels.geometry`, the BOLD → T1w registration in
 :mod:`echoprep.adapters.ants`; output names in the registry, :mod:`echoprep.io.outputs` (the

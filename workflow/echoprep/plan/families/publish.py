@@ -1,9 +1,11 @@
-"""The publish jobs (``publish.smk``): one variant under the LAION-fMRI loader's names.
+"""The LAION-fMRI loader layout (``publish.laion``): one variant under the loader's names.
 
 Snakemake rules have a fixed list of outputs, while a subject's published files depend on its
-sessions, repeat counts and ROIs; so there is one job per published unit: per session (betas,
-noise ceiling, trials), per subject (the meanR2gt15mask and the all-repeats noise ceiling), per
-subject and repeat count, per subject and ROI. Each is a few links (or copies).
+sessions, repeat counts and ROIs; so there is one rule per published unit: per session
+(``publish_session``: betas, noise ceiling, trials), per subject (``publish_subject``: the
+meanR2gt15mask and the all-repeats noise ceiling), per subject and repeat count
+(``publish_repeats``), per subject and ROI (``publish_roi``). Each is a few links (or copies)
+by one command, ``python -m echoprep publish``.
 """
 
 from __future__ import annotations
@@ -11,19 +13,100 @@ from __future__ import annotations
 from typing import Any
 
 from echoprep.io import outputs as reg
+from echoprep.io.outputs import folder_name
 from echoprep.io.rois import VISUAL_CATEGORY, VISUAL_LABEL
+from echoprep.io.rule_logs import SESSION_KEY, SUBJECT_KEY
 from echoprep.options import section_defaults
-from echoprep.plan._base import Files, PlanError, _words
-from echoprep.plan.subjects import SubjectPlan
+from echoprep.plan.context import Files, PlanContext, PlanError, words
+from echoprep.plan.families.noiseceiling import NoiseCeilingRules
+from echoprep.plan.families.rois import RoiRules
+from echoprep.plan.fitted import FittedVariants
+from echoprep.plan.rule import Family, RuleDef, RuleFiles, fixed_mb
 from echoprep.variants import Variant
 
 #: Published session files and the registry outputs they come from.
 _SESSION_SOURCES = {"betas": "glm.betas", "nc": "noiseceiling.nc", "trials": "glm.trials"}
+_LAION = folder_name("laion")
+_COMMAND = "python -m echoprep publish {params.args} --options-json {params.options:q}"
 
 
-class PublishPlan(SubjectPlan):
-    """The LAION-fMRI loader layout (``publish``) of :class:`echoprep.plan.Plan`, on the
-    per-subject level."""
+def _publish(name: str, level: str, log: Any, message: str, minutes: int = 5) -> RuleDef:
+    """A publish rule: links or copies (streamed), the mask reads one 3D map; run in the
+    Snakemake process."""
+    return RuleDef(
+        name=name,
+        level=level,
+        log=log,
+        command=_COMMAND,
+        message=message,
+        memory=fixed_mb(1000),
+        minutes=minutes,
+        local=True,
+    )
+
+
+PUBLISH_SESSION = _publish(
+    "publish_session",
+    "session",
+    (_LAION, SESSION_KEY, "publish"),
+    "Publish LAION layout {wildcards.ses_prefix}",
+    minutes=10,
+)
+PUBLISH_SUBJECT = _publish(
+    "publish_subject",
+    "subject",
+    (_LAION, SUBJECT_KEY, "publish"),
+    "Publish LAION layout sub-{wildcards.subject}: meanR2gt15mask, noise ceiling",
+)
+PUBLISH_REPEATS = _publish(
+    "publish_repeats",
+    "subject",
+    (_LAION, ("", "sub-{subject}_nc{nrep}rep"), "publish"),
+    "Publish LAION layout sub-{wildcards.subject}: {wildcards.nrep}-repeat noise ceiling",
+)
+PUBLISH_ROI = _publish(
+    "publish_roi",
+    "subject",
+    (folder_name("atlases"), ("", "sub-{subject}_{laion_roi}"), "publish"),
+    "Publish LAION layout sub-{wildcards.subject}: ROI {wildcards.laion_roi}",
+)
+
+
+class PublishRules(Family):
+    """The publish rules and what they publish (module docstring)."""
+
+    RULES = (PUBLISH_SESSION, PUBLISH_SUBJECT, PUBLISH_REPEATS, PUBLISH_ROI)
+
+    def __init__(
+        self, ctx: PlanContext, fitted: FittedVariants, nc: NoiseCeilingRules, rois: RoiRules
+    ) -> None:
+        super().__init__(ctx)
+        self.fitted = fitted
+        self.nc = nc
+        self.rois = rois
+
+    # -----------------------------------------------------------------------------------------
+    # rules
+
+    def _rule(self, inputs: Any, output: Files, **fields: Any) -> RuleFiles:
+        params = {"args": self._publish_args, "options": self.ctx.options("publish")}
+        return RuleFiles(inputs, output, params, **fields)
+
+    def publish_session(self) -> RuleFiles:
+        return self._rule(self._publish_session_inputs, self.publish_session_outputs())
+
+    def publish_subject(self) -> RuleFiles:
+        return self._rule(self._publish_subject_inputs, self.publish_subject_outputs())
+
+    def publish_repeats(self) -> RuleFiles:
+        return self._rule(self._publish_repeats_inputs, self.publish_repeats_output())
+
+    def publish_roi(self) -> RuleFiles:
+        return self._rule(
+            self._publish_roi_inputs,
+            self.publish_roi_output(),
+            wildcard_constraints={"laion_roi": r"[A-Za-z0-9]+"},
+        )
 
     # -----------------------------------------------------------------------------------------
     # what is published
@@ -37,13 +120,13 @@ class PublishPlan(SubjectPlan):
         """
         return (
             bool(self.config["publish"]["laion"])
-            and bool(self.glm_variant_sessions())
+            and bool(self.fitted.glm_variant_sessions())
             and self.publish_warning() is None
         )
 
     def publish_warning(self) -> str | None:
         """Why the LAION layout is skipped although publish.laion is on, or None."""
-        if not self.config["publish"]["laion"] or not self.glm_variant_sessions():
+        if not self.config["publish"]["laion"] or not self.fitted.glm_variant_sessions():
             return None
         if self.config["publish"]["variant"] != section_defaults("publish")["variant"]:
             return None  # chosen explicitly: publish_variant() refuses it if not produced
@@ -63,13 +146,13 @@ class PublishPlan(SubjectPlan):
             Naming the key, what the config produces and the two ways out.
         """
         variant = self.config["publish"]["variant"]
-        produced = self.glm_variants()
+        produced = self.fitted.glm_variants()
         everywhere = [v for v in self.config["glm"]["all_sessions_variants"] if v in produced]
         if variant not in produced:
             raise PlanError(
                 f"publish.variant: expected a variant this config produces "
                 f"({', '.join(produced) or 'none'}); found {variant!r} (NORDIC side "
-                f"{'on' if 'nordic' in self.nordic_variants else 'off'}, variants.combine "
+                f"{'on' if 'nordic' in self.ctx.nordic_variants else 'off'}, variants.combine "
                 f"{list(self.config['variants']['combine'])}). Fix: set publish.variant to one "
                 "of the produced variants fitted on every session (glm.all_sessions_variants), "
                 "or publish.laion: false."
@@ -85,15 +168,19 @@ class PublishPlan(SubjectPlan):
         nordic, combine = Variant(variant).parts()
         return nordic, combine
 
+    def folders(self) -> list[str]:
+        """:meth:`publish_folders`."""
+        return self.publish_folders()
+
     def publish_folders(self) -> list[str]:
         """The LAION layout's folders this config writes (each gets a dataset description)."""
         return [reg.LAION_GLM, reg.LAION_ATLASES] if self.publish_enabled() else []
 
     def _published_session_key(self, subject: str | None, session: str | None) -> tuple[str, str]:
-        return reg.session_key(subject, session, self.task())
+        return reg.session_key(subject, session, self.ctx.task())
 
     def _published_subject_key(self, subject: str) -> tuple[str, str]:
-        return reg.get("publish.mask").subject_key(subject, self.task())
+        return reg.get("publish.mask").subject_key(subject, self.ctx.task())
 
     # -----------------------------------------------------------------------------------------
     # per session: betas, noise ceiling, trials
@@ -103,15 +190,15 @@ class PublishPlan(SubjectPlan):
     ) -> Files:
         """The published session files (with sidecars), as patterns or for one session."""
         outs = {k: reg.get(f"publish.{k}") for k in _SESSION_SOURCES}
-        return self._paths(outs, self._published_session_key(subject, session))
+        return self.ctx.paths(outs, self._published_session_key(subject, session))
 
     def _publish_session_inputs(self, wc: Any) -> Files:
         """The published variant's originals of a session (and their sidecars)."""
         nordic, combine = self.publish_variant()
-        sub, ses = self.session_of(wc)
-        key = self._session_key(sub, ses)
+        sub, ses = self.ctx.session_of(wc)
+        key = self.ctx.session_key(sub, ses)
         outs = {k: reg.get(name) for k, name in _SESSION_SOURCES.items()}
-        return self._paths(outs, key, nordic=nordic, combine=combine)
+        return self.ctx.paths(outs, key, nordic=nordic, combine=combine)
 
     # -----------------------------------------------------------------------------------------
     # per subject: the mask and the all-repeats noise ceiling; per repeat count
@@ -119,25 +206,25 @@ class PublishPlan(SubjectPlan):
     def publish_subject_outputs(self, subject: str = "{subject}") -> Files:
         """The subject's meanR2gt15mask and all-repeats noise ceiling (with sidecars)."""
         outs = {k: reg.get(f"publish.{k}") for k in ("mask", "allrep")}
-        return self._paths(outs, self._published_subject_key(subject))
+        return self.ctx.paths(outs, self._published_subject_key(subject))
 
     def _publish_subject_inputs(self, wc: Any) -> Files:
         """The published variant's mean R² and all-repeats noise ceiling of the subject."""
         nordic, combine = self.publish_variant()
-        maps = self.nc_subject_outputs(nordic, combine, wc.subject)
+        maps = self.nc.subject_outputs(nordic, combine, wc.subject)
         return {k: maps[k] for k in ("r2mean", "r2mean_json", "allrep", "allrep_json")}
 
     def publish_repeats_output(self, subject: str = "{subject}", n: Any = "{nrep}") -> Files:
         """The subject's published noise ceiling of n repeats (with sidecar)."""
         nrep = n if n == "{nrep}" else int(n)
-        files = self._paths(
+        files = self.ctx.paths(
             {"nc": reg.get("publish.nrep")}, self._published_subject_key(subject), nrep=nrep
         )
         return files
 
     def _publish_repeats_inputs(self, wc: Any) -> Files:
         nordic, combine = self.publish_variant()
-        return self.nc_repeats_output(nordic, combine, wc.subject, wc.nrep)
+        return self.nc.repeats_output(nordic, combine, wc.subject, wc.nrep)
 
     # -----------------------------------------------------------------------------------------
     # ROIs: atlases/sub-X/rois/<label>.nii.gz
@@ -151,10 +238,10 @@ class PublishPlan(SubjectPlan):
         PlanError
             Two categories with the same label (the published names would collide).
         """
-        res = self.roi_res(subject)
+        res = self.rois.res(subject)
         masks: dict[str, str] = {}
-        for category, label in [(VISUAL_CATEGORY, VISUAL_LABEL), *self.user_rois(subject)]:
-            path = self.roi_mask_path(subject, category, label, res)
+        for category, label in [(VISUAL_CATEGORY, VISUAL_LABEL), *self.rois.user_rois(subject)]:
+            path = self.rois.mask_path(subject, category, label, res)
             if label in masks:
                 published = reg.get("publish.roi")
                 name = published.path("", published.subject_key(subject), roi=label)
@@ -170,7 +257,7 @@ class PublishPlan(SubjectPlan):
     def publish_roi_output(self, subject: str = "{subject}", roi: str = "{laion_roi}") -> Files:
         """A published ROI (with sidecar), as a pattern or for one ROI."""
         o = reg.get("publish.roi")
-        files = self._paths({"roi": o}, o.subject_key(subject), roi=roi)
+        files = self.ctx.paths({"roi": o}, o.subject_key(subject), roi=roi)
         return files
 
     def _publish_roi_inputs(self, wc: Any) -> Files:
@@ -193,9 +280,9 @@ class PublishPlan(SubjectPlan):
         args: list[Any] = ["--source", *sources] if sources else []
         if "mask" in output.keys():
             args += ["--r2mean", input["r2mean"]]
-        return _words([*args, "--out", *outs])
+        return words([*args, "--out", *outs])
 
-    def publish_targets(self) -> list[str]:
+    def targets(self) -> list[str]:
         """Every published file of every subject and session (none when publish.laion is off
         or no GLM runs)."""
         if not self.publish_enabled():
@@ -206,8 +293,11 @@ class PublishPlan(SubjectPlan):
             for ses in self.dataset.sessions(sub):
                 targets.extend(self.publish_session_outputs(sub, ses).values())
             targets.extend(self.publish_subject_outputs(sub).values())
-            for n in self.subject_repeat_counts(sub):
+            for n in self.nc.subject_repeat_counts(sub):
                 targets.extend(self.publish_repeats_output(sub, n).values())
             for label in self.publish_rois(sub):
                 targets.extend(self.publish_roi_output(sub, label).values())
         return targets
+
+
+__all__ = ["PUBLISH_REPEATS", "PUBLISH_ROI", "PUBLISH_SESSION", "PUBLISH_SUBJECT", "PublishRules"]

@@ -1,0 +1,98 @@
+# Every rule of the workflow, from its definition in echoprep.plan.families (one module per
+# family: the rule's files, params, command, resources, env, group and message; see
+# docs/architecture.md, "Rules"). One block per kind of rule: a shell command submitted as a
+# job, a shell command run next to Snakemake (localrule, no benchmark), a Python function run
+# inside the Snakemake process.
+#
+# Snakemake evaluates a rule's shell: line again when its job runs, and runs its run: block
+# then, after this loop has ended: both look the rule up by its name (`rule`, which Snakemake
+# gives the job; shell_of in common.smk), never through the loop's variable, which then holds
+# the last rule's spec.
+
+
+for _spec in PLAN.specs():
+    if _spec.run is not None or not _spec.local:
+        continue
+
+    rule:
+        name:
+            _spec.name
+        input:
+            unpack(_spec.input_function),
+            **_spec.input,
+        output:
+            **_spec.output,
+        log:
+            _spec.log,
+        wildcard_constraints:
+            **_spec.wildcard_constraints,
+        localrule: True
+        conda:
+            _spec.conda
+        threads: _spec.threads
+        resources:
+            **_spec.resources,
+        params:
+            **_spec.params,
+        message:
+            _spec.message
+        shell:
+            shell_of(locals())
+
+
+for _spec in PLAN.specs():
+    if _spec.run is not None or _spec.local:
+        continue
+
+    rule:
+        name:
+            _spec.name
+        input:
+            unpack(_spec.input_function),
+            **_spec.input,
+        output:
+            **_spec.output,
+        log:
+            _spec.log,
+        benchmark:
+            _spec.benchmark
+        wildcard_constraints:
+            **_spec.wildcard_constraints,
+        group:
+            _spec.group
+        conda:
+            _spec.conda
+        threads: _spec.threads
+        resources:
+            **_spec.resources,
+        params:
+            **_spec.params,
+        message:
+            _spec.message
+        shell:
+            shell_of(locals())
+
+
+for _spec in PLAN.specs():
+    if _spec.run is None:
+        continue
+
+    rule:
+        name:
+            _spec.name
+        input:
+            unpack(_spec.input_function),
+            **_spec.input,
+        output:
+            **_spec.output,
+        log:
+            _spec.log,
+        wildcard_constraints:
+            **_spec.wildcard_constraints,
+        localrule: True
+        params:
+            **_spec.params,
+        message:
+            _spec.message
+        run:
+            PLAN.spec_of(rule).run(input, output, params, log)
