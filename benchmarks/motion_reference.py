@@ -86,7 +86,7 @@ def measure(preset: str, base: Path, threads: int) -> list[str]:
         seconds = time.perf_counter() - t0
         targets = ("T1w", "T2w") if kind == "sbref" else ("T1w",)
         for target in targets:
-            subject = paths_in(out / target, "spatial_grid", subject_key("01"))
+            subject = paths_in(out / target, "spatial_subject", subject_key("01"))
             spatial.subject_grid(
                 geo[0]["boldref"],
                 ds.t1w["01"],

@@ -84,7 +84,7 @@ def _geometry(
             n_threads=threads,
         )
         geo.append(paths)
-    subject = paths_in(out / "spatial", "spatial_grid", subject_key("01"))
+    subject = paths_in(out / "spatial", "spatial_subject", subject_key("01"))
     spatial.subject_grid(geo[0]["boldref"], ds.t1w["01"], t1w_mask, subject, n_threads=threads)
     return geo, subject
 

@@ -112,7 +112,7 @@ def _brain(demo, run):
     if _space(demo):
         spatial_root = demo["results"] / "spatial"
         grid_key = outputs.subject_key(run.subject)
-        mask = outputs.path_in(spatial_root, "spatial_grid.brain_mask", grid_key)
+        mask = outputs.path_in(spatial_root, "spatial_subject.brain_mask", grid_key)
         brain &= np.asarray(nib.load(mask).dataobj) > 0
     return brain, tp
 
@@ -147,7 +147,7 @@ def test_every_output_has_a_sidecar_and_the_folder_a_description(demo):
         if _space(demo):
             spatial_root = demo["results"] / "spatial"
             grid_key = outputs.subject_key(run.subject)
-            boldref = outputs.path_in(spatial_root, "spatial_grid.boldref", grid_key)
+            boldref = outputs.path_in(spatial_root, "spatial_subject.boldref", grid_key)
             assert np.allclose(nib.load(boldref).affine, grid.affine)
             assert nib.load(boldref).shape == grid.shape
         assert denoised.shape[:3] == grid.shape and np.allclose(denoised.affine, grid.affine)

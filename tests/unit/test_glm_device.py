@@ -260,7 +260,7 @@ def test_fitting_rules_ask_for_a_gpu_and_its_env_only_with_glm_device_cuda(tmp_p
         assert "gpu" not in cpu.spec(rule).resources
         assert gpu.spec(rule).resources["gpu"] == 1
         assert set(gpu.spec(rule).resources) == {"mem_mb", "runtime", "gpu"}
-    for rule in ("glm_analysis_mask", "noiseceiling_session"):
+    for rule in ("analysis_mask", "noiseceiling_session"):
         assert "gpu" not in gpu.spec(rule).resources
     assert "gpu" not in gpu.spec("nordic", 3).resources
     assert preflight.glm_env(cpu.config).name == "echoprep.yaml"

@@ -45,7 +45,7 @@ def _brain(tmp_path: Path) -> Path:
 
 
 def test_output_name_comes_from_the_registry(tmp_path: Path) -> None:
-    mask = get("glm_mask.mask")
+    mask = get("analysis_mask.mask")
     path = mask.path(tmp_path, session_key("01", "02", "images"), space="T1w")
     assert path == tmp_path / "glmsingle-analysis" / "sub-01" / "ses-02" / "func" / (
         "sub-01_ses-02_task-images_space-T1w_desc-analysis_mask.nii.gz"

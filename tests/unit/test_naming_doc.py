@@ -187,8 +187,8 @@ def test_every_own_label_keeps_the_convention(doc):
 def test_the_checks_fail_on_a_missing_row_and_a_label_against_the_convention(doc):
     """The checks can fail: a rule row taken out, an own label of the wrong case, an own label
     of several words that does not begin with its stage."""
-    row = next(line for line in doc.splitlines() if line.startswith("| `glm_analysis_mask` |"))
-    assert "glm_analysis_mask" not in rule_rows(doc.replace(row + "\n", ""))
+    row = next(line for line in doc.splitlines() if line.startswith("| `analysis_mask` |"))
+    assert "analysis_mask" not in rule_rows(doc.replace(row + "\n", ""))
     assert label_problems({"SomeMap": ["`SomeMap`", "UpperCamel", "echoprep", ""]})
     assert label_problems({"Some{combine}": ["`Some{combine}`", "UpperCamel", "echoprep", ""]})
     assert not label_problems({"physio{combine}": ["`physio{combine}`", "lower", "echoprep", ""]})

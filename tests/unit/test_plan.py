@@ -186,7 +186,7 @@ def test_job_inputs_follow_the_wildcards(bids, tmp_path):
     )
     glm = plan.spec("glm").input_function(session)
     assert len(glm["bold"]) == 2 and glm["mask"].endswith("_space-T1w_desc-analysis_mask.nii.gz")
-    masks = plan.spec("glm_analysis_mask").input_function(session)
+    masks = plan.spec("analysis_mask").input_function(session)
     assert set(masks) == {*plan.fitted.glm_variants(), "brain"}
 
 
@@ -220,7 +220,7 @@ def test_resources_grow_with_attempt_and_with_the_data(bids, tmp_path):
     )
     for rule, wc in [
         ("nordic", run), ("optcom", run), ("tedana", run), ("spatial_resample", run),
-        ("glm", session), ("glm_analysis_mask", session), ("noiseceiling_session", session),
+        ("glm", session), ("analysis_mask", session), ("noiseceiling_session", session),
     ]:  # fmt: skip
         small1, small3 = plan.mem_mb(rule)(wc, 1), plan.mem_mb(rule)(wc, 3)
         assert 0 < small1 < small3, rule
@@ -393,5 +393,5 @@ def test_a_run_without_trials_is_preprocessed_but_left_out_of_its_sessions_glm(t
     assert len(glm["bold"]) == 1
     args = plan.spec("glm").params["session"](session, SimpleNamespace(keys=lambda: []))
     assert args.split()[:3] == ["--run-labels", "01", "--session"]
-    assert len(plan.spec("glm_analysis_mask").input_function(session)["raw-optcom"]) == 2
+    assert len(plan.spec("analysis_mask").input_function(session)["raw-optcom"]) == 2
     assert '"label_column": "stim_name"' in plan.ctx.options("glm")

@@ -219,7 +219,7 @@ def test_the_t2w_target_is_composed_into_t1w_space(sim) -> None:
     tp = sim["truth"]
     records = {}
     for target in ("T1w", "T2w"):
-        subject = paths_in(sim["base"] / f"grid-{target}", "spatial_grid", subject_key("01"))
+        subject = paths_in(sim["base"] / f"grid-{target}", "spatial_subject", subject_key("01"))
         records[target] = spatial.subject_grid(
             geo[0]["boldref"],
             sim["ds"].t1w["01"],

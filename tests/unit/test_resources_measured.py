@@ -153,7 +153,7 @@ def test_runtime_requests_cover_the_measured_wall_time_without_waste(measured, p
 
 #: Rules with a resource model that the benchmark cannot run, and why.
 NOT_MEASURED = {
-    "roi_mask": "needs user ROI masks (rois.dir); the benchmark's config has none",
+    "rois_mask": "needs user ROI masks (rois.dir); the benchmark's config has none",
 }
 
 

@@ -73,7 +73,7 @@ def _process(bids: Path, out: Path, *, resample_runs: int = 0) -> dict:
         )
         geo.append(paths)
     tp = truth_paths(bids, "01")
-    subject = paths_in(out / "spatial", "spatial_grid", subject_key("01"))
+    subject = paths_in(out / "spatial", "spatial_subject", subject_key("01"))
     spatial.subject_grid(geo[0]["boldref"], ds.t1w["01"], tp["T1w_brain_mask"], subject)
     echoes = []
     for i in range(resample_runs):
@@ -270,7 +270,7 @@ def _subject_step_in_a_fresh_process(tiny, out: Path, itk_threads: str | None) -
     env = {k: v for k, v in os.environ.items() if k != "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"}
     if itk_threads is not None:
         env["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = itk_threads
-    outs = paths_in(out, "spatial_grid", subject_key("01"))
+    outs = paths_in(out, "spatial_subject", subject_key("01"))
     cmd = [
         sys.executable, "-m", "echoprep", "spatial", "subject",
         "--boldref", str(tiny["geo"][0]["boldref"]),
@@ -294,7 +294,7 @@ def test_bold_to_t1w_registration_is_reproducible_across_processes(tiny, tmp_pat
     assert a.keys() == b.keys() == {"boldref", "brain_mask", "xfm"}
     for key in a:
         assert a[key] == b[key], f"{key} differs between two runs"
-    xfm = np.loadtxt(path_in(tmp_path / "a", "spatial_grid.xfm", subject_key("01")))
+    xfm = np.loadtxt(path_in(tmp_path / "a", "spatial_subject.xfm", subject_key("01")))
     assert xfm.shape == (4, 4) and not np.allclose(xfm, np.eye(4))
 
 

@@ -52,7 +52,7 @@ def bids(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def rois(tmp_path_factory) -> Path:
-    """A ``rois.dir`` with one user ROI of sub-01 (jobs of ``roi_mask``)."""
+    """A ``rois.dir`` with one user ROI of sub-01 (jobs of ``rois_mask``)."""
     root = tmp_path_factory.mktemp("rois")
     path = root / "sub-01" / "visual" / "sub-01_space-T1w_label-V1_mask.nii.gz"
     path.parent.mkdir(parents=True)
@@ -212,7 +212,7 @@ def test_no_table_keyed_by_rule_names_outside_the_families():
     old = (
         "RUN_RULES = frozenset({'spatial_run', 'single_echo', 'nordic'})\n"
         "def m(rule):\n    if rule == 'glm_heldout':\n        return 1\n"
-        "    elif rule == 'roi_visual':\n        return 2\n"
+        "    elif rule == 'rois_visual':\n        return 2\n"
     )
     assert len(_rule_name_tables(ast.parse(old), rules)) == 2
 

@@ -29,8 +29,8 @@ def tree(tmp_path):
 
 def test_diagnostics_job_per_subject_reads_both_variants(tmp_path, tree):
     out = dry_run(_config(tmp_path, tree), "--printshellcmds")
-    assert job_counts(out)["nordic_diagnostics"] == 2
-    jobs = {j.wildcards: j for j in parse_jobs(out) if j.rule == "nordic_diagnostics"}
+    assert job_counts(out)["diagnostics"] == 2
+    jobs = {j.wildcards: j for j in parse_jobs(out) if j.rule == "diagnostics"}
     job = jobs["subject=01"]
     assert job.output[0] == str(
         tmp_path / "out/reports/sub-01/sub-01_task-images_desc-nordic_diagnostics.tsv"
@@ -62,5 +62,5 @@ def test_no_diagnostics_without_nordic(tmp_path, tree):
     # the LAION layout's nordic-optcom is not produced
     extra.write_text("nordic:\n  enabled: false\npublish:\n  laion: false\n")
     out = dry_run(_config(tmp_path, tree), "--configfile", str(extra), "--printshellcmds")
-    assert "nordic_diagnostics" not in job_counts(out)
+    assert "diagnostics" not in job_counts(out)
     assert "--diagnostics" not in out

@@ -37,12 +37,12 @@ def _per_subject(n_subjects: int, nordic: bool) -> dict[str, int]:
         # the reference boldref (the first run's geometry) and the functional grid
         "spatial_reference": n_subjects,
         "spatial_subject": n_subjects,
-        "roi_visual": n_subjects,
+        "rois_visual": n_subjects,
         "subject_report": n_subjects,
         # the subject's comparison table (held-out fidelity, NC, d'), joined by "comparison"
         "comparison_subject": n_subjects,
         # NORDIC on vs off diagnostics (reports/sub-X/..._desc-nordic_diagnostics.tsv)
-        **({"nordic_diagnostics": n_subjects} if nordic else {}),
+        **({"diagnostics": n_subjects} if nordic else {}),
         "comparison": 1,
         # the validated config as a file, read by the description and report jobs
         "config_snapshot": 1,
@@ -93,13 +93,13 @@ def test_job_counts_per_rule(tmp_path, two_subjects):
         "tedana_nordic": 4,  # NORDIC on: after the NORDIC-off ICA of the same run
         "confounds": 8,  # per run and side: beside its series (combine-, preproc-<side>/)
         "glm": 12,
-        "glm_analysis_mask": 2,
+        "analysis_mask": 2,
         "glm_reference": 2,  # raw-single (visual ROI) per subject
         "glm_heldout": 12,  # every variant of each subject's comparison session
         "noiseceiling_session": 12,
         "noiseceiling_subject": 2,
         "noiseceiling_repeats": 4,
-        "roi_table": 12,
+        "rois_table": 12,
         # the LAION-fMRI layout of nordic-optcom: per session, per subject (mask, all-repeat
         # NC), per subject and repeat count, per subject and ROI (the visual one)
         "publish_session": 2,
@@ -128,11 +128,11 @@ def test_nordic_off_schedules_no_nordic_jobs(tmp_path, two_subjects):
         "tedana": 4,
         "confounds": 4,
         "glm": 6,
-        "glm_analysis_mask": 2,
+        "analysis_mask": 2,
         "glm_reference": 2,  # raw-single (visual ROI) per subject
         "glm_heldout": 6,
         "noiseceiling_session": 6,
-        "roi_table": 6,
+        "rois_table": 6,
         **_per_subject(2, nordic=False),
     }
     _check_counts(out, jobs, _described(False, {"glm": 3, "analysis-mask": 1}))
@@ -171,13 +171,13 @@ def test_variants_and_participant_selection_change_the_dag(tmp_path, two_subject
         "spatial_resample": 2,  # raw side, with optcom (so is nordic)
         "confounds": 4,
         "glm": 2,
-        "glm_analysis_mask": 1,
+        "analysis_mask": 1,
         "glm_reference": 1,  # raw-optcom: the visual ROI's source
         "glm_heldout": 2,  # raw-optcom and nordic-optcom
         "noiseceiling_session": 2,
         "noiseceiling_subject": 1,
         "noiseceiling_repeats": 2,
-        "roi_table": 2,
+        "rois_table": 2,
         "publish_session": 1,
         "publish_subject": 1,
         "publish_repeats": 2,

@@ -136,10 +136,10 @@ def test_one_analysis_mask_per_session_feeds_every_variant(tmp_path, two_by_two)
     mask); every glm job, type-B job and held-out fit job of that session fit on it."""
     out = dry_run(_config(tmp_path, two_by_two), "--printshellcmds")
     counts = job_counts(out)
-    assert counts["glm_analysis_mask"] == 4  # one per fitted (subject, session)
+    assert counts["analysis_mask"] == 4  # one per fitted (subject, session)
     assert description_counts(out)["analysis-mask"] == 1  # glmsingle-analysis/
     jobs = parse_jobs(out)
-    masks = {_session_of(j): j for j in jobs if j.rule == "glm_analysis_mask"}
+    masks = {_session_of(j): j for j in jobs if j.rule == "analysis_mask"}
     assert set(masks) == {f"sub-0{s}_ses-0{e}_task-images" for s in "12" for e in "12"}
     for ses, job in masks.items():
         bold = [f for f in job.input if f.endswith("_bold.nii.gz")]
@@ -232,7 +232,7 @@ def test_held_out_fits_follow_the_comparison_sessions_and_splits(tmp_path, two_b
     out = dry_run(_config(tmp_path, two_by_two), "--configfile", str(extra))
     counts = job_counts(out)
     assert counts["glm_reference"] == 2 and "glm_heldout" not in counts
-    assert counts["glm_analysis_mask"] == 4
+    assert counts["analysis_mask"] == 4
 
 
 def test_a_former_reference_not_produced_plans_with_a_note(tmp_path, two_by_two):

@@ -46,16 +46,16 @@ def _mask(path: Path) -> None:
 def test_roi_comparison_and_report_jobs(tmp_path, two_by_two):
     out = dry_run(_config(tmp_path, two_by_two), "--printshellcmds")
     counts = job_counts(out)
-    assert counts["roi_visual"] == 2  # one per subject, for every variant
-    assert counts["roi_table"] == 14  # one per fitted session and variant (as glm)
+    assert counts["rois_visual"] == 2  # one per subject, for every variant
+    assert counts["rois_table"] == 14  # one per fitted session and variant (as glm)
     assert counts["comparison"] == 1
     assert counts["subject_report"] == 2
     # one dataset description each for rois/ and comparison/
     descriptions = description_counts(out)
     assert descriptions["rois"] == descriptions["comparison"] == 1
-    assert "roi_mask" not in counts  # rois.dir: null
+    assert "rois_mask" not in counts  # rois.dir: null
     jobs = parse_jobs(out)
-    visual = [j for j in jobs if j.rule == "roi_visual"]
+    visual = [j for j in jobs if j.rule == "rois_visual"]
     for job in visual:
         # the visual ROI comes from raw-single of the subject's first session
         glm = [f for f in job.input if "/glmsingle-" in f and "/glmsingle-analysis/" not in f]
@@ -101,7 +101,7 @@ def test_roi_comparison_and_report_jobs(tmp_path, two_by_two):
     assert all(c.count("heldout=") == 6 and options_of(c)["bootstrap"] == 100 for c in cmd)
     cmd = shell_commands(out, "comparison group")
     assert len(cmd) == 1 and options_of(cmd[0])["rank_by"] == "heldout_r"
-    table = next(j for j in jobs if j.rule == "roi_table")
+    table = next(j for j in jobs if j.rule == "rois_table")
     assert table.output[0].endswith("_desc-ROIs_summary.tsv")
     assert "/glmsingle-" in table.output[0]
 
@@ -113,7 +113,7 @@ def test_user_rois_get_one_job_each(tmp_path, two_by_two):
     extra = tmp_path / "extra.yaml"
     extra.write_text(f"rois:\n  dir: {rois}\n")
     out = dry_run(_config(tmp_path, two_by_two), "--configfile", str(extra))
-    jobs = [j for j in parse_jobs(out) if j.rule == "roi_mask"]
+    jobs = [j for j in parse_jobs(out) if j.rule == "rois_mask"]
     names = sorted(
         Path(j.output[0]).relative_to(tmp_path / "out" / "rois").as_posix() for j in jobs
     )
@@ -125,7 +125,7 @@ def test_user_rois_get_one_job_each(tmp_path, two_by_two):
     ]
     # every ROI table of a subject reads all its masks
     tables = [
-        j for j in parse_jobs(out) if j.rule == "roi_table" and "sub-01_ses-01" in j.wildcards
+        j for j in parse_jobs(out) if j.rule == "rois_table" and "sub-01_ses-01" in j.wildcards
     ]
     assert all(sum(f.endswith("_mask.nii.gz") for f in j.input) == 3 for j in tables)
 
@@ -146,7 +146,7 @@ def test_report_disabled_and_bad_visual_variant(tmp_path, two_by_two):
     out = dry_run(_config(tmp_path, two_by_two), "--configfile", str(extra))
     counts = job_counts(out)
     assert "subject_report" not in counts and "comparison" not in counts
-    assert counts["roi_table"] == 14
+    assert counts["rois_table"] == 14
     extra.write_text(
         "nordic:\n  enabled: false\nrois:\n  visual:\n    variant: nordic-optcom\n"
         "publish:\n  laion: false\n"  # the LAION layout's nordic-optcom: not the error checked here
@@ -185,12 +185,12 @@ def test_spatial_off_uses_the_glm_grid(tmp_path, two_by_two):
     extra.write_text(f"spatial:\n  enabled: false\nrois:\n  dir: {rois}\n")
     out = dry_run(_config(tmp_path, two_by_two), "--configfile", str(extra), "--printshellcmds")
     jobs = parse_jobs(out)
-    visual = [j for j in jobs if j.rule == "roi_visual"]
+    visual = [j for j in jobs if j.rule == "rois_visual"]
     assert all("_space-" not in Path(j.output[0]).name for j in visual)
     assert all(
         any(f.endswith("_ses-01_task-images_desc-GLMsingle_mask.nii.gz") for f in j.input)
         for j in visual
     )
-    masks = [j for j in jobs if j.rule == "roi_mask"]
+    masks = [j for j in jobs if j.rule == "rois_mask"]
     assert len(masks) == 2 and all("_space-" not in Path(j.output[0]).name for j in masks)
     assert out.count("--grid-space native") == 2

@@ -105,7 +105,7 @@ def test_echo_handling_reads_the_resampled_echoes(tmp_path, bids):
     # the GLM fits the session's analysis mask, made from the anatomy brain mask on the
     # functional grid
     glm = [j for j in jobs if j.rule == "glm"]
-    masks = [j for j in jobs if j.rule == "glm_analysis_mask"]
+    masks = [j for j in jobs if j.rule == "analysis_mask"]
     assert glm and masks
     assert all(
         any(i.endswith("_space-T1w_desc-analysis_mask.nii.gz") for i in j.input) for j in glm

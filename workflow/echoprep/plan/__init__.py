@@ -21,10 +21,11 @@ lint``) checks the plan.
 
 from __future__ import annotations
 
-from echoprep.plan.context import PlanError, RuleHooks
+from echoprep.plan.context import PlanError
 from echoprep.plan.discovery import discovery_options
 from echoprep.plan.families.spatial import RUN_STEM_PATTERN
 from echoprep.plan.front import Plan
+from echoprep.plan.hooks import RuleHooks
 from echoprep.plan.rule import RuleDef, RuleSpec
 
 __all__ = [

@@ -12,8 +12,7 @@ import functools
 import json
 import re
 import shlex
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from echoprep.io import outputs as reg
 from echoprep.io.bids import Dataset, EchoFiles, Run
 from echoprep.io.paths import run_prefix
 from echoprep.options import options_json
+from echoprep.plan.hooks import RuleHooks
 
 Files = dict[str, str]
 
@@ -45,7 +45,7 @@ def words(args: Iterable[Any]) -> str:
 
 
 def events_rows(path: Path | None) -> int:
-    """Rows (trials) of an events file (0 for None)."""
+    """Rows (trials) of an events file (0 for None), counted once per file version."""
     if not path:
         return 0
     st = path.stat()
@@ -54,39 +54,8 @@ def events_rows(path: Path | None) -> int:
 
 @functools.cache
 def _count_rows(path: Path, size: int, mtime_ns: int) -> int:
-    """Rows of a table below its header, counted once per file version and process (every
-    session-level rule's resources ask for its runs' counts)."""
     with open(path) as fh:
         return max(0, sum(1 for line in fh if line.strip()) - 1)
-
-
-def _no_groups() -> Mapping[str, str]:
-    return {}
-
-
-@dataclass(frozen=True)
-class RuleHooks:
-    """What the plan needs from the running Snakemake to fill a spec.
-
-    Attributes
-    ----------
-    temp
-        Snakemake's ``temp`` (marks an output removed once its consumers ran); None marks
-        nothing (unit tests).
-    groups
-        Returns the cluster profile's rule -> group table when called (Snakemake's
-        ``workflow.group_settings.overwrite_groups``, not yet set while rules are parsed).
-    in_report
-        Snakemake's ``report`` (marks an output for ``snakemake --report`` with a caption
-        file and a category); None marks nothing.
-    captions
-        The folder of the report captions (``workflow/report``).
-    """
-
-    temp: Callable[[str], Any] | None = None
-    groups: Callable[[], Mapping[str, str]] = _no_groups
-    in_report: Callable[..., Any] | None = None
-    captions: str = ""
 
 
 class PlanContext:
@@ -114,6 +83,7 @@ class PlanContext:
         # files and file
         self._run_keys: dict[int, tuple[str, str]] = {}
         self._files_memo: dict[tuple[Any, ...], Files] = {}
+        self._paths_memo: dict[tuple[Any, ...], Files] = {}
         self._file_memo: dict[tuple[Any, ...], str] = {}
         #: NORDIC variants: "raw" = NORDIC off, "nordic" = on (config nordic.enabled).
         self.nordic_variants = ["raw", "nordic"] if config["nordic"]["enabled"] else ["raw"]
@@ -292,9 +262,15 @@ class PlanContext:
         self, outputs: Mapping[str, reg.Output], key: tuple[str, str], **values: Any
     ) -> Files:
         """``name -> path`` of the given outputs at ``key`` (in this config's space), plus
-        ``name_json -> sidecar`` for those that have one."""
-        paths = {n: o.path(self.out, key, space=self.space(), **values) for n, o in outputs.items()}
-        return reg.with_sidecars(paths, outputs)
+        ``name_json -> sidecar`` for those that have one (built once per argument set)."""
+        # (the registry's outputs are module constants: their ids name them)
+        memo = (tuple((n, id(o)) for n, o in outputs.items()), key, tuple(sorted(values.items())))
+        found = self._paths_memo.get(memo)
+        if found is None:
+            space = self.space()
+            paths = {n: o.path(self.out, key, space=space, **values) for n, o in outputs.items()}
+            found = self._paths_memo[memo] = reg.with_sidecars(paths, outputs)
+        return dict(found)
 
     def file(self, output: str, key: tuple[str, str], **values: Any) -> str:
         """One output's path (no sidecar) at ``key``."""
@@ -368,7 +344,6 @@ class PlanContext:
         )
 
     def job_run_size(self, wc: Any) -> res.RunSize:
-        """:meth:`run_size` of :meth:`job_run`."""
         return self.run_size(self.job_run(wc))
 
     def work_scale(self, scale: str | None, wc: Any) -> float:

@@ -15,7 +15,7 @@ from typing import Any
 
 from echoprep.io.bids import Dataset
 from echoprep.plan.chains import CHAIN_RULES, ChainChoice
-from echoprep.plan.context import PlanContext, PlanError, RuleHooks
+from echoprep.plan.context import PlanContext, PlanError
 from echoprep.plan.families.anatomy import AnatomyRules
 from echoprep.plan.families.chains import ChainRules
 from echoprep.plan.families.combine import CombineRules
@@ -29,6 +29,7 @@ from echoprep.plan.families.rois import RoiRules
 from echoprep.plan.families.spatial import SpatialRules
 from echoprep.plan.fitted import FittedVariants
 from echoprep.plan.gradients import Gradients
+from echoprep.plan.hooks import RuleHooks
 from echoprep.plan.rule import (
     Family,
     RuleDef,

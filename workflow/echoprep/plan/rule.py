@@ -16,7 +16,7 @@ from typing import Any
 
 from echoprep import resources as res
 from echoprep.io import rule_logs
-from echoprep.plan.context import PlanContext, RuleHooks
+from echoprep.plan.context import PlanContext
 
 #: A memory model: (the rule's family, the job's wildcards, the retry attempt) -> MB.
 Memory = Callable[[Any, Any, int], int]
@@ -249,7 +249,6 @@ __all__ = [
     "Memory",
     "RuleDef",
     "RuleFiles",
-    "RuleHooks",
     "RuleSpec",
     "benchmark_path",
     "env_file",

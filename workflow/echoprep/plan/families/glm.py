@@ -1,5 +1,5 @@
 """The GLM per session (:mod:`echoprep.stages.glm`): the analysis mask
-(``glm_analysis_mask``), the single-trial fit (``glm``), the type-B betas the visual ROI's
+(``analysis_mask``), the single-trial fit (``glm``), the type-B betas the visual ROI's
 run-level test reads (``glm_reference``) and the comparison's held-out fits
 (``glm_heldout``)."""
 
@@ -48,8 +48,8 @@ def mask_mb(family: Any, wc: Any, attempt: int) -> int:
     return res.analysis_mask_mb(size, len(variants), attempt)
 
 
-GLM_ANALYSIS_MASK = RuleDef(
-    name="glm_analysis_mask",
+ANALYSIS_MASK = RuleDef(
+    name="analysis_mask",
     level="session",
     log=(folder_name("analysis-mask"), SESSION_KEY, "mask"),
     command=(
@@ -113,7 +113,7 @@ GLM_HELDOUT = RuleDef(
 class GlmRules(Family):
     """The GLM rules, their files and the fitted sessions' targets (module docstring)."""
 
-    RULES = (GLM_ANALYSIS_MASK, GLM, GLM_REFERENCE, GLM_HELDOUT)
+    RULES = (ANALYSIS_MASK, GLM, GLM_REFERENCE, GLM_HELDOUT)
 
     def __init__(
         self,
@@ -142,10 +142,10 @@ class GlmRules(Family):
     # -----------------------------------------------------------------------------------------
     # rules
 
-    def glm_analysis_mask(self) -> RuleFiles:
+    def analysis_mask(self) -> RuleFiles:
         return RuleFiles(
             self._mask_inputs,
-            self.ctx.files("glm_mask", self.ctx.session_key(None, None)),
+            self.ctx.files("analysis_mask", self.ctx.session_key(None, None)),
             {"args": self._mask_params, "options": self.ctx.options("glm")},
         )
 
@@ -214,13 +214,13 @@ class GlmRules(Family):
         """The held-out image means (each half of the runs fitted apart) and their volume
         table, with sidecars, as patterns or for a session."""
         key = self.ctx.session_key(subject, session)
-        return self.ctx.files("heldout", key, nordic=nordic, combine=combine)
+        return self.ctx.files("glm_heldout", key, nordic=nordic, combine=combine)
 
-    def analysis_mask(self, subject: str | None = None, session: str | None = None) -> str:
+    def mask_path(self, subject: str | None = None, session: str | None = None) -> str:
         """The analysis mask of a session (brain voxels with valid data in every run of every
         variant fitted there), as a pattern or for a session. Per session, not per subject: a
         new session leaves the masks (and fits) of the others alone."""
-        return self.ctx.file("glm_mask.mask", self.ctx.session_key(subject, session))
+        return self.ctx.file("analysis_mask.mask", self.ctx.session_key(subject, session))
 
     def _out_args(self, wc: Any, output: Any) -> str:
         """``KEY=PATH`` words of the glm rule's ``--out`` (no sidecars: the stage writes them)."""
@@ -236,7 +236,7 @@ class GlmRules(Family):
         return {
             "bold": [self.combine.outputs(wc.combine, r, wc.nordic)["bold"] for r in runs],
             "events": [str(r.events) for r in runs],
-            "mask": self.analysis_mask(sub, ses),
+            "mask": self.mask_path(sub, ses),
         }
 
     def _mask_inputs(self, wc: Any) -> dict[str, Any]:
@@ -308,4 +308,4 @@ class GlmRules(Family):
         return targets
 
 
-__all__ = ["GLM", "GLM_ANALYSIS_MASK", "GLM_HELDOUT", "GLM_REFERENCE", "GlmRules"]
+__all__ = ["ANALYSIS_MASK", "GLM", "GLM_HELDOUT", "GLM_REFERENCE", "GlmRules"]

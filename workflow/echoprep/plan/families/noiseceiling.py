@@ -197,7 +197,7 @@ class NoiseCeilingRules(Family):
         variant_sessions = self.fitted.glm_variant_sessions()
         fitted = sorted({p for pairs in variant_sessions.values() for p in pairs}, key=str)
         for sub, ses in fitted:
-            targets.extend(self.ctx.files("glm_mask", self.ctx.session_key(sub, ses)).values())
+            targets.extend(self.ctx.files("analysis_mask", self.ctx.session_key(sub, ses)).values())
         targets.extend(self.glm.heldout_targets())
         for variant, pairs in variant_sessions.items():
             nordic, combine = Variant(variant).parts()

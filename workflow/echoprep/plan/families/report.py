@@ -1,4 +1,4 @@
-"""The NORDIC diagnostics (``nordic_diagnostics``: tSNR and GLM fits with NORDIC off and on,
+"""The NORDIC diagnostics (``diagnostics``: tSNR and GLM fits with NORDIC off and on,
 :mod:`echoprep.stages.diagnostics`) and one self-contained HTML report per subject
 (``subject_report``, :mod:`echoprep.stages.report`; ``snakemake --report`` shows it)."""
 
@@ -39,8 +39,8 @@ def _report_mb(family: Any, wc: Any, attempt: int) -> int:
     return res.report_mb(family.ctx.run_size(runs[0]), attempt)
 
 
-NORDIC_DIAGNOSTICS = RuleDef(
-    name="nordic_diagnostics",
+DIAGNOSTICS = RuleDef(
+    name="diagnostics",
     level="subject",
     log=(_REPORTS, SUBJECT_KEY, "diagnostics"),
     command=(
@@ -69,7 +69,7 @@ SUBJECT_REPORT = RuleDef(
 class ReportRules(Family):
     """The diagnostics and report rules (module docstring)."""
 
-    RULES = (NORDIC_DIAGNOSTICS, SUBJECT_REPORT)
+    RULES = (DIAGNOSTICS, SUBJECT_REPORT)
 
     def __init__(
         self,
@@ -101,7 +101,7 @@ class ReportRules(Family):
     # -----------------------------------------------------------------------------------------
     # rules
 
-    def nordic_diagnostics(self) -> RuleFiles:
+    def diagnostics(self) -> RuleFiles:
         return RuleFiles(
             self._diagnostics_inputs, self.diagnostics_outputs(), {"args": self._diagnostics_args}
         )
@@ -305,4 +305,4 @@ class ReportRules(Family):
         return targets
 
 
-__all__ = ["NORDIC_DIAGNOSTICS", "SUBJECT_REPORT", "ReportRules"]
+__all__ = ["DIAGNOSTICS", "SUBJECT_REPORT", "ReportRules"]

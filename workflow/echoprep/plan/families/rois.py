@@ -1,6 +1,6 @@
 """ROIs on the functional grid (:mod:`echoprep.stages.rois`): the visual ROI from a GLM
-(``roi_visual``), the user's ROI files brought onto the grid (``roi_mask``) and a table per
-fitted session and variant (``roi_table``)."""
+(``rois_visual``), the user's ROI files brought onto the grid (``rois_mask``) and a table per
+fitted session and variant (``rois_table``)."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ def _visual_mb(family: Any, wc: Any, attempt: int) -> int:
     return res.betas_mb(family.ctx.runs_size(runs), 4.5, 500, attempt)
 
 
-ROI_VISUAL = RuleDef(
-    name="roi_visual",
+ROIS_VISUAL = RuleDef(
+    name="rois_visual",
     level="subject",
     log=(_ROIS, ("", "sub-{subject}_res-{roi_res}"), "visual"),
     command=(
@@ -44,8 +44,8 @@ ROI_VISUAL = RuleDef(
     memory=_visual_mb,
     minutes=10,
 )
-ROI_MASK = RuleDef(
-    name="roi_mask",
+ROIS_MASK = RuleDef(
+    name="rois_mask",
     level="subject",
     log=(_ROIS, ("", "sub-{subject}_{roi_category}_{roi_label}_res-{roi_res}"), ""),
     command=(
@@ -60,8 +60,8 @@ ROI_MASK = RuleDef(
     minutes=10,
     env="spatial",
 )
-ROI_TABLE = RuleDef(
-    name="roi_table",
+ROIS_TABLE = RuleDef(
+    name="rois_table",
     level="session",
     log=(folder_name("glm"), SESSION_KEY, "rois"),
     command=(
@@ -79,7 +79,7 @@ ROI_TABLE = RuleDef(
 class RoiRules(Family):
     """The ROI rules and the ROI files of each subject (module docstring)."""
 
-    RULES = (ROI_VISUAL, ROI_MASK, ROI_TABLE)
+    RULES = (ROIS_VISUAL, ROIS_MASK, ROIS_TABLE)
 
     def __init__(
         self,
@@ -104,25 +104,25 @@ class RoiRules(Family):
     # -----------------------------------------------------------------------------------------
     # rules
 
-    def roi_visual(self) -> RuleFiles:
+    def rois_visual(self) -> RuleFiles:
         return RuleFiles(
             self._visual_inputs,
             self.mask_outputs(visual=True),
             {"options": self.ctx.options("rois"), "variant": self._visual_variant},
         )
 
-    def roi_mask(self) -> RuleFiles:
+    def rois_mask(self) -> RuleFiles:
         return RuleFiles(
             self._user_inputs,
             self.mask_outputs(),
             {"args": self._user_params},
-            # the visual ROI's label is reserved (roi_visual writes it)
+            # the visual ROI's label is reserved (rois_visual writes it)
             wildcard_constraints={
                 "roi_label": r"(?!visuallyResponsive(?![A-Za-z0-9]))[A-Za-z0-9]+"
             },
         )
 
-    def roi_table(self) -> RuleFiles:
+    def rois_table(self) -> RuleFiles:
         return RuleFiles(
             self._table_inputs,
             self.table_path(),
@@ -217,7 +217,7 @@ class RoiRules(Family):
         return str(o.path(self.ctx.out, key, space=self.ctx.space(), res=res, label=label))
 
     def mask_outputs(self, visual: bool = False) -> Files:
-        """The outputs (mask and sidecar) of the roi_mask / roi_visual rule."""
+        """The outputs (mask and sidecar) of the rois_mask / rois_visual rule."""
         path = (
             self.mask_path(category=VISUAL_CATEGORY, label=VISUAL_LABEL)
             if visual
@@ -268,7 +268,7 @@ class RoiRules(Family):
             files["betas"] = reference["betas_typeb"]
         files["mask"] = self.brain_mask(wc.subject)
         # the ROI lies inside the analysis mask of its source session
-        files["analysis"] = self.glm.analysis_mask(wc.subject, session)
+        files["analysis"] = self.glm.mask_path(wc.subject, session)
         return files
 
     def table_path(
@@ -306,4 +306,4 @@ class RoiRules(Family):
         return targets
 
 
-__all__ = ["ROI_MASK", "ROI_TABLE", "ROI_VISUAL", "RoiRules"]
+__all__ = ["ROIS_MASK", "ROIS_TABLE", "ROIS_VISUAL", "RoiRules"]

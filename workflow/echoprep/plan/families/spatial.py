@@ -186,7 +186,7 @@ class SpatialRules(Family):
 
     def subject_outputs(self, subject: str = "{subject}") -> Files:
         """Per-subject grid outputs (and sidecars), as patterns or for a subject."""
-        return self.ctx.subject_files("spatial_grid", subject)
+        return self.ctx.subject_files("spatial_subject", subject)
 
     def reference_outputs(self, subject: str = "{subject}") -> Files:
         """The subject's reference boldref (and sidecar): the reference run's motion

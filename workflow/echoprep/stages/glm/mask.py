@@ -205,7 +205,7 @@ def run_analysis_mask(
     variant_runs, brain_mask, run_labels
         As :func:`analysis_mask`.
     out
-        The mask to write (its name from the output registry, ``glm_mask.mask``).
+        The mask to write (its name from the output registry, ``analysis_mask.mask``).
     options
         The ``glm`` config section (``brainthresh`` and ``nan_policy`` are used; missing keys
         take the schema default, unknown keys are refused).

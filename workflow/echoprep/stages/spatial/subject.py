@@ -29,8 +29,8 @@ from echoprep.stages.spatial.options import (
 log = logging.getLogger(__name__)
 
 #: Per-subject outputs (output space T1w): key -> (suffix, derivative entities, extension), from
-#: the output registry (``spatial_grid.<key>``).
-SUBJECT_OUTPUTS: dict[str, tuple[str, dict[str, str], str]] = stage_table("spatial_grid")
+#: the output registry (``spatial_subject.<key>``).
+SUBJECT_OUTPUTS: dict[str, tuple[str, dict[str, str], str]] = stage_table("spatial_subject")
 #: The fixed image of the registration, as its sidecar names it (desc-preproc_T1w).
 _T1W_NAME = get("anatomy.preproc").file_name("").removesuffix(".nii.gz")
 
