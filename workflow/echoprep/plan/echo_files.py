@@ -7,7 +7,22 @@ from typing import Any
 
 from echoprep.io import outputs as reg
 from echoprep.io.bids import Run
-from echoprep.plan.context import Files, words
+from echoprep.plan.context import Files, PlanContext, words
+
+
+def nordic_outputs(ctx: PlanContext, run: Run | None = None, echo: Any = "{echo}") -> Files:
+    """NORDIC's outputs (and sidecars) of one echo, as patterns or for a run: what the
+    NORDIC side's chain writes, its resampling (or, without spatial preprocessing, the echo
+    handling) reads and the diagnostics read."""
+    return ctx.files("nordic", ctx.run_key(run), echo=echo)
+
+
+def source_echoes(ctx: PlanContext, run: Run, nordic: str) -> list[str]:
+    """The echoes of a run as a NORDIC variant has them before any resampling (echo-time
+    order): the raw magnitudes, or NORDIC's outputs."""
+    if nordic == "raw":
+        return [str(e.mag) for e in run.echoes]
+    return [nordic_outputs(ctx, run, e.echo)["bold"] for e in run.echoes]
 
 
 def per_echo(files: Mapping[int, Files]) -> Files:
@@ -24,4 +39,4 @@ def echo_out_words(
     return words(f"{k}={output[f'{prefix}echo{e.echo}_{k}']}" for e in run.echoes for k in outputs)
 
 
-__all__ = ["echo_out_words", "per_echo"]
+__all__ = ["echo_out_words", "nordic_outputs", "per_echo", "source_echoes"]

@@ -22,7 +22,7 @@ from echoprep.io.outputs import folder_name
 from echoprep.io.rule_logs import RUN_KEY
 from echoprep.plan.chains import PREPROC_PREFIX, ChainChoice
 from echoprep.plan.context import Files, PlanContext, PlanError, words
-from echoprep.plan.echo_files import echo_out_words, per_echo
+from echoprep.plan.echo_files import echo_out_words, nordic_outputs, per_echo, source_echoes
 from echoprep.plan.families.combine import CombineRules
 from echoprep.plan.families.spatial import RUN_STEM_PATTERN, SpatialRules
 from echoprep.plan.rule import NO_JOBS, Family, RuleDef, RuleFiles
@@ -248,18 +248,15 @@ class ChainRules(Family):
         }
 
     def resample_sources(self, run: Run, nordic: str) -> list[str]:
-        """The echoes the resampling reads for a NORDIC variant (echo-time order): the raw
-        magnitudes, or NORDIC's outputs."""
-        if nordic == "raw":
-            return [str(e.mag) for e in run.echoes]
-        return [self.nordic_outputs(run, e.echo)["bold"] for e in run.echoes]
+        """The echoes the resampling reads for a NORDIC variant (:func:`source_echoes`)."""
+        return source_echoes(self.ctx, run, nordic)
 
     # -----------------------------------------------------------------------------------------
     # NORDIC's step: every echo of the run, one after another
 
     def nordic_outputs(self, run: Run | None = None, echo: Any = "{echo}") -> Files:
         """NORDIC outputs (and sidecars) of one echo, as patterns or for a run."""
-        return self.ctx.files("nordic", self.ctx.run_key(run), echo=echo)
+        return nordic_outputs(self.ctx, run, echo)
 
     def nordic_run_outputs(self, echoes: int) -> Files:
         """Outputs of NORDIC's step for a run with ``echoes`` echoes, as patterns: every

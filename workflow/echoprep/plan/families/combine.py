@@ -22,6 +22,7 @@ from echoprep.io.rule_logs import RUN_KEY
 from echoprep.options import options_json
 from echoprep.plan.chains import COMBINE_STEPS, ChainChoice
 from echoprep.plan.context import Files, PlanContext, words
+from echoprep.plan.echo_files import source_echoes
 from echoprep.plan.families.spatial import SpatialRules
 from echoprep.plan.fitted import FittedVariants
 from echoprep.plan.rule import NO_JOBS, Family, RuleDef, RuleFiles, run_copies_mb
@@ -164,10 +165,7 @@ class CombineRules(Family):
         run = self.ctx.run_of(wc)
         if self.config["spatial"]["enabled"]:  # the spatially preprocessed echoes
             return [self.spatial.preproc_echo(run, e.echo, wc.nordic) for e in run.echoes]
-        if wc.nordic == "raw":
-            return [str(e.mag) for e in run.echoes]
-        key = self.ctx.run_key(run)
-        return [self.ctx.files("nordic", key, echo=str(e.echo))["bold"] for e in run.echoes]
+        return source_echoes(self.ctx, run, wc.nordic)
 
     def noise_volumes_to_drop(self, wc: Any) -> int:
         """Trailing noise volumes the combine stage drops (NORDIC removes its own by default;

@@ -11,6 +11,7 @@ from echoprep.io import outputs as reg
 from echoprep.io.outputs import folder_name
 from echoprep.io.rule_logs import SUBJECT_KEY
 from echoprep.plan.context import Files, PlanContext, words
+from echoprep.plan.echo_files import nordic_outputs
 from echoprep.plan.families.anatomy import AnatomyRules
 from echoprep.plan.families.combine import CombineRules
 from echoprep.plan.families.comparison import ComparisonRules
@@ -165,9 +166,8 @@ class ReportRules(Family):
                 glm.append((label, combine, n, g["betas"], g["trials"], g["mask"]))
         for ses in sorted({s for s, _ in pairs}, key=lambda s: s or ""):
             for run in self.dataset.runs_of(subject, ses):
-                key = self.ctx.run_key(run)
                 for e in run.echoes:
-                    sidecar = self.ctx.files("nordic", key, echo=str(e.echo))["bold_json"]
+                    sidecar = nordic_outputs(self.ctx, run, str(e.echo))["bold_json"]
                     sidecars.append((ses or "n/a", sidecar))
         return tsnr, glm, sidecars
 
