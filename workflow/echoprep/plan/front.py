@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from echoprep.io import rule_logs
 from echoprep.io.bids import Dataset
 from echoprep.plan.chains import CHAIN_RULES, ChainChoice
 from echoprep.plan.context import PlanContext, PlanError
@@ -35,9 +36,7 @@ from echoprep.plan.rule import (
     RuleDef,
     RuleFiles,
     RuleSpec,
-    benchmark_path,
     env_file,
-    log_path,
     split_inputs,
 )
 from echoprep.plan.sdc import sdc_summary
@@ -235,14 +234,15 @@ class Plan:
         if command:
             shell = f"( {command} ) 2> {{log:q}}" if defn.subshell else f"{command} 2> {{log:q}}"
         input_function, inputs = split_inputs(files.input)
+        work = self.ctx.config["work_dir"]
         return RuleSpec(
             name=name,
             input_function=input_function,
             input=inputs,
             output=files.output,
             params=params,
-            log=log_path(self.ctx, defn),
-            benchmark=None if defn.local else benchmark_path(self.ctx, defn),
+            log=str(rule_logs.log_path(work, defn.log)),
+            benchmark=None if defn.local else str(rule_logs.benchmark_path(work, defn.log)),
             resources=resources,
             group=group,
             wildcard_constraints=dict(files.wildcard_constraints),

@@ -4,7 +4,7 @@ Every rule is one :class:`RuleDef` constant in the module of its family
 (:mod:`echoprep.plan.families`): name, job level, log, threads, minutes, memory model, conda
 env, profile group, command and console message. Beside it, the family class has a method of
 the rule's name that returns the rule's files and arguments (:class:`RuleFiles`); the plan
-joins the two into a :class:`RuleSpec`, which the one rule block of
+joins the two into a :class:`RuleSpec`, which the rule block of its kind in
 ``workflow/rules/jobs.smk`` passes to Snakemake. See ``docs/architecture.md``.
 """
 
@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from echoprep import resources as res
-from echoprep.io import rule_logs
 from echoprep.plan.context import PlanContext
 
 #: A memory model: (the rule's family, the job's wildcards, the retry attempt) -> MB.
@@ -204,16 +203,6 @@ def split_inputs(
     return _no_inputs, dict(inputs)
 
 
-def log_path(ctx: PlanContext, defn: RuleDef) -> str:
-    """A rule's log (``work_dir/logs/...``, named by :mod:`echoprep.io.rule_logs`)."""
-    return str(rule_logs.log_path(ctx.config["work_dir"], defn.log))
-
-
-def benchmark_path(ctx: PlanContext, defn: RuleDef) -> str:
-    """A rule's Snakemake benchmark record (``work_dir/benchmarks/...``)."""
-    return str(rule_logs.benchmark_path(ctx.config["work_dir"], defn.log))
-
-
 def env_file(env: str) -> str:
     """A conda env file as a rule file names it (relative to ``workflow/rules``)."""
     return env if "/" in env else f"../../envs/{env}.yaml"
@@ -250,10 +239,8 @@ __all__ = [
     "RuleDef",
     "RuleFiles",
     "RuleSpec",
-    "benchmark_path",
     "env_file",
     "fixed_mb",
-    "log_path",
     "run_copies_mb",
     "split_inputs",
 ]
