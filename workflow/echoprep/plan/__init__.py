@@ -5,9 +5,10 @@ Every rule is defined once, in its family's module (:mod:`echoprep.plan.families
 :class:`~echoprep.plan.rule.RuleDef` (name, level, log, threads, minutes, memory model, env,
 group, command, message) next to the family class whose method of the rule's name gives its
 inputs, outputs and params. :class:`~echoprep.plan.front.Plan` builds the families on one
-shared :class:`~echoprep.plan.context.PlanContext` (composition, no class hierarchy) and
-joins both halves into the :class:`~echoprep.plan.rule.RuleSpec` of each rule, which the one
-rule block of ``workflow/rules/jobs.smk`` hands to Snakemake; ``rule all`` asks the plan for
+shared :class:`~echoprep.plan.context.PlanContext` (composition; the families derive from
+``Family`` alone) and joins both halves into the :class:`~echoprep.plan.rule.RuleSpec` of
+each rule, which the rule block of its kind in ``workflow/rules/jobs.smk`` hands to
+Snakemake; ``rule all`` asks the plan for
 its targets. Everything that decides *which* jobs run and *which* files they read lives here,
 where it is unit-tested without Snakemake (``tests/unit/test_plan.py``). Paths come from the
 output registry (:mod:`echoprep.io.outputs`), memory models from :mod:`echoprep.resources`.
