@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import pickle
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -259,8 +260,21 @@ def _read_tsv(path: Path) -> tuple[bool, Any]:
     return True, (lines[0].split("\t"), [line.split("\t") for line in lines[1:]])
 
 
-#: Files read at a time when the facts cache is cold (:meth:`BidsIndex.prefetch`).
+#: Threads that read the files where the file system makes the process wait
+#: (:meth:`BidsIndex.prefetch`).
 PREFETCH_WORKERS = 8
+#: Files :meth:`BidsIndex.prefetch` reads, and times, at a time in the calling thread; also
+#: the most files one task of its thread pool reads.
+PREFETCH_CHUNK = 64
+#: Mean seconds per file that a chunk read in the calling thread may spend waiting (off the
+#: CPU) before :meth:`BidsIndex.prefetch` counts it as slow. A page-cached read hardly waits
+#: (measured: a 64-file chunk's mean waiting under 0.16 ms but for rare stalls of the whole
+#: process); 8 threads read 1.7 times faster than one where each file waits ~0.27 ms, 3 to 4
+#: times where it waits ~0.57 ms.
+PREFETCH_WAIT_S = 0.2e-3
+#: Slow chunks in a row after which :meth:`BidsIndex.prefetch` reads the rest with threads
+#: (one alone may be a stall of the whole machine, not the file system).
+PREFETCH_SLOW_CHUNKS = 2
 
 
 class BidsIndex:
@@ -394,13 +408,36 @@ class BidsIndex:
             return _read_tsv(path)
         return self._facts.get(entry, lambda: ("tsv", _read_tsv(path)))[1]
 
-    def prefetch(self, workers: int | None = None) -> int:
-        """Read, ``workers`` files at a time, what discovery will ask of the walked files and
-        the cache lacks: every JSON file and the headers of the BOLD and T1w images.
+    def prefetch(self, workers: int | None = None, *, threads: bool | None = None) -> int:
+        """Read what discovery will ask of the walked files and the cache lacks: every JSON
+        file and the headers of the BOLD and T1w images.
 
-        Reading is I/O (and a little zlib, which runs outside the GIL), so threads overlap
-        the waits of a cold or network file system; the facts are the same whatever
-        ``workers`` (default :data:`PREFETCH_WORKERS`) is. Returns the number of files read.
+        Reading a page-cached file is Python work under the GIL (JSON parsing, nibabel's
+        header), which threads only slow down; threads pay off where the process waits on
+        the file system (a cold disk, a network file system). So the files are read
+        :data:`PREFETCH_CHUNK` at a time in the calling thread, each chunk timed, and once
+        :data:`PREFETCH_SLOW_CHUNKS` chunks in a row waited more than
+        :data:`PREFETCH_WAIT_S` per file, the files left are read by ``workers`` threads, a
+        chunk per task. Waiting is the wall-clock time less the thread's CPU time, so that a
+        garbage collection or an import (CPU work, which threads cannot overlap) does not
+        count. Measured on 2 cores, 27,700 page-cached files of a LAION-size tree: 2.3 s in
+        one thread; 4.5 s with 8 threads and a task per 64 files, 5.5 s with a task per file.
+
+        Parameters
+        ----------
+        workers
+            Threads for a file system that makes the process wait (default
+            :data:`PREFETCH_WORKERS`).
+        threads
+            ``None``: decide by the rule above; ``True``: read every file with the threads;
+            ``False``: read every file in the calling thread.
+
+        Returns
+        -------
+        int
+            The number of files read. The facts, and the order they are stored in (so the
+            facts cache that :meth:`save` writes, byte for byte), do not depend on how they
+            were read.
         """
         from concurrent.futures import ThreadPoolExecutor
 
@@ -421,15 +458,40 @@ class BidsIndex:
                 seen.add(entry.rel)
                 todo.append((entry, kind, bf.path))
 
-        def read(item: tuple[Listed, str, Path]) -> tuple[str, Any]:
-            _, kind, path = item
-            return (kind, _read_json(path) if kind == "json" else read_header(path))
+        def read(chunk: list[tuple[Listed, str, Path]]) -> list[tuple[str, Any]]:
+            return [
+                (kind, _read_json(path) if kind == "json" else read_header(path))
+                for _, kind, path in chunk
+            ]
 
-        if not todo:
-            return 0
-        with ThreadPoolExecutor(max_workers=max(1, workers or PREFETCH_WORKERS)) as pool:
-            for item, value in zip(todo, pool.map(read, todo, chunksize=64), strict=True):
-                self._facts.put(item[0], value)
+        def store(chunk: list[tuple[Listed, str, Path]], values: list[tuple[str, Any]]) -> None:
+            for (entry, _, _), value in zip(chunk, values, strict=True):
+                self._facts.put(entry, value)
+
+        size = max(1, PREFETCH_CHUNK)
+        done = slow = 0
+        while (
+            done < len(todo)
+            and threads is not True
+            and (threads is False or slow < PREFETCH_SLOW_CHUNKS)
+        ):
+            chunk = todo[done : done + size]
+            wall, cpu = time.perf_counter(), time.thread_time()
+            values = read(chunk)
+            waited = (time.perf_counter() - wall) - (time.thread_time() - cpu)
+            slow = slow + 1 if waited / len(chunk) > PREFETCH_WAIT_S else 0
+            store(chunk, values)
+            done += len(chunk)
+        rest = todo[done:]
+        if rest:
+            pool_size = max(1, workers or PREFETCH_WORKERS)
+            # a future per chunk, enough chunks to keep every thread busy to the end
+            per_task = max(1, min(size, -(-len(rest) // (pool_size * 4))))
+            chunks = [rest[i : i + per_task] for i in range(0, len(rest), per_task)]
+            logger.debug("reading %d files with %d threads", len(rest), pool_size)
+            with ThreadPoolExecutor(max_workers=pool_size) as pool:
+                for chunk, values in zip(chunks, pool.map(read, chunks), strict=True):
+                    store(chunk, values)
         return len(todo)
 
     def metadata(self, path: Path) -> dict[str, Any]:
