@@ -22,7 +22,7 @@ from echoprep.io import rule_logs
 from echoprep.plan import Plan, PlanError, RuleHooks, RuleSpec
 from echoprep.plan.chains import CHAIN_RULES
 from echoprep.plan.front import FAMILIES, rule_definitions
-from echoprep.plan.rule import NO_JOBS, RuleDef
+from echoprep.plan.rule import NO_JOBS, RuleDef, declared_outputs, sidecars_of, without_sidecars
 from helpers.bidstree import make_bids_tree
 from helpers.plans import make_plan, plan_config
 from helpers.snake import ROOT, RULE_FILES, planned_outputs, wildcard_constraints
@@ -426,3 +426,55 @@ def test_hooks_mark_temporary_echoes_reports_and_give_the_profile_groups(bids, t
     groups["nordic"] = "run"
     assert group(None) == "run"
     assert plan.spec("glm").group is None
+
+
+# ---------------------------------------------------------------------------------------------
+# sidecars: written by the job of their image, not declared
+
+
+def test_jobs_declare_their_files_and_write_the_sidecars_beside_them(bids, tmp_path):
+    """A rule's files (its family's ``RuleFiles.output``) list every JSON sidecar its job
+    writes; its spec declares none of them (Snakemake's planning time grows with declared
+    files), but those of temporary outputs, flagged like their images so that Snakemake
+    removes the two together; ``rule all`` asks for no sidecar; a file that only a sidecar
+    would be (``recommended_variant.json``, ``dataset_description.json``) stays declared."""
+    from snakemake.io import is_flagged, temp
+
+    plan = make_plan(bids, tmp_path)
+    written = plan.chain_rules.nordic(3).output
+    assert {"echo1_bold_json", "preproc_echo1_bold_json", "spatial_confounds_json"} <= set(written)
+    for spec in plan.specs():
+        declared = [str(v) for v in spec.output.values()]
+        assert not sidecars_of(declared) & set(declared), spec.name
+    assert set(plan.spec("nordic", 3).output) == {k for k in written if not k.endswith("_json")}
+    targets = plan.targets()
+    assert not sidecars_of(targets) & set(targets)
+    names = {Path(t).name for t in targets}
+    assert {"recommended_variant.json", "dataset_description.json"} <= names
+    assert any(t.endswith("_desc-GLMsingle_summary.json") for t in targets)
+
+    dropped = make_plan(bids, tmp_path, spatial={"keep_echoes": False})
+    flagged = Plan(dropped.config, dropped.dataset, RuleHooks(temp=temp)).spec("nordic", 3)
+    assert is_flagged(flagged.output["preproc_echo1_bold"], "temp")
+    assert is_flagged(flagged.output["preproc_echo1_bold_json"], "temp")
+    assert "echo1_bold_json" not in flagged.output  # NORDIC's echoes are kept
+
+
+def test_a_reader_of_sidecars_waits_for_their_images():
+    """``without_sidecars`` keeps a mapping's files but the sidecars of the others (a reader
+    declares the image, whose job writes the sidecar); a JSON file that is no sidecar of
+    another stays."""
+    files = {
+        "betas": "/o/x_statmap.nii.gz",
+        "betas_json": "/o/x_statmap.json",
+        "trials": "/o/x_trials.tsv",
+        "trials_json": "/o/x_trials.json",
+        "summary": "/o/x_summary.json",
+    }
+    assert without_sidecars(files) == {
+        "betas": "/o/x_statmap.nii.gz",
+        "trials": "/o/x_trials.tsv",
+        "summary": "/o/x_summary.json",
+    }
+    assert declared_outputs(files) == without_sidecars(files)
+    assert sidecars_of(files.values()) == {"/o/x_statmap.json", "/o/x_trials.json"}

@@ -43,8 +43,12 @@ def test_diagnostics_job_per_subject_reads_both_variants(tmp_path, tree):
     }
     bold = [f for f in job.input if "/combine-" in f]
     assert len(bold) == 2 * 3 * 2  # runs x echo handlings x NORDIC off/on
-    sidecars = [f for f in job.input if "/nordic/" in f and f.endswith(".json")]
-    assert len(sidecars) == 2 * 3  # runs x echoes of ses-01
+    # NORDIC's echoes, whose sidecars (written by the same jobs, not declared) it reads
+    nordic = [f for f in job.input if "/nordic/" in f]
+    assert len(nordic) == 2 * 3  # runs x echoes of ses-01
+    assert all(f.endswith("_part-mag_desc-nordic_bold.nii.gz") for f in nordic)
+    for image in nordic:
+        assert f" --nordic-json 01 {image.removesuffix('.nii.gz')}.json" in out
     assert any("label-visuallyResponsive_mask" in f for f in job.input)
     cmd = [ln for ln in out.splitlines() if "python -m echoprep diagnostics --subject 01" in ln]
     assert len(cmd) == 1

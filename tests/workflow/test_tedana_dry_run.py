@@ -44,8 +44,12 @@ def test_nordic_run_reads_the_component_count_of_the_raw_run(tmp_path, one_run):
     found = _tedana(tmp_path, one_run)
     raw_job, raw_cmd = found["raw"]
     nordic_job, nordic_cmd = found["nordic"]
-    raw_sidecar = next(f for f in raw_job.output if f.endswith("_desc-ICA_mixing.json"))
-    assert raw_sidecar in nordic_job.input  # the dependency on the raw ICA-denoised job
+    # the dependency on the raw ICA-denoised job: its mixing matrix, whose sidecar (written
+    # by that job, not declared) the command names
+    raw_mixing = next(f for f in raw_job.output if f.endswith("_desc-ICA_mixing.tsv"))
+    assert raw_mixing in nordic_job.input
+    raw_sidecar = raw_mixing.removesuffix(".tsv") + ".json"
+    assert raw_sidecar not in raw_job.output
     assert f" --nordic --raw-components {raw_sidecar} " in nordic_cmd
     assert " --nordic" not in raw_cmd and "--raw-components" not in raw_cmd
     # the raw run reads only its echoes (tedana's own PCA estimates aic/kic/mdl; the job caps)

@@ -1,6 +1,7 @@
 # Glue between Snakemake and the package: input discovery, the plan, the shell prefix. Which jobs run and which files they read is decided by echoprep.plan
 # (unit-tested without Snakemake); every output name comes from echoprep.io.outputs.
 
+import gc
 import os
 import sys
 from shlex import quote as _quote
@@ -11,6 +12,13 @@ from snakemake.io import report as _report
 from echoprep.io.bids import BIDSInputError, discover
 from echoprep.plan import Plan, PlanError, RuleHooks, discovery_options
 from echoprep.preflight import PreflightError, check_workflow
+
+# Planning makes millions of objects that live until the end (jobs, files, wildcards), and
+# Python's default collector scans every one of them again in each full collection; those
+# scans took about 15 % of a LAION-size dry run. Full collections 100 times rarer: young
+# objects are collected as before (docs/architecture.md §2, "Planning").
+_young, _middle, _ = gc.get_threshold()
+gc.set_threshold(_young, _middle, 1000)
 
 OUT = Path(config["output_dir"])
 WORK = Path(config["work_dir"])

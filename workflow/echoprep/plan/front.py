@@ -36,7 +36,9 @@ from echoprep.plan.rule import (
     RuleDef,
     RuleFiles,
     RuleSpec,
+    declared_outputs,
     env_file,
+    sidecars_of,
     split_inputs,
 )
 from echoprep.plan.sdc import sdc_summary
@@ -239,7 +241,7 @@ class Plan:
             name=name,
             input_function=input_function,
             input=inputs,
-            output=files.output,
+            output=declared_outputs(files.output),
             params=params,
             log=str(rule_logs.log_path(work, defn.log)),
             benchmark=None if defn.local else str(rule_logs.benchmark_path(work, defn.log)),
@@ -310,7 +312,8 @@ class Plan:
 
     def targets(self) -> list[str]:
         """Every file ``rule all`` asks for: each family's targets and the dataset description
-        of every derivative folder written."""
+        of every derivative folder written (not the sidecars of other targets: their jobs write
+        them without declaring them, :func:`declared_outputs`)."""
         found = self.describe.targets()
         for part in (
             self.combine.targets(),
@@ -321,7 +324,8 @@ class Plan:
             self.publish.targets(),
         ):
             found.extend(part)
-        return list(dict.fromkeys(found))
+        sidecars = sidecars_of(found)
+        return [f for f in dict.fromkeys(found) if f not in sidecars]
 
     def folder_pattern(self) -> str:
         """Wildcard constraint of the ``dataset_description`` rule's ``folder``."""

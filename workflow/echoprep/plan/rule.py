@@ -10,11 +10,12 @@ joins the two into a :class:`RuleSpec`, which the rule block of its kind in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from echoprep import resources as res
+from echoprep.io.paths import sidecar_path
 from echoprep.plan.context import PlanContext
 
 #: A memory model: (the rule's family, the job's wildcards, the retry attempt) -> MB.
@@ -203,6 +204,43 @@ def split_inputs(
     return _no_inputs, dict(inputs)
 
 
+def sidecars_of(paths: Iterable[Any]) -> set[str]:
+    """The JSON sidecars (:func:`echoprep.io.paths.sidecar_path`) of those of ``paths`` (files
+    or patterns) that are not JSON files themselves."""
+    return {str(sidecar_path(str(p))) for p in paths if not str(p).endswith(".json")}
+
+
+def declared_outputs(outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The outputs a rule declares to Snakemake: its files but the JSON sidecars of the others.
+
+    A job writes each image's or table's sidecar beside it (:mod:`echoprep.io.sidecars`), in
+    the same job; declaring them as well would nearly double the files Snakemake tracks per
+    job, and its planning time grows with them (docs/architecture.md, "Sidecars"). A sidecar
+    of a temporary output stays declared, flagged as its image is, so that Snakemake deletes
+    the two together.
+
+    Parameters
+    ----------
+    outputs
+        ``{name: pattern}``, sidecars included (:attr:`RuleFiles.output`).
+
+    Returns
+    -------
+    dict
+        ``{name: pattern}`` without the unflagged sidecars, in the same order.
+    """
+    sidecars = sidecars_of(outputs.values())
+    return {k: v for k, v in outputs.items() if str(v) not in sidecars or getattr(v, "flags", None)}
+
+
+def without_sidecars(files: Mapping[str, Any]) -> dict[str, Any]:
+    """``files`` without the sidecars of the others: what a rule that reads them declares as
+    inputs (their jobs write the sidecars without declaring them, :func:`declared_outputs`;
+    the image stands for its sidecar)."""
+    sidecars = sidecars_of(files.values())
+    return {k: v for k, v in files.items() if str(v) not in sidecars}
+
+
 def env_file(env: str) -> str:
     """A conda env file as a rule file names it (relative to ``workflow/rules``)."""
     return env if "/" in env else f"../../envs/{env}.yaml"
@@ -239,8 +277,11 @@ __all__ = [
     "RuleDef",
     "RuleFiles",
     "RuleSpec",
+    "declared_outputs",
     "env_file",
     "fixed_mb",
     "run_copies_mb",
+    "sidecars_of",
     "split_inputs",
+    "without_sidecars",
 ]

@@ -18,6 +18,7 @@ from typing import Any
 from echoprep.io import outputs as reg
 from echoprep.io.bids import Run
 from echoprep.io.outputs import folder_name
+from echoprep.io.paths import sidecar_path
 from echoprep.io.rule_logs import RUN_KEY
 from echoprep.options import options_json
 from echoprep.plan.chains import COMBINE_STEPS, ChainChoice
@@ -199,11 +200,12 @@ class CombineRules(Family):
 
     def _tedana_inputs(self, wc: Any) -> dict[str, Any]:
         """Echoes of the ICA-denoised job; on NORDIC runs with ``tedana.nordic_tedpca: raw_run``
-        also the sidecar of the same run's NORDIC-off ICA, whose component count it uses."""
+        also the same run's NORDIC-off ICA mixing matrix, whose sidecar (written with it, not
+        declared) gives the component count it uses."""
         files: dict[str, Any] = {"echoes": self.echo_inputs(wc)}
         if wc.nordic == "nordic" and self.config["tedana"]["nordic_tedpca"] == "raw_run":
             raw = self.outputs("denoised", self.ctx.run_of(wc), "raw")
-            files["raw_components"] = raw["mixing_json"]
+            files["raw_mixing"] = raw["mixing"]
         return files
 
     def _tedana_options(self, wc: Any) -> str:
@@ -220,8 +222,8 @@ class CombineRules(Family):
         if wc.nordic != "nordic":
             return ""
         args = ["--nordic"]
-        if "raw_components" in input.keys():
-            args += ["--raw-components", input.raw_components]
+        if "raw_mixing" in input.keys():
+            args += ["--raw-components", str(sidecar_path(input.raw_mixing))]
         return words(args)
 
     def targets(self) -> list[str]:

@@ -21,7 +21,7 @@ from echoprep.plan.context import Files, PlanContext, PlanError, words
 from echoprep.plan.families.noiseceiling import NoiseCeilingRules
 from echoprep.plan.families.rois import RoiRules
 from echoprep.plan.fitted import FittedVariants
-from echoprep.plan.rule import Family, RuleDef, RuleFiles, fixed_mb
+from echoprep.plan.rule import Family, RuleDef, RuleFiles, fixed_mb, without_sidecars
 from echoprep.variants import Variant
 
 #: Published session files and the registry outputs they come from.
@@ -193,12 +193,13 @@ class PublishRules(Family):
         return self.ctx.paths(outs, self._published_session_key(subject, session))
 
     def _publish_session_inputs(self, wc: Any) -> Files:
-        """The published variant's originals of a session (and their sidecars)."""
+        """The published variant's originals of a session (each standing for its sidecar,
+        whose content the publish stage carries into the published file's)."""
         nordic, combine = self.publish_variant()
         sub, ses = self.ctx.session_of(wc)
         key = self.ctx.session_key(sub, ses)
         outs = {k: reg.get(name) for k, name in _SESSION_SOURCES.items()}
-        return self.ctx.paths(outs, key, nordic=nordic, combine=combine)
+        return without_sidecars(self.ctx.paths(outs, key, nordic=nordic, combine=combine))
 
     # -----------------------------------------------------------------------------------------
     # per subject: the mask and the all-repeats noise ceiling; per repeat count
@@ -212,7 +213,7 @@ class PublishRules(Family):
         """The published variant's mean R² and all-repeats noise ceiling of the subject."""
         nordic, combine = self.publish_variant()
         maps = self.nc.subject_outputs(nordic, combine, wc.subject)
-        return {k: maps[k] for k in ("r2mean", "r2mean_json", "allrep", "allrep_json")}
+        return {k: maps[k] for k in ("r2mean", "allrep")}
 
     def publish_repeats_output(self, subject: str = "{subject}", n: Any = "{nrep}") -> Files:
         """The subject's published noise ceiling of n repeats (with sidecar)."""
@@ -224,7 +225,7 @@ class PublishRules(Family):
 
     def _publish_repeats_inputs(self, wc: Any) -> Files:
         nordic, combine = self.publish_variant()
-        return self.nc.repeats_output(nordic, combine, wc.subject, wc.nrep)
+        return without_sidecars(self.nc.repeats_output(nordic, combine, wc.subject, wc.nrep))
 
     # -----------------------------------------------------------------------------------------
     # ROIs: atlases/sub-X/rois/<label>.nii.gz
@@ -266,7 +267,7 @@ class PublishRules(Family):
             raise PlanError(
                 f"no ROI {wc.laion_roi!r} for sub-{wc.subject}; its ROIs: {sorted(masks)}"
             )
-        return reg.with_sidecars({"roi": masks[wc.laion_roi]}, {"roi": reg.get("rois.mask")})
+        return {"roi": masks[wc.laion_roi]}
 
     # -----------------------------------------------------------------------------------------
     # arguments and targets

@@ -151,8 +151,9 @@ class ReportRules(Family):
         return {"tsv": files["tsv"], "json": files["tsv_json"]}
 
     def _diagnostics_items(self, subject: str) -> tuple[list, list, list]:
-        """(tsnr, glm, nordic_json) argument tuples of a subject's diagnostics."""
-        tsnr, glm, sidecars = [], [], []
+        """(tsnr, glm, echoes) argument tuples of a subject's diagnostics (echoes: session
+        label, NORDIC's sidecar and its image, per echo of every run)."""
+        tsnr, glm, echoes = [], [], []
         pairs = self.diagnostics_pairs(subject)
         for ses, combine in pairs:
             label = ses or "n/a"
@@ -167,28 +168,29 @@ class ReportRules(Family):
         for ses in sorted({s for s, _ in pairs}, key=lambda s: s or ""):
             for run in self.dataset.runs_of(subject, ses):
                 for e in run.echoes:
-                    sidecar = nordic_outputs(self.ctx, run, str(e.echo))["bold_json"]
-                    sidecars.append((ses or "n/a", sidecar))
-        return tsnr, glm, sidecars
+                    files = nordic_outputs(self.ctx, run, str(e.echo))
+                    echoes.append((ses or "n/a", files["bold_json"], files["bold"]))
+        return tsnr, glm, echoes
 
     def _diagnostics_inputs(self, wc: Any) -> dict[str, Any]:
-        """Echo-handling outputs with NORDIC off and on, their GLM fits, the NORDIC sidecars
-        and the subject's visual ROI and brain mask."""
-        tsnr, glm, sidecars = self._diagnostics_items(wc.subject)
+        """Echo-handling outputs with NORDIC off and on, their GLM fits, NORDIC's echoes
+        (whose sidecars it reads: written by the same jobs, not declared) and the subject's
+        visual ROI and brain mask."""
+        tsnr, glm, echoes = self._diagnostics_items(wc.subject)
         return {
             "roi": self.rois.visual_roi(wc.subject),
             "brain": self.rois.brain_mask(wc.subject),
             "bold": [p for item in tsnr for p in item[2:]],
             "glm": [p for item in glm for p in item[3:]],
-            "nordic_json": [item[1] for item in sidecars],
+            "nordic": [item[2] for item in echoes],
         }
 
     def _diagnostics_args(self, wc: Any, input: Any) -> str:
         """``--tsnr``, ``--glm`` and ``--nordic-json`` arguments of the subject's diagnostics."""
-        tsnr, glm, sidecars = self._diagnostics_items(wc.subject)
+        tsnr, glm, echoes = self._diagnostics_items(wc.subject)
         args: list[Any] = [w for t in tsnr for w in ("--tsnr", *t)]
         args += [w for g in glm for w in ("--glm", *g)]
-        args += [w for j in sidecars for w in ("--nordic-json", *j)]
+        args += [w for j in echoes for w in ("--nordic-json", *j[:2])]
         return words(args)
 
     # -----------------------------------------------------------------------------------------

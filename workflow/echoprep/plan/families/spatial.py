@@ -171,7 +171,7 @@ class SpatialRules(Family):
         # a local copy written inside the Snakemake process: no benchmark, no resources
         spatial = self.run_outputs()
         return RuleFiles(
-            {"confounds": spatial["confounds"], "sidecar": spatial["confounds_json"]},
+            {"confounds": spatial["confounds"]},  # (its sidecar beside it, not declared)
             self.confounds_outputs(),
             wildcard_constraints={"run_prefix": RUN_STEM_PATTERN},
             run=_copy,
