@@ -63,7 +63,7 @@ Runs happen from ``--dir``/run, a folder of symlinks to the checkout's top-level
 Snakemake's ``.snakemake`` (logs, the capture run's markers) stays out of the checkout.
 
 Targets (times: the cold dry run; memory: the larger of cold and warm): whole dataset
-(5x165) <= 300 s and peak <= 4 GiB; one subject of it selected <= 60 s; one job's start-up at
+(5x165) <= 200 s and peak <= 4 GiB; one subject of it selected <= 40 s; one job's start-up at
 5x165 <= 10 s; cold dry-run time from 16 to 64 sessions grows <= x5. Last line::
 
     whole_dryrun_s=<x> whole_peak_gib=<y> one_subject_dryrun_s=<z> job_startup_s=<w>
@@ -116,9 +116,10 @@ GEOMETRY: dict[str, Any] = {
 }
 DEFAULT_SIZES = "1,16,64,165,5x165"
 WHOLE = "5x165"
-TARGET_WHOLE_S = 300.0
+#: Issue 42's targets (were 300 s and 60 s): a margin over the 2-core machine's noise.
+TARGET_WHOLE_S = 200.0
 TARGET_WHOLE_GIB = 4.0
-TARGET_LABEL_S = 60.0
+TARGET_LABEL_S = 40.0
 TARGET_STARTUP_S = 10.0
 TARGET_GROWTH = 5.0
 GIB = 2**30
