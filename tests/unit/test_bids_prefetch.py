@@ -35,23 +35,50 @@ def root(tmp_path: Path) -> Path:
     return ds
 
 
+class SimulatedClock:
+    """The clocks :meth:`BidsIndex.prefetch` times its chunks with, as the simulated reads
+    make them: the wall clock advances by each read's simulated wait and by nothing else, the
+    thread's CPU clock stands still. The rule then sees exactly the waits a test gives,
+    whatever else the machine runs (a preempted thread would otherwise look like one waiting
+    on the file system)."""
+
+    def __init__(self) -> None:
+        self.wall = 0.0
+
+    def perf_counter(self) -> float:
+        return self.wall
+
+    def thread_time(self) -> float:
+        return 0.0
+
+
 class Reads:
     """The index's readers, wrapped: each read is logged as (path, reading thread) after
-    sleeping ``delay(k)`` seconds (``k``: the read's number since the last :meth:`clear`)."""
+    waiting ``delay(k)`` seconds (``k``: the read's number since the last :meth:`clear`):
+    sleeping, or with ``simulated``, only on a :class:`SimulatedClock` that replaces the
+    index's clocks."""
 
     def __init__(
-        self, monkeypatch: pytest.MonkeyPatch, delay: Callable[[int], float] = lambda k: 0.0
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        delay: Callable[[int], float] = lambda k: 0.0,
+        simulated: bool = False,
     ) -> None:
         self.log: list[tuple[Path, int]] = []
         self.delay = delay
+        self.clock = SimulatedClock() if simulated else None
         self._count = itertools.count()  # next() is atomic under the GIL
         monkeypatch.setattr(bids_index, "_read_json", self._wrap(bids_index._read_json))
         monkeypatch.setattr(bids_index, "read_header", self._wrap(bids_index.read_header))
+        if self.clock is not None:
+            monkeypatch.setattr(bids_index, "time", self.clock)
 
     def _wrap(self, reader: Callable[[Path], object]) -> Callable[[Path], object]:
         def read(path: Path) -> object:
             wait = self.delay(next(self._count))
-            if wait:
+            if self.clock is not None:
+                self.clock.wall += wait
+            elif wait:
                 time.sleep(wait)
             self.log.append((path, threading.get_ident()))
             return reader(path)
@@ -116,9 +143,11 @@ def test_slow_reads_go_to_threads(root: Path, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_fast_reads_stay_in_the_calling_thread(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Page-cached files (the tree was just written), the module's own chunk and threshold:
-    no thread is started, though the rule had chunks enough to switch."""
-    reads = Reads(monkeypatch)
+    """Reads that do not wait (a page-cached tree; simulated clocks, so that the test
+    machine's load cannot look like waiting), the module's own chunk and threshold: no thread
+    is started, though the rule had chunks enough to switch. (That page-cached reads hardly
+    wait on a real machine is a measurement: the docstring of ``prefetch``.)"""
+    reads = Reads(monkeypatch, simulated=True)
     assert 201 > bids_index.PREFETCH_SLOW_CHUNKS * bids_index.PREFETCH_CHUNK
     before = threading.active_count()
     assert BidsIndex.open(root, None).prefetch() == len(reads.log) == 201
@@ -138,12 +167,13 @@ def test_only_slow_chunks_in_a_row_switch(
     switched_after: int | None,
 ) -> None:
     """A chunk that waited once (a stall of the machine) keeps the calling thread; two in a
-    row hand the rest to threads. (A 25 ms threshold: a fast chunk of 4 files would have to
-    stall 100 ms to look slow, which the load of a busy test machine does not do.)"""
+    row hand the rest to threads (simulated clocks: the waits are exactly the test's)."""
     monkeypatch.setattr(bids_index, "PREFETCH_CHUNK", 4)
-    monkeypatch.setattr(bids_index, "PREFETCH_WAIT_S", 0.025)
     monkeypatch.setattr(bids_index, "PREFETCH_SLOW_CHUNKS", 2)
-    reads = Reads(monkeypatch, delay=lambda k: 0.03 if k // 4 in slow_chunks else 0.0)
+    wait = 2 * bids_index.PREFETCH_WAIT_S
+    reads = Reads(
+        monkeypatch, delay=lambda k: wait if k // 4 in slow_chunks else 0.0, simulated=True
+    )
     main = threading.get_ident()
     assert BidsIndex.open(root, None).prefetch() == len(reads.log) == 201
     split = 201 if switched_after is None else 4 * switched_after
