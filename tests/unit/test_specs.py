@@ -305,6 +305,76 @@ def test_the_names_a_rule_command_uses_are_its_specs(bids, tmp_path, config):
     assert checked > 50
 
 
+#: Params that still hold several command-line options, and why (a new one fails the test
+#: below; a per-run chain's steps share one ``params``, so their step arguments stay bundled
+#: under the step's prefix). Every other param holds one thing and is named for it.
+BUNDLED_PARAMS = {
+    "nordic": {"nordic_args", "spatial_args", "resample_args", "combine_args"},
+    "spatial_resample": {"resample_args", "combine_args"},
+    "spatial_run": {"spatial_args"},
+    "single_echo": {"combine_args"},
+    "optcom": {"combine_args"},
+    "spatial_reference": {"args"},
+    "analysis_mask": {"args"},
+    "rois_mask": {"args"},
+    "diagnostics": {"args"},
+    "subject_report": {"args"},
+    "comparison_subject": {"entries"},
+    "publish_session": {"args"},
+    "publish_subject": {"args"},
+    "publish_repeats": {"args"},
+    "publish_roi": {"args"},
+}
+
+
+def _job_params(spec: RuleSpec, wc: Wildcards) -> dict[str, str]:
+    """Every param of one job, evaluated as Snakemake would (functions of the wildcards, the
+    inputs and the outputs)."""
+    import inspect
+
+    from snakemake.iocontainers import InputFiles, OutputFiles
+
+    given = dict(spec.input_function(wc))
+    for key, value in spec.input.items():
+        given[key] = value(wc) if callable(value) else apply_wildcards(value, dict(wc.items()))
+    input = InputFiles(fromdict=given)
+    output = OutputFiles(
+        fromdict={k: apply_wildcards(str(v), dict(wc.items())) for k, v in spec.output.items()}
+    )
+    found = {}
+    for name, value in spec.params.items():
+        if callable(value):
+            args = {"wildcards": wc, "input": input, "output": output}
+            names = list(inspect.signature(value).parameters)
+            value = value(*[args.get(n, wc) if i else wc for i, n in enumerate(names)])
+        found[name] = str(value)
+    return found
+
+
+def test_a_param_holds_one_thing_and_is_named_for_it(scheduled):
+    """No param of a rule shares its name with a wildcard (``{params.nordic}`` was tedana's
+    flags beside the ``nordic`` wildcard), and every param of every planned job holds at most
+    one command-line option (``--x`` with its values), but those of :data:`BUNDLED_PARAMS`
+    (the GLM's ``session`` held four options, tedana's ``nordic`` two)."""
+    wildcards = set(wildcard_constraints())
+    bundles: dict[str, set[str]] = {}
+    checked = 0
+    for _, jobs in scheduled.values():
+        for name, (spec, job_wildcards) in jobs.items():
+            assert not set(spec.params) & wildcards, (name, sorted(set(spec.params) & wildcards))
+            for wc in job_wildcards[:2]:
+                for param, value in _job_params(spec, wc).items():
+                    options = [w for w in value.split() if re.fullmatch(r"--[a-z][\w-]*", w)]
+                    if len(options) > 1:
+                        bundles.setdefault(name, set()).add(param)
+                    checked += 1
+    extra = {r: ps - BUNDLED_PARAMS.get(r, set()) for r, ps in bundles.items()}
+    assert {r: ps for r, ps in extra.items() if ps} == {}
+    # the list shrinks with the code: a param that holds one thing now leaves it
+    assert bundles == BUNDLED_PARAMS
+    assert checked > 200
+
+
 def test_the_inputs_a_rule_command_uses_are_those_of_each_of_its_jobs(scheduled):
     """Every ``{input.X}`` of a rule's shell command (a chain's: its steps' commands) is a
     name of the inputs of every job of the rule: its spec's input mapping, or what its input
