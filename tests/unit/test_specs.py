@@ -22,6 +22,7 @@ from echoprep.io import rule_logs
 from echoprep.plan import Plan, PlanError, RuleHooks, RuleSpec
 from echoprep.plan.chains import CHAIN_RULES
 from echoprep.plan.front import FAMILIES, rule_definitions
+from echoprep.plan.places import CATALOG_END, CATALOG_START, rule_catalog
 from echoprep.plan.rule import NO_JOBS, RuleDef, declared_outputs, sidecars_of, without_sidecars
 from helpers.bidstree import make_bids_tree
 from helpers.plans import make_plan, plan_config
@@ -189,6 +190,35 @@ def _rule_name_tables(tree: ast.AST, rules: set[str]) -> list[str]:
 SHARED_WORDS = {"nordic", "optcom", "glm", "anatomy", "comparison", "confounds", "tedana"}
 
 
+def _without_catalog(text: str) -> str:
+    """A rule file's text without the comment block that names the rules it makes
+    (:func:`echoprep.plan.places.rule_catalog`)."""
+    if CATALOG_START not in text:
+        return text
+    head, rest = text.split(CATALOG_START, 1)
+    return head + rest.split(CATALOG_END, 1)[1]
+
+
+def test_every_rule_says_what_it_makes_in_one_line():
+    """Each definition's ``doc`` (the rule's docstring in ``snakemake --list-rules``) is one
+    line of a sentence's length, and no two rules share one."""
+    docs = {name: d.doc for name, d in rule_definitions().items()}
+    for name, doc in docs.items():
+        assert 20 <= len(doc) <= 140 and "\n" not in doc, (name, doc)
+    assert len(set(docs.values())) == len(docs)
+
+
+def test_jobs_smk_names_the_rules_it_makes():
+    """``workflow/rules/jobs.smk`` names every rule it makes, by family module, in a comment
+    block that is the plan's (:func:`rule_catalog`); a rule added to a family without it there
+    fails here (replace the block with the one this test prints)."""
+    text = (ROOT / "workflow" / "rules" / "jobs.smk").read_text()
+    expected = rule_catalog(FAMILIES)
+    assert expected in text, f"replace the <rules> block of jobs.smk with:\n{expected}"
+    for rule in rule_definitions():
+        assert re.search(rf"^#   \S+\.py .*\b{rule}\b", expected, re.M), rule
+
+
 def test_no_table_keyed_by_rule_names_outside_the_families():
     """A rule's figures, files and commands live in its definition: no module outside the
     family modules (the rest of the package, the rule files) holds a table, set or if-chain
@@ -204,7 +234,7 @@ def test_no_table_keyed_by_rule_names_outside_the_families():
         if hits:
             found[str(path.relative_to(ROOT))] = hits
     for path in RULE_FILES:
-        text = path.read_text()
+        text = _without_catalog(path.read_text())
         named = sorted({r for r in rules if re.search(rf"\b{r}\b", text)})
         assert named == [], (path.name, named)
         assert re.findall(r"^rule (\w+):", text, re.M) in ([], ["all"]), path.name

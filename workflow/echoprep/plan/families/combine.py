@@ -31,6 +31,7 @@ from echoprep.variants import Variant
 
 SINGLE_ECHO = RuleDef(
     name="single_echo",
+    doc="The single-echo baseline of a run (one echo unchanged), where no per-run chain folds it",
     level="run",
     log=(folder_name("combine"), RUN_KEY, "single"),
     command=(
@@ -48,6 +49,10 @@ SINGLE_ECHO = RuleDef(
 )
 OPTCOM = RuleDef(
     name="optcom",
+    doc=(
+        "tedana's T2*-weighted optimal combination of a run's echoes, where no per-run chain "
+        "folds it"
+    ),
     level="run",
     log=(folder_name("combine"), RUN_KEY, "optcom"),
     # on one thread, as its own job did
@@ -67,6 +72,10 @@ OPTCOM = RuleDef(
 )
 TEDANA = RuleDef(
     name="tedana",
+    doc=(
+        "tedana ICA denoising of a NORDIC-off run (component count estimated, capped at "
+        "tedana.max_components)"
+    ),
     level="run",
     log=(folder_name("combine"), RUN_KEY, "tedana"),
     command=(
@@ -87,7 +96,14 @@ TEDANA = RuleDef(
 )
 #: tedana's ICA of the NORDIC-on runs: tedana's definition under another name (module
 #: docstring).
-TEDANA_NORDIC = replace(TEDANA, name="tedana_nordic")
+TEDANA_NORDIC = replace(
+    TEDANA,
+    name="tedana_nordic",
+    doc=(
+        "tedana ICA denoising of a NORDIC run, with the component count of the same run"
+        " without NORDIC"
+    ),
+)
 
 
 class CombineRules(Family):

@@ -50,6 +50,10 @@ def mask_mb(family: Any, wc: Any, attempt: int) -> int:
 
 ANALYSIS_MASK = RuleDef(
     name="analysis_mask",
+    doc=(
+        "A session's analysis mask: brain voxels with valid data in every run of every variant "
+        "fitted there"
+    ),
     level="session",
     log=(folder_name("analysis-mask"), SESSION_KEY, "mask"),
     command=(
@@ -69,6 +73,7 @@ _SESSION = (
 _FIT = "python -m echoprep glm" + _SESSION
 GLM = RuleDef(
     name="glm",
+    doc="GLMsingle single-trial betas (FITHRF_GLMDENOISE_RR) of one session and variant",
     level="session",
     log=(_GLM, SESSION_KEY, "glm"),
     command=(
@@ -83,6 +88,7 @@ GLM = RuleDef(
 )
 GLM_REFERENCE = RuleDef(
     name="glm_reference",
+    doc="Type-B betas (assumed HRF, least squares) of the visual ROI's source variant",
     level="session",
     log=(_GLM, SESSION_KEY, "typeb"),
     command=(
@@ -97,6 +103,7 @@ GLM_REFERENCE = RuleDef(
 )
 GLM_HELDOUT = RuleDef(
     name="glm_heldout",
+    doc="The comparison's held-out fits: each half of every split of a session's runs, per variant",
     level="session",
     log=(_GLM, SESSION_KEY, "heldout"),
     command=(
