@@ -117,11 +117,12 @@ GEOMETRY: dict[str, Any] = {
     "fieldmap": True,
     "data": False,
 }
-DEFAULT_SIZES = "1,16,64,165,5x33,5x165"
 #: LAION-fMRI's shape: 5 participants x 33 sessions (30 main, 3 supplemental).
 LAION = "5x33"
 #: Five times LAION-fMRI: the headroom test the planning targets are set on.
 HEADROOM = "5x165"
+#: The sizes measured by default: one subject with N sessions, LAION-fMRI and five times it.
+DEFAULT_SIZES = f"1,16,64,165,{LAION},{HEADROOM}"
 #: What each named size is, in the tables.
 SIZE_NAMES = {LAION: "LAION-fMRI", HEADROOM: "five times LAION-fMRI"}
 #: Issue 42's targets (were 300 s and 60 s): a margin over the 2-core machine's noise.
