@@ -150,9 +150,9 @@ class CombineRules(Family):
             self._tedana_inputs,
             self.outputs("denoised"),
             {
-                "echo_times": lambda wc: words(self.echo_times(wc)),
-                "tr": lambda wc: words([self.series_tr(wc)]),
-                "drop_volumes": lambda wc: words([self.noise_volumes_to_drop(wc)]),
+                "echo_times": self._echo_times_param,
+                "tr": self._tr_param,
+                "drop_volumes": self._drop_volumes_param,
                 "options": self._tedana_options,
                 "nordic_flag": self._nordic_flag,
                 "raw_components": self._raw_components,
@@ -252,6 +252,18 @@ class CombineRules(Family):
         if wc.nordic != "nordic":
             opts.pop("nordic_tedpca", None)
         return options_json(opts)
+
+    def _echo_times_param(self, wc: Any) -> str:
+        """The run's echo times in s (``--te``)."""
+        return words(self.echo_times(wc))
+
+    def _tr_param(self, wc: Any) -> str:
+        """The repetition time in s of the series tedana reads (``--tr``)."""
+        return words([self.series_tr(wc)])
+
+    def _drop_volumes_param(self, wc: Any) -> str:
+        """Trailing noise volumes to drop (``--drop-volumes``)."""
+        return words([self.noise_volumes_to_drop(wc)])
 
     @staticmethod
     def _nordic_flag(wc: Any) -> str:
