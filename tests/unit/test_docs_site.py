@@ -27,7 +27,7 @@ import yaml
 from PIL import Image
 
 from helpers.bidstree import make_bids_tree
-from helpers.chromium import chromium, chromium_args, dump_dom
+from helpers.chromium import chromium, dump_dom, screenshot
 from helpers.snake import ROOT, snakemake
 
 DOCS = ROOT / "docs"
@@ -150,19 +150,7 @@ def test_a_page_renders_in_chromium_with_its_navigation(site, tmp_path, tmp_path
     assert nav_right > nav_left and content_left >= nav_right - 1, state
     assert state["search"] == "yes" and int(state["links"]) > 20, state
     assert 0 <= int(state["h1"]) < 768, state
-    shot = tmp_path / "rules.png"
-    done = subprocess.run(
-        [
-            *chromium_args(binary, tmp_path / "profile"),
-            f"--screenshot={shot}",
-            "--window-size=1366,768",
-            page.resolve().as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert shot.is_file(), done.stderr[-2000:]
+    shot = screenshot(binary, tmp_path / "profile", page, tmp_path / "rules.png", 1366, 768)
     grey = Image.open(shot).convert("L")
     dark = sum(grey.histogram()[:160])
     assert dark > 0.005 * grey.size[0] * grey.size[1], "the screenshot is nearly blank"
