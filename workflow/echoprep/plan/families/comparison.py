@@ -46,7 +46,7 @@ COMPARISON_SUBJECT = RuleDef(
 )
 COMPARISON = RuleDef(
     name="comparison",
-    doc="The group comparison: table, figure and recommended_variant.json with its verdict",
+    doc="The group comparison: table, figure and the recommended variant with its verdict",
     level="dataset",
     log=(_COMPARISON, TOP_KEY, "comparison"),
     command=(

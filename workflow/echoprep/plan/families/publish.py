@@ -70,7 +70,7 @@ PUBLISH_REPEATS = _publish(
 )
 PUBLISH_ROI = _publish(
     "publish_roi",
-    "A subject's ROI in the LAION-fMRI loader's layout (atlases/)",
+    "A subject's ROI mask in the LAION-fMRI loader's layout",
     "subject",
     (folder_name("atlases"), ("", "sub-{subject}_{laion_roi}"), "publish"),
     "Publish LAION layout sub-{wildcards.subject}: ROI {wildcards.laion_roi}",
