@@ -6,7 +6,7 @@ DEMO_PRESET ?= tiny
 DEMO_DIR ?= demo
 CORES ?= 2
 
-.PHONY: setup demo test test-fast lint
+.PHONY: setup demo test test-fast lint docs
 
 # Upstream GLMsingle (glm.engine: glmsingle) is not on the package index. Where WHEELS holds its
 # wheel (development checkouts and CI have ../shared beside the checkout), setup also installs
@@ -15,7 +15,7 @@ CORES ?= 2
 WHEELS ?= ../shared/wheels
 GLMSINGLE_WHEEL := $(wildcard $(WHEELS)/glmsingle-*.whl)
 comma := ,
-EXTRAS := workflow,spatial,report,test$(if $(GLMSINGLE_WHEEL),$(comma)glmsingle)
+EXTRAS := workflow,spatial,report,test,docs$(if $(GLMSINGLE_WHEEL),$(comma)glmsingle)
 
 # A virtual environment with exactly the versions pinned in pyproject.toml, and every package
 # they need at the version envs/constraints.txt locks (written by envs/lock.py): a fresh .venv
@@ -64,6 +64,11 @@ lint: setup
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The documentation site from docs/ (docs/about-these-docs.md), offline, warnings as errors; the
+# references (config keys, commands, rules) are generated from the code by the build.
+docs: setup
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
 # The first check for a newcomer: lint and the unit tests (a few minutes; no workflow runs,
 # no apt, no SLURM). `make test` (CI) runs everything.

@@ -34,6 +34,7 @@ include: "workflow/rules/jobs.smk"
 
 
 rule all:
+    """Every output the config asks for (echoprep.plan.Plan.targets) [Snakefile]"""
     default_target: True
     input:
         all_targets,

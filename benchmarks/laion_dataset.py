@@ -19,12 +19,21 @@ runs and prices it with the measured per-job CPU time:
    underestimate for those that read every session of a subject (the cross-session noise
    ceiling, the subject report).
 
+4. The dataset: ``snakemake -n`` of a header-only raw tree of ``--subjects`` x ``--sessions``
+   sessions of 12 runs at LAION geometry (``benchmarks/plan_scale.py``'s tree, cached in
+   ``--tree-dir``; default 5 x 33, LAION-fMRI itself: 5 participants x 33 sessions, each
+   subject's first session a comparison session, the other 160 regular ones), every job
+   priced as above. The per-session figures times the sessions
+   (``subjects x (comparison + (sessions - 1) x regular)``) are printed beside it as a check.
+
 Printed: the census, the comparison session (which should reproduce the table's
-``session_2x3_cpu_hours``: a check of the census), a regular session, and last one line::
+``session_2x3_cpu_hours``: a check of the census), a regular session, the dataset, and last
+one line::
 
     regular_session_cpu_hours=<x> comparison_session_cpu_hours=<y> dataset_cpu_hours=<z>
 
-for ``--subjects`` x ``--sessions`` (LAION-fMRI: 5 x 165).
+(``dataset_cpu_hours`` from the tree's census). ``--sessions 165`` prices five times
+LAION-fMRI (a 5 x 165 tree: 9,900 runs; its dry run takes about 2 minutes here).
 
 ``--gpu`` adds a second column: the same sessions and dataset with ``nordic.device: cuda`` and
 ``glm.device: cuda`` (the census counted again with those settings added), in CPU-hours and
@@ -36,7 +45,8 @@ device kernel's wall time plus its one-off start, torch and the CUDA context, on
 counted as CPU time on one core too). The kernel's CPU time is measured on the table's machine
 (:data:`KERNEL_CPU`: NORDIC with the table's 2 threads, the GLM engine with one BLAS thread
 by ``benchmarks/glm_job_kernel.py``, a lower bound of its share of a 2-thread job); the
-device figures are read from the H200 measurements (:data:`DEVICE_FILES`). Device time and
+device figures are read from the H100 runs on the final code (:data:`DEVICE_FILES`; the
+H200 runs of issue 43 stay in ``benchmarks/`` as history). Device time and
 CPU time per fit are taken as proportional to the voxels x volumes the fit reads, relative to
 the case measured. Steps:
 
@@ -57,8 +67,9 @@ A GPU job holds its GPU for the whole job (the NORDIC chain job: its geometry, r
 optcom steps too), so an allocation billed by the hour costs more GPU-hours than the device
 time counted here. Run::
 
-    .venv/bin/python benchmarks/laion_dataset.py [--subjects 5] [--sessions 165]
+    .venv/bin/python benchmarks/laion_dataset.py [--subjects 5] [--sessions 33]
         [--table benchmarks/laion_session.json] [--config KEY=VALUE ...] [--gpu]
+        [--tree-dir /tmp/echoprep-plan-scale]
 """
 
 from __future__ import annotations
@@ -90,13 +101,18 @@ GPU_SETTINGS = {"nordic": {"device": "cuda"}, "glm": {"device": "cuda"}}
 # the GPU model
 # --------------------------------------------------------------------------------------
 
-#: Device runs the model reads (H200 node, 16 cores): NORDIC of one LAION echo
-#: (``benchmarks/nordic.py --cases b --device cpu cuda``) and the GLM engine on a 150,000-voxel
-#: session (``benchmarks/glm.py --cases b --device cpu cuda``); their ``cuda`` records.
+#: Device runs the model reads (an NVIDIA H100 80GB HBM3 node, 16 cores, on the code of
+#: b4f072b): NORDIC of one LAION echo (``benchmarks/nordic.py --cases b z --device cpu cuda
+#: --threads 16``, its case ``b``) and the GLM engine on a 150,000-voxel session
+#: (``benchmarks/glm.py --cases b --threads 16 --device cpu cuda``); their ``cuda`` records.
+#: The H200 runs (``*_gpu_h200*.json``) came from the code before the NORDIC rank-deficient
+#: route, its workspace-aware batch size and the GLM engine's last speed changes.
 DEVICE_FILES = {
-    "nordic": ROOT / "benchmarks" / "nordic_gpu_h200.json",
-    "glm": ROOT / "benchmarks" / "glm_gpu_h200_full.json",
+    "nordic": ROOT / "benchmarks" / "nordic_gpu_h100.json",
+    "glm": ROOT / "benchmarks" / "glm_gpu_h100_full.json",
 }
+#: The NORDIC case of :data:`DEVICE_FILES` that is one LAION echo.
+NORDIC_CASE = "b"
 #: CPU seconds of the kernels alone on the session table's machine (the 2-core VM, AMD EPYC),
 #: and the voxel-volumes of the call measured; 2026-11-26, beside another benchmark (load 2-5
 #: on the 2 cores):
@@ -147,7 +163,8 @@ class GpuJob:
 
 def devices() -> dict[str, Device]:
     """The ``cuda`` records of :data:`DEVICE_FILES` (the mean of repeated ones)."""
-    nordic = [r for r in json.loads(DEVICE_FILES["nordic"].read_text()) if r["device"] == "cuda"]
+    records = json.loads(DEVICE_FILES["nordic"].read_text())
+    nordic = [r for r in records if r["device"] == "cuda" and r["case"] == NORDIC_CASE]
     glm = json.loads(DEVICE_FILES["glm"].read_text())["cases"][0]["runs"]["cuda"]
     glm_work = glm["n_voxels"] * glm["runs"] * glm["volumes"]
     return {
@@ -320,10 +337,29 @@ def census(config: list[str]) -> tuple[Counter, Counter, dict[str, tuple[str, ..
     return c1, c2 - c1, steps, cfg
 
 
+def tree_census(size: str, tree_dir: Path, config: list[str]) -> Counter[str]:
+    """Jobs per rule of ``snakemake -n`` on the header-only tree of ``size`` (``"5x33"``,
+    ``benchmarks/plan_scale.py``'s tree at LAION geometry, built in ``tree_dir`` unless
+    there)."""
+    from plan_scale import ensure_tree, parse_sizes  # benchmarks/ (this script's folder)
+
+    tree = Path(ensure_tree(tree_dir, parse_sizes(size)[0])["path"])
+    with tempfile.TemporaryDirectory() as tmp:
+        return job_counts(tree, Path(tmp), config)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--subjects", type=int, default=5)
-    ap.add_argument("--sessions", type=int, default=165, help="sessions per subject")
+    ap.add_argument(
+        "--sessions", type=int, default=33, help="sessions per subject (LAION-fMRI: 33)"
+    )
+    ap.add_argument(
+        "--tree-dir",
+        type=Path,
+        default=Path("/tmp/echoprep-plan-scale"),
+        help="where the header-only tree is built or found (benchmarks/plan_scale.py's --dir)",
+    )
     ap.add_argument("--table", type=Path, default=ROOT / "benchmarks" / "laion_session.json")
     ap.add_argument("--config", nargs="*", default=[], help="KEY=VALUE added to the config")
     ap.add_argument(
@@ -347,16 +383,25 @@ def main(argv: list[str] | None = None) -> int:
         for rule, n, c in rows:
             print(f"  {rule:22s} {n:4d} {c:9.1f} {n * c / 3600:7.3f}")
     first_h, regular_h = first_s / 3600, regular_s / 3600
-    dataset_h = args.subjects * (first_h + (args.sessions - 1) * regular_h)
+    per_session_h = args.subjects * (first_h + (args.sessions - 1) * regular_h)
     table_h = table["totals"]["session_2x3_cpu_hours"]
     print(
         f"\ncomparison session (with the subject's rules) {first_h:.2f} CPU-h "
         f"(the session table says {table_h:.2f}; the census prices the table's rows)"
     )
     print(f"regular session {regular_h:.2f} CPU-h")
+    size = f"{args.subjects}x{args.sessions}"
+    tree = tree_census(size, args.tree_dir, args.config)
+    dataset_s, dataset_rows = price(tree, cpu, steps)
+    dataset_h = dataset_s / 3600
+    print(f"\ndataset {size} (census of its header-only tree): rule, jobs, CPU s per job, CPU h")
+    for rule, n, c in dataset_rows:
+        print(f"  {rule:22s} {n:6d} {c:9.1f} {n * c / 3600:9.1f}")
     print(
-        f"dataset {args.subjects} subjects x {args.sessions} sessions: {dataset_h:,.0f} CPU-h "
-        f"(if every session were a comparison session: "
+        f"dataset {args.subjects} subjects x {args.sessions} sessions ({args.subjects} "
+        f"comparison + {args.subjects * (args.sessions - 1)} regular sessions, "
+        f"{sum(tree.values()):,} jobs): {dataset_h:,.0f} CPU-h (per-session figures times the "
+        f"sessions: {per_session_h:,.0f}; if every session were a comparison session: "
         f"{args.subjects * args.sessions * first_h:,.0f})"
     )
     line = (
@@ -396,8 +441,8 @@ def gpu_column(
         for (rule, n, c), (_, _, g) in zip(rows, g_rows, strict=True):
             print(f"  {rule:22s} {n:4d} {c:9.1f} {g:7.1f} {n * c / 3600:7.3f} {n * g / 3600:7.3f}")
     (first_c, first_g), (regular_c, regular_g) = hours
-    data_c = args.subjects * (first_c + (args.sessions - 1) * regular_c)
-    data_g = args.subjects * (first_g + (args.sessions - 1) * regular_g)
+    tree = tree_census(f"{args.subjects}x{args.sessions}", args.tree_dir, config)
+    data_c, data_g = price(tree, cpu_g, steps)[0] / 3600, price(tree, gpu_g, steps)[0] / 3600
     print(f"\n{'':28s} {'CPU config':>12s} {'nordic.device, glm.device cuda':>32s}")
     for title, c, (gc, gg), d in (
         ("comparison session", cpu_hours[0], (first_c, first_g), 2),

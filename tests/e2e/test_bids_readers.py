@@ -7,7 +7,7 @@
 - nilearn finds the confounds of every BOLD derivative beside it: ``load_confounds`` reads
   those of the per-echo series (the only name it takes, below), its lookup finds them for the
   single-echo, optimally combined and ICA-denoised ones, and ``first_level_from_bids`` models
-  the optimally combined series with them (README, "Reading the outputs with pybids and
+  the optimally combined series with them (docs/outputs.md, "Reading the outputs with pybids and
   nilearn").
 """
 

@@ -233,7 +233,7 @@ def test_after_sigterm_the_same_command_goes_on(resumed):
 
 def test_after_sigkill_the_same_command_asks_for_unlock(resumed):
     """A killed Snakemake leaves its lock: the same command is refused with the instruction
-    to run --unlock (README: after a hard kill, `snakemake --unlock` first)."""
+    to run --unlock (docs/cluster.md: after a hard kill, `snakemake --unlock` first)."""
     assert resumed["lock_after_kill"], "the SIGKILL left no lock"
     assert resumed["rc"]["locked"] != 0
     assert "Directory cannot be locked" in resumed["logs"]["locked"]

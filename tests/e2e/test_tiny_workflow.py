@@ -181,8 +181,9 @@ def _derivative_folders(demo):
 
 
 def test_raw_and_every_derivative_folder_pass_the_bids_validator(demo):
-    """The official validator (README "BIDS validity"): no error on the raw dataset nor on any
-    derivative folder, each validated as its own dataset; the warnings left are printed."""
+    """The official validator (docs/outputs.md, "BIDS validity"): no error on the raw dataset
+    nor on any derivative folder, each validated as its own dataset; the warnings left are
+    printed."""
     folders = _derivative_folders(demo)
     described = {outputs.folder_kind(f.name) for f in folders}
     # every kind of folder the demo config writes is there (not a vacuous pass)

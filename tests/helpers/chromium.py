@@ -98,6 +98,24 @@ def dump_dom(binary: str, profile: Path, page: Path, *args: str) -> subprocess.C
     )
 
 
+def screenshot(binary: str, profile: Path, page: Path, shot: Path, width: int, height: int) -> Path:
+    """A ``width`` × ``height`` screenshot of ``page`` (offline: a file URL, networking features
+    off) written to ``shot``; fails with Chromium's messages when none was written."""
+    res = subprocess.run(
+        [
+            *chromium_args(binary, profile),
+            f"--screenshot={shot}",
+            f"--window-size={width},{height}",
+            page.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert shot.is_file(), res.stderr[-2000:]
+    return shot
+
+
 def first_screen_boxes(
     binary: str, profile: Path, page: Path, width: int = 1366, height: int = 768
 ) -> dict[str, tuple[int, ...] | None]:

@@ -20,7 +20,7 @@
 # PATH. bin/srun is srun with SLURM_CONF set: the slurm-jobstep executor plugin runs each job
 # through an inner srun whose environment it strips of every SLURM_* variable, SLURM_CONF too.
 # MinJobAge=3600 lets the executor plugin poll with squeue (there is no accounting database for
-# sacct). See the README, "Running on a SLURM cluster".
+# sacct). See docs/cluster.md.
 #
 # Exit status of `start` (and `install`): 0 up (installed); 2 not root; 3 the packages are missing and could not be installed;
 # 4 a slurmctld/slurmd is already running; 1 any other failure (logs are printed).

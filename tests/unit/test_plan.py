@@ -390,7 +390,8 @@ def test_a_run_without_trials_is_preprocessed_but_left_out_of_its_sessions_glm(t
     glm = plan.spec("glm").input_function(session)
     assert [Path(e).name for e in glm["events"]] == ["sub-01_ses-01_task-images_run-01_events.tsv"]
     assert len(glm["bold"]) == 1
-    args = plan.spec("glm").params["session"](session, SimpleNamespace(keys=lambda: []))
-    assert args.split()[:3] == ["--run-labels", "01", "--session"]
+    params = plan.spec("glm").params
+    assert params["run_labels"](session) == "01"
+    assert params["session"](session) == "--session 01"
     assert len(plan.spec("analysis_mask").input_function(session)["raw-optcom"]) == 2
     assert '"label_column": "stim_name"' in plan.ctx.options("glm")

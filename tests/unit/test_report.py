@@ -27,7 +27,7 @@ from echoprep.stages import diagnostics as diagnostics_stage
 from echoprep.stages.report import build_report
 from helpers.chromium import chromium as _chromium
 from helpers.chromium import chromium_args as _chromium_args
-from helpers.chromium import dump_dom, first_screen_boxes
+from helpers.chromium import dump_dom, first_screen_boxes, screenshot
 from helpers.recommendations import pairwise_recommendation
 
 _DATA_URI = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
@@ -316,18 +316,7 @@ def test_report_renders_in_headless_chromium(tmp_path, tmp_path_factory):
     profile = tmp_path / "chromium-profile"
     shot = tmp_path / "shot.png"
     # screenshot of the report as written (offline: file:// URL, networking features disabled)
-    res = subprocess.run(
-        [
-            *_chromium_args(binary, profile),
-            f"--screenshot={shot}",
-            "--window-size=1200,3000",
-            out.resolve().as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert shot.is_file(), res.stderr[-2000:]
+    screenshot(binary, profile, out, shot, 1200, 3000)
     print(f"report screenshot: {shot}")
     im = Image.open(shot).convert("L")
     assert im.size == (1200, 3000)

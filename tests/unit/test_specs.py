@@ -22,6 +22,7 @@ from echoprep.io import rule_logs
 from echoprep.plan import Plan, PlanError, RuleHooks, RuleSpec
 from echoprep.plan.chains import CHAIN_RULES
 from echoprep.plan.front import FAMILIES, rule_definitions
+from echoprep.plan.places import CATALOG_END, CATALOG_START, rule_catalog
 from echoprep.plan.rule import NO_JOBS, RuleDef, declared_outputs, sidecars_of, without_sidecars
 from helpers.bidstree import make_bids_tree
 from helpers.plans import make_plan, plan_config
@@ -189,6 +190,35 @@ def _rule_name_tables(tree: ast.AST, rules: set[str]) -> list[str]:
 SHARED_WORDS = {"nordic", "optcom", "glm", "anatomy", "comparison", "confounds", "tedana"}
 
 
+def _without_catalog(text: str) -> str:
+    """A rule file's text without the comment block that names the rules it makes
+    (:func:`echoprep.plan.places.rule_catalog`)."""
+    if CATALOG_START not in text:
+        return text
+    head, rest = text.split(CATALOG_START, 1)
+    return head + rest.split(CATALOG_END, 1)[1]
+
+
+def test_every_rule_says_what_it_makes_in_one_line():
+    """Each definition's ``doc`` (the rule's docstring in ``snakemake --list-rules``) is one
+    line of a sentence's length, and no two rules share one."""
+    docs = {name: d.doc for name, d in rule_definitions().items()}
+    for name, doc in docs.items():
+        assert 20 <= len(doc) <= 140 and "\n" not in doc, (name, doc)
+    assert len(set(docs.values())) == len(docs)
+
+
+def test_jobs_smk_names_the_rules_it_makes():
+    """``workflow/rules/jobs.smk`` names every rule it makes, by family module, in a comment
+    block that is the plan's (:func:`rule_catalog`); a rule added to a family without it there
+    fails here (replace the block with the one this test prints)."""
+    text = (ROOT / "workflow" / "rules" / "jobs.smk").read_text()
+    expected = rule_catalog(FAMILIES)
+    assert expected in text, f"replace the <rules> block of jobs.smk with:\n{expected}"
+    for rule in rule_definitions():
+        assert re.search(rf"^#   \S+\.py .*\b{rule}\b", expected, re.M), rule
+
+
 def test_no_table_keyed_by_rule_names_outside_the_families():
     """A rule's figures, files and commands live in its definition: no module outside the
     family modules (the rest of the package, the rule files) holds a table, set or if-chain
@@ -204,7 +234,7 @@ def test_no_table_keyed_by_rule_names_outside_the_families():
         if hits:
             found[str(path.relative_to(ROOT))] = hits
     for path in RULE_FILES:
-        text = path.read_text()
+        text = _without_catalog(path.read_text())
         named = sorted({r for r in rules if re.search(rf"\b{r}\b", text)})
         assert named == [], (path.name, named)
         assert re.findall(r"^rule (\w+):", text, re.M) in ([], ["all"]), path.name
@@ -303,6 +333,76 @@ def test_the_names_a_rule_command_uses_are_its_specs(bids, tmp_path, config):
             assert used <= set(names), (name, kind, sorted(used - set(names)))
             checked += len(used)
     assert checked > 50
+
+
+#: Params that still hold several command-line options, and why (a new one fails the test
+#: below; a per-run chain's steps share one ``params``, so their step arguments stay bundled
+#: under the step's prefix). Every other param holds one thing and is named for it.
+BUNDLED_PARAMS = {
+    "nordic": {"nordic_args", "spatial_args", "resample_args", "combine_args"},
+    "spatial_resample": {"resample_args", "combine_args"},
+    "spatial_run": {"spatial_args"},
+    "single_echo": {"combine_args"},
+    "optcom": {"combine_args"},
+    "spatial_reference": {"args"},
+    "analysis_mask": {"args"},
+    "rois_mask": {"args"},
+    "diagnostics": {"args"},
+    "subject_report": {"args"},
+    "comparison_subject": {"entries"},
+    "publish_session": {"args"},
+    "publish_subject": {"args"},
+    "publish_repeats": {"args"},
+    "publish_roi": {"args"},
+}
+
+
+def _job_params(spec: RuleSpec, wc: Wildcards) -> dict[str, str]:
+    """Every param of one job, evaluated as Snakemake would (functions of the wildcards, the
+    inputs and the outputs)."""
+    import inspect
+
+    from snakemake.iocontainers import InputFiles, OutputFiles
+
+    given = dict(spec.input_function(wc))
+    for key, value in spec.input.items():
+        given[key] = value(wc) if callable(value) else apply_wildcards(value, dict(wc.items()))
+    input = InputFiles(fromdict=given)
+    output = OutputFiles(
+        fromdict={k: apply_wildcards(str(v), dict(wc.items())) for k, v in spec.output.items()}
+    )
+    found = {}
+    for name, value in spec.params.items():
+        if callable(value):
+            args = {"wildcards": wc, "input": input, "output": output}
+            names = list(inspect.signature(value).parameters)
+            value = value(*[args.get(n, wc) if i else wc for i, n in enumerate(names)])
+        found[name] = str(value)
+    return found
+
+
+def test_a_param_holds_one_thing_and_is_named_for_it(scheduled):
+    """No param of a rule shares its name with a wildcard (``{params.nordic}`` was tedana's
+    flags beside the ``nordic`` wildcard), and every param of every planned job holds at most
+    one command-line option (``--x`` with its values), but those of :data:`BUNDLED_PARAMS`
+    (the GLM's ``session`` held four options, tedana's ``nordic`` two)."""
+    wildcards = set(wildcard_constraints())
+    bundles: dict[str, set[str]] = {}
+    checked = 0
+    for _, jobs in scheduled.values():
+        for name, (spec, job_wildcards) in jobs.items():
+            assert not set(spec.params) & wildcards, (name, sorted(set(spec.params) & wildcards))
+            for wc in job_wildcards[:2]:
+                for param, value in _job_params(spec, wc).items():
+                    options = [w for w in value.split() if re.fullmatch(r"--[a-z][\w-]*", w)]
+                    if len(options) > 1:
+                        bundles.setdefault(name, set()).add(param)
+                    checked += 1
+    extra = {r: ps - BUNDLED_PARAMS.get(r, set()) for r, ps in bundles.items()}
+    assert {r: ps for r, ps in extra.items() if ps} == {}
+    # the list shrinks with the code: a param that holds one thing now leaves it
+    assert bundles == BUNDLED_PARAMS
+    assert checked > 200
 
 
 def test_the_inputs_a_rule_command_uses_are_those_of_each_of_its_jobs(scheduled):

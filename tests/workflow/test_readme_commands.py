@@ -1,4 +1,5 @@
-"""Every command in the README's fenced ``bash`` blocks is run by a test, as written.
+"""Every command in the fenced ``bash`` blocks of the README and of the documentation's pages
+(``docs/*.md``: install, running, cluster, developing, ...) is run by a test, as written.
 
 - ``.venv/bin/snakemake ...``: run as a dry run (``-n`` added) on a small generated BIDS tree;
   the README's example paths (``bids_dir=``, ``output_dir=``, ``work_dir=``) are replaced by
@@ -15,7 +16,8 @@
 - anything else: listed in :data:`COVERED` with the test or script that runs it, or run here
   when it is quick (:data:`RUN_HERE`).
 
-A command that fits none of these fails the test: a new README command needs a way to be run.
+A command that fits none of these fails the test: a new command in those pages needs a way to be
+run. The README itself keeps the two first commands and the cluster's three.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from helpers.bidstree import make_bids_tree
 from helpers.snake import ROOT
 
 README = ROOT / "README.md"
+#: The pages whose commands are run: the README and every page of the documentation.
+PAGES = (README, *sorted(p for p in (ROOT / "docs").glob("*.md")))
 SNAKEMAKE = ".venv/bin/snakemake"
 #: Commands run elsewhere, as written up to their example paths: command -> who runs it.
 COVERED = {
@@ -83,6 +87,11 @@ def readme_commands(text: str) -> list[str]:
     return commands
 
 
+def all_commands() -> list[str]:
+    """The commands of every page of :data:`PAGES`, in order."""
+    return [c for page in PAGES for c in readme_commands(page.read_text())]
+
+
 def _norm(cmd: str) -> str:
     return shlex.join(shlex.split(cmd))
 
@@ -122,23 +131,31 @@ def dry_run_args(words: list[str], paths: dict[str, Path]) -> list[str]:
 
 
 def test_readme_commands_are_found():
-    commands = readme_commands(README.read_text())
-    assert any(c.startswith("make demo") for c in commands)
-    assert any(c.startswith(SNAKEMAKE) and slurm_profile(shlex.split(c)) for c in commands)
-    # one way to call Snakemake: never a bare `snakemake` command
-    assert not [c for c in commands if c.split()[0] == "snakemake"]
+    """The README starts with ``make demo`` and ``make test`` (.ci/run runs the second) and
+    gives the cluster in three commands: the profile's link, a dry run and the run."""
+    text = README.read_text()
+    assert text.splitlines()[1].startswith("make demo") and text.splitlines()[2].startswith(
+        "make test"
+    )
+    commands = readme_commands(text)
+    cluster = [c for c in commands if slurm_profile(shlex.split(c))]
+    assert ".venv/bin/echoprep install-profile" in commands
+    assert [("-n" in shlex.split(c)) for c in cluster] == [True, False], cluster
+    assert all(c.startswith(SNAKEMAKE) for c in cluster)
+    # one way to call Snakemake: never a bare `snakemake` command, on any page
+    assert not [c for c in all_commands() if c.split()[0] == "snakemake"]
 
 
 def test_every_readme_command_has_a_way_to_run():
     unknown = [
         c
-        for c in readme_commands(README.read_text())
+        for c in all_commands()
         if not (
             c.startswith((SNAKEMAKE + " ", "make "))
             or c in {_norm(k) for k in (*COVERED, *RUN_HERE, *WITH_HOME)}
         )
     ]
-    assert unknown == [], "add a way to run these README commands (test_readme_commands.py)"
+    assert unknown == [], "add a way to run these commands (test_readme_commands.py)"
     for who in COVERED.values():
         assert (ROOT / who.split()[0]).exists(), who
 
@@ -159,7 +176,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     folder = tmp_path_factory.mktemp("home")
     drop = ("XDG_CONFIG_HOME", "SNAKEMAKE_PROFILE")
     env = {k: v for k, v in os.environ.items() if k not in drop} | {"HOME": str(folder)}
-    commands = [c for c in readme_commands(README.read_text()) if c in WITH_HOME]
+    commands = [c for c in all_commands() if c in WITH_HOME]
     assert commands, "the README no longer runs echoprep install-profile"
     for cmd in commands:
         words = shlex.split(cmd)
@@ -175,7 +192,7 @@ def _run(args: list[str], env: dict[str, str] | None = None) -> subprocess.Compl
 def test_readme_snakemake_commands_dry_run(tree, home):
     commands = [
         c
-        for c in readme_commands(README.read_text())
+        for c in dict.fromkeys(all_commands())
         if c.startswith(SNAKEMAKE + " ") and "--report" not in c
     ]
     assert len(commands) >= 3
@@ -207,7 +224,7 @@ def words_of(cmd: str) -> list[str]:
 
 
 def test_readme_make_targets_resolve():
-    commands = [c for c in readme_commands(README.read_text()) if c.split()[0] == "make"]
+    commands = list(dict.fromkeys(c for c in all_commands() if c.split()[0] == "make"))
     assert {"make demo", "make test"} <= set(commands)
     for cmd in commands:
         res = _run(["make", "-n", *shlex.split(cmd)[1:]])
@@ -216,7 +233,7 @@ def test_readme_make_targets_resolve():
 
 @pytest.mark.parametrize("cmd", sorted(RUN_HERE))
 def test_readme_quick_commands_run_as_written(cmd):
-    assert _norm(cmd) in readme_commands(README.read_text()), f"{cmd!r} is not in the README"
+    assert _norm(cmd) in all_commands(), f"{cmd!r} is on no page"
     words = shlex.split(cmd)
     res = _run([str(ROOT / words[0]), *words[1:]])
     assert res.returncode == 0, f"{cmd}: {res.stdout[-2000:]}{res.stderr[-2000:]}"
@@ -226,7 +243,7 @@ def test_readme_quick_commands_run_as_written(cmd):
 def test_readme_report_command_on_the_demo_run(demo, tmp_path):
     """``--report report.html --configfile config/demo.yaml`` on the tiny demo run (its folders
     given with --config, as make demo does; the report written to a temporary folder)."""
-    (cmd,) = [c for c in readme_commands(README.read_text()) if "--report" in c]
+    (cmd,) = [c for c in all_commands() if "--report" in c]
     words = shlex.split(cmd)
     assert words[0] == SNAKEMAKE and "--configfile" in words
     html = tmp_path / "report.html"

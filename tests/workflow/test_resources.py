@@ -70,10 +70,39 @@ def jobs(tree) -> dict[int, list[Job]]:
 
 
 @pytest.fixture(scope="module")
-def listed_rules(tree) -> set[str]:
+def listed(tree) -> dict[str, str]:
+    """``snakemake --list-rules``: each rule's name and what Snakemake prints after it (its
+    docstring in parentheses)."""
     res = snakemake("--list-rules", config=tree)
     assert res.returncode == 0, res.stderr[-3000:]
-    return {line.strip() for line in res.stdout.splitlines() if line.strip()}
+    lines = [line.strip() for line in res.stdout.splitlines() if line.strip()]
+    return {line.split(" ", 1)[0]: line.partition(" ")[2] for line in lines}
+
+
+@pytest.fixture(scope="module")
+def listed_rules(listed) -> set[str]:
+    return set(listed)
+
+
+def test_list_rules_says_what_each_rule_makes_and_where_it_is_defined(listed):
+    """``--list-rules`` prints every rule's one-line description and the file and line of its
+    definition: for a family's rule, the line that assigns its ``RuleDef`` (``NAME = ...``,
+    the rule's name on it or within the next lines); ``all``, the Snakefile."""
+    place = re.compile(r"^\((.+) \[([\w/.]+)(?::(\d+))?\]\)$")
+    for name, text in listed.items():
+        m = place.match(text)
+        assert m, (name, text)
+        description, path, line = m.groups()
+        assert len(description) > 20, (name, description)
+        assert (ROOT / path).is_file(), (name, path)
+        if name == "all":
+            assert path == "Snakefile"
+            continue
+        source = (ROOT / path).read_text().splitlines()
+        first = source[int(line) - 1]
+        assert re.match(r"^[A-Z_]+ = ", first), (name, path, line, first)
+        base = re.sub(r"_\d+echoes$", "", name)
+        assert f'"{base}"' in "\n".join(source[int(line) - 1 : int(line) + 3]), (name, first)
 
 
 def test_every_listed_rule_has_a_source_block(listed_rules):

@@ -14,7 +14,7 @@ Besides the schema check, :func:`validate_config` makes the configuration easy t
 Snakemake's own command line refuses a dotted name before the workflow starts
 (``--config nordic.enabled=false``: "Config entry must start with a valid identifier"); the working
 forms are ``--config 'nordic={enabled: false}'`` and ``--configfile overrides.yaml``
-(see README, "Configuration").
+(docs/configuration.md).
 """
 
 from __future__ import annotations

@@ -1,8 +1,26 @@
 # Every rule of the workflow, from its definition in echoprep.plan.families (one module per
 # family: the rule's files, params, command, resources, env, group and message; see
-# docs/architecture.md, "Rules"). One block per kind of rule: a shell command submitted as a
-# job, a shell command run next to Snakemake (localrule, no benchmark), a Python function run
-# inside the Snakemake process.
+# docs/architecture.md, "Rules"). The rules this file makes, by family module (a per-run
+# chain's rule for runs with another echo count is <name>_<n>echoes); `snakemake
+# --list-rules` prints each with what it makes and the file and line of its definition, and
+# docs/reference/rules.md shows each whole (inputs, outputs, params, command, resources):
+#
+# <rules>
+#   describe.py      config_snapshot, dataset_description
+#   chains.py        nordic, spatial_resample
+#   combine.py       single_echo, optcom, tedana, tedana_nordic
+#   spatial.py       spatial_reference, spatial_run, spatial_subject, confounds
+#   anatomy.py       anatomy
+#   glm.py           analysis_mask, glm, glm_reference, glm_heldout
+#   noiseceiling.py  noiseceiling_session, noiseceiling_subject, noiseceiling_repeats
+#   rois.py          rois_visual, rois_mask, rois_table
+#   report.py        diagnostics, subject_report
+#   comparison.py    comparison_subject, comparison
+#   publish.py       publish_session, publish_subject, publish_repeats, publish_roi
+# </rules>
+#
+# One block per kind of rule: a shell command submitted as a job, a shell command run next to
+# Snakemake (localrule, no benchmark), a Python function run inside the Snakemake process.
 #
 # Snakemake evaluates a rule's shell: line again when its job runs, and runs its run: block
 # then, after this loop has ended: both look the rule up by its name (`rule`, which Snakemake
@@ -96,3 +114,10 @@ for _spec in PLAN.specs():
             _spec.message
         run:
             PLAN.spec_of(rule).run(input, output, params, log)
+
+
+# Each rule's docstring: what one job makes and where the rule is defined (the file and line of
+# its RuleDef), which `snakemake --list-rules` prints. A rule block in a loop cannot take a
+# docstring of its own (Snakemake's parser wants a string literal there).
+for _spec in PLAN.specs():
+    workflow.get_rule(_spec.name).docstring = _spec.doc

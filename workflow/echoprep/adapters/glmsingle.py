@@ -4,7 +4,7 @@ For users who must cite or reproduce upstream GLMsingle (cvnlab/GLMsingle 1.2, B
 package is not on the package index and not a core dependency of echoprep: with conda the
 fitting rules of ``glm.engine: glmsingle`` run in ``envs/glmsingle.yaml``, which installs it from
 its repository at a pinned commit (:data:`echoprep.adapters.sources.GLMSINGLE_SOURCE`); without
-conda, install that into the venv (``make setup`` does where its wheel is at hand: README,
+conda, install that into the venv (``make setup`` does where its wheel is at hand: docs/cluster.md,
 "Optional packages"). The stage gives it the same designs and masked data as our engine and maps
 its results onto our layout, so every output file is the same (``tests/unit/test_glm_upstream.py``
 compares the two engines' betas). Upstream side effects are contained (``docs/glm.md`` §15): it
@@ -61,8 +61,9 @@ def import_upstream() -> Any:
             "glm.engine is 'glmsingle', which needs the upstream GLMsingle package; found it not "
             f"importable ({exc}). It is not on the package index. Fix: run with conda (the glm "
             "rules then use envs/glmsingle.yaml, which installs it), or install it into the venv "
-            f"that runs the jobs: `.venv/bin/pip install '{GLMSINGLE_REQUIREMENT}'` (README, "
-            '"Optional packages"); or set glm.engine: echoprep (the default, same outputs).'
+            f"that runs the jobs: `.venv/bin/pip install '{GLMSINGLE_REQUIREMENT}'` "
+            '(docs/cluster.md, "Optional packages"); or set glm.engine: echoprep (the default, '
+            "same outputs)."
         ) from exc
     return GLM_single
 

@@ -5,10 +5,10 @@ would stop it is found when the workflow is planned, in the same problem list as
 input problem: unreadable or ragged files, onsets that are not numbers, events after the end of
 their run, onsets off the volume grid or two trials on one volume (the rules of
 :func:`echoprep.io.events.run_trials`, shared with the GLM's design), a session without a single
-trial to model, and the condition column, chosen once for the dataset (README, "Inputs it
-expects"). Legal but unusual events are warnings: trials before the first volume (negative
-onsets; left out of the design) and runs without a trial to model (preprocessed, left out of
-their session's GLM).
+trial to model, and the condition column, chosen once for the dataset (docs/your-data.md).
+Legal but unusual events are warnings: trials before the first volume (negative onsets; left
+out of the design) and runs without a trial to model (preprocessed, left out of their
+session's GLM).
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ keeps what discovery needs:
 
 The listing (relative paths, sizes, modification times) gives :attr:`BidsIndex.key`, which
 :mod:`echoprep.io.bids` uses to cache the discovered dataset as a whole. Nothing is written
-into the dataset. pybids served this before; at LAION-fMRI size it could not (README, "Input
-discovery").
+into the dataset. pybids served this before; at LAION-fMRI size it could not
+(docs/what-it-does.md, "Input discovery").
 """
 
 from __future__ import annotations

@@ -125,7 +125,7 @@ def readme_text(folder_name: str, folder: Folder, source: str) -> str:
         "",
         "In the echoprep repository: "
         + ", ".join(f"[{d}]({CODE_URL}/blob/main/{d})" for d in docs)
-        + f"; the output table in [README.md]({CODE_URL}#outputs-it-writes).",
+        + f"; every output folder in [docs/outputs.md]({CODE_URL}/blob/main/docs/outputs.md).",
         "",
     ]
     return "\n".join(lines)

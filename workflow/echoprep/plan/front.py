@@ -31,6 +31,7 @@ from echoprep.plan.families.spatial import SpatialRules
 from echoprep.plan.fitted import FittedVariants
 from echoprep.plan.gradients import Gradients
 from echoprep.plan.hooks import RuleHooks
+from echoprep.plan.places import rule_places
 from echoprep.plan.rule import (
     Family,
     RuleDef,
@@ -254,6 +255,7 @@ class Plan:
             shell=shell,
             run=files.run,
             local=defn.local,
+            doc=f"{defn.doc} [{rule_places(FAMILIES)[defn.name]}]",
         )
 
     # -----------------------------------------------------------------------------------------

@@ -52,6 +52,9 @@ class RuleDef:
     name
         The rule's name (a per-run chain's rule for runs with another echo count is
         ``<name>_<n>echoes``).
+    doc
+        What one job of the rule makes, in one line: the rule's docstring (``snakemake
+        --list-rules``) and its heading in the rules reference (docs/reference/rules.md).
     level
         One job per ``run``, ``session``, ``subject``, ``folder`` or for the ``dataset``.
     log
@@ -97,6 +100,7 @@ class RuleDef:
     """
 
     name: str
+    doc: str
     level: str
     log: tuple[str, tuple[str, str], str]
     command: str
@@ -170,6 +174,9 @@ class RuleSpec:
         The in-process rule's function ``(input, output, params, log)``, else None.
     local
         ``localrule``.
+    doc
+        The rule's one-line description and the place of its definition (its docstring in
+        ``snakemake --list-rules``).
     """
 
     name: str
@@ -188,6 +195,7 @@ class RuleSpec:
     shell: str = ""
     run: Callable[..., None] | None = None
     local: bool = False
+    doc: str = ""
 
 
 def _no_inputs(wc: Any) -> dict[str, Any]:

@@ -14,6 +14,10 @@ from echoprep.plan.rule import Family, RuleDef, RuleFiles, fixed_mb
 
 ANATOMY = RuleDef(
     name="anatomy",
+    doc=(
+        "A subject's T1w: N4 bias correction, brain mask, tissue classes, registration to "
+        "MNI152NLin2009aSym"
+    ),
     level="subject",
     log=(folder_name("anatomy"), SUBJECT_KEY, ""),
     command=(

@@ -29,6 +29,10 @@ from echoprep.plan.rule import NO_JOBS, Family, RuleDef, RuleFiles
 
 NORDIC = RuleDef(
     name="nordic",
+    doc=(
+        "A run's NORDIC chain: geometry (where it hosts it), NORDIC of every echo, their one "
+        "resampling and the folded echo combinations"
+    ),
     level="run",
     log=(folder_name("nordic"), RUN_KEY, ""),
     command=(
@@ -49,6 +53,10 @@ NORDIC = RuleDef(
 )
 SPATIAL_RESAMPLE = RuleDef(
     name="spatial_resample",
+    doc=(
+        "A run's NORDIC-off chain: every raw echo resampled once into the output grid, then the"
+        " folded single echo and optimal combination"
+    ),
     level="run",
     log=(folder_name("preproc", nordic="raw"), RUN_KEY, ""),
     command=(

@@ -31,6 +31,7 @@ from echoprep.variants import Variant
 
 SINGLE_ECHO = RuleDef(
     name="single_echo",
+    doc="The single-echo baseline of a run (one echo unchanged), where no per-run chain folds it",
     level="run",
     log=(folder_name("combine"), RUN_KEY, "single"),
     command=(
@@ -48,6 +49,10 @@ SINGLE_ECHO = RuleDef(
 )
 OPTCOM = RuleDef(
     name="optcom",
+    doc=(
+        "tedana's T2*-weighted optimal combination of a run's echoes, where no per-run chain "
+        "folds it"
+    ),
     level="run",
     log=(folder_name("combine"), RUN_KEY, "optcom"),
     # on one thread, as its own job did
@@ -67,11 +72,17 @@ OPTCOM = RuleDef(
 )
 TEDANA = RuleDef(
     name="tedana",
+    doc=(
+        "tedana ICA denoising of a NORDIC-off run (component count estimated, capped at "
+        "tedana.max_components)"
+    ),
     level="run",
     log=(folder_name("combine"), RUN_KEY, "tedana"),
     command=(
-        "python -m echoprep combine denoised --echo {input.echoes:q} {params.args}"
-        " --options-json {params.options:q} {params.nordic} --seed {params.seed}"
+        "python -m echoprep combine denoised --echo {input.echoes:q} --te {params.echo_times}"
+        " --tr {params.tr} --drop-volumes {params.drop_volumes}"
+        " --options-json {params.options:q} {params.nordic_flag} {params.raw_components}"
+        " --seed {params.seed}"
         " --work-dir {params.work:q} --threads {params.threads}"
         " --out bold={output.bold:q} metrics={output.metrics:q} mixing={output.mixing:q}"
         " rejected={output.rejected:q}"
@@ -85,7 +96,14 @@ TEDANA = RuleDef(
 )
 #: tedana's ICA of the NORDIC-on runs: tedana's definition under another name (module
 #: docstring).
-TEDANA_NORDIC = replace(TEDANA, name="tedana_nordic")
+TEDANA_NORDIC = replace(
+    TEDANA,
+    name="tedana_nordic",
+    doc=(
+        "tedana ICA denoising of a NORDIC run, with the component count of the same run"
+        " without NORDIC"
+    ),
+)
 
 
 class CombineRules(Family):
@@ -132,9 +150,12 @@ class CombineRules(Family):
             self._tedana_inputs,
             self.outputs("denoised"),
             {
-                "args": self.combine_args,
+                "echo_times": self._echo_times_param,
+                "tr": self._tr_param,
+                "drop_volumes": self._drop_volumes_param,
                 "options": self._tedana_options,
-                "nordic": self._tedana_params,
+                "nordic_flag": self._nordic_flag,
+                "raw_components": self._raw_components,
                 "seed": self.ctx.seed(),
                 "work": lambda wc: self.work_dir(wc.nordic),
             },
@@ -175,15 +196,31 @@ class CombineRules(Family):
             return 0
         return self.spatial.noise_volumes(wc.nordic)
 
-    def combine_args(self, wc: Any) -> str:
-        """``--te``, ``--tr`` and ``--drop-volumes`` of an echo-handling job."""
-        run = self.ctx.run_of(wc)
+    def echo_times(self, wc: Any) -> list[str]:
+        """The run's echo times (s), as an echo-handling job's ``--te`` gives them."""
+        return [f"{t:.6g}" for t in self.ctx.run_of(wc).echo_times]
+
+    def series_tr(self, wc: Any) -> float:
+        """The repetition time (s) of the series an echo-handling job reads: the run's, or
+        ``spatial.tr_out`` when the echoes were resampled in time."""
         spatial = self.config["spatial"]
-        tr = run.repetition_time
         if spatial["enabled"] and spatial["slice_timing"] and spatial["tr_out"]:
-            tr = spatial["tr_out"]  # the echoes were resampled in time
-        te = [f"{t:.6g}" for t in run.echo_times]
-        return words(["--te", *te, "--tr", tr, "--drop-volumes", self.noise_volumes_to_drop(wc)])
+            return spatial["tr_out"]
+        return self.ctx.run_of(wc).repetition_time
+
+    def combine_args(self, wc: Any) -> str:
+        """``--te``, ``--tr`` and ``--drop-volumes`` of a combination step (in a per-run chain
+        its steps share one ``params``, so the three stay one ``combine_args``)."""
+        return words(
+            [
+                "--te",
+                *self.echo_times(wc),
+                "--tr",
+                self.series_tr(wc),
+                "--drop-volumes",
+                self.noise_volumes_to_drop(wc),
+            ]
+        )
 
     def _rule_params(self, combine: str) -> dict[str, Any]:
         """``params`` of a combination's own rule: the same arguments as in a chain, from the
@@ -216,15 +253,30 @@ class CombineRules(Family):
             opts.pop("nordic_tedpca", None)
         return options_json(opts)
 
-    def _tedana_params(self, wc: Any, input: Any) -> str:
-        """``--nordic`` on NORDIC runs, with the NORDIC-off run's ICA sidecar whose component
-        count they use (``tedana.nordic_tedpca: raw_run``)."""
-        if wc.nordic != "nordic":
+    def _echo_times_param(self, wc: Any) -> str:
+        """The run's echo times in s (``--te``)."""
+        return words(self.echo_times(wc))
+
+    def _tr_param(self, wc: Any) -> str:
+        """The repetition time in s of the series tedana reads (``--tr``)."""
+        return words([self.series_tr(wc)])
+
+    def _drop_volumes_param(self, wc: Any) -> str:
+        """Trailing noise volumes to drop (``--drop-volumes``)."""
+        return words([self.noise_volumes_to_drop(wc)])
+
+    @staticmethod
+    def _nordic_flag(wc: Any) -> str:
+        """``--nordic`` on NORDIC runs (the stage then applies ``tedana.nordic_tedpca``)."""
+        return "--nordic" if wc.nordic == "nordic" else ""
+
+    @staticmethod
+    def _raw_components(wc: Any, input: Any) -> str:
+        """``--raw-components`` with the NORDIC-off run's ICA sidecar, whose component count
+        a NORDIC run uses (``tedana.nordic_tedpca: raw_run``); empty otherwise."""
+        if wc.nordic != "nordic" or "raw_mixing" not in input.keys():
             return ""
-        args = ["--nordic"]
-        if "raw_mixing" in input.keys():
-            args += ["--raw-components", str(sidecar_path(input.raw_mixing))]
-        return words(args)
+        return words(["--raw-components", sidecar_path(input.raw_mixing)])
 
     def targets(self) -> list[str]:
         """Every echo-handling output the config asks for: with ``variants.sessions: fitted``

@@ -32,6 +32,7 @@ def _subject_mb(family: Any, wc: Any, attempt: int) -> int:
 
 COMPARISON_SUBJECT = RuleDef(
     name="comparison_subject",
+    doc="The 2x3 comparison of one subject: held-out fidelity, noise ceiling, d' per variant",
     level="subject",
     log=(_COMPARISON, SUBJECT_KEY, "comparison"),
     command=(
@@ -45,6 +46,7 @@ COMPARISON_SUBJECT = RuleDef(
 )
 COMPARISON = RuleDef(
     name="comparison",
+    doc="The group comparison: table, figure and the recommended variant with its verdict",
     level="dataset",
     log=(_COMPARISON, TOP_KEY, "comparison"),
     command=(

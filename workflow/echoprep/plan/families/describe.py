@@ -15,6 +15,7 @@ from echoprep.plan.rule import Family, RuleDef, RuleFiles
 
 CONFIG_SNAPSHOT = RuleDef(
     name="config_snapshot",
+    doc="The validated configuration, written once for the dataset descriptions and reports",
     level="dataset",
     log=("", TOP_KEY, "config_snapshot"),
     command="",
@@ -24,6 +25,7 @@ CONFIG_SNAPSHOT = RuleDef(
 )
 DATASET_DESCRIPTION = RuleDef(
     name="dataset_description",
+    doc="A derivative folder's dataset_description.json, README.md and .bidsignore",
     level="folder",
     log=("{folder}", TOP_KEY, "dataset_description"),
     command=(

@@ -50,6 +50,10 @@ def mask_mb(family: Any, wc: Any, attempt: int) -> int:
 
 ANALYSIS_MASK = RuleDef(
     name="analysis_mask",
+    doc=(
+        "A session's analysis mask: brain voxels with valid data in every run of every variant "
+        "fitted there"
+    ),
     level="session",
     log=(folder_name("analysis-mask"), SESSION_KEY, "mask"),
     command=(
@@ -61,13 +65,19 @@ ANALYSIS_MASK = RuleDef(
     minutes=20,
     scale="session",
 )
-_FIT = "python -m echoprep glm --bold {input.bold:q} --events {input.events:q}"
+#: The session's files and labels, in the three fitting rules' commands.
+_SESSION = (
+    " --bold {input.bold:q} --events {input.events:q} --run-labels {params.run_labels}"
+    " {params.session} --mask {input.mask:q} {params.space}"
+)
+_FIT = "python -m echoprep glm" + _SESSION
 GLM = RuleDef(
     name="glm",
+    doc="GLMsingle single-trial betas (FITHRF_GLMDENOISE_RR) of one session and variant",
     level="session",
     log=(_GLM, SESSION_KEY, "glm"),
     command=(
-        f"{_FIT} {{params.session}} --options-json {{params.options:q}} --seed {{params.seed}}"
+        f"{_FIT} --options-json {{params.options:q}} --seed {{params.seed}}"
         " --threads {params.threads} --out {params.out}"
     ),
     message="GLMsingle {wildcards.ses_prefix} ({wildcards.nordic}-{wildcards.combine})",
@@ -78,10 +88,11 @@ GLM = RuleDef(
 )
 GLM_REFERENCE = RuleDef(
     name="glm_reference",
+    doc="Type-B betas (assumed HRF, least squares) of the visual ROI's source variant",
     level="session",
     log=(_GLM, SESSION_KEY, "typeb"),
     command=(
-        f"{_FIT} {{params.session}} --options-json {{params.options:q}} --seed {{params.seed}}"
+        f"{_FIT} --options-json {{params.options:q}} --seed {{params.seed}}"
         " --threads {params.threads} --stop-at typeb --out betas_typeb={output.betas_typeb:q}"
     ),
     message="GLM type-B betas {wildcards.ses_prefix} ({wildcards.nordic}-{wildcards.combine})",
@@ -92,11 +103,12 @@ GLM_REFERENCE = RuleDef(
 )
 GLM_HELDOUT = RuleDef(
     name="glm_heldout",
+    doc="The comparison's held-out fits: each half of every split of a session's runs, per variant",
     level="session",
     log=(_GLM, SESSION_KEY, "heldout"),
     command=(
-        "python -m echoprep glm-heldout --bold {input.bold:q} --events {input.events:q}"
-        " {params.session} --options-json {params.options:q} --seed {params.seed}"
+        "python -m echoprep glm-heldout" + _SESSION + " --splits {params.splits}"
+        " --options-json {params.options:q} --seed {params.seed}"
         " --threads {params.threads} --out means={output.means:q} volumes={output.volumes:q}"
     ),
     message=(
@@ -153,10 +165,15 @@ class GlmRules(Family):
         """A fitting rule's files, in the env of ``glm.engine`` (:func:`fit_env`), asking for
         one GPU when our engine runs its heavy steps there (``glm.device: cuda``; docs/glm.md
         §14, "GPU"): the SLURM plugin's --gpus=1."""
+        session = {
+            "run_labels": self._run_labels_param,
+            "session": self._session_param,
+            "space": words(["--space", self.ctx.space()]) if self.ctx.space() else "",
+        }
         files = RuleFiles(
             self._fit_inputs,
             output,
-            {**params, "options": self.ctx.options("glm"), "seed": self.ctx.seed()},
+            {**session, **params, "options": self.ctx.options("glm"), "seed": self.ctx.seed()},
             env=fit_env(self.config),
         )
         glm = self.config["glm"]
@@ -165,13 +182,14 @@ class GlmRules(Family):
         return replace(files, resources={"gpu": 1})
 
     def glm(self) -> RuleFiles:
-        return self._fit(self.outputs(), {"session": self._fit_params, "out": self._out_args})
+        return self._fit(self.outputs(), {"out": self._out_args})
 
     def glm_reference(self) -> RuleFiles:
-        return self._fit(self.reference_outputs(), {"session": self._fit_params})
+        return self._fit(self.reference_outputs(), {})
 
     def glm_heldout(self) -> RuleFiles:
-        return self._fit(self.heldout_outputs(), {"session": self._heldout_params})
+        splits = int(self.config["comparison"]["splits"])
+        return self._fit(self.heldout_outputs(), {"splits": splits})
 
     # -----------------------------------------------------------------------------------------
     # outputs
@@ -270,23 +288,14 @@ class GlmRules(Family):
             args += ["--space", self.ctx.space()]
         return words(args)
 
-    def _fit_params(self, wc: Any, input: Any) -> str:
-        """Command-line arguments of the fitting rules that depend on the session."""
-        _, ses = self.ctx.session_of(wc)
-        args = ["--run-labels", *self._run_labels(self.ctx.session_runs(wc))]
-        if ses:
-            args += ["--session", ses]
-        if "mask" in input.keys():
-            args += ["--mask", input.mask]
-        space = self.ctx.space()
-        if space:
-            args += ["--space", space]
-        return words(args)
+    def _run_labels_param(self, wc: Any) -> str:
+        """The labels of the session's runs (``--run-labels``), in the order of ``--bold``."""
+        return words(self._run_labels(self.ctx.session_runs(wc)))
 
-    def _heldout_params(self, wc: Any, input: Any) -> str:
-        """The fit's session arguments and ``--splits``."""
-        splits = int(self.config["comparison"]["splits"])
-        return f"{self._fit_params(wc, input)} --splits {splits}"
+    def _session_param(self, wc: Any) -> str:
+        """``--session`` with the session's label; empty for a dataset without sessions."""
+        _, ses = self.ctx.session_of(wc)
+        return words(["--session", ses]) if ses else ""
 
     # -----------------------------------------------------------------------------------------
     # targets

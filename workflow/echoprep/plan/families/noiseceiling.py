@@ -35,6 +35,7 @@ def _subject_mb(family: Any, wc: Any, attempt: int) -> int:
 
 NOISECEILING_SESSION = RuleDef(
     name="noiseceiling_session",
+    doc="Noise ceiling of one session and variant (betas z-scored per run)",
     level="session",
     log=(_GLM, SESSION_KEY, "noiseceiling"),
     command=(
@@ -48,6 +49,7 @@ NOISECEILING_SESSION = RuleDef(
 )
 NOISECEILING_SUBJECT = RuleDef(
     name="noiseceiling_subject",
+    doc="Noise ceiling of a subject over its sessions (z-scored per session), mean R2 and ncsnr",
     level="subject",
     log=(_GLM, SUBJECT_DIR_KEY, "noiseceiling"),
     command=(
@@ -65,6 +67,7 @@ NOISECEILING_SUBJECT = RuleDef(
 )
 NOISECEILING_REPEATS = RuleDef(
     name="noiseceiling_repeats",
+    doc="Noise ceiling for N averaged repeats, from the subject's ncsnr (mixed repeat counts)",
     level="subject",
     log=(_GLM, SUBJECT_DIR_KEY, "nc{nrep}rep"),
     command=(

@@ -30,11 +30,12 @@ _LAION = folder_name("laion")
 _COMMAND = "python -m echoprep publish {params.args} --options-json {params.options:q}"
 
 
-def _publish(name: str, level: str, log: Any, message: str, minutes: int = 5) -> RuleDef:
+def _publish(name: str, doc: str, level: str, log: Any, message: str, minutes: int = 5) -> RuleDef:
     """A publish rule: links or copies (streamed), the mask reads one 3D map; run in the
     Snakemake process."""
     return RuleDef(
         name=name,
+        doc=doc,
         level=level,
         log=log,
         command=_COMMAND,
@@ -47,6 +48,7 @@ def _publish(name: str, level: str, log: Any, message: str, minutes: int = 5) ->
 
 PUBLISH_SESSION = _publish(
     "publish_session",
+    "A session's betas, noise ceiling and trials in the LAION-fMRI loader's layout",
     "session",
     (_LAION, SESSION_KEY, "publish"),
     "Publish LAION layout {wildcards.ses_prefix}",
@@ -54,18 +56,21 @@ PUBLISH_SESSION = _publish(
 )
 PUBLISH_SUBJECT = _publish(
     "publish_subject",
+    "A subject's meanR2gt15mask and all-repeat noise ceiling in the LAION-fMRI loader's layout",
     "subject",
     (_LAION, SUBJECT_KEY, "publish"),
     "Publish LAION layout sub-{wildcards.subject}: meanR2gt15mask, noise ceiling",
 )
 PUBLISH_REPEATS = _publish(
     "publish_repeats",
+    "A subject's N-repeat noise ceiling in the LAION-fMRI loader's layout",
     "subject",
     (_LAION, ("", "sub-{subject}_nc{nrep}rep"), "publish"),
     "Publish LAION layout sub-{wildcards.subject}: {wildcards.nrep}-repeat noise ceiling",
 )
 PUBLISH_ROI = _publish(
     "publish_roi",
+    "A subject's ROI mask in the LAION-fMRI loader's layout",
     "subject",
     (folder_name("atlases"), ("", "sub-{subject}_{laion_roi}"), "publish"),
     "Publish LAION layout sub-{wildcards.subject}: ROI {wildcards.laion_roi}",

@@ -42,6 +42,7 @@ def _report_mb(family: Any, wc: Any, attempt: int) -> int:
 
 DIAGNOSTICS = RuleDef(
     name="diagnostics",
+    doc="NORDIC diagnostics of a subject: tSNR gain, evoked amplitude, FWHM, what NORDIC removed",
     level="subject",
     log=(_REPORTS, SUBJECT_KEY, "diagnostics"),
     command=(
@@ -54,6 +55,7 @@ DIAGNOSTICS = RuleDef(
 )
 SUBJECT_REPORT = RuleDef(
     name="subject_report",
+    doc="A subject's self-contained HTML report (the verdict first)",
     level="subject",
     log=(_REPORTS, SUBJECT_KEY, ""),
     command=(

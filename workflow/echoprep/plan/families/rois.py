@@ -32,6 +32,7 @@ def _visual_mb(family: Any, wc: Any, attempt: int) -> int:
 
 ROIS_VISUAL = RuleDef(
     name="rois_visual",
+    doc="The subject's data-driven visually responsive ROI (image-vs-blank test across runs, FDR)",
     level="subject",
     log=(_ROIS, ("", "sub-{subject}_res-{roi_res}"), "visual"),
     command=(
@@ -46,6 +47,7 @@ ROIS_VISUAL = RuleDef(
 )
 ROIS_MASK = RuleDef(
     name="rois_mask",
+    doc="One of your ROI masks (rois.dir) resampled onto the subject's functional grid",
     level="subject",
     log=(_ROIS, ("", "sub-{subject}_{roi_category}_{roi_label}_res-{roi_res}"), ""),
     command=(
@@ -62,6 +64,7 @@ ROIS_MASK = RuleDef(
 )
 ROIS_TABLE = RuleDef(
     name="rois_table",
+    doc="ROI table of one session and variant: voxels, median and mean noise ceiling, median R2",
     level="session",
     log=(folder_name("glm"), SESSION_KEY, "rois"),
     command=(

@@ -42,6 +42,7 @@ def geometry_mb(family: Any, wc: Any, attempt: int) -> int:
 
 SPATIAL_RUN = RuleDef(
     name="spatial_run",
+    doc="A run's geometry: slice timing, head motion, distortion, transform to the reference",
     level="run",
     log=(folder_name("spatial"), RUN_KEY, "run"),
     command=(
@@ -62,6 +63,7 @@ SPATIAL_RUN = RuleDef(
 )
 SPATIAL_REFERENCE = RuleDef(
     name="spatial_reference",
+    doc="The subject's reference boldref (its first run's geometry), to which every run is aligned",
     level="subject",
     log=(folder_name("spatial"), SUBJECT_KEY, "reference"),
     command=(
@@ -72,8 +74,7 @@ SPATIAL_REFERENCE = RuleDef(
     message=(
         "Reference boldref sub-{wildcards.subject} (head motion and distortion of its first run)"
     ),
-    # the reference run's geometry step
-    memory=geometry_mb,
+    memory=geometry_mb,  # the reference run's geometry step
     minutes=5,
     threads=2,
     scale="run",
@@ -82,6 +83,7 @@ SPATIAL_REFERENCE = RuleDef(
 )
 SPATIAL_SUBJECT = RuleDef(
     name="spatial_subject",
+    doc="The subject's functional grid: boldref-to-T1w registration, grid and brain mask",
     level="subject",
     log=(folder_name("spatial"), SUBJECT_KEY, "subject"),
     command=(
@@ -98,6 +100,7 @@ SPATIAL_SUBJECT = RuleDef(
 )
 CONFOUNDS = RuleDef(
     name="confounds",
+    doc="A run's confounds table copied beside each of its series (fMRIPrep's name, for nilearn)",
     level="run",
     log=(folder_name("combine"), RUN_KEY, "confounds"),
     command="",

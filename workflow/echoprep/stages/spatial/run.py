@@ -569,7 +569,7 @@ def run_geometry(
     params = {**recorded, "drop_volumes": int(drop_volumes), "n_threads": int(n_threads)}
 
     if "confounds" in outputs:  # (the subject's reference job writes the boldref only)
-        # fMRIPrep's columns, which nilearn's load_confounds reads (README, "pybids and nilearn")
+        # fMRIPrep's columns, which nilearn's load_confounds reads (docs/outputs.md)
         conf = fmriprep_confounds(
             motion_confounds(motion.params, motion.framewise_displacement),
             float(st_record["RepetitionTime"]),
