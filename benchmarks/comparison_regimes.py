@@ -274,7 +274,7 @@ def shown_claims(rec: dict) -> list[dict]:
     variant it does not name as indistinguishable (the other way round where the margin is
     negative, or, without a margin in the JSON, where that variant ranks higher), for repeat
     averages and for single trials; with the margin's numbers where the JSON has them."""
-    if rec.get("rank_by") not in ("heldout_r", "heldout_trial_r"):
+    if rec.get("rank_by") not in ("planted_r", "planted_trial_r", "heldout_r", "heldout_trial_r"):
         return []
     ranked = [r["variant"] for r in rec.get("ranking") or []]
     out = []
@@ -307,6 +307,27 @@ def shown_claims(rec: dict) -> list[dict]:
     return out
 
 
+def pairwise_shown(out: Path) -> dict[str, dict[str, float]]:
+    """Every ordered pair of variants, ``"a>b"`` -> its planted lead (``planted_r``) and
+    whether it exceeds twice the image-bootstrap SE (the verdict's rule), from the subject's
+    planted replicates."""
+    found = list((out / "comparison").rglob("*_desc-planted_comparison.tsv"))
+    if not found:
+        return {}
+    reps = pd.read_csv(found[0], sep="\t")
+    wide = reps.pivot_table(index="replicate", columns="variant", values="planted_r")
+    outp: dict[str, dict[str, float]] = {}
+    for a in wide.columns:
+        for b in wide.columns:
+            if a == b:
+                continue
+            d = wide[a] - wide[b]
+            se = float(d.loc[d.index >= 1].std(ddof=1))
+            lead = float(d.loc[0])
+            outp[f"{a}>{b}"] = {"lead": lead, "se": se, "shown": bool(lead > 2 * se)}
+    return outp
+
+
 def run_case(args, regime: str, seed: int, runs: int | None, base: Path) -> list[dict]:
     """Simulate, run and score one case; one row per variant."""
     t0 = time.time()
@@ -335,9 +356,11 @@ def run_case(args, regime: str, seed: int, runs: int | None, base: Path) -> list
     rec = json.loads(group["json"].read_text())
     variants = [v for v in VARIANTS if v in table.index]
     truth = truth_scores(bids, out, variants)
-    in_roi = truth_scores(bids, out, variants, roi=True)["r_truth"]
+    roi_truth = truth_scores(bids, out, variants, roi=True)
+    in_roi = roi_truth["r_truth"]
     bias = bias_terms(bids, out, variants)
     claims = shown_claims(rec)
+    pairs = pairwise_shown(out)
     n_runs = runs or PRESETS[args.preset].n_runs
     rows = []
     for v in variants:
@@ -353,16 +376,22 @@ def run_case(args, regime: str, seed: int, runs: int | None, base: Path) -> list
                 "heldout_r": float(row["heldout_r"]),
                 "heldout_truth": float(row.get("heldout_truth", np.nan)),
                 "heldout_trial_truth": float(row.get("heldout_trial_truth", np.nan)),
+                "planted_r": float(row.get("planted_r", np.nan)),
+                "planted_trial_r": float(row.get("planted_trial_r", np.nan)),
+                "planted_gain": float(row.get("planted_gain", np.nan)),
                 "r_truth": truth["r_truth"][v],
                 "r_truth_roi": in_roi[v],
                 "r_trial_img": truth["r_trial_img"][v],
+                "r_trial_img_roi": roi_truth["r_trial_img"][v],
                 "r_trials": truth["r_trials"][v],
                 **{f"bias_{k}": x for k, x in bias.get(v, {}).items()},
+                "rank_by": rec.get("rank_by"),
                 "recommended": v == rec["variant"],
                 "recommended_trials": v == (rec.get("single_trials") or {}).get("variant"),
                 "nc_pick": v == rec.get("nc_winner"),
                 "indistinguishable": v in (rec.get("indistinguishable") or []),
                 "claims": json.dumps(claims) if v == variants[0] else "",
+                "pairs": json.dumps(pairs) if v == variants[0] else "",
                 "seconds": round(time.time() - t0),
             }
         )
@@ -408,6 +437,20 @@ def report_case(rows: list[dict], tolerance: float) -> dict:
         )
         + ("; NORDIC recommended while worse than NORDIC-off" if nordic_bad else "")
     )
+    if "planted_r" in df and np.isfinite(df["planted_r"].to_numpy(float)).any():
+        print("   planted estimate against the truth over the comparison's voxels (ROI):")
+        print(
+            f"   {'variant':<16} {'planted':>8} {'truth':>7} {'error':>7} | {'trial':>7} "
+            f"{'truth':>7} {'error':>7} | {'gain':>6}"
+        )
+        for v, row in df.iterrows():
+            print(
+                f"   {v:<16} {row['planted_r']:8.3f} {row['r_truth_roi']:7.3f} "
+                f"{row['planted_r'] - row['r_truth_roi']:+7.3f} | {row['planted_trial_r']:7.3f} "
+                f"{row['r_trial_img_roi']:7.3f} "
+                f"{row['planted_trial_r'] - row['r_trial_img_roi']:+7.3f} | "
+                f"{row['planted_gain']:6.3f}"
+            )
     if "bias_r_full" in df:
         print("   held-out estimate against the truth over the comparison's voxels:")
         print(
@@ -425,7 +468,11 @@ def report_case(rows: list[dict], tolerance: float) -> dict:
     for c in claims:
         trials = c["use"] == "single trials"
         truth_col = "r_trial_img" if trials else "r_truth"
-        held_col = "heldout_trial_truth" if trials else "heldout_truth"
+        held_col = (
+            ("planted_trial_r" if trials else "planted_r")
+            if first.get("rank_by", "planted_r").startswith("planted")
+            else ("heldout_trial_truth" if trials else "heldout_truth")
+        )
         true_lead = float(df.loc[c["leader"], truth_col] - df.loc[c["trailer"], truth_col])
         est_lead = float(df.loc[c["leader"], held_col] - df.loc[c["trailer"], held_col])
         false_claims += true_lead < 0
@@ -444,7 +491,15 @@ def report_case(rows: list[dict], tolerance: float) -> dict:
         else float("nan")
     )
     print(f"   single trials: recommended {', '.join(trial_pick)} (gap {trial_gap:.3f})")
+    planted = _planted_summary(df, json.loads(rows[0].get("pairs") or "{}"))
+    if planted:
+        print(
+            f"   planted: MAE {planted['mae']:.3f} (trials {planted['trial_mae']:.3f}), NORDIC "
+            f"bias {planted['nordic_bias']:+.3f}; true leads >= 0.03 across NORDIC: "
+            f"{planted['true_leads']}, shown {planted['true_leads_shown']}"
+        )
     return {
+        **planted,
         "trial_gap": trial_gap,
         "regime": first["regime"],
         "seed": first["seed"],
@@ -457,6 +512,35 @@ def report_case(rows: list[dict], tolerance: float) -> dict:
         "nc_gap": float(best - df.loc[nc_pick, "r_truth"]) if nc_pick else float("nan"),
         "claims": len(claims),
         "false_claims": int(false_claims),
+    }
+
+
+def _planted_summary(df: pd.DataFrame, pairs: dict) -> dict:
+    """Per case: the planted estimate's mean absolute error against the truth over the
+    comparison's voxels (repeat averages and single trials), its NORDIC-dependent bias (mean
+    error of the NORDIC variants minus that of the others) and the true leads of 0.03 or more
+    between a NORDIC and a NORDIC-off variant with whether each is shown."""
+    if "planted_r" not in df or not np.isfinite(df["planted_r"].to_numpy(float)).any():
+        return {}
+    err = df["planted_r"] - df["r_truth_roi"]
+    terr = df["planted_trial_r"] - df["r_trial_img_roi"]
+    nordic = np.array([v.startswith("nordic-") for v in df.index])
+    leads, shown = 0, 0
+    for key, pair in pairs.items():
+        a, b = key.split(">")
+        if a.startswith("nordic-") == b.startswith("nordic-"):
+            continue
+        true_lead = float(df.loc[a, "r_truth_roi"] - df.loc[b, "r_truth_roi"])
+        if true_lead >= 0.03:
+            leads += 1
+            shown += bool(pair["shown"])
+    return {
+        "mae": float(err.abs().mean()),
+        "trial_mae": float(terr.abs().mean()),
+        "nordic_bias": float(err[nordic].mean() - err[~nordic].mean()) if nordic.any() else 0.0,
+        "true_leads": leads,
+        "true_leads_shown": shown,
+        "errors": {v: float(e) for v, e in err.items()},
     }
 
 
@@ -528,8 +612,30 @@ def main(argv: list[str] | None = None) -> int:
             f"single trials: within {args.tolerance} of the best: {ok} of {len(trial_gaps)} "
             "cases (no target; reported)"
         )
+    planted = [s for s in summary if "mae" in s]
+    ok_planted = True
+    if planted:
+        errors = [abs(e) for s in planted for e in s["errors"].values()]
+        mae = float(np.mean(errors))
+        bias = max(abs(s["nordic_bias"]) for s in planted)
+        mean_bias = float(np.mean([s["nordic_bias"] for s in planted]))
+        print(
+            f"planted estimate: mean absolute error {mae:.3f} over {len(errors)} variants "
+            f"(target <= 0.02, ratio {mae / 0.02:.2f}); single trials "
+            f"{np.mean([s['trial_mae'] for s in planted]):.3f}; NORDIC-dependent bias: mean "
+            f"{mean_bias:+.3f}, largest per case {bias:.3f} (target <= 0.01)"
+        )
+        twelve = [s for s in planted if s["runs"] >= 12]
+        leads = sum(s["true_leads"] for s in twelve)
+        shown = sum(s["true_leads_shown"] for s in twelve)
+        if leads:
+            print(
+                f"true leads >= 0.03 across NORDIC at 12 runs: {shown} of {leads} shown "
+                f"({100 * shown / leads:.0f} %; target >= 80 %)"
+            )
+        ok_planted = mae <= 0.02 and abs(mean_bias) <= 0.01
     print(f"datasets and outputs in {base}")
-    return 0 if share >= 95 and bad == 0 and n_false == 0 else 1
+    return 0 if share >= 95 and bad == 0 and n_false == 0 and ok_planted else 1
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from echoprep.plan.families.comparison import ComparisonRules
 from echoprep.plan.families.describe import DescribeRules
 from echoprep.plan.families.glm import GlmRules
 from echoprep.plan.families.noiseceiling import NoiseCeilingRules
+from echoprep.plan.families.planted import PlantedRules
 from echoprep.plan.families.publish import PublishRules
 from echoprep.plan.families.report import ReportRules
 from echoprep.plan.families.rois import RoiRules
@@ -61,6 +62,7 @@ _ = (
     NoiseCeilingRules.noiseceiling_session,
     NoiseCeilingRules.noiseceiling_subject,
     NoiseCeilingRules.noiseceiling_repeats,
+    PlantedRules.planted_glm,
     PublishRules.publish_session,
     PublishRules.publish_subject,
     PublishRules.publish_repeats,

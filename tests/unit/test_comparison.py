@@ -164,13 +164,13 @@ def test_comparison_flags_subject_below_baseline(tmp_path):
     assert top["gain_min"] == pytest.approx(-10.0, abs=1e-3)
     assert any("+160 %" in w and "implausible" in w for w in rec["warnings"])
     # ranking by d' instead is allowed and recorded
-    table, _ = cmp.comparison_table(entries)
+    table, *_ = cmp.comparison_table(entries)
     assert cmp.recommend(table, "dprime")["rank_by"] == "dprime"
 
 
 def test_dprime_in_table_by_hand(tmp_path):
     entries = _dataset(tmp_path, {"01": {"raw-single": 1.0}})
-    table, _ = cmp.comparison_table(entries)
+    table, *_ = cmp.comparison_table(entries)
     nc = np.asarray(nib.load(entries[0].nc).dataobj, float)
     roi = np.asarray(nib.load(entries[0].roi).dataobj).astype(bool)
     brain = np.asarray(nib.load(entries[0].brain).dataobj).astype(bool)
@@ -194,7 +194,7 @@ def test_voxels_outside_a_fit_mask_are_not_fake_zeros(tmp_path):
     half = cmp.Entry(
         "01", "01", "raw-optcom", nc_path, entries[1].roi, entries[1].brain, mask=mask_path
     )
-    table, _ = cmp.comparison_table([entries[0], half])
+    table, *_ = cmp.comparison_table([entries[0], half])
     assert list(table["voxels"]) == [24, 24]  # x < 2, y < 3
     row = table.set_index("variant").loc["raw-optcom"]
     assert row["median_nc"] > 13.0  # 14.2 +- gradient; a fake-zero median would be ~7
@@ -213,7 +213,7 @@ def test_implausible_maps_and_margins_are_flagged(tmp_path):
         entries[1].roi,
         entries[1].brain,
     )
-    table, _ = cmp.comparison_table([entries[0], ring])
+    table, *_ = cmp.comparison_table([entries[0], ring])
     assert table.set_index("variant").loc["nordic-single", "edge_nc80"] > 0.1
     warnings = cmp.implausibility_warnings(table, "nordic-single")
     assert any("edge of the fitted brain" in w and "nordic-single" in w for w in warnings)

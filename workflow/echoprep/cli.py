@@ -117,6 +117,15 @@ STAGE_COMMANDS: dict[str, tuple[str, str]] = {
         "echoprep.stages.rois",
         "ROI masks on the functional grid, the visually responsive ROI, ROI tables",
     ),
+    "planted": (
+        "echoprep.stages.comparison.planting",
+        "responses planted into a comparison session: the design, a run's planted echoes, the "
+        "variants' planted series",
+    ),
+    "glm-planted": (
+        "echoprep.stages.glm.planted",
+        "a variant's GLM fit, frozen, on what its series carry of the planted responses",
+    ),
     "comparison": (
         "echoprep.stages.comparison",
         "the 2x3 preprocessing comparison (median ROI noise ceiling, d') and its recommendation",

@@ -14,6 +14,8 @@
 #   glm.py           analysis_mask, glm, glm_reference, glm_heldout
 #   noiseceiling.py  noiseceiling_session, noiseceiling_subject, noiseceiling_repeats
 #   rois.py          rois_visual, rois_mask, rois_table
+#   planted.py       planted_design, planted_glm
+#   planted_run.py   planted_run
 #   report.py        diagnostics, subject_report
 #   comparison.py    comparison_subject, comparison
 #   publish.py       publish_session, publish_subject, publish_repeats, publish_roi

@@ -103,6 +103,9 @@ ENTRY_KEYS = (
     "trials",
     "heldout",
     "heldout_volumes",
+    "planted_design",
+    "planted",
+    "planted_typeb",
 )
 
 

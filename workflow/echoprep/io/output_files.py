@@ -168,6 +168,20 @@ def _outputs() -> tuple[Output, ...]:
         o("glm_heldout", "volumes", suffix="volumes", extension=".tsv", **glm,
           entities={"desc": "HeldoutImagemeans"},
           description="one row per volume of the held-out image means: split, half, label, runs"),
+        o("planted_glm", "betas", suffix="statmap", extension=".nii.gz", **glm, spatial=True,
+          entities={"stat": "effect", "desc": "plantedBetas"},
+          description="what the variant's single-trial betas contain of the responses planted "
+          "into the session (percent signal change, one volume per trial): its frozen fit on "
+          "half the difference of the series with them added and subtracted"),
+        o("planted_glm", "betas_typeb", suffix="statmap", extension=".nii.gz", **glm,
+          spatial=True, entities={"stat": "effect", "desc": "plantedBetasTypeB"},
+          description="the same for the type-B fit the planted responses come from: its gain "
+          "for them scales the comparison's estimate"),
+        o("planted_design", "design", _in("planted"), "session", "design", ".npz",
+          entities={"desc": "planted"},
+          description="the planted responses of a comparison session: voxels, images, the "
+          "response planted for each image (first presentation of another image), the truth it "
+          "is scored against (that image's later presentations), HRF, factor and seed"),
         o("analysis_mask", "mask", _in("analysis-mask"), "session", "mask", ".nii.gz",
           entities={"desc": "analysis"}, spatial=True,
           description="session analysis mask shared by every variant"),
@@ -198,6 +212,12 @@ def _outputs() -> tuple[Output, ...]:
         o("comparison", "subject_bootstrap", _in("comparison"), "subject", "comparison", ".tsv",
           entities={"desc": "bootstrap"}, sidecar=False, datatype=None,
           description="one subject's held-out fidelity per variant and reference, bootstrap"),
+        o("comparison", "subject_planted", _in("comparison"), "subject", "comparison", ".tsv",
+          entities={"desc": "planted"}, sidecar=False, datatype=None,
+          description="one subject's fidelity to the planted responses per variant, bootstrap"),
+        o("comparison", "subject_transfer", _in("comparison"), "subject", "comparison", ".tsv",
+          entities={"desc": "transfer"}, sidecar=False, datatype=None,
+          description="planted against recovered image responses per variant (binned)"),
         o("comparison", "tsv", _in("comparison"), "group", "comparison", ".tsv", sidecar=False,
           entities={"desc": "variants"}, description="the group 2x3 comparison table"),
         o("comparison", "png", _in("comparison"), "group", "comparison", ".png", sidecar=False,

@@ -143,6 +143,16 @@ FOLDERS: dict[str, Folder] = {
         sections=("comparison",),
         docs=("docs/comparison.md",),
     ),
+    "planted": Folder(
+        "planted",
+        "echoprep planted responses",
+        "responses planted into the raw echoes of each comparison session (the session's own "
+        "image responses at each image's first presentation, re-assigned to other images), "
+        "against which every variant of the comparison is measured",
+        ("*_design.npz",),
+        sections=("comparison",),
+        docs=("docs/comparison.md",),
+    ),
     "report": Folder(
         "reports",
         "echoprep reports",

@@ -25,16 +25,44 @@ from echoprep.kernels.margins import (
     reference_margins,
     score_replicates,
 )
+from echoprep.kernels.measures import (
+    BASELINE,
+    DEFAULT_RULE,
+    MEASURES,
+    PLANTED_DEFAULT_RULE,
+    REFERENCE_RULE,
+    TABLE_COLUMNS,
+    VARIANT_NAMES,
+)
 from echoprep.variants import ALL_VARIANTS
 
 #: The six variants in canonical order (NORDIC off first, then echo handling).
 VARIANTS: tuple[str, ...] = ALL_VARIANTS
-#: The baseline every gain is relative to.
-BASELINE = "raw-single"
 #: Metrics a ranking can use (group mean, larger is better).
-RANK_METRICS = ("heldout_r", "heldout_trial_r", "median_nc", "dprime", "gain")
-#: The metric checked against simulated truth (docs/comparison.md).
-VALIDATED = "heldout_r"
+RANK_METRICS = (
+    "planted_r",
+    "planted_trial_r",
+    "heldout_r",
+    "heldout_trial_r",
+    "median_nc",
+    "dprime",
+    "gain",
+)
+#: The fidelity to the responses planted into the session's own echoes (estimates of the
+#: correlation with the true image responses; :mod:`echoprep.kernels.planted_fidelity`).
+PLANTED_METRICS = ("planted_r", "planted_trial_r")
+#: The metric the verdict ranks by by default, checked against simulated truth
+#: (docs/comparison.md).
+VALIDATED = "planted_r"
+#: Each fidelity measure's single-trial twin, and the measure a ranking falls back to when a
+#: session lacks it (planted -> held-out -> median noise ceiling).
+TRIAL_TWIN = {"planted_r": "planted_trial_r", "heldout_r": "heldout_trial_r"}
+FALLBACK = {
+    "planted_r": "heldout_r",
+    "planted_trial_r": "heldout_trial_r",
+    "heldout_r": "median_nc",
+    "heldout_trial_r": "median_nc",
+}
 #: A lead counts as shown when it exceeds this many paired standard errors, under every
 #: admissible reference.
 SHOWN_SE = 2.0
@@ -45,107 +73,9 @@ SHOWN_SE = 2.0
 #: differ in NORDIC (their half fits and full fits differ the most); ``echo``: between
 #: variants with the same NORDIC setting. A lead counts as shown only beyond it.
 BIAS_BOUND: dict[str, float] = {"nordic": 0.09, "echo": 0.04}
-#: How the held-out measures choose their references (``Parameters.Reference`` of the JSON).
-REFERENCE_RULE = (
-    "every other variant: each variant is judged against every other variant of its session "
-    "(never against itself), each margin under every variant that is neither of the two "
-    "compared (with only two variants, under each of the two)"
-)
-#: The rule that picks the recommendation where the data cannot tell variants apart.
-DEFAULT_RULE = (
-    "the variant ranked first by the held-out fidelity (every variant judged against the "
-    "others, none against itself); a NORDIC variant only where its lead over the best "
-    "NORDIC-off variant exceeds twice its standard error under every reference, else that "
-    "NORDIC-off variant"
-)
-#: Human-readable names of the variants.
-VARIANT_NAMES: dict[str, str] = {
-    "raw-single": "single echo",
-    "raw-optcom": "optcom",
-    "raw-denoised": "ICA-denoised",
-    "nordic-single": "NORDIC + single echo",
-    "nordic-optcom": "NORDIC + optcom",
-    "nordic-denoised": "NORDIC + ICA-denoised",
-}
-#: Labels and descriptions of the measures (the table sidecar, the JSON and the report).
-MEASURES: dict[str, dict[str, str]] = {
-    "heldout_r": {
-        "label": "held-out fidelity",
-        "description": "median over the visual ROI of the covariance between the variant's "
-        "image means from one half of the runs and a reference variant's from the other half "
-        "(each half fitted apart; both directions averaged), divided by the spread of both "
-        "all-repeat image means; averaged over splits of the runs and over the references: "
-        "every other variant of the session, never the variant itself. Proportional to the "
-        "correlation of the repeat-averaged betas with the true image responses (checked on "
-        "simulated truth: docs/comparison.md).",
-    },
-    "heldout_truth": {
-        "label": "held-out fidelity, truth scale (r)",
-        "description": "heldout_r divided by reference_reliability (the mean of the "
-        "references' own all-repeat fidelities): an estimate of the correlation of the "
-        "repeat-averaged betas with the true image means; its differences are margins in "
-        "truth-equivalent units.",
-    },
-    "heldout_trial_r": {
-        "label": "single-trial held-out fidelity",
-        "description": "as heldout_r for single trials: the held-out covariance divided by the "
-        "spread of the reference's all-repeat image means only (single-trial betas are "
-        "z-scored per run). Proportional to the correlation of the single-trial betas with "
-        "the true image responses (what decoding or encoding of single trials relies on); "
-        "what a trial adds to its image's response cannot be told from noise by any data-only "
-        "measure.",
-    },
-    "heldout_trial_truth": {
-        "label": "single-trial held-out fidelity, truth scale (r)",
-        "description": "heldout_trial_r divided by reference_reliability: an estimate of the "
-        "correlation of the single-trial betas with the true image responses.",
-    },
-    "reference_reliability": {
-        "label": "reference reliability",
-        "description": "the references' all-repeat fidelity estimated from their own two "
-        "halves, sqrt(median over the ROI of cov(A, B) / var(all repeats)), averaged over the "
-        "variant's references: about the factor between heldout_r and the truth scale.",
-    },
-    "median_nc": {
-        "label": "median NC (%)",
-        "description": "median noise ceiling in the visually responsive ROI (as LAION-fMRI "
-        "reported it). Measures how well repeats agree; low-rank denoising can raise it "
-        "without making the betas more faithful.",
-    },
-    "dprime": {
-        "label": "d′",
-        "description": "(mean NC in ROI - mean NC in the rest of the fitted brain) / pooled SD",
-    },
-    "gain": {
-        "label": "NC gain over single echo (%)",
-        "description": f"median_nc relative to {BASELINE} of the same session, in %",
-    },
-    "splithalf_r": {
-        "label": "split-half r (own data)",
-        "description": "median over the ROI of the correlation of the variant's own half-A "
-        "and half-B image means: repeat agreement, like NC",
-    },
-}
-TABLE_COLUMNS = (
-    "subject",
-    "session",
-    "variant",
-    "nordic",
-    "combine",
-    "voxels",
-    "median_nc",
-    "mean_nc",
-    "dprime",
-    "gain",
-    "heldout_r",
-    "heldout_truth",
-    "heldout_trial_r",
-    "heldout_trial_truth",
-    "reference_reliability",
-    "reference",
-    "splithalf_r",
-    "edge_nc80",
-)
+#: The planted fidelity's bias bound: none (it measures image-locked errors instead of
+#: counting them as signal; docs/comparison.md, "Responses planted in your data").
+PLANTED_BIAS_BOUND: dict[str, float] = {"nordic": 0.0, "echo": 0.0}
 #: NC (%) above which a brain-edge voxel is implausible, and the share that triggers a warning.
 EDGE_NC = 80.0
 EDGE_SHARE = 0.01
@@ -158,11 +88,12 @@ COLLAPSED_NC = 0.5
 MIN_ROI_VOXELS = 30
 
 
-def bias_bound(a: str, b: str) -> float:
-    """The bias bound (:data:`BIAS_BOUND`, in r with the truth) of a margin between variants
-    ``a`` and ``b``: ``nordic`` where one has NORDIC and the other not, else ``echo``."""
+def bias_bound(a: str, b: str, planted: bool = False) -> float:
+    """The bias bound (:data:`BIAS_BOUND`, in r with the truth; :data:`PLANTED_BIAS_BOUND` for
+    the planted fidelity) of a margin between variants ``a`` and ``b``: ``nordic`` where one
+    has NORDIC and the other not, else ``echo``."""
     differs = a.startswith("nordic-") != b.startswith("nordic-")
-    return BIAS_BOUND["nordic" if differs else "echo"]
+    return (PLANTED_BIAS_BOUND if planted else BIAS_BOUND)["nordic" if differs else "echo"]
 
 
 def sem(values: np.ndarray) -> float:
@@ -177,7 +108,13 @@ def group_statistics(table: pd.DataFrame) -> pd.DataFrame:
     for v in [v for v in VARIANTS if v in set(table["variant"])]:
         sub = table[table["variant"] == v]
         row: dict[str, Any] = {"variant": v, "n": len(sub)}
-        for m in (*RANK_METRICS, "heldout_truth", "heldout_trial_truth", "splithalf_r"):
+        for m in (
+            *RANK_METRICS,
+            "heldout_truth",
+            "heldout_trial_truth",
+            "splithalf_r",
+            "planted_gain",
+        ):
             vals = sub[m].to_numpy(float) if m in sub else np.full(len(sub), np.nan)
             row[f"{m}_mean"] = float(np.nanmean(vals)) if np.isfinite(vals).any() else math.nan
             row[f"{m}_sem"] = sem(vals)
@@ -283,21 +220,29 @@ def _where(subject: str, session: str) -> str:
 
 
 def recommend(
-    table: pd.DataFrame, rank_by: str = VALIDATED, bootstrap: pd.DataFrame | None = None
+    table: pd.DataFrame,
+    rank_by: str = VALIDATED,
+    bootstrap: pd.DataFrame | None = None,
+    planted: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Rank the variants by the group mean of ``rank_by`` and say what the data support.
 
     Every variant is averaged over the same subject-sessions (those where all have a finite
-    ``rank_by``; the others are left out and named). For the held-out fidelity each margin has
-    a paired standard error (image bootstrap, or the spread over subject-sessions when that is
-    larger), a truth-scale equivalent, and a verdict that claims no more than the data show:
-    the variants within ``SHOWN_SE`` standard errors of the recommended one (under some
-    reference), or within the estimate's bias bound (:func:`bias_bound`, in r with the truth),
-    are named as indistinguishable, with the default choice (:data:`DEFAULT_RULE`) and its
-    reason. NORDIC is recommended only where its lead over the best NORDIC-off variant exceeds
-    ``SHOWN_SE`` standard errors under every reference (``beyond_noise``). When ``rank_by`` is
-    the validated measure but no session has it for every variant, the ranking falls back to
-    ``median_nc`` and says so.
+    ``rank_by``; the others are left out and named). For the planted fidelity
+    (:data:`PLANTED_METRICS`, the default) each margin's standard error comes from the planted
+    replicates (``planted``: image bootstrap, the same images for every variant; or the spread
+    over subject-sessions when larger), and a lead is shown where it exceeds ``SHOWN_SE``
+    standard errors; the values are already estimates of the correlation with the truth. For
+    the held-out fidelity each margin has a paired standard error (image bootstrap, or the
+    spread over subject-sessions when that is larger), a truth-scale equivalent, and a verdict
+    that claims no more than the data show: the variants within ``SHOWN_SE`` standard
+    errors of the recommended one (under some reference), or within the estimate's bias bound
+    (:func:`bias_bound`, in r with the truth), are named as indistinguishable, with the default
+    choice (:data:`DEFAULT_RULE`, :data:`PLANTED_DEFAULT_RULE`) and its reason. NORDIC is
+    recommended only where its lead over the best NORDIC-off variant exceeds ``SHOWN_SE``
+    standard errors (under every reference, for the held-out fidelity: ``beyond_noise``). When
+    no session has ``rank_by`` for every variant, the ranking falls back (planted -> held-out
+    -> median noise ceiling, :data:`FALLBACK`) and says so.
 
     Returns
     -------
@@ -334,14 +279,23 @@ def recommend(
     if rank_by not in table:
         table = table.assign(**{rank_by: math.nan})
     paired, dropped, culprits = _paired(table, rank_by)
-    if rank_by in HELDOUT_METRICS and paired.empty:
-        rank_by = "median_nc"
-        notes.append(
-            "The held-out fidelity could not be computed for every variant (no held-out fits, "
-            "or too few images repeated across runs), so this ranking uses the median noise "
-            "ceiling. Noise-ceiling gains from low-rank denoising such as NORDIC are not "
-            "evidence of better betas; do not rest a choice of NORDIC on them."
-        )
+    while paired.empty and rank_by in FALLBACK:
+        if rank_by in PLANTED_METRICS:
+            notes.append(
+                "The fidelity to planted responses could not be computed for every variant "
+                "(planting off, sessions of one run, or too few images shown twice), so this "
+                "ranking uses the held-out fidelity."
+            )
+        else:
+            notes.append(
+                "The held-out fidelity could not be computed for every variant (no held-out "
+                "fits, or too few images repeated across runs), so this ranking uses the median "
+                "noise ceiling. Noise-ceiling gains from low-rank denoising such as NORDIC are "
+                "not evidence of better betas; do not rest a choice of NORDIC on them."
+            )
+        rank_by = FALLBACK[rank_by]
+        if rank_by not in table:
+            table = table.assign(**{rank_by: math.nan})
         paired, dropped, culprits = _paired(table, rank_by)
     if paired.empty:
         raise ValueError(
@@ -366,20 +320,30 @@ def recommend(
         for row in ranked.to_dict(orient="records")
     ]
     by_name = {r["variant"]: r for r in ranking}
-    validated = rank_by in HELDOUT_METRICS
+    validated = rank_by in HELDOUT_METRICS or rank_by in PLANTED_METRICS
+    by_planting = rank_by in PLANTED_METRICS
     sessions = set(_session_pairs(paired))
-    pairs = bootstrap if validated and is_pairwise(bootstrap) else None
+    pairs = bootstrap if rank_by in HELDOUT_METRICS and is_pairwise(bootstrap) else None
     scores = score_replicates(pairs) if pairs is not None else bootstrap
-    replicates = group_replicates(scores, sessions, rank_by) if validated else {}
+    if by_planting:
+        replicates = group_replicates(planted, sessions, rank_by)
+    else:
+        replicates = group_replicates(scores, sessions, rank_by) if validated else {}
     reliability = math.nan
-    if validated and "reference_reliability" in paired:
+    if rank_by in HELDOUT_METRICS and "reference_reliability" in paired:
         rel = paired.groupby(["subject", "session"])["reference_reliability"].mean()
         rel = rel.to_numpy(float)
         if np.isfinite(rel).any() and np.nanmean(rel) > 0:
             reliability = float(np.nanmean(rel))
     label = MEASURES.get(rank_by, {}).get("label", rank_by)
-    truth_key = {"heldout_r": "heldout_truth", "heldout_trial_r": "heldout_trial_truth"}.get(
-        rank_by, ""
+    truth_key = {
+        "heldout_r": "heldout_truth",
+        "heldout_trial_r": "heldout_trial_truth",
+        "planted_r": "planted_r",
+        "planted_trial_r": "planted_trial_r",
+    }.get(rank_by, "")
+    evidence = (
+        "on the responses planted into the data" if by_planting else "on independent held-out data"
     )
 
     def margin(first: Mapping[str, Any], other: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -418,10 +382,12 @@ def recommend(
                 out["truth_difference"] = truth[0] - truth[1]  # type: ignore[operator]
             elif math.isfinite(reliability):
                 out["truth_difference"] = diff / reliability
-            if math.isfinite(reliability):
+            if by_planting:
+                out["truth_standard_error"] = _clean(se)
+            elif math.isfinite(reliability):
                 out["truth_standard_error"] = _clean(se / reliability)
             # beyond the sampling noise; shown only when also beyond the estimate's bias
-            bound = bias_bound(first["variant"], other["variant"])
+            bound = bias_bound(first["variant"], other["variant"], by_planting)
             size = out.get("truth_difference")
             out["beyond_noise"] = shown
             out["bias_bound"] = bound
@@ -445,6 +411,8 @@ def recommend(
         """How a margin compares with its standard error, under every reference when the
         margins have references: what ``shown`` means, in words."""
         every = " under every reference" if m.get("by_reference") else ""
+        if m.get("shown") and not m.get("bias_bound"):
+            return f"more than {SHOWN_SE:g} standard errors{every}"
         if m.get("shown"):
             return (
                 f"more than {SHOWN_SE:g} standard errors{every} and beyond the estimate's "
@@ -472,9 +440,10 @@ def recommend(
                 f"{top['variant']} ranks first, but {lead_words(lead, top['variant'])}, "
                 f"{size_words(lead)}: NORDIC's advantage is not "
                 "shown by these data, and NORDIC is recommended only where its lead exceeds "
-                "the sampling noise under every reference (low-rank denoising can bias the "
-                "betas in ways no data-only measure fully sees), so the default is the best "
-                f"variant without NORDIC, {alt['variant']}"
+                "the sampling noise"
+                + (" under every reference" if pairs is not None else "")
+                + " (low-rank denoising can bias the betas in ways a measure does not fully "
+                f"see), so the default is the best variant without NORDIC, {alt['variant']}"
             )
         elif alt is not None and lead is not None and not lead["shown"]:
             reason = (
@@ -482,12 +451,13 @@ def recommend(
                 f"best variant without NORDIC, {size_words(lead)}"
             )
     # without the validated measure, NC gains alone do not make NORDIC the recommendation
-    if requested in HELDOUT_METRICS and not validated and best["variant"].startswith("nordic-"):
+    fidelity_asked = requested in HELDOUT_METRICS or requested in PLANTED_METRICS
+    if fidelity_asked and not validated and best["variant"].startswith("nordic-"):
         alt = next((r for r in ranking if not r["variant"].startswith("nordic-")), None)
         if alt is not None:
             reason = (
-                f"{best['variant']} has the highest noise ceiling, but without the held-out "
-                "fidelity that is not evidence of better betas; the recommendation is the best "
+                f"{best['variant']} has the highest noise ceiling, but without a fidelity "
+                "measure that is not evidence of better betas; the recommendation is the best "
                 f"variant without NORDIC, {alt['variant']}"
             )
             best = alt
@@ -509,7 +479,8 @@ def recommend(
             f"{best['variant']} ({name}): its {label} is ahead of every other variant by more "
             f"than {SHOWN_SE:g} standard errors"
             + (" under every reference" if pairs is not None else "")
-            + " and beyond the estimate's bias bound."
+            + ("" if by_planting else " and beyond the estimate's bias bound")
+            + "."
         )
     else:
         verdict = (
@@ -517,7 +488,7 @@ def recommend(
             f"{'these' if len(tied) > 1 else 'the two'} apart (differences within "
             f"{SHOWN_SE:g} standard errors"
             + (" under some reference" if pairs is not None else "")
-            + " or within the estimate's bias bound"
+            + ("" if by_planting else " or within the estimate's bias bound")
             + f"). The default is {best['variant']} ({name}): {reason}."
         )
 
@@ -552,23 +523,25 @@ def recommend(
             f"{best['variant']})"
         )
         if m["difference"] > 0 and m["shown"]:
-            held = (
-                f"but its betas agree less with independent held-out data: "
-                f"{lead_words(m, best['variant'])}, {size_words(m)}"
+            less = (
+                "follow the planted responses less"
+                if by_planting
+                else "agree less with independent held-out data"
             )
+            held = f"but its betas {less}: {lead_words(m, best['variant'])}, {size_words(m)}"
         elif m["difference"] >= 0:
             held = (
-                f"while on independent held-out data {lead_words(m, best['variant'])}, "
+                f"while {evidence} {lead_words(m, best['variant'])}, "
                 f"{size_words(m)}: the data cannot tell their betas apart"
             )
         else:
-            held = f"and on independent held-out data {lead_words(m, nc_winner)}, " + (
+            held = f"and {evidence} {lead_words(m, nc_winner)}, " + (
                 size_words(m)
                 if m["shown"]
                 else f"{size_words(m)}: these data do not show that its betas are more faithful"
             )
         disagreement = (
-            f"The noise ceiling and the held-out fidelity disagree. {nc_text}, {held}. The "
+            f"The noise ceiling and the {label} disagree. {nc_text}, {held}. The "
             "noise ceiling measures how well repeats agree with each other; denoising that "
             "projects the data onto a few components (NORDIC, GLMdenoise) can make repeats "
             "agree more while following the true responses less, so noise-ceiling gains are "
@@ -587,9 +560,9 @@ def recommend(
             {
                 "reference_reliability": _clean(reliability),
                 "resolution": _clean(resolution),
-                "resolution_truth": _clean(resolution / reliability)
-                if math.isfinite(reliability)
-                else None,
+                "resolution_truth": _clean(resolution)
+                if by_planting
+                else (_clean(resolution / reliability) if math.isfinite(reliability) else None),
             }
         )
         if not ses:
@@ -598,12 +571,13 @@ def recommend(
                 "single session): no lead can be told from noise."
             )
     single: dict[str, Any] | None = None
-    if rank_by == VALIDATED and "heldout_trial_r" in table:
+    twin = TRIAL_TWIN.get(rank_by)
+    if twin is not None and twin in table:
         try:
-            other = recommend(table, "heldout_trial_r", bootstrap)
+            other = recommend(table, twin, bootstrap, planted)
         except ValueError:
             other = None
-        if other is not None and other["rank_by"] == "heldout_trial_r":
+        if other is not None and other["rank_by"] == twin:
             single = {
                 k: other[k]
                 for k in (
@@ -621,7 +595,7 @@ def recommend(
                     f"For repeat-averaged image responses (what most analyses average and "
                     f"publish) the recommendation is {best['variant']}; for analyses of single "
                     f"trials (decoding, trial-wise encoding) it is {single['variant']}, whose "
-                    "single-trial betas follow the image responses better on held-out data. "
+                    f"single-trial betas follow the image responses better {evidence}. "
                     "Choose by the use; the data-only measures cannot see what a trial adds to "
                     "its image's response."
                 )
@@ -633,7 +607,9 @@ def recommend(
         "rank_by_requested": requested,
         "reason": reason,
         "verdict": verdict,
-        "default_rule": DEFAULT_RULE if validated else None,
+        "default_rule": (PLANTED_DEFAULT_RULE if by_planting else DEFAULT_RULE)
+        if validated
+        else None,
         "references": REFERENCE_RULE if pairs is not None else None,
         "indistinguishable": tied,
         "measures": MEASURES,
@@ -661,14 +637,19 @@ __all__ = [
     "DEFAULT_RULE",
     "EDGE_NC",
     "EDGE_SHARE",
+    "FALLBACK",
     "GAIN_LIMIT",
     "HELDOUT_METRICS",
     "MEASURES",
     "MIN_ROI_VOXELS",
+    "PLANTED_BIAS_BOUND",
+    "PLANTED_DEFAULT_RULE",
+    "PLANTED_METRICS",
     "RANK_METRICS",
     "REFERENCE_RULE",
     "SHOWN_SE",
     "TABLE_COLUMNS",
+    "TRIAL_TWIN",
     "VALIDATED",
     "VARIANTS",
     "VARIANT_NAMES",

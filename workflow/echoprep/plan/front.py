@@ -24,6 +24,8 @@ from echoprep.plan.families.comparison import ComparisonRules
 from echoprep.plan.families.describe import DescribeRules
 from echoprep.plan.families.glm import GlmRules
 from echoprep.plan.families.noiseceiling import NoiseCeilingRules
+from echoprep.plan.families.planted import PlantedRules
+from echoprep.plan.families.planted_run import PlantedRunRules
 from echoprep.plan.families.publish import PublishRules
 from echoprep.plan.families.report import ReportRules
 from echoprep.plan.families.rois import RoiRules
@@ -55,6 +57,8 @@ FAMILIES: tuple[type[Family], ...] = (
     GlmRules,
     NoiseCeilingRules,
     RoiRules,
+    PlantedRules,
+    PlantedRunRules,
     ReportRules,
     ComparisonRules,
     PublishRules,
@@ -115,7 +119,9 @@ class Plan:
         self.glm = GlmRules(ctx, fitted, self.combine, self.spatial)
         self.nc = NoiseCeilingRules(ctx, fitted, self.glm)
         self.rois = RoiRules(ctx, fitted, self.anatomy, self.spatial, self.glm, self.nc)
-        self.comparison = ComparisonRules(ctx, fitted, self.glm, self.nc, self.rois)
+        self.planted = PlantedRules(ctx, fitted, self.combine, self.spatial, self.glm, self.rois)
+        self.planted_run = PlantedRunRules(ctx, self.planted, self.combine, self.spatial, self.glm)
+        self.comparison = ComparisonRules(ctx, fitted, self.glm, self.nc, self.rois, self.planted)
         self.report = ReportRules(
             ctx,
             fitted,
@@ -136,6 +142,8 @@ class Plan:
             self.glm,
             self.nc,
             self.rois,
+            self.planted,
+            self.planted_run,
             self.comparison,
             self.report,
             self.publish,

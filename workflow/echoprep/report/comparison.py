@@ -40,12 +40,17 @@ def plot_comparison(
     subjects = sorted(set(zip(table["subject"], table["session"], strict=True)))
     cmap = plt.get_cmap("tab10")
     panels = [
-        ("heldout_r", "held-out fidelity r (validated)"),
+        ("planted_r", "fidelity to planted responses r"),
+        ("heldout_r", "held-out fidelity r"),
         ("median_nc", "median NC in visual ROI (%)"),
         ("dprime", "d′ (NC, ROI vs rest of brain)"),
     ]
-    if "heldout_r" not in table or not np.isfinite(table["heldout_r"].to_numpy(float)).any():
-        panels = panels[1:]
+    panels = [
+        (m, label)
+        for m, label in panels
+        if m not in ("planted_r", "heldout_r")
+        or (m in table and np.isfinite(table[m].to_numpy(float)).any())
+    ]
     fig, axes = plt.subplots(
         1, len(panels), figsize=(5.2 * len(panels), 4.2), constrained_layout=True
     )

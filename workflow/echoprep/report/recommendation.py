@@ -17,6 +17,8 @@ MEASURE_LABELS: dict[str, str] = {
     "median_nc": "median NC (%)",
     "dprime": "d′",
     "gain": "NC gain (%)",
+    "planted_r": "fidelity to planted responses (r)",
+    "planted_trial_r": "single-trial fidelity to planted responses (r)",
     "heldout_r": "held-out fidelity",
     "heldout_truth": "held-out fidelity, truth scale (r)",
     "heldout_trial_r": "single-trial held-out fidelity",

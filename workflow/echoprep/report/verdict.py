@@ -1,13 +1,13 @@
 """The first screen of the subject report: one picture of the verdict and one sentence.
 
 The picture shows every variant of the comparison (NORDIC off and on × single echo, optcom,
-ICA-denoised) by the measure the recommendation ranks by (the held-out fidelity unless it
-could not be computed), each with its interval, the recommended variant marked and the variants
-the comparison cannot tell apart from it shaded. Everything comes from the recommendation
-(``recommended_variant.json`` or :func:`echoprep.kernels.ranking.recommend`): the group means
-of ``ranking``, the paired margins of ``margins`` (older files: ``margin_over_runner_up`` and
-``margin_over_baseline``) and the ``indistinguishable`` list, so the picture says what the
-words below it say.
+ICA-denoised) by the measure the recommendation ranks by (the fidelity to responses planted
+into the session's data, else the held-out fidelity, unless neither could be computed), each
+with its interval, the recommended variant marked and the variants the comparison cannot tell
+apart from it shaded. Everything comes from the recommendation (``recommended_variant.json`` or
+:func:`echoprep.kernels.ranking.recommend`): the group means of ``ranking``, the paired margins
+of ``margins`` (older files: ``margin_over_runner_up`` and ``margin_over_baseline``) and the
+``indistinguishable`` list, so the picture says what the words below it say.
 
 The interval of a variant is its estimate ± :data:`echoprep.kernels.ranking.SHOWN_SE` paired
 standard errors of its difference from the recommended variant (image bootstrap, or the spread
@@ -27,10 +27,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from echoprep.kernels.margins import HELDOUT_METRICS
-from echoprep.kernels.ranking import SHOWN_SE, VARIANT_NAMES, VARIANTS
+from echoprep.kernels.ranking import PLANTED_METRICS, SHOWN_SE, VARIANT_NAMES, VARIANTS
 from echoprep.report.recommendation import measure_label
 
 log = logging.getLogger(__name__)
+
+#: The measures that estimate the betas' fidelity to the truth (the others measure repeat
+#: agreement).
+FIDELITY_METRICS = PLANTED_METRICS + HELDOUT_METRICS
 
 #: Size of the verdict figure in inches (at 96 CSS px per inch about 845 × 350 px: with the page
 #: header and the sentence it fits a 1366 × 768 screen).
@@ -121,6 +125,7 @@ class VerdictData:
     scope: str = ""
     by_reference: bool = False
     fallback: bool = False
+    requested: str = ""
 
     def row(self, variant: str) -> VerdictRow:
         """The row of a variant (KeyError when it is not ranked)."""
@@ -159,7 +164,7 @@ def _status(
 ) -> str:
     """A row's verdict in words, from its margin and the comparison's ``indistinguishable``
     (``first``: the row ranks first but is not the recommendation)."""
-    if rec.get("rank_by") not in HELDOUT_METRICS:
+    if rec.get("rank_by") not in FIDELITY_METRICS:
         return "ranks first (repeat agreement only)" if first else ""
     se = _finite(m.get("standard_error")) if m is not None else None
     if tied:
@@ -225,14 +230,15 @@ def verdict_data(rec: Mapping[str, Any], scope: str = "") -> VerdictData | None:
     return VerdictData(
         measure=by,
         label=measure_label(rec, by),
-        validated=by in HELDOUT_METRICS,
+        validated=by in FIDELITY_METRICS,
         recommended=best,
         interval=interval,
         rows=tuple(rows),
         scope=scope,
         by_reference=bool(rec.get("references")),
-        fallback=by not in HELDOUT_METRICS
-        and str(rec.get("rank_by_requested", by)) in HELDOUT_METRICS,
+        fallback=by != str(rec.get("rank_by_requested", by))
+        and str(rec.get("rank_by_requested", by)) in FIDELITY_METRICS,
+        requested=str(rec.get("rank_by_requested", by)),
     )
 
 
@@ -253,10 +259,13 @@ def verdict_sentence(rec: Mapping[str, Any]) -> str:
     label = measure_label(rec, by)
     tied = [str(v) for v in rec.get("indistinguishable") or []]
     use = f"Use {_who(best)}"
-    if by in HELDOUT_METRICS:
-        what = "its betas agree with independent held-out data"
-        if "trial" in by:
-            what = "its single-trial betas agree with independent held-out data"
+    if by in FIDELITY_METRICS:
+        betas = "its single-trial betas" if "trial" in by else "its betas"
+        what = (
+            f"{betas} follow the responses planted into your data"
+            if by in PLANTED_METRICS
+            else f"{betas} agree with independent held-out data"
+        )
         if first != best:
             return (
                 f"{use}: {first} scores higher on {label}, but its lead is not clear in these "
@@ -268,36 +277,43 @@ def verdict_sentence(rec: Mapping[str, Any]) -> str:
                 "so it is the default as the first-ranked of them."
             )
         every = " under every reference" if rec.get("references") else ""
+        bound = "" if by in PLANTED_METRICS else " and beyond the estimate's bias bound"
         return (
             f"{use}: {what} better than every other variant's, by more than "
-            f"{SHOWN_SE:g} standard errors{every} and beyond the estimate's bias bound."
+            f"{SHOWN_SE:g} standard errors{every}{bound}."
         )
     repeats = "which measures how well repeats agree, not how faithful the betas are"
-    if str(rec.get("rank_by_requested", by)) in HELDOUT_METRICS:
+    requested = str(rec.get("rank_by_requested", by))
+    if requested in FIDELITY_METRICS:
         if first != best:
             return (
-                f"{use}: no held-out fidelity could be computed, and {first} leads only on "
+                f"{use}: {_missing(requested)}, and {first} leads only on "
                 f"{label}, {repeats}, so the recommendation is the best variant without NORDIC."
             )
-        return (
-            f"{use}: no held-out fidelity could be computed, so it is chosen by {label}, {repeats}."
-        )
+        return f"{use}: {_missing(requested)}, so it is chosen by {label}, {repeats}."
     return f"{use}: it ranks first by {label} (comparison.rank_by), {repeats}."
 
 
 def _fmt(value: float | None, measure: str) -> str:
     if value is None:
         return "n/a"
-    return f"{value:.3f}" if measure in HELDOUT_METRICS else f"{value:.2f}"
+    return f"{value:.3f}" if measure in FIDELITY_METRICS else f"{value:.2f}"
 
 
 def _cap(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def _missing(requested: str) -> str:
+    """Why the ranking fell back to repeat agreement, in words."""
+    if requested in PLANTED_METRICS:
+        return "neither the planted nor the held-out fidelity could be computed"
+    return "no held-out fidelity could be computed"
+
+
 def _why_not_validated(data: VerdictData) -> str:
     if data.fallback:
-        return "no held-out fidelity could be computed"
+        return _missing(data.requested)
     return f"comparison.rank_by is {data.measure}"
 
 
@@ -311,10 +327,10 @@ def verdict_caption(data: VerdictData) -> str:
     )
     if data.grouped:
         every = " under every reference" if data.by_reference else ""
+        bound = "" if data.measure in PLANTED_METRICS else " and the estimate's bias bound"
         text += (
             "; shaded: the recommended variant and those the data cannot tell apart from it (a "
-            f"difference counts only where it exceeds {SHOWN_SE:g} standard errors{every} and "
-            "the estimate's bias bound)"
+            f"difference counts only where it exceeds {SHOWN_SE:g} standard errors{every}{bound})"
         )
     if not data.validated:
         text += (
@@ -322,6 +338,16 @@ def verdict_caption(data: VerdictData) -> str:
             f"are; it is the ranking criterion here only because {_why_not_validated(data)}"
         )
     else:
+        if data.measure in PLANTED_METRICS:
+            text += (
+                ". Measured on responses planted into your own data: each image was given the "
+                "session's response to another image, every variant's chain was run on the "
+                "echoes with them, and its betas were scored against them"
+            )
+        elif data.fallback:
+            text += (
+                ". No responses could be planted into these data, so the held-out fidelity ranks"
+            )
         text += (
             ". The noise ceiling as LAION-fMRI reported it is not the ranking criterion: it is "
             "in the summary below and in the comparison section"
@@ -340,7 +366,7 @@ def verdict_table(data: VerdictData) -> tuple[list[str], list[list[str]]]:
         "verdict",
     ]
     rows = []
-    digits = 3 if data.measure in HELDOUT_METRICS else 2
+    digits = 3 if data.measure in FIDELITY_METRICS else 2
     for r in data.rows:
         interval = (
             f"{_fmt(r.low, data.measure)} to {_fmt(r.high, data.measure)}"
@@ -361,6 +387,8 @@ def verdict_table(data: VerdictData) -> tuple[list[str], list[list[str]]]:
 
 
 def _axis_label(data: VerdictData) -> str:
+    if data.measure in PLANTED_METRICS:
+        return f"{data.label} (higher: betas closer to the planted responses)"
     if data.validated:
         return f"{data.label} (higher: betas closer to independent held-out data)"
     return f"{data.label} (repeat agreement)"

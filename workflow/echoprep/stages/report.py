@@ -17,22 +17,21 @@ Then the sections (each shows why it is empty when its inputs are not available)
    the image-specific beta patterns and whiteness of the removed part
    (the table of ``echoprep diagnostics``), with a plain-words reading
    (:func:`echoprep.report.diagnostics.reading`).
-8. **Comparison**: the subject's own 2×3 comparison (figure, table, ranking over its comparison
-   sessions), from the subject's comparison table (``echoprep comparison subject``) so that the
-   page depends on no other subject; the group figure and ranking when given. NC and d′ as
-   LAION-fMRI reported them, the validated measure next to them, the recommendation, and a
-   warning box when the measures disagree or the margins are implausible.
-9. **Options and versions**: the software that produced the outputs shown (every package
-   recorded in the ``SoftwareVersions`` of the inputs' sidecars, followed back through their
-   ``Sources``: :mod:`echoprep.report.provenance`) and the workflow configuration, folded in a
-   ``<details>`` element.
+8. **Comparison**: the subject's own 2×3 comparison (figure, the planted responses against
+   what each variant's betas carry of them, table, ranking over its comparison sessions), from
+   the subject's comparison tables (``echoprep comparison subject``) so that the page depends
+   on no other subject; the group figure and ranking when given. NC and d′ as LAION-fMRI
+   reported them, the validated measures next to them, the recommendation, and a warning box
+   when the measures disagree or the margins are implausible.
+9. **Options and versions**: the software behind the outputs shown (the ``SoftwareVersions`` of
+   the inputs' sidecars, followed back through their ``Sources``:
+   :mod:`echoprep.report.provenance`) and the workflow configuration, folded.
 
 Every map (tSNR, T2*, R², noise ceiling) is drawn on one display per subject
-(:func:`echoprep.report.figures.display_grid`): the same underlay, the same axial slices and the
-visual ROI outlined; values are opaque inside the brain (0 included) with a colour map whose 0
-and maximum differ, transparent outside. The visual ROI and the masks where the maps are defined
-come from the arguments or, when not given, from the sidecars of the ROI tables and the maps.
-Table headers carry units (from the tables' sidecars, else :mod:`echoprep.report.labels`).
+(:func:`echoprep.report.figures.display_grid`): one underlay, the same axial slices, the visual
+ROI outlined; values opaque inside the brain, transparent outside. The ROI and the masks come
+from the arguments or else from the sidecars of the ROI tables and the maps. Table headers
+carry units (from the tables' sidecars, else :mod:`echoprep.report.labels`).
 
 Every figure is a PNG inlined as a base64 data URI and the CSS is inline: the page needs no
 network and no other file. The tables of other stages are read with :mod:`echoprep.io.tables`
@@ -74,6 +73,7 @@ from echoprep.report.comparison import plot_comparison
 from echoprep.report.diagnostics import reading
 from echoprep.report.distortion import sdc_figure
 from echoprep.report.html import Section, render
+from echoprep.report.planted import plot_transfer, transfer_caption
 from echoprep.report.recommendation import (
     measure_label,
     ranking_table,
@@ -107,8 +107,7 @@ def _section(config: Mapping[str, Any] | None, name: str) -> dict[str, Any]:
     return {**section_defaults(name), **dict((config or {}).get(name) or {})}
 
 
-#: Packages the report itself draws and writes with (listed with the software of its inputs,
-#: which comes from their sidecars).
+#: Packages the report itself draws and writes with (listed with its inputs' software).
 REPORT_SOFTWARE = ("matplotlib", "jinja2", "pillow", "snakemake")
 
 #: A noise-ceiling map is flagged when at least this share of its brain-edge voxels (and
@@ -129,8 +128,7 @@ def _try(section: Section, what: str, fn, *args, **kwargs) -> Any:
 def _table_rows(path: str | Path) -> tuple[list[str], list[list[Any]]]:
     """Header (readable, with units from the table's sidecar) and rows of a TSV."""
     t = pd.read_csv(path, sep="\t", na_values=["n/a"], dtype={"subject": str, "session": str})
-    header = labels.headers(list(t.columns), provenance.column_units(path))
-    return header, t.astype(object).where(t.notna(), None).values.tolist()
+    return _frame_rows(t, path)
 
 
 def _frame_rows(
@@ -173,8 +171,9 @@ def _edge_warnings(nc_maps: Mapping[str, str | Path], brain: str | Path | None) 
     return out
 
 
-def _figure_png(table: pd.DataFrame) -> bytes:
-    return figures.to_png(plot_comparison(table))
+def _png(plot, table: pd.DataFrame) -> bytes:
+    """A figure of ``table`` (``plot(table)``) as PNG bytes."""
+    return figures.to_png(plot(table))
 
 
 def _display(
@@ -217,9 +216,8 @@ def _cap(text: str) -> str:
 
 
 def _software(files: Sequence[str | Path | None]) -> list[list[str]]:
-    """Rows ``[package, version, output folders]``: every package in the provenance of
-    ``files`` (:func:`echoprep.report.provenance.collect_software`) and the report's own
-    (folder ``reports``)."""
+    """Rows ``[package, version, output folders]``: the provenance of ``files``
+    (:func:`echoprep.report.provenance.collect_software`) and the report's own packages."""
     found = provenance.collect_software(files)
     own = software_versions(REPORT_SOFTWARE)
     own["python"] = platform.python_version()
@@ -246,6 +244,8 @@ def build_report(
     rank_by: str | None = None,
     comparison_table: str | Path | None = None,
     comparison_bootstrap: str | Path | None = None,
+    comparison_planted: str | Path | None = None,
+    comparison_transfer: str | Path | None = None,
     comparison_png: str | Path | None = None,
     comparison_tsv: str | Path | None = None,
     recommendation: str | Path | None = None,
@@ -277,20 +277,19 @@ def build_report(
     roi_tables
         Variant → ROI table TSV.
     brain
-        The subject's brain mask on the grid of the noise-ceiling maps (their edge check counts
-        voxels outside it as edge voxels; the slices span it and maps without a fitted mask of
-        their own are opaque inside it); None: the maps' own support for the edge check, and
-        the fitted mask recorded in the first map's sidecar for the display.
+        The subject's brain mask on the noise-ceiling maps' grid (the edge check's outside, the
+        slices' span, where maps without a fitted mask are opaque); None: the maps' own support
+        and the fitted mask recorded in the first map's sidecar.
     roi
         The visual ROI mask, outlined on every map; None: the visual ROI that the first ROI
         table summarised (from its sidecar), if any.
     rank_by
         Metric the subject's variants are ranked by (:data:`RANK_METRICS`); None: the
         schema default of ``comparison.rank_by``.
-    comparison_table, comparison_bootstrap
-        This subject's comparison table and its bootstrap replicates (``echoprep comparison
-        subject``): the report ranks the subject's variants from them (the report does not
-        depend on other subjects, so adding a subject reruns only its report).
+    comparison_table, comparison_bootstrap, comparison_planted, comparison_transfer
+        This subject's comparison table, held-out and planted replicates and planted curves
+        (``echoprep comparison subject``): the report ranks the subject's variants from them
+        (it depends on no other subject: adding a subject reruns only its report).
     comparison_png, comparison_tsv, recommendation
         Group comparison outputs (optional; shown when given).
     diagnostics
@@ -316,7 +315,8 @@ def build_report(
         try:
             own_table = read_comparison_table(comparison_table)
             boot = read_bootstrap_table(comparison_bootstrap)
-            rec = recommend(own_table, rank_by, boot)
+            planted = read_bootstrap_table(comparison_planted)
+            rec = recommend(own_table, rank_by, boot, planted)
             scope = f"for sub-{subject} (its comparison sessions)"
         except Exception as exc:  # the group outputs below still show
             log.warning("report: the subject's own comparison failed: %s", exc)
@@ -498,22 +498,29 @@ def build_report(
             if isinstance(info, Mapping) and info.get("description"):
                 s.text.append(f"{measure_label(rec, m)}: {info['description']}")
     if own_table is not None:
-        png = _try(s, "comparison figure", _figure_png, own_table)
+        png = _try(s, "comparison figure", _png, plot_comparison, own_table)
         if png:
             s.figures.append(
                 (
-                    f"sub-{subject}: held-out fidelity (r), median noise ceiling (%) in the "
-                    f"visually responsive ROI and d′ per variant ({labels.DOTS})",
+                    f"sub-{subject}: fidelity to planted responses and held-out fidelity (r), "
+                    "median noise ceiling (%) in the visually responsive ROI and d′ per variant "
+                    f"({labels.DOTS})",
                     png,
                 )
             )
+        transfer = read_bootstrap_table(comparison_transfer)
+        if transfer is not None and not transfer.empty:
+            png = _try(s, "planted responses figure", _png, plot_transfer, transfer)
+            if png:
+                s.figures.append((transfer_caption(subject), png))
         header, rows = _frame_rows(own_table, comparison_table)
         s.tables.append((f"sub-{subject}", header, rows))
     if comparison_png and Path(comparison_png).is_file():
         s.figures.append(
             (
-                "All subjects: held-out fidelity (r), median noise ceiling (%) in the visually "
-                f"responsive ROI and d′ per variant ({labels.DOTS})",
+                "All subjects: fidelity to planted responses and held-out fidelity (r), median "
+                f"noise ceiling (%) in the visually responsive ROI and d′ per variant "
+                f"({labels.DOTS})",
                 Path(comparison_png).read_bytes(),
             )
         )
@@ -593,19 +600,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
         "--out", nargs="+", required=True, metavar="KEY=PATH", help="output paths: html=..."
     )
-    parser.add_argument("--bold-raw", type=Path, default=None)
-    parser.add_argument("--bold-nordic", type=Path, default=None)
-    parser.add_argument("--t2star", type=Path, default=None)
+    for flag in ("--bold-raw", "--bold-nordic", "--t2star", "--underlay", "--r2"):
+        parser.add_argument(flag, type=Path, default=None)
     parser.add_argument("--confounds", nargs="*", type=Path, default=[])
     parser.add_argument(
         "--sdc-run", nargs=3, type=Path, default=None, metavar=("ECHO", "BOLDREF", "GEOMETRY")
     )
-    parser.add_argument("--underlay", type=Path, default=None)
     parser.add_argument("--underlay-kind", default="T1w")
-    parser.add_argument("--r2", type=Path, default=None)
     parser.add_argument("--r2-variant", default=None)
-    parser.add_argument("--nc", nargs="*", default=[], metavar="VARIANT=PATH")
-    parser.add_argument("--roi-table", nargs="*", default=[], metavar="VARIANT=PATH")
+    for flag in ("--nc", "--roi-table"):
+        parser.add_argument(flag, nargs="*", default=[], metavar="VARIANT=PATH")
     parser.add_argument(
         "--brain", type=Path, default=None, help="brain mask on the noise-ceiling maps' grid"
     )
@@ -621,21 +625,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         default=None,
         help="comparison.rank_by (default: the schema's)",
     )
-    parser.add_argument(
-        "--comparison-table", type=Path, default=None, help="the subject's comparison table"
-    )
-    parser.add_argument(
-        "--comparison-bootstrap",
-        type=Path,
-        default=None,
-        help="the subject's held-out fidelity bootstrap table",
-    )
+    for flag, what in (
+        ("--comparison-table", "comparison table"),
+        ("--comparison-bootstrap", "held-out fidelity bootstrap table"),
+        ("--comparison-planted", "planted fidelity bootstrap table"),
+        ("--comparison-transfer", "planted-against-recovered table"),
+        ("--diagnostics", "NORDIC diagnostics table"),
+    ):
+        parser.add_argument(flag, type=Path, default=None, help=f"the subject's {what}")
     parser.add_argument("--comparison-png", type=Path, default=None)
     parser.add_argument("--comparison-tsv", type=Path, default=None)
     parser.add_argument("--recommendation", type=Path, default=None)
-    parser.add_argument(
-        "--diagnostics", type=Path, default=None, help="the subject's NORDIC diagnostics table"
-    )
     parser.add_argument(
         "--config-json", default=None, help="the workflow configuration shown on the page"
     )
@@ -673,6 +673,8 @@ def run_from_args(args: argparse.Namespace) -> int:
         rank_by=args.rank_by,
         comparison_table=args.comparison_table,
         comparison_bootstrap=args.comparison_bootstrap,
+        comparison_planted=args.comparison_planted,
+        comparison_transfer=args.comparison_transfer,
         comparison_png=args.comparison_png,
         comparison_tsv=args.comparison_tsv,
         recommendation=args.recommendation,

@@ -201,7 +201,7 @@ def fit_glmsingle(
             stacklevel=2,
         )
     plan = _plan(td, opts)
-    setup = _setup(td, vox, opts)
+    setup = build_setup(td, vox, opts)
     log.info(
         "GLMsingle: %d voxels, %d runs, %d trials, %d conditions, %d HRFs, %d chunk(s)",
         vox.n_voxels,
@@ -289,7 +289,8 @@ def _plan(td: TrialDesign, opts: EngineOptions) -> Plan:
     )
 
 
-def _setup(td: TrialDesign, vox: VoxelData, opts: EngineOptions) -> Setup:
+def build_setup(td: TrialDesign, vox: VoxelData, opts: EngineOptions) -> Setup:
+    """The design, data and per-run nuisance bases of a fit (:class:`Setup`)."""
     poly = [polynomial_basis(t, d) for t, d in zip(td.run_lengths, opts.maxpolydeg, strict=True)]
     qe = []
     for r, p in enumerate(poly):
@@ -319,13 +320,13 @@ def _run(
     and types C/D on that torch device (:mod:`echoprep.kernels.glm.device_passes`,
     :mod:`echoprep.kernels.glm.device_typecd`), the rest as on the CPU."""
     td, vox, opts = setup.td, setup.vox, setup.opts
-    n_vox, n_runs = vox.n_voxels, td.n_runs
+    n_vox = vox.n_voxels
     chunks = vox.chunks(opts.chunklen)
     shape = vox.spatial_shape
 
     # ---- type A ------------------------------------------------------------------------
     if dev is None:
-        meanvol, ss, onoff, beta_a = _type_a(setup, chunks)
+        meanvol, ss, onoff, beta_a = type_a(setup, chunks)
     else:
         meanvol, ss, onoff, beta_a = device_type_a(dev, setup, chunks)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -354,16 +355,10 @@ def _run(
                 "relax brainthresh, raise brainR2, change brainexclude, or set wantglmdenoise=0"
             )
         if dev is None:
-            pcregressors = _pcs(setup, chunks, pool, n_keep)
+            pcregressors = noise_pcs(setup, chunks, pool, n_keep)
         else:
             pcregressors = device_pcs(dev, setup, chunks, pool, n_keep)
-        for r in range(n_runs):
-            base = np.hstack([setup.poly[r], setup.qe[r]])
-            qpc, count = orthonormal_extension(base, pcregressors[r][:, : opts.n_pcs])
-            q_all[r] = np.hstack([setup.qe[r], qpc])
-            # runs shorter than n_pcs + 1 volumes have fewer PCs: higher levels add nothing
-            count = np.concatenate([count, np.full(opts.n_pcs + 1 - count.size, count[-1])])
-            level_k[r] = setup.qe[r].shape[1] + count
+        q_all, level_k = nuisance_directions(setup, pcregressors)
         log.info("GLMsingle: noise pool of %d voxels", int(pool.sum()))
 
     # ---- type B (+ GLMdenoise cross-validation) -----------------------------------------
@@ -500,10 +495,11 @@ def _run(
 # type A
 
 
-def _type_a(
+def type_a(
     setup: Setup, chunks: list[tuple[int, int]]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Voxel means, ``|yw|²`` per run, ON-OFF R² and raw ON-OFF beta."""
+    """Voxel means, ``|yw|²`` per run, ON-OFF R² and raw ON-OFF beta, each ``(V,)`` or
+    ``(V, R)`` float64 (type A; no further state)."""
     td, vox = setup.td, setup.vox
     n_vox, n_runs = vox.n_voxels, td.n_runs
     meansum = np.zeros(n_vox)
@@ -539,9 +535,11 @@ def _type_a(
 # noise regressors
 
 
-def _pcs(
+def noise_pcs(
     setup: Setup, chunks: list[tuple[int, int]], pool: np.ndarray, n_keep: int
 ) -> list[np.ndarray]:
+    """The GLMdenoise regressors: per run, the first ``n_keep`` principal components
+    ``(T_r, n_keep)`` of the noise-pool voxels' normalised, polynomial-free time series."""
     td = setup.td
     grams = [np.zeros((t, t)) for t in td.run_lengths]
     for v0, v1 in chunks:
@@ -553,6 +551,24 @@ def _pcs(
             n = normalised_rows(y[sel])
             grams[r] += n.T @ n
     return [principal_components(g, n_keep) for g in grams]
+
+
+def nuisance_directions(
+    setup: Setup, pcregressors: list[np.ndarray]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per run, the orthonormal nuisance directions beyond the polynomials (extra regressors,
+    then the PCs orthogonalised against them) and the number of those columns used with 0..K
+    PCs (``K = n_pcs``): ``q_all[r]`` ``(T_r, k_r + K_r)``, ``level_k[r]`` ``(K + 1,)``."""
+    n_pcs = setup.opts.n_pcs
+    q_all, level_k = [], []
+    for r in range(setup.n_runs):
+        base = np.hstack([setup.poly[r], setup.qe[r]])
+        qpc, count = orthonormal_extension(base, pcregressors[r][:, :n_pcs])
+        q_all.append(np.hstack([setup.qe[r], qpc]))
+        # runs shorter than n_pcs + 1 volumes have fewer PCs: higher levels add nothing
+        count = np.concatenate([count, np.full(n_pcs + 1 - count.size, count[-1])])
+        level_k.append(setup.qe[r].shape[1] + count)
+    return q_all, level_k
 
 
 def _pcvoxels(onoff: np.ndarray, cutoff: float | None, mask: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from echoprep.io.rule_logs import SUBJECT_KEY, TOP_KEY
 from echoprep.plan.context import Files, PlanContext, words
 from echoprep.plan.families.glm import GlmRules
 from echoprep.plan.families.noiseceiling import NoiseCeilingRules
+from echoprep.plan.families.planted import PlantedRules
 from echoprep.plan.families.rois import RoiRules
 from echoprep.plan.fitted import FittedVariants
 from echoprep.plan.rule import Family, RuleDef, RuleFiles, fixed_mb
@@ -39,6 +40,7 @@ COMPARISON_SUBJECT = RuleDef(
         "python -m echoprep comparison subject {params.entries}"
         " --options-json {params.options:q} --seed {params.seed}"
         " --out tsv={output.tsv:q} bootstrap={output.bootstrap:q}"
+        " planted={output.planted:q} transfer={output.transfer:q}"
     ),
     message="Variant comparison sub-{wildcards.subject}",
     memory=_subject_mb,
@@ -51,7 +53,8 @@ COMPARISON = RuleDef(
     log=(_COMPARISON, TOP_KEY, "comparison"),
     command=(
         "python -m echoprep comparison group --table {input.tables:q}"
-        " --bootstrap-table {input.bootstraps:q} --options-json {params.options:q}"
+        " --bootstrap-table {input.bootstraps:q} --planted-table {input.planted:q}"
+        " --transfer-table {input.transfers:q} --options-json {params.options:q}"
         " --out tsv={output.tsv:q} png={output.png:q} svg={output.svg:q} json={output.json:q}"
     ),
     message="Variant comparison, all subjects",
@@ -75,12 +78,14 @@ class ComparisonRules(Family):
         glm: GlmRules,
         nc: NoiseCeilingRules,
         rois: RoiRules,
+        planted: PlantedRules,
     ) -> None:
         super().__init__(ctx)
         self.fitted = fitted
         self.glm = glm
         self.nc = nc
         self.rois = rois
+        self.planted = planted
 
     def folders(self) -> list[str]:
         """``comparison/`` with the report on and a comparison session fitted."""
@@ -125,6 +130,8 @@ class ComparisonRules(Family):
         return {
             "tsv": str(outs["subject_table"].path(self.ctx.out, key)),
             "bootstrap": str(outs["subject_bootstrap"].path(self.ctx.out, key)),
+            "planted": str(outs["subject_planted"].path(self.ctx.out, key)),
+            "transfer": str(outs["subject_transfer"].path(self.ctx.out, key)),
         }
 
     def entries(self, subject: str | None = None) -> list[dict[str, Any]]:
@@ -157,6 +164,10 @@ class ComparisonRules(Family):
                             "trials": glm["trials"],
                             "heldout": heldout.get("means"),
                             "heldout_volumes": heldout.get("volumes"),
+                            "planted_design": None,
+                            "planted": None,
+                            "planted_typeb": None,
+                            **self.planted.entry_files(sub, ses, variant),
                         }
                     )
         return entries
@@ -167,7 +178,19 @@ class ComparisonRules(Family):
 
     def _subject_inputs(self, wc: Any) -> dict[str, list[str]]:
         entries = self.entries(wc.subject)
-        keys = ("nc", "roi", "brain", "mask", "betas", "trials", "heldout", "heldout_volumes")
+        keys = (
+            "nc",
+            "roi",
+            "brain",
+            "mask",
+            "betas",
+            "trials",
+            "heldout",
+            "heldout_volumes",
+            "planted_design",
+            "planted",
+            "planted_typeb",
+        )
         return {k: sorted({str(e[k]) for e in entries if e[k]}) for k in keys}
 
     def _subject_args(self, wc: Any) -> str:
@@ -180,6 +203,8 @@ class ComparisonRules(Family):
         return {
             "tables": [self.subject_paths(s)["tsv"] for s in subjects],
             "bootstraps": [self.subject_paths(s)["bootstrap"] for s in subjects],
+            "planted": [self.subject_paths(s)["planted"] for s in subjects],
+            "transfers": [self.subject_paths(s)["transfer"] for s in subjects],
         }
 
 

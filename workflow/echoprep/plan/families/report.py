@@ -251,6 +251,8 @@ class ReportRules(Family):
                 own = self.comparison.subject_paths(sub)
                 files["comparison_table"] = own["tsv"]
                 files["comparison_bootstrap"] = own["bootstrap"]
+                files["comparison_planted"] = own["planted"]
+                files["comparison_transfer"] = own["transfer"]
         if self.diagnostics_pairs(sub):
             files["diagnostics"] = self.diagnostics_outputs(sub)["tsv"]
         return files
@@ -291,6 +293,8 @@ class ReportRules(Family):
         if "comparison_table" in keys:
             args += ["--comparison-table", input.comparison_table]
             args += ["--comparison-bootstrap", input.comparison_bootstrap]
+            args += ["--comparison-planted", input.comparison_planted]
+            args += ["--comparison-transfer", input.comparison_transfer]
             args += ["--rank-by", self.config["comparison"]["rank_by"]]
         if "diagnostics" in keys:
             args += ["--diagnostics", input.diagnostics]

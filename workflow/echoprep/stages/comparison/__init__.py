@@ -64,6 +64,7 @@ from echoprep.io.sidecars import (
 )
 from echoprep.io.tables import BOOTSTRAP_COLUMNS, write_tsv
 from echoprep.io.tables import read_bootstrap_table as read_bootstrap
+from echoprep.io.tables import read_bootstrap_table as read_planted
 from echoprep.io.tables import read_comparison_table as read_table
 from echoprep.kernels.comparison import (
     edge_share,
@@ -72,6 +73,7 @@ from echoprep.kernels.comparison import (
     ordered,
     variant_metrics,
 )
+from echoprep.kernels.planted_fidelity import SMOOTHING_MM
 from echoprep.kernels.ranking import (
     BASELINE,
     DEFAULT_RULE,
@@ -86,9 +88,14 @@ from echoprep.kernels.ranking import (
     implausibility_warnings,
     recommend,
 )
-from echoprep.options import parse_options
+from echoprep.options import parse_options, section_schema
 from echoprep.report.comparison import plot_comparison
 from echoprep.stages.comparison.fidelity import GRID_ATOL, SessionFidelity, session_fidelity
+from echoprep.stages.comparison.planted import (
+    PLANTED_COLUMNS,
+    TRANSFER_COLUMNS,
+    session_planted,
+)
 from echoprep.variants import Variant
 
 log = logging.getLogger(__name__)
@@ -110,6 +117,7 @@ class ComparisonOptions:
     bootstrap: int
     reference: str | None
     splits: int
+    planted: Mapping[str, Any]
 
 
 def stage_options(
@@ -119,6 +127,12 @@ def stage_options(
     default; unknown keys and values the schema refuses raise
     :class:`echoprep.options.OptionsError`."""
     return parse_options(ComparisonOptions, "comparison", given, source=source)
+
+
+def planted_options(options: ComparisonOptions) -> dict[str, Any]:
+    """The ``comparison.planted`` settings with the schema's defaults filled in."""
+    schema = section_schema("comparison")["properties"]["planted"]["properties"]
+    return {k: options.planted.get(k, v.get("default")) for k, v in schema.items()}
 
 
 @dataclass(frozen=True)
@@ -142,6 +156,9 @@ class Entry:
     heldout, heldout_volumes
         The variant's held-out image means (each half of the runs fitted apart) and their
         volume table; None: no held-out fidelity for this entry.
+    planted_design, planted, planted_typeb
+        The session's planted design, the variant's planted betas and (for the reference
+        variant) its planted type-B betas; None: no planted measures for this entry.
     """
 
     subject: str
@@ -155,6 +172,9 @@ class Entry:
     trials: Path | None = None
     heldout: Path | None = None
     heldout_volumes: Path | None = None
+    planted_design: Path | None = None
+    planted: Path | None = None
+    planted_typeb: Path | None = None
 
 
 def _load_mask(path: Path, like: Any, what: str, like_path: Path) -> np.ndarray:
@@ -168,7 +188,8 @@ def comparison_table(
     *,
     n_boot: int = 0,
     seed: int = 0,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+    smoothing_mm: float = SMOOTHING_MM,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """One row per entry with the measures of the module doc, and the bootstrap replicates.
 
     Parameters
@@ -188,6 +209,10 @@ def comparison_table(
         Columns :data:`echoprep.io.tables.BOOTSTRAP_COLUMNS`: every variant against every
         reference, replicate 0 the estimate
         (:func:`echoprep.stages.comparison.fidelity.pair_rows`).
+    planted, transfer
+        The planted measures' replicates (:data:`.planted.PLANTED_COLUMNS`, replicate 0 the
+        estimate) and the binned planted-against-recovered curves
+        (:data:`.planted.TRANSFER_COLUMNS`) of the planted sessions.
 
     Raises
     ------
@@ -203,7 +228,7 @@ def comparison_table(
             raise StageInputError(f"comparison: {key} given twice")
         seen.add(key)
         groups.setdefault((e.subject, e.session), []).append(e)
-    rows, boots = [], []
+    rows, boots, planted_rows, transfer_rows = [], [], [], []
     for (subject, session), group in groups.items():
         first = group[0]
         like = load_image(first.nc, "noise-ceiling map")
@@ -234,6 +259,18 @@ def comparison_table(
             )
         fidelity, pairs = session_fidelity(group, roi, like, n_boot=n_boot, seed=seed)
         boots.extend(pairs)
+        planted = session_planted(
+            group,
+            roi,
+            like,
+            subject=subject,
+            session=session if session is not None else "n/a",
+            n_boot=n_boot,
+            seed=seed,
+            smoothing_mm=smoothing_mm,
+        )
+        planted_rows.extend(planted.replicates)
+        transfer_rows.extend(planted.transfer)
         nan = math.nan
         none = SessionFidelity(nan, nan, nan, nan, nan, nan, ())
         for e in group:
@@ -247,6 +284,10 @@ def comparison_table(
                     "nordic": nordic,
                     "combine": combine,
                     **variant_metrics(maps[e.variant], roi, brain),
+                    **planted.by_variant.get(
+                        e.variant,
+                        {"planted_r": nan, "planted_trial_r": nan, "planted_gain": nan},
+                    ),
                     "heldout_r": fid.heldout_r,
                     "heldout_truth": fid.heldout_truth,
                     "heldout_trial_r": fid.trial_r,
@@ -261,7 +302,12 @@ def comparison_table(
     table = pd.DataFrame(rows, columns=columns)
     table.insert(columns.index("dprime") + 1, "gain", gains(table))
     bootstrap = pd.DataFrame(boots, columns=list(BOOTSTRAP_COLUMNS))
-    return ordered(table), bootstrap
+    return (
+        ordered(table),
+        bootstrap,
+        pd.DataFrame(planted_rows, columns=list(PLANTED_COLUMNS)),
+        pd.DataFrame(transfer_rows, columns=list(TRANSFER_COLUMNS)),
+    )
 
 
 def _fmt(value: Any) -> str:
@@ -314,12 +360,28 @@ def run_subject_comparison(
     n_boot = opts.bootstrap
     if not entries:
         raise StageInputError("comparison: no noise-ceiling maps given")
-    table, boot = comparison_table(entries, n_boot=n_boot, seed=seed)
+    table, boot, planted, transfer = comparison_table(
+        entries,
+        n_boot=n_boot,
+        seed=seed,
+        smoothing_mm=float(planted_options(opts)["smoothing_mm"]),
+    )
     sources = sorted(
         {
             str(p)
             for e in entries
-            for p in (e.nc, e.roi, e.brain, e.mask, e.betas, e.trials, e.heldout)
+            for p in (
+                e.nc,
+                e.roi,
+                e.brain,
+                e.mask,
+                e.betas,
+                e.trials,
+                e.heldout,
+                e.planted_design,
+                e.planted,
+                e.planted_typeb,
+            )
             if p is not None
         }
     )
@@ -357,6 +419,28 @@ def run_subject_comparison(
                 "halves' agreement, used only for a comparison of two variants",
             },
         )
+    for key, frame, text in (
+        (
+            "planted",
+            planted,
+            "the fidelity of every variant to the responses planted into each session's echoes "
+            "(planted_r: repeat averages, planted_trial_r: single trials; estimates of the "
+            "correlation with the true image responses): replicate 0 is the estimate, 1..B "
+            "image-bootstrap replicates (the same resampled images for every variant)",
+        ),
+        (
+            "transfer",
+            transfer,
+            "planted against recovered image responses per variant: the planted truth and "
+            "what the variant's betas carry of the planted responses, each standardised per "
+            "voxel of the ROI, averaged in quantile bins of the truth (slope 1: nothing lost)",
+        ),
+    ):
+        if key in outputs:
+            path = write_tsv(frame, outputs[key])
+            write_sidecar(
+                path, sources=[str(tsv)], parameters=parameters, extra={"Description": text}
+            )
     return table
 
 
@@ -366,6 +450,7 @@ def run_comparison(
     *,
     options: ComparisonOptions | Mapping[str, Any] | None = None,
     bootstraps: Sequence[str | Path] = (),
+    planted: Sequence[str | Path] = (),
 ) -> dict[str, Any]:
     """Join the subject tables, rank, recommend and write the group outputs.
 
@@ -390,6 +475,8 @@ def run_comparison(
     table = ordered(pd.concat([read_table(t) for t in tables], ignore_index=True))
     boots = [b for b in (read_bootstrap(p) for p in bootstraps) if b is not None]
     boot = pd.concat(boots, ignore_index=True) if boots else None
+    planted_frames = [f for f in (read_planted(p) for p in planted) if f is not None]
+    planted_boot = pd.concat(planted_frames, ignore_index=True) if planted_frames else None
     tsv = write_tsv(table, outputs["tsv"])
     has_heldout = "reference" in table and table["reference"].notna().any()
     parameters: dict[str, Any] = {"RankBy": rank_by, "Baseline": BASELINE}
@@ -407,7 +494,7 @@ def run_comparison(
     )
     if "png" in outputs or "svg" in outputs:
         plot_comparison(table, outputs.get("png"), outputs.get("svg"))
-    rec = recommend(table, rank_by, boot)
+    rec = recommend(table, rank_by, boot, planted_boot)
     rec["SoftwareVersions"] = software_versions(["matplotlib"])
     rec["Sources"] = [str(tsv)]
     rec["Parameters"] = parameters
@@ -498,11 +585,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         nargs="+",
         required=True,
         metavar="KEY=PATH",
-        help="output paths: tsv=..., bootstrap=...",
+        help="output paths: tsv=..., bootstrap=..., planted=..., transfer=...",
     )
     g = sub.add_parser("group", help="join subject tables, rank and recommend")
     g.add_argument("--table", nargs="+", required=True, help="subject comparison tables")
     g.add_argument("--bootstrap-table", nargs="*", default=[], help="subject bootstrap tables")
+    g.add_argument("--planted-table", nargs="*", default=[], help="subject planted tables")
+    g.add_argument(
+        "--transfer-table", nargs="*", default=[], help="subject transfer tables (not read)"
+    )
     _options_argument(g)
     g.add_argument(
         "--out",
@@ -517,7 +608,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def run_from_args(args: argparse.Namespace) -> int:
     """Run the chosen comparison step from parsed arguments; exit status 0."""
     if args.comparison_command == "subject":
-        outputs = key_paths(args.out, form="tsv|bootstrap=PATH", keys=("tsv", "bootstrap"))
+        outputs = key_paths(
+            args.out,
+            form="tsv|bootstrap|planted|transfer=PATH",
+            keys=("tsv", "bootstrap", "planted", "transfer"),
+        )
         if "tsv" not in outputs:
             raise SystemExit("--out needs tsv=...")
         entries = [parse_entry(words) for words in args.entry]
@@ -528,7 +623,13 @@ def run_from_args(args: argparse.Namespace) -> int:
     if "tsv" not in outputs or "json" not in outputs:
         raise SystemExit("--out needs tsv=... and json=...")
     options = _given_options(args)
-    run_comparison(args.table, outputs, options=options, bootstraps=args.bootstrap_table)
+    run_comparison(
+        args.table,
+        outputs,
+        options=options,
+        bootstraps=args.bootstrap_table,
+        planted=args.planted_table,
+    )
     return 0
 
 

@@ -1,0 +1,220 @@
+"""Responses planted into the data: the kernels (patterns, time courses, frozen combination,
+splatting, the fidelity estimate) on synthetic data with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from echoprep.kernels.fidelity import image_means, rowwise_correlation, split_half_reliability
+from echoprep.kernels.noiseceiling import zscore_within
+from echoprep.kernels.planted import (
+    consensus_hrf,
+    delta_r2star,
+    half_means,
+    optcom_weights,
+    planted_images,
+    planted_magnitude,
+    planting_amplitude,
+    presentation_halves,
+    response_curves,
+    splat,
+)
+from echoprep.kernels.planted_fidelity import (
+    PlantedTruth,
+    bootstrap_weights,
+    response_amplitude,
+    variant_fidelity,
+)
+
+
+def test_presentation_halves_and_half_means() -> None:
+    labels = np.array(["a", "b", "a", "c", "b", "a"])
+    assert presentation_halves(labels).tolist() == [True, True, False, True, False, False]
+    betas = np.array([[1.0, 2.0, 3.0, 9.0, 4.0, 5.0]])
+    images, a, b = half_means(betas, labels)
+    assert images.tolist() == ["a", "b"]  # c is shown once
+    # a: first 1, later (3 + 5) / 2 = 4; b: first 2, later 4; centred over images
+    np.testing.assert_allclose(a, [[-0.5, 0.5]])
+    np.testing.assert_allclose(b, [[0.0, 0.0]])
+
+
+def test_planted_images_has_no_fixed_point_and_follows_its_seed() -> None:
+    images = np.array([f"img{i}" for i in range(50)])
+    order, _ = planted_images(images, 3)
+    assert sorted(order.tolist()) == list(range(50))
+    assert not np.any(order == np.arange(50))
+    np.testing.assert_array_equal(order, planted_images(images, 3)[0])
+    assert not np.array_equal(order, planted_images(images, 4)[0])
+
+
+def test_planting_amplitude_is_the_root_of_the_shared_share() -> None:
+    rng = np.random.default_rng(0)
+    signal = rng.standard_normal((200, 400))
+    a = signal + 3 * rng.standard_normal(signal.shape)
+    b = signal + 3 * rng.standard_normal(signal.shape)
+    # share of the variance of a that b shares: 1 / (1 + 9)
+    assert planting_amplitude(a, b) == pytest.approx(np.sqrt(0.1), abs=0.02)
+    assert planting_amplitude(a, -b) == 0.1  # clipped
+
+
+def test_consensus_hrf_is_the_median_choice() -> None:
+    choices = np.array([[3, 5, 0], [4, 5, 19], [9, 6, 1]])
+    assert consensus_hrf(choices).tolist() == [4, 5, 1]
+
+
+def test_delta_r2star_peaks_at_the_planted_amplitude() -> None:
+    times, curves = response_curves(3.0)
+    peak = times[np.argmax(curves[:, 10])]
+    # one trial at 20 s; volumes every 0.1 s so the peak is sampled
+    dr2 = delta_r2star(
+        np.array([[2.0], [-1.0]]),
+        np.array([20.0]),
+        np.array([10, 10]),
+        np.array([0.0, 0.05]),
+        600,
+        0.1,
+        3.0,
+        0.03,
+    )
+    assert dr2.shape == (2, 600)
+    # a beta of 2 % at TE 30 ms: dR2* = -2 / (100 * 0.03) at the peak
+    assert dr2[0].min() == pytest.approx(-2.0 / 3.0, rel=1e-3)
+    assert np.argmin(dr2[0]) * 0.1 == pytest.approx(20.0 + peak, abs=0.11)
+    assert dr2[1].max() == pytest.approx(1.0 / 3.0, rel=1e-2)
+    assert np.all(dr2[:, : int(20.0 / 0.1)] == 0)  # nothing before the onset
+    # the echo scaling: a small dR2* changes echo e by -TE_e dR2*
+    mag = np.full((1, 3), 100.0)
+    out = planted_magnitude(mag, np.array([[0.0, 0.5, -0.5]]), 0.03, 1.0)
+    np.testing.assert_allclose(out, [[100.0, 100 * np.exp(-0.015), 100 * np.exp(0.015)]], rtol=1e-6)
+
+
+def test_optcom_weights_match_tedana() -> None:
+    from tedana.combine import make_optcom
+
+    rng = np.random.default_rng(1)
+    tes = np.array([11.0, 28.82, 46.62])  # tedana works in ms; the weights are scale-free
+    n_vox, n_t = 40, 12
+    t2s = rng.uniform(15, 60, n_vox)
+    good = rng.choice([0, 1, 2, 3], n_vox)
+    data = rng.standard_normal((n_vox, 3, n_t)) + 100
+    expected = make_optcom(data, tes, good, t2s=t2s, combmode="t2s")
+    w = optcom_weights(t2s, good, tes)
+    got = np.einsum("ve,vet->vt", w, data)
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(w.sum(axis=1), (good > 0).astype(float))
+
+
+def test_splat_is_the_identity_on_the_grid_and_follows_a_shift() -> None:
+    shape = (6, 5, 4)
+    idx = np.argwhere(np.ones(shape, bool))
+    values = np.arange(len(idx), dtype=float)
+    out = splat(values, idx.astype(float), shape)
+    np.testing.assert_allclose(out[tuple(idx.T)], values)
+    # every point one voxel further along x: the value lands one voxel on
+    shifted = splat(values, idx + np.array([1.0, 0, 0]), shape)
+    inside = idx[:, 0] < shape[0] - 1
+    np.testing.assert_allclose(shifted[tuple((idx[inside] + [1, 0, 0]).T)], values[inside])
+    assert np.all(shifted[0] == 0)  # nothing lands on the first slab
+
+
+# ---------------------------------------------------------------------------------------------
+# the fidelity estimate against a known truth: a variant that smears each planted pattern into
+# its neighbours, and one that leaks each trial into the next, against a truly better variant
+
+_SHAPE = (12, 12, 6)
+
+
+class _Session:
+    """A synthetic session: true image responses (half smooth, half voxel-specific), 6 runs,
+    every image 3 times, a reference fit (identity plus noise) whose presentations give the
+    planted design."""
+
+    def __init__(self, seed: int = 0, n_images: int = 60, noise: float = 1.5) -> None:
+        rng = np.random.default_rng(seed)
+        self.voxels = np.argwhere(np.ones(_SHAPE, bool))
+        fields = ndimage.gaussian_filter(rng.standard_normal((*_SHAPE, n_images)), (1, 1, 1, 0))
+        s = fields.reshape(-1, n_images)
+        s = (s - s.mean(axis=1, keepdims=True)) / s.std(axis=1, keepdims=True)
+        s = s + rng.standard_normal(s.shape)
+        s = (s - s.mean(axis=1, keepdims=True)) / s.std(axis=1, keepdims=True)
+        self.truth = s  # (V, I)
+        self.images = np.array([f"img{i:03d}" for i in range(n_images)])
+        order = np.concatenate([rng.permutation(n_images) for _ in range(3)])
+        self.cols = order
+        self.labels = self.images[order]
+        n = order.size
+        self.runs = np.repeat([f"{r + 1:02d}" for r in range(6)], n // 6)
+        self.noise = noise
+        self.rng = rng
+        # the reference fit: the true responses plus noise; its presentations give the design
+        reference = s[:, order] + noise * rng.standard_normal((s.shape[0], n))
+        images, half_a, half_b = half_means(reference, self.labels)
+        perm, _ = planted_images(images, seed)
+        self.planted = half_a[:, perm]
+        self.planted_truth = half_b[:, perm]
+        assert np.array_equal(images, self.images)
+
+    def trials(self, responses: np.ndarray) -> np.ndarray:
+        """``(V, N)`` trial responses of image responses ``(V, I)``."""
+        return responses[:, self.cols]
+
+    def truth_r(self, betas: np.ndarray) -> tuple[float, float]:
+        """True r of the repeat-averaged betas and of the single trials."""
+        z = zscore_within(betas, self.runs)
+        means = image_means(z, self.labels, self.images)
+        return (
+            float(np.median(rowwise_correlation(means, self.truth))),
+            float(np.median(rowwise_correlation(z, self.trials(self.truth)))),
+        )
+
+
+def _smear(x: np.ndarray) -> np.ndarray:
+    vol = x.reshape(*_SHAPE, -1)
+    return ndimage.gaussian_filter(vol, (1.5, 1.5, 1.5, 0)).reshape(x.shape)
+
+
+def _leak(x: np.ndarray, runs: np.ndarray) -> np.ndarray:
+    """Each trial takes half of the next trial of its run."""
+    out = x.copy()
+    same = np.r_[runs[1:] == runs[:-1], False]
+    out[:, same] = 0.5 * x[:, same] + 0.5 * x[:, np.flatnonzero(same) + 1]
+    return out
+
+
+def _fidelity(session: _Session, chain, noise: np.ndarray, weights: np.ndarray):
+    betas = chain(session.trials(session.truth) + noise)
+    recovered = chain(session.trials(session.planted))
+    amplitude = response_amplitude(
+        session.planted, session.planted_truth, 1.0, session.voxels, _SHAPE, (2.0, 2.0, 2.0), 4.0
+    )
+    truth = PlantedTruth(session.images, session.planted, session.planted_truth, amplitude, 1.0)
+    fid = variant_fidelity(betas, recovered, session.labels, session.runs, truth, weights)
+    return fid, session.truth_r(betas), betas
+
+
+@pytest.mark.parametrize("kind", ["smear", "leak"])
+def test_image_locked_errors_rank_below_a_truly_better_variant(kind: str) -> None:
+    session = _Session()
+    noise = session.noise * session.rng.standard_normal((session.truth.shape[0], session.cols.size))
+    weights = bootstrap_weights(session.images.size, 100, 0)
+    good, (good_truth, good_trial), good_betas = _fidelity(session, lambda x: x, noise, weights)
+    chain = _smear if kind == "smear" else (lambda x: _leak(x, session.runs))
+    bad, (bad_truth, bad_trial), bad_betas = _fidelity(session, chain, noise, weights)
+    # the premise: the image-locked error makes this variant truly worse ...
+    assert good_truth > bad_truth + 0.1
+    # ... and the smear makes its repeats agree more: repeat agreement would prefer it
+    if kind == "smear":
+        own = np.median(split_half_reliability(bad_betas, session.labels, session.runs))
+        assert own > np.median(split_half_reliability(good_betas, session.labels, session.runs))
+    # the planted estimate ranks it below, beyond two standard errors of the difference
+    diff = good.r - bad.r
+    assert diff[0] > 2 * np.std(diff[1:], ddof=1)
+    # and follows the truth closely
+    assert abs(good.r[0] - good_truth) < 0.03
+    assert abs(bad.r[0] - bad_truth) < 0.03
+    # single trials: on the truth's scale too (smoothing helps single trials more than image
+    # means, so the order may differ from the repeat averages')
+    assert abs(good.trial_r[0] - good_trial) < 0.03
+    assert abs(bad.trial_r[0] - bad_trial) < 0.03

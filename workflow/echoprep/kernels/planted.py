@@ -1,0 +1,314 @@
+"""Responses planted into a session's own data: their patterns and their time courses.
+
+The comparison measures each preprocessing variant against a truth planted into the user's own
+raw echoes (docs/comparison.md, "Responses planted in your data"). The planted image responses
+are the session's own, re-assigned to other images:
+
+- a reference fit (type-B betas of the visual ROI's source variant, plain least squares) gives
+  per image two independent estimates of its response, the mean of its first presentation
+  (half A) and of its later ones (half B) (:func:`presentation_halves`, :func:`half_means`);
+- half A of image ``perm[i]`` is planted as the response to image ``i``
+  (:func:`planted_images`, a random permutation with a recorded seed), so the planted
+  responses have exactly the spatial pattern, dimensionality, smoothness and amplitude of the
+  session's own image responses, and are unrelated to the responses the images really evoke;
+- half B of the same image is the truth the planted responses are scored against: its noise is
+  independent of half A's, so only the response half A shares with it counts (the noise planted
+  along with half A is scored as noise, whatever a variant does to it).
+
+A planted response of amplitude ``b`` (% of the reference's signal at echo time ``te_ref``)
+changes R2* by ``-b / (100 te_ref)`` at the peak of its time course (:func:`delta_r2star`),
+which scales echo ``e`` by ``exp(-te_e dR2*)``: every stage sees it as BOLD.
+
+Arrays: ``V`` voxels, ``I`` images, ``N`` trials, ``T`` volumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from echoprep.kernels.glm.hrf import FINE_DT, convolve_boxcar, library_curves
+
+#: Smallest and largest planting amplitude (a multiple of the half-A image means).
+AMPLITUDE_RANGE = (0.1, 1.0)
+
+
+def presentation_halves(labels: Sequence | np.ndarray) -> np.ndarray:
+    """``(N,)`` bool: True for each image's first presentation (half A), False for its later
+    ones (half B), in trial order."""
+    seen: set = set()
+    first = np.zeros(len(labels), dtype=bool)
+    for i, label in enumerate(labels):
+        if label not in seen:
+            first[i] = True
+            seen.add(label)
+    return first
+
+
+def half_means(
+    betas: np.ndarray, labels: Sequence | np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Image means of the first presentations and of the later ones.
+
+    Parameters
+    ----------
+    betas
+        ``(V, N)`` single-trial betas.
+    labels
+        ``(N,)`` image label of each trial.
+
+    Returns
+    -------
+    images
+        ``(I,)`` the images shown at least twice, sorted.
+    half_a, half_b
+        ``(V, I)`` float64: each image's first presentation, and the mean of its later ones,
+        centred over images per voxel.
+    """
+    labels = np.asarray(labels)
+    first = presentation_halves(labels)
+    images, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    out = []
+    for part in (first, ~first):
+        total = np.zeros((betas.shape[0], images.size))
+        np.add.at(total.T, inverse[part], np.asarray(betas, np.float64)[:, part].T)
+        n = np.bincount(inverse[part], minlength=images.size)
+        out.append(total / np.maximum(n, 1))
+    keep = counts >= 2
+    half_a, half_b = (m[:, keep] for m in out)
+    half_a -= half_a.mean(axis=1, keepdims=True)
+    half_b -= half_b.mean(axis=1, keepdims=True)
+    return images[keep], half_a, half_b
+
+
+def planting_amplitude(half_a: np.ndarray, half_b: np.ndarray) -> float:
+    """The factor the half-A image means are planted with: the square root of the share of
+    their variance that the session's responses explain (median over the given voxels), so
+    that the planted series carry about as much response as the data, clipped to
+    :data:`AMPLITUDE_RANGE`.
+
+    Parameters
+    ----------
+    half_a, half_b
+        ``(V, I)`` centred half means of the voxels that decide (the visual ROI).
+    """
+    shared = np.median(np.einsum("ij,ij->i", half_a, half_b))
+    total = np.median(np.einsum("ij,ij->i", half_a, half_a))
+    share = shared / total if total > 0 else 0.0
+    lo, hi = AMPLITUDE_RANGE
+    return float(np.clip(np.sqrt(max(share, 0.0)), lo, hi))
+
+
+def planted_images(images: Sequence | np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The image whose response is planted for each image: a random permutation without fixed
+    points (every image gets another image's response) when there are at least two images.
+
+    Returns
+    -------
+    order
+        ``(I,)`` int: image ``i`` is planted with the response of image ``order[i]``.
+    seeds
+        ``(1,)`` the seed used (for the sidecar).
+    """
+    n = len(images)
+    rng = np.random.default_rng(seed)
+    if n < 2:
+        return np.arange(n), np.array([seed])
+    perm = rng.permutation(n)
+    fixed = np.flatnonzero(perm == np.arange(n))
+    # a fixed point swaps with its neighbour in the cycle order: no image keeps its response
+    for i in fixed:
+        j = (i + 1) % n
+        perm[i], perm[j] = perm[j], perm[i]
+    return perm, np.array([seed])
+
+
+def consensus_hrf(indices: np.ndarray) -> np.ndarray:
+    """``(V,)`` int: the median (rounded down) over fits of each voxel's library HRF index.
+
+    Parameters
+    ----------
+    indices
+        ``(F, V)`` HRF index (0-based, library order: early to late peak) of each fit.
+    """
+    a = np.sort(np.asarray(indices, np.int64), axis=0)
+    return a[(a.shape[0] - 1) // 2]
+
+
+def response_curves(stimdur: float) -> tuple[np.ndarray, np.ndarray]:
+    """The library HRFs convolved with the stimulus duration, at 0.1 s, each with peak 1.
+
+    Returns
+    -------
+    times
+        ``(n,)`` s after onset.
+    curves
+        ``(n, H)`` float64.
+    """
+    curves = convolve_boxcar(library_curves(), stimdur)
+    curves = curves / curves.max(axis=0)
+    return np.arange(curves.shape[0]) * FINE_DT, curves
+
+
+def delta_r2star(
+    amplitudes: np.ndarray,
+    onsets: np.ndarray,
+    hrf: np.ndarray,
+    slice_time: np.ndarray,
+    n_volumes: int,
+    tr: float,
+    stimdur: float,
+    te_ref: float,
+) -> np.ndarray:
+    """R2* change of planted responses at each volume's acquisition of each voxel.
+
+    Parameters
+    ----------
+    amplitudes
+        ``(V, n)`` planted response of each voxel to each trial of the run, % of the signal at
+        ``te_ref`` (a beta of the reference fit).
+    onsets
+        ``(n,)`` trial onsets, s from the run's first volume.
+    hrf
+        ``(V,)`` library HRF index of each voxel.
+    slice_time
+        ``(V,)`` acquisition time of each voxel's slice within the TR, s.
+    n_volumes, tr, stimdur
+        Run length, repetition time and stimulus duration (s).
+    te_ref
+        Echo time of the reference fit's betas, s.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(V, T)`` float32, s^-1 (negative where the planted response raises the signal).
+    """
+    amplitudes = np.asarray(amplitudes, np.float64)
+    onsets = np.asarray(onsets, np.float64)
+    times, curves = response_curves(stimdur)
+    out = np.zeros((amplitudes.shape[0], n_volumes), dtype=np.float32)
+    if amplitudes.size == 0 or onsets.size == 0:
+        return out
+    keys = np.stack([np.asarray(hrf, np.int64), np.round(np.asarray(slice_time) * 1e6)], axis=1)
+    groups, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    acq = np.arange(n_volumes) * float(tr)
+    for g, (h, st) in enumerate(groups):
+        rows = np.flatnonzero(inverse == g)
+        lag = (acq + st / 1e6)[:, None] - onsets[None, :]
+        design = np.interp(lag, times, curves[:, int(h)], left=0.0, right=0.0)  # (T, n)
+        out[rows] = (-(amplitudes[rows] @ design.T) / (100.0 * te_ref)).astype(np.float32)
+    return out
+
+
+def planted_magnitude(
+    magnitude: np.ndarray, dr2star: np.ndarray, te: float, sign: float
+) -> np.ndarray:
+    """``(V, T)`` float32 magnitude with a planted R2* change: ``magnitude exp(-te sign dR2*)``.
+
+    Parameters
+    ----------
+    magnitude
+        ``(V, T)`` echo magnitude (the voxels that carry a planted response).
+    dr2star
+        ``(V, T)`` s^-1 (:func:`delta_r2star`).
+    te
+        Echo time, s.
+    sign
+        +1 or -1 (the two plantings of opposite sign).
+    """
+    scale = np.exp(-float(te) * float(sign) * np.asarray(dr2star, np.float64))
+    return (np.asarray(magnitude, np.float64) * scale).astype(np.float32)
+
+
+def optcom_weights(
+    t2star: np.ndarray, good_echoes: np.ndarray, echo_times: Sequence[float]
+) -> np.ndarray:
+    """tedana's T2*-weighted combination weights (``combmode='t2s'``) of a run, frozen.
+
+    ``w_e = TE_e exp(-TE_e / T2*)`` normalised over the echoes each voxel uses: the first
+    ``max(2, n)`` echoes where the adaptive mask says ``n`` echoes are good, none where it says
+    0 (tedana's ``make_optcom``). Applied to a series planted into the echoes this gives what
+    the run's optimal combination contains of it (``tests/unit/test_planted.py`` checks the
+    weights against tedana on the same maps).
+
+    Parameters
+    ----------
+    t2star
+        ``(V,)`` T2* of the run's optimal combination, s (tedana's full fit).
+    good_echoes
+        ``(V,)`` int: the adaptive mask (number of good echoes per voxel).
+    echo_times
+        ``(E,)`` s.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(V, E)`` float64 weights summing to 1 per voxel (0 outside the adaptive mask).
+    """
+    tes = np.asarray(echo_times, np.float64)
+    t2 = np.asarray(t2star, np.float64)
+    n = np.asarray(good_echoes).astype(np.int64)
+    with np.errstate(divide="ignore", over="ignore"):
+        w = tes[None, :] * np.exp(-tes[None, :] / np.where(t2 > 0, t2, np.inf)[:, None])
+    used = np.arange(tes.size)[None, :] < np.where(n == 1, 2, n)[:, None]
+    w = np.where(used & (n[:, None] > 0), w, 0.0)
+    total = w.sum(axis=1, keepdims=True)
+    return np.divide(w, total, out=np.zeros_like(w), where=total > 0)
+
+
+def splat(values: np.ndarray, coords: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Values given at points of a grid's voxel space, spread onto its voxels (the adjoint of
+    trilinear interpolation, normalised by the weights each voxel received).
+
+    Planting into a run's own (native) grid a response defined on the functional grid: the
+    native coordinates of each functional voxel in one volume (the run's transform chain)
+    receive its value, so the native series carries the response where the head was.
+
+    Parameters
+    ----------
+    values
+        ``(P,)`` values at the points.
+    coords
+        ``(P, 3)`` point positions in voxel units of the target grid.
+    shape
+        ``(nx, ny, nz)`` of the target grid.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``shape`` float32; 0 where no point lands within one voxel.
+    """
+    shape = tuple(int(s) for s in shape)
+    c = np.asarray(coords, np.float64)
+    v = np.asarray(values, np.float64)
+    base = np.floor(c).astype(np.int64)
+    frac = c - base
+    total = np.zeros(int(np.prod(shape)))
+    weight = np.zeros_like(total)
+    for corner in range(8):
+        offset = np.array([(corner >> k) & 1 for k in range(3)])
+        idx = base + offset
+        w = np.prod(np.where(offset == 1, frac, 1.0 - frac), axis=1)
+        inside = np.all((idx >= 0) & (idx < np.array(shape)), axis=1) & (w > 0)
+        flat = np.ravel_multi_index(tuple(idx[inside].T), shape)
+        total += np.bincount(flat, weights=w[inside] * v[inside], minlength=total.size)
+        weight += np.bincount(flat, weights=w[inside], minlength=weight.size)
+    out = np.divide(total, weight, out=np.zeros_like(total), where=weight > 1e-3)
+    return out.reshape(shape).astype(np.float32)
+
+
+__all__ = [
+    "AMPLITUDE_RANGE",
+    "consensus_hrf",
+    "delta_r2star",
+    "half_means",
+    "optcom_weights",
+    "planted_images",
+    "planted_magnitude",
+    "planting_amplitude",
+    "presentation_halves",
+    "response_curves",
+    "splat",
+]

@@ -1,0 +1,273 @@
+"""A comparison run's chains on its echoes with the planted responses added and subtracted
+(``planted_run``, :mod:`echoprep.stages.comparison.planting`): one job per run of a planted
+session (:class:`~echoprep.plan.families.planted.PlantedRules`), a chain of the stage commands
+the run's real chains run, with the same options: the planted echoes, NORDIC, the resampling,
+tedana, then each variant's half difference (written to the work folder, temporary), then the
+job's private folder removed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from echoprep import resources as res
+from echoprep.io.paths import sidecar_path
+from echoprep.io.rule_logs import RUN_KEY
+from echoprep.options import options_json
+from echoprep.plan.context import Files, PlanContext, words
+from echoprep.plan.families.combine import CombineRules
+from echoprep.plan.families.glm import GlmRules
+from echoprep.plan.families.planted import COMBINES, PLANTED_FOLDER, PlantedRules
+from echoprep.plan.families.spatial import SpatialRules
+from echoprep.plan.rule import Family, RuleDef, RuleFiles
+from echoprep.variants import Variant
+
+
+def _run_mb(family: Any, wc: Any, attempt: int) -> int:
+    """NORDIC's memory of one echo, or one echo's planted series four times and tedana's run
+    (six float32 copies of the echoes), whichever is larger."""
+    size = family.ctx.job_run_size(wc)
+    return max(res.nordic_mb(size, 1), res.run_mb(size, 6)) * attempt
+
+
+PLANTED_RUN = RuleDef(
+    name="planted_run",
+    doc=(
+        "A comparison run's own chains run on its echoes with the planted responses added and "
+        "subtracted, and each variant's half difference"
+    ),
+    level="run",
+    log=(PLANTED_FOLDER, RUN_KEY, "run"),
+    # the default config's chain (the family builds it for the config: PlantedRules._steps)
+    command=(
+        "mkdir -p {params.tmp:q} && python -m echoprep planted echoes ... && python -m echoprep"
+        " nordic ... && python -m echoprep combine denoised ... && python -m echoprep planted"
+        " difference ... && rm -rf {params.tmp:q}"
+    ),
+    message="Planted responses {wildcards.run_prefix}",
+    memory=_run_mb,
+    # NORDIC twice per echo, two resamplings per side, tedana twice per side
+    minutes=60,
+    threads=2,
+    scale="run",
+    env="tedana",
+    subshell=True,
+)
+#: The two plantings and their names in the work folder.
+SIGNS = {"+": "plus", "-": "minus"}
+
+
+class PlantedRunRules(Family):
+    """The planted run rule (module docstring)."""
+
+    RULES = (PLANTED_RUN,)
+
+    def __init__(
+        self,
+        ctx: PlanContext,
+        planted: PlantedRules,
+        combine: CombineRules,
+        spatial: SpatialRules,
+        glm: GlmRules,
+    ) -> None:
+        super().__init__(ctx)
+        self.planted = planted
+        self.combine = combine
+        self.spatial = spatial
+        self.glm = glm
+
+    def planted_run(self) -> RuleFiles:
+        return RuleFiles(
+            self._run_inputs,
+            self._run_outputs(),
+            {
+                "tmp": self._tmp,
+                "echo_times": lambda wc: words(f"{t:.6g}" for t in self.ctx.run_of(wc).echo_times),
+                "tr": lambda wc: self.ctx.run_of(wc).repetition_time,
+                "series_tr": lambda wc: self.combine.series_tr(wc),
+                "slice_timing": self._slice_timing,
+                "noise_volumes": self.spatial.noise_volumes("raw"),
+                "run_label": lambda wc: self.planted.run_label(self.ctx.run_of(wc)),
+                "phase": self._phase,
+                "ref_xfm": self._ref_xfm,
+                "single_echo": self.config["single_echo"]["echo"],
+                "nordic_options": self.ctx.options("nordic"),
+                "spatial_options": self.ctx.options("spatial"),
+                "seed": self.ctx.seed(),
+                **self._side_params(),
+            },
+            env="tedana",
+            command=" && ".join(self._steps()),
+        )
+
+    def _sides(self) -> list[str]:
+        """The sides the comparison fits (NORDIC off and, when enabled, on)."""
+        return list(self.ctx.nordic_variants)
+
+    def _combines(self) -> list[str]:
+        return [c for c in self.config["variants"]["combine"] if c in COMBINES]
+
+    def _steps(self) -> list[str]:
+        """The job's commands for this config: the planted echoes, each side's chain on both
+        (NORDIC; the resampling; tedana), each variant's half difference, the cleanup."""
+        spatial = self.config["spatial"]["enabled"]
+        grid = " --geometry {input.geometry:q} --grid {input.grid:q} {params.ref_xfm}"
+        steps = [
+            "mkdir -p {params.tmp:q}",
+            "python -m echoprep planted echoes --mag {input.mag:q} --te {params.echo_times}"
+            " --tr {params.tr} {params.slice_timing} --noise-volumes {params.noise_volumes}"
+            " --design {input.design:q} --trials {input.trials:q} --run-label"
+            " {params.run_label}" + (grid if spatial else "") + " --plus {params.raw_plus}"
+            " --minus {params.raw_minus}",
+        ]
+        for sign in SIGNS.values():
+            if "nordic" in self._sides():
+                steps.append(
+                    f"python -m echoprep nordic --mag {{params.raw_{sign}}} {{params.phase}}"
+                    " --te {params.echo_times} --tr {params.tr} --options-json"
+                    " {params.nordic_options:q} --seed {params.seed} --threads {params.threads}"
+                    f" --out {{params.nordic_{sign}_out}}"
+                )
+            for side in self._sides() if spatial else ():
+                steps.append(
+                    f"python -m echoprep spatial resample --echo {{params.{side}_{sign}}}"
+                    + grid
+                    + f" --te {{params.echo_times}} --drop-volumes {{params.{side}_noise}}"
+                    " --options-json {params.spatial_options:q} --threads {params.threads}"
+                    f" --out {{params.{side}_{sign}_grid_out}}"
+                )
+            for side in self._sides() if "denoised" in self._combines() else ():
+                steps.append(
+                    f"python -m echoprep combine denoised --echo {{params.{side}_{sign}_final}}"
+                    f" --te {{params.echo_times}} --tr {{params.series_tr}} --drop-volumes"
+                    f" {{params.{side}_drop}} --options-json {{params.{side}_tedana_options:q}}"
+                    + (" --nordic {params.raw_components}" if side == "nordic" else "")
+                    + " --seed {params.seed} --work-dir"
+                    " {params.tmp:q} --threads {params.threads}"
+                    f" --out bold={{params.{side}_{sign}_denoised:q}}"
+                )
+        for side in self._sides():
+            for combine in self._combines():
+                key = f"{side}_{combine}"
+                series = "denoised" if combine == "denoised" else "final"
+                optcom = (
+                    f" --t2star {{input.{side}_t2star:q}} --good-echoes {{input.{side}_mask:q}}"
+                    if combine == "optcom"
+                    else ""
+                )
+                steps.append(
+                    f"python -m echoprep planted difference --variant {side}-{combine}"
+                    f" --plus {{params.{side}_plus_{series}}} --minus"
+                    f" {{params.{side}_minus_{series}}} --te {{params.echo_times}}"
+                    f" --single-echo {{params.single_echo}} --drop-volumes {{params.{side}_drop}}"
+                    f"{optcom} --design {{input.design:q}} --out {{output.{key}:q}}"
+                )
+        steps.append("rm -rf {params.tmp:q}")
+        return steps
+
+    def _tmp(self, wc: Any) -> str:
+        """The job's private folder for its signed series (removed at its end)."""
+        return str(Path(self.config["work_dir"]) / "tmp" / PLANTED_FOLDER / wc.run_prefix)
+
+    def _echo_paths(self, wc: Any, folder: str) -> list[str]:
+        n = len(self.ctx.run_of(wc).echoes)
+        return [str(Path(self._tmp(wc)) / folder / f"echo-{e}.nii") for e in range(1, n + 1)]
+
+    def _side_params(self) -> dict[str, Any]:
+        """Per side and sign: its echoes in the run's grid (``<side>_<sign>``), on the
+        functional grid (``<side>_<sign>_final``), their ``--out`` words where a step writes
+        them, the ICA-denoised series; per side the noise volumes, its combine step's drop,
+        tedana's options and flags."""
+        spatial = self.config["spatial"]["enabled"]
+        params: dict[str, Any] = {}
+
+        def paths(folder: str) -> Any:
+            return lambda wc: words(self._echo_paths(wc, folder))
+
+        def out(folder: str) -> Any:
+            return lambda wc: words(f"bold={p}" for p in self._echo_paths(wc, folder))
+
+        for side in self._sides():
+            for sign in SIGNS.values():
+                params[f"{side}_{sign}"] = paths(f"{side}-{sign}")
+                final = f"{side}-{sign}-grid" if spatial else f"{side}-{sign}"
+                params[f"{side}_{sign}_final"] = paths(final)
+                if side == "nordic":
+                    params[f"nordic_{sign}_out"] = out(f"nordic-{sign}")
+                if spatial:
+                    params[f"{side}_{sign}_grid_out"] = out(final)
+                params[f"{side}_{sign}_denoised"] = lambda wc, side=side, sign=sign: str(
+                    Path(self._tmp(wc)) / f"{side}-{sign}-denoised.nii.gz"
+                )
+            params[f"{side}_noise"] = self.spatial.noise_volumes(side)
+            params[f"{side}_drop"] = 0 if spatial else self.spatial.noise_volumes(side)
+            opts = dict(self.config["tedana"])
+            if side != "nordic":
+                opts.pop("nordic_tedpca", None)
+            params[f"{side}_tedana_options"] = options_json(opts)
+        if "nordic" in self._sides():
+            params["raw_components"] = self._raw_components
+        return params
+
+    @staticmethod
+    def _raw_components(wc: Any, input: Any) -> str:
+        """``--raw-components`` with the NORDIC-off run's ICA sidecar, whose component count a
+        NORDIC run's ICA uses (``tedana.nordic_tedpca: raw_run``), or nothing."""
+        if "raw_mixing" not in input.keys():
+            return ""
+        return words(["--raw-components", sidecar_path(input.raw_mixing)])
+
+    def _run_inputs(self, wc: Any) -> dict[str, Any]:
+        run = self.ctx.run_of(wc)
+        sub, ses = run.subject, run.session
+        ref = Variant(self.planted.reference_variant(sub, ses))
+        files: dict[str, Any] = {
+            "mag": [str(e.mag) for e in run.echoes],
+            "design": self.planted.design_outputs(sub, ses)["design"],
+            "trials": self.glm.outputs(ref.nordic, ref.combine, sub, ses)["trials"],
+        }
+        phases = [e.phase for e in run.echoes]
+        if not self.config["nordic"]["magnitude_only"] and all(p is not None for p in phases):
+            files["phase"] = [str(p) for p in phases]
+        if "optcom" in self._combines():
+            for side in self._sides():
+                opt = self.combine.outputs("optcom", run, side)
+                files[f"{side}_t2star"] = opt["t2star"]
+                files[f"{side}_mask"] = opt["mask"]
+        if (
+            "nordic" in self._sides()
+            and "denoised" in self._combines()
+            and self.config["tedana"]["nordic_tedpca"] == "raw_run"
+        ):
+            files["raw_mixing"] = self.combine.outputs("denoised", run, "raw")["mixing"]
+        if self.config["spatial"]["enabled"]:
+            files.update(self.spatial.resample_grid_inputs(run))
+        return files
+
+    def _phase(self, wc: Any, input: Any) -> str:
+        """``--phase`` with the run's raw phase (NORDIC's complex mode), or nothing."""
+        return words(["--phase", *input.phase]) if "phase" in input.keys() else ""
+
+    def _ref_xfm(self, wc: Any, input: Any) -> str:
+        """``--ref-xfm`` with the grid's transform (T1w output), or nothing."""
+        return words(["--ref-xfm", input.xfm]) if "xfm" in input.keys() else ""
+
+    def _slice_timing(self, wc: Any) -> str:
+        """``--slice-timing`` with the run's SliceTiming, or nothing."""
+        st = self.ctx.run_of(wc).slice_timing
+        return words(["--slice-timing", *[f"{t:.6g}" for t in st]]) if st else ""
+
+    def _run_outputs(self) -> Files:
+        """Every variant's planted series of a run, as patterns (keys ``<nordic>_<combine>``);
+        temporary: the planted betas are what the comparison reads."""
+        temp = self.ctx.hooks.temp
+        out: Files = {}
+        for side in self._sides():
+            for combine in self._combines():
+                path = self.planted.series(None, Variant.of(side, combine))
+                out[f"{side}_{combine}"] = temp(path) if temp is not None else path
+        return out
+
+
+__all__ = ["PLANTED_RUN", "SIGNS", "PlantedRunRules"]

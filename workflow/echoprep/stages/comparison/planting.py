@@ -1,0 +1,412 @@
+"""Responses planted into a comparison session's own echoes (``echoprep planted``).
+
+Three steps; between the last two the run's own chains run on the planted echoes, as the
+same stage commands with the same options as the run's real chains (the plan joins them into
+one ``planted_run`` job per run, docs/comparison.md, "Responses planted in your data"):
+
+- ``design`` (:mod:`.planted_design`): the session's planted responses;
+- ``echoes``: a run's raw magnitude echoes with the planted responses added (``+``) and
+  subtracted (``-``) as an R2* change, written to a folder of the work folder (never to the
+  input dataset). The responses are defined on the functional grid: each trial's planted
+  amplitude times its voxel's HRF at the voxel's acquisition times
+  (:func:`echoprep.kernels.planted.delta_r2star`), brought into the run's own grid volume by
+  volume through the run's transform chain (:func:`echoprep.kernels.planted.splat`; without
+  spatial preprocessing the grids are one). The phase is left alone;
+- ``difference``: after NORDIC, the resampling and tedana have run on both signed series,
+  half their difference per variant: the single echo's; the optimal combination's with the
+  weights of the run's own T2* map and adaptive mask (linear in the echoes); the
+  ICA-denoised series' (tedana ran on each signed series with the run's options: its
+  components adapt to what it is given, as they adapt to the session's own responses).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from echoprep.io.arguments import key_paths
+from echoprep.io.events import read_trials
+from echoprep.io.geometry import build_chain, load_geometry
+from echoprep.io.images import StageInputError, atomic_save, float_image, load_image, read_array
+from echoprep.io.sidecars import write_sidecar
+from echoprep.kernels.planted import delta_r2star, optcom_weights, planted_magnitude, splat
+from echoprep.stages.comparison.planted_design import make_design, read_design
+
+log = logging.getLogger(__name__)
+
+#: The slice axis of a raw series (discovery checks SliceTiming along it).
+SLICE_AXIS = 2
+#: The two plantings.
+SIGNS = {"+": 1.0, "-": -1.0}
+
+
+def _run_trials(trials: Path, run_label: str) -> tuple[np.ndarray, np.ndarray]:
+    """Onsets (s) and image labels of the run's trials."""
+    table = read_trials(trials, required=("run", "label", "onset"), fix="Fix: rerun the GLM stage.")
+    rows = table[table["run"].astype(str) == str(run_label)]
+    if rows.empty:
+        raise StageInputError(
+            f"{trials}: expected trials of run {run_label}; found none (runs "
+            f"{sorted(set(table['run'].astype(str)))}). Fix: pass the trials table of the "
+            "session this run belongs to."
+        )
+    return rows["onset"].to_numpy(float), rows["label"].astype(str).to_numpy()
+
+
+def native_delta(
+    design: Mapping[str, Any],
+    onsets: np.ndarray,
+    labels: np.ndarray,
+    native_shape: Sequence[int],
+    native_affine: np.ndarray,
+    n_volumes: int,
+    tr: float,
+    slice_times: np.ndarray,
+    slice_axis: int = SLICE_AXIS,
+    chain: Any = None,
+) -> np.ndarray:
+    """The planted R2* change of a run on its own grid, ``(x, y, z, t)`` float32, s^-1.
+
+    Parameters
+    ----------
+    design
+        :func:`.planted_design.read_design`.
+    onsets, labels
+        The run's trials (s, image labels); trials of images without a planted response carry
+        none.
+    native_shape, native_affine
+        The run's own grid.
+    n_volumes, tr
+        Volumes that receive the responses (noise volumes excluded) and the repetition time.
+    slice_times, slice_axis
+        Acquisition time of each slice within the TR (s) and the slices' axis.
+    chain
+        The run's transform chain into the functional grid (:func:`echoprep.io.geometry.
+        build_chain`); None: the functional grid is the run's own grid.
+    """
+    voxels = np.asarray(design["voxels"], np.int64)
+    shape = tuple(int(s) for s in design["shape"])
+    column = {str(lab): i for i, lab in enumerate(design["images"])}
+    cols = np.array([column.get(str(lab), -1) for lab in labels], dtype=np.int64)
+    keep = cols >= 0
+    amplitudes = np.asarray(design["planted"], np.float64)[:, cols[keep]]
+    amplitudes *= float(design["factor"])
+    flat = np.ravel_multi_index(tuple(voxels.T), shape)
+    if chain is None:
+        same = tuple(native_shape) == shape
+        if not same or not np.allclose(native_affine, design["affine"], atol=1e-3):
+            raise StageInputError(
+                f"the run's grid {tuple(native_shape)} is not the planted design's functional "
+                f"grid {shape}. Fix: rerun planted_design after the GLM of this session."
+            )
+        coords0 = voxels.T.astype(np.float64)
+    else:
+        coords0 = chain.volume_coordinates(0)[:, flat]
+    slices = np.clip(np.rint(coords0[slice_axis]).astype(np.int64), 0, len(slice_times) - 1)
+    dr2 = delta_r2star(
+        amplitudes,
+        onsets[keep],
+        np.asarray(design["hrf"]),
+        np.asarray(slice_times, np.float64)[slices],
+        n_volumes,
+        tr,
+        float(design["stimdur"]),
+        float(design["te_ref"]),
+    )
+    out = np.zeros((*tuple(native_shape), n_volumes), dtype=np.float32)
+    if chain is None:
+        out[tuple(voxels.T)] = dr2
+        return out
+    for t in range(n_volumes):
+        out[..., t] = splat(dr2[:, t], chain.volume_coordinates(t)[:, flat].T, native_shape)
+    return out
+
+
+def plant_echoes(
+    magnitude: Sequence[str | Path],
+    echo_times: Sequence[float],
+    repetition_time: float,
+    design_file: str | Path,
+    trials: str | Path,
+    run_label: str,
+    outputs: Mapping[str, Sequence[str | Path]],
+    *,
+    slice_timing: Sequence[float] | None = None,
+    noise_volumes: int = 0,
+    geometry: str | Path | None = None,
+    grid: str | Path | None = None,
+    ref_xfm: str | Path | None = None,
+) -> dict[str, list[Path]]:
+    """Write a run's echoes with the planted responses added (``+``) and subtracted (``-``).
+
+    Parameters
+    ----------
+    magnitude
+        The run's raw magnitude per echo (echo-time order); read only.
+    echo_times, repetition_time
+        s.
+    design_file, trials, run_label
+        The session's planted design, the trials table of its fits and this run's label there.
+    outputs
+        ``"+"`` and ``"-"`` -> one path per echo (float32 copies of the echoes).
+    slice_timing
+        The run's SliceTiming (s; slices along the third axis); None: all at the volume start.
+        With ``geometry`` the geometry's own slice timing is used.
+    noise_volumes
+        Trailing noise volumes (no planted response in them).
+    geometry, grid, ref_xfm
+        The run's geometry, the functional grid image and its ``from-boldref_to-T1w`` matrix
+        (spatial preprocessing); None: the echoes are on the functional grid already.
+    """
+    mags = [Path(m) for m in magnitude]
+    design = read_design(design_file)
+    first = load_image(mags[0], "magnitude series", ndim=4)
+    onsets, labels = _run_trials(Path(trials), run_label)
+    chain = None
+    axis = SLICE_AXIS
+    if geometry is not None:
+        geo = load_geometry(geometry)
+        grid_img = load_image(grid, "output grid image")
+        ref_from_out = np.eye(4) if ref_xfm is None else np.loadtxt(ref_xfm).reshape(4, 4)
+        chain = build_chain(geo, grid_img.shape, grid_img.affine, ref_from_out)
+        axis = int(geo["slice_axis"])
+        slice_timing = list(np.asarray(geo["slice_timing"], np.float64))
+    nz = first.shape[axis]
+    st = np.zeros(nz) if not slice_timing else np.asarray(slice_timing, np.float64)
+    if st.size != nz:
+        raise StageInputError(
+            f"{mags[0]}: SliceTiming has {st.size} entries; the series has {nz} slices. Fix: "
+            "correct the sidecar's SliceTiming."
+        )
+    n_signal = first.shape[3] - int(noise_volumes)
+    delta = native_delta(
+        design,
+        onsets,
+        labels,
+        first.shape[:3],
+        first.affine,
+        n_signal,
+        repetition_time,
+        st,
+        axis,
+        chain,
+    )
+    if noise_volumes:
+        pad = np.zeros((*delta.shape[:3], int(noise_volumes)), np.float32)
+        delta = np.concatenate([delta, pad], axis=3)
+    written: dict[str, list[Path]] = {}
+    for sign, paths in outputs.items():
+        if len(paths) != len(mags):
+            raise StageInputError(f"{sign}: expected {len(mags)} output paths; got {len(paths)}")
+        written[sign] = []
+        for mag_path, te, out in zip(mags, echo_times, paths, strict=True):
+            img = load_image(mag_path, "magnitude series", ndim=4)
+            series = planted_magnitude(read_array(img), delta, te, SIGNS[sign])
+            atomic_save(float_image(series, img), out)
+            written[sign].append(Path(out))
+    log.info(
+        "planted %d images into run %s (factor %.3f)",
+        len(design["images"]),
+        run_label,
+        float(design["factor"]),
+    )
+    return written
+
+
+def _load(path: str | Path) -> np.ndarray:
+    return np.asarray(np.asanyarray(load_image(path, "planted series", ndim=4).dataobj), np.float64)
+
+
+def planted_difference(
+    variant: str,
+    plus: Sequence[str | Path],
+    minus: Sequence[str | Path],
+    output: str | Path,
+    *,
+    echo_times: Sequence[float],
+    single_echo: int = 2,
+    drop_volumes: int = 0,
+    t2star: str | Path | None = None,
+    good_echoes: str | Path | None = None,
+    factor: float | None = None,
+) -> Path:
+    """Half the difference of a variant's two signed series: what the variant's series carries
+    of the planted responses.
+
+    Parameters
+    ----------
+    variant
+        ``<nordic>-<combine>``.
+    plus, minus
+        ``single``, ``optcom``: the side's echoes (functional grid) of each sign;
+        ``denoised``: the ICA-denoised series of each sign (one path).
+    output
+        The series to write (with a sidecar).
+    echo_times, single_echo
+        Echo times (s) and the single echo (1-based).
+    drop_volumes
+        Trailing noise volumes to leave out of the echoes (the real chain's combine step's).
+    t2star, good_echoes
+        The run's T2* map and adaptive mask of this side (``optcom``).
+    factor
+        The planting factor (recorded).
+    """
+    combine = variant.split("-", 1)[1]
+    ref = load_image(plus[0], "planted series", ndim=4)
+
+    def cut(x: np.ndarray) -> np.ndarray:
+        return x[..., : x.shape[3] - int(drop_volumes)] if drop_volumes else x
+
+    if combine == "single":
+        diff = cut((_load(plus[single_echo - 1]) - _load(minus[single_echo - 1])) / 2)
+    elif combine == "optcom":
+        if t2star is None or good_echoes is None:
+            raise StageInputError(
+                f"{variant}: the optimal combination needs the run's T2* map and adaptive mask. "
+                "Fix: pass --t2star and --good-echoes."
+            )
+        t2 = np.asarray(load_image(t2star, "T2* map").dataobj, np.float64)
+        good = np.asarray(load_image(good_echoes, "adaptive mask").dataobj)
+        weights = optcom_weights(t2.ravel(), good.ravel(), echo_times)
+        total = None
+        for e in range(len(echo_times)):
+            d = cut((_load(plus[e]) - _load(minus[e])) / 2)
+            part = d.reshape(-1, d.shape[3]) * weights[:, e : e + 1]
+            total = part if total is None else total + part
+        assert total is not None
+        diff = total.reshape(*t2.shape[:3], -1)
+    elif combine == "denoised":
+        diff = (_load(plus[0]) - _load(minus[0])) / 2
+    else:
+        raise StageInputError(f"{variant}: unknown echo handling {combine!r}")
+    out = atomic_save(float_image(diff, ref), output)
+    write_sidecar(
+        out,
+        sources=[*map(Path, plus), *map(Path, minus)]
+        + ([Path(t2star), Path(good_echoes)] if t2star and good_echoes else []),
+        parameters={"single_echo": single_echo, "drop_volumes": drop_volumes},
+        extra={
+            "Description": f"what the {variant} series of the run carries of the planted "
+            "responses: half the difference of its chain run on the echoes with them added "
+            "and subtracted",
+            "PlantingFactor": factor,
+        },
+    )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``echoprep planted`` sub-commands to a parser."""
+    sub = parser.add_subparsers(dest="planted_step", required=True)
+    d = sub.add_parser("design", help="the planted responses of one comparison session")
+    d.add_argument("--reference", type=Path, required=True, help="type-B betas (4D)")
+    d.add_argument("--trials", type=Path, required=True, help="their trials table")
+    d.add_argument("--summary", type=Path, required=True, help="their fit's summary")
+    d.add_argument("--hrf", type=Path, nargs="+", required=True, help="HRF map per variant")
+    d.add_argument("--fit-mask", type=Path, nargs="+", required=True, help="fit mask per variant")
+    d.add_argument("--mask", type=Path, required=True, help="the session's analysis mask")
+    d.add_argument("--roi", type=Path, required=True, help="the visual ROI")
+    d.add_argument("--te-ref", type=float, required=True, help="echo time of the reference, s")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--options-json", default=None, help="the comparison: section as JSON")
+    d.add_argument("--out", nargs="+", required=True, metavar="design=PATH")
+
+    e = sub.add_parser("echoes", help="a run's echoes with the planted responses (+ and -)")
+    e.add_argument("--mag", type=Path, nargs="+", required=True, help="raw magnitude per echo")
+    e.add_argument("--te", type=float, nargs="+", required=True, help="echo times, s")
+    e.add_argument("--tr", type=float, required=True, help="repetition time, s")
+    e.add_argument("--slice-timing", type=float, nargs="+", default=None, help="SliceTiming, s")
+    e.add_argument("--noise-volumes", type=int, default=0)
+    e.add_argument("--design", type=Path, required=True)
+    e.add_argument("--trials", type=Path, required=True)
+    e.add_argument("--run-label", required=True)
+    e.add_argument("--geometry", type=Path, default=None)
+    e.add_argument("--grid", type=Path, default=None)
+    e.add_argument("--ref-xfm", type=Path, default=None)
+    e.add_argument("--plus", type=Path, nargs="+", required=True, help="output per echo, +")
+    e.add_argument("--minus", type=Path, nargs="+", required=True, help="output per echo, -")
+
+    f = sub.add_parser("difference", help="half the difference of a variant's two series")
+    f.add_argument("--variant", required=True)
+    f.add_argument("--plus", type=Path, nargs="+", required=True)
+    f.add_argument("--minus", type=Path, nargs="+", required=True)
+    f.add_argument("--te", type=float, nargs="+", required=True)
+    f.add_argument("--single-echo", type=int, default=2)
+    f.add_argument("--drop-volumes", type=int, default=0)
+    f.add_argument("--t2star", type=Path, default=None)
+    f.add_argument("--good-echoes", type=Path, default=None)
+    f.add_argument("--design", type=Path, default=None, help="the design (its factor, recorded)")
+    f.add_argument("--out", type=Path, required=True)
+    return parser
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Run the chosen ``echoprep planted`` step; exit status 0."""
+    if args.planted_step == "design":
+        from echoprep.stages.comparison import planted_options, stage_options
+
+        opts = planted_options(stage_options(json.loads(args.options_json or "{}")))
+        make_design(
+            args.reference,
+            args.trials,
+            args.hrf,
+            args.fit_mask,
+            args.mask,
+            args.roi,
+            key_paths(args.out, keys=("design",))["design"],
+            te_ref=args.te_ref,
+            stimdur=float(json.loads(args.summary.read_text())["StimulusDuration_s"]),
+            seed=args.seed,
+            amplitude=opts["amplitude"],
+        )
+    elif args.planted_step == "echoes":
+        plant_echoes(
+            args.mag,
+            args.te,
+            args.tr,
+            args.design,
+            args.trials,
+            args.run_label,
+            {"+": args.plus, "-": args.minus},
+            slice_timing=args.slice_timing,
+            noise_volumes=args.noise_volumes,
+            geometry=args.geometry,
+            grid=args.grid,
+            ref_xfm=args.ref_xfm,
+        )
+    else:
+        factor = float(read_design(args.design)["factor"]) if args.design else None
+        planted_difference(
+            args.variant,
+            args.plus,
+            args.minus,
+            args.out,
+            echo_times=args.te,
+            single_echo=args.single_echo,
+            drop_volumes=args.drop_volumes,
+            t2star=args.t2star,
+            good_echoes=args.good_echoes,
+            factor=factor,
+        )
+    return 0
+
+
+__all__ = [
+    "SIGNS",
+    "SLICE_AXIS",
+    "add_arguments",
+    "native_delta",
+    "plant_echoes",
+    "planted_difference",
+    "run_from_args",
+]
