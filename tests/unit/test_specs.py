@@ -23,7 +23,7 @@ from echoprep.plan import Plan, PlanError, RuleHooks, RuleSpec
 from echoprep.plan.chains import CHAIN_RULES
 from echoprep.plan.front import FAMILIES, rule_definitions
 from echoprep.plan.rule import NO_JOBS, RuleDef, declared_outputs, sidecars_of, without_sidecars
-from helpers.bidstree import make_bids_tree
+from helpers.bidstree import make_bids_tree, write_freesurfer_subject
 from helpers.plans import make_plan, plan_config
 from helpers.snake import ROOT, RULE_FILES, planned_outputs, wildcard_constraints
 
@@ -47,6 +47,8 @@ def bids(tmp_path_factory) -> Path:
     # two runs: a session's held-out fit (glm_heldout) needs two
     root = tmp_path_factory.mktemp("specs") / "bids"
     make_bids_tree(root, subjects=("01",), sessions=("01", "02"), runs=("01", "02"), data=False)
+    # a FreeSurfer subject: jobs of the surface rules
+    write_freesurfer_subject(root / "derivatives" / "freesurfer" / "sub-01")
     return root
 
 

@@ -262,7 +262,8 @@ def read_gifti_data(path: str | Path) -> np.ndarray:
     img = _load_gifti(Path(path))
     if not img.darrays:
         raise FreeSurferError(f"{path}: expected a GIFTI file with data arrays; found none")
-    return np.asarray(img.agg_data())
+    arrays = [np.asarray(d.data) for d in img.darrays]
+    return arrays[0] if len(arrays) == 1 else np.stack(arrays, axis=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,6 +299,9 @@ def write_surface(
 def write_func(values: np.ndarray, out: str | Path, *, hemi: str) -> Path:
     """Write vertex data as a functional GIFTI (``.func.gii``) atomically.
 
+    The data arrays are written one after another (GZipBase64Binary), so memory holds one
+    column's encoding at a time, not the whole file's.
+
     Parameters
     ----------
     values
@@ -308,16 +312,45 @@ def write_func(values: np.ndarray, out: str | Path, *, hemi: str) -> Path:
     data = np.asarray(values, np.float32)
     columns = data[:, None] if data.ndim == 1 else data
     structure = {"L": "CortexLeft", "R": "CortexRight"}[hemi]
-    arrays = [
-        gifti.GiftiDataArray(
-            np.ascontiguousarray(columns[:, k]),
-            intent="NIFTI_INTENT_NONE",
-            datatype="NIFTI_TYPE_FLOAT32",
-        )
-        for k in range(columns.shape[1])
-    ]
-    img = gifti.GiftiImage(darrays=arrays, meta={"AnatomicalStructurePrimary": structure})
-    return _save(img, out)
+    meta = gifti.GiftiMetaData({"AnatomicalStructurePrimary": structure})
+    text = gifti.GiftiImage(meta=meta).to_xml()
+    head, tail = text.rsplit(b"</GIFTI>", 1)
+    head = head.replace(
+        b'NumberOfDataArrays="0"', f'NumberOfDataArrays="{columns.shape[1]}"'.encode()
+    )
+    out = Path(out)
+    with atomic_path(out) as tmp, open(tmp, "wb") as fh:
+        fh.write(head)
+        for k in range(columns.shape[1]):
+            array = gifti.GiftiDataArray(
+                np.ascontiguousarray(columns[:, k]),
+                intent="NIFTI_INTENT_NONE",
+                datatype="NIFTI_TYPE_FLOAT32",
+            )
+            fh.write(array.to_xml())
+        fh.write(b"</GIFTI>" + tail)
+    return out
+
+
+def write_label(vertices: np.ndarray, coords: np.ndarray, out: str | Path) -> Path:
+    """Write a FreeSurfer ``.label`` (ASCII: vertex number, x, y, z, value 0) atomically.
+
+    Parameters
+    ----------
+    vertices
+        ``(N,)`` vertex numbers.
+    coords
+        ``(N, 3)`` their coordinates (mm; FreeSurfer writes white-surface tkr-RAS).
+    """
+    vertices = np.asarray(vertices, np.int64)
+    coords = np.asarray(coords, float).reshape(len(vertices), 3)
+    lines = [f"#!ascii label from echoprep\n{len(vertices)}\n"]
+    rows = zip(vertices, coords, strict=True)
+    lines += [f"{v} {x:.3f} {y:.3f} {z:.3f} 0.0000000000\n" for v, (x, y, z) in rows]
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        tmp.write_text("".join(lines))
+    return out
 
 
 def _save(img: gifti.GiftiImage, out: str | Path) -> Path:
@@ -482,5 +515,6 @@ __all__ = [
     "surface_vertex_count",
     "tkr_to_scanner",
     "write_func",
+    "write_label",
     "write_surface",
 ]

@@ -32,6 +32,7 @@ from echoprep.simulate.anatomy import (
 from echoprep.simulate.anatomy_files import anatomy_options, write_anatomy
 from echoprep.simulate.design import HRF_PEAKS, session_design, single_trial_betas
 from echoprep.simulate.fieldmaps import FIELDMAP_KINDS, write_epi_pair, write_gre_fieldmap
+from echoprep.simulate.freesurfer import write_freesurfer
 from echoprep.simulate.geometry import (
     PE_DIRECTION,
     PE_SIGN,
@@ -119,6 +120,7 @@ def simulate_dataset(
     t2w: bool = False,
     anat_session: str | None = None,
     gradient_nonlinearity: bool = False,
+    freesurfer: bool = True,
 ) -> Path:
     """Write a simulated raw BIDS dataset with ground truth; see :mod:`echoprep.simulate`.
 
@@ -181,6 +183,10 @@ def simulate_dataset(
         BOLD, SBRefs and GRE fieldmaps acquired with a nonlinear coil (not the anatomy, not
         with ``fieldmap_kind="epi"``; :mod:`echoprep.simulate.gradient_coil`); the motion and
         the field of every volume are then in the truth for every run.
+    freesurfer
+        Also a FreeSurfer-like subject per participant in ``derivatives/freesurfer/``
+        (:mod:`echoprep.simulate.freesurfer`: ``orig.mgz``, white, pial, ``sphere.reg`` on
+        fsaverage5, inflated), read by the surface rules (docs/surface.md).
 
     Returns
     -------
@@ -244,6 +250,8 @@ def simulate_dataset(
     if field_dynamics:
         params["field_dynamics"] = True
     params |= anat_params
+    if not freesurfer:
+        params["freesurfer"] = False
     if n_fmaps:
         params |= {"fieldmaps_per_session": n_fmaps, "field_drift": FIELD_DRIFT_HZ_PER_MIN}
     grid = functional_grid(p)
@@ -300,6 +308,7 @@ def simulate_dataset(
             (fieldmap_kind, bool(field_dynamics), n_fmaps),
             (t1w_kind, bool(t2w), anat_session),
             points,
+            freesurfer=freesurfer,
         )
         log.info("sub-%s written in %.1f s", lab, time.perf_counter() - t0)
     _update_participants(root, seed, labels)
@@ -395,17 +404,22 @@ def _simulate_subject(
     field: tuple[str, bool, int] = ("phasediff", False, 0),
     anatomy: tuple[str, bool, str | None] = ("mprage", False, None),
     points: np.ndarray | None = None,
+    *,
+    freesurfer: bool = True,
 ) -> None:
     """Write one subject: ``counts`` = (sessions, runs), ``options`` = (motion, fieldmap,
     distortion, phase); ``field`` = (fieldmap_kind, field_dynamics, fieldmaps_per_session)
     of :func:`simulate_dataset`; ``anatomy`` = (t1w_kind, t2w, anat_session); ``points``:
-    the gradient coil's true positions of the grid voxels, or None."""
+    the gradient coil's true positions of the grid voxels, or None; ``freesurfer``: write
+    the FreeSurfer-like subject."""
     fieldmap_kind, field_dynamics, n_fmaps = field
     n_ses, n_runs = counts
     motion, fieldmap, distortion, phase = options
     label = f"{sub:02d}"
     anat = subject_anatomy(p, seed, sub, response)
-    write_anatomy(root, p, seed, sub, *anatomy)
+    written = write_anatomy(root, p, seed, sub, *anatomy)
+    if freesurfer:
+        write_freesurfer(root, p, seed, sub, written[0])
     for ses in range(1, n_ses + 1):
         ses_label = f"{ses:02d}"
         design = session_design(p, n_runs, seed, sub, ses)
