@@ -30,8 +30,9 @@ from helpers.snake import ROOT, RULE_FILES, planned_outputs, wildcard_constraint
 PACKAGE = ROOT / "workflow" / "echoprep"
 FAMILY_DIR = PACKAGE / "plan" / "families"
 #: Config under which the rules that have no jobs by default have some (spatial_run: no chain
-#: runs in every session; single_echo and optcom: some side does not fold them).
-EVERY_RULE = {"nordic": {"enabled": False}}
+#: runs in every session; single_echo and optcom: some side does not fold them; surface_bold:
+#: the series on the surfaces asked for).
+EVERY_RULE = {"nordic": {"enabled": False}, "surface": {"bold": True}}
 #: Configs whose jobs, together, are jobs of every rule (on :func:`bids`, with a user ROI):
 #: spatial preprocessing off leaves the raw side without a chain, so its optimal combination
 #: is a job of ``optcom`` (which the two above fold into a chain).

@@ -222,6 +222,10 @@ def _outputs() -> tuple[Output, ...]:
         o("surface", "r2mean", **surf, level="subject",
           entities={**on_surface, "stat": "rsquare", "desc": "R2mean"},
           description="mean R² over sessions (percent) on the surface"),
+        o("surface", "bold", _in("combine"), "run", "bold", ".func.gii",
+          entities={**on_surface, "desc": "{combine}"},
+          description="an echo-handling series on the surface (surface.bold), one data array "
+          "per volume; NaN outside the field of view or the brain mask"),
         # ROIs
         o("rois", "mask", _in("rois"), "subject", "mask", ".nii.gz", spatial=True,
           entities={"res": "{res}", "label": "{label}"}, datatype="{category}",

@@ -118,7 +118,13 @@ class Plan:
         self.chain_rules = ChainRules(ctx, chains, self.spatial, self.combine, self.definition)
         self.glm = GlmRules(ctx, fitted, self.combine, self.spatial)
         self.nc = NoiseCeilingRules(ctx, fitted, self.glm)
-        self.surface = SurfaceRules(ctx, fitted, self.surfaces, self.anatomy, self.glm, self.nc)
+        self.surface = SurfaceRules(
+            ctx,
+            fitted,
+            self.surfaces,
+            self.anatomy,
+            (self.spatial, self.combine, self.glm, self.nc),
+        )
         self.rois = RoiRules(
             ctx, fitted, self.anatomy, self.spatial, self.glm, self.nc, self.surface
         )

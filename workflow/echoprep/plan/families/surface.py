@@ -1,21 +1,25 @@
 """The cortical surface (:mod:`echoprep.stages.surface`, docs/surface.md): a subject's
 FreeSurfer surfaces aligned to its T1w (``surface_anatomy``), each GLM fit's betas, noise
-ceiling and R² on fsnative and fsaverage (``surface_session``) and the subject's
-cross-session noise ceiling and mean R² (``surface_subject``). Jobs only for the subjects
-with a FreeSurfer folder (:class:`echoprep.plan.surfaces.Surfaces`)."""
+ceiling and R² on fsnative and fsaverage (``surface_session``), the subject's cross-session
+noise ceiling and mean R² (``surface_subject``) and, with ``surface.bold``, every
+echo-handling series (``surface_bold``). Jobs only for the subjects with a FreeSurfer folder
+(:class:`echoprep.plan.surfaces.Surfaces`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from echoprep.io import outputs as reg
+from echoprep.io.bids import Run
 from echoprep.io.freesurfer import HEMIS
 from echoprep.io.outputs import folder_name
-from echoprep.io.rule_logs import SESSION_KEY, SUBJECT_DIR_KEY, SUBJECT_KEY
+from echoprep.io.rule_logs import RUN_KEY, SESSION_KEY, SUBJECT_DIR_KEY, SUBJECT_KEY
 from echoprep.plan.context import Files, PlanContext, words
 from echoprep.plan.families.anatomy import AnatomyRules
+from echoprep.plan.families.combine import CombineRules
 from echoprep.plan.families.glm import GlmRules
 from echoprep.plan.families.noiseceiling import NoiseCeilingRules
+from echoprep.plan.families.spatial import SpatialRules
 from echoprep.plan.fitted import FittedVariants
 from echoprep.plan.rule import NO_JOBS, Family, RuleDef, RuleFiles, fixed_mb
 from echoprep.plan.surfaces import Surfaces
@@ -36,6 +40,14 @@ def _session_mb(family: Any, wc: Any, attempt: int) -> int:
     size = family.ctx.runs_size(family.ctx.session_runs(wc))
     vertices = sum(family.surfaces.subjects[sub].vertices.values())
     return int((1500 + 4 * (3 * vertices * size.trials + 2 * 64 * size.voxels) / 1e6) * attempt)
+
+
+def _bold_mb(family: Any, wc: Any, attempt: int) -> int:
+    """The run's series on every vertex three times, 64 volumes of the grid and 1.5 GB (MB)."""
+    run = family.ctx.run_of(wc)
+    vertices = sum(family.surfaces.subjects[run.subject].vertices.values())
+    size = family.ctx.run_size(run)
+    return int((1500 + 4 * (3 * vertices + 2 * size.voxels) * size.volumes / 1e6) * attempt)
 
 
 SURFACE_ANATOMY = RuleDef(
@@ -84,12 +96,22 @@ SURFACE_SUBJECT = RuleDef(
     memory=fixed_mb(3000),
     minutes=10,
 )
+SURFACE_BOLD = RuleDef(
+    name="surface_bold",
+    level="run",
+    log=(folder_name("combine"), RUN_KEY, "surface{combine}"),
+    command=SURFACE_SESSION.command,
+    message="Surface series {wildcards.run_prefix} ({wildcards.nordic}-{wildcards.combine})",
+    memory=_bold_mb,
+    minutes=10,
+    scale="run",
+)
 
 
 class SurfaceRules(Family):
     """The surface rules, their files and targets (module docstring)."""
 
-    RULES = (SURFACE_ANATOMY, SURFACE_SESSION, SURFACE_SUBJECT)
+    RULES = (SURFACE_ANATOMY, SURFACE_SESSION, SURFACE_SUBJECT, SURFACE_BOLD)
 
     def __init__(
         self,
@@ -97,15 +119,13 @@ class SurfaceRules(Family):
         fitted: FittedVariants,
         surfaces: Surfaces,
         anatomy: AnatomyRules,
-        glm: GlmRules,
-        nc: NoiseCeilingRules,
+        families: tuple[SpatialRules, CombineRules, GlmRules, NoiseCeilingRules],
     ) -> None:
         super().__init__(ctx)
         self.fitted = fitted
         self.surfaces = surfaces
         self.anatomy = anatomy
-        self.glm = glm
-        self.nc = nc
+        self.spatial, self.combine, self.glm, self.nc = families
 
     # -----------------------------------------------------------------------------------------
     # rules
@@ -138,6 +158,17 @@ class SurfaceRules(Family):
             self.subject_outputs(),
             self._sample_params(SUBJECT_MAPS),
             wildcard_constraints={"sub_prefix": self._prefix_pattern(False)},
+        )
+
+    def surface_bold(self) -> RuleFiles:
+        pattern = self.surfaces.subject_pattern()
+        on = pattern is not None and self.config["surface"]["bold"]
+        run_prefix = f"sub-(?:{pattern})(_[a-z]+-[A-Za-z0-9]+)*" if on else NO_JOBS
+        return RuleFiles(
+            self._bold_inputs,
+            self.bold_outputs(),
+            self._sample_params(("bold",)),
+            wildcard_constraints={"run_prefix": run_prefix},
         )
 
     def _prefix_pattern(self, session: bool) -> str:
@@ -195,6 +226,21 @@ class SurfaceRules(Family):
             else reg.subject_key(subject, self.ctx.task())
         )
         return self._maps_outputs(SUBJECT_MAPS, key, nordic=nordic, combine=combine)
+
+    def bold_outputs(
+        self, run: Run | None = None, nordic: str = "{nordic}", combine: str = "{combine}"
+    ) -> Files:
+        """A run's echo-handling series on the surfaces (and sidecars), as patterns or for one
+        (``surface.bold``)."""
+        key = self.ctx.run_key(run)
+        return self._maps_outputs(("bold",), key, nordic=nordic, combine=combine)
+
+    def _bold_inputs(self, wc: Any) -> Files:
+        run = self.ctx.run_of(wc)
+        series = self.combine.outputs(wc.combine, run, wc.nordic)["bold"]
+        mask = self.spatial.func_brain_mask(run.subject)
+        assert mask is not None  # surfaces need the T1w-aligned grid (Surfaces.requested)
+        return {"map_bold": series, "mask": mask, **self._surface_inputs(run.subject)}
 
     def _anatomy_inputs(self, wc: Any) -> Files:
         fs = self.surfaces.subjects[wc.subject]
@@ -294,7 +340,11 @@ class SurfaceRules(Family):
             if variant in everywhere:
                 for sub in subjects:
                     targets.extend(self.subject_outputs(nordic, combine, sub).values())
+        if self.config["surface"]["bold"]:
+            for run, nordic, combine in self.combine.series():
+                if self.surfaces.has(run.subject):
+                    targets.extend(self.bold_outputs(run, nordic, combine).values())
         return targets
 
 
-__all__ = ["SURFACE_ANATOMY", "SURFACE_SESSION", "SURFACE_SUBJECT", "SurfaceRules"]
+__all__ = ["SURFACE_ANATOMY", "SURFACE_BOLD", "SURFACE_SESSION", "SURFACE_SUBJECT", "SurfaceRules"]
