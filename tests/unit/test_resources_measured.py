@@ -159,6 +159,7 @@ NOT_MEASURED = {
     "surface_anatomy": "needs a FreeSurfer folder; measured by benchmarks/surface.py",
     "surface_session": "needs a FreeSurfer folder; measured by benchmarks/surface.py",
     "surface_subject": "needs a FreeSurfer folder; measured by benchmarks/surface.py",
+    "surface_bold": "needs a FreeSurfer folder and surface.bold; as surface_session per volume",
 }
 
 

@@ -329,6 +329,7 @@ def write_func(values: np.ndarray, out: str | Path, *, hemi: str) -> Path:
                 np.ascontiguousarray(columns[:, k]),
                 intent="NIFTI_INTENT_NONE",
                 datatype="NIFTI_TYPE_FLOAT32",
+                encoding=FUNC_ENCODING,
             )
             fh.write(array.to_xml())
         fh.write(b"</GIFTI>" + tail)

@@ -32,7 +32,6 @@ from echoprep.simulate.anatomy import (
 from echoprep.simulate.anatomy_files import anatomy_options, write_anatomy
 from echoprep.simulate.design import HRF_PEAKS, session_design, single_trial_betas
 from echoprep.simulate.fieldmaps import FIELDMAP_KINDS, write_epi_pair, write_gre_fieldmap
-from echoprep.simulate.freesurfer import write_freesurfer
 from echoprep.simulate.geometry import (
     PE_DIRECTION,
     PE_SIGN,
@@ -184,9 +183,7 @@ def simulate_dataset(
         with ``fieldmap_kind="epi"``; :mod:`echoprep.simulate.gradient_coil`); the motion and
         the field of every volume are then in the truth for every run.
     freesurfer
-        Also a FreeSurfer-like subject per participant in ``derivatives/freesurfer/``
-        (:mod:`echoprep.simulate.freesurfer`: ``orig.mgz``, white, pial, ``sphere.reg`` on
-        fsaverage5, inflated), read by the surface rules (docs/surface.md).
+        A FreeSurfer-like subject per participant (``derivatives/freesurfer/``, docs/surface.md).
 
     Returns
     -------
@@ -228,7 +225,7 @@ def simulate_dataset(
             "simulator does not warp reversed phase-encoding pairs. Fix: drop one of the two"
         )
     n_fmaps = check_fieldmaps_per_session(fieldmaps_per_session, n_runs, fieldmap, fieldmap_kind)
-    anat_params = anatomy_options(t1w_kind, t2w, anat_session, n_ses)
+    anat_params = anatomy_options(t1w_kind, t2w, anat_session, n_ses, freesurfer)
     model = resolve(response)
     use_motion = p.motion if motion is None else bool(motion)
     use_fmap = bool(n_fmaps) or (p.fieldmap if fieldmap is None else bool(fieldmap))
@@ -250,8 +247,6 @@ def simulate_dataset(
     if field_dynamics:
         params["field_dynamics"] = True
     params |= anat_params
-    if not freesurfer:
-        params["freesurfer"] = False
     if n_fmaps:
         params |= {"fieldmaps_per_session": n_fmaps, "field_drift": FIELD_DRIFT_HZ_PER_MIN}
     grid = functional_grid(p)
@@ -306,9 +301,8 @@ def simulate_dataset(
             params,
             model,
             (fieldmap_kind, bool(field_dynamics), n_fmaps),
-            (t1w_kind, bool(t2w), anat_session),
+            (t1w_kind, bool(t2w), anat_session, freesurfer),
             points,
-            freesurfer=freesurfer,
         )
         log.info("sub-%s written in %.1f s", lab, time.perf_counter() - t0)
     _update_participants(root, seed, labels)
@@ -402,24 +396,19 @@ def _simulate_subject(
     params: dict[str, Any],
     response: ResponseModel = DEFAULT,
     field: tuple[str, bool, int] = ("phasediff", False, 0),
-    anatomy: tuple[str, bool, str | None] = ("mprage", False, None),
+    anatomy: tuple[str, bool, str | None, bool] = ("mprage", False, None, True),
     points: np.ndarray | None = None,
-    *,
-    freesurfer: bool = True,
 ) -> None:
     """Write one subject: ``counts`` = (sessions, runs), ``options`` = (motion, fieldmap,
     distortion, phase); ``field`` = (fieldmap_kind, field_dynamics, fieldmaps_per_session)
-    of :func:`simulate_dataset`; ``anatomy`` = (t1w_kind, t2w, anat_session); ``points``:
-    the gradient coil's true positions of the grid voxels, or None; ``freesurfer``: write
-    the FreeSurfer-like subject."""
+    of :func:`simulate_dataset`; ``anatomy`` = (t1w_kind, t2w, anat_session, freesurfer);
+    ``points``: the gradient coil's true positions of the grid voxels, or None."""
     fieldmap_kind, field_dynamics, n_fmaps = field
     n_ses, n_runs = counts
     motion, fieldmap, distortion, phase = options
     label = f"{sub:02d}"
     anat = subject_anatomy(p, seed, sub, response)
-    written = write_anatomy(root, p, seed, sub, *anatomy)
-    if freesurfer:
-        write_freesurfer(root, p, seed, sub, written[0])
+    write_anatomy(root, p, seed, sub, *anatomy)
     for ses in range(1, n_ses + 1):
         ses_label = f"{ses:02d}"
         design = session_design(p, n_runs, seed, sub, ses)

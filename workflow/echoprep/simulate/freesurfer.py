@@ -178,6 +178,12 @@ def conform(data: np.ndarray, affine: np.ndarray) -> nib.MGHImage:
     return nib.MGHImage(scaled, target)
 
 
+def _write_geometry(path: Path, coords: np.ndarray, faces: np.ndarray) -> None:
+    """A FreeSurfer surface with a fixed "created by" line (nibabel's default names the user
+    and the time: the same seed must give the same bytes)."""
+    nfs.write_geometry(str(path), coords, faces, create_stamp="created by echoprep simulate")
+
+
 def write_freesurfer(root: str | Path, p: Preset, seed: int, sub: int, t1w: str | Path) -> Path:
     """Write the FreeSurfer-like subject of participant ``sub`` (module docstring).
 
@@ -222,10 +228,10 @@ def write_freesurfer(root: str | Path, p: Preset, seed: int, sub: int, t1w: str 
         white, pial = place_on_template(white, pial, faces)
         for name, coords in (("white", white), ("pial", pial)):
             tkr = coords @ tkr_from_mni[:3, :3].T + tkr_from_mni[:3, 3]
-            nfs.write_geometry(str(folder / "surf" / f"{prefix}.{name}"), tkr, faces)
+            _write_geometry(folder / "surf" / f"{prefix}.{name}", tkr, faces)
         sphere = sphere * (100.0 / np.linalg.norm(sphere, axis=1, keepdims=True))
-        nfs.write_geometry(str(folder / "surf" / f"{prefix}.sphere.reg"), sphere, faces)
-        nfs.write_geometry(str(folder / "surf" / f"{prefix}.inflated"), inflated, faces)
+        _write_geometry(folder / "surf" / f"{prefix}.sphere.reg", sphere, faces)
+        _write_geometry(folder / "surf" / f"{prefix}.inflated", inflated, faces)
         log.info("sub-%s %s: %d vertices", label, prefix, white.shape[0])
     return folder
 

@@ -1,6 +1,6 @@
 """Report stage: one self-contained HTML page per subject (``<out>/reports/sub-X.html``).
 
-(Over 700 lines: the page's sections are built in one function, in the order of the page.)
+(Module over 700 lines: the page's sections are built in one function, in the order of the page.)
 
 The page opens with the verdict: one figure and one sentence (:mod:`echoprep.report.verdict`).
 Then the sections (each shows why it is empty when its inputs are not available):
