@@ -33,6 +33,15 @@ SUBJECT_MAPS = ("allrep", "r2mean")
 SURFACES = ("white", "pial", "midthickness", "sphere")
 
 
+#: The wildcard that keys each sampling rule's jobs (by its first map), and what follows the
+#: subject in it.
+_KEYS = {
+    "betas": ("ses_prefix", r"(_ses-[A-Za-z0-9]+)?_task-[A-Za-z0-9]+"),
+    "allrep": ("sub_prefix", r"_task-[A-Za-z0-9]+"),
+    "bold": ("run_prefix", r"(_[a-z]+-[A-Za-z0-9]+)*"),
+}
+
+
 def _session_mb(family: Any, wc: Any, attempt: int) -> int:
     """The session's betas on every vertex of both hemispheres three times (fsnative, the
     template, the chunk being encoded), 64 volumes of the grid and 1.5 GB (MB)."""
@@ -145,38 +154,29 @@ class SurfaceRules(Family):
         )
 
     def surface_session(self) -> RuleFiles:
-        return RuleFiles(
-            self._session_inputs,
-            self.session_outputs(),
-            self._sample_params(SESSION_MAPS),
-            wildcard_constraints={"ses_prefix": self._prefix_pattern(True)},
-        )
+        return self._sample_rule(self._session_inputs, self.session_outputs(), SESSION_MAPS)
 
     def surface_subject(self) -> RuleFiles:
-        return RuleFiles(
-            self._subject_inputs,
-            self.subject_outputs(),
-            self._sample_params(SUBJECT_MAPS),
-            wildcard_constraints={"sub_prefix": self._prefix_pattern(False)},
-        )
+        return self._sample_rule(self._subject_inputs, self.subject_outputs(), SUBJECT_MAPS)
 
     def surface_bold(self) -> RuleFiles:
-        pattern = self.surfaces.subject_pattern()
-        on = pattern is not None and self.config["surface"]["bold"]
-        run_prefix = f"sub-(?:{pattern})(_[a-z]+-[A-Za-z0-9]+)*" if on else NO_JOBS
-        return RuleFiles(
-            self._bold_inputs,
-            self.bold_outputs(),
-            self._sample_params(("bold",)),
-            wildcard_constraints={"run_prefix": run_prefix},
-        )
+        on = self.config["surface"]["bold"]
+        return self._sample_rule(self._bold_inputs, self.bold_outputs(), ("bold",), on)
 
-    def _prefix_pattern(self, session: bool) -> str:
+    def _sample_rule(
+        self, inputs: Any, outputs: Files, maps: tuple[str, ...], on: bool = True
+    ) -> RuleFiles:
+        """A ``surface sample`` rule of ``maps``, its jobs keyed to the subjects with surfaces
+        (none when ``on`` is false)."""
+        wildcard, rest = _KEYS[maps[0]]
         pattern = self.surfaces.subject_pattern()
-        if pattern is None:
-            return NO_JOBS
-        rest = r"(_ses-[A-Za-z0-9]+)?_task-[A-Za-z0-9]+" if session else r"_task-[A-Za-z0-9]+"
-        return f"sub-(?:{pattern}){rest}"
+        constraint = f"sub-(?:{pattern}){rest}" if on and pattern is not None else NO_JOBS
+        return RuleFiles(
+            inputs,
+            outputs,
+            self._sample_params(maps),
+            wildcard_constraints={wildcard: constraint},
+        )
 
     # -----------------------------------------------------------------------------------------
     # files
