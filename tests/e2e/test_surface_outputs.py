@@ -24,9 +24,10 @@ pytestmark = pytest.mark.slow
 
 VARIANT = ("nordic", "optcom")
 #: The surface betas' median per-vertex correlation with the truth at the vertices may fall at
-#: most this far below the volume's median per-voxel correlation with the truth on its grid
-#: (measured on tiny: docs/surface.md §3).
-TRUTH_MARGIN = 0.05
+#: most this far below the volume's median per-voxel correlation with the truth on its grid,
+#: and must be at least TRUTH_FLOOR. Measured on tiny (8 mm voxels, docs/surface.md §3): 0.268
+#: against 0.314; with the truth taken 8 mm off the vertices, 0.141.
+TRUTH_MARGIN, TRUTH_FLOOR = 0.1, 0.2
 
 
 def _session_file(demo, name: str, hemi: str, space: str) -> Path:
@@ -104,25 +105,11 @@ def _median_r(est: np.ndarray, truth: np.ndarray) -> float:
 
 
 def test_surface_betas_follow_the_truth_at_the_vertices(demo):
-    """Per vertex of the responsive cortex, the correlation over trials between the sampled
-    betas and the true betas at the vertex's ribbon (depth-averaged); the same per voxel for
-    the volume's betas and the truth at the voxel: the surface's median at most
-    :data:`TRUTH_MARGIN` below the volume's."""
-    surf_r, surf_n = [], 0
-    for hemi in "LR":
-        white, _ = read_mesh(_anat_file(demo, "white", hemi))
-        pial, _ = read_mesh(_anat_file(demo, "pial", hemi))
-        pts = depth_points(white, pial, 7)
-        truth = np.mean([_truth_at(demo, p) for p in pts], axis=0)
-        est = read_gifti_data(_session_file(demo, "betas", hemi, "fsnative"))
-        active = np.isfinite(est[:, 0]) & (
-            truth.std(axis=1) > 0.5 * np.percentile(truth.std(axis=1), 99)
-        )
-        surf_r.append((est[active], truth[active]))
-        surf_n += int(active.sum())
-    est = np.concatenate([e for e, _ in surf_r])
-    truth = np.concatenate([t for _, t in surf_r])
-    surface_median = _median_r(est, truth)
+    """Per vertex, the correlation over trials between the sampled betas and the true betas at
+    the vertex's ribbon (depth-averaged); per voxel, between the volume's betas and the truth
+    at the voxel; both where the truth varies across trials more than in the median responsive
+    voxel: the surface's median at most :data:`TRUTH_MARGIN` below the volume's and at least
+    :data:`TRUTH_FLOOR`."""
     betas = nib.load(
         outputs.get("glm.betas").path(
             demo["results"],
@@ -133,24 +120,38 @@ def test_surface_betas_follow_the_truth_at_the_vertices(demo):
         )
     )
     ijk = np.indices(betas.shape[:3]).reshape(3, -1).T
-    world = ijk @ betas.affine[:3, :3].T + betas.affine[:3, 3]
-    truth_v = _truth_at(demo, world)
+    truth_v = _truth_at(demo, ijk @ betas.affine[:3, :3].T + betas.affine[:3, 3])
     vol = np.asarray(betas.dataobj, np.float32).reshape(-1, betas.shape[3])
+    fitted = np.any(vol != 0, axis=1)
+    vol, truth_v = vol[fitted], truth_v[fitted]
     sd = truth_v.std(axis=1)
-    active_v = (sd > 0.5 * np.percentile(sd, 99.9)) & np.any(vol != 0, axis=1)
-    volume_median = _median_r(vol[active_v], truth_v[active_v])
+    threshold = np.median(sd[sd > 0])
+    est, truth = [], []
+    for hemi in "LR":
+        white, _ = read_mesh(_anat_file(demo, "white", hemi))
+        pial, _ = read_mesh(_anat_file(demo, "pial", hemi))
+        at_vertex = np.mean([_truth_at(demo, p) for p in depth_points(white, pial, 7)], axis=0)
+        sampled = read_gifti_data(_session_file(demo, "betas", hemi, "fsnative"))
+        keep = np.isfinite(sampled[:, 0]) & (at_vertex.std(axis=1) > threshold)
+        est.append(sampled[keep])
+        truth.append(at_vertex[keep])
+    surface_est, surface_truth = np.concatenate(est), np.concatenate(truth)
+    surface_median = _median_r(surface_est, surface_truth)
+    volume_median = _median_r(vol[sd > threshold], truth_v[sd > threshold])
     print(
-        f"median r with truth: surface {surface_median:.3f} ({surf_n} vertices), volume "
-        f"{volume_median:.3f} ({int(active_v.sum())} voxels)"
+        f"median r with truth: surface {surface_median:.3f} ({len(surface_est)} vertices), "
+        f"volume {volume_median:.3f} ({int((sd > threshold).sum())} voxels)"
     )
-    assert surf_n > 100 and active_v.sum() > 20
+    assert len(surface_est) > 100 and (sd > threshold).sum() > 20
     assert surface_median >= volume_median - TRUTH_MARGIN
+    assert surface_median >= TRUTH_FLOOR
 
 
 def test_the_report_shows_the_noise_ceiling_on_the_inflated_surface(demo):
     html = (demo["results"] / "reports" / "sub-01.html").read_text()
-    section = html.split("Noise ceiling on the cortical surface", 1)
-    assert len(section) == 2
-    assert section[1].count("data:image/png;base64") >= 2
-    assert "hemisphere L" in section[1] and "hemisphere R" in section[1]
-    assert "inflated surface" in section[1]
+    parts = html.split('id="noise-ceiling-on-the-cortical-surface"', 1)
+    assert len(parts) == 2
+    section = parts[1].split("</section>", 1)[0]
+    assert section.count("data:image/png;base64") == 2
+    assert "hemisphere L" in section and "hemisphere R" in section
+    assert "on the inflated surface" in section

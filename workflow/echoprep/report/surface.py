@@ -5,7 +5,7 @@ hemispheres), drawn with nilearn's ``plot_surf_stat_map`` from the session noise
 sampled to the subject's own surface (``..._hemi-<L|R>_space-fsnative_desc-Noiseceiling_
 statmap.func.gii``) on FreeSurfer's inflated surface (``surf/<h>.inflated``), or on the
 midthickness surface when the subject has no inflated one. Vertices without a value (outside
-the field of view or the GLM's mask) are drawn grey.
+the field of view or the GLM's mask) are drawn as 0 % and counted in the caption.
 """
 
 from __future__ import annotations
@@ -100,8 +100,8 @@ def surface_section(
                     f"Session noise ceiling (%) of {variant or 'the variant shown'}, hemisphere "
                     f"{hemi}, sampled through the cortical ribbon (docs/surface.md), on the "
                     f"{kind} surface of {Path(nc[hemi]).name}; {missing} of "
-                    f"{data[hemi].size} vertices without a value (grey: outside the field of "
-                    "view or the GLM's mask).",
+                    f"{data[hemi].size} vertices without a value (outside the field of view or "
+                    "the GLM's mask; drawn as 0 %).",
                     png,
                 )
             )

@@ -236,7 +236,7 @@ def _sidecar(
         "Method": "ribbon: points evenly from white (0) to pial (1), trilinear within the mask "
         "(weights renormalised over the mask voxels), averaged (docs/surface.md)",
         "Depths": int(depths),
-        "Masks": [str(m) for m in masks],
+        "Mask": "the voxels of every mask in Sources (their intersection)",
         "Vertices": int(ribbon.outside_fov.size),
         "OutsideFieldOfView": int(ribbon.outside_fov.sum()),
         "OutsideMask": int(ribbon.outside_mask.sum()),
@@ -259,9 +259,9 @@ def _sidecar(
         parameters={"depths": int(depths)},
         extra={
             **meta,
-            "Description": (f"{described} " if described else "")
-            + f"sampled to the cortical surface (hemisphere {hemi}, {space}); NaN where no "
-            "value (outside the field of view or the mask)",
+            "Description": f"Sampled to the cortical surface (hemisphere {hemi}, {space}; one "
+            "data array per volume of the source; NaN where no value: outside the field of view "
+            "or the mask)" + (f". The source: {described}" if described else ""),
             "Hemisphere": hemi,
             "Space": space,
             "VerticesWithoutValue": empty,
