@@ -68,6 +68,7 @@ _ = (
     PublishRules.publish_subject,
     PublishRules.publish_repeats,
     PublishRules.publish_roi,
+    PublishRules.publish_surface,
     SurfaceRules.surface_anatomy,
     SurfaceRules.surface_session,
     SurfaceRules.surface_subject,

@@ -80,6 +80,20 @@ def test_surface_files_read_by_nibabel_nilearn_and_pybids(demo):
     assert any("desc-SingletrialBetas" in f for f in found), found
 
 
+def test_the_published_variant_is_on_the_surfaces_in_the_loaders_folder(demo):
+    """publish_surface: the betas and noise ceiling on the surfaces in glmsingle-tedana/ under
+    the loader's names, links to the originals (publish.method: symlink)."""
+    key = outputs.session_key("01", "01", "images")
+    for name in ("betas", "nc"):
+        for hemi in "LR":
+            for space in ("fsnative", "fsaverage5"):
+                published = outputs.get(f"publish.surface_{name}").path(
+                    demo["results"], key, hemi=hemi, surface_space=space
+                )
+                assert published.is_symlink(), published
+                assert published.resolve() == _session_file(demo, name, hemi, space).resolve()
+
+
 def _truth_at(demo, points_t1w: np.ndarray) -> np.ndarray:
     """The simulator's true betas (BOLD world) at T1w-world points: ``(points, trials)``."""
     tp = truth_paths(demo["bids"], "01", "01")

@@ -259,6 +259,13 @@ def _outputs() -> tuple[Output, ...]:
         o("publish", "nc", suffix="statmap", extension=".nii.gz", **laion, spatial=True,
           entities={"desc": "Noiseceiling"},
           description="the published variant's session noise ceiling (percent)"),
+        o("publish", "surface_betas", suffix="statmap", extension=".func.gii", **laion,
+          entities={**on_surface, "stat": "effect", "desc": "SingletrialBetas"},
+          description="the published variant's single-trial betas on the surface (surface."
+          "betas), one data array per trial"),
+        o("publish", "surface_nc", suffix="statmap", extension=".func.gii", **laion,
+          entities={**on_surface, "desc": "Noiseceiling"},
+          description="the published variant's session noise ceiling on the surface (percent)"),
         o("publish", "trials", suffix="trials", extension=".tsv", **laion,
           entities={"desc": "SingletrialBetas"},
           description="one row per beta volume: run_label, onset, label"),

@@ -141,7 +141,7 @@ class Plan:
             comparison=self.comparison,
             surface=self.surface,
         )
-        self.publish = PublishRules(ctx, fitted, self.nc, self.rois)
+        self.publish = PublishRules(ctx, fitted, self.nc, self.rois, self.surface)
         built = [
             self.anatomy,
             self.spatial,
