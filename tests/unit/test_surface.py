@@ -374,3 +374,35 @@ def test_surface_files_use_the_registry_names():
         "/r/glmsingle-nordic-optcom/sub-01/ses-01/func/sub-01_ses-01_task-images_hemi-L_"
         "space-fsnative_stat-effect_desc-SingletrialBetas_statmap.func.gii"
     )
+
+
+def test_annotation_and_gifti_rois(tmp_path):
+    """An .annot gives one ROI per named region (unknown left out, names alphanumeric); a GIFTI
+    mask one ROI, non-zero inside; both checked against the hemisphere's vertex count."""
+    from nibabel import freesurfer as nfs
+
+    from echoprep.io.freesurfer import write_func
+
+    labels = np.array([0, 1, 1, 2, 2, 2, -1, 0])
+    ctab = np.array([[25, 5, 25, 0, 0], [220, 20, 10, 0, 1], [20, 220, 10, 0, 2]])
+    annot = tmp_path / "lh.aparc.annot"
+    nfs.write_annot(str(annot), labels, ctab, [b"unknown", b"V1_exvivo", b"lateral.occipital"])
+    rois = read_surface_roi(annot, 8)
+    assert set(rois) == {"V1exvivo", "lateraloccipital"}
+    assert rois["V1exvivo"].tolist() == [False, True, True, False, False, False, False, False]
+    gifti = tmp_path / "sub-01_hemi-R_space-fsnative_label-FFA_mask.func.gii"
+    write_func(np.array([0, 0, 1, 1, 0], np.float32), gifti, hemi="R")
+    assert read_surface_roi(gifti, 5)["FFA"].sum() == 2
+    with pytest.raises(FreeSurferError, match="5 values"):
+        read_surface_roi(gifti, 6)
+    # found in rois.dir by name, with their category; a space other than fsnative is refused
+    (tmp_path / "rois" / "sub-01" / "face").mkdir(parents=True)
+    gifti.replace(tmp_path / "rois" / "sub-01" / "face" / gifti.name)
+    found = find_surface_roi_files(tmp_path / "rois", "01")
+    assert [(f.category, f.hemi) for f in found] == [("face", "R")]
+    assert find_surface_roi_files(tmp_path / "rois", "02") == []
+    bad = tmp_path / "rois" / "other" / "hemi-L_space-fsaverage_label-V1.label"
+    bad.parent.mkdir()
+    write_label(np.array([1]), np.zeros((1, 3)), bad)
+    with pytest.raises(ValueError, match="expected a surface ROI on the subject's own surface"):
+        find_surface_roi_files(tmp_path / "rois", "01")

@@ -61,6 +61,12 @@ def test_a_dataset_without_freesurfer_plans_as_before(tmp_path):
     assert "Surfaces" not in out
 
 
+def test_the_native_grid_says_why_the_freesurfer_folders_are_not_used(tmp_path, two_subjects):
+    out = dry_run(_config(tmp_path, two_subjects, spatial="{output_space: native}"))
+    assert not set(SURFACE_RULES) & set(job_counts(out))
+    assert "FreeSurfer folders of sub-01 are not used" in out
+
+
 def test_a_broken_freesurfer_folder_is_refused_naming_the_file(tmp_path, two_subjects):
     (two_subjects / "derivatives" / "freesurfer" / "sub-01" / "surf" / "rh.pial").unlink()
     res = snakemake("-n", config=_config(tmp_path, two_subjects))

@@ -119,9 +119,17 @@ class Surfaces:
         for by a configured folder."""
         if not self.options["enabled"]:
             return None
-        if self.ctx.space() != "T1w":
-            return None
         subjects = self.ctx.dataset.subjects()
+        if self.ctx.space() != "T1w":
+            roots = self.roots()
+            found = [s for s in subjects if find_subject_folder(s, roots) is not None]
+            if not found:
+                return None
+            return (
+                f"Surfaces: the FreeSurfer folders of {', '.join('sub-' + s for s in found)} are "
+                "not used: surface outputs need the functional grid aligned to the T1w "
+                "(spatial.enabled: true, spatial.output_space: T1w)."
+            )
         if not self.subjects:
             if not self.options["freesurfer_dir"]:
                 return None
