@@ -16,7 +16,7 @@ memory, ``ru_maxrss``):
 
 The inputs are made in a child process (:func:`prepare`), so that the metered commands start
 from a small parent (a child's ``ru_maxrss`` starts at its parent's resident size at the fork);
-the simulated subject in ``--dir`` is reused when present.
+the simulated subject and the maps in ``--dir`` are reused when present.
 
 Printed: per step CPU-s, wall s and peak GiB, and the step against its target: the surface
 step per GLM fit "well under the GLM's own time" (README cost table: ``glm`` 370 CPU-s per
@@ -96,6 +96,10 @@ def prepare(root: Path, trials: int) -> None:
         t1w = write_anatomy(root / "bids", PRESETS["laion"], 0, 1)[0]
         write_freesurfer(root / "bids", PRESETS["laion"], 0, 1, t1w)
         print(f"simulated T1w and FreeSurfer subject: {time.perf_counter() - t0:.0f} s")
+    betas = root / "betas.nii.gz"
+    if betas.is_file() and nib.load(betas).shape[3:] == (trials,):
+        print(f"reusing {betas} and the maps beside it")
+        return
     mask_t1 = truth_paths(root / "bids", "01", "01")["T1w_brain_mask"]
     shape, affine, brain = _grid(mask_t1)
     rng = np.random.default_rng(0)
