@@ -44,7 +44,8 @@ _KEYS = {
 
 def _session_mb(family: Any, wc: Any, attempt: int) -> int:
     """The session's betas on every vertex of both hemispheres three times (fsnative, the
-    template, the chunk being encoded), 64 volumes of the grid and 1.5 GB (MB)."""
+    template, the chunk being encoded), 64 volumes of the grid and 1.5 GB (MB): 5.7 GB at
+    LAION size against 3.17 GiB measured (benchmarks/surface.py)."""
     sub, _ = family.ctx.session_of(wc)
     size = family.ctx.runs_size(family.ctx.session_runs(wc))
     vertices = sum(family.surfaces.subjects[sub].vertices.values())
@@ -69,8 +70,9 @@ SURFACE_ANATOMY = RuleDef(
         " --seed {params.seed} --threads {params.threads} --out {params.out}"
     ),
     message="Surfaces sub-{wildcards.subject}: FreeSurfer to T1w",
-    # orig.mgz (256³ float32) and a 1 mm T1w, ANTs's pyramid
-    memory=fixed_mb(4000),
+    # orig.mgz (256³ float32), a 1 mm T1w and ANTs's pyramid: 1.07 GiB measured at LAION size
+    # (benchmarks/surface.py)
+    memory=fixed_mb(3000),
     minutes=15,
     # Mattes mutual information is reproducible on one thread only (echoprep.adapters.ants)
     threads=1,
