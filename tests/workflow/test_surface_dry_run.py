@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from helpers.bidstree import make_bids_tree, write_freesurfer_subject
-from helpers.snake import dry_run, job_counts, parse_jobs, snakemake
+from helpers.snake import dry_run, job_counts, parse_jobs, shell_commands, snakemake
 
 SURFACE_RULES = ("surface_anatomy", "surface_session", "surface_subject", "surface_bold")
 
@@ -89,3 +89,20 @@ def test_series_on_the_surface_and_a_configured_folder(tmp_path, two_subjects):
     assert all("sub-02" in " ".join(j.output) for j in bold)
     outputs = [p for j in bold for p in j.output]
     assert any("combine-raw" in p and p.endswith("_desc-optcom_bold.func.gii") for p in outputs)
+
+
+def test_surface_rois_reach_the_roi_tables_of_the_subject_with_surfaces(tmp_path, two_subjects):
+    """A .label in rois.dir for every subject: sub-01's ROI tables read its fsnative noise
+    ceiling and R² and the label; sub-02's (no FreeSurfer folder) tables are as before."""
+    rois = tmp_path / "rois" / "visual"
+    rois.mkdir(parents=True)
+    (rois / "lh.V1.label").write_text("#!ascii label\n1\n0 0.0 0.0 0.0 0.0\n")
+    out = dry_run(_config(tmp_path, two_subjects, rois=f"{{dir: {tmp_path / 'rois'}}}"))
+    commands = shell_commands(out, "rois table")
+    with_surface = [c for c in commands if "--surface-rois" in c]
+    assert with_surface and all("sub-01_ses-01" in c for c in with_surface)
+    assert all("sub-02" not in c for c in with_surface)
+    assert any("sub-02_ses-01" in c for c in commands)
+    for command in with_surface:
+        assert "visual=" in command and "lh.V1.label" in command
+        assert "hemi-L_space-fsnative_desc-Noiseceiling_statmap.func.gii" in command
