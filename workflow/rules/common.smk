@@ -121,7 +121,6 @@ wildcard_constraints:
     roi_category=r"[A-Za-z0-9]+",
     roi_label=r"[A-Za-z0-9]+",
     roi_res=r"[0-9]+(pt[0-9]+)?",
-    hemi=r"L|R",
     folder=PLAN.folder_pattern(),
 
 
