@@ -160,6 +160,7 @@ NOT_MEASURED = {
     "surface_session": "needs a FreeSurfer folder; measured by benchmarks/surface.py",
     "surface_subject": "needs a FreeSurfer folder; measured by benchmarks/surface.py",
     "surface_bold": "needs a FreeSurfer folder and surface.bold; as surface_session per volume",
+    "publish_surface": "needs a FreeSurfer folder; links, as publish_session",
 }
 
 
