@@ -96,11 +96,7 @@ SURFACE_SUBJECT = RuleDef(
     name="surface_subject",
     level="subject",
     log=(_GLM, SUBJECT_DIR_KEY, "surface"),
-    command=(
-        "python -m echoprep surface sample --map {params.maps} --mask {input.mask:q}"
-        " --surfaces {params.surfaces} {params.template} --options-json {params.options:q}"
-        " --threads {params.threads} --out {params.out}"
-    ),
+    command=SURFACE_SESSION.command,
     message=(
         "Surface maps {wildcards.sub_prefix}, all sessions ({wildcards.nordic}-{wildcards.combine})"
     ),
