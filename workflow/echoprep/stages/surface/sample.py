@@ -186,7 +186,8 @@ def run_surface_sample(
     for name, img in images.items():
         values: dict[str, list[np.ndarray]] = {h: [] for h in HEMIS}
         for block in _chunks(Path(maps[name]), grid_mask):
-            if not np.all(np.isfinite(block)):
+            if not np.all(np.isfinite(block)):  # a non-finite voxel counts as 0 (as outside
+                # the fit, where the GLM writes 0): one NaN would blank every vertex it touches
                 block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
             for hemi in HEMIS:
                 values[hemi].append(ribbons[hemi].sample(block))
