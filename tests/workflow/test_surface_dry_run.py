@@ -106,3 +106,15 @@ def test_surface_rois_reach_the_roi_tables_of_the_subject_with_surfaces(tmp_path
     for command in with_surface:
         assert "visual=" in command and "lh.V1.label" in command
         assert "hemi-L_space-fsnative_desc-Noiseceiling_statmap.func.gii" in command
+
+
+def test_fsaverage_from_the_subjects_folder(tmp_path, two_subjects):
+    """An fsaverage folder beside the subjects (as recon-all and fMRIPrep leave it) is the
+    template: files named space-fsaverage, its sphere.reg an input, no fallback line."""
+    write_freesurfer_subject(two_subjects / "derivatives" / "freesurfer" / "fsaverage")
+    out = dry_run(_config(tmp_path, two_subjects))
+    session = next(j for j in parse_jobs(out) if j.rule == "surface_session")
+    names = " ".join(Path(p).name for p in session.output)
+    assert "hemi-R_space-fsaverage_desc-Noiseceiling_statmap.func.gii" in names
+    assert "fsaverage5" not in names and "resampled to nilearn's" not in out
+    assert any(p.endswith("freesurfer/fsaverage/surf/rh.sphere.reg") for p in session.input)
