@@ -27,11 +27,13 @@ from echoprep.plan.families.publish import PublishRules
 from echoprep.plan.families.report import ReportRules
 from echoprep.plan.families.rois import RoiRules
 from echoprep.plan.families.spatial import SpatialRules
+from echoprep.plan.families.surface import SurfaceRules
 from echoprep.refusal import refuse
 from echoprep.simulate.geometry import distort
 from echoprep.simulate.response import ResponseModel
 from echoprep.stages.glm.options import GlmOptions
 from echoprep.stages.spatial.options import SpatialOptions
+from echoprep.stages.surface import SurfaceOptions
 
 _ = (
     # --- Snakemake: the Snakefile and workflow/rules/*.smk, which vulture does not parse ---
@@ -47,6 +49,7 @@ _ = (
     Plan.folder_pattern,  # common.smk
     Plan.sessions_warning,
     Plan.sdc_summary,
+    Plan.surface_summary,
     Plan.gradient_summary,
     Plan.reference_note,
     # --- the rule families: Plan.spec calls the method of a rule's name (getattr) ---
@@ -67,6 +70,11 @@ _ = (
     PublishRules.publish_subject,
     PublishRules.publish_repeats,
     PublishRules.publish_roi,
+    PublishRules.publish_surface,
+    SurfaceRules.surface_anatomy,
+    SurfaceRules.surface_session,
+    SurfaceRules.surface_subject,
+    SurfaceRules.surface_bold,
     ReportRules.diagnostics,
     ReportRules.subject_report,
     RoiRules.rois_visual,
@@ -86,6 +94,8 @@ _ = (
     SpatialOptions.output_space,
     SpatialOptions.reference_echo,
     SpatialOptions.sdc,
+    SurfaceOptions.freesurfer_dir,  # read by the plan (echoprep.plan.surfaces)
+    SurfaceOptions.fsaverage,
     # --- pytest: independent references the tests check live code against ---
     RunSolver.ols,  # OLS betas (test_glm_algebra, test_glm_engine)
     NoiseCeiling.at_repeats,  # noise ceiling at n repeats (test_noiseceiling*)

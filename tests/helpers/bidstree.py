@@ -358,6 +358,39 @@ def make_bids_tree(
     return root
 
 
+def write_freesurfer_subject(
+    folder: str | Path, vertices: int = 12, with_inflated: bool = False
+) -> Path:
+    """A minimal FreeSurfer subject folder (``mri/orig.mgz``, an 8³ volume; per hemisphere
+    ``surf/{white,pial,sphere.reg}``: an icosahedron, or its first ``vertices`` points and the
+    faces among them) at ``folder`` (e.g. ``<bids>/derivatives/freesurfer/sub-01``): enough
+    for discovery and ``snakemake -n``, not for sampling."""
+    from nibabel import freesurfer as nfs
+
+    folder = Path(folder)
+    (folder / "mri").mkdir(parents=True, exist_ok=True)
+    (folder / "surf").mkdir(parents=True, exist_ok=True)
+    nib.save(nib.MGHImage(np.zeros((8, 8, 8), np.uint8), np.eye(4)), folder / "mri" / "orig.mgz")
+    t = (1 + 5**0.5) / 2
+    coords = np.array(
+        [[-1, t, 0], [1, t, 0], [-1, -t, 0], [1, -t, 0], [0, -1, t], [0, 1, t], [0, -1, -t],
+         [0, 1, -t], [t, 0, -1], [t, 0, 1], [-t, 0, -1], [-t, 0, 1]], float
+    )  # fmt: skip
+    faces = np.array(
+        [[0, 11, 5], [0, 5, 1], [0, 1, 7], [0, 7, 10], [0, 10, 11], [1, 5, 9], [5, 11, 4],
+         [11, 10, 2], [10, 7, 6], [7, 1, 8], [3, 9, 4], [3, 4, 2], [3, 2, 6], [3, 6, 8],
+         [3, 8, 9], [4, 9, 5], [2, 4, 11], [6, 2, 10], [8, 6, 7], [9, 8, 1]]
+    )  # fmt: skip
+    coords, faces = coords[:vertices], faces[np.all(faces < vertices, axis=1)]
+    for hemi in ("lh", "rh"):
+        names = {"white": 30.0, "pial": 33.0, "sphere.reg": 100.0}
+        if with_inflated:
+            names["inflated"] = 40.0
+        for name, radius in names.items():
+            nfs.write_geometry(str(folder / "surf" / f"{hemi}.{name}"), coords * radius, faces)
+    return folder
+
+
 # --------------------------------------------------------------------------------------
 # mutations for error tests
 # --------------------------------------------------------------------------------------

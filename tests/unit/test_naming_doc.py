@@ -90,10 +90,11 @@ def casing(label: str) -> str:
 
 
 def desc_outputs() -> dict[str, set[str]]:
-    """desc value -> the keys of the file table's entries that carry it."""
+    """desc value -> the keys of the file table's entries that carry it (a value that is only a
+    placeholder, ``{combine}``, is no label of its own: the series' labels it takes are)."""
     found: dict[str, set[str]] = {}
     for key, out in OUTPUTS.items():
-        if "desc" in out.entities:
+        if "desc" in out.entities and PLACEHOLDER.sub("", out.entities["desc"]):
             found.setdefault(out.entities["desc"], set()).add(key)
     return found
 

@@ -24,15 +24,16 @@ from echoprep.plan.chains import CHAIN_RULES
 from echoprep.plan.front import FAMILIES, rule_definitions
 from echoprep.plan.places import CATALOG_END, CATALOG_START, rule_catalog
 from echoprep.plan.rule import NO_JOBS, RuleDef, declared_outputs, sidecars_of, without_sidecars
-from helpers.bidstree import make_bids_tree
+from helpers.bidstree import make_bids_tree, write_freesurfer_subject
 from helpers.plans import make_plan, plan_config
 from helpers.snake import ROOT, RULE_FILES, planned_outputs, wildcard_constraints
 
 PACKAGE = ROOT / "workflow" / "echoprep"
 FAMILY_DIR = PACKAGE / "plan" / "families"
 #: Config under which the rules that have no jobs by default have some (spatial_run: no chain
-#: runs in every session; single_echo and optcom: some side does not fold them).
-EVERY_RULE = {"nordic": {"enabled": False}}
+#: runs in every session; single_echo and optcom: some side does not fold them; surface_bold:
+#: the series on the surfaces asked for).
+EVERY_RULE = {"nordic": {"enabled": False}, "surface": {"bold": True}}
 #: Configs whose jobs, together, are jobs of every rule (on :func:`bids`, with a user ROI):
 #: spatial preprocessing off leaves the raw side without a chain, so its optimal combination
 #: is a job of ``optcom`` (which the two above fold into a chain).
@@ -48,6 +49,8 @@ def bids(tmp_path_factory) -> Path:
     # two runs: a session's held-out fit (glm_heldout) needs two
     root = tmp_path_factory.mktemp("specs") / "bids"
     make_bids_tree(root, subjects=("01",), sessions=("01", "02"), runs=("01", "02"), data=False)
+    # a FreeSurfer subject: jobs of the surface rules
+    write_freesurfer_subject(root / "derivatives" / "freesurfer" / "sub-01")
     return root
 
 
@@ -354,6 +357,7 @@ BUNDLED_PARAMS = {
     "publish_subject": {"args"},
     "publish_repeats": {"args"},
     "publish_roi": {"args"},
+    "publish_surface": {"args"},
 }
 
 

@@ -48,6 +48,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             t2w=args.t2w,
             anat_session=args.anat_session,
             gradient_nonlinearity=args.gradient_nonlinearity,
+            freesurfer=not args.no_freesurfer,
         )
     except (ValueError, FileExistsError) as exc:  # refused arguments: a message, no traceback
         print(f"echoprep simulate: {exc}", file=sys.stderr)
@@ -112,6 +113,10 @@ STAGE_COMMANDS: dict[str, tuple[str, str]] = {
     "noiseceiling": (
         "echoprep.stages.noiseceiling",
         "noise ceilings (NSD ncsnr) of a session's or a subject's single-trial betas",
+    ),
+    "surface": (
+        "echoprep.stages.surface",
+        "the cortical surface: FreeSurfer surfaces in T1w space, maps to fsnative and fsaverage",
     ),
     "rois": (
         "echoprep.stages.rois",
@@ -282,6 +287,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         metavar="LABEL",
         help="put the anatomy in an anatomy-only session ses-LABEL/anat (e.g. PrismaAnat, no "
         "BOLD); default: ses-01/anat",
+    )
+    sim.add_argument(
+        "--no-freesurfer",
+        action="store_true",
+        help="no FreeSurfer-like subject in derivatives/freesurfer (then no surface outputs)",
     )
     sim.set_defaults(func=_cmd_simulate)
 

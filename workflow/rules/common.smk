@@ -55,8 +55,10 @@ PLAN = Plan(
 )
 # plan warnings: once, by the main process (not again in every cluster job's log)
 if workflow.is_main_process:
-    try:  # (a configured coefficient file that does not exist stops the workflow here)
+    try:  # (a configured coefficient file that does not exist, or a broken FreeSurfer
+        # folder, stops the workflow here)
         _gradient_line = PLAN.gradient_summary()
+        _surface_line = PLAN.surface_summary()
     except PlanError as exc:
         refuse(str(exc))
     for _warning in (
@@ -64,6 +66,7 @@ if workflow.is_main_process:
         PLAN.sessions_warning(),
         PLAN.sdc_summary(),
         _gradient_line,
+        _surface_line,
         PLAN.reference_note(),
     ):
         if _warning:

@@ -13,12 +13,13 @@
 #   anatomy.py       anatomy
 #   glm.py           analysis_mask, glm, glm_reference, glm_heldout
 #   noiseceiling.py  noiseceiling_session, noiseceiling_subject, noiseceiling_repeats
+#   surface.py       surface_anatomy, surface_session, surface_subject, surface_bold
 #   rois.py          rois_visual, rois_mask, rois_table
 #   planted.py       planted_design, planted_glm
 #   planted_run.py   planted_run
 #   report.py        diagnostics, subject_report
 #   comparison.py    comparison_subject, comparison
-#   publish.py       publish_session, publish_subject, publish_repeats, publish_roi
+#   publish.py       publish_session, publish_subject, publish_repeats, publish_roi, publish_surface
 # </rules>
 #
 # One block per kind of rule: a shell command submitted as a job, a shell command run next to

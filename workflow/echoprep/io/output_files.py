@@ -34,6 +34,11 @@ def _outputs() -> tuple[Output, ...]:
     combine: dict[str, Any] = {"folder": _in("combine"), "level": "run", "spatial": True}
     glm: dict[str, Any] = {"folder": _in("glm"), "level": "session"}
     laion: dict[str, Any] = {"folder": _in("laion"), "level": "session"}
+    # the cortical surface: per hemisphere ({hemi}), on fsnative and the template
+    # ({surface_space}) beside the GLM's maps
+    hemi: dict[str, Any] = {**anat, "extension": ".surf.gii"}
+    on_surface = {"hemi": "{hemi}", "space": "{surface_space}"}
+    surf: dict[str, Any] = {"folder": _in("glm"), "extension": ".func.gii", "suffix": "statmap"}
     laion_sub: dict[str, Any] = {
         "folder": _in("laion"),
         "level": "subject",
@@ -199,6 +204,42 @@ def _outputs() -> tuple[Output, ...]:
         o("noiseceiling", "nrep", _in("glm"), "subject", "statmap", ".nii.gz", spatial=True,
           entities={"desc": "Noiseceiling{nrep}rep"},
           description="noise ceiling for an average of N repeats (percent)"),
+        # the cortical surface (docs/surface.md): surfaces in T1w space, maps on fsnative and
+        # fsaverage
+        o("surface_anatomy", "xfm", suffix="xfm", extension=".txt", **anat,
+          entities={"from": "fsnative", "to": "T1w", "mode": "image"},
+          description="FreeSurfer surface (tkr-RAS) to T1w world, 4x4 RAS text matrix"),
+        o("surface_anatomy", "white", suffix="white", **hemi, entities={"hemi": "{hemi}"},
+          description="FreeSurfer white surface in T1w world coordinates (mm)"),
+        o("surface_anatomy", "pial", suffix="pial", **hemi, entities={"hemi": "{hemi}"},
+          description="FreeSurfer pial surface in T1w world coordinates (mm)"),
+        o("surface_anatomy", "midthickness", suffix="midthickness", **hemi,
+          entities={"hemi": "{hemi}"},
+          description="midway between white and pial, T1w world coordinates (mm)"),
+        o("surface_anatomy", "sphere", suffix="sphere", **hemi,
+          entities={"hemi": "{hemi}", "desc": "reg"},
+          description="FreeSurfer sphere.reg (registered to fsaverage)"),
+        o("surface", "betas", **surf, level="session",
+          entities={**on_surface, "stat": "effect", "desc": "SingletrialBetas"},
+          description="single-trial betas (percent signal change) on the surface, one data "
+          "array per trial; NaN outside the field of view or the mask"),
+        o("surface", "nc", **surf, level="session",
+          entities={**on_surface, "desc": "Noiseceiling"},
+          description="session noise ceiling (percent) on the surface"),
+        o("surface", "r2", **surf, level="session",
+          entities={**on_surface, "stat": "rsquare", "desc": "R2"},
+          description="cross-validated R² of the type-D model (percent) on the surface"),
+        o("surface", "allrep", **surf, level="subject",
+          entities={**on_surface, "desc": "NoiseceilingAllrep"},
+          description="noise ceiling over every repeat of every session (percent) on the "
+          "surface"),
+        o("surface", "r2mean", **surf, level="subject",
+          entities={**on_surface, "stat": "rsquare", "desc": "R2mean"},
+          description="mean R² over sessions (percent) on the surface"),
+        o("surface", "bold", _in("combine"), "run", "bold", ".func.gii",
+          entities={**on_surface, "desc": "{combine}"},
+          description="an echo-handling series on the surface (surface.bold), one data array "
+          "per volume; NaN outside the field of view or the brain mask"),
         # ROIs
         o("rois", "mask", _in("rois"), "subject", "mask", ".nii.gz", spatial=True,
           entities={"res": "{res}", "label": "{label}"}, datatype="{category}",
@@ -238,6 +279,13 @@ def _outputs() -> tuple[Output, ...]:
         o("publish", "nc", suffix="statmap", extension=".nii.gz", **laion, spatial=True,
           entities={"desc": "Noiseceiling"},
           description="the published variant's session noise ceiling (percent)"),
+        o("publish", "surface_betas", suffix="statmap", extension=".func.gii", **laion,
+          entities={**on_surface, "stat": "effect", "desc": "SingletrialBetas"},
+          description="the published variant's single-trial betas on the surface (surface."
+          "betas), one data array per trial"),
+        o("publish", "surface_nc", suffix="statmap", extension=".func.gii", **laion,
+          entities={**on_surface, "desc": "Noiseceiling"},
+          description="the published variant's session noise ceiling on the surface (percent)"),
         o("publish", "trials", suffix="trials", extension=".tsv", **laion,
           entities={"desc": "SingletrialBetas"},
           description="one row per beta volume: run_label, onset, label"),

@@ -78,7 +78,8 @@ FOLDERS: dict[str, Folder] = {
         "combine-{nordic}",
         "echoprep echo handling ({folder})",
         "single-echo baseline, tedana optimal combination and ICA denoising",
-        ("*_T2starmap.*", "*_S0map.*", "*_mixing.*", "*_metrics.*", "*_timeseries.*"),
+        # (and the series on the surfaces, surface.bold)
+        ("*_T2starmap.*", "*_S0map.*", "*_mixing.*", "*_metrics.*", "*_timeseries.*", "*_hemi-*"),
         sections=("single_echo", "optcom", "tedana"),
     ),
     "spatial": Folder(
@@ -100,7 +101,8 @@ FOLDERS: dict[str, Folder] = {
         "echoprep anatomy",
         "T1w N4 bias correction (ANTs), brain mask (deepbet), tissue classes (ANTs Atropos) "
         f"and T1w<->{TEMPLATE} transforms (ANTs SyN)",
-        ("*_xfm.h5", "*_xfm.json"),
+        # the surfaces and their transform (surface.*: BIDS 1.10 names no surface derivative)
+        ("*_xfm.h5", "*_xfm.json", "*_xfm.txt", "*_hemi-*"),
         sections=("anatomy",),
     ),
     "glm": Folder(

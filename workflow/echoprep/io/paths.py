@@ -12,7 +12,7 @@ from pathlib import Path
 
 #: BIDS entity order (BIDS specification, Appendix "Entity table"), extended with the
 #: derivative entities echoprep writes (``from``/``to``/``mode`` for transforms, ``stat``
-#: as LAION-fMRI uses it for statistical maps).
+#: as LAION-fMRI uses it for statistical maps; ``hemi`` before ``space``, as BIDS orders them).
 ENTITY_ORDER: tuple[str, ...] = (
     "sub",
     "ses",
@@ -24,6 +24,7 @@ ENTITY_ORDER: tuple[str, ...] = (
     "run",
     "echo",
     "part",
+    "hemi",
     "from",
     "to",
     "mode",
@@ -112,7 +113,17 @@ def sidecar_path(path: str | Path) -> Path:
     """The JSON sidecar that belongs to an image (``x.nii.gz`` → ``x.json``)."""
     p = Path(path)
     name = p.name
-    for ext in (".nii.gz", ".nii", ".tsv.gz", ".tsv", ".h5"):
+    for ext in (
+        ".nii.gz",
+        ".nii",
+        ".tsv.gz",
+        ".tsv",
+        ".h5",
+        ".func.gii",
+        ".surf.gii",
+        ".label.gii",
+        ".shape.gii",
+    ):
         if name.endswith(ext):
             return p.with_name(name[: -len(ext)] + ".json")
     return p.with_suffix(".json")

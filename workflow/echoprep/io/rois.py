@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from echoprep.io.freesurfer import ROI_EXTENSIONS, FreeSurferError, surface_roi_name
 from echoprep.io.images import StageInputError
 from echoprep.io.outputs import TEMPLATE
 
@@ -156,13 +157,81 @@ def find_roi_files(roi_dir: str | Path | None, subject: str) -> list[RoiFile]:
     return [found[k] for k in sorted(found)]
 
 
+@dataclass(frozen=True)
+class SurfaceRoiFile:
+    """One surface ROI file of the ROI folder (``.label``, ``.annot``, GIFTI mask; FreeSurfer
+    or BIDS-like names, :func:`echoprep.io.freesurfer.surface_roi_name`) and its category."""
+
+    path: Path
+    category: str
+    hemi: str
+
+
+def _category(path: Path, root: Path, subject: str) -> str | None:
+    """The category of a file of the ROI folder, or None when it belongs to another subject."""
+    folders = list(path.relative_to(root).parts[:-1])
+    if folders and folders[0].startswith("sub-"):
+        if folders[0] != f"sub-{subject}":
+            return None
+        folders = folders[1:]
+    category = folders[-1] if folders else DEFAULT_CATEGORY
+    if not _CATEGORY.match(category):
+        raise ValueError(
+            f"{path}: expected an alphanumeric category folder; found {category!r}. Fix: "
+            "rename the folder (it becomes a BIDS folder name in the outputs)."
+        )
+    return category
+
+
+def find_surface_roi_files(roi_dir: str | Path | None, subject: str) -> list[SurfaceRoiFile]:
+    """The surface ROI files of one subject in the ROI folder, from file names only.
+
+    Same folders as :func:`find_roi_files` (``[sub-<label>/]<category>/``; a ``sub-`` entity
+    or folder of another subject is skipped); the ROIs are on the subject's own surface
+    (fsnative), both hemispheres of a label forming one ROI of the table.
+
+    Raises
+    ------
+    ValueError
+        A name without hemisphere or label, a space other than fsnative, a category folder
+        that is not alphanumeric (message: file, expected, found, fix).
+    """
+    if roi_dir is None:
+        return []
+    root = Path(roi_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for path in sorted(p for p in root.rglob("*") if p.name.endswith(ROI_EXTENSIONS)):
+        ents = _entities(path.name)
+        if "sub" in ents and ents["sub"] != subject:
+            continue
+        category = _category(path, root, subject)
+        if category is None:
+            continue
+        try:
+            roi = surface_roi_name(path)
+        except FreeSurferError as exc:
+            raise ValueError(str(exc)) from None
+        if roi.space != "fsnative":
+            raise ValueError(
+                f"{path}: expected a surface ROI on the subject's own surface (fsnative); found "
+                f"space-{roi.space}. Fix: bring it to the subject's surface (FreeSurfer "
+                "mri_label2label) and name it space-fsnative, or leave the space out."
+            )
+        found.append(SurfaceRoiFile(path=path, category=category, hemi=roi.hemi))
+    return found
+
+
 __all__ = [
     "DEFAULT_CATEGORY",
     "ROI_SPACES",
     "VISUAL_CATEGORY",
     "VISUAL_LABEL",
     "RoiFile",
+    "SurfaceRoiFile",
     "find_roi_files",
+    "find_surface_roi_files",
     "res_label",
     "roi_name",
 ]

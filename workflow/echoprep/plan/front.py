@@ -30,6 +30,7 @@ from echoprep.plan.families.publish import PublishRules
 from echoprep.plan.families.report import ReportRules
 from echoprep.plan.families.rois import RoiRules
 from echoprep.plan.families.spatial import SpatialRules
+from echoprep.plan.families.surface import SurfaceRules
 from echoprep.plan.fitted import FittedVariants
 from echoprep.plan.gradients import Gradients
 from echoprep.plan.hooks import RuleHooks
@@ -45,6 +46,7 @@ from echoprep.plan.rule import (
     split_inputs,
 )
 from echoprep.plan.sdc import sdc_summary
+from echoprep.plan.surfaces import Surfaces
 
 #: The family classes, in the order of their rules (:meth:`Plan.rule_names`) and of their
 #: derivative folders (``dataset_description``'s list).
@@ -56,6 +58,7 @@ FAMILIES: tuple[type[Family], ...] = (
     AnatomyRules,
     GlmRules,
     NoiseCeilingRules,
+    SurfaceRules,
     RoiRules,
     PlantedRules,
     PlantedRunRules,
@@ -95,10 +98,11 @@ class Plan:
 
     Attributes
     ----------
-    ctx, fitted, chains, gradients
+    ctx, fitted, chains, gradients, surfaces
         The shared pieces: context, fitted variants, the chains' decisions, gradient
-        decisions.
-    anatomy, spatial, combine, chain_rules, glm, nc, rois, comparison, report, publish, describe
+        decisions, the FreeSurfer subjects.
+    anatomy, spatial, combine, chain_rules, glm, nc, surface, rois, comparison, report,
+    publish, describe
         The rule families.
     """
 
@@ -111,6 +115,7 @@ class Plan:
         self.fitted = fitted = FittedVariants(ctx)
         self.chains = chains = ChainChoice(ctx)
         self.gradients = Gradients(ctx)
+        self.surfaces = Surfaces(ctx)
         # each family with the families it reads, in the order they need each other
         self.anatomy = AnatomyRules(ctx, self.gradients)
         self.spatial = SpatialRules(ctx, chains, self.anatomy, self.gradients)
@@ -118,7 +123,16 @@ class Plan:
         self.chain_rules = ChainRules(ctx, chains, self.spatial, self.combine, self.definition)
         self.glm = GlmRules(ctx, fitted, self.combine, self.spatial)
         self.nc = NoiseCeilingRules(ctx, fitted, self.glm)
-        self.rois = RoiRules(ctx, fitted, self.anatomy, self.spatial, self.glm, self.nc)
+        self.surface = SurfaceRules(
+            ctx,
+            fitted,
+            self.surfaces,
+            self.anatomy,
+            (self.spatial, self.combine, self.glm, self.nc),
+        )
+        self.rois = RoiRules(
+            ctx, fitted, self.anatomy, self.spatial, self.glm, self.nc, self.surface
+        )
         self.planted = PlantedRules(ctx, fitted, self.combine, self.spatial, self.glm, self.rois)
         self.planted_run = PlantedRunRules(ctx, self.planted, self.combine, self.spatial, self.glm)
         self.comparison = ComparisonRules(ctx, fitted, self.glm, self.nc, self.rois, self.planted)
@@ -132,8 +146,9 @@ class Plan:
             nc=self.nc,
             rois=self.rois,
             comparison=self.comparison,
+            surface=self.surface,
         )
-        self.publish = PublishRules(ctx, fitted, self.nc, self.rois)
+        self.publish = PublishRules(ctx, fitted, self.nc, self.rois, self.surface)
         built = [
             self.anatomy,
             self.spatial,
@@ -141,6 +156,7 @@ class Plan:
             self.chain_rules,
             self.glm,
             self.nc,
+            self.surface,
             self.rois,
             self.planted,
             self.planted_run,
@@ -329,6 +345,7 @@ class Plan:
             self.combine.targets(),
             self.spatial.targets(),
             self.nc.targets(),
+            self.surface.targets(),
             self.rois.targets(),
             self.report.targets(),
             self.publish.targets(),
@@ -356,6 +373,10 @@ class Plan:
     def gradient_summary(self) -> str | None:
         """The gradient-nonlinearity line (:meth:`Gradients.summary`)."""
         return self.gradients.summary()
+
+    def surface_summary(self) -> str | None:
+        """The surfaces' line (:meth:`Surfaces.summary`)."""
+        return self.surfaces.summary()
 
     def reference_note(self) -> str | None:
         """A note when the config sets comparison.reference, which is no longer used (every

@@ -32,6 +32,7 @@ from echoprep.simulate.anatomy_contrasts import (
     mp2rage_uni,
     t2w_image,
 )
+from echoprep.simulate.freesurfer import write_freesurfer
 from echoprep.simulate.geometry import itk_affine_text
 from echoprep.simulate.presets import Preset
 from echoprep.simulate.truth import DESCRIPTIONS, POSE_DESCRIPTION, pose_paths, truth_paths
@@ -39,7 +40,7 @@ from echoprep.simulate.writer import nifti_header, write_nifti, write_text
 
 
 def anatomy_options(
-    t1w_kind: str, t2w: bool, anat_session: str | None, n_sessions: int
+    t1w_kind: str, t2w: bool, anat_session: str | None, n_sessions: int, freesurfer: bool = True
 ) -> dict[str, Any]:
     """Check the anatomy options of :func:`echoprep.simulate.simulate_dataset`.
 
@@ -54,6 +55,8 @@ def anatomy_options(
         ``01``..``n_sessions``), or None.
     n_sessions
         Number of BOLD sessions.
+    freesurfer
+        Write the FreeSurfer-like subject (:func:`write_anatomy`; recorded when off).
 
     Returns
     -------
@@ -86,6 +89,8 @@ def anatomy_options(
         out["t2w"] = True
     if anat_session is not None:
         out["anat_session"] = anat_session
+    if not freesurfer:
+        out["freesurfer"] = False
     return out
 
 
@@ -107,6 +112,7 @@ def write_anatomy(
     t1w_kind: str = "mprage",
     t2w: bool = False,
     anat_session: str | None = None,
+    freesurfer: bool = False,
 ) -> list[Path]:
     """Write subject ``sub``'s T1w (and T2w) with sidecars, and the T1w-grid truth.
 
@@ -119,6 +125,9 @@ def write_anatomy(
     t1w_kind, t2w, anat_session
         As :func:`echoprep.simulate.simulate_dataset` (checked by :func:`anatomy_options`).
         With the defaults the files are those of the historical simulator, byte for byte.
+    freesurfer
+        Also the FreeSurfer-like subject of the T1w in ``derivatives/freesurfer/``
+        (:func:`echoprep.simulate.freesurfer.write_freesurfer`; docs/surface.md).
 
     Returns
     -------
@@ -153,6 +162,8 @@ def write_anatomy(
     labels = {"Labels": {str(k): v for k, v in DSEG_LABELS.items()}}
     _map(paths["T1w_dseg"], dseg, grid.affine, DESCRIPTIONS["T1w_dseg"] | labels | also)
     _write_pose(root, seed, sub)
+    if freesurfer:
+        write_freesurfer(root, p, seed, sub, path)
     return written
 
 

@@ -119,6 +119,7 @@ def simulate_dataset(
     t2w: bool = False,
     anat_session: str | None = None,
     gradient_nonlinearity: bool = False,
+    freesurfer: bool = True,
 ) -> Path:
     """Write a simulated raw BIDS dataset with ground truth; see :mod:`echoprep.simulate`.
 
@@ -181,6 +182,8 @@ def simulate_dataset(
         BOLD, SBRefs and GRE fieldmaps acquired with a nonlinear coil (not the anatomy, not
         with ``fieldmap_kind="epi"``; :mod:`echoprep.simulate.gradient_coil`); the motion and
         the field of every volume are then in the truth for every run.
+    freesurfer
+        A FreeSurfer-like subject per participant (``derivatives/freesurfer/``, docs/surface.md).
 
     Returns
     -------
@@ -222,7 +225,7 @@ def simulate_dataset(
             "simulator does not warp reversed phase-encoding pairs. Fix: drop one of the two"
         )
     n_fmaps = check_fieldmaps_per_session(fieldmaps_per_session, n_runs, fieldmap, fieldmap_kind)
-    anat_params = anatomy_options(t1w_kind, t2w, anat_session, n_ses)
+    anat_params = anatomy_options(t1w_kind, t2w, anat_session, n_ses, freesurfer)
     model = resolve(response)
     use_motion = p.motion if motion is None else bool(motion)
     use_fmap = bool(n_fmaps) or (p.fieldmap if fieldmap is None else bool(fieldmap))
@@ -298,7 +301,7 @@ def simulate_dataset(
             params,
             model,
             (fieldmap_kind, bool(field_dynamics), n_fmaps),
-            (t1w_kind, bool(t2w), anat_session),
+            (t1w_kind, bool(t2w), anat_session, freesurfer),
             points,
         )
         log.info("sub-%s written in %.1f s", lab, time.perf_counter() - t0)
@@ -393,13 +396,13 @@ def _simulate_subject(
     params: dict[str, Any],
     response: ResponseModel = DEFAULT,
     field: tuple[str, bool, int] = ("phasediff", False, 0),
-    anatomy: tuple[str, bool, str | None] = ("mprage", False, None),
+    anatomy: tuple[str, bool, str | None, bool] = ("mprage", False, None, True),
     points: np.ndarray | None = None,
 ) -> None:
     """Write one subject: ``counts`` = (sessions, runs), ``options`` = (motion, fieldmap,
     distortion, phase); ``field`` = (fieldmap_kind, field_dynamics, fieldmaps_per_session)
-    of :func:`simulate_dataset`; ``anatomy`` = (t1w_kind, t2w, anat_session); ``points``:
-    the gradient coil's true positions of the grid voxels, or None."""
+    of :func:`simulate_dataset`; ``anatomy`` = (t1w_kind, t2w, anat_session, freesurfer);
+    ``points``: the gradient coil's true positions of the grid voxels, or None."""
     fieldmap_kind, field_dynamics, n_fmaps = field
     n_ses, n_runs = counts
     motion, fieldmap, distortion, phase = options

@@ -1,5 +1,7 @@
 """Report stage: one self-contained HTML page per subject (``<out>/reports/sub-X.html``).
 
+(Module over 700 lines: the page's sections are built in one function, in the order of the page.)
+
 The page opens with the verdict: one figure and one sentence (:mod:`echoprep.report.verdict`).
 Then the sections (each shows why it is empty when its inputs are not available):
 
@@ -13,6 +15,9 @@ Then the sections (each shows why it is empty when its inputs are not available)
    output).
    Noise-ceiling maps with a ring of implausibly high values at the brain edge are flagged.
 6. **ROI tables**: ROI, voxels, median/mean NC (%), median R² (%) per variant.
+   **Noise ceiling on the cortical surface** (only for a subject with a FreeSurfer folder): the
+   R² map's variant's session noise ceiling on the inflated surface, one figure per hemisphere
+   (:mod:`echoprep.report.surface`, docs/surface.md).
 7. **NORDIC diagnostics**: tSNR gain, evoked-amplitude ratio in the visual ROI, smoothness of
    the image-specific beta patterns and whiteness of the removed part
    (the table of ``echoprep diagnostics``), with a plain-words reading
@@ -80,6 +85,7 @@ from echoprep.report.recommendation import (
     recommendation_lines,
     recommendation_warnings,
 )
+from echoprep.report.surface import surface_section
 from echoprep.report.verdict import first_screen
 
 log = logging.getLogger(__name__)
@@ -253,6 +259,7 @@ def build_report(
     config: Mapping[str, Any] | None = None,
     session: str | None = None,
     sdc_run: Sequence[str | Path] | None = None,
+    surface: tuple[Mapping[str, Path], Mapping[str, Path]] | None = None,
 ) -> Path:
     """Write the HTML report of one subject; returns its path.
 
@@ -302,6 +309,9 @@ def build_report(
     sdc_run
         ``(raw reference echo, boldref, geometry .npz)`` of the session's first run: the
         distortion correction's before/after figure (:mod:`echoprep.report.distortion`).
+    surface
+        ``(noise ceiling, mesh)``, each ``L``/``R`` -> file: the ``r2_variant``'s session noise
+        ceiling on fsnative and the inflated surface (:mod:`echoprep.report.surface`).
     """
     sections: list[Section] = []
     summary: list[str] = []
@@ -465,6 +475,8 @@ def build_report(
     if not roi_tables:
         s.missing = "Not available: no ROI tables for this subject."
     sections.append(s)
+    if surface:
+        sections.append(surface_section(*surface, r2_variant))
 
     s = Section("NORDIC diagnostics")
     nordic_on = bool(_section(config, "nordic")["enabled"])
@@ -610,6 +622,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--r2-variant", default=None)
     for flag in ("--nc", "--roi-table"):
         parser.add_argument(flag, nargs="*", default=[], metavar="VARIANT=PATH")
+    for flag in ("--surface-nc", "--surface-mesh"):
+        parser.add_argument(flag, nargs="*", default=[], metavar="L=PATH")
     parser.add_argument(
         "--brain", type=Path, default=None, help="brain mask on the noise-ceiling maps' grid"
     )
@@ -687,6 +701,9 @@ def run_from_args(args: argparse.Namespace) -> int:
             else None
         ),
         session=args.session,
+        surface=(key_paths(args.surface_nc), key_paths(args.surface_mesh))
+        if args.surface_nc
+        else None,
     )
     return 0
 

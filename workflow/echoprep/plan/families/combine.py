@@ -278,25 +278,33 @@ class CombineRules(Family):
             return ""
         return words(["--raw-components", sidecar_path(input.raw_mixing)])
 
-    def targets(self) -> list[str]:
-        """Every echo-handling output the config asks for: with ``variants.sessions: fitted``
-        a run's outputs of the variants fitted for its session (their upstream jobs are pulled
-        in by those), with ``all`` every configured variant of every run."""
+    def series(self) -> list[tuple[Run, str, str]]:
+        """``(run, nordic, combine)`` of every echo-handling series the config asks for: with
+        ``variants.sessions: fitted`` the variants fitted for the run's session, with ``all``
+        every configured variant of every run."""
         every = self.config["variants"]["sessions"] == "all"
         fitted = self.fitted.session_variants
-        targets: list[str] = []
+        found: list[tuple[Run, str, str]] = []
         for nordic in self.ctx.nordic_variants:
             for run in self.dataset.runs:
                 wanted = None if every else fitted(run.subject, run.session)
-                combines = [
-                    c
+                found += [
+                    (run, nordic, c)
                     for c in self.config["variants"]["combine"]
                     if wanted is None or Variant.of(nordic, c) in wanted
                 ]
-                for combine in combines:
-                    targets.extend(self.outputs(combine, run, nordic).values())
-                if combines and self.config["spatial"]["enabled"]:
-                    targets.extend(self.spatial.confounds_outputs(run, nordic).values())
+        return found
+
+    def targets(self) -> list[str]:
+        """Every echo-handling output of :meth:`series` (their upstream jobs are pulled in by
+        those), each run's confounds after its series."""
+        targets: list[str] = []
+        series = self.series()
+        for i, (run, nordic, combine) in enumerate(series):
+            targets.extend(self.outputs(combine, run, nordic).values())
+            last = i + 1 == len(series) or series[i + 1][:2] != (run, nordic)
+            if last and self.config["spatial"]["enabled"]:
+                targets.extend(self.spatial.confounds_outputs(run, nordic).values())
         return targets
 
 

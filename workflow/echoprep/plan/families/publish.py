@@ -4,8 +4,10 @@ Snakemake rules have a fixed list of outputs, while a subject's published files 
 sessions, repeat counts and ROIs; so there is one rule per published unit: per session
 (``publish_session``: betas, noise ceiling, trials), per subject (``publish_subject``: the
 meanR2gt15mask and the all-repeats noise ceiling), per subject and repeat count
-(``publish_repeats``), per subject and ROI (``publish_roi``). Each is a few links (or copies)
-by one command, ``python -m echoprep publish``.
+(``publish_repeats``), per subject and ROI (``publish_roi``), per session of a subject with
+surfaces (``publish_surface``: the betas and noise ceiling on fsnative and fsaverage,
+docs/surface.md). Each is a few links (or copies) by one command, ``python -m echoprep
+publish``.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from echoprep.options import section_defaults
 from echoprep.plan.context import Files, PlanContext, PlanError, words
 from echoprep.plan.families.noiseceiling import NoiseCeilingRules
 from echoprep.plan.families.rois import RoiRules
+from echoprep.plan.families.surface import SurfaceRules
 from echoprep.plan.fitted import FittedVariants
-from echoprep.plan.rule import Family, RuleDef, RuleFiles, fixed_mb, without_sidecars
+from echoprep.plan.rule import NO_JOBS, Family, RuleDef, RuleFiles, fixed_mb, without_sidecars
 from echoprep.variants import Variant
 
 #: Published session files and the registry outputs they come from.
@@ -68,6 +71,13 @@ PUBLISH_REPEATS = _publish(
     (_LAION, ("", "sub-{subject}_nc{nrep}rep"), "publish"),
     "Publish LAION layout sub-{wildcards.subject}: {wildcards.nrep}-repeat noise ceiling",
 )
+PUBLISH_SURFACE = _publish(
+    "publish_surface",
+    "A session's betas and noise ceiling on the surfaces in the LAION-fMRI loader's layout",
+    "session",
+    (_LAION, SESSION_KEY, "surface"),
+    "Publish LAION layout {wildcards.ses_prefix}: betas and noise ceiling on the surfaces",
+)
 PUBLISH_ROI = _publish(
     "publish_roi",
     "A subject's ROI mask in the LAION-fMRI loader's layout",
@@ -80,15 +90,21 @@ PUBLISH_ROI = _publish(
 class PublishRules(Family):
     """The publish rules and what they publish (module docstring)."""
 
-    RULES = (PUBLISH_SESSION, PUBLISH_SUBJECT, PUBLISH_REPEATS, PUBLISH_ROI)
+    RULES = (PUBLISH_SESSION, PUBLISH_SUBJECT, PUBLISH_REPEATS, PUBLISH_ROI, PUBLISH_SURFACE)
 
     def __init__(
-        self, ctx: PlanContext, fitted: FittedVariants, nc: NoiseCeilingRules, rois: RoiRules
+        self,
+        ctx: PlanContext,
+        fitted: FittedVariants,
+        nc: NoiseCeilingRules,
+        rois: RoiRules,
+        surface: SurfaceRules,
     ) -> None:
         super().__init__(ctx)
         self.fitted = fitted
         self.nc = nc
         self.rois = rois
+        self.surface = surface
 
     # -----------------------------------------------------------------------------------------
     # rules
@@ -105,6 +121,15 @@ class PublishRules(Family):
 
     def publish_repeats(self) -> RuleFiles:
         return self._rule(self._publish_repeats_inputs, self.publish_repeats_output())
+
+    def publish_surface(self) -> RuleFiles:
+        pattern = self.surface.surfaces.subject_pattern()
+        prefix = f"sub-(?:{pattern})(_ses-[A-Za-z0-9]+)?_task-[A-Za-z0-9]+" if pattern else NO_JOBS
+        return self._rule(
+            self._publish_surface_inputs,
+            self.publish_surface_outputs(),
+            wildcard_constraints={"ses_prefix": prefix},
+        )
 
     def publish_roi(self) -> RuleFiles:
         return self._rule(
@@ -206,6 +231,29 @@ class PublishRules(Family):
         outs = {k: reg.get(name) for k, name in _SESSION_SOURCES.items()}
         return without_sidecars(self.ctx.paths(outs, key, nordic=nordic, combine=combine))
 
+    def publish_surface_outputs(
+        self, subject: str | None = None, session: str | None = None
+    ) -> Files:
+        """The published session maps on the surfaces (with sidecars), keys
+        ``<betas|nc>_<L|R>_<space>`` as the surface rule's, as patterns or for one session."""
+        key = self._published_session_key(subject, session)
+        files: Files = {}
+        for name in ("betas", "nc"):
+            o = reg.get(f"publish.surface_{name}")
+            for hemi in ("L", "R"):
+                for space in self.surface.surfaces.spaces():
+                    tag = f"{name}_{hemi}_{space}"
+                    path = o.path(self.ctx.out, key, hemi=hemi, surface_space=space)
+                    files.update(reg.with_sidecars({tag: path}, {tag: o}))
+        return files
+
+    def _publish_surface_inputs(self, wc: Any) -> Files:
+        """The published variant's maps of the session on the surfaces."""
+        nordic, combine = self.publish_variant()
+        sub, ses = self.ctx.session_of(wc)
+        maps = self.surface.session_outputs(nordic, combine, sub, ses)
+        return without_sidecars({k: v for k, v in maps.items() if not k.startswith("r2_")})
+
     # -----------------------------------------------------------------------------------------
     # per subject: the mask and the all-repeats noise ceiling; per repeat count
 
@@ -298,6 +346,8 @@ class PublishRules(Family):
         for sub in self.dataset.subjects():
             for ses in self.dataset.sessions(sub):
                 targets.extend(self.publish_session_outputs(sub, ses).values())
+                if self.surface.surfaces.has(sub):
+                    targets.extend(self.publish_surface_outputs(sub, ses).values())
             targets.extend(self.publish_subject_outputs(sub).values())
             for n in self.nc.subject_repeat_counts(sub):
                 targets.extend(self.publish_repeats_output(sub, n).values())
@@ -306,4 +356,11 @@ class PublishRules(Family):
         return targets
 
 
-__all__ = ["PUBLISH_REPEATS", "PUBLISH_ROI", "PUBLISH_SESSION", "PUBLISH_SUBJECT", "PublishRules"]
+__all__ = [
+    "PUBLISH_REPEATS",
+    "PUBLISH_ROI",
+    "PUBLISH_SESSION",
+    "PUBLISH_SUBJECT",
+    "PUBLISH_SURFACE",
+    "PublishRules",
+]

@@ -19,6 +19,7 @@ from echoprep.plan.families.glm import GlmRules
 from echoprep.plan.families.noiseceiling import NoiseCeilingRules
 from echoprep.plan.families.rois import RoiRules
 from echoprep.plan.families.spatial import SpatialRules
+from echoprep.plan.families.surface import SurfaceRules
 from echoprep.plan.fitted import FittedVariants
 from echoprep.plan.rule import Family, RuleDef, RuleFiles
 from echoprep.variants import Variant
@@ -86,6 +87,7 @@ class ReportRules(Family):
         nc: NoiseCeilingRules,
         rois: RoiRules,
         comparison: ComparisonRules,
+        surface: SurfaceRules,
     ) -> None:
         super().__init__(ctx)
         self.fitted = fitted
@@ -96,6 +98,7 @@ class ReportRules(Family):
         self.nc = nc
         self.rois = rois
         self.comparison = comparison
+        self.surface = surface
 
     def folders(self) -> list[str]:
         """``reports/`` with the report on."""
@@ -246,6 +249,7 @@ class ReportRules(Family):
             pairs = [Variant(v).parts() for v in shown]
             files["nc"] = [self.nc.session_outputs(n, c, sub, ses)["nc"] for n, c in pairs]
             files["roi_tables"] = [self.rois.table_path(n, c, sub, ses)["tsv"] for n, c in pairs]
+            files.update(self._surface_inputs(sub, ses, nordic, combine))
             # the subject's own comparison (a new subject must not rerun the others' reports)
             if self.comparison.entries(sub):
                 own = self.comparison.subject_paths(sub)
@@ -255,6 +259,24 @@ class ReportRules(Family):
                 files["comparison_transfer"] = own["transfer"]
         if self.diagnostics_pairs(sub):
             files["diagnostics"] = self.diagnostics_outputs(sub)["tsv"]
+        return files
+
+    def _surface_inputs(
+        self, sub: str, ses: str | None, nordic: str, combine: str
+    ) -> dict[str, str]:
+        """The shown variant's session noise ceiling on fsnative and the inflated surfaces
+        (FreeSurfer's, else the midthickness) of a subject with surfaces (docs/surface.md)."""
+        surfaces = self.surface.surfaces
+        if not surfaces.has(sub):
+            return {}
+        maps = self.surface.session_outputs(nordic, combine, sub, ses)
+        inflated = surfaces.subjects[sub].inflated
+        anat = self.surface.anatomy_outputs(sub)
+        files = {f"surface_nc_{h}": maps[f"nc_{h}_fsnative"] for h in ("L", "R")}
+        for h in ("L", "R"):
+            files[f"surface_mesh_{h}"] = (
+                str(inflated[h]) if h in inflated else anat[f"midthickness_{h}"]
+            )
         return files
 
     def _report_args(self, wc: Any, input: Any) -> str:
@@ -298,6 +320,12 @@ class ReportRules(Family):
             args += ["--rank-by", self.config["comparison"]["rank_by"]]
         if "diagnostics" in keys:
             args += ["--diagnostics", input.diagnostics]
+        if "surface_nc_L" in keys:
+            for what in ("nc", "mesh"):
+                args += [
+                    f"--surface-{what}",
+                    *(f"{h}={input[f'surface_{what}_{h}']}" for h in "LR"),
+                ]
         return words(args)
 
     def targets(self) -> list[str]:

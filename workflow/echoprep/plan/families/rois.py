@@ -9,13 +9,21 @@ from typing import Any, cast
 from echoprep import resources as res
 from echoprep.io import outputs as reg
 from echoprep.io.outputs import folder_name
-from echoprep.io.rois import VISUAL_CATEGORY, VISUAL_LABEL, find_roi_files, res_label
+from echoprep.io.rois import (
+    VISUAL_CATEGORY,
+    VISUAL_LABEL,
+    SurfaceRoiFile,
+    find_roi_files,
+    find_surface_roi_files,
+    res_label,
+)
 from echoprep.io.rule_logs import SESSION_KEY
 from echoprep.plan.context import Files, PlanContext, PlanError, strip_label, words
 from echoprep.plan.families.anatomy import AnatomyRules
 from echoprep.plan.families.glm import GlmRules
 from echoprep.plan.families.noiseceiling import NoiseCeilingRules
 from echoprep.plan.families.spatial import SpatialRules
+from echoprep.plan.families.surface import SurfaceRules
 from echoprep.plan.fitted import FittedVariants
 from echoprep.plan.rule import Family, RuleDef, RuleFiles, fixed_mb
 from echoprep.variants import Variant
@@ -69,7 +77,7 @@ ROIS_TABLE = RuleDef(
     log=(folder_name("glm"), SESSION_KEY, "rois"),
     command=(
         "python -m echoprep rois table --nc {input.nc:q} --r2 {input.r2:q} --masks {input.masks:q}"
-        " --variant {params.variant:q} --out tsv={output.tsv:q}"
+        " --variant {params.variant:q} {params.surface} --out tsv={output.tsv:q}"
     ),
     message="ROI table {wildcards.ses_prefix} ({wildcards.nordic}-{wildcards.combine})",
     # a light local rule (one thread next to Snakemake): a few tables
@@ -92,6 +100,7 @@ class RoiRules(Family):
         spatial: SpatialRules,
         glm: GlmRules,
         nc: NoiseCeilingRules,
+        surface: SurfaceRules,
     ) -> None:
         super().__init__(ctx)
         self.fitted = fitted
@@ -99,6 +108,7 @@ class RoiRules(Family):
         self.spatial = spatial
         self.glm = glm
         self.nc = nc
+        self.surface = surface
 
     def folders(self) -> list[str]:
         """``rois/`` when the GLM runs."""
@@ -129,7 +139,7 @@ class RoiRules(Family):
         return RuleFiles(
             self._table_inputs,
             self.table_path(),
-            {"variant": lambda wc: f"{wc.nordic}-{wc.combine}"},
+            {"variant": lambda wc: f"{wc.nordic}-{wc.combine}", "surface": self._surface_args},
         )
 
     # -----------------------------------------------------------------------------------------
@@ -287,13 +297,42 @@ class RoiRules(Family):
         files = self.ctx.paths(outs, key, nordic=nordic, combine=combine)
         return {"tsv": files["tsv"], "json": files["tsv_json"]}
 
+    def surface_rois(self, subject: str) -> list[SurfaceRoiFile]:
+        """The user's surface ROI files of a subject (rois.dir), when it has surfaces."""
+        if not self.surface.surfaces.has(subject):
+            return []
+        try:
+            return find_surface_roi_files(self.config["rois"]["dir"], subject)
+        except ValueError as exc:
+            raise PlanError(str(exc)) from None
+
     def _table_inputs(self, wc: Any) -> dict[str, Any]:
         sub, ses = self.ctx.session_of(wc)
-        return {
+        files: dict[str, Any] = {
             "nc": self.nc.session_outputs(wc.nordic, wc.combine, sub, ses)["nc"],
             "r2": self.glm.outputs(wc.nordic, wc.combine, sub, ses)["r2"],
             "masks": self.masks(sub),
         }
+        found = self.surface_rois(sub)
+        if found:
+            maps = self.surface.session_outputs(wc.nordic, wc.combine, sub, ses)
+            for hemi in ("L", "R"):
+                files[f"surface_nc_{hemi}"] = maps[f"nc_{hemi}_fsnative"]
+                files[f"surface_r2_{hemi}"] = maps[f"r2_{hemi}_fsnative"]
+            files["surface_rois"] = [str(f.path) for f in found]
+        return files
+
+    def _surface_args(self, wc: Any, input: Any) -> str:
+        """``--surface-nc``, ``--surface-r2`` and ``--surface-rois`` when the session's subject
+        has surface ROIs, else nothing."""
+        if "surface_rois" not in input.keys():
+            return ""
+        sub, _ = self.ctx.session_of(wc)
+        args: list[str] = []
+        for what in ("nc", "r2"):
+            args += [f"--surface-{what}", *(f"{h}={input[f'surface_{what}_{h}']}" for h in "LR")]
+        args += ["--surface-rois", *(f"{f.category}={f.path}" for f in self.surface_rois(sub))]
+        return words(args)
 
     def targets(self) -> list[str]:
         """ROI masks of every subject and the ROI table of every fitted session and variant."""

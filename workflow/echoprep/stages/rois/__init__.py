@@ -106,6 +106,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     t.add_argument("--r2", type=Path, default=None)
     t.add_argument("--masks", nargs="+", required=True, type=Path)
     t.add_argument("--variant", default=None)
+    t.add_argument("--surface-nc", nargs="*", default=None, metavar="L=PATH")
+    t.add_argument("--surface-r2", nargs="*", default=None, metavar="L=PATH")
+    t.add_argument(
+        "--surface-rois", nargs="*", default=(), metavar="CATEGORY=PATH", help="surface ROI files"
+    )
     t.add_argument("--out", required=True, metavar="tsv=PATH")
     return parser
 
@@ -135,7 +140,19 @@ def run_from_args(args: argparse.Namespace) -> int:
             variant=args.variant,
         )
     else:
-        run_roi_table(args.nc, args.masks, _out(args.out, "tsv"), r2=args.r2, variant=args.variant)
+        run_roi_table(
+            args.nc,
+            args.masks,
+            _out(args.out, "tsv"),
+            r2=args.r2,
+            variant=args.variant,
+            surface_nc=key_paths(args.surface_nc, "--surface-nc", form="L=PATH") or None,
+            surface_r2=key_paths(args.surface_r2, "--surface-r2", form="L=PATH") or None,
+            surface_roi_files=[
+                (category, path)
+                for category, _, path in (w.partition("=") for w in args.surface_rois)
+            ],
+        )
     return 0
 
 
