@@ -14,7 +14,6 @@ from echoprep.kernels.planted import (
     delta_r2star,
     half_means,
     optcom_weights,
-    planted_images,
     planted_magnitude,
     planting_amplitude,
     presentation_halves,
@@ -23,30 +22,22 @@ from echoprep.kernels.planted import (
 )
 from echoprep.kernels.planted_fidelity import (
     PlantedTruth,
+    Smoother,
     bootstrap_weights,
-    response_amplitude,
     variant_fidelity,
 )
 
 
 def test_presentation_halves_and_half_means() -> None:
     labels = np.array(["a", "b", "a", "c", "b", "a"])
-    assert presentation_halves(labels).tolist() == [True, True, False, True, False, False]
+    # odd-numbered presentations (1st, 3rd) are half A, even-numbered ones (2nd) half B
+    assert presentation_halves(labels).tolist() == [True, True, False, True, False, True]
     betas = np.array([[1.0, 2.0, 3.0, 9.0, 4.0, 5.0]])
     images, a, b = half_means(betas, labels)
     assert images.tolist() == ["a", "b"]  # c is shown once
-    # a: first 1, later (3 + 5) / 2 = 4; b: first 2, later 4; centred over images
-    np.testing.assert_allclose(a, [[-0.5, 0.5]])
-    np.testing.assert_allclose(b, [[0.0, 0.0]])
-
-
-def test_planted_images_has_no_fixed_point_and_follows_its_seed() -> None:
-    images = np.array([f"img{i}" for i in range(50)])
-    order, _ = planted_images(images, 3)
-    assert sorted(order.tolist()) == list(range(50))
-    assert not np.any(order == np.arange(50))
-    np.testing.assert_array_equal(order, planted_images(images, 3)[0])
-    assert not np.array_equal(order, planted_images(images, 4)[0])
+    # a: A (1 + 5) / 2 = 3, B 3; b: A 2, B 4; centred over images
+    np.testing.assert_allclose(a, [[0.5, -0.5]])
+    np.testing.assert_allclose(b, [[-0.5, 0.5]])
 
 
 def test_planting_amplitude_is_the_root_of_the_shared_share() -> None:
@@ -151,9 +142,9 @@ class _Session:
         # the reference fit: the true responses plus noise; its presentations give the design
         reference = s[:, order] + noise * rng.standard_normal((s.shape[0], n))
         images, half_a, half_b = half_means(reference, self.labels)
-        perm, _ = planted_images(images, seed)
-        self.planted = half_a[:, perm]
-        self.planted_truth = half_b[:, perm]
+        # each image is planted with a copy of its own first presentation
+        self.planted = half_a
+        self.planted_truth = half_b
         assert np.array_equal(images, self.images)
 
     def trials(self, responses: np.ndarray) -> np.ndarray:
@@ -186,10 +177,8 @@ def _leak(x: np.ndarray, runs: np.ndarray) -> np.ndarray:
 def _fidelity(session: _Session, chain, noise: np.ndarray, weights: np.ndarray):
     betas = chain(session.trials(session.truth) + noise)
     recovered = chain(session.trials(session.planted))
-    amplitude = response_amplitude(
-        session.planted, session.planted_truth, 1.0, session.voxels, _SHAPE, (2.0, 2.0, 2.0), 4.0
-    )
-    truth = PlantedTruth(session.images, session.planted, session.planted_truth, amplitude, 1.0)
+    smoother = Smoother(session.voxels, _SHAPE, (2.0, 2.0, 2.0))  # 4 mm at 2 mm voxels
+    truth = PlantedTruth(session.images, session.planted, session.planted_truth, 1.0, smoother)
     fid = variant_fidelity(betas, recovered, session.labels, session.runs, truth, weights)
     return fid, session.truth_r(betas), betas
 

@@ -95,3 +95,50 @@ def test_lean_tedana_keeps_the_same_files_and_skips_what_is_discarded(echoes, tm
         assert (tmp_path / "stock" / skipped).exists() and skipped not in written
     # the PCA components' metrics are computed only where the choice of components reads them
     assert ("desc-PCA_metrics.tsv" in written) == (tedpca == "kundu")
+
+
+def test_frozen_denoising_gives_tedanas_denoised_series_back(tmp_path):
+    """The run's ICA denoising frozen (its mixing matrix and classifications, tedana's own
+    ``denoise_ts``) and applied to the run's optimal combination, made with the frozen weights
+    of its T2* map and adaptive mask, is tedana's ICA-denoised series: the map the planted
+    responses go through (docs/comparison.md) is the run's own."""
+    import pandas as pd
+
+    from echoprep.kernels.planted import optcom_weights
+
+    # the fixture's echoes with two strong S0-driven (non-BOLD) courses, which tedana rejects
+    rng = np.random.default_rng(5)
+    shape, n_t = (14, 14, 8), 60
+    brain = np.zeros(shape, bool)
+    brain[2:12, 2:12, 1:7] = True
+    t = np.arange(n_t)
+    courses = np.stack([np.sin(2 * np.pi * t / p) for p in (13, 29, 7, 17)])
+    dr2 = (rng.standard_normal((*shape, len(courses))) * 0.8) @ courses
+    s0_courses = np.stack([np.cos(2 * np.pi * t / 19), np.sin(2 * np.pi * t / 9)])
+    ds0 = (0.05 * rng.standard_normal((*shape, 2))) @ s0_courses
+    echoes = []
+    for i, te in enumerate(TES):
+        sig = 1000.0 * (1 + ds0) * np.exp(-te * (1 / 0.03 + dr2)) * brain[..., None]
+        data = np.abs(sig + 6.0 * rng.standard_normal(sig.shape))
+        f = tmp_path / f"echo-{i + 1}.nii.gz"
+        nib.save(nib.Nifti1Image(data.astype(np.float32), np.diag([3.0, 3.0, 3.0, 1.0])), f)
+        echoes.append(f)
+    stock = adapter.run_tedana(echoes, TES, tmp_path / "stock", tedpca=8, lean=False, **ICA)
+    folder = tmp_path / "stock"
+    table = pd.read_csv(stock["metrics"], sep="\t")
+    assert {"accepted", "rejected"} <= set(table["classification"])  # both kinds present
+    mixing = pd.read_csv(stock["mixing"], sep="\t").to_numpy()
+    t2s = np.asarray(nib.load(folder / "T2starmap.nii.gz").dataobj, np.float64).ravel()
+    good = np.asarray(nib.load(folder / "desc-adaptiveGoodSignal_mask.nii.gz").dataobj).ravel()
+    echo_data = [np.asarray(nib.load(f).dataobj, np.float64).reshape(t2s.size, -1) for f in echoes]
+    w = optcom_weights(t2s, good, TES)
+    optcom = sum(w[:, e : e + 1] * echo_data[e] for e in range(3))
+    expected = np.asarray(nib.load(stock["bold"]).dataobj, np.float64).reshape(t2s.size, -1)
+    got = adapter.denoise_frozen(optcom, mixing, table["classification"], good > 0)
+    inside = good > 0
+    scale = np.abs(expected[inside]).max()
+    np.testing.assert_allclose(got[inside], expected[inside], atol=2e-5 * scale)
+    assert np.all(got[~inside] == 0)
+    # linear: the denoising of a difference is the difference of the denoised series
+    half = adapter.denoise_frozen(optcom / 2, mixing, table["classification"], inside)
+    np.testing.assert_allclose(half[inside], got[inside] / 2, atol=1e-9 * scale)

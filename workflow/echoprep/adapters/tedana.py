@@ -322,6 +322,37 @@ def run_tedana(
     return _written("denoised", Path(out_dir), lean)
 
 
+def denoise_frozen(data: Any, mixing: Any, classification: Sequence[str], mask: Any) -> Any:
+    """A run's ICA denoising applied to another series: tedana's own ``denoise_ts`` (the
+    step that writes ``desc-denoised_bold``) with the run's mixing matrix and component
+    classifications, frozen, so the map is linear in ``data`` (docs/comparison.md,
+    "Responses planted in your data").
+
+    Parameters
+    ----------
+    data
+        ``(V, T)`` series (an optimally combined one, or a difference of two).
+    mixing
+        ``(T, C)`` the run's mixing matrix (``*_desc-ICA_mixing.tsv``).
+    classification
+        ``(C,)`` each component's classification (``accepted``, ``rejected``, ...).
+    mask
+        ``(V,)`` bool: the voxels tedana denoised (its adaptive mask, at least one good echo).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(V, T)``: ``data`` less what the rejected components explain of it (0 outside
+        ``mask``).
+    """
+    import pandas as pd
+    from tedana.io import denoise_ts
+
+    table = pd.DataFrame({"classification": [str(c) for c in classification]})
+    denoised, _, _ = denoise_ts(data, mixing, mask, table)
+    return denoised
+
+
 class _Rechosen(Exception):
     """Raised out of tedana's Moving Average PCA when :func:`run_tedana`'s ``rechoose`` asks for
     another count; caught by the ``tedpca`` step's wrapper (:func:`_estimates_seen`)."""
@@ -486,6 +517,7 @@ __all__ = [
     "TEDANA_FILES",
     "IcaAttempts",
     "count_ica_attempts",
+    "denoise_frozen",
     "lean_outputs",
     "read_ica_attempts",
     "robustica_failures",

@@ -185,8 +185,8 @@ def _outputs() -> tuple[Output, ...]:
         o("planted_design", "design", _in("planted"), "session", "design", ".npz",
           entities={"desc": "planted"},
           description="the planted responses of a comparison session: voxels, images, the "
-          "response planted for each image (first presentation of another image), the truth it "
-          "is scored against (that image's later presentations), HRF, factor and seed"),
+          "response planted for each image (its odd-numbered presentations), the truth it is "
+          "scored against (its even-numbered presentations), HRF and factor"),
         o("analysis_mask", "mask", _in("analysis-mask"), "session", "mask", ".nii.gz",
           entities={"desc": "analysis"}, spatial=True,
           description="session analysis mask shared by every variant"),

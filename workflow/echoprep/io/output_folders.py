@@ -148,8 +148,8 @@ FOLDERS: dict[str, Folder] = {
     "planted": Folder(
         "planted",
         "echoprep planted responses",
-        "responses planted into the raw echoes of each comparison session (the session's own "
-        "image responses at each image's first presentation, re-assigned to other images), "
+        "responses planted into the raw echoes of each comparison session (a small copy of the "
+        "session's own image responses, measured at each image's odd-numbered presentations), "
         "against which every variant of the comparison is measured",
         ("*_design.npz",),
         sections=("comparison",),

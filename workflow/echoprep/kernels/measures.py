@@ -40,13 +40,15 @@ VARIANT_NAMES: dict[str, str] = {
 MEASURES: dict[str, dict[str, str]] = {
     "planted_r": {
         "label": "fidelity to planted responses (r)",
-        "description": "the session's own image responses (first presentations of other "
-        "images) planted into its raw echoes, every variant's chain run on them and its GLM "
-        "fit frozen: per voxel of the visual ROI the variant's gain for them (against the later "
-        "presentations, whose noise is independent) times the session's response amplitude, "
-        "divided by the spread of the variant's repeat-averaged betas; the median over the "
-        "ROI. An estimate of the correlation of the repeat-averaged betas with the true image "
-        "responses that counts spatial mixing and the leakage of neighbouring trials as error "
+        "description": "a small copy of the session's own image responses (each image's "
+        "odd-numbered presentations) planted into its raw echoes, every variant's chain run on "
+        "them with the decisions it made on the data (NORDIC, optimal combination, ICA, GLM "
+        "frozen): per voxel of the visual ROI what the variant's betas carry of them (against "
+        "the even-numbered presentations, whose noise is independent) over the square root of "
+        "the session's response variance, divided by the spread of the variant's "
+        "repeat-averaged betas; the median over the ROI. An estimate of the correlation of the "
+        "repeat-averaged betas with the true image responses that counts spatial mixing and "
+        "the leakage of neighbouring trials as error "
         "(checked on simulated truth: docs/comparison.md).",
     },
     "planted_trial_r": {

@@ -49,6 +49,7 @@ If any g-factor is 0 (a patch of all-zero data), the reference's fix-up is appli
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -118,6 +119,9 @@ class NordicResult:
     algebra
         Where the patch algebra ran, in words (``device``): ``"cpu (NumPy/LAPACK)"`` or the
         torch device and version.
+    companions
+        ``(x, y, z, t_out)`` float32 magnitudes of the companion series (``companions`` of
+        :func:`nordic`), each denoised with this series' decisions; empty without.
     """
 
     magnitude: np.ndarray
@@ -131,6 +135,7 @@ class NordicResult:
     n_noise_volumes: int
     phase_mapping: str
     algebra: str
+    companions: tuple[np.ndarray, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -298,6 +303,7 @@ def nordic(
     seed: int = 0,
     n_threads: int | None = None,
     device_batch_bytes: int | None = None,
+    companions: Sequence[np.ndarray] = (),
 ) -> NordicResult:
     """NORDIC denoising of one 4D series.
 
@@ -368,6 +374,11 @@ def nordic(
         Torch devices only: memory budget of one patch batch in bytes (None: half the free
         GPU memory, at most 16 GiB; 1 GiB on ``"torch-cpu"``). ``chunk_patches`` does not
         apply there.
+    companions
+        Magnitudes of series of the same shape and phase (planted responses,
+        docs/comparison.md) denoised with every decision made on ``magnitude`` (scale, phase,
+        g-factor, threshold, each patch's kept subspace): a map linear in the complex series.
+        The CPU path runs them (``device`` is not used).
 
     Returns
     -------
@@ -432,6 +443,14 @@ def nordic(
         seed=int(seed),
     )
     phase = phase if complex_mode else None
+    for c in companions:
+        if c.shape != magnitude.shape:
+            raise ValueError(
+                f"NORDIC: a companion series has shape {c.shape}; expected {magnitude.shape}"
+            )
+    if companions and torch_device is not None:
+        log.info("NORDIC: companion series: the CPU path runs (device %s not used)", device)
+        torch_device = None
     if torch_device is not None:
         from echoprep.kernels.nordic_torch import nordic_on_device
 
@@ -439,7 +458,9 @@ def nordic(
             magnitude, phase, steps, torch_device, device_batch_bytes, n_threads
         )
     with blas_limits(1):
-        return _nordic(magnitude, phase, steps, int(chunk_patches), workers, NUMPY_ALGEBRA)
+        return _nordic(
+            magnitude, phase, steps, int(chunk_patches), workers, NUMPY_ALGEBRA, companions
+        )
 
 
 def check_device(device: str) -> str | None:
@@ -470,6 +491,7 @@ def _nordic(
     chunk: int,
     workers: int,
     algebra: PatchAlgebra,
+    companions: Sequence[np.ndarray] = (),
 ) -> NordicResult:
     nx, ny, nz, nt = (int(s) for s in magnitude.shape)
     complex_mode = phase is not None
@@ -484,8 +506,10 @@ def _nordic(
         raise ValueError(ZERO_FIRST_VOLUME)
     scale = float(nonzero.min())
     del first, nonzero
-    for s in slabs:
-        data[s] /= np.float32(scale)
+    others = [_series(c, phase, steps.phase_units, slabs) for c in companions]
+    for x in (data, *others):
+        for s in slabs:
+            x[s] /= np.float32(scale)
     noise = data[..., nt - noise_volumes :].copy() if noise_volumes else None
 
     # 2. phase stabilisation
@@ -496,10 +520,11 @@ def _nordic(
         for z0 in range(0, nz, zb):
             zs = slice(z0, min(nz, z0 + zb))
             th = lowpass_phase(data[:, :, zs], steps.phase_filter_width, workers=workers)
-            block = data[:, :, zs]
-            block *= _phasor(-th)
-            if temporal_phase == 2:
-                _replace_phase(block, th, None)
+            for x in (data, *others):
+                block = x[:, :, zs]
+                block *= _phasor(-th)
+                if temporal_phase == 2:
+                    _replace_phase(block, th, None)
             theta[:, :, zs] = th
         log.info("NORDIC: phase stabilised (filter width %g)", steps.phase_filter_width)
 
@@ -513,13 +538,14 @@ def _nordic(
 
     # 4. normalisation and noise level
     inv_g = np.where(g32 > 0, 1 / g32, 0).astype(np.float32)[..., None]
-    for s in slabs:
-        data[s] *= inv_g[s]
+    for x in (data, *others):
+        for s in slabs:
+            x[s] *= inv_g[s]
     if temporal_phase == 3:
         assert theta is not None
-        for s in slabs:
-            block, th = data[s], theta[s]
-            _replace_phase(block, th, np.sqrt(2))
+        for x in (data, *others):
+            for s in slabs:
+                _replace_phase(x[s], theta[s], np.sqrt(2))
     if noise is not None:
         noise *= inv_g
     sigma = noise_level(noise, complex_mode)
@@ -530,32 +556,48 @@ def _nordic(
             zero_voxels[s] = ~np.any(data[s] != 0, axis=3)
         n_zero = int(zero_voxels.sum())
         if n_zero:
-            data[zero_voxels] = zero_fill(n_zero, nt, steps.seed, complex_mode)
+            fill = zero_fill(n_zero, nt, steps.seed, complex_mode)
+            for x in (data, *others):
+                x[zero_voxels] = fill
 
     # 5. threshold
     threshold = final_threshold(steps, nt, sigma, complex_mode, _seeded_monte_carlo)
 
     # 6. patch-wise low-rank approximation
-    acc, removed = denoise_pass(data, steps.kernel, threshold, chunk, workers, algebra)
+    acc, removed = denoise_pass(
+        data, steps.kernel, threshold, chunk, workers, algebra, companions=others
+    )
     del data
 
     # 7. undo normalisation, phase and scale
-    for s in slabs:
-        block = acc[s]
-        block *= g32[s][..., None] * np.float32(scale)
-        if theta is not None:
-            block *= _phasor(theta[s])
-        if zero_voxels is not None:
-            block[zero_voxels[s]] = 0
-    del theta
     t_out = steps.t_out(nt)
-    out = acc if t_out == nt else np.ascontiguousarray(acc[..., :t_out])
-    del acc
-    mag = np.empty(out.shape, np.float32)
-    for s in slabs:
-        np.abs(out[s], out=mag[s])
-    complex_out = out if complex_mode else None
-    return steps.result(mag, complex_out, g32, removed, threshold, sigma, scale, algebra.describe())
+    series: list[np.ndarray | None] = [acc, *others]
+    del acc, others
+    complex_out, mags = None, []
+    for i, item in enumerate(series):
+        assert item is not None
+        series[i] = None  # each series is released once its magnitude is taken
+        for s in slabs:
+            block = item[s]
+            block *= g32[s][..., None] * np.float32(scale)
+            if theta is not None:
+                block *= _phasor(theta[s])
+            if zero_voxels is not None:
+                block[zero_voxels[s]] = 0
+        out = item if t_out == nt else np.ascontiguousarray(item[..., :t_out])
+        del item
+        mag = np.empty(out.shape, np.float32)
+        for s in slabs:
+            np.abs(out[s], out=mag[s])
+        mags.append(mag)
+        if i == 0 and complex_mode:
+            complex_out = out
+        del out
+    del theta
+    result = steps.result(
+        mags[0], complex_out, g32, removed, threshold, sigma, scale, algebra.describe()
+    )
+    return dataclasses.replace(result, companions=tuple(mags[1:])) if companions else result
 
 
 # ---------------------------------------------------------------------------------------------

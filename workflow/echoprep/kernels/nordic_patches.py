@@ -14,7 +14,7 @@ import itertools
 import logging
 import queue
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar
 
@@ -72,12 +72,13 @@ def patch_pass(
     kernel: tuple[int, int, int],
     chunk: int,
     workers: int,
-    compute: Callable[[np.ndarray], _T],
+    compute: Callable[[np.ndarray, slice], _T],
     consume: Callable[[slice, np.ndarray, _T], None],
 ) -> None:
-    """Patches of ``data`` in batches of ``chunk``: gather + ``compute`` in worker threads,
-    ``consume`` in the calling thread, in batch order (so results do not depend on the number
-    of threads). One reused batch buffer per worker."""
+    """Patches of ``data`` in batches of ``chunk``: gather + ``compute`` (the batch and its
+    slice of ``starts``) in worker threads, ``consume`` in the calling thread, in batch order
+    (so results do not depend on the number of threads). One reused batch buffer per
+    worker."""
     n = len(starts)
     bounds = [slice(i, min(i + chunk, n)) for i in range(0, n, chunk)]
     if not bounds:
@@ -92,7 +93,7 @@ def patch_pass(
         buf = free.get()
         try:
             a = gather(data, starts[b], kernel, out=buf[: b.stop - b.start])
-            return buf, a, compute(a)
+            return buf, a, compute(a, b)
         except BaseException:
             free.put(buf)
             raise
@@ -144,7 +145,7 @@ def gfactor_pass(
     var_sum = np.zeros(data.shape[:3])
     count = np.zeros(data.shape[:3])
 
-    def compute(a: np.ndarray) -> np.ndarray:
+    def compute(a: np.ndarray, _: slice) -> np.ndarray:
         m = np.count_nonzero(a.sum(axis=2) != 0, axis=1)
         return mppca_noise_variance(algebra.squared_singular_values(a), m, nt)
 
@@ -165,41 +166,54 @@ def denoise_pass(
     chunk: int,
     workers: int,
     algebra: PatchAlgebra = NUMPY_ALGEBRA,
+    companions: Sequence[np.ndarray] = (),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Patch-wise hard-threshold reconstruction averaged over patches.
 
     ``data`` is the normalised ``(x, y, z, t)`` series; singular values below ``threshold``
     (same units) are zeroed; ``algebra`` decomposes and reconstructs each batch. Returns the
     ``(x, y, z, t)`` average (``data``'s dtype) and the ``(x, y, z)`` float32 mean number of
-    removed components."""
+    removed components. ``companions`` (series of ``data``'s shape, NumPy algebra only) are
+    **overwritten** with their projections on the subspaces kept for ``data``, patch by patch,
+    averaged the same way (:func:`echoprep.kernels.patches.hard_threshold`)."""
+    if companions and algebra is not NUMPY_ALGEBRA:
+        raise ValueError("NORDIC: companion series run on the CPU (NumPy) algebra only")
     starts, weights, offsets = patch_grid(data.shape[:3], kernel)
     kx, ky, kz = kernel
     nt = data.shape[3]
-    acc = np.zeros(data.shape, data.dtype)
+    targets = [np.zeros(data.shape, data.dtype) for _ in range(1 + len(companions))]
     count = np.zeros(data.shape[:3])
     removed_sum = np.zeros(data.shape[:3])
 
-    def compute(a: np.ndarray) -> np.ndarray:
-        return algebra.hard_threshold(a, threshold)[1]
+    def compute(a: np.ndarray, b: slice) -> tuple[np.ndarray, list[np.ndarray]]:
+        if not companions:
+            return algebra.hard_threshold(a, threshold)[1], []
+        others = [gather(c, starts[b], kernel) for c in companions]
+        return hard_threshold(a, threshold, others)[1], others
 
-    def consume(b: slice, recon: np.ndarray, removed: np.ndarray) -> None:
-        boxes = recon.reshape(-1, kx, ky, kz, nt)
-        for (x, y, z), off, w, r, n_rm in zip(
-            starts[b], offsets[b], weights[b], boxes, removed, strict=True
+    def consume(b: slice, recon: np.ndarray, result: tuple[np.ndarray, list[np.ndarray]]) -> None:
+        removed, others = result
+        stacks = [x.reshape(-1, kx, ky, kz, nt) for x in (recon, *others)]
+        for i, ((x, y, z), off, w, n_rm) in enumerate(
+            zip(starts[b], offsets[b], weights[b], removed, strict=True)
         ):
             box = (slice(x + off, x + kx), slice(y, y + ky), slice(z, z + kz))
-            if w == 1:
-                acc[box] += r[off:]
-            else:
-                acc[box] += np.float32(w) * r[off:]
+            for acc, boxes in zip(targets, stacks, strict=True):
+                if w == 1:
+                    acc[box] += boxes[i][off:]
+                else:
+                    acc[box] += np.float32(w) * boxes[i][off:]
             count[box] += w
             removed_sum[box] += w * n_rm
 
     patch_pass("patches", data, starts, kernel, chunk, workers, compute, consume)
     inv = (1 / count).astype(np.float32)
     for s in slabs(data.shape[0], int(np.prod(data.shape[1:])) * 8):
-        acc[s] *= inv[s][..., None]
-    return acc, (removed_sum / count).astype(np.float32)
+        for acc in targets:
+            acc[s] *= inv[s][..., None]
+    for c, acc in zip(companions, targets[1:], strict=True):
+        c[...] = acc
+    return targets[0], (removed_sum / count).astype(np.float32)
 
 
 def slabs(n: int, bytes_per_plane: int) -> list[slice]:

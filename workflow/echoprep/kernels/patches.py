@@ -211,7 +211,9 @@ def squared_singular_values(a: np.ndarray) -> np.ndarray:
     return np.maximum(w[:, ::-1], 0)
 
 
-def hard_threshold(a: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+def hard_threshold(
+    a: np.ndarray, threshold: float, companions: Sequence[np.ndarray] = ()
+) -> tuple[np.ndarray, np.ndarray]:
     """Keep the singular components with singular value ``>= threshold``, in place.
 
     Eigendecomposition of the smaller Gram matrix (double precision); the reconstruction
@@ -226,6 +228,11 @@ def hard_threshold(a: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndar
         low-rank reconstructions ``U S' V^H``.
     threshold
         Singular-value threshold (same units as ``a``).
+    companions
+        Stacks of the shape of ``a`` (other series at the same patches), **overwritten** with
+        their projections on the subspaces kept for ``a`` (``C V_k V_k^H`` or ``U_k U_k^H
+        C``): the decisions of ``a`` applied to them, a linear map (docs/comparison.md,
+        "Responses planted in your data").
 
     Returns
     -------
@@ -240,12 +247,15 @@ def hard_threshold(a: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndar
     for b, k in enumerate(n_keep):
         if k == 0:
             a[b] = 0
+            for c in companions:
+                c[b] = 0
             continue
         vk = v[b, :, -k:].astype(a.dtype)  # the k largest
-        if m >= n:  # A V_k V_k^H
-            np.matmul(a[b] @ vk, _adjoint(vk), out=a[b])
-        else:  # U_k U_k^H A
-            np.matmul(vk, _adjoint(vk) @ a[b], out=a[b])
+        for x in (a, *companions):
+            if m >= n:  # A V_k V_k^H
+                np.matmul(x[b] @ vk, _adjoint(vk), out=x[b])
+            else:  # U_k U_k^H A
+                np.matmul(vk, _adjoint(vk) @ x[b], out=x[b])
     return a, min(m, n) - n_keep
 
 

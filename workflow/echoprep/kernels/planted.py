@@ -1,19 +1,22 @@
 """Responses planted into a session's own data: their patterns and their time courses.
 
 The comparison measures each preprocessing variant against a truth planted into the user's own
-raw echoes (docs/comparison.md, "Responses planted in your data"). The planted image responses
-are the session's own, re-assigned to other images:
+raw echoes (docs/comparison.md, "Responses planted in your data"). The planted responses are a
+small copy of the session's own:
 
 - a reference fit (type-B betas of the visual ROI's source variant, plain least squares) gives
-  per image two independent estimates of its response, the mean of its first presentation
-  (half A) and of its later ones (half B) (:func:`presentation_halves`, :func:`half_means`);
-- half A of image ``perm[i]`` is planted as the response to image ``i``
-  (:func:`planted_images`, a random permutation with a recorded seed), so the planted
-  responses have exactly the spatial pattern, dimensionality, smoothness and amplitude of the
-  session's own image responses, and are unrelated to the responses the images really evoke;
-- half B of the same image is the truth the planted responses are scored against: its noise is
-  independent of half A's, so only the response half A shares with it counts (the noise planted
-  along with half A is scored as noise, whatever a variant does to it).
+  per image two independent estimates of its response, the mean of its odd-numbered
+  presentations (1st, 3rd, ...: half A) and of its even-numbered ones (2nd, 4th, ...: half B)
+  (:func:`presentation_halves`, :func:`half_means`);
+- half A of each image, times a small factor, is planted as a further response to that image
+  at every presentation: the planted responses have the spatial pattern, dimensionality,
+  smoothness, amplitude and the course over trials of the session's own, so every chain, run
+  with the decisions it made on the data, treats them as it treats the data's own responses;
+- half B is the truth the planted responses are scored against: its noise is independent of
+  half A's, so only the response half A shares with it counts (the noise planted along with
+  half A is scored as noise, whatever a variant does to it). What the betas carry of the
+  planted responses is read at the half-A presentations only: at a half-B presentation it
+  would share the neighbouring trials' leakage with the truth, which the same trials made.
 
 A planted response of amplitude ``b`` (% of the reference's signal at echo time ``te_ref``)
 changes R2* by ``-b / (100 te_ref)`` at the peak of its time course (:func:`delta_r2star`),
@@ -35,21 +38,21 @@ AMPLITUDE_RANGE = (0.1, 1.0)
 
 
 def presentation_halves(labels: Sequence | np.ndarray) -> np.ndarray:
-    """``(N,)`` bool: True for each image's first presentation (half A), False for its later
-    ones (half B), in trial order."""
-    seen: set = set()
-    first = np.zeros(len(labels), dtype=bool)
+    """``(N,)`` bool: True for each image's odd-numbered presentations (1st, 3rd, ...: half
+    A), False for its even-numbered ones (half B), in trial order."""
+    seen: dict = {}
+    odd = np.zeros(len(labels), dtype=bool)
     for i, label in enumerate(labels):
-        if label not in seen:
-            first[i] = True
-            seen.add(label)
-    return first
+        n = seen.get(label, 0)
+        odd[i] = n % 2 == 0
+        seen[label] = n + 1
+    return odd
 
 
 def half_means(
     betas: np.ndarray, labels: Sequence | np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Image means of the first presentations and of the later ones.
+    """Image means of the odd-numbered presentations and of the even-numbered ones.
 
     Parameters
     ----------
@@ -63,14 +66,14 @@ def half_means(
     images
         ``(I,)`` the images shown at least twice, sorted.
     half_a, half_b
-        ``(V, I)`` float64: each image's first presentation, and the mean of its later ones,
-        centred over images per voxel.
+        ``(V, I)`` float64: the mean of each image's odd-numbered presentations (half A) and
+        of its even-numbered ones (half B), centred over images per voxel.
     """
     labels = np.asarray(labels)
-    first = presentation_halves(labels)
+    odd = presentation_halves(labels)
     images, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     out = []
-    for part in (first, ~first):
+    for part in (odd, ~odd):
         total = np.zeros((betas.shape[0], images.size))
         np.add.at(total.T, inverse[part], np.asarray(betas, np.float64)[:, part].T)
         n = np.bincount(inverse[part], minlength=images.size)
@@ -98,30 +101,6 @@ def planting_amplitude(half_a: np.ndarray, half_b: np.ndarray) -> float:
     share = shared / total if total > 0 else 0.0
     lo, hi = AMPLITUDE_RANGE
     return float(np.clip(np.sqrt(max(share, 0.0)), lo, hi))
-
-
-def planted_images(images: Sequence | np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The image whose response is planted for each image: a random permutation without fixed
-    points (every image gets another image's response) when there are at least two images.
-
-    Returns
-    -------
-    order
-        ``(I,)`` int: image ``i`` is planted with the response of image ``order[i]``.
-    seeds
-        ``(1,)`` the seed used (for the sidecar).
-    """
-    n = len(images)
-    rng = np.random.default_rng(seed)
-    if n < 2:
-        return np.arange(n), np.array([seed])
-    perm = rng.permutation(n)
-    fixed = np.flatnonzero(perm == np.arange(n))
-    # a fixed point swaps with its neighbour in the cycle order: no image keeps its response
-    for i in fixed:
-        j = (i + 1) % n
-        perm[i], perm[j] = perm[j], perm[i]
-    return perm, np.array([seed])
 
 
 def consensus_hrf(indices: np.ndarray) -> np.ndarray:
@@ -305,7 +284,6 @@ __all__ = [
     "delta_r2star",
     "half_means",
     "optcom_weights",
-    "planted_images",
     "planted_magnitude",
     "planting_amplitude",
     "presentation_halves",

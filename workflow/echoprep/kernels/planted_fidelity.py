@@ -1,31 +1,34 @@
 """How faithfully a variant's betas follow responses planted into the session's own data.
 
-Each variant's chain was run on the session's echoes with the planted responses added and
-subtracted (:mod:`echoprep.stages.planted`); half their difference, fitted with the variant's
-own frozen GLM, is what its published betas contain of the planted responses (``recovered``).
-The planted response of image ``i`` is the session's own response to another image measured at
-its first presentation (``planted``, half A); the truth it is scored against is the same
-response measured at the later presentations (``truth``, half B), whose noise is independent
-(:mod:`echoprep.kernels.planted`). Per voxel of the comparison's ROI:
+Each variant's chain was run, with the run's own decisions, on the session's echoes with the
+planted responses added and subtracted (:mod:`echoprep.stages.comparison.planting`); half their
+difference, fitted with the variant's own frozen GLM, is what its published betas contain of
+the planted responses (``recovered``), read at the half-A presentations. The planted response
+of image ``i`` is a small copy of the session's own response to it measured at its odd-numbered
+presentations (``planted``, half A); the truth it is scored against is the same response
+measured at its even-numbered presentations (``truth``, half B), whose noise is independent
+(:mod:`echoprep.kernels.planted`). Per voxel
+of the comparison's ROI, with covariances over images smoothed over the ROI (a voxel's own are
+too noisy: the response explains a few % of a single presentation's variance):
 
-- the **gain** of the variant for responses like the session's,
-  ``kappa = cov(recovered image means, truth) / cov(planted, truth)`` (attenuation, spatial
-  mixing and the leakage of neighbouring trials all lower it; noise planted with half A does
-  not count, as half B's noise is independent of it);
-- the **amplitude** of the session's responses, ``s``: the half-A/half-B covariance of the
-  reference fit (plain least squares), smoothed over the ROI, divided by the reference fit's
-  own gain for the planted responses (so that a shape of the response the library HRF misses
-  counts the same in both);
+- the session's response variance ``S = smooth(cov(planted, truth))`` (in the reference fit's
+  units: half A and half B share only the response);
+- what the variant's betas carry of it, ``N = smooth(cov(recovered image means, truth))``, in
+  the units of the published betas z-scored per run (attenuation, spatial mixing and the
+  leakage of neighbouring trials all lower it; noise planted with half A does not count, as
+  half B's noise is independent of it); ``N / S`` is the variant's gain;
 - the estimated correlation of the variant's repeat-averaged betas (z-scored per run, as
-  published and averaged) with the true image responses: ``r = kappa s / sd(image means)``,
-  the median over the ROI (``planted_r``); for single trials ``kappa_trial s / sd(betas)``
-  (``planted_trial_r``).
+  published and averaged) with the true image responses:
+  ``r = N / (sqrt(S) g_ref sd(image means))``, the median over the ROI (``planted_r``), where
+  ``g_ref`` is the reference fit's own gain for the planted responses (so that a shape of the
+  response the library HRF misses counts the same in ``S`` and ``N``); for single trials the
+  same with each trial against its image's truth and ``sd(betas)`` (``planted_trial_r``).
 
-With ``r = cov(M, S) / (sd(M) sd(S))`` for image means ``M`` and true responses ``S``, and
-``cov(M, S) = kappa var(S)`` for a linear chain, this is the correlation itself; the planting
-measures ``kappa`` on responses with the session's own spatial structure, and ``sd(M)`` is the
-variant's, noise and all. docs/comparison.md, "Responses planted in your data", gives the
-checks against simulated truth.
+With ``r = cov(M, R) / (sd(M) sd(R))`` for image means ``M`` and true responses ``R``, and
+``cov(M, R) = gain var(R)`` for a linear chain, this is the correlation itself; the planting
+measures the gain on the session's own responses through the chains' own decisions, and
+``sd(M)`` is the variant's, noise and all. docs/comparison.md, "Responses planted in your
+data", gives the checks against simulated truth.
 
 Image-bootstrap replicates resample the planted images (the same draw for every variant).
 """
@@ -39,10 +42,53 @@ import numpy as np
 from scipy import ndimage
 
 from echoprep.kernels.noiseceiling import zscore_within
+from echoprep.kernels.planted import presentation_halves
 
-#: Smoothing (Gaussian sigma, mm) of the response amplitude over the ROI: the per-voxel
-#: half-A/half-B covariance is too noisy to take voxel by voxel.
+#: Smoothing (Gaussian sigma, mm) of the covariances over the ROI.
 SMOOTHING_MM = 6.0
+
+
+class Smoother:
+    """Gaussian smoothing of values given at some voxels of a grid, normalised by the voxels
+    present (no value leaks in from outside them).
+
+    Parameters
+    ----------
+    voxels
+        ``(V, 3)`` int voxel indices in a grid of ``shape``.
+    shape
+        The grid.
+    sigma_vox
+        Gaussian sigma per axis, voxels (all 0: no smoothing).
+    """
+
+    def __init__(
+        self, voxels: np.ndarray, shape: Sequence[int], sigma_vox: Sequence[float]
+    ) -> None:
+        self.index = tuple(np.asarray(voxels, np.int64).T)
+        self.shape = tuple(int(s) for s in shape)
+        self.sigma = [float(s) for s in sigma_vox]
+        self.active = any(s > 0 for s in self.sigma)
+        if self.active:
+            present = np.zeros(self.shape)
+            present[self.index] = 1.0
+            self.weight = ndimage.gaussian_filter(present, self.sigma, mode="constant")[self.index]
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        """``(..., V)`` values smoothed over the voxels (each leading row apart)."""
+        values = np.asarray(values, np.float64)
+        if not self.active:
+            return values.copy()
+        flat = values.reshape(-1, values.shape[-1])
+        out = np.empty_like(flat)
+        grid = np.zeros(self.shape)
+        for i, row in enumerate(flat):
+            grid[self.index] = np.nan_to_num(row)
+            smooth = ndimage.gaussian_filter(grid, self.sigma, mode="constant")[self.index]
+            out[i] = np.divide(
+                smooth, self.weight, out=np.zeros(row.size), where=self.weight > 1e-6
+            )
+        return out.reshape(values.shape)
 
 
 @dataclass(frozen=True)
@@ -54,21 +100,25 @@ class PlantedTruth:
     images
         ``(I,)`` labels of the images that received a planted response.
     planted
-        ``(V, I)`` the response planted for each image (half A of its source image), in the
-        reference fit's units.
+        ``(V, I)`` the response planted for each image (half A), in the reference fit's
+        units.
     truth
-        ``(V, I)`` the same source image's half B (the truth scored against).
-    amplitude
-        ``(V,)`` the session's response amplitude ``s`` in the same units (module docstring).
+        ``(V, I)`` the same image's half B (the truth scored against).
     factor
         The planting factor: the series carried ``factor * planted``.
+    smoother
+        Smoothing of per-voxel covariances over these voxels (:class:`Smoother`).
+    reference_gain
+        The reference fit's gain for the planted responses (:func:`reference_gain`; 1:
+        unknown).
     """
 
     images: np.ndarray
     planted: np.ndarray
     truth: np.ndarray
-    amplitude: np.ndarray
     factor: float
+    smoother: Smoother
+    reference_gain: float = 1.0
 
 
 @dataclass
@@ -82,7 +132,7 @@ class VariantFidelity:
         responses, for repeat averages and single trials; entry 0 the estimate, 1..B the image
         bootstrap.
     gain
-        ``(V,)`` per-voxel gain ``kappa`` (estimate).
+        ``(V,)`` per-voxel gain ``N / S`` (estimate).
     binned
         ``(K, 2)`` the planted truth against the recovered image responses, each standardised
         per voxel, averaged in K quantile bins of the truth (the report's figure).
@@ -105,48 +155,11 @@ def _wcov(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
     return (w @ (x * y).T) / sw - mx * my
 
 
-def smooth_in_mask(
-    values: np.ndarray, voxels: np.ndarray, shape: Sequence[int], sigma_vox: Sequence[float]
-) -> np.ndarray:
-    """Gaussian smoothing of values given at some voxels, normalised by the voxels present
-    (no value leaks in from outside them).
-
-    Parameters
-    ----------
-    values
-        ``(V,)``.
-    voxels
-        ``(V, 3)`` int voxel indices in a grid of ``shape``.
-    sigma_vox
-        Gaussian sigma per axis, voxels (0: no smoothing along it).
-    """
-    idx = tuple(np.asarray(voxels, np.int64).T)
-    grid = np.zeros(tuple(int(s) for s in shape))
-    present = np.zeros_like(grid)
-    grid[idx] = values
-    present[idx] = 1.0
-    num = ndimage.gaussian_filter(grid, sigma_vox, mode="constant")
-    den = ndimage.gaussian_filter(present, sigma_vox, mode="constant")
-    return np.divide(num[idx], den[idx], out=np.zeros(len(values)), where=den[idx] > 1e-6)
-
-
-def response_amplitude(
-    planted: np.ndarray,
-    truth: np.ndarray,
-    reference_gain: float,
-    voxels: np.ndarray,
-    shape: Sequence[int],
-    voxel_size_mm: Sequence[float],
-    smoothing_mm: float = SMOOTHING_MM,
-) -> np.ndarray:
-    """``(V,)`` the session's response amplitude per voxel: the half-A/half-B covariance over
-    images, smoothed over the voxels given, clipped at 0, square root, divided by the
-    reference fit's gain for the planted responses (1: unknown)."""
-    shared = (planted * truth).mean(axis=1) - planted.mean(axis=1) * truth.mean(axis=1)
-    sigma = [smoothing_mm / float(s) if smoothing_mm > 0 else 0.0 for s in voxel_size_mm]
-    smooth = smooth_in_mask(shared, voxels, shape, sigma)
-    gain = reference_gain if np.isfinite(reference_gain) and reference_gain > 0 else 1.0
-    return np.sqrt(np.clip(smooth, 0.0, None)) / gain
+def response_variance(truth: PlantedTruth, weights: np.ndarray) -> np.ndarray:
+    """``(B + 1, V)`` the session's response variance ``S`` per voxel and replicate: the
+    smoothed half-A/half-B covariance over the (weighted) images, in the reference fit's
+    units."""
+    return truth.smoother(_wcov(truth.planted, truth.truth, weights))
 
 
 def reference_gain(recovered_means: np.ndarray, planted: np.ndarray, truth: np.ndarray) -> float:
@@ -207,6 +220,7 @@ def variant_fidelity(
     truth: PlantedTruth,
     weights: np.ndarray,
     bins: int = 15,
+    variance: np.ndarray | None = None,
 ) -> VariantFidelity:
     """The planted estimates of one variant (module docstring).
 
@@ -225,33 +239,44 @@ def variant_fidelity(
         ``(B + 1, I)`` image weights (:func:`bootstrap_weights`).
     bins
         Quantile bins of the binned planted-against-recovered curve.
+    variance
+        :func:`response_variance` of ``truth`` and ``weights`` (computed when None; pass it to
+        share it between a session's variants).
     """
     cols = image_columns(labels, truth.images)
     n_img = len(truth.images)
+    smooth = truth.smoother
+    s = response_variance(truth, weights) if variance is None else variance
     z = zscore_within(np.asarray(betas, np.float64), np.asarray(runs).astype(str))
     rz = recovered_z(recovered, betas, runs, truth.factor)
     m = _means(z, cols, n_img)
-    g = _means(rz, cols, n_img)
-    den = _wcov(truth.planted, truth.truth, weights)  # (B+1, V)
-    num = _wcov(g, truth.truth, weights)
+    # what the betas carry of the planted responses, read at the half-A presentations only
+    # (at a half-B one it shares the neighbouring trials' leakage with the truth)
+    read = presentation_halves(np.asarray(labels)) & (cols >= 0)
+    g = _means(rz[:, read], cols[read], n_img)
+    num = smooth(_wcov(g, truth.truth, weights))
     var_m = _wcov(m, m, weights)
+    gain_ref = truth.reference_gain
+    if not (np.isfinite(gain_ref) and gain_ref > 0):
+        gain_ref = 1.0
     with np.errstate(divide="ignore", invalid="ignore"):
-        gain = num / den
-        r = gain * truth.amplitude[None, :] / np.sqrt(var_m)
-    # single trials: each trial weighted by its image's bootstrap count
-    planted_trials = cols >= 0
+        scale = np.where(s > 0, np.sqrt(np.clip(s, 0.0, None)), np.nan) * gain_ref
+        r = num / (scale * np.sqrt(var_m))
+        gain = num[0] / np.where(s[0] > 0, s[0], np.nan)
+    # single trials (half-A presentations): each weighted by its image's bootstrap count
+    planted_trials = read
     tw = weights[:, cols[planted_trials]]
     zt = z[:, planted_trials]
     rt = rz[:, planted_trials]
     qt = truth.truth[:, cols[planted_trials]]
-    num_t = _wcov(rt, qt, tw)
+    num_t = smooth(_wcov(rt, qt, tw))
     var_t = _wcov(zt, zt, tw)
     with np.errstate(divide="ignore", invalid="ignore"):
-        trial_r = (num_t / den) * truth.amplitude[None, :] / np.sqrt(var_t)
+        trial_r = num_t / (scale * np.sqrt(var_t))
     return VariantFidelity(
         r=_median(r),
         trial_r=_median(trial_r),
-        gain=gain[0],
+        gain=gain,
         binned=binned_transfer(g, truth.truth, bins),
     )
 
@@ -309,8 +334,9 @@ def session_fidelity(
         variant -> ``(betas, recovered)``, each ``(V, N)`` over the same voxels and trials.
     """
     weights = bootstrap_weights(len(truth.images), replicates, seed)
+    variance = response_variance(truth, weights)
     return {
-        v: variant_fidelity(b, rec, labels, runs, truth, weights)
+        v: variant_fidelity(b, rec, labels, runs, truth, weights, variance=variance)
         for v, (b, rec) in variants.items()
     }
 
@@ -318,14 +344,14 @@ def session_fidelity(
 __all__ = [
     "SMOOTHING_MM",
     "PlantedTruth",
+    "Smoother",
     "VariantFidelity",
     "binned_transfer",
     "bootstrap_weights",
     "image_columns",
     "recovered_z",
     "reference_gain",
-    "response_amplitude",
+    "response_variance",
     "session_fidelity",
-    "smooth_in_mask",
     "variant_fidelity",
 ]

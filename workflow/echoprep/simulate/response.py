@@ -293,6 +293,14 @@ REGIMES: dict[str, ResponseModel] = {
         trial_wavelength_mm=15.0,
         thermal_scale=4.2,
     ),
+    "modest": ResponseModel(
+        name="modest",
+        description="the default's eight smooth image features at twice the amplitude, "
+        "thermal noise x2.5 (tSNR ~12), half the physiological noise: NORDIC helps a little",
+        amplitude_scale=2.0,
+        thermal_scale=2.5,
+        physio_scale=0.5,
+    ),
     "thermal": ResponseModel(
         name="thermal",
         description="the default response without physiological noise (thermal-only residual)",

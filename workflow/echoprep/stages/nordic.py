@@ -87,6 +87,7 @@ def denoise_arrays(
     options: NordicOptions | Mapping[str, Any] | None = None,
     seed: int = 0,
     n_threads: int | None = None,
+    companions: Sequence[np.ndarray] = (),
     **given: Any,
 ) -> NordicResult:
     """The NORDIC kernel (:func:`echoprep.kernels.nordic.nordic`) on arrays with the stage's
@@ -101,6 +102,8 @@ def denoise_arrays(
         The ``nordic:`` section, whole or in part (not both).
     seed, n_threads
         As for the kernel (None: the CPUs available).
+    companions
+        Series denoised with ``magnitude``'s decisions (the kernel's ``companions``).
 
     Returns
     -------
@@ -119,7 +122,14 @@ def denoise_arrays(
         raise TypeError("denoise_arrays: pass options or option keywords, not both")
     opts = stage_options(options if options is not None else given, source="keywords")
     kernel_options = {k: getattr(opts, k) for k in KERNEL_OPTIONS}
-    return nordic(magnitude, phase, seed=seed, n_threads=n_threads, **kernel_options)
+    return nordic(
+        magnitude,
+        phase,
+        seed=seed,
+        n_threads=n_threads,
+        companions=companions,
+        **kernel_options,
+    )
 
 
 def removed_part_record(before: np.ndarray, after: np.ndarray) -> dict[str, Any]:
@@ -375,6 +385,78 @@ def run_nordic_echoes(
     ]
 
 
+def run_nordic_companions(
+    magnitude_files: Sequence[str | Path],
+    phase_files: Sequence[str | Path] | None,
+    companions: Sequence[Sequence[str | Path]],
+    outputs: Sequence[Sequence[str | Path]],
+    *,
+    options: NordicOptions | Mapping[str, Any] | None = None,
+    seed: int = 0,
+    n_threads: int = 1,
+) -> list[list[Path]]:
+    """Denoise companion series of a run's echoes with the decisions NORDIC makes on the
+    echoes themselves (the kernel's ``companions``: the responses planted into the run,
+    docs/comparison.md, "Responses planted in your data"); the echoes' own outputs are not
+    written.
+
+    Parameters
+    ----------
+    magnitude_files, phase_files
+        The run's magnitude (and phase, or None) per echo.
+    companions
+        Per set (e.g. the echoes with the planted responses added, then subtracted), one
+        magnitude image per echo, of the run's shape.
+    outputs
+        Per set, one path per echo (float32 NIfTI, no sidecar: work-folder files).
+    options, seed, n_threads
+        As for :func:`run_nordic` (those of the run's own NORDIC job).
+
+    Returns
+    -------
+    list of list of Path
+        The written files, per set and echo.
+    """
+    n = len(magnitude_files)
+    for what, sets in (("companions", companions), ("outputs", outputs)):
+        if any(len(s) != n for s in sets):
+            raise ValueError(f"every set of {what} needs one file per echo ({n})")
+    if len(companions) != len(outputs):
+        raise ValueError(f"{len(companions)} companion sets but {len(outputs)} output sets")
+    opts = stage_options(options)
+    written: list[list[Path]] = [[] for _ in companions]
+    for e, mag_file in enumerate(magnitude_files):
+        mag_path = Path(mag_file)
+        mag_img = load_image(mag_path, "magnitude series", ndim=4)
+        phase = None
+        if phase_files is not None and not opts.magnitude_only:
+            phase = read_array(load_image(phase_files[e], "phase series", ndim=4))
+        series = []
+        for s in companions:
+            img = load_image(s[e], "companion series", ndim=4)
+            if img.shape != mag_img.shape:
+                raise StageInputError(
+                    f"{s[e]}: expected the shape of {mag_path.name} {mag_img.shape}; found "
+                    f"{img.shape}. Fix: pass companions made from this run's echoes."
+                )
+            series.append(read_array(img))
+        try:
+            result = denoise_arrays(
+                read_array(mag_img),
+                phase,
+                options=opts,
+                seed=seed,
+                n_threads=n_threads,
+                companions=series,
+            )
+        except ValueError as exc:
+            raise StageInputError(f"{mag_path}: {exc}") from exc
+        del series, phase
+        for k, data in enumerate(result.companions):
+            written[k].append(atomic_save(float_image(data, mag_img), outputs[k][e]))
+    return written
+
+
 # ---------------------------------------------------------------------------------------------
 # command line
 
@@ -394,7 +476,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
         "--out",
         nargs="+",
-        required=True,
+        default=None,
         metavar="KEY=PATH",
         help="output paths per echo, in the order of --mag: bold=... [gfactor=...] "
         "[removed=...] for the first echo, then for the second, ...",
@@ -411,6 +493,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--te", nargs="+", type=float, default=None, help="echo time per echo in s (sidecars)"
     )
     parser.add_argument("--tr", type=float, default=None, help="repetition time in s (sidecar)")
+    parser.add_argument(
+        "--companions",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="companion series denoised with the echoes' decisions instead of the echoes "
+        "(the planted responses, docs/comparison.md): one per echo, set after set",
+    )
+    parser.add_argument(
+        "--out-companions",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="the denoised companions, in the order of --companions",
+    )
     return parser
 
 
@@ -420,11 +517,34 @@ def run_from_args(args: argparse.Namespace) -> int:
     for option, given in (("--phase", args.phase), ("--te", args.te)):
         if given is not None and len(given) != n:
             raise SystemExit(f"{option} expects one value per --mag ({n}); got {len(given)}")
+    options = stage_options(json.loads(args.options_json) if args.options_json else None)
+    if args.companions is not None:
+        outs = args.out_companions or []
+        if len(args.companions) % n or len(outs) != len(args.companions):
+            raise SystemExit(
+                f"--companions expects a whole number of sets of {n} (one per --mag), and "
+                f"--out-companions one path per companion; got {len(args.companions)} and "
+                f"{len(outs)}"
+            )
+        sets = [args.companions[i : i + n] for i in range(0, len(args.companions), n)]
+        out_sets = [outs[i : i + n] for i in range(0, len(outs), n)]
+        run_nordic_companions(
+            args.mag,
+            args.phase,
+            sets,
+            out_sets,
+            options=options,
+            seed=args.seed,
+            n_threads=args.threads,
+        )
+        return 0
+    if args.out is None:
+        raise SystemExit("--out is required (or --companions with --out-companions)")
     run_nordic_echoes(
         args.mag,
         args.phase,
         echo_key_paths(args.out, n, keys=tuple(OUTPUTS), required=("bold",), per="--mag"),
-        options=stage_options(json.loads(args.options_json) if args.options_json else None),
+        options=options,
         seed=args.seed,
         n_threads=args.threads,
         echo_times=args.te,

@@ -33,8 +33,8 @@ COMBINES = ("single", "optcom", "denoised")
 PLANTED_DESIGN = RuleDef(
     name="planted_design",
     doc=(
-        "The responses planted into a comparison session: each image gets another image's "
-        "first presentation, scored against its later ones"
+        "The responses planted into a comparison session: a small copy of each image's own, "
+        "scored against its other presentations"
     ),
     level="session",
     log=(PLANTED_FOLDER, SESSION_KEY, "design"),
@@ -42,7 +42,7 @@ PLANTED_DESIGN = RuleDef(
         "python -m echoprep planted design --reference {input.reference:q}"
         " --trials {input.trials:q} --summary {input.summary:q} --hrf {input.hrf:q}"
         " --fit-mask {input.fit_masks:q} --mask {input.mask:q} --roi {input.roi:q}"
-        " --te-ref {params.te_ref} --seed {params.seed} --options-json {params.options:q}"
+        " --te-ref {params.te_ref} --options-json {params.options:q}"
         " --out design={output.design:q}"
     ),
     message="Planted responses {wildcards.ses_prefix}",
@@ -132,7 +132,6 @@ class PlantedRules(Family):
             self.design_outputs(),
             {
                 "te_ref": self._te_ref,
-                "seed": self.ctx.seed(),
                 "options": self.ctx.options("comparison"),
             },
         )

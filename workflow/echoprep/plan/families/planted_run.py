@@ -1,9 +1,11 @@
 """A comparison run's chains on its echoes with the planted responses added and subtracted
 (``planted_run``, :mod:`echoprep.stages.comparison.planting`): one job per run of a planted
-session (:class:`~echoprep.plan.families.planted.PlantedRules`), a chain of the stage commands
-the run's real chains run, with the same options: the planted echoes, NORDIC, the resampling,
-tedana, then each variant's half difference (written to the work folder, temporary), then the
-job's private folder removed.
+session (:class:`~echoprep.plan.families.planted.PlantedRules`), a chain of stage commands
+that send the planted echoes through the run's real chains with the run's own decisions: the
+planted echoes, NORDIC with the decisions it made on the run's raw echoes, the resampling (the
+run's transforms), then each variant's half difference with the run's frozen optimal
+combination and ICA denoising (written to the work folder, temporary), then the job's private
+folder removed.
 """
 
 from __future__ import annotations
@@ -12,9 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from echoprep import resources as res
-from echoprep.io.paths import sidecar_path
 from echoprep.io.rule_logs import RUN_KEY
-from echoprep.options import options_json
 from echoprep.plan.context import Files, PlanContext, words
 from echoprep.plan.families.combine import CombineRules
 from echoprep.plan.families.glm import GlmRules
@@ -25,10 +25,11 @@ from echoprep.variants import Variant
 
 
 def _run_mb(family: Any, wc: Any, attempt: int) -> int:
-    """NORDIC's memory of one echo, or one echo's planted series four times and tedana's run
-    (six float32 copies of the echoes), whichever is larger."""
+    """NORDIC's memory of one echo three times (the raw echo and its two planted series), or
+    six float32 copies of the echoes (a side's two signed echo sets and their optimal
+    combination), whichever is larger."""
     size = family.ctx.job_run_size(wc)
-    return max(res.nordic_mb(size, 1), res.run_mb(size, 6)) * attempt
+    return max(3 * res.nordic_mb(size, 1), res.run_mb(size, 6)) * attempt
 
 
 PLANTED_RUN = RuleDef(
@@ -42,13 +43,13 @@ PLANTED_RUN = RuleDef(
     # the default config's chain (the family builds it for the config: PlantedRules._steps)
     command=(
         "mkdir -p {params.tmp:q} && python -m echoprep planted echoes ... && python -m echoprep"
-        " nordic ... && python -m echoprep combine denoised ... && python -m echoprep planted"
-        " difference ... && rm -rf {params.tmp:q}"
+        " nordic --companions ... && python -m echoprep planted difference ... && rm -rf"
+        " {params.tmp:q}"
     ),
     message="Planted responses {wildcards.run_prefix}",
     memory=_run_mb,
-    # NORDIC twice per echo, two resamplings per side, tedana twice per side
-    minutes=60,
+    # NORDIC per echo with two companions, two resamplings per side, linear maps
+    minutes=40,
     threads=2,
     scale="run",
     env="tedana",
@@ -85,7 +86,6 @@ class PlantedRunRules(Family):
                 "tmp": self._tmp,
                 "echo_times": lambda wc: words(f"{t:.6g}" for t in self.ctx.run_of(wc).echo_times),
                 "tr": lambda wc: self.ctx.run_of(wc).repetition_time,
-                "series_tr": lambda wc: self.combine.series_tr(wc),
                 "slice_timing": self._slice_timing,
                 "noise_volumes": self.spatial.noise_volumes("raw"),
                 "run_label": lambda wc: self.planted.run_label(self.ctx.run_of(wc)),
@@ -93,6 +93,8 @@ class PlantedRunRules(Family):
                 "ref_xfm": self._ref_xfm,
                 "single_echo": self.config["single_echo"]["echo"],
                 "nordic_options": self.ctx.options("nordic"),
+                "nordic_plus": lambda wc: words(self._echo_paths(wc, "nordic-plus")),
+                "nordic_minus": lambda wc: words(self._echo_paths(wc, "nordic-minus")),
                 "spatial_options": self.ctx.options("spatial"),
                 "seed": self.ctx.seed(),
                 **self._side_params(),
@@ -109,8 +111,9 @@ class PlantedRunRules(Family):
         return [c for c in self.config["variants"]["combine"] if c in COMBINES]
 
     def _steps(self) -> list[str]:
-        """The job's commands for this config: the planted echoes, each side's chain on both
-        (NORDIC; the resampling; tedana), each variant's half difference, the cleanup."""
+        """The job's commands for this config: the planted echoes, NORDIC with the raw echoes'
+        decisions, each side's resampling of both, each variant's half difference (frozen
+        optimal combination and ICA denoising), the cleanup."""
         spatial = self.config["spatial"]["enabled"]
         grid = " --geometry {input.geometry:q} --grid {input.grid:q} {params.ref_xfm}"
         steps = [
@@ -121,14 +124,14 @@ class PlantedRunRules(Family):
             " {params.run_label}" + (grid if spatial else "") + " --plus {params.raw_plus}"
             " --minus {params.raw_minus}",
         ]
+        if "nordic" in self._sides():
+            steps.append(
+                "python -m echoprep nordic --mag {input.mag:q} {params.phase} --companions"
+                " {params.raw_plus} {params.raw_minus} --out-companions {params.nordic_plus}"
+                " {params.nordic_minus} --options-json {params.nordic_options:q} --seed"
+                " {params.seed} --threads {params.threads}"
+            )
         for sign in SIGNS.values():
-            if "nordic" in self._sides():
-                steps.append(
-                    f"python -m echoprep nordic --mag {{params.raw_{sign}}} {{params.phase}}"
-                    " --te {params.echo_times} --tr {params.tr} --options-json"
-                    " {params.nordic_options:q} --seed {params.seed} --threads {params.threads}"
-                    f" --out {{params.nordic_{sign}_out}}"
-                )
             for side in self._sides() if spatial else ():
                 steps.append(
                     f"python -m echoprep spatial resample --echo {{params.{side}_{sign}}}"
@@ -137,31 +140,24 @@ class PlantedRunRules(Family):
                     " --options-json {params.spatial_options:q} --threads {params.threads}"
                     f" --out {{params.{side}_{sign}_grid_out}}"
                 )
-            for side in self._sides() if "denoised" in self._combines() else ():
-                steps.append(
-                    f"python -m echoprep combine denoised --echo {{params.{side}_{sign}_final}}"
-                    f" --te {{params.echo_times}} --tr {{params.series_tr}} --drop-volumes"
-                    f" {{params.{side}_drop}} --options-json {{params.{side}_tedana_options:q}}"
-                    + (" --nordic {params.raw_components}" if side == "nordic" else "")
-                    + " --seed {params.seed} --work-dir"
-                    " {params.tmp:q} --threads {params.threads}"
-                    f" --out bold={{params.{side}_{sign}_denoised:q}}"
-                )
         for side in self._sides():
             for combine in self._combines():
                 key = f"{side}_{combine}"
-                series = "denoised" if combine == "denoised" else "final"
-                optcom = (
-                    f" --t2star {{input.{side}_t2star:q}} --good-echoes {{input.{side}_mask:q}}"
-                    if combine == "optcom"
-                    else ""
-                )
+                frozen = ""
+                if combine in ("optcom", "denoised"):
+                    frozen = (
+                        f" --t2star {{input.{side}_t2star:q}} --good-echoes {{input.{side}_mask:q}}"
+                    )
+                if combine == "denoised":
+                    frozen += (
+                        f" --mixing {{input.{side}_mixing:q}} --metrics {{input.{side}_metrics:q}}"
+                    )
                 steps.append(
                     f"python -m echoprep planted difference --variant {side}-{combine}"
-                    f" --plus {{params.{side}_plus_{series}}} --minus"
-                    f" {{params.{side}_minus_{series}}} --te {{params.echo_times}}"
-                    f" --single-echo {{params.single_echo}} --drop-volumes {{params.{side}_drop}}"
-                    f"{optcom} --design {{input.design:q}} --out {{output.{key}:q}}"
+                    f" --plus {{params.{side}_plus_final}} --minus {{params.{side}_minus_final}}"
+                    " --te {params.echo_times} --single-echo {params.single_echo}"
+                    f" --drop-volumes {{params.{side}_drop}}{frozen} --design {{input.design:q}}"
+                    f" --out {{output.{key}:q}}"
                 )
         steps.append("rm -rf {params.tmp:q}")
         return steps
@@ -176,9 +172,8 @@ class PlantedRunRules(Family):
 
     def _side_params(self) -> dict[str, Any]:
         """Per side and sign: its echoes in the run's grid (``<side>_<sign>``), on the
-        functional grid (``<side>_<sign>_final``), their ``--out`` words where a step writes
-        them, the ICA-denoised series; per side the noise volumes, its combine step's drop,
-        tedana's options and flags."""
+        functional grid (``<side>_<sign>_final``), the ``--out`` words of the resampling;
+        per side the noise volumes and its combine step's drop."""
         spatial = self.config["spatial"]["enabled"]
         params: dict[str, Any] = {}
 
@@ -193,30 +188,11 @@ class PlantedRunRules(Family):
                 params[f"{side}_{sign}"] = paths(f"{side}-{sign}")
                 final = f"{side}-{sign}-grid" if spatial else f"{side}-{sign}"
                 params[f"{side}_{sign}_final"] = paths(final)
-                if side == "nordic":
-                    params[f"nordic_{sign}_out"] = out(f"nordic-{sign}")
                 if spatial:
                     params[f"{side}_{sign}_grid_out"] = out(final)
-                params[f"{side}_{sign}_denoised"] = lambda wc, side=side, sign=sign: str(
-                    Path(self._tmp(wc)) / f"{side}-{sign}-denoised.nii.gz"
-                )
             params[f"{side}_noise"] = self.spatial.noise_volumes(side)
             params[f"{side}_drop"] = 0 if spatial else self.spatial.noise_volumes(side)
-            opts = dict(self.config["tedana"])
-            if side != "nordic":
-                opts.pop("nordic_tedpca", None)
-            params[f"{side}_tedana_options"] = options_json(opts)
-        if "nordic" in self._sides():
-            params["raw_components"] = self._raw_components
         return params
-
-    @staticmethod
-    def _raw_components(wc: Any, input: Any) -> str:
-        """``--raw-components`` with the NORDIC-off run's ICA sidecar, whose component count a
-        NORDIC run's ICA uses (``tedana.nordic_tedpca: raw_run``), or nothing."""
-        if "raw_mixing" not in input.keys():
-            return ""
-        return words(["--raw-components", sidecar_path(input.raw_mixing)])
 
     def _run_inputs(self, wc: Any) -> dict[str, Any]:
         run = self.ctx.run_of(wc)
@@ -230,17 +206,16 @@ class PlantedRunRules(Family):
         phases = [e.phase for e in run.echoes]
         if not self.config["nordic"]["magnitude_only"] and all(p is not None for p in phases):
             files["phase"] = [str(p) for p in phases]
-        if "optcom" in self._combines():
-            for side in self._sides():
+        combines = self._combines()
+        for side in self._sides():
+            if "optcom" in combines or "denoised" in combines:
                 opt = self.combine.outputs("optcom", run, side)
                 files[f"{side}_t2star"] = opt["t2star"]
                 files[f"{side}_mask"] = opt["mask"]
-        if (
-            "nordic" in self._sides()
-            and "denoised" in self._combines()
-            and self.config["tedana"]["nordic_tedpca"] == "raw_run"
-        ):
-            files["raw_mixing"] = self.combine.outputs("denoised", run, "raw")["mixing"]
+            if "denoised" in combines:
+                ica = self.combine.outputs("denoised", run, side)
+                files[f"{side}_mixing"] = ica["mixing"]
+                files[f"{side}_metrics"] = ica["metrics"]
         if self.config["spatial"]["enabled"]:
             files.update(self.spatial.resample_grid_inputs(run))
         return files

@@ -23,12 +23,13 @@ import numpy as np
 
 from echoprep.io.events import read_trials
 from echoprep.io.images import StageInputError, check_same_grid, load_image
+from echoprep.kernels.planted import presentation_halves
 from echoprep.kernels.planted_fidelity import (
     SMOOTHING_MM,
     PlantedTruth,
+    Smoother,
     image_columns,
     reference_gain,
-    response_amplitude,
     session_fidelity,
 )
 from echoprep.stages.comparison.planted_design import read_design
@@ -141,14 +142,16 @@ def session_planted(
     if typeb:
         recovered_b = _volumes(typeb[0].planted_typeb, rows, like, Path(first.nc), "planted betas")
         cols = image_columns(labels, design["images"])
-        ok = cols >= 0
+        ok = (cols >= 0) & presentation_halves(labels)
         sums = np.zeros((recovered_b.shape[0], len(design["images"])))
         np.add.at(sums.T, cols[ok], recovered_b[:, ok].T)
         counts = np.bincount(cols[ok], minlength=len(design["images"]))
         gain = reference_gain(sums / np.maximum(counts, 1) / factor, planted, truth)
     sizes = np.sqrt((np.asarray(design["affine"])[:3, :3] ** 2).sum(axis=0))
-    amplitude = response_amplitude(planted, truth, gain, ijk, shape, sizes, smoothing_mm)
-    session_truth = PlantedTruth(design["images"], planted, truth, amplitude, factor)
+    sigma = [smoothing_mm / float(s) if smoothing_mm > 0 else 0.0 for s in sizes]
+    session_truth = PlantedTruth(
+        design["images"], planted, truth, factor, Smoother(ijk, shape, sigma), gain
+    )
     fid = session_fidelity(variants, labels, runs, session_truth, n_boot, seed)
     for v, f in fid.items():
         finite = np.isfinite(f.gain)

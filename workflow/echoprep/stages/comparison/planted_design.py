@@ -3,10 +3,9 @@
 Reads the type-B betas of the visual ROI's source fit (plain least squares: amplitudes are not
 shrunk), their trials, every fitted variant's HRF choice and fit mask, the analysis mask and
 the visual ROI, and writes the design (:data:`DESIGN_KEYS`): the voxels that receive a planted
-response (analysis mask and every fit), each image's planted response (the first presentation
-of another image, :func:`echoprep.kernels.planted.planted_images`), the truth it is scored
-against (the later presentations of that image), the consensus HRF, the planting factor and the
-seed. docs/comparison.md, "Responses planted in your data".
+response (analysis mask and every fit), each image's planted response (its own, at its
+odd-numbered presentations), the truth it is scored against (its even-numbered ones), the
+consensus HRF and the planting factor. docs/comparison.md, "Responses planted in your data".
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from echoprep.io.sidecars import write_sidecar
 from echoprep.kernels.planted import (
     consensus_hrf,
     half_means,
-    planted_images,
     planting_amplitude,
 )
 
@@ -37,14 +35,12 @@ DESIGN_KEYS = (
     "shape",
     "affine",
     "images",
-    "sources",
     "planted",
     "truth",
     "hrf",
     "factor",
     "te_ref",
     "stimdur",
-    "seed",
     "roi",
 )
 #: Fewest images shown at least twice for a planting.
@@ -70,7 +66,6 @@ def read_design(path: str | Path) -> dict[str, Any]:
             "planted_design rule with this version of echoprep."
         )
     out["images"] = out["images"].astype(str)
-    out["sources"] = out["sources"].astype(str)
     return out
 
 
@@ -85,7 +80,6 @@ def make_design(
     *,
     te_ref: float,
     stimdur: float,
-    seed: int,
     amplitude: float | None = None,
 ) -> dict[str, Any]:
     """Choose and write a session's planted responses.
@@ -107,8 +101,6 @@ def make_design(
         Echo time of the reference's series, s (the single echo's).
     stimdur
         Stimulus duration of the fits, s.
-    seed
-        Seed of the permutation.
     amplitude
         Planting factor; None: :func:`echoprep.kernels.planted.planting_amplitude` over the
         ROI.
@@ -173,21 +165,18 @@ def make_design(
         factor = planting_amplitude(half_a[use], half_b[use])
     else:
         factor = float(amplitude)
-    order, _ = planted_images(images, seed)
     hrf = consensus_hrf(np.stack([h[voxels] for h in hrfs]))
     design = {
         "voxels": np.argwhere(voxels).astype(np.int32),
         "shape": np.asarray(voxels.shape, np.int32),
         "affine": np.asarray(ref.affine, np.float64),
         "images": images.astype(str),
-        "sources": images[order].astype(str),
-        "planted": half_a[:, order].astype(np.float32),
-        "truth": half_b[:, order].astype(np.float32),
+        "planted": half_a.astype(np.float32),
+        "truth": half_b.astype(np.float32),
         "hrf": hrf.astype(np.int16),
         "factor": np.float64(factor),
         "te_ref": np.float64(te_ref),
         "stimdur": np.float64(stimdur),
-        "seed": np.int64(seed),
         "roi": in_roi,
     }
     out = Path(output)
@@ -203,12 +192,12 @@ def make_design(
             Path(mask),
             Path(roi),
         ],
-        parameters={"seed": seed, "amplitude": amplitude},
+        parameters={"amplitude": amplitude},
         extra={
             "Description": "responses planted into the session's raw echoes: for each image, "
-            "the first presentation of another image (a random permutation without fixed "
-            "points), as estimated by the visual ROI's source fit (type-B betas, % signal "
-            "change); scored against the later presentations of that other image",
+            "a small copy of its own response at its odd-numbered presentations as estimated by "
+            "the visual ROI's source fit (type-B betas, % signal change); scored against its "
+            "even-numbered presentations",
             "PlantingFactor": factor,
             "Images": int(images.size),
             "Voxels": int(voxels.sum()),
@@ -220,12 +209,11 @@ def make_design(
         },
     )
     log.info(
-        "planted design: %d images, %d voxels (%d in the ROI), factor %.3f, seed %d",
+        "planted design: %d images, %d voxels (%d in the ROI), factor %.3f",
         images.size,
         int(voxels.sum()),
         int(in_roi.sum()),
         factor,
-        seed,
     )
     return {**design, "path": out}
 
@@ -235,15 +223,13 @@ _ARRAYS: Mapping[str, str] = {
     "shape": "(3,) the functional grid's shape",
     "affine": "(4, 4) the functional grid's affine",
     "images": "(I,) labels of the images that receive a planted response",
-    "sources": "(I,) the image whose first presentation is planted for each",
     "planted": "(V, I) planted response, % signal change at ReferenceEchoTime, before the "
     "planting factor",
-    "truth": "(V, I) the later presentations of the source image: the truth scored against",
+    "truth": "(V, I) the image's even-numbered presentations: the truth scored against",
     "hrf": "(V,) library HRF index of the planted time course",
     "factor": "planting factor: the series carry factor x planted",
     "te_ref": "echo time of the reference series, s",
     "stimdur": "stimulus duration, s",
-    "seed": "seed of the permutation",
     "roi": "(V,) bool: voxel in the visual ROI",
 }
 

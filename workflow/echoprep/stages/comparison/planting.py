@@ -12,11 +12,13 @@ one ``planted_run`` job per run, docs/comparison.md, "Responses planted in your 
   (:func:`echoprep.kernels.planted.delta_r2star`), brought into the run's own grid volume by
   volume through the run's transform chain (:func:`echoprep.kernels.planted.splat`; without
   spatial preprocessing the grids are one). The phase is left alone;
-- ``difference``: after NORDIC, the resampling and tedana have run on both signed series,
-  half their difference per variant: the single echo's; the optimal combination's with the
-  weights of the run's own T2* map and adaptive mask (linear in the echoes); the
-  ICA-denoised series' (tedana ran on each signed series with the run's options: its
-  components adapt to what it is given, as they adapt to the session's own responses).
+- ``difference``: after NORDIC (``echoprep nordic --companions``: the decisions it made on
+  the run's raw echoes applied to the planted ones) and the resampling have run on both signed
+  series, half their difference per variant: the single echo's; the optimal combination's
+  with the weights of the run's own T2* map and adaptive mask; the ICA-denoised series' with
+  the run's own mixing matrix and component classifications (tedana's ``denoise_ts``). Every
+  map is then the run's own, frozen: the planted responses go through it as the data's own
+  responses do, and no decision differs between the two plantings.
 """
 
 from __future__ import annotations
@@ -223,6 +225,50 @@ def _load(path: str | Path) -> np.ndarray:
     return np.asarray(np.asanyarray(load_image(path, "planted series", ndim=4).dataobj), np.float64)
 
 
+def _optcom_difference(
+    plus: Sequence[str | Path],
+    minus: Sequence[str | Path],
+    t2star: str | Path,
+    good_echoes: str | Path,
+    echo_times: Sequence[float],
+    drop_volumes: int,
+) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    """Half the difference of the two signed echo sets, optimally combined with the run's
+    frozen weights: ``(V, T)``, the ``(V,)`` adaptive mask and the grid's shape."""
+    t2 = np.asarray(load_image(t2star, "T2* map").dataobj, np.float64)
+    good = np.asarray(load_image(good_echoes, "adaptive mask").dataobj).ravel()
+    weights = optcom_weights(t2.ravel(), good, echo_times)
+    total: np.ndarray | None = None
+    for e in range(len(echo_times)):
+        d = (_load(plus[e]) - _load(minus[e])) / 2
+        if drop_volumes:
+            d = d[..., : d.shape[3] - int(drop_volumes)]
+        part = d.reshape(-1, d.shape[3]) * weights[:, e : e + 1]
+        total = part if total is None else total + part
+    assert total is not None
+    return total, good, tuple(t2.shape[:3])
+
+
+def _component_table(mixing: str | Path, metrics: str | Path) -> tuple[np.ndarray, list[str]]:
+    """The run's mixing matrix ``(T, C)`` and each component's classification."""
+    import pandas as pd
+
+    mix = pd.read_csv(mixing, sep="\t")
+    table = pd.read_csv(metrics, sep="\t", keep_default_na=False)
+    if not {"Component", "classification"} <= set(table.columns):
+        raise StageInputError(
+            f"{metrics}: expected tedana's columns Component and classification; found "
+            f"{list(table.columns)}. Fix: rerun the ICA-denoised job of the run."
+        )
+    names = [str(c) for c in table["Component"]]
+    if names != [str(c) for c in mix.columns]:
+        raise StageInputError(
+            f"{metrics}: expected the components of {mixing} in its order; found {names[:5]}... "
+            "Fix: rerun the ICA-denoised job of the run (both files come from one tedana run)."
+        )
+    return mix.to_numpy(np.float64), [str(c) for c in table["classification"]]
+
+
 def planted_difference(
     variant: str,
     plus: Sequence[str | Path],
@@ -234,6 +280,8 @@ def planted_difference(
     drop_volumes: int = 0,
     t2star: str | Path | None = None,
     good_echoes: str | Path | None = None,
+    mixing: str | Path | None = None,
+    metrics: str | Path | None = None,
     factor: float | None = None,
 ) -> Path:
     """Half the difference of a variant's two signed series: what the variant's series carries
@@ -244,8 +292,7 @@ def planted_difference(
     variant
         ``<nordic>-<combine>``.
     plus, minus
-        ``single``, ``optcom``: the side's echoes (functional grid) of each sign;
-        ``denoised``: the ICA-denoised series of each sign (one path).
+        The side's echoes (functional grid) of each sign.
     output
         The series to write (with a sidecar).
     echo_times, single_echo
@@ -253,48 +300,60 @@ def planted_difference(
     drop_volumes
         Trailing noise volumes to leave out of the echoes (the real chain's combine step's).
     t2star, good_echoes
-        The run's T2* map and adaptive mask of this side (``optcom``).
+        The run's T2* map and adaptive mask of this side (``optcom``, ``denoised``): the
+        optimal combination's weights, frozen.
+    mixing, metrics
+        The run's ICA mixing matrix and component table of this side (``denoised``): its
+        denoising, frozen (:func:`echoprep.adapters.tedana.denoise_frozen`).
     factor
         The planting factor (recorded).
     """
     combine = variant.split("-", 1)[1]
     ref = load_image(plus[0], "planted series", ndim=4)
-
-    def cut(x: np.ndarray) -> np.ndarray:
-        return x[..., : x.shape[3] - int(drop_volumes)] if drop_volumes else x
-
+    sources = [*map(Path, plus), *map(Path, minus)]
     if combine == "single":
-        diff = cut((_load(plus[single_echo - 1]) - _load(minus[single_echo - 1])) / 2)
-    elif combine == "optcom":
-        if t2star is None or good_echoes is None:
+        diff = (_load(plus[single_echo - 1]) - _load(minus[single_echo - 1])) / 2
+        if drop_volumes:
+            diff = diff[..., : diff.shape[3] - int(drop_volumes)]
+    elif combine in ("optcom", "denoised"):
+        needs = {"--t2star": t2star, "--good-echoes": good_echoes}
+        if combine == "denoised":
+            needs.update({"--mixing": mixing, "--metrics": metrics})
+        if missing := [k for k, v in needs.items() if v is None]:
             raise StageInputError(
-                f"{variant}: the optimal combination needs the run's T2* map and adaptive mask. "
-                "Fix: pass --t2star and --good-echoes."
+                f"{variant}: the planted series needs the run's {' '.join(missing)} (its "
+                "frozen optimal combination and ICA denoising). Fix: pass them."
             )
-        t2 = np.asarray(load_image(t2star, "T2* map").dataobj, np.float64)
-        good = np.asarray(load_image(good_echoes, "adaptive mask").dataobj)
-        weights = optcom_weights(t2.ravel(), good.ravel(), echo_times)
-        total = None
-        for e in range(len(echo_times)):
-            d = cut((_load(plus[e]) - _load(minus[e])) / 2)
-            part = d.reshape(-1, d.shape[3]) * weights[:, e : e + 1]
-            total = part if total is None else total + part
-        assert total is not None
-        diff = total.reshape(*t2.shape[:3], -1)
-    elif combine == "denoised":
-        diff = (_load(plus[0]) - _load(minus[0])) / 2
+        assert t2star is not None and good_echoes is not None
+        total, good, shape = _optcom_difference(
+            plus, minus, t2star, good_echoes, echo_times, drop_volumes
+        )
+        sources += [Path(t2star), Path(good_echoes)]
+        if combine == "denoised":
+            assert mixing is not None and metrics is not None
+            from echoprep.adapters.tedana import denoise_frozen
+
+            mix, classes = _component_table(mixing, metrics)
+            if mix.shape[0] != total.shape[1]:
+                raise StageInputError(
+                    f"{mixing}: expected one row per volume of the planted series "
+                    f"({total.shape[1]}); found {mix.shape[0]}. Fix: rerun the ICA-denoised "
+                    "job of the run."
+                )
+            total = denoise_frozen(total, mix, classes, good > 0)
+            sources += [Path(mixing), Path(metrics)]
+        diff = total.reshape(*shape, -1)
     else:
         raise StageInputError(f"{variant}: unknown echo handling {combine!r}")
     out = atomic_save(float_image(diff, ref), output)
     write_sidecar(
         out,
-        sources=[*map(Path, plus), *map(Path, minus)]
-        + ([Path(t2star), Path(good_echoes)] if t2star and good_echoes else []),
+        sources=sources,
         parameters={"single_echo": single_echo, "drop_volumes": drop_volumes},
         extra={
             "Description": f"what the {variant} series of the run carries of the planted "
-            "responses: half the difference of its chain run on the echoes with them added "
-            "and subtracted",
+            "responses: half the difference of its chain, with the run's own decisions, on "
+            "the echoes with them added and subtracted",
             "PlantingFactor": factor,
         },
     )
@@ -317,7 +376,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     d.add_argument("--mask", type=Path, required=True, help="the session's analysis mask")
     d.add_argument("--roi", type=Path, required=True, help="the visual ROI")
     d.add_argument("--te-ref", type=float, required=True, help="echo time of the reference, s")
-    d.add_argument("--seed", type=int, default=0)
     d.add_argument("--options-json", default=None, help="the comparison: section as JSON")
     d.add_argument("--out", nargs="+", required=True, metavar="design=PATH")
 
@@ -345,6 +403,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     f.add_argument("--drop-volumes", type=int, default=0)
     f.add_argument("--t2star", type=Path, default=None)
     f.add_argument("--good-echoes", type=Path, default=None)
+    f.add_argument("--mixing", type=Path, default=None, help="the run's ICA mixing matrix")
+    f.add_argument("--metrics", type=Path, default=None, help="the run's ICA component table")
     f.add_argument("--design", type=Path, default=None, help="the design (its factor, recorded)")
     f.add_argument("--out", type=Path, required=True)
     return parser
@@ -366,7 +426,6 @@ def run_from_args(args: argparse.Namespace) -> int:
             key_paths(args.out, keys=("design",))["design"],
             te_ref=args.te_ref,
             stimdur=float(json.loads(args.summary.read_text())["StimulusDuration_s"]),
-            seed=args.seed,
             amplitude=opts["amplitude"],
         )
     elif args.planted_step == "echoes":
@@ -396,6 +455,8 @@ def run_from_args(args: argparse.Namespace) -> int:
             drop_volumes=args.drop_volumes,
             t2star=args.t2star,
             good_echoes=args.good_echoes,
+            mixing=args.mixing,
+            metrics=args.metrics,
             factor=factor,
         )
     return 0
