@@ -306,6 +306,22 @@ def with_gpu(config: list[str]) -> list[str]:
     return rest + [f"{k}={v}" for k, v in dump.items()]
 
 
+def planted_rules(cpu: dict[str, float]) -> dict[str, float]:
+    """CPU s per job of the planted rules, which the session table predates: ``planted_run``
+    and ``planted_glm`` from ``benchmarks/planted_cost.py``'s figures at LAION size,
+    ``planted_design`` as ``rois_visual`` (each reads the reference fit's betas of a session
+    once). Empty when ``planted_cost.json`` is missing."""
+    path = ROOT / "benchmarks" / "planted_cost.json"
+    if not path.exists():
+        return {}
+    figures = json.loads(path.read_text())
+    return {
+        "planted_run": float(sum(figures["per_run_cpu_s"].values())),
+        "planted_glm": float(figures["planted_glm_cpu_s"]) / 6,
+        "planted_design": cpu.get("rois_visual", 0.0),
+    }
+
+
 def price(
     counts: Counter[str], cpu: dict[str, float], steps: dict[str, tuple[str, ...]]
 ) -> tuple[float, list[tuple[str, int, float]]]:
@@ -373,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     # local jobs; a missing one fails loudly in price())
     for light in ("config_snapshot", "dataset_description", "confounds"):
         cpu.setdefault(light, 0.0)
+    cpu.update(planted_rules(cpu))
     first, regular, steps, _ = census(args.config)
     first_s, first_rows = price(first, cpu, steps)
     regular_s, regular_rows = price(regular, cpu, steps)

@@ -140,10 +140,15 @@ def test_every_rule_that_runs_a_command_names_an_existing_env(plans):
 def test_glm_rules_run_in_the_env_of_their_engine(plans):
     """Every rule that fits (``echoprep glm``/``glm-heldout``) runs in the env of glm.engine
     (:func:`echoprep.preflight.glm_env`); upstream's env is ours plus the pinned upstream
-    package."""
+    package. The planted fits (``glm-planted``) apply a finished fit's choices with our own
+    frozen fit, whatever the engine: they run in our env."""
     for config, (validated, specs) in plans.items():
-        fitting = {s.name for s in specs if re.search(r"python -m echoprep glm\b", s.shell)}
+        fitting = {
+            s.name for s in specs if re.search(r"python -m echoprep glm(-heldout)?\s", s.shell)
+        }
         assert fitting == {"glm", "glm_reference", "glm_heldout"}, config
+        planted = [s for s in specs if "python -m echoprep glm-planted " in s.shell]
+        assert planted and all(_env_of(s).name == "echoprep.yaml" for s in planted), config
         env = preflight.glm_env(validated)
         assert all(_env_of(s) == env for s in specs if s.name in fitting), config
         if validated["glm"]["device"] != "cuda":

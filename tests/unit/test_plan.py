@@ -95,7 +95,7 @@ def test_targets_are_every_variant_output_of_the_comparison_session(bids, tmp_pa
     descriptions = {t.split("/")[0] for t in targets if t.endswith("dataset_description.json")}
     assert descriptions == {
         "nordic", "combine-raw", "combine-nordic", "spatial", "preproc-raw", "preproc-nordic",
-        "anat", "glmsingle-analysis", "rois", "reports", "comparison",
+        "anat", "glmsingle-analysis", "rois", "reports", "comparison", "planted",
         *(f"glmsingle-{v}" for v in plan.fitted.glm_variants()), "glmsingle-tedana", "atlases",
     }  # fmt: skip
     # every target is a name of the registry (or a dataset description)

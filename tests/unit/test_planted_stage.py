@@ -13,7 +13,11 @@ import numpy as np
 import pytest
 
 from echoprep.io.images import StageInputError
-from echoprep.stages.comparison.planting import plant_echoes, planted_difference
+from echoprep.stages.comparison.planting import (
+    half_difference,
+    plant_echoes,
+    planted_difference,
+)
 
 TE = (0.011, 0.02882, 0.04662)
 TR = 0.5
@@ -72,7 +76,7 @@ def run(tmp_path: Path) -> dict:
 
 
 def _plant(run: dict, out: Path, **kw) -> dict[str, list[Path]]:
-    outputs = {s: [out / f"{s}{e}.nii" for e in range(3)] for s in ("plus", "minus")}
+    outputs = {s: [out / f"{s}{e}.nii" for e in range(3)] for s in ("plus", "minus", "diff")}
     written = plant_echoes(
         run["mags"],
         TE,
@@ -80,7 +84,7 @@ def _plant(run: dict, out: Path, **kw) -> dict[str, list[Path]]:
         run["design"],
         run["trials"],
         "01",
-        {"+": outputs["plus"], "-": outputs["minus"]},
+        {"+": outputs["plus"], "-": outputs["minus"], "diff": outputs["diff"]},
         noise_volumes=N_NOISE,
         **kw,
     )
@@ -126,10 +130,15 @@ def test_planted_echoes_carry_the_design_and_leave_the_input_untouched(run, tmp_
 def test_half_the_difference_gives_back_what_was_planted(run, tmp_path):
     written = _plant(run, tmp_path / "work")
     orig = np.asarray(nib.load(run["mags"][1]).dataobj, np.float64)
+    # the half difference written by `planted echoes` and by `planted half` agree
+    halves = half_difference(written["+"], written["-"], [tmp_path / f"h{e}.nii" for e in range(3)])
+    for direct, half in zip(written["diff"], halves, strict=True):
+        np.testing.assert_allclose(
+            np.asarray(nib.load(half).dataobj), np.asarray(nib.load(direct).dataobj), atol=1e-3
+        )
     out = planted_difference(
         "raw-single",
-        written["+"],
-        written["-"],
+        written["diff"],
         tmp_path / "single.nii.gz",
         echo_times=TE,
         single_echo=2,
@@ -145,9 +154,7 @@ def test_half_the_difference_gives_back_what_was_planted(run, tmp_path):
     sidecar = json.loads(Path(str(out).replace(".nii.gz", ".json")).read_text())
     assert sidecar["PlantingFactor"] == FACTOR
     with pytest.raises(StageInputError, match="needs the run's --t2star --good-echoes"):
-        planted_difference(
-            "raw-optcom", written["+"], written["-"], tmp_path / "o.nii.gz", echo_times=TE
-        )
+        planted_difference("raw-optcom", written["diff"], tmp_path / "o.nii.gz", echo_times=TE)
 
 
 def test_a_run_on_another_grid_or_without_trials_is_named(run, tmp_path):
@@ -166,3 +173,84 @@ def test_a_run_on_another_grid_or_without_trials_is_named(run, tmp_path):
             "07",
             {"+": [tmp_path / "p.nii"] * 3},
         )
+
+
+def _design_inputs(tmp_path: Path, n_images: int) -> dict:
+    """Type-B betas of n_images images shown twice (and one shown once), their trials, two
+    fits' HRF maps and masks, an analysis mask and an ROI on a 5 x 5 x 3 grid."""
+    rng = np.random.default_rng(1)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    labels = [f"img{i:02d}" for i in range(n_images)] * 2 + ["once"]
+    betas = rng.normal(0, 1, (*SHAPE, len(labels))).astype(np.float32)
+    paths = {"reference": tmp_path / "betas.nii.gz", "trials": tmp_path / "trials.tsv"}
+    nib.save(nib.Nifti1Image(betas, affine), paths["reference"])
+    rows = ["beta_index\tsession_label\trun_label\tlabel"]
+    rows += [f"{i}\t01\t{1 + i // 8:02d}\t{lab}" for i, lab in enumerate(labels)]
+    paths["trials"].write_text("\n".join(rows) + "\n")
+    for name, value in (("hrf0", 3), ("hrf1", 5), ("hrf2", 4)):
+        paths[name] = tmp_path / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(np.full(SHAPE, value, np.int16), affine), paths[name])
+    full = np.ones(SHAPE, np.uint8)
+    part = full.copy()
+    part[0] = 0  # one fit lacks the first slab: no planted response there
+    for name, data in (("mask0", full), ("mask1", part), ("mask2", full), ("brain", full)):
+        paths[name] = tmp_path / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(data, affine), paths[name])
+    roi = np.zeros(SHAPE, np.uint8)
+    roi[2:4, 2:4] = 1
+    paths["roi"] = tmp_path / "roi.nii.gz"
+    nib.save(nib.Nifti1Image(roi, affine), paths["roi"])
+    return {"paths": paths, "betas": betas, "labels": labels}
+
+
+def test_the_design_plants_each_images_odd_presentations_scored_against_its_even_ones(tmp_path):
+    from echoprep.stages.comparison.planted_design import make_design, read_design
+
+    inputs = _design_inputs(tmp_path, 12)
+    p = inputs["paths"]
+    before = _digest(tmp_path)
+    design = make_design(
+        p["reference"],
+        p["trials"],
+        [p["hrf0"], p["hrf1"], p["hrf2"]],
+        [p["mask0"], p["mask1"], p["mask2"]],
+        p["brain"],
+        p["roi"],
+        tmp_path / "design.npz",
+        te_ref=0.03,
+        stimdur=2.5,
+    )
+    after = _digest(tmp_path)
+    assert all(after[k] == v for k, v in before.items())  # inputs untouched
+    d = read_design(tmp_path / "design.npz")
+    assert d["images"].tolist() == [f"img{i:02d}" for i in range(12)]  # "once" is left out
+    voxels = d["voxels"]
+    assert len(voxels) == 4 * 5 * 3 and voxels[:, 0].min() == 1  # every fit's voxels only
+    betas = inputs["betas"][tuple(voxels.T)]  # (V, N)
+    a, b = betas[:, :12], betas[:, 12:24]  # the first and the second presentation
+    np.testing.assert_allclose(d["planted"], a - a.mean(axis=1, keepdims=True), atol=1e-5)
+    np.testing.assert_allclose(d["truth"], b - b.mean(axis=1, keepdims=True), atol=1e-5)
+    assert np.all(d["hrf"] == 4)  # the median of the fits' HRF choices
+    assert 0.1 <= float(d["factor"]) <= 1.0 and design["factor"] == d["factor"]
+    assert d["roi"].sum() == 2 * 2 * 3
+
+
+def test_a_session_without_enough_repeats_plants_nothing_and_does_not_fail(tmp_path, caplog):
+    from echoprep.stages.comparison.planted_design import make_design, read_design
+
+    p = _design_inputs(tmp_path, 3)["paths"]
+    with caplog.at_level("WARNING"):
+        make_design(
+            p["reference"],
+            p["trials"],
+            [p["hrf0"]],
+            [p["mask0"]],
+            p["brain"],
+            p["roi"],
+            tmp_path / "design.npz",
+            te_ref=0.03,
+            stimdur=2.5,
+        )
+    assert "3 images shown twice or more (at least 10 are needed" in caplog.text
+    d = read_design(tmp_path / "design.npz")
+    assert d["images"].size == 0 and d["planted"].shape[1] == 0 and float(d["factor"]) == 0

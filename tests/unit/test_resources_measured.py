@@ -161,11 +161,11 @@ NOT_MEASURED = {
     "surface_subject": "needs a FreeSurfer folder; measured by benchmarks/surface.py",
     "surface_bold": "needs a FreeSurfer folder and surface.bold; as surface_session per volume",
     "publish_surface": "needs a FreeSurfer folder; links, as publish_session",
-    # added by issue 50 after the last laion_session run; docs/resources.md prices them from
-    # their steps' rows and the ratio measured on the regime benchmark's cases
-    "planted_design": "newer than laion_session.json; reads the reference fit's betas once",
-    "planted_run": "newer than laion_session.json; modelled from its steps' rows",
-    "planted_glm": "newer than laion_session.json; the frozen fit, cheaper than glm's",
+    # added by issue 50 after the last laion_session run: benchmarks/planted_cost.py measures
+    # their new steps at LAION size and benchmarks/laion_dataset.py prices them from it
+    "planted_design": "newer than laion_session.json; priced as rois_visual (reads one fit)",
+    "planted_run": "newer than laion_session.json; measured by benchmarks/planted_cost.py",
+    "planted_glm": "newer than laion_session.json; measured by benchmarks/planted_cost.py",
 }
 
 

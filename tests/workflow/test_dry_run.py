@@ -43,6 +43,8 @@ def _per_subject(n_subjects: int, nordic: bool) -> dict[str, int]:
         "comparison_subject": n_subjects,
         # NORDIC on vs off diagnostics (reports/sub-X/..._desc-nordic_diagnostics.tsv)
         **({"diagnostics": n_subjects} if nordic else {}),
+        # the responses planted into the subject's comparison session (docs/comparison.md)
+        "planted_design": n_subjects,
         "comparison": 1,
         # the validated config as a file, read by the description and report jobs
         "config_snapshot": 1,
@@ -60,6 +62,7 @@ def _described(nordic: bool, more: dict[str, int]) -> dict[str, int]:
         "combine": 2 if nordic else 1,
         "rois": 1,
         "comparison": 1,
+        "planted": 1,
         "report": 1,
         **more,
     }
@@ -96,6 +99,9 @@ def test_job_counts_per_rule(tmp_path, two_subjects):
         "analysis_mask": 2,
         "glm_reference": 2,  # raw-single (visual ROI) per subject
         "glm_heldout": 12,  # every variant of each subject's comparison session
+        # each comparison run's chains on its planted echoes; each variant's frozen fit of them
+        "planted_run": 4,
+        "planted_glm": 12,
         "noiseceiling_session": 12,
         "noiseceiling_subject": 2,
         "noiseceiling_repeats": 4,
@@ -131,6 +137,8 @@ def test_nordic_off_schedules_no_nordic_jobs(tmp_path, two_subjects):
         "analysis_mask": 2,
         "glm_reference": 2,  # raw-single (visual ROI) per subject
         "glm_heldout": 6,
+        "planted_run": 4,
+        "planted_glm": 6,
         "noiseceiling_session": 6,
         "rois_table": 6,
         **_per_subject(2, nordic=False),
@@ -143,7 +151,12 @@ def test_nordic_jobs_read_magnitude_and_phase_of_every_echo_of_their_run(tmp_pat
     """One NORDIC job per run: --mag, --phase and --te per echo, and --out bold=, gfactor=,
     removed= per echo in the same order (one file per echo, named as before)."""
     out = dry_run(_config(tmp_path, two_subjects), "--printshellcmds")
-    cmds = [line for line in out.splitlines() if "-m echoprep nordic" in line]
+    # (the planted runs' NORDIC, with --companions, is another job's: test_planted_dry_run.py)
+    cmds = [
+        line
+        for line in out.splitlines()
+        if "-m echoprep nordic" in line and "--companions" not in line
+    ]
     assert len(cmds) == 4
     for cmd in cmds:
         words = cmd.split()
@@ -174,6 +187,8 @@ def test_variants_and_participant_selection_change_the_dag(tmp_path, two_subject
         "analysis_mask": 1,
         "glm_reference": 1,  # raw-optcom: the visual ROI's source
         "glm_heldout": 2,  # raw-optcom and nordic-optcom
+        "planted_run": 2,
+        "planted_glm": 2,
         "noiseceiling_session": 2,
         "noiseceiling_subject": 1,
         "noiseceiling_repeats": 2,

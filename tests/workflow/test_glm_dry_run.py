@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -164,7 +165,9 @@ def test_one_analysis_mask_per_session_feeds_every_variant(tmp_path, two_by_two)
     for job in fits:
         (mask,) = [f for f in job.input if "/glmsingle-analysis/" in f]
         assert mask in masks[_session_of(job)].output
-    cmds = [line for line in out.splitlines() if "python -m echoprep glm" in line]
+    cmds = [
+        line for line in out.splitlines() if re.search(r"python -m echoprep glm(-heldout)? ", line)
+    ]
     assert len(cmds) == 28 and all("--mask " in c and "_desc-analysis_mask" in c for c in cmds)
     cmds = [line for line in out.splitlines() if "python -m echoprep analysis-mask " in line]
     assert len(cmds) == 4 and all(c.count("--bold ") in (1, 6) for c in cmds)

@@ -100,7 +100,7 @@ def test_roi_comparison_and_report_jobs(tmp_path, two_by_two):
     assert len(cmd) == 2 and all(c.count("--entry ") == 6 for c in cmd)
     assert all(c.count("heldout=") == 6 and options_of(c)["bootstrap"] == 100 for c in cmd)
     cmd = shell_commands(out, "comparison group")
-    assert len(cmd) == 1 and options_of(cmd[0])["rank_by"] == "heldout_r"
+    assert len(cmd) == 1 and options_of(cmd[0])["rank_by"] == "planted_r"
     table = next(j for j in jobs if j.rule == "rois_table")
     assert table.output[0].endswith("_desc-ROIs_summary.tsv")
     assert "/glmsingle-" in table.output[0]

@@ -151,7 +151,8 @@ FOLDERS: dict[str, Folder] = {
         "responses planted into the raw echoes of each comparison session (a small copy of the "
         "session's own image responses, measured at each image's odd-numbered presentations), "
         "against which every variant of the comparison is measured",
-        ("*_design.npz",),
+        # the design (arrays and their sidecar): no BIDS name
+        ("*_design.*",),
         sections=("comparison",),
         docs=("docs/comparison.md",),
     ),

@@ -340,9 +340,10 @@ def verdict_caption(data: VerdictData) -> str:
     else:
         if data.measure in PLANTED_METRICS:
             text += (
-                ". Measured on responses planted into your own data: each image was given the "
-                "session's response to another image, every variant's chain was run on the "
-                "echoes with them, and its betas were scored against them"
+                ". Measured on responses planted into your own data: a small copy of the "
+                "session's own image responses was added to the raw echoes, every variant's "
+                "chain sent it through the decisions it made on your data, and its betas were "
+                "scored against the images' other presentations"
             )
         elif data.fallback:
             text += (

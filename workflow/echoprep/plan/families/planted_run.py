@@ -2,10 +2,10 @@
 (``planted_run``, :mod:`echoprep.stages.comparison.planting`): one job per run of a planted
 session (:class:`~echoprep.plan.families.planted.PlantedRules`), a chain of stage commands
 that send the planted echoes through the run's real chains with the run's own decisions: the
-planted echoes, NORDIC with the decisions it made on the run's raw echoes, the resampling (the
-run's transforms), then each variant's half difference with the run's frozen optimal
-combination and ICA denoising (written to the work folder, temporary), then the job's private
-folder removed.
+planted echoes, NORDIC with the decisions it made on the run's raw echoes, each side's half
+difference of its two plantings resampled once (the run's transforms; every step from here on
+is linear), then each variant's planted series with the run's frozen optimal combination and
+ICA denoising (written to the work folder, temporary), then the job's private folder removed.
 """
 
 from __future__ import annotations
@@ -35,20 +35,21 @@ def _run_mb(family: Any, wc: Any, attempt: int) -> int:
 PLANTED_RUN = RuleDef(
     name="planted_run",
     doc=(
-        "A comparison run's own chains run on its echoes with the planted responses added and "
-        "subtracted, and each variant's half difference"
+        "A comparison run's own chains on its echoes with the planted responses added and "
+        "subtracted: each variant's planted series"
     ),
     level="run",
     log=(PLANTED_FOLDER, RUN_KEY, "run"),
     # the default config's chain (the family builds it for the config: PlantedRules._steps)
     command=(
         "mkdir -p {params.tmp:q} && python -m echoprep planted echoes ... && python -m echoprep"
-        " nordic --companions ... && python -m echoprep planted difference ... && rm -rf"
+        " nordic --companions ... && python -m echoprep planted half ... && python -m echoprep"
+        " spatial resample ... && python -m echoprep planted difference ... && rm -rf"
         " {params.tmp:q}"
     ),
     message="Planted responses {wildcards.run_prefix}",
     memory=_run_mb,
-    # NORDIC per echo with two companions, two resamplings per side, linear maps
+    # NORDIC per echo with two companions, one resampling per side, linear maps
     minutes=40,
     threads=2,
     scale="run",
@@ -111,35 +112,43 @@ class PlantedRunRules(Family):
         return [c for c in self.config["variants"]["combine"] if c in COMBINES]
 
     def _steps(self) -> list[str]:
-        """The job's commands for this config: the planted echoes, NORDIC with the raw echoes'
-        decisions, each side's resampling of both, each variant's half difference (frozen
-        optimal combination and ICA denoising), the cleanup."""
+        """The job's commands for this config: the planted echoes (half their difference, and
+        both signs when NORDIC runs), NORDIC with the raw echoes' decisions and the half
+        difference of its two outputs, each side's resampling of its difference, each
+        variant's planted series (frozen optimal combination and ICA denoising), the cleanup.
+
+        Every step after NORDIC is linear in the echoes (the resampling's interpolation and
+        slice timing, the frozen combinations), so a side's half difference is resampled once
+        instead of each signed set."""
         spatial = self.config["spatial"]["enabled"]
+        nordic = "nordic" in self._sides()
         grid = " --geometry {input.geometry:q} --grid {input.grid:q} {params.ref_xfm}"
+        signed = " --plus {params.raw_plus} --minus {params.raw_minus}" if nordic else ""
         steps = [
             "mkdir -p {params.tmp:q}",
             "python -m echoprep planted echoes --mag {input.mag:q} --te {params.echo_times}"
             " --tr {params.tr} {params.slice_timing} --noise-volumes {params.noise_volumes}"
             " --design {input.design:q} --trials {input.trials:q} --run-label"
-            " {params.run_label}" + (grid if spatial else "") + " --plus {params.raw_plus}"
-            " --minus {params.raw_minus}",
+            " {params.run_label}" + (grid if spatial else "") + " --difference"
+            " {params.raw_diff}" + signed,
         ]
-        if "nordic" in self._sides():
-            steps.append(
+        if nordic:
+            steps += [
                 "python -m echoprep nordic --mag {input.mag:q} {params.phase} --companions"
                 " {params.raw_plus} {params.raw_minus} --out-companions {params.nordic_plus}"
                 " {params.nordic_minus} --options-json {params.nordic_options:q} --seed"
-                " {params.seed} --threads {params.threads}"
+                " {params.seed} --threads {params.threads}",
+                "python -m echoprep planted half --plus {params.nordic_plus} --minus"
+                " {params.nordic_minus} --out {params.nordic_diff}",
+            ]
+        for side in self._sides() if spatial else ():
+            steps.append(
+                f"python -m echoprep spatial resample --echo {{params.{side}_diff}}"
+                + grid
+                + f" --te {{params.echo_times}} --drop-volumes {{params.{side}_noise}}"
+                " --options-json {params.spatial_options:q} --threads {params.threads}"
+                f" --out {{params.{side}_diff_grid_out}}"
             )
-        for sign in SIGNS.values():
-            for side in self._sides() if spatial else ():
-                steps.append(
-                    f"python -m echoprep spatial resample --echo {{params.{side}_{sign}}}"
-                    + grid
-                    + f" --te {{params.echo_times}} --drop-volumes {{params.{side}_noise}}"
-                    " --options-json {params.spatial_options:q} --threads {params.threads}"
-                    f" --out {{params.{side}_{sign}_grid_out}}"
-                )
         for side in self._sides():
             for combine in self._combines():
                 key = f"{side}_{combine}"
@@ -154,7 +163,7 @@ class PlantedRunRules(Family):
                     )
                 steps.append(
                     f"python -m echoprep planted difference --variant {side}-{combine}"
-                    f" --plus {{params.{side}_plus_final}} --minus {{params.{side}_minus_final}}"
+                    f" --echoes {{params.{side}_diff_final}}"
                     " --te {params.echo_times} --single-echo {params.single_echo}"
                     f" --drop-volumes {{params.{side}_drop}}{frozen} --design {{input.design:q}}"
                     f" --out {{output.{key}:q}}"
@@ -171,9 +180,10 @@ class PlantedRunRules(Family):
         return [str(Path(self._tmp(wc)) / folder / f"echo-{e}.nii") for e in range(1, n + 1)]
 
     def _side_params(self) -> dict[str, Any]:
-        """Per side and sign: its echoes in the run's grid (``<side>_<sign>``), on the
-        functional grid (``<side>_<sign>_final``), the ``--out`` words of the resampling;
-        per side the noise volumes and its combine step's drop."""
+        """The raw side's two signed echo sets (``raw_plus``, ``raw_minus``: NORDIC's
+        companions) and NORDIC's outputs for them; per side its half difference in the run's
+        grid (``<side>_diff``), on the functional grid (``<side>_diff_final``), the ``--out``
+        words of its resampling, its noise volumes and its combine step's drop."""
         spatial = self.config["spatial"]["enabled"]
         params: dict[str, Any] = {}
 
@@ -183,13 +193,14 @@ class PlantedRunRules(Family):
         def out(folder: str) -> Any:
             return lambda wc: words(f"bold={p}" for p in self._echo_paths(wc, folder))
 
+        for sign in SIGNS.values():
+            params[f"raw_{sign}"] = paths(f"raw-{sign}")
         for side in self._sides():
-            for sign in SIGNS.values():
-                params[f"{side}_{sign}"] = paths(f"{side}-{sign}")
-                final = f"{side}-{sign}-grid" if spatial else f"{side}-{sign}"
-                params[f"{side}_{sign}_final"] = paths(final)
-                if spatial:
-                    params[f"{side}_{sign}_grid_out"] = out(final)
+            params[f"{side}_diff"] = paths(f"{side}-diff")
+            final = f"{side}-diff-grid" if spatial else f"{side}-diff"
+            params[f"{side}_diff_final"] = paths(final)
+            if spatial:
+                params[f"{side}_diff_grid_out"] = out(final)
             params[f"{side}_noise"] = self.spatial.noise_volumes(side)
             params[f"{side}_drop"] = 0 if spatial else self.spatial.noise_volumes(side)
         return params

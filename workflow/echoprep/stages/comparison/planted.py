@@ -116,8 +116,8 @@ def session_planted(
         )
     voxels = np.asarray(design["voxels"], np.int64)
     keep = roi[tuple(voxels.T)]
-    if not keep.any():
-        return out
+    if not keep.any() or len(design["images"]) == 0:
+        return out  # nothing planted here (too few repeated images): no planted measures
     ijk = voxels[keep]
     rows = tuple(ijk.T)
     planted = np.asarray(design["planted"], np.float64)[keep]

@@ -154,13 +154,21 @@ def make_design(
     labels = table["label"].astype(str).to_numpy()
     images, half_a, half_b = half_means(betas, labels)
     if images.size < MIN_IMAGES:
-        raise StageInputError(
-            f"{trials}: expected at least {MIN_IMAGES} images shown twice or more in the session "
-            f"to plant responses; found {images.size}. Fix: set comparison.planted.enabled: "
-            "false for data without repeated images."
+        # legal data (a design without repeats): nothing is planted, and the comparison ranks
+        # this session by the held-out fidelity
+        log.warning(
+            "%s: %d images shown twice or more (at least %d are needed to plant responses); "
+            "nothing is planted in this session and its comparison uses the held-out fidelity",
+            trials,
+            images.size,
+            MIN_IMAGES,
         )
+        images = images[:0]
+        half_a, half_b = half_a[:, :0], half_b[:, :0]
     in_roi = roi_mask[voxels]
-    if amplitude is None:
+    if not images.size:
+        factor = 0.0
+    elif amplitude is None:
         use = in_roi if in_roi.any() else np.ones_like(in_roi)
         factor = planting_amplitude(half_a[use], half_b[use])
     else:

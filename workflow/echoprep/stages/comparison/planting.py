@@ -1,20 +1,23 @@
 """Responses planted into a comparison session's own echoes (``echoprep planted``).
 
-Three steps; between the last two the run's own chains run on the planted echoes, as the
+Four steps; between them the run's own chains run on the planted echoes, as the
 same stage commands with the same options as the run's real chains (the plan joins them into
 one ``planted_run`` job per run, docs/comparison.md, "Responses planted in your data"):
 
 - ``design`` (:mod:`.planted_design`): the session's planted responses;
 - ``echoes``: a run's raw magnitude echoes with the planted responses added (``+``) and
-  subtracted (``-``) as an R2* change, written to a folder of the work folder (never to the
-  input dataset). The responses are defined on the functional grid: each trial's planted
-  amplitude times its voxel's HRF at the voxel's acquisition times
+  subtracted (``-``) as an R2* change, or half their difference (``diff``), written to a
+  folder of the work folder (never to the input dataset). The responses are defined on the
+  functional grid: each trial's planted amplitude times its voxel's HRF at the voxel's
+  acquisition times
   (:func:`echoprep.kernels.planted.delta_r2star`), brought into the run's own grid volume by
   volume through the run's transform chain (:func:`echoprep.kernels.planted.splat`; without
   spatial preprocessing the grids are one). The phase is left alone;
-- ``difference``: after NORDIC (``echoprep nordic --companions``: the decisions it made on
-  the run's raw echoes applied to the planted ones) and the resampling have run on both signed
-  series, half their difference per variant: the single echo's; the optimal combination's
+- ``half``: half the difference of NORDIC's two outputs (``echoprep nordic --companions``:
+  the decisions it made on the run's raw echoes applied to both plantings); every later step
+  is linear in the echoes, so each side's half difference is what is resampled;
+- ``difference``: after the resampling, each variant's planted series from its side's half
+  difference: the single echo's; the optimal combination's
   with the weights of the run's own T2* map and adaptive mask; the ICA-denoised series' with
   the run's own mixing matrix and component classifications (tedana's ``denoise_ts``). Every
   map is then the run's own, frozen: the planted responses go through it as the data's own
@@ -145,7 +148,8 @@ def plant_echoes(
     grid: str | Path | None = None,
     ref_xfm: str | Path | None = None,
 ) -> dict[str, list[Path]]:
-    """Write a run's echoes with the planted responses added (``+``) and subtracted (``-``).
+    """Write a run's echoes with the planted responses added (``+``) and subtracted (``-``),
+    and half their difference (``diff``: what a linear chain carries of the planted responses).
 
     Parameters
     ----------
@@ -156,7 +160,7 @@ def plant_echoes(
     design_file, trials, run_label
         The session's planted design, the trials table of its fits and this run's label there.
     outputs
-        ``"+"`` and ``"-"`` -> one path per echo (float32 copies of the echoes).
+        Any of ``"+"``, ``"-"`` and ``"diff"`` -> one path per echo (float32).
     slice_timing
         The run's SliceTiming (s; slices along the third axis); None: all at the volume start.
         With ``geometry`` the geometry's own slice timing is used.
@@ -203,15 +207,20 @@ def plant_echoes(
         pad = np.zeros((*delta.shape[:3], int(noise_volumes)), np.float32)
         delta = np.concatenate([delta, pad], axis=3)
     written: dict[str, list[Path]] = {}
-    for sign, paths in outputs.items():
+    for key, paths in outputs.items():
         if len(paths) != len(mags):
-            raise StageInputError(f"{sign}: expected {len(mags)} output paths; got {len(paths)}")
-        written[sign] = []
+            raise StageInputError(f"{key}: expected {len(mags)} output paths; got {len(paths)}")
+        written[key] = []
         for mag_path, te, out in zip(mags, echo_times, paths, strict=True):
             img = load_image(mag_path, "magnitude series", ndim=4)
-            series = planted_magnitude(read_array(img), delta, te, SIGNS[sign])
+            mag = read_array(img)
+            if key == "diff":
+                plus = planted_magnitude(mag, delta, te, 1.0).astype(np.float64)
+                series = (plus - planted_magnitude(mag, delta, te, -1.0)) / 2
+            else:
+                series = planted_magnitude(mag, delta, te, SIGNS[key])
             atomic_save(float_image(series, img), out)
-            written[sign].append(Path(out))
+            written[key].append(Path(out))
     log.info(
         "planted %d images into run %s (factor %.3f)",
         len(design["images"]),
@@ -225,28 +234,43 @@ def _load(path: str | Path) -> np.ndarray:
     return np.asarray(np.asanyarray(load_image(path, "planted series", ndim=4).dataobj), np.float64)
 
 
-def _optcom_difference(
-    plus: Sequence[str | Path],
-    minus: Sequence[str | Path],
+def _optcom(
+    echoes: Sequence[str | Path],
     t2star: str | Path,
     good_echoes: str | Path,
     echo_times: Sequence[float],
     drop_volumes: int,
 ) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
-    """Half the difference of the two signed echo sets, optimally combined with the run's
-    frozen weights: ``(V, T)``, the ``(V,)`` adaptive mask and the grid's shape."""
+    """The echoes optimally combined with the run's frozen weights: ``(V, T)``, the ``(V,)``
+    adaptive mask and the grid's shape."""
     t2 = np.asarray(load_image(t2star, "T2* map").dataobj, np.float64)
     good = np.asarray(load_image(good_echoes, "adaptive mask").dataobj).ravel()
     weights = optcom_weights(t2.ravel(), good, echo_times)
     total: np.ndarray | None = None
     for e in range(len(echo_times)):
-        d = (_load(plus[e]) - _load(minus[e])) / 2
+        d = _load(echoes[e])
         if drop_volumes:
             d = d[..., : d.shape[3] - int(drop_volumes)]
         part = d.reshape(-1, d.shape[3]) * weights[:, e : e + 1]
         total = part if total is None else total + part
     assert total is not None
     return total, good, tuple(t2.shape[:3])
+
+
+def half_difference(
+    plus: Sequence[str | Path], minus: Sequence[str | Path], outputs: Sequence[str | Path]
+) -> list[Path]:
+    """Half the difference of two signed series per echo (float32 NIfTI, work-folder files)."""
+    if not len(plus) == len(minus) == len(outputs):
+        raise StageInputError(
+            f"expected as many --plus, --minus and --out paths; got {len(plus)}, {len(minus)}, "
+            f"{len(outputs)}"
+        )
+    written = []
+    for p, m, out in zip(plus, minus, outputs, strict=True):
+        img = load_image(p, "planted series", ndim=4)
+        written.append(atomic_save(float_image((_load(p) - _load(m)) / 2, img), out))
+    return written
 
 
 def _component_table(mixing: str | Path, metrics: str | Path) -> tuple[np.ndarray, list[str]]:
@@ -271,8 +295,7 @@ def _component_table(mixing: str | Path, metrics: str | Path) -> tuple[np.ndarra
 
 def planted_difference(
     variant: str,
-    plus: Sequence[str | Path],
-    minus: Sequence[str | Path],
+    echoes: Sequence[str | Path],
     output: str | Path,
     *,
     echo_times: Sequence[float],
@@ -284,15 +307,16 @@ def planted_difference(
     metrics: str | Path | None = None,
     factor: float | None = None,
 ) -> Path:
-    """Half the difference of a variant's two signed series: what the variant's series carries
-    of the planted responses.
+    """What a variant's series carries of the planted responses, from its side's echoes.
 
     Parameters
     ----------
     variant
         ``<nordic>-<combine>``.
-    plus, minus
-        The side's echoes (functional grid) of each sign.
+    echoes
+        Half the difference of the side's two signed echo sets, per echo, on the functional
+        grid (the chain's steps before the echo handling are linear in it once NORDIC's
+        decisions are frozen).
     output
         The series to write (with a sidecar).
     echo_times, single_echo
@@ -309,10 +333,10 @@ def planted_difference(
         The planting factor (recorded).
     """
     combine = variant.split("-", 1)[1]
-    ref = load_image(plus[0], "planted series", ndim=4)
-    sources = [*map(Path, plus), *map(Path, minus)]
+    ref = load_image(echoes[0], "planted series", ndim=4)
+    sources = [*map(Path, echoes)]
     if combine == "single":
-        diff = (_load(plus[single_echo - 1]) - _load(minus[single_echo - 1])) / 2
+        diff = _load(echoes[single_echo - 1])
         if drop_volumes:
             diff = diff[..., : diff.shape[3] - int(drop_volumes)]
     elif combine in ("optcom", "denoised"):
@@ -325,9 +349,7 @@ def planted_difference(
                 "frozen optimal combination and ICA denoising). Fix: pass them."
             )
         assert t2star is not None and good_echoes is not None
-        total, good, shape = _optcom_difference(
-            plus, minus, t2star, good_echoes, echo_times, drop_volumes
-        )
+        total, good, shape = _optcom(echoes, t2star, good_echoes, echo_times, drop_volumes)
         sources += [Path(t2star), Path(good_echoes)]
         if combine == "denoised":
             assert mixing is not None and metrics is not None
@@ -391,13 +413,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     e.add_argument("--geometry", type=Path, default=None)
     e.add_argument("--grid", type=Path, default=None)
     e.add_argument("--ref-xfm", type=Path, default=None)
-    e.add_argument("--plus", type=Path, nargs="+", required=True, help="output per echo, +")
-    e.add_argument("--minus", type=Path, nargs="+", required=True, help="output per echo, -")
+    e.add_argument("--plus", type=Path, nargs="+", default=None, help="output per echo, +")
+    e.add_argument("--minus", type=Path, nargs="+", default=None, help="output per echo, -")
+    e.add_argument(
+        "--difference", type=Path, nargs="+", default=None, help="output per echo, (+ - -) / 2"
+    )
+
+    h = sub.add_parser("half", help="half the difference of two signed echo sets")
+    h.add_argument("--plus", type=Path, nargs="+", required=True)
+    h.add_argument("--minus", type=Path, nargs="+", required=True)
+    h.add_argument("--out", type=Path, nargs="+", required=True)
 
     f = sub.add_parser("difference", help="half the difference of a variant's two series")
     f.add_argument("--variant", required=True)
-    f.add_argument("--plus", type=Path, nargs="+", required=True)
-    f.add_argument("--minus", type=Path, nargs="+", required=True)
+    f.add_argument(
+        "--echoes", type=Path, nargs="+", required=True, help="the side's half-difference echoes"
+    )
     f.add_argument("--te", type=float, nargs="+", required=True)
     f.add_argument("--single-echo", type=int, default=2)
     f.add_argument("--drop-volumes", type=int, default=0)
@@ -429,6 +460,10 @@ def run_from_args(args: argparse.Namespace) -> int:
             amplitude=opts["amplitude"],
         )
     elif args.planted_step == "echoes":
+        given = {"+": args.plus, "-": args.minus, "diff": args.difference}
+        outputs = {k: v for k, v in given.items() if v}
+        if not outputs:
+            raise SystemExit("give at least one of --plus, --minus, --difference")
         plant_echoes(
             args.mag,
             args.te,
@@ -436,19 +471,20 @@ def run_from_args(args: argparse.Namespace) -> int:
             args.design,
             args.trials,
             args.run_label,
-            {"+": args.plus, "-": args.minus},
+            outputs,
             slice_timing=args.slice_timing,
             noise_volumes=args.noise_volumes,
             geometry=args.geometry,
             grid=args.grid,
             ref_xfm=args.ref_xfm,
         )
+    elif args.planted_step == "half":
+        half_difference(args.plus, args.minus, args.out)
     else:
         factor = float(read_design(args.design)["factor"]) if args.design else None
         planted_difference(
             args.variant,
-            args.plus,
-            args.minus,
+            args.echoes,
             args.out,
             echo_times=args.te,
             single_echo=args.single_echo,
@@ -466,6 +502,7 @@ __all__ = [
     "SIGNS",
     "SLICE_AXIS",
     "add_arguments",
+    "half_difference",
     "native_delta",
     "plant_echoes",
     "planted_difference",

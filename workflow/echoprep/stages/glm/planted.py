@@ -184,7 +184,9 @@ def run_planted_glm(
         atomic_save(float_image(full, ref), out)
         write_sidecar(
             out,
-            sources=[*map(Path, planted), *map(Path, bold), *(Path(v) for v in fit.values())],
+            # the planted series are temporary files of the work folder: named by their content
+            # (PlantedSeries), the derivatives they were made beside are the Sources
+            sources=[*map(Path, bold), *(Path(v) for v in fit.values())],
             parameters={"model": linear_model(key, model)},
             extra={
                 "Description": "what the variant's published single-trial betas contain of the "
@@ -195,6 +197,7 @@ def run_planted_glm(
                 else "the same for the type-B fit (HRF per voxel, least squares) the planted "
                 "responses were measured with",
                 "Units": "percent signal change",
+                "PlantedSeries": [str(Path(p).resolve()) for p in planted],
                 "FrozenFitCheck": check,
                 "PCs": pcnum,
             },

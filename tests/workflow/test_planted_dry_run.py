@@ -1,0 +1,72 @@
+"""The planted pass in dry runs: which sessions are planted, each planted run's chain of
+commands, and what the NORDIC-off configuration leaves out (docs/comparison.md, "Responses
+planted in your data")."""
+
+from __future__ import annotations
+
+from helpers.bidstree import make_bids_tree
+from helpers.snake import dry_run, job_counts, parse_jobs, shell_commands
+
+
+def _tree(tmp_path):
+    bids = make_bids_tree(
+        tmp_path / "bids", subjects=("01",), sessions=("01", "02"), runs=("01", "02"), data=False
+    )
+    return {"bids_dir": bids, "output_dir": tmp_path / "out", "work_dir": tmp_path / "work"}
+
+
+def _planted_steps(out: str) -> list[str]:
+    """The steps of the planted runs' jobs (their log is under logs/planted/)."""
+    steps = []
+    for command in ("planted", "nordic", "spatial"):
+        steps += [c for c in shell_commands(out, command) if "/logs/planted/" in c]
+    return steps
+
+
+def test_only_the_comparison_session_is_planted_with_one_resampling_per_side(tmp_path):
+    """Session 01 (the subject's first) is the comparison session: one design, one planted job
+    per run, one frozen fit per variant; session 02 gets none. A planted run: the planted
+    echoes (half their difference, and both signs for NORDIC's companions), NORDIC with the
+    raw echoes' decisions, the half difference of its two outputs, one resampling per side
+    (of its half difference), one planted series per variant, its folder removed."""
+    out = dry_run(_tree(tmp_path), "--printshellcmds")
+    counts = job_counts(out)
+    assert (counts["planted_design"], counts["planted_run"], counts["planted_glm"]) == (1, 2, 6)
+    jobs = [j for j in parse_jobs(out) if j.rule.startswith("planted")]
+    assert all("ses-02" not in f for j in jobs for f in j.output)
+    steps = _planted_steps(out)
+    per_run = {
+        "planted echoes": 1,
+        "nordic ": 1,
+        "planted half": 1,
+        "spatial resample": 2,
+        "planted difference": 6,
+    }
+    for what, n in per_run.items():
+        assert sum(what in s for s in steps) == 2 * n, what
+    echoes = [s for s in steps if "planted echoes" in s]
+    assert all(" --difference " in s and " --plus " in s and " --minus " in s for s in echoes)
+    nordic = [s for s in steps if "-m echoprep nordic " in s]
+    assert all("--companions" in s and "--out-companions" in s for s in nordic)
+    # the resampling reads each side's half difference, never a signed set
+    resample = [s for s in steps if "spatial resample" in s]
+    assert all("-diff/echo-" in s and "-plus/" not in s for s in resample)
+    # a variant's planted series is read from its side's resampled half difference
+    diffs = [s for s in steps if "planted difference" in s]
+    assert all("-diff-grid/echo-" in s for s in diffs)
+    assert sum("--variant nordic-denoised" in s and "--mixing" in s for s in diffs) == 2
+
+
+def test_without_nordic_the_planted_runs_plant_only_the_difference(tmp_path):
+    """NORDIC off: no companions, so the planted echoes are written only as their half
+    difference, resampled once, and three variants read it."""
+    cfg = _tree(tmp_path)
+    extra = tmp_path / "nordic_off.yaml"
+    extra.write_text("nordic:\n  enabled: false\npublish:\n  laion: false\n")
+    out = dry_run(cfg, "--printshellcmds", "--configfile", str(extra))
+    assert job_counts(out)["planted_glm"] == 3
+    steps = _planted_steps(out)
+    assert not [s for s in steps if "nordic " in s.split("2>")[0] or "planted half" in s]
+    echoes = [s for s in steps if "planted echoes" in s]
+    assert len(echoes) == 2 and all(" --plus " not in s for s in echoes)
+    assert sum("spatial resample" in s for s in steps) == 2
