@@ -6,8 +6,9 @@ subject's first session is such a session; the others fit ``glm.all_sessions_var
 (nordic-optcom) and run only what that needs. This script counts what each kind of session
 runs and prices it with the measured per-job CPU time:
 
-1. ``echoprep simulate --preset tiny --sessions 2 --runs 12`` (the job structure does not
-   depend on the image size), and a copy without ``ses-02``.
+1. ``echoprep simulate --preset tiny --sessions 2 --runs 12 --no-freesurfer`` (the job
+   structure does not depend on the image size; the surface rules, for subjects with a
+   FreeSurfer folder, are priced apart in docs/resources.md), and a copy without ``ses-02``.
 2. ``snakemake -n`` of each with the config (default: ``config/config.yaml``; ``--config
    KEY=VALUE ...`` adds to it); the difference of the two job tables is what one more
    (regular) session adds, the one-session table is the comparison session with the subject's
@@ -344,6 +345,9 @@ def census(config: list[str]) -> tuple[Counter, Counter, dict[str, tuple[str, ..
         two = t / "two" / "bids"
         sim = [str(PYTHON), "-m", "echoprep", "simulate", "--preset", "tiny"]
         sim += ["--subjects", "1", "--sessions", "2", "--runs", "12", str(two)]
+        # without a FreeSurfer folder, like the dataset's header-only tree: the surface rules
+        # are priced apart (docs/resources.md, surface_session and surface_anatomy)
+        sim += ["--no-freesurfer"]
         subprocess.run(sim, cwd=ROOT, check=True, capture_output=True)
         one = t / "one" / "bids"
         shutil.copytree(two, one, ignore=lambda d, names: ["ses-02"] if "ses-02" in names else [])
@@ -402,9 +406,11 @@ def main(argv: list[str] | None = None) -> int:
     first_h, regular_h = first_s / 3600, regular_s / 3600
     per_session_h = args.subjects * (first_h + (args.sessions - 1) * regular_h)
     table_h = table["totals"]["session_2x3_cpu_hours"]
+    planted_h = sum(n * c for rule, n, c in first_rows if rule.startswith("planted")) / 3600
     print(
         f"\ncomparison session (with the subject's rules) {first_h:.2f} CPU-h "
-        f"(the session table says {table_h:.2f}; the census prices the table's rows)"
+        f"(the session table says {table_h:.2f}; the census prices the table's rows, and the "
+        f"planted pass, which the table predates: {planted_h:.2f} CPU-h, planted_cost.json)"
     )
     print(f"regular session {regular_h:.2f} CPU-h")
     size = f"{args.subjects}x{args.sessions}"

@@ -16,9 +16,10 @@ memory), with ``--threads`` threads (default 2):
 and prices a comparison session (12 runs, 6 variants) from them and from the rules measured in
 ``laion_session.json``: per run, NORDIC with companions for 3 echoes, the resampling of each
 side's half difference of its two planted echo sets (``spatial_resample``'s CPU per set, 2
-sets: every step after NORDIC is linear), the frozen ICA of both sides; per variant, the frozen GLM at the ratio to ``glm`` measured on the regime preset
-(``--glm-ratio``, default 0.84: 7.6 against 9.0 CPU-s per fit). Printed: the steps, the model
-and one line ``planted_cpu_hours_per_comparison_session=<x>``.
+sets: every step after NORDIC is linear), the frozen ICA of both sides; per variant, the
+frozen GLM at the ratio to ``glm`` measured on the regime preset (``--glm-ratio``, default
+0.84: 7.6 against 9.0 CPU-s per fit). Printed: the steps, the model and one line
+``planted_cpu_hours_per_comparison_session=<x>``.
 
     .venv/bin/python benchmarks/planted_cost.py [--threads 2] [--json FILE]
 """
