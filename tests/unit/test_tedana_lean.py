@@ -38,6 +38,12 @@ def echoes(tmp_path_factory):
     courses = np.stack([np.sin(2 * np.pi * t / p) for p in (13, 29, 7, 17, 5, 11)])
     dr2 = (rng.standard_normal((*shape, len(courses))) * 0.8) @ courses  # 1/s
     ds0 = 0.02 * rng.standard_normal((*shape, 1)) * np.cos(2 * np.pi * t / 19)
+    return _write_echoes(folder, brain, dr2, ds0, rng)
+
+
+def _write_echoes(folder, brain, dr2, ds0, rng) -> list:
+    """The echoes of S0 (1 + ds0) exp(-TE (1/30 ms + dr2)) in ``brain`` with thermal noise
+    (magnitude, sd 6), as ``echo-<n>.nii.gz`` in ``folder``."""
     files = []
     for i, te in enumerate(TES):
         sig = 1000.0 * (1 + ds0) * np.exp(-te * (1 / 0.03 + dr2)) * brain[..., None]
@@ -116,13 +122,7 @@ def test_frozen_denoising_gives_tedanas_denoised_series_back(tmp_path):
     dr2 = (rng.standard_normal((*shape, len(courses))) * 0.8) @ courses
     s0_courses = np.stack([np.cos(2 * np.pi * t / 19), np.sin(2 * np.pi * t / 9)])
     ds0 = (0.05 * rng.standard_normal((*shape, 2))) @ s0_courses
-    echoes = []
-    for i, te in enumerate(TES):
-        sig = 1000.0 * (1 + ds0) * np.exp(-te * (1 / 0.03 + dr2)) * brain[..., None]
-        data = np.abs(sig + 6.0 * rng.standard_normal(sig.shape))
-        f = tmp_path / f"echo-{i + 1}.nii.gz"
-        nib.save(nib.Nifti1Image(data.astype(np.float32), np.diag([3.0, 3.0, 3.0, 1.0])), f)
-        echoes.append(f)
+    echoes = _write_echoes(tmp_path, brain, dr2, ds0, rng)
     stock = adapter.run_tedana(echoes, TES, tmp_path / "stock", tedpca=8, lean=False, **ICA)
     folder = tmp_path / "stock"
     table = pd.read_csv(stock["metrics"], sep="\t")

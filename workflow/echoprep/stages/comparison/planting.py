@@ -41,6 +41,7 @@ from echoprep.io.geometry import build_chain, load_geometry
 from echoprep.io.images import StageInputError, atomic_save, float_image, load_image, read_array
 from echoprep.io.sidecars import write_sidecar
 from echoprep.kernels.planted import delta_r2star, optcom_weights, planted_magnitude, splat
+from echoprep.stages.combine.ica import read_components
 from echoprep.stages.comparison.planted_design import make_design, read_design
 
 log = logging.getLogger(__name__)
@@ -274,16 +275,8 @@ def half_difference(
 
 
 def _component_table(mixing: str | Path, metrics: str | Path) -> tuple[np.ndarray, list[str]]:
-    """The run's mixing matrix ``(T, C)`` and each component's classification."""
-    import pandas as pd
-
-    mix = pd.read_csv(mixing, sep="\t")
-    table = pd.read_csv(metrics, sep="\t", keep_default_na=False)
-    if not {"Component", "classification"} <= set(table.columns):
-        raise StageInputError(
-            f"{metrics}: expected tedana's columns Component and classification; found "
-            f"{list(table.columns)}. Fix: rerun the ICA-denoised job of the run."
-        )
+    """The run's mixing matrix ``(T, C)`` and each component's classification, in its order."""
+    mix, table = read_components(mixing, metrics)
     names = [str(c) for c in table["Component"]]
     if names != [str(c) for c in mix.columns]:
         raise StageInputError(
