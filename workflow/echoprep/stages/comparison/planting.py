@@ -207,21 +207,26 @@ def plant_echoes(
     if noise_volumes:
         pad = np.zeros((*delta.shape[:3], int(noise_volumes)), np.float32)
         delta = np.concatenate([delta, pad], axis=3)
-    written: dict[str, list[Path]] = {}
     for key, paths in outputs.items():
         if len(paths) != len(mags):
             raise StageInputError(f"{key}: expected {len(mags)} output paths; got {len(paths)}")
-        written[key] = []
-        for mag_path, te, out in zip(mags, echo_times, paths, strict=True):
-            img = load_image(mag_path, "magnitude series", ndim=4)
-            mag = read_array(img)
+    written: dict[str, list[Path]] = {key: [] for key in outputs}
+    for e, (mag_path, te) in enumerate(zip(mags, echo_times, strict=True)):
+        img = load_image(mag_path, "magnitude series", ndim=4)
+        mag = read_array(img)
+        # each signing once per echo, whichever outputs need it
+        signed = {
+            sign: planted_magnitude(mag, delta, te, value)
+            for sign, value in SIGNS.items()
+            if sign in outputs or "diff" in outputs
+        }
+        for key, paths in outputs.items():
             if key == "diff":
-                plus = planted_magnitude(mag, delta, te, 1.0).astype(np.float64)
-                series = (plus - planted_magnitude(mag, delta, te, -1.0)) / 2
+                series = (signed["+"].astype(np.float64) - signed["-"]) / 2
             else:
-                series = planted_magnitude(mag, delta, te, SIGNS[key])
-            atomic_save(float_image(series, img), out)
-            written[key].append(Path(out))
+                series = signed[key]
+            atomic_save(float_image(series, img), paths[e])
+            written[key].append(Path(paths[e]))
     log.info(
         "planted %d images into run %s (factor %.3f)",
         len(design["images"]),
