@@ -6,6 +6,8 @@ simulator (tiny preset: 8 mm voxels, motion, distortion, fieldmaps; about 30 s).
 from __future__ import annotations
 
 import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -220,13 +222,18 @@ def test_the_t2w_target_is_composed_into_t1w_space(sim) -> None:
     records = {}
     for target in ("T1w", "T2w"):
         subject = paths_in(sim["base"] / f"grid-{target}", "spatial_subject", subject_key("01"))
-        records[target] = spatial.subject_grid(
-            geo[0]["boldref"],
-            sim["ds"].t1w["01"],
-            tp["T1w_brain_mask"],
-            subject,
-            t2w_file=sim["ds"].t2w["01"] if target == "T2w" else None,
-        )
+        # in a fresh process, as a job runs it: the stage asks ITK for one thread (Mattes MI
+        # is reproducible only on one), which holds only where ITK's pool is not yet made;
+        # in a test worker another test may have made it with 2 threads (fits then 0.7-1.2 mm)
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            records[target] = pool.submit(
+                spatial.subject_grid,
+                geo[0]["boldref"],
+                sim["ds"].t1w["01"],
+                tp["T1w_brain_mask"],
+                subject,
+                t2w_file=sim["ds"].t2w["01"] if target == "T2w" else None,
+            ).result()
         records[target]["xfm"] = np.loadtxt(subject["xfm"])
     t2 = records["T2w"]["Registration"]
     assert t2["Target"] == "T2w" and t2["T2w"] == str(sim["ds"].t2w["01"])

@@ -9,7 +9,9 @@
   (docs/performance.md);
 - :func:`trimmed_echoes` copies the echoes without their trailing noise volumes, for tedana;
 - :func:`count_ica_attempts` / :func:`read_ica_attempts` count FastICA attempts in tedana's
-  log, :func:`robustica_failures` reads robustica's count of unconverged fits.
+  log, :func:`robustica_failures` reads robustica's count of unconverged fits;
+- :func:`read_components` reads tedana's mixing matrix and component table (the rejected
+  regressors and the planted runs' frozen ICA both start from it).
 
 tedana is imported only when a workflow runs (the rules without tedana run in an environment
 without it). Which options reach tedana and what is recorded is the echo-handling stage's
@@ -27,6 +29,7 @@ from typing import Any
 from unittest import mock
 
 import nibabel as nib
+import pandas as pd
 
 from echoprep.io.images import StageInputError
 from echoprep.io.outputs import stage_outputs
@@ -95,7 +98,6 @@ def _pca_metrics_stub(original: Any) -> Any:
     exact in floating point). So the stub returns the components unflipped with signs of +1.
     """
     import numpy as np
-    import pandas as pd
 
     def generate_metrics(*args: Any, **kwargs: Any) -> Any:
         if kwargs.get("label") != "PCA":
@@ -345,7 +347,6 @@ def denoise_frozen(data: Any, mixing: Any, classification: Sequence[str], mask: 
         ``(V, T)``: ``data`` less what the rejected components explain of it (0 outside
         ``mask``).
     """
-    import pandas as pd
     from tedana.io import denoise_ts
 
     table = pd.DataFrame({"classification": [str(c) for c in classification]})
@@ -525,3 +526,22 @@ __all__ = [
     "run_tedana",
     "trimmed_echoes",
 ]
+
+
+def read_components(mixing: str | Path, metrics: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """tedana's mixing matrix (volumes x components) and component table, checked to have the
+    columns ``Component`` and ``classification``.
+
+    Raises
+    ------
+    StageInputError
+        ``metrics`` lacks its component names or classifications.
+    """
+    mix = pd.read_csv(mixing, sep="\t")
+    table = pd.read_csv(metrics, sep="\t", keep_default_na=False)
+    if not {"Component", "classification"} <= set(table.columns):
+        raise StageInputError(
+            f"{metrics}: expected tedana's columns Component and classification; found "
+            f"{list(table.columns)}. Fix: rerun the ICA-denoised job."
+        )
+    return mix, table

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from echoprep.adapters import tedana as tedana_adapter
 from echoprep.io.atomic import atomic_path
 from echoprep.io.images import StageInputError
@@ -446,27 +444,6 @@ def run_tedana(
     return written
 
 
-def read_components(
-    mixing: str | Path, metrics: str | Path
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """tedana's mixing matrix (volumes x components) and component table, checked to have the
-    columns ``Component`` and ``classification``.
-
-    Raises
-    ------
-    StageInputError
-        ``metrics`` lacks its component names or classifications.
-    """
-    mix = pd.read_csv(mixing, sep="\t")
-    table = pd.read_csv(metrics, sep="\t", keep_default_na=False)
-    if not {"Component", "classification"} <= set(table.columns):
-        raise StageInputError(
-            f"{metrics}: expected tedana's columns Component and classification; found "
-            f"{list(table.columns)}. Fix: rerun the ICA-denoised job."
-        )
-    return mix, table
-
-
 def write_rejected(mixing: Path, metrics: Path, out: Path) -> Path:
     """The time courses of the components tedana rejected, as regressors (a TSV and sidecar).
 
@@ -492,7 +469,7 @@ def write_rejected(mixing: Path, metrics: Path, out: Path) -> Path:
         ``metrics`` lacks its component names or classifications, or names a component
         ``mixing`` has no column for.
     """
-    mix, table = read_components(mixing, metrics)
+    mix, table = tedana_adapter.read_components(mixing, metrics)
     rows = table[table["classification"] == "rejected"]
     names = [str(c) for c in rows["Component"]]
     if unknown := [c for c in names if c not in mix.columns]:

@@ -35,13 +35,13 @@ from typing import Any
 
 import numpy as np
 
+from echoprep.adapters.tedana import read_components
 from echoprep.io.arguments import key_paths
 from echoprep.io.events import read_trials
 from echoprep.io.geometry import build_chain, load_geometry
 from echoprep.io.images import StageInputError, atomic_save, float_image, load_image, read_array
 from echoprep.io.sidecars import write_sidecar
 from echoprep.kernels.planted import delta_r2star, optcom_weights, planted_magnitude, splat
-from echoprep.stages.combine.ica import read_components
 from echoprep.stages.comparison.planted_design import make_design, read_design
 
 log = logging.getLogger(__name__)
