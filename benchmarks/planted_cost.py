@@ -11,12 +11,16 @@ memory), with ``--threads`` threads (default 2):
 - ``nordic+companions``: the same with the two planted series as companions (the decisions of
   the echo applied to them: what ``planted_run`` runs per echo);
 - ``ica-frozen``: tedana's ``denoise_ts`` with a run's mixing matrix (60 components) on one
-  optimally combined series of the brain's voxels (what ``planted_run`` runs per side).
+  optimally combined series of the brain's voxels (what ``planted_run`` runs per side);
+- ``design-shape``: the response-shape estimate of ``planted_design`` (the normal equations of
+  12 runs of the visual ROI's voxels, 88 trials per run, and the groups' warped fits; reading
+  the series is not included: it reads what one GLM fit reads, of the ROI's voxels).
 
 and prices a comparison session (12 runs, 6 variants) from them and from the rules measured in
 ``laion_session.json``: per run, NORDIC with companions for 3 echoes, the resampling of each
 side's half difference of its two planted echo sets (``spatial_resample``'s CPU per set, 2
-sets: every step after NORDIC is linear), the frozen ICA of both sides; per variant, the
+sets: every step after NORDIC is linear), the frozen ICA of both sides; per session, the
+design's shape estimate; per variant, the
 frozen GLM at the ratio to ``glm`` measured on the regime preset (``--glm-ratio``, default
 0.84: 7.6 against 9.0 CPU-s per fit). Printed: the steps, the model and one line
 ``planted_cpu_hours_per_comparison_session=<x>``.
@@ -44,6 +48,9 @@ ECHOES = 3
 VARIANTS = 6
 COMPONENTS = 60
 BRAIN_VOXELS = 280_000
+#: Visual ROI voxels at 1.8 mm (generous: early and ventral visual cortex, both hemispheres).
+ROI_VOXELS = 25_000
+TRIALS_PER_RUN = 88
 
 
 def _series(seed: int) -> tuple:
@@ -89,6 +96,24 @@ def _step(name: str, threads: int) -> None:
         classes = ["accepted" if i % 3 else "rejected" for i in range(COMPONENTS)]
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
         denoise_frozen(data, mixing, classes, np.ones(BRAIN_VOXELS, bool))
+    elif name == "design-shape":
+        from echoprep.kernels.planted import response_curves
+        from echoprep.kernels.planted_shape import fit_shapes, shape_moments, spline_basis
+
+        rng = np.random.default_rng(2)
+        _, basis = spline_basis()
+        k = basis.shape[1]
+        moments, cross = np.zeros((ROI_VOXELS, k, k)), np.zeros((ROI_VOXELS, k))
+        offsets = np.zeros(ROI_VOXELS)
+        for _ in range(RUNS):
+            y = rng.standard_normal((ROI_VOXELS, VOLUMES)).astype(np.float32)
+            onsets = np.sort(rng.uniform(0, VOLUMES * 1.9 - 10, TRIALS_PER_RUN))
+            amps = rng.standard_normal((ROI_VOXELS, TRIALS_PER_RUN))
+            m, c = shape_moments(y, offsets, 1.9, onsets, amps, basis)
+            moments += m
+            cross += c
+        groups = rng.integers(0, 20, ROI_VOXELS)
+        fit_shapes(moments, cross, groups, basis, response_curves(2.5)[1])
     else:
         raise SystemExit(f"unknown step {name}")
 
@@ -119,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.step:
         _step(args.step, args.threads)
         return 0
-    steps = {s: _metered(s, args.threads) for s in ("nordic", "nordic+companions", "ica-frozen")}
+    names = ("nordic", "nordic+companions", "ica-frozen", "design-shape")
+    steps = {s: _metered(s, args.threads) for s in names}
     for s, m in steps.items():
         print(f"{s:<20} {m['wall_s']:8.1f} s wall {m['cpu_s']:8.1f} CPU-s {m['peak_gib']:6.2f} GiB")
     rules = {
@@ -133,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     run_cpu = sum(per_run.values())
     glm_cpu = VARIANTS * args.glm_ratio * rules["glm"]["cpu_s_mean"]
-    total_h = (RUNS * run_cpu + glm_cpu) / 3600
+    design_cpu = steps["design-shape"]["cpu_s"]
+    total_h = (RUNS * run_cpu + glm_cpu + design_cpu) / 3600
     print("\nper run (planted_run):")
     for k, v in per_run.items():
         print(f"  {k:<36} {v:8.0f} CPU-s")
@@ -142,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         f"planted_glm: {VARIANTS} x {args.glm_ratio} x glm {rules['glm']['cpu_s_mean']:.0f}"
         f" = {glm_cpu:.0f} CPU-s"
     )
+    print(f"planted_design's shape estimate: {design_cpu:.0f} CPU-s")
     print(
         f"companions / plain NORDIC: "
         f"{steps['nordic+companions']['cpu_s'] / steps['nordic']['cpu_s']:.2f}"
@@ -155,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                     "steps": steps,
                     "per_run_cpu_s": {k: round(v, 1) for k, v in per_run.items()},
                     "planted_glm_cpu_s": round(glm_cpu, 1),
+                    "planted_design_shape_cpu_s": round(design_cpu, 1),
                     "planted_cpu_hours_per_comparison_session": round(total_h, 2),
                 },
                 indent=1,

@@ -13,6 +13,9 @@ import numpy as np
 import pytest
 
 from echoprep.io.images import StageInputError
+from echoprep.kernels.glm.hrf import FINE_DT
+from echoprep.kernels.planted import response_curves
+from echoprep.kernels.planted_shape import warped
 from echoprep.stages.comparison.planting import (
     half_difference,
     plant_echoes,
@@ -66,6 +69,7 @@ def run(tmp_path: Path) -> dict:
         te_ref=np.array(TE[1]),
         stimdur=np.array(0.5),
         roi=np.array([True, True]),
+        curves=response_curves(0.5)[1],
     )
     trials = tmp_path / "trials.tsv"
     rows = ["beta_index\tsession_label\trun_label\tlabel\tonset"]
@@ -219,6 +223,7 @@ def test_the_design_plants_each_images_odd_presentations_scored_against_its_even
         tmp_path / "design.npz",
         te_ref=0.03,
         stimdur=2.5,
+        shape="library",
     )
     after = _digest(tmp_path)
     assert all(after[k] == v for k, v in before.items())  # inputs untouched
@@ -231,6 +236,7 @@ def test_the_design_plants_each_images_odd_presentations_scored_against_its_even
     np.testing.assert_allclose(d["planted"], a - a.mean(axis=1, keepdims=True), atol=1e-5)
     np.testing.assert_allclose(d["truth"], b - b.mean(axis=1, keepdims=True), atol=1e-5)
     assert np.all(d["hrf"] == 4)  # the median of the fits' HRF choices
+    np.testing.assert_allclose(d["curves"], response_curves(2.5)[1], atol=1e-6)
     assert 0.1 <= float(d["factor"]) <= 1.0 and design["factor"] == d["factor"]
     assert d["roi"].sum() == 2 * 2 * 3
 
@@ -250,7 +256,64 @@ def test_a_session_without_enough_repeats_plants_nothing_and_does_not_fail(tmp_p
             tmp_path / "design.npz",
             te_ref=0.03,
             stimdur=2.5,
-        )
+        )  # the shape is not estimated: nothing is planted
     assert "3 images shown twice or more (at least 10 are needed" in caplog.text
     d = read_design(tmp_path / "design.npz")
     assert d["images"].size == 0 and d["planted"].shape[1] == 0 and float(d["factor"]) == 0
+
+
+def test_the_design_plants_the_response_shape_of_the_sessions_own_series(tmp_path):
+    """Series whose voxels respond with a curve that is not the library's (library curve 10,
+    1 s later and 25 % wider): the design's curve for index 10 is that shape, the reference
+    betas giving each trial's amplitude from the image's other presentation."""
+    from echoprep.stages.comparison.planted_design import make_design, read_design
+
+    rng = np.random.default_rng(3)
+    shape, tr, n_vol, stimdur = (10, 10, 3), 1.9, 160, 2.5
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    _, library = response_curves(stimdur)
+    true = warped(library[:, 10], 1.0, 1.25, library.shape[0], FINE_DT)
+    true /= true.max()
+    n_vox, n_img = int(np.prod(shape)), 40
+    resp = rng.normal(size=(n_vox, n_img))
+    rows = ["beta_index\trun_label\tlabel\tonset"]
+    betas, series, labels = [], [], []
+    for run in range(2):
+        onsets = np.arange(n_img) * 7.0 + 4.0 + rng.uniform(0, 1, n_img)
+        images = rng.permutation(n_img)
+        lags = np.arange(n_vol)[:, None] * tr - onsets[None, :]
+        design = np.interp(lags, np.arange(true.size) * FINE_DT, true, left=0, right=0)
+        y = 100 + resp[:, images] @ design.T + rng.normal(0, 0.5, (n_vox, n_vol))
+        path = tmp_path / f"run-{run + 1:02d}_bold.nii.gz"
+        nib.save(nib.Nifti1Image(y.reshape(*shape, n_vol).astype(np.float32), affine), path)
+        side = {"RepetitionTime": tr, "SliceTimingCorrected": True, "StartTime": 0.0}
+        path.with_name(path.name.replace(".nii.gz", ".json")).write_text(json.dumps(side))
+        series.append(path)
+        for i, img in enumerate(images):
+            rows.append(f"{len(labels)}\t{run + 1:02d}\timg{img:02d}\t{onsets[i]:.3f}")
+            labels.append(img)
+            betas.append(resp[:, img] + rng.normal(0, 0.5, n_vox))
+    paths = {"reference": tmp_path / "betas.nii.gz", "trials": tmp_path / "trials.tsv"}
+    nib.save(nib.Nifti1Image(np.stack(betas, 1).reshape(*shape, -1), affine), paths["reference"])
+    paths["trials"].write_text("\n".join(rows) + "\n")
+    for name, data in (("hrf", np.full(shape, 10, np.int16)), ("mask", np.ones(shape, np.uint8))):
+        paths[name] = tmp_path / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(data, affine), paths[name])
+    args = (paths["reference"], paths["trials"], [paths["hrf"]], [paths["mask"]])
+    args += (paths["mask"], paths["mask"], tmp_path / "design.npz")
+    before = _digest(tmp_path)
+    make_design(*args, te_ref=0.03, stimdur=stimdur, series=series, run_labels=["01", "02"])
+    assert all(_digest(tmp_path)[k] == v for k, v in before.items())  # inputs untouched
+    d = read_design(tmp_path / "design.npz")
+    est = d["curves"][: true.size, 10]
+    assert np.corrcoef(est, true)[0, 1] > 0.99
+    assert np.corrcoef(library[:, 10], true[: library.shape[0]])[0, 1] < 0.95
+    record = json.loads((tmp_path / "design.json").read_text())["ResponseShape"]
+    assert record["Shape"] == "estimated" and record["Groups"][0]["Estimated"]
+    assert [str(p) for p in series] == [
+        s for s in json.loads((tmp_path / "design.json").read_text())["Sources"] if "run-" in s
+    ]
+    with pytest.raises(StageInputError, match=r"expected trials of run 03 in the trials table"):
+        make_design(*args, te_ref=0.03, stimdur=stimdur, series=series, run_labels=["01", "03"])
+    with pytest.raises(StageInputError, match=r"set comparison\.planted\.shape: library"):
+        make_design(*args, te_ref=0.03, stimdur=stimdur)

@@ -55,6 +55,11 @@ def test_only_the_comparison_session_is_planted_with_one_resampling_per_side(tmp
     diffs = [s for s in steps if "planted difference" in s]
     assert all("-diff-grid/echo-" in s for s in diffs)
     assert sum("--variant nordic-denoised" in s and "--mixing" in s for s in diffs) == 2
+    # the design estimates the response shape from the reference fit's series of every run
+    (design,) = [c for c in shell_commands(out, "planted design")]
+    series = design.split(" --series ")[1].split(" --")[0].split()
+    assert len(series) == 2 and all("desc-single_bold" in s and "ses-01" in s for s in series)
+    assert " --run-labels 01 02 " in design
 
 
 def test_without_nordic_the_planted_runs_plant_only_the_difference(tmp_path):

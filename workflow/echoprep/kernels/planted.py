@@ -139,6 +139,7 @@ def delta_r2star(
     tr: float,
     stimdur: float,
     te_ref: float,
+    curves: np.ndarray | None = None,
 ) -> np.ndarray:
     """R2* change of planted responses at each volume's acquisition of each voxel.
 
@@ -150,13 +151,17 @@ def delta_r2star(
     onsets
         ``(n,)`` trial onsets, s from the run's first volume.
     hrf
-        ``(V,)`` library HRF index of each voxel.
+        ``(V,)`` index of each voxel's response curve (a column of ``curves``).
     slice_time
         ``(V,)`` acquisition time of each voxel's slice within the TR, s.
     n_volumes, tr, stimdur
         Run length, repetition time and stimulus duration (s).
     te_ref
         Echo time of the reference fit's betas, s.
+    curves
+        ``(n, H)`` response curves (to a trial, peak 1) every :data:`FINE_DT` s from the onset
+        (:func:`echoprep.kernels.planted_shape.fit_shapes`); None: the library's
+        (:func:`response_curves` of ``stimdur``).
 
     Returns
     -------
@@ -165,7 +170,11 @@ def delta_r2star(
     """
     amplitudes = np.asarray(amplitudes, np.float64)
     onsets = np.asarray(onsets, np.float64)
-    times, curves = response_curves(stimdur)
+    if curves is None:
+        times, curves = response_curves(stimdur)
+    else:
+        curves = np.asarray(curves, np.float64)
+        times = np.arange(curves.shape[0]) * FINE_DT
     out = np.zeros((amplitudes.shape[0], n_volumes), dtype=np.float32)
     if amplitudes.size == 0 or onsets.size == 0:
         return out

@@ -42,6 +42,7 @@ PLANTED_DESIGN = RuleDef(
         "python -m echoprep planted design --reference {input.reference:q}"
         " --trials {input.trials:q} --summary {input.summary:q} --hrf {input.hrf:q}"
         " --fit-mask {input.fit_masks:q} --mask {input.mask:q} --roi {input.roi:q}"
+        " --series {input.series:q} --run-labels {params.run_labels} {params.slice_timing}"
         " --te-ref {params.te_ref} --options-json {params.options:q}"
         " --out design={output.design:q}"
     ),
@@ -132,6 +133,8 @@ class PlantedRules(Family):
             self.design_outputs(),
             {
                 "te_ref": self._te_ref,
+                "run_labels": self._run_labels,
+                "slice_timing": self._slice_timing,
                 "options": self.ctx.options("comparison"),
             },
         )
@@ -142,9 +145,7 @@ class PlantedRules(Family):
             self.glm_outputs(),
             {
                 "fit": self._fit_args,
-                "run_labels": lambda wc: words(
-                    self.run_label(r) for r in self.ctx.session_runs(wc)
-                ),
+                "run_labels": self._run_labels,
                 "options": self.ctx.options("glm"),
                 "out": self._glm_out,
             },
@@ -199,7 +200,22 @@ class PlantedRules(Family):
             "fit_masks": [f["mask"] for f in fits],
             "mask": self.glm.mask_path(sub, ses),
             "roi": self.rois.visual_roi(sub),
+            "series": [
+                self.combine.outputs(ref.combine, r, ref.nordic)["bold"]
+                for r in self.ctx.session_runs_of(sub, ses)
+            ],
         }
+
+    def _run_labels(self, wc: Any) -> str:
+        """The session's run labels in the trials tables, in run order."""
+        return words(self.run_label(r) for r in self.ctx.session_runs(wc))
+
+    def _slice_timing(self, wc: Any) -> str:
+        """``--slice-timing`` with the SliceTiming of the session's first run, or nothing (the
+        shape estimate reads it only for series not corrected for slice timing)."""
+        sub, ses = self.ctx.session_of(wc)
+        st = self.ctx.session_runs_of(sub, ses)[0].slice_timing
+        return words(["--slice-timing", *[f"{t:.6g}" for t in st]]) if st else ""
 
     def _te_ref(self, wc: Any) -> str:
         """Echo time (s) of the reference's single echo (of the session's first run)."""

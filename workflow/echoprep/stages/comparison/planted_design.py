@@ -4,12 +4,15 @@ Reads the type-B betas of the visual ROI's source fit (plain least squares: ampl
 shrunk), their trials, every fitted variant's HRF choice and fit mask, the analysis mask and
 the visual ROI, and writes the design (:data:`DESIGN_KEYS`): the voxels that receive a planted
 response (analysis mask and every fit), each image's planted response (its own, at its
-odd-numbered presentations), the truth it is scored against (its even-numbered ones), the
-consensus HRF and the planting factor. docs/comparison.md, "Responses planted in your data".
+odd-numbered presentations), the truth it is scored against (its even-numbered ones), each
+voxel's response curve (the shape of the session's own responses, estimated from the reference
+fit's series per group of voxels with the same library HRF; or the library's) and the planting
+factor. docs/comparison.md, "Responses planted in your data".
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,11 +23,20 @@ import numpy as np
 from echoprep.io.atomic import atomic_path
 from echoprep.io.events import read_trials
 from echoprep.io.images import StageInputError, check_same_grid, load_image, load_mask_on_grid
+from echoprep.io.paths import sidecar_path
 from echoprep.io.sidecars import write_sidecar
 from echoprep.kernels.planted import (
     consensus_hrf,
     half_means,
     planting_amplitude,
+    presentation_halves,
+    response_curves,
+)
+from echoprep.kernels.planted_shape import (
+    cross_amplitudes,
+    fit_shapes,
+    shape_moments,
+    spline_basis,
 )
 
 log = logging.getLogger(__name__)
@@ -38,6 +50,7 @@ DESIGN_KEYS = (
     "planted",
     "truth",
     "hrf",
+    "curves",
     "factor",
     "te_ref",
     "stimdur",
@@ -45,6 +58,10 @@ DESIGN_KEYS = (
 )
 #: Fewest images shown at least twice for a planting.
 MIN_IMAGES = 10
+#: Shapes of the planted responses (``comparison.planted.shape``).
+SHAPES = ("estimated", "library")
+#: Volumes read at a time from a series (memory: voxels x this x 4 bytes, per run).
+CHUNK_VOLUMES = 64
 _GRID_ATOL = 1e-4
 
 
@@ -81,6 +98,10 @@ def make_design(
     te_ref: float,
     stimdur: float,
     amplitude: float | None = None,
+    series: Sequence[str | Path] = (),
+    run_labels: Sequence[str] = (),
+    slice_timing: Sequence[float] | None = None,
+    shape: str = "estimated",
 ) -> dict[str, Any]:
     """Choose and write a session's planted responses.
 
@@ -104,6 +125,15 @@ def make_design(
     amplitude
         Planting factor; None: :func:`echoprep.kernels.planted.planting_amplitude` over the
         ROI.
+    series, run_labels
+        The reference fit's series (4D, one per run, on the betas' grid) and their runs'
+        labels in the trials table: the data the response shape is estimated from.
+    slice_timing
+        SliceTiming of the runs (s), for series not corrected for slice timing.
+    shape
+        ``"estimated"``: each voxel's planted time course has the shape of the session's own
+        responses (:mod:`echoprep.kernels.planted_shape`; the library's where it cannot be
+        estimated); ``"library"``: the library HRF GLMsingle chose.
 
     Returns
     -------
@@ -174,6 +204,34 @@ def make_design(
     else:
         factor = float(amplitude)
     hrf = consensus_hrf(np.stack([h[voxels] for h in hrfs]))
+    curves = response_curves(stimdur)[1]
+    shape_record: dict[str, Any] = {"Shape": "library"}
+    if shape not in SHAPES:
+        raise StageInputError(
+            f"comparison.planted.shape: expected one of {list(SHAPES)}; found {shape!r}. Fix: "
+            "set it in the config."
+        )
+    if shape == "estimated" and images.size and in_roi.any():
+        if len(series) != len(run_labels) or not series:
+            raise StageInputError(
+                f"{ref_path}: expected one reference series per run label to estimate the "
+                f"response shape; found {len(series)} series and {len(run_labels)} labels. Fix: "
+                "pass --series and --run-labels once per run, or set comparison.planted.shape: "
+                "library."
+            )
+        curves, shape_record = _estimated_curves(
+            series,
+            run_labels,
+            slice_timing,
+            table,
+            ref,
+            ref_path,
+            np.argwhere(voxels)[in_roi],
+            (images, half_a[in_roi], half_b[in_roi]),
+            hrf,
+            in_roi,
+            curves,
+        )
     design = {
         "voxels": np.argwhere(voxels).astype(np.int32),
         "shape": np.asarray(voxels.shape, np.int32),
@@ -182,6 +240,7 @@ def make_design(
         "planted": half_a.astype(np.float32),
         "truth": half_b.astype(np.float32),
         "hrf": hrf.astype(np.int16),
+        "curves": curves.astype(np.float32),
         "factor": np.float64(factor),
         "te_ref": np.float64(te_ref),
         "stimdur": np.float64(stimdur),
@@ -199,8 +258,9 @@ def make_design(
             *map(Path, fit_masks),
             Path(mask),
             Path(roi),
+            *map(Path, series),
         ],
-        parameters={"amplitude": amplitude},
+        parameters={"amplitude": amplitude, "shape": shape},
         extra={
             "Description": "responses planted into the session's raw echoes: for each image, "
             "a small copy of its own response at its odd-numbered presentations as estimated by "
@@ -212,7 +272,9 @@ def make_design(
             "ROIVoxels": int(in_roi.sum()),
             "ReferenceEchoTime": te_ref,
             "StimulusDuration": stimdur,
-            "HRF": "per voxel the median of the fitted variants' library HRF choices",
+            "HRF": "per voxel the median of the fitted variants' library HRF choices; the "
+            "voxel's time course is curve `hrf` of `curves`",
+            "ResponseShape": shape_record,
             "Arrays": {k: _ARRAYS[k] for k in DESIGN_KEYS},
         },
     )
@@ -234,11 +296,105 @@ _ARRAYS: Mapping[str, str] = {
     "planted": "(V, I) planted response, % signal change at ReferenceEchoTime, before the "
     "planting factor",
     "truth": "(V, I) the image's even-numbered presentations: the truth scored against",
-    "hrf": "(V,) library HRF index of the planted time course",
+    "hrf": "(V,) library HRF index (the median of the fits' choices): the column of `curves` "
+    "that is the voxel's planted time course",
+    "curves": "(n, H) response curve of each library HRF index, peak 1, every 0.1 s from the "
+    "onset: the shape estimated from the session's series where ResponseShape says so, else "
+    "the library HRF convolved with the stimulus",
     "factor": "planting factor: the series carry factor x planted",
     "te_ref": "echo time of the reference series, s",
     "stimdur": "stimulus duration, s",
     "roi": "(V,) bool: voxel in the visual ROI",
 }
 
-__all__ = ["DESIGN_KEYS", "MIN_IMAGES", "make_design", "read_design"]
+
+def _series_timing(
+    path: Path, img: Any, slice_timing: Sequence[float] | None, ijk: np.ndarray
+) -> tuple[float, np.ndarray]:
+    """Sampling interval (s) of a series and the time of each voxel's sample within it (s):
+    the slice-timing correction's start time where the sidecar says it was corrected, else
+    the voxel's slice time (SliceTiming along the third axis; their mean on a grid with
+    another number of slices, e.g. resampled without correction)."""
+    side = sidecar_path(path)
+    meta = json.loads(side.read_text()) if side.exists() else {}
+    tr = float(meta.get("RepetitionTime") or img.header.get_zooms()[3])
+    if tr <= 0:
+        raise StageInputError(
+            f"{path}: expected a positive RepetitionTime in its sidecar or header; found {tr}. "
+            "Fix: rerun the echo-handling rule of this run."
+        )
+    if meta.get("SliceTimingCorrected"):
+        return tr, np.full(len(ijk), float(meta.get("StartTime", 0.0)))
+    if not slice_timing:
+        return tr, np.zeros(len(ijk))
+    st = np.asarray(slice_timing, np.float64)
+    if st.size == img.shape[2]:
+        return tr, st[ijk[:, 2]]
+    return tr, np.full(len(ijk), float(st.mean()))
+
+
+def _read_voxels(img: Any, ijk: np.ndarray) -> np.ndarray:
+    """``(V, T)`` float64 samples of the voxels ``ijk``, read :data:`CHUNK_VOLUMES` at a time."""
+    n = img.shape[3]
+    out = np.empty((len(ijk), n))
+    index = tuple(ijk.T)
+    for t0 in range(0, n, CHUNK_VOLUMES):
+        block = np.asarray(img.dataobj[..., t0 : t0 + CHUNK_VOLUMES], np.float32)
+        out[:, t0 : t0 + block.shape[3]] = block[index]
+    return out
+
+
+def _estimated_curves(
+    series: Sequence[str | Path],
+    run_labels: Sequence[str],
+    slice_timing: Sequence[float] | None,
+    table: Any,
+    ref: Any,
+    ref_path: Path,
+    ijk: np.ndarray,
+    halves: tuple[np.ndarray, np.ndarray, np.ndarray],
+    hrf: np.ndarray,
+    in_roi: np.ndarray,
+    library: np.ndarray,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The response curves estimated from the reference fit's series over the ROI voxels
+    ``ijk`` (:mod:`echoprep.kernels.planted_shape`), and their record."""
+    labels = table["label"].astype(str).to_numpy()
+    images, half_a, half_b = halves
+    amplitudes = cross_amplitudes(labels, presentation_halves(labels), images, half_a, half_b)
+    runs = table["run"].astype(str).to_numpy()
+    onsets = table["onset"].to_numpy(np.float64)
+    _, basis = spline_basis()
+    k = basis.shape[1]
+    moments, cross = np.zeros((len(ijk), k, k)), np.zeros((len(ijk), k))
+    fix = "Fix: every series of a session must share its functional grid (rerun the GLM rules)."
+    for path, label in zip(map(Path, series), run_labels, strict=True):
+        rows = runs == str(label)
+        if not rows.any():
+            raise StageInputError(
+                f"{path}: expected trials of run {label} in the trials table; found runs "
+                f"{sorted(set(runs))}. Fix: pass --run-labels in the order of --series."
+            )
+        img = load_image(path, "reference series (x, y, z, t)", ndim=4)
+        check_same_grid(
+            img,
+            ref,
+            path=path,
+            ref_path=ref_path,
+            what="reference series",
+            fix=fix,
+            atol=_GRID_ATOL,
+        )
+        tr, offsets = _series_timing(path, img, slice_timing, ijk)
+        m, c = shape_moments(
+            _read_voxels(img, ijk), offsets, tr, onsets[rows], amplitudes[:, rows], basis
+        )
+        moments += m
+        cross += c
+    curves, groups = fit_shapes(moments, cross, hrf[in_roi], basis, library, wanted=hrf)
+    estimated = sum(g["Estimated"] for g in groups)
+    log.info("planted response shape: %d of %d groups estimated", estimated, len(groups))
+    return curves, {"Shape": "estimated", "Groups": groups}
+
+
+__all__ = ["DESIGN_KEYS", "MIN_IMAGES", "SHAPES", "make_design", "read_design"]

@@ -124,6 +124,7 @@ def native_delta(
         tr,
         float(design["stimdur"]),
         float(design["te_ref"]),
+        curves=np.asarray(design["curves"]),
     )
     out = np.zeros((*tuple(native_shape), n_volumes), dtype=np.float32)
     if chain is None:
@@ -396,6 +397,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     d.add_argument("--mask", type=Path, required=True, help="the session's analysis mask")
     d.add_argument("--roi", type=Path, required=True, help="the visual ROI")
     d.add_argument("--te-ref", type=float, required=True, help="echo time of the reference, s")
+    d.add_argument(
+        "--series", type=Path, nargs="*", default=[], help="the reference's series per run"
+    )
+    d.add_argument("--run-labels", nargs="*", default=[], help="their runs' labels in --trials")
+    d.add_argument("--slice-timing", type=float, nargs="+", default=None, help="SliceTiming, s")
     d.add_argument("--options-json", default=None, help="the comparison: section as JSON")
     d.add_argument("--out", nargs="+", required=True, metavar="design=PATH")
 
@@ -456,6 +462,10 @@ def run_from_args(args: argparse.Namespace) -> int:
             te_ref=args.te_ref,
             stimdur=float(json.loads(args.summary.read_text())["StimulusDuration_s"]),
             amplitude=opts["amplitude"],
+            series=args.series,
+            run_labels=args.run_labels,
+            slice_timing=args.slice_timing,
+            shape=opts["shape"],
         )
     elif args.planted_step == "echoes":
         given = {"+": args.plus, "-": args.minus, "diff": args.difference}
