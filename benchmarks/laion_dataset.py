@@ -311,7 +311,7 @@ def planted_rules(cpu: dict[str, float]) -> dict[str, float]:
     """CPU s per job of the planted rules, which the session table predates: ``planted_run``
     and ``planted_glm`` from ``benchmarks/planted_cost.py``'s figures at LAION size,
     ``planted_design`` as ``rois_visual`` (each reads the reference fit's betas of a session
-    once). Empty when ``planted_cost.json`` is missing."""
+    once) plus its response-shape estimate. Empty when ``planted_cost.json`` is missing."""
     path = ROOT / "benchmarks" / "planted_cost.json"
     if not path.exists():
         return {}
@@ -319,7 +319,8 @@ def planted_rules(cpu: dict[str, float]) -> dict[str, float]:
     return {
         "planted_run": float(sum(figures["per_run_cpu_s"].values())),
         "planted_glm": float(figures["planted_glm_cpu_s"]) / 6,
-        "planted_design": cpu.get("rois_visual", 0.0),
+        "planted_design": cpu.get("rois_visual", 0.0)
+        + float(figures.get("planted_design_shape_cpu_s", 0.0)),
     }
 
 
