@@ -219,7 +219,7 @@ def test_the_places_to_touch_when_adding_a_stage_exist():
         "def _diagnostics_items(": PACKAGE / "plan" / "families" / "report.py",
         "def _report_inputs(": PACKAGE / "plan" / "families" / "report.py",
         "ALL_VARIANTS": PACKAGE / "variants.py",
-        "def series_tr(": PACKAGE / "stages" / "glm" / "inputs.py",
+        "def series_tr(": PACKAGE / "io" / "images.py",
         "RUN_GROUP_RULE": PACKAGE / "plan" / "front.py",
         "NOT_MEASURED": ROOT / "tests" / "unit" / "test_resources_measured.py",
         "CHANGES": ROOT / "tests" / "workflow" / "test_regeneration.py",

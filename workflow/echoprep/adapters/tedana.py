@@ -509,25 +509,6 @@ def robustica_failures(folder: str | Path) -> Any:
         return None
 
 
-__all__ = [
-    "COUNTED_FROM",
-    "MAPCA_CRITERIA",
-    "METRIC_TEDPCA",
-    "ROBUSTICA_METRICS",
-    "TEDANA_DESCRIPTIONS",
-    "TEDANA_FILES",
-    "IcaAttempts",
-    "count_ica_attempts",
-    "denoise_frozen",
-    "lean_outputs",
-    "read_ica_attempts",
-    "robustica_failures",
-    "run_t2smap",
-    "run_tedana",
-    "trimmed_echoes",
-]
-
-
 def read_components(mixing: str | Path, metrics: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """tedana's mixing matrix (volumes x components) and component table, checked to have the
     columns ``Component`` and ``classification``.
@@ -545,3 +526,23 @@ def read_components(mixing: str | Path, metrics: str | Path) -> tuple[pd.DataFra
             f"{list(table.columns)}. Fix: rerun the ICA-denoised job."
         )
     return mix, table
+
+
+__all__ = [
+    "COUNTED_FROM",
+    "MAPCA_CRITERIA",
+    "METRIC_TEDPCA",
+    "ROBUSTICA_METRICS",
+    "TEDANA_DESCRIPTIONS",
+    "TEDANA_FILES",
+    "IcaAttempts",
+    "count_ica_attempts",
+    "denoise_frozen",
+    "lean_outputs",
+    "read_components",
+    "read_ica_attempts",
+    "robustica_failures",
+    "run_t2smap",
+    "run_tedana",
+    "trimmed_echoes",
+]

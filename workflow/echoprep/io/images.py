@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -128,6 +129,30 @@ def read_array(img: nib.Nifti1Image, dtype: np.dtype | type = np.float32) -> np.
             "file). Fix: write the file again (re-run the job that made it, or re-export it)."
         )
     return raw.astype(dtype, copy=False)
+
+
+def series_tr(path: str | Path, img: nib.Nifti1Image, fix: str = "Fix: pass --tr.") -> float:
+    """Sampling interval (s) of a BOLD series: ``RepetitionTime`` of its JSON sidecar, else the
+    NIfTI header's 4th zoom (ms converted when the header says so); ``fix`` ends the error
+    raised when neither gives one."""
+    side = Path(str(path).removesuffix(".nii.gz").removesuffix(".nii") + ".json")
+    if side.exists():
+        try:
+            tr = json.loads(side.read_text()).get("RepetitionTime")
+        except json.JSONDecodeError:
+            tr = None
+        if tr:
+            return float(tr)
+    zoom = float(img.header.get_zooms()[3]) if len(img.shape) == 4 else 0.0
+    unit = img.header.get_xyzt_units()[1]
+    if unit == "msec":
+        zoom /= 1000.0
+    if not (zoom > 0):
+        raise StageInputError(
+            f"{path}: expected the repetition time in the JSON sidecar (RepetitionTime) or the "
+            f"NIfTI header (pixdim[4]); found neither. {fix}"
+        )
+    return zoom
 
 
 def check_same_grid(

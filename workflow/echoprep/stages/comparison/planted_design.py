@@ -22,7 +22,13 @@ import numpy as np
 
 from echoprep.io.atomic import atomic_path
 from echoprep.io.events import read_trials
-from echoprep.io.images import StageInputError, check_same_grid, load_image, load_mask_on_grid
+from echoprep.io.images import (
+    StageInputError,
+    check_same_grid,
+    load_image,
+    load_mask_on_grid,
+    series_tr,
+)
 from echoprep.io.paths import sidecar_path
 from echoprep.io.sidecars import write_sidecar
 from echoprep.kernels.planted import (
@@ -140,6 +146,11 @@ def make_design(
     dict
         The design's arrays and ``path``.
     """
+    if shape not in SHAPES:
+        raise StageInputError(
+            f"comparison.planted.shape: expected one of {list(SHAPES)}; found {shape!r}. Fix: "
+            "set it in the config."
+        )
     ref_path = Path(reference)
     ref = load_image(ref_path, "type-B betas (x, y, z, trials)", ndim=4)
     fix = "Fix: every map of a session must share its functional grid (rerun the GLM rules)."
@@ -206,11 +217,6 @@ def make_design(
     hrf = consensus_hrf(np.stack([h[voxels] for h in hrfs]))
     curves = response_curves(stimdur)[1]
     shape_record: dict[str, Any] = {"Shape": "library"}
-    if shape not in SHAPES:
-        raise StageInputError(
-            f"comparison.planted.shape: expected one of {list(SHAPES)}; found {shape!r}. Fix: "
-            "set it in the config."
-        )
     if shape == "estimated" and images.size and in_roi.any():
         if len(series) != len(run_labels) or not series:
             raise StageInputError(
@@ -311,18 +317,14 @@ _ARRAYS: Mapping[str, str] = {
 def _series_timing(
     path: Path, img: Any, slice_timing: Sequence[float] | None, ijk: np.ndarray
 ) -> tuple[float, np.ndarray]:
-    """Sampling interval (s) of a series and the time of each voxel's sample within it (s):
-    the slice-timing correction's start time where the sidecar says it was corrected, else
+    """Sampling interval (s) of a series (as the GLM reads it: :func:`echoprep.io.images.
+    series_tr`) and the time of each voxel's sample within it (s): the slice-timing
+    correction's start time where the sidecar says it was corrected, else
     the voxel's slice time (SliceTiming along the third axis; their mean on a grid with
     another number of slices, e.g. resampled without correction)."""
+    tr = series_tr(path, img, fix="Fix: rerun the echo-handling rule of this run.")
     side = sidecar_path(path)
     meta = json.loads(side.read_text()) if side.exists() else {}
-    tr = float(meta.get("RepetitionTime") or img.header.get_zooms()[3])
-    if tr <= 0:
-        raise StageInputError(
-            f"{path}: expected a positive RepetitionTime in its sidecar or header; found {tr}. "
-            "Fix: rerun the echo-handling rule of this run."
-        )
     if meta.get("SliceTimingCorrected"):
         return tr, np.full(len(ijk), float(meta.get("StartTime", 0.0)))
     if not slice_timing:

@@ -9,7 +9,6 @@ another tool's mask) is left out with a warning; NaN/Inf follow ``glm.nan_policy
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -21,7 +20,13 @@ import nibabel as nib
 import numpy as np
 
 from echoprep.io.events import read_events
-from echoprep.io.images import StageInputError, check_same_grid, load_image, read_array
+from echoprep.io.images import (
+    StageInputError,
+    check_same_grid,
+    load_image,
+    read_array,
+    series_tr,
+)
 from echoprep.kernels.glm.voxels import (
     brainthresh_mask,
     constant_voxels,
@@ -31,29 +36,6 @@ from echoprep.kernels.glm.voxels import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def series_tr(path: str | Path, img: nib.Nifti1Image) -> float:
-    """Sampling interval (s) of a BOLD series: ``RepetitionTime`` of its JSON sidecar, else the
-    NIfTI header's 4th zoom (ms converted when the header says so)."""
-    side = Path(str(path).removesuffix(".nii.gz").removesuffix(".nii") + ".json")
-    if side.exists():
-        try:
-            tr = json.loads(side.read_text()).get("RepetitionTime")
-        except json.JSONDecodeError:
-            tr = None
-        if tr:
-            return float(tr)
-    zoom = float(img.header.get_zooms()[3]) if len(img.shape) == 4 else 0.0
-    unit = img.header.get_xyzt_units()[1]
-    if unit == "msec":
-        zoom /= 1000.0
-    if not (zoom > 0):
-        raise StageInputError(
-            f"{path}: expected the repetition time in the JSON sidecar (RepetitionTime) or the "
-            f"NIfTI header (pixdim[4]); found neither. Fix: pass --tr."
-        )
-    return zoom
 
 
 def constant_warning(total: int, by_run: Mapping[str, int], what: str) -> str:
