@@ -66,6 +66,7 @@ from echoprep.kernels.fidelity import (  # noqa: E402
 from echoprep.kernels.fidelity_pairs import pair_references  # noqa: E402
 from echoprep.kernels.margins import same_data  # noqa: E402
 from echoprep.kernels.noiseceiling import zscore_within  # noqa: E402
+from echoprep.kernels.ranking import SHOWN_SE, bias_bound  # noqa: E402
 from echoprep.simulate import simulate_dataset  # noqa: E402
 from echoprep.simulate.presets import PRESETS  # noqa: E402
 from echoprep.simulate.response import REGIMES  # noqa: E402
@@ -309,8 +310,9 @@ def shown_claims(rec: dict) -> list[dict]:
 
 def pairwise_shown(out: Path) -> dict[str, dict[str, float]]:
     """Every ordered pair of variants, ``"a>b"`` -> its planted lead (``planted_r``) and
-    whether it exceeds twice the image-bootstrap SE (the verdict's rule), from the subject's
-    planted replicates."""
+    whether it exceeds twice the image-bootstrap SE and the planted estimate's bias bound for
+    that direction (the verdict's rule: ``echoprep.kernels.ranking.bias_bound``), from the
+    subject's planted replicates."""
     found = list((out / "comparison").rglob("*_desc-planted_comparison.tsv"))
     if not found:
         return {}
@@ -324,7 +326,13 @@ def pairwise_shown(out: Path) -> dict[str, dict[str, float]]:
             d = wide[a] - wide[b]
             se = float(d.loc[d.index >= 1].std(ddof=1))
             lead = float(d.loc[0])
-            outp[f"{a}>{b}"] = {"lead": lead, "se": se, "shown": bool(lead > 2 * se)}
+            bound = bias_bound(a, b, planted=True)
+            outp[f"{a}>{b}"] = {
+                "lead": lead,
+                "se": se,
+                "beyond_noise": bool(lead > SHOWN_SE * se),
+                "shown": bool(lead > SHOWN_SE * se and lead > bound),
+            }
     return outp
 
 

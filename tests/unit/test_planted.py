@@ -18,6 +18,7 @@ from echoprep.kernels.planted import (
     planting_amplitude,
     presentation_halves,
     response_curves,
+    run_centred,
     splat,
 )
 from echoprep.kernels.planted_fidelity import (
@@ -38,6 +39,42 @@ def test_presentation_halves_and_half_means() -> None:
     # a: A (1 + 5) / 2 = 3, B 3; b: A 2, B 4; centred over images
     np.testing.assert_allclose(a, [[0.5, -0.5]])
     np.testing.assert_allclose(b, [[-0.5, 0.5]])
+
+
+def test_run_offsets_would_bias_the_halves_covariance_and_centring_per_run_removes_them() -> None:
+    """Each image shown in two neighbouring runs (as a design that spreads repeats over runs
+    does); betas = the image's response + an offset per run, alternating in sign. The offsets
+    enter the two halves with opposite signs: their covariance over images, the session's
+    response variance, comes out negative; with each run's mean removed it is the response's."""
+    rng = np.random.default_rng(0)
+    n_runs, per_run = 4, 50
+    n_img = n_runs * per_run // 2
+    runs_of = [[] for _ in range(n_runs)]
+    for i in range(n_img):  # image i in runs k and k + 1 (cyclic)
+        runs_of[i % n_runs].append(i)
+        runs_of[(i + 1) % n_runs].append(i)
+    labels, runs = [], []
+    for r, imgs in enumerate(runs_of):
+        order = rng.permutation(imgs)
+        labels += [f"img{i:03d}" for i in order]
+        runs += [r] * len(order)
+    labels_a, runs_a = np.array(labels), np.array(runs)
+    response = rng.normal(0, 1, (30, n_img))  # (V, I)
+    idx = np.array([int(lab[3:]) for lab in labels_a])
+    offsets = np.array([5.0, -5.0, 5.0, -5.0])[runs_a]
+    betas = response[:, idx] + offsets
+    var = np.mean(response.var(axis=1))
+    _, a, b = half_means(betas, labels_a)
+    assert np.mean((a * b).mean(axis=1)) < -10 * var  # the offsets' shared part dominates
+    _, a, b = half_means(betas, labels_a, runs_a)
+    np.testing.assert_allclose(np.mean((a * b).mean(axis=1)), var, rtol=0.05)
+    centred = run_centred(betas, runs_a)
+    for r in range(n_runs):  # each run's mean is 0, what is left of a trial is its response
+        np.testing.assert_allclose(centred[:, runs_a == r].mean(axis=1), 0, atol=1e-9)
+        part = response[:, idx[runs_a == r]]
+        np.testing.assert_allclose(centred[:, runs_a == r], part - part.mean(1, keepdims=True))
+    with pytest.raises(ValueError, match="runs: expected 200 labels"):
+        run_centred(betas, runs_a[:-1])
 
 
 def test_planting_amplitude_is_the_root_of_the_shared_share() -> None:

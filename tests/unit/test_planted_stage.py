@@ -231,7 +231,10 @@ def test_the_design_plants_each_images_odd_presentations_scored_against_its_even
     assert d["images"].tolist() == [f"img{i:02d}" for i in range(12)]  # "once" is left out
     voxels = d["voxels"]
     assert len(voxels) == 4 * 5 * 3 and voxels[:, 0].min() == 1  # every fit's voxels only
-    betas = inputs["betas"][tuple(voxels.T)]  # (V, N)
+    betas = inputs["betas"][tuple(voxels.T)].astype(np.float64)  # (V, N)
+    runs = np.arange(betas.shape[1]) // 8  # the trials table's runs
+    for r in np.unique(runs):  # each run's mean removed
+        betas[:, runs == r] -= betas[:, runs == r].mean(axis=1, keepdims=True)
     a, b = betas[:, :12], betas[:, 12:24]  # the first and the second presentation
     np.testing.assert_allclose(d["planted"], a - a.mean(axis=1, keepdims=True), atol=1e-5)
     np.testing.assert_allclose(d["truth"], b - b.mean(axis=1, keepdims=True), atol=1e-5)
@@ -239,6 +242,28 @@ def test_the_design_plants_each_images_odd_presentations_scored_against_its_even
     np.testing.assert_allclose(d["curves"], response_curves(2.5)[1], atol=1e-6)
     assert 0.1 <= float(d["factor"]) <= 1.0 and design["factor"] == d["factor"]
     assert d["roi"].sum() == 2 * 2 * 3
+
+
+def test_a_runs_offset_in_the_reference_betas_does_not_enter_the_design(tmp_path):
+    """Drift the fit left in a run's betas is not an image's response: offsets per run and
+    voxel added to the reference betas leave the planted responses and their truth as they
+    were."""
+    from echoprep.stages.comparison.planted_design import make_design, read_design
+
+    p = _design_inputs(tmp_path, 12)["paths"]
+    kwargs = {"te_ref": 0.03, "stimdur": 2.5, "shape": "library", "amplitude": 0.5}
+    fits = ([p["hrf0"]], [p["mask0"]], p["brain"], p["roi"])
+    make_design(p["reference"], p["trials"], *fits, tmp_path / "plain.npz", **kwargs)
+    img = nib.load(p["reference"])
+    betas = np.asarray(img.dataobj, np.float64)
+    runs = np.arange(betas.shape[3]) // 8
+    offsets = np.random.default_rng(3).normal(0, 5.0, (*betas.shape[:3], runs.max() + 1))
+    shifted = tmp_path / "shifted.nii.gz"
+    nib.save(nib.Nifti1Image((betas + offsets[..., runs]).astype(np.float32), img.affine), shifted)
+    make_design(shifted, p["trials"], *fits, tmp_path / "shifted.npz", **kwargs)
+    plain, moved = read_design(tmp_path / "plain.npz"), read_design(tmp_path / "shifted.npz")
+    for key in ("planted", "truth"):
+        np.testing.assert_allclose(moved[key], plain[key], atol=1e-4)
 
 
 def test_a_session_without_enough_repeats_plants_nothing_and_does_not_fail(tmp_path, caplog):

@@ -4,10 +4,10 @@ The comparison measures each preprocessing variant against a truth planted into 
 raw echoes (docs/comparison.md, "Responses planted in your data"). The planted responses are a
 small copy of the session's own:
 
-- a reference fit (type-B betas of the visual ROI's source variant, plain least squares) gives
-  per image two independent estimates of its response, the mean of its odd-numbered
-  presentations (1st, 3rd, ...: half A) and of its even-numbered ones (2nd, 4th, ...: half B)
-  (:func:`presentation_halves`, :func:`half_means`);
+- a reference fit (type-B betas of the visual ROI's source variant, plain least squares, each
+  run's mean removed: :func:`run_centred`) gives per image two independent estimates of its
+  response, the mean of its odd-numbered presentations (1st, 3rd, ...: half A) and of its
+  even-numbered ones (2nd, 4th, ...: half B) (:func:`presentation_halves`, :func:`half_means`);
 - half A of each image, times a small factor, is planted as a further response to that image
   at every presentation: the planted responses have the spatial pattern, dimensionality,
   smoothness, amplitude and the course over trials of the session's own, so every chain, run
@@ -50,7 +50,7 @@ def presentation_halves(labels: Sequence | np.ndarray) -> np.ndarray:
 
 
 def half_means(
-    betas: np.ndarray, labels: Sequence | np.ndarray
+    betas: np.ndarray, labels: Sequence | np.ndarray, runs: Sequence | np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Image means of the odd-numbered presentations and of the even-numbered ones.
 
@@ -60,6 +60,13 @@ def half_means(
         ``(V, N)`` single-trial betas.
     labels
         ``(N,)`` image label of each trial.
+    runs
+        ``(N,)`` run of each trial, or None. Given, each run's mean over its trials is removed
+        from each voxel's betas first (as the published betas are centred per run): a run's
+        offset (drift the fit left in its betas) is not an image's response, and an image's
+        presentations lie in different runs, so offsets that differ between runs would enter
+        the two halves as noise that is shared, with a negative sign where the runs' offsets
+        sum to about 0 (docs/comparison.md, "Run offsets").
 
     Returns
     -------
@@ -70,12 +77,15 @@ def half_means(
         of its even-numbered ones (half B), centred over images per voxel.
     """
     labels = np.asarray(labels)
+    betas = np.asarray(betas, np.float64)
+    if runs is not None:
+        betas = run_centred(betas, runs)
     odd = presentation_halves(labels)
     images, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
     out = []
     for part in (odd, ~odd):
         total = np.zeros((betas.shape[0], images.size))
-        np.add.at(total.T, inverse[part], np.asarray(betas, np.float64)[:, part].T)
+        np.add.at(total.T, inverse[part], betas[:, part].T)
         n = np.bincount(inverse[part], minlength=images.size)
         out.append(total / np.maximum(n, 1))
     keep = counts >= 2
@@ -83,6 +93,30 @@ def half_means(
     half_a -= half_a.mean(axis=1, keepdims=True)
     half_b -= half_b.mean(axis=1, keepdims=True)
     return images[keep], half_a, half_b
+
+
+def run_centred(betas: np.ndarray, runs: Sequence | np.ndarray) -> np.ndarray:
+    """``(V, N)`` float64 copy of ``betas`` with each run's mean over its trials removed per
+    voxel.
+
+    Parameters
+    ----------
+    betas
+        ``(V, N)`` single-trial betas.
+    runs
+        ``(N,)`` run label of each trial (any hashable; compared as text).
+    """
+    runs = np.asarray(runs).astype(str)
+    if runs.shape != (np.shape(betas)[1],):
+        raise ValueError(f"runs: expected {np.shape(betas)[1]} labels; found {runs.shape}")
+    out = np.array(betas, np.float64)
+    _, inverse = np.unique(runs, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    n = np.bincount(inverse)
+    sums = np.zeros((out.shape[0], n.size))
+    np.add.at(sums.T, inverse, out.T)
+    out -= (sums / n)[:, inverse]
+    return out
 
 
 def planting_amplitude(half_a: np.ndarray, half_b: np.ndarray) -> float:
@@ -297,5 +331,6 @@ __all__ = [
     "planting_amplitude",
     "presentation_halves",
     "response_curves",
+    "run_centred",
     "splat",
 ]

@@ -181,7 +181,7 @@ def make_design(
     roi_mask = load_mask_on_grid(
         roi, ref, like_path=ref_path, what="visual ROI", fix=fix, atol=_GRID_ATOL
     )
-    table = read_trials(trials, required=("label",), fix="Fix: rerun the GLM stage.")
+    table = read_trials(trials, required=("label", "run"), fix="Fix: rerun the GLM stage.")
     data = np.asanyarray(ref.dataobj)
     if data.shape[3] != len(table):
         raise StageInputError(
@@ -193,7 +193,7 @@ def make_design(
     voxels[tuple(np.argwhere(voxels)[~finite].T)] = False
     betas = betas[finite]
     labels = table["label"].astype(str).to_numpy()
-    images, half_a, half_b = half_means(betas, labels)
+    images, half_a, half_b = half_means(betas, labels, table["run"].astype(str).to_numpy())
     if images.size < MIN_IMAGES:
         # legal data (a design without repeats): nothing is planted, and the comparison ranks
         # this session by the held-out fidelity
@@ -270,8 +270,8 @@ def make_design(
         extra={
             "Description": "responses planted into the session's raw echoes: for each image, "
             "a small copy of its own response at its odd-numbered presentations as estimated by "
-            "the visual ROI's source fit (type-B betas, % signal change); scored against its "
-            "even-numbered presentations",
+            "the visual ROI's source fit (type-B betas, % signal change, each run's mean "
+            "removed); scored against its even-numbered presentations",
             "PlantingFactor": factor,
             "Images": int(images.size),
             "Voxels": int(voxels.sum()),
