@@ -77,8 +77,9 @@ BIAS_BOUND: dict[str, float] = {"nordic": 0.09, "echo": 0.04}
 #: largest lead the planted estimate gave in the wrong direction on simulated truth, rounded up
 #: to 0.01 (``benchmarks/comparison_regimes.py``; docs/comparison.md, "What the planted
 #: estimate still misreads"). ``over_nordic``: a NORDIC-off variant ahead of a NORDIC variant
-#: (the estimate reads the NORDIC variants low: their chains' frozen decisions keep less of a
-#: response than NORDIC and the GLM keep of the data's own); ``nordic``: a NORDIC variant ahead
+#: (the estimate reads the NORDIC variants low: NORDIC's frozen decisions keep less of a
+#: response than NORDIC keeps of the data's own, and more is lost after NORDIC, not yet
+#: located); ``nordic``: a NORDIC variant ahead
 #: of a NORDIC-off one; ``echo``: variants with the same NORDIC setting (it measures
 #: image-locked errors instead of counting them as signal, and no wrong lead beyond the
 #: sampling noise was measured there).
