@@ -11,6 +11,7 @@ import numpy as np
 from isal import igzip
 
 from echoprep.io.atomic import atomic_path, copy_file
+from echoprep.io.paths import sidecar_path
 
 #: ISA-L compression level of every ``.nii.gz`` the stages write (0-3; level 1 compresses a
 #: 445 MiB float32 BOLD series to the ratio of zlib level 1, 0.88, in a quarter of its CPU time:
@@ -135,7 +136,7 @@ def series_tr(path: str | Path, img: nib.Nifti1Image, fix: str = "Fix: pass --tr
     """Sampling interval (s) of a BOLD series: ``RepetitionTime`` of its JSON sidecar, else the
     NIfTI header's 4th zoom (ms converted when the header says so); ``fix`` ends the error
     raised when neither gives one."""
-    side = Path(str(path).removesuffix(".nii.gz").removesuffix(".nii") + ".json")
+    side = sidecar_path(path)
     if side.exists():
         try:
             tr = json.loads(side.read_text()).get("RepetitionTime")
