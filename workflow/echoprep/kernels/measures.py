@@ -17,8 +17,8 @@ REFERENCE_RULE = (
 #: the planted fidelity).
 PLANTED_DEFAULT_RULE = (
     "the variant ranked first by its fidelity to the responses planted into the session's own "
-    "echoes; a NORDIC variant only where its lead over the best NORDIC-off variant exceeds "
-    "twice its standard error, else that NORDIC-off variant"
+    "echoes, NORDIC or not (on simulated truth this estimate reads the NORDIC variants low, "
+    "never high by more than 0.01 in r, so a NORDIC variant it ranks first is not held back)"
 )
 #: The same when ranking by the held-out fidelity.
 DEFAULT_RULE = (

@@ -277,7 +277,8 @@ def verdict_sentence(rec: Mapping[str, Any]) -> str:
                 "so it is the default as the first-ranked of them."
             )
         every = " under every reference" if rec.get("references") else ""
-        bound = "" if by in PLANTED_METRICS else " and beyond the estimate's bias bound"
+        bounded = any(m.get("bias_bound") for m in rec.get("margins") or [])
+        bound = " and beyond the estimate's bias bound" if bounded else ""
         return (
             f"{use}: {what} better than every other variant's, by more than "
             f"{SHOWN_SE:g} standard errors{every}{bound}."

@@ -1,0 +1,219 @@
+"""How much of the session's true responses each variant's planted chain gives back, against
+what its published betas carry of them (docs/comparison.md, "Where the bias against NORDIC
+comes from").
+
+On a case kept by ``benchmarks/comparison_regimes.py --keep`` (a simulated session whose
+workflow ran through the comparison), this script simulates the same session without responses
+(the same seeds: the same noise, motion and physiology; ``amplitude_scale`` 1e-9), then runs the
+case's own ``planted_run`` commands with the true responses in place of the planted ones: the
+``+`` echoes are the session's, the ``-`` echoes the response-free session's, so half their
+difference is half the true responses' share of the echoes. Each variant's planted fit then
+gives what its chain carries of the true responses, ``N``; what its published betas carry of
+them is ``T`` (both: covariance over images of the repeat averages, z-scored per run, with the
+true image means, summed over the ROI voxels every variant fitted). ``N / T`` is 1 where the
+planted chain treats responses as the real chain does. Two modes:
+
+- ``frozen`` (the workflow's): NORDIC's decisions on the data applied to both
+  (``echoprep nordic --companions``, a linear map);
+- ``secant``: NORDIC decides anew on each (the secant from no response to the data's own:
+  what NORDIC keeps of them, its decisions included).
+
+Nothing of the case is overwritten: the planted series and fits go to ``--scratch``.
+
+    .venv/bin/python benchmarks/planted_secant.py --case DIR [--mode frozen secant]
+        [--scratch DIR] [--json FILE]
+
+About 2 minutes per mode for a 4-run case of the regime preset (2-core VM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "workflow"))
+
+from echoprep.io.events import read_trials  # noqa: E402
+from echoprep.io.images import atomic_save, float_image, load_image  # noqa: E402
+from echoprep.kernels.noiseceiling import zscore_within  # noqa: E402
+from echoprep.kernels.planted_fidelity import image_columns, recovered_z  # noqa: E402
+from echoprep.simulate import simulate_dataset  # noqa: E402
+from echoprep.simulate.response import REGIMES  # noqa: E402
+from echoprep.simulate.truth import truth_paths  # noqa: E402
+from echoprep.variants import ALL_VARIANTS as VARIANTS  # noqa: E402
+
+FUNC = "sub-01/ses-01/func/sub-01_ses-01_task-images_"
+
+
+def _img(path: Path | str) -> np.ndarray:
+    return np.asarray(nib.load(str(path)).dataobj, np.float64)
+
+
+def response_free(case: Path, out: Path) -> Path:
+    """Simulate the case's session without responses (same seeds) into ``out``."""
+    if (out / "dataset_description.json").exists():
+        return out
+    sim = json.loads((case / "bids" / "dataset_description.json").read_text())
+    sim = sim["echoprepSimulation"]
+    model = REGIMES[sim.get("response", {}).get("name", "default")]
+    model = dataclasses.replace(model, amplitude_scale=1e-9 * model.amplitude_scale)
+    simulate_dataset(
+        out,
+        sim["preset"],
+        seed=sim["seed"],
+        subjects=1,
+        sessions=1,
+        runs=sim["runs"],
+        motion=sim["motion"],
+        fieldmap=sim["fieldmap"],
+        response=model,
+    )
+    return out
+
+
+def dry_commands(case: Path) -> tuple[list[str], list[str]]:
+    """The case's planted_run and planted_glm shell commands (a forced dry run)."""
+    targets = [
+        str(case / f"results/glmsingle-{v}/{FUNC}stat-effect_desc-plantedBetas_statmap.nii.gz")
+        for v in VARIANTS
+    ]
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), *targets]
+    cmd += ["--configfile", str(case / "config.yaml"), "--cores", "1", "-n", "-p"]
+    cmd += ["--rerun-triggers", "mtime", "--forcerun", "planted_glm"]
+    text = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    runs = re.findall(r"Shell command: \( (.*?) \) 2> \S+", text)
+    glms = re.findall(r"Shell command: (python -m echoprep glm-planted .*?) 2> \S+", text)
+    return runs, glms
+
+
+def _words(step: str, flag: str) -> list[str]:
+    return re.search(flag + r" (.*?)(?: --|$)", step).group(1).split()  # type: ignore[union-attr]
+
+
+def run_chains(case: Path, free: Path, scratch: Path, mode: str) -> dict[str, Path]:
+    """Each variant's planted fit of the true responses (module docstring); returns its betas
+    per variant, in the units of half the true responses (the planted runs' half difference
+    of ``+`` = the data and ``-`` = the response-free session)."""
+    work = str(case / "work")
+    runs, glms = dry_commands(case)
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "workflow"))
+    py = f"{sys.executable} -m"
+    for command in runs:
+        steps = [
+            s.replace("python -m", py).replace(work, str(scratch)) for s in command.split(" && ")
+        ]
+        k = next(i for i, s in enumerate(steps) if " planted echoes " in s)
+        echoes = steps[k]
+        mags = _words(echoes, "--mag")
+        plus, minus = _words(echoes, "--plus"), _words(echoes, "--minus")
+        diff = _words(echoes, "--difference")
+        subprocess.run(steps[0], shell=True, check=True)
+        for e, mag in enumerate(mags):
+            img = load_image(mag, "magnitude series", ndim=4)
+            data = np.asarray(img.dataobj, np.float32)
+            none = _img(free / Path(mag).relative_to(case / "bids")).astype(np.float32)
+            for path, arr in ((plus[e], data), (minus[e], none), (diff[e], (data - none) / 2)):
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                atomic_save(float_image(arr, img), path)
+        rest = steps[k + 1 :]
+        if mode == "secant":
+            # NORDIC on each side with its own decisions instead of the data's
+            n = next(i for i, s in enumerate(rest) if " --companions " in s)
+            nordic = rest[n]
+            head = nordic.split(" --companions ")[0]
+            outs = _words(nordic, "--out-companions")
+            tail = "--options-json" + nordic.split("--options-json", 1)[1]
+            sides = []
+            for side, out in ((plus, outs[: len(mags)]), (minus, outs[len(mags) :])):
+                h = head.replace("--mag " + " ".join(mags), "--mag " + " ".join(side))
+                sides.append(f"{h} --out {' '.join(f'bold={o}' for o in out)} {tail}")
+            rest[n : n + 1] = sides
+        subprocess.run(" && ".join(rest), shell=True, check=True, env=env, cwd=ROOT)
+    fits = {}
+    for command in glms:
+        found = re.search(r"glmsingle-([a-z]+-[a-z]+)/", command)
+        assert found is not None
+        variant = found.group(1)
+        fits[variant] = scratch / f"{variant}_plantedBetas.nii.gz"
+        command = re.sub(r" --out .*$", f" --out betas={fits[variant]}", command)
+        command = command.replace("python -m", py).replace(work, str(scratch))
+        subprocess.run(command, shell=True, check=True, env=env, cwd=ROOT)
+    return fits
+
+
+def transfer(case: Path, fits: dict[str, Path]) -> dict[str, dict[str, float]]:
+    """``T``, ``N`` and ``N / T`` per variant (module docstring)."""
+    truth = truth_paths(case / "bids", "01", "01")
+    keep = _img(truth["active_mask"]) > 0
+    rois = case / "results/rois/sub-01/visual"
+    keep &= _img(next(rois.glob("*_label-visuallyResponsive_mask.nii.gz"))) > 0
+    for v in VARIANTS:
+        keep &= _img(case / f"results/glmsingle-{v}/{FUNC}desc-GLMsingle_mask.nii.gz") > 0
+    true_means = _img(truth["image_means"])[keep]
+    labels = [str(x) for x in np.loadtxt(truth["images"], dtype=str, skiprows=1, usecols=2)]
+    trials = read_trials(
+        case / f"results/glmsingle-raw-single/{FUNC}desc-SingletrialBetas_trials.tsv"
+    )
+    runs = trials["run"].astype(str).to_numpy()
+    cols = image_columns(trials["label"].astype(str).to_numpy(), np.array(labels))
+    n = true_means.shape[1]
+
+    def cov_with_truth(x: np.ndarray) -> float:
+        sums = np.zeros((x.shape[0], n))
+        np.add.at(sums.T, cols[cols >= 0], x[:, cols >= 0].T)
+        means = sums / np.maximum(np.bincount(cols[cols >= 0], minlength=n), 1)
+        a = means - means.mean(axis=1, keepdims=True)
+        b = true_means - true_means.mean(axis=1, keepdims=True)
+        return float((a * b).sum() / n)
+
+    out = {}
+    for v in VARIANTS:
+        betas = _img(
+            case / f"results/glmsingle-{v}/{FUNC}stat-effect_desc-SingletrialBetas_statmap.nii.gz"
+        )[keep]
+        t = cov_with_truth(zscore_within(betas, runs))
+        got = cov_with_truth(recovered_z(_img(fits[v])[keep], betas, runs, 0.5))
+        out[v] = {"T": round(t, 3), "N": round(got, 3), "ratio": round(got / t, 3)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--case", type=Path, required=True, help="a case kept by comparison_regimes")
+    ap.add_argument("--mode", nargs="+", default=["frozen", "secant"], choices=["frozen", "secant"])
+    ap.add_argument("--scratch", type=Path, default=None, help="default: <case>_secant")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    case = args.case.resolve()
+    if yaml.safe_load((case / "config.yaml").read_text())["spatial"]["enabled"]:
+        raise SystemExit("a case without spatial preprocessing is expected (the truth grid)")
+    scratch = (args.scratch or case.with_name(case.name + "_secant")).resolve()
+    free = response_free(case, scratch / "bids-noresponse")
+    result = {}
+    for mode in args.mode:
+        folder = scratch / mode
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        result[mode] = transfer(case, run_chains(case, free, folder, mode))
+        print(f"{mode}: N / T (1: the planted chain carries the true responses as the betas do)")
+        for v, r in result[mode].items():
+            print(f"  {v:<16} T {r['T']:9.3f}  N {r['N']:9.3f}  N / T {r['ratio']:.3f}")
+    if args.json:
+        args.json.write_text(json.dumps({"case": case.name, **result}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
