@@ -48,7 +48,11 @@ sys.path.insert(0, str(ROOT / "workflow"))
 from echoprep.io.events import read_trials  # noqa: E402
 from echoprep.io.images import atomic_save, float_image, load_image  # noqa: E402
 from echoprep.kernels.noiseceiling import zscore_within  # noqa: E402
-from echoprep.kernels.planted_fidelity import image_columns, recovered_z  # noqa: E402
+from echoprep.kernels.planted_fidelity import (  # noqa: E402
+    image_columns,
+    image_means,
+    recovered_z,
+)
 from echoprep.simulate import simulate_dataset  # noqa: E402
 from echoprep.simulate.response import REGIMES  # noqa: E402
 from echoprep.simulate.truth import truth_paths  # noqa: E402
@@ -171,9 +175,7 @@ def transfer(case: Path, fits: dict[str, Path]) -> dict[str, dict[str, float]]:
     n = true_means.shape[1]
 
     def cov_with_truth(x: np.ndarray) -> float:
-        sums = np.zeros((x.shape[0], n))
-        np.add.at(sums.T, cols[cols >= 0], x[:, cols >= 0].T)
-        means = sums / np.maximum(np.bincount(cols[cols >= 0], minlength=n), 1)
+        means = image_means(x, cols, n)
         a = means - means.mean(axis=1, keepdims=True)
         b = true_means - true_means.mean(axis=1, keepdims=True)
         return float((a * b).sum() / n)

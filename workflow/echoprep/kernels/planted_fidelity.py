@@ -195,8 +195,18 @@ def recovered_z(
     return out / float(factor)
 
 
-def _means(x: np.ndarray, cols: np.ndarray, n_images: int) -> np.ndarray:
-    """``(V, I)`` mean of the trials of each image (columns ``cols``; -1 left out)."""
+def image_means(x: np.ndarray, cols: np.ndarray, n_images: int) -> np.ndarray:
+    """``(V, I)`` mean of the trials of each image.
+
+    Parameters
+    ----------
+    x
+        ``(V, N)`` values per voxel and trial.
+    cols
+        ``(N,)`` each trial's image column (:func:`image_columns`; -1: left out).
+    n_images
+        ``I``; an image without trials gets 0.
+    """
     keep = cols >= 0
     total = np.zeros((x.shape[0], n_images))
     np.add.at(total.T, cols[keep], x[:, keep].T)
@@ -249,11 +259,11 @@ def variant_fidelity(
     s = response_variance(truth, weights) if variance is None else variance
     z = zscore_within(np.asarray(betas, np.float64), np.asarray(runs).astype(str))
     rz = recovered_z(recovered, betas, runs, truth.factor)
-    m = _means(z, cols, n_img)
+    m = image_means(z, cols, n_img)
     # what the betas carry of the planted responses, read at the half-A presentations only
     # (at a half-B one it shares the neighbouring trials' leakage with the truth)
     read = presentation_halves(np.asarray(labels)) & (cols >= 0)
-    g = _means(rz[:, read], cols[read], n_img)
+    g = image_means(rz[:, read], cols[read], n_img)
     num = smooth(_wcov(g, truth.truth, weights))
     var_m = _wcov(m, m, weights)
     gain_ref = truth.reference_gain
@@ -349,6 +359,7 @@ __all__ = [
     "binned_transfer",
     "bootstrap_weights",
     "image_columns",
+    "image_means",
     "recovered_z",
     "reference_gain",
     "response_variance",

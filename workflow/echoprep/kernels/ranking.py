@@ -448,15 +448,7 @@ def recommend(
     if validated and top["variant"].startswith("nordic-"):
         alt = next((r for r in ranking if not r["variant"].startswith("nordic-")), None)
         lead = margin(top, alt)
-        if by_planting and alt is not None and lead is not None and not lead["shown"]:
-            # the planted estimate reads NORDIC low (PLANTED_DEFAULT_RULE): not held back
-            reason = (
-                f"it ranks first by {label}, and {lead_words(lead, top['variant'])} over the "
-                f"best variant without NORDIC, {alt['variant']}, {size_words(lead)}; on "
-                "simulated truth this estimate reads the NORDIC variants low, not high, so a "
-                "NORDIC variant it ranks first is the default"
-            )
-        elif not by_planting and alt is not None and lead is not None and not lead["beyond_noise"]:
+        if not by_planting and alt is not None and lead is not None and not lead["beyond_noise"]:
             best = alt
             reason = (
                 f"{top['variant']} ranks first, but {lead_words(lead, top['variant'])}, "
@@ -472,6 +464,11 @@ def recommend(
                 f"it ranks first by {label}, and {lead_words(lead, top['variant'])} over the "
                 f"best variant without NORDIC, {size_words(lead)}"
             )
+            if by_planting:  # the planted estimate reads NORDIC low: PLANTED_DEFAULT_RULE
+                reason += (
+                    "; on simulated truth this estimate reads the NORDIC variants low, not "
+                    f"high, so it is the default rather than {alt['variant']}"
+                )
     # without the validated measure, NC gains alone do not make NORDIC the recommendation
     fidelity_asked = requested in HELDOUT_METRICS or requested in PLANTED_METRICS
     if fidelity_asked and not validated and best["variant"].startswith("nordic-"):
