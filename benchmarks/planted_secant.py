@@ -40,6 +40,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,12 +48,9 @@ sys.path.insert(0, str(ROOT / "workflow"))
 
 from echoprep.io.events import read_trials  # noqa: E402
 from echoprep.io.images import atomic_save, float_image, load_image  # noqa: E402
+from echoprep.kernels.fidelity import image_means  # noqa: E402
 from echoprep.kernels.noiseceiling import zscore_within  # noqa: E402
-from echoprep.kernels.planted_fidelity import (  # noqa: E402
-    image_columns,
-    image_means,
-    recovered_z,
-)
+from echoprep.kernels.planted_fidelity import recovered_z  # noqa: E402
 from echoprep.simulate import simulate_dataset  # noqa: E402
 from echoprep.simulate.response import REGIMES  # noqa: E402
 from echoprep.simulate.truth import truth_paths  # noqa: E402
@@ -166,16 +164,16 @@ def transfer(case: Path, fits: dict[str, Path]) -> dict[str, dict[str, float]]:
     for v in VARIANTS:
         keep &= _img(case / f"results/glmsingle-{v}/{FUNC}desc-GLMsingle_mask.nii.gz") > 0
     true_means = _img(truth["image_means"])[keep]
-    labels = [str(x) for x in np.loadtxt(truth["images"], dtype=str, skiprows=1, usecols=2)]
+    images = pd.read_csv(truth["images"], sep="\t", dtype={"label": str})["label"].to_numpy()
     trials = read_trials(
         case / f"results/glmsingle-raw-single/{FUNC}desc-SingletrialBetas_trials.tsv"
     )
     runs = trials["run"].astype(str).to_numpy()
-    cols = image_columns(trials["label"].astype(str).to_numpy(), np.array(labels))
+    labels = trials["label"].astype(str).to_numpy()
     n = true_means.shape[1]
 
     def cov_with_truth(x: np.ndarray) -> float:
-        means = image_means(x, cols, n)
+        means = image_means(x, labels, images)
         a = means - means.mean(axis=1, keepdims=True)
         b = true_means - true_means.mean(axis=1, keepdims=True)
         return float((a * b).sum() / n)

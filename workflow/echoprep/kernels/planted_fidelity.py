@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from echoprep.kernels.fidelity import image_means
 from echoprep.kernels.noiseceiling import zscore_within
 from echoprep.kernels.planted import presentation_halves
 
@@ -195,25 +196,6 @@ def recovered_z(
     return out / float(factor)
 
 
-def image_means(x: np.ndarray, cols: np.ndarray, n_images: int) -> np.ndarray:
-    """``(V, I)`` mean of the trials of each image.
-
-    Parameters
-    ----------
-    x
-        ``(V, N)`` values per voxel and trial.
-    cols
-        ``(N,)`` each trial's image column (:func:`image_columns`; -1: left out).
-    n_images
-        ``I``; an image without trials gets 0.
-    """
-    keep = cols >= 0
-    total = np.zeros((x.shape[0], n_images))
-    np.add.at(total.T, cols[keep], x[:, keep].T)
-    n = np.bincount(cols[keep], minlength=n_images)
-    return total / np.maximum(n, 1)
-
-
 def bootstrap_weights(n_images: int, replicates: int, seed: int) -> np.ndarray:
     """``(B + 1, I)`` image weights: row 0 all ones (the estimate), rows 1..B multinomial
     counts of an image bootstrap (the same for every variant of a session)."""
@@ -254,16 +236,17 @@ def variant_fidelity(
         share it between a session's variants).
     """
     cols = image_columns(labels, truth.images)
-    n_img = len(truth.images)
     smooth = truth.smoother
     s = response_variance(truth, weights) if variance is None else variance
     z = zscore_within(np.asarray(betas, np.float64), np.asarray(runs).astype(str))
     rz = recovered_z(recovered, betas, runs, truth.factor)
-    m = image_means(z, cols, n_img)
+    names = np.asarray(labels).astype(str)
+    images = np.asarray(truth.images).astype(str)
+    m = image_means(z, names, images)
     # what the betas carry of the planted responses, read at the half-A presentations only
     # (at a half-B one it shares the neighbouring trials' leakage with the truth)
     read = presentation_halves(np.asarray(labels)) & (cols >= 0)
-    g = image_means(rz[:, read], cols[read], n_img)
+    g = image_means(rz[:, read], names[read], images)
     num = smooth(_wcov(g, truth.truth, weights))
     var_m = _wcov(m, m, weights)
     gain_ref = truth.reference_gain
@@ -359,7 +342,6 @@ __all__ = [
     "binned_transfer",
     "bootstrap_weights",
     "image_columns",
-    "image_means",
     "recovered_z",
     "reference_gain",
     "response_variance",

@@ -23,12 +23,12 @@ import numpy as np
 
 from echoprep.io.events import read_trials
 from echoprep.io.images import StageInputError, check_same_grid, load_image
+from echoprep.kernels.fidelity import image_means
 from echoprep.kernels.planted import presentation_halves
 from echoprep.kernels.planted_fidelity import (
     SMOOTHING_MM,
     PlantedTruth,
     Smoother,
-    image_columns,
     reference_gain,
     session_fidelity,
 )
@@ -141,12 +141,12 @@ def session_planted(
     gain = math.nan
     if typeb:
         recovered_b = _volumes(typeb[0].planted_typeb, rows, like, Path(first.nc), "planted betas")
-        cols = image_columns(labels, design["images"])
-        ok = (cols >= 0) & presentation_halves(labels)
-        sums = np.zeros((recovered_b.shape[0], len(design["images"])))
-        np.add.at(sums.T, cols[ok], recovered_b[:, ok].T)
-        counts = np.bincount(cols[ok], minlength=len(design["images"]))
-        gain = reference_gain(sums / np.maximum(counts, 1) / factor, planted, truth)
+        # the reference's image means at the half-A presentations (every planted image has
+        # its first presentation there)
+        half_a = presentation_halves(labels)
+        images = np.asarray(design["images"]).astype(str)
+        means = image_means(recovered_b[:, half_a], labels[half_a], images)
+        gain = reference_gain(means / factor, planted, truth)
     sizes = np.sqrt((np.asarray(design["affine"])[:3, :3] ** 2).sum(axis=0))
     sigma = [smoothing_mm / float(s) if smoothing_mm > 0 else 0.0 for s in sizes]
     session_truth = PlantedTruth(
