@@ -22,6 +22,16 @@ the target). Then, per variant:
 - ``r_trials``: the correlation of the single-trial betas with the true single-trial responses
   (image response plus trial-to-trial variability, which no data-only measure can separate).
 
+With ``--sessions N`` (N > 1) the subject has N sessions that show the same images (each in its
+own order and repeat counts, with its own noise; ``simulate_dataset(shared_images=True)``: an
+image's true response is the same in every session), all N are comparison sessions
+(``comparison.sessions``), and every truth score above (and the bias terms below) is computed
+per session, on that session's outputs and truth, and averaged over the N sessions: the
+comparison ranks by the mean over its sessions, so the truth it is judged against is the mean
+over the same sessions. The comparison's own numbers (NC, ``heldout``, ``planted_r`` ...) are
+likewise the means over the sessions of its table. The case folder's name then ends in
+``_ses<N>`` (cases of one session keep their names, so ``--rescore`` finds them).
+
 The check per case: the recommended variant's ``r_truth`` within ``--tolerance`` (0.02) of the
 best variant's. At the end: the share of cases within the tolerance (target >= 95 %) and the
 number of cases where a NORDIC variant is recommended while 0.02 or more below the best
@@ -33,6 +43,7 @@ Run (2-core VM; each case runs the whole workflow, about 8-15 min on the ``regim
     .venv/bin/python benchmarks/comparison_regimes.py --seeds 3 --table /tmp/cr.tsv
     .venv/bin/python benchmarks/comparison_regimes.py --regimes smooth --runs 4 12 --keep /tmp/cr
     .venv/bin/python benchmarks/comparison_regimes.py --keep /tmp/cr --rescore   # comparison only
+    .venv/bin/python benchmarks/comparison_regimes.py --regimes default --sessions 2 --keep /tmp/cr
 
 ``--combine single optcom`` leaves out tedana ICA for a cheaper look.
 """
@@ -47,6 +58,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import nibabel as nib
@@ -77,6 +89,60 @@ from echoprep.stages.comparison import VARIANTS, read_bootstrap, read_table  # n
 TASK = "images"
 
 
+def session_labels(n: int) -> list[str]:
+    """The labels of a simulated subject's first ``n`` sessions: ``"01"``, ``"02"``, ..."""
+    return [f"{i:02d}" for i in range(1, n + 1)]
+
+
+def case_name(regime: str, seed: int, runs: int | None, motion: bool, sessions: int = 1) -> str:
+    """The folder of a case under ``--keep``: ``<regime>_seed<S>_runs<N|preset>[_motion]``,
+    with ``_ses<N>`` appended for more than one session (one-session cases keep the names they
+    were kept under)."""
+    name = f"{regime}_seed{seed}_runs{runs or 'preset'}{'_motion' if motion else ''}"
+    return name + (f"_ses{sessions}" if sessions > 1 else "")
+
+
+def mean_over_sessions(
+    per_session: Sequence[Mapping[str, Mapping[str, float]]],
+) -> dict[str, dict[str, float]]:
+    """Entry-wise mean of nested scores (outer key -> inner key -> value), one mapping per
+    comparison session: the truth of a comparison that ranks by the mean over its sessions.
+
+    Parameters
+    ----------
+    per_session
+        One mapping per session, all with the keys of the first (e.g. measure -> variant -> r
+        from :func:`session_truth_scores`, or variant -> term -> value from
+        :func:`session_bias_terms`).
+
+    Returns
+    -------
+    dict
+        The same keys; each value the mean over the sessions, NaN sessions left out (as the
+        comparison's group means, ``numpy.nanmean``), NaN where every session is NaN. With one
+        session its values unchanged; with none, or where a session has no scores, ``{}``.
+    """
+    if not per_session or any(not part for part in per_session):
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    for outer, inner in per_session[0].items():
+        out[outer] = {}
+        for key in inner:
+            values = np.array([float(part[outer][key]) for part in per_session])
+            finite = values[~np.isnan(values)]
+            out[outer][key] = float(finite.mean()) if len(finite) else float("nan")
+    return out
+
+
+def variant_means(table: pd.DataFrame) -> pd.DataFrame:
+    """The comparison table (one row per subject, session and variant) indexed by variant, one
+    row each: a table of one session as it is, else the mean of every numeric column over the
+    variant's rows (NaN left out: the group means the comparison ranks by)."""
+    if not table["variant"].duplicated().any():
+        return table.set_index("variant")
+    return table.groupby("variant", sort=False).mean(numeric_only=True)
+
+
 def run_workflow(
     bids: Path,
     work: Path,
@@ -85,11 +151,14 @@ def run_workflow(
     cores: int,
     motion: bool = False,
     mtime_only: bool = False,
+    sessions: Sequence[str] = ("01",),
 ) -> Path:
     """Run the workflow up to the comparison; returns the output folder. With ``motion`` the
     spatial stage corrects it into the first run's grid (``output_space: native``), which is
     the truth grid. ``mtime_only``: rerun only what is missing or older than its inputs (a
-    kept case rescored: the fits are not redone for a change of code or parameters)."""
+    kept case rescored: the fits are not redone for a change of code or parameters).
+    ``sessions``: the comparison sessions (``comparison.sessions``; one session: the config's
+    default, the first session, and no ``comparison`` section is written)."""
     out = work / "results"
     spatial = {"enabled": True, "output_space": "native"} if motion else {"enabled": False}
     cfg = {
@@ -101,6 +170,8 @@ def run_workflow(
         "variants": {"combine": combine},
         "report": {"enabled": False},
     }
+    if len(sessions) > 1:
+        cfg["comparison"] = {"sessions": list(sessions)}
     cfg_path = work / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     target = path_in(out / "comparison", "comparison.json", group_key(TASK))
@@ -119,17 +190,35 @@ def run_workflow(
 
 
 def truth_scores(
-    bids: Path, out: Path, variants: list[str], roi: bool = False
+    bids: Path,
+    out: Path,
+    variants: list[str],
+    roi: bool = False,
+    sessions: Sequence[str] = ("01",),
 ) -> dict[str, dict[str, float]]:
     """Per measure (``r_truth``, ``r_trial_img``, ``r_trials``), variant -> median r over the
     truly active voxels fitted by every variant (``roi``: only those inside the visual ROI the
     comparison ranks on): all-repeat image means vs the true image means, single trials vs the
-    true image responses, single trials vs the true single-trial responses."""
-    truth = truth_paths(bids, "01", "01")
+    true image responses, single trials vs the true single-trial responses.
+
+    Computed per comparison session (:func:`session_truth_scores`: that session's fits, fitted
+    voxels and truth) and averaged over ``sessions`` (:func:`mean_over_sessions`): the
+    comparison ranks by the mean over its sessions, so its truth is the mean over the same
+    sessions. One session: that session's scores as they are."""
+    return mean_over_sessions(
+        [session_truth_scores(bids, out, variants, roi, ses) for ses in sessions]
+    )
+
+
+def session_truth_scores(
+    bids: Path, out: Path, variants: list[str], roi: bool = False, session: str = "01"
+) -> dict[str, dict[str, float]]:
+    """:func:`truth_scores` of one session (label ``"01"``, ...)."""
+    truth = truth_paths(bids, "01", session)
     active = np.asarray(nib.load(truth["active_mask"]).dataobj) > 0
     means = np.asarray(nib.load(truth["image_means"]).dataobj, np.float64)
     images = pd.read_csv(truth["images"], sep="\t", dtype={"label": str})
-    key = glm_stage.session_key("01", "01", TASK)
+    key = glm_stage.session_key("01", session, TASK)
     fitted = active.copy()
     if roi:
         (mask,) = (out / "rois" / "sub-01" / "visual").glob(
@@ -174,10 +263,22 @@ def _cov(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return ((a - a.mean(1, keepdims=True)) * (b - b.mean(1, keepdims=True))).mean(1)
 
 
-def bias_terms(bids: Path, out: Path, variants: list[str]) -> dict[str, dict]:
+def bias_terms(
+    bids: Path, out: Path, variants: list[str], sessions: Sequence[str] = ("01",)
+) -> dict[str, dict[str, float]]:
+    """:func:`session_bias_terms` of every comparison session, averaged over ``sessions``
+    (:func:`mean_over_sessions`: the comparison ranks by the mean over its sessions); ``{}``
+    when a session lacks the held-out files. One session: its terms as they are."""
+    return mean_over_sessions([session_bias_terms(bids, out, variants, ses) for ses in sessions])
+
+
+def session_bias_terms(
+    bids: Path, out: Path, variants: list[str], session: str = "01"
+) -> dict[str, dict[str, float]]:
     """Where the held-out estimate departs from the truth, per variant, over the comparison's
-    voxels (the visual ROI fitted by every variant; medians over its truly active voxels), with
-    the variant's references as the comparison uses them (every other variant):
+    voxels of one session (the visual ROI fitted by every variant of the session; medians over
+    its truly active voxels), with the variant's references as the comparison uses them (every
+    other variant of the session):
 
     - ``r_full``: r of the full fit's all-repeat image means with the true image means (what
       ``heldout_truth`` estimates);
@@ -191,7 +292,7 @@ def bias_terms(bids: Path, out: Path, variants: list[str]) -> dict[str, dict]:
     - ``self_error``: the same share for the variant against its own halves (what the former
       single reference variant was credited with: its image-locked errors, in full).
     """
-    truth = truth_paths(bids, "01", "01")
+    truth = truth_paths(bids, "01", session)
     active = np.asarray(nib.load(truth["active_mask"]).dataobj) > 0
     means = np.asarray(nib.load(truth["image_means"]).dataobj, np.float64)
     labels = pd.read_csv(truth["images"], sep="\t", dtype={"label": str})["label"].astype(str)
@@ -200,7 +301,8 @@ def bias_terms(bids: Path, out: Path, variants: list[str]) -> dict[str, dict]:
         "*_label-visuallyResponsive_mask.nii.gz"
     )
     voxels = np.asarray(nib.load(roi_file).dataobj) > 0
-    key = glm_stage.session_key("01", "01", TASK)
+    key = glm_stage.session_key("01", session, TASK)
+    stem = f"{key[1]}_"  # the session's files (sub-01_ses-<S>_task-images_...)
     paths = {
         v: paths_in(out / f"glmsingle-{v}", "glm", key, keys=["betas", "trials", "mask"])
         for v in variants
@@ -211,8 +313,16 @@ def bias_terms(bids: Path, out: Path, variants: list[str]) -> dict[str, dict]:
     splits: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {}
     for v in variants:
         folder = out / f"glmsingle-{v}"
-        found = list(folder.rglob("*_desc-HeldoutImagemeans_statmap.nii.gz"))
-        tables = list(folder.rglob("*_desc-HeldoutImagemeans_volumes.tsv"))
+        found = [
+            f
+            for f in folder.rglob("*_desc-HeldoutImagemeans_statmap.nii.gz")
+            if f.name.startswith(stem)
+        ]
+        tables = [
+            f
+            for f in folder.rglob("*_desc-HeldoutImagemeans_volumes.tsv")
+            if f.name.startswith(stem)
+        ]
         if len(found) != 1 or len(tables) != 1:
             return {}
         held = np.asarray(nib.load(found[0]).dataobj, np.float64)[voxels]
@@ -246,7 +356,10 @@ def bias_terms(bids: Path, out: Path, variants: list[str]) -> dict[str, dict]:
 
     # variants with identical data are never each other's reference (as in the comparison)
     (boot_file,) = (out / "comparison").rglob("*_desc-bootstrap_comparison.tsv")
-    same = same_data(read_bootstrap(boot_file))
+    boot = read_bootstrap(boot_file)
+    if boot is not None and "session" in boot:  # the session's pairs
+        boot = boot[boot["session"].astype(str).str.removeprefix("ses-") == session]
+    same = same_data(boot) if boot is not None else []
     out_terms = {}
     for v in variants:
         r_full = [rowwise_correlation(x_all, t) for _, _, x_all, t in splits[v]]
@@ -312,7 +425,8 @@ def pairwise_shown(out: Path) -> dict[str, dict[str, float]]:
     """Every ordered pair of variants, ``"a>b"`` -> its planted lead (``planted_r``) and
     whether it exceeds twice the image-bootstrap SE and the planted estimate's bias bound for
     that direction (the verdict's rule: ``echoprep.kernels.ranking.bias_bound``), from the
-    subject's planted replicates."""
+    subject's planted replicates (with several comparison sessions each replicate's
+    ``planted_r`` is the mean over the sessions)."""
     found = list((out / "comparison").rglob("*_desc-planted_comparison.tsv"))
     if not found:
         return {}
@@ -339,34 +453,47 @@ def pairwise_shown(out: Path) -> dict[str, dict[str, float]]:
 def run_case(args, regime: str, seed: int, runs: int | None, base: Path) -> list[dict]:
     """Simulate, run and score one case; one row per variant."""
     t0 = time.time()
-    work = base / f"{regime}_seed{seed}_runs{runs or 'preset'}{'_motion' if args.motion else ''}"
+    n_sessions = int(args.sessions)
+    sessions = session_labels(n_sessions)
+    work = base / case_name(regime, seed, runs, args.motion, n_sessions)
     bids = work / "bids"
     if not (bids / "dataset_description.json").exists():
+        # several sessions show the same images: an image's true response is the same in each
+        shared = {"shared_images": True} if n_sessions > 1 else {}
         simulate_dataset(
             bids,
             args.preset,
             seed=seed,
             subjects=1,
-            sessions=1,
+            sessions=n_sessions,
             runs=runs,
             motion=args.motion,
             fieldmap=False,
             response=regime,
+            **shared,
         )
     if args.rescore:
         # a kept case: only the comparison is computed again (e.g. after a change to it)
         shutil.rmtree(work / "results" / "comparison", ignore_errors=True)
     out = run_workflow(
-        bids, work, args.combine, seed, args.cores, args.motion, mtime_only=args.rescore
+        bids,
+        work,
+        args.combine,
+        seed,
+        args.cores,
+        args.motion,
+        mtime_only=args.rescore,
+        sessions=sessions,
     )
     group = paths_in(out / "comparison", "comparison", group_key(TASK), keys=["tsv", "json"])
-    table = read_table(group["tsv"]).set_index("variant")
+    table = variant_means(read_table(group["tsv"]))
     rec = json.loads(group["json"].read_text())
     variants = [v for v in VARIANTS if v in table.index]
-    truth = truth_scores(bids, out, variants)
-    roi_truth = truth_scores(bids, out, variants, roi=True)
+    # every truth score: per comparison session, then the mean over the sessions
+    truth = truth_scores(bids, out, variants, sessions=sessions)
+    roi_truth = truth_scores(bids, out, variants, roi=True, sessions=sessions)
     in_roi = roi_truth["r_truth"]
-    bias = bias_terms(bids, out, variants)
+    bias = bias_terms(bids, out, variants, sessions=sessions)
     claims = shown_claims(rec)
     pairs = pairwise_shown(out)
     n_runs = runs or PRESETS[args.preset].n_runs
@@ -378,6 +505,7 @@ def run_case(args, regime: str, seed: int, runs: int | None, base: Path) -> list
                 "regime": regime,
                 "seed": seed,
                 "runs": n_runs,
+                **({"sessions": n_sessions} if n_sessions > 1 else {}),
                 "variant": v,
                 "median_nc": float(row["median_nc"]),
                 "gain": float(row["gain"]),
@@ -416,8 +544,9 @@ def report_case(rows: list[dict], tolerance: float) -> dict:
     best_off = df.loc[[v for v in df.index if v.startswith("raw-")], "r_truth"].max()
     gap = best - df.loc[chosen, "r_truth"]
     nordic_bad = chosen.startswith("nordic-") and df.loc[chosen, "r_truth"] <= best_off - tolerance
+    sessions = f" x {first['sessions']} sessions" if first.get("sessions", 1) > 1 else ""
     print(
-        f"\n== {first['regime']} seed {first['seed']}, {first['runs']} runs "
+        f"\n== {first['regime']} seed {first['seed']}, {first['runs']} runs{sessions} "
         f"({first['seconds']} s): {REGIMES[first['regime']].description}"
     )
     print(
@@ -561,6 +690,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--runs", type=int, nargs="+", default=[None], help="runs per session (preset default)"
     )
+    parser.add_argument(
+        "--sessions",
+        type=int,
+        default=1,
+        metavar="N",
+        help="sessions per case (default 1); N > 1: they show the same images "
+        "(shared_images), all N are comparison sessions, and every truth score is the mean "
+        "over them (case folders end in _sesN)",
+    )
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0 .. SEEDS-1")
     parser.add_argument("--seed", type=int, nargs="+", default=None, help="these seeds instead")
     parser.add_argument("--combine", nargs="+", default=["single", "optcom", "denoised"])
@@ -579,6 +717,8 @@ def main(argv: list[str] | None = None) -> int:
         help="with --keep: compute the comparison of kept cases again (nothing else)",
     )
     args = parser.parse_args(argv)
+    if args.sessions < 1:
+        parser.error(f"--sessions: expected at least 1; found {args.sessions}")
 
     seeds = args.seed if args.seed is not None else list(range(args.seeds))
     base = args.keep or Path(tempfile.mkdtemp(prefix="echoprep-regimes-"))

@@ -10,6 +10,9 @@ memory), with ``--threads`` threads (default 2):
 - ``nordic``: NORDIC on one echo (the kernel the ``nordic`` rule runs per echo);
 - ``nordic+companions``: the same with the two planted series as companions (the decisions of
   the echo applied to them: what ``planted_run`` runs per echo);
+- ``nordic+companions-tangent``: the same through the tangent map with each companion's own
+  low-pass phase (``--companion-map tangent``: planted responses from another comparison
+  session, ``comparison.planted.source``);
 - ``ica-frozen``: tedana's ``denoise_ts`` with a run's mixing matrix (60 components) on one
   optimally combined series of the brain's voxels (what ``planted_run`` runs per side);
 - ``design-shape``: the response-shape estimate of ``planted_design`` (the normal equations of
@@ -23,7 +26,7 @@ sets: every step after NORDIC is linear), the frozen ICA of both sides; per sess
 design's shape estimate; per variant, the
 frozen GLM at the ratio to ``glm`` measured on the regime preset (``--glm-ratio``, default
 0.84: 7.6 against 9.0 CPU-s per fit). Printed: the steps, the model and one line
-``planted_cpu_hours_per_comparison_session=<x>``.
+``planted_cpu_hours_per_comparison_session=<x>`` (``..._tangent=<y>``: with the tangent map).
 
     .venv/bin/python benchmarks/planted_cost.py [--threads 2] [--json FILE]
 """
@@ -83,10 +86,11 @@ def _step(name: str, threads: int) -> None:
 
         mag, phase = _series(0)
         companions = []
-        if name == "nordic+companions":
+        if name.startswith("nordic+companions"):
             ramp = 1.0 + 0.002 * np.sin(np.arange(VOLUMES) / 5.0)
             companions = [(mag * ramp).astype(np.float32), (mag / ramp).astype(np.float32)]
-        denoise_arrays(mag, phase, n_threads=threads, companions=companions)
+        mapping = "tangent" if name.endswith("-tangent") else "frozen"
+        denoise_arrays(mag, phase, n_threads=threads, companions=companions, companion_map=mapping)
     elif name == "ica-frozen":
         from echoprep.adapters.tedana import denoise_frozen
 
@@ -144,7 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.step:
         _step(args.step, args.threads)
         return 0
-    names = ("nordic", "nordic+companions", "ica-frozen", "design-shape")
+    names = (
+        "nordic",
+        "nordic+companions",
+        "nordic+companions-tangent",
+        "ica-frozen",
+        "design-shape",
+    )
     steps = {s: _metered(s, args.threads) for s in names}
     for s, m in steps.items():
         print(f"{s:<20} {m['wall_s']:8.1f} s wall {m['cpu_s']:8.1f} CPU-s {m['peak_gib']:6.2f} GiB")
@@ -161,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
     glm_cpu = VARIANTS * args.glm_ratio * rules["glm"]["cpu_s_mean"]
     design_cpu = steps["design-shape"]["cpu_s"]
     total_h = (RUNS * run_cpu + glm_cpu + design_cpu) / 3600
+    extra = ECHOES * (
+        steps["nordic+companions-tangent"]["cpu_s"] - steps["nordic+companions"]["cpu_s"]
+    )
+    tangent_h = total_h + RUNS * extra / 3600
     print("\nper run (planted_run):")
     for k, v in per_run.items():
         print(f"  {k:<36} {v:8.0f} CPU-s")
@@ -174,7 +188,12 @@ def main(argv: list[str] | None = None) -> int:
         f"companions / plain NORDIC: "
         f"{steps['nordic+companions']['cpu_s'] / steps['nordic']['cpu_s']:.2f}"
     )
+    print(
+        f"tangent map / frozen: "
+        f"{steps['nordic+companions-tangent']['cpu_s'] / steps['nordic+companions']['cpu_s']:.2f}"
+    )
     print(f"planted_cpu_hours_per_comparison_session={total_h:.2f}")
+    print(f"planted_cpu_hours_per_comparison_session_tangent={tangent_h:.2f}")
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -185,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                     "planted_glm_cpu_s": round(glm_cpu, 1),
                     "planted_design_shape_cpu_s": round(design_cpu, 1),
                     "planted_cpu_hours_per_comparison_session": round(total_h, 2),
+                    "planted_cpu_hours_per_comparison_session_tangent": round(tangent_h, 2),
                 },
                 indent=1,
             )

@@ -342,3 +342,125 @@ def test_the_design_plants_the_response_shape_of_the_sessions_own_series(tmp_pat
         make_design(*args, te_ref=0.03, stimdur=stimdur, series=series, run_labels=["01", "03"])
     with pytest.raises(StageInputError, match=r"set comparison\.planted\.shape: library"):
         make_design(*args, te_ref=0.03, stimdur=stimdur)
+
+
+def _other_session(tmp_path: Path, images: list[str], affine: np.ndarray | None = None) -> dict:
+    """Another session's type-B betas: each of ``images`` shown three times in three runs (in
+    another order), with an offset per run and voxel, plus an image this session never
+    shows."""
+    rng = np.random.default_rng(5)
+    labels = [*images, "elsewhere"] * 3
+    order = rng.permutation(len(labels))
+    labels = [labels[i] for i in order]
+    runs = np.arange(len(labels)) * 3 // len(labels)
+    betas = rng.normal(0, 1, (*SHAPE, len(labels)))
+    offsets = rng.normal(0, 4.0, (*SHAPE, 3))
+    path = tmp_path / "other_betas.nii.gz"
+    img = (betas + offsets[..., runs]).astype(np.float32)
+    nib.save(
+        nib.Nifti1Image(img, np.diag([2.0, 2.0, 2.0, 1.0]) if affine is None else affine), path
+    )
+    trials = tmp_path / "other_trials.tsv"
+    rows = ["beta_index\tsession_label\trun_label\tlabel"]
+    pairs = enumerate(zip(runs, labels, strict=True))
+    rows += [f"{i}\t02\t{1 + r:02d}\t{lab}" for i, (r, lab) in pairs]
+    trials.write_text("\n".join(rows) + "\n")
+    return {"betas": path, "trials": trials, "data": betas, "labels": labels}
+
+
+DESIGN_KW = {"te_ref": 0.03, "stimdur": 2.5, "shape": "library", "amplitude": 0.5}
+
+
+def _design_from(args: tuple, out: Path, other: dict, **kw) -> dict:
+    """make_design with ``other`` as the other session's betas and trials; the design read
+    back."""
+    from echoprep.stages.comparison.planted_design import make_design, read_design
+
+    make_design(
+        *args,
+        out,
+        source_betas=[other["betas"]],
+        source_trials=[other["trials"]],
+        **DESIGN_KW,
+        **kw,
+    )
+    return read_design(out)
+
+
+def test_the_design_plants_each_images_mean_in_the_other_sessions_where_they_show_it(
+    tmp_path, capsys
+):
+    """comparison.planted.source other_sessions: the images the other session shows get its
+    mean of their presentations (each run's mean removed), the rest are not planted, the truth
+    is still this session's even-numbered presentations, and NORDIC's map is the tangent one."""
+    from echoprep.stages.comparison import planting
+
+    inputs = _design_inputs(tmp_path, 12)
+    p = inputs["paths"]
+    shared = [f"img{i:02d}" for i in range(10)]  # img10 and img11 only here
+    other = _other_session(tmp_path, shared)
+    args = (p["reference"], p["trials"], [p["hrf0"]], [p["mask0"]], p["brain"], p["roi"])
+    d = _design_from(args, tmp_path / "design.npz", other)
+    assert str(d["source"]) == "other_sessions"
+    assert d["images"].tolist() == shared
+    voxels = d["voxels"]
+    data = other["data"][tuple(voxels.T)]  # (V, N): without the runs' offsets
+    labels = np.asarray(other["labels"])
+    means = np.stack([data[:, labels == i].mean(axis=1) for i in shared], axis=1)
+    # the expected means are those of the run-centred betas (the offsets go with each run's
+    # mean, which also holds each run's share of the images), centred over the images
+    img = np.asarray(nib.load(other["betas"]).dataobj, np.float64)[tuple(voxels.T)]
+    runs = np.arange(len(labels)) * 3 // len(labels)
+    for r in range(3):
+        img[:, runs == r] -= img[:, runs == r].mean(axis=1, keepdims=True)
+    expected = np.stack([img[:, labels == i].mean(axis=1) for i in shared], axis=1)
+    expected -= expected.mean(axis=1, keepdims=True)
+    np.testing.assert_allclose(d["planted"], expected, atol=1e-5)
+    assert np.corrcoef(d["planted"].ravel(), means.ravel())[0, 1] > 0.8  # the images' own
+    # the truth: this session's second presentations of the shared images, centred over them
+    betas = inputs["betas"][tuple(voxels.T)].astype(np.float64)
+    own_runs = np.arange(betas.shape[1]) // 8
+    for r in np.unique(own_runs):
+        betas[:, own_runs == r] -= betas[:, own_runs == r].mean(axis=1, keepdims=True)
+    b = betas[:, 12:22]
+    np.testing.assert_allclose(d["truth"], b - b.mean(axis=1, keepdims=True), atol=1e-5)
+    side = json.loads((tmp_path / "design.json").read_text())
+    assert side["ResponseSource"]["Images"] == 10
+    assert side["ResponseSource"]["ImagesNotShownElsewhere"] == 2
+    assert side["CompanionMap"] == "tangent"
+    parser = planting.add_arguments(__import__("argparse").ArgumentParser())
+    planting.run_from_args(parser.parse_args(["map", "--design", str(tmp_path / "design.npz")]))
+    assert capsys.readouterr().out.strip() == "tangent"
+    # source: session keeps half A (and the frozen map), whatever other sessions there are
+    own = _design_from(args, tmp_path / "own.npz", other, source="session")
+    assert str(own["source"]) == "session" and own["images"].size == 12
+    planting.run_from_args(parser.parse_args(["map", "--design", str(tmp_path / "own.npz")]))
+    assert capsys.readouterr().out.strip() == "frozen"
+
+
+def test_other_sessions_that_cannot_give_the_responses_leave_half_a_with_a_warning(
+    tmp_path, caplog
+):
+    """Too few shared images, or a session on another grid: half A is planted (legal data,
+    the job does not fail), and the log says why."""
+    from echoprep.stages.comparison.planted_design import make_design
+
+    p = _design_inputs(tmp_path, 12)["paths"]
+    args = (p["reference"], p["trials"], [p["hrf0"]], [p["mask0"]], p["brain"], p["roi"])
+    few = _other_session(tmp_path, ["img00", "img01", "img02"])
+    with caplog.at_level("WARNING"):
+        d = _design_from(args, tmp_path / "few.npz", few)
+    assert "other comparison sessions show 3 of this session's 12 repeated images" in caplog.text
+    assert str(d["source"]) == "session" and d["images"].size == 12
+    caplog.clear()
+    moved = _other_session(
+        tmp_path, [f"img{i:02d}" for i in range(12)], affine=np.diag([2.0, 2.0, 2.5, 1.0])
+    )
+    with caplog.at_level("WARNING"):
+        d = _design_from(args, tmp_path / "grid.npz", moved)
+    assert "Not used as a source of planted responses" in caplog.text
+    assert str(d["source"]) == "session"
+    with pytest.raises(StageInputError, match="one trials table per source session"):
+        make_design(*args, tmp_path / "x.npz", source_betas=[moved["betas"]], **DESIGN_KW)
+    with pytest.raises(StageInputError, match=r"comparison\.planted\.source: expected one of"):
+        make_design(*args, tmp_path / "x.npz", source="nearby", **DESIGN_KW)

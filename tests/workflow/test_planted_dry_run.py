@@ -75,3 +75,36 @@ def test_without_nordic_the_planted_runs_plant_only_the_difference(tmp_path):
     echoes = [s for s in steps if "planted echoes" in s]
     assert len(echoes) == 2 and all(" --plus " not in s for s in echoes)
     assert sum("spatial resample" in s for s in steps) == 2
+
+
+def _sources(design: str) -> list[str]:
+    """The ``--source-betas`` words of a design command."""
+    return design.split(" --source-betas ")[1].split(" --source-trials")[0].split()
+
+
+def test_two_comparison_sessions_give_each_other_their_planted_responses(tmp_path):
+    """comparison.sessions 01 and 02 (comparison.planted.source other_sessions, the default):
+    each session's design reads the other's reference type-B betas and trials, and each
+    planted run's NORDIC takes its map from the design (the tangent map for responses from
+    another session). source: session, or one comparison session: no sources."""
+    cfg = _tree(tmp_path)
+    extra = tmp_path / "two.yaml"
+    extra.write_text('comparison:\n  sessions: ["01", "02"]\n')
+    out = dry_run(cfg, "--printshellcmds", "--configfile", str(extra))
+    designs = shell_commands(out, "planted design")
+    assert len(designs) == 2
+    for design in designs:
+        own = "ses-01" if "sub-01_ses-01_task" in design.split(" --out ")[1] else "ses-02"
+        other = "ses-02" if own == "ses-01" else "ses-01"
+        (betas,) = _sources(design)
+        assert other in betas and "desc-SingletrialBetasTypeB" in betas
+        trials = design.split(" --source-trials ")[1].split(" --out")[0].split()
+        assert len(trials) == 1 and other in trials[0] and trials[0].endswith("_trials.tsv")
+    nordic = [s for s in _planted_steps(out) if "-m echoprep nordic " in s]
+    assert len(nordic) == 4
+    assert all("--companion-map $(python -m echoprep planted map --design " in s for s in nordic)
+    extra.write_text('comparison:\n  sessions: ["01", "02"]\n  planted:\n    source: session\n')
+    out = dry_run(cfg, "--printshellcmds", "--configfile", str(extra))
+    assert all(_sources(d) == [] for d in shell_commands(out, "planted design"))
+    (design,) = shell_commands(dry_run(cfg, "--printshellcmds"), "planted design")
+    assert _sources(design) == []

@@ -49,6 +49,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             anat_session=args.anat_session,
             gradient_nonlinearity=args.gradient_nonlinearity,
             freesurfer=not args.no_freesurfer,
+            shared_images=args.shared_images,
         )
     except (ValueError, FileExistsError) as exc:  # refused arguments: a message, no traceback
         print(f"echoprep simulate: {exc}", file=sys.stderr)
@@ -228,6 +229,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sim.add_argument("--subjects", type=int, default=None, help="number of subjects")
     sim.add_argument("--sessions", type=int, default=None, help="sessions per subject")
     sim.add_argument("--runs", type=int, default=None, help="runs per session")
+    sim.add_argument(
+        "--shared-images",
+        action="store_true",
+        help="every session of a subject shows the images of its session 1 (each in its own "
+        "order, runs and repeat counts, its own noise); an image's true response is the same "
+        "in every session",
+    )
     sim.add_argument(
         "--subject-offset",
         type=int,

@@ -58,6 +58,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from echoprep.kernels.nordic_checks import (
+    check_companions,
     check_inputs,
     check_kernel_fits,
     check_kernel_request,
@@ -70,7 +71,7 @@ from echoprep.kernels.nordic_patches import (
     gfactor_pass,
 )
 from echoprep.kernels.nordic_patches import slabs as slab_slices
-from echoprep.kernels.phase import lowpass_phase
+from echoprep.kernels.phase import phasor, replace_phase, stabilise_phase
 from echoprep.kernels.threads import blas_limits, n_workers
 
 log = logging.getLogger(__name__)
@@ -304,6 +305,7 @@ def nordic(
     n_threads: int | None = None,
     device_batch_bytes: int | None = None,
     companions: Sequence[np.ndarray] = (),
+    companion_map: str = "frozen",
 ) -> NordicResult:
     """NORDIC denoising of one 4D series.
 
@@ -379,6 +381,11 @@ def nordic(
         docs/comparison.md) denoised with every decision made on ``magnitude`` (scale, phase,
         g-factor, threshold, each patch's kept subspace): a map linear in the complex series.
         The CPU path runs them (``device`` is not used).
+    companion_map
+        ``"frozen"``: every decision as above; ``"tangent"``: NORDIC's first-order response to
+        what a companion adds (each patch's kept rank as its tangent space,
+        :func:`echoprep.kernels.patches.hard_threshold`; each companion's own low-pass phase,
+        :func:`echoprep.kernels.phase.stabilise_phase`); docs/comparison.md.
 
     Returns
     -------
@@ -443,11 +450,7 @@ def nordic(
         seed=int(seed),
     )
     phase = phase if complex_mode else None
-    for c in companions:
-        if c.shape != magnitude.shape:
-            raise ValueError(
-                f"NORDIC: a companion series has shape {c.shape}; expected {magnitude.shape}"
-            )
+    check_companions(companions, magnitude.shape, companion_map)
     if companions and torch_device is not None:
         log.info("NORDIC: companion series: the CPU path runs (device %s not used)", device)
         torch_device = None
@@ -459,7 +462,14 @@ def nordic(
         )
     with blas_limits(1):
         return _nordic(
-            magnitude, phase, steps, int(chunk_patches), workers, NUMPY_ALGEBRA, companions
+            magnitude,
+            phase,
+            steps,
+            int(chunk_patches),
+            workers,
+            NUMPY_ALGEBRA,
+            companions,
+            companion_map,
         )
 
 
@@ -492,6 +502,7 @@ def _nordic(
     workers: int,
     algebra: PatchAlgebra,
     companions: Sequence[np.ndarray] = (),
+    companion_map: str = "frozen",
 ) -> NordicResult:
     nx, ny, nz, nt = (int(s) for s in magnitude.shape)
     complex_mode = phase is not None
@@ -512,20 +523,19 @@ def _nordic(
             x[s] /= np.float32(scale)
     noise = data[..., nt - noise_volumes :].copy() if noise_volumes else None
 
-    # 2. phase stabilisation
-    theta = None
+    # 2. phase stabilisation (each companion by its own low-pass phase with the tangent map)
+    theta, own_theta = None, []
     if temporal_phase >= 1:
-        theta = np.empty(data.shape, np.float32)
         zb = max(1, SLAB_BYTES // (nx * ny * nt * 8))
-        for z0 in range(0, nz, zb):
-            zs = slice(z0, min(nz, z0 + zb))
-            th = lowpass_phase(data[:, :, zs], steps.phase_filter_width, workers=workers)
-            for x in (data, *others):
-                block = x[:, :, zs]
-                block *= _phasor(-th)
-                if temporal_phase == 2:
-                    _replace_phase(block, th, None)
-            theta[:, :, zs] = th
+        theta, own_theta = stabilise_phase(
+            data,
+            others,
+            steps.phase_filter_width,
+            temporal_phase,
+            zb,
+            workers,
+            companion_map == "tangent",
+        )
         log.info("NORDIC: phase stabilised (filter width %g)", steps.phase_filter_width)
 
     # 3. g-factor (MP-PCA) pass
@@ -543,9 +553,11 @@ def _nordic(
             x[s] *= inv_g[s]
     if temporal_phase == 3:
         assert theta is not None
-        for x in (data, *others):
+        for i, x in enumerate((data, *others)):
+            th = own_theta[i - 1] if i and own_theta else theta
             for s in slabs:
-                _replace_phase(x[s], theta[s], np.sqrt(2))
+                replace_phase(x[s], th[s], np.sqrt(2))
+        del own_theta
     if noise is not None:
         noise *= inv_g
     sigma = noise_level(noise, complex_mode)
@@ -565,7 +577,14 @@ def _nordic(
 
     # 6. patch-wise low-rank approximation
     acc, removed = denoise_pass(
-        data, steps.kernel, threshold, chunk, workers, algebra, companions=others
+        data,
+        steps.kernel,
+        threshold,
+        chunk,
+        workers,
+        algebra,
+        companions=others,
+        companion_map=companion_map,
     )
     del data
 
@@ -581,7 +600,7 @@ def _nordic(
             block = item[s]
             block *= g32[s][..., None] * np.float32(scale)
             if theta is not None:
-                block *= _phasor(theta[s])
+                block *= phasor(theta[s])
             if zero_voxels is not None:
                 block[zero_voxels[s]] = 0
         out = item if t_out == nt else np.ascontiguousarray(item[..., :t_out])
@@ -668,27 +687,6 @@ def zero_fill(n_zero: int, nt: int, seed: int, complex_mode: bool) -> np.ndarray
         imag = rng.standard_normal((n_zero, nt), dtype=np.float32)
         return ((fill + 1j * imag) / np.float32(math.sqrt(2))).astype(np.complex64)
     return fill
-
-
-def _phasor(theta: np.ndarray) -> np.ndarray:
-    """``exp(i theta)`` as complex64 from float32 angles (single-precision sin/cos)."""
-    theta = np.asarray(theta, np.float32)
-    out = np.empty(theta.shape, np.complex64)
-    np.cos(theta, out=out.real)
-    np.sin(theta, out=out.imag)
-    return out
-
-
-def _replace_phase(block: np.ndarray, theta: np.ndarray, min_abs: float | None) -> None:
-    """Spike handling of ``temporal_phase`` 2/3, in place on stabilised data: where the
-    stabilised phase exceeds 1 rad (and, for 3, ``|data| > min_abs``) the voxel's own phase
-    is removed (block becomes ``|block|``) and added to ``theta``."""
-    ang = np.angle(block)
-    sel = np.abs(ang) > 1
-    if min_abs is not None:
-        sel &= np.abs(block) > min_abs
-    theta[sel] += ang[sel]
-    block[sel] = np.abs(block[sel])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from echoprep.kernels.nordic_patches import SLAB_BYTES
+from echoprep.kernels.patches import COMPANION_MAPS
 
 #: Units of the phase input: scaled to its range, or radians.
 PHASE_UNITS = ("minmax", "radians")
@@ -103,6 +104,20 @@ def check_inputs(
         bad = count_nonfinite(arr)
         if bad:
             raise nonfinite_error(name, bad, arr.size)
+
+
+def check_companions(
+    companions: Sequence[np.ndarray], shape: tuple[int, ...], companion_map: str
+) -> None:
+    """Companion series (:func:`echoprep.kernels.nordic.nordic`) of the data's ``shape`` and a
+    known map (:data:`echoprep.kernels.patches.COMPANION_MAPS`); ValueError otherwise."""
+    for c in companions:
+        if c.shape != shape:
+            raise ValueError(f"NORDIC: a companion series has shape {c.shape}; expected {shape}")
+    if companion_map not in COMPANION_MAPS:
+        raise ValueError(
+            f"NORDIC: companion_map must be one of {list(COMPANION_MAPS)}; got {companion_map!r}"
+        )
 
 
 def check_kernel_request(kernel: Any, name: str) -> None:

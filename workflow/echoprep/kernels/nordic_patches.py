@@ -167,6 +167,7 @@ def denoise_pass(
     workers: int,
     algebra: PatchAlgebra = NUMPY_ALGEBRA,
     companions: Sequence[np.ndarray] = (),
+    companion_map: str = "frozen",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Patch-wise hard-threshold reconstruction averaged over patches.
 
@@ -175,7 +176,8 @@ def denoise_pass(
     ``(x, y, z, t)`` average (``data``'s dtype) and the ``(x, y, z)`` float32 mean number of
     removed components. ``companions`` (series of ``data``'s shape, NumPy algebra only) are
     **overwritten** with their projections on the subspaces kept for ``data``, patch by patch,
-    averaged the same way (:func:`echoprep.kernels.patches.hard_threshold`)."""
+    averaged the same way (:func:`echoprep.kernels.patches.hard_threshold`, whose
+    ``companion_map`` says how)."""
     if companions and algebra is not NUMPY_ALGEBRA:
         raise ValueError("NORDIC: companion series run on the CPU (NumPy) algebra only")
     starts, weights, offsets = patch_grid(data.shape[:3], kernel)
@@ -189,7 +191,7 @@ def denoise_pass(
         if not companions:
             return algebra.hard_threshold(a, threshold)[1], []
         others = [gather(c, starts[b], kernel) for c in companions]
-        return hard_threshold(a, threshold, others)[1], others
+        return hard_threshold(a, threshold, others, companion_map)[1], others
 
     def consume(b: slice, recon: np.ndarray, result: tuple[np.ndarray, list[np.ndarray]]) -> None:
         removed, others = result

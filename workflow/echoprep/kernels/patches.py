@@ -17,6 +17,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+#: How companion series pass a patch's kept rank (:func:`hard_threshold`).
+COMPANION_MAPS = ("frozen", "tangent")
+
 
 def axis_starts(n: int, k: int) -> list[int]:
     """0-based patch starts along y or z with overlap 2 (step ``max(1, k // 2)``).
@@ -212,7 +215,10 @@ def squared_singular_values(a: np.ndarray) -> np.ndarray:
 
 
 def hard_threshold(
-    a: np.ndarray, threshold: float, companions: Sequence[np.ndarray] = ()
+    a: np.ndarray,
+    threshold: float,
+    companions: Sequence[np.ndarray] = (),
+    companion_map: str = "frozen",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Keep the singular components with singular value ``>= threshold``, in place.
 
@@ -233,6 +239,13 @@ def hard_threshold(
         their projections on the subspaces kept for ``a`` (``C V_k V_k^H`` or ``U_k U_k^H
         C``): the decisions of ``a`` applied to them, a linear map (docs/comparison.md,
         "Responses planted in your data").
+    companion_map
+        ``"frozen"``: the projection above. ``"tangent"``: each companion ``C = A + D`` comes
+        out as ``A``'s reconstruction plus ``D`` projected on the tangent space of the kept
+        rank at ``A``, ``P_U D + D P_V - P_U D P_V`` (``P_U``, ``P_V`` the kept left and right
+        subspaces): what a change ``D`` adds to the rank-``k`` approximation to first order,
+        so a change in a kept spatial pattern passes whatever its time course (affine in
+        ``C``; docs/comparison.md, "The tangent space and NORDIC's own phase").
 
     Returns
     -------
@@ -241,22 +254,60 @@ def hard_threshold(
     removed
         ``(B,)`` int: number of components set to zero, out of ``min(M, N)``.
     """
+    if companion_map not in COMPANION_MAPS:
+        raise ValueError(
+            f"NORDIC: companion_map must be one of {list(COMPANION_MAPS)}; got {companion_map!r}"
+        )
+    tangent = companion_map == "tangent" and bool(companions)
     _, m, n = a.shape
     w, v = np.linalg.eigh(gram(a))  # ascending eigenvalues = squared singular values
     n_keep = np.count_nonzero(w >= threshold * threshold, axis=1)
     for b, k in enumerate(n_keep):
-        if k == 0:
+        if k == 0 and not tangent:
             a[b] = 0
             for c in companions:
                 c[b] = 0
             continue
         vk = v[b, :, -k:].astype(a.dtype)  # the k largest
+        if tangent:
+            _tangent_patch(a, b, vk, w[b, -k:] if k else w[b, :0], companions)
+            continue
         for x in (a, *companions):
             if m >= n:  # A V_k V_k^H
                 np.matmul(x[b] @ vk, _adjoint(vk), out=x[b])
             else:  # U_k U_k^H A
                 np.matmul(vk, _adjoint(vk) @ x[b], out=x[b])
     return a, min(m, n) - n_keep
+
+
+def _tangent_patch(
+    a: np.ndarray, b: int, vk: np.ndarray, wk: np.ndarray, companions: Sequence[np.ndarray]
+) -> None:
+    """Patch ``b`` of :func:`hard_threshold` with ``companion_map="tangent"``: ``a[b]``
+    becomes its rank-``k`` reconstruction, each companion that plus its change from ``a[b]``
+    projected on the tangent space at it. ``vk``: the kept eigenvectors of the smaller Gram
+    matrix (``(min(M, N), k)``), ``wk``: their eigenvalues (squared singular values)."""
+    m, n = a.shape[1:]
+    sk = np.sqrt(np.maximum(wk, np.finfo(np.float32).tiny)).astype(a.real.dtype)
+    if m >= n:  # vk holds the right vectors V_k; U_k = A V_k / s
+        right = vk
+        av = a[b] @ vk
+        left = av / sk
+        recon = av @ _adjoint(vk)
+    else:  # vk holds the left vectors U_k; V_k = A^H U_k / s
+        left = vk
+        ua = _adjoint(vk) @ a[b]
+        right = _adjoint(ua / sk[:, None])
+        recon = vk @ ua
+    for c in companions:
+        d = c[b] - a[b]
+        dv = d @ right  # (M, k)
+        c[b] = (
+            recon
+            + left @ (_adjoint(left) @ d)
+            + (dv - left @ (_adjoint(left) @ dv)) @ _adjoint(right)
+        )
+    a[b] = recon
 
 
 def mppca_noise_variance(sq_sv: np.ndarray, m: np.ndarray, n: int) -> np.ndarray:

@@ -84,3 +84,77 @@ def lowpass_phase(
         out = np.empty(data.shape, np.float32)
     np.arctan2(low.imag, low.real, out=out, casting="same_kind")
     return out
+
+
+def phasor(theta: np.ndarray) -> np.ndarray:
+    """``exp(i theta)`` as complex64 from float32 angles (single-precision sin/cos)."""
+    theta = np.asarray(theta, np.float32)
+    out = np.empty(theta.shape, np.complex64)
+    np.cos(theta, out=out.real)
+    np.sin(theta, out=out.imag)
+    return out
+
+
+def replace_phase(block: np.ndarray, theta: np.ndarray, min_abs: float | None) -> None:
+    """Spike handling of ``temporal_phase`` 2/3, in place on stabilised data: where the
+    stabilised phase exceeds 1 rad (and, for 3, ``|data| > min_abs``) the voxel's own phase
+    is removed (block becomes ``|block|``) and added to ``theta``."""
+    ang = np.angle(block)
+    sel = np.abs(ang) > 1
+    if min_abs is not None:
+        sel &= np.abs(block) > min_abs
+    theta[sel] += ang[sel]
+    block[sel] = np.abs(block[sel])
+
+
+def stabilise_phase(
+    data: np.ndarray,
+    others: list[np.ndarray],
+    width: float,
+    temporal_phase: int,
+    slices_per_block: int,
+    workers: int,
+    own_phase: bool = False,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """NORDIC's phase stabilisation, in place: ``data`` and each of ``others`` (companion
+    series) divided by a low-pass phase, ``slices_per_block`` slices at a time.
+
+    Parameters
+    ----------
+    data, others
+        ``(x, y, z, t)`` complex64 series; **overwritten**.
+    width
+        The filter width (:func:`lowpass_phase`).
+    temporal_phase
+        1, 2 or 3 (2: :func:`replace_phase` at once).
+    own_phase
+        False: every series by ``data``'s low-pass phase (NORDIC's decision, frozen); True:
+        each companion by its own (a smooth function of the series, as NORDIC's phase follows
+        a change of magnitude).
+
+    Returns
+    -------
+    theta
+        ``(x, y, z, t)`` float32: ``data``'s low-pass phase.
+    own
+        With ``own_phase`` and ``temporal_phase`` 3, each companion's own (step 4 imposes them
+        again), else empty.
+    """
+    nz = data.shape[2]
+    theta = np.empty(data.shape, np.float32)
+    own = [np.empty(data.shape, np.float32) for _ in others if own_phase and temporal_phase == 3]
+    for z0 in range(0, nz, slices_per_block):
+        zs = slice(z0, min(nz, z0 + slices_per_block))
+        th = lowpass_phase(data[:, :, zs], width, workers=workers)
+        for i, x in enumerate((data, *others)):
+            block = x[:, :, zs]
+            t = th
+            if i and own_phase:
+                t = lowpass_phase(block, width, workers=workers)
+                if own:
+                    own[i - 1][:, :, zs] = t
+            block *= phasor(-t)
+            if temporal_phase == 2:
+                replace_phase(block, t, None)
+        theta[:, :, zs] = th
+    return theta, own

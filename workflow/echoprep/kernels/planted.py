@@ -119,6 +119,42 @@ def run_centred(betas: np.ndarray, runs: Sequence | np.ndarray) -> np.ndarray:
     return out
 
 
+def image_sums(
+    betas: np.ndarray,
+    labels: Sequence | np.ndarray,
+    runs: Sequence | np.ndarray,
+    images: Sequence | np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per image, the sum of its presentations' betas (each run's mean removed first, as in
+    :func:`half_means`) and their number: one session's part of an image's mean over other
+    sessions (the planted responses from other sessions, docs/comparison.md, "Responses from
+    your other sessions").
+
+    Parameters
+    ----------
+    betas
+        ``(V, N)`` single-trial betas of one session.
+    labels, runs
+        ``(N,)`` image label and run of each trial.
+    images
+        ``(I,)`` the images wanted (labels compared as text).
+
+    Returns
+    -------
+    sums
+        ``(V, I)`` float64, 0 for an image the session does not show.
+    counts
+        ``(I,)`` int: its presentations.
+    """
+    centred = run_centred(betas, runs)
+    col = {str(x): i for i, x in enumerate(np.asarray(images))}
+    where = np.array([col.get(str(x), -1) for x in np.asarray(labels)], dtype=np.int64)
+    hit = where >= 0
+    sums = np.zeros((centred.shape[0], len(col)))
+    np.add.at(sums.T, where[hit], centred[:, hit].T)
+    return sums, np.bincount(where[hit], minlength=len(col))
+
+
 def planting_amplitude(half_a: np.ndarray, half_b: np.ndarray) -> float:
     """The factor the half-A image means are planted with: the square root of the share of
     their variance that the session's responses explain (median over the given voxels), so
@@ -326,6 +362,7 @@ __all__ = [
     "consensus_hrf",
     "delta_r2star",
     "half_means",
+    "image_sums",
     "optcom_weights",
     "planted_magnitude",
     "planting_amplitude",

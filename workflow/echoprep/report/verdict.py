@@ -342,9 +342,11 @@ def verdict_caption(data: VerdictData) -> str:
         if data.measure in PLANTED_METRICS:
             text += (
                 ". Measured on responses planted into your own data: a small copy of the "
-                "session's own image responses was added to the raw echoes, every variant's "
-                "chain sent it through the decisions it made on your data, and its betas were "
-                "scored against the images' other presentations"
+                "image responses measured in your data (in your other comparison sessions where "
+                "they show the same images, else at the images' odd-numbered presentations) was "
+                "added to the raw echoes, every variant's chain sent it through the decisions it "
+                "made on your data, and its betas were scored against the images' other "
+                "presentations in the session"
             )
         elif data.fallback:
             text += (

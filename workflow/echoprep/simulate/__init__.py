@@ -83,6 +83,12 @@ spectrum of latent image features, the amplitude scale and the thermal/physiolog
 named regimes in :data:`.response.REGIMES`. The default model gives the historical files byte
 for byte; the truth adds the true image means (``image_means``, one volume per image).
 
+Images across sessions: by default session k shows its own images (the k-th block of image
+numbers). With ``shared_images=True`` every session of a subject shows session 1's images, each
+in its own order, runs and repeat counts and with its own trial-to-trial variability and noise;
+an image's true mean response is then the same in every session (:mod:`.design`), so one
+session's responses can be checked against another's.
+
 Grey-matter temporal SNR (quadratic detrend) is about 58 / 31 / 17 at echoes 1 / 2 / 3
 (thermal-noise dominated); a T2*-weighted optimal combination gives about 1.7× the echo-2
 tSNR. A single trial's response peaks at 1–3 % at echo 2 in the active (visual) grey matter.

@@ -5,7 +5,10 @@ jitter after ``lead_in`` seconds of baseline; the run ends with at least ``min_t
 baseline. Every image of a session is shown 2 or 3 times, its repeats in different runs where
 there are enough runs; ``trial_type`` is ``new`` at an image's first showing in the session,
 ``old`` afterwards, ``blank`` for the ~8 % trials without an image. Image numbers continue across
-sessions (session k shows images ``(k-1)*n+1 .. k*n``).
+sessions (session k shows images ``(k-1)*n+1 .. k*n``); with ``shared_images`` every session of
+a subject shows session 1's images ``1 .. n``, each session in its own order, run assignment and
+repeat counts, and the true image means of a subject are the same in all its sessions (only the
+trial-to-trial variability and the noise are the session's own).
 
 HRFs are double gammas (SPM shape, shape parameters 6 and 16, undershoot ratio 1/6) whose time
 axis is stretched so the impulse response peaks at 4–6.5 s (20 library entries); the response
@@ -81,9 +84,28 @@ def hrf_index(hrf_peak: np.ndarray) -> np.ndarray:
 
 
 def session_design(
-    preset: Preset, n_runs: int, seed: int, subject: int, session: int
+    preset: Preset,
+    n_runs: int,
+    seed: int,
+    subject: int,
+    session: int,
+    shared_images: bool = False,
 ) -> pd.DataFrame:
     """All trials of one session in chronological order.
+
+    Parameters
+    ----------
+    preset
+        The dataset preset (trials per run, blanks, timing).
+    n_runs
+        Runs of the session.
+    seed, subject, session
+        The session's random stream (order of the images, their runs and repeat counts, the
+        trial order).
+    shared_images
+        Show the images of session 1 (``1 .. n``) instead of the session's own
+        (``(session-1)*n+1 .. session*n``); the order, runs and repeat counts are still drawn
+        from the session's own stream. Session 1 is the same either way.
 
     Returns
     -------
@@ -97,7 +119,8 @@ def session_design(
     n_img = preset.images_for_runs(n_runs)
     per_run = preset.image_trials_per_run
     total = n_runs * per_run
-    images = (session - 1) * n_img + 1 + r.permutation(n_img)
+    first = 1 if shared_images else (session - 1) * n_img + 1
+    images = first + r.permutation(n_img)
     repeats = np.full(n_img, 2)
     repeats[: total - 2 * n_img] = 3
     runs_of: list[list[int]] = [[] for _ in range(n_runs)]
@@ -147,6 +170,7 @@ def single_trial_betas(
     subject: int,
     session: int,
     response: ResponseModel | str | None = None,
+    shared_images: bool = False,
 ) -> dict[str, np.ndarray]:
     """True single-trial betas of a session on the active voxels.
 
@@ -158,6 +182,29 @@ def single_trial_betas(
     (``amplitude_scale``), ``kappa`` and the spatial structure come from ``response``
     (:mod:`.response`; default :data:`.response.DEFAULT`: ``A = 1``, ``kappa = 0.5``, white
     ``eps``). The anatomy must have been built with the same model (its feature fields).
+
+    The image features ``f`` depend on the seed and the image only, the feature fields ``w``
+    and ``a(v)`` on the subject; the voxel-specific part ``n(v, image)`` of ``z`` is drawn from
+    the session's stream (``BETAS``), so without ``shared_images`` an image's true mean would
+    depend on the session that shows it (each image is shown in one session only then). With
+    ``shared_images`` (every session shows session 1's images, :func:`session_design`) it is
+    drawn from session 1's stream in every session: ``mu`` is then the same, bit for bit, in
+    every session of the subject, while ``eps`` stays the session's own. Session 1 and
+    every session without ``shared_images`` are unchanged.
+
+    Parameters
+    ----------
+    anatomy
+        The subject's anatomy (built with the same response model).
+    design
+        The session's trials (:func:`session_design`).
+    seed, subject, session
+        The session's random streams.
+    response
+        Response model, a name of :data:`.response.REGIMES` or None (default model).
+    shared_images
+        The session shows session 1's images (``design`` made with ``shared_images``): take
+        the voxel-specific image responses from session 1's stream.
 
     Returns
     -------
@@ -181,7 +228,13 @@ def single_trial_betas(
     trials = design[design["image"] >= 0]
     images = np.unique(trials["image"].to_numpy())
     feats = image_features(seed, images, weights.shape[1])
-    z = image_responses(model, weights, feats, r.standard_normal((n_act, len(images))))
+    voxel_noise = r.standard_normal((n_act, len(images)))
+    if shared_images and session != 1:
+        # the subject's image responses, as session 1 drew them (the same images, sorted);
+        # the session's own draw above is kept so its trial noise below is drawn as always
+        first = seeds.rng(seed, subject, 1, seeds.BETAS)
+        voxel_noise = first.standard_normal((n_act, len(images)))
+    z = image_responses(model, weights, feats, voxel_noise)
     a = anatomy.amplitude[anatomy.active].astype(np.float64)
     if model.amplitude_scale != 1:
         a = a * model.amplitude_scale

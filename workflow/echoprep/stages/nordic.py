@@ -34,6 +34,7 @@ from echoprep.io.images import (
 )
 from echoprep.io.outputs import stage_table
 from echoprep.io.sidecars import write_sidecar
+from echoprep.kernels.patches import COMPANION_MAPS
 from echoprep.kernels.patches_torch import DeviceUnavailableError
 from echoprep.options import option_names, parse_options
 
@@ -88,6 +89,7 @@ def denoise_arrays(
     seed: int = 0,
     n_threads: int | None = None,
     companions: Sequence[np.ndarray] = (),
+    companion_map: str = "frozen",
     **given: Any,
 ) -> NordicResult:
     """The NORDIC kernel (:func:`echoprep.kernels.nordic.nordic`) on arrays with the stage's
@@ -102,8 +104,9 @@ def denoise_arrays(
         The ``nordic:`` section, whole or in part (not both).
     seed, n_threads
         As for the kernel (None: the CPUs available).
-    companions
-        Series denoised with ``magnitude``'s decisions (the kernel's ``companions``).
+    companions, companion_map
+        Series denoised with ``magnitude``'s decisions, and how (the kernel's
+        ``companions`` and ``companion_map``).
 
     Returns
     -------
@@ -128,6 +131,7 @@ def denoise_arrays(
         seed=seed,
         n_threads=n_threads,
         companions=companions,
+        companion_map=companion_map,
         **kernel_options,
     )
 
@@ -394,6 +398,7 @@ def run_nordic_companions(
     options: NordicOptions | Mapping[str, Any] | None = None,
     seed: int = 0,
     n_threads: int = 1,
+    companion_map: str = "frozen",
 ) -> list[list[Path]]:
     """Denoise companion series of a run's echoes with the decisions NORDIC makes on the
     echoes themselves (the kernel's ``companions``: the responses planted into the run,
@@ -411,6 +416,9 @@ def run_nordic_companions(
         Per set, one path per echo (float32 NIfTI, no sidecar: work-folder files).
     options, seed, n_threads
         As for :func:`run_nordic` (those of the run's own NORDIC job).
+    companion_map
+        How the companions pass NORDIC's decisions (the kernel's ``companion_map``:
+        ``"frozen"`` or ``"tangent"``).
 
     Returns
     -------
@@ -424,6 +432,7 @@ def run_nordic_companions(
     if len(companions) != len(outputs):
         raise ValueError(f"{len(companions)} companion sets but {len(outputs)} output sets")
     opts = stage_options(options)
+    log.info("NORDIC: %d companion sets through the %s map", len(companions), companion_map)
     written: list[list[Path]] = [[] for _ in companions]
     for e, mag_file in enumerate(magnitude_files):
         mag_path = Path(mag_file)
@@ -448,6 +457,7 @@ def run_nordic_companions(
                 seed=seed,
                 n_threads=n_threads,
                 companions=series,
+                companion_map=companion_map,
             )
         except ValueError as exc:
             raise StageInputError(f"{mag_path}: {exc}") from exc
@@ -508,6 +518,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         default=None,
         help="the denoised companions, in the order of --companions",
     )
+    parser.add_argument(
+        "--companion-map",
+        choices=COMPANION_MAPS,
+        default="frozen",
+        help="how the companions pass the echoes' decisions: frozen (every decision: each "
+        "patch's kept subspace, the echoes' low-pass phase) or tangent (each patch's kept rank "
+        "as its tangent space, each companion's own low-pass phase); docs/comparison.md",
+    )
     return parser
 
 
@@ -536,6 +554,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             options=options,
             seed=args.seed,
             n_threads=args.threads,
+            companion_map=args.companion_map,
         )
         return 0
     if args.out is None:

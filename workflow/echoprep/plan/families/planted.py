@@ -44,6 +44,7 @@ PLANTED_DESIGN = RuleDef(
         " --fit-mask {input.fit_masks:q} --mask {input.mask:q} --roi {input.roi:q}"
         " --series {input.series:q} --run-labels {params.run_labels} {params.slice_timing}"
         " --te-ref {params.te_ref} --options-json {params.options:q}"
+        " --source-betas {input.source_betas:q} --source-trials {input.source_trials:q}"
         " --out design={output.design:q}"
     ),
     message="Planted responses {wildcards.ses_prefix}",
@@ -204,7 +205,29 @@ class PlantedRules(Family):
                 self.combine.outputs(ref.combine, r, ref.nordic)["bold"]
                 for r in self.ctx.session_runs_of(sub, ses)
             ],
+            **self._source_inputs(sub, ses),
         }
+
+    def source_sessions(self, subject: str, session: str | None) -> list[str | None]:
+        """The sessions whose reference fits give a session its planted responses
+        (``comparison.planted.source: other_sessions``): the subject's other planted
+        sessions. A handful per subject (its comparison sessions), never every session."""
+        if self.config["comparison"]["planted"].get("source", "other_sessions") != (
+            "other_sessions"
+        ):
+            return []
+        return [s for s in self.sessions(subject) if s != session]
+
+    def _source_inputs(self, sub: str, ses: str | None) -> dict[str, list[str]]:
+        """The other sessions' type-B betas and trials tables (empty lists where none)."""
+        betas, trials = [], []
+        for other in self.source_sessions(sub, ses):
+            ref = Variant(self.reference_variant(sub, other))
+            betas.append(
+                self.glm.reference_outputs(ref.nordic, ref.combine, sub, other)["betas_typeb"]
+            )
+            trials.append(self.glm.outputs(ref.nordic, ref.combine, sub, other)["trials"])
+        return {"source_betas": betas, "source_trials": trials}
 
     def _run_labels(self, wc: Any) -> str:
         """The session's run labels in the trials tables, in run order."""

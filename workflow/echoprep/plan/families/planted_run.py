@@ -140,7 +140,8 @@ class PlantedRunRules(Family):
                 "python -m echoprep nordic --mag {input.mag:q} {params.phase} --companions"
                 " {params.raw_plus} {params.raw_minus} --out-companions {params.nordic_plus}"
                 " {params.nordic_minus} --options-json {params.nordic_options:q} --seed"
-                " {params.seed} --threads {params.threads}",
+                " {params.seed} --threads {params.threads} --companion-map"
+                " $(python -m echoprep planted map --design {input.design:q})",
                 "python -m echoprep planted half --plus {params.nordic_plus} --minus"
                 " {params.nordic_minus} --out {params.nordic_diff}",
             ]

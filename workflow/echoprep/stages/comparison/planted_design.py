@@ -34,6 +34,7 @@ from echoprep.io.sidecars import write_sidecar
 from echoprep.kernels.planted import (
     consensus_hrf,
     half_means,
+    image_sums,
     planting_amplitude,
     presentation_halves,
     response_curves,
@@ -61,11 +62,21 @@ DESIGN_KEYS = (
     "te_ref",
     "stimdur",
     "roi",
+    "source",
 )
 #: Fewest images shown at least twice for a planting.
 MIN_IMAGES = 10
 #: Shapes of the planted responses (``comparison.planted.shape``).
 SHAPES = ("estimated", "library")
+#: Where the planted responses come from (``comparison.planted.source``): the same images'
+#: responses in the subject's other comparison sessions, else the session's own half A; or the
+#: session's own half A always.
+SOURCES = ("other_sessions", "session")
+#: How NORDIC's decisions pass the planted echoes, per source (``echoprep nordic
+#: --companion-map``): a source whose noise NORDIC has not seen needs NORDIC's first-order
+#: response (the tangent map); half A's noise, shaped by NORDIC's kept components, is offset
+#: by the frozen map's loss (docs/comparison.md, "Responses from your other sessions").
+COMPANION_MAP = {"other_sessions": "tangent", "session": "frozen"}
 #: Volumes read at a time from a series (memory: voxels x this x 4 bytes, per run).
 CHUNK_VOLUMES = 64
 _GRID_ATOL = 1e-4
@@ -82,6 +93,7 @@ def read_design(path: str | Path) -> dict[str, Any]:
             f"{p}: expected a planted design (echoprep planted design); found an unreadable file "
             f"({exc}). Fix: delete it and rerun the planted_design rule."
         ) from exc
+    out.setdefault("source", np.asarray("session"))  # designs written before sources
     missing = [k for k in DESIGN_KEYS if k not in out]
     if missing:
         raise StageInputError(
@@ -108,6 +120,9 @@ def make_design(
     run_labels: Sequence[str] = (),
     slice_timing: Sequence[float] | None = None,
     shape: str = "estimated",
+    source: str = "other_sessions",
+    source_betas: Sequence[str | Path] = (),
+    source_trials: Sequence[str | Path] = (),
 ) -> dict[str, Any]:
     """Choose and write a session's planted responses.
 
@@ -140,12 +155,31 @@ def make_design(
         ``"estimated"``: each voxel's planted time course has the shape of the session's own
         responses (:mod:`echoprep.kernels.planted_shape`; the library's where it cannot be
         estimated); ``"library"``: the library HRF GLMsingle chose.
+    source
+        ``"other_sessions"``: each image's planted response is its mean over
+        ``source_betas`` (the subject's other comparison sessions that show it: noise no
+        decision of this session's chains has seen), planted for the images they show (at
+        least :data:`MIN_IMAGES`; else the session's own half A); ``"session"``: half A.
+    source_betas, source_trials
+        The other sessions' type-B betas (4D, on this session's grid; a session on another
+        grid is not used, with a warning) and their trials tables.
 
     Returns
     -------
     dict
         The design's arrays and ``path``.
     """
+    if source not in SOURCES:
+        raise StageInputError(
+            f"comparison.planted.source: expected one of {list(SOURCES)}; found {source!r}. "
+            "Fix: set it in the config."
+        )
+    if len(source_betas) != len(source_trials):
+        raise StageInputError(
+            f"{reference}: expected one trials table per source session's betas; found "
+            f"{len(source_betas)} betas and {len(source_trials)} tables. Fix: pass "
+            "--source-betas and --source-trials once per other session."
+        )
     if shape not in SHAPES:
         raise StageInputError(
             f"comparison.planted.shape: expected one of {list(SHAPES)}; found {shape!r}. Fix: "
@@ -238,6 +272,25 @@ def make_design(
             in_roi,
             curves,
         )
+    origin, source_record = "session", {"Source": "session"}
+    if source == "other_sessions" and source_betas and images.size:
+        got = _other_sessions(
+            source_betas,
+            source_trials,
+            ref,
+            ref_path,
+            voxels,
+            images,
+            half_a,
+            half_b,
+            hrf,
+            in_roi,
+        )
+        if got is not None:
+            voxels, images, half_a, half_b, hrf, in_roi, source_record = got
+            origin = "other_sessions"
+        else:
+            source_record = {"Source": "session", "OtherSessions": "too few shared images"}
     design = {
         "voxels": np.argwhere(voxels).astype(np.int32),
         "shape": np.asarray(voxels.shape, np.int32),
@@ -251,6 +304,7 @@ def make_design(
         "te_ref": np.float64(te_ref),
         "stimdur": np.float64(stimdur),
         "roi": in_roi,
+        "source": np.asarray(origin),
     }
     out = Path(output)
     with atomic_path(out) as tmp, open(tmp, "wb") as fh:
@@ -265,13 +319,17 @@ def make_design(
             Path(mask),
             Path(roi),
             *map(Path, series),
+            *map(Path, source_betas),
+            *map(Path, source_trials),
         ],
-        parameters={"amplitude": amplitude, "shape": shape},
+        parameters={"amplitude": amplitude, "shape": shape, "source": source},
         extra={
             "Description": "responses planted into the session's raw echoes: for each image, "
-            "a small copy of its own response at its odd-numbered presentations as estimated by "
-            "the visual ROI's source fit (type-B betas, % signal change, each run's mean "
-            "removed); scored against its even-numbered presentations",
+            "a small copy of its own response as estimated by the visual ROI's source fit "
+            "(type-B betas, % signal change, each run's mean removed) in the subject's other "
+            "comparison sessions (ResponseSource other_sessions) or at its odd-numbered "
+            "presentations in this one (session); scored against its even-numbered "
+            "presentations in this session",
             "PlantingFactor": factor,
             "Images": int(images.size),
             "Voxels": int(voxels.sum()),
@@ -281,6 +339,8 @@ def make_design(
             "HRF": "per voxel the median of the fitted variants' library HRF choices; the "
             "voxel's time course is curve `hrf` of `curves`",
             "ResponseShape": shape_record,
+            "ResponseSource": source_record,
+            "CompanionMap": COMPANION_MAP[origin],
             "Arrays": {k: _ARRAYS[k] for k in DESIGN_KEYS},
         },
     )
@@ -300,7 +360,7 @@ _ARRAYS: Mapping[str, str] = {
     "affine": "(4, 4) the functional grid's affine",
     "images": "(I,) labels of the images that receive a planted response",
     "planted": "(V, I) planted response, % signal change at ReferenceEchoTime, before the "
-    "planting factor",
+    "planting factor (the image's mean in the other sessions, or its half A: `source`)",
     "truth": "(V, I) the image's even-numbered presentations: the truth scored against",
     "hrf": "(V,) library HRF index (the median of the fits' choices): the column of `curves` "
     "that is the voxel's planted time course",
@@ -311,7 +371,107 @@ _ARRAYS: Mapping[str, str] = {
     "te_ref": "echo time of the reference series, s",
     "stimdur": "stimulus duration, s",
     "roi": "(V,) bool: voxel in the visual ROI",
+    "source": "where `planted` comes from: other_sessions (the image's mean in the subject's "
+    "other comparison sessions; NORDIC's tangent map) or session (half A; the frozen map)",
 }
+
+
+def _other_sessions(
+    betas_paths: Sequence[str | Path],
+    trials_paths: Sequence[str | Path],
+    ref: Any,
+    ref_path: Path,
+    voxels: np.ndarray,
+    images: np.ndarray,
+    half_a: np.ndarray,
+    half_b: np.ndarray,
+    hrf: np.ndarray,
+    in_roi: np.ndarray,
+) -> tuple[Any, ...] | None:
+    """The planted responses from the subject's other comparison sessions: each image's mean
+    over their presentations of it (type-B betas, each run's mean removed), for the images
+    they show; None where fewer than :data:`MIN_IMAGES` are shown there (or no ROI voxel is
+    finite in every source). Returns the design's voxels, images, planted responses, truth
+    (half B), HRF, ROI flags and the record, restricted to what the sources cover and
+    centred over the images kept. A source on another grid is skipped with a warning."""
+    ijk = np.argwhere(voxels)
+    index = tuple(ijk.T)
+    sums = np.zeros(half_a.shape)
+    counts = np.zeros(images.size, np.int64)
+    keep = np.ones(len(ijk), bool)
+    used: list[str] = []
+    skipped: list[str] = []
+    fix = "Fix: rerun the GLM rules of that session."
+    for b_path, t_path in zip(map(Path, betas_paths), map(Path, trials_paths), strict=True):
+        img = load_image(b_path, "another session's type-B betas (x, y, z, trials)", ndim=4)
+        try:
+            check_same_grid(
+                img,
+                ref,
+                path=b_path,
+                ref_path=ref_path,
+                what="another session's type-B betas",
+                fix="Fix: use an output space the sessions share (output_space: T1w).",
+                atol=_GRID_ATOL,
+            )
+        except StageInputError as exc:
+            log.warning("%s Not used as a source of planted responses.", exc)
+            skipped.append(str(b_path))
+            continue
+        table = read_trials(t_path, required=("label", "run"), fix=fix)
+        if img.shape[3] != len(table):
+            raise StageInputError(
+                f"{b_path}: expected one beta volume per row of {t_path} ({len(table)}); "
+                f"found {img.shape[3]}. {fix}"
+            )
+        data = np.asarray(np.asanyarray(img.dataobj)[index], np.float64)
+        finite = np.isfinite(data).all(axis=1)
+        keep &= finite
+        data[~finite] = 0.0
+        part, n = image_sums(
+            data,
+            table["label"].astype(str).to_numpy(),
+            table["run"].astype(str).to_numpy(),
+            images,
+        )
+        sums += part
+        counts += n
+        used.append(str(b_path))
+        del data, part
+    has = counts > 0
+    if int(has.sum()) < MIN_IMAGES or not (keep & in_roi).any():
+        log.warning(
+            "planted responses: the subject's other comparison sessions show %d of this "
+            "session's %d repeated images (at least %d are needed); half A of this session is "
+            "planted instead",
+            int(has.sum()),
+            images.size,
+            MIN_IMAGES,
+        )
+        return None
+    planted = sums[keep][:, has] / counts[has]
+    truth = half_b[keep][:, has]
+    for m in (planted, truth):
+        m -= m.mean(axis=1, keepdims=True)
+    out = voxels.copy()
+    out[tuple(ijk[~keep].T)] = False
+    record = {
+        "Source": "other_sessions",
+        "Sessions": used,
+        "SkippedOtherGrid": skipped,
+        "Images": int(has.sum()),
+        "ImagesNotShownElsewhere": int((~has).sum()),
+        "Presentations": int(counts[has].sum()),
+        "VoxelsNotFiniteElsewhere": int((~keep).sum()),
+    }
+    log.info(
+        "planted responses from %d other sessions: %d of %d images (%d presentations)",
+        len(used),
+        int(has.sum()),
+        images.size,
+        int(counts[has].sum()),
+    )
+    return out, images[has], planted, truth, hrf[keep], in_roi[keep], record
 
 
 def _series_timing(
@@ -399,4 +559,12 @@ def _estimated_curves(
     return curves, {"Shape": "estimated", "Groups": groups}
 
 
-__all__ = ["DESIGN_KEYS", "MIN_IMAGES", "SHAPES", "make_design", "read_design"]
+__all__ = [
+    "COMPANION_MAP",
+    "DESIGN_KEYS",
+    "MIN_IMAGES",
+    "SHAPES",
+    "SOURCES",
+    "make_design",
+    "read_design",
+]

@@ -42,7 +42,7 @@ from echoprep.io.geometry import build_chain, load_geometry
 from echoprep.io.images import StageInputError, atomic_save, float_image, load_image, read_array
 from echoprep.io.sidecars import write_sidecar
 from echoprep.kernels.planted import delta_r2star, optcom_weights, planted_magnitude, splat
-from echoprep.stages.comparison.planted_design import make_design, read_design
+from echoprep.stages.comparison.planted_design import COMPANION_MAP, make_design, read_design
 
 log = logging.getLogger(__name__)
 
@@ -403,7 +403,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     d.add_argument("--run-labels", nargs="*", default=[], help="their runs' labels in --trials")
     d.add_argument("--slice-timing", type=float, nargs="+", default=None, help="SliceTiming, s")
     d.add_argument("--options-json", default=None, help="the comparison: section as JSON")
+    d.add_argument(
+        "--source-betas",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="type-B betas of the subject's other comparison sessions (comparison.planted.source)",
+    )
+    d.add_argument("--source-trials", type=Path, nargs="*", default=[], help="their trials tables")
     d.add_argument("--out", nargs="+", required=True, metavar="design=PATH")
+
+    m = sub.add_parser(
+        "map", help="print how NORDIC passes a design's planted echoes (frozen or tangent)"
+    )
+    m.add_argument("--design", type=Path, required=True)
 
     e = sub.add_parser("echoes", help="a run's echoes with the planted responses (+ and -)")
     e.add_argument("--mag", type=Path, nargs="+", required=True, help="raw magnitude per echo")
@@ -466,7 +479,12 @@ def run_from_args(args: argparse.Namespace) -> int:
             run_labels=args.run_labels,
             slice_timing=args.slice_timing,
             shape=opts["shape"],
+            source=opts["source"],
+            source_betas=args.source_betas,
+            source_trials=args.source_trials,
         )
+    elif args.planted_step == "map":
+        print(COMPANION_MAP[str(read_design(args.design)["source"])])
     elif args.planted_step == "echoes":
         given = {"+": args.plus, "-": args.minus, "diff": args.difference}
         outputs = {k: v for k, v in given.items() if v}

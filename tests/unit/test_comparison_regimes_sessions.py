@@ -1,0 +1,74 @@
+"""The helpers of ``benchmarks/comparison_regimes.py`` for cases of several sessions (no
+workflow is run): case names, session labels, and the truth averaged over the comparison's
+sessions."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pandas as pd
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "comparison_regimes.py"
+
+
+@pytest.fixture(scope="module")
+def regimes() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("comparison_regimes_under_test", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_case_names_keep_one_session_cases_and_mark_more(regimes: ModuleType) -> None:
+    assert regimes.case_name("default", 0, None, False) == "default_seed0_runspreset"
+    assert regimes.case_name("smooth", 2, 4, True, 1) == "smooth_seed2_runs4_motion"
+    assert regimes.case_name("smooth", 2, 4, False, 2) == "smooth_seed2_runs4_ses2"
+    assert regimes.case_name("smooth", 2, 4, True, 3) == "smooth_seed2_runs4_motion_ses3"
+    assert regimes.session_labels(1) == ["01"]
+    assert regimes.session_labels(3) == ["01", "02", "03"]
+
+
+def test_mean_over_sessions_averages_every_entry(regimes: ModuleType) -> None:
+    one = {"r_truth": {"raw-single": 0.2, "nordic-optcom": 0.4}, "r_trials": {"raw-single": 0.1}}
+    two = {"r_truth": {"raw-single": 0.4, "nordic-optcom": 0.1}, "r_trials": {"raw-single": 0.3}}
+    mean = regimes.mean_over_sessions([one, two])
+    assert mean["r_truth"] == pytest.approx({"raw-single": 0.3, "nordic-optcom": 0.25})
+    assert mean["r_trials"] == pytest.approx({"raw-single": 0.2})
+    # one session: its numbers exactly
+    assert regimes.mean_over_sessions([one]) == one
+    # NaN sessions are left out (as the comparison's group means); all NaN stays NaN
+    nan = {
+        "r_truth": {"raw-single": math.nan, "nordic-optcom": 0.3},
+        "r_trials": {"raw-single": math.nan},
+    }
+    mixed = regimes.mean_over_sessions([one, nan])
+    assert mixed["r_truth"] == pytest.approx({"raw-single": 0.2, "nordic-optcom": 0.35})
+    assert math.isnan(regimes.mean_over_sessions([nan, nan])["r_trials"]["raw-single"])
+    # a session without scores (bias terms without held-out files): none
+    assert regimes.mean_over_sessions([one, {}]) == {}
+    assert regimes.mean_over_sessions([]) == {}
+
+
+def test_variant_means_of_the_comparison_table(regimes: ModuleType) -> None:
+    single = pd.DataFrame(
+        {"subject": ["01", "01"], "session": ["01", "01"], "variant": ["a", "b"], "x": [1.0, 2.0]}
+    )
+    pd.testing.assert_frame_equal(regimes.variant_means(single), single.set_index("variant"))
+    both = pd.DataFrame(
+        {
+            "subject": ["01"] * 4,
+            "session": ["01", "01", "02", "02"],
+            "variant": ["a", "b", "a", "b"],
+            "x": [1.0, 2.0, 3.0, math.nan],
+        }
+    )
+    means = regimes.variant_means(both)
+    assert list(means.index) == ["a", "b"]
+    assert means.loc["a", "x"] == 2.0 and means.loc["b", "x"] == 2.0
