@@ -184,6 +184,33 @@ def test_hard_threshold_matches_a_double_precision_svd(dtype, m, n) -> None:
     assert np.abs(recon - expected).max() < 1e-4 * np.abs(expected).max()
 
 
+@pytest.mark.parametrize("dtype", [np.complex64, np.float32])
+@pytest.mark.parametrize("m,n", [(120, 30), (25, 60)])
+def test_the_tangent_map_is_the_kept_ranks_tangent_projection(dtype, m, n) -> None:
+    """companion_map="tangent": a companion ``A + D`` comes out as ``A``'s reconstruction plus
+    ``P_U D + D P_V - P_U D P_V`` (the kept left and right singular subspaces of ``A``, from a
+    double-precision SVD), for tall and wide patches; ``A`` itself as with the frozen map."""
+    rng = np.random.default_rng(4)
+    signal, noise = _low_rank(rng, (4, m, n), 3, 40.0, dtype)
+    data = (signal + noise).astype(dtype)
+    change = (0.1 * _low_rank(rng, (4, m, n), 1, 1.0, dtype)[1]).astype(dtype)
+    thr = 1.3 * (math.sqrt(m) + math.sqrt(n)) * (math.sqrt(2) if dtype == np.complex64 else 1)
+    wide = np.complex128 if dtype == np.complex64 else np.float64
+    u, s, vh = np.linalg.svd(data.astype(wide))
+    companion = data + change
+    recon, _ = hard_threshold(data.copy(), thr, [companion], "tangent")
+    frozen, _ = hard_threshold(data.copy(), thr)
+    np.testing.assert_array_equal(recon, frozen)
+    for b in range(4):
+        k = int((s[b] >= thr).sum())
+        pu = u[b, :, :k] @ u[b, :, :k].conj().T
+        pv = vh[b, :k].conj().T @ vh[b, :k]
+        d = change[b].astype(wide)
+        expected = frozen[b] + pu @ d + d @ pv - pu @ d @ pv
+        scale = np.abs(expected).max()
+        assert np.abs(companion[b] - expected).max() < 2e-4 * scale, (b, k)
+
+
 def test_hard_threshold_result_does_not_depend_on_the_batch() -> None:
     rng = np.random.default_rng(2)
     signal, noise = _low_rank(rng, (5, 90, 40), 4, 30.0, np.complex64)

@@ -12,6 +12,9 @@ small copy of the session's own:
   at every presentation: the planted responses have the spatial pattern, dimensionality,
   smoothness, amplitude and the course over trials of the session's own, so every chain, run
   with the decisions it made on the data, treats them as it treats the data's own responses;
+- with two or more comparison sessions that show the same images, each image's mean in the
+  other sessions (:func:`image_sums`) is planted instead of half A: its noise is not that of the
+  session's own presentations, which the chains' decisions saw;
 - half B is the truth the planted responses are scored against: its noise is independent of
   half A's, so only the response half A shares with it counts (the noise planted along with
   half A is scored as noise, whatever a variant does to it). What the betas carry of the

@@ -2,12 +2,14 @@
 
 Reads the type-B betas of the visual ROI's source fit (plain least squares: amplitudes are not
 shrunk), their trials, every fitted variant's HRF choice and fit mask, the analysis mask and
-the visual ROI, and writes the design (:data:`DESIGN_KEYS`): the voxels that receive a planted
-response (analysis mask and every fit), each image's planted response (its own, at its
-odd-numbered presentations), the truth it is scored against (its even-numbered ones), each
-voxel's response curve (the shape of the session's own responses, estimated from the reference
-fit's series per group of voxels with the same library HRF; or the library's) and the planting
-factor. docs/comparison.md, "Responses planted in your data".
+the visual ROI (and, with ``comparison.planted.source: other_sessions``, the other comparison
+sessions' type-B betas), and writes the design (:data:`DESIGN_KEYS`): the voxels that receive a
+planted response (analysis mask and every fit), each image's planted response (its mean in the
+other sessions, or its own odd-numbered presentations), the truth it is scored against (its
+even-numbered presentations in this session), each voxel's response curve (the shape of the
+session's own responses, estimated from the reference fit's series per group of voxels with the
+same library HRF; or the library's) and the planting factor. docs/comparison.md, "Responses
+planted in your data".
 """
 
 from __future__ import annotations
