@@ -212,9 +212,7 @@ class PlantedRules(Family):
         """The sessions whose reference fits give a session its planted responses
         (``comparison.planted.source: other_sessions``): the subject's other planted
         sessions. A handful per subject (its comparison sessions), never every session."""
-        if self.config["comparison"]["planted"].get("source", "other_sessions") != (
-            "other_sessions"
-        ):
+        if self.config["comparison"]["planted"]["source"] != "other_sessions":
             return []
         return [s for s in self.sessions(subject) if s != session]
 
