@@ -153,7 +153,8 @@ def heldout_pairs(
     chunk
         Replicates computed at once: besides the inputs and one ``(V, I)`` float64 product,
         memory is about ``(3 n k + 10) chunk V`` float64 for ``n`` variants, ``k`` splits and
-        ``V`` voxels.
+        ``V`` voxels. The result does not depend on it beyond float rounding (BLAS picks
+        its kernel by the products' shape).
 
     Returns
     -------
