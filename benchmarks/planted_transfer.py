@@ -62,13 +62,6 @@ from echoprep.stages.comparison import VARIANTS  # noqa: E402
 from echoprep.stages.comparison.planted_design import read_design  # noqa: E402
 
 
-def pooled_cov(x: np.ndarray, y: np.ndarray) -> float:
-    """Covariance over columns (images) of ``(V, I)`` arrays, summed over rows (voxels)."""
-    xc = x - x.mean(axis=1, keepdims=True)
-    yc = y - y.mean(axis=1, keepdims=True)
-    return float(np.sum(xc * yc))
-
-
 def _statmap(folder: Path, session: str, desc: str) -> Path | None:
     found = sorted(folder.glob(f"sub-01/ses-{session}/func/*_desc-{desc}_statmap.nii.gz"))
     return found[0] if found else None
@@ -117,12 +110,13 @@ def measure(case: Path, session: str = "01") -> dict:
         m = image_means(real, labels, images)[active]
         g = image_means(recovered[:, half_a], labels[half_a], images)[active] / factor
         r, p, b = true_r[active], planted[active], half_b[active]
-        a_real = pooled_cov(m, r) / pooled_cov(r, r)
-        a_planted = pooled_cov(g, b) / pooled_cov(p, b)
+        # pf.reference_gain(x, y, t): sum cov(x, t) / sum cov(y, t), pooled over the voxels
+        a_real = pf.reference_gain(m, r, r)
+        a_planted = pf.reference_gain(g, p, b)
         return {
             "a_real": a_real,
             "a_planted": a_planted,
-            "a_planted_truth": pooled_cov(g, r) / pooled_cov(p, r),
+            "a_planted_truth": pf.reference_gain(g, p, r),
             "transfer": a_real / a_planted,
         }
 
@@ -137,7 +131,9 @@ def measure(case: Path, session: str = "01") -> dict:
     if reference is None:
         raise SystemExit(f"{case}: no reference type-B fit with planted betas in session {session}")
     r, p, b = true_r[active], planted[active], half_b[active]
-    shared = np.sqrt(pooled_cov(p, b) / (pooled_cov(p, r) * pooled_cov(b, r) / pooled_cov(r, r)))
+    # cov(p, b) var(r) / (cov(p, r) cov(b, r)): the planted pattern's gain on the truth read
+    # against half B over the same read against the truth
+    shared = np.sqrt(pf.reference_gain(p, r, b) / pf.reference_gain(p, r, r))
     table = pd.read_csv(
         next((res / "comparison" / "sub-01").glob("*_desc-planted_comparison.tsv")),
         sep="\t",

@@ -122,6 +122,13 @@ def run_centred(betas: np.ndarray, runs: Sequence | np.ndarray) -> np.ndarray:
     return out
 
 
+def image_columns(labels: Sequence | np.ndarray, images: Sequence | np.ndarray) -> np.ndarray:
+    """``(N,)`` column of each trial's image in ``images``, -1 for a trial of another image
+    (labels compared as text)."""
+    col = {str(lab): i for i, lab in enumerate(np.asarray(images))}
+    return np.array([col.get(str(lab), -1) for lab in np.asarray(labels)], dtype=np.int64)
+
+
 def image_sums(
     betas: np.ndarray,
     labels: Sequence | np.ndarray,
@@ -150,12 +157,12 @@ def image_sums(
         ``(I,)`` int: its presentations.
     """
     centred = run_centred(betas, runs)
-    col = {str(x): i for i, x in enumerate(np.asarray(images))}
-    where = np.array([col.get(str(x), -1) for x in np.asarray(labels)], dtype=np.int64)
+    n_images = len(images)
+    where = image_columns(labels, images)
     hit = where >= 0
-    sums = np.zeros((centred.shape[0], len(col)))
+    sums = np.zeros((centred.shape[0], n_images))
     np.add.at(sums.T, where[hit], centred[:, hit].T)
-    return sums, np.bincount(where[hit], minlength=len(col))
+    return sums, np.bincount(where[hit], minlength=n_images)
 
 
 def planting_amplitude(half_a: np.ndarray, half_b: np.ndarray) -> float:
@@ -365,6 +372,7 @@ __all__ = [
     "consensus_hrf",
     "delta_r2star",
     "half_means",
+    "image_columns",
     "image_sums",
     "optcom_weights",
     "planted_magnitude",

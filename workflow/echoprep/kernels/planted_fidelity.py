@@ -43,7 +43,7 @@ from scipy import ndimage
 
 from echoprep.kernels.fidelity import image_means
 from echoprep.kernels.noiseceiling import zscore_within
-from echoprep.kernels.planted import presentation_halves
+from echoprep.kernels.planted import image_columns, presentation_halves
 
 #: Smoothing (Gaussian sigma, mm) of the covariances over the ROI.
 SMOOTHING_MM = 6.0
@@ -170,12 +170,6 @@ def reference_gain(recovered_means: np.ndarray, planted: np.ndarray, truth: np.n
     num = np.nansum(_wcov(recovered_means, truth, w))
     den = np.nansum(_wcov(planted, truth, w))
     return float(num / den) if den > 0 else float("nan")
-
-
-def image_columns(labels: Sequence | np.ndarray, images: np.ndarray) -> np.ndarray:
-    """``(N,)`` column of each trial's image in ``images``, -1 for a trial of another image."""
-    col = {str(lab): i for i, lab in enumerate(images)}
-    return np.array([col.get(str(lab), -1) for lab in labels], dtype=np.int64)
 
 
 def recovered_z(
@@ -341,7 +335,6 @@ __all__ = [
     "VariantFidelity",
     "binned_transfer",
     "bootstrap_weights",
-    "image_columns",
     "recovered_z",
     "reference_gain",
     "response_variance",
