@@ -7,9 +7,10 @@ how strong the response is, the noise mix), each seed and each number of runs, o
 simulated (no fieldmaps; no head motion unless ``--motion``, then the spatial stage corrects it
 into the first run's grid; either way the workflow's output grid is the truth grid) and
 the REAL workflow is run on it with its default configuration except ``spatial.enabled:
-false``: NORDIC off/on, single echo / tedana optcom / tedana ICA, GLMsingle, the held-out fits,
-noise ceilings, the visual ROI and the comparison (``comparison/recommended_variant.json`` is
-the target). Then, per variant:
+false`` (``--spatial``: the spatial stage runs, so slice timing is corrected as in the default
+configuration; output_space native): NORDIC off/on, single echo / tedana optcom / tedana
+ICA, GLMsingle, the held-out fits, noise ceilings, the visual ROI and the comparison
+(``comparison/recommended_variant.json`` is the target). Then, per variant:
 
 - ``NC``: median noise ceiling in the visual ROI (the comparison table, as LAION reported it);
 - ``heldout``, ``h_truth``: the held-out fidelity the comparison ranks by, and its truth-scale
@@ -94,11 +95,15 @@ def session_labels(n: int) -> list[str]:
     return [f"{i:02d}" for i in range(1, n + 1)]
 
 
-def case_name(regime: str, seed: int, runs: int | None, motion: bool, sessions: int = 1) -> str:
-    """The folder of a case under ``--keep``: ``<regime>_seed<S>_runs<N|preset>[_motion]``,
-    with ``_ses<N>`` appended for more than one session (one-session cases keep the names they
-    were kept under)."""
+def case_name(
+    regime: str, seed: int, runs: int | None, motion: bool, sessions: int = 1, spatial: bool = False
+) -> str:
+    """The folder of a case under ``--keep``: ``<regime>_seed<S>_runs<N|preset>[_motion]``
+    (``_spatial`` for the spatial stage without motion, ``--spatial``), with ``_ses<N>``
+    appended for more than one session (one-session cases keep the names they were kept
+    under)."""
     name = f"{regime}_seed{seed}_runs{runs or 'preset'}{'_motion' if motion else ''}"
+    name += "_spatial" if spatial and not motion else ""
     return name + (f"_ses{sessions}" if sessions > 1 else "")
 
 
@@ -152,15 +157,20 @@ def run_workflow(
     motion: bool = False,
     mtime_only: bool = False,
     sessions: Sequence[str] = ("01",),
+    spatial_stage: bool = False,
 ) -> Path:
     """Run the workflow up to the comparison; returns the output folder. With ``motion`` the
     spatial stage corrects it into the first run's grid (``output_space: native``), which is
     the truth grid. ``mtime_only``: rerun only what is missing or older than its inputs (a
     kept case rescored: the fits are not redone for a change of code or parameters).
     ``sessions``: the comparison sessions (``comparison.sessions``; one session: the config's
-    default, the first session, and no ``comparison`` section is written)."""
+    default, the first session, and no ``comparison`` section is written). ``spatial_stage``:
+    the spatial stage runs without motion (slice timing corrected, the default
+    configuration's)."""
     out = work / "results"
     spatial = {"enabled": True, "output_space": "native"} if motion else {"enabled": False}
+    if spatial_stage:
+        spatial = {"enabled": True, "output_space": "native"}
     cfg = {
         "bids_dir": str(bids),
         "output_dir": str(out),
@@ -455,7 +465,7 @@ def run_case(args, regime: str, seed: int, runs: int | None, base: Path) -> list
     t0 = time.time()
     n_sessions = int(args.sessions)
     sessions = session_labels(n_sessions)
-    work = base / case_name(regime, seed, runs, args.motion, n_sessions)
+    work = base / case_name(regime, seed, runs, args.motion, n_sessions, args.spatial)
     bids = work / "bids"
     if not (bids / "dataset_description.json").exists():
         # several sessions show the same images: an image's true response is the same in each
@@ -484,6 +494,7 @@ def run_case(args, regime: str, seed: int, runs: int | None, base: Path) -> list
         args.motion,
         mtime_only=args.rescore,
         sessions=sessions,
+        spatial_stage=args.spatial,
     )
     group = paths_in(out / "comparison", "comparison", group_key(TASK), keys=["tsv", "json"])
     table = variant_means(read_table(group["tsv"]))
@@ -707,6 +718,12 @@ def main(argv: list[str] | None = None) -> int:
         "--motion",
         action="store_true",
         help="simulate head motion (the workflow then corrects it, output_space: native)",
+    )
+    parser.add_argument(
+        "--spatial",
+        action="store_true",
+        help="run the spatial stage without head motion (slice timing corrected, as the "
+        "default configuration does; output_space: native, the truth grid)",
     )
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--keep", type=Path, default=None, help="keep the datasets here")

@@ -29,21 +29,40 @@ the comparison's ROI that received a planted response:
   estimate recomputed here from the same files (a check that they were read as the comparison
   read them).
 
-    .venv/bin/python benchmarks/planted_transfer.py --case DIR [--session 01] [--json FILE]
+With ``--models`` it also splits each variant's final fit into its steps (docs/comparison.md,
+same item): the fit's frozen map (:mod:`echoprep.kernels.glm.frozen`) rebuilt as type B (the
+HRF per voxel, least squares), C (with the fit's GLMdenoise PCs), D without the PCs (ridge at
+the fit's fractions) and D (the published fit), each applied to the session's series (its
+``real`` betas) and to the planted series (its ``recovered`` betas); per step ``a_real``,
+``a_planted``, ``transfer``, the estimate ``planted_r`` (the reference's type-B gain, as the
+comparison reads it) against ``r_truth`` (the same step's betas against the true image means,
+over the truly active voxels) and their ratio. The planted series are temporary files of the
+workflow; keep them by running the case's planted jobs again without deleting them (the case
+folder's own config; about 6 minutes for 6 runs):
 
-A few seconds per case; reads only.
+    .venv/bin/python -m snakemake -s Snakefile DIR/results/comparison/recommended_variant.json \
+        --configfile DIR/config.yaml --cores 2 --rerun-triggers mtime \
+        --forcerun planted_run --notemp
+
+    .venv/bin/python benchmarks/planted_transfer.py --case DIR [--session S] [--models] [--json F]
+
+A few seconds per case; with ``--models`` a few minutes (every step of six fits is rebuilt).
+Reads only.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import re
 import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
@@ -51,15 +70,25 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from comparison_regimes import TASK, session_truth_scores  # noqa: E402
 
-from echoprep.io.events import read_trials  # noqa: E402
+from echoprep.io.events import build_session_design, read_trials  # noqa: E402
 from echoprep.io.outputs import paths_in  # noqa: E402
 from echoprep.kernels import planted_fidelity as pf  # noqa: E402
-from echoprep.kernels.fidelity import image_means  # noqa: E402
-from echoprep.kernels.planted import presentation_halves  # noqa: E402
+from echoprep.kernels.fidelity import image_means, truth_fidelity  # noqa: E402
+from echoprep.kernels.glm.frozen import Choices, apply, freeze  # noqa: E402
+from echoprep.kernels.planted import image_columns, presentation_halves  # noqa: E402
 from echoprep.simulate.truth import truth_paths  # noqa: E402
 from echoprep.stages import glm as glm_stage  # noqa: E402
 from echoprep.stages.comparison import VARIANTS  # noqa: E402
 from echoprep.stages.comparison.planted_design import read_design  # noqa: E402
+from echoprep.stages.glm.inputs import read_session  # noqa: E402
+from echoprep.stages.glm.options import (  # noqa: E402
+    engine_options,
+    parse_glm_options,
+    stage_settings,
+)
+
+#: The steps of a final fit that ``--models`` rebuilds, in order.
+STEPS = ("B", "C", "D_noPC", "D")
 
 
 def _statmap(folder: Path, session: str, desc: str) -> Path | None:
@@ -67,8 +96,149 @@ def _statmap(folder: Path, session: str, desc: str) -> Path | None:
     return found[0] if found else None
 
 
-def measure(case: Path, session: str = "01") -> dict:
-    """Every figure of the module docstring for one session of a kept case."""
+def _glm_options(case: Path) -> dict:
+    """The ``glm`` section the case ran with: the workflow's defaults and the case's own."""
+    options = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["glm"]
+    own = yaml.safe_load((case / "config.yaml").read_text()) or {}
+    options.update(own.get("glm") or {})
+    return options
+
+
+def _split_fit(
+    case: Path, session: str, variant: str, rows: tuple[np.ndarray, ...]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per step of the variant's final fit (:data:`STEPS`): its betas of the session's series and
+    of the planted series, ``(V, N)`` over the voxels ``rows`` (indices into the volume)."""
+    res, bids = case / "results", case / "bids"
+    folder = res / f"glmsingle-{variant}"
+    recovered = _statmap(folder, session, "plantedBetas")
+    assert recovered is not None
+    sidecar = json.loads(
+        recovered.with_name(recovered.name[: -len(".nii.gz")] + ".json").read_text()
+    )
+    n_runs = len(sidecar["PlantedSeries"])
+    # the first sources are the variant's series, "bids:<derivative folder>:<path>"
+    series = [src.split(":", 2)[1:] for src in sidecar["Sources"][:n_runs]]
+    bold = [res / name / rel for name, rel in series]
+    work = Path((yaml.safe_load((case / "config.yaml").read_text()) or {})["work_dir"])
+    planted = [work / "planted" / name / rel for name, rel in series]
+    missing = [str(p) for p in planted if not p.exists()]
+    if missing:
+        raise SystemExit(
+            f"{missing[0]}: expected the planted series of the case (temporary files); found "
+            f"{len(missing)} of {n_runs} missing. Fix: run the case's planted jobs again with "
+            "--forcerun planted_run --notemp (module docstring)."
+        )
+    stems = [re.sub(r"_space-[^_]+", "", b.name.split("_desc-")[0]) for b in bold]
+    events = [
+        bids / b.relative_to(res / series[0][0]).parent / f"{st}_events.tsv"
+        for b, st in zip(bold, stems, strict=True)
+    ]
+    labels = [re.search(r"_run-([^_]+)", st).group(1) for st in stems]  # type: ignore[union-attr]
+    (mask,) = (res / "glmsingle-analysis").glob(
+        f"sub-01/ses-{session}/func/*_desc-analysis_mask.nii.gz"
+    )
+    opts = parse_glm_options(_glm_options(case), source=str(case / "config.yaml"))
+    settings = stage_settings(opts)
+    data = read_session(
+        bold,
+        events,
+        mask_file=mask,
+        brainthresh=opts.brainthresh,
+        nan_policy=settings["nan_policy"],
+        run_labels=labels,
+    )
+    fit_mask = data.fit_mask
+    key = glm_stage.session_key("01", session, TASK)
+    fit = paths_in(folder, "glm", key, keys=["hrfindex", "fracridge", "summary"])
+    summary = json.loads(Path(fit["summary"]).read_text())
+    design = build_session_design(
+        data.events,
+        data.info["n_volumes"],
+        data.tr,
+        label_column=settings["label_column"],
+        exclude_trial_types=settings["blank_trial_types"],
+        onset_tolerance=settings["onset_tolerance"],
+        run_labels=data.labels,
+    )
+    engine = engine_options(opts)
+    pcnum = int(summary.get("pcnum") or 0) if engine["wantglmdenoise"] else 0
+    r2 = summary.get("ResolvedOptions", {}).get("brainR2") if pcnum else None
+    hrf = np.asarray(nib.load(fit["hrfindex"]).dataobj)[fit_mask].astype(np.int64)
+    frac = np.asarray(nib.load(fit["fracridge"]).dataobj, np.float64)[fit_mask]
+    index = np.full(fit_mask.shape, -1, np.int64)
+    index[fit_mask] = np.arange(int(fit_mask.sum()))
+    at = index[rows]
+    if (at < 0).any():
+        raise SystemExit(f"{folder}: {int((at < 0).sum())} comparison voxels outside the fit")
+    runs = [np.asarray(np.asanyarray(nib.load(p).dataobj)[fit_mask], np.float32) for p in planted]
+    steps = {
+        "B": (Choices("typeb", hrf, None, 0, None), engine_options(opts, stop_at="typeb")),
+        "C": (Choices("typec", hrf, None, pcnum, r2), engine),
+        "D_noPC": (Choices("typed", hrf, frac, 0, None), engine),
+        "D": (Choices("typed", hrf, frac, pcnum, r2), engine),
+    }
+    stimdur = float(summary["StimulusDuration_s"])
+    out = {}
+    for step, (choices, options) in steps.items():
+        frozen = freeze(design.designs, data.data, stimdur, data.tr, choices, options)
+        out[step] = (
+            frozen.betas.astype(np.float64)[at],
+            apply(frozen, runs).astype(np.float64)[at],
+        )
+    out["pcs"] = pcnum  # type: ignore[assignment]
+    return out
+
+
+def trial_responses(pattern: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``(V, N)`` each trial's response in ``pattern`` ``(V, I)``, by its image's column
+    (:func:`~echoprep.kernels.planted.image_columns`; 0 for a trial of another image)."""
+    out = np.zeros((pattern.shape[0], cols.size))
+    out[:, cols >= 0] = pattern[:, cols[cols >= 0]]
+    return out
+
+
+def _slice_time_bins(
+    bids: Path, session: str, ijk: np.ndarray, active: np.ndarray, bins: int = 4
+) -> list[tuple[float, float, np.ndarray]]:
+    """The truly active voxels ``ijk`` grouped by their slice's acquisition time within the
+    volume (the first run's first echo's ``SliceTiming``; without it, one group)."""
+    (sidecar,) = sorted((bids / "sub-01" / f"ses-{session}" / "func").glob("*_bold.json"))[:1]
+    meta = json.loads(sidecar.read_text())
+    timing = meta.get("SliceTiming")
+    if not timing:
+        return [(0.0, float(meta.get("RepetitionTime", 0.0)), active)]
+    tr = float(meta["RepetitionTime"])
+    at = np.asarray(timing, np.float64)[ijk[:, 2]]
+    edges = np.linspace(0.0, tr, bins + 1)
+    return [
+        (float(lo), float(hi), active & (at >= lo) & (at < hi))
+        for lo, hi in itertools.pairwise(edges)
+    ]
+
+
+def leakage(betas: np.ndarray, responses: np.ndarray, runs: np.ndarray) -> list[float]:
+    """How much of the responses of trials t-2 .. t+2 (same run) a trial's beta carries, each
+    relative to its own trial's: ``betas`` and ``responses`` ``(V, N)`` (the response each trial
+    was given), one least-squares fit pooled over the voxels (each row centred)."""
+    n = betas.shape[1]
+    lagged = np.zeros((*betas.shape, 5))
+    for k, lag in enumerate(range(-2, 3)):
+        idx = np.arange(n) + lag
+        ok = (idx >= 0) & (idx < n)
+        ok[ok] &= runs[idx[ok]] == runs[ok]
+        lagged[:, ok, k] = responses[:, idx[ok]]
+    lagged -= lagged.mean(axis=1, keepdims=True)
+    y = betas - betas.mean(axis=1, keepdims=True)
+    coef = np.linalg.solve(
+        np.einsum("vnk,vnl->kl", lagged, lagged), np.einsum("vnk,vn->k", lagged, y)
+    )
+    return [float(c) for c in coef / coef[2]]
+
+
+def measure(case: Path, session: str = "01", models: bool = False) -> dict:
+    """Every figure of the module docstring for one session of a kept case (``models``: the
+    split of each final fit into its steps, too)."""
     res, bids = case / "results", case / "bids"
     key = glm_stage.session_key("01", session, TASK)
     variants = [v for v in VARIANTS if (res / f"glmsingle-{v}").is_dir()]
@@ -165,6 +335,30 @@ def measure(case: Path, session: str = "01") -> dict:
         )
         fid = pf.variant_fidelity(betas, recovered, labels, runs, truth_obj, weights)
         row["planted_r_again"] = float(fid.r[0])
+        if models:
+            cols = image_columns(labels, images)
+            split = _split_fit(case, session, v, rows)
+            row["pcs"] = split.pop("pcs")
+            # the type-B fit's leakage of the real responses by the voxel's acquisition time
+            real_b = split["B"][0]
+            row["leakage_by_slice_time"] = {
+                f"{lo:.2f}-{hi:.2f}": leakage(real_b[sel], trial_responses(true_r[sel], cols), runs)
+                for lo, hi, sel in _slice_time_bins(bids, session, ijk, active)
+            }
+            for step, (real, rec) in split.items():
+                got = gains(real, rec)
+                est = float(pf.variant_fidelity(real, rec, labels, runs, truth_obj, weights).r[0])
+                r_step = truth_fidelity(
+                    real[active], labels, runs, means[active], true_images.to_numpy()
+                )
+                row[step] = {
+                    **got,
+                    "leakage_real": leakage(real, trial_responses(true_r, cols), runs),
+                    "leakage_planted": leakage(rec / factor, trial_responses(planted, cols), runs),
+                    "planted_r": est,
+                    "r_truth": float(np.nanmedian(r_step)),
+                    "ratio": est / float(np.nanmedian(r_step)),
+                }
         out_rows.append(row)
     return {
         "case": case.name,
@@ -181,8 +375,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--case", type=Path, required=True, help="a case kept by comparison_regimes.py")
     ap.add_argument("--session", default="01", help="comparison session label (default 01)")
     ap.add_argument("--json", type=Path, help="write the figures here as JSON")
+    ap.add_argument(
+        "--models",
+        action="store_true",
+        help="split each final fit into its steps (needs the planted series kept: docstring)",
+    )
     args = ap.parse_args(argv)
-    out = measure(args.case, args.session)
+    out = measure(args.case, args.session, models=args.models)
     ref = out["reference"]
     print(
         f"{out['case']} ses-{out['session']}: {out['voxels']} truly active ROI voxels planted; "
@@ -204,6 +403,29 @@ def main(argv: list[str] | None = None) -> int:
         "r_truth",
     ]
     print(pd.DataFrame(out["variants"])[cols].round(3).to_string(index=False))
+    if args.models:
+        print("\nper step of the final fit: transfer (a_real / a_planted), planted_r / r_truth")
+        split = [
+            {
+                "variant": row["variant"],
+                "pcs": row["pcs"],
+                **{f"{st} transfer": row[st]["transfer"] for st in STEPS},
+                **{f"{st} ratio": row[st]["ratio"] for st in STEPS},
+            }
+            for row in out["variants"]
+        ]
+        print(pd.DataFrame(split).round(3).to_string(index=False))
+        print("\nleakage: a trial's beta on the responses of trials t-2 .. t+2 (own = 1)")
+        for row in out["variants"]:
+            for st in ("B", "D"):
+                for kind in ("real", "planted"):
+                    lags = " ".join(f"{c:+.2f}" for c in row[st][f"leakage_{kind}"])
+                    print(f"  {row['variant']:<16} {st:<2} {kind:<8} {lags}")
+        print("\nthe type-B fit's leakage of the real responses by slice acquisition time (s)")
+        for row in out["variants"]:
+            for span, lags in row["leakage_by_slice_time"].items():
+                text = " ".join(f"{c:+.2f}" for c in lags)
+                print(f"  {row['variant']:<16} {span:<10} {text}")
     if args.json is not None:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
     return 0

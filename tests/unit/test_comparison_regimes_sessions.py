@@ -4,26 +4,18 @@ sessions."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pandas as pd
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "comparison_regimes.py"
+from helpers.scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def regimes() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("comparison_regimes_under_test", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("comparison_regimes")
 
 
 def test_case_names_keep_one_session_cases_and_mark_more(regimes: ModuleType) -> None:
@@ -31,6 +23,8 @@ def test_case_names_keep_one_session_cases_and_mark_more(regimes: ModuleType) ->
     assert regimes.case_name("smooth", 2, 4, True, 1) == "smooth_seed2_runs4_motion"
     assert regimes.case_name("smooth", 2, 4, False, 2) == "smooth_seed2_runs4_ses2"
     assert regimes.case_name("smooth", 2, 4, True, 3) == "smooth_seed2_runs4_motion_ses3"
+    assert regimes.case_name("smooth", 2, 4, False, 2, True) == "smooth_seed2_runs4_spatial_ses2"
+    assert regimes.case_name("smooth", 2, 4, True, 1, True) == "smooth_seed2_runs4_motion"
     assert regimes.session_labels(1) == ["01"]
     assert regimes.session_labels(3) == ["01", "02", "03"]
 

@@ -1,0 +1,63 @@
+"""The leakage measure of ``benchmarks/planted_transfer.py`` (docs/comparison.md, "Where the
+estimate's error comes from"): known answers on synthetic betas (no workflow is run)."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from helpers.scripts import load_benchmark
+
+
+@pytest.fixture(scope="module")
+def transfer() -> ModuleType:
+    return load_benchmark("planted_transfer")
+
+
+def _session(seed: int = 0, n_voxels: int = 300, n_runs: int = 3, per_run: int = 60):
+    rng = np.random.default_rng(seed)
+    n_images = 40
+    labels = rng.integers(0, n_images, size=n_runs * per_run).astype(str)
+    runs = np.repeat([f"{r + 1:02d}" for r in range(n_runs)], per_run)
+    pattern = rng.standard_normal((n_voxels, n_images))
+    return rng, labels, runs, [str(i) for i in range(n_images)], pattern
+
+
+def test_trial_responses_give_each_trial_its_images_response_and_0_elsewhere(
+    transfer: ModuleType,
+) -> None:
+    pattern = np.array([[1.0, 2.0], [3.0, 4.0]])
+    cols = np.array([1, -1, 0, 1])
+    got = transfer.trial_responses(pattern, cols)
+    np.testing.assert_array_equal(got, [[2.0, 0.0, 1.0, 2.0], [4.0, 0.0, 3.0, 4.0]])
+
+
+def test_leakage_recovers_the_neighbouring_trials_shares_within_each_run(
+    transfer: ModuleType,
+) -> None:
+    rng, labels, runs, images, pattern = _session()
+    cols = np.array([images.index(lab) for lab in labels])
+    resp = transfer.trial_responses(pattern, cols)
+    shares = {-2: 0.0, -1: 0.25, 1: 0.6, 2: -0.1}
+    betas = 2.0 * resp  # the trial's own response, in other units
+    n = labels.size
+    for lag, share in shares.items():
+        idx = np.arange(n) + lag
+        ok = (idx >= 0) & (idx < n)
+        ok[ok] &= runs[idx[ok]] == runs[ok]  # a run's first trial carries nothing of the last
+        betas[:, ok] += 2.0 * share * resp[:, idx[ok]]
+    betas += 0.05 * rng.standard_normal(betas.shape)
+    got = transfer.leakage(betas, resp, runs)
+    np.testing.assert_allclose(got, [0.0, 0.25, 1.0, 0.6, -0.1], atol=0.01)
+
+
+def test_leakage_of_betas_without_neighbours_is_zero_beside_the_trials_own(
+    transfer: ModuleType,
+) -> None:
+    rng, labels, runs, images, pattern = _session(seed=1)
+    cols = np.array([images.index(lab) for lab in labels])
+    resp = transfer.trial_responses(pattern, cols)
+    got = transfer.leakage(resp + 0.05 * rng.standard_normal(resp.shape), resp, runs)
+    np.testing.assert_allclose(got, [0.0, 0.0, 1.0, 0.0, 0.0], atol=0.01)
