@@ -168,9 +168,8 @@ def run_workflow(
     the spatial stage runs without motion (slice timing corrected, the default
     configuration's)."""
     out = work / "results"
-    spatial = {"enabled": True, "output_space": "native"} if motion else {"enabled": False}
-    if spatial_stage:
-        spatial = {"enabled": True, "output_space": "native"}
+    native = {"enabled": True, "output_space": "native"}
+    spatial = native if motion or spatial_stage else {"enabled": False}
     cfg = {
         "bids_dir": str(bids),
         "output_dir": str(out),

@@ -96,19 +96,20 @@ def _statmap(folder: Path, session: str, desc: str) -> Path | None:
     return found[0] if found else None
 
 
-def _glm_options(case: Path) -> dict:
-    """The ``glm`` section the case ran with: the workflow's defaults and the case's own."""
+def _glm_options(own: dict) -> dict:
+    """The ``glm`` section a case ran with: the workflow's defaults and the case's own config
+    (``own``)."""
     options = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["glm"]
-    own = yaml.safe_load((case / "config.yaml").read_text()) or {}
     options.update(own.get("glm") or {})
     return options
 
 
 def _split_fit(
     case: Path, session: str, variant: str, rows: tuple[np.ndarray, ...]
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], int]:
     """Per step of the variant's final fit (:data:`STEPS`): its betas of the session's series and
-    of the planted series, ``(V, N)`` over the voxels ``rows`` (indices into the volume)."""
+    of the planted series, ``(V, N)`` over the voxels ``rows`` (indices into the volume); and the
+    fit's number of GLMdenoise PCs."""
     res, bids = case / "results", case / "bids"
     folder = res / f"glmsingle-{variant}"
     recovered = _statmap(folder, session, "plantedBetas")
@@ -120,7 +121,8 @@ def _split_fit(
     # the first sources are the variant's series, "bids:<derivative folder>:<path>"
     series = [src.split(":", 2)[1:] for src in sidecar["Sources"][:n_runs]]
     bold = [res / name / rel for name, rel in series]
-    work = Path((yaml.safe_load((case / "config.yaml").read_text()) or {})["work_dir"])
+    own = yaml.safe_load((case / "config.yaml").read_text()) or {}
+    work = Path(own["work_dir"])
     planted = [work / "planted" / name / rel for name, rel in series]
     missing = [str(p) for p in planted if not p.exists()]
     if missing:
@@ -138,7 +140,7 @@ def _split_fit(
     (mask,) = (res / "glmsingle-analysis").glob(
         f"sub-01/ses-{session}/func/*_desc-analysis_mask.nii.gz"
     )
-    opts = parse_glm_options(_glm_options(case), source=str(case / "config.yaml"))
+    opts = parse_glm_options(_glm_options(own), source=str(case / "config.yaml"))
     settings = stage_settings(opts)
     data = read_session(
         bold,
@@ -186,8 +188,7 @@ def _split_fit(
             frozen.betas.astype(np.float64)[at],
             apply(frozen, runs).astype(np.float64)[at],
         )
-    out["pcs"] = pcnum  # type: ignore[assignment]
-    return out
+    return out, pcnum
 
 
 def trial_responses(pattern: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -315,6 +316,18 @@ def measure(case: Path, session: str = "01", models: bool = False) -> dict:
     sizes = np.sqrt((np.asarray(design["affine"])[:3, :3] ** 2).sum(axis=0))
     weights = np.ones((1, images.size))
     ref_gain = reference["a_planted"]
+    if models:
+        # what each trial was given, real and planted, and the slices' acquisition times: the
+        # same for every variant
+        cols = image_columns(labels, images)
+        given_real = trial_responses(true_r, cols)
+        given_planted = trial_responses(planted, cols)
+        slice_bins = _slice_time_bins(bids, session, ijk, active)
+    # the session's planted truth, smoothed as the comparison smooths it: one for every variant
+    sigma = [pf.SMOOTHING_MM / float(s) for s in sizes]
+    truth_obj = pf.PlantedTruth(
+        images, planted, half_b, factor, pf.Smoother(ijk, shape, sigma), ref_gain
+    )
     out_rows = []
     for v in variants:
         folder = res / f"glmsingle-{v}"
@@ -329,35 +342,33 @@ def measure(case: Path, session: str = "01", models: bool = False) -> dict:
         row["planted_r"] = float(estimate.get(v, np.nan))
         row["r_truth"] = float(scores[v])
         row["observed"] = row["planted_r"] / row["r_truth"]
-        sigma = [pf.SMOOTHING_MM / float(s) for s in sizes]
-        truth_obj = pf.PlantedTruth(
-            images, planted, half_b, factor, pf.Smoother(ijk, shape, sigma), ref_gain
-        )
         fid = pf.variant_fidelity(betas, recovered, labels, runs, truth_obj, weights)
         row["planted_r_again"] = float(fid.r[0])
         if models:
-            cols = image_columns(labels, images)
-            split = _split_fit(case, session, v, rows)
-            row["pcs"] = split.pop("pcs")
+            split, row["pcs"] = _split_fit(case, session, v, rows)
             # the type-B fit's leakage of the real responses by the voxel's acquisition time
             real_b = split["B"][0]
             row["leakage_by_slice_time"] = {
-                f"{lo:.2f}-{hi:.2f}": leakage(real_b[sel], trial_responses(true_r[sel], cols), runs)
-                for lo, hi, sel in _slice_time_bins(bids, session, ijk, active)
+                f"{lo:.2f}-{hi:.2f}": leakage(real_b[sel], given_real[sel], runs)
+                for lo, hi, sel in slice_bins
             }
             for step, (real, rec) in split.items():
                 got = gains(real, rec)
                 est = float(pf.variant_fidelity(real, rec, labels, runs, truth_obj, weights).r[0])
-                r_step = truth_fidelity(
-                    real[active], labels, runs, means[active], true_images.to_numpy()
+                r_step = float(
+                    np.nanmedian(
+                        truth_fidelity(
+                            real[active], labels, runs, means[active], true_images.to_numpy()
+                        )
+                    )
                 )
                 row[step] = {
                     **got,
-                    "leakage_real": leakage(real, trial_responses(true_r, cols), runs),
-                    "leakage_planted": leakage(rec / factor, trial_responses(planted, cols), runs),
+                    "leakage_real": leakage(real, given_real, runs),
+                    "leakage_planted": leakage(rec / factor, given_planted, runs),
                     "planted_r": est,
-                    "r_truth": float(np.nanmedian(r_step)),
-                    "ratio": est / float(np.nanmedian(r_step)),
+                    "r_truth": r_step,
+                    "ratio": est / r_step,
                 }
         out_rows.append(row)
     return {
