@@ -328,7 +328,7 @@ def verdict_caption(data: VerdictData) -> str:
     )
     if data.grouped:
         every = " under every reference" if data.by_reference else ""
-        bound = "" if data.measure in PLANTED_METRICS else " and the estimate's bias bound"
+        bound = " and the estimate's bias bound"
         text += (
             "; shaded: the recommended variant and those the data cannot tell apart from it (a "
             f"difference counts only where it exceeds {SHOWN_SE:g} standard errors{every}{bound})"
