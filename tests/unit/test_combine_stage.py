@@ -76,6 +76,41 @@ def test_single_echo_is_the_chosen_echo_unchanged(tmp_path, t2s_truth):
     assert side["EchoTime"] == TES[2] and side["Parameters"] == {"echo": 3, "drop_volumes": 0}
 
 
+def test_combined_series_keep_the_echoes_slice_timing_correction(tmp_path, t2s_truth):
+    """Echoes corrected for slice timing (the spatial stage writes SliceTimingCorrected and
+    StartTime) give combined series whose sidecars say so; a reader that finds neither takes
+    each voxel as sampled at its slice's acquisition time (the planted design's shape fit read
+    the corrected series that way, which put its curves late by the slices' timing)."""
+    from echoprep.stages.comparison.planted_design import _series_timing
+
+    files = _write_echoes(tmp_path, t2s_truth, n_t=6)
+    timing = {"SliceTimingCorrected": True, "StartTime": 0.0, "RepetitionTime": 1.9}
+    for f in files:
+        (tmp_path / f.name.replace(".nii.gz", ".json")).write_text(json.dumps(timing))
+    single = tmp_path / "single.nii.gz"
+    write_single_echo(files, TES, {"bold": single}, repetition_time=1.9)
+    out = {k: tmp_path / "out" / f"{k}.nii.gz" for k in ("bold", "t2star", "s0", "mask")}
+    run_optcom(files, TES, out, work_dir=tmp_path / "work", repetition_time=1.9)
+    for path in (single, out["bold"]):
+        side = json.loads(path.with_name(path.name.replace(".nii.gz", ".json")).read_text())
+        assert side["SliceTimingCorrected"] is True and side["StartTime"] == 0.0
+    assert "StartTime" not in json.loads((tmp_path / "out" / "t2star.json").read_text())
+    ijk = np.array([[5, 5, z] for z in range(8)])
+    slice_times = list(np.linspace(0.0, 1.7, 8))
+    _, offsets = _series_timing(single, nib.load(single), slice_times, ijk)
+    np.testing.assert_array_equal(offsets, 0.0)
+    # echoes never corrected: no timing fields, and the slices' own times
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    files = _write_echoes(plain, t2s_truth, n_t=6)
+    write_single_echo(files, TES, {"bold": plain / "single.nii.gz"}, repetition_time=1.9)
+    side = json.loads((plain / "single.json").read_text())
+    assert "SliceTimingCorrected" not in side and "StartTime" not in side
+    img = nib.load(plain / "single.nii.gz")
+    _, offsets = _series_timing(plain / "single.nii.gz", img, slice_times, ijk)
+    np.testing.assert_allclose(offsets, slice_times)
+
+
 def test_a_float32_echo_is_copied_as_the_slow_path_would_write_it(tmp_path, t2s_truth):
     """The resampling writes float32 echoes with units and unit scaling: the single echo is then
     a copy of the file (no decode, no encode) and equals what decoding and writing gives."""

@@ -184,16 +184,37 @@ def validate_echoes(
     return shape  # type: ignore[return-value]
 
 
+#: Sidecar fields of the echoes that a combined series keeps: its sampling in time (BIDS
+#: ``SliceTimingCorrected``, ``StartTime``, written by the spatial stage's slice-timing
+#: correction). A reader takes a series without them as sampled at each slice's acquisition
+#: time (the planted design's shape fit, first-level tools such as nilearn's).
+TIMING_FIELDS = ("SliceTimingCorrected", "StartTime")
+
+
+def _echo_sidecar(echo_files: Sequence[str | Path]) -> tuple[Path, dict[str, Any]]:
+    """The first echo's sidecar path and its fields (``{}`` when it has none or it is not a
+    JSON object)."""
+    side = sidecar_path(Path(echo_files[0]))
+    try:
+        meta = json.loads(side.read_text())
+    except (OSError, ValueError):
+        return side, {}
+    return side, meta if isinstance(meta, dict) else {}
+
+
 def _spatial_reference(echo_files: Sequence[str | Path]) -> dict[str, Any]:
     """``{"SpatialReference": ...}`` of echoes in a named space (the spatial stage's resampled
     echoes record their grid image in their sidecars), else ``{}``: outputs that carry the
     space entity need it (BIDS derivatives)."""
-    side = sidecar_path(Path(echo_files[0]))
-    try:
-        ref = json.loads(side.read_text()).get("SpatialReference")
-    except (OSError, ValueError, AttributeError):
-        return {}
+    side, meta = _echo_sidecar(echo_files)
+    ref = meta.get("SpatialReference")
     return {"SpatialReference": localize(ref, side)} if ref else {}
+
+
+def _timing(echo_files: Sequence[str | Path]) -> dict[str, Any]:
+    """The echoes' :data:`TIMING_FIELDS` (those their sidecar has), for the combined series."""
+    _, meta = _echo_sidecar(echo_files)
+    return {k: meta[k] for k in TIMING_FIELDS if k in meta}
 
 
 def write_single_echo(
@@ -245,6 +266,7 @@ def write_single_echo(
         "Description": f"Single-echo baseline: echo {echo} of {len(echo_files)}, unchanged",
         "SkullStripped": False,
         **_spatial_reference([src]),
+        **_timing([src]),
     }
     if repetition_time is not None:
         extra["RepetitionTime"] = float(repetition_time)
@@ -319,6 +341,7 @@ def run_tedana_tool(
     extra: dict[str, Any] = {
         "EchoTime": [float(t) for t in echo_times],
         "Description": description,
+        **_timing(files),
     }
     if repetition_time is not None:
         extra["RepetitionTime"] = float(repetition_time)
