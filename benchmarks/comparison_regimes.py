@@ -96,15 +96,23 @@ def session_labels(n: int) -> list[str]:
 
 
 def case_name(
-    regime: str, seed: int, runs: int | None, motion: bool, sessions: int = 1, spatial: bool = False
+    regime: str,
+    seed: int,
+    runs: int | None,
+    motion: bool,
+    sessions: int = 1,
+    spatial: bool = False,
+    source: str | None = None,
 ) -> str:
     """The folder of a case under ``--keep``: ``<regime>_seed<S>_runs<N|preset>[_motion]``
     (``_spatial`` for the spatial stage without motion, ``--spatial``), with ``_ses<N>``
     appended for more than one session (one-session cases keep the names they were kept
-    under)."""
+    under) and ``_src-<source>`` for a planted source other than the configuration's
+    (``--source``)."""
     name = f"{regime}_seed{seed}_runs{runs or 'preset'}{'_motion' if motion else ''}"
     name += "_spatial" if spatial and not motion else ""
-    return name + (f"_ses{sessions}" if sessions > 1 else "")
+    name += f"_ses{sessions}" if sessions > 1 else ""
+    return name + (f"_src-{source}" if source else "")
 
 
 def mean_over_sessions(
@@ -158,6 +166,7 @@ def run_workflow(
     mtime_only: bool = False,
     sessions: Sequence[str] = ("01",),
     spatial_stage: bool = False,
+    source: str | None = None,
 ) -> Path:
     """Run the workflow up to the comparison; returns the output folder. With ``motion`` the
     spatial stage corrects it into the first run's grid (``output_space: native``), which is
@@ -166,7 +175,8 @@ def run_workflow(
     ``sessions``: the comparison sessions (``comparison.sessions``; one session: the config's
     default, the first session, and no ``comparison`` section is written). ``spatial_stage``:
     the spatial stage runs without motion (slice timing corrected, the default
-    configuration's)."""
+    configuration's). ``source``: ``comparison.planted.source`` (None: the configuration's
+    default)."""
     out = work / "results"
     native = {"enabled": True, "output_space": "native"}
     spatial = native if motion or spatial_stage else {"enabled": False}
@@ -181,6 +191,8 @@ def run_workflow(
     }
     if len(sessions) > 1:
         cfg["comparison"] = {"sessions": list(sessions)}
+    if source:
+        cfg.setdefault("comparison", {})["planted"] = {"source": source}
     cfg_path = work / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     target = path_in(out / "comparison", "comparison.json", group_key(TASK))
@@ -464,7 +476,7 @@ def run_case(args, regime: str, seed: int, runs: int | None, base: Path) -> list
     t0 = time.time()
     n_sessions = int(args.sessions)
     sessions = session_labels(n_sessions)
-    work = base / case_name(regime, seed, runs, args.motion, n_sessions, args.spatial)
+    work = base / case_name(regime, seed, runs, args.motion, n_sessions, args.spatial, args.source)
     bids = work / "bids"
     if not (bids / "dataset_description.json").exists():
         # several sessions show the same images: an image's true response is the same in each
@@ -494,6 +506,7 @@ def run_case(args, regime: str, seed: int, runs: int | None, base: Path) -> list
         mtime_only=args.rescore,
         sessions=sessions,
         spatial_stage=args.spatial,
+        source=args.source,
     )
     group = paths_in(out / "comparison", "comparison", group_key(TASK), keys=["tsv", "json"])
     table = variant_means(read_table(group["tsv"]))
@@ -723,6 +736,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run the spatial stage without head motion (slice timing corrected, as the "
         "default configuration does; output_space: native, the truth grid)",
+    )
+    parser.add_argument(
+        "--source",
+        default=None,
+        choices=["other_sessions", "other_runs", "session"],
+        help="comparison.planted.source (default: the configuration's)",
     )
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--keep", type=Path, default=None, help="keep the datasets here")

@@ -75,7 +75,11 @@ from echoprep.io.outputs import paths_in  # noqa: E402
 from echoprep.kernels import planted_fidelity as pf  # noqa: E402
 from echoprep.kernels.fidelity import image_means, truth_fidelity  # noqa: E402
 from echoprep.kernels.glm.frozen import Choices, apply, freeze  # noqa: E402
-from echoprep.kernels.planted import image_columns, presentation_halves  # noqa: E402
+from echoprep.kernels.planted import (  # noqa: E402
+    image_columns,
+    read_presentations,
+    repeated_images,
+)
 from echoprep.simulate.truth import truth_paths  # noqa: E402
 from echoprep.stages import glm as glm_stage  # noqa: E402
 from echoprep.stages.comparison import VARIANTS  # noqa: E402
@@ -272,14 +276,15 @@ def measure(case: Path, session: str = "01", models: bool = False) -> dict:
     trials = read_trials(fits[variants[0]]["trials"])
     labels = trials["label"].astype(str).to_numpy()
     runs = trials["run"].astype(str).to_numpy()
-    half_a = presentation_halves(labels)
+    source = str(design["source"])
+    read = read_presentations(labels, images, source)
 
     def load(path: Path) -> np.ndarray:
         return np.asarray(nib.load(path).dataobj, np.float64)[rows]
 
     def gains(real: np.ndarray, recovered: np.ndarray) -> dict[str, float]:
         m = image_means(real, labels, images)[active]
-        g = image_means(recovered[:, half_a], labels[half_a], images)[active] / factor
+        g = image_means(recovered[:, read], labels[read], images)[active] / factor
         r, p, b = true_r[active], planted[active], half_b[active]
         # pf.reference_gain(x, y, t): sum cov(x, t) / sum cov(y, t), pooled over the voxels
         a_real = pf.reference_gain(m, r, r)
@@ -314,7 +319,7 @@ def measure(case: Path, session: str = "01", models: bool = False) -> dict:
     estimate = dict(zip(table["variant"], table["planted_r"], strict=True))
     scores = session_truth_scores(bids, res, variants, roi=True, session=session)["r_truth"]
     sizes = np.sqrt((np.asarray(design["affine"])[:3, :3] ** 2).sum(axis=0))
-    weights = np.ones((1, images.size))
+    weights = np.ones((1, repeated_images(labels).size))  # the estimate itself, no bootstrap
     ref_gain = reference["a_planted"]
     if models:
         # what each trial was given, real and planted, and the slices' acquisition times: the
@@ -326,7 +331,7 @@ def measure(case: Path, session: str = "01", models: bool = False) -> dict:
     # the session's planted truth, smoothed as the comparison smooths it: one for every variant
     sigma = [pf.SMOOTHING_MM / float(s) for s in sizes]
     truth_obj = pf.PlantedTruth(
-        images, planted, half_b, factor, pf.Smoother(ijk, shape, sigma), ref_gain
+        images, planted, half_b, factor, pf.Smoother(ijk, shape, sigma), ref_gain, source
     )
     out_rows = []
     for v in variants:

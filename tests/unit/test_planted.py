@@ -13,10 +13,13 @@ from echoprep.kernels.planted import (
     consensus_hrf,
     delta_r2star,
     half_means,
+    image_columns,
+    later_presentations,
     optcom_weights,
     planted_magnitude,
     planting_amplitude,
     presentation_halves,
+    read_presentations,
     response_curves,
     run_centred,
     splat,
@@ -39,6 +42,26 @@ def test_presentation_halves_and_half_means() -> None:
     # a: A (1 + 5) / 2 = 3, B 3; b: A 2, B 4; centred over images
     np.testing.assert_allclose(a, [[0.5, -0.5]])
     np.testing.assert_allclose(b, [[-0.5, 0.5]])
+
+
+def test_later_presentations_leave_out_the_first_presentations_run_and_the_truth() -> None:
+    """The planted responses from the session's other runs: an image's odd-numbered
+    presentations from the third on, in another run than its first; read at the first."""
+    labels = np.array(["a", "b", "a", "c", "b", "a", "c", "a", "c", "b"])
+    runs = np.array(["1", "1", "2", "2", "3", "1", "3", "3", "1", "2"])
+    betas = np.arange(20, dtype=float).reshape(2, 10)
+    means, counts = later_presentations(betas, labels, runs, np.array(["a", "b", "c"]))
+    # a: its 3rd presentation is in its first's run 1 (left out), its 4th is half B;
+    # b: 3rd in run 2 (first in run 1); c: 3rd in run 1 (first in run 2)
+    assert counts.tolist() == [0, 1, 1]
+    centred = run_centred(betas, runs)
+    np.testing.assert_allclose(means[:, 1], centred[:, 9])
+    np.testing.assert_allclose(means[:, 2], centred[:, 8])
+    np.testing.assert_allclose(means[:, 0], 0.0)
+    first = read_presentations(labels, np.array(["b", "c"]), "other_runs")
+    assert np.flatnonzero(first).tolist() == [1, 3]
+    odd = read_presentations(labels, np.array(["b", "c"]), "session")
+    assert np.flatnonzero(odd).tolist() == [1, 3, 8, 9]
 
 
 def test_run_offsets_would_bias_the_halves_covariance_and_centring_per_run_removes_them() -> None:
@@ -159,7 +182,14 @@ class _Session:
     every image 3 times, a reference fit (identity plus noise) whose presentations give the
     planted design."""
 
-    def __init__(self, seed: int = 0, n_images: int = 60, noise: float = 1.5) -> None:
+    def __init__(
+        self,
+        seed: int = 0,
+        n_images: int = 60,
+        noise: float = 1.5,
+        source: str = "session",
+        twice: int = 0,
+    ) -> None:
         rng = np.random.default_rng(seed)
         self.voxels = np.argwhere(np.ones(_SHAPE, bool))
         fields = ndimage.gaussian_filter(rng.standard_normal((*_SHAPE, n_images)), (1, 1, 1, 0))
@@ -169,20 +199,34 @@ class _Session:
         s = (s - s.mean(axis=1, keepdims=True)) / s.std(axis=1, keepdims=True)
         self.truth = s  # (V, I)
         self.images = np.array([f"img{i:03d}" for i in range(n_images)])
-        order = np.concatenate([rng.permutation(n_images) for _ in range(3)])
+        third = rng.permutation(n_images)
+        third = third[third >= twice]  # images 0 .. twice-1 are shown twice only
+        order = np.concatenate([rng.permutation(n_images), rng.permutation(n_images), third])
         self.cols = order
         self.labels = self.images[order]
         n = order.size
-        self.runs = np.repeat([f"{r + 1:02d}" for r in range(6)], n // 6)
+        self.runs = np.array([f"{1 + 6 * k // n:02d}" for k in range(n)])  # 6 runs
         self.noise = noise
         self.rng = rng
         # the reference fit: the true responses plus noise; its presentations give the design
         reference = s[:, order] + noise * rng.standard_normal((s.shape[0], n))
         images, half_a, half_b = half_means(reference, self.labels)
-        # each image is planted with a copy of its own first presentation
+        assert np.array_equal(images, self.images)
+        self.source = source
+        if source == "other_runs":
+            # each image planted with its third presentation (another run than its first)
+            later, counts = later_presentations(reference, self.labels, self.runs, images)
+            shown = counts == 1
+            assert shown.sum() == n_images - twice
+            later, half_b = later[:, shown], half_b[:, shown]
+            half_a = later - later.mean(axis=1, keepdims=True)
+            half_b = half_b - half_b.mean(axis=1, keepdims=True)
+            self.planted_images = images[shown]
+        else:
+            # each image is planted with the mean of its first and third presentations
+            self.planted_images = images
         self.planted = half_a
         self.planted_truth = half_b
-        assert np.array_equal(images, self.images)
 
     def trials(self, responses: np.ndarray) -> np.ndarray:
         """``(V, N)`` trial responses of image responses ``(V, I)``."""
@@ -213,16 +257,28 @@ def _leak(x: np.ndarray, runs: np.ndarray) -> np.ndarray:
 
 def _fidelity(session: _Session, chain, noise: np.ndarray, weights: np.ndarray):
     betas = chain(session.trials(session.truth) + noise)
-    recovered = chain(session.trials(session.planted))
+    where = image_columns(session.labels, session.planted_images)
+    given = np.where(where >= 0, session.planted[:, where], 0.0)  # unplanted images: nothing
+    recovered = chain(given)
     smoother = Smoother(session.voxels, _SHAPE, (2.0, 2.0, 2.0))  # 4 mm at 2 mm voxels
-    truth = PlantedTruth(session.images, session.planted, session.planted_truth, 1.0, smoother)
+    truth = PlantedTruth(
+        session.planted_images,
+        session.planted,
+        session.planted_truth,
+        1.0,
+        smoother,
+        1.0,
+        session.source,
+    )
     fid = variant_fidelity(betas, recovered, session.labels, session.runs, truth, weights)
     return fid, session.truth_r(betas), betas
 
 
+@pytest.mark.parametrize("source", ["session", "other_runs"])
 @pytest.mark.parametrize("kind", ["smear", "leak"])
-def test_image_locked_errors_rank_below_a_truly_better_variant(kind: str) -> None:
-    session = _Session()
+def test_image_locked_errors_rank_below_a_truly_better_variant(kind: str, source: str) -> None:
+    """Planted half A, or (other_runs) each image's third presentation, read at its first."""
+    session = _Session(source=source)
     noise = session.noise * session.rng.standard_normal((session.truth.shape[0], session.cols.size))
     weights = bootstrap_weights(session.images.size, 100, 0)
     good, (good_truth, good_trial), good_betas = _fidelity(session, lambda x: x, noise, weights)
@@ -244,3 +300,22 @@ def test_image_locked_errors_rank_below_a_truly_better_variant(kind: str) -> Non
     # means, so the order may differ from the repeat averages')
     assert abs(good.trial_r[0] - good_trial) < 0.03
     assert abs(bad.trial_r[0] - bad_trial) < 0.03
+
+
+def test_planted_images_shown_more_often_than_the_rest_do_not_read_high() -> None:
+    """Planted from the session's other runs, only the images shown three times are planted;
+    the estimate is about every repeated image's repeat average (the truth's), most of which
+    here are shown twice: the betas' spread is taken over all of them. Over the planted images
+    alone the true r is higher (their means average more presentations)."""
+    session = _Session(source="other_runs", twice=30, noise=2.0)
+    noise = session.noise * session.rng.standard_normal((session.truth.shape[0], session.cols.size))
+    weights = bootstrap_weights(session.images.size, 100, 0)
+    fid, (truth_r, _), betas = _fidelity(session, lambda x: x, noise, weights)
+    z = zscore_within(betas, session.runs)
+    planted = np.isin(session.images, session.planted_images)
+    means = image_means(z, session.labels, session.images[planted])
+    subset_r = float(np.median(rowwise_correlation(means, session.truth[:, planted])))
+    assert subset_r > truth_r + 0.04  # the premise: the planted images alone read higher
+    assert abs(fid.r[0] - truth_r) < 0.03  # (over the planted images alone: +0.06 here)
+    with pytest.raises(ValueError, match="one column per repeated image"):
+        _fidelity(session, lambda x: x, noise, weights[:, :30])

@@ -179,12 +179,13 @@ def test_a_run_on_another_grid_or_without_trials_is_named(run, tmp_path):
         )
 
 
-def _design_inputs(tmp_path: Path, n_images: int) -> dict:
-    """Type-B betas of n_images images shown twice (and one shown once), their trials, two
-    fits' HRF maps and masks, an analysis mask and an ROI on a 5 x 5 x 3 grid."""
+def _design_inputs(tmp_path: Path, n_images: int, repeats: int = 2) -> dict:
+    """Type-B betas of n_images images shown ``repeats`` times (and one shown once), their
+    trials (8 per run), two fits' HRF maps and masks, an analysis mask and an ROI on a 5 x 5 x
+    3 grid."""
     rng = np.random.default_rng(1)
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
-    labels = [f"img{i:02d}" for i in range(n_images)] * 2 + ["once"]
+    labels = [f"img{i:02d}" for i in range(n_images)] * repeats + ["once"]
     betas = rng.normal(0, 1, (*SHAPE, len(labels))).astype(np.float32)
     paths = {"reference": tmp_path / "betas.nii.gz", "trials": tmp_path / "trials.tsv"}
     nib.save(nib.Nifti1Image(betas, affine), paths["reference"])
@@ -438,6 +439,53 @@ def test_the_design_plants_each_images_mean_in_the_other_sessions_where_they_sho
     assert capsys.readouterr().out.strip() == "frozen"
 
 
+def test_with_one_session_the_design_plants_each_images_third_presentation_from_another_run(
+    tmp_path, capsys
+):
+    """comparison.planted.source other_runs (and other_sessions without other sessions): each
+    image shown three times is planted with its third presentation, which lies in another run
+    than its first (no decision of the first's run saw its noise), scored against its second;
+    NORDIC's map is the tangent one. source: session keeps half A."""
+    from echoprep.stages.comparison import planting
+    from echoprep.stages.comparison.planted_design import make_design, read_design
+
+    inputs = _design_inputs(tmp_path, 12, repeats=3)  # trials 0-11, 12-23, 24-35: runs 1-5
+    p = inputs["paths"]
+    args = (p["reference"], p["trials"], [p["hrf0"]], [p["mask0"]], p["brain"], p["roi"])
+    parser = planting.add_arguments(__import__("argparse").ArgumentParser())
+    for source in ("other_runs", "other_sessions"):
+        out = tmp_path / f"{source}.npz"
+        make_design(*args, out, source=source, **DESIGN_KW)
+        d = read_design(out)
+        assert str(d["source"]) == "other_runs" and d["images"].size == 12
+        betas = inputs["betas"][tuple(d["voxels"].T)].astype(np.float64)
+        runs = np.arange(betas.shape[1]) // 8
+        for r in np.unique(runs):
+            betas[:, runs == r] -= betas[:, runs == r].mean(axis=1, keepdims=True)
+        third, second = betas[:, 24:36], betas[:, 12:24]
+        np.testing.assert_allclose(
+            d["planted"], third - third.mean(axis=1, keepdims=True), atol=1e-5
+        )
+        np.testing.assert_allclose(
+            d["truth"], second - second.mean(axis=1, keepdims=True), atol=1e-5
+        )
+        side = json.loads(out.with_suffix(".json").read_text())
+        assert side["ResponseSource"]["Source"] == "other_runs"
+        assert side["ResponseSource"]["Presentations"] == 12
+        assert side["CompanionMap"] == "tangent"
+        planting.run_from_args(parser.parse_args(["map", "--design", str(out)]))
+        assert capsys.readouterr().out.strip() == "tangent"
+    make_design(*args, tmp_path / "own.npz", source="session", **DESIGN_KW)
+    own = read_design(tmp_path / "own.npz")
+    assert str(own["source"]) == "session"
+    betas = inputs["betas"][tuple(own["voxels"].T)].astype(np.float64)
+    runs = np.arange(betas.shape[1]) // 8
+    for r in np.unique(runs):
+        betas[:, runs == r] -= betas[:, runs == r].mean(axis=1, keepdims=True)
+    half_a = (betas[:, :12] + betas[:, 24:36]) / 2
+    np.testing.assert_allclose(own["planted"], half_a - half_a.mean(1, keepdims=True), atol=1e-5)
+
+
 def test_other_sessions_that_cannot_give_the_responses_leave_half_a_with_a_warning(
     tmp_path, caplog
 ):
@@ -451,6 +499,8 @@ def test_other_sessions_that_cannot_give_the_responses_leave_half_a_with_a_warni
     with caplog.at_level("WARNING"):
         d = _design_from(args, tmp_path / "few.npz", few)
     assert "other comparison sessions show 3 of this session's 12 repeated images" in caplog.text
+    # no image is shown a third time: nor can the session's other runs give them
+    assert "0 of the session's 12 repeated images are shown a third time" in caplog.text
     assert str(d["source"]) == "session" and d["images"].size == 12
     caplog.clear()
     moved = _other_session(

@@ -86,7 +86,7 @@ def test_two_comparison_sessions_give_each_other_their_planted_responses(tmp_pat
     """comparison.sessions 01 and 02 (comparison.planted.source other_sessions, the default):
     each session's design reads the other's reference type-B betas and trials, and each
     planted run's NORDIC takes its map from the design (the tangent map for responses from
-    another session). source: session, or one comparison session: no sources."""
+    another session). source: session or other_runs, or one comparison session: no sources."""
     cfg = _tree(tmp_path)
     extra = tmp_path / "two.yaml"
     extra.write_text('comparison:\n  sessions: ["01", "02"]\n')
@@ -103,8 +103,11 @@ def test_two_comparison_sessions_give_each_other_their_planted_responses(tmp_pat
     nordic = [s for s in _planted_steps(out) if "-m echoprep nordic " in s]
     assert len(nordic) == 4
     assert all("--companion-map $(python -m echoprep planted map --design " in s for s in nordic)
-    extra.write_text('comparison:\n  sessions: ["01", "02"]\n  planted:\n    source: session\n')
-    out = dry_run(cfg, "--printshellcmds", "--configfile", str(extra))
-    assert all(_sources(d) == [] for d in shell_commands(out, "planted design"))
+    for source in ("session", "other_runs"):
+        extra.write_text(
+            f'comparison:\n  sessions: ["01", "02"]\n  planted:\n    source: {source}\n'
+        )
+        out = dry_run(cfg, "--printshellcmds", "--configfile", str(extra))
+        assert all(_sources(d) == [] for d in shell_commands(out, "planted design"))
     (design,) = shell_commands(dry_run(cfg, "--printshellcmds"), "planted design")
     assert _sources(design) == []

@@ -52,6 +52,88 @@ def presentation_halves(labels: Sequence | np.ndarray) -> np.ndarray:
     return odd
 
 
+def repeated_images(labels: Sequence | np.ndarray) -> np.ndarray:
+    """``(J,)`` the images shown at least twice, sorted (labels as text): the images whose
+    repeat-averaged betas the planted estimate is about."""
+    images, counts = np.unique(np.asarray(labels).astype(str), return_counts=True)
+    return images[counts >= 2]
+
+
+def first_presentations(labels: Sequence | np.ndarray) -> np.ndarray:
+    """``(N,)`` bool: True for each image's first presentation, in trial order."""
+    seen: set = set()
+    first = np.zeros(len(labels), dtype=bool)
+    for i, label in enumerate(labels):
+        if label not in seen:
+            first[i] = True
+            seen.add(label)
+    return first
+
+
+def read_presentations(
+    labels: Sequence | np.ndarray, images: Sequence | np.ndarray, source: str
+) -> np.ndarray:
+    """``(N,)`` bool: the presentations of the planted ``images`` at which what a variant's
+    betas carry of the planted responses is read: the first presentation of each where the
+    planted responses come from the image's later presentations in other runs (``source``
+    ``"other_runs"``, :func:`later_presentations`), else every odd-numbered one (half A)."""
+    labels = np.asarray(labels)
+    planted = image_columns(labels, images) >= 0
+    if source == "other_runs":
+        return first_presentations(labels) & planted
+    return presentation_halves(labels) & planted
+
+
+def later_presentations(
+    betas: np.ndarray,
+    labels: Sequence | np.ndarray,
+    runs: Sequence | np.ndarray,
+    images: Sequence | np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per image, the mean of its odd-numbered presentations from the third on (3rd, 5th, ...)
+    that lie in another run than its first presentation: an estimate of its response whose
+    noise is neither the truth's (half B, the even-numbered presentations) nor that of the run
+    it is read in (the first presentation's), so that no decision of that run's chains (NORDIC's
+    kept components, tedana's) has seen it (docs/comparison.md, "Responses from your other
+    runs").
+
+    Parameters
+    ----------
+    betas
+        ``(V, N)`` single-trial betas of the session.
+    labels, runs
+        ``(N,)`` image label and run of each trial, in trial order.
+    images
+        ``(I,)`` the images wanted (labels compared as text).
+
+    Returns
+    -------
+    means
+        ``(V, I)`` float64 (each run's mean removed from the betas first, as in
+        :func:`half_means`), 0 for an image without such a presentation.
+    counts
+        ``(I,)`` int: the presentations averaged.
+    """
+    labels = np.asarray(labels).astype(str)
+    runs = np.asarray(runs).astype(str)
+    centred = run_centred(betas, runs)
+    where = image_columns(labels, images)
+    first_run: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    use = np.zeros(labels.size, dtype=bool)
+    for i, (label, run) in enumerate(zip(labels, runs, strict=True)):
+        n = seen.get(label, 0)
+        seen[label] = n + 1
+        if n == 0:
+            first_run[label] = run
+        elif n % 2 == 0 and run != first_run[label] and where[i] >= 0:
+            use[i] = True
+    sums = np.zeros((centred.shape[0], len(images)))
+    np.add.at(sums.T, where[use], centred[:, use].T)
+    counts = np.bincount(where[use], minlength=len(images))
+    return sums / np.maximum(counts, 1), counts
+
+
 def half_means(
     betas: np.ndarray, labels: Sequence | np.ndarray, runs: Sequence | np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -371,6 +453,7 @@ __all__ = [
     "AMPLITUDE_RANGE",
     "consensus_hrf",
     "delta_r2star",
+    "first_presentations",
     "half_means",
     "image_columns",
     "image_sums",
@@ -378,6 +461,8 @@ __all__ = [
     "planted_magnitude",
     "planting_amplitude",
     "presentation_halves",
+    "read_presentations",
+    "repeated_images",
     "response_curves",
     "run_centred",
     "splat",

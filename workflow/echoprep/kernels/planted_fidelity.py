@@ -43,7 +43,7 @@ from scipy import ndimage
 
 from echoprep.kernels.fidelity import image_means
 from echoprep.kernels.noiseceiling import zscore_within
-from echoprep.kernels.planted import image_columns, presentation_halves
+from echoprep.kernels.planted import image_columns, read_presentations, repeated_images
 
 #: Smoothing (Gaussian sigma, mm) of the covariances over the ROI.
 SMOOTHING_MM = 6.0
@@ -112,6 +112,9 @@ class PlantedTruth:
     reference_gain
         The reference fit's gain for the planted responses (:func:`reference_gain`; 1:
         unknown).
+    source
+        Where the planted responses come from (the design's ``source``): it sets the
+        presentations they are read at (:func:`echoprep.kernels.planted.read_presentations`).
     """
 
     images: np.ndarray
@@ -120,6 +123,7 @@ class PlantedTruth:
     factor: float
     smoother: Smoother
     reference_gain: float = 1.0
+    source: str = "session"
 
 
 @dataclass
@@ -222,7 +226,9 @@ def variant_fidelity(
     truth
         The session's planted truth over the same voxels.
     weights
-        ``(B + 1, I)`` image weights (:func:`bootstrap_weights`).
+        ``(B + 1, J)`` weights of the session's repeated images
+        (:func:`echoprep.kernels.planted.repeated_images` of ``labels``; :func:`bootstrap_weights`):
+        the planted images are some of them (all where half A is planted).
     bins
         Quantile bins of the binned planted-against-recovered curve.
     variance
@@ -231,18 +237,34 @@ def variant_fidelity(
     """
     cols = image_columns(labels, truth.images)
     smooth = truth.smoother
+    names = np.asarray(labels).astype(str)
+    images = np.asarray(truth.images).astype(str)
+    scored = repeated_images(names)
+    if weights.shape[1] != scored.size:
+        raise ValueError(
+            f"weights: expected one column per repeated image ({scored.size}); found "
+            f"{weights.shape[1]}"
+        )
+    # the spread of the repeat-averaged betas over every repeated image (the images the
+    # correlation with the truth is about), whatever share of them is planted: planted images
+    # that are shown more often than the rest would otherwise read every variant high, the
+    # noisier ones most
+    where = image_columns(images, scored)
+    if (where < 0).any():
+        raise ValueError("truth.images: every planted image must be shown at least twice")
+    w_all = weights
+    weights = weights[:, where]
     s = response_variance(truth, weights) if variance is None else variance
     z = zscore_within(np.asarray(betas, np.float64), np.asarray(runs).astype(str))
     rz = recovered_z(recovered, betas, runs, truth.factor)
-    names = np.asarray(labels).astype(str)
-    images = np.asarray(truth.images).astype(str)
-    m = image_means(z, names, images)
+    m = image_means(z, names, scored)
     # what the betas carry of the planted responses, read at the half-A presentations only
-    # (at a half-B one it shares the neighbouring trials' leakage with the truth)
-    read = presentation_halves(np.asarray(labels)) & (cols >= 0)
+    # (at a half-B one it shares the neighbouring trials' leakage with the truth), or at the
+    # first ones where the planted responses come from the later ones
+    read = read_presentations(names, images, truth.source)
     g = image_means(rz[:, read], names[read], images)
     num = smooth(_wcov(g, truth.truth, weights))
-    var_m = _wcov(m, m, weights)
+    var_m = _wcov(m, m, w_all)
     gain_ref = truth.reference_gain
     if not (np.isfinite(gain_ref) and gain_ref > 0):
         gain_ref = 1.0
@@ -320,8 +342,11 @@ def session_fidelity(
     variants
         variant -> ``(betas, recovered)``, each ``(V, N)`` over the same voxels and trials.
     """
-    weights = bootstrap_weights(len(truth.images), replicates, seed)
-    variance = response_variance(truth, weights)
+    names = np.asarray(labels).astype(str)
+    scored = repeated_images(names)
+    weights = bootstrap_weights(scored.size, replicates, seed)
+    planted = weights[:, image_columns(np.asarray(truth.images).astype(str), scored)]
+    variance = response_variance(truth, planted)
     return {
         v: variant_fidelity(b, rec, labels, runs, truth, weights, variance=variance)
         for v, (b, rec) in variants.items()

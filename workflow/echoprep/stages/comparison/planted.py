@@ -24,7 +24,7 @@ import numpy as np
 from echoprep.io.events import read_trials
 from echoprep.io.images import StageInputError, check_same_grid, load_image
 from echoprep.kernels.fidelity import image_means
-from echoprep.kernels.planted import presentation_halves
+from echoprep.kernels.planted import read_presentations
 from echoprep.kernels.planted_fidelity import (
     SMOOTHING_MM,
     PlantedTruth,
@@ -123,6 +123,7 @@ def session_planted(
     planted = np.asarray(design["planted"], np.float64)[keep]
     truth = np.asarray(design["truth"], np.float64)[keep]
     factor = float(design["factor"])
+    source = str(design["source"])
     first = group[0]
     trials = read_trials(first.trials, required=("run", "label"), fix="Fix: rerun the GLM stage.")
     labels = trials["label"].astype(str).to_numpy()
@@ -141,16 +142,16 @@ def session_planted(
     gain = math.nan
     if typeb:
         recovered_b = _volumes(typeb[0].planted_typeb, rows, like, Path(first.nc), "planted betas")
-        # the reference's image means at the half-A presentations (every planted image has
-        # its first presentation there)
-        half_a = presentation_halves(labels)
+        # the reference's image means at the presentations the variants are read at (every
+        # planted image has its first presentation there)
         images = np.asarray(design["images"]).astype(str)
-        means = image_means(recovered_b[:, half_a], labels[half_a], images)
+        read = read_presentations(labels, images, source)
+        means = image_means(recovered_b[:, read], labels[read], images)
         gain = reference_gain(means / factor, planted, truth)
     sizes = np.sqrt((np.asarray(design["affine"])[:3, :3] ** 2).sum(axis=0))
     sigma = [smoothing_mm / float(s) if smoothing_mm > 0 else 0.0 for s in sizes]
     session_truth = PlantedTruth(
-        design["images"], planted, truth, factor, Smoother(ijk, shape, sigma), gain
+        design["images"], planted, truth, factor, Smoother(ijk, shape, sigma), gain, source
     )
     fid = session_fidelity(variants, labels, runs, session_truth, n_boot, seed)
     for v, f in fid.items():

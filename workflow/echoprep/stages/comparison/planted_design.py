@@ -5,8 +5,9 @@ shrunk), their trials, every fitted variant's HRF choice and fit mask, the analy
 the visual ROI (and, with ``comparison.planted.source: other_sessions``, the other comparison
 sessions' type-B betas), and writes the design (:data:`DESIGN_KEYS`): the voxels that receive a
 planted response (analysis mask and every fit), each image's planted response (its mean in the
-other sessions, or its own odd-numbered presentations), the truth it is scored against (its
-even-numbered presentations in this session), each voxel's response curve (the shape of the
+other sessions, else its later odd-numbered presentations in other runs than its first, else
+its own odd-numbered presentations), the truth it is scored against (its even-numbered
+presentations in this session), each voxel's response curve (the shape of the
 session's own responses, estimated from the reference fit's series per group of voxels with the
 same library HRF; or the library's) and the planting factor. docs/comparison.md, "Responses
 planted in your data".
@@ -37,6 +38,7 @@ from echoprep.kernels.planted import (
     consensus_hrf,
     half_means,
     image_sums,
+    later_presentations,
     planting_amplitude,
     presentation_halves,
     response_curves,
@@ -71,14 +73,15 @@ MIN_IMAGES = 10
 #: Shapes of the planted responses (``comparison.planted.shape``).
 SHAPES = ("estimated", "library")
 #: Where the planted responses come from (``comparison.planted.source``): the same images'
-#: responses in the subject's other comparison sessions, else the session's own half A; or the
-#: session's own half A always.
-SOURCES = ("other_sessions", "session")
+#: responses in the subject's other comparison sessions, else in the session's other runs
+#: (:func:`echoprep.kernels.planted.later_presentations`), else the session's own half A; the
+#: other runs, else half A; or the session's own half A always.
+SOURCES = ("other_sessions", "other_runs", "session")
 #: How NORDIC's decisions pass the planted echoes, per source (``echoprep nordic
 #: --companion-map``): a source whose noise NORDIC has not seen needs NORDIC's first-order
 #: response (the tangent map); half A's noise, shaped by NORDIC's kept components, is offset
 #: by the frozen map's loss (docs/comparison.md, "Responses from your other sessions").
-COMPANION_MAP = {"other_sessions": "tangent", "session": "frozen"}
+COMPANION_MAP = {"other_sessions": "tangent", "other_runs": "tangent", "session": "frozen"}
 #: Volumes read at a time from a series (memory: voxels x this x 4 bytes, per run).
 CHUNK_VOLUMES = 64
 _GRID_ATOL = 1e-4
@@ -161,7 +164,11 @@ def make_design(
         ``"other_sessions"``: each image's planted response is its mean over
         ``source_betas`` (the subject's other comparison sessions that show it: noise no
         decision of this session's chains has seen), planted for the images they show (at
-        least :data:`MIN_IMAGES`; else the session's own half A); ``"session"``: half A.
+        least :data:`MIN_IMAGES`; else as ``"other_runs"``); ``"other_runs"``: its
+        odd-numbered presentations from the third on that lie in other runs than its first
+        (:func:`echoprep.kernels.planted.later_presentations`), planted for the images that
+        have one (at least :data:`MIN_IMAGES`; else half A) and read at their first
+        presentations; ``"session"``: half A.
     source_betas, source_trials
         The other sessions' type-B betas (4D, on this session's grid; a session on another
         grid is not used, with a warning) and their trials tables.
@@ -293,6 +300,15 @@ def make_design(
             origin = "other_sessions"
         else:
             source_record = {"Source": "session", "OtherSessions": "too few shared images"}
+    if origin == "session" and source in ("other_sessions", "other_runs") and images.size:
+        runs = table["run"].astype(str).to_numpy()
+        got_runs = _other_runs(betas, labels, runs, images, half_b)
+        if got_runs is not None:
+            images, half_a, half_b, runs_record = got_runs
+            source_record = {**source_record, **runs_record}
+            origin = "other_runs"
+        else:
+            source_record = {**source_record, "OtherRuns": "too few images shown three times"}
     design = {
         "voxels": np.argwhere(voxels).astype(np.int32),
         "shape": np.asarray(voxels.shape, np.int32),
@@ -329,9 +345,10 @@ def make_design(
             "Description": "responses planted into the session's raw echoes: for each image, "
             "a small copy of its own response as estimated by the visual ROI's source fit "
             "(type-B betas, % signal change, each run's mean removed) in the subject's other "
-            "comparison sessions (ResponseSource other_sessions) or at its odd-numbered "
-            "presentations in this one (session); scored against its even-numbered "
-            "presentations in this session",
+            "comparison sessions (ResponseSource other_sessions), at its odd-numbered "
+            "presentations from the third on in other runs than its first (other_runs; read "
+            "at the first presentations) or at its odd-numbered presentations in this one "
+            "(session); scored against its even-numbered presentations in this session",
             "PlantingFactor": factor,
             "Images": int(images.size),
             "Voxels": int(voxels.sum()),
@@ -362,7 +379,8 @@ _ARRAYS: Mapping[str, str] = {
     "affine": "(4, 4) the functional grid's affine",
     "images": "(I,) labels of the images that receive a planted response",
     "planted": "(V, I) planted response, % signal change at ReferenceEchoTime, before the "
-    "planting factor (the image's mean in the other sessions, or its half A: `source`)",
+    "planting factor (the image's mean in the other sessions, its later presentations in other "
+    "runs, or its half A: `source`)",
     "truth": "(V, I) the image's even-numbered presentations: the truth scored against",
     "hrf": "(V,) library HRF index (the median of the fits' choices): the column of `curves` "
     "that is the voxel's planted time course",
@@ -374,7 +392,9 @@ _ARRAYS: Mapping[str, str] = {
     "stimdur": "stimulus duration, s",
     "roi": "(V,) bool: voxel in the visual ROI",
     "source": "where `planted` comes from: other_sessions (the image's mean in the subject's "
-    "other comparison sessions; NORDIC's tangent map) or session (half A; the frozen map)",
+    "other comparison sessions; NORDIC's tangent map), other_runs (its odd-numbered "
+    "presentations from the third on, in other runs than its first; the tangent map; read at "
+    "the first presentations) or session (half A; the frozen map)",
 }
 
 
@@ -474,6 +494,51 @@ def _other_sessions(
         int(counts[has].sum()),
     )
     return out, images[has], planted, truth, hrf[keep], in_roi[keep], record
+
+
+def _other_runs(
+    betas: np.ndarray,
+    labels: np.ndarray,
+    runs: np.ndarray,
+    images: np.ndarray,
+    half_b: np.ndarray,
+) -> tuple[Any, ...] | None:
+    """The planted responses from the session's other runs: each image's mean over its
+    odd-numbered presentations from the third on that lie in another run than its first
+    (:func:`echoprep.kernels.planted.later_presentations`), for the images that have one;
+    None where fewer than :data:`MIN_IMAGES` do. Returns the images, planted responses, truth
+    (half B), centred over the images kept, and the record."""
+    means, counts = later_presentations(betas, labels, runs, images)
+    has = counts > 0
+    if int(has.sum()) < MIN_IMAGES:
+        log.warning(
+            "planted responses: %d of the session's %d repeated images are shown a third time "
+            "in another run than their first (at least %d are needed); half A of this session "
+            "is planted instead",
+            int(has.sum()),
+            images.size,
+            MIN_IMAGES,
+        )
+        return None
+    planted = means[:, has]
+    truth = half_b[:, has]
+    for m in (planted, truth):
+        m -= m.mean(axis=1, keepdims=True)
+    record = {
+        "Source": "other_runs",
+        "Images": int(has.sum()),
+        "ImagesWithoutALaterPresentation": int((~has).sum()),
+        "Presentations": int(counts[has].sum()),
+        "ReadAt": "each image's first presentation",
+    }
+    log.info(
+        "planted responses from the session's other runs: %d of %d images (%d presentations), "
+        "read at their first presentations",
+        int(has.sum()),
+        images.size,
+        int(counts[has].sum()),
+    )
+    return images[has], planted, truth, record
 
 
 def _series_timing(
