@@ -25,6 +25,9 @@ def test_case_names_keep_one_session_cases_and_mark_more(regimes: ModuleType) ->
     assert regimes.case_name("smooth", 2, 4, True, 3) == "smooth_seed2_runs4_motion_ses3"
     assert regimes.case_name("smooth", 2, 4, False, 2, True) == "smooth_seed2_runs4_spatial_ses2"
     assert regimes.case_name("smooth", 2, 4, True, 1, True) == "smooth_seed2_runs4_motion"
+    # a planted source other than the configuration's (--source) gets its own folder
+    name = regimes.case_name("strong", 1, None, False, 1, True, "other_runs")
+    assert name == "strong_seed1_runspreset_spatial_src-other_runs"
     assert regimes.session_labels(1) == ["01"]
     assert regimes.session_labels(3) == ["01", "02", "03"]
 
