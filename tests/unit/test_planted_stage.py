@@ -439,13 +439,11 @@ def test_the_design_plants_each_images_mean_in_the_other_sessions_where_they_sho
     assert capsys.readouterr().out.strip() == "frozen"
 
 
-def test_with_one_session_the_design_plants_each_images_third_presentation_from_another_run(
-    tmp_path, capsys
-):
-    """comparison.planted.source other_runs (and other_sessions without other sessions): each
-    image shown three times is planted with its third presentation, which lies in another run
-    than its first (no decision of the first's run saw its noise), scored against its second;
-    NORDIC's map is the tangent one. source: session keeps half A."""
+def test_source_other_runs_plants_third_presentations_from_another_run(tmp_path, capsys):
+    """comparison.planted.source other_runs: each image shown three times is planted with its
+    third presentation, which lies in another run than its first (no decision of the first's
+    run saw its noise), scored against its second; NORDIC's map is the tangent one. source:
+    session, and other_sessions without other sessions, keep half A."""
     from echoprep.stages.comparison import planting
     from echoprep.stages.comparison.planted_design import make_design, read_design
 
@@ -453,28 +451,25 @@ def test_with_one_session_the_design_plants_each_images_third_presentation_from_
     p = inputs["paths"]
     args = (p["reference"], p["trials"], [p["hrf0"]], [p["mask0"]], p["brain"], p["roi"])
     parser = planting.add_arguments(__import__("argparse").ArgumentParser())
-    for source in ("other_runs", "other_sessions"):
-        out = tmp_path / f"{source}.npz"
-        make_design(*args, out, source=source, **DESIGN_KW)
-        d = read_design(out)
-        assert str(d["source"]) == "other_runs" and d["images"].size == 12
-        betas = inputs["betas"][tuple(d["voxels"].T)].astype(np.float64)
-        runs = np.arange(betas.shape[1]) // 8
-        for r in np.unique(runs):
-            betas[:, runs == r] -= betas[:, runs == r].mean(axis=1, keepdims=True)
-        third, second = betas[:, 24:36], betas[:, 12:24]
-        np.testing.assert_allclose(
-            d["planted"], third - third.mean(axis=1, keepdims=True), atol=1e-5
-        )
-        np.testing.assert_allclose(
-            d["truth"], second - second.mean(axis=1, keepdims=True), atol=1e-5
-        )
-        side = json.loads(out.with_suffix(".json").read_text())
-        assert side["ResponseSource"]["Source"] == "other_runs"
-        assert side["ResponseSource"]["Presentations"] == 12
-        assert side["CompanionMap"] == "tangent"
-        planting.run_from_args(parser.parse_args(["map", "--design", str(out)]))
-        assert capsys.readouterr().out.strip() == "tangent"
+    out = tmp_path / "other_runs.npz"
+    make_design(*args, out, source="other_runs", **DESIGN_KW)
+    d = read_design(out)
+    assert str(d["source"]) == "other_runs" and d["images"].size == 12
+    betas = inputs["betas"][tuple(d["voxels"].T)].astype(np.float64)
+    runs = np.arange(betas.shape[1]) // 8
+    for r in np.unique(runs):
+        betas[:, runs == r] -= betas[:, runs == r].mean(axis=1, keepdims=True)
+    third, second = betas[:, 24:36], betas[:, 12:24]
+    np.testing.assert_allclose(d["planted"], third - third.mean(axis=1, keepdims=True), atol=1e-5)
+    np.testing.assert_allclose(d["truth"], second - second.mean(axis=1, keepdims=True), atol=1e-5)
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["ResponseSource"]["Source"] == "other_runs"
+    assert side["ResponseSource"]["Presentations"] == 12
+    assert side["CompanionMap"] == "tangent"
+    planting.run_from_args(parser.parse_args(["map", "--design", str(out)]))
+    assert capsys.readouterr().out.strip() == "tangent"
+    make_design(*args, tmp_path / "alone.npz", source="other_sessions", **DESIGN_KW)
+    assert str(read_design(tmp_path / "alone.npz")["source"]) == "session"
     make_design(*args, tmp_path / "own.npz", source="session", **DESIGN_KW)
     own = read_design(tmp_path / "own.npz")
     assert str(own["source"]) == "session"
@@ -489,9 +484,10 @@ def test_with_one_session_the_design_plants_each_images_third_presentation_from_
 def test_other_sessions_that_cannot_give_the_responses_leave_half_a_with_a_warning(
     tmp_path, caplog
 ):
-    """Too few shared images, or a session on another grid: half A is planted (legal data,
-    the job does not fail), and the log says why."""
-    from echoprep.stages.comparison.planted_design import make_design
+    """Too few shared images, or a session on another grid (or, with source other_runs, no
+    image shown a third time): half A is planted (legal data, the job does not fail), and the
+    log says why."""
+    from echoprep.stages.comparison.planted_design import make_design, read_design
 
     p = _design_inputs(tmp_path, 12)["paths"]
     args = (p["reference"], p["trials"], [p["hrf0"]], [p["mask0"]], p["brain"], p["roi"])
@@ -499,8 +495,6 @@ def test_other_sessions_that_cannot_give_the_responses_leave_half_a_with_a_warni
     with caplog.at_level("WARNING"):
         d = _design_from(args, tmp_path / "few.npz", few)
     assert "other comparison sessions show 3 of this session's 12 repeated images" in caplog.text
-    # no image is shown a third time: nor can the session's other runs give them
-    assert "0 of the session's 12 repeated images are shown a third time" in caplog.text
     assert str(d["source"]) == "session" and d["images"].size == 12
     caplog.clear()
     moved = _other_session(
@@ -514,3 +508,8 @@ def test_other_sessions_that_cannot_give_the_responses_leave_half_a_with_a_warni
         make_design(*args, tmp_path / "x.npz", source_betas=[moved["betas"]], **DESIGN_KW)
     with pytest.raises(StageInputError, match=r"comparison\.planted\.source: expected one of"):
         make_design(*args, tmp_path / "x.npz", source="nearby", **DESIGN_KW)
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # no image is shown a third time: half A
+        make_design(*args, tmp_path / "runs.npz", source="other_runs", **DESIGN_KW)
+    assert "0 of the session's 12 repeated images are shown a third time" in caplog.text
+    assert str(read_design(tmp_path / "runs.npz")["source"]) == "session"

@@ -73,9 +73,9 @@ MIN_IMAGES = 10
 #: Shapes of the planted responses (``comparison.planted.shape``).
 SHAPES = ("estimated", "library")
 #: Where the planted responses come from (``comparison.planted.source``): the same images'
-#: responses in the subject's other comparison sessions, else in the session's other runs
-#: (:func:`echoprep.kernels.planted.later_presentations`), else the session's own half A; the
-#: other runs, else half A; or the session's own half A always.
+#: responses in the subject's other comparison sessions, else the session's own half A; the
+#: images' later presentations in the session's other runs
+#: (:func:`echoprep.kernels.planted.later_presentations`), else half A; or half A always.
 SOURCES = ("other_sessions", "other_runs", "session")
 #: How NORDIC's decisions pass the planted echoes, per source (``echoprep nordic
 #: --companion-map``): a source whose noise NORDIC has not seen needs NORDIC's first-order
@@ -164,7 +164,7 @@ def make_design(
         ``"other_sessions"``: each image's planted response is its mean over
         ``source_betas`` (the subject's other comparison sessions that show it: noise no
         decision of this session's chains has seen), planted for the images they show (at
-        least :data:`MIN_IMAGES`; else as ``"other_runs"``); ``"other_runs"``: its
+        least :data:`MIN_IMAGES`; else half A); ``"other_runs"``: its
         odd-numbered presentations from the third on that lie in other runs than its first
         (:func:`echoprep.kernels.planted.later_presentations`), planted for the images that
         have one (at least :data:`MIN_IMAGES`; else half A) and read at their first
@@ -300,7 +300,7 @@ def make_design(
             origin = "other_sessions"
         else:
             source_record = {"Source": "session", "OtherSessions": "too few shared images"}
-    if origin == "session" and source in ("other_sessions", "other_runs") and images.size:
+    if source == "other_runs" and images.size:
         runs = table["run"].astype(str).to_numpy()
         got_runs = _other_runs(betas, labels, runs, images, half_b)
         if got_runs is not None:
