@@ -40,16 +40,21 @@ from echoprep.kernels.glm.hrf import FINE_DT, convolve_boxcar, library_curves
 AMPLITUDE_RANGE = (0.1, 1.0)
 
 
+def presentation_numbers(labels: Sequence | np.ndarray) -> np.ndarray:
+    """``(N,)`` int: how many times each trial's image was shown before it (0 for its first
+    presentation), in trial order."""
+    seen: dict = {}
+    number = np.zeros(len(labels), dtype=np.int64)
+    for i, label in enumerate(labels):
+        number[i] = seen.get(label, 0)
+        seen[label] = number[i] + 1
+    return number
+
+
 def presentation_halves(labels: Sequence | np.ndarray) -> np.ndarray:
     """``(N,)`` bool: True for each image's odd-numbered presentations (1st, 3rd, ...: half
     A), False for its even-numbered ones (half B), in trial order."""
-    seen: dict = {}
-    odd = np.zeros(len(labels), dtype=bool)
-    for i, label in enumerate(labels):
-        n = seen.get(label, 0)
-        odd[i] = n % 2 == 0
-        seen[label] = n + 1
-    return odd
+    return presentation_numbers(labels) % 2 == 0
 
 
 def repeated_images(labels: Sequence | np.ndarray) -> np.ndarray:
@@ -61,13 +66,7 @@ def repeated_images(labels: Sequence | np.ndarray) -> np.ndarray:
 
 def first_presentations(labels: Sequence | np.ndarray) -> np.ndarray:
     """``(N,)`` bool: True for each image's first presentation, in trial order."""
-    seen: set = set()
-    first = np.zeros(len(labels), dtype=bool)
-    for i, label in enumerate(labels):
-        if label not in seen:
-            first[i] = True
-            seen.add(label)
-    return first
+    return presentation_numbers(labels) == 0
 
 
 def read_presentations(
@@ -116,21 +115,11 @@ def later_presentations(
     """
     labels = np.asarray(labels).astype(str)
     runs = np.asarray(runs).astype(str)
-    centred = run_centred(betas, runs)
-    where = image_columns(labels, images)
-    first_run: dict[str, str] = {}
-    seen: dict[str, int] = {}
-    use = np.zeros(labels.size, dtype=bool)
-    for i, (label, run) in enumerate(zip(labels, runs, strict=True)):
-        n = seen.get(label, 0)
-        seen[label] = n + 1
-        if n == 0:
-            first_run[label] = run
-        elif n % 2 == 0 and run != first_run[label] and where[i] >= 0:
-            use[i] = True
-    sums = np.zeros((centred.shape[0], len(images)))
-    np.add.at(sums.T, where[use], centred[:, use].T)
-    counts = np.bincount(where[use], minlength=len(images))
+    number = presentation_numbers(labels)
+    first_run = dict(zip(labels[number == 0], runs[number == 0], strict=True))
+    other_run = runs != np.array([first_run[label] for label in labels])
+    later = (number >= 2) & (number % 2 == 0) & other_run
+    sums, counts = image_sums(betas, labels, runs, images, presentations=later)
     return sums / np.maximum(counts, 1), counts
 
 
@@ -216,6 +205,7 @@ def image_sums(
     labels: Sequence | np.ndarray,
     runs: Sequence | np.ndarray,
     images: Sequence | np.ndarray,
+    presentations: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per image, the sum of its presentations' betas (each run's mean removed first, as in
     :func:`half_means`) and their number: one session's part of an image's mean over other
@@ -230,6 +220,9 @@ def image_sums(
         ``(N,)`` image label and run of each trial.
     images
         ``(I,)`` the images wanted (labels compared as text).
+    presentations
+        ``(N,)`` bool: the trials summed (None: every trial). The runs' means are those of
+        every trial either way.
 
     Returns
     -------
@@ -242,6 +235,8 @@ def image_sums(
     n_images = len(images)
     where = image_columns(labels, images)
     hit = where >= 0
+    if presentations is not None:
+        hit &= np.asarray(presentations, dtype=bool)
     sums = np.zeros((centred.shape[0], n_images))
     np.add.at(sums.T, where[hit], centred[:, hit].T)
     return sums, np.bincount(where[hit], minlength=n_images)
@@ -461,6 +456,7 @@ __all__ = [
     "planted_magnitude",
     "planting_amplitude",
     "presentation_halves",
+    "presentation_numbers",
     "read_presentations",
     "repeated_images",
     "response_curves",

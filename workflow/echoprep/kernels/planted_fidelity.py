@@ -160,6 +160,17 @@ def _wcov(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
     return (w @ (x * y).T) / sw - mx * my
 
 
+def planted_columns(truth: PlantedTruth, labels: Sequence | np.ndarray) -> np.ndarray:
+    """``(I,)`` the column of each planted image among the session's repeated images
+    (:func:`echoprep.kernels.planted.repeated_images` of ``labels``), the images the weights of
+    an image bootstrap are drawn over. ValueError if a planted image is not repeated."""
+    scored = repeated_images(np.asarray(labels).astype(str))
+    where = image_columns(np.asarray(truth.images).astype(str), scored)
+    if (where < 0).any():
+        raise ValueError("truth.images: every planted image must be shown at least twice")
+    return where
+
+
 def response_variance(truth: PlantedTruth, weights: np.ndarray) -> np.ndarray:
     """``(B + 1, V)`` the session's response variance ``S`` per voxel and replicate: the
     smoothed half-A/half-B covariance over the (weighted) images, in the reference fit's
@@ -232,8 +243,8 @@ def variant_fidelity(
     bins
         Quantile bins of the binned planted-against-recovered curve.
     variance
-        :func:`response_variance` of ``truth`` and ``weights`` (computed when None; pass it to
-        share it between a session's variants).
+        :func:`response_variance` of ``truth`` and the planted images' columns of ``weights``
+        (computed when None; pass it to share it between a session's variants).
     """
     cols = image_columns(labels, truth.images)
     smooth = truth.smoother
@@ -249,12 +260,8 @@ def variant_fidelity(
     # correlation with the truth is about), whatever share of them is planted: planted images
     # that are shown more often than the rest would otherwise read every variant high, the
     # noisier ones most
-    where = image_columns(images, scored)
-    if (where < 0).any():
-        raise ValueError("truth.images: every planted image must be shown at least twice")
-    w_all = weights
-    weights = weights[:, where]
-    s = response_variance(truth, weights) if variance is None else variance
+    planted_w = weights[:, planted_columns(truth, names)]
+    s = response_variance(truth, planted_w) if variance is None else variance
     z = zscore_within(np.asarray(betas, np.float64), np.asarray(runs).astype(str))
     rz = recovered_z(recovered, betas, runs, truth.factor)
     m = image_means(z, names, scored)
@@ -263,8 +270,8 @@ def variant_fidelity(
     # first ones where the planted responses come from the later ones
     read = read_presentations(names, images, truth.source)
     g = image_means(rz[:, read], names[read], images)
-    num = smooth(_wcov(g, truth.truth, weights))
-    var_m = _wcov(m, m, w_all)
+    num = smooth(_wcov(g, truth.truth, planted_w))
+    var_m = _wcov(m, m, weights)
     gain_ref = truth.reference_gain
     if not (np.isfinite(gain_ref) and gain_ref > 0):
         gain_ref = 1.0
@@ -274,7 +281,7 @@ def variant_fidelity(
         gain = num[0] / np.where(s[0] > 0, s[0], np.nan)
     # single trials (half-A presentations): each weighted by its image's bootstrap count
     planted_trials = read
-    tw = weights[:, cols[planted_trials]]
+    tw = planted_w[:, cols[planted_trials]]
     zt = z[:, planted_trials]
     rt = rz[:, planted_trials]
     qt = truth.truth[:, cols[planted_trials]]
@@ -342,11 +349,9 @@ def session_fidelity(
     variants
         variant -> ``(betas, recovered)``, each ``(V, N)`` over the same voxels and trials.
     """
-    names = np.asarray(labels).astype(str)
-    scored = repeated_images(names)
+    scored = repeated_images(np.asarray(labels).astype(str))
     weights = bootstrap_weights(scored.size, replicates, seed)
-    planted = weights[:, image_columns(np.asarray(truth.images).astype(str), scored)]
-    variance = response_variance(truth, planted)
+    variance = response_variance(truth, weights[:, planted_columns(truth, labels)])
     return {
         v: variant_fidelity(b, rec, labels, runs, truth, weights, variance=variance)
         for v, (b, rec) in variants.items()
@@ -360,6 +365,7 @@ __all__ = [
     "VariantFidelity",
     "binned_transfer",
     "bootstrap_weights",
+    "planted_columns",
     "recovered_z",
     "reference_gain",
     "response_variance",
