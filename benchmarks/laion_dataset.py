@@ -1,8 +1,9 @@
 """CPU-hours (and GPU-hours) of the LAION-fMRI dataset: a job census times the session table.
 
 ``benchmarks/laion_session.py`` measures one 2x3 comparison session (every variant, the
-held-out fits, the subject's anatomy and summaries). With the default config only each
-subject's first session is such a session; the others fit ``glm.all_sessions_variants``
+held-out fits, the subject's anatomy and summaries). With the default config each subject's
+first two sessions are such sessions (``comparison.sessions: []``, so that each takes its
+planted responses from the other); the others fit ``glm.all_sessions_variants``
 (nordic-optcom) and run only what that needs. This script counts what each kind of session
 runs and prices it with the measured per-job CPU time:
 
@@ -10,9 +11,10 @@ runs and prices it with the measured per-job CPU time:
    structure does not depend on the image size; the surface rules, for subjects with a
    FreeSurfer folder, are priced apart in docs/resources.md), and a copy without ``ses-02``.
 2. ``snakemake -n`` of each with the config (default: ``config/config.yaml``; ``--config
-   KEY=VALUE ...`` adds to it); the difference of the two job tables is what one more
-   (regular) session adds, the one-session table is the comparison session with the subject's
-   rules.
+   KEY=VALUE ...`` adds to it); the one-session table is the comparison session with the
+   subject's rules, the difference of the two job tables what the second (comparison)
+   session adds, and the same difference with ``comparison.sessions: ['01']`` what a regular
+   session adds.
 3. Each job is priced with the mean CPU seconds of its rule in the session table
    (``--table``, default ``benchmarks/laion_session.json``); a per-run chain job (rules
    ``nordic`` and ``spatial_resample``) with the sum over its steps
@@ -23,15 +25,17 @@ runs and prices it with the measured per-job CPU time:
 4. The dataset: ``snakemake -n`` of a header-only raw tree of ``--subjects`` x ``--sessions``
    sessions of 12 runs at LAION geometry (``benchmarks/plan_scale.py``'s tree, cached in
    ``--tree-dir``; default 5 x 33, LAION-fMRI itself: 5 participants x 33 sessions, each
-   subject's first session a comparison session, the other 160 regular ones), every job
+   subject's first two sessions comparison sessions, the other 155 regular ones), every job
    priced as above. The per-session figures times the sessions
-   (``subjects x (comparison + (sessions - 1) x regular)``) are printed beside it as a check.
+   (``subjects x (comparison + second + (sessions - 2) x regular)``) are printed beside it as
+   a check.
 
 Printed: the census, the comparison session (which should reproduce the table's
-``session_2x3_cpu_hours``: a check of the census), a regular session, the dataset, and last
-one line::
+``session_2x3_cpu_hours``: a check of the census), the second comparison session, a regular
+session, the dataset, and last one line::
 
-    regular_session_cpu_hours=<x> comparison_session_cpu_hours=<y> dataset_cpu_hours=<z>
+    regular_session_cpu_hours=<x> comparison_session_cpu_hours=<y>
+    second_comparison_session_cpu_hours=<w> dataset_cpu_hours=<z>
 
 (``dataset_cpu_hours`` from the tree's census). ``--sessions 165`` prices five times
 LAION-fMRI (a 5 x 165 tree: 9,900 runs; its dry run takes about 2 minutes here).
@@ -62,6 +66,7 @@ the case measured. Steps:
 The last line then adds::
 
     gpu_regular_session_cpu_hours=<a> gpu_regular_session_gpu_hours=<b>
+    gpu_second_comparison_session_cpu_hours=<e> gpu_second_comparison_session_gpu_hours=<f>
     gpu_dataset_cpu_hours=<c> gpu_dataset_gpu_hours=<d>
 
 A GPU job holds its GPU for the whole job (the NORDIC chain job: its geometry, resampling and
@@ -338,9 +343,13 @@ def price(
     return sum(n * c for _, n, c in rows), rows
 
 
-def census(config: list[str]) -> tuple[Counter, Counter, dict[str, tuple[str, ...]], dict]:
-    """Jobs per rule of a comparison session (with the subject's rules) and of one more
-    (regular) session under ``config``, the chain steps and the validated config."""
+def census(
+    config: list[str],
+) -> tuple[Counter, Counter, Counter, dict[str, tuple[str, ...]], dict]:
+    """Jobs per rule of a comparison session (with the subject's rules), of a second
+    comparison session (the default ``comparison.sessions: []`` compares each subject's first
+    two) and of one more (regular) session under ``config``, the chain steps and the validated
+    config."""
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         two = t / "two" / "bids"
@@ -354,8 +363,11 @@ def census(config: list[str]) -> tuple[Counter, Counter, dict[str, tuple[str, ..
         shutil.copytree(two, one, ignore=lambda d, names: ["ses-02"] if "ses-02" in names else [])
         c2 = job_counts(two, t / "two", config)
         c1 = job_counts(one, t / "one", config)
+        # ses-02 a regular session: only ses-01 compared
+        first_only = [*config, "comparison={sessions: ['01']}"]
+        regular = job_counts(two, t / "reg", first_only) - job_counts(one, t / "one1", first_only)
         steps, cfg = chain_steps(one, t / "one", config)
-    return c1, c2 - c1, steps, cfg
+    return c1, c2 - c1, regular, steps, cfg
 
 
 def tree_census(size: str, tree_dir: Path, config: list[str]) -> Counter[str]:
@@ -395,17 +407,25 @@ def main(argv: list[str] | None = None) -> int:
     for light in ("config_snapshot", "dataset_description", "confounds"):
         cpu.setdefault(light, 0.0)
     cpu.update(planted_rules(cpu))
-    first, regular, steps, _ = census(args.config)
+    first, second, regular, steps, _ = census(args.config)
     first_s, first_rows = price(first, cpu, steps)
+    second_s, second_rows = price(second, cpu, steps)
     regular_s, regular_rows = price(regular, cpu, steps)
     for rule, parts in steps.items():
         print(f"chain {rule}: steps {' + '.join(parts)}")
-    for title, rows in (("comparison session", first_rows), ("regular session", regular_rows)):
+    for title, rows in (
+        ("comparison session", first_rows),
+        ("second session (a comparison session under the default)", second_rows),
+        ("regular session", regular_rows),
+    ):
         print(f"\n{title}: rule, jobs, CPU s per job (session table), CPU h")
         for rule, n, c in rows:
             print(f"  {rule:22s} {n:4d} {c:9.1f} {n * c / 3600:7.3f}")
-    first_h, regular_h = first_s / 3600, regular_s / 3600
-    per_session_h = args.subjects * (first_h + (args.sessions - 1) * regular_h)
+    first_h, second_h, regular_h = first_s / 3600, second_s / 3600, regular_s / 3600
+    compared = 2 if args.sessions > 1 and second_h > regular_h + 1e-9 else 1
+    per_session_h = args.subjects * (
+        first_h + (compared - 1) * second_h + (args.sessions - compared) * regular_h
+    )
     table_h = table["totals"]["session_2x3_cpu_hours"]
     planted_h = sum(n * c for rule, n, c in first_rows if rule.startswith("planted")) / 3600
     print(
@@ -413,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(the session table says {table_h:.2f}; the census prices the table's rows, and the "
         f"planted pass, which the table predates: {planted_h:.2f} CPU-h, planted_cost.json)"
     )
+    print(f"second comparison session {second_h:.2f} CPU-h")
     print(f"regular session {regular_h:.2f} CPU-h")
     size = f"{args.subjects}x{args.sessions}"
     tree = tree_census(size, args.tree_dir, args.config)
@@ -422,18 +443,19 @@ def main(argv: list[str] | None = None) -> int:
     for rule, n, c in dataset_rows:
         print(f"  {rule:22s} {n:6d} {c:9.1f} {n * c / 3600:9.1f}")
     print(
-        f"dataset {args.subjects} subjects x {args.sessions} sessions ({args.subjects} "
-        f"comparison + {args.subjects * (args.sessions - 1)} regular sessions, "
+        f"dataset {args.subjects} subjects x {args.sessions} sessions "
+        f"({args.subjects * compared} comparison + "
+        f"{args.subjects * (args.sessions - compared)} regular sessions, "
         f"{sum(tree.values()):,} jobs): {dataset_h:,.0f} CPU-h (per-session figures times the "
         f"sessions: {per_session_h:,.0f}; if every session were a comparison session: "
         f"{args.subjects * args.sessions * first_h:,.0f})"
     )
     line = (
         f"regular_session_cpu_hours={regular_h:.2f} comparison_session_cpu_hours={first_h:.2f} "
-        f"dataset_cpu_hours={dataset_h:.0f}"
+        f"second_comparison_session_cpu_hours={second_h:.2f} dataset_cpu_hours={dataset_h:.0f}"
     )
     if args.gpu:
-        line += " " + gpu_column(args, table, cpu, (first_h, regular_h, dataset_h))
+        line += " " + gpu_column(args, table, cpu, (first_h, second_h, regular_h, dataset_h))
     print(line)
     return 0
 
@@ -442,12 +464,12 @@ def gpu_column(
     args: argparse.Namespace,
     table: dict[str, Any],
     cpu: dict[str, float],
-    cpu_hours: tuple[float, float, float],
+    cpu_hours: tuple[float, float, float, float],
 ) -> str:
     """Print the GPU column (the census again with :data:`GPU_SETTINGS`, priced with
     :func:`gpu_model`) beside the CPU one; return the ``gpu_...=`` figures of the last line."""
     config = with_gpu(args.config)
-    first, regular, steps, cfg = census(config)
+    first, second, regular, steps, cfg = census(config)
     model = gpu_model(table["rules"], table["geometry"], config_splits(cfg))
     cpu_g, gpu_g = gpu_prices(cpu, model)
     print(f"\nGPU column: --config {' '.join(config)} (a model, not a metered session)")
@@ -457,26 +479,33 @@ def gpu_column(
             f"(CPU kernel {m.kernel_cpu_s:6.1f} replaced), GPU s per job {m.gpu_s:6.1f}"
         )
     hours = []
-    for title, counts in (("comparison session", first), ("regular session", regular)):
+    for title, counts in (
+        ("comparison session", first),
+        ("second comparison session", second),
+        ("regular session", regular),
+    ):
         c_s, rows = price(counts, cpu_g, steps)
         g_s, g_rows = price(counts, gpu_g, steps)
         hours.append((c_s / 3600, g_s / 3600))
         print(f"\n{title} with the GPU settings: rule, jobs, CPU s and GPU s per job, CPU h, GPU h")
         for (rule, n, c), (_, _, g) in zip(rows, g_rows, strict=True):
             print(f"  {rule:22s} {n:4d} {c:9.1f} {g:7.1f} {n * c / 3600:7.3f} {n * g / 3600:7.3f}")
-    (first_c, first_g), (regular_c, regular_g) = hours
+    (first_c, first_g), (second_c, second_g), (regular_c, regular_g) = hours
     tree = tree_census(f"{args.subjects}x{args.sessions}", args.tree_dir, config)
     data_c, data_g = price(tree, cpu_g, steps)[0] / 3600, price(tree, gpu_g, steps)[0] / 3600
     print(f"\n{'':28s} {'CPU config':>12s} {'nordic.device, glm.device cuda':>32s}")
     for title, c, (gc, gg), d in (
         ("comparison session", cpu_hours[0], (first_c, first_g), 2),
-        ("regular session", cpu_hours[1], (regular_c, regular_g), 2),
-        (f"dataset {args.subjects} x {args.sessions} sessions", cpu_hours[2], (data_c, data_g), 0),
+        ("second comparison session", cpu_hours[1], (second_c, second_g), 2),
+        ("regular session", cpu_hours[2], (regular_c, regular_g), 2),
+        (f"dataset {args.subjects} x {args.sessions} sessions", cpu_hours[3], (data_c, data_g), 0),
     ):
         print(f"{title:28s} {c:>6,.{d}f} CPU-h {gc:>12,.{d}f} CPU-h {gg:>7,.{d + 1}f} GPU-h")
     return (
         f"gpu_regular_session_cpu_hours={regular_c:.2f} gpu_regular_session_gpu_hours="
-        f"{regular_g:.3f} gpu_dataset_cpu_hours={data_c:.0f} gpu_dataset_gpu_hours={data_g:.1f}"
+        f"{regular_g:.3f} gpu_second_comparison_session_cpu_hours={second_c:.2f} "
+        f"gpu_second_comparison_session_gpu_hours={second_g:.3f} "
+        f"gpu_dataset_cpu_hours={data_c:.0f} gpu_dataset_gpu_hours={data_g:.1f}"
     )
 
 

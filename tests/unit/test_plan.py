@@ -26,10 +26,31 @@ def _rel(plan: Plan, paths) -> set[str]:
     return {str(Path(p).relative_to(plan.ctx.out)) for p in paths}
 
 
+# one comparison session, so that ses-02 is a regular session (the default compares the first two)
+FIRST = {"sessions": ["01"]}
+
+
+def test_default_comparison_sessions_are_each_subjects_first_two(tmp_path):
+    """comparison.sessions: [] compares each subject's first two sessions (so that each gets
+    its planted responses from the other), a subject's only one where it has one."""
+    root = tmp_path / "bids"
+    make_bids_tree(root, subjects=("01",), sessions=("01", "02", "03"), runs=("01",), data=False)
+    make_bids_tree(root, subjects=("02",), sessions=("01",), runs=("01",), data=False)
+    plan = _plan(root, tmp_path)
+    assert plan.fitted.comparison_sessions("01") == ["01", "02"]
+    assert plan.fitted.comparison_sessions("02") == ["01"]
+    assert {s for _, s in plan.fitted.glm_variant_sessions()["raw-single"]} == {"01", "02"}
+    assert [p for p in plan.fitted.glm_variant_sessions()["nordic-optcom"] if p[0] == "01"] == [
+        ("01", "01"), ("01", "02"), ("01", "03"),
+    ]  # fmt: skip
+    chosen = _plan(root, tmp_path, comparison={"sessions": ["ses-03"]}).fitted
+    assert chosen.comparison_sessions("01") == ["03"] and chosen.comparison_sessions("02") == []
+
+
 def test_sessions_that_would_get_nothing_are_named(bids, tmp_path):
     """NORDIC off with the default glm.all_sessions_variants (nordic-optcom): the sessions
     outside the comparison would get geometry only; the plan says so and how to fix it."""
-    plan = _plan(bids, tmp_path, nordic={"enabled": False})
+    plan = _plan(bids, tmp_path, nordic={"enabled": False}, comparison=FIRST)
     assert plan.sessions_warning() == (
         "glm.all_sessions_variants: none of ['nordic-optcom'] is produced by this config "
         "(raw-single, raw-optcom, raw-denoised), so the 1 session(s) outside the comparison "
@@ -38,17 +59,21 @@ def test_sessions_that_would_get_nothing_are_named(bids, tmp_path):
         "or set variants.sessions: all to make every variant of every run without fitting it."
     )
     assert not {t for t in _rel(plan, plan.targets()) if "ses-02" in t and "combine-" in t}
-    assert _plan(bids, tmp_path).sessions_warning() is None
+    assert _plan(bids, tmp_path, comparison=FIRST).sessions_warning() is None
+    # both sessions compared (the default): none is left outside
+    assert _plan(bids, tmp_path, nordic={"enabled": False}).sessions_warning() is None
     fixed = _plan(
-        bids, tmp_path, nordic={"enabled": False}, glm={"all_sessions_variants": ["raw-optcom"]}
+        bids,
+        tmp_path,
+        nordic={"enabled": False},
+        glm={"all_sessions_variants": ["raw-optcom"]},
+        comparison=FIRST,
     )
     assert fixed.sessions_warning() is None
-    assert (
-        _plan(
-            bids, tmp_path, nordic={"enabled": False}, variants={"sessions": "all"}
-        ).sessions_warning()
-        is None
+    every = _plan(
+        bids, tmp_path, nordic={"enabled": False}, variants={"sessions": "all"}, comparison=FIRST
     )
+    assert every.sessions_warning() is None
 
 
 def test_variants_sessions_all_produces_every_variant_of_every_run(bids, tmp_path):
@@ -62,14 +87,14 @@ def test_variants_sessions_all_produces_every_variant_of_every_run(bids, tmp_pat
 
 
 def test_targets_are_every_variant_output_of_the_comparison_session(bids, tmp_path):
-    plan = _plan(bids, tmp_path)
+    plan = _plan(bids, tmp_path, comparison=FIRST)
     targets = _rel(plan, plan.targets())
     # 2 sessions x 2 runs x 2 NORDIC variants; the GLM fits only the comparison session
     assert plan.fitted.glm_variants() == [
         "raw-single", "raw-optcom", "raw-denoised",
         "nordic-single", "nordic-optcom", "nordic-denoised",
     ]  # fmt: skip
-    # every variant on the comparison session (the first), LAION-fMRI's choice on every one
+    # every variant on the comparison session, LAION-fMRI's choice on every one
     assert {s for _, s in plan.fitted.glm_variant_sessions()["raw-single"]} == {"01"}
     assert {s for _, s in plan.fitted.glm_variant_sessions()["nordic-optcom"]} == {"01", "02"}
     betas = {
@@ -125,6 +150,7 @@ def test_all_sessions_variants_get_subject_noise_ceilings(bids, tmp_path):
         tmp_path,
         glm={"all_sessions_variants": ["raw-single"]},
         publish={"laion": False},  # its variant nordic-optcom is not on every session
+        comparison=FIRST,
     )
     pairs = plan.fitted.glm_variant_sessions()
     assert pairs["raw-single"] == [("01", "01"), ("01", "02")]

@@ -28,7 +28,10 @@ def tree(tmp_path):
 
 
 def test_diagnostics_job_per_subject_reads_both_variants(tmp_path, tree):
-    out = dry_run(_config(tmp_path, tree), "--printshellcmds")
+    # one comparison session (the default compares the first two)
+    extra = tmp_path / "first_only.yaml"
+    extra.write_text('comparison:\n  sessions: ["01"]\n')
+    out = dry_run(_config(tmp_path, tree), "--printshellcmds", "--configfile", str(extra))
     assert job_counts(out)["diagnostics"] == 2
     jobs = {j.wildcards: j for j in parse_jobs(out) if j.rule == "diagnostics"}
     job = jobs["subject=01"]

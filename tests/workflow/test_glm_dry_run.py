@@ -35,6 +35,14 @@ def two_by_two(tmp_path):
     )
 
 
+def _first_only(tmp_path) -> list[str]:
+    """Arguments that compare each subject's first session only (the default compares the
+    first two), so that ses-02 is a regular session."""
+    extra = tmp_path / "first_only.yaml"
+    extra.write_text('comparison:\n  sessions: ["01"]\n')
+    return ["--configfile", str(extra)]
+
+
 def _glm_jobs(out: str) -> list[tuple[str, str]]:
     """(``<nordic>-<combine>``, session stem) of every scheduled glm job."""
     found = []
@@ -46,8 +54,21 @@ def _glm_jobs(out: str) -> list[tuple[str, str]]:
     return found
 
 
-def test_glm_jobs_per_session_and_variant(tmp_path, two_by_two):
+def test_default_compares_the_first_two_sessions_of_each_subject(tmp_path, two_by_two):
+    """comparison.sessions: []: both sessions of each subject fit all six variants, with
+    their held-out fits, the reference (type-B) fit and a planted design each (each session's
+    planted responses from the other)."""
     out = dry_run(_config(tmp_path, two_by_two))
+    counts = job_counts(out)
+    assert counts["glm"] == 2 * 2 * 6
+    assert counts["glm_heldout"] == 2 * 2 * 6
+    assert counts["glm_reference"] == counts["planted_design"] == 2 * 2
+    sessions = {s for _, s in _glm_jobs(out)}
+    assert sessions == {f"sub-0{s}_ses-0{e}_task-images" for s in "12" for e in "12"}
+
+
+def test_glm_jobs_per_session_and_variant(tmp_path, two_by_two):
+    out = dry_run(_config(tmp_path, two_by_two), *_first_only(tmp_path))
     counts = job_counts(out)
     # first session of each subject: 6 variants; second session: nordic-optcom only
     assert counts["glm"] == 2 * 6 + 2 * 1
@@ -75,6 +96,7 @@ def test_comparison_sessions_and_all_sessions_variants_are_configurable(tmp_path
         "glm:\n  all_sessions_variants: [raw-single, nordic-denoised]\n"
         "variants:\n  combine: [single, denoised]\n"
         "publish:\n  laion: false\n"  # the LAION layout's nordic-optcom is not produced
+        'comparison:\n  sessions: ["01"]\n'
     )
     out = dry_run(_config(tmp_path, two_by_two), "--configfile", str(extra))
     jobs = _glm_jobs(out)
@@ -93,7 +115,7 @@ def test_nordic_off_drops_nordic_variants_without_error(tmp_path, two_by_two):
     extra.write_text("nordic:\n  enabled: false\npublish:\n  laion: false\n")
     out = dry_run(_config(tmp_path, two_by_two), "--configfile", str(extra))
     counts = job_counts(out)
-    assert counts["glm"] == 2 * 3  # raw-* on the first sessions; nordic-optcom dropped
+    assert counts["glm"] == 2 * 2 * 3  # raw-* on the comparison sessions; nordic-optcom dropped
     assert "noiseceiling_subject" not in counts
     assert all(j.wildcards.startswith("nordic=raw") for j in parse_jobs(out) if j.rule == "glm")
 
@@ -135,7 +157,7 @@ def _session_of(job) -> str:
 def test_one_analysis_mask_per_session_feeds_every_variant(tmp_path, two_by_two):
     """The analysis mask job of a session reads every fitted variant's runs (and the brain
     mask); every glm job, type-B job and held-out fit job of that session fit on it."""
-    out = dry_run(_config(tmp_path, two_by_two), "--printshellcmds")
+    out = dry_run(_config(tmp_path, two_by_two), "--printshellcmds", *_first_only(tmp_path))
     counts = job_counts(out)
     assert counts["analysis_mask"] == 4  # one per fitted (subject, session)
     assert description_counts(out)["analysis-mask"] == 1  # glmsingle-analysis/
@@ -177,7 +199,7 @@ def test_one_analysis_mask_per_session_feeds_every_variant(tmp_path, two_by_two)
 def test_held_out_fits_for_every_variant_of_the_comparison_sessions(tmp_path, two_by_two):
     """One glm_heldout job per variant of each comparison session (each half of the runs
     fitted apart with the variant's own options); the type-B fits are only the visual ROI's."""
-    out = dry_run(_config(tmp_path, two_by_two), "--printshellcmds")
+    out = dry_run(_config(tmp_path, two_by_two), "--printshellcmds", *_first_only(tmp_path))
     jobs = parse_jobs(out)
     typeb = [j for j in jobs if j.rule == "glm_reference"]
     assert all(j.wildcards.startswith("nordic=raw, combine=single") for j in typeb)

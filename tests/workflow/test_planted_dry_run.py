@@ -15,6 +15,14 @@ def _tree(tmp_path):
     return {"bids_dir": bids, "output_dir": tmp_path / "out", "work_dir": tmp_path / "work"}
 
 
+def _first_only(tmp_path, text: str = "") -> list[str]:
+    """Arguments that compare session 01 only (the default compares the first two), with
+    ``text`` (more config) in the same file."""
+    extra = tmp_path / "first_only.yaml"
+    extra.write_text('comparison:\n  sessions: ["01"]\n' + text)
+    return ["--configfile", str(extra)]
+
+
 def _planted_steps(out: str) -> list[str]:
     """The steps of the planted runs' jobs (their log is under logs/planted/)."""
     steps = []
@@ -24,12 +32,12 @@ def _planted_steps(out: str) -> list[str]:
 
 
 def test_only_the_comparison_session_is_planted_with_one_resampling_per_side(tmp_path):
-    """Session 01 (the subject's first) is the comparison session: one design, one planted job
-    per run, one frozen fit per variant; session 02 gets none. A planted run: the planted
+    """Session 01 the only comparison session: one design, one planted job per run, one
+    frozen fit per variant; session 02 gets none. A planted run: the planted
     echoes (half their difference, and both signs for NORDIC's companions), NORDIC with the
     raw echoes' decisions, the half difference of its two outputs, one resampling per side
     (of its half difference), one planted series per variant, its folder removed."""
-    out = dry_run(_tree(tmp_path), "--printshellcmds")
+    out = dry_run(_tree(tmp_path), "--printshellcmds", *_first_only(tmp_path))
     counts = job_counts(out)
     assert (counts["planted_design"], counts["planted_run"], counts["planted_glm"]) == (1, 2, 6)
     jobs = [j for j in parse_jobs(out) if j.rule.startswith("planted")]
@@ -66,9 +74,8 @@ def test_without_nordic_the_planted_runs_plant_only_the_difference(tmp_path):
     """NORDIC off: no companions, so the planted echoes are written only as their half
     difference, resampled once, and three variants read it."""
     cfg = _tree(tmp_path)
-    extra = tmp_path / "nordic_off.yaml"
-    extra.write_text("nordic:\n  enabled: false\npublish:\n  laion: false\n")
-    out = dry_run(cfg, "--printshellcmds", "--configfile", str(extra))
+    text = "nordic:\n  enabled: false\npublish:\n  laion: false\n"
+    out = dry_run(cfg, "--printshellcmds", *_first_only(tmp_path, text))
     assert job_counts(out)["planted_glm"] == 3
     steps = _planted_steps(out)
     assert not [s for s in steps if "nordic " in s.split("2>")[0] or "planted half" in s]
@@ -83,10 +90,11 @@ def _sources(design: str) -> list[str]:
 
 
 def test_two_comparison_sessions_give_each_other_their_planted_responses(tmp_path):
-    """comparison.sessions 01 and 02 (comparison.planted.source other_sessions, the default):
-    each session's design reads the other's reference type-B betas and trials, and each
-    planted run's NORDIC takes its map from the design (the tangent map for responses from
-    another session). source: session or other_runs, or one comparison session: no sources."""
+    """comparison.sessions 01 and 02 (comparison.planted.source other_sessions, the default;
+    the default sessions are the first two, so the same without naming them): each session's
+    design reads the other's reference type-B betas and trials, and each planted run's NORDIC
+    takes its map from the design (the tangent map for responses from another session).
+    source: session or other_runs, or one comparison session: no sources."""
     cfg = _tree(tmp_path)
     extra = tmp_path / "two.yaml"
     extra.write_text('comparison:\n  sessions: ["01", "02"]\n')
@@ -109,5 +117,9 @@ def test_two_comparison_sessions_give_each_other_their_planted_responses(tmp_pat
         )
         out = dry_run(cfg, "--printshellcmds", "--configfile", str(extra))
         assert all(_sources(d) == [] for d in shell_commands(out, "planted design"))
-    (design,) = shell_commands(dry_run(cfg, "--printshellcmds"), "planted design")
+    default = shell_commands(dry_run(cfg, "--printshellcmds"), "planted design")
+    assert sorted(map(_sources, default)) == sorted(map(_sources, designs))
+    (design,) = shell_commands(
+        dry_run(cfg, "--printshellcmds", *_first_only(tmp_path)), "planted design"
+    )
     assert _sources(design) == []

@@ -47,7 +47,7 @@ def test_roi_comparison_and_report_jobs(tmp_path, two_by_two):
     out = dry_run(_config(tmp_path, two_by_two), "--printshellcmds")
     counts = job_counts(out)
     assert counts["rois_visual"] == 2  # one per subject, for every variant
-    assert counts["rois_table"] == 14  # one per fitted session and variant (as glm)
+    assert counts["rois_table"] == 24  # one per fitted session and variant (as glm)
     assert counts["comparison"] == 1
     assert counts["subject_report"] == 2
     # one dataset description each for rois/ and comparison/
@@ -76,16 +76,14 @@ def test_roi_comparison_and_report_jobs(tmp_path, two_by_two):
             job.output[0],
         )
     # one comparison table per subject (NC maps, fit masks, betas and held-out fits of the 6
-    # variants), joined by one group job
+    # variants in each of its two comparison sessions, the default), joined by one group job
     subjects = [j for j in jobs if j.rule == "comparison_subject"]
     assert len(subjects) == 2
     for job in subjects:
-        nc = [f for f in job.input if f.endswith("desc-Noiseceiling_statmap.nii.gz")]
-        assert len(nc) == 6 and all("_ses-01_" in f for f in nc)
-        betas = [f for f in job.input if f.endswith("desc-SingletrialBetas_statmap.nii.gz")]
-        assert len(betas) == 6
-        held = [f for f in job.input if f.endswith("desc-HeldoutImagemeans_statmap.nii.gz")]
-        assert len(held) == 6 and all("_ses-01_" in f for f in held)
+        for desc in ("Noiseceiling", "SingletrialBetas", "HeldoutImagemeans"):
+            found = [f for f in job.input if f.endswith(f"desc-{desc}_statmap.nii.gz")]
+            assert len(found) == 12, desc
+            assert sum("_ses-01_" in f for f in found) == sum("_ses-02_" in f for f in found) == 6
         assert not any("SingletrialBetasTypeB" in f for f in job.input)
     (cmp,) = [j for j in jobs if j.rule == "comparison"]
     assert sum(f.endswith("desc-variants_comparison.tsv") for f in cmp.input) == 2
@@ -97,8 +95,8 @@ def test_roi_comparison_and_report_jobs(tmp_path, two_by_two):
         visual = options_of(c)["visual"]
         assert (visual["method"], visual["alpha"], visual["correction"]) == ("auto", 0.05, "fdr")
     cmd = shell_commands(out, "comparison subject")
-    assert len(cmd) == 2 and all(c.count("--entry ") == 6 for c in cmd)
-    assert all(c.count("heldout=") == 6 and options_of(c)["bootstrap"] == 100 for c in cmd)
+    assert len(cmd) == 2 and all(c.count("--entry ") == 12 for c in cmd)
+    assert all(c.count("heldout=") == 12 and options_of(c)["bootstrap"] == 100 for c in cmd)
     cmd = shell_commands(out, "comparison group")
     assert len(cmd) == 1 and options_of(cmd[0])["rank_by"] == "planted_r"
     table = next(j for j in jobs if j.rule == "rois_table")
@@ -146,7 +144,7 @@ def test_report_disabled_and_bad_visual_variant(tmp_path, two_by_two):
     out = dry_run(_config(tmp_path, two_by_two), "--configfile", str(extra))
     counts = job_counts(out)
     assert "subject_report" not in counts and "comparison" not in counts
-    assert counts["rois_table"] == 14
+    assert counts["rois_table"] == 24  # both sessions compared (the default): 6 variants each
     extra.write_text(
         "nordic:\n  enabled: false\nrois:\n  visual:\n    variant: nordic-optcom\n"
         "publish:\n  laion: false\n"  # the LAION layout's nordic-optcom: not the error checked here

@@ -2,7 +2,8 @@
 
 A variant (``raw-single`` ... ``nordic-denoised``, :mod:`echoprep.variants`) is fitted for
 every session when it is in ``glm.all_sessions_variants``, else only for the subject's
-comparison sessions (``comparison.sessions``; empty: its first session).
+comparison sessions (``comparison.sessions``; empty: its first two sessions, so that each can
+take its planted responses from the other; docs/comparison.md).
 """
 
 from __future__ import annotations
@@ -34,11 +35,12 @@ class FittedVariants:
 
     def comparison_sessions(self, subject: str) -> list[str | None]:
         """Sessions of a subject in the 2x3 comparison: comparison.sessions (labels, with or
-        without "ses-") that the subject has; empty = its first session."""
+        without "ses-") that the subject has; empty = its first two sessions (its only one
+        where it has one)."""
         wanted = [strip_label(s, "ses") for s in self.config["comparison"]["sessions"] or []]
         sessions = self.dataset.sessions(subject)
         if not wanted:
-            return sessions[:1]
+            return sessions[:2]
         return [s for s in sessions if s in wanted]
 
     @cached_property
