@@ -23,6 +23,12 @@ the comparison's ROI that received a planted response:
   fit's betas carry of the planted pattern follows half B otherwise than the true responses;
 - ``shared`` = ``sqrt(cov(planted, half B) / (cov(planted, R) cov(half B, R) / var(R)))``: the
   factor from what the planted pattern and half B share besides the true response ``R``;
+- ``residual``: what the planted pattern and half B share beyond the true response, measured
+  apart: each regressed per voxel on the true image means, the covariance of what is left,
+  pooled over the voxels, as a share of the response covariance they share (``share``), with
+  the same share after half B's residuals are permuted over the images (500 permutations, seed
+  0: its ``null_sd`` and the two-sided ``p`` of ``share``): a share within the null spread is a
+  chance alignment of the two patterns' noise over the images, not a term they share;
 - ``predicted`` = ``misread * shared`` against ``observed`` = ``planted_r / r_truth`` (the
   comparison's estimate over the truth, as ``comparison_regimes.py`` reports them; the rest is
   the median over voxels against the pooled gains, and the smoothing); ``planted_r_again``: the
@@ -241,6 +247,54 @@ def leakage(betas: np.ndarray, responses: np.ndarray, runs: np.ndarray) -> list[
     return [float(c) for c in coef / coef[2]]
 
 
+def residual_share(
+    planted: np.ndarray, half_b: np.ndarray, true_means: np.ndarray, permutations: int = 500
+) -> dict[str, float]:
+    """What ``planted`` and ``half_b`` share beyond the true response (module docstring,
+    ``residual``).
+
+    Parameters
+    ----------
+    planted, half_b, true_means
+        ``(V, I)`` the design's planted pattern, its half B and the true image means, per voxel
+        and image (any units; each centred over the images here).
+    permutations
+        Image permutations of half B's residuals for the null spread (seed 0).
+
+    Returns
+    -------
+    dict
+        ``share`` (the pooled residual covariance over the pooled response covariance),
+        ``null_mean``, ``null_sd`` and ``p`` (two-sided: the share of permutations at least as
+        far from 0).
+    """
+
+    def centred(x: np.ndarray) -> np.ndarray:
+        return x - x.mean(axis=1, keepdims=True)
+
+    p, b, m = centred(planted), centred(half_b), centred(true_means)
+    power = (m * m).sum(axis=1)
+    ok = power > 0
+    p, b, m, power = p[ok], b[ok], m[ok], power[ok]
+    slope_p, slope_b = (p * m).sum(axis=1) / power, (b * m).sum(axis=1) / power
+    rest_p, rest_b = p - slope_p[:, None] * m, b - slope_b[:, None] * m
+    response = float((slope_p * slope_b * power).sum())
+    share = float((rest_p * rest_b).sum()) / response
+    rng = np.random.default_rng(0)
+    null = np.array(
+        [
+            float((rest_p * rest_b[:, rng.permutation(rest_b.shape[1])]).sum()) / response
+            for _ in range(permutations)
+        ]
+    )
+    return {
+        "share": share,
+        "null_mean": float(null.mean()),
+        "null_sd": float(null.std()),
+        "p": float((np.abs(null) >= abs(share)).mean()),
+    }
+
+
 def measure(case: Path, session: str = "01", models: bool = False) -> dict:
     """Every figure of the module docstring for one session of a kept case (``models``: the
     split of each final fit into its steps, too)."""
@@ -382,6 +436,7 @@ def measure(case: Path, session: str = "01", models: bool = False) -> dict:
         "voxels": int(active.sum()),
         "reference": reference,
         "shared": float(shared),
+        "residual": residual_share(p, b, r),
         "variants": out_rows,
     }
 

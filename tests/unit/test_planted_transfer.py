@@ -61,3 +61,22 @@ def test_leakage_of_betas_without_neighbours_is_zero_beside_the_trials_own(
     resp = transfer.trial_responses(pattern, cols)
     got = transfer.leakage(resp + 0.05 * rng.standard_normal(resp.shape), resp, runs)
     np.testing.assert_allclose(got, [0.0, 0.0, 1.0, 0.0, 0.0], atol=0.01)
+
+
+def test_residual_share_tells_a_shared_noise_term_from_chance(transfer: ModuleType) -> None:
+    """Two noisy measurements of the same image responses: with independent noise the share
+    they have beyond the responses lies within its permutation spread; with a noise term they
+    share it is that term's covariance over the responses' (known answer) and far beyond."""
+    rng = np.random.default_rng(3)
+    n_voxels, n_images = 400, 80
+    means = rng.standard_normal((n_voxels, n_images))
+    own = [rng.standard_normal((n_voxels, n_images)) * 2 for _ in range(2)]
+    chance = transfer.residual_share(means + own[0], means + own[1], means, permutations=200)
+    assert abs(chance["share"]) < 3 * chance["null_sd"] and chance["p"] > 0.01
+    assert abs(chance["null_mean"]) < chance["null_sd"]
+    common = rng.standard_normal((n_voxels, n_images)) * 0.5  # variance 0.25 of the means' 1
+    shared = transfer.residual_share(
+        means + own[0] + common, means + own[1] + common, means, permutations=200
+    )
+    assert shared["share"] == pytest.approx(0.25, abs=0.06)
+    assert shared["p"] == 0.0 and shared["share"] > 5 * shared["null_sd"]
