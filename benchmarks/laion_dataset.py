@@ -422,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
         for rule, n, c in rows:
             print(f"  {rule:22s} {n:4d} {c:9.1f} {n * c / 3600:7.3f}")
     first_h, second_h, regular_h = first_s / 3600, second_s / 3600, regular_s / 3600
-    compared = 2 if args.sessions > 1 and second_h > regular_h + 1e-9 else 1
+    # the second session is a comparison session where it plans other jobs than a regular one
+    compared = 2 if args.sessions > 1 and second != regular else 1
     per_session_h = args.subjects * (
         first_h + (compared - 1) * second_h + (args.sessions - compared) * regular_h
     )
