@@ -1,36 +1,45 @@
-"""Where the planted estimate's error lies: the planted pattern (half A, noise and all) against
-the noise-free truth planted the same way (docs/comparison.md, "What the planted estimate
-still misreads").
+"""Where the planted estimate's error lies: the workflow's planted responses against the
+simulator's truth planted the same way, one part at a time (docs/comparison.md, "What the
+planted estimate still misreads").
 
-On a case kept by ``benchmarks/comparison_regimes.py --keep`` (a simulated session whose
-workflow ran through the comparison), this script
+On a case kept by ``benchmarks/comparison_regimes.py --keep`` (a simulated dataset whose
+workflow ran through the comparison; one session or several, with or without the spatial
+stage), this script
 
 1. runs the case's planted jobs and comparison again (``--rescore``, its planted betas
-   removed first: half A planted with this code);
-2. replaces the planted pattern of the case's design (``planted``: half A, the image means of
-   the reference fit's odd-numbered presentations, noise and all) by the simulator's noise-free
-   image means times half A's gain on them (pooled over the design's voxels: the same scale,
-   no noise), leaves everything else of the design as it was (half B, the factor, the time
-   courses), and runs the case's planted jobs and comparison again (``--planted truth``, the
-   default; ``--planted synthetic``: a noise-free draw with the session's response covariance
-   between voxels, random per image, planted and scored against itself, see
-   :func:`synthetic_design`);
-3. puts the design back and runs the planted jobs again (``--no-restore``: leave the oracle
+   removed first: the workflow's planting with this code, ``workflow``);
+2. for each ``--planted`` choice, replaces a part of every comparison session's design by the
+   simulator's truth, leaves the rest of the design as it was (half B, the factor, the
+   source), and runs the case's planted jobs and comparison again:
+
+   - ``truth`` (the default): the planted pattern (half A, or the image means from the other
+     sessions, noise and all) by the noise-free image means times the pattern's gain on them
+     (pooled over the design's voxels: the same scale, no noise);
+   - ``shape``: each voxel's planted time course (the curves ``planted_design`` estimated) by
+     the simulator's own (the library HRF of its peak map);
+   - ``truth-shape``: both; ``truth-shape-level``: both, the pattern with each voxel's true mean
+     evoked response kept (the image means not centred, as the data's responses are);
+   - ``synthetic``: a noise-free draw with the session's response covariance between voxels,
+     random per image, planted and scored against itself (:func:`synthetic_design`);
+3. puts the designs back and runs the planted jobs again (``--no-restore``: leave the last
    planting in place).
 
-Printed per variant: ``planted_r`` with half A planted and with the truth planted, beside the
-truth (the median over the comparison's ROI of the variant's r with the noise-free image
-means, as ``comparison_regimes.py`` reports it), and per planting the mean absolute error and
-the NORDIC-dependent bias (the mean error of the NORDIC variants minus that of the others).
-Where the truth planted reads right and half A does not, the error is in what half A brings
-besides the response: the data's own noise at the image's presentations, which chains with
-decisions made on that data (NORDIC's kept components above all) pass as if it were response.
+Printed per variant: ``planted_r`` with each planting, beside the truth (the median over the
+comparison's ROI of the variant's r with the noise-free image means, as
+``comparison_regimes.py`` reports it; with several sessions the means over them), and per
+planting the mean absolute error and the NORDIC-dependent bias (the mean error of the NORDIC
+variants minus that of the others). Where the truth planted reads right and the workflow's
+pattern does not, the error is in what the pattern brings besides the response; where neither
+does, in what the planted responses lack of the data's own (their time course, their mean,
+their trial-to-trial variability: ``planted_secant.py --part trial``).
 
-    .venv/bin/python benchmarks/planted_oracle.py --case DIR [--planted truth synthetic]
+    .venv/bin/python benchmarks/planted_oracle.py --case DIR
+        [--planted truth shape truth-shape truth-shape-level synthetic]
         [--seed 0] [--json FILE] [--no-restore]
 
 About 11 minutes for a 6-run case of the regime preset (2-core VM) and one ``--planted``
-choice: three plantings and their comparisons.
+choice (three plantings and their comparisons); each further choice one planting more (about
+5 minutes for a 4-run case of two sessions).
 """
 
 from __future__ import annotations
@@ -52,25 +61,45 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
 
+from echoprep.kernels.glm.hrf import FINE_DT  # noqa: E402
+from echoprep.simulate.design import hrf_index, hrf_table  # noqa: E402
 from echoprep.simulate.truth import truth_paths  # noqa: E402
 
-DESIGN = "results/planted/sub-01/ses-01/func/sub-01_ses-01_task-images_desc-planted_design.npz"
+ORACLES = ("truth", "shape", "truth-shape", "truth-shape-level", "synthetic")
 
 
 def case_args(case: Path) -> list[str]:
     """``comparison_regimes.py`` arguments that rescore the kept ``case``."""
-    found = re.fullmatch(r"(.+)_seed(\d+)_runs(\d+|preset)", case.name)
+    found = re.fullmatch(
+        r"(.+)_seed(\d+)_runs(\d+|preset)(_motion)?(_spatial)?(?:_ses(\d+))?(?:_src-(.+))?",
+        case.name,
+    )
     if found is None:
-        raise SystemExit(f"{case}: expected a folder named <regime>_seed<S>_runs<N|preset>")
-    regime, seed, runs = found.groups()
+        raise SystemExit(
+            f"{case}: expected a folder named <regime>_seed<S>_runs<N|preset>[_motion]"
+            "[_spatial][_ses<N>][_src-<source>] (comparison_regimes.py --keep)"
+        )
+    regime, seed, runs, motion, spatial, sessions, source = found.groups()
     args = ["--regimes", regime, "--seed", seed, "--keep", str(case.parent), "--rescore"]
-    return args + ([] if runs == "preset" else ["--runs", runs])
+    args += [] if runs == "preset" else ["--runs", runs]
+    args += ["--motion"] if motion else []
+    args += ["--spatial"] if spatial else []
+    args += ["--sessions", sessions] if sessions else []
+    return args + (["--source", source] if source else [])
+
+
+def design_paths(case: Path) -> dict[str, Path]:
+    """The case's planted designs, per comparison session label."""
+    found = sorted((case / "results/planted/sub-01").glob("ses-*/func/*_desc-planted_design.npz"))
+    if not found:
+        raise SystemExit(f"{case}: expected planted designs under results/planted; found none")
+    return {p.parent.parent.name[len("ses-") :]: p for p in found}
 
 
 def score(case: Path, scratch: Path, name: str, replant: bool) -> pd.DataFrame:
     """The case's comparison (its planted jobs first when ``replant``): one row per variant."""
     if replant:
-        for f in (case / "results").glob("glmsingle-*/sub-01/ses-01/func/*plantedBetas*"):
+        for f in (case / "results").glob("glmsingle-*/sub-01/ses-*/func/*plantedBetas*"):
             f.unlink()
     table = scratch / f"{name}.tsv"
     cmd = [sys.executable, str(ROOT / "benchmarks/comparison_regimes.py"), *case_args(case)]
@@ -82,20 +111,44 @@ def score(case: Path, scratch: Path, name: str, replant: bool) -> pd.DataFrame:
     return pd.read_csv(table, sep="\t").set_index("variant")
 
 
-def oracle_design(case: Path, design: dict[str, np.ndarray]) -> tuple[dict, float]:
-    """``design`` with its planted pattern replaced by the noise-free image means times half
-    A's pooled gain on them; returns the new design and that gain."""
-    truth = truth_paths(case / "bids", "01", "01")
+def oracle_design(
+    case: Path, design: dict[str, np.ndarray], session: str = "01", planted: str = "truth"
+) -> tuple[dict, float]:
+    """``design`` with what ``planted`` names replaced by the simulator's truth; returns the new
+    design and the source pattern's pooled gain on the true image means.
+
+    ``truth``: the planted pattern by the noise-free image means (centred per voxel) times the
+    source pattern's pooled gain on them (the same scale, no noise); ``shape``: each voxel's
+    response curve by the simulator's own (its library HRF of the truth's peak map, in place of
+    the curves ``planted_design`` estimated); ``truth-shape``: both; ``truth-shape-level``: both,
+    and the pattern keeps the true mean evoked response of each voxel (the image means not
+    centred), as the data's responses do. Images without a source keep none."""
+    truth = truth_paths(case / "bids", "01", session)
     rows = tuple(np.asarray(design["voxels"]).T)
-    means = np.asarray(nib.load(truth["image_means"]).dataobj, np.float64)[rows]
-    labels = [str(x) for x in pd.read_csv(truth["images"], sep="\t", dtype={"label": str})["label"]]
-    true = means[:, [labels.index(str(i)) for i in design["images"]]]
-    true -= true.mean(axis=1, keepdims=True)
-    half_a = np.asarray(design["planted"], np.float64)
-    half_a = half_a - half_a.mean(axis=1, keepdims=True)
-    gain = float((half_a * true).sum() / (true * true).sum())
     out = dict(design)
-    out["planted"] = (gain * true).astype(np.asarray(design["planted"]).dtype)
+    gain = float("nan")
+    if planted.startswith("truth"):
+        means = np.asarray(nib.load(truth["image_means"]).dataobj, np.float64)[rows]
+        labels = pd.read_csv(truth["images"], sep="\t", dtype={"label": str})["label"]
+        labels = [str(x) for x in labels]
+        true = means[:, [labels.index(str(i)) for i in design["images"]]]
+        level = true.mean(axis=1, keepdims=True)
+        true = true - level
+        source = np.asarray(design["planted"], np.float64)
+        has = np.isfinite(source).all(axis=0)
+        src = source[:, has] - source[:, has].mean(axis=1, keepdims=True)
+        ref = true[:, has] - true[:, has].mean(axis=1, keepdims=True)
+        gain = float((src * ref).sum() / (ref * ref).sum())
+        new = gain * (true + level if planted.endswith("-level") else true)
+        new[:, ~has] = np.nan
+        out["planted"] = new.astype(source.dtype)
+    if planted in ("shape", "truth-shape", "truth-shape-level"):
+        peak = np.asarray(nib.load(truth["hrf_peak"]).dataobj, np.float64)[rows]
+        times, table = hrf_table(float(design["stimdur"]))
+        fine = np.arange(np.asarray(design["curves"]).shape[0]) * FINE_DT
+        curves = np.stack([np.interp(fine, times, h, left=0.0, right=0.0) for h in table], 1)
+        out["curves"] = curves.astype(np.asarray(design["curves"]).dtype)
+        out["hrf"] = hrf_index(peak).astype(np.asarray(design["hrf"]).dtype)
     return out, gain
 
 
@@ -144,51 +197,61 @@ def main(argv: list[str] | None = None) -> int:
         "--planted",
         nargs="+",
         default=["truth"],
-        choices=["truth", "synthetic"],
-        help="truth: the noise-free image means in place of half A; synthetic: a noise-free "
-        "draw with the session's response covariance, planted and scored against itself",
+        choices=ORACLES,
+        help="truth: the noise-free image means in place of the workflow's planted pattern; "
+        "shape: the simulator's response curves in place of the estimated ones; truth-shape: "
+        "both; truth-shape-level: both with the mean evoked response kept; synthetic: a "
+        "noise-free draw with the session's response covariance, planted and scored against "
+        "itself",
     )
     ap.add_argument("--seed", type=int, default=0, help="the synthetic draw's seed")
     args = ap.parse_args(argv)
     case = args.case.resolve()
-    path = case / DESIGN
+    paths = design_paths(case)
     scratch = Path(tempfile.mkdtemp(prefix="planted_oracle_"))
-    backup = scratch / "design.npz"
-    shutil.copy2(path, backup)
-    tables = {"half_a": score(case, scratch, "half_a", replant=True)}  # with this code
-    with np.load(backup) as d:
-        original = {k: d[k] for k in d.files}
-    gain = float("nan")
+    original = {}
+    for session, path in paths.items():
+        shutil.copy2(path, scratch / f"design_{session}.npz")
+        with np.load(path) as d:
+            original[session] = {k: d[k] for k in d.files}
+    sources = sorted({str(d.get("source", "session")) for d in original.values()})
+    tables = {"workflow": score(case, scratch, "workflow", replant=True)}  # with this code
+    gains: dict[str, dict[str, float]] = {}
     try:
         for mode in args.planted:
-            if mode == "truth":
-                design, gain = oracle_design(case, original)
-            else:
-                design = synthetic_design(original, args.seed)
-            tmp = path.with_suffix(".oracle.npz")
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **design)
-            os.replace(tmp, path)
+            for session, path in paths.items():
+                if mode == "synthetic":
+                    design = synthetic_design(original[session], args.seed)
+                else:
+                    design, gain = oracle_design(case, original[session], session, mode)
+                    gains.setdefault(mode, {})[session] = round(gain, 4)
+                tmp = path.with_suffix(".oracle.npz")
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, **design)
+                os.replace(tmp, path)
             tables[mode] = score(case, scratch, mode, replant=True)
     finally:
         if not args.no_restore:
-            shutil.copy2(backup, path)
-            path.touch()  # newer than the fits: the planted jobs run again
+            for session, path in paths.items():
+                shutil.copy2(scratch / f"design_{session}.npz", path)
+                path.touch()  # newer than the fits: the planted jobs run again
             score(case, scratch, "restored", replant=True)
-    half_a = tables["half_a"]
+    base = tables["workflow"]
     result = {
         "case": case.name,
-        "half_a_gain_on_truth": round(gain, 4),
+        "sessions": sorted(paths),
+        "source": sources,
+        "source_gain_on_truth": gains,
         "seed": args.seed,
         "variants": {
-            v: {"truth": round(float(half_a.loc[v, "r_truth_roi"]), 3)}
+            v: {"truth": round(float(base.loc[v, "r_truth_roi"]), 3)}
             | {f"{k}_planted": round(float(t.loc[v, "planted_r"]), 3) for k, t in tables.items()}
-            for v in half_a.index
+            for v in base.index
         },
     } | {f"{k}_planted": summary(t) for k, t in tables.items()}
     print(f"{case.name}: planted_r with each pattern planted, and the true r")
     for v, r in result["variants"].items():
-        cells = "  ".join(f"{k} planted {r[f'{k}_planted']:.3f}" for k in tables)
+        cells = "  ".join(f"{k} {r[f'{k}_planted']:.3f}" for k in tables)
         print(f"  {v:<16} {cells}  true r {r['truth']:.3f}")
     for k in tables:
         mae, bias = result[f"{k}_planted"]["mae"], result[f"{k}_planted"]["nordic_bias"]

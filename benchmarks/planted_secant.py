@@ -13,15 +13,32 @@ them is ``T`` (both: covariance over images of the repeat averages, z-scored per
 true image means, summed over the ROI voxels every variant fitted). ``N / T`` is 1 where the
 planted chain treats responses as the real chain does. Two modes:
 
-- ``frozen`` (the workflow's): NORDIC's decisions on the data applied to both
-  (``echoprep nordic --companions``, a linear map);
+- ``frozen`` (the workflow's chain): NORDIC's decisions on the data applied to both
+  (``echoprep nordic --companions``, a linear map: the kept time courses, or the tangent map
+  where the case's design plants responses from other sessions, as the workflow runs it; the
+  JSON records the design's ``source``);
 - ``secant``: NORDIC decides anew on each (the secant from no response to the data's own:
   what NORDIC keeps of them, its decisions included).
 
+With ``--part image`` the ``+`` echoes are the twin without trial-to-trial variability and the
+``-`` echoes the response-free twin: their difference is the image means' responses alone, as
+the simulator wrote them (what the workflow's planted responses copy). With ``--part trial``
+the twin keeps the image means and leaves out the responses'
+trial-to-trial variability (the same draws: the simulator's trial deviations set to 0), so
+half the difference is half that variability's share of the echoes: ``N / T`` is then the
+share of what the betas carry of the true image means that comes through the trial-to-trial
+part of the responses (0 for a linear chain; NORDIC's kept components, which the whole
+responses raised, can pass image-locked signal through it).
+
+A case of several sessions (``comparison_regimes.py --sessions N``) is read per session
+(``--session``; the response-free twin is simulated with all of them, as the case was). A
+case with the spatial stage (``--spatial``) is read where its output grid is the simulator's
+(the regime preset without motion: the native grid); the script says so otherwise.
+
 Nothing of the case is overwritten: the planted series and fits go to ``--scratch``.
 
-    .venv/bin/python benchmarks/planted_secant.py --case DIR [--mode frozen secant]
-        [--scratch DIR] [--json FILE]
+    .venv/bin/python benchmarks/planted_secant.py --case DIR [--session S] [--part all|trial|image]
+        [--mode frozen secant] [--scratch DIR] [--json FILE]
 
 About 2 minutes per mode for a 4-run case of the regime preset (2-core VM).
 """
@@ -29,6 +46,7 @@ About 2 minutes per mode for a 4-run case of the regime preset (2-core VM).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -37,11 +55,11 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
@@ -51,49 +69,67 @@ from echoprep.io.images import atomic_save, float_image, load_image  # noqa: E40
 from echoprep.kernels.fidelity import image_means  # noqa: E402
 from echoprep.kernels.noiseceiling import zscore_within  # noqa: E402
 from echoprep.kernels.planted_fidelity import recovered_z  # noqa: E402
+from echoprep.simulate import design as sim_design  # noqa: E402
 from echoprep.simulate import simulate_dataset  # noqa: E402
 from echoprep.simulate.response import REGIMES  # noqa: E402
 from echoprep.simulate.truth import truth_paths  # noqa: E402
 from echoprep.variants import ALL_VARIANTS as VARIANTS  # noqa: E402
 
-FUNC = "sub-01/ses-01/func/sub-01_ses-01_task-images_"
+
+def func(session: str) -> str:
+    """The relative path stem of the simulated subject's series in ``session``."""
+    return f"sub-01/ses-{session}/func/sub-01_ses-{session}_task-images_"
 
 
 def _img(path: Path | str) -> np.ndarray:
     return np.asarray(nib.load(str(path)).dataobj, np.float64)
 
 
-def response_free(case: Path, out: Path) -> Path:
-    """Simulate the case's session without responses (same seeds) into ``out``."""
+def response_free(case: Path, out: Path, part: str = "all") -> Path:
+    """Simulate the case's sessions (same seeds) into ``out`` without the part of the
+    responses ``part`` names: ``all`` (``amplitude_scale`` 1e-9: no response), or ``trial``
+    (the trial-to-trial variability set to 0, the image means kept: the same draws, so the
+    data minus this twin is the responses' trial-to-trial part alone)."""
     if (out / "dataset_description.json").exists():
         return out
     sim = json.loads((case / "bids" / "dataset_description.json").read_text())
     sim = sim["echoprepSimulation"]
     model = REGIMES[sim.get("response", {}).get("name", "default")]
-    model = dataclasses.replace(model, amplitude_scale=1e-9 * model.amplitude_scale)
-    simulate_dataset(
-        out,
-        sim["preset"],
-        seed=sim["seed"],
-        subjects=1,
-        sessions=1,
-        runs=sim["runs"],
-        motion=sim["motion"],
-        fieldmap=sim["fieldmap"],
-        response=model,
-    )
+    if part == "all":
+        model = dataclasses.replace(model, amplitude_scale=1e-9 * model.amplitude_scale)
+
+    def no_trial_noise(model: object, white: np.ndarray, smooth: object) -> np.ndarray:
+        return np.zeros_like(white)  # drawn as always, then not used
+
+    with contextlib.ExitStack() as stack:
+        if part == "trial":
+            stack.enter_context(mock.patch.object(sim_design, "trial_noise", no_trial_noise))
+        simulate_dataset(
+            out,
+            sim["preset"],
+            seed=sim["seed"],
+            subjects=1,
+            sessions=sim.get("sessions", 1),
+            runs=sim["runs"],
+            shared_images=sim.get("shared_images", False),
+            motion=sim["motion"],
+            fieldmap=sim["fieldmap"],
+            response=model,
+        )
     return out
 
 
-def dry_commands(case: Path) -> tuple[list[str], list[str]]:
-    """The case's planted_run and planted_glm shell commands (a forced dry run)."""
+def dry_commands(case: Path, session: str) -> tuple[list[str], list[str]]:
+    """The case's planted_run and planted_glm shell commands of ``session`` (a forced dry
+    run)."""
+    stem = func(session)
     targets = [
-        str(case / f"results/glmsingle-{v}/{FUNC}stat-effect_desc-plantedBetas_statmap.nii.gz")
+        str(case / f"results/glmsingle-{v}/{stem}stat-effect_desc-plantedBetas_statmap.nii.gz")
         for v in VARIANTS
     ]
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), *targets]
     cmd += ["--configfile", str(case / "config.yaml"), "--cores", "1", "-n", "-p"]
-    cmd += ["--rerun-triggers", "mtime", "--forcerun", "planted_glm"]
+    cmd += ["--rerun-triggers", "mtime", "--forcerun", "planted_run"]
     text = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout
     runs = re.findall(r"Shell command: \( (.*?) \) 2> \S+", text)
     glms = re.findall(r"Shell command: (python -m echoprep glm-planted .*?) 2> \S+", text)
@@ -104,12 +140,19 @@ def _words(step: str, flag: str) -> list[str]:
     return re.search(flag + r" (.*?)(?: --|$)", step).group(1).split()  # type: ignore[union-attr]
 
 
-def run_chains(case: Path, free: Path, scratch: Path, mode: str) -> dict[str, Path]:
+def run_chains(
+    case: Path,
+    free: Path,
+    scratch: Path,
+    mode: str,
+    session: str = "01",
+    top: Path | None = None,
+) -> dict[str, Path]:
     """Each variant's planted fit of the true responses (module docstring); returns its betas
     per variant, in the units of half the true responses (the planted runs' half difference
-    of ``+`` = the data and ``-`` = the response-free session)."""
+    of ``+`` = the data, or the twin ``top``, and ``-`` = the twin ``free``)."""
     work = str(case / "work")
-    runs, glms = dry_commands(case)
+    runs, glms = dry_commands(case, session)
     env = dict(os.environ, PYTHONPATH=str(ROOT / "workflow"))
     py = f"{sys.executable} -m"
     for command in runs:
@@ -125,6 +168,8 @@ def run_chains(case: Path, free: Path, scratch: Path, mode: str) -> dict[str, Pa
         for e, mag in enumerate(mags):
             img = load_image(mag, "magnitude series", ndim=4)
             data = np.asarray(img.dataobj, np.float32)
+            if top is not None:
+                data = _img(top / Path(mag).relative_to(case / "bids")).astype(np.float32)
             none = _img(free / Path(mag).relative_to(case / "bids")).astype(np.float32)
             for path, arr in ((plus[e], data), (minus[e], none), (diff[e], (data - none) / 2)):
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -137,6 +182,8 @@ def run_chains(case: Path, free: Path, scratch: Path, mode: str) -> dict[str, Pa
             head = nordic.split(" --companions ")[0]
             outs = _words(nordic, "--out-companions")
             tail = "--options-json" + nordic.split("--options-json", 1)[1]
+            # the tangent map is a map of the data's decisions: no map when NORDIC decides anew
+            tail = re.sub(r" --companion-map (\$\(.*?\)|\S+)", "", tail)
             sides = []
             for side, out in ((plus, outs[: len(mags)]), (minus, outs[len(mags) :])):
                 h = head.replace("--mag " + " ".join(mags), "--mag " + " ".join(side))
@@ -155,18 +202,19 @@ def run_chains(case: Path, free: Path, scratch: Path, mode: str) -> dict[str, Pa
     return fits
 
 
-def transfer(case: Path, fits: dict[str, Path]) -> dict[str, dict[str, float]]:
+def transfer(case: Path, fits: dict[str, Path], session: str = "01") -> dict[str, dict[str, float]]:
     """``T``, ``N`` and ``N / T`` per variant (module docstring)."""
-    truth = truth_paths(case / "bids", "01", "01")
+    truth = truth_paths(case / "bids", "01", session)
+    stem = func(session)
     keep = _img(truth["active_mask"]) > 0
     rois = case / "results/rois/sub-01/visual"
     keep &= _img(next(rois.glob("*_label-visuallyResponsive_mask.nii.gz"))) > 0
     for v in VARIANTS:
-        keep &= _img(case / f"results/glmsingle-{v}/{FUNC}desc-GLMsingle_mask.nii.gz") > 0
+        keep &= _img(case / f"results/glmsingle-{v}/{stem}desc-GLMsingle_mask.nii.gz") > 0
     true_means = _img(truth["image_means"])[keep]
     images = pd.read_csv(truth["images"], sep="\t", dtype={"label": str})["label"].to_numpy()
     trials = read_trials(
-        case / f"results/glmsingle-raw-single/{FUNC}desc-SingletrialBetas_trials.tsv"
+        case / f"results/glmsingle-raw-single/{stem}desc-SingletrialBetas_trials.tsv"
     )
     runs = trials["run"].astype(str).to_numpy()
     labels = trials["label"].astype(str).to_numpy()
@@ -181,7 +229,7 @@ def transfer(case: Path, fits: dict[str, Path]) -> dict[str, dict[str, float]]:
     out = {}
     for v in VARIANTS:
         betas = _img(
-            case / f"results/glmsingle-{v}/{FUNC}stat-effect_desc-SingletrialBetas_statmap.nii.gz"
+            case / f"results/glmsingle-{v}/{stem}stat-effect_desc-SingletrialBetas_statmap.nii.gz"
         )[keep]
         t = cov_with_truth(zscore_within(betas, runs))
         got = cov_with_truth(recovered_z(_img(fits[v])[keep], betas, runs, 0.5))
@@ -194,24 +242,56 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--case", type=Path, required=True, help="a case kept by comparison_regimes")
     ap.add_argument("--mode", nargs="+", default=["frozen", "secant"], choices=["frozen", "secant"])
     ap.add_argument("--scratch", type=Path, default=None, help="default: <case>_secant")
+    ap.add_argument("--session", default="01", help="comparison session label (default 01)")
+    ap.add_argument(
+        "--part",
+        default="all",
+        choices=["all", "trial", "image"],
+        help="the part of the true responses sent through the chains: all (the default), "
+        "trial (their trial-to-trial variability alone, the image means left out) or image "
+        "(the image means' responses alone: the twin without trial variability minus the "
+        "response-free twin)",
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     case = args.case.resolve()
-    if yaml.safe_load((case / "config.yaml").read_text())["spatial"]["enabled"]:
-        raise SystemExit("a case without spatial preprocessing is expected (the truth grid)")
+    truth = truth_paths(case / "bids", "01", args.session)["active_mask"]
+    stem = func(args.session)
+    grid = case / f"results/glmsingle-raw-single/{stem}desc-GLMsingle_mask.nii.gz"
+    if nib.load(truth).shape[:3] != nib.load(grid).shape[:3]:
+        raise SystemExit(
+            f"{grid}: expected the simulator's truth grid {nib.load(truth).shape[:3]} (a case "
+            f"without spatial preprocessing, or one whose output grid is the native one, without "
+            f"motion); found {nib.load(grid).shape[:3]}"
+        )
     scratch = (args.scratch or case.with_name(case.name + "_secant")).resolve()
-    free = response_free(case, scratch / "bids-noresponse")
+    free = top = None
+    if args.part in ("all", "image"):
+        free = response_free(case, scratch / "bids-noresponse", "all")
+    if args.part in ("trial", "image"):
+        top = response_free(case, scratch / "bids-notrialvariability", "trial")
+    if args.part == "trial":
+        free, top = top, None
+    assert free is not None
     result = {}
     for mode in args.mode:
         folder = scratch / mode
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        result[mode] = transfer(case, run_chains(case, free, folder, mode))
+        fits = run_chains(case, free, folder, mode, args.session, top)
+        result[mode] = transfer(case, fits, args.session)
         print(f"{mode}: N / T (1: the planted chain carries the true responses as the betas do)")
         for v, r in result[mode].items():
             print(f"  {v:<16} T {r['T']:9.3f}  N {r['N']:9.3f}  N / T {r['ratio']:.3f}")
     if args.json:
-        args.json.write_text(json.dumps({"case": case.name, **result}, indent=1) + "\n")
+        design = next(
+            (case / "results/planted").glob(f"sub-01/ses-{args.session}/func/*_design.npz")
+        )
+        with np.load(design) as d:
+            source = str(d["source"]) if "source" in d.files else "session"
+        out = {"case": case.name, "session": args.session, "source": source, "part": args.part}
+        out |= result
+        args.json.write_text(json.dumps(out, indent=1) + "\n")
     return 0
 
 
