@@ -23,9 +23,9 @@ planted chain treats responses as the real chain does. Two modes:
 With ``--part image`` the ``+`` echoes are the twin without trial-to-trial variability and the
 ``-`` echoes the response-free twin: their difference is the image means' responses alone, as
 the simulator wrote them (what the workflow's planted responses copy). With ``--part trial``
-the twin keeps the image means and leaves out the responses'
-trial-to-trial variability (the same draws: the simulator's trial deviations set to 0), so
-half the difference is half that variability's share of the echoes: ``N / T`` is then the
+the twin keeps the image means and leaves out the responses' trial-to-trial variability (the
+same draws: the simulator's trial deviations set to 0), so half the difference is half that
+variability's share of the echoes: ``N / T`` is then the
 share of what the betas carry of the true image means that comes through the trial-to-trial
 part of the responses (0 for a linear chain; NORDIC's kept components, which the whole
 responses raised, can pass image-locked signal through it).
@@ -258,11 +258,12 @@ def main(argv: list[str] | None = None) -> int:
     truth = truth_paths(case / "bids", "01", args.session)["active_mask"]
     stem = func(args.session)
     grid = case / f"results/glmsingle-raw-single/{stem}desc-GLMsingle_mask.nii.gz"
-    if nib.load(truth).shape[:3] != nib.load(grid).shape[:3]:
+    want, got = nib.load(truth), nib.load(grid)
+    if want.shape[:3] != got.shape[:3] or not np.allclose(want.affine, got.affine, atol=1e-3):
         raise SystemExit(
-            f"{grid}: expected the simulator's truth grid {nib.load(truth).shape[:3]} (a case "
-            f"without spatial preprocessing, or one whose output grid is the native one, without "
-            f"motion); found {nib.load(grid).shape[:3]}"
+            f"{grid}: expected the simulator's truth grid {want.shape[:3]} (a case without "
+            f"spatial preprocessing, or one whose output grid is the native one, without "
+            f"motion); found {got.shape[:3]} with another affine or shape"
         )
     scratch = (args.scratch or case.with_name(case.name + "_secant")).resolve()
     free = top = None
