@@ -123,11 +123,12 @@ def oracle_design(
     the curves ``planted_design`` estimated); ``truth-shape``: both; ``truth-shape-level``: both,
     and the pattern keeps the true mean evoked response of each voxel (the image means not
     centred), as the data's responses do. Images without a source keep none."""
+    parts = set(planted.split("-"))  # e.g. truth-shape-level: {truth, shape, level}
     truth = truth_paths(case / "bids", "01", session)
     rows = tuple(np.asarray(design["voxels"]).T)
     out = dict(design)
     gain = float("nan")
-    if planted.startswith("truth"):
+    if "truth" in parts:
         means = np.asarray(nib.load(truth["image_means"]).dataobj, np.float64)[rows]
         labels = pd.read_csv(truth["images"], sep="\t", dtype={"label": str})["label"]
         labels = [str(x) for x in labels]
@@ -139,10 +140,10 @@ def oracle_design(
         src = source[:, has] - source[:, has].mean(axis=1, keepdims=True)
         ref = true[:, has] - true[:, has].mean(axis=1, keepdims=True)
         gain = float((src * ref).sum() / (ref * ref).sum())
-        new = gain * (true + level if planted.endswith("-level") else true)
+        new = gain * (true + level if "level" in parts else true)
         new[:, ~has] = np.nan
         out["planted"] = new.astype(source.dtype)
-    if planted in ("shape", "truth-shape", "truth-shape-level"):
+    if "shape" in parts:
         peak = np.asarray(nib.load(truth["hrf_peak"]).dataobj, np.float64)[rows]
         times, table = hrf_table(float(design["stimdur"]))
         fine = np.arange(np.asarray(design["curves"]).shape[0]) * FINE_DT

@@ -75,6 +75,16 @@ from echoprep.simulate.response import REGIMES  # noqa: E402
 from echoprep.simulate.truth import truth_paths  # noqa: E402
 from echoprep.variants import ALL_VARIANTS as VARIANTS  # noqa: E402
 
+#: The twins each ``--part`` sends through the chains, ``(+, -)``: ``None`` is the case's own
+#: data, a name the part of the responses the twin leaves out (:func:`response_free`).
+TWINS: dict[str, tuple[str | None, str]] = {
+    "all": (None, "all"),
+    "trial": (None, "trial"),
+    "image": ("trial", "all"),
+}
+#: The folder under ``--scratch`` of each twin.
+TWIN_FOLDERS = {"all": "bids-noresponse", "trial": "bids-notrialvariability"}
+
 
 def func(session: str) -> str:
     """The relative path stem of the simulated subject's series in ``session``."""
@@ -246,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--part",
         default="all",
-        choices=["all", "trial", "image"],
+        choices=list(TWINS),
         help="the part of the true responses sent through the chains: all (the default), "
         "trial (their trial-to-trial variability alone, the image means left out) or image "
         "(the image means' responses alone: the twin without trial variability minus the "
@@ -266,14 +276,9 @@ def main(argv: list[str] | None = None) -> int:
             f"motion); found {got.shape[:3]} with another affine or shape"
         )
     scratch = (args.scratch or case.with_name(case.name + "_secant")).resolve()
-    free = top = None
-    if args.part in ("all", "image"):
-        free = response_free(case, scratch / "bids-noresponse", "all")
-    if args.part in ("trial", "image"):
-        top = response_free(case, scratch / "bids-notrialvariability", "trial")
-    if args.part == "trial":
-        free, top = top, None
-    assert free is not None
+    plus, minus = TWINS[args.part]
+    free = response_free(case, scratch / TWIN_FOLDERS[minus], minus)
+    top = None if plus is None else response_free(case, scratch / TWIN_FOLDERS[plus], plus)
     result = {}
     for mode in args.mode:
         folder = scratch / mode
