@@ -102,7 +102,7 @@ def _step(name: str, threads: int) -> None:
         denoise_frozen(data, mixing, classes, np.ones(BRAIN_VOXELS, bool))
     elif name == "design-shape":
         from echoprep.kernels.planted import response_curves
-        from echoprep.kernels.planted_shape import fit_shapes, shape_moments, spline_basis
+        from echoprep.kernels.planted_shape import fit_shape, shape_moments, spline_basis
 
         rng = np.random.default_rng(2)
         _, basis = spline_basis()
@@ -116,8 +116,7 @@ def _step(name: str, threads: int) -> None:
             m, c = shape_moments(y, offsets, 1.9, onsets, amps, basis)
             moments += m
             cross += c
-        groups = rng.integers(0, 20, ROI_VOXELS)
-        fit_shapes(moments, cross, groups, basis, response_curves(2.5)[1])
+        fit_shape(moments, cross, basis, response_curves(2.5)[1])
     else:
         raise SystemExit(f"unknown step {name}")
 

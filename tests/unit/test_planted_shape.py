@@ -11,7 +11,7 @@ from echoprep.kernels.glm.hrf import FINE_DT
 from echoprep.kernels.planted import presentation_halves, response_curves
 from echoprep.kernels.planted_shape import (
     cross_amplitudes,
-    fit_shapes,
+    fit_shape,
     shape_moments,
     spline_basis,
     warped,
@@ -61,48 +61,47 @@ def test_a_response_shape_outside_the_library_is_recovered(method) -> None:
     true = warped(library[:, 10], 1.0, 1.25, length, FINE_DT)
     true /= true.max()
     moments, cross, basis = _session(true)
-    curves, record = fit_shapes(
-        moments, cross, np.full(len(moments), 10), basis, library, method=method
-    )
-    assert record[0]["Estimated"] and record[0]["Voxels"] == len(moments)
-    est = curves[:, 10]
-    assert est.max() == pytest.approx(1.0)
-    assert _r(est, true) > 0.99 > _r(library[:, 10], true) + 0.05
-    assert abs(record[0]["PeakSeconds"] - np.argmax(true) * FINE_DT) <= 0.4
-    # the other library curves are left as they were
-    np.testing.assert_allclose(curves[: library.shape[0], 3], library[:, 3])
+    curve, record = fit_shape(moments, cross, basis, library, method=method)
+    assert record["Estimated"] and record["Voxels"] == len(moments)
+    assert curve.max() == pytest.approx(1.0)
+    assert _r(curve, true) > 0.99 > _r(library[:, 10], true) + 0.05
+    assert abs(record["PeakSeconds"] - np.argmax(true) * FINE_DT) <= 0.4
 
 
-def test_a_small_group_borrows_its_neighbours_and_no_data_keeps_the_library() -> None:
+def test_the_warped_fit_searches_every_library_curve() -> None:
+    _, library = response_curves(STIMDUR)
+    # library curve 2 (a deep undershoot), 2 s later: the late curves' shift cannot make it
+    true = warped(library[:, 2], 2.0, 1.0, library.shape[0], FINE_DT)
+    true /= true.max()
+    moments, cross, basis = _session(true)
+    curve, record = fit_shape(moments, cross, basis, library)
+    assert record["LibraryIndex"] == 2 and record["ShiftSeconds"] == pytest.approx(2.0)
+    assert record["Stretch"] == pytest.approx(1.0)
+    assert _r(curve, true) > 0.999
+
+
+def test_too_few_voxels_or_no_response_keep_the_library() -> None:
     _, library = response_curves(STIMDUR)
     true = warped(library[:, 8], 0.5, 1.1, library.shape[0], FINE_DT)
-    moments, cross, basis = _session(true, n_vox=120)
-    groups = np.r_[np.full(20, 7), np.full(100, 8)]
-    curves, record = fit_shapes(moments, cross, groups, basis, library, wanted=[7, 8, 15])
-    by = {g["LibraryIndex"]: g for g in record}
-    assert by[7]["Estimated"] and by[7]["Voxels"] == 120  # 20 < 50: index 8's voxels added
-    assert by[8]["Estimated"] and by[8]["Voxels"] == 100
-    assert _r(curves[:, 7], true) > 0.98
-    # index 15 has no voxel of its own: its nearest neighbour with voxels (8) gives its fit
-    assert by[15]["Voxels"] == 100
-    # without data the library curve stays, with the reason
-    zero_m, zero_c = np.zeros_like(moments), np.zeros_like(cross)
-    curves, record = fit_shapes(zero_m[:10], zero_c[:10], np.full(10, 8), basis, library)
-    assert not record[0]["Estimated"] and "fewer than 50 voxels" in record[0]["Reason"]
-    curves, record = fit_shapes(zero_m, zero_c, groups, basis, library)
-    assert [g["Reason"] for g in record] == ["no positive response"] * 2
-    np.testing.assert_allclose(curves[: library.shape[0], 8], library[:, 8])
+    moments, cross, basis = _session(true, n_vox=60)
+    curve, record = fit_shape(moments[:49], cross[:49], basis, library)
+    assert curve is None and record == {
+        "Voxels": 49,
+        "Estimated": False,
+        "Reason": "fewer than 50 voxels",
+    }
+    curve, record = fit_shape(np.zeros_like(moments), np.zeros_like(cross), basis, library)
+    assert curve is None and record["Reason"] == "no positive response"
+    with pytest.raises(ValueError, match="method must be 'warped' or 'free'"):
+        fit_shape(moments, cross, basis, library, method="spline")
 
 
 def test_an_inverted_response_is_not_planted_upside_down() -> None:
     _, library = response_curves(STIMDUR)
     moments, cross, basis = _session(-library[:, 10])
     for method in ("warped", "free"):
-        curves, record = fit_shapes(
-            moments, cross, np.full(len(moments), 10), basis, library, method=method
-        )
-        assert not record[0]["Estimated"], method
-        np.testing.assert_allclose(curves[: library.shape[0], 10], library[:, 10])
+        curve, record = fit_shape(moments, cross, basis, library, method=method)
+        assert curve is None and not record["Estimated"], method
 
 
 def test_each_trial_takes_its_amplitude_from_the_images_other_presentations() -> None:

@@ -335,7 +335,10 @@ def test_the_design_plants_the_response_shape_of_the_sessions_own_series(tmp_pat
     assert np.corrcoef(est, true)[0, 1] > 0.99
     assert np.corrcoef(library[:, 10], true[: library.shape[0]])[0, 1] < 0.95
     record = json.loads((tmp_path / "design.json").read_text())["ResponseShape"]
-    assert record["Shape"] == "estimated" and record["Groups"][0]["Estimated"]
+    assert record["Shape"] == "estimated" and record["Fit"]["Estimated"]
+    assert record["Fit"]["Voxels"] == int(np.prod(shape))
+    # every voxel's planted time course is the session's curve, whatever its library HRF
+    np.testing.assert_array_equal(d["curves"][:, 3], d["curves"][:, 10])
     assert [str(p) for p in series] == [
         s for s in json.loads((tmp_path / "design.json").read_text())["Sources"] if "run-" in s
     ]

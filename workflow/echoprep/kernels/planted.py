@@ -317,7 +317,7 @@ def delta_r2star(
         Echo time of the reference fit's betas, s.
     curves
         ``(n, H)`` response curves (to a trial, peak 1) every :data:`FINE_DT` s from the onset
-        (:func:`echoprep.kernels.planted_shape.fit_shapes`); None: the library's
+        (:func:`echoprep.kernels.planted_shape.fit_shape`); None: the library's
         (:func:`response_curves` of ``stimdur``).
 
     Returns

@@ -1,35 +1,39 @@
 """The time course of a session's own responses, estimated from its data, for the planted
 responses (docs/comparison.md, "The shape of the planted responses").
 
-A planted response is scored by how much of it each variant's chain keeps; a chain that adapts
-to the data (NORDIC keeps, in each patch, the temporal subspace of the data's responses; tedana's
-components follow them) keeps less of a response whose time course is not the data's own. So
-the planted responses take the shape of the session's responses, estimated per group of voxels
-(those GLMsingle gave the same library HRF) from the reference fit's series:
+A planted response is scored by how much of it each variant's chain keeps, and how much of a
+response the chains keep depends on its time course, in details a cosine hardly sees (on a kept
+case the simulator's mean curve, planted in every voxel, halved the estimate's error). So the
+planted responses take the shape of the session's responses, one curve estimated from the
+reference fit's series over the ROI's voxels:
 
 - each trial's response amplitude in a voxel is known, up to noise, from the image's *other*
   presentations (the mean of its even-numbered presentations for an odd-numbered one, and
   the reverse: :func:`cross_amplitudes`), so the amplitudes share no noise with the trial's
   own samples;
 - the data are described by cubic B-splines (:func:`spline_basis`, knots every
-  :data:`KNOT_STEP` s from the onset; 0 at the onset) with coefficients shared by the voxels
-  of a group: ``y_v(t) = sum_i a_vi h(t - onset_i) + drift + evoked + noise``, where the drift
-  (the GLM's polynomials per run) and each voxel's own response common to all trials
-  (``evoked``: the same splines summed over the trials, free per voxel) are projected out
-  (:func:`shape_moments`); the normal equations are summed over the voxels and runs of each
-  group (a group with too few voxels borrows its neighbours in library order);
-- the group's curve (:func:`fit_shapes`) is, by default (``"warped"``), the group's library
-  curve delayed and stretched in time (:data:`SHIFTS`, :data:`STRETCHES`: latency and width,
-  the two ways HRFs differ most between voxels and people) to explain the most of the data: two
-  parameters per group, so a few dozen voxels give a stable shape (``"free"``, the splines'
-  own least-squares curve, follows any shape but is noisier: on the kept benchmark case its
-  curves were no closer to the simulator's than the library's, the warped ones were); a fit
-  that does not look like a response (no positive peak, a peak outside 1-15 s) keeps the
-  library curve.
+  :data:`KNOT_STEP` s from the onset; 0 at the onset) with coefficients shared by the voxels:
+  ``y_v(t) = sum_i a_vi h(t - onset_i) + drift + evoked + noise``, where the drift (the GLM's
+  polynomials per run) and each voxel's own response common to all trials (``evoked``: the
+  same splines summed over the trials, free per voxel) are projected out
+  (:func:`shape_moments`); the normal equations are summed over the voxels and runs;
+- the curve (:func:`fit_shape`) is, by default (``"warped"``), the library curve delayed and
+  stretched in time (:data:`SHIFTS`, :data:`STRETCHES`: latency and width, the two ways HRFs
+  differ most between voxels and people) that explains the most of the data, searched over
+  every library curve (:func:`warp_candidates`: the library's curves differ in their
+  undershoot, which neither warp changes); ``"free"``, the splines' own least-squares curve,
+  follows any shape but is noisier; a fit that does not look like a response (no positive
+  peak, a peak outside 1-15 s) keeps the library curves.
+
+One curve per session, not one per library HRF: grouping the voxels by the HRF GLMsingle chose
+selects them by the same data's noise, so each group's curve bends towards its own library
+curve in every part of the runs alike (on six kept two-session cases the choices correlated
+0.09-0.31 with the simulator's HRFs over the ROI, yet on one of them the groups' fitted peaks
+spread over 5.2-7.4 s, in one session in reverse library order; docs/comparison.md).
 
 Errors in the amplitudes (noise of the other presentations) shrink the fitted curve as a whole
 (the trials' true and noise amplitudes are both uncorrelated from trial to trial, so they enter
-the normal equations through the same matrix); the shape, which is all that is kept (each curve
+the normal equations through the same matrix); the shape, which is all that is kept (the curve
 is scaled to peak 1), is unbiased.
 
 Arrays: ``V`` voxels, ``N`` trials of a run, ``T`` volumes, ``K`` splines, ``n`` samples at
@@ -200,117 +204,110 @@ def warped(curve: np.ndarray, shift: float, stretch: float, length: int, dt: flo
     return np.interp((t - shift) / stretch, src, curve, left=0.0, right=0.0)
 
 
-def _best_warp(
-    curve: np.ndarray, basis: np.ndarray, m: np.ndarray, b: np.ndarray, dt: float, length: int
-) -> np.ndarray:
-    """The shifted and stretched copy of ``curve`` (:data:`SHIFTS` x :data:`STRETCHES`) that
-    explains most of the data, ``(b'w)^2 / w'Mw`` for its spline coefficients ``w`` (the
-    data's sum of squares explained by it); zeros where none fits with a positive amplitude."""
-    cands = np.stack([warped(curve, d, s, length, dt) for d in SHIFTS for s in STRETCHES], axis=1)
-    w, *_ = np.linalg.lstsq(basis, cands[: basis.shape[0]], rcond=None)
-    num = b @ w
-    den = np.einsum("kc,kl,lc->c", w, m, w)
-    score = np.where((num > 0) & (den > 0), num**2 / np.where(den > 0, den, 1.0), -np.inf)
-    best = int(np.argmax(score))
-    return cands[:, best] if np.isfinite(score[best]) else np.zeros(length)
+def warp_candidates(library: np.ndarray, length: int, dt: float = FINE_DT) -> np.ndarray:
+    """``(length, H x S x W)`` every library curve (``library`` ``(m, H)``) delayed by each of
+    :data:`SHIFTS` and stretched by each of :data:`STRETCHES` (:func:`warped`); candidate
+    ``(h * S + s) * W + w`` is curve ``h``, shift ``s``, stretch ``w``."""
+    return np.stack(
+        [
+            warped(library[:, h], d, s, length, dt)
+            for h in range(library.shape[1])
+            for d in SHIFTS
+            for s in STRETCHES
+        ],
+        axis=1,
+    )
 
 
-def fit_shapes(
+def explained(coef: np.ndarray, m: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(C,)`` the data's sum of squares explained by each curve (spline coefficients
+    ``coef`` ``(K, C)``) with its amplitude fitted, ``(b'w)^2 / w'Mw``; 0 for a curve the
+    data follow with a negative amplitude (or not at all)."""
+    num = b @ coef
+    den = np.einsum("kc,kl,lc->c", coef, m, coef)
+    ok = (num > 0) & (den > 0)
+    return np.where(ok, num**2 / np.where(ok, den, 1.0), 0.0)
+
+
+def _checked(curve: np.ndarray, dt: float) -> str | None:
+    """Why ``curve`` does not look like a response (None: it does)."""
+    peak = int(np.argmax(curve))
+    lo, hi = PEAK_WINDOW
+    if not np.all(np.isfinite(curve)) or curve[peak] <= 0:
+        return "no positive response"
+    if not lo <= peak * dt <= hi:
+        return f"peak at {peak * dt:.1f} s, outside {lo:g}-{hi:g} s"
+    if -curve.min() > curve[peak]:
+        return "a larger negative than positive lobe"
+    return None
+
+
+def fit_shape(
     moments: np.ndarray,
     cross: np.ndarray,
-    groups: np.ndarray,
     basis: np.ndarray,
     library: np.ndarray,
     *,
-    wanted: np.ndarray | None = None,
     min_voxels: int = MIN_VOXELS,
     method: str = "warped",
     dt: float = FINE_DT,
-) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """The response curve of each group (library HRF index), from the summed normal equations.
+) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """The session's response curve, from the normal equations summed over the voxels.
 
     Parameters
     ----------
     moments, cross
-        ``(V, K, K)``, ``(V, K)`` of the voxels whose data enter the fits (the visual ROI),
+        ``(V, K, K)``, ``(V, K)`` of the voxels whose data enter the fit (the visual ROI),
         summed over runs (:func:`shape_moments`).
-    groups
-        ``(V,)`` int: each of these voxels' library HRF index (its group).
-    wanted
-        The groups to fit (those of every voxel that receives a planted response); None: those
-        in ``groups``.
     basis
         ``(n, K)`` :func:`spline_basis`.
     library
-        ``(m, H)`` the library's response curves (peak 1, at ``dt``): the curve of a group
-        whose fit is not used.
+        ``(m, H)`` the library's response curves (peak 1, at ``dt``).
     min_voxels
-        Fewest contributing voxels per fit; a group with fewer adds its neighbours in library
-        order, nearest first.
+        Fewest voxels behind a fit.
     method
-        ``"warped"``: the group's library curve delayed and stretched (:func:`warped`) to
-        explain the most of the data; ``"free"``: the splines' least-squares curve.
+        ``"warped"``: of every library curve delayed by each of :data:`SHIFTS` and stretched
+        by each of :data:`STRETCHES` (:func:`warp_candidates`), the one that explains the most
+        of the data; ``"free"``: the splines' least-squares curve.
 
     Returns
     -------
-    curves
-        ``(n', H)`` float64, ``n' = max(n, m)``: column ``h`` is group ``h``'s curve, peak 1
-        (the library's where not estimated; 0-padded to a common length).
+    curve
+        ``(n',)`` float64, ``n' = max(n, m)``, peak 1; None where it is not estimated.
     record
-        One entry per wanted group: ``LibraryIndex``, ``Voxels`` (contributing
-        voxels behind the fit), ``Estimated``, ``PeakSeconds``, and ``Reason`` where the
-        library's curve is kept.
+        ``Voxels``, ``Estimated``, ``PeakSeconds`` (where estimated), ``LibraryIndex``,
+        ``ShiftSeconds`` and ``Stretch`` (``warped``), or ``Reason``.
     """
     if method not in ("warped", "free"):
         raise ValueError(f"method must be 'warped' or 'free'; found {method!r}")
-    n_lib = library.shape[1]
     length = max(basis.shape[0], library.shape[0])
-    curves = np.zeros((length, n_lib))
-    curves[: library.shape[0]] = library
-    groups = np.asarray(groups, np.int64)
-    present = np.unique(groups if wanted is None else np.asarray(wanted, np.int64))
-    counts = np.bincount(groups, minlength=n_lib)
-    m_sum = np.zeros((n_lib, *moments.shape[1:]))
-    b_sum = np.zeros((n_lib, cross.shape[1]))
-    np.add.at(m_sum, groups, moments)
-    np.add.at(b_sum, groups, cross)
-    record = []
-    for h in present:
-        order = np.argsort(np.abs(np.arange(n_lib) - h), kind="stable")
-        taken = np.cumsum(counts[order])
-        n_take = int(np.searchsorted(taken, min_voxels) + 1)
-        chosen = order[: min(n_take, n_lib)]
-        entry: dict[str, Any] = {"LibraryIndex": int(h), "Voxels": int(counts[chosen].sum())}
-        reason = None
-        if entry["Voxels"] < min_voxels:
-            reason = f"fewer than {min_voxels} voxels in the ROI"
-        else:
-            m = m_sum[chosen].sum(axis=0)
-            b = b_sum[chosen].sum(axis=0)
-            if method == "warped":
-                curve = _best_warp(library[:, h], basis, m, b, dt, length)
-            else:
-                ridge = 1e-8 * np.trace(m) / m.shape[0]
-                coef = np.linalg.solve(m + ridge * np.eye(m.shape[0]), b)
-                curve = np.zeros(length)
-                curve[: basis.shape[0]] = basis @ coef
-            peak = int(np.argmax(curve))
-            lo, hi = PEAK_WINDOW
-            if not np.all(np.isfinite(curve)) or curve[peak] <= 0:
-                reason = "no positive response"
-            elif not lo <= peak * dt <= hi:
-                reason = f"peak at {peak * dt:.1f} s, outside {lo:g}-{hi:g} s"
-            elif -curve.min() > curve[peak]:
-                reason = "a larger negative than positive lobe"
-            else:
-                curves[:, h] = curve / curve[peak]
-                entry["PeakSeconds"] = round(peak * dt, 2)
-        entry["Estimated"] = reason is None
-        if reason is not None:
-            entry["Reason"] = reason
-            entry["PeakSeconds"] = round(float(np.argmax(library[:, h])) * dt, 2)
-        record.append(entry)
-    return curves, record
+    record: dict[str, Any] = {"Voxels": int(moments.shape[0])}
+    if moments.shape[0] < min_voxels:
+        return None, record | {"Estimated": False, "Reason": f"fewer than {min_voxels} voxels"}
+    m, b = moments.sum(axis=0), cross.sum(axis=0)
+    if method == "warped":
+        cands = warp_candidates(library, length, dt)
+        coef = np.linalg.lstsq(basis, cands[: basis.shape[0]], rcond=None)[0]
+        score = explained(coef, m, b)
+        best = int(np.argmax(score))
+        if score[best] <= 0:  # no curve the data follow with a positive amplitude
+            return None, record | {"Estimated": False, "Reason": "no positive response"}
+        curve = cands[:, best]
+        h, rest = divmod(best, SHIFTS.size * STRETCHES.size)
+        record |= {
+            "LibraryIndex": int(h),
+            "ShiftSeconds": round(float(SHIFTS[rest // STRETCHES.size]), 2),
+            "Stretch": round(float(STRETCHES[rest % STRETCHES.size]), 2),
+        }
+    else:
+        ridge = 1e-8 * max(float(np.trace(m)), 1e-300) / m.shape[0]
+        curve = np.zeros(length)
+        curve[: basis.shape[0]] = basis @ np.linalg.solve(m + ridge * np.eye(m.shape[0]), b)
+    reason = _checked(curve, dt)
+    if reason is not None:
+        return None, {"Voxels": record["Voxels"], "Estimated": False, "Reason": reason}
+    record |= {"Estimated": True, "PeakSeconds": round(int(np.argmax(curve)) * dt, 2)}
+    return curve / curve.max(), record
 
 
 __all__ = [
@@ -321,8 +318,10 @@ __all__ = [
     "SHIFTS",
     "STRETCHES",
     "cross_amplitudes",
-    "fit_shapes",
+    "explained",
+    "fit_shape",
     "shape_moments",
     "spline_basis",
+    "warp_candidates",
     "warped",
 ]

@@ -8,8 +8,8 @@ planted response (analysis mask and every fit), each image's planted response (i
 other sessions, else its later odd-numbered presentations in other runs than its first, else
 its own odd-numbered presentations), the truth it is scored against (its even-numbered
 presentations in this session), each voxel's response curve (the shape of the
-session's own responses, estimated from the reference fit's series per group of voxels with the
-same library HRF; or the library's) and the planting factor. docs/comparison.md, "Responses
+session's own responses, one curve estimated from the reference fit's series over the ROI; or
+the library HRF of the voxel) and the planting factor. docs/comparison.md, "Responses
 planted in your data".
 """
 
@@ -45,7 +45,7 @@ from echoprep.kernels.planted import (
 )
 from echoprep.kernels.planted_shape import (
     cross_amplitudes,
-    fit_shapes,
+    fit_shape,
     shape_moments,
     spline_basis,
 )
@@ -157,9 +157,9 @@ def make_design(
     slice_timing
         SliceTiming of the runs (s), for series not corrected for slice timing.
     shape
-        ``"estimated"``: each voxel's planted time course has the shape of the session's own
-        responses (:mod:`echoprep.kernels.planted_shape`; the library's where it cannot be
-        estimated); ``"library"``: the library HRF GLMsingle chose.
+        ``"estimated"``: every voxel's planted time course has the shape of the session's own
+        responses (one curve: :mod:`echoprep.kernels.planted_shape`; the library's where it
+        cannot be estimated); ``"library"``: the library HRF GLMsingle chose.
     source
         ``"other_sessions"``: each image's planted response is its mean over
         ``source_betas`` (the subject's other comparison sessions that show it: noise no
@@ -277,8 +277,6 @@ def make_design(
             ref_path,
             np.argwhere(voxels)[in_roi],
             (images, half_a[in_roi], half_b[in_roi]),
-            hrf,
-            in_roi,
             curves,
         )
     origin, source_record = "session", {"Source": "session"}
@@ -385,7 +383,7 @@ _ARRAYS: Mapping[str, str] = {
     "hrf": "(V,) library HRF index (the median of the fits' choices): the column of `curves` "
     "that is the voxel's planted time course",
     "curves": "(n, H) response curve of each library HRF index, peak 1, every 0.1 s from the "
-    "onset: the shape estimated from the session's series where ResponseShape says so, else "
+    "onset: where ResponseShape says estimated, the session's one curve in every column, else "
     "the library HRF convolved with the stimulus",
     "factor": "planting factor: the series carry factor x planted",
     "te_ref": "echo time of the reference series, s",
@@ -582,12 +580,12 @@ def _estimated_curves(
     ref_path: Path,
     ijk: np.ndarray,
     halves: tuple[np.ndarray, np.ndarray, np.ndarray],
-    hrf: np.ndarray,
-    in_roi: np.ndarray,
     library: np.ndarray,
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """The response curves estimated from the reference fit's series over the ROI voxels
-    ``ijk`` (:mod:`echoprep.kernels.planted_shape`), and their record."""
+    """The response curves ``(n, H)``: every column the session's response curve, estimated
+    from the reference fit's series over the ROI voxels ``ijk``
+    (:mod:`echoprep.kernels.planted_shape`; ``library`` where it cannot be), and its
+    record."""
     labels = table["label"].astype(str).to_numpy()
     images, half_a, half_b = halves
     amplitudes = cross_amplitudes(labels, presentation_halves(labels), images, half_a, half_b)
@@ -620,10 +618,21 @@ def _estimated_curves(
         )
         moments += m
         cross += c
-    curves, groups = fit_shapes(moments, cross, hrf[in_roi], basis, library, wanted=hrf)
-    estimated = sum(g["Estimated"] for g in groups)
-    log.info("planted response shape: %d of %d groups estimated", estimated, len(groups))
-    return curves, {"Shape": "estimated", "Groups": groups}
+    curve, record = fit_shape(moments, cross, basis, library)
+    if curve is None:
+        log.warning(
+            "planted response shape: not estimated (%s); the library curves are planted",
+            record["Reason"],
+        )
+        return library, {"Shape": "library", "Fit": record}
+    log.info(
+        "planted response shape: estimated from %d ROI voxels, peak at %.1f s",
+        record["Voxels"],
+        record["PeakSeconds"],
+    )
+    curves = np.zeros((max(curve.size, library.shape[0]), library.shape[1]))
+    curves[: curve.size] = curve[:, None]
+    return curves, {"Shape": "estimated", "Fit": record}
 
 
 __all__ = [
