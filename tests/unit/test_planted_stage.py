@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import nibabel as nib
@@ -288,7 +289,7 @@ def test_a_session_without_enough_repeats_plants_nothing_and_does_not_fail(tmp_p
     assert d["images"].size == 0 and d["planted"].shape[1] == 0 and float(d["factor"]) == 0
 
 
-def test_the_design_plants_the_response_shape_of_the_sessions_own_series(tmp_path):
+def test_the_design_plants_the_response_shape_of_the_sessions_own_series(tmp_path, caplog):
     """Series whose voxels respond with a curve that is not the library's (library curve 10,
     1 s later and 25 % wider): the design's curve for index 10 is that shape, the reference
     betas giving each trial's amplitude from the image's other presentation."""
@@ -346,6 +347,22 @@ def test_the_design_plants_the_response_shape_of_the_sessions_own_series(tmp_pat
         make_design(*args, te_ref=0.03, stimdur=stimdur, series=series, run_labels=["01", "03"])
     with pytest.raises(StageInputError, match=r"set comparison\.planted\.shape: library"):
         make_design(*args, te_ref=0.03, stimdur=stimdur)
+    # series whose responses are upside down: no curve is estimated, the library's is planted
+    flipped = []
+    for path in series:
+        img = nib.load(path)
+        out = path.with_name("flipped_" + path.name)
+        nib.save(nib.Nifti1Image(200.0 - img.get_fdata(dtype=np.float32), affine), out)
+        side = path.with_name(path.name.replace(".nii.gz", ".json"))
+        out.with_name(out.name.replace(".nii.gz", ".json")).write_text(side.read_text())
+        flipped.append(out)
+    with caplog.at_level(logging.WARNING):
+        make_design(*args, te_ref=0.03, stimdur=stimdur, series=flipped, run_labels=["01", "02"])
+    assert "planted response shape: not estimated (" in caplog.text
+    record = json.loads((tmp_path / "design.json").read_text())["ResponseShape"]
+    assert record["Shape"] == "library" and not record["Fit"]["Estimated"]
+    assert record["Fit"]["Reason"] in caplog.text  # e.g. a peak outside 1-15 s
+    np.testing.assert_allclose(read_design(tmp_path / "design.npz")["curves"], library, atol=1e-6)
 
 
 def _other_session(tmp_path: Path, images: list[str], affine: np.ndarray | None = None) -> dict:
