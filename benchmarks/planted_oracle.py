@@ -111,6 +111,14 @@ def score(case: Path, scratch: Path, name: str, replant: bool) -> pd.DataFrame:
     return pd.read_csv(table, sep="\t").set_index("variant")
 
 
+def simulator_curves(stimdur: float, n: int) -> np.ndarray:
+    """``(n, 20)`` the simulator's response curves (its library HRFs convolved with the
+    stimulus, peak 1) every :data:`FINE_DT` s from the onset, as a design's ``curves``."""
+    times, table = hrf_table(stimdur)
+    fine = np.arange(n) * FINE_DT
+    return np.stack([np.interp(fine, times, h, left=0.0, right=0.0) for h in table], axis=1)
+
+
 def oracle_design(
     case: Path, design: dict[str, np.ndarray], session: str = "01", planted: str = "truth"
 ) -> tuple[dict, float]:
@@ -145,9 +153,7 @@ def oracle_design(
         out["planted"] = new.astype(source.dtype)
     if "shape" in parts:
         peak = np.asarray(nib.load(truth["hrf_peak"]).dataobj, np.float64)[rows]
-        times, table = hrf_table(float(design["stimdur"]))
-        fine = np.arange(np.asarray(design["curves"]).shape[0]) * FINE_DT
-        curves = np.stack([np.interp(fine, times, h, left=0.0, right=0.0) for h in table], 1)
+        curves = simulator_curves(float(design["stimdur"]), np.asarray(design["curves"]).shape[0])
         out["curves"] = curves.astype(np.asarray(design["curves"]).dtype)
         out["hrf"] = hrf_index(peak).astype(np.asarray(design["hrf"]).dtype)
     return out, gain

@@ -32,9 +32,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from planted_oracle import design_paths, simulator_curves  # noqa: E402
 
 from echoprep.kernels.glm.hrf import FINE_DT  # noqa: E402
-from echoprep.simulate.design import hrf_index, hrf_table  # noqa: E402
+from echoprep.simulate.design import hrf_index  # noqa: E402
 from echoprep.simulate.truth import truth_paths  # noqa: E402
 
 #: Span of the curves compared, s after onset.
@@ -52,11 +55,9 @@ def session_fit(bids: Path, design_path: Path, session: str) -> dict[str, float]
     truth = truth_paths(bids, "01", session)
     rows = tuple(np.asarray(design["voxels"]).T)
     peak = np.asarray(nib.load(truth["hrf_peak"]).dataobj, np.float64)[rows]
-    times, table = hrf_table(float(design["stimdur"]))
-    fine = np.arange(round(SECONDS / FINE_DT) + 1) * FINE_DT
-    sim = np.stack([np.interp(fine, times, h, left=0.0, right=0.0) for h in table], axis=1)
-    planted = np.zeros((fine.size, design["curves"].shape[1]))
-    n = min(fine.size, design["curves"].shape[0])
+    sim = simulator_curves(float(design["stimdur"]), round(SECONDS / FINE_DT) + 1)
+    planted = np.zeros((sim.shape[0], design["curves"].shape[1]))
+    n = min(sim.shape[0], design["curves"].shape[0])
     planted[:n] = np.asarray(design["curves"], np.float64)[:n]
     responds = peak > 0
     true_index = hrf_index(peak)
@@ -88,12 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     case = args.case.resolve()
-    found = sorted((case / "results/planted/sub-01").glob("ses-*/func/*_desc-planted_design.npz"))
-    if not found:
-        raise SystemExit(f"{case}: expected planted designs under results/planted; found none")
     result = {"case": case.name, "sessions": {}}
-    for path in found:
-        session = path.parent.parent.name[len("ses-") :]
+    for session, path in design_paths(case).items():
         fit = session_fit(case / "bids", path, session)
         result["sessions"][session] = fit
         print(

@@ -630,8 +630,8 @@ def _estimated_curves(
         record["Voxels"],
         record["PeakSeconds"],
     )
-    curves = np.zeros((max(curve.size, library.shape[0]), library.shape[1]))
-    curves[: curve.size] = curve[:, None]
+    # curve is as long as the longer of the splines and the library (fit_shape)
+    curves = np.repeat(curve[:, None], library.shape[1], axis=1)
     return curves, {"Shape": "estimated", "Fit": record}
 
 
