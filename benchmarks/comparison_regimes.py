@@ -79,7 +79,7 @@ from echoprep.kernels.fidelity import (  # noqa: E402
 from echoprep.kernels.fidelity_pairs import pair_references  # noqa: E402
 from echoprep.kernels.margins import same_data  # noqa: E402
 from echoprep.kernels.noiseceiling import zscore_within  # noqa: E402
-from echoprep.kernels.ranking import SHOWN_SE, bias_bound  # noqa: E402
+from echoprep.kernels.ranking import SHOWN_SE, bias_bound, planted_source  # noqa: E402
 from echoprep.simulate import simulate_dataset  # noqa: E402
 from echoprep.simulate.presets import PRESETS  # noqa: E402
 from echoprep.simulate.response import REGIMES  # noqa: E402
@@ -447,11 +447,14 @@ def pairwise_shown(out: Path) -> dict[str, dict[str, float]]:
     whether it exceeds twice the image-bootstrap SE and the planted estimate's bias bound for
     that direction (the verdict's rule: ``echoprep.kernels.ranking.bias_bound``), from the
     subject's planted replicates (with several comparison sessions each replicate's
-    ``planted_r`` is the mean over the sessions)."""
+    ``planted_r`` is the mean over the sessions; the bound is that of the planted responses'
+    source shared by the sessions, the table's ``planted_source``)."""
     found = list((out / "comparison").rglob("*_desc-planted_comparison.tsv"))
     if not found:
         return {}
     reps = pd.read_csv(found[0], sep="\t")
+    tables = list((out / "comparison").rglob("sub-*_desc-variants_comparison.tsv"))
+    source = planted_source(read_table(tables[0])) if tables else None
     wide = reps.pivot_table(index="replicate", columns="variant", values="planted_r")
     outp: dict[str, dict[str, float]] = {}
     for a in wide.columns:
@@ -461,7 +464,7 @@ def pairwise_shown(out: Path) -> dict[str, dict[str, float]]:
             d = wide[a] - wide[b]
             se = float(d.loc[d.index >= 1].std(ddof=1))
             lead = float(d.loc[0])
-            bound = bias_bound(a, b, planted=True)
+            bound = bias_bound(a, b, True, source)
             outp[f"{a}>{b}"] = {
                 "lead": lead,
                 "se": se,

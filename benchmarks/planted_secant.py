@@ -38,7 +38,7 @@ case with the spatial stage (``--spatial``) is read where its output grid is the
 Nothing of the case is overwritten: the planted series and fits go to ``--scratch``.
 
     .venv/bin/python benchmarks/planted_secant.py --case DIR [--session S] [--part all|trial|image]
-        [--mode frozen secant] [--scratch DIR] [--json FILE]
+        [--mode frozen secant] [--only-planted-voxels] [--scratch DIR] [--json FILE]
 
 About 2 minutes per mode for a 4-run case of the regime preset (2-core VM).
 """
@@ -150,6 +150,15 @@ def _words(step: str, flag: str) -> list[str]:
     return re.search(flag + r" (.*?)(?: --|$)", step).group(1).split()  # type: ignore[union-attr]
 
 
+def planted_voxels(case: Path, session: str) -> np.ndarray:
+    """The ``(x, y, z)`` mask of the voxels the case's design of ``session`` plants."""
+    design = next((case / "results/planted").glob(f"sub-01/ses-{session}/func/*_design.npz"))
+    with np.load(design) as d:
+        mask = np.zeros(tuple(int(n) for n in d["shape"]), bool)
+        mask[tuple(np.asarray(d["voxels"]).T)] = True
+    return mask
+
+
 def run_chains(
     case: Path,
     free: Path,
@@ -157,12 +166,17 @@ def run_chains(
     mode: str,
     session: str = "01",
     top: Path | None = None,
+    only_planted: bool = False,
 ) -> dict[str, Path]:
     """Each variant's planted fit of the true responses (module docstring); returns its betas
     per variant, in the units of half the true responses (the planted runs' half difference
-    of ``+`` = the data, or the twin ``top``, and ``-`` = the twin ``free``)."""
+    of ``+`` = the data, or the twin ``top``, and ``-`` = the twin ``free``). With
+    ``only_planted`` the ``+`` echoes differ from ``-`` only in the voxels the design plants
+    (:func:`planted_voxels`): the true responses cut at the analysis mask's edge, as the
+    workflow's planting is."""
     work = str(case / "work")
     runs, glms = dry_commands(case, session)
+    inside = planted_voxels(case, session)[..., None] if only_planted else None
     env = dict(os.environ, PYTHONPATH=str(ROOT / "workflow"))
     py = f"{sys.executable} -m"
     for command in runs:
@@ -181,6 +195,8 @@ def run_chains(
             if top is not None:
                 data = _img(top / Path(mag).relative_to(case / "bids")).astype(np.float32)
             none = _img(free / Path(mag).relative_to(case / "bids")).astype(np.float32)
+            if inside is not None:
+                data = np.where(inside, data, none)
             for path, arr in ((plus[e], data), (minus[e], none), (diff[e], (data - none) / 2)):
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
                 atomic_save(float_image(arr, img), path)
@@ -262,6 +278,12 @@ def main(argv: list[str] | None = None) -> int:
         "(the image means' responses alone: the twin without trial variability minus the "
         "response-free twin)",
     )
+    ap.add_argument(
+        "--only-planted-voxels",
+        action="store_true",
+        help="the true responses only in the voxels the case's design plants (cut at the "
+        "analysis mask's edge, as the workflow's planted responses are)",
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     case = args.case.resolve()
@@ -284,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = scratch / mode
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        fits = run_chains(case, free, folder, mode, args.session, top)
+        fits = run_chains(case, free, folder, mode, args.session, top, args.only_planted_voxels)
         result[mode] = transfer(case, fits, args.session)
         print(f"{mode}: N / T (1: the planted chain carries the true responses as the betas do)")
         for v, r in result[mode].items():
@@ -296,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         with np.load(design) as d:
             source = str(d["source"]) if "source" in d.files else "session"
         out = {"case": case.name, "session": args.session, "source": source, "part": args.part}
+        out["only_planted_voxels"] = args.only_planted_voxels
         out |= result
         args.json.write_text(json.dumps(out, indent=1) + "\n")
     return 0

@@ -624,6 +624,36 @@ def test_the_planted_estimate_shows_a_lead_over_nordic_only_beyond_its_bias_agai
     assert lead["bias_bound"] == 0.0 and "bias bound" not in rec["verdict"]
 
 
+def test_with_responses_from_the_other_sessions_a_lead_over_nordic_needs_a_smaller_bound():
+    """Planted from the subject's other comparison sessions (every ranked session's
+    ``planted_source``), the estimate read a NORDIC-off variant's lead over a NORDIC variant
+    at most 0.083 above its truth on ten two-session cases (docs/comparison.md, "The bias bound
+    with two sessions"): such a lead is shown beyond 0.09 in r; a session planted from its own
+    half A (or the column empty or missing) keeps 0.11 for the whole ranking."""
+    assert bias_bound("raw-optcom", "nordic-single", True, "other_sessions") == 0.09
+    assert bias_bound("raw-optcom", "nordic-single", True, "session") == 0.11
+    assert bias_bound("raw-optcom", "nordic-single", True, None) == 0.11
+    assert bias_bound("nordic-single", "raw-optcom", True, "other_sessions") == 0.0
+    assert bias_bound("raw-optcom", "raw-single", True, "other_sessions") == 0.04
+    assert bias_bound("raw-optcom", "nordic-single", False, "other_sessions") == 0.09
+    # raw-optcom 0.100 ahead of nordic-optcom (modest seed 0, two sessions: truly 0.071)
+    scores = {"raw-optcom": 0.499, "nordic-optcom": 0.399}
+    table, reps = _planted_table(scores, spread=0.005)
+    both = cmp.recommend(table.assign(planted_source="other_sessions"), "planted_r", planted=reps)
+    lead = both["margin_over_runner_up"]
+    assert lead["beyond_noise"] is True and lead["bias_bound"] == 0.09
+    assert lead["shown"] is True and both["indistinguishable"] == []
+    assert "beyond the estimate's bias bound" in both["verdict"]
+    # one session planted from its own half A: the ranking keeps the bound of half A
+    mixed = table.assign(planted_source="other_sessions")
+    mixed.loc[mixed.index[0], "planted_source"] = "session"
+    for t in (mixed, table.assign(planted_source=None), table):
+        rec = cmp.recommend(t, "planted_r", planted=reps)
+        lead = rec["margin_over_runner_up"]
+        assert lead["bias_bound"] == 0.11 and lead["shown"] is False
+        assert rec["indistinguishable"] == ["nordic-optcom"]
+
+
 def test_a_planted_lead_between_nordic_variants_within_their_error_spread_is_not_shown():
     """With slice timing corrected the NORDIC variants' planted errors differed by 0.02
     (docs/comparison.md, "Leads between variants of the same NORDIC setting"): nordic-optcom

@@ -67,3 +67,15 @@ def test_response_free_twin_has_the_same_noise_and_no_response(
     np.testing.assert_array_equal(a[~active], b[~active])
     assert np.abs(_img(truth_paths(twin, "01", "01")["betas"])).max() < 1e-6
     shutil.rmtree(twin)
+
+
+def test_the_planted_voxels_are_the_designs(secant: ModuleType, tmp_path: Path) -> None:
+    """``--only-planted-voxels`` cuts the true responses where the workflow's planting is cut:
+    at the voxels the session's design plants."""
+    design = tmp_path / "results/planted/sub-01/ses-02/func/x_desc-planted_design.npz"
+    design.parent.mkdir(parents=True)
+    voxels = np.array([[0, 1, 2], [3, 0, 1]], np.int32)
+    np.savez(design, voxels=voxels, shape=np.array([4, 2, 3], np.int32))
+    mask = secant.planted_voxels(tmp_path, "02")
+    assert mask.shape == (4, 2, 3) and mask.sum() == 2
+    assert mask[0, 1, 2] and mask[3, 0, 1]

@@ -133,6 +133,7 @@ TABLE_COLUMNS = (
     "planted_r",
     "planted_trial_r",
     "planted_gain",
+    "planted_source",
     "heldout_r",
     "heldout_truth",
     "heldout_trial_r",

@@ -84,8 +84,15 @@ BIAS_BOUND: dict[str, float] = {"nordic": 0.09, "echo": 0.04}
 #: wrong-way lead between them, 0.034 between NORDIC-off variants on the grid; with slice
 #: timing corrected the NORDIC variants' errors differ by up to 0.02 and a wrong lead of 0.015
 #: went beyond the sampling noise, docs/comparison.md, "Leads between variants of the same
-#: NORDIC setting").
-PLANTED_BIAS_BOUND: dict[str, float] = {"over_nordic": 0.11, "nordic": 0.0, "echo": 0.04}
+#: NORDIC setting"). ``over_nordic_other_sessions``: ``over_nordic`` where every ranked session's
+#: planted responses came from the other sessions (``planted_source``): the largest over-read
+#: of such a lead on two-session cases, rounded up ("The bias bound with two sessions").
+PLANTED_BIAS_BOUND: dict[str, float] = {
+    "over_nordic": 0.11,
+    "over_nordic_other_sessions": 0.09,
+    "nordic": 0.0,
+    "echo": 0.04,
+}
 #: NC (%) above which a brain-edge voxel is implausible, and the share that triggers a warning.
 EDGE_NC = 80.0
 EDGE_SHARE = 0.01
@@ -98,15 +105,23 @@ COLLAPSED_NC = 0.5
 MIN_ROI_VOXELS = 30
 
 
-def bias_bound(a: str, b: str, planted: bool = False) -> float:
+def bias_bound(a: str, b: str, planted: bool = False, source: str | None = None) -> float:
     """The bias bound (:data:`BIAS_BOUND`, in r with the truth; :data:`PLANTED_BIAS_BOUND` for
     the planted fidelity) of a lead of variant ``a`` over variant ``b``: ``nordic`` where one
     has NORDIC and the other not, else ``echo``; for the planted fidelity ``over_nordic``
-    where ``a`` is NORDIC-off and ``b`` a NORDIC variant."""
+    where ``a`` is NORDIC-off and ``b`` a NORDIC variant (``over_nordic_other_sessions`` where
+    ``source``, the planted responses' source of every ranked session, is ``other_sessions``)."""
     differs = a.startswith("nordic-") != b.startswith("nordic-")
     if planted and differs and b.startswith("nordic-"):
-        return PLANTED_BIAS_BOUND["over_nordic"]
+        other = "_other_sessions" if source == "other_sessions" else ""
+        return PLANTED_BIAS_BOUND[f"over_nordic{other}"]
     return (PLANTED_BIAS_BOUND if planted else BIAS_BOUND)["nordic" if differs else "echo"]
+
+
+def planted_source(table: pd.DataFrame) -> str | None:
+    """The ``planted_source`` of every row of ``table``; None where they differ or lack it."""
+    found = set(table["planted_source"]) if "planted_source" in table else {None}
+    return found.pop() if len(found) == 1 and isinstance(next(iter(found)), str) else None
 
 
 def sem(values: np.ndarray) -> float:
@@ -337,6 +352,7 @@ def recommend(
     by_name = {r["variant"]: r for r in ranking}
     validated = rank_by in HELDOUT_METRICS or rank_by in PLANTED_METRICS
     by_planting = rank_by in PLANTED_METRICS
+    source = planted_source(paired) if by_planting else None
     sessions = set(_session_pairs(paired))
     pairs = bootstrap if rank_by in HELDOUT_METRICS and is_pairwise(bootstrap) else None
     scores = score_replicates(pairs) if pairs is not None else bootstrap
@@ -403,7 +419,7 @@ def recommend(
                 out["truth_standard_error"] = _clean(se / reliability)
             # beyond the sampling noise; shown only when also beyond the estimate's bias
             ahead, behind = (first, other) if diff >= 0 else (other, first)
-            bound = bias_bound(ahead["variant"], behind["variant"], by_planting)
+            bound = bias_bound(ahead["variant"], behind["variant"], by_planting, source)
             size = out.get("truth_difference")
             out["beyond_noise"] = shown
             out["bias_bound"] = bound
@@ -678,6 +694,7 @@ __all__ = [
     "bias_bound",
     "group_statistics",
     "implausibility_warnings",
+    "planted_source",
     "recommend",
     "sem",
 ]

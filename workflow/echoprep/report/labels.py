@@ -25,6 +25,7 @@ COLUMN_LABELS: dict[str, str] = {
     "planted_r": "fidelity to planted responses r",
     "planted_trial_r": "single-trial fidelity to planted responses r",
     "planted_gain": "gain for planted responses",
+    "planted_source": "planted responses from",
     "heldout_r": "held-out fidelity r",
     "splithalf_r": "split-half r",
     "edge_nc80": "share of edge voxels with NC > 80 %",

@@ -288,6 +288,7 @@ def comparison_table(
                         e.variant,
                         {"planted_r": nan, "planted_trial_r": nan, "planted_gain": nan},
                     ),
+                    "planted_source": planted.source if e.variant in planted.by_variant else None,
                     "heldout_r": fid.heldout_r,
                     "heldout_truth": fid.heldout_truth,
                     "heldout_trial_r": fid.trial_r,
@@ -325,6 +326,17 @@ def _column_descriptions() -> dict[str, Any]:
             "Description": "the variants whose half fits are this variant's references in the "
             "held-out measures (comma-separated): every other variant of the session, never "
             "the variant itself; n/a where the session has no held-out measures"
+        },
+        "planted_source": {
+            "Description": "where the session's planted responses came from (the planted "
+            "design's source; it sets the bias bound of a NORDIC-off variant's lead over a "
+            "NORDIC variant); n/a where nothing was planted",
+            "Levels": {
+                "other_sessions": "the images' mean responses in the subject's other "
+                "comparison sessions",
+                "other_runs": "the images' later presentations in the session's other runs",
+                "session": "the session's own half A (odd-numbered presentations)",
+            },
         },
     }
     for key, m in MEASURES.items():

@@ -48,6 +48,9 @@ class SessionPlanted:
     ----------
     by_variant
         variant -> ``planted_r``, ``planted_trial_r``, ``planted_gain`` (estimates).
+    source
+        Where the planted responses came from (the design's ``source``: ``other_sessions``,
+        ``other_runs`` or ``session``); None where nothing was planted.
     replicates
         Rows of the planted replicate table (:data:`PLANTED_COLUMNS`).
     transfer
@@ -55,6 +58,7 @@ class SessionPlanted:
     """
 
     by_variant: dict[str, dict[str, float]] = field(default_factory=dict)
+    source: str | None = None
     replicates: list[dict[str, Any]] = field(default_factory=list)
     transfer: list[dict[str, Any]] = field(default_factory=list)
 
@@ -124,6 +128,7 @@ def session_planted(
     truth = np.asarray(design["truth"], np.float64)[keep]
     factor = float(design["factor"])
     source = str(design["source"])
+    out.source = source
     first = group[0]
     trials = read_trials(first.trials, required=("run", "label"), fix="Fix: rerun the GLM stage.")
     labels = trials["label"].astype(str).to_numpy()
