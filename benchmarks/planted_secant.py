@@ -63,6 +63,9 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from planted_oracle import design_paths  # noqa: E402
 
 from echoprep.io.events import read_trials  # noqa: E402
 from echoprep.io.images import atomic_save, float_image, load_image  # noqa: E402
@@ -152,8 +155,7 @@ def _words(step: str, flag: str) -> list[str]:
 
 def planted_voxels(case: Path, session: str) -> np.ndarray:
     """The ``(x, y, z)`` mask of the voxels the case's design of ``session`` plants."""
-    design = next((case / "results/planted").glob(f"sub-01/ses-{session}/func/*_design.npz"))
-    with np.load(design) as d:
+    with np.load(design_paths(case)[session]) as d:
         mask = np.zeros(tuple(int(n) for n in d["shape"]), bool)
         mask[tuple(np.asarray(d["voxels"]).T)] = True
     return mask
@@ -312,10 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         for v, r in result[mode].items():
             print(f"  {v:<16} T {r['T']:9.3f}  N {r['N']:9.3f}  N / T {r['ratio']:.3f}")
     if args.json:
-        design = next(
-            (case / "results/planted").glob(f"sub-01/ses-{args.session}/func/*_design.npz")
-        )
-        with np.load(design) as d:
+        with np.load(design_paths(case)[args.session]) as d:
             source = str(d["source"]) if "source" in d.files else "session"
         out = {"case": case.name, "session": args.session, "source": source, "part": args.part}
         out["only_planted_voxels"] = args.only_planted_voxels

@@ -288,7 +288,7 @@ def comparison_table(
                         e.variant,
                         {"planted_r": nan, "planted_trial_r": nan, "planted_gain": nan},
                     ),
-                    "planted_source": planted.source if e.variant in planted.by_variant else None,
+                    "planted_source": planted.source,
                     "heldout_r": fid.heldout_r,
                     "heldout_truth": fid.heldout_truth,
                     "heldout_trial_r": fid.trial_r,
