@@ -77,7 +77,7 @@ from echoprep.kernels.fidelity import (  # noqa: E402
     truth_fidelity,
 )
 from echoprep.kernels.fidelity_pairs import pair_references  # noqa: E402
-from echoprep.kernels.margins import same_data  # noqa: E402
+from echoprep.kernels.margins import pair_se, same_data  # noqa: E402
 from echoprep.kernels.noiseceiling import zscore_within  # noqa: E402
 from echoprep.kernels.ranking import SHOWN_SE, bias_bound, planted_source  # noqa: E402
 from echoprep.simulate import simulate_dataset  # noqa: E402
@@ -444,26 +444,33 @@ def shown_claims(rec: dict) -> list[dict]:
 
 def pairwise_shown(out: Path) -> dict[str, dict[str, float]]:
     """Every ordered pair of variants, ``"a>b"`` -> its planted lead (``planted_r``) and
-    whether it exceeds twice the image-bootstrap SE and the planted estimate's bias bound for
-    that direction (the verdict's rule: ``echoprep.kernels.ranking.bias_bound``), from the
-    subject's planted replicates (with several comparison sessions each replicate's
-    ``planted_r`` is the mean over the sessions; the bound is that of the planted responses'
-    source shared by the sessions, the table's ``planted_source``)."""
+    whether it exceeds twice its standard error and the planted estimate's bias bound for
+    that direction: the verdict's rule (``echoprep.kernels.margins.pair_se``, the larger of the
+    image bootstrap's SE and that of the spread over subject-sessions;
+    ``echoprep.kernels.ranking.bias_bound``), from the subject's planted replicates (with
+    several comparison sessions each replicate's ``planted_r`` is the mean over the sessions;
+    the bound is that of the planted responses' source shared by the sessions, the table's
+    ``planted_source``)."""
     found = list((out / "comparison").rglob("*_desc-planted_comparison.tsv"))
     if not found:
         return {}
     reps = pd.read_csv(found[0], sep="\t")
     tables = list((out / "comparison").rglob("sub-*_desc-variants_comparison.tsv"))
-    source = planted_source(read_table(tables[0])) if tables else None
+    table = read_table(tables[0]) if tables else None
+    source = planted_source(table) if table is not None else None
     wide = reps.pivot_table(index="replicate", columns="variant", values="planted_r")
+    boot = {v: wide[v].loc[wide.index >= 1].to_numpy(float) for v in wide.columns}
     outp: dict[str, dict[str, float]] = {}
     for a in wide.columns:
         for b in wide.columns:
             if a == b:
                 continue
-            d = wide[a] - wide[b]
-            se = float(d.loc[d.index >= 1].std(ddof=1))
-            lead = float(d.loc[0])
+            lead = float(wide[a].loc[0] - wide[b].loc[0])
+            se = (
+                pair_se(a, b, table, "planted_r", boot)
+                if table is not None
+                else float(np.std(boot[a] - boot[b], ddof=1))
+            )
             bound = bias_bound(a, b, True, source)
             outp[f"{a}>{b}"] = {
                 "lead": lead,

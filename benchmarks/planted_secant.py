@@ -22,7 +22,12 @@ planted chain treats responses as the real chain does. Two modes:
 
 With ``--part image`` the ``+`` echoes are the twin without trial-to-trial variability and the
 ``-`` echoes the response-free twin: their difference is the image means' responses alone, as
-the simulator wrote them (what the workflow's planted responses copy). With ``--part trial``
+the simulator wrote them (what the workflow's planted responses copy). With ``--part
+image-in-data`` the ``+`` echoes are the data and the ``-`` echoes the data less those
+responses: the same difference, but NORDIC deciding anew (``secant``) sees the rest of the
+data's responses on both sides, as it does in the published run (``secant`` is then exactly
+what NORDIC keeps of the image means' responses in the data; ``frozen`` is the map applied to
+them, as with ``image``). With ``--part trial``
 the twin keeps the image means and leaves out the responses' trial-to-trial variability (the
 same draws: the simulator's trial deviations set to 0), so half the difference is half that
 variability's share of the echoes: ``N / T`` is then the
@@ -37,8 +42,9 @@ case with the spatial stage (``--spatial``) is read where its output grid is the
 
 Nothing of the case is overwritten: the planted series and fits go to ``--scratch``.
 
-    .venv/bin/python benchmarks/planted_secant.py --case DIR [--session S] [--part all|trial|image]
-        [--mode frozen secant] [--only-planted-voxels] [--scratch DIR] [--json FILE]
+    .venv/bin/python benchmarks/planted_secant.py --case DIR [--session S]
+        [--part all|trial|image|image-in-data] [--mode frozen secant] [--only-planted-voxels]
+        [--scratch DIR] [--json FILE]
 
 About 2 minutes per mode for a 4-run case of the regime preset (2-core VM).
 """
@@ -84,9 +90,14 @@ TWINS: dict[str, tuple[str | None, str]] = {
     "all": (None, "all"),
     "trial": (None, "trial"),
     "image": ("trial", "all"),
+    "image-in-data": (None, "image"),
 }
 #: The folder under ``--scratch`` of each twin.
-TWIN_FOLDERS = {"all": "bids-noresponse", "trial": "bids-notrialvariability"}
+TWIN_FOLDERS = {
+    "all": "bids-noresponse",
+    "trial": "bids-notrialvariability",
+    "image": "bids-noimageresponse",
+}
 
 
 def func(session: str) -> str:
@@ -102,8 +113,23 @@ def response_free(case: Path, out: Path, part: str = "all") -> Path:
     """Simulate the case's sessions (same seeds) into ``out`` without the part of the
     responses ``part`` names: ``all`` (``amplitude_scale`` 1e-9: no response), or ``trial``
     (the trial-to-trial variability set to 0, the image means kept: the same draws, so the
-    data minus this twin is the responses' trial-to-trial part alone)."""
+    data minus this twin is the responses' trial-to-trial part alone), or ``image`` (the
+    magnitude echoes of the data less the image means' responses, the ``trial`` twin less the
+    ``all`` one, next to them in ``out``'s folder: the data with its trial-to-trial part, noise,
+    motion and physiology, without the image means)."""
     if (out / "dataset_description.json").exists():
+        return out
+    if part == "image":
+        with_means = response_free(case, out.parent / TWIN_FOLDERS["trial"], "trial")
+        without = response_free(case, out.parent / TWIN_FOLDERS["all"], "all")
+        for mag in sorted((case / "bids").rglob("*_part-mag_bold.nii.gz")):
+            rel = mag.relative_to(case / "bids")
+            img = nib.load(str(mag))
+            means = _img(with_means / rel) - _img(without / rel)
+            target = out / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_save(float_image((_img(mag) - means).astype(np.float32), img), target)
+        shutil.copy(case / "bids" / "dataset_description.json", out / "dataset_description.json")
         return out
     sim = json.loads((case / "bids" / "dataset_description.json").read_text())
     sim = sim["echoprepSimulation"]
@@ -276,9 +302,10 @@ def main(argv: list[str] | None = None) -> int:
         default="all",
         choices=list(TWINS),
         help="the part of the true responses sent through the chains: all (the default), "
-        "trial (their trial-to-trial variability alone, the image means left out) or image "
+        "trial (their trial-to-trial variability alone, the image means left out), image "
         "(the image means' responses alone: the twin without trial variability minus the "
-        "response-free twin)",
+        "response-free twin) or image-in-data (the same, as the data minus the data without "
+        "them)",
     )
     ap.add_argument(
         "--only-planted-voxels",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from types import ModuleType
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -69,3 +70,71 @@ def test_variant_means_of_the_comparison_table(regimes: ModuleType) -> None:
     means = regimes.variant_means(both)
     assert list(means.index) == ["a", "b"]
     assert means.loc["a", "x"] == 2.0 and means.loc["b", "x"] == 2.0
+
+
+def _write_case(root, sessions: dict[str, dict[str, float]], noise: float) -> None:
+    """A kept case's comparison folder: the subject's variants table (``planted_r`` per
+    session) and its planted replicates (replicate 0 the estimate, 1..50 a bootstrap whose
+    replicates scatter by ``noise`` around it, the same draw for every variant)."""
+    folder = root / "comparison" / "sub-01"
+    folder.mkdir(parents=True)
+    rows, reps = [], []
+    rng = np.random.default_rng(0)
+    shifts = rng.standard_normal((len(sessions), 51)) * noise
+    shifts[:, 0] = 0.0
+    for i, (ses, values) in enumerate(sessions.items()):
+        for variant, r in values.items():
+            rows.append(
+                {
+                    "subject": "01",
+                    "session": ses,
+                    "variant": variant,
+                    "planted_r": r,
+                    "planted_source": "other_sessions",
+                }
+            )
+            for k in range(51):
+                # the two variants' replicates move together but for a small paired part
+                own = 0.001 * (k % 5) if variant == "nordic-optcom" else 0.0
+                reps.append(
+                    {
+                        "subject": "01",
+                        "session": ses,
+                        "variant": variant,
+                        "replicate": k,
+                        "planted_r": r + shifts[i, k] + own,
+                        "planted_trial_r": r,
+                    }
+                )
+    pd.DataFrame(rows).to_csv(
+        folder / "sub-01_task-images_desc-variants_comparison.tsv", sep="\t", index=False
+    )
+    pd.DataFrame(reps).to_csv(
+        folder / "sub-01_task-images_desc-planted_comparison.tsv", sep="\t", index=False
+    )
+
+
+def test_pairwise_shown_uses_the_verdicts_standard_error(regimes: ModuleType, tmp_path) -> None:
+    # the same mean lead of raw-optcom over nordic-optcom (0.10, beyond the 0.09 bound of
+    # responses from the other sessions) with a small bootstrap SE: shown where the two
+    # sessions agree, not where they disagree (the verdict's SE is the larger of the
+    # bootstrap's and that of the spread over subject-sessions, ``margins.pair_se``)
+    agree = {
+        "01": {"raw-optcom": 0.50, "nordic-optcom": 0.40},
+        "02": {"raw-optcom": 0.52, "nordic-optcom": 0.42},
+    }
+    disagree = {
+        "01": {"raw-optcom": 0.50, "nordic-optcom": 0.47},
+        "02": {"raw-optcom": 0.52, "nordic-optcom": 0.35},
+    }
+    for name, sessions, shown in (("agree", agree, True), ("disagree", disagree, False)):
+        out = tmp_path / name
+        _write_case(out, sessions, noise=0.01)
+        pair = regimes.pairwise_shown(out)["raw-optcom>nordic-optcom"]
+        assert pair["lead"] == pytest.approx(0.10)
+        assert pair["beyond_noise"] is shown and pair["shown"] is shown
+        if not shown:
+            # the spread over the two sessions: |0.03 - 0.17| / sqrt(2) / sqrt(2)
+            assert pair["se"] == pytest.approx(0.07)
+        else:
+            assert pair["se"] < 0.01

@@ -69,6 +69,26 @@ def test_response_free_twin_has_the_same_noise_and_no_response(
     shutil.rmtree(twin)
 
 
+def test_the_data_without_its_image_responses_keeps_the_rest(
+    secant: ModuleType, case: Path, tmp_path: Path
+) -> None:
+    """``--part image-in-data``: the ``-`` echoes are the data less the image means' responses
+    (the twin without trial variability less the response-free twin), so the data's noise and
+    trial-to-trial part stay, and the difference from the data is the image responses alone."""
+    twin = secant.response_free(case, tmp_path / "bids-noimageresponse", "image")
+    with_means = _img(tmp_path / "bids-notrialvariability" / MAG)
+    none = _img(tmp_path / "bids-noresponse" / MAG)
+    data = _img(case / "bids" / MAG)
+    active = _img(truth_paths(case / "bids", "01", "01")["active_mask"]) > 0
+    got = data - _img(twin / MAG)
+    np.testing.assert_allclose(got, with_means - none, atol=1e-3)
+    np.testing.assert_array_equal(got[~active], 0.0)
+    # the image responses are there, and the twin is not the response-free one (the
+    # trial-to-trial part stays in it)
+    assert np.abs(got[active]).max() > 1.0
+    assert np.abs(_img(twin / MAG) - none)[active].max() > 1.0
+
+
 def test_the_planted_voxels_are_the_designs(secant: ModuleType, tmp_path: Path) -> None:
     """``--only-planted-voxels`` cuts the true responses where the workflow's planting is cut:
     at the voxels the session's design plants."""
