@@ -77,7 +77,7 @@ from echoprep.kernels.fidelity import (  # noqa: E402
     truth_fidelity,
 )
 from echoprep.kernels.fidelity_pairs import pair_references  # noqa: E402
-from echoprep.kernels.margins import pair_se, same_data  # noqa: E402
+from echoprep.kernels.margins import group_replicates, pair_se, same_data  # noqa: E402
 from echoprep.kernels.noiseceiling import zscore_within  # noqa: E402
 from echoprep.kernels.ranking import SHOWN_SE, bias_bound, planted_source  # noqa: E402
 from echoprep.simulate import simulate_dataset  # noqa: E402
@@ -452,25 +452,22 @@ def pairwise_shown(out: Path) -> dict[str, dict[str, float]]:
     the bound is that of the planted responses' source shared by the sessions, the table's
     ``planted_source``)."""
     found = list((out / "comparison").rglob("*_desc-planted_comparison.tsv"))
-    if not found:
+    tables = list((out / "comparison").rglob("sub-*_desc-variants_comparison.tsv"))
+    if not found or not tables:
         return {}
     reps = pd.read_csv(found[0], sep="\t")
-    tables = list((out / "comparison").rglob("sub-*_desc-variants_comparison.tsv"))
-    table = read_table(tables[0]) if tables else None
-    source = planted_source(table) if table is not None else None
-    wide = reps.pivot_table(index="replicate", columns="variant", values="planted_r")
-    boot = {v: wide[v].loc[wide.index >= 1].to_numpy(float) for v in wide.columns}
+    table = read_table(tables[0])
+    source = planted_source(table)
+    # the replicates as the verdict takes them: per replicate, the mean over the sessions
+    boot = group_replicates(reps, None, "planted_r")
+    estimate = reps[reps["replicate"] == 0].groupby("variant")["planted_r"].mean()
     outp: dict[str, dict[str, float]] = {}
-    for a in wide.columns:
-        for b in wide.columns:
+    for a in boot:
+        for b in boot:
             if a == b:
                 continue
-            lead = float(wide[a].loc[0] - wide[b].loc[0])
-            se = (
-                pair_se(a, b, table, "planted_r", boot)
-                if table is not None
-                else float(np.std(boot[a] - boot[b], ddof=1))
-            )
+            lead = float(estimate[a] - estimate[b])
+            se = pair_se(a, b, table, "planted_r", boot)
             bound = bias_bound(a, b, True, source)
             outp[f"{a}>{b}"] = {
                 "lead": lead,

@@ -128,7 +128,8 @@ def response_free(case: Path, out: Path, part: str = "all") -> Path:
             means = _img(with_means / rel) - _img(without / rel)
             target = out / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_save(float_image((_img(mag) - means).astype(np.float32), img), target)
+            data = np.asarray(img.dataobj, np.float64)
+            atomic_save(float_image((data - means).astype(np.float32), img), target)
         shutil.copy(case / "bids" / "dataset_description.json", out / "dataset_description.json")
         return out
     sim = json.loads((case / "bids" / "dataset_description.json").read_text())
