@@ -459,7 +459,7 @@ def pairwise_shown(out: Path) -> dict[str, dict[str, float]]:
     table = read_table(tables[0])
     source = planted_source(table)
     # the replicates as the verdict takes them: per replicate, the mean over the sessions
-    boot = group_replicates(reps, None, "planted_r")
+    boot = group_replicates(reps, None, "planted_r", first=1)
     estimate = reps[reps["replicate"] == 0].groupby("variant")["planted_r"].mean()
     outp: dict[str, dict[str, float]] = {}
     for a in boot:

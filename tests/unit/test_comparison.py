@@ -624,6 +624,25 @@ def test_the_planted_estimate_shows_a_lead_over_nordic_only_beyond_its_bias_agai
     assert lead["bias_bound"] == 0.0 and "bias bound" not in rec["verdict"]
 
 
+def test_the_planted_standard_error_comes_from_the_bootstrap_draws_not_the_estimate():
+    """The planted table's replicate 0 is the estimate itself (``stages/comparison/planted.py``),
+    the bootstrap's draws are replicates 1 and on: a margin's standard error is the spread of
+    the draws' paired differences alone (the held-out path's ``score_replicates`` keeps
+    replicates >= 1 too)."""
+    table, reps = _planted_table({"raw-optcom": 0.50, "nordic-optcom": 0.45}, spread=0.01)
+    # the estimate as replicate 0, far from where the draws of its difference lie
+    estimate = table[["subject", "session", "variant", "planted_r"]].assign(replicate=0)
+    estimate["planted_r"] += np.where(estimate["variant"] == "raw-optcom", 0.2, 0.0)
+    both = pd.concat([estimate.assign(planted_trial_r=0.0), reps], ignore_index=True)
+    lead = cmp.recommend(table, "planted_r", planted=both)["margin_over_runner_up"]
+    draws = reps.groupby(["variant", "replicate"])["planted_r"].mean()
+    expected = np.std(
+        draws.loc["raw-optcom"].to_numpy() - draws.loc["nordic-optcom"].to_numpy(), ddof=1
+    )
+    assert lead["standard_error"] == pytest.approx(expected, rel=1e-12)
+    assert lead["difference"] == pytest.approx(0.05)
+
+
 def test_with_responses_from_the_other_sessions_a_lead_over_nordic_needs_a_smaller_bound():
     """Planted from the subject's other comparison sessions (every ranked session's
     ``planted_source``), the estimate read a NORDIC-off variant's lead over a NORDIC variant

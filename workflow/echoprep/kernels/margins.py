@@ -30,12 +30,15 @@ def group_replicates(
     bootstrap: pd.DataFrame | None,
     sessions: set[tuple[str, str]] | None = None,
     metric: str = "heldout_r",
+    first: int = 0,
 ) -> dict[str, np.ndarray]:
     """variant -> replicates of the group mean of ``metric`` (replicate-wise mean over the
-    ``sessions`` given: (subject, session) pairs; None: all)."""
+    ``sessions`` given: (subject, session) pairs; None: all). ``first`` is the first replicate
+    that is a bootstrap draw: 1 where replicate 0 is the estimate itself (the planted table),
+    which is not a draw and would pull the spread towards it."""
     if bootstrap is None or bootstrap.empty or metric not in bootstrap:
         return {}
-    boot = bootstrap
+    boot = bootstrap[bootstrap["replicate"] >= first] if first else bootstrap
     if sessions is not None:
         keys = list(zip(boot["subject"].astype(str), boot["session"].astype(str), strict=True))
         boot = boot[[k in sessions for k in keys]]

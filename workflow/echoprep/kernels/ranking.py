@@ -357,7 +357,7 @@ def recommend(
     pairs = bootstrap if rank_by in HELDOUT_METRICS and is_pairwise(bootstrap) else None
     scores = score_replicates(pairs) if pairs is not None else bootstrap
     if by_planting:
-        replicates = group_replicates(planted, sessions, rank_by)
+        replicates = group_replicates(planted, sessions, rank_by, first=1)
     else:
         replicates = group_replicates(scores, sessions, rank_by) if validated else {}
     reliability = math.nan
