@@ -235,3 +235,13 @@ def test_the_page_opens_with_the_figure_and_the_sentence(tmp_path, demoted):
     # no recommendation: no first screen
     text = build_report("02", tmp_path / "none.html").read_text()
     assert 'id="verdict"' not in text and "<svg" not in text
+
+
+def test_a_planted_ranking_says_which_way_its_estimate_is_known_to_err(demoted):
+    held_out = vd.verdict_data(demoted)
+    planted = vd.VerdictData(**{**held_out.__dict__, "measure": "planted_r"})
+    caption = vd.verdict_caption(planted)
+    assert "Measured on responses planted into your own data" in caption
+    assert "reads the NORDIC variants about 5 % lower than the variants without NORDIC" in caption
+    assert caption.count(vd.PLANTED_CAVEAT) == 1
+    assert vd.PLANTED_CAVEAT not in vd.verdict_caption(held_out)
