@@ -1,0 +1,236 @@
+"""Every kept case of ``comparison_regimes.py`` read again by the verdict as it now stands, and
+pooled over the cases.
+
+For each case (a folder kept by ``comparison_regimes.py --keep`` and the ``--table`` TSV it
+wrote), from the kept comparison's planted table (``*_desc-planted_comparison.tsv``, replicate
+0 the estimate, 1.. the image bootstrap) and the truth in the TSV (``r_truth_roi``: r of each
+variant's repeat-averaged betas with the true image means over the comparison's ROI;
+``r_truth``: over every truly active voxel, the recommendation's gap):
+
+- ``mae``: mean absolute error of ``planted_r`` against the truth over the six variants;
+- ``bias``: the NORDIC-dependent bias (mean error of the NORDIC variants less that of the
+  NORDIC-off ones) and ``bias_se``, its image-bootstrap standard error;
+- ``nordic_read``: the NORDIC variants' ``planted_r`` over their truth relative to the NORDIC-off
+  variants' (geometric means; 1: no bias against NORDIC);
+- the recommendation (from the TSV) and its gap to the truly best;
+- ``shown`` / ``false``: the leads the verdict's rule shows (beyond twice
+  :func:`echoprep.kernels.margins.pair_se` and :func:`echoprep.kernels.ranking.bias_bound`,
+  with the bound of responses planted from the other sessions where ``--source`` says so) and
+  those the truth reverses;
+- ``over_read``: the largest amount by which a NORDIC-off variant's lead over a NORDIC variant
+  was read above its truth;
+- ``true_leads`` / ``true_leads_shown``: true leads of 0.03 or more between a NORDIC and a
+  NORDIC-off variant, and how many the rule shows; each one not shown is counted by why
+  (``held_back``: within the noise, within the bound, or both);
+- ``z``: (estimated less true lead) over the verdict's standard error, for every pair of
+  variants of the same NORDIC setting and across NORDIC (sign: NORDIC-off less NORDIC).
+
+Usage::
+
+    .venv/bin/python benchmarks/two_session_cases.py CASE_DIR:TABLE.tsv [...] \\
+        [--json FILE] [--source other_sessions]
+
+It prints one Markdown row per case (the table of docs/comparison.md, "Every two-session case,
+read by the verdict's current rules") and the pooled figures. Reads only; seconds per case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
+
+from echoprep.kernels.margins import group_replicates, pair_se
+from echoprep.kernels.ranking import bias_bound
+from echoprep.stages.comparison import read_table
+
+#: True leads at least this large (in r with the truth) are the ones the power figure counts.
+TRUE_LEAD = 0.03
+
+
+def is_nordic(variant: str) -> bool:
+    return variant.startswith("nordic-")
+
+
+def case_label(folder: Path) -> str:
+    """``regime`` seed S, N runs, from a kept case's folder name."""
+    name = folder.name
+    regime, rest = name.split("_seed", 1)
+    seed = rest.split("_", 1)[0]
+    runs = rest.split("_runs", 1)[1].split("_", 1)[0] if "_runs" in rest else "preset"
+    return f"`{regime}` seed {seed}, {6 if runs == 'preset' else runs} runs"
+
+
+def read_case(folder: Path, tsv: Path) -> dict:
+    """The estimate, its bootstrap, the session table and the truth of one kept case."""
+    truth = pd.read_csv(tsv, sep="\t").set_index("variant")
+    comparison = folder / "results" / "comparison"
+    reps = pd.read_csv(next(comparison.rglob("*_desc-planted_comparison.tsv")), sep="\t")
+    table = read_table(next(comparison.rglob("sub-*_desc-variants_comparison.tsv")))
+    est = reps[reps["replicate"] == 0].groupby("variant")["planted_r"].mean()
+    boot = group_replicates(reps, None, "planted_r", first=1)
+    return {"truth": truth, "est": est[truth.index], "boot": boot, "table": table}
+
+
+def case_figures(case: dict, source: str | None) -> dict:
+    """The per-case figures of the module docstring."""
+    d, est, boot, table = case["truth"], case["est"], case["boot"], case["table"]
+    truth = d["r_truth_roi"]
+    err = est - truth
+    nor = [v for v in d.index if is_nordic(v)]
+    off = [v for v in d.index if not is_nordic(v)]
+    draws = pd.DataFrame(boot)
+    ratio = est / truth
+    rec = str(d.index[d["recommended"].astype(bool)][0])
+    best = str(d["r_truth"].idxmax())
+    out: dict = {
+        "mae": float(err.abs().mean()),
+        "bias": float(err[nor].mean() - err[off].mean()),
+        "bias_se": float((draws[nor].mean(1) - draws[off].mean(1)).std()),
+        "nordic_read": float(np.exp(np.log(ratio[nor]).mean() - np.log(ratio[off]).mean())),
+        "recommended": rec,
+        "truly_best": best,
+        "gap": float(d["r_truth"].max() - d.loc[rec, "r_truth"]),
+        "shown": 0,
+        "false": 0,
+        "over_read": float("nan"),
+        "true_leads": 0,
+        "true_leads_shown": 0,
+        "held_back": Counter(),
+        "nordic_lead_shortfall": [],
+        "z_same": [],
+        "z_across": [],
+    }
+    over = []
+    variants = [v for v in d.index if v in boot]
+    for a in variants:
+        for b in variants:
+            if a == b:
+                continue
+            lead, true_lead = float(est[a] - est[b]), float(truth[a] - truth[b])
+            across = is_nordic(a) != is_nordic(b)
+            se = pair_se(a, b, table, "planted_r", boot)
+            bound = bias_bound(a, b, True, source)
+            beyond_noise, beyond_bound = lead > 2 * se, lead > bound
+            shown = lead > 0 and beyond_noise and beyond_bound
+            out["shown"] += shown
+            out["false"] += shown and true_lead < 0
+            if across and is_nordic(b):
+                over.append(lead - true_lead)
+            if across and true_lead >= TRUE_LEAD:
+                out["true_leads"] += 1
+                out["true_leads_shown"] += shown
+                if is_nordic(a):
+                    out["nordic_lead_shortfall"].append(lead - true_lead)
+                if not shown:
+                    why = (
+                        "noise"
+                        if bound == 0 or (beyond_bound and not beyond_noise)
+                        else "bound"
+                        if beyond_noise
+                        else "noise and bound"
+                    )
+                    direction = "NORDIC ahead" if is_nordic(a) else "NORDIC-off ahead"
+                    out["held_back"][f"{direction}: {why}"] += 1
+            if a < b and np.isfinite(se) and se > 0:
+                e = (lead - true_lead) * (-1 if across and is_nordic(a) else 1)
+                out["z_across" if across else "z_same"].append(e / se)
+    out["over_read"] = float(max(over)) if over else float("nan")
+    return out
+
+
+def markdown_row(label: str, f: dict) -> str:
+    """One row of the docs' table."""
+    rec = f"{f['recommended']} ({f['gap']:.3f}"
+    rec += ")" if f["recommended"] == f["truly_best"] else f"; {f['truly_best']} truly best)"
+    bias = f"{f['bias']:+.3f}".replace("-", "−")
+    return (
+        f"| {label} | {f['mae']:.3f} | {bias} ({f['bias_se']:.3f}) | ×{f['nordic_read']:.3f} | "
+        f"{rec} | {f['shown']} ({f['false']}) | {f['over_read']:.3f} | "
+        f"{f['true_leads_shown']} of {f['true_leads']} |"
+    )
+
+
+def pooled(figures: dict[str, dict]) -> dict:
+    """The figures over every case."""
+    fs = list(figures.values())
+    bias = np.array([f["bias"] for f in fs])
+    se = np.array([f["bias_se"] for f in fs])
+    w = 1 / se**2
+    read = np.array([f["nordic_read"] for f in fs])
+    held = sum((f["held_back"] for f in fs), Counter())
+    short = np.concatenate([f["nordic_lead_shortfall"] for f in fs] or [np.empty(0)])
+    z = {k: np.concatenate([f[k] for f in fs]) for k in ("z_same", "z_across")}
+    twelve = [n for n in figures if "12 runs" in n and figures[n]["true_leads"]]
+    return {
+        "cases": len(fs),
+        "recommendation_within_0.02": sum(f["gap"] <= 0.02 for f in fs),
+        "truly_best": sum(f["gap"] == 0 for f in fs),
+        "shown": sum(f["shown"] for f in fs),
+        "false": sum(f["false"] for f in fs),
+        "mae_within_0.02": sum(f["mae"] <= 0.02 for f in fs),
+        "bias_within_0.01": sum(abs(f["bias"]) <= 0.01 for f in fs),
+        "bias_mean": float(bias.mean()),
+        "bias_mean_se": float(bias.std(ddof=1) / np.sqrt(bias.size)) if bias.size > 1 else None,
+        "bias_inverse_variance": float((w * bias).sum() / w.sum()),
+        "bias_chi2_about_mean": float((((bias - bias.mean()) / se) ** 2).sum()),
+        "nordic_read_mean": float(read.mean()),
+        "nordic_read_sd": float(read.std(ddof=1)) if read.size > 1 else None,
+        "over_read_max": float(max(f["over_read"] for f in fs)),
+        "true_leads": sum(f["true_leads"] for f in fs),
+        "true_leads_shown": sum(f["true_leads_shown"] for f in fs),
+        "cases_every_true_lead_shown": sum(
+            f["true_leads"] > 0 and f["true_leads_shown"] == f["true_leads"] for f in fs
+        ),
+        "cases_with_true_leads": sum(f["true_leads"] > 0 for f in fs),
+        "twelve_runs_every_true_lead_shown": sum(
+            figures[n]["true_leads_shown"] == figures[n]["true_leads"] for n in twelve
+        ),
+        "twelve_runs_cases": len(twelve),
+        "held_back": dict(sorted(held.items())),
+        "nordic_lead_read_minus_true_mean": float(short.mean()) if short.size else None,
+        "z_sd": {k: float(v.std()) if v.size else None for k, v in z.items()},
+        "z_mean": {k: float(v.mean()) if v.size else None for k, v in z.items()},
+        "z_beyond_2": {k: float(np.mean(np.abs(v) > 2)) if v.size else None for k, v in z.items()},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("cases", nargs="+", help="CASE_DIR:TABLE.tsv")
+    parser.add_argument(
+        "--source",
+        default="other_sessions",
+        choices=["other_sessions", "session"],
+        help="where the cases' planted responses came from (sets the bias bound)",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    args = parser.parse_args(argv)
+    figures = {}
+    for spec in args.cases:
+        folder, tsv = spec.rsplit(":", 1)
+        label = case_label(Path(folder))
+        figures[label] = case_figures(read_case(Path(folder), Path(tsv)), args.source)
+        print(markdown_row(label, figures[label]))
+    summary = pooled(figures)
+    for key, value in summary.items():
+        print(f"{key}: {value}")
+    if args.json:
+        keep = ("held_back", "nordic_lead_shortfall", "z_same", "z_across")
+        per_case = {
+            n: {k: v for k, v in f.items() if k not in keep} | {"held_back": dict(f["held_back"])}
+            for n, f in figures.items()
+        }
+        args.json.write_text(json.dumps({"cases": per_case, "pooled": summary}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
