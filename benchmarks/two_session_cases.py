@@ -18,7 +18,7 @@ variant's repeat-averaged betas with the true image means over the comparison's 
   with the bound of responses planted from the other sessions where ``--source`` says so) and
   those the truth reverses;
 - ``over_read``: the largest amount by which a NORDIC-off variant's lead over a NORDIC variant
-  was read above its truth;
+  was read above its truth (``nordic_over_read``: a NORDIC variant's over a NORDIC-off one);
 - ``true_leads`` / ``true_leads_shown``: true leads of 0.03 or more between a NORDIC and a
   NORDIC-off variant, and how many the rule shows; each one not shown is counted by why
   (``held_back``: within the noise, within the bound, or both);
@@ -108,7 +108,7 @@ def case_figures(case: dict, source: str | None) -> dict:
         "z_same": [],
         "z_across": [],
     }
-    over = []
+    over, over_nordic = [], []
     variants = [v for v in d.index if v in boot]
     for a in variants:
         for b in variants:
@@ -122,8 +122,8 @@ def case_figures(case: dict, source: str | None) -> dict:
             shown = lead > 0 and beyond_noise and beyond_bound
             out["shown"] += shown
             out["false"] += shown and true_lead < 0
-            if across and is_nordic(b):
-                over.append(lead - true_lead)
+            if across:
+                (over if is_nordic(b) else over_nordic).append(lead - true_lead)
             if across and true_lead >= TRUE_LEAD:
                 out["true_leads"] += 1
                 out["true_leads_shown"] += shown
@@ -143,6 +143,7 @@ def case_figures(case: dict, source: str | None) -> dict:
                 e = (lead - true_lead) * (-1 if across and is_nordic(a) else 1)
                 out["z_across" if across else "z_same"].append(e / se)
     out["over_read"] = float(max(over)) if over else float("nan")
+    out["nordic_over_read"] = float(max(over_nordic)) if over_nordic else float("nan")
     return out
 
 
@@ -184,6 +185,7 @@ def pooled(figures: dict[str, dict]) -> dict:
         "nordic_read_mean": float(read.mean()),
         "nordic_read_sd": float(read.std(ddof=1)) if read.size > 1 else None,
         "over_read_max": float(max(f["over_read"] for f in fs)),
+        "nordic_over_read_max": float(max(f["nordic_over_read"] for f in fs)),
         "true_leads": sum(f["true_leads"] for f in fs),
         "true_leads_shown": sum(f["true_leads_shown"] for f in fs),
         "cases_every_true_lead_shown": sum(

@@ -66,6 +66,8 @@ def test_a_case_read_by_the_verdicts_rules(cases: ModuleType) -> None:
     assert f["true_leads_shown"] == 9 and f["false"] == 0
     # a NORDIC-off lead over nordic-optcom read 0.062 above its truth
     assert f["over_read"] == pytest.approx(0.062)
+    # every NORDIC variant read low, so each NORDIC lead is read short: by 0.03 at least
+    assert f["nordic_over_read"] == pytest.approx(-0.03)
 
 
 def test_a_lead_the_truth_reverses_is_counted_false_and_the_bound_holds_leads_back(
