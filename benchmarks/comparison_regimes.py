@@ -443,21 +443,29 @@ def shown_claims(rec: dict) -> list[dict]:
 
 
 def pairwise_shown(out: Path) -> dict[str, dict[str, float]]:
-    """Every ordered pair of variants, ``"a>b"`` -> its planted lead (``planted_r``) and
-    whether it exceeds twice its standard error and the planted estimate's bias bound for
-    that direction: the verdict's rule (``echoprep.kernels.margins.pair_se``, the larger of the
-    image bootstrap's SE and that of the spread over subject-sessions;
-    ``echoprep.kernels.ranking.bias_bound``), from the subject's planted replicates (with
-    several comparison sessions each replicate's ``planted_r`` is the mean over the sessions;
-    the bound is that of the planted responses' source shared by the sessions, the table's
-    ``planted_source``)."""
+    """:func:`shown_pairs` of the subject's planted replicates and comparison table in a
+    workflow's output folder ``out`` (``{}`` where either is missing)."""
     found = list((out / "comparison").rglob("*_desc-planted_comparison.tsv"))
     tables = list((out / "comparison").rglob("sub-*_desc-variants_comparison.tsv"))
     if not found or not tables:
         return {}
-    reps = pd.read_csv(found[0], sep="\t")
-    table = read_table(tables[0])
-    source = planted_source(table)
+    return shown_pairs(pd.read_csv(found[0], sep="\t"), read_table(tables[0]))
+
+
+def shown_pairs(
+    reps: pd.DataFrame, table: pd.DataFrame, source_if_missing: str | None = None
+) -> dict[str, dict[str, float]]:
+    """Every ordered pair of variants, ``"a>b"`` -> its planted lead (``planted_r``), its
+    standard error, the planted estimate's bias bound for that direction, and whether the lead
+    exceeds twice the standard error (``beyond_noise``) and the bound as well (``shown``): the
+    verdict's rule (``echoprep.kernels.margins.pair_se``, the larger of the image bootstrap's SE
+    and that of the spread over subject-sessions; ``echoprep.kernels.ranking.bias_bound``).
+    ``reps``: the planted replicates (replicate 0 the estimate; with several comparison
+    sessions each replicate's ``planted_r`` is the mean over the sessions); ``table``: the
+    comparison table (the bound is that of the planted responses' source shared by the
+    sessions, its ``planted_source``; ``source_if_missing`` for a table written before that
+    column existed)."""
+    source = planted_source(table) if "planted_source" in table else source_if_missing
     # the replicates as the verdict takes them: per replicate, the mean over the sessions
     boot = group_replicates(reps, None, "planted_r", first=1)
     estimate = reps[reps["replicate"] == 0].groupby("variant")["planted_r"].mean()
@@ -472,6 +480,7 @@ def pairwise_shown(out: Path) -> dict[str, dict[str, float]]:
             outp[f"{a}>{b}"] = {
                 "lead": lead,
                 "se": se,
+                "bound": bound,
                 "beyond_noise": bool(lead > SHOWN_SE * se),
                 "shown": bool(lead > SHOWN_SE * se and lead > bound),
             }

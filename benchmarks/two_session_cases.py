@@ -13,10 +13,11 @@ variant's repeat-averaged betas with the true image means over the comparison's 
 - ``nordic_read``: the NORDIC variants' ``planted_r`` over their truth relative to the NORDIC-off
   variants' (geometric means; 1: no bias against NORDIC);
 - the recommendation (from the TSV) and its gap to the truly best;
-- ``shown`` / ``false``: the leads the verdict's rule shows (beyond twice
-  :func:`echoprep.kernels.margins.pair_se` and :func:`echoprep.kernels.ranking.bias_bound`,
-  with the bound of responses planted from the other sessions where ``--source`` says so) and
-  those the truth reverses;
+- ``shown`` / ``false``: the leads the verdict's rule shows (``comparison_regimes.shown_pairs``:
+  beyond twice :func:`echoprep.kernels.margins.pair_se` and
+  :func:`echoprep.kernels.ranking.bias_bound` for the planted responses' source in the
+  comparison table, ``--source`` for a table written before it had that column) and those
+  the truth reverses;
 - ``over_read``: the largest amount by which a NORDIC-off variant's lead over a NORDIC variant
   was read above its truth (``nordic_over_read``: a NORDIC variant's over a NORDIC-off one);
 - ``true_leads`` / ``true_leads_shown``: true leads of 0.03 or more between a NORDIC and a
@@ -46,9 +47,11 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from echoprep.kernels.margins import group_replicates, pair_se
-from echoprep.kernels.ranking import bias_bound
+from comparison_regimes import shown_pairs
+
+from echoprep.kernels.margins import group_replicates
 from echoprep.stages.comparison import read_table
 
 #: True leads at least this large (in r with the truth) are the ones the power figure counts.
@@ -69,19 +72,22 @@ def case_label(folder: Path) -> str:
 
 
 def read_case(folder: Path, tsv: Path) -> dict:
-    """The estimate, its bootstrap, the session table and the truth of one kept case."""
-    truth = pd.read_csv(tsv, sep="\t").set_index("variant")
+    """The truth (``comparison_regimes.py --table``), the planted replicates and the
+    comparison table of one kept case."""
     comparison = folder / "results" / "comparison"
-    reps = pd.read_csv(next(comparison.rglob("*_desc-planted_comparison.tsv")), sep="\t")
-    table = read_table(next(comparison.rglob("sub-*_desc-variants_comparison.tsv")))
-    est = reps[reps["replicate"] == 0].groupby("variant")["planted_r"].mean()
-    boot = group_replicates(reps, None, "planted_r", first=1)
-    return {"truth": truth, "est": est[truth.index], "boot": boot, "table": table}
+    return {
+        "truth": pd.read_csv(tsv, sep="\t").set_index("variant"),
+        "reps": pd.read_csv(next(comparison.rglob("*_desc-planted_comparison.tsv")), sep="\t"),
+        "table": read_table(next(comparison.rglob("sub-*_desc-variants_comparison.tsv"))),
+    }
 
 
-def case_figures(case: dict, source: str | None) -> dict:
+def case_figures(case: dict, source: str | None = "other_sessions") -> dict:
     """The per-case figures of the module docstring."""
-    d, est, boot, table = case["truth"], case["est"], case["boot"], case["table"]
+    d, reps = case["truth"], case["reps"]
+    est = reps[reps["replicate"] == 0].groupby("variant")["planted_r"].mean()[d.index]
+    boot = group_replicates(reps, None, "planted_r", first=1)
+    pairs = shown_pairs(reps, case["table"], source)
     truth = d["r_truth_roi"]
     err = est - truth
     nor = [v for v in d.index if is_nordic(v)]
@@ -114,12 +120,12 @@ def case_figures(case: dict, source: str | None) -> dict:
         for b in variants:
             if a == b:
                 continue
-            lead, true_lead = float(est[a] - est[b]), float(truth[a] - truth[b])
+            pair = pairs[f"{a}>{b}"]
+            lead, se, bound = pair["lead"], pair["se"], pair["bound"]
+            true_lead = float(truth[a] - truth[b])
             across = is_nordic(a) != is_nordic(b)
-            se = pair_se(a, b, table, "planted_r", boot)
-            bound = bias_bound(a, b, True, source)
-            beyond_noise, beyond_bound = lead > 2 * se, lead > bound
-            shown = lead > 0 and beyond_noise and beyond_bound
+            beyond_noise, beyond_bound = pair["beyond_noise"], lead > bound
+            shown = pair["shown"]
             out["shown"] += shown
             out["false"] += shown and true_lead < 0
             if across:
@@ -210,8 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--source",
         default="other_sessions",
-        choices=["other_sessions", "session"],
-        help="where the cases' planted responses came from (sets the bias bound)",
+        choices=["other_sessions", "session", "other_runs"],
+        help="the planted responses' source where a comparison table lacks planted_source "
+        "(written before that column; sets the bias bound)",
     )
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args(argv)

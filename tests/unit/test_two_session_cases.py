@@ -4,6 +4,7 @@ workflow is run)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -27,16 +28,30 @@ def cases() -> ModuleType:
     return load_benchmark("two_session_cases")
 
 
-def _case(truth: list[float], est: list[float], noise: float = 0.002, seed: int = 0) -> dict:
+def _case(
+    truth: list[float],
+    est: list[float],
+    noise: float = 0.002,
+    seed: int = 0,
+    source: str | None = "other_sessions",
+) -> dict:
     """Six variants with these true and estimated r, 200 bootstrap draws about the estimate
-    (independent per variant, SD ``noise``) and two sessions that agree."""
+    (independent per variant, SD ``noise``; replicate 0 the estimate, as the planted table has
+    it), two sessions that agree, planted from ``source``."""
     rng = np.random.default_rng(seed)
     t = pd.Series(truth, index=VARIANTS)
     e = pd.Series(est, index=VARIANTS)
-    boot = {v: e[v] + rng.normal(0, noise, 200) for v in VARIANTS}
+    reps = pd.DataFrame(
+        [
+            {"variant": v, "replicate": i, "planted_r": float(x)}
+            for v in VARIANTS
+            for i, x in enumerate(np.r_[e[v], e[v] + rng.normal(0, noise, 200)])
+        ]
+    )
     table = pd.DataFrame(
         [
             {"subject": "01", "session": s, "variant": v, "planted_r": e[v]}
+            | ({"planted_source": source} if source else {})
             for s in ("01", "02")
             for v in VARIANTS
         ]
@@ -45,14 +60,14 @@ def _case(truth: list[float], est: list[float], noise: float = 0.002, seed: int 
         {"r_truth_roi": t, "r_truth": t, "recommended": t.index == e.idxmax()}, index=VARIANTS
     )
     frame.index.name = "variant"
-    return {"truth": frame, "est": e, "boot": boot, "table": table}
+    return {"truth": frame, "reps": reps, "table": table}
 
 
 def test_a_case_read_by_the_verdicts_rules(cases: ModuleType) -> None:
     # every NORDIC variant read 10 % low, the others right
     truth = [0.40, 0.50, 0.45, 0.60, 0.62, 0.30]
     est = [0.40, 0.50, 0.45, 0.54, 0.558, 0.27]
-    f = cases.case_figures(_case(truth, est), "other_sessions")
+    f = cases.case_figures(_case(truth, est))
     assert f["nordic_read"] == pytest.approx(0.9)
     assert f["bias"] == pytest.approx(np.mean([-0.06, -0.062, -0.03]))
     assert f["mae"] == pytest.approx((0.06 + 0.062 + 0.03) / 6)
@@ -75,25 +90,38 @@ def test_a_lead_the_truth_reverses_is_counted_false_and_the_bound_holds_leads_ba
 ) -> None:
     truth = [0.40, 0.40, 0.40, 0.45, 0.39, 0.40]
     est = [0.40, 0.40, 0.40, 0.43, 0.46, 0.38]  # nordic-optcom read 0.07 high
-    f = cases.case_figures(_case(truth, est), "other_sessions")
+    f = cases.case_figures(_case(truth, est))
     # nordic-optcom read ahead of the NORDIC-off variants (no bound for a NORDIC lead) and of
     # nordic-denoised (0.08, beyond the 0.04 bound), truly 0.01 behind each: 4 false; of
     # nordic-single by 0.03, within the bound; nordic-single's true leads over the NORDIC-off
     # variants (0.05, read 0.03) and over nordic-denoised (0.05) shown
     assert f["false"] == 4 and f["shown"] == 8
     assert f["true_leads"] == 3 and f["true_leads_shown"] == 3
-    held = cases.case_figures(_case(truth, [0.40, 0.40, 0.40, 0.40, 0.40, 0.40]), None)
+    held = cases.case_figures(_case(truth, [0.40, 0.40, 0.40, 0.40, 0.40, 0.40], source=None))
     assert held["true_leads_shown"] == 0
     assert held["held_back"] == {"NORDIC ahead: noise": 3}
 
 
 def test_pooled_figures(cases: ModuleType) -> None:
-    a = cases.case_figures(_case([0.4] * 3 + [0.5] * 3, [0.4] * 3 + [0.45] * 3), None)
-    b = cases.case_figures(_case([0.4] * 6, [0.41] * 6, seed=1), None)
+    a = cases.case_figures(_case([0.4] * 3 + [0.5] * 3, [0.4] * 3 + [0.45] * 3))
+    b = cases.case_figures(_case([0.4] * 6, [0.41] * 6, seed=1))
     p = cases.pooled({"`a` seed 0, 12 runs": a, "`b` seed 0, 6 runs": b})
     assert p["cases"] == 2 and p["bias_mean"] == pytest.approx((-0.05 + 0.0) / 2)
     assert p["bias_within_0.01"] == 1 and p["mae_within_0.02"] == 1
     assert p["twelve_runs_cases"] == 1 and p["twelve_runs_every_true_lead_shown"] == 1
-    assert cases.case_label(__import__("pathlib").Path("/x/thermal_seed2_runs12_spatial_ses2")) == (
-        "`thermal` seed 2, 12 runs"
-    )
+    label = cases.case_label(Path("/x/thermal_seed2_runs12_spatial_ses2"))
+    assert label == "`thermal` seed 2, 12 runs"
+
+
+def test_the_bound_follows_the_tables_planted_source_else_the_one_given(cases: ModuleType) -> None:
+    # raw-optcom truly and estimated 0.10 ahead of every other variant: beyond the 0.04 bound
+    # over raw-single and raw-denoised; over the three NORDIC variants beyond the 0.09 bound
+    # of responses from the other sessions, within the 0.11 of half A
+    truth = [0.40, 0.50, 0.40, 0.40, 0.40, 0.40]
+
+    def shown(source: str | None, fallback: str) -> int:
+        return cases.case_figures(_case(truth, truth, source=source), fallback)["shown"]
+
+    assert shown("other_sessions", "session") == 5
+    assert shown("session", "other_sessions") == 2
+    assert shown(None, "other_sessions") == 5 and shown(None, "session") == 2
