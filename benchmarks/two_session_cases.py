@@ -24,15 +24,22 @@ variant's repeat-averaged betas with the true image means over the comparison's 
   NORDIC-off variant, and how many the rule shows; each one not shown is counted by why
   (``held_back``: within the noise, within the bound, or both);
 - ``z``: (estimated less true lead) over the verdict's standard error, for every pair of
-  variants of the same NORDIC setting and across NORDIC (sign: NORDIC-off less NORDIC).
+  variants of the same NORDIC setting and across NORDIC (sign: NORDIC-off less NORDIC);
+- ``planted_r`` / ``r_truth_roi``: each variant's estimate beside its truth.
 
 Usage::
 
-    .venv/bin/python benchmarks/two_session_cases.py CASE_DIR:TABLE.tsv [...] \\
-        [--json FILE] [--source other_sessions]
+    .venv/bin/python benchmarks/two_session_cases.py [CASE_DIR:TABLE.tsv ...] \\
+        [--previous FILE] [--json FILE] [--source other_sessions]
 
 It prints one Markdown row per case (the table of docs/comparison.md, "Every two-session case,
 read by the verdict's current rules") and the pooled figures. Reads only; seconds per case.
+
+A kept case is a few GB and does not outlive the machine it ran on; its figures do, in the
+JSON. ``--previous`` takes an earlier ``--json`` output and pools its cases with the ones read
+now (a case read now replaces the one of the same label). A JSON written before it kept each
+case's pairs (``z_same``, ``z_across``, ``nordic_lead_shortfall``) pools the figures made of
+pairs over the cases that keep them only, and says over how many (``pair_cases``).
 """
 
 from __future__ import annotations
@@ -113,6 +120,8 @@ def case_figures(case: dict, source: str | None = "other_sessions") -> dict:
         "nordic_lead_shortfall": [],
         "z_same": [],
         "z_across": [],
+        "planted_r": {v: float(est[v]) for v in d.index},
+        "r_truth_roi": {v: float(truth[v]) for v in d.index},
     }
     over, over_nordic = [], []
     variants = [v for v in d.index if v in boot]
@@ -172,9 +181,16 @@ def pooled(figures: dict[str, dict]) -> dict:
     se = np.array([f["bias_se"] for f in fs])
     w = 1 / se**2
     read = np.array([f["nordic_read"] for f in fs])
-    held = sum((f["held_back"] for f in fs), Counter())
-    short = np.concatenate([f["nordic_lead_shortfall"] for f in fs] or [np.empty(0)])
-    z = {k: np.concatenate([f[k] for f in fs]) for k in ("z_same", "z_across")}
+    held = sum((Counter(f["held_back"]) for f in fs), Counter())
+    # cases from a JSON written before the pairs were kept lack them
+    paired = [f for f in fs if "z_same" in f]
+    short = np.concatenate(
+        [np.asarray(f["nordic_lead_shortfall"], float) for f in paired] or [np.empty(0)]
+    )
+    z = {
+        k: np.concatenate([np.asarray(f[k], float) for f in paired] or [np.empty(0)])
+        for k in ("z_same", "z_across")
+    }
     twelve = [n for n in figures if "12 runs" in n and figures[n]["true_leads"]]
     return {
         "cases": len(fs),
@@ -203,6 +219,7 @@ def pooled(figures: dict[str, dict]) -> dict:
         ),
         "twelve_runs_cases": len(twelve),
         "held_back": dict(sorted(held.items())),
+        "pair_cases": len(paired),
         "nordic_lead_read_minus_true_mean": float(short.mean()) if short.size else None,
         "z_sd": {k: float(v.std()) if v.size else None for k, v in z.items()},
         "z_mean": {k: float(v.mean()) if v.size else None for k, v in z.items()},
@@ -210,9 +227,24 @@ def pooled(figures: dict[str, dict]) -> dict:
     }
 
 
+def previous_cases(path: Path) -> dict[str, dict]:
+    """The per-case figures of an earlier ``--json`` output, in the order it has them."""
+    try:
+        cases = json.loads(path.read_text())["cases"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise SystemExit(f"--previous {path}: expected a JSON written by --json ({exc})") from exc
+    return {n: f | {"held_back": Counter(f.get("held_back", {}))} for n, f in cases.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("cases", nargs="+", help="CASE_DIR:TABLE.tsv")
+    parser.add_argument("cases", nargs="*", help="CASE_DIR:TABLE.tsv")
+    parser.add_argument(
+        "--previous",
+        type=Path,
+        default=None,
+        help="an earlier --json output whose cases are pooled with the ones read now",
+    )
     parser.add_argument(
         "--source",
         default="other_sessions",
@@ -222,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args(argv)
-    figures = {}
+    if not args.cases and args.previous is None:
+        parser.error("give kept cases (CASE_DIR:TABLE.tsv), --previous FILE, or both")
+    figures = previous_cases(args.previous) if args.previous else {}
     for spec in args.cases:
         folder, tsv = spec.rsplit(":", 1)
         label = case_label(Path(folder))
@@ -232,11 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in summary.items():
         print(f"{key}: {value}")
     if args.json:
-        keep = ("held_back", "nordic_lead_shortfall", "z_same", "z_across")
-        per_case = {
-            n: {k: v for k, v in f.items() if k not in keep} | {"held_back": dict(f["held_back"])}
-            for n, f in figures.items()
-        }
+        per_case = {n: f | {"held_back": dict(f["held_back"])} for n, f in figures.items()}
         args.json.write_text(json.dumps({"cases": per_case, "pooled": summary}, indent=1) + "\n")
     return 0
 

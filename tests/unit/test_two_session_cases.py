@@ -4,6 +4,7 @@ workflow is run)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import ModuleType
 
@@ -125,3 +126,27 @@ def test_the_bound_follows_the_tables_planted_source_else_the_one_given(cases: M
     assert shown("other_sessions", "session") == 5
     assert shown("session", "other_sessions") == 2
     assert shown(None, "other_sessions") == 5 and shown(None, "session") == 2
+
+
+def test_cases_from_an_earlier_json_pool_with_the_ones_read_now(
+    cases: ModuleType, tmp_path: Path
+) -> None:
+    a = cases.case_figures(_case([0.4] * 3 + [0.5] * 3, [0.4] * 3 + [0.45] * 3))
+    b = cases.case_figures(_case([0.4] * 6, [0.41] * 6, seed=1))
+    assert a["planted_r"]["nordic-single"] == pytest.approx(0.45)
+    assert a["r_truth_roi"]["nordic-single"] == pytest.approx(0.5)
+    # an earlier JSON holds `a` as a JSON written before the pairs were kept had it
+    old = {k: v for k, v in a.items() if k not in ("z_same", "z_across", "nordic_lead_shortfall")}
+    old["held_back"] = dict(old["held_back"])
+    previous = tmp_path / "previous.json"
+    previous.write_text(json.dumps({"cases": {"`a` seed 0, 12 runs": old}, "pooled": {}}))
+    merged = cases.previous_cases(previous) | {"`b` seed 0, 6 runs": b}
+    p = cases.pooled(merged)
+    both = cases.pooled({"`a` seed 0, 12 runs": a, "`b` seed 0, 6 runs": b})
+    # figures per case pool over both cases; figures made of pairs over `b` alone
+    for key in ("cases", "bias_mean", "mae_within_0.02", "held_back", "true_leads_shown"):
+        assert p[key] == both[key]
+    assert p["pair_cases"] == 1 and both["pair_cases"] == 2
+    assert p["z_sd"] == cases.pooled({"`b` seed 0, 6 runs": b})["z_sd"]
+    with pytest.raises(SystemExit, match="expected a JSON written by --json"):
+        cases.previous_cases(tmp_path / "missing.json")
