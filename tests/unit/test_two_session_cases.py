@@ -84,6 +84,10 @@ def test_a_case_read_by_the_verdicts_rules(cases: ModuleType) -> None:
     assert f["over_read"] == pytest.approx(0.062)
     # every NORDIC variant read low, so each NORDIC lead is read short: by 0.03 at least
     assert f["nordic_over_read"] == pytest.approx(-0.03)
+    # leads of a NORDIC-off variant over a NORDIC one truly under 0.03: each NORDIC-off one's
+    # over nordic-single and nordic-optcom (truly behind them), read 0.060 and 0.062 above
+    # their truth; those over nordic-denoised (truly 0.10-0.20 ahead) do not count
+    assert f["over_read_small"] == pytest.approx(0.062)
 
 
 def test_a_lead_the_truth_reverses_is_counted_false_and_the_bound_holds_leads_back(
