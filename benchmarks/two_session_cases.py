@@ -20,9 +20,9 @@ variant's repeat-averaged betas with the true image means over the comparison's 
   the truth reverses;
 - ``over_read``: the largest amount by which a NORDIC-off variant's lead over a NORDIC variant
   was read above its truth (``nordic_over_read``: a NORDIC variant's over a NORDIC-off one);
-  ``over_read_small``: the same over the leads truly under 0.03 (the estimate's errors grow
-  with each variant's r, so a large true lead is over-read most, while the bias bound is there
-  to keep a lead that is truly none or the other way from being shown);
+  ``over_read_small`` (``nordic_over_read_small``): the same over the leads truly under 0.03
+  (the estimate's errors grow with each variant's r, so a large true lead is over-read most,
+  while what a bound is there for is a lead that is truly none or the other way);
 - ``true_leads`` / ``true_leads_shown``: true leads of 0.03 or more between a NORDIC and a
   NORDIC-off variant, and how many the rule shows; each one not shown is counted by why
   (``held_back``: within the noise, within the bound, or both);
@@ -126,7 +126,8 @@ def case_figures(case: dict, source: str | None = "other_sessions") -> dict:
         "planted_r": {v: float(est[v]) for v in d.index},
         "r_truth_roi": {v: float(truth[v]) for v in d.index},
     }
-    over, over_nordic, over_small = [], [], []
+    over, over_nordic = [], []
+    small: dict[bool, list[float]] = {True: [], False: []}
     variants = [v for v in d.index if v in boot]
     for a in variants:
         for b in variants:
@@ -142,8 +143,8 @@ def case_figures(case: dict, source: str | None = "other_sessions") -> dict:
             out["false"] += shown and true_lead < 0
             if across:
                 (over if is_nordic(b) else over_nordic).append(lead - true_lead)
-                if is_nordic(b) and true_lead < TRUE_LEAD:
-                    over_small.append(lead - true_lead)
+                if true_lead < TRUE_LEAD:
+                    small[is_nordic(b)].append(lead - true_lead)
             if across and true_lead >= TRUE_LEAD:
                 out["true_leads"] += 1
                 out["true_leads_shown"] += shown
@@ -164,7 +165,8 @@ def case_figures(case: dict, source: str | None = "other_sessions") -> dict:
                 out["z_across" if across else "z_same"].append(e / se)
     out["over_read"] = float(max(over)) if over else float("nan")
     out["nordic_over_read"] = float(max(over_nordic)) if over_nordic else float("nan")
-    out["over_read_small"] = float(max(over_small)) if over_small else float("nan")
+    out["over_read_small"] = float(max(small[True])) if small[True] else float("nan")
+    out["nordic_over_read_small"] = float(max(small[False])) if small[False] else float("nan")
     return out
 
 
@@ -188,7 +190,10 @@ def pooled(figures: dict[str, dict]) -> dict:
     w = 1 / se**2
     read = np.array([f["nordic_read"] for f in fs])
     held = sum((Counter(f["held_back"]) for f in fs), Counter())
-    small = [f["over_read_small"] for f in fs if np.isfinite(f.get("over_read_small", np.nan))]
+    small = {
+        k: [f[k] for f in fs if np.isfinite(f.get(k, np.nan))]
+        for k in ("over_read_small", "nordic_over_read_small")
+    }
     # cases from a JSON written before the pairs were kept lack them
     paired = [f for f in fs if "z_same" in f]
     short = np.concatenate(
@@ -217,8 +222,8 @@ def pooled(figures: dict[str, dict]) -> dict:
         "nordic_over_read_max": float(max(f["nordic_over_read"] for f in fs)),
         # None where no case has such a lead (or every case comes from a JSON written before
         # it was kept)
-        "over_read_small_max": max(small) if small else None,
-        "over_read_small_cases": len(small),
+        **{f"{k}_max": max(v) if v else None for k, v in small.items()},
+        **{f"{k}_cases": len(v) for k, v in small.items()},
         "true_leads": sum(f["true_leads"] for f in fs),
         "true_leads_shown": sum(f["true_leads_shown"] for f in fs),
         "cases_every_true_lead_shown": sum(

@@ -88,6 +88,9 @@ def test_a_case_read_by_the_verdicts_rules(cases: ModuleType) -> None:
     # over nordic-single and nordic-optcom (truly behind them), read 0.060 and 0.062 above
     # their truth; those over nordic-denoised (truly 0.10-0.20 ahead) do not count
     assert f["over_read_small"] == pytest.approx(0.062)
+    # a NORDIC variant's lead truly under 0.03: nordic-denoised's over each NORDIC-off one,
+    # read short by 0.03
+    assert f["nordic_over_read_small"] == pytest.approx(-0.03)
 
 
 def test_a_lead_the_truth_reverses_is_counted_false_and_the_bound_holds_leads_back(
