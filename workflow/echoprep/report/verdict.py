@@ -41,7 +41,7 @@ FIDELITY_METRICS = PLANTED_METRICS + HELDOUT_METRICS
 #: their truth on average, x0.80 in the case where NORDIC removes most of the responses).
 PLANTED_CAVEAT = (
     "Checked against simulated truth, this estimate reads the NORDIC variants about 5 % lower "
-    "than the variants without NORDIC, relative to how faithful each truly is (up to a fifth "
+    "than the variants without NORDIC, relative to how faithful each truly is (up to a third "
     "lower where NORDIC removes most of a response), so a lead of a variant without NORDIC "
     "over a NORDIC variant counts only beyond the estimate's bias bound"
 )
