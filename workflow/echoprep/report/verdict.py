@@ -38,7 +38,8 @@ FIDELITY_METRICS = PLANTED_METRICS + HELDOUT_METRICS
 #: What the planted estimate is known to misread, for the caption: measured against the simulated
 #: truth on every two-session case (docs/comparison.md, "Every two-session case, read by the
 #: verdict's current rules": the NORDIC variants read x0.95 of the NORDIC-off ones relative to
-#: their truth on average, x0.80 in the case where NORDIC removes most of the responses).
+#: their truth on average, x0.65-x0.91 in the three cases where NORDIC removes most of the
+#: responses).
 PLANTED_CAVEAT = (
     "Checked against simulated truth, this estimate reads the NORDIC variants about 5 % lower "
     "than the variants without NORDIC, relative to how faithful each truly is (up to a third "
