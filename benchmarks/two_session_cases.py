@@ -28,7 +28,14 @@ variant's repeat-averaged betas with the true image means over the comparison's 
   (``held_back``: within the noise, within the bound, or both);
 - ``z``: (estimated less true lead) over the verdict's standard error, for every pair of
   variants of the same NORDIC setting and across NORDIC (sign: NORDIC-off less NORDIC);
-- ``planted_r`` / ``r_truth_roi``: each variant's estimate beside its truth.
+- ``planted_r`` / ``r_truth_roi``: each variant's estimate beside its truth;
+- ``shared_scale``: an error every variant shares, the one factor ``s`` whose removal
+  (the estimates divided by it) leaves the smallest mean absolute error, and that error,
+  ``mae_beyond_scale``. The estimate divides each variant's planted covariance by one
+  session-wide response variance and reference gain, so an error in either scales every
+  variant alike and moves no ranking; ``mae_beyond_scale`` is what no such error explains
+  (the bias against NORDIC and each variant's own error). A diagnostic: the acceptance counts
+  ``mae``.
 
 Usage::
 
@@ -40,9 +47,12 @@ read by the verdict's current rules") and the pooled figures. Reads only; second
 
 A kept case is a few GB and does not outlive the machine it ran on; its figures do, in the
 JSON. ``--previous`` takes an earlier ``--json`` output and pools its cases with the ones read
-now (a case read now replaces the one of the same label). A JSON written before it kept each
-case's pairs (``z_same``, ``z_across``, ``nordic_lead_shortfall``) pools the figures made of
-pairs over the cases that keep them only, and says over how many (``pair_cases``).
+now (a case read now replaces the one of the same label). A case without its per-variant
+figures gets ``shared_scale`` and ``over_read_small`` from its estimates and truths where the
+JSON holds them (the earliest cases' were entered from the docs table, three decimals:
+``per_variant_decimals``). A JSON written before it kept each case's pairs (``z_same``,
+``z_across``, ``nordic_lead_shortfall``) pools the figures made of pairs over the cases that
+keep them only, and says over how many (``pair_cases``).
 """
 
 from __future__ import annotations
@@ -89,6 +99,39 @@ def read_case(folder: Path, tsv: Path) -> dict:
         "truth": pd.read_csv(tsv, sep="\t").set_index("variant"),
         "reps": pd.read_csv(next(comparison.rglob("*_desc-planted_comparison.tsv")), sep="\t"),
         "table": read_table(next(comparison.rglob("sub-*_desc-variants_comparison.tsv"))),
+    }
+
+
+def scale_figures(planted_r: dict[str, float], r_truth_roi: dict[str, float]) -> dict:
+    """``shared_scale`` and ``mae_beyond_scale`` (module docstring) of one case's per-variant
+    estimates and truths (variant -> r; the same variants in both).
+
+    ``mean |est / s - truth|`` is convex and piecewise linear in ``1 / s``, so its minimum lies
+    at one of the variants' ``truth / est``.
+    """
+    est = pd.Series(planted_r, dtype=float)
+    truth = pd.Series(r_truth_roi, dtype=float)[est.index].to_numpy()
+    e = est.to_numpy()
+    inverse = truth / e
+    mae = np.abs(inverse[:, None] * e[None, :] - truth[None, :]).mean(axis=1)
+    best = int(np.argmin(mae))
+    return {"shared_scale": float(1 / inverse[best]), "mae_beyond_scale": float(mae[best])}
+
+
+def small_over_reads(planted_r: dict[str, float], r_truth_roi: dict[str, float]) -> dict:
+    """``over_read_small`` and ``nordic_over_read_small`` (module docstring) from each variant's
+    estimate and truth (a lead is the difference of two variants' estimates): for a case read
+    from a JSON written before they were kept. NaN where no such lead exists."""
+    small: dict[bool, list[float]] = {True: [], False: []}
+    for a in planted_r:
+        for b in planted_r:
+            true_lead = r_truth_roi[a] - r_truth_roi[b]
+            if is_nordic(a) != is_nordic(b) and true_lead < TRUE_LEAD:
+                lead = planted_r[a] - planted_r[b]
+                small[is_nordic(b)].append(lead - true_lead)
+    return {
+        "over_read_small": float(max(small[True])) if small[True] else float("nan"),
+        "nordic_over_read_small": float(max(small[False])) if small[False] else float("nan"),
     }
 
 
@@ -167,6 +210,7 @@ def case_figures(case: dict, source: str | None = "other_sessions") -> dict:
     out["nordic_over_read"] = float(max(over_nordic)) if over_nordic else float("nan")
     out["over_read_small"] = float(max(small[True])) if small[True] else float("nan")
     out["nordic_over_read_small"] = float(max(small[False])) if small[False] else float("nan")
+    out |= scale_figures(out["planted_r"], out["r_truth_roi"])
     return out
 
 
@@ -204,6 +248,9 @@ def pooled(figures: dict[str, dict]) -> dict:
         for k in ("z_same", "z_across")
     }
     twelve = [n for n in figures if "12 runs" in n and figures[n]["true_leads"]]
+    # cases from a JSON written before the per-variant values were kept lack them
+    scaled = [scale_figures(f["planted_r"], f["r_truth_roi"]) for f in fs if "planted_r" in f]
+    scales = np.array([f["shared_scale"] for f in scaled])
     return {
         "cases": len(fs),
         "recommendation_within_0.02": sum(f["gap"] <= 0.02 for f in fs),
@@ -235,6 +282,11 @@ def pooled(figures: dict[str, dict]) -> dict:
         ),
         "twelve_runs_cases": len(twelve),
         "held_back": dict(sorted(held.items())),
+        "scale_cases": len(scaled),
+        "mae_beyond_scale_within_0.02": int(sum(f["mae_beyond_scale"] <= 0.02 for f in scaled)),
+        "shared_scale_mean": float(scales.mean()) if scales.size else None,
+        "shared_scale_sd": float(scales.std(ddof=1)) if scales.size > 1 else None,
+        "shared_scale_range": [float(scales.min()), float(scales.max())] if scales.size else None,
         "pair_cases": len(paired),
         "nordic_lead_read_minus_true_mean": float(short.mean()) if short.size else None,
         "z_sd": {k: float(v.std()) if v.size else None for k, v in z.items()},
@@ -249,7 +301,13 @@ def previous_cases(path: Path) -> dict[str, dict]:
         cases = json.loads(path.read_text())["cases"]
     except (OSError, ValueError, KeyError) as exc:
         raise SystemExit(f"--previous {path}: expected a JSON written by --json ({exc})") from exc
-    return {n: f | {"held_back": Counter(f.get("held_back", {}))} for n, f in cases.items()}
+    out = {n: f | {"held_back": Counter(f.get("held_back", {}))} for n, f in cases.items()}
+    for f in out.values():
+        if "planted_r" in f:
+            f |= scale_figures(f["planted_r"], f["r_truth_roi"])
+            if "over_read_small" not in f:
+                f |= small_over_reads(f["planted_r"], f["r_truth_roi"])
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

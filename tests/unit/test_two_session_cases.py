@@ -157,3 +157,64 @@ def test_cases_from_an_earlier_json_pool_with_the_ones_read_now(
     assert p["z_sd"] == cases.pooled({"`b` seed 0, 6 runs": b})["z_sd"]
     with pytest.raises(SystemExit, match="expected a JSON written by --json"):
         cases.previous_cases(tmp_path / "missing.json")
+
+
+def test_the_error_every_variant_shares_is_told_from_the_rest(
+    cases: ModuleType, tmp_path: Path
+) -> None:
+    truth = [0.40, 0.50, 0.45, 0.60, 0.62, 0.30]
+    # every variant read 8 % high: a scale shared by all, nothing beyond it
+    f = cases.case_figures(_case(truth, [1.08 * t for t in truth]))
+    assert f["shared_scale"] == pytest.approx(1.08)
+    assert f["mae_beyond_scale"] == pytest.approx(0.0, abs=1e-12)
+    assert f["mae"] == pytest.approx(0.08 * np.mean(truth))
+    # the NORDIC variants read 10 % low, the others right: no one scale takes that away; the
+    # best (the NORDIC variants' 0.9, which the truth-weighted half of the r lies on) leaves the
+    # NORDIC-off variants 1/0.9 high
+    est = [0.40, 0.50, 0.45, 0.54, 0.558, 0.27]
+    g = cases.case_figures(_case(truth, est))
+    assert g["shared_scale"] == pytest.approx(0.9)
+    expected = np.mean(np.abs(np.array(est) / 0.9 - np.array(truth)))
+    assert g["mae_beyond_scale"] == pytest.approx(expected)
+    for s in np.linspace(0.8, 1.2, 81):
+        assert np.mean(np.abs(np.array(est) / s - np.array(truth))) >= expected - 1e-12
+    # one variant read 0.1 high, the rest right: the scale stays 1, the error is that one's
+    h = cases.case_figures(_case(truth, [0.40, 0.60, 0.45, 0.60, 0.62, 0.30]))
+    assert h["shared_scale"] == pytest.approx(1.0)
+    assert h["mae_beyond_scale"] == pytest.approx(0.1 / 6) == h["mae"]
+    # a case from an earlier JSON without them gets them from its per-variant values; one
+    # without per-variant values is left out of the pooled figures
+    old = {k: v for k, v in f.items() if k not in ("shared_scale", "mae_beyond_scale")}
+    bare = {k: v for k, v in g.items() if k not in ("planted_r", "r_truth_roi", "shared_scale")}
+    previous = tmp_path / "previous.json"
+    previous.write_text(
+        json.dumps(
+            {
+                "cases": {
+                    "`a` seed 0, 6 runs": old | {"held_back": {}},
+                    "`b` seed 0, 6 runs": bare | {"held_back": {}},
+                },
+                "pooled": {},
+            }
+        )
+    )
+    read = cases.previous_cases(previous)
+    assert read["`a` seed 0, 6 runs"]["shared_scale"] == pytest.approx(1.08)
+    p = cases.pooled(read)
+    assert p["scale_cases"] == 1 and p["mae_beyond_scale_within_0.02"] == 1
+    assert p["shared_scale_mean"] == pytest.approx(1.08)
+
+
+def test_small_over_reads_from_the_per_variant_values_match_the_pairs(cases: ModuleType) -> None:
+    truth = [0.40, 0.50, 0.45, 0.60, 0.62, 0.30]
+    f = cases.case_figures(_case(truth, [0.40, 0.50, 0.45, 0.54, 0.558, 0.27]))
+    again = cases.small_over_reads(f["planted_r"], f["r_truth_roi"])
+    assert again["over_read_small"] == pytest.approx(f["over_read_small"]) == 0.062
+    assert again["nordic_over_read_small"] == pytest.approx(f["nordic_over_read_small"])
+    # every NORDIC-off variant truly 0.2 ahead of every NORDIC one: no NORDIC-off lead truly
+    # under 0.03 (NaN); each NORDIC lead (truly -0.2) read right
+    far = cases.small_over_reads(
+        dict(zip(VARIANTS, [0.5, 0.5, 0.5, 0.3, 0.3, 0.3], strict=True)),
+        dict(zip(VARIANTS, [0.5, 0.5, 0.5, 0.3, 0.3, 0.3], strict=True)),
+    )
+    assert np.isnan(far["over_read_small"]) and far["nordic_over_read_small"] == 0.0
