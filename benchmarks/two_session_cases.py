@@ -120,8 +120,8 @@ def scale_figures(planted_r: dict[str, float], r_truth_roi: dict[str, float]) ->
 
 def small_over_reads(planted_r: dict[str, float], r_truth_roi: dict[str, float]) -> dict:
     """``over_read_small`` and ``nordic_over_read_small`` (module docstring) from each variant's
-    estimate and truth (a lead is the difference of two variants' estimates): for a case read
-    from a JSON written before they were kept. NaN where no such lead exists."""
+    estimate and truth (a lead is the difference of two variants' estimates, as in the verdict's
+    pairs). NaN where no such lead exists."""
     small: dict[bool, list[float]] = {True: [], False: []}
     for a in planted_r:
         for b in planted_r:
@@ -170,7 +170,6 @@ def case_figures(case: dict, source: str | None = "other_sessions") -> dict:
         "r_truth_roi": {v: float(truth[v]) for v in d.index},
     }
     over, over_nordic = [], []
-    small: dict[bool, list[float]] = {True: [], False: []}
     variants = [v for v in d.index if v in boot]
     for a in variants:
         for b in variants:
@@ -186,8 +185,6 @@ def case_figures(case: dict, source: str | None = "other_sessions") -> dict:
             out["false"] += shown and true_lead < 0
             if across:
                 (over if is_nordic(b) else over_nordic).append(lead - true_lead)
-                if true_lead < TRUE_LEAD:
-                    small[is_nordic(b)].append(lead - true_lead)
             if across and true_lead >= TRUE_LEAD:
                 out["true_leads"] += 1
                 out["true_leads_shown"] += shown
@@ -208,8 +205,7 @@ def case_figures(case: dict, source: str | None = "other_sessions") -> dict:
                 out["z_across" if across else "z_same"].append(e / se)
     out["over_read"] = float(max(over)) if over else float("nan")
     out["nordic_over_read"] = float(max(over_nordic)) if over_nordic else float("nan")
-    out["over_read_small"] = float(max(small[True])) if small[True] else float("nan")
-    out["nordic_over_read_small"] = float(max(small[False])) if small[False] else float("nan")
+    out |= small_over_reads(out["planted_r"], out["r_truth_roi"])
     out |= scale_figures(out["planted_r"], out["r_truth_roi"])
     return out
 
@@ -249,7 +245,7 @@ def pooled(figures: dict[str, dict]) -> dict:
     }
     twelve = [n for n in figures if "12 runs" in n and figures[n]["true_leads"]]
     # cases from a JSON written before the per-variant values were kept lack them
-    scaled = [scale_figures(f["planted_r"], f["r_truth_roi"]) for f in fs if "planted_r" in f]
+    scaled = [f for f in fs if "shared_scale" in f]
     scales = np.array([f["shared_scale"] for f in scaled])
     return {
         "cases": len(fs),
