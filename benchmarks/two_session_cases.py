@@ -36,6 +36,22 @@ variant's repeat-averaged betas with the true image means over the comparison's 
   variant alike and moves no ranking; ``mae_beyond_scale`` is what no such error explains
   (the bias against NORDIC and each variant's own error). A diagnostic: the acceptance counts
   ``mae``.
+- what the estimate's own sampling noise allows, were it free of bias (:func:`noise_figures`):
+  ``bias_within_0.01_unbiased``, the chance that a bias of 0 is read within 0.01 given
+  ``bias_se`` (normal); from the bootstrap draws about the estimate (cases read from their
+  folder; a JSON keeps the figures), ``mae_unbiased``, the mean absolute error of a draw
+  about the estimate (the error an unbiased estimate of this precision makes on average),
+  ``mae_within_0.02_unbiased``, the share of draws within 0.02 of the estimate, and
+  ``shared_scale_se``, the draws' spread of the shared scale about the estimate. Pooled, their
+  sums are the counts of cases an unbiased estimate would bring within the acceptance's
+  figures. The bootstrap resamples images only, and understates the errors between variants
+  (``z``, pooled), so these are upper bounds on what noise alone allows.
+- ``session_z``: for every pair of variants, each session's estimated lead less that session's
+  true lead, the difference of the two sessions' errors over the image bootstrap's standard
+  error of it (each session's draws): SD 1 where the bootstrap is right about how much one
+  session's estimate errs. Only for cases read from their folder with two sessions (the
+  per-session truth is computed from the case's ``bids`` and ``results``, as
+  ``comparison_regimes.py`` does).
 
 Usage::
 
@@ -43,7 +59,8 @@ Usage::
         [--previous FILE] [--json FILE] [--source other_sessions]
 
 It prints one Markdown row per case (the table of docs/comparison.md, "Every two-session case,
-read by the verdict's current rules") and the pooled figures. Reads only; seconds per case.
+read by the verdict's current rules") and the pooled figures. Reads only; about 10 s a case (each
+session's truth reads every variant's betas).
 
 A kept case is a few GB and does not outlive the machine it ran on; its figures do, in the
 JSON. ``--previous`` takes an earlier ``--json`` output and pools its cases with the ones read
@@ -59,6 +76,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections import Counter
 from pathlib import Path
@@ -69,7 +87,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from comparison_regimes import shown_pairs
+from comparison_regimes import session_truth_scores, shown_pairs
 
 from echoprep.kernels.margins import group_replicates
 from echoprep.stages.comparison import read_table
@@ -95,11 +113,59 @@ def read_case(folder: Path, tsv: Path) -> dict:
     """The truth (``comparison_regimes.py --table``), the planted replicates and the
     comparison table of one kept case."""
     comparison = folder / "results" / "comparison"
-    return {
-        "truth": pd.read_csv(tsv, sep="\t").set_index("variant"),
-        "reps": pd.read_csv(next(comparison.rglob("*_desc-planted_comparison.tsv")), sep="\t"),
-        "table": read_table(next(comparison.rglob("sub-*_desc-variants_comparison.tsv"))),
+    truth = pd.read_csv(tsv, sep="\t").set_index("variant")
+    reps = pd.read_csv(
+        next(comparison.rglob("*_desc-planted_comparison.tsv")),
+        sep="\t",
+        dtype={"subject": str, "session": str},
+    )
+    sessions = sorted(reps["session"].unique())
+    per_session = {
+        ses: session_truth_scores(
+            folder / "bids", folder / "results", list(truth.index), True, ses
+        )["r_truth"]
+        for ses in sessions
     }
+    return {
+        "truth": truth,
+        "reps": reps,
+        "table": read_table(next(comparison.rglob("sub-*_desc-variants_comparison.tsv"))),
+        "session_truth": per_session,
+    }
+
+
+def session_errors(reps: pd.DataFrame, session_truth: dict[str, dict[str, float]]) -> list[float]:
+    """``session_z`` (module docstring): per pair of variants ``a < b``, (error of session 1's
+    lead less session 2's) over the image bootstrap's standard error of that difference.
+
+    Parameters
+    ----------
+    reps
+        The planted table (``session``, ``variant``, ``replicate``, ``planted_r``; replicate 0
+        the estimate, 1.. the draws).
+    session_truth
+        Session label -> variant -> true r (two sessions; anything else gives ``[]``).
+    """
+    if len(session_truth) != 2 or "session" not in reps:
+        return []
+    s1, s2 = sorted(session_truth)
+    est, draws = {}, {}
+    for ses in (s1, s2):
+        one = reps[reps["session"].astype(str) == ses]
+        table = one.pivot_table(index="replicate", columns="variant", values="planted_r")
+        est[ses], draws[ses] = table.loc[0], table.loc[table.index >= 1]
+    variants = sorted(set(est[s1].index) & set(est[s2].index) & set(session_truth[s1]))
+    out = []
+    for i, a in enumerate(variants):
+        for b in variants[i + 1 :]:
+            err = [
+                est[ses][a] - est[ses][b] - (session_truth[ses][a] - session_truth[ses][b])
+                for ses in (s1, s2)
+            ]
+            se = np.hypot(*(np.std(draws[ses][a] - draws[ses][b], ddof=1) for ses in (s1, s2)))
+            if se > 0:
+                out.append(float((err[0] - err[1]) / se))
+    return out
 
 
 def scale_figures(planted_r: dict[str, float], r_truth_roi: dict[str, float]) -> dict:
@@ -116,6 +182,36 @@ def scale_figures(planted_r: dict[str, float], r_truth_roi: dict[str, float]) ->
     mae = np.abs(inverse[:, None] * e[None, :] - truth[None, :]).mean(axis=1)
     best = int(np.argmin(mae))
     return {"shared_scale": float(1 / inverse[best]), "mae_beyond_scale": float(mae[best])}
+
+
+def noise_figures(est: pd.Series, draws: pd.DataFrame | None, bias_se: float) -> dict:
+    """What the estimate's sampling noise allows were it unbiased (module docstring).
+
+    Parameters
+    ----------
+    est
+        Each variant's estimate (variant -> r).
+    draws
+        Bootstrap draws, one row per replicate and one column per variant (``None``: only
+        ``bias_within_0.01_unbiased``).
+    bias_se
+        The NORDIC-dependent bias's standard error (r).
+    """
+    out: dict = {}
+    if bias_se > 0 and np.isfinite(bias_se):
+        out["bias_within_0.01_unbiased"] = float(math.erf(0.01 / (bias_se * math.sqrt(2))))
+    if draws is not None and len(draws):
+        d = draws[est.index]
+        mae = (d - est).abs().mean(axis=1)
+        scales = [
+            scale_figures(row.to_dict(), est.to_dict())["shared_scale"] for _, row in d.iterrows()
+        ]
+        out |= {
+            "mae_unbiased": float(mae.mean()),
+            "mae_within_0.02_unbiased": float((mae <= 0.02).mean()),
+            "shared_scale_se": float(np.std(scales, ddof=1)) if len(scales) > 1 else float("nan"),
+        }
+    return out
 
 
 def small_over_reads(planted_r: dict[str, float], r_truth_roi: dict[str, float]) -> dict:
@@ -207,6 +303,9 @@ def case_figures(case: dict, source: str | None = "other_sessions") -> dict:
     out["nordic_over_read"] = float(max(over_nordic)) if over_nordic else float("nan")
     out |= small_over_reads(out["planted_r"], out["r_truth_roi"])
     out |= scale_figures(out["planted_r"], out["r_truth_roi"])
+    out |= noise_figures(est, draws, out["bias_se"])
+    if "session_truth" in case:
+        out["session_z"] = session_errors(reps, case["session_truth"])
     return out
 
 
@@ -247,6 +346,12 @@ def pooled(figures: dict[str, dict]) -> dict:
     # cases from a JSON written before the per-variant values were kept lack them
     scaled = [f for f in fs if "shared_scale" in f]
     scales = np.array([f["shared_scale"] for f in scaled])
+    # the two sessions' errors against the bootstrap's, over the cases read from their folders
+    session_z = [f["session_z"] for f in fs if f.get("session_z")]
+    session_z_all = np.concatenate(session_z) if session_z else np.empty(0)
+    # the figures an unbiased estimate of each case's precision would reach (expected counts)
+    drawn = [f for f in fs if "mae_unbiased" in f]
+    unbiased_bias = [f["bias_within_0.01_unbiased"] for f in fs if "bias_within_0.01_unbiased" in f]
     return {
         "cases": len(fs),
         "recommendation_within_0.02": sum(f["gap"] <= 0.02 for f in fs),
@@ -283,6 +388,25 @@ def pooled(figures: dict[str, dict]) -> dict:
         "shared_scale_mean": float(scales.mean()) if scales.size else None,
         "shared_scale_sd": float(scales.std(ddof=1)) if scales.size > 1 else None,
         "shared_scale_range": [float(scales.min()), float(scales.max())] if scales.size else None,
+        "bias_within_0.01_expected_unbiased": float(sum(unbiased_bias)),
+        "bias_se_median": float(np.median(se)),
+        "drawn_cases": len(drawn),
+        "drawn_cases_mae_within_0.02": int(sum(f["mae"] <= 0.02 for f in drawn)),
+        "mae_within_0.02_expected_unbiased": (
+            float(sum(f["mae_within_0.02_unbiased"] for f in drawn)) if drawn else None
+        ),
+        "mae_unbiased_mean": float(np.mean([f["mae_unbiased"] for f in drawn])) if drawn else None,
+        "shared_scale_se_mean": (
+            float(np.mean([f["shared_scale_se"] for f in drawn])) if drawn else None
+        ),
+        "session_z_cases": len(session_z),
+        "session_z_sd": float(session_z_all.std()) if session_z else None,
+        "session_z_beyond_2": float(np.mean(np.abs(session_z_all) > 2)) if session_z else None,
+        "session_z_median_abs": {
+            n: float(np.median(np.abs(f["session_z"])))
+            for n, f in figures.items()
+            if f.get("session_z")
+        },
         "pair_cases": len(paired),
         "nordic_lead_read_minus_true_mean": float(short.mean()) if short.size else None,
         "z_sd": {k: float(v.std()) if v.size else None for k, v in z.items()},
@@ -299,6 +423,8 @@ def previous_cases(path: Path) -> dict[str, dict]:
         raise SystemExit(f"--previous {path}: expected a JSON written by --json ({exc})") from exc
     out = {n: f | {"held_back": Counter(f.get("held_back", {}))} for n, f in cases.items()}
     for f in out.values():
+        if "bias_within_0.01_unbiased" not in f:
+            f |= noise_figures(pd.Series(dtype=float), None, f["bias_se"])
         if "planted_r" in f:
             f |= scale_figures(f["planted_r"], f["r_truth_roi"])
             if "over_read_small" not in f:

@@ -218,3 +218,82 @@ def test_small_over_reads_from_the_per_variant_values_match_the_pairs(cases: Mod
         dict(zip(VARIANTS, [0.5, 0.5, 0.5, 0.3, 0.3, 0.3], strict=True)),
     )
     assert np.isnan(far["over_read_small"]) and far["nordic_over_read_small"] == 0.0
+
+
+def test_what_an_unbiased_estimate_of_this_precision_would_reach(
+    cases: ModuleType, tmp_path: Path
+) -> None:
+    est = pd.Series([0.40, 0.50, 0.45, 0.60, 0.62, 0.30], index=VARIANTS)
+    # a bias SE of 0.01 / 1.96: an unbiased estimate lands within 0.01 in 95 % of cases
+    f = cases.noise_figures(est, None, 0.01 / 1.959964)
+    assert f == {"bias_within_0.01_unbiased": pytest.approx(0.95, abs=1e-6)}
+    # every draw 0.01 off every variant (either sign): mean abs. error 0.01, all within 0.02
+    signs = np.where(np.arange(40)[:, None] % 2 == 0, 1.0, -1.0) * np.ones((1, 6))
+    near = pd.DataFrame(est.to_numpy() + 0.01 * signs, columns=VARIANTS)
+    g = cases.noise_figures(est, near, 0.02)
+    assert g["mae_unbiased"] == pytest.approx(0.01)
+    assert g["mae_within_0.02_unbiased"] == 1.0
+    # 0.03 off: none within 0.02
+    far = pd.DataFrame(est.to_numpy() + 0.03 * signs, columns=VARIANTS)
+    assert cases.noise_figures(est, far, 0.02)["mae_within_0.02_unbiased"] == 0.0
+    # every variant 5 % high in half the draws and 5 % low in the rest: the shared scale's
+    # spread is 0.05 (sample SD of 40 draws of +-0.05)
+    scaled = pd.DataFrame(est.to_numpy() * (1 + 0.05 * signs), columns=VARIANTS)
+    h = cases.noise_figures(est, scaled, 0.02)
+    assert h["shared_scale_se"] == pytest.approx(0.05 * np.sqrt(40 / 39))
+    # per case, from a case read from its folder; pooled as expected counts
+    a = cases.case_figures(_case(est.tolist(), est.tolist(), noise=0.002))
+    b = cases.case_figures(_case(est.tolist(), est.tolist(), noise=0.05, seed=1))
+    assert a["mae_within_0.02_unbiased"] == 1.0 and b["mae_within_0.02_unbiased"] < 0.5
+    p = cases.pooled({"`a` seed 0, 6 runs": a, "`b` seed 0, 6 runs": b})
+    assert p["drawn_cases"] == 2
+    assert p["mae_within_0.02_expected_unbiased"] == pytest.approx(
+        a["mae_within_0.02_unbiased"] + b["mae_within_0.02_unbiased"]
+    )
+    assert p["bias_within_0.01_expected_unbiased"] == pytest.approx(
+        a["bias_within_0.01_unbiased"] + b["bias_within_0.01_unbiased"]
+    )
+    # a case from an earlier JSON without them: the bias figure from its bias_se; no draws
+    old = {k: v for k, v in b.items() if "unbiased" not in k and k != "shared_scale_se"}
+    previous = tmp_path / "previous.json"
+    previous.write_text(json.dumps({"cases": {"`b` seed 0, 6 runs": old}, "pooled": {}}))
+    read = cases.previous_cases(previous)["`b` seed 0, 6 runs"]
+    assert read["bias_within_0.01_unbiased"] == pytest.approx(b["bias_within_0.01_unbiased"])
+    assert "mae_unbiased" not in read
+    assert cases.pooled({"`b` seed 0, 6 runs": read})["drawn_cases"] == 0
+
+
+def test_the_sessions_errors_against_the_bootstraps(cases: ModuleType) -> None:
+    # two sessions; raw-single's lead over raw-optcom read right in session 01 and 0.03 high
+    # in 02; every draw of a session's lead spread +-0.01 about it (SD of the lead's draws
+    # 0.01 * sqrt(2) in each session: independent per variant)
+    rng = np.random.default_rng(3)
+    rows, truth = [], {}
+    for ses, shift in (("01", 0.0), ("02", 0.03)):
+        truth[ses] = {"raw-single": 0.5, "raw-optcom": 0.4}
+        est = {"raw-single": 0.5 + shift, "raw-optcom": 0.4}
+        for v, x in est.items():
+            draws = x + rng.choice([-0.01, 0.01], 400)
+            for i, y in enumerate(np.r_[x, draws]):
+                rows.append({"session": ses, "variant": v, "replicate": i, "planted_r": y})
+    reps = pd.DataFrame(rows)
+    z = cases.session_errors(reps, truth)
+
+    # one pair (raw-optcom < raw-single by name): (err_01 - err_02) with a < b:
+    # raw-optcom minus raw-single: session 01 error 0, session 02 error -0.03 -> +0.03
+    def lead_draws(ses: str) -> np.ndarray:
+        one = reps[(reps.session == ses) & (reps.replicate >= 1)]
+        by = one.pivot_table(index="replicate", columns="variant", values="planted_r")
+        return (by["raw-optcom"] - by["raw-single"]).to_numpy()
+
+    se = np.hypot(np.std(lead_draws("01"), ddof=1), np.std(lead_draws("02"), ddof=1))
+    assert len(z) == 1 and z[0] == pytest.approx(0.03 / se)
+    assert 1.4 < z[0] < 1.6  # se about 0.02
+    # one session: nothing to compare
+    assert cases.session_errors(reps[reps.session == "01"], {"01": truth["01"]}) == []
+    # a planted table without sessions (the made-up cases): none; pooled over those that have
+    f = cases.case_figures(_case([0.4] * 6, [0.41] * 6) | {"session_truth": truth})
+    assert f["session_z"] == []
+    p = cases.pooled({"`a` seed 0, 6 runs": f | {"session_z": z}})
+    assert p["session_z_cases"] == 1 and p["session_z_sd"] == 0.0
+    assert p["session_z_median_abs"] == {"`a` seed 0, 6 runs": pytest.approx(abs(z[0]))}
