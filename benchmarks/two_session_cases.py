@@ -36,16 +36,17 @@ variant's repeat-averaged betas with the true image means over the comparison's 
   variant alike and moves no ranking; ``mae_beyond_scale`` is what no such error explains
   (the bias against NORDIC and each variant's own error). A diagnostic: the acceptance counts
   ``mae``.
-- what the estimate's own sampling noise allows, were it free of bias (:func:`noise_figures`):
-  ``bias_within_0.01_unbiased``, the chance that a bias of 0 is read within 0.01 given
-  ``bias_se`` (normal); from the bootstrap draws about the estimate (cases read from their
-  folder; a JSON keeps the figures), ``mae_unbiased``, the mean absolute error of a draw
-  about the estimate (the error an unbiased estimate of this precision makes on average),
-  ``mae_within_0.02_unbiased``, the share of draws within 0.02 of the estimate, and
-  ``shared_scale_se``, the draws' spread of the shared scale about the estimate. Pooled, their
-  sums are the counts of cases an unbiased estimate would bring within the acceptance's
-  figures. The bootstrap resamples images only, and understates the errors between variants
-  (``z``, pooled), so these are upper bounds on what noise alone allows.
+- what the estimate's own sampling noise allows, were it free of bias:
+  ``bias_within_0.01_unbiased`` (:func:`bias_within_unbiased`), the chance that a bias of 0 is
+  read within 0.01 given ``bias_se`` (normal); from the bootstrap draws about the estimate
+  (:func:`noise_figures`; cases read from their folder, a JSON keeps the figures),
+  ``mae_unbiased``, the mean absolute error of a draw about the estimate (the error an unbiased
+  estimate of this precision makes on average), ``mae_within_0.02_unbiased``, the share of draws
+  within 0.02 of the estimate, and ``shared_scale_se``, the draws' spread of the shared scale
+  about the estimate. Pooled, their sums are the counts of cases an unbiased estimate would
+  bring within the acceptance's figures. The bootstrap resamples images only, and understates
+  the errors between variants (``z``, pooled), so these are upper bounds on what noise alone
+  allows.
 - ``session_z``: for every pair of variants, each session's estimated lead less that session's
   true lead, the difference of the two sessions' errors over the image bootstrap's standard
   error of it (each session's draws): SD 1 where the bootstrap is right about how much one
@@ -184,34 +185,38 @@ def scale_figures(planted_r: dict[str, float], r_truth_roi: dict[str, float]) ->
     return {"shared_scale": float(1 / inverse[best]), "mae_beyond_scale": float(mae[best])}
 
 
-def noise_figures(est: pd.Series, draws: pd.DataFrame | None, bias_se: float) -> dict:
-    """What the estimate's sampling noise allows were it unbiased (module docstring).
+def bias_within_unbiased(bias_se: float) -> dict:
+    """``bias_within_0.01_unbiased`` (module docstring): the chance that an unbiased estimate
+    with standard error ``bias_se`` (r) reads the NORDIC-dependent bias within 0.01 (normal);
+    ``{}`` where the standard error is 0 or not finite."""
+    if bias_se > 0 and np.isfinite(bias_se):
+        return {"bias_within_0.01_unbiased": float(math.erf(0.01 / (bias_se * math.sqrt(2))))}
+    return {}
+
+
+def noise_figures(est: pd.Series, draws: pd.DataFrame) -> dict:
+    """What the estimate's sampling noise allows were it unbiased, from its bootstrap draws
+    (module docstring): ``mae_unbiased``, ``mae_within_0.02_unbiased``, ``shared_scale_se``.
 
     Parameters
     ----------
     est
         Each variant's estimate (variant -> r).
     draws
-        Bootstrap draws, one row per replicate and one column per variant (``None``: only
-        ``bias_within_0.01_unbiased``).
-    bias_se
-        The NORDIC-dependent bias's standard error (r).
+        Bootstrap draws, one row per replicate and one column per variant (none: ``{}``).
     """
-    out: dict = {}
-    if bias_se > 0 and np.isfinite(bias_se):
-        out["bias_within_0.01_unbiased"] = float(math.erf(0.01 / (bias_se * math.sqrt(2))))
-    if draws is not None and len(draws):
-        d = draws[est.index]
-        mae = (d - est).abs().mean(axis=1)
-        scales = [
-            scale_figures(row.to_dict(), est.to_dict())["shared_scale"] for _, row in d.iterrows()
-        ]
-        out |= {
-            "mae_unbiased": float(mae.mean()),
-            "mae_within_0.02_unbiased": float((mae <= 0.02).mean()),
-            "shared_scale_se": float(np.std(scales, ddof=1)) if len(scales) > 1 else float("nan"),
-        }
-    return out
+    if not len(draws):
+        return {}
+    d = draws[est.index]
+    mae = (d - est).abs().mean(axis=1)
+    scales = [
+        scale_figures(row.to_dict(), est.to_dict())["shared_scale"] for _, row in d.iterrows()
+    ]
+    return {
+        "mae_unbiased": float(mae.mean()),
+        "mae_within_0.02_unbiased": float((mae <= 0.02).mean()),
+        "shared_scale_se": float(np.std(scales, ddof=1)) if len(scales) > 1 else float("nan"),
+    }
 
 
 def small_over_reads(planted_r: dict[str, float], r_truth_roi: dict[str, float]) -> dict:
@@ -303,7 +308,7 @@ def case_figures(case: dict, source: str | None = "other_sessions") -> dict:
     out["nordic_over_read"] = float(max(over_nordic)) if over_nordic else float("nan")
     out |= small_over_reads(out["planted_r"], out["r_truth_roi"])
     out |= scale_figures(out["planted_r"], out["r_truth_roi"])
-    out |= noise_figures(est, draws, out["bias_se"])
+    out |= bias_within_unbiased(out["bias_se"]) | noise_figures(est, draws)
     if "session_truth" in case:
         out["session_z"] = session_errors(reps, case["session_truth"])
     return out
@@ -424,7 +429,7 @@ def previous_cases(path: Path) -> dict[str, dict]:
     out = {n: f | {"held_back": Counter(f.get("held_back", {}))} for n, f in cases.items()}
     for f in out.values():
         if "bias_within_0.01_unbiased" not in f:
-            f |= noise_figures(pd.Series(dtype=float), None, f["bias_se"])
+            f |= bias_within_unbiased(f["bias_se"])
         if "planted_r" in f:
             f |= scale_figures(f["planted_r"], f["r_truth_roi"])
             if "over_read_small" not in f:

@@ -225,21 +225,21 @@ def test_what_an_unbiased_estimate_of_this_precision_would_reach(
 ) -> None:
     est = pd.Series([0.40, 0.50, 0.45, 0.60, 0.62, 0.30], index=VARIANTS)
     # a bias SE of 0.01 / 1.96: an unbiased estimate lands within 0.01 in 95 % of cases
-    f = cases.noise_figures(est, None, 0.01 / 1.959964)
+    f = cases.bias_within_unbiased(0.01 / 1.959964)
     assert f == {"bias_within_0.01_unbiased": pytest.approx(0.95, abs=1e-6)}
     # every draw 0.01 off every variant (either sign): mean abs. error 0.01, all within 0.02
     signs = np.where(np.arange(40)[:, None] % 2 == 0, 1.0, -1.0) * np.ones((1, 6))
     near = pd.DataFrame(est.to_numpy() + 0.01 * signs, columns=VARIANTS)
-    g = cases.noise_figures(est, near, 0.02)
+    g = cases.noise_figures(est, near)
     assert g["mae_unbiased"] == pytest.approx(0.01)
     assert g["mae_within_0.02_unbiased"] == 1.0
     # 0.03 off: none within 0.02
     far = pd.DataFrame(est.to_numpy() + 0.03 * signs, columns=VARIANTS)
-    assert cases.noise_figures(est, far, 0.02)["mae_within_0.02_unbiased"] == 0.0
+    assert cases.noise_figures(est, far)["mae_within_0.02_unbiased"] == 0.0
     # every variant 5 % high in half the draws and 5 % low in the rest: the shared scale's
     # spread is 0.05 (sample SD of 40 draws of +-0.05)
     scaled = pd.DataFrame(est.to_numpy() * (1 + 0.05 * signs), columns=VARIANTS)
-    h = cases.noise_figures(est, scaled, 0.02)
+    h = cases.noise_figures(est, scaled)
     assert h["shared_scale_se"] == pytest.approx(0.05 * np.sqrt(40 / 39))
     # per case, from a case read from its folder; pooled as expected counts
     a = cases.case_figures(_case(est.tolist(), est.tolist(), noise=0.002))
