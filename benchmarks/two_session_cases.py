@@ -53,6 +53,16 @@ variant's repeat-averaged betas with the true image means over the comparison's 
   session's estimate errs. Only for cases read from their folder with two sessions (the
   per-session truth is computed from the case's ``bids`` and ``results``, as
   ``comparison_regimes.py`` does).
+- what holds the true leads across NORDIC back, were the estimate free of bias:
+  ``bound_held_leads`` (:func:`bound_held_leads`), the true leads of a NORDIC-off variant over
+  a NORDIC one of at least 0.03 and under the bound (``bound_over_nordic``), which an unbiased
+  estimate reads beyond the bound less than half the time; and for cases read from their folder
+  with two sessions (:func:`power_unbiased`), each bootstrap draw's errors added to each
+  session's truth and read by the verdict's rule: ``power_every_unbiased`` (with the bound) and
+  ``power_every_unbiased_no_bound``, the chance that every true lead is shown, and
+  ``split_held_leads``, the leads whose two sessions' truths disagree so much that the rule's
+  standard error (the larger of the bootstrap's and the sessions' spread) holds them back from
+  an estimate free of noise too. Pooled, the chances sum to the expected number of cases.
 
 Usage::
 
@@ -91,10 +101,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from comparison_regimes import session_truth_scores, shown_pairs
 
 from echoprep.kernels.margins import group_replicates
+from echoprep.kernels.ranking import SHOWN_SE, bias_bound
 from echoprep.stages.comparison import read_table
 
 #: True leads at least this large (in r with the truth) are the ones the power figure counts.
 TRUE_LEAD = 0.03
+#: The bias bound of a NORDIC-off variant's lead over a NORDIC one with responses from the other
+#: sessions (the two-session cases'), for cases from a JSON written before each case kept its own.
+OVER_NORDIC_BOUND = bias_bound("raw-single", "nordic-single", True, "other_sessions")
 
 
 def is_nordic(variant: str) -> bool:
@@ -135,6 +149,18 @@ def read_case(folder: Path, tsv: Path) -> dict:
     }
 
 
+def session_draws(reps: pd.DataFrame, sessions: list[str]) -> tuple[dict, dict]:
+    """Per session of the planted table (``session``, ``variant``, ``replicate``, ``planted_r``;
+    replicate 0 the estimate, 1.. the draws): the estimate (variant -> r) and the draws (one row
+    per replicate, one column per variant)."""
+    est, draws = {}, {}
+    for ses in sessions:
+        one = reps[reps["session"].astype(str) == ses]
+        table = one.pivot_table(index="replicate", columns="variant", values="planted_r")
+        est[ses], draws[ses] = table.loc[0], table.loc[table.index >= 1]
+    return est, draws
+
+
 def session_errors(reps: pd.DataFrame, session_truth: dict[str, dict[str, float]]) -> list[float]:
     """``session_z`` (module docstring): per pair of variants ``a < b``, (error of session 1's
     lead less session 2's) over the image bootstrap's standard error of that difference.
@@ -150,11 +176,7 @@ def session_errors(reps: pd.DataFrame, session_truth: dict[str, dict[str, float]
     if len(session_truth) != 2 or "session" not in reps:
         return []
     s1, s2 = sorted(session_truth)
-    est, draws = {}, {}
-    for ses in (s1, s2):
-        one = reps[reps["session"].astype(str) == ses]
-        table = one.pivot_table(index="replicate", columns="variant", values="planted_r")
-        est[ses], draws[ses] = table.loc[0], table.loc[table.index >= 1]
+    est, draws = session_draws(reps, [s1, s2])
     variants = sorted(set(est[s1].index) & set(est[s2].index) & set(session_truth[s1]))
     out = []
     for i, a in enumerate(variants):
@@ -166,6 +188,112 @@ def session_errors(reps: pd.DataFrame, session_truth: dict[str, dict[str, float]
             se = np.hypot(*(np.std(draws[ses][a] - draws[ses][b], ddof=1) for ses in (s1, s2)))
             if se > 0:
                 out.append(float((err[0] - err[1]) / se))
+    return out
+
+
+def bound_held_leads(
+    planted_r: dict[str, float], r_truth_roi: dict[str, float], bound: float
+) -> dict:
+    """``bound_held_leads`` (module docstring): the true leads of a NORDIC-off variant over a
+    NORDIC variant of at least :data:`TRUE_LEAD` and under ``bound`` (r with the truth), which
+    an estimate free of bias reads beyond the bound less than half the time, whatever its
+    precision."""
+    n = sum(
+        TRUE_LEAD <= r_truth_roi[a] - r_truth_roi[b] < bound
+        for a in planted_r
+        for b in planted_r
+        if not is_nordic(a) and is_nordic(b)
+    )
+    return {"bound_held_leads": int(n)}
+
+
+def power_unbiased(
+    reps: pd.DataFrame, session_truth: dict[str, dict[str, float]], bound: float
+) -> dict:
+    """What an estimate free of bias, with this case's precision, would show of the true leads
+    across NORDIC (module docstring, ``power_unbiased``).
+
+    Each bootstrap draw's deviation from the estimate, session by session (the variants'
+    errors together, as the draws have them), is added to that session's truth; the verdict's
+    rule is applied to the result (mean over the sessions beyond twice the larger of the case's
+    own bootstrap standard error of the pair and the two sessions' spread, and beyond ``bound``
+    where a NORDIC-off variant leads a NORDIC one), and, to show what the bound costs, without
+    the bound.
+
+    Parameters
+    ----------
+    reps, session_truth
+        As for :func:`session_errors` (anything but two sessions gives ``{}``).
+    bound
+        The bias bound of a NORDIC-off variant's lead over a NORDIC variant (r).
+
+    Returns
+    -------
+    dict
+        ``power_leads``: true leads counted (the two sessions' mean truth, at least
+        :data:`TRUE_LEAD`); ``power_every_unbiased`` / ``power_every_unbiased_no_bound``: the
+        share of draws in which every one is shown; ``power_share_unbiased`` /
+        ``power_share_unbiased_no_bound``: the mean share shown; ``split_held_leads``: the
+        true leads that the sessions' own truths hold back (the mean true lead within twice the
+        standard error of their spread: even an estimate free of noise and bias is not shown).
+        The same keys ending in ``_4_sessions``: four sessions like these two (each twice, the
+        second time with other draws of its errors: the draws shifted by half their number),
+        what comparing on more sessions would give were the sessions' truths as spread.
+    """
+    if len(session_truth) != 2 or "session" not in reps:
+        return {}
+    sessions = sorted(session_truth)
+    est, draws = session_draws(reps, sessions)
+    dev = {ses: (draws[ses] - est[ses]).reset_index(drop=True) for ses in sessions}
+    n = min(len(dev[s]) for s in sessions)
+    variants = sorted(
+        set.intersection(*(set(est[s].index) & set(session_truth[s]) for s in sessions))
+    )
+    if n < 2 or not variants:
+        return {}
+    truths = [np.array([session_truth[s][v] for v in variants]) for s in sessions]
+    devs = [dev[s][variants].to_numpy()[:n] for s in sessions]
+    out = _power(truths, devs, variants, bound, "")
+    if out.get("power_leads"):
+        # four sessions like these two: each again, with other draws of its errors
+        again = [np.roll(d, n // 2, axis=0) for d in devs]
+        out |= _power(truths + truths, devs + again, variants, bound, "_4_sessions")
+    return out
+
+
+def _power(
+    truths: list[np.ndarray], devs: list[np.ndarray], variants: list[str], bound: float, tag: str
+) -> dict:
+    """:func:`power_unbiased` for sessions with these truths (one array of the variants' r
+    each) and these draws' errors (draws x variants each); keys end in ``tag``."""
+    k = len(truths)
+    sim = [t + d for t, d in zip(truths, devs, strict=True)]  # per session: draws x variants
+    mean_dev = sum(devs) / k
+    shown: dict[bool, list[np.ndarray]] = {True: [], False: []}
+    split = 0
+    for i, a in enumerate(variants):
+        for j, b in enumerate(variants):
+            if is_nordic(a) == is_nordic(b):
+                continue
+            true_leads = np.array([t[i] - t[j] for t in truths])
+            if true_leads.mean() < TRUE_LEAD:
+                continue
+            split += bool(true_leads.mean() <= SHOWN_SE * true_leads.std(ddof=1) / np.sqrt(k))
+            d = np.stack([x[:, i] - x[:, j] for x in sim])  # sessions x draws
+            lead = d.mean(axis=0)
+            spread = d.std(axis=0, ddof=1) / np.sqrt(k)
+            se = np.maximum(np.std(mean_dev[:, i] - mean_dev[:, j], ddof=1), spread)
+            beyond = lead > SHOWN_SE * se
+            held = bound if not is_nordic(a) else 0.0
+            shown[True].append(beyond & (lead > held))
+            shown[False].append(beyond)
+    if not shown[True]:
+        return {f"power_leads{tag}": 0}
+    out: dict = {f"power_leads{tag}": len(shown[True]), f"split_held_leads{tag}": split}
+    for with_bound, suffix in ((True, ""), (False, "_no_bound")):
+        x = np.stack(shown[with_bound])  # leads x draws
+        out[f"power_every_unbiased{suffix}{tag}"] = float(x.all(axis=0).mean())
+        out[f"power_share_unbiased{suffix}{tag}"] = float(x.mean())
     return out
 
 
@@ -309,8 +437,12 @@ def case_figures(case: dict, source: str | None = "other_sessions") -> dict:
     out |= small_over_reads(out["planted_r"], out["r_truth_roi"])
     out |= scale_figures(out["planted_r"], out["r_truth_roi"])
     out |= bias_within_unbiased(out["bias_se"]) | noise_figures(est, draws)
+    bound = pairs[f"{off[0]}>{nor[0]}"]["bound"] if off and nor else OVER_NORDIC_BOUND
+    out["bound_over_nordic"] = float(bound)
+    out |= bound_held_leads(out["planted_r"], out["r_truth_roi"], bound)
     if "session_truth" in case:
         out["session_z"] = session_errors(reps, case["session_truth"])
+        out |= power_unbiased(reps, case["session_truth"], bound)
     return out
 
 
@@ -354,6 +486,10 @@ def pooled(figures: dict[str, dict]) -> dict:
     # the two sessions' errors against the bootstrap's, over the cases read from their folders
     session_z = [f["session_z"] for f in fs if f.get("session_z")]
     session_z_all = np.concatenate(session_z) if session_z else np.empty(0)
+    # what an unbiased estimate of each drawn case's precision would show, with and without
+    # the bound, over the cases with true leads across NORDIC
+    powered = {n: f for n, f in figures.items() if f.get("power_leads")}
+    held_cases = [n for n, f in figures.items() if f.get("bound_held_leads")]
     # the figures an unbiased estimate of each case's precision would reach (expected counts)
     drawn = [f for f in fs if "mae_unbiased" in f]
     unbiased_bias = [f["bias_within_0.01_unbiased"] for f in fs if "bias_within_0.01_unbiased" in f]
@@ -387,6 +523,46 @@ def pooled(figures: dict[str, dict]) -> dict:
             figures[n]["true_leads_shown"] == figures[n]["true_leads"] for n in twelve
         ),
         "twelve_runs_cases": len(twelve),
+        "bound_held_cases": len(held_cases),
+        "bound_held_leads": int(sum(figures[n]["bound_held_leads"] for n in held_cases)),
+        "twelve_runs_bound_held_cases": sum(n in held_cases for n in twelve),
+        "power_cases": len(powered),
+        **{
+            f"power_every_expected_unbiased{k}": float(
+                sum(f[f"power_every_unbiased{k}"] for f in powered.values())
+            )
+            for k in ("", "_no_bound")
+        },
+        **{
+            f"power_every_expected_unbiased{k}_4_sessions": float(
+                sum(f.get(f"power_every_unbiased{k}_4_sessions", 0.0) for f in powered.values())
+            )
+            for k in ("", "_no_bound")
+        },
+        "power_every_unbiased_by_case": {
+            n: [
+                round(f[k], 3)
+                for k in (
+                    "power_every_unbiased",
+                    "power_every_unbiased_no_bound",
+                    "power_every_unbiased_4_sessions",
+                    "power_every_unbiased_no_bound_4_sessions",
+                )
+            ]
+            for n, f in powered.items()
+        },
+        "power_leads": int(sum(f["power_leads"] for f in powered.values())),
+        # the true leads an unbiased estimate would show, expected, and those the estimate shows
+        **{
+            f"power_leads_expected_unbiased{k}": float(
+                sum(f[f"power_share_unbiased{k}"] * f["power_leads"] for f in powered.values())
+            )
+            for k in ("", "_no_bound", "_4_sessions", "_no_bound_4_sessions")
+        },
+        "power_cases_true_leads_shown": int(sum(f["true_leads_shown"] for f in powered.values())),
+        "power_cases_true_leads": int(sum(f["true_leads"] for f in powered.values())),
+        "split_held_leads": int(sum(f.get("split_held_leads", 0) for f in powered.values())),
+        "split_held_cases": sum(bool(f.get("split_held_leads")) for f in powered.values()),
         "held_back": dict(sorted(held.items())),
         "scale_cases": len(scaled),
         "mae_beyond_scale_within_0.02": int(sum(f["mae_beyond_scale"] <= 0.02 for f in scaled)),
@@ -428,12 +604,14 @@ def previous_cases(path: Path) -> dict[str, dict]:
         raise SystemExit(f"--previous {path}: expected a JSON written by --json ({exc})") from exc
     out = {n: f | {"held_back": Counter(f.get("held_back", {}))} for n, f in cases.items()}
     for f in out.values():
+        f.setdefault("bound_over_nordic", OVER_NORDIC_BOUND)
         if "bias_within_0.01_unbiased" not in f:
             f |= bias_within_unbiased(f["bias_se"])
         if "planted_r" in f:
             f |= scale_figures(f["planted_r"], f["r_truth_roi"])
             if "over_read_small" not in f:
                 f |= small_over_reads(f["planted_r"], f["r_truth_roi"])
+            f |= bound_held_leads(f["planted_r"], f["r_truth_roi"], f["bound_over_nordic"])
     return out
 
 

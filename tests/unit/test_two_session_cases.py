@@ -297,3 +297,66 @@ def test_the_sessions_errors_against_the_bootstraps(cases: ModuleType) -> None:
     p = cases.pooled({"`a` seed 0, 6 runs": f | {"session_z": z}})
     assert p["session_z_cases"] == 1 and p["session_z_sd"] == 0.0
     assert p["session_z_median_abs"] == {"`a` seed 0, 6 runs": pytest.approx(abs(z[0]))}
+
+
+def _two_sessions(truth: dict[str, dict[str, float]], noise: float, seed: int = 0) -> pd.DataFrame:
+    """A planted table of two sessions: per session the truth as the estimate, 400 draws
+    about it (independent per variant, SD ``noise``)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for ses, t in truth.items():
+        for v, x in t.items():
+            for i, y in enumerate(np.r_[x, x + rng.normal(0, noise, 400)]):
+                rows.append({"session": ses, "variant": v, "replicate": i, "planted_r": y})
+    return pd.DataFrame(rows)
+
+
+def test_what_an_unbiased_estimate_would_show_and_what_holds_it_back(cases: ModuleType) -> None:
+    # the bound: raw-optcom truly 0.05 ahead of nordic-single and raw-single 0.04 ahead of
+    # nordic-optcom (under 0.09: counted), raw-optcom 0.10 ahead of nordic-optcom (beyond it)
+    truth = {"raw-single": 0.44, "raw-optcom": 0.50, "nordic-single": 0.45, "nordic-optcom": 0.40}
+    assert cases.bound_held_leads(truth, truth, 0.09) == {"bound_held_leads": 2}
+    assert cases.bound_held_leads(truth, truth, 0.03) == {"bound_held_leads": 0}
+    # a NORDIC variant truly 0.10 ahead in both sessions, read with SD 0.002: always shown
+    ahead = {s: {"raw-single": 0.40, "nordic-single": 0.50} for s in ("01", "02")}
+    f = cases.power_unbiased(_two_sessions(ahead, 0.002), ahead, 0.09)
+    assert f["power_leads"] == 1 and f["split_held_leads"] == 0
+    assert f["power_every_unbiased"] == 1.0 and f["power_every_unbiased_no_bound"] == 1.0
+    # the same lead the other way (NORDIC-off ahead by 0.05): within the bound, never shown
+    # with it, always without it
+    behind = {s: {"raw-single": 0.55, "nordic-single": 0.50} for s in ("01", "02")}
+    g = cases.power_unbiased(_two_sessions(behind, 0.002), behind, 0.09)
+    assert g["power_every_unbiased"] == 0.0 and g["power_every_unbiased_no_bound"] == 1.0
+    # read with SD 0.02 per variant and session: the mean lead is 0.10 + m and the sessions'
+    # spread SE |d|, m and d independent N(0, 0.02^2); shown where 0.10 + m > 2 max(0.02, |d|),
+    # which holds with probability 0.974 (Monte Carlo): the 1-df spread costs a few per cent
+    h = cases.power_unbiased(_two_sessions(ahead, 0.02, seed=1), ahead, 0.09)
+    assert h["power_every_unbiased"] == pytest.approx(0.974, abs=0.025)
+    # four such sessions: the mean lead's SE 0.01 and the spread's 3 df; shown in 0.99996
+    assert h["power_every_unbiased_4_sessions"] == pytest.approx(1.0, abs=0.005)
+    # sessions that disagree (truly 0.10 and 0.00, mean 0.05): the spread's SE is 0.05, so
+    # the rule holds it back even from an estimate free of noise
+    split = {"01": ahead["01"], "02": {"raw-single": 0.45, "nordic-single": 0.45}}
+    k = cases.power_unbiased(_two_sessions(split, 0.0005), split, 0.09)
+    assert k["power_leads"] == 1 and k["split_held_leads"] == 1
+    assert k["power_every_unbiased_no_bound"] == 0.0
+    # four sessions that disagree so (0.10, 0.00, 0.10, 0.00): SE 0.029, still held back
+    assert k["split_held_leads_4_sessions"] == 1
+    assert k["power_every_unbiased_no_bound_4_sessions"] == 0.0
+    # no lead of 0.03: nothing counted; one session: nothing
+    none = {s: {"raw-single": 0.40, "nordic-single": 0.41} for s in ("01", "02")}
+    assert cases.power_unbiased(_two_sessions(none, 0.002), none, 0.09) == {"power_leads": 0}
+    one = {"01": ahead["01"]}
+    assert cases.power_unbiased(_two_sessions(one, 0.002), one, 0.09) == {}
+    # pooled: expected counts over the cases that have such leads
+    p = cases.pooled(
+        {
+            "`a` seed 0, 12 runs": cases.case_figures(_case([0.4] * 6, [0.41] * 6)) | f,
+            "`b` seed 0, 12 runs": cases.case_figures(_case([0.4] * 6, [0.41] * 6)) | g,
+        }
+    )
+    assert p["power_cases"] == 2
+    assert p["power_every_expected_unbiased"] == pytest.approx(1.0)
+    assert p["power_every_expected_unbiased_no_bound"] == pytest.approx(2.0)
+    assert p["power_every_expected_unbiased_no_bound_4_sessions"] == pytest.approx(2.0)
+    assert p["split_held_leads"] == 0
