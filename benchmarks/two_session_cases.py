@@ -59,7 +59,8 @@ variant's repeat-averaged betas with the true image means over the comparison's 
   estimate reads beyond the bound less than half the time; and for cases read from their folder
   with two sessions (:func:`power_unbiased`), each bootstrap draw's errors added to each
   session's truth and read by the verdict's rule: ``power_every_unbiased`` (with the bound) and
-  ``power_every_unbiased_no_bound``, the chance that every true lead is shown, and
+  ``power_every_unbiased_no_bound``, the chance that every true lead is shown (the verdict's
+  standard error, ``pair_se``, on each draw), and
   ``split_held_leads``, the leads whose two sessions' truths disagree so much that the rule's
   standard error (the larger of the bootstrap's and the sessions' spread) holds them back from
   an estimate free of noise too. Pooled, the chances sum to the expected number of cases.
@@ -100,7 +101,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from comparison_regimes import session_truth_scores, shown_pairs
 
-from echoprep.kernels.margins import group_replicates
+from echoprep.kernels.margins import group_replicates, pair_se
 from echoprep.kernels.ranking import SHOWN_SE, bias_bound
 from echoprep.stages.comparison import read_table
 
@@ -265,24 +266,38 @@ def _power(
     truths: list[np.ndarray], devs: list[np.ndarray], variants: list[str], bound: float, tag: str
 ) -> dict:
     """:func:`power_unbiased` for sessions with these truths (one array of the variants' r
-    each) and these draws' errors (draws x variants each); keys end in ``tag``."""
+    each) and these draws' errors (draws x variants each); keys end in ``tag``. The standard
+    error is the verdict's own (:func:`echoprep.kernels.margins.pair_se`: the bootstrap's, from
+    the draws' mean over the sessions, or the sessions' spread, whichever is larger)."""
     k = len(truths)
-    sim = [t + d for t, d in zip(truths, devs, strict=True)]  # per session: draws x variants
-    mean_dev = sum(devs) / k
+    labels = [f"{i + 1:02d}" for i in range(k)]
+    replicates = dict(zip(variants, (sum(devs) / k).T, strict=True))
+
+    def table(values: list[np.ndarray]) -> pd.DataFrame:
+        return pd.DataFrame(
+            [
+                {"subject": "01", "session": ses, "variant": v, "planted_r": float(x[i])}
+                for ses, x in zip(labels, values, strict=True)
+                for i, v in enumerate(variants)
+            ]
+        )
+
+    draws = [
+        table([t + d[n] for t, d in zip(truths, devs, strict=True)]) for n in range(len(devs[0]))
+    ]
+    noise_free = table(truths)
     shown: dict[bool, list[np.ndarray]] = {True: [], False: []}
     split = 0
     for i, a in enumerate(variants):
         for j, b in enumerate(variants):
             if is_nordic(a) == is_nordic(b):
                 continue
-            true_leads = np.array([t[i] - t[j] for t in truths])
-            if true_leads.mean() < TRUE_LEAD:
+            true_lead = np.mean([t[i] - t[j] for t in truths])
+            if true_lead < TRUE_LEAD:
                 continue
-            split += bool(true_leads.mean() <= SHOWN_SE * true_leads.std(ddof=1) / np.sqrt(k))
-            d = np.stack([x[:, i] - x[:, j] for x in sim])  # sessions x draws
-            lead = d.mean(axis=0)
-            spread = d.std(axis=0, ddof=1) / np.sqrt(k)
-            se = np.maximum(np.std(mean_dev[:, i] - mean_dev[:, j], ddof=1), spread)
+            split += bool(true_lead <= SHOWN_SE * pair_se(a, b, noise_free, "planted_r", {}))
+            lead = true_lead + np.array([d[:, i] - d[:, j] for d in devs]).mean(axis=0)
+            se = np.array([pair_se(a, b, t, "planted_r", replicates) for t in draws])
             beyond = lead > SHOWN_SE * se
             held = bound if not is_nordic(a) else 0.0
             shown[True].append(beyond & (lead > held))
@@ -535,7 +550,7 @@ def pooled(figures: dict[str, dict]) -> dict:
         },
         **{
             f"power_every_expected_unbiased{k}_4_sessions": float(
-                sum(f.get(f"power_every_unbiased{k}_4_sessions", 0.0) for f in powered.values())
+                sum(f[f"power_every_unbiased{k}_4_sessions"] for f in powered.values())
             )
             for k in ("", "_no_bound")
         },
