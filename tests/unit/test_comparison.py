@@ -1084,10 +1084,12 @@ def test_a_lead_reversed_under_one_reference_is_not_shown():
 
 
 def test_by_the_planted_estimate_a_nordic_variant_ranked_first_is_the_default_within_the_noise():
-    """The planted estimate reads NORDIC low on simulated truth, so a NORDIC variant it ranks
-    first is not held back for the best NORDIC-off variant (``lowdim``, 6 runs: nordic-optcom
-    0.041 ahead of raw-optcom, within 2 standard errors, truly 0.039 better); by the held-out
-    fidelity, which can read NORDIC high, the same margins give the NORDIC-off variant."""
+    """The planted estimate reads NORDIC low on average on simulated truth, so a NORDIC variant
+    it ranks first is not held back for the best NORDIC-off variant (``lowdim``, 6 runs:
+    nordic-optcom 0.041 ahead of raw-optcom, within 2 standard errors, truly 0.039 better); by
+    the held-out fidelity, which can read NORDIC high, the same margins give the NORDIC-off
+    variant. The words do not claim the estimate never reads NORDIC high: it did, by up to 0.03
+    in r, in some simulated datasets."""
     values = {"raw-optcom": 0.5595, "nordic-optcom": 0.6003, "raw-single": 0.4797}
     table, reps = _planted_table(values, spread=0.03)
     rec = cmp.recommend(table, "planted_r", planted=reps)
@@ -1095,8 +1097,12 @@ def test_by_the_planted_estimate_a_nordic_variant_ranked_first_is_the_default_wi
     assert rec["ranked_first"] == rec["variant"] == "nordic-optcom"
     assert lead["variant"] == "raw-optcom" and lead["beyond_noise"] is False
     assert rec["indistinguishable"] == ["raw-optcom"]
-    assert "reads the NORDIC variants low" in rec["reason"]
+    assert "reads the NORDIC variants low on average" in rec["reason"]
+    assert "up to 0.03 in r high in some datasets" in rec["reason"]
+    assert rec["reason"].endswith("so it is the default over raw-optcom")
     assert "NORDIC or not" in rec["default_rule"]
+    assert "up to 0.03 in r high in some datasets" in rec["default_rule"]
+    assert "never high" not in rec["default_rule"]
     assert vd.verdict_sentence(rec) == (
         "Use nordic-optcom (NORDIC + optcom): its betas follow the responses planted into your "
         "data best, but the data cannot tell it apart from raw-optcom, so it is the default as "

@@ -17,8 +17,11 @@ REFERENCE_RULE = (
 #: the planted fidelity).
 PLANTED_DEFAULT_RULE = (
     "the variant ranked first by its fidelity to the responses planted into the session's own "
-    "echoes, NORDIC or not (on simulated truth this estimate reads the NORDIC variants low, "
-    "never high by more than 0.01 in r, so a NORDIC variant it ranks first is not held back)"
+    "echoes, NORDIC or not (on simulated truth this estimate reads the NORDIC variants low on "
+    "average, by about 4 %, and up to 0.03 in r high in some datasets; its first was within "
+    "0.02 in r of the truly best variant in all but one of the simulated cases, 0.023 there, so "
+    "a NORDIC variant it ranks first is not held back; a variant named indistinguishable from "
+    "it may be as good or better)"
 )
 #: The same when ranking by the held-out fidelity.
 DEFAULT_RULE = (
