@@ -13,6 +13,7 @@ import pytest
 from echoprep.io.bids_uri import localize
 from echoprep.io.images import StageInputError
 from echoprep.io.outputs import group_key, paths_in
+from echoprep.kernels.measures import PLANTED_NORDIC_READING
 from echoprep.kernels.ranking import bias_bound
 from echoprep.report import verdict as vd
 from echoprep.stages import comparison as cmp
@@ -1103,6 +1104,8 @@ def test_by_the_planted_estimate_a_nordic_variant_ranked_first_is_the_default_wi
     assert "NORDIC or not" in rec["default_rule"]
     assert "up to 0.03 in r high in some datasets" in rec["default_rule"]
     assert "never high" not in rec["default_rule"]
+    assert PLANTED_NORDIC_READING in rec["reason"]
+    assert "docs/comparison.md, 'The default and NORDIC'" in rec["default_rule"]
     assert vd.verdict_sentence(rec) == (
         "Use nordic-optcom (NORDIC + optcom): its betas follow the responses planted into your "
         "data best, but the data cannot tell it apart from raw-optcom, so it is the default as "

@@ -30,6 +30,7 @@ from echoprep.kernels.measures import (
     DEFAULT_RULE,
     MEASURES,
     PLANTED_DEFAULT_RULE,
+    PLANTED_NORDIC_READING,
     REFERENCE_RULE,
     TABLE_COLUMNS,
     VARIANT_NAMES,
@@ -481,11 +482,10 @@ def recommend(
                 f"it ranks first by {label}, and {lead_words(lead, top['variant'])} over the "
                 f"best variant without NORDIC, {size_words(lead)}"
             )
-            if by_planting:  # reads NORDIC low on average: PLANTED_DEFAULT_RULE
+            if by_planting:  # the planted default rule (PLANTED_DEFAULT_RULE)
                 reason += (
-                    "; on simulated truth this estimate reads the NORDIC variants low on "
-                    "average (up to 0.03 in r high in some datasets), so it is the default "
-                    f"over {alt['variant']}"
+                    f"; on simulated truth this estimate {PLANTED_NORDIC_READING}, so it is "
+                    f"the default over {alt['variant']}"
                 )
     # without the validated measure, NC gains alone do not make NORDIC the recommendation
     fidelity_asked = requested in HELDOUT_METRICS or requested in PLANTED_METRICS

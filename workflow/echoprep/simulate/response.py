@@ -303,6 +303,17 @@ REGIMES: dict[str, ResponseModel] = {
         thermal_scale=2.5,
         physio_scale=0.5,
     ),
+    "strong_mid": ResponseModel(
+        name="strong_mid",
+        description="the strong (x10), low-dimensional (4 features, 1/f) smooth image "
+        "responses of `strong` at a moderate tSNR (~12, thermal noise x2.5 instead of x4.5): "
+        "meant to be one where NORDIC truly helps by 0.02-0.05 in r",
+        amplitude_scale=10.0,
+        n_features=4,
+        feature_spectrum=1.0,
+        voxel_fraction=0.1,
+        thermal_scale=2.5,
+    ),
     "thermal": ResponseModel(
         name="thermal",
         description="the default response without physiological noise (thermal-only residual)",
