@@ -307,8 +307,8 @@ REGIMES: dict[str, ResponseModel] = {
         name="strong_mid",
         description="the strong (x10), low-dimensional (4 features, 1/f) smooth image "
         "responses of `strong` at a moderate tSNR (~12, thermal noise x2.5 instead of x4.5): "
-        "meant to be one where NORDIC truly helps by 0.02-0.05 in r (seed 0, 6 runs, two "
-        "sessions: nordic-optcom 0.023 above raw-optcom)",
+        "meant to be one where NORDIC truly helps by 0.02-0.05 in r (6 runs, two sessions: "
+        "nordic-optcom 0.023 and 0.041 above raw-optcom at seeds 0 and 1)",
         amplitude_scale=10.0,
         n_features=4,
         feature_spectrum=1.0,
