@@ -225,6 +225,18 @@ DEFAULT = ResponseModel()
 #: default NC 10.0 -> 0.9 %, r with the true image means 0.345 -> 0.357; smooth NC 14.2 ->
 #: 18.1 % (type B 7.7 -> 16.4 %), r 0.406 -> 0.421; strong NC 23.1 -> 21.2 % (type B 20.0 ->
 #: 39.8 %), r 0.527 -> 0.451.
+#: Strong low-dimensional responses at low tSNR; ``strong_mid`` is the same at less thermal noise.
+_STRONG = ResponseModel(
+    name="strong",
+    description="strong (x10), low-dimensional (4 features, 1/f) smooth image responses at "
+    "low tSNR (~7)",
+    amplitude_scale=10.0,
+    n_features=4,
+    feature_spectrum=1.0,
+    voxel_fraction=0.1,
+    thermal_scale=4.5,
+)
+
 REGIMES: dict[str, ResponseModel] = {
     "default": DEFAULT,
     "smooth": ResponseModel(
@@ -240,16 +252,7 @@ REGIMES: dict[str, ResponseModel] = {
         trial_wavelength_mm=12.0,
         thermal_scale=2.0,
     ),
-    "strong": ResponseModel(
-        name="strong",
-        description="strong (x10), low-dimensional (4 features, 1/f) smooth image responses at "
-        "low tSNR (~7)",
-        amplitude_scale=10.0,
-        n_features=4,
-        feature_spectrum=1.0,
-        voxel_fraction=0.1,
-        thermal_scale=4.5,
-    ),
+    "strong": _STRONG,
     "voxel": ResponseModel(
         name="voxel",
         description="image-specific responses mostly voxel-specific (90 % of the variance), "
@@ -303,16 +306,13 @@ REGIMES: dict[str, ResponseModel] = {
         thermal_scale=2.5,
         physio_scale=0.5,
     ),
-    "strong_mid": ResponseModel(
+    "strong_mid": dataclasses.replace(
+        _STRONG,
         name="strong_mid",
         description="the strong (x10), low-dimensional (4 features, 1/f) smooth image "
         "responses of `strong` at a moderate tSNR (~12, thermal noise x2.5 instead of x4.5): "
         "meant to be one where NORDIC truly helps by 0.02-0.05 in r (6 runs, two sessions: "
         "nordic-optcom 0.023 and 0.041 above raw-optcom at seeds 0 and 1)",
-        amplitude_scale=10.0,
-        n_features=4,
-        feature_spectrum=1.0,
-        voxel_fraction=0.1,
         thermal_scale=2.5,
     ),
     "thermal": ResponseModel(
