@@ -312,7 +312,7 @@ REGIMES: dict[str, ResponseModel] = {
         description="the strong (x10), low-dimensional (4 features, 1/f) smooth image "
         "responses of `strong` at a moderate tSNR (~12, thermal noise x2.5 instead of x4.5): "
         "meant to be one where NORDIC truly helps by 0.02-0.05 in r (6 runs, two sessions: "
-        "nordic-optcom 0.023 and 0.041 above raw-optcom at seeds 0 and 1)",
+        "nordic-optcom 0.023, 0.041 and 0.012 above raw-optcom at seeds 0, 1 and 2)",
         thermal_scale=2.5,
     ),
     "thermal": ResponseModel(
