@@ -45,6 +45,14 @@ Run (2-core VM; each case runs the whole workflow, about 8-15 min on the ``regim
     .venv/bin/python benchmarks/comparison_regimes.py --regimes smooth --runs 4 12 --keep /tmp/cr
     .venv/bin/python benchmarks/comparison_regimes.py --keep /tmp/cr --rescore   # comparison only
     .venv/bin/python benchmarks/comparison_regimes.py --regimes default --sessions 2 --keep /tmp/cr
+    .venv/bin/python benchmarks/comparison_regimes.py --sessions 2 --keep /tmp/cr --lean
+
+``--lean`` (with ``--keep``): once a case is scored, remove what ``two_session_cases.py`` and
+``planted_transfer.py`` (without ``--models``) do not read (:func:`prune_case`): a two-session
+case with the spatial stage keeps 2.3 of its 8.8 GB at 12 runs, 1.2 of 4.5 GB at 6 (the kept
+cases of docs/comparison.md, pruned so). A lean case cannot be rescored (``--rescore`` says so):
+its intermediate series are gone. Kept cases fill a disk fast, and the test suite needs room in
+the temporary folder.
 
 ``--combine single optcom`` leaves out tedana ICA for a cheaper look.
 """
@@ -487,8 +495,55 @@ def shown_pairs(
     return outp
 
 
+#: What :func:`prune_case` removes from a kept case (relative to its folder): the intermediate
+#: series of every variant (NORDIC's output, the spatially preprocessed and the echo-combined
+#: series), the held-out fits' image means and the simulated raw BOLD images. What the pool and
+#: the transfer read stays: the truth, every sidecar, the GLM outputs, the planted design, the
+#: ROIs and the comparison tables.
+LEAN_FOLDERS = (
+    "results/nordic",
+    "results/preproc-raw",
+    "results/preproc-nordic",
+    "results/combine-raw",
+    "results/combine-nordic",
+)
+LEAN_PATTERNS = (
+    ("results", "**/*_desc-HeldoutImagemeans_statmap.nii.gz"),
+    ("bids", "sub-*/**/*_bold.nii.gz"),
+)
+#: The file a lean case carries (its folder's top level), so that ``--rescore`` refuses it.
+LEAN_MARK = "LEAN"
+
+
+def prune_case(work: Path) -> int:
+    """Remove from the kept case ``work`` what the cross-case reading does not need
+    (:data:`LEAN_FOLDERS`, :data:`LEAN_PATTERNS`) and mark it lean (:data:`LEAN_MARK`).
+
+    Returns
+    -------
+    int
+        Bytes removed.
+    """
+    removed: list[Path] = [work / f for f in LEAN_FOLDERS if (work / f).is_dir()]
+    for top, pattern in LEAN_PATTERNS:
+        removed += sorted((work / top).glob(pattern)) if (work / top).is_dir() else []
+    size = 0
+    for path in removed:
+        files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+        size += sum(f.stat().st_size for f in files if not f.is_symlink())
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    (work / LEAN_MARK).write_text(
+        "kept with --lean: the intermediate series are removed; the case cannot be rescored\n"
+    )
+    return size
+
+
 def run_case(args, regime: str, seed: int, runs: int | None, base: Path) -> list[dict]:
-    """Simulate, run and score one case; one row per variant."""
+    """Simulate, run and score one case; one row per variant (``args.lean``: then pruned,
+    :func:`prune_case`)."""
     t0 = time.time()
     n_sessions = int(args.sessions)
     sessions = session_labels(n_sessions)
@@ -510,6 +565,11 @@ def run_case(args, regime: str, seed: int, runs: int | None, base: Path) -> list
             **shared,
         )
     if args.rescore:
+        if (work / LEAN_MARK).exists():
+            raise SystemExit(
+                f"{work}: kept with --lean, so its intermediate series are gone and --rescore "
+                "cannot recompute its comparison; run the case again into another --keep folder"
+            )
         # a kept case: only the comparison is computed again (e.g. after a change to it)
         shutil.rmtree(work / "results" / "comparison", ignore_errors=True)
     out = run_workflow(
@@ -570,6 +630,8 @@ def run_case(args, regime: str, seed: int, runs: int | None, base: Path) -> list
                 "seconds": round(time.time() - t0),
             }
         )
+    if getattr(args, "lean", False):
+        print(f"{work}: --lean removed {prune_case(work) / 1e9:.1f} GB")
     return rows
 
 
@@ -763,6 +825,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, default=None, help="keep the datasets here")
     parser.add_argument("--table", type=Path, default=None, help="write every number (TSV)")
     parser.add_argument(
+        "--lean",
+        action="store_true",
+        help="with --keep: once a case is scored, remove what two_session_cases.py and "
+        "planted_transfer.py do not read (such a case cannot be rescored)",
+    )
+    parser.add_argument(
         "--rescore",
         action="store_true",
         help="with --keep: compute the comparison of kept cases again (nothing else)",
@@ -770,6 +838,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.sessions < 1:
         parser.error(f"--sessions: expected at least 1; found {args.sessions}")
+    if args.lean and (args.keep is None or args.rescore):
+        parser.error(
+            "--lean: expected with --keep and without --rescore (a lean case is kept "
+            "for two_session_cases.py; a rescore needs the whole case)"
+        )
 
     seeds = args.seed if args.seed is not None else list(range(args.seeds))
     base = args.keep or Path(tempfile.mkdtemp(prefix="echoprep-regimes-"))

@@ -138,3 +138,46 @@ def test_pairwise_shown_uses_the_verdicts_standard_error(regimes: ModuleType, tm
             assert pair["se"] == pytest.approx(0.07)
         else:
             assert pair["se"] < 0.01
+
+
+def test_a_lean_case_keeps_what_the_pool_reads_and_cannot_be_rescored(
+    regimes: ModuleType, tmp_path
+) -> None:
+    """``--lean``: the intermediate series, the held-out image means and the simulated raw BOLD
+    images go; the truth, the sidecars, the GLM outputs, the planted design and the comparison
+    stay; a rescore of the case is refused with a message that names it."""
+    work = tmp_path / "default_seed0_runs4_spatial_ses2"
+    func = "sub-01/ses-01/func"
+    gone = [
+        f"results/nordic/{func}/sub-01_ses-01_task-images_echo-1_desc-nordic_bold.nii.gz",
+        f"results/preproc-raw/{func}/sub-01_ses-01_task-images_echo-1_desc-preproc_bold.nii.gz",
+        f"results/preproc-nordic/{func}/x_bold.nii.gz",
+        f"results/combine-raw/{func}/x_desc-optcom_bold.nii.gz",
+        f"results/combine-nordic/{func}/x_desc-optcom_bold.nii.gz",
+        f"results/glmsingle-raw-optcom/{func}/x_stat-effect_desc-HeldoutImagemeans_statmap.nii.gz",
+        f"bids/{func}/sub-01_ses-01_task-images_run-1_echo-1_part-mag_bold.nii.gz",
+    ]
+    kept = [
+        f"bids/{func}/sub-01_ses-01_task-images_run-1_echo-1_part-mag_bold.json",
+        f"bids/{func}/sub-01_ses-01_task-images_run-1_events.tsv",
+        "bids/dataset_description.json",
+        "bids/derivatives/truth/sub-01/ses-01/func/x_desc-imagemeans_statmap.nii.gz",
+        f"results/glmsingle-raw-optcom/{func}/x_stat-effect_desc-SingletrialBetas_statmap.nii.gz",
+        f"results/glmsingle-raw-optcom/{func}/x_stat-effect_desc-plantedBetas_statmap.nii.gz",
+        f"results/planted/{func}/x_design.npz",
+        "results/comparison/sub-01/sub-01_desc-planted_comparison.tsv",
+    ]
+    for rel in gone + kept:
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        (work / rel).write_bytes(b"x" * 10)
+    assert regimes.prune_case(work) == 10 * len(gone)
+    assert not any((work / rel).exists() for rel in gone)
+    assert all((work / rel).exists() for rel in kept)
+    assert not (work / "results" / "nordic").exists()
+
+    args = regimes.argparse.Namespace(sessions=2, motion=False, spatial=True, source=None)
+    args.rescore = True
+    with pytest.raises(SystemExit, match=r"kept with --lean.*cannot recompute"):
+        regimes.run_case(args, "default", 0, 4, tmp_path)
+    with pytest.raises(SystemExit):
+        regimes.main(["--lean", "--regimes", "default"])  # --lean needs --keep
