@@ -529,11 +529,11 @@ def prune_case(work: Path) -> int:
         removed += sorted((work / top).glob(pattern)) if (work / top).is_dir() else []
     size = 0
     for path in removed:
-        files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
-        size += sum(f.stat().st_size for f in files if not f.is_symlink())
         if path.is_dir():
+            size += sum(f.lstat().st_size for f in path.rglob("*") if not f.is_dir())
             shutil.rmtree(path)
         else:
+            size += path.lstat().st_size
             path.unlink()
     (work / LEAN_MARK).write_text(
         "kept with --lean: the intermediate series are removed; the case cannot be rescored\n"
@@ -630,7 +630,7 @@ def run_case(args, regime: str, seed: int, runs: int | None, base: Path) -> list
                 "seconds": round(time.time() - t0),
             }
         )
-    if getattr(args, "lean", False):
+    if args.lean:
         print(f"{work}: --lean removed {prune_case(work) / 1e9:.1f} GB")
     return rows
 
