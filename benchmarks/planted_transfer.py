@@ -33,7 +33,14 @@ the comparison's ROI that received a planted response:
   comparison's estimate over the truth, as ``comparison_regimes.py`` reports them; the rest is
   the median over voxels against the pooled gains, and the smoothing); ``planted_r_again``: the
   estimate recomputed here from the same files (a check that they were read as the comparison
-  read them).
+  read them);
+- the reading itself, with the truth in place of the planted halves (:func:`reading_of_truth`):
+  ``reading``, the estimate's smoothing and median applied to the variant's image means and the
+  true image means (no planting error at all), against the truth's own summaries over the same
+  voxels and images: ``truth_median`` (what ``r_truth`` is), ``truth_mean`` and ``truth_skew``
+  (the skewness of the voxels' r); ``reading_over_truth`` = ``reading / truth_median`` and
+  ``reading_over_mean`` = ``reading / truth_mean``: a reading that follows the mean over voxels
+  rather than the median reads a variant low by its mean over its median.
 
 With ``--models`` it also splits each variant's final fit into its steps (docs/comparison.md,
 same item): the fit's frozen map (:mod:`echoprep.kernels.glm.frozen`) rebuilt as type B (the
@@ -69,6 +76,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import yaml
+from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow"))
@@ -81,6 +89,7 @@ from echoprep.io.outputs import paths_in  # noqa: E402
 from echoprep.kernels import planted_fidelity as pf  # noqa: E402
 from echoprep.kernels.fidelity import image_means, truth_fidelity  # noqa: E402
 from echoprep.kernels.glm.frozen import Choices, apply, freeze  # noqa: E402
+from echoprep.kernels.noiseceiling import zscore_within  # noqa: E402
 from echoprep.kernels.planted import (  # noqa: E402
     image_columns,
     read_presentations,
@@ -295,6 +304,55 @@ def residual_share(
     }
 
 
+def reading_of_truth(
+    means: np.ndarray, true: np.ndarray, smoother: pf.Smoother, scored: np.ndarray
+) -> dict[str, float]:
+    """The planted estimate's reading (:mod:`echoprep.kernels.planted_fidelity`) applied to the
+    truth itself: per voxel ``smooth(cov(M, R)) / (sqrt(smooth(var R)) sd(M))``, the median over
+    the ``scored`` voxels, beside the summaries of the voxels' own r.
+
+    Parameters
+    ----------
+    means
+        ``(V, I)`` a variant's repeat-averaged betas (z-scored per run) of the repeated images.
+    true
+        ``(V, I)`` the true image means of the same voxels and images.
+    smoother
+        The comparison's smoothing over these ``V`` voxels.
+    scored
+        ``(V,)`` bool: the voxels the truth is summarised over (the truly active ones).
+
+    Returns
+    -------
+    dict
+        ``truth_median``, ``truth_mean``, ``truth_skew`` (the voxels' r), ``reading`` and its
+        ratios to the median and the mean, ``reading_over_truth`` and ``reading_over_mean``.
+    """
+    w = np.ones((1, means.shape[1]))
+    cov = pf._wcov(means, true, w)[0]
+    var_t = pf._wcov(true, true, w)[0]
+    sd_m = np.sqrt(pf._wcov(means, means, w)[0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = cov / np.sqrt(var_t * sd_m**2)
+        smooth_var = smoother(var_t[None])[0]
+        read = smoother(cov[None])[0] / (
+            np.sqrt(np.where(smooth_var > 0, smooth_var, np.nan)) * sd_m
+        )
+    r_in = r[scored]
+    r_in = r_in[np.isfinite(r_in)]
+    read_in = read[scored]
+    median, mean = float(np.median(r_in)), float(np.mean(r_in))
+    reading = float(np.median(read_in[np.isfinite(read_in)]))
+    return {
+        "truth_median": median,
+        "truth_mean": mean,
+        "truth_skew": float(stats.skew(r_in)),
+        "reading": reading,
+        "reading_over_truth": reading / median,
+        "reading_over_mean": reading / mean,
+    }
+
+
 def measure(case: Path, session: str = "01", models: bool = False) -> dict:
     """Every figure of the module docstring for one session of a kept case (``models``: the
     split of each final fit into its steps, too)."""
@@ -375,6 +433,9 @@ def measure(case: Path, session: str = "01", models: bool = False) -> dict:
     sizes = np.sqrt((np.asarray(design["affine"])[:3, :3] ** 2).sum(axis=0))
     weights = np.ones((1, repeated_images(labels).size))  # the estimate itself, no bootstrap
     ref_gain = reference["a_planted"]
+    # the images the estimate's spread of the image means is over, and their true means
+    scored_images = repeated_images(labels)
+    true_scored = means[:, [column[i] for i in scored_images]]
     if models:
         # what each trial was given, real and planted, and the slices' acquisition times: the
         # same for every variant
@@ -403,6 +464,8 @@ def measure(case: Path, session: str = "01", models: bool = False) -> dict:
         row["observed"] = row["planted_r"] / row["r_truth"]
         fid = pf.variant_fidelity(betas, recovered, labels, runs, truth_obj, weights)
         row["planted_r_again"] = float(fid.r[0])
+        z_means = image_means(zscore_within(betas, runs), labels, scored_images)
+        row.update(reading_of_truth(z_means, true_scored, truth_obj.smoother, active))
         if models:
             split, row["pcs"] = _split_fit(case, session, v, rows)
             # the type-B fit's leakage of the real responses by the voxel's acquisition time
@@ -474,6 +537,17 @@ def main(argv: list[str] | None = None) -> int:
         "r_truth",
     ]
     print(pd.DataFrame(out["variants"])[cols].round(3).to_string(index=False))
+    print("\nthe reading applied to the truth (no planting error): the voxels' r against it")
+    reading = [
+        "variant",
+        "truth_median",
+        "truth_mean",
+        "truth_skew",
+        "reading",
+        "reading_over_truth",
+        "reading_over_mean",
+    ]
+    print(pd.DataFrame(out["variants"])[reading].round(3).to_string(index=False))
     if args.models:
         print("\nper step of the final fit: transfer (a_real / a_planted), planted_r / r_truth")
         split = [

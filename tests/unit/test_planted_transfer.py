@@ -80,3 +80,45 @@ def test_residual_share_tells_a_shared_noise_term_from_chance(transfer: ModuleTy
     )
     assert shared["share"] == pytest.approx(0.25, abs=0.06)
     assert shared["p"] == 0.0 and shared["share"] > 5 * shared["null_sd"]
+
+
+def _exact_correlation(rng: np.random.Generator, r: np.ndarray, n_images: int):
+    """Image means ``M`` and true means ``R`` (``(V, I)`` each) whose correlation over the
+    images is exactly ``r`` per voxel (the rest of ``M`` orthogonal to ``R``)."""
+    true = rng.standard_normal((r.size, n_images))
+    true -= true.mean(axis=1, keepdims=True)
+    true /= true.std(axis=1, keepdims=True)
+    other = rng.standard_normal(true.shape)
+    other -= other.mean(axis=1, keepdims=True)
+    other -= (other * true).mean(axis=1, keepdims=True) * true
+    other /= other.std(axis=1, keepdims=True)
+    return r[:, None] * true + np.sqrt(1 - r[:, None] ** 2) * other, true
+
+
+def test_reading_of_truth_follows_the_mean_over_voxels_not_the_median(
+    transfer: ModuleType,
+) -> None:
+    """The estimate's reading (covariances smoothed over voxels, then the median) of voxels whose
+    fidelity is known exactly: where the voxels' r is spread symmetrically it is their median;
+    where a quarter of the voxels, scattered, lose most of it (a left-skewed spread, as a
+    projection that removes some voxels' responses leaves) it is their mean, and reads the
+    median low by the mean's share of it."""
+    from echoprep.kernels import planted_fidelity as pf
+
+    rng = np.random.default_rng(4)
+    shape = (12, 12, 12)
+    voxels = np.argwhere(np.ones(shape, bool))
+    smoother = pf.Smoother(voxels, shape, [2.0, 2.0, 2.0])
+    every = np.ones(len(voxels), bool)
+    symmetric = np.clip(0.6 + 0.1 * rng.standard_normal(len(voxels)), 0.0, 0.95)
+    got = transfer.reading_of_truth(*_exact_correlation(rng, symmetric, 60), smoother, every)
+    assert got["truth_median"] == pytest.approx(float(np.median(symmetric)), abs=1e-9)
+    assert got["reading_over_truth"] == pytest.approx(1.0, abs=0.01)
+    assert abs(got["truth_skew"]) < 0.2
+    skewed = np.where(rng.random(len(voxels)) < 0.25, 0.2, 0.8)
+    got = transfer.reading_of_truth(*_exact_correlation(rng, skewed, 60), smoother, every)
+    assert got["truth_median"] == pytest.approx(0.8, abs=1e-9)
+    assert got["truth_mean"] == pytest.approx(float(skewed.mean()), abs=1e-9)
+    assert got["truth_skew"] < -1.0
+    assert got["reading_over_mean"] == pytest.approx(1.0, abs=0.02)
+    assert got["reading_over_truth"] < 0.85
