@@ -87,7 +87,11 @@ from comparison_regimes import TASK, session_truth_scores  # noqa: E402
 from echoprep.io.events import build_session_design, read_trials  # noqa: E402
 from echoprep.io.outputs import paths_in  # noqa: E402
 from echoprep.kernels import planted_fidelity as pf  # noqa: E402
-from echoprep.kernels.fidelity import image_means, truth_fidelity  # noqa: E402
+from echoprep.kernels.fidelity import (  # noqa: E402
+    image_means,
+    rowwise_correlation,
+    truth_fidelity,
+)
 from echoprep.kernels.glm.frozen import Choices, apply, freeze  # noqa: E402
 from echoprep.kernels.noiseceiling import zscore_within  # noqa: E402
 from echoprep.kernels.planted import (  # noqa: E402
@@ -332,8 +336,8 @@ def reading_of_truth(
     cov = pf._wcov(means, true, w)[0]
     var_t = pf._wcov(true, true, w)[0]
     sd_m = np.sqrt(pf._wcov(means, means, w)[0])
+    r = rowwise_correlation(means, true)
     with np.errstate(divide="ignore", invalid="ignore"):
-        r = cov / np.sqrt(var_t * sd_m**2)
         smooth_var = smoother(var_t[None])[0]
         read = smoother(cov[None])[0] / (
             np.sqrt(np.where(smooth_var > 0, smooth_var, np.nan)) * sd_m
@@ -431,10 +435,10 @@ def measure(case: Path, session: str = "01", models: bool = False) -> dict:
     estimate = dict(zip(table["variant"], table["planted_r"], strict=True))
     scores = session_truth_scores(bids, res, variants, roi=True, session=session)["r_truth"]
     sizes = np.sqrt((np.asarray(design["affine"])[:3, :3] ** 2).sum(axis=0))
-    weights = np.ones((1, repeated_images(labels).size))  # the estimate itself, no bootstrap
-    ref_gain = reference["a_planted"]
     # the images the estimate's spread of the image means is over, and their true means
     scored_images = repeated_images(labels)
+    weights = np.ones((1, scored_images.size))  # the estimate itself, no bootstrap
+    ref_gain = reference["a_planted"]
     true_scored = means[:, [column[i] for i in scored_images]]
     if models:
         # what each trial was given, real and planted, and the slices' acquisition times: the
