@@ -181,3 +181,30 @@ def test_a_lean_case_keeps_what_the_pool_reads_and_cannot_be_rescored(
         regimes.run_case(args, "default", 0, 4, tmp_path)
     with pytest.raises(SystemExit):
         regimes.main(["--lean", "--regimes", "default"])  # --lean needs --keep
+
+
+def test_the_planted_summary_reports_the_voxels_mean_beside_their_median(
+    regimes: ModuleType,
+) -> None:
+    """The case is judged against the median (``r_truth_roi``); where the rows carry the mean
+    (``r_truth_mean_roi``) the error and the NORDIC-dependent bias against it are reported
+    beside."""
+    variants = ["raw-single", "raw-optcom", "nordic-single", "nordic-optcom"]
+    df = pd.DataFrame(
+        {
+            "planted_r": [0.40, 0.50, 0.52, 0.55],
+            "planted_trial_r": [0.2, 0.2, 0.2, 0.2],
+            "r_truth_roi": [0.40, 0.50, 0.56, 0.60],
+            "r_trial_img_roi": [0.2, 0.2, 0.2, 0.2],
+        },
+        index=pd.Index(variants, name="variant"),
+    )
+    plain = regimes._planted_summary(df, {})
+    assert plain["nordic_bias"] == pytest.approx(-0.045)
+    assert plain["mae"] == pytest.approx(0.09 / 4)
+    assert "mae_vs_mean" not in plain
+    df["r_truth_mean_roi"] = [0.41, 0.50, 0.52, 0.54]
+    both = regimes._planted_summary(df, {})
+    assert both["nordic_bias"] == plain["nordic_bias"] and both["mae"] == plain["mae"]
+    assert both["mae_vs_mean"] == pytest.approx(0.02 / 4)
+    assert both["nordic_bias_vs_mean"] == pytest.approx(0.005 - (-0.005))

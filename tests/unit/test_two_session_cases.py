@@ -121,6 +121,37 @@ def test_pooled_figures(cases: ModuleType) -> None:
     assert label == "`thermal` seed 2, 12 runs"
 
 
+def test_the_estimate_is_also_read_against_the_voxels_mean_r(cases: ModuleType) -> None:
+    # the NORDIC variants' voxels skewed: their median r 0.05 above their mean, the NORDIC-off
+    # ones' alike; the estimate reads the mean exactly
+    median = [0.40, 0.50, 0.45, 0.60, 0.62, 0.50]
+    mean = [0.40, 0.50, 0.45, 0.55, 0.57, 0.45]
+    case = _case(median, mean)
+    f = cases.case_figures(case)
+    assert f["bias"] == pytest.approx(-0.05) and f["mae"] == pytest.approx(0.025)
+    assert "mae_vs_mean" not in f  # neither the table's column nor the sessions' truth
+    # from each session's truth read from the case's folder (averaged over the sessions)
+    per_session = {
+        "01": dict(zip(VARIANTS, np.array(mean) - 0.01, strict=True)),
+        "02": dict(zip(VARIANTS, np.array(mean) + 0.01, strict=True)),
+    }
+    g = cases.case_figures(case | {"session_truth_mean": per_session})
+    assert g["mae_vs_mean"] == pytest.approx(0.0, abs=1e-12)
+    assert g["bias_vs_mean"] == pytest.approx(0.0, abs=1e-12)
+    assert g["r_truth_mean_roi"]["nordic-optcom"] == pytest.approx(0.57)
+    # the table's column (comparison_regimes.py writes it) comes first: NORDIC read 0.02 high
+    with_column = _case(median, mean)
+    with_column["truth"]["r_truth_mean_roi"] = np.array(mean) - [0, 0, 0, 0.02, 0.02, 0.02]
+    h = cases.case_figures(with_column | {"session_truth_mean": per_session})
+    assert h["bias_vs_mean"] == pytest.approx(0.02) and h["mae_vs_mean"] == pytest.approx(0.01)
+    # pooled beside the median's figures over the same cases only
+    p = cases.pooled({"`a` seed 0, 6 runs": f, "`b` seed 0, 6 runs": g})
+    assert p["mean_cases"] == 1
+    assert p["mean_cases_bias_within_0.01"] == {"median": 0, "mean": 1}
+    assert p["mean_cases_mae_within_0.02"] == {"median": 0, "mean": 1}
+    assert p["mean_cases_bias_mean"]["median"] == pytest.approx(-0.05)
+
+
 def test_the_bound_follows_the_tables_planted_source_else_the_one_given(cases: ModuleType) -> None:
     # raw-optcom truly and estimated 0.10 ahead of every other variant: beyond the 0.04 bound
     # over raw-single and raw-denoised; over the three NORDIC variants beyond the 0.09 bound
