@@ -23,6 +23,9 @@ too noisy: the response explains a few % of a single presentation's variance):
   ``g_ref`` is the reference fit's own gain for the planted responses (so that a shape of the
   response the library HRF misses counts the same in ``S`` and ``N``); for single trials the
   same with each trial against its image's truth and ``sd(betas)`` (``planted_trial_r``).
+  Each voxel is read through its neighbourhood's covariances, so the median of these readings
+  follows the mean of the voxels' own correlations rather than their median where those are
+  skewed (docs/comparison.md, "The reading follows the mean over the voxels").
 
 With ``r = cov(M, R) / (sd(M) sd(R))`` for image means ``M`` and true responses ``R``, and
 ``cov(M, R) = gain var(R)`` for a linear chain, this is the correlation itself; the planting
