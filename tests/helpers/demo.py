@@ -152,9 +152,13 @@ def preserved(root: Path) -> Iterator[None]:
 # --------------------------------------------------------------------------------------
 
 
-def run_demo(base: Path) -> DemoRun:
-    """Simulate the tiny dataset in ``base/bids`` and run ``make demo`` on it (see module doc)."""
-    bids = base / "bids"
+def simulate_demo_dataset(bids: Path) -> dict[str, tuple]:
+    """Simulate the demo's dataset (preset :data:`DEMO_PRESET`, its default seed) into
+    ``bids`` with the Makefile's command; returns its :func:`tree_state`.
+
+    The simulation is deterministic, byte for byte: a test that must not share the ``demo``
+    fixture's raw dataset (another test adds a subject to it for a while) simulates its own
+    copy, and its derivatives still equal the demo run's."""
     echoprep = Path(sys.executable).with_name("echoprep")
     sim = subprocess.run(
         [str(echoprep), "simulate", str(bids), "--preset", DEMO_PRESET],
@@ -163,7 +167,13 @@ def run_demo(base: Path) -> DemoRun:
         timeout=600,
     )
     assert sim.returncode == 0, sim.stdout[-3000:] + sim.stderr[-3000:]
-    bids_before = tree_state(bids)
+    return tree_state(bids)
+
+
+def run_demo(base: Path) -> DemoRun:
+    """Simulate the tiny dataset in ``base/bids`` and run ``make demo`` on it (see module doc)."""
+    bids = base / "bids"
+    bids_before = simulate_demo_dataset(bids)
     t0 = time.monotonic()
     res = subprocess.run(
         ["make", "demo", f"DEMO_PRESET={DEMO_PRESET}", f"DEMO_DIR={base}"],

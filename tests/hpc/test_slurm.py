@@ -6,9 +6,13 @@ into a temporary folder and starts the daemons from there; ``stop`` (fixture tea
 after failures) ends them by their PID files. Nothing under /etc is written (checked). The
 clients (Snakemake's sbatch/squeue, scontrol here) find the cluster through ``SLURM_CONF`` and
 the folder's ``bin/srun`` (:data:`Cluster` ``env``). The workflow then runs with
-``snakemake --profile profiles/slurm-ci`` from an empty folder, on the ``demo`` fixture's raw
-dataset and configuration, and its derivatives are compared with the local ``make demo``
-run's. Needs root (packages, daemons); skipped otherwise, saying why.
+``snakemake --profile profiles/slurm-ci`` from an empty folder, with the job groups of the real
+cluster profile (``profiles/slurm``; :func:`group_args`) and the ``demo`` fixture's
+configuration, on its own copy of the demo's raw dataset (fixture ``slurm_dataset``: simulated
+alike, byte for byte; the demo's own is changed for a while by another test, and the SLURM run
+goes on in the other xdist worker at the same time as the demo run), and its derivatives are
+compared with the local ``make demo`` run's. Needs root (packages, daemons); skipped otherwise,
+saying why.
 """
 
 from __future__ import annotations
@@ -19,34 +23,42 @@ import re
 import shutil
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TypedDict
 
-import nibabel as nib
-import numpy as np
 import pytest
 import yaml
 
 from helpers.demo import (
-    DemoRun,
     compare_derivatives,
     run_in_group,
     run_roots,
+    simulate_demo_dataset,
     state_changes,
     tree_state,
     workflow_command,
 )
 from helpers.locks import run_lock
-from helpers.snake import ROOT, Job, job_counts, local_rules, parse_jobs
+from helpers.snake import (
+    ROOT,
+    Job,
+    cluster_submissions,
+    group_jobs,
+    job_counts,
+    local_rules,
+    parse_jobs,
+)
 
 pytestmark = pytest.mark.slow
 
 SCRIPT = Path(__file__).with_name("slurm_ci.sh")
 PROFILE = ROOT / "profiles" / "slurm-ci"
 #: A misconfigured executor shows up as a hang: stop the run after this long. The demo's run
-#: took 8.6 min alone on the 2-core VM (with the planted pass; 2026-11-27) and over 15 min
-#: beside the other xdist worker and a benchmark.
+#: took 8.6 min alone on the 2-core VM (with the planted pass, each job submitted alone;
+#: 2026-11-27), and 12.6 min with the profile's groups beside the local demo run and the
+#: other xdist worker's tests (2026-12-01).
 SLURM_RUN_TIMEOUT = 1500
 #: "Job <id> has been submitted with SLURM jobid <n>": <id> is a number, or a UUID for a group job.
 SUBMITTED = re.compile(r"^Job (\S+) has been submitted with SLURM jobid (\d+) ", re.M)
@@ -69,13 +81,19 @@ def _etc_state() -> dict[Path, str | None]:
     }
 
 
+class SlurmDataset(TypedDict):
+    bids: Path  # the demo's raw dataset, simulated anew for the SLURM tests
+    before: dict[str, tuple]  # its tree_state before any run
+
+
 class SlurmRun(TypedDict):
     cwd: Path
     results: Path
     work: Path
     rc: int
     log: str
-    dry_run: list[Job]
+    dry_log: str  # the dry run of the same command (-n -p): its job blocks and group jobs
+    dry_run: list[Job]  # its jobs outside groups (helpers.snake.parse_jobs)
     seconds: float
 
 
@@ -140,17 +158,46 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
         assert _etc_state() == etc_before, "the SLURM cluster changed files under /etc"
 
 
+def _profile_groups() -> tuple[dict[str, str], dict[str, int]]:
+    """``groups`` and ``group-components`` of the real cluster profile (profiles/slurm)."""
+    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    return profile.get("groups", {}), profile.get("group-components", {})
+
+
+#: CPUs of the CI runner, and of its one SLURM node: ``--cores`` caps a group job's threads
+#: (its members then run one after another), so that every submission fits the node.
+NODE_CPUS = 2
+
+
+def group_args() -> list[str]:
+    """``--groups`` and ``--group-components`` of profiles/slurm, and ``--cores``
+    :data:`NODE_CPUS`: the SLURM run groups its jobs as a user's run on a cluster does."""
+    groups, components = _profile_groups()
+    args = ["--cores", str(NODE_CPUS), "--groups", *[f"{r}={g}" for r, g in groups.items()]]
+    if components:
+        args += ["--group-components", *[f"{g}={n}" for g, n in components.items()]]
+    return args
+
+
+@pytest.fixture(scope="module")
+def slurm_dataset(tmp_path_factory: pytest.TempPathFactory) -> SlurmDataset:
+    """The demo's raw dataset, simulated anew (the same bytes as the ``demo`` fixture's)."""
+    bids = tmp_path_factory.mktemp("slurm-data") / "bids"
+    return SlurmDataset(bids=bids, before=simulate_demo_dataset(bids))
+
+
 @pytest.fixture(scope="module")
 def slurm_run(
-    slurm_cluster: Cluster, demo: DemoRun, tmp_path_factory: pytest.TempPathFactory
+    slurm_cluster: Cluster, slurm_dataset: SlurmDataset, tmp_path_factory: pytest.TempPathFactory
 ) -> SlurmRun:
     base = tmp_path_factory.mktemp("slurm-run")
     cwd, results, work = base / "cwd", base / "results", base / "work"
     cwd.mkdir()
-    cmd = workflow_command(demo["bids"], results, work, "--profile", str(PROFILE))
+    bids = slurm_dataset["bids"]
+    cmd = workflow_command(bids, results, work, "--profile", str(PROFILE), *group_args())
     dry = subprocess.run(
         # -p: every job's block (a dry run prints them only with it)
-        [*workflow_command(demo["bids"], results, work, "--profile", str(PROFILE), "-n", "-p")],
+        [*cmd, "-n", "-p"],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -168,6 +215,7 @@ def slurm_run(
         work=work,
         rc=rc,
         log=log,
+        dry_log=dry.stdout + dry.stderr,
         dry_run=parse_jobs(dry.stdout + dry.stderr),
         seconds=time.monotonic() - t0,
     )
@@ -212,18 +260,28 @@ def test_workflow_finishes_on_slurm(slurm_run, slurm_cluster):
     assert "Falling back to 'sacct'" not in slurm_run["log"]
 
 
-def test_every_rule_job_ran_as_a_slurm_job(slurm_run, slurm_cluster):
-    """Each non-local job was submitted once with a SLURM job id (Snakemake's log), which
-    slurmctld received, started and saw exit 0 (its log), and which scontrol reports COMPLETED
-    in partition debug, from the run's folder, under the run's job name."""
+def _alone(job_id: str) -> bool:
+    """Whether a submission (:data:`SUBMITTED`'s first field) is one job (not a group job)."""
+    return job_id.isdigit()
+
+
+def test_every_job_ran_in_a_slurm_job(slurm_run, slurm_cluster):
+    """One submission per group job and per job neither local nor grouped, as the dry run of
+    the same command plans them (Snakemake's log: a SLURM job id each, a group job's under a
+    UUID); each submission slurmctld received, started and saw exit 0 (its log), and scontrol
+    reports it COMPLETED in partition debug, from the run's folder, under the run's job name."""
     log = slurm_run["log"]
     submitted = SUBMITTED.findall(log)
     n_jobs = sum(job_counts(log).values())
     # local jobs from the declarations: the console (logger plugin) prints no job blocks
     local = local_rules()
-    n_local = sum(1 for job in slurm_run["dry_run"] if job.rule in local)
-    assert n_jobs == len(slurm_run["dry_run"]) and n_local >= 1
-    assert len(submitted) == n_jobs - n_local > 0
+    groups = group_jobs(slurm_run["dry_log"])
+    n_members = sum(len(members) for _, members in groups)
+    alone = [job for job in slurm_run["dry_run"] if job.rule not in local]
+    assert n_jobs == len(slurm_run["dry_run"]) + n_members  # every job: alone, local, in a group
+    assert len(slurm_run["dry_run"]) > len(alone) > 0 and 0 < len(groups) < n_members
+    assert len(submitted) == cluster_submissions(slurm_run["dry_log"]) == len(groups) + len(alone)
+    assert sum(1 for job_id, _ in submitted if _alone(job_id)) == len(alone)
     assert len({s for _, s in submitted}) == len({j for j, _ in submitted}) == len(submitted)
     ctld = _ctld_log(slurm_cluster)
     names = set()
@@ -240,8 +298,9 @@ def test_every_rule_job_ran_as_a_slurm_job(slurm_run, slurm_cluster):
 
 
 def test_slurm_jobs_got_each_rules_threads_memory_and_runtime(slurm_run, slurm_cluster):
-    """threads -> --cpus-per-task, mem_mb -> --mem, runtime -> --time, per rule, as the dry
-    run of the same command computes them (the CI profile adds nothing that overrides them)."""
+    """threads -> --cpus-per-task, mem_mb -> --mem, runtime -> --time, per rule of the jobs
+    submitted alone, as the dry run of the same command computes them (the CI profile adds
+    nothing that overrides them)."""
     expected: dict[str, set[tuple[int, int, int]]] = {}
     for job in slurm_run["dry_run"]:
         res = job.resources
@@ -249,7 +308,9 @@ def test_slurm_jobs_got_each_rules_threads_memory_and_runtime(slurm_run, slurm_c
             (job.threads, int(res["mem_mb"]), int(res["runtime"]))
         )
     seen: dict[str, set[tuple[int, int, int]]] = {}
-    for _, slurm_id in SUBMITTED.findall(slurm_run["log"]):
+    for job_id, slurm_id in SUBMITTED.findall(slurm_run["log"]):
+        if not _alone(job_id):
+            continue  # test_grouped_jobs_share_slurm_submissions
         info = _scontrol_job(slurm_id, slurm_cluster["env"])
         rule = re.match(r"^rule_(.+?)(?:_wildcards_.*)?$", info["Comment"])
         assert rule, info["Comment"]
@@ -263,7 +324,7 @@ def test_slurm_jobs_got_each_rules_threads_memory_and_runtime(slurm_run, slurm_c
     assert any(cpus > 1 for rule in seen for cpus, _, _ in seen[rule])  # multi-threaded rules
 
 
-def test_slurm_outputs_match_the_local_run(slurm_run, demo):
+def test_slurm_outputs_match_the_local_run(slurm_run, slurm_dataset, demo):
     """Same images (arrays, affine, dtype), TSVs and sidecars (minus timings and run folders)
     as the local `make demo` run of the same dataset and configuration."""
     assert slurm_run["rc"] == 0
@@ -271,72 +332,33 @@ def test_slurm_outputs_match_the_local_run(slurm_run, demo):
         demo["results"],
         slurm_run["results"],
         run_roots(demo["bids"], demo["results"], demo["work"]),
-        run_roots(demo["bids"], slurm_run["results"], slurm_run["work"]),
+        run_roots(slurm_dataset["bids"], slurm_run["results"], slurm_run["work"]),
     )
     assert diffs == []
     assert kinds["image"] > 0 and kinds["tsv"] > 0 and kinds["json"] > 0, kinds
 
 
-def test_slurm_run_left_the_input_dataset_untouched(slurm_run, demo):
-    assert state_changes(demo["bids_before"], tree_state(demo["bids"])) == []
+def test_slurm_run_left_the_input_dataset_untouched(slurm_run, slurm_dataset):
+    assert state_changes(slurm_dataset["before"], tree_state(slurm_dataset["bids"])) == []
 
 
-def _profile_groups() -> tuple[dict[str, str], dict[str, int]]:
-    """``groups`` and ``group-components`` of the real cluster profile (profiles/slurm)."""
-    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
-    return profile.get("groups", {}), profile.get("group-components", {})
-
-
-def test_grouped_jobs_share_one_slurm_submission(slurm_cluster, demo, tmp_path):
-    """profiles/slurm's grouping on the real cluster, on the smallest target that shows it
-    (``--until`` the first grouped rule: its jobs and what they need, no full run): grouped
-    jobs share SLURM jobs (the ``subject`` group: the anatomy, the reference boldref, the grid;
-    the ``run`` group: a run's NORDIC chain, with its geometry as first step), each fits the node
-    (``--cores`` caps a group's threads: its members run one after another), and the outputs
-    equal the local run's."""
-    groups, components = _profile_groups()
-    assert groups, "profiles/slurm groups no rules"
-    rule = next(iter(groups))
-    results, work, cwd = tmp_path / "results", tmp_path / "work", tmp_path / "cwd"
-    cwd.mkdir()
-    group_args = ["--groups", *[f"{r}={g}" for r, g in groups.items()]]
-    if components:
-        group_args += ["--group-components", *[f"{g}={n}" for g, n in components.items()]]
-    cmd = workflow_command(
-        demo["bids"],
-        results,
-        work,
-        "--profile",
-        str(PROFILE),
-        "--cores",
-        "2",
-        "--until",
-        rule,
-        *group_args,
-    )
-    rc, log = run_in_group(
-        cmd,
-        tmp_path / "snakemake.log",
-        timeout=SLURM_RUN_TIMEOUT,
-        cwd=cwd,
-        env=slurm_cluster["env"],
-    )
-    assert rc == 0, log[-5000:]
-    counts = job_counts(log)
-    grouped = sum(n for r, n in counts.items() if r in groups)
-    submitted = SUBMITTED.findall(log)
-    assert counts[rule] >= 2 and 0 < len(submitted) < grouped, (counts, submitted)
-    # the executor names a group job's log folder group_<group>_<rules>
+def test_grouped_jobs_share_slurm_submissions(slurm_run, slurm_cluster):
+    """profiles/slurm's grouping on the real cluster: every group job the dry run plans was
+    submitted (the executor names a group job's log folder ``group_<group>_<rules>``: the
+    ``subject`` group, the anatomy, the reference boldref and the grid; a run's ``run`` group,
+    its NORDIC chain; a fit's ``glm_fit``; the ``planted`` pass), and each fits the node
+    (``--cores`` caps a group's threads: its members run one after another). Their outputs
+    are the run's, compared with the local run's in test_slurm_outputs_match_the_local_run."""
+    profile_groups, _ = _profile_groups()
+    planned = Counter(group for group, _ in group_jobs(slurm_run["dry_log"]))
+    assert set(planned) == set(profile_groups.values()), (planned, profile_groups)
+    log = slurm_run["log"]
+    grouped = [slurm_id for job_id, slurm_id in SUBMITTED.findall(log) if not _alone(job_id)]
     group_logs = re.findall(r"submitted with SLURM jobid \d+ \(log: .*/group_(\w+)/", log)
-    assert len(group_logs) == len(submitted), group_logs
-    names = {f"{g}_" for g in groups.values()}
-    assert all(any(g.startswith(n) for n in names) for g in group_logs), group_logs
-    for _, slurm_id in submitted:
+    assert len(group_logs) == len(grouped) == planned.total(), (planned, group_logs)
+    made = Counter(next(g for g in planned if name.startswith(f"{g}_")) for name in group_logs)
+    assert made == planned, (made, planned)
+    for slurm_id in grouped:
         info = _scontrol_job(slurm_id, slurm_cluster["env"])
         assert (info["JobState"], info["ExitCode"]) == ("COMPLETED", "0:0"), info
-        assert int(info["NumCPUs"]) <= 2, info  # fits the 2-CPU runner
-    made = sorted(p.relative_to(results) for p in results.rglob("*.nii.gz"))
-    assert made
-    for rel in made:
-        a, b = nib.load(demo["results"] / rel), nib.load(results / rel)
-        assert np.array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj)), rel
+        assert int(info["NumCPUs"]) <= NODE_CPUS, info  # fits the runner's node

@@ -47,10 +47,16 @@ class ConfigError(ValueError):
     """The configuration does not match the schema."""
 
 
+#: PyYAML's safe loader, in C (libyaml) where PyYAML was built with it: the schema is read by
+#: every Snakemake process (a cluster job's too) and every stage, and the pure-Python loader
+#: took 0.09 s of the 3.2 s of the demo's dry run, twice (0.01 s with libyaml; same result).
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_schema() -> dict[str, Any]:
     """The config JSON Schema (``workflow/schemas/config.schema.yaml``) as a dict."""
     with open(SCHEMA_PATH) as fh:
-        return yaml.safe_load(fh)
+        return yaml.load(fh, Loader=SAFE_LOADER)
 
 
 def _fill_defaults(instance: Any, schema: Mapping[str, Any]) -> None:
