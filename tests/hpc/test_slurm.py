@@ -164,8 +164,9 @@ def _profile_groups() -> tuple[dict[str, str], dict[str, int]]:
     return profile.get("groups", {}), profile.get("group-components", {})
 
 
-#: CPUs of the CI runner, and of its one SLURM node: ``--cores`` caps a group job's threads
-#: (its members then run one after another), so that every submission fits the node.
+#: The CPUs of the CI runner, whose one SLURM node has as many (tests/hpc/slurm_ci.sh gives
+#: the node the machine's count): ``--cores`` caps a group job's threads (its members then run
+#: one after another), so that every submission fits the smallest node the tests run on.
 NODE_CPUS = 2
 
 
