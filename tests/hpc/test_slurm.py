@@ -206,6 +206,7 @@ def slurm_run(
         env=slurm_cluster["env"],
     )
     assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
+    dry_log = dry.stdout + dry.stderr
     t0 = time.monotonic()
     rc, log = run_in_group(
         cmd, base / "snakemake.log", timeout=SLURM_RUN_TIMEOUT, cwd=cwd, env=slurm_cluster["env"]
@@ -216,8 +217,8 @@ def slurm_run(
         work=work,
         rc=rc,
         log=log,
-        dry_log=dry.stdout + dry.stderr,
-        dry_run=parse_jobs(dry.stdout + dry.stderr),
+        dry_log=dry_log,
+        dry_run=parse_jobs(dry_log),
         seconds=time.monotonic() - t0,
     )
 
@@ -357,7 +358,10 @@ def test_grouped_jobs_share_slurm_submissions(slurm_run, slurm_cluster):
     grouped = [slurm_id for job_id, slurm_id in SUBMITTED.findall(log) if not _alone(job_id)]
     group_logs = re.findall(r"submitted with SLURM jobid \d+ \(log: .*/group_(\w+)/", log)
     assert len(group_logs) == len(grouped) == planned.total(), (planned, group_logs)
-    made = Counter(next(g for g in planned if name.startswith(f"{g}_")) for name in group_logs)
+    # a log folder of no planned group counts under its own name (and fails the comparison)
+    made = Counter(
+        next((g for g in planned if name.startswith(f"{g}_")), name) for name in group_logs
+    )
     assert made == planned, (made, planned)
     for slurm_id in grouped:
         info = _scontrol_job(slurm_id, slurm_cluster["env"])
