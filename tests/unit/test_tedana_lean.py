@@ -3,6 +3,7 @@ the same to the bit, what it discards is not written."""
 
 from __future__ import annotations
 
+import gc
 import json
 
 import nibabel as nib
@@ -142,3 +143,26 @@ def test_frozen_denoising_gives_tedanas_denoised_series_back(tmp_path):
     # linear: the denoising of a difference is the difference of the denoised series
     half = adapter.denoise_frozen(optcom / 2, mixing, table["classification"], inside)
     np.testing.assert_allclose(half[inside], got[inside] / 2, atol=1e-9 * scale)
+
+
+def test_tedanas_collections_leave_out_the_objects_alive_before_it(echoes, tmp_path, monkeypatch):
+    """nilearn collects garbage each time tedana reads an image; those collections run with
+    the caller's objects frozen (not walked), and the caller's collector is as it was after."""
+    assert gc.get_freeze_count() == 0
+    frozen_at_collection = []
+    collect = gc.collect
+
+    def counted(*args, **kwargs):
+        frozen_at_collection.append(gc.get_freeze_count())
+        return collect(*args, **kwargs)
+
+    monkeypatch.setattr(gc, "collect", counted)
+    opts = {"fittype": "loglin", "masktype": ["dropout"], "n_threads": 1}
+    adapter.run_t2smap(echoes, TES, tmp_path / "lean", **opts)
+    assert len(frozen_at_collection) >= 5  # nilearn's, inside tedana
+    assert frozen_at_collection[0] == 0  # the block's own collection, before the freeze
+    assert min(frozen_at_collection[1:]) > 0
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), adapter.frozen_heap():
+        raise RuntimeError
+    assert gc.get_freeze_count() == 0
