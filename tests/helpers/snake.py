@@ -2,18 +2,41 @@
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import json
+import locale
+import multiprocessing
 import os
 import re
 import shlex
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+
+#: What the process that forks every test's Snakemake imports once: Snakemake's command line
+#: and API, and the echoprep modules the Snakefile imports while it plans. A dry run in a fresh
+#: interpreter spends about half its CPU importing them (3.3 CPU-s for the demo's dry run, 1.4
+#: from the fork; measured on this project's 2-core machine). Not nibabel, nilearn or scipy:
+#: preloaded, they made each fork slower (2.7 CPU-s), and not matplotlib, whose config folder
+#: the Snakefile sets before anything imports it.
+FORK_PRELOAD = (
+    "snakemake.cli",
+    "snakemake.api",
+    "echoprep.config",
+    "echoprep.refusal",
+    "echoprep.io.bids",
+    "echoprep.plan",
+    "echoprep.preflight",
+)
+#: Set (to anything) to run every test's Snakemake in a fresh interpreter, as users do.
+NO_FORK = "ECHOPREP_TEST_NO_FORK"
+_forks: dict[str, object] = {}
 
 
 def snakemake(
@@ -25,16 +48,101 @@ def snakemake(
 ) -> subprocess.CompletedProcess:
     """``python -m snakemake -s ROOT/Snakefile ARGS --config K=V ...`` (text output captured).
     A dry run gets ``-p``: every job's block and command, which the tests read (a dry run
-    without it prints the job table only)."""
+    without it prints the job table only). Without ``env``, and while the test process's
+    environment is the one it started with, the run is forked from a process that has already
+    imported Snakemake (:func:`_forked`; ``ECHOPREP_TEST_NO_FORK=1``: a fresh interpreter
+    always); tests/workflow/test_snake_helper.py checks that both give the same output."""
     if "-n" in args and not {"-p", "--printshellcmds"} & set(args):
         args = (*args, "-p")
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), *args]
     if config:
         cmd += ["--config", *[f"{k}={v}" for k, v in config.items()]]
     full_env = {**os.environ, **(env or {})}
+    if env is None and _forkable():
+        return _forked(cmd, cwd or ROOT, full_env, timeout)
     return subprocess.run(
         cmd, cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout, env=full_env
     )
+
+
+def _forkable() -> bool:
+    """Whether :func:`snakemake` may fork its run from the preloaded process: not when asked
+    not to (:data:`NO_FORK`), and not once the test process's environment differs from the
+    one that process started with (modules it imported may have read it)."""
+    if os.environ.get(NO_FORK):
+        return False
+    started = _forks.get("environ")
+    return started is None or started == _environ()
+
+
+def _environ() -> dict[str, str]:
+    """The environment but the name of the running test, which pytest keeps in it."""
+    return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+
+
+def _forked(
+    cmd: list[str], cwd: Path, env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess:
+    """``cmd`` (``python -m snakemake ARGS``) run as :func:`subprocess.run` would, in a process
+    forked from one that has imported :data:`FORK_PRELOAD` (multiprocessing's forkserver,
+    started at the first call of this test process): the same working folder, environment,
+    arguments (``sys.argv``), exit status and captured text, without paying the imports again.
+    """
+    context = _forks.get("context")
+    if context is None:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(list(FORK_PRELOAD))
+        _forks.update(context=context, environ=_environ())
+    with tempfile.TemporaryDirectory(prefix="echoprep-snakemake-") as tmp:
+        out, err = Path(tmp, "stdout"), Path(tmp, "stderr")
+        child = context.Process(  # type: ignore[attr-defined]
+            target=_snakemake_main, args=(cmd[3:], str(cwd), env, str(out), str(err))
+        )
+        child.start()
+        child.join(timeout)
+        if child.is_alive():
+            child.kill()
+            child.join()
+            raise subprocess.TimeoutExpired(cmd, timeout, _text(out), _text(err))
+        return subprocess.CompletedProcess(cmd, child.exitcode, _text(out), _text(err))
+
+
+def _text(path: Path) -> str:
+    """A captured stream as ``subprocess.run(text=True)`` decodes it."""
+    if not path.exists():
+        return ""
+    return path.read_text(encoding=locale.getpreferredencoding(False))
+
+
+def _snakemake_main(args: list[str], cwd: str, env: dict[str, str], out: str, err: str) -> None:
+    """In the forked process: ``python -m snakemake ARGS`` from ``cwd`` with environment
+    ``env``, stdout and stderr written to the files ``out`` and ``err``, stdin empty; the
+    interpreter's exit handlers (logging's flush among them) run before it ends, as they do at
+    the end of a fresh interpreter."""
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    for fd, path, flags in (
+        (0, os.devnull, os.O_RDONLY),
+        (1, out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+        (2, err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+    ):
+        opened = os.open(path, flags, 0o644)
+        os.dup2(opened, fd)
+        os.close(opened)
+    sys.stdout = open(1, "w", closefd=False)
+    sys.stderr = open(2, "w", buffering=1, closefd=False)
+    import snakemake
+    from snakemake.cli import main
+
+    sys.argv = [str(Path(snakemake.__file__).with_name("__main__.py")), *args]
+    try:
+        main(args)
+    finally:
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            if stream is not None:
+                stream.flush()
 
 
 def dry_run(config: dict[str, object], *extra: str, cwd: Path | None = None) -> str:
