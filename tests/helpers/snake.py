@@ -15,6 +15,7 @@ import sys
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
+from multiprocessing import forkserver
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,10 +49,10 @@ def snakemake(
 ) -> subprocess.CompletedProcess:
     """``python -m snakemake -s ROOT/Snakefile ARGS --config K=V ...`` (text output captured).
     A dry run gets ``-p``: every job's block and command, which the tests read (a dry run
-    without it prints the job table only). Without ``env``, and while the test process's
-    environment is the one it started with, the run is forked from a process that has already
-    imported Snakemake (:func:`_forked`; ``ECHOPREP_TEST_NO_FORK=1``: a fresh interpreter
-    always); tests/workflow/test_snake_helper.py checks that both give the same output."""
+    without it prints the job table only). Without ``env``, the run is forked from a process
+    that has already imported Snakemake (:func:`_forked`; ``ECHOPREP_TEST_NO_FORK=1``: a fresh
+    interpreter always); tests/workflow/test_snake_helper.py checks that both give the same
+    output."""
     if "-n" in args and not {"-p", "--printshellcmds"} & set(args):
         args = (*args, "-p")
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), *args]
@@ -66,18 +67,32 @@ def snakemake(
 
 
 def _forkable() -> bool:
-    """Whether :func:`snakemake` may fork its run from the preloaded process: not when asked
-    not to (:data:`NO_FORK`), and not once the test process's environment differs from the
-    one that process started with (modules it imported may have read it)."""
-    if os.environ.get(NO_FORK):
-        return False
-    started = _forks.get("environ")
-    return started is None or started == _environ()
+    """Whether :func:`snakemake` may fork its run from the preloaded process: unless asked not
+    to (:data:`NO_FORK`) or this Python lacks the way to restart that process when the test
+    process's environment has changed (:func:`_fork_context`)."""
+    return not os.environ.get(NO_FORK) and hasattr(forkserver._forkserver, "_stop")
 
 
 def _environ() -> dict[str, str]:
     """The environment but the name of the running test, which pytest keeps in it."""
     return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+
+
+def _fork_context() -> multiprocessing.context.BaseContext:
+    """multiprocessing's forkserver context with :data:`FORK_PRELOAD`, its server started anew
+    (at the next fork) whenever the environment differs from the one it started with: modules
+    it imported may have read it (a test's ``monkeypatch.setenv``, a stage run in-process that
+    sets its libraries' thread counts)."""
+    environ = _environ()
+    context = _forks.get("context")
+    if context is None:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(list(FORK_PRELOAD))
+        _forks["context"] = context
+    elif _forks.get("environ") != environ:
+        forkserver._forkserver._stop()  # type: ignore[attr-defined]
+    _forks["environ"] = environ
+    return context  # type: ignore[return-value]
 
 
 def _forked(
@@ -88,11 +103,7 @@ def _forked(
     started at the first call of this test process): the same working folder, environment,
     arguments (``sys.argv``), exit status and captured text, without paying the imports again.
     """
-    context = _forks.get("context")
-    if context is None:
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(list(FORK_PRELOAD))
-        _forks.update(context=context, environ=_environ())
+    context = _fork_context()
     with tempfile.TemporaryDirectory(prefix="echoprep-snakemake-") as tmp:
         out, err = Path(tmp, "stdout"), Path(tmp, "stderr")
         child = context.Process(  # type: ignore[attr-defined]
