@@ -22,10 +22,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: What the process that forks every test's Snakemake imports once: Snakemake's command line
 #: and API, and the echoprep modules the Snakefile imports while it plans. A dry run in a fresh
-#: interpreter spends about half its CPU importing them (3.3 CPU-s for the demo's dry run, 1.4
-#: from the fork; measured on this project's 2-core machine). Not nibabel, nilearn or scipy:
-#: preloaded, they made each fork slower (2.7 CPU-s), and not matplotlib, whose config folder
-#: the Snakefile sets before anything imports it.
+#: interpreter spends about half its CPU importing them (the demo's dry run: 3.4-3.6 CPU-s in a
+#: fresh interpreter, 1.1-1.8 forked; this project's 2-core machine). Not nibabel, nilearn or
+#: scipy: preloaded too, they made each fork slower (2.5-3.0 CPU-s), and not matplotlib, whose
+#: config folder the Snakefile sets before anything imports it.
 FORK_PRELOAD = (
     "snakemake.cli",
     "snakemake.api",
