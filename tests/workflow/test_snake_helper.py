@@ -4,6 +4,7 @@ such a run is what a fresh interpreter (``python -m snakemake``, as users run it
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 
@@ -13,14 +14,25 @@ import helpers.snake as snake
 from helpers.bidstree import make_bids_tree
 from helpers.snake import job_counts, parse_jobs
 
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get(snake.NO_FORK)),
+    reason=f"{snake.NO_FORK} is set: every run starts a fresh interpreter, no fork to compare",
+)
+
 
 def _both(monkeypatch, *args, **kwargs):
-    forked = snake.snakemake(*args, **kwargs)
-    assert snake._forks.get("context") is not None  # the fork was used
+    """The same run forked (no fresh interpreter may start) and in a fresh interpreter."""
+    with monkeypatch.context() as m:
+        m.setattr(snake.subprocess, "run", _no_fresh_interpreter)
+        forked = snake.snakemake(*args, **kwargs)
     with monkeypatch.context() as m:
         m.setenv(snake.NO_FORK, "1")
         fresh = snake.snakemake(*args, **kwargs)
     return forked, fresh
+
+
+def _no_fresh_interpreter(*args, **kwargs):
+    raise AssertionError(f"a fresh interpreter was started for {args}")
 
 
 def _steady(text: str) -> str:
@@ -67,8 +79,7 @@ def test_a_refused_config_exits_and_explains_as_in_a_fresh_interpreter(tmp_path,
 def test_a_changed_environment_starts_the_forking_process_anew(monkeypatch):
     """Modules the forking process imported may have read its environment: once a test has
     changed the environment, the next run forks from a process started in the new one."""
-    from multiprocessing import forkserver
-
+    forkserver = snake.forkserver
     assert snake.snakemake("--version").returncode == 0
     server = forkserver._forkserver._forkserver_pid
     assert snake.snakemake("--version").returncode == 0
