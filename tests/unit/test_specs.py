@@ -23,7 +23,14 @@ from echoprep.plan import Plan, PlanError, RuleHooks, RuleSpec
 from echoprep.plan.chains import CHAIN_RULES
 from echoprep.plan.front import FAMILIES, rule_definitions
 from echoprep.plan.places import CATALOG_END, CATALOG_START, rule_catalog
-from echoprep.plan.rule import NO_JOBS, RuleDef, declared_outputs, sidecars_of, without_sidecars
+from echoprep.plan.rule import (
+    NO_JOBS,
+    RuleDef,
+    declared_outputs,
+    sidecars_of,
+    with_signature,
+    without_sidecars,
+)
 from helpers.bidstree import make_bids_tree, write_freesurfer_subject
 from helpers.plans import make_plan, plan_config
 from helpers.snake import ROOT, RULE_FILES, planned_outputs, wildcard_constraints
@@ -450,6 +457,67 @@ def test_every_job_gets_positive_resources_from_every_step_definition(scheduled)
             mem = max(d.memory(family, wc, 1) for d in steps if d.memory)
             assert chain.resources["mem_mb"](wc, 1) >= mem
     assert jobs > 100
+
+
+def test_snakemake_reads_no_signature_of_a_spec_function_when_it_calls_one(scheduled, monkeypatch):
+    """Every function of every spec (input function, inputs, params, resources, group) carries
+    its parameters where Snakemake looks first (``with_signature``), so planning a job reads
+    no signature; and Snakemake passes each the same arguments as without them."""
+    import inspect
+
+    from snakemake import common
+
+    functions = []
+    for plan, _rules in scheduled.values():
+        for spec in _specs(plan).values():
+            values = [spec.input_function, spec.group, *spec.input.values()]
+            values += [*spec.params.values(), *spec.resources.values()]
+            functions += [v for v in values if callable(v)]
+    assert len(functions) > 100
+    truth = {id(f): inspect.signature(f).parameters for f in functions}
+
+    def no_signature(*args, **kwargs):
+        raise AssertionError("Snakemake read a signature")
+
+    monkeypatch.setattr(inspect, "signature", no_signature)
+    offered = {"input": 1, "output": 2, "threads": 3, "attempt": 4, "rulename": 5}
+    for f in functions:
+        params = truth[id(f)]
+        assert list(common.get_function_params(f)) == list(params), f
+        takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
+        expected = {k: v for k, v in offered.items() if takes_any or k in params}
+        assert common.get_input_function_aux_params(f, offered) == expected, f
+
+
+def test_with_signature_wraps_a_bound_method_and_leaves_other_values():
+    from snakemake.common import get_function_params
+
+    class Family:
+        def rule(self, wildcards, input, attempt=1):
+            return (wildcards, input, attempt)
+
+    bound = Family().rule
+    wrapped = with_signature(bound)
+    assert wrapped is not bound and wrapped("wc", input="i") == ("wc", "i", 1)
+    assert list(get_function_params(wrapped)) == ["wildcards", "input", "attempt"]
+
+    def plain(wildcards):
+        return wildcards
+
+    assert with_signature(plain) is plain and list(get_function_params(plain)) == ["wildcards"]
+    assert with_signature("x/{subject}.nii.gz") == "x/{subject}.nii.gz"
+    assert with_signature(None) is None and with_signature(3) == 3
+
+
+def test_with_signature_leaves_a_function_as_it_is_without_snakemake(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "snakemake.common", None)
+
+    def rule(wildcards):
+        return wildcards
+
+    assert with_signature(rule) is rule and not hasattr(rule, "_overwrite_params")
 
 
 def test_every_command_of_the_rules_is_a_command_of_the_package():

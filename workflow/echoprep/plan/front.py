@@ -44,6 +44,8 @@ from echoprep.plan.rule import (
     env_file,
     sidecars_of,
     split_inputs,
+    with_signature,
+    with_signatures,
 )
 from echoprep.plan.sdc import sdc_summary
 from echoprep.plan.surfaces import Surfaces
@@ -264,14 +266,14 @@ class Plan:
         work = self.ctx.config["work_dir"]
         return RuleSpec(
             name=name,
-            input_function=input_function,
-            input=inputs,
+            input_function=with_signature(input_function),
+            input=with_signatures(inputs),
             output=declared_outputs(files.output),
-            params=params,
+            params=with_signatures(params),
             log=str(rule_logs.log_path(work, defn.log)),
             benchmark=None if defn.local else str(rule_logs.benchmark_path(work, defn.log)),
-            resources=resources,
-            group=group,
+            resources=with_signatures(resources),
+            group=with_signature(group),
             wildcard_constraints=dict(files.wildcard_constraints),
             conda=env_file(files.env or defn.env) if command else None,
             message=files.message or defn.message,
