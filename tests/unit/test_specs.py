@@ -489,7 +489,7 @@ def test_snakemake_reads_no_signature_of_a_spec_function_when_it_calls_one(sched
         assert common.get_input_function_aux_params(f, offered) == expected, f
 
 
-def test_with_signature_wraps_a_bound_method_and_leaves_other_values():
+def test_with_signature_keeps_a_bound_method_and_leaves_other_values():
     from snakemake.common import get_function_params
 
     class Family:
@@ -497,9 +497,13 @@ def test_with_signature_wraps_a_bound_method_and_leaves_other_values():
             return (wildcards, input, attempt)
 
     bound = Family().rule
-    wrapped = with_signature(bound)
-    assert wrapped is not bound and wrapped("wc", input="i") == ("wc", "i", 1)
-    assert list(get_function_params(wrapped)) == ["wildcards", "input", "attempt"]
+    assert with_signature(bound) == bound and bound("wc", input="i") == ("wc", "i", 1)
+    assert list(get_function_params(bound)) == ["wildcards", "input", "attempt"]
+    assert list(get_function_params(Family().rule)) == ["wildcards", "input", "attempt"]
+
+    wrapped = with_signature(len)  # a builtin takes no attribute: a function calling it
+    assert wrapped is not len and wrapped("abc") == 3
+    assert list(get_function_params(wrapped)) == ["obj"]
 
     def plain(wildcards):
         return wildcards

@@ -205,9 +205,9 @@ def _no_inputs(wc: Any) -> dict[str, Any]:
 
 
 def with_signature(value: Any) -> Any:
-    """``value`` with its parameters read once, for Snakemake: a function as it is (or, for a
-    bound method, which takes no attribute, a plain function calling it), its parameters
-    recorded where Snakemake looks for them first; anything else unchanged.
+    """``value`` with its parameters read once, for Snakemake: the same function (or bound
+    method), its parameters recorded where Snakemake looks for them first; anything else
+    unchanged.
 
     Before every call of an input, params, resources or group function Snakemake reads the
     function's parameters (which of ``input``, ``threads``, ``attempt``... to pass), twice,
@@ -224,7 +224,8 @@ def with_signature(value: Any) -> Any:
     Returns
     -------
     Any
-        ``value``, or for a bound method a function that calls it; called as ``value`` is.
+        ``value`` itself; only a callable that takes no attribute and is not a bound method
+        (a builtin) comes back as a function that calls it.
     """
     if not callable(value) or isinstance(value, type):
         return value
@@ -235,8 +236,13 @@ def with_signature(value: Any) -> Any:
         return value
 
     params = inspect.signature(value).parameters
+    if inspect.ismethod(value):
+        # a bound method takes no attribute but reads its function's; every method bound to
+        # it has these parameters (its own, without self)
+        overwrite_function_params(value.__func__, params)
+        return value
     target = value
-    if inspect.ismethod(value) or not hasattr(value, "__dict__"):
+    if not hasattr(value, "__dict__"):
 
         @functools.wraps(value)
         def target(*args: Any, **kwargs: Any) -> Any:
