@@ -7,14 +7,17 @@ every config and each has jobs under some config."""
 from __future__ import annotations
 
 import ast
+import inspect
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
 import pytest
+from snakemake import common
 from snakemake.io import apply_wildcards, regex_from_filepattern, update_wildcard_constraints
 from snakemake.iocontainers import Wildcards
 
@@ -463,10 +466,6 @@ def test_snakemake_reads_no_signature_of_a_spec_function_when_it_calls_one(sched
     """Every function of every spec (input function, inputs, params, resources, group) carries
     its parameters where Snakemake looks first (``with_signature``), so planning a job reads
     no signature; and Snakemake passes each the same arguments as without them."""
-    import inspect
-
-    from snakemake import common
-
     functions = []
     for plan, _rules in scheduled.values():
         for spec in _specs(plan).values():
@@ -474,15 +473,14 @@ def test_snakemake_reads_no_signature_of_a_spec_function_when_it_calls_one(sched
             values += [*spec.params.values(), *spec.resources.values()]
             functions += [v for v in values if callable(v)]
     assert len(functions) > 100
-    truth = {id(f): inspect.signature(f).parameters for f in functions}
+    truth = [inspect.signature(f).parameters for f in functions]
 
     def no_signature(*args, **kwargs):
         raise AssertionError("Snakemake read a signature")
 
     monkeypatch.setattr(inspect, "signature", no_signature)
     offered = {"input": 1, "output": 2, "threads": 3, "attempt": 4, "rulename": 5}
-    for f in functions:
-        params = truth[id(f)]
+    for f, params in zip(functions, truth, strict=True):
         assert list(common.get_function_params(f)) == list(params), f
         takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
         expected = {k: v for k, v in offered.items() if takes_any or k in params}
@@ -490,7 +488,7 @@ def test_snakemake_reads_no_signature_of_a_spec_function_when_it_calls_one(sched
 
 
 def test_with_signature_keeps_a_bound_method_and_leaves_other_values():
-    from snakemake.common import get_function_params
+    get_function_params = common.get_function_params
 
     class Family:
         def rule(self, wildcards, input, attempt=1):
@@ -514,8 +512,6 @@ def test_with_signature_keeps_a_bound_method_and_leaves_other_values():
 
 
 def test_with_signature_leaves_a_function_as_it_is_without_snakemake(monkeypatch):
-    import sys
-
     monkeypatch.setitem(sys.modules, "snakemake.common", None)
 
     def rule(wildcards):
