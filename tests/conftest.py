@@ -14,8 +14,10 @@ the work units so that the longest start first.
 """
 
 import inspect
+import os
 import pickle
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -62,6 +64,29 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
                 raise
             record.write_bytes(pickle.dumps(run))
     return pickle.loads(record.read_bytes())
+
+
+#: Variables that stages set for their own process (``set_itk_threads``; ``python -m echoprep
+#: --threads N``) and that a test calling a stage in-process would otherwise leave to the tests
+#: after it in the same worker, and to every subprocess they start.
+THREAD_VARIABLES = (
+    "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS",
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+)
+
+
+@pytest.fixture(autouse=True)
+def _thread_variables_restored() -> Iterator[None]:
+    """Give back :data:`THREAD_VARIABLES` as each test found them (set, changed or removed)."""
+    before = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    yield
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def _defined_in_tests(func: object) -> bool:

@@ -25,6 +25,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from echoprep.io.events import MIN_RESPONSE_S
 from echoprep.io.paths import bids_path, sidecar_path
 
 #: Voxel size (mm) of the functional images, as in LAION-fMRI.
@@ -189,15 +190,17 @@ def write_nifti(
 
 
 def _events_rows(run_index: int, duration_s: float) -> list[tuple[float, float, str, str]]:
-    """3-s trials; every 4th trial blank; images repeat across runs (old after run 1)."""
+    """3-s trials; every 4th trial blank; images repeat across runs (old after run 1). The last
+    trial starts early enough for the GLM to model it (``MIN_RESPONSE_S`` of data after its
+    onset's volume, with 2 s to spare for the volume grid), as in a real run's design."""
     rows = []
-    n_trials = max(1, int(duration_s // TRIAL_S))
+    n_trials = max(1, int((duration_s - MIN_RESPONSE_S - 2.0) // TRIAL_S) + 1)
     for i in range(n_trials):
         onset = i * TRIAL_S
         if i % 4 == 3:
             rows.append((onset, 2.5, "blank", "n/a"))
             continue
-        image = (i + run_index) % 6
+        image = (i + run_index) % 5  # 5 images over 5 trials a run: shown 1-3 times a session
         trial_type = "new" if run_index == 0 else "old"
         rows.append((onset, 2.5, trial_type, f"img{image:04d}.jpg"))
     return rows

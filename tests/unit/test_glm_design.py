@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from echoprep.io.events import (
+    MIN_RESPONSE_S,
     build_session_design,
     read_events,
     read_events_columns,
@@ -33,7 +34,7 @@ def test_design_on_the_grid_with_blanks_left_out(tmp_path: Path) -> None:
     )
     b = _events(tmp_path / "run-2_events.tsv", [(1, 2.5, "old", "img1"), (3, 2.5, "new", "img3")])
     d = build_session_design(
-        [a, b], [10, 8], 1.0, exclude_trial_types=BLANKS, run_labels=["01", "02"]
+        [a, b], [12, 10], 1.0, exclude_trial_types=BLANKS, run_labels=["01", "02"]
     )
     assert d.conditions == ["img1", "img2", "img3"]
     assert d.label_column == "stim_name" and d.excluded == 1
@@ -41,7 +42,7 @@ def test_design_on_the_grid_with_blanks_left_out(tmp_path: Path) -> None:
     assert d.trials["label"].tolist() == ["img1", "img2", "img1", "img3"]
     assert d.trials["beta_index"].tolist() == [0, 1, 2, 3]
     assert d.trials["run_label"].tolist() == ["01", "01", "02", "02"]
-    assert [x.shape for x in d.designs] == [(10, 3), (8, 3)]
+    assert [x.shape for x in d.designs] == [(12, 3), (10, 3)]
     assert np.argwhere(d.designs[0]).tolist() == [[2, 0], [4, 1]]
     assert np.argwhere(d.designs[1]).tolist() == [[1, 0], [3, 2]]
     assert d.max_rounding_error == 0 and d.stimulus_duration == 2.5
@@ -52,7 +53,7 @@ def test_numeric_labels_stay_the_files_text_in_every_run(tmp_path: Path) -> None
     # blank (n/a makes the column float) and 7/12 in a run without, two conditions per image
     a = _events(tmp_path / "a.tsv", [(0, 1, "new", "007"), (2, 1, "blank", "n/a")])
     b = _events(tmp_path / "b.tsv", [(0, 1, "old", "007"), (2, 1, "new", "12")])
-    d = build_session_design([a, b], [5, 5], 1.0, exclude_trial_types=BLANKS)
+    d = build_session_design([a, b], [8, 8], 1.0, exclude_trial_types=BLANKS)
     assert d.conditions == ["007", "12"]
     assert d.trials["condition"].tolist() == [0, 0, 1]
     assert stimulus_counts([a, b], label_column=None, blank_trial_types=BLANKS) == {
@@ -109,13 +110,38 @@ def test_off_grid_onsets_round_within_half_a_tr_and_record_the_error(tmp_path: P
         build_session_design([a], [20], 1.9, exclude_trial_types=BLANKS, onset_tolerance=0.1)
 
 
+def test_trials_without_their_response_in_the_run_are_left_out(tmp_path: Path) -> None:
+    # run 2 stopped after 12 volumes (0-11 s at TR 1 s) of the 20 its events were written for:
+    # a trial needs MIN_RESPONSE_S (5 s) of data from its volume to the last; the trials at 6.6
+    # s (4 s of data) and 13 s (none), and the blank at 15 s, are left out, nothing else changes
+    assert MIN_RESPONSE_S == 5.0
+    a = _events(tmp_path / "a.tsv", [(1, 1, "new", "img1"), (3, 1, "new", "img2")])
+    b = _events(
+        tmp_path / "b.tsv",
+        [
+            (0, 1, "old", "img1"),
+            (5.6, 1, "new", "img3"),  # volume 6: 5 s of data after it, kept
+            (6.6, 1, "old", "img2"),  # volume 7: 4 s
+            (13, 1, "new", "img4"),  # after the last volume
+            (15, 1, "blank", "n/a"),
+        ],
+    )
+    d = build_session_design([a, b], [20, 12], 1.0, exclude_trial_types=BLANKS)
+    assert d.late == 2 and d.early == 0 and d.excluded == 3  # 2 late + 1 blank
+    assert d.trials["label"].tolist() == ["img1", "img2", "img1", "img3"]
+    assert d.trials["onset_volume"].tolist() == [1, 3, 0, 6]
+    assert d.conditions == ["img1", "img2", "img3"]  # img4 was shown only after the end
+    assert np.argwhere(d.designs[1]).tolist() == [[0, 0], [6, 2]]
+    assert d.max_rounding_error == pytest.approx(0.4)  # of the modelled trials only
+
+
 def test_label_column_falls_back_to_trial_type_and_can_be_chosen(tmp_path: Path) -> None:
     a = _events(
         tmp_path / "a.tsv",
         [(0, 1, "face"), (2, 1, "house")],
         header=("onset", "duration", "trial_type"),
     )
-    d = build_session_design([a], [5], 1.0, exclude_trial_types=())
+    d = build_session_design([a], [8], 1.0, exclude_trial_types=())
     assert d.label_column == "trial_type" and d.conditions == ["face", "house"]
     with pytest.raises(StageInputError, match=r"expected the condition column 'stim'"):
         build_session_design([a], [5], 1.0, label_column="stim", exclude_trial_types=BLANKS)
@@ -126,10 +152,15 @@ def test_label_column_falls_back_to_trial_type_and_can_be_chosen(tmp_path: Path)
     [
         (
             [(0, 1, "new", "a"), (0.4, 1, "new", "b")],
-            5,
+            8,
             r"at most one trial per volume; found onsets 0, 0.4 s",
         ),
-        ([(9, 1, "new", "a")], 5, r"expected onsets within the run \(0 to 4 s, 5 volumes\)"),
+        (
+            [(9, 1, "new", "a")],
+            5,
+            r"expected at least one trial to model; found none after .* trials before the first "
+            r"volume or less than 5 s before the last \(5 volumes x 1 s\)",
+        ),
         ([(1, 1, "blank", "n/a")], 5, r"expected at least one trial to model"),
         ([("x", 1, "new", "a")], 5, r"expected numeric onsets in seconds; found 'x' on line 2"),
     ],

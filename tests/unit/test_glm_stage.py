@@ -16,7 +16,7 @@ import pytest
 
 from echoprep.adapters import glmsingle as glm_upstream
 from echoprep.io.bids_uri import raw_root
-from echoprep.io.events import read_trials
+from echoprep.io.events import MIN_RESPONSE_S, read_trials
 from echoprep.io.images import StageInputError, float_image
 from echoprep.io.outputs import paths_in
 from echoprep.options import OptionsError, option_names, options_dict, section_defaults
@@ -291,15 +291,37 @@ def test_type_b_reference_betas(tiny, tmp_path: Path) -> None:
     assert np.median(r) > 0.12
 
 
-def test_design_data_length_mismatch_names_run_and_both_lengths(tiny, tmp_path: Path) -> None:
+def test_a_run_stopped_early_is_fitted_without_its_late_trials(
+    tiny, tmp_path: Path, caplog
+) -> None:
+    """Run 2 cut to 40 of its 90 volumes (legal: a scan stopped before its events ended): the
+    GLM fits it, its trials with less than MIN_RESPONSE_S of data after their onset are left
+    out of the design and the trial table, the betas of the trials kept are of the session's
+    usual size, and the job's log names the run, both files and both lengths."""
     bold, events = _inputs(tiny)
     short = _copy_run(bold[1], tmp_path / "short.nii.gz", lambda d: d[..., :40])
-    with pytest.raises(StageInputError) as err:
-        run_glm([bold[0], short], events, _outputs(tmp_path), run_labels=["01", "02"])
-    msg = str(err.value)
-    assert "run 02: design/data length mismatch" in msg
-    assert str(events[1]) in msg and str(short) in msg
-    assert "40 volumes x 1.9 s = 76 s" in msg and "needs at least" in msg
+    blanks = section_defaults("glm")["blank_trial_types"]
+    onsets = [
+        t.loc[~t["trial_type"].isin(blanks), "onset"].to_numpy()
+        for t in (pd.read_csv(e, sep="\t") for e in events)
+    ]
+    after = (40 - 1 - np.floor(onsets[1] / 1.9 + 0.5)) * 1.9  # data after each onset, s
+    kept_run2 = int((after >= MIN_RESPONSE_S).sum())
+    assert 0 < kept_run2 < len(onsets[1])
+    with caplog.at_level("WARNING"):
+        out = run_glm([bold[0], short], events, _outputs(tmp_path), run_labels=["01", "02"])
+    trials = read_trials(out["trials"])
+    assert (trials["run"].astype(str) == "01").sum() == len(onsets[0])
+    assert (trials["run"].astype(str) == "02").sum() == kept_run2
+    betas = nib.load(out["betas"]).get_fdata()
+    assert betas.shape[3] == len(trials)
+    size = np.abs(betas).reshape(-1, betas.shape[3]).max(0)  # each trial's largest |beta|
+    # measured: 1.3e3-2.7e3 for every kept trial; 4.7e5 and 1.6e8 for the two trials 3.8 s and
+    # 1.9 s before the end when they were fitted
+    assert size.max() < 10 * np.median(size)
+    msg = caplog.text
+    assert "run 02:" in msg and str(events[1]) in msg and str(short) in msg
+    assert "40 volumes x 1.9 s = 76 s" in msg and "left out of the design" in msg
 
 
 def test_overlapping_onsets_are_refused(tiny, tmp_path: Path) -> None:

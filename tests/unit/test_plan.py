@@ -408,7 +408,7 @@ def test_a_run_without_trials_is_preprocessed_but_left_out_of_its_sessions_glm(t
         "onset\tduration\ttrial_type\tstim_name\n0.0\t2.5\tblank\tn/a\n3.0\t2.5\tblank\tn/a\n"
     )
     plan = _plan(root, tmp_path)
-    assert [r.n_trials for r in plan.dataset.runs] == [6, 0]
+    assert [r.n_trials for r in plan.dataset.runs] == [5, 0]  # 6 events, the 4th a blank
     assert plan.dataset.label_column == "stim_name"
     session = SimpleNamespace(
         ses_prefix="sub-01_ses-01_task-images", nordic="raw", combine="optcom"

@@ -359,7 +359,7 @@ def _inf_onset(root: Path) -> None:
 
 def _events_and_bold_problems_together(root: Path) -> None:
     _tr_missing(root)
-    _onset_past_end(root)
+    _inf_onset(root)
     _stim_name_missing_in_one_run(root)
 
 
@@ -373,6 +373,16 @@ CASES: dict[str, Case] = {
     "unequal_run_lengths": Case(_unequal_run_lengths, True),
     "extra_folders": Case(_extra_folders, True),
     "inherited_repetition_time": Case(_inherited_repetition_time, True),
+    "onset_past_run_end": Case(
+        _onset_past_end,
+        True,
+        (
+            "1 trial(s) start after the last volume of sub-01 ses-02 task-images run-01 or "
+            "less than 5 s before it (12 volumes x 1.9 s",
+            "the GLM leaves them out",
+            "'exclude_runs=[sub-01_ses-02_task-images_run-01]'",
+        ),
+    ),
     "negative_onset_new": Case(
         _negative_onset, True, ("1 trial(s) start before the first volume",)
     ),
@@ -408,9 +418,6 @@ CASES: dict[str, Case] = {
         False,
         ("found 'n/a' on line 3", "found an empty file", "no magnitude image for echo-3"),
         3,
-    ),
-    "onset_past_run_end_new": Case(
-        _onset_past_end, False, ("found onset 30 s on line 9 (1 event(s) after the last",), 1
     ),
     "comma_separated_events": Case(_comma_separated_events, False, ("tabs, not commas",), 1),
     "missing_events": Case(
@@ -466,7 +473,7 @@ CASES: dict[str, Case] = {
     "events_and_bold_problems_together_new": Case(
         _events_and_bold_problems_together,
         False,
-        ("RepetitionTime", "found onset 30 s", "as in 3 of the 4 runs"),
+        ("RepetitionTime", "found 'inf' on line 2", "stim_name values naming each trial's"),
         None,
     ),
 }

@@ -2,13 +2,13 @@
 
 The GLM of a session runs after the whole per-run chain (hours per LAION-fMRI session), so what
 would stop it is found when the workflow is planned, in the same problem list as every other
-input problem: unreadable or ragged files, onsets that are not numbers, events after the end of
-their run, onsets off the volume grid or two trials on one volume (the rules of
-:func:`echoprep.io.events.run_trials`, shared with the GLM's design), a session without a single
-trial to model, and the condition column, chosen once for the dataset (docs/your-data.md).
-Legal but unusual events are warnings: trials before the first volume (negative onsets; left
-out of the design) and runs without a trial to model (preprocessed, left out of their
-session's GLM).
+input problem: unreadable or ragged files, onsets that are not numbers, onsets off the volume
+grid or two trials on one volume (the rules of :func:`echoprep.io.events.run_trials`, shared
+with the GLM's design), a session without a single trial to model, and the condition column,
+chosen once for the dataset (docs/your-data.md). Legal but unusual events are warnings: trials
+before the first volume (negative onsets) or too close to the run's end for their response (a
+run stopped before its events ended; ``MIN_RESPONSE_S``), both left out of the design, and runs
+without a trial to model (preprocessed, left out of their session's GLM).
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from echoprep.io.bids_checks import ProblemLog, fmt_list, fmt_seconds
 from echoprep.io.bids_run_checks import RunScan
 from echoprep.io.events import (
     DEFAULT_LABEL_COLUMNS,
+    MIN_RESPONSE_S,
     bad_seconds_problem,
     run_trials,
     seconds_column,
@@ -199,23 +198,6 @@ def check_trials(
         columns = scan.event_columns
         onsets = scan.event_onsets
         n = len(onsets)
-        late = onsets >= (n_vol - 0.5) * tr
-        if late.any():
-            i = int(np.flatnonzero(late)[0])
-            dropped = (
-                f"; nordic.noise_volumes = {rules.dropped_volumes} trailing volumes are dropped"
-                if rules.dropped_volumes
-                else ""
-            ) + ("; resampled in time to spatial.tr_out" if rules.series_tr else "")
-            log.add(
-                scan.events,
-                f"events within {scan.title}: {n_vol} volumes x {fmt_seconds(tr)} s (the last "
-                f"volume at {(n_vol - 1) * tr:g} s{dropped})",
-                f"onset {onsets[i]:g} s on line {i + 2} ({int(late.sum())} event(s) after the "
-                "last volume)",
-                "pair each run's events file with its own BOLD series (from its first volume), "
-                "and remove events after the run's end",
-            )
         if column is None:
             continue
         found = run_trials(
@@ -228,9 +210,8 @@ def check_trials(
             tolerance=rules.onset_tolerance,
         )
         for expected, what, fix in found.problems:
-            if not (late.any() and expected.startswith("onsets within the run")):
-                log.add(scan.events, expected, what, fix)
-        if found.problems or late.any():
+            log.add(scan.events, expected, what, fix)
+        if found.problems:
             continue
         scan.n_trials = int(found.rows.size)
         name = log.rel(scan.events)
@@ -239,13 +220,28 @@ def check_trials(
                 f"{name}: {found.early} trial(s) start before the first volume (negative onsets, "
                 "allowed by BIDS); the GLM leaves them out"
             )
+        if found.late:
+            dropped = (
+                f", less nordic.noise_volumes = {rules.dropped_volumes} trailing volumes"
+                if rules.dropped_volumes
+                else ""
+            ) + (", resampled in time to spatial.tr_out" if rules.series_tr else "")
+            warnings.append(
+                f"{name}: {found.late} trial(s) start after the last volume of {scan.title} "
+                f"or less than {MIN_RESPONSE_S:g} s before it ({n_vol} volumes x "
+                f"{fmt_seconds(tr)} s{dropped}; the last at {(n_vol - 1) * tr:g} s): too little "
+                "of their response is in the run (a run stopped before its events ended?); the "
+                "GLM leaves them out. If this events file belongs to another run, pair each run "
+                "with its own events, or leave the run out with --config "
+                f"'exclude_runs=[{scan.title.replace(' ', '_')}]'"
+            )
         if not found.rows.size:
             blanks = fmt_list(rules.blank_trial_types) or "none"
             why = (
                 "no events"
                 if not n
                 else f"every event is a blank trial type ({blanks}), has no {column} or starts "
-                "before the first volume"
+                f"before the first volume or less than {MIN_RESPONSE_S:g} s before the last"
             )
             warnings.append(
                 f"{name}: no trial to model ({why}); {scan.title} is preprocessed but left out "

@@ -195,7 +195,8 @@ def fit_glmsingle(
     short = np.flatnonzero(td.endbuffers < MIN_END_BUFFER_S)
     if short.size:
         warnings.warn(
-            f"runs {short.tolist()} have less than {MIN_END_BUFFER_S:g} s of data after their "
+            f"runs {(short + 1).tolist()} (1-based, in the session's order) have less than "
+            f"{MIN_END_BUFFER_S:g} s of data after their "
             f"last onset ({td.endbuffers[short].round(1).tolist()} s); those trials' responses "
             "are cut off",
             stacklevel=2,

@@ -10,7 +10,6 @@ another tool's mask) is left out with a warning; NaN/Inf follow ``glm.nan_policy
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from echoprep.io.events import read_events
+from echoprep.io.events import MIN_RESPONSE_S, read_events
 from echoprep.io.images import (
     StageInputError,
     check_same_grid,
@@ -242,26 +241,31 @@ def check_events_span(
     run_labels: Sequence[str],
     bold_files: Sequence[str | Path],
 ) -> None:
-    """Refuse events that do not fit their run's series (design/data length mismatch).
-
-    Raises
-    ------
-    StageInputError
-        Naming the run, the events file, the BOLD file and both lengths.
-    """
+    """Log a warning per run with events after the end of its series or less than
+    :data:`~echoprep.io.events.MIN_RESPONSE_S` before it (a run stopped before its events ended;
+    legal in BIDS), naming the run, the events file, the BOLD file and both
+    lengths: the design leaves the trials among them out (:func:`echoprep.io.events.run_trials`),
+    and the plan warned of them too."""
     for ev, nvol, label, bold in zip(events_files, n_volumes, run_labels, bold_files, strict=True):
         onsets = read_events(ev)["onset"].to_numpy()
-        if not onsets.size:
-            continue
-        last = float(onsets.max())
         length = nvol * tr
-        if last >= length - tr / 2:
-            raise StageInputError(
-                f"run {label}: design/data length mismatch: {ev} has an onset at {last:g} s, but "
-                f"the BOLD series {bold} has {nvol} volumes x {tr:g} s = {length:g} s (the "
-                f"design needs at least {math.floor(last / tr + 0.5) + 1} volumes). Fix: pair "
-                "each run's events file with its own series, and do not drop volumes that "
-                "trials fall into."
+        after = (nvol - 1 - np.floor(onsets / tr + 0.5)) * tr
+        late = int((after < MIN_RESPONSE_S - 1e-9).sum())
+        if late:
+            log.warning(
+                "run %s: %s has %d event(s) after the end of the BOLD series %s or less than %g s "
+                "before it (%d volumes x %g s = %g s; the last onset at %g s): the trials among "
+                "them are left out of the design. If the events file belongs to another run, "
+                "pair each run with its own events.",
+                label,
+                ev,
+                late,
+                bold,
+                MIN_RESPONSE_S,
+                nvol,
+                tr,
+                length,
+                float(onsets.max()),
             )
 
 
@@ -331,8 +335,8 @@ def read_session(
     Raises
     ------
     StageInputError
-        Not one events file per run; the refusals of :func:`load_session` and
-        :func:`check_events_span`.
+        Not one events file per run; the refusals of :func:`load_session` (events after the
+        end of a run are left out with a warning, :func:`check_events_span`).
     """
     bold = [Path(f) for f in bold_files]
     events = [Path(f) for f in events_files]
