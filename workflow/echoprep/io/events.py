@@ -36,6 +36,12 @@ DEFAULT_LABEL_COLUMNS = ("stim_name", "trial_type")
 MIN_RESPONSE_S = 5.0
 
 
+def too_late(volumes: np.ndarray, n_volumes: int, tr: float) -> np.ndarray:
+    """``(N,)`` bool: onsets at these volumes (0-based, ``(N,)``) leave less than
+    :data:`MIN_RESPONSE_S` of a run of ``n_volumes`` volumes, ``tr`` s apart, after them."""
+    return (n_volumes - 1 - np.asarray(volumes)) * tr < MIN_RESPONSE_S - 1e-9
+
+
 class EventsFileError(StageInputError):
     """An events file that cannot be read as a BIDS events table; ``expected``, ``found`` and
     ``fix`` are the parts of the message (plan-time discovery lists them with its problems)."""
@@ -386,7 +392,7 @@ def run_trials(
     idx = np.flatnonzero(modelled)
     vol = np.floor(onsets[idx] / tr + 0.5).astype(int)
     early = vol < 0
-    late = (n_volumes - 1 - vol) * tr < MIN_RESPONSE_S - 1e-9
+    late = too_late(vol, n_volumes, tr)
     inside = ~early & ~late
     idx, vol = idx[inside], vol[inside]
     err = np.abs(onsets[idx] - vol * tr)
@@ -624,4 +630,5 @@ __all__ = [
     "run_trials",
     "seconds_column",
     "stimulus_counts",
+    "too_late",
 ]

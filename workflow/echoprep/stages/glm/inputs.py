@@ -18,7 +18,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from echoprep.io.events import MIN_RESPONSE_S, read_events
+from echoprep.io.events import MIN_RESPONSE_S, read_events, too_late
 from echoprep.io.images import (
     StageInputError,
     check_same_grid,
@@ -249,8 +249,7 @@ def check_events_span(
     for ev, nvol, label, bold in zip(events_files, n_volumes, run_labels, bold_files, strict=True):
         onsets = read_events(ev)["onset"].to_numpy()
         length = nvol * tr
-        after = (nvol - 1 - np.floor(onsets / tr + 0.5)) * tr
-        late = int((after < MIN_RESPONSE_S - 1e-9).sum())
+        late = int(too_late(np.floor(onsets / tr + 0.5), nvol, tr).sum())
         if late:
             log.warning(
                 "run %s: %s has %d event(s) after the end of the BOLD series %s or less than %g s "
