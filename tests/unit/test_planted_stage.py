@@ -268,6 +268,53 @@ def test_a_runs_offset_in_the_reference_betas_does_not_enter_the_design(tmp_path
         np.testing.assert_allclose(moved[key], plain[key], atol=1e-4)
 
 
+def test_voxels_whose_betas_are_no_bold_response_are_left_out_of_the_planting(tmp_path, caplog):
+    """A trial beta of 4.8e10 % (a trial at a stopped run's last volume, a run whose baseline
+    is near 0 in the voxel) made the planted echoes overflow: such voxels are left out of the
+    design, with a warning and a count in the sidecar, and every other voxel is planted as
+    before. The same for a voxel whose mean in the other session is beyond the bound."""
+    from echoprep.stages.comparison.planted_design import make_design, read_design
+
+    inputs = _design_inputs(tmp_path, 12)
+    p = inputs["paths"]
+    fits = ([p["hrf0"]], [p["mask0"]], p["brain"], p["roi"])
+    make_design(p["reference"], p["trials"], *fits, tmp_path / "plain.npz", **DESIGN_KW)
+    img = nib.load(p["reference"])
+    betas = np.asarray(img.dataobj, np.float32)
+    betas[2, 2, 1, 5] = 4.8e10  # an ROI voxel, one trial
+    betas[4, 0, 0, 20] = -150.0  # beyond the bound, in a half-B presentation
+    bad = tmp_path / "bad.nii.gz"
+    nib.save(nib.Nifti1Image(betas, img.affine), bad)
+    with caplog.at_level("WARNING"):
+        make_design(bad, p["trials"], *fits, tmp_path / "bad.npz", **DESIGN_KW)
+    assert "bad.nii.gz: 2 of 75 voxels have an image mean beyond 100 % signal change" in (
+        caplog.text
+    )
+    plain, got = read_design(tmp_path / "plain.npz"), read_design(tmp_path / "bad.npz")
+    gone = {(2, 2, 1), (4, 0, 0)}
+    assert {tuple(v) for v in got["voxels"]} == {tuple(v) for v in plain["voxels"]} - gone
+    kept = np.array([tuple(v) not in gone for v in plain["voxels"]])
+    for key in ("planted", "truth", "hrf", "roi"):
+        np.testing.assert_allclose(got[key], plain[key][kept], atol=1e-5)
+    assert json.loads((tmp_path / "bad.json").read_text())["VoxelsBeyondResponseBound"] == 2
+    assert np.abs(got["planted"]).max() <= 100 and np.abs(got["truth"]).max() <= 100
+    # a voxel whose mean over the other session is beyond the bound
+    shared = [f"img{i:02d}" for i in range(10)]
+    other = _other_session(tmp_path, shared)
+    oimg = nib.load(other["betas"])
+    odata = np.asarray(oimg.dataobj, np.float32)
+    odata[3, 3, 2, :] += 500.0 * (np.arange(odata.shape[3]) % 2)  # alternate trials: +500 %
+    nib.save(nib.Nifti1Image(odata, oimg.affine), other["betas"])
+    args = (p["reference"], p["trials"], *fits)
+    with caplog.at_level("WARNING"):
+        d = _design_from(args, tmp_path / "other.npz", other)
+    assert str(d["source"]) == "other_sessions"
+    assert (3, 3, 2) not in {tuple(v) for v in d["voxels"]}
+    assert "1 voxels have a mean over the other sessions beyond 100 % signal change" in caplog.text
+    side = json.loads((tmp_path / "other.json").read_text())["ResponseSource"]
+    assert side["VoxelsBeyondResponseBoundElsewhere"] == 1
+
+
 def test_a_session_without_enough_repeats_plants_nothing_and_does_not_fail(tmp_path, caplog):
     from echoprep.stages.comparison.planted_design import make_design, read_design
 

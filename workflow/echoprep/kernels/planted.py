@@ -38,6 +38,12 @@ from echoprep.kernels.glm.hrf import FINE_DT, convolve_boxcar, library_curves
 
 #: Smallest and largest planting amplitude (a multiple of the half-A image means).
 AMPLITUDE_RANGE = (0.1, 1.0)
+#: Largest image mean, in absolute % signal change, of a voxel that receives a planted
+#: response. A mean beyond the voxel's whole signal is no BOLD response: it comes from a run
+#: whose baseline is near 0 in the voxel (the edge of a slab's coverage, a dropout) or from a
+#: trial with almost none of its response in the run, and planted it would scale the echoes
+#: by ``exp`` of tens (docs/comparison.md, "Voxels left out of the planting").
+MAX_RESPONSE_PERCENT = 100.0
 
 
 def presentation_numbers(labels: Sequence | np.ndarray) -> np.ndarray:
@@ -240,6 +246,31 @@ def image_sums(
     sums = np.zeros((centred.shape[0], n_images))
     np.add.at(sums.T, where[hit], centred[:, hit].T)
     return sums, np.bincount(where[hit], minlength=n_images)
+
+
+def plausible_voxels(*means: np.ndarray, bound: float = MAX_RESPONSE_PERCENT) -> np.ndarray:
+    """``(V,)`` bool: voxels whose image means are all finite and within ``bound``.
+
+    Parameters
+    ----------
+    *means
+        ``(V, I)`` image means (% signal change), e.g. half A and half B; every array must
+        pass.
+    bound
+        Largest absolute mean, % signal change (default :data:`MAX_RESPONSE_PERCENT`).
+
+    Returns
+    -------
+    ``(V,)`` bool, True where the voxel can be planted and scored.
+    """
+    if not means:
+        raise ValueError("plausible_voxels needs at least one (V, I) array")
+    ok = np.ones(np.shape(means[0])[0], bool)
+    for m in means:
+        m = np.asarray(m, np.float64)
+        with np.errstate(invalid="ignore"):
+            ok &= (np.isfinite(m) & (np.abs(m) <= bound)).all(axis=1)
+    return ok
 
 
 def planting_amplitude(half_a: np.ndarray, half_b: np.ndarray) -> float:

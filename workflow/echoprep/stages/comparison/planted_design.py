@@ -35,11 +35,13 @@ from echoprep.io.images import (
 from echoprep.io.paths import sidecar_path
 from echoprep.io.sidecars import write_sidecar
 from echoprep.kernels.planted import (
+    MAX_RESPONSE_PERCENT,
     consensus_hrf,
     half_means,
     image_sums,
     later_presentations,
     planting_amplitude,
+    plausible_voxels,
     presentation_halves,
     response_curves,
 )
@@ -237,6 +239,22 @@ def make_design(
     betas = betas[finite]
     labels = table["label"].astype(str).to_numpy()
     images, half_a, half_b = half_means(betas, labels, table["run"].astype(str).to_numpy())
+    plausible = plausible_voxels(half_a, half_b)
+    beyond = int((~plausible).sum())
+    if beyond:
+        log.warning(
+            "%s: %d of %d voxels have an image mean beyond %g %% signal change (largest "
+            "%.3g %%): no BOLD response is that large (a run whose baseline is near 0 there, "
+            "or a trial with almost none of its response in the run, gives such betas); they "
+            "are left out of the planting and of the planted estimate",
+            ref_path,
+            beyond,
+            plausible.size,
+            MAX_RESPONSE_PERCENT,
+            float(np.nanmax(np.abs(np.concatenate([half_a[~plausible], half_b[~plausible]], 1)))),
+        )
+        voxels[tuple(np.argwhere(voxels)[~plausible].T)] = False
+        betas, half_a, half_b = betas[plausible], half_a[plausible], half_b[plausible]
     if images.size < MIN_IMAGES:
         # legal data (a design without repeats): nothing is planted, and the comparison ranks
         # this session by the held-out fidelity
@@ -350,6 +368,7 @@ def make_design(
             "PlantingFactor": factor,
             "Images": int(images.size),
             "Voxels": int(voxels.sum()),
+            "VoxelsBeyondResponseBound": beyond,
             "ROIVoxels": int(in_roi.sum()),
             "ReferenceEchoTime": te_ref,
             "StimulusDuration": stimdur,
@@ -469,7 +488,17 @@ def _other_sessions(
             MIN_IMAGES,
         )
         return None
-    planted = sums[keep][:, has] / counts[has]
+    means = sums[:, has] / counts[has]
+    plausible = plausible_voxels(means)
+    if not plausible.all():
+        log.warning(
+            "planted responses: %d voxels have a mean over the other sessions beyond %g %% "
+            "signal change; they are left out of the planting",
+            int((~plausible).sum()),
+            MAX_RESPONSE_PERCENT,
+        )
+    keep &= plausible
+    planted = means[keep]
     truth = half_b[keep][:, has]
     for m in (planted, truth):
         m -= m.mean(axis=1, keepdims=True)
@@ -482,7 +511,8 @@ def _other_sessions(
         "Images": int(has.sum()),
         "ImagesNotShownElsewhere": int((~has).sum()),
         "Presentations": int(counts[has].sum()),
-        "VoxelsNotFiniteElsewhere": int((~keep).sum()),
+        "VoxelsNotFiniteElsewhere": int((~keep & plausible).sum()),
+        "VoxelsBeyondResponseBoundElsewhere": int((~plausible).sum()),
     }
     log.info(
         "planted responses from %d other sessions: %d of %d images (%d presentations)",
