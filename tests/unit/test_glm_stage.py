@@ -322,6 +322,11 @@ def test_a_run_stopped_early_is_fitted_without_its_late_trials(
     msg = caplog.text
     assert "run 02:" in msg and str(events[1]) in msg and str(short) in msg
     assert "40 volumes x 1.9 s = 76 s" in msg and "left out of the design" in msg
+    # the engine's warning of a short end names the run by its label, with its seconds
+    end = after[after >= MIN_RESPONSE_S].min()
+    assert end < 8.0
+    assert f"run-02 ({round(end, 1):g} s): less than 8 s of data after the run's last onset" in msg
+    assert "run-01 (" not in msg
 
 
 def test_overlapping_onsets_are_refused(tiny, tmp_path: Path) -> None:

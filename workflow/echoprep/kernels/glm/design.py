@@ -21,6 +21,19 @@ log = logging.getLogger(__name__)
 MIN_END_BUFFER_S = 8.0
 
 
+class ShortEndWarning(UserWarning):
+    """Runs with less than :data:`MIN_END_BUFFER_S` of data after their last onset.
+
+    ``runs`` holds their 0-based positions in the runs given to the fit and ``seconds`` the
+    data after each one's last onset (s), so that a caller that knows the runs' labels can
+    name them."""
+
+    def __init__(self, message: str, runs: list[int], seconds: list[float]) -> None:
+        super().__init__(message)
+        self.runs = runs
+        self.seconds = seconds
+
+
 @dataclass(frozen=True)
 class TrialDesign:
     """Single-trial bookkeeping of a validated design.

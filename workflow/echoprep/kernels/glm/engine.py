@@ -39,6 +39,7 @@ from echoprep.kernels.glm.data import (
 )
 from echoprep.kernels.glm.design import (
     MIN_END_BUFFER_S,
+    ShortEndWarning,
     TrialDesign,
     as_run_list,
     convolved_trials,
@@ -194,11 +195,15 @@ def fit_glmsingle(
         check_finite(vox, opts.chunklen)
     short = np.flatnonzero(td.endbuffers < MIN_END_BUFFER_S)
     if short.size:
+        seconds = td.endbuffers[short].round(1).tolist()
         warnings.warn(
-            f"runs {(short + 1).tolist()} (1-based, in the session's order) have less than "
-            f"{MIN_END_BUFFER_S:g} s of data after their "
-            f"last onset ({td.endbuffers[short].round(1).tolist()} s); those trials' responses "
-            "are cut off",
+            ShortEndWarning(
+                f"runs {(short + 1).tolist()} (1-based, in the order given) have less than "
+                f"{MIN_END_BUFFER_S:g} s of data after their last onset ({seconds} s); those "
+                "trials' responses are cut off",
+                short.tolist(),
+                seconds,
+            ),
             stacklevel=2,
         )
     plan = _plan(td, opts)
