@@ -625,6 +625,32 @@ def test_the_planted_estimate_shows_a_lead_over_nordic_only_beyond_its_bias_agai
     assert lead["bias_bound"] == 0.0 and "bias bound" not in rec["verdict"]
 
 
+def test_a_session_without_image_responses_is_named_and_claims_none():
+    """Events that do not belong to their runs (a fast design written over data of another
+    one, end to end: planted_r -0.35 to +0.01, split-half r -0.006 to 0.025): no variant's
+    fidelity lies beyond 2 of its own standard errors above 0, so the verdict says the data
+    show no image responses, and no warning says that a variant's betas carry them. With the
+    same noise and fidelities of 0.3 and more, neither."""
+    values = {"raw-single": 0.0, "raw-optcom": 0.03, "nordic-optcom": -0.02}
+    for metric in ("planted_r", "heldout_r"):
+        if metric == "planted_r":
+            table, reps = _planted_table(values, spread=0.01)
+            rec = cmp.recommend(table.assign(median_nc=0.0), metric, planted=reps)
+        else:
+            table, boot = _table_and_boot(values, spread=0.01)
+            rec = cmp.recommend(table.assign(median_nc=0.0), metric, boot)
+        silent = [w for w in rec["warnings"] if w.startswith("No variant's fidelity is shown")]
+        assert len(silent) == 1 and "the data show no image responses there" in silent[0]
+        assert "glm.label_column" in silent[0] and "exclude_runs" in silent[0]
+        assert not any("carry the image responses" in w for w in rec["warnings"])
+        assert all(not m["shown"] for m in rec["margins"])
+    strong = {k: v + 0.3 for k, v in values.items()}
+    table, reps = _planted_table(strong, spread=0.01)
+    rec = cmp.recommend(table.assign(median_nc=0.0), "planted_r", planted=reps)
+    assert not any(w.startswith("No variant's fidelity") for w in rec["warnings"])
+    assert any("carry the image responses" in w for w in rec["warnings"])
+
+
 def test_the_planted_standard_error_comes_from_the_bootstrap_draws_not_the_estimate():
     """The planted table's replicate 0 is the estimate itself (``stages/comparison/planted.py``),
     the bootstrap's draws are replicates 1 and on: a margin's standard error is the spread of

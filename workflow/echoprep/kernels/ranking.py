@@ -11,7 +11,7 @@ noise ceiling is not the ranking criterion: ``docs/comparison.md``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -164,8 +164,42 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
-def implausibility_warnings(table: pd.DataFrame, winner: str | None) -> list[str]:
-    """Plain-words warnings on maps and margins a scientist should not trust at face value."""
+def no_response_warning(
+    ranking: Sequence[Mapping[str, Any]], key: str, replicates: Mapping[str, np.ndarray]
+) -> str | None:
+    """A warning where no variant's fidelity (``key``: a group mean of ``planted_r``,
+    ``heldout_r`` or a trial twin) is shown above 0, each within :data:`SHOWN_SE` of its own
+    bootstrap standard error of it; None where one is, or where a variant has no replicates.
+
+    Both estimates are read against the images' other presentations, so where none is above
+    0 an image's presentations are no more alike in the ROI than different images: the
+    data show no image responses there, and the ranking is only its default."""
+    if not ranking:
+        return None
+    for row in ranking:
+        reps = np.asarray(replicates.get(row["variant"], ()), float)
+        reps = reps[np.isfinite(reps)]
+        value = row.get(key)
+        if reps.size < 2 or value is None:
+            return None
+        if value > SHOWN_SE * float(np.std(reps, ddof=1)):
+            return None
+    return (
+        "No variant's fidelity is shown above 0 (each lies within "
+        f"{SHOWN_SE:g} standard errors of 0): the images' presentations are no more alike in the "
+        "visual ROI than different images, so the data show no image responses there and the "
+        "recommendation is only the default rule's. Check that each events file belongs to its "
+        "run (onsets in seconds from the run's first volume) and that glm.label_column names the "
+        "image shown; a session without reliable responses can be left out with exclude_runs."
+    )
+
+
+def implausibility_warnings(
+    table: pd.DataFrame, winner: str | None, responses: bool = True
+) -> list[str]:
+    """Plain-words warnings on maps and margins a scientist should not trust at face value.
+    ``responses`` False (:func:`no_response_warning` said the data show none): no warning
+    says that a variant's betas carry the image responses."""
     out = []
     for row in table.itertuples():
         where = f"sub-{row.subject}" + (f" ses-{row.session}" if row.session != "n/a" else "")
@@ -184,7 +218,8 @@ def implausibility_warnings(table: pd.DataFrame, winner: str | None) -> list[str
             )
         held = getattr(row, "heldout_r", math.nan)
         if (
-            math.isfinite(row.median_nc)
+            responses
+            and math.isfinite(row.median_nc)
             and row.median_nc <= COLLAPSED_NC
             and math.isfinite(held)
             and held > 0
@@ -590,6 +625,9 @@ def recommend(
         "sessions": len(sessions),
         "roi_voxels_min": _clean(float(paired["voxels"].min())) if "voxels" in paired else None,
     }
+    silent = no_response_warning(ranking, key, replicates) if validated else None
+    if silent is not None:
+        notes.append(silent)
     if validated:
         ses = [m["standard_error"] for m in margins]
         ses = [x for x in ses if x is not None]
@@ -659,7 +697,7 @@ def recommend(
         "nc_winner": nc_winner,
         "agreement": bool(agreement),
         "disagreement": disagreement,
-        "warnings": notes + implausibility_warnings(table, best["variant"]),
+        "warnings": notes + implausibility_warnings(table, best["variant"], silent is None),
         "winner_below_baseline": below,
         "ranking": ranking,
         "single_trials": single,
