@@ -641,7 +641,7 @@ def test_a_session_without_image_responses_is_named_and_claims_none():
             rec = cmp.recommend(table.assign(median_nc=0.0), metric, boot)
         silent = [w for w in rec["warnings"] if w.startswith("No variant's fidelity is shown")]
         assert len(silent) == 1 and "the data show no image responses there" in silent[0]
-        assert "glm.label_column" in silent[0] and "exclude_runs" in silent[0]
+        assert "glm.label_column" in silent[0] and "comparison.sessions" in silent[0]
         assert not any("carry the image responses" in w for w in rec["warnings"])
         assert all(not m["shown"] for m in rec["margins"])
     strong = {k: v + 0.3 for k, v in values.items()}
