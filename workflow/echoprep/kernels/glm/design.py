@@ -25,13 +25,27 @@ class ShortEndWarning(UserWarning):
     """Runs with less than :data:`MIN_END_BUFFER_S` of data after their last onset.
 
     ``runs`` holds their 0-based positions in the runs given to the fit and ``seconds`` the
-    data after each one's last onset (s), so that a caller that knows the runs' labels can
-    name them."""
+    data after each one's last onset (s); :meth:`text` names them by position, or by label for
+    a caller that knows the runs' labels."""
 
-    def __init__(self, message: str, runs: list[int], seconds: list[float]) -> None:
-        super().__init__(message)
+    def __init__(self, runs: list[int], seconds: list[float]) -> None:
         self.runs = runs
         self.seconds = seconds
+        super().__init__(self.text())
+
+    def text(self, labels: Sequence[str] | None = None) -> str:
+        """The warning, each run named ``run-<label>`` where ``labels`` (one per run given to
+        the fit) are known, else by its 1-based position."""
+        names = (
+            [f"run-{labels[i]}" for i in self.runs]
+            if labels
+            else [f"run {i + 1} of the fit" for i in self.runs]
+        )
+        named = ", ".join(f"{n} ({s:g} s)" for n, s in zip(names, self.seconds, strict=True))
+        return (
+            f"{named}: less than {MIN_END_BUFFER_S:g} s of data after the run's last onset; "
+            "the responses of the last trials are cut off"
+        )
 
 
 @dataclass(frozen=True)

@@ -195,15 +195,8 @@ def fit_glmsingle(
         check_finite(vox, opts.chunklen)
     short = np.flatnonzero(td.endbuffers < MIN_END_BUFFER_S)
     if short.size:
-        seconds = td.endbuffers[short].round(1).tolist()
         warnings.warn(
-            ShortEndWarning(
-                f"runs {(short + 1).tolist()} (1-based, in the order given) have less than "
-                f"{MIN_END_BUFFER_S:g} s of data after their last onset ({seconds} s); those "
-                "trials' responses are cut off",
-                short.tolist(),
-                seconds,
-            ),
+            ShortEndWarning(short.tolist(), td.endbuffers[short].round(1).tolist()),
             stacklevel=2,
         )
     plan = _plan(td, opts)

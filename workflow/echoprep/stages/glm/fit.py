@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from echoprep.io.events import SessionDesign, build_session_design
-from echoprep.kernels.glm.design import MIN_END_BUFFER_S, ShortEndWarning
+from echoprep.kernels.glm.design import ShortEndWarning
 
 log = logging.getLogger(__name__)
 
@@ -213,24 +213,14 @@ def fit_runs(
             seed=seed,
             device=settings["device"],
         )
-    names = list(labels) if len(labels) == len(data) else []
-    messages = [_named(w.message, names) for w in caught]
+    names = list(labels) if len(labels) == len(data) else None
+    messages = [
+        w.message.text(names) if isinstance(w.message, ShortEndWarning) else str(w.message)
+        for w in caught
+    ]
     for m in messages:
         log.warning("%s: %s", what, m)
     return RunsFit(design, float(stimdur), results, messages, time.perf_counter() - t0)
-
-
-def _named(message: Warning | str, labels: Sequence[str]) -> str:
-    """A warning of the engine, with the runs it counts named by their labels."""
-    if isinstance(message, ShortEndWarning) and labels:
-        named = ", ".join(
-            f"run-{labels[i]} ({s:g} s)" for i, s in zip(message.runs, message.seconds, strict=True)
-        )
-        return (
-            f"{named}: less than {MIN_END_BUFFER_S:g} s of data after the run's last onset; "
-            "the responses of the last trials are cut off"
-        )
-    return str(message)
 
 
 __all__ = ["STOP_AT", "RunsFit", "choose_betas", "fit_runs", "fit_session"]
