@@ -3,6 +3,7 @@ inputs of a job, the errors for impossible configs, and the resources of each ru
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -355,6 +356,37 @@ def test_cluster_groups_of_the_geometry_jobs(bids, tmp_path):
 
 def _prefix(run) -> str:
     return reg.run_key(run.entities)[1]
+
+
+def test_runs_without_slice_times_are_named_and_refused_only_for_resampling_in_time(tmp_path):
+    """SliceTiming is recommended, not required, in BIDS: a run without it is planned (its
+    slice timing is not corrected) and the plan's line names it; spatial.tr_out, which
+    resamples from the slice times, refuses such runs at plan time with both fixes."""
+    bids = tmp_path / "bids"
+    make_bids_tree(bids, sessions=("01",), runs=("01", "02", "03"), data=False)
+    assert _plan(bids, tmp_path).slice_timing_summary() is None
+    for side in bids.glob("sub-01/ses-01/func/*run-02_echo-*_bold.json"):
+        meta = json.loads(side.read_text())
+        del meta["SliceTiming"]
+        side.write_text(json.dumps(meta))
+    plan = _plan(bids, tmp_path)
+    assert plan.slice_timing_summary() == (
+        "Slice timing: 2 of 3 run(s) corrected; 1 without SliceTiming in their BOLD sidecars, "
+        "not corrected: sub-01_ses-01_task-images_run-02 (add SliceTiming to correct them, or "
+        "set spatial.slice_timing: false to correct none)."
+    )
+    assert [r.slice_timing is None for r in plan.dataset.runs] == [False, True, False]
+    off = _plan(bids, tmp_path, spatial={"slice_timing": False})
+    assert off.slice_timing_summary() is None
+    resampled = _plan(bids, tmp_path, spatial={"tr_out": 1.0})
+    with pytest.raises(PlanError) as exc:
+        resampled.slice_timing_summary()
+    assert str(exc.value) == (
+        "spatial.tr_out: 1 s resamples every run in time from its slice times; 1 of 3 run(s) "
+        "have no SliceTiming in their BOLD sidecars: sub-01_ses-01_task-images_run-02. Fix: "
+        "add SliceTiming (s, one per slice) to those sidecars, or unset spatial.tr_out (then "
+        "these runs are not corrected for slice timing, and the others are, at their own TR)."
+    )
 
 
 def test_the_distortion_correction_of_every_run_is_stated_in_one_line(tmp_path):

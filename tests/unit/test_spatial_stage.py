@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import subprocess
@@ -382,12 +383,29 @@ def test_error_missing_phase_encoding_metadata(tiny, tmp_path):
     assert "set spatial.fieldmap: false" in msg
 
 
-def test_error_missing_slice_timing(tiny, tmp_path):
+def test_a_run_without_slice_timing_is_not_corrected_unless_resampled_in_time(
+    tiny, tmp_path, caplog
+):
+    """SliceTiming is recommended, not required, in BIDS: without it the run is processed
+    uncorrected, with a warning naming it and the record saying so; only resampling in time
+    (spatial.tr_out) needs it, and then the error names the file and both fixes."""
     run = tiny["runs"][0]
-    with pytest.raises(StageInputError, match="expected SliceTiming in the BOLD sidecar"):
-        _run_geometry(run, tmp_path, slice_timing=None)
-    # with slice timing off, no SliceTiming is needed
-    _run_geometry(run, tmp_path, slice_timing=None, fieldmap=None, options={"slice_timing": False})
+    with caplog.at_level(logging.WARNING, logger="echoprep.stages.spatial.series"):
+        record = _run_geometry(run, tmp_path / "none", slice_timing=None, fieldmap=None)
+    assert record["SliceTimingCorrected"] is False and "StartTime" not in record
+    assert record["RepetitionTime"] == run.repetition_time
+    assert f"{run.echoes[1].mag}: no SliceTiming in the BOLD sidecar" in caplog.text
+    corrected = _run_geometry(run, tmp_path / "with", fieldmap=None)
+    assert corrected["SliceTimingCorrected"] is True
+    with pytest.raises(StageInputError) as exc:
+        _run_geometry(
+            run, tmp_path / "tr", slice_timing=None, fieldmap=None, options={"tr_out": 1.0}
+        )
+    assert str(exc.value) == (
+        f"{run.echoes[1].mag}: expected SliceTiming in the BOLD sidecar to resample the series "
+        "in time (spatial.tr_out: 1 s); found none. Fix: add SliceTiming (s, one per slice) or "
+        "unset spatial.tr_out."
+    )
 
 
 def test_error_volume_count_differs_from_the_geometry(tiny, tmp_path):

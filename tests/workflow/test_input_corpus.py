@@ -325,6 +325,18 @@ def _slice_timing_length(root: Path) -> None:
         edit_sidecar(img, SliceTiming=[0.0, 0.5, 1.0])
 
 
+def _slice_timing_missing(root: Path) -> None:
+    for img in _run_images(root, "01", "02"):
+        edit_sidecar(img, SliceTiming=None)
+
+
+def _echo_times_changed_in_a_session(root: Path) -> None:
+    for run in ("01", "02"):
+        for e, te in zip((1, 2, 3), (0.0112, 0.0291, 0.0470), strict=True):
+            for p in ("mag", "phase"):
+                edit_sidecar(bold_path(root, ses="02", run=run, echo=e, part=p), EchoTime=te)
+
+
 def _output_inside_bids(root: Path) -> dict[str, object]:
     return {"output_dir": root / "results"}
 
@@ -370,6 +382,16 @@ CASES: dict[str, Case] = {
     "no_sessions": Case(_no_sessions, True),
     "runs_without_run_entity": Case(_one_run_without_run_entity, True),
     "fieldmaps": Case(_with_fieldmaps, True, ("Distortion correction: 4 of 4 run(s)",)),
+    "slice_timing_missing": Case(
+        _slice_timing_missing,
+        True,
+        ("Slice timing: 3 of 4 run(s) corrected; 1 without SliceTiming", "run-02"),
+    ),
+    "echo_times_changed_in_a_session": Case(
+        _echo_times_changed_in_a_session,
+        True,
+        ("for echo-1, where 2 of the 4 runs of sub-01 have", "and 1 more run(s)"),
+    ),
     "unequal_run_lengths": Case(_unequal_run_lengths, True),
     "extra_folders": Case(_extra_folders, True),
     "inherited_repetition_time": Case(_inherited_repetition_time, True),

@@ -55,8 +55,9 @@ PLAN = Plan(
 )
 # plan warnings: once, by the main process (not again in every cluster job's log)
 if workflow.is_main_process:
-    try:  # (a configured coefficient file that does not exist, or a broken FreeSurfer
-        # folder, stops the workflow here)
+    try:  # (a configured coefficient file that does not exist, a broken FreeSurfer folder,
+        # or spatial.tr_out with runs without slice times stops the workflow here)
+        _slice_line = PLAN.slice_timing_summary()
         _gradient_line = PLAN.gradient_summary()
         _surface_line = PLAN.surface_summary()
     except PlanError as exc:
@@ -65,6 +66,7 @@ if workflow.is_main_process:
         PLAN.publish_warning(),
         PLAN.sessions_warning(),
         PLAN.sdc_summary(),
+        _slice_line,
         _gradient_line,
         _surface_line,
         PLAN.reference_note(),

@@ -600,7 +600,7 @@ def _discover(
             by_subject[s.sub].append(s)
         for sub in subjects:
             check_echo_counts(log, sub, by_subject.get(sub, []))
-            check_echo_times_across(log, sub, by_subject.get(sub, []))
+            check_echo_times_across(log, sub, by_subject.get(sub, []), warnings)
         check_tr_across(log, scans)
         rules = events_rules or EventsRules()
         label_column = choose_label_column(log, scans, rules, warnings)

@@ -481,8 +481,12 @@ def check_echo_counts(log: ProblemLog, sub: str, scans: Sequence[RunScan]) -> No
             )
 
 
-def check_echo_times_across(log: ProblemLog, sub: str, scans: Sequence[RunScan]) -> None:
-    """Missing echo times, and the same echo time for an echo index in every run of a subject.
+def check_echo_times_across(
+    log: ProblemLog, sub: str, scans: Sequence[RunScan], warnings: list[str]
+) -> None:
+    """Missing echo times (problems), and runs whose echo times differ from the subject's
+    usual ones (a warning: legal, e.g. a protocol changed between sessions; every run is
+    processed with its own echo times).
 
     A missing ``EchoTime`` is reported here so that the fix can quote the value the
     subject's other runs use for that echo.
@@ -513,21 +517,29 @@ def check_echo_times_across(log: ProblemLog, sub: str, scans: Sequence[RunScan])
                 f'add "EchoTime": {value} to {side.name}',
             )
 
-    for echo, (ref, n_ref, n_all) in refs.items():
-        have = [(s, s.echo_times[echo]) for s in usable if echo in s.echo_times]
+    differ: list[tuple[RunScan, int, float]] = []
+    for echo, (ref, _, n_all) in refs.items():
         if n_all < 2:
             continue
-        for scan, te in have:
-            if abs(te - ref) > ECHO_TIME_TOL_S:
-                log.add(
-                    sidecar_of(scan.mags[echo]),
-                    f"EchoTime {fmt_seconds(ref)} s for echo-{echo}, as in {n_ref} of the "
-                    f"{n_all} runs of sub-{sub} (tolerance 1e-4 s)",
-                    f"EchoTime {fmt_seconds(te)} in {scan.title}",
-                    "correct the sidecar if this is a conversion error; runs recorded with "
-                    "other echo times must be moved out of the dataset (e.g. to sourcedata/) "
-                    "or processed separately",
-                )
+        differ += [
+            (scan, echo, scan.echo_times[echo])
+            for scan in usable
+            if echo in scan.echo_times and abs(scan.echo_times[echo] - ref) > ECHO_TIME_TOL_S
+        ]
+    if differ:
+        runs = list(dict.fromkeys(d[0].title for d in differ))
+        scan, echo, te = differ[0]
+        ref, n_ref, n_all = refs[echo]
+        more = f" and {len(runs) - 1} more run(s)" if len(runs) > 1 else ""
+        warnings.append(
+            f"{log.rel(sidecar_of(scan.mags[echo]))}: EchoTime {fmt_seconds(te)} s for "
+            f"echo-{echo}, where {n_ref} of the {n_all} runs of sub-{sub} have "
+            f"{fmt_seconds(ref)} s (tolerance 1e-4 s); runs with other echo times: "
+            f"{scan.title}{more}. Each run is processed "
+            "with its own echo times (NORDIC, tedana, the planted responses); the single-echo "
+            "variant's echo then has another BOLD contrast in these runs. If a sidecar is a "
+            "conversion error, correct it."
+        )
 
 
 def check_tr_across(log: ProblemLog, scans: Sequence[RunScan]) -> None:

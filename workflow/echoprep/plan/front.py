@@ -48,6 +48,7 @@ from echoprep.plan.rule import (
     with_signatures,
 )
 from echoprep.plan.sdc import sdc_summary
+from echoprep.plan.slice_timing import slice_timing_summary
 from echoprep.plan.surfaces import Surfaces
 
 #: The family classes, in the order of their rules (:meth:`Plan.rule_names`) and of their
@@ -372,6 +373,10 @@ class Plan:
         """The distortion-correction line (:func:`echoprep.plan.sdc.sdc_summary`)."""
         return sdc_summary(self.ctx)
 
+    def slice_timing_summary(self) -> str | None:
+        """The slice-timing line (:func:`echoprep.plan.slice_timing.slice_timing_summary`)."""
+        return slice_timing_summary(self.ctx)
+
     def gradient_summary(self) -> str | None:
         """The gradient-nonlinearity line (:meth:`Gradients.summary`)."""
         return self.gradients.summary()
@@ -381,8 +386,7 @@ class Plan:
         return self.surfaces.summary()
 
     def reference_note(self) -> str | None:
-        """A note when the config sets comparison.reference, which is no longer used (every
-        variant is judged against the others), or None."""
+        """A note when the config sets comparison.reference (no longer used), or None."""
         given = self.config["comparison"].get("reference")
         if not given:
             return None

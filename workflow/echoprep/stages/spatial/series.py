@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,8 @@ import nibabel as nib
 import numpy as np
 
 from echoprep.io.images import StageInputError, load_image
+
+log = logging.getLogger(__name__)
 
 
 def load_series(path: Path, drop: int, what: str) -> tuple[nib.Nifti1Image, np.ndarray]:
@@ -62,19 +65,35 @@ def correct_slice_timing(
     Returns
     -------
     series
-        ``(x, y, z, t')`` corrected (``data`` itself when not ``enabled``).
+        ``(x, y, z, t')`` corrected; ``data`` itself when not ``enabled``, or without
+        ``slice_times`` (legal in BIDS: a warning, and the record says not corrected).
     record
         ``SliceTimingCorrected``, ``RepetitionTime`` (and the settings) for the sidecars.
+
+    Raises
+    ------
+    StageInputError
+        ``tr_out`` asked for without ``slice_times``; ``slice_times`` that do not fit the
+        slices; a correction that fails on the data.
     """
     from echoprep.kernels.geometry.slicetime import slice_timing_correct
 
+    if slice_times is None and enabled and tr_out is None:
+        # SliceTiming is recommended, not required, in BIDS: such a run is not corrected (the
+        # plan's summary line names it, echoprep.plan.slice_timing), as with the option off
+        log.warning(
+            "%s: no SliceTiming in the BOLD sidecar: slice timing not corrected (each slice "
+            "keeps its own acquisition time)",
+            path,
+        )
+        enabled = False
     if not enabled:
         return data, {"SliceTimingCorrected": False, "RepetitionTime": float(tr)}
     if slice_times is None:
         raise StageInputError(
-            f"{path}: expected SliceTiming in the BOLD sidecar for slice-timing correction; "
-            "found none. Fix: add SliceTiming (s, one per slice) or set "
-            "spatial.slice_timing: false."
+            f"{path}: expected SliceTiming in the BOLD sidecar to resample the series in time "
+            f"(spatial.tr_out: {tr_out:g} s); found none. Fix: add SliceTiming (s, one per "
+            "slice) or unset spatial.tr_out."
         )
     if len(slice_times) != data.shape[slice_axis]:
         raise StageInputError(
