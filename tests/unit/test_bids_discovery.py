@@ -528,15 +528,26 @@ def test_task_not_found(root: Path) -> None:
     assert p.found == "no such task; the selected data have task-images (2 runs)"
 
 
-def test_subject_without_bold_runs(tmp_path: Path) -> None:
-    root = make_bids_tree(tmp_path / "ds", subjects=("01", "02"))
+def test_a_subject_without_bold_runs_is_left_out_with_a_warning(tmp_path: Path) -> None:
+    """Legal BIDS (a subject with only anatomy): left out, named in a warning; a problem when
+    participant_label asks for it by name."""
+    root = make_bids_tree(tmp_path / "ds", subjects=("01", "02", "03"))
     shutil.rmtree(root / "sub-02" / "ses-01" / "func")
-    (p,) = problems_of(root)
+    ds = discover(root)
+    assert ds.subjects() == ["01", "03"] and sorted(ds.t1w) == ["01", "03"]
+    (warning,) = [w for w in ds.warnings if "left out" in w]
+    assert warning == (
+        "1 subject(s) without BOLD runs of task-images left out: sub-02 (no "
+        "func/*_bold.nii[.gz] files). Nothing of theirs is processed, their anatomy neither. If "
+        "their runs are missing by mistake, add them; --config 'exclude=[<label>]' leaves a "
+        "subject out without this warning."
+    )
+    assert not [w for w in discover(root, exclude=["02"]).warnings if "left out" in w]
+    (p,) = problems_of(root, participant_label=["01", "02"])
     assert p.file == "sub-02/"
     assert p.expected.startswith("at least one BOLD run of task-images (sub-02/[ses-<label>/]func/")
     assert p.found == "no func/*_bold.nii[.gz] files"
     assert p.fix == "add the subject's BOLD runs, or leave the subject out with exclude=['02']"
-    assert discover(root, exclude=["02"]).subjects() == ["01"]
 
 
 def test_dataset_without_bold_files(tmp_path: Path) -> None:
@@ -552,7 +563,13 @@ def test_dataset_without_bold_files(tmp_path: Path) -> None:
 def test_subject_without_runs_in_selected_session(tmp_path: Path) -> None:
     root = make_bids_tree(tmp_path / "ds", subjects=("01",), sessions=("01", "02"))
     make_bids_tree(root, subjects=("02",), sessions=("01",))
-    (p,) = problems_of(root, sessions=["02"])
+    ds = discover(root, sessions=["02"])
+    assert ds.subjects() == ["01"]
+    assert any(
+        "sub-02 (BOLD runs of task-images only in session(s) 01 (selected: 02))" in w
+        for w in ds.warnings
+    )
+    (p,) = problems_of(root, sessions=["02"], participant_label=["01", "02"])
     assert p.file == "sub-02/"
     assert p.found == "BOLD runs of task-images only in session(s) 01 (selected: 02)"
 

@@ -337,6 +337,11 @@ def _echo_times_changed_in_a_session(root: Path) -> None:
                 edit_sidecar(bold_path(root, ses="02", run=run, echo=e, part=p), EchoTime=te)
 
 
+def _subject_with_anatomy_only(root: Path) -> None:
+    for func in root.glob("sub-02/ses-*/func"):
+        shutil.rmtree(func)
+
+
 def _output_inside_bids(root: Path) -> dict[str, object]:
     return {"output_dir": root / "results"}
 
@@ -386,6 +391,12 @@ CASES: dict[str, Case] = {
         _slice_timing_missing,
         True,
         ("Slice timing: 3 of 4 run(s) corrected; 1 without SliceTiming", "run-02"),
+    ),
+    "subject_with_anatomy_only": Case(
+        _subject_with_anatomy_only,
+        True,
+        ("1 subject(s) without BOLD runs of task-images left out: sub-02",),
+        tree={"subjects": ("01", "02")},
     ),
     "echo_times_changed_in_a_session": Case(
         _echo_times_changed_in_a_session,

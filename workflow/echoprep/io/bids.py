@@ -75,6 +75,7 @@ from echoprep.io.bids_run_checks import (
     group_echo_files,
     header_tr_warning,
 )
+from echoprep.io.bids_subjects import subjects_with_runs
 from echoprep.options import section_defaults
 
 __all__ = [
@@ -606,39 +607,19 @@ def _discover(
         label_column = choose_label_column(log, scans, rules, warnings)
         check_trials(log, scans, rules, label_column, warnings)
 
-        # subjects without runs (not when the session filter matched nothing at all: that
-        # problem is already reported)
-        shown = task_label or "<label>"
-        of_task = f" of task-{task_label}" if task_label else ""
-        no_session_matches = wanted_sessions is not None and not (
-            set(wanted_sessions) & set(present_sessions)
-        )
-        for sub in subjects:
-            if by_subject.get(sub) or no_session_matches:
-                continue
-            # every session of the subject (a session filter left the others unwalked)
-            sub_bolds = bold_files(index.subject_files(sub))
-            relevant = [f for f in sub_bolds if task_label is None or f.ent("task") == task_label]
-            other_tasks = sorted({f.ent("task") or "?" for f in sub_bolds} - {task_label or ""})
-            if relevant and wanted_sessions is not None and not any(map(in_sessions, relevant)):
-                task_sessions = sorted({f.ent("ses") or "(none)" for f in relevant})
-                found = (
-                    f"BOLD runs{of_task} only in session(s) {fmt_list(task_sessions)} "
-                    f"(selected: {fmt_list(wanted_sessions)})"
-                )
-            elif task_label is not None and other_tasks and not relevant:
-                found = f"BOLD files only of task(s) {fmt_list(other_tasks)}"
-            elif sub_bolds:
-                found = "BOLD files without usable echo files (see the problems above)"
-            else:
-                found = "no func/*_bold.nii[.gz] files"
-            log.add(
-                f"sub-{sub}/",
-                f"at least one BOLD run of task-{shown} (sub-{sub}/[ses-<label>/]func/"
-                f"sub-{sub}_[ses-<label>_]task-{shown}_run-<label>_echo-<index>_part-mag"
-                "_bold.nii.gz)",
-                found,
-                f"add the subject's BOLD runs, or leave the subject out with exclude=['{sub}']",
+        # subjects without runs: left out with a warning, or a problem (not when the session
+        # filter matched nothing at all: that problem is already reported)
+        if wanted_sessions is None or set(wanted_sessions) & set(present_sessions):
+            subjects = subjects_with_runs(
+                log,
+                subjects,
+                set(by_subject),
+                lambda sub: bold_files(index.subject_files(sub)),
+                in_sessions,
+                task_label,
+                wanted_sessions,
+                participant_label is not None,
+                warnings,
             )
 
     # T1w
