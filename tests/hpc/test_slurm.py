@@ -13,6 +13,16 @@ alike, byte for byte; the demo's own is changed for a while by another test, and
 goes on in the other xdist worker at the same time as the demo run), and its derivatives are
 compared with the local ``make demo`` run's. Needs root (packages, daemons); skipped otherwise,
 saying why.
+
+The SLURM run makes one variant's session fit (:data:`TARGETS`: NORDIC on, single echo; its
+betas, noise ceiling, held-out fits and derivative folder), not the whole demo: 19 of its 92
+jobs in 6 submissions, among them every per-run chain, tedana on both sides, the anatomy, jobs
+submitted alone and local ones, and three of the real profile's four kinds of group job
+(``subject``, ``run``, ``glm_fit``). The whole demo through the cluster cost about 850 CPU-s of
+the default test pass's 3,400-3,700 (31 submissions, each a Snakemake start-up of its own;
+docs/developing.md); what the rest of it would add is the same commands, which the local run
+checks, and the ``planted`` group, which the dry run of the real profile forms
+(``tests/workflow/test_resources.py``).
 """
 
 from __future__ import annotations
@@ -60,6 +70,20 @@ PROFILE = ROOT / "profiles" / "slurm-ci"
 #: 2026-11-27), and 12.6 min with the profile's groups beside the local demo run and the
 #: other xdist worker's tests (2026-12-01).
 SLURM_RUN_TIMEOUT = 1500
+#: What the SLURM run makes (relative to its output_dir): NORDIC-on single-echo betas and noise
+#: ceiling of the demo's session (a ``glm_fit`` group; before it the ``subject`` group and a
+#: ``run`` group per run: NORDIC, the resampling, the echo handling and tedana), its held-out
+#: fits and the analysis mask (2- and 1-thread jobs submitted alone) and that variant's
+#: derivative folder's description (a local job).
+_FIT = "glmsingle-nordic-single/sub-01/ses-01/func/sub-01_ses-01_task-images_space-T1w"
+TARGETS = (
+    f"{_FIT}_stat-effect_desc-SingletrialBetas_statmap.nii.gz",
+    f"{_FIT}_stat-effect_desc-HeldoutImagemeans_statmap.nii.gz",
+    f"{_FIT}_desc-Noiseceiling_statmap.nii.gz",
+    "glmsingle-nordic-single/dataset_description.json",
+)
+#: The profile's groups the targets need (the ``planted`` pass is not among them).
+TARGET_GROUPS = {"subject", "run", "glm_fit"}
 #: "Job <id> has been submitted with SLURM jobid <n>": <id> is a number, or a UUID for a group job.
 SUBMITTED = re.compile(r"^Job (\S+) has been submitted with SLURM jobid (\d+) ", re.M)
 
@@ -195,7 +219,8 @@ def slurm_run(
     cwd, results, work = base / "cwd", base / "results", base / "work"
     cwd.mkdir()
     bids = slurm_dataset["bids"]
-    cmd = workflow_command(bids, results, work, "--profile", str(PROFILE), *group_args())
+    targets = [str(results / t) for t in TARGETS]
+    cmd = workflow_command(bids, results, work, *targets, "--profile", str(PROFILE), *group_args())
     dry = subprocess.run(
         # -p: every job's block (a dry run prints them only with it)
         [*cmd, "-n", "-p"],
@@ -327,14 +352,19 @@ def test_slurm_jobs_got_each_rules_threads_memory_and_runtime(slurm_run, slurm_c
 
 
 def test_slurm_outputs_match_the_local_run(slurm_run, slurm_dataset, demo):
-    """Same images (arrays, affine, dtype), TSVs and sidecars (minus timings and run folders)
-    as the local `make demo` run of the same dataset and configuration."""
+    """Every file the SLURM run wrote into output_dir (the targets among them) is the local
+    `make demo` run's of the same dataset and configuration: same images (arrays, affine,
+    dtype), TSVs and sidecars (minus timings and run folders)."""
     assert slurm_run["rc"] == 0
+    results = slurm_run["results"]
+    written = sorted(str(p.relative_to(results)) for p in results.rglob("*") if p.is_file())
+    assert set(TARGETS) <= set(written), sorted(set(TARGETS) - set(written))
     diffs, kinds = compare_derivatives(
         demo["results"],
-        slurm_run["results"],
+        results,
         run_roots(demo["bids"], demo["results"], demo["work"]),
-        run_roots(slurm_dataset["bids"], slurm_run["results"], slurm_run["work"]),
+        run_roots(slurm_dataset["bids"], results, slurm_run["work"]),
+        only=written,
     )
     assert diffs == []
     assert kinds["image"] > 0 and kinds["tsv"] > 0 and kinds["json"] > 0, kinds
@@ -348,12 +378,12 @@ def test_grouped_jobs_share_slurm_submissions(slurm_run, slurm_cluster):
     """profiles/slurm's grouping on the real cluster: every group job the dry run plans was
     submitted (the executor names a group job's log folder ``group_<group>_<rules>``: the
     ``subject`` group, the anatomy, the reference boldref and the grid; a run's ``run`` group,
-    its NORDIC chain; a fit's ``glm_fit``; the ``planted`` pass), and each fits the node
+    its NORDIC chain; the fit's ``glm_fit``, its betas and noise ceiling), and each fits the node
     (``--cores`` caps a group's threads: its members run one after another). Their outputs
     are the run's, compared with the local run's in test_slurm_outputs_match_the_local_run."""
     profile_groups, _ = _profile_groups()
     planned = Counter(group for group, _ in group_jobs(slurm_run["dry_log"]))
-    assert set(planned) == set(profile_groups.values()), (planned, profile_groups)
+    assert set(planned) == TARGET_GROUPS <= set(profile_groups.values()), (planned, profile_groups)
     log = slurm_run["log"]
     grouped = [slurm_id for job_id, slurm_id in SUBMITTED.findall(log) if not _alone(job_id)]
     group_logs = re.findall(r"submitted with SLURM jobid \d+ \(log: .*/group_(\w+)/", log)

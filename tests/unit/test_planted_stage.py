@@ -13,14 +13,17 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from echoprep.adapters.tedana import denoise_frozen
 from echoprep.io.images import StageInputError
 from echoprep.kernels.glm.hrf import FINE_DT
-from echoprep.kernels.planted import response_curves
+from echoprep.kernels.planted import optcom_weights, response_curves
 from echoprep.kernels.planted_shape import warped
 from echoprep.stages.comparison.planting import (
+    add_arguments,
     half_difference,
     plant_echoes,
     planted_difference,
+    run_from_args,
 )
 
 TE = (0.011, 0.02882, 0.04662)
@@ -160,6 +163,84 @@ def test_half_the_difference_gives_back_what_was_planted(run, tmp_path):
     assert sidecar["PlantingFactor"] == FACTOR
     with pytest.raises(StageInputError, match="needs the run's --t2star --good-echoes"):
         planted_difference("raw-optcom", written["diff"], tmp_path / "o.nii.gz", echo_times=TE)
+
+
+def test_one_command_writes_a_sides_three_variants_as_the_frozen_chains_give_them(run, tmp_path):
+    """``planted difference --side raw --out single=.. optcom=.. denoised=..``: the single
+    echo's series, the echoes weighted by the run's frozen T2* weights, and that combination
+    less what the run's rejected ICA components explain of it (tedana's own denoise_ts), each
+    the same as the variant written alone; a side whose optimal combination lacks its maps is
+    refused naming them."""
+    import argparse
+
+    written = _plant(run, tmp_path / "work")
+    rng = np.random.default_rng(1)
+    affine = np.diag([1.8, 1.8, 1.8, 1.0])
+    t2 = rng.uniform(0.02, 0.06, SHAPE)
+    good = np.full(SHAPE, 3, np.int16)
+    good[0, 0, 0], good[4, 4, 2], good[0, 4, 1] = 2, 0, 1
+    nib.save(nib.Nifti1Image(t2, affine), tmp_path / "t2.nii.gz")
+    nib.save(nib.Nifti1Image(good, affine), tmp_path / "good.nii.gz")
+    mixing = rng.normal(size=(N_SIGNAL, 3))
+    names = ["ICA_00", "ICA_01", "ICA_02"]
+    (tmp_path / "mix.tsv").write_text(
+        "\t".join(names) + "\n" + "\n".join("\t".join(f"{v:.9g}" for v in r) for r in mixing)
+    )
+    (tmp_path / "metrics.tsv").write_text(
+        "Component\tclassification\nICA_00\taccepted\nICA_01\trejected\nICA_02\taccepted\n"
+    )
+    frozen = {
+        "t2star": tmp_path / "t2.nii.gz",
+        "good_echoes": tmp_path / "good.nii.gz",
+        "mixing": tmp_path / "mix.tsv",
+        "metrics": tmp_path / "metrics.tsv",
+    }
+    outs = {c: tmp_path / f"all-{c}.nii.gz" for c in ("single", "optcom", "denoised")}
+    parser = add_arguments(argparse.ArgumentParser())
+    args = parser.parse_args(
+        ["difference", "--side", "raw", "--echoes", *map(str, written["diff"])]
+        + ["--te", *map(str, TE), "--drop-volumes", str(N_NOISE)]
+        + [f"--{k.replace('_', '-')}={v}" for k, v in frozen.items()]
+        + ["--out", *[f"{c}={p}" for c, p in outs.items()]]
+    )
+    assert run_from_args(args) == 0
+    echoes = [np.asarray(nib.load(p).dataobj, np.float64)[..., :N_SIGNAL] for p in written["diff"]]
+    got = {c: np.asarray(nib.load(p).dataobj, np.float64) for c, p in outs.items()}
+    np.testing.assert_allclose(got["single"], echoes[1], rtol=1e-6)
+    w = optcom_weights(t2.ravel(), good.ravel(), TE)
+    flat = np.stack([e.reshape(-1, N_SIGNAL) for e in echoes], axis=2)
+    optcom = np.einsum("vte,ve->vt", flat, w)
+    assert np.all(optcom[good.ravel() == 0] == 0) and np.abs(optcom).max() > 0
+    np.testing.assert_allclose(got["optcom"].reshape(-1, N_SIGNAL), optcom, rtol=1e-5, atol=1e-6)
+    denoised = denoise_frozen(
+        optcom, mixing, ["accepted", "rejected", "accepted"], good.ravel() > 0
+    )
+    np.testing.assert_allclose(
+        got["denoised"].reshape(-1, N_SIGNAL), denoised, rtol=1e-4, atol=1e-5
+    )
+    # the rejected component took something out (the denoised series is not the optcom's)
+    assert np.abs(got["denoised"] - got["optcom"]).max() > 0.01 * np.abs(got["optcom"]).max()
+    for c, path in outs.items():
+        alone = planted_difference(
+            f"raw-{c}",
+            written["diff"],
+            tmp_path / f"alone-{c}.nii.gz",
+            echo_times=TE,
+            drop_volumes=N_NOISE,
+            **frozen,
+        )
+        np.testing.assert_array_equal(np.asarray(nib.load(alone).dataobj), got[c])
+        sidecar = json.loads(Path(str(path).replace(".nii.gz", ".json")).read_text())
+        assert f"the raw-{c} series" in sidecar["Description"]
+    with pytest.raises(StageInputError, match="needs the run's --mixing --metrics"):
+        planted_difference(
+            "nordic-denoised",
+            written["diff"],
+            tmp_path / "x.nii.gz",
+            echo_times=TE,
+            t2star=frozen["t2star"],
+            good_echoes=frozen["good_echoes"],
+        )
 
 
 def test_a_run_on_another_grid_or_without_trials_is_named(run, tmp_path):

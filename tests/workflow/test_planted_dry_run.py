@@ -36,7 +36,8 @@ def test_only_the_comparison_session_is_planted_with_one_resampling_per_side(tmp
     frozen fit per variant; session 02 gets none. A planted run: the planted
     echoes (half their difference, and both signs for NORDIC's companions), NORDIC with the
     raw echoes' decisions, the half difference of its two outputs, one resampling per side
-    (of its half difference), one planted series per variant, its folder removed."""
+    (of its half difference), one command per side for its variants' planted series, its
+    folder removed."""
     out = dry_run(_tree(tmp_path), "--printshellcmds", *_first_only(tmp_path))
     counts = job_counts(out)
     assert (counts["planted_design"], counts["planted_run"], counts["planted_glm"]) == (1, 2, 6)
@@ -45,10 +46,10 @@ def test_only_the_comparison_session_is_planted_with_one_resampling_per_side(tmp
     steps = _planted_steps(out)
     per_run = {
         "planted echoes": 1,
-        "nordic ": 1,
+        "-m echoprep nordic ": 1,
         "planted half": 1,
         "spatial resample": 2,
-        "planted difference": 6,
+        "planted difference": 2,
     }
     for what, n in per_run.items():
         assert sum(what in s for s in steps) == 2 * n, what
@@ -62,7 +63,9 @@ def test_only_the_comparison_session_is_planted_with_one_resampling_per_side(tmp
     # a variant's planted series is read from its side's resampled half difference
     diffs = [s for s in steps if "planted difference" in s]
     assert all("-diff-grid/echo-" in s for s in diffs)
-    assert sum("--variant nordic-denoised" in s and "--mixing" in s for s in diffs) == 2
+    # one command per side writes its three variants' series
+    assert sum("--side nordic" in s and "--mixing" in s for s in diffs) == 2
+    assert all(all(f" {c}=" in s for c in ("single", "optcom", "denoised")) for s in diffs)
     # the design estimates the response shape from the reference fit's series of every run
     (design,) = [c for c in shell_commands(out, "planted design")]
     series = design.split(" --series ")[1].split(" --")[0].split()

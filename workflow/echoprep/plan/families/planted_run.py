@@ -5,7 +5,8 @@ that send the planted echoes through the run's real chains with the run's own de
 planted echoes, NORDIC with the decisions it made on the run's raw echoes, each side's half
 difference of its two plantings resampled once (the run's transforms; every step from here on
 is linear), then each variant's planted series with the run's frozen optimal combination and
-ICA denoising (written to the work folder, temporary), then the job's private folder removed.
+ICA denoising (one command per side writes its variants' series to the work folder,
+temporary), then the job's private folder removed.
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ class PlantedRunRules(Family):
         """The job's commands for this config: the planted echoes (half their difference, and
         both signs when NORDIC runs), NORDIC with the raw echoes' decisions and the half
         difference of its two outputs, each side's resampling of its difference, each
-        variant's planted series (frozen optimal combination and ICA denoising), the cleanup.
+        side's variants' planted series (frozen optimal combination and ICA denoising: one
+        command per side), the cleanup.
 
         Every step after NORDIC is linear in the echoes (the resampling's interpolation and
         slice timing, the frozen combinations), so a side's half difference is resampled once
@@ -153,25 +155,25 @@ class PlantedRunRules(Family):
                 " --options-json {params.spatial_options:q} --threads {params.threads}"
                 f" --out {{params.{side}_diff_grid_out}}"
             )
-        for side in self._sides():
-            for combine in self._combines():
-                key = f"{side}_{combine}"
-                frozen = ""
-                if combine in ("optcom", "denoised"):
-                    frozen = (
-                        f" --t2star {{input.{side}_t2star:q}} --good-echoes {{input.{side}_mask:q}}"
-                    )
-                if combine == "denoised":
-                    frozen += (
-                        f" --mixing {{input.{side}_mixing:q}} --metrics {{input.{side}_metrics:q}}"
-                    )
-                steps.append(
-                    f"python -m echoprep planted difference --variant {side}-{combine}"
-                    f" --echoes {{params.{side}_diff_final}}"
-                    " --te {params.echo_times} --single-echo {params.single_echo}"
-                    f" --drop-volumes {{params.{side}_drop}}{frozen} --design {{input.design:q}}"
-                    f" --out {{output.{key}:q}}"
+        combines = self._combines()
+        for side in self._sides() if combines else ():
+            frozen = ""
+            if {"optcom", "denoised"} & set(combines):
+                frozen = (
+                    f" --t2star {{input.{side}_t2star:q}} --good-echoes {{input.{side}_mask:q}}"
                 )
+            if "denoised" in combines:
+                frozen += (
+                    f" --mixing {{input.{side}_mixing:q}} --metrics {{input.{side}_metrics:q}}"
+                )
+            outs = " ".join(f"{c}={{output.{side}_{c}:q}}" for c in combines)
+            steps.append(
+                f"python -m echoprep planted difference --side {side}"
+                f" --echoes {{params.{side}_diff_final}}"
+                " --te {params.echo_times} --single-echo {params.single_echo}"
+                f" --drop-volumes {{params.{side}_drop}}{frozen} --design {{input.design:q}}"
+                f" --out {outs}"
+            )
         steps.append("rm -rf {params.tmp:q}")
         return steps
 

@@ -292,10 +292,15 @@ def _component_table(mixing: str | Path, metrics: str | Path) -> tuple[np.ndarra
     return mix.to_numpy(np.float64), [str(c) for c in table["classification"]]
 
 
-def planted_difference(
-    variant: str,
+#: The echo handlings whose planted series a side's half difference gives, in the order they
+#: are written (the optimal combination once for ``optcom`` and ``denoised``).
+COMBINES = ("single", "optcom", "denoised")
+
+
+def planted_differences(
+    side: str,
     echoes: Sequence[str | Path],
-    output: str | Path,
+    outputs: Mapping[str, str | Path],
     *,
     echo_times: Sequence[float],
     single_echo: int = 2,
@@ -305,19 +310,22 @@ def planted_difference(
     mixing: str | Path | None = None,
     metrics: str | Path | None = None,
     factor: float | None = None,
-) -> Path:
-    """What a variant's series carries of the planted responses, from its side's echoes.
+) -> dict[str, Path]:
+    """What each variant's series of one side carries of the planted responses, from the
+    side's echoes, in one pass (one process per side instead of one per variant; the echoes
+    are read and optimally combined once for ``optcom`` and ``denoised``).
 
     Parameters
     ----------
-    variant
-        ``<nordic>-<combine>``.
+    side
+        ``raw`` or ``nordic`` (the variants are ``<side>-<combine>``).
     echoes
         Half the difference of the side's two signed echo sets, per echo, on the functional
         grid (the chain's steps before the echo handling are linear in it once NORDIC's
         decisions are frozen).
-    output
-        The series to write (with a sidecar).
+    outputs
+        Echo handling (``single``, ``optcom``, ``denoised``) -> the series to write (each with
+        a sidecar).
     echo_times, single_echo
         Echo times (s) and the single echo (1-based).
     drop_volumes
@@ -330,27 +338,58 @@ def planted_difference(
         denoising, frozen (:func:`echoprep.adapters.tedana.denoise_frozen`).
     factor
         The planting factor (recorded).
+
+    Returns
+    -------
+    dict
+        Echo handling -> the series written.
     """
-    combine = variant.split("-", 1)[1]
+    problems = [f"{side}-{c}: unknown echo handling {c!r}" for c in outputs if c not in COMBINES]
+    needs: dict[str, Any] = {}
+    if {"optcom", "denoised"} & set(outputs):
+        needs.update({"--t2star": t2star, "--good-echoes": good_echoes})
+    if "denoised" in outputs:
+        needs.update({"--mixing": mixing, "--metrics": metrics})
+    if missing := [k for k, v in needs.items() if v is None]:
+        problems.append(
+            f"{side}: the planted series of its {'/'.join(c for c in outputs if c != 'single')} "
+            f"variant(s) needs the run's {' '.join(missing)} (its frozen optimal combination "
+            "and ICA denoising). Fix: pass them."
+        )
+    if problems:
+        raise StageInputError("; ".join(problems))
     ref = load_image(echoes[0], "planted series", ndim=4)
     sources = [*map(Path, echoes)]
-    if combine == "single":
+    written: dict[str, Path] = {}
+
+    def save(combine: str, diff: np.ndarray, used: list[Path]) -> None:
+        out = atomic_save(float_image(diff, ref), outputs[combine])
+        write_sidecar(
+            out,
+            sources=used,
+            parameters={"single_echo": single_echo, "drop_volumes": drop_volumes},
+            extra={
+                "Description": f"what the {side}-{combine} series of the run carries of the "
+                "planted responses: half the difference of its chain, with the run's own "
+                "decisions, on the echoes with them added and subtracted",
+                "PlantingFactor": factor,
+            },
+        )
+        written[combine] = out
+
+    if "single" in outputs:
         diff = _load(echoes[single_echo - 1])
         if drop_volumes:
             diff = diff[..., : diff.shape[3] - int(drop_volumes)]
-    elif combine in ("optcom", "denoised"):
-        needs = {"--t2star": t2star, "--good-echoes": good_echoes}
-        if combine == "denoised":
-            needs.update({"--mixing": mixing, "--metrics": metrics})
-        if missing := [k for k, v in needs.items() if v is None]:
-            raise StageInputError(
-                f"{variant}: the planted series needs the run's {' '.join(missing)} (its "
-                "frozen optimal combination and ICA denoising). Fix: pass them."
-            )
+        save("single", diff, sources)
+        del diff
+    if {"optcom", "denoised"} & set(outputs):
         assert t2star is not None and good_echoes is not None
         total, good, shape = _optcom(echoes, t2star, good_echoes, echo_times, drop_volumes)
         sources += [Path(t2star), Path(good_echoes)]
-        if combine == "denoised":
+        if "optcom" in outputs:
+            save("optcom", total.reshape(*shape, -1), sources)
+        if "denoised" in outputs:
             assert mixing is not None and metrics is not None
             from echoprep.adapters.tedana import denoise_frozen
 
@@ -361,24 +400,18 @@ def planted_difference(
                     f"({total.shape[1]}); found {mix.shape[0]}. Fix: rerun the ICA-denoised "
                     "job of the run."
                 )
-            total = denoise_frozen(total, mix, classes, good > 0)
-            sources += [Path(mixing), Path(metrics)]
-        diff = total.reshape(*shape, -1)
-    else:
-        raise StageInputError(f"{variant}: unknown echo handling {combine!r}")
-    out = atomic_save(float_image(diff, ref), output)
-    write_sidecar(
-        out,
-        sources=sources,
-        parameters={"single_echo": single_echo, "drop_volumes": drop_volumes},
-        extra={
-            "Description": f"what the {variant} series of the run carries of the planted "
-            "responses: half the difference of its chain, with the run's own decisions, on "
-            "the echoes with them added and subtracted",
-            "PlantingFactor": factor,
-        },
-    )
-    return out
+            denoised = denoise_frozen(total, mix, classes, good > 0)
+            save("denoised", denoised.reshape(*shape, -1), [*sources, Path(mixing), Path(metrics)])
+    return written
+
+
+def planted_difference(
+    variant: str, echoes: Sequence[str | Path], output: str | Path, **options: Any
+) -> Path:
+    """One variant's planted series (``<side>-<combine>``): :func:`planted_differences` with
+    one output."""
+    side, _, combine = variant.partition("-")
+    return planted_differences(side, echoes, {combine: output}, **options)[combine]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -441,8 +474,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     h.add_argument("--minus", type=Path, nargs="+", required=True)
     h.add_argument("--out", type=Path, nargs="+", required=True)
 
-    f = sub.add_parser("difference", help="half the difference of a variant's two series")
-    f.add_argument("--variant", required=True)
+    f = sub.add_parser(
+        "difference", help="half the difference of each variant's two series, one side"
+    )
+    f.add_argument("--side", required=True, help="raw or nordic")
     f.add_argument(
         "--echoes", type=Path, nargs="+", required=True, help="the side's half-difference echoes"
     )
@@ -454,7 +489,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     f.add_argument("--mixing", type=Path, default=None, help="the run's ICA mixing matrix")
     f.add_argument("--metrics", type=Path, default=None, help="the run's ICA component table")
     f.add_argument("--design", type=Path, default=None, help="the design (its factor, recorded)")
-    f.add_argument("--out", type=Path, required=True)
+    f.add_argument(
+        "--out", nargs="+", required=True, metavar="COMBINE=PATH", help="single/optcom/denoised"
+    )
     return parser
 
 
@@ -508,10 +545,10 @@ def run_from_args(args: argparse.Namespace) -> int:
         half_difference(args.plus, args.minus, args.out)
     else:
         factor = float(read_design(args.design)["factor"]) if args.design else None
-        planted_difference(
-            args.variant,
+        planted_differences(
+            args.side,
             args.echoes,
-            args.out,
+            key_paths(args.out, form="COMBINE=PATH", keys=COMBINES),
             echo_times=args.te,
             single_echo=args.single_echo,
             drop_volumes=args.drop_volumes,
@@ -525,6 +562,7 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 
 __all__ = [
+    "COMBINES",
     "SIGNS",
     "SLICE_AXIS",
     "add_arguments",
@@ -532,5 +570,6 @@ __all__ = [
     "native_delta",
     "plant_echoes",
     "planted_difference",
+    "planted_differences",
     "run_from_args",
 ]
