@@ -12,6 +12,7 @@ import pytest
 
 from echoprep.io import bids_index
 from echoprep.io.bids import BIDSInputError, Dataset, EchoFiles, InputProblem, Run, discover
+from echoprep.io.bids_checks import fmt_list
 from echoprep.io.paths import sidecar_path
 from helpers.bidstree import (
     bold_path,
@@ -77,6 +78,13 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
 # --------------------------------------------------------------------------------------
 # valid datasets
 # --------------------------------------------------------------------------------------
+
+
+def test_lists_in_messages_name_the_first_few_and_count_the_rest() -> None:
+    assert fmt_list([]) == "none" and fmt_list([], 3) == "none"
+    assert fmt_list(["a", "b", "c"]) == fmt_list(["a", "b", "c"], 3) == "a, b, c"
+    assert fmt_list(iter("abcde"), 3) == "a, b, c and 2 more"
+    assert fmt_list((f"sub-{i}" for i in (1, 2)), 1, "; ") == "sub-1 and 1 more"
 
 
 def test_valid_dataset(root: Path) -> None:

@@ -176,10 +176,11 @@ def run_title(sub: str, ses: str | None, task: str, run: str | None) -> str:
     return " ".join(f"{k}-{v}" for k, v in ents if v is not None)
 
 
-def fmt_list(values: Iterable[object]) -> str:
-    """``[1, 2, 3]`` → ``"1, 2, 3"`` (``"none"`` when empty)."""
+def fmt_list(values: Iterable[object], first: int | None = None, sep: str = ", ") -> str:
+    """``[1, 2, 3]`` → ``"1, 2, 3"`` (``"none"`` when empty); ``first=2``: ``"1, 2 and 1 more"``."""
     items = [str(v) for v in values]
-    return ", ".join(items) if items else "none"
+    more = f" and {len(items) - first} more" if first is not None and len(items) > first else ""
+    return sep.join(items[:first]) + more if items else "none"
 
 
 def fmt_seconds(value: float) -> str:

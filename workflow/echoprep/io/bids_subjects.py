@@ -91,10 +91,9 @@ def subjects_with_runs(
     out = [(sub, found) for sub, found, legal in missing if legal and leave_out]
     if not out:
         return list(subjects)
-    more = f" and {len(out) - 3} more" if len(out) > 3 else ""
-    named = "; ".join(f"sub-{sub} ({found})" for sub, found in out[:3])
+    named = fmt_list((f"sub-{sub} ({found})" for sub, found in out), 3, "; ")
     warnings.append(
-        f"{len(out)} subject(s) without BOLD runs{of_task} left out: {named}{more}. Nothing of "
+        f"{len(out)} subject(s) without BOLD runs{of_task} left out: {named}. Nothing of "
         "theirs is processed, their anatomy neither. If their runs are missing by mistake, "
         "add them; --config 'exclude=[<label>]' leaves a subject out without this warning."
     )

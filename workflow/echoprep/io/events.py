@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from echoprep.io.bids_checks import fmt_list
 from echoprep.io.images import StageInputError
 from echoprep.io.outputs import TRIALS_NAME
 
@@ -188,13 +189,12 @@ def seconds_column(
 
 def bad_seconds_problem(column: str, bad: Sequence[tuple[int, str]]) -> tuple[str, str, str]:
     """``(expected, found, fix)`` for the bad cells of a column of seconds (at most 5 shown)."""
-    cells = ", ".join(f"{text!r} on line {line}" for line, text in bad[:5])
-    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    cells = fmt_list((f"{text!r} on line {line}" for line, text in bad), 5)
     if column == "onset":
-        return "numeric onsets in seconds", cells + more, "give every event an onset in seconds"
+        return "numeric onsets in seconds", cells, "give every event an onset in seconds"
     return (
         f"numeric {column} values in seconds",
-        cells + more,
+        cells,
         f"write each {column} in seconds, or n/a",
     )
 

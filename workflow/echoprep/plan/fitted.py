@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from echoprep.io.bids_checks import fmt_list
 from echoprep.plan.context import PlanContext, strip_label
 from echoprep.variants import ALL_VARIANTS
 
@@ -113,7 +114,7 @@ class FittedVariants:
         ]
         if not others:
             return None
-        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        shown = fmt_list(others, 3)
         return (
             f"glm.all_sessions_variants: none of {everywhere} is produced by this config "
             f"({', '.join(produced) or 'no variant'}), so the {len(others)} session(s) outside "

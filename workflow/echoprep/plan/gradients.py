@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from echoprep.io.bids import Run
+from echoprep.io.bids_checks import fmt_list
 from echoprep.io.paths import run_prefix, sidecar_path
 from echoprep.plan.context import PlanContext, PlanError
 
@@ -121,8 +122,7 @@ def _skipped(names: Sequence[str], choices: Sequence[GradientChoice]) -> list[st
             skipped.setdefault(c.reason, []).append(name)
     parts = []
     for reason, found in skipped.items():
-        more = f" and {len(found) - 3} more" if len(found) > 3 else ""
-        parts.append(f"{len(found)} skipped, {reason}: {', '.join(found[:3])}{more}")
+        parts.append(f"{len(found)} skipped, {reason}: {fmt_list(found, 3)}")
     return parts
 
 

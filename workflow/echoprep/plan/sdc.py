@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from echoprep.io.bids import Run
+from echoprep.io.bids_checks import fmt_list
 from echoprep.io.bids_fmap import RULES
 from echoprep.io.paths import run_prefix
 from echoprep.plan.context import PlanContext
@@ -68,7 +69,6 @@ def sdc_summary(ctx: PlanContext) -> str | None:
     )
     if not without:
         return line + "."
-    more = f" and {len(without) - 3} more" if len(without) > 3 else ""
     lacking = {
         "auto": "without a fieldmap",
         "fieldmap": "without a GRE or Hz fieldmap",
@@ -76,7 +76,7 @@ def sdc_summary(ctx: PlanContext) -> str | None:
         "phase-framewise": "without phase for 2 or more echoes (or without "
         "PhaseEncodingDirection and TotalReadoutTime)",
     }[choice]
-    line += f"; {len(without)} {lacking}, not corrected: {', '.join(without[:3])}{more}"
+    line += f"; {len(without)} {lacking}, not corrected: {fmt_list(without, 3)}"
     noted: dict[str, list[str]] = {}
     for r, m in zip(runs, labels, strict=True):
         if m == "none" and r.fieldmap_note:

@@ -10,6 +10,7 @@ problem that names them and the fixes (docs/your-data.md, "Slice timing").
 
 from __future__ import annotations
 
+from echoprep.io.bids_checks import fmt_list
 from echoprep.io.paths import run_prefix
 from echoprep.plan.context import PlanContext, PlanError
 
@@ -31,8 +32,7 @@ def slice_timing_summary(ctx: PlanContext) -> str | None:
     without = [run_prefix(r.entities) for r in runs if not r.slice_timing]
     if not without:
         return None
-    more = f" and {len(without) - 3} more" if len(without) > 3 else ""
-    named = f"{', '.join(without[:3])}{more}"
+    named = fmt_list(without, 3)
     if spatial["tr_out"]:
         raise PlanError(
             f"spatial.tr_out: {spatial['tr_out']:g} s resamples every run in time from its "
