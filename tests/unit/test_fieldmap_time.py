@@ -188,6 +188,51 @@ def test_intended_for_still_comes_first(tmp_path):
     assert ds.get_run("01", "01", "04").fieldmap.rule == "acquisition time (interpolate)"
 
 
+def _intended_for_every_run(root: Path, ses: str) -> None:
+    """Both fieldmaps of a session name every run of it in IntendedFor (as converters often
+    write them)."""
+    runs = [str(bold_path(root, ses=ses, run=r, echo=1).relative_to(root / "sub-01")) for r in RUNS]
+    for fmap_run in ("01", "02"):
+        edit_sidecar(fmap_path(root, "phasediff", ses=ses, run=fmap_run), IntendedFor=runs)
+
+
+def test_a_run_that_several_fieldmaps_name_in_intended_for_is_matched_by_time(tmp_path):
+    """Legal BIDS that was refused ("one fieldmap for ..."): IntendedFor of both fieldmaps
+    names every run. With acquisition times the run gets the fieldmaps around its centre, as
+    without IntendedFor, and the plan's line says why; without times, the one with its run
+    entity, else the first by name."""
+    root = laion_layout(tmp_path / "ds")
+    _intended_for_every_run(root, "01")
+    plan = make_plan(root, tmp_path / "p")
+    for run in plan.dataset.runs:
+        fm = run.fieldmap
+        assert fm.rule == "acquisition time (interpolate)"
+        assert _weights(run) == [(k, pytest.approx(w)) for k, w in EXPECTED[run.session, run.run]]
+        named = run.session == "01"
+        assert fm.note == ("IntendedFor names it in 2 fieldmaps" if named else None)
+        assert fm.as_spec().get("note") == fm.note
+    assert plan.sdc_summary() == (
+        "Distortion correction: 8 of 8 run(s) with their fieldmap (phasediff; 4 by acquisition "
+        "time, interpolated, 4 by acquisition time, interpolated (IntendedFor names it in 2 "
+        "fieldmaps))."
+    )
+    untimed = laion_layout(tmp_path / "untimed", sidecar_times=False)
+    _intended_for_every_run(untimed, "01")
+    ds = discover(untimed)
+    for run_label, fmap_run, why in (
+        ("01", "01", "its run entity"),
+        ("02", "02", "its run entity"),
+        ("03", "01", "the first by name"),
+    ):
+        fm = ds.get_run("01", "01", run_label).fieldmap
+        assert (fm.rule, fm.image) == (
+            "IntendedFor",
+            fmap_path(untimed, "phasediff", ses="01", run=fmap_run),
+        )
+        assert fm.note == f"2 fieldmaps, no acquisition times to choose by: {why}"
+        assert not fm.combine
+
+
 def test_a_run_without_a_time_falls_back_to_the_run_entity_and_the_plan_says_so(tmp_path):
     root = laion_layout(tmp_path / "ds")
     _set_bold_time(root, "01", "02", None)  # has a fieldmap run-02 of its own number

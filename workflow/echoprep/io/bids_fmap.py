@@ -13,12 +13,18 @@ Supported fieldmaps (BIDS "fmap" datatype):
 A fieldmap belongs to a run by the first of these rules that finds one (:data:`RULES`):
 
 1. its sidecar's ``IntendedFor`` names one of the run's BOLD files (paths relative to the
-   subject folder, or ``bids::`` URIs relative to the dataset root);
+   subject folder, or ``bids::`` URIs relative to the dataset root); where several fieldmap
+   acquisitions name it, the preferred kind (``prefer``), then among GRE/Hz ones acquisition
+   time (rule 2);
 2. acquisition time: the session has two or more GRE/Hz fieldmap acquisitions, and they and
    the run have an acquisition time; the run gets the fieldmaps around its centre in time,
    weighted (:mod:`echoprep.io.bids_fmap_time`; LAION-fMRI's layout);
 3. it carries the run's ``ses`` and ``run`` entities, else it is the only fieldmap of the
    run's session.
+
+Where a rule finds several fieldmap acquisitions and no acquisition time chooses between them,
+the run gets the one with its ``run`` entity, else the first by name; the fieldmap's ``note``
+says so (the plan's distortion-correction line and the run's sidecars show it).
 
 The run's ``PhaseEncodingDirection`` and ``TotalReadoutTime`` (or ``EffectiveEchoSpacing`` and
 the matrix size) come from its BOLD sidecars.
@@ -40,7 +46,7 @@ from echoprep.io.bids_checks import (
     as_number,
     sidecar_of,
 )
-from echoprep.io.bids_fmap_time import INTERPOLATE, FieldmapTimes, TimeMatch
+from echoprep.io.bids_fmap_time import INTERPOLATE, TIMED_SUFFIXES, FieldmapTimes, TimeMatch
 from echoprep.io.bids_run_checks import RunScan
 
 #: BIDS PhaseEncodingDirection values.
@@ -286,9 +292,39 @@ def _find_fieldmap(
         scan.fieldmap_note = timed
         if chosen:
             found = _by_rules(log, index, scan, prefer, chosen)
-            return dataclasses.replace(found, rule=rule, note=timed) if found else None
+            note = "; ".join(n for n in (timed, found.note if found else None) if n) or None
+            return dataclasses.replace(found, rule=rule, note=note) if found else None
         return None
+    acquisitions = {_acquisition(f) for f in chosen}
+    if len(acquisitions) > 1:
+        kinds = [f for f in chosen if (f.suffix == "epi") == (prefer == "epi")]
+        if len({_acquisition(f) for f in kinds}) < len(acquisitions) and kinds:
+            chosen = kinds  # a GRE/Hz fieldmap and a reversed-PE pair: the preferred kind
+        if len({_acquisition(f) for f in chosen}) > 1:
+            return _among_intended(log, index, scan, prefer, chosen, len(acquisitions))
     return _by_rules(log, index, scan, prefer, chosen)
+
+
+def _among_intended(
+    log: ProblemLog,
+    index: FieldmapIndex,
+    scan: RunScan,
+    prefer: str,
+    chosen: list[BidsFile],
+    named: int,
+) -> Fieldmap | None:
+    """A run whose BOLD files the ``IntendedFor`` of several fieldmap acquisitions name
+    (legal BIDS; converters often list every run of a session in each fieldmap): the
+    GRE/Hz ones by acquisition time as rule 2 matches a session's (the fieldmap's ``note``
+    says so: the plan's line and the run's sidecars show it), else :func:`_by_rules`."""
+    timed = None
+    if all(f.suffix in TIMED_SUFFIXES for f in chosen):
+        timed = index.times.match(log, scan, chosen)
+    if not isinstance(timed, TimeMatch):
+        return _by_rules(log, index, scan, prefer, chosen)
+    found = _timed(log, index, timed)
+    note = f"IntendedFor names it in {named} fieldmaps"
+    return dataclasses.replace(found, note=note) if found else None
 
 
 def _timed(log: ProblemLog, index: FieldmapIndex, match: TimeMatch) -> Fieldmap | None:
@@ -333,13 +369,17 @@ def _by_rules(
     if len({_acquisition(f) for f in chosen}) == 1 and all(f.suffix == "epi" for f in chosen):
         return _pepolar(log, index, chosen, scan)
     if len(chosen) > 1:
-        log.add(
-            chosen[0].path,
-            f"one fieldmap for {scan.title}",
-            f"{len(chosen)}: " + ", ".join(f.path.name for f in chosen),
-            "make IntendedFor name each BOLD run in one fieldmap only",
-        )
-        return None
+        # several acquisitions and no time to choose by: the one with the run's run entity,
+        # else the first by name, said in the fieldmap's note
+        groups: dict[tuple[str, tuple[tuple[str, str], ...]], list[BidsFile]] = defaultdict(list)
+        for f in sorted(chosen, key=lambda f: str(f.path)):
+            groups[_acquisition(f)].append(f)
+        own = [g for g in groups.values() if scan.run is not None and g[0].ent("run") == scan.run]
+        pick = own[0] if len(own) == 1 else next(iter(groups.values()))
+        found = _by_rules(log, index, scan, prefer, pick)
+        why = "its run entity" if len(own) == 1 else "the first by name"
+        note = f"{len(groups)} fieldmaps, no acquisition times to choose by: {why}"
+        return dataclasses.replace(found, note=note) if found else None
     return _gre(log, index, chosen[0])
 
 

@@ -181,7 +181,7 @@ class FieldmapTimes:
         self.choice = choice
         self._scans = {(f.entities["sub"], f.ent("ses")): f.path for f in scans}
         self._rows: dict[tuple[str, str | None], dict[str, str]] = {}
-        self._sessions: dict[tuple[str, str | None], list[tuple[BidsFile, Any]]] = {}
+        self._sessions: dict[tuple[Any, ...], list[tuple[BidsFile, Any]]] = {}
 
     def _session_rows(self, log: ProblemLog, key: tuple[str, str | None]) -> dict[str, str]:
         """``filename -> acq_time`` of a session's ``scans.tsv`` (empty without one)."""
@@ -243,9 +243,11 @@ class FieldmapTimes:
     def _session(
         self, log: ProblemLog, key: tuple[str, str | None], fieldmaps: Sequence[BidsFile]
     ) -> list[tuple[BidsFile, Any]]:
-        if key not in self._sessions:
-            self._sessions[key] = [(f, self.stamp(log, f.path, key)) for f in fieldmaps]
-        return self._sessions[key]
+        # per session and set of fieldmaps (a run's IntendedFor may name some of them)
+        cached = (key, tuple(f.path for f in fieldmaps))
+        if cached not in self._sessions:
+            self._sessions[cached] = [(f, self.stamp(log, f.path, key)) for f in fieldmaps]
+        return self._sessions[cached]
 
     def match(
         self, log: ProblemLog, scan: RunScan, fieldmaps: Sequence[BidsFile]
