@@ -768,8 +768,44 @@ def test_require_t1w(root: Path) -> None:
 def test_slice_timing_length(root: Path) -> None:
     edit_sidecar(bold_path(root, run="01", echo=1), SliceTiming=[0.0, 0.5])
     (p,) = problems_of(root)
-    assert p.expected == "SliceTiming with one entry per slice (5 slices)"
+    assert p.expected == (
+        "SliceTiming with one entry per slice (5 slices along the third image axis, "
+        "SliceEncodingDirection k)"
+    )
     assert p.found == "2 entries"
+
+
+def test_slice_encoding_direction_orders_the_slice_times_and_names_their_axis(
+    root: Path,
+) -> None:
+    """BIDS SliceEncodingDirection: ``k-`` lists SliceTiming from the last slice (the run's
+    times come out in slice-index order, reversed); ``j`` puts the slices along the second
+    axis (7 slices there), which the count is checked against; an unknown value is a problem
+    naming the legal ones."""
+    times = [0.1 * i for i in range(SHAPE[2])]
+    for echo in (1, 2, 3):
+        edit_sidecar(
+            bold_path(root, run="01", echo=echo), SliceTiming=times, SliceEncodingDirection="k-"
+        )
+        edit_sidecar(
+            bold_path(root, run="02", echo=echo),
+            SliceTiming=[0.05 * i for i in range(SHAPE[1])],
+            SliceEncodingDirection="j",
+        )
+    ds = discover(root)
+    first, second = ds.get_run("01", "01", "01"), ds.get_run("01", "01", "02")
+    assert first.slice_timing == pytest.approx(times[::-1]) and first.slice_axis == 2
+    assert second.slice_timing == pytest.approx([0.05 * i for i in range(7)])
+    assert second.slice_axis == 1
+    edit_sidecar(bold_path(root, run="02", echo=1), SliceTiming=times)  # 5 entries along j
+    edit_sidecar(bold_path(root, run="01", echo=1), SliceEncodingDirection="z")
+    unknown, wrong_axis = sorted(problems_of(root, 2), key=lambda p: p.expected)
+    assert unknown.expected == "SliceEncodingDirection one of i, j, k, i-, j-, k-"
+    assert unknown.found == 'SliceEncodingDirection = "z"'
+    assert wrong_axis.expected == (
+        "SliceTiming with one entry per slice (7 slices along the second image axis, "
+        "SliceEncodingDirection j)"
+    )
 
 
 def test_not_a_folder(tmp_path: Path) -> None:

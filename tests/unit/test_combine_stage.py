@@ -97,7 +97,7 @@ def test_combined_series_keep_the_echoes_slice_timing_correction(tmp_path, t2s_t
     assert "StartTime" not in json.loads((tmp_path / "out" / "t2star.json").read_text())
     ijk = np.array([[5, 5, z] for z in range(8)])
     slice_times = list(np.linspace(0.0, 1.7, 8))
-    _, offsets = _series_timing(single, nib.load(single), slice_times, ijk)
+    _, offsets = _series_timing(single, nib.load(single), slice_times, 2, ijk)
     np.testing.assert_array_equal(offsets, 0.0)
     # echoes never corrected: no timing fields, and the slices' own times
     plain = tmp_path / "plain"
@@ -107,7 +107,7 @@ def test_combined_series_keep_the_echoes_slice_timing_correction(tmp_path, t2s_t
     side = json.loads((plain / "single.json").read_text())
     assert "SliceTimingCorrected" not in side and "StartTime" not in side
     img = nib.load(plain / "single.nii.gz")
-    _, offsets = _series_timing(plain / "single.nii.gz", img, slice_times, ijk)
+    _, offsets = _series_timing(plain / "single.nii.gz", img, slice_times, 2, ijk)
     np.testing.assert_allclose(offsets, slice_times)
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from echoprep.io import outputs as reg
 from echoprep.plan import RUN_STEM_PATTERN, Plan, PlanError, RuleHooks
+from echoprep.plan.families.planted import slice_timing_words
 from helpers.bidstree import make_bids_tree
 from helpers.plans import make_plan as _plan
 
@@ -387,6 +388,26 @@ def test_runs_without_slice_times_are_named_and_refused_only_for_resampling_in_t
         "add SliceTiming (s, one per slice) to those sidecars, or unset spatial.tr_out (then "
         "these runs are not corrected for slice timing, and the others are, at their own TR)."
     )
+
+
+def test_slices_along_another_axis_reach_every_step_that_reads_slice_times(tmp_path):
+    """A run whose SliceEncodingDirection is j (slices along the second axis): its geometry
+    step, its planted echoes and its session's planted design get ``--slice-axis 1`` beside the
+    slice times; runs along the third axis get no such argument (their commands unchanged)."""
+    bids = tmp_path / "bids"
+    make_bids_tree(bids, sessions=("01",), runs=("01", "02"), data=False)
+    for side in bids.glob("sub-01/ses-01/func/*run-01_echo-*_bold.json"):
+        meta = json.loads(side.read_text())
+        meta |= {"SliceTiming": [0.1 * i for i in range(7)], "SliceEncodingDirection": "j"}
+        side.write_text(json.dumps(meta))
+    plan = _plan(bids, tmp_path)
+    first, second = plan.dataset.runs
+    assert (first.slice_axis, second.slice_axis) == (1, 2)
+    assert plan.spatial.geometry_args(first, None).split("--slice-axis ")[1].startswith("1")
+    assert "--slice-axis" not in plan.spatial.geometry_args(second, None)
+    assert slice_timing_words(first).endswith(" --slice-axis 1")
+    assert slice_timing_words(first).startswith("--slice-timing 0 0.1 0.2")
+    assert "--slice-axis" not in slice_timing_words(second)
 
 
 def test_the_distortion_correction_of_every_run_is_stated_in_one_line(tmp_path):

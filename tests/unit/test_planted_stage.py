@@ -135,6 +135,21 @@ def test_planted_echoes_carry_the_design_and_leave_the_input_untouched(run, tmp_
         np.testing.assert_allclose(lm[big], -lp[big], rtol=1e-3, atol=1e-6)
 
 
+def test_slice_times_along_another_axis_time_each_voxels_planted_response(run, tmp_path):
+    """``slice_axis=1`` (SliceEncodingDirection j): a voxel samples its planted response at
+    its slice's time along the second axis. Slice 1 at 0 s plants as without slice times,
+    slice 3 at 0.4 s does not; along the third axis (3 slices) the 5 times are refused."""
+    times = [0.0, 0.0, 0.0, 0.4, 0.0]
+    plain = _plant(run, tmp_path / "plain")
+    along_j = _plant(run, tmp_path / "j", slice_timing=times, slice_axis=1)
+    a, b = (np.asarray(nib.load(w["diff"][1]).dataobj, np.float64) for w in (plain, along_j))
+    (i0, j0, k0), (i1, j1, k1) = VOXELS  # j = 1 and j = 3
+    np.testing.assert_allclose(b[i0, j0, k0], a[i0, j0, k0], rtol=1e-6, atol=1e-6)
+    assert np.abs(b[i1, j1, k1] - a[i1, j1, k1]).max() > 0.05 * np.abs(a[i1, j1, k1]).max()
+    with pytest.raises(StageInputError, match="SliceTiming has 5 entries; the series has 3"):
+        _plant(run, tmp_path / "k", slice_timing=times)
+
+
 def test_half_the_difference_gives_back_what_was_planted(run, tmp_path):
     written = _plant(run, tmp_path / "work")
     orig = np.asarray(nib.load(run["mags"][1]).dataobj, np.float64)

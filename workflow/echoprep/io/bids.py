@@ -126,7 +126,9 @@ class Run:
     is the run's fieldmap (:mod:`echoprep.io.bids_fmap`) or None; ``fieldmap_note`` why it was
     not matched by acquisition time though its session's fieldmaps are timed, or None;
     ``pe_direction`` (BIDS ``PhaseEncodingDirection``) and ``total_readout_time`` (s) come from
-    the BOLD sidecars.
+    the BOLD sidecars. ``slice_timing`` (s) is in the order of the slice index along
+    ``slice_axis`` (0, 1, 2: BIDS ``SliceEncodingDirection`` i, j, k; a ``-`` direction's list
+    reversed).
     ``n_trials`` counts the trials a GLM models (None without events); a run with 0 is
     preprocessed but left out of its session's GLM. ``sbref`` is the single-band reference of
     the spatial stage's reference echo on the run's grid (:mod:`echoprep.io.bids_refs`), or None.
@@ -142,6 +144,7 @@ class Run:
     n_volumes: int
     shape: tuple[int, int, int]
     slice_timing: tuple[float, ...] | None = None
+    slice_axis: int = 2
     fieldmap: Fieldmap | None = None
     pe_direction: str | None = None
     total_readout_time: float | None = None
@@ -671,6 +674,7 @@ def _make_run(scan: RunScan) -> Run:
         n_volumes=int(shape[3]),
         shape=(int(shape[0]), int(shape[1]), int(shape[2])),
         slice_timing=scan.slice_timing,
+        slice_axis=scan.slice_axis,
         fieldmap=scan.fieldmap,
         pe_direction=scan.pe_direction,
         total_readout_time=scan.total_readout_time,

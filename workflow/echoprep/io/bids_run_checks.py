@@ -44,6 +44,10 @@ from echoprep.io.bids_checks import (
 )
 from echoprep.io.events import EventsFileError, read_events_columns
 
+#: BIDS SliceEncodingDirection values: the slices' image axis, and ``-`` where SliceTiming lists
+#: them from the last index.
+SLICE_DIRECTIONS = ("i", "j", "k", "i-", "j-", "k-")
+
 
 @dataclass
 class RunScan:
@@ -60,6 +64,7 @@ class RunScan:
     echo_times_missing: dict[int, Path] = field(default_factory=dict)
     repetition_time: float | None = None
     slice_timing: tuple[float, ...] | None = None
+    slice_axis: int = 2
     ref_header: ImageHeader | None = None
     events: Path | None = None
     fieldmap: Any = None
@@ -368,13 +373,27 @@ def check_metadata(
         )
         return
     times = tuple(float(v) for v in values if v is not None)
-    if scan.ref_header is not None and len(times) != scan.ref_header.shape[2]:  # type: ignore[index]
+    direction = first_meta.get("SliceEncodingDirection", "k")
+    if direction not in SLICE_DIRECTIONS:
         log.add(
             side,
-            f"SliceTiming with one entry per slice ({scan.ref_header.shape[2]} slices)",  # type: ignore[index]
+            f"SliceEncodingDirection one of {', '.join(SLICE_DIRECTIONS)}",
+            f"SliceEncodingDirection = {json.dumps(direction)[:40]}",
+            "correct it (i, j, k: the first, second, third image axis; '-': SliceTiming lists "
+            "the slices from the last), or remove it (the third axis, in index order)",
+        )
+        return
+    axis = "ijk".index(direction[0])
+    shape = scan.ref_header.shape if scan.ref_header is not None else None
+    if shape is not None and len(shape) > axis and len(times) != shape[axis]:
+        log.add(
+            side,
+            f"SliceTiming with one entry per slice ({shape[axis]} slices along the "
+            f"{('first', 'second', 'third')[axis]} image axis, SliceEncodingDirection "
+            f"{direction})",
             f"{len(times)} entries",
             "correct SliceTiming (it must list the acquisition time of every slice along the "
-            "third image axis)",
+            "slice axis) or SliceEncodingDirection",
         )
         return
     tr = scan.repetition_time
@@ -391,7 +410,9 @@ def check_metadata(
             f"correct SliceTiming (seconds from the start of each volume){hint}",
         )
         return
-    scan.slice_timing = times
+    # in the order of the slice index (a '-' direction lists them from the last)
+    scan.slice_timing = times[::-1] if direction.endswith("-") else times
+    scan.slice_axis = axis
 
 
 def check_events(log: ProblemLog, scan: RunScan, events: Path | None, require: bool) -> None:

@@ -30,6 +30,16 @@ PLANTED_FOLDER = folder_name("planted")
 COMBINES = ("single", "optcom", "denoised")
 
 
+def slice_timing_words(run: Run) -> str:
+    """``--slice-timing`` with a run's SliceTiming (s, in slice-index order) and, where its
+    slices do not lie along the third axis (SliceEncodingDirection i or j), ``--slice-axis``;
+    nothing without SliceTiming."""
+    if not run.slice_timing:
+        return ""
+    axis = ["--slice-axis", run.slice_axis] if run.slice_axis != 2 else []
+    return words(["--slice-timing", *[f"{t:.6g}" for t in run.slice_timing], *axis])
+
+
 PLANTED_DESIGN = RuleDef(
     name="planted_design",
     doc=(
@@ -235,8 +245,7 @@ class PlantedRules(Family):
         """``--slice-timing`` with the SliceTiming of the session's first run, or nothing (the
         shape estimate reads it only for series not corrected for slice timing)."""
         sub, ses = self.ctx.session_of(wc)
-        st = self.ctx.session_runs_of(sub, ses)[0].slice_timing
-        return words(["--slice-timing", *[f"{t:.6g}" for t in st]]) if st else ""
+        return slice_timing_words(self.ctx.session_runs_of(sub, ses)[0])
 
     def _te_ref(self, wc: Any) -> str:
         """Echo time (s) of the reference's single echo (of the session's first run)."""

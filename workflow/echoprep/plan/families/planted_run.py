@@ -19,7 +19,12 @@ from echoprep.io.rule_logs import RUN_KEY
 from echoprep.plan.context import Files, PlanContext, words
 from echoprep.plan.families.combine import CombineRules
 from echoprep.plan.families.glm import GlmRules
-from echoprep.plan.families.planted import COMBINES, PLANTED_FOLDER, PlantedRules
+from echoprep.plan.families.planted import (
+    COMBINES,
+    PLANTED_FOLDER,
+    PlantedRules,
+    slice_timing_words,
+)
 from echoprep.plan.families.spatial import SpatialRules
 from echoprep.plan.rule import Family, RuleDef, RuleFiles
 from echoprep.variants import Variant
@@ -246,9 +251,9 @@ class PlantedRunRules(Family):
         return words(["--ref-xfm", input.xfm]) if "xfm" in input.keys() else ""
 
     def _slice_timing(self, wc: Any) -> str:
-        """``--slice-timing`` with the run's SliceTiming, or nothing."""
-        st = self.ctx.run_of(wc).slice_timing
-        return words(["--slice-timing", *[f"{t:.6g}" for t in st]]) if st else ""
+        """``--slice-timing`` with the run's SliceTiming (and ``--slice-axis`` when the slices
+        are not along the third axis), or nothing."""
+        return slice_timing_words(self.ctx.run_of(wc))
 
     def _run_outputs(self) -> Files:
         """Every variant's planted series of a run, as patterns (keys ``<nordic>_<combine>``);

@@ -295,12 +295,12 @@ class SpatialRules(Family):
         return files
 
     def geometry_args(self, run: Run, reference: str | None) -> str:
-        """Command-line arguments of a run's geometry step that depend on the run (the
-        reference boldref when given)."""
+        """The geometry step's arguments that depend on the run (and the reference boldref)."""
         args: list[Any] = ["--tr", str(run.repetition_time)]
         args += ["--drop-volumes", str(self.config["nordic"]["noise_volumes"])]
-        if run.slice_timing:
+        if run.slice_timing:  # and the slices' axis where it is not the third (i or j)
             args += ["--slice-timing", *[f"{t:.6g}" for t in run.slice_timing]]
+            args += ["--slice-axis", str(run.slice_axis)] if run.slice_axis != 2 else []
         method = self.ctx.sdc_method(run)
         if method in ("fieldmap", "pepolar") and run.fieldmap is not None:
             args += ["--fieldmap-json", json.dumps(run.fieldmap.as_spec(), sort_keys=True)]

@@ -126,6 +126,7 @@ def make_design(
     series: Sequence[str | Path] = (),
     run_labels: Sequence[str] = (),
     slice_timing: Sequence[float] | None = None,
+    slice_axis: int = 2,
     shape: str = "estimated",
     source: str = "other_sessions",
     source_betas: Sequence[str | Path] = (),
@@ -156,8 +157,9 @@ def make_design(
     series, run_labels
         The reference fit's series (4D, one per run, on the betas' grid) and their runs'
         labels in the trials table: the data the response shape is estimated from.
-    slice_timing
-        SliceTiming of the runs (s), for series not corrected for slice timing.
+    slice_timing, slice_axis
+        SliceTiming of the runs (s, in slice-index order) and the slices' image axis, for series
+        not corrected for slice timing.
     shape
         ``"estimated"``: every voxel's planted time course has the shape of the session's own
         responses (one curve: :mod:`echoprep.kernels.planted_shape`; the library's where it
@@ -289,7 +291,7 @@ def make_design(
         curves, shape_record = _estimated_curves(
             series,
             run_labels,
-            slice_timing,
+            (slice_timing, slice_axis),
             table,
             ref,
             ref_path,
@@ -570,13 +572,13 @@ def _other_runs(
 
 
 def _series_timing(
-    path: Path, img: Any, slice_timing: Sequence[float] | None, ijk: np.ndarray
+    path: Path, img: Any, slice_timing: Sequence[float] | None, axis: int, ijk: np.ndarray
 ) -> tuple[float, np.ndarray]:
     """Sampling interval (s) of a series (as the GLM reads it: :func:`echoprep.io.images.
     series_tr`) and the time of each voxel's sample within it (s): the slice-timing
     correction's start time where the sidecar says it was corrected, else
-    the voxel's slice time (SliceTiming along the third axis; their mean on a grid with
-    another number of slices, e.g. resampled without correction)."""
+    the voxel's slice time (SliceTiming along ``axis``; their mean on a grid with another
+    number of slices, e.g. resampled without correction)."""
     tr = series_tr(path, img, fix="Fix: rerun the echo-handling rule of this run.")
     side = sidecar_path(path)
     meta = json.loads(side.read_text()) if side.exists() else {}
@@ -585,8 +587,8 @@ def _series_timing(
     if not slice_timing:
         return tr, np.zeros(len(ijk))
     st = np.asarray(slice_timing, np.float64)
-    if st.size == img.shape[2]:
-        return tr, st[ijk[:, 2]]
+    if st.size == img.shape[axis]:
+        return tr, st[ijk[:, axis]]
     return tr, np.full(len(ijk), float(st.mean()))
 
 
@@ -604,7 +606,7 @@ def _read_voxels(img: Any, ijk: np.ndarray) -> np.ndarray:
 def _estimated_curves(
     series: Sequence[str | Path],
     run_labels: Sequence[str],
-    slice_timing: Sequence[float] | None,
+    slices: tuple[Sequence[float] | None, int],
     table: Any,
     ref: Any,
     ref_path: Path,
@@ -615,7 +617,7 @@ def _estimated_curves(
     """The response curves ``(n, H)``: every column the session's response curve, estimated
     from the reference fit's series over the ROI voxels ``ijk``
     (:mod:`echoprep.kernels.planted_shape`; ``library`` where it cannot be), and its
-    record."""
+    record. ``slices``: the runs' SliceTiming (s) and the slices' axis."""
     labels = table["label"].astype(str).to_numpy()
     images, half_a, half_b = halves
     amplitudes = cross_amplitudes(labels, presentation_halves(labels), images, half_a, half_b)
@@ -642,7 +644,7 @@ def _estimated_curves(
             fix=fix,
             atol=_GRID_ATOL,
         )
-        tr, offsets = _series_timing(path, img, slice_timing, ijk)
+        tr, offsets = _series_timing(path, img, *slices, ijk)
         m, c = shape_moments(
             _read_voxels(img, ijk), offsets, tr, onsets[rows], amplitudes[:, rows], basis
         )

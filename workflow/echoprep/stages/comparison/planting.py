@@ -145,6 +145,7 @@ def plant_echoes(
     outputs: Mapping[str, Sequence[str | Path]],
     *,
     slice_timing: Sequence[float] | None = None,
+    slice_axis: int = SLICE_AXIS,
     noise_volumes: int = 0,
     geometry: str | Path | None = None,
     grid: str | Path | None = None,
@@ -163,9 +164,10 @@ def plant_echoes(
         The session's planted design, the trials table of its fits and this run's label there.
     outputs
         Any of ``"+"``, ``"-"`` and ``"diff"`` -> one path per echo (float32).
-    slice_timing
-        The run's SliceTiming (s; slices along the third axis); None: all at the volume start.
-        With ``geometry`` the geometry's own slice timing is used.
+    slice_timing, slice_axis
+        The run's SliceTiming (s, in slice-index order) and the slices' image axis; None: all
+        at the volume start. With ``geometry`` the geometry's own slice timing and axis are
+        used.
     noise_volumes
         Trailing noise volumes (no planted response in them).
     geometry, grid, ref_xfm
@@ -177,7 +179,7 @@ def plant_echoes(
     first = load_image(mags[0], "magnitude series", ndim=4)
     onsets, labels = _run_trials(Path(trials), run_label)
     chain = None
-    axis = SLICE_AXIS
+    axis = int(slice_axis)
     if geometry is not None:
         geo = load_geometry(geometry)
         grid_img = load_image(grid, "output grid image")
@@ -435,6 +437,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     d.add_argument("--run-labels", nargs="*", default=[], help="their runs' labels in --trials")
     d.add_argument("--slice-timing", type=float, nargs="+", default=None, help="SliceTiming, s")
+    d.add_argument("--slice-axis", type=int, default=SLICE_AXIS, help="the slices' image axis")
     d.add_argument("--options-json", default=None, help="the comparison: section as JSON")
     d.add_argument(
         "--source-betas",
@@ -456,6 +459,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     e.add_argument("--te", type=float, nargs="+", required=True, help="echo times, s")
     e.add_argument("--tr", type=float, required=True, help="repetition time, s")
     e.add_argument("--slice-timing", type=float, nargs="+", default=None, help="SliceTiming, s")
+    e.add_argument("--slice-axis", type=int, default=SLICE_AXIS, help="the slices' image axis")
     e.add_argument("--noise-volumes", type=int, default=0)
     e.add_argument("--design", type=Path, required=True)
     e.add_argument("--trials", type=Path, required=True)
@@ -515,6 +519,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             series=args.series,
             run_labels=args.run_labels,
             slice_timing=args.slice_timing,
+            slice_axis=args.slice_axis,
             shape=opts["shape"],
             source=opts["source"],
             source_betas=args.source_betas,
@@ -536,6 +541,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             args.run_label,
             outputs,
             slice_timing=args.slice_timing,
+            slice_axis=args.slice_axis,
             noise_volumes=args.noise_volumes,
             geometry=args.geometry,
             grid=args.grid,
