@@ -28,6 +28,7 @@ from helpers.bidstree import (
     write_json,
     write_nifti,
 )
+from helpers.plans import make_plan
 
 TES = (0.011, 0.02882, 0.04662)
 SHAPE = (6, 7, 5)
@@ -981,6 +982,30 @@ def test_fieldmap_matched_by_run_entity_without_intended_for(tmp_path: Path) -> 
         "sub-01_ses-01_run-01_phasediff.nii.gz",
         "sub-01_ses-01_run-02_phasediff.nii.gz",
     ]
+
+
+def test_b0_field_source_names_the_fieldmap_before_intended_for(tmp_path: Path) -> None:
+    """BIDS 1.7's B0FieldIdentifier (fieldmap) and B0FieldSource (BOLD; a string or a list):
+    they choose a run's fieldmap before IntendedFor does (here crossed against it), and the
+    plan's line counts them by their rule; a run without B0FieldSource keeps IntendedFor."""
+    root = make_bids_tree(tmp_path / "ds", runs=("01", "02", "03"), fieldmap=True)
+    edit_sidecar(fmap_path(root, "phasediff", run="01"), B0FieldIdentifier="fm_b")
+    edit_sidecar(fmap_path(root, "phasediff", run="02"), B0FieldIdentifier=["fm_a", "other"])
+    for echo in (1, 2, 3):
+        edit_sidecar(bold_path(root, run="01", echo=echo), B0FieldSource="fm_a")
+        edit_sidecar(bold_path(root, run="02", echo=echo), B0FieldSource=["fm_b"])
+    plan = make_plan(root, tmp_path / "p")
+    rules = [r.fieldmap.rule for r in plan.dataset.runs]
+    assert rules == ["B0FieldSource", "B0FieldSource", "IntendedFor"]
+    assert [r.fieldmap.image for r in plan.dataset.runs] == [
+        fmap_path(root, "phasediff", run="02"),
+        fmap_path(root, "phasediff", run="01"),
+        fmap_path(root, "phasediff", run="03"),
+    ]
+    assert plan.sdc_summary() == (
+        "Distortion correction: 3 of 3 run(s) with their fieldmap (phasediff; 2 by "
+        "B0FieldSource, 1 by IntendedFor)."
+    )
 
 
 def test_readout_time_from_effective_echo_spacing(tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ Supported fieldmaps (BIDS "fmap" datatype):
 
 A fieldmap belongs to a run by the first of these rules that finds one (:data:`RULES`):
 
+0. its sidecar's ``B0FieldIdentifier`` is among the run's BOLD sidecar's ``B0FieldSource``
+   (BIDS 1.7; what newer converters write instead of, or beside, ``IntendedFor``);
 1. its sidecar's ``IntendedFor`` names one of the run's BOLD files (paths relative to the
    subject folder, or ``bids::`` URIs relative to the dataset root); where several fieldmap
    acquisitions name it, the preferred kind (``prefer``), then among GRE/Hz ones acquisition
@@ -55,9 +57,11 @@ PE_DIRECTIONS = ("i", "i-", "j", "j-", "k", "k-")
 FIELDMAP_SUFFIXES = ("phasediff", "fieldmap", "epi")
 #: The matching rules, as the geometry sidecars record them (``FieldmapCorrection.Rule``).
 RULE_INTENDED = "IntendedFor"
+RULE_SOURCE = "B0FieldSource"
 RULE_RUN = "run entity"
 RULE_ONLY = "only fieldmap of the session"
 RULES = (
+    RULE_SOURCE,
     RULE_INTENDED,
     "acquisition time (interpolate)",
     "acquisition time (nearest)",
@@ -163,6 +167,12 @@ def _intended(meta: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def _labels(value: Any) -> list[str]:
+    """A B0FieldIdentifier / B0FieldSource value (a string or a list of strings) as a list."""
+    items = [value] if isinstance(value, str) else list(value or [])
+    return [str(v) for v in items if str(v)]
+
+
 def _relative(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
 
@@ -208,6 +218,7 @@ class FieldmapIndex:
         self.read: dict[Path, Fieldmap | None] = {}
         self._images: dict[tuple[str, str | None], list[BidsFile]] = defaultdict(list)
         self._intended: dict[str, list[BidsFile]] = defaultdict(list)
+        self._b0_fields: dict[tuple[str, str], list[BidsFile]] = defaultdict(list)
         self._by_entities: dict[tuple[str, tuple[tuple[str, str], ...]], Path] = {}
         for f in sorted(fmap_files, key=lambda f: str(f.path)):
             if f.datatype != "fmap" or f.ext not in NIFTI_EXTENSIONS:
@@ -218,6 +229,8 @@ class FieldmapIndex:
                 continue
             self._images[(f.entities["sub"], f.ent("ses"))].append(f)
             subject_dir = f"sub-{f.entities['sub']}"
+            for label in _labels(metadata(f.path).get("B0FieldIdentifier")):
+                self._b0_fields[(f.entities["sub"], label)].append(f)
             for target in _intended(metadata(f.path)):
                 # relative to the subject folder (BIDS) or to the root (bids:: URIs)
                 for rel in {target, f"{subject_dir}/{target}"}:
@@ -225,12 +238,21 @@ class FieldmapIndex:
                         self._intended[rel].append(f)
 
     def matches(self, scan: RunScan) -> tuple[list[BidsFile], str]:
-        """The fieldmap images of a run and the rule that found them: those whose IntendedFor
-        names one of its BOLD files, else those with its ``ses`` and ``run`` entities, else
-        the only one of its session (the only acquisition: a reversed phase-encoding pair is
-        one); rule 2, acquisition time, is :meth:`by_time`."""
+        """The fieldmap images of a run and the rule that found them: those whose
+        B0FieldIdentifier the run's B0FieldSource names (the subject's), else those whose
+        IntendedFor names one of its BOLD files, else those with its ``ses`` and ``run``
+        entities, else the only one of its session (the only acquisition: a reversed
+        phase-encoding pair is one); rule 2, acquisition time, is :meth:`by_time`."""
         bold = [*scan.mags.values(), *scan.phases.values()]
         chosen: list[BidsFile] = []
+        if scan.mags:
+            source = self.metadata(scan.mags[min(scan.mags)]).get("B0FieldSource")
+            for label in _labels(source):
+                for f in self._b0_fields.get((scan.sub, label), ()):
+                    if f not in chosen:
+                        chosen.append(f)
+        if chosen:
+            return sorted(chosen, key=lambda f: str(f.path)), RULE_SOURCE
         for p in bold:
             for f in self._intended.get(_relative(p, self.root), ()):
                 if f.entities["sub"] == scan.sub and f not in chosen:
@@ -285,7 +307,7 @@ def _find_fieldmap(
     log: ProblemLog, index: FieldmapIndex, scan: RunScan, prefer: str
 ) -> Fieldmap | None:
     chosen, rule = index.matches(scan)
-    if rule != RULE_INTENDED:
+    if rule not in (RULE_SOURCE, RULE_INTENDED):
         timed = index.by_time(log, scan, prefer)
         if isinstance(timed, TimeMatch):
             return _timed(log, index, timed)
@@ -301,29 +323,37 @@ def _find_fieldmap(
         if len({_acquisition(f) for f in kinds}) < len(acquisitions) and kinds:
             chosen = kinds  # a GRE/Hz fieldmap and a reversed-PE pair: the preferred kind
         if len({_acquisition(f) for f in chosen}) > 1:
-            return _among_intended(log, index, scan, prefer, chosen, len(acquisitions))
-    return _by_rules(log, index, scan, prefer, chosen)
+            return _among_named(log, index, scan, prefer, chosen, len(acquisitions), rule)
+    found = _by_rules(log, index, scan, prefer, chosen)
+    return dataclasses.replace(found, rule=rule) if found else None
 
 
-def _among_intended(
+def _among_named(
     log: ProblemLog,
     index: FieldmapIndex,
     scan: RunScan,
     prefer: str,
     chosen: list[BidsFile],
     named: int,
+    rule: str,
 ) -> Fieldmap | None:
-    """A run whose BOLD files the ``IntendedFor`` of several fieldmap acquisitions name
-    (legal BIDS; converters often list every run of a session in each fieldmap): the
-    GRE/Hz ones by acquisition time as rule 2 matches a session's (the fieldmap's ``note``
-    says so: the plan's line and the run's sidecars show it), else :func:`_by_rules`."""
+    """A run that several fieldmap acquisitions are named for (by ``rule``: their
+    ``IntendedFor`` names its BOLD files, or its ``B0FieldSource`` their identifiers; legal
+    BIDS, converters often list every run of a session in each fieldmap): the GRE/Hz ones
+    by acquisition time as rule 2 matches a session's (the fieldmap's ``note`` says so: the
+    plan's line and the run's sidecars show it), else :func:`_by_rules`."""
     timed = None
     if all(f.suffix in TIMED_SUFFIXES for f in chosen):
         timed = index.times.match(log, scan, chosen)
     if not isinstance(timed, TimeMatch):
-        return _by_rules(log, index, scan, prefer, chosen)
+        found = _by_rules(log, index, scan, prefer, chosen)
+        return dataclasses.replace(found, rule=rule) if found else None
     found = _timed(log, index, timed)
-    note = f"IntendedFor names it in {named} fieldmaps"
+    note = (
+        f"{rule} names {named} fieldmaps"
+        if rule == RULE_SOURCE
+        else (f"IntendedFor names it in {named} fieldmaps")
+    )
     return dataclasses.replace(found, note=note) if found else None
 
 

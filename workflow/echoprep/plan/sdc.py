@@ -15,6 +15,7 @@ RULE_LABELS = dict(
     zip(
         RULES,
         (
+            "by B0FieldSource",
             "by IntendedFor",
             "by acquisition time, interpolated",
             "by acquisition time, nearest",
