@@ -349,11 +349,8 @@ def _among_named(
         found = _by_rules(log, index, scan, prefer, chosen)
         return dataclasses.replace(found, rule=rule) if found else None
     found = _timed(log, index, timed)
-    note = (
-        f"{rule} names {named} fieldmaps"
-        if rule == RULE_SOURCE
-        else (f"IntendedFor names it in {named} fieldmaps")
-    )
+    said = "B0FieldSource names" if rule == RULE_SOURCE else "IntendedFor names it in"
+    note = f"{said} {named} fieldmaps"
     return dataclasses.replace(found, note=note) if found else None
 
 
@@ -404,6 +401,8 @@ def _by_rules(
         groups: dict[tuple[str, tuple[tuple[str, str], ...]], list[BidsFile]] = defaultdict(list)
         for f in sorted(chosen, key=lambda f: str(f.path)):
             groups[_acquisition(f)].append(f)
+        if len(groups) == 1:  # one acquisition's image twice (.nii and .nii.gz)
+            return _gre(log, index, chosen[0])
         own = [g for g in groups.values() if scan.run is not None and g[0].ent("run") == scan.run]
         pick = own[0] if len(own) == 1 else next(iter(groups.values()))
         found = _by_rules(log, index, scan, prefer, pick)
