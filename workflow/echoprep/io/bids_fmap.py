@@ -157,20 +157,15 @@ class Fieldmap:
         return spec
 
 
-def _intended(meta: Mapping[str, Any]) -> list[str]:
-    value = meta.get("IntendedFor", [])
-    items = [value] if isinstance(value, str) else list(value or [])
-    out = []
-    for item in items:
-        text = str(item)
-        out.append(text.removeprefix("bids::"))
-    return out
-
-
 def _labels(value: Any) -> list[str]:
-    """A B0FieldIdentifier / B0FieldSource value (a string or a list of strings) as a list."""
+    """An IntendedFor, B0FieldIdentifier or B0FieldSource value (a string or a list of
+    strings) as a list."""
     items = [value] if isinstance(value, str) else list(value or [])
     return [str(v) for v in items if str(v)]
+
+
+def _intended(meta: Mapping[str, Any]) -> list[str]:
+    return [t.removeprefix("bids::") for t in _labels(meta.get("IntendedFor"))]
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -317,41 +312,26 @@ def _find_fieldmap(
             note = "; ".join(n for n in (timed, found.note if found else None) if n) or None
             return dataclasses.replace(found, rule=rule, note=note) if found else None
         return None
-    acquisitions = {_acquisition(f) for f in chosen}
-    if len(acquisitions) > 1:
-        kinds = [f for f in chosen if (f.suffix == "epi") == (prefer == "epi")]
-        if len({_acquisition(f) for f in kinds}) < len(acquisitions) and kinds:
-            chosen = kinds  # a GRE/Hz fieldmap and a reversed-PE pair: the preferred kind
-        if len({_acquisition(f) for f in chosen}) > 1:
-            return _among_named(log, index, scan, prefer, chosen, len(acquisitions), rule)
+    # several fieldmaps named for the run (converters often name every run of a session in
+    # each): among GRE/Hz ones acquisition time chooses, as rule 2 does for a session's
+    named = len({_acquisition(f) for f in chosen})
+    preferred = _preferred(chosen, prefer)
+    if named > 1 and all(f.suffix in TIMED_SUFFIXES for f in preferred):
+        timed = index.times.match(log, scan, preferred)
+        if isinstance(timed, TimeMatch):
+            found = _timed(log, index, timed)
+            said = "B0FieldSource names" if rule == RULE_SOURCE else "IntendedFor names it in"
+            return dataclasses.replace(found, note=f"{said} {named} fieldmaps") if found else None
     found = _by_rules(log, index, scan, prefer, chosen)
     return dataclasses.replace(found, rule=rule) if found else None
 
 
-def _among_named(
-    log: ProblemLog,
-    index: FieldmapIndex,
-    scan: RunScan,
-    prefer: str,
-    chosen: list[BidsFile],
-    named: int,
-    rule: str,
-) -> Fieldmap | None:
-    """A run that several fieldmap acquisitions are named for (by ``rule``: their
-    ``IntendedFor`` names its BOLD files, or its ``B0FieldSource`` their identifiers; legal
-    BIDS, converters often list every run of a session in each fieldmap): the GRE/Hz ones
-    by acquisition time as rule 2 matches a session's (the fieldmap's ``note`` says so: the
-    plan's line and the run's sidecars show it), else :func:`_by_rules`."""
-    timed = None
-    if all(f.suffix in TIMED_SUFFIXES for f in chosen):
-        timed = index.times.match(log, scan, chosen)
-    if not isinstance(timed, TimeMatch):
-        found = _by_rules(log, index, scan, prefer, chosen)
-        return dataclasses.replace(found, rule=rule) if found else None
-    found = _timed(log, index, timed)
-    said = "B0FieldSource names" if rule == RULE_SOURCE else "IntendedFor names it in"
-    note = f"{said} {named} fieldmaps"
-    return dataclasses.replace(found, note=note) if found else None
+def _preferred(chosen: list[BidsFile], prefer: str) -> list[BidsFile]:
+    """The images of the ``prefer`` kind (``"epi"``: reversed phase-encoding pairs, else
+    GRE/Hz fieldmaps) where ``chosen`` holds both kinds, else ``chosen``."""
+    epi = [f for f in chosen if f.suffix == "epi"]
+    gre = [f for f in chosen if f.suffix != "epi"]
+    return (epi if prefer == "epi" else gre) if epi and gre else chosen
 
 
 def _timed(log: ProblemLog, index: FieldmapIndex, match: TimeMatch) -> Fieldmap | None:
@@ -389,10 +369,7 @@ def _by_rules(
     """The fieldmap of a run from the images rules 1 or 3 found (problems logged: None)."""
     if not chosen:
         return None
-    epi = [f for f in chosen if f.suffix == "epi"]
-    gre = [f for f in chosen if f.suffix != "epi"]
-    if epi and len(gre) == 1 and len({_acquisition(f) for f in epi}) == 1:
-        chosen = epi if prefer == "epi" else gre
+    chosen = _preferred(chosen, prefer)
     if len({_acquisition(f) for f in chosen}) == 1 and all(f.suffix == "epi" for f in chosen):
         return _pepolar(log, index, chosen, scan)
     if len(chosen) > 1:

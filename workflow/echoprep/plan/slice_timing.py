@@ -10,9 +10,21 @@ problem that names them and the fixes (docs/your-data.md, "Slice timing").
 
 from __future__ import annotations
 
+from echoprep.io.bids import Run
 from echoprep.io.bids_checks import fmt_list
 from echoprep.io.paths import run_prefix
 from echoprep.plan.context import PlanContext, PlanError
+
+
+def slice_timing_args(run: Run) -> list[str]:
+    """``--slice-timing`` with a run's SliceTiming (s, in slice-index order) and, where its
+    slices do not lie along the third axis (SliceEncodingDirection i or j), ``--slice-axis``;
+    nothing without SliceTiming. The arguments of every step that reads slice times (the
+    geometry step, the planted echoes, the planted design)."""
+    if not run.slice_timing:
+        return []
+    axis = ["--slice-axis", str(run.slice_axis)] if run.slice_axis != 2 else []
+    return ["--slice-timing", *[f"{t:.6g}" for t in run.slice_timing], *axis]
 
 
 def slice_timing_summary(ctx: PlanContext) -> str | None:
@@ -48,4 +60,4 @@ def slice_timing_summary(ctx: PlanContext) -> str | None:
     )
 
 
-__all__ = ["slice_timing_summary"]
+__all__ = ["slice_timing_args", "slice_timing_summary"]

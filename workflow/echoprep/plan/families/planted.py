@@ -23,6 +23,7 @@ from echoprep.plan.families.rois import RoiRules
 from echoprep.plan.families.spatial import SpatialRules
 from echoprep.plan.fitted import FittedVariants
 from echoprep.plan.rule import Family, RuleDef, RuleFiles
+from echoprep.plan.slice_timing import slice_timing_args
 from echoprep.variants import Variant
 
 PLANTED_FOLDER = folder_name("planted")
@@ -31,13 +32,8 @@ COMBINES = ("single", "optcom", "denoised")
 
 
 def slice_timing_words(run: Run) -> str:
-    """``--slice-timing`` with a run's SliceTiming (s, in slice-index order) and, where its
-    slices do not lie along the third axis (SliceEncodingDirection i or j), ``--slice-axis``;
-    nothing without SliceTiming."""
-    if not run.slice_timing:
-        return ""
-    axis = ["--slice-axis", run.slice_axis] if run.slice_axis != 2 else []
-    return words(["--slice-timing", *[f"{t:.6g}" for t in run.slice_timing], *axis])
+    """:func:`echoprep.plan.slice_timing.slice_timing_args` as shell words."""
+    return words(slice_timing_args(run))
 
 
 PLANTED_DESIGN = RuleDef(

@@ -21,6 +21,7 @@ from echoprep.plan.echo_files import echo_out_words, per_echo
 from echoprep.plan.families.anatomy import AnatomyRules
 from echoprep.plan.gradients import Gradients
 from echoprep.plan.rule import NO_JOBS, Family, RuleDef, RuleFiles, fixed_mb
+from echoprep.plan.slice_timing import slice_timing_args
 
 #: A run's file stem (run entities only): keeps subject-level names such as
 #: ``sub-01_space-T1w_boldref`` from matching the per-run patterns of the spatial rules.
@@ -298,9 +299,7 @@ class SpatialRules(Family):
         """The geometry step's arguments that depend on the run (and the reference boldref)."""
         args: list[Any] = ["--tr", str(run.repetition_time)]
         args += ["--drop-volumes", str(self.config["nordic"]["noise_volumes"])]
-        if run.slice_timing:  # and the slices' axis where it is not the third (i or j)
-            args += ["--slice-timing", *[f"{t:.6g}" for t in run.slice_timing]]
-            args += ["--slice-axis", str(run.slice_axis)] if run.slice_axis != 2 else []
+        args += slice_timing_args(run)
         method = self.ctx.sdc_method(run)
         if method in ("fieldmap", "pepolar") and run.fieldmap is not None:
             args += ["--fieldmap-json", json.dumps(run.fieldmap.as_spec(), sort_keys=True)]
