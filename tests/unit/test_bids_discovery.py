@@ -13,6 +13,7 @@ import pytest
 from echoprep.io import bids_index
 from echoprep.io.bids import BIDSInputError, Dataset, EchoFiles, InputProblem, Run, discover
 from echoprep.io.bids_checks import fmt_list
+from echoprep.io.bids_events import EventsRules
 from echoprep.io.paths import sidecar_path
 from helpers.bidstree import (
     bold_path,
@@ -242,7 +243,9 @@ def test_missing_echo_gap(root: Path) -> None:
     assert "echo-2 of sub-01 ses-01 task-images run-01 (echoes 1 to 3)" in p.expected
     assert p.found == "no such file; the run has echo(es) 1, 3"
     assert "add the missing echo-2 image (part-mag and part-phase) with its JSON sidecar" in p.fix
-    assert "sourcedata/" in p.fix
+    assert p.fix.endswith(
+        "or leave the run out with --config 'exclude_runs=[sub-01_ses-01_task-images_run-01]'"
+    )
 
 
 def test_run_with_fewer_echoes_than_the_others(root3: Path) -> None:
@@ -270,7 +273,11 @@ def test_run_with_more_echoes_than_the_others(root3: Path) -> None:
     assert p.file.endswith("run-03_echo-4_part-mag_bold.nii.gz")
     assert p.expected == "3 echoes per run, like 2 of the 3 runs of sub-01 task-images"
     assert p.found == "4 echoes in sub-01 ses-01 task-images run-03"
-    assert "delete echo files that do not belong to it" in p.fix
+    assert p.fix == (
+        "check this run's conversion (echo files that do not belong to it?), or leave runs "
+        "recorded with another protocol out with "
+        "--config 'exclude_runs=[sub-01_ses-01_task-images_run-03]'"
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -605,6 +612,13 @@ def test_repetition_time_differs_within_session(root3: Path) -> None:
     assert p.file.endswith("run-03_echo-1_part-mag_bold.json")
     assert p.expected.startswith("RepetitionTime 1.9 s, as in 2 of the 3 runs of sub-01 ses-01")
     assert p.found == "RepetitionTime 2 in sub-01 ses-01 task-images run-03"
+    assert p.fix == (
+        "correct the sidecars, set spatial.tr_out to resample every run to one TR, or leave "
+        "runs with another TR out with --config 'exclude_runs=[sub-01_ses-01_task-images_run-03]'"
+    )
+    # resampled in time to one TR (spatial.tr_out), the runs can share one GLM: no problem
+    ds = discover(root, events_rules=EventsRules(series_tr=1.0))
+    assert [r.repetition_time for r in ds.runs] == [1.9, 1.9, 2.0]
 
 
 def test_phase_without_magnitude(root: Path) -> None:
@@ -660,13 +674,49 @@ def test_names_without_echo_or_with_other_parts(root: Path) -> None:
     assert p2.found == "part-real"
 
 
-def test_two_acquisitions_for_one_run(root: Path) -> None:
-    for echo in (1, 2, 3):
-        mag = bold_path(root, run="02", echo=echo)
-        shutil.copy(mag, mag.with_name(mag.name.replace("_run-02", "_acq-fast_run-02")))
+def _copy_run(root: Path, run: str, insert: str) -> None:
+    """Copy a run's images and sidecars to names with ``insert`` (e.g. ``_acq-fast``) before
+    its run entity."""
+    for f in sorted((root / FUNC).glob(f"*_run-{run}_*bold*")):
+        shutil.copy(f, f.with_name(f.name.replace(f"_run-{run}", f"{insert}_run-{run}")))
+
+
+def test_each_acquisition_of_a_run_is_a_run_of_its_own(root: Path) -> None:
+    """Files of run-02 with and without acq-fast (legal BIDS: two acquisitions, e.g. two
+    multiband factors) are two runs, each named with its entities, each with its events
+    file: ``…_acq-fast_run-02_events.tsv`` where there is one, else the run's own
+    (inheritance); ``acq`` stays in every derivative name (``run_prefix``) and label."""
+    from echoprep.io.paths import run_prefix
+
+    _copy_run(root, "02", "_acq-fast")
+    ds = discover(root)
+    assert [r.label for r in ds.runs] == ["01", "02", "acq-fast_run-02"]
+    fast = ds.get_run("01", "01", "02", acq="fast")
+    assert fast.acq == (("acq", "fast"),) and ds.get_run("01", "01", "02").acq == ()
+    assert run_prefix(fast.entities) == "sub-01_ses-01_task-images_acq-fast_run-02"
+    assert (
+        fast.echoes[0].mag.name
+        == "sub-01_ses-01_task-images_acq-fast_run-02_echo-1_part-mag_bold.nii.gz"
+    )
+    assert fast.events == events_path(root, run="02")
+    own = events_path(root, run="02").with_name(
+        "sub-01_ses-01_task-images_acq-fast_run-02_events.tsv"
+    )
+    shutil.copy(events_path(root, run="02"), own)
+    assert discover(root).get_run("01", "01", "02", acq="fast").events == own
+    with pytest.raises(KeyError, match="acq-fast run-02"):
+        ds.get_run("01", "01", "03")
+
+
+def test_files_of_one_run_that_differ_in_another_entity(root: Path) -> None:
+    """``chunk`` does not tell runs apart: a run with and without it is one problem naming
+    both sets, in config terms for the entities that do."""
+    for f in sorted((root / FUNC).glob("*_run-01_*bold*")):
+        shutil.copy(f, f.with_name(f.name.replace("_run-01_", "_run-01_chunk-2_")))
     (p,) = problems_of(root)
-    assert p.expected == "one acquisition per run (sub-01 ses-01 task-images run-02)"
-    assert p.found == "files of 2 acquisitions: (none), acq-fast"
+    assert p.expected == "one image per echo and part of sub-01 ses-01 task-images run-01"
+    assert p.found == "files that differ in other entities: (none), chunk-2"
+    assert "exclude_runs selects among those" in p.fix
 
 
 # --------------------------------------------------------------------------------------

@@ -410,6 +410,30 @@ def test_slices_along_another_axis_reach_every_step_that_reads_slice_times(tmp_p
     assert "--slice-axis" not in slice_timing_words(second)
 
 
+def test_runs_told_apart_by_acquisition_keep_it_in_every_name_and_label(tmp_path):
+    """A session whose run-01 was acquired twice (``acq-fast`` and without): three runs,
+    each with its own per-run outputs (named with ``acq`` as in the input, so that pybids and
+    fMRIPrep-style readers pair them with their raw files), and labels in the session's GLM
+    and planted commands that tell them apart."""
+    bids = tmp_path / "bids"
+    make_bids_tree(bids, sessions=("01",), runs=("01", "02"), data=False)
+    func = bids / "sub-01/ses-01/func"
+    for f in sorted(func.glob("*_run-01_*")):
+        f.with_name(f.name.replace("_run-01", "_acq-fast_run-01")).write_bytes(f.read_bytes())
+    plan = _plan(bids, tmp_path)
+    runs = plan.dataset.runs
+    assert [r.label for r in runs] == ["01", "acq-fast_run-01", "02"]
+    bold = plan.combine.outputs("optcom", runs[1], "raw")["bold"]
+    assert (
+        Path(bold).name
+        == "sub-01_ses-01_task-images_acq-fast_run-01_space-T1w_desc-optcom_bold.nii.gz"
+    )
+    assert len({plan.combine.outputs("optcom", r, "raw")["bold"] for r in runs}) == 3
+    assert plan.glm._run_labels(list(runs)) == ["01", "acq-fast_run-01", "02"]
+    assert [plan.planted.run_label(r) for r in runs] == ["01", "acq-fast_run-01", "02"]
+    assert plan.ctx.runs["sub-01_ses-01_task-images_acq-fast_run-01"] is runs[1]
+
+
 def test_the_distortion_correction_of_every_run_is_stated_in_one_line(tmp_path):
     """A fieldmap in one session only: corrected and uncorrected runs would be mixed
     silently; the plan's summary names the uncorrected runs and both fixes."""

@@ -57,6 +57,20 @@ def test_sbrefs_found_in_either_spelling_only_when_asked(tmp_path: Path) -> None
     assert [r.sbref for r in runs] == [raw, laion]
 
 
+def test_runs_told_apart_by_an_acquisition_entity_get_their_own_sbref(tmp_path: Path) -> None:
+    """run-01 acquired with ``ce-gd`` and without (two runs): each gets the SBRef with its own
+    entities, not the other's, and no duplicate is reported."""
+    root = make_bids_tree(tmp_path / "ds")
+    func = root / "sub-01/ses-01/func"
+    for f in sorted(func.glob("*_run-01_*bold*")):
+        f.with_name(f.name.replace("_run-01", "_ce-gd_run-01")).write_bytes(f.read_bytes())
+    plain = _sbref(root, "01")
+    gd = plain.with_name(plain.name.replace("_run-01", "_ce-gd_run-01"))
+    gd.write_bytes(plain.read_bytes())
+    runs = discover(root, sbref_echo=2).runs
+    assert [(r.label, r.sbref) for r in runs] == [("01", plain), ("ce-gd_run-01", gd), ("02", None)]
+
+
 def test_an_sbref_on_another_grid_is_a_warning_with_auto_a_problem_with_sbref(
     tmp_path: Path,
 ) -> None:

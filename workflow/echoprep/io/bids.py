@@ -29,15 +29,15 @@ dataset. The checks behind the problem list are in
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from echoprep.io.bids_checks import (
+    ACQUISITION_ENTITIES,
     FILE_ENTITIES,
     NIFTI_EXTENSIONS,
     RUN_ENTITIES,
@@ -48,7 +48,6 @@ from echoprep.io.bids_checks import (
     exclude_listed_runs,
     fmt_list,
     labels,
-    run_title,
     select_subjects,
     strip_label,
 )
@@ -58,9 +57,10 @@ from echoprep.io.bids_events import (
     choose_label_column,
     read_events_content,
 )
-from echoprep.io.bids_fmap import Fieldmap, FieldmapIndex, find_fieldmap, phase_encoding
+from echoprep.io.bids_fmap import FieldmapIndex, find_fieldmap, phase_encoding
 from echoprep.io.bids_fmap_time import INTERPOLATE
 from echoprep.io.bids_index import BidsIndex, DatasetCache
+from echoprep.io.bids_model import Dataset, EchoFiles, Run, run_sort_key
 from echoprep.io.bids_refs import find_references
 from echoprep.io.bids_run_checks import (
     RunScan,
@@ -88,189 +88,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-# --------------------------------------------------------------------------------------
-# public data model
-# --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EchoFiles:
-    """The files of one echo of one run.
-
-    Attributes
-    ----------
-    echo
-        1-based echo index as in the file name.
-    echo_time
-        Echo time in seconds, from the sidecar.
-    mag
-        Magnitude image (``part-mag`` or part-less).
-    phase
-        Phase image, ``None`` for magnitude-only data.
-    """
-
-    echo: int
-    echo_time: float
-    mag: Path
-    phase: Path | None = None
-
-
-@dataclass(frozen=True)
-class Run:
-    """One multi-echo BOLD run.
-
-    Labels are as written in the file names (``"01"``); ``session``/``run`` are ``None`` when
-    the dataset has no such level. ``echoes`` are sorted by echo time. ``events`` is ``None``
-    only when discovery ran with ``require_events=False`` and the file is absent. ``fieldmap``
-    is the run's fieldmap (:mod:`echoprep.io.bids_fmap`) or None; ``fieldmap_note`` why it was
-    not matched by acquisition time though its session's fieldmaps are timed, or None;
-    ``pe_direction`` (BIDS ``PhaseEncodingDirection``) and ``total_readout_time`` (s) come from
-    the BOLD sidecars. ``slice_timing`` (s) is in the order of the slice index along
-    ``slice_axis`` (0, 1, 2: BIDS ``SliceEncodingDirection`` i, j, k; a ``-`` direction's list
-    reversed).
-    ``n_trials`` counts the trials a GLM models (None without events); a run with 0 is
-    preprocessed but left out of its session's GLM. ``sbref`` is the single-band reference of
-    the spatial stage's reference echo on the run's grid (:mod:`echoprep.io.bids_refs`), or None.
-    """
-
-    subject: str
-    session: str | None
-    task: str
-    run: str | None
-    echoes: tuple[EchoFiles, ...]
-    events: Path | None
-    repetition_time: float
-    n_volumes: int
-    shape: tuple[int, int, int]
-    slice_timing: tuple[float, ...] | None = None
-    slice_axis: int = 2
-    fieldmap: Fieldmap | None = None
-    pe_direction: str | None = None
-    total_readout_time: float | None = None
-    n_trials: int | None = None
-    fieldmap_note: str | None = None
-    sbref: Path | None = None
-
-    @property
-    def entities(self) -> dict[str, str]:
-        """``{"sub": ..., "ses": ..., "task": ..., "run": ...}`` without ``None`` values."""
-        ents = {"sub": self.subject, "ses": self.session, "task": self.task, "run": self.run}
-        return {k: v for k, v in ents.items() if v is not None}
-
-    @property
-    def echo_times(self) -> tuple[float, ...]:
-        """Echo times in seconds, ascending."""
-        return tuple(e.echo_time for e in self.echoes)
-
-    @property
-    def has_phase(self) -> bool:
-        """Whether every echo has a phase image."""
-        return bool(self.echoes) and all(e.phase is not None for e in self.echoes)
-
-
-def _run_sort_key(run: Run) -> tuple[str, str, str]:
-    return (run.subject, run.session or "", run.run or "")
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """The runs and anatomy selected from a BIDS dataset.
-
-    Attributes
-    ----------
-    root
-        Dataset folder (absolute).
-    runs
-        Sorted by (subject, session, run).
-    t1w
-        Subject → T1w image (the first found in sorted order, preferring ``sub-X/anat``).
-    t2w
-        Subject → T2w image, found the same way (only when asked for: ``registration_target``).
-    warnings
-        Legal but unusual input (e.g. a T1w field of view smaller than a whole head), one line
-        each; :func:`discover` logs them once, the stages that meet them record them.
-    label_column
-        The events column naming each trial's condition, one for the dataset
-        (:func:`echoprep.io.bids_events.choose_label_column`); None without events.
-    """
-
-    root: Path
-    runs: tuple[Run, ...]
-    t1w: dict[str, Path] = field(default_factory=dict)
-    t2w: dict[str, Path] = field(default_factory=dict)
-    warnings: tuple[str, ...] = ()
-    label_column: str | None = None
-
-    @cached_property
-    def _by_session(self) -> dict[str, dict[str | None, list[Run]]]:
-        """subject -> session -> runs (built once: every look-up below is O(1))."""
-        out: dict[str, dict[str | None, list[Run]]] = {}
-        for r in self.runs:
-            out.setdefault(r.subject, {}).setdefault(r.session, []).append(r)
-        return out
-
-    @cached_property
-    def _by_labels(self) -> dict[tuple[str, str | None, str | None], Run]:
-        return {(r.subject, r.session, r.run): r for r in self.runs}
-
-    def subjects(self) -> list[str]:
-        """Subject labels with at least one run, sorted."""
-        return sorted(self._by_session)
-
-    def sessions(self, subject: str) -> list[str | None]:
-        """Session labels of a subject (``[None]`` for a dataset without sessions)."""
-        found = self._by_session.get(strip_label(subject, "sub") or "", {})
-        return sorted(found, key=lambda s: (s is not None, s or ""))
-
-    def runs_of(self, subject: str, session: str | None) -> list[Run]:
-        """Runs of one subject and session, sorted by run label."""
-        found = self._by_session.get(strip_label(subject, "sub") or "", {})
-        return list(found.get(strip_label(session, "ses"), []))
-
-    def subject_runs(self, subject: str) -> list[Run]:
-        """Every run of a subject, in (session, run) order."""
-        found = self._by_session.get(strip_label(subject, "sub") or "", {})
-        return [r for ses in self.sessions(subject) for r in found[ses]]
-
-    @cached_property
-    def _first_runs(self) -> dict[str, Run]:
-        out: dict[str, Run] = {}
-        for r in self.runs:  # sorted by (subject, session, run)
-            out.setdefault(r.subject, r)
-        return out
-
-    def first_run(self, subject: str) -> Run:
-        """The subject's first run (of its first session), in O(1).
-
-        Raises
-        ------
-        KeyError
-            When the subject has no run.
-        """
-        return self._first_runs[strip_label(subject, "sub") or ""]
-
-    def get_run(self, subject: str, session: str | None, run: str | None) -> Run:
-        """The run with these labels.
-
-        Raises
-        ------
-        KeyError
-            When there is no such run (the message lists the runs of that subject).
-        """
-        subject = strip_label(subject, "sub") or ""
-        session = strip_label(session, "ses")
-        run = strip_label(run, "run")
-        found = self._by_labels.get((subject, session, run))
-        if found is not None:
-            return found
-        have = [run_title(r.subject, r.session, r.task, r.run) for r in self.runs]
-        have = [h for h in have if h.startswith(f"sub-{subject} ")]
-        raise KeyError(
-            f"no run sub-{subject} ses-{session} run-{run} in {self.root}; "
-            f"runs of sub-{subject}: {fmt_list(have)}"
-        )
-
 
 # --------------------------------------------------------------------------------------
 # discover
@@ -535,49 +352,48 @@ def _discover(
     label_column: str | None = None
 
     # events and T1w, indexed by name
-    events: dict[tuple[str, str | None, str | None, str | None, str | None], Path] = {}
+    events: dict[tuple[str, str | None, str | None, str | None, tuple], Path] = {}
     for f in mine:
         if f.suffix == "events" and f.ext == ".tsv" and f.datatype == "func":
-            key = (f.entities["sub"], f.ent("ses"), f.ent("task"), f.ent("run"), f.ent("acq"))
+            key = (f.entities["sub"], f.ent("ses"), f.ent("task"), f.ent("run"), _acq(f))
             events.setdefault(key, f.path)
 
     fmaps = [f for f in mine if (f.datatype == "fmap" or f.suffix == "scans") and in_sessions(f)]
     fieldmaps = FieldmapIndex(index.metadata, root, fmaps, index.table, fieldmap_time)
 
-    # group the task's BOLD files by run
+    # group the task's BOLD files by run: each acquisition (acq, ce, rec, dir) a run of its own
     scans: list[RunScan] = []
     if task_ok:  # task_label is None only when no selected subject has BOLD files
-        groups: dict[tuple[str, str | None, str | None], list[BidsFile]] = defaultdict(list)
+        groups: dict[tuple[str, str | None, str | None, tuple], list[BidsFile]] = defaultdict(list)
         for f in bolds:
             if task_label is not None and f.ent("task") == task_label:
-                groups[(f.entities["sub"], f.ent("ses"), f.ent("run"))].append(f)
-        for (sub, ses, run), group in sorted(
-            groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "", kv[0][2] or "")
+                groups[(f.entities["sub"], f.ent("ses"), f.ent("run"), _acq(f))].append(f)
+        for (sub, ses, run, acq), group in sorted(
+            groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "", kv[0][2] or "", kv[0][3])
         ):
             assert task_label is not None
-            scan = RunScan(sub, ses, task_label, run)
+            scan = RunScan(sub, ses, task_label, run, acq)
             variants: dict[tuple[tuple[str, str], ...], list[BidsFile]] = defaultdict(list)
             for f in group:
                 other = tuple(
                     (k, v)
                     for k, v in f.entities.items()
-                    if k not in RUN_ENTITIES and k not in FILE_ENTITIES
+                    if k not in RUN_ENTITIES + FILE_ENTITIES + ACQUISITION_ENTITIES
                 )
                 variants[other].append(f)
             if len(variants) > 1:
                 names = [
                     "_".join(f"{k}-{v}" for k, v in var) or "(none)" for var in sorted(variants)
                 ]
-                pattern = run_title(sub, ses, task_label, run).replace(" ", "_")
+                pattern = scan.title.replace(" ", "_")
                 log.add(
                     group[0].path.parent / f"*{pattern}*",
-                    f"one acquisition per run ({scan.title})",
-                    f"files of {len(variants)} acquisitions: {fmt_list(names)}",
-                    "move the acquisition you do not want to process out of the dataset "
-                    "(e.g. to sourcedata/)",
+                    f"one image per echo and part of {scan.title}",
+                    f"files that differ in other entities: {fmt_list(names)}",
+                    "keep one set of the run's files in the dataset (echoprep reads runs told "
+                    "apart by acq, ce, rec, dir and run; exclude_runs selects among those)",
                 )
                 continue
-            acq = dict(next(iter(variants))).get("acq")
             group_echo_files(log, scan, group)
             if not scan.mags and not scan.phases:
                 continue
@@ -586,9 +402,7 @@ def _discover(
                 continue
             check_headers(log, lambda p: index.header(p, root), scan)
             check_metadata(log, index.metadata, scan, index.broken)
-            ev = events.get((sub, ses, task_label, run, acq)) or events.get(
-                (sub, ses, task_label, run, None)
-            )
+            ev = _events_of(events, (sub, ses, task_label, run), acq)
             check_events(log, scan, ev, require_events)
             read_events_content(log, scan)
             scan.pe_direction, scan.total_readout_time = phase_encoding(log, index.metadata, scan)
@@ -605,8 +419,9 @@ def _discover(
         for sub in subjects:
             check_echo_counts(log, sub, by_subject.get(sub, []))
             check_echo_times_across(log, sub, by_subject.get(sub, []), warnings)
-        check_tr_across(log, scans)
         rules = events_rules or EventsRules()
+        if rules.series_tr is None:  # (spatial.tr_out resamples every run to one TR)
+            check_tr_across(log, scans)
         label_column = choose_label_column(log, scans, rules, warnings)
         check_trials(log, scans, rules, label_column, warnings)
 
@@ -636,7 +451,7 @@ def _discover(
     runs = [_make_run(s) for s in scans]
     return Dataset(
         root=root,
-        runs=tuple(sorted(runs, key=_run_sort_key)),
+        runs=tuple(sorted(runs, key=run_sort_key)),
         t1w=t1w,
         t2w=t2w,
         warnings=tuple(warnings),
@@ -681,4 +496,26 @@ def _make_run(scan: RunScan) -> Run:
         n_trials=scan.n_trials,
         fieldmap_note=scan.fieldmap_note,
         sbref=scan.sbref,
+        acq=scan.acq,
     )
+
+
+def _acq(f: BidsFile) -> tuple[tuple[str, str], ...]:
+    """A file's acquisition entities (:data:`ACQUISITION_ENTITIES`), in BIDS order."""
+    return tuple((k, v) for k in ACQUISITION_ENTITIES if (v := f.ent(k)) is not None)
+
+
+def _events_of(
+    events: dict[tuple[str, str | None, str | None, str | None, tuple], Path],
+    run: tuple[str, str | None, str, str | None],
+    acq: tuple[tuple[str, str], ...],
+) -> Path | None:
+    """The events file of a run: the one with the most of the run's acquisition entities
+    and none it lacks (BIDS inheritance: ``…_run-01_events.tsv`` serves ``…_acq-mb4_run-01``
+    unless ``…_acq-mb4_run-01_events.tsv`` exists)."""
+    for size in range(len(acq), -1, -1):
+        for subset in itertools.combinations(acq, size):
+            found = events.get((*run, subset))
+            if found is not None:
+                return found
+    return None

@@ -35,6 +35,8 @@ MAX_ECHO_TIME_S = 1.0
 MAX_REPETITION_TIME_S = 100.0
 #: Entities that name a run; every other entity except echo/part names an acquisition variant.
 RUN_ENTITIES = ("sub", "ses", "task", "run")
+#: Entities that tell acquisitions apart: each combination is a run of its own.
+ACQUISITION_ENTITIES = ("acq", "ce", "rec", "dir")
 FILE_ENTITIES = ("echo", "part")
 EVENTS_COLUMNS_REQUIRED = ("onset", "duration")
 EVENTS_COLUMNS_DOCUMENTED = "onset, duration, trial_type, stim_name"
@@ -170,9 +172,11 @@ def sidecar_of(path: Path) -> Path:
     return path.with_name(f"{stem}.json")
 
 
-def run_title(sub: str, ses: str | None, task: str, run: str | None) -> str:
-    """``"sub-01 ses-01 task-images run-01"`` (absent entities left out)."""
-    ents = [("sub", sub), ("ses", ses), ("task", task), ("run", run)]
+def run_title(
+    sub: str, ses: str | None, task: str, run: str | None, acq: Sequence[tuple[str, str]] = ()
+) -> str:
+    """``"sub-01 ses-01 task-images [acq-mb4] run-01"`` (absent entities left out)."""
+    ents = [("sub", sub), ("ses", ses), ("task", task), *acq, ("run", run)]
     return " ".join(f"{k}-{v}" for k, v in ents if v is not None)
 
 
@@ -623,7 +627,7 @@ def select_subjects(
 
 
 #: Entities that name runs in the config key ``exclude_runs``.
-RUN_SELECTION_ENTITIES = ("sub", "ses", "task", "acq", "run")
+RUN_SELECTION_ENTITIES = ("sub", "ses", "task", "acq", "ce", "rec", "dir", "run")
 
 
 def exclude_listed_runs(

@@ -232,8 +232,7 @@ def check_trials(
                 f"{fmt_seconds(tr)} s{dropped}; the last at {(n_vol - 1) * tr:g} s): too little "
                 "of their response is in the run (a run stopped before its events ended?); the "
                 "GLM leaves them out. If this events file belongs to another run, pair each run "
-                "with its own events, or leave the run out with --config "
-                f"'exclude_runs=[{scan.title.replace(' ', '_')}]'"
+                f"with its own events, or leave the run out with {scan.exclude}"
             )
         if not found.rows.size:
             blanks = fmt_list(rules.blank_trial_types) or "none"

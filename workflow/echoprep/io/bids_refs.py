@@ -3,13 +3,13 @@
 
 **SBRef.** ``func/<run>_echo-<E>_sbref.nii[.gz]`` (the raw layout) or
 ``func/<run>_echo-<E>_part-mag_sbref.nii[.gz]`` (the LAION-fMRI spelling) with the run's
-``sub``/``ses``/``task``/``acq``/``run`` entities and ``E`` the spatial stage's reference
-echo. Checked like the BOLD echoes (:func:`echoprep.io.bids_run_checks.check_headers`): a
-readable image of one volume (problems otherwise), on the grid of the run (same shape, affines
-within :data:`GRID_TOLERANCE_MM`). An SBRef on another grid (e.g. another field of view) is
-legal BIDS but cannot be the run's motion reference: with ``spatial.motion_reference: auto`` a
-warning and the run keeps the BOLD reference; with ``sbref`` a problem, as is a run without
-an SBRef.
+entities (``sub``, ``ses``, ``task``, ``acq``, ``ce``, ``rec``, ``dir``, ``run``) and ``E`` the
+spatial stage's reference echo. Checked like the BOLD echoes
+(:func:`echoprep.io.bids_run_checks.check_headers`): a readable image of one volume (problems
+otherwise), on the grid of the run (same shape, affines within :data:`GRID_TOLERANCE_MM`). An
+SBRef on another grid (e.g. another field of view) is legal BIDS but cannot be the run's motion
+reference: with ``spatial.motion_reference: auto`` a warning and the run keeps the BOLD
+reference; with ``sbref`` a problem, as is a run without an SBRef.
 
 **T2w.** ``anat/*_T2w.nii[.gz]`` of any session (an anatomy-only one too), the first in sorted
 order preferring ``sub-X/anat``, like the T1w (:func:`echoprep.io.bids_run_checks.find_t1w`):
@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from echoprep.io.bids_checks import (
+    ACQUISITION_ENTITIES,
     NIFTI_EXTENSIONS,
     BidsFile,
     ImageHeader,
@@ -75,21 +76,20 @@ def find_sbrefs(
     warnings
         Extended with the legal-but-unusable SBRefs (``auto``).
     """
-    found: dict[tuple[str | None, ...], list[Path]] = defaultdict(list)
+    found: dict[tuple[object, ...], list[Path]] = defaultdict(list)
     for f in files:
         if f.suffix != "sbref" or f.ext not in NIFTI_EXTENSIONS or f.datatype != "func":
             continue
         if f.ent("echo") != str(echo) or f.ent("part") not in (None, "mag"):
             continue
-        key = tuple(f.ent(k) for k in ("sub", "ses", "task", "acq", "run"))
-        found[key].append(f.path)
+        acq = tuple((k, v) for k in ACQUISITION_ENTITIES if (v := f.ent(k)) is not None)
+        found[(f.ent("sub"), f.ent("ses"), f.ent("task"), acq, f.ent("run"))].append(f.path)
     for scan in scans:
         if scan.ref_header is None or not scan.mags:
             continue
         bold = scan.mags[min(scan.mags)]
-        acq = next((p.split("-", 1)[1] for p in bold.name.split("_") if p.startswith("acq-")), None)
         paths = sorted(
-            found.get((scan.sub, scan.ses, scan.task, acq, scan.run), []),
+            found.get((scan.sub, scan.ses, scan.task, scan.acq, scan.run), []),
             key=lambda p: (not p.name.endswith(".gz"), "_part-" not in p.name),
         )
         if len(paths) > 1:

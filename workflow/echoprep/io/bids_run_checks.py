@@ -57,6 +57,8 @@ class RunScan:
     ses: str | None
     task: str
     run: str | None
+    #: the acquisition entities (``ACQUISITION_ENTITIES``) of the run's files, in name order
+    acq: tuple[tuple[str, str], ...] = ()
     mags: dict[int, Path] = field(default_factory=dict)
     phases: dict[int, Path] = field(default_factory=dict)
     echo_times: dict[int, float] = field(default_factory=dict)
@@ -83,7 +85,12 @@ class RunScan:
 
     @property
     def title(self) -> str:
-        return run_title(self.sub, self.ses, self.task, self.run)
+        return run_title(self.sub, self.ses, self.task, self.run, self.acq)
+
+    @property
+    def exclude(self) -> str:
+        """The option that leaves this run out: ``--config 'exclude_runs=[sub-01_…_run-01]'``."""
+        return f"--config 'exclude_runs=[{self.title.replace(' ', '_')}]'"
 
     @property
     def echo_indices(self) -> list[int]:
@@ -126,8 +133,7 @@ def group_echo_files(log: ProblemLog, scan: RunScan, files: Sequence[BidsFile]) 
                 "(…_echo-<index>[_part-mag|_part-phase]_bold.nii.gz)",
                 "no echo-<index> in the name",
                 "rename it to the echo it holds (e.g. …_echo-1_bold.nii.gz, with EchoTime in "
-                "its sidecar), or move single-echo data out of the dataset (e.g. to "
-                "sourcedata/)",
+                f"its sidecar), or leave a single-echo run out with {scan.exclude}",
             )
             continue
         if not echo_label.isdigit() or int(echo_label) < 1:
@@ -424,7 +430,7 @@ def check_events(log: ProblemLog, scan: RunScan, events: Path | None, require: b
                 f"the events file of {scan.title} (TSV with columns {EVENTS_COLUMNS_DOCUMENTED})",
                 "no such file",
                 f"add {expected.name} next to the BOLD files, or leave the run out with "
-                f"--config 'exclude_runs=[{scan.title.replace(' ', '_')}]'",
+                f"{scan.exclude}",
             )
         return
     try:  # the whole file, once: its content is checked later (echoprep.io.bids_events)
@@ -435,8 +441,7 @@ def check_events(log: ProblemLog, scan: RunScan, events: Path | None, require: b
                 events,
                 f"a tab-separated events file with a header row ({EVENTS_COLUMNS_DOCUMENTED})",
                 "an empty file",
-                "write the header and one row per event, or leave the run out with --config "
-                f"'exclude_runs=[{scan.title.replace(' ', '_')}]'",
+                f"write the header and one row per event, or leave the run out with {scan.exclude}",
             )
         else:
             log.add(events, exc.expected, exc.found, exc.fix)
@@ -487,8 +492,8 @@ def check_echo_counts(log: ProblemLog, sub: str, scans: Sequence[RunScan]) -> No
                 f"echo-{echo} of {scan.title} (echoes 1 to {max(n, ref)}{why})",
                 f"no such file; the run has echo(es) {fmt_list(have)}",
                 f"add the missing echo-{echo} image{parts} with its JSON sidecar "
-                "(re-convert the run from DICOM if it was lost), or move this run's files out "
-                "of the dataset (e.g. to sourcedata/)",
+                f"(re-convert the run from DICOM if it was lost), or leave the run out with "
+                f"{scan.exclude}",
             )
         if n > ref:
             log.add(
@@ -496,9 +501,8 @@ def check_echo_counts(log: ProblemLog, sub: str, scans: Sequence[RunScan]) -> No
                 f"{ref} echoes per run, like {n_ref} of the {len(counts)} runs of sub-{sub} "
                 f"task-{scan.task}",
                 f"{n} echoes in {scan.title}",
-                "check this run's conversion: delete echo files that do not belong to it, or "
-                "move runs recorded with another protocol out of the dataset (e.g. to "
-                "sourcedata/)",
+                "check this run's conversion (echo files that do not belong to it?), or leave "
+                f"runs recorded with another protocol out with {scan.exclude}",
             )
 
 
@@ -564,7 +568,8 @@ def check_echo_times_across(
 
 
 def check_tr_across(log: ProblemLog, scans: Sequence[RunScan]) -> None:
-    """One repetition time per session (GLMsingle fits a session's runs together)."""
+    """One repetition time per session (GLMsingle fits a session's runs together), unless
+    ``spatial.tr_out`` resamples every run to one (the caller then does not call this)."""
     by_session: dict[tuple[str, str | None], list[RunScan]] = defaultdict(list)
     for s in scans:
         if s.repetition_time is not None:
@@ -581,8 +586,8 @@ def check_tr_across(log: ProblemLog, scans: Sequence[RunScan]) -> None:
                     f"RepetitionTime {fmt_seconds(ref)} s, as in {n_ref} of the {len(trs)} "
                     f"runs of {where} (a session's runs are fitted together)",
                     f"RepetitionTime {fmt_seconds(s.repetition_time)} in {s.title}",
-                    "correct the sidecars, or move runs with another TR out of the dataset "
-                    "(e.g. to sourcedata/)",
+                    "correct the sidecars, set spatial.tr_out to resample every run to one TR, "
+                    f"or leave runs with another TR out with {s.exclude}",
                 )
 
 

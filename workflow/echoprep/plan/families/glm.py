@@ -273,7 +273,7 @@ class GlmRules(Family):
 
     @staticmethod
     def _run_labels(runs: list[Run]) -> list[str]:
-        return [r.run or str(i + 1) for i, r in enumerate(runs)]
+        return [r.label or str(i + 1) for i, r in enumerate(runs)]
 
     def _mask_params(self, wc: Any, input: Any) -> str:
         """``--bold VARIANT RUN...`` per variant, run labels, brain mask and space."""

@@ -254,7 +254,7 @@ class PlantedRules(Family):
     @staticmethod
     def run_label(run: Run) -> str:
         """A run's label in the trials tables (``1`` for a dataset without run labels)."""
-        return run.run or "1"
+        return run.label or "1"
 
     def _glm_inputs(self, wc: Any) -> dict[str, Any]:
         sub, ses = self.ctx.session_of(wc)
