@@ -434,6 +434,42 @@ def test_runs_told_apart_by_acquisition_keep_it_in_every_name_and_label(tmp_path
     assert plan.ctx.runs["sub-01_ses-01_task-images_acq-fast_run-01"] is runs[1]
 
 
+def test_two_echo_runs_leave_ica_denoising_out_of_the_plan_with_a_note(tmp_path):
+    """Two-echo multi-echo BOLD (legal BIDS): tedana's ICA needs three echoes, so the
+    denoised variants are left out of the whole plan (no job that would fail), with a note
+    naming the runs; optimal combination (two echoes) stays. A subject with three echoes
+    beside one with two is told how to keep it for the others; a config of echo handlings
+    none of which the runs allow is refused."""
+    bids = tmp_path / "bids"
+    make_bids_tree(bids, subjects=("01",), runs=("01", "02"), echoes=(0.011, 0.028), data=False)
+    plan = _plan(bids, tmp_path)
+    assert plan.fitted.glm_variants() == [
+        "raw-single",
+        "raw-optcom",
+        "nordic-single",
+        "nordic-optcom",
+    ]
+    assert plan.config["variants"]["combine"] == ["single", "optcom"]
+    assert not [t for t in plan.targets() if "denoised" in t]
+    assert plan.ctx.echo_note == (
+        "Echo handling: denoised left out of every variant (denoised needs 3 echoes; 2 of the 2 "
+        "run(s) have fewer: sub-01_ses-01_task-images_run-01, sub-01_ses-01_task-images_run-02), "
+        "so the comparison covers single, optcom. Fix: to silence this note, set "
+        "variants.combine: [single, optcom]."
+    )
+    quiet = _plan(bids, tmp_path, variants={"combine": ["single", "optcom"]})
+    assert quiet.ctx.echo_note is None
+    with pytest.raises(PlanError, match=r"found denoised \(denoised needs 3 echoes\)"):
+        _plan(bids, tmp_path, variants={"combine": ["denoised"]})
+    make_bids_tree(bids, subjects=("02",), runs=("01",), data=False)
+    mixed = _plan(bids, tmp_path)
+    assert "1 of the 3 run(s) have fewer" not in mixed.ctx.echo_note
+    assert "2 of the 3 run(s) have fewer" in mixed.ctx.echo_note
+    assert "to keep it for the other runs, leave these out with exclude_runs" in mixed.ctx.echo_note
+    full = _plan(bids, tmp_path, exclude=["01"])
+    assert full.ctx.echo_note is None and "raw-denoised" in full.fitted.glm_variants()
+
+
 def test_the_distortion_correction_of_every_run_is_stated_in_one_line(tmp_path):
     """A fieldmap in one session only: corrected and uncorrected runs would be mixed
     silently; the plan's summary names the uncorrected runs and both fixes."""

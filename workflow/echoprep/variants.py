@@ -12,6 +12,9 @@ from __future__ import annotations
 NORDIC_SIDES: tuple[str, ...] = ("raw", "nordic")
 #: Echo handlings: one echo, tedana's optimal combination, tedana's ICA-denoised combination.
 ECHO_HANDLINGS: tuple[str, ...] = ("single", "optcom", "denoised")
+#: The fewest echoes each echo handling needs: a T2* fit needs two, tedana's ICA
+#: classification (TE-dependence of each component, kappa and rho) three.
+MIN_ECHOES: dict[str, int] = {"single": 1, "optcom": 2, "denoised": 3}
 
 
 class Variant(str):

@@ -64,7 +64,9 @@ class PlanContext:
     Parameters
     ----------
     config
-        The validated config (:func:`echoprep.config.validate_config`: every default filled).
+        The validated config (:func:`echoprep.config.validate_config`: every default filled);
+        ``variants.combine`` limited to what every run's echo count allows
+        (:mod:`echoprep.plan.echo_counts`).
     dataset
         The discovered dataset (:func:`echoprep.io.bids.discover`).
     hooks
@@ -74,7 +76,11 @@ class PlanContext:
     def __init__(
         self, config: Mapping[str, Any], dataset: Dataset, hooks: RuleHooks | None = None
     ) -> None:
-        self.config = config
+        from echoprep.plan.echo_counts import allowed_combines  # (which raises PlanError)
+
+        #: the config with the echo handlings the runs' echoes allow, and why others are not
+        #: made (printed when the workflow is planned), or None
+        self.config, self.echo_note = allowed_combines(config, dataset)
         self.dataset = dataset
         self.hooks = hooks or RuleHooks()
         self.out = Path(config["output_dir"])

@@ -113,7 +113,7 @@ class Plan:
         self, config: Mapping[str, Any], dataset: Dataset, hooks: RuleHooks | None = None
     ) -> None:
         self.ctx = ctx = PlanContext(config, dataset, hooks)
-        self.config = config
+        self.config = ctx.config  # (the echo handlings the runs' echoes allow)
         self.dataset = dataset
         self.fitted = fitted = FittedVariants(ctx)
         self.chains = chains = ChainChoice(ctx)

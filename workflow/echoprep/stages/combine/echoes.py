@@ -39,6 +39,7 @@ from echoprep.io.images import (
 from echoprep.io.paths import sidecar_path
 from echoprep.io.sidecars import write_sidecar
 from echoprep.options import parse_options
+from echoprep.variants import MIN_ECHOES
 
 log = logging.getLogger(__name__)
 
@@ -392,7 +393,7 @@ def run_optcom(
     """
     opts = section_options(OptcomOptions, "optcom", options)
     files = [Path(f) for f in echo_files]
-    validate_echoes(files, echo_times, min_echoes=2)
+    validate_echoes(files, echo_times, min_echoes=MIN_ECHOES["optcom"])
     masktype = list(opts.masktype)
     return run_tedana_tool(
         tedana_adapter.run_t2smap,

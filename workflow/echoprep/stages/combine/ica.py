@@ -32,6 +32,7 @@ from echoprep.stages.combine.echoes import (
     section_options,
     validate_echoes,
 )
+from echoprep.variants import MIN_ECHOES
 
 log = logging.getLogger(__name__)
 
@@ -326,7 +327,7 @@ def run_tedana(
     tedpca = opts.tedpca
     nordic_tedpca = str(opts.nordic_tedpca) if nordic else None
     files = [Path(f) for f in echo_files]
-    shape = validate_echoes(files, echo_times, min_echoes=3)
+    shape = validate_echoes(files, echo_times, min_echoes=MIN_ECHOES["denoised"])
     n_volumes = int(shape[3]) - drop_volumes
     raw_n = None
     if raw_components is not None and nordic_tedpca == "raw_run":
