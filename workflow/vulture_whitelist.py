@@ -16,7 +16,6 @@ from echoprep.kernels.fidelity import HeldoutFidelity
 from echoprep.kernels.glm.fit import RunSolver
 from echoprep.kernels.noiseceiling import NoiseCeiling
 from echoprep.plan import Plan, RuleSpec, discovery_options
-from echoprep.plan.context import PlanContext
 from echoprep.plan.families.chains import ChainRules
 from echoprep.plan.families.combine import CombineRules
 from echoprep.plan.families.comparison import ComparisonRules
@@ -53,7 +52,7 @@ _ = (
     Plan.surface_summary,
     Plan.gradient_summary,
     Plan.reference_note,
-    PlanContext.echo_note,  # common.smk: the echo handlings left out (plan.echo_counts)
+    Plan.echo_note,
     # --- the rule families: Plan.spec calls the method of a rule's name (getattr) ---
     ChainRules.spatial_resample,
     CombineRules.single_echo,

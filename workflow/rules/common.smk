@@ -70,7 +70,7 @@ if workflow.is_main_process:
         _gradient_line,
         _surface_line,
         PLAN.reference_note(),
-        PLAN.ctx.echo_note,
+        PLAN.echo_note(),
     ):
         if _warning:
             print(_warning, file=sys.stderr)

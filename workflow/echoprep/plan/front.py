@@ -1,11 +1,9 @@
 """The plan's front: the rule families built on one context, every rule's spec, the targets.
 
-:class:`Plan` holds no rule of its own: it builds the shared pieces (the context, the fitted
-variants, the chains' decisions, the gradient decisions), then each family with the families
-it reads, and joins each family's :class:`~echoprep.plan.rule.RuleDef` with the files its rule
-method returns into the :class:`~echoprep.plan.rule.RuleSpec` Snakemake takes
-(``workflow/rules/jobs.smk``). See ``docs/architecture.md``.
-"""
+:class:`Plan` holds no rule of its own: it builds the shared pieces (context, fitted variants,
+the chains' and gradients' decisions), then each family with the families it reads, and joins
+each family's ``RuleDef`` with its files into the ``RuleSpec`` Snakemake takes
+(``workflow/rules/jobs.smk``; :mod:`echoprep.plan.rule`, ``docs/architecture.md``)."""
 
 from __future__ import annotations
 
@@ -388,13 +386,15 @@ class Plan:
     def reference_note(self) -> str | None:
         """A note when the config sets comparison.reference (no longer used), or None."""
         given = self.config["comparison"].get("reference")
-        if not given:
-            return None
-        return (
+        return given and (
             f"comparison.reference: {given!r} is no longer used: the held-out measures judge "
             "every variant against every other variant, never against itself "
             "(docs/comparison.md). Fix: remove comparison.reference from your config."
         )
+
+    def echo_note(self) -> str | None:
+        """:func:`echoprep.plan.echo_counts.allowed_combines`'s note, or None."""
+        return self.ctx.echo_note
 
 
 __all__ = ["FAMILIES", "RUN_GROUP_RULE", "Plan", "rule_definitions"]
