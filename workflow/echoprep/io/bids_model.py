@@ -115,7 +115,7 @@ class Dataset:
     root
         Dataset folder (absolute).
     runs
-        Sorted by (subject, session, run).
+        Sorted by (subject, session, run, acquisition entities).
     t1w
         Subject → T1w image (the first found in sorted order, preferring ``sub-X/anat``).
     t2w
