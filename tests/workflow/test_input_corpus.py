@@ -190,6 +190,28 @@ def _output_below_derivatives(root: Path) -> dict[str, object]:
     return {"output_dir": root / "derivatives" / "echoprep"}
 
 
+def _run_acquired_twice(root: Path) -> None:
+    """ses-01 run-01 also as acq-fast (its own files, the run's events inherited)."""
+    for f in sorted((root / "sub-01/ses-01/func").glob("*_run-01_*bold*")):
+        shutil.copy(f, f.with_name(f.name.replace("_run-01", "_acq-fast_run-01")))
+
+
+def _two_echoes(root: Path) -> None:
+    shutil.rmtree(root)
+    make_bids_tree(
+        root, sessions=("01", "02"), runs=("01", "02"), data=False, echoes=(0.011, 0.028)
+    )
+
+
+def _another_tr_resampled(root: Path) -> dict[str, object]:
+    for e in (1, 2, 3):
+        for part in ("mag", "phase"):
+            edit_sidecar(bold_path(root, ses="02", run="02", echo=e, part=part), RepetitionTime=2.1)
+    for img in _run_images(root, "02", "02"):
+        write_nifti(img, (*SHAPE, N_VOLUMES), default_affine(SHAPE), data=False, tr=2.1)
+    return {"spatial": {"tr_out": 1.0}}
+
+
 def _close_trials_on_an_upsampled_grid(root: Path) -> dict[str, object]:
     """Trials 0.9 s apart share a volume at TR 1.9 s, not on the 1.0-s grid slice timing
     resamples to (``spatial.tr_out``): the plan checks the GLM's grid."""
@@ -440,6 +462,11 @@ CASES: dict[str, Case] = {
     "label_column_configured": Case(_label_column_configured, True),
     "close_trials_on_an_upsampled_grid_new": Case(_close_trials_on_an_upsampled_grid, True),
     "spaces_in_paths": Case(_nothing, True, folder="my raw bids"),
+    "run_acquired_twice_new": Case(_run_acquired_twice, True),
+    "two_echoes_new": Case(
+        _two_echoes, True, ("Echo handling: denoised left out of every variant",)
+    ),
+    "another_tr_resampled_new": Case(_another_tr_resampled, True),
     # broken
     "missing_echo": Case(_missing_echo, False, ("run-02_echo-3_part-phase_bold.nii.gz",), 1),
     "na_onset_new": Case(_na_onset, False, ("found 'n/a' on line 3",), 1),
