@@ -64,6 +64,7 @@ from echoprep.io.bids_model import Dataset, EchoFiles, Run, run_sort_key
 from echoprep.io.bids_refs import find_references
 from echoprep.io.bids_run_checks import (
     RunScan,
+    acquisition_of,
     check_echo_counts,
     check_echo_times_across,
     check_events,
@@ -355,7 +356,7 @@ def _discover(
     events: dict[tuple[str, str | None, str | None, str | None, tuple], Path] = {}
     for f in mine:
         if f.suffix == "events" and f.ext == ".tsv" and f.datatype == "func":
-            key = (f.entities["sub"], f.ent("ses"), f.ent("task"), f.ent("run"), _acq(f))
+            key = (f.entities["sub"], f.ent("ses"), f.ent("task"), f.ent("run"), acquisition_of(f))
             events.setdefault(key, f.path)
 
     fmaps = [f for f in mine if (f.datatype == "fmap" or f.suffix == "scans") and in_sessions(f)]
@@ -367,7 +368,7 @@ def _discover(
         groups: dict[tuple[str, str | None, str | None, tuple], list[BidsFile]] = defaultdict(list)
         for f in bolds:
             if task_label is not None and f.ent("task") == task_label:
-                groups[(f.entities["sub"], f.ent("ses"), f.ent("run"), _acq(f))].append(f)
+                groups[(f.entities["sub"], f.ent("ses"), f.ent("run"), acquisition_of(f))].append(f)
         for (sub, ses, run, acq), group in sorted(
             groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or "", kv[0][2] or "", kv[0][3])
         ):
@@ -498,11 +499,6 @@ def _make_run(scan: RunScan) -> Run:
         sbref=scan.sbref,
         acq=scan.acq,
     )
-
-
-def _acq(f: BidsFile) -> tuple[tuple[str, str], ...]:
-    """A file's acquisition entities (:data:`ACQUISITION_ENTITIES`), in BIDS order."""
-    return tuple((k, v) for k in ACQUISITION_ENTITIES if (v := f.ent(k)) is not None)
 
 
 def _events_of(

@@ -627,7 +627,7 @@ def select_subjects(
 
 
 #: Entities that name runs in the config key ``exclude_runs``.
-RUN_SELECTION_ENTITIES = ("sub", "ses", "task", "acq", "ce", "rec", "dir", "run")
+RUN_SELECTION_ENTITIES = ("sub", "ses", "task", *ACQUISITION_ENTITIES, "run")
 
 
 def exclude_listed_runs(

@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 from echoprep.io.bids_checks import (
-    ACQUISITION_ENTITIES,
     NIFTI_EXTENSIONS,
     BidsFile,
     ImageHeader,
@@ -35,7 +34,7 @@ from echoprep.io.bids_checks import (
     affine_difference,
     describe_affine_difference,
 )
-from echoprep.io.bids_run_checks import anat_candidates
+from echoprep.io.bids_run_checks import acquisition_of, anat_candidates
 
 #: Largest affine difference (mm) between an SBRef and its run (as between a run's echoes).
 GRID_TOLERANCE_MM = 1e-3
@@ -82,8 +81,8 @@ def find_sbrefs(
             continue
         if f.ent("echo") != str(echo) or f.ent("part") not in (None, "mag"):
             continue
-        acq = tuple((k, v) for k in ACQUISITION_ENTITIES if (v := f.ent(k)) is not None)
-        found[(f.ent("sub"), f.ent("ses"), f.ent("task"), acq, f.ent("run"))].append(f.path)
+        key = (f.ent("sub"), f.ent("ses"), f.ent("task"), acquisition_of(f), f.ent("run"))
+        found[key].append(f.path)
     for scan in scans:
         if scan.ref_header is None or not scan.mags:
             continue

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from echoprep.io.bids_checks import (
+    ACQUISITION_ENTITIES,
     ECHO_TIME_TOL_S,
     EVENTS_COLUMNS_DOCUMENTED,
     EVENTS_COLUMNS_REQUIRED,
@@ -49,6 +50,12 @@ from echoprep.io.events import EventsFileError, read_events_columns
 SLICE_DIRECTIONS = ("i", "j", "k", "i-", "j-", "k-")
 
 
+def acquisition_of(f: BidsFile) -> tuple[tuple[str, str], ...]:
+    """A file's acquisition entities (:data:`ACQUISITION_ENTITIES`) with their labels, in
+    BIDS order (``(("acq", "mb4"),)``): what tells runs of one task and run label apart."""
+    return tuple((k, v) for k in ACQUISITION_ENTITIES if (v := f.ent(k)) is not None)
+
+
 @dataclass
 class RunScan:
     """What one run's files say, gathered while its problems are logged."""
@@ -57,7 +64,7 @@ class RunScan:
     ses: str | None
     task: str
     run: str | None
-    #: the acquisition entities (``ACQUISITION_ENTITIES``) of the run's files, in name order
+    #: the acquisition entities of the run's files (:func:`acquisition_of`)
     acq: tuple[tuple[str, str], ...] = ()
     mags: dict[int, Path] = field(default_factory=dict)
     phases: dict[int, Path] = field(default_factory=dict)

@@ -46,16 +46,16 @@ def allowed_combines(
     dropped = [c for c in wanted if c not in kept]
     if not dropped:
         return config, None
+    needs = ", ".join(f"{c} needs {MIN_ECHOES[c]}" for c in dropped)
     if not kept:
         raise PlanError(
             f"variants.combine: expected an echo handling the runs' echoes allow; found "
-            f"{fmt_list(wanted)} ({', '.join(f'{c} needs {MIN_ECHOES[c]}' for c in dropped)} "
+            f"{fmt_list(wanted)} ({needs} "
             f"echoes) where some runs have {fewest}. Fix: add single or optcom to "
             "variants.combine, or leave the runs with fewer echoes out with exclude_runs."
         )
     need = max(MIN_ECHOES[c] for c in dropped)
     short = [run_prefix(r.entities) for r in dataset.runs if len(r.echoes) < need]
-    needs = ", ".join(f"{c} needs {MIN_ECHOES[c]}" for c in dropped)
     others = (
         "to keep it for the other runs, leave these out with exclude_runs; "
         if len(short) < len(dataset.runs)
