@@ -12,11 +12,13 @@ same time) and with HOME and TMPDIR pointed at empty folders that are watched:
 3. the same command again: refused, Snakemake's lock is still there;
 4. ``--unlock``, then the same command: finishes.
 
-The run targets the workflow up to echo combination (``--until`` :data:`UNTIL`: NORDIC,
+The run targets the workflow up to echo combination of the session's first run (the outputs
+of :data:`UNTIL`'s rules for :data:`RUN`: the anatomy, the subject's functional grid, NORDIC,
 spatial preprocessing and the three echo-handling variants, i.e. everything the two
-interruption points lie in, without the later per-session stages that would only make it
-longer). Every output of that part is compared with the uninterrupted ``demo`` run (image
-arrays, TSV contents, JSON sidecars without timing fields and with the run folders replaced).
+interruption points lie in, without the other run's chain and the later per-session stages,
+which are the same kinds of job and would only make it longer). Every output of that part is
+compared with the uninterrupted ``demo`` run (image arrays, TSV contents, JSON sidecars without
+timing fields and with the run folders replaced).
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ ALLOWED_IN_HOME = (".cache", ".cache/snakemake")
 # tedana_nordic runs after tedana, which reads optcom's output (Snakemake's --until must not
 # name a rule upstream of another named one: its jobs' consumers would be left out)
 UNTIL = ("single_echo", "tedana_nordic")
+#: The run whose chain is made: the demo's first (its chain also makes the subject's reference).
+RUN = "run-01"
 #: Seconds to wait for an interruption point.
 POLL_TIMEOUT = 600
 
@@ -142,16 +146,32 @@ def resumed(demo: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> Resumed:
     env = _isolated_env(home, tmp)
     code = copy_workflow(base / "code")
     code_before = all_paths(code)
-    cmd = workflow_command(
+    until = workflow_command(
         demo["bids"], results, work, "--cores", "2", "--until", *UNTIL, root=code
     )
+    both_runs = run_in_group(
+        [*until, "-n", "-p", "--forceall"], base / "0-until.log", timeout=300, cwd=cwd, env=env
+    )
+    assert both_runs[0] == 0, both_runs[1][-3000:]
+    targets = sorted(
+        f
+        for job in parse_jobs(both_runs[1])
+        if job.rule in UNTIL and f"_{RUN}_" in Path(job.output[0]).name
+        for f in job.output
+    )
+    assert targets, f"no {UNTIL} job of {RUN} in the plan"
+    cmd = workflow_command(demo["bids"], results, work, "--cores", "2", *targets, root=code)
     planned = run_in_group(
         [*cmd, "-n", "-p", "--forceall"], base / "0-dry-run.log", timeout=300, cwd=cwd, env=env
     )
     assert planned[0] == 0, planned[1][-3000:]
+    # the other run's chain is left out, the subject-level jobs are not
+    planned_jobs = parse_jobs(planned[1])
+    assert {j.rule for j in planned_jobs} == {j.rule for j in parse_jobs(both_runs[1])}
+    assert len(planned_jobs) < len(parse_jobs(both_runs[1]))
     planned_outputs = {
         str(Path(f).relative_to(results))
-        for job in parse_jobs(planned[1])
+        for job in planned_jobs
         for f in job.output
         if Path(f).is_relative_to(results)
     }
