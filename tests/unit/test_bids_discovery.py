@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -248,14 +250,22 @@ def test_missing_echo_gap(root: Path) -> None:
     )
 
 
-def test_run_with_fewer_echoes_than_the_others(root3: Path) -> None:
+def test_run_with_fewer_echoes_than_the_others_is_a_warning(root3: Path) -> None:
+    """Legal (an echo lost in conversion, a protocol changed): the run keeps its two echoes,
+    and the warning names it, the subject's usual count and the way to leave it out."""
     root = root3
     remove(bold_path(root, run="02", echo=3), bold_path(root, run="02", echo=3, part="phase"))
-    (p,) = problems_of(root)
-    assert p.file.endswith("sub-01_ses-01_task-images_run-02_echo-3_part-mag_bold.nii.gz")
-    assert "2 of the 3 runs of sub-01 have 3 echoes" in p.expected
-    assert p.found == "no such file; the run has echo(es) 1, 2"
-    assert "add the missing echo-3 image" in p.fix
+    ds = discover(root)
+    assert [len(r.echoes) for r in ds.runs] == [3, 2, 3]
+    (warning,) = [w for w in ds.warnings if "echoes" in w]
+    assert warning == (
+        "sub-01/ses-01/func/sub-01_ses-01_task-images_run-02_echo-1_part-mag_bold.nii.gz: "
+        "the runs of sub-01 differ in their number of echoes: 2 of the 3 have 3; "
+        "sub-01 ses-01 task-images run-02 has 2. Each run is processed with all its echoes; "
+        "an echo handling that a run has too few echoes for is left out of the comparison (a "
+        "note says which). If an echo was lost in conversion, re-convert the run from DICOM, "
+        "or leave runs out with --config 'exclude_runs=[sub-01_ses-01_task-images_run-02]'."
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -263,21 +273,39 @@ def test_run_with_fewer_echoes_than_the_others(root3: Path) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def test_run_with_more_echoes_than_the_others(root3: Path) -> None:
+def test_run_with_more_echoes_than_the_others_is_a_warning(root3: Path) -> None:
     root = root3
     for part in ("mag", "phase"):
         extra = bold_path(root, run="03", echo=4, part=part)
         write_nifti(extra, (*SHAPE, NVOL), tr=1.9)
         write_json(sidecar_path(extra), {"EchoTime": 0.0644, "RepetitionTime": 1.9})
-    (p,) = problems_of(root)
-    assert p.file.endswith("run-03_echo-4_part-mag_bold.nii.gz")
-    assert p.expected == "3 echoes per run, like 2 of the 3 runs of sub-01 task-images"
-    assert p.found == "4 echoes in sub-01 ses-01 task-images run-03"
-    assert p.fix == (
-        "check this run's conversion (echo files that do not belong to it?), or leave runs "
-        "recorded with another protocol out with "
-        "--config 'exclude_runs=[sub-01_ses-01_task-images_run-03]'"
+    ds = discover(root)
+    assert [r.echo_times for r in ds.runs][2] == (0.011, 0.02882, 0.04662, 0.0644)
+    (warning,) = [w for w in ds.warnings if "echoes" in w]
+    assert warning.startswith(
+        "sub-01/ses-01/func/sub-01_ses-01_task-images_run-03_echo-1_part-mag_bold.nii.gz: "
+        "the runs of sub-01 differ in their number of echoes: 2 of the 3 have 3; "
+        "sub-01 ses-01 task-images run-03 has 4. Each run is processed with all its echoes"
     )
+    # `echoprep discover` says how the session's runs differ, not the first run's echoes only
+    res = subprocess.run(
+        [sys.executable, "-m", "echoprep", "discover", str(root)], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == (
+        "sub-01 ses-01: 3 runs, mag+phase; 2 with 3 echoes (TE 11.00, 28.82, 46.62 ms), TR 1.9 "
+        "s; 1 with 4 echoes (TE 11.00, 28.82, 46.62, 64.40 ms), TR 1.9 s\n"
+    )
+
+
+def test_a_gap_in_the_echoes_and_another_count_are_told_apart(root3: Path) -> None:
+    """Echo-2 missing from a run that has echo-3 is a problem (the echoes' numbers no longer
+    follow their echo times); another run's missing last echo is only a warning."""
+    root = root3
+    remove(bold_path(root, run="01", echo=2), bold_path(root, run="01", echo=2, part="phase"))
+    remove(bold_path(root, run="02", echo=3), bold_path(root, run="02", echo=3, part="phase"))
+    (p,) = problems_of(root)
+    assert p.file.endswith("run-01_echo-2_part-mag_bold.nii.gz")
 
 
 # --------------------------------------------------------------------------------------

@@ -470,6 +470,30 @@ def test_two_echo_runs_leave_ica_denoising_out_of_the_plan_with_a_note(tmp_path)
     assert full.ctx.echo_note is None and "raw-denoised" in full.fitted.glm_variants()
 
 
+def test_runs_of_a_subject_with_different_echo_counts_plan_each_with_its_own(tmp_path):
+    """A run with four echoes and one with two beside three-echo runs (legal): one chain rule
+    per count, ICA left out for all (the note names the short run); a run with one echo and
+    the default single_echo.echo 2 is refused at plan time, naming the run and the fix."""
+    bids = tmp_path / "bids"
+    make_bids_tree(bids, runs=("01",), data=False)
+    make_bids_tree(bids, runs=("02",), echoes=(0.011, 0.028), data=False)
+    make_bids_tree(bids, runs=("03",), echoes=(0.011, 0.028, 0.046, 0.064), data=False)
+    plan = _plan(bids, tmp_path)
+    assert plan.ctx.echo_counts() == [2, 3, 4]
+    assert plan.config["variants"]["combine"] == ["single", "optcom"]
+    assert "1 of the 3 run(s) have fewer: sub-01_ses-01_task-images_run-02)" in plan.ctx.echo_note
+    make_bids_tree(bids, runs=("04",), echoes=(0.028,), data=False)
+    with pytest.raises(PlanError) as info:
+        _plan(bids, tmp_path)
+    assert str(info.value) == (
+        "single_echo.echo: expected an echo every run has (1 to 1); found 2, beyond the last "
+        "echo of 1 run(s): sub-01_ses-01_task-images_run-04. Fix: set single_echo.echo to "
+        "1..1 (--config 'single_echo={echo: 1}'), or leave these runs out with exclude_runs."
+    )
+    one = _plan(bids, tmp_path, single_echo={"echo": 1})
+    assert one.fitted.glm_variants() == ["raw-single", "nordic-single"]
+
+
 def test_the_distortion_correction_of_every_run_is_stated_in_one_line(tmp_path):
     """A fieldmap in one session only: corrected and uncorrected runs would be mixed
     silently; the plan's summary names the uncorrected runs and both fixes."""

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from echoprep.io.paths import sidecar_path
 from helpers.bidstree import (
     bold_path,
     default_affine,
@@ -201,6 +202,15 @@ def _two_echoes(root: Path) -> None:
     make_bids_tree(
         root, sessions=("01", "02"), runs=("01", "02"), data=False, echoes=(0.011, 0.028)
     )
+
+
+def _echo_counts_differ(root: Path) -> None:
+    """ses-02 run-02 lost its last echo in conversion; ses-01 run-02 has a fourth."""
+    remove(*(bold_path(root, ses="02", run="02", echo=3, part=p) for p in ("mag", "phase")))
+    for part in ("mag", "phase"):
+        extra = bold_path(root, ses="01", run="02", echo=4, part=part)
+        write_nifti(extra, (*SHAPE, N_VOLUMES), default_affine(SHAPE), data=False)
+        write_json(sidecar_path(extra), {"EchoTime": 0.0644, "RepetitionTime": 1.9})
 
 
 def _another_tr_resampled(root: Path) -> dict[str, object]:
@@ -467,6 +477,11 @@ CASES: dict[str, Case] = {
         _two_echoes, True, ("Echo handling: denoised left out of every variant",)
     ),
     "another_tr_resampled_new": Case(_another_tr_resampled, True),
+    "echo_counts_differ_new": Case(
+        _echo_counts_differ,
+        True,
+        ("differ in their number of echoes", "Echo handling: denoised left out"),
+    ),
     # broken
     "missing_echo": Case(_missing_echo, False, ("run-02_echo-3_part-phase_bold.nii.gz",), 1),
     "na_onset_new": Case(_na_onset, False, ("found 'n/a' on line 3",), 1),
@@ -567,7 +582,11 @@ def test_each_case_plans_or_is_refused_with_every_problem_at_once(tmp_path, name
         assert text in out, f"{name}: {text!r} not in\n{out}"
     if case.legal:
         assert code == 0, out
-        assert job_counts(out)["nordic"] >= 1, out
+        # (runs with different numbers of echoes get one nordic rule per count: nordic_3echoes)
+        nordic = sum(
+            n for rule, n in job_counts(out).items() if re.fullmatch(r"nordic(_\d+echoes)?", rule)
+        )
+        assert nordic >= 1, out
         return
     assert code != 0, out
     assert "WorkflowError" not in out and "Exception" not in out, out

@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -74,12 +75,18 @@ def _cmd_discover(args: argparse.Namespace) -> int:
     for sub in ds.subjects():
         for ses in ds.sessions(sub):
             runs = ds.runs_of(sub, ses)
-            tes = ", ".join(f"{t * 1000:.2f}" for t in runs[0].echo_times)
             phase = "mag+phase" if all(r.has_phase for r in runs) else "magnitude only"
-            print(
-                f"sub-{sub} ses-{ses}: {len(runs)} runs, {len(runs[0].echoes)} echoes "
-                f"(TE {tes} ms), {phase}, TR {runs[0].repetition_time} s"
+            # runs of a session may differ in echoes and TR (legal; discovery warns)
+            kinds = Counter(
+                f"{len(r.echoes)} echoes (TE {', '.join(f'{t * 1000:.2f}' for t in r.echo_times)}"
+                f" ms), TR {r.repetition_time} s"
+                for r in runs
             )
+            if len(kinds) == 1:
+                what = f"{next(iter(kinds))}, {phase}"
+            else:
+                what = f"{phase}; " + "; ".join(f"{n} with {kind}" for kind, n in kinds.items())
+            print(f"sub-{sub} ses-{ses}: {len(runs)} runs, {what}")
     return 0
 
 

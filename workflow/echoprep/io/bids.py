@@ -418,7 +418,7 @@ def _discover(
         for s in scans:
             by_subject[s.sub].append(s)
         for sub in subjects:
-            check_echo_counts(log, sub, by_subject.get(sub, []))
+            check_echo_counts(log, sub, by_subject.get(sub, []), warnings)
             check_echo_times_across(log, sub, by_subject.get(sub, []), warnings)
         rules = events_rules or EventsRules()
         if rules.series_tr is None:  # (spatial.tr_out resamples every run to one TR)

@@ -473,44 +473,50 @@ def check_events(log: ProblemLog, scan: RunScan, events: Path | None, require: b
 # --------------------------------------------------------------------------------------
 
 
-def check_echo_counts(log: ProblemLog, sub: str, scans: Sequence[RunScan]) -> None:
-    """Missing echoes (gaps, or fewer than the subject's other runs) and extra echoes."""
+def check_echo_counts(
+    log: ProblemLog, sub: str, scans: Sequence[RunScan], warnings: list[str]
+) -> None:
+    """Missing echoes within a run (a gap in echo-1..n: problems) and runs with another
+    number of echoes than most of the subject's (a warning: legal, e.g. a protocol changed
+    between sessions or an echo lost in conversion; each run is processed with its own
+    echoes, and an echo handling that a run's count cannot have leaves the plan with a note,
+    :mod:`echoprep.plan.echo_counts`)."""
     counts = [max(s.echo_indices) for s in scans if s.echo_indices]
     if not counts:
         return
     ref = mode_count(counts)
     n_ref = counts.count(ref)
+    other: list[RunScan] = []
     for scan in scans:
         if not scan.echo_indices:
             continue
         have = scan.echo_indices
         n = max(have)
-        for echo in range(1, max(n, ref) + 1):
+        other += [scan] if n != ref else []
+        for echo in range(1, n):
             if echo in have:
                 continue
-            why = (
-                f"; {n_ref} of the {len(counts)} runs of sub-{sub} have {ref} echoes"
-                if echo > n
-                else ""
-            )
             parts = " (part-mag and part-phase)" if scan.phases else ""
             log.add(
                 scan.expected(echo, "mag"),
-                f"echo-{echo} of {scan.title} (echoes 1 to {max(n, ref)}{why})",
+                f"echo-{echo} of {scan.title} (echoes 1 to {n})",
                 f"no such file; the run has echo(es) {fmt_list(have)}",
                 f"add the missing echo-{echo} image{parts} with its JSON sidecar "
                 f"(re-convert the run from DICOM if it was lost), or leave the run out with "
                 f"{scan.exclude}",
             )
-        if n > ref:
-            log.add(
-                scan.expected(n, "mag"),
-                f"{ref} echoes per run, like {n_ref} of the {len(counts)} runs of sub-{sub} "
-                f"task-{scan.task}",
-                f"{n} echoes in {scan.title}",
-                "check this run's conversion (echo files that do not belong to it?), or leave "
-                f"runs recorded with another protocol out with {scan.exclude}",
-            )
+    if other:
+        first = other[0]
+        runs = fmt_list([f"{s.title} has {max(s.echo_indices)}" for s in other], 3)
+        labels = ",".join(s.title.replace(" ", "_") for s in other)
+        warnings.append(
+            f"{log.rel(first.template())}: the runs of sub-{sub} differ in their number of "
+            f"echoes: {n_ref} of the {len(counts)} have {ref}; {runs}. Each run is processed "
+            "with all its echoes; an echo handling that a run has too few echoes for is left "
+            "out of the comparison (a note says which). If an echo was lost in conversion, "
+            f"re-convert the run from DICOM, or leave runs out with --config "
+            f"'exclude_runs=[{labels}]'."
+        )
 
 
 def check_echo_times_across(

@@ -171,8 +171,8 @@ class PlanContext:
         ``nordic`` and ``spatial_resample`` run one job per run (and NORDIC variant) for all
         its echoes and list their outputs per echo; as Snakemake outputs cannot depend on
         wildcards, there is one such rule per echo count (:meth:`echo_rule`,
-        :meth:`echo_constraints`). Discovery (``check_echo_counts``) gives every run of a
-        subject the same echoes, numbered 1..n; subjects may differ.
+        :meth:`echo_constraints`). Discovery (``check_echo_counts``) numbers every run's
+        echoes 1..n; runs may differ in n (a warning when they do within a subject).
 
         Raises
         ------

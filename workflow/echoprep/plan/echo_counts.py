@@ -36,13 +36,23 @@ def allowed_combines(
     Raises
     ------
     PlanError
-        When no configured echo handling is left.
+        When no configured echo handling is left, or when the single-echo variant's echo
+        (``single_echo.echo``) is beyond some run's last echo.
     """
     if not dataset.runs:
         return config, None
     fewest = min(len(r.echoes) for r in dataset.runs)
     wanted = list(config["variants"]["combine"])
     kept = [c for c in wanted if MIN_ECHOES[c] <= fewest]
+    echo = int(config["single_echo"]["echo"])
+    if "single" in kept and echo > fewest:
+        short = [run_prefix(r.entities) for r in dataset.runs if len(r.echoes) < echo]
+        raise PlanError(
+            f"single_echo.echo: expected an echo every run has (1 to {fewest}); found {echo}, "
+            f"beyond the last echo of {len(short)} run(s): {fmt_list(short, 3)}. Fix: set "
+            f"single_echo.echo to 1..{fewest} (--config 'single_echo={{echo: {fewest}}}'), "
+            "or leave these runs out with exclude_runs."
+        )
     dropped = [c for c in wanted if c not in kept]
     if not dropped:
         return config, None
