@@ -167,6 +167,39 @@ def test_t1w_prefers_no_session_anat(tmp_path: Path) -> None:
     assert discover(root).t1w["01"] == t1w_path(root, "01")
 
 
+def test_a_subject_with_several_t1w_images_is_told_which_and_can_choose(tmp_path: Path) -> None:
+    """A rescan (run-01, run-02) and a denoised MP2RAGE UNI named _T1w (acq-UNIDEN): the
+    first is used with a warning naming the others and the setting; ``anatomy.t1w``'s
+    entities pick another (``run: 2`` matches run-02); entities no T1w has are a problem."""
+    root = make_bids_tree(tmp_path / "ds", runs=("01",))
+    t1w = t1w_path(root, "01", "01")
+    names = ("sub-01_ses-01_run-01_T1w", "sub-01_ses-01_run-02_T1w", "sub-01_ses-01_acq-UNIDEN_T1w")
+    for name in names:
+        shutil.copy(t1w, t1w.with_name(name + ".nii.gz"))
+    t1w.unlink()
+    ds = discover(root)
+    assert ds.t1w["01"].name == "sub-01_ses-01_acq-UNIDEN_T1w.nii.gz"
+    (warning,) = [w for w in ds.warnings if "T1w images" in w]
+    assert warning == (
+        "sub-01/ses-01/anat/sub-01_ses-01_acq-UNIDEN_T1w.nii.gz: the T1w of sub-01, the first "
+        "of its 3 T1w images (sub-01/anat/ first, then by session and name); not used: "
+        "sub-01/ses-01/anat/sub-01_ses-01_run-01_T1w.nii.gz, "
+        "sub-01/ses-01/anat/sub-01_ses-01_run-02_T1w.nii.gz. To use another, name its "
+        'entities in anatomy.t1w, e.g. --config \'anatomy={t1w: {ses: "01", run: "01"}}\'.'
+    )
+    chosen = discover(root, t1w_entities={"run": 2})
+    assert chosen.t1w["01"].name == "sub-01_ses-01_run-02_T1w.nii.gz"
+    assert not [w for w in chosen.warnings if "T1w images" in w]
+    (p,) = problems_of(root, t1w_entities={"acq": "UNI"})
+    assert p.file == "sub-01/ses-01/anat/sub-01_ses-01_acq-UNIDEN_T1w.nii.gz"
+    assert p.expected == "a T1w image of sub-01 with the entities of anatomy.t1w (acq-UNI)"
+    assert p.found.startswith("3 T1w image(s), none with them: sub-01/ses-01/anat/")
+    assert p.fix == (
+        "set anatomy.t1w to the entities of the one to use, e.g. --config "
+        '\'anatomy={t1w: {ses: "01", acq: "UNIDEN"}}\', or to {} for the first'
+    )
+
+
 def test_derivatives_and_sourcedata_ignored(root: Path) -> None:
     for folder in ("derivatives/echoprep", "sourcedata"):
         bad = bold_path(root / folder, run="09", echo=1)

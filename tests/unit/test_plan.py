@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -492,6 +493,21 @@ def test_runs_of_a_subject_with_different_echo_counts_plan_each_with_its_own(tmp
     )
     one = _plan(bids, tmp_path, single_echo={"echo": 1})
     assert one.fitted.glm_variants() == ["raw-single", "nordic-single"]
+
+
+def test_anatomy_t1w_picks_the_anatomy_jobs_input_and_is_recorded(tmp_path):
+    """``anatomy.t1w`` chooses among a subject's T1w images at discovery: the anatomy job
+    reads the chosen file, and the stage's options (recorded in its sidecar) say why."""
+    bids = tmp_path / "bids"
+    make_bids_tree(bids, runs=("01",), data=False)
+    t1w = next(bids.glob("sub-01/ses-01/anat/*_T1w.nii.gz"))
+    shutil.copy(t1w, t1w.with_name("sub-01_ses-01_run-02_T1w.nii.gz"))
+    wc = SimpleNamespace(subject="01")
+    assert _plan(bids, tmp_path).anatomy.t1w(wc) == str(t1w)
+    plan = _plan(bids, tmp_path, anatomy={"t1w": {"run": 2}})
+    assert plan.anatomy.t1w(wc).endswith("/sub-01_ses-01_run-02_T1w.nii.gz")
+    options = json.loads(plan.anatomy.anatomy().params["options"])
+    assert options["t1w"] == {"run": 2} and options["registration"] == "quick"
 
 
 def test_the_distortion_correction_of_every_run_is_stated_in_one_line(tmp_path):

@@ -213,6 +213,19 @@ def _echo_counts_differ(root: Path) -> None:
         write_json(sidecar_path(extra), {"EchoTime": 0.0644, "RepetitionTime": 1.9})
 
 
+def _t1w_rescanned(root: Path) -> dict[str, object]:
+    """A rescan of the T1w (run-02 beside the original, renamed run-01), the second chosen."""
+    t1w = t1w_path(root, "01", "01")
+    for run in ("01", "02"):
+        shutil.copy(t1w, t1w.with_name(f"sub-01_ses-01_run-{run}_T1w.nii.gz"))
+    remove(t1w)
+    return {"anatomy": {"t1w": {"run": 2}}}
+
+
+def _t1w_entities_matching_none(root: Path) -> dict[str, object]:
+    return {"anatomy": {"t1w": {"acq": "UNI"}}}
+
+
 def _another_tr_resampled(root: Path) -> dict[str, object]:
     for e in (1, 2, 3):
         for part in ("mag", "phase"):
@@ -477,6 +490,7 @@ CASES: dict[str, Case] = {
         _two_echoes, True, ("Echo handling: denoised left out of every variant",)
     ),
     "another_tr_resampled_new": Case(_another_tr_resampled, True),
+    "t1w_rescanned_new": Case(_t1w_rescanned, True),
     "echo_counts_differ_new": Case(
         _echo_counts_differ,
         True,
@@ -544,6 +558,9 @@ CASES: dict[str, Case] = {
     "malformed_exclude_runs_new": Case(_malformed_exclude_runs, False, ("'run02'",), 1),
     "two_tasks": Case(_two_tasks, False, ("--config task=images",), 1),
     "t1w_missing": Case(_t1w_missing, False, ("output_space: native",), 1),
+    "t1w_entities_matching_none_new": Case(
+        _t1w_entities_matching_none, False, ("with the entities of anatomy.t1w (acq-UNI)",), 1
+    ),
     "inf_onset_new": Case(_inf_onset, False, ("found 'inf' on line 2",), 1),
     "events_and_bold_problems_together_new": Case(
         _events_and_bold_problems_together,

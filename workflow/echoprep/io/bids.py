@@ -32,10 +32,11 @@ import dataclasses
 import itertools
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from echoprep.io.bids_anat import find_t1w
 from echoprep.io.bids_checks import (
     ACQUISITION_ENTITIES,
     FILE_ENTITIES,
@@ -72,7 +73,6 @@ from echoprep.io.bids_run_checks import (
     check_metadata,
     check_parts,
     check_tr_across,
-    find_t1w,
     group_echo_files,
     header_tr_warning,
 )
@@ -114,6 +114,7 @@ def discover(
     sbref_echo: int | None = None,
     require_sbref: bool = False,
     registration_target: str = "T1w",
+    t1w_entities: Mapping[str, str] | None = None,
 ) -> Dataset:
     """Find and check the multi-echo BOLD runs of a raw BIDS dataset.
 
@@ -147,6 +148,9 @@ def discover(
         The reference images (:mod:`echoprep.io.bids_refs`): each run's SBRef of echo
         ``sbref_echo`` (None: none; required with ``require_sbref``) and each subject's T2w
         (``registration_target``: ``"T1w"`` none, ``"auto"``, ``"T2w"`` required).
+    t1w_entities
+        Entities the subject's T1w must have where it has several (``anatomy.t1w``, e.g.
+        ``{"acq": "UNI"}``); None: the first (:func:`echoprep.io.bids_anat.find_t1w`).
     events_rules
         How the GLM reads the events (:class:`~echoprep.io.bids_events.EventsRules`; None:
         its defaults): every events file is checked against its run with these rules.
@@ -193,6 +197,7 @@ def discover(
         "sbref": [sbref_echo, require_sbref, registration_target],
         "events": dataclasses.asdict(events_rules or EventsRules()),
         "exclude_runs": sorted(exclude_runs),
+        "t1w": {k: str(v) for k, v in sorted((t1w_entities or {}).items())},
     }
     cache = Path(cache_dir).expanduser().absolute() if cache_dir is not None else None
     # keyed by the discovery code too: a dataset of another version is never unpickled
@@ -235,6 +240,7 @@ def discover(
                 prefer_fieldmap=prefer_fieldmap,
                 fieldmap_time=fieldmap_time,
                 references=(sbref_echo, require_sbref, registration_target),
+                t1w_entities=options["t1w"],
             )
         finally:
             index.save()
@@ -271,6 +277,7 @@ def _discover(
     prefer_fieldmap: str = "gre",
     fieldmap_time: str = INTERPOLATE,
     references: tuple[int | None, bool, str] = (None, False, "T1w"),
+    t1w_entities: Mapping[str, str] | None = None,
 ) -> Dataset | None:
     files = index.files
     with_files = {f.entities["sub"] for f in files}
@@ -443,7 +450,7 @@ def _discover(
 
     # T1w
     header = lambda p: index.header(p, root)  # noqa: E731
-    t1w, t1w_warnings = find_t1w(log, mine, subjects, require_t1w, header)
+    t1w, t1w_warnings = find_t1w(log, mine, subjects, require_t1w, header, t1w_entities)
     warnings += t1w_warnings
     t2w = find_references(log, mine, scans, subjects, header, references, warnings)
 

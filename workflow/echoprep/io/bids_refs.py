@@ -12,7 +12,7 @@ reference: with ``spatial.motion_reference: auto`` a warning and the run keeps t
 reference; with ``sbref`` a problem, as is a run without an SBRef.
 
 **T2w.** ``anat/*_T2w.nii[.gz]`` of any session (an anatomy-only one too), the first in sorted
-order preferring ``sub-X/anat``, like the T1w (:func:`echoprep.io.bids_run_checks.find_t1w`):
+order preferring ``sub-X/anat``, like the T1w (:func:`echoprep.io.bids_anat.find_t1w`):
 readable, one 3-D volume, a non-singular affine; any grid. Required with
 ``spatial.registration_target: T2w``.
 """
@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from echoprep.io.bids_anat import anat_candidates
 from echoprep.io.bids_checks import (
     NIFTI_EXTENSIONS,
     BidsFile,
@@ -34,7 +35,7 @@ from echoprep.io.bids_checks import (
     affine_difference,
     describe_affine_difference,
 )
-from echoprep.io.bids_run_checks import acquisition_of, anat_candidates
+from echoprep.io.bids_run_checks import acquisition_of
 
 #: Largest affine difference (mm) between an SBRef and its run (as between a run's echoes).
 GRID_TOLERANCE_MM = 1e-3

@@ -26,13 +26,11 @@ from echoprep.io.bids_checks import (
     EVENTS_COLUMNS_REQUIRED,
     MAX_ECHO_TIME_S,
     MAX_REPETITION_TIME_S,
-    NIFTI_EXTENSIONS,
     BidsFile,
     ImageHeader,
     ProblemLog,
     affine_difference,
     as_number,
-    check_t1w_header,
     check_time_field,
     describe_affine_difference,
     fmt_list,
@@ -623,53 +621,3 @@ def header_tr_warning(scans: Sequence[RunScan]) -> str | None:
         f"(sidecar {fmt_seconds(tr)} s, header {header:g} s): the sidecar's is used; if the "
         "header is right, correct RepetitionTime in the sidecars"
     )
-
-
-def anat_candidates(files: Sequence[BidsFile], suffix: str) -> dict[str, list[BidsFile]]:
-    """Subject -> its ``anat/`` NIfTI images with ``suffix`` (``T1w``, ``T2w``), in the order
-    the first one is chosen: ``sub-X/anat/`` first, then by session label (as text), then by
-    file name (an anatomy-only session such as ``ses-PrismaAnat`` is a session like another)."""
-    by_subject: dict[str, list[BidsFile]] = defaultdict(list)
-    for f in files:
-        if f.suffix == suffix and f.ext in NIFTI_EXTENSIONS and f.datatype == "anat":
-            by_subject[f.entities["sub"]].append(f)
-    return {
-        sub: sorted(
-            found, key=lambda f: (f.ent("ses") is not None, f.ent("ses") or "", f.path.name)
-        )
-        for sub, found in by_subject.items()
-    }
-
-
-def find_t1w(
-    log: ProblemLog,
-    files: Sequence[BidsFile],
-    subjects: Sequence[str],
-    require: bool,
-    header: Callable[[Path], ImageHeader],
-) -> tuple[dict[str, Path], list[str]]:
-    """The T1w of each subject (the first in sorted order, preferring ``sub-X/anat``) with
-    its header checked, and the warnings of legal but unusual T1w headers; a subject without
-    one is a problem when ``require``."""
-    t1w: dict[str, Path] = {}
-    warnings: list[str] = []
-    by_subject = anat_candidates(files, "T1w")
-    for sub in subjects:
-        candidates = by_subject.get(sub, [])
-        if not candidates:
-            if require:
-                log.add(
-                    f"sub-{sub}/anat/sub-{sub}_T1w.nii.gz",
-                    f"a T1w image of sub-{sub} (sub-{sub}/anat/ or any sub-{sub}/ses-<label>/"
-                    "anat/)",
-                    "no *_T1w.nii[.gz] for this subject",
-                    "add the T1w (a separate anatomical session such as ses-PrismaAnat is "
-                    "fine), or keep the functional grid native, which needs no T1w "
-                    "(--config 'spatial={output_space: native}')",
-                )
-            continue
-        path = candidates[0].path
-        # everything the anatomy stage checks in the header; unusual but legal: warnings
-        warnings += check_t1w_header(log, path, header(path))
-        t1w[sub] = path
-    return t1w, warnings

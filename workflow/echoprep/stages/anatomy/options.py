@@ -45,6 +45,10 @@ class AnatomyOptions:
         (:mod:`echoprep.stages.anatomy.background`, docs/anatomy.md): ``"auto"`` (set to 0
         when the T1w's border looks like one), ``"suppress"`` (always keep only the voxels
         with signal) or ``"keep"`` (never; a warning when it looks like one).
+    t1w
+        Entities that chose the subject's T1w among several at discovery
+        (:func:`echoprep.io.bids_anat.find_t1w`; the stage is given the file): recorded, not
+        read.
     """
 
     n4_shrink_factor: int | None
@@ -58,6 +62,7 @@ class AnatomyOptions:
     registration: str
     template_resolution: int | None
     uni_background: str
+    t1w: Mapping[str, Any]
 
 
 def parse_anatomy_options(
