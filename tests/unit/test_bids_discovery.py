@@ -153,6 +153,25 @@ def test_runs_sorted_and_filters(tmp_path: Path) -> None:
     assert discover(root, task="task-images").runs[0].task == "images"
 
 
+def test_labels_without_zero_padding_sort_by_their_numbers(tmp_path: Path) -> None:
+    """BIDS run indices need no padding (run-2, run-10) and session labels often have none:
+    run-10 is the last run, ses-10 the last session (the comparison's default sessions are a
+    subject's first two: 1 and 2, not 1 and 10)."""
+    root = make_bids_tree(
+        tmp_path / "ds", sessions=("10", "2", "1"), runs=("10", "2", "1"), data=False
+    )
+    ds = discover(root)
+    assert ds.sessions("01") == ["1", "2", "10"]
+    assert [r.run for r in ds.runs_of("01", "10")] == ["1", "2", "10"]
+    assert [(r.session, r.run) for r in ds.runs][:4] == [
+        ("1", "1"),
+        ("1", "2"),
+        ("1", "10"),
+        ("2", "1"),
+    ]
+    assert make_plan(root, tmp_path).fitted.comparison_sessions("01") == ["1", "2"]
+
+
 def test_sidecar_inheritance(root: Path) -> None:
     for path in root.rglob("*_bold.json"):
         edit_sidecar(path, RepetitionTime=None)

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -102,8 +103,23 @@ class Run:
         return bool(self.echoes) and all(e.phase is not None for e in self.echoes)
 
 
-def run_sort_key(run: Run) -> tuple[str, str, str, tuple[tuple[str, str], ...]]:
-    return (run.subject, run.session or "", run.run or "", run.acq)
+def label_order(label: str | None) -> tuple[str | int, ...]:
+    """The sort key of a label, its numbers compared as numbers (``run-2`` before ``run-10``,
+    ``ses-9`` before ``ses-10``: BIDS run indices need no zero padding, and session labels
+    often have none); zero-padded labels keep their text order. ``None`` sorts first."""
+    parts = re.split(r"(\d+)", label or "")
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts))
+
+
+def run_sort_key(run: Run) -> tuple[object, ...]:
+    """Runs in (subject, session, run, acquisition entities) order, labels by
+    :func:`label_order`."""
+    return (
+        label_order(run.subject),
+        (run.session is not None, label_order(run.session)),
+        label_order(run.run),
+        run.acq,
+    )
 
 
 @dataclass(frozen=True)
@@ -115,9 +131,11 @@ class Dataset:
     root
         Dataset folder (absolute).
     runs
-        Sorted by (subject, session, run, acquisition entities).
+        Sorted by (subject, session, run, acquisition entities); labels by
+        :func:`label_order`.
     t1w
-        Subject → T1w image (the first found in sorted order, preferring ``sub-X/anat``).
+        Subject → T1w image (:func:`echoprep.io.bids_anat.find_t1w`: ``anatomy.t1w``'s
+        choice among several, else the first, preferring ``sub-X/anat``).
     t2w
         Subject → T2w image, found the same way (only when asked for: ``registration_target``).
     warnings
@@ -148,13 +166,14 @@ class Dataset:
         return {(r.subject, r.session, r.run, tuple(sorted(r.acq))): r for r in self.runs}
 
     def subjects(self) -> list[str]:
-        """Subject labels with at least one run, sorted."""
-        return sorted(self._by_session)
+        """Subject labels with at least one run, sorted (:func:`label_order`)."""
+        return sorted(self._by_session, key=label_order)
 
     def sessions(self, subject: str) -> list[str | None]:
-        """Session labels of a subject (``[None]`` for a dataset without sessions)."""
+        """Session labels of a subject (``[None]`` for a dataset without sessions), sorted
+        (:func:`label_order`: ``9`` before ``10``)."""
         found = self._by_session.get(strip_label(subject, "sub") or "", {})
-        return sorted(found, key=lambda s: (s is not None, s or ""))
+        return sorted(found, key=lambda s: (s is not None, label_order(s)))
 
     def runs_of(self, subject: str, session: str | None) -> list[Run]:
         """Runs of one subject and session, sorted by run label."""
