@@ -14,7 +14,7 @@ import pytest
 from echoprep.io import outputs as reg
 from echoprep.plan import RUN_STEM_PATTERN, Plan, PlanError, RuleHooks
 from echoprep.plan.families.planted import slice_timing_words
-from helpers.bidstree import make_bids_tree
+from helpers.bidstree import bold_path, default_affine, make_bids_tree, write_nifti
 from helpers.plans import make_plan as _plan
 
 
@@ -508,6 +508,39 @@ def test_anatomy_t1w_picks_the_anatomy_jobs_input_and_is_recorded(tmp_path):
     assert plan.anatomy.t1w(wc).endswith("/sub-01_ses-01_run-02_T1w.nii.gz")
     options = json.loads(plan.anatomy.anatomy().params["options"])
     assert options["t1w"] == {"run": 2} and options["registration"] == "quick"
+
+
+def test_without_spatial_preprocessing_a_subjects_runs_must_share_one_grid(tmp_path):
+    """Legal runs on other grids (another matrix; the same matrix placed elsewhere after the
+    head moved between sessions) are resampled onto one by spatial preprocessing; without it
+    they are refused when the workflow is planned, naming them and the fixes."""
+    bids = tmp_path / "bids"
+    make_bids_tree(bids, sessions=("01",), runs=("01", "02"), data=False)
+    make_bids_tree(bids, sessions=("02",), runs=("01",), data=False, shape=(6, 7, 4))
+    off = {"enabled": False}
+    with pytest.raises(PlanError) as info:
+        _plan(bids, tmp_path, spatial=off)
+    assert str(info.value) == (
+        "spatial.enabled: false: expected the runs of each subject on one voxel grid (its "
+        "sessions' GLMs, masks and noise ceiling read them voxel by voxel); found 1 of the 3 "
+        "runs of sub-01 on another grid (shape or affine) than sub-01_ses-01_task-images_run-01 "
+        "(shape (6, 7, 5)): sub-01_ses-02_task-images_run-01 (shape (6, 7, 4)). Fix: set "
+        "spatial.enabled: true (every run is resampled onto one grid), or leave the runs on "
+        "another grid out with exclude_runs."
+    )
+    assert _plan(bids, tmp_path).fitted.glm_variants()  # resampled onto one grid
+    assert _plan(bids, tmp_path, spatial=off, exclude_runs=["sub-01_ses-02"]).fitted
+    # the same matrix, moved by 2 mm: another grid too
+    shutil.rmtree(bids / "sub-01" / "ses-02")
+    make_bids_tree(bids, sessions=("02",), runs=("01",), data=False)
+    moved = default_affine((6, 7, 5))
+    moved[:3, 3] += 2.0
+    for echo in (1, 2, 3):
+        for part in ("mag", "phase"):
+            path = bold_path(bids, ses="02", run="01", echo=echo, part=part)
+            write_nifti(path, (6, 7, 5, 12), moved, data=False, tr=1.9)
+    with pytest.raises(PlanError, match=r"sub-01_ses-02_task-images_run-01 \(shape \(6, 7, 5\)\)"):
+        _plan(bids, tmp_path, spatial=off)
 
 
 def test_the_distortion_correction_of_every_run_is_stated_in_one_line(tmp_path):

@@ -222,6 +222,20 @@ def _t1w_rescanned(root: Path) -> dict[str, object]:
     return {"anatomy": {"t1w": {"run": 2}}}
 
 
+def _native_grids_differ(root: Path) -> dict[str, object]:
+    """ses-02 run-02 on another matrix, with spatial preprocessing off."""
+    for img in _run_images(root, "02", "02"):
+        write_nifti(img, (6, 7, 4, N_VOLUMES), default_affine(SHAPE), data=False)
+    for e in (1, 2, 3):
+        for part in ("mag", "phase"):
+            side = sidecar_path(bold_path(root, ses="02", run="02", echo=e, part=part))
+            meta = json.loads(side.read_text())
+            if "SliceTiming" in meta:
+                meta["SliceTiming"] = meta["SliceTiming"][:4]
+            write_json(side, meta)
+    return {"spatial": {"enabled": False}}
+
+
 def _t1w_entities_matching_none(root: Path) -> dict[str, object]:
     return {"anatomy": {"t1w": {"acq": "UNI"}}}
 
@@ -558,6 +572,9 @@ CASES: dict[str, Case] = {
     "malformed_exclude_runs_new": Case(_malformed_exclude_runs, False, ("'run02'",), 1),
     "two_tasks": Case(_two_tasks, False, ("--config task=images",), 1),
     "t1w_missing": Case(_t1w_missing, False, ("output_space: native",), 1),
+    "native_grids_differ_new": Case(
+        _native_grids_differ, False, ("1 of the 4 runs of sub-01 on another grid",)
+    ),
     "t1w_entities_matching_none_new": Case(
         _t1w_entities_matching_none, False, ("with the entities of anatomy.t1w (acq-UNI)",), 1
     ),

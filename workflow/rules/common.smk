@@ -43,16 +43,19 @@ except BIDSInputError as exc:
 # the specs mark temporary outputs with Snakemake's temp, outputs of `snakemake --report` with
 # its report, and read the cluster profile's groups (known once the executor is, after the
 # rules are parsed)
-PLAN = Plan(
-    config,
-    DATASET,
-    RuleHooks(
-        temp=temp,
-        groups=lambda: workflow.group_settings.overwrite_groups,
-        in_report=_report,
-        captions=str(REPORT_CAPTIONS),
-    ),
-)
+try:  # (a config the runs cannot have: echo handlings, native grids)
+    PLAN = Plan(
+        config,
+        DATASET,
+        RuleHooks(
+            temp=temp,
+            groups=lambda: workflow.group_settings.overwrite_groups,
+            in_report=_report,
+            captions=str(REPORT_CAPTIONS),
+        ),
+    )
+except PlanError as exc:
+    refuse(str(exc))
 # plan warnings: once, by the main process (not again in every cluster job's log)
 if workflow.is_main_process:
     try:  # (a configured coefficient file that does not exist, a broken FreeSurfer folder,

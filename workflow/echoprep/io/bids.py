@@ -505,6 +505,7 @@ def _make_run(scan: RunScan) -> Run:
         fieldmap_note=scan.fieldmap_note,
         sbref=scan.sbref,
         acq=scan.acq,
+        affine=scan.ref_header.affine,
     )
 
 

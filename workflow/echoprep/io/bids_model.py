@@ -53,7 +53,8 @@ class Run:
     the spatial stage's reference echo on the run's grid (:mod:`echoprep.io.bids_refs`), or None.
     ``acq`` holds the run's acquisition entities (``acq``, ``ce``, ``rec``, ``dir``, as in its
     file names): runs of one task that differ in them are runs of their own, and every
-    derivative of the run carries them in its name.
+    derivative of the run carries them in its name. ``shape`` and ``affine`` (4×4, mm) are the
+    reference echo's voxel grid, from its header.
     """
 
     subject: str
@@ -74,6 +75,7 @@ class Run:
     fieldmap_note: str | None = None
     sbref: Path | None = None
     acq: tuple[tuple[str, str], ...] = ()
+    affine: tuple[tuple[float, ...], ...] | None = None
 
     @property
     def entities(self) -> dict[str, str]:

@@ -76,8 +76,10 @@ class PlanContext:
     def __init__(
         self, config: Mapping[str, Any], dataset: Dataset, hooks: RuleHooks | None = None
     ) -> None:
-        from echoprep.plan.echo_counts import allowed_combines  # (which raises PlanError)
+        from echoprep.plan.echo_counts import allowed_combines  # (they raise PlanError)
+        from echoprep.plan.native_grids import check_native_grids
 
+        check_native_grids(config, dataset)
         #: the config with the echo handlings the runs' echoes allow, and why others are not
         #: made (printed when the workflow is planned), or None
         self.config, self.echo_note = allowed_combines(config, dataset)
