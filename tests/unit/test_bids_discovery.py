@@ -172,6 +172,24 @@ def test_labels_without_zero_padding_sort_by_their_numbers(tmp_path: Path) -> No
     assert make_plan(root, tmp_path).fitted.comparison_sessions("01") == ["1", "2"]
 
 
+def test_phase_images_with_the_suffix_of_bids_before_1_5_are_read_as_phase(root: Path) -> None:
+    """``…_echo-1_phase.nii.gz`` beside ``…_echo-1_bold.nii.gz`` (BIDS < 1.5, still found in
+    shared datasets) is the echo's phase: the run is complex, not magnitude-only."""
+    for path in sorted(root.rglob("*_part-*_bold.*")):
+        name = path.name.replace("_part-mag_bold", "_bold").replace("_part-phase_bold", "_phase")
+        path.rename(path.with_name(name))
+    ds = discover(root)
+    assert all(r.has_phase for r in ds.runs)
+    assert ds.runs[0].echoes[0].phase.name == "sub-01_ses-01_task-images_run-01_echo-1_phase.nii.gz"
+    assert ds.runs[0].echoes[0].mag.name == "sub-01_ses-01_task-images_run-01_echo-1_bold.nii.gz"
+    (warning,) = [w for w in ds.warnings if "_phase" in w]
+    assert warning == (
+        "sub-01/ses-01/func/sub-01_ses-01_task-images_run-01_echo-1_phase.nii.gz: 6 phase "
+        "image(s) named with the suffix _phase (BIDS before 1.5; now …_part-phase_bold.nii.gz), "
+        "read as their runs' phase (NORDIC uses the complex data)."
+    )
+
+
 def test_sidecar_inheritance(root: Path) -> None:
     for path in root.rglob("*_bold.json"):
         edit_sidecar(path, RepetitionTime=None)

@@ -222,6 +222,13 @@ def _t1w_rescanned(root: Path) -> dict[str, object]:
     return {"anatomy": {"t1w": {"run": 2}}}
 
 
+def _phase_suffix_before_bids_1_5(root: Path) -> None:
+    """Part-less magnitude and ``_phase`` phase images (BIDS < 1.5) in every run."""
+    for path in sorted(root.rglob("*_part-*_bold.*")):
+        name = path.name.replace("_part-mag_bold", "_bold").replace("_part-phase_bold", "_phase")
+        path.rename(path.with_name(name))
+
+
 def _native_grids_differ(root: Path) -> dict[str, object]:
     """ses-02 run-02 on another matrix, with spatial preprocessing off."""
     for img in _run_images(root, "02", "02"):
@@ -572,6 +579,9 @@ CASES: dict[str, Case] = {
     "malformed_exclude_runs_new": Case(_malformed_exclude_runs, False, ("'run02'",), 1),
     "two_tasks": Case(_two_tasks, False, ("--config task=images",), 1),
     "t1w_missing": Case(_t1w_missing, False, ("output_space: native",), 1),
+    "phase_suffix_before_bids_1_5_new": Case(
+        _phase_suffix_before_bids_1_5, True, ("named with the suffix _phase",)
+    ),
     "native_grids_differ_new": Case(
         _native_grids_differ, False, ("1 of the 4 runs of sub-01 on another grid",)
     ),

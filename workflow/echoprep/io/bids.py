@@ -319,7 +319,8 @@ def _discover(
         return [
             f
             for f in found
-            if f.suffix == "bold" and f.ext in NIFTI_EXTENSIONS and f.datatype == "func"
+            # (``_phase``: the phase suffix before BIDS 1.5, read as ``part-phase_bold``)
+            if f.suffix in ("bold", "phase") and f.ext in NIFTI_EXTENSIONS and f.datatype == "func"
         ]
 
     bolds = exclude_listed_runs(log, [f for f in bold_files(mine) if in_sessions(f)], exclude_runs)
@@ -421,6 +422,13 @@ def _discover(
         tr_warning = header_tr_warning(scans)
         if tr_warning:
             warnings.append(tr_warning)
+        old_phase = [p for s in scans for p in s.phases.values() if "_part-" not in p.name]
+        if old_phase:
+            warnings.append(
+                f"{log.rel(old_phase[0])}: {len(old_phase)} phase image(s) named with the "
+                "suffix _phase (BIDS before 1.5; now …_part-phase_bold.nii.gz), read as their "
+                "runs' phase (NORDIC uses the complex data)."
+            )
         by_subject: dict[str, list[RunScan]] = defaultdict(list)
         for s in scans:
             by_subject[s.sub].append(s)

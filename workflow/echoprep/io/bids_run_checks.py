@@ -130,7 +130,8 @@ def group_echo_files(log: ProblemLog, scan: RunScan, files: Sequence[BidsFile]) 
     phases: dict[int, list[Path]] = defaultdict(list)
     for f in files:
         echo_label = f.ent("echo")
-        part = f.ent("part")
+        # the deprecated ``_phase`` suffix (BIDS < 1.5) names a phase image as part-phase does
+        part = "phase" if f.suffix == "phase" else f.ent("part")
         if echo_label is None:
             log.add(
                 f.path,
