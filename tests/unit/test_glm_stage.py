@@ -329,6 +329,27 @@ def test_a_run_stopped_early_is_fitted_without_its_late_trials(
     assert "run-01 (" not in msg
 
 
+def test_events_without_durations_are_fitted_as_brief_events_with_a_warning(
+    tiny, tmp_path: Path, caplog
+) -> None:
+    """BIDS allows ``duration`` n/a: the fit models the trials as brief events (stimdur 0)
+    and says so in its log and its summary's Warnings, with the setting that fixes it."""
+    bold, events = _inputs(tiny)
+    without = []
+    for e in events:
+        table = pd.read_csv(e, sep="\t")
+        table["duration"] = "n/a"
+        without.append(tmp_path / e.name)
+        table.to_csv(without[-1], sep="\t", index=False)
+    with caplog.at_level("WARNING"):
+        out = run_glm(bold, without, _outputs(tmp_path), run_labels=["01", "02"])
+    summary = json.loads(Path(out["summary"]).read_text())
+    (note,) = [w for w in summary["Warnings"] if "no trial durations" in w]
+    assert note.startswith("no trial durations in the events (duration n/a or no duration")
+    assert "set glm.stimdur to the stimulus duration in s" in note and note in caplog.text
+    assert summary["StimulusDuration_s"] == 0.0
+
+
 def test_overlapping_onsets_are_refused(tiny, tmp_path: Path) -> None:
     bold, events = _inputs(tiny)
     table = pd.read_csv(events[0], sep="\t")
