@@ -409,6 +409,14 @@ def remove(*paths: str | Path, sidecar: bool = True) -> None:
             side.unlink()
 
 
+def name_phase_as_before_bids_1_5(root: str | Path) -> None:
+    """Rename every ``part-mag``/``part-phase`` BOLD file (and sidecar) to the names BIDS
+    used before 1.5: part-less ``_bold`` magnitude and ``_phase`` phase."""
+    for path in sorted(Path(root).rglob("*_part-*_bold.*")):
+        name = path.name.replace("_part-mag_bold", "_bold").replace("_part-phase_bold", "_phase")
+        path.rename(path.with_name(name))
+
+
 def edit_sidecar(path: str | Path, **changes: Any) -> Path:
     """Update keys of an image's sidecar (or of a JSON file); a ``None`` value deletes the key.
 

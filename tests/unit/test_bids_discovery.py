@@ -25,6 +25,7 @@ from helpers.bidstree import (
     events_path,
     fmap_path,
     make_bids_tree,
+    name_phase_as_before_bids_1_5,
     remove,
     set_read_only,
     t1w_path,
@@ -175,9 +176,7 @@ def test_labels_without_zero_padding_sort_by_their_numbers(tmp_path: Path) -> No
 def test_phase_images_with_the_suffix_of_bids_before_1_5_are_read_as_phase(root: Path) -> None:
     """``…_echo-1_phase.nii.gz`` beside ``…_echo-1_bold.nii.gz`` (BIDS < 1.5, still found in
     shared datasets) is the echo's phase: the run is complex, not magnitude-only."""
-    for path in sorted(root.rglob("*_part-*_bold.*")):
-        name = path.name.replace("_part-mag_bold", "_bold").replace("_part-phase_bold", "_phase")
-        path.rename(path.with_name(name))
+    name_phase_as_before_bids_1_5(root)
     ds = discover(root)
     assert all(r.has_phase for r in ds.runs)
     assert ds.runs[0].echoes[0].phase.name == "sub-01_ses-01_task-images_run-01_echo-1_phase.nii.gz"

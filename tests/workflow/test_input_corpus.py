@@ -27,6 +27,7 @@ from helpers.bidstree import (
     edit_sidecar,
     events_path,
     make_bids_tree,
+    name_phase_as_before_bids_1_5,
     remove,
     t1w_path,
     write_json,
@@ -224,9 +225,7 @@ def _t1w_rescanned(root: Path) -> dict[str, object]:
 
 def _phase_suffix_before_bids_1_5(root: Path) -> None:
     """Part-less magnitude and ``_phase`` phase images (BIDS < 1.5) in every run."""
-    for path in sorted(root.rglob("*_part-*_bold.*")):
-        name = path.name.replace("_part-mag_bold", "_bold").replace("_part-phase_bold", "_phase")
-        path.rename(path.with_name(name))
+    name_phase_as_before_bids_1_5(root)
 
 
 def _native_grids_differ(root: Path) -> dict[str, object]:
