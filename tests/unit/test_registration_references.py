@@ -113,6 +113,36 @@ def test_t2w_found_in_an_anatomy_session_only_when_asked(tmp_path: Path) -> None
     assert discover(root, registration_target="auto").t2w == {"01": t2w}
 
 
+def test_several_t2w_images_the_first_with_a_warning_or_the_one_anatomy_t2w_names(
+    tmp_path: Path,
+) -> None:
+    """As for the T1w: the first T2w, a warning naming the others and ``anatomy.t2w``;
+    ``anatomy.t2w``'s entities pick another; entities none has are a problem."""
+    root = make_bids_tree(tmp_path / "ds", t1w="PrismaAnat")
+    anat = t1w_path(root, "01", "PrismaAnat").parent
+    for run in ("1", "2"):
+        write_nifti(
+            anat / f"sub-01_ses-PrismaAnat_run-{run}_T2w.nii.gz",
+            (9, 8, 7),
+            default_affine((9, 8, 7), 0.8),
+        )
+    ds = discover(root, registration_target="auto")
+    assert ds.t2w["01"].name == "sub-01_ses-PrismaAnat_run-1_T2w.nii.gz"
+    (warning,) = [w for w in ds.warnings if "T2w images" in w]
+    assert warning.startswith(
+        "sub-01/ses-PrismaAnat/anat/sub-01_ses-PrismaAnat_run-1_T2w.nii.gz: the T2w of sub-01, "
+        "the first of its 2 T2w images"
+    )
+    assert warning.endswith(
+        "To use another, name its entities in anatomy.t2w, e.g. --config "
+        '\'anatomy={t2w: {ses: "PrismaAnat", run: "2"}}\'.'
+    )
+    chosen = discover(root, registration_target="auto", t2w_entities={"run": 2})
+    assert chosen.t2w["01"].name == "sub-01_ses-PrismaAnat_run-2_T2w.nii.gz"
+    with pytest.raises(BIDSInputError, match=r"with the entities of anatomy.t2w \(acq-SPACE\)"):
+        discover(root, registration_target="auto", t2w_entities={"acq": "SPACE"})
+
+
 def test_the_plan_passes_an_sbref_and_a_t2w_only_when_used(tmp_path: Path) -> None:
     root = make_bids_tree(tmp_path / "ds", data=False)
     sbref = _sbref(root, "02", part="mag")

@@ -115,6 +115,7 @@ def discover(
     require_sbref: bool = False,
     registration_target: str = "T1w",
     t1w_entities: Mapping[str, str] | None = None,
+    t2w_entities: Mapping[str, str] | None = None,
 ) -> Dataset:
     """Find and check the multi-echo BOLD runs of a raw BIDS dataset.
 
@@ -148,9 +149,10 @@ def discover(
         The reference images (:mod:`echoprep.io.bids_refs`): each run's SBRef of echo
         ``sbref_echo`` (None: none; required with ``require_sbref``) and each subject's T2w
         (``registration_target``: ``"T1w"`` none, ``"auto"``, ``"T2w"`` required).
-    t1w_entities
-        Entities the subject's T1w must have where it has several (``anatomy.t1w``, e.g.
-        ``{"acq": "UNI"}``); None: the first (:func:`echoprep.io.bids_anat.find_t1w`).
+    t1w_entities, t2w_entities
+        Entities the subject's T1w (T2w) must have where it has several (``anatomy.t1w``,
+        ``anatomy.t2w``, e.g. ``{"acq": "UNI"}``); None: the first
+        (:func:`echoprep.io.bids_anat.pick_anat`).
     events_rules
         How the GLM reads the events (:class:`~echoprep.io.bids_events.EventsRules`; None:
         its defaults): every events file is checked against its run with these rules.
@@ -198,6 +200,7 @@ def discover(
         "events": dataclasses.asdict(events_rules or EventsRules()),
         "exclude_runs": sorted(exclude_runs),
         "t1w": {k: str(v) for k, v in sorted((t1w_entities or {}).items())},
+        "t2w": {k: str(v) for k, v in sorted((t2w_entities or {}).items())},
     }
     cache = Path(cache_dir).expanduser().absolute() if cache_dir is not None else None
     # keyed by the discovery code too: a dataset of another version is never unpickled
@@ -241,6 +244,7 @@ def discover(
                 fieldmap_time=fieldmap_time,
                 references=(sbref_echo, require_sbref, registration_target),
                 t1w_entities=options["t1w"],
+                t2w_entities=options["t2w"],
             )
         finally:
             index.save()
@@ -278,6 +282,7 @@ def _discover(
     fieldmap_time: str = INTERPOLATE,
     references: tuple[int | None, bool, str] = (None, False, "T1w"),
     t1w_entities: Mapping[str, str] | None = None,
+    t2w_entities: Mapping[str, str] | None = None,
 ) -> Dataset | None:
     files = index.files
     with_files = {f.entities["sub"] for f in files}
@@ -460,7 +465,7 @@ def _discover(
     header = lambda p: index.header(p, root)  # noqa: E731
     t1w, t1w_warnings = find_t1w(log, mine, subjects, require_t1w, header, t1w_entities)
     warnings += t1w_warnings
-    t2w = find_references(log, mine, scans, subjects, header, references, warnings)
+    t2w = find_references(log, mine, scans, subjects, header, references, warnings, t2w_entities)
 
     if log:
         return None

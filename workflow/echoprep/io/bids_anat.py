@@ -58,6 +58,44 @@ def _entities_text(f: BidsFile) -> str:
     return "{" + ", ".join(f'{k}: "{v}"' for k, v in ents) + "}"
 
 
+def pick_anat(
+    log: ProblemLog,
+    sub: str,
+    found: Sequence[BidsFile],
+    wanted: Mapping[str, str],
+    suffix: str,
+    warnings: list[str],
+) -> BidsFile | None:
+    """The subject's ``suffix`` image among ``found`` (:func:`anat_candidates`' order): the
+    first with every entity of ``wanted`` (``anatomy.t1w``/``anatomy.t2w``; empty: any).
+    Several: a warning names the one used, the others and the setting that picks another;
+    ``wanted`` that none has: a problem listing them (None returned). None when ``found`` is
+    empty."""
+    key = f"anatomy.{suffix.lower()}"
+    candidates = [f for f in found if _has_entities(f, wanted)]
+    if found and not candidates:
+        log.add(
+            found[0].path,
+            f"a {suffix} image of sub-{sub} with the entities of {key} "
+            f"({', '.join(f'{k}-{v}' for k, v in wanted.items())})",
+            f"{len(found)} {suffix} image(s), none with them: "
+            f"{fmt_list((log.rel(f.path) for f in found), 3)}",
+            f"set {key} to the entities of the one to use, e.g. --config "
+            f"'anatomy={{{suffix.lower()}: {_entities_text(found[0])}}}', or to {{}} for the "
+            "first",
+        )
+        return None
+    if len(candidates) > 1:
+        warnings.append(
+            f"{log.rel(candidates[0].path)}: the {suffix} of sub-{sub}, the first of its "
+            f"{len(candidates)} {suffix} images (sub-{sub}/anat/ first, then by session and "
+            f"name); not used: {fmt_list((log.rel(f.path) for f in candidates[1:]), 3)}. To "
+            f"use another, name its entities in {key}, e.g. --config "
+            f"'anatomy={{{suffix.lower()}: {_entities_text(candidates[1])}}}'."
+        )
+    return candidates[0] if candidates else None
+
+
 def find_t1w(
     log: ProblemLog,
     files: Sequence[BidsFile],
@@ -67,34 +105,14 @@ def find_t1w(
     entities: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Path], list[str]]:
     """The T1w of each subject with its header checked, and the warnings of legal but
-    unusual T1w headers and of subjects with several T1w images; a subject without one is a
-    problem when ``require``.
-
-    Among several, the first of those with every entity of ``entities``
-    (``anatomy.t1w``; none: all) in the order of :func:`anat_candidates`; a warning names
-    it, the others and the setting that picks another. ``entities`` that none of a
-    subject's T1w images have is a problem naming them.
-    """
+    unusual T1w headers and of subjects with several T1w images (:func:`pick_anat`, with
+    ``entities``: ``anatomy.t1w``); a subject without one is a problem when ``require``."""
     t1w: dict[str, Path] = {}
     warnings: list[str] = []
-    wanted = dict(entities or {})
     by_subject = anat_candidates(files, "T1w")
     for sub in subjects:
         found = by_subject.get(sub, [])
-        candidates = [f for f in found if _has_entities(f, wanted)]
-        if found and not candidates:
-            log.add(
-                found[0].path,
-                f"a T1w image of sub-{sub} with the entities of anatomy.t1w "
-                f"({', '.join(f'{k}-{v}' for k, v in wanted.items())})",
-                f"{len(found)} T1w image(s), none with them: "
-                f"{fmt_list((log.rel(f.path) for f in found), 3)}",
-                f"set anatomy.t1w to the entities of the one to use, e.g. "
-                f"--config 'anatomy={{t1w: {_entities_text(found[0])}}}', or to {{}} for the "
-                "first",
-            )
-            continue
-        if not candidates:
+        if not found:
             if require:
                 log.add(
                     f"sub-{sub}/anat/sub-{sub}_T1w.nii.gz",
@@ -106,19 +124,13 @@ def find_t1w(
                     "(--config 'spatial={output_space: native}')",
                 )
             continue
-        path = candidates[0].path
-        if len(candidates) > 1:
-            others = fmt_list((log.rel(f.path) for f in candidates[1:]), 3)
-            warnings.append(
-                f"{log.rel(path)}: the T1w of sub-{sub}, the first of its {len(candidates)} "
-                f"T1w images (sub-{sub}/anat/ first, then by session and name); not used: "
-                f"{others}. To use another, name its entities in anatomy.t1w, e.g. --config "
-                f"'anatomy={{t1w: {_entities_text(candidates[1])}}}'."
-            )
+        chosen = pick_anat(log, sub, found, dict(entities or {}), "T1w", warnings)
+        if chosen is None:
+            continue
         # everything the anatomy stage checks in the header; unusual but legal: warnings
-        warnings += check_t1w_header(log, path, header(path))
-        t1w[sub] = path
+        warnings += check_t1w_header(log, chosen.path, header(chosen.path))
+        t1w[sub] = chosen.path
     return t1w, warnings
 
 
-__all__ = ["anat_candidates", "find_t1w"]
+__all__ = ["anat_candidates", "find_t1w", "pick_anat"]

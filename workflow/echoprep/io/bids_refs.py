@@ -20,13 +20,13 @@ readable, one 3-D volume, a non-singular affine; any grid. Required with
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from echoprep.io.bids_anat import anat_candidates
+from echoprep.io.bids_anat import anat_candidates, pick_anat
 from echoprep.io.bids_checks import (
     NIFTI_EXTENSIONS,
     BidsFile,
@@ -155,8 +155,12 @@ def find_t2w(
     subjects: Sequence[str],
     require: bool,
     header: Callable[[Path], ImageHeader],
+    warnings: list[str] | None = None,
+    entities: Mapping[str, str] | None = None,
 ) -> dict[str, Path]:
-    """The T2w of each subject (any session, preferring ``sub-X/anat``), header checked.
+    """The T2w of each subject (any session, preferring ``sub-X/anat``; among several, the
+    first with ``entities``, ``anatomy.t2w``, with a warning: :func:`~echoprep.io.bids_anat.
+    pick_anat`), header checked.
 
     Parameters
     ----------
@@ -169,17 +173,20 @@ def find_t2w(
         ``spatial.registration_target: T2w``.
     header
         Reads a NIfTI header.
+    warnings, entities
+        Where the warning of several T2w images goes (None: dropped); ``anatomy.t2w``.
 
     Returns
     -------
     dict
         Subject label → T2w image.
     """
+    warnings = [] if warnings is None else warnings
     by_subject = anat_candidates(files, "T2w")
     out: dict[str, Path] = {}
     for sub in subjects:
-        candidates = by_subject.get(sub, [])
-        if not candidates:
+        found = by_subject.get(sub, [])
+        if not found:
             if require:
                 log.add(
                     f"sub-{sub}/anat/sub-{sub}_T2w.nii.gz",
@@ -189,7 +196,10 @@ def find_t2w(
                     "T1w or auto",
                 )
             continue
-        path = candidates[0].path
+        chosen = pick_anat(log, sub, found, dict(entities or {}), "T2w", warnings)
+        if chosen is None:
+            continue
+        path = chosen.path
         hdr = header(path)
         if hdr.error is not None or not _one_volume(hdr):
             found = hdr.error or f"shape {hdr.shape}"
@@ -216,14 +226,17 @@ def find_references(
     header: Callable[[Path], ImageHeader],
     references: tuple[int | None, bool, str],
     warnings: list[str],
+    t2w_entities: Mapping[str, str] | None = None,
 ) -> dict[str, Path]:
     """:func:`find_sbrefs` (``references[0]`` the echo, None: none; ``[1]`` required) and
-    :func:`find_t2w` (``references[2]``: ``"T1w"`` none, ``"auto"``, ``"T2w"`` required);
-    returns the T2w per subject."""
+    :func:`find_t2w` (``references[2]``: ``"T1w"`` none, ``"auto"``, ``"T2w"`` required;
+    ``t2w_entities``: ``anatomy.t2w``); returns the T2w per subject."""
     sbref_echo, require_sbref, target = references
     if sbref_echo is not None:
         find_sbrefs(log, files, scans, header, sbref_echo, require_sbref, warnings)
-    return {} if target == "T1w" else find_t2w(log, files, subjects, target == "T2w", header)
+    if target == "T1w":
+        return {}
+    return find_t2w(log, files, subjects, target == "T2w", header, warnings, t2w_entities)
 
 
 __all__ = ["GRID_TOLERANCE_MM", "find_references", "find_sbrefs", "find_t2w"]

@@ -22,6 +22,7 @@ def discovery_options(config: Mapping[str, Any]) -> dict[str, Any]:
         "task": config["task"],
         "exclude_runs": config["exclude_runs"],
         "t1w_entities": config["anatomy"]["t1w"],
+        "t2w_entities": config["anatomy"]["t2w"],
         "require_t1w": spatial["enabled"] and spatial["output_space"] == "T1w",
         "use_fieldmaps": spatial["enabled"]
         and spatial["fieldmap"]

@@ -45,10 +45,10 @@ class AnatomyOptions:
         (:mod:`echoprep.stages.anatomy.background`, docs/anatomy.md): ``"auto"`` (set to 0
         when the T1w's border looks like one), ``"suppress"`` (always keep only the voxels
         with signal) or ``"keep"`` (never; a warning when it looks like one).
-    t1w
-        Entities that chose the subject's T1w among several at discovery
-        (:func:`echoprep.io.bids_anat.find_t1w`; the stage is given the file): recorded, not
-        read.
+    t1w, t2w
+        Entities that chose the subject's T1w (T2w) among several at discovery
+        (:func:`echoprep.io.bids_anat.pick_anat`; the stages are given the files): recorded,
+        not read.
     """
 
     n4_shrink_factor: int | None
@@ -63,6 +63,7 @@ class AnatomyOptions:
     template_resolution: int | None
     uni_background: str
     t1w: Mapping[str, Any]
+    t2w: Mapping[str, Any]
 
 
 def parse_anatomy_options(
