@@ -185,8 +185,8 @@ def find_t2w(
     by_subject = anat_candidates(files, "T2w")
     out: dict[str, Path] = {}
     for sub in subjects:
-        found = by_subject.get(sub, [])
-        if not found:
+        images = by_subject.get(sub, [])
+        if not images:
             if require:
                 log.add(
                     f"sub-{sub}/anat/sub-{sub}_T2w.nii.gz",
@@ -196,7 +196,7 @@ def find_t2w(
                     "T1w or auto",
                 )
             continue
-        chosen = pick_anat(log, sub, found, dict(entities or {}), "T2w", warnings)
+        chosen = pick_anat(log, sub, images, dict(entities or {}), "T2w", warnings)
         if chosen is None:
             continue
         path = chosen.path
