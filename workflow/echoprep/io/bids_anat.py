@@ -62,7 +62,7 @@ def pick_anat(
     log: ProblemLog,
     sub: str,
     found: Sequence[BidsFile],
-    wanted: Mapping[str, str],
+    wanted: Mapping[str, str] | None,
     suffix: str,
     warnings: list[str],
 ) -> BidsFile | None:
@@ -72,6 +72,7 @@ def pick_anat(
     ``wanted`` that none has: a problem listing them (None returned). None when ``found`` is
     empty."""
     key = f"anatomy.{suffix.lower()}"
+    wanted = wanted or {}
     candidates = [f for f in found if _has_entities(f, wanted)]
     if found and not candidates:
         log.add(
@@ -124,7 +125,7 @@ def find_t1w(
                     "(--config 'spatial={output_space: native}')",
                 )
             continue
-        chosen = pick_anat(log, sub, found, dict(entities or {}), "T1w", warnings)
+        chosen = pick_anat(log, sub, found, entities, "T1w", warnings)
         if chosen is None:
             continue
         # everything the anatomy stage checks in the header; unusual but legal: warnings

@@ -155,7 +155,7 @@ def find_t2w(
     subjects: Sequence[str],
     require: bool,
     header: Callable[[Path], ImageHeader],
-    warnings: list[str] | None = None,
+    warnings: list[str],
     entities: Mapping[str, str] | None = None,
 ) -> dict[str, Path]:
     """The T2w of each subject (any session, preferring ``sub-X/anat``; among several, the
@@ -174,14 +174,13 @@ def find_t2w(
     header
         Reads a NIfTI header.
     warnings, entities
-        Where the warning of several T2w images goes (None: dropped); ``anatomy.t2w``.
+        Where the warning of several T2w images goes; ``anatomy.t2w``.
 
     Returns
     -------
     dict
         Subject label → T2w image.
     """
-    warnings = [] if warnings is None else warnings
     by_subject = anat_candidates(files, "T2w")
     out: dict[str, Path] = {}
     for sub in subjects:
@@ -196,7 +195,7 @@ def find_t2w(
                     "T1w or auto",
                 )
             continue
-        chosen = pick_anat(log, sub, images, dict(entities or {}), "T2w", warnings)
+        chosen = pick_anat(log, sub, images, entities, "T2w", warnings)
         if chosen is None:
             continue
         path = chosen.path

@@ -491,7 +491,8 @@ def check_echo_counts(
             continue
         have = scan.echo_indices
         n = max(have)
-        other += [scan] if n != ref else []
+        if n != ref:
+            other.append(scan)
         for echo in range(1, n):
             if echo in have:
                 continue

@@ -18,11 +18,9 @@ import numpy as np
 
 from echoprep.io.bids import Dataset, Run
 from echoprep.io.bids_checks import fmt_list
+from echoprep.io.bids_refs import GRID_TOLERANCE_MM
 from echoprep.io.paths import run_prefix
 from echoprep.plan.context import PlanError
-
-#: Largest difference of two runs' affine entries (mm) that is one grid (as the stages' check).
-AFFINE_TOL_MM = 1e-3
 
 
 def _same_grid(a: Run, b: Run) -> bool:
@@ -30,7 +28,7 @@ def _same_grid(a: Run, b: Run) -> bool:
         return False
     if a.affine is None or b.affine is None:
         return True
-    return bool(np.allclose(a.affine, b.affine, atol=AFFINE_TOL_MM))
+    return bool(np.allclose(a.affine, b.affine, atol=GRID_TOLERANCE_MM))
 
 
 def check_native_grids(config: Mapping[str, Any], dataset: Dataset) -> None:
@@ -69,4 +67,4 @@ def check_native_grids(config: Mapping[str, Any], dataset: Dataset) -> None:
         )
 
 
-__all__ = ["AFFINE_TOL_MM", "check_native_grids"]
+__all__ = ["check_native_grids"]

@@ -187,16 +187,17 @@ def fit_runs(
         )
     stimdur = settings["stimdur"]
     notes: list[str] = []
-    if stimdur is None:
-        stimdur = design.stimulus_duration if math.isfinite(design.stimulus_duration) else 0.0
-        if not math.isfinite(design.stimulus_duration):
-            # (BIDS allows duration n/a; GLMsingle's HRF library is convolved with stimdur)
-            notes.append(
-                "no trial durations in the events (duration n/a or no duration column): the "
-                "trials are modelled as brief events (stimdur 0 s). Fix: if they last longer, "
-                "set glm.stimdur to the stimulus duration in s (e.g. --config "
-                "'glm={stimdur: 2.5}')."
-            )
+    if stimdur is None and math.isfinite(design.stimulus_duration):
+        stimdur = design.stimulus_duration
+    elif stimdur is None:
+        stimdur = 0.0
+        # (BIDS allows duration n/a; GLMsingle's HRF library is convolved with stimdur)
+        notes.append(
+            "no trial durations in the events (duration n/a or no duration column): the "
+            "trials are modelled as brief events (stimdur 0 s). Fix: if they last longer, "
+            "set glm.stimdur to the stimulus duration in s (e.g. --config "
+            "'glm={stimdur: 2.5}')."
+        )
     log.info(
         "%s (%s engine): %d runs, %d trials of %d conditions, %d voxels, TR %g s, stimdur %g s",
         what,
