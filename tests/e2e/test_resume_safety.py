@@ -153,9 +153,10 @@ def resumed(demo: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> Resumed:
         [*until, "-n", "-p", "--forceall"], base / "0-until.log", timeout=300, cwd=cwd, env=env
     )
     assert both_runs[0] == 0, both_runs[1][-3000:]
+    both_jobs = parse_jobs(both_runs[1])
     targets = sorted(
         f
-        for job in parse_jobs(both_runs[1])
+        for job in both_jobs
         if job.rule in UNTIL and f"_{RUN}_" in Path(job.output[0]).name
         for f in job.output
     )
@@ -167,8 +168,8 @@ def resumed(demo: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> Resumed:
     assert planned[0] == 0, planned[1][-3000:]
     # the other run's chain is left out, the subject-level jobs are not
     planned_jobs = parse_jobs(planned[1])
-    assert {j.rule for j in planned_jobs} == {j.rule for j in parse_jobs(both_runs[1])}
-    assert len(planned_jobs) < len(parse_jobs(both_runs[1]))
+    assert {j.rule for j in planned_jobs} == {j.rule for j in both_jobs}
+    assert len(planned_jobs) < len(both_jobs)
     planned_outputs = {
         str(Path(f).relative_to(results))
         for job in planned_jobs
