@@ -624,21 +624,39 @@ def test_session_not_found(root: Path) -> None:
     assert p.found == "no such session; the selected subjects have ses-01"
 
 
-def test_several_tasks(root: Path) -> None:
-    make_bids_tree(root, task="rest", runs=("01",), t1w=False)
-    (p,) = problems_of(root)
-    assert p.expected == (
-        "BOLD runs of one task, or the task to process chosen with the config key task"
+def test_several_tasks_the_one_with_most_runs_with_events_with_a_warning(root: Path) -> None:
+    """Legal BIDS (an experiment beside a resting-state scan or a localizer): the task with the
+    most runs that have events is processed, with a warning naming it, the others and the
+    setting; the config key task picks another."""
+    make_bids_tree(root, task="rest", runs=("01", "02", "03"), t1w=False)
+    for events in root.rglob("*task-rest*_events.*"):
+        events.unlink()
+    ds = discover(root)
+    assert {r.task for r in ds.runs} == {"images"} and len(ds.runs) == 2
+    (warning,) = [w for w in ds.warnings if "several tasks" in w]
+    assert warning == (
+        "The dataset has several tasks: task-images (2 runs, 2 with events), task-rest "
+        "(3 runs, 0 with events). Processing task-images, the one with the most runs that have "
+        "events; to process another, set the config key task (e.g. --config task=rest; "
+        "echoprep discover --task rest lists its runs)."
     )
-    assert p.found == "several tasks: task-images (2 runs), task-rest (1 runs)"
-    assert p.fix == "choose one, e.g. --config task=images (echoprep discover --task images)"
-    assert len(discover(root, task="rest").runs) == 1
+    rest = discover(root, task="rest", require_events=False)
+    assert {r.task for r in rest.runs} == {"rest"} and len(rest.runs) == 3
+    assert not [w for w in rest.warnings if "several tasks" in w]
+
+
+def test_several_tasks_with_events_the_one_with_most_runs(root: Path) -> None:
+    """A localizer with events beside the experiment: the experiment, which has more runs."""
+    make_bids_tree(root, task="floc", runs=("01",), t1w=False)
+    ds = discover(root)
+    assert {r.task for r in ds.runs} == {"images"}
+    assert any("Processing task-images" in w for w in ds.warnings)
 
 
 def test_task_not_found(root: Path) -> None:
     (p,) = problems_of(root, task="movie")
     assert p.expected == "BOLD runs of task-movie (requested by task)"
-    assert p.found == "no such task; the selected data have task-images (2 runs)"
+    assert p.found == "no such task; the selected data have task-images (2 runs, 2 with events)"
 
 
 def test_a_subject_without_bold_runs_is_left_out_with_a_warning(tmp_path: Path) -> None:

@@ -576,7 +576,7 @@ CASES: dict[str, Case] = {
     "unknown_participant": Case(_unknown_participant, False, ("sub-02",), 1),
     "participant_as_number": Case(_participant_as_number, False, ("participant_label",)),
     "malformed_exclude_runs_new": Case(_malformed_exclude_runs, False, ("'run02'",), 1),
-    "two_tasks": Case(_two_tasks, False, ("--config task=images",), 1),
+    "two_tasks": Case(_two_tasks, True, ("Processing task-images", "--config task=rest")),
     "t1w_missing": Case(_t1w_missing, False, ("output_space: native",), 1),
     "phase_suffix_before_bids_1_5_new": Case(
         _phase_suffix_before_bids_1_5, True, ("named with the suffix _phase",)

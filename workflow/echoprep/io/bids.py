@@ -77,6 +77,7 @@ from echoprep.io.bids_run_checks import (
     header_tr_warning,
 )
 from echoprep.io.bids_subjects import subjects_with_runs
+from echoprep.io.bids_tasks import choose_task
 from echoprep.options import section_defaults
 
 __all__ = [
@@ -130,7 +131,8 @@ def discover(
     sessions
         Sessions to process (with or without ``ses-``); ``None``: all.
     task
-        Task label; ``None``: the only task with BOLD runs (several → a problem).
+        Task label; ``None``: the only task with BOLD runs, or of several the one with the most
+        runs that have events (:func:`~echoprep.io.bids_tasks.choose_task`, with a warning).
     cache_dir
         Folder for the caches (``<work_dir>/bids_index``); ``None``: no cache.
     require_events
@@ -330,47 +332,20 @@ def _discover(
 
     bolds = exclude_listed_runs(log, [f for f in bold_files(mine) if in_sessions(f)], exclude_runs)
 
-    # task
-    runs_per_task: dict[str, set[tuple[str, str | None, str | None]]] = defaultdict(set)
-    for f in bolds:
-        if f.ent("task") is not None:
-            runs_per_task[f.entities["task"]].add((f.entities["sub"], f.ent("ses"), f.ent("run")))
-    tasks = sorted(runs_per_task)
-    listing = fmt_list(f"task-{t} ({len(runs_per_task[t])} runs)" for t in tasks)
-    task_label = strip_label(task, "task")
-    if task_label is None and len(tasks) > 1:
-        log.add(
-            "sub-*/[ses-*/]func/*_bold.nii.gz",
-            "BOLD runs of one task, or the task to process chosen with the config key task",
-            f"several tasks: {listing}",
-            f"choose one, e.g. --config task={tasks[0]} (echoprep discover --task {tasks[0]})",
-        )
-        task_label = None
-        task_ok = False
-    elif task_label is not None and task_label not in tasks:
-        log.add(
-            f"sub-*/[ses-*/]func/*_task-{task_label}_*_bold.nii.gz",
-            f"BOLD runs of task-{task_label} (requested by task)",
-            f"no such task; the selected data have {listing if tasks else 'no BOLD runs'}",
-            "set task to a label that exists (with or without the 'task-' prefix)"
-            if tasks
-            else "add the BOLD runs",
-        )
-        task_ok = False
-    else:
-        task_ok = True
-        if task_label is None and tasks:
-            task_label = tasks[0]
-
-    warnings: list[str] = []
-    label_column: str | None = None
-
     # events and T1w, indexed by name
     events: dict[tuple[str, str | None, str | None, str | None, tuple], Path] = {}
     for f in mine:
         if f.suffix == "events" and f.ext == ".tsv" and f.datatype == "func":
             key = (f.entities["sub"], f.ent("ses"), f.ent("task"), f.ent("run"), acquisition_of(f))
             events.setdefault(key, f.path)
+
+    def has_events(f: BidsFile) -> bool:
+        run = (f.entities["sub"], f.ent("ses"), f.ent("task"), f.ent("run"))
+        return _events_of(events, run, acquisition_of(f)) is not None
+
+    warnings: list[str] = []
+    task_label, task_ok = choose_task(log, bolds, has_events, task, warnings)
+    label_column: str | None = None
 
     fmaps = [f for f in mine if (f.datatype == "fmap" or f.suffix == "scans") and in_sessions(f)]
     fieldmaps = FieldmapIndex(index.metadata, root, fmaps, index.table, fieldmap_time)
