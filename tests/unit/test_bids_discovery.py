@@ -236,6 +236,17 @@ def test_a_subject_with_several_t1w_images_is_told_which_and_can_choose(tmp_path
     )
 
 
+def test_t1w_images_without_zero_padding_are_ordered_by_their_numbers(tmp_path: Path) -> None:
+    """run-2 before run-10 (BIDS indices need no padding), as runs and sessions are."""
+    root = make_bids_tree(tmp_path / "ds", runs=("01",))
+    t1w = t1w_path(root, "01", "01")
+    for run in ("10", "2"):
+        shutil.copy(t1w, t1w.with_name(f"sub-01_ses-01_run-{run}_T1w.nii.gz"))
+    t1w.unlink()
+    ds = discover(root)
+    assert ds.t1w["01"].name == "sub-01_ses-01_run-2_T1w.nii.gz"
+
+
 def test_derivatives_and_sourcedata_ignored(root: Path) -> None:
     for folder in ("derivatives/echoprep", "sourcedata"):
         bad = bold_path(root / folder, run="09", echo=1)

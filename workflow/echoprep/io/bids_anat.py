@@ -20,19 +20,27 @@ from echoprep.io.bids_checks import (
     check_t1w_header,
     fmt_list,
 )
+from echoprep.io.bids_model import label_order
 
 
 def anat_candidates(files: Sequence[BidsFile], suffix: str) -> dict[str, list[BidsFile]]:
     """Subject -> its ``anat/`` NIfTI images with ``suffix`` (``T1w``, ``T2w``), in the order
-    the first one is chosen: ``sub-X/anat/`` first, then by session label (as text), then by
-    file name (an anatomy-only session such as ``ses-PrismaAnat`` is a session like another)."""
+    the first one is chosen: ``sub-X/anat/`` first, then by session label, then by file name,
+    numbers compared as numbers (:func:`~echoprep.io.bids_model.label_order`: ``ses-2`` before
+    ``ses-10``, ``run-2`` before ``run-10``; an anatomy-only session such as ``ses-PrismaAnat``
+    is a session like another)."""
     by_subject: dict[str, list[BidsFile]] = defaultdict(list)
     for f in files:
         if f.suffix == suffix and f.ext in NIFTI_EXTENSIONS and f.datatype == "anat":
             by_subject[f.entities["sub"]].append(f)
     return {
         sub: sorted(
-            found, key=lambda f: (f.ent("ses") is not None, f.ent("ses") or "", f.path.name)
+            found,
+            key=lambda f: (
+                f.ent("ses") is not None,
+                label_order(f.ent("ses")),
+                label_order(f.path.name),
+            ),
         )
         for sub, found in by_subject.items()
     }

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from echoprep.io.atomic import atomic_path
+from echoprep.io.bids_model import label_order
 from echoprep.kernels.ranking import VARIANT_NAMES, VARIANTS, sem
 from echoprep.report.labels import DOTS
 
@@ -37,7 +38,10 @@ def plot_comparison(
     import matplotlib.pyplot as plt
 
     variants = [v for v in VARIANTS if v in set(table["variant"])]
-    subjects = sorted(set(zip(table["subject"], table["session"], strict=True)))
+    subjects = sorted(
+        set(zip(table["subject"], table["session"], strict=True)),
+        key=lambda pair: (label_order(str(pair[0])), label_order(str(pair[1]))),
+    )
     cmap = plt.get_cmap("tab10")
     panels = [
         ("planted_r", "fidelity to planted responses r"),

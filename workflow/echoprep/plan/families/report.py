@@ -8,6 +8,7 @@ from typing import Any
 
 from echoprep import resources as res
 from echoprep.io import outputs as reg
+from echoprep.io.bids_model import label_order
 from echoprep.io.outputs import folder_name
 from echoprep.io.rule_logs import SUBJECT_KEY
 from echoprep.plan.context import Files, PlanContext, words
@@ -170,7 +171,7 @@ class ReportRules(Family):
             for n in self.ctx.nordic_variants:
                 g = self.glm.outputs(n, combine, subject, ses)
                 glm.append((label, combine, n, g["betas"], g["trials"], g["mask"]))
-        for ses in sorted({s for s, _ in pairs}, key=lambda s: s or ""):
+        for ses in sorted({s for s, _ in pairs}, key=label_order):
             for run in self.dataset.runs_of(subject, ses):
                 for e in run.echoes:
                     files = nordic_outputs(self.ctx, run, str(e.echo))
