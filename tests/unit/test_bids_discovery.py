@@ -623,6 +623,14 @@ def test_participant_label_not_found(root: Path) -> None:
     assert "with or without the 'sub-' prefix" in p.fix
 
 
+def test_exclude_runs_numbers_match_with_or_without_zero_padding(root: Path) -> None:
+    """``run-2`` and ``run-02`` name the same run (as ``anatomy.t1w``'s ``run: 2`` does); a
+    label is otherwise matched as written."""
+    assert [r.run for r in discover(root, exclude_runs=["sub-01_ses-1_run-2"]).runs] == ["01"]
+    assert [r.run for r in discover(root, exclude_runs=["sub-01_run-02"]).runs] == ["01"]
+    assert len(discover(root, exclude_runs=["sub-01_ses-01_run-2x"]).runs) == 2
+
+
 def test_exclude_everything(root: Path) -> None:
     (p,) = problems_of(root, exclude=["sub-01"])
     assert p.expected == "at least one subject to process"

@@ -19,6 +19,7 @@ from echoprep.io.bids_checks import (
     ProblemLog,
     check_t1w_header,
     fmt_list,
+    same_label,
 )
 from echoprep.io.bids_model import label_order
 
@@ -48,16 +49,8 @@ def anat_candidates(files: Sequence[BidsFile], suffix: str) -> dict[str, list[Bi
 
 def _has_entities(f: BidsFile, wanted: Mapping[str, str]) -> bool:
     """Whether ``f`` has every entity of ``wanted`` (labels as text; ``run: 2`` matches
-    ``run-02``)."""
-
-    def same(label: str | None, value: str) -> bool:
-        if label is None:
-            return False
-        if label.isdigit() and value.isdigit():
-            return int(label) == int(value)
-        return label == value
-
-    return all(same(f.ent(k), v) for k, v in wanted.items())
+    ``run-02``: :func:`~echoprep.io.bids_checks.same_label`)."""
+    return all(same_label(f.ent(k), v) for k, v in wanted.items())
 
 
 def _entities_text(f: BidsFile) -> str:

@@ -630,13 +630,25 @@ def select_subjects(
 RUN_SELECTION_ENTITIES = ("sub", "ses", "task", *ACQUISITION_ENTITIES, "run")
 
 
+def same_label(label: str | None, value: str) -> bool:
+    """Whether an entity's label (``None``: the file lacks the entity) is the configured
+    ``value``: as text, or as numbers where both are digits (``3`` is ``03``: BIDS indices
+    need no zero padding, and users write them either way)."""
+    if label is None:
+        return False
+    if label.isdigit() and value.isdigit():
+        return int(label) == int(value)
+    return label == value
+
+
 def exclude_listed_runs(
     log: ProblemLog, files: list[BidsFile], exclude_runs: Sequence[str]
 ) -> list[BidsFile]:
     """``files`` without those of the runs ``exclude_runs`` names (config ``exclude_runs``).
 
     An entry names runs by entities joined by ``_`` (``sub-01_ses-02_run-03``, or
-    ``sub-01_ses-02`` for a whole session); a file matches when it has every entity given.
+    ``sub-01_ses-02`` for a whole session); a file matches when it has every entity given
+    (numbers as numbers: ``run-3`` names ``run-03``, :func:`same_label`).
     Malformed entries are problems; entries that match nothing are logged as a warning.
     """
     if not exclude_runs:
@@ -667,7 +679,11 @@ def exclude_listed_runs(
     kept = []
     for f in files:
         hit = next(
-            (text for text, ents in patterns if all(f.ent(k) == v for k, v in ents.items())),
+            (
+                text
+                for text, ents in patterns
+                if all(same_label(f.ent(k), v) for k, v in ents.items())
+            ),
             None,
         )
         if hit is None:

@@ -61,7 +61,9 @@ def choose_task(
             with_events[label].add(key)
     tasks = sorted(runs, key=label_order)
     listing = fmt_list(
-        f"task-{t} ({len(runs[t])} runs, {len(with_events[t])} with events)" for t in tasks
+        f"task-{t} ({len(runs[t])} run{'' if len(runs[t]) == 1 else 's'}, "
+        f"{len(with_events[t])} with events)"
+        for t in tasks
     )
     wanted = strip_label(task, "task")
     if wanted is not None:
