@@ -776,16 +776,28 @@ def test_a_run_with_phase_only_and_a_fieldmap_is_named_not_a_crash(tmp_path: Pat
     assert [p.found for p in found] == [f"no magnitude image for echo-{e}" for e in (1, 2, 3)]
 
 
-def test_magnitude_without_phase(root: Path) -> None:
+def test_phase_for_some_echoes_only_is_processed_magnitude_only_with_a_warning(
+    root: Path,
+) -> None:
+    """Legal BIDS: that run is processed magnitude-only (NORDIC needs every echo's phase for
+    the complex data), the others keep their phase; the warning names the unused images."""
     remove(bold_path(root, run="02", echo=3, part="phase"))
-    (p,) = problems_of(root)
-    assert p.file.endswith("run-02_echo-3_part-phase_bold.nii.gz")
-    assert p.expected == (
-        "a part-phase image for every echo, because sub-01 ses-01 task-images run-02 has "
-        "phase for echo(es) 1, 2"
+    ds = discover(root)
+    assert [r.has_phase for r in ds.runs] == [True, False]
+    (warning,) = [w for w in ds.warnings if "magnitude-only" in w]
+    assert warning == (
+        "sub-01 ses-01 task-images run-02: phase for echo(es) 1, 2 but not for echo(es) 3; "
+        "processed magnitude-only (NORDIC denoises complex data only with the phase of every "
+        "echo), its phase images unused: sub-01_ses-01_task-images_run-02_echo-1_part-phase_"
+        "bold.nii.gz, sub-01_ses-01_task-images_run-02_echo-2_part-phase_bold.nii.gz."
     )
-    assert p.found == "no part-phase image for echo-3"
-    assert "process it magnitude-only" in p.fix
+    res = subprocess.run(
+        [sys.executable, "-m", "echoprep", "discover", str(root)], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    assert "2 runs, 3 echoes (TE 11.00, 28.82, 46.62 ms), TR 1.9 s, mag+phase in 1 of 2 runs" in (
+        res.stdout
+    )
 
 
 def test_duplicate_echo_file(root: Path) -> None:

@@ -276,6 +276,10 @@ def _missing_echo(root: Path) -> None:
     remove(bold_path(root, ses="02", run="02", echo=3, part="mag"))
 
 
+def _phase_for_some_echoes_only(root: Path) -> None:
+    remove(bold_path(root, ses="02", run="02", echo=3, part="phase"))
+
+
 def _na_onset(root: Path) -> None:
     _edit_onset(events_path(root, ses="01", run="01"), 2, "n/a")
 
@@ -517,6 +521,9 @@ CASES: dict[str, Case] = {
         ("differ in their number of echoes", "Echo handling: denoised left out"),
     ),
     # broken
+    "phase_for_some_echoes_only_new": Case(
+        _phase_for_some_echoes_only, True, ("processed magnitude-only",)
+    ),
     "missing_echo": Case(_missing_echo, False, ("run-02_echo-3_part-phase_bold.nii.gz",), 1),
     "na_onset_new": Case(_na_onset, False, ("found 'n/a' on line 3",), 1),
     "empty_events_file_new": Case(

@@ -75,7 +75,14 @@ def _cmd_discover(args: argparse.Namespace) -> int:
     for sub in ds.subjects():
         for ses in ds.sessions(sub):
             runs = ds.runs_of(sub, ses)
-            phase = "mag+phase" if all(r.has_phase for r in runs) else "magnitude only"
+            complex_runs = sum(r.has_phase for r in runs)
+            phase = (
+                "mag+phase"
+                if complex_runs == len(runs)
+                else "magnitude only"
+                if not complex_runs
+                else f"mag+phase in {complex_runs} of {len(runs)} runs, the others magnitude only"
+            )
             # runs of a session may differ in echoes and TR (legal; discovery warns)
             kinds = Counter(
                 f"{len(r.echoes)} echoes (TE {', '.join(f'{t * 1000:.2f}' for t in r.echo_times)}"

@@ -386,7 +386,7 @@ def _discover(
             group_echo_files(log, scan, group)
             if not scan.mags and not scan.phases:
                 continue
-            check_parts(log, scan)
+            check_parts(log, scan, warnings)
             if not scan.mags:  # phase only: check_parts named it; nothing else to check
                 continue
             check_headers(log, lambda p: index.header(p, root), scan)

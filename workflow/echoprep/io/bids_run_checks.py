@@ -178,8 +178,10 @@ def group_echo_files(log: ProblemLog, scan: RunScan, files: Sequence[BidsFile]) 
             target[echo] = paths[0]
 
 
-def check_parts(log: ProblemLog, scan: RunScan) -> None:
-    """Phase without magnitude, and phase for some echoes only."""
+def check_parts(log: ProblemLog, scan: RunScan, warnings: list[str]) -> None:
+    """Phase without magnitude (a problem), and phase for some echoes only: legal, and NORDIC
+    needs the phase of every echo to denoise the complex data, so the run is processed
+    magnitude-only, with a warning naming the phase images left unused."""
     for echo, phase in sorted(scan.phases.items()):
         if echo not in scan.mags:
             mag = scan.expected(echo, "mag")
@@ -190,18 +192,16 @@ def check_parts(log: ProblemLog, scan: RunScan) -> None:
                 f"no magnitude image for echo-{echo}",
                 f"add {mag.name} with its sidecar, or delete the orphan phase image",
             )
-    if scan.phases:
-        with_phase = sorted(scan.phases)
-        for echo in sorted(scan.mags):
-            if echo not in scan.phases:
-                log.add(
-                    scan.expected(echo, "phase"),
-                    f"a part-phase image for every echo, because {scan.title} has phase for "
-                    f"echo(es) {fmt_list(with_phase)}",
-                    f"no part-phase image for echo-{echo}",
-                    "add the missing phase image with its sidecar, or remove all part-phase "
-                    "images of this run to process it magnitude-only",
-                )
+    missing = sorted(echo for echo in scan.mags if echo not in scan.phases)
+    if scan.phases and missing:
+        unused = [scan.phases[e].name for e in sorted(scan.phases) if e in scan.mags]
+        warnings.append(
+            f"{scan.title}: phase for echo(es) {fmt_list(sorted(scan.phases))} but not for "
+            f"echo(es) {fmt_list(missing)}; processed magnitude-only (NORDIC denoises complex "
+            "data only with the phase of every echo), its phase images unused: "
+            f"{fmt_list(unused)}."
+        )
+        scan.phases.clear()
 
 
 def check_headers(log: ProblemLog, header: Callable[[Path], ImageHeader], scan: RunScan) -> None:
