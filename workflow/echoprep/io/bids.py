@@ -339,8 +339,8 @@ def _discover(
             key = (f.entities["sub"], f.ent("ses"), f.ent("task"), f.ent("run"), acquisition_of(f))
             events.setdefault(key, f.path)
 
-    def has_events(f: BidsFile) -> bool:
-        run = (f.entities["sub"], f.ent("ses"), f.ent("task"), f.ent("run"))
+    def has_events(f: BidsFile) -> bool:  # (choose_task asks for files with a task only)
+        run = (f.entities["sub"], f.ent("ses"), f.entities["task"], f.ent("run"))
         return _events_of(events, run, acquisition_of(f)) is not None
 
     warnings: list[str] = []
