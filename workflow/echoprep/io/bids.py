@@ -46,7 +46,6 @@ from echoprep.io.bids_checks import (
     BIDSInputError,
     InputProblem,
     ProblemLog,
-    exclude_listed_runs,
     fmt_list,
     labels,
     select_subjects,
@@ -76,6 +75,7 @@ from echoprep.io.bids_run_checks import (
     group_echo_files,
     header_tr_warning,
 )
+from echoprep.io.bids_selection import exclude_listed_runs
 from echoprep.io.bids_subjects import subjects_with_runs
 from echoprep.io.bids_tasks import choose_task
 from echoprep.options import section_defaults

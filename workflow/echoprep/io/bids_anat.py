@@ -19,9 +19,9 @@ from echoprep.io.bids_checks import (
     ProblemLog,
     check_t1w_header,
     fmt_list,
-    same_label,
 )
 from echoprep.io.bids_model import label_order
+from echoprep.io.bids_selection import same_label
 
 
 def anat_candidates(files: Sequence[BidsFile], suffix: str) -> dict[str, list[BidsFile]]:
@@ -49,7 +49,7 @@ def anat_candidates(files: Sequence[BidsFile], suffix: str) -> dict[str, list[Bi
 
 def _has_entities(f: BidsFile, wanted: Mapping[str, str]) -> bool:
     """Whether ``f`` has every entity of ``wanted`` (labels as text; ``run: 2`` matches
-    ``run-02``: :func:`~echoprep.io.bids_checks.same_label`)."""
+    ``run-02``: :func:`~echoprep.io.bids_selection.same_label`)."""
     return all(same_label(f.ent(k), v) for k, v in wanted.items())
 
 
