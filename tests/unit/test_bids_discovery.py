@@ -66,6 +66,15 @@ def problems_of(root: Path, n: int | None = 1, **kwargs) -> list[InputProblem]:
     return found
 
 
+def discover_cli(root: Path) -> str:
+    """What ``echoprep discover`` prints for ``root`` (it must succeed)."""
+    res = subprocess.run(
+        [sys.executable, "-m", "echoprep", "discover", str(root)], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
 def replace_echo(root: Path, run: str, echo: int, te: float, parts=("mag", "phase")) -> None:
     for part in parts:
         edit_sidecar(bold_path(root, run=run, echo=echo, part=part), EchoTime=te)
@@ -368,11 +377,7 @@ def test_run_with_more_echoes_than_the_others_is_a_warning(root3: Path) -> None:
         "sub-01 ses-01 task-images run-03 has 4. Each run is processed with all its echoes"
     )
     # `echoprep discover` says how the session's runs differ, not the first run's echoes only
-    res = subprocess.run(
-        [sys.executable, "-m", "echoprep", "discover", str(root)], capture_output=True, text=True
-    )
-    assert res.returncode == 0, res.stderr
-    assert res.stdout == (
+    assert discover_cli(root) == (
         "sub-01 ses-01: 3 runs, mag+phase; 2 with 3 echoes (TE 11.00, 28.82, 46.62 ms), TR 1.9 "
         "s; 1 with 4 echoes (TE 11.00, 28.82, 46.62, 64.40 ms), TR 1.9 s\n"
     )
@@ -791,12 +796,8 @@ def test_phase_for_some_echoes_only_is_processed_magnitude_only_with_a_warning(
         "echo), its phase images unused: sub-01_ses-01_task-images_run-02_echo-1_part-phase_"
         "bold.nii.gz, sub-01_ses-01_task-images_run-02_echo-2_part-phase_bold.nii.gz."
     )
-    res = subprocess.run(
-        [sys.executable, "-m", "echoprep", "discover", str(root)], capture_output=True, text=True
-    )
-    assert res.returncode == 0, res.stderr
     assert "2 runs, 3 echoes (TE 11.00, 28.82, 46.62 ms), TR 1.9 s, mag+phase in 1 of 2 runs" in (
-        res.stdout
+        discover_cli(root)
     )
 
 
