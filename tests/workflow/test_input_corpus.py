@@ -520,10 +520,11 @@ CASES: dict[str, Case] = {
         True,
         ("differ in their number of echoes", "Echo handling: denoised left out"),
     ),
-    # broken
+    "two_tasks": Case(_two_tasks, True, ("Processing task-images", "--config task=rest")),
     "phase_for_some_echoes_only_new": Case(
         _phase_for_some_echoes_only, True, ("processed magnitude-only",)
     ),
+    # broken
     "missing_echo": Case(_missing_echo, False, ("run-02_echo-3_part-phase_bold.nii.gz",), 1),
     "na_onset_new": Case(_na_onset, False, ("found 'n/a' on line 3",), 1),
     "empty_events_file_new": Case(
@@ -583,7 +584,6 @@ CASES: dict[str, Case] = {
     "unknown_participant": Case(_unknown_participant, False, ("sub-02",), 1),
     "participant_as_number": Case(_participant_as_number, False, ("participant_label",)),
     "malformed_exclude_runs_new": Case(_malformed_exclude_runs, False, ("'run02'",), 1),
-    "two_tasks": Case(_two_tasks, True, ("Processing task-images", "--config task=rest")),
     "t1w_missing": Case(_t1w_missing, False, ("output_space: native",), 1),
     "phase_suffix_before_bids_1_5_new": Case(
         _phase_suffix_before_bids_1_5, True, ("named with the suffix _phase",)

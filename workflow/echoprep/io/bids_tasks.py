@@ -49,30 +49,34 @@ def choose_task(
         The task label (None when no selected file has one) and whether the requested task
         exists.
     """
-    runs: dict[str, set[tuple[object, ...]]] = defaultdict(set)
-    with_events: dict[str, set[tuple[object, ...]]] = defaultdict(set)
+    # one BOLD file per run and task: has_events is asked once a run, and only for a listing
+    runs: dict[str, dict[tuple[object, ...], BidsFile]] = defaultdict(dict)
     for f in bolds:
         label = f.ent("task")
-        if label is None:
-            continue
-        key = (f.entities["sub"], f.ent("ses"), f.ent("run"), acquisition_of(f))
-        runs[label].add(key)
-        if has_events(f):
-            with_events[label].add(key)
+        if label is not None:
+            key = (f.entities["sub"], f.ent("ses"), f.ent("run"), acquisition_of(f))
+            runs[label].setdefault(key, f)
     tasks = sorted(runs, key=label_order)
-    listing = fmt_list(
-        f"task-{t} ({len(runs[t])} run{'' if len(runs[t]) == 1 else 's'}, "
-        f"{len(with_events[t])} with events)"
-        for t in tasks
-    )
+
+    def listing(events: dict[str, int]) -> str:
+        return fmt_list(
+            f"task-{t} ({len(runs[t])} run{'' if len(runs[t]) == 1 else 's'}, "
+            f"{events[t]} with events)"
+            for t in tasks
+        )
+
+    def runs_with_events() -> dict[str, int]:
+        return {t: sum(has_events(f) for f in runs[t].values()) for t in tasks}
+
     wanted = strip_label(task, "task")
     if wanted is not None:
         if wanted in runs:
             return wanted, True
+        have = listing(runs_with_events()) if tasks else "no BOLD runs"
         log.add(
             f"sub-*/[ses-*/]func/*_task-{wanted}_*_bold.nii.gz",
             f"BOLD runs of task-{wanted} (requested by task)",
-            f"no such task; the selected data have {listing if tasks else 'no BOLD runs'}",
+            f"no such task; the selected data have {have}",
             "set task to a label that exists (with or without the 'task-' prefix)"
             if tasks
             else "add the BOLD runs",
@@ -80,11 +84,12 @@ def choose_task(
         return None, False
     if len(tasks) <= 1:
         return (tasks[0] if tasks else None), True
-    chosen = min(tasks, key=lambda t: (-len(with_events[t]), -len(runs[t]), label_order(t)))
+    events = runs_with_events()
+    chosen = min(tasks, key=lambda t: (-events[t], -len(runs[t]), label_order(t)))
     others = [t for t in tasks if t != chosen]
     warnings.append(
-        f"The dataset has several tasks: {listing}. Processing task-{chosen}, the one with the "
-        "most runs that have events; to process another, set the config key task (e.g. "
+        f"The dataset has several tasks: {listing(events)}. Processing task-{chosen}, the one "
+        "with the most runs that have events; to process another, set the config key task (e.g. "
         f"--config task={others[0]}; echoprep discover --task {others[0]} lists its runs)."
     )
     return chosen, True
